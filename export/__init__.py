@@ -1,0 +1,1 @@
+"""SavedModel export for TF-Serving and the gRPC client (installed as `maskrnn_tf.export`)."""

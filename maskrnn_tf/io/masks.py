@@ -1,0 +1,98 @@
+"""Reading frames and masks in the layouts of DAVIS and SegTrack, and writing DAVIS palette PNGs."""
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Optional
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+VOID_ID = 255  # DAVIS-2017: pixels excluded from evaluation
+
+
+class ImageReadError(ValueError):
+    """An image or mask file is missing, unreadable or not of the expected kind."""
+
+
+def _open(path: str) -> Image.Image:
+    if not os.path.isfile(path):
+        raise ImageReadError(f"{path}: file not found.")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError) as err:
+        raise ImageReadError(
+            f"{path}: unreadable image ({err}); replace it with a valid JPEG/PNG/BMP file."
+        ) from err
+    return image
+
+
+def read_frame(path: str | os.PathLike) -> np.ndarray:
+    """Reads a video frame as uint8 RGB [H, W, 3]."""
+    return np.asarray(_open(os.fspath(path)).convert("RGB"), dtype=np.uint8)
+
+
+def read_palette(path: str | os.PathLike) -> Optional[np.ndarray]:
+    """The [256, 3] uint8 palette of an indexed PNG, or None when the image is not indexed."""
+    image = _open(os.fspath(path))
+    if image.mode != "P":
+        return None
+    flat = np.asarray(image.getpalette() or [], dtype=np.uint8)
+    palette = np.zeros((256, 3), np.uint8)
+    palette.reshape(-1)[: flat.size] = flat[: 768]
+    return palette
+
+
+def read_mask(path: str | os.PathLike, binary_threshold: int = 127) -> np.ndarray:
+    """Reads a mask as uint8 object ids [H, W].
+
+    - indexed (palette) PNG: the index is the object id (DAVIS-2017; 255 = void);
+    - grey or RGB masks: binary, foreground where the grey value > `binary_threshold` (DAVIS-2016 0/255,
+      SegTrack's anti-aliased masks), returned as 0/1.
+    """
+    path = os.fspath(path)
+    image = _open(path)
+    if image.mode == "P":
+        return np.asarray(image, dtype=np.uint8).copy()
+    if image.mode in ("1",):
+        return np.asarray(image, dtype=np.uint8)
+    grey = np.asarray(image.convert("L"), dtype=np.uint8)
+    return (grey > binary_threshold).astype(np.uint8)
+
+
+def davis_palette() -> np.ndarray:
+    """The DAVIS / PASCAL VOC colour map [256, 3] uint8 (id 1 red, 2 green, 3 yellow, ...)."""
+    palette = np.zeros((256, 3), np.uint8)
+    for index in range(256):
+        value, r, g, b = index, 0, 0, 0
+        for bit in range(8):
+            r |= ((value >> 0) & 1) << (7 - bit)
+            g |= ((value >> 1) & 1) << (7 - bit)
+            b |= ((value >> 2) & 1) << (7 - bit)
+            value >>= 3
+        palette[index] = (r, g, b)
+    return palette
+
+
+def write_palette_png(path: str | os.PathLike, labels: np.ndarray, palette: Optional[np.ndarray] = None) -> None:
+    """Writes object ids [H, W] as an indexed PNG (atomically: temporary file, then rename)."""
+    path = os.fspath(path)
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"write_palette_png({path}): labels must be [H, W], got shape {labels.shape}.")
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(f"write_palette_png({path}): ids must be in 0..255.")
+    palette = davis_palette() if palette is None else np.asarray(palette, np.uint8).reshape(256, 3)
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    image.putpalette(palette.reshape(-1).tolist())
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
+    os.close(fd)
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,68 @@
+"""Middlebury `.flo` optical-flow files: float32 magic 202021.25, int32 width, int32 height, then
+height x width x 2 float32 (u, v) in row-major order, little-endian."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+FLO_MAGIC = 202021.25
+MAX_FLO_SIDE = 100_000  # larger sides are certainly a corrupt header, not a real flow field
+
+
+class FloFormatError(ValueError):
+    """A `.flo` file is corrupt or not a `.flo` file."""
+
+
+def read_flo(path: str | os.PathLike) -> np.ndarray:
+    """Reads a `.flo` file into a float32 array [H, W, 2] of (u, v)."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if len(header) < 12:
+            raise FloFormatError(
+                f"{path}: truncated .flo header ({len(header)} of 12 bytes); the file is incomplete, "
+                "rewrite it with write_flo or recompute the flow."
+            )
+        magic = np.frombuffer(header[:4], "<f4")[0]
+        if magic != np.float32(FLO_MAGIC):
+            raise FloFormatError(
+                f"{path}: bad .flo magic number {magic!r} (expected {FLO_MAGIC}); "
+                "this is not a Middlebury .flo file."
+            )
+        width, height = (int(v) for v in np.frombuffer(header[4:12], "<i4"))
+        if not (0 < width <= MAX_FLO_SIDE and 0 < height <= MAX_FLO_SIDE):
+            raise FloFormatError(
+                f"{path}: absurd .flo dimensions {width}x{height} (each side must be 1..{MAX_FLO_SIDE}); "
+                "the header is corrupt."
+            )
+        expected = width * height * 2 * 4
+        payload = f.read(expected + 1)
+    if len(payload) != expected:
+        raise FloFormatError(
+            f"{path}: .flo payload has {len(payload)} bytes, expected {expected} for {width}x{height}x2 "
+            "float32; the file is truncated or has trailing data."
+        )
+    return np.frombuffer(payload, "<f4").reshape(height, width, 2).astype(np.float32)
+
+
+def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
+    """Writes a [H, W, 2] (u, v) flow as a `.flo` file, atomically (temporary file, then rename)."""
+    path = os.fspath(path)
+    flow = np.asarray(flow)
+    if flow.ndim != 3 or flow.shape[2] != 2:
+        raise ValueError(f"write_flo({path}): flow must be [H, W, 2], got shape {flow.shape}.")
+    height, width = flow.shape[:2]
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".flo")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(np.array([FLO_MAGIC], "<f4").tobytes())
+            f.write(np.array([width, height], "<i4").tobytes())
+            f.write(np.ascontiguousarray(flow, dtype="<f4").tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,98 @@
+"""Box ops: tight boxes, Fast R-CNN deltas, enlarge/clip, normalized boxes and RoI pooling."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from maskrnn_tf.ops import (
+    box_mask,
+    boxes_to_normalized,
+    clip_boxes,
+    decode_box_deltas,
+    encode_box_deltas,
+    enlarge_boxes,
+    mask_to_box,
+    roi_pool,
+)
+
+
+def test_mask_to_box_tight_and_empty():
+    masks = np.zeros((3, 8, 10), np.float32)
+    masks[0, 2:5, 3:7] = 1.0
+    masks[1, 7, 9] = 0.9  # one pixel in the corner
+    boxes, valid = mask_to_box(masks)
+    np.testing.assert_array_equal(valid.numpy(), [True, True, False])
+    np.testing.assert_array_equal(boxes.numpy(), [[2, 3, 5, 7], [7, 9, 8, 10], [0, 0, 0, 0]])
+    # Threshold is strict: 0.5 is not foreground.
+    _, valid = mask_to_box(np.full((1, 4, 4, 1), 0.5, np.float32))
+    assert not valid.numpy()[0]
+
+
+def test_encode_decode_round_trip_and_values():
+    rng = np.random.default_rng(0)
+    anchors = np.concatenate([rng.uniform(0, 50, (20, 2)), rng.uniform(0, 50, (20, 2))], 1)
+    anchors[:, 2:] = anchors[:, :2] + rng.uniform(2, 40, (20, 2))
+    boxes = anchors + rng.normal(0, 3, (20, 4))
+    boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 2)
+    deltas = encode_box_deltas(boxes, anchors)
+    np.testing.assert_allclose(decode_box_deltas(deltas, anchors).numpy(), boxes, atol=1e-3)
+    # Hand-computed: anchor (0,0,10,20) -> box (5,0,15,40): centre moves 5 in y (0.5 h), width doubles.
+    d = encode_box_deltas([[5.0, 0.0, 15.0, 40.0]], [[0.0, 0.0, 10.0, 20.0]]).numpy()[0]
+    np.testing.assert_allclose(d, [10 * 0.5, 10 * 0.5, 0.0, 5 * np.log(2.0)], atol=1e-6)
+
+
+def test_enlarge_and_clip():
+    out = enlarge_boxes([[10.0, 20.0, 30.0, 60.0]], 1.25).numpy()[0]
+    np.testing.assert_allclose(out, [7.5, 15.0, 32.5, 65.0])
+    np.testing.assert_allclose(clip_boxes([[-3.0, 5.0, 50.0, 70.0]], 40, 64).numpy()[0], [0, 5, 40, 64])
+
+
+def test_box_mask_pixel_centres():
+    m = box_mask(tf.constant([[1.0, 2.0, 3.0, 4.6]]), 5, 6).numpy()[0]
+    expected = np.zeros((5, 6), np.float32)
+    expected[1:3, 2:5] = 1.0  # centres 1.5, 2.5 and 2.5, 3.5, 4.5
+    np.testing.assert_array_equal(m, expected)
+
+
+def _bilinear(img: np.ndarray, y: float, x: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    if y < 0 or y > h - 1 or x < 0 or x > w - 1:
+        return np.zeros(img.shape[2:], img.dtype)  # crop_and_resize's extrapolation value
+    y0, x0 = int(np.floor(y)), int(np.floor(x))
+    y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
+    ay, ax = y - y0, x - x0
+    top = img[y0, x0] * (1 - ax) + img[y0, x1] * ax
+    bottom = img[y1, x0] * (1 - ax) + img[y1, x1] * ax
+    return top * (1 - ay) + bottom * ay
+
+
+def test_roi_pool_matches_numpy_reference():
+    rng = np.random.default_rng(4)
+    features = rng.random((2, 9, 12, 3)).astype(np.float32)
+    pixel_boxes = np.array([[1.0, 2.0, 7.0, 11.0], [0.0, 0.0, 9.0, 12.0], [3.5, 4.0, 5.0, 6.0]], np.float32)
+    indices = np.array([1, 0, 1], np.int32)
+    norm = boxes_to_normalized(pixel_boxes, 9, 12).numpy()
+    k = 3
+    got = roi_pool(features, norm, indices, output_size=k).numpy()
+    assert got.shape == (3, k, k, 3)
+    for n in range(3):
+        y1, x1, y2, x2 = norm[n]
+        crop = np.zeros((2 * k, 2 * k, 3), np.float32)
+        for i in range(2 * k):
+            for j in range(2 * k):
+                y = y1 * 8 + i * (y2 - y1) * 8 / (2 * k - 1)
+                x = x1 * 11 + j * (x2 - x1) * 11 / (2 * k - 1)
+                crop[i, j] = _bilinear(features[indices[n]], y, x)
+        ref = crop.reshape(k, 2, k, 2, 3).max(axis=(1, 3))
+        np.testing.assert_allclose(got[n], ref, atol=1e-5)
+
+
+def test_full_frame_box_normalizes_to_pixel_edges():
+    norm = boxes_to_normalized([[0.0, 0.0, 9.0, 12.0]], 9, 12).numpy()[0]
+    np.testing.assert_allclose(norm, [-0.5 / 8, -0.5 / 11, 8.5 / 8, 11.5 / 11])
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
+def test_roi_pool_keeps_dtype(dtype):
+    features = tf.cast(tf.random.uniform((1, 8, 8, 2)), dtype)
+    out = roi_pool(features, [[0.0, 0.0, 1.0, 1.0]], [0], output_size=2)
+    assert out.dtype == dtype and out.shape == (1, 2, 2, 2)
