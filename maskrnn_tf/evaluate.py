@@ -1,0 +1,59 @@
+"""DAVIS evaluation CLI: J, F (and T on DAVIS-2016) of a results folder, written as davis2017-evaluation CSVs.
+
+    python -m maskrnn_tf.evaluate --davis_root=/path/DAVIS --results=/path/results [--split=val]
+        [--year=2016|2017] [--processes=N] [--sequences=a,b] [--all_frames] [--keep_void] [--t=auto|on|off]
+
+Results are `<results>/<sequence>/<frame>.png` (palette PNGs of object ids); the CSVs go into --results
+(or --output_dir). A thin wrapper over maskrnn_tf.metrics.evaluate_dataset.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import List
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("davis_root", None, "DAVIS folder (with ImageSets/, Annotations/).")
+flags.DEFINE_string("results", None, "Results folder: <results>/<sequence>/<frame>.png.")
+flags.DEFINE_string("split", "val", "Split name (ImageSets/<480p|2017>/<split>.txt).")
+flags.DEFINE_enum("year", None, ["2016", "2017"], "DAVIS layout; default: detected from ImageSets/.")
+flags.DEFINE_integer("processes", 0, "Worker processes over sequences; 0 = number of CPUs.")
+flags.DEFINE_list("sequences", None, "Evaluate only these sequences of the split.")
+flags.DEFINE_bool("all_frames", False, "Score every frame (the DAVIS protocol drops the first and last).")
+flags.DEFINE_bool("keep_void", False, "Score void pixels as background, like the released davis2017-evaluation.")
+flags.DEFINE_enum("t", "auto", ["auto", "on", "off"], "Temporal stability T: auto = DAVIS-2016 only.")
+flags.DEFINE_string("output_dir", None, "Where the CSVs go; default: the results folder.")
+
+
+def main(argv: List[str]) -> int:
+    del argv
+    from maskrnn_tf.metrics import EvaluationConfig, EvaluationInputError, evaluate_dataset, format_results
+    from maskrnn_tf.metrics import write_reports
+
+    if not FLAGS.davis_root or not FLAGS.results:
+        print("error: --davis_root and --results are required.", file=sys.stderr)
+        return 2
+    config = EvaluationConfig(
+        split=FLAGS.split,
+        year=int(FLAGS.year) if FLAGS.year else None,
+        sequences=tuple(FLAGS.sequences) if FLAGS.sequences else None,
+        processes=FLAGS.processes if FLAGS.processes > 0 else (os.cpu_count() or 1),
+        skip_first_last=not FLAGS.all_frames,
+        exclude_void=not FLAGS.keep_void,
+        compute_t={"auto": None, "on": True, "off": False}[FLAGS.t],
+    )
+    try:
+        results = evaluate_dataset(FLAGS.davis_root, FLAGS.results, config)
+        paths = write_reports(results, FLAGS.output_dir or FLAGS.results)
+    except (EvaluationInputError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(format_results(results))
+    print("\nwrote " + ", ".join(paths))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,190 @@
+"""Reading a DAVIS root (2016 or 2017 layout) and a results folder for the evaluation.
+
+DAVIS-2016: `ImageSets/480p/<split>.txt` lines "/JPEGImages/480p/<seq>/<frame>.jpg /Annotations/480p/<seq>/<frame>.png",
+binary 0/255 masks (one object, id 1), `Annotations/db_info.yml` with the `eval_t` flag of each sequence.
+DAVIS-2017: `ImageSets/2017/<split>.txt` lists sequence names, `Annotations/<resolution>/<seq>/*.png` are palette
+PNGs (index = object id, 255 = void). The objects of a sequence are 1..max id of its first frame (the official
+rule). Results: `<results>/<seq>/<frame>.png`, palette PNGs of object ids (maskrnn_tf.io.write_palette_png).
+"""
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from maskrnn_tf.io import VOID_ID, read_mask
+from maskrnn_tf.metrics.errors import (
+    DatasetLayoutError,
+    ExtraFramesError,
+    MissingResultsError,
+    SizeMismatchError,
+    UnknownObjectError,
+)
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """One ground-truth sequence: its name, frame names (file stems, in order) and annotation paths."""
+
+    name: str
+    frames: Tuple[str, ...]
+    annotation_paths: Tuple[str, ...]
+    eval_t: Optional[bool] = None  # DAVIS-2016 db_info.yml flag; None when unknown
+
+
+def image_set_path(davis_root: str, split: str, year: int) -> str:
+    """Path of the split list for a DAVIS year (2016: ImageSets/480p, 2017: ImageSets/2017)."""
+    folder = "480p" if year == 2016 else "2017"
+    return os.path.join(davis_root, "ImageSets", folder, f"{split}.txt")
+
+
+def detect_year(davis_root: str, split: str) -> int:
+    """2017 if ImageSets/2017/<split>.txt exists, else 2016 if ImageSets/480p/<split>.txt exists."""
+    for year in (2017, 2016):
+        if os.path.isfile(image_set_path(davis_root, split, year)):
+            return year
+    raise DatasetLayoutError(
+        f"{davis_root}: neither {image_set_path(davis_root, split, 2017)} nor "
+        f"{image_set_path(davis_root, split, 2016)} exists; pass the extracted DAVIS folder as --davis_root "
+        f"and a split it contains as --split."
+    )
+
+
+def read_eval_t_flags(davis_root: str) -> Optional[Dict[str, bool]]:
+    """`eval_t` per sequence from Annotations/db_info.yml, or None when the file is absent."""
+    import yaml  # only needed for DAVIS-2016 roots
+
+    path = os.path.join(davis_root, "Annotations", "db_info.yml")
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            info = yaml.safe_load(f)
+        return {str(s["name"]): bool(s.get("eval_t", False)) for s in info.get("sequences", [])}
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError) as err:
+        raise DatasetLayoutError(
+            f"{path}: not a DAVIS db_info.yml ({err}); restore the file from the DAVIS-2016 archive or delete it "
+            f"(T is then computed for every sequence)."
+        ) from err
+
+
+def list_sequences(davis_root: str, split: str, year: int, resolution: str = "480p") -> List[SequenceSpec]:
+    """The sequences of a split, in the order of the image set list."""
+    if not os.path.isdir(davis_root):
+        raise DatasetLayoutError(f"{davis_root}: DAVIS root folder not found; pass the extracted dataset folder.")
+    list_path = image_set_path(davis_root, split, year)
+    if not os.path.isfile(list_path):
+        raise DatasetLayoutError(
+            f"{list_path}: split list not found; check --split and --year (DAVIS-{year} layout expected)."
+        )
+    with open(list_path, "r", encoding="utf-8") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    if year == 2016:
+        return _list_2016(davis_root, list_path, lines)
+    specs = []
+    for name in lines:
+        folder = os.path.join(davis_root, "Annotations", resolution, name)
+        paths = sorted(glob.glob(os.path.join(folder, "*.png")))
+        if not paths:
+            raise DatasetLayoutError(
+                f"{folder}: no annotation PNGs for sequence '{name}' listed in {list_path}; "
+                f"extract the DAVIS annotations or remove the sequence from the list."
+            )
+        frames = tuple(os.path.splitext(os.path.basename(p))[0] for p in paths)
+        specs.append(SequenceSpec(name, frames, tuple(paths)))
+    return specs
+
+
+def _list_2016(davis_root: str, list_path: str, lines: Sequence[str]) -> List[SequenceSpec]:
+    frames: Dict[str, List[Tuple[str, str]]] = {}
+    for number, line in enumerate(lines, 1):
+        parts = line.split()
+        if len(parts) != 2:
+            raise DatasetLayoutError(
+                f"{list_path}:{number}: expected '/JPEGImages/... /Annotations/...', got '{line}'."
+            )
+        rel = parts[1].lstrip("/")
+        sequence = os.path.basename(os.path.dirname(rel))
+        stem = os.path.splitext(os.path.basename(rel))[0]
+        frames.setdefault(sequence, []).append((stem, os.path.join(davis_root, rel)))
+    flags = read_eval_t_flags(davis_root)
+    return [
+        SequenceSpec(
+            name,
+            tuple(s for s, _ in items),
+            tuple(p for _, p in items),
+            None if flags is None else flags.get(name, False),
+        )
+        for name, items in frames.items()
+    ]
+
+
+def load_ground_truth(
+    spec: SequenceSpec, frame_indices: Sequence[int]
+) -> Tuple[np.ndarray, np.ndarray, Tuple[int, ...]]:
+    """(ids [T', H, W] uint8 with void set to 0, void [T', H, W] bool, object ids) of the chosen frames.
+
+    Objects are 1..max id of the sequence's first frame (void excluded), the official DAVIS rule.
+    """
+    first = read_mask(spec.annotation_paths[0])
+    first_ids = first[first != VOID_ID]
+    n_objects = int(first_ids.max()) if first_ids.size else 0
+    labels = np.stack([read_mask(spec.annotation_paths[i]) for i in frame_indices]) if frame_indices else (
+        np.zeros((0,) + first.shape, np.uint8)
+    )
+    void = labels == VOID_ID
+    labels = np.where(void, 0, labels).astype(np.uint8)
+    return labels, void, tuple(range(1, n_objects + 1))
+
+
+def load_results(
+    results_dir: str,
+    spec: SequenceSpec,
+    frame_indices: Sequence[int],
+    object_ids: Sequence[int],
+    shape: Tuple[int, int],
+) -> np.ndarray:
+    """Predicted ids [T', H, W] of the chosen frames from `<results_dir>/<seq>/<frame>.png`, validated."""
+    folder = os.path.join(results_dir, spec.name)
+    if not os.path.isdir(folder):
+        raise MissingResultsError(
+            f"{folder}: no results for sequence '{spec.name}'; segment it (one PNG per frame) or leave it out "
+            f"with --sequences."
+        )
+    present = {
+        os.path.splitext(n)[0] for n in os.listdir(folder) if n.lower().endswith(".png") and not n.startswith(".")
+    }
+    extra = sorted(present - set(spec.frames))
+    if extra:
+        raise ExtraFramesError(
+            f"{folder}: {len(extra)} result frame(s) not in the ground truth of '{spec.name}' "
+            f"(e.g. {', '.join(extra[:3])}.png; frames are {spec.frames[0]}..{spec.frames[-1]}); "
+            f"remove them or check that the results belong to this sequence."
+        )
+    missing = [spec.frames[i] for i in frame_indices if spec.frames[i] not in present]
+    if missing:
+        raise MissingResultsError(
+            f"{folder}: {len(missing)} evaluated frame(s) missing for '{spec.name}' (e.g. "
+            f"{', '.join(missing[:3])}.png); write one PNG per frame named like the annotations."
+        )
+    known = set(object_ids) | {0}
+    out = np.zeros((len(frame_indices),) + tuple(shape), np.uint8)
+    for k, i in enumerate(frame_indices):
+        path = os.path.join(folder, spec.frames[i] + ".png")
+        pred = read_mask(path)
+        if pred.shape != tuple(shape):
+            raise SizeMismatchError(
+                f"{path}: result is {pred.shape[1]}x{pred.shape[0]} but the annotation is {shape[1]}x{shape[0]} "
+                f"(WxH); write results at the annotation resolution."
+            )
+        unknown = sorted(set(np.unique(pred).tolist()) - known)
+        if unknown:
+            raise UnknownObjectError(
+                f"{path}: object id(s) {unknown} not in the ground truth of '{spec.name}' (ids "
+                f"{list(object_ids)}, 0 = background); label objects with their first-frame ids."
+            )
+        out[k] = pred
+    return out

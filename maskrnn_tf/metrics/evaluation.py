@@ -1,0 +1,218 @@
+"""DAVIS semi-supervised evaluation of a results folder: J and F per object (and T for DAVIS-2016).
+
+Protocol (davis2017-evaluation): for each sequence the first and the last frame are dropped, every object
+1..N of the first ground-truth frame gets per-frame J and F over the remaining frames, and `db_statistics`
+turns them into mean / recall / decay. Global numbers average over objects; J&F-Mean = (J-Mean + F-Mean) / 2.
+
+Void pixels (DAVIS-2017, id 255) are excluded from J and F by default. Note: the released davis2017-evaluation
+sets void to background in the ground truth and then builds its void mask by comparing the boolean masks
+with 255, which is never true, so it effectively scores void as background; `exclude_void=False` reproduces
+that behaviour for comparisons with published numbers.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from maskrnn_tf.metrics.boundary import db_eval_boundary
+from maskrnn_tf.metrics.davis_dataset import (
+    SequenceSpec,
+    detect_year,
+    list_sequences,
+    load_ground_truth,
+    load_results,
+)
+from maskrnn_tf.metrics.errors import DatasetLayoutError, EvaluationInputError, MissingResultsError
+from maskrnn_tf.metrics.region import db_eval_iou
+from maskrnn_tf.metrics.statistics import db_statistics
+from maskrnn_tf.metrics.temporal import ShapeContextConfig, temporal_stability
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What and how to evaluate. `year=None` detects the layout; `compute_t=None` means T for DAVIS-2016 only."""
+
+    split: str = "val"
+    year: Optional[int] = None
+    resolution: str = "480p"
+    sequences: Optional[Tuple[str, ...]] = None  # a subset of the split; None = all
+    processes: int = 1  # worker processes over sequences; 1 = in this process
+    skip_first_last: bool = True  # the DAVIS protocol; False scores every frame
+    exclude_void: bool = True
+    compute_t: Optional[bool] = None
+    bound_th: float = 0.008
+    shape_context: ShapeContextConfig = field(default_factory=ShapeContextConfig)
+
+
+@dataclass
+class ObjectResult:
+    """Per-frame J and F of one object (evaluated frames only), and its T when computed."""
+
+    sequence: str
+    object_id: int
+    j: np.ndarray
+    f: np.ndarray
+    t: Optional[float] = None
+
+    @property
+    def name(self) -> str:
+        """`<seq>_<objid>`, the official per-sequence row name."""
+        return f"{self.sequence}_{self.object_id}"
+
+    @property
+    def j_stats(self) -> Tuple[float, float, float]:
+        """J (mean, recall, decay)."""
+        return db_statistics(self.j)
+
+    @property
+    def f_stats(self) -> Tuple[float, float, float]:
+        """F (mean, recall, decay)."""
+        return db_statistics(self.f)
+
+
+@dataclass
+class SequenceResult:
+    """All objects of one sequence and the frame names that were scored."""
+
+    name: str
+    frames: Tuple[str, ...]
+    objects: List[ObjectResult]
+
+
+@dataclass
+class EvaluationResults:
+    """The whole evaluation: per-sequence results in split order, plus notes for the user."""
+
+    split: str
+    year: int
+    sequences: List[SequenceResult]
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def objects(self) -> List[ObjectResult]:
+        """Every evaluated object, in order."""
+        return [o for s in self.sequences for o in s.objects]
+
+    @property
+    def has_t(self) -> bool:
+        """Whether T was computed for at least one object."""
+        return any(o.t is not None for o in self.objects)
+
+    def global_metrics(self) -> Dict[str, float]:
+        """Official global columns (plus `T-Mean` over objects with a finite T, when T was computed)."""
+        objects = self.objects
+        j = np.array([o.j_stats for o in objects], np.float64).reshape(-1, 3)
+        f = np.array([o.f_stats for o in objects], np.float64).reshape(-1, 3)
+        j_mean, j_recall, j_decay = (float(np.mean(j[:, k])) if len(j) else math.nan for k in range(3))
+        f_mean, f_recall, f_decay = (float(np.mean(f[:, k])) if len(f) else math.nan for k in range(3))
+        out = {
+            "J&F-Mean": (j_mean + f_mean) / 2,
+            "J-Mean": j_mean,
+            "J-Recall": j_recall,
+            "J-Decay": j_decay,
+            "F-Mean": f_mean,
+            "F-Recall": f_recall,
+            "F-Decay": f_decay,
+        }
+        if self.has_t:
+            ts = [o.t for o in objects if o.t is not None and not math.isnan(o.t)]
+            out["T-Mean"] = float(np.mean(ts)) if ts else math.nan
+        return out
+
+    def per_sequence_rows(self) -> List[Dict[str, object]]:
+        """One row per object: Sequence, J-Mean, F-Mean (and T, None when not computed)."""
+        rows = []
+        for o in self.objects:
+            row: Dict[str, object] = {"Sequence": o.name, "J-Mean": o.j_stats[0], "F-Mean": o.f_stats[0]}
+            if self.has_t:
+                row["T"] = o.t
+            rows.append(row)
+        return rows
+
+
+def evaluated_frame_indices(n_frames: int, skip_first_last: bool = True) -> List[int]:
+    """Indices of the scored frames: 1..n-2 under the DAVIS protocol, else all."""
+    return list(range(1, n_frames - 1)) if skip_first_last else list(range(n_frames))
+
+
+def evaluate_sequence(
+    davis_root: str,
+    results_dir: str,
+    spec: SequenceSpec,
+    config: EvaluationConfig = EvaluationConfig(),
+    with_t: bool = False,
+) -> SequenceResult:
+    """J and F (and T when `with_t`) for every object of one sequence."""
+    del davis_root  # the spec already holds the annotation paths; kept for a uniform call signature
+    indices = evaluated_frame_indices(len(spec.frames), config.skip_first_last)
+    if not indices:
+        raise EvaluationInputError(
+            f"sequence '{spec.name}' has {len(spec.frames)} frame(s); the DAVIS protocol drops the first and the "
+            f"last, leaving none to score. Use skip_first_last=False (--all_frames) for such short sequences."
+        )
+    gt, void, object_ids = load_ground_truth(spec, indices)
+    pred = load_results(results_dir, spec, indices, object_ids, gt.shape[1:])
+    void_arg = void if config.exclude_void else None
+    objects = []
+    for obj in object_ids:
+        gt_obj = gt == obj
+        pred_obj = pred == obj
+        j = np.asarray(db_eval_iou(gt_obj, pred_obj, void_arg), np.float64)
+        f = np.asarray(db_eval_boundary(gt_obj, pred_obj, void_arg, config.bound_th), np.float64)
+        t = temporal_stability(pred_obj, config.shape_context) if with_t else None
+        objects.append(ObjectResult(spec.name, obj, j, f, t))
+    return SequenceResult(spec.name, tuple(spec.frames[i] for i in indices), objects)
+
+
+def _wants_t(spec: SequenceSpec, year: int, compute_t: Optional[bool]) -> bool:
+    if compute_t is False or (compute_t is None and year != 2016):
+        return False
+    return True if spec.eval_t is None else spec.eval_t
+
+
+def evaluate_dataset(
+    davis_root: str, results_dir: str, config: EvaluationConfig = EvaluationConfig()
+) -> EvaluationResults:
+    """Evaluates every sequence of the split (or `config.sequences`) found in `results_dir`."""
+    year = config.year if config.year is not None else detect_year(davis_root, config.split)
+    if year not in (2016, 2017):
+        raise ValueError(f"year must be 2016 or 2017, got {year}.")
+    specs = list_sequences(davis_root, config.split, year, config.resolution)
+    if config.sequences is not None:
+        by_name = {s.name: s for s in specs}
+        unknown = [n for n in config.sequences if n not in by_name]
+        if unknown:
+            raise DatasetLayoutError(
+                f"sequence(s) {unknown} are not in the DAVIS-{year} '{config.split}' split of {davis_root}; "
+                f"choose from {sorted(by_name)}."
+            )
+        specs = [by_name[n] for n in config.sequences]
+    if not os.path.isdir(results_dir):
+        raise MissingResultsError(
+            f"{results_dir}: results folder not found; run the segmentation first (it writes "
+            f"<results>/<sequence>/<frame>.png) or fix --results."
+        )
+    notes = []
+    wants_t = [_wants_t(s, year, config.compute_t) for s in specs]
+    if any(w and s.eval_t is None for w, s in zip(wants_t, specs)):
+        notes.append(
+            "Annotations/db_info.yml not found: T computed for every sequence (DAVIS-2016 reports it only for "
+            "sequences with eval_t: True)."
+        )
+    if config.processes <= 1 or len(specs) <= 1:
+        sequences = [
+            evaluate_sequence(davis_root, results_dir, s, config, w) for s, w in zip(specs, wants_t)
+        ]
+    else:
+        workers = min(config.processes, len(specs))
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [
+                pool.submit(evaluate_sequence, davis_root, results_dir, s, config, w) for s, w in zip(specs, wants_t)
+            ]
+            sequences = [fut.result() for fut in futures]
+    return EvaluationResults(config.split, year, sequences, notes)
