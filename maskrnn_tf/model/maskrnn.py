@@ -1,0 +1,194 @@
+"""The MaskRNN network: one recurrent step for a batch of objects, and the argmax fusion.
+
+Every loop (training, online finetuning, segmenting, serving) calls `MaskRNN.call` (batched: one object per
+batch element, each with its own frame) or `MaskRNN.step` (one video: the frame and flows shared by N objects).
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping, Optional, Union
+
+import keras
+import tensorflow as tf
+
+from maskrnn_tf.model.config import MaskRNNConfig
+from maskrnn_tf.model.localization_head import build_localization_head
+from maskrnn_tf.model.segmentation_stream import build_segmentation_stream
+from maskrnn_tf.model.vgg_trunk import caffe_preprocess_rgb, vgg_filters
+from maskrnn_tf.ops import (
+    box_mask,
+    boxes_to_normalized,
+    clip_boxes,
+    decode_box_deltas,
+    enlarge_boxes,
+    flow_magnitude,
+    mask_to_box,
+    roi_pool,
+    warp_with_flow,
+)
+
+
+@keras.saving.register_keras_serializable(package="maskrnn_tf")
+class MaskRNN(keras.Model):
+    """MaskRNN (Hu, Huang, Schwing, NIPS 2017), one recurrent step.
+
+    Inputs of `call` (a dict; B = objects, each with its own frame):
+      frame [B, H, W, 3] RGB 0..255; flow_to_prev, flow_to_next [B, H, W, 2] (u, v) flows from frame t to t-1
+      and to t+1 (zeros where the frame does not exist); prev_probs [B, H, W] the previous prediction in frame
+      t-1 (not yet warped); optional prev_boxes [B, 4] (the previous frame's boxes, used when the warped mask
+      is empty).
+    Outputs (all float32): probs [B, H, W] (restricted to the enlarged box when `apply_localization`),
+      logits [B, H, W] (the unrestricted combined logits), boxes [B, 4] predicted, proposals [B, 4],
+      deltas [B, 4], warped [B, H, W].
+    """
+
+    def __init__(self, config: Union[MaskRNNConfig, Mapping[str, Any], None] = None, **kwargs):
+        super().__init__(**kwargs)
+        if config is None:
+            config = MaskRNNConfig()
+        elif not isinstance(config, MaskRNNConfig):
+            config = MaskRNNConfig.from_dict(config)
+        self.config = config
+        mask_channels = 1 if config.use_warped_mask else 0
+        common = dict(
+            width=config.width,
+            side_stages=config.side_stages,
+            side_channels=config.side_channels,
+            vgg_weights=config.vgg_weights,
+        )
+        self.appearance_stream = build_segmentation_stream(3 + mask_channels, name="appearance_stream", **common)
+        self.flow_stream = None
+        if config.use_flow_stream:
+            self.flow_stream = build_segmentation_stream(2 + mask_channels, name="flow_stream", **common)
+        # The learned linear combination of the two streams' logits (weights and bias), started as the mean.
+        n_streams = 2 if config.use_flow_stream else 1
+        self.stream_fusion = keras.layers.Dense(
+            1, kernel_initializer=keras.initializers.Constant(1.0 / n_streams), name="stream_fusion"
+        )
+        self.stream_fusion.build((None, n_streams))
+        self.localization_head = build_localization_head(
+            config.roi_size, vgg_filters(512, config.width), config.fc_units, name="localization_head"
+        )
+
+    # -- serialization -----------------------------------------------------------------------------------
+    def get_config(self) -> Dict[str, Any]:
+        base = super().get_config()
+        base.update({"config": self.config.to_dict()})
+        return base
+
+    @classmethod
+    def from_config(cls, config: Dict[str, Any]) -> "MaskRNN":
+        config = dict(config)
+        return cls(config.pop("config"), **config)
+
+    def build(self, input_shape=None) -> None:
+        # Every sub-model is built in __init__; nothing depends on the input shape.
+        self.built = True
+
+    # -- the step ------------------------------------------------------------------------------------------
+    def _cast(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.cast(x, self.compute_dtype)
+
+    def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> Dict[str, tf.Tensor]:
+        cfg = self.config
+        frame = tf.cast(inputs["frame"], tf.float32)
+        flow_prev = tf.cast(inputs["flow_to_prev"], tf.float32)
+        flow_next = tf.cast(inputs["flow_to_next"], tf.float32)
+        prev = tf.cast(inputs["prev_probs"], tf.float32)
+        shape = tf.shape(frame)
+        height, width = shape[1], shape[2]
+
+        # 1. Move the previous prediction into this frame (float32: coordinates need the precision).
+        warped = warp_with_flow(prev[..., None], flow_prev)  # [B, H, W, 1]
+
+        # 2. Two-stream binary segmentation.
+        mask_in = (warped - 0.5) * cfg.mask_input_scale
+        app_parts = [caffe_preprocess_rgb(frame)] + ([mask_in] if cfg.use_warped_mask else [])
+        appearance = self.appearance_stream(self._cast(tf.concat(app_parts, -1)), training=training)
+        stream_logits = [tf.cast(appearance["logits"], tf.float32)]
+        if self.flow_stream is not None:
+            flow_parts = [flow_magnitude(flow_prev) * cfg.flow_input_scale, flow_magnitude(flow_next) * cfg.flow_input_scale]
+            flow_parts += [mask_in] if cfg.use_warped_mask else []
+            flow_out = self.flow_stream(self._cast(tf.concat(flow_parts, -1)), training=training)
+            stream_logits.append(tf.cast(flow_out["logits"], tf.float32))
+        logits = tf.cast(self.stream_fusion(tf.concat(stream_logits, -1)), tf.float32)[..., 0]
+
+        # 3. Localization: proposal from the warped mask, RoI pooling on conv5_3, Fast R-CNN deltas.
+        proposals, valid = mask_to_box(warped, cfg.mask_threshold)
+        full = tf.cast(tf.stack([0, 0, height, width]), tf.float32)
+        fallback = tf.broadcast_to(full, tf.shape(proposals))
+        prev_boxes = inputs.get("prev_boxes") if hasattr(inputs, "get") else None
+        if prev_boxes is not None:
+            prev_boxes = tf.cast(prev_boxes, tf.float32)
+            prev_ok = (prev_boxes[:, 2] > prev_boxes[:, 0]) & (prev_boxes[:, 3] > prev_boxes[:, 1])
+            fallback = tf.where(prev_ok[:, None], prev_boxes, fallback)
+        proposals = tf.where(valid[:, None], proposals, fallback)
+        rois = roi_pool(
+            appearance["conv5_3"],
+            boxes_to_normalized(proposals, height, width),
+            tf.range(tf.shape(proposals)[0]),
+            cfg.roi_size,
+        )
+        deltas = tf.cast(self.localization_head(rois, training=training), tf.float32)
+        boxes = clip_boxes(decode_box_deltas(deltas, proposals, cfg.delta_weights), height, width)
+
+        # 4. Restrict the mask to the predicted box enlarged about its centre.
+        probs = tf.sigmoid(logits)
+        if cfg.apply_localization:
+            probs = probs * box_mask(enlarge_boxes(boxes, cfg.box_enlarge), height, width)
+        return {
+            "probs": probs,
+            "logits": logits,
+            "boxes": boxes,
+            "proposals": proposals,
+            "deltas": deltas,
+            "warped": warped[..., 0],
+        }
+
+    def step(
+        self,
+        frame: tf.Tensor,
+        flow_to_prev: tf.Tensor,
+        flow_to_next: tf.Tensor,
+        prev_probs: tf.Tensor,
+        prev_boxes: Optional[tf.Tensor] = None,
+        training: bool = False,
+    ) -> Dict[str, tf.Tensor]:
+        """One recurrent step for the N objects of one video.
+
+        frame [H, W, 3] (uint8 or float 0..255) and flows [H, W, 2] are shared; prev_probs [N, H, W] and
+        prev_boxes [N, 4] carry the objects on the batch axis. Returns the outputs of `call`.
+        """
+        prev_probs = tf.convert_to_tensor(prev_probs, tf.float32)
+        n = tf.shape(prev_probs)[0]
+
+        def tile(x: tf.Tensor) -> tf.Tensor:
+            x = tf.cast(x, tf.float32)[None]
+            return tf.tile(x, [n, 1, 1, 1])
+
+        inputs = {
+            "frame": tile(frame),
+            "flow_to_prev": tile(flow_to_prev),
+            "flow_to_next": tile(flow_to_next),
+            "prev_probs": prev_probs,
+        }
+        if prev_boxes is not None:
+            inputs["prev_boxes"] = prev_boxes
+        return self(inputs, training=training)
+
+    def fuse(self, probs: tf.Tensor) -> tf.Tensor:
+        """Label map [H, W] int32 from [N, H, W] probabilities; see `fuse_probabilities`."""
+        return fuse_probabilities(probs, self.config.mask_threshold)
+
+
+def fuse_probabilities(probs: tf.Tensor, threshold: float = 0.5) -> tf.Tensor:
+    """Argmax fusion: label i + 1 where object i has the highest probability and it exceeds `threshold`.
+
+    Ties go to the lowest object index; pixels where no object exceeds the threshold are background (0).
+    N = 0 gives an all-background map.
+    """
+    probs = tf.cast(probs, tf.float32)
+    shape = tf.shape(probs)
+    padded = tf.concat([tf.fill([1, shape[1], shape[2]], -1.0), probs], axis=0)  # index 0 = background
+    best = tf.reduce_max(padded, axis=0)
+    label = tf.argmax(padded, axis=0, output_type=tf.int32)
+    return tf.where(best > threshold, label, tf.zeros_like(label))

@@ -1,0 +1,147 @@
+"""The MaskRNN step: shapes, box restriction, fusion, gradients, batching, serialization, precision."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from maskrnn_tf.model import MaskRNN, MaskRNNConfig, fuse_probabilities
+from maskrnn_tf.ops import box_mask, enlarge_boxes
+
+TINY = MaskRNNConfig(width=0.125, fc_units=32)
+
+
+def _inputs(h=30, w=50, n=2, seed=0):
+    rng = np.random.default_rng(seed)
+    frame = rng.uniform(0, 255, (h, w, 3)).astype(np.float32)
+    flow_prev = rng.normal(0, 1.5, (h, w, 2)).astype(np.float32)
+    flow_next = rng.normal(0, 1.5, (h, w, 2)).astype(np.float32)
+    prev = np.zeros((n, h, w), np.float32)
+    prev[0, 4:14, 6:20] = 1.0
+    if n > 1:
+        prev[1, h // 2 : h - 3, w // 2 : w - 4] = 1.0
+    return frame, flow_prev, flow_next, prev
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(1)
+    return MaskRNN(TINY)
+
+
+@pytest.mark.parametrize("h,w", [(30, 50), (33, 47)])
+def test_shapes_and_ranges(model, h, w):
+    out = model.step(*_inputs(h, w, n=2))
+    assert out["probs"].shape == (2, h, w) and out["logits"].shape == (2, h, w)
+    assert out["boxes"].shape == (2, 4) and out["deltas"].shape == (2, 4)
+    assert all(v.dtype == tf.float32 for v in out.values())
+    probs = out["probs"].numpy()
+    assert probs.min() >= 0.0 and probs.max() <= 1.0
+    assert model.fuse(out["probs"]).shape == (h, w)
+
+
+def test_zero_outside_enlarged_box(model):
+    # Make the box head predict something off the proposal so the restriction is visible.
+    head = model.localization_head.get_layer("deltas")
+    kernel, bias = head.get_weights()
+    try:
+        head.set_weights([kernel, np.array([2.0, -3.0, -1.0, -2.0], np.float32)])
+        out = model.step(*_inputs())
+        probs, boxes = out["probs"].numpy(), out["boxes"].numpy()
+        inside = box_mask(enlarge_boxes(boxes, TINY.box_enlarge), 30, 50).numpy()
+        assert np.all(probs[inside == 0] == 0.0)
+        assert np.all(probs[inside == 1] > 0.0)  # sigmoid is never exactly 0 inside
+        assert (inside == 0).any()
+        # Without the restriction, the same weights give non-zero values there.
+        unrestricted = tf.sigmoid(out["logits"]).numpy()
+        assert np.all(unrestricted[inside == 0] > 0)
+    finally:
+        head.set_weights([kernel, bias])
+
+
+def test_proposal_is_the_warped_mask_box_with_fallbacks(model):
+    frame, _, flow_next, prev = _inputs(n=2)
+    zero = np.zeros_like(flow_next)
+    prev[1] = 0.0  # empty previous mask: falls back to the previous box, else the whole frame
+    out = model.step(frame, zero, flow_next, prev)
+    np.testing.assert_array_equal(out["proposals"].numpy(), [[4, 6, 14, 20], [0, 0, 30, 50]])
+    out = model.step(frame, zero, flow_next, prev, prev_boxes=np.array([[1, 1, 5, 5], [2, 3, 9, 12]], np.float32))
+    np.testing.assert_array_equal(out["proposals"].numpy(), [[4, 6, 14, 20], [2, 3, 9, 12]])
+
+
+def test_fusion_hand_made():
+    probs = np.zeros((3, 2, 4), np.float32)
+    probs[:, 0, 0] = [0.9, 0.2, 0.7]  # object 1 wins
+    probs[:, 0, 1] = [0.6, 0.8, 0.8]  # tie between 2 and 3 -> lowest index (2)
+    probs[:, 0, 2] = [0.4, 0.5, 0.3]  # all at or below 0.5 -> background
+    probs[:, 0, 3] = [0.1, 0.2, 0.51]  # 3 just above
+    probs[:, 1, :] = [[0.0], [0.0], [0.0]]
+    np.testing.assert_array_equal(fuse_probabilities(probs).numpy(), [[1, 2, 0, 3], [0, 0, 0, 0]])
+    assert fuse_probabilities(np.zeros((0, 2, 3), np.float32)).numpy().tolist() == [[0, 0, 0], [0, 0, 0]]
+
+
+def test_every_weight_gets_a_gradient():
+    keras.utils.set_random_seed(2)
+    m = MaskRNN(TINY)
+    # The deltas layer starts at zero, which would block fc1's gradient: randomise it for this check.
+    d = m.localization_head.get_layer("deltas")
+    d.set_weights([np.random.default_rng(0).normal(0, 0.1, d.get_weights()[0].shape).astype(np.float32), d.get_weights()[1]])
+    frame, fp, fn, prev = _inputs()
+    with tf.GradientTape() as tape:
+        out = m.step(frame, fp, fn, prev, training=True)
+        loss = tf.reduce_mean(out["logits"]) + tf.reduce_sum(out["deltas"])
+    grads = tape.gradient(loss, m.trainable_weights)
+    missing = [w.path for w, g in zip(m.trainable_weights, grads) if g is None or not np.any(g.numpy())]
+    assert not missing
+
+
+def test_batch_equals_single_object_calls(model):
+    frame, fp, fn, prev = _inputs(n=3)
+    prev[2, 20:25, 5:15] = 1.0
+    batch = model.step(frame, fp, fn, prev)
+    for i in range(3):
+        single = model.step(frame, fp, fn, prev[i : i + 1])
+        for key in ("probs", "logits", "boxes"):
+            np.testing.assert_allclose(single[key].numpy()[0], batch[key].numpy()[i], atol=1e-4, rtol=1e-4)
+
+
+def test_keras_round_trip(model, tmp_path):
+    args = _inputs()
+    want = model.step(*args)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(loaded, MaskRNN) and loaded.config == model.config
+    got = loaded.step(*args)
+    for key in want:
+        np.testing.assert_array_equal(got[key].numpy(), want[key].numpy())
+    assert MaskRNN.from_config(model.get_config()).config == model.config
+
+
+@pytest.mark.parametrize("overrides", [{"use_flow_stream": False}, {"use_warped_mask": False}, {"apply_localization": False}])
+def test_ablation_variants_run(overrides):
+    m = MaskRNN(TINY.override(overrides))
+    out = m.step(*_inputs(n=1))
+    assert out["probs"].shape == (1, 30, 50)
+    if overrides.get("apply_localization") is False:
+        np.testing.assert_allclose(out["probs"].numpy(), tf.sigmoid(out["logits"]).numpy())
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_outputs_float32(model, policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        m = MaskRNN(TINY)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    m.set_weights(model.get_weights())
+    args = _inputs()
+    out, ref = m.step(*args), model.step(*args)
+    assert all(v.dtype == tf.float32 for v in out.values())
+    assert m.appearance_stream.get_layer("appearance_stream_vgg16").get_layer("block1_conv1").compute_dtype != "float32"
+    np.testing.assert_allclose(out["probs"].numpy(), ref["probs"].numpy(), atol=0.1)
+
+
+def test_step_in_tf_function_and_xla(model):
+    args = _inputs()
+    eager = model.step(*args)["probs"].numpy()
+    graph = tf.function(model.step)(*args)["probs"].numpy()
+    np.testing.assert_allclose(graph, eager, atol=1e-5)
