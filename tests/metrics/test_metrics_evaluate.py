@@ -1,0 +1,255 @@
+"""End-to-end DAVIS evaluation on the shared real data (and a tiny synthetic DAVIS-2016 root)."""
+import csv
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from maskrnn_tf.io import read_mask, write_palette_png
+from maskrnn_tf.metrics import (
+    DatasetLayoutError,
+    EvaluationConfig,
+    EvaluationInputError,
+    ExtraFramesError,
+    MissingResultsError,
+    SizeMismatchError,
+    UnknownObjectError,
+    evaluate_dataset,
+    seg2bmap,
+    write_reports,
+)
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data")
+DAVIS16 = os.path.abspath(os.path.join(DATA, "DAVIS-2016"))
+DAVIS17 = os.path.abspath(os.path.join(DATA, "DAVIS-2017-sample"))
+needs_data = pytest.mark.skipif(not os.path.isdir(DAVIS16), reason="shared DAVIS data not available")
+
+
+def gt_stack(root, seq):
+    folder = os.path.join(root, "Annotations", "480p", seq)
+    names = sorted(os.listdir(folder))
+    return names, np.stack([read_mask(os.path.join(folder, n)) for n in names])
+
+
+def write_results(out_dir, seq, names, labels):
+    os.makedirs(os.path.join(out_dir, seq), exist_ok=True)
+    for name, lab in zip(names, labels):
+        write_palette_png(os.path.join(out_dir, seq, name), lab)
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.reader(f))
+
+
+def ref_j(gt, pred):
+    union = np.sum(gt | pred)
+    return 1.0 if union == 0 else np.sum(gt & pred) / union
+
+
+def ref_f(gt, pred, radius=8):
+    bg, bp = seg2bmap(gt), seg2bmap(pred)
+    p = np.sum(bp & (ndimage.distance_transform_edt(~bg) <= radius)) / bp.sum()
+    r = np.sum(bg & (ndimage.distance_transform_edt(~bp) <= radius)) / bg.sum()
+    return 0.0 if p + r == 0 else 2 * p * r / (p + r)
+
+
+def ref_stats(values):
+    n = len(values)
+    ids = [int(round(1 + k * (n - 1) / 4 + 1e-10)) - 1 for k in range(5)]
+    return values.mean(), np.mean(values > 0.5), values[: ids[1] + 1].mean() - values[ids[3] :].mean()
+
+
+@needs_data
+def test_cli_ground_truth_as_results_scores_one(tmp_path):
+    names, gt = gt_stack(DAVIS16, "blackswan")
+    write_results(str(tmp_path), "blackswan", names, gt)
+    proc = subprocess.run(
+        [sys.executable, "-m", "maskrnn_tf.evaluate", f"--davis_root={DAVIS16}", f"--results={tmp_path}",
+         "--sequences=blackswan", "--processes=1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "blackswan_1" in proc.stdout
+    rows = read_csv(tmp_path / "global_results-val.csv")
+    assert rows[0] == ["J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay", "T-Mean"]
+    assert [float(v) for v in rows[1][:7]] == [1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0]
+    assert float(rows[1][7]) > 0  # blackswan has eval_t: true; its real shape changes between frames
+    per_seq = read_csv(tmp_path / "per-sequence_results-val.csv")
+    assert per_seq[0] == ["Sequence", "J-Mean", "F-Mean", "T"]
+    assert per_seq[1][:3] == ["blackswan_1", "1.000", "1.000"]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
+
+
+@needs_data
+def test_cli_reports_bad_input(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "maskrnn_tf.evaluate", f"--davis_root={DAVIS16}",
+         f"--results={tmp_path / 'nope'}", "--sequences=blackswan"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 1
+    assert "results folder not found" in proc.stderr and "nope" in proc.stderr
+
+
+@needs_data
+def test_shifted_results_match_numpy_reference(tmp_path):
+    names, gt = gt_stack(DAVIS16, "libby")
+    shifted = np.zeros_like(gt)
+    shifted[:, :, 12:] = gt[:, :, :-12]  # 12 px right: beyond the 8 px boundary tolerance
+    write_results(str(tmp_path), "libby", names, shifted)
+    results = evaluate_dataset(DAVIS16, str(tmp_path), EvaluationConfig(sequences=("libby",)))
+    (obj,) = results.objects
+    assert obj.name == "libby_1" and obj.t is None  # libby has eval_t: false
+    gt_b, pred_b = gt[1:-1].astype(bool), shifted[1:-1].astype(bool)
+    j_ref = np.array([ref_j(g, p) for g, p in zip(gt_b, pred_b)])
+    f_ref = np.array([ref_f(g, p) for g, p in zip(gt_b, pred_b)])
+    np.testing.assert_allclose(obj.j, j_ref, atol=1e-12)
+    np.testing.assert_allclose(obj.f, f_ref, atol=1e-12)
+    np.testing.assert_allclose(obj.j_stats, ref_stats(j_ref), atol=1e-12)
+    np.testing.assert_allclose(obj.f_stats, ref_stats(f_ref), atol=1e-12)
+    assert 0.3 < j_ref.mean() < 0.99 and 0.0 < f_ref.mean() < 0.99
+    g = results.global_metrics()
+    assert g["J&F-Mean"] == pytest.approx((j_ref.mean() + f_ref.mean()) / 2)
+    assert "T-Mean" not in g
+    write_reports(results, str(tmp_path))
+    rows = read_csv(tmp_path / "global_results-val.csv")
+    assert len(rows[0]) == 7 and float(rows[1][1]) == pytest.approx(j_ref.mean(), abs=5e-4)
+
+
+@needs_data
+def test_eval_t_flags_come_from_db_info():
+    import yaml
+
+    with open(os.path.join(DAVIS16, "Annotations", "db_info.yml"), encoding="utf-8") as f:
+        info = {s["name"]: s.get("eval_t") for s in yaml.safe_load(f)["sequences"]}
+    assert info["libby"] is False and info["blackswan"] is True  # the premise of the two tests above
+
+
+def davis17_results(tmp_path, modify=None):
+    out = str(tmp_path / "res")
+    for seq in ("bear", "tennis"):
+        names, gt = gt_stack(DAVIS17, seq)
+        labels = np.where(gt == 255, 0, gt).astype(np.uint8)
+        if modify is not None:
+            labels = modify(seq, labels, gt)
+        write_results(out, seq, names, labels)
+    return out
+
+
+@needs_data
+def test_davis2017_layout_with_void(tmp_path):
+    config = EvaluationConfig(skip_first_last=False)
+    out = davis17_results(tmp_path)
+    results = evaluate_dataset(DAVIS17, out, config)
+    assert results.year == 2017 and not results.has_t
+    assert [o.name for o in results.objects] == ["bear_1", "tennis_1", "tennis_2"]
+    assert all(np.all(o.j == 1) and np.all(o.f == 1) for o in results.objects)
+
+    # Void pixels labelled as object 1: excluded by default, background in the released tool's behaviour.
+    def void_as_one(seq, labels, gt):
+        return np.where(gt == 255, 1, labels).astype(np.uint8)
+
+    out = davis17_results(tmp_path / "void", void_as_one)
+    tennis1 = evaluate_dataset(DAVIS17, out, config).objects[1]
+    np.testing.assert_array_equal(tennis1.j, [1.0, 1.0])
+    np.testing.assert_array_equal(tennis1.f, [1.0, 1.0])
+    kept = evaluate_dataset(DAVIS17, out, EvaluationConfig(skip_first_last=False, exclude_void=False))
+    _, gt = gt_stack(DAVIS17, "tennis")
+    expected = [ref_j(g == 1, (g == 1) | (g == 255)) for g in gt]
+    np.testing.assert_allclose(kept.objects[1].j, expected)
+    assert max(expected) < 1.0
+
+
+@needs_data
+def test_two_frame_sequences_need_all_frames(tmp_path):
+    out = davis17_results(tmp_path)
+    with pytest.raises(EvaluationInputError, match="bear.*all_frames"):
+        evaluate_dataset(DAVIS17, out, EvaluationConfig())
+
+
+@needs_data
+@pytest.mark.parametrize("case", ["no_folder", "no_sequence", "missing_frame", "extra_frame", "unknown_id", "size",
+                                  "unknown_sequence"])
+def test_bad_results_raise_clear_errors(tmp_path, case):
+    out = davis17_results(tmp_path)
+    config = EvaluationConfig(skip_first_last=False)
+    tennis = os.path.join(out, "tennis")
+    if case == "no_folder":
+        out, error, match = str(tmp_path / "missing"), MissingResultsError, "results folder not found"
+    elif case == "no_sequence":
+        for n in os.listdir(tennis):
+            os.unlink(os.path.join(tennis, n))
+        os.rmdir(tennis)
+        error, match = MissingResultsError, "no results for sequence 'tennis'"
+    elif case == "missing_frame":
+        os.unlink(os.path.join(tennis, "00001.png"))
+        error, match = MissingResultsError, "00001.png"
+    elif case == "extra_frame":
+        write_palette_png(os.path.join(tennis, "00007.png"), np.zeros((480, 854), np.uint8))
+        error, match = ExtraFramesError, "00007.png"
+    elif case == "unknown_id":
+        lab = read_mask(os.path.join(tennis, "00000.png"))
+        lab[0, 0] = 3
+        write_palette_png(os.path.join(tennis, "00000.png"), lab)
+        error, match = UnknownObjectError, r"tennis/00000.png: object id\(s\) \[3\]"
+    elif case == "size":
+        write_palette_png(os.path.join(tennis, "00001.png"), np.zeros((240, 427), np.uint8))
+        error, match = SizeMismatchError, "00001.png: result is 427x240 but the annotation is 854x480"
+    else:
+        config = EvaluationConfig(skip_first_last=False, sequences=("nosuch",))
+        error, match = DatasetLayoutError, "nosuch"
+    with pytest.raises(error, match=match):
+        evaluate_dataset(DAVIS17, out, config)
+
+
+def make_synthetic_2016(root, n_frames=6, eval_t=None):
+    """A tiny DAVIS-2016 root: two sequences of moving squares (0/255 grey masks)."""
+    lines = []
+    for s, seq in enumerate(("alpha", "beta")):
+        folder = os.path.join(root, "Annotations", "480p", seq)
+        os.makedirs(folder)
+        for t in range(n_frames):
+            mask = np.zeros((40, 60), np.uint8)
+            mask[10 + s : 20 + s + t, 10 + 2 * t : 25 + 2 * t] = 255
+            Image.fromarray(mask, mode="L").save(os.path.join(folder, f"{t:05d}.png"))
+            lines.append(f"/JPEGImages/480p/{seq}/{t:05d}.jpg /Annotations/480p/{seq}/{t:05d}.png")
+    os.makedirs(os.path.join(root, "ImageSets", "480p"))
+    with open(os.path.join(root, "ImageSets", "480p", "val.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    if eval_t is not None:
+        with open(os.path.join(root, "Annotations", "db_info.yml"), "w") as f:
+            f.write("sequences:\n" + "".join(f"- name: {k}\n  eval_t: {str(v).lower()}\n" for k, v in eval_t.items()))
+
+
+def test_synthetic_2016_t_rules_and_parallel(tmp_path):
+    root = str(tmp_path / "davis")
+    make_synthetic_2016(root)
+    out = str(tmp_path / "res")
+    for seq in ("alpha", "beta"):
+        names, gt = gt_stack(root, seq)
+        write_results(out, seq, names, gt)
+    serial = evaluate_dataset(root, out, EvaluationConfig())
+    assert serial.year == 2016 and len(serial.notes) == 1 and "db_info.yml not found" in serial.notes[0]
+    assert all(o.t is not None and o.t > 0 for o in serial.objects)  # growing rectangles deform
+    parallel = evaluate_dataset(root, out, EvaluationConfig(processes=2))
+    for a, b in zip(serial.objects, parallel.objects):
+        assert a.name == b.name and a.t == b.t
+        np.testing.assert_array_equal(a.j, b.j)
+
+    root2 = str(tmp_path / "davis2")
+    make_synthetic_2016(root2, eval_t={"alpha": False, "beta": True})
+    flagged = evaluate_dataset(root2, out, EvaluationConfig())
+    assert [o.t is None for o in flagged.objects] == [True, False] and not flagged.notes
+    assert flagged.objects[1].t == serial.objects[1].t
+    write_reports(flagged, out)
+    rows = read_csv(os.path.join(out, "per-sequence_results-val.csv"))
+    assert rows[1][3] == "" and float(rows[2][3]) == pytest.approx(serial.objects[1].t, abs=5e-4)
+    off = evaluate_dataset(root2, out, EvaluationConfig(compute_t=False))
+    assert not off.has_t and "T-Mean" not in off.global_metrics()
+    assert math.isclose(off.global_metrics()["J-Mean"], 1.0)
