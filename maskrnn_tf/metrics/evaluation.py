@@ -15,7 +15,7 @@ import concurrent.futures
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -143,12 +143,28 @@ def evaluated_frame_indices(n_frames: int, skip_first_last: bool = True) -> List
 def evaluate_sequence(
     davis_root: str,
     results_dir: str,
-    spec: SequenceSpec,
+    sequence: Union[SequenceSpec, str],
     config: EvaluationConfig = EvaluationConfig(),
-    with_t: bool = False,
+    with_t: Optional[bool] = None,
 ) -> SequenceResult:
-    """J and F (and T when `with_t`) for every object of one sequence."""
-    del davis_root  # the spec already holds the annotation paths; kept for a uniform call signature
+    """J and F (and T) for every object of one sequence, given as a name of the split or a `SequenceSpec`.
+
+    `with_t=None` applies the config's rule (DAVIS-2016 `eval_t` flags); T is computed on the predicted masks
+    of the scored frames.
+    """
+    if isinstance(sequence, str):
+        year = _year(davis_root, config)
+        by_name = {s.name: s for s in list_sequences(davis_root, config.split, year, config.resolution)}
+        if sequence not in by_name:
+            raise DatasetLayoutError(
+                f"sequence '{sequence}' is not in the DAVIS-{year} '{config.split}' split of {davis_root}; "
+                f"choose from {sorted(by_name)}."
+            )
+        spec = by_name[sequence]
+    else:
+        spec = sequence
+    if with_t is None:
+        with_t = _wants_t(spec, _year(davis_root, config), config.compute_t)
     indices = evaluated_frame_indices(len(spec.frames), config.skip_first_last)
     if not indices:
         raise EvaluationInputError(
@@ -169,6 +185,13 @@ def evaluate_sequence(
     return SequenceResult(spec.name, tuple(spec.frames[i] for i in indices), objects)
 
 
+def _year(davis_root: str, config: EvaluationConfig) -> int:
+    year = config.year if config.year is not None else detect_year(davis_root, config.split)
+    if year not in (2016, 2017):
+        raise ValueError(f"year must be 2016 or 2017, got {year}.")
+    return year
+
+
 def _wants_t(spec: SequenceSpec, year: int, compute_t: Optional[bool]) -> bool:
     if compute_t is False or (compute_t is None and year != 2016):
         return False
@@ -179,9 +202,7 @@ def evaluate_dataset(
     davis_root: str, results_dir: str, config: EvaluationConfig = EvaluationConfig()
 ) -> EvaluationResults:
     """Evaluates every sequence of the split (or `config.sequences`) found in `results_dir`."""
-    year = config.year if config.year is not None else detect_year(davis_root, config.split)
-    if year not in (2016, 2017):
-        raise ValueError(f"year must be 2016 or 2017, got {year}.")
+    year = _year(davis_root, config)
     specs = list_sequences(davis_root, config.split, year, config.resolution)
     if config.sequences is not None:
         by_name = {s.name: s for s in specs}

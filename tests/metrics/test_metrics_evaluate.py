@@ -253,3 +253,25 @@ def test_synthetic_2016_t_rules_and_parallel(tmp_path):
     off = evaluate_dataset(root2, out, EvaluationConfig(compute_t=False))
     assert not off.has_t and "T-Mean" not in off.global_metrics()
     assert math.isclose(off.global_metrics()["J-Mean"], 1.0)
+
+
+def test_evaluate_sequence_by_name(tmp_path):
+    from maskrnn_tf.metrics import evaluate_sequence
+
+    root = str(tmp_path / "davis")
+    make_synthetic_2016(root, eval_t={"alpha": True, "beta": False})
+    out = str(tmp_path / "res")
+    names, gt = gt_stack(root, "alpha")
+    pred = gt.copy()
+    pred[2] = 0  # frame 2 lost: J = F = 0 there
+    write_results(out, "alpha", names, pred)
+    seq = evaluate_sequence(root, out, "alpha")
+    assert seq.frames == ("00001", "00002", "00003", "00004")
+    (obj,) = seq.objects
+    np.testing.assert_array_equal(obj.j, [1, 0, 1, 1])
+    np.testing.assert_array_equal(obj.f, [1, 0, 1, 1])
+    assert obj.j_stats == pytest.approx((0.75, 0.75, (1 + 0) / 2 - (1 + 1) / 2))
+    assert obj.t is not None and not math.isnan(obj.t)  # eval_t: true; the empty frame's pairs are skipped
+    assert evaluate_sequence(root, out, "alpha", with_t=False).objects[0].t is None
+    with pytest.raises(DatasetLayoutError, match="'gamma' is not in"):
+        evaluate_sequence(root, out, "gamma")
