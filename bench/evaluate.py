@@ -11,7 +11,6 @@ import tempfile
 import time
 from typing import Dict, List
 
-import numpy as np
 
 from maskrnn_tf.io import read_mask, write_palette_png
 from maskrnn_tf.metrics import EvaluationConfig, db_eval_boundary, db_eval_iou, evaluate_dataset, list_sequences
