@@ -1,0 +1,159 @@
+"""Export a trained MaskRNN as a TF-Serving version: `<export_base>/<version>/` written atomically.
+
+Layout (what `tensorflow_model_server --model_base_path=<export_base>` polls):
+  <export_base>/<version>/saved_model.pb, variables/, assets.extra/tf_serving_warmup_requests,
+  assets.extra/maskrnn_export.json (config, precision, signatures; for people and clients).
+Everything is written into `<export_base>/.tmp-<version>-XXXX` (the server ignores non-numeric folders) and
+renamed into place at the end, so the server never sees a half-written version; any failure removes it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from typing import Optional, Union
+
+import keras
+import tensorflow as tf
+
+from maskrnn_tf.export.ops_audit import audit_saved_model, check_ops
+from maskrnn_tf.export.serving_module import (
+    BATCHED_STEP_INPUTS,
+    BATCHED_STEP_OUTPUTS,
+    BATCHED_STEP_SIGNATURE,
+    FIRST_FRAME_INPUTS,
+    FIRST_FRAME_OUTPUTS,
+    FIRST_FRAME_SIGNATURE,
+    PRECISIONS,
+    STEP_INPUTS,
+    STEP_OUTPUTS,
+    STEP_SIGNATURE,
+    MaskRNNServingModule,
+    rebuild_with_precision,
+)
+from maskrnn_tf.export.warmup import WarmupConfig, write_warmup_file
+from maskrnn_tf.model import MaskRNN
+
+METADATA_FILENAME = "maskrnn_export.json"
+
+
+class ExportError(RuntimeError):
+    """The export cannot be written (bad version, existing version, unreadable model)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """How to export: precision of the computation, overwrite policy, warmup requests, ops audit."""
+
+    precision: str = "float32"  # float32 | bfloat16 | float16 (mixed policy; outputs stay float32)
+    overwrite: bool = False  # replace an existing <export_base>/<version>
+    model_name: str = "maskrnn"  # model_spec.name written into the warmup requests
+    warmup: Optional[WarmupConfig] = dataclasses.field(default_factory=WarmupConfig)  # None: no warmup file
+    audit_ops: bool = True  # refuse (and remove) an export with non-core ops
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"ExportConfig.precision {self.precision!r}: choose one of {PRECISIONS}.")
+
+
+def load_model(path: str) -> MaskRNN:
+    """Loads a saved MaskRNN (`model.keras`, as written by training) with a clear error."""
+    if not os.path.exists(path):
+        raise ExportError(f"Model file {path} does not exist: pass the run's model.keras (e.g. --model=runs/demo/model.keras).")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as e:  # Keras raises many types for a corrupt or foreign file
+        raise ExportError(f"Cannot load {path} as a Keras model ({type(e).__name__}: {e}). Pass a .keras file saved by training.") from e
+    if not isinstance(model, MaskRNN):
+        raise ExportError(f"{path} holds a {type(model).__name__}, not a MaskRNN model.")
+    return model
+
+
+def version_dir(export_base: str, version: int) -> str:
+    """`<export_base>/<version>` after checking that the version is a positive integer."""
+    if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
+        raise ExportError(f"Version {version!r} must be a positive integer: TF-Serving only loads numeric version folders.")
+    return os.path.join(export_base, str(version))
+
+
+def _signature_table(inputs, outputs) -> dict:
+    def describe(table):
+        return {k: {"dtype": d.name, "shape": [-1 if s is None else s for s in shape]} for k, (d, shape) in table.items()}
+
+    return {"inputs": describe(inputs), "outputs": describe(outputs), "method_name": "tensorflow/serving/predict"}
+
+
+def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, version: int) -> None:
+    folder = os.path.join(export_dir, "assets.extra")
+    os.makedirs(folder, exist_ok=True)
+    metadata = {
+        "format": "maskrnn_tf serving export 1",
+        "version": version,
+        "precision": config.precision,
+        "model_config": model.config.to_dict(),
+        "signatures": {
+            STEP_SIGNATURE: _signature_table(STEP_INPUTS, STEP_OUTPUTS),
+            FIRST_FRAME_SIGNATURE: _signature_table(FIRST_FRAME_INPUTS, FIRST_FRAME_OUTPUTS),
+            BATCHED_STEP_SIGNATURE: _signature_table(BATCHED_STEP_INPUTS, BATCHED_STEP_OUTPUTS),
+        },
+    }
+    with open(os.path.join(folder, METADATA_FILENAME), "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=2)
+
+
+def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, version: int) -> None:
+    """Everything that goes into one version folder (called on the temporary folder)."""
+    module = MaskRNNServingModule(rebuild_with_precision(model, config.precision))
+    tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    if config.warmup is not None:
+        write_warmup_file(export_dir, config.model_name, config.warmup)
+    _write_metadata(export_dir, model, config, version)
+    if config.audit_ops:
+        check_ops(audit_saved_model(export_dir), f"The export {export_dir}")
+
+
+def export_saved_model(
+    model: Union[MaskRNN, str], export_base: str, version: int, config: Optional[ExportConfig] = None
+) -> str:
+    """Exports `model` (a MaskRNN or a path to its .keras file) to `<export_base>/<version>`; returns that path.
+
+    An existing version is refused (and left untouched) unless `config.overwrite`. The version appears only
+    when complete: it is written to a temporary sibling folder and renamed.
+    """
+    config = config or ExportConfig()
+    final = version_dir(export_base, version)
+    if os.path.exists(final) and not config.overwrite:
+        raise ExportError(f"{final} already exists; choose another --version or pass --overwrite to replace it.")
+    if isinstance(model, str):
+        model = load_model(model)
+    os.makedirs(export_base, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_base)
+    os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a model server running as another user must read it
+    try:
+        _write_saved_model(tmp, model, config, version)
+        _move_into_place(tmp, final, config.overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _move_into_place(tmp: str, final: str, overwrite: bool) -> None:
+    """Renames `tmp` to `final`; an existing `final` is first moved aside (overwrite) or refused."""
+    if not os.path.exists(final):
+        os.rename(tmp, final)  # fails if another exporter created `final` meanwhile: nothing is clobbered
+        return
+    if not overwrite:
+        raise ExportError(f"{final} appeared while exporting; it was left as it is. Choose another version.")
+    # The old version is renamed away first (not deleted) so a failure here never loses both copies.
+    old = tempfile.mkdtemp(prefix=f".old-{os.path.basename(final)}-", dir=os.path.dirname(final))
+    os.rmdir(old)
+    os.rename(final, old)
+    try:
+        os.rename(tmp, final)
+    except BaseException:
+        os.rename(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,160 @@
+"""The servable: a `tf.Module` whose signatures are one stateless MaskRNN step and the first-frame setup.
+
+TF-Serving keeps no per-video state (DESIGN.md section 8), so `serving_default` is one recurrent step for
+the N objects of one video and the client carries `probs` / `boxes` from frame to frame. `first_frame` turns
+the user's first-frame id mask into the initial state exactly as the in-process loops do (0/1 maps and
+`mask_to_box`), so a client needs no TensorFlow. H, W and N are dynamic in every signature.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Tuple
+
+import keras
+import tensorflow as tf
+
+from maskrnn_tf.model import MaskRNN
+from maskrnn_tf.ops import mask_to_box
+
+STEP_SIGNATURE = "serving_default"
+FIRST_FRAME_SIGNATURE = "first_frame"
+BATCHED_STEP_SIGNATURE = "step_batched"
+PRECISIONS = ("float32", "bfloat16", "float16")
+
+# Name -> (dtype, shape) of every signature input and output; the client and the stand-in server read these.
+STEP_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
+    "frame": (tf.uint8, (None, None, 3)),
+    "flow_to_prev": (tf.float32, (None, None, 2)),
+    "flow_to_next": (tf.float32, (None, None, 2)),
+    "prev_probs": (tf.float32, (None, None, None)),
+    "prev_boxes": (tf.float32, (None, 4)),
+}
+STEP_OUTPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
+    "probs": (tf.float32, (None, None, None)),
+    "boxes": (tf.float32, (None, 4)),
+    "labels": (tf.int32, (None, None)),
+}
+# One object per row, each row with its own frame: every input shares axis 0, which is what the model
+# server's request batching (--enable_batching) concatenates on. The per-video signatures above cannot be
+# batched by the server (frame [H, W, 3] and prev_probs [N, H, W] differ on axis 0).
+BATCHED_STEP_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
+    "frame": (tf.uint8, (None, None, None, 3)),
+    "flow_to_prev": (tf.float32, (None, None, None, 2)),
+    "flow_to_next": (tf.float32, (None, None, None, 2)),
+    "prev_probs": (tf.float32, (None, None, None)),
+    "prev_boxes": (tf.float32, (None, 4)),
+}
+BATCHED_STEP_OUTPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
+    "probs": (tf.float32, (None, None, None)),
+    "boxes": (tf.float32, (None, 4)),
+}
+FIRST_FRAME_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
+    "mask": (tf.uint8, (None, None)),
+    "object_ids": (tf.int32, (None,)),
+}
+FIRST_FRAME_OUTPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
+    "prev_probs": (tf.float32, (None, None, None)),
+    "prev_boxes": (tf.float32, (None, 4)),
+}
+
+
+def _specs(table: Mapping[str, Tuple[tf.DType, Tuple]]) -> Dict[str, tf.TensorSpec]:
+    return {name: tf.TensorSpec(shape, dtype, name=name) for name, (dtype, shape) in table.items()}
+
+
+def rebuild_with_precision(model: MaskRNN, precision: str) -> MaskRNN:
+    """A copy of `model` built under the Keras policy for `precision` with the same (float32) weights.
+
+    float32 returns `model` itself. For bfloat16 / float16 the network is rebuilt under
+    `mixed_<precision>` (variables stay float32, compute runs in the lower precision; the model casts its
+    outputs back to float32) and the weights are copied one to one. The global policy is restored after.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"Unknown export precision {precision!r}; choose one of {PRECISIONS}.")
+    if precision == "float32" and model.compute_dtype == "float32":
+        return model
+    policy = "float32" if precision == "float32" else f"mixed_{precision}"
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        # vgg_weights=None: the weights are copied below, so nothing must be downloaded or read again.
+        copy = MaskRNN(model.config.override({"vgg_weights": None}))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _check_step_shapes(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
+    """In-graph checks that the inputs agree on H, W and N; a mismatch is INVALID_ARGUMENT naming the inputs.
+
+    They run in the model server too (Assert is a core op), so a bad request gets a readable error there
+    instead of a failure deep inside a convolution.
+    """
+    lead = 1 if batched else 0
+    frame_hw = tf.shape(inputs["frame"])[lead : lead + 2]
+    checks = []
+    for name in ("flow_to_prev", "flow_to_next"):
+        checks.append(tf.debugging.assert_equal(
+            tf.shape(inputs[name])[lead : lead + 2], frame_hw,
+            message=f"input '{name}' must have the height and width of input 'frame'"))
+    checks.append(tf.debugging.assert_equal(
+        tf.shape(inputs["prev_probs"])[1:3], frame_hw,
+        message="input 'prev_probs' [N, H, W] must have the height and width of input 'frame'"))
+    checks.append(tf.debugging.assert_equal(
+        tf.shape(inputs["prev_boxes"])[0], tf.shape(inputs["prev_probs"])[0],
+        message="input 'prev_boxes' must have one row per object of input 'prev_probs'"))
+    if batched:
+        for name in ("frame", "flow_to_prev", "flow_to_next"):
+            checks.append(tf.debugging.assert_equal(
+                tf.shape(inputs[name])[0], tf.shape(inputs["prev_probs"])[0],
+                message=f"input '{name}' must have one row per object of input 'prev_probs'"))
+    return checks
+
+
+class MaskRNNServingModule(tf.Module):
+    """The exported object: `serving_default` (one step), `first_frame` (initial state), `step_batched`."""
+
+    def __init__(self, model: MaskRNN, name: str = "maskrnn_serving"):
+        super().__init__(name=name)
+        self.model = model
+        self.step = tf.function(self._step, input_signature=[_specs(STEP_INPUTS)])
+        self.first_frame = tf.function(self._first_frame, input_signature=[_specs(FIRST_FRAME_INPUTS)])
+        self.step_batched = tf.function(self._step_batched, input_signature=[_specs(BATCHED_STEP_INPUTS)])
+
+    def _step(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        with tf.control_dependencies(_check_step_shapes(inputs, batched=False)):
+            inputs = {k: tf.identity(v) for k, v in inputs.items()}
+        out = self.model.step(
+            inputs["frame"],
+            inputs["flow_to_prev"],
+            inputs["flow_to_next"],
+            inputs["prev_probs"],
+            inputs["prev_boxes"],
+            training=False,
+        )
+        probs = tf.cast(out["probs"], tf.float32)
+        return {
+            "probs": probs,
+            "boxes": tf.cast(out["boxes"], tf.float32),
+            "labels": self.model.fuse(probs),
+        }
+
+    def _step_batched(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        with tf.control_dependencies(_check_step_shapes(inputs, batched=True)):
+            inputs = {k: tf.identity(v) for k, v in inputs.items()}
+        out = self.model(inputs, training=False)
+        return {"probs": tf.cast(out["probs"], tf.float32), "boxes": tf.cast(out["boxes"], tf.float32)}
+
+    def _first_frame(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        ids = tf.cast(inputs["mask"], tf.int32)
+        probs = tf.cast(tf.equal(ids[None], inputs["object_ids"][:, None, None]), tf.float32)
+        boxes, _ = mask_to_box(probs, self.model.config.mask_threshold)
+        return {"prev_probs": probs, "prev_boxes": boxes}
+
+    def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+        """The concrete functions to pass as `tf.saved_model.save(..., signatures=...)`."""
+        return {
+            STEP_SIGNATURE: self.step.get_concrete_function(),
+            FIRST_FRAME_SIGNATURE: self.first_frame.get_concrete_function(),
+            BATCHED_STEP_SIGNATURE: self.step_batched.get_concrete_function(),
+        }

@@ -1,0 +1,105 @@
+"""TF-Serving warmup records: `assets.extra/tf_serving_warmup_requests`.
+
+The model server replays these `PredictionLog` records (a TFRecord file) when it loads a version, so the
+first real request does not pay for graph optimisation and kernel selection.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+from maskrnn_tf.export.serving_module import FIRST_FRAME_SIGNATURE, STEP_SIGNATURE
+
+WARMUP_FILENAME = "tf_serving_warmup_requests"
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmupConfig:
+    """Which requests to record: one step per (height, width, objects) and one first-frame request."""
+
+    shapes: Tuple[Tuple[int, int, int], ...] = ((96, 128, 1), (96, 128, 2))
+    seed: int = 0
+
+
+def _request(model_name: str, signature: str, inputs: Dict[str, np.ndarray]) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
+    )
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
+    return request
+
+
+def warmup_requests(model_name: str, config: WarmupConfig) -> List[predict_pb2.PredictRequest]:
+    """Synthetic but well-formed requests: a disc-shaped object per channel, small flows."""
+    rng = np.random.default_rng(config.seed)
+    requests = []
+    for height, width, objects in config.shapes:
+        yy, xx = np.mgrid[:height, :width]
+        probs = np.stack(
+            [((yy - height / 2) ** 2 + (xx - width * (k + 1) / (objects + 1)) ** 2 < (height / 5) ** 2)
+             for k in range(objects)]
+        ).astype(np.float32)
+        rows = np.any(probs > 0.5, axis=2)
+        cols = np.any(probs > 0.5, axis=1)
+        boxes = np.array(
+            [[r.argmax(), c.argmax(), len(r) - r[::-1].argmax(), len(c) - c[::-1].argmax()] for r, c in zip(rows, cols)],
+            np.float32,
+        )
+        inputs = {
+            "frame": rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+            "flow_to_prev": rng.normal(0, 1, (height, width, 2)).astype(np.float32),
+            "flow_to_next": rng.normal(0, 1, (height, width, 2)).astype(np.float32),
+            "prev_probs": probs,
+            "prev_boxes": boxes,
+        }
+        requests.append(_request(model_name, STEP_SIGNATURE, inputs))
+    height, width, objects = config.shapes[0]
+    mask = (np.arange(height * width).reshape(height, width) % (objects + 1)).astype(np.uint8)
+    requests.append(
+        _request(model_name, FIRST_FRAME_SIGNATURE, {"mask": mask, "object_ids": np.arange(1, objects + 1, dtype=np.int32)})
+    )
+    return requests
+
+
+def write_warmup_file(export_dir: str, model_name: str, config: WarmupConfig) -> str:
+    """Writes `<export_dir>/assets.extra/tf_serving_warmup_requests`; returns its path."""
+    folder = os.path.join(export_dir, "assets.extra")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, WARMUP_FILENAME)
+    with tf.io.TFRecordWriter(path) as writer:
+        for request in warmup_requests(model_name, config):
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+    return path
+
+
+def read_warmup_file(path: str) -> List[prediction_log_pb2.PredictionLog]:
+    """Parses a warmup file back into PredictionLog records."""
+    records = []
+    for raw in tf.data.TFRecordDataset(path):
+        log = prediction_log_pb2.PredictionLog()
+        log.ParseFromString(raw.numpy())
+        records.append(log)
+    return records
+
+
+def request_to_numpy(request: predict_pb2.PredictRequest) -> Dict[str, np.ndarray]:
+    """The inputs of a PredictRequest as NumPy arrays."""
+    return {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+
+
+def shapes_from_strings(values: Sequence[str]) -> Tuple[Tuple[int, int, int], ...]:
+    """Parses "HxWxN" strings (CLI flags) into warmup shapes."""
+    shapes = []
+    for value in values:
+        parts = value.lower().split("x")
+        if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise ValueError(f"Warmup shape {value!r} must be HEIGHTxWIDTHxOBJECTS with positive integers, e.g. 480x854x2.")
+        shapes.append(tuple(int(p) for p in parts))
+    return tuple(shapes)

@@ -1,0 +1,152 @@
+"""Export -> load -> call: the SavedModel signatures against the in-memory model, atomic versions, CLI tools."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from maskrnn_tf.export import saved_model_export
+from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model
+from maskrnn_tf.export.warmup import WARMUP_FILENAME, WarmupConfig, read_warmup_file, request_to_numpy
+
+H, W = 40, 56
+
+
+def _inputs(seed: int = 0, n: int = 2):
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((H, W), np.uint8)
+    ids[5:20, 5:25] = 1
+    ids[22:35, 30:50] = 2
+    probs = np.stack([(ids == k + 1) for k in range(n)]).astype(np.float32)
+    return {
+        "frame": rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
+        "flow_to_prev": rng.normal(0, 2, (H, W, 2)).astype(np.float32),
+        "flow_to_next": rng.normal(0, 2, (H, W, 2)).astype(np.float32),
+        "prev_probs": probs,
+        "prev_boxes": np.array([[5, 5, 20, 25], [22, 30, 35, 50]], np.float32)[:n],
+    }, ids
+
+
+@pytest.fixture(scope="module")
+def loaded(export_base):
+    return tf.saved_model.load(os.path.join(export_base, "1"))
+
+
+def test_layout(export_base):
+    version = os.path.join(export_base, "1")
+    assert os.path.isfile(os.path.join(version, "saved_model.pb"))
+    assert os.path.isdir(os.path.join(version, "variables"))
+    assert os.path.isfile(os.path.join(version, "assets.extra", WARMUP_FILENAME))
+    assert sorted(os.listdir(export_base)) == ["1"]  # no temporary folder left behind
+    meta = json.load(open(os.path.join(version, "assets.extra", "maskrnn_export.json")))
+    assert meta["precision"] == "float32" and meta["model_config"]["fc_units"] == 32
+
+
+def test_serving_default_matches_in_memory_step(loaded, tiny_model):
+    inputs, _ = _inputs()
+    sig = loaded.signatures["serving_default"]
+    out = sig(**{k: tf.constant(v) for k, v in inputs.items()})
+    ref = tiny_model.step(inputs["frame"], inputs["flow_to_prev"], inputs["flow_to_next"],
+                          inputs["prev_probs"], inputs["prev_boxes"])
+    np.testing.assert_allclose(out["probs"].numpy(), ref["probs"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["boxes"].numpy(), ref["boxes"].numpy(), atol=1e-3)
+    assert out["labels"].dtype == tf.int32
+    np.testing.assert_array_equal(out["labels"].numpy(), tiny_model.fuse(ref["probs"]).numpy())
+    # Dynamic H, W and N: another size and one object go through the same signature.
+    small = {"frame": np.zeros((24, 20, 3), np.uint8), "flow_to_prev": np.zeros((24, 20, 2), np.float32),
+             "flow_to_next": np.zeros((24, 20, 2), np.float32), "prev_probs": np.ones((1, 24, 20), np.float32),
+             "prev_boxes": np.array([[0, 0, 24, 20]], np.float32)}
+    out = sig(**{k: tf.constant(v) for k, v in small.items()})
+    assert out["probs"].shape == (1, 24, 20) and out["labels"].shape == (24, 20)
+
+
+def test_first_frame_and_batched_signatures(loaded, tiny_model):
+    inputs, ids = _inputs()
+    first = loaded.signatures["first_frame"](mask=tf.constant(ids), object_ids=tf.constant([1, 2], tf.int32))
+    np.testing.assert_array_equal(first["prev_probs"].numpy(), inputs["prev_probs"])
+    np.testing.assert_array_equal(first["prev_boxes"].numpy(), inputs["prev_boxes"])  # hand-computed tight boxes
+    batched = {k: np.stack([v, v]) for k, v in inputs.items() if k in ("frame", "flow_to_prev", "flow_to_next")}
+    batched.update(prev_probs=inputs["prev_probs"], prev_boxes=inputs["prev_boxes"])
+    out = loaded.signatures["step_batched"](**{k: tf.constant(v) for k, v in batched.items()})
+    ref = tiny_model.step(inputs["frame"], inputs["flow_to_prev"], inputs["flow_to_next"],
+                          inputs["prev_probs"], inputs["prev_boxes"])
+    np.testing.assert_allclose(out["probs"].numpy(), ref["probs"].numpy(), atol=1e-5)
+
+
+def test_mismatched_sizes_raise_naming_the_input(loaded):
+    inputs, _ = _inputs()
+    inputs["flow_to_next"] = np.zeros((H, W - 1, 2), np.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="flow_to_next"):
+        loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()})
+
+
+def test_warmup_records_replay(export_base, loaded):
+    records = read_warmup_file(os.path.join(export_base, "1", "assets.extra", WARMUP_FILENAME))
+    assert len(records) == 3
+    for record in records:
+        request = record.predict_log.request
+        out = loaded.signatures[request.model_spec.signature_name](
+            **{k: tf.constant(v) for k, v in request_to_numpy(request).items()})
+        assert all(np.all(np.isfinite(v.numpy())) for v in out.values())
+
+
+def test_bfloat16_export_is_close(tmp_path, tiny_model):
+    path = export_saved_model(tiny_model, str(tmp_path), 3, ExportConfig(precision="bfloat16", warmup=None))
+    loaded = tf.saved_model.load(path)
+    inputs, _ = _inputs(seed=1)
+    out = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()})
+    ref = tiny_model.step(inputs["frame"], inputs["flow_to_prev"], inputs["flow_to_next"],
+                          inputs["prev_probs"], inputs["prev_boxes"])
+    assert out["probs"].dtype == tf.float32
+    assert not np.array_equal(out["probs"].numpy(), ref["probs"].numpy())  # really computed in bfloat16
+    np.testing.assert_allclose(out["probs"].numpy(), ref["probs"].numpy(), atol=0.05)
+    assert json.load(open(os.path.join(path, "assets.extra", "maskrnn_export.json")))["precision"] == "bfloat16"
+
+
+def test_existing_version_refused_and_intact(export_base, tiny_model):
+    pb = os.path.join(export_base, "1", "saved_model.pb")
+    before = (os.path.getmtime(pb), open(pb, "rb").read())
+    with pytest.raises(ExportError, match="already exists"):
+        export_saved_model(tiny_model, export_base, 1)
+    assert (os.path.getmtime(pb), open(pb, "rb").read()) == before
+    assert sorted(os.listdir(export_base)) == ["1"]
+
+
+def test_overwrite_replaces(tmp_path, tiny_model):
+    base = str(tmp_path)
+    os.makedirs(os.path.join(base, "2"))
+    open(os.path.join(base, "2", "stale.txt"), "w").write("old")
+    export_saved_model(tiny_model, base, 2, ExportConfig(overwrite=True, warmup=None))
+    assert sorted(os.listdir(base)) == ["2"]
+    assert os.path.isfile(os.path.join(base, "2", "saved_model.pb"))
+    assert not os.path.exists(os.path.join(base, "2", "stale.txt"))
+
+
+def test_failure_mid_export_leaves_nothing(tmp_path, tiny_model, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(saved_model_export, "write_warmup_file", broken)
+    with pytest.raises(OSError, match="simulated"):
+        export_saved_model(tiny_model, str(tmp_path), 5)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("version", [0, -1, "1"])
+def test_bad_version(tmp_path, tiny_model, version):
+    with pytest.raises(ExportError, match="positive integer"):
+        export_saved_model(tiny_model, str(tmp_path), version)
+
+
+def test_saved_model_cli_show_all(export_base):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = subprocess.run([cli, "show", "--all", "--dir", os.path.join(export_base, "1")],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, result.stderr
+    for text in ("signature_def['serving_default']", "signature_def['first_frame']", "tensorflow/serving/predict",
+                 "prev_probs", "labels"):
+        assert text in result.stdout
