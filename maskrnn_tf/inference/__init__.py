@@ -1,0 +1,50 @@
+"""Segmenting videos: reading, the propagation loop, online finetuning, the flow baseline, writers.
+
+CLI: `python -m maskrnn_tf.segment`.
+"""
+from maskrnn_tf.inference.baseline import flow_propagation_step
+from maskrnn_tf.inference.finetune import (
+    FinetuneConfig,
+    finetune,
+    finetune_on_video,
+    finetuning_prepare,
+    first_frame_loss,
+)
+from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
+from maskrnn_tf.inference.flow_source import backend_flow_fn, make_flow_fn
+from maskrnn_tf.inference.model_loading import ModelLoadError, load_model
+from maskrnn_tf.inference.model_step import model_step_fn
+from maskrnn_tf.inference.output_dir import OutputExistsError, atomic_output_dir, check_output_dir
+from maskrnn_tf.inference.propagation import FlowFn, FrameResult, StepFn, propagate
+from maskrnn_tf.inference.segmenter import SegmentOptions, segment_davis, segment_frames, segment_video
+from maskrnn_tf.inference.video_reader import VideoReadError, VideoSource
+
+__all__ = [
+    "FinetuneConfig",
+    "FirstMask",
+    "FlowFn",
+    "FrameResult",
+    "MaskError",
+    "ModelLoadError",
+    "OutputExistsError",
+    "SegmentOptions",
+    "StepFn",
+    "VideoReadError",
+    "VideoSource",
+    "atomic_output_dir",
+    "backend_flow_fn",
+    "check_output_dir",
+    "finetune",
+    "finetune_on_video",
+    "finetuning_prepare",
+    "first_frame_loss",
+    "flow_propagation_step",
+    "load_model",
+    "make_flow_fn",
+    "model_step_fn",
+    "propagate",
+    "read_first_mask",
+    "segment_davis",
+    "segment_frames",
+    "segment_video",
+]

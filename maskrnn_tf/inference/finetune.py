@@ -1,0 +1,168 @@
+"""Online finetuning on the first frame of the video to segment (DESIGN.md section 4).
+
+Both nets train for N iterations on augmented views of the first frame (the data component's finetune
+pipeline: the same augmentations as offline training, the previous mask being the perturbed first-frame
+mask, no recurrence), with Adam on a decaying learning rate and the training losses.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, List, Optional, Sequence
+
+import cv2
+import keras
+import numpy as np
+import tensorflow as tf
+
+from maskrnn_tf.data.pipelines import make_finetune_dataset
+from maskrnn_tf.inference.first_mask import FirstMask
+from maskrnn_tf.inference.propagation import FlowFn, StepFn
+from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
+from maskrnn_tf.model import MaskRNN
+from maskrnn_tf.ops import mask_to_box
+from maskrnn_tf.training.losses import frame_losses
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Online finetuning settings.
+
+    Attributes:
+      steps: iterations (0 skips finetuning).
+      learning_rate: initial Adam learning rate; it decays exponentially to `final_lr_fraction` of it.
+      final_lr_fraction: learning rate at the last step relative to the first.
+      batch_size: objects per iteration (0 = all objects of the video, at most 4).
+      seg_weight, loc_weight: loss weights (as in training).
+      clip_norm: global gradient-norm clipping (0 disables).
+      seed: augmentation / perturbation seed.
+    """
+
+    steps: int = 200
+    learning_rate: float = 1e-5
+    final_lr_fraction: float = 0.1
+    batch_size: int = 0
+    seg_weight: float = 1.0
+    loc_weight: float = 1.0
+    clip_norm: float = 10.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.learning_rate <= 0 or not 0 < self.final_lr_fraction <= 1:
+            raise ValueError(f"FinetuneConfig: need steps >= 0, learning_rate > 0, 0 < final_lr_fraction <= 1: {self}.")
+
+
+def _batch_losses(model: MaskRNN, batch, config: FinetuneConfig, training: bool):
+    prev = tf.cast(batch["prev_mask"], tf.float32)
+    boxes, _ = mask_to_box(prev)
+    out = model({"frame": batch["frame"], "flow_to_prev": batch["flow_to_prev"],
+                 "flow_to_next": batch["flow_to_next"], "prev_probs": prev, "prev_boxes": boxes},
+                training=training)
+    losses = frame_losses(out, batch["mask"], batch.get("void"), model.config.delta_weights,
+                          config.seg_weight, config.loc_weight)
+    return tf.reduce_mean(losses["total"])
+
+
+def finetune(
+    model: MaskRNN,
+    first_frame: np.ndarray,
+    first_ids: np.ndarray,
+    object_ids: Sequence[int],
+    flow_to_next: Optional[np.ndarray] = None,
+    config: FinetuneConfig = FinetuneConfig(),
+) -> List[float]:
+    """Finetunes `model` in place on the first frame; returns the loss of every iteration.
+
+    Args:
+      model: the network (its weights change).
+      first_frame: uint8 RGB [H, W, 3] at the size the video is processed at.
+      first_ids: uint8 ids [H, W] of the first frame (255 = void).
+      object_ids: the ids of the objects to track.
+      flow_to_next: optional flow from the first to the second frame [H, W, 2].
+      config: see FinetuneConfig.
+    """
+    if config.steps == 0:
+        return []
+    batch_size = config.batch_size or min(len(object_ids), 4)
+    dataset = make_finetune_dataset(first_frame, first_ids, list(object_ids), flow_to_next=flow_to_next,
+                                    seed=config.seed, batch_size=batch_size).take(config.steps)
+    schedule = keras.optimizers.schedules.ExponentialDecay(
+        config.learning_rate, decay_steps=max(config.steps - 1, 1), decay_rate=config.final_lr_fraction)
+    optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    variables = model.trainable_variables
+
+    @tf.function(reduce_retracing=True)
+    def train_step(batch):
+        with tf.GradientTape() as tape:
+            loss = _batch_losses(model, batch, config, training=True)
+        grads = tape.gradient(loss, variables)
+        if config.clip_norm:
+            grads, _ = tf.clip_by_global_norm(grads, config.clip_norm)
+        optimizer.apply_gradients(zip(grads, variables))
+        return loss
+
+    return [float(train_step(batch)) for batch in dataset]
+
+
+def first_frame_loss(
+    model: MaskRNN, first_frame: np.ndarray, first_ids: np.ndarray, object_ids: Sequence[int],
+    config: FinetuneConfig = FinetuneConfig(),
+) -> float:
+    """The training loss on the un-augmented first frame (previous mask = the true mask), objects averaged.
+
+    A yardstick for finetuning: it should fall as the model fits the first frame.
+    """
+    ids = np.asarray(first_ids)
+    masks = np.stack([(ids == i).astype(np.float32) for i in object_ids])
+    void = np.broadcast_to(ids == 255, masks.shape).astype(np.float32)
+    n, (h, w) = len(object_ids), ids.shape
+    batch = {
+        "frame": np.broadcast_to(np.asarray(first_frame, np.float32), (n, h, w, 3)),
+        "flow_to_prev": np.zeros((n, h, w, 2), np.float32),
+        "flow_to_next": np.zeros((n, h, w, 2), np.float32),
+        "prev_mask": masks, "mask": masks, "void": void,
+    }
+    return float(_batch_losses(model, {k: tf.constant(v) for k, v in batch.items()}, config, training=False))
+
+
+def finetune_on_video(
+    model: MaskRNN,
+    source: VideoSource,
+    first: FirstMask,
+    flow_fn: Optional[FlowFn],
+    max_size: Optional[int] = None,
+    config: FinetuneConfig = FinetuneConfig(),
+) -> List[float]:
+    """Finetunes `model` on the first frame of `source` at the processing size; returns the losses.
+
+    Reads only the first two frames (the second gives the flow to next the flow stream is trained with).
+    """
+    if config.steps == 0:
+        return []
+    size = working_size(tuple(source.size), max_size)
+    frames = source.frames()
+    first_frame = resize_frame(next(frames), size)
+    second = next(frames, None)
+    frames.close()
+    flow = None
+    if second is not None and flow_fn is not None:
+        flow = flow_fn(first_frame, resize_frame(second, size))
+    ids = cv2.resize(first.labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    present = [i for i in first.object_ids if np.any(ids == i)]  # a tiny object may vanish when downscaled
+    return finetune(model, first_frame, ids, present or list(first.object_ids), flow, config)
+
+
+def finetuning_prepare(
+    model: MaskRNN, step_fn: StepFn, flow_fn: Optional[FlowFn], max_size: Optional[int],
+    config: FinetuneConfig = FinetuneConfig(),
+) -> Callable[[VideoSource, FirstMask], StepFn]:
+    """A `prepare` callback for `segment_video` / `segment_davis`: every video starts from the weights the
+    model has now and is finetuned on its own first frame before `step_fn` (which wraps `model`) runs."""
+    initial = [v.numpy() for v in model.weights]
+
+    def prepare(source: VideoSource, first: FirstMask) -> StepFn:
+        for variable, value in zip(model.weights, initial):
+            variable.assign(value)
+        finetune_on_video(model, source, first, flow_fn, max_size, config)
+        return step_fn
+
+    return prepare

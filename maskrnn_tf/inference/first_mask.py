@@ -1,0 +1,73 @@
+"""The first-frame mask of a video: object ids, the palette to write results with, one-hot maps."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+
+from maskrnn_tf.io import VOID_ID, ImageReadError, davis_palette, read_mask, read_palette
+
+
+class MaskError(ValueError):
+    """The first-frame mask does not fit the video or holds no object."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FirstMask:
+    """A first-frame annotation.
+
+    Attributes:
+      labels: [H, W] uint8 ids as given (0 background, object ids, 255 void).
+      object_ids: the N object ids present, ascending; model object i is `object_ids[i]`.
+      palette: [256, 3] uint8 colours for the output PNGs (the input's palette, else DAVIS's).
+    """
+
+    labels: np.ndarray
+    object_ids: Tuple[int, ...]
+    palette: np.ndarray
+
+    @property
+    def num_objects(self) -> int:
+        return len(self.object_ids)
+
+    def one_hot(self) -> np.ndarray:
+        """[N, H, W] float32 0/1 maps, one per object (void is background for every object)."""
+        ids = np.asarray(self.object_ids, np.uint8)[:, None, None]
+        return (self.labels[None] == ids).astype(np.float32)
+
+    def index_to_id(self) -> np.ndarray:
+        """[N + 1] uint8 lookup from fused labels (0 background, i + 1 object i) to object ids."""
+        return np.asarray((0,) + tuple(self.object_ids), np.uint8)
+
+
+def read_first_mask(path: str | os.PathLike, frame_size: Optional[Tuple[int, int]] = None) -> FirstMask:
+    """Reads a first-frame mask: a palette PNG whose index is the object id, or a binary mask (object 1).
+
+    Raises:
+      ImageReadError: the file is missing or unreadable.
+      MaskError: its size differs from `frame_size` = (height, width), or it holds no object.
+    """
+    path = os.fspath(path)
+    labels = read_mask(path)
+    if frame_size is not None and tuple(labels.shape) != tuple(frame_size):
+        raise MaskError(
+            f"{path}: mask size {labels.shape[1]}x{labels.shape[0]} differs from the video's frames "
+            f"({frame_size[1]}x{frame_size[0]}); give the mask of the video's first frame at its resolution."
+        )
+    present = np.unique(labels)
+    object_ids = tuple(int(v) for v in present if v not in (0, VOID_ID))
+    if not object_ids:
+        raise MaskError(
+            f"{path}: the mask holds no object (only background/void); paint the objects to track with "
+            "ids 1..N (palette PNG) or as white on black (binary mask)."
+        )
+    palette = read_palette(path)
+    return FirstMask(labels=labels, object_ids=object_ids, palette=davis_palette() if palette is None else palette)
+
+
+def check_readable(path: str | os.PathLike) -> None:
+    """Raises ImageReadError naming `path` when it is not an existing file."""
+    if not os.path.isfile(os.fspath(path)):
+        raise ImageReadError(f"{os.fspath(path)}: first-frame mask not found.")

@@ -1,0 +1,127 @@
+"""The propagation loop: one recurrent step per frame over a whole video, flow computed on the fly.
+
+The loop only needs a `step_fn` with the signature of `MaskRNN.step` (a local model, the flow-propagation
+baseline, or a client calling a model server), so every way of segmenting a video writes the same outputs.
+Frames are read and flows computed on a background thread, a bounded number of frames ahead, so flow and
+decoding overlap the model.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Tuple
+
+import numpy as np
+
+from maskrnn_tf.inference.background import prefetch
+from maskrnn_tf.model import fuse_probabilities
+from maskrnn_tf.ops import mask_to_box
+
+# step_fn(frame [H,W,3], flow_to_prev [H,W,2], flow_to_next [H,W,2], prev_probs [N,H,W], prev_boxes [N,4])
+#   -> mapping with at least 'probs' [N,H,W] and 'boxes' [N,4] (tensors or arrays).
+StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], Mapping[str, Any]]
+# flow_fn(frame_a, frame_b) -> [H,W,2] float32 (u, v) flow from frame a to frame b.
+FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass
+class StepInput:
+    """What the model sees at frame t (flows are zeros where the neighbouring frame does not exist)."""
+
+    index: int
+    frame: np.ndarray
+    flow_to_prev: np.ndarray
+    flow_to_next: np.ndarray
+
+
+@dataclasses.dataclass
+class FrameResult:
+    """The prediction for frame `index`.
+
+    labels: [H, W] int32 fused labels (0 background, i + 1 = object i); probs: [N, H, W] float32;
+    boxes: [N, 4] float32 (y1, x1, y2, x2).
+    """
+
+    index: int
+    labels: np.ndarray
+    probs: np.ndarray
+    boxes: np.ndarray
+
+
+def step_inputs(frames: Iterable[np.ndarray], flow_fn: FlowFn, need_next_flow: bool = True) -> Iterator[StepInput]:
+    """Pairs every frame with its flows to the previous and next frame, holding at most three frames.
+
+    Frame 0 gets zero flows (the loop does not run the model on it); the last frame gets a zero flow to next.
+    With `need_next_flow=False` the flow to the next frame is zeros everywhere (the baseline does not use it).
+    """
+    iterator = iter(frames)
+    try:
+        current = next(iterator)
+    except StopIteration:
+        return
+    zeros = np.zeros(current.shape[:2] + (2,), np.float32)
+    previous: Optional[np.ndarray] = None
+    index = 0
+    while current is not None:
+        following = next(iterator, None)
+        flow_prev = flow_fn(current, previous) if previous is not None else zeros
+        if index == 0 or following is None or not need_next_flow:
+            flow_next = zeros
+        else:
+            flow_next = flow_fn(current, following)
+        yield StepInput(index, current, np.asarray(flow_prev, np.float32), np.asarray(flow_next, np.float32))
+        previous, current, index = current, following, index + 1
+
+
+def fuse(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """[N, H, W] probabilities -> [H, W] int32 labels (see `maskrnn_tf.model.fuse_probabilities`)."""
+    return np.asarray(fuse_probabilities(np.asarray(probs, np.float32), threshold))
+
+
+def first_boxes(first_probs: np.ndarray) -> np.ndarray:
+    """[N, 4] tight boxes of the first-frame masks (the first step's `prev_boxes`)."""
+    return np.asarray(mask_to_box(np.asarray(first_probs, np.float32))[0], np.float32)
+
+
+def propagate(
+    step_fn: StepFn,
+    frames: Iterable[np.ndarray],
+    first_probs: np.ndarray,
+    flow_fn: FlowFn,
+    *,
+    need_next_flow: bool = True,
+    read_ahead: int = 3,
+    threshold: float = 0.5,
+) -> Iterator[FrameResult]:
+    """Segments a video by running `step_fn` on every frame after the first, carrying the state.
+
+    Args:
+      step_fn: one recurrent step (see `StepFn`); objects are batched along its first axis.
+      frames: the video's frames in order, uint8 RGB [H, W, 3] (any iterable: it is consumed once).
+      first_probs: [N, H, W] float 0/1 masks of the N objects in frame 0.
+      flow_fn: optical flow between two frames (see `FlowFn`); computed on a background thread.
+      need_next_flow: False skips the flow t -> t+1 (zeros are passed), for steps that ignore it.
+      read_ahead: how many frames (with their flows) the background thread may prepare ahead; 0 = inline.
+      threshold: the fusion threshold.
+
+    Yields:
+      one FrameResult per frame; frame 0's is the given mask, frame t >= 1 comes from
+      step_fn(frame_t, flow t->t-1, flow t->t+1 (zeros at the last frame), probs_{t-1}, boxes_{t-1}), with
+      probs_0 = first_probs and boxes_0 = their tight boxes.
+    """
+    probs = np.asarray(first_probs, np.float32)
+    if probs.ndim != 3:
+        raise ValueError(f"first_probs must be [N, H, W], got shape {probs.shape}.")
+    boxes = first_boxes(probs)
+    for item in prefetch(step_inputs(frames, flow_fn, need_next_flow), read_ahead):
+        if item.index == 0:
+            if item.frame.shape[:2] != probs.shape[1:]:
+                raise ValueError(
+                    f"first mask size {probs.shape[2]}x{probs.shape[1]} differs from the frames "
+                    f"({item.frame.shape[1]}x{item.frame.shape[0]})."
+                )
+            yield FrameResult(0, fuse(probs, threshold), probs, boxes)
+            continue
+        out = step_fn(item.frame, item.flow_to_prev, item.flow_to_next, probs, boxes)
+        probs = np.asarray(out["probs"], np.float32)
+        boxes = np.asarray(out["boxes"], np.float32)
+        yield FrameResult(item.index, fuse(probs, threshold), probs, boxes)

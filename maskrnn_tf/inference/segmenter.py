@@ -1,0 +1,230 @@
+"""Segmenting a video (or every sequence of a DAVIS split) into a results folder.
+
+`segment_frames` is the I/O-driving core shared by every caller (local model, baseline, a model-server
+client): it streams the video through `propagate` and writes full-resolution palette PNGs (plus optional
+probability maps and overlay video). `segment_video` / `segment_davis` add the atomic output folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from typing import Callable, Dict, Iterator, List, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from maskrnn_tf.inference.background import BackgroundWorker
+from maskrnn_tf.inference.first_mask import FirstMask, read_first_mask
+from maskrnn_tf.inference.output_dir import atomic_output_dir, check_output_dir
+from maskrnn_tf.inference.propagation import FlowFn, StepFn, fuse, propagate
+from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
+from maskrnn_tf.inference.writers import MaskWriter, OverlayWriter, ProbabilityWriter, upsample_probs
+
+PROBS_FOLDER = "probs"
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentOptions:
+    """How a video is processed and what is written.
+
+    Attributes:
+      max_size: process frames (and flows) with their long side capped at this many pixels; masks are
+        upsampled back to the input size. None or 0 = full size.
+      need_next_flow: compute the flow t -> t+1 (False for steps that ignore it, e.g. the baseline).
+      save_probs: None, "npy" (float16 [N, H, W] per frame) or "png" (8-bit per object) under `probs/`.
+      read_ahead: frames (with their flows) prepared ahead on the background thread.
+      write_queue: frames waiting to be written on the writer thread.
+      threshold: the fusion threshold.
+      progress: show a tqdm progress bar.
+    """
+
+    max_size: Optional[int] = None
+    need_next_flow: bool = True
+    save_probs: Optional[str] = None
+    read_ahead: int = 3
+    write_queue: int = 8
+    threshold: float = 0.5
+    progress: bool = True
+
+
+class _FrameStash:
+    """Full-resolution frames kept between the reader thread and the writer (only for the overlay)."""
+
+    def __init__(self):
+        self._frames: Dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def put(self, index: int, frame: np.ndarray) -> None:
+        with self._lock:
+            self._frames[index] = frame
+
+    def pop(self, index: int) -> np.ndarray:
+        with self._lock:
+            return self._frames.pop(index)
+
+
+def _working_frames(source: VideoSource, size, stash: Optional[_FrameStash]) -> Iterator[np.ndarray]:
+    for index, frame in enumerate(source.frames()):
+        if stash is not None:
+            stash.put(index, frame)
+        yield resize_frame(frame, size)
+
+
+def _downscale_masks(one_hot: np.ndarray, size) -> np.ndarray:
+    """Nearest-neighbour resize of [N, H, W] 0/1 masks (they stay exactly 0/1, as the contract wants)."""
+    if tuple(one_hot.shape[1:]) == tuple(size):
+        return one_hot
+    rows = (np.arange(size[0]) + 0.5) * one_hot.shape[1] / size[0]
+    cols = (np.arange(size[1]) + 0.5) * one_hot.shape[2] / size[1]
+    return one_hot[:, rows.astype(int)][:, :, cols.astype(int)]
+
+
+def segment_frames(
+    step_fn: StepFn,
+    source: VideoSource,
+    first: FirstMask,
+    flow_fn: FlowFn,
+    output_dir: str,
+    options: SegmentOptions = SegmentOptions(),
+    overlay_path: Optional[str] = None,
+    description: Optional[str] = None,
+) -> int:
+    """Segments `source` and writes `<output_dir>/<frame name>.png` for every frame; returns the frame count.
+
+    Frame 0 is written as the given mask; every other frame is the fused prediction, at the input size,
+    with ids mapped back to the first mask's object ids and its palette. Not atomic by itself (see
+    `segment_video`).
+    """
+    if tuple(first.labels.shape) != tuple(source.size):
+        raise ValueError(
+            f"first mask size {first.labels.shape[1]}x{first.labels.shape[0]} differs from the frames of "
+            f"{source.path} ({source.size[1]}x{source.size[0]})."
+        )
+    full_size = tuple(source.size)
+    size = working_size(full_size, options.max_size)
+    lookup = first.index_to_id()
+    masks = MaskWriter(output_dir, first.palette)
+    probs_writer = None
+    if options.save_probs:
+        probs_writer = ProbabilityWriter(os.path.join(output_dir, PROBS_FOLDER), first.object_ids, options.save_probs)
+    stash = _FrameStash() if overlay_path else None
+    overlay = OverlayWriter(overlay_path, full_size, first.palette, source.fps) if overlay_path else None
+    worker = BackgroundWorker(options.write_queue, name="writer")
+
+    def write(index: int, probs: np.ndarray) -> None:
+        # Runs on the writer thread: upsampling, fusion and encoding overlap the next model step.
+        name = source.frame_names[index]
+        if index == 0:
+            ids = first.labels
+            full_probs = first.one_hot()
+        else:
+            full_probs = upsample_probs(probs, full_size)
+            ids = lookup[fuse(full_probs, options.threshold)]
+        masks.write(name, ids)
+        if probs_writer is not None:
+            probs_writer.write(name, full_probs)
+        if overlay is not None:
+            overlay.write(stash.pop(index), ids)
+
+    frames = _working_frames(source, size, stash)
+    results = propagate(
+        step_fn, frames, _downscale_masks(first.one_hot(), size), flow_fn,
+        need_next_flow=options.need_next_flow, read_ahead=options.read_ahead, threshold=options.threshold,
+    )
+    count = 0
+    try:
+        bar = tqdm(results, total=source.num_frames, desc=description or os.path.basename(source.path),
+                   unit="frame", disable=not options.progress, leave=False)
+        for result in bar:
+            worker.submit(lambda index=result.index, probs=result.probs: write(index, probs))
+            count += 1
+        worker.close()
+    except BaseException:
+        try:
+            worker.close()
+        except BaseException:  # noqa: BLE001 -- the first error is the one to report
+            pass
+        if overlay is not None:
+            overlay.abort()
+        raise
+    if overlay is not None:
+        overlay.close()
+    return count
+
+
+def segment_video(
+    step_fn: StepFn,
+    video: str,
+    first_mask: str,
+    flow_fn: FlowFn,
+    output_dir: str,
+    options: SegmentOptions = SegmentOptions(),
+    overlay_path: Optional[str] = None,
+    overwrite: bool = False,
+    prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]] = None,
+) -> int:
+    """Segments one video into `output_dir`, which appears only when complete.
+
+    Args:
+      step_fn: the recurrent step (ignored when `prepare` is given).
+      video: a folder of frames or a video file.
+      first_mask: the first frame's mask (palette PNG of ids, or binary).
+      flow_fn: the flow backend.
+      output_dir: results folder (refused when it exists unless `overwrite`).
+      options: see SegmentOptions.
+      overlay_path: optional mp4 with the masks blended into the frames.
+      prepare: optional callback (video, first mask) -> step_fn, e.g. online finetuning on the first frame.
+    Returns the number of frames written.
+    """
+    check_output_dir(output_dir, overwrite)
+    source = VideoSource(video)
+    first = read_first_mask(first_mask, source.size)
+    if prepare is not None:
+        step_fn = prepare(source, first)
+    with atomic_output_dir(output_dir, overwrite) as tmp:
+        return segment_frames(step_fn, source, first, flow_fn, tmp, options, overlay_path)
+
+
+def segment_davis(
+    davis_root: str,
+    split: str,
+    flow_fn: FlowFn,
+    output_dir: str,
+    step_fn: Optional[StepFn] = None,
+    options: SegmentOptions = SegmentOptions(),
+    overwrite: bool = False,
+    year: Optional[int] = None,
+    prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]] = None,
+    sequences: Optional[List[str]] = None,
+) -> List[str]:
+    """Segments every sequence of a DAVIS split into `<output_dir>/<seq>/<frame>.png` (atomic as a whole).
+
+    The first frame's ground truth seeds each sequence. `prepare` (if given) builds the step for each
+    sequence (online finetuning). Returns the sequence names.
+    """
+    from maskrnn_tf.data.sequences import find_davis_root, read_davis_sequence_list  # dataset layouts only here
+
+    check_output_dir(output_dir, overwrite)
+    if year is None:
+        root = find_davis_root(davis_root)
+        year = 2017 if os.path.isdir(os.path.join(root, "ImageSets", "2017")) else 2016
+    listed = read_davis_sequence_list(davis_root, year, split)
+    if sequences is not None:
+        by_name = {s.name: s for s in listed}
+        unknown = [n for n in sequences if n not in by_name]
+        if unknown:
+            raise ValueError(f"sequence(s) {unknown} not in DAVIS-{year} {split}; choose from {sorted(by_name)}.")
+        listed = [by_name[n] for n in sequences]
+    names = []
+    with atomic_output_dir(output_dir, overwrite) as tmp:
+        for sequence in tqdm(listed, desc=f"DAVIS-{year} {split}", unit="seq", disable=not options.progress):
+            source = VideoSource(os.path.dirname(sequence.frame_paths[0]), frame_paths=list(sequence.frame_paths))
+            first = read_first_mask(sequence.mask_paths[0][0], source.size)
+            seq_step = prepare(source, first) if prepare is not None else step_fn
+            if seq_step is None:
+                raise ValueError("segment_davis needs step_fn or prepare.")
+            segment_frames(seq_step, source, first, flow_fn, os.path.join(tmp, sequence.name), options,
+                           description=sequence.name)
+            names.append(sequence.name)
+    return names

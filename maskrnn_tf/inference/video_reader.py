@@ -1,0 +1,120 @@
+"""Reading a video as a stream of uint8 RGB frames: a folder of images or a video file (OpenCV).
+
+Frames are decoded lazily, one at a time, so a long video is never held in memory (the propagation loop
+adds a bounded read-ahead with `maskrnn_tf.inference.background.prefetch`).
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterator, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from maskrnn_tf.io import ImageReadError, read_frame
+
+FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
+
+class VideoReadError(ImageReadError):
+    """A video (frame folder or video file) is missing, empty or unreadable."""
+
+
+class VideoSource:
+    """A video on disk: a folder of frames (sorted by name) or a video file decoded with OpenCV.
+
+    Attributes:
+      path: the folder or file.
+      frame_names: one output name stem per frame ("00000", ...): the image stems for a folder, the
+        zero-padded index for a video file.
+      size: (height, width) of the frames.
+      fps: frame rate (the file's for a video file, 24 for a folder).
+    """
+
+    def __init__(self, path: str | os.PathLike, frame_paths: Optional[List[str]] = None):
+        self.path = os.fspath(path)
+        self._frame_paths: Optional[List[str]] = None
+        if frame_paths is not None:
+            if not frame_paths:
+                raise VideoReadError(f"{self.path}: no frames listed.")
+            self._frame_paths = list(frame_paths)
+            self.fps = 24.0
+        elif os.path.isdir(self.path):
+            names = sorted(f for f in os.listdir(self.path) if f.lower().endswith(FRAME_EXTENSIONS))
+            if not names:
+                raise VideoReadError(
+                    f"{self.path}: no frames found (expected images named like 00000.jpg with extensions "
+                    f"{', '.join(FRAME_EXTENSIONS)})."
+                )
+            self._frame_paths = [os.path.join(self.path, n) for n in names]
+            self.fps = 24.0
+        elif os.path.isfile(self.path):
+            self._open_video_file()
+        else:
+            raise VideoReadError(f"{self.path}: video not found (give a folder of frames or a video file).")
+        if self._frame_paths is not None:
+            self.frame_names = [os.path.splitext(os.path.basename(p))[0] for p in self._frame_paths]
+            self.size = read_frame(self._frame_paths[0]).shape[:2]
+
+    def _open_video_file(self) -> None:
+        capture = cv2.VideoCapture(self.path)
+        try:
+            ok, frame = capture.read() if capture.isOpened() else (False, None)
+            if not ok or frame is None:
+                raise VideoReadError(
+                    f"{self.path}: unreadable video file (OpenCV could not decode a frame); convert it to "
+                    "mp4 (H.264/mp4v) or extract its frames into a folder."
+                )
+            self.size = frame.shape[:2]
+            self.fps = float(capture.get(cv2.CAP_PROP_FPS)) or 24.0
+            # The container's frame count can be wrong; count by decoding (grab() skips the colour work).
+            count = 1
+            while capture.grab():
+                count += 1
+        finally:
+            capture.release()
+        self.frame_names = [f"{i:05d}" for i in range(count)]
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_names)
+
+    def frames(self) -> Iterator[np.ndarray]:
+        """Yields the frames in order as uint8 RGB [H, W, 3], decoding one at a time."""
+        if self._frame_paths is not None:
+            for path in self._frame_paths:
+                frame = read_frame(path)
+                if frame.shape[:2] != tuple(self.size):
+                    raise VideoReadError(
+                        f"{path}: frame size {frame.shape[1]}x{frame.shape[0]} differs from the first frame "
+                        f"({self.size[1]}x{self.size[0]}); all frames of a video must have the same size."
+                    )
+                yield frame
+            return
+        capture = cv2.VideoCapture(self.path)
+        try:
+            for index in range(self.num_frames):
+                ok, frame = capture.read()
+                if not ok:
+                    raise VideoReadError(f"{self.path}: decoding stopped at frame {index} of {self.num_frames}.")
+                yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        finally:
+            capture.release()
+
+
+def resize_frame(frame: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Area-downscales (or bilinear-upscales) a frame to size = (height, width)."""
+    if tuple(frame.shape[:2]) == tuple(size):
+        return frame
+    smaller = size[0] * size[1] < frame.shape[0] * frame.shape[1]
+    interpolation = cv2.INTER_AREA if smaller else cv2.INTER_LINEAR
+    return cv2.resize(frame, (size[1], size[0]), interpolation=interpolation)
+
+
+def working_size(size: Tuple[int, int], max_size: Optional[int]) -> Tuple[int, int]:
+    """The (height, width) frames are processed at: `size` with its long side capped at `max_size`."""
+    height, width = size
+    if not max_size or max(height, width) <= max_size:
+        return height, width
+    scale = max_size / max(height, width)
+    return max(1, int(round(height * scale))), max(1, int(round(width * scale)))

@@ -1,0 +1,151 @@
+"""Video and first-mask reading: frame folders, mp4 via OpenCV, palettes, bad inputs; the background helpers."""
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskrnn_tf.inference.background import BackgroundWorker, prefetch
+from maskrnn_tf.inference.first_mask import MaskError, read_first_mask
+from maskrnn_tf.inference.video_reader import VideoReadError, VideoSource, working_size
+from maskrnn_tf.io import ImageReadError
+
+from .conftest import custom_palette, write_palette
+
+
+def test_frame_folder_streams_frames_in_name_order(video_on_disk, synthetic_video):
+    folder, _ = video_on_disk
+    source = VideoSource(folder)
+    assert source.num_frames == 6 and source.size == (40, 56)
+    assert source.frame_names == [f"{t:05d}" for t in range(6)]
+    frames = source.frames()
+    assert not isinstance(frames, (list, tuple))  # a generator: frames are decoded one at a time
+    for got, want in zip(frames, synthetic_video["frames"]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_mp4_is_read_with_opencv(tmp_path, synthetic_video):
+    path = str(tmp_path / "clip.mp4")
+    frames = synthetic_video["frames"]
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (frames.shape[2], frames.shape[1]))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    source = VideoSource(path)
+    assert source.num_frames == len(frames) and source.size == frames.shape[1:3]
+    assert source.frame_names[:2] == ["00000", "00001"]
+    decoded = list(source.frames())
+    assert len(decoded) == len(frames)
+    for got, want in zip(decoded, frames):
+        # mp4v is lossy, but RGB order and content must survive: a channel swap would be far off.
+        assert np.abs(got.astype(float) - want).mean() < 12
+        assert np.abs(got[..., ::-1].astype(float) - want).mean() > np.abs(got.astype(float) - want).mean()
+
+
+def test_bad_videos_are_reported(tmp_path):
+    with pytest.raises(VideoReadError, match="not found"):
+        VideoSource(str(tmp_path / "nope"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(VideoReadError, match="no frames"):
+        VideoSource(str(empty))
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    with pytest.raises(VideoReadError, match="unreadable video"):
+        VideoSource(str(broken))
+    bad_frames = tmp_path / "bad"
+    bad_frames.mkdir()
+    (bad_frames / "00000.jpg").write_bytes(b"garbage")
+    with pytest.raises(ImageReadError, match="00000.jpg"):
+        VideoSource(str(bad_frames))
+
+
+def test_first_mask_palette_ids_and_binary(tmp_path):
+    ids = np.zeros((8, 10), np.uint8)
+    ids[1:3, 1:4] = 2
+    ids[5:7, 5:9] = 5
+    ids[0, 0] = 255
+    path = str(tmp_path / "ids.png")
+    write_palette(path, ids, custom_palette())
+    first = read_first_mask(path, (8, 10))
+    assert first.object_ids == (2, 5)
+    np.testing.assert_array_equal(first.palette, custom_palette())
+    one_hot = first.one_hot()
+    np.testing.assert_array_equal(one_hot[0], ids == 2)
+    np.testing.assert_array_equal(one_hot[1], ids == 5)
+    np.testing.assert_array_equal(first.index_to_id(), [0, 2, 5])
+
+    grey = np.zeros((8, 10), np.uint8)
+    grey[2:6, 3:7] = 255
+    binary = str(tmp_path / "binary.png")
+    Image.fromarray(grey).save(binary)
+    first = read_first_mask(binary)
+    assert first.object_ids == (1,) and first.labels.max() == 1
+    assert tuple(first.palette[1]) == (128, 0, 0)  # no input palette: DAVIS colours
+
+
+def test_first_mask_errors(tmp_path):
+    ids = np.zeros((8, 10), np.uint8)
+    ids[2, 2] = 1
+    path = str(tmp_path / "m.png")
+    write_palette(path, ids, custom_palette())
+    with pytest.raises(MaskError, match=r"10x8 differs from the video's frames \(12x8\)"):
+        read_first_mask(path, (8, 12))
+    empty = str(tmp_path / "empty.png")
+    write_palette(empty, np.where(ids > 0, 255, 0), custom_palette())  # void only
+    with pytest.raises(MaskError, match="no object"):
+        read_first_mask(empty)
+    with pytest.raises(ImageReadError, match="not found"):
+        read_first_mask(str(tmp_path / "missing.png"))
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"xx")
+    with pytest.raises(ImageReadError, match="unreadable"):
+        read_first_mask(str(junk))
+
+
+def test_working_size_caps_the_long_side():
+    assert working_size((480, 854), 427) == (240, 427)
+    assert working_size((480, 854), None) == (480, 854)
+    assert working_size((100, 50), 200) == (100, 50)
+
+
+def test_prefetch_keeps_order_bounds_read_ahead_and_forwards_errors():
+    produced = []
+
+    def items():
+        for i in range(20):
+            produced.append(i)
+            yield i
+
+    consumed = []
+    for item in prefetch(items(), depth=2):
+        time.sleep(0.002)
+        # The producer is never more than depth (+1 in hand, +1 being put) items ahead.
+        assert len(produced) - len(consumed) <= 4
+        consumed.append(item)
+    assert consumed == list(range(20))
+
+    def failing():
+        yield 1
+        raise RuntimeError("decoder broke")
+
+    with pytest.raises(RuntimeError, match="decoder broke"):
+        list(prefetch(failing(), depth=2))
+
+
+def test_background_worker_runs_in_order_and_reraises():
+    seen = []
+    worker = BackgroundWorker(depth=2)
+    for i in range(10):
+        worker.submit(lambda i=i: seen.append((i, threading.current_thread().name)))
+    worker.close()
+    assert [i for i, _ in seen] == list(range(10)) and all(name == "worker" for _, name in seen)
+
+    worker = BackgroundWorker(depth=2)
+    worker.submit(lambda: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        for _ in range(50):
+            worker.submit(lambda: None)
+        worker.close()
