@@ -1,0 +1,131 @@
+"""Geometric augmentation applied identically to frames, id masks and flows (pure TensorFlow ops).
+
+One random similarity transform per clip (resize, rotation, crop position, horizontal flip) is expressed as
+an affine map from output pixel coordinates to input pixel coordinates (pixel centres at integers):
+
+    p_in = c_in + d + A (p_out - c_out),   A = (1 / s) R(theta) F,
+
+with s the scale, R a rotation, F = diag(-1, 1) for a flip, c the image centres and d the crop shift. All
+frames of a clip use the same map, so a flow vector f measured in input pixels becomes A^-1 f in output
+pixels (a flip negates u, a resize by s scales by s, a rotation rotates the vector) and warping the
+augmented mask of frame t-1 with the augmented flow still lands on the augmented mask of frame t.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Dict, Tuple
+
+import tensorflow as tf
+
+from maskrnn_tf.io import VOID_ID
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Random geometric augmentation.
+
+    Attributes:
+      crop_size: (height, width) of the output.
+      min_scale, max_scale: random resize factor range, relative to the scale at which the input just
+        covers the crop (1.0 = fit: the smaller of the two ratios covers the crop exactly).
+      max_rotation_deg: rotation uniform in [-max, max] degrees.
+      flip: random horizontal flip with probability 0.5.
+      random: False gives the deterministic fit-and-centre-crop (evaluation).
+    """
+
+    crop_size: Tuple[int, int] = (64, 96)
+    min_scale: float = 0.9
+    max_scale: float = 1.2
+    max_rotation_deg: float = 10.0
+    flip: bool = True
+    random: bool = True
+
+
+def sample_transform(seed: tf.Tensor, input_size: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
+    """Samples the affine map of one clip: a float32 [2, 3] matrix [A | b] with p_in = A p_out + b.
+
+    Args:
+      seed: int32/int64 [2] stateless seed.
+      input_size: int [2] (height, width) of the input frames.
+      config: the augmentation ranges.
+    """
+    height = tf.cast(input_size[0], tf.float32)
+    width = tf.cast(input_size[1], tf.float32)
+    out_h, out_w = float(config.crop_size[0]), float(config.crop_size[1])
+    fit = tf.maximum(out_h / height, out_w / width)
+    if config.random:
+        u = tf.random.stateless_uniform([5], seed=seed, dtype=tf.float32)
+        scale = fit * (config.min_scale + (config.max_scale - config.min_scale) * u[0])
+        theta = math.radians(config.max_rotation_deg) * (2.0 * u[1] - 1.0)
+        flip = tf.cast(u[2] < 0.5, tf.float32) if config.flip else tf.constant(0.0)
+        shift_u = 2.0 * u[3:5] - 1.0
+    else:
+        scale, theta, flip, shift_u = fit, tf.constant(0.0), tf.constant(0.0), tf.zeros([2])
+    sign = 1.0 - 2.0 * flip
+    cos, sin = tf.cos(theta), tf.sin(theta)
+    # A = (1/s) R F: columns of R scaled by the flip sign on x.
+    a = tf.reshape(tf.stack([cos * sign, -sin, sin * sign, cos]), [2, 2]) / scale
+    # The crop window may move by the slack between the scaled image and the crop (0 when it does not fit).
+    slack = tf.maximum(tf.stack([width * scale - out_w, height * scale - out_h]), 0.0) / (2.0 * scale)
+    shift = slack * shift_u
+    c_in = tf.stack([(width - 1.0) / 2.0, (height - 1.0) / 2.0])
+    c_out = tf.constant([(out_w - 1.0) / 2.0, (out_h - 1.0) / 2.0])
+    b = c_in + shift - tf.linalg.matvec(a, c_out)
+    return tf.concat([a, b[:, None]], axis=1)
+
+
+def projective_transform(images: tf.Tensor, affine: tf.Tensor, out_size, interpolation: str,
+                         fill: float) -> tf.Tensor:
+    """Applies p_in = A p_out + b to [N, H, W, C] float32 images (TF's projective transform, no custom op)."""
+    transform = tf.concat([tf.reshape(affine, [6]), tf.zeros([2])], axis=0)[None]
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transform, output_shape=tf.cast(out_size, tf.int32),
+        fill_value=tf.constant(fill, tf.float32), interpolation=interpolation, fill_mode="CONSTANT",
+    )
+
+
+def apply_transform(frames: tf.Tensor, maps: Dict[str, tf.Tensor], flows: Dict[str, tf.Tensor], affine: tf.Tensor,
+                    out_size) -> Tuple[tf.Tensor, Dict[str, tf.Tensor], tf.Tensor, Dict[str, tf.Tensor]]:
+    """Transforms a clip consistently.
+
+    Args:
+      frames: [T, H, W, 3] float32.
+      maps: dict of binary [T, H, W] maps (an object's mask, the void map): resampled bilinearly and
+        thresholded at 0.5, which follows a moved boundary more closely than nearest-neighbour ids.
+      flows: dict of [T, H, W, 2] float32 (u, v) flows in input pixels.
+      affine: [2, 3] from `sample_transform`.
+      out_size: (h, w).
+
+    Returns:
+      frames [T, h, w, 3] (bilinear, 0 outside), maps dict [T, h, w] float32 0/1, inside [T, h, w] float32
+      (1 where the output pixel comes from inside the input image), flows dict [T, h, w, 2] in output pixels.
+    """
+    frames_out = projective_transform(tf.cast(frames, tf.float32), affine, out_size, "BILINEAR", 0.0)
+    maps_out = {}
+    for key, value in maps.items():
+        moved = projective_transform(tf.cast(value, tf.float32)[..., None], affine, out_size, "BILINEAR", 0.0)
+        maps_out[key] = tf.cast(moved[..., 0] > 0.5, tf.float32)
+    ones = tf.ones_like(frames[:1, :, :, :1], dtype=tf.float32)
+    inside = projective_transform(ones, affine, out_size, "NEAREST", 0.0)[..., 0]
+    inside = tf.repeat(inside, tf.shape(frames)[0], axis=0)
+    inverse = tf.linalg.inv(affine[:, :2])
+    flows_out = {}
+    for key, flow in flows.items():
+        moved = projective_transform(tf.cast(flow, tf.float32), affine, out_size, "BILINEAR", 0.0)
+        # Vectors transform by A^-1: out[..., i] = sum_j inverse[i, j] * moved[..., j].
+        flows_out[key] = tf.einsum("ij,...j->...i", inverse, moved)
+    return frames_out, maps_out, inside, flows_out
+
+
+def object_maps(ids: tf.Tensor, object_id: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """{'mask': 1 where ids == object_id, 'void': 1 where ids == 255}, float32 [..., H, W]."""
+    return {
+        "mask": tf.cast(tf.equal(ids, tf.cast(object_id, ids.dtype)), tf.float32),
+        "void": tf.cast(tf.equal(ids, tf.cast(VOID_ID, ids.dtype)), tf.float32),
+    }
+
+
+def finish_void(void: tf.Tensor, inside: tf.Tensor) -> tf.Tensor:
+    """The void map of the output: ground-truth void, or outside the input image."""
+    return tf.maximum(void, 1.0 - inside)

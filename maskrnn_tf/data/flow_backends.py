@@ -1,0 +1,105 @@
+"""Optical-flow backends: OpenCV DIS (default), OpenCV Farneback, and a folder of `.flo` files.
+
+Every backend returns the (u, v) flow from frame a to frame b as float32 [H, W, 2]
+(`flow[y, x]` = displacement of pixel (x, y) of a to its match in b).
+"""
+from __future__ import annotations
+
+import abc
+import os
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from maskrnn_tf.ops import read_flo
+
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+class FlowBackend(abc.ABC):
+    """Computes or fetches the flow between two frames of a sequence."""
+
+    #: Sub-folder of the cache holding this backend's flows (distinct settings -> distinct tags).
+    tag: str = ""
+    #: False when the backend ignores pixel data (a `.flo` folder): callers may skip decoding frames.
+    needs_frames: bool = True
+
+    @abc.abstractmethod
+    def flow(self, frame_a: Optional[np.ndarray], frame_b: Optional[np.ndarray], *, sequence: str = "",
+             stem_a: str = "", stem_b: str = "") -> np.ndarray:
+        """(u, v) flow a -> b, float32 [H, W, 2]; frames are uint8 RGB [H, W, 3]."""
+
+
+def _grey(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+class DISFlow(FlowBackend):
+    """OpenCV Dense Inverse Search (no weights, CPU); `preset` is ultrafast, fast or medium."""
+
+    def __init__(self, preset: str = "medium") -> None:
+        if preset not in _DIS_PRESETS:
+            raise ValueError(f"DIS preset must be one of {sorted(_DIS_PRESETS)}, got {preset!r}.")
+        self.preset = preset
+        self.tag = f"dis-{preset}"
+        self._dis = None
+
+    def flow(self, frame_a, frame_b, *, sequence="", stem_a="", stem_b="") -> np.ndarray:
+        if self._dis is None:  # created lazily: cv2 objects do not pickle across processes
+            self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
+        return self._dis.calc(_grey(frame_a), _grey(frame_b), None).astype(np.float32)
+
+
+class FarnebackFlow(FlowBackend):
+    """OpenCV Farneback polynomial-expansion flow (pyramid 0.5, 4 levels, window 15, 3 iterations)."""
+
+    tag = "farneback"
+
+    def flow(self, frame_a, frame_b, *, sequence="", stem_a="", stem_b="") -> np.ndarray:
+        return cv2.calcOpticalFlowFarneback(
+            _grey(frame_a), _grey(frame_b), None, pyr_scale=0.5, levels=4, winsize=15, iterations=3,
+            poly_n=5, poly_sigma=1.1, flags=0,
+        ).astype(np.float32)
+
+
+class FloFolderFlow(FlowBackend):
+    """Flows precomputed elsewhere (FlowNet2, RAFT, ...) as Middlebury `.flo` files.
+
+    Layout: `<root>/<sequence>/<stem_a>_<stem_b>.flo` is the flow from frame `stem_a` to frame `stem_b`
+    (e.g. `blackswan/00000_00001.flo` forward and `blackswan/00001_00000.flo` backward).
+    """
+
+    needs_frames = False
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.tag = "flo-" + os.path.basename(os.path.normpath(root))
+
+    def flow(self, frame_a, frame_b, *, sequence="", stem_a="", stem_b="") -> np.ndarray:
+        path = os.path.join(self.root, sequence, f"{stem_a}_{stem_b}.flo")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"{path}: missing .flo file (flow from frame {stem_a} to {stem_b} of {sequence}); the folder "
+                "must hold <sequence>/<from>_<to>.flo for every consecutive pair, both directions."
+            )
+        return np.asarray(read_flo(path), dtype=np.float32)
+
+
+def make_backend(name: str, flo_dir: Optional[str] = None) -> FlowBackend:
+    """Backend by name: "dis" / "dis-medium" / "dis-fast" / "dis-ultrafast", "farneback", or "flo"."""
+    if name == "dis":
+        return DISFlow("medium")
+    if name.startswith("dis-"):
+        return DISFlow(name[4:])
+    if name == "farneback":
+        return FarnebackFlow()
+    if name == "flo":
+        if not flo_dir:
+            raise ValueError("the 'flo' flow backend needs the folder of .flo files (flo_dir).")
+        return FloFolderFlow(flo_dir)
+    raise ValueError(f"unknown flow backend {name!r}; use dis, dis-fast, dis-ultrafast, farneback or flo.")

@@ -1,0 +1,200 @@
+"""tf.data input pipelines for stage A (static frames), stage B (clips) and online finetuning.
+
+Every element holds one object (sampled from multi-object videos): its binary mask and a `void` map (1 where
+the ground truth is 255 or the augmented view falls outside the image). Elements are deterministic given
+`seed`: element i is augmented with the stateless seed (seed, i), and sample order comes from a seeded
+shuffle, so parallel maps (`deterministic=True`) give the same stream on every run. The datasets are plain
+`tf.data.Dataset`s of dicts (batch with `batch_size` or by the caller), so they work with
+`tf.distribute.Strategy.experimental_distribute_dataset`.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence as Seq, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from maskrnn_tf.data.augment import AugmentConfig, apply_transform, finish_void, object_maps, sample_transform
+from maskrnn_tf.data.perturb import PerturbConfig, perturb_mask
+from maskrnn_tf.data.sources import VideoSource
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _load_fn(source: VideoSource, offsets: Tuple[int, ...]):
+    """A tf.numpy_function body loading frames `t + offsets` of video v."""
+
+    def load(video, t):
+        data = source.load(int(video), [int(t) + o for o in offsets])
+        return (data["frames"].astype(np.uint8), data["masks"].astype(np.uint8),
+                data["flows_to_prev"].astype(np.float32), data["flows_to_next"].astype(np.float32))
+
+    return load
+
+
+def _loaded(source: VideoSource, offsets: Tuple[int, ...], video: tf.Tensor, t: tf.Tensor):
+    frames, masks, to_prev, to_next = tf.numpy_function(
+        _load_fn(source, offsets), [video, t], [tf.uint8, tf.uint8, tf.float32, tf.float32], stateful=False)
+    n = len(offsets)
+    frames.set_shape([n, None, None, 3])
+    masks.set_shape([n, None, None])
+    to_prev.set_shape([n, None, None, 2])
+    to_next.set_shape([n, None, None, 2])
+    return frames, masks, to_prev, to_next
+
+
+def _items(source: VideoSource, first: int, span: int) -> np.ndarray:
+    """int32 [M, 3] (video, t, object id): windows [t - first, t - first + span) with the object visible in
+    frame t - first (the frame that seeds the recurrence or gives the previous mask)."""
+    items: List[Tuple[int, int, int]] = []
+    for v in range(len(source)):
+        presence = source.presence(v)
+        for t in range(first, presence.shape[0] - span + first + 1):
+            for k in np.nonzero(presence[t - first])[0]:
+                items.append((v, t, int(k) + 1))
+    if not items:
+        raise ValueError(f"no training items: no video of the source has {span} frames with a visible object.")
+    return np.asarray(items, np.int32)
+
+
+def _indexed(items: np.ndarray, seed: int, shuffle: bool, repeat: bool) -> tf.data.Dataset:
+    dataset = tf.data.Dataset.from_tensor_slices(items)
+    if shuffle:
+        dataset = dataset.shuffle(len(items), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    return dataset.enumerate()
+
+
+def _seeds(seed: int, index: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    base = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
+    pair = tf.random.experimental.stateless_split(base, num=2)
+    return pair[0], pair[1]
+
+
+def _finish(dataset: tf.data.Dataset, batch_size: Optional[int]) -> tf.data.Dataset:
+    if batch_size:
+        dataset = dataset.batch(batch_size, drop_remainder=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    return dataset.with_options(options).prefetch(AUTOTUNE)
+
+
+def make_static_dataset(source: VideoSource, augment: AugmentConfig = AugmentConfig(),
+                        perturb: PerturbConfig = PerturbConfig(), seed: int = 0, shuffle: bool = True,
+                        repeat: bool = True, batch_size: Optional[int] = None) -> tf.data.Dataset:
+    """Stage A: single frames t >= 1 with a perturbed ground truth of frame t-1 as the previous mask.
+
+    Element (float32, H, W = augment.crop_size): frame [H,W,3] RGB 0..255; flow_to_prev, flow_to_next
+    [H,W,2] (u, v) in output pixels; prev_mask [H,W] the object's ground truth at t-1, augmented like frame t
+    and randomly perturbed, in frame t-1 coordinates; mask [H,W] 0/1 target at t; void [H,W] 1 where void.
+    """
+    items = _items(source, first=1, span=2)
+    size = tuple(augment.crop_size)
+
+    def element(index, item):
+        aug_seed, perturb_seed = _seeds(seed, index)
+        frames, masks, to_prev, to_next = _loaded(source, (-1, 0), item[0], item[1])
+        affine = sample_transform(aug_seed, tf.shape(frames)[1:3], augment)
+        frames, maps, inside, flows = apply_transform(
+            frames[1:], object_maps(masks, item[2]), {"p": to_prev[1:], "n": to_next[1:]}, affine, size)
+        mask = maps["mask"]
+        void = finish_void(maps["void"], tf.concat([inside, inside], axis=0))
+        return {
+            "frame": tf.ensure_shape(frames[0], size + (3,)),
+            "flow_to_prev": tf.ensure_shape(flows["p"][0], size + (2,)),
+            "flow_to_next": tf.ensure_shape(flows["n"][0], size + (2,)),
+            "prev_mask": tf.ensure_shape(perturb_mask(mask[0], perturb_seed, perturb), size),
+            "mask": tf.ensure_shape(mask[1], size),
+            "void": tf.ensure_shape(void[1], size),
+        }
+
+    dataset = _indexed(items, seed, shuffle, repeat).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return _finish(dataset, batch_size)
+
+
+def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: AugmentConfig = AugmentConfig(),
+                      seed: int = 0, shuffle: bool = True, repeat: bool = True,
+                      batch_size: Optional[int] = None) -> tf.data.Dataset:
+    """Stage B: clips of `clip_length` consecutive frames of one object (visible in the clip's first frame).
+
+    Element (float32, T = clip_length, H, W = augment.crop_size): frames [T,H,W,3]; flows_to_prev,
+    flows_to_next [T,H,W,2] (zeros before the video's first / after its last frame); masks [T,H,W] 0/1;
+    void [T,H,W]. One augmentation per clip. The loop seeds the recurrence with masks[0] and predicts frames
+    1..T-1 (clip_length 8 = 7 unrolled steps).
+    """
+    if clip_length < 1:
+        raise ValueError(f"clip_length must be >= 1, got {clip_length}.")
+    items = _items(source, first=0, span=clip_length)
+    size = tuple(augment.crop_size)
+    offsets = tuple(range(clip_length))
+
+    def element(index, item):
+        aug_seed, _ = _seeds(seed, index)
+        frames, masks, to_prev, to_next = _loaded(source, offsets, item[0], item[1])
+        affine = sample_transform(aug_seed, tf.shape(frames)[1:3], augment)
+        frames, maps, inside, flows = apply_transform(
+            frames, object_maps(masks, item[2]), {"p": to_prev, "n": to_next}, affine, size)
+        mask, void = maps["mask"], finish_void(maps["void"], inside)
+        shape = (clip_length,) + size
+        return {
+            "frames": tf.ensure_shape(frames, shape + (3,)),
+            "flows_to_prev": tf.ensure_shape(flows["p"], shape + (2,)),
+            "flows_to_next": tf.ensure_shape(flows["n"], shape + (2,)),
+            "masks": tf.ensure_shape(mask, shape),
+            "void": tf.ensure_shape(void, shape),
+        }
+
+    dataset = _indexed(items, seed, shuffle, repeat).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return _finish(dataset, batch_size)
+
+
+def make_finetune_dataset(first_frame: np.ndarray, first_mask: np.ndarray, object_ids: Seq[int],
+                          flow_to_next: Optional[np.ndarray] = None, augment: Optional[AugmentConfig] = None,
+                          perturb: PerturbConfig = PerturbConfig(), seed: int = 0,
+                          batch_size: Optional[int] = None) -> tf.data.Dataset:
+    """Online finetuning: an infinite stream of augmented views of the first frame, objects in turn.
+
+    Args:
+      first_frame: uint8 RGB [H0, W0, 3].
+      first_mask: uint8 ids [H0, W0] (255 void).
+      object_ids: the ids to train on (element i uses object_ids[i % len]).
+      flow_to_next: optional float32 [H0, W0, 2] flow from the first frame to the second (zeros if None).
+      augment: augmentation (default: random, crop = the frame size).
+      perturb: previous-mask perturbation.
+
+    Element: as `make_static_dataset` (frame, flow_to_prev = zeros, flow_to_next, prev_mask = perturbed
+    first-frame mask of the object, mask, void).
+    """
+    first_frame = np.asarray(first_frame, np.uint8)
+    first_mask = np.asarray(first_mask, np.uint8)
+    if first_frame.shape[:2] != first_mask.shape:
+        raise ValueError(f"first_frame {first_frame.shape} and first_mask {first_mask.shape} differ in size.")
+    if not object_ids:
+        raise ValueError("make_finetune_dataset needs at least one object id.")
+    height, width = first_mask.shape
+    augment = augment or AugmentConfig(crop_size=(height, width))
+    size = tuple(augment.crop_size)
+    flow = np.zeros((height, width, 2), np.float32) if flow_to_next is None else np.asarray(flow_to_next, np.float32)
+    frame_t = tf.constant(first_frame[None])
+    mask_t = tf.constant(first_mask[None])
+    flows_t = {"p": tf.zeros((1, height, width, 2)), "n": tf.constant(flow[None])}
+    ids_t = tf.constant(list(object_ids), tf.int32)
+
+    def element(index):
+        aug_seed, perturb_seed = _seeds(seed, index)
+        affine = sample_transform(aug_seed, tf.constant([height, width]), augment)
+        object_id = ids_t[tf.cast(index % tf.cast(tf.size(ids_t), tf.int64), tf.int32)]
+        frames, maps, inside, flows = apply_transform(frame_t, object_maps(mask_t, object_id), flows_t, affine, size)
+        mask, void = maps["mask"], finish_void(maps["void"], inside)
+        return {
+            "frame": tf.ensure_shape(frames[0], size + (3,)),
+            "flow_to_prev": tf.ensure_shape(flows["p"][0], size + (2,)),
+            "flow_to_next": tf.ensure_shape(flows["n"][0], size + (2,)),
+            "prev_mask": tf.ensure_shape(perturb_mask(mask[0], perturb_seed, perturb), size),
+            "mask": tf.ensure_shape(mask[0], size),
+            "void": tf.ensure_shape(void[0], size),
+        }
+
+    dataset = tf.data.Dataset.range(2 ** 62).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
+    return _finish(dataset, batch_size)

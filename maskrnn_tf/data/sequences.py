@@ -1,0 +1,366 @@
+"""Plain-Python readers for the DAVIS and SegTrack v2 folder layouts (no TensorFlow).
+
+Both the tfds builders and the inference code use these: a `Sequence` lists the frame files and mask files of
+one video; `load_masks` decodes the masks into object ids and checks them. Every layout problem raises
+`DatasetLayoutError` (or `maskrnn_tf.io.ImageReadError` for an unreadable file) naming the file, what is wrong
+and what to do.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from maskrnn_tf.io import VOID_ID, ImageReadError, read_mask
+
+DAVIS_LAYOUT = """\
+Expected layout (the official DAVIS archives, extracted or as the zip itself):
+  <manual_dir>/DAVIS-data.zip                  (DAVIS-2016, from https://davischallenge.org)
+  <manual_dir>/DAVIS-2017-trainval-480p.zip    (DAVIS-2017 train+val, 480p)
+  <manual_dir>/DAVIS-2017-trainval-Full-Resolution.zip (optional, full resolution)
+or extracted, with or without the top-level DAVIS/ folder:
+  <manual_dir>/[DAVIS/]JPEGImages/480p/<seq>/00000.jpg
+  <manual_dir>/[DAVIS/]Annotations/480p/<seq>/00000.png
+  <manual_dir>/[DAVIS/]ImageSets/480p/{train,val,trainval}.txt   (2016: "/JPEGImages/... /Annotations/..." lines)
+  <manual_dir>/[DAVIS/]ImageSets/2017/{train,val}.txt            (2017: one sequence name per line)
+  <manual_dir>/[DAVIS/]Annotations/db_info.yml                   (2016: attributes and eval_t, optional)"""
+
+SEGTRACK_LAYOUT = """\
+Expected layout (SegTrack v2, extracted, with or without a top-level SegTrackv2/ folder):
+  <manual_dir>/ImageSets/all.txt            ("*<seq>" lines)
+  <manual_dir>/ImageSets/<seq>.txt          (a path prefix line, then one frame name per line)
+  <manual_dir>/JPEGImages/<seq>/<frame>.{png,bmp,jpg}
+  <manual_dir>/GroundTruth/<seq>/<frame>.png        (one object)
+  <manual_dir>/GroundTruth/<seq>/<k>/<frame>.png    (object k = 1, 2, ...)"""
+
+_FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class DatasetLayoutError(ValueError):
+    """A dataset folder does not have the expected layout or content."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sequence:
+    """One annotated video on disk.
+
+    Attributes:
+      name: sequence name (e.g. "blackswan").
+      dataset: cache namespace shared by sequences with identical frames (e.g. "davis-480p", "segtrack_v2").
+      frame_paths: one path per frame, in temporal order.
+      mask_paths: per frame, the mask files: one id map (DAVIS) or one binary file per object (SegTrack
+        multi-object; layer k is object k + 1).
+      num_objects: number of objects N (ids 1..N; 255 = void).
+      mask_layers: True when `mask_paths[t]` holds one binary mask per object.
+      eval_t: DAVIS-2016 `eval_t` flag (None when unknown).
+      attributes: DAVIS attributes (empty when unknown).
+    """
+
+    name: str
+    dataset: str
+    frame_paths: Tuple[str, ...]
+    mask_paths: Tuple[Tuple[str, ...], ...]
+    num_objects: int
+    mask_layers: bool = False
+    eval_t: Optional[bool] = None
+    attributes: Tuple[str, ...] = ()
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_paths)
+
+
+def image_size(path: str) -> Tuple[int, int]:
+    """(height, width) of an image file from its header, raising ImageReadError when unreadable."""
+    if not os.path.isfile(path):
+        raise ImageReadError(f"{path}: file not found.")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError) as err:
+        raise ImageReadError(f"{path}: unreadable image ({err}); replace it with a valid JPEG/PNG/BMP file.") from err
+    return height, width
+
+
+def _frame_number(path: str) -> Optional[int]:
+    match = re.search(r"(\d+)$", os.path.splitext(os.path.basename(path))[0])
+    return int(match.group(1)) if match else None
+
+
+def check_contiguous(paths: List[str], what: str) -> None:
+    """Raises DatasetLayoutError when the trailing numbers of `paths` do not increase by exactly 1."""
+    numbers = [_frame_number(p) for p in paths]
+    if any(n is None for n in numbers):
+        return  # names without numbers: order comes from the list file, nothing to check
+    for previous, current, path in zip(numbers, numbers[1:], paths[1:]):
+        if current != previous + 1:
+            raise DatasetLayoutError(
+                f"{path}: non-contiguous frame numbering in {what} (frame {current} follows {previous}); "
+                "every frame from the first to the last must be present -- restore the missing frames."
+            )
+
+
+def _check_sizes(sequence: Sequence) -> None:
+    sizes = {}
+    for frame, masks in zip(sequence.frame_paths, sequence.mask_paths):
+        frame_size = image_size(frame)
+        sizes[frame_size] = frame
+        for mask in masks:
+            mask_size = image_size(mask)
+            if mask_size != frame_size:
+                raise DatasetLayoutError(
+                    f"{mask}: mask size {mask_size[1]}x{mask_size[0]} differs from its frame {frame} "
+                    f"({frame_size[1]}x{frame_size[0]}); masks must have the size of their frames."
+                )
+    if len(sizes) > 1:
+        raise DatasetLayoutError(
+            f"sequence {sequence.name}: frames of different sizes ({sorted(sizes.items())}); "
+            "all frames of a video must have the same size."
+        )
+
+
+def validate_sequence(sequence: Sequence) -> None:
+    """Checks files exist, are readable, have matching sizes and contiguous numbering (headers only)."""
+    if not sequence.frame_paths:
+        raise DatasetLayoutError(f"sequence {sequence.name}: no frames listed.")
+    for frame, masks in zip(sequence.frame_paths, sequence.mask_paths):
+        if not os.path.isfile(frame):
+            raise DatasetLayoutError(f"{frame}: missing frame of sequence {sequence.name}.")
+        for mask in masks:
+            if not os.path.isfile(mask):
+                raise DatasetLayoutError(
+                    f"{mask}: missing mask for frame {frame}; every frame needs its ground-truth mask."
+                )
+    check_contiguous(list(sequence.frame_paths), f"sequence {sequence.name}")
+    _check_sizes(sequence)
+
+
+def read_ids(sequence: Sequence, index: int) -> np.ndarray:
+    """Object ids [H, W] uint8 of frame `index` (0 background, 1..N objects, 255 void)."""
+    paths = sequence.mask_paths[index]
+    if not sequence.mask_layers:
+        return read_mask(paths[0])
+    ids = None
+    for k, path in enumerate(paths):
+        layer = read_mask(path)
+        if ids is None:
+            ids = np.zeros(layer.shape, np.uint8)
+        # Later objects win where annotations overlap (SegTrack layers may touch at their borders).
+        ids[layer > 0] = k + 1
+    return ids
+
+
+def load_masks(sequence: Sequence) -> np.ndarray:
+    """All masks of a sequence as ids [T, H, W] uint8, checking ids against `num_objects`.
+
+    Raises DatasetLayoutError when the first frame's ids skip an object (e.g. 1 and 3 but no 2) or a frame
+    holds an id above `num_objects` (other than 255 = void).
+    """
+    masks = []
+    for t in range(sequence.num_frames):
+        ids = read_ids(sequence, t)
+        present = np.unique(ids)
+        objects = present[(present != 0) & (present != VOID_ID)]
+        if objects.size and objects.max() > sequence.num_objects:
+            raise DatasetLayoutError(
+                f"{sequence.mask_paths[t][0]}: object id {int(objects.max())} exceeds the {sequence.num_objects} "
+                f"object(s) of the first frame of {sequence.name}; ids must be 1..N as in the first frame "
+                "(255 = void)."
+            )
+        masks.append(ids)
+    return np.stack(masks)
+
+
+def first_frame_objects(mask_path: str) -> int:
+    """Number of objects N in a first-frame id map, raising when its ids skip a value."""
+    ids = read_mask(mask_path)
+    present = [int(v) for v in np.unique(ids) if v not in (0, VOID_ID)]
+    expected = list(range(1, len(present) + 1))
+    if present != expected:
+        missing = sorted(set(range(1, max(present) + 1)) - set(present))
+        raise DatasetLayoutError(
+            f"{mask_path}: palette ids {present} skip {missing}; the first-frame objects must be numbered "
+            "1..N without gaps (0 = background, 255 = void)."
+        )
+    return len(present)
+
+
+def _find_root(manual_dir: str, marker: str, layout: str, names: Tuple[str, ...]) -> str:
+    if not manual_dir or not os.path.isdir(manual_dir):
+        raise DatasetLayoutError(f"manual directory {manual_dir!r} does not exist.\n{layout}")
+    candidates = [manual_dir] + [os.path.join(manual_dir, n) for n in names]
+    for candidate in candidates:
+        if os.path.isdir(os.path.join(candidate, marker)):
+            return candidate
+    raise DatasetLayoutError(f"{manual_dir}: no {marker}/ folder found (looked in {candidates}).\n{layout}")
+
+
+def find_davis_root(directory: str, resolution: str = "480p") -> str:
+    """The folder holding `JPEGImages/<resolution>` under `directory` (itself or its DAVIS/ child)."""
+    return _find_root(directory, os.path.join("JPEGImages", resolution), DAVIS_LAYOUT, ("DAVIS", "DAVIS-2016", "DAVIS-2017"))
+
+
+def _read_db_info(root: str) -> Dict[str, dict]:
+    path = os.path.join(root, "Annotations", "db_info.yml")
+    if not os.path.isfile(path):
+        return {}
+    import yaml  # local: only DAVIS-2016 trees carry this file
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        raise DatasetLayoutError(f"{path}: not valid YAML ({err}).") from err
+    return {s["name"]: s for s in info.get("sequences", []) if isinstance(s, dict) and "name" in s}
+
+
+def _read_lines(path: str, layout: str) -> List[str]:
+    if not os.path.isfile(path):
+        raise DatasetLayoutError(f"{path}: split file not found.\n{layout}")
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def davis_splits(root: str, year: int, resolution: str = "480p") -> List[str]:
+    """Names of the splits whose ImageSets file exists under a DAVIS root."""
+    folder = os.path.join(root, "ImageSets", resolution if year == 2016 else "2017")
+    wanted = ("train", "val", "trainval") if year == 2016 else ("train", "val")
+    return [s for s in wanted if os.path.isfile(os.path.join(folder, s + ".txt"))]
+
+
+def read_davis_sequence_list(root: str, year: int, split: str, resolution: str = "480p",
+                             validate: bool = True) -> List[Sequence]:
+    """Sequences of a DAVIS split.
+
+    Args:
+      root: the DAVIS folder (or a folder containing DAVIS/); see `DAVIS_LAYOUT`.
+      year: 2016 (binary masks, ImageSets/<resolution>/<split>.txt frame lists) or 2017 (palette masks,
+        ImageSets/2017/<split>.txt sequence names).
+      split: "train", "val" (or "trainval" for 2016).
+      resolution: "480p" or "Full-Resolution".
+      validate: check files, sizes and numbering now (headers only; ids are checked by `load_masks`).
+    """
+    if year not in (2016, 2017):
+        raise ValueError(f"DAVIS year must be 2016 or 2017, got {year}.")
+    root = find_davis_root(root, resolution)
+    db_info = _read_db_info(root)
+    dataset = f"davis-{resolution}"
+    sequences: List[Sequence] = []
+    if year == 2016:
+        list_path = os.path.join(root, "ImageSets", resolution, f"{split}.txt")
+        frames: Dict[str, List[Tuple[str, str]]] = {}
+        for line in _read_lines(list_path, DAVIS_LAYOUT):
+            parts = line.split()
+            if len(parts) != 2:
+                raise DatasetLayoutError(
+                    f"{list_path}: line {line!r} should be '/JPEGImages/<res>/<seq>/<n>.jpg /Annotations/<res>/<seq>/<n>.png'."
+                )
+            frame, mask = (os.path.join(root, p.lstrip("/")) for p in parts)
+            frames.setdefault(os.path.basename(os.path.dirname(frame)), []).append((frame, mask))
+        for name, pairs in frames.items():
+            info = db_info.get(name, {})
+            sequences.append(Sequence(
+                name=name, dataset=dataset, frame_paths=tuple(p[0] for p in pairs),
+                mask_paths=tuple((p[1],) for p in pairs), num_objects=1,
+                eval_t=info.get("eval_t"), attributes=tuple(info.get("attributes") or ()),
+            ))
+    else:
+        list_path = os.path.join(root, "ImageSets", "2017", f"{split}.txt")
+        for name in _read_lines(list_path, DAVIS_LAYOUT):
+            frame_dir = os.path.join(root, "JPEGImages", resolution, name)
+            mask_dir = os.path.join(root, "Annotations", resolution, name)
+            if not os.path.isdir(frame_dir):
+                raise DatasetLayoutError(f"{frame_dir}: missing frame folder of sequence {name} listed in {list_path}.")
+            frame_paths = sorted(
+                os.path.join(frame_dir, f) for f in os.listdir(frame_dir) if f.lower().endswith(_FRAME_EXTENSIONS)
+            )
+            if not frame_paths:
+                raise DatasetLayoutError(f"{frame_dir}: no frames (expected 00000.jpg, 00001.jpg, ...).")
+            mask_paths = tuple(
+                (os.path.join(mask_dir, os.path.splitext(os.path.basename(f))[0] + ".png"),) for f in frame_paths
+            )
+            if not os.path.isfile(mask_paths[0][0]):
+                raise DatasetLayoutError(f"{mask_paths[0][0]}: missing first-frame mask of sequence {name}.")
+            info = db_info.get(name, {})
+            sequences.append(Sequence(
+                name=name, dataset=dataset, frame_paths=tuple(frame_paths), mask_paths=mask_paths,
+                num_objects=first_frame_objects(mask_paths[0][0]),
+                eval_t=info.get("eval_t"), attributes=tuple(info.get("attributes") or ()),
+            ))
+    if validate:
+        for sequence in sequences:
+            validate_sequence(sequence)
+    return sequences
+
+
+def find_segtrack_root(directory: str) -> str:
+    """The folder holding `GroundTruth/` and `JPEGImages/` under `directory` (itself or SegTrackv2/)."""
+    root = _find_root(directory, "GroundTruth", SEGTRACK_LAYOUT, ("SegTrackv2", "SegTrackv2-sample"))
+    if not os.path.isdir(os.path.join(root, "JPEGImages")):
+        raise DatasetLayoutError(f"{root}: no JPEGImages/ folder beside GroundTruth/.\n{SEGTRACK_LAYOUT}")
+    return root
+
+
+def _find_with_extension(folder: str, stem: str, extensions: Tuple[str, ...]) -> Optional[str]:
+    for ext in extensions:
+        for candidate in (stem + ext, stem + ext.upper()):
+            path = os.path.join(folder, candidate)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def read_segtrack_sequence_list(root: str, validate: bool = True) -> List[Sequence]:
+    """All SegTrack v2 sequences listed in ImageSets/all.txt (single- and multi-object layouts)."""
+    root = find_segtrack_root(root)
+    all_path = os.path.join(root, "ImageSets", "all.txt")
+    sequences = []
+    for entry in _read_lines(all_path, SEGTRACK_LAYOUT):
+        name = entry.lstrip("*").strip()
+        list_path = os.path.join(root, "ImageSets", f"{name}.txt")
+        lines = _read_lines(list_path, SEGTRACK_LAYOUT)
+        # The first line is a path prefix such as "/JPEGImages/bmx/"; frame names follow.
+        stems = [line for line in lines[1:]] if lines and "/" in lines[0] else lines
+        stems = [os.path.splitext(s)[0] for s in stems]
+        frame_dir = os.path.join(root, "JPEGImages", name)
+        frame_paths = []
+        for stem in stems:
+            path = _find_with_extension(frame_dir, stem, _FRAME_EXTENSIONS)
+            if path is None:
+                raise DatasetLayoutError(
+                    f"{os.path.join(frame_dir, stem)}.(png|bmp|jpg): missing frame listed in {list_path}."
+                )
+            frame_paths.append(path)
+        gt_dir = os.path.join(root, "GroundTruth", name)
+        layers = sorted((d for d in os.listdir(gt_dir) if os.path.isdir(os.path.join(gt_dir, d)) and d.isdigit()),
+                        key=int) if os.path.isdir(gt_dir) else []
+        if not os.path.isdir(gt_dir):
+            raise DatasetLayoutError(f"{gt_dir}: missing ground-truth folder of sequence {name}.\n{SEGTRACK_LAYOUT}")
+        if layers and [int(d) for d in layers] != list(range(1, len(layers) + 1)):
+            raise DatasetLayoutError(
+                f"{gt_dir}: object folders {layers} skip an id; they must be 1, 2, ..., N."
+            )
+        mask_dirs = [os.path.join(gt_dir, d) for d in layers] or [gt_dir]
+        mask_paths = []
+        for stem in stems:
+            row = []
+            for mask_dir in mask_dirs:
+                path = _find_with_extension(mask_dir, stem, (".png", ".bmp", ".jpg"))
+                if path is None:
+                    raise DatasetLayoutError(
+                        f"{os.path.join(mask_dir, stem)}.png: missing mask for frame {stem} of {name}."
+                    )
+                row.append(path)
+            mask_paths.append(tuple(row))
+        sequences.append(Sequence(
+            name=name, dataset="segtrack_v2", frame_paths=tuple(frame_paths), mask_paths=tuple(mask_paths),
+            num_objects=max(len(layers), 1), mask_layers=bool(layers),
+        ))
+    if validate:
+        for sequence in sequences:
+            validate_sequence(sequence)
+    return sequences
