@@ -1,0 +1,150 @@
+"""Train MaskRNN: `python -m maskrnn_tf.train --flagfile=synthetic.flags --run_dir=runs/synthetic`.
+
+Stage A (static frames) then stage B (recurrent clips); resumes from the newest checkpoint of --run_dir.
+Every config field can also be set with --set=key=value (dotted keys, e.g. --set=model.side_channels=8).
+Exit status: 0 done, 2 bad config or missing data, 3 NaN/Inf loss, 128+N stopped by signal N (checkpoint saved).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict, List, Optional, Tuple
+
+from absl import app, flags
+
+# flag name -> (TrainConfig dotted key, kind, help). Every flag defaults to None = "keep the config default".
+_FIELDS: Dict[str, Tuple[str, str, str]] = {
+    "dataset": ("data.dataset", "enum:synthetic_vos,davis16,davis17", "Training data."),
+    "data_dir": ("data.data_dir", "string", "tfds data dir (None: tfds default)."),
+    "manual_dir": ("data.manual_dir", "string", "Folder with the DAVIS archives or extracted folders."),
+    "flow": ("data.flow", "string", "Flow backend for real videos: dis, dis-fast, farneback, flo."),
+    "flow_cache_dir": ("data.flow_cache_dir", "string", "Cache of computed flows (reused across runs)."),
+    "crop_height": ("data.height", "integer", "Training frame height."),
+    "crop_width": ("data.width", "integer", "Training frame width."),
+    "batch_size": ("data.batch_size", "integer", "Global batch of stage A (objects)."),
+    "clip_batch_size": ("data.clip_batch_size", "integer", "Global batch of stage B (clips)."),
+    "clip_length": ("data.clip_length", "integer", "Frames per stage B clip (first one seeds the recurrence)."),
+    "synthetic_train_videos": ("data.synthetic_train_videos", "integer", "synthetic_vos training videos."),
+    "val_videos": ("data.val_videos", "integer", "Validation videos scored every --eval_every steps."),
+    "val_frames": ("data.val_frames", "integer", "Frames per validation video."),
+    "model_width": ("model.width", "float", "VGG-16 channel multiplier (1.0 = paper)."),
+    "fc_units": ("model.fc_units", "integer", "Localization head fully connected units."),
+    "vgg_weights": ("model.vgg_weights", "string", "None, 'imagenet' or a local VGG16 .h5 path."),
+    "learning_rate": ("optim.learning_rate", "float", "Initial Adam learning rate."),
+    "decay_steps": ("optim.decay_steps", "integer", "Learning rate decays by --decay_rate every this many steps."),
+    "decay_rate": ("optim.decay_rate", "float", "Exponential learning-rate decay factor."),
+    "clip_norm": ("optim.clip_norm", "float", "Global-norm gradient clipping (0 = off)."),
+    "seg_weight": ("loss.seg_weight", "float", "Weight of the class-balanced BCE."),
+    "loc_weight": ("loss.loc_weight", "float", "Weight of the smooth-L1 box loss (0 = no localization loss)."),
+    "stage_a_steps": ("stage_a_steps", "integer", "Steps of stage A (static frames)."),
+    "stage_b_steps": ("stage_b_steps", "integer", "Steps of stage B (unrolled clips)."),
+    "precision": ("precision", "enum:auto,float32,bfloat16,float16", "Compute precision."),
+    "jit_compile": ("jit_compile", "bool", "XLA-compile the per-replica train step."),
+    "recompute": ("recompute", "bool", "Recompute per-frame activations in stage B backward (less memory)."),
+    "strategy": ("strategy", "enum:default,mirrored,multi_worker", "tf.distribute strategy (multi_worker: TF_CONFIG)."),
+    "log_every": ("log_every", "integer", "Console/TensorBoard scalars every N steps."),
+    "eval_every": ("eval_every", "integer", "Validation J every N steps (0 = only at the end... and never if val_videos=0)."),
+    "image_every": ("image_every", "integer", "Overlay images with each validation (0 = none)."),
+    "checkpoint_every": ("checkpoint_every", "integer", "Checkpoint every N steps."),
+    "keep_checkpoints": ("keep_checkpoints", "integer", "Checkpoints kept."),
+    "seed": ("seed", "integer", "Seed of weights, data order and training RNG."),
+    "inject_nan_at_step": ("inject_nan_at_step", "integer", "Testing: make the loss NaN at this step."),
+}
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Defines the CLI flags (once)."""
+    if "run_dir" in FLAGS:
+        return
+    flags.DEFINE_string("run_dir", None, "Run directory (config.json, checkpoints/, logs/, model.keras).")
+    flags.DEFINE_bool("overwrite_config", False, "Reuse --run_dir even though its config.json differs.")
+    flags.DEFINE_string("profile_steps", None, "A,B: trace global steps A..B with the TF profiler.")
+    flags.DEFINE_multi_string("set", [], "Extra config override key=value (dotted key, JSON value).")
+    flags.DEFINE_bool("deterministic", False, "tf.config.experimental.enable_op_determinism (slower).")
+    flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices (MirroredStrategy on CPU).")
+    for name, (key, kind, text) in _FIELDS.items():
+        text = f"{text} [{key}]"
+        if kind.startswith("enum:"):
+            flags.DEFINE_enum(name, None, kind[5:].split(","), text)
+        else:
+            getattr(flags, f"DEFINE_{kind}")(name, None, text)
+    flags.mark_flag_as_required("run_dir")
+
+
+def overrides_from_flags() -> Dict[str, Any]:
+    """The dotted-key overrides the command line asked for."""
+    from maskrnn_tf.training.config import parse_override
+
+    values: Dict[str, Any] = {}
+    for name, (key, _, _) in _FIELDS.items():
+        value = FLAGS[name].value
+        if value is not None:
+            values[key] = None if (name == "vgg_weights" and value.lower() == "none") else value
+    for item in FLAGS.set:
+        key, value = parse_override(item)
+        values[key] = value
+    return values
+
+
+def _parse_profile(text: Optional[str]) -> Optional[Tuple[int, int]]:
+    if not text:
+        return None
+    try:
+        first, last = (int(x) for x in text.split(","))
+    except ValueError:
+        raise app.UsageError(f"--profile_steps={text!r}: expected A,B (two step numbers, e.g. 5,8).")
+    return first, last
+
+
+def main(argv: List[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    import tensorflow as tf
+
+    if FLAGS.logical_cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus)
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.inputs import DataNotFoundError
+    from maskrnn_tf.training.loop import NonFiniteLossError, TrainingInterrupted, train
+    from maskrnn_tf.training.run_dir import ConfigMismatchError
+
+    try:
+        config = TrainConfig().override(overrides_from_flags())
+    except (ValueError, TypeError) as err:
+        print(f"error: bad configuration: {err}", file=sys.stderr)
+        return 2
+    run_dir = os.path.abspath(FLAGS.run_dir)
+    print(f"run dir {run_dir}\nTensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
+    try:
+        result = train(config, run_dir, overwrite_config=FLAGS.overwrite_config,
+                       profile_steps=_parse_profile(FLAGS.profile_steps), printer=lambda s: print(s, flush=True))
+    except (DataNotFoundError, ConfigMismatchError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except TrainingInterrupted as err:
+        print(f"{err}; rerun the same command to resume.", file=sys.stderr)
+        return 128 + err.signum
+    j = "n/a" if result.validation_j is None else f"{result.validation_j:.4f}"
+    print(f"done: {result.steps} steps in {result.seconds:.0f} s, final loss {result.final_loss:.4f}, "
+          f"validation J {j}\nmodel {result.model_path}\ncheckpoint {result.checkpoint}\n"
+          f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
+    return 0
+
+
+def run(argv: Optional[List[str]] = None) -> None:
+    """Entry point: defines the flags and runs `main` under absl (argv[0] is the program name)."""
+    define_flags()
+    app.run(main, argv=argv)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,1 @@
+"""Training of MaskRNN: losses, the static and recurrent steps, checkpoints, summaries and the loop."""

@@ -1,0 +1,207 @@
+"""Typed training configuration: the model, the data, the optimizer and the schedule, with strict overrides.
+
+`TrainConfig` nests `MaskRNNConfig` (the network), `DataConfig`, `OptimConfig` and `LossConfig`. Overrides are
+flat dicts with dotted keys (`{"model.width": 0.25, "optim.learning_rate": 1e-4, "stage_a_steps": 10}`); an
+unknown key is an error naming it. The resolved config is written to `<run_dir>/config.json`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from maskrnn_tf.model import MaskRNNConfig
+
+DATASETS = ("synthetic_vos", "davis16", "davis17")
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which data to train on and how it is cut.
+
+    Attributes:
+      dataset: 'synthetic_vos' (built in), 'davis16' or 'davis17' (need the archives, see README).
+      data_dir: tfds data dir (None = tfds default); manual_dir: where the DAVIS archives/folders are.
+      height, width: training crop size (frames are resized/cropped to it by the data pipeline).
+      batch_size: global batch of stage A (objects); clip_batch_size: global batch of stage B (clips).
+      clip_length: frames per clip in stage B (the first seeds the recurrence).
+      synthetic_train_videos: number of distinct procedural training videos (synthetic_vos only);
+        synthetic_video_frames: their length.
+      flow: flow backend for real videos ('dis', 'dis-fast', 'farneback', ...; synthetic flows are exact);
+        flow_cache_dir: where computed flows are cached (None: recomputed every run).
+      val_videos: held-out videos scored for validation J every `eval_every` steps.
+      val_frames: frames per validation video.
+    """
+
+    dataset: str = "synthetic_vos"
+    data_dir: Optional[str] = None
+    manual_dir: Optional[str] = None
+    height: int = 64
+    width: int = 96
+    batch_size: int = 4
+    clip_batch_size: int = 2
+    clip_length: int = 7
+    synthetic_train_videos: int = 200
+    synthetic_video_frames: int = 12
+    flow: str = "dis"
+    flow_cache_dir: Optional[str] = None
+    val_videos: int = 4
+    val_frames: int = 8
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"DataConfig.dataset must be one of {DATASETS}, got {self.dataset!r}.")
+        if self.clip_length < 2:
+            raise ValueError(f"DataConfig.clip_length must be >= 2 (seed frame + 1), got {self.clip_length}.")
+        if min(self.height, self.width, self.batch_size, self.clip_batch_size) < 1:
+            raise ValueError("DataConfig: height, width, batch_size and clip_batch_size must be >= 1.")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Adam with an exponentially decaying learning rate and global-norm gradient clipping."""
+
+    learning_rate: float = 1e-5
+    decay_steps: int = 1000
+    decay_rate: float = 0.5
+    clip_norm: float = 10.0  # 0 disables clipping
+    epsilon: float = 1e-7
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Loss weights; loc_weight = 0 disables the localization loss (the paper's ablation)."""
+
+    seg_weight: float = 1.0
+    loc_weight: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on (written to `<run_dir>/config.json`).
+
+    Attributes:
+      stage_a_steps / stage_b_steps: optimizer steps of the static and the recurrent stage.
+      precision: 'auto' (bfloat16 is NOT chosen on CPU: measured slower, see build notes; float16 on GPU),
+        'float32', 'bfloat16' or 'float16' (with dynamic loss scaling).
+      jit_compile: XLA-compile the train steps. recompute: recompute each frame's activations in the
+        backward pass of stage B (tf.recompute_grad) to cut memory.
+      log_every / eval_every / checkpoint_every / image_every: in steps (0 disables eval/images).
+      keep_checkpoints: how many checkpoints CheckpointManager keeps.
+      reverse_clip_prob: probability that a stage B clip is played backwards (exact: the flows swap).
+      seed: seeds the weights, the data order and the training RNG.
+      inject_nan_at_step: test hook: the loss becomes NaN at this global step (None = never).
+    """
+
+    model: MaskRNNConfig = dataclasses.field(default_factory=MaskRNNConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    stage_a_steps: int = 1000
+    stage_b_steps: int = 1000
+    precision: str = "auto"
+    jit_compile: bool = False
+    recompute: bool = False
+    strategy: str = "default"
+    log_every: int = 10
+    eval_every: int = 200
+    image_every: int = 200
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 3
+    reverse_clip_prob: float = 0.5
+    seed: int = 0
+    inject_nan_at_step: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}.")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"TrainConfig.strategy must be one of {STRATEGIES}, got {self.strategy!r}.")
+        if self.stage_a_steps < 0 or self.stage_b_steps < 0:
+            raise ValueError("TrainConfig: stage_a_steps and stage_b_steps must be >= 0.")
+        if self.checkpoint_every < 1 or self.log_every < 1 or self.keep_checkpoints < 1:
+            raise ValueError("TrainConfig: checkpoint_every, log_every and keep_checkpoints must be >= 1.")
+
+    @property
+    def total_steps(self) -> int:
+        return self.stage_a_steps + self.stage_b_steps
+
+    # -- (de)serialization ---------------------------------------------------------------------------------
+    def to_dict(self) -> Dict[str, Any]:
+        """Nested JSON-friendly dict."""
+        out: Dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, MaskRNNConfig):
+                value = value.to_dict()
+            elif dataclasses.is_dataclass(value):
+                value = dataclasses.asdict(value)
+            out[f.name] = value
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of `to_dict`; unknown keys raise ValueError."""
+        return cls().override(flatten(values))
+
+    def override(self, values: Mapping[str, Any]) -> "TrainConfig":
+        """A copy with dotted keys replaced (`model.width`, `data.height`, `seed`); unknown keys raise."""
+        top: Dict[str, Any] = {}
+        nested: Dict[str, Dict[str, Any]] = {}
+        names = {f.name for f in dataclasses.fields(self)}
+        for key, value in values.items():
+            head, _, rest = key.partition(".")
+            if head not in names or (rest and head not in _NESTED) or (not rest and head in _NESTED):
+                raise ValueError(f"Unknown TrainConfig key {key!r}; known: {sorted(known_keys())}.")
+            if rest:
+                nested.setdefault(head, {})[rest] = value
+            else:
+                top[key] = value
+        for head, sub in nested.items():
+            current = getattr(self, head)
+            if isinstance(current, MaskRNNConfig):
+                top[head] = current.override(sub)
+            else:
+                fields = {f.name for f in dataclasses.fields(current)}
+                unknown = sorted(set(sub) - fields)
+                if unknown:
+                    raise ValueError(f"Unknown TrainConfig key(s) {[head + '.' + u for u in unknown]}; "
+                                     f"known: {sorted(known_keys())}.")
+                top[head] = dataclasses.replace(current, **sub)
+        return dataclasses.replace(self, **top)
+
+
+_NESTED = ("model", "data", "optim", "loss")
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{'model': {'width': 1}} -> {'model.width': 1} (one level of nesting, like TrainConfig)."""
+    out: Dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and not prefix and key in _NESTED:
+            out.update(flatten(value, key + "."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def known_keys() -> Tuple[str, ...]:
+    """Every dotted key `TrainConfig.override` accepts."""
+    return tuple(sorted(flatten(TrainConfig().to_dict())))
+
+
+def parse_override(text: str) -> Tuple[str, Any]:
+    """'model.width=0.25' -> ('model.width', 0.25); the value is JSON when it parses, else a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"Override {text!r} must look like key=value (e.g. model.width=0.25).")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value

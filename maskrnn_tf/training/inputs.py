@@ -1,0 +1,107 @@
+"""Training and validation inputs from a `DataConfig`, via the data package's sources and pipelines.
+
+synthetic_vos is generated in memory (exact flows); DAVIS-2016 / DAVIS-2017 are read from their folders
+(`data.manual_dir`) with flows from a cache (`data.flow_cache_dir`, filled on first use by the `data.flow`
+backend). A missing or malformed DAVIS folder raises `DataNotFoundError` with the expected layout.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Tuple
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from maskrnn_tf.data.augment import AugmentConfig
+from maskrnn_tf.data.pipelines import make_clip_dataset, make_static_dataset
+from maskrnn_tf.data.sources import VideoSource, synthetic_source
+from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
+from maskrnn_tf.training.config import DataConfig
+
+VALIDATION_SEED_BASE = 1_000_000  # synthetic validation videos use seeds far from the training ones
+README_DATA_SECTION = "README.md, section 'Training data'"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The data a config asks for is not where the config says."""
+
+
+def _synthetic_config(data: DataConfig, frames: int) -> SyntheticConfig:
+    return SyntheticConfig(height=data.height, width=data.width, num_frames=frames)
+
+
+def _davis_source(data: DataConfig, split: str) -> VideoSource:
+    # Local imports: only DAVIS runs need the readers and the flow machinery.
+    from maskrnn_tf.data.flow_backends import make_backend
+    from maskrnn_tf.data.flow_cache import FlowCache
+    from maskrnn_tf.data.sequences import DatasetLayoutError, read_davis_sequence_list
+    from maskrnn_tf.data.sources import SequenceSource
+
+    year = 2016 if data.dataset == "davis16" else 2017
+    manual = os.path.expanduser(data.manual_dir or "")
+    try:
+        sequences = read_davis_sequence_list(manual, year, split)
+    except (DatasetLayoutError, OSError) as err:
+        raise DataNotFoundError(
+            f"{data.dataset}: cannot read the DAVIS-{year} '{split}' split from --manual_dir={manual!r}.\n{err}\n"
+            f"Put the official DAVIS archives or their extracted folders there (see {README_DATA_SECTION}) or "
+            "pass --manual_dir=<folder>. For a run without data use --flagfile=synthetic.flags."
+        ) from err
+    if not sequences:
+        raise DataNotFoundError(f"{data.dataset}: the '{split}' split under {manual} lists no sequence.")
+    cache = os.path.expanduser(data.flow_cache_dir) if data.flow_cache_dir else None
+    return SequenceSource(sequences, FlowCache(make_backend(data.flow), cache))
+
+
+def train_source(data: DataConfig, seed: int) -> VideoSource:
+    """The training videos of `data.dataset`."""
+    if data.dataset == "synthetic_vos":
+        return synthetic_source(data.synthetic_train_videos, seed=seed,
+                                config=_synthetic_config(data, data.synthetic_video_frames))
+    return _davis_source(data, "train")
+
+
+def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
+    """(stage A dataset batched by data.batch_size, stage B dataset batched by data.clip_batch_size);
+    infinite, deterministic given `seed`, with the data package's augmentation at data.height x data.width."""
+    augment = AugmentConfig(crop_size=(data.height, data.width))
+    static = make_static_dataset(source, augment=augment, seed=seed, batch_size=data.batch_size)
+    clips = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1,
+                              batch_size=data.clip_batch_size)
+    return static, clips
+
+
+def _resize_video(video: Dict[str, np.ndarray], height: int, width: int) -> Dict[str, np.ndarray]:
+    """Resizes frames (area), masks (nearest) and flows (bilinear, vectors scaled) to height x width."""
+    t, h, w = video["masks"].shape
+    if (h, w) == (height, width):
+        return video
+    sy, sx = height / h, width / w
+    out = dict(video)
+    out["frames"] = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in video["frames"]])
+    out["masks"] = np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST) for m in video["masks"]])
+    for key in ("flows_to_prev", "flows_to_next"):
+        flows = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR) for f in video[key]])
+        out[key] = (flows * np.array([sx, sy], np.float32)).astype(np.float32)
+    return out
+
+
+def validation_videos(data: DataConfig) -> List[Dict[str, np.ndarray]]:
+    """Held-out videos at the training size: dicts with frames, masks (ids), flows_to_prev/next, name.
+
+    synthetic_vos: `val_videos` procedural videos with seeds disjoint from training. DAVIS: the first
+    `val_videos` sequences of the val split, first `val_frames` frames."""
+    if data.val_videos <= 0:
+        return []
+    if data.dataset == "synthetic_vos":
+        config = _synthetic_config(data, data.val_frames)
+        return [generate_video(VALIDATION_SEED_BASE + i, config) for i in range(data.val_videos)]
+    source = _davis_source(data, "val")
+    videos = []
+    for v in range(min(data.val_videos, len(source))):
+        count = min(data.val_frames, source.num_frames(v))
+        video = dict(source.load(v, list(range(count))))
+        video["name"] = np.array(source.name(v))
+        videos.append(_resize_video(video, data.height, data.width))
+    return videos

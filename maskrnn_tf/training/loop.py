@@ -1,0 +1,210 @@
+"""The training program: stage A (static frames) then stage B (unrolled clips), with checkpoints, summaries,
+validation, profiling, signal handling and the final `model.keras`.
+
+`train(config, run_dir)` is what `python -m maskrnn_tf.train` calls; it resumes from the newest checkpoint of
+`run_dir` when there is one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import time
+from typing import Callable, Dict, Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from maskrnn_tf.model import MaskRNN
+from maskrnn_tf.training import inputs
+from maskrnn_tf.training.checkpointing import RunCheckpoint
+from maskrnn_tf.training.config import TrainConfig
+from maskrnn_tf.training.distribution import is_chief, make_strategy, task_info
+from maskrnn_tf.training.precision import set_precision
+from maskrnn_tf.training.progress import Progress
+from maskrnn_tf.training.run_dir import atomic_write, prepare_run_dir
+from maskrnn_tf.training.steps import TrainSteps, current_learning_rate, make_optimizer
+from maskrnn_tf.training.summaries import ProfileWindow, Summaries, overlay
+from maskrnn_tf.training.validation import evaluate, make_step_fn
+
+MODEL_NAME = "model.keras"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or Inf; the run stopped without saving the bad state."""
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM arrived; a checkpoint was saved first. `signum` says which."""
+
+    def __init__(self, signum: int, checkpoint: Optional[str]):
+        super().__init__(f"stopped by signal {signal.Signals(signum).name}; checkpoint {checkpoint}")
+        self.signum = signum
+        self.checkpoint = checkpoint
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    run_dir: str
+    steps: int
+    final_loss: float
+    validation_j: Optional[float]
+    model_path: Optional[str]
+    checkpoint: Optional[str]
+    seconds: float
+
+
+class _SignalFlag:
+    """Records SIGINT/SIGTERM so the loop can stop at a step boundary (a checkpoint needs consistent state)."""
+
+    def __init__(self):
+        self.signum: Optional[int] = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: no handlers, the loop still runs
+                pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _profile_range(steps: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
+    if steps is None:
+        return None
+    first, last = steps
+    if first < 0 or last < first:
+        raise ValueError(f"profile steps must be 0 <= A <= B, got {first},{last}.")
+    return first, last
+
+
+def _model_save(model: keras.Model, path: str) -> None:
+    # Keras wants the .keras suffix on the temporary name too.
+    atomic_write(path, lambda tmp: model.save(tmp), suffix=".keras")
+
+
+def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
+          profile_steps: Optional[Tuple[int, int]] = None, printer: Callable[[str], None] = print) -> TrainResult:
+    """Trains (or resumes) a run. Raises NonFiniteLossError, TrainingInterrupted, inputs.DataNotFoundError,
+    run_dir.ConfigMismatchError."""
+    started = time.perf_counter()
+    strategy = make_strategy(config.strategy)
+    chief = is_chief(strategy)
+    _, task_id = task_info()
+    if chief:
+        prepare_run_dir(run_dir, config, overwrite_config)
+    log_dir = os.path.join(run_dir, "logs")
+    profile = _profile_range(profile_steps)
+    policy = set_precision(config.precision)
+    keras.utils.set_random_seed(config.seed)
+
+    # Data first: a missing data set fails before any model is built.
+    source = inputs.train_source(config.data, config.seed)
+    static_ds, clip_ds = inputs.make_train_datasets(config.data, source, config.seed)
+    val_videos = inputs.validation_videos(config.data) if chief and config.eval_every > 0 else []
+
+    with strategy.scope():
+        model = MaskRNN(config.model)
+        optimizer = make_optimizer(config, policy)
+        optimizer.build(model.trainable_variables)
+        global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        rng = tf.random.Generator.from_seed(config.seed)
+    distributed = strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if distributed:
+        static_it = iter(strategy.experimental_distribute_dataset(static_ds))
+        clip_it = iter(strategy.experimental_distribute_dataset(clip_ds))
+    else:
+        static_it, clip_it = iter(static_ds), iter(clip_ds)
+    ckpt = RunCheckpoint(os.path.join(run_dir, "checkpoints"), config.keep_checkpoints, chief, task_id,
+                         model=model, optimizer=optimizer, step=global_step, rng=rng,
+                         static_data=static_it, clip_data=clip_it)
+    restored = ckpt.restore_latest()
+    if restored:
+        printer(f"resumed from {restored} at step {int(global_step.numpy())}")
+    steps = TrainSteps(model, optimizer, config, strategy, global_step)
+    summaries = Summaries(log_dir, enabled=chief)
+    profiler = ProfileWindow(log_dir, profile, enabled=chief)
+    step_fn = make_step_fn(model) if val_videos else None
+
+    def validate(step: int) -> float:
+        j, predictions = evaluate(model, val_videos, step_fn)
+        summaries.scalars(step, {"J": j}, writer="val")
+        if config.image_every and predictions:
+            video, labels = val_videos[0], predictions[0]
+            t = len(labels) - 1
+            row = np.concatenate([video["frames"][t], overlay(video["frames"][t], video["masks"][t]),
+                                  overlay(video["frames"][t], labels[t])], axis=1)
+            summaries.images(step, "frame_truth_prediction", row[None], writer="val")
+        return j
+
+    last_saved = restored
+    final_loss = float("nan")
+    j = None
+    total = config.total_steps
+    with _SignalFlag() as flag:
+        try:
+            step = int(global_step.numpy())
+            for stage, first, last in (("A", 0, config.stage_a_steps), ("B", config.stage_a_steps, total)):
+                if step >= last:
+                    continue
+                progress = Progress(stage, step, last, printer)
+                while step < last:
+                    profiler.before_step(step)
+                    t0 = time.perf_counter()
+                    if stage == "A":
+                        metrics = steps.static_step(next(static_it))
+                    else:
+                        reverse = rng.uniform([]) < config.reverse_clip_prob
+                        metrics = steps.clip_step(next(clip_it), reverse)
+                    values = {k: float(v) for k, v in metrics.items()}
+                    seconds = time.perf_counter() - t0
+                    profiler.after_step(step)
+                    step += 1
+                    if not all(math.isfinite(values[k]) for k in ("loss", "seg", "loc")):
+                        raise NonFiniteLossError(
+                            f"stage {stage}, step {step}: the loss is {values['loss']} (seg {values['seg']}, loc "
+                            f"{values['loc']}). Stopped without saving; the last good checkpoint "
+                            f"{ckpt.latest or '(none)'} is kept. Lower optim.learning_rate or optim.clip_norm, "
+                            "or check the data.")
+                    final_loss = values["loss"]
+                    if step % config.log_every == 0 or step == last:
+                        lr = float(current_learning_rate(optimizer))
+                        summaries.scalars(step, {"loss/total": values["loss"], "loss/seg": values["seg"],
+                                                 "loss/loc": values["loc"], "grad_norm": values["grad_norm"],
+                                                 "learning_rate": lr, "step_time_s": seconds})
+                        progress.report(step, {"loss": values["loss"], "seg": values["seg"], "loc": values["loc"]})
+                    if val_videos and config.eval_every and step % config.eval_every == 0:
+                        j = validate(step)
+                        printer(f"validation J {j:.4f} at step {step}")
+                    if step % config.checkpoint_every == 0:
+                        last_saved = ckpt.save(step) or last_saved
+                    if flag.signum is not None:
+                        last_saved = ckpt.save(step) or last_saved
+                        raise TrainingInterrupted(flag.signum, last_saved)
+        finally:
+            profiler.stop()
+            summaries.flush()
+    if step % config.checkpoint_every != 0:  # the same decision on every worker (saves are collective)
+        last_saved = ckpt.save(step) or last_saved
+    if val_videos and (j is None or step % max(config.eval_every, 1) != 0):
+        j = validate(step)
+        printer(f"validation J {j:.4f} at step {step}")
+    model_path = None
+    if chief:
+        model_path = os.path.join(run_dir, MODEL_NAME)
+        _model_save(model, model_path)
+    summaries.close()
+    return TrainResult(run_dir=run_dir, steps=step, final_loss=final_loss, validation_j=j, model_path=model_path,
+                       checkpoint=last_saved, seconds=time.perf_counter() - started)

@@ -1,0 +1,79 @@
+"""The training losses of DESIGN.md section 4: class-balanced BCE on logits and smooth-L1 on box deltas.
+
+Both return one value per batch element (shape [B]) so that a distributed loop can sum them and divide by the
+global batch size.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import tensorflow as tf
+
+from maskrnn_tf.ops import encode_box_deltas, mask_to_box
+
+
+def balanced_bce_per_example(logits: tf.Tensor, labels: tf.Tensor, void: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Class-balanced binary cross-entropy (OSVOS), one value per example, normalised by the pixel count.
+
+    With N+ foreground, N- background and N = N+ + N- valid pixels of an example,
+      L = [ (N-/N) sum_fg -log p + (N+/N) sum_bg -log(1-p) ] / N,
+    computed from logits in the stable form (-log sigmoid(x) = softplus(-x), -log(1 - sigmoid(x)) =
+    softplus(x)). Void pixels (void != 0) are left out of everything. An example without valid pixels gives 0.
+
+    Args:
+      logits: [B, H, W] float. labels: [B, H, W] 0/1. void: optional [B, H, W] (non-zero = ignore).
+    Returns:
+      [B] float32.
+    """
+    logits = tf.cast(logits, tf.float32)
+    labels = tf.cast(labels, tf.float32)
+    valid = tf.ones_like(labels) if void is None else 1.0 - tf.cast(tf.not_equal(void, 0), tf.float32)
+    fg = labels * valid
+    bg = (1.0 - labels) * valid
+    n_fg = tf.reduce_sum(fg, axis=[1, 2])
+    n_bg = tf.reduce_sum(bg, axis=[1, 2])
+    n = tf.maximum(n_fg + n_bg, 1.0)
+    loss_fg = tf.reduce_sum(fg * tf.nn.softplus(-logits), axis=[1, 2])
+    loss_bg = tf.reduce_sum(bg * tf.nn.softplus(logits), axis=[1, 2])
+    return ((n_bg / n) * loss_fg + (n_fg / n) * loss_bg) / n
+
+
+def smooth_l1(x: tf.Tensor, beta: float = 1.0) -> tf.Tensor:
+    """Elementwise smooth-L1 (Huber with threshold `beta`): 0.5 x^2 / beta if |x| < beta else |x| - beta/2."""
+    ax = tf.abs(x)
+    return tf.where(ax < beta, 0.5 * tf.square(ax) / beta, ax - 0.5 * beta)
+
+
+def localization_loss_per_example(
+    deltas: tf.Tensor, proposals: tf.Tensor, gt_boxes: tf.Tensor, gt_valid: tf.Tensor,
+    delta_weights: Sequence[float],
+) -> tf.Tensor:
+    """Smooth-L1 between predicted deltas and the Fast R-CNN targets of the gt box w.r.t. the proposals.
+
+    Summed over (ty, tx, th, tw); zero where the gt box is not valid (object absent). Returns [B] float32.
+    The targets are constants (no gradient flows into the proposals through the loss).
+    """
+    targets = tf.stop_gradient(encode_box_deltas(gt_boxes, tf.stop_gradient(proposals), delta_weights))
+    per = tf.reduce_sum(smooth_l1(tf.cast(deltas, tf.float32) - targets), axis=-1)
+    return tf.where(gt_valid, per, tf.zeros_like(per))
+
+
+def frame_losses(
+    outputs: Dict[str, tf.Tensor], target: tf.Tensor, void: Optional[tf.Tensor], delta_weights: Sequence[float],
+    seg_weight: float, loc_weight: float,
+) -> Dict[str, tf.Tensor]:
+    """Per-example losses [B] of one frame: 'seg', 'loc' (zeros when loc_weight == 0) and weighted 'total'.
+
+    The gt box is the tight box of the target mask with void pixels removed.
+    """
+    seg = balanced_bce_per_example(outputs["logits"], target, void)
+    if loc_weight:
+        clean = tf.cast(target, tf.float32)
+        if void is not None:
+            clean = clean * (1.0 - tf.cast(tf.not_equal(void, 0), tf.float32))
+        gt_boxes, gt_valid = mask_to_box(clean, 0.5)
+        loc = localization_loss_per_example(outputs["deltas"], outputs["proposals"], gt_boxes, gt_valid,
+                                            delta_weights)
+    else:
+        loc = tf.zeros_like(seg)
+    return {"seg": seg, "loc": loc, "total": seg_weight * seg + loc_weight * loc}

@@ -1,0 +1,69 @@
+"""The run directory: its resolved config (config.json) and atomic file writes."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Callable
+
+from maskrnn_tf.training.config import TrainConfig
+
+CONFIG_NAME = "config.json"
+
+
+class ConfigMismatchError(ValueError):
+    """The run directory was created with another config."""
+
+
+def atomic_write(path: str, write: Callable[[str], None], suffix: str = "") -> None:
+    """Calls write(tmp_path) on a temporary file beside `path`, then renames it over `path`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = False) -> str:
+    """Creates `run_dir` and writes config.json; refuses a run dir made with a different config.
+
+    Returns the path of config.json. With `overwrite_config` the stored config is replaced (the run resumes
+    from its checkpoints with the new settings).
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, CONFIG_NAME)
+    if os.path.exists(path) and not overwrite_config:
+        try:
+            with open(path, encoding="utf-8") as f:
+                stored = json.load(f)
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigMismatchError(f"{path}: unreadable ({err}); fix or delete it, or pass --overwrite_config.")
+        if stored != json.loads(config.to_json()):
+            diff = _diff(stored, json.loads(config.to_json()))
+            raise ConfigMismatchError(
+                f"{run_dir} was created with another config ({'; '.join(diff[:8])}). Use a new --run_dir, or "
+                "pass --overwrite_config to continue this run with the new settings.")
+        return path
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(config.to_json() + "\n")
+
+    atomic_write(path, write)
+    return path
+
+
+def _diff(a, b, prefix: str = "") -> list:
+    out = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _diff(va, vb, prefix + key + ".")
+        elif va != vb:
+            out.append(f"{prefix}{key}: stored {va!r}, now {vb!r}")
+    return out

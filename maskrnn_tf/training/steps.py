@@ -1,0 +1,190 @@
+"""The stage A (static) and stage B (recurrent, unrolled) training steps, distribution-aware.
+
+Loss convention: per-example losses are summed and divided by the GLOBAL batch size on every replica, the
+replica gradients are all-reduced (summed) here, clipped by their global norm, and handed to the optimizer.
+That makes N replicas produce the same update as one device on the same global batch.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+import keras
+import tensorflow as tf
+
+from maskrnn_tf.model import MaskRNN
+from maskrnn_tf.ops import mask_to_box
+from maskrnn_tf.training.config import TrainConfig
+from maskrnn_tf.training.losses import frame_losses
+
+
+def make_optimizer(config: TrainConfig, policy: str) -> keras.optimizers.Optimizer:
+    """Adam on an exponentially decaying learning rate; wrapped in a LossScaleOptimizer under float16."""
+    o = config.optim
+    schedule = keras.optimizers.schedules.ExponentialDecay(o.learning_rate, o.decay_steps, o.decay_rate)
+    optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=o.epsilon)
+    if policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> tf.Tensor:
+    """The learning rate the next update uses."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    lr = inner.learning_rate
+    return tf.convert_to_tensor(lr(inner.iterations) if callable(lr) else lr)
+
+
+class TrainSteps:
+    """Builds and runs the compiled train steps for one model/optimizer under one strategy.
+
+    `static_step(batch)` and `clip_step(batch, reverse)` take distributed batches (from
+    `strategy.experimental_distribute_dataset`) and return globally reduced scalars
+    {'loss', 'seg', 'loc', 'grad_norm'}.
+    """
+
+    def __init__(self, model: MaskRNN, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
+                 strategy: tf.distribute.Strategy, global_step: tf.Variable):
+        self.model = model
+        self.optimizer = optimizer
+        self.config = config
+        self.strategy = strategy
+        self.global_step = global_step
+        self._loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        self.static_step = tf.function(self._static_step, jit_compile=False)
+        self.clip_step = tf.function(self._clip_step, jit_compile=False)
+        # XLA goes on the per-replica computation (the cross-replica parts are not compilable).
+        self._static_replica = tf.function(self._static_replica_fn, jit_compile=config.jit_compile or None)
+        self._clip_replica = tf.function(self._clip_replica_fn, jit_compile=config.jit_compile or None)
+        self._frame_fn = self._one_frame
+        if config.recompute:
+            self._frame_fn = tf.recompute_grad(self._one_frame)
+
+    # -- losses ----------------------------------------------------------------------------------------------
+    def _losses(self, outputs: Dict[str, tf.Tensor], target: tf.Tensor, void: Optional[tf.Tensor]):
+        c = self.config
+        return frame_losses(outputs, target, void, self.model.config.delta_weights, c.loss.seg_weight,
+                            c.loss.loc_weight)
+
+    def static_losses(self, batch: Dict[str, tf.Tensor], training: bool = True) -> Dict[str, tf.Tensor]:
+        """Per-example losses [B] of a stage A batch (the perturbed previous mask is fed as prev_probs)."""
+        prev = tf.cast(batch["prev_mask"], tf.float32)
+        boxes, _ = mask_to_box(prev)
+        outputs = self.model({"frame": batch["frame"], "flow_to_prev": batch["flow_to_prev"],
+                              "flow_to_next": batch["flow_to_next"], "prev_probs": prev, "prev_boxes": boxes},
+                             training=training)
+        return self._losses(outputs, batch["mask"], batch.get("void"))
+
+    def _one_frame(self, frame, flow_prev, flow_next, prev_probs, prev_boxes):
+        out = self.model({"frame": frame, "flow_to_prev": flow_prev, "flow_to_next": flow_next,
+                          "prev_probs": prev_probs, "prev_boxes": prev_boxes}, training=True)
+        return out["logits"], out["probs"], out["boxes"], out["proposals"], out["deltas"]
+
+    def clip_losses(self, batch: Dict[str, tf.Tensor], reverse: tf.Tensor = False) -> Dict[str, tf.Tensor]:
+        """Per-example losses [B] of a stage B batch, summed over frames 1..T-1 of the unrolled recurrence.
+
+        Frame 0's mask seeds the recurrence; each prediction (probs and boxes) is fed back as the next
+        frame's previous prediction and the model warps it with the flow: gradients flow through time and
+        through the warps (nothing is stopped). `reverse` plays the clip backwards (exact: the flows swap).
+        """
+        frames = tf.cast(batch["frames"], tf.float32)
+        to_prev = tf.cast(batch["flows_to_prev"], tf.float32)
+        to_next = tf.cast(batch["flows_to_next"], tf.float32)
+        masks = tf.cast(batch["masks"], tf.float32)
+        void = batch.get("void")
+        reverse = tf.convert_to_tensor(reverse)
+
+        def maybe_reverse(x):
+            return tf.cond(reverse, lambda: tf.reverse(x, [1]), lambda: x)
+
+        frames, masks = maybe_reverse(frames), maybe_reverse(masks)
+        to_prev, to_next = (tf.cond(reverse, lambda: tf.reverse(to_next, [1]), lambda: to_prev),
+                            tf.cond(reverse, lambda: tf.reverse(to_prev, [1]), lambda: to_next))
+        if void is not None:
+            void = maybe_reverse(void)
+        length = frames.shape[1]
+        if length is None:
+            raise ValueError("Stage B clips need a static clip length (batch the clip dataset with a fixed T).")
+        prev = masks[:, 0]
+        prev_boxes, _ = mask_to_box(prev)
+        totals = None
+        for t in range(1, length):  # unrolled: T is small and static, and the graph stays one function
+            logits, probs, boxes, proposals, deltas = self._frame_fn(
+                frames[:, t], to_prev[:, t], to_next[:, t], prev, prev_boxes)
+            out = {"logits": logits, "probs": probs, "boxes": boxes, "proposals": proposals, "deltas": deltas}
+            losses = self._losses(out, masks[:, t], None if void is None else void[:, t])
+            totals = losses if totals is None else {k: totals[k] + losses[k] for k in losses}
+            prev, prev_boxes = probs, boxes
+        return totals
+
+    # -- the updates -----------------------------------------------------------------------------------------
+    def _apply(self, tape: tf.GradientTape, loss: tf.Tensor) -> tf.Tensor:
+        variables = self.model.trainable_variables
+        target = self.optimizer.scale_loss(loss) if self._loss_scaling else loss
+        grads = tape.gradient(target, variables)
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
+        ctx = tf.distribute.get_replica_context()
+        replicas = self.strategy.num_replicas_in_sync
+        if replicas > 1:
+            grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        scale = tf.cast(self.optimizer.scale_loss(1.0), tf.float32) if self._loss_scaling else 1.0
+        unscaled = [g / scale for g in grads]
+        clip = self.config.optim.clip_norm
+        if clip > 0:
+            unscaled, norm = tf.clip_by_global_norm(unscaled, clip)
+        else:
+            norm = tf.linalg.global_norm(unscaled)
+        # The Keras optimizer sums gradients over replicas again: hand each replica 1/N of the reduced
+        # gradient (and re-apply the loss scale, which a LossScaleOptimizer removes and checks itself).
+        final = [g * (scale / replicas) for g in unscaled]
+        self.optimizer.apply_gradients(zip(final, variables))
+        return norm
+
+    def _inject(self, loss: tf.Tensor) -> tf.Tensor:
+        at = self.config.inject_nan_at_step
+        if at is None:
+            return loss
+        return tf.where(tf.equal(self.global_step, at), tf.constant(float("nan")), loss)
+
+    def _finish(self, losses: Dict[str, tf.Tensor], global_batch: int, tape_loss: tf.Tensor, norm):
+        return {"loss": tape_loss, "seg": tf.reduce_sum(losses["seg"]) / global_batch,
+                "loc": tf.reduce_sum(losses["loc"]) / global_batch, "grad_norm": norm}
+
+    def _static_replica_fn(self, batch):
+        global_batch = self.config.data.batch_size
+        with tf.GradientTape() as tape:
+            losses = self.static_losses(batch)
+            loss = self._inject(tf.reduce_sum(losses["total"]) / global_batch)
+        norm = self._apply(tape, loss)
+        return self._finish(losses, global_batch, loss, norm)
+
+    def _clip_replica_fn(self, batch, reverse):
+        global_batch = self.config.data.clip_batch_size
+        with tf.GradientTape() as tape:
+            losses = self.clip_losses(batch, reverse)
+            loss = self._inject(tf.reduce_sum(losses["total"]) / global_batch)
+        norm = self._apply(tape, loss)
+        return self._finish(losses, global_batch, loss, norm)
+
+    def _reduce(self, per_replica: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        out = {}
+        for key, value in per_replica.items():
+            if key == "grad_norm":  # identical on every replica (computed after the all-reduce)
+                out[key] = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+            else:
+                out[key] = self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+        self.global_step.assign_add(1)
+        return out
+
+    def _static_step(self, batch):
+        return self._reduce(self.strategy.run(self._static_replica_fn_maybe_jit, args=(batch,)))
+
+    def _clip_step(self, batch, reverse):
+        return self._reduce(self.strategy.run(self._clip_replica_fn_maybe_jit, args=(batch, reverse)))
+
+    @property
+    def _static_replica_fn_maybe_jit(self) -> Callable:
+        return self._static_replica if self.config.jit_compile else self._static_replica_fn
+
+    @property
+    def _clip_replica_fn_maybe_jit(self) -> Callable:
+        return self._clip_replica if self.config.jit_compile else self._clip_replica_fn
