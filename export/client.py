@@ -1,0 +1,287 @@
+"""gRPC client of a MaskRNN export served by `tensorflow_model_server`: segments whole videos.
+
+The model server holds no per-video state, so the client runs the same propagation loop as the segment
+CLI (`maskrnn_tf.inference.segmenter.segment_video`) with a step that is one `Predict` call: the frame, the
+two flows (computed here with the segment CLI's flow backend) and the previous probabilities and boxes go
+in; probabilities and boxes come back and are carried to the next frame. The outputs are therefore exactly
+what `python -m maskrnn_tf.segment` writes.
+
+Before the first frame the client checks `GetModelStatus` (a version is AVAILABLE) and `GetModelMetadata`
+(the signatures have the inputs and outputs it sends and reads). Every call has a deadline; UNAVAILABLE is
+retried with exponential backoff; the message limits are raised for 480p and larger frames; TLS is used
+when a root certificate is given.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Sequence
+
+import grpc
+import numpy as np
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from maskrnn_tf.export.serving_module import (
+    FIRST_FRAME_INPUTS,
+    FIRST_FRAME_OUTPUTS,
+    FIRST_FRAME_SIGNATURE,
+    STEP_INPUTS,
+    STEP_OUTPUTS,
+    STEP_SIGNATURE,
+)
+from maskrnn_tf.export.tensors import ndarray_to_proto, proto_to_ndarray
+
+if TYPE_CHECKING:
+    from maskrnn_tf.inference.segmenter import SegmentOptions
+
+# Room for a 1080p step with 8 objects (frame 6 MB + flows 33 MB + probs 66 MB); gRPC's default is 4 MB,
+# which a single 480p flow (3.3 MB) nearly fills.
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+
+
+class ServingError(RuntimeError):
+    """The model server is unreachable, not ready, serves an incompatible model, or refused a request."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientConfig:
+    """Where the model is served and how to call it."""
+
+    address: str = "localhost:8500"  # host:port of tensorflow_model_server's gRPC port
+    model_name: str = "maskrnn"
+    model_version: Optional[int] = None  # None = the server's latest
+    step_signature: str = STEP_SIGNATURE
+    first_frame_signature: str = FIRST_FRAME_SIGNATURE
+    timeout_s: float = 60.0  # deadline of each call
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    max_attempts: int = 6  # calls failing with UNAVAILABLE are tried this many times in all
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 8.0
+    root_cert_path: Optional[str] = None  # PEM root certificate: use TLS
+    ready_timeout_s: float = 60.0  # how long to wait for the model to become AVAILABLE
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.timeout_s <= 0 or self.max_message_bytes <= 0:
+            raise ValueError("ClientConfig: max_attempts >= 1, timeout_s > 0 and max_message_bytes > 0 are required.")
+
+
+def step_request_bytes(height: int, width: int, objects: int) -> int:
+    """Approximate size of one step request (uint8 frame, two float32 flows, float32 probabilities)."""
+    return height * width * (3 + 2 * 2 * 4 + objects * 4) + objects * 16 + 1024
+
+
+def make_channel(config: ClientConfig) -> grpc.Channel:
+    """A channel with raised message limits; TLS when `config.root_cert_path` is set."""
+    options = [
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+    ]
+    if config.root_cert_path:
+        try:
+            with open(config.root_cert_path, "rb") as f:
+                root = f.read()
+        except OSError as e:
+            raise ServingError(f"Cannot read the TLS root certificate {config.root_cert_path}: {e}.") from e
+        return grpc.secure_channel(config.address, grpc.ssl_channel_credentials(root_certificates=root), options)
+    return grpc.insecure_channel(config.address, options)
+
+
+class ServingClient:
+    """Calls one model on one server; `step` is a propagation-loop step function."""
+
+    def __init__(self, config: ClientConfig, channel: Optional[grpc.Channel] = None,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.config = config
+        self._channel = channel or make_channel(config)
+        self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._sleep = sleep
+        self.retries = 0  # UNAVAILABLE retries so far (for logs and tests)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "ServingClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- plumbing ------------------------------------------------------------------------------------------
+    def _model_spec(self, signature: str = "") -> model_pb2.ModelSpec:
+        spec = model_pb2.ModelSpec(name=self.config.model_name, signature_name=signature)
+        if self.config.model_version is not None:
+            spec.version.value = self.config.model_version
+        return spec
+
+    def _call(self, method, request, what: str):
+        """Calls `method` with the deadline, retrying UNAVAILABLE with exponential backoff."""
+        delay = self.config.backoff_initial_s
+        for attempt in range(1, self.config.max_attempts + 1):
+            try:
+                return method(request, timeout=self.config.timeout_s)
+            except grpc.RpcError as e:
+                code = e.code() if hasattr(e, "code") else None
+                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.config.max_attempts:
+                    self.retries += 1
+                    self._sleep(delay)
+                    delay = min(delay * 2, self.config.backoff_max_s)
+                    continue
+                details = e.details() if hasattr(e, "details") else str(e)
+                hint = ""
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    hint = f" after {attempt} attempts; is tensorflow_model_server running at {self.config.address}?"
+                elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    hint = f" (deadline {self.config.timeout_s}s; raise it with --timeout)"
+                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    hint = " (message too large? raise --max_message_mb)"
+                raise ServingError(f"{what} failed: {code.name if code else 'error'}: {details}{hint}") from e
+        raise AssertionError("unreachable")
+
+    # -- readiness -----------------------------------------------------------------------------------------
+    def wait_until_available(self) -> int:
+        """Waits (up to `ready_timeout_s`) until a version of the model is AVAILABLE; returns that version."""
+        request = get_model_status_pb2.GetModelStatusRequest(model_spec=self._model_spec())
+        deadline = time.monotonic() + self.config.ready_timeout_s
+        while True:
+            response = self._call(self._models.GetModelStatus, request, f"GetModelStatus({self.config.model_name})")
+            states = {s.version: s.state for s in response.model_version_status}
+            available = [v for v, s in states.items() if s == get_model_status_pb2.ModelVersionStatus.AVAILABLE]
+            if available:
+                return max(available)
+            if time.monotonic() > deadline:
+                names = {v: get_model_status_pb2.ModelVersionStatus.State.Name(s) for v, s in states.items()}
+                raise ServingError(
+                    f"Model {self.config.model_name} at {self.config.address} has no AVAILABLE version after "
+                    f"{self.config.ready_timeout_s}s (versions: {names}); check the server log."
+                )
+            self._sleep(min(1.0, self.config.backoff_max_s))
+
+    def signature_defs(self) -> Dict[str, meta_graph_pb2.SignatureDef]:
+        """The served model's SignatureDefs (GetModelMetadata)."""
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            model_spec=self._model_spec(), metadata_field=["signature_def"]
+        )
+        response = self._call(self._prediction.GetModelMetadata, request, "GetModelMetadata")
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        if not response.metadata["signature_def"].Unpack(signature_map):
+            raise ServingError("GetModelMetadata returned no SignatureDefMap.")
+        return dict(signature_map.signature_def)
+
+    def check_signatures(self) -> None:
+        """Raises ServingError unless the step and first-frame signatures take and return what this client uses."""
+        defs = self.signature_defs()
+        expected = [
+            (self.config.step_signature, STEP_INPUTS, STEP_OUTPUTS),
+            (self.config.first_frame_signature, FIRST_FRAME_INPUTS, FIRST_FRAME_OUTPUTS),
+        ]
+        problems = []
+        for key, inputs, outputs in expected:
+            sig = defs.get(key)
+            if sig is None:
+                problems.append(f"signature '{key}' is missing (served: {sorted(defs)})")
+                continue
+            if sig.method_name != "tensorflow/serving/predict":
+                problems.append(f"signature '{key}' has method {sig.method_name!r}, not tensorflow/serving/predict")
+            for kind, table, served in (("input", inputs, sig.inputs), ("output", outputs, sig.outputs)):
+                for name, (dtype, shape) in table.items():
+                    info = served.get(name)
+                    if info is None:
+                        problems.append(f"signature '{key}' has no {kind} '{name}'")
+                    elif info.dtype != dtype.as_datatype_enum:
+                        problems.append(f"{kind} '{name}' of '{key}' is dtype enum {info.dtype}, expected {dtype.name}")
+                    elif len(info.tensor_shape.dim) != len(shape):
+                        problems.append(f"{kind} '{name}' of '{key}' has rank {len(info.tensor_shape.dim)}, expected {len(shape)}")
+        if problems:
+            raise ServingError(
+                f"Model {self.config.model_name} at {self.config.address} is not a compatible MaskRNN export: "
+                + "; ".join(problems) + ". Export it with python -m maskrnn_tf.export.export_main."
+            )
+
+    def check_ready(self) -> int:
+        """GetModelStatus then GetModelMetadata; returns the served version."""
+        version = self.wait_until_available()
+        self.check_signatures()
+        return version
+
+    # -- prediction ----------------------------------------------------------------------------------------
+    def predict(self, signature: str, inputs: Mapping[str, np.ndarray],
+                output_filter: Sequence[str] = ()) -> Dict[str, np.ndarray]:
+        """One Predict call; returns the outputs as NumPy arrays."""
+        request = predict_pb2.PredictRequest(model_spec=self._model_spec(signature), output_filter=list(output_filter))
+        for name, value in inputs.items():
+            request.inputs[name].CopyFrom(ndarray_to_proto(value))
+        size = request.ByteSize()
+        if size > self.config.max_message_bytes:
+            raise ServingError(
+                f"A {signature} request is {size / 2**20:.1f} MB, over the {self.config.max_message_bytes / 2**20:.0f} MB "
+                "message limit; raise --max_message_mb or segment at a smaller --max_size."
+            )
+        response = self._call(self._prediction.Predict, request, f"Predict({signature})")
+        return {name: proto_to_ndarray(proto) for name, proto in response.outputs.items()}
+
+    def step(self, frame: np.ndarray, flow_to_prev: np.ndarray, flow_to_next: np.ndarray,
+             prev_probs: np.ndarray, prev_boxes: np.ndarray) -> Dict[str, np.ndarray]:
+        """One recurrent step on the server (the propagation loop's `step_fn`)."""
+        return self.predict(self.config.step_signature, {
+            "frame": np.asarray(frame, np.uint8),
+            "flow_to_prev": np.asarray(flow_to_prev, np.float32),
+            "flow_to_next": np.asarray(flow_to_next, np.float32),
+            "prev_probs": np.asarray(prev_probs, np.float32),
+            "prev_boxes": np.asarray(prev_boxes, np.float32),
+        })
+
+    def first_frame(self, mask: np.ndarray, object_ids: Sequence[int]) -> Dict[str, np.ndarray]:
+        """The initial state (prev_probs [N, H, W], prev_boxes [N, 4]) of an id mask, computed by the server."""
+        return self.predict(self.config.first_frame_signature, {
+            "mask": np.asarray(mask, np.uint8), "object_ids": np.asarray(object_ids, np.int32)})
+
+
+def segment_video_via_serving(
+    config: ClientConfig,
+    video: str,
+    first_mask: str,
+    output_dir: str,
+    options: Optional["SegmentOptions"] = None,
+    flow_backend: str = "dis",
+    overlay_path: Optional[str] = None,
+    overwrite: bool = False,
+    client: Optional[ServingClient] = None,
+) -> int:
+    """Segments a whole video through the model server; writes what the segment CLI writes.
+
+    Args:
+      config: server address, model name, deadlines, retries, TLS.
+      video: a folder of frames (jpg/png) or a video file (mp4).
+      first_mask: the first frame's mask (palette PNG of object ids, or a binary mask).
+      output_dir: the results folder (`<frame>.png` palette masks), created atomically; refused when it
+        exists unless `overwrite`.
+      options: the segment CLI's options (max_size, save_probs, ...); defaults to its defaults.
+      flow_backend: the segment CLI's flow backend name.
+      overlay_path: optional mp4 with the masks blended into the frames.
+      client: an open client to reuse (otherwise one is made from `config` and closed at the end).
+    Returns the number of frames written.
+    """
+    # The inference loop and flow pull in OpenCV and the model; import them only when segmenting.
+    from maskrnn_tf.inference.flow_source import make_flow_fn
+    from maskrnn_tf.inference.segmenter import SegmentOptions, segment_video
+
+    owned = client is None
+    client = client or ServingClient(config)
+    try:
+        client.check_ready()  # fail before reading a single frame when the server cannot serve
+        return segment_video(
+            client.step, video, first_mask, make_flow_fn(flow_backend), output_dir,
+            options or SegmentOptions(), overlay_path=overlay_path, overwrite=overwrite,
+        )
+    finally:
+        if owned:
+            client.close()

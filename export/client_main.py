@@ -1,0 +1,60 @@
+"""Segment a video through a TF-Serving model server (gRPC); writes what `python -m maskrnn_tf.segment` writes.
+
+  python -m maskrnn_tf.export.client_main --server=localhost:8500 --model_name=maskrnn \
+      --video=path/to/frames_or.mp4 --first_mask=path/to/00000.png --output_dir=results/video \
+      [--max_size=854] [--overlay=video.mp4] [--save_probs=npy|png] [--overwrite] \
+      [--timeout=60] [--retries=6] [--max_message_mb=256] [--root_cert=ca.pem]
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from maskrnn_tf.export.client import DEFAULT_MAX_MESSAGE_BYTES, ClientConfig, ServingError, segment_video_via_serving
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("server", "localhost:8500", "host:port of tensorflow_model_server's gRPC port.")
+flags.DEFINE_string("model_name", "maskrnn", "Model name on the server (--model_name of the server).")
+flags.DEFINE_integer("model_version", None, "Version to use (default: the server's latest).")
+flags.DEFINE_string("video", None, "A folder of frames (jpg/png) or a video file (mp4).")
+flags.DEFINE_string("first_mask", None, "First-frame mask: palette PNG of object ids, or a binary mask.")
+flags.DEFINE_string("output_dir", None, "Results folder (<frame>.png palette masks); must not exist unless --overwrite.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
+flags.DEFINE_integer("max_size", None, "Process frames with the long side capped at this many pixels.")
+flags.DEFINE_string("overlay", None, "Also write an mp4 with the masks blended into the frames.")
+flags.DEFINE_enum("save_probs", None, ["npy", "png"], "Also write probability maps under <output_dir>/probs.")
+flags.DEFINE_string("flow", "dis", "Optical flow backend (the segment CLI's).")
+flags.DEFINE_float("timeout", 60.0, "Deadline of each gRPC call, seconds.")
+flags.DEFINE_integer("retries", 6, "Attempts per call when the server is UNAVAILABLE (exponential backoff).")
+flags.DEFINE_integer("max_message_mb", DEFAULT_MAX_MESSAGE_BYTES // 2**20, "gRPC send/receive message limit, MB.")
+flags.DEFINE_string("root_cert", None, "PEM root certificate: connect with TLS.")
+flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def main(argv) -> int:
+    del argv
+    for name in ("video", "first_mask", "output_dir"):
+        if not getattr(FLAGS, name):
+            print(f"--{name} is required (see --helpfull).", file=sys.stderr)
+            return 2
+    from maskrnn_tf.inference.segmenter import SegmentOptions  # heavy imports after flag checks
+
+    config = ClientConfig(
+        address=FLAGS.server, model_name=FLAGS.model_name, model_version=FLAGS.model_version,
+        timeout_s=FLAGS.timeout, max_attempts=FLAGS.retries, max_message_bytes=FLAGS.max_message_mb * 2**20,
+        root_cert_path=FLAGS.root_cert,
+    )
+    options = SegmentOptions(max_size=FLAGS.max_size, save_probs=FLAGS.save_probs, progress=FLAGS.progress)
+    try:
+        count = segment_video_via_serving(config, FLAGS.video, FLAGS.first_mask, FLAGS.output_dir, options,
+                                          flow_backend=FLAGS.flow, overlay_path=FLAGS.overlay, overwrite=FLAGS.overwrite)
+    except (ServingError, ValueError, FileExistsError, FileNotFoundError) as e:
+        print(f"segmentation through {FLAGS.server} failed: {e}", file=sys.stderr)
+        return 1
+    print(f"Wrote {count} masks to {FLAGS.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

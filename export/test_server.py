@@ -1,0 +1,234 @@
+"""A stand-in for `tensorflow_model_server` in tests and benchmarks -- NOT a production server.
+
+A real gRPC server on 127.0.0.1 that implements tensorflow-serving-api's `PredictionService` (`Predict`,
+`GetModelMetadata`) and `ModelService` (`GetModelStatus`) over an exported SavedModel, with the model
+server's status codes: unknown model or version -> NOT_FOUND, unknown signature -> FAILED_PRECONDITION,
+missing / unexpected input, wrong dtype or shape -> INVALID_ARGUMENT with a message naming the input.
+It lets the client be tested end to end on machines without the model server binary; deploy with the real
+`tensorflow_model_server` (README, export section).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent import futures
+from typing import Dict, List, Optional, Tuple
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from maskrnn_tf.export.tensors import ndarray_to_proto, proto_to_ndarray
+
+_MAX_MESSAGE = 2**31 - 1  # what tensorflow_model_server allows
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def latest_version(model_base_path: str) -> int:
+    """The highest numeric version folder under `model_base_path` (what the model server serves by default)."""
+    if not os.path.isdir(model_base_path):
+        raise FileNotFoundError(f"Model base path {model_base_path} does not exist.")
+    versions = [int(n) for n in os.listdir(model_base_path) if n.isdigit() and os.path.isdir(os.path.join(model_base_path, n))]
+    if not versions:
+        raise FileNotFoundError(f"No numeric version folder under {model_base_path}: export a version first.")
+    return max(versions)
+
+
+def _read_signature_defs(export_dir: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return dict(meta_graph.signature_def)
+    raise ValueError(f"{export_dir} has no MetaGraph tagged 'serve'.")
+
+
+def _dtype_name(enum: int) -> str:
+    return tf.dtypes.as_dtype(enum).name if enum != types_pb2.DT_INVALID else "invalid"
+
+
+class _ServedModel:
+    """One loaded version: its signature functions and SignatureDefs."""
+
+    def __init__(self, name: str, model_base_path: str, version: Optional[int]):
+        self.name = name
+        self.version = version if version is not None else latest_version(model_base_path)
+        export_dir = os.path.join(model_base_path, str(self.version))
+        self.signature_defs = _read_signature_defs(export_dir)
+        self.loaded = tf.saved_model.load(export_dir)
+        self.functions = dict(self.loaded.signatures)
+        # A concrete function is not re-entrant-safe across Python threads for every TF version; serialize.
+        self.lock = threading.Lock()
+
+    def check_spec(self, spec) -> None:
+        if spec.name != self.name:
+            raise _Abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({spec.name})")
+        if spec.HasField("version") and spec.version.value != self.version:
+            raise _Abort(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Specific({spec.name}, {spec.version.value})")
+
+    def signature(self, key: str) -> Tuple[str, meta_graph_pb2.SignatureDef]:
+        key = key or "serving_default"
+        if key not in self.signature_defs or key not in self.functions:
+            raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.')
+        return key, self.signature_defs[key]
+
+
+def _validate_inputs(key: str, sig: meta_graph_pb2.SignatureDef, request: predict_pb2.PredictRequest) -> Dict[str, np.ndarray]:
+    expected = sig.inputs
+    missing = sorted(set(expected) - set(request.inputs))
+    if missing:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                     f"Missing input(s) {missing} of signature '{key}' (it takes {sorted(expected)}).")
+    extra = sorted(set(request.inputs) - set(expected))
+    if extra:
+        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                     f"Unexpected input(s) {extra} for signature '{key}' (it takes {sorted(expected)}).")
+    arrays = {}
+    for name, info in expected.items():
+        proto = request.inputs[name]
+        if proto.dtype != info.dtype:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"Input '{name}' of signature '{key}' expects {_dtype_name(info.dtype)} but "
+                         f"{_dtype_name(proto.dtype)} is provided.")
+        want = [d.size for d in info.tensor_shape.dim]
+        got = [d.size for d in proto.tensor_shape.dim]
+        if not info.tensor_shape.unknown_rank and (
+            len(want) != len(got) or any(w not in (-1, g) for w, g in zip(want, got))
+        ):
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                         f"Input '{name}' of signature '{key}' has shape {got}, expected {want} (-1 = any).")
+        try:
+            arrays[name] = proto_to_ndarray(proto)
+        except (ValueError, TypeError) as e:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"Input '{name}' is malformed: {e}") from e
+    return arrays
+
+
+class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, served: _ServedModel, unavailable_first: int):
+        self.served = served
+        self._unavailable_left = unavailable_first
+        self._count_lock = threading.Lock()
+        self.predict_calls = 0
+
+    def Predict(self, request, context):
+        with self._count_lock:
+            self.predict_calls += 1
+            if self._unavailable_left > 0:
+                self._unavailable_left -= 1
+                context.abort(grpc.StatusCode.UNAVAILABLE, "stand-in server: simulated UNAVAILABLE")
+        try:
+            self.served.check_spec(request.model_spec)
+            key, sig = self.served.signature(request.model_spec.signature_name)
+            arrays = _validate_inputs(key, sig, request)
+            wanted = list(request.output_filter) or list(sig.outputs)
+            unknown = sorted(set(wanted) - set(sig.outputs))
+            if unknown:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                             f"output_filter names unknown output(s) {unknown}; signature '{key}' has {sorted(sig.outputs)}.")
+            try:
+                with self.served.lock:
+                    outputs = self.served.functions[key](**{k: tf.constant(v) for k, v in arrays.items()})
+            except tf.errors.InvalidArgumentError as e:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, e.message) from e
+        except _Abort as e:
+            context.abort(e.code, e.message)
+        response = predict_pb2.PredictResponse()
+        response.model_spec.name = self.served.name
+        response.model_spec.version.value = self.served.version
+        response.model_spec.signature_name = key
+        for name in wanted:
+            response.outputs[name].CopyFrom(ndarray_to_proto(outputs[name].numpy()))
+        return response
+
+    def GetModelMetadata(self, request, context):
+        try:
+            self.served.check_spec(request.model_spec)
+            if list(request.metadata_field) != ["signature_def"]:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
+                             f"Metadata field(s) {list(request.metadata_field)} not supported; ask for ['signature_def'].")
+        except _Abort as e:
+            context.abort(e.code, e.message)
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in self.served.signature_defs.items():
+            signature_map.signature_def[key].CopyFrom(sig)
+        response = get_model_metadata_pb2.GetModelMetadataResponse()
+        response.model_spec.name = self.served.name
+        response.model_spec.version.value = self.served.version
+        response.metadata["signature_def"].Pack(signature_map)
+        return response
+
+
+class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, served: _ServedModel):
+        self.served = served
+
+    def GetModelStatus(self, request, context):
+        try:
+            self.served.check_spec(request.model_spec)
+        except _Abort as e:
+            context.abort(e.code, e.message)
+        response = get_model_status_pb2.GetModelStatusResponse()
+        status = response.model_version_status.add()
+        status.version = self.served.version
+        status.state = get_model_status_pb2.ModelVersionStatus.AVAILABLE
+        return response
+
+
+class StandInModelServer:
+    """Serves the latest (or a given) version of `<model_base_path>` as `model_name` on 127.0.0.1.
+
+    Usage: `with StandInModelServer(base, "maskrnn") as server: client(server.address)`. `port=0` picks a
+    free port. `unavailable_first=k` makes the first k Predict calls fail with UNAVAILABLE (to test retries).
+    """
+
+    def __init__(self, model_base_path: str, model_name: str, version: Optional[int] = None, port: int = 0,
+                 max_workers: int = 4, unavailable_first: int = 0):
+        self.served = _ServedModel(model_name, model_base_path, version)
+        self.prediction_service = _PredictionService(self.served, unavailable_first)
+        options: List[Tuple[str, int]] = [
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+        ]
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.prediction_service, self._server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self.served), self._server)
+        self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
+        if self.port == 0:
+            raise OSError(f"Cannot bind 127.0.0.1:{port}.")
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "StandInModelServer":
+        self._server.start()
+        return self
+
+    def stop(self, grace: float = 0.5) -> None:
+        self._server.stop(grace).wait()
+
+    def __enter__(self) -> "StandInModelServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+__all__ = ["StandInModelServer", "latest_version"]

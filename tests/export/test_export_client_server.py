@@ -1,0 +1,133 @@
+"""The client against the stand-in gRPC model server on 127.0.0.1 (a stand-in for tensorflow_model_server)."""
+import os
+
+import grpc
+import numpy as np
+import pytest
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
+
+from maskrnn_tf.export.client import ClientConfig, ServingClient, ServingError, segment_video_via_serving
+from maskrnn_tf.export.tensors import ndarray_to_proto
+from maskrnn_tf.export.test_server import StandInModelServer
+from maskrnn_tf.inference.flow_source import make_flow_fn
+from maskrnn_tf.inference.segmenter import SegmentOptions
+from maskrnn_tf.inference.segmenter import segment_video
+from maskrnn_tf.io import read_mask
+
+OPTIONS = SegmentOptions(progress=False)
+
+
+@pytest.fixture(scope="module")
+def server(export_base):
+    with StandInModelServer(export_base, "maskrnn") as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with ServingClient(ClientConfig(address=server.address, timeout_s=30)) as c:
+        yield c
+
+
+def test_ready_checks(client):
+    assert client.check_ready() == 1
+    assert {"serving_default", "first_frame", "step_batched"} <= set(client.signature_defs())
+
+
+def test_client_masks_equal_segment_loop(tmp_path, server, tiny_model, synthetic_video):
+    frames_dir, mask_path, frames = synthetic_video
+    local_dir, served_dir = str(tmp_path / "local"), str(tmp_path / "served")
+
+    def local_step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes):
+        return tiny_model.step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes)
+
+    n_local = segment_video(local_step, frames_dir, mask_path, make_flow_fn("dis"), local_dir, OPTIONS)
+    n_served = segment_video_via_serving(ClientConfig(address=server.address), frames_dir, mask_path, served_dir,
+                                         OPTIONS)
+    assert n_local == n_served == len(frames)
+    names = sorted(os.listdir(local_dir))
+    assert names == sorted(os.listdir(served_dir)) and len(names) == len(frames)
+    for name in names:
+        a, b = open(os.path.join(local_dir, name), "rb").read(), open(os.path.join(served_dir, name), "rb").read()
+        np.testing.assert_array_equal(read_mask(os.path.join(served_dir, name)), read_mask(os.path.join(local_dir, name)))
+        assert a == b, name  # byte-identical palette PNGs
+    np.testing.assert_array_equal(read_mask(os.path.join(served_dir, names[0])), read_mask(mask_path))
+
+
+def test_first_frame_via_server(client):
+    ids = np.zeros((10, 12), np.uint8)
+    ids[2:5, 3:9] = 2
+    out = client.first_frame(ids, [1, 2])
+    assert out["prev_probs"].shape == (2, 10, 12) and out["prev_probs"][0].sum() == 0
+    np.testing.assert_array_equal(out["prev_boxes"], [[0, 0, 0, 0], [2, 3, 5, 9]])
+
+
+def _good_inputs():
+    h, w = 16, 20
+    return {"frame": np.zeros((h, w, 3), np.uint8), "flow_to_prev": np.zeros((h, w, 2), np.float32),
+            "flow_to_next": np.zeros((h, w, 2), np.float32), "prev_probs": np.ones((1, h, w), np.float32),
+            "prev_boxes": np.array([[0, 0, h, w]], np.float32)}
+
+
+def _raw_predict(server, inputs):
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="maskrnn", signature_name="serving_default"))
+    for k, v in inputs.items():
+        request.inputs[k].CopyFrom(ndarray_to_proto(v))
+    with grpc.insecure_channel(server.address) as channel:
+        return prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=30)
+
+
+@pytest.mark.parametrize("name,change", [
+    ("frame", lambda x: {**x, "frame": x["frame"].astype(np.float32)}),            # wrong dtype
+    ("prev_probs", lambda x: {**x, "prev_probs": x["prev_probs"][0]}),             # wrong rank
+    ("prev_boxes", lambda x: {**x, "prev_boxes": np.zeros((1, 3), np.float32)}),   # wrong static dim
+    ("flow_to_next", lambda x: {k: v for k, v in x.items() if k != "flow_to_next"}),  # missing
+    ("flow_to_prev", lambda x: {**x, "flow_to_prev": np.zeros((16, 21, 2), np.float32)}),  # size mismatch
+])
+def test_bad_requests_are_invalid_argument_naming_the_input(server, name, change):
+    assert _raw_predict(server, _good_inputs()).outputs["labels"].tensor_shape.dim[0].size == 16
+    with pytest.raises(grpc.RpcError) as info:
+        _raw_predict(server, change(_good_inputs()))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert name in info.value.details()
+
+
+def test_client_error_names_input(client):
+    inputs = _good_inputs()
+    with pytest.raises(ServingError, match="INVALID_ARGUMENT.*frame"):
+        client.predict("serving_default", {**inputs, "frame": inputs["frame"].astype(np.int32)})
+
+
+def test_retries_unavailable_with_backoff(export_base):
+    sleeps = []
+    with StandInModelServer(export_base, "maskrnn", unavailable_first=2) as srv:
+        with ServingClient(ClientConfig(address=srv.address, backoff_initial_s=0.1), sleep=sleeps.append) as c:
+            out = c.step(**_good_inputs())
+    assert out["probs"].shape == (1, 16, 20)
+    assert c.retries == 2 and sleeps == [0.1, 0.2]  # exponential backoff
+    with StandInModelServer(export_base, "maskrnn", unavailable_first=10) as srv:
+        with ServingClient(ClientConfig(address=srv.address, max_attempts=3), sleep=sleeps.append) as c:
+            with pytest.raises(ServingError, match="UNAVAILABLE after 3 attempts"):
+                c.step(**_good_inputs())
+
+
+def test_wrong_model_name_is_reported_before_segmenting(tmp_path, server, synthetic_video):
+    frames_dir, mask_path, _ = synthetic_video
+    with pytest.raises(ServingError, match="NOT_FOUND"):
+        segment_video_via_serving(ClientConfig(address=server.address, model_name="other"), frames_dir, mask_path,
+                                  str(tmp_path / "out"), OPTIONS)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_message_limit_is_checked(server):
+    with ServingClient(ClientConfig(address=server.address, max_message_bytes=2_000)) as c:
+        with pytest.raises(ServingError, match="message limit"):
+            c.step(**_good_inputs())
+
+
+def test_480p_messages_exceed_grpc_default_and_pass(client):
+    # 8 objects at 854x480: the response is 13 MB, over gRPC's 4 MB default receive limit.
+    ids = (np.arange(480 * 854).reshape(480, 854) % 9).astype(np.uint8)
+    out = client.first_frame(ids, list(range(1, 9)))
+    assert out["prev_probs"].nbytes > 4 * 2**20
+    np.testing.assert_array_equal(out["prev_probs"][3], (ids == 4).astype(np.float32))
