@@ -1,0 +1,4 @@
+"""davis: DAVIS-2016 and DAVIS-2017 (semi-supervised) read from a manual directory."""
+from maskrnn_tf.datasets.davis.davis import Davis, DavisConfig
+
+__all__ = ["Davis", "DavisConfig"]

@@ -1,0 +1,106 @@
+"""tfds builder `davis`: DAVIS-2016 / DAVIS-2017 from the extracted folder or the official zip."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from maskrnn_tf.data.sequences import (
+    DAVIS_LAYOUT, DatasetLayoutError, davis_splits, find_davis_root, load_masks, read_davis_sequence_list,
+)
+
+_ARCHIVES = {
+    (2016, "480p"): "DAVIS-data.zip",
+    (2017, "480p"): "DAVIS-2017-trainval-480p.zip",
+    (2017, "Full-Resolution"): "DAVIS-2017-trainval-Full-Resolution.zip",
+}
+
+
+@dataclasses.dataclass
+class DavisConfig(tfds.core.BuilderConfig):
+    """Which DAVIS release and resolution."""
+
+    year: int = 2016
+    resolution: str = "480p"
+
+
+class Davis(tfds.core.GeneratorBasedBuilder):
+    """DAVIS video object segmentation: frames, per-frame object ids (255 = void) and metadata."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release: 2016 and 2017 (480p; 2017 full resolution), manual download."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "DAVIS cannot be downloaded automatically. Get it from https://davischallenge.org/davis2016/code.html "
+        "(DAVIS-data.zip) or https://davischallenge.org/davis2017/code.html (DAVIS-2017-trainval-480p.zip) and "
+        "put the zip, or its extracted DAVIS/ folder, in the manual directory (default "
+        "~/tensorflow_datasets/downloads/manual/).\n" + DAVIS_LAYOUT
+    )
+    BUILDER_CONFIGS = [
+        DavisConfig(name="2016", description="DAVIS-2016 480p, one object, splits train/val/trainval.", year=2016),
+        DavisConfig(name="2017", description="DAVIS-2017 480p, multiple objects, splits train/val.", year=2017),
+        DavisConfig(name="2017_full", description="DAVIS-2017 full resolution.", year=2017,
+                    resolution="Full-Resolution"),
+    ]
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls) -> epath.Path:
+        # setup.py maps datasets/ to maskrnn_tf.datasets, which tfds' guess from the module name cannot follow.
+        return epath.Path(__file__)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="DAVIS: densely annotated video segmentation (semi-supervised task).",
+            features=tfds.features.FeaturesDict({
+                "name": tfds.features.Text(),
+                "frames": tfds.features.Video(shape=(None, None, None, 3), encoding_format="jpeg"),
+                "masks": tfds.features.Video(shape=(None, None, None, 1), encoding_format="png"),
+                "num_objects": np.int32,
+                "num_frames": np.int32,
+                "eval_t": np.bool_,
+                "attributes": tfds.features.Sequence(tfds.features.Text()),
+            }),
+            homepage="https://davischallenge.org",
+            citation="Perazzi et al., CVPR 2016; Pont-Tuset et al., arXiv:1704.00675, 2017.",
+        )
+
+    def _root(self, dl_manager: tfds.download.DownloadManager) -> str:
+        config: DavisConfig = self.builder_config
+        manual = os.fspath(dl_manager.manual_dir)
+        try:
+            return find_davis_root(manual, config.resolution)
+        except DatasetLayoutError:
+            archive = os.path.join(manual, _ARCHIVES.get((config.year, config.resolution), ""))
+            if not os.path.isfile(archive):
+                raise DatasetLayoutError(
+                    f"{manual}: neither an extracted DAVIS folder nor {os.path.basename(archive)} found.\n"
+                    + DAVIS_LAYOUT
+                ) from None
+            return find_davis_root(os.fspath(dl_manager.extract(archive)), config.resolution)
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        config: DavisConfig = self.builder_config
+        root = self._root(dl_manager)
+        splits = davis_splits(root, config.year, config.resolution)
+        if not splits:
+            raise DatasetLayoutError(f"{root}: no ImageSets split files for DAVIS-{config.year}.\n{DAVIS_LAYOUT}")
+        # Read and validate every split before generating anything: bad input fails fast.
+        sequences = {s: read_davis_sequence_list(root, config.year, s, config.resolution) for s in splits}
+        return {split: self._generate_examples(seqs) for split, seqs in sequences.items()}
+
+    def _generate_examples(self, sequences):
+        for sequence in sequences:
+            masks = load_masks(sequence)
+            yield sequence.name, {
+                "name": sequence.name,
+                "frames": [epath.Path(p).read_bytes() for p in sequence.frame_paths],
+                "masks": masks[..., None],
+                "num_objects": sequence.num_objects,
+                "num_frames": sequence.num_frames,
+                "eval_t": bool(sequence.eval_t),
+                "attributes": list(sequence.attributes),
+            }

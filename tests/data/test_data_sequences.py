@@ -1,0 +1,137 @@
+"""Sequence readers on the real layouts and every bad input they must reject."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskrnn_tf.data.sequences import (
+    DatasetLayoutError, load_masks, read_davis_sequence_list, read_segtrack_sequence_list,
+)
+from maskrnn_tf.io import ImageReadError, read_mask, write_palette_png
+
+
+def make_davis_2017(root, sequences, size=(12, 16), frames=3):
+    """A tiny DAVIS-2017 tree; `sequences` maps a name to a list of id maps (one per frame) or an int N."""
+    os.makedirs(os.path.join(root, "ImageSets", "2017"), exist_ok=True)
+    with open(os.path.join(root, "ImageSets", "2017", "val.txt"), "w") as f:
+        f.write("\n".join(sequences) + "\n")
+    rng = np.random.default_rng(0)
+    for name, ids in sequences.items():
+        if isinstance(ids, int):
+            base = np.zeros(size, np.uint8)
+            for k in range(1, ids + 1):
+                base[k, :] = k
+            ids = [base] * frames
+        frame_dir = os.path.join(root, "JPEGImages", "480p", name)
+        mask_dir = os.path.join(root, "Annotations", "480p", name)
+        os.makedirs(frame_dir, exist_ok=True)
+        os.makedirs(mask_dir, exist_ok=True)
+        for t, mask in enumerate(ids):
+            pixels = rng.integers(0, 255, size=mask.shape + (3,), dtype=np.uint8)
+            Image.fromarray(pixels).save(os.path.join(frame_dir, f"{t:05d}.jpg"))
+            write_palette_png(os.path.join(mask_dir, f"{t:05d}.png"), mask)
+    return root
+
+
+def test_davis_2016_real(shared_data):
+    sequences = read_davis_sequence_list(os.path.join(shared_data, "DAVIS-2016"), 2016, "val")
+    names = [s.name for s in sequences]
+    assert names == ["blackswan", "car-shadow", "drift-chicane", "libby"]
+    blackswan = sequences[0]
+    assert blackswan.num_frames == 50 and blackswan.num_objects == 1 and blackswan.eval_t is True
+    assert blackswan.dataset == "davis-480p"
+    ids = load_masks(blackswan)
+    assert ids.shape == (50, 480, 854) and set(np.unique(ids)) == {0, 1}
+
+
+def test_davis_2017_sample_ids_and_void(shared_data):
+    sequences = read_davis_sequence_list(os.path.join(shared_data, "DAVIS-2017-sample"), 2017, "val")
+    by_name = {s.name: s for s in sequences}
+    assert by_name["bear"].num_objects == 1 and by_name["tennis"].num_objects == 2
+    ids = load_masks(by_name["tennis"])
+    assert set(np.unique(ids)) == {0, 1, 2, 255}
+
+
+def test_segtrack_sample(shared_data):
+    (bmx,) = read_segtrack_sequence_list(os.path.join(shared_data, "SegTrackv2-sample"))
+    assert bmx.name == "bmx" and bmx.num_frames == 36 and bmx.num_objects == 1 and not bmx.mask_layers
+    ids = load_masks(bmx)
+    assert ids.shape == (36, 360, 640)
+    np.testing.assert_array_equal(ids[0], read_mask(bmx.mask_paths[0][0]))
+
+
+def test_segtrack_multi_object_layers(tmp_path):
+    root = tmp_path / "SegTrackv2"
+    (root / "ImageSets").mkdir(parents=True)
+    (root / "ImageSets" / "all.txt").write_text("*duo\n")
+    (root / "ImageSets" / "duo.txt").write_text("/JPEGImages/duo/\nduo_01\nduo_02\n")
+    (root / "JPEGImages" / "duo").mkdir(parents=True)
+    for stem in ("duo_01", "duo_02"):
+        Image.fromarray(np.full((6, 8, 3), 100, np.uint8)).save(root / "JPEGImages" / "duo" / f"{stem}.bmp")
+        for k in (1, 2):
+            layer = np.zeros((6, 8, 3), np.uint8)
+            layer[k, :] = 255  # object k fills row k
+            (root / "GroundTruth" / "duo" / str(k)).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(layer).save(root / "GroundTruth" / "duo" / str(k) / f"{stem}.png")
+    (duo,) = read_segtrack_sequence_list(str(tmp_path))
+    assert duo.num_objects == 2 and duo.mask_layers and duo.frame_paths[0].endswith(".bmp")
+    ids = load_masks(duo)
+    expected = np.zeros((6, 8), np.uint8)
+    expected[1], expected[2] = 1, 2
+    np.testing.assert_array_equal(ids[1], expected)
+
+
+def test_no_manual_dir_names_layout_and_archives(tmp_path):
+    with pytest.raises(DatasetLayoutError, match="DAVIS-2017-trainval-480p.zip"):
+        read_davis_sequence_list(str(tmp_path / "missing"), 2017, "val")
+    with pytest.raises(DatasetLayoutError, match="JPEGImages"):
+        read_davis_sequence_list(str(tmp_path), 2016, "val")
+
+
+def test_missing_frame_and_mask(tmp_path):
+    root = make_davis_2017(str(tmp_path / "DAVIS"), {"a": 1})
+    os.remove(os.path.join(root, "Annotations", "480p", "a", "00001.png"))
+    with pytest.raises(DatasetLayoutError, match=r"00001.png: missing mask"):
+        read_davis_sequence_list(str(tmp_path), 2017, "val")
+    root2 = make_davis_2017(str(tmp_path / "d2"), {"a": 1})
+    os.remove(os.path.join(root2, "JPEGImages", "480p", "a", "00001.jpg"))
+    with pytest.raises(DatasetLayoutError, match="non-contiguous"):
+        read_davis_sequence_list(root2, 2017, "val")
+    # DAVIS-2016 lists frames explicitly: a listed frame that is gone is reported as missing.
+    davis16 = tmp_path / "d16"
+    os.makedirs(davis16 / "ImageSets" / "480p")
+    (davis16 / "JPEGImages" / "480p" / "a").mkdir(parents=True)
+    (davis16 / "ImageSets" / "480p" / "val.txt").write_text(
+        "/JPEGImages/480p/a/00000.jpg /Annotations/480p/a/00000.png\n")
+    with pytest.raises(DatasetLayoutError, match=r"00000.jpg: missing frame"):
+        read_davis_sequence_list(str(davis16), 2016, "val")
+
+
+def test_size_mismatch(tmp_path):
+    root = make_davis_2017(str(tmp_path / "DAVIS"), {"a": 1})
+    write_palette_png(os.path.join(root, "Annotations", "480p", "a", "00002.png"), np.zeros((10, 16), np.uint8))
+    with pytest.raises(DatasetLayoutError, match=r"00002.png: mask size 16x10 differs"):
+        read_davis_sequence_list(root, 2017, "val")
+
+
+def test_palette_ids_skip_or_exceed(tmp_path):
+    skip = np.zeros((12, 16), np.uint8)
+    skip[1], skip[3] = 1, 3
+    with pytest.raises(DatasetLayoutError, match=r"skip \[2\]"):
+        read_davis_sequence_list(make_davis_2017(str(tmp_path / "s"), {"a": [skip] * 2}), 2017, "val")
+    first = np.zeros((12, 16), np.uint8)
+    first[1] = 1
+    later = first.copy()
+    later[5] = 2
+    (seq,) = read_davis_sequence_list(make_davis_2017(str(tmp_path / "e"), {"a": [first, later]}), 2017, "val")
+    with pytest.raises(DatasetLayoutError, match=r"00001.png: object id 2 exceeds the 1 object"):
+        load_masks(seq)
+
+
+def test_unreadable_image(tmp_path):
+    root = make_davis_2017(str(tmp_path / "DAVIS"), {"a": 1})
+    with open(os.path.join(root, "JPEGImages", "480p", "a", "00001.jpg"), "wb") as f:
+        f.write(b"not a jpeg")
+    with pytest.raises(ImageReadError, match=r"00001.jpg: unreadable image"):
+        read_davis_sequence_list(root, 2017, "val")

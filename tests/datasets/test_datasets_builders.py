@@ -1,0 +1,129 @@
+"""tfds builders on the shared real data, on tiny trees and zips made here, and on the synthetic generator."""
+import os
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from maskrnn_tf.data.sequences import DatasetLayoutError
+from maskrnn_tf.data.synthetic import generate_video
+from maskrnn_tf.datasets.davis import Davis
+from maskrnn_tf.datasets.segtrack_v2 import SegtrackV2
+from maskrnn_tf.datasets.synthetic_vos import SyntheticVos
+from maskrnn_tf.io import read_frame, read_mask
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "data"))
+from test_data_sequences import make_davis_2017  # noqa: E402  (shared tiny-tree helper)
+
+
+def _prepare(builder, manual_dir=None):
+    config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+    builder.download_and_prepare(download_config=config)
+    return builder
+
+
+def _examples(builder, split):
+    return {e["name"].decode(): e for e in tfds.as_numpy(builder.as_dataset(split=split))}
+
+
+def _davis_2016_subset(shared_data, tmp_path, names=("blackswan", "car-shadow"), frames=4):
+    """A DAVIS-2016 tree with the first frames of two real val sequences (symlinks), to stay fast."""
+    src = os.path.join(shared_data, "DAVIS-2016")
+    root = tmp_path / "DAVIS"
+    lines = []
+    for name in names:
+        for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+            (root / sub / "480p" / name).mkdir(parents=True, exist_ok=True)
+            for t in range(frames):
+                os.symlink(os.path.join(src, sub, "480p", name, f"{t:05d}.{ext}"),
+                           root / sub / "480p" / name / f"{t:05d}.{ext}")
+        lines += [f"/JPEGImages/480p/{name}/{t:05d}.jpg /Annotations/480p/{name}/{t:05d}.png" for t in range(frames)]
+    (root / "ImageSets" / "480p").mkdir(parents=True)
+    (root / "ImageSets" / "480p" / "val.txt").write_text("\n".join(lines) + "\n")
+    os.symlink(os.path.join(src, "Annotations", "db_info.yml"), root / "Annotations" / "db_info.yml")
+    return src, str(tmp_path)
+
+
+def test_davis_2016_real_subset(shared_data, tmp_path):
+    src, manual = _davis_2016_subset(shared_data, tmp_path)
+    builder = _prepare(Davis(config="2016", data_dir=str(tmp_path / "tfds")), manual)
+    assert list(builder.info.splits.keys()) == ["val"]
+    examples = _examples(builder, "val")
+    assert sorted(examples) == ["blackswan", "car-shadow"]
+    swan = examples["blackswan"]
+    assert swan["frames"].shape == (4, 480, 854, 3) and swan["masks"].shape == (4, 480, 854, 1)
+    assert swan["num_objects"] == 1 and swan["num_frames"] == 4 and swan["eval_t"]
+    # The original JPEG bytes are stored (no re-encoding): decoding them gives exactly the same pixels.
+    path = os.path.join(src, "JPEGImages", "480p", "blackswan", "00002.jpg")
+    np.testing.assert_array_equal(swan["frames"][2], tf.io.decode_jpeg(tf.io.read_file(path)).numpy())
+    assert np.abs(swan["frames"][2].astype(int) - read_frame(path).astype(int)).mean() < 2.0
+    np.testing.assert_array_equal(
+        swan["masks"][3, ..., 0], read_mask(os.path.join(src, "Annotations", "480p", "blackswan", "00003.png")))
+
+
+def test_davis_2017_sample_object_ids_and_void(shared_data, tmp_path):
+    manual = os.path.join(shared_data, "DAVIS-2017-sample")
+    examples = _examples(_prepare(Davis(config="2017", data_dir=str(tmp_path)), manual), "val")
+    assert examples["tennis"]["num_objects"] == 2 and examples["bear"]["num_objects"] == 1
+    np.testing.assert_array_equal(
+        examples["tennis"]["masks"][1, ..., 0],
+        read_mask(os.path.join(manual, "Annotations", "480p", "tennis", "00001.png")))
+    assert set(np.unique(examples["tennis"]["masks"])) == {0, 1, 2, 255}
+
+
+def test_davis_2017_official_zip(tmp_path):
+    tree = make_davis_2017(str(tmp_path / "tree" / "DAVIS"), {"pair": 2, "solo": 1})
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    with zipfile.ZipFile(manual / "DAVIS-2017-trainval-480p.zip", "w") as archive:
+        for folder, _, files in os.walk(tree):
+            for name in files:
+                path = os.path.join(folder, name)
+                archive.write(path, os.path.relpath(path, tmp_path / "tree"))
+    examples = _examples(_prepare(Davis(config="2017", data_dir=str(tmp_path / "tfds")), str(manual)), "val")
+    assert examples["pair"]["num_objects"] == 2 and examples["pair"]["frames"].shape == (3, 12, 16, 3)
+    assert set(np.unique(examples["pair"]["masks"])) == {0, 1, 2}
+
+
+def test_davis_without_manual_data_explains_layout(tmp_path):
+    (tmp_path / "manual").mkdir()
+    # tfds itself refuses an empty manual directory, with our instructions (archive names and layout).
+    with pytest.raises(AssertionError, match=r"(?s)DAVIS-data.zip.*JPEGImages/480p"):
+        _prepare(Davis(config="2016", data_dir=str(tmp_path / "tfds")), str(tmp_path / "manual"))
+    # A manual directory holding something else: our own error, with the same instructions.
+    (tmp_path / "manual" / "notes.txt").write_text("not DAVIS")
+    with pytest.raises(DatasetLayoutError, match=r"(?s)DAVIS-data.zip found.*ImageSets/480p"):
+        _prepare(Davis(config="2016", data_dir=str(tmp_path / "tfds2")), str(tmp_path / "manual"))
+
+
+def test_davis_bad_tree_fails_before_writing(tmp_path):
+    tree = make_davis_2017(str(tmp_path / "DAVIS"), {"a": 1})
+    os.remove(os.path.join(tree, "Annotations", "480p", "a", "00002.png"))
+    with pytest.raises(DatasetLayoutError, match="missing mask"):
+        _prepare(Davis(config="2017", data_dir=str(tmp_path / "tfds")), str(tmp_path))
+
+
+def test_segtrack_sample(shared_data, tmp_path):
+    manual = os.path.join(shared_data, "SegTrackv2-sample")
+    examples = _examples(_prepare(SegtrackV2(data_dir=str(tmp_path)), manual), "test")
+    bmx = examples["bmx"]
+    assert bmx["frames"].shape == (36, 360, 640, 3) and bmx["num_objects"] == 1
+    np.testing.assert_array_equal(bmx["frames"][5], read_frame(os.path.join(manual, "JPEGImages", "bmx", "bmx_06673.png")))
+    np.testing.assert_array_equal(
+        bmx["masks"][5, ..., 0], read_mask(os.path.join(manual, "GroundTruth", "bmx", "bmx_06673.png")))
+
+
+def test_synthetic_vos_matches_generator(tmp_path):
+    builder = _prepare(SyntheticVos(config="tiny", data_dir=str(tmp_path)))
+    assert builder.info.splits["train"].num_examples == 4
+    example = _examples(builder, "validation")["validation_0001"]
+    config = builder.builder_config
+    video = generate_video(config.seed + 1_000_000 + 1, config.video)
+    np.testing.assert_array_equal(example["frames"], video["frames"])
+    np.testing.assert_array_equal(example["masks"][..., 0], video["masks"])
+    np.testing.assert_array_equal(example["flows_to_prev"], video["flows_to_prev"])
+    np.testing.assert_array_equal(example["flows_to_next"], video["flows_to_next"])
+    assert example["num_objects"] == video["num_objects"]
