@@ -1,0 +1,152 @@
+"""The segment CLI and library end to end: outputs, palette, --max_size, atomicity, bad inputs, finetuning."""
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from absl import flags
+from PIL import Image
+
+from maskrnn_tf import segment
+from maskrnn_tf.inference import (
+    FinetuneConfig,
+    MaskError,
+    ModelLoadError,
+    OutputExistsError,
+    SegmentOptions,
+    VideoReadError,
+    finetune,
+    first_frame_loss,
+    flow_propagation_step,
+    segment_video,
+)
+from maskrnn_tf.io import read_mask, read_palette
+
+from .conftest import custom_palette, write_palette
+
+
+def run_cli(*args: str) -> int:
+    """Runs segment.main in-process with fresh flag values (exceptions propagate to the test)."""
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["segment", "--noprogress", *args])
+    return segment.main([])
+
+
+def test_cli_writes_every_frame_with_ids_and_input_palette(tmp_path, video_on_disk, tiny_model_path):
+    frames, mask = video_on_disk
+    out = str(tmp_path / "out")
+    overlay = str(tmp_path / "overlay.mp4")
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={tiny_model_path}", f"--output={out}",
+                   "--finetune_steps=2", f"--overlay={overlay}", "--save_probs") == 0
+    names = sorted(os.listdir(out))
+    assert names == [f"{t:05d}.png" for t in range(6)] + ["probs"]
+    for name in names[:-1]:
+        path = os.path.join(out, name)
+        assert Image.open(path).mode == "P"
+        np.testing.assert_array_equal(read_palette(path), custom_palette())
+        ids = read_mask(path)
+        assert ids.shape == (40, 56) and set(np.unique(ids)) <= {0, 1, 2}
+    np.testing.assert_array_equal(read_mask(os.path.join(out, "00000.png")), read_mask(mask))
+    # Probability maps: [N, H, W] per frame, and the written ids are their fusion.
+    probs = np.load(os.path.join(out, "probs", "00003.npy")).astype(np.float32)
+    assert probs.shape == (2, 40, 56)
+    fused = np.where(probs.max(0) > 0.5, probs.argmax(0) + 1, 0)
+    clear = np.abs(probs.max(0) - 0.5) > 1e-2  # float16 storage blurs the threshold itself
+    np.testing.assert_array_equal(read_mask(os.path.join(out, "00003.png"))[clear], fused[clear])
+    capture = cv2.VideoCapture(overlay)
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert count == 6 and capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 56
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temporary leftovers
+
+
+def test_max_size_output_has_the_input_size(tmp_path, video_on_disk):
+    frames, mask = video_on_disk
+    out = str(tmp_path / "small")
+    segment_video(flow_propagation_step, frames, mask, _zero_flow, out,
+                  SegmentOptions(max_size=28, progress=False, save_probs="png"))
+    for t in range(6):
+        ids = read_mask(os.path.join(out, f"{t:05d}.png"))
+        assert ids.shape == (40, 56)
+    # Zero flow: the mask never moves; processed at 20x28 and upsampled, it stays close to the first mask.
+    first = read_mask(mask)
+    last = read_mask(os.path.join(out, "00005.png"))
+    for k in (1, 2):
+        inter = ((first == k) & (last == k)).sum()
+        assert inter / ((first == k) | (last == k)).sum() > 0.7
+    grey = np.asarray(Image.open(os.path.join(out, "probs", "00005_2.png")))
+    assert grey.shape == (40, 56) and grey.dtype == np.uint8 and grey.max() == 255
+
+
+def _zero_flow(a, b):
+    return np.zeros(a.shape[:2] + (2,), np.float32)
+
+
+def test_output_folder_is_atomic(tmp_path, video_on_disk):
+    frames, mask = video_on_disk
+    out = str(tmp_path / "out")
+    calls = []
+
+    def failing_step(frame, to_prev, to_next, probs, boxes):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("model crashed at frame 3")
+        return flow_propagation_step(frame, to_prev, to_next, probs, boxes)
+
+    with pytest.raises(RuntimeError, match="frame 3"):
+        segment_video(failing_step, frames, mask, _zero_flow, out, SegmentOptions(progress=False))
+    assert os.listdir(tmp_path) == []  # neither the output nor its temporary folder
+
+    segment_video(flow_propagation_step, frames, mask, _zero_flow, out, SegmentOptions(progress=False))
+    assert len(os.listdir(out)) == 6
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        segment_video(flow_propagation_step, frames, mask, _zero_flow, out, SegmentOptions(progress=False))
+    # --overwrite replaces the folder only once the new one is complete.
+    with open(os.path.join(out, "stale.txt"), "w") as f:
+        f.write("old")
+    segment_video(flow_propagation_step, frames, mask, _zero_flow, out, SegmentOptions(progress=False),
+                  overwrite=True)
+    assert sorted(os.listdir(out)) == [f"{t:05d}.png" for t in range(6)]
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, video_on_disk, tiny_model_path):
+    frames, mask = video_on_disk
+    out = str(tmp_path / "out")
+    common = ["--method=flow_propagation", f"--output={out}"]
+    with pytest.raises(VideoReadError, match="nope.*not found"):
+        run_cli(f"--video={tmp_path / 'nope'}", f"--first_mask={mask}", *common)
+    wrong = str(tmp_path / "wrong.png")
+    write_palette(wrong, np.ones((20, 20), np.uint8), custom_palette())
+    with pytest.raises(MaskError, match="20x20 differs from the video's frames \\(56x40\\)"):
+        run_cli(f"--video={frames}", f"--first_mask={wrong}", *common)
+    empty = str(tmp_path / "empty.png")
+    write_palette(empty, np.zeros((40, 56), np.uint8), custom_palette())
+    with pytest.raises(MaskError, match="no object"):
+        run_cli(f"--video={frames}", f"--first_mask={empty}", *common)
+    with pytest.raises(ModelLoadError, match="missing.keras"):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={tmp_path / 'missing.keras'}",
+                f"--output={out}")
+    assert not os.path.exists(out)
+    # The binary prints one actionable line and exits non-zero.
+    proc = subprocess.run(
+        [sys.executable, "-m", "maskrnn_tf.segment", f"--video={frames}", f"--first_mask={tmp_path / 'x.png'}",
+         "--method=flow_propagation", f"--output={out}"],
+        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=120)
+    assert proc.returncode == 1 and "x.png: file not found" in proc.stderr
+
+
+def test_online_finetuning_lowers_the_first_frame_loss(synthetic_video, tiny_model_path):
+    from maskrnn_tf.inference import load_model
+
+    model = load_model(tiny_model_path)
+    frame, ids = synthetic_video["frames"][0], synthetic_video["masks"][0]
+    before = first_frame_loss(model, frame, ids, [1, 2])
+    losses = finetune(model, frame, ids, [1, 2], synthetic_video["flows_to_next"][0],
+                      FinetuneConfig(steps=25, learning_rate=1e-3))
+    after = first_frame_loss(model, frame, ids, [1, 2])
+    assert len(losses) == 25 and np.isfinite(losses).all()
+    assert after < 0.8 * before, (before, after)
