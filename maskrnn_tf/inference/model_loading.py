@@ -1,35 +1,83 @@
-"""Loading a trained MaskRNN for segmentation: a `.keras` file, or a run / checkpoint folder."""
+"""Loading a trained MaskRNN for segmentation: a `.keras` file, a run folder, or a checkpoint.
+
+Accepted, in this order:
+  - `file.keras`;
+  - a run folder with `model.keras` (written when `python -m maskrnn_tf.train` finishes);
+  - a run folder without it (training still going) or its `checkpoints/` folder, or a checkpoint prefix
+    (`.../checkpoints/ckpt-120`): the network is built from the run's `config.json` ("model" section) and the
+    newest (or given) checkpoint's model weights are restored.
+"""
 from __future__ import annotations
 
+import json
 import os
-
 import keras
+import tensorflow as tf
 
-from maskrnn_tf.model import MaskRNN
+from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 
 MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.json"
+CHECKPOINTS = "checkpoints"
 
 
 class ModelLoadError(FileNotFoundError):
     """The model file or folder is missing or holds no usable model."""
 
 
+def _load_keras(path: str) -> MaskRNN:
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"{path}: cannot be loaded as a Keras model ({err}).") from err
+    if not isinstance(model, MaskRNN):
+        raise ModelLoadError(f"{path}: holds a {type(model).__name__}, not a MaskRNN.")
+    return model
+
+
+def _checkpoint_and_run_dir(path: str):
+    """(checkpoint prefix or None, run folder) for a run folder, its checkpoints folder, or a prefix."""
+    if os.path.isdir(path):
+        folder = path if os.path.basename(os.path.normpath(path)) == CHECKPOINTS else os.path.join(path, CHECKPOINTS)
+        run_dir = os.path.dirname(os.path.normpath(folder))
+        return (tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None), run_dir
+    if os.path.isfile(path + ".index"):
+        return path, os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    return None, None
+
+
+def _load_checkpoint(prefix: str, run_dir: str) -> MaskRNN:
+    config_path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.isfile(config_path):
+        raise ModelLoadError(
+            f"{prefix}: checkpoint found but not {config_path}, which says how to build the network; "
+            "give the run folder written by `python -m maskrnn_tf.train`."
+        )
+    with open(config_path, encoding="utf-8") as f:
+        model_config = json.load(f).get("model", {})
+    model = MaskRNN(MaskRNNConfig.from_dict(model_config))
+    # Only the model is needed: optimizer, step and data positions in the checkpoint are left unread.
+    tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
+    return model
+
+
 def load_model(path: str) -> MaskRNN:
-    """Loads a MaskRNN from a `.keras` file, or a folder holding `model.keras` (a run dir or its export).
+    """Loads a MaskRNN (see the module docstring for what `path` may be).
 
     Raises ModelLoadError naming the path when nothing loadable is there.
     """
     path = os.fspath(path)
-    candidates = [path] if path.endswith(".keras") else [os.path.join(path, MODEL_FILE)]
-    if os.path.isdir(path):
-        candidates.append(os.path.join(path, "final", MODEL_FILE))
-    for candidate in candidates:
-        if os.path.isfile(candidate):
-            model = keras.models.load_model(candidate, compile=False)
-            if not isinstance(model, MaskRNN):
-                raise ModelLoadError(f"{candidate}: holds a {type(model).__name__}, not a MaskRNN.")
-            return model
+    if path.endswith(".keras"):
+        if not os.path.isfile(path):
+            raise ModelLoadError(f"{path}: model file not found.")
+        return _load_keras(path)
+    if os.path.isfile(os.path.join(path, MODEL_FILE)):
+        return _load_keras(os.path.join(path, MODEL_FILE))
+    prefix, run_dir = _checkpoint_and_run_dir(path)
+    if prefix is not None:
+        return _load_checkpoint(prefix, run_dir)
     raise ModelLoadError(
-        f"{path}: model not found (looked for {', '.join(candidates)}); give a model.keras file or the run "
-        "folder written by `python -m maskrnn_tf.train`."
+        f"{path}: no model found (looked for a .keras file, {MODEL_FILE}, and checkpoints under "
+        f"{CHECKPOINTS}/); give model.keras or the run folder written by `python -m maskrnn_tf.train`."
     )
+

@@ -150,3 +150,29 @@ def test_online_finetuning_lowers_the_first_frame_loss(synthetic_video, tiny_mod
     after = first_frame_loss(model, frame, ids, [1, 2])
     assert len(losses) == 25 and np.isfinite(losses).all()
     assert after < 0.8 * before, (before, after)
+
+
+def test_model_loads_from_file_run_dir_and_checkpoint(tmp_path, tiny_model_path):
+    import json
+
+    import tensorflow as tf
+
+    from maskrnn_tf.inference import load_model
+
+    reference = load_model(tiny_model_path)
+    from_dir = load_model(os.path.dirname(tiny_model_path))  # a folder holding model.keras
+    assert len(from_dir.weights) == len(reference.weights)
+    for a, b in zip(from_dir.weights, reference.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # A run folder without model.keras: config.json + checkpoints/ (as the training loop writes them).
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"model": reference.config.to_dict()}))
+    step = tf.Variable(7, dtype=tf.int64)
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=reference, step=step), str(run_dir / "checkpoints"), 2).save()
+    for path in (str(run_dir), str(run_dir / "checkpoints")):
+        restored = load_model(path)
+        for a, b in zip(restored.weights, reference.weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ModelLoadError, match="no model found"):
+        load_model(str(tmp_path))
