@@ -1,0 +1,106 @@
+"""Flow backends, the per-sequence cache, the precompute CLI and SequenceSource pipelines on real frames."""
+import dataclasses
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from maskrnn_tf.data.augment import AugmentConfig
+from maskrnn_tf.data.flow_backends import DISFlow, FarnebackFlow, FloFolderFlow, make_backend
+from maskrnn_tf.data.flow_cache import FlowCache
+from maskrnn_tf.data.pipelines import make_clip_dataset
+from maskrnn_tf.data.sequences import read_segtrack_sequence_list
+from maskrnn_tf.data.sources import SequenceSource
+from maskrnn_tf.ops import write_flo
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def _shifted_pair(dx=3, dy=-2):
+    base = np.random.default_rng(0).uniform(0, 255, (12, 16, 3)).astype(np.float32)
+    big = cv2.resize(base, (128, 96), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
+    a = big[16:80, 16:112]
+    b = big[16 - dy:80 - dy, 16 - dx:112 - dx]  # content of a moves by (dx, dy) in b
+    return a, b
+
+
+@pytest.mark.parametrize("backend", [DISFlow("medium"), FarnebackFlow()])
+def test_backends_recover_a_translation(backend):
+    a, b = _shifted_pair(3, -2)
+    flow = backend.flow(a, b)
+    assert flow.shape == (64, 96, 2) and flow.dtype == np.float32
+    np.testing.assert_allclose(np.median(flow[16:-16, 16:-16].reshape(-1, 2), axis=0), [3.0, -2.0], atol=0.3)
+
+
+def test_flo_folder_and_errors(tmp_path):
+    flow = np.random.default_rng(1).normal(size=(5, 7, 2)).astype(np.float32)
+    os.makedirs(tmp_path / "seq")
+    write_flo(str(tmp_path / "seq" / "00000_00001.flo"), flow)
+    backend = make_backend("flo", str(tmp_path))
+    np.testing.assert_array_equal(backend.flow(None, None, sequence="seq", stem_a="00000", stem_b="00001"), flow)
+    with pytest.raises(FileNotFoundError, match="00001_00000.flo: missing"):
+        backend.flow(None, None, sequence="seq", stem_a="00001", stem_b="00000")
+    with pytest.raises(ValueError, match="unknown flow backend"):
+        make_backend("raft")
+
+
+class _Counting(FarnebackFlow):
+    def __init__(self):
+        self.calls = 0
+
+    def flow(self, frame_a, frame_b, **kwargs):
+        self.calls += 1
+        return super().flow(frame_a, frame_b)
+
+
+def _short_bmx(shared_data, frames=4):
+    (bmx,) = read_segtrack_sequence_list(os.path.join(shared_data, "SegTrackv2-sample"))
+    return dataclasses.replace(bmx, frame_paths=bmx.frame_paths[:frames], mask_paths=bmx.mask_paths[:frames])
+
+
+def test_cache_stores_float16_and_resumes(shared_data, tmp_path):
+    sequence = _short_bmx(shared_data)
+    backend = _Counting()
+    cache = FlowCache(backend, str(tmp_path))
+    assert cache.precompute(sequence) == 3 and backend.calls == 6
+    path = cache.path(sequence, 1, 2)
+    assert path.endswith(os.path.join("farneback", "segtrack_v2", "bmx", "bmx_06669_bmx_06670.npy"))
+    stored = np.load(path)
+    assert stored.dtype == np.float16 and stored.shape == (360, 640, 2)
+    # A rerun computes nothing; a deleted file is the only thing recomputed.
+    assert cache.precompute(sequence) == 0 and backend.calls == 6
+    os.remove(path)
+    assert cache.precompute(sequence) == 1 and backend.calls == 7
+    to_prev, to_next = cache.flows_for(sequence, [0, 3])
+    assert not to_prev[0].any() and not to_next[1].any()
+    np.testing.assert_allclose(to_next[0], np.load(cache.path(sequence, 0, 1)).astype(np.float32))
+    assert not [f for f in os.listdir(os.path.dirname(path)) if f.startswith(".tmp")]
+
+
+def test_flow_cli_precomputes_and_resumes(shared_data, tmp_path):
+    command = [sys.executable, "-m", "maskrnn_tf.flow", "--dataset=davis", "--year=2017",
+               f"--manual_dir={os.path.join(shared_data, 'DAVIS-2017-sample')}", f"--cache_dir={tmp_path}",
+               "--backend=dis-ultrafast", "--sequences=bear", "--noprogress"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    first = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert "1 frame pairs computed, 0 already cached" in first.stdout
+    files = sorted(os.listdir(tmp_path / "dis-ultrafast" / "davis-480p" / "bear"))
+    assert files == ["00000_00001.npy", "00001_00000.npy"]
+    again = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert "0 frame pairs computed, 1 already cached" in again.stdout
+    bad = subprocess.run(command[:4] + [f"--manual_dir={tmp_path}/nowhere", f"--cache_dir={tmp_path}"],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert bad.returncode == 1 and "DAVIS-2017-trainval-480p.zip" in bad.stderr
+
+
+def test_sequence_source_clip_pipeline(shared_data, tmp_path):
+    sequence = _short_bmx(shared_data, frames=3)
+    source = SequenceSource([sequence], FlowCache(FarnebackFlow(), str(tmp_path)))
+    clip = next(iter(make_clip_dataset(source, clip_length=3, augment=AugmentConfig(crop_size=(90, 160)))))
+    assert clip["frames"].shape == (3, 90, 160, 3) and clip["flows_to_prev"].shape == (3, 90, 160, 2)
+    assert float(tf.reduce_max(clip["masks"])) == 1.0 and not clip["flows_to_prev"][0].numpy().any()
