@@ -35,16 +35,23 @@ class StepInput:
 
 @dataclasses.dataclass
 class FrameResult:
-    """The prediction for frame `index`.
+    """The prediction for frame `index`: probs [N, H, W] float32, boxes [N, 4] float32 (y1, x1, y2, x2).
 
-    labels: [H, W] int32 fused labels (0 background, i + 1 = object i); probs: [N, H, W] float32;
-    boxes: [N, 4] float32 (y1, x1, y2, x2).
+    `labels` ([H, W] int32, 0 background, i + 1 = object i) is fused on first access, so callers that fuse
+    at another size (after upsampling) do not pay for it.
     """
 
     index: int
-    labels: np.ndarray
     probs: np.ndarray
     boxes: np.ndarray
+    threshold: float = 0.5
+    _labels: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
+
+    @property
+    def labels(self) -> np.ndarray:
+        if self._labels is None:
+            self._labels = fuse(self.probs, self.threshold)
+        return self._labels
 
 
 def step_inputs(frames: Iterable[np.ndarray], flow_fn: FlowFn, need_next_flow: bool = True) -> Iterator[StepInput]:
@@ -119,9 +126,9 @@ def propagate(
                     f"first mask size {probs.shape[2]}x{probs.shape[1]} differs from the frames "
                     f"({item.frame.shape[1]}x{item.frame.shape[0]})."
                 )
-            yield FrameResult(0, fuse(probs, threshold), probs, boxes)
+            yield FrameResult(0, probs, boxes, threshold)
             continue
         out = step_fn(item.frame, item.flow_to_prev, item.flow_to_next, probs, boxes)
         probs = np.asarray(out["probs"], np.float32)
         boxes = np.asarray(out["boxes"], np.float32)
-        yield FrameResult(item.index, fuse(probs, threshold), probs, boxes)
+        yield FrameResult(item.index, probs, boxes, threshold)
