@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from maskrnn_tf.io import VOID_ID, ImageReadError, davis_palette, read_mask, read_palette
+from maskrnn_tf.io import VOID_ID, davis_palette, read_mask, read_palette
 
 
 class MaskError(ValueError):
@@ -66,8 +66,3 @@ def read_first_mask(path: str | os.PathLike, frame_size: Optional[Tuple[int, int
     palette = read_palette(path)
     return FirstMask(labels=labels, object_ids=object_ids, palette=davis_palette() if palette is None else palette)
 
-
-def check_readable(path: str | os.PathLike) -> None:
-    """Raises ImageReadError naming `path` when it is not an existing file."""
-    if not os.path.isfile(os.fspath(path)):
-        raise ImageReadError(f"{os.fspath(path)}: first-frame mask not found.")
