@@ -49,7 +49,8 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def write_reports(results: EvaluationResults, output_dir: str) -> Tuple[str, str]:
-    """Writes the global and per-sequence CSVs into `output_dir`; returns their paths."""
+    """Writes the global and per-sequence CSVs into `output_dir` (created if missing); returns their paths."""
+    os.makedirs(output_dir, exist_ok=True)
     global_metrics = results.global_metrics()
     global_path = os.path.join(output_dir, f"global_results-{results.split}.csv")
     _atomic_write(global_path, _csv_text(list(global_metrics), [list(global_metrics.values())]))

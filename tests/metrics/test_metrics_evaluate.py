@@ -275,3 +275,17 @@ def test_evaluate_sequence_by_name(tmp_path):
     assert evaluate_sequence(root, out, "alpha", with_t=False).objects[0].t is None
     with pytest.raises(DatasetLayoutError, match="'gamma' is not in"):
         evaluate_sequence(root, out, "gamma")
+
+
+def test_write_reports_creates_missing_output_dir(tmp_path):
+    from maskrnn_tf.metrics import write_reports
+
+    root = str(tmp_path / "davis")
+    make_synthetic_2016(root, eval_t={"alpha": False, "beta": False})
+    out = str(tmp_path / "res")
+    for name in ("alpha", "beta"):
+        names, gt = gt_stack(root, name)
+        write_results(out, name, names, gt)
+    results = evaluate_dataset(root, out, EvaluationConfig(compute_t=False))
+    global_path, per_seq_path = write_reports(results, str(tmp_path / "new" / "reports"))
+    assert float(read_csv(global_path)[1][1]) == 1.0 and os.path.isfile(per_seq_path)
