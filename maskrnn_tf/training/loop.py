@@ -122,17 +122,27 @@ def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         rng = tf.random.Generator.from_seed(config.seed)
     distributed = strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    if distributed:
-        static_it = iter(strategy.experimental_distribute_dataset(static_ds))
-        clip_it = iter(strategy.experimental_distribute_dataset(clip_ds))
-    else:
+    # The Keras 3 model's functional sub-models are not reached through the TF object graph (only the
+    # `stream_fusion` layer is), so every weight is also tracked explicitly. Paths repeat across the two
+    # streams, hence the position prefix (model.weights has a fixed order for a given config).
+    weights = {f"{i:04d}.{w.path.replace('/', '.')}": w for i, w in enumerate(model.weights)}
+    trackables = dict(model=model, model_weights=weights, optimizer=optimizer, step=global_step, rng=rng)
+    if not distributed:
+        # One device: the tf.data iterators themselves are checkpointed (exact data position, cheap resume).
         static_it, clip_it = iter(static_ds), iter(clip_ds)
+        trackables.update(static_data=static_it, clip_data=clip_it)
     ckpt = RunCheckpoint(os.path.join(run_dir, "checkpoints"), config.keep_checkpoints, chief, task_id,
-                         model=model, optimizer=optimizer, step=global_step, rng=rng,
-                         static_data=static_it, clip_data=clip_it)
+                         **trackables)
     restored = ckpt.restore_latest()
     if restored:
         printer(f"resumed from {restored} at step {int(global_step.numpy())}")
+    if distributed:
+        # Distributed iterators are not checkpointable: the pipelines are deterministic functions of the
+        # element index, so the data position is restored by skipping the batches already consumed.
+        done = int(global_step.numpy())
+        done_a, done_b = min(done, config.stage_a_steps), max(0, done - config.stage_a_steps)
+        static_it = iter(strategy.experimental_distribute_dataset(static_ds.skip(done_a)))
+        clip_it = iter(strategy.experimental_distribute_dataset(clip_ds.skip(done_b)))
     steps = TrainSteps(model, optimizer, config, strategy, global_step)
     summaries = Summaries(log_dir, enabled=chief)
     profiler = ProfileWindow(log_dir, profile, enabled=chief)

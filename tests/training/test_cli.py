@@ -1,0 +1,176 @@
+"""End-to-end runs of `python -m maskrnn_tf.train` (real flag parsing) on tiny synthetic data."""
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, cli_env, run_cli, train_cmd
+
+STEPS = ["--stage_a_steps=10", "--stage_b_steps=4", "--checkpoint_every=4", "--deterministic"]
+
+
+def _scalars(run_dir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(os.path.join(run_dir, "logs", "train"), size_guidance={"tensors": 0})
+    acc.Reload()
+    return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+
+
+def _model_variables(checkpoint_prefix):
+    reader = tf.train.load_checkpoint(checkpoint_prefix)
+    names = sorted(n for n in reader.get_variable_to_shape_map() if n.startswith("model_weights/")
+                   and n.endswith(".ATTRIBUTES/VARIABLE_VALUE"))
+    assert names, f"no model variables in {checkpoint_prefix}"
+    return {n: reader.get_tensor(n) for n in names}
+
+
+def _latest_number(run_dir):
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    return None if latest is None else int(latest.rsplit("-", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One uninterrupted deterministic run (also profiled); shared by several tests."""
+    run_dir = str(tmp_path_factory.mktemp("ref") / "run")
+    proc = run_cli(run_dir, *STEPS, "--profile_steps=3,4")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return run_dir, proc.stdout
+
+
+@pytest.mark.slow
+def test_short_run_writes_config_checkpoints_events_and_learns(reference_run):
+    run_dir, out = reference_run
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    assert config["model"]["width"] == 0.125 and config["data"]["height"] == 32 and config["stage_a_steps"] == 10
+    assert _latest_number(run_dir) == 14
+    assert glob.glob(os.path.join(run_dir, "logs", "train", "events.out.tfevents.*"))
+    assert "stage A  step 10/10" in out and "stage B  step 14/14" in out and "ETA" in out
+    seg = [v for s, v in _scalars(run_dir, "loss/seg") if s <= 10]
+    assert len(seg) == 10 and np.mean(seg[-3:]) < np.mean(seg[:3]), seg
+    assert len(_scalars(run_dir, "learning_rate")) == 14
+    # The profile trace TensorBoard's Profile tab reads.
+    assert glob.glob(os.path.join(run_dir, "logs", "plugins", "profile", "*", "*.xplane.pb"))
+    import keras
+
+    import maskrnn_tf.model  # noqa: F401  (registers MaskRNN for loading)
+
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    final = _model_variables(os.path.join(run_dir, "checkpoints", "ckpt-14"))
+    assert sum(v.size for v in final.values()) == sum(int(np.prod(w.shape)) for w in model.weights)
+
+
+@pytest.mark.slow
+def test_rerun_with_other_config_is_refused(reference_run):
+    run_dir, _ = reference_run
+    proc = run_cli(run_dir, *STEPS, "--learning_rate=0.5")
+    assert proc.returncode == 2
+    assert "another config" in proc.stdout and "optim.learning_rate" in proc.stdout
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_uninterrupted(reference_run, tmp_path):
+    ref_dir, _ = reference_run
+    run_dir = str(tmp_path / "run")
+    proc = subprocess.Popen(train_cmd(run_dir, *STEPS), cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 200
+    while time.time() < deadline and (_latest_number(run_dir) or 0) < 4:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _latest_number(run_dir)
+    assert killed_at is not None and killed_at < 14, "the run finished before it could be killed"
+    resumed = run_cli(run_dir, *STEPS)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert f"resumed from" in resumed.stdout
+    ref = _model_variables(os.path.join(ref_dir, "checkpoints", "ckpt-14"))
+    got = _model_variables(os.path.join(run_dir, "checkpoints", "ckpt-14"))
+    assert ref.keys() == got.keys()
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint(tmp_path):
+    run_dir = str(tmp_path / "run")
+    proc = subprocess.Popen(train_cmd(run_dir, "--stage_a_steps=1000", "--stage_b_steps=0",
+                                      "--checkpoint_every=1000"),
+                            cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "stage A  step 3/" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM, rest
+    assert "SIGTERM" in rest
+    step = _latest_number(run_dir)
+    assert step is not None and 3 <= step < 1000
+    assert not os.path.exists(os.path.join(run_dir, "model.keras"))
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
+    run_dir = str(tmp_path / "run")
+    proc = run_cli(run_dir, "--stage_a_steps=20", "--stage_b_steps=0", "--checkpoint_every=4",
+                   "--inject_nan_at_step=6")
+    assert proc.returncode == 3, proc.stdout[-3000:]
+    assert "nan" in proc.stdout.lower() and "ckpt-4" in proc.stdout
+    assert _latest_number(run_dir) == 4
+    assert not os.path.exists(os.path.join(run_dir, "model.keras"))
+    weights = _model_variables(os.path.join(run_dir, "checkpoints", "ckpt-4"))
+    assert all(np.isfinite(v).all() for v in weights.values())
+
+
+@pytest.mark.slow
+def test_mirrored_two_cpus_equals_one_device(tmp_path):
+    # epsilon = 1 keeps Adam's first update linear in the gradient, so the comparison has a real tolerance.
+    common = ["--stage_a_steps=1", "--stage_b_steps=1", "--checkpoint_every=1", "--deterministic",
+              "--set=optim.epsilon=1.0", "--set=reverse_clip_prob=0.0", "--val_videos=0"]
+    one = run_cli(str(tmp_path / "one"), *common)
+    two = run_cli(str(tmp_path / "two"), *common, "--strategy=mirrored", "--logical_cpus=2")
+    assert one.returncode == 0, one.stdout[-3000:]
+    assert two.returncode == 0, two.stdout[-3000:]
+    init = _model_variables(os.path.join(tmp_path, "one", "checkpoints", "ckpt-1"))
+    a = _model_variables(os.path.join(tmp_path, "one", "checkpoints", "ckpt-2"))
+    b = _model_variables(os.path.join(tmp_path, "two", "checkpoints", "ckpt-2"))
+    moved = 0.0
+    for name in a:
+        np.testing.assert_allclose(b[name], a[name], rtol=0, atol=2e-6, err_msg=name)
+        moved = max(moved, float(np.abs(a[name] - init[name]).max()))
+    assert moved > 1e-5  # the second step really updated the weights
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multi_worker_two_processes_complete(tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    run_dir = str(tmp_path / "run")
+    procs = []
+    for index in range(2):
+        env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        procs.append(subprocess.Popen(
+            train_cmd(run_dir, "--strategy=multi_worker", "--stage_a_steps=2", "--stage_b_steps=2",
+                      "--checkpoint_every=2", "--val_videos=0"),
+            cwd=REPO, env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-3000:]
+    assert _latest_number(run_dir) == 4
+    assert os.path.exists(os.path.join(run_dir, "model.keras"))
+    assert not glob.glob(os.path.join(run_dir, "checkpoints", ".worker*"))
