@@ -174,3 +174,17 @@ def test_multi_worker_two_processes_complete(tmp_path):
     assert _latest_number(run_dir) == 4
     assert os.path.exists(os.path.join(run_dir, "model.keras"))
     assert not glob.glob(os.path.join(run_dir, "checkpoints", ".worker*"))
+
+
+@pytest.mark.slow
+def test_davis_flagfile_without_data_fails_clearly(tmp_path):
+    import sys
+
+    empty = tmp_path / "manual"
+    empty.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.train", "--flagfile=davis17.flags",
+                           f"--run_dir={tmp_path / 'run'}", f"--manual_dir={empty}"], cwd=REPO, env=cli_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert str(empty) in proc.stdout and "JPEGImages" in proc.stdout and "README.md" in proc.stdout
+    assert not os.path.exists(tmp_path / "run" / "checkpoints")

@@ -1,0 +1,82 @@
+"""Training step time (T unrolled frames), recurrence overhead and peak memory, per size/precision/recompute.
+
+`python -m bench train_step --width 0.25 --sizes 240x432,480x854 --precisions float32,bfloat16`
+Each configuration runs in its own subprocess so that its peak RSS (resource.getrusage maxrss, CPU) is its own.
+overhead = (unrolled T-frame step) / (T x single-frame static step), measured in the same process.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Dict, List
+
+_CHILD = r"""
+import json, resource, sys, time
+import numpy as np, tensorflow as tf
+args = json.loads(sys.argv[1])
+from maskrnn_tf.training.precision import set_precision
+policy = set_precision(args["precision"])
+from maskrnn_tf.model import MaskRNN
+from maskrnn_tf.training.config import TrainConfig
+from maskrnn_tf.training.steps import TrainSteps, make_optimizer
+h, w, t = args["height"], args["width"], args["frames"]
+cfg = TrainConfig().override({"model.width": args["model_width"], "model.fc_units": args["fc_units"],
+    "data.batch_size": 1, "data.clip_batch_size": 1, "data.clip_length": t + 1, "recompute": args["recompute"],
+    "reverse_clip_prob": 0.0, "precision": args["precision"]})
+model = MaskRNN(cfg.model)
+steps = TrainSteps(model, make_optimizer(cfg, policy), cfg, tf.distribute.get_strategy(), tf.Variable(0, dtype=tf.int64))
+rng = np.random.default_rng(0)
+masks = np.zeros((1, t + 1, h, w), np.float32); masks[:, :, h // 4: h // 2, w // 4: w // 2] = 1
+clip = {"frames": tf.constant(rng.uniform(0, 255, (1, t + 1, h, w, 3)).astype(np.float32)),
+        "flows_to_prev": tf.ones((1, t + 1, h, w, 2)), "flows_to_next": -tf.ones((1, t + 1, h, w, 2)),
+        "masks": tf.constant(masks), "void": tf.zeros((1, t + 1, h, w))}
+static = {"frame": clip["frames"][:, 1], "flow_to_prev": clip["flows_to_prev"][:, 1],
+          "flow_to_next": clip["flows_to_next"][:, 1], "prev_mask": clip["masks"][:, 0], "mask": clip["masks"][:, 1],
+          "void": clip["void"][:, 1]}
+def timed(fn, n):
+    fn(); fn()
+    start = time.perf_counter()
+    for _ in range(n):
+        out = fn()
+    float(out["loss"])
+    return (time.perf_counter() - start) / n
+no = tf.constant(False)
+clip_s = timed(lambda: steps.clip_step(clip, no), args["repeats"])
+frame_s = timed(lambda: steps.static_step(static), args["repeats"])
+print(json.dumps({"clip_s": clip_s, "frame_s": frame_s,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+"""
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--width", type=float, default=0.25, help="VGG channel multiplier (1.0 = paper)")
+    parser.add_argument("--fc_units", type=int, default=256)
+    parser.add_argument("--frames", type=int, default=7, help="unrolled frames T (clip length T + 1)")
+    parser.add_argument("--sizes", default="240x432,480x854")
+    parser.add_argument("--precisions", default="float32,bfloat16")
+    parser.add_argument("--recompute", default="false,true", help="comma list of false/true")
+    parser.add_argument("--repeats", type=int, default=2)
+
+
+def run(args) -> List[Dict]:
+    rows = []
+    for size in args.sizes.split(","):
+        height, width = (int(x) for x in size.lower().split("x"))
+        for precision in args.precisions.split(","):
+            for recompute in (r.strip().lower() == "true" for r in args.recompute.split(",")):
+                spec = {"height": height, "width": width, "frames": args.frames, "precision": precision,
+                        "recompute": recompute, "model_width": args.width, "fc_units": args.fc_units,
+                        "repeats": args.repeats}
+                proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], capture_output=True,
+                                      text=True, env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
+                                                      **__import__("os").environ})
+                lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+                if proc.returncode != 0 or not lines:
+                    raise RuntimeError(f"bench child failed for {spec}:\n{proc.stderr[-2000:]}")
+                r = json.loads(lines[-1])
+                rows.append({"size": size, "precision": precision, "recompute": recompute, "width": args.width,
+                             "T": args.frames, "step_s": r["clip_s"], "frame_step_s": r["frame_s"],
+                             "overhead": r["clip_s"] / (args.frames * r["frame_s"]),
+                             "peak_rss_mb": r["peak_rss_mb"]})
+    return rows
