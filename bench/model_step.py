@@ -1,0 +1,72 @@
+"""Forward step time per object at 480x854 beside two plain `keras.applications.VGG16` forwards.
+
+Both are compiled with tf.function and timed interleaved (A, B, A, B, ...) in the same process so that the
+ratio is measured side by side; the table reports medians.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Dict, List
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=854)
+    parser.add_argument("--model_width", type=float, default=1.0, help="VGG channel multiplier")
+    parser.add_argument("--objects", type=int, default=1)
+    parser.add_argument("--precisions", default="float32,bfloat16")
+    parser.add_argument("--repeats", type=int, default=5)
+
+
+def _median_times(fns: Dict[str, callable], repeats: int) -> Dict[str, float]:
+    for fn in fns.values():  # trace + warm up
+        fn()
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[key].append(time.perf_counter() - start)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def run(args: argparse.Namespace) -> List[Dict]:
+    rows = []
+    h, w, n = args.height, args.width, args.objects
+    rng = np.random.default_rng(0)
+    frame = tf.constant(rng.uniform(0, 255, (h, w, 3)), tf.float32)
+    flow = tf.constant(rng.normal(0, 2, (h, w, 2)), tf.float32)
+    prev = np.zeros((n, h, w), np.float32)
+    prev[:, h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 1.0
+    prev = tf.constant(prev)
+    for precision in args.precisions.split(","):
+        keras.mixed_precision.set_global_policy("float32" if precision == "float32" else f"mixed_{precision}")
+        try:
+            model = MaskRNN(MaskRNNConfig(width=args.model_width))
+            vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3))
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        step = tf.function(lambda: model.step(frame, flow, flow, prev)["probs"])
+        images = tf.tile(frame[None], [n, 1, 1, 1])
+        plain = tf.function(lambda: (vgg(images), vgg(images)))
+        t = _median_times({"step": lambda: step().numpy(), "vgg": lambda: [x.numpy() for x in plain()]}, args.repeats)
+        rows.append(
+            {
+                "precision": precision,
+                "size": f"{h}x{w}",
+                "width": args.model_width,
+                "objects": n,
+                "step_ms_per_object": 1000 * t["step"] / n,
+                "2x_vgg16_ms_per_object": 1000 * t["vgg"] / n,
+                "ratio": t["step"] / t["vgg"],
+            }
+        )
+    return rows
