@@ -2,25 +2,32 @@
 import subprocess
 import sys
 
-_SCRIPT = """
-import importlib, pkgutil, sys
+_SCRIPT = r"""
+import importlib, importlib.util, pkgutil, sys
 import maskrnn_tf
 heavy = [m for m in ("tensorflow", "keras") if m in sys.modules]
 assert not heavy, f"import maskrnn_tf imported {heavy}"
 import maskrnn_tf.datasets, maskrnn_tf.export
 names = [m.name for m in pkgutil.walk_packages(maskrnn_tf.__path__, "maskrnn_tf.")
          if not m.name.endswith("__main__")]
-for name in names:
+# CLI binaries define their absl flags at import; two of them in one process would clash on shared flag
+# names (they are never imported together: each runs as its own program). Their own tests run them.
+def is_binary(name):
+    spec = importlib.util.find_spec(name)
+    text = open(spec.origin, encoding="utf-8").read()
+    return "\nflags.DEFINE_" in text
+libraries = [n for n in names if not is_binary(n)]
+for name in libraries:
     importlib.import_module(name)
 assert "tensorflow_addons" not in sys.modules, "tensorflow_addons was imported"
-print(len(names))
+print(len(libraries))
 """
 
 
 def test_import_everything_without_tensorflow_addons():
     out = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert int(out.stdout.strip().splitlines()[-1]) >= 5
+    assert int(out.stdout.strip().splitlines()[-1]) >= 40
 
 
 def test_datasets_and_export_live_under_maskrnn_tf():
