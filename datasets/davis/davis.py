@@ -4,13 +4,13 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
 from maskrnn_tf.data.sequences import (
     DAVIS_LAYOUT, DatasetLayoutError, davis_splits, find_davis_root, load_masks, read_davis_sequence_list,
 )
+from maskrnn_tf.datasets.builder_common import CodePathFromFile, video_features
 
 _ARCHIVES = {
     (2016, "480p"): "DAVIS-data.zip",
@@ -27,7 +27,7 @@ class DavisConfig(tfds.core.BuilderConfig):
     resolution: str = "480p"
 
 
-class Davis(tfds.core.GeneratorBasedBuilder):
+class Davis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
     """DAVIS video object segmentation: frames, per-frame object ids (255 = void) and metadata."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -45,25 +45,11 @@ class Davis(tfds.core.GeneratorBasedBuilder):
                     resolution="Full-Resolution"),
     ]
 
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        # setup.py maps datasets/ to maskrnn_tf.datasets, which tfds' guess from the module name cannot follow.
-        return epath.Path(__file__)
-
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self,
             description="DAVIS: densely annotated video segmentation (semi-supervised task).",
-            features=tfds.features.FeaturesDict({
-                "name": tfds.features.Text(),
-                "frames": tfds.features.Video(shape=(None, None, None, 3), encoding_format="jpeg"),
-                "masks": tfds.features.Video(shape=(None, None, None, 1), encoding_format="png"),
-                "num_objects": np.int32,
-                "num_frames": np.int32,
-                "eval_t": np.bool_,
-                "attributes": tfds.features.Sequence(tfds.features.Text()),
-            }),
+            features=video_features("jpeg", attributes=tfds.features.Sequence(tfds.features.Text())),
             homepage="https://davischallenge.org",
             citation="Perazzi et al., CVPR 2016; Pont-Tuset et al., arXiv:1704.00675, 2017.",
         )

@@ -5,13 +5,13 @@ import os
 
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
 from maskrnn_tf.data.sequences import SEGTRACK_LAYOUT, load_masks, read_segtrack_sequence_list
+from maskrnn_tf.datasets.builder_common import CodePathFromFile, video_features
 from maskrnn_tf.io import read_frame
 
 
-class SegtrackV2(tfds.core.GeneratorBasedBuilder):
+class SegtrackV2(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
     """SegTrack v2: 14 videos, 1.74 objects on average; frames png/bmp/jpg, binary masks per object."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -21,24 +21,11 @@ class SegtrackV2(tfds.core.GeneratorBasedBuilder):
         "and point the manual directory at the extracted folder.\n" + SEGTRACK_LAYOUT
     )
 
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        # setup.py maps datasets/ to maskrnn_tf.datasets, which tfds' guess from the module name cannot follow.
-        return epath.Path(__file__)
-
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self,
             description="SegTrack v2 video segmentation; object k's mask is GroundTruth/<seq>/<k>/ when N > 1.",
-            features=tfds.features.FeaturesDict({
-                "name": tfds.features.Text(),
-                "frames": tfds.features.Video(shape=(None, None, None, 3), encoding_format="png"),
-                "masks": tfds.features.Video(shape=(None, None, None, 1), encoding_format="png"),
-                "num_objects": np.int32,
-                "num_frames": np.int32,
-                "eval_t": np.bool_,
-            }),
+            features=video_features("png"),
             homepage="https://web.engr.oregonstate.edu/~lif/SegTrack2/dataset.html",
             citation="Li et al., Video Segmentation by Tracking Many Figure-Ground Segments, ICCV 2013.",
         )

@@ -6,9 +6,9 @@ from typing import Optional
 
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
 from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
+from maskrnn_tf.datasets.builder_common import CodePathFromFile, video_features
 
 # Split seeds are far apart so that train, validation and test never share a video.
 _SPLIT_SEED_OFFSETS = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
@@ -25,7 +25,7 @@ class SyntheticVosConfig(tfds.core.BuilderConfig):
     seed: int = 0
 
 
-class SyntheticVos(tfds.core.GeneratorBasedBuilder):
+class SyntheticVos(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
     """Textured objects moving, rotating, scaling and occluding each other over a moving background."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -37,12 +37,6 @@ class SyntheticVos(tfds.core.GeneratorBasedBuilder):
                            num_train=4, num_validation=2, num_test=2),
     ]
 
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        # setup.py maps datasets/ to maskrnn_tf.datasets, which tfds' guess from the module name cannot follow.
-        return epath.Path(__file__)
-
     def _info(self) -> tfds.core.DatasetInfo:
         return tfds.core.DatasetInfo(
             builder=self,
@@ -51,16 +45,11 @@ class SyntheticVos(tfds.core.GeneratorBasedBuilder):
                 "over a moving textured background, exact id masks (id k = k-th object from the back) and exact "
                 "optical flow (u, v) from each frame to the previous and next frame."
             ),
-            features=tfds.features.FeaturesDict({
-                "name": tfds.features.Text(),
-                "frames": tfds.features.Video(shape=(None, None, None, 3), encoding_format="png"),
-                "masks": tfds.features.Video(shape=(None, None, None, 1), encoding_format="png"),
-                "flows_to_prev": tfds.features.Tensor(shape=(None, None, None, 2), dtype=np.float32, encoding="zlib"),
-                "flows_to_next": tfds.features.Tensor(shape=(None, None, None, 2), dtype=np.float32, encoding="zlib"),
-                "num_objects": np.int32,
-                "num_frames": np.int32,
-                "eval_t": np.bool_,
-            }),
+            features=video_features(
+                "png",
+                flows_to_prev=tfds.features.Tensor(shape=(None, None, None, 2), dtype=np.float32, encoding="zlib"),
+                flows_to_next=tfds.features.Tensor(shape=(None, None, None, 2), dtype=np.float32, encoding="zlib"),
+            ),
             homepage="https://example.invalid/maskrnn-tf",  # generated locally, nothing to download
         )
 
