@@ -15,6 +15,7 @@ from maskrnn_tf.model import MaskRNNConfig
 DATASETS = ("synthetic_vos", "davis16", "davis17")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 STRATEGIES = ("default", "mirrored", "multi_worker")
+SYNTHETIC_FLOWS = ("exact", "dis", "dis-medium", "dis-fast", "dis-ultrafast", "farneback")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,12 @@ class DataConfig:
         flow_cache_dir: where computed flows are cached (None: recomputed every run).
       val_videos: held-out videos scored for validation J every `eval_every` steps.
       val_frames: frames per validation video.
+      synthetic_flow: flows of the synthetic_vos training and validation videos: 'exact' (the generator's) or
+        a flow backend name ('dis', ...) computing them from the frames, as the demo's held-out videos are
+        segmented (DIS misses much of the small objects' motion; a net trained only on exact flow trusts it).
+      perturb_amount: multiplies every range of the stage A previous-mask perturbation (data.perturb.PerturbConfig
+        defaults: scale, rotation, translation, dilation radius, elastic amplitude); 1 = those defaults.
+      perturb_min_iou: lowest accepted IoU between the perturbed previous mask and the truth (0.6 = default).
     """
 
     dataset: str = "synthetic_vos"
@@ -49,8 +56,16 @@ class DataConfig:
     flow_cache_dir: Optional[str] = None
     val_videos: int = 4
     val_frames: int = 8
+    synthetic_flow: str = "exact"
+    perturb_amount: float = 1.0
+    perturb_min_iou: float = 0.6
 
     def __post_init__(self) -> None:
+        if self.synthetic_flow not in SYNTHETIC_FLOWS:
+            raise ValueError(f"DataConfig.synthetic_flow must be one of {SYNTHETIC_FLOWS}, got {self.synthetic_flow!r}.")
+        if self.perturb_amount < 0 or not 0.0 <= self.perturb_min_iou <= 1.0:
+            raise ValueError("DataConfig: perturb_amount must be >= 0 and perturb_min_iou in [0, 1], got "
+                             f"{self.perturb_amount} and {self.perturb_min_iou}.")
         if self.dataset not in DATASETS:
             raise ValueError(f"DataConfig.dataset must be one of {DATASETS}, got {self.dataset!r}.")
         if self.clip_length < 2:
@@ -72,10 +87,15 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
-    """Loss weights; loc_weight = 0 disables the localization loss (the paper's ablation)."""
+    """Loss weights; loc_weight = 0 disables the localization loss (the paper's ablation).
+
+    class_balance: True = OSVOS class-balanced BCE (the paper's recipe, DESIGN.md section 4); False = plain
+      per-pixel BCE averaged over the valid pixels (no foreground up-weighting of uncertain boundary pixels).
+    """
 
     seg_weight: float = 1.0
     loc_weight: float = 1.0
+    class_balance: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,8 +14,9 @@ import numpy as np
 import tensorflow as tf
 
 from maskrnn_tf.data.augment import AugmentConfig
+from maskrnn_tf.data.perturb import PerturbConfig
 from maskrnn_tf.data.pipelines import make_clip_dataset, make_static_dataset
-from maskrnn_tf.data.sources import VideoSource, synthetic_source
+from maskrnn_tf.data.sources import ArraySource, VideoSource, synthetic_source
 from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
 from maskrnn_tf.training.config import DataConfig
 
@@ -54,19 +55,52 @@ def _davis_source(data: DataConfig, split: str) -> VideoSource:
     return SequenceSource(sequences, FlowCache(make_backend(data.flow), cache))
 
 
+def _without_flows(video: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    return {k: v for k, v in video.items() if k not in ("flows_to_prev", "flows_to_next")}
+
+
+def _synthetic_videos(data: DataConfig, seed_base: int, count: int, frames: int) -> List[Dict[str, np.ndarray]]:
+    """Synthetic videos with the flows `data.synthetic_flow` asks for (exact, or computed from the frames)."""
+    config = _synthetic_config(data, frames)
+    videos = [generate_video(seed_base + i, config) for i in range(count)]
+    if data.synthetic_flow == "exact":
+        return videos
+    from maskrnn_tf.data.flow_backends import make_backend
+
+    source = ArraySource([_without_flows(v) for v in videos], flow_backend=make_backend(data.synthetic_flow))
+    out = []
+    for i, video in enumerate(videos):
+        loaded = source.load(i, range(frames))
+        out.append({**video, "flows_to_prev": loaded["flows_to_prev"], "flows_to_next": loaded["flows_to_next"]})
+    return out
+
+
 def train_source(data: DataConfig, seed: int) -> VideoSource:
     """The training videos of `data.dataset`."""
     if data.dataset == "synthetic_vos":
-        return synthetic_source(data.synthetic_train_videos, seed=seed,
-                                config=_synthetic_config(data, data.synthetic_video_frames))
+        if data.synthetic_flow == "exact":
+            return synthetic_source(data.synthetic_train_videos, seed=seed,
+                                    config=_synthetic_config(data, data.synthetic_video_frames))
+        return ArraySource(_synthetic_videos(data, seed, data.synthetic_train_videos, data.synthetic_video_frames))
     return _davis_source(data, "train")
+
+
+def perturb_config(data: DataConfig) -> PerturbConfig:
+    """The stage A previous-mask perturbation: PerturbConfig's ranges times data.perturb_amount."""
+    base = PerturbConfig()
+    k = data.perturb_amount
+    return PerturbConfig(max_scale=base.max_scale * k, max_rotation_deg=base.max_rotation_deg * k,
+                         max_translation=base.max_translation * k,
+                         max_dilation=int(round(base.max_dilation * k)), elastic_alpha=base.elastic_alpha * k,
+                         elastic_grid=base.elastic_grid, min_iou=data.perturb_min_iou, max_iou=base.max_iou)
 
 
 def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
     """(stage A dataset batched by data.batch_size, stage B dataset batched by data.clip_batch_size);
     infinite, deterministic given `seed`, with the data package's augmentation at data.height x data.width."""
     augment = AugmentConfig(crop_size=(data.height, data.width))
-    static = make_static_dataset(source, augment=augment, seed=seed, batch_size=data.batch_size)
+    static = make_static_dataset(source, augment=augment, perturb=perturb_config(data), seed=seed,
+                                 batch_size=data.batch_size)
     clips = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1,
                               batch_size=data.clip_batch_size)
     return static, clips
@@ -90,13 +124,13 @@ def _resize_video(video: Dict[str, np.ndarray], height: int, width: int) -> Dict
 def validation_videos(data: DataConfig) -> List[Dict[str, np.ndarray]]:
     """Held-out videos at the training size: dicts with frames, masks (ids), flows_to_prev/next, name.
 
-    synthetic_vos: `val_videos` procedural videos with seeds disjoint from training. DAVIS: the first
+    synthetic_vos: `val_videos` procedural videos with seeds disjoint from training (flows as
+    data.synthetic_flow says). DAVIS: the first
     `val_videos` sequences of the val split, first `val_frames` frames."""
     if data.val_videos <= 0:
         return []
     if data.dataset == "synthetic_vos":
-        config = _synthetic_config(data, data.val_frames)
-        return [generate_video(VALIDATION_SEED_BASE + i, config) for i in range(data.val_videos)]
+        return _synthetic_videos(data, VALIDATION_SEED_BASE, data.val_videos, data.val_frames)
     source = _davis_source(data, "val")
     videos = []
     for v in range(min(data.val_videos, len(source))):

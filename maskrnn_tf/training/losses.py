@@ -38,6 +38,20 @@ def balanced_bce_per_example(logits: tf.Tensor, labels: tf.Tensor, void: Optiona
     return ((n_bg / n) * loss_fg + (n_fg / n) * loss_bg) / n
 
 
+def bce_per_example(logits: tf.Tensor, labels: tf.Tensor, void: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """Plain binary cross-entropy averaged over the valid pixels of each example (no class balancing).
+
+    L = [ sum_fg -log p + sum_bg -log(1-p) ] / N over the N valid pixels (void != 0 left out); an example
+    without valid pixels gives 0. Args as `balanced_bce_per_example`; returns [B] float32.
+    """
+    logits = tf.cast(logits, tf.float32)
+    labels = tf.cast(labels, tf.float32)
+    valid = tf.ones_like(labels) if void is None else 1.0 - tf.cast(tf.not_equal(void, 0), tf.float32)
+    per_pixel = labels * tf.nn.softplus(-logits) + (1.0 - labels) * tf.nn.softplus(logits)
+    n = tf.maximum(tf.reduce_sum(valid, axis=[1, 2]), 1.0)
+    return tf.reduce_sum(valid * per_pixel, axis=[1, 2]) / n
+
+
 def smooth_l1(x: tf.Tensor, beta: float = 1.0) -> tf.Tensor:
     """Elementwise smooth-L1 (Huber with threshold `beta`): 0.5 x^2 / beta if |x| < beta else |x| - beta/2."""
     ax = tf.abs(x)
@@ -60,13 +74,15 @@ def localization_loss_per_example(
 
 def frame_losses(
     outputs: Dict[str, tf.Tensor], target: tf.Tensor, void: Optional[tf.Tensor], delta_weights: Sequence[float],
-    seg_weight: float, loc_weight: float,
+    seg_weight: float, loc_weight: float, class_balance: bool = True,
 ) -> Dict[str, tf.Tensor]:
     """Per-example losses [B] of one frame: 'seg', 'loc' (zeros when loc_weight == 0) and weighted 'total'.
 
-    The gt box is the tight box of the target mask with void pixels removed.
+    'seg' is the class-balanced BCE (class_balance=True, the paper's) or the plain BCE. The gt box is the
+    tight box of the target mask with void pixels removed.
     """
-    seg = balanced_bce_per_example(outputs["logits"], target, void)
+    seg_fn = balanced_bce_per_example if class_balance else bce_per_example
+    seg = seg_fn(outputs["logits"], target, void)
     if loc_weight:
         clean = tf.cast(target, tf.float32)
         if void is not None:

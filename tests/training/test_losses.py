@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 
 from maskrnn_tf.ops import encode_box_deltas
-from maskrnn_tf.training.losses import (balanced_bce_per_example, frame_losses, localization_loss_per_example,
-                                        smooth_l1)
+from maskrnn_tf.training.losses import (balanced_bce_per_example, bce_per_example, frame_losses,
+                                        localization_loss_per_example, smooth_l1)
 
 
 def _bce_reference(logits, labels, void):
@@ -88,3 +88,44 @@ def test_frame_losses_weights(loc_weight):
         assert loc_ref.min() > 0
     seg_ref = _bce_reference(outputs["logits"].numpy(), target, np.zeros_like(target))
     np.testing.assert_allclose(out["total"].numpy(), 0.5 * seg_ref + loc_weight * out["loc"].numpy(), rtol=1e-5)
+
+
+def _plain_bce_reference(logits, labels, void):
+    out = []
+    for x, y, v in zip(logits.astype(np.float64), labels, void):
+        keep = v == 0
+        p = 1 / (1 + np.exp(-x))
+        terms = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+        out.append(terms[keep].sum() / max(keep.sum(), 1))
+    return np.array(out)
+
+
+def test_plain_bce_matches_numpy_and_differs_from_balanced():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 3, (3, 6, 7)).astype(np.float32)
+    labels = (rng.uniform(size=(3, 6, 7)) < 0.2).astype(np.float32)
+    void = (rng.uniform(size=(3, 6, 7)) < 0.2).astype(np.uint8)
+    void[2] = 1
+    got = bce_per_example(logits, labels, void).numpy()
+    np.testing.assert_allclose(got, _plain_bce_reference(logits, labels, void), rtol=1e-5, atol=1e-7)
+    assert got[2] == 0.0
+    # Unlike the balanced loss, an error on a background pixel costs as much as one on a foreground pixel.
+    one_fg = np.array([[[0.0, 0.0, 0.0, 0.0]]], np.float32)
+    y = np.array([[[1.0, 0.0, 0.0, 0.0]]], np.float32)
+    np.testing.assert_allclose(bce_per_example(one_fg, y).numpy(), [np.log(2.0)], rtol=1e-6)
+    # balanced: (3/4 * log2 + 1/4 * 3 log2) / 4
+    np.testing.assert_allclose(balanced_bce_per_example(one_fg, y).numpy(), [1.5 * np.log(2.0) / 4], rtol=1e-6)
+
+
+def test_frame_losses_class_balance_switch():
+    rng = np.random.default_rng(3)
+    target = np.zeros((2, 8, 8), np.float32)
+    target[:, 2:4, 1:6] = 1
+    outputs = {"logits": tf.constant(rng.normal(size=(2, 8, 8)).astype(np.float32)),
+               "deltas": tf.zeros((2, 4)), "proposals": tf.constant([[0.0, 0.0, 8.0, 8.0]] * 2)}
+    weights = (10.0, 10.0, 5.0, 5.0)
+    plain = frame_losses(outputs, target, None, weights, 1.0, 0.0, class_balance=False)["seg"].numpy()
+    balanced = frame_losses(outputs, target, None, weights, 1.0, 0.0)["seg"].numpy()
+    zeros = np.zeros_like(target)
+    np.testing.assert_allclose(plain, _plain_bce_reference(outputs["logits"].numpy(), target, zeros), rtol=1e-5)
+    np.testing.assert_allclose(balanced, _bce_reference(outputs["logits"].numpy(), target, zeros), rtol=1e-5)

@@ -1,0 +1,76 @@
+"""The tuning options of TrainConfig: loss.class_balance and the stage A perturbation passthrough."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from maskrnn_tf.data.perturb import PerturbConfig, mask_iou, perturb_mask
+from maskrnn_tf.training.config import TrainConfig
+from maskrnn_tf.training.inputs import perturb_config
+
+
+def test_defaults_keep_the_papers_recipe():
+    config = TrainConfig()
+    assert config.loss.class_balance is True
+    assert perturb_config(config.data) == PerturbConfig()
+
+
+def test_overrides_reach_the_perturbation_and_round_trip():
+    config = TrainConfig().override({"data.perturb_amount": 2.0, "data.perturb_min_iou": 0.3,
+                                     "loss.class_balance": False})
+    p = perturb_config(config.data)
+    base = PerturbConfig()
+    assert p.max_scale == pytest.approx(2 * base.max_scale)
+    assert p.max_rotation_deg == pytest.approx(2 * base.max_rotation_deg)
+    assert p.max_translation == pytest.approx(2 * base.max_translation)
+    assert p.max_dilation == 2 * base.max_dilation
+    assert p.elastic_alpha == pytest.approx(2 * base.elastic_alpha)
+    assert p.min_iou == 0.3
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_zero_amount_gives_the_truth_back():
+    mask = np.zeros((24, 32), np.float32)
+    mask[6:15, 8:20] = 1
+    p = perturb_config(TrainConfig().override({"data.perturb_amount": 0.0}).data)
+    out = perturb_mask(tf.constant(mask), tf.constant([1, 2]), p).numpy()
+    np.testing.assert_array_equal(out, mask)
+    stronger = perturb_config(TrainConfig().override({"data.perturb_amount": 3.0, "data.perturb_min_iou": 0.0}).data)
+    ious = [float(mask_iou(perturb_mask(tf.constant(mask), tf.constant([s, 0]), stronger), mask)) for s in range(4)]
+    assert min(ious) < 0.9  # strong perturbations really move the mask
+
+
+@pytest.mark.parametrize("values", [{"data.perturb_amount": -1.0}, {"data.perturb_min_iou": 1.5}])
+def test_bad_perturbation_values_raise(values):
+    with pytest.raises(ValueError, match="perturb"):
+        TrainConfig().override(values)
+
+
+def test_synthetic_flow_computed_from_the_frames():
+    from maskrnn_tf.data.flow_backends import make_backend
+    from maskrnn_tf.training.inputs import train_source, validation_videos
+
+    data = TrainConfig().override({"data.val_videos": 1, "data.val_frames": 3, "data.height": 32,
+                                   "data.width": 48, "data.synthetic_flow": "dis"}).data
+    exact = validation_videos(dataclasses.replace(data, synthetic_flow="exact"))[0]
+    computed = validation_videos(data)[0]
+    np.testing.assert_array_equal(computed["frames"], exact["frames"])
+    np.testing.assert_array_equal(computed["masks"], exact["masks"])
+    dis = make_backend("dis")
+    np.testing.assert_allclose(computed["flows_to_prev"][2], dis.flow(exact["frames"][2], exact["frames"][1]),
+                               atol=1e-5)
+    np.testing.assert_allclose(computed["flows_to_next"][0], dis.flow(exact["frames"][0], exact["frames"][1]),
+                               atol=1e-5)
+    np.testing.assert_array_equal(computed["flows_to_prev"][0], 0.0)  # no frame before the first
+    assert not np.allclose(computed["flows_to_prev"][1:], exact["flows_to_prev"][1:])
+    source = train_source(dataclasses.replace(data, synthetic_train_videos=2, synthetic_video_frames=3), seed=5)
+    assert len(source) == 2
+    np.testing.assert_allclose(source.load(0, [1])["flows_to_prev"][0],
+                               dis.flow(source.load(0, [1])["frames"][0], source.load(0, [0])["frames"][0]),
+                               atol=1e-5)
+
+
+def test_unknown_synthetic_flow_raises():
+    with pytest.raises(ValueError, match="synthetic_flow"):
+        TrainConfig().override({"data.synthetic_flow": "raft"})
