@@ -255,6 +255,7 @@ def segment_video_via_serving(
     overlay_path: Optional[str] = None,
     overwrite: bool = False,
     client: Optional[ServingClient] = None,
+    flo_dir: Optional[str] = None,
 ) -> int:
     """Segments a whole video through the model server; writes what the segment CLI writes.
 
@@ -266,6 +267,7 @@ def segment_video_via_serving(
         exists unless `overwrite`.
       options: the segment CLI's options (max_size, save_probs, ...); defaults to its defaults.
       flow_backend: the segment CLI's flow backend name.
+      flo_dir: with flow_backend="flo", the folder of `<video name>/<stem_a>_<stem_b>.flo` files.
       overlay_path: optional mp4 with the masks blended into the frames.
       client: an open client to reuse (otherwise one is made from `config` and closed at the end).
     Returns the number of frames written.
@@ -279,7 +281,7 @@ def segment_video_via_serving(
     try:
         client.check_ready()  # fail before reading a single frame when the server cannot serve
         return segment_video(
-            client.step, video, first_mask, make_flow_fn(flow_backend), output_dir,
+            client.step, video, first_mask, make_flow_fn(flow_backend, flo_dir), output_dir,
             options or SegmentOptions(), overlay_path=overlay_path, overwrite=overwrite,
         )
     finally:

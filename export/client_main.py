@@ -24,7 +24,8 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
 flags.DEFINE_integer("max_size", None, "Process frames with the long side capped at this many pixels.")
 flags.DEFINE_string("overlay", None, "Also write an mp4 with the masks blended into the frames.")
 flags.DEFINE_enum("save_probs", None, ["npy", "png"], "Also write probability maps under <output_dir>/probs.")
-flags.DEFINE_string("flow", "dis", "Optical flow backend (the segment CLI's).")
+flags.DEFINE_string("flow", "dis", "Optical flow backend (the segment CLI's: dis, dis-fast, farneback, flo).")
+flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <video name>/<stem_a>_<stem_b>.flo files.")
 flags.DEFINE_float("timeout", 60.0, "Deadline of each gRPC call, seconds.")
 flags.DEFINE_integer("retries", 6, "Attempts per call when the server is UNAVAILABLE (exponential backoff).")
 flags.DEFINE_integer("max_message_mb", DEFAULT_MAX_MESSAGE_BYTES // 2**20, "gRPC send/receive message limit, MB.")
@@ -48,7 +49,8 @@ def main(argv) -> int:
     options = SegmentOptions(max_size=FLAGS.max_size, save_probs=FLAGS.save_probs, progress=FLAGS.progress)
     try:
         count = segment_video_via_serving(config, FLAGS.video, FLAGS.first_mask, FLAGS.output_dir, options,
-                                          flow_backend=FLAGS.flow, overlay_path=FLAGS.overlay, overwrite=FLAGS.overwrite)
+                                          flow_backend=FLAGS.flow, overlay_path=FLAGS.overlay, overwrite=FLAGS.overwrite,
+                                          flo_dir=FLAGS.flo_dir)
     except (ServingError, ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"segmentation through {FLAGS.server} failed: {e}", file=sys.stderr)
         return 1

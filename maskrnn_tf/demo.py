@@ -3,8 +3,11 @@
 Every stage runs the project's own CLI in a subprocess and prints the command first, so a newcomer can rerun
 any stage by hand:
   1. `python -m maskrnn_tf.train --flagfile=synthetic.flags` (built-in synthetic_vos data, no download);
-  2. held-out synthetic videos (seeds disjoint from training and validation) written in the DAVIS-2017 layout;
-  3. `python -m maskrnn_tf.segment` on them (DIS optical flow computed from the frames, as on real video);
+  2. held-out synthetic videos (seeds disjoint from training and validation) written in the DAVIS-2017 layout,
+     with their exact optical flow as `.flo` files (`flow/<video>/<t>_<t-1>.flo` and `<t>_<t+1>.flo`);
+  3. `python -m maskrnn_tf.segment --flow=flo` on them: held-out videos are segmented with their exact flow
+     (easy data: held-out J of at least 0.8 shows that learning works end to end); real video uses
+     `--flow=dis` (the default: DIS optical flow computed from the frames);
   4. `python -m maskrnn_tf.evaluate` (DAVIS J and F);
   5. `python -m maskrnn_tf.export.export_main` (a TF-Serving version) and the model-server command.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -19,12 +23,16 @@ from typing import List
 
 from absl import app, flags
 
-flags.DEFINE_string("run_dir", "runs/demo", "Where the run, the held-out videos, results and export go.")
-flags.DEFINE_string("flagfile_path", None, "Training flag file (default: synthetic.flags beside the package).")
-flags.DEFINE_integer("heldout_videos", 4, "Held-out synthetic videos to segment and score.")
-flags.DEFINE_integer("finetune_steps", 0, "Online finetuning steps per held-out video (0 skips).")
-
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The demo's flags, defined when it runs as a binary (not on import: `write_heldout_davis` is imported
+    next to the segment CLI, whose --finetune_steps would clash)."""
+    flags.DEFINE_string("run_dir", "runs/demo", "Where the run, the held-out videos, results and export go.")
+    flags.DEFINE_string("flagfile_path", None, "Training flag file (default: synthetic.flags beside the package).")
+    flags.DEFINE_integer("heldout_videos", 4, "Held-out synthetic videos to segment and score.")
+    flags.DEFINE_integer("finetune_steps", 0, "Online finetuning steps per held-out video (0 skips).")
 HELDOUT_SEED_BASE = 2_000_000  # training uses 0.., validation 1_000_000..: these videos were never seen
 
 
@@ -41,18 +49,23 @@ def _run(args: List[str]) -> None:
 
 
 def write_heldout_davis(root: str, num_videos: int, seed_base: int) -> List[str]:
-    """Writes synthetic videos as a DAVIS-2017 tree (PNG frames, palette masks, ImageSets/2017/val.txt).
+    """Writes synthetic videos as a DAVIS-2017 tree (PNG frames, palette masks, ImageSets/2017/val.txt) plus
+    their exact flows, `flow/<video>/<t>_<t-1>.flo` and `<t>_<t+1>.flo` (5-digit frame numbers), the layout
+    `python -m maskrnn_tf.segment --flow=flo --flo_dir=<root>/flow` reads.
 
-    Written into a temporary folder, then renamed, so an interrupted demo never leaves half a dataset.
+    Written into a temporary folder, then renamed, so an interrupted demo never leaves half a dataset; a
+    finished tree is reused (one from before flows were written is replaced).
     """
     import numpy as np
     from PIL import Image
 
     from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
     from maskrnn_tf.io import write_palette_png
+    from maskrnn_tf.ops import write_flo
 
-    if os.path.isdir(root):
-        with open(os.path.join(root, "ImageSets", "2017", "val.txt"), encoding="utf-8") as f:
+    listing = os.path.join(root, "ImageSets", "2017", "val.txt")
+    if os.path.isfile(listing) and os.path.isdir(os.path.join(root, "flow")):
+        with open(listing, encoding="utf-8") as f:
             return [line.strip() for line in f if line.strip()]
     tmp = f"{root}.tmp-{os.getpid()}"
     names = []
@@ -62,14 +75,22 @@ def write_heldout_davis(root: str, num_videos: int, seed_base: int) -> List[str]
         names.append(name)
         frames_dir = os.path.join(tmp, "JPEGImages", "480p", name)
         masks_dir = os.path.join(tmp, "Annotations", "480p", name)
-        os.makedirs(frames_dir)
-        os.makedirs(masks_dir)
+        flow_dir = os.path.join(tmp, "flow", name)
+        for folder in (frames_dir, masks_dir, flow_dir):
+            os.makedirs(folder)
+        count = len(video["frames"])
         for t, (frame, mask) in enumerate(zip(video["frames"], video["masks"])):
             Image.fromarray(np.asarray(frame)).save(os.path.join(frames_dir, f"{t:05d}.png"))
             write_palette_png(os.path.join(masks_dir, f"{t:05d}.png"), mask)
+            if t > 0:
+                write_flo(os.path.join(flow_dir, f"{t:05d}_{t - 1:05d}.flo"), video["flows_to_prev"][t])
+            if t < count - 1:
+                write_flo(os.path.join(flow_dir, f"{t:05d}_{t + 1:05d}.flo"), video["flows_to_next"][t])
     os.makedirs(os.path.join(tmp, "ImageSets", "2017"))
     with open(os.path.join(tmp, "ImageSets", "2017", "val.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(names) + "\n")
+    if os.path.isdir(root):  # a tree from an older demo without flows: replaced only once the new one is done
+        shutil.rmtree(root)
     os.replace(tmp, root)
     return names
 
@@ -93,7 +114,8 @@ def main(argv: List[str]) -> None:
     # -- 3. Segment, 4. score -----------------------------------------------------------------------------
     results = os.path.join(run_dir, "heldout_results")
     _run([py, "-m", "maskrnn_tf.segment", f"--davis_root={heldout}", "--split=val", f"--model={model_path}",
-          f"--output={results}", f"--finetune_steps={FLAGS.finetune_steps}", "--overwrite", "--noprogress"])
+          f"--output={results}", f"--finetune_steps={FLAGS.finetune_steps}", "--flow=flo",
+          f"--flo_dir={os.path.join(heldout, 'flow')}", "--overwrite", "--noprogress"])
     _run([py, "-m", "maskrnn_tf.evaluate", f"--davis_root={heldout}", f"--results={results}", "--split=val",
           "--processes=1"])
 
@@ -113,4 +135,5 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

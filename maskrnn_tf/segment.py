@@ -1,12 +1,18 @@
 """Segments a video (a folder of frames or a video file) given its first-frame mask.
 
     python -m maskrnn_tf.segment --video=DIR|file.mp4 --first_mask=mask.png --model=run_dir \
-        --output=results/ [--finetune_steps=200] [--max_size=N] [--overlay=out.mp4] [--save_probs]
+        --output=results/ [--finetune_steps=200] [--max_size=N] [--overlay=out.mp4] [--save_probs] \
+        [--flow=dis|dis-fast|farneback|flo --flo_dir=DIR]
     python -m maskrnn_tf.segment --method=flow_propagation --davis_root=DAVIS --split=val --output=results/
 
 Writes `<output>/<frame>.png` (palette PNGs of the object ids, the input mask's palette), or
 `<output>/<sequence>/<frame>.png` for a DAVIS split (the layout `python -m maskrnn_tf.evaluate` reads).
 The output folder appears only when complete; an existing one is refused unless --overwrite.
+
+Flow is computed from the frames (DIS by default), or, with `--flow=flo --flo_dir=DIR`, read from precomputed
+`DIR/<sequence>/<stem_a>_<stem_b>.flo` files (FlowNet2, RAFT, exact synthetic flows), where <sequence> is the
+DAVIS sequence name with --davis_root and the frames folder's basename with --video=DIR (a video file's name
+without extension, its frames named 00000, 00001, ...); flows are resized (vectors scaled) under --max_size.
 """
 from __future__ import annotations
 
@@ -32,7 +38,11 @@ flags.DEFINE_integer("max_size", 0, "Process frames with the long side capped at
 flags.DEFINE_string("overlay", None, "Also write this mp4 with the masks blended in (single video only).")
 flags.DEFINE_bool("save_probs", False, "Also write probability maps under <output>/probs/.")
 flags.DEFINE_enum("probs_format", "npy", ["npy", "png"], "npy: float16 [N,H,W] per frame; png: 8-bit per object.")
-flags.DEFINE_string("flow", "dis", "Flow backend: dis (DIS medium), dis-fast, dis-ultrafast, farneback.")
+flags.DEFINE_string("flow", "dis", "Flow backend: dis (DIS medium), dis-fast, dis-ultrafast, farneback, or flo "
+                    "(precomputed .flo files under --flo_dir).")
+flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <sequence>/<stem_a>_<stem_b>.flo (flow from frame "
+                    "stem_a to stem_b, both directions of each consecutive pair); <sequence> is the DAVIS sequence "
+                    "with --davis_root, the frames folder's basename (or video file name sans extension) with --video.")
 flags.DEFINE_integer("read_ahead", 3, "Frames (with flows) prepared ahead of the model on a background thread.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the model step.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder (after the new one is complete).")
@@ -55,7 +65,9 @@ def main(argv) -> int:
         raise app.UsageError("--method=maskrnn needs --model (or use --method=flow_propagation).")
 
     inference.check_output_dir(FLAGS.output, FLAGS.overwrite)
-    flow_fn = inference.make_flow_fn(FLAGS.flow)
+    if FLAGS.flow == "flo" and not FLAGS.flo_dir:
+        raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).")
+    flow_fn = inference.make_flow_fn(FLAGS.flow, FLAGS.flo_dir)
     baseline = FLAGS.method == "flow_propagation"
     options = inference.SegmentOptions(
         max_size=FLAGS.max_size or None, need_next_flow=not baseline,
@@ -93,7 +105,8 @@ def run() -> None:
 
         try:
             return main(argv)
-        except (MaskError, ModelLoadError, OutputExistsError, VideoReadError, ImageReadError, ValueError) as err:
+        except (MaskError, ModelLoadError, OutputExistsError, VideoReadError, ImageReadError, ValueError,
+                FileNotFoundError) as err:
             print(f"Error: {err}", file=sys.stderr)
             return 1
 

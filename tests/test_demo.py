@@ -1,4 +1,5 @@
-"""The demo's held-out videos: a DAVIS-2017 tree that the project's own readers accept, equal to the generator."""
+"""The demo's held-out videos: a DAVIS-2017 tree that the project's own readers accept, equal to the generator,
+with the generator's exact flows as .flo files in the layout `segment --flow=flo` reads."""
 import os
 
 import numpy as np
@@ -7,6 +8,7 @@ from maskrnn_tf.data.sequences import load_masks, read_davis_sequence_list
 from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
 from maskrnn_tf.demo import write_heldout_davis
 from maskrnn_tf.io import read_frame
+from maskrnn_tf.ops import read_flo
 
 
 def test_heldout_tree_round_trips(tmp_path):
@@ -21,5 +23,18 @@ def test_heldout_tree_round_trips(tmp_path):
         np.testing.assert_array_equal(load_masks(seq), video["masks"])
         np.testing.assert_array_equal(read_frame(seq.frame_paths[3]), video["frames"][3])  # PNG: lossless
         assert seq.num_objects == int(video["num_objects"])
+        # Exact flows, both directions of every consecutive pair, bit-exact through .flo (float32).
+        flow_dir = os.path.join(root, "flow", seq.name)
+        count = len(video["frames"])
+        expected = {f"{t:05d}_{t - 1:05d}.flo" for t in range(1, count)}
+        expected |= {f"{t:05d}_{t + 1:05d}.flo" for t in range(count - 1)}
+        assert set(os.listdir(flow_dir)) == expected
+        for t in (1, count - 1):
+            np.testing.assert_array_equal(read_flo(os.path.join(flow_dir, f"{t:05d}_{t - 1:05d}.flo")),
+                                          video["flows_to_prev"][t])
+        for t in (0, count - 2):
+            np.testing.assert_array_equal(read_flo(os.path.join(flow_dir, f"{t:05d}_{t + 1:05d}.flo")),
+                                          video["flows_to_next"][t])
+        assert np.abs(video["flows_to_next"][0]).max() > 0  # a real flow, not zeros
     # A second call reuses the finished tree instead of rewriting it.
     assert write_heldout_davis(root, 5, seed_base=999) == names

@@ -11,21 +11,24 @@ from maskrnn_tf.inference.finetune import (
     first_frame_loss,
 )
 from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
-from maskrnn_tf.inference.flow_source import backend_flow_fn, make_flow_fn
+from maskrnn_tf.inference.flow_source import FloFileFlow, backend_flow_fn, make_flow_fn
 from maskrnn_tf.inference.model_loading import ModelLoadError, load_model
 from maskrnn_tf.inference.model_step import model_step_fn
 from maskrnn_tf.inference.output_dir import OutputExistsError, atomic_output_dir, check_output_dir
-from maskrnn_tf.inference.propagation import FlowFn, FrameResult, StepFn, propagate
+from maskrnn_tf.inference.propagation import AnyFlowFn, FlowFn, FrameResult, NamedFlowFn, StepFn, propagate
 from maskrnn_tf.inference.segmenter import SegmentOptions, segment_davis, segment_frames, segment_video
 from maskrnn_tf.inference.video_reader import VideoReadError, VideoSource
 
 __all__ = [
+    "AnyFlowFn",
     "FinetuneConfig",
     "FirstMask",
+    "FloFileFlow",
     "FlowFn",
     "FrameResult",
     "MaskError",
     "ModelLoadError",
+    "NamedFlowFn",
     "OutputExistsError",
     "SegmentOptions",
     "StepFn",

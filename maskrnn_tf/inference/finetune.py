@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from maskrnn_tf.data.pipelines import make_finetune_dataset
 from maskrnn_tf.inference.first_mask import FirstMask
-from maskrnn_tf.inference.propagation import FlowFn, StepFn
+from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, flow_between
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.ops import mask_to_box
@@ -128,13 +128,14 @@ def finetune_on_video(
     model: MaskRNN,
     source: VideoSource,
     first: FirstMask,
-    flow_fn: Optional[FlowFn],
+    flow_fn: Optional[AnyFlowFn],
     max_size: Optional[int] = None,
     config: FinetuneConfig = FinetuneConfig(),
 ) -> List[float]:
     """Finetunes `model` on the first frame of `source` at the processing size; returns the losses.
 
-    Reads only the first two frames (the second gives the flow to next the flow stream is trained with).
+    Reads only the first two frames (the second gives the flow to next the flow stream is trained with);
+    a `NamedFlowFn` reads that flow for the sequence `source.name` by frame name instead.
     """
     if config.steps == 0:
         return []
@@ -145,14 +146,17 @@ def finetune_on_video(
     frames.close()
     flow = None
     if second is not None and flow_fn is not None:
-        flow = flow_fn(first_frame, resize_frame(second, size))
+        if isinstance(flow_fn, NamedFlowFn):
+            flow_fn = flow_fn.for_sequence(source.name)
+        stems = source.frame_names
+        flow = flow_between(flow_fn, first_frame, resize_frame(second, size), stems[0], stems[1])
     ids = cv2.resize(first.labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
     present = [i for i in first.object_ids if np.any(ids == i)]  # a tiny object may vanish when downscaled
     return finetune(model, first_frame, ids, present or list(first.object_ids), flow, config)
 
 
 def finetuning_prepare(
-    model: MaskRNN, step_fn: StepFn, flow_fn: Optional[FlowFn], max_size: Optional[int],
+    model: MaskRNN, step_fn: StepFn, flow_fn: Optional[AnyFlowFn], max_size: Optional[int],
     config: FinetuneConfig = FinetuneConfig(),
 ) -> Callable[[VideoSource, FirstMask], StepFn]:
     """A `prepare` callback for `segment_video` / `segment_davis`: every video starts from the weights the

@@ -1,4 +1,5 @@
-"""The propagation loop: one recurrent step per frame over a whole video, flow computed on the fly.
+"""The propagation loop: one recurrent step per frame over a whole video, flow computed on the fly (or read
+from precomputed files by frame name, see `NamedFlowFn`).
 
 The loop only needs a `step_fn` with the signature of `MaskRNN.step` (a local model, the flow-propagation
 baseline, or a client calling a model server), so every way of segmenting a video writes the same outputs.
@@ -7,8 +8,9 @@ decoding overlap the model.
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Tuple
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -21,6 +23,36 @@ from maskrnn_tf.ops import mask_to_box
 StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], Mapping[str, Any]]
 # flow_fn(frame_a, frame_b) -> [H,W,2] float32 (u, v) flow from frame a to frame b.
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+class NamedFlowFn(abc.ABC):
+    """A flow function that fetches precomputed flows by frame name (e.g. `.flo` files) instead of computing
+    them from pixels. The loop calls it with the frames' name stems as well (see `propagate(stems=...)`).
+    """
+
+    @abc.abstractmethod
+    def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray, stem_a: str, stem_b: str) -> np.ndarray:
+        """(u, v) flow from frame `stem_a` to frame `stem_b`, float32 at frame_a's size [H, W, 2]."""
+
+    @abc.abstractmethod
+    def for_sequence(self, sequence: str) -> "NamedFlowFn":
+        """The same flows for the video named `sequence` (precomputed files are grouped by sequence)."""
+
+
+AnyFlowFn = Union[FlowFn, NamedFlowFn]
+
+
+def flow_between(flow_fn: AnyFlowFn, frame_a: np.ndarray, frame_b: np.ndarray,
+                 stem_a: Optional[str] = None, stem_b: Optional[str] = None) -> np.ndarray:
+    """Calls `flow_fn` for the pair (a, b): with the frames' stems when it looks flows up by name."""
+    if isinstance(flow_fn, NamedFlowFn):
+        if stem_a is None or stem_b is None:
+            raise ValueError(
+                f"{type(flow_fn).__name__} reads precomputed flows by frame name; pass the frames' stems "
+                "(propagate(..., stems=frame names))."
+            )
+        return flow_fn(frame_a, frame_b, stem_a, stem_b)
+    return flow_fn(frame_a, frame_b)
 
 
 @dataclasses.dataclass
@@ -54,12 +86,18 @@ class FrameResult:
         return self._labels
 
 
-def step_inputs(frames: Iterable[np.ndarray], flow_fn: FlowFn, need_next_flow: bool = True) -> Iterator[StepInput]:
+def step_inputs(frames: Iterable[np.ndarray], flow_fn: AnyFlowFn, need_next_flow: bool = True,
+                stems: Optional[Sequence[str]] = None) -> Iterator[StepInput]:
     """Pairs every frame with its flows to the previous and next frame, holding at most three frames.
 
     Frame 0 gets zero flows (the loop does not run the model on it); the last frame gets a zero flow to next.
     With `need_next_flow=False` the flow to the next frame is zeros everywhere (the baseline does not use it).
+    `stems` (frame name stems, in order) are passed to a `NamedFlowFn`; other flow functions ignore them.
     """
+
+    def stem(i: int) -> Optional[str]:
+        return None if stems is None else stems[i]
+
     iterator = iter(frames)
     try:
         current = next(iterator)
@@ -70,11 +108,14 @@ def step_inputs(frames: Iterable[np.ndarray], flow_fn: FlowFn, need_next_flow: b
     index = 0
     while current is not None:
         following = next(iterator, None)
-        flow_prev = flow_fn(current, previous) if previous is not None else zeros
+        if previous is not None:
+            flow_prev = flow_between(flow_fn, current, previous, stem(index), stem(index - 1))
+        else:
+            flow_prev = zeros
         if index == 0 or following is None or not need_next_flow:
             flow_next = zeros
         else:
-            flow_next = flow_fn(current, following)
+            flow_next = flow_between(flow_fn, current, following, stem(index), stem(index + 1))
         yield StepInput(index, current, np.asarray(flow_prev, np.float32), np.asarray(flow_next, np.float32))
         previous, current, index = current, following, index + 1
 
@@ -93,11 +134,12 @@ def propagate(
     step_fn: StepFn,
     frames: Iterable[np.ndarray],
     first_probs: np.ndarray,
-    flow_fn: FlowFn,
+    flow_fn: AnyFlowFn,
     *,
     need_next_flow: bool = True,
     read_ahead: int = 3,
     threshold: float = 0.5,
+    stems: Optional[Sequence[str]] = None,
 ) -> Iterator[FrameResult]:
     """Segments a video by running `step_fn` on every frame after the first, carrying the state.
 
@@ -105,10 +147,13 @@ def propagate(
       step_fn: one recurrent step (see `StepFn`); objects are batched along its first axis.
       frames: the video's frames in order, uint8 RGB [H, W, 3] (any iterable: it is consumed once).
       first_probs: [N, H, W] float 0/1 masks of the N objects in frame 0.
-      flow_fn: optical flow between two frames (see `FlowFn`); computed on a background thread.
+      flow_fn: optical flow between two frames (see `FlowFn`), or a `NamedFlowFn` reading precomputed flows
+        by frame name (needs `stems`, and binding to the video with `for_sequence`); runs on a background
+        thread.
       need_next_flow: False skips the flow t -> t+1 (zeros are passed), for steps that ignore it.
       read_ahead: how many frames (with their flows) the background thread may prepare ahead; 0 = inline.
       threshold: the fusion threshold.
+      stems: the frames' name stems in order (e.g. `VideoSource.frame_names`), for a `NamedFlowFn`.
 
     Yields:
       one FrameResult per frame; frame 0's is the given mask, frame t >= 1 comes from
@@ -119,7 +164,7 @@ def propagate(
     if probs.ndim != 3:
         raise ValueError(f"first_probs must be [N, H, W], got shape {probs.shape}.")
     boxes = first_boxes(probs)
-    for item in prefetch(step_inputs(frames, flow_fn, need_next_flow), read_ahead):
+    for item in prefetch(step_inputs(frames, flow_fn, need_next_flow, stems), read_ahead):
         if item.index == 0:
             if item.frame.shape[:2] != probs.shape[1:]:
                 raise ValueError(

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from maskrnn_tf.inference.background import BackgroundWorker
 from maskrnn_tf.inference.first_mask import FirstMask, read_first_mask
 from maskrnn_tf.inference.output_dir import atomic_output_dir, check_output_dir
-from maskrnn_tf.inference.propagation import FlowFn, StepFn, fuse, propagate
+from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, fuse, propagate
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 from maskrnn_tf.inference.writers import MaskWriter, OverlayWriter, ProbabilityWriter, upsample_probs
 
@@ -84,7 +84,7 @@ def segment_frames(
     step_fn: StepFn,
     source: VideoSource,
     first: FirstMask,
-    flow_fn: FlowFn,
+    flow_fn: AnyFlowFn,
     output_dir: str,
     options: SegmentOptions = SegmentOptions(),
     overlay_path: Optional[str] = None,
@@ -93,7 +93,8 @@ def segment_frames(
     """Segments `source` and writes `<output_dir>/<frame name>.png` for every frame; returns the frame count.
 
     Frame 0 is written as the given mask; every other frame is the fused prediction, at the input size,
-    with ids mapped back to the first mask's object ids and its palette. Not atomic by itself (see
+    with ids mapped back to the first mask's object ids and its palette. A `NamedFlowFn` (precomputed
+    `.flo` files) reads the flows of the sequence `source.name` by frame name. Not atomic by itself (see
     `segment_video`).
     """
     if tuple(first.labels.shape) != tuple(source.size):
@@ -127,10 +128,13 @@ def segment_frames(
         if overlay is not None:
             overlay.write(stash.pop(index), ids)
 
+    if isinstance(flow_fn, NamedFlowFn):
+        flow_fn = flow_fn.for_sequence(source.name)
     frames = _working_frames(source, size, stash)
     results = propagate(
         step_fn, frames, _downscale_masks(first.one_hot(), size), flow_fn,
         need_next_flow=options.need_next_flow, read_ahead=options.read_ahead, threshold=options.threshold,
+        stems=source.frame_names,
     )
     count = 0
     try:
@@ -157,7 +161,7 @@ def segment_video(
     step_fn: StepFn,
     video: str,
     first_mask: str,
-    flow_fn: FlowFn,
+    flow_fn: AnyFlowFn,
     output_dir: str,
     options: SegmentOptions = SegmentOptions(),
     overlay_path: Optional[str] = None,
@@ -170,7 +174,8 @@ def segment_video(
       step_fn: the recurrent step (ignored when `prepare` is given).
       video: a folder of frames or a video file.
       first_mask: the first frame's mask (palette PNG of ids, or binary).
-      flow_fn: the flow backend.
+      flow_fn: the flow backend (a `NamedFlowFn` reads the flows of the sequence named after the video's
+        folder, or its file name without extension).
       output_dir: results folder (refused when it exists unless `overwrite`).
       options: see SegmentOptions.
       overlay_path: optional mp4 with the masks blended into the frames.
@@ -189,7 +194,7 @@ def segment_video(
 def segment_davis(
     davis_root: str,
     split: str,
-    flow_fn: FlowFn,
+    flow_fn: AnyFlowFn,
     output_dir: str,
     step_fn: Optional[StepFn] = None,
     options: SegmentOptions = SegmentOptions(),
@@ -201,7 +206,8 @@ def segment_davis(
     """Segments every sequence of a DAVIS split into `<output_dir>/<seq>/<frame>.png` (atomic as a whole).
 
     The first frame's ground truth seeds each sequence. `prepare` (if given) builds the step for each
-    sequence (online finetuning). Returns the sequence names.
+    sequence (online finetuning). A `NamedFlowFn` reads each sequence's flows under its DAVIS name.
+    Returns the sequence names.
     """
     from maskrnn_tf.data.sequences import find_davis_root, read_davis_sequence_list  # dataset layouts only here
 
@@ -219,7 +225,8 @@ def segment_davis(
     names = []
     with atomic_output_dir(output_dir, overwrite) as tmp:
         for sequence in tqdm(listed, desc=f"DAVIS-{year} {split}", unit="seq", disable=not options.progress):
-            source = VideoSource(os.path.dirname(sequence.frame_paths[0]), frame_paths=list(sequence.frame_paths))
+            source = VideoSource(os.path.dirname(sequence.frame_paths[0]), frame_paths=list(sequence.frame_paths),
+                                 name=sequence.name)
             first = read_first_mask(sequence.mask_paths[0][0], source.size)
             seq_step = prepare(source, first) if prepare is not None else step_fn
             if seq_step is None:

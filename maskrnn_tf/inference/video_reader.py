@@ -29,10 +29,13 @@ class VideoSource:
         zero-padded index for a video file.
       size: (height, width) of the frames.
       fps: frame rate (the file's for a video file, 24 for a folder).
+      name: see the property (`name` overrides it, e.g. a DAVIS sequence name).
     """
 
-    def __init__(self, path: str | os.PathLike, frame_paths: Optional[List[str]] = None):
+    def __init__(self, path: str | os.PathLike, frame_paths: Optional[List[str]] = None,
+                 name: Optional[str] = None):
         self.path = os.fspath(path)
+        self._name = name
         self._frame_paths: Optional[List[str]] = None
         if frame_paths is not None:
             if not frame_paths:
@@ -74,6 +77,15 @@ class VideoSource:
         finally:
             capture.release()
         self.frame_names = [f"{i:05d}" for i in range(count)]
+
+    @property
+    def name(self) -> str:
+        """The video's name: the folder's basename (for a DAVIS sequence, the sequence name), or the video
+        file's name without extension. Precomputed `.flo` flows are looked up under `<flo_dir>/<name>/`."""
+        if self._name:
+            return self._name
+        base = os.path.basename(os.path.normpath(self.path))
+        return base if os.path.isdir(self.path) or self._frame_paths is not None else os.path.splitext(base)[0]
 
     @property
     def num_frames(self) -> int:
