@@ -103,6 +103,8 @@ def main(argv: List[str]) -> int:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     import tensorflow as tf
 
+    # TF's checkpoint saver logs one INFO line per save ("Sharding callback duration"): noise on the console.
+    tf.get_logger().setLevel("WARNING")
     if FLAGS.logical_cpus > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus)

@@ -122,11 +122,7 @@ def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         rng = tf.random.Generator.from_seed(config.seed)
     distributed = strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    # The Keras 3 model's functional sub-models are not reached through the TF object graph (only the
-    # `stream_fusion` layer is), so every weight is also tracked explicitly. Paths repeat across the two
-    # streams, hence the position prefix (model.weights has a fixed order for a given config).
-    weights = {f"{i:04d}.{w.path.replace('/', '.')}": w for i, w in enumerate(model.weights)}
-    trackables = dict(model=model, model_weights=weights, optimizer=optimizer, step=global_step, rng=rng)
+    trackables = dict(model=model, optimizer=optimizer, step=global_step, rng=rng)
     if not distributed:
         # One device: the tf.data iterators themselves are checkpointed (exact data position, cheap resume).
         static_it, clip_it = iter(static_ds), iter(clip_ds)

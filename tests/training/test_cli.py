@@ -26,7 +26,7 @@ def _scalars(run_dir, tag):
 
 def _model_variables(checkpoint_prefix):
     reader = tf.train.load_checkpoint(checkpoint_prefix)
-    names = sorted(n for n in reader.get_variable_to_shape_map() if n.startswith("model_weights/")
+    names = sorted(n for n in reader.get_variable_to_shape_map() if n.startswith("model/")
                    and n.endswith(".ATTRIBUTES/VARIABLE_VALUE"))
     assert names, f"no model variables in {checkpoint_prefix}"
     return {n: reader.get_tensor(n) for n in names}
