@@ -53,7 +53,9 @@ def test_cli_writes_every_frame_with_ids_and_input_palette(tmp_path, video_on_di
     probs = np.load(os.path.join(out, "probs", "00003.npy")).astype(np.float32)
     assert probs.shape == (2, 40, 56)
     fused = np.where(probs.max(0) > 0.5, probs.argmax(0) + 1, 0)
-    clear = np.abs(probs.max(0) - 0.5) > 1e-2  # float16 storage blurs the threshold itself
+    # float16 storage blurs the threshold and near-ties between objects: compare where both are clear.
+    top_two = np.sort(probs, axis=0)[-2:]
+    clear = (np.abs(top_two[1] - 0.5) > 1e-2) & (top_two[1] - top_two[0] > 1e-2)
     np.testing.assert_array_equal(read_mask(os.path.join(out, "00003.png"))[clear], fused[clear])
     capture = cv2.VideoCapture(overlay)
     count = 0
