@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/demo
+NAME ?= model_step
+ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
@@ -24,8 +26,8 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m maskrnn_tf.demo --run_dir=$(RUN_DIR)
 
-bench: $(STAMP)
-	$(PY) -m bench --help
+bench: $(STAMP)  # make bench NAME=model_step ARGS="--repeats 3"
+	$(PY) -m bench $(NAME) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
