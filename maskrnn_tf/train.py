@@ -11,6 +11,7 @@ import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 # flag name -> (TrainConfig dotted key, kind, help). Every flag defaults to None = "keep the config default".
 _FIELDS: Dict[str, Tuple[str, str, str]] = {
@@ -103,8 +104,10 @@ def main(argv: List[str]) -> int:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     import tensorflow as tf
 
-    # TF's checkpoint saver logs one INFO line per save ("Sharding callback duration"): noise on the console.
-    tf.get_logger().setLevel("WARNING")
+    # TF's checkpoint saver logs one INFO line per save ("Sharding callback duration") through absl: noise on
+    # the console, so INFO is off unless the user asks for it with --verbosity.
+    if not FLAGS["verbosity"].present:
+        absl_logging.set_verbosity(absl_logging.WARNING)
     if FLAGS.logical_cpus > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus)
