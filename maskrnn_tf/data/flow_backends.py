@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import abc
 import os
+import threading
 from typing import Optional
 
 import cv2
@@ -47,12 +48,23 @@ class DISFlow(FlowBackend):
             raise ValueError(f"DIS preset must be one of {sorted(_DIS_PRESETS)}, got {preset!r}.")
         self.preset = preset
         self.tag = f"dis-{preset}"
-        self._dis = None
+        self._local = threading.local()
+
+    def __getstate__(self):
+        return {"preset": self.preset, "tag": self.tag}
+
+    def __setstate__(self, state) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
 
     def flow(self, frame_a, frame_b, *, sequence="", stem_a="", stem_b="") -> np.ndarray:
-        if self._dis is None:  # created lazily: cv2 objects do not pickle across processes
-            self._dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
-        return self._dis.calc(_grey(frame_a), _grey(frame_b), None).astype(np.float32)
+        # One DIS object per thread: tf.data's parallel map calls this from several threads at once and a
+        # shared cv2.DISOpticalFlow crashes the process (segfault); objects are also made lazily because
+        # cv2 objects do not pickle across processes.
+        dis = getattr(self._local, "dis", None)
+        if dis is None:
+            dis = self._local.dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
+        return dis.calc(_grey(frame_a), _grey(frame_b), None).astype(np.float32)
 
 
 class FarnebackFlow(FlowBackend):

@@ -36,6 +36,22 @@ def test_backends_recover_a_translation(backend):
     np.testing.assert_allclose(np.median(flow[16:-16, 16:-16].reshape(-1, 2), axis=0), [3.0, -2.0], atol=0.3)
 
 
+def test_dis_is_safe_from_many_threads_and_pickles():
+    # tf.data's parallel map calls the backend from several threads: one shared cv2 DIS object segfaulted.
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = [_shifted_pair(dx, dy) for dx, dy in [(3, -2), (1, 2), (-2, 1), (2, 0)] * 4]
+    backend = DISFlow("fast")
+    expected = [DISFlow("fast").flow(a, b) for a, b in pairs]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda p: backend.flow(*p), pairs))
+    for want, have in zip(expected, got):
+        np.testing.assert_array_equal(want, have)
+    clone = pickle.loads(pickle.dumps(backend))
+    np.testing.assert_array_equal(clone.flow(*pairs[0]), expected[0])
+
+
 def test_flo_folder_and_errors(tmp_path):
     flow = np.random.default_rng(1).normal(size=(5, 7, 2)).astype(np.float32)
     os.makedirs(tmp_path / "seq")
