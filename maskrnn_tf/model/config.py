@@ -11,8 +11,9 @@ SIDE_STAGES = ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3")
 class MaskRNNConfig:
     """Architecture of one MaskRNN step (DESIGN.md section 2).
 
-    The ablation switches follow the paper's Table 2: `use_flow_stream`, `use_warped_mask`,
-    `apply_localization` (the localization loss is a training setting).
+    The ablation switches follow the paper's Table 2: `use_flow_stream` (FStream), `warp_mask` (Warp mask),
+    `apply_localization` (Apply; the localization loss is a training setting). `use_warped_mask=False` drops
+    the mask input altogether (a per-frame segmenter, not a row of Table 2).
     """
 
     width: float = 1.0  # VGG-16 channel multiplier; 1.0 is the paper
@@ -20,6 +21,7 @@ class MaskRNNConfig:
     side_channels: int = 16
     use_flow_stream: bool = True
     use_warped_mask: bool = True  # feed the flow-warped previous prediction to both streams
+    warp_mask: bool = True  # False: the previous prediction is fed (and boxed) where it was, unwarped (Table 2)
     apply_localization: bool = True  # zero the mask outside the predicted box enlarged by box_enlarge
     roi_size: int = 7  # RoI pooling output k (crop to 2k x 2k, then 2x2 max-pool)
     fc_units: int = 1024

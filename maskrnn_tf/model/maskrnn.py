@@ -98,7 +98,8 @@ class MaskRNN(keras.Model):
         height, width = shape[1], shape[2]
 
         # 1. Move the previous prediction into this frame (float32: coordinates need the precision).
-        warped = warp_with_flow(prev[..., None], flow_prev)  # [B, H, W, 1]
+        # warp_mask=False is the paper's "no Warp mask" ablation: the mask stays where it was.
+        warped = warp_with_flow(prev[..., None], flow_prev) if cfg.warp_mask else prev[..., None]  # [B, H, W, 1]
 
         # 2. Two-stream binary segmentation.
         mask_in = (warped - 0.5) * cfg.mask_input_scale

@@ -157,6 +157,8 @@ def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
 
     last_saved = restored
     final_loss = float("nan")
+    skipped = 0
+    loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     j = None
     total = config.total_steps
     with _SignalFlag() as flag:
@@ -184,6 +186,11 @@ def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
                             f"{values['loc']}). Stopped without saving; the last good checkpoint "
                             f"{ckpt.latest or '(none)'} is kept. Lower optim.learning_rate or optim.clip_norm, "
                             "or check the data.")
+                    if not math.isfinite(values["grad_norm"]) and not loss_scaling:
+                        skipped += 1  # the step skipped its update (see TrainSteps._apply)
+                        printer(f"warning: stage {stage}, step {step}: non-finite gradient (loss "
+                                f"{values['loss']:.4f}); update skipped ({skipped} so far)")
+                        summaries.scalars(step, {"skipped_updates": float(skipped)})
                     final_loss = values["loss"]
                     if step % config.log_every == 0 or step == last:
                         lr = float(current_learning_rate(optimizer))

@@ -136,6 +136,12 @@ class TrainSteps:
         # The Keras optimizer sums gradients over replicas again: hand each replica 1/N of the reduced
         # gradient (and re-apply the loss scale, which a LossScaleOptimizer removes and checks itself).
         final = [g * (scale / replicas) for g in unscaled]
+        if not self._loss_scaling:
+            # A non-finite gradient (one bad batch, a bfloat16 overflow) would poison every weight through the
+            # global-norm clip: the update is skipped instead (zero gradients: with Adam only the momentum
+            # moves), and the loop counts and reports it. LossScaleOptimizer does this itself under float16.
+            finite = tf.math.is_finite(norm)
+            final = [tf.where(finite, g, tf.zeros_like(g)) for g in final]
         self.optimizer.apply_gradients(zip(final, variables))
         return norm
 

@@ -125,6 +125,22 @@ def test_ablation_variants_run(overrides):
         np.testing.assert_allclose(out["probs"].numpy(), tf.sigmoid(out["logits"]).numpy())
 
 
+def test_warp_mask_off_feeds_the_previous_mask_unmoved():
+    frame, flow_prev, flow_next, prev = _inputs(n=2)
+    flow_prev = np.full_like(flow_prev, 3.0)  # everything moved 3 px right and down
+    warping = MaskRNN(TINY)
+    still = MaskRNN(TINY.override({"warp_mask": False}))
+    still.set_weights(warping.get_weights())
+    moved = warping.step(frame, flow_prev, flow_next, prev)["warped"].numpy()
+    kept = still.step(frame, flow_prev, flow_next, prev)["warped"].numpy()
+    np.testing.assert_array_equal(kept, prev)
+    # frame t pixel (y, x) matches frame t-1 pixel (y + 3, x + 3): the mask moves up-left by 3
+    np.testing.assert_allclose(moved[0, 1:11, 3:17], 1.0, atol=1e-6)
+    assert moved[0, 12, 18] == 0.0 and prev[0, 12, 18] == 1.0
+    proposals = still.step(frame, flow_prev, flow_next, prev)["proposals"].numpy()
+    np.testing.assert_allclose(proposals[0], [4, 6, 14, 20])
+
+
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_outputs_float32(model, policy):
     keras.mixed_precision.set_global_policy(policy)

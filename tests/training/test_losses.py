@@ -69,6 +69,22 @@ def test_localization_loss_against_reference_and_validity():
     np.testing.assert_allclose(got, [ref0, 0.0], rtol=1e-5)
 
 
+def test_localization_gradient_is_finite_when_the_object_is_gone():
+    # An empty target (object cropped out by augmentation) gives a zero gt box: log(0) targets. The loss of that
+    # example is masked to 0, and its gradient must be 0 too, not NaN (tf.where's unselected-branch trap).
+    proposals = tf.constant([[10, 10, 30, 40], [0, 0, 20, 20]], tf.float32)
+    gt = tf.constant([[12, 8, 33, 41], [0, 0, 0, 0]], tf.float32)
+    deltas = tf.Variable([[0.5, -1.0, 2.0, 0.1], [1.0, 1.0, 1.0, 1.0]])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(localization_loss_per_example(deltas, proposals, gt, tf.constant([True, False]),
+                                                           (10.0, 10.0, 5.0, 5.0)))
+    grad = tape.gradient(loss, deltas).numpy()
+    assert np.isfinite(loss.numpy()) and np.all(np.isfinite(grad))
+    np.testing.assert_array_equal(grad[1], 0.0)
+    d = np.array([0.5, -1.0, 2.0, 0.1]) - encode_box_deltas(gt[:1], proposals[:1]).numpy()[0]
+    np.testing.assert_allclose(grad[0], np.clip(d, -1, 1), rtol=1e-5)  # smooth-L1 derivative
+
+
 @pytest.mark.parametrize("loc_weight", [0.0, 2.0])
 def test_frame_losses_weights(loc_weight):
     rng = np.random.default_rng(1)

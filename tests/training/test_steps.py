@@ -81,6 +81,23 @@ def test_recompute_gives_the_same_gradients_and_update():
         np.testing.assert_allclose(d0, d1, atol=1e-6)
 
 
+def test_a_non_finite_gradient_skips_the_update():
+    tf.keras.utils.set_random_seed(4)
+    steps = _steps(_tiny())
+    before = [v.numpy().copy() for v in steps.model.trainable_variables]
+    bad = _clip(length=2)
+    bad["masks"][0, 1, 3, 3] = np.nan  # one poisoned target pixel: NaN loss and NaN gradients
+    metrics = steps.clip_step({k: tf.constant(v) for k, v in bad.items()}, tf.constant(False))
+    assert not np.isfinite(float(metrics["grad_norm"])) and not np.isfinite(float(metrics["loss"]))
+    for b, v in zip(before, steps.model.trainable_variables):  # fresh Adam, zero gradient: nothing moves
+        np.testing.assert_array_equal(v.numpy(), b)
+    clip = {k: tf.constant(v) for k, v in _clip(length=2).items()}
+    metrics = steps.clip_step(clip, tf.constant(False))  # a normal update follows
+    assert np.isfinite(float(metrics["grad_norm"]))
+    assert all(np.all(np.isfinite(v.numpy())) for v in steps.model.trainable_variables)
+    assert any(np.abs(v.numpy() - b).sum() > 0 for b, v in zip(before, steps.model.trainable_variables))
+
+
 def test_reversed_clip_swaps_flows_and_order():
     tf.keras.utils.set_random_seed(3)
     steps = _steps(_tiny())

@@ -1,0 +1,105 @@
+"""Runs the paper's Table 2 ablation with the project's own CLIs and writes the table.
+
+    python -m maskrnn_tf.ablation --train_flags=davis16_cpu.flags --run_root=runs/ablation \
+        --davis_root=../shared/data/DAVIS-2016 --max_size=432 --finetune_steps=200 --finetune_lr=1e-4
+
+For every variant (maskrnn_tf.experiments.ABLATION_VARIANTS, or --variants=a,b): train with the flag file plus
+the variant's switches, segment the split without and with online finetuning, score both, and write
+`<run_root>/ablation.md`. Each piece is skipped when its output is already complete (model.keras, a results
+folder, its CSV), so an interrupted ablation resumes where it stopped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import List
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The CLI flags (binaries only)."""
+    flags.DEFINE_string("train_flags", None, "Training flag file every variant starts from (e.g. davis16_cpu.flags).")
+    flags.DEFINE_string("run_root", "runs/ablation", "One run folder per variant goes here, and ablation.md.")
+    flags.DEFINE_string("davis_root", None, "DAVIS folder whose --split is segmented and scored.")
+    flags.DEFINE_string("split", "val", "DAVIS split to segment and score.")
+    flags.DEFINE_list("variants", None, "Only these variants (default: all six rows).")
+    flags.DEFINE_multi_string("train_set", [], "Extra training override key=value for every variant.")
+    flags.DEFINE_integer("max_size", 0, "Segment with the long side capped at this size (0 = full size).")
+    flags.DEFINE_integer("finetune_steps", 200, "Online finetuning steps of the 'with finetuning' columns (0: none).")
+    flags.DEFINE_float("finetune_lr", 1e-4, "Online finetuning learning rate.")
+    flags.DEFINE_string("flow", "dis", "Flow backend of segmentation (as python -m maskrnn_tf.segment --flow).")
+    flags.DEFINE_string("flo_dir", None, "With --flow=flo: the folder of precomputed .flo files.")
+    flags.mark_flags_as_required(["train_flags", "davis_root"])
+
+
+def _run(args: List[str]) -> float:
+    """Runs one project CLI, echoing it; returns its wall time. A failure stops the ablation."""
+    print("\n$ " + " ".join(shlex.quote(a) for a in args), flush=True)
+    started = time.time()
+    code = subprocess.call(args)
+    if code != 0:
+        raise SystemExit(f"ablation: the command above failed with exit code {code}.")
+    return time.time() - started
+
+
+def _write_text(path: str, text: str) -> None:
+    from maskrnn_tf.training.run_dir import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    atomic_write(path, write)
+
+
+def main(argv: List[str]) -> int:
+    del argv
+    from maskrnn_tf.experiments.ablation import ablation_markdown, read_scores, select_variants, variant_overrides
+    py = sys.executable
+    variants = select_variants(FLAGS.variants)
+    root = os.path.abspath(FLAGS.run_root)
+    os.makedirs(root, exist_ok=True)
+    columns = [0] + ([FLAGS.finetune_steps] if FLAGS.finetune_steps else [])
+    rows = []
+    for variant in variants:
+        run_dir = os.path.join(root, variant.name)
+        model = os.path.join(run_dir, "model.keras")
+        timing = os.path.join(run_dir, "train_seconds.txt")
+        # -- train (skipped when the run already finished) -------------------------------------------------
+        if not os.path.isfile(model):
+            sets = [f"--set={k}={json.dumps(v)}" for k, v in variant_overrides(variant).items()]
+            sets += [f"--set={item}" for item in FLAGS.train_set]
+            seconds = _run([py, "-m", "maskrnn_tf.train", f"--flagfile={FLAGS.train_flags}", f"--run_dir={run_dir}",
+                            *sets])
+            _write_text(timing, f"{seconds:.1f}\n")
+        seconds = float(open(timing, encoding="utf-8").read()) if os.path.isfile(timing) else float("nan")
+        # -- segment and score, without and with online finetuning ----------------------------------------
+        scores = []
+        for steps in columns:
+            results = os.path.join(run_dir, f"results_ft{steps}")
+            if not os.path.isdir(results):
+                _run([py, "-m", "maskrnn_tf.segment", f"--davis_root={FLAGS.davis_root}", f"--split={FLAGS.split}",
+                      f"--model={model}", f"--output={results}", f"--max_size={FLAGS.max_size}",
+                      f"--finetune_steps={steps}", f"--finetune_lr={FLAGS.finetune_lr}", f"--flow={FLAGS.flow}",
+                      *([f"--flo_dir={FLAGS.flo_dir}"] if FLAGS.flo_dir else []), "--noprogress"])
+            if read_scores(results, FLAGS.split) is None:
+                _run([py, "-m", "maskrnn_tf.evaluate", f"--davis_root={FLAGS.davis_root}", f"--results={results}",
+                      f"--split={FLAGS.split}"])
+            scores.append(read_scores(results, FLAGS.split))
+        rows.append((variant, scores[0], scores[1] if len(scores) > 1 else None, seconds))
+    table = ablation_markdown(rows)
+    _write_text(os.path.join(root, "ablation.md"), table)
+    print(f"\n{table}\nwritten to {os.path.join(root, 'ablation.md')}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
