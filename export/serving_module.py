@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Dict, Mapping, Tuple
 
-import keras
 import tensorflow as tf
 
 from maskrnn_tf.model import MaskRNN
+from maskrnn_tf.model.rebuild import rebuild_with_precision  # noqa: F401  (re-exported: export's API)
 from maskrnn_tf.ops import mask_to_box
 
 STEP_SIGNATURE = "serving_default"
@@ -59,29 +59,6 @@ FIRST_FRAME_OUTPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
 
 def _specs(table: Mapping[str, Tuple[tf.DType, Tuple]]) -> Dict[str, tf.TensorSpec]:
     return {name: tf.TensorSpec(shape, dtype, name=name) for name, (dtype, shape) in table.items()}
-
-
-def rebuild_with_precision(model: MaskRNN, precision: str) -> MaskRNN:
-    """A copy of `model` built under the Keras policy for `precision` with the same (float32) weights.
-
-    float32 returns `model` itself. For bfloat16 / float16 the network is rebuilt under
-    `mixed_<precision>` (variables stay float32, compute runs in the lower precision; the model casts its
-    outputs back to float32) and the weights are copied one to one. The global policy is restored after.
-    """
-    if precision not in PRECISIONS:
-        raise ValueError(f"Unknown export precision {precision!r}; choose one of {PRECISIONS}.")
-    if precision == "float32" and model.compute_dtype == "float32":
-        return model
-    policy = "float32" if precision == "float32" else f"mixed_{precision}"
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        # vgg_weights=None: the weights are copied below, so nothing must be downloaded or read again.
-        copy = MaskRNN(model.config.override({"vgg_weights": None}))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    copy.set_weights(model.get_weights())
-    return copy
 
 
 def _check_step_shapes(inputs: Dict[str, tf.Tensor], batched: bool) -> list:

@@ -45,6 +45,9 @@ flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <sequence>/<ste
                     "with --davis_root, the frames folder's basename (or video file name sans extension) with --video.")
 flags.DEFINE_integer("read_ahead", 3, "Frames (with flows) prepared ahead of the model on a background thread.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the model step.")
+flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16"],
+                  "Compute precision of the model (and of online finetuning): auto = bfloat16 on a CPU with AMX, "
+                  "else float32.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder (after the new one is complete).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
@@ -76,7 +79,12 @@ def main(argv) -> int:
     )
     step_fn, prepare = inference.flow_propagation_step, None
     if not baseline:
-        model = inference.load_model(FLAGS.model)
+        from maskrnn_tf.training.precision import resolve_precision
+
+        # float16 is not offered: online finetuning has no loss scaling. On a GPU, auto means float32.
+        precision = resolve_precision(FLAGS.precision)
+        precision = "float32" if precision == "float16" else precision
+        model = inference.load_model(FLAGS.model, precision=precision)
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
         if FLAGS.finetune_steps:
             config = inference.FinetuneConfig(steps=FLAGS.finetune_steps, learning_rate=FLAGS.finetune_lr)

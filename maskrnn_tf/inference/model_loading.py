@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Optional
+
 import keras
 import tensorflow as tf
 
 from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+from maskrnn_tf.model.rebuild import rebuild_with_precision
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -61,12 +64,19 @@ def _load_checkpoint(prefix: str, run_dir: str) -> MaskRNN:
     return model
 
 
-def load_model(path: str) -> MaskRNN:
+def load_model(path: str, precision: Optional[str] = None) -> MaskRNN:
     """Loads a MaskRNN (see the module docstring for what `path` may be).
 
+    precision: None keeps what loading gives (Keras rebuilds nested trunks under the global policy, float32
+      by default, whatever the model was trained with); 'float32', 'bfloat16' or 'float16' rebuilds the network
+      to compute in that precision (weights stay float32).
     Raises ModelLoadError naming the path when nothing loadable is there.
     """
-    path = os.fspath(path)
+    model = _load_any(os.fspath(path))
+    return model if precision is None else rebuild_with_precision(model, precision)
+
+
+def _load_any(path: str) -> MaskRNN:
     if path.endswith(".keras"):
         if not os.path.isfile(path):
             raise ModelLoadError(f"{path}: model file not found.")

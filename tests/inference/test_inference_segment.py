@@ -178,3 +178,36 @@ def test_model_loads_from_file_run_dir_and_checkpoint(tmp_path, tiny_model_path)
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(ModelLoadError, match="no model found"):
         load_model(str(tmp_path))
+
+
+def test_load_model_precision_rebuilds_the_trunks(tmp_path):
+    import keras
+
+    from maskrnn_tf.inference import load_model
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        trained = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16))  # as `train --precision=bfloat16` builds it
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    path = str(tmp_path / "model.keras")
+    trained.save(path)
+
+    def conv_dtype(model):
+        return model.appearance_stream.get_layer("appearance_stream_vgg16").get_layer("block1_conv1").compute_dtype
+
+    assert conv_dtype(trained) == "bfloat16"
+    assert conv_dtype(load_model(path)) == "float32"  # Keras rebuilds the nested trunk under the global policy
+    fast = load_model(path, precision="bfloat16")
+    exact = load_model(path, precision="float32")
+    assert conv_dtype(fast) == "bfloat16" and conv_dtype(exact) == "float32"
+    for a, b in zip(fast.weights, trained.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    rng = np.random.default_rng(0)
+    args = (rng.uniform(0, 255, (24, 32, 3)).astype(np.float32), np.zeros((24, 32, 2), np.float32),
+            np.zeros((24, 32, 2), np.float32), (rng.uniform(size=(1, 24, 32)) > 0.5).astype(np.float32))
+    np.testing.assert_allclose(fast.step(*args)["probs"].numpy(), trained.step(*args)["probs"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(exact.step(*args)["probs"].numpy(), trained.step(*args)["probs"].numpy(), atol=0.05)
+    with pytest.raises(ValueError, match="precision"):
+        load_model(path, precision="float64")
