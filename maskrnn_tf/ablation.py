@@ -1,7 +1,7 @@
 """Runs the paper's Table 2 ablation with the project's own CLIs and writes the table.
 
     python -m maskrnn_tf.ablation --train_flags=davis16_cpu.flags --run_root=runs/ablation \
-        --davis_root=../shared/data/DAVIS-2016 --max_size=432 --finetune_steps=200 --finetune_lr=1e-4
+        --davis_root=../shared/data/DAVIS-2016 --max_size=432 --finetune_steps=200
 
 For every variant (maskrnn_tf.experiments.ABLATION_VARIANTS, or --variants=a,b): train with the flag file plus
 the variant's switches, segment the split without and with online finetuning, score both, and write
@@ -33,7 +33,9 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("train_set", [], "Extra training override key=value for every variant.")
     flags.DEFINE_integer("max_size", 0, "Segment with the long side capped at this size (0 = full size).")
     flags.DEFINE_integer("finetune_steps", 200, "Online finetuning steps of the 'with finetuning' columns (0: none).")
-    flags.DEFINE_float("finetune_lr", 1e-4, "Online finetuning learning rate.")
+    flags.DEFINE_float("finetune_lr", 1e-5, "Online finetuning learning rate.")
+    flags.DEFINE_float("finetune_loc_weight", 0.1, "Online finetuning localization loss weight.")
+    flags.DEFINE_bool("finetune_class_balance", False, "Online finetuning with the class-balanced BCE (else plain).")
     flags.DEFINE_string("flow", "dis", "Flow backend of segmentation (as python -m maskrnn_tf.segment --flow).")
     flags.DEFINE_string("flo_dir", None, "With --flow=flo: the folder of precomputed .flo files.")
     flags.mark_flags_as_required(["train_flags", "davis_root"])
@@ -88,6 +90,8 @@ def main(argv: List[str]) -> int:
                 _run([py, "-m", "maskrnn_tf.segment", f"--davis_root={FLAGS.davis_root}", f"--split={FLAGS.split}",
                       f"--model={model}", f"--output={results}", f"--max_size={FLAGS.max_size}",
                       f"--finetune_steps={steps}", f"--finetune_lr={FLAGS.finetune_lr}", f"--flow={FLAGS.flow}",
+                      f"--finetune_loc_weight={FLAGS.finetune_loc_weight}",
+                      "--finetune_class_balance" if FLAGS.finetune_class_balance else "--nofinetune_class_balance",
                       *([f"--flo_dir={FLAGS.flo_dir}"] if FLAGS.flo_dir else []), "--noprogress"])
             if read_scores(results, FLAGS.split) is None:
                 _run([py, "-m", "maskrnn_tf.evaluate", f"--davis_root={FLAGS.davis_root}", f"--results={results}",

@@ -33,6 +33,9 @@ flags.DEFINE_enum("method", "maskrnn", ["maskrnn", "flow_propagation"],
 flags.DEFINE_string("model", None, "model.keras file, or a run folder holding model.keras.")
 flags.DEFINE_integer("finetune_steps", 200, "Online finetuning iterations on the first frame (0 skips).")
 flags.DEFINE_float("finetune_lr", 1e-5, "Initial online-finetuning learning rate (decays to 1/10).")
+flags.DEFINE_float("finetune_loc_weight", 1.0, "Online finetuning: weight of the localization loss.")
+flags.DEFINE_bool("finetune_class_balance", True, "Online finetuning: class-balanced BCE (the paper's); "
+                  "--nofinetune_class_balance for plain BCE (as the model was trained, e.g. davis16_cpu.flags).")
 flags.DEFINE_integer("max_size", 0, "Process frames with the long side capped at this size (0 = full size); "
                      "masks are upsampled back to the input size.")
 flags.DEFINE_string("overlay", None, "Also write this mp4 with the masks blended in (single video only).")
@@ -87,7 +90,9 @@ def main(argv) -> int:
         model = inference.load_model(FLAGS.model, precision=precision)
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
         if FLAGS.finetune_steps:
-            config = inference.FinetuneConfig(steps=FLAGS.finetune_steps, learning_rate=FLAGS.finetune_lr)
+            config = inference.FinetuneConfig(steps=FLAGS.finetune_steps, learning_rate=FLAGS.finetune_lr,
+                                              loc_weight=FLAGS.finetune_loc_weight,
+                                              class_balance=FLAGS.finetune_class_balance)
             prepare = inference.finetuning_prepare(model, step_fn, flow_fn, options.max_size, config)
     if FLAGS.davis_root:
         names = inference.segment_davis(

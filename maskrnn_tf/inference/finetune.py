@@ -33,6 +33,7 @@ class FinetuneConfig:
       final_lr_fraction: learning rate at the last step relative to the first.
       batch_size: objects per iteration (0 = all objects of the video, at most 4).
       seg_weight, loc_weight: loss weights (as in training).
+      class_balance: class-balanced BCE (the paper's) or plain BCE; use what the model was trained with.
       clip_norm: global gradient-norm clipping (0 disables).
       seed: augmentation / perturbation seed.
     """
@@ -43,6 +44,7 @@ class FinetuneConfig:
     batch_size: int = 0
     seg_weight: float = 1.0
     loc_weight: float = 1.0
+    class_balance: bool = True
     clip_norm: float = 10.0
     seed: int = 0
 
@@ -58,7 +60,7 @@ def _batch_losses(model: MaskRNN, batch, config: FinetuneConfig, training: bool)
                  "flow_to_next": batch["flow_to_next"], "prev_probs": prev, "prev_boxes": boxes},
                 training=training)
     losses = frame_losses(out, batch["mask"], batch.get("void"), model.config.delta_weights,
-                          config.seg_weight, config.loc_weight)
+                          config.seg_weight, config.loc_weight, class_balance=config.class_balance)
     return tf.reduce_mean(losses["total"])
 
 

@@ -154,6 +154,23 @@ def test_online_finetuning_lowers_the_first_frame_loss(synthetic_video, tiny_mod
     assert after < 0.8 * before, (before, after)
 
 
+def test_finetuning_loss_follows_the_class_balance_switch(synthetic_video, tiny_model_path):
+    import tensorflow as tf
+
+    from maskrnn_tf.inference import load_model
+    from maskrnn_tf.training.losses import balanced_bce_per_example, bce_per_example
+
+    model = load_model(tiny_model_path)
+    frame, ids = synthetic_video["frames"][0], synthetic_video["masks"][0]
+    mask = (ids == 1).astype(np.float32)[None]
+    logits = model({"frame": frame[None].astype(np.float32), "flow_to_prev": np.zeros((1,) + mask.shape[1:] + (2,)),
+                    "flow_to_next": np.zeros((1,) + mask.shape[1:] + (2,)), "prev_probs": mask,
+                    "prev_boxes": tf.constant([[0.0, 0.0, 0.0, 0.0]])})["logits"]
+    for balance, reference in ((True, balanced_bce_per_example), (False, bce_per_example)):
+        got = first_frame_loss(model, frame, ids, [1], FinetuneConfig(loc_weight=0.0, class_balance=balance))
+        np.testing.assert_allclose(got, float(reference(logits, mask)[0]), rtol=1e-4)
+
+
 def test_model_loads_from_file_run_dir_and_checkpoint(tmp_path, tiny_model_path):
     import json
 
