@@ -72,7 +72,8 @@ def finetune(
     flow_to_next: Optional[np.ndarray] = None,
     config: FinetuneConfig = FinetuneConfig(),
 ) -> List[float]:
-    """Finetunes `model` in place on the first frame; returns the loss of every iteration.
+    """Finetunes `model` in place on the first frame; returns the loss of every iteration (NaN for an
+    iteration whose gradient was not finite: its update was skipped).
 
     Args:
       model: the network (its weights change).
@@ -96,13 +97,21 @@ def finetune(
     def train_step(batch):
         with tf.GradientTape() as tape:
             loss = _batch_losses(model, batch, config, training=True)
-        grads = tape.gradient(loss, variables)
+        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(tape.gradient(loss, variables), variables)]
+        norm = tf.linalg.global_norm(grads)
         if config.clip_norm:
-            grads, _ = tf.clip_by_global_norm(grads, config.clip_norm)
-        optimizer.apply_gradients(zip(grads, variables))
-        return loss
+            grads, _ = tf.clip_by_global_norm(grads, config.clip_norm, use_norm=norm)
+        # A non-finite gradient (seen in bfloat16 about once per 100 steps) would turn every weight into NaN
+        # and every later mask empty: that update is skipped, as in training (TrainSteps._apply).
+        finite = tf.math.is_finite(norm)
+        optimizer.apply_gradients(zip([tf.where(finite, g, tf.zeros_like(g)) for g in grads], variables))
+        return loss, finite
 
-    return [float(train_step(batch)) for batch in dataset]
+    losses = []
+    for batch in dataset:
+        loss, finite = train_step(batch)
+        losses.append(float(loss) if bool(finite) else float("nan"))
+    return losses
 
 
 def first_frame_loss(

@@ -196,3 +196,21 @@ def test_missing_flo_file_is_named_and_nothing_is_written(tmp_path, flo_video, t
     with pytest.raises(Exception, match="--flo_dir"):
         run_cli(f"--video={frames}", f"--first_mask={mask}", "--method=flow_propagation", "--flow=flo",
                 f"--output={out}")
+
+
+def test_finetuning_skips_updates_with_non_finite_gradients(monkeypatch, synthetic_video):
+    import tensorflow as tf
+
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16))
+    before = [w.numpy().copy() for w in model.weights]
+    real = finetune_module._batch_losses
+    monkeypatch.setattr(finetune_module, "_batch_losses",
+                        lambda *a, **k: real(*a, **k) * tf.constant(float("nan")))  # NaN loss and gradients
+    losses = finetune_module.finetune(model, synthetic_video["frames"][0], synthetic_video["masks"][0], [1],
+                                      synthetic_video["flows_to_next"][0],
+                                      finetune_module.FinetuneConfig(steps=3, learning_rate=1e-3))
+    assert len(losses) == 3 and np.isnan(losses).all()
+    for b, w in zip(before, model.weights):  # every update skipped: no weight became NaN or moved
+        np.testing.assert_array_equal(w.numpy(), b)
