@@ -12,13 +12,12 @@ from typing import Dict, Mapping, Tuple
 import tensorflow as tf
 
 from maskrnn_tf.model import MaskRNN
-from maskrnn_tf.model.rebuild import rebuild_with_precision  # noqa: F401  (re-exported: export's API)
+from maskrnn_tf.model.rebuild import PRECISIONS, rebuild_with_precision  # noqa: F401  (re-exported: export's API)
 from maskrnn_tf.ops import mask_to_box
 
 STEP_SIGNATURE = "serving_default"
 FIRST_FRAME_SIGNATURE = "first_frame"
 BATCHED_STEP_SIGNATURE = "step_batched"
-PRECISIONS = ("float32", "bfloat16", "float16")
 
 # Name -> (dtype, shape) of every signature input and output; the client and the stand-in server read these.
 STEP_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
