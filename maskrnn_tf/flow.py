@@ -10,6 +10,7 @@ resumes where it stopped; every file is written atomically.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
@@ -38,6 +39,11 @@ def main(argv) -> int:
 
     if not FLAGS.manual_dir or not FLAGS.cache_dir:
         raise ValueError("--manual_dir and --cache_dir are required.")
+    # `--cache_dir=~/...` reaches us unexpanded (the shell expands ~ only at the start of a word); training
+    # expands it, so the flows must land where training looks for them.
+    for name in ("manual_dir", "cache_dir", "flo_dir"):
+        if FLAGS[name].value:
+            FLAGS[name].value = os.path.expanduser(FLAGS[name].value)
     if FLAGS.dataset == "davis":
         root = find_davis_root(FLAGS.manual_dir, FLAGS.resolution)
         splits = FLAGS.splits or davis_splits(root, FLAGS.year, FLAGS.resolution)

@@ -109,6 +109,12 @@ def test_flow_cli_precomputes_and_resumes(shared_data, tmp_path):
     assert files == ["00000_00001.npy", "00001_00000.npy"]
     again = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert "0 frame pairs computed, 1 already cached" in again.stdout
+    # `--cache_dir=~/...` as the README writes it: ~ is the user's home, not a folder named "~" in the cwd
+    home = dict(env, HOME=str(tmp_path / "home"))
+    tilde = command[:6] + ["--cache_dir=~/flows"] + command[7:]
+    assert subprocess.run(tilde, capture_output=True, text=True, env=home, cwd=str(tmp_path), timeout=120).returncode == 0
+    assert os.path.isdir(tmp_path / "home" / "flows" / "dis-ultrafast" / "davis-480p" / "bear")
+    assert not os.path.exists(tmp_path / "~")
     bad = subprocess.run(command[:4] + [f"--manual_dir={tmp_path}/nowhere", f"--cache_dir={tmp_path}"],
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert bad.returncode == 1 and "DAVIS-2017-trainval-480p.zip" in bad.stderr
