@@ -21,6 +21,7 @@ from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.ops import mask_to_box
 from maskrnn_tf.training.losses import frame_losses
+from maskrnn_tf.training.steps import zero_unless_finite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,11 +102,9 @@ def finetune(
         norm = tf.linalg.global_norm(grads)
         if config.clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, config.clip_norm, use_norm=norm)
-        # A non-finite gradient (seen in bfloat16 about once per 100 steps) would turn every weight into NaN
-        # and every later mask empty: that update is skipped, as in training (TrainSteps._apply).
-        finite = tf.math.is_finite(norm)
-        optimizer.apply_gradients(zip([tf.where(finite, g, tf.zeros_like(g)) for g in grads], variables))
-        return loss, finite
+        # As in training: a non-finite gradient would turn every weight NaN and every later mask empty.
+        optimizer.apply_gradients(zip(zero_unless_finite(grads, norm), variables))
+        return loss, tf.math.is_finite(norm)
 
     losses = []
     for batch in dataset:

@@ -27,6 +27,14 @@ def make_optimizer(config: TrainConfig, policy: str) -> keras.optimizers.Optimiz
     return optimizer
 
 
+def zero_unless_finite(grads, norm: tf.Tensor):
+    """`grads` if their global `norm` is finite, else zeros: the update is skipped (with Adam only the momentum
+    moves). A non-finite gradient (seen in bfloat16 about once per 100 steps, with a finite loss) would
+    otherwise poison every weight through the global-norm clip."""
+    finite = tf.math.is_finite(norm)
+    return [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+
+
 def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> tf.Tensor:
     """The learning rate the next update uses."""
     inner = getattr(optimizer, "inner_optimizer", optimizer)
@@ -137,11 +145,8 @@ class TrainSteps:
         # gradient (and re-apply the loss scale, which a LossScaleOptimizer removes and checks itself).
         final = [g * (scale / replicas) for g in unscaled]
         if not self._loss_scaling:
-            # A non-finite gradient (one bad batch, a bfloat16 overflow) would poison every weight through the
-            # global-norm clip: the update is skipped instead (zero gradients: with Adam only the momentum
-            # moves), and the loop counts and reports it. LossScaleOptimizer does this itself under float16.
-            finite = tf.math.is_finite(norm)
-            final = [tf.where(finite, g, tf.zeros_like(g)) for g in final]
+            # The loop counts and reports skipped updates; LossScaleOptimizer skips by itself under float16.
+            final = zero_unless_finite(final, norm)
         self.optimizer.apply_gradients(zip(final, variables))
         return norm
 
