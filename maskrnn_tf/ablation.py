@@ -5,7 +5,8 @@
 
 For every variant (maskrnn_tf.experiments.ABLATION_VARIANTS, or --variants=a,b): train with the flag file plus
 the variant's switches, segment the split without and with online finetuning, score both, and write
-`<run_root>/ablation.md`. Each piece is skipped when its output is already complete (model.keras, a results
+`<run_root>/ablation.md`. '+ Loc. net: apply' deploys the '+ Loc. net: train' network with the box on (their
+trainings are the same), and --full_run=<the recipe's run folder> reuses that training for the full-model row. Each piece is skipped when its output is already complete (model.keras, a results
 folder, its CSV), so an interrupted ablation resumes where it stopped.
 """
 from __future__ import annotations
@@ -29,6 +30,8 @@ def define_flags() -> None:
     flags.DEFINE_string("run_root", "runs/ablation", "One run folder per variant goes here, and ablation.md.")
     flags.DEFINE_string("davis_root", None, "DAVIS folder whose --split is segmented and scored.")
     flags.DEFINE_string("split", "val", "DAVIS split to segment and score.")
+    flags.DEFINE_string("full_run", None, "Run folder already trained with --train_flags alone (the recipe's run, "
+                        "e.g. runs/davis16_cpu): the full-model row deploys its model.keras instead of training again.")
     flags.DEFINE_list("variants", None, "Only these variants (default: all six rows).")
     flags.DEFINE_multi_string("train_set", [], "Extra training override key=value for every variant.")
     flags.DEFINE_integer("max_size", 0, "Segment with the long side capped at this size (0 = full size).")
@@ -63,20 +66,28 @@ def _write_text(path: str, text: str) -> None:
 
 def main(argv: List[str]) -> int:
     del argv
-    from maskrnn_tf.experiments.ablation import ablation_markdown, read_scores, select_variants, variant_overrides
+    from maskrnn_tf.experiments.ablation import (ablation_markdown, read_scores, select_variants, training_variant,
+                                                 variant_overrides)
     py = sys.executable
     variants = select_variants(FLAGS.variants)
+    full_run = os.path.abspath(os.path.expanduser(FLAGS.full_run)) if FLAGS.full_run else None
+    if full_run and not os.path.isfile(os.path.join(full_run, "model.keras")):
+        raise app.UsageError(f"--full_run={FLAGS.full_run}: no model.keras there; train it first "
+                             f"(python -m maskrnn_tf.train --flagfile={FLAGS.train_flags} --run_dir=...).")
     root = os.path.abspath(FLAGS.run_root)
     os.makedirs(root, exist_ok=True)
     columns = [0] + ([FLAGS.finetune_steps] if FLAGS.finetune_steps else [])
     rows = []
     for variant in variants:
-        run_dir = os.path.join(root, variant.name)
+        trainer = training_variant(variant)
+        full = full_run is not None and all(
+            (variant.flow_stream, variant.warp_mask, variant.loc_train, variant.loc_apply, variant.rnn))
+        run_dir = full_run if full else os.path.join(root, trainer.name)
         model = os.path.join(run_dir, "model.keras")
         timing = os.path.join(run_dir, "train_seconds.txt")
-        # -- train (skipped when the run already finished) -------------------------------------------------
+        # -- train (skipped when the run already finished or is shared) ------------------------------------
         if not os.path.isfile(model):
-            sets = [f"--set={k}={json.dumps(v)}" for k, v in variant_overrides(variant).items()]
+            sets = [f"--set={k}={json.dumps(v)}" for k, v in variant_overrides(trainer).items()]
             sets += [f"--set={item}" for item in FLAGS.train_set]
             seconds = _run([py, "-m", "maskrnn_tf.train", f"--flagfile={FLAGS.train_flags}", f"--run_dir={run_dir}",
                             *sets])
@@ -85,12 +96,13 @@ def main(argv: List[str]) -> int:
         # -- segment and score, without and with online finetuning ----------------------------------------
         scores = []
         for steps in columns:
-            results = os.path.join(run_dir, f"results_ft{steps}")
+            results = os.path.join(root, variant.name, f"results_ft{steps}")
             if not os.path.isdir(results):
                 _run([py, "-m", "maskrnn_tf.segment", f"--davis_root={FLAGS.davis_root}", f"--split={FLAGS.split}",
                       f"--model={model}", f"--output={results}", f"--max_size={FLAGS.max_size}",
                       f"--finetune_steps={steps}", f"--finetune_lr={FLAGS.finetune_lr}", f"--flow={FLAGS.flow}",
                       f"--finetune_loc_weight={FLAGS.finetune_loc_weight}",
+                      "--apply_localization" if variant.loc_apply else "--noapply_localization",
                       "--finetune_class_balance" if FLAGS.finetune_class_balance else "--nofinetune_class_balance",
                       *([f"--flo_dir={FLAGS.flo_dir}"] if FLAGS.flo_dir else []), "--noprogress"])
             if read_scores(results, FLAGS.split) is None:

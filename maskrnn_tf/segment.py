@@ -51,6 +51,9 @@ flags.DEFINE_bool("jit_compile", False, "XLA-compile the model step.")
 flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16"],
                   "Compute precision of the model (and of online finetuning): auto = bfloat16 on a CPU with AMX, "
                   "else float32.")
+flags.DEFINE_bool("apply_localization", None, "Restrict each mask to its enlarged predicted box (the paper's "
+                  "'Apply'); default: as the model was trained. --noapply_localization deploys the segmentation net "
+                  "alone (the paper's 'Train' row).")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder (after the new one is complete).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
@@ -87,7 +90,8 @@ def main(argv) -> int:
         # float16 is not offered: online finetuning has no loss scaling. On a GPU, auto means float32.
         precision = resolve_precision(FLAGS.precision)
         precision = "float32" if precision == "float16" else precision
-        model = inference.load_model(FLAGS.model, precision=precision)
+        overrides = {} if FLAGS.apply_localization is None else {"apply_localization": FLAGS.apply_localization}
+        model = inference.load_model(FLAGS.model, precision=precision, overrides=overrides)
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
         if FLAGS.finetune_steps:
             config = inference.FinetuneConfig(steps=FLAGS.finetune_steps, learning_rate=FLAGS.finetune_lr,

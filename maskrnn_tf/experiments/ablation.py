@@ -2,12 +2,15 @@
 
 Each row adds one component to the previous one, as in the paper: the appearance stream alone (fed the
 previous mask where it was), the flow stream, warping the mask with the flow, the localization loss, applying
-the localization box, and recurrent training (stage B). Rows without 'RNN' train stage A only.
+the localization box, and recurrent training (stage B). Rows without 'RNN' train stage A only, so
+'+ Loc. net: apply' deploys the network trained for '+ Loc. net: train' with the box switched on (see
+`training_variant`): the paper's two rows differ only in what is deployed.
 """
 from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -52,6 +55,23 @@ def variant_overrides(variant: AblationVariant) -> Dict[str, object]:
     return out
 
 
+def training_variant(variant: AblationVariant) -> AblationVariant:
+    """The row whose trained network `variant` deploys (often itself).
+
+    Without recurrent training, applying the box changes nothing in training: stage A feeds a perturbed
+    ground-truth mask (not the model's restricted prediction) and its losses are on the unrestricted logits
+    and the box deltas. So a stage-A-only row that applies the box deploys the network of the same row
+    without it, switched on at segmentation (`segment --apply_localization`); one training less.
+    """
+    if variant.rnn or not variant.loc_apply:
+        return variant
+    wanted = dataclasses.replace(variant, loc_apply=False)
+    for other in ABLATION_VARIANTS:
+        if dataclasses.replace(other, name=wanted.name, label=wanted.label) == wanted:
+            return other
+    return variant
+
+
 def read_scores(results_dir: str, split: str = "val") -> Optional[Dict[str, float]]:
     """The global scores `python -m maskrnn_tf.evaluate` wrote into `results_dir` (None if not there yet)."""
     path = os.path.join(results_dir, f"global_results-{split}.csv")
@@ -80,7 +100,7 @@ def ablation_markdown(
     """A markdown table: components, J-Mean / F-Mean without and with online finetuning, training minutes.
 
     rows: (variant, scores without finetuning, scores with finetuning, training seconds) per variant; scores
-    are `read_scores` dicts (fractions; shown in %), None where not measured.
+    are `read_scores` dicts (fractions; shown in %), None where not measured; seconds NaN where not known.
     """
     lines = [
         "| Row | FStream | Warp mask | Loc. train | Loc. apply | RNN | J w/o FT | F w/o FT | J w/ FT | F w/ FT "
@@ -92,7 +112,7 @@ def ablation_markdown(
             f"| {variant.label} | {_mark(variant.flow_stream)} | {_mark(variant.warp_mask)} | "
             f"{_mark(variant.loc_train)} | {_mark(variant.loc_apply)} | {_mark(variant.rnn)} | "
             f"{_pct(plain, 'J-Mean')} | {_pct(plain, 'F-Mean')} | {_pct(tuned, 'J-Mean')} | {_pct(tuned, 'F-Mean')} "
-            f"| {seconds / 60.0:.1f} |"
+            f"| {'-' if math.isnan(seconds) else f'{seconds / 60.0:.1f}'} |"
         )
     return "\n".join(lines) + "\n"
 

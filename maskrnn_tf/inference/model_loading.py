@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 import keras
 import tensorflow as tf
@@ -64,16 +64,23 @@ def _load_checkpoint(prefix: str, run_dir: str) -> MaskRNN:
     return model
 
 
-def load_model(path: str, precision: Optional[str] = None) -> MaskRNN:
+def load_model(
+    path: str, precision: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None
+) -> MaskRNN:
     """Loads a MaskRNN (see the module docstring for what `path` may be).
 
     precision: None keeps what loading gives (Keras rebuilds nested trunks under the global policy, float32
       by default, whatever the model was trained with); 'float32', 'bfloat16' or 'float16' rebuilds the network
       to compute in that precision (weights stay float32).
+    overrides: deployment switches of MaskRNNConfig to change (e.g. {"apply_localization": False}, the paper's
+      'Train' row: the localization net trained but not applied), rebuilt in `precision` (float32 when None);
+      ValueError for one that changes weights.
     Raises ModelLoadError naming the path when nothing loadable is there.
     """
     model = _load_any(os.fspath(path))
-    return model if precision is None else rebuild_with_precision(model, precision)
+    if precision is None and not overrides:
+        return model
+    return rebuild_with_precision(model, precision or "float32", overrides)
 
 
 def _load_any(path: str) -> MaskRNN:

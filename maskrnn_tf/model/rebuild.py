@@ -1,5 +1,7 @@
-"""Rebuilding a MaskRNN under another compute precision (Keras mixed-precision policy)."""
+"""Rebuilding a MaskRNN under another compute precision (Keras mixed-precision policy) or deployment switch."""
 from __future__ import annotations
+
+from typing import Any, Mapping, Optional
 
 import keras
 
@@ -19,10 +21,16 @@ def _all_compute_dtypes(layer: keras.layers.Layer) -> set:
     return out
 
 
-def rebuild_with_precision(model: MaskRNN, precision: str) -> MaskRNN:
+def rebuild_with_precision(
+    model: MaskRNN, precision: str, overrides: Optional[Mapping[str, Any]] = None
+) -> MaskRNN:
     """A copy of `model` built under the Keras policy for `precision` with the same (float32) weights.
 
-    Returns `model` itself when every layer with weights already computes in `precision`. Otherwise the network
+    overrides: MaskRNNConfig fields to change on the copy that leave the weights as they are (deployment
+      switches such as `apply_localization` or `box_enlarge`); one that changes a weight's shape raises
+      ValueError naming it.
+    Returns `model` itself when every layer with weights already computes in `precision` and `overrides`
+    changes nothing. Otherwise the network
     is rebuilt under `mixed_<precision>` (or float32): variables stay float32, compute runs in the lower
     precision and the model casts its outputs back to float32; weights are copied one to one. Needed after
     `keras.models.load_model`, which rebuilds the nested VGG trunks under the global policy (float32), whatever
@@ -31,15 +39,23 @@ def rebuild_with_precision(model: MaskRNN, precision: str) -> MaskRNN:
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}; choose one of {PRECISIONS}.")
     compute = "float32" if precision == "float32" else precision
-    if _all_compute_dtypes(model) == {compute} and model.compute_dtype == compute:
+    config = model.config.override(dict(overrides or {}))
+    same_dtypes = _all_compute_dtypes(model) == {compute} and model.compute_dtype == compute
+    if same_dtypes and config == model.config:
         return model
     policy = "float32" if precision == "float32" else f"mixed_{precision}"
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     try:
         # vgg_weights=None: the weights are copied below, so nothing must be downloaded or read again.
-        copy = MaskRNN(model.config.override({"vgg_weights": None}))
+        copy = MaskRNN(config.override({"vgg_weights": None}))
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    copy.set_weights(model.get_weights())
+    try:
+        copy.set_weights(model.get_weights())
+    except ValueError as err:
+        raise ValueError(
+            f"rebuild: the overrides {dict(overrides or {})} change the network's weights; only deployment "
+            f"switches (for example apply_localization, box_enlarge) can be changed on a trained model ({err})."
+        ) from err
     return copy

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from maskrnn_tf.experiments.ablation import (ABLATION_VARIANTS, ablation_markdown, read_scores, select_variants,
-                                             variant_overrides)
+                                             training_variant, variant_overrides)
 from maskrnn_tf.training.config import TrainConfig
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -33,14 +33,26 @@ def test_overrides_switch_the_config_and_keep_enabled_values():
         select_variants(["nope"])
 
 
+def test_only_the_stage_a_apply_row_shares_a_training():
+    shared = {v.name: training_variant(v).name for v in ABLATION_VARIANTS}
+    assert shared == {"astream": "astream", "fstream": "fstream", "warp": "warp", "loc_train": "loc_train",
+                      "loc_apply": "loc_train", "rnn": "rnn"}
+    base = TrainConfig().override({"loss.loc_weight": 0.1})
+    apply_row, train_row = select_variants(["loc_train", "loc_apply"])[::-1]
+    trained = base.override(variant_overrides(training_variant(apply_row)))
+    assert trained == base.override(variant_overrides(train_row)) and trained.stage_b_steps == 0
+
+
 def test_scores_and_markdown(tmp_path):
     (tmp_path / "global_results-val.csv").write_text("J&F-Mean,J-Mean,F-Mean\n0.5,0.61234,0.38766\n")
     scores = read_scores(str(tmp_path))
     assert scores == {"J&F-Mean": 0.5, "J-Mean": 0.61234, "F-Mean": 0.38766}
     assert read_scores(str(tmp_path / "missing")) is None
-    table = ablation_markdown([(ABLATION_VARIANTS[0], scores, None, 90.0), (ABLATION_VARIANTS[-1], None, scores, 30)])
+    table = ablation_markdown([(ABLATION_VARIANTS[0], scores, None, 90.0), (ABLATION_VARIANTS[-1], None, scores, 30),
+                               (ABLATION_VARIANTS[1], None, None, float("nan"))])
     lines = table.strip().splitlines()
-    assert len(lines) == 4
+    assert len(lines) == 5
+    assert lines[4] == "| + FStream | x |  |  |  |  | - | - | - | - | - |"
     assert lines[2] == "| AStream |  |  |  |  |  | 61.2 | 38.8 | - | - | 1.5 |"
     assert lines[3] == "| + RNN (full model) | x | x | x | x | x | - | - | 61.2 | 38.8 | 0.5 |"
 
@@ -58,19 +70,33 @@ def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
     ]) + "\n")
     root = tmp_path / "ablation"
     cmd = [sys.executable, "-m", "maskrnn_tf.ablation", f"--train_flags={flagfile}", f"--run_root={root}",
-           f"--davis_root={davis}", "--variants=astream,rnn", "--finetune_steps=0", "--max_size=48",
+           f"--davis_root={davis}", "--variants=astream,loc_apply,rnn", "--finetune_steps=0", "--max_size=48",
            "--flow=flo", f"--flo_dir={davis}/flow"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     table = (root / "ablation.md").read_text()
     rows = table.strip().splitlines()[2:]
-    assert [r.split("|")[1].strip() for r in rows] == ["AStream", "+ RNN (full model)"]
-    for name in ("astream", "rnn"):
+    assert [r.split("|")[1].strip() for r in rows] == ["AStream", "+ Loc. net: apply", "+ RNN (full model)"]
+    for name in ("astream", "loc_apply", "rnn"):
         assert read_scores(str(root / name / "results_ft0")) is not None
     config = (root / "astream" / "config.json").read_text()
     assert '"use_flow_stream": false' in config and '"stage_b_steps": 0' in config
+    # The apply row deployed the loc_train network (trained once, box off) with the box switched on.
+    assert not (root / "loc_apply" / "config.json").exists()
+    assert '"apply_localization": false' in (root / "loc_train" / "config.json").read_text()
+    assert run.stdout.count(" --apply_localization ") == 2 and run.stdout.count(" --noapply_localization ") == 1
     # A second call finds everything done and only rewrites the table.
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "maskrnn_tf.train" not in again.stdout
     assert (root / "ablation.md").read_text() == table
+    # --full_run deploys an existing run of the flag file for the full-model row instead of training it.
+    reused = subprocess.run(cmd[:4] + [f"--run_root={tmp_path / 'reuse'}", cmd[5], f"--full_run={root / 'rnn'}",
+                                       "--variants=rnn"] + cmd[7:], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert reused.returncode == 0, reused.stdout[-3000:] + reused.stderr[-3000:]
+    assert "maskrnn_tf.train" not in reused.stdout and f"--model={root / 'rnn' / 'model.keras'}" in reused.stdout
+    assert read_scores(str(tmp_path / "reuse" / "rnn" / "results_ft0")) == read_scores(str(root / "rnn" / "results_ft0"))
+    missing = subprocess.run(cmd + [f"--full_run={tmp_path / 'nothing'}"], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert missing.returncode != 0 and "no model.keras there" in missing.stderr
