@@ -1,7 +1,7 @@
 """Runs the paper's Table 2 ablation with the project's own CLIs and writes the table.
 
     python -m maskrnn_tf.ablation --train_flags=davis16_cpu.flags --run_root=runs/ablation \
-        --davis_root=../shared/data/DAVIS-2016 --max_size=432 --finetune_steps=200
+        --davis_root=../shared/data/DAVIS-2016 --max_size=432 --finetune_steps=50
 
 For every variant (maskrnn_tf.experiments.ABLATION_VARIANTS, or --variants=a,b): train with the flag file plus
 the variant's switches, segment the split without and with online finetuning, score both, and write
@@ -17,7 +17,7 @@ import shlex
 import subprocess
 import sys
 import time
-from typing import List
+from typing import List, Optional
 
 from absl import app, flags
 
@@ -35,7 +35,8 @@ def define_flags() -> None:
     flags.DEFINE_list("variants", None, "Only these variants (default: all six rows).")
     flags.DEFINE_multi_string("train_set", [], "Extra training override key=value for every variant.")
     flags.DEFINE_integer("max_size", 0, "Segment with the long side capped at this size (0 = full size).")
-    flags.DEFINE_integer("finetune_steps", 200, "Online finetuning steps of the 'with finetuning' columns (0: none).")
+    flags.DEFINE_integer("finetune_steps", 50, "Online finetuning steps of the 'with finetuning' columns "
+                         "(0: none; davis16_cpu.flags' recipe uses 50).")
     flags.DEFINE_float("finetune_lr", 1e-5, "Online finetuning learning rate.")
     flags.DEFINE_float("finetune_loc_weight", 0.1, "Online finetuning localization loss weight.")
     flags.DEFINE_bool("finetune_class_balance", False, "Online finetuning with the class-balanced BCE (else plain).")
@@ -44,14 +45,28 @@ def define_flags() -> None:
     flags.mark_flags_as_required(["train_flags", "davis_root"])
 
 
-def _run(args: List[str]) -> float:
-    """Runs one project CLI, echoing it; returns its wall time. A failure stops the ablation."""
+def _run(args: List[str], clock: Optional[str] = None) -> float:
+    """Runs one project CLI, echoing it; returns its wall time. A failure stops the ablation.
+
+    clock: a file that accumulates the wall time across interrupted calls (rewritten every 30 s): training
+      resumes from its checkpoints, so its time is that of every call that worked on it.
+    """
     print("\n$ " + " ".join(shlex.quote(a) for a in args), flush=True)
+    before = float(open(clock, encoding="utf-8").read()) if clock and os.path.isfile(clock) else 0.0
     started = time.time()
-    code = subprocess.call(args)
+    process = subprocess.Popen(args)
+    while True:
+        try:
+            code = process.wait(timeout=30)
+            break
+        except subprocess.TimeoutExpired:
+            if clock:
+                _write_text(clock, f"{before + time.time() - started:.1f}\n")
+    if clock:
+        _write_text(clock, f"{before + time.time() - started:.1f}\n")
     if code != 0:
         raise SystemExit(f"ablation: the command above failed with exit code {code}.")
-    return time.time() - started
+    return before + time.time() - started
 
 
 def _write_text(path: str, text: str) -> None:
@@ -89,9 +104,10 @@ def main(argv: List[str]) -> int:
         if not os.path.isfile(model):
             sets = [f"--set={k}={json.dumps(v)}" for k, v in variant_overrides(trainer).items()]
             sets += [f"--set={item}" for item in FLAGS.train_set]
-            seconds = _run([py, "-m", "maskrnn_tf.train", f"--flagfile={FLAGS.train_flags}", f"--run_dir={run_dir}",
-                            *sets])
-            _write_text(timing, f"{seconds:.1f}\n")
+            os.makedirs(run_dir, exist_ok=True)
+            _run([py, "-m", "maskrnn_tf.train", f"--flagfile={FLAGS.train_flags}", f"--run_dir={run_dir}", *sets],
+                 clock=timing + ".partial")
+            os.replace(timing + ".partial", timing)
         seconds = float(open(timing, encoding="utf-8").read()) if os.path.isfile(timing) else float("nan")
         # -- segment and score, without and with online finetuning ----------------------------------------
         scores = []

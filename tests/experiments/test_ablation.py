@@ -57,6 +57,17 @@ def test_scores_and_markdown(tmp_path):
     assert lines[3] == "| + RNN (full model) | x | x | x | x | x | - | - | 61.2 | 38.8 | 0.5 |"
 
 
+def test_the_training_clock_adds_up_across_interrupted_calls(tmp_path):
+    from maskrnn_tf.ablation import _run
+
+    clock = tmp_path / "train_seconds.txt.partial"
+    clock.write_text("100.0\n")  # what an interrupted first call left
+    seconds = _run([sys.executable, "-c", "import time; time.sleep(0.2)"], clock=str(clock))
+    assert 100.2 <= seconds < 130 and float(clock.read_text()) == pytest.approx(seconds, abs=0.1)
+    with pytest.raises(SystemExit, match="exit code 3"):
+        _run([sys.executable, "-c", "raise SystemExit(3)"])
+
+
 def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
     from maskrnn_tf.demo import write_heldout_davis
 
@@ -80,6 +91,8 @@ def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
     assert [r.split("|")[1].strip() for r in rows] == ["AStream", "+ Loc. net: apply", "+ RNN (full model)"]
     for name in ("astream", "loc_apply", "rnn"):
         assert read_scores(str(root / name / "results_ft0")) is not None
+    assert float((root / "astream" / "train_seconds.txt").read_text()) > 0
+    assert not (root / "astream" / "train_seconds.txt.partial").exists()
     config = (root / "astream" / "config.json").read_text()
     assert '"use_flow_stream": false' in config and '"stage_b_steps": 0' in config
     # The apply row deployed the loc_train network (trained once, box off) with the box switched on.
