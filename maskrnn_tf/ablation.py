@@ -6,8 +6,9 @@
 For every variant (maskrnn_tf.experiments.ABLATION_VARIANTS, or --variants=a,b): train with the flag file plus
 the variant's switches, segment the split without and with online finetuning, score both, and write
 `<run_root>/ablation.md`. '+ Loc. net: apply' deploys the '+ Loc. net: train' network with the box on (their
-trainings are the same), and --full_run=<the recipe's run folder> reuses that training for the full-model row. Each piece is skipped when its output is already complete (model.keras, a results
-folder, its CSV), so an interrupted ablation resumes where it stopped.
+trainings are the same), and --full_run=<the recipe's run folder> reuses that training for the full-model row.
+Each piece is skipped when its output is already complete (model.keras, a results folder, its CSV), so an
+interrupted ablation resumes where it stopped.
 """
 from __future__ import annotations
 
