@@ -8,13 +8,16 @@ the variant's switches, segment the split without and with online finetuning, sc
 `<run_root>/ablation.md`. '+ Loc. net: apply' deploys the '+ Loc. net: train' network with the box on (their
 trainings are the same), and --full_run=<the recipe's run folder> reuses that training for the full-model row.
 Each piece is skipped when its output is already complete (model.keras, a results folder, its CSV), so an
-interrupted ablation resumes where it stopped.
+interrupted ablation resumes where it stopped; a finished training or a results folder made with other settings
+(another flag file, finetuning setting, retrained model) is refused, not reused. The table always lists every
+row measured so far under --run_root, so --variants=a,b adds rows instead of replacing the table.
 """
 from __future__ import annotations
 
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -50,21 +53,29 @@ def _run(args: List[str], clock: Optional[str] = None) -> float:
     """Runs one project CLI, echoing it; returns its wall time. A failure stops the ablation.
 
     clock: a file that accumulates the wall time across interrupted calls (rewritten every 30 s): training
-      resumes from its checkpoints, so its time is that of every call that worked on it.
+      resumes from its checkpoints, so its time is that of every call that worked on it. It is wall time:
+      other jobs on the machine inflate it.
+    If the driver is stopped (Ctrl-C, SIGTERM), the command gets SIGTERM too (training then saves a checkpoint)
+    and the driver waits for it: no orphan keeps writing into the run folder.
     """
     print("\n$ " + " ".join(shlex.quote(a) for a in args), flush=True)
     before = float(open(clock, encoding="utf-8").read()) if clock and os.path.isfile(clock) else 0.0
     started = time.time()
     process = subprocess.Popen(args)
-    while True:
-        try:
-            code = process.wait(timeout=30)
-            break
-        except subprocess.TimeoutExpired:
-            if clock:
-                _write_text(clock, f"{before + time.time() - started:.1f}\n")
-    if clock:
-        _write_text(clock, f"{before + time.time() - started:.1f}\n")
+    try:
+        while True:
+            try:
+                code = process.wait(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                if clock:
+                    _write_text(clock, f"{before + time.time() - started:.1f}\n")
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait()
+        if clock:
+            _write_text(clock, f"{before + time.time() - started:.1f}\n")
     if code != 0:
         raise SystemExit(f"ablation: the command above failed with exit code {code}.")
     return before + time.time() - started
@@ -80,12 +91,46 @@ def _write_text(path: str, text: str) -> None:
     atomic_write(path, write)
 
 
+def _read_json(path: str) -> Optional[dict]:
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _expected_config(sets: List[str]) -> dict:
+    """The config.json `python -m maskrnn_tf.train --flagfile=<train_flags> <sets>` would write."""
+    args = [sys.executable, "-m", "maskrnn_tf.train", f"--flagfile={FLAGS.train_flags}", "--print_config", *sets]
+    done = subprocess.run(args, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"ablation: {' '.join(args[2:])} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def _check_trained(run_dir: str, sets: List[str], hint: str) -> None:
+    """Refuses to deploy a finished run whose config.json is not what the flag file and switches give."""
+    from maskrnn_tf.training.run_dir import config_diff
+
+    stored = _read_json(os.path.join(run_dir, "config.json"))
+    diff = ["no config.json"] if stored is None else config_diff(stored, _expected_config(sets))
+    if diff:
+        raise app.UsageError(f"{run_dir} was trained with another config than --train_flags={FLAGS.train_flags} "
+                             f"and this row's switches ({'; '.join(diff[:6])}); {hint}")
+
+
+def _on_sigterm(signum, frame) -> None:
+    del frame
+    raise SystemExit(128 + signum)
+
+
 def main(argv: List[str]) -> int:
     del argv
-    from maskrnn_tf.experiments.ablation import (ablation_markdown, read_scores, select_variants, training_variant,
-                                                 variant_overrides)
+    from maskrnn_tf.experiments.ablation import (ABLATION_VARIANTS, ablation_markdown, finetune_loc_weight,
+                                                 read_scores, record_mismatch, results_record, select_variants,
+                                                 training_variant, variant_overrides)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # stop the running command too (see _run)
     py = sys.executable
-    variants = select_variants(FLAGS.variants)
+    selected = {v.name for v in select_variants(FLAGS.variants)}
     full_run = os.path.abspath(os.path.expanduser(FLAGS.full_run)) if FLAGS.full_run else None
     if full_run and not os.path.isfile(os.path.join(full_run, "model.keras")):
         raise app.UsageError(f"--full_run={FLAGS.full_run}: no model.keras there; train it first "
@@ -93,40 +138,69 @@ def main(argv: List[str]) -> int:
     root = os.path.abspath(FLAGS.run_root)
     os.makedirs(root, exist_ok=True)
     columns = [0] + ([FLAGS.finetune_steps] if FLAGS.finetune_steps else [])
+    checked = set()
     rows = []
-    for variant in variants:
+    # Every row is in the table; rows not in --variants show what earlier calls measured with these settings.
+    for variant in ABLATION_VARIANTS:
+        work = variant.name in selected
         trainer = training_variant(variant)
         full = full_run is not None and all(
             (variant.flow_stream, variant.warp_mask, variant.loc_train, variant.loc_apply, variant.rnn))
         run_dir = full_run if full else os.path.join(root, trainer.name)
         model = os.path.join(run_dir, "model.keras")
         timing = os.path.join(run_dir, "train_seconds.txt")
+        sets = [f"--set={k}={json.dumps(v)}" for k, v in variant_overrides(trainer).items()]
+        sets += [f"--set={item}" for item in FLAGS.train_set]
         # -- train (skipped when the run already finished or is shared) ------------------------------------
-        if not os.path.isfile(model):
-            sets = [f"--set={k}={json.dumps(v)}" for k, v in variant_overrides(trainer).items()]
-            sets += [f"--set={item}" for item in FLAGS.train_set]
+        if work and not os.path.isfile(model):
             os.makedirs(run_dir, exist_ok=True)
             _run([py, "-m", "maskrnn_tf.train", f"--flagfile={FLAGS.train_flags}", f"--run_dir={run_dir}", *sets],
                  clock=timing + ".partial")
             os.replace(timing + ".partial", timing)
+        elif work and run_dir not in checked:
+            # A finished run is deployed only if it is this row's training (the flag file may have changed).
+            _check_trained(run_dir, sets, "pass --full_run=<a run of the flag file>" if full else
+                           "delete that folder to train it again, or use another --run_root.")
+        if work:
+            checked.add(run_dir)
         seconds = float(open(timing, encoding="utf-8").read()) if os.path.isfile(timing) else float("nan")
         # -- segment and score, without and with online finetuning ----------------------------------------
         scores = []
         for steps in columns:
             results = os.path.join(root, variant.name, f"results_ft{steps}")
-            if not os.path.isdir(results):
-                _run([py, "-m", "maskrnn_tf.segment", f"--davis_root={FLAGS.davis_root}", f"--split={FLAGS.split}",
-                      f"--model={model}", f"--output={results}", f"--max_size={FLAGS.max_size}",
-                      f"--finetune_steps={steps}", f"--finetune_lr={FLAGS.finetune_lr}", f"--flow={FLAGS.flow}",
-                      f"--finetune_loc_weight={FLAGS.finetune_loc_weight}",
-                      "--apply_localization" if variant.loc_apply else "--noapply_localization",
-                      "--finetune_class_balance" if FLAGS.finetune_class_balance else "--nofinetune_class_balance",
-                      *([f"--flo_dir={FLAGS.flo_dir}"] if FLAGS.flo_dir else []), "--noprogress"])
+            args = [py, "-m", "maskrnn_tf.segment", f"--davis_root={FLAGS.davis_root}", f"--split={FLAGS.split}",
+                    f"--model={model}", f"--output={results}", f"--max_size={FLAGS.max_size}",
+                    f"--flow={FLAGS.flow}", *([f"--flo_dir={FLAGS.flo_dir}"] if FLAGS.flo_dir else []),
+                    "--apply_localization" if variant.loc_apply else "--noapply_localization",
+                    f"--finetune_steps={steps}", "--noprogress"]
+            if steps:
+                args += [f"--finetune_lr={FLAGS.finetune_lr}",
+                         f"--finetune_loc_weight={finetune_loc_weight(variant, FLAGS.finetune_loc_weight)}",
+                         "--finetune_class_balance" if FLAGS.finetune_class_balance else "--nofinetune_class_balance"]
+            record_path = os.path.join(results, "ablation_record.json")
+            if os.path.isdir(results) and os.path.isfile(model):
+                mismatch = record_mismatch(_read_json(record_path), results_record(args[3:], model))
+                if mismatch and work:
+                    raise app.UsageError(f"{results} was made with other settings ({'; '.join(mismatch)}); "
+                                         "delete it to segment again, or use another --run_root.")
+                if mismatch:
+                    scores.append(None)
+                    continue
+            elif not work or not os.path.isfile(model):
+                scores.append(None)
+                continue
+            else:
+                _run(args)
+                _write_text(record_path, json.dumps(results_record(args[3:], model), indent=1) + "\n")
             if read_scores(results, FLAGS.split) is None:
+                if not work:
+                    scores.append(None)
+                    continue
                 _run([py, "-m", "maskrnn_tf.evaluate", f"--davis_root={FLAGS.davis_root}", f"--results={results}",
                       f"--split={FLAGS.split}"])
             scores.append(read_scores(results, FLAGS.split))
-        rows.append((variant, scores[0], scores[1] if len(scores) > 1 else None, seconds))
+        if work or any(scores):
+            rows.append((variant, scores[0], scores[1] if len(scores) > 1 else None, seconds))
     table = ablation_markdown(rows)
     _write_text(os.path.join(root, "ablation.md"), table)
     print(f"\n{table}\nwritten to {os.path.join(root, 'ablation.md')}", flush=True)

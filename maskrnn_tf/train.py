@@ -60,6 +60,8 @@ def define_flags() -> None:
     if "run_dir" in FLAGS:
         return
     flags.DEFINE_string("run_dir", None, "Run directory (config.json, checkpoints/, logs/, model.keras).")
+    flags.DEFINE_bool("print_config", False, "Print the resolved config (the config.json a run would write) and "
+                      "exit without training; --run_dir is not needed.")
     flags.DEFINE_bool("overwrite_config", False, "Reuse --run_dir even though its config.json differs.")
     flags.DEFINE_string("profile_steps", None, "A,B: trace global steps A..B with the TF profiler.")
     flags.DEFINE_multi_string("set", [], "Extra config override key=value (dotted key, JSON value).")
@@ -71,7 +73,8 @@ def define_flags() -> None:
             flags.DEFINE_enum(name, None, kind[5:].split(","), text)
         else:
             getattr(flags, f"DEFINE_{kind}")(name, None, text)
-    flags.mark_flag_as_required("run_dir")
+    flags.register_validator("run_dir", lambda value: bool(value) or FLAGS.print_config,
+                             message="--run_dir is required (unless --print_config).")
 
 
 def overrides_from_flags() -> Dict[str, Any]:
@@ -102,6 +105,16 @@ def _parse_profile(text: Optional[str]) -> Optional[Tuple[int, int]]:
 def main(argv: List[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from maskrnn_tf.training.config import TrainConfig
+
+    try:
+        config = TrainConfig().override(overrides_from_flags())
+    except (ValueError, TypeError) as err:
+        print(f"error: bad configuration: {err}", file=sys.stderr)
+        return 2
+    if FLAGS.print_config:
+        print(config.to_json(), flush=True)
+        return 0
     import tensorflow as tf
 
     # TF's checkpoint saver logs one INFO line per save ("Sharding callback duration") through absl: noise on
@@ -114,16 +127,10 @@ def main(argv: List[str]) -> int:
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    from maskrnn_tf.training.config import TrainConfig
     from maskrnn_tf.training.inputs import DataNotFoundError
     from maskrnn_tf.training.loop import NonFiniteLossError, TrainingInterrupted, train
     from maskrnn_tf.training.run_dir import ConfigMismatchError
 
-    try:
-        config = TrainConfig().override(overrides_from_flags())
-    except (ValueError, TypeError) as err:
-        print(f"error: bad configuration: {err}", file=sys.stderr)
-        return 2
     run_dir = os.path.abspath(FLAGS.run_dir)
     print(f"run dir {run_dir}\nTensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
     try:

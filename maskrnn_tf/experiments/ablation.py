@@ -72,6 +72,36 @@ def training_variant(variant: AblationVariant) -> AblationVariant:
     return variant
 
 
+def finetune_loc_weight(variant: AblationVariant, weight: float) -> float:
+    """The localization-loss weight of `variant`'s online finetuning: `weight` where its network was trained
+    with the loss, else 0 (its box head is untrained, and the box loss would reach the trunk through conv5_3)."""
+    return weight if training_variant(variant).loc_train else 0.0
+
+
+def results_record(segment_args: Sequence[str], model_path: str) -> Dict[str, object]:
+    """What a results folder was made from: the segment arguments (without --output and --[no]progress) and
+    the model file's size and modification time (a retrained model is a different model)."""
+    stat = os.stat(model_path)
+    args = [a for a in segment_args if not a.startswith(("--output=", "--progress", "--noprogress"))]
+    return {"segment_args": args, "model": os.path.abspath(model_path), "model_bytes": stat.st_size,
+            "model_mtime": round(stat.st_mtime, 3)}
+
+
+def record_mismatch(stored: Optional[Mapping[str, object]], wanted: Mapping[str, object]) -> List[str]:
+    """Why a results folder's stored record differs from the wanted one (empty when they are the same)."""
+    if stored is None:
+        return ["no record of how it was made"]
+    out = []
+    for key in sorted(set(stored) | set(wanted)):
+        if key == "segment_args":
+            old, new = set(stored.get(key) or ()), set(wanted.get(key) or ())
+            if old != new:
+                out.append(f"segment arguments: stored {sorted(old - new)}, now {sorted(new - old)}")
+        elif stored.get(key) != wanted.get(key):
+            out.append(f"{key}: stored {stored.get(key)!r}, now {wanted.get(key)!r}")
+    return out
+
+
 def read_scores(results_dir: str, split: str = "val") -> Optional[Dict[str, float]]:
     """The global scores `python -m maskrnn_tf.evaluate` wrote into `results_dir` (None if not there yet)."""
     path = os.path.join(results_dir, f"global_results-{split}.csv")
@@ -94,13 +124,21 @@ def _pct(scores: Optional[Mapping[str, float]], key: str) -> str:
     return f"{100.0 * scores[key]:.1f}"
 
 
+def _minutes(variant: AblationVariant, seconds: float) -> str:
+    if math.isnan(seconds):
+        return "-"
+    shared = training_variant(variant) is not variant
+    return f"{seconds / 60.0:.1f}" + (" (shared)" if shared else "")
+
+
 def ablation_markdown(
     rows: Sequence[Tuple[AblationVariant, Optional[Mapping[str, float]], Optional[Mapping[str, float]], float]],
 ) -> str:
     """A markdown table: components, J-Mean / F-Mean without and with online finetuning, training minutes.
 
     rows: (variant, scores without finetuning, scores with finetuning, training seconds) per variant; scores
-    are `read_scores` dicts (fractions; shown in %), None where not measured; seconds NaN where not known.
+    are `read_scores` dicts (fractions; shown in %), None where not measured; seconds NaN where not known. A
+    row that deploys another row's training shows that training's minutes, marked '(shared)'.
     """
     lines = [
         "| Row | FStream | Warp mask | Loc. train | Loc. apply | RNN | J w/o FT | F w/o FT | J w/ FT | F w/ FT "
@@ -112,7 +150,7 @@ def ablation_markdown(
             f"| {variant.label} | {_mark(variant.flow_stream)} | {_mark(variant.warp_mask)} | "
             f"{_mark(variant.loc_train)} | {_mark(variant.loc_apply)} | {_mark(variant.rnn)} | "
             f"{_pct(plain, 'J-Mean')} | {_pct(plain, 'F-Mean')} | {_pct(tuned, 'J-Mean')} | {_pct(tuned, 'F-Mean')} "
-            f"| {'-' if math.isnan(seconds) else f'{seconds / 60.0:.1f}'} |"
+            f"| {_minutes(variant, seconds)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Callable
+from typing import Callable, List
 
 from maskrnn_tf.training.config import TrainConfig
 
@@ -44,7 +44,7 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigMismatchError(f"{path}: unreadable ({err}); fix or delete it, or pass --overwrite_config.")
         if stored != json.loads(config.to_json()):
-            diff = _diff(stored, json.loads(config.to_json()))
+            diff = config_diff(stored, json.loads(config.to_json()))
             raise ConfigMismatchError(
                 f"{run_dir} was created with another config ({'; '.join(diff[:8])}). Use a new --run_dir, or "
                 "pass --overwrite_config to continue this run with the new settings.")
@@ -58,12 +58,13 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
     return path
 
 
-def _diff(a, b, prefix: str = "") -> list:
+def config_diff(a: dict, b: dict, prefix: str = "") -> List[str]:
+    """The dotted keys whose values differ between two nested dicts, as 'key: stored A, now B' lines."""
     out = []
     for key in sorted(set(a) | set(b)):
         va, vb = a.get(key), b.get(key)
         if isinstance(va, dict) and isinstance(vb, dict):
-            out += _diff(va, vb, prefix + key + ".")
+            out += config_diff(va, vb, prefix + key + ".")
         elif va != vb:
             out.append(f"{prefix}{key}: stored {va!r}, now {vb!r}")
     return out

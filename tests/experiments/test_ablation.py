@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from maskrnn_tf.experiments.ablation import (ABLATION_VARIANTS, ablation_markdown, read_scores, select_variants,
-                                             training_variant, variant_overrides)
+from maskrnn_tf.experiments.ablation import (ABLATION_VARIANTS, ablation_markdown, finetune_loc_weight, read_scores,
+                                             record_mismatch, results_record, select_variants, training_variant,
+                                             variant_overrides)
 from maskrnn_tf.training.config import TrainConfig
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -43,6 +44,26 @@ def test_only_the_stage_a_apply_row_shares_a_training():
     assert trained == base.override(variant_overrides(train_row)) and trained.stage_b_steps == 0
 
 
+def test_rows_trained_without_the_box_loss_finetune_without_it():
+    weights = {v.name: finetune_loc_weight(v, 0.1) for v in ABLATION_VARIANTS}
+    assert weights == {"astream": 0.0, "fstream": 0.0, "warp": 0.0, "loc_train": 0.1, "loc_apply": 0.1, "rnn": 0.1}
+
+
+def test_results_record_tells_what_changed(tmp_path):
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"x" * 10)
+    args = ["--model=m", "--max_size=432", f"--output={tmp_path}/r", "--noprogress", "--finetune_steps=50"]
+    record = results_record(args, str(model))
+    assert record["segment_args"] == ["--model=m", "--max_size=432", "--finetune_steps=50"]
+    assert record["model_bytes"] == 10
+    assert record_mismatch(record, record) == []
+    assert record_mismatch(None, record) == ["no record of how it was made"]
+    other = results_record(["--model=m", "--max_size=240", "--finetune_steps=50"], str(model))
+    assert record_mismatch(record, other) == ["segment arguments: stored ['--max_size=432'], now ['--max_size=240']"]
+    model.write_bytes(b"y" * 11)  # retrained
+    assert record_mismatch(record, results_record(args, str(model)))[0].startswith("model_bytes: stored 10, now 11")
+
+
 def test_scores_and_markdown(tmp_path):
     (tmp_path / "global_results-val.csv").write_text("J&F-Mean,J-Mean,F-Mean\n0.5,0.61234,0.38766\n")
     scores = read_scores(str(tmp_path))
@@ -55,6 +76,8 @@ def test_scores_and_markdown(tmp_path):
     assert lines[4] == "| + FStream | x |  |  |  |  | - | - | - | - | - |"
     assert lines[2] == "| AStream |  |  |  |  |  | 61.2 | 38.8 | - | - | 1.5 |"
     assert lines[3] == "| + RNN (full model) | x | x | x | x | x | - | - | 61.2 | 38.8 | 0.5 |"
+    shared = ablation_markdown([(select_variants(["loc_apply"])[0], scores, scores, 120.0)])
+    assert shared.strip().splitlines()[2].endswith("| 2.0 (shared) |")
 
 
 def test_the_training_clock_adds_up_across_interrupted_calls(tmp_path):
@@ -66,6 +89,29 @@ def test_the_training_clock_adds_up_across_interrupted_calls(tmp_path):
     assert 100.2 <= seconds < 130 and float(clock.read_text()) == pytest.approx(seconds, abs=0.1)
     with pytest.raises(SystemExit, match="exit code 3"):
         _run([sys.executable, "-c", "raise SystemExit(3)"])
+
+
+def test_stopping_the_driver_stops_its_command(tmp_path):
+    """SIGTERM to the driver reaches the running command (training saves a checkpoint on it), and the driver
+    waits for it: no orphan goes on writing into the run folder."""
+    import signal
+    import time
+
+    pid_file, clock = tmp_path / "child.pid", tmp_path / "clock"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    driver = ("import signal, sys; from maskrnn_tf.ablation import _run, _on_sigterm; "
+              "signal.signal(signal.SIGTERM, _on_sigterm); "
+              f"_run([sys.executable, '-c', {child!r}], clock={str(clock)!r})")
+    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO)
+    deadline = time.time() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    child_pid = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):
+        os.kill(child_pid, 0)  # gone (reaped by the driver)
+    assert float(clock.read_text()) > 0  # the time spent so far is kept
 
 
 def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
@@ -113,3 +159,17 @@ def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
     missing = subprocess.run(cmd + [f"--full_run={tmp_path / 'nothing'}"], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=600)
     assert missing.returncode != 0 and "no model.keras there" in missing.stderr
+    # A run of other flags is not taken for the full model (here: the AStream run).
+    wrong = subprocess.run(cmd[:4] + [f"--run_root={tmp_path / 'wrong'}", cmd[5], f"--full_run={root / 'astream'}",
+                                      "--variants=rnn"] + cmd[7:], cwd=REPO, env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert wrong.returncode != 0 and "was trained with another config" in wrong.stderr
+    assert "model.use_flow_stream: stored False, now True" in wrong.stderr
+    # Results made with other settings are refused, not reused; rows not asked for stay in the table.
+    other = subprocess.run(cmd[:6] + ["--variants=astream"] + cmd[7:8] + ["--max_size=40"] + cmd[9:], cwd=REPO,
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert other.returncode != 0 and "was made with other settings" in other.stderr and "--max_size=40" in other.stderr
+    only = subprocess.run(cmd[:6] + ["--variants=rnn"] + cmd[7:], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert only.returncode == 0 and "maskrnn_tf.segment" not in only.stdout
+    assert (root / "ablation.md").read_text() == table

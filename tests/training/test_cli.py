@@ -87,6 +87,22 @@ def test_rerun_with_other_config_is_refused(reference_run):
 
 
 @pytest.mark.slow
+def test_print_config_is_the_config_a_run_writes(reference_run, tmp_path):
+    import sys
+
+    run_dir, _ = reference_run
+    args = [sys.executable, "-m", "maskrnn_tf.train", *train_cmd(run_dir, *STEPS, "--profile_steps=3,4")[4:]]
+    proc = subprocess.run(args + ["--print_config"], cwd=REPO, env=cli_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(os.path.join(run_dir, "config.json")) as f:
+        assert json.loads(proc.stdout) == json.load(f)
+    # No run folder is needed, none is made; without --print_config, --run_dir is required.
+    missing = subprocess.run(args, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "--run_dir is required" in missing.stderr
+
+
+@pytest.mark.slow
 def test_sigkill_then_resume_equals_uninterrupted(reference_run, tmp_path):
     ref_dir, _ = reference_run
     run_dir = str(tmp_path / "run")
