@@ -2,7 +2,8 @@
 
 Stage A (static frames) then stage B (recurrent clips); resumes from the newest checkpoint of --run_dir.
 Every config field can also be set with --set=key=value (dotted keys, e.g. --set=model.side_channels=8).
-Exit status: 0 done, 2 bad config or missing data, 3 NaN/Inf loss, 128+N stopped by signal N (checkpoint saved).
+Exit status: 0 done, 2 bad config, missing data or run dir in use by another training, 3 NaN/Inf loss,
+128+N stopped by signal N (checkpoint saved).
 """
 from __future__ import annotations
 
@@ -129,14 +130,14 @@ def main(argv: List[str]) -> int:
 
     from maskrnn_tf.training.inputs import DataNotFoundError
     from maskrnn_tf.training.loop import NonFiniteLossError, TrainingInterrupted, train
-    from maskrnn_tf.training.run_dir import ConfigMismatchError
+    from maskrnn_tf.training.run_dir import ConfigMismatchError, RunDirBusyError
 
     run_dir = os.path.abspath(FLAGS.run_dir)
     print(f"run dir {run_dir}\nTensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
     try:
         result = train(config, run_dir, overwrite_config=FLAGS.overwrite_config,
                        profile_steps=_parse_profile(FLAGS.profile_steps), printer=lambda s: print(s, flush=True))
-    except (DataNotFoundError, ConfigMismatchError) as err:
+    except (DataNotFoundError, ConfigMismatchError, RunDirBusyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

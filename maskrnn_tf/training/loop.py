@@ -6,6 +6,7 @@ validation, profiling, signal handling and the final `model.keras`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -24,7 +25,7 @@ from maskrnn_tf.training.config import TrainConfig
 from maskrnn_tf.training.distribution import is_chief, make_strategy, task_info
 from maskrnn_tf.training.precision import set_precision
 from maskrnn_tf.training.progress import Progress
-from maskrnn_tf.training.run_dir import atomic_write, prepare_run_dir
+from maskrnn_tf.training.run_dir import atomic_write, prepare_run_dir, run_dir_lock
 from maskrnn_tf.training.steps import TrainSteps, current_learning_rate, make_optimizer
 from maskrnn_tf.training.summaries import ProfileWindow, Summaries, overlay
 from maskrnn_tf.training.validation import evaluate, make_step_fn
@@ -98,10 +99,18 @@ def _model_save(model: keras.Model, path: str) -> None:
 def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
           profile_steps: Optional[Tuple[int, int]] = None, printer: Callable[[str], None] = print) -> TrainResult:
     """Trains (or resumes) a run. Raises NonFiniteLossError, TrainingInterrupted, inputs.DataNotFoundError,
-    run_dir.ConfigMismatchError."""
+    run_dir.ConfigMismatchError, run_dir.RunDirBusyError."""
     started = time.perf_counter()
     strategy = make_strategy(config.strategy)
     chief = is_chief(strategy)
+    # The chief holds the run directory for the whole run (the other workers write only temporary copies).
+    with run_dir_lock(run_dir) if chief else contextlib.nullcontext():
+        return _train(config, run_dir, overwrite_config, profile_steps, printer, started, strategy, chief)
+
+
+def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_steps: Optional[Tuple[int, int]],
+           printer: Callable[[str], None], started: float, strategy: tf.distribute.Strategy,
+           chief: bool) -> TrainResult:
     _, task_id = task_info()
     if chief:
         prepare_run_dir(run_dir, config, overwrite_config)

@@ -1,18 +1,57 @@
 """The run directory: its resolved config (config.json) and atomic file writes."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
-from typing import Callable, List
+from typing import Callable, Iterator, List
 
 from maskrnn_tf.training.config import TrainConfig
 
 CONFIG_NAME = "config.json"
 
 
+LOCK_NAME = ".lock"
+
+
 class ConfigMismatchError(ValueError):
     """The run directory was created with another config."""
+
+
+class RunDirBusyError(RuntimeError):
+    """Another process is training in the run directory."""
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: str) -> Iterator[None]:
+    """Holds an exclusive lock on `<run_dir>/.lock` (it records the holder's pid) for the duration.
+
+    Two trainings in one run directory would overwrite each other's checkpoints. The lock is an advisory
+    `flock`: the kernel drops it when the holder dies, even by SIGKILL, so there is never a stale lock to
+    delete. Where `fcntl` does not exist (Windows) nothing is locked. Raises RunDirBusyError.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, LOCK_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise RunDirBusyError(
+                f"{run_dir} is in use by another training (pid {holder}); wait for it to finish or stop it, "
+                "or use another --run_dir.") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def atomic_write(path: str, write: Callable[[str], None], suffix: str = "") -> None:

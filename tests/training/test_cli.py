@@ -97,9 +97,21 @@ def test_print_config_is_the_config_a_run_writes(reference_run, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     with open(os.path.join(run_dir, "config.json")) as f:
         assert json.loads(proc.stdout) == json.load(f)
-    # No run folder is needed, none is made; without --print_config, --run_dir is required.
+    # No run folder is needed; without --print_config, --run_dir is required.
     missing = subprocess.run(args, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "--run_dir is required" in missing.stderr
+
+
+@pytest.mark.slow
+def test_a_run_dir_in_use_is_refused(tmp_path):
+    from maskrnn_tf.training.run_dir import run_dir_lock
+
+    run_dir = str(tmp_path / "run")
+    with run_dir_lock(run_dir):  # as a training running in it holds it
+        proc = run_cli(run_dir, *STEPS)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert "in use by another training" in proc.stdout and "--run_dir" in proc.stdout
+    assert not os.path.exists(os.path.join(run_dir, "checkpoints"))
 
 
 @pytest.mark.slow
