@@ -201,9 +201,9 @@ def main(argv: List[str]) -> int:
             scores.append(read_scores(results, FLAGS.split))
         if work or any(scores):
             rows.append((variant, scores[0], scores[1] if len(scores) > 1 else None, seconds))
-            table = ablation_markdown(rows)
-            _write_text(os.path.join(root, "ablation.md"), table)  # after every row: an interrupted run shows its rows
-    print(f"\n{table}\nwritten to {os.path.join(root, 'ablation.md')}", flush=True)
+            # After every row: an interrupted run shows the rows it finished.
+            _write_text(os.path.join(root, "ablation.md"), ablation_markdown(rows))
+    print(f"\n{ablation_markdown(rows)}\nwritten to {os.path.join(root, 'ablation.md')}", flush=True)
     return 0
 
 
