@@ -125,9 +125,10 @@ def _on_sigterm(signum, frame) -> None:
 
 def main(argv: List[str]) -> int:
     del argv
-    from maskrnn_tf.experiments.ablation import (ABLATION_VARIANTS, ablation_markdown, finetune_loc_weight,
-                                                 read_scores, record_mismatch, results_record, select_variants,
-                                                 training_variant, variant_overrides)
+    from maskrnn_tf.experiments.ablation_variants import (ABLATION_VARIANTS, ablation_markdown,
+                                                          finetune_loc_weight, read_scores, record_mismatch,
+                                                          results_record, select_variants, training_variant,
+                                                          variant_overrides)
     signal.signal(signal.SIGTERM, _on_sigterm)  # stop the running command too (see _run)
     py = sys.executable
     selected = {v.name for v in select_variants(FLAGS.variants)}

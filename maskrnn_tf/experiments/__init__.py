@@ -1,6 +1,7 @@
 """Experiment drivers built on the project's CLIs (the paper's Table 2 ablation)."""
-from maskrnn_tf.experiments.ablation import (ABLATION_VARIANTS, AblationVariant, ablation_markdown, read_scores,
-                                             select_variants, training_variant, variant_overrides)
+from maskrnn_tf.experiments.ablation_variants import (ABLATION_VARIANTS, AblationVariant, ablation_markdown,
+                                                      read_scores, select_variants, training_variant,
+                                                      variant_overrides)
 
 __all__ = ["ABLATION_VARIANTS", "AblationVariant", "ablation_markdown", "read_scores", "select_variants",
            "training_variant", "variant_overrides"]

@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
-from maskrnn_tf.experiments.ablation import (ABLATION_VARIANTS, ablation_markdown, finetune_loc_weight, read_scores,
-                                             record_mismatch, results_record, select_variants, training_variant,
-                                             variant_overrides)
+from maskrnn_tf.experiments.ablation_variants import (ABLATION_VARIANTS, ablation_markdown,
+                                                      finetune_loc_weight, read_scores, record_mismatch,
+                                                      results_record, select_variants, training_variant,
+                                                      variant_overrides)
 from maskrnn_tf.training.config import TrainConfig
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
