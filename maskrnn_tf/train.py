@@ -76,6 +76,18 @@ def define_flags() -> None:
             getattr(flags, f"DEFINE_{kind}")(name, None, text)
     flags.register_validator("run_dir", lambda value: bool(value) or FLAGS.print_config,
                              message="--run_dir is required (unless --print_config).")
+    _register_bounds()
+
+
+def _register_bounds() -> None:
+    """Numeric flags out of range stop the parse (exit 2, the flag named) before anything is written."""
+    from maskrnn_tf.flag_validation import register_numeric_validator
+    from maskrnn_tf.training.config_bounds import FIELD_BOUNDS
+
+    for name, (key, _, _) in _FIELDS.items():
+        if key in FIELD_BOUNDS:
+            register_numeric_validator(name, **FIELD_BOUNDS[key])
+    register_numeric_validator("logical_cpus", minimum=0)
 
 
 def overrides_from_flags() -> Dict[str, Any]:
@@ -107,9 +119,11 @@ def main(argv: List[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.config_bounds import check_config_bounds
 
     try:
         config = TrainConfig().override(overrides_from_flags())
+        check_config_bounds(config)  # --set overrides bypass the flag validators
     except (ValueError, TypeError) as err:
         print(f"error: bad configuration: {err}", file=sys.stderr)
         return 2
@@ -155,8 +169,10 @@ def main(argv: List[str]) -> int:
 
 def run(argv: Optional[List[str]] = None) -> None:
     """Entry point: defines the flags and runs `main` under absl (argv[0] is the program name)."""
+    from maskrnn_tf.flag_validation import parse_flags_or_exit
+
     define_flags()
-    app.run(main, argv=argv)
+    app.run(main, argv=argv, flags_parser=parse_flags_or_exit)
 
 
 if __name__ == "__main__":
