@@ -144,6 +144,7 @@ def main(argv: List[str]) -> int:
 
     from maskrnn_tf.training.inputs import DataNotFoundError
     from maskrnn_tf.training.loop import NonFiniteLossError, TrainingInterrupted, train
+    from maskrnn_tf.training.checkpoint_files import CheckpointCorruptError
     from maskrnn_tf.training.run_dir import ConfigMismatchError, RunDirBusyError
 
     run_dir = os.path.abspath(FLAGS.run_dir)
@@ -151,7 +152,7 @@ def main(argv: List[str]) -> int:
     try:
         result = train(config, run_dir, overwrite_config=FLAGS.overwrite_config,
                        profile_steps=_parse_profile(FLAGS.profile_steps), printer=lambda s: print(s, flush=True))
-    except (DataNotFoundError, ConfigMismatchError, RunDirBusyError) as err:
+    except (DataNotFoundError, ConfigMismatchError, RunDirBusyError, CheckpointCorruptError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:
