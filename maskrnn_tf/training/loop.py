@@ -113,7 +113,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
            chief: bool) -> TrainResult:
     _, task_id = task_info()
     if chief:
-        prepare_run_dir(run_dir, config, overwrite_config)
+        prepare_run_dir(run_dir, config, overwrite_config, report=printer)
     log_dir = os.path.join(run_dir, "logs")
     profile = _profile_range(profile_steps)
     policy = set_precision(config.precision)

@@ -75,3 +75,94 @@ def test_set_overrides_are_checked_against_the_same_bounds():
     assert str(err.value) == (
         "data.width=8: must be >= 32 (VGG-16 needs frames of at least 32 pixels); "
         "optim.learning_rate=-1.0: must be > 0; reverse_clip_prob=2.0: must be >= 0 and <= 1")
+
+
+def _run_dir_at_step(tmp_path, step, stage_a=10, stage_b=4):
+    """A run dir whose config.json holds the step counts and whose state file names ckpt-<step>."""
+    import tensorflow as tf
+
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.run_dir import prepare_run_dir
+
+    run_dir = str(tmp_path / "run")
+    config = TrainConfig().override({"stage_a_steps": stage_a, "stage_b_steps": stage_b})
+    prepare_run_dir(run_dir, config)
+    checkpoints = os.path.join(run_dir, "checkpoints")
+    os.makedirs(checkpoints)
+    tf.compat.v1.train.update_checkpoint_state(checkpoints, f"ckpt-{step}", [f"ckpt-{step // 2}", f"ckpt-{step}"])
+    return run_dir, config
+
+
+def _stored(run_dir):
+    import json
+
+    with open(os.path.join(run_dir, "config.json")) as f:
+        stored = json.load(f)
+    return stored["stage_a_steps"], stored["stage_b_steps"]
+
+
+def test_step_counts_may_grow_on_resume(tmp_path):
+    from maskrnn_tf.training.run_dir import prepare_run_dir
+
+    run_dir, config = _run_dir_at_step(tmp_path, 12)
+    said = []
+    prepare_run_dir(run_dir, config.override({"stage_b_steps": 40}), report=said.append)
+    assert _stored(run_dir) == (10, 40)
+    assert said == ["step counts changed (stage_b_steps: stored 4, now 40); continuing the run with them"]
+    # Fewer stage B steps are fine while the total stays at or above the step reached (12).
+    prepare_run_dir(run_dir, config.override({"stage_b_steps": 2}), report=said.append)
+    assert _stored(run_dir) == (10, 2)
+
+
+def test_stage_a_may_grow_while_the_run_is_in_it(tmp_path):
+    from maskrnn_tf.training.run_dir import prepare_run_dir
+
+    run_dir, config = _run_dir_at_step(tmp_path, 6)
+    prepare_run_dir(run_dir, config.override({"stage_a_steps": 20, "stage_b_steps": 30}), report=lambda s: None)
+    assert _stored(run_dir) == (20, 30)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"stage_b_steps": 1}, "is at step 12 but stage_a_steps + stage_b_steps = 10 + 1 = 11; step counts can grow "
+                           "on resume, not drop below the steps done (stage_b_steps: stored 4, now 1)"),
+    ({"stage_a_steps": 20}, "is at step 12, past the end of stage A (10 steps stored, 20 now): stage_a_steps can "
+                            "change only while the run is still in stage A (stage_a_steps: stored 10, now 20)"),
+    ({"stage_a_steps": 11}, "past the end of stage A (10 steps stored, 11 now)"),
+])
+def test_step_counts_that_rewrite_the_past_are_refused(tmp_path, changes, message):
+    from maskrnn_tf.training.run_dir import ConfigMismatchError, prepare_run_dir
+
+    run_dir, config = _run_dir_at_step(tmp_path, 12)
+    with pytest.raises(ConfigMismatchError) as err:
+        prepare_run_dir(run_dir, config.override(changes), report=pytest.fail)
+    assert message in str(err.value) and "another config" not in str(err.value)
+    assert _stored(run_dir) == (10, 4)
+
+
+def test_step_counts_with_another_change_are_still_another_config(tmp_path):
+    from maskrnn_tf.training.run_dir import ConfigMismatchError, prepare_run_dir
+
+    run_dir, config = _run_dir_at_step(tmp_path, 12)
+    with pytest.raises(ConfigMismatchError, match=r"created with another config \(seed: stored 0, now 1; "
+                                                  r"stage_b_steps: stored 4, now 40\)"):
+        prepare_run_dir(run_dir, config.override({"stage_b_steps": 40, "seed": 1}), report=pytest.fail)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_run_dir_files_follow_the_umask(tmp_path, umask):
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.run_dir import atomic_write, prepare_run_dir
+
+    previous = os.umask(umask)
+    try:
+        config_path = prepare_run_dir(str(tmp_path / "run"), TrainConfig())
+        model_path = str(tmp_path / "run" / "model.keras")
+        atomic_write(model_path, lambda tmp: open(tmp, "wb").close(), suffix=".keras")  # as the model is saved
+        plain = str(tmp_path / "plain")
+        open(plain, "w").close()
+    finally:
+        os.umask(previous)
+    expected = os.stat(plain).st_mode & 0o777
+    assert expected == 0o666 & ~umask
+    assert os.stat(config_path).st_mode & 0o777 == expected
+    assert os.stat(model_path).st_mode & 0o777 == expected
