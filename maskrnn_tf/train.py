@@ -130,6 +130,13 @@ def main(argv: List[str]) -> int:
     if FLAGS.print_config:
         print(config.to_json(), flush=True)
         return 0
+    from maskrnn_tf.model.vgg_trunk import VGGWeightsError, check_vgg_weights
+
+    try:  # before the run dir exists: a bad path stored in config.json would refuse the corrected rerun
+        check_vgg_weights(config.model.vgg_weights, config.model.width)
+    except VGGWeightsError as err:
+        print(f"error: --vgg_weights: {err}", file=sys.stderr)
+        return 2
     import tensorflow as tf
 
     # TF's checkpoint saver logs one INFO line per save ("Sharding callback duration") through absl: noise on
@@ -152,7 +159,7 @@ def main(argv: List[str]) -> int:
     try:
         result = train(config, run_dir, overwrite_config=FLAGS.overwrite_config,
                        profile_steps=_parse_profile(FLAGS.profile_steps), printer=lambda s: print(s, flush=True))
-    except (DataNotFoundError, ConfigMismatchError, RunDirBusyError, CheckpointCorruptError) as err:
+    except (DataNotFoundError, ConfigMismatchError, RunDirBusyError, CheckpointCorruptError, VGGWeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

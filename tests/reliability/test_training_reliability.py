@@ -166,3 +166,28 @@ def test_run_dir_files_follow_the_umask(tmp_path, umask):
     assert expected == 0o666 & ~umask
     assert os.stat(config_path).st_mode & 0o777 == expected
     assert os.stat(model_path).st_mode & 0o777 == expected
+
+
+def test_missing_vgg_weights_stop_before_the_run_dir_is_written(tmp_path):
+    run_dir = tmp_path / "run"
+    missing = tmp_path / "missing.h5"
+    proc = _train("--flagfile=synthetic.flags", f"--run_dir={run_dir}", "--model_width=1.0",
+                  f"--vgg_weights={missing}")
+    assert proc.returncode == 2, proc.stdout[-500:] + proc.stderr[-2000:]
+    assert f"error: --vgg_weights: VGG-16 weights file '{missing}' not found" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # Nothing stored: the corrected rerun is not refused as "another config".
+    assert not (run_dir / "config.json").exists()
+
+
+def test_vgg_weights_need_full_width_trunks(tmp_path):
+    from maskrnn_tf.model.vgg_trunk import VGGWeightsError, check_vgg_weights
+
+    check_vgg_weights(None, 0.25)
+    weights = tmp_path / "vgg.h5"
+    weights.write_bytes(b"")
+    with pytest.raises(VGGWeightsError, match=r"^VGG-16 weights '.*vgg.h5' fit only full-width trunks \(model "
+                                              r"width 1.0\), not width 0.25;"):
+        check_vgg_weights(str(weights), 0.25)
+    with pytest.raises(VGGWeightsError, match=r"vgg.h5: not loadable as VGG16\(include_top=False\) weights"):
+        check_vgg_weights(str(weights), 1.0)
