@@ -137,6 +137,11 @@ def main(argv: List[str]) -> int:
     except VGGWeightsError as err:
         print(f"error: --vgg_weights: {err}", file=sys.stderr)
         return 2
+    cache_dir = os.path.expanduser(config.data.flow_cache_dir or "")
+    if cache_dir and os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        print(f"error: --flow_cache_dir={cache_dir} is a file, not a folder: give a folder (it is created if "
+              "missing).", file=sys.stderr)
+        return 2
     import tensorflow as tf
 
     # TF's checkpoint saver logs one INFO line per save ("Sharding callback duration") through absl: noise on
