@@ -18,6 +18,7 @@ import shutil
 from typing import List, Optional, Tuple
 
 import tensorflow as tf
+from google.protobuf import text_format
 
 CORRUPT_DIR = "corrupt"
 
@@ -85,15 +86,23 @@ def _quarantine(directory: str, bad: List[str]) -> str:
     state = tf.train.get_checkpoint_state(directory)
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     stamps = list(state.all_model_checkpoint_timestamps)
-    stamps = stamps if len(stamps) == len(paths) else [None] * len(paths)  # older state files have none
-    kept = [(p, t) for p, t in zip(paths, stamps) if (p if os.path.isabs(p) else os.path.join(directory, p)) not in bad]
-    if kept:
-        tf.compat.v1.train.update_checkpoint_state(
-            directory, kept[-1][0], all_model_checkpoint_paths=[p for p, _ in kept],
-            all_model_checkpoint_timestamps=None if kept[0][1] is None else [t for _, t in kept],
-            last_preserved_timestamp=state.last_preserved_timestamp)
+    stamps = stamps if len(stamps) == len(paths) else []  # older state files have none
+    keep = [i for i, p in enumerate(paths) if (p if os.path.isabs(p) else os.path.join(directory, p)) not in bad]
+    state_file = os.path.join(directory, "checkpoint")
+    if keep:
+        # The state proto edited in place and written as CheckpointManager writes it (text format, renamed
+        # into place); tf.compat.v1.train.update_checkpoint_state would do the same with a deprecation warning.
+        state.model_checkpoint_path = paths[keep[-1]]
+        del state.all_model_checkpoint_paths[:]
+        state.all_model_checkpoint_paths.extend(paths[i] for i in keep)
+        del state.all_model_checkpoint_timestamps[:]
+        state.all_model_checkpoint_timestamps.extend(stamps[i] for i in keep if stamps)
+        tmp = state_file + ".tmp-quarantine"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text_format.MessageToString(state))
+        os.replace(tmp, state_file)
     else:  # nothing left to name: the state file goes aside too, so the next run starts afresh
-        shutil.move(os.path.join(directory, "checkpoint"), os.path.join(target, "checkpoint"))
+        shutil.move(state_file, os.path.join(target, "checkpoint"))
     return target
 
 
