@@ -195,3 +195,12 @@ def test_vgg_weights_need_full_width_trunks(tmp_path):
         check_vgg_weights(str(weights), 0.25)
     with pytest.raises(VGGWeightsError, match=r"vgg.h5: not loadable as VGG16\(include_top=False\) weights"):
         check_vgg_weights(str(weights), 1.0)
+
+
+def test_a_flow_cache_dir_that_is_a_file_stops_before_the_run_dir_is_written(tmp_path):
+    run_dir, cache = tmp_path / "run", tmp_path / "flows"
+    cache.write_text("mine")
+    proc = _train("--flagfile=synthetic.flags", f"--run_dir={run_dir}", f"--flow_cache_dir={cache}")
+    assert proc.returncode == 2, proc.stdout[-500:] + proc.stderr[-2000:]
+    assert f"error: --flow_cache_dir={cache} is a file, not a folder" in proc.stderr
+    assert not run_dir.exists() and cache.read_text() == "mine"
