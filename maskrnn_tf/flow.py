@@ -6,7 +6,8 @@
 
 Writes `<cache_dir>/<backend>/<dataset>/<sequence>/<from>_<to>.npy` (float16 [H, W, 2] (u, v); 3.3 MB per
 frame at 854x480, see maskrnn_tf/data/flow_cache.py). Rerunning skips finished pairs, so an interrupted run
-resumes where it stopped; every file is written atomically.
+resumes where it stopped; every file is written atomically. Damaged cache files (empty, truncated, wrong
+shape, NaN) are recomputed. Exit status: 0 done, 1 bad or missing data, 2 bad flags.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ flags.DEFINE_string("backend", "dis", "dis (DIS medium), dis-fast, dis-ultrafast
 flags.DEFINE_string("flo_dir", None, "With --backend=flo: folder of <sequence>/<from>_<to>.flo files.")
 flags.DEFINE_list("sequences", None, "Only these sequences.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.register_validator("year", lambda year: year in (2016, 2017), message="must be 2016 or 2017 (DAVIS years).")
 
 
 def main(argv) -> int:
@@ -34,16 +36,22 @@ def main(argv) -> int:
     from tqdm import tqdm
 
     from maskrnn_tf.data.flow_backends import make_backend
-    from maskrnn_tf.data.flow_cache import FlowCache
+    from maskrnn_tf.data.flow_cache import FlowCache, FlowCacheError
     from maskrnn_tf.data.sequences import davis_splits, find_davis_root, read_davis_sequence_list, read_segtrack_sequence_list
 
     if not FLAGS.manual_dir or not FLAGS.cache_dir:
-        raise ValueError("--manual_dir and --cache_dir are required.")
+        print("Error: --manual_dir and --cache_dir are required.", file=sys.stderr)
+        return 2
     # `--cache_dir=~/...` reaches us unexpanded (the shell expands ~ only at the start of a word); training
     # expands it, so the flows must land where training looks for them.
     for name in ("manual_dir", "cache_dir", "flo_dir"):
         if FLAGS[name].value:
             FLAGS[name].value = os.path.expanduser(FLAGS[name].value)
+    try:  # before the slow listing of the data set: a bad --cache_dir is a usage error
+        cache = FlowCache(make_backend(FLAGS.backend, FLAGS.flo_dir), FLAGS.cache_dir)
+    except FlowCacheError as err:
+        print(f"Error: --cache_dir: {err}", file=sys.stderr)
+        return 2
     if FLAGS.dataset == "davis":
         root = find_davis_root(FLAGS.manual_dir, FLAGS.resolution)
         splits = FLAGS.splits or davis_splits(root, FLAGS.year, FLAGS.resolution)
@@ -59,7 +67,6 @@ def main(argv) -> int:
         if unknown:
             raise ValueError(f"--sequences: {unknown} not in the data set.")
         sequences = [s for s in sequences if s.name in FLAGS.sequences]
-    cache = FlowCache(make_backend(FLAGS.backend, FLAGS.flo_dir), FLAGS.cache_dir)
     total = sum(s.num_frames - 1 for s in sequences)
     skipped = computed = 0
     with tqdm(total=total, unit="pair", disable=not FLAGS.progress, desc="flow") as bar:
@@ -73,8 +80,9 @@ def main(argv) -> int:
                 bar.update(1)
 
             cache.precompute(sequence, on_pair)
+    repaired = f"; {cache.repaired} damaged cache files recomputed" if cache.repaired else ""
     print(f"{len(sequences)} sequences: {computed} frame pairs computed, {skipped} already cached "
-          f"({cache.backend.tag} in {FLAGS.cache_dir})")
+          f"({cache.backend.tag} in {FLAGS.cache_dir}){repaired}")
     return 0
 
 
@@ -90,7 +98,9 @@ def run() -> None:
             print(f"Error: {err}", file=sys.stderr)
             return 1
 
-    app.run(guarded)
+    from maskrnn_tf.flag_validation import parse_flags_or_exit
+
+    app.run(guarded, flags_parser=parse_flags_or_exit)
 
 
 if __name__ == "__main__":

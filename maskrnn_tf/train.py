@@ -76,6 +76,18 @@ def define_flags() -> None:
             getattr(flags, f"DEFINE_{kind}")(name, None, text)
     flags.register_validator("run_dir", lambda value: bool(value) or FLAGS.print_config,
                              message="--run_dir is required (unless --print_config).")
+    _register_bounds()
+
+
+def _register_bounds() -> None:
+    """Numeric flags out of range stop the parse (exit 2, the flag named) before anything is written."""
+    from maskrnn_tf.flag_validation import register_numeric_validator
+    from maskrnn_tf.training.config_bounds import FIELD_BOUNDS
+
+    for name, (key, _, _) in _FIELDS.items():
+        if key in FIELD_BOUNDS:
+            register_numeric_validator(name, **FIELD_BOUNDS[key])
+    register_numeric_validator("logical_cpus", minimum=0)
 
 
 def overrides_from_flags() -> Dict[str, Any]:
@@ -107,15 +119,29 @@ def main(argv: List[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.config_bounds import check_config_bounds
 
     try:
         config = TrainConfig().override(overrides_from_flags())
+        check_config_bounds(config)  # --set overrides bypass the flag validators
     except (ValueError, TypeError) as err:
         print(f"error: bad configuration: {err}", file=sys.stderr)
         return 2
     if FLAGS.print_config:
         print(config.to_json(), flush=True)
         return 0
+    from maskrnn_tf.model.vgg_trunk import VGGWeightsError, check_vgg_weights
+
+    try:  # before the run dir exists: a bad path stored in config.json would refuse the corrected rerun
+        check_vgg_weights(config.model.vgg_weights, config.model.width)
+    except VGGWeightsError as err:
+        print(f"error: --vgg_weights: {err}", file=sys.stderr)
+        return 2
+    cache_dir = os.path.expanduser(config.data.flow_cache_dir or "")
+    if cache_dir and os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
+        print(f"error: --flow_cache_dir={cache_dir} is a file, not a folder: give a folder (it is created if "
+              "missing).", file=sys.stderr)
+        return 2
     import tensorflow as tf
 
     # TF's checkpoint saver logs one INFO line per save ("Sharding callback duration") through absl: noise on
@@ -130,6 +156,7 @@ def main(argv: List[str]) -> int:
 
     from maskrnn_tf.training.inputs import DataNotFoundError
     from maskrnn_tf.training.loop import NonFiniteLossError, TrainingInterrupted, train
+    from maskrnn_tf.training.checkpoint_files import CheckpointCorruptError
     from maskrnn_tf.training.run_dir import ConfigMismatchError, RunDirBusyError
 
     run_dir = os.path.abspath(FLAGS.run_dir)
@@ -137,7 +164,7 @@ def main(argv: List[str]) -> int:
     try:
         result = train(config, run_dir, overwrite_config=FLAGS.overwrite_config,
                        profile_steps=_parse_profile(FLAGS.profile_steps), printer=lambda s: print(s, flush=True))
-    except (DataNotFoundError, ConfigMismatchError, RunDirBusyError) as err:
+    except (DataNotFoundError, ConfigMismatchError, RunDirBusyError, CheckpointCorruptError, VGGWeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:
@@ -155,8 +182,10 @@ def main(argv: List[str]) -> int:
 
 def run(argv: Optional[List[str]] = None) -> None:
     """Entry point: defines the flags and runs `main` under absl (argv[0] is the program name)."""
+    from maskrnn_tf.flag_validation import parse_flags_or_exit
+
     define_flags()
-    app.run(main, argv=argv)
+    app.run(main, argv=argv, flags_parser=parse_flags_or_exit)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,16 @@ Accepted, in this order:
   - a run folder with `model.keras` (written when `python -m maskrnn_tf.train` finishes);
   - a run folder without it (training still going) or its `checkpoints/` folder, or a checkpoint prefix
     (`.../checkpoints/ckpt-120`): the network is built from the run's `config.json` ("model" section) and the
-    newest (or given) checkpoint's model weights are restored.
+    newest intact (or the given) checkpoint's model weights are restored; damaged newer checkpoints are
+    skipped with a warning naming them.
+A damaged model.keras or checkpoint is reported as such (ModelLoadError naming the file), not as missing.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
+import zipfile
 from typing import Any, Mapping, Optional
 
 import keras
@@ -18,6 +22,9 @@ import tensorflow as tf
 
 from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 from maskrnn_tf.model.rebuild import rebuild_with_precision
+from maskrnn_tf.training.checkpoint_files import newest_intact_checkpoint, verify_checkpoint
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
@@ -28,7 +35,24 @@ class ModelLoadError(FileNotFoundError):
     """The model file or folder is missing or holds no usable model."""
 
 
+def _zip_problem(path: str) -> Optional[str]:
+    """What is wrong with the zip archive a .keras file is (None when every member reads back)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()  # reads every member and checks its CRC
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:
+        return f"not a complete .keras archive: {err}"
+    return None if bad is None else f"member {bad} fails its checksum"
+
+
 def _load_keras(path: str) -> MaskRNN:
+    # Keras reports any file that is not a zip archive as "File not found", which sends the user looking
+    # for a file that is there: a cut-short copy or an interrupted save must be called what it is.
+    problem = _zip_problem(path)
+    if problem is not None:
+        raise ModelLoadError(
+            f"{path}: the model file is corrupt or truncated ({problem}). Copy or save it again; a run "
+            f"folder's {CHECKPOINTS}/ folder also holds the model: load that instead.")
     try:
         model = keras.models.load_model(path, compile=False)
     except (OSError, ValueError) as err:
@@ -43,10 +67,26 @@ def _checkpoint_and_run_dir(path: str):
     if os.path.isdir(path):
         folder = path if os.path.basename(os.path.normpath(path)) == CHECKPOINTS else os.path.join(path, CHECKPOINTS)
         run_dir = os.path.dirname(os.path.normpath(folder))
-        return (tf.train.latest_checkpoint(folder) if os.path.isdir(folder) else None), run_dir
+        return (_newest_intact(folder) if os.path.isdir(folder) else None), run_dir
     if os.path.isfile(path + ".index"):
+        problem = verify_checkpoint(path)
+        if problem is not None:
+            raise ModelLoadError(f"checkpoint {path}: {problem}; pass the run folder to use its newest intact "
+                                 "checkpoint, or another checkpoint.")
         return path, os.path.dirname(os.path.dirname(os.path.abspath(path)))
     return None, None
+
+
+def _newest_intact(folder: str) -> Optional[str]:
+    """The newest checkpoint of `folder` that reads back; damaged newer ones are skipped with a warning (left
+    in place: the folder belongs to the training run, which moves them aside when it resumes)."""
+    choice = newest_intact_checkpoint(folder, quarantine=False)
+    if choice.path is None and choice.skipped:
+        raise ModelLoadError(f"{folder}: every checkpoint is damaged:\n{choice.describe()}")
+    if choice.skipped:
+        log.warning("skipped damaged checkpoint(s):\n%s\nusing the newest intact one, %s",
+                    choice.describe(), choice.path)
+    return choice.path
 
 
 def _load_checkpoint(prefix: str, run_dir: str) -> MaskRNN:
@@ -60,7 +100,11 @@ def _load_checkpoint(prefix: str, run_dir: str) -> MaskRNN:
         model_config = json.load(f).get("model", {})
     model = MaskRNN(MaskRNNConfig.from_dict(model_config))
     # Only the model is needed: optimizer, step and data positions in the checkpoint are left unread.
-    tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
+    try:
+        tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
+    except (tf.errors.OpError, IndexError, AssertionError, ValueError) as err:
+        raise ModelLoadError(f"checkpoint {prefix}: cannot be restored into the network of {config_path} "
+                             f"({type(err).__name__}: {err}).") from err
     return model
 
 

@@ -60,7 +60,13 @@ class VGGWeightsError(ValueError):
 def _reference_vgg16(weights: str) -> keras.Model:
     if weights == "imagenet":
         # Downloads to ~/.keras/models when online; offline, pass a local .h5 path instead.
-        return keras.applications.VGG16(include_top=False, weights="imagenet")
+        try:
+            return keras.applications.VGG16(include_top=False, weights="imagenet")
+        except Exception as err:  # urllib, HTTP and file errors, whichever the download meets
+            raise VGGWeightsError(
+                f"the ImageNet VGG-16 weights could not be downloaded ({type(err).__name__}: {err}). Offline, "
+                "pass the path of a keras.applications.VGG16(include_top=False) weights .h5 file instead."
+            ) from err
     if not os.path.isfile(weights):
         raise VGGWeightsError(
             f"VGG-16 weights file {weights!r} not found. Pass 'imagenet' (needs internet), None, or the path "
@@ -75,6 +81,19 @@ def _reference_vgg16(weights: str) -> keras.Model:
             "keras.applications.VGG16(include_top=False, ...).save_weights('vgg16.weights.h5')."
         ) from err
     return model
+
+
+def check_vgg_weights(weights: Optional[str], width: float) -> None:
+    """Raises VGGWeightsError unless `weights` (None, 'imagenet' or a .h5 path) can initialise trunks of
+    `width`: run before anything is written, so a bad path is not stored in a run's config."""
+    if weights is None:
+        return
+    if vgg_filters(64, width) != 64 or vgg_filters(512, width) != 512:
+        raise VGGWeightsError(
+            f"VGG-16 weights {weights!r} fit only full-width trunks (model width 1.0), not width {width}; "
+            "set the width to 1.0 or train without pretrained weights."
+        )
+    _reference_vgg16(weights)
 
 
 def load_vgg_weights(trunk: keras.Model, weights: Optional[str]) -> None:

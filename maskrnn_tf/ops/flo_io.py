@@ -44,7 +44,16 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
             f"{path}: .flo payload has {len(payload)} bytes, expected {expected} for {width}x{height}x2 "
             "float32; the file is truncated or has trailing data."
         )
-    return np.frombuffer(payload, "<f4").reshape(height, width, 2).astype(np.float32)
+    flow = np.frombuffer(payload, "<f4").reshape(height, width, 2).astype(np.float32)
+    finite = np.isfinite(flow)
+    if not finite.all():
+        # NaN or Inf coordinates make the warp gather out of range on CPU (and read garbage elsewhere).
+        rows, cols, _ = np.nonzero(~finite)
+        raise FloFormatError(
+            f"{path}: {int((~finite).sum())} non-finite flow values (NaN or Inf), the first at row {rows[0]}, "
+            f"column {cols[0]}; the flow method failed or the file is corrupt: recompute this flow."
+        )
+    return flow
 
 
 def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:

@@ -2,16 +2,19 @@
 
 Atomicity: CheckpointManager writes the checkpoint's data and index files first and only then rewrites the
 `checkpoint` state file (atomically, by rename). A save killed half-way leaves files the state file does not
-name, so it is never restored; `restore_latest` also falls back to an older checkpoint if the newest fails.
+name, so it is never restored. A named checkpoint whose files are damaged (truncated, bad checksum) is found
+by reading it back before the restore: `restore_latest` then uses the newest intact one (checkpoint_files).
 """
 from __future__ import annotations
 
 import logging
 import os
 import shutil
-from typing import Optional
+from typing import Callable, Optional
 
 import tensorflow as tf
+
+from maskrnn_tf.training.checkpoint_files import CheckpointCorruptError, newest_intact_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,7 @@ class RunCheckpoint:
     def __init__(self, directory: str, keep: int, chief: bool = True, task_id: int = 0, **trackables):
         self.directory = directory
         self.chief = chief
+        self.keep = keep
         self.checkpoint = tf.train.Checkpoint(**trackables)
         target = directory if chief else os.path.join(directory, f".worker{task_id}_scratch")
         self.manager = tf.train.CheckpointManager(self.checkpoint, target, max_to_keep=keep)
@@ -36,23 +40,32 @@ class RunCheckpoint:
     def latest(self) -> Optional[str]:
         return tf.train.latest_checkpoint(self._reader)
 
-    def restore_latest(self) -> Optional[str]:
-        """Restores the newest readable checkpoint; returns its path (None when there is none)."""
-        state = tf.train.get_checkpoint_state(self._reader)
-        if state is None:
+    def restore_latest(self, report: Callable[[str], None] = log.warning) -> Optional[str]:
+        """Restores the newest intact checkpoint; returns its path (None when there is none).
+
+        Damaged newer checkpoints are skipped and reported through `report`; the chief moves them to
+        `checkpoints/corrupt/` (see checkpoint_files). Raises CheckpointCorruptError when every checkpoint is
+        damaged, RuntimeError when the intact one does not fit the run's objects.
+        """
+        choice = newest_intact_checkpoint(self._reader, quarantine=self.chief)
+        if choice.skipped and self.chief:
+            # The manager read the old state file when it was made; it must not list the moved checkpoints.
+            self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=self.keep)
+        if choice.path is None and choice.skipped:
+            kept = (f"They were moved to {choice.moved_to}; rerun the same command to start this run again from "
+                    "step 0, or put intact checkpoints back from a copy.") if choice.moved_to else ""
+            raise CheckpointCorruptError(
+                f"No intact checkpoint in {self._reader}:\n{choice.describe()}\n{kept}".rstrip())
+        if choice.skipped:
+            report(f"warning: skipped damaged checkpoint(s):\n{choice.describe()}\n"
+                   f"resuming from the newest intact one, {choice.path}")
+        if choice.path is None:
             return None
-        candidates = list(reversed(list(state.all_model_checkpoint_paths))) or [state.model_checkpoint_path]
-        errors = []
-        for path in candidates:
-            if not os.path.isabs(path):
-                path = os.path.join(self._reader, path)
-            try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
-                return path
-            except (tf.errors.OpError, AssertionError, ValueError) as err:
-                log.warning("checkpoint %s cannot be restored (%s); trying an older one", path, err)
-                errors.append(f"{path}: {err}")
-        raise RuntimeError(f"No checkpoint in {self._reader} can be restored:\n" + "\n".join(errors))
+        try:
+            self.checkpoint.restore(choice.path).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as err:
+            raise RuntimeError(f"checkpoint {choice.path} cannot be restored into this run ({err}).") from err
+        return choice.path
 
     def save(self, step: int) -> Optional[str]:
         """Writes a checkpoint numbered `step`; returns its path on the chief (None elsewhere)."""

@@ -99,7 +99,7 @@ def _model_save(model: keras.Model, path: str) -> None:
 def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
           profile_steps: Optional[Tuple[int, int]] = None, printer: Callable[[str], None] = print) -> TrainResult:
     """Trains (or resumes) a run. Raises NonFiniteLossError, TrainingInterrupted, inputs.DataNotFoundError,
-    run_dir.ConfigMismatchError, run_dir.RunDirBusyError."""
+    run_dir.ConfigMismatchError, run_dir.RunDirBusyError, checkpoint_files.CheckpointCorruptError."""
     started = time.perf_counter()
     strategy = make_strategy(config.strategy)
     chief = is_chief(strategy)
@@ -113,7 +113,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
            chief: bool) -> TrainResult:
     _, task_id = task_info()
     if chief:
-        prepare_run_dir(run_dir, config, overwrite_config)
+        prepare_run_dir(run_dir, config, overwrite_config, report=printer)
     log_dir = os.path.join(run_dir, "logs")
     profile = _profile_range(profile_steps)
     policy = set_precision(config.precision)
@@ -138,7 +138,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         trackables.update(static_data=static_it, clip_data=clip_it)
     ckpt = RunCheckpoint(os.path.join(run_dir, "checkpoints"), config.keep_checkpoints, chief, task_id,
                          **trackables)
-    restored = ckpt.restore_latest()
+    restored = ckpt.restore_latest(printer)
     if restored:
         printer(f"resumed from {restored} at step {int(global_step.numpy())}")
     if distributed:

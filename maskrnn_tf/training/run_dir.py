@@ -5,7 +5,7 @@ import contextlib
 import json
 import os
 import tempfile
-from typing import Callable, Iterator, List
+from typing import Callable, Iterator, List, Optional
 
 from maskrnn_tf.training.config import TrainConfig
 
@@ -54,25 +54,78 @@ def run_dir_lock(run_dir: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
+def current_umask() -> int:
+    """The process umask (read without changing it where /proc allows; os.umask can only set it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str, write: Callable[[str], None], suffix: str = "") -> None:
-    """Calls write(tmp_path) on a temporary file beside `path`, then renames it over `path`."""
+    """Calls write(tmp_path) on a temporary file beside `path`, then renames it over `path`.
+
+    The file gets the permissions a plain open() would give (0666 minus the umask): mkstemp makes its
+    temporary file 0600, which would leave config.json and model.keras unreadable to the user's group.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=folder)
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
 
 
-def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = False) -> str:
+STEP_KEYS = ("stage_a_steps", "stage_b_steps")
+
+
+def newest_checkpoint_step(run_dir: str) -> int:
+    """The step of the newest checkpoint the run's state file names (checkpoints are numbered by step; 0
+    when there is none)."""
+    from maskrnn_tf.training.checkpoint_files import checkpoint_paths
+
+    folder = os.path.join(run_dir, "checkpoints")
+    paths = checkpoint_paths(folder) if os.path.isdir(folder) else []
+    steps = [int(p.rsplit("-", 1)[1]) for p in paths if p.rsplit("-", 1)[-1].isdigit()]
+    return max(steps, default=0)
+
+
+def step_change_problem(stored: dict, new: dict, step: int) -> Optional[str]:
+    """Why a run at `step` cannot continue with the step counts of `new` instead of `stored` (None: it can).
+
+    More steps in either stage just train longer. A total below the steps already done is refused, and so
+    is a new stage A length once the run has gone past either length: the steps done would change stage
+    after the fact (stage B's clip position is counted from the end of stage A).
+    """
+    old_a, new_a = stored["stage_a_steps"], new["stage_a_steps"]
+    total = new_a + new["stage_b_steps"]
+    if total < step:
+        return (f"the run is at step {step} but stage_a_steps + stage_b_steps = {new_a} + "
+                f"{new['stage_b_steps']} = {total}; step counts can grow on resume, not drop below the steps done")
+    if new_a != old_a and step > min(old_a, new_a):
+        return (f"the run is at step {step}, past the end of stage A ({old_a} steps stored, {new_a} now): "
+                "stage_a_steps can change only while the run is still in stage A")
+    return None
+
+
+def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = False,
+                    report: Callable[[str], None] = print) -> str:
     """Creates `run_dir` and writes config.json; refuses a run dir made with a different config.
 
     Returns the path of config.json. With `overwrite_config` the stored config is replaced (the run resumes
-    from its checkpoints with the new settings).
+    from its checkpoints with the new settings). A config that differs only in the step counts continues
+    the run and is stored (reported through `report`) unless `step_change_problem` refuses it.
     """
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, CONFIG_NAME)
@@ -82,12 +135,20 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
                 stored = json.load(f)
         except (OSError, json.JSONDecodeError) as err:
             raise ConfigMismatchError(f"{path}: unreadable ({err}); fix or delete it, or pass --overwrite_config.")
-        if stored != json.loads(config.to_json()):
-            diff = config_diff(stored, json.loads(config.to_json()))
+        new = json.loads(config.to_json())
+        if stored == new:
+            return path
+        diff = config_diff(stored, new)
+        steps_only = {k: v for k, v in stored.items() if k not in STEP_KEYS} == {
+            k: v for k, v in new.items() if k not in STEP_KEYS} and all(k in stored for k in STEP_KEYS)
+        if not steps_only:
             raise ConfigMismatchError(
                 f"{run_dir} was created with another config ({'; '.join(diff[:8])}). Use a new --run_dir, or "
                 "pass --overwrite_config to continue this run with the new settings.")
-        return path
+        problem = step_change_problem(stored, new, newest_checkpoint_step(run_dir))
+        if problem is not None:
+            raise ConfigMismatchError(f"{run_dir}: {problem} ({'; '.join(diff)}).")
+        report(f"step counts changed ({'; '.join(diff)}); continuing the run with them")
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -14,12 +14,12 @@ from maskrnn_tf.training.run_dir import (ConfigMismatchError, RunDirBusyError, c
 
 def test_config_json_is_written_once_and_another_config_is_refused(tmp_path):
     run_dir = str(tmp_path / "run")
-    config = TrainConfig().override({"stage_a_steps": 7})
+    config = TrainConfig().override({"seed": 7})
     path = prepare_run_dir(run_dir, config)
     assert prepare_run_dir(run_dir, config) == path
-    with pytest.raises(ConfigMismatchError, match="stage_a_steps: stored 7, now 8"):
-        prepare_run_dir(run_dir, config.override({"stage_a_steps": 8}))
-    prepare_run_dir(run_dir, config.override({"stage_a_steps": 8}), overwrite_config=True)
+    with pytest.raises(ConfigMismatchError, match="seed: stored 7, now 8"):
+        prepare_run_dir(run_dir, config.override({"seed": 8}))
+    prepare_run_dir(run_dir, config.override({"seed": 8}), overwrite_config=True)
 
 
 def test_config_diff_names_nested_keys():

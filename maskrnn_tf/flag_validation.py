@@ -1,0 +1,79 @@
+"""Bounds checks for numeric command-line flags, shared by the CLIs.
+
+`numeric_problem` says what is wrong with one value (None when it is fine); `register_numeric_validator`
+attaches that check to an absl flag so a bad value stops the program while the flags are parsed, before any
+work starts; `parse_flags_or_exit` is an `app.run(..., flags_parser=...)` that exits with status 2 (usage
+error) instead of absl's 1, naming the flag. NaN and infinities are refused everywhere: no flag of this
+project means anything with them, and comparisons with NaN are always false, so plain bounds let NaN through.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import textwrap
+from typing import Callable, List, Optional, Sequence
+
+from absl import flags
+
+USAGE_EXIT_CODE = 2
+
+
+def numeric_problem(value: Optional[float], *, minimum: Optional[float] = None, maximum: Optional[float] = None,
+                    above: Optional[float] = None, below: Optional[float] = None,
+                    allow_none: bool = True) -> Optional[str]:
+    """What is wrong with `value` for the bounds (None when it is fine).
+
+    minimum/maximum are inclusive bounds, above/below exclusive ones; every value must be finite.
+    """
+    if value is None:
+        return None if allow_none else "a value is required"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"must be a number, got {type(value).__name__}"
+    if not math.isfinite(value):
+        return "must be a finite number"
+    parts = []
+    if minimum is not None:
+        parts.append(f">= {minimum:g}")
+    if above is not None:
+        parts.append(f"> {above:g}")
+    if maximum is not None:
+        parts.append(f"<= {maximum:g}")
+    if below is not None:
+        parts.append(f"< {below:g}")
+    ok = ((minimum is None or value >= minimum) and (above is None or value > above)
+          and (maximum is None or value <= maximum) and (below is None or value < below))
+    return None if ok else "must be " + " and ".join(parts)
+
+
+def check_numeric(name: str, value: Optional[float], hint: str = "", **bounds) -> None:
+    """Raises ValueError naming `--name=value` when the value breaks the bounds of `numeric_problem`."""
+    problem = numeric_problem(value, **bounds)
+    if problem is not None:
+        raise ValueError(f"--{name}={value}: {problem}" + (f" ({hint})" if hint else "") + ".")
+
+
+def register_numeric_validator(name: str, *, hint: str = "", flag_values: flags.FlagValues = flags.FLAGS,
+                               **bounds) -> None:
+    """Checks flag `name` against the bounds of `numeric_problem` at parse time (None, its unset default,
+    passes unless allow_none=False)."""
+
+    def checker(value) -> bool:
+        problem = numeric_problem(value, **bounds)
+        if problem is not None:
+            raise flags.ValidationError(f"{problem}" + (f" ({hint})" if hint else ""))
+        return True
+
+    flags.register_validator(name, checker, flag_values=flag_values)
+
+
+def parse_flags_or_exit(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS,
+                        stderr: Callable[[str], object] = sys.stderr.write) -> List[str]:
+    """Parses the flags; on a bad one prints absl's message (it names the flag and value) and exits with 2."""
+    try:
+        return flag_values(list(argv))
+    except flags.Error as error:
+        message = str(error)
+        if "\n" in message:
+            message = "\n" + textwrap.indent(message, "  ")
+        stderr(f"error: bad flag: {message}\nPass --helpshort or --helpfull to see help on flags.\n")
+        sys.exit(USAGE_EXIT_CODE)

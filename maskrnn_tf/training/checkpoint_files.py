@@ -1,0 +1,124 @@
+"""Choosing the checkpoint to restore: the newest one whose files read back intact.
+
+A checkpoint named by the `checkpoint` state file can still be damaged (a disk that filled up, a copy cut
+short, a crash before the data reached the disk): TensorFlow then fails deep in the restore with
+`IndexError: Read less bytes than requested` or a checksum error. `verify_checkpoint` reads every tensor
+once (TensorFlow checks each tensor's size and CRC32C as it reads), so a damaged checkpoint is found before
+anything is restored from it. `newest_intact_checkpoint` walks the state file's checkpoints newest first and
+returns the first intact one; with `quarantine=True` (the training run that owns the folder) the damaged
+ones are moved to `<checkpoints>/corrupt/` (never deleted) and dropped from the state file, so the next save
+cannot overwrite them and nothing tries them again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import shutil
+from typing import List, Optional, Tuple
+
+import tensorflow as tf
+from google.protobuf import text_format
+
+CORRUPT_DIR = "corrupt"
+
+
+class CheckpointCorruptError(RuntimeError):
+    """Every checkpoint the state file names is damaged."""
+
+
+@dataclasses.dataclass
+class CheckpointChoice:
+    """The checkpoint chosen (None: no intact one), the damaged ones skipped (path, reason) and where the
+    damaged ones were moved (empty unless quarantined)."""
+
+    path: Optional[str]
+    skipped: List[Tuple[str, str]] = dataclasses.field(default_factory=list)
+    moved_to: Optional[str] = None
+
+    def describe(self) -> str:
+        """One line per skipped checkpoint, for warnings and errors."""
+        where = f"; moved to {self.moved_to}" if self.moved_to else ""
+        return "\n".join(f"  {path}: {reason}{where}" for path, reason in self.skipped)
+
+
+def verify_checkpoint(prefix: str) -> Optional[str]:
+    """None when every tensor of the checkpoint `prefix` reads back; else what is wrong with it."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name, dtype in sorted(reader.get_variable_to_dtype_map().items()):
+            if dtype == tf.variant:
+                # Iterator states: the Python reader cannot convert variants, RestoreV2 reads them.
+                tf.raw_ops.RestoreV2(prefix=prefix, tensor_names=[name], shape_and_slices=[""], dtypes=[dtype])
+            else:
+                reader.get_tensor(name)
+    except (tf.errors.OpError, IndexError, ValueError) as err:
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return f"corrupt or truncated ({type(err).__name__}: {first_line})"
+    return None
+
+
+def checkpoint_paths(directory: str) -> List[str]:
+    """The checkpoints the state file of `directory` names, newest first, as absolute prefixes."""
+    state = tf.train.get_checkpoint_state(directory)
+    if state is None:
+        return []
+    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    return [p if os.path.isabs(p) else os.path.join(directory, p) for p in reversed(paths)]
+
+
+def _files_of(prefix: str) -> List[str]:
+    return sorted(glob.glob(glob.escape(prefix) + ".index") + glob.glob(glob.escape(prefix) + ".data-*"))
+
+
+def _quarantine(directory: str, bad: List[str]) -> str:
+    """Moves the files of the `bad` checkpoints to <directory>/corrupt/ and drops them from the state file."""
+    target = os.path.join(directory, CORRUPT_DIR)
+    os.makedirs(target, exist_ok=True)
+    for prefix in bad:
+        for path in _files_of(prefix):
+            destination = os.path.join(target, os.path.basename(path))
+            n = 1
+            while os.path.exists(destination):  # an earlier damaged checkpoint of the same number stays too
+                destination = os.path.join(target, f"{os.path.basename(path)}.{n}")
+                n += 1
+            shutil.move(path, destination)
+    state = tf.train.get_checkpoint_state(directory)
+    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    stamps = list(state.all_model_checkpoint_timestamps)
+    stamps = stamps if len(stamps) == len(paths) else []  # older state files have none
+    keep = [i for i, p in enumerate(paths) if (p if os.path.isabs(p) else os.path.join(directory, p)) not in bad]
+    state_file = os.path.join(directory, "checkpoint")
+    if keep:
+        # The state proto edited in place and written as CheckpointManager writes it (text format, renamed
+        # into place); tf.compat.v1.train.update_checkpoint_state would do the same with a deprecation warning.
+        state.model_checkpoint_path = paths[keep[-1]]
+        del state.all_model_checkpoint_paths[:]
+        state.all_model_checkpoint_paths.extend(paths[i] for i in keep)
+        del state.all_model_checkpoint_timestamps[:]
+        state.all_model_checkpoint_timestamps.extend(stamps[i] for i in keep if stamps)
+        tmp = state_file + ".tmp-quarantine"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text_format.MessageToString(state))
+        os.replace(tmp, state_file)
+    else:  # nothing left to name: the state file goes aside too, so the next run starts afresh
+        shutil.move(state_file, os.path.join(target, "checkpoint"))
+    return target
+
+
+def newest_intact_checkpoint(directory: str, quarantine: bool = False) -> CheckpointChoice:
+    """The newest checkpoint of `directory` (per its state file) that verifies, and the damaged newer ones.
+
+    With `quarantine`, every damaged checkpoint found (the newer ones skipped, or all of them when none is
+    intact) is moved to <directory>/corrupt/ and removed from the state file.
+    """
+    choice = CheckpointChoice(path=None)
+    for prefix in checkpoint_paths(directory):
+        problem = verify_checkpoint(prefix)
+        if problem is None:
+            choice.path = prefix
+            break
+        choice.skipped.append((prefix, problem))
+    if quarantine and choice.skipped:
+        choice.moved_to = _quarantine(directory, [p for p, _ in choice.skipped])
+    return choice

@@ -1,0 +1,73 @@
+"""The valid range of every numeric TrainConfig field the training CLI sets, checked before a run starts.
+
+The train CLI checks its flags against these bounds while parsing them and checks the resolved config
+(flag file, flags and --set overrides) again before the run directory is touched. The library's
+TrainConfig stays permissive (tests build tiny configs); the bounds are what a training run needs.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict
+
+from maskrnn_tf.flag_validation import numeric_problem
+
+if TYPE_CHECKING:  # the config module imports TensorFlow; flag definitions must not wait for it
+    from maskrnn_tf.training.config import TrainConfig
+
+# VGG-16's 2x2 poolings shrink the frame 16x before conv5_3 and the localization net pools its RoI from
+# there: below 32 pixels a side the pooling stages fail inside oneDNN with a traceback.
+MIN_FRAME_SIDE = 32
+
+# dotted TrainConfig key -> keyword bounds of maskrnn_tf.flag_validation.numeric_problem (+ optional hint).
+FIELD_BOUNDS: Dict[str, Dict[str, Any]] = {
+    "data.height": dict(minimum=MIN_FRAME_SIDE, hint=f"VGG-16 needs frames of at least {MIN_FRAME_SIDE} pixels"),
+    "data.width": dict(minimum=MIN_FRAME_SIDE, hint=f"VGG-16 needs frames of at least {MIN_FRAME_SIDE} pixels"),
+    "data.batch_size": dict(minimum=1),
+    "data.clip_batch_size": dict(minimum=1),
+    "data.clip_length": dict(minimum=2, hint="a seed frame and at least one frame to predict"),
+    "data.synthetic_train_videos": dict(minimum=1),
+    "data.synthetic_video_frames": dict(minimum=2),
+    "data.val_videos": dict(minimum=0),
+    "data.val_frames": dict(minimum=2, hint="the first frame gives the mask, the others are scored"),
+    "data.perturb_amount": dict(minimum=0),
+    "data.perturb_min_iou": dict(minimum=0, maximum=1),
+    "model.width": dict(above=0),
+    "model.fc_units": dict(minimum=1),
+    "optim.learning_rate": dict(above=0),
+    "optim.decay_steps": dict(minimum=1),
+    "optim.decay_rate": dict(above=0, maximum=1, hint="the rate is multiplied by it every decay_steps"),
+    "optim.clip_norm": dict(minimum=0, hint="0 turns clipping off"),
+    "optim.epsilon": dict(above=0),
+    "loss.seg_weight": dict(minimum=0),
+    "loss.loc_weight": dict(minimum=0, hint="0 turns the localization loss off"),
+    "stage_a_steps": dict(minimum=0),
+    "stage_b_steps": dict(minimum=0),
+    "log_every": dict(minimum=1),
+    "eval_every": dict(minimum=0, hint="0 validates only at the end"),
+    "image_every": dict(minimum=0),
+    "checkpoint_every": dict(minimum=1),
+    "keep_checkpoints": dict(minimum=1),
+    "reverse_clip_prob": dict(minimum=0, maximum=1),
+    "seed": dict(minimum=0, maximum=2**32 - 1, hint="NumPy seeds are 32-bit unsigned"),
+    "inject_nan_at_step": dict(minimum=0),
+}
+
+
+def bounds_problem(key: str, value: Any) -> str | None:
+    """What is wrong with `value` for config field `key` (None when it is fine or the key has no bounds)."""
+    bounds = dict(FIELD_BOUNDS.get(key, {}))
+    if not bounds:
+        return None
+    hint = bounds.pop("hint", "")
+    problem = numeric_problem(value, **bounds)
+    return None if problem is None else problem + (f" ({hint})" if hint else "")
+
+
+def check_config_bounds(config: "TrainConfig") -> None:
+    """Raises ValueError naming every field of `config` outside its bounds (key=value: what is wrong)."""
+    from maskrnn_tf.training.config import flatten
+
+    values = flatten(config.to_dict())
+    problems = [f"{key}={values[key]!r}: {problem}" for key in FIELD_BOUNDS
+                if (problem := bounds_problem(key, values.get(key))) is not None]
+    if problems:
+        raise ValueError("; ".join(problems))

@@ -1,0 +1,161 @@
+"""Hostile inputs to the flow readers, the flow cache and `python -m maskrnn_tf.flow` (issue 16, items 9,
+15 and 16): non-finite .flo values, a cache folder that is a file, damaged cache files."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskrnn_tf.data.flow_backends import FlowBackend, make_backend
+from maskrnn_tf.data.flow_cache import FlowCache, FlowCacheError
+from maskrnn_tf.data.sequences import Sequence
+from maskrnn_tf.ops import FloFormatError, read_flo, write_flo
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+H, W = 6, 8
+
+
+class _Ramp(FlowBackend):
+    """A known flow per pair (u = a + x/10, v = b - y/10), counting its calls."""
+
+    tag = "ramp"
+    needs_frames = False
+
+    def __init__(self, shape=(H, W)):
+        self.calls = 0
+        self.shape = shape
+
+    def flow(self, frame_a, frame_b, *, sequence="", stem_a="", stem_b=""):
+        self.calls += 1
+        y, x = np.mgrid[: self.shape[0], : self.shape[1]].astype(np.float32)
+        return np.stack([int(stem_a) + x / 10, int(stem_b) - y / 10], axis=-1)
+
+
+@pytest.fixture
+def sequence(tmp_path):
+    """A 3-frame sequence of H x W frames on disk."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    paths = []
+    for t in range(3):
+        path = folder / f"{t:05d}.png"
+        Image.fromarray(np.full((H, W, 3), 40 * t, np.uint8)).save(path)
+        paths.append(str(path))
+    return Sequence(name="seq", dataset="test", frame_paths=tuple(paths), mask_paths=((),) * 3, num_objects=1)
+
+
+# -- item 15: .flo files with NaN or Inf -------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_flo_is_rejected_naming_the_file(tmp_path, bad):
+    flow = np.zeros((5, 7, 2), np.float32)
+    flow[2, 3, 1] = bad
+    flow[4, 6, 0] = bad
+    path = tmp_path / "seq" / "00000_00001.flo"
+    path.parent.mkdir()
+    write_flo(path, flow)
+    expected = (f"{path}: 2 non-finite flow values (NaN or Inf), the first at row 2, column 3; the flow method "
+                "failed or the file is corrupt: recompute this flow.")
+    with pytest.raises(FloFormatError) as err:
+        read_flo(path)
+    assert str(err.value) == expected
+    # The folder-of-.flo backend (segment --flow=flo, the flow CLI, training) reads through it.
+    with pytest.raises(FloFormatError, match="non-finite flow values"):
+        make_backend("flo", str(tmp_path)).flow(None, None, sequence="seq", stem_a="00000", stem_b="00001")
+
+
+def test_finite_flo_still_round_trips(tmp_path):
+    flow = np.random.default_rng(3).normal(scale=1e3, size=(4, 5, 2)).astype(np.float32)
+    write_flo(tmp_path / "a.flo", flow)
+    np.testing.assert_array_equal(read_flo(tmp_path / "a.flo"), flow)
+
+
+# -- item 16: the flow cache -------------------------------------------------------------------------------
+def test_cache_dir_that_is_a_file_is_a_clear_error(tmp_path):
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("mine")
+    with pytest.raises(FlowCacheError, match=rf"^flow cache folder {not_a_folder} is a file, not a folder"):
+        FlowCache(_Ramp(), str(not_a_folder))
+    with pytest.raises(FlowCacheError, match=rf"^flow cache folder {not_a_folder}/sub cannot be created"):
+        FlowCache(_Ramp(), str(not_a_folder / "sub"))
+    assert not_a_folder.read_text() == "mine"
+
+
+def _damage(path, how):
+    if how == "empty":
+        open(path, "wb").close()
+    elif how == "truncated":
+        os.truncate(path, os.path.getsize(path) // 2)
+    elif how == "wrong shape":
+        np.save(path, np.zeros((H, W + 1, 2), np.float16))
+    elif how == "nan":
+        array = np.load(path)
+        array[1, 1, 0] = np.nan
+        np.save(path, array)
+    elif how == "not a float":
+        np.save(path, np.zeros((H, W, 2), np.int16))
+    elif how == "garbage":
+        with open(path, "wb") as f:
+            f.write(b"not numpy at all")
+
+
+DAMAGE = ["empty", "truncated", "wrong shape", "nan", "not a float", "garbage"]
+
+
+@pytest.mark.parametrize("how", DAMAGE)
+def test_damaged_cache_files_are_recomputed_on_load(tmp_path, sequence, how):
+    backend = _Ramp()
+    cache = FlowCache(backend, str(tmp_path / "cache"))
+    want = cache.flow(sequence, 1, 2)
+    path = cache.path(sequence, 1, 2)
+    _damage(path, how)
+    got = cache.flow(sequence, 1, 2)
+    assert backend.calls == 2 and cache.repaired == 1
+    np.testing.assert_array_equal(got, want)
+    stored = np.load(path)  # rewritten intact
+    assert stored.dtype == np.float16 and stored.shape == (H, W, 2)
+    np.testing.assert_array_equal(stored.astype(np.float32), want.astype(np.float16).astype(np.float32))
+    assert cache.flow(sequence, 1, 2) is not None and backend.calls == 2 and cache.repaired == 1
+
+
+@pytest.mark.parametrize("how", ["empty", "truncated", "nan"])
+def test_precompute_does_not_count_damaged_files_as_cached(tmp_path, sequence, how):
+    backend = _Ramp()
+    cache = FlowCache(backend, str(tmp_path / "cache"))
+    assert cache.precompute(sequence) == 2 and backend.calls == 4
+    _damage(cache.path(sequence, 2, 1), how)
+    seen = []
+    assert cache.precompute(sequence, seen.append) == 1
+    assert seen == [True, False] and backend.calls == 5 and cache.repaired == 1
+    assert cache.precompute(sequence) == 0 and backend.calls == 5
+
+
+def test_a_backend_flow_that_does_not_fit_the_frames_is_refused(tmp_path, sequence):
+    cache = FlowCache(_Ramp(shape=(H, W - 2)), str(tmp_path / "cache"))
+    with pytest.raises(FlowCacheError, match=r"^ramp flow from frame 00000 to 00001 of seq: shape \(6, 6, 2\) is "
+                                             r"not \(6, 8, 2\)"):
+        cache.flow(sequence, 0, 1)
+    assert not os.path.exists(cache.path(sequence, 0, 1))
+
+
+# -- item 9 / 16: the flow CLI -------------------------------------------------------------------------------
+def _flow_cli(*args):
+    return subprocess.run([sys.executable, "-m", "maskrnn_tf.flow", *args], cwd=REPO, capture_output=True,
+                          text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=120)
+
+
+def test_flow_cli_refuses_a_bad_year_at_parse_time(tmp_path):
+    proc = _flow_cli("--year=2018", f"--manual_dir={tmp_path}", f"--cache_dir={tmp_path}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "flag --year=2018: must be 2016 or 2017 (DAVIS years)." in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_flow_cli_refuses_a_cache_dir_that_is_a_file(tmp_path, shared_data):
+    cache = tmp_path / "cache.npy"
+    cache.write_bytes(b"keep me")
+    proc = _flow_cli("--dataset=davis", "--year=2017", f"--manual_dir={os.path.join(shared_data, 'DAVIS-2017-sample')}",
+                     f"--cache_dir={cache}", "--noprogress")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"Error: --cache_dir: flow cache folder {cache} is a file, not a folder" in proc.stderr
+    assert "Traceback" not in proc.stderr and cache.read_bytes() == b"keep me"
