@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from maskrnn_tf.io import write_palette_png
+from maskrnn_tf.io.file_modes import apply_umask
 
 PROBABILITY_FORMATS = ("npy", "png")
 
@@ -94,6 +95,7 @@ class OverlayWriter:
     def close(self) -> None:
         """Finishes the file and moves it into place."""
         self._video.release()
+        apply_umask(self._tmp)  # mkstemp made it 0600
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
