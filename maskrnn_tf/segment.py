@@ -106,10 +106,12 @@ def main(argv) -> int:
         raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).")
     flow_fn = inference.make_flow_fn(FLAGS.flow, FLAGS.flo_dir)
     baseline = FLAGS.method == "flow_propagation"
+    from maskrnn_tf.cli_flags import MIN_FRAME_SIZE
+
     options = inference.SegmentOptions(
         max_size=FLAGS.max_size or None, need_next_flow=not baseline,
         save_probs=FLAGS.probs_format if FLAGS.save_probs else None, read_ahead=FLAGS.read_ahead,
-        progress=FLAGS.progress,
+        progress=FLAGS.progress, min_size=0 if baseline else MIN_FRAME_SIZE,
     )
     step_fn, prepare = inference.flow_propagation_step, None
     if not baseline:

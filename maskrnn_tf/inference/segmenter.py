@@ -39,6 +39,8 @@ class SegmentOptions:
       write_queue: frames waiting to be written on the writer thread.
       threshold: the fusion threshold.
       progress: show a tqdm progress bar.
+      min_size: the smallest short side the step accepts at the working size (the network's minimum;
+        0 = any); smaller frames are refused before any work with the --max_size that would fit.
     """
 
     max_size: Optional[int] = None
@@ -48,6 +50,7 @@ class SegmentOptions:
     write_queue: int = 8
     threshold: float = 0.5
     progress: bool = True
+    min_size: int = 0
 
 
 class _FrameStash:
@@ -64,6 +67,21 @@ class _FrameStash:
     def pop(self, index: int) -> np.ndarray:
         with self._lock:
             return self._frames.pop(index)
+
+
+def check_working_size(source: VideoSource, options: SegmentOptions) -> None:
+    """Raises ValueError when `source`'s frames, capped at `options.max_size`, are below `options.min_size`."""
+    height, width = working_size(tuple(source.size), options.max_size)
+    if min(height, width) >= options.min_size:
+        return
+    full_h, full_w = source.size
+    if min(full_h, full_w) < options.min_size:
+        fix = f"the network needs frames of at least {options.min_size}x{options.min_size} pixels; upscale the video"
+    else:
+        needed = -(-options.min_size * max(full_h, full_w) // min(full_h, full_w))
+        fix = f"pass --max_size={needed} or more (or 0 for the full size)"
+    raise ValueError(f"{source.path}: frames of {full_w}x{full_h} are processed at {width}x{height}, below the "
+                     f"network's minimum side of {options.min_size} pixels; {fix}.")
 
 
 def _working_frames(source: VideoSource, size, stash: Optional[_FrameStash]) -> Iterator[np.ndarray]:
@@ -105,6 +123,7 @@ def segment_frames(
             f"first mask size {first.labels.shape[1]}x{first.labels.shape[0]} differs from the frames of "
             f"{source.path} ({source.size[1]}x{source.size[0]})."
         )
+    check_working_size(source, options)
     full_size = tuple(source.size)
     size = working_size(full_size, options.max_size)
     lookup = first.index_to_id()
@@ -232,6 +251,7 @@ def segment_video(
         check_overlay_path(overlay_path, output_dir, overwrite, inputs)
     source = VideoSource(video, exclude=[first_mask], allow_partial=allow_partial_video)
     first = read_first_mask(first_mask, source.size)
+    check_working_size(source, options)
     if prepare is not None:
         step_fn = prepare(source, first)
     record = {"video": os.path.abspath(video), "first_mask": os.path.abspath(first_mask),
@@ -285,6 +305,7 @@ def segment_davis(
             source = VideoSource(os.path.dirname(sequence.frame_paths[0]), frame_paths=list(sequence.frame_paths),
                                  name=sequence.name)
             first = read_first_mask(sequence.mask_paths[0][0], source.size)
+            check_working_size(source, options)
             seq_step = prepare(source, first) if prepare is not None else step_fn
             if seq_step is None:
                 raise ValueError("segment_davis needs step_fn or prepare.")

@@ -47,3 +47,24 @@ def test_the_binaries_exit_2_with_one_line(module, arg, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: flag {arg.split('=')[0]}=") and "Traceback" not in proc.stderr
     assert f"{arg}: must be" in proc.stderr
+
+
+def test_frames_below_the_network_minimum_are_refused_before_any_work(video, tmp_path):
+    import numpy as np
+
+    from maskrnn_tf.inference import SegmentOptions, flow_propagation_step, segment_video
+
+    def step_never_called(*args):
+        raise AssertionError("the step must not run")
+
+    frames, mask = video
+    out = str(tmp_path / "out")
+    # 56x40 frames capped at 32 become 32x23: below 32, and 45 is the smallest cap that keeps 32 rows.
+    with pytest.raises(ValueError, match=r"vid: frames of 56x40 are processed at 32x23, below the network's minimum "
+                                         r"side of 32 pixels; pass --max_size=45 or more"):
+        segment_video(step_never_called, frames, mask, None, out, SegmentOptions(max_size=32, min_size=32,
+                                                                                 progress=False))
+    assert not os.path.exists(out)
+    zero = lambda a, b: np.zeros(a.shape[:2] + (2,), np.float32)  # noqa: E731
+    assert segment_video(flow_propagation_step, frames, mask, zero, out,
+                         SegmentOptions(max_size=45, min_size=32, progress=False)) == 4
