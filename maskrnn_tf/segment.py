@@ -7,7 +7,9 @@
 
 Writes `<output>/<frame>.png` (palette PNGs of the object ids, the input mask's palette), or
 `<output>/<sequence>/<frame>.png` for a DAVIS split (the layout `python -m maskrnn_tf.evaluate` reads).
-The output folder appears only when complete; an existing one is refused unless --overwrite.
+The output folder appears only when complete, with `segment_run.json` (what was segmented). It must not be,
+contain or lie inside an input; an existing one is refused unless --overwrite, which replaces only a folder
+segment wrote (one holding segment_run.json). Bad inputs print one line and exit with status 2.
 
 Flow is computed from the frames (DIS by default), or, with `--flow=flo --flo_dir=DIR`, read from precomputed
 `DIR/<sequence>/<stem_a>_<stem_b>.flo` files (FlowNet2, RAFT, exact synthetic flows), where <sequence> is the
