@@ -29,6 +29,13 @@ def make_owned_tmp_dir(parent: str | os.PathLike, prefix: str) -> str:
     return path
 
 
+def make_owned_tmp_file(parent: str | os.PathLike, prefix: str, suffix: str = "") -> str:
+    """Creates the empty file `<parent>/<prefix><pid>@<host>-<random><suffix>` and returns its path."""
+    fd, path = tempfile.mkstemp(dir=os.fspath(parent), prefix=f"{prefix}{os.getpid()}@{_host()}-", suffix=suffix)
+    os.close(fd)
+    return path
+
+
 def pid_alive(pid: int) -> bool:
     """True when a process with this id runs on this host (or may: we lack the right to signal it)."""
     if pid <= 0:
@@ -49,7 +56,7 @@ def stale_tmp_dirs(parent: str | os.PathLike, prefix: str) -> List[str]:
         names = os.listdir(parent)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    pattern = re.compile(re.escape(prefix) + r"(\d+)@(.+)-[^-]+$")
+    pattern = re.compile(re.escape(prefix) + r"(\d+)@(.+)-[^-]+$")  # the random part (and suffix) has no '-'
     host, stale = _host(), []
     for name in sorted(names):
         match = pattern.match(name)

@@ -152,3 +152,23 @@ def test_void_of_the_first_mask_is_written_as_background(tmp_path, video):
     segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False))
     first = read_mask(os.path.join(out, "00000.png"))
     np.testing.assert_array_equal(first, np.where(ids == 255, 0, ids))
+
+
+def test_partial_overlay_of_a_killed_run_is_removed(tmp_path, video, caplog):
+    import socket
+
+    frames, mask = video
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)  # a process id that is no longer running
+    partial = tmp_path / f".ov.mp4.tmp-{pid}@{socket.gethostname()}-abc123.mp4"
+    partial.write_bytes(b"half an mp4")
+    with caplog.at_level("WARNING"):
+        segment_video(flow_propagation_step, frames, mask, zero_flow, str(tmp_path / "out"),
+                      SegmentOptions(progress=False), overlay_path=str(tmp_path / "ov.mp4"))
+    assert not partial.exists() and os.path.getsize(tmp_path / "ov.mp4") > 0
+    assert f"removed {partial}" in caplog.text
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "ov.mp4").st_mode) == 0o666 & ~umask  # not mkstemp's 0600
