@@ -113,8 +113,8 @@ def segment_frames(
     """Segments `source` and writes `<output_dir>/<frame name>.png` for every frame; returns the frame count.
 
     Frame 0 is written as the given mask with its void (255) as background, as the DAVIS results are (the
-    evaluation refuses ids the ground truth does not define); every other frame is the fused prediction, at the input size,
-    with ids mapped back to the first mask's object ids and its palette. A `NamedFlowFn` (precomputed
+    evaluation refuses ids the ground truth does not define); every other frame is the fused prediction, at
+    the input size, with ids mapped back to the first mask's object ids and its palette. A `NamedFlowFn` (precomputed
     `.flo` files) reads the flows of the sequence `source.name` by frame name. Not atomic by itself (see
     `segment_video`).
     """
