@@ -3,13 +3,15 @@
 Layout (what `tensorflow_model_server --model_base_path=<export_base>` polls):
   <export_base>/<version>/saved_model.pb, variables/, assets.extra/tf_serving_warmup_requests,
   assets.extra/maskrnn_export.json (config, precision, signatures; for people and clients).
-Everything is written into `<export_base>/.tmp-<version>-XXXX` (the server ignores non-numeric folders) and
-renamed into place at the end, so the server never sees a half-written version; any failure removes it.
+Everything is written into `<export_base>/.tmp-<version>-<pid>@<host>-XXXX` (the server ignores non-numeric
+folders) and renamed into place at the end, so the server never sees a half-written version; any failure removes
+it, and the temporaries of killed exports (their process gone) are removed by the next export of that version.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -34,6 +36,7 @@ from maskrnn_tf.export.serving_module import (
     rebuild_with_precision,
 )
 from maskrnn_tf.export.warmup import WarmupConfig, write_warmup_file
+from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir
 from maskrnn_tf.model import MaskRNN
 
 METADATA_FILENAME = "maskrnn_export.json"
@@ -129,7 +132,9 @@ def export_saved_model(
     if isinstance(model, str):
         model = load_model(model)
     os.makedirs(export_base, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_base)
+    for removed in clean_stale_tmp_dirs(export_base, f".tmp-{version}-"):
+        logging.getLogger(__name__).warning("removed %s, the temporary folder of an interrupted export", removed)
+    tmp = make_owned_tmp_dir(export_base, f".tmp-{version}-")
     os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a model server running as another user must read it
     try:
         _write_saved_model(tmp, model, config, version)

@@ -27,8 +27,18 @@ flags.DEFINE_enum("t", "auto", ["auto", "on", "off"], "Temporal stability T: aut
 flags.DEFINE_string("output_dir", None, "Where the CSVs go; default: the results folder.")
 
 
+def _register_checks() -> None:
+    from maskrnn_tf.cli_flags import check_number
+
+    check_number("processes", minimum=0, hint="0 = one per CPU")
+
+
+_register_checks()
+
+
 def main(argv: List[str]) -> int:
     del argv
+    from maskrnn_tf.io import ImageReadError
     from maskrnn_tf.metrics import EvaluationConfig, EvaluationInputError, evaluate_dataset, format_results
     from maskrnn_tf.metrics import write_reports
 
@@ -46,8 +56,12 @@ def main(argv: List[str]) -> int:
     )
     try:
         results = evaluate_dataset(FLAGS.davis_root, FLAGS.results, config)
+    except (EvaluationInputError, ImageReadError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2  # the DAVIS root or the results are not what the flags say: a usage error
+    try:
         paths = write_reports(results, FLAGS.output_dir or FLAGS.results)
-    except (EvaluationInputError, OSError) as err:
+    except OSError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(format_results(results))
@@ -56,4 +70,6 @@ def main(argv: List[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from maskrnn_tf.cli_flags import parse_flags
+
+    app.run(main, flags_parser=parse_flags)

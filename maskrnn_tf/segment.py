@@ -7,7 +7,9 @@
 
 Writes `<output>/<frame>.png` (palette PNGs of the object ids, the input mask's palette), or
 `<output>/<sequence>/<frame>.png` for a DAVIS split (the layout `python -m maskrnn_tf.evaluate` reads).
-The output folder appears only when complete; an existing one is refused unless --overwrite.
+The output folder appears only when complete, with `segment_run.json` (what was segmented). It must not be,
+contain or lie inside an input; an existing one is refused unless --overwrite, which replaces only a folder
+segment wrote (one holding segment_run.json). Bad inputs print one line and exit with status 2.
 
 Flow is computed from the frames (DIS by default), or, with `--flow=flo --flo_dir=DIR`, read from precomputed
 `DIR/<sequence>/<stem_a>_<stem_b>.flo` files (FlowNet2, RAFT, exact synthetic flows), where <sequence> is the
@@ -16,6 +18,7 @@ without extension, its frames named 00000, 00001, ...); flows are resized (vecto
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
@@ -54,8 +57,28 @@ flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16"],
 flags.DEFINE_bool("apply_localization", None, "Restrict each mask to its enlarged predicted box (the paper's "
                   "'Apply'); default: as the model was trained. --noapply_localization deploys the segmentation net "
                   "alone (the paper's 'Train' row).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing output folder (after the new one is complete).")
+flags.DEFINE_bool("allow_partial_video", False, "Segment the decodable frames of a truncated or corrupt video "
+                  "file (with a warning) instead of refusing it.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing output folder that segment wrote (it holds "
+                  "segment_run.json), after the new one is complete; never a folder that is or holds an input.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def _register_checks() -> None:
+    """Numeric flags are checked when parsed: a bad value is a usage error (exit 2) before any work."""
+    from maskrnn_tf.cli_flags import MIN_FRAME_SIZE, check_number
+
+    check_number("finetune_steps", minimum=0, hint="0 skips online finetuning")
+    check_number("finetune_lr", above=0, hint="e.g. 1e-5")
+    check_number("finetune_loc_weight", minimum=0)
+    check_number("max_size", zero_or_at_least=MIN_FRAME_SIZE,
+                 hint=f"0 keeps the full size; the network needs frames of at least {MIN_FRAME_SIZE} pixels")
+    check_number("read_ahead", minimum=0)
+    flags.register_validator("davis_year", lambda year: year in (None, 2016, 2017),
+                             message="--davis_year must be 2016 or 2017.")
+
+
+_register_checks()
 
 
 def main(argv) -> int:
@@ -73,15 +96,24 @@ def main(argv) -> int:
     if FLAGS.method == "maskrnn" and not FLAGS.model:
         raise app.UsageError("--method=maskrnn needs --model (or use --method=flow_propagation).")
 
-    inference.check_output_dir(FLAGS.output, FLAGS.overwrite)
+    # Checked before any work: the outputs must never touch an input (see check_output_dir).
+    inputs = [("--video", FLAGS.video), ("--first_mask", FLAGS.first_mask), ("--davis_root", FLAGS.davis_root),
+              ("--flo_dir", FLAGS.flo_dir), ("--model", FLAGS.model)]
+    inference.check_output_dir(FLAGS.output, FLAGS.overwrite, inputs)
+    if FLAGS.overlay:
+        inference.check_overlay_path(FLAGS.overlay, FLAGS.output, FLAGS.overwrite, inputs)
+    metadata = {"method": FLAGS.method, "model": FLAGS.model and os.path.abspath(FLAGS.model), "flow": FLAGS.flow,
+                "max_size": FLAGS.max_size, "finetune_steps": FLAGS.finetune_steps if FLAGS.model else 0}
     if FLAGS.flow == "flo" and not FLAGS.flo_dir:
         raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).")
     flow_fn = inference.make_flow_fn(FLAGS.flow, FLAGS.flo_dir)
     baseline = FLAGS.method == "flow_propagation"
+    from maskrnn_tf.cli_flags import MIN_FRAME_SIZE
+
     options = inference.SegmentOptions(
         max_size=FLAGS.max_size or None, need_next_flow=not baseline,
         save_probs=FLAGS.probs_format if FLAGS.save_probs else None, read_ahead=FLAGS.read_ahead,
-        progress=FLAGS.progress,
+        progress=FLAGS.progress, min_size=0 if baseline else MIN_FRAME_SIZE,
     )
     step_fn, prepare = inference.flow_propagation_step, None
     if not baseline:
@@ -102,12 +134,14 @@ def main(argv) -> int:
         names = inference.segment_davis(
             FLAGS.davis_root, FLAGS.split, flow_fn, FLAGS.output, step_fn=step_fn, options=options,
             overwrite=FLAGS.overwrite, year=FLAGS.davis_year, prepare=prepare, sequences=FLAGS.sequences,
+            inputs=inputs, metadata=metadata,
         )
         print(f"wrote {len(names)} sequences to {FLAGS.output}")
     else:
         count = inference.segment_video(
             step_fn, FLAGS.video, FLAGS.first_mask, flow_fn, FLAGS.output, options, overlay_path=FLAGS.overlay,
-            overwrite=FLAGS.overwrite, prepare=prepare,
+            overwrite=FLAGS.overwrite, prepare=prepare, inputs=inputs, metadata=metadata,
+            allow_partial_video=FLAGS.allow_partial_video,
         )
         print(f"wrote {count} frames to {FLAGS.output}" + (f" and {FLAGS.overlay}" if FLAGS.overlay else ""))
     return 0
@@ -117,17 +151,20 @@ def run() -> None:
     """Entry point: absl flags, clear one-line errors for bad inputs."""
 
     def guarded(argv):
-        from maskrnn_tf.inference import (MaskError, ModelLoadError, OutputExistsError, VideoReadError)
+        from maskrnn_tf.inference import (MaskError, ModelLoadError, OutputExistsError, UnsafeOutputError,
+                                          VideoReadError)
         from maskrnn_tf.io import ImageReadError
 
         try:
             return main(argv)
-        except (MaskError, ModelLoadError, OutputExistsError, VideoReadError, ImageReadError, ValueError,
-                FileNotFoundError) as err:
+        except (MaskError, ModelLoadError, OutputExistsError, UnsafeOutputError, VideoReadError, ImageReadError,
+                ValueError, FileNotFoundError) as err:
             print(f"Error: {err}", file=sys.stderr)
-            return 1
+            return 2  # bad input (a flag's value or a file it names): a usage error
 
-    app.run(guarded)
+    from maskrnn_tf.cli_flags import parse_flags
+
+    app.run(guarded, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

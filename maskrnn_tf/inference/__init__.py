@@ -14,9 +14,11 @@ from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mas
 from maskrnn_tf.inference.flow_source import FloFileFlow, backend_flow_fn, make_flow_fn
 from maskrnn_tf.inference.model_loading import ModelLoadError, load_model
 from maskrnn_tf.inference.model_step import model_step_fn
-from maskrnn_tf.inference.output_dir import OutputExistsError, atomic_output_dir, check_output_dir
+from maskrnn_tf.inference.output_dir import (OutputExistsError, UnsafeOutputError, atomic_output_dir,
+                                             check_output_dir)
 from maskrnn_tf.inference.propagation import AnyFlowFn, FlowFn, FrameResult, NamedFlowFn, StepFn, propagate
-from maskrnn_tf.inference.segmenter import SegmentOptions, segment_davis, segment_frames, segment_video
+from maskrnn_tf.inference.segmenter import (SegmentOptions, check_overlay_path, segment_davis, segment_frames,
+                                           segment_video)
 from maskrnn_tf.inference.video_reader import VideoReadError, VideoSource
 
 __all__ = [
@@ -32,11 +34,13 @@ __all__ = [
     "OutputExistsError",
     "SegmentOptions",
     "StepFn",
+    "UnsafeOutputError",
     "VideoReadError",
     "VideoSource",
     "atomic_output_dir",
     "backend_flow_fn",
     "check_output_dir",
+    "check_overlay_path",
     "finetune",
     "finetune_on_video",
     "finetuning_prepare",

@@ -7,7 +7,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from maskrnn_tf.io import VOID_ID, davis_palette, read_mask, read_palette
+from maskrnn_tf.io import VOID_ID, davis_palette
+from maskrnn_tf.io.id_images import read_label_image
 
 
 class MaskError(ValueError):
@@ -43,14 +44,16 @@ class FirstMask:
 
 
 def read_first_mask(path: str | os.PathLike, frame_size: Optional[Tuple[int, int]] = None) -> FirstMask:
-    """Reads a first-frame mask: a palette PNG whose index is the object id, or a binary mask (object 1).
+    """Reads a first-frame mask: a palette PNG whose index is the object id, a grey mask (binary when it has
+    one non-zero value, e.g. 0/1 or 0/255; ids when all values are below 128), or an RGB mask with one flat
+    colour per object (see `maskrnn_tf.io.id_images.read_label_image`).
 
     Raises:
       ImageReadError: the file is missing or unreadable.
       MaskError: its size differs from `frame_size` = (height, width), or it holds no object.
     """
     path = os.fspath(path)
-    labels = read_mask(path)
+    labels, palette = read_label_image(path)
     if frame_size is not None and tuple(labels.shape) != tuple(frame_size):
         raise MaskError(
             f"{path}: mask size {labels.shape[1]}x{labels.shape[0]} differs from the video's frames "
@@ -61,8 +64,7 @@ def read_first_mask(path: str | os.PathLike, frame_size: Optional[Tuple[int, int
     if not object_ids:
         raise MaskError(
             f"{path}: the mask holds no object (only background/void); paint the objects to track with "
-            "ids 1..N (palette PNG) or as white on black (binary mask)."
+            "ids 1..N (palette PNG), in flat colours on black (RGB), or as white on black (binary mask)."
         )
-    palette = read_palette(path)
     return FirstMask(labels=labels, object_ids=object_ids, palette=davis_palette() if palette is None else palette)
 

@@ -1,46 +1,137 @@
-"""An output folder that appears only when complete: written under a temporary name, then renamed."""
+"""An output folder that appears only when complete, never overlaps an input, and is replaced only when
+segment wrote it.
+
+The folder is written under a hidden temporary name (`.<name>.tmp-<pid>@<host>-XXXX`) and renamed when
+complete; the temporaries of killed runs are removed by the next run. It carries `segment_run.json` (what
+was segmented, when): `--overwrite` replaces only a folder that holds it (or an empty one), never an
+arbitrary folder.
+"""
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
+import logging
 import os
 import shutil
-import tempfile
-from typing import Iterator
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+
+from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir
+
+MARKER_FILE = "segment_run.json"
+_LOG = logging.getLogger(__name__)
 
 
 class OutputExistsError(FileExistsError):
-    """The output folder exists and overwriting was not asked for."""
+    """The output folder exists and overwriting was not asked for (or it is not a folder segment wrote)."""
 
 
-def check_output_dir(path: str, overwrite: bool) -> None:
-    """Raises OutputExistsError when `path` exists and `overwrite` is False."""
-    if os.path.exists(path) and not overwrite:
-        raise OutputExistsError(
-            f"{path}: output folder already exists; choose another --output or pass --overwrite to replace it."
+class UnsafeOutputError(ValueError):
+    """An output path is, contains or lies inside an input: writing it could destroy the input."""
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(os.path.abspath(os.fspath(path)))
+
+
+def check_no_overlap(output: str, inputs: Sequence[Tuple[str, Optional[str]]], output_flag: str = "--output") -> None:
+    """Raises UnsafeOutputError when `output` is, contains or lies inside one of the `(flag, path)` inputs.
+
+    Symbolic links are resolved, so a link to the frames folder counts as the frames folder.
+    """
+    target = _real(output)
+    for flag, path in inputs:
+        if not path:
+            continue
+        source = _real(path)
+        if target == source:
+            relation = "is"
+        elif source.startswith(target.rstrip(os.sep) + os.sep):
+            relation = "contains"
+        elif target.startswith(source.rstrip(os.sep) + os.sep):
+            relation = "lies inside"
+        else:
+            continue
+        raise UnsafeOutputError(
+            f"{output_flag} {output} {relation} the input {flag} {path}: writing (or replacing) it could destroy "
+            f"the input. Choose an {output_flag} outside every input, e.g. a new folder beside them."
         )
 
 
+def check_output_dir(path: str, overwrite: bool,
+                     inputs: Sequence[Tuple[str, Optional[str]]] = ()) -> None:
+    """Checks that segment may write the folder `path`.
+
+    Raises:
+      UnsafeOutputError: `path` is, contains or lies inside one of the `(flag, path)` inputs.
+      OutputExistsError: `path` exists and `overwrite` is False, or it is not a folder segment wrote (no
+        `segment_run.json`, not empty), which `--overwrite` never replaces.
+    """
+    check_no_overlap(path, inputs)
+    if not os.path.lexists(path):
+        return
+    if not overwrite:
+        raise OutputExistsError(
+            f"{path}: output folder already exists; choose another --output or pass --overwrite to replace it."
+        )
+    if os.path.islink(path) or not os.path.isdir(path):
+        raise OutputExistsError(
+            f"{path}: exists and is not a folder; --overwrite only replaces a results folder segment wrote. "
+            "Choose another --output."
+        )
+    if os.listdir(path) and not os.path.isfile(os.path.join(path, MARKER_FILE)):
+        raise OutputExistsError(
+            f"{path}: not a folder segment wrote (it has no {MARKER_FILE}), so --overwrite will not replace it. "
+            "Choose another --output, or check its contents and delete it yourself."
+        )
+
+
+def _remove_stale(parent: str, base: str) -> None:
+    for prefix in (f".{base}.tmp-", f".{base}.old-"):
+        for removed in clean_stale_tmp_dirs(parent, prefix):
+            _LOG.warning("removed %s, the temporary folder of an interrupted run (its process is gone)", removed)
+
+
+def _write_marker(folder: str, metadata: Mapping[str, Any]) -> None:
+    content: Dict[str, Any] = {"written_by": "maskrnn_tf.segment",
+                               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    content.update(metadata)
+    path = os.path.join(folder, MARKER_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(content, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
 @contextlib.contextmanager
-def atomic_output_dir(path: str, overwrite: bool = False) -> Iterator[str]:
+def atomic_output_dir(path: str, overwrite: bool = False, inputs: Sequence[Tuple[str, Optional[str]]] = (),
+                      metadata: Optional[Mapping[str, Any]] = None) -> Iterator[str]:
     """Yields a temporary folder beside `path`; on success it replaces `path`, on an exception it is deleted.
 
-    An existing `path` is refused unless `overwrite`; when overwriting, the old folder is removed only after
-    the new one is complete.
+    `path` is checked with `check_output_dir` (before and again just before the swap). On success the
+    folder receives `segment_run.json` with `metadata` (a mutable mapping may be filled in while writing).
+    When overwriting, the old folder is removed only after the new one is complete. Temporary folders of
+    earlier runs whose process is gone are removed first (with a warning).
     """
     path = os.path.abspath(path)
-    check_output_dir(path, overwrite)
-    parent = os.path.dirname(path)
+    check_output_dir(path, overwrite, inputs)
+    parent, base = os.path.dirname(path), os.path.basename(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.tmp-")
+    _remove_stale(parent, base)
+    tmp = make_owned_tmp_dir(parent, f".{base}.tmp-")
     try:
         yield tmp
+        _write_marker(tmp, metadata or {})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     old = None
-    if os.path.exists(path):
-        check_output_dir(path, overwrite)  # it may have appeared while we were writing
-        old = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.old-")
+    if os.path.lexists(path):
+        try:
+            check_output_dir(path, overwrite)  # it may have appeared or changed while we were writing
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        old = make_owned_tmp_dir(parent, f".{base}.old-")
         os.replace(path, os.path.join(old, "previous"))
     os.replace(tmp, path)
     if old is not None:

@@ -9,17 +9,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
 from maskrnn_tf.inference.background import BackgroundWorker
 from maskrnn_tf.inference.first_mask import FirstMask, read_first_mask
-from maskrnn_tf.inference.output_dir import atomic_output_dir, check_output_dir
+from maskrnn_tf.inference.output_dir import (OutputExistsError, UnsafeOutputError, atomic_output_dir,
+                                             check_no_overlap, check_output_dir)
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, fuse, propagate
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 from maskrnn_tf.inference.writers import MaskWriter, OverlayWriter, ProbabilityWriter, upsample_probs
+from maskrnn_tf.io import VOID_ID
 
 PROBS_FOLDER = "probs"
 
@@ -37,6 +39,8 @@ class SegmentOptions:
       write_queue: frames waiting to be written on the writer thread.
       threshold: the fusion threshold.
       progress: show a tqdm progress bar.
+      min_size: the smallest short side the step accepts at the working size (the network's minimum;
+        0 = any); smaller frames are refused before any work with the --max_size that would fit.
     """
 
     max_size: Optional[int] = None
@@ -46,6 +50,7 @@ class SegmentOptions:
     write_queue: int = 8
     threshold: float = 0.5
     progress: bool = True
+    min_size: int = 0
 
 
 class _FrameStash:
@@ -62,6 +67,21 @@ class _FrameStash:
     def pop(self, index: int) -> np.ndarray:
         with self._lock:
             return self._frames.pop(index)
+
+
+def check_working_size(source: VideoSource, options: SegmentOptions) -> None:
+    """Raises ValueError when `source`'s frames, capped at `options.max_size`, are below `options.min_size`."""
+    height, width = working_size(tuple(source.size), options.max_size)
+    if min(height, width) >= options.min_size:
+        return
+    full_h, full_w = source.size
+    if min(full_h, full_w) < options.min_size:
+        fix = f"the network needs frames of at least {options.min_size}x{options.min_size} pixels; upscale the video"
+    else:
+        needed = -(-options.min_size * max(full_h, full_w) // min(full_h, full_w))
+        fix = f"pass --max_size={needed} or more (or 0 for the full size)"
+    raise ValueError(f"{source.path}: frames of {full_w}x{full_h} are processed at {width}x{height}, below the "
+                     f"network's minimum side of {options.min_size} pixels; {fix}.")
 
 
 def _working_frames(source: VideoSource, size, stash: Optional[_FrameStash]) -> Iterator[np.ndarray]:
@@ -92,8 +112,9 @@ def segment_frames(
 ) -> int:
     """Segments `source` and writes `<output_dir>/<frame name>.png` for every frame; returns the frame count.
 
-    Frame 0 is written as the given mask; every other frame is the fused prediction, at the input size,
-    with ids mapped back to the first mask's object ids and its palette. A `NamedFlowFn` (precomputed
+    Frame 0 is written as the given mask with its void (255) as background, as the DAVIS results are (the
+    evaluation refuses ids the ground truth does not define); every other frame is the fused prediction, at
+    the input size, with ids mapped back to the first mask's object ids and its palette. A `NamedFlowFn` (precomputed
     `.flo` files) reads the flows of the sequence `source.name` by frame name. Not atomic by itself (see
     `segment_video`).
     """
@@ -102,6 +123,7 @@ def segment_frames(
             f"first mask size {first.labels.shape[1]}x{first.labels.shape[0]} differs from the frames of "
             f"{source.path} ({source.size[1]}x{source.size[0]})."
         )
+    check_working_size(source, options)
     full_size = tuple(source.size)
     size = working_size(full_size, options.max_size)
     lookup = first.index_to_id()
@@ -117,7 +139,7 @@ def segment_frames(
         # Runs on the writer thread: upsampling, fusion and encoding overlap the next model step.
         name = source.frame_names[index]
         if index == 0:
-            ids = first.labels
+            ids = np.where(first.labels == VOID_ID, 0, first.labels).astype(np.uint8)
             full_probs = first.one_hot()
         else:
             full_probs = upsample_probs(probs, full_size)
@@ -157,6 +179,38 @@ def segment_frames(
     return count
 
 
+def _overlay_target(overlay_path: Optional[str], output_dir: str, tmp: str) -> Optional[str]:
+    """Where the overlay is written: inside the temporary folder when it belongs inside the output (so it
+    moves into place with the folder instead of being deleted with the old one), else at its path."""
+    if not overlay_path:
+        return None
+    output, overlay = os.path.realpath(os.path.abspath(output_dir)), os.path.realpath(os.path.abspath(overlay_path))
+    if not overlay.startswith(output + os.sep):
+        return overlay_path
+    inner = os.path.join(tmp, os.path.relpath(overlay, output))
+    os.makedirs(os.path.dirname(inner), exist_ok=True)
+    return inner
+
+
+def check_overlay_path(overlay_path: str, output_dir: str, overwrite: bool,
+                       inputs: Sequence[Tuple[str, Optional[str]]]) -> None:
+    """Refuses an overlay path that is or holds an input, that would clash with the results, or that exists
+    outside the output folder without `overwrite`."""
+    check_no_overlap(overlay_path, inputs, "--overlay")
+    output, overlay = os.path.realpath(os.path.abspath(output_dir)), os.path.realpath(os.path.abspath(overlay_path))
+    if overlay == output:
+        raise UnsafeOutputError(f"--overlay {overlay_path} is the --output folder; give the overlay a file name "
+                                "such as <output>.mp4.")
+    if overlay.startswith(output + os.sep):
+        relative = os.path.relpath(overlay, output)
+        if relative.lower().endswith((".png", ".json", ".npy")) or relative.split(os.sep)[0] == PROBS_FOLDER:
+            raise UnsafeOutputError(f"--overlay {overlay_path} would clash with the results written in --output; "
+                                    "name it like overlay.mp4.")
+    elif os.path.lexists(overlay_path) and not overwrite:
+        raise OutputExistsError(f"{overlay_path}: overlay already exists; choose another --overlay or pass "
+                                "--overwrite to replace it.")
+
+
 def segment_video(
     step_fn: StepFn,
     video: str,
@@ -167,6 +221,9 @@ def segment_video(
     overlay_path: Optional[str] = None,
     overwrite: bool = False,
     prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]] = None,
+    inputs: Sequence[Tuple[str, Optional[str]]] = (),
+    metadata: Optional[Dict[str, object]] = None,
+    allow_partial_video: bool = False,
 ) -> int:
     """Segments one video into `output_dir`, which appears only when complete.
 
@@ -176,19 +233,33 @@ def segment_video(
       first_mask: the first frame's mask (palette PNG of ids, or binary).
       flow_fn: the flow backend (a `NamedFlowFn` reads the flows of the sequence named after the video's
         folder, or its file name without extension).
-      output_dir: results folder (refused when it exists unless `overwrite`).
+      output_dir: results folder; refused when it is, contains or lies inside an input (`video`,
+        `first_mask`, `inputs`); an existing one is replaced only with `overwrite` and only when segment
+        wrote it (see `check_output_dir`).
       options: see SegmentOptions.
-      overlay_path: optional mp4 with the masks blended into the frames.
+      overlay_path: optional mp4 with the masks blended into the frames (may lie inside `output_dir`).
       prepare: optional callback (video, first mask) -> step_fn, e.g. online finetuning on the first frame.
+      inputs: further (flag, path) inputs the outputs must not touch (the model, the .flo folder).
+      metadata: extra fields for the folder's `segment_run.json`.
+      allow_partial_video: segment the decodable prefix of a truncated video file (with a warning) instead
+        of refusing it.
     Returns the number of frames written.
     """
-    check_output_dir(output_dir, overwrite)
-    source = VideoSource(video)
+    inputs = [("--video", video), ("--first_mask", first_mask), *inputs]
+    check_output_dir(output_dir, overwrite, inputs)
+    if overlay_path:
+        check_overlay_path(overlay_path, output_dir, overwrite, inputs)
+    source = VideoSource(video, exclude=[first_mask], allow_partial=allow_partial_video)
     first = read_first_mask(first_mask, source.size)
+    check_working_size(source, options)
     if prepare is not None:
         step_fn = prepare(source, first)
-    with atomic_output_dir(output_dir, overwrite) as tmp:
-        return segment_frames(step_fn, source, first, flow_fn, tmp, options, overlay_path)
+    record = {"video": os.path.abspath(video), "first_mask": os.path.abspath(first_mask),
+              "object_ids": list(first.object_ids), **(metadata or {})}
+    with atomic_output_dir(output_dir, overwrite, inputs, record) as tmp:
+        record["frames"] = segment_frames(step_fn, source, first, flow_fn, tmp, options,
+                                          _overlay_target(overlay_path, output_dir, tmp))
+    return record["frames"]
 
 
 def segment_davis(
@@ -202,16 +273,20 @@ def segment_davis(
     year: Optional[int] = None,
     prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]] = None,
     sequences: Optional[List[str]] = None,
+    inputs: Sequence[Tuple[str, Optional[str]]] = (),
+    metadata: Optional[Dict[str, object]] = None,
 ) -> List[str]:
     """Segments every sequence of a DAVIS split into `<output_dir>/<seq>/<frame>.png` (atomic as a whole).
 
     The first frame's ground truth seeds each sequence. `prepare` (if given) builds the step for each
     sequence (online finetuning). A `NamedFlowFn` reads each sequence's flows under its DAVIS name.
+    `output_dir` is checked like segment_video's (`davis_root` and `inputs` are the inputs it must not touch).
     Returns the sequence names.
     """
     from maskrnn_tf.data.sequences import find_davis_root, read_davis_sequence_list  # dataset layouts only here
 
-    check_output_dir(output_dir, overwrite)
+    inputs = [("--davis_root", davis_root), *inputs]
+    check_output_dir(output_dir, overwrite, inputs)
     if year is None:
         root = find_davis_root(davis_root)
         year = 2017 if os.path.isdir(os.path.join(root, "ImageSets", "2017")) else 2016
@@ -222,12 +297,15 @@ def segment_davis(
         if unknown:
             raise ValueError(f"sequence(s) {unknown} not in DAVIS-{year} {split}; choose from {sorted(by_name)}.")
         listed = [by_name[n] for n in sequences]
-    names = []
-    with atomic_output_dir(output_dir, overwrite) as tmp:
+    names: List[str] = []
+    record = {"davis_root": os.path.abspath(davis_root), "split": split, "year": year, "sequences": names,
+              **(metadata or {})}
+    with atomic_output_dir(output_dir, overwrite, inputs, record) as tmp:
         for sequence in tqdm(listed, desc=f"DAVIS-{year} {split}", unit="seq", disable=not options.progress):
             source = VideoSource(os.path.dirname(sequence.frame_paths[0]), frame_paths=list(sequence.frame_paths),
                                  name=sequence.name)
             first = read_first_mask(sequence.mask_paths[0][0], source.size)
+            check_working_size(source, options)
             seq_step = prepare(source, first) if prepare is not None else step_fn
             if seq_step is None:
                 raise ValueError("segment_davis needs step_fn or prepare.")

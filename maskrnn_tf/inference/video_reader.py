@@ -5,23 +5,31 @@ adds a bounded read-ahead with `maskrnn_tf.inference.background.prefetch`).
 """
 from __future__ import annotations
 
+import logging
 import os
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterable, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from maskrnn_tf.io import ImageReadError, read_frame
+from maskrnn_tf.io.frame_files import list_frames
 
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm")
+_LOG = logging.getLogger(__name__)
 
 class VideoReadError(ImageReadError):
     """A video (frame folder or video file) is missing, empty or unreadable."""
 
 
 class VideoSource:
-    """A video on disk: a folder of frames (sorted by name) or a video file decoded with OpenCV.
+    """A video on disk: a folder of frames or a video file decoded with OpenCV.
+
+    A folder's frames are the images of its most common type, naturally sorted (`maskrnn_tf.io.frame_files`);
+    `exclude` (the first mask) is never a frame; skipped images are listed in `skipped` and logged. A video
+    file must decode to the frame count its container declares (a truncated or corrupt file is refused)
+    unless `allow_partial`, which keeps the decodable prefix with a warning.
 
     Attributes:
       path: the folder or file.
@@ -30,12 +38,15 @@ class VideoSource:
       size: (height, width) of the frames.
       fps: frame rate (the file's for a video file, 24 for a folder).
       name: see the property (`name` overrides it, e.g. a DAVIS sequence name).
+      skipped: images of the folder that are not frames.
     """
 
     def __init__(self, path: str | os.PathLike, frame_paths: Optional[List[str]] = None,
-                 name: Optional[str] = None):
+                 name: Optional[str] = None, exclude: Iterable[str] = (), allow_partial: bool = False):
         self.path = os.fspath(path)
         self._name = name
+        self.skipped: List[str] = []
+        self.allow_partial = allow_partial
         self._frame_paths: Optional[List[str]] = None
         if frame_paths is not None:
             if not frame_paths:
@@ -43,13 +54,16 @@ class VideoSource:
             self._frame_paths = list(frame_paths)
             self.fps = 24.0
         elif os.path.isdir(self.path):
-            names = sorted(f for f in os.listdir(self.path) if f.lower().endswith(FRAME_EXTENSIONS))
-            if not names:
+            listing = list_frames(self.path, exclude)
+            if not listing.paths:
                 raise VideoReadError(
                     f"{self.path}: no frames found (expected images named like 00000.jpg with extensions "
-                    f"{', '.join(FRAME_EXTENSIONS)})."
+                    f"{', '.join(FRAME_EXTENSIONS)}; the first mask is never a frame)."
                 )
-            self._frame_paths = [os.path.join(self.path, n) for n in names]
+            self._frame_paths = listing.paths
+            self.skipped = listing.skipped
+            if listing.skipped:
+                _LOG.warning("%s", listing.skipped_message())
             self.fps = 24.0
         elif os.path.isfile(self.path):
             self._open_video_file()
@@ -70,12 +84,20 @@ class VideoSource:
                 )
             self.size = frame.shape[:2]
             self.fps = float(capture.get(cv2.CAP_PROP_FPS)) or 24.0
-            # The container's frame count can be wrong; count by decoding (grab() skips the colour work).
+            declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            # Count by decoding (grab() skips the colour work): what we can deliver, whatever the header says.
             count = 1
             while capture.grab():
                 count += 1
         finally:
             capture.release()
+        if 0 < count < declared:
+            message = (f"{self.path}: only {count} of the {declared} frames its container declares could be "
+                       "decoded; the file is truncated or corrupt.")
+            if not self.allow_partial:
+                raise VideoReadError(f"{message} Re-encode or re-download it, or pass --allow_partial_video to "
+                                     f"segment the first {count} frames only.")
+            _LOG.warning("%s Segmenting the first %d frames only (--allow_partial_video).", message, count)
         self.frame_names = [f"{i:05d}" for i in range(count)]
 
     @property

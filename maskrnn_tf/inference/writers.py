@@ -4,14 +4,16 @@ Each writer receives full-resolution results one frame at a time; none keeps mor
 """
 from __future__ import annotations
 
+import logging
 import os
-import tempfile
 from typing import Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from maskrnn_tf.io import write_palette_png
+from maskrnn_tf.io.file_modes import apply_umask
+from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_file
 
 PROBABILITY_FORMATS = ("npy", "png")
 
@@ -80,8 +82,11 @@ class OverlayWriter:
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"{path}: the overlay's folder {directory} does not exist; create it first.")
         self.palette = np.asarray(palette, np.uint8)
-        fd, self._tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".mp4")
-        os.close(fd)
+        # Named after this process, so a run killed while writing leaves a file the next run can remove.
+        prefix = f".{os.path.basename(self.path)}.tmp-"
+        for removed in clean_stale_tmp_dirs(directory, prefix):
+            logging.getLogger(__name__).warning("removed %s, the partial overlay of an interrupted run", removed)
+        self._tmp = make_owned_tmp_file(directory, prefix, ".mp4")
         self._video = cv2.VideoWriter(self._tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
         if not self._video.isOpened():
             os.unlink(self._tmp)
@@ -94,6 +99,7 @@ class OverlayWriter:
     def close(self) -> None:
         """Finishes the file and moves it into place."""
         self._video.release()
+        apply_umask(self._tmp)  # mkstemp made it 0600
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:

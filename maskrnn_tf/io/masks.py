@@ -8,6 +8,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from maskrnn_tf.io.file_modes import apply_umask
+
 VOID_ID = 255  # DAVIS-2017: pixels excluded from evaluation
 
 
@@ -91,6 +93,7 @@ def write_palette_png(path: str | os.PathLike, labels: np.ndarray, palette: Opti
     os.close(fd)
     try:
         image.save(tmp, format="PNG")
+        apply_umask(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -9,6 +9,7 @@ from maskrnn_tf.metrics.errors import (
     MissingResultsError,
     SizeMismatchError,
     UnknownObjectError,
+    UnreadableResultError,
 )
 from maskrnn_tf.metrics.evaluation import (
     EvaluationConfig,
@@ -43,6 +44,7 @@ __all__ = [
     "ShapeContextConfig",
     "SizeMismatchError",
     "UnknownObjectError",
+    "UnreadableResultError",
     "boundary_tolerance",
     "db_eval_boundary",
     "db_eval_iou",

@@ -4,7 +4,9 @@ DAVIS-2016: `ImageSets/480p/<split>.txt` lines "/JPEGImages/480p/<seq>/<frame>.j
 binary 0/255 masks (one object, id 1), `Annotations/db_info.yml` with the `eval_t` flag of each sequence.
 DAVIS-2017: `ImageSets/2017/<split>.txt` lists sequence names, `Annotations/<resolution>/<seq>/*.png` are palette
 PNGs (index = object id, 255 = void). The objects of a sequence are 1..max id of its first frame (the official
-rule). Results: `<results>/<seq>/<frame>.png`, palette PNGs of object ids (maskrnn_tf.io.write_palette_png).
+rule). Results: `<results>/<seq>/<frame>.png`, palette PNGs of object ids (maskrnn_tf.io.write_palette_png), or
+grey PNGs of ids (as davis2017-evaluation reads them), grey 0/255 binary PNGs, or RGB PNGs in DAVIS palette
+colours (`maskrnn_tf.io.id_images.read_result_ids`).
 """
 from __future__ import annotations
 
@@ -15,13 +17,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from maskrnn_tf.io import VOID_ID, read_mask
+from maskrnn_tf.io import VOID_ID, ImageReadError, read_mask
+from maskrnn_tf.io.id_images import read_result_ids
 from maskrnn_tf.metrics.errors import (
     DatasetLayoutError,
     ExtraFramesError,
     MissingResultsError,
     SizeMismatchError,
     UnknownObjectError,
+    UnreadableResultError,
 )
 
 
@@ -174,7 +178,10 @@ def load_results(
     out = np.zeros((len(frame_indices),) + tuple(shape), np.uint8)
     for k, i in enumerate(frame_indices):
         path = os.path.join(folder, spec.frames[i] + ".png")
-        pred = read_mask(path)
+        try:
+            pred = read_result_ids(path)
+        except ImageReadError as err:
+            raise UnreadableResultError(str(err)) from err
         if pred.shape != tuple(shape):
             raise SizeMismatchError(
                 f"{path}: result is {pred.shape[1]}x{pred.shape[0]} but the annotation is {shape[1]}x{shape[0]} "

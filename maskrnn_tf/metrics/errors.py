@@ -24,3 +24,7 @@ class UnknownObjectError(EvaluationInputError):
 
 class SizeMismatchError(EvaluationInputError):
     """A result frame's size differs from its ground-truth annotation."""
+
+
+class UnreadableResultError(EvaluationInputError):
+    """A result frame is unreadable, or not an image of object ids (e.g. RGB in colours outside the palette)."""

@@ -32,5 +32,5 @@ def test_export_then_client_cli(tmp_path, tiny_model, synthetic_video):
                        f"--first_mask={mask_path}", f"--output_dir={out_dir}", "--noprogress"])
     assert result.returncode == 0, result.stderr
     written = sorted(os.listdir(out_dir))
-    assert written == [f"{t:05d}.png" for t in range(len(frames))]
+    assert written == [f"{t:05d}.png" for t in range(len(frames))] + ["segment_run.json"]
     np.testing.assert_array_equal(read_mask(os.path.join(out_dir, written[0])), read_mask(mask_path))

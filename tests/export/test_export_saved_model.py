@@ -150,3 +150,28 @@ def test_saved_model_cli_show_all(export_base):
     for text in ("signature_def['serving_default']", "signature_def['first_frame']", "tensorflow/serving/predict",
                  "prev_probs", "labels"):
         assert text in result.stdout
+
+
+def test_temporary_folder_of_a_killed_export_is_removed_by_the_next(tmp_path, monkeypatch, caplog):
+    def die(*args, **kwargs):  # the export process is killed while writing (SIGKILL: no cleanup runs)
+        os._exit(9)
+
+    pid = os.fork()
+    if pid == 0:  # the child only touches the filesystem before dying
+        try:
+            monkeypatch.setattr(saved_model_export, "_write_saved_model", die)
+            export_saved_model(object(), str(tmp_path), 3)
+        finally:
+            os._exit(1)
+    assert os.waitpid(pid, 0)[1] >> 8 == 9
+    (leftover,) = os.listdir(tmp_path)
+    assert leftover.startswith(f".tmp-3-{pid}@")
+
+    def write_stub(export_dir, *args):
+        open(os.path.join(export_dir, "saved_model.pb"), "w").close()
+
+    monkeypatch.setattr(saved_model_export, "_write_saved_model", write_stub)
+    with caplog.at_level("WARNING"):
+        export_saved_model(object(), str(tmp_path), 3)
+    assert os.listdir(tmp_path) == ["3"]
+    assert f"removed {tmp_path / leftover}" in caplog.text

@@ -102,7 +102,7 @@ def test_cli_segments_a_frames_folder_with_flo_flows(tmp_path, flo_video, synthe
                    f"--flo_dir={flo_dir}", f"--output={out}") == 0
     first = np.stack([(synthetic_video["masks"][0] == k).astype(np.float32) for k in (1, 2)])
     want = hand_propagation(first, synthetic_video["flows_to_prev"])
-    assert sorted(os.listdir(out)) == [f"{t:05d}.png" for t in range(6)]
+    assert sorted(os.listdir(out)) == [f"{t:05d}.png" for t in range(6)] + ["segment_run.json"]
     for t in range(6):  # the exact flows were used: equal to warping by hand, ids as in the first mask
         np.testing.assert_array_equal(read_mask(os.path.join(out, f"{t:05d}.png")), labels_of(want[t]))
 

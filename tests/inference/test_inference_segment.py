@@ -41,8 +41,8 @@ def test_cli_writes_every_frame_with_ids_and_input_palette(tmp_path, video_on_di
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={tiny_model_path}", f"--output={out}",
                    "--finetune_steps=2", f"--overlay={overlay}", "--save_probs") == 0
     names = sorted(os.listdir(out))
-    assert names == [f"{t:05d}.png" for t in range(6)] + ["probs"]
-    for name in names[:-1]:
+    assert names == [f"{t:05d}.png" for t in range(6)] + ["probs", "segment_run.json"]
+    for name in names[:-2]:
         path = os.path.join(out, name)
         assert Image.open(path).mode == "P"
         np.testing.assert_array_equal(read_palette(path), custom_palette())
@@ -103,7 +103,7 @@ def test_output_folder_is_atomic(tmp_path, video_on_disk):
     assert os.listdir(tmp_path) == []  # neither the output nor its temporary folder
 
     segment_video(flow_propagation_step, frames, mask, _zero_flow, out, SegmentOptions(progress=False))
-    assert len(os.listdir(out)) == 6
+    assert len(os.listdir(out)) == 7  # 6 frames and segment_run.json
     with pytest.raises(OutputExistsError, match="--overwrite"):
         segment_video(flow_propagation_step, frames, mask, _zero_flow, out, SegmentOptions(progress=False))
     # --overwrite replaces the folder only once the new one is complete.
@@ -111,7 +111,7 @@ def test_output_folder_is_atomic(tmp_path, video_on_disk):
         f.write("old")
     segment_video(flow_propagation_step, frames, mask, _zero_flow, out, SegmentOptions(progress=False),
                   overwrite=True)
-    assert sorted(os.listdir(out)) == [f"{t:05d}.png" for t in range(6)]
+    assert sorted(os.listdir(out)) == [f"{t:05d}.png" for t in range(6)] + ["segment_run.json"]
     assert sorted(os.listdir(tmp_path)) == ["out"]
 
 
@@ -138,7 +138,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, video_on_disk, tiny_model_path):
         [sys.executable, "-m", "maskrnn_tf.segment", f"--video={frames}", f"--first_mask={tmp_path / 'x.png'}",
          "--method=flow_propagation", f"--output={out}"],
         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=120)
-    assert proc.returncode == 1 and "x.png: file not found" in proc.stderr
+    assert proc.returncode == 2 and "x.png: file not found" in proc.stderr
 
 
 def test_online_finetuning_lowers_the_first_frame_loss(synthetic_video, tiny_model_path):

@@ -94,7 +94,7 @@ def test_cli_reports_bad_input(tmp_path):
          f"--results={tmp_path / 'nope'}", "--sequences=blackswan"],
         capture_output=True, text=True, timeout=120,
     )
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "results folder not found" in proc.stderr and "nope" in proc.stderr
 
 

@@ -1,0 +1,145 @@
+"""Object-id images in the forms people save them: palette PNGs, grey id or binary PNGs, colour RGB masks.
+
+Two readers with different contracts:
+- `read_result_ids` reads a segmentation result for scoring, as davis2017-evaluation does
+  (`np.array(Image.open(path))`): a palette PNG's indices and a grey PNG's values are object ids. Beyond it:
+  a grey PNG holding only 0 and 255 is a DAVIS-2016 binary result (object 1), and an RGB PNG whose colours
+  are all DAVIS palette colours maps each colour to its index. Anything else is refused, naming the file.
+- `read_label_image` reads a first-frame annotation: palette indices are ids; a grey mask with one non-zero
+  value (0/1, 0/255, any dark grey) is binary; grey values all below 128 are ids; other grey masks
+  (anti-aliased edges, SegTrack) are foreground where > 127; an RGB mask maps each distinct colour to an
+  object (DAVIS palette colours to their index, other colours to 1..K in order of first appearance), black
+  being the background.
+"""
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+
+from maskrnn_tf.io.masks import ImageReadError, _open, davis_palette
+
+# More distinct colours than this in an RGB mask means anti-aliased edges or a photo, not flat object colours.
+MAX_COLOUR_OBJECTS = 32
+
+
+def _pack(rgb: np.ndarray) -> np.ndarray:
+    rgb = rgb.astype(np.int32)
+    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def _opaque_channels(image: Image.Image, path: str) -> Optional[np.ndarray]:
+    """[H, W] grey or [H, W, 3] RGB values of an L/LA/RGB/RGBA image (alpha must be opaque), else None."""
+    mode = image.mode
+    if mode not in ("L", "LA", "RGB", "RGBA"):
+        return None
+    array = np.asarray(image)
+    if mode in ("LA", "RGBA"):
+        if not np.all(array[..., -1] == 255):
+            raise ImageReadError(
+                f"{path}: the image has transparent pixels ({mode}); save the mask without an alpha channel "
+                "(palette PNG of object ids, or grey).")
+        array = array[..., :-1]
+        if mode == "LA":
+            array = array[..., 0]
+    if array.ndim == 3 and np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0],
+                                                                                            array[..., 2]):
+        array = array[..., 0]  # an RGB file of grey values is a grey mask
+    return np.ascontiguousarray(array)
+
+
+def _davis_ids(rgb: np.ndarray) -> Tuple[Optional[np.ndarray], List[Tuple[int, int, int]]]:
+    """(ids of `rgb` through the DAVIS palette or None, the colours that are not palette colours)."""
+    keys = _pack(davis_palette())
+    lookup = {int(k): i for i, k in enumerate(keys)}
+    colours, inverse = np.unique(_pack(rgb).reshape(-1), return_inverse=True)
+    unknown = [(int(c) >> 16, (int(c) >> 8) & 255, int(c) & 255) for c in colours if int(c) not in lookup]
+    if unknown:
+        return None, unknown
+    ids = np.asarray([lookup[int(c)] for c in colours], np.uint8)[inverse]
+    return ids.reshape(rgb.shape[:2]), []
+
+
+def read_result_ids(path: str | os.PathLike) -> np.ndarray:
+    """Reads a result PNG as uint8 object ids [H, W] (see the module doc for the accepted forms).
+
+    Raises:
+      ImageReadError: missing or unreadable file, or a form that does not say which pixel is which object.
+    """
+    path = os.fspath(path)
+    image = _open(path)
+    if image.mode == "P":
+        return np.asarray(image, np.uint8).copy()
+    if image.mode == "1":
+        return np.asarray(image, np.uint8)
+    values = _opaque_channels(image, path)
+    if values is None:
+        raise ImageReadError(
+            f"{path}: a {image.mode} image cannot hold object ids; save results as palette PNGs of object ids "
+            "(0 background, 1..N objects), grey 8-bit PNGs of ids, or DAVIS-palette RGB PNGs.")
+    if values.ndim == 2:
+        present = set(np.unique(values).tolist())
+        if present == {0, 255} or present == {255}:
+            return (values > 0).astype(np.uint8)  # a DAVIS-2016 binary result
+        return values.astype(np.uint8)
+    ids, unknown = _davis_ids(values)
+    if ids is None:
+        shown = ", ".join(str(c) for c in unknown[:3]) + (" ..." if len(unknown) > 3 else "")
+        raise ImageReadError(
+            f"{path}: RGB result with {len(unknown)} colour(s) that are not DAVIS palette colours ({shown}); "
+            "save results as palette PNGs of object ids (maskrnn_tf.io.write_palette_png) or colour object k "
+            "with DAVIS palette colour k.")
+    return ids
+
+
+def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Reads an annotation as (uint8 ids [H, W], [256, 3] palette for writing results or None = DAVIS's).
+
+    See the module doc for how each form maps to ids; 255 is void where the form has it (palette PNGs,
+    the DAVIS void colour).
+
+    Raises:
+      ImageReadError: missing or unreadable file, transparency, an unsupported mode, or an RGB image with
+        more than MAX_COLOUR_OBJECTS colours (not flat object colours).
+    """
+    path = os.fspath(path)
+    image = _open(path)
+    if image.mode == "P":
+        flat = np.asarray(image.getpalette() or [], np.uint8)
+        palette = np.zeros((256, 3), np.uint8)
+        palette.reshape(-1)[: min(flat.size, 768)] = flat[:768]
+        return np.asarray(image, np.uint8).copy(), palette
+    if image.mode == "1":
+        return np.asarray(image, np.uint8), None
+    values = _opaque_channels(image, path)
+    if values is None:
+        raise ImageReadError(
+            f"{path}: a {image.mode} image is not a mask; give a palette PNG of object ids, a grey/binary mask, "
+            "or an RGB mask with one flat colour per object.")
+    if values.ndim == 2:
+        nonzero = np.unique(values[values > 0])
+        if nonzero.size <= 1:
+            return (values > 0).astype(np.uint8), None
+        if nonzero.max() < 128:
+            return values.astype(np.uint8), None  # small grey values: object ids
+        return (values > 127).astype(np.uint8), None  # anti-aliased binary mask
+    ids, _ = _davis_ids(values)
+    if ids is not None:
+        return ids, None
+    keys = _pack(values).reshape(-1)
+    colours, first_index, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    objects = [k for k in np.argsort(first_index, kind="stable") if colours[k] != 0]
+    if len(objects) > MAX_COLOUR_OBJECTS:
+        raise ImageReadError(
+            f"{path}: RGB mask with {len(objects)} distinct colours (at most {MAX_COLOUR_OBJECTS} objects): it "
+            "looks anti-aliased or photographic. Paint each object in one flat colour on black, or save a "
+            "palette PNG of object ids.")
+    order = np.zeros(colours.size, np.uint8)
+    palette = np.zeros((256, 3), np.uint8)
+    for new_id, k in enumerate(objects, start=1):
+        order[k] = new_id
+        c = int(colours[k])
+        palette[new_id] = (c >> 16, (c >> 8) & 255, c & 255)
+    return order[inverse].reshape(values.shape[:2]), palette

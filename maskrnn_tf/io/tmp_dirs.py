@@ -1,0 +1,82 @@
+"""Hidden temporary folders that name their owner, so the leftovers of killed runs can be found and removed.
+
+A folder made by `make_owned_tmp_dir(parent, prefix)` is called `<prefix><pid>@<host>-<random>`. A run that
+is killed (SIGKILL, power loss) cannot delete its own temporary folder; the next run calls
+`clean_stale_tmp_dirs(parent, prefix)`, which removes those whose process no longer runs on this host and
+leaves alone the folders of live processes, of other hosts (a shared file system) and of unknown owners.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import tempfile
+from typing import List
+
+from maskrnn_tf.io.file_modes import apply_umask
+
+
+def _host() -> str:
+    # '/' cannot appear in a file name; '-' separates the random suffix, which never contains one.
+    return socket.gethostname().replace(os.sep, "_") or "localhost"
+
+
+def make_owned_tmp_dir(parent: str | os.PathLike, prefix: str) -> str:
+    """Creates `<parent>/<prefix><pid>@<host>-<random>` (mode from the umask) and returns its path."""
+    path = tempfile.mkdtemp(dir=os.fspath(parent), prefix=f"{prefix}{os.getpid()}@{_host()}-")
+    apply_umask(path)
+    return path
+
+
+def make_owned_tmp_file(parent: str | os.PathLike, prefix: str, suffix: str = "") -> str:
+    """Creates the empty file `<parent>/<prefix><pid>@<host>-<random><suffix>` and returns its path."""
+    fd, path = tempfile.mkstemp(dir=os.fspath(parent), prefix=f"{prefix}{os.getpid()}@{_host()}-", suffix=suffix)
+    os.close(fd)
+    return path
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this id runs on this host (or may: we lack the right to signal it)."""
+    if pid <= 0:
+        return True  # not a pid we wrote: never treat as dead
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_tmp_dirs(parent: str | os.PathLike, prefix: str) -> List[str]:
+    """The `<prefix><pid>@<host>-*` entries of `parent` left by processes of this host that no longer run."""
+    parent = os.fspath(parent)
+    try:
+        names = os.listdir(parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    pattern = re.compile(re.escape(prefix) + r"(\d+)@(.+)-[^-]+$")  # the random part (and suffix) has no '-'
+    host, stale = _host(), []
+    for name in sorted(names):
+        match = pattern.match(name)
+        if match and match.group(2) == host and int(match.group(1)) != os.getpid() \
+                and not pid_alive(int(match.group(1))):
+            stale.append(os.path.join(parent, name))
+    return stale
+
+
+def clean_stale_tmp_dirs(parent: str | os.PathLike, prefix: str) -> List[str]:
+    """Removes the stale temporary folders (or files) of `stale_tmp_dirs`; returns the paths removed."""
+    removed = []
+    for path in stale_tmp_dirs(parent, prefix):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        if not os.path.lexists(path):
+            removed.append(path)
+    return removed

@@ -1,0 +1,70 @@
+"""Numeric flags of segment and evaluate are checked when parsed: a clear error and exit 2 (issue 16, items 9
+and 14's segment part)."""
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from maskrnn_tf import segment  # noqa: F401 -- defines the flags (evaluate's are tested in a subprocess)
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("--finetune_lr=nan", "--finetune_lr=nan: must be a finite number"),
+    ("--finetune_lr=0", "--finetune_lr=0.0: must be > 0"),
+    ("--finetune_lr=inf", "--finetune_lr=inf: must be a finite number"),
+    ("--finetune_steps=-1", "--finetune_steps=-1: must be >= 0"),
+    ("--finetune_loc_weight=-0.5", "--finetune_loc_weight=-0.5: must be >= 0"),
+    ("--max_size=-5", "--max_size=-5: must be 0 or >= 32"),
+    ("--max_size=16", "--max_size=16: must be 0 or >= 32; 0 keeps the full size"),
+    ("--read_ahead=-1", "--read_ahead=-1: must be >= 0"),
+    ("--davis_year=2018", "--davis_year must be 2016 or 2017"),
+])
+def test_bad_numbers_are_refused_when_parsed(arg, message):
+    flags.FLAGS.unparse_flags()
+    try:
+        with pytest.raises(flags.IllegalFlagValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+            flags.FLAGS(["prog", arg])
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def test_good_values_pass():
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["prog", "--finetune_lr=1e-4", "--max_size=32", "--max_size=0", "--finetune_steps=0"])
+    assert flags.FLAGS.max_size == 0
+    flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize("module, arg", [("maskrnn_tf.segment", "--finetune_lr=nan"),
+                                         ("maskrnn_tf.evaluate", "--processes=-2")])
+def test_the_binaries_exit_2_with_one_line(module, arg, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", module, arg, f"--output={tmp_path / 'o'}" if "segment" in module
+                           else f"--results={tmp_path}"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"error: flag {arg.split('=')[0]}=") and "Traceback" not in proc.stderr
+    assert f"{arg}: must be" in proc.stderr
+
+
+def test_frames_below_the_network_minimum_are_refused_before_any_work(video, tmp_path):
+    import numpy as np
+
+    from maskrnn_tf.inference import SegmentOptions, flow_propagation_step, segment_video
+
+    def step_never_called(*args):
+        raise AssertionError("the step must not run")
+
+    frames, mask = video
+    out = str(tmp_path / "out")
+    # 56x40 frames capped at 32 become 32x23: below 32, and 45 is the smallest cap that keeps 32 rows.
+    with pytest.raises(ValueError, match=r"vid: frames of 56x40 are processed at 32x23, below the network's minimum "
+                                         r"side of 32 pixels; pass --max_size=45 or more"):
+        segment_video(step_never_called, frames, mask, None, out, SegmentOptions(max_size=32, min_size=32,
+                                                                                 progress=False))
+    assert not os.path.exists(out)
+    zero = lambda a, b: np.zeros(a.shape[:2] + (2,), np.float32)  # noqa: E731
+    assert segment_video(flow_propagation_step, frames, mask, zero, out,
+                         SegmentOptions(max_size=45, min_size=32, progress=False)) == 4

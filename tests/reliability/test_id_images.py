@@ -1,0 +1,179 @@
+"""Reading ids from the images people give: evaluate's result PNGs and segment's first masks (issue 16,
+items 6, 7, 11, 18)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskrnn_tf.inference import (MaskError, SegmentOptions, flow_propagation_step, read_first_mask,
+                                  segment_davis, segment_video)
+from maskrnn_tf.io import ImageReadError, davis_palette, read_mask, read_palette
+from maskrnn_tf.io.id_images import read_result_ids
+from maskrnn_tf.metrics import EvaluationConfig, UnreadableResultError, evaluate_dataset
+
+from .conftest import HEIGHT, WIDTH, square_ids
+
+DAVIS17 = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
+                                       "DAVIS-2017-sample"))
+needs_data = pytest.mark.usefixtures("shared_data")
+
+
+def zero_flow(a, b):
+    return np.zeros(a.shape[:2] + (2,), np.float32)
+
+
+def davis17_gt(seq):
+    folder = os.path.join(DAVIS17, "Annotations", "480p", seq)
+    names = sorted(os.listdir(folder))
+    return names, [read_mask(os.path.join(folder, n)) for n in names]
+
+
+def write_tennis_results(out, save):
+    """Ground truth of 'tennis' and 'bear' (void as background) saved with `save(path, ids)`."""
+    for seq in ("bear", "tennis"):
+        os.makedirs(os.path.join(out, seq))
+        names, gts = davis17_gt(seq)
+        for name, gt in zip(names, gts):
+            save(os.path.join(out, seq, name), np.where(gt == 255, 0, gt).astype(np.uint8))
+
+
+def save_grey(path, ids):
+    Image.fromarray(ids, mode="L").save(path)
+
+
+def save_davis_rgb(path, ids):
+    Image.fromarray(davis_palette()[ids], mode="RGB").save(path)
+
+
+@needs_data
+@pytest.mark.parametrize("save", [save_grey, save_davis_rgb], ids=["grey_ids", "davis_rgb"])
+def test_grey_id_and_davis_colour_results_score_as_their_ids(tmp_path, save):
+    out = str(tmp_path / "res")
+    write_tennis_results(out, save)
+    results = evaluate_dataset(DAVIS17, out, EvaluationConfig(skip_first_last=False, processes=1))
+    assert [o.name for o in results.objects] == ["bear_1", "tennis_1", "tennis_2"]
+    assert all(np.all(o.j == 1.0) and np.all(o.f == 1.0) for o in results.objects)
+
+
+def test_result_forms_map_to_ids_like_davis2017_evaluation(tmp_path):
+    ids = square_ids(0)
+    grey = str(tmp_path / "grey.png")
+    Image.fromarray(ids, mode="L").save(grey)
+    np.testing.assert_array_equal(read_result_ids(grey), np.asarray(Image.open(grey)))  # the official reading
+    binary = str(tmp_path / "binary.png")
+    Image.fromarray(np.where(ids > 0, 255, 0).astype(np.uint8), mode="L").save(binary)  # DAVIS-2016 results
+    np.testing.assert_array_equal(read_result_ids(binary), (ids > 0).astype(np.uint8))
+
+
+@pytest.mark.parametrize("kind", ["other_colours", "sixteen_bit", "corrupt", "transparent"])
+def test_results_that_hold_no_ids_are_refused_naming_the_file(tmp_path, kind):
+    path = str(tmp_path / "00001.png")
+    ids = square_ids(1)
+    if kind == "other_colours":
+        rgb = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+        rgb[ids == 1] = (10, 200, 30)
+        Image.fromarray(rgb, mode="RGB").save(path)
+        match = r"00001.png: RGB result with 1 colour\(s\) that are not DAVIS palette colours \(\(10, 200, 30\)\)"
+    elif kind == "sixteen_bit":
+        Image.fromarray(ids.astype(np.uint16) * 300).save(path)
+        match = "00001.png: a I;16 image cannot hold object ids"
+    elif kind == "corrupt":
+        with open(path, "wb") as f:
+            f.write(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+        match = "00001.png: unreadable image"
+    else:
+        Image.fromarray(np.zeros((HEIGHT, WIDTH, 4), np.uint8), mode="RGBA").save(path)
+        match = "00001.png: the image has transparent pixels"
+    with pytest.raises(ImageReadError, match=match):
+        read_result_ids(path)
+
+
+@needs_data
+def test_evaluate_cli_names_an_unreadable_result_and_exits_2(tmp_path):
+    out = str(tmp_path / "res")
+    write_tennis_results(out, save_grey)
+    with open(os.path.join(out, "tennis", "00001.png"), "wb") as f:
+        f.write(b"truncated")
+    with pytest.raises(UnreadableResultError, match="tennis/00001.png: unreadable image"):
+        evaluate_dataset(DAVIS17, out, EvaluationConfig(skip_first_last=False, processes=1))
+    proc = subprocess.run(
+        [sys.executable, "-m", "maskrnn_tf.evaluate", f"--davis_root={DAVIS17}", f"--results={out}", "--all_frames",
+         "--processes=1"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "tennis/00001.png: unreadable image" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@needs_data
+def test_segment_davis2017_with_void_then_evaluate_all_frames_accepts_it(tmp_path):
+    out = str(tmp_path / "out")
+    segment_davis(DAVIS17, "val", zero_flow, out, step_fn=flow_propagation_step,
+                  options=SegmentOptions(progress=False, max_size=214))
+    _, gts = davis17_gt("tennis")
+    assert (gts[0] == 255).any()  # the premise: void in the first annotation
+    assert 255 not in np.unique(read_mask(os.path.join(out, "tennis", "00000.png")))
+    results = evaluate_dataset(DAVIS17, out, EvaluationConfig(skip_first_last=False, year=2017, processes=1))
+    assert [o.j[0] for o in results.objects] == [1.0, 1.0, 1.0]  # frame 0 is the annotation, void excluded
+
+
+def _save_rgb(path, rgb):
+    Image.fromarray(rgb.astype(np.uint8), mode="RGB").save(path)
+
+
+def test_rgb_first_mask_in_davis_colours_keeps_every_object(tmp_path):
+    path = str(tmp_path / "m.png")
+    _save_rgb(path, davis_palette()[square_ids(0)])  # dark red and dark green: grey value < 128
+    first = read_first_mask(path)
+    assert first.object_ids == (1, 2)
+    np.testing.assert_array_equal(first.labels, square_ids(0))
+    np.testing.assert_array_equal(first.palette, davis_palette())
+
+
+def test_rgb_first_mask_in_other_colours_maps_colours_to_objects_and_keeps_them(tmp_path):
+    colours = np.array([(0, 0, 0), (10, 200, 30), (250, 5, 240)], np.uint8)
+    mask = str(tmp_path / "m.png")
+    _save_rgb(mask, colours[square_ids(0)])
+    first = read_first_mask(mask)
+    assert first.object_ids == (1, 2)  # in order of first appearance, top-left first
+    np.testing.assert_array_equal(first.labels, square_ids(0))
+    np.testing.assert_array_equal(first.palette[1:3], colours[1:])
+    frames = str(tmp_path / "vid")
+    from .conftest import make_frames
+
+    make_frames(frames)
+    out = str(tmp_path / "out")
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False))
+    np.testing.assert_array_equal(read_palette(os.path.join(out, "00002.png"))[1:3], colours[1:])
+
+
+@pytest.mark.parametrize("value", [1, 40, 255])
+def test_grey_binary_first_masks_are_read_as_one_object(tmp_path, value):
+    path = str(tmp_path / "m.png")
+    Image.fromarray(((square_ids(0) > 0) * value).astype(np.uint8), mode="L").save(path)
+    first = read_first_mask(path)
+    assert first.object_ids == (1,)
+    np.testing.assert_array_equal(first.labels, (square_ids(0) > 0).astype(np.uint8))
+
+
+def test_grey_first_mask_of_small_ids_and_anti_aliased_masks(tmp_path):
+    ids_path, soft_path = str(tmp_path / "ids.png"), str(tmp_path / "soft.png")
+    Image.fromarray(square_ids(0), mode="L").save(ids_path)
+    assert read_first_mask(ids_path).object_ids == (1, 2)
+    soft = (square_ids(0) > 0).astype(np.uint8) * 255
+    soft[8, 6:18] = 100  # an anti-aliased edge row: below half, background
+    Image.fromarray(soft, mode="L").save(soft_path)
+    labels = read_first_mask(soft_path).labels
+    assert labels[8, 10] == 0 and labels[9, 10] == 1 and labels.max() == 1
+
+
+def test_noisy_rgb_first_mask_is_refused(tmp_path):
+    path = str(tmp_path / "photo.png")
+    _save_rgb(path, np.random.default_rng(0).integers(0, 255, (HEIGHT, WIDTH, 3)))
+    with pytest.raises(ImageReadError, match="photo.png: RGB mask with .* distinct colours"):
+        read_first_mask(path)
+    empty = str(tmp_path / "empty.png")
+    _save_rgb(empty, np.zeros((HEIGHT, WIDTH, 3)))
+    with pytest.raises(MaskError, match="no object"):
+        read_first_mask(empty)

@@ -1,0 +1,174 @@
+"""segment never loses the user's files: outputs that overlap inputs, --overwrite, --overlay, stale temporaries,
+permissions, and the frame-0 output (issue 16, items 1, 2, 3, 11 and the umask part of 19)."""
+import json
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from maskrnn_tf.inference import (OutputExistsError, SegmentOptions, UnsafeOutputError, flow_propagation_step,
+                                  segment_video)
+from maskrnn_tf.inference.output_dir import MARKER_FILE, atomic_output_dir
+from maskrnn_tf.io import read_mask
+
+from .conftest import FRAMES, run_cli, square_ids, write_palette_png
+
+
+def zero_flow(a, b):
+    return np.zeros(a.shape[:2] + (2,), np.float32)
+
+
+def files_of(folder):
+    return sorted(os.listdir(folder))
+
+
+def test_output_equal_to_the_video_is_refused_even_with_overwrite(video):
+    frames, mask = video
+    before = files_of(frames)
+    with pytest.raises(UnsafeOutputError, match=r"--output .*vid is the input --video"):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={frames}", "--overwrite")
+    assert files_of(frames) == before
+
+
+def test_output_containing_the_video_is_refused(tmp_path, video):
+    frames, mask = video
+    with open(tmp_path / "notes.txt", "w") as f:
+        f.write("mine")
+    with pytest.raises(UnsafeOutputError, match=r"contains the input --video"):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={tmp_path}", "--overwrite")
+    assert len(files_of(frames)) == FRAMES and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("where", ["video", "first_mask", "flo_dir", "model", "davis_root"])
+def test_output_inside_or_around_an_input_is_refused(tmp_path, video, where):
+    frames, mask = video
+    args = [f"--video={frames}", f"--first_mask={mask}"]
+    if where == "video":
+        out = os.path.join(frames, "results")
+    elif where == "first_mask":
+        out = str(tmp_path / "masks")
+        os.makedirs(out)
+        os.replace(mask, os.path.join(out, "first.png"))
+        args = [f"--video={frames}", f"--first_mask={out}/first.png", "--overwrite"]
+    elif where == "flo_dir":
+        os.makedirs(tmp_path / "flo")
+        out = str(tmp_path / "flo" / "out")
+        args += ["--flow=flo", f"--flo_dir={tmp_path / 'flo'}"]
+    elif where == "model":
+        os.makedirs(tmp_path / "run")
+        out = str(tmp_path / "run" / "results")
+        args = [a for a in args] + [f"--model={tmp_path / 'run'}"]
+    else:
+        os.makedirs(tmp_path / "DAVIS")
+        out = str(tmp_path / "DAVIS" / "results")
+        args = [f"--davis_root={tmp_path / 'DAVIS'}"]
+    flag = "--" + where
+    with pytest.raises(UnsafeOutputError, match=flag):
+        run_cli(*args, f"--output={out}")
+    assert not os.path.exists(out) or os.listdir(out) == ["first.png"]
+
+
+def test_overwrite_replaces_only_a_folder_segment_wrote(tmp_path, video):
+    frames, mask = video
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"not mine to delete")
+    with pytest.raises(OutputExistsError, match=f"{MARKER_FILE}.*delete it yourself"):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={foreign}", "--overwrite")
+    assert (foreign / "holiday.jpg").read_bytes() == b"not mine to delete"
+    out = str(tmp_path / "out")
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}") == 0
+    with open(os.path.join(out, MARKER_FILE), encoding="utf-8") as f:
+        meta = json.load(f)
+    assert meta["written_by"] == "maskrnn_tf.segment" and meta["frames"] == FRAMES
+    assert meta["video"] == os.path.abspath(frames)
+    open(os.path.join(out, "extra.txt"), "w").close()
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}", "--overwrite") == 0
+    assert files_of(out) == [f"{t:05d}.png" for t in range(FRAMES)] + [MARKER_FILE]
+
+
+def test_overlay_inside_the_output_survives_overwrite(tmp_path, video):
+    frames, mask = video
+    out = str(tmp_path / "out")
+    overlay = os.path.join(out, "overlay.mp4")
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False))
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False),
+                  overlay_path=overlay, overwrite=True)
+    assert os.path.getsize(overlay) > 0
+    assert MARKER_FILE in files_of(out) and not [n for n in files_of(tmp_path) if n.startswith(".")]
+
+
+def test_overlay_that_is_the_input_video_is_refused(tmp_path, video):
+    frames, mask = video
+    with pytest.raises(UnsafeOutputError, match="--overlay"):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={tmp_path / 'o'}", f"--overlay={mask}")
+    assert read_mask(mask).max() == 2
+
+
+def test_stale_temporary_folder_of_a_killed_run_is_removed(tmp_path, video, caplog):
+    frames, mask = video
+    out = str(tmp_path / "out")
+    # A child process starts writing the output and dies without cleaning up (as under SIGKILL).
+    pid = os.fork()
+    if pid == 0:  # the child: filesystem work only, then an immediate exit that skips every cleanup
+        try:
+            with atomic_output_dir(out) as tmp:
+                open(os.path.join(tmp, "00000.png"), "w").close()
+                os._exit(9)
+        finally:
+            os._exit(1)
+    assert os.waitpid(pid, 0)[1] >> 8 == 9
+    leftovers = [n for n in files_of(tmp_path) if n.startswith(".out.tmp-")]
+    assert len(leftovers) == 1
+    # A live process's folder (ours, under another name) must be kept.
+    live = tmp_path / f".out.tmp-{os.getpid()}@other-host-abc"
+    live.mkdir()
+    with caplog.at_level("WARNING"):
+        segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False))
+    assert [n for n in files_of(tmp_path) if n.startswith(".out.tmp-")] == [live.name]
+    assert f"removed {os.path.join(str(tmp_path), leftovers[0])}" in caplog.text
+
+
+def test_outputs_follow_the_umask(tmp_path, video):
+    frames, mask = video
+    out = str(tmp_path / "out")
+    old = os.umask(0o022)
+    try:
+        segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(os.path.join(out, "00001.png")).st_mode) == 0o644
+
+
+def test_void_of_the_first_mask_is_written_as_background(tmp_path, video):
+    frames, _ = video
+    ids = square_ids(0)
+    ids[0:3, :] = 255  # a void band, as in DAVIS-2017 annotations
+    mask = str(tmp_path / "void.png")
+    write_palette_png(mask, ids)
+    out = str(tmp_path / "out")
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False))
+    first = read_mask(os.path.join(out, "00000.png"))
+    np.testing.assert_array_equal(first, np.where(ids == 255, 0, ids))
+
+
+def test_partial_overlay_of_a_killed_run_is_removed(tmp_path, video, caplog):
+    import socket
+
+    frames, mask = video
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)  # a process id that is no longer running
+    partial = tmp_path / f".ov.mp4.tmp-{pid}@{socket.gethostname()}-abc123.mp4"
+    partial.write_bytes(b"half an mp4")
+    with caplog.at_level("WARNING"):
+        segment_video(flow_propagation_step, frames, mask, zero_flow, str(tmp_path / "out"),
+                      SegmentOptions(progress=False), overlay_path=str(tmp_path / "ov.mp4"))
+    assert not partial.exists() and os.path.getsize(tmp_path / "ov.mp4") > 0
+    assert f"removed {partial}" in caplog.text
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(tmp_path / "ov.mp4").st_mode) == 0o666 & ~umask  # not mkstemp's 0600
