@@ -28,9 +28,9 @@ flags.DEFINE_string("output_dir", None, "Where the CSVs go; default: the results
 
 
 def _register_checks() -> None:
-    from maskrnn_tf.cli_flags import check_number
+    from maskrnn_tf.flag_validation import register_numeric_validator
 
-    check_number("processes", minimum=0, hint="0 = one per CPU")
+    register_numeric_validator("processes", minimum=0, hint="0 = one per CPU")
 
 
 _register_checks()
@@ -70,6 +70,6 @@ def main(argv: List[str]) -> int:
 
 
 if __name__ == "__main__":
-    from maskrnn_tf.cli_flags import parse_flags
+    from maskrnn_tf.flag_validation import parse_flags_or_exit
 
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=parse_flags_or_exit)

@@ -17,13 +17,18 @@ from absl import flags
 
 USAGE_EXIT_CODE = 2
 
+# The smallest frame side the network takes: VGG-16's conv5 stage sees 1/16 of it, and below 32 pixels the
+# pooling stages and the localization head's crops fail inside TensorFlow with a traceback.
+MIN_FRAME_SIDE = 32
+
 
 def numeric_problem(value: Optional[float], *, minimum: Optional[float] = None, maximum: Optional[float] = None,
                     above: Optional[float] = None, below: Optional[float] = None,
-                    allow_none: bool = True) -> Optional[str]:
+                    zero_or_at_least: Optional[float] = None, allow_none: bool = True) -> Optional[str]:
     """What is wrong with `value` for the bounds (None when it is fine).
 
-    minimum/maximum are inclusive bounds, above/below exclusive ones; every value must be finite.
+    minimum/maximum are inclusive bounds, above/below exclusive ones, `zero_or_at_least` allows 0 or values
+    from it up (0 meaning "off"); every value must be finite.
     """
     if value is None:
         return None if allow_none else "a value is required"
@@ -31,6 +36,8 @@ def numeric_problem(value: Optional[float], *, minimum: Optional[float] = None, 
         return f"must be a number, got {type(value).__name__}"
     if not math.isfinite(value):
         return "must be a finite number"
+    if zero_or_at_least is not None and value != 0 and value < zero_or_at_least:
+        return f"must be 0 or >= {zero_or_at_least:g}"
     parts = []
     if minimum is not None:
         parts.append(f">= {minimum:g}")
@@ -75,5 +82,5 @@ def parse_flags_or_exit(argv: Sequence[str], flag_values: flags.FlagValues = fla
         message = str(error)
         if "\n" in message:
             message = "\n" + textwrap.indent(message, "  ")
-        stderr(f"error: bad flag: {message}\nPass --helpshort or --helpfull to see help on flags.\n")
+        stderr(f"error: {message}\nPass --helpshort or --helpfull to see help on flags.\n")
         sys.exit(USAGE_EXIT_CODE)

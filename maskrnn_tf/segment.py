@@ -66,14 +66,14 @@ flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 def _register_checks() -> None:
     """Numeric flags are checked when parsed: a bad value is a usage error (exit 2) before any work."""
-    from maskrnn_tf.cli_flags import MIN_FRAME_SIZE, check_number
+    from maskrnn_tf.flag_validation import MIN_FRAME_SIDE, register_numeric_validator
 
-    check_number("finetune_steps", minimum=0, hint="0 skips online finetuning")
-    check_number("finetune_lr", above=0, hint="e.g. 1e-5")
-    check_number("finetune_loc_weight", minimum=0)
-    check_number("max_size", zero_or_at_least=MIN_FRAME_SIZE,
-                 hint=f"0 keeps the full size; the network needs frames of at least {MIN_FRAME_SIZE} pixels")
-    check_number("read_ahead", minimum=0)
+    register_numeric_validator("finetune_steps", minimum=0, hint="0 skips online finetuning")
+    register_numeric_validator("finetune_lr", above=0, hint="e.g. 1e-5")
+    register_numeric_validator("finetune_loc_weight", minimum=0)
+    register_numeric_validator("max_size", zero_or_at_least=MIN_FRAME_SIDE,
+                               hint=f"0 keeps the full size; the network needs frames of at least {MIN_FRAME_SIDE} pixels")
+    register_numeric_validator("read_ahead", minimum=0)
     flags.register_validator("davis_year", lambda year: year in (None, 2016, 2017),
                              message="--davis_year must be 2016 or 2017.")
 
@@ -108,12 +108,12 @@ def main(argv) -> int:
         raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).")
     flow_fn = inference.make_flow_fn(FLAGS.flow, FLAGS.flo_dir)
     baseline = FLAGS.method == "flow_propagation"
-    from maskrnn_tf.cli_flags import MIN_FRAME_SIZE
+    from maskrnn_tf.flag_validation import MIN_FRAME_SIDE
 
     options = inference.SegmentOptions(
         max_size=FLAGS.max_size or None, need_next_flow=not baseline,
         save_probs=FLAGS.probs_format if FLAGS.save_probs else None, read_ahead=FLAGS.read_ahead,
-        progress=FLAGS.progress, min_size=0 if baseline else MIN_FRAME_SIZE,
+        progress=FLAGS.progress, min_size=0 if baseline else MIN_FRAME_SIDE,
     )
     step_fn, prepare = inference.flow_propagation_step, None
     if not baseline:
@@ -162,9 +162,9 @@ def run() -> None:
             print(f"Error: {err}", file=sys.stderr)
             return 2  # bad input (a flag's value or a file it names): a usage error
 
-    from maskrnn_tf.cli_flags import parse_flags
+    from maskrnn_tf.flag_validation import parse_flags_or_exit
 
-    app.run(guarded, flags_parser=parse_flags)
+    app.run(guarded, flags_parser=parse_flags_or_exit)
 
 
 if __name__ == "__main__":

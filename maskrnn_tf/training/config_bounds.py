@@ -8,14 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Dict
 
-from maskrnn_tf.flag_validation import numeric_problem
+from maskrnn_tf.flag_validation import MIN_FRAME_SIDE, numeric_problem
 
 if TYPE_CHECKING:  # the config module imports TensorFlow; flag definitions must not wait for it
     from maskrnn_tf.training.config import TrainConfig
-
-# VGG-16's 2x2 poolings shrink the frame 16x before conv5_3 and the localization net pools its RoI from
-# there: below 32 pixels a side the pooling stages fail inside oneDNN with a traceback.
-MIN_FRAME_SIDE = 32
 
 # dotted TrainConfig key -> keyword bounds of maskrnn_tf.flag_validation.numeric_problem (+ optional hint).
 FIELD_BOUNDS: Dict[str, Dict[str, Any]] = {
