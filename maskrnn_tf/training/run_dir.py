@@ -7,6 +7,7 @@ import os
 import tempfile
 from typing import Callable, Iterator, List, Optional
 
+from maskrnn_tf.io.file_modes import apply_umask
 from maskrnn_tf.training.config import TrainConfig
 
 CONFIG_NAME = "config.json"
@@ -54,20 +55,6 @@ def run_dir_lock(run_dir: str) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def current_umask() -> int:
-    """The process umask (read without changing it where /proc allows; os.umask can only set it)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write(path: str, write: Callable[[str], None], suffix: str = "") -> None:
     """Calls write(tmp_path) on a temporary file beside `path`, then renames it over `path`.
 
@@ -80,7 +67,7 @@ def atomic_write(path: str, write: Callable[[str], None], suffix: str = "") -> N
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())
+        apply_umask(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
