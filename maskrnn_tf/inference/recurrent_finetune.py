@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from maskrnn_tf.data.dreaming import DreamConfig, DreamtClip, dream_clip, inpaint_background
+from maskrnn_tf.inference.finetune import first_ids_at_size
+from maskrnn_tf.inference.first_mask import FirstMask
+from maskrnn_tf.inference.propagation import StepFn
+from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.training.config import DataConfig, LossConfig, OptimConfig, TrainConfig
 from maskrnn_tf.training.steps import TrainSteps, make_optimizer
@@ -234,3 +238,41 @@ def recurrent_finetune(
     """
     object_ids = _checked_object_ids(first_ids, object_ids)
     return RecurrentFinetuner(model, len(object_ids), config).run(first_frame, first_ids, object_ids)
+
+
+def recurrent_finetuning_prepare(
+    model: MaskRNN, step_fn: StepFn, max_size: Optional[int],
+    config: RecurrentFinetuneConfig = RecurrentFinetuneConfig(),
+    finetuner_factory: Callable[[MaskRNN, int, RecurrentFinetuneConfig], RecurrentFinetuner] = RecurrentFinetuner,
+) -> Callable[[VideoSource, FirstMask], StepFn]:
+    """A `prepare` callback for `segment_video` / `segment_davis`: every video starts from the weights the
+    model has now and is finetuned recurrently on clips dreamt from its own first frame (at the processing
+    size) before `step_fn` (which wraps `model`) runs.
+
+    One finetuner is kept per (object count, frame size), so the unrolled step is traced once per shape.
+    `prepare.results` collects (video name, RecurrentFinetuneResult) for reporting wall times.
+    """
+    initial = [v.numpy() for v in model.weights]
+    finetuners: Dict[Tuple[int, int, int], RecurrentFinetuner] = {}
+    results: List[Tuple[str, RecurrentFinetuneResult]] = []
+
+    def prepare(source: VideoSource, first: FirstMask) -> StepFn:
+        for variable, value in zip(model.weights, initial):
+            variable.assign(value)
+        if config.steps == 0:
+            return step_fn
+        size = working_size(tuple(source.size), max_size)
+        frames = source.frames()
+        first_frame = resize_frame(next(frames), size)
+        frames.close()
+        ids, present = first_ids_at_size(first, size)
+        if not present:  # nothing left to learn from at this size
+            return step_fn
+        key = (len(present),) + tuple(size)
+        if key not in finetuners:
+            finetuners[key] = finetuner_factory(model, len(present), config)
+        results.append((source.name, finetuners[key].run(first_frame, ids, present)))
+        return step_fn
+
+    prepare.results = results  # type: ignore[attr-defined]
+    return prepare

@@ -75,3 +75,43 @@ def test_clip_batch_and_bad_object_ids(synthetic_video):
         recurrent_finetune(None, frame, ids, [])
     with pytest.raises(ValueError, match="num_clips >= 1"):
         RecurrentFinetuneConfig(num_clips=0)
+
+
+def test_prepare_restores_weights_and_finetunes_each_video_at_the_processing_size(video_on_disk, synthetic_video):
+    """The segment callback's contract, with a recording stand-in for the (slow to trace) finetuner."""
+    from maskrnn_tf.inference import VideoSource, read_first_mask
+    from maskrnn_tf.inference.recurrent_finetune import RecurrentFinetuneResult, recurrent_finetuning_prepare
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16))
+    initial = [v.numpy().copy() for v in model.weights]
+    calls = []
+
+    class Recorder:
+        def __init__(self, model_, num_objects, config):
+            self.num_objects = num_objects
+            calls.append(("new", num_objects))
+
+        def run(self, frame, ids, object_ids):
+            calls.append(("run", frame.shape, ids.shape, list(object_ids)))
+            np.testing.assert_array_equal(model.weights[0].numpy(), initial[0])  # starts from the given weights
+            model.weights[0].assign(model.weights[0] + 1.0)  # "finetuning" changes them
+            return RecurrentFinetuneResult([1.0], 0.1, [0.1], 0.0, False)
+
+    frames_dir, mask_path = video_on_disk
+    source, first = VideoSource(frames_dir), read_first_mask(mask_path)
+    step_fn = object()
+    prepare = recurrent_finetuning_prepare(model, step_fn, max_size=28, config=RecurrentFinetuneConfig(),
+                                           finetuner_factory=Recorder)
+    assert prepare(source, first) is step_fn
+    assert prepare(source, first) is step_fn  # a second video of the same shape reuses the finetuner
+    # 40x56 processed at --max_size=28: 20x28; both objects of the synthetic video are still there.
+    assert calls == [("new", 2), ("run", (20, 28, 3), (20, 28), [1, 2]), ("run", (20, 28, 3), (20, 28), [1, 2])]
+    assert [name for name, _ in prepare.results] == [source.name, source.name]
+    # Steps 0: nothing runs, and the weights are the ones the callback was made with.
+    snapshot = [v.numpy().copy() for v in model.weights]
+    none = recurrent_finetuning_prepare(model, step_fn, 28, RecurrentFinetuneConfig(steps=0), Recorder)
+    model.weights[0].assign(model.weights[0] + 5.0)
+    assert none(source, first) is step_fn and len(calls) == 3
+    for variable, value in zip(model.weights, snapshot):
+        np.testing.assert_array_equal(variable.numpy(), value)
