@@ -7,7 +7,7 @@ mask, no recurrence), with Adam on a decaying learning rate and the training los
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import keras
@@ -160,9 +160,15 @@ def finetune_on_video(
             flow_fn = flow_fn.for_sequence(source.name)
         stems = source.frame_names
         flow = flow_between(flow_fn, first_frame, resize_frame(second, size), stems[0], stems[1])
-    ids = cv2.resize(first.labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-    present = [i for i in first.object_ids if np.any(ids == i)]  # a tiny object may vanish when downscaled
+    ids, present = first_ids_at_size(first, size)
     return finetune(model, first_frame, ids, present or list(first.object_ids), flow, config)
+
+
+def first_ids_at_size(first: FirstMask, size: Tuple[int, int]) -> Tuple[np.ndarray, List[int]]:
+    """The first-frame ids at the processing size (nearest) and the object ids still present there (a tiny
+    object may vanish when downscaled)."""
+    ids = cv2.resize(first.labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    return ids, [i for i in first.object_ids if np.any(ids == i)]
 
 
 def finetuning_prepare(

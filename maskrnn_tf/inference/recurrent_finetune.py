@@ -1,0 +1,278 @@
+"""Recurrent online finetuning: BPTT on clips dreamt from the first frame of the video to segment.
+
+Static finetuning (`finetune.py`) trains the stage A regime: one frame, a perturbed true mask as the previous
+mask. The network runs recurrently, on its own warped predictions, so here it finetunes in that regime: every
+step unrolls one dreamt clip (`maskrnn_tf.data.dreaming`, exact flows and masks) for all objects of the video,
+starting from the true first mask and feeding each prediction (probabilities and boxes) to the next frame,
+with gradients through time and through the warps, both streams and the localization head, and the training
+losses. The unrolled step is stage B's (`TrainSteps.clip_step`): same losses, clipping and skipping of
+non-finite updates. A wall-time budget stops it early.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from maskrnn_tf.data.dreaming import DreamConfig, DreamtClip, dream_clip, inpaint_background
+from maskrnn_tf.inference.finetune import first_ids_at_size
+from maskrnn_tf.inference.first_mask import FirstMask
+from maskrnn_tf.inference.propagation import StepFn
+from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
+from maskrnn_tf.model import MaskRNN
+from maskrnn_tf.training.config import DataConfig, LossConfig, OptimConfig, TrainConfig
+from maskrnn_tf.training.steps import TrainSteps, make_optimizer
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentFinetuneConfig:
+    """Recurrent online finetuning settings.
+
+    Attributes:
+      steps: at most this many updates (0 skips finetuning); one dreamt clip, all objects, per update.
+      time_budget_s: wall time (dreaming, tracing and updates) after which no new update starts; an update
+        starts only if the last one's duration still fits (0 = no budget).
+      num_clips: distinct dreamt clips, made on first use and cycled.
+      dream: clip length and motion of the dreamt clips.
+      learning_rate: initial Adam learning rate; it decays exponentially to `final_lr_fraction` of it.
+      final_lr_fraction: learning rate at the last step relative to the first.
+      seg_weight, loc_weight, class_balance: the training losses (use what the model was trained with).
+      clip_norm: global gradient-norm clipping (0 disables).
+      reverse_every_other: play every second clip backwards (exact: the flows swap; starts from the true
+        mask of the clip's last frame).
+      recompute: recompute each frame's activations in the backward pass (less memory, more time).
+      seed: seeds the dreamt clips.
+    """
+
+    steps: int = 50
+    time_budget_s: float = 60.0
+    num_clips: int = 8
+    dream: DreamConfig = DreamConfig(num_frames=5)
+    learning_rate: float = 1e-5
+    final_lr_fraction: float = 0.1
+    seg_weight: float = 1.0
+    loc_weight: float = 1.0
+    class_balance: bool = True
+    clip_norm: float = 10.0
+    reverse_every_other: bool = False
+    recompute: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.time_budget_s < 0 or self.num_clips < 1:
+            raise ValueError(f"RecurrentFinetuneConfig: need steps >= 0, time_budget_s >= 0, num_clips >= 1: {self}.")
+        if self.learning_rate <= 0 or not 0 < self.final_lr_fraction <= 1:
+            raise ValueError(f"RecurrentFinetuneConfig: need learning_rate > 0, 0 < final_lr_fraction <= 1: {self}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecurrentFinetuneResult:
+    """What a recurrent finetuning did.
+
+    Attributes:
+      losses: the loss of every update (per object, summed over the unrolled frames; NaN where the gradient
+        was not finite and the update was skipped).
+      seconds: wall time spent, everything included.
+      step_seconds: the wall time of each update (the first one includes tracing the step).
+      dream_seconds: the part of it spent dreaming clips.
+      stopped_by_budget: the time budget ended it before `steps` updates.
+    """
+
+    losses: List[float]
+    seconds: float
+    step_seconds: List[float]
+    dream_seconds: float
+    stopped_by_budget: bool
+
+    @property
+    def steps(self) -> int:
+        return len(self.losses)
+
+
+def clip_batch(clip: DreamtClip, object_ids: Sequence[int]) -> Dict[str, tf.Tensor]:
+    """A stage B batch (objects on the batch axis, the clip's frames and flows shared) from a dreamt clip."""
+    n = len(object_ids)
+
+    def shared(x: np.ndarray) -> tf.Tensor:
+        return tf.tile(tf.constant(x, tf.float32)[None], [n] + [1] * x.ndim)
+
+    masks = np.stack([clip.masks == i for i in object_ids]).astype(np.float32)
+    return {"frames": shared(clip.frames), "flows_to_prev": shared(clip.flows_to_prev),
+            "flows_to_next": shared(clip.flows_to_next), "masks": tf.constant(masks)}
+
+
+def _train_steps(model: MaskRNN, num_objects: int, config: RecurrentFinetuneConfig) -> TrainSteps:
+    """Stage B's train step on one device, configured with the finetuning's losses and optimizer."""
+    train_config = TrainConfig(
+        model=model.config,
+        data=DataConfig(clip_batch_size=num_objects, clip_length=config.dream.num_frames),
+        optim=OptimConfig(learning_rate=config.learning_rate, decay_steps=max(config.steps - 1, 1),
+                          decay_rate=config.final_lr_fraction, clip_norm=config.clip_norm),
+        loss=LossConfig(seg_weight=config.seg_weight, loc_weight=config.loc_weight,
+                        class_balance=config.class_balance),
+        recompute=config.recompute,
+    )
+    policy = "mixed_float16" if model.compute_dtype == "float16" else "float32"
+    optimizer = make_optimizer(train_config, policy)
+    return TrainSteps(model, optimizer, train_config, tf.distribute.get_strategy(),
+                      tf.Variable(0, dtype=tf.int64, trainable=False))
+
+
+class DreamtClips:
+    """The dreamt clips of one first frame, made on first use (the inpainted background is made once)."""
+
+    def __init__(self, frame: np.ndarray, ids: np.ndarray, config: RecurrentFinetuneConfig):
+        self._frame, self._ids, self._config = np.asarray(frame, np.uint8), np.asarray(ids, np.uint8), config
+        self._background: Optional[np.ndarray] = None
+        self._clips: Dict[int, DreamtClip] = {}
+        self.seconds = 0.0
+
+    def __getitem__(self, index: int) -> DreamtClip:
+        index %= self._config.num_clips
+        if index not in self._clips:
+            start = time.monotonic()
+            dream = self._config.dream
+            if self._background is None:
+                self._background = inpaint_background(self._frame, self._ids, dream.inpaint_dilation,
+                                                      dream.inpaint_radius)
+            seed = self._config.seed * 100003 + index
+            self._clips[index] = dream_clip(self._frame, self._ids, seed, dream, background=self._background)
+            self.seconds += time.monotonic() - start
+        return self._clips[index]
+
+
+def _checked_object_ids(first_ids: np.ndarray, object_ids: Sequence[int]) -> List[int]:
+    object_ids = [int(i) for i in object_ids]
+    if not object_ids:
+        raise ValueError("recurrent_finetune: object_ids is empty; pass the ids of the first-frame objects.")
+    missing = [i for i in object_ids if not np.any(np.asarray(first_ids) == i)]
+    if missing:
+        raise ValueError(f"recurrent_finetune: object ids {missing} are not in the first-frame mask "
+                         "(at the processing size a tiny object can vanish: leave it out).")
+    return object_ids
+
+
+class RecurrentFinetuner:
+    """Recurrent finetuning of one model for videos with `num_objects` objects.
+
+    The compiled stage B step is traced on the first update and reused by later runs on frames of the same
+    size (tracing the unrolled step costs far more than an update); every run starts with a fresh optimizer.
+    The losses, learning rate schedule and clipping are fixed here; `config.steps`, `time_budget_s`,
+    `num_clips`, `dream`, `reverse_every_other` and `seed` are read at each run (`self.config` may be replaced).
+    """
+
+    def __init__(self, model: MaskRNN, num_objects: int, config: RecurrentFinetuneConfig = RecurrentFinetuneConfig()):
+        if num_objects < 1:
+            raise ValueError(f"RecurrentFinetuner: num_objects must be >= 1, got {num_objects}.")
+        self.model = model
+        self.num_objects = num_objects
+        self.config = config
+        self._steps = _train_steps(model, num_objects, config)
+
+    def _check(self, first_ids: np.ndarray, object_ids: Sequence[int]) -> List[int]:
+        object_ids = _checked_object_ids(first_ids, object_ids)
+        if len(object_ids) != self.num_objects:
+            raise ValueError(f"recurrent_finetune: {len(object_ids)} object ids for a finetuner built for "
+                             f"{self.num_objects} objects.")
+        return object_ids
+
+    def run(self, first_frame: np.ndarray, first_ids: np.ndarray, object_ids: Sequence[int]) -> RecurrentFinetuneResult:
+        """Finetunes the model in place on clips dreamt from this first frame; see `recurrent_finetune`."""
+        start = time.monotonic()
+        object_ids = self._check(first_ids, object_ids)
+        config = self.config
+        if config.steps == 0:
+            return RecurrentFinetuneResult([], 0.0, [], 0.0, False)
+        for variable in self._steps.optimizer.variables:  # a fresh Adam (and schedule) for every video
+            if not variable.path.endswith("learning_rate"):
+                variable.assign(tf.zeros_like(variable))
+        clips = DreamtClips(first_frame, first_ids, config)
+        losses: List[float] = []
+        durations: List[float] = []
+        stopped = False
+        for index in range(config.steps):
+            now = time.monotonic()
+            # Start an update only if one more (as long as the last) still fits in the budget.
+            if config.time_budget_s and durations and (now - start) + durations[-1] > config.time_budget_s:
+                stopped = True
+                break
+            batch = clip_batch(clips[index], object_ids)
+            reverse = tf.constant(config.reverse_every_other and index % 2 == 1)
+            out = self._steps.clip_step(batch, reverse)
+            finite = bool(tf.math.is_finite(out["grad_norm"]))
+            losses.append(float(out["loss"]) if finite else float("nan"))
+            durations.append(time.monotonic() - now)
+        return RecurrentFinetuneResult(losses, time.monotonic() - start, durations, clips.seconds, stopped)
+
+    def loss(self, first_frame: np.ndarray, first_ids: np.ndarray, object_ids: Sequence[int]) -> float:
+        """The recurrent training loss on the config's dreamt clips (no update), per object, averaged over
+        the clips: the yardstick of recurrent finetuning (it should fall as the model learns to follow the
+        first frame's objects through their dreamt motion)."""
+        object_ids = self._check(first_ids, object_ids)
+        clips = DreamtClips(first_frame, first_ids, self.config)
+        total = 0.0
+        for index in range(self.config.num_clips):
+            losses = self._steps.clip_losses(clip_batch(clips[index], object_ids))
+            total += float(tf.reduce_mean(losses["total"]))
+        return total / self.config.num_clips
+
+
+def recurrent_finetune(
+    model: MaskRNN,
+    first_frame: np.ndarray,
+    first_ids: np.ndarray,
+    object_ids: Sequence[int],
+    config: RecurrentFinetuneConfig = RecurrentFinetuneConfig(),
+) -> RecurrentFinetuneResult:
+    """Finetunes `model` in place by BPTT on clips dreamt from the first frame.
+
+    Args:
+      model: the network (its weights change).
+      first_frame: uint8 RGB [H, W, 3] at the size the video is processed at.
+      first_ids: uint8 ids [H, W] of the first frame (0 background, 255 void, which is inpainted away).
+      object_ids: the ids of the objects to track (all of them train together, one batch element each).
+      config: see RecurrentFinetuneConfig.
+    """
+    object_ids = _checked_object_ids(first_ids, object_ids)
+    return RecurrentFinetuner(model, len(object_ids), config).run(first_frame, first_ids, object_ids)
+
+
+def recurrent_finetuning_prepare(
+    model: MaskRNN, step_fn: StepFn, max_size: Optional[int],
+    config: RecurrentFinetuneConfig = RecurrentFinetuneConfig(),
+    finetuner_factory: Callable[[MaskRNN, int, RecurrentFinetuneConfig], RecurrentFinetuner] = RecurrentFinetuner,
+) -> Callable[[VideoSource, FirstMask], StepFn]:
+    """A `prepare` callback for `segment_video` / `segment_davis`: every video starts from the weights the
+    model has now and is finetuned recurrently on clips dreamt from its own first frame (at the processing
+    size) before `step_fn` (which wraps `model`) runs.
+
+    One finetuner is kept per (object count, frame size), so the unrolled step is traced once per shape.
+    `prepare.results` collects (video name, RecurrentFinetuneResult) for reporting wall times.
+    """
+    initial = [v.numpy() for v in model.weights]
+    finetuners: Dict[Tuple[int, int, int], RecurrentFinetuner] = {}
+    results: List[Tuple[str, RecurrentFinetuneResult]] = []
+
+    def prepare(source: VideoSource, first: FirstMask) -> StepFn:
+        for variable, value in zip(model.weights, initial):
+            variable.assign(value)
+        if config.steps == 0:
+            return step_fn
+        size = working_size(tuple(source.size), max_size)
+        frames = source.frames()
+        first_frame = resize_frame(next(frames), size)
+        frames.close()
+        ids, present = first_ids_at_size(first, size)
+        if not present:  # nothing left to learn from at this size
+            return step_fn
+        key = (len(present),) + tuple(size)
+        if key not in finetuners:
+            finetuners[key] = finetuner_factory(model, len(present), config)
+        results.append((source.name, finetuners[key].run(first_frame, ids, present)))
+        return step_fn
+
+    prepare.results = results  # type: ignore[attr-defined]
+    return prepare

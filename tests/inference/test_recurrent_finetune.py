@@ -1,0 +1,117 @@
+"""Recurrent online finetuning on dreamt clips (maskrnn_tf.inference.recurrent_finetune), with a tiny model."""
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from maskrnn_tf.data.dreaming import DreamConfig, dream_clip
+from maskrnn_tf.inference import load_model
+from maskrnn_tf.inference.recurrent_finetune import (
+    RecurrentFinetuneConfig, RecurrentFinetuner, clip_batch, recurrent_finetune,
+)
+from maskrnn_tf.ops import mask_to_box
+from maskrnn_tf.training.losses import frame_losses
+
+SHORT = DreamConfig(num_frames=3, object_shift=0.03)
+
+
+def _first(synthetic_video):
+    return synthetic_video["frames"][0], synthetic_video["masks"][0]
+
+
+def _reference_first_loss(model, clip):
+    """The recurrence written out with MaskRNN.step: from the true first mask, each prediction fed on."""
+    prev = np.stack([clip.masks[0] == i for i in (1, 2)]).astype(np.float32)
+    boxes, _ = mask_to_box(tf.constant(prev))
+    total = 0.0
+    for t in range(1, clip.frames.shape[0]):
+        out = model.step(clip.frames[t], clip.flows_to_prev[t], clip.flows_to_next[t], prev, boxes, training=True)
+        truth = np.stack([clip.masks[t] == i for i in (1, 2)]).astype(np.float32)
+        total += frame_losses(out, truth, None, model.config.delta_weights, 1.0, 1.0)["total"].numpy()
+        prev, boxes = out["probs"], out["boxes"]
+    return float(np.mean(total))
+
+
+def test_recurrent_finetuning_fits_the_dreamt_clips_within_its_budget(synthetic_video, tiny_model_path):
+    # One finetuner for all checks: tracing the unrolled step dominates the time of this test.
+    model = load_model(tiny_model_path)
+    frame, ids = _first(synthetic_video)
+    config = RecurrentFinetuneConfig(steps=20, time_budget_s=0, num_clips=2, dream=SHORT, learning_rate=1e-3,
+                                     reverse_every_other=True)
+    finetuner = RecurrentFinetuner(model, 2, config)
+    expected_first = _reference_first_loss(model, dream_clip(frame, ids, seed=0, config=SHORT))  # clip 0
+    before = finetuner.loss(frame, ids, [1, 2])
+    result = finetuner.run(frame, ids, [1, 2])
+    after = finetuner.loss(frame, ids, [1, 2])
+    # The first update's loss is the unrolled recurrence on the first clip, all objects, before any update.
+    assert result.losses[0] == pytest.approx(expected_first, rel=1e-4)
+    assert result.steps == 20 and not result.stopped_by_budget and np.isfinite(result.losses).all()
+    assert 0 < result.dream_seconds < result.seconds
+    assert after < 0.8 * before, (before, after)
+
+    # The budget ends a run that would go on much longer; no update starts unless the last one's duration
+    # still fits, so the overshoot is at most about one update.
+    budget = 3.0
+    finetuner.config = dataclasses.replace(config, steps=100000, time_budget_s=budget)
+    result = finetuner.run(frame, ids, [1, 2])
+    assert result.stopped_by_budget and 1 <= result.steps < 100000
+    assert len(result.step_seconds) == result.steps
+    assert result.seconds <= budget + max(result.step_seconds) + 0.1, (result.seconds, result.step_seconds)
+
+
+def test_clip_batch_and_bad_object_ids(synthetic_video):
+    frame, ids = _first(synthetic_video)
+    clip = dream_clip(frame, ids, seed=1, config=SHORT)
+    batch = clip_batch(clip, [2, 1])
+    assert batch["frames"].shape == (2, 3) + frame.shape
+    np.testing.assert_array_equal(batch["masks"][0].numpy(), clip.masks == 2)
+    np.testing.assert_array_equal(batch["masks"][1].numpy(), clip.masks == 1)
+    for key, flows in (("flows_to_prev", clip.flows_to_prev), ("flows_to_next", clip.flows_to_next)):
+        np.testing.assert_array_equal(batch[key][1].numpy(), flows)
+    with pytest.raises(ValueError, match=r"object ids \[7\] are not in the first-frame mask"):
+        recurrent_finetune(None, frame, ids, [1, 7])
+    with pytest.raises(ValueError, match="object_ids is empty"):
+        recurrent_finetune(None, frame, ids, [])
+    with pytest.raises(ValueError, match="num_clips >= 1"):
+        RecurrentFinetuneConfig(num_clips=0)
+
+
+def test_prepare_restores_weights_and_finetunes_each_video_at_the_processing_size(video_on_disk, synthetic_video):
+    """The segment callback's contract, with a recording stand-in for the (slow to trace) finetuner."""
+    from maskrnn_tf.inference import VideoSource, read_first_mask
+    from maskrnn_tf.inference.recurrent_finetune import RecurrentFinetuneResult, recurrent_finetuning_prepare
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16))
+    initial = [v.numpy().copy() for v in model.weights]
+    calls = []
+
+    class Recorder:
+        def __init__(self, model_, num_objects, config):
+            self.num_objects = num_objects
+            calls.append(("new", num_objects))
+
+        def run(self, frame, ids, object_ids):
+            calls.append(("run", frame.shape, ids.shape, list(object_ids)))
+            np.testing.assert_array_equal(model.weights[0].numpy(), initial[0])  # starts from the given weights
+            model.weights[0].assign(model.weights[0] + 1.0)  # "finetuning" changes them
+            return RecurrentFinetuneResult([1.0], 0.1, [0.1], 0.0, False)
+
+    frames_dir, mask_path = video_on_disk
+    source, first = VideoSource(frames_dir), read_first_mask(mask_path)
+    step_fn = object()
+    prepare = recurrent_finetuning_prepare(model, step_fn, max_size=28, config=RecurrentFinetuneConfig(),
+                                           finetuner_factory=Recorder)
+    assert prepare(source, first) is step_fn
+    assert prepare(source, first) is step_fn  # a second video of the same shape reuses the finetuner
+    # 40x56 processed at --max_size=28: 20x28; both objects of the synthetic video are still there.
+    assert calls == [("new", 2), ("run", (20, 28, 3), (20, 28), [1, 2]), ("run", (20, 28, 3), (20, 28), [1, 2])]
+    assert [name for name, _ in prepare.results] == [source.name, source.name]
+    # Steps 0: nothing runs, and the weights are the ones the callback was made with.
+    snapshot = [v.numpy().copy() for v in model.weights]
+    none = recurrent_finetuning_prepare(model, step_fn, 28, RecurrentFinetuneConfig(steps=0), Recorder)
+    model.weights[0].assign(model.weights[0] + 5.0)
+    assert none(source, first) is step_fn and len(calls) == 3
+    for variable, value in zip(model.weights, snapshot):
+        np.testing.assert_array_equal(variable.numpy(), value)
