@@ -14,6 +14,8 @@ from typing import List
 
 from absl import app, flags
 
+from maskrnn_tf import _console
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("davis_root", None, "DAVIS folder (with ImageSets/, Annotations/).")
 flags.DEFINE_string("results", None, "Results folder: <results>/<sequence>/<frame>.png.")
@@ -56,4 +58,5 @@ def main(argv: List[str]) -> int:
 
 
 if __name__ == "__main__":
+    _console.quiet_startup()
     app.run(main)
