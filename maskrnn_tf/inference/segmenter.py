@@ -9,17 +9,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Union
 
 import numpy as np
 from tqdm import tqdm
 
 from maskrnn_tf.inference.background import BackgroundWorker
-from maskrnn_tf.inference.first_mask import FirstMask, read_first_mask
+from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
 from maskrnn_tf.inference.output_dir import atomic_output_dir, check_output_dir
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, fuse, propagate
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 from maskrnn_tf.inference.writers import MaskWriter, OverlayWriter, ProbabilityWriter, upsample_probs
+from maskrnn_tf.io import write_palette_png
 
 PROBS_FOLDER = "probs"
 
@@ -160,35 +161,48 @@ def segment_frames(
 def segment_video(
     step_fn: StepFn,
     video: str,
-    first_mask: str,
+    first_mask: Union[str, FirstMask],
     flow_fn: AnyFlowFn,
     output_dir: str,
     options: SegmentOptions = SegmentOptions(),
     overlay_path: Optional[str] = None,
     overwrite: bool = False,
     prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]] = None,
+    first_mask_copy: Optional[str] = None,
 ) -> int:
     """Segments one video into `output_dir`, which appears only when complete.
 
     Args:
       step_fn: the recurrent step (ignored when `prepare` is given).
       video: a folder of frames or a video file.
-      first_mask: the first frame's mask (palette PNG of ids, or binary).
+      first_mask: the first frame's mask: a file (palette PNG of ids, or binary) or a FirstMask (e.g. made
+        from boxes with `box_prompt.first_mask_from_boxes`).
       flow_fn: the flow backend (a `NamedFlowFn` reads the flows of the sequence named after the video's
         folder, or its file name without extension).
       output_dir: results folder (refused when it exists unless `overwrite`).
       options: see SegmentOptions.
       overlay_path: optional mp4 with the masks blended into the frames.
       prepare: optional callback (video, first mask) -> step_fn, e.g. online finetuning on the first frame.
+      first_mask_copy: also write the first mask as `<output_dir>/<first_mask_copy>` (a palette PNG), e.g. a
+        mask made from boxes, for the user to inspect or correct and pass back as --first_mask.
     Returns the number of frames written.
     """
     check_output_dir(output_dir, overwrite)
     source = VideoSource(video)
-    first = read_first_mask(first_mask, source.size)
+    if isinstance(first_mask, FirstMask):
+        first = first_mask
+        if tuple(first.labels.shape) != tuple(source.size):
+            raise MaskError(f"first mask size {first.labels.shape[1]}x{first.labels.shape[0]} differs from the "
+                            f"frames of {video} ({source.size[1]}x{source.size[0]}).")
+    else:
+        first = read_first_mask(first_mask, source.size)
     if prepare is not None:
         step_fn = prepare(source, first)
     with atomic_output_dir(output_dir, overwrite) as tmp:
-        return segment_frames(step_fn, source, first, flow_fn, tmp, options, overlay_path)
+        count = segment_frames(step_fn, source, first, flow_fn, tmp, options, overlay_path)
+        if first_mask_copy:
+            write_palette_png(os.path.join(tmp, first_mask_copy), first.labels, first.palette)
+        return count
 
 
 def segment_davis(
