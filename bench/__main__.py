@@ -13,6 +13,8 @@ import pkgutil
 import sys
 from typing import Dict, List
 
+from maskrnn_tf import _console
+
 
 def available() -> List[str]:
     """Names of the benchmark modules beside this file."""
@@ -42,6 +44,8 @@ def main(argv: List[str]) -> int:
     parser.add_argument("name", choices=names, help="which benchmark")
     parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     name = argv[0] if argv and argv[0] in names else None
+    if name:
+        _console.import_tensorflow_quietly()  # before the benchmark module imports TensorFlow
     module = importlib.import_module(f"bench.{name}") if name else None
     if module is not None:
         module.add_arguments(parser)
@@ -55,4 +59,5 @@ def main(argv: List[str]) -> int:
 
 
 if __name__ == "__main__":
+    _console.quiet_startup()
     sys.exit(main(sys.argv[1:]))

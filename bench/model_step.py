@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+from maskrnn_tf.training.precision import resolve_precision
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=854)
     parser.add_argument("--model_width", type=float, default=1.0, help="VGG channel multiplier")
     parser.add_argument("--objects", type=int, default=1)
-    parser.add_argument("--precisions", default="float32,bfloat16")
+    parser.add_argument("--precisions", default="float32,bfloat16",
+                        help="comma list of float32, bfloat16, float16, auto (resolved as segment resolves it)")
     parser.add_argument("--repeats", type=int, default=5)
 
 
@@ -47,7 +49,8 @@ def run(args: argparse.Namespace) -> List[Dict]:
     prev = np.zeros((n, h, w), np.float32)
     prev[:, h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = 1.0
     prev = tf.constant(prev)
-    for precision in args.precisions.split(","):
+    for requested in args.precisions.split(","):
+        precision = resolve_precision(requested)
         keras.mixed_precision.set_global_policy("float32" if precision == "float32" else f"mixed_{precision}")
         try:
             model = MaskRNN(MaskRNNConfig(width=args.model_width))
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> List[Dict]:
         t = _median_times({"step": lambda: step().numpy(), "vgg": lambda: [x.numpy() for x in plain()]}, args.repeats)
         rows.append(
             {
-                "precision": precision,
+                "precision": f"auto={precision}" if requested == "auto" else precision,
                 "size": f"{h}x{w}",
                 "width": args.model_width,
                 "objects": n,

@@ -44,7 +44,7 @@ def timed(fn, n):
 no = tf.constant(False)
 clip_s = timed(lambda: steps.clip_step(clip, no), args["repeats"])
 frame_s = timed(lambda: steps.static_step(static), args["repeats"])
-print(json.dumps({"clip_s": clip_s, "frame_s": frame_s,
+print(json.dumps({"clip_s": clip_s, "frame_s": frame_s, "policy": policy,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
 """
 
@@ -54,7 +54,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fc_units", type=int, default=256)
     parser.add_argument("--frames", type=int, default=7, help="unrolled frames T (clip length T + 1)")
     parser.add_argument("--sizes", default="240x432,480x854")
-    parser.add_argument("--precisions", default="float32,bfloat16")
+    parser.add_argument("--precisions", default="float32,bfloat16",
+                        help="comma list of float32, bfloat16, float16, auto (resolved as training resolves it)")
     parser.add_argument("--recompute", default="false,true", help="comma list of false/true")
     parser.add_argument("--repeats", type=int, default=2)
 
@@ -75,7 +76,9 @@ def run(args) -> List[Dict]:
                 if proc.returncode != 0 or not lines:
                     raise RuntimeError(f"bench child failed for {spec}:\n{proc.stderr[-2000:]}")
                 r = json.loads(lines[-1])
-                rows.append({"size": size, "precision": precision, "recompute": recompute, "width": args.width,
+                used = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[r["policy"]]
+                label = f"auto={used}" if precision == "auto" else precision
+                rows.append({"size": size, "precision": label, "recompute": recompute, "width": args.width,
                              "T": args.frames, "step_s": r["clip_s"], "frame_step_s": r["frame_s"],
                              "overhead": r["clip_s"] / (args.frames * r["frame_s"]),
                              "peak_rss_mb": r["peak_rss_mb"]})

@@ -11,7 +11,7 @@ import sys
 
 from absl import app, flags
 
-from maskrnn_tf.export.client import DEFAULT_MAX_MESSAGE_BYTES, ClientConfig, ServingError, segment_video_via_serving
+from maskrnn_tf import _console
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("server", "localhost:8500", "host:port of tensorflow_model_server's gRPC port.")
@@ -28,7 +28,8 @@ flags.DEFINE_string("flow", "dis", "Optical flow backend (the segment CLI's: dis
 flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <video name>/<stem_a>_<stem_b>.flo files.")
 flags.DEFINE_float("timeout", 60.0, "Deadline of each gRPC call, seconds.")
 flags.DEFINE_integer("retries", 6, "Attempts per call when the server is UNAVAILABLE (exponential backoff).")
-flags.DEFINE_integer("max_message_mb", DEFAULT_MAX_MESSAGE_BYTES // 2**20, "gRPC send/receive message limit, MB.")
+# 256 MB: export.client.DEFAULT_MAX_MESSAGE_BYTES (not imported here: it loads TensorFlow before the console is quiet).
+flags.DEFINE_integer("max_message_mb", 256, "gRPC send/receive message limit, MB.")
 flags.DEFINE_string("root_cert", None, "PEM root certificate: connect with TLS.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
@@ -39,6 +40,8 @@ def main(argv) -> int:
         if not getattr(FLAGS, name):
             print(f"--{name} is required (see --helpfull).", file=sys.stderr)
             return 2
+    _console.import_tensorflow_quietly()
+    from maskrnn_tf.export.client import ClientConfig, ServingError, segment_video_via_serving
     from maskrnn_tf.inference.segmenter import SegmentOptions  # heavy imports after flag checks
 
     config = ClientConfig(
@@ -59,4 +62,5 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
+    _console.quiet_startup()
     app.run(main)

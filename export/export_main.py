@@ -1,7 +1,7 @@
 """Export a trained MaskRNN as a TF-Serving version.
 
   python -m maskrnn_tf.export.export_main --model=runs/demo/model.keras --export_base=exports/maskrnn \
-      --version=1 [--precision=float32|bfloat16|float16] [--overwrite]
+      --version=1 [--precision=float32|bfloat16|float16|auto] [--overwrite]
 
 Writes <export_base>/<version>/ (saved_model.pb, variables/, assets.extra/) atomically, audits its ops and
 prints the tensorflow_model_server command that serves it.
@@ -13,16 +13,16 @@ import sys
 
 from absl import app, flags
 
-from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model
-from maskrnn_tf.export.serving_commands import serving_commands
-from maskrnn_tf.export.serving_module import PRECISIONS
-from maskrnn_tf.export.warmup import WarmupConfig, shapes_from_strings
+from maskrnn_tf import _console
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Trained model file (.keras), e.g. runs/demo/model.keras.")
 flags.DEFINE_string("export_base", None, "Model base path polled by tensorflow_model_server.")
 flags.DEFINE_integer("version", None, "Version number (a positive integer; the folder name).")
-flags.DEFINE_enum("precision", "float32", list(PRECISIONS), "Compute precision of the exported graph.")
+flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "float16", "auto"],
+                  "Compute precision of the exported graph. auto: what this machine would use (float16 with a GPU, "
+                  "bfloat16 on a CPU with amx_bf16 or avx512_bf16, else float32); choose explicitly when the "
+                  "server runs on other hardware.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version instead of refusing.")
 flags.DEFINE_string("model_name", "maskrnn", "Model name used in the warmup requests and printed commands.")
 flags.DEFINE_list("warmup_shapes", ["96x128x1", "96x128x2"], "Warmup requests, HEIGHTxWIDTHxOBJECTS each; empty for none.")
@@ -34,10 +34,19 @@ def main(argv) -> int:
         if getattr(FLAGS, name) is None:
             print(f"--{name} is required (see --helpfull).", file=sys.stderr)
             return 2
+    _console.import_tensorflow_quietly()
+    from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model
+    from maskrnn_tf.export.serving_commands import serving_commands
+    from maskrnn_tf.export.warmup import WarmupConfig, shapes_from_strings
+    from maskrnn_tf.training.precision import describe_precision, resolve_precision
+
+    precision = resolve_precision(FLAGS.precision)
+    if FLAGS.precision == "auto":
+        print(describe_precision(FLAGS.precision, precision), flush=True)
     try:
         shapes = shapes_from_strings(FLAGS.warmup_shapes)
         config = ExportConfig(
-            precision=FLAGS.precision,
+            precision=precision,
             overwrite=FLAGS.overwrite,
             model_name=FLAGS.model_name,
             warmup=WarmupConfig(shapes=shapes) if shapes else None,
@@ -46,10 +55,11 @@ def main(argv) -> int:
     except (ExportError, ValueError) as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
-    print(f"Exported {FLAGS.model} ({FLAGS.precision}) to {path}")
+    print(f"Exported {FLAGS.model} ({precision}) to {path}")
     print(serving_commands(os.path.abspath(FLAGS.export_base), FLAGS.model_name))
     return 0
 
 
 if __name__ == "__main__":
+    _console.quiet_startup()
     app.run(main)

@@ -25,6 +25,8 @@ from typing import List, Optional
 
 from absl import app, flags
 
+from maskrnn_tf import _console
+
 FLAGS = flags.FLAGS
 
 
@@ -125,6 +127,7 @@ def _on_sigterm(signum, frame) -> None:
 
 def main(argv: List[str]) -> int:
     del argv
+    _console.import_tensorflow_quietly()
     from maskrnn_tf.experiments.ablation_variants import (ABLATION_VARIANTS, ablation_markdown,
                                                           finetune_loc_weight, read_scores, record_mismatch,
                                                           results_record, select_variants, training_variant,
@@ -209,5 +212,6 @@ def main(argv: List[str]) -> int:
 
 
 if __name__ == "__main__":
+    _console.quiet_startup()
     define_flags()
     app.run(main)

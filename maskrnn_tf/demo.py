@@ -23,6 +23,8 @@ from typing import List
 
 from absl import app, flags
 
+from maskrnn_tf import _console
+
 FLAGS = flags.FLAGS
 
 
@@ -97,6 +99,7 @@ def write_heldout_davis(root: str, num_videos: int, seed_base: int) -> List[str]
 
 def main(argv: List[str]) -> None:
     del argv
+    _console.import_tensorflow_quietly()  # the held-out videos (step 2) need TensorFlow in this process
     started = time.time()
     py = sys.executable
     run_dir = os.path.abspath(FLAGS.run_dir)
@@ -135,5 +138,6 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
+    _console.quiet_startup()
     define_flags()
     app.run(main)

@@ -14,6 +14,8 @@ from typing import List
 
 from absl import app, flags
 
+from maskrnn_tf import _console
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("davis_root", None, "DAVIS folder (with ImageSets/, Annotations/).")
 flags.DEFINE_string("results", None, "Results folder: <results>/<sequence>/<frame>.png.")
@@ -70,6 +72,7 @@ def main(argv: List[str]) -> int:
 
 
 if __name__ == "__main__":
+    _console.quiet_startup()
     from maskrnn_tf.flag_validation import parse_flags_or_exit
 
     app.run(main, flags_parser=parse_flags_or_exit)

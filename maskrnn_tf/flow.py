@@ -16,6 +16,8 @@ import sys
 
 from absl import app, flags
 
+from maskrnn_tf import _console
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "davis", ["davis", "segtrack_v2"], "Which layout --manual_dir holds.")
 flags.DEFINE_integer("year", 2016, "DAVIS year (2016 or 2017).")
@@ -33,6 +35,7 @@ flags.register_validator("year", lambda year: year in (2016, 2017), message="mus
 def main(argv) -> int:
     """Lists the sequences, then fills the cache pair by pair with a progress bar."""
     del argv
+    _console.import_tensorflow_quietly()
     from tqdm import tqdm
 
     from maskrnn_tf.data.flow_backends import make_backend
@@ -88,6 +91,7 @@ def main(argv) -> int:
 
 def run() -> None:
     """Entry point: absl flags, one-line errors for bad inputs."""
+    _console.quiet_startup()
 
     def guarded(argv):
         from maskrnn_tf.io import ImageReadError

@@ -3,6 +3,7 @@
     python -m maskrnn_tf.segment --video=DIR|file.mp4 --first_mask=mask.png --model=run_dir \
         --output=results/ [--finetune_steps=200] [--max_size=N] [--overlay=out.mp4] [--save_probs] \
         [--flow=dis|dis-fast|farneback|flo --flo_dir=DIR]
+    python -m maskrnn_tf.segment --video=DIR|file.mp4 --first_box=x0,y0,x1,y1[;...] --model=run_dir --output=results/
     python -m maskrnn_tf.segment --method=flow_propagation --davis_root=DAVIS --split=val --output=results/
 
 Writes `<output>/<frame>.png` (palette PNGs of the object ids, the input mask's palette), or
@@ -10,6 +11,8 @@ Writes `<output>/<frame>.png` (palette PNGs of the object ids, the input mask's 
 The output folder appears only when complete, with `segment_run.json` (what was segmented). It must not be,
 contain or lie inside an input; an existing one is refused unless --overwrite, which replaces only a folder
 segment wrote (one holding segment_run.json). Bad inputs print one line and exit with status 2.
+Without a mask tool, `--first_box` (one box per object) makes the first mask with GrabCut; it is written as
+`<output>/first_mask_from_box.png` (also frame 0's result), to inspect, correct and pass back as --first_mask.
 
 Flow is computed from the frames (DIS by default), or, with `--flow=flo --flo_dir=DIR`, read from precomputed
 `DIR/<sequence>/<stem_a>_<stem_b>.flo` files (FlowNet2, RAFT, exact synthetic flows), where <sequence> is the
@@ -23,9 +26,14 @@ import sys
 
 from absl import app, flags
 
+from maskrnn_tf import _console
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("video", None, "Folder of frames (jpg/png, sorted by name) or a video file (mp4, ...).")
 flags.DEFINE_string("first_mask", None, "First-frame mask: palette PNG of object ids, or a binary mask.")
+flags.DEFINE_string("first_box", None, "Instead of --first_mask: one box per object, x0,y0,x1,y1[;x0,y0,x1,y1...] in "
+                    "pixels of the first frame (columns x0..x1-1, rows y0..y1-1); the first mask is made with "
+                    "OpenCV's GrabCut inside each box and written as <output>/first_mask_from_box.png.")
 flags.DEFINE_string("davis_root", None, "Segment every sequence of a DAVIS split instead of --video.")
 flags.DEFINE_string("split", "val", "DAVIS split (with --davis_root).")
 flags.DEFINE_integer("davis_year", None, "2016 or 2017; default: detected from ImageSets/.")
@@ -52,8 +60,8 @@ flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <sequence>/<ste
 flags.DEFINE_integer("read_ahead", 3, "Frames (with flows) prepared ahead of the model on a background thread.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the model step.")
 flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16"],
-                  "Compute precision of the model (and of online finetuning): auto = bfloat16 on a CPU with AMX, "
-                  "else float32.")
+                  "Compute precision of the model (and of online finetuning): auto = bfloat16 on a CPU whose "
+                  "/proc/cpuinfo flags list amx_bf16 or avx512_bf16, else float32.")
 flags.DEFINE_bool("apply_localization", None, "Restrict each mask to its enlarged predicted box (the paper's "
                   "'Apply'); default: as the model was trained. --noapply_localization deploys the segmentation net "
                   "alone (the paper's 'Train' row).")
@@ -80,17 +88,28 @@ def _register_checks() -> None:
 
 _register_checks()
 
+BOX_MASK_FILE = "first_mask_from_box.png"  # inside the output folder: never a frame name (frames are numbered)
+
 
 def main(argv) -> int:
     del argv
-    from maskrnn_tf import inference  # heavy imports (TensorFlow) after flag parsing: --help stays fast
-
     if not FLAGS.output:
         raise app.UsageError("--output is required.")
     if bool(FLAGS.video) == bool(FLAGS.davis_root):
-        raise app.UsageError("give exactly one of --video (with --first_mask) or --davis_root.")
-    if FLAGS.video and not FLAGS.first_mask:
-        raise app.UsageError("--video needs --first_mask (the first frame's mask).")
+        raise app.UsageError("give exactly one of --video (with --first_mask or --first_box) or --davis_root.")
+    if FLAGS.first_mask and FLAGS.first_box:
+        raise app.UsageError("--first_mask and --first_box exclude each other: give the first frame's mask, or one "
+                             "box per object to make it from.", exitcode=2)
+    if FLAGS.davis_root and FLAGS.first_box:
+        raise app.UsageError("--first_box applies to a single --video (a DAVIS split starts from its ground truth).",
+                             exitcode=2)
+    if FLAGS.video and not (FLAGS.first_mask or FLAGS.first_box):
+        raise app.UsageError("--video needs --first_mask (the first frame's mask) or --first_box (one box per "
+                             "object, x0,y0,x1,y1;...).")
+    _console.import_tensorflow_quietly()
+    from maskrnn_tf import inference  # heavy imports (TensorFlow) after flag checks: --help and usage errors stay fast
+
+    boxes = inference.parse_boxes(FLAGS.first_box) if FLAGS.first_box else None
     if FLAGS.davis_root and FLAGS.overlay:
         raise app.UsageError("--overlay applies to a single --video.")
     if FLAGS.method == "maskrnn" and not FLAGS.model:
@@ -115,13 +134,16 @@ def main(argv) -> int:
         save_probs=FLAGS.probs_format if FLAGS.save_probs else None, read_ahead=FLAGS.read_ahead,
         progress=FLAGS.progress, min_size=0 if baseline else MIN_FRAME_SIDE,
     )
+    first = FLAGS.first_mask
+    if boxes is not None:  # before the model loads: a box that does not fit the frame fails fast
+        first = inference.first_mask_from_boxes(FLAGS.video, boxes)
     step_fn, prepare = inference.flow_propagation_step, None
     if not baseline:
-        from maskrnn_tf.training.precision import resolve_precision
+        from maskrnn_tf.training.precision import describe_precision, resolve_precision
 
         # float16 is not offered: online finetuning has no loss scaling. On a GPU, auto means float32.
-        precision = resolve_precision(FLAGS.precision)
-        precision = "float32" if precision == "float16" else precision
+        precision = resolve_precision(FLAGS.precision, gpu_precision="float32")
+        print(describe_precision(FLAGS.precision, precision), flush=True)
         overrides = {} if FLAGS.apply_localization is None else {"apply_localization": FLAGS.apply_localization}
         model = inference.load_model(FLAGS.model, precision=precision, overrides=overrides)
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
@@ -139,31 +161,37 @@ def main(argv) -> int:
         print(f"wrote {len(names)} sequences to {FLAGS.output}")
     else:
         count = inference.segment_video(
-            step_fn, FLAGS.video, FLAGS.first_mask, flow_fn, FLAGS.output, options, overlay_path=FLAGS.overlay,
+            step_fn, FLAGS.video, first, flow_fn, FLAGS.output, options, overlay_path=FLAGS.overlay,
             overwrite=FLAGS.overwrite, prepare=prepare, inputs=inputs, metadata=metadata,
-            allow_partial_video=FLAGS.allow_partial_video,
+            allow_partial_video=FLAGS.allow_partial_video, first_mask_copy=BOX_MASK_FILE if boxes else None,
         )
         print(f"wrote {count} frames to {FLAGS.output}" + (f" and {FLAGS.overlay}" if FLAGS.overlay else ""))
+        if boxes is not None:
+            print(f"first mask made from the box(es) with GrabCut: {FLAGS.output}/{BOX_MASK_FILE} (correct it and "
+                  "pass it as --first_mask to rerun)")
     return 0
+
+
+def guarded(argv) -> int:
+    """`main` with bad inputs reported as one line and exit 2 (a flag's value or a file it names)."""
+    try:
+        return main(argv)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        # Imported here, not before main: the flag checks in main run before TensorFlow loads. MaskError,
+        # UnsafeOutputError, VideoReadError, ImageReadError are ValueErrors, ModelLoadError a
+        # FileNotFoundError, OutputExistsError a FileExistsError.
+        from maskrnn_tf.inference import BoxError
+
+        prefix = "--first_box: " if isinstance(err, BoxError) else ""
+        print(f"Error: {prefix}{err}", file=sys.stderr)
+        return 2
 
 
 def run() -> None:
     """Entry point: absl flags, clear one-line errors for bad inputs."""
-
-    def guarded(argv):
-        from maskrnn_tf.inference import (MaskError, ModelLoadError, OutputExistsError, UnsafeOutputError,
-                                          VideoReadError)
-        from maskrnn_tf.io import ImageReadError
-
-        try:
-            return main(argv)
-        except (MaskError, ModelLoadError, OutputExistsError, UnsafeOutputError, VideoReadError, ImageReadError,
-                ValueError, FileNotFoundError) as err:
-            print(f"Error: {err}", file=sys.stderr)
-            return 2  # bad input (a flag's value or a file it names): a usage error
-
     from maskrnn_tf.flag_validation import parse_flags_or_exit
 
+    _console.quiet_startup()
     app.run(guarded, flags_parser=parse_flags_or_exit)
 
 

@@ -1,6 +1,7 @@
-"""Train MaskRNN: `python -m maskrnn_tf.train --flagfile=synthetic.flags --run_dir=runs/synthetic`.
+"""Train MaskRNN: `python -m maskrnn_tf.train --flagfile=synthetic.flags [--run_dir=runs/synthetic]`.
 
-Stage A (static frames) then stage B (recurrent clips); resumes from the newest checkpoint of --run_dir.
+Stage A (static frames) then stage B (recurrent clips); resumes from the newest checkpoint of --run_dir, which
+defaults to runs/<flag file stem> (relative to the working directory) when one --flagfile is given.
 Every config field can also be set with --set=key=value (dotted keys, e.g. --set=model.side_channels=8).
 Exit status: 0 done, 2 bad config, missing data or run dir in use by another training, 3 NaN/Inf loss,
 128+N stopped by signal N (checkpoint saved).
@@ -13,6 +14,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from absl import app, flags
 from absl import logging as absl_logging
+
+from maskrnn_tf import _console
 
 # flag name -> (TrainConfig dotted key, kind, help). Every flag defaults to None = "keep the config default".
 _FIELDS: Dict[str, Tuple[str, str, str]] = {
@@ -75,7 +78,8 @@ def define_flags() -> None:
         else:
             getattr(flags, f"DEFINE_{kind}")(name, None, text)
     flags.register_validator("run_dir", lambda value: bool(value) or FLAGS.print_config,
-                             message="--run_dir is required (unless --print_config).")
+                             message="--run_dir is required (unless --print_config, or with one --flagfile, whose "
+                                     "stem names the default runs/<stem>).")
     _register_bounds()
 
 
@@ -88,6 +92,28 @@ def _register_bounds() -> None:
         if key in FIELD_BOUNDS:
             register_numeric_validator(name, **FIELD_BOUNDS[key])
     register_numeric_validator("logical_cpus", minimum=0)
+
+
+def command_line_flagfiles(argv: List[str]) -> List[str]:
+    """The --flagfile values given on the command line `argv` (argv[0] is the program; nested ones not included)."""
+    found: List[str] = []
+    args = iter(argv[1:])
+    for arg in args:
+        if arg == "--":
+            break
+        name, eq, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and name == "flagfile":
+            found.append(value if eq else next(args, ""))
+    return found
+
+
+def default_run_dir(flagfiles: List[str]) -> Optional[str]:
+    """`runs/<stem>` for a single flag file (runs/davis17 for davis17.flags), relative to the working directory;
+    None with no flag file or several (then --run_dir must name the run)."""
+    if len(flagfiles) != 1 or not flagfiles[0]:
+        return None
+    stem = os.path.splitext(os.path.basename(flagfiles[0]))[0]
+    return os.path.join("runs", stem) if stem else None
 
 
 def overrides_from_flags() -> Dict[str, Any]:
@@ -118,6 +144,7 @@ def _parse_profile(text: Optional[str]) -> Optional[Tuple[int, int]]:
 def main(argv: List[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    _console.import_tensorflow_quietly()
     from maskrnn_tf.training.config import TrainConfig
     from maskrnn_tf.training.config_bounds import check_config_bounds
 
@@ -160,7 +187,8 @@ def main(argv: List[str]) -> int:
     from maskrnn_tf.training.run_dir import ConfigMismatchError, RunDirBusyError
 
     run_dir = os.path.abspath(FLAGS.run_dir)
-    print(f"run dir {run_dir}\nTensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
+    named = "" if FLAGS["run_dir"].present else " (named after the flag file; --run_dir=DIR for another)"
+    print(f"run dir {run_dir}{named}\nTensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
     try:
         result = train(config, run_dir, overwrite_config=FLAGS.overwrite_config,
                        profile_steps=_parse_profile(FLAGS.profile_steps), printer=lambda s: print(s, flush=True))
@@ -184,7 +212,11 @@ def run(argv: Optional[List[str]] = None) -> None:
     """Entry point: defines the flags and runs `main` under absl (argv[0] is the program name)."""
     from maskrnn_tf.flag_validation import parse_flags_or_exit
 
+    _console.quiet_startup(sys.argv if argv is None else argv)
     define_flags()
+    default = default_run_dir(command_line_flagfiles(sys.argv if argv is None else argv))
+    if default is not None:
+        FLAGS.set_default("run_dir", default)  # an explicit --run_dir (command line or flag file) still wins
     app.run(main, argv=argv, flags_parser=parse_flags_or_exit)
 
 

@@ -3,6 +3,7 @@
 CLI: `python -m maskrnn_tf.segment`.
 """
 from maskrnn_tf.inference.baseline import flow_propagation_step
+from maskrnn_tf.inference.box_prompt import BoxError, first_mask_from_boxes, mask_from_boxes, parse_boxes
 from maskrnn_tf.inference.finetune import (
     FinetuneConfig,
     finetune,
@@ -23,6 +24,7 @@ from maskrnn_tf.inference.video_reader import VideoReadError, VideoSource
 
 __all__ = [
     "AnyFlowFn",
+    "BoxError",
     "FinetuneConfig",
     "FirstMask",
     "FloFileFlow",
@@ -45,10 +47,13 @@ __all__ = [
     "finetune_on_video",
     "finetuning_prepare",
     "first_frame_loss",
+    "first_mask_from_boxes",
     "flow_propagation_step",
     "load_model",
     "make_flow_fn",
+    "mask_from_boxes",
     "model_step_fn",
+    "parse_boxes",
     "propagate",
     "read_first_mask",
     "segment_davis",

@@ -9,19 +9,19 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tqdm import tqdm
 
 from maskrnn_tf.inference.background import BackgroundWorker
-from maskrnn_tf.inference.first_mask import FirstMask, read_first_mask
+from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
 from maskrnn_tf.inference.output_dir import (OutputExistsError, UnsafeOutputError, atomic_output_dir,
                                              check_no_overlap, check_output_dir)
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, fuse, propagate
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 from maskrnn_tf.inference.writers import MaskWriter, OverlayWriter, ProbabilityWriter, upsample_probs
-from maskrnn_tf.io import VOID_ID
+from maskrnn_tf.io import VOID_ID, write_palette_png
 
 PROBS_FOLDER = "probs"
 
@@ -214,7 +214,7 @@ def check_overlay_path(overlay_path: str, output_dir: str, overwrite: bool,
 def segment_video(
     step_fn: StepFn,
     video: str,
-    first_mask: str,
+    first_mask: Union[str, FirstMask],
     flow_fn: AnyFlowFn,
     output_dir: str,
     options: SegmentOptions = SegmentOptions(),
@@ -224,13 +224,15 @@ def segment_video(
     inputs: Sequence[Tuple[str, Optional[str]]] = (),
     metadata: Optional[Dict[str, object]] = None,
     allow_partial_video: bool = False,
+    first_mask_copy: Optional[str] = None,
 ) -> int:
     """Segments one video into `output_dir`, which appears only when complete.
 
     Args:
       step_fn: the recurrent step (ignored when `prepare` is given).
       video: a folder of frames or a video file.
-      first_mask: the first frame's mask (palette PNG of ids, or binary).
+      first_mask: the first frame's mask: a file (palette PNG of ids, or binary) or a FirstMask (e.g. made
+        from boxes with `box_prompt.first_mask_from_boxes`).
       flow_fn: the flow backend (a `NamedFlowFn` reads the flows of the sequence named after the video's
         folder, or its file name without extension).
       output_dir: results folder; refused when it is, contains or lies inside an input (`video`,
@@ -243,22 +245,34 @@ def segment_video(
       metadata: extra fields for the folder's `segment_run.json`.
       allow_partial_video: segment the decodable prefix of a truncated video file (with a warning) instead
         of refusing it.
+      first_mask_copy: also write the first mask as `<output_dir>/<first_mask_copy>` (a palette PNG), e.g. a
+        mask made from boxes, for the user to inspect or correct and pass back as --first_mask.
     Returns the number of frames written.
     """
-    inputs = [("--video", video), ("--first_mask", first_mask), *inputs]
+    mask_file = first_mask if isinstance(first_mask, str) else None
+    inputs = [("--video", video), *([("--first_mask", mask_file)] if mask_file else []), *inputs]
     check_output_dir(output_dir, overwrite, inputs)
     if overlay_path:
         check_overlay_path(overlay_path, output_dir, overwrite, inputs)
-    source = VideoSource(video, exclude=[first_mask], allow_partial=allow_partial_video)
-    first = read_first_mask(first_mask, source.size)
+    source = VideoSource(video, exclude=[mask_file] if mask_file else [], allow_partial=allow_partial_video)
+    if isinstance(first_mask, FirstMask):
+        first = first_mask
+        if tuple(first.labels.shape) != tuple(source.size):
+            raise MaskError(f"first mask size {first.labels.shape[1]}x{first.labels.shape[0]} differs from the "
+                            f"frames of {video} ({source.size[1]}x{source.size[0]}).")
+    else:
+        first = read_first_mask(first_mask, source.size)
     check_working_size(source, options)
     if prepare is not None:
         step_fn = prepare(source, first)
-    record = {"video": os.path.abspath(video), "first_mask": os.path.abspath(first_mask),
+    record = {"video": os.path.abspath(video),
+              "first_mask": os.path.abspath(mask_file) if mask_file else first_mask_copy,
               "object_ids": list(first.object_ids), **(metadata or {})}
     with atomic_output_dir(output_dir, overwrite, inputs, record) as tmp:
         record["frames"] = segment_frames(step_fn, source, first, flow_fn, tmp, options,
                                           _overlay_target(overlay_path, output_dir, tmp))
+        if first_mask_copy:
+            write_palette_png(os.path.join(tmp, first_mask_copy), first.labels, first.palette)
     return record["frames"]
 
 

@@ -23,7 +23,7 @@ from maskrnn_tf.training import inputs
 from maskrnn_tf.training.checkpointing import RunCheckpoint
 from maskrnn_tf.training.config import TrainConfig
 from maskrnn_tf.training.distribution import is_chief, make_strategy, task_info
-from maskrnn_tf.training.precision import set_precision
+from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
 from maskrnn_tf.training.run_dir import atomic_write, prepare_run_dir, run_dir_lock
 from maskrnn_tf.training.steps import TrainSteps, current_learning_rate, make_optimizer
@@ -116,7 +116,10 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         prepare_run_dir(run_dir, config, overwrite_config, report=printer)
     log_dir = os.path.join(run_dir, "logs")
     profile = _profile_range(profile_steps)
-    policy = set_precision(config.precision)
+    precision = resolve_precision(config.precision)
+    policy = set_precision(precision)
+    if chief:
+        printer(describe_precision(config.precision, precision))
     keras.utils.set_random_seed(config.seed)
 
     # Data first: a missing data set fails before any model is built.

@@ -214,14 +214,40 @@ def test_multi_worker_two_processes_complete(tmp_path):
 
 
 @pytest.mark.slow
-def test_davis_flagfile_without_data_fails_clearly(tmp_path):
+def test_davis_flagfile_as_typed_names_its_run_dir_and_fails_clearly_without_data(tmp_path):
+    """`python -m maskrnn_tf.train --flagfile=davis17.flags`, nothing else: the run dir defaults to
+    runs/davis17 under the working directory, and the missing data ends in the layout message (exit 2)."""
     import sys
 
     empty = tmp_path / "manual"
     empty.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.train", "--flagfile=davis17.flags",
-                           f"--run_dir={tmp_path / 'run'}", f"--manual_dir={empty}"], cwd=REPO, env=cli_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    work = tmp_path / "work"
+    work.mkdir()
+    base = [sys.executable, "-m", "maskrnn_tf.train", f"--flagfile={os.path.join(REPO, 'davis17.flags')}",
+            f"--manual_dir={empty}"]
+    proc = subprocess.run(base, cwd=work, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=300)
     assert proc.returncode == 2, proc.stdout[-2000:]
+    assert "Flags parsing error" not in proc.stdout
     assert str(empty) in proc.stdout and "JPEGImages" in proc.stdout and "README.md" in proc.stdout
-    assert not os.path.exists(tmp_path / "run" / "checkpoints")
+    default = work / "runs" / "davis17"
+    assert f"run dir {default} (named after the flag file" in proc.stdout
+    assert not os.path.exists(default / "checkpoints")
+    # An explicit --run_dir still wins.
+    explicit = tmp_path / "elsewhere"
+    proc = subprocess.run(base + [f"--run_dir={explicit}"], cwd=work, env=cli_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert f"run dir {explicit}\n" in proc.stdout and "named after" not in proc.stdout
+
+
+def test_default_run_dir_comes_from_the_one_command_line_flag_file():
+    from maskrnn_tf.train import command_line_flagfiles, default_run_dir
+
+    assert command_line_flagfiles(["train", "--flagfile=davis17.flags", "--stage_a_steps=3"]) == ["davis17.flags"]
+    assert command_line_flagfiles(["train", "-flagfile", "cfg/davis16_cpu.flags"]) == ["cfg/davis16_cpu.flags"]
+    assert command_line_flagfiles(["train", "--", "--flagfile=x.flags"]) == []
+    assert default_run_dir(["davis17.flags"]) == os.path.join("runs", "davis17")
+    assert default_run_dir(["/abs/path/segtrackv2.flags"]) == os.path.join("runs", "segtrackv2")
+    assert default_run_dir([]) is None
+    assert default_run_dir(["a.flags", "b.flags"]) is None  # ambiguous: --run_dir must name the run

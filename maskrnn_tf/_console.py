@@ -1,0 +1,112 @@
+"""A quiet console for the command-line programs: TensorFlow's C++ start-up messages are hidden by default.
+
+Importing TensorFlow prints, from C++ and before any Python logging is set up, lines that say nothing to a
+user: absl's "All log messages before absl::InitializeLog() is called are written to STDERR", "Could not find
+cuda drivers on your machine, GPU will not be used" (CPU machines), "failed call to cuInit" (a CUDA build
+without a GPU), oneDNN's "custom operations are on" notice, the CPU-instructions note. TF_CPP_MIN_LOG_LEVEL
+hides only some of them (absl's own messages ignore it), so `import_tensorflow_quietly` also captures file
+descriptor 2 while TensorFlow loads and finds its devices, and writes back every captured line that is not
+one of these.
+
+Every CLI calls `quiet_startup(argv)` first (before anything imports TensorFlow) and, when it needs
+TensorFlow, `import_tensorflow_quietly()` before its first TensorFlow import. Nothing is hidden when the
+command line sets absl's `--verbosity` (or `-v`), or when MASKRNN_TF_VERBOSE=1; a TF_CPP_MIN_LOG_LEVEL the
+user set is kept.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from typing import Iterator, Optional, Sequence
+
+VERBOSE_ENV = "MASKRNN_TF_VERBOSE"
+# Start-up lines that are noise for users (matched anywhere in a line of stderr).
+NOISE = re.compile(
+    "|".join(
+        [
+            r"All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+            r"Could not find cuda drivers on your machine",
+            r"failed call to cuInit",
+            r"oneDNN custom operations are on",
+            r"cpu_feature_guard\.cc",
+            r"^To enable the following instructions: .* rebuild TensorFlow",
+            r"Unable to register cu(DNN|FFT|BLAS) factory",
+            r"computation placer already registered",
+            r"TF-TRT Warning: Could not find TensorRT",
+        ]
+    )
+)
+_state = {"quiet": False}
+
+
+def verbose_requested(argv: Sequence[str]) -> bool:
+    """True when the command line asks for absl's --verbosity (-v) or MASKRNN_TF_VERBOSE is set to a true value."""
+    if os.environ.get(VERBOSE_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        name = arg.lstrip("-").split("=", 1)[0]
+        if arg.startswith("-") and name in ("verbosity", "v"):
+            return True
+    return False
+
+
+def quiet_startup(argv: Optional[Sequence[str]] = None) -> bool:
+    """Sets the console defaults for this process and the programs it starts; returns True when quiet.
+
+    Call first in a CLI's entry point, before TensorFlow is imported. Quiet: TF_CPP_MIN_LOG_LEVEL=2
+    (TensorFlow's INFO and WARNING lines off) unless the user set it. Verbose: MASKRNN_TF_VERBOSE=1, so that
+    the CLIs this one runs (the demo's, the ablation's) are verbose too.
+    """
+    quiet = not verbose_requested(sys.argv if argv is None else argv)
+    _state["quiet"] = quiet
+    if quiet:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    else:
+        os.environ[VERBOSE_ENV] = "1"
+    return quiet
+
+
+def is_noise(line: str) -> bool:
+    """True for a TensorFlow start-up line that quiet mode drops."""
+    return bool(NOISE.search(line))
+
+
+@contextlib.contextmanager
+def filtered_stderr() -> Iterator[None]:
+    """Captures file descriptor 2 (C++ and Python writes alike) and, on exit, writes the captured lines that are
+    not start-up noise back to it, in order."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", errors="replace")
+            kept = "".join(line for line in text.splitlines(keepends=True) if not is_noise(line))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and lets it find its devices (where cuInit runs) with the start-up noise dropped.
+
+    Does nothing special in verbose mode (`quiet_startup` not called or verbosity asked for), or when
+    TensorFlow was imported already.
+    """
+    if not _state["quiet"] or "tensorflow" in sys.modules:
+        return
+    with filtered_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
