@@ -122,7 +122,8 @@ def main(argv) -> int:
     if FLAGS.overlay:
         inference.check_overlay_path(FLAGS.overlay, FLAGS.output, FLAGS.overwrite, inputs)
     metadata = {"method": FLAGS.method, "model": FLAGS.model and os.path.abspath(FLAGS.model), "flow": FLAGS.flow,
-                "max_size": FLAGS.max_size, "finetune_steps": FLAGS.finetune_steps if FLAGS.model else 0}
+                "max_size": FLAGS.max_size, "finetune_steps": FLAGS.finetune_steps if FLAGS.model else 0,
+                **({"first_box": FLAGS.first_box} if FLAGS.first_box else {})}
     if FLAGS.flow == "flo" and not FLAGS.flo_dir:
         raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).")
     flow_fn = inference.make_flow_fn(FLAGS.flow, FLAGS.flo_dir)

@@ -90,7 +90,8 @@ def test_segment_runs_end_to_end_from_a_box(tmp_path, shared_data):
     out = tmp_path / "out"
     assert _run_cli(f"--video={video}", f"--first_box={x0},{y0},{x1},{y1}", "--method=flow_propagation",
                     "--flow=dis-ultrafast", f"--output={out}") == 0
-    assert sorted(os.listdir(out)) == ["00000.png", "00001.png", "00002.png", segment.BOX_MASK_FILE]
+    assert sorted(os.listdir(out)) == ["00000.png", "00001.png", "00002.png", segment.BOX_MASK_FILE,
+                                       "segment_run.json"]
     box_mask = read_mask(out / segment.BOX_MASK_FILE)
     np.testing.assert_array_equal(box_mask, read_mask(out / "00000.png"))  # frame 0's result is that mask
     np.testing.assert_array_equal(read_palette(out / segment.BOX_MASK_FILE), davis_palette())
@@ -125,7 +126,7 @@ def test_box_errors_exit_2_and_keep_nothing(tmp_path, shared_data, capsys):
     out.mkdir()
     (out / segment.BOX_MASK_FILE).write_bytes(b"the user's corrected mask")
     proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.segment", f"--video={frames}", "--overwrite",
-                           f"--first_mask={out / segment.BOX_MASK_FILE}", f"--output={out}"],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and "lies inside --output" in proc.stderr and "copy the mask out" in proc.stderr
+                           "--method=flow_propagation", f"--first_mask={out / segment.BOX_MASK_FILE}",
+                           f"--output={out}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and f"--output {out} contains the input --first_mask" in proc.stderr, proc.stderr
     assert (out / segment.BOX_MASK_FILE).read_bytes() == b"the user's corrected mask"
