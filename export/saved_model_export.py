@@ -16,7 +16,6 @@ import tempfile
 from typing import Optional, Union
 
 import keras
-import tensorflow as tf
 
 from maskrnn_tf.export.ops_audit import audit_saved_model, check_ops
 from maskrnn_tf.export.serving_module import (
@@ -30,10 +29,10 @@ from maskrnn_tf.export.serving_module import (
     STEP_INPUTS,
     STEP_OUTPUTS,
     STEP_SIGNATURE,
-    MaskRNNServingModule,
+    build_export_archive,
     rebuild_with_precision,
 )
-from maskrnn_tf.export.warmup import WarmupConfig, write_warmup_file
+from maskrnn_tf.export.warmup import WarmupConfig, WarmupReplayError, replay_warmup_file, write_warmup_file
 from maskrnn_tf.model import MaskRNN
 
 METADATA_FILENAME = "maskrnn_export.json"
@@ -105,10 +104,14 @@ def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, versi
 
 def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, version: int) -> None:
     """Everything that goes into one version folder (called on the temporary folder)."""
-    module = MaskRNNServingModule(rebuild_with_precision(model, config.precision))
-    tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    # Keras' ExportArchive, not tf.saved_model.save of a tf.Module: see build_export_archive.
+    build_export_archive(rebuild_with_precision(model, config.precision)).write_out(export_dir, verbose=False)
     if config.warmup is not None:
         write_warmup_file(export_dir, config.model_name, config.warmup)
+        try:
+            replay_warmup_file(export_dir)  # the model server replays it at load and refuses the version on failure
+        except WarmupReplayError as e:
+            raise ExportError(f"{e} Change --warmup_shapes.") from e
     _write_metadata(export_dir, model, config, version)
     if config.audit_ops:
         check_ops(audit_saved_model(export_dir), f"The export {export_dir}")

@@ -7,8 +7,9 @@ the user's first-frame id mask into the initial state exactly as the in-process 
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Tuple
+from typing import Callable, Dict, Mapping, Tuple
 
+import keras
 import tensorflow as tf
 
 from maskrnn_tf.model import MaskRNN
@@ -87,15 +88,15 @@ def _check_step_shapes(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
     return checks
 
 
-class MaskRNNServingModule(tf.Module):
-    """The exported object: `serving_default` (one step), `first_frame` (initial state), `step_batched`."""
+class MaskRNNServingFunctions:
+    """The three endpoint functions over one MaskRNN: `serving_default` (one step), `first_frame`, `step_batched`.
 
-    def __init__(self, model: MaskRNN, name: str = "maskrnn_serving"):
-        super().__init__(name=name)
+    Plain Python functions of a dict of tensors; `build_export_archive` traces them with their input
+    signatures and tracks the model's variables.
+    """
+
+    def __init__(self, model: MaskRNN):
         self.model = model
-        self.step = tf.function(self._step, input_signature=[_specs(STEP_INPUTS)])
-        self.first_frame = tf.function(self._first_frame, input_signature=[_specs(FIRST_FRAME_INPUTS)])
-        self.step_batched = tf.function(self._step_batched, input_signature=[_specs(BATCHED_STEP_INPUTS)])
 
     def _step(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         with tf.control_dependencies(_check_step_shapes(inputs, batched=False)):
@@ -127,10 +128,27 @@ class MaskRNNServingModule(tf.Module):
         boxes, _ = mask_to_box(probs, self.model.config.mask_threshold)
         return {"prev_probs": probs, "prev_boxes": boxes}
 
-    def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-        """The concrete functions to pass as `tf.saved_model.save(..., signatures=...)`."""
+    def endpoints(self) -> Dict[str, Tuple[Callable, Dict[str, tf.TensorSpec]]]:
+        """Signature key -> (function, input specs by name); the specs' names are the SignatureDef input names."""
         return {
-            STEP_SIGNATURE: self.step.get_concrete_function(),
-            FIRST_FRAME_SIGNATURE: self.first_frame.get_concrete_function(),
-            BATCHED_STEP_SIGNATURE: self.step_batched.get_concrete_function(),
+            STEP_SIGNATURE: (self._step, _specs(STEP_INPUTS)),
+            FIRST_FRAME_SIGNATURE: (self._first_frame, _specs(FIRST_FRAME_INPUTS)),
+            BATCHED_STEP_SIGNATURE: (self._step_batched, _specs(BATCHED_STEP_INPUTS)),
         }
+
+
+def build_export_archive(model: MaskRNN) -> keras.export.ExportArchive:
+    """A Keras ExportArchive with the three signatures of `model`; `write_out(dir)` writes the SavedModel.
+
+    The archive saves the `tf.Variable`s that the traced endpoints read, so the saver's restore op (what
+    tensorflow_model_server and `saved_model_cli run` use) restores every weight; a plain `tf.Module`
+    holding a Keras 3 model does not (see BUILD_NOTES.md, Serving).
+    """
+    if not model.built:
+        model.build()  # MaskRNN builds its sub-models in __init__; the archive refuses an unbuilt layer
+    functions = MaskRNNServingFunctions(model)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for key, (fn, specs) in functions.endpoints().items():
+        archive.add_endpoint(key, fn, input_signature=[specs])
+    return archive

@@ -14,6 +14,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from maskrnn_tf.export.serving_module import FIRST_FRAME_SIGNATURE, STEP_SIGNATURE
+from maskrnn_tf.export.session_model import SessionModel
 
 WARMUP_FILENAME = "tf_serving_warmup_requests"
 
@@ -92,6 +93,35 @@ def read_warmup_file(path: str) -> List[prediction_log_pb2.PredictionLog]:
 def request_to_numpy(request: predict_pb2.PredictRequest) -> Dict[str, np.ndarray]:
     """The inputs of a PredictRequest as NumPy arrays."""
     return {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+
+
+class WarmupReplayError(RuntimeError):
+    """A warmup request failed when replayed: the model server would refuse to load the version."""
+
+
+def replay_warmup_file(export_dir: str) -> int:
+    """Replays `<export_dir>/assets.extra/tf_serving_warmup_requests` through the session loader.
+
+    That is what tensorflow_model_server does when it loads a version (a failing record makes the load
+    fail). Returns the number of records replayed; raises WarmupReplayError naming the failing record.
+    """
+    path = os.path.join(export_dir, "assets.extra", WARMUP_FILENAME)
+    records = read_warmup_file(path)
+    with SessionModel(export_dir) as model:
+        for index, record in enumerate(records):
+            request = record.predict_log.request
+            inputs = request_to_numpy(request)
+            try:
+                model.run(request.model_spec.signature_name, inputs, list(request.output_filter) or None)
+            except (tf.errors.OpError, KeyError) as e:
+                shapes = {k: list(v.shape) for k, v in inputs.items()}
+                message = e.message if isinstance(e, tf.errors.OpError) else str(e)
+                raise WarmupReplayError(
+                    f"Warmup request {index} ({request.model_spec.signature_name or 'serving_default'}, input shapes "
+                    f"{shapes}) fails through the model server's loader, so the server would refuse this version: "
+                    f"{message.strip().splitlines()[0]}"
+                ) from e
+    return len(records)
 
 
 def shapes_from_strings(values: Sequence[str]) -> Tuple[Tuple[int, int, int], ...]:
