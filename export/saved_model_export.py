@@ -13,9 +13,9 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from typing import Optional, Union
 
-import keras
 
 from maskrnn_tf.export.ops_audit import audit_saved_model, check_ops
 from maskrnn_tf.export.serving_module import (
@@ -33,6 +33,8 @@ from maskrnn_tf.export.serving_module import (
     rebuild_with_precision,
 )
 from maskrnn_tf.export.warmup import WarmupConfig, WarmupReplayError, replay_warmup_file, write_warmup_file
+from maskrnn_tf.inference.model_loading import MODEL_FILE, ModelLoadError
+from maskrnn_tf.inference.model_loading import load_model as load_trained_model
 from maskrnn_tf.model import MaskRNN
 
 METADATA_FILENAME = "maskrnn_export.json"
@@ -58,16 +60,21 @@ class ExportConfig:
 
 
 def load_model(path: str) -> MaskRNN:
-    """Loads a saved MaskRNN (`model.keras`, as written by training) with a clear error."""
-    if not os.path.exists(path):
-        raise ExportError(f"Model file {path} does not exist: pass the run's model.keras (e.g. --model=runs/demo/model.keras).")
+    """Loads a trained MaskRNN as the segment CLI does: a `.keras` file, a run folder or a checkpoint.
+
+    Raises ExportError naming the path: missing, truncated or corrupt `.keras` file, nothing loadable.
+    """
+    keras_file = path if path.endswith(".keras") else os.path.join(path, MODEL_FILE)
+    if os.path.isfile(keras_file) and not zipfile.is_zipfile(keras_file):
+        # Keras reports a cut-off archive as "File not found"; a .keras file is a zip archive.
+        raise ExportError(
+            f"{keras_file} is truncated or corrupt (not a complete .keras zip archive, "
+            f"{os.path.getsize(keras_file)} bytes); copy it again or save it again from training."
+        )
     try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # Keras raises many types for a corrupt or foreign file
-        raise ExportError(f"Cannot load {path} as a Keras model ({type(e).__name__}: {e}). Pass a .keras file saved by training.") from e
-    if not isinstance(model, MaskRNN):
-        raise ExportError(f"{path} holds a {type(model).__name__}, not a MaskRNN model.")
-    return model
+        return load_trained_model(path)
+    except (ModelLoadError, ValueError) as e:
+        raise ExportError(str(e)) from e
 
 
 def version_dir(export_base: str, version: int) -> str:
@@ -120,7 +127,7 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
 def export_saved_model(
     model: Union[MaskRNN, str], export_base: str, version: int, config: Optional[ExportConfig] = None
 ) -> str:
-    """Exports `model` (a MaskRNN or a path to its .keras file) to `<export_base>/<version>`; returns that path.
+    """Exports `model` (a MaskRNN, or a path: .keras file or run folder) to `<export_base>/<version>`; returns that path.
 
     An existing version is refused (and left untouched) unless `config.overwrite`. The version appears only
     when complete: it is written to a temporary sibling folder and renamed.

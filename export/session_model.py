@@ -78,21 +78,21 @@ class SessionModel:
         sig = self.signature(key)
         missing = sorted(set(sig.inputs) - set(inputs))
         if missing:
-            raise _invalid(f"Missing input(s) {missing} of signature '{key}' (it takes {sorted(sig.inputs)}).")
+            raise _invalid(f"Missing {', '.join(f'input {m}' for m in missing)} of signature '{key}' (it takes {sorted(sig.inputs)}).")
         extra = sorted(set(inputs) - set(sig.inputs))
         if extra:
-            raise _invalid(f"Unexpected input(s) {extra} for signature '{key}' (it takes {sorted(sig.inputs)}).")
+            raise _invalid(f"Unexpected {', '.join(f'input {e}' for e in extra)} for signature '{key}' (it takes {sorted(sig.inputs)}).")
         arrays = {}
         for name, info in sig.inputs.items():
             array = np.asarray(inputs[name])
             want_dtype = tf.dtypes.as_dtype(info.dtype)
             if tf.dtypes.as_dtype(array.dtype) != want_dtype:
-                raise _invalid(f"Input '{name}' of signature '{key}' expects {want_dtype.name} but "
+                raise _invalid(f"Signature '{key}': input {name} expects {want_dtype.name} but "
                                f"{tf.dtypes.as_dtype(array.dtype).name} is provided.")
             if not info.tensor_shape.unknown_rank:
                 want = [d.size for d in info.tensor_shape.dim]
                 if len(want) != array.ndim or any(w not in (-1, g) for w, g in zip(want, array.shape)):
-                    raise _invalid(f"Input '{name}' of signature '{key}' has shape {list(array.shape)}, "
+                    raise _invalid(f"Signature '{key}': input {name} has shape {list(array.shape)}, "
                                    f"expected {want} (-1 = any).")
             arrays[name] = array
         return arrays

@@ -178,10 +178,11 @@ class StandInModelServer:
 
     Usage: `with StandInModelServer(base, "maskrnn") as server: client(server.address)`. `port=0` picks a
     free port. `unavailable_first=k` makes the first k Predict calls fail with UNAVAILABLE (to test retries).
+    `tls=(private_key_pem, certificate_chain_pem)` serves over TLS (what `--ssl_config_file` does for the model server).
     """
 
     def __init__(self, model_base_path: str, model_name: str, version: Optional[int] = None, port: int = 0,
-                 max_workers: int = 4, unavailable_first: int = 0):
+                 max_workers: int = 4, unavailable_first: int = 0, tls: Optional[Tuple[bytes, bytes]] = None):
         self.served = _ServedModel(model_name, model_base_path, version)
         self.prediction_service = _PredictionService(self.served, unavailable_first)
         options: List[Tuple[str, int]] = [
@@ -191,7 +192,10 @@ class StandInModelServer:
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.prediction_service, self._server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self.served), self._server)
-        self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
+        if tls is None:
+            self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
+        else:
+            self.port = self._server.add_secure_port(f"127.0.0.1:{port}", grpc.ssl_server_credentials([tls]))
         if self.port == 0:
             raise OSError(f"Cannot bind 127.0.0.1:{port}.")
 

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from maskrnn_tf.export.serving_module import FIRST_FRAME_SIGNATURE, STEP_SIGNATURE
+from maskrnn_tf.export.serving_module import FIRST_FRAME_SIGNATURE, MIN_FRAME_SIZE, STEP_SIGNATURE
 from maskrnn_tf.export.session_model import SessionModel
 
 WARMUP_FILENAME = "tf_serving_warmup_requests"
@@ -25,6 +25,17 @@ class WarmupConfig:
 
     shapes: Tuple[Tuple[int, int, int], ...] = ((96, 128, 1), (96, 128, 2))
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.shapes:
+            raise ValueError("WarmupConfig.shapes is empty; pass warmup=None for no warmup file.")
+        for height, width, objects in self.shapes:
+            if min(height, width) < MIN_FRAME_SIZE or objects < 1:
+                raise ValueError(
+                    f"Warmup shape {height}x{width}x{objects}: the network needs frames of at least "
+                    f"{MIN_FRAME_SIZE}x{MIN_FRAME_SIZE} pixels (its VGG-16 trunk pools 4 times) and at least one "
+                    "object, or the model server fails the warmup and refuses the version; use e.g. 96x128x1."
+                )
 
 
 def _request(model_name: str, signature: str, inputs: Dict[str, np.ndarray]) -> predict_pb2.PredictRequest:
@@ -116,10 +127,14 @@ def replay_warmup_file(export_dir: str) -> int:
             except (tf.errors.OpError, KeyError) as e:
                 shapes = {k: list(v.shape) for k, v in inputs.items()}
                 message = e.message if isinstance(e, tf.errors.OpError) else str(e)
+                # TF's messages start with "Graph execution error:" and end with node names: keep the rest.
+                message = " ".join(line.strip() for line in message.splitlines()
+                                   if line.strip() and not line.strip().startswith("[[")
+                                   and line.strip() != "Graph execution error:")
                 raise WarmupReplayError(
                     f"Warmup request {index} ({request.model_spec.signature_name or 'serving_default'}, input shapes "
                     f"{shapes}) fails through the model server's loader, so the server would refuse this version: "
-                    f"{message.strip().splitlines()[0]}"
+                    f"{message}"
                 ) from e
     return len(records)
 
