@@ -1,4 +1,4 @@
-"""The servable: a `tf.Module` whose signatures are one stateless MaskRNN step and the first-frame setup.
+"""The servable: a Keras ExportArchive whose signatures are one stateless MaskRNN step and the first-frame setup.
 
 TF-Serving keeps no per-video state (DESIGN.md section 8), so `serving_default` is one recurrent step for
 the N objects of one video and the client carries `probs` / `boxes` from frame to frame. `first_frame` turns

@@ -150,19 +150,6 @@ def test_load_model_accepts_a_run_folder_and_names_a_truncated_file(tmp_path, ti
         saved_model_export.load_model(str(tmp_path / "empty"))
 
 
-def test_bfloat16_export_is_close(tmp_path, tiny_model):
-    path = export_saved_model(tiny_model, str(tmp_path), 3, ExportConfig(precision="bfloat16", warmup=None))
-    loaded = tf.saved_model.load(path)
-    inputs, _ = _inputs(seed=1)
-    out = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()})
-    ref = tiny_model.step(inputs["frame"], inputs["flow_to_prev"], inputs["flow_to_next"],
-                          inputs["prev_probs"], inputs["prev_boxes"])
-    assert out["probs"].dtype == tf.float32
-    assert not np.array_equal(out["probs"].numpy(), ref["probs"].numpy())  # really computed in bfloat16
-    np.testing.assert_allclose(out["probs"].numpy(), ref["probs"].numpy(), atol=0.05)
-    assert json.load(open(os.path.join(path, "assets.extra", "maskrnn_export.json")))["precision"] == "bfloat16"
-
-
 def test_existing_version_refused_and_intact(export_base, tiny_model):
     pb = os.path.join(export_base, "1", "saved_model.pb")
     before = (os.path.getmtime(pb), open(pb, "rb").read())

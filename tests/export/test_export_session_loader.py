@@ -4,6 +4,7 @@
 an export whose variables that op misses fails every Predict with FAILED_PRECONDITION "Could not find
 variable ...". Every signature of every export precision is run here that way and compared with the model.
 """
+import json
 import os
 import subprocess
 import sys
@@ -58,6 +59,8 @@ def versions(tmp_path_factory, export_base, tiny_model):
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
 def test_every_signature_runs_through_the_session_loader(versions, tiny_model, precision):
     atol = TOLERANCE[precision]
+    with open(os.path.join(versions[precision], "assets.extra", "maskrnn_export.json"), encoding="utf-8") as f:
+        assert json.load(f)["precision"] == precision
     with SessionModel(versions[precision]) as served:
         assert {"serving_default", "first_frame", "step_batched"} <= set(served.signature_defs)
 
