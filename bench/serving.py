@@ -1,9 +1,10 @@
 """Serving overhead: per-frame latency of one MaskRNN step through gRPC on loopback vs. in process, at 480p.
 
-Both rows run the same exported SavedModel signature (`serving_default`), so the difference is the transport:
-request encoding, gRPC over 127.0.0.1, decoding, response. The server is the stand-in model server
-(`maskrnn_tf.export.test_server`, a Python gRPC server over the SavedModel) in a separate process, not
-`tensorflow_model_server`, which is not installed here. The network is narrow (--width, default 0.25) so the
+Both rows run the same exported SavedModel signature (`serving_default`) loaded the way the model server
+loads it (`SessionModel`: a TF1 session over the `serve` graph, tensors fed by the SignatureDef's names), so
+the difference is the transport: request encoding, gRPC over 127.0.0.1, decoding, response. The server is
+the stand-in model server (`maskrnn_tf.export.test_server`, a Python gRPC server over that session) in a
+separate process, not `tensorflow_model_server`, which is not installed here. The network is narrow (--width, default 0.25) so the
 benchmark finishes on a 2-core CPU; a full-width model makes the step slower and the relative overhead
 smaller, so the ratio measured here is pessimistic.
 
@@ -22,10 +23,10 @@ import time
 from typing import Dict, List
 
 import numpy as np
-import tensorflow as tf
 
 from maskrnn_tf.export.client import ClientConfig, ServingClient
 from maskrnn_tf.export.saved_model_export import ExportConfig, export_saved_model
+from maskrnn_tf.export.session_model import SessionModel
 from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 
 _SERVER = """
@@ -84,11 +85,10 @@ def run(args: argparse.Namespace) -> List[Dict]:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as base:
         model = MaskRNN(MaskRNNConfig(width=args.width))
         export_saved_model(model, base, 1, ExportConfig(warmup=None))
-        signature = tf.saved_model.load(os.path.join(base, "1")).signatures["serving_default"]
+        session = SessionModel(os.path.join(base, "1"))
 
         def local():
-            out = signature(**{k: tf.constant(v) for k, v in inputs.items()})
-            return {k: v.numpy() for k, v in out.items()}
+            return session.run("serving_default", inputs)
 
         port = _free_port()
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -111,13 +111,14 @@ def run(args: argparse.Namespace) -> List[Dict]:
         finally:
             server.stdin.close()
             server.wait(timeout=30)
+            session.close()
     request_mb = sum(v.nbytes for v in inputs.values()) / 2**20
     local_ms = statistics.median(local_times) * 1e3
     grpc_ms = statistics.median(grpc_times) * 1e3
     common = {"size": f"{args.frame_width}x{args.height}", "objects": args.objects, "width": args.width,
               "request_MB": round(request_mb, 2)}
     return [
-        {"path": "in-process signature", **common, "ms_per_frame": local_ms, "overhead": 0.0},
-        {"path": "gRPC loopback (stand-in server)", **common, "ms_per_frame": grpc_ms,
+        {"path": "in-process session", **common, "ms_per_frame": local_ms, "overhead": 0.0},
+        {"path": "gRPC loopback (stand-in server, session-loaded)", **common, "ms_per_frame": grpc_ms,
          "overhead": grpc_ms / local_ms - 1.0},
     ]

@@ -14,6 +14,7 @@ when a root certificate is given.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Sequence
 
@@ -276,6 +277,10 @@ def segment_video_via_serving(
     from maskrnn_tf.inference.flow_source import make_flow_fn
     from maskrnn_tf.inference.segmenter import SegmentOptions, segment_video
 
+    if os.path.exists(output_dir) and not overwrite:  # before the server is asked anything
+        raise FileExistsError(
+            f"{output_dir}: output folder already exists; choose another --output_dir or pass --overwrite to replace it."
+        )
     owned = client is None
     client = client or ServingClient(config)
     try:

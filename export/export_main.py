@@ -1,6 +1,6 @@
 """Export a trained MaskRNN as a TF-Serving version.
 
-  python -m maskrnn_tf.export.export_main --model=runs/demo/model.keras --export_base=exports/maskrnn \
+  python -m maskrnn_tf.export.export_main --model=runs/demo --export_base=exports/maskrnn \
       --version=1 [--precision=float32|bfloat16|float16|auto] [--overwrite]
 
 Writes <export_base>/<version>/ (saved_model.pb, variables/, assets.extra/) atomically, audits its ops and
@@ -16,7 +16,7 @@ from absl import app, flags
 from maskrnn_tf import _console
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Trained model file (.keras), e.g. runs/demo/model.keras.")
+flags.DEFINE_string("model", None, "Trained model: model.keras, or the run folder holding it (or its checkpoints).")
 flags.DEFINE_string("export_base", None, "Model base path polled by tensorflow_model_server.")
 flags.DEFINE_integer("version", None, "Version number (a positive integer; the folder name).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "float16", "auto"],
@@ -45,11 +45,16 @@ def main(argv) -> int:
         print(describe_precision(FLAGS.precision, precision), flush=True)
     try:
         shapes = shapes_from_strings(FLAGS.warmup_shapes)
+        warmup = WarmupConfig(shapes=shapes) if shapes else None
+    except ValueError as e:
+        print(f"--warmup_shapes: {e}", file=sys.stderr)
+        return 2
+    try:
         config = ExportConfig(
             precision=precision,
             overwrite=FLAGS.overwrite,
             model_name=FLAGS.model_name,
-            warmup=WarmupConfig(shapes=shapes) if shapes else None,
+            warmup=warmup,
         )
         path = export_saved_model(FLAGS.model, FLAGS.export_base, FLAGS.version, config)
     except (ExportError, ValueError) as e:

@@ -15,10 +15,9 @@ import logging
 import os
 import shutil
 import tempfile
+import zipfile
 from typing import Optional, Union
 
-import keras
-import tensorflow as tf
 
 from maskrnn_tf.export.ops_audit import audit_saved_model, check_ops
 from maskrnn_tf.export.serving_module import (
@@ -32,10 +31,12 @@ from maskrnn_tf.export.serving_module import (
     STEP_INPUTS,
     STEP_OUTPUTS,
     STEP_SIGNATURE,
-    MaskRNNServingModule,
+    build_export_archive,
     rebuild_with_precision,
 )
-from maskrnn_tf.export.warmup import WarmupConfig, write_warmup_file
+from maskrnn_tf.export.warmup import WarmupConfig, WarmupReplayError, replay_warmup_file, write_warmup_file
+from maskrnn_tf.inference.model_loading import MODEL_FILE, ModelLoadError
+from maskrnn_tf.inference.model_loading import load_model as load_trained_model
 from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir
 from maskrnn_tf.model import MaskRNN
 
@@ -62,16 +63,21 @@ class ExportConfig:
 
 
 def load_model(path: str) -> MaskRNN:
-    """Loads a saved MaskRNN (`model.keras`, as written by training) with a clear error."""
-    if not os.path.exists(path):
-        raise ExportError(f"Model file {path} does not exist: pass the run's model.keras (e.g. --model=runs/demo/model.keras).")
+    """Loads a trained MaskRNN as the segment CLI does: a `.keras` file, a run folder or a checkpoint.
+
+    Raises ExportError naming the path: missing, truncated or corrupt `.keras` file, nothing loadable.
+    """
+    keras_file = path if path.endswith(".keras") else os.path.join(path, MODEL_FILE)
+    if os.path.isfile(keras_file) and not zipfile.is_zipfile(keras_file):
+        # Keras reports a cut-off archive as "File not found"; a .keras file is a zip archive.
+        raise ExportError(
+            f"{keras_file} is truncated or corrupt (not a complete .keras zip archive, "
+            f"{os.path.getsize(keras_file)} bytes); copy it again or save it again from training."
+        )
     try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as e:  # Keras raises many types for a corrupt or foreign file
-        raise ExportError(f"Cannot load {path} as a Keras model ({type(e).__name__}: {e}). Pass a .keras file saved by training.") from e
-    if not isinstance(model, MaskRNN):
-        raise ExportError(f"{path} holds a {type(model).__name__}, not a MaskRNN model.")
-    return model
+        return load_trained_model(path)
+    except (ModelLoadError, ValueError) as e:
+        raise ExportError(str(e)) from e
 
 
 def version_dir(export_base: str, version: int) -> str:
@@ -108,10 +114,14 @@ def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, versi
 
 def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, version: int) -> None:
     """Everything that goes into one version folder (called on the temporary folder)."""
-    module = MaskRNNServingModule(rebuild_with_precision(model, config.precision))
-    tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    # Keras' ExportArchive, not tf.saved_model.save of a tf.Module: see build_export_archive.
+    build_export_archive(rebuild_with_precision(model, config.precision)).write_out(export_dir, verbose=False)
     if config.warmup is not None:
         write_warmup_file(export_dir, config.model_name, config.warmup)
+        try:
+            replay_warmup_file(export_dir)  # the model server replays it at load and refuses the version on failure
+        except WarmupReplayError as e:
+            raise ExportError(f"{e} Change --warmup_shapes.") from e
     _write_metadata(export_dir, model, config, version)
     if config.audit_ops:
         check_ops(audit_saved_model(export_dir), f"The export {export_dir}")
@@ -120,7 +130,7 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
 def export_saved_model(
     model: Union[MaskRNN, str], export_base: str, version: int, config: Optional[ExportConfig] = None
 ) -> str:
-    """Exports `model` (a MaskRNN or a path to its .keras file) to `<export_base>/<version>`; returns that path.
+    """Exports `model` (a MaskRNN, or a path: .keras file or run folder) to `<export_base>/<version>`; returns that path.
 
     An existing version is refused (and left untouched) unless `config.overwrite`. The version appears only
     when complete: it is written to a temporary sibling folder and renamed.
@@ -135,7 +145,6 @@ def export_saved_model(
     for removed in clean_stale_tmp_dirs(export_base, f".tmp-{version}-"):
         logging.getLogger(__name__).warning("removed %s, the temporary folder of an interrupted export", removed)
     tmp = make_owned_tmp_dir(export_base, f".tmp-{version}-")
-    os.chmod(tmp, 0o755)  # mkdtemp makes it 0700; a model server running as another user must read it
     try:
         _write_saved_model(tmp, model, config, version)
         _move_into_place(tmp, final, config.overwrite)

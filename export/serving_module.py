@@ -1,4 +1,4 @@
-"""The servable: a `tf.Module` whose signatures are one stateless MaskRNN step and the first-frame setup.
+"""The servable: a Keras ExportArchive whose signatures are one stateless MaskRNN step and the first-frame setup.
 
 TF-Serving keeps no per-video state (DESIGN.md section 8), so `serving_default` is one recurrent step for
 the N objects of one video and the client carries `probs` / `boxes` from frame to frame. `first_frame` turns
@@ -7,8 +7,9 @@ the user's first-frame id mask into the initial state exactly as the in-process 
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Tuple
+from typing import Callable, Dict, Mapping, Tuple
 
+import keras
 import tensorflow as tf
 
 from maskrnn_tf.model import MaskRNN
@@ -60,45 +61,70 @@ def _specs(table: Mapping[str, Tuple[tf.DType, Tuple]]) -> Dict[str, tf.TensorSp
     return {name: tf.TensorSpec(shape, dtype, name=name) for name, (dtype, shape) in table.items()}
 
 
-def _check_step_shapes(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
-    """In-graph checks that the inputs agree on H, W and N; a mismatch is INVALID_ARGUMENT naming the inputs.
+# The VGG-16 trunk max-pools 4 times ('valid', 2x2): a side smaller than 2**4 pools down to zero pixels and
+# fails deep inside a resize. Frames and warmup shapes below it are refused with a message instead.
+MIN_FRAME_SIZE = 16
+
+
+def _check_finite(x: tf.Tensor, name: str) -> tf.Operation:
+    return tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(x)), [f"input {name} must be finite (no NaN or Inf)"])
+
+
+def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
+    """In-graph checks of a step request; a failure is INVALID_ARGUMENT with a message naming the input.
 
     They run in the model server too (Assert is a core op), so a bad request gets a readable error there
-    instead of a failure deep inside a convolution.
+    instead of a failure deep inside a convolution or a silently wrong answer: H, W and N agree across the
+    inputs, the frame is at least MIN_FRAME_SIZE on each side, there is at least one object, flows and boxes
+    are finite and every box has y0 <= y1 and x0 <= x1.
     """
     lead = 1 if batched else 0
     frame_hw = tf.shape(inputs["frame"])[lead : lead + 2]
-    checks = []
+    n = tf.shape(inputs["prev_probs"])[0]
+    checks = [
+        tf.debugging.assert_greater_equal(
+            frame_hw, MIN_FRAME_SIZE,
+            message=f"input frame must be at least {MIN_FRAME_SIZE}x{MIN_FRAME_SIZE} pixels (the VGG-16 trunk "
+                    "pools 4 times); resize small frames up"),
+        tf.debugging.assert_greater(
+            n, 0, message="input prev_probs must hold at least one object (N >= 1; shape [N, H, W])"),
+    ]
     for name in ("flow_to_prev", "flow_to_next"):
         checks.append(tf.debugging.assert_equal(
             tf.shape(inputs[name])[lead : lead + 2], frame_hw,
-            message=f"input '{name}' must have the height and width of input 'frame'"))
+            message=f"input {name} must have the height and width of input frame"))
+        checks.append(_check_finite(inputs[name], name))
     checks.append(tf.debugging.assert_equal(
         tf.shape(inputs["prev_probs"])[1:3], frame_hw,
-        message="input 'prev_probs' [N, H, W] must have the height and width of input 'frame'"))
+        message="input prev_probs [N, H, W] must have the height and width of input frame"))
     checks.append(tf.debugging.assert_equal(
-        tf.shape(inputs["prev_boxes"])[0], tf.shape(inputs["prev_probs"])[0],
-        message="input 'prev_boxes' must have one row per object of input 'prev_probs'"))
+        tf.shape(inputs["prev_boxes"])[0], n,
+        message="input prev_boxes must have one row per object of input prev_probs"))
+    boxes = inputs["prev_boxes"]
+    checks.append(_check_finite(boxes, "prev_boxes"))
+    checks.append(tf.debugging.Assert(
+        tf.reduce_all((boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])),
+        ["input prev_boxes has inverted corners: rows are [y0, x0, y1, x1] with y0 <= y1 and x0 <= x1"]))
     if batched:
         for name in ("frame", "flow_to_prev", "flow_to_next"):
             checks.append(tf.debugging.assert_equal(
-                tf.shape(inputs[name])[0], tf.shape(inputs["prev_probs"])[0],
-                message=f"input '{name}' must have one row per object of input 'prev_probs'"))
+                tf.shape(inputs[name])[0], n,
+                message=f"input {name} must have one row per object of input prev_probs"))
     return checks
 
 
-class MaskRNNServingModule(tf.Module):
-    """The exported object: `serving_default` (one step), `first_frame` (initial state), `step_batched`."""
+class MaskRNNServingFunctions:
+    """The three endpoint functions over one MaskRNN: `serving_default` (one step), `first_frame`, `step_batched`.
 
-    def __init__(self, model: MaskRNN, name: str = "maskrnn_serving"):
-        super().__init__(name=name)
+    Plain Python functions of a dict of tensors; `build_export_archive` traces them with their input
+    signatures and tracks the model's variables.
+    """
+
+    def __init__(self, model: MaskRNN):
         self.model = model
-        self.step = tf.function(self._step, input_signature=[_specs(STEP_INPUTS)])
-        self.first_frame = tf.function(self._first_frame, input_signature=[_specs(FIRST_FRAME_INPUTS)])
-        self.step_batched = tf.function(self._step_batched, input_signature=[_specs(BATCHED_STEP_INPUTS)])
 
     def _step(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        with tf.control_dependencies(_check_step_shapes(inputs, batched=False)):
+        with tf.control_dependencies(_check_step_inputs(inputs, batched=False)):
             inputs = {k: tf.identity(v) for k, v in inputs.items()}
         out = self.model.step(
             inputs["frame"],
@@ -116,21 +142,51 @@ class MaskRNNServingModule(tf.Module):
         }
 
     def _step_batched(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-        with tf.control_dependencies(_check_step_shapes(inputs, batched=True)):
+        with tf.control_dependencies(_check_step_inputs(inputs, batched=True)):
             inputs = {k: tf.identity(v) for k, v in inputs.items()}
         out = self.model(inputs, training=False)
         return {"probs": tf.cast(out["probs"], tf.float32), "boxes": tf.cast(out["boxes"], tf.float32)}
 
     def _first_frame(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         ids = tf.cast(inputs["mask"], tf.int32)
-        probs = tf.cast(tf.equal(ids[None], inputs["object_ids"][:, None, None]), tf.float32)
+        object_ids = inputs["object_ids"]
+        probs = tf.cast(tf.equal(ids[None], object_ids[:, None, None]), tf.float32)
+        checks = [
+            tf.debugging.assert_greater(
+                tf.size(object_ids), 0, message="input object_ids must name at least one object"),
+            tf.debugging.Assert(
+                tf.reduce_all((object_ids >= 1) & (object_ids <= 254)),
+                ["input object_ids must hold ids 1..254 (0 is the background, 255 void pixels); got", object_ids]),
+            tf.debugging.Assert(
+                tf.reduce_all(tf.reduce_max(probs, axis=[1, 2]) > 0),
+                ["input object_ids names an id that does not occur in input mask; object_ids:", object_ids]),
+        ]
+        with tf.control_dependencies(checks):
+            probs = tf.identity(probs)
         boxes, _ = mask_to_box(probs, self.model.config.mask_threshold)
         return {"prev_probs": probs, "prev_boxes": boxes}
 
-    def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
-        """The concrete functions to pass as `tf.saved_model.save(..., signatures=...)`."""
+    def endpoints(self) -> Dict[str, Tuple[Callable, Dict[str, tf.TensorSpec]]]:
+        """Signature key -> (function, input specs by name); the specs' names are the SignatureDef input names."""
         return {
-            STEP_SIGNATURE: self.step.get_concrete_function(),
-            FIRST_FRAME_SIGNATURE: self.first_frame.get_concrete_function(),
-            BATCHED_STEP_SIGNATURE: self.step_batched.get_concrete_function(),
+            STEP_SIGNATURE: (self._step, _specs(STEP_INPUTS)),
+            FIRST_FRAME_SIGNATURE: (self._first_frame, _specs(FIRST_FRAME_INPUTS)),
+            BATCHED_STEP_SIGNATURE: (self._step_batched, _specs(BATCHED_STEP_INPUTS)),
         }
+
+
+def build_export_archive(model: MaskRNN) -> keras.export.ExportArchive:
+    """A Keras ExportArchive with the three signatures of `model`; `write_out(dir)` writes the SavedModel.
+
+    The archive saves the `tf.Variable`s that the traced endpoints read, so the saver's restore op (what
+    tensorflow_model_server and `saved_model_cli run` use) restores every weight; a plain `tf.Module`
+    holding a Keras 3 model does not (see BUILD_NOTES.md, Serving).
+    """
+    if not model.built:
+        model.build()  # MaskRNN builds its sub-models in __init__; the archive refuses an unbuilt layer
+    functions = MaskRNNServingFunctions(model)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for key, (fn, specs) in functions.endpoints().items():
+        archive.add_endpoint(key, fn, input_signature=[specs])
+    return archive

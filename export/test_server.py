@@ -1,9 +1,13 @@
 """A stand-in for `tensorflow_model_server` in tests and benchmarks -- NOT a production server.
 
 A real gRPC server on 127.0.0.1 that implements tensorflow-serving-api's `PredictionService` (`Predict`,
-`GetModelMetadata`) and `ModelService` (`GetModelStatus`) over an exported SavedModel, with the model
-server's status codes: unknown model or version -> NOT_FOUND, unknown signature -> FAILED_PRECONDITION,
-missing / unexpected input, wrong dtype or shape -> INVALID_ARGUMENT with a message naming the input.
+`GetModelMetadata`) and `ModelService` (`GetModelStatus`) over an exported SavedModel, loaded the way the
+model server loads it (`SessionModel`: a TF1 session over the `serve` MetaGraph, variables restored by the
+saver's restore op, tensors fed and fetched by the SignatureDef's names), with the model server's status
+codes: unknown model or version -> NOT_FOUND, unknown signature -> FAILED_PRECONDITION, missing /
+unexpected input, wrong dtype or shape, or an in-graph check failing -> INVALID_ARGUMENT with a message
+naming the input; any other TensorFlow error keeps its own code (a variable the restore op missed is
+FAILED_PRECONDITION, as in the model server).
 It lets the client be tested end to end on machines without the model server binary; deploy with the real
 `tensorflow_model_server` (README, export section).
 """
@@ -17,7 +21,6 @@ from typing import Dict, List, Optional, Tuple
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -27,6 +30,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from maskrnn_tf.export.session_model import SessionModel, SignatureNotFoundError
 from maskrnn_tf.export.tensors import ndarray_to_proto, proto_to_ndarray
 
 _MAX_MESSAGE = 2**31 - 1  # what tensorflow_model_server allows
@@ -59,10 +63,6 @@ def _read_signature_defs(export_dir: str) -> Dict[str, meta_graph_pb2.SignatureD
     raise ValueError(f"{export_dir} has no MetaGraph tagged 'serve'.")
 
 
-def _dtype_name(enum: int) -> str:
-    return tf.dtypes.as_dtype(enum).name if enum != types_pb2.DT_INVALID else "invalid"
-
-
 class _ServedModel:
     """One loaded version: its signature functions and SignatureDefs."""
 
@@ -71,10 +71,7 @@ class _ServedModel:
         self.version = version if version is not None else latest_version(model_base_path)
         export_dir = os.path.join(model_base_path, str(self.version))
         self.signature_defs = _read_signature_defs(export_dir)
-        self.loaded = tf.saved_model.load(export_dir)
-        self.functions = dict(self.loaded.signatures)
-        # A concrete function is not re-entrant-safe across Python threads for every TF version; serialize.
-        self.lock = threading.Lock()
+        self.model = SessionModel(export_dir)
 
     def check_spec(self, spec) -> None:
         if spec.name != self.name:
@@ -84,40 +81,24 @@ class _ServedModel:
 
     def signature(self, key: str) -> Tuple[str, meta_graph_pb2.SignatureDef]:
         key = key or "serving_default"
-        if key not in self.signature_defs or key not in self.functions:
+        if key not in self.signature_defs or key not in self.model.signature_defs:
             raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.')
         return key, self.signature_defs[key]
 
 
-def _validate_inputs(key: str, sig: meta_graph_pb2.SignatureDef, request: predict_pb2.PredictRequest) -> Dict[str, np.ndarray]:
-    expected = sig.inputs
-    missing = sorted(set(expected) - set(request.inputs))
-    if missing:
-        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
-                     f"Missing input(s) {missing} of signature '{key}' (it takes {sorted(expected)}).")
-    extra = sorted(set(request.inputs) - set(expected))
-    if extra:
-        raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
-                     f"Unexpected input(s) {extra} for signature '{key}' (it takes {sorted(expected)}).")
+def _decode_inputs(request: predict_pb2.PredictRequest) -> Dict[str, np.ndarray]:
+    """The request's TensorProtos as arrays (names, dtypes and shapes are checked by SessionModel.run)."""
     arrays = {}
-    for name, info in expected.items():
-        proto = request.inputs[name]
-        if proto.dtype != info.dtype:
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
-                         f"Input '{name}' of signature '{key}' expects {_dtype_name(info.dtype)} but "
-                         f"{_dtype_name(proto.dtype)} is provided.")
-        want = [d.size for d in info.tensor_shape.dim]
-        got = [d.size for d in proto.tensor_shape.dim]
-        if not info.tensor_shape.unknown_rank and (
-            len(want) != len(got) or any(w not in (-1, g) for w, g in zip(want, got))
-        ):
-            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
-                         f"Input '{name}' of signature '{key}' has shape {got}, expected {want} (-1 = any).")
+    for name, proto in request.inputs.items():
         try:
             arrays[name] = proto_to_ndarray(proto)
         except (ValueError, TypeError) as e:
             raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"Input '{name}' is malformed: {e}") from e
     return arrays
+
+
+# TensorFlow's error codes are gRPC's (both follow google.rpc.Code).
+_STATUS_BY_CODE = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -136,17 +117,18 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             self.served.check_spec(request.model_spec)
             key, sig = self.served.signature(request.model_spec.signature_name)
-            arrays = _validate_inputs(key, sig, request)
+            arrays = _decode_inputs(request)
             wanted = list(request.output_filter) or list(sig.outputs)
             unknown = sorted(set(wanted) - set(sig.outputs))
             if unknown:
                 raise _Abort(grpc.StatusCode.INVALID_ARGUMENT,
                              f"output_filter names unknown output(s) {unknown}; signature '{key}' has {sorted(sig.outputs)}.")
             try:
-                with self.served.lock:
-                    outputs = self.served.functions[key](**{k: tf.constant(v) for k, v in arrays.items()})
-            except tf.errors.InvalidArgumentError as e:
-                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, e.message) from e
+                outputs = self.served.model.run(key, arrays, wanted)
+            except SignatureNotFoundError as e:
+                raise _Abort(grpc.StatusCode.FAILED_PRECONDITION, str(e)) from e
+            except tf.errors.OpError as e:
+                raise _Abort(_STATUS_BY_CODE.get(e.error_code, grpc.StatusCode.UNKNOWN), e.message) from e
         except _Abort as e:
             context.abort(e.code, e.message)
         response = predict_pb2.PredictResponse()
@@ -154,7 +136,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = self.served.version
         response.model_spec.signature_name = key
         for name in wanted:
-            response.outputs[name].CopyFrom(ndarray_to_proto(outputs[name].numpy()))
+            response.outputs[name].CopyFrom(ndarray_to_proto(outputs[name]))
         return response
 
     def GetModelMetadata(self, request, context):
@@ -196,10 +178,11 @@ class StandInModelServer:
 
     Usage: `with StandInModelServer(base, "maskrnn") as server: client(server.address)`. `port=0` picks a
     free port. `unavailable_first=k` makes the first k Predict calls fail with UNAVAILABLE (to test retries).
+    `tls=(private_key_pem, certificate_chain_pem)` serves over TLS (what `--ssl_config_file` does for the model server).
     """
 
     def __init__(self, model_base_path: str, model_name: str, version: Optional[int] = None, port: int = 0,
-                 max_workers: int = 4, unavailable_first: int = 0):
+                 max_workers: int = 4, unavailable_first: int = 0, tls: Optional[Tuple[bytes, bytes]] = None):
         self.served = _ServedModel(model_name, model_base_path, version)
         self.prediction_service = _PredictionService(self.served, unavailable_first)
         options: List[Tuple[str, int]] = [
@@ -209,7 +192,10 @@ class StandInModelServer:
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=options)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.prediction_service, self._server)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self.served), self._server)
-        self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
+        if tls is None:
+            self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
+        else:
+            self.port = self._server.add_secure_port(f"127.0.0.1:{port}", grpc.ssl_server_credentials([tls]))
         if self.port == 0:
             raise OSError(f"Cannot bind 127.0.0.1:{port}.")
 
@@ -223,6 +209,7 @@ class StandInModelServer:
 
     def stop(self, grace: float = 0.5) -> None:
         self._server.stop(grace).wait()
+        self.served.model.close()
 
     def __enter__(self) -> "StandInModelServer":
         return self.start()

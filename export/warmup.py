@@ -13,7 +13,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from maskrnn_tf.export.serving_module import FIRST_FRAME_SIGNATURE, STEP_SIGNATURE
+from maskrnn_tf.export.serving_module import FIRST_FRAME_SIGNATURE, MIN_FRAME_SIZE, STEP_SIGNATURE
+from maskrnn_tf.export.session_model import SessionModel
 
 WARMUP_FILENAME = "tf_serving_warmup_requests"
 
@@ -24,6 +25,17 @@ class WarmupConfig:
 
     shapes: Tuple[Tuple[int, int, int], ...] = ((96, 128, 1), (96, 128, 2))
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.shapes:
+            raise ValueError("WarmupConfig.shapes is empty; pass warmup=None for no warmup file.")
+        for height, width, objects in self.shapes:
+            if min(height, width) < MIN_FRAME_SIZE or objects < 1:
+                raise ValueError(
+                    f"Warmup shape {height}x{width}x{objects}: the network needs frames of at least "
+                    f"{MIN_FRAME_SIZE}x{MIN_FRAME_SIZE} pixels (its VGG-16 trunk pools 4 times) and at least one "
+                    "object, or the model server fails the warmup and refuses the version; use e.g. 96x128x1."
+                )
 
 
 def _request(model_name: str, signature: str, inputs: Dict[str, np.ndarray]) -> predict_pb2.PredictRequest:
@@ -92,6 +104,39 @@ def read_warmup_file(path: str) -> List[prediction_log_pb2.PredictionLog]:
 def request_to_numpy(request: predict_pb2.PredictRequest) -> Dict[str, np.ndarray]:
     """The inputs of a PredictRequest as NumPy arrays."""
     return {key: tf.make_ndarray(proto) for key, proto in request.inputs.items()}
+
+
+class WarmupReplayError(RuntimeError):
+    """A warmup request failed when replayed: the model server would refuse to load the version."""
+
+
+def replay_warmup_file(export_dir: str) -> int:
+    """Replays `<export_dir>/assets.extra/tf_serving_warmup_requests` through the session loader.
+
+    That is what tensorflow_model_server does when it loads a version (a failing record makes the load
+    fail). Returns the number of records replayed; raises WarmupReplayError naming the failing record.
+    """
+    path = os.path.join(export_dir, "assets.extra", WARMUP_FILENAME)
+    records = read_warmup_file(path)
+    with SessionModel(export_dir) as model:
+        for index, record in enumerate(records):
+            request = record.predict_log.request
+            inputs = request_to_numpy(request)
+            try:
+                model.run(request.model_spec.signature_name, inputs, list(request.output_filter) or None)
+            except (tf.errors.OpError, KeyError) as e:
+                shapes = {k: list(v.shape) for k, v in inputs.items()}
+                message = e.message if isinstance(e, tf.errors.OpError) else str(e)
+                # TF's messages start with "Graph execution error:" and end with node names: keep the rest.
+                message = " ".join(line.strip() for line in message.splitlines()
+                                   if line.strip() and not line.strip().startswith("[[")
+                                   and line.strip() != "Graph execution error:")
+                raise WarmupReplayError(
+                    f"Warmup request {index} ({request.model_spec.signature_name or 'serving_default'}, input shapes "
+                    f"{shapes}) fails through the model server's loader, so the server would refuse this version: "
+                    f"{message}"
+                ) from e
+    return len(records)
 
 
 def shapes_from_strings(values: Sequence[str]) -> Tuple[Tuple[int, int, int], ...]:

@@ -1,15 +1,21 @@
-"""The two CLIs end to end (subprocesses): export a saved .keras model, then segment through the server.
+"""The two CLIs end to end (subprocesses): export a run folder, then segment through the stand-in server.
 
 Run as users run them (no TF_CPP_MIN_LOG_LEVEL set): neither prints TensorFlow's C++ start-up noise."""
+import datetime
+import ipaddress
 import json
 import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 
 from maskrnn_tf.export.test_server import StandInModelServer
+from maskrnn_tf.inference.flow_source import make_flow_fn
+from maskrnn_tf.inference.segmenter import SegmentOptions, segment_video
 from maskrnn_tf.io import read_mask
+from maskrnn_tf.ops.flo_io import write_flo
 
 
 NOISE = ("absl::InitializeLog", "Could not find cuda drivers", "failed call to cuInit", "oneDNN custom operations")
@@ -17,17 +23,27 @@ NOISE = ("absl::InitializeLog", "Could not find cuda drivers", "failed call to c
 
 def _run(args):
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MASKRNN_TF_VERBOSE")}
-    result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, timeout=600, env=env)
     for text in NOISE:
         assert text not in result.stderr and text not in result.stdout, result.stderr
     return result
 
 
-def test_export_then_client_cli(tmp_path, tiny_model, synthetic_video):
-    model_path = str(tmp_path / "model.keras")
-    tiny_model.save(model_path)
+def _local_masks(model, frames_dir, mask_path, out_dir, flow_fn, options):
+    """What `python -m maskrnn_tf.segment` writes with `model` in process: {name: id mask}."""
+    def step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes):
+        return model.step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes)
+
+    segment_video(step, frames_dir, mask_path, flow_fn, out_dir, options)
+    return {name: read_mask(os.path.join(out_dir, name)) for name in sorted(os.listdir(out_dir))}
+
+
+def test_export_run_folder_then_client_cli(tmp_path, tiny_model, synthetic_video):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    tiny_model.save(str(run_dir / "model.keras"))
     base = str(tmp_path / "exports")
-    args = ["maskrnn_tf.export.export_main", f"--model={model_path}", f"--export_base={base}", "--version=7",
+    args = ["maskrnn_tf.export.export_main", f"--model={run_dir}", f"--export_base={base}", "--version=7",
             "--warmup_shapes=24x32x1", "--precision=auto"]
     result = _run(args)
     assert result.returncode == 0, result.stderr
@@ -49,4 +65,93 @@ def test_export_then_client_cli(tmp_path, tiny_model, synthetic_video):
     assert result.returncode == 0, result.stderr
     written = sorted(os.listdir(out_dir))
     assert written == [f"{t:05d}.png" for t in range(len(frames))] + ["segment_run.json"]
-    np.testing.assert_array_equal(read_mask(os.path.join(out_dir, written[0])), read_mask(mask_path))
+    want = _local_masks(tiny_model, frames_dir, mask_path, str(tmp_path / "local"), make_flow_fn("dis"),
+                        SegmentOptions(progress=False))
+    for name in written[:-1]:  # frame 0 is the first mask; frames 1-4 are the exported model's answers
+        np.testing.assert_array_equal(read_mask(os.path.join(out_dir, name)), want[name], err_msg=name)
+    np.testing.assert_array_equal(want["00000.png"], read_mask(mask_path))
+
+
+def test_warmup_shapes_below_the_minimum_are_a_usage_error(tmp_path, tiny_model):
+    base = tmp_path / "exports"
+    result = _run(["maskrnn_tf.export.export_main", f"--model={tmp_path / 'missing.keras'}", f"--export_base={base}",
+                   "--version=1", "--warmup_shapes=8x8x1"])
+    assert result.returncode == 2, result.stderr
+    assert "--warmup_shapes" in result.stderr and "8x8x1" in result.stderr and "16x16" in result.stderr
+    assert not base.exists()
+
+
+def _self_signed_certificate(folder):
+    """(key PEM, certificate PEM, certificate path) for 127.0.0.1 and localhost, made with `cryptography`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    path = os.path.join(folder, "ca.pem")
+    with open(path, "wb") as f:
+        f.write(cert_pem)
+    return key_pem, cert_pem, path
+
+
+def test_client_cli_flags_over_tls(tmp_path, export_base, tiny_model, synthetic_video):
+    """--root_cert (TLS), --model_version, --max_size, --overlay, --flow=flo, --overwrite, each with its effect.
+
+    The server only speaks TLS, so the successful run shows --root_cert is used."""
+    frames_dir, mask_path, frames = synthetic_video
+    flo_dir = tmp_path / "flo"
+    (flo_dir / "frames").mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for t in range(len(frames) - 1):
+        for a, b in ((t, t + 1), (t + 1, t)):
+            write_flo(flo_dir / "frames" / f"{a:05d}_{b:05d}.flo",
+                      rng.normal(0, 1.5, frames[0].shape[:2] + (2,)).astype(np.float32))
+    out_dir = tmp_path / "masks"
+    out_dir.mkdir()
+    (out_dir / "stale.png").write_bytes(b"old")  # an earlier result folder (segment's marker file in it)
+    (out_dir / "segment_run.json").write_text("{}")
+    overlay = tmp_path / "overlay.mp4"
+    key_pem, cert_pem, cert_path = _self_signed_certificate(str(tmp_path))
+    common = ["maskrnn_tf.export.client_main", f"--video={frames_dir}", f"--first_mask={mask_path}",
+              f"--output_dir={out_dir}", "--noprogress", f"--root_cert={cert_path}", "--retries=1"]
+    with StandInModelServer(export_base, "maskrnn", tls=(key_pem, cert_pem)) as server:
+        address = f"localhost:{server.port}"
+        wrong = _run(common + [f"--server={address}", "--model_version=2", "--overwrite"])
+        assert (out_dir / "stale.png").read_bytes() == b"old"  # a failed run leaves the old folder alone
+        result = _run(common + [f"--server={address}", "--model_version=1", "--max_size=32", f"--overlay={overlay}",
+                                "--flow=flo", f"--flo_dir={flo_dir}", "--overwrite"])
+    assert wrong.returncode == 1 and "NOT_FOUND" in wrong.stderr and "maskrnn, 2" in wrong.stderr, wrong.stderr
+    assert result.returncode == 0, result.stderr
+    written = sorted(os.listdir(out_dir))
+    assert written == [f"{t:05d}.png" for t in range(len(frames))] + ["segment_run.json"]  # replaced
+    want = _local_masks(tiny_model, frames_dir, mask_path, str(tmp_path / "local"), make_flow_fn("flo", str(flo_dir)),
+                        SegmentOptions(max_size=32, progress=False))
+    dis = _local_masks(tiny_model, frames_dir, mask_path, str(tmp_path / "local_dis"), make_flow_fn("dis"),
+                       SegmentOptions(max_size=32, progress=False))
+    assert any(not np.array_equal(want[n], dis[n]) for n in written[:-1])  # the .flo flows really are used
+    for name in written[:-1]:
+        mask = read_mask(os.path.join(out_dir, name))
+        assert mask.shape == frames[0].shape[:2]  # --max_size works at 32 px but writes full-size masks
+        np.testing.assert_array_equal(mask, want[name], err_msg=name)
+    video = cv2.VideoCapture(str(overlay))
+    count = 0
+    while True:
+        ok, image = video.read()
+        if not ok:
+            break
+        assert image.shape[:2] == frames[0].shape[:2]
+        count += 1
+    assert count == len(frames)

@@ -57,9 +57,24 @@ def test_client_masks_equal_segment_loop(tmp_path, server, tiny_model, synthetic
 def test_first_frame_via_server(client):
     ids = np.zeros((10, 12), np.uint8)
     ids[2:5, 3:9] = 2
-    out = client.first_frame(ids, [1, 2])
-    assert out["prev_probs"].shape == (2, 10, 12) and out["prev_probs"][0].sum() == 0
-    np.testing.assert_array_equal(out["prev_boxes"], [[0, 0, 0, 0], [2, 3, 5, 9]])
+    ids[6:9, 0:2] = 1
+    out = client.first_frame(ids, [2, 1])
+    np.testing.assert_array_equal(out["prev_probs"], np.stack([ids == 2, ids == 1]).astype(np.float32))
+    np.testing.assert_array_equal(out["prev_boxes"], [[2, 3, 5, 9], [6, 0, 9, 2]])
+    with pytest.raises(ServingError, match="(?s)INVALID_ARGUMENT.*input object_ids names an id that does not occur"):
+        client.first_frame(ids, [2, 3])
+
+
+def test_existing_output_dir_names_the_client_flag(tmp_path, synthetic_video):
+    frames_dir, mask_path, _ = synthetic_video
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    # No server at this address: the output check comes before any call.
+    with pytest.raises(FileExistsError, match="choose another --output_dir or pass --overwrite"):
+        segment_video_via_serving(ClientConfig(address="127.0.0.1:1", max_attempts=1), frames_dir, mask_path,
+                                  str(out), OPTIONS)
+    assert (out / "mine.txt").read_text() == "keep"
 
 
 def _good_inputs():

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from maskrnn_tf.export import saved_model_export
+from maskrnn_tf.export import saved_model_export, warmup
 from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model
+from maskrnn_tf.export.serving_module import MIN_FRAME_SIZE
+from maskrnn_tf.export.session_model import SessionModel
 from maskrnn_tf.export.warmup import WARMUP_FILENAME, WarmupConfig, read_warmup_file, request_to_numpy
 
 H, W = 40, 56
@@ -68,12 +70,18 @@ def test_first_frame_and_batched_signatures(loaded, tiny_model):
     first = loaded.signatures["first_frame"](mask=tf.constant(ids), object_ids=tf.constant([1, 2], tf.int32))
     np.testing.assert_array_equal(first["prev_probs"].numpy(), inputs["prev_probs"])
     np.testing.assert_array_equal(first["prev_boxes"].numpy(), inputs["prev_boxes"])  # hand-computed tight boxes
-    batched = {k: np.stack([v, v]) for k, v in inputs.items() if k in ("frame", "flow_to_prev", "flow_to_next")}
-    batched.update(prev_probs=inputs["prev_probs"], prev_boxes=inputs["prev_boxes"])
+    # Two rows with their own frames and flows (a bug that used row 0 everywhere would fail).
+    other, _ = _inputs(seed=7)
+    rows = [(inputs, 0), (other, 1)]
+    batched = {k: np.stack([r[k] for r, _ in rows]) for k in ("frame", "flow_to_prev", "flow_to_next")}
+    batched.update(prev_probs=np.stack([r["prev_probs"][i] for r, i in rows]),
+                   prev_boxes=np.stack([r["prev_boxes"][i] for r, i in rows]))
     out = loaded.signatures["step_batched"](**{k: tf.constant(v) for k, v in batched.items()})
-    ref = tiny_model.step(inputs["frame"], inputs["flow_to_prev"], inputs["flow_to_next"],
-                          inputs["prev_probs"], inputs["prev_boxes"])
-    np.testing.assert_allclose(out["probs"].numpy(), ref["probs"].numpy(), atol=1e-5)
+    for row, (source, i) in enumerate(rows):
+        ref = tiny_model.step(source["frame"], source["flow_to_prev"], source["flow_to_next"],
+                              source["prev_probs"][i:i + 1], source["prev_boxes"][i:i + 1])
+        np.testing.assert_allclose(out["probs"].numpy()[row], ref["probs"].numpy()[0], atol=1e-5)
+        np.testing.assert_allclose(out["boxes"].numpy()[row], ref["boxes"].numpy()[0], atol=1e-3)
 
 
 def test_mismatched_sizes_raise_naming_the_input(loaded):
@@ -83,27 +91,63 @@ def test_mismatched_sizes_raise_naming_the_input(loaded):
         loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()})
 
 
-def test_warmup_records_replay(export_base, loaded):
-    records = read_warmup_file(os.path.join(export_base, "1", "assets.extra", WARMUP_FILENAME))
-    assert len(records) == 3
-    for record in records:
-        request = record.predict_log.request
-        out = loaded.signatures[request.model_spec.signature_name](
-            **{k: tf.constant(v) for k, v in request_to_numpy(request).items()})
-        assert all(np.all(np.isfinite(v.numpy())) for v in out.values())
+def test_warmup_records_replay_like_the_model(export_base, tiny_model):
+    """The warmup file through the model server's loader gives the model's own answers."""
+    version = os.path.join(export_base, "1")
+    records = read_warmup_file(os.path.join(version, "assets.extra", WARMUP_FILENAME))
+    assert [r.predict_log.request.model_spec.signature_name for r in records] == [
+        "serving_default", "serving_default", "first_frame"]
+    with SessionModel(version) as served:
+        for record in records:
+            request = record.predict_log.request
+            inputs = request_to_numpy(request)
+            out = served.run(request.model_spec.signature_name, inputs)
+            if request.model_spec.signature_name == "first_frame":
+                want = np.stack([inputs["mask"] == k for k in inputs["object_ids"]]).astype(np.float32)
+                np.testing.assert_array_equal(out["prev_probs"], want)
+                continue
+            ref = tiny_model.step(inputs["frame"], inputs["flow_to_prev"], inputs["flow_to_next"],
+                                  inputs["prev_probs"], inputs["prev_boxes"])
+            np.testing.assert_allclose(out["probs"], ref["probs"].numpy(), atol=1e-5)
+            np.testing.assert_array_equal(out["labels"], tiny_model.fuse(ref["probs"]).numpy())
 
 
-def test_bfloat16_export_is_close(tmp_path, tiny_model):
-    path = export_saved_model(tiny_model, str(tmp_path), 3, ExportConfig(precision="bfloat16", warmup=None))
-    loaded = tf.saved_model.load(path)
-    inputs, _ = _inputs(seed=1)
-    out = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()})
-    ref = tiny_model.step(inputs["frame"], inputs["flow_to_prev"], inputs["flow_to_next"],
-                          inputs["prev_probs"], inputs["prev_boxes"])
-    assert out["probs"].dtype == tf.float32
-    assert not np.array_equal(out["probs"].numpy(), ref["probs"].numpy())  # really computed in bfloat16
-    np.testing.assert_allclose(out["probs"].numpy(), ref["probs"].numpy(), atol=0.05)
-    assert json.load(open(os.path.join(path, "assets.extra", "maskrnn_export.json")))["precision"] == "bfloat16"
+@pytest.mark.parametrize("shape", [(8, 8, 1), (15, 64, 1), (32, 32, 0)])
+def test_warmup_shapes_below_the_network_minimum_are_refused(shape):
+    with pytest.raises(ValueError, match=f"{MIN_FRAME_SIZE}x{MIN_FRAME_SIZE}.*at least one object"):
+        WarmupConfig(shapes=(shape,))
+    WarmupConfig(shapes=((MIN_FRAME_SIZE, MIN_FRAME_SIZE, 1),))  # the minimum itself is fine
+
+
+def test_a_failing_warmup_replay_fails_the_export_and_leaves_nothing(tmp_path, tiny_model, monkeypatch):
+    real_requests = warmup.warmup_requests
+
+    def with_nan_boxes(model_name, config):
+        requests = real_requests(model_name, config)
+        boxes = request_to_numpy(requests[0])["prev_boxes"]
+        requests[0].inputs["prev_boxes"].CopyFrom(tf.make_tensor_proto(np.full_like(boxes, np.nan)))
+        return requests
+
+    monkeypatch.setattr(warmup, "warmup_requests", with_nan_boxes)
+    with pytest.raises(ExportError, match=r"Warmup request 0 \(serving_default.*refuse this version.*prev_boxes must be finite"):
+        export_saved_model(tiny_model, str(tmp_path), 4, ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),))))
+    assert os.listdir(tmp_path) == []  # no version and no temporary folder
+
+
+def test_load_model_accepts_a_run_folder_and_names_a_truncated_file(tmp_path, tiny_model):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    tiny_model.save(str(run_dir / "model.keras"))
+    loaded = saved_model_export.load_model(str(run_dir))
+    for a, b in zip(loaded.get_weights(), tiny_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    data = (run_dir / "model.keras").read_bytes()
+    (run_dir / "model.keras").write_bytes(data[: len(data) // 2])
+    for path in (str(run_dir), str(run_dir / "model.keras")):
+        with pytest.raises(ExportError, match="model.keras is truncated or corrupt"):
+            saved_model_export.load_model(path)
+    with pytest.raises(ExportError, match="no model found"):
+        saved_model_export.load_model(str(tmp_path / "empty"))
 
 
 def test_existing_version_refused_and_intact(export_base, tiny_model):

@@ -1,0 +1,135 @@
+"""Bad requests are refused by the exported graph itself (INVALID_ARGUMENT naming the input), as the model
+server would refuse them: sent through the session loader directly, and through the stand-in gRPC server."""
+import os
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
+
+from maskrnn_tf.export.serving_module import MIN_FRAME_SIZE
+from maskrnn_tf.export.session_model import SessionModel
+from maskrnn_tf.export.tensors import ndarray_to_proto
+from maskrnn_tf.export.test_server import StandInModelServer
+
+H, W = 24, 28
+
+
+def _step_inputs(h=H, w=W, n=1):
+    probs = np.zeros((n, h, w), np.float32)
+    probs[:, 4:12, 4:14] = 1
+    return {"frame": np.full((h, w, 3), 90, np.uint8), "flow_to_prev": np.zeros((h, w, 2), np.float32),
+            "flow_to_next": np.zeros((h, w, 2), np.float32), "prev_probs": probs,
+            "prev_boxes": np.tile(np.array([[4, 4, 12, 14]], np.float32), (n, 1))}
+
+
+def _batched(inputs):
+    n = inputs["prev_probs"].shape[0]
+    out = {k: np.repeat(inputs[k][None], n, axis=0) for k in ("frame", "flow_to_prev", "flow_to_next")}
+    out.update(prev_probs=inputs["prev_probs"], prev_boxes=inputs["prev_boxes"])
+    return out
+
+
+def _first_frame(object_ids):
+    mask = np.zeros((H, W), np.uint8)
+    mask[2:8, 3:9] = 1
+    mask[10:20, 12:25] = 2
+    mask[0, 0] = 255
+    return {"mask": mask, "object_ids": np.array(object_ids, np.int32)}
+
+
+def _with(inputs, **changes):
+    return {**inputs, **changes}
+
+
+def _nan_boxes():
+    boxes = _step_inputs()["prev_boxes"].copy()
+    boxes[0, 2] = np.nan
+    return boxes
+
+
+def _nan_flow():
+    flow = np.zeros((H, W, 2), np.float32)
+    flow[3, 4, 1] = np.inf
+    return flow
+
+
+# (signature, inputs, input the error must name, a word of the message)
+GRAPH_CASES = {
+    "nan_box": ("serving_default", _with(_step_inputs(), prev_boxes=_nan_boxes()), "prev_boxes", "finite"),
+    "inverted_box": ("serving_default", _with(_step_inputs(), prev_boxes=np.array([[12, 4, 4, 14]], np.float32)),
+                     "prev_boxes", "inverted"),
+    "no_objects": ("serving_default", _with(_step_inputs(), prev_probs=np.zeros((0, H, W), np.float32),
+                                            prev_boxes=np.zeros((0, 4), np.float32)), "prev_probs", "at least one"),
+    "no_objects_batched": ("step_batched", _batched(_with(_step_inputs(), prev_probs=np.zeros((0, H, W), np.float32),
+                                                          prev_boxes=np.zeros((0, 4), np.float32))),
+                           "prev_probs", "at least one"),
+    "8x8_frame": ("serving_default", _step_inputs(8, 8), "frame", f"{MIN_FRAME_SIZE}x{MIN_FRAME_SIZE}"),
+    "8x8_frame_batched": ("step_batched", _batched(_step_inputs(8, 8)), "frame", f"{MIN_FRAME_SIZE}x{MIN_FRAME_SIZE}"),
+    "inf_flow": ("serving_default", _with(_step_inputs(), flow_to_prev=_nan_flow()), "flow_to_prev", "finite"),
+    "size_mismatch": ("serving_default", _with(_step_inputs(), flow_to_next=np.zeros((H, W + 1, 2), np.float32)),
+                      "flow_to_next", "height and width"),
+    "absent_id": ("first_frame", _first_frame([1, 3]), "object_ids", "does not occur"),
+    "void_id": ("first_frame", _first_frame([1, 255]), "object_ids", "1..254"),
+    "background_id": ("first_frame", _first_frame([0, 2]), "object_ids", "1..254"),
+    "no_ids": ("first_frame", _first_frame([]), "object_ids", "at least one"),
+}
+# Refused before the graph runs, as the model server's session refuses them.
+FEED_CASES = {
+    "dtype": ("serving_default", _with(_step_inputs(), frame=_step_inputs()["frame"].astype(np.float32)), "frame",
+              "expects uint8"),
+    "rank": ("serving_default", _with(_step_inputs(), prev_probs=_step_inputs()["prev_probs"][0]), "prev_probs",
+             "shape"),
+    "static_dim": ("serving_default", _with(_step_inputs(), prev_boxes=np.zeros((1, 3), np.float32)), "prev_boxes",
+                   "shape"),
+    "missing": ("serving_default", {k: v for k, v in _step_inputs().items() if k != "flow_to_next"}, "flow_to_next",
+                "Missing"),
+}
+
+
+@pytest.fixture(scope="module")
+def session(export_base):
+    with SessionModel(os.path.join(export_base, "1")) as model:
+        yield model
+
+
+@pytest.fixture(scope="module")
+def server(export_base):
+    with StandInModelServer(export_base, "maskrnn") as srv:
+        yield srv
+
+
+def test_good_requests_pass(session):
+    out = session.run("serving_default", _step_inputs(MIN_FRAME_SIZE, MIN_FRAME_SIZE + 3, n=2))
+    assert out["probs"].shape == (2, MIN_FRAME_SIZE, MIN_FRAME_SIZE + 3)
+    assert session.run("step_batched", _batched(_step_inputs(n=2)))["probs"].shape == (2, H, W)
+    out = session.run("first_frame", _first_frame([2, 1]))
+    np.testing.assert_array_equal(out["prev_boxes"], [[10, 12, 20, 25], [2, 3, 8, 9]])
+
+
+@pytest.mark.parametrize("case", sorted({**GRAPH_CASES, **FEED_CASES}))
+def test_session_loader_refuses_naming_the_input(session, case):
+    signature, inputs, name, words = {**GRAPH_CASES, **FEED_CASES}[case]
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        session.run(signature, inputs)
+    assert f"input {name}" in info.value.message and words in info.value.message, info.value.message
+
+
+def test_graph_cases_are_refused_by_the_graph_not_by_the_feed_checks(session):
+    # check_inputs (the server-side checks) accepts every GRAPH_CASES request: only the graph refuses them.
+    for signature, inputs, _, _ in GRAPH_CASES.values():
+        session.check_inputs(signature, inputs)
+
+
+@pytest.mark.parametrize("case", sorted(GRAPH_CASES))
+def test_stand_in_server_answers_invalid_argument(server, case):
+    signature, inputs, name, words = GRAPH_CASES[case]
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="maskrnn", signature_name=signature))
+    for key, value in inputs.items():
+        request.inputs[key].CopyFrom(ndarray_to_proto(value))
+    with grpc.insecure_channel(server.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"input {name}" in info.value.details() and words in info.value.details(), info.value.details()

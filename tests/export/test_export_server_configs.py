@@ -1,0 +1,73 @@
+"""The model-server configuration files shipped in export/ parse with the model server's own protos."""
+import os
+
+import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from tensorflow_serving.config import model_server_config_pb2
+
+import maskrnn_tf.export
+
+EXPORT_DIR = os.path.dirname(maskrnn_tf.export.__file__)
+
+# The fields of tensorflow.serving.BatchingParameters, from tensorflow/serving's
+# tensorflow_serving/servables/tensorflow/session_bundle_config.proto (the message the model server parses
+# --batching_parameters_file into): name -> (field number, type). tensorflow-serving-api does not ship that
+# proto, so the message is rebuilt here from this list and the file is parsed with protobuf's text format.
+BATCHING_PARAMETERS_FIELDS = {
+    "max_batch_size": (1, ".google.protobuf.Int64Value"),
+    "batch_timeout_micros": (2, ".google.protobuf.Int64Value"),
+    "max_enqueued_batches": (3, ".google.protobuf.Int64Value"),
+    "num_batch_threads": (4, ".google.protobuf.Int64Value"),
+    "thread_pool_name": (5, ".google.protobuf.StringValue"),
+    "allowed_batch_sizes": (6, "repeated int64"),
+    "pad_variable_length_inputs": (7, "bool"),
+}
+
+
+def _batching_parameters_class():
+    """A message class with exactly the fields above (package tensorflow.serving)."""
+    file_proto = descriptor_pb2.FileDescriptorProto(
+        name="maskrnn_test_batching_parameters.proto", package="tensorflow.serving.maskrnn_test",
+        syntax="proto3", dependency=["google/protobuf/wrappers.proto"])
+    message = file_proto.message_type.add(name="BatchingParameters")
+    types = {"repeated int64": descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+             "bool": descriptor_pb2.FieldDescriptorProto.TYPE_BOOL}
+    for name, (number, kind) in BATCHING_PARAMETERS_FIELDS.items():
+        field = message.field.add(name=name, number=number)
+        field.label = (descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED if kind.startswith("repeated")
+                       else descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+        if kind in types:
+            field.type = types[kind]
+        else:
+            field.type = descriptor_pb2.FieldDescriptorProto.TYPE_MESSAGE
+            field.type_name = kind
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    pool.AddSerializedFile(file_proto.SerializeToString())
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.maskrnn_test.BatchingParameters"))
+
+
+def test_models_config_is_a_model_server_config():
+    with open(os.path.join(EXPORT_DIR, "models.config"), encoding="utf-8") as f:
+        config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+    models = config.model_config_list.config
+    assert len(models) == 1
+    model = models[0]
+    assert (model.name, model.base_path, model.model_platform) == ("maskrnn", "/models/maskrnn", "tensorflow")
+    assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
+    assert model.model_version_policy.latest.num_versions == 1
+
+
+def test_batching_parameters_hold_only_batching_parameters_fields():
+    with open(os.path.join(EXPORT_DIR, "batching_parameters.txt"), encoding="utf-8") as f:
+        params = text_format.Parse(f.read(), _batching_parameters_class()())  # ParseError on any other field
+    assert params.max_batch_size.value == 8 and params.batch_timeout_micros.value == 2000
+    assert params.num_batch_threads.value >= 1 and params.max_enqueued_batches.value >= 1
+
+
+@pytest.mark.parametrize("text,bad", [("max_batch_size { value: 8 }\nbatch_size: 4\n", "batch_size"),
+                                      ("enable_batching: true\n", "enable_batching"),
+                                      ("max_batch_size: 8\n", "max_batch_size")])  # a wrapper needs { value: }
+def test_the_batching_check_catches_unknown_fields(text, bad):
+    with pytest.raises(text_format.ParseError, match=bad):
+        text_format.Parse(text, _batching_parameters_class()())
