@@ -114,8 +114,8 @@ def runs(initial_weights):
 
 @pytest.mark.parametrize("precision,momentum_tol,delta_tol", [("float16", 0.02, 0.15), ("bfloat16", 0.1, 0.3)])
 def test_first_update_matches_float32(runs, precision, momentum_tol, delta_tol):
-    # Measured: the gradient Adam receives differs from float32's by 0.3% (float16) and 2.6% (bfloat16)
-    # (relative L2); Adam's first step divides by |g| elementwise, so the weight change differs more (5%, 17%).
+    # Measured: the gradient Adam receives differs from float32's by 0.24% (float16) and 3.8% (bfloat16)
+    # (relative L2); Adam's first step divides by |g| elementwise, so the weight change differs more (4%, 16%).
     ref, got = runs("float32")["first"], runs(precision)["first"]
     assert np.abs(got["delta"]).max() > 0, f"{precision}: the first applied update changed no weight"
     assert _rel(got["momentum"], ref["momentum"]) < momentum_tol
@@ -138,10 +138,11 @@ def test_training_learns_like_float32(runs, precision):
     ref, got = runs("float32")["losses"], runs(precision)["losses"]
     last = APPLIED - 1
     ref_factor, factor = ref[last] / ref[0], got[last] / got[0]
-    # float32 on this batch: 3.4 -> 0.07 after 11 updates (factor ~0.02); every precision must fall as far,
-    # within a factor 1.5 (measured: the three curves agree to about 2% step by step).
+    # float32 on this batch: 3.41 -> 0.074 after 11 updates (factor 0.022); every precision must fall as far,
+    # within 10% (measured: the final factors differ by 0.4% (float16) and 1.2% (bfloat16), the curves by at
+    # most 2% at any update count).
     assert ref_factor < 0.1, ref
-    assert abs(math.log(factor / ref_factor)) < math.log(1.5), (precision, got, ref)
+    assert abs(math.log(factor / ref_factor)) < math.log(1.1), (precision, got, ref)
     assert abs(got[0] - ref[0]) / ref[0] < 0.02  # the same starting point
 
 
