@@ -59,9 +59,10 @@ flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <sequence>/<ste
                     "with --davis_root, the frames folder's basename (or video file name sans extension) with --video.")
 flags.DEFINE_integer("read_ahead", 3, "Frames (with flows) prepared ahead of the model on a background thread.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the model step.")
-flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16"],
-                  "Compute precision of the model (and of online finetuning): auto = bfloat16 on a CPU whose "
-                  "/proc/cpuinfo flags list amx_bf16 or avx512_bf16, else float32.")
+flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16", "float16"],
+                  "Compute precision of the model (and of online finetuning, with loss scaling in float16): auto = "
+                  "float16 on a GPU, bfloat16 on a CPU whose /proc/cpuinfo flags list amx_bf16 or avx512_bf16, "
+                  "else float32.")
 flags.DEFINE_bool("apply_localization", None, "Restrict each mask to its enlarged predicted box (the paper's "
                   "'Apply'); default: as the model was trained. --noapply_localization deploys the segmentation net "
                   "alone (the paper's 'Train' row).")
@@ -142,8 +143,7 @@ def main(argv) -> int:
     if not baseline:
         from maskrnn_tf.training.precision import describe_precision, resolve_precision
 
-        # float16 is not offered: online finetuning has no loss scaling. On a GPU, auto means float32.
-        precision = resolve_precision(FLAGS.precision, gpu_precision="float32")
+        precision = resolve_precision(FLAGS.precision)
         print(describe_precision(FLAGS.precision, precision), flush=True)
         overrides = {} if FLAGS.apply_localization is None else {"apply_localization": FLAGS.apply_localization}
         model = inference.load_model(FLAGS.model, precision=precision, overrides=overrides)

@@ -19,9 +19,14 @@ from maskrnn_tf.inference.first_mask import FirstMask
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, flow_between
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 from maskrnn_tf.model import MaskRNN
+from maskrnn_tf.model.rebuild import compute_dtypes
 from maskrnn_tf.ops import mask_to_box
 from maskrnn_tf.training.losses import frame_losses
-from maskrnn_tf.training.steps import zero_unless_finite
+from maskrnn_tf.training.gradient_update import apply_clipped, is_loss_scaling, scale_loss
+
+# float16 starts its loss scale high (2^15) and halves it at each step whose gradient overflows; such a step is
+# skipped and not counted as an iteration, up to this many.
+MAX_SKIPPED = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +81,10 @@ def finetune(
     """Finetunes `model` in place on the first frame; returns the loss of every iteration (NaN for an
     iteration whose gradient was not finite: its update was skipped).
 
+    A model computing in float16 trains with dynamic loss scaling; its first iterations usually overflow at
+    the initial scale and are skipped without counting, so it makes `config.steps` updates in up to
+    `config.steps + MAX_SKIPPED` iterations (the list holds them all).
+
     Args:
       model: the network (its weights change).
       first_frame: uint8 RGB [H, W, 3] at the size the video is processed at.
@@ -88,28 +97,34 @@ def finetune(
         return []
     batch_size = config.batch_size or min(len(object_ids), 4)
     dataset = make_finetune_dataset(first_frame, first_ids, list(object_ids), flow_to_next=flow_to_next,
-                                    seed=config.seed, batch_size=batch_size).take(config.steps)
+                                    seed=config.seed, batch_size=batch_size)
     schedule = keras.optimizers.schedules.ExponentialDecay(
         config.learning_rate, decay_steps=max(config.steps - 1, 1), decay_rate=config.final_lr_fraction)
     optimizer = keras.optimizers.Adam(learning_rate=schedule)
+    if "float16" in compute_dtypes(model):
+        # As in training: float16 gradients underflow without loss scaling.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     variables = model.trainable_variables
+    optimizer.build(variables)
 
     @tf.function(reduce_retracing=True)
     def train_step(batch):
         with tf.GradientTape() as tape:
             loss = _batch_losses(model, batch, config, training=True)
-        grads = [tf.zeros_like(v) if g is None else g for g, v in zip(tape.gradient(loss, variables), variables)]
-        norm = tf.linalg.global_norm(grads)
-        if config.clip_norm:
-            grads, _ = tf.clip_by_global_norm(grads, config.clip_norm, use_norm=norm)
-        # As in training: a non-finite gradient would turn every weight NaN and every later mask empty.
-        optimizer.apply_gradients(zip(zero_unless_finite(grads, norm), variables))
+            scaled = scale_loss(optimizer, loss)  # inside the tape, or it has no gradient
+        norm = apply_clipped(optimizer, tape.gradient(scaled, variables), variables, config.clip_norm)
         return loss, tf.math.is_finite(norm)
 
-    losses = []
-    for batch in dataset:
+    losses: List[float] = []
+    iterations = 0
+    limit = config.steps + (MAX_SKIPPED if is_loss_scaling(optimizer) else 0)
+    for batch in dataset.take(limit):
         loss, finite = train_step(batch)
         losses.append(float(loss) if bool(finite) else float("nan"))
+        # A non-finite gradient is a skipped update; only the LossScaleOptimizer's skips are not counted.
+        iterations += 1 if bool(finite) or not is_loss_scaling(optimizer) else 0
+        if iterations == config.steps:
+            break
     return losses
 
 

@@ -10,14 +10,14 @@ from maskrnn_tf.model.maskrnn import MaskRNN
 PRECISIONS = ("float32", "bfloat16", "float16")
 
 
-def _all_compute_dtypes(layer: keras.layers.Layer) -> set:
+def compute_dtypes(layer: keras.layers.Layer) -> set:
     """Compute dtypes of the leaf layers with weights under `layer` (nested models included)."""
     children = getattr(layer, "layers", None)
     if not children:
         return {layer.compute_dtype} if layer.weights else set()
     out = set()
     for child in children:
-        out |= _all_compute_dtypes(child)
+        out |= compute_dtypes(child)
     return out
 
 
@@ -40,7 +40,7 @@ def rebuild_with_precision(
         raise ValueError(f"Unknown precision {precision!r}; choose one of {PRECISIONS}.")
     compute = "float32" if precision == "float32" else precision
     config = model.config.override(dict(overrides or {}))
-    same_dtypes = _all_compute_dtypes(model) == {compute} and model.compute_dtype == compute
+    same_dtypes = compute_dtypes(model) == {compute} and model.compute_dtype == compute
     if same_dtypes and config == model.config:
         return model
     policy = "float32" if precision == "float32" else f"mixed_{precision}"

@@ -44,19 +44,17 @@ def _has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def resolve_precision(precision: str, has_gpu: Optional[bool] = None, cpuinfo_path: Optional[str] = None,
-                      gpu_precision: str = "float16") -> str:
-    """'auto' -> `gpu_precision` with a GPU, 'bfloat16' on a CPU with amx_bf16 or avx512_bf16, else 'float32'.
+def resolve_precision(precision: str, has_gpu: Optional[bool] = None, cpuinfo_path: Optional[str] = None) -> str:
+    """'auto' -> 'float16' with a GPU, 'bfloat16' on a CPU with amx_bf16 or avx512_bf16, else 'float32'.
 
     Other values pass through. `has_gpu` None asks TensorFlow; `cpuinfo_path` None reads /proc/cpuinfo.
-    `gpu_precision`: what auto means on a GPU (segment passes 'float32': its finetuning has no loss scaling).
     """
     if precision != "auto":
         return precision
     if has_gpu is None:
         has_gpu = _has_gpu()
     if has_gpu:
-        return gpu_precision
+        return "float16"
     return "bfloat16" if cpu_bfloat16_flag(cpuinfo_path) else "float32"
 
 

@@ -14,6 +14,8 @@ import tensorflow as tf
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.ops import mask_to_box
 from maskrnn_tf.training.config import TrainConfig
+from maskrnn_tf.training.gradient_update import apply_clipped, is_loss_scaling, scale_loss
+from maskrnn_tf.training.gradient_update import zero_unless_finite  # noqa: F401  (its former home)
 from maskrnn_tf.training.losses import frame_losses
 
 
@@ -25,14 +27,6 @@ def make_optimizer(config: TrainConfig, policy: str) -> keras.optimizers.Optimiz
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
-
-
-def zero_unless_finite(grads, norm: tf.Tensor):
-    """`grads` if their global `norm` is finite, else zeros: the update is skipped (with Adam only the momentum
-    moves). A non-finite gradient (seen in bfloat16 about once per 100 steps, with a finite loss) would
-    otherwise poison every weight through the global-norm clip."""
-    finite = tf.math.is_finite(norm)
-    return [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
 
 
 def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> tf.Tensor:
@@ -57,7 +51,7 @@ class TrainSteps:
         self.config = config
         self.strategy = strategy
         self.global_step = global_step
-        self._loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        self._loss_scaling = is_loss_scaling(optimizer)
         self.static_step = tf.function(self._static_step, jit_compile=False)
         self.clip_step = tf.function(self._clip_step, jit_compile=False)
         # XLA goes on the per-replica computation (the cross-replica parts are not compilable).
@@ -125,30 +119,14 @@ class TrainSteps:
         return totals
 
     # -- the updates -----------------------------------------------------------------------------------------
-    def _apply(self, tape: tf.GradientTape, loss: tf.Tensor) -> tf.Tensor:
+    def _apply(self, scaled_grads) -> tf.Tensor:
+        """All-reduces the replica gradients of the scaled loss and applies the clipped update."""
         variables = self.model.trainable_variables
-        target = self.optimizer.scale_loss(loss) if self._loss_scaling else loss
-        grads = tape.gradient(target, variables)
-        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
-        ctx = tf.distribute.get_replica_context()
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(scaled_grads, variables)]
         replicas = self.strategy.num_replicas_in_sync
         if replicas > 1:
-            grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-        scale = tf.cast(self.optimizer.scale_loss(1.0), tf.float32) if self._loss_scaling else 1.0
-        unscaled = [g / scale for g in grads]
-        clip = self.config.optim.clip_norm
-        if clip > 0:
-            unscaled, norm = tf.clip_by_global_norm(unscaled, clip)
-        else:
-            norm = tf.linalg.global_norm(unscaled)
-        # The Keras optimizer sums gradients over replicas again: hand each replica 1/N of the reduced
-        # gradient (and re-apply the loss scale, which a LossScaleOptimizer removes and checks itself).
-        final = [g * (scale / replicas) for g in unscaled]
-        if not self._loss_scaling:
-            # The loop counts and reports skipped updates; LossScaleOptimizer skips by itself under float16.
-            final = zero_unless_finite(final, norm)
-        self.optimizer.apply_gradients(zip(final, variables))
-        return norm
+            grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        return apply_clipped(self.optimizer, grads, variables, self.config.optim.clip_norm, replicas)
 
     def _inject(self, loss: tf.Tensor) -> tf.Tensor:
         at = self.config.inject_nan_at_step
@@ -165,7 +143,9 @@ class TrainSteps:
         with tf.GradientTape() as tape:
             losses = self.static_losses(batch)
             loss = self._inject(tf.reduce_sum(losses["total"]) / global_batch)
-        norm = self._apply(tape, loss)
+            # Inside the tape: a loss scaled after it closed has no gradient (float16 applied zero updates).
+            target = scale_loss(self.optimizer, loss)
+        norm = self._apply(tape.gradient(target, self.model.trainable_variables))
         return self._finish(losses, global_batch, loss, norm)
 
     def _clip_replica_fn(self, batch, reverse):
@@ -173,7 +153,9 @@ class TrainSteps:
         with tf.GradientTape() as tape:
             losses = self.clip_losses(batch, reverse)
             loss = self._inject(tf.reduce_sum(losses["total"]) / global_batch)
-        norm = self._apply(tape, loss)
+            # Inside the tape: a loss scaled after it closed has no gradient (float16 applied zero updates).
+            target = scale_loss(self.optimizer, loss)
+        norm = self._apply(tape.gradient(target, self.model.trainable_variables))
         return self._finish(losses, global_batch, loss, norm)
 
     def _reduce(self, per_replica: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

@@ -42,9 +42,8 @@ def test_auto_on_each_cpu_kind(tmp_path, kind):
     _, _, _, flag, expected = KINDS[kind]
     assert cpu_bfloat16_flag(path) == flag
     assert resolve_precision("auto", has_gpu=False, cpuinfo_path=path) == expected
-    # A GPU wins whatever the CPU has; segment asks for float32 there (its finetuning has no loss scaling).
+    # A GPU wins whatever the CPU has.
     assert resolve_precision("auto", has_gpu=True, cpuinfo_path=path) == "float16"
-    assert resolve_precision("auto", has_gpu=True, cpuinfo_path=path, gpu_precision="float32") == "float32"
     # An explicit precision is never changed.
     for explicit in ("float32", "bfloat16", "float16"):
         assert resolve_precision(explicit, has_gpu=False, cpuinfo_path=path) == explicit

@@ -1,0 +1,66 @@
+"""Online finetuning in float16 (with loss scaling) learns like float32; `segment --precision=float16` uses it."""
+import importlib
+import os
+
+import numpy as np
+import pytest
+
+from maskrnn_tf.inference import FinetuneConfig, finetune, first_frame_loss, load_model
+from maskrnn_tf.model.rebuild import compute_dtypes
+
+from .test_inference_segment import run_cli
+
+STEPS = 10
+
+
+@pytest.fixture(scope="module")
+def finetuned(synthetic_video, tiny_model_path):
+    """precision -> (first-frame loss before, after, the weight change, the per-iteration losses)."""
+    frame, ids = synthetic_video["frames"][0], synthetic_video["masks"][0]
+    out = {}
+    for precision in ("float32", "float16"):
+        model = load_model(tiny_model_path, precision=precision)
+        assert compute_dtypes(model) == {precision}
+        start = [v.numpy().copy() for v in model.trainable_variables]
+        before = first_frame_loss(model, frame, ids, [1, 2])
+        losses = finetune(model, frame, ids, [1, 2], synthetic_video["flows_to_next"][0],
+                          FinetuneConfig(steps=STEPS, learning_rate=1e-3))
+        after = first_frame_loss(model, frame, ids, [1, 2])
+        delta = np.concatenate([(v.numpy() - s).ravel() for v, s in zip(model.trainable_variables, start)])
+        out[precision] = (before, after, delta, losses)
+    return out
+
+
+def test_float16_finetuning_makes_the_float32_update(finetuned):
+    *_, ref, ref_losses = finetuned["float32"]
+    *_, got, losses = finetuned["float16"]
+    # Every update applied (an overflow skipped at the first loss scale is not counted as an iteration).
+    assert np.isfinite(losses).sum() == STEPS and len(losses) >= STEPS
+    # Measured: 6% after one update (Adam's first step is nearly sign(g), so tiny gradients flip), 9% after 10.
+    assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 0.2
+    np.testing.assert_allclose(np.asarray(losses)[np.isfinite(losses)], ref_losses, rtol=0.05)
+
+
+def test_float16_finetuning_lowers_the_loss_as_float32_does(finetuned):
+    before32, after32, *_ = finetuned["float32"]
+    before16, after16, *_ = finetuned["float16"]
+    assert after32 < 0.8 * before32, (before32, after32)
+    np.testing.assert_allclose(before16, before32, rtol=0.01)
+    np.testing.assert_allclose(after16 / before16, after32 / before32, rtol=0.1)
+
+
+def test_segment_cli_finetunes_in_float16(tmp_path, video_on_disk, tiny_model_path, monkeypatch):
+    finetune_module = importlib.import_module("maskrnn_tf.inference.finetune")  # not the re-exported function
+    seen = []
+
+    def spy(model, first_frame, first_ids, object_ids, flow_to_next=None, config=FinetuneConfig()):
+        seen.append((compute_dtypes(model), config.steps))
+        return []  # the float16 finetuning itself is checked above; here: what the CLI hands it
+
+    monkeypatch.setattr(finetune_module, "finetune", spy)
+    frames, mask = video_on_disk
+    out = str(tmp_path / "out")
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={tiny_model_path}", f"--output={out}",
+                   "--finetune_steps=3", "--precision=float16") == 0
+    assert seen == [({"float16"}, 3)]
+    assert sorted(os.listdir(out)) == [f"{t:05d}.png" for t in range(6)]
