@@ -157,7 +157,17 @@ def main(argv: List[str]) -> int:
     if FLAGS.print_config:
         print(config.to_json(), flush=True)
         return 0
+    run_dir = os.path.abspath(FLAGS.run_dir)
+    named = "" if FLAGS["run_dir"].present else " (named after the flag file; --run_dir=DIR for another)"
+    print(f"run dir {run_dir}{named}\nTensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
     from maskrnn_tf.model.vgg_trunk import VGGWeightsError, check_vgg_weights
+    from maskrnn_tf.training.inputs import DataNotFoundError, check_data_available
+
+    try:  # first: without the data nothing else matters, and the message says where it goes
+        check_data_available(config.data)
+    except DataNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
     try:  # before the run dir exists: a bad path stored in config.json would refuse the corrected rerun
         check_vgg_weights(config.model.vgg_weights, config.model.width)
@@ -181,14 +191,10 @@ def main(argv: List[str]) -> int:
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    from maskrnn_tf.training.inputs import DataNotFoundError
     from maskrnn_tf.training.loop import NonFiniteLossError, TrainingInterrupted, train
     from maskrnn_tf.training.checkpoint_files import CheckpointCorruptError
     from maskrnn_tf.training.run_dir import ConfigMismatchError, RunDirBusyError
 
-    run_dir = os.path.abspath(FLAGS.run_dir)
-    named = "" if FLAGS["run_dir"].present else " (named after the flag file; --run_dir=DIR for another)"
-    print(f"run dir {run_dir}{named}\nTensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
     try:
         result = train(config, run_dir, overwrite_config=FLAGS.overwrite_config,
                        profile_steps=_parse_profile(FLAGS.profile_steps), printer=lambda s: print(s, flush=True))

@@ -21,7 +21,7 @@ from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
 from maskrnn_tf.training.config import DataConfig
 
 VALIDATION_SEED_BASE = 1_000_000  # synthetic validation videos use seeds far from the training ones
-README_DATA_SECTION = "README.md, section 'Training data'"
+README_DATA_SECTION = "README.md, section 'Where the data goes'"
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -32,12 +32,16 @@ def _synthetic_config(data: DataConfig, frames: int) -> SyntheticConfig:
     return SyntheticConfig(height=data.height, width=data.width, num_frames=frames)
 
 
-def _davis_source(data: DataConfig, split: str) -> VideoSource:
-    # Local imports: only DAVIS runs need the readers and the flow machinery.
-    from maskrnn_tf.data.flow_backends import make_backend
-    from maskrnn_tf.data.flow_cache import FlowCache
+def check_data_available(data: DataConfig) -> None:
+    """Raises DataNotFoundError when a DAVIS config's train split cannot be read (synthetic data always can).
+
+    Cheap (it lists the split), so the train CLI calls it before anything slower or anything written."""
+    if data.dataset in ("davis16", "davis17"):
+        _davis_sequences(data, "train")
+
+
+def _davis_sequences(data: DataConfig, split: str) -> list:
     from maskrnn_tf.data.sequences import DatasetLayoutError, read_davis_sequence_list
-    from maskrnn_tf.data.sources import SequenceSource
 
     year = 2016 if data.dataset == "davis16" else 2017
     manual = os.path.expanduser(data.manual_dir or "")
@@ -51,6 +55,16 @@ def _davis_source(data: DataConfig, split: str) -> VideoSource:
         ) from err
     if not sequences:
         raise DataNotFoundError(f"{data.dataset}: the '{split}' split under {manual} lists no sequence.")
+    return sequences
+
+
+def _davis_source(data: DataConfig, split: str) -> VideoSource:
+    # Local imports: only DAVIS runs need the readers and the flow machinery.
+    from maskrnn_tf.data.flow_backends import make_backend
+    from maskrnn_tf.data.flow_cache import FlowCache
+    from maskrnn_tf.data.sources import SequenceSource
+
+    sequences = _davis_sequences(data, split)
     cache = os.path.expanduser(data.flow_cache_dir) if data.flow_cache_dir else None
     return SequenceSource(sequences, FlowCache(make_backend(data.flow), cache))
 

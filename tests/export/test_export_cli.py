@@ -35,7 +35,8 @@ def _local_masks(model, frames_dir, mask_path, out_dir, flow_fn, options):
         return model.step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes)
 
     segment_video(step, frames_dir, mask_path, flow_fn, out_dir, options)
-    return {name: read_mask(os.path.join(out_dir, name)) for name in sorted(os.listdir(out_dir))}
+    return {name: read_mask(os.path.join(out_dir, name)) for name in sorted(os.listdir(out_dir))
+            if name.endswith(".png")}
 
 
 def test_export_run_folder_then_client_cli(tmp_path, tiny_model, synthetic_video):

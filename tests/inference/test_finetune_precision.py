@@ -63,4 +63,4 @@ def test_segment_cli_finetunes_in_float16(tmp_path, video_on_disk, tiny_model_pa
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={tiny_model_path}", f"--output={out}",
                    "--finetune_steps=3", "--precision=float16") == 0
     assert seen == [({"float16"}, 3)]
-    assert sorted(os.listdir(out)) == [f"{t:05d}.png" for t in range(6)]
+    assert sorted(os.listdir(out)) == [f"{t:05d}.png" for t in range(6)] + ["segment_run.json"]
