@@ -67,7 +67,7 @@ def test_jit_compile_runs_the_model_step_through_xla(davis_root, tmp_path):
     common = ["--method=maskrnn", f"--model={model}", "--finetune_steps=0", "--precision=float32",
               f"--davis_root={davis_root}", "--sequences=beta"]
     outputs = {}
-    for jit in (False, True):
+    for jit in (True, False):  # the XLA run first: while the defect stands the test stops there
         dump = tmp_path / f"xla_dump_{jit}"
         env = dict(ENV, XLA_FLAGS=f"--xla_dump_to={dump}")
         outputs[jit] = tmp_path / f"out_{jit}"
