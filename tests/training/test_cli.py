@@ -221,7 +221,7 @@ def _assert_same_weights(got, want, previous, atol):
 @pytest.mark.slow
 def test_mirrored_two_cpus_equals_one_device(one_device_run, tmp_path):
     init, a = one_device_run
-    two = run_cli(str(tmp_path / "two"), *EQUAL_STEPS, "--strategy=mirrored", "--logical_cpus=2")
+    two = run_cli(str(tmp_path / "two"), *EQUAL_STEPS, "--strategy=mirrored", "--logical_cpus=2", timeout=480)
     assert two.returncode == 0, two.stdout[-3000:]
     b = _model_variables(os.path.join(tmp_path, "two", "checkpoints", "ckpt-2"))
     _assert_same_weights(b, a, init, atol=2e-6)
