@@ -121,8 +121,26 @@ def test_flow_cli_precomputes_and_resumes(shared_data, tmp_path):
 
 
 def test_sequence_source_clip_pipeline(shared_data, tmp_path):
+    from maskrnn_tf.io import read_frame, read_mask
+
     sequence = _short_bmx(shared_data, frames=3)
-    source = SequenceSource([sequence], FlowCache(FarnebackFlow(), str(tmp_path)))
+    cache = FlowCache(FarnebackFlow(), str(tmp_path))
+    source = SequenceSource([sequence], cache)
     clip = next(iter(make_clip_dataset(source, clip_length=3, augment=AugmentConfig(crop_size=(90, 160)))))
     assert clip["frames"].shape == (3, 90, 160, 3) and clip["flows_to_prev"].shape == (3, 90, 160, 2)
     assert float(tf.reduce_max(clip["masks"])) == 1.0 and not clip["flows_to_prev"][0].numpy().any()
+    # Identity geometry (the frame size, no randomness): the clip holds the real frames, the SegTrack masks
+    # (grey > 127) and the cached flows, each in its place; no flow before the first or after the last frame.
+    identity = AugmentConfig(crop_size=(360, 640), random=False)
+    clip = next(iter(make_clip_dataset(source, clip_length=3, augment=identity, shuffle=False, repeat=False)))
+    for t in range(3):
+        np.testing.assert_array_equal(clip["frames"][t].numpy(), read_frame(sequence.frame_paths[t]))
+        # mask_paths[t] holds one path per object layer; bmx has one (the single-object layout).
+        np.testing.assert_array_equal(clip["masks"][t].numpy(), read_mask(sequence.mask_paths[t][0]) == 1)
+        if t > 0:
+            np.testing.assert_allclose(clip["flows_to_prev"][t].numpy(), cache.flow(sequence, t, t - 1), atol=1e-4)
+        if t < 2:
+            np.testing.assert_allclose(clip["flows_to_next"][t].numpy(), cache.flow(sequence, t, t + 1), atol=1e-4)
+    assert not clip["flows_to_prev"][0].numpy().any() and not clip["flows_to_next"][2].numpy().any()
+    assert not clip["void"].numpy().any()  # every output pixel is inside the frame, SegTrack has no void
+    assert 0.01 < float(tf.reduce_mean(clip["masks"])) < 0.5

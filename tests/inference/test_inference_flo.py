@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from absl import flags
+from absl import app, flags
 from PIL import Image
 
 from maskrnn_tf import segment
@@ -193,7 +193,8 @@ def test_missing_flo_file_is_named_and_nothing_is_written(tmp_path, flo_video, t
         run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={tiny_model_path}", "--finetune_steps=1",
                 "--flow=flo", f"--flo_dir={flo_dir}", f"--output={out}")
     assert not os.path.exists(out)
-    with pytest.raises(Exception, match="--flo_dir"):
+    with pytest.raises(app.UsageError, match=r"^--flow=flo needs --flo_dir \(the folder of "
+                       r"<sequence>/<stem_a>_<stem_b>\.flo files\)\.$"):
         run_cli(f"--video={frames}", f"--first_mask={mask}", "--method=flow_propagation", "--flow=flo",
                 f"--output={out}")
 

@@ -242,6 +242,7 @@ def test_synthetic_2016_t_rules_and_parallel(tmp_path):
     for a, b in zip(serial.objects, parallel.objects):
         assert a.name == b.name and a.t == b.t
         np.testing.assert_array_equal(a.j, b.j)
+        np.testing.assert_array_equal(a.f, b.f)
 
     root2 = str(tmp_path / "davis2")
     make_synthetic_2016(root2, eval_t={"alpha": False, "beta": True})
@@ -290,3 +291,30 @@ def test_write_reports_creates_missing_output_dir(tmp_path):
     results = evaluate_dataset(root, out, EvaluationConfig(compute_t=False))
     global_path, per_seq_path = write_reports(results, str(tmp_path / "new" / "reports"))
     assert float(read_csv(global_path)[1][1]) == 1.0 and os.path.isfile(per_seq_path)
+
+
+def test_t_reference_values_on_hand_made_shapes(tmp_path):
+    """T through evaluate_dataset: a disc translated by whole pixels keeps its contour (T = 0); a disc that
+    turns into a square and back scores the shape-context cost of that pair on every step."""
+    from maskrnn_tf.metrics.temporal import temporal_stability_pair
+
+    root = str(tmp_path / "davis")
+    make_synthetic_2016(root, n_frames=6)
+    yy, xx = np.mgrid[0:40, 0:60]
+
+    def disc(cx):
+        return ((yy - 20) ** 2 + (xx - cx) ** 2 <= 9 ** 2).astype(np.uint8)
+
+    square = np.zeros((40, 60), np.uint8)
+    square[12:29, 22:39] = 1
+    names = [f"{t:05d}.png" for t in range(6)]
+    out = str(tmp_path / "res")
+    write_results(out, "alpha", names, [disc(15 + 4 * t) for t in range(6)])
+    write_results(out, "beta", names, [disc(30) if t % 2 else square for t in range(6)])
+    results = evaluate_dataset(root, out, EvaluationConfig(compute_t=True))
+    alpha, beta = results.objects
+    assert alpha.t == pytest.approx(0.0, abs=1e-9)
+    # Scored frames 1..4: pairs (1,2), (2,3), (3,4) all disc <-> square.
+    want = np.mean([temporal_stability_pair(disc(30), square), temporal_stability_pair(square, disc(30)),
+                    temporal_stability_pair(disc(30), square)])
+    assert beta.t == pytest.approx(want, rel=1e-9) and want > 0.05

@@ -65,6 +65,22 @@ def _bilinear(img: np.ndarray, y: float, x: float) -> np.ndarray:
     return top * (1 - ay) + bottom * ay
 
 
+def _roi_pool_reference(features, norm, indices, k):
+    """NumPy roi_pool: a 2k x 2k bilinear crop (crop_and_resize's sampling) max-pooled 2x2."""
+    h, w = features.shape[1:3]
+    out = []
+    for n in range(len(norm)):
+        y1, x1, y2, x2 = norm[n]
+        crop = np.zeros((2 * k, 2 * k, features.shape[3]), np.float32)
+        for i in range(2 * k):
+            for j in range(2 * k):
+                y = y1 * (h - 1) + i * (y2 - y1) * (h - 1) / (2 * k - 1)
+                x = x1 * (w - 1) + j * (x2 - x1) * (w - 1) / (2 * k - 1)
+                crop[i, j] = _bilinear(features[indices[n]], y, x)
+        out.append(crop.reshape(k, 2, k, 2, -1).max(axis=(1, 3)))
+    return np.stack(out)
+
+
 def test_roi_pool_matches_numpy_reference():
     rng = np.random.default_rng(4)
     features = rng.random((2, 9, 12, 3)).astype(np.float32)
@@ -74,16 +90,7 @@ def test_roi_pool_matches_numpy_reference():
     k = 3
     got = roi_pool(features, norm, indices, output_size=k).numpy()
     assert got.shape == (3, k, k, 3)
-    for n in range(3):
-        y1, x1, y2, x2 = norm[n]
-        crop = np.zeros((2 * k, 2 * k, 3), np.float32)
-        for i in range(2 * k):
-            for j in range(2 * k):
-                y = y1 * 8 + i * (y2 - y1) * 8 / (2 * k - 1)
-                x = x1 * 11 + j * (x2 - x1) * 11 / (2 * k - 1)
-                crop[i, j] = _bilinear(features[indices[n]], y, x)
-        ref = crop.reshape(k, 2, k, 2, 3).max(axis=(1, 3))
-        np.testing.assert_allclose(got[n], ref, atol=1e-5)
+    np.testing.assert_allclose(got, _roi_pool_reference(features, norm, indices, k), atol=1e-5)
 
 
 def test_full_frame_box_normalizes_to_pixel_edges():
@@ -91,8 +98,14 @@ def test_full_frame_box_normalizes_to_pixel_edges():
     np.testing.assert_allclose(norm, [-0.5 / 8, -0.5 / 11, 8.5 / 8, 11.5 / 11])
 
 
-@pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
-def test_roi_pool_keeps_dtype(dtype):
-    features = tf.cast(tf.random.uniform((1, 8, 8, 2)), dtype)
-    out = roi_pool(features, [[0.0, 0.0, 1.0, 1.0]], [0], output_size=2)
-    assert out.dtype == dtype and out.shape == (1, 2, 2, 2)
+@pytest.mark.parametrize("dtype, atol", [(tf.float32, 1e-6), (tf.bfloat16, 0.01)])
+def test_roi_pool_keeps_dtype_and_values(dtype, atol):
+    rng = np.random.default_rng(1)
+    features = rng.random((1, 8, 8, 2)).astype(np.float32)
+    norm = np.array([[0.0, 0.0, 1.0, 1.0], [0.25, 0.1, 0.8, 0.6]], np.float32)
+    out = roi_pool(tf.cast(features, dtype), norm, [0, 0], output_size=2)
+    assert out.dtype == dtype and out.shape == (2, 2, 2, 2)
+    # bfloat16 inputs hold values to 2^-8 relative: the reference runs on the rounded inputs.
+    rounded = tf.cast(tf.cast(features, dtype), tf.float32).numpy()
+    np.testing.assert_allclose(tf.cast(out, tf.float32).numpy(), _roi_pool_reference(rounded, norm, [0, 0], 2),
+                               atol=atol)

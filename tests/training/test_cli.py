@@ -63,7 +63,8 @@ def test_short_run_writes_config_checkpoints_events_and_learns(reference_run):
     assert glob.glob(os.path.join(run_dir, "logs", "train", "events.out.tfevents.*"))
     assert "stage A  step 10/10" in out and "stage B  step 14/14" in out and "ETA" in out
     seg = [v for s, v in _scalars(run_dir, "loss/seg") if s <= 10]
-    assert len(seg) == 10 and np.mean(seg[-3:]) < np.mean(seg[:3]), seg
+    # "Learns" with a margin: measured (deterministic run) last-3 / first-3 mean = 0.31 (0.0253 / 0.0819).
+    assert len(seg) == 10 and np.mean(seg[-3:]) < 0.5 * np.mean(seg[:3]), seg
     assert len(_scalars(run_dir, "learning_rate")) == 14
     # The profile trace TensorBoard's Profile tab reads.
     assert glob.glob(os.path.join(run_dir, "logs", "plugins", "profile", "*", "*.xplane.pb"))
@@ -138,6 +139,31 @@ def test_sigkill_then_resume_equals_uninterrupted(reference_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_resume_inside_stage_b_equals_uninterrupted(reference_run, tmp_path):
+    """Deterministic stop inside stage B: a run of 10 + 2 steps ends at step 12 (its checkpoint holds the clip
+    iterator after 2 clip batches); the same run asked for 10 + 4 steps resumes there (step counts may grow on
+    resume) and must reproduce the uninterrupted run's stage B losses and final weights."""
+    ref_dir, _ = reference_run
+    run_dir = str(tmp_path / "run")
+    first = run_cli(run_dir, *[f for f in STEPS if not f.startswith("--stage_b_steps")], "--stage_b_steps=2")
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert _latest_number(run_dir) == 12
+    resumed = run_cli(run_dir, *STEPS)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert "at step 12" in resumed.stdout and "stage B  step 13/14" in resumed.stdout
+    assert "stage A" not in resumed.stdout.split("at step 12", 1)[1]
+    ref_losses = dict(_scalars(ref_dir, "loss/total"))
+    got_losses = dict(_scalars(run_dir, "loss/total"))
+    # Stage B steps after the resume see the same clips (and the same reverse draws) as the reference.
+    assert [got_losses[s] for s in (11, 12, 13, 14)] == [ref_losses[s] for s in (11, 12, 13, 14)]
+    ref = _model_variables(os.path.join(ref_dir, "checkpoints", "ckpt-14"))
+    got = _model_variables(os.path.join(run_dir, "checkpoints", "ckpt-14"))
+    assert ref.keys() == got.keys()
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+
+
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint(tmp_path):
     run_dir = str(tmp_path / "run")
     proc = subprocess.Popen(train_cmd(run_dir, "--stage_a_steps=1000", "--stage_b_steps=0",
@@ -168,23 +194,37 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     assert all(np.isfinite(v).all() for v in weights.values())
 
 
-@pytest.mark.slow
-def test_mirrored_two_cpus_equals_one_device(tmp_path):
-    # epsilon = 1 keeps Adam's first update linear in the gradient, so the comparison has a real tolerance.
-    common = ["--stage_a_steps=1", "--stage_b_steps=1", "--checkpoint_every=1", "--deterministic",
-              "--set=optim.epsilon=1.0", "--set=reverse_clip_prob=0.0", "--val_videos=0"]
-    one = run_cli(str(tmp_path / "one"), *common)
-    two = run_cli(str(tmp_path / "two"), *common, "--strategy=mirrored", "--logical_cpus=2")
-    assert one.returncode == 0, one.stdout[-3000:]
-    assert two.returncode == 0, two.stdout[-3000:]
-    init = _model_variables(os.path.join(tmp_path, "one", "checkpoints", "ckpt-1"))
-    a = _model_variables(os.path.join(tmp_path, "one", "checkpoints", "ckpt-2"))
-    b = _model_variables(os.path.join(tmp_path, "two", "checkpoints", "ckpt-2"))
+# epsilon = 1 keeps Adam's first update linear in the gradient, so the comparisons have a real tolerance.
+EQUAL_STEPS = ["--stage_a_steps=1", "--stage_b_steps=1", "--checkpoint_every=1", "--deterministic",
+               "--set=optim.epsilon=1.0", "--set=reverse_clip_prob=0.0", "--val_videos=0"]
+
+
+@pytest.fixture(scope="module")
+def one_device_run(tmp_path_factory):
+    """EQUAL_STEPS on one device: (initial weights after step 1, weights after step 2) of the run."""
+    run_dir = tmp_path_factory.mktemp("one") / "run"
+    proc = run_cli(str(run_dir), *EQUAL_STEPS)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return (_model_variables(os.path.join(run_dir, "checkpoints", "ckpt-1")),
+            _model_variables(os.path.join(run_dir, "checkpoints", "ckpt-2")))
+
+
+def _assert_same_weights(got, want, previous, atol):
     moved = 0.0
-    for name in a:
-        np.testing.assert_allclose(b[name], a[name], rtol=0, atol=2e-6, err_msg=name)
-        moved = max(moved, float(np.abs(a[name] - init[name]).max()))
+    assert got.keys() == want.keys()
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=0, atol=atol, err_msg=name)
+        moved = max(moved, float(np.abs(want[name] - previous[name]).max()))
     assert moved > 1e-5  # the second step really updated the weights
+
+
+@pytest.mark.slow
+def test_mirrored_two_cpus_equals_one_device(one_device_run, tmp_path):
+    init, a = one_device_run
+    two = run_cli(str(tmp_path / "two"), *EQUAL_STEPS, "--strategy=mirrored", "--logical_cpus=2", timeout=480)
+    assert two.returncode == 0, two.stdout[-3000:]
+    b = _model_variables(os.path.join(tmp_path, "two", "checkpoints", "ckpt-2"))
+    _assert_same_weights(b, a, init, atol=2e-6)
 
 
 def _free_port():
@@ -194,23 +234,27 @@ def _free_port():
 
 
 @pytest.mark.slow
-def test_multi_worker_two_processes_complete(tmp_path):
+def test_multi_worker_two_processes_equal_one_device(one_device_run, tmp_path):
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     run_dir = str(tmp_path / "run")
     procs = []
     for index in range(2):
         env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen(
-            train_cmd(run_dir, "--strategy=multi_worker", "--stage_a_steps=2", "--stage_b_steps=2",
-                      "--checkpoint_every=2", "--val_videos=0"),
-            cwd=REPO, env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outs = [p.communicate(timeout=240)[0] for p in procs]
+        procs.append(subprocess.Popen(train_cmd(run_dir, "--strategy=multi_worker", *EQUAL_STEPS),
+                                      cwd=REPO, env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True))
+    # Two fresh TensorFlow processes with collectives: on a loaded 2-core machine each needs about 2 minutes.
+    outs = [p.communicate(timeout=480)[0] for p in procs]
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[-3000:]
-    assert _latest_number(run_dir) == 4
+    assert _latest_number(run_dir) == 2
     assert os.path.exists(os.path.join(run_dir, "model.keras"))
     assert not glob.glob(os.path.join(run_dir, "checkpoints", ".worker*"))
+    # Each worker computes half of every global batch; the all-reduced update is the one-device update.
+    init, want = one_device_run
+    got = _model_variables(os.path.join(run_dir, "checkpoints", "ckpt-2"))
+    _assert_same_weights(got, want, init, atol=2e-6)
 
 
 @pytest.mark.slow

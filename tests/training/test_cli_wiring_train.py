@@ -1,0 +1,81 @@
+"""`python -m maskrnn_tf.train` flags through the CLI, checked by their effect: --vgg_weights (the trunks start
+from the file's weights, first-conv surgery for the mask channel) and SIGINT (a checkpoint is saved, the same
+command resumes from it)."""
+import os
+import re
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO, cli_env, run_cli, train_cmd
+
+
+@pytest.mark.slow
+def test_vgg_weights_file_initialises_both_trunks(tmp_path):
+    import keras
+
+    reference = keras.applications.VGG16(include_top=False, weights=None)
+    # Distinctive values (not an initialiser's): first conv kernel = its index pattern.
+    kernel, bias = reference.get_layer("block1_conv1").get_weights()
+    kernel = (np.arange(kernel.size, dtype=np.float32).reshape(kernel.shape) % 97 - 48) / 1000.0
+    reference.get_layer("block1_conv1").set_weights([kernel, bias + 0.25])
+    weights = str(tmp_path / "vgg16.weights.h5")
+    reference.save_weights(weights)
+    run_dir = str(tmp_path / "run")
+    # No training steps: model.keras holds the weights the model started from. VGG-16 weights need width 1.0.
+    proc = run_cli(run_dir, "--stage_a_steps=0", "--stage_b_steps=0", "--model_width=1.0", f"--vgg_weights={weights}")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+    import maskrnn_tf.model  # noqa: F401  (registers MaskRNN for loading)
+
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+
+    def layer(stream, name):
+        return stream.get_layer(f"{stream.name}_vgg16").get_layer(name)
+
+    # Appearance stream: RGB + the warped mask. The RGB filters are the file's; the mask channel's start at 0.
+    got, got_bias = layer(model.appearance_stream, "block1_conv1").get_weights()
+    assert got.shape == (3, 3, 4, 64)
+    np.testing.assert_array_equal(got[:, :, :3], kernel)
+    np.testing.assert_array_equal(got[:, :, 3:], 0.0)
+    np.testing.assert_array_equal(got_bias, bias + 0.25)
+    # Flow stream: (u, v) + mask = 3 channels, the file's first conv as it is.
+    got_flow = layer(model.flow_stream, "block1_conv1").get_weights()[0]
+    np.testing.assert_array_equal(got_flow, kernel)
+    for name in ("block3_conv2", "block5_conv3"):
+        want = reference.get_layer(name).get_weights()
+        for stream in (model.appearance_stream, model.flow_stream):
+            for a, b in zip(layer(stream, name).get_weights(), want):
+                np.testing.assert_array_equal(a, b, err_msg=f"{stream.name}/{name}")
+    with open(os.path.join(run_dir, "config.json")) as f:
+        assert f'"vgg_weights": "{weights}"' in f.read()
+
+
+@pytest.mark.slow
+def test_sigint_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
+    run_dir = str(tmp_path / "run")
+    flags = ["--stage_a_steps=12", "--stage_b_steps=0", "--checkpoint_every=1000"]
+    proc = subprocess.Popen(train_cmd(run_dir, *flags), cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "stage A  step 3/" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stdout.read()
+    assert proc.wait(timeout=60) == 128 + signal.SIGINT, rest
+    assert "stopped by signal SIGINT" in rest and "rerun the same command to resume" in rest
+    latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    assert latest is not None, rest
+    stopped_at = int(latest.rsplit("-", 1)[1])
+    assert 3 <= stopped_at < 12, rest
+    assert not os.path.exists(os.path.join(run_dir, "model.keras"))
+    resumed = run_cli(run_dir, *flags)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert re.search(rf"resumed from \S+ckpt-{stopped_at} at step {stopped_at}\b", resumed.stdout), resumed.stdout
+    # The resumed run does only the remaining steps.
+    assert f"stage A  step {stopped_at}/" not in resumed.stdout and "stage A  step 12/12" in resumed.stdout
+    assert "done: 12 steps" in resumed.stdout
+    assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")).endswith("ckpt-12")
