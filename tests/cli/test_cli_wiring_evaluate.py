@@ -60,7 +60,7 @@ def _iou(a, b):
 def test_all_frames_is_needed_for_two_frame_sequences_and_scores_both(void_as_object):
     root, results = void_as_object
     refused = _evaluate(root, results)
-    assert refused.returncode == 1 and "--all_frames" in refused.stderr and "bear" in refused.stderr
+    assert refused.returncode == 2 and "--all_frames" in refused.stderr and "bear" in refused.stderr
     assert not os.path.exists(os.path.join(results, "global_results-val.csv"))
     proc = _evaluate(root, results, "--all_frames")
     assert proc.returncode == 0, proc.stderr

@@ -44,14 +44,14 @@ def test_sequences_segments_only_the_named_sequences(davis_root, tmp_path):
                     f"--output={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "wrote 2 sequences" in proc.stdout
-    assert sorted(os.listdir(out)) == ["alpha", "gamma"]
+    assert sorted(os.listdir(out)) == ["alpha", "gamma", "segment_run.json"]
     for name in ("alpha", "gamma"):
         assert sorted(os.listdir(out / name)) == [f"{t:05d}.png" for t in range(4)]
         first = read_mask(os.path.join(davis_root, "Annotations", "480p", name, "00000.png"))
         np.testing.assert_array_equal(read_mask(str(out / name / "00000.png")), first)
     unknown = _segment("--method=flow_propagation", f"--davis_root={davis_root}", "--sequences=alpha,delta",
                        f"--output={tmp_path / 'other'}")
-    assert unknown.returncode == 1
+    assert unknown.returncode == 2
     assert "['delta'] not in DAVIS-2017 val" in unknown.stderr and "alpha" in unknown.stderr
     assert not (tmp_path / "other").exists()
 
