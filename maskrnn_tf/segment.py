@@ -1,7 +1,7 @@
 """Segments a video (a folder of frames or a video file) given its first-frame mask.
 
     python -m maskrnn_tf.segment --video=DIR|file.mp4 --first_mask=mask.png --model=run_dir \
-        --output=results/ [--finetune_steps=200] [--max_size=N] [--overlay=out.mp4] [--save_probs] \
+        --output=results/ [--finetune=auto|recurrent|static|none] [--max_size=N] [--overlay=out.mp4] [--save_probs] \
         [--flow=dis|dis-fast|farneback|flo --flo_dir=DIR]
     python -m maskrnn_tf.segment --video=DIR|file.mp4 --first_box=x0,y0,x1,y1[;...] --model=run_dir --output=results/
     python -m maskrnn_tf.segment --method=flow_propagation --davis_root=DAVIS --split=val --output=results/
@@ -42,11 +42,22 @@ flags.DEFINE_string("output", None, "Results folder (must not exist unless --ove
 flags.DEFINE_enum("method", "maskrnn", ["maskrnn", "flow_propagation"],
                   "maskrnn (needs --model) or the no-learning flow-propagation baseline.")
 flags.DEFINE_string("model", None, "model.keras file, or a run folder holding model.keras.")
-flags.DEFINE_integer("finetune_steps", 200, "Online finetuning iterations on the first frame (0 skips).")
+flags.DEFINE_enum("finetune", "auto", ["auto", "recurrent", "static", "none"],
+                  "Online finetuning on the first frame: recurrent = BPTT through the recurrent step on clips "
+                  "dreamt from the first frame (exact flows and masks); static = the paper's, augmented first "
+                  "frames with a perturbed true mask as the previous mask; auto = recurrent for a model trained "
+                  "with stage B (its run's config.json says), else static.")
+flags.DEFINE_integer("finetune_steps", None, "Finetuning updates per video (default 200 static, 50 recurrent; "
+                     "0 skips finetuning).")
+flags.DEFINE_float("finetune_budget", 60.0, "Recurrent finetuning: wall seconds per video (dreaming, tracing, "
+                   "updates) after which no update starts; 0 = no limit.")
+flags.DEFINE_integer("finetune_clip_length", 5, "Recurrent finetuning: frames per dreamt clip.")
 flags.DEFINE_float("finetune_lr", 1e-5, "Initial online-finetuning learning rate (decays to 1/10).")
-flags.DEFINE_float("finetune_loc_weight", 1.0, "Online finetuning: weight of the localization loss.")
-flags.DEFINE_bool("finetune_class_balance", True, "Online finetuning: class-balanced BCE (the paper's); "
-                  "--nofinetune_class_balance for plain BCE (as the model was trained, e.g. davis16_cpu.flags).")
+flags.DEFINE_float("finetune_loc_weight", None, "Online finetuning: weight of the localization loss (default: "
+                   "as the model was trained, from its run's config.json; 1.0 without one).")
+flags.DEFINE_bool("finetune_class_balance", None, "Online finetuning: class-balanced BCE (the paper's) or, with "
+                  "--nofinetune_class_balance, plain BCE (default: as the model was trained; class-balanced "
+                  "without config.json).")
 flags.DEFINE_integer("max_size", 0, "Process frames with the long side capped at this size (0 = full size); "
                      "masks are upsampled back to the input size.")
 flags.DEFINE_string("overlay", None, "Also write this mp4 with the masks blended in (single video only).")
@@ -78,6 +89,8 @@ def _register_checks() -> None:
     from maskrnn_tf.flag_validation import MIN_FRAME_SIDE, register_numeric_validator
 
     register_numeric_validator("finetune_steps", minimum=0, hint="0 skips online finetuning")
+    register_numeric_validator("finetune_budget", minimum=0, hint="seconds per video; 0 = no limit")
+    register_numeric_validator("finetune_clip_length", minimum=2, hint="a dreamt clip needs two frames")
     register_numeric_validator("finetune_lr", above=0, hint="e.g. 1e-5")
     register_numeric_validator("finetune_loc_weight", minimum=0)
     register_numeric_validator("max_size", zero_or_at_least=MIN_FRAME_SIDE,
@@ -123,8 +136,7 @@ def main(argv) -> int:
     if FLAGS.overlay:
         inference.check_overlay_path(FLAGS.overlay, FLAGS.output, FLAGS.overwrite, inputs)
     metadata = {"method": FLAGS.method, "model": FLAGS.model and os.path.abspath(FLAGS.model), "flow": FLAGS.flow,
-                "max_size": FLAGS.max_size, "finetune_steps": FLAGS.finetune_steps if FLAGS.model else 0,
-                **({"first_box": FLAGS.first_box} if FLAGS.first_box else {})}
+                "max_size": FLAGS.max_size, **({"first_box": FLAGS.first_box} if FLAGS.first_box else {})}
     if FLAGS.flow == "flo" and not FLAGS.flo_dir:
         raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).")
     flow_fn = inference.make_flow_fn(FLAGS.flow, FLAGS.flo_dir)
@@ -148,11 +160,7 @@ def main(argv) -> int:
         overrides = {} if FLAGS.apply_localization is None else {"apply_localization": FLAGS.apply_localization}
         model = inference.load_model(FLAGS.model, precision=precision, overrides=overrides)
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
-        if FLAGS.finetune_steps:
-            config = inference.FinetuneConfig(steps=FLAGS.finetune_steps, learning_rate=FLAGS.finetune_lr,
-                                              loc_weight=FLAGS.finetune_loc_weight,
-                                              class_balance=FLAGS.finetune_class_balance)
-            prepare = inference.finetuning_prepare(model, step_fn, flow_fn, options.max_size, config)
+        prepare = _finetuning(inference, model, step_fn, flow_fn, options.max_size, metadata)
     if FLAGS.davis_root:
         names = inference.segment_davis(
             FLAGS.davis_root, FLAGS.split, flow_fn, FLAGS.output, step_fn=step_fn, options=options,
@@ -171,6 +179,30 @@ def main(argv) -> int:
             print(f"first mask made from the box(es) with GrabCut: {FLAGS.output}/{BOX_MASK_FILE} (correct it and "
                   "pass it as --first_mask to rerun)")
     return 0
+
+
+def _finetuning(inference, model, step_fn, flow_fn, max_size, metadata):
+    """The `prepare` callback of the online finetuning --finetune asks for (None for none); notes it in metadata."""
+    from maskrnn_tf.inference.finetune_choice import choose_finetuning, describe_choice
+
+    choice = choose_finetuning(FLAGS.finetune, inference.training_config(FLAGS.model), FLAGS.finetune_steps,
+                               FLAGS.finetune_loc_weight, FLAGS.finetune_class_balance)
+    print(describe_choice(choice, FLAGS.finetune_budget), flush=True)
+    metadata.update(finetune=choice.mode, finetune_steps=choice.steps)
+    if choice.mode == "static":
+        config = inference.FinetuneConfig(steps=choice.steps, learning_rate=FLAGS.finetune_lr,
+                                          loc_weight=choice.loc_weight, class_balance=choice.class_balance)
+        return inference.finetuning_prepare(model, step_fn, flow_fn, max_size, config)
+    if choice.mode == "recurrent":
+        from maskrnn_tf.data.dreaming import DreamConfig
+
+        metadata.update(finetune_budget_s=FLAGS.finetune_budget, finetune_clip_length=FLAGS.finetune_clip_length)
+        config = inference.RecurrentFinetuneConfig(
+            steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
+            loc_weight=choice.loc_weight, class_balance=choice.class_balance,
+            dream=DreamConfig(num_frames=FLAGS.finetune_clip_length))
+        return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config)
+    return None
 
 
 def guarded(argv) -> int:

@@ -32,6 +32,8 @@ _FIELDS: Dict[str, Tuple[str, str, str]] = {
     "synthetic_train_videos": ("data.synthetic_train_videos", "integer", "synthetic_vos training videos."),
     "val_videos": ("data.val_videos", "integer", "Validation videos scored every --eval_every steps."),
     "val_frames": ("data.val_frames", "integer", "Frames per validation video."),
+    "val_sequences": ("data.val_sequences", "list", "DAVIS: train sequences held out of training and scored for "
+                      "validation instead of the val split (choose settings on them; report the val split)."),
     "model_width": ("model.width", "float", "VGG-16 channel multiplier (1.0 = paper)."),
     "fc_units": ("model.fc_units", "integer", "Localization head fully connected units."),
     "vgg_weights": ("model.vgg_weights", "string", "None, 'imagenet' or a local VGG16 .h5 path."),

@@ -13,10 +13,12 @@ from maskrnn_tf.inference.finetune import (
 )
 from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
 from maskrnn_tf.inference.flow_source import FloFileFlow, backend_flow_fn, make_flow_fn
-from maskrnn_tf.inference.model_loading import ModelLoadError, load_model
+from maskrnn_tf.inference.model_loading import ModelLoadError, load_model, training_config
 from maskrnn_tf.inference.model_step import model_step_fn
 from maskrnn_tf.inference.output_dir import (OutputExistsError, UnsafeOutputError, atomic_output_dir,
                                              check_output_dir)
+from maskrnn_tf.inference.recurrent_finetune import (RecurrentFinetuneConfig, recurrent_finetune,
+                                                     recurrent_finetuning_prepare)
 from maskrnn_tf.inference.propagation import AnyFlowFn, FlowFn, FrameResult, NamedFlowFn, StepFn, propagate
 from maskrnn_tf.inference.segmenter import (SegmentOptions, check_overlay_path, segment_davis, segment_frames,
                                            segment_video)
@@ -34,6 +36,7 @@ __all__ = [
     "ModelLoadError",
     "NamedFlowFn",
     "OutputExistsError",
+    "RecurrentFinetuneConfig",
     "SegmentOptions",
     "StepFn",
     "UnsafeOutputError",
@@ -56,7 +59,10 @@ __all__ = [
     "parse_boxes",
     "propagate",
     "read_first_mask",
+    "recurrent_finetune",
+    "recurrent_finetuning_prepare",
     "segment_davis",
     "segment_frames",
     "segment_video",
+    "training_config",
 ]

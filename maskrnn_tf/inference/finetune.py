@@ -7,7 +7,8 @@ mask, no recurrence), with Adam on a decaying learning rate and the training los
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, List, Optional, Sequence, Tuple
+import time
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import keras
@@ -191,13 +192,20 @@ def finetuning_prepare(
     config: FinetuneConfig = FinetuneConfig(),
 ) -> Callable[[VideoSource, FirstMask], StepFn]:
     """A `prepare` callback for `segment_video` / `segment_davis`: every video starts from the weights the
-    model has now and is finetuned on its own first frame before `step_fn` (which wraps `model`) runs."""
+    model has now and is finetuned on its own first frame before `step_fn` (which wraps `model`) runs.
+
+    `prepare.log` maps each video's name to {"updates", "seconds"} (wall time of its finetuning)."""
     initial = [v.numpy() for v in model.weights]
+    log: Dict[str, Dict[str, float]] = {}
 
     def prepare(source: VideoSource, first: FirstMask) -> StepFn:
+        start = time.monotonic()
         for variable, value in zip(model.weights, initial):
             variable.assign(value)
-        finetune_on_video(model, source, first, flow_fn, max_size, config)
+        losses = finetune_on_video(model, source, first, flow_fn, max_size, config)
+        log[source.name] = {"updates": int(np.sum(np.isfinite(losses))),
+                            "seconds": round(time.monotonic() - start, 2)}
         return step_fn
 
+    prepare.log = log  # type: ignore[attr-defined]
     return prepare

@@ -127,6 +127,27 @@ def load_model(
     return rebuild_with_precision(model, precision or "float32", overrides)
 
 
+def training_config(path: str) -> Optional[dict]:
+    """The training config (config.json, as `python -m maskrnn_tf.train` wrote it) of the run a model path
+    comes from: a run folder, its checkpoints folder, a checkpoint prefix, or a .keras file in a run folder.
+    None when there is none (a .keras file copied elsewhere) or it does not parse."""
+    path = os.path.abspath(os.fspath(path))
+    if path.endswith(".keras"):
+        run_dir = os.path.dirname(path)
+    elif os.path.isfile(path + ".index"):  # .../run/checkpoints/ckpt-N
+        run_dir = os.path.dirname(os.path.dirname(path))
+    elif os.path.basename(path) == CHECKPOINTS:
+        run_dir = os.path.dirname(path)
+    else:
+        run_dir = path
+    try:
+        with open(os.path.join(run_dir, CONFIG_FILE), encoding="utf-8") as f:
+            values = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return values if isinstance(values, dict) else None
+
+
 def _load_any(path: str) -> MaskRNN:
     if path.endswith(".keras"):
         if not os.path.isfile(path):

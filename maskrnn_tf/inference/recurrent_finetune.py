@@ -250,13 +250,24 @@ def recurrent_finetuning_prepare(
     size) before `step_fn` (which wraps `model`) runs.
 
     One finetuner is kept per (object count, frame size), so the unrolled step is traced once per shape.
-    `prepare.results` collects (video name, RecurrentFinetuneResult) for reporting wall times.
+    `prepare.results` collects (video name, RecurrentFinetuneResult); `prepare.log` maps each video's name to
+    {"updates", "seconds", "stopped_by_budget"} (seconds: wall time of its finetuning, everything included).
     """
     initial = [v.numpy() for v in model.weights]
     finetuners: Dict[Tuple[int, int, int], RecurrentFinetuner] = {}
     results: List[Tuple[str, RecurrentFinetuneResult]] = []
+    log: Dict[str, Dict[str, object]] = {}
 
     def prepare(source: VideoSource, first: FirstMask) -> StepFn:
+        start = time.monotonic()
+        step = _prepare(source, first)
+        result = results[-1][1] if results and results[-1][0] == source.name else None
+        log[source.name] = {"updates": result.steps if result else 0,
+                            "seconds": round(time.monotonic() - start, 2),
+                            "stopped_by_budget": bool(result and result.stopped_by_budget)}
+        return step
+
+    def _prepare(source: VideoSource, first: FirstMask) -> StepFn:
         for variable, value in zip(model.weights, initial):
             variable.assign(value)
         if config.steps == 0:
@@ -275,4 +286,5 @@ def recurrent_finetuning_prepare(
         return step_fn
 
     prepare.results = results  # type: ignore[attr-defined]
+    prepare.log = log  # type: ignore[attr-defined]
     return prepare

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
+import time
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -267,13 +268,22 @@ def segment_video(
         step_fn = prepare(source, first)
     record = {"video": os.path.abspath(video),
               "first_mask": os.path.abspath(mask_file) if mask_file else first_mask_copy,
-              "object_ids": list(first.object_ids), **(metadata or {})}
+              "object_ids": list(first.object_ids), **(metadata or {}), **_finetune_log(prepare)}
     with atomic_output_dir(output_dir, overwrite, inputs, record) as tmp:
+        start = time.monotonic()
         record["frames"] = segment_frames(step_fn, source, first, flow_fn, tmp, options,
                                           _overlay_target(overlay_path, output_dir, tmp))
+        record["segment_seconds"] = round(time.monotonic() - start, 2)
         if first_mask_copy:
             write_palette_png(os.path.join(tmp, first_mask_copy), first.labels, first.palette)
     return record["frames"]
+
+
+def _finetune_log(prepare) -> Dict[str, object]:
+    """{"finetune_log": prepare.log} when the prepare callback keeps one (per video: updates, seconds), the
+    same dict, so that segment_run.json gets what it holds when the folder is complete."""
+    log = getattr(prepare, "log", None)
+    return {"finetune_log": log} if isinstance(log, dict) else {}
 
 
 def segment_davis(
@@ -312,8 +322,9 @@ def segment_davis(
             raise ValueError(f"sequence(s) {unknown} not in DAVIS-{year} {split}; choose from {sorted(by_name)}.")
         listed = [by_name[n] for n in sequences]
     names: List[str] = []
+    seconds: Dict[str, float] = {}
     record = {"davis_root": os.path.abspath(davis_root), "split": split, "year": year, "sequences": names,
-              **(metadata or {})}
+              **(metadata or {}), **_finetune_log(prepare), "segment_seconds": seconds}
     with atomic_output_dir(output_dir, overwrite, inputs, record) as tmp:
         for sequence in tqdm(listed, desc=f"DAVIS-{year} {split}", unit="seq", disable=not options.progress):
             source = VideoSource(os.path.dirname(sequence.frame_paths[0]), frame_paths=list(sequence.frame_paths),
@@ -323,7 +334,9 @@ def segment_davis(
             seq_step = prepare(source, first) if prepare is not None else step_fn
             if seq_step is None:
                 raise ValueError("segment_davis needs step_fn or prepare.")
+            start = time.monotonic()
             segment_frames(seq_step, source, first, flow_fn, os.path.join(tmp, sequence.name), options,
                            description=sequence.name)
+            seconds[sequence.name] = round(time.monotonic() - start, 2)
             names.append(sequence.name)
     return names

@@ -32,7 +32,11 @@ class DataConfig:
         synthetic_video_frames: their length.
       flow: flow backend for real videos ('dis', 'dis-fast', 'farneback', ...; synthetic flows are exact);
         flow_cache_dir: where computed flows are cached (None: recomputed every run).
-      val_videos: held-out videos scored for validation J every `eval_every` steps.
+      val_videos: held-out videos scored for validation J every `eval_every` steps (without val_sequences:
+        synthetic videos of unseen seeds, or the first DAVIS val sequences).
+      val_sequences: DAVIS only: train-split sequences held out of training and scored for validation instead
+        (all of them; val_videos is then unused): the split to choose settings on, so that the val split is
+        only reported, never tuned on.
       val_frames: frames per validation video.
       synthetic_flow: flows of the synthetic_vos training and validation videos: 'exact' (the generator's) or
         a flow backend name ('dis', ...) computing them from the frames, as the demo's held-out videos are
@@ -56,11 +60,23 @@ class DataConfig:
     flow_cache_dir: Optional[str] = None
     val_videos: int = 4
     val_frames: int = 8
+    val_sequences: Tuple[str, ...] = ()
     synthetic_flow: str = "exact"
     perturb_amount: float = 1.0
     perturb_min_iou: float = 0.6
 
     def __post_init__(self) -> None:
+        # JSON and flags give lists (or one comma-separated string): keep a tuple so the config stays hashable.
+        names = self.val_sequences
+        if isinstance(names, str):
+            names = [n for n in names.split(",")]
+        names = tuple(str(n).strip() for n in names)
+        if any(not n for n in names) or len(set(names)) != len(names):
+            raise ValueError(f"DataConfig.val_sequences must be distinct non-empty names, got {list(names)}.")
+        object.__setattr__(self, "val_sequences", names)
+        if names and self.dataset == "synthetic_vos":
+            raise ValueError("DataConfig.val_sequences names DAVIS train sequences to hold out; synthetic_vos "
+                             "validates on videos of unseen seeds (use val_videos).")
         if self.synthetic_flow not in SYNTHETIC_FLOWS:
             raise ValueError(f"DataConfig.synthetic_flow must be one of {SYNTHETIC_FLOWS}, got {self.synthetic_flow!r}.")
         if self.perturb_amount < 0 or not 0.0 <= self.perturb_min_iou <= 1.0:

@@ -37,7 +37,7 @@ def check_data_available(data: DataConfig) -> None:
 
     Cheap (it lists the split), so the train CLI calls it before anything slower or anything written."""
     if data.dataset in ("davis16", "davis17"):
-        _davis_sequences(data, "train")
+        split_held_out(data, _davis_sequences(data, "train"))
 
 
 def _davis_sequences(data: DataConfig, split: str) -> list:
@@ -58,13 +58,35 @@ def _davis_sequences(data: DataConfig, split: str) -> list:
     return sequences
 
 
+def split_held_out(data: DataConfig, sequences: list) -> Tuple[list, list]:
+    """(training sequences, held-out sequences) of the train split: `data.val_sequences` are held out, in the
+    order given. A name the split does not list raises DataNotFoundError naming it and the split's names."""
+    names = [s.name for s in sequences]
+    unknown = [n for n in data.val_sequences if n not in names]
+    if unknown:
+        raise DataNotFoundError(
+            f"{data.dataset}: --val_sequences names {unknown}, which the train split under {data.manual_dir} does "
+            f"not list; its sequences are: {', '.join(sorted(names))}.")
+    held = [sequences[names.index(n)] for n in data.val_sequences]
+    train = [s for s in sequences if s.name not in data.val_sequences]
+    if held and not train:
+        raise DataNotFoundError(f"{data.dataset}: --val_sequences holds out every train sequence; leave some to "
+                                "train on.")
+    return train, held
+
+
 def _davis_source(data: DataConfig, split: str) -> VideoSource:
+    """split 'train': the train split minus data.val_sequences; 'held_out': those; 'val': the val split."""
     # Local imports: only DAVIS runs need the readers and the flow machinery.
     from maskrnn_tf.data.flow_backends import make_backend
     from maskrnn_tf.data.flow_cache import FlowCache
     from maskrnn_tf.data.sources import SequenceSource
 
-    sequences = _davis_sequences(data, split)
+    if split in ("train", "held_out"):
+        train, held = split_held_out(data, _davis_sequences(data, "train"))
+        sequences = train if split == "train" else held
+    else:
+        sequences = _davis_sequences(data, split)
     cache = os.path.expanduser(data.flow_cache_dir) if data.flow_cache_dir else None
     return SequenceSource(sequences, FlowCache(make_backend(data.flow), cache))
 
@@ -139,15 +161,22 @@ def validation_videos(data: DataConfig) -> List[Dict[str, np.ndarray]]:
     """Held-out videos at the training size: dicts with frames, masks (ids), flows_to_prev/next, name.
 
     synthetic_vos: `val_videos` procedural videos with seeds disjoint from training (flows as
-    data.synthetic_flow says). DAVIS: the first
-    `val_videos` sequences of the val split, first `val_frames` frames."""
-    if data.val_videos <= 0:
-        return []
+    data.synthetic_flow says). DAVIS: the `val_sequences` held out of the train split (all of them), or
+    without them the first `val_videos` sequences of the val split; first `val_frames` frames of each."""
     if data.dataset == "synthetic_vos":
+        if data.val_videos <= 0:
+            return []
         return _synthetic_videos(data, VALIDATION_SEED_BASE, data.val_videos, data.val_frames)
-    source = _davis_source(data, "val")
+    if data.val_sequences:
+        source = _davis_source(data, "held_out")
+        count = len(source)
+    else:
+        if data.val_videos <= 0:
+            return []
+        source = _davis_source(data, "val")
+        count = min(data.val_videos, len(source))
     videos = []
-    for v in range(min(data.val_videos, len(source))):
+    for v in range(count):
         count = min(data.val_frames, source.num_frames(v))
         video = dict(source.load(v, list(range(count))))
         video["name"] = np.array(source.name(v))

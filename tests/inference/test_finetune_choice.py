@@ -1,0 +1,99 @@
+"""`segment --finetune`: which finetuning a model gets, its defaults, and the CLI wiring of recurrent finetuning."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from maskrnn_tf.inference import training_config
+from maskrnn_tf.inference.finetune_choice import choose_finetuning, describe_choice
+
+from .test_inference_segment import run_cli
+
+STAGE_B = {"stage_a_steps": 10, "stage_b_steps": 5, "loss": {"loc_weight": 0.1, "class_balance": False}}
+STAGE_A_ONLY = {"stage_a_steps": 10, "stage_b_steps": 0, "loss": {"loc_weight": 0.0, "class_balance": True}}
+
+
+def test_auto_follows_how_the_model_was_trained():
+    recurrent = choose_finetuning("auto", STAGE_B)
+    assert (recurrent.mode, recurrent.steps, recurrent.loc_weight, recurrent.class_balance) == (
+        "recurrent", 50, 0.1, False)
+    assert "stage B" in describe_choice(recurrent, 60.0) and "or 60 s" in describe_choice(recurrent, 60.0)
+    static = choose_finetuning("auto", STAGE_A_ONLY)
+    assert (static.mode, static.steps, static.loc_weight, static.class_balance) == ("static", 200, 0.0, True)
+    unknown = choose_finetuning("auto", None)
+    assert (unknown.mode, unknown.steps, unknown.loc_weight, unknown.class_balance) == ("static", 200, 1.0, True)
+    assert "no config.json" in unknown.reason
+
+
+def test_explicit_settings_win():
+    choice = choose_finetuning("static", STAGE_B, steps=7, loc_weight=0.5, class_balance=True)
+    assert (choice.mode, choice.steps, choice.loc_weight, choice.class_balance) == ("static", 7, 0.5, True)
+    assert choose_finetuning("recurrent", None).steps == 50
+    off = choose_finetuning("auto", STAGE_B, steps=0)
+    assert (off.mode, off.steps) == ("none", 0) and "--finetune_steps=0" in describe_choice(off, 60)
+    assert choose_finetuning("none", STAGE_B, steps=9).steps == 0
+    with pytest.raises(ValueError, match="--finetune must be one of"):
+        choose_finetuning("dynamic", None)
+
+
+def test_training_config_is_found_from_every_model_path(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(STAGE_B))
+    (run / "model.keras").write_bytes(b"")
+    (run / "checkpoints" / "ckpt-5.index").write_bytes(b"")
+    for path in (run, run / "model.keras", run / "checkpoints", run / "checkpoints" / "ckpt-5"):
+        assert training_config(str(path)) == STAGE_B, path
+    elsewhere = tmp_path / "copied.keras"
+    elsewhere.write_bytes(b"")
+    assert training_config(str(elsewhere)) is None
+    (run / "config.json").write_text("{not json")
+    assert training_config(str(run)) is None
+
+
+@pytest.fixture(scope="module")
+def stage_b_run(tmp_path_factory, tiny_model_path):
+    """A run folder of the tiny model whose config.json says it was trained with stage B."""
+    run = tmp_path_factory.mktemp("stage_b_run")
+    shutil.copy(tiny_model_path, run / "model.keras")
+    (run / "config.json").write_text(json.dumps(STAGE_B))
+    return str(run)
+
+
+def _probs(folder: str, frame: str = "00004") -> np.ndarray:
+    return np.load(os.path.join(folder, "probs", f"{frame}.npy")).astype(np.float32)
+
+
+def test_cli_finetunes_a_stage_b_model_recurrently_within_its_budget(tmp_path, video_on_disk, stage_b_run):
+    frames, mask = video_on_disk
+    common = [f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", "--save_probs",
+              "--precision=float32"]
+    none = str(tmp_path / "none")
+    assert run_cli(*common, f"--output={none}", "--finetune=none") == 0
+    # A 1 ms budget: the first update always runs, no second one fits.
+    out = str(tmp_path / "recurrent")
+    assert run_cli(*common, f"--output={out}", "--finetune_lr=1e-3", "--finetune_budget=0.001",
+                   "--finetune_clip_length=3") == 0
+    with open(os.path.join(out, "segment_run.json")) as f:
+        record = json.load(f)
+    assert (record["finetune"], record["finetune_steps"], record["finetune_clip_length"]) == ("recurrent", 50, 3)
+    log = record["finetune_log"]["frames"]
+    assert log["updates"] == 1 and log["stopped_by_budget"] is True and log["seconds"] > 0
+    assert record["segment_seconds"] > 0
+    # The finetuned weights segmented the video: its probabilities moved away from the untouched model's.
+    assert np.abs(_probs(out) - _probs(none)).max() > 1e-3
+    with open(os.path.join(none, "segment_run.json")) as f:
+        assert json.load(f)["finetune"] == "none"
+
+
+def test_cli_static_on_request(tmp_path, video_on_disk, stage_b_run):
+    frames, mask = video_on_disk
+    out = str(tmp_path / "static")
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", f"--output={out}",
+                   "--finetune=static", "--finetune_steps=2", "--precision=float32") == 0
+    with open(os.path.join(out, "segment_run.json")) as f:
+        record = json.load(f)
+    assert (record["finetune"], record["finetune_steps"]) == ("static", 2)
+    assert record["finetune_log"]["frames"]["updates"] == 2 and "stopped_by_budget" not in record["finetune_log"]["frames"]
