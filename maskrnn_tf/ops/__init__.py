@@ -1,6 +1,7 @@
 """Pure tensor functions: warping, flow helpers, boxes and RoI pooling, `.flo` I/O."""
 from maskrnn_tf.ops.boxes import (
     DEFAULT_DELTA_WEIGHTS,
+    bilinear_crops,
     box_mask,
     boxes_to_normalized,
     clip_boxes,
@@ -17,6 +18,7 @@ from maskrnn_tf.ops.warp import dense_image_warp
 __all__ = [
     "DEFAULT_DELTA_WEIGHTS",
     "FloFormatError",
+    "bilinear_crops",
     "box_mask",
     "boxes_to_normalized",
     "clip_boxes",

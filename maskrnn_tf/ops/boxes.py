@@ -125,10 +125,71 @@ def boxes_to_normalized(boxes: tf.Tensor, height, width) -> tf.Tensor:
     )
 
 
+def _sample_coordinates(start: tf.Tensor, end: tf.Tensor, size: tf.Tensor, count: int) -> tf.Tensor:
+    """[N, count] sample positions (pixel-centre units) of crop_and_resize along one axis."""
+    extent = tf.cast(size - 1, tf.float32)
+    if count > 1:
+        steps = tf.range(count, dtype=tf.float32)[None, :]
+        return start[:, None] * extent + steps * ((end - start) * extent / (count - 1))[:, None]
+    return (0.5 * (start + end) * extent)[:, None]
+
+
+def bilinear_crops(image: tf.Tensor, normalized_boxes: tf.Tensor, box_indices: tf.Tensor,
+                   crop_size: Tuple[int, int]) -> tf.Tensor:
+    """`tf.image.crop_and_resize(..., method="bilinear", extrapolation_value=0)` from gathers and arithmetic.
+
+    The same sampling (box corner n at pixel-centre coordinate n * (size - 1), crop_size points spread evenly
+    between the corners; a sample outside the image is 0) and the same gradients with respect to the image and
+    the boxes, but XLA compiles it (CropAndResize has no XLA kernel, so a model using it cannot be jit-compiled).
+
+    Args:
+      image: [B, H, W, C] float32.
+      normalized_boxes: [N, 4] (y1, x1, y2, x2) normalized as crop_and_resize takes them.
+      box_indices: [N] int32 index into the batch of `image`.
+      crop_size: (crop height, crop width).
+
+    Returns:
+      [N, crop height, crop width, C] float32.
+    """
+    image = tf.convert_to_tensor(image, tf.float32)
+    boxes = tf.convert_to_tensor(normalized_boxes, tf.float32)
+    box_indices = tf.convert_to_tensor(box_indices, tf.int32)
+    height, width = tf.shape(image)[1], tf.shape(image)[2]
+    crop_h, crop_w = int(crop_size[0]), int(crop_size[1])
+    ys = _sample_coordinates(boxes[:, 0], boxes[:, 2], height, crop_h)  # [N, ch]
+    xs = _sample_coordinates(boxes[:, 1], boxes[:, 3], width, crop_w)  # [N, cw]
+    inside = ((ys >= 0) & (ys <= tf.cast(height - 1, tf.float32)))[:, :, None] & (
+        (xs >= 0) & (xs <= tf.cast(width - 1, tf.float32)))[:, None, :]
+    top, left = tf.floor(ys), tf.floor(xs)
+    y_lerp = (ys - top)[:, :, None, None]  # ceil - floor is 1 except on a pixel centre, where the lerp is 0
+    x_lerp = (xs - left)[:, None, :, None]
+
+    def index(values: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+        return tf.clip_by_value(tf.cast(values, tf.int32), 0, size - 1)
+
+    y0, y1 = index(top, height), index(tf.math.ceil(ys), height)
+    x0, x1 = index(left, width), index(tf.math.ceil(xs), width)
+    n = tf.shape(boxes)[0]
+    batch = tf.broadcast_to(box_indices[:, None, None], [n, crop_h, crop_w])
+
+    def gather(rows: tf.Tensor, cols: tf.Tensor) -> tf.Tensor:
+        r = tf.broadcast_to(rows[:, :, None], [n, crop_h, crop_w])
+        c = tf.broadcast_to(cols[:, None, :], [n, crop_h, crop_w])
+        return tf.gather_nd(image, tf.stack([batch, r, c], axis=-1))
+
+    top_left, top_right = gather(y0, x0), gather(y0, x1)
+    bottom_left, bottom_right = gather(y1, x0), gather(y1, x1)
+    upper = top_left + (top_right - top_left) * x_lerp
+    lower = bottom_left + (bottom_right - bottom_left) * x_lerp
+    crops = upper + (lower - upper) * y_lerp
+    return tf.where(inside[..., None], crops, tf.zeros_like(crops))
+
+
 def roi_pool(
     features: tf.Tensor, normalized_boxes: tf.Tensor, box_indices: tf.Tensor, output_size: int = 7
 ) -> tf.Tensor:
-    """RoI pooling: `crop_and_resize` to 2k x 2k (bilinear), then 2x2 max-pool to k x k.
+    """RoI pooling: a bilinear crop to 2k x 2k (crop_and_resize's sampling, `bilinear_crops`), then 2x2
+    max-pool to k x k.
 
     Args:
       features: [B, h, w, C] feature map.
@@ -139,13 +200,8 @@ def roi_pool(
     Returns:
       [N, k, k, C] in the dtype of `features`.
     """
-    crops = tf.image.crop_and_resize(
-        tf.cast(features, tf.float32),
-        tf.cast(normalized_boxes, tf.float32),
-        tf.cast(box_indices, tf.int32),
-        [2 * output_size, 2 * output_size],
-        method="bilinear",
-    )
+    crops = bilinear_crops(tf.cast(features, tf.float32), normalized_boxes, box_indices,
+                           (2 * output_size, 2 * output_size))
     pooled = tf.nn.max_pool2d(crops, ksize=2, strides=2, padding="VALID")
     return tf.cast(pooled, features.dtype)
 

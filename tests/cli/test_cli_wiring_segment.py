@@ -56,9 +56,6 @@ def test_sequences_segments_only_the_named_sequences(davis_root, tmp_path):
     assert not (tmp_path / "other").exists()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="defect: the model step does not compile with XLA on CPU (tf.image.crop_and_resize in "
-                          "ops.roi_pool has no XLA_CPU_JIT kernel), so --jit_compile stops with InvalidArgumentError")
 def test_jit_compile_runs_the_model_step_through_xla(davis_root, tmp_path):
     from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 
@@ -67,7 +64,7 @@ def test_jit_compile_runs_the_model_step_through_xla(davis_root, tmp_path):
     common = ["--method=maskrnn", f"--model={model}", "--finetune_steps=0", "--precision=float32",
               f"--davis_root={davis_root}", "--sequences=beta"]
     outputs = {}
-    for jit in (True, False):  # the XLA run first: while the defect stands the test stops there
+    for jit in (True, False):
         dump = tmp_path / f"xla_dump_{jit}"
         env = dict(ENV, XLA_FLAGS=f"--xla_dump_to={dump}")
         outputs[jit] = tmp_path / f"out_{jit}"
