@@ -34,6 +34,8 @@ _FIELDS: Dict[str, Tuple[str, str, str]] = {
     "val_frames": ("data.val_frames", "integer", "Frames per validation video."),
     "val_sequences": ("data.val_sequences", "list", "DAVIS: train sequences held out of training and scored for "
                       "validation instead of the val split (choose settings on them; report the val split)."),
+    "dream_fraction": ("data.dream_fraction", "float", "Share of stage B clips dreamt from single training frames "
+                       "(exact flows and masks) instead of read from the videos (0 = none)."),
     "model_width": ("model.width", "float", "VGG-16 channel multiplier (1.0 = paper)."),
     "fc_units": ("model.fc_units", "integer", "Localization head fully connected units."),
     "vgg_weights": ("model.vgg_weights", "string", "None, 'imagenet' or a local VGG16 .h5 path."),

@@ -44,6 +44,10 @@ class DataConfig:
       perturb_amount: multiplies every range of the stage A previous-mask perturbation (data.perturb.PerturbConfig
         defaults: scale, rotation, translation, dilation radius, elastic amplitude); 1 = those defaults.
       perturb_min_iou: lowest accepted IoU between the perturbed previous mask and the truth (0.6 = default).
+      dream_fraction: share of stage B clips dreamt from single training frames (`data.dreamt_source`: exact
+        flows and masks, Lucid Data Dreaming) instead of read from the videos; 0 = real clips only.
+      dream_videos: distinct dreamt clips (each made on first use from a seeded training frame).
+      dream_scale: training frames are resized by this factor before dreaming (dreaming cost grows with area).
     """
 
     dataset: str = "synthetic_vos"
@@ -64,6 +68,9 @@ class DataConfig:
     synthetic_flow: str = "exact"
     perturb_amount: float = 1.0
     perturb_min_iou: float = 0.6
+    dream_fraction: float = 0.0
+    dream_videos: int = 1000
+    dream_scale: float = 0.5
 
     def __post_init__(self) -> None:
         # JSON and flags give lists (or one comma-separated string): keep a tuple so the config stays hashable.
@@ -77,6 +84,9 @@ class DataConfig:
         if names and self.dataset == "synthetic_vos":
             raise ValueError("DataConfig.val_sequences names DAVIS train sequences to hold out; synthetic_vos "
                              "validates on videos of unseen seeds (use val_videos).")
+        if not 0.0 <= self.dream_fraction <= 1.0 or self.dream_videos < 1 or not 0.0 < self.dream_scale <= 1.0:
+            raise ValueError("DataConfig: need 0 <= dream_fraction <= 1, dream_videos >= 1, 0 < dream_scale <= 1, got "
+                             f"{self.dream_fraction}, {self.dream_videos}, {self.dream_scale}.")
         if self.synthetic_flow not in SYNTHETIC_FLOWS:
             raise ValueError(f"DataConfig.synthetic_flow must be one of {SYNTHETIC_FLOWS}, got {self.synthetic_flow!r}.")
         if self.perturb_amount < 0 or not 0.0 <= self.perturb_min_iou <= 1.0:

@@ -137,8 +137,23 @@ def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tup
     augment = AugmentConfig(crop_size=(data.height, data.width))
     static = make_static_dataset(source, augment=augment, perturb=perturb_config(data), seed=seed,
                                  batch_size=data.batch_size)
-    clips = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1,
-                              batch_size=data.clip_batch_size)
+    if data.dream_fraction <= 0:
+        clips = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1,
+                                  batch_size=data.clip_batch_size)
+        return static, clips
+    # Real and dreamt clips, mixed clip by clip (seeded), then batched: both get the same augmentation.
+    from maskrnn_tf.data.dreaming import DreamConfig
+    from maskrnn_tf.data.dreamt_source import DreamtSource
+
+    dreamt_source = DreamtSource(source, data.dream_videos, DreamConfig(num_frames=data.clip_length),
+                                 seed=seed + 2, scale=data.dream_scale)
+    real = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1)
+    dreamt = make_clip_dataset(dreamt_source, clip_length=data.clip_length, augment=augment, seed=seed + 3)
+    mixed = tf.data.Dataset.sample_from_datasets(
+        [real, dreamt], weights=[1.0 - data.dream_fraction, data.dream_fraction], seed=seed + 4)
+    options = tf.data.Options()
+    options.deterministic = True
+    clips = mixed.batch(data.clip_batch_size, drop_remainder=True).with_options(options).prefetch(tf.data.AUTOTUNE)
     return static, clips
 
 
