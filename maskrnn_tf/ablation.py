@@ -76,11 +76,12 @@ def _run(args: List[str], clock: Optional[str] = None) -> float:
         if process.poll() is None:
             process.terminate()
             process.wait()
+        total = before + time.time() - started  # one reading: what the clock file says is what is returned
         if clock:
-            _write_text(clock, f"{before + time.time() - started:.1f}\n")
+            _write_text(clock, f"{total:.1f}\n")
     if code != 0:
         raise SystemExit(f"ablation: the command above failed with exit code {code}.")
-    return before + time.time() - started
+    return total
 
 
 def _write_text(path: str, text: str) -> None:
@@ -127,7 +128,7 @@ def _on_sigterm(signum, frame) -> None:
 
 def main(argv: List[str]) -> int:
     del argv
-    _console.import_tensorflow_quietly()
+    # No TensorFlow here: the driver only runs the train, segment and evaluate commands.
     from maskrnn_tf.experiments.ablation_variants import (ABLATION_VARIANTS, ablation_markdown,
                                                           finetune_loc_weight, read_scores, record_mismatch,
                                                           results_record, select_variants, training_variant,

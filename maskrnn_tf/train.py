@@ -148,7 +148,7 @@ def _parse_profile(text: Optional[str]) -> Optional[Tuple[int, int]]:
 def main(argv: List[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    _console.import_tensorflow_quietly()
+    # The config is plain dataclasses: a bad config and --print_config answer before TensorFlow starts.
     from maskrnn_tf.training.config import TrainConfig
     from maskrnn_tf.training.config_bounds import check_config_bounds
 
@@ -161,6 +161,7 @@ def main(argv: List[str]) -> int:
     if FLAGS.print_config:
         print(config.to_json(), flush=True)
         return 0
+    _console.import_tensorflow_quietly()
     run_dir = os.path.abspath(FLAGS.run_dir)
     named = "" if FLAGS["run_dir"].present else " (named after the flag file; --run_dir=DIR for another)"
     print(f"run dir {run_dir}{named}\nTensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)

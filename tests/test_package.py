@@ -36,3 +36,18 @@ def test_datasets_and_export_live_under_maskrnn_tf():
 
     assert maskrnn_tf.datasets.__name__ == "maskrnn_tf.datasets"
     assert maskrnn_tf.export.__name__ == "maskrnn_tf.export"
+
+
+def test_configs_and_print_config_need_no_tensorflow():
+    """The configs are plain dataclasses: `train --print_config` and bad-config errors answer at once."""
+    script = ("import sys; from maskrnn_tf.training.config import TrainConfig; "
+              "from maskrnn_tf.model_config import MaskRNNConfig; TrainConfig().to_json(); "
+              "import maskrnn_tf.experiments.ablation_variants; "
+              "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    printed = subprocess.run([sys.executable, "-X", "importtime", "-m", "maskrnn_tf.train",
+                              "--flagfile=synthetic.flags", "--print_config"], capture_output=True, text=True,
+                             timeout=120, cwd=__file__.rsplit("/tests/", 1)[0])
+    assert printed.returncode == 0, printed.stderr[-2000:]
+    assert '"stage_a_steps"' in printed.stdout and "| tensorflow" not in printed.stderr

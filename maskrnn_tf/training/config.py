@@ -10,7 +10,7 @@ import dataclasses
 import json
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from maskrnn_tf.model import MaskRNNConfig
+from maskrnn_tf.model_config import MaskRNNConfig  # no TensorFlow: --print_config stays instant
 
 DATASETS = ("synthetic_vos", "davis16", "davis17")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
