@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed
 RUN_DIR ?= runs/demo
 NAME ?= model_step
 ARGS ?=
+# Test processes (pytest-xdist): many tests wait on single-threaded work (subprocess start-up, tracing), so two
+# processes keep two cores busy. Each holds a TensorFlow runtime (~1-2 GB): raise it only with the memory.
+TEST_WORKERS ?= 2
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
@@ -21,7 +24,7 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
 
 demo: $(STAMP)
 	$(PY) -m maskrnn_tf.demo --run_dir=$(RUN_DIR)

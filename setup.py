@@ -41,5 +41,5 @@ setup(
         "pyyaml>=6.0,<7",
         "tqdm>=4.66,<5",
     ],
-    extras_require={"test": ["pytest>=8,<10", "scipy>=1.11,<2"]},
+    extras_require={"test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "scipy>=1.11,<2"]},
 )
