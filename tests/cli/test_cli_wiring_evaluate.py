@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from maskrnn_tf.io import read_mask, write_palette_png
+from davis_files import gt_stack, write_results  # tests/davis_files.py
 from maskrnn_tf.metrics.temporal import temporal_stability
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -30,26 +30,14 @@ def _davis17(shared_data):
     return os.path.join(shared_data, "DAVIS-2017-sample")
 
 
-def _gt(root, sequence):
-    folder = os.path.join(root, "Annotations", "480p", sequence)
-    names = sorted(os.listdir(folder))
-    return names, np.stack([read_mask(os.path.join(folder, n)) for n in names])
-
-
-def _write(results, sequence, names, labels):
-    os.makedirs(os.path.join(results, sequence), exist_ok=True)
-    for name, label in zip(names, labels):
-        write_palette_png(os.path.join(results, sequence, name), label)
-
-
 @pytest.fixture
 def void_as_object(shared_data, tmp_path):
     """DAVIS-2017 sample results: the ground truth, with tennis's void pixels (255) labelled object 1."""
     root = _davis17(shared_data)
     results = str(tmp_path / "results")
     for sequence in ("bear", "tennis"):
-        names, gt = _gt(root, sequence)
-        _write(results, sequence, names, np.where(gt == 255, 1, gt).astype(np.uint8))
+        names, gt = gt_stack(root, sequence)
+        write_results(results, sequence, names, np.where(gt == 255, 1, gt).astype(np.uint8))
     return root, results
 
 
@@ -75,7 +63,7 @@ def test_keep_void_scores_void_pixels_as_background(void_as_object):
     proc = _evaluate(root, results, "--all_frames", "--keep_void")
     assert proc.returncode == 0, proc.stderr
     _, rows = _rows(os.path.join(results, "per-sequence_results-val.csv"))
-    _, gt = _gt(root, "tennis")
+    _, gt = gt_stack(root, "tennis")
     want = np.mean([_iou(g == 1, (g == 1) | (g == 255)) for g in gt])
     assert want < 0.995  # the sample's void is large enough to show at 3 decimals
     assert rows["tennis_1"][0] == f"{want:.3f}"
@@ -88,15 +76,15 @@ def test_t_on_adds_t_from_the_predicted_masks_and_t_off_removes_it(void_as_objec
     assert proc.returncode == 0, proc.stderr
     header, rows = _rows(os.path.join(results, "per-sequence_results-val.csv"))
     assert header == ["Sequence", "J-Mean", "F-Mean", "T"]
-    _, bear = _gt(root, "bear")
+    _, bear = gt_stack(root, "bear")
     assert rows["bear_1"][2] == f"{temporal_stability(bear == 1):.3f}"
     global_header, global_rows = _rows(os.path.join(results, "global_results-val.csv"))
     assert global_header[-1] == "T-Mean"
     # --t=off on DAVIS-2016 (where auto would compute T): no T column.
     davis16 = os.path.join(os.path.dirname(root), "DAVIS-2016")
-    names, gt = _gt(davis16, "blackswan")
+    names, gt = gt_stack(davis16, "blackswan")
     out16 = str(tmp_path / "res16")
-    _write(out16, "blackswan", names, gt)
+    write_results(out16, "blackswan", names, gt)
     off = _evaluate(davis16, out16, "--sequences=blackswan", "--t=off")
     assert off.returncode == 0, off.stderr
     header, rows = _rows(os.path.join(out16, "per-sequence_results-val.csv"))
@@ -127,8 +115,8 @@ def test_year_picks_the_layout_when_a_root_holds_both(tmp_path):
         for t in range(4):
             labels[t, 10:22 + t, 8 + 3 * t:26 + 3 * t + s] = 1
         names = [f"{t:05d}.png" for t in range(4)]
-        _write(str(root / "Annotations" / "480p"), sequence, names, labels)
-        _write(results, sequence, names, labels)
+        write_results(str(root / "Annotations" / "480p"), sequence, names, labels)
+        write_results(results, sequence, names, labels)
         if sequence == "alpha":
             lines += [f"/JPEGImages/480p/alpha/{n[:-4]}.jpg /Annotations/480p/alpha/{n}" for n in names]
     (root / "ImageSets" / "480p").mkdir(parents=True)

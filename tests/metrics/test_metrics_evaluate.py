@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from davis_files import gt_stack, write_results  # tests/davis_files.py
 from maskrnn_tf.io import read_mask, write_palette_png
 from maskrnn_tf.metrics import (
     DatasetLayoutError,
@@ -29,18 +30,6 @@ DAVIS16 = os.path.abspath(os.path.join(DATA, "DAVIS-2016"))
 DAVIS17 = os.path.abspath(os.path.join(DATA, "DAVIS-2017-sample"))
 # CI always has ../shared beside the clone: the `shared_data` fixture fails (not skips) when it is missing.
 needs_data = pytest.mark.usefixtures("shared_data")
-
-
-def gt_stack(root, seq):
-    folder = os.path.join(root, "Annotations", "480p", seq)
-    names = sorted(os.listdir(folder))
-    return names, np.stack([read_mask(os.path.join(folder, n)) for n in names])
-
-
-def write_results(out_dir, seq, names, labels):
-    os.makedirs(os.path.join(out_dir, seq), exist_ok=True)
-    for name, lab in zip(names, labels):
-        write_palette_png(os.path.join(out_dir, seq, name), lab)
 
 
 def read_csv(path):
