@@ -1,0 +1,44 @@
+"""Online finetuning table: scored segment runs of one network side by side (J, F and time per sequence).
+
+    python -m maskrnn_tf.finetune_table --results=none=results/ft_none,static=results/ft_static,\
+recurrent=results/ft_recurrent [--split=val] [--output=table.md]
+
+Each folder is a `python -m maskrnn_tf.segment --davis_root=...` run scored by `python -m maskrnn_tf.evaluate`.
+Bad input (a folder not scored, not written by segment) prints one line and exits with status 2.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("results", None, "LABEL=FOLDER (or FOLDER, labelled by its name), comma-separated, in column order.")
+flags.DEFINE_string("split", "val", "The split the folders were scored on (per-sequence_results-<split>.csv).")
+flags.DEFINE_string("output", None, "Also write the table to this markdown file.")
+flags.mark_flag_as_required("results")
+
+
+def main(argv) -> int:
+    del argv
+    from maskrnn_tf.experiments.finetune_comparison import ComparisonInputError, compare, parse_labelled
+
+    try:
+        _, table = compare(parse_labelled(FLAGS.results), FLAGS.split)
+    except (ComparisonInputError, OSError, ValueError, KeyError) as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 2
+    print(table, end="")
+    if FLAGS.output:
+        from maskrnn_tf.training.run_dir import atomic_write
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(table)
+
+        atomic_write(FLAGS.output, write)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
