@@ -115,3 +115,26 @@ def test_prepare_restores_weights_and_finetunes_each_video_at_the_processing_siz
     assert none(source, first) is step_fn and len(calls) == 3
     for variable, value in zip(model.weights, snapshot):
         np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_a_slow_first_update_does_not_end_the_budget(synthetic_video, tiny_model_path):
+    """The first update traces the unrolled step: its duration is no estimate of the next ones. With a first
+    update of 0.6 s and later ones of 0.05 s, a 1 s budget holds about 8 updates, not 1."""
+    import time
+
+    import tensorflow as tf
+
+    frame, ids = _first(synthetic_video)
+    finetuner = RecurrentFinetuner(load_model(tiny_model_path), 2, RecurrentFinetuneConfig(
+        steps=1000, time_budget_s=1.0, num_clips=1, dream=SHORT))
+    calls = []
+
+    def fake_clip_step(batch, reverse):
+        time.sleep(0.6 if not calls else 0.05)
+        calls.append(int(batch["frames"].shape[0]))
+        return {"loss": tf.constant(1.0), "grad_norm": tf.constant(1.0)}
+
+    finetuner._steps.clip_step = fake_clip_step
+    result = finetuner.run(frame, ids, [1, 2])
+    assert result.stopped_by_budget and 5 <= result.steps <= 9 and calls[0] == 2, result.step_seconds
+    assert result.seconds <= 1.0 + 0.05 + 0.1
