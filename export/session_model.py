@@ -14,14 +14,28 @@ propagate as they are.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2
 
 SERVE_TAG = "serve"
+
+
+@contextlib.contextmanager
+def _tf_warnings_off() -> Iterator[None]:
+    """TensorFlow's Python logger at ERROR for the duration (its level is restored)."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class SignatureNotFoundError(KeyError):
@@ -44,7 +58,8 @@ class SessionModel:
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph)
         try:
-            with self.graph.as_default():
+            with self.graph.as_default(), _tf_warnings_off():
+                # Deliberately the TF1 loader (what SavedModelBundle runs), so its deprecation notice is noise.
                 meta_graph = tf.compat.v1.saved_model.loader.load(self.session, list(tags), export_dir)
         except BaseException:
             self.session.close()

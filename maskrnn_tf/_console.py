@@ -99,12 +99,20 @@ def filtered_stderr() -> Iterator[None]:
 
 
 def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow and lets it find its devices (where cuInit runs) with the start-up noise dropped.
+    """Imports TensorFlow and lets it find its devices (where cuInit runs) with the start-up noise dropped, and
+    keeps absl's (so TensorFlow's Python) INFO lines off the console.
 
-    Does nothing special in verbose mode (`quiet_startup` not called or verbosity asked for), or when
+    Does nothing in verbose mode (`quiet_startup` not called or verbosity asked for); imports nothing when
     TensorFlow was imported already.
     """
-    if not _state["quiet"] or "tensorflow" in sys.modules:
+    if not _state["quiet"]:
+        return
+    # TensorFlow's Python side logs INFO lines through absl (the SavedModel writer's "Assets written to", the
+    # saver's "Sharding callback duration", ...): quiet keeps WARNING and above, --verbosity keeps them all.
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    if "tensorflow" in sys.modules:
         return
     with filtered_stderr():
         import tensorflow as tf

@@ -18,7 +18,9 @@ from maskrnn_tf.io import read_mask
 from maskrnn_tf.ops.flo_io import write_flo
 
 
-NOISE = ("absl::InitializeLog", "Could not find cuda drivers", "failed call to cuInit", "oneDNN custom operations")
+NOISE = ("absl::InitializeLog", "Could not find cuda drivers", "failed call to cuInit", "oneDNN custom operations",
+         # TensorFlow's Python INFO lines and our own deliberate use of the TF1 loader (SavedModelBundle's path)
+         "Assets written to", "Restoring parameters from", "Sharding callback duration", "is deprecated")
 
 
 def _run(args):
