@@ -72,7 +72,8 @@ def _seeds(seed: int, index: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     return pair[0], pair[1]
 
 
-def _finish(dataset: tf.data.Dataset, batch_size: Optional[int]) -> tf.data.Dataset:
+def finish_dataset(dataset: tf.data.Dataset, batch_size: Optional[int]) -> tf.data.Dataset:
+    """Batches (drop_remainder) when batch_size is given, keeps the order deterministic, prefetches."""
     if batch_size:
         dataset = dataset.batch(batch_size, drop_remainder=True)
     options = tf.data.Options()
@@ -110,7 +111,7 @@ def make_static_dataset(source: VideoSource, augment: AugmentConfig = AugmentCon
         }
 
     dataset = _indexed(items, seed, shuffle, repeat).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return _finish(dataset, batch_size)
+    return finish_dataset(dataset, batch_size)
 
 
 def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: AugmentConfig = AugmentConfig(),
@@ -146,7 +147,7 @@ def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: Augmen
         }
 
     dataset = _indexed(items, seed, shuffle, repeat).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return _finish(dataset, batch_size)
+    return finish_dataset(dataset, batch_size)
 
 
 def make_finetune_dataset(first_frame: np.ndarray, first_mask: np.ndarray, object_ids: Seq[int],
@@ -201,4 +202,4 @@ def make_finetune_dataset(first_frame: np.ndarray, first_mask: np.ndarray, objec
         }
 
     dataset = tf.data.Dataset.range(2 ** 62).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return _finish(dataset, batch_size)
+    return finish_dataset(dataset, batch_size)

@@ -262,31 +262,32 @@ def recurrent_finetuning_prepare(
     results: List[Tuple[str, RecurrentFinetuneResult]] = []
     log: Dict[str, Dict[str, object]] = {}
 
-    def prepare(source: VideoSource, first: FirstMask) -> StepFn:
-        start = time.monotonic()
-        step = _prepare(source, first)
-        result = results[-1][1] if results and results[-1][0] == source.name else None
-        log[source.name] = {"updates": result.steps if result else 0,
-                            "seconds": round(time.monotonic() - start, 2),
-                            "stopped_by_budget": bool(result and result.stopped_by_budget)}
-        return step
-
-    def _prepare(source: VideoSource, first: FirstMask) -> StepFn:
+    def finetune_video(source: VideoSource, first: FirstMask) -> Optional[RecurrentFinetuneResult]:
+        """Restores the weights and finetunes them on this video (None when there is nothing to do)."""
         for variable, value in zip(model.weights, initial):
             variable.assign(value)
         if config.steps == 0:
-            return step_fn
+            return None
         size = working_size(tuple(source.size), max_size)
         frames = source.frames()
         first_frame = resize_frame(next(frames), size)
         frames.close()
         ids, present = first_ids_at_size(first, size)
         if not present:  # nothing left to learn from at this size
-            return step_fn
+            return None
         key = (len(present),) + tuple(size)
         if key not in finetuners:
             finetuners[key] = finetuner_factory(model, len(present), config)
-        results.append((source.name, finetuners[key].run(first_frame, ids, present)))
+        return finetuners[key].run(first_frame, ids, present)
+
+    def prepare(source: VideoSource, first: FirstMask) -> StepFn:
+        start = time.monotonic()
+        result = finetune_video(source, first)
+        if result is not None:
+            results.append((source.name, result))
+        log[source.name] = {"updates": result.steps if result else 0,
+                            "seconds": round(time.monotonic() - start, 2),
+                            "stopped_by_budget": bool(result and result.stopped_by_budget)}
         return step_fn
 
     prepare.results = results  # type: ignore[attr-defined]

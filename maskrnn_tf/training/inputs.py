@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from maskrnn_tf.data.augment import AugmentConfig
 from maskrnn_tf.data.perturb import PerturbConfig
-from maskrnn_tf.data.pipelines import make_clip_dataset, make_static_dataset
+from maskrnn_tf.data.pipelines import finish_dataset, make_clip_dataset, make_static_dataset
 from maskrnn_tf.data.sources import ArraySource, VideoSource, synthetic_source
 from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
 from maskrnn_tf.training.config import DataConfig
@@ -151,10 +151,7 @@ def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tup
     dreamt = make_clip_dataset(dreamt_source, clip_length=data.clip_length, augment=augment, seed=seed + 3)
     mixed = tf.data.Dataset.sample_from_datasets(
         [real, dreamt], weights=[1.0 - data.dream_fraction, data.dream_fraction], seed=seed + 4)
-    options = tf.data.Options()
-    options.deterministic = True
-    clips = mixed.batch(data.clip_batch_size, drop_remainder=True).with_options(options).prefetch(tf.data.AUTOTUNE)
-    return static, clips
+    return static, finish_dataset(mixed, data.clip_batch_size)
 
 
 def _resize_video(video: Dict[str, np.ndarray], height: int, width: int) -> Dict[str, np.ndarray]:
