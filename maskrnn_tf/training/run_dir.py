@@ -125,7 +125,21 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
         new = json.loads(config.to_json())
         if stored == new:
             return path
-        diff = config_diff(stored, new)
+        # A config.json written before a setting existed lacks its key; at the setting's default it is the
+        # same run (a user who upgrades can resume), at any other value it is another config.
+        absent = missing_keys(stored, json.loads(TrainConfig().to_json()))
+        try:
+            stored_completed = json.loads(TrainConfig.from_dict(stored).to_json()) if absent else stored
+        except (ValueError, TypeError):  # keys this version does not know: the diff below names them
+            stored_completed = stored
+        differing = {line.split(":", 1)[0] for line in config_diff(stored_completed, new)}
+        diff = [line for line in config_diff(stored, new) if line.split(":", 1)[0] in differing]
+        if absent and not differing - set(STEP_KEYS):
+            defaults = ", ".join(repr(_lookup(new, key)) for key in absent)
+            report(f"{CONFIG_NAME} predates {', '.join(absent)}; continuing the run with their defaults ({defaults})")
+        stored = stored_completed
+        if stored == new:
+            return _write_config(path, config)
         steps_only = {k: v for k, v in stored.items() if k not in STEP_KEYS} == {
             k: v for k, v in new.items() if k not in STEP_KEYS} and all(k in stored for k in STEP_KEYS)
         if not steps_only:
@@ -136,13 +150,33 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
         if problem is not None:
             raise ConfigMismatchError(f"{run_dir}: {problem} ({'; '.join(diff)}).")
         report(f"step counts changed ({'; '.join(diff)}); continuing the run with them")
+    return _write_config(path, config)
 
+
+def _write_config(path: str, config: TrainConfig) -> str:
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(config.to_json() + "\n")
 
     atomic_write(path, write)
     return path
+
+
+def missing_keys(stored: dict, full: dict, prefix: str = "") -> List[str]:
+    """The dotted keys of `full` that `stored` lacks (sorted)."""
+    out = []
+    for key in sorted(full):
+        if key not in stored:
+            out.append(prefix + key)
+        elif isinstance(full[key], dict) and isinstance(stored[key], dict):
+            out += missing_keys(stored[key], full[key], prefix + key + ".")
+    return out
+
+
+def _lookup(values: dict, dotted: str):
+    for part in dotted.split("."):
+        values = values[part]
+    return values
 
 
 def config_diff(a: dict, b: dict, prefix: str = "") -> List[str]:

@@ -22,6 +22,28 @@ def test_config_json_is_written_once_and_another_config_is_refused(tmp_path):
     prepare_run_dir(run_dir, config.override({"seed": 8}), overwrite_config=True)
 
 
+def test_a_run_from_an_older_version_resumes_when_the_new_settings_are_at_their_defaults(tmp_path):
+    """A config.json written before a setting existed lacks its key: at the setting's default it is the same
+    run (resumed, the key added), at any other value it is another config."""
+    import json
+
+    run_dir = str(tmp_path / "run")
+    path = prepare_run_dir(run_dir, TrainConfig().override({"seed": 7}))
+    with open(path, encoding="utf-8") as f:
+        stored = json.load(f)
+    del stored["data"]["dream_fraction"], stored["data"]["dream_videos"]  # as an older version wrote it
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(stored, f)
+    reports = []
+    with pytest.raises(ConfigMismatchError, match="data.dream_fraction: stored None, now 0.5"):
+        prepare_run_dir(run_dir, TrainConfig().override({"seed": 7, "data.dream_fraction": 0.5}), report=reports.append)
+    prepare_run_dir(run_dir, TrainConfig().override({"seed": 7}), report=reports.append)
+    assert reports == ["config.json predates data.dream_fraction, data.dream_videos; "
+                       "continuing the run with their defaults (0.0, 1000)"]
+    with open(path, encoding="utf-8") as f:
+        assert json.load(f) == json.loads(TrainConfig().override({"seed": 7}).to_json())
+
+
 def test_config_diff_names_nested_keys():
     assert config_diff({"a": 1, "m": {"w": 0.5, "f": 8}}, {"a": 1, "m": {"w": 1.0, "f": 8}, "n": 2}) == [
         "m.w: stored 0.5, now 1.0", "n: stored None, now 2"]
