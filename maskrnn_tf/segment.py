@@ -49,8 +49,9 @@ flags.DEFINE_enum("finetune", "auto", ["auto", "recurrent", "static", "none"],
                   "with stage B (its run's config.json says), else static.")
 flags.DEFINE_integer("finetune_steps", None, "Finetuning updates per video (default 200 static, 50 recurrent; "
                      "0 skips finetuning).")
-flags.DEFINE_float("finetune_budget", 60.0, "Recurrent finetuning: wall seconds per video (dreaming, tracing, "
-                   "updates) after which no update starts; 0 = no limit.")
+flags.DEFINE_float("finetune_budget", 60.0, "Recurrent finetuning: wall seconds per video (dreaming and "
+                   "updates; tracing, once per object count and frame size, comes on top) after which no "
+                   "update starts; 0 = no limit.")
 flags.DEFINE_integer("finetune_clip_length", 5, "Recurrent finetuning: frames per dreamt clip.")
 flags.DEFINE_float("finetune_lr", 1e-5, "Initial online-finetuning learning rate (decays to 1/10).")
 flags.DEFINE_float("finetune_loc_weight", None, "Online finetuning: weight of the localization loss (default: "

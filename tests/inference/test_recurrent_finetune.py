@@ -117,9 +117,11 @@ def test_prepare_restores_weights_and_finetunes_each_video_at_the_processing_siz
         np.testing.assert_array_equal(variable.numpy(), value)
 
 
-def test_a_slow_first_update_does_not_end_the_budget(synthetic_video, tiny_model_path):
-    """The first update traces the unrolled step: its duration is no estimate of the next ones. With a first
-    update of 0.6 s and later ones of 0.05 s, a 1 s budget holds about 8 updates, not 1."""
+def test_tracing_is_not_charged_to_the_first_videos_budget(synthetic_video, tiny_model_path):
+    """Tracing the unrolled step happens once per finetuner (object count and frame size), on its first video:
+    charged to that video's budget, it would leave the first video fewer updates than the others (on a 2-core
+    AVX2 CPU at 432x243, ~40 s of tracing left 1-2 updates of 10 s in a 60 s budget). The first update is
+    charged as long as the second; the rest of it is reported as trace_seconds."""
     import time
 
     import tensorflow as tf
@@ -135,6 +137,9 @@ def test_a_slow_first_update_does_not_end_the_budget(synthetic_video, tiny_model
         return {"loss": tf.constant(1.0), "grad_norm": tf.constant(1.0)}
 
     finetuner._steps.clip_step = fake_clip_step
-    result = finetuner.run(frame, ids, [1, 2])
-    assert result.stopped_by_budget and 5 <= result.steps <= 9 and calls[0] == 2, result.step_seconds
-    assert result.seconds <= 1.0 + 0.05 + 0.1
+    first = finetuner.run(frame, ids, [1, 2])
+    second = finetuner.run(frame, ids, [1, 2])  # traced already: every update costs 0.05 s
+    assert first.stopped_by_budget and second.stopped_by_budget
+    assert abs(first.steps - second.steps) <= 3 and second.steps >= 12, (first.steps, second.steps)
+    assert first.trace_seconds == pytest.approx(0.55, abs=0.1) and second.trace_seconds == 0.0
+    assert first.seconds <= 1.0 + first.trace_seconds + 0.05 + 0.1
