@@ -1,6 +1,6 @@
 """The servable: a Keras ExportArchive whose signatures are one stateless MaskRNN step and the first-frame setup.
 
-TF-Serving keeps no per-video state (DESIGN.md section 8), so `serving_default` is one recurrent step for
+TF-Serving keeps no per-video state, so `serving_default` is one recurrent step for
 the N objects of one video and the client carries `probs` / `boxes` from frame to frame. `first_frame` turns
 the user's first-frame id mask into the initial state exactly as the in-process loops do (0/1 maps and
 `mask_to_box`), so a client needs no TensorFlow. H, W and N are dynamic in every signature.

@@ -9,7 +9,7 @@ SIDE_STAGES = ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3")
 
 @dataclasses.dataclass(frozen=True)
 class MaskRNNConfig:
-    """Architecture of one MaskRNN step (DESIGN.md section 2).
+    """Architecture of one MaskRNN step (the paper's section 3).
 
     The ablation switches follow the paper's Table 2: `use_flow_stream` (FStream), `warp_mask` (Warp mask),
     `apply_localization` (Apply; the localization loss is a training setting). `use_warped_mask=False` drops

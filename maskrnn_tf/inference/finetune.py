@@ -1,4 +1,4 @@
-"""Online finetuning on the first frame of the video to segment (DESIGN.md section 4).
+"""Online finetuning on the first frame of the video to segment (the paper's online finetuning).
 
 Both nets train for N iterations on augmented views of the first frame (the data component's finetune
 pipeline: the same augmentations as offline training, the previous mask being the perturbed first-frame

@@ -93,7 +93,13 @@ class RecurrentFinetuneResult:
 
     @property
     def steps(self) -> int:
+        """Updates attempted (skipped ones included)."""
         return len(self.losses)
+
+    @property
+    def applied_updates(self) -> int:
+        """Updates applied (a non-finite gradient skips its update)."""
+        return int(np.isfinite(self.losses).sum())
 
 
 def clip_batch(clip: DreamtClip, object_ids: Sequence[int]) -> Dict[str, tf.Tensor]:
@@ -176,6 +182,12 @@ class RecurrentFinetuner:
         self.config = config
         self._steps = _train_steps(model, num_objects, config)
         self._traced_shapes: set = set()  # clip shapes the unrolled step has run on
+        # Built now so that its fresh state can be put back before every video: zeros (Adam's moments, the
+        # iteration counts) except the few variables that start elsewhere (under float16 the loss scale; zeroed,
+        # every gradient would be 0/0 and every update skipped).
+        optimizer = self._steps.optimizer
+        optimizer.build(model.trainable_variables)
+        self._optimizer_start = {id(v): v.numpy() for v in optimizer.variables if np.any(v.numpy() != 0)}
 
     def _check(self, first_ids: np.ndarray, object_ids: Sequence[int]) -> List[int]:
         object_ids = _checked_object_ids(first_ids, object_ids)
@@ -191,9 +203,9 @@ class RecurrentFinetuner:
         config = self.config
         if config.steps == 0:
             return RecurrentFinetuneResult([], 0.0, [], 0.0, False)
-        for variable in self._steps.optimizer.variables:  # a fresh Adam (and schedule) for every video
-            if not variable.path.endswith("learning_rate"):
-                variable.assign(tf.zeros_like(variable))
+        for variable in self._steps.optimizer.variables:  # a fresh Adam (schedule, loss scale) for every video
+            start_value = self._optimizer_start.get(id(variable))
+            variable.assign(tf.zeros_like(variable) if start_value is None else start_value)
         clips = DreamtClips(first_frame, first_ids, config)
         losses: List[float] = []
         durations: List[float] = []
@@ -269,7 +281,8 @@ def recurrent_finetuning_prepare(
 
     One finetuner is kept per (object count, frame size), so the unrolled step is traced once per shape.
     `prepare.results` collects (video name, RecurrentFinetuneResult); `prepare.log` maps each video's name to
-    {"updates", "seconds", "trace_seconds", "stopped_by_budget"} (seconds: wall time of its finetuning,
+    {"updates", "skipped_updates", "seconds", "trace_seconds", "stopped_by_budget"} (updates: those applied;
+    skipped_updates: those a non-finite gradient skipped; seconds: wall time of its finetuning,
     everything included; trace_seconds: the part of it spent tracing, on the first video of a shape).
     """
     initial = [v.numpy() for v in model.weights]
@@ -300,7 +313,8 @@ def recurrent_finetuning_prepare(
         result = finetune_video(source, first)
         if result is not None:
             results.append((source.name, result))
-        log[source.name] = {"updates": result.steps if result else 0,
+        log[source.name] = {"updates": result.applied_updates if result else 0,
+                            "skipped_updates": result.steps - result.applied_updates if result else 0,
                             "seconds": round(time.monotonic() - start, 2),
                             "trace_seconds": round(result.trace_seconds if result else 0.0, 2),
                             "stopped_by_budget": bool(result and result.stopped_by_budget)}

@@ -115,7 +115,7 @@ class OptimConfig:
 class LossConfig:
     """Loss weights; loc_weight = 0 disables the localization loss (the paper's ablation).
 
-    class_balance: True = OSVOS class-balanced BCE (the paper's recipe, DESIGN.md section 4); False = plain
+    class_balance: True = OSVOS class-balanced BCE (the paper's recipe, after OSVOS); False = plain
       per-pixel BCE averaged over the valid pixels (no foreground up-weighting of uncertain boundary pixels).
     """
 

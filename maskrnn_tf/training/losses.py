@@ -1,4 +1,4 @@
-"""The training losses of DESIGN.md section 4: class-balanced BCE on logits and smooth-L1 on box deltas.
+"""The training losses (the paper's section 3.4): class-balanced BCE on logits and smooth-L1 on box deltas.
 
 Both return one value per batch element (shape [B]) so that a distributed loop can sum them and divide by the
 global batch size.
