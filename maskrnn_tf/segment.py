@@ -187,7 +187,8 @@ def _finetuning(inference, model, step_fn, flow_fn, max_size, metadata):
     from maskrnn_tf.inference.finetune_choice import choose_finetuning, describe_choice
 
     choice = choose_finetuning(FLAGS.finetune, inference.training_config(FLAGS.model), FLAGS.finetune_steps,
-                               FLAGS.finetune_loc_weight, FLAGS.finetune_class_balance)
+                               FLAGS.finetune_loc_weight, FLAGS.finetune_class_balance,
+                               trained_step=inference.trained_step(FLAGS.model))
     print(describe_choice(choice, FLAGS.finetune_budget), flush=True)
     metadata.update(finetune=choice.mode, finetune_steps=choice.steps)
     if choice.mode == "static":

@@ -56,13 +56,19 @@ def read_run(label: str, results_dir: str, split: str = "val") -> FinetuneRun:
                                    f"--results={results_dir} --split={split} ...).")
     if not os.path.isfile(marker):
         raise ComparisonInputError(f"{marker}: missing; the folder was not written by python -m maskrnn_tf.segment.")
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        objects = {row["Sequence"]: (float(row["J-Mean"]), float(row["F-Mean"])) for row in csv.DictReader(f)}
-    if not objects:
-        raise ComparisonInputError(f"{csv_path}: no scored object.")
-    with open(marker, encoding="utf-8") as f:
-        record = json.load(f)
+    objects = _read_scores(csv_path)
+    try:
+        with open(marker, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError) as err:
+        raise ComparisonInputError(f"{marker}: not readable JSON ({err}); rerun segment for this folder.") from None
+    if not isinstance(record, dict):
+        raise ComparisonInputError(f"{marker}: not a segment record (a JSON object); rerun segment for this folder.")
     log = record.get("finetune_log") or {}
+    for name, entry in log.items():
+        if not isinstance(entry, dict):
+            raise ComparisonInputError(f"{marker}: finetune_log[{name!r}] is not an object of updates and seconds "
+                                       f"({entry!r}); rerun segment for this folder.")
     seconds = record.get("segment_seconds")
     return FinetuneRun(
         label=label, mode=str(record.get("finetune", "?")), objects=objects,
@@ -70,6 +76,37 @@ def read_run(label: str, results_dir: str, split: str = "val") -> FinetuneRun:
         finetune_seconds={k: float(v.get("seconds", 0.0)) for k, v in log.items()},
         segment_seconds=dict(seconds) if isinstance(seconds, dict) else {},
     )
+
+
+def _read_scores(csv_path: str) -> Dict[str, Tuple[float, float]]:
+    """`<sequence>_<object id>` -> (J-Mean, F-Mean) of evaluate's per-sequence CSV."""
+    objects = {}
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("Sequence", "J-Mean", "F-Mean") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ComparisonInputError(f"{csv_path}: no {missing[0]!r} column; not a per-sequence CSV of python -m "
+                                       "maskrnn_tf.evaluate (score the folder again).")
+        for line, row in enumerate(reader, start=2):
+            try:
+                objects[row["Sequence"]] = (float(row["J-Mean"]), float(row["F-Mean"]))
+            except (TypeError, ValueError):
+                raise ComparisonInputError(f"{csv_path}: line {line} has no numeric J-Mean/F-Mean; score the "
+                                           "folder again.") from None
+    if not objects:
+        raise ComparisonInputError(f"{csv_path}: no scored object.")
+    return objects
+
+
+def _same_objects(runs: Sequence[FinetuneRun]) -> None:
+    """Refuses runs scored over different objects: their means would sit side by side comparing nothing."""
+    every = set().union(*(r.objects for r in runs))
+    gaps = [f"{', '.join(sorted(every - set(r.objects)))} only in "
+            f"{', '.join(o.label for o in runs if every - set(r.objects) <= set(o.objects))}"
+            for r in runs if every - set(r.objects)]
+    if gaps:
+        raise ComparisonInputError(f"the runs were scored over different objects: {'; '.join(gaps)}. Segment and "
+                                   "score the same sequences (--sequences) in every folder.")
 
 
 def _cell(value: Optional[float], scale: float = 100.0, digits: int = 1) -> str:
@@ -81,6 +118,7 @@ def comparison_markdown(runs: Sequence[FinetuneRun]) -> str:
     seconds (segmenting seconds in brackets); the last row holds the means (J, F) and the total times."""
     if not runs:
         raise ComparisonInputError("no results folder to compare.")
+    _same_objects(runs)
     names = sorted(set().union(*(r.objects for r in runs)))
     header = ["object"] + [f"{r.label} {m}" for r in runs for m in ("J", "F")]
     header += [f"{r.label} updates, s" for r in runs]

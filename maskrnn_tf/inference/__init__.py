@@ -13,7 +13,7 @@ from maskrnn_tf.inference.finetune import (
 )
 from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
 from maskrnn_tf.inference.flow_source import FloFileFlow, backend_flow_fn, make_flow_fn
-from maskrnn_tf.inference.model_loading import ModelLoadError, load_model, training_config
+from maskrnn_tf.inference.model_loading import ModelLoadError, load_model, trained_step, training_config
 from maskrnn_tf.inference.model_step import model_step_fn
 from maskrnn_tf.inference.output_dir import (OutputExistsError, UnsafeOutputError, atomic_output_dir,
                                              check_output_dir)
@@ -64,5 +64,6 @@ __all__ = [
     "segment_davis",
     "segment_frames",
     "segment_video",
+    "trained_step",
     "training_config",
 ]

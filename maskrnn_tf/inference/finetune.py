@@ -177,7 +177,9 @@ def finetune_on_video(
         stems = source.frame_names
         flow = flow_between(flow_fn, first_frame, resize_frame(second, size), stems[0], stems[1])
     ids, present = first_ids_at_size(first, size)
-    return finetune(model, first_frame, ids, present or list(first.object_ids), flow, config)
+    if not present:  # every object vanished at this size: training on empty masks would teach "background"
+        return []
+    return finetune(model, first_frame, ids, present, flow, config)
 
 
 def first_ids_at_size(first: FirstMask, size: Tuple[int, int]) -> Tuple[np.ndarray, List[int]]:

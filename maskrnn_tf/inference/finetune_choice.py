@@ -34,7 +34,7 @@ class FinetuneChoice:
 
 def choose_finetuning(
     requested: str, train_config: Optional[Mapping[str, Any]], steps: Optional[int] = None,
-    loc_weight: Optional[float] = None, class_balance: Optional[bool] = None,
+    loc_weight: Optional[float] = None, class_balance: Optional[bool] = None, trained_step: Optional[int] = None,
 ) -> FinetuneChoice:
     """Resolves `segment --finetune` and the unset finetuning flags.
 
@@ -44,6 +44,8 @@ def choose_finetuning(
       steps: updates per video (None: 200 static, 50 recurrent); 0 turns finetuning off.
       loc_weight, class_balance: None = as the model was trained (loss.loc_weight, loss.class_balance of
         config.json), or the paper's (1.0, class-balanced BCE) without config.json.
+      trained_step: the step of the checkpoint the model comes from (None: a finished run's model.keras).
+        config.json holds the planned step counts: a checkpoint from stage A was never trained recurrently.
     """
     if requested not in FINETUNE_MODES:
         raise ValueError(f"--finetune must be one of {FINETUNE_MODES}, got {requested!r}.")
@@ -51,6 +53,10 @@ def choose_finetuning(
     if requested == "auto":
         if train_config is None:
             mode, reason = "static", "no config.json beside the model, so how it was trained is unknown"
+        elif (int(train_config.get("stage_b_steps") or 0) > 0 and trained_step is not None
+              and trained_step <= int(train_config.get("stage_a_steps") or 0)):
+            mode, reason = "static", (f"the checkpoint (step {trained_step}) is from stage A (stage B starts after "
+                                      f"step {int(train_config.get('stage_a_steps') or 0)})")
         elif int(train_config.get("stage_b_steps") or 0) > 0:
             mode, reason = "recurrent", "the model was trained recurrently (stage B)"
         else:

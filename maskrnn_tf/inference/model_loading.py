@@ -148,6 +148,28 @@ def training_config(path: str) -> Optional[dict]:
     return values if isinstance(values, dict) else None
 
 
+def trained_step(path: str) -> Optional[int]:
+    """The training step of the weights a model path gives: the number of a checkpoint prefix, or of the
+    newest checkpoint its state file names for a run or checkpoints folder without model.keras. None for a
+    .keras file or a run folder holding model.keras (written when training finishes: all its steps) and when
+    there is no checkpoint."""
+    from maskrnn_tf.training.checkpoint_files import checkpoint_paths
+
+    path = os.path.abspath(os.fspath(path))
+    if path.endswith(".keras") or os.path.isfile(os.path.join(path, MODEL_FILE)):
+        return None
+    if os.path.isfile(path + ".index"):
+        prefix = path
+    elif os.path.isdir(path):
+        folder = path if os.path.basename(path) == CHECKPOINTS else os.path.join(path, CHECKPOINTS)
+        newest = checkpoint_paths(folder) if os.path.isdir(folder) else []
+        prefix = newest[0] if newest else ""
+    else:
+        return None
+    number = prefix.rsplit("-", 1)[-1]
+    return int(number) if number.isdigit() else None
+
+
 def _load_any(path: str) -> MaskRNN:
     if path.endswith(".keras"):
         if not os.path.isfile(path):

@@ -315,6 +315,12 @@ def segment_davis(
         root = find_davis_root(davis_root)
         year = 2017 if os.path.isdir(os.path.join(root, "ImageSets", "2017")) else 2016
     listed = read_davis_sequence_list(davis_root, year, split)
+    if not listed:  # an output folder with no sequence in it would be read as a (wrong) result
+        list_path = os.path.join(find_davis_root(davis_root), "ImageSets", "2017" if year == 2017 else "480p",
+                                 f"{split}.txt")
+        raise ValueError(f"{list_path} lists no sequences: nothing to segment (check the file or --split).")
+    if sequences is not None and not sequences:
+        raise ValueError("--sequences is empty: name the sequences to segment, or leave it out for the whole split.")
     if sequences is not None:
         by_name = {s.name: s for s in listed}
         unknown = [n for n in sequences if n not in by_name]

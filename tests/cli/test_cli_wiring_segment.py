@@ -77,3 +77,26 @@ def test_jit_compile_runs_the_model_step_through_xla(davis_root, tmp_path):
         a = read_mask(str(outputs[False] / "beta" / f"{t:05d}.png"))
         b = read_mask(str(outputs[True] / "beta" / f"{t:05d}.png"))
         assert np.mean(a == b) >= 0.99, t  # XLA reorders float sums: a few pixels at 0.5 may flip
+
+
+def test_no_sequence_to_segment_is_an_error_not_an_empty_results_folder(davis_root, tmp_path):
+    """`--sequences=` (absl parses it as an empty list) or a split list without names gave an output folder
+    holding only segment_run.json, which the evaluation then read as a result."""
+    import shutil
+
+    from maskrnn_tf.inference import SegmentOptions, flow_propagation_step, segment_davis
+
+    def zero_flow(a, b):
+        return np.zeros(a.shape[:2] + (2,), np.float32)
+
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="--sequences is empty"):
+        segment_davis(davis_root, "val", zero_flow, str(out), step_fn=flow_propagation_step,
+                      options=SegmentOptions(progress=False), sequences=[])
+    empty_split = tmp_path / "davis"
+    shutil.copytree(davis_root, empty_split)
+    (empty_split / "ImageSets" / "2017" / "val.txt").write_text("\n")
+    with pytest.raises(ValueError, match=r"val\.txt lists no sequences"):
+        segment_davis(str(empty_split), "val", zero_flow, str(out), step_fn=flow_propagation_step,
+                      options=SegmentOptions(progress=False))
+    assert not out.exists()

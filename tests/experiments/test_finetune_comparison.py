@@ -88,3 +88,27 @@ def test_folders_missing_scores_or_the_segment_record_are_refused_by_name(scored
     assert parse_labelled(["a=x/y", "x/z/"]) == [("a", "x/y"), ("z", "x/z/")]
     with pytest.raises(ComparisonInputError, match="LABEL=FOLDER"):
         parse_labelled(["=x"])
+
+
+def test_runs_over_different_objects_or_damaged_records_are_refused_by_name(scored, tmp_path):
+    """Means over different objects side by side would compare nothing; a damaged CSV or segment_run.json is
+    named, not a bare KeyError or JSONDecodeError."""
+    import shutil
+
+    partial = tmp_path / "partial"
+    shutil.copytree(scored / "none", partial)
+    rows = (partial / "per-sequence_results-val.csv").read_text().splitlines()
+    (partial / "per-sequence_results-val.csv").write_text("\n".join(r for r in rows if not r.startswith("libby")) + "\n")
+    with pytest.raises(ComparisonInputError, match=r"different objects: libby_1 only in none"):
+        compare([("none", str(scored / "none")), ("partial", str(partial))])
+
+    (partial / "per-sequence_results-val.csv").write_text("Sequence,J\nblackswan_1,0.5\n")
+    with pytest.raises(ComparisonInputError, match=r"per-sequence_results-val.csv: no 'J-Mean' column"):
+        read_run("p", str(partial))
+    shutil.copy(scored / "none" / "per-sequence_results-val.csv", partial)
+    (partial / "segment_run.json").write_text("{broken")
+    with pytest.raises(ComparisonInputError, match=r"segment_run.json: not readable JSON"):
+        read_run("p", str(partial))
+    (partial / "segment_run.json").write_text(json.dumps({"finetune": "static", "finetune_log": {"libby": 3}}))
+    with pytest.raises(ComparisonInputError, match=r"segment_run.json: finetune_log\['libby'\] is not"):
+        read_run("p", str(partial))

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from maskrnn_tf.inference import training_config
+from maskrnn_tf.inference import trained_step, training_config
 from maskrnn_tf.inference.finetune_choice import choose_finetuning, describe_choice
 
 from .test_inference_segment import run_cli
@@ -51,6 +51,31 @@ def test_training_config_is_found_from_every_model_path(tmp_path):
     assert training_config(str(elsewhere)) is None
     (run / "config.json").write_text("{not json")
     assert training_config(str(run)) is None
+
+
+def test_auto_looks_at_the_checkpoint_not_the_plan():
+    """config.json holds the planned steps; a checkpoint from stage A of a run that plans stage B was never
+    trained recurrently."""
+    early = choose_finetuning("auto", STAGE_B, trained_step=10)  # stage A is steps 1-10
+    assert early.mode == "static" and "step 10" in early.reason and "stage A" in early.reason
+    assert choose_finetuning("auto", STAGE_B, trained_step=11).mode == "recurrent"
+    assert choose_finetuning("auto", STAGE_B, trained_step=None).mode == "recurrent"  # model.keras: finished
+    assert choose_finetuning("recurrent", STAGE_B, trained_step=3).mode == "recurrent"  # as asked
+
+
+def test_trained_step_of_every_model_path(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(STAGE_B))
+    for step in (5, 12):
+        (run / "checkpoints" / f"ckpt-{step}.index").write_bytes(b"")
+    (run / "checkpoints" / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-12"\nall_model_checkpoint_paths: "ckpt-5"\n'
+        'all_model_checkpoint_paths: "ckpt-12"\n')
+    assert trained_step(str(run / "checkpoints" / "ckpt-5")) == 5
+    assert trained_step(str(run / "checkpoints")) == 12 and trained_step(str(run)) == 12
+    (run / "model.keras").write_bytes(b"")  # written when training finishes: all its steps
+    assert trained_step(str(run)) is None and trained_step(str(run / "model.keras")) is None
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +123,28 @@ def test_cli_static_on_request(tmp_path, video_on_disk, stage_b_run):
         record = json.load(f)
     assert (record["finetune"], record["finetune_steps"]) == ("static", 2)
     assert record["finetune_log"]["frames"]["updates"] == 2 and "stopped_by_budget" not in record["finetune_log"]["frames"]
+
+
+def test_static_finetuning_skips_a_video_whose_objects_vanish_at_the_processing_size(monkeypatch, video_on_disk):
+    """A first-frame object of one pixel is gone at half size: with nothing left to learn from, static
+    finetuning must not run (it trained on empty masks: 'everything is background')."""
+    import importlib
+
+    from maskrnn_tf.inference import FinetuneConfig
+    from maskrnn_tf.inference.first_mask import FirstMask
+    from maskrnn_tf.inference.video_reader import VideoSource
+
+    finetune_module = importlib.import_module("maskrnn_tf.inference.finetune")
+    calls = []
+    monkeypatch.setattr(finetune_module, "finetune", lambda *args, **kwargs: calls.append(args) or [0.5])
+    frames, _ = video_on_disk
+    source = VideoSource(frames)
+    labels = np.zeros(source.size, np.uint8)
+    labels[5, 5] = 1  # odd row and column: nearest-neighbour halving never samples it
+    first = FirstMask(labels, (1,), np.zeros((256, 3), np.uint8))
+    half = max(source.size) // 2
+    assert finetune_module.finetune_on_video(None, source, first, None, half, FinetuneConfig(steps=3)) == []
+    assert calls == []
+    labels[4:8, 4:8] = 1  # an object that survives is finetuned on
+    assert finetune_module.finetune_on_video(None, source, first, None, half, FinetuneConfig(steps=3)) == [0.5]
+    assert len(calls) == 1 and calls[0][3] == [1]
