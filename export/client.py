@@ -31,6 +31,9 @@ from tensorflow_serving.apis import (
 )
 
 from maskrnn_tf.export.serving_module import (
+    BATCHED_STEP_INPUTS,
+    BATCHED_STEP_OUTPUTS,
+    BATCHED_STEP_SIGNATURE,
     FIRST_FRAME_INPUTS,
     FIRST_FRAME_OUTPUTS,
     FIRST_FRAME_SIGNATURE,
@@ -67,11 +70,15 @@ class ClientConfig:
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 8.0
     root_cert_path: Optional[str] = None  # PEM root certificate: use TLS
-    ready_timeout_s: float = 60.0  # how long to wait for the model to become AVAILABLE
+    ready_timeout_s: float = 60.0  # how long to wait for the server to answer and the model to become AVAILABLE
+    # Step through `step_batched` (one object per row), the one signature of an export made for a model server
+    # with --enable_batching (export_main --batching); the first-frame state is computed here, not served.
+    batched: bool = False
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1 or self.timeout_s <= 0 or self.max_message_bytes <= 0:
-            raise ValueError("ClientConfig: max_attempts >= 1, timeout_s > 0 and max_message_bytes > 0 are required.")
+        if self.max_attempts < 1 or self.timeout_s <= 0 or self.max_message_bytes <= 0 or self.ready_timeout_s < 0:
+            raise ValueError("ClientConfig: max_attempts >= 1, timeout_s > 0, max_message_bytes > 0 and "
+                             "ready_timeout_s >= 0 are required.")
 
 
 def step_request_bytes(height: int, width: int, objects: int) -> int:
@@ -93,6 +100,10 @@ def make_channel(config: ClientConfig) -> grpc.Channel:
             raise ServingError(f"Cannot read the TLS root certificate {config.root_cert_path}: {e}.") from e
         return grpc.secure_channel(config.address, grpc.ssl_channel_credentials(root_certificates=root), options)
     return grpc.insecure_channel(config.address, options)
+
+
+def _code(error: grpc.RpcError) -> Optional[grpc.StatusCode]:
+    return error.code() if hasattr(error, "code") else None
 
 
 class ServingClient:
@@ -149,11 +160,22 @@ class ServingClient:
 
     # -- readiness -----------------------------------------------------------------------------------------
     def wait_until_available(self) -> int:
-        """Waits (up to `ready_timeout_s`) until a version of the model is AVAILABLE; returns that version."""
+        """Waits (up to `ready_timeout_s`) until a version of the model is AVAILABLE; returns that version.
+
+        A model server opens its port only once its models and their warmup have loaded, so until then every
+        call is UNAVAILABLE: that is waited out too, within the same timeout."""
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=self._model_spec())
         deadline = time.monotonic() + self.config.ready_timeout_s
         while True:
-            response = self._call(self._models.GetModelStatus, request, f"GetModelStatus({self.config.model_name})")
+            try:
+                response = self._call(self._models.GetModelStatus, request,
+                                      f"GetModelStatus({self.config.model_name})")
+            except ServingError as e:
+                if not (isinstance(e.__cause__, grpc.RpcError) and _code(e.__cause__) == grpc.StatusCode.UNAVAILABLE
+                        and time.monotonic() < deadline):
+                    raise
+                self._sleep(min(1.0, self.config.backoff_max_s))
+                continue
             states = {s.version: s.state for s in response.model_version_status}
             available = [v for v, s in states.items() if s == get_model_status_pb2.ModelVersionStatus.AVAILABLE]
             if available:
@@ -178,12 +200,15 @@ class ServingClient:
         return dict(signature_map.signature_def)
 
     def check_signatures(self) -> None:
-        """Raises ServingError unless the step and first-frame signatures take and return what this client uses."""
+        """Raises ServingError unless the signatures this client uses (the step and first-frame ones, or with
+        `batched` step_batched) take and return what it sends and reads."""
         defs = self.signature_defs()
         expected = [
             (self.config.step_signature, STEP_INPUTS, STEP_OUTPUTS),
             (self.config.first_frame_signature, FIRST_FRAME_INPUTS, FIRST_FRAME_OUTPUTS),
         ]
+        if self.config.batched:
+            expected = [(BATCHED_STEP_SIGNATURE, BATCHED_STEP_INPUTS, BATCHED_STEP_OUTPUTS)]
         problems = []
         for key, inputs, outputs in expected:
             sig = defs.get(key)
@@ -231,7 +256,18 @@ class ServingClient:
 
     def step(self, frame: np.ndarray, flow_to_prev: np.ndarray, flow_to_next: np.ndarray,
              prev_probs: np.ndarray, prev_boxes: np.ndarray) -> Dict[str, np.ndarray]:
-        """One recurrent step on the server (the propagation loop's `step_fn`)."""
+        """One recurrent step on the server (the propagation loop's `step_fn`); with `batched`, through
+        `step_batched`, the shared frame and flows repeated for each object's row."""
+        if self.config.batched:
+            objects = int(np.shape(prev_probs)[0])
+
+            def rows(x, dtype):
+                return np.repeat(np.asarray(x, dtype)[None], objects, axis=0)
+
+            return self.predict(BATCHED_STEP_SIGNATURE, {
+                "frame": rows(frame, np.uint8), "flow_to_prev": rows(flow_to_prev, np.float32),
+                "flow_to_next": rows(flow_to_next, np.float32),
+                "prev_probs": np.asarray(prev_probs, np.float32), "prev_boxes": np.asarray(prev_boxes, np.float32)})
         return self.predict(self.config.step_signature, {
             "frame": np.asarray(frame, np.uint8),
             "flow_to_prev": np.asarray(flow_to_prev, np.float32),
@@ -283,12 +319,16 @@ def segment_video_via_serving(
         )
     owned = client is None
     client = client or ServingClient(config)
+    unpinned = client.config
     try:
-        client.check_ready()  # fail before reading a single frame when the server cannot serve
+        version = client.check_ready()  # fail before reading a single frame when the server cannot serve
+        if client.config.model_version is None:  # every frame from the version checked: a newer one may appear
+            client.config = dataclasses.replace(client.config, model_version=version)
         return segment_video(
             client.step, video, first_mask, make_flow_fn(flow_backend, flo_dir), output_dir,
             options or SegmentOptions(), overlay_path=overlay_path, overwrite=overwrite,
         )
     finally:
+        client.config = unpinned
         if owned:
             client.close()

@@ -32,6 +32,9 @@ flags.DEFINE_integer("retries", 6, "Attempts per call when the server is UNAVAIL
 flags.DEFINE_integer("max_message_mb", 256, "gRPC send/receive message limit, MB.")
 flags.DEFINE_string("root_cert", None, "PEM root certificate: connect with TLS.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_bool("batched", False, "Step through step_batched (for a server with --enable_batching serving an "
+                  "export made with export_main --batching).")
+flags.DEFINE_float("ready_timeout", 60.0, "Seconds to wait for the server to answer and the model to be AVAILABLE.")
 
 
 def main(argv) -> int:
@@ -47,7 +50,7 @@ def main(argv) -> int:
     config = ClientConfig(
         address=FLAGS.server, model_name=FLAGS.model_name, model_version=FLAGS.model_version,
         timeout_s=FLAGS.timeout, max_attempts=FLAGS.retries, max_message_bytes=FLAGS.max_message_mb * 2**20,
-        root_cert_path=FLAGS.root_cert,
+        root_cert_path=FLAGS.root_cert, batched=FLAGS.batched, ready_timeout_s=FLAGS.ready_timeout,
     )
     options = SegmentOptions(max_size=FLAGS.max_size, save_probs=FLAGS.save_probs, progress=FLAGS.progress)
     try:

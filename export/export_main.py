@@ -24,6 +24,8 @@ flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "float16", "au
                   "bfloat16 on a CPU with amx_bf16 or avx512_bf16, else float32); choose explicitly when the "
                   "server runs on other hardware.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version instead of refusing.")
+flags.DEFINE_bool("batching", False, "Export for a model server with --enable_batching: only the step_batched "
+                  "signature (the server batches every signature of a model; the per-video ones cannot be batched).")
 flags.DEFINE_string("model_name", "maskrnn", "Model name used in the warmup requests and printed commands.")
 flags.DEFINE_list("warmup_shapes", ["96x128x1", "96x128x2"], "Warmup requests, HEIGHTxWIDTHxOBJECTS each; empty for none.")
 
@@ -55,13 +57,14 @@ def main(argv) -> int:
             overwrite=FLAGS.overwrite,
             model_name=FLAGS.model_name,
             warmup=warmup,
+            batching=FLAGS.batching,
         )
         path = export_saved_model(FLAGS.model, FLAGS.export_base, FLAGS.version, config)
     except (ExportError, ValueError) as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
     print(f"Exported {FLAGS.model} ({precision}) to {path}")
-    print(serving_commands(os.path.abspath(FLAGS.export_base), FLAGS.model_name))
+    print(serving_commands(os.path.abspath(FLAGS.export_base), FLAGS.model_name, batching=FLAGS.batching))
     return 0
 
 

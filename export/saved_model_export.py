@@ -20,20 +20,8 @@ from typing import Optional, Union
 
 
 from maskrnn_tf.export.ops_audit import audit_saved_model, check_ops
-from maskrnn_tf.export.serving_module import (
-    BATCHED_STEP_INPUTS,
-    BATCHED_STEP_OUTPUTS,
-    BATCHED_STEP_SIGNATURE,
-    FIRST_FRAME_INPUTS,
-    FIRST_FRAME_OUTPUTS,
-    FIRST_FRAME_SIGNATURE,
-    PRECISIONS,
-    STEP_INPUTS,
-    STEP_OUTPUTS,
-    STEP_SIGNATURE,
-    build_export_archive,
-    rebuild_with_precision,
-)
+from maskrnn_tf.export.batching_check import batching_problems
+from maskrnn_tf.export.serving_module import PRECISIONS, build_export_archive, rebuild_with_precision, signature_tables
 from maskrnn_tf.export.warmup import WarmupConfig, WarmupReplayError, replay_warmup_file, write_warmup_file
 from maskrnn_tf.inference.model_loading import MODEL_FILE, ModelLoadError
 from maskrnn_tf.inference.model_loading import load_model as load_trained_model
@@ -56,6 +44,9 @@ class ExportConfig:
     model_name: str = "maskrnn"  # model_spec.name written into the warmup requests
     warmup: Optional[WarmupConfig] = dataclasses.field(default_factory=WarmupConfig)  # None: no warmup file
     audit_ops: bool = True  # refuse (and remove) an export with non-core ops
+    # For a model server with --enable_batching: only the `step_batched` signature (the server batches every
+    # signature of a model, and the per-video ones cannot be batched; see export/batching_check.py).
+    batching: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -102,11 +93,9 @@ def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, versi
         "version": version,
         "precision": config.precision,
         "model_config": model.config.to_dict(),
-        "signatures": {
-            STEP_SIGNATURE: _signature_table(STEP_INPUTS, STEP_OUTPUTS),
-            FIRST_FRAME_SIGNATURE: _signature_table(FIRST_FRAME_INPUTS, FIRST_FRAME_OUTPUTS),
-            BATCHED_STEP_SIGNATURE: _signature_table(BATCHED_STEP_INPUTS, BATCHED_STEP_OUTPUTS),
-        },
+        "batching": config.batching,
+        "signatures": {key: _signature_table(inputs, outputs)
+                       for key, (inputs, outputs) in signature_tables(config.batching).items()},
     }
     with open(os.path.join(folder, METADATA_FILENAME), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
@@ -115,13 +104,18 @@ def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, versi
 def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, version: int) -> None:
     """Everything that goes into one version folder (called on the temporary folder)."""
     # Keras' ExportArchive, not tf.saved_model.save of a tf.Module: see build_export_archive.
-    build_export_archive(rebuild_with_precision(model, config.precision)).write_out(export_dir, verbose=False)
+    build_export_archive(rebuild_with_precision(model, config.precision), config.batching).write_out(
+        export_dir, verbose=False)
     if config.warmup is not None:
-        write_warmup_file(export_dir, config.model_name, config.warmup)
+        write_warmup_file(export_dir, config.model_name, config.warmup, config.batching)
         try:
             replay_warmup_file(export_dir)  # the model server replays it at load and refuses the version on failure
         except WarmupReplayError as e:
             raise ExportError(f"{e} Change --warmup_shapes.") from e
+    if config.batching:
+        problems = batching_problems(export_dir)
+        if problems:
+            raise ExportError("a model server with --enable_batching would refuse this export: " + "; ".join(problems))
     _write_metadata(export_dir, model, config, version)
     if config.audit_ops:
         check_ops(audit_saved_model(export_dir), f"The export {export_dir}")

@@ -17,8 +17,9 @@ def batching_parameters_path() -> str:
 def serving_commands(export_base: str, model_name: str = "maskrnn", batching: bool = False) -> str:
     """Docker and apt-package command lines serving `export_base` (an absolute model base path).
 
-    `batching=True` adds --enable_batching; only the `step_batched` signature works then (the model server
-    concatenates requests on axis 0, which the per-video signatures do not share; see the README).
+    `batching=True` adds --enable_batching, for an export made with `--batching` (only `step_batched`): the
+    model server then batches every signature of the model, and the per-video ones cannot be batched
+    (export/batching_check.py).
     """
     export_base = os.path.abspath(export_base)
     batch_file = batching_parameters_path()

@@ -166,17 +166,35 @@ class MaskRNNServingFunctions:
         boxes, _ = mask_to_box(probs, self.model.config.mask_threshold)
         return {"prev_probs": probs, "prev_boxes": boxes}
 
-    def endpoints(self) -> Dict[str, Tuple[Callable, Dict[str, tf.TensorSpec]]]:
-        """Signature key -> (function, input specs by name); the specs' names are the SignatureDef input names."""
+    def endpoints(self, batching: bool = False) -> Dict[str, Tuple[Callable, Dict[str, tf.TensorSpec]]]:
+        """Signature key -> (function, input specs by name); the specs' names are the SignatureDef input names.
+
+        With `batching` only `step_batched`: a model server started with --enable_batching batches requests to
+        every signature of the model, and refuses any request whose inputs differ on axis 0 (the per-video
+        signatures' do), warmup requests included, which fails the whole version.
+        """
+        batched = {BATCHED_STEP_SIGNATURE: (self._step_batched, _specs(BATCHED_STEP_INPUTS))}
+        if batching:
+            return batched
         return {
             STEP_SIGNATURE: (self._step, _specs(STEP_INPUTS)),
             FIRST_FRAME_SIGNATURE: (self._first_frame, _specs(FIRST_FRAME_INPUTS)),
-            BATCHED_STEP_SIGNATURE: (self._step_batched, _specs(BATCHED_STEP_INPUTS)),
+            **batched,
         }
 
 
-def build_export_archive(model: MaskRNN) -> keras.export.ExportArchive:
-    """A Keras ExportArchive with the three signatures of `model`; `write_out(dir)` writes the SavedModel.
+def signature_tables(batching: bool = False) -> Dict[str, Tuple[Mapping, Mapping]]:
+    """Signature key -> (inputs, outputs) name -> (dtype, shape) tables of an export (see `endpoints`)."""
+    batched = {BATCHED_STEP_SIGNATURE: (BATCHED_STEP_INPUTS, BATCHED_STEP_OUTPUTS)}
+    if batching:
+        return batched
+    return {STEP_SIGNATURE: (STEP_INPUTS, STEP_OUTPUTS), FIRST_FRAME_SIGNATURE: (FIRST_FRAME_INPUTS, FIRST_FRAME_OUTPUTS),
+            **batched}
+
+
+def build_export_archive(model: MaskRNN, batching: bool = False) -> keras.export.ExportArchive:
+    """A Keras ExportArchive with the signatures of `model` (all three, or with `batching` only `step_batched`,
+    see `MaskRNNServingFunctions.endpoints`); `write_out(dir)` writes the SavedModel.
 
     The archive saves the `tf.Variable`s that the traced endpoints read, so the saver's restore op (what
     tensorflow_model_server and `saved_model_cli run` use) restores every weight; a plain `tf.Module`
@@ -187,6 +205,6 @@ def build_export_archive(model: MaskRNN) -> keras.export.ExportArchive:
     functions = MaskRNNServingFunctions(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for key, (fn, specs) in functions.endpoints().items():
+    for key, (fn, specs) in functions.endpoints(batching).items():
         archive.add_endpoint(key, fn, input_signature=[specs])
     return archive

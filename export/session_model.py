@@ -15,13 +15,14 @@ propagate as they are.
 from __future__ import annotations
 
 import contextlib
+import os
 import logging
 import threading
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 
 SERVE_TAG = "serve"
 
@@ -36,6 +37,17 @@ def _tf_warnings_off() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+def serve_signature_defs(export_dir: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
+    """The SignatureDefs of the `serve` MetaGraph of `<export_dir>/saved_model.pb` (what the server loads)."""
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return dict(meta_graph.signature_def)
+    raise ValueError(f"{export_dir} has no MetaGraph tagged 'serve'.")
 
 
 class SignatureNotFoundError(KeyError):

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import meta_graph_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
     get_model_status_pb2,
@@ -30,7 +30,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from maskrnn_tf.export.session_model import SessionModel, SignatureNotFoundError
+from maskrnn_tf.export.session_model import SessionModel, SignatureNotFoundError, serve_signature_defs
 from maskrnn_tf.export.tensors import ndarray_to_proto, proto_to_ndarray
 
 _MAX_MESSAGE = 2**31 - 1  # what tensorflow_model_server allows
@@ -53,15 +53,6 @@ def latest_version(model_base_path: str) -> int:
     return max(versions)
 
 
-def _read_signature_defs(export_dir: str) -> Dict[str, meta_graph_pb2.SignatureDef]:
-    saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
-        saved_model.ParseFromString(f.read())
-    for meta_graph in saved_model.meta_graphs:
-        if "serve" in meta_graph.meta_info_def.tags:
-            return dict(meta_graph.signature_def)
-    raise ValueError(f"{export_dir} has no MetaGraph tagged 'serve'.")
-
 
 class _ServedModel:
     """One loaded version: its signature functions and SignatureDefs."""
@@ -70,7 +61,7 @@ class _ServedModel:
         self.name = name
         self.version = version if version is not None else latest_version(model_base_path)
         export_dir = os.path.join(model_base_path, str(self.version))
-        self.signature_defs = _read_signature_defs(export_dir)
+        self.signature_defs = serve_signature_defs(export_dir)
         self.model = SessionModel(export_dir)
 
     def check_spec(self, spec) -> None:

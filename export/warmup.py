@@ -13,7 +13,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from maskrnn_tf.export.serving_module import FIRST_FRAME_SIGNATURE, MIN_FRAME_SIZE, STEP_SIGNATURE
+from maskrnn_tf.export.serving_module import (BATCHED_STEP_SIGNATURE, FIRST_FRAME_SIGNATURE, MIN_FRAME_SIZE,
+                                              STEP_SIGNATURE)
 from maskrnn_tf.export.session_model import SessionModel
 
 WARMUP_FILENAME = "tf_serving_warmup_requests"
@@ -47,8 +48,12 @@ def _request(model_name: str, signature: str, inputs: Dict[str, np.ndarray]) -> 
     return request
 
 
-def warmup_requests(model_name: str, config: WarmupConfig) -> List[predict_pb2.PredictRequest]:
-    """Synthetic but well-formed requests: a disc-shaped object per channel, small flows."""
+def warmup_requests(model_name: str, config: WarmupConfig, batching: bool = False) -> List[predict_pb2.PredictRequest]:
+    """Synthetic but well-formed requests: a disc-shaped object per channel, small flows.
+
+    Per shape one `serving_default` step, then one `first_frame` request; with `batching` (an export for a
+    model server with --enable_batching, whose only signature is `step_batched`) one `step_batched` request
+    per shape instead, one row per object, every input sharing axis 0 as the batching session requires."""
     rng = np.random.default_rng(config.seed)
     requests = []
     for height, width, objects in config.shapes:
@@ -70,7 +75,14 @@ def warmup_requests(model_name: str, config: WarmupConfig) -> List[predict_pb2.P
             "prev_probs": probs,
             "prev_boxes": boxes,
         }
+        if batching:
+            for key in ("frame", "flow_to_prev", "flow_to_next"):
+                inputs[key] = np.repeat(inputs[key][None], objects, axis=0)
+            requests.append(_request(model_name, BATCHED_STEP_SIGNATURE, inputs))
+            continue
         requests.append(_request(model_name, STEP_SIGNATURE, inputs))
+    if batching:
+        return requests
     height, width, objects = config.shapes[0]
     mask = (np.arange(height * width).reshape(height, width) % (objects + 1)).astype(np.uint8)
     requests.append(
@@ -79,13 +91,13 @@ def warmup_requests(model_name: str, config: WarmupConfig) -> List[predict_pb2.P
     return requests
 
 
-def write_warmup_file(export_dir: str, model_name: str, config: WarmupConfig) -> str:
-    """Writes `<export_dir>/assets.extra/tf_serving_warmup_requests`; returns its path."""
+def write_warmup_file(export_dir: str, model_name: str, config: WarmupConfig, batching: bool = False) -> str:
+    """Writes `<export_dir>/assets.extra/tf_serving_warmup_requests` (see `warmup_requests`); returns its path."""
     folder = os.path.join(export_dir, "assets.extra")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, WARMUP_FILENAME)
     with tf.io.TFRecordWriter(path) as writer:
-        for request in warmup_requests(model_name, config):
+        for request in warmup_requests(model_name, config, batching):
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
     return path

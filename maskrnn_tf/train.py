@@ -53,7 +53,7 @@ _FIELDS: Dict[str, Tuple[str, str, str]] = {
     "strategy": ("strategy", "enum:default,mirrored,multi_worker", "tf.distribute strategy (multi_worker: TF_CONFIG)."),
     "log_every": ("log_every", "integer", "Console/TensorBoard scalars every N steps."),
     "eval_every": ("eval_every", "integer", "Validation J every N steps (0 = only at the end... and never if val_videos=0)."),
-    "image_every": ("image_every", "integer", "Overlay images with each validation (0 = none)."),
+    "image_every": ("image_every", "integer", "Overlay images at the validations of every N-th step and at the end (0 = none)."),
     "checkpoint_every": ("checkpoint_every", "integer", "Checkpoint every N steps."),
     "keep_checkpoints": ("keep_checkpoints", "integer", "Checkpoints kept."),
     "seed": ("seed", "integer", "Seed of weights, data order and training RNG."),
@@ -196,14 +196,15 @@ def main(argv: List[str]) -> int:
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    from maskrnn_tf.training.loop import NonFiniteLossError, TrainingInterrupted, train
+    from maskrnn_tf.training.loop import NonFiniteLossError, TrainDataError, TrainingInterrupted, train
     from maskrnn_tf.training.checkpoint_files import CheckpointCorruptError
     from maskrnn_tf.training.run_dir import ConfigMismatchError, RunDirBusyError
 
     try:
         result = train(config, run_dir, overwrite_config=FLAGS.overwrite_config,
                        profile_steps=_parse_profile(FLAGS.profile_steps), printer=lambda s: print(s, flush=True))
-    except (DataNotFoundError, ConfigMismatchError, RunDirBusyError, CheckpointCorruptError, VGGWeightsError) as err:
+    except (DataNotFoundError, ConfigMismatchError, RunDirBusyError, CheckpointCorruptError, VGGWeightsError,
+            TrainDataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

@@ -135,7 +135,8 @@ class TrainConfig:
         dynamic loss scaling).
       jit_compile: XLA-compile the train steps. recompute: recompute each frame's activations in the
         backward pass of stage B (tf.recompute_grad) to cut memory.
-      log_every / eval_every / checkpoint_every / image_every: in steps (0 disables eval/images).
+      log_every / eval_every / checkpoint_every / image_every: in steps (eval_every=0 validates at the end
+        only, image_every=0 writes no images).
       keep_checkpoints: how many checkpoints CheckpointManager keeps.
       reverse_clip_prob: probability that a stage B clip is played backwards (exact: the flows swap).
       seed: seeds the weights, the data order and the training RNG.

@@ -37,6 +37,11 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or Inf; the run stopped without saving the bad state."""
 
 
+class TrainDataError(ValueError):
+    """The data settings cannot make training batches (raised before the run directory's config.json is
+    written, so the corrected rerun is not refused as another config)."""
+
+
 class TrainingInterrupted(Exception):
     """SIGINT or SIGTERM arrived; a checkpoint was saved first. `signum` says which."""
 
@@ -112,8 +117,6 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
            printer: Callable[[str], None], started: float, strategy: tf.distribute.Strategy,
            chief: bool) -> TrainResult:
     _, task_id = task_info()
-    if chief:
-        prepare_run_dir(run_dir, config, overwrite_config, report=printer)
     log_dir = os.path.join(run_dir, "logs")
     profile = _profile_range(profile_steps)
     precision = resolve_precision(config.precision)
@@ -122,10 +125,18 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         printer(describe_precision(config.precision, precision))
     keras.utils.set_random_seed(config.seed)
 
-    # Data first: a missing data set fails before any model is built.
-    source = inputs.train_source(config.data, config.seed)
-    static_ds, clip_ds = inputs.make_train_datasets(config.data, source, config.seed)
-    val_videos = inputs.validation_videos(config.data) if chief and config.eval_every > 0 else []
+    # Data first: a missing data set or settings that make no batch fail before any model is built, and
+    # before config.json is written (it would refuse the corrected rerun as another config).
+    try:
+        source = inputs.train_source(config.data, config.seed)
+        static_ds, clip_ds = inputs.make_train_datasets(config.data, source, config.seed)
+        val_videos = inputs.validation_videos(config.data) if chief else []  # eval_every=0: at the end only
+    except inputs.DataNotFoundError:
+        raise
+    except ValueError as err:
+        raise TrainDataError(f"the data settings make no training batches: {err}") from err
+    if chief:
+        prepare_run_dir(run_dir, config, overwrite_config, report=printer)
 
     with strategy.scope():
         model = MaskRNN(config.model)
@@ -156,10 +167,10 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     profiler = ProfileWindow(log_dir, profile, enabled=chief)
     step_fn = make_step_fn(model) if val_videos else None
 
-    def validate(step: int) -> float:
+    def validate(step: int, final: bool = False) -> float:
         j, predictions = evaluate(model, val_videos, step_fn)
         summaries.scalars(step, {"J": j}, writer="val")
-        if config.image_every and predictions:
+        if config.image_every and predictions and (final or step % config.image_every == 0):
             video, labels = val_videos[0], predictions[0]
             t = len(labels) - 1
             row = np.concatenate([video["frames"][t], overlay(video["frames"][t], video["masks"][t]),
@@ -196,8 +207,9 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                         raise NonFiniteLossError(
                             f"stage {stage}, step {step}: the loss is {values['loss']} (seg {values['seg']}, loc "
                             f"{values['loc']}). Stopped without saving; the last good checkpoint "
-                            f"{ckpt.latest or '(none)'} is kept. Lower optim.learning_rate or optim.clip_norm, "
-                            "or check the data.")
+                            f"{ckpt.latest or '(none)'} is kept. Lower optim.learning_rate or optim.clip_norm "
+                            "(--learning_rate / --clip_norm with --overwrite_config resumes from that checkpoint "
+                            "with them), or check the data.")
                     if not math.isfinite(values["grad_norm"]) and not loss_scaling:
                         skipped += 1  # the step skipped its update (see TrainSteps._apply)
                         printer(f"warning: stage {stage}, step {step}: non-finite gradient (loss "
@@ -224,7 +236,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     if step % config.checkpoint_every != 0:  # the same decision on every worker (saves are collective)
         last_saved = ckpt.save(step) or last_saved
     if val_videos and (j is None or step % max(config.eval_every, 1) != 0):
-        j = validate(step)
+        j = validate(step, final=True)
         printer(f"validation J {j:.4f} at step {step}")
     model_path = None
     if chief:

@@ -122,8 +122,8 @@ def test_warmup_shapes_below_the_network_minimum_are_refused(shape):
 def test_a_failing_warmup_replay_fails_the_export_and_leaves_nothing(tmp_path, tiny_model, monkeypatch):
     real_requests = warmup.warmup_requests
 
-    def with_nan_boxes(model_name, config):
-        requests = real_requests(model_name, config)
+    def with_nan_boxes(model_name, config, batching=False):
+        requests = real_requests(model_name, config, batching)
         boxes = request_to_numpy(requests[0])["prev_boxes"]
         requests[0].inputs["prev_boxes"].CopyFrom(tf.make_tensor_proto(np.full_like(boxes, np.nan)))
         return requests

@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -62,6 +63,8 @@ def test_short_run_writes_config_checkpoints_events_and_learns(reference_run):
     assert _latest_number(run_dir) == 14
     assert glob.glob(os.path.join(run_dir, "logs", "train", "events.out.tfevents.*"))
     assert "stage A  step 10/10" in out and "stage B  step 14/14" in out and "ETA" in out
+    # --eval_every=0 (TINY_ARGS) validates once, at the end, on --val_videos=1 (it used to skip validation).
+    assert re.findall(r"validation J ([0-9.]+) at step (\d+)", out)[-1][1] == "14", out[-2000:]
     seg = [v for s, v in _scalars(run_dir, "loss/seg") if s <= 10]
     # "Learns" with a margin: measured (deterministic run) last-3 / first-3 mean = 0.31 (0.0253 / 0.0819).
     assert len(seg) == 10 and np.mean(seg[-3:]) < 0.5 * np.mean(seg[:3]), seg
@@ -187,11 +190,22 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     proc = run_cli(run_dir, "--stage_a_steps=20", "--stage_b_steps=0", "--checkpoint_every=4",
                    "--inject_nan_at_step=6")
     assert proc.returncode == 3, proc.stdout[-3000:]
-    assert "nan" in proc.stdout.lower() and "ckpt-4" in proc.stdout
+    assert "nan" in proc.stdout.lower() and "ckpt-4" in proc.stdout and "--overwrite_config" in proc.stdout
     assert _latest_number(run_dir) == 4
     assert not os.path.exists(os.path.join(run_dir, "model.keras"))
     weights = _model_variables(os.path.join(run_dir, "checkpoints", "ckpt-4"))
     assert all(np.isfinite(v).all() for v in weights.values())
+
+
+def test_data_settings_that_make_no_batch_fail_before_config_json_is_written(tmp_path):
+    """A clip longer than the videos is refused with exit 2 and leaves no config.json, so the corrected rerun
+    in the same run folder is not refused as another config."""
+    run_dir = str(tmp_path / "run")
+    proc = run_cli(run_dir, "--stage_a_steps=1", "--stage_b_steps=1", "--clip_length=13")
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert "error: the data settings make no training batches" in proc.stdout and "13" in proc.stdout
+    assert "Traceback" not in proc.stdout
+    assert not os.path.exists(os.path.join(run_dir, "config.json"))
 
 
 # epsilon = 1 keeps Adam's first update linear in the gradient, so the comparisons have a real tolerance.
