@@ -141,11 +141,34 @@ def export_saved_model(
     tmp = make_owned_tmp_dir(export_base, f".tmp-{version}-")
     try:
         _write_saved_model(tmp, model, config, version)
+        sync_tree(tmp)  # on disk before the rename: after a power loss the version is whole or absent
         _move_into_place(tmp, final, config.overwrite)
+        sync_tree(export_base, files=False)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def sync_tree(folder: str, files: bool = True) -> None:
+    """fsyncs `folder`'s entry list and, with `files`, every file and folder under it, so that what a rename
+    then publishes is on disk (POSIX; folders that cannot be opened, as on Windows, are skipped)."""
+    folders = [root for root, _, _ in os.walk(folder)] if files else [folder]
+    for root in folders:
+        if files:
+            for name in os.listdir(root):
+                path = os.path.join(root, name)
+                if os.path.isfile(path):
+                    with open(path, "rb") as f:
+                        os.fsync(f.fileno())
+        try:
+            fd = os.open(root, os.O_RDONLY)
+        except OSError:  # pragma: no cover - Windows cannot open folders
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _move_into_place(tmp: str, final: str, overwrite: bool) -> None:

@@ -198,13 +198,14 @@ def main(argv: List[str]) -> int:
 
     from maskrnn_tf.training.loop import NonFiniteLossError, TrainDataError, TrainingInterrupted, train
     from maskrnn_tf.training.checkpoint_files import CheckpointCorruptError
+    from maskrnn_tf.training.checkpointing import CheckpointMismatchError
     from maskrnn_tf.training.run_dir import ConfigMismatchError, RunDirBusyError
 
     try:
         result = train(config, run_dir, overwrite_config=FLAGS.overwrite_config,
                        profile_steps=_parse_profile(FLAGS.profile_steps), printer=lambda s: print(s, flush=True))
     except (DataNotFoundError, ConfigMismatchError, RunDirBusyError, CheckpointCorruptError, VGGWeightsError,
-            TrainDataError) as err:
+            TrainDataError, CheckpointMismatchError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

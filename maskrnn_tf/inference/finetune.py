@@ -26,7 +26,7 @@ from maskrnn_tf.training.losses import frame_losses
 from maskrnn_tf.training.gradient_update import apply_clipped, is_loss_scaling, scale_loss
 
 # float16 starts its loss scale high (2^15) and halves it at each step whose gradient overflows; such a step is
-# skipped and not counted as an iteration, up to this many.
+# skipped, not counted as an iteration and its batch used again, up to this many times per finetuning.
 MAX_SKIPPED = 30
 
 
@@ -82,9 +82,10 @@ def finetune(
     """Finetunes `model` in place on the first frame; returns the loss of every iteration (NaN for an
     iteration whose gradient was not finite: its update was skipped).
 
-    A model computing in float16 trains with dynamic loss scaling; its first iterations usually overflow at
-    the initial scale and are skipped without counting, so it makes `config.steps` updates in up to
-    `config.steps + MAX_SKIPPED` iterations (the list holds them all).
+    A model computing in float16 trains with dynamic loss scaling; an iteration that overflows at the current
+    scale (the first ones usually do) is skipped without counting and its batch is used again at the halved
+    scale, so it makes `config.steps` updates on float32's batches in up to `config.steps + MAX_SKIPPED`
+    iterations (the list holds them all).
 
     Args:
       model: the network (its weights change).
@@ -117,15 +118,16 @@ def finetune(
         return loss, tf.math.is_finite(norm)
 
     losses: List[float] = []
-    iterations = 0
-    limit = config.steps + (MAX_SKIPPED if is_loss_scaling(optimizer) else 0)
-    for batch in dataset.take(limit):
+    skipped = 0
+    for batch in dataset.take(config.steps):
         loss, finite = train_step(batch)
+        # A float16 overflow at the current loss scale skips the update and halves the scale: the same batch
+        # again (at most MAX_SKIPPED times in all), so the updates see float32's batches in float32's order.
+        while not bool(finite) and is_loss_scaling(optimizer) and skipped < MAX_SKIPPED:
+            losses.append(float("nan"))
+            skipped += 1
+            loss, finite = train_step(batch)
         losses.append(float(loss) if bool(finite) else float("nan"))
-        # A non-finite gradient is a skipped update; only the LossScaleOptimizer's skips are not counted.
-        iterations += 1 if bool(finite) or not is_loss_scaling(optimizer) else 0
-        if iterations == config.steps:
-            break
     return losses
 
 

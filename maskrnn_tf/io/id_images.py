@@ -94,6 +94,21 @@ def read_result_ids(path: str | os.PathLike) -> np.ndarray:
     return ids
 
 
+def _solid_intermediate(values: np.ndarray) -> bool:
+    """Whether most pixels of values between 0 and the maximum sit inside a region of their own value (all 8
+    neighbours equal), as objects saved in several greys do, rather than on a thin anti-aliased edge."""
+    intermediate = (values > 0) & (values < values.max())
+    if not intermediate.any():
+        return False
+    padded = np.pad(values, 1, mode="edge")
+    height, width = values.shape
+    interior = intermediate.copy()
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            interior &= padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width] == values
+    return interior.sum() > 0.5 * intermediate.sum()
+
+
 def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Reads an annotation as (uint8 ids [H, W], [256, 3] palette for writing results or None = DAVIS's).
 
@@ -124,6 +139,11 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
             return (values > 0).astype(np.uint8), None
         if nonzero.max() < 128:
             return values.astype(np.uint8), None  # small grey values: object ids
+        if _solid_intermediate(values):
+            raise ImageReadError(
+                f"{path}: grey values {nonzero.tolist()[:8]} fill regions, not just the edges of one object (an "
+                "anti-aliased binary mask): several objects in grey? Save object ids 1, 2, ... (grey values below "
+                "128) or a palette PNG of object ids; a binary mask holds one non-zero value.")
         return (values > 127).astype(np.uint8), None  # anti-aliased binary mask
     ids, _ = _davis_ids(values)
     if ids is not None:

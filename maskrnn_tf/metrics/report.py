@@ -15,6 +15,7 @@ import os
 import tempfile
 from typing import Dict, List, Sequence, Tuple
 
+from maskrnn_tf.io.file_modes import apply_umask
 from maskrnn_tf.metrics.evaluation import EvaluationResults
 
 
@@ -32,6 +33,7 @@ def _atomic_write(path: str, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
+        apply_umask(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

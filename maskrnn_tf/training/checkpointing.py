@@ -16,6 +16,10 @@ import tensorflow as tf
 
 from maskrnn_tf.training.checkpoint_files import CheckpointCorruptError, newest_intact_checkpoint
 
+
+class CheckpointMismatchError(RuntimeError):
+    """The newest checkpoint does not fit the run's model, optimizer or data pipeline."""
+
 log = logging.getLogger(__name__)
 
 
@@ -64,7 +68,11 @@ class RunCheckpoint:
         try:
             self.checkpoint.restore(choice.path).assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError) as err:
-            raise RuntimeError(f"checkpoint {choice.path} cannot be restored into this run ({err}).") from err
+            detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+            raise CheckpointMismatchError(
+                f"checkpoint {choice.path} cannot be restored into this run: the network, optimizer or data "
+                f"settings given differ from those it was made with ({detail}). Settings that change the network "
+                "or the data need a new --run_dir; the run's config.json was left as it was.") from err
         return choice.path
 
     def save(self, step: int) -> Optional[str]:

@@ -25,7 +25,7 @@ from maskrnn_tf.training.config import TrainConfig
 from maskrnn_tf.training.distribution import is_chief, make_strategy, task_info
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
-from maskrnn_tf.training.run_dir import atomic_write, prepare_run_dir, run_dir_lock
+from maskrnn_tf.training.run_dir import atomic_write, prepare_run_dir, run_dir_lock, write_run_config
 from maskrnn_tf.training.steps import TrainSteps, current_learning_rate, make_optimizer
 from maskrnn_tf.training.summaries import ProfileWindow, Summaries, overlay
 from maskrnn_tf.training.validation import evaluate, make_step_fn
@@ -135,8 +135,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         raise
     except ValueError as err:
         raise TrainDataError(f"the data settings make no training batches: {err}") from err
-    if chief:
-        prepare_run_dir(run_dir, config, overwrite_config, report=printer)
+    if chief:  # refuses another config now; config.json is written once the checkpoint fits these settings
+        prepare_run_dir(run_dir, config, overwrite_config, report=printer, write=False)
 
     with strategy.scope():
         model = MaskRNN(config.model)
@@ -153,6 +153,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     ckpt = RunCheckpoint(os.path.join(run_dir, "checkpoints"), config.keep_checkpoints, chief, task_id,
                          **trackables)
     restored = ckpt.restore_latest(printer)
+    if chief:
+        write_run_config(run_dir, config)
     if restored:
         printer(f"resumed from {restored} at step {int(global_step.numpy())}")
     if distributed:

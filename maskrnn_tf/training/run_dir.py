@@ -107,10 +107,11 @@ def step_change_problem(stored: dict, new: dict, step: int) -> Optional[str]:
 
 
 def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = False,
-                    report: Callable[[str], None] = print) -> str:
+                    report: Callable[[str], None] = print, write: bool = True) -> str:
     """Creates `run_dir` and writes config.json; refuses a run dir made with a different config.
 
-    Returns the path of config.json. With `overwrite_config` the stored config is replaced (the run resumes
+    Returns the path of config.json. With `write=False` only the checks and reports run (the caller writes
+    it with `write_run_config` once the run's checkpoint has been restored into the new settings). With `overwrite_config` the stored config is replaced (the run resumes
     from its checkpoints with the new settings). A config that differs only in the step counts continues
     the run and is stored (reported through `report`) unless `step_change_problem` refuses it.
     """
@@ -139,7 +140,7 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
             report(f"{CONFIG_NAME} predates {', '.join(absent)}; continuing the run with their defaults ({defaults})")
         stored = stored_completed
         if stored == new:
-            return _write_config(path, config)
+            return _write_config(path, config) if write else path
         steps_only = {k: v for k, v in stored.items() if k not in STEP_KEYS} == {
             k: v for k, v in new.items() if k not in STEP_KEYS} and all(k in stored for k in STEP_KEYS)
         if not steps_only:
@@ -150,7 +151,12 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
         if problem is not None:
             raise ConfigMismatchError(f"{run_dir}: {problem} ({'; '.join(diff)}).")
         report(f"step counts changed ({'; '.join(diff)}); continuing the run with them")
-    return _write_config(path, config)
+    return _write_config(path, config) if write else path
+
+
+def write_run_config(run_dir: str, config: TrainConfig) -> str:
+    """Writes `<run_dir>/config.json` (atomically); returns its path."""
+    return _write_config(os.path.join(run_dir, CONFIG_NAME), config)
 
 
 def _write_config(path: str, config: TrainConfig) -> str:

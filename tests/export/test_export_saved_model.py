@@ -119,6 +119,32 @@ def test_warmup_shapes_below_the_network_minimum_are_refused(shape):
     WarmupConfig(shapes=((MIN_FRAME_SIZE, MIN_FRAME_SIZE, 1),))  # the minimum itself is fine
 
 
+def test_the_version_is_on_disk_before_it_is_renamed_into_place(tmp_path, tiny_model, monkeypatch):
+    """Every file of the version is fsynced before the rename publishes it (after a power loss a polling server
+    finds a whole version or none, not a truncated saved_model.pb)."""
+    module = saved_model_export
+    synced, renamed = [], []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd):
+        synced.append(os.path.realpath(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+
+    def rename(src, dst):
+        renamed.append((src, dst, len(synced)))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(module.os, "fsync", fsync)
+    monkeypatch.setattr(module.os, "rename", rename)
+    final = export_saved_model(tiny_model, str(tmp_path), 3, ExportConfig(warmup=None, audit_ops=False))
+    (tmp, dst, synced_before), = renamed
+    assert dst == final
+    on_disk = {os.path.relpath(p, tmp) for p in synced[:synced_before]}
+    written = {os.path.relpath(os.path.join(r, n), final) for r, _, names in os.walk(final) for n in names}
+    assert written <= on_disk and "saved_model.pb" in written and "." in on_disk
+    assert os.path.realpath(str(tmp_path)) in synced[synced_before:]  # the rename itself
+
+
 def test_a_failing_warmup_replay_fails_the_export_and_leaves_nothing(tmp_path, tiny_model, monkeypatch):
     real_requests = warmup.warmup_requests
 

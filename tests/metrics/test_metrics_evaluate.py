@@ -278,8 +278,14 @@ def test_write_reports_creates_missing_output_dir(tmp_path):
         names, gt = gt_stack(root, name)
         write_results(out, name, names, gt)
     results = evaluate_dataset(root, out, EvaluationConfig(compute_t=False))
-    global_path, per_seq_path = write_reports(results, str(tmp_path / "new" / "reports"))
+    old_umask = os.umask(0o022)
+    try:
+        global_path, per_seq_path = write_reports(results, str(tmp_path / "new" / "reports"))
+    finally:
+        os.umask(old_umask)
     assert float(read_csv(global_path)[1][1]) == 1.0 and os.path.isfile(per_seq_path)
+    # Readable by the group and others, as a plain open() under umask 022 makes them (mkstemp makes 0600).
+    assert {oct(os.stat(p).st_mode & 0o777) for p in (global_path, per_seq_path)} == {oct(0o644)}
 
 
 def test_t_reference_values_on_hand_made_shapes(tmp_path):

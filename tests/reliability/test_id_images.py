@@ -168,6 +168,17 @@ def test_grey_first_mask_of_small_ids_and_anti_aliased_masks(tmp_path):
     assert labels[8, 10] == 0 and labels[9, 10] == 1 and labels.max() == 1
 
 
+@pytest.mark.parametrize("grey", [(128, 255), (100, 200)])
+def test_grey_first_mask_of_large_values_in_solid_regions_is_refused(tmp_path, grey):
+    """Two objects saved as grey 128/255 (or 100/200) are not an anti-aliased mask: read as 'foreground where >
+    127' they became one object (or lost the darker one) without a word."""
+    path = str(tmp_path / "two_greys.png")
+    ids = square_ids(0)
+    Image.fromarray(np.select([ids == 1, ids == 2], list(grey), 0).astype(np.uint8), mode="L").save(path)
+    with pytest.raises(ImageReadError, match=rf"two_greys.png: grey values \[{grey[0]}, {grey[1]}\] fill regions"):
+        read_first_mask(path)
+
+
 def test_noisy_rgb_first_mask_is_refused(tmp_path):
     path = str(tmp_path / "photo.png")
     _save_rgb(path, np.random.default_rng(0).integers(0, 255, (HEIGHT, WIDTH, 3)))

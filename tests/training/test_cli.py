@@ -88,6 +88,16 @@ def test_rerun_with_other_config_is_refused(reference_run):
     proc = run_cli(run_dir, *STEPS, "--learning_rate=0.5")
     assert proc.returncode == 2
     assert "another config" in proc.stdout and "optim.learning_rate" in proc.stdout
+    # --overwrite_config with another network: its checkpoints cannot be restored. Refused by name (not a
+    # traceback), and config.json keeps the settings its checkpoints were made with.
+    with open(os.path.join(run_dir, "config.json")) as f:
+        before = f.read()
+    proc = run_cli(run_dir, *STEPS, "--model_width=0.25", "--overwrite_config")
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert "cannot be restored into this run" in proc.stdout and "new --run_dir" in proc.stdout
+    assert "Traceback" not in proc.stdout
+    with open(os.path.join(run_dir, "config.json")) as f:
+        assert f.read() == before
 
 
 @pytest.mark.slow
