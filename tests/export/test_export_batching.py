@@ -66,36 +66,30 @@ def test_the_batching_export_serves_step_batched_only_and_keeps_the_rules(batchi
 
 
 def test_the_batched_client_writes_the_per_video_clients_masks(tmp_path, export_base, batching_base, synthetic_video):
+    """Also: every request of a video names the version found ready at its start (a version exported meanwhile
+    cannot take over mid-video), and a caller's client is left unpinned."""
     frames_dir, mask_path, frames = synthetic_video
-    outputs = {}
+    outputs, versions = {}, {}
     for name, base, batched in (("per_video", export_base, False), ("batched", batching_base, True)):
         with StandInModelServer(base, "maskrnn") as server:
-            config = ClientConfig(address=server.address, batched=batched)
-            outputs[name] = str(tmp_path / name)
-            assert segment_video_via_serving(config, frames_dir, mask_path, outputs[name], OPTIONS) == len(frames)
+            with ServingClient(ClientConfig(address=server.address, batched=batched)) as client:
+                seen = versions[name] = []
+                predict = client._prediction.Predict
+
+                def recording(request, predict=predict, seen=seen, **kwargs):
+                    seen.append(request.model_spec.version.value if request.model_spec.HasField("version") else None)
+                    return predict(request, **kwargs)
+
+                client._prediction.Predict = recording
+                outputs[name] = str(tmp_path / name)
+                assert segment_video_via_serving(client.config, frames_dir, mask_path, outputs[name], OPTIONS,
+                                                 client=client) == len(frames)
+                assert client.config.model_version is None
+    assert versions == {"per_video": [1] * (len(frames) - 1), "batched": [1] * (len(frames) - 1)}
     for t in range(len(frames)):
         name = f"{t:05d}.png"
         np.testing.assert_array_equal(read_mask(os.path.join(outputs["batched"], name)),
                                       read_mask(os.path.join(outputs["per_video"], name)), err_msg=name)
-
-
-def test_a_video_is_segmented_by_the_version_checked_at_its_start(tmp_path, export_base, synthetic_video):
-    """Requests name the version found ready, so a version exported meanwhile cannot take over mid-video."""
-    frames_dir, mask_path, _ = synthetic_video
-    with StandInModelServer(export_base, "maskrnn") as server:
-        with ServingClient(ClientConfig(address=server.address)) as client:
-            seen = []
-            predict = client._prediction.Predict
-
-            def recording(request, **kwargs):
-                seen.append(request.model_spec.version.value if request.model_spec.HasField("version") else None)
-                return predict(request, **kwargs)
-
-            client._prediction.Predict = recording
-            segment_video_via_serving(client.config, frames_dir, mask_path, str(tmp_path / "out"), OPTIONS,
-                                      client=client)
-            assert seen and set(seen) == {1}
-            assert client.config.model_version is None  # the caller's client is left as it was
 
 
 def test_the_client_waits_for_a_server_that_is_still_starting(export_base):
