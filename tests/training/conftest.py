@@ -11,7 +11,7 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TINY_ARGS = [
     "--dataset=synthetic_vos", "--crop_height=32", "--crop_width=48", "--synthetic_train_videos=4",
     "--model_width=0.125", "--fc_units=16", "--batch_size=4", "--clip_batch_size=2", "--clip_length=3",
-    "--learning_rate=1e-3", "--precision=float32", "--val_videos=1", "--val_frames=3", "--eval_every=0",
+    "--learning_rate=1e-3", "--precision=float32", "--val_videos=0", "--val_frames=3", "--eval_every=0",
     "--log_every=1", "--set=data.synthetic_video_frames=6", "--set=model.side_channels=4",
 ]
 

@@ -49,7 +49,7 @@ def _latest_number(run_dir):
 def reference_run(tmp_path_factory):
     """One uninterrupted deterministic run (also profiled); shared by several tests."""
     run_dir = str(tmp_path_factory.mktemp("ref") / "run")
-    proc = run_cli(run_dir, *STEPS, "--profile_steps=3,4")
+    proc = run_cli(run_dir, *STEPS, "--profile_steps=3,4", "--val_videos=1")
     assert proc.returncode == 0, proc.stdout[-3000:]
     return run_dir, proc.stdout
 
@@ -63,7 +63,7 @@ def test_short_run_writes_config_checkpoints_events_and_learns(reference_run):
     assert _latest_number(run_dir) == 14
     assert glob.glob(os.path.join(run_dir, "logs", "train", "events.out.tfevents.*"))
     assert "stage A  step 10/10" in out and "stage B  step 14/14" in out and "ETA" in out
-    # --eval_every=0 (TINY_ARGS) validates once, at the end, on --val_videos=1 (it used to skip validation).
+    # --eval_every=0 (TINY_ARGS) validates once, at the end (it used to skip validation).
     assert re.findall(r"validation J ([0-9.]+) at step (\d+)", out)[-1][1] == "14", out[-2000:]
     seg = [v for s, v in _scalars(run_dir, "loss/seg") if s <= 10]
     # "Learns" with a margin: measured (deterministic run) last-3 / first-3 mean = 0.31 (0.0253 / 0.0819).
@@ -105,7 +105,8 @@ def test_print_config_is_the_config_a_run_writes(reference_run, tmp_path):
     import sys
 
     run_dir, _ = reference_run
-    args = [sys.executable, "-m", "maskrnn_tf.train", *train_cmd(run_dir, *STEPS, "--profile_steps=3,4")[4:]]
+    args = [sys.executable, "-m", "maskrnn_tf.train",
+            *train_cmd(run_dir, *STEPS, "--profile_steps=3,4", "--val_videos=1")[4:]]
     proc = subprocess.run(args + ["--print_config"], cwd=REPO, env=cli_env(), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
