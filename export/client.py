@@ -141,7 +141,7 @@ class ServingClient:
             try:
                 return method(request, timeout=self.config.timeout_s)
             except grpc.RpcError as e:
-                code = e.code() if hasattr(e, "code") else None
+                code = _code(e)
                 if code == grpc.StatusCode.UNAVAILABLE and attempt < self.config.max_attempts:
                     self.retries += 1
                     self._sleep(delay)

@@ -131,9 +131,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         source = inputs.train_source(config.data, config.seed)
         static_ds, clip_ds = inputs.make_train_datasets(config.data, source, config.seed)
         val_videos = inputs.validation_videos(config.data) if chief else []  # eval_every=0: at the end only
-    except inputs.DataNotFoundError:
-        raise
-    except ValueError as err:
+    except ValueError as err:  # DataNotFoundError is a FileNotFoundError: it passes through
         raise TrainDataError(f"the data settings make no training batches: {err}") from err
     if chief:  # refuses another config now; config.json is written once the checkpoint fits these settings
         prepare_run_dir(run_dir, config, overwrite_config, report=printer, write=False)
