@@ -185,3 +185,31 @@ def test_finetune_dataset_cycles_objects():
         np.testing.assert_allclose(element["flow_to_prev"].numpy(), video["flows_to_next"][0], atol=1e-4)
         np.testing.assert_allclose(element["frame"].numpy(), video["frames"][0], atol=1e-3)
         assert _iou(element["prev_mask"], element["mask"]) >= PerturbConfig().min_iou
+
+
+def test_every_pipeline_runs_without_the_tf_data_autotuner():
+    """The autotuner's model thread sleeps up to a minute between rounds and deleting an iterator waits for it
+    (38 s measured after 45 s of finetuning on one video; bench/iterator_teardown.py): every pipeline the
+    project iterates turns it off."""
+    from maskrnn_tf.training.config import DataConfig
+    from maskrnn_tf.training.inputs import make_train_datasets
+
+    source = synthetic_source(2, seed=0, config=SyntheticConfig(height=32, width=48, num_frames=4))
+    augment = AugmentConfig(crop_size=(32, 48))
+    frame, ids = np.zeros((32, 48, 3), np.uint8), np.zeros((32, 48), np.uint8)
+    ids[8:20, 10:30] = 1
+    datasets = {
+        "static": make_static_dataset(source, augment=augment, batch_size=2),
+        "clip": make_clip_dataset(source, clip_length=3, augment=augment, batch_size=1),
+        "finetune": make_finetune_dataset(frame, ids, [1], batch_size=2),
+    }
+    data = DataConfig(height=32, width=48, batch_size=2, clip_batch_size=1, clip_length=3)
+    for dream_fraction in (0.0, 0.5):
+        static, clips = make_train_datasets(dataclasses.replace(data, dream_fraction=dream_fraction, dream_videos=2),
+                                            source, seed=0)
+        datasets[f"train static (dream {dream_fraction})"] = static
+        datasets[f"train clips (dream {dream_fraction})"] = clips
+    for name, dataset in datasets.items():
+        assert dataset.options().autotune.enabled is False, name
+        assert dataset.options().deterministic is True, name
+        next(iter(dataset))  # and they still run
