@@ -4,7 +4,8 @@ Two readers with different contracts:
 - `read_result_ids` reads a segmentation result for scoring, as davis2017-evaluation does
   (`np.array(Image.open(path))`): a palette PNG's indices and a grey PNG's values are object ids. Beyond it:
   a grey PNG holding only 0 and 255 is a DAVIS-2016 binary result (object 1), and an RGB PNG whose colours
-  are all DAVIS palette colours maps each colour to its index. Anything else is refused, naming the file.
+  are all DAVIS palette colours maps each colour to its index (also when they are all the palette's greys,
+  objects 7, 56 and 63; other all-grey RGB files read as grey files). Anything else is refused, naming the file.
 - `read_label_image` reads a first-frame annotation: palette indices are ids; a grey mask with one non-zero
   value (0/1, 0/255, any dark grey) is binary; grey values all below 128 are ids; other grey masks
   (anti-aliased edges, SegTrack) are foreground where > 127; an RGB mask maps each distinct colour to an
@@ -23,6 +24,8 @@ from maskrnn_tf.io.masks import ImageReadError, _open, davis_palette
 
 # More distinct colours than this in an RGB mask means anti-aliased edges or a photo, not flat object colours.
 MAX_COLOUR_OBJECTS = 32
+# The grey DAVIS palette colours (objects 56, 7 and 63 are (64,)*3, (128,)*3 and (192,)*3).
+_DAVIS_GREYS = frozenset({64, 128, 192})
 
 
 def _pack(rgb: np.ndarray) -> np.ndarray:
@@ -46,7 +49,11 @@ def _opaque_channels(image: Image.Image, path: str) -> Optional[np.ndarray]:
             array = array[..., 0]
     if array.ndim == 3 and np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0],
                                                                                             array[..., 2]):
-        array = array[..., 0]  # an RGB file of grey values is a grey mask
+        nonzero = set(np.unique(array[..., 0]).tolist()) - {0}
+        if not nonzero or not nonzero <= _DAVIS_GREYS:
+            # An RGB file of grey values is a grey mask, unless every grey is a DAVIS palette colour (objects 56,
+            # 7, 63): then it is a DAVIS-colour mask and the palette gives its ids.
+            array = array[..., 0]
     return np.ascontiguousarray(array)
 
 

@@ -188,3 +188,30 @@ def test_noisy_rgb_first_mask_is_refused(tmp_path):
     _save_rgb(empty, np.zeros((HEIGHT, WIDTH, 3)))
     with pytest.raises(MaskError, match="no object"):
         read_first_mask(empty)
+
+
+@pytest.mark.parametrize("grey_ids", [(7,), (56,), (63,), (7, 63), (2, 7)])
+def test_davis_rgb_results_and_masks_in_the_palette_greys_keep_their_ids(tmp_path, grey_ids):
+    """DAVIS palette colours 7, 56 and 63 are greys (128, 64, 192 in every channel): an RGB file holding only
+    them must still map through the palette, not be read as a grey file of ids 128, 64, 192."""
+    ids = np.zeros((HEIGHT, WIDTH), np.uint8)
+    square = square_ids(0)
+    for k, object_id in enumerate(grey_ids, start=1):
+        ids[square == k] = object_id
+    path = str(tmp_path / "00001.png")
+    save_davis_rgb(path, ids)
+    np.testing.assert_array_equal(read_result_ids(path), ids)
+    first = read_first_mask(path)
+    assert first.object_ids == tuple(sorted(grey_ids))
+    np.testing.assert_array_equal(first.labels, ids)
+
+
+def test_grey_values_saved_as_rgb_stay_grey_ids(tmp_path):
+    """An RGB file of grey values outside the palette's greys is a grey file: small values are ids and 0/255 a
+    DAVIS-2016 binary result, as in an L file."""
+    ids_path, binary_path = str(tmp_path / "ids.png"), str(tmp_path / "binary.png")
+    _save_rgb(ids_path, np.repeat(square_ids(0)[..., None], 3, axis=2))
+    np.testing.assert_array_equal(read_result_ids(ids_path), square_ids(0))
+    binary = np.where(square_ids(0) > 0, 255, 0)
+    _save_rgb(binary_path, np.repeat(binary[..., None], 3, axis=2))
+    np.testing.assert_array_equal(read_result_ids(binary_path), (square_ids(0) > 0).astype(np.uint8))
