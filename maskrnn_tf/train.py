@@ -20,7 +20,6 @@ from maskrnn_tf import _console
 # flag name -> (TrainConfig dotted key, kind, help). Every flag defaults to None = "keep the config default".
 _FIELDS: Dict[str, Tuple[str, str, str]] = {
     "dataset": ("data.dataset", "enum:synthetic_vos,davis16,davis17", "Training data."),
-    "data_dir": ("data.data_dir", "string", "tfds data dir (None: tfds default)."),
     "manual_dir": ("data.manual_dir", "string", "Folder with the DAVIS archives or extracted folders."),
     "flow": ("data.flow", "string", "Flow backend for real videos: dis, dis-fast, farneback, flo."),
     "flow_cache_dir": ("data.flow_cache_dir", "string", "Cache of computed flows (reused across runs)."),

@@ -24,7 +24,7 @@ class DataConfig:
 
     Attributes:
       dataset: 'synthetic_vos' (built in), 'davis16' or 'davis17' (need the archives, see README).
-      data_dir: tfds data dir (None = tfds default); manual_dir: where the DAVIS archives/folders are.
+      manual_dir: where the DAVIS archives/folders are.
       height, width: training crop size (frames are resized/cropped to it by the data pipeline).
       batch_size: global batch of stage A (objects); clip_batch_size: global batch of stage B (clips).
       clip_length: frames per clip in stage B (the first seeds the recurrence).
@@ -51,7 +51,6 @@ class DataConfig:
     """
 
     dataset: str = "synthetic_vos"
-    data_dir: Optional[str] = None
     manual_dir: Optional[str] = None
     height: int = 64
     width: int = 96
@@ -194,8 +193,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "TrainConfig":
-        """Inverse of `to_dict`; unknown keys raise ValueError."""
-        return cls().override(flatten(values))
+        """Inverse of `to_dict` (retired keys of older config.json files are dropped); unknown keys raise."""
+        return cls().override(flatten(drop_retired(values)))
 
     def override(self, values: Mapping[str, Any]) -> "TrainConfig":
         """A copy with dotted keys replaced (`model.width`, `data.height`, `seed`); unknown keys raise."""
@@ -225,6 +224,21 @@ class TrainConfig:
 
 
 _NESTED = ("model", "data", "optim", "loss")
+
+# Keys older versions wrote to config.json that no setting reads any more: dropped when a stored config is read,
+# whatever their value, since they never changed a run. data.data_dir: training reads DAVIS from
+# data.manual_dir, never from a tfds data dir.
+RETIRED_KEYS = ("data.data_dir",)
+
+
+def drop_retired(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """A copy of a nested config dict without RETIRED_KEYS."""
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in values.items()}
+    for key in RETIRED_KEYS:
+        head, _, rest = key.partition(".")
+        if isinstance(out.get(head), dict):
+            out[head].pop(rest, None)
+    return out
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> Dict[str, Any]:

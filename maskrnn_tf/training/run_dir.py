@@ -8,7 +8,7 @@ import tempfile
 from typing import Callable, Iterator, List, Optional
 
 from maskrnn_tf.io.file_modes import apply_umask
-from maskrnn_tf.training.config import TrainConfig
+from maskrnn_tf.training.config import TrainConfig, drop_retired
 
 CONFIG_NAME = "config.json"
 
@@ -126,6 +126,10 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
         new = json.loads(config.to_json())
         if stored == new:
             return path
+        retired = drop_retired(stored)
+        if retired != stored and retired == new:
+            return _write_config(path, config) if write else path
+        stored = retired
         # A config.json written before a setting existed lacks its key; at the setting's default it is the
         # same run (a user who upgrades can resume), at any other value it is another config.
         absent = missing_keys(stored, json.loads(TrainConfig().to_json()))

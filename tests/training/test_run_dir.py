@@ -44,6 +44,34 @@ def test_a_run_from_an_older_version_resumes_when_the_new_settings_are_at_their_
         assert json.load(f) == json.loads(TrainConfig().override({"seed": 7}).to_json())
 
 
+@pytest.mark.parametrize("stored_value", [None, "~/tensorflow_datasets"])
+def test_a_run_whose_config_has_the_retired_data_dir_resumes_and_the_flag_is_gone(tmp_path, stored_value):
+    """data.data_dir was never read by training (DAVIS comes from data.manual_dir): the key is retired. A
+    config.json that still holds it, at any value, is the same run; the train CLI no longer offers --data_dir."""
+    import json
+
+    from maskrnn_tf import train
+    from maskrnn_tf.training.config import known_keys
+
+    run_dir = str(tmp_path / "run")
+    config = TrainConfig().override({"seed": 7})
+    path = prepare_run_dir(run_dir, config)
+    with open(path, encoding="utf-8") as f:
+        stored = json.load(f)
+    stored["data"]["data_dir"] = stored_value  # as an older version wrote it
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(stored, f)
+    reports = []
+    prepare_run_dir(run_dir, config, report=reports.append)
+    assert reports == []
+    with open(path, encoding="utf-8") as f:
+        assert json.load(f) == json.loads(config.to_json())
+    assert TrainConfig.from_dict(stored) == config
+    assert "data.data_dir" not in known_keys() and "data_dir" not in train._FIELDS
+    with pytest.raises(ValueError, match="data.data_dir"):
+        config.override({"data.data_dir": "x"})  # --set gets the unknown-key error
+
+
 def test_config_diff_names_nested_keys():
     assert config_diff({"a": 1, "m": {"w": 0.5, "f": 8}}, {"a": 1, "m": {"w": 1.0, "f": 8}, "n": 2}) == [
         "m.w: stored 0.5, now 1.0", "n: stored None, now 2"]
