@@ -142,11 +142,17 @@ def export_saved_model(
     try:
         _write_saved_model(tmp, model, config, version)
         sync_tree(tmp)  # on disk before the rename: after a power loss the version is whole or absent
-        _move_into_place(tmp, final, config.overwrite)
+        replaced = _move_into_place(tmp, final, config.overwrite)
         sync_tree(export_base, files=False)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if replaced:
+        # A model server watches the base folder for version numbers, not for changed files.
+        logging.getLogger(__name__).warning(
+            "replaced version %d in place (%s): a model server that had already loaded version %d may keep "
+            "serving the old model; to roll a new model out to a running server, export a new --version "
+            "(it loads the highest) or restart the server.", version, final, version)
     return final
 
 
@@ -171,11 +177,12 @@ def sync_tree(folder: str, files: bool = True) -> None:
             os.close(fd)
 
 
-def _move_into_place(tmp: str, final: str, overwrite: bool) -> None:
-    """Renames `tmp` to `final`; an existing `final` is first moved aside (overwrite) or refused."""
+def _move_into_place(tmp: str, final: str, overwrite: bool) -> bool:
+    """Renames `tmp` to `final`; an existing `final` is first moved aside (overwrite) or refused. Returns
+    whether an existing `final` was replaced."""
     if not os.path.exists(final):
         os.rename(tmp, final)  # fails if another exporter created `final` meanwhile: nothing is clobbered
-        return
+        return False
     if not overwrite:
         raise ExportError(f"{final} appeared while exporting; it was left as it is. Choose another version.")
     # The old version is renamed away first (not deleted) so a failure here never loses both copies.
@@ -188,3 +195,4 @@ def _move_into_place(tmp: str, final: str, overwrite: bool) -> None:
         os.rename(old, final)
         raise
     shutil.rmtree(old, ignore_errors=True)
+    return True

@@ -185,11 +185,15 @@ def test_existing_version_refused_and_intact(export_base, tiny_model):
     assert sorted(os.listdir(export_base)) == ["1"]
 
 
-def test_overwrite_replaces(tmp_path, tiny_model):
+def test_overwrite_replaces(tmp_path, tiny_model, caplog):
     base = str(tmp_path)
     os.makedirs(os.path.join(base, "2"))
     open(os.path.join(base, "2", "stale.txt"), "w").write("old")
-    export_saved_model(tiny_model, base, 2, ExportConfig(overwrite=True, warmup=None))
+    with caplog.at_level("WARNING"):
+        export_saved_model(tiny_model, base, 2, ExportConfig(overwrite=True, warmup=None))
+    # TF-Serving finds versions by number: one already serving 2 is not told that 2 changed.
+    assert any("replaced version 2 in place" in r.getMessage() and "export a new --version" in r.getMessage()
+               for r in caplog.records)
     assert sorted(os.listdir(base)) == ["2"]
     assert os.path.isfile(os.path.join(base, "2", "saved_model.pb"))
     assert not os.path.exists(os.path.join(base, "2", "stale.txt"))
