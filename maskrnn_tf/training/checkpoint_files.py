@@ -4,8 +4,8 @@ A checkpoint named by the `checkpoint` state file can still be damaged (a disk t
 short, a crash before the data reached the disk): TensorFlow then fails deep in the restore with
 `IndexError: Read less bytes than requested` or a checksum error. `verify_checkpoint` reads every tensor
 once (TensorFlow checks each tensor's size and CRC32C as it reads), so a damaged checkpoint is found before
-anything is restored from it. `newest_intact_checkpoint` walks the state file's checkpoints newest first and
-returns the first intact one; with `quarantine=True` (the training run that owns the folder) the damaged
+anything is restored from it. `newest_intact_checkpoint` walks the state file's checkpoints (without a state
+file: the numbered checkpoint files there) newest first and returns the first intact one; with `quarantine=True` (the training run that owns the folder) the damaged
 ones are moved to `<checkpoints>/corrupt/` (never deleted) and dropped from the state file, so the next save
 cannot overwrite them and nothing tries them again.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
+import re
 import shutil
 from typing import List, Optional, Tuple
 
@@ -58,13 +59,32 @@ def verify_checkpoint(prefix: str) -> Optional[str]:
     return None
 
 
-def checkpoint_paths(directory: str) -> List[str]:
-    """The checkpoints the state file of `directory` names, newest first, as absolute prefixes."""
+def has_state_file(directory: str) -> bool:
+    """Whether `directory` has a readable checkpoint state file naming at least one checkpoint."""
     state = tf.train.get_checkpoint_state(directory)
-    if state is None:
-        return []
+    return state is not None and bool(state.model_checkpoint_path or state.all_model_checkpoint_paths)
+
+
+def checkpoint_paths(directory: str) -> List[str]:
+    """The checkpoints the state file of `directory` names, newest first, as absolute prefixes.
+
+    Without a state file (checkpoints copied without it, or it was lost), the `<name>-<N>.index` files there,
+    highest N first: a folder of checkpoints is never taken for an empty one.
+    """
+    if not has_state_file(directory):
+        return _checkpoints_by_name(directory)
+    state = tf.train.get_checkpoint_state(directory)
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     return [p if os.path.isabs(p) else os.path.join(directory, p) for p in reversed(paths)]
+
+
+def _checkpoints_by_name(directory: str) -> List[str]:
+    numbered = []
+    for index in glob.glob(os.path.join(glob.escape(directory), "*.index")):
+        match = re.fullmatch(r"(.+)-(\d+)\.index", os.path.basename(index))
+        if match:
+            numbered.append((int(match.group(2)), os.path.join(directory, match.group(1) + "-" + match.group(2))))
+    return [path for _, path in sorted(numbered, reverse=True)]
 
 
 def _files_of(prefix: str) -> List[str]:
@@ -83,6 +103,8 @@ def _quarantine(directory: str, bad: List[str]) -> str:
                 destination = os.path.join(target, f"{os.path.basename(path)}.{n}")
                 n += 1
             shutil.move(path, destination)
+    if not has_state_file(directory):
+        return target  # checkpoints found by name: no state file to edit
     state = tf.train.get_checkpoint_state(directory)
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     stamps = list(state.all_model_checkpoint_timestamps)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from maskrnn_tf.training.checkpoint_files import CheckpointCorruptError, newest_intact_checkpoint
+from maskrnn_tf.training.checkpoint_files import CheckpointCorruptError, has_state_file, newest_intact_checkpoint
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -30,10 +30,15 @@ class RunCheckpoint:
     real checkpoint, the others write to a scratch folder that is deleted right after.
     """
 
-    def __init__(self, directory: str, keep: int, chief: bool = True, task_id: int = 0, **trackables):
+    def __init__(self, directory: str, keep: int, chief: bool = True, task_id: int = 0,
+                 optional: Sequence[str] = (), **trackables):
+        """`optional`: names of trackables added after checkpoints were first written; a checkpoint without
+        them restores the rest and leaves them at their current value (any other missing one is a mismatch)."""
         self.directory = directory
         self.chief = chief
         self.keep = keep
+        self._trackables = dict(trackables)
+        self._optional = tuple(optional)
         self.checkpoint = tf.train.Checkpoint(**trackables)
         target = directory if chief else os.path.join(directory, f".worker{task_id}_scratch")
         self.manager = tf.train.CheckpointManager(self.checkpoint, target, max_to_keep=keep)
@@ -51,6 +56,7 @@ class RunCheckpoint:
         `checkpoints/corrupt/` (see checkpoint_files). Raises CheckpointCorruptError when every checkpoint is
         damaged, RuntimeError when the intact one does not fit the run's objects.
         """
+        by_name = not has_state_file(self._reader)
         choice = newest_intact_checkpoint(self._reader, quarantine=self.chief)
         if choice.skipped and self.chief:
             # The manager read the old state file when it was made; it must not list the moved checkpoints.
@@ -65,8 +71,11 @@ class RunCheckpoint:
                    f"resuming from the newest intact one, {choice.path}")
         if choice.path is None:
             return None
+        if by_name:
+            report(f"note: {self._reader} has no state file ('checkpoint'); resuming from the newest intact "
+                   f"checkpoint by number, {choice.path}")
         try:
-            self.checkpoint.restore(choice.path).assert_existing_objects_matched()
+            self._checkpoint_for(choice.path).restore(choice.path).assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError) as err:
             detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
             raise CheckpointMismatchError(
@@ -74,6 +83,16 @@ class RunCheckpoint:
                 f"settings given differ from those it was made with ({detail}). Settings that change the network "
                 "or the data need a new --run_dir; the run's config.json was left as it was.") from err
         return choice.path
+
+    def _checkpoint_for(self, path: str) -> tf.train.Checkpoint:
+        """The checkpoint object to restore `path` with: without the optional trackables it lacks."""
+        if not self._optional:
+            return self.checkpoint
+        stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}
+        missing = [name for name in self._optional if name not in stored]
+        if not missing:
+            return self.checkpoint
+        return tf.train.Checkpoint(**{k: v for k, v in self._trackables.items() if k not in missing})
 
     def save(self, step: int) -> Optional[str]:
         """Writes a checkpoint numbered `step`; returns its path on the chief (None elsewhere)."""

@@ -143,13 +143,16 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         rng = tf.random.Generator.from_seed(config.seed)
     distributed = strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    trackables = dict(model=model, optimizer=optimizer, step=global_step, rng=rng)
+    # Updates skipped for a non-finite gradient, over the whole run (resumes included). A plain variable,
+    # outside the strategy: every worker sees the same all-reduced gradient norm and counts alike.
+    skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
+    trackables = dict(model=model, optimizer=optimizer, step=global_step, rng=rng, skipped_updates=skipped_updates)
     if not distributed:
         # One device: the tf.data iterators themselves are checkpointed (exact data position, cheap resume).
         static_it, clip_it = iter(static_ds), iter(clip_ds)
         trackables.update(static_data=static_it, clip_data=clip_it)
     ckpt = RunCheckpoint(os.path.join(run_dir, "checkpoints"), config.keep_checkpoints, chief, task_id,
-                         **trackables)
+                         optional=("skipped_updates",), **trackables)  # older checkpoints lack it
     restored = ckpt.restore_latest(printer)
     if chief:
         write_run_config(run_dir, config)
@@ -180,7 +183,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
 
     last_saved = restored
     final_loss = float("nan")
-    skipped = 0
+    skipped = int(skipped_updates.numpy())
     loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     j = None
     total = config.total_steps
@@ -212,6 +215,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                             "with them), or check the data.")
                     if not math.isfinite(values["grad_norm"]) and not loss_scaling:
                         skipped += 1  # the step skipped its update (see TrainSteps._apply)
+                        skipped_updates.assign(skipped)
                         printer(f"warning: stage {stage}, step {step}: non-finite gradient (loss "
                                 f"{values['loss']:.4f}); update skipped ({skipped} so far)")
                         summaries.scalars(step, {"skipped_updates": float(skipped)})

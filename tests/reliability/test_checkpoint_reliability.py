@@ -166,3 +166,52 @@ def test_truncated_model_keras_is_called_corrupt_not_missing(tmp_path):
         assert str(err.value).startswith(f"{path}: the model file is corrupt or truncated (not a complete "
                                          ".keras archive: File is not a zip file)")
         assert "not found" not in str(err.value).lower()
+
+
+def test_a_checkpoint_from_before_an_optional_trackable_restores_and_the_new_one_round_trips(tmp_path):
+    """The run's counters (skipped updates) were added to the checkpoint later: a checkpoint without them
+    restores everything else and leaves them at their start value; a checkpoint with them restores them."""
+    directory = str(tmp_path / "ckpts")
+    weight = tf.Variable(np.full((4,), 3.0, np.float32))
+    step = tf.Variable(7, dtype=tf.int64)
+    RunCheckpoint(directory, keep=2, weight=weight, step=step).save(7)  # as an older version saved it
+
+    weight.assign(np.zeros((4,), np.float32))
+    step.assign(0)
+    skipped = tf.Variable(0, dtype=tf.int64)
+    ckpt = RunCheckpoint(directory, keep=2, optional=("skipped",), weight=weight, step=step, skipped=skipped)
+    assert ckpt.restore_latest().endswith("ckpt-7")
+    np.testing.assert_array_equal(weight.numpy(), np.full((4,), 3.0))
+    assert int(step.numpy()) == 7 and int(skipped.numpy()) == 0
+
+    skipped.assign(5)
+    step.assign(9)
+    ckpt.save(9)
+    skipped.assign(0)
+    again = RunCheckpoint(directory, keep=2, optional=("skipped",), weight=weight, step=step, skipped=skipped)
+    assert again.restore_latest().endswith("ckpt-9")
+    assert int(skipped.numpy()) == 5 and int(step.numpy()) == 9
+
+    # A required trackable missing from the checkpoint is still a mismatch, named as such.
+    with pytest.raises(Exception, match="cannot be restored into this run"):
+        RunCheckpoint(str(tmp_path / "ckpts"), keep=2, weight=weight, step=step, skipped=skipped,
+                      extra=tf.Variable(1.0)).restore_latest()
+
+
+def test_checkpoints_without_their_state_file_are_found_by_name_not_ignored(tmp_path):
+    """Checkpoint files copied without the `checkpoint` state file (or a state file lost) used to look like no
+    checkpoint at all: the run silently started again from step 0. They are found by their numbers."""
+    directory = str(tmp_path / "checkpoints")
+    _run_checkpoints(directory, steps=(2, 4, 6))
+    os.remove(os.path.join(directory, "checkpoint"))
+    _truncate(os.path.join(directory, "ckpt-6"))
+    assert checkpoint_paths(directory) == [os.path.join(directory, f"ckpt-{n}") for n in (6, 4, 2)]
+    messages = []
+    ckpt, weight, step, iterator = _run_checkpoints(str(tmp_path / "fresh"), steps=())
+    ckpt = RunCheckpoint(directory, keep=5, weight=weight, step=step, data=iterator)
+    assert ckpt.restore_latest(messages.append) == os.path.join(directory, "ckpt-4")
+    assert int(step.numpy()) == 4 and float(weight.numpy()[0, 0]) == 4.0
+    assert sorted(os.listdir(os.path.join(directory, "corrupt"))) == ["ckpt-6.data-00000-of-00001", "ckpt-6.index"]
+    assert any("no state file" in m and "ckpt-4" in m for m in messages), messages
+    ckpt.save(8)  # the manager writes a state file again
+    assert checkpoint_paths(directory)[0] == os.path.join(directory, "ckpt-8")
