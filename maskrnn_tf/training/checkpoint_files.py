@@ -5,9 +5,10 @@ short, a crash before the data reached the disk): TensorFlow then fails deep in 
 `IndexError: Read less bytes than requested` or a checksum error. `verify_checkpoint` reads every tensor
 once (TensorFlow checks each tensor's size and CRC32C as it reads), so a damaged checkpoint is found before
 anything is restored from it. `newest_intact_checkpoint` walks the state file's checkpoints (without a state
-file: the numbered checkpoint files there) newest first and returns the first intact one; with `quarantine=True` (the training run that owns the folder) the damaged
-ones are moved to `<checkpoints>/corrupt/` (never deleted) and dropped from the state file, so the next save
-cannot overwrite them and nothing tries them again.
+file: the numbered checkpoint files there) newest first and returns the first intact one; with
+`quarantine=True` (the training run that owns the folder) the damaged ones are moved to `<checkpoints>/corrupt/`
+(never deleted) and dropped from the state file, so the next save cannot overwrite them and nothing tries them
+again.
 """
 from __future__ import annotations
 
