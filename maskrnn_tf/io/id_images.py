@@ -10,7 +10,8 @@ Two readers with different contracts:
   value (0/1, 0/255, any dark grey) is binary; grey values all below 128 are ids; other grey masks
   (anti-aliased edges, SegTrack) are foreground where > 127; an RGB mask maps each distinct colour to an
   object (DAVIS palette colours to their index, other colours to 1..K in order of first appearance), black
-  being the background.
+  being the background; an RGB mask whose only colours are the palette's greys (64, 128, 192 in every
+  channel) is a DAVIS-colour mask of objects 56, 7, 63.
 """
 from __future__ import annotations
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import os
 import re
 import shutil
@@ -62,8 +63,35 @@ def verify_checkpoint(prefix: str) -> Optional[str]:
 
 def has_state_file(directory: str) -> bool:
     """Whether `directory` has a readable checkpoint state file naming at least one checkpoint."""
-    state = tf.train.get_checkpoint_state(directory)
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except (ValueError, text_format.ParseError):  # empty, zeroed or cut-short state file
+        return False
     return state is not None and bool(state.model_checkpoint_path or state.all_model_checkpoint_paths)
+
+
+def rewrite_state_file(directory: str) -> Optional[str]:
+    """When `directory` holds numbered checkpoints but no readable state file, writes one naming them (oldest
+    first, as CheckpointManager does) so that a manager made afterwards keeps and rotates them; an unreadable
+    state file is kept aside as `checkpoint.unreadable`. Returns the newest checkpoint named, or None."""
+    if has_state_file(directory):
+        return None
+    found = _checkpoints_by_name(directory)
+    if not found:
+        return None
+    state_file = os.path.join(directory, "checkpoint")
+    if os.path.exists(state_file):
+        os.replace(state_file, state_file + ".unreadable")
+    lines = [f"model_checkpoint_path: {json.dumps(os.path.basename(found[0]))}"]
+    lines += [f"all_model_checkpoint_paths: {json.dumps(os.path.basename(p))}" for p in reversed(found)]
+    # With their times (the index files' mtimes) the manager tracks them; without, it would treat them as
+    # preserved for ever and name only its own new ones.
+    lines += [f"all_model_checkpoint_timestamps: {os.path.getmtime(p + '.index'):.3f}" for p in reversed(found)]
+    tmp = state_file + ".tmp-by-name"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, state_file)
+    return found[0]
 
 
 def checkpoint_paths(directory: str) -> List[str]:

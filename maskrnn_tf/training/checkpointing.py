@@ -14,7 +14,8 @@ from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
-from maskrnn_tf.training.checkpoint_files import CheckpointCorruptError, has_state_file, newest_intact_checkpoint
+from maskrnn_tf.training.checkpoint_files import (CheckpointCorruptError, checkpoint_paths, newest_intact_checkpoint,
+                                                  rewrite_state_file)
 
 
 class CheckpointMismatchError(RuntimeError):
@@ -40,6 +41,9 @@ class RunCheckpoint:
         self._trackables = dict(trackables)
         self._optional = tuple(optional)
         self.checkpoint = tf.train.Checkpoint(**trackables)
+        # Checkpoints without a readable state file (copied without it, or it was lost) are named in a new one
+        # first, so that the manager keeps and rotates them and every reader sees them.
+        self.found_by_name = rewrite_state_file(directory) if chief and os.path.isdir(directory) else None
         target = directory if chief else os.path.join(directory, f".worker{task_id}_scratch")
         self.manager = tf.train.CheckpointManager(self.checkpoint, target, max_to_keep=keep)
         # Every worker restores from the chief's checkpoints.
@@ -47,7 +51,8 @@ class RunCheckpoint:
 
     @property
     def latest(self) -> Optional[str]:
-        return tf.train.latest_checkpoint(self._reader)
+        paths = checkpoint_paths(self._reader)
+        return paths[0] if paths else None
 
     def restore_latest(self, report: Callable[[str], None] = log.warning) -> Optional[str]:
         """Restores the newest intact checkpoint; returns its path (None when there is none).
@@ -56,7 +61,6 @@ class RunCheckpoint:
         `checkpoints/corrupt/` (see checkpoint_files). Raises CheckpointCorruptError when every checkpoint is
         damaged, RuntimeError when the intact one does not fit the run's objects.
         """
-        by_name = not has_state_file(self._reader)
         choice = newest_intact_checkpoint(self._reader, quarantine=self.chief)
         if choice.skipped and self.chief:
             # The manager read the old state file when it was made; it must not list the moved checkpoints.
@@ -71,9 +75,9 @@ class RunCheckpoint:
                    f"resuming from the newest intact one, {choice.path}")
         if choice.path is None:
             return None
-        if by_name:
-            report(f"note: {self._reader} has no state file ('checkpoint'); resuming from the newest intact "
-                   f"checkpoint by number, {choice.path}")
+        if self.found_by_name:
+            report(f"note: {self._reader} had no readable state file ('checkpoint'); one naming the checkpoints "
+                   f"there was written, resuming from the newest intact one, {choice.path}")
         try:
             self._checkpoint_for(choice.path).restore(choice.path).assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError) as err:

@@ -152,7 +152,12 @@ def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "maskrnn_tf.train" not in again.stdout
     assert (root / "ablation.md").read_text() == table
-    # --full_run deploys an existing run of the flag file for the full-model row instead of training it.
+    # --full_run deploys an existing run of the flag file for the full-model row instead of training it, also
+    # one whose config.json still holds a retired key (data.data_dir, written before it was removed).
+    import json
+    stored = json.loads((root / "rnn" / "config.json").read_text())
+    stored["data"]["data_dir"] = str(tmp_path / "tfds")
+    (root / "rnn" / "config.json").write_text(json.dumps(stored, indent=2))
     reused = subprocess.run(cmd[:4] + [f"--run_root={tmp_path / 'reuse'}", cmd[5], f"--full_run={root / 'rnn'}",
                                        "--variants=rnn"] + cmd[7:], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=600)

@@ -212,6 +212,21 @@ def test_checkpoints_without_their_state_file_are_found_by_name_not_ignored(tmp_
     assert ckpt.restore_latest(messages.append) == os.path.join(directory, "ckpt-4")
     assert int(step.numpy()) == 4 and float(weight.numpy()[0, 0]) == 4.0
     assert sorted(os.listdir(os.path.join(directory, "corrupt"))) == ["ckpt-6.data-00000-of-00001", "ckpt-6.index"]
-    assert any("no state file" in m and "ckpt-4" in m for m in messages), messages
-    ckpt.save(8)  # the manager writes a state file again
-    assert checkpoint_paths(directory)[0] == os.path.join(directory, "ckpt-8")
+    assert any("had no readable state file" in m and "ckpt-4" in m for m in messages), messages
+    ckpt.save(8)  # the manager knows the found checkpoints: it keeps them and rotates them as its own
+    assert checkpoint_paths(directory) == [os.path.join(directory, f"ckpt-{n}") for n in (8, 4, 2)]
+    assert ckpt.latest == os.path.join(directory, "ckpt-8")
+
+
+def test_an_unreadable_state_file_is_kept_aside_and_the_checkpoints_found_by_number(tmp_path):
+    directory = str(tmp_path / "checkpoints")
+    _run_checkpoints(directory, steps=(2, 4))
+    state_file = os.path.join(directory, "checkpoint")
+    with open(state_file, "wb") as f:
+        f.write(b"\0" * 64)  # a state file zeroed by a crash
+    assert tf.train.get_checkpoint_state(directory) is None  # TensorFlow logs a parse error and ignores it
+    ckpt, weight, step, iterator = _run_checkpoints(str(tmp_path / "fresh"), steps=())
+    ckpt = RunCheckpoint(directory, keep=5, weight=weight, step=step, data=iterator)
+    assert ckpt.restore_latest(lambda m: None) == os.path.join(directory, "ckpt-4")
+    assert int(step.numpy()) == 4
+    assert open(state_file + ".unreadable", "rb").read() == b"\0" * 64
