@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clip_length", type=int, default=5, help="frames per dreamt clip")
     parser.add_argument("--updates", type=int, default=4, help="timed updates after the first per mode")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per video (segment --finetune_budget)")
+    parser.add_argument("--crops", default="0", help="comma-separated segment --finetune_crop values to time "
+                        "recurrent finetuning at (0 = the whole frame)")
 
 
 def _first_frame(args: argparse.Namespace):
@@ -78,15 +80,18 @@ def run(args: argparse.Namespace) -> List[Dict]:
                  "fit_later_videos": _fits(args.budget, one - update, update)})
 
     # -- recurrent: the traced step is kept across videos; clips are dreamt per video --------------------------
-    recurrent = RecurrentFinetuneConfig(steps=1 + args.updates, time_budget_s=0.0,
-                                        dream=DreamConfig(num_frames=args.clip_length))
-    finetuner = RecurrentFinetuner(model, 1, recurrent)
-    first = finetuner.run(frame, ids, [1])
-    again = finetuner.run(frame, ids, [1])  # a second video of the same size: no tracing
-    update = statistics.median(first.step_seconds[1:] + again.step_seconds)
-    dream_per_clip = again.dream_seconds / max(1, min(recurrent.num_clips, again.steps))
-    rows.append({"mode": "recurrent", "precision": precision, "size": size, "clip": args.clip_length,
-                 "first_call_s": first.step_seconds[0], "update_s": update, "dream_s": dream_per_clip,
-                 "fit_first_video": _fits(args.budget, 0.0, update + dream_per_clip),  # tracing is not charged
-                 "fit_later_videos": _fits(args.budget, 0.0, update + dream_per_clip)})
+    for crop in (int(c) for c in args.crops.split(",")):
+        recurrent = RecurrentFinetuneConfig(steps=1 + args.updates, time_budget_s=0.0, crop=crop,
+                                            dream=DreamConfig(num_frames=args.clip_length))
+        finetuner = RecurrentFinetuner(model, 1, recurrent)
+        first = finetuner.run(frame, ids, [1])
+        again = finetuner.run(frame, ids, [1])  # a second video of the same size: no tracing
+        update = statistics.median(first.step_seconds[1:] + again.step_seconds)
+        dream_per_clip = again.dream_seconds / max(1, min(recurrent.num_clips, again.steps))
+        dreamt = f"{again.window[3]}x{again.window[2]}" if again.window else size
+        rows.append({"mode": f"recurrent, crop {crop}" if crop else "recurrent", "precision": precision,
+                     "size": dreamt, "clip": args.clip_length, "first_call_s": first.step_seconds[0],
+                     "update_s": update, "dream_s": dream_per_clip,
+                     "fit_first_video": _fits(args.budget, 0.0, update + dream_per_clip),  # tracing is not charged
+                     "fit_later_videos": _fits(args.budget, 0.0, update + dream_per_clip)})
     return rows

@@ -53,6 +53,9 @@ flags.DEFINE_float("finetune_budget", 60.0, "Recurrent finetuning: wall seconds 
                    "updates; tracing, once per object count and frame size, comes on top) after which no "
                    "update starts; 0 = no limit.")
 flags.DEFINE_integer("finetune_clip_length", 5, "Recurrent finetuning: frames per dreamt clip.")
+flags.DEFINE_integer("finetune_crop", 0, "Recurrent finetuning: dream from a crop of at most this many pixels "
+                     "square around the objects (fewer pixels, more updates in the budget); objects too large "
+                     "for it use the whole frame; 0 = always the whole frame.")
 flags.DEFINE_float("finetune_lr", 1e-5, "Initial online-finetuning learning rate (decays to 1/10).")
 flags.DEFINE_float("finetune_loc_weight", None, "Online finetuning: weight of the localization loss (default: "
                    "as the model was trained, from its run's config.json; 1.0 without one).")
@@ -92,6 +95,7 @@ def _register_checks() -> None:
     register_numeric_validator("finetune_steps", minimum=0, hint="0 skips online finetuning")
     register_numeric_validator("finetune_budget", minimum=0, hint="seconds per video; 0 = no limit")
     register_numeric_validator("finetune_clip_length", minimum=2, hint="a dreamt clip needs two frames")
+    register_numeric_validator("finetune_crop", minimum=0, hint="pixels; 0 = the whole frame")
     register_numeric_validator("finetune_lr", above=0, hint="e.g. 1e-5")
     register_numeric_validator("finetune_loc_weight", minimum=0)
     register_numeric_validator("max_size", zero_or_at_least=MIN_FRAME_SIDE,
@@ -198,11 +202,12 @@ def _finetuning(inference, model, step_fn, flow_fn, max_size, metadata):
     if choice.mode == "recurrent":
         from maskrnn_tf.data.dreaming import DreamConfig
 
-        metadata.update(finetune_budget_s=FLAGS.finetune_budget, finetune_clip_length=FLAGS.finetune_clip_length)
+        metadata.update(finetune_budget_s=FLAGS.finetune_budget, finetune_clip_length=FLAGS.finetune_clip_length,
+                        finetune_crop=FLAGS.finetune_crop)
         config = inference.RecurrentFinetuneConfig(
             steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
             loc_weight=choice.loc_weight, class_balance=choice.class_balance,
-            dream=DreamConfig(num_frames=FLAGS.finetune_clip_length))
+            dream=DreamConfig(num_frames=FLAGS.finetune_clip_length), crop=FLAGS.finetune_crop)
         return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config)
     return None
 

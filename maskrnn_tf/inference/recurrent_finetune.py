@@ -46,6 +46,11 @@ class RecurrentFinetuneConfig:
       reverse_every_other: play every second clip backwards (exact: the flows swap; starts from the true
         mask of the clip's last frame).
       recompute: recompute each frame's activations in the backward pass (less memory, more time).
+      crop: dream from a crop of the first frame of at most crop x crop pixels around the objects (0 = the
+        whole frame): an update's cost grows with the pixels, so the budget holds more updates. Objects
+        (with `crop_margin`) that do not fit in it are finetuned on the whole frame.
+      crop_margin: room kept around the objects' box in the crop, per side, as a fraction of the box's side
+        (the dreamt motion and some background context need it).
       seed: seeds the dreamt clips.
     """
 
@@ -61,11 +66,15 @@ class RecurrentFinetuneConfig:
     clip_norm: float = 10.0
     reverse_every_other: bool = False
     recompute: bool = False
+    crop: int = 0
+    crop_margin: float = 0.25
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.time_budget_s < 0 or self.num_clips < 1:
             raise ValueError(f"RecurrentFinetuneConfig: need steps >= 0, time_budget_s >= 0, num_clips >= 1: {self}.")
+        if self.crop < 0 or self.crop_margin < 0:
+            raise ValueError(f"RecurrentFinetuneConfig: need crop >= 0 and crop_margin >= 0: {self}.")
         if self.learning_rate <= 0 or not 0 < self.final_lr_fraction <= 1:
             raise ValueError(f"RecurrentFinetuneConfig: need learning_rate > 0, 0 < final_lr_fraction <= 1: {self}.")
 
@@ -82,6 +91,8 @@ class RecurrentFinetuneResult:
       dream_seconds: the part of it spent dreaming clips.
       stopped_by_budget: the time budget ended it before `steps` updates.
       trace_seconds: the part of `seconds` spent tracing (not charged to the budget; 0 once traced).
+      window: (top, left, height, width) of the crop of the first frame the clips were dreamt from (None:
+        the whole frame).
     """
 
     losses: List[float]
@@ -90,6 +101,7 @@ class RecurrentFinetuneResult:
     dream_seconds: float
     stopped_by_budget: bool
     trace_seconds: float = 0.0
+    window: Optional[Tuple[int, int, int, int]] = None
 
     @property
     def steps(self) -> int:
@@ -100,6 +112,28 @@ class RecurrentFinetuneResult:
     def applied_updates(self) -> int:
         """Updates applied (a non-finite gradient skips its update)."""
         return int(np.isfinite(self.losses).sum())
+
+
+def crop_window(ids: np.ndarray, object_ids: Sequence[int], crop: int,
+                margin: float = 0.25) -> Optional[Tuple[int, int, int, int]]:
+    """The (top, left, height, width) window of at most crop x crop pixels, centred on the box of the objects
+    `object_ids` in `ids` grown by `margin` of its sides (plus 8 pixels) on every side and shifted inside the
+    frame; None when that grown box does not fit in such a window, or the window is the whole frame."""
+    ids = np.asarray(ids)
+    height, width = ids.shape
+    window_h, window_w = min(crop, height), min(crop, width)
+    if crop <= 0 or (window_h, window_w) == (height, width):
+        return None
+    ys, xs = np.nonzero(np.isin(ids, list(object_ids)))
+    if ys.size == 0:
+        return None
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    grow_y, grow_x = margin * (bottom - top) + 8, margin * (right - left) + 8
+    if bottom - top + 2 * grow_y > window_h or right - left + 2 * grow_x > window_w:
+        return None
+    y0 = int(round((top + bottom - window_h) / 2))
+    x0 = int(round((left + right - window_w) / 2))
+    return min(max(y0, 0), height - window_h), min(max(x0, 0), width - window_w), window_h, window_w
 
 
 def clip_batch(clip: DreamtClip, object_ids: Sequence[int]) -> Dict[str, tf.Tensor]:
@@ -196,6 +230,15 @@ class RecurrentFinetuner:
                              f"{self.num_objects} objects.")
         return object_ids
 
+    def _cropped(self, frame: np.ndarray, ids: np.ndarray, object_ids: Sequence[int]
+                 ) -> Tuple[np.ndarray, np.ndarray, Optional[Tuple[int, int, int, int]]]:
+        """The first frame and ids cut to the config's crop window (unchanged without one), and the window."""
+        window = crop_window(ids, object_ids, self.config.crop, self.config.crop_margin)
+        if window is None:
+            return frame, ids, None
+        top, left, height, width = window
+        return frame[top:top + height, left:left + width], ids[top:top + height, left:left + width], window
+
     def run(self, first_frame: np.ndarray, first_ids: np.ndarray, object_ids: Sequence[int]) -> RecurrentFinetuneResult:
         """Finetunes the model in place on clips dreamt from this first frame; see `recurrent_finetune`."""
         start = time.monotonic()
@@ -203,6 +246,7 @@ class RecurrentFinetuner:
         config = self.config
         if config.steps == 0:
             return RecurrentFinetuneResult([], 0.0, [], 0.0, False)
+        first_frame, first_ids, window = self._cropped(first_frame, first_ids, object_ids)
         for variable in self._steps.optimizer.variables:  # a fresh Adam (schedule, loss scale) for every video
             start_value = self._optimizer_start.get(id(variable))
             variable.assign(tf.zeros_like(variable) if start_value is None else start_value)
@@ -235,13 +279,14 @@ class RecurrentFinetuner:
             if tracing and len(durations) == 2:
                 trace_seconds = max(durations[0] - durations[1], 0.0)
         return RecurrentFinetuneResult(losses, time.monotonic() - start, durations, clips.seconds, stopped,
-                                       trace_seconds)
+                                       trace_seconds, window)
 
     def loss(self, first_frame: np.ndarray, first_ids: np.ndarray, object_ids: Sequence[int]) -> float:
         """The recurrent training loss on the config's dreamt clips (no update), per object, averaged over
         the clips: the yardstick of recurrent finetuning (it should fall as the model learns to follow the
         first frame's objects through their dreamt motion)."""
         object_ids = self._check(first_ids, object_ids)
+        first_frame, first_ids, _ = self._cropped(first_frame, first_ids, object_ids)
         clips = DreamtClips(first_frame, first_ids, self.config)
         total = 0.0
         for index in range(self.config.num_clips):
@@ -281,9 +326,10 @@ def recurrent_finetuning_prepare(
 
     One finetuner is kept per (object count, frame size), so the unrolled step is traced once per shape.
     `prepare.results` collects (video name, RecurrentFinetuneResult); `prepare.log` maps each video's name to
-    {"updates", "skipped_updates", "seconds", "trace_seconds", "stopped_by_budget"} (updates: those applied;
+    {"updates", "skipped_updates", "seconds", "trace_seconds", "stopped_by_budget", "window"} (updates: those applied;
     skipped_updates: those a non-finite gradient skipped; seconds: wall time of its finetuning,
-    everything included; trace_seconds: the part of it spent tracing, on the first video of a shape).
+    everything included; trace_seconds: the part of it spent tracing, on the first video of a shape; window:
+    the crop dreamt from, or None).
     """
     initial = [v.numpy() for v in model.weights]
     finetuners: Dict[Tuple[int, int, int], RecurrentFinetuner] = {}
@@ -317,7 +363,8 @@ def recurrent_finetuning_prepare(
                             "skipped_updates": result.steps - result.applied_updates if result else 0,
                             "seconds": round(time.monotonic() - start, 2),
                             "trace_seconds": round(result.trace_seconds if result else 0.0, 2),
-                            "stopped_by_budget": bool(result and result.stopped_by_budget)}
+                            "stopped_by_budget": bool(result and result.stopped_by_budget),
+                            "window": list(result.window) if result and result.window else None}
         return step_fn
 
     prepare.results = results  # type: ignore[attr-defined]

@@ -6,8 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from maskrnn_tf.inference import trained_step, training_config
+from maskrnn_tf.inference import read_first_mask, trained_step, training_config
 from maskrnn_tf.inference.finetune_choice import choose_finetuning, describe_choice
+from maskrnn_tf.inference.recurrent_finetune import crop_window
 
 from .test_inference_segment import run_cli
 
@@ -101,11 +102,14 @@ def test_cli_finetunes_a_stage_b_model_recurrently_within_its_budget(tmp_path, v
     # an update's cost from the tracing), no third one fits.
     out = str(tmp_path / "recurrent")
     assert run_cli(*common, f"--output={out}", "--finetune_lr=1e-3", "--finetune_budget=0.001",
-                   "--finetune_clip_length=3") == 0
+                   "--finetune_clip_length=3", "--finetune_crop=36") == 0
     with open(os.path.join(out, "segment_run.json")) as f:
         record = json.load(f)
     assert (record["finetune"], record["finetune_steps"], record["finetune_clip_length"]) == ("recurrent", 50, 3)
+    assert record["finetune_crop"] == 36
     log = record["finetune_log"]["frames"]
+    window = crop_window(read_first_mask(mask).labels, [1, 2], 36)
+    assert log["window"] == (None if window is None else list(window))
     assert log["updates"] == 2 and log["stopped_by_budget"] is True and log["seconds"] > log["trace_seconds"] > 0
     assert record["segment_seconds"] > 0
     # The finetuned weights segmented the video: its probabilities moved away from the untouched model's.
