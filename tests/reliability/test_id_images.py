@@ -190,6 +190,7 @@ def test_noisy_rgb_first_mask_is_refused(tmp_path):
         read_first_mask(empty)
 
 
+# (2, 7): a palette grey beside a palette colour (an RGB file that is not all grey: the plain palette path).
 @pytest.mark.parametrize("grey_ids", [(7,), (56,), (63,), (7, 63), (2, 7)])
 def test_davis_rgb_results_and_masks_in_the_palette_greys_keep_their_ids(tmp_path, grey_ids):
     """DAVIS palette colours 7, 56 and 63 are greys (128, 64, 192 in every channel): an RGB file holding only
