@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import os
 import re
 import shutil
@@ -22,6 +21,8 @@ from typing import List, Optional, Tuple
 
 import tensorflow as tf
 from google.protobuf import text_format
+
+from maskrnn_tf.training.run_dir import atomic_write
 
 CORRUPT_DIR = "corrupt"
 
@@ -61,13 +62,27 @@ def verify_checkpoint(prefix: str) -> Optional[str]:
     return None
 
 
-def has_state_file(directory: str) -> bool:
-    """Whether `directory` has a readable checkpoint state file naming at least one checkpoint."""
+def _readable_state(directory: str):
+    """The CheckpointState of `directory`'s state file when it is readable and names a checkpoint, else None."""
     try:
         state = tf.train.get_checkpoint_state(directory)
     except (ValueError, text_format.ParseError):  # empty, zeroed or cut-short state file
-        return False
-    return state is not None and bool(state.model_checkpoint_path or state.all_model_checkpoint_paths)
+        return None
+    return state if state is not None and (state.model_checkpoint_path or state.all_model_checkpoint_paths) else None
+
+
+def has_state_file(directory: str) -> bool:
+    """Whether `directory` has a readable checkpoint state file naming at least one checkpoint."""
+    return _readable_state(directory) is not None
+
+
+def _write_state(directory: str, state) -> None:
+    """Writes a CheckpointState as CheckpointManager does (text format, renamed into place)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text_format.MessageToString(state))
+
+    atomic_write(os.path.join(directory, "checkpoint"), write)
 
 
 def rewrite_state_file(directory: str) -> Optional[str]:
@@ -82,15 +97,13 @@ def rewrite_state_file(directory: str) -> Optional[str]:
     state_file = os.path.join(directory, "checkpoint")
     if os.path.exists(state_file):
         os.replace(state_file, state_file + ".unreadable")
-    lines = [f"model_checkpoint_path: {json.dumps(os.path.basename(found[0]))}"]
-    lines += [f"all_model_checkpoint_paths: {json.dumps(os.path.basename(p))}" for p in reversed(found)]
+    oldest_first = list(reversed(found))
     # With their times (the index files' mtimes) the manager tracks them; without, it would treat them as
     # preserved for ever and name only its own new ones.
-    lines += [f"all_model_checkpoint_timestamps: {os.path.getmtime(p + '.index'):.3f}" for p in reversed(found)]
-    tmp = state_file + ".tmp-by-name"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, state_file)
+    _write_state(directory, tf.compat.v1.train.generate_checkpoint_state_proto(
+        directory, os.path.basename(found[0]),
+        all_model_checkpoint_paths=[os.path.basename(p) for p in oldest_first],
+        all_model_checkpoint_timestamps=[os.path.getmtime(p + ".index") for p in oldest_first]))
     return found[0]
 
 
@@ -100,9 +113,9 @@ def checkpoint_paths(directory: str) -> List[str]:
     Without a state file (checkpoints copied without it, or it was lost), the `<name>-<N>.index` files there,
     highest N first: a folder of checkpoints is never taken for an empty one.
     """
-    if not has_state_file(directory):
+    state = _readable_state(directory)
+    if state is None:
         return _checkpoints_by_name(directory)
-    state = tf.train.get_checkpoint_state(directory)
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     return [p if os.path.isabs(p) else os.path.join(directory, p) for p in reversed(paths)]
 
@@ -132,28 +145,24 @@ def _quarantine(directory: str, bad: List[str]) -> str:
                 destination = os.path.join(target, f"{os.path.basename(path)}.{n}")
                 n += 1
             shutil.move(path, destination)
-    if not has_state_file(directory):
+    state = _readable_state(directory)
+    if state is None:
         return target  # checkpoints found by name: no state file to edit
-    state = tf.train.get_checkpoint_state(directory)
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
     stamps = list(state.all_model_checkpoint_timestamps)
     stamps = stamps if len(stamps) == len(paths) else []  # older state files have none
     keep = [i for i, p in enumerate(paths) if (p if os.path.isabs(p) else os.path.join(directory, p)) not in bad]
-    state_file = os.path.join(directory, "checkpoint")
     if keep:
-        # The state proto edited in place and written as CheckpointManager writes it (text format, renamed
-        # into place); tf.compat.v1.train.update_checkpoint_state would do the same with a deprecation warning.
+        # The state proto edited in place and written as CheckpointManager writes it;
+        # tf.compat.v1.train.update_checkpoint_state would do the same with a deprecation warning.
         state.model_checkpoint_path = paths[keep[-1]]
         del state.all_model_checkpoint_paths[:]
         state.all_model_checkpoint_paths.extend(paths[i] for i in keep)
         del state.all_model_checkpoint_timestamps[:]
         state.all_model_checkpoint_timestamps.extend(stamps[i] for i in keep if stamps)
-        tmp = state_file + ".tmp-quarantine"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text_format.MessageToString(state))
-        os.replace(tmp, state_file)
+        _write_state(directory, state)
     else:  # nothing left to name: the state file goes aside too, so the next run starts afresh
-        shutil.move(state_file, os.path.join(target, "checkpoint"))
+        shutil.move(os.path.join(directory, "checkpoint"), os.path.join(target, "checkpoint"))
     return target
 
 
