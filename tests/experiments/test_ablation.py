@@ -130,23 +130,23 @@ def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
     ]) + "\n")
     root = tmp_path / "ablation"
     cmd = [sys.executable, "-m", "maskrnn_tf.ablation", f"--train_flags={flagfile}", f"--run_root={root}",
-           f"--davis_root={davis}", "--variants=astream,loc_apply,rnn", "--finetune_steps=0", "--max_size=48",
+           f"--davis_root={davis}", "--variants=loc_train,loc_apply,rnn", "--finetune_steps=0", "--max_size=48",
            "--flow=flo", f"--flo_dir={davis}/flow"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     table = (root / "ablation.md").read_text()
     rows = table.strip().splitlines()[2:]
-    assert [r.split("|")[1].strip() for r in rows] == ["AStream", "+ Loc. net: apply", "+ RNN (full model)"]
-    for name in ("astream", "loc_apply", "rnn"):
+    assert [r.split("|")[1].strip() for r in rows] == ["+ Loc. net: train", "+ Loc. net: apply", "+ RNN (full model)"]
+    for name in ("loc_train", "loc_apply", "rnn"):
         assert read_scores(str(root / name / "results_ft0")) is not None
-    assert float((root / "astream" / "train_seconds.txt").read_text()) > 0
-    assert not (root / "astream" / "train_seconds.txt.partial").exists()
-    config = (root / "astream" / "config.json").read_text()
-    assert '"use_flow_stream": false' in config and '"stage_b_steps": 0' in config
-    # The apply row deployed the loc_train network (trained once, box off) with the box switched on.
+    assert float((root / "loc_train" / "train_seconds.txt").read_text()) > 0
+    assert not (root / "loc_train" / "train_seconds.txt.partial").exists()
+    config = (root / "loc_train" / "config.json").read_text()
+    assert '"apply_localization": false' in config and '"stage_b_steps": 0' in config
+    # The two loc rows share one training (box off); the apply row deploys it with the box switched on.
+    assert sum(line.startswith("$ ") and " maskrnn_tf.train " in line for line in run.stdout.splitlines()) == 2
     assert not (root / "loc_apply" / "config.json").exists()
-    assert '"apply_localization": false' in (root / "loc_train" / "config.json").read_text()
     assert run.stdout.count(" --apply_localization ") == 2 and run.stdout.count(" --noapply_localization ") == 1
     # A second call finds everything done and only rewrites the table.
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -167,14 +167,14 @@ def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
     missing = subprocess.run(cmd + [f"--full_run={tmp_path / 'nothing'}"], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=600)
     assert missing.returncode != 0 and "no model.keras there" in missing.stderr
-    # A run of other flags is not taken for the full model (here: the AStream run).
-    wrong = subprocess.run(cmd[:4] + [f"--run_root={tmp_path / 'wrong'}", cmd[5], f"--full_run={root / 'astream'}",
+    # A run of other flags is not taken for the full model (here: the loc_train run).
+    wrong = subprocess.run(cmd[:4] + [f"--run_root={tmp_path / 'wrong'}", cmd[5], f"--full_run={root / 'loc_train'}",
                                       "--variants=rnn"] + cmd[7:], cwd=REPO, env=env, capture_output=True,
                            text=True, timeout=600)
     assert wrong.returncode != 0 and "was trained with another config" in wrong.stderr
-    assert "model.use_flow_stream: stored False, now True" in wrong.stderr
+    assert "model.apply_localization: stored False, now True" in wrong.stderr
     # Results made with other settings are refused, not reused; rows not asked for stay in the table.
-    other = subprocess.run(cmd[:6] + ["--variants=astream"] + cmd[7:8] + ["--max_size=40"] + cmd[9:], cwd=REPO,
+    other = subprocess.run(cmd[:6] + ["--variants=loc_train"] + cmd[7:8] + ["--max_size=40"] + cmd[9:], cwd=REPO,
                            env=env, capture_output=True, text=True, timeout=600)
     assert other.returncode != 0 and "was made with other settings" in other.stderr and "--max_size=40" in other.stderr
     only = subprocess.run(cmd[:6] + ["--variants=rnn"] + cmd[7:], cwd=REPO, env=env, capture_output=True, text=True,

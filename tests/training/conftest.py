@@ -1,7 +1,10 @@
 """Helpers of the training tests: tiny configs and running the train CLI in a subprocess."""
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
+from typing import Callable
 
 import pytest
 
@@ -41,3 +44,24 @@ def run_cli(run_dir, *extra, env=None, timeout=240):
 @pytest.fixture
 def tiny_flags():
     return list(TINY_ARGS)
+
+
+def built_once(tmp_path_factory, name: str, build: Callable[[str], None]) -> str:
+    """The folder `build(folder)` fills, built once per test session even across pytest-xdist workers.
+
+    A module fixture runs once in every worker that runs one of its tests; for a CLI training (about a
+    minute) the first worker to ask builds it under a file lock and the others wait for it and reuse it.
+    A build that failed (no `.built` marker) is retried by the next worker that asks.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, shared by its workers
+    folder = os.path.join(str(root), name)
+    with open(os.path.join(str(root), f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(os.path.join(folder, ".built")):
+            shutil.rmtree(folder, ignore_errors=True)
+            os.makedirs(folder)
+            build(folder)
+            open(os.path.join(folder, ".built"), "w").close()
+    return folder

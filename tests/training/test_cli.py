@@ -1,6 +1,7 @@
 """End-to-end runs of `python -m maskrnn_tf.train` (real flag parsing) on tiny synthetic data."""
 import glob
 import json
+import math
 import os
 import re
 import signal
@@ -12,9 +13,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, cli_env, run_cli, train_cmd
+from conftest import REPO, built_once, cli_env, run_cli, train_cmd
 
 STEPS = ["--stage_a_steps=10", "--stage_b_steps=4", "--checkpoint_every=4", "--deterministic"]
+# Validation (J and overlay images) at steps 7 (stage A) and 14 (stage B); profiled steps 3-4.
+REFERENCE_EXTRA = ["--profile_steps=3,4", "--val_videos=1", "--eval_every=7", "--image_every=7"]
 
 
 def _scalars(run_dir, tag):
@@ -47,11 +50,17 @@ def _latest_number(run_dir):
 
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
-    """One uninterrupted deterministic run (also profiled); shared by several tests."""
-    run_dir = str(tmp_path_factory.mktemp("ref") / "run")
-    proc = run_cli(run_dir, *STEPS, "--profile_steps=3,4", "--val_videos=1")
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    return run_dir, proc.stdout
+    """One uninterrupted deterministic run (also profiled and validated); shared by several tests."""
+
+    def build(folder):
+        proc = run_cli(os.path.join(folder, "run"), *STEPS, *REFERENCE_EXTRA)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        with open(os.path.join(folder, "stdout.txt"), "w") as f:
+            f.write(proc.stdout)
+
+    folder = built_once(tmp_path_factory, "reference_run", build)
+    with open(os.path.join(folder, "stdout.txt")) as f:
+        return os.path.join(folder, "run"), f.read()
 
 
 @pytest.mark.slow
@@ -63,8 +72,6 @@ def test_short_run_writes_config_checkpoints_events_and_learns(reference_run):
     assert _latest_number(run_dir) == 14
     assert glob.glob(os.path.join(run_dir, "logs", "train", "events.out.tfevents.*"))
     assert "stage A  step 10/10" in out and "stage B  step 14/14" in out and "ETA" in out
-    # --eval_every=0 (TINY_ARGS) validates once, at the end (it used to skip validation).
-    assert re.findall(r"validation J ([0-9.]+) at step (\d+)", out)[-1][1] == "14", out[-2000:]
     seg = [v for s, v in _scalars(run_dir, "loss/seg") if s <= 10]
     # "Learns" with a margin: measured (deterministic run) last-3 / first-3 mean = 0.31 (0.0253 / 0.0819).
     assert len(seg) == 10 and np.mean(seg[-3:]) < 0.5 * np.mean(seg[:3]), seg
@@ -80,6 +87,49 @@ def test_short_run_writes_config_checkpoints_events_and_learns(reference_run):
     assert len(final) == len(model.weights)
     for value, weight in zip(final.values(), model.weights):  # model.keras is the last checkpoint's model
         np.testing.assert_array_equal(value, weight.numpy())
+
+
+def _events(folder):
+    """{tag: [(step, tensor ndarray), ...]} of every event file in `folder`."""
+    found = {}
+    files = sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*")))
+    assert files, f"no event file in {folder}"
+    for path in files:
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append((event.step, tf.make_ndarray(value.tensor)))
+    return found
+
+
+@pytest.mark.slow
+def test_validation_j_and_overlay_images_reach_the_event_files(reference_run):
+    run_dir, out = reference_run
+    # eval_every=7 over 14 steps: validation at steps 7 (stage A) and 14 (stage B), none extra at the end.
+    assert out.count("validation J ") == 3, out[-3000:]  # steps 7 and 14, then the summary line
+    val = _events(os.path.join(run_dir, "logs", "val"))
+    assert [step for step, _ in val["J"]] == [7, 14]
+    for _, value in val["J"]:
+        assert value.shape == () and 0.0 <= float(value) <= 1.0 and math.isfinite(float(value))
+    # The last line of the run's console output reports the final J: the one of step 14.
+    assert f"validation J {float(val['J'][-1][1]):.4f} at step 14" in out
+
+    images = val["frame_truth_prediction"]
+    assert [step for step, _ in images] == [7, 14]
+    for _, tensor in images:
+        # An image summary is [width, height, encoded PNG...] as strings.
+        assert tensor.dtype == object and int(tensor[0]) == 3 * 48 and int(tensor[1]) == 32
+        png = tf.io.decode_png(tensor[2]).numpy()
+        assert png.shape == (32, 3 * 48, 3) and png.dtype == np.uint8
+        # Panel 1 is the frame, panel 2 the frame tinted by the truth: the tint changes some pixels.
+        assert np.any(png[:, :48] != png[:, 48:96])
+
+    train = _events(os.path.join(run_dir, "logs", "train"))
+    for tag in ("loss/total", "loss/seg", "loss/loc", "grad_norm", "learning_rate", "step_time_s"):
+        assert [step for step, _ in train[tag]] == list(range(1, 15)), tag
+        assert all(math.isfinite(float(v)) for _, v in train[tag]), (tag, train[tag])
+    # The decayed learning rate after each step: 1e-3 * 0.5^(step / 1000) (decay_rate, decay_steps defaults).
+    for step, value in train["learning_rate"]:
+        assert float(value) == pytest.approx(1e-3 * 0.5 ** (step / 1000), rel=1e-6), step
 
 
 @pytest.mark.slow
@@ -106,7 +156,7 @@ def test_print_config_is_the_config_a_run_writes(reference_run, tmp_path):
 
     run_dir, _ = reference_run
     args = [sys.executable, "-m", "maskrnn_tf.train",
-            *train_cmd(run_dir, *STEPS, "--profile_steps=3,4", "--val_videos=1")[4:]]
+            *train_cmd(run_dir, *STEPS, *REFERENCE_EXTRA)[4:]]
     proc = subprocess.run(args + ["--print_config"], cwd=REPO, env=cli_env(), capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -159,10 +209,13 @@ def test_resume_inside_stage_b_equals_uninterrupted(reference_run, tmp_path):
     resume) and must reproduce the uninterrupted run's stage B losses and final weights."""
     ref_dir, _ = reference_run
     run_dir = str(tmp_path / "run")
-    first = run_cli(run_dir, *[f for f in STEPS if not f.startswith("--stage_b_steps")], "--stage_b_steps=2")
+    first = run_cli(run_dir, *[f for f in STEPS if not f.startswith("--stage_b_steps")], "--stage_b_steps=2",
+                    "--val_videos=1")
     assert first.returncode == 0, first.stdout[-3000:]
     assert _latest_number(run_dir) == 12
-    resumed = run_cli(run_dir, *STEPS)
+    # --eval_every=0 (TINY_ARGS) validates once, at the end (it used to skip validation).
+    assert re.findall(r"validation J [0-9.]+ at step (\d+)", first.stdout) == ["12"], first.stdout[-2000:]
+    resumed = run_cli(run_dir, *STEPS, "--val_videos=1")
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert "at step 12" in resumed.stdout and "stage B  step 13/14" in resumed.stdout
     assert "stage A" not in resumed.stdout.split("at step 12", 1)[1]
@@ -227,9 +280,12 @@ EQUAL_STEPS = ["--stage_a_steps=1", "--stage_b_steps=1", "--checkpoint_every=1",
 @pytest.fixture(scope="module")
 def one_device_run(tmp_path_factory):
     """EQUAL_STEPS on one device: (initial weights after step 1, weights after step 2) of the run."""
-    run_dir = tmp_path_factory.mktemp("one") / "run"
-    proc = run_cli(str(run_dir), *EQUAL_STEPS)
-    assert proc.returncode == 0, proc.stdout[-3000:]
+
+    def build(folder):
+        proc = run_cli(os.path.join(folder, "run"), *EQUAL_STEPS)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+
+    run_dir = os.path.join(built_once(tmp_path_factory, "one_device_run", build), "run")
     return (_model_variables(os.path.join(run_dir, "checkpoints", "ckpt-1")),
             _model_variables(os.path.join(run_dir, "checkpoints", "ckpt-2")))
 
