@@ -68,6 +68,9 @@ class MaskRNN(keras.Model):
         self.localization_head = build_localization_head(
             config.roi_size, vgg_filters(512, config.width), config.fc_units, name="localization_head"
         )
+        # Every weight exists now: built, so a model saved before its first call is saved whole (and Keras
+        # does not warn that it "has not yet been built").
+        self.build()
 
     # -- serialization -----------------------------------------------------------------------------------
     def get_config(self) -> Dict[str, Any]:
