@@ -20,12 +20,20 @@ STEPS = ["--stage_a_steps=10", "--stage_b_steps=4", "--checkpoint_every=4", "--d
 REFERENCE_EXTRA = ["--profile_steps=3,4", "--val_videos=1", "--eval_every=7", "--image_every=7"]
 
 
-def _scalars(run_dir, tag):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+def _events(folder):
+    """{tag: [(step, tensor ndarray), ...]} of every event file in `folder`."""
+    found = {}
+    files = sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*")))
+    assert files, f"no event file in {folder}"
+    for path in files:
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                found.setdefault(value.tag, []).append((event.step, tf.make_ndarray(value.tensor)))
+    return found
 
-    acc = EventAccumulator(os.path.join(run_dir, "logs", "train"), size_guidance={"tensors": 0})
-    acc.Reload()
-    return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in acc.Tensors(tag)]
+
+def _scalars(run_dir, tag):
+    return [(step, float(value)) for step, value in _events(os.path.join(run_dir, "logs", "train"))[tag]]
 
 
 def _model_variables(checkpoint_prefix):
@@ -87,18 +95,6 @@ def test_short_run_writes_config_checkpoints_events_and_learns(reference_run):
     assert len(final) == len(model.weights)
     for value, weight in zip(final.values(), model.weights):  # model.keras is the last checkpoint's model
         np.testing.assert_array_equal(value, weight.numpy())
-
-
-def _events(folder):
-    """{tag: [(step, tensor ndarray), ...]} of every event file in `folder`."""
-    found = {}
-    files = sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*")))
-    assert files, f"no event file in {folder}"
-    for path in files:
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                found.setdefault(value.tag, []).append((event.step, tf.make_ndarray(value.tensor)))
-    return found
 
 
 @pytest.mark.slow
