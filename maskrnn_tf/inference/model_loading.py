@@ -2,7 +2,8 @@
 
 Accepted, in this order:
   - `file.keras`;
-  - a run folder with `model.keras` (written when `python -m maskrnn_tf.train` finishes);
+  - a run folder with `model.keras` (written when `python -m maskrnn_tf.train` finishes), or the run's
+    `best/` folder (the model at the best held-out validation J, with its own config.json and best.json);
   - a run folder without it (training still going) or its `checkpoints/` folder, or a checkpoint prefix
     (`.../checkpoints/ckpt-120`): the network is built from the run's `config.json` ("model" section) and the
     newest intact (or the given) checkpoint's model weights are restored; damaged newer checkpoints are
@@ -22,6 +23,7 @@ import tensorflow as tf
 
 from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 from maskrnn_tf.model.rebuild import rebuild_with_precision
+from maskrnn_tf.training.best_model import read_record as read_best_record
 from maskrnn_tf.training.checkpoint_files import newest_intact_checkpoint, verify_checkpoint
 
 log = logging.getLogger(__name__)
@@ -150,12 +152,17 @@ def training_config(path: str) -> Optional[dict]:
 
 def trained_step(path: str) -> Optional[int]:
     """The training step of the weights a model path gives: the number of a checkpoint prefix, or of the
-    newest checkpoint its state file names for a run or checkpoints folder without model.keras. None for a
-    .keras file or a run folder holding model.keras (written when training finishes: all its steps) and when
-    there is no checkpoint."""
+    newest checkpoint its state file names for a run or checkpoints folder without model.keras, or the step
+    best.json records for a run's best/ folder (or its model.keras). None for another .keras file or a run
+    folder holding model.keras (written when training finishes: all its steps) and when there is no
+    checkpoint."""
     from maskrnn_tf.training.checkpoint_files import checkpoint_paths
 
     path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path) if path.endswith(".keras") else path
+    record = read_best_record(folder)  # a run's best/ folder: the validation step it was kept at
+    if record is not None and (path == folder or os.path.basename(path) == MODEL_FILE):
+        return int(record["step"])
     if path.endswith(".keras") or os.path.isfile(os.path.join(path, MODEL_FILE)):
         return None
     if os.path.isfile(path + ".index"):

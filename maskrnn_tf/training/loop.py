@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.training import inputs
+from maskrnn_tf.training.best_model import BestModel
 from maskrnn_tf.training.checkpointing import RunCheckpoint
 from maskrnn_tf.training.config import TrainConfig
 from maskrnn_tf.training.distribution import is_chief, make_strategy, task_info
@@ -62,6 +63,9 @@ class TrainResult:
     model_path: Optional[str]
     checkpoint: Optional[str]
     seconds: float
+    best_step: Optional[int] = None
+    best_j: Optional[float] = None
+    best_path: Optional[str] = None
 
 
 class _SignalFlag:
@@ -156,6 +160,9 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     restored = ckpt.restore_latest(printer)
     if chief:
         write_run_config(run_dir, config)
+    best = BestModel(run_dir, config) if chief and val_videos else None
+    if best is not None and (not best.enabled or best.step is not None):
+        printer(best.describe())  # what selection this run does, or the best model so far when resuming
     if restored:
         printer(f"resumed from {restored} at step {int(global_step.numpy())}")
     if distributed:
@@ -179,6 +186,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
             row = np.concatenate([video["frames"][t], overlay(video["frames"][t], video["masks"][t]),
                                   overlay(video["frames"][t], labels[t])], axis=1)
             summaries.images(step, "frame_truth_prediction", row[None], writer="val")
+        if best is not None and best.offer(step, j, lambda path: model.save(path)):
+            printer(best.describe())
         return j
 
     last_saved = restored
@@ -247,5 +256,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         model_path = os.path.join(run_dir, MODEL_NAME)
         _model_save(model, model_path)
     summaries.close()
+    kept = best is not None and best.step is not None
     return TrainResult(run_dir=run_dir, steps=step, final_loss=final_loss, validation_j=j, model_path=model_path,
-                       checkpoint=last_saved, seconds=time.perf_counter() - started)
+                       checkpoint=last_saved, seconds=time.perf_counter() - started,
+                       best_step=best.step if kept else None, best_j=best.j if kept else None,
+                       best_path=best.path if kept else None)

@@ -101,7 +101,8 @@ def test_short_run_writes_config_checkpoints_events_and_learns(reference_run):
 def test_validation_j_and_overlay_images_reach_the_event_files(reference_run):
     run_dir, out = reference_run
     # eval_every=7 over 14 steps: validation at steps 7 (stage A) and 14 (stage B), none extra at the end.
-    assert out.count("validation J ") == 3, out[-3000:]  # steps 7 and 14, then the summary line
+    # Steps 7 and 14, then the summary line ("best ..." lines report the best model, tested below).
+    assert len(re.findall(r"^(?:done: .*, )?validation J ", out, re.M)) == 3, out[-3000:]
     val = _events(os.path.join(run_dir, "logs", "val"))
     assert [step for step, _ in val["J"]] == [7, 14]
     for _, value in val["J"]:
@@ -161,6 +162,35 @@ def test_print_config_is_the_config_a_run_writes(reference_run, tmp_path):
     # No run folder is needed; without --print_config, --run_dir is required.
     missing = subprocess.run(args, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
     assert missing.returncode != 0 and "--run_dir is required" in missing.stderr
+
+
+@pytest.mark.slow
+def test_the_best_model_is_the_highest_validation_j_and_loads_as_a_run_folder(reference_run):
+    from maskrnn_tf.inference import load_model, trained_step, training_config
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.inputs import validation_videos
+    from maskrnn_tf.training.validation import evaluate
+
+    run_dir, out = reference_run
+    val = [(step, float(value)) for step, value in _events(os.path.join(run_dir, "logs", "val"))["J"]]
+    best_step, best_j = max(val, key=lambda sv: (sv[1], -sv[0]))  # the first of equal J is kept
+    best_dir = os.path.join(run_dir, "best")
+    with open(os.path.join(best_dir, "best.json")) as f:
+        record = json.load(f)
+    assert record["step"] == best_step and record["J"] == pytest.approx(best_j, abs=1e-6)
+    assert record["selection"]["videos"].startswith("synthetic_vos, 1 videos")
+    assert f"best model (validation J {best_j:.4f} at step {best_step}) {best_dir}" in out
+    assert sorted(os.listdir(best_dir)) == ["best.json", "config.json", "model.keras"]
+    assert not [n for n in os.listdir(run_dir) if n.startswith(".best")]
+    # The folder is self-contained: segment reads the training config and the step (stage A ends at 10)
+    # from it, and the model it holds scores the recorded J on the same validation video.
+    with open(os.path.join(run_dir, "config.json")) as f:
+        assert training_config(best_dir) == json.load(f)
+    assert trained_step(best_dir) == best_step
+    assert trained_step(os.path.join(best_dir, "model.keras")) == best_step
+    config = TrainConfig.from_dict(training_config(best_dir))
+    j, _ = evaluate(load_model(best_dir), validation_videos(config.data))
+    assert j == pytest.approx(best_j, abs=1e-4)
 
 
 @pytest.mark.slow

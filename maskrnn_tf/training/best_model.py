@@ -1,0 +1,136 @@
+"""The run's best model by held-out validation J: `<run_dir>/best/` (model.keras, config.json, best.json).
+
+Training validates every `eval_every` steps; the network at the highest J so far is kept, so that the number of
+training steps is chosen on the held-out split (the last step is not always the best one: a long stage B can
+overfit the training videos). The folder is self-contained: `segment --model=<run_dir>/best` and `export` load it
+like a run folder, and best.json says which step it is and what it scored on which videos.
+
+It is kept only when validation runs on data held out of training *and* not reported (synthetic videos of
+unseen seeds, or DAVIS `val_sequences` carved out of the train split): a model picked on the val split would
+flatter the val split's score. A validation set that changed (other sequences, frames or size, e.g. after
+`--overwrite_config`) starts a new record: J on different videos is not comparable.
+
+The folder is replaced whole: a new one is written beside it and renamed into place, so a reader sees the old
+best, the new best, or (during the two renames, or after a crash between them, which the next training
+repairs) no best folder, never a mix of two steps.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from typing import Callable, Dict, Optional
+
+from maskrnn_tf.io.file_modes import apply_umask
+from maskrnn_tf.training.config import DataConfig, TrainConfig
+
+BEST_DIR = "best"
+RECORD_NAME = "best.json"
+MODEL_NAME = "model.keras"
+CONFIG_NAME = "config.json"
+_OLD_PREFIX = ".best.old-"
+_NEW_PREFIX = ".best.new-"
+
+
+def selection_set(data: DataConfig) -> Optional[Dict[str, object]]:
+    """What the validation J of `data` is measured on, or None when that is not a split to choose on (DAVIS
+    without val_sequences validates on the first val sequences, which are the reported ones)."""
+    if data.dataset == "synthetic_vos":
+        if data.val_videos <= 0:
+            return None
+        videos: object = f"synthetic_vos, {data.val_videos} videos of unseen seeds"
+    elif data.val_sequences:
+        videos = list(data.val_sequences)
+    else:
+        return None
+    return {"dataset": data.dataset, "videos": videos, "frames": data.val_frames,
+            "height": data.height, "width": data.width}
+
+
+def read_record(best_dir: str) -> Optional[dict]:
+    """best.json of a best folder (None when there is none or it does not parse)."""
+    try:
+        with open(os.path.join(best_dir, RECORD_NAME), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("step"), int) else None
+
+
+def _repair(run_dir: str) -> None:
+    """A crash between the two renames of `BestModel.offer` leaves `.best.old-*` and no `best`: put it back."""
+    best = os.path.join(run_dir, BEST_DIR)
+    names = sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []
+    for name in (n for n in names if n.startswith(_NEW_PREFIX)):  # a save cut short: never renamed into place
+        shutil.rmtree(os.path.join(run_dir, name), ignore_errors=True)
+    for name in (n for n in names if n.startswith(_OLD_PREFIX)):
+        path = os.path.join(run_dir, name)
+        if not os.path.exists(best) and read_record(path) is not None:
+            os.rename(path, best)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class BestModel:
+    """Keeps `<run_dir>/best/` at the validation step with the highest J (see the module docstring)."""
+
+    def __init__(self, run_dir: str, config: TrainConfig):
+        self.run_dir = run_dir
+        self.path = os.path.join(run_dir, BEST_DIR)
+        self.config = config
+        self.selection = selection_set(config.data)
+        self.step: Optional[int] = None
+        self.j: Optional[float] = None
+        if self.selection is None:
+            return
+        _repair(run_dir)
+        record = read_record(self.path)
+        if record is not None and record.get("selection") == self.selection and _finite(record.get("J")):
+            self.step, self.j = int(record["step"]), float(record["J"])
+
+    @property
+    def enabled(self) -> bool:
+        return self.selection is not None
+
+    def offer(self, step: int, j: float, save_model: Callable[[str], None]) -> bool:
+        """Keeps the model (written by `save_model(path)`) when `j` beats the best so far; True when it did."""
+        if self.selection is None or not _finite(j) or (self.j is not None and j <= self.j):
+            return False
+        tmp = tempfile.mkdtemp(prefix=_NEW_PREFIX, dir=self.run_dir)
+        try:
+            save_model(os.path.join(tmp, MODEL_NAME))
+            with open(os.path.join(tmp, CONFIG_NAME), "w", encoding="utf-8") as f:
+                f.write(self.config.to_json() + "\n")
+            with open(os.path.join(tmp, RECORD_NAME), "w", encoding="utf-8") as f:
+                json.dump({"step": int(step), "J": float(j), "selection": self.selection}, f, indent=2)
+                f.write("\n")
+            for name in os.listdir(tmp):
+                apply_umask(os.path.join(tmp, name))
+            apply_umask(tmp)
+            old = None
+            if os.path.exists(self.path):
+                old = os.path.join(self.run_dir, f"{_OLD_PREFIX}{step}")
+                os.rename(self.path, old)
+            os.rename(tmp, self.path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if os.path.exists(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.step, self.j = int(step), float(j)
+        return True
+
+    def describe(self) -> str:
+        """One line for the log: where the best model is and what it scored."""
+        if self.selection is None:
+            return ("no best model kept: validation runs on the val split (the reported sequences); set "
+                    "--val_sequences to train sequences held out of training to choose the step on them")
+        if self.step is None:
+            return "no best model yet (no finite validation J)"
+        return f"best validation J {self.j:.4f} at step {self.step}: {self.path}"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)

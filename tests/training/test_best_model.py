@@ -1,0 +1,97 @@
+"""BestModel: the run's best/ folder follows the highest held-out validation J, survives resumes and crashes,
+and is never kept for a validation on the reported split."""
+import json
+import os
+
+import pytest
+
+from maskrnn_tf.training.best_model import BestModel, read_record, selection_set
+from maskrnn_tf.training.config import DataConfig, TrainConfig
+
+
+def _config(**data):
+    return TrainConfig(data=DataConfig(**data))
+
+
+def _saver(step):
+    def save(path):
+        with open(path, "w") as f:
+            f.write(f"weights of step {step}")
+    return save
+
+
+def _kept(run_dir):
+    with open(os.path.join(run_dir, "best", "model.keras")) as f:
+        return f.read()
+
+
+def test_the_folder_follows_the_highest_j_and_skips_non_finite_values(tmp_path):
+    best = BestModel(str(tmp_path), _config(val_videos=2))
+    # (step, J, kept?): a lower, equal or non-finite J keeps the earlier model.
+    offers = [(10, 0.30, True), (20, 0.50, True), (30, 0.40, False), (40, float("nan"), False),
+              (50, 0.50, False), (60, 0.61, True), (70, float("inf"), False), (80, 0.60, False)]
+    for step, j, expected in offers:
+        assert best.offer(step, j, _saver(step)) is expected, step
+    assert (best.step, best.j) == (60, 0.61)
+    assert _kept(tmp_path) == "weights of step 60"
+    record = read_record(str(tmp_path / "best"))
+    assert record["step"] == 60 and record["J"] == 0.61
+    assert record["selection"] == selection_set(DataConfig(val_videos=2))
+    with open(tmp_path / "best" / "config.json") as f:
+        assert TrainConfig.from_dict(json.load(f)) == _config(val_videos=2)
+    assert sorted(os.listdir(tmp_path)) == ["best"]  # no temporary or old folder left
+    assert best.describe() == f"best validation J 0.6100 at step 60: {tmp_path / 'best'}"
+
+
+def test_a_resumed_run_keeps_the_record_of_the_same_selection_and_restarts_it_for_another(tmp_path):
+    BestModel(str(tmp_path), _config(val_videos=2)).offer(100, 0.7, _saver(100))
+    resumed = BestModel(str(tmp_path), _config(val_videos=2))
+    assert (resumed.step, resumed.j) == (100, 0.7)
+    assert not resumed.offer(200, 0.65, _saver(200))
+    assert _kept(tmp_path) == "weights of step 100"
+    # Other validation frames (or videos, or size): J is not comparable, the first new J replaces the record.
+    other = BestModel(str(tmp_path), _config(val_videos=2, val_frames=12))
+    assert other.step is None
+    assert other.offer(300, 0.2, _saver(300))
+    assert _kept(tmp_path) == "weights of step 300" and read_record(str(tmp_path / "best"))["J"] == 0.2
+
+
+def test_davis_without_held_out_train_sequences_keeps_no_best_model(tmp_path):
+    # Validation then runs on the first val sequences: the reported ones, never a split to choose on.
+    best = BestModel(str(tmp_path), _config(dataset="davis16", val_videos=4))
+    assert not best.enabled and not best.offer(10, 0.9, _saver(10))
+    assert os.listdir(tmp_path) == []
+    assert "--val_sequences" in best.describe()
+    held_out = selection_set(DataConfig(dataset="davis16", val_sequences=("dog-agility", "car-turn"),
+                                        val_frames=20, height=240, width=432))
+    assert held_out == {"dataset": "davis16", "videos": ["dog-agility", "car-turn"], "frames": 20,
+                        "height": 240, "width": 432}
+    assert selection_set(DataConfig(val_videos=0)) is None
+
+
+def test_a_failed_save_leaves_the_previous_best_whole(tmp_path):
+    best = BestModel(str(tmp_path), _config())
+    best.offer(10, 0.4, _saver(10))
+
+    def broken(path):
+        with open(path, "w") as f:
+            f.write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        best.offer(20, 0.9, broken)
+    assert _kept(tmp_path) == "weights of step 10" and (best.step, best.j) == (10, 0.4)
+    assert sorted(os.listdir(tmp_path)) == ["best"]
+
+
+def test_a_crash_between_the_renames_is_repaired_by_the_next_run(tmp_path):
+    best = BestModel(str(tmp_path), _config())
+    best.offer(10, 0.4, _saver(10))
+    # The old folder was moved aside and the process died before the new one was renamed into place; an
+    # unfinished new folder is left too.
+    os.rename(tmp_path / "best", tmp_path / ".best.old-20")
+    (tmp_path / ".best.new-abc").mkdir()
+    (tmp_path / ".best.new-abc" / "model.keras").write_text("half")
+    resumed = BestModel(str(tmp_path), _config())
+    assert (resumed.step, resumed.j) == (10, 0.4)
+    assert sorted(os.listdir(tmp_path)) == ["best"] and _kept(tmp_path) == "weights of step 10"
