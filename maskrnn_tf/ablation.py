@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
 import sys
-import time
 from typing import List, Optional
 
 from absl import app, flags
 
 from maskrnn_tf import _console
+from maskrnn_tf.experiments.commands import on_sigterm, read_json, run_command, write_text
 
 FLAGS = flags.FLAGS
 
@@ -52,53 +51,7 @@ def define_flags() -> None:
 
 
 def _run(args: List[str], clock: Optional[str] = None) -> float:
-    """Runs one project CLI, echoing it; returns its wall time. A failure stops the ablation.
-
-    clock: a file that accumulates the wall time across interrupted calls (rewritten every 30 s): training
-      resumes from its checkpoints, so its time is that of every call that worked on it. It is wall time:
-      other jobs on the machine inflate it.
-    If the driver is stopped (Ctrl-C, SIGTERM), the command gets SIGTERM too (training then saves a checkpoint)
-    and the driver waits for it: no orphan keeps writing into the run folder.
-    """
-    print("\n$ " + " ".join(shlex.quote(a) for a in args), flush=True)
-    before = float(open(clock, encoding="utf-8").read()) if clock and os.path.isfile(clock) else 0.0
-    started = time.time()
-    process = subprocess.Popen(args)
-    try:
-        while True:
-            try:
-                code = process.wait(timeout=30)
-                break
-            except subprocess.TimeoutExpired:
-                if clock:
-                    _write_text(clock, f"{before + time.time() - started:.1f}\n")
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait()
-        total = before + time.time() - started  # one reading: what the clock file says is what is returned
-        if clock:
-            _write_text(clock, f"{total:.1f}\n")
-    if code != 0:
-        raise SystemExit(f"ablation: the command above failed with exit code {code}.")
-    return total
-
-
-def _write_text(path: str, text: str) -> None:
-    from maskrnn_tf.training.run_dir import atomic_write
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    atomic_write(path, write)
-
-
-def _read_json(path: str) -> Optional[dict]:
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return run_command(args, clock, driver="ablation")
 
 
 def _expected_config(sets: List[str]) -> dict:
@@ -115,16 +68,11 @@ def _check_trained(run_dir: str, sets: List[str], hint: str) -> None:
     from maskrnn_tf.training.config import drop_retired
     from maskrnn_tf.training.run_dir import config_diff
 
-    stored = _read_json(os.path.join(run_dir, "config.json"))
+    stored = read_json(os.path.join(run_dir, "config.json"))
     diff = ["no config.json"] if stored is None else config_diff(drop_retired(stored), _expected_config(sets))
     if diff:
         raise app.UsageError(f"{run_dir} was trained with another config than --train_flags={FLAGS.train_flags} "
                              f"and this row's switches ({'; '.join(diff[:6])}); {hint}")
-
-
-def _on_sigterm(signum, frame) -> None:
-    del frame
-    raise SystemExit(128 + signum)
 
 
 def main(argv: List[str]) -> int:
@@ -134,7 +82,7 @@ def main(argv: List[str]) -> int:
                                                           finetune_loc_weight, read_scores, record_mismatch,
                                                           results_record, select_variants, training_variant,
                                                           variant_overrides)
-    signal.signal(signal.SIGTERM, _on_sigterm)  # stop the running command too (see _run)
+    signal.signal(signal.SIGTERM, on_sigterm)  # stop the running command too (see _run)
     py = sys.executable
     selected = {v.name for v in select_variants(FLAGS.variants)}
     full_run = os.path.abspath(os.path.expanduser(FLAGS.full_run)) if FLAGS.full_run else None
@@ -187,7 +135,7 @@ def main(argv: List[str]) -> int:
                          "--finetune_class_balance" if FLAGS.finetune_class_balance else "--nofinetune_class_balance"]
             record_path = os.path.join(results, "ablation_record.json")
             if os.path.isdir(results) and os.path.isfile(model):
-                mismatch = record_mismatch(_read_json(record_path), results_record(args[3:], model))
+                mismatch = record_mismatch(read_json(record_path), results_record(args[3:], model))
                 if mismatch and work:
                     raise app.UsageError(f"{results} was made with other settings ({'; '.join(mismatch)}); "
                                          "delete it to segment again, or use another --run_root.")
@@ -199,7 +147,7 @@ def main(argv: List[str]) -> int:
                 continue
             else:
                 _run(args)
-                _write_text(record_path, json.dumps(results_record(args[3:], model), indent=1) + "\n")
+                write_text(record_path, json.dumps(results_record(args[3:], model), indent=1) + "\n")
             if read_scores(results, FLAGS.split) is None:
                 if not work:
                     scores.append(None)
@@ -210,7 +158,7 @@ def main(argv: List[str]) -> int:
         if work or any(scores):
             rows.append((variant, scores[0], scores[1] if len(scores) > 1 else None, seconds))
             # After every row: an interrupted run shows the rows it finished.
-            _write_text(os.path.join(root, "ablation.md"), ablation_markdown(rows))
+            write_text(os.path.join(root, "ablation.md"), ablation_markdown(rows))
     print(f"\n{ablation_markdown(rows)}\nwritten to {os.path.join(root, 'ablation.md')}", flush=True)
     return 0
 

@@ -42,7 +42,8 @@ def test_configs_and_print_config_need_no_tensorflow():
     """The configs are plain dataclasses: `train --print_config` and bad-config errors answer at once."""
     script = ("import sys; from maskrnn_tf.training.config import TrainConfig; "
               "from maskrnn_tf.model_config import MaskRNNConfig; TrainConfig().to_json(); "
-              "import maskrnn_tf.experiments.ablation_variants; "
+              "import maskrnn_tf.experiments.ablation_variants, maskrnn_tf.experiments.finetune_selection; "
+              "import maskrnn_tf.experiments.commands, maskrnn_tf.training.best_model; "
               "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'TensorFlow was imported'")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]

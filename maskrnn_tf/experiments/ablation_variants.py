@@ -8,11 +8,12 @@ the localization box, and recurrent training (stage B). Rows without 'RNN' train
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
-import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+# Results-folder records and scores live in their own module; imported here for the ablation's callers.
+from maskrnn_tf.experiments.results_records import read_scores, record_mismatch, results_record  # noqa: F401
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,42 +77,6 @@ def finetune_loc_weight(variant: AblationVariant, weight: float) -> float:
     """The localization-loss weight of `variant`'s online finetuning: `weight` where its network was trained
     with the loss, else 0 (its box head is untrained, and the box loss would reach the trunk through conv5_3)."""
     return weight if training_variant(variant).loc_train else 0.0
-
-
-def results_record(segment_args: Sequence[str], model_path: str) -> Dict[str, object]:
-    """What a results folder was made from: the segment arguments (without --output and --[no]progress) and
-    the model file's size and modification time (a retrained model is a different model)."""
-    stat = os.stat(model_path)
-    args = [a for a in segment_args if not a.startswith(("--output=", "--progress", "--noprogress"))]
-    return {"segment_args": args, "model": os.path.abspath(model_path), "model_bytes": stat.st_size,
-            "model_mtime": round(stat.st_mtime, 3)}
-
-
-def record_mismatch(stored: Optional[Mapping[str, object]], wanted: Mapping[str, object]) -> List[str]:
-    """Why a results folder's stored record differs from the wanted one (empty when they are the same)."""
-    if stored is None:
-        return ["no record of how it was made"]
-    out = []
-    for key in sorted(set(stored) | set(wanted)):
-        if key == "segment_args":
-            old, new = set(stored.get(key) or ()), set(wanted.get(key) or ())
-            if old != new:
-                out.append(f"segment arguments: stored {sorted(old - new)}, now {sorted(new - old)}")
-        elif stored.get(key) != wanted.get(key):
-            out.append(f"{key}: stored {stored.get(key)!r}, now {wanted.get(key)!r}")
-    return out
-
-
-def read_scores(results_dir: str, split: str = "val") -> Optional[Dict[str, float]]:
-    """The global scores `python -m maskrnn_tf.evaluate` wrote into `results_dir` (None if not there yet)."""
-    path = os.path.join(results_dir, f"global_results-{split}.csv")
-    if not os.path.isfile(path):
-        return None
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if len(rows) != 1:
-        raise ValueError(f"{path}: expected one row of global scores, found {len(rows)}.")
-    return {k: float(v) for k, v in rows[0].items()}
 
 
 def _mark(on: bool) -> str:

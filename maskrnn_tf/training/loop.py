@@ -12,7 +12,7 @@ import math
 import os
 import signal
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import keras
 import numpy as np

@@ -82,7 +82,7 @@ def test_scores_and_markdown(tmp_path):
 
 
 def test_the_training_clock_adds_up_across_interrupted_calls(tmp_path):
-    from maskrnn_tf.ablation import _run
+    from maskrnn_tf.experiments.commands import run_command as _run
 
     clock = tmp_path / "train_seconds.txt.partial"
     clock.write_text("100.0\n")  # what an interrupted first call left
@@ -101,9 +101,9 @@ def test_stopping_the_driver_stops_its_command(tmp_path):
     pid_file, clock = tmp_path / "child.pid", tmp_path / "clock"
     clock.write_text("100.0\n")  # an earlier, interrupted call's time
     child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
-    driver = ("import signal, sys; from maskrnn_tf.ablation import _run, _on_sigterm; "
-              "signal.signal(signal.SIGTERM, _on_sigterm); "
-              f"_run([sys.executable, '-c', {child!r}], clock={str(clock)!r})")
+    driver = ("import signal, sys; from maskrnn_tf.experiments.commands import run_command, on_sigterm; "
+              "signal.signal(signal.SIGTERM, on_sigterm); "
+              f"run_command([sys.executable, '-c', {child!r}], clock={str(clock)!r})")
     proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO)
     deadline = time.time() + 60
     while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:

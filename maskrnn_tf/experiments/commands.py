@@ -1,0 +1,67 @@
+"""Running the project's CLIs from an experiment driver: echoed, timed, stopped with the driver."""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import time
+from typing import List, Optional
+
+
+def run_command(args: List[str], clock: Optional[str] = None, driver: str = "experiment") -> float:
+    """Runs one project CLI, echoing it; returns its wall time. A failure stops the driver (SystemExit).
+
+    clock: a file that accumulates the wall time across interrupted calls (rewritten every 30 s): training
+      resumes from its checkpoints, so its time is that of every call that worked on it. It is wall time:
+      other jobs on the machine inflate it.
+    If the driver is stopped (Ctrl-C, or SIGTERM with `on_sigterm` installed), the command gets SIGTERM too
+    (training then saves a checkpoint) and the driver waits for it: no orphan keeps writing into its folder.
+    """
+    print("\n$ " + " ".join(shlex.quote(a) for a in args), flush=True)
+    before = float(open(clock, encoding="utf-8").read()) if clock and os.path.isfile(clock) else 0.0
+    started = time.time()
+    process = subprocess.Popen(args)
+    try:
+        while True:
+            try:
+                code = process.wait(timeout=30)
+                break
+            except subprocess.TimeoutExpired:
+                if clock:
+                    write_text(clock, f"{before + time.time() - started:.1f}\n")
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait()
+        total = before + time.time() - started  # one reading: what the clock file says is what is returned
+        if clock:
+            write_text(clock, f"{total:.1f}\n")
+    if code != 0:
+        raise SystemExit(f"{driver}: the command above failed with exit code {code}.")
+    return total
+
+
+def on_sigterm(signum, frame) -> None:
+    """A SIGTERM handler for drivers: exits through `finally` blocks, so `run_command` stops its command."""
+    del frame
+    raise SystemExit(128 + signum)
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes `path` atomically (a reader never sees half of it)."""
+    from maskrnn_tf.training.run_dir import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    atomic_write(path, write)
+
+
+def read_json(path: str) -> Optional[dict]:
+    """The JSON object in `path`, None when there is no such file."""
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

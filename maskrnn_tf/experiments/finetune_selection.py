@@ -1,0 +1,118 @@
+"""Choosing online-finetuning settings on a selection split and reporting each choice once on another.
+
+The honest protocol for DAVIS: the candidate settings are compared on train sequences held out of training
+(the run's `val_sequences`); for each finetuning mode (none, static, recurrent) the candidate with the best
+J-Mean there (then F-Mean; the first listed wins a tie) is chosen, and only the chosen ones are run on the
+reported split. `python -m maskrnn_tf.finetune_selection` drives the segment and evaluate CLIs; this module
+holds the parts that need no TensorFlow.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+from maskrnn_tf.experiments.finetune_comparison import FinetuneRun, comparison_markdown
+
+MODES = ("none", "static", "recurrent")
+DEFAULT_CANDIDATES = ("none=--finetune=none", "static=--finetune=static", "recurrent=--finetune=recurrent")
+# Set by the driver for every candidate: a candidate giving one would segment something else.
+DRIVER_FLAGS = ("--model", "--davis_root", "--split", "--sequences", "--output", "--overwrite", "--method")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+class CandidateError(ValueError):
+    """A --candidate that cannot be run (the message says which and why)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One finetuning setting: a label (its results folder's name) and its segment flags."""
+
+    label: str
+    segment_args: Tuple[str, ...]
+
+
+def parse_candidate(text: str) -> Candidate:
+    """'label=--flag=value --other' -> Candidate (the flags are split as a shell would)."""
+    label, sep, args = text.partition("=")
+    label = label.strip()
+    if not sep or not _LABEL.match(label):
+        raise CandidateError(f"--candidate={text!r}: write LABEL=SEGMENT_FLAGS (a label of letters, digits, "
+                             "'_', '.', '+', '-'; e.g. static50='--finetune=static --finetune_steps=50').")
+    try:
+        flags = tuple(shlex.split(args))
+    except ValueError as err:
+        raise CandidateError(f"--candidate={text!r}: {err}.") from err
+    if not flags:
+        raise CandidateError(f"--candidate={text!r}: no segment flags (use --finetune=none for no finetuning).")
+    for flag in flags:
+        name = flag.split("=", 1)[0]
+        if not flag.startswith("--"):
+            raise CandidateError(f"--candidate {label}: {flag!r} is not a --flag of python -m maskrnn_tf.segment.")
+        if name in DRIVER_FLAGS or name.replace("--no", "--", 1) in DRIVER_FLAGS:
+            raise CandidateError(f"--candidate {label}: {name} is set by the driver for every candidate.")
+    return Candidate(label, flags)
+
+
+def parse_candidates(texts: Sequence[str]) -> List[Candidate]:
+    """Parses every --candidate; labels must be distinct."""
+    candidates = [parse_candidate(t) for t in texts]
+    labels = [c.label for c in candidates]
+    if not candidates or len(set(labels)) != len(labels):
+        raise CandidateError(f"--candidate: need at least one, with distinct labels; got {labels}.")
+    return candidates
+
+
+def choose_per_mode(runs: Sequence[FinetuneRun]) -> Dict[str, FinetuneRun]:
+    """For each finetuning mode present, the run with the highest (J-Mean, F-Mean); the first wins a tie.
+
+    Keys follow MODES' order (then any other mode, e.g. '?' of an older segment's folder)."""
+    best: Dict[str, FinetuneRun] = {}
+    for run in runs:
+        held = best.get(run.mode)
+        if held is None or run.mean() > held.mean():
+            best[run.mode] = run
+    order = [m for m in MODES if m in best] + [m for m in best if m not in MODES]
+    return {m: best[m] for m in order}
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.1f}"
+
+
+def _seconds_per_sequence(run: FinetuneRun) -> str:
+    values = list(run.finetune_seconds.values())
+    return f"{sum(values) / len(values):.0f}" if values else "-"
+
+
+def selection_markdown(select: Sequence[FinetuneRun], chosen: Mapping[str, FinetuneRun],
+                       report: Mapping[str, FinetuneRun], select_name: str, report_name: str) -> str:
+    """The two tables: every candidate on the selection split, and each chosen one on the reported split with
+    its selection numbers beside it; then the per-object tables of both splits."""
+    chosen_labels = {run.label for run in chosen.values()}
+    lines = [f"## Selection split ({select_name})", "",
+             "| candidate | finetuning | J-Mean | F-Mean | finetuning s per sequence | chosen |",
+             "|---|---|--:|--:|--:|:-:|"]
+    for run in select:
+        j, f = run.mean()
+        lines.append(f"| {run.label} | {run.mode} | {_pct(j)} | {_pct(f)} | {_seconds_per_sequence(run)} | "
+                     f"{'x' if run.label in chosen_labels else ''} |")
+    lines += ["", f"## Reported split ({report_name}): each mode's chosen setting, run once", "",
+              "| finetuning | candidate | J-Mean | F-Mean | selection J-Mean | selection F-Mean | "
+              "finetuning s per sequence |", "|---|---|--:|--:|--:|--:|--:|"]
+    for mode, picked in chosen.items():
+        run = report.get(mode)
+        sj, sf = picked.mean()
+        if run is None:
+            lines.append(f"| {mode} | {picked.label} | - | - | {_pct(sj)} | {_pct(sf)} | - |")
+            continue
+        j, f = run.mean()
+        lines.append(f"| {mode} | {picked.label} | {_pct(j)} | {_pct(f)} | {_pct(sj)} | {_pct(sf)} | "
+                     f"{_seconds_per_sequence(run)} |")
+    lines += ["", f"### Per object, selection split ({select_name})", "", comparison_markdown(list(select)).rstrip()]
+    if report:
+        lines += ["", f"### Per object, reported split ({report_name})", "",
+                  comparison_markdown(list(report.values())).rstrip()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,54 @@
+"""What a scored results folder was made from, and its scores: lets a driver reuse a folder only when it was
+made the same way (same segment arguments, same model file)."""
+from __future__ import annotations
+
+import csv
+import os
+from typing import Dict, List, Mapping, Optional, Sequence
+
+
+def model_file(model_path: str) -> str:
+    """The file that identifies a model path: a .keras file, a folder's model.keras (a run folder or its best/),
+    or a checkpoint prefix's .index file; the path itself otherwise."""
+    if os.path.isdir(model_path) and os.path.isfile(os.path.join(model_path, "model.keras")):
+        return os.path.join(model_path, "model.keras")
+    if os.path.isfile(model_path + ".index"):
+        return model_path + ".index"
+    return model_path
+
+
+def results_record(segment_args: Sequence[str], model_path: str) -> Dict[str, object]:
+    """What a results folder was made from: the segment arguments (without --output and --[no]progress) and
+    the model file's size and modification time (a retrained model, or a new best/ model, is a different
+    model)."""
+    stat = os.stat(model_file(model_path))
+    args = [a for a in segment_args if not a.startswith(("--output=", "--progress", "--noprogress"))]
+    return {"segment_args": args, "model": os.path.abspath(model_path), "model_bytes": stat.st_size,
+            "model_mtime": round(stat.st_mtime, 3)}
+
+
+def record_mismatch(stored: Optional[Mapping[str, object]], wanted: Mapping[str, object]) -> List[str]:
+    """Why a results folder's stored record differs from the wanted one (empty when they are the same)."""
+    if stored is None:
+        return ["no record of how it was made"]
+    out = []
+    for key in sorted(set(stored) | set(wanted)):
+        if key == "segment_args":
+            old, new = set(stored.get(key) or ()), set(wanted.get(key) or ())
+            if old != new:
+                out.append(f"segment arguments: stored {sorted(old - new)}, now {sorted(new - old)}")
+        elif stored.get(key) != wanted.get(key):
+            out.append(f"{key}: stored {stored.get(key)!r}, now {wanted.get(key)!r}")
+    return out
+
+
+def read_scores(results_dir: str, split: str = "val") -> Optional[Dict[str, float]]:
+    """The global scores `python -m maskrnn_tf.evaluate` wrote into `results_dir` (None if not there yet)."""
+    path = os.path.join(results_dir, f"global_results-{split}.csv")
+    if not os.path.isfile(path):
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if len(rows) != 1:
+        raise ValueError(f"{path}: expected one row of global scores, found {len(rows)}.")
+    return {k: float(v) for k, v in rows[0].items()}

@@ -1,0 +1,148 @@
+"""Chooses online-finetuning settings on held-out train sequences, then reports each choice once on val.
+
+    python -m maskrnn_tf.finetune_selection --model=runs/davis16_cpu/best \
+        --davis_root=../shared/data/DAVIS-2016 --segment_flag=--max_size=432 --output=results/selection \
+        --candidate=none=--finetune=none --candidate="static50=--finetune=static --finetune_steps=50" \
+        --candidate=recurrent=--finetune=recurrent
+
+Every candidate segments and scores the selection split (default: the train sequences the model's run held
+out of training, its `val_sequences`); for each finetuning mode the best candidate there (J-Mean, then F-Mean)
+segments and scores the reported split (default: val), once. Writes `<output>/selection.md` (both tables and
+the per-object ones) and `selection.json`; folders: `<output>/select/<label>`, `<output>/report/<label>`.
+A folder already made with the same model and flags is reused, so an interrupted call resumes; one made
+otherwise is refused. Bad input (unknown flags in a candidate, no selection sequences) exits with status 2.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import List, Optional
+
+from absl import app, flags
+
+from maskrnn_tf import _console
+from maskrnn_tf.experiments.commands import on_sigterm, read_json, run_command, write_text
+
+FLAGS = flags.FLAGS
+RECORD = "selection_record.json"
+
+
+def define_flags() -> None:
+    """The CLI flags (binaries only)."""
+    from maskrnn_tf.experiments.finetune_selection import DEFAULT_CANDIDATES
+
+    flags.DEFINE_string("model", None, "Trained model: a run's best/ folder, a run folder, model.keras or a "
+                        "checkpoint prefix (as segment --model).")
+    flags.DEFINE_string("davis_root", None, "DAVIS folder holding both splits.")
+    flags.DEFINE_string("select_split", "train", "Split of the selection sequences.")
+    flags.DEFINE_list("select_sequences", None, "Sequences to choose on (default: the val_sequences the model's "
+                      "run held out of training, from its config.json).")
+    flags.DEFINE_string("report_split", "val", "Split reported with each mode's chosen setting.")
+    flags.DEFINE_list("report_sequences", None, "Only these sequences of the reported split (default: all).")
+    flags.DEFINE_multi_string("candidate", list(DEFAULT_CANDIDATES),
+                              "LABEL=SEGMENT_FLAGS, one per candidate setting, e.g. "
+                              "static50='--finetune=static --finetune_steps=50'.")
+    flags.DEFINE_multi_string("segment_flag", [], "A segment flag for every candidate (e.g. --max_size=432).")
+    flags.DEFINE_string("output", None, "Folder of the results folders and selection.md.")
+    flags.mark_flags_as_required(["model", "davis_root", "output"])
+
+
+def _select_sequences(model: str) -> Optional[List[str]]:
+    if FLAGS.select_sequences:
+        return list(FLAGS.select_sequences)
+    from maskrnn_tf.inference.model_loading import training_config
+
+    held_out = ((training_config(model) or {}).get("data") or {}).get("val_sequences") or []
+    return list(held_out) or None
+
+
+def _segment_and_score(label: str, args: List[str], split: str, sequences: Optional[List[str]], model: str,
+                       folder: str):
+    """Segments and scores one candidate on one split (reusing a folder made the same way); its FinetuneRun."""
+    from maskrnn_tf.experiments.finetune_comparison import read_run
+    from maskrnn_tf.experiments.results_records import record_mismatch, results_record
+
+    py = sys.executable
+    chosen = [f"--sequences={','.join(sequences)}"] if sequences else []
+    segment = [py, "-m", "maskrnn_tf.segment", f"--davis_root={FLAGS.davis_root}", f"--split={split}", *chosen,
+               f"--model={model}", f"--output={folder}", *FLAGS.segment_flag, *args, "--noprogress"]
+    record_path = os.path.join(folder, RECORD)
+    wanted = results_record(segment[3:], model)
+    if os.path.isdir(folder):
+        mismatch = record_mismatch(read_json(record_path), wanted)
+        if mismatch:
+            raise app.UsageError(f"{folder} was made with other settings ({'; '.join(mismatch)}); delete it to "
+                                 "segment again, or use another --output.")
+    else:
+        run_command(segment, driver="finetune_selection")
+        write_text(record_path, json.dumps(wanted, indent=1) + "\n")
+    if not os.path.isfile(os.path.join(folder, f"per-sequence_results-{split}.csv")):
+        run_command([py, "-m", "maskrnn_tf.evaluate", f"--davis_root={FLAGS.davis_root}", f"--results={folder}",
+                     f"--split={split}", *chosen], driver="finetune_selection")
+    return read_run(label, folder, split)
+
+
+def main(argv: List[str]) -> int:
+    del argv
+    # The segment and evaluate commands do the work, each in its own process.
+    from maskrnn_tf.experiments.finetune_comparison import ComparisonInputError, to_dict
+    from maskrnn_tf.experiments.finetune_selection import (CandidateError, choose_per_mode, parse_candidates,
+                                                           selection_markdown)
+
+    signal.signal(signal.SIGTERM, on_sigterm)  # stop the running command too
+    try:
+        candidates = parse_candidates(FLAGS.candidate)
+    except CandidateError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    model = os.path.abspath(os.path.expanduser(FLAGS.model))
+    if not os.path.exists(model) and not os.path.isfile(model + ".index"):
+        print(f"error: --model={FLAGS.model}: not found; give a run's best/ folder, a run folder, model.keras or "
+              "a checkpoint prefix.", file=sys.stderr)
+        return 2
+    select = _select_sequences(model)
+    if not select:
+        print(f"error: --model={FLAGS.model}: its run held no val_sequences out of training (config.json); give "
+              "--select_sequences=<train sequences the model never trained on>.", file=sys.stderr)
+        return 2
+    root = os.path.abspath(FLAGS.output)
+    select_name = f"{FLAGS.select_split}: {', '.join(select)}"
+    report_name = FLAGS.report_split + (f": {', '.join(FLAGS.report_sequences)}" if FLAGS.report_sequences else "")
+    try:
+        # -- every candidate on the selection split ------------------------------------------------------------
+        runs = [_segment_and_score(c.label, list(c.segment_args), FLAGS.select_split, select, model,
+                                   os.path.join(root, "select", c.label)) for c in candidates]
+        chosen = choose_per_mode(runs)
+        # -- each mode's choice once on the reported split ---------------------------------------------------------
+        by_label = {c.label: c for c in candidates}
+        report = {}
+        for mode, picked in chosen.items():
+            report[mode] = _segment_and_score(picked.label, list(by_label[picked.label].segment_args),
+                                              FLAGS.report_split, FLAGS.report_sequences, model,
+                                              os.path.join(root, "report", picked.label))
+            # After every reported run: an interrupted call leaves the tables measured so far.
+            write_text(os.path.join(root, "selection.md"),
+                       selection_markdown(runs, chosen, report, select_name, report_name))
+        table = selection_markdown(runs, chosen, report, select_name, report_name)
+    except ComparisonInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    write_text(os.path.join(root, "selection.md"), table)
+    write_text(os.path.join(root, "selection.json"), json.dumps({
+        "model": model, "select_split": FLAGS.select_split, "select_sequences": select,
+        "report_split": FLAGS.report_split, "report_sequences": FLAGS.report_sequences,
+        "segment_flags": FLAGS.segment_flag,
+        "candidates": {c.label: list(c.segment_args) for c in candidates},
+        "chosen": {mode: run.label for mode, run in chosen.items()},
+        "select": to_dict(runs), "report": to_dict(list(report.values())),
+    }, indent=1) + "\n")
+    print(f"\n{table}\nwritten to {os.path.join(root, 'selection.md')}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    _console.quiet_startup()
+    define_flags()
+    app.run(main)

@@ -1,0 +1,129 @@
+"""Finetuning selection: candidates parse or are refused by name, each mode's best on the selection split is
+chosen, and the driver runs segment and evaluate end to end (reusing, never mixing, results folders)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from maskrnn_tf.experiments.finetune_comparison import FinetuneRun, read_run
+from maskrnn_tf.experiments.finetune_selection import (Candidate, CandidateError, choose_per_mode,
+                                                       parse_candidate, parse_candidates, selection_markdown)
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def _run(label, mode, scores, seconds=None):
+    return FinetuneRun(label=label, mode=mode, objects=dict(scores), updates={},
+                       finetune_seconds=dict(seconds or {}), segment_seconds={})
+
+
+def test_candidates_parse_like_a_shell_and_bad_ones_are_refused_by_name():
+    assert parse_candidate("static50=--finetune=static --finetune_steps=50") == Candidate(
+        "static50", ("--finetune=static", "--finetune_steps=50"))
+    assert parse_candidate("rec='--finetune=recurrent'  --finetune_lr=1e-4").segment_args == (
+        "--finetune=recurrent", "--finetune_lr=1e-4")
+    for text, message in [("--finetune=none", "LABEL=SEGMENT_FLAGS"), ("a b=--finetune=none", "LABEL="),
+                          ("x=", "no segment flags"), ("x=finetune=none", "is not a --flag"),
+                          ("x=--finetune=none --output=/tmp/o", "--output is set by the driver"),
+                          ("x=--nooverwrite", "--nooverwrite is set by the driver"), ("x='--a", "No closing quotation")]:
+        with pytest.raises(CandidateError, match=message):
+            parse_candidate(text)
+    with pytest.raises(CandidateError, match="distinct labels"):
+        parse_candidates(["a=--finetune=none", "a=--finetune=static"])
+
+
+def test_each_mode_keeps_its_best_candidate_by_j_then_f_and_the_first_of_a_tie():
+    runs = [_run("rec_a", "recurrent", {"s_1": (0.50, 0.40)}), _run("none", "none", {"s_1": (0.45, 0.45)}),
+            _run("static_a", "static", {"s_1": (0.60, 0.50)}), _run("rec_b", "recurrent", {"s_1": (0.55, 0.30)}),
+            _run("static_b", "static", {"s_1": (0.60, 0.55)}), _run("rec_c", "recurrent", {"s_1": (0.55, 0.30)})]
+    chosen = choose_per_mode(runs)
+    assert list(chosen) == ["none", "static", "recurrent"]
+    assert {m: r.label for m, r in chosen.items()} == {"none": "none", "static": "static_b", "recurrent": "rec_b"}
+
+
+def test_the_tables_put_the_selection_numbers_beside_the_reported_ones():
+    select = [_run("none", "none", {"a_1": (0.5, 0.4), "b_1": (0.3, 0.2)}),
+              _run("st", "static", {"a_1": (0.7, 0.6), "b_1": (0.5, 0.4)}, {"a": 30.0, "b": 50.0})]
+    chosen = choose_per_mode(select)
+    report = {"none": _run("none", "none", {"c_1": (0.8, 0.7)})}
+    table = selection_markdown(select, chosen, report, "train: a, b", "val")
+    lines = table.splitlines()
+    assert lines[0] == "## Selection split (train: a, b)"
+    assert "| none | none | 40.0 | 30.0 | - | x |" in lines
+    assert "| st | static | 60.0 | 50.0 | 40 | x |" in lines
+    # The static choice has no reported run yet (an interrupted call): its row says so.
+    assert "| none | none | 80.0 | 70.0 | 40.0 | 30.0 | - |" in lines
+    assert "| static | st | - | - | 60.0 | 50.0 | - |" in lines
+    assert "### Per object, reported split (val)" in lines
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """An untrained tiny MaskRNN saved as a run folder (config.json + model.keras), and a synthetic tree of
+    two videos with exact flows."""
+    from maskrnn_tf.demo import write_heldout_davis
+    from maskrnn_tf.model import MaskRNN
+    from maskrnn_tf.training.config import TrainConfig
+
+    root = tmp_path_factory.mktemp("selection")
+    davis = str(root / "davis")
+    names = write_heldout_davis(davis, 2, 3_000_000)
+    config = TrainConfig().override({"model.width": 0.125, "model.fc_units": 16, "model.side_channels": 4,
+                                     "stage_b_steps": 5, "loss.loc_weight": 0.1})
+    run = root / "run"
+    run.mkdir()
+    (run / "config.json").write_text(config.to_json() + "\n")
+    MaskRNN(config.model).save(str(run / "model.keras"))
+    return str(run), davis, names
+
+
+@pytest.mark.slow
+def test_the_driver_chooses_on_the_selection_split_and_reports_each_choice_once(tiny_model, tmp_path):
+    run, davis, (first, second) = tiny_model
+    out = tmp_path / "selection"
+    cmd = [sys.executable, "-m", "maskrnn_tf.finetune_selection", f"--model={run}", f"--davis_root={davis}",
+           "--select_split=val", f"--select_sequences={first}", "--report_split=val",
+           f"--report_sequences={second}", "--segment_flag=--max_size=48", "--segment_flag=--flow=flo",
+           f"--segment_flag=--flo_dir={davis}/flow", "--candidate=none=--finetune=none",
+           "--candidate=static1=--finetune=static --finetune_steps=1 --finetune_lr=1e-3", f"--output={out}"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # Each candidate was scored on the selection sequence only, each mode's choice on the reported one only.
+    for label in ("none", "static1"):
+        selected = read_run(label, str(out / "select" / label))
+        assert selected.objects and all(name.startswith(first + "_") for name in selected.objects)
+        reported = read_run(label, str(out / "report" / label))
+        assert reported.objects and all(name.startswith(second + "_") for name in reported.objects)
+        assert reported.mode == ("none" if label == "none" else "static")
+    record = json.loads((out / "selection.json").read_text())
+    assert record["chosen"] == {"none": "none", "static": "static1"} and record["select_sequences"] == [first]
+    # The reported numbers are evaluate's, read back from the folders the driver wrote.
+    table = (out / "selection.md").read_text()
+    j, f = read_run("static1", str(out / "report" / "static1")).mean()
+    sj, sf = read_run("static1", str(out / "select" / "static1")).mean()
+    assert f"| static | static1 | {100 * j:.1f} | {100 * f:.1f} | {100 * sj:.1f} | {100 * sf:.1f} |" in table
+    assert done.stdout.count(" maskrnn_tf.segment ") == 4 and done.stdout.count(" maskrnn_tf.evaluate ") == 4
+
+    # A second call reuses every folder; a changed candidate's folder is refused, not mixed in.
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "maskrnn_tf.segment" not in again.stdout
+    assert (out / "selection.md").read_text() == table
+    changed = subprocess.run(cmd[:-2] + ["--candidate=static1=--finetune=static --finetune_steps=2", cmd[-1]],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert changed.returncode != 0 and "was made with other settings" in changed.stderr
+    assert "--finetune_steps=2" in changed.stderr
+
+
+def test_without_selection_sequences_the_driver_refuses_to_run(tiny_model, tmp_path):
+    run, davis, _ = tiny_model
+    cmd = [sys.executable, "-m", "maskrnn_tf.finetune_selection", f"--model={run}", f"--davis_root={davis}",
+           f"--output={tmp_path / 'out'}"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "held no val_sequences out of training" in done.stderr
+    assert not (tmp_path / "out").exists()
+    bad = subprocess.run(cmd + ["--select_sequences=x", "--candidate=x=--output=y"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "--output is set by the driver" in bad.stderr
