@@ -216,7 +216,7 @@ def main(argv: List[str]) -> int:
     j = "n/a" if result.validation_j is None else f"{result.validation_j:.4f}"
     print(f"done: {result.steps} steps in {result.seconds:.0f} s, final loss {result.final_loss:.4f}, "
           f"validation J {j}\nmodel {result.model_path}\ncheckpoint {result.checkpoint}\n"
-          + (f"best model (validation J {result.best_j:.4f} at step {result.best_step}) {result.best_path}\n"
+          + (f"best model (J {result.best_j:.4f} at step {result.best_step}) {result.best_path}\n"
              if result.best_path else "") +
           f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
     return 0

@@ -129,7 +129,7 @@ class BestModel:
                     "--val_sequences to train sequences held out of training to choose the step on them")
         if self.step is None:
             return "no best model yet (no finite validation J)"
-        return f"best validation J {self.j:.4f} at step {self.step}: {self.path}"
+        return f"best model: J {self.j:.4f} at step {self.step}, in {self.path}"
 
 
 def _finite(value) -> bool:

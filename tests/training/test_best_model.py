@@ -40,7 +40,7 @@ def test_the_folder_follows_the_highest_j_and_skips_non_finite_values(tmp_path):
     with open(tmp_path / "best" / "config.json") as f:
         assert TrainConfig.from_dict(json.load(f)) == _config(val_videos=2)
     assert sorted(os.listdir(tmp_path)) == ["best"]  # no temporary or old folder left
-    assert best.describe() == f"best validation J 0.6100 at step 60: {tmp_path / 'best'}"
+    assert best.describe() == f"best model: J 0.6100 at step 60, in {tmp_path / 'best'}"
 
 
 def test_a_resumed_run_keeps_the_record_of_the_same_selection_and_restarts_it_for_another(tmp_path):
