@@ -57,6 +57,9 @@ _FIELDS: Dict[str, Tuple[str, str, str]] = {
     "keep_checkpoints": ("keep_checkpoints", "integer", "Checkpoints kept."),
     "seed": ("seed", "integer", "Seed of weights, data order and training RNG."),
     "inject_nan_at_step": ("inject_nan_at_step", "integer", "Testing: make the loss NaN at this step."),
+    "init_checkpoint": ("init_checkpoint", "string", "Start a new run from another run's checkpoint (prefix, or "
+                        "its run folder: the newest intact one): weights, optimizer, step, RNG; the data starts "
+                        "from its beginning (e.g. one stage A shared by several stage B variants)."),
 }
 
 FLAGS = flags.FLAGS
@@ -197,14 +200,14 @@ def main(argv: List[str]) -> int:
 
     from maskrnn_tf.training.loop import NonFiniteLossError, TrainDataError, TrainingInterrupted, train
     from maskrnn_tf.training.checkpoint_files import CheckpointCorruptError
-    from maskrnn_tf.training.checkpointing import CheckpointMismatchError
+    from maskrnn_tf.training.checkpointing import CheckpointMismatchError, InitCheckpointError
     from maskrnn_tf.training.run_dir import ConfigMismatchError, RunDirBusyError
 
     try:
         result = train(config, run_dir, overwrite_config=FLAGS.overwrite_config,
                        profile_steps=_parse_profile(FLAGS.profile_steps), printer=lambda s: print(s, flush=True))
     except (DataNotFoundError, ConfigMismatchError, RunDirBusyError, CheckpointCorruptError, VGGWeightsError,
-            TrainDataError, CheckpointMismatchError) as err:
+            TrainDataError, CheckpointMismatchError, InitCheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

@@ -15,13 +15,29 @@ from typing import Callable, Optional, Sequence
 import tensorflow as tf
 
 from maskrnn_tf.training.checkpoint_files import (CheckpointCorruptError, checkpoint_paths, newest_intact_checkpoint,
-                                                  rewrite_state_file)
+                                                  rewrite_state_file, verify_checkpoint)
 
 
 class CheckpointMismatchError(RuntimeError):
     """The newest checkpoint does not fit the run's model, optimizer or data pipeline."""
 
+class InitCheckpointError(RuntimeError):
+    """The checkpoint a new run should start from (init_checkpoint) is missing or damaged."""
+
+
 log = logging.getLogger(__name__)
+
+
+def resolve_checkpoint(path: str) -> Optional[str]:
+    """A checkpoint prefix for `path`: the prefix itself, or the newest intact checkpoint of a run folder or of
+    its checkpoints folder (None when there is none)."""
+    path = os.path.expanduser(path)
+    if os.path.isfile(path + ".index"):
+        return path
+    if not os.path.isdir(path):
+        return None
+    folder = os.path.join(path, "checkpoints") if os.path.isdir(os.path.join(path, "checkpoints")) else path
+    return newest_intact_checkpoint(folder, quarantine=False).path
 
 
 class RunCheckpoint:
@@ -97,6 +113,30 @@ class RunCheckpoint:
         if not missing:
             return self.checkpoint
         return tf.train.Checkpoint(**{k: v for k, v in self._trackables.items() if k not in missing})
+
+    def init_from(self, source: str, skip: Sequence[str] = ()) -> str:
+        """Restores another run's checkpoint (see `resolve_checkpoint`) into this run's objects except `skip`
+        (e.g. the data iterators, which then start from their beginning); returns its prefix.
+
+        Raises InitCheckpointError (nothing intact there) or CheckpointMismatchError (it does not fit)."""
+        prefix = resolve_checkpoint(source)
+        if prefix is None:
+            raise InitCheckpointError(f"init_checkpoint {source}: no checkpoint there (give a checkpoint prefix "
+                                      "such as runs/NAME/checkpoints/ckpt-1500, or a run folder).")
+        problem = verify_checkpoint(prefix)
+        if problem is not None:
+            raise InitCheckpointError(f"init_checkpoint {prefix}: {problem}; give another checkpoint of that run.")
+        stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(prefix)}
+        objects = {k: v for k, v in self._trackables.items()
+                   if k not in skip and (k in stored or k not in self._optional)}
+        try:
+            tf.train.Checkpoint(**objects).restore(prefix).expect_partial().assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as err:
+            detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+            raise CheckpointMismatchError(
+                f"init_checkpoint {prefix} cannot be restored into this run: its network or optimizer differs "
+                f"from the one configured here ({detail}). Use the model settings of the run it comes from.") from err
+        return prefix
 
     def save(self, step: int) -> Optional[str]:
         """Writes a checkpoint numbered `step`; returns its path on the chief (None elsewhere)."""

@@ -140,6 +140,10 @@ class TrainConfig:
       reverse_clip_prob: probability that a stage B clip is played backwards (exact: the flows swap).
       seed: seeds the weights, the data order and the training RNG.
       inject_nan_at_step: test hook: the loss becomes NaN at this global step (None = never).
+      init_checkpoint: another run's checkpoint (prefix, or its run or checkpoints folder: the newest intact
+        one) that a new run starts from: weights, optimizer, step and training RNG; the data pipelines start
+        from their beginning, so a run started from the last step of a shared stage A trains stage B as that
+        run would. Used only while the run has no checkpoint of its own (then it resumes from those).
     """
 
     model: MaskRNNConfig = dataclasses.field(default_factory=MaskRNNConfig)
@@ -160,6 +164,7 @@ class TrainConfig:
     reverse_clip_prob: float = 0.5
     seed: int = 0
     inject_nan_at_step: Optional[int] = None
+    init_checkpoint: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

@@ -194,6 +194,38 @@ def test_the_best_model_is_the_highest_validation_j_and_loads_as_a_run_folder(re
 
 
 @pytest.mark.slow
+def test_a_run_started_from_the_end_of_another_runs_stage_a_trains_stage_b_as_that_run_does(tmp_path):
+    """--init_checkpoint: one stage A shared by several stage B variants. Started from the source run's step-2
+    checkpoint (the end of its stage A), the new run trains the same stage B steps to the same weights."""
+    steps = ["--stage_a_steps=2", "--stage_b_steps=2", "--checkpoint_every=2", "--deterministic"]
+    source, fork = str(tmp_path / "source"), str(tmp_path / "fork")
+    first = run_cli(source, *steps)
+    assert first.returncode == 0, first.stdout[-3000:]
+    start = os.path.join(source, "checkpoints", "ckpt-2")
+    forked = run_cli(fork, *steps, f"--init_checkpoint={start}")
+    assert forked.returncode == 0, forked.stdout[-3000:]
+    assert f"started from {start} at step 2" in forked.stdout
+    assert "stage A" not in forked.stdout and "stage B  step 4/4" in forked.stdout
+    with open(os.path.join(fork, "config.json")) as f:
+        assert json.load(f)["init_checkpoint"] == start
+    ref = _model_variables(os.path.join(source, "checkpoints", "ckpt-4"))
+    got = _model_variables(os.path.join(fork, "checkpoints", "ckpt-4"))
+    assert not all(np.array_equal(ref[n], _model_variables(start)[n]) for n in ref)  # stage B changed them
+    for name in ref:
+        np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
+
+    # A run folder gives its newest intact checkpoint (step 4), past the end of a 3-step run; nothing there; a
+    # checkpoint of another network: each refused by name, exit 2, no config.json written.
+    past = run_cli(str(tmp_path / "past"), "--stage_a_steps=2", "--stage_b_steps=1", f"--init_checkpoint={source}")
+    assert past.returncode == 2 and "is at step 4, past this run's 3 steps" in past.stdout, past.stdout[-2000:]
+    missing = run_cli(str(tmp_path / "missing"), *steps, f"--init_checkpoint={tmp_path / 'nothing'}")
+    assert missing.returncode == 2 and "no checkpoint there" in missing.stdout
+    wider = run_cli(str(tmp_path / "wider"), *steps, "--model_width=0.25", f"--init_checkpoint={start}")
+    assert wider.returncode == 2 and "cannot be restored into this run" in wider.stdout
+    assert not os.path.exists(os.path.join(tmp_path, "wider", "config.json"))
+
+
+@pytest.mark.slow
 def test_a_run_dir_in_use_is_refused(tmp_path):
     from maskrnn_tf.training.run_dir import run_dir_lock
 
