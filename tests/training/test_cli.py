@@ -214,15 +214,11 @@ def test_a_run_started_from_the_end_of_another_runs_stage_a_trains_stage_b_as_th
     for name in ref:
         np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
 
-    # A run folder gives its newest intact checkpoint (step 4), past the end of a 3-step run; nothing there; a
-    # checkpoint of another network: each refused by name, exit 2, no config.json written.
+    # A run folder gives its newest intact checkpoint (step 4): past the end of a 3-step run, refused by name,
+    # exit 2, no config.json written. (Missing and mismatched checkpoints: tests/training/test_init_checkpoint.py.)
     past = run_cli(str(tmp_path / "past"), "--stage_a_steps=2", "--stage_b_steps=1", f"--init_checkpoint={source}")
     assert past.returncode == 2 and "is at step 4, past this run's 3 steps" in past.stdout, past.stdout[-2000:]
-    missing = run_cli(str(tmp_path / "missing"), *steps, f"--init_checkpoint={tmp_path / 'nothing'}")
-    assert missing.returncode == 2 and "no checkpoint there" in missing.stdout
-    wider = run_cli(str(tmp_path / "wider"), *steps, "--model_width=0.25", f"--init_checkpoint={start}")
-    assert wider.returncode == 2 and "cannot be restored into this run" in wider.stdout
-    assert not os.path.exists(os.path.join(tmp_path, "wider", "config.json"))
+    assert not os.path.exists(os.path.join(tmp_path, "past", "config.json"))
 
 
 @pytest.mark.slow

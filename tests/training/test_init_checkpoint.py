@@ -1,0 +1,64 @@
+"""RunCheckpoint.init_from: which checkpoint a path names, what is restored and what is refused."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from maskrnn_tf.training.checkpointing import (CheckpointMismatchError, InitCheckpointError, RunCheckpoint,
+                                               resolve_checkpoint)
+
+
+def _objects(scale=1.0, shape=(3,)):
+    return dict(model=tf.Variable(np.full(shape, scale, np.float32)), step=tf.Variable(0, dtype=tf.int64),
+                data=tf.Variable(np.full((2,), scale, np.float32)))
+
+
+def _source_run(tmp_path):
+    """A run folder with checkpoints at steps 10 and 20 (model = 1 and 2, data = 1 and 2)."""
+    objects = _objects()
+    ckpt = RunCheckpoint(str(tmp_path / "source" / "checkpoints"), keep=3, **objects)
+    for step in (10, 20):
+        objects["model"].assign(np.full((3,), step / 10, np.float32))
+        objects["data"].assign(np.full((2,), step / 10, np.float32))
+        objects["step"].assign(step)
+        ckpt.save(step)
+    return str(tmp_path / "source")
+
+
+def test_a_path_names_a_prefix_or_the_newest_checkpoint_of_a_run_or_checkpoints_folder(tmp_path):
+    source = _source_run(tmp_path)
+    folder = os.path.join(source, "checkpoints")
+    assert resolve_checkpoint(source) == os.path.join(folder, "ckpt-20")
+    assert resolve_checkpoint(folder) == os.path.join(folder, "ckpt-20")
+    assert resolve_checkpoint(os.path.join(folder, "ckpt-10")) == os.path.join(folder, "ckpt-10")
+    assert resolve_checkpoint(str(tmp_path / "nothing")) is None
+    (tmp_path / "empty").mkdir()
+    assert resolve_checkpoint(str(tmp_path / "empty")) is None
+
+
+def test_the_skipped_objects_keep_their_values_and_the_rest_is_restored(tmp_path):
+    source = _source_run(tmp_path)
+    objects = _objects(scale=7.0)
+    ckpt = RunCheckpoint(str(tmp_path / "new" / "checkpoints"), keep=3, **objects)
+    prefix = ckpt.init_from(os.path.join(source, "checkpoints", "ckpt-10"), skip=("data",))
+    assert prefix.endswith("ckpt-10")
+    np.testing.assert_array_equal(objects["model"].numpy(), [1.0, 1.0, 1.0])
+    assert int(objects["step"].numpy()) == 10
+    np.testing.assert_array_equal(objects["data"].numpy(), [7.0, 7.0])  # not restored: starts over
+    assert not os.path.exists(tmp_path / "new" / "checkpoints" / "checkpoint")  # nothing written
+
+
+def test_missing_damaged_and_mismatched_checkpoints_are_refused_by_name(tmp_path):
+    source = _source_run(tmp_path)
+    ckpt = RunCheckpoint(str(tmp_path / "new" / "checkpoints"), keep=3, **_objects())
+    with pytest.raises(InitCheckpointError, match="no checkpoint there"):
+        ckpt.init_from(str(tmp_path / "nothing"))
+    other = RunCheckpoint(str(tmp_path / "other" / "checkpoints"), keep=3, **_objects(shape=(4,)))
+    with pytest.raises(CheckpointMismatchError, match="cannot be restored into this run"):
+        other.init_from(source, skip=("data",))
+    data = os.path.join(source, "checkpoints", "ckpt-10.data-00000-of-00001")
+    with open(data, "r+b") as f:
+        f.truncate(os.path.getsize(data) // 2)
+    with pytest.raises(InitCheckpointError, match="ckpt-10"):
+        ckpt.init_from(os.path.join(source, "checkpoints", "ckpt-10"))
