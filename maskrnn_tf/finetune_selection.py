@@ -5,9 +5,10 @@
         --candidate=none=--finetune=none --candidate="static50=--finetune=static --finetune_steps=50" \
         --candidate=recurrent=--finetune=recurrent
 
-Every candidate segments and scores the selection split (default: the train sequences the model's run held
-out of training, its `val_sequences`); for each finetuning mode the best candidate there (J-Mean, then F-Mean)
-segments and scores the reported split (default: val), once. Writes `<output>/selection.md` (both tables and
+Every candidate (segment flags, optionally its own --model=, e.g. the final model beside best/) segments and
+scores the selection split (default: the train sequences the model's run held out of training, its
+`val_sequences`); for each finetuning mode the best candidate there (J-Mean, then F-Mean) segments and scores the
+reported split (default: val), once. Writes `<output>/selection.md` (both tables and
 the per-object ones) and `selection.json`; folders: `<output>/select/<label>`, `<output>/report/<label>`.
 A folder already made with the same model and flags is reused, so an interrupted call resumes; one made
 otherwise is refused. Bad input (unknown flags in a candidate, no selection sequences) exits with status 2.
@@ -58,6 +59,10 @@ def _select_sequences(model: str) -> Optional[List[str]]:
     return list(held_out) or None
 
 
+def _model(candidate, default: str) -> str:
+    return os.path.abspath(os.path.expanduser(candidate.model(default)))
+
+
 def _segment_and_score(label: str, args: List[str], split: str, sequences: Optional[List[str]], model: str,
                        folder: str):
     """Segments and scores one candidate on one split (reusing a folder made the same way); its FinetuneRun."""
@@ -98,10 +103,11 @@ def main(argv: List[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     model = os.path.abspath(os.path.expanduser(FLAGS.model))
-    if not os.path.exists(model) and not os.path.isfile(model + ".index"):
-        print(f"error: --model={FLAGS.model}: not found; give a run's best/ folder, a run folder, model.keras or "
-              "a checkpoint prefix.", file=sys.stderr)
-        return 2
+    for path in [model] + [_model(c, model) for c in candidates]:
+        if not os.path.exists(path) and not os.path.isfile(path + ".index"):
+            print(f"error: model {path}: not found; give a run's best/ folder, a run folder, model.keras or a "
+                  "checkpoint prefix.", file=sys.stderr)
+            return 2
     select = _select_sequences(model)
     if not select:
         print(f"error: --model={FLAGS.model}: its run held no val_sequences out of training (config.json); give "
@@ -112,15 +118,16 @@ def main(argv: List[str]) -> int:
     report_name = FLAGS.report_split + (f": {', '.join(FLAGS.report_sequences)}" if FLAGS.report_sequences else "")
     try:
         # -- every candidate on the selection split ------------------------------------------------------------
-        runs = [_segment_and_score(c.label, list(c.segment_args), FLAGS.select_split, select, model,
+        runs = [_segment_and_score(c.label, c.flags_without_model(), FLAGS.select_split, select, _model(c, model),
                                    os.path.join(root, "select", c.label)) for c in candidates]
         chosen = choose_per_mode(runs)
         # -- each mode's choice once on the reported split ---------------------------------------------------------
         by_label = {c.label: c for c in candidates}
         report = {}
         for mode, picked in chosen.items():
-            report[mode] = _segment_and_score(picked.label, list(by_label[picked.label].segment_args),
-                                              FLAGS.report_split, FLAGS.report_sequences, model,
+            candidate = by_label[picked.label]
+            report[mode] = _segment_and_score(picked.label, candidate.flags_without_model(), FLAGS.report_split,
+                                              FLAGS.report_sequences, _model(candidate, model),
                                               os.path.join(root, "report", picked.label))
             # After every reported run: an interrupted call leaves the tables measured so far.
             write_text(os.path.join(root, "selection.md"),
@@ -134,7 +141,8 @@ def main(argv: List[str]) -> int:
         "model": model, "select_split": FLAGS.select_split, "select_sequences": select,
         "report_split": FLAGS.report_split, "report_sequences": FLAGS.report_sequences,
         "segment_flags": FLAGS.segment_flag,
-        "candidates": {c.label: list(c.segment_args) for c in candidates},
+        "candidates": {c.label: {"model": _model(c, model), "segment_flags": c.flags_without_model()}
+                       for c in candidates},
         "chosen": {mode: run.label for mode, run in chosen.items()},
         "select": to_dict(runs), "report": to_dict(list(report.values())),
     }, indent=1) + "\n")

@@ -1,7 +1,7 @@
 """Choosing online-finetuning settings on a selection split and reporting each choice once on another.
 
-The honest protocol for DAVIS: the candidate settings are compared on train sequences held out of training
-(the run's `val_sequences`); for each finetuning mode (none, static, recurrent) the candidate with the best
+The honest protocol for DAVIS: the candidate settings (finetuning flags, and optionally the checkpoint) are
+compared on train sequences held out of training (the run's `val_sequences`); for each finetuning mode (none, static, recurrent) the candidate with the best
 J-Mean there (then F-Mean; the first listed wins a tie) is chosen, and only the chosen ones are run on the
 reported split. `python -m maskrnn_tf.finetune_selection` drives the segment and evaluate CLIs; this module
 holds the parts that need no TensorFlow.
@@ -18,7 +18,7 @@ from maskrnn_tf.experiments.finetune_comparison import FinetuneRun, comparison_m
 MODES = ("none", "static", "recurrent")
 DEFAULT_CANDIDATES = ("none=--finetune=none", "static=--finetune=static", "recurrent=--finetune=recurrent")
 # Set by the driver for every candidate: a candidate giving one would segment something else.
-DRIVER_FLAGS = ("--model", "--davis_root", "--split", "--sequences", "--output", "--overwrite", "--method")
+DRIVER_FLAGS = ("--davis_root", "--split", "--sequences", "--output", "--overwrite", "--method")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -28,10 +28,20 @@ class CandidateError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-    """One finetuning setting: a label (its results folder's name) and its segment flags."""
+    """One setting: a label (its results folder's name) and its segment flags. A `--model=` among them replaces
+    the driver's model for this candidate (to choose between checkpoints, e.g. best/ and the final model)."""
 
     label: str
     segment_args: Tuple[str, ...]
+
+    def model(self, default: str) -> str:
+        """The model this candidate segments with: its own --model, else `default`."""
+        given = [a.split("=", 1)[1] for a in self.segment_args if a.startswith("--model=")]
+        return given[-1] if given else default
+
+    def flags_without_model(self) -> List[str]:
+        """Its segment flags less --model (the driver passes the model)."""
+        return [a for a in self.segment_args if not a.startswith("--model=")]
 
 
 def parse_candidate(text: str) -> Candidate:
@@ -51,6 +61,8 @@ def parse_candidate(text: str) -> Candidate:
         name = flag.split("=", 1)[0]
         if not flag.startswith("--"):
             raise CandidateError(f"--candidate {label}: {flag!r} is not a --flag of python -m maskrnn_tf.segment.")
+        if name == "--model" and not flag.startswith("--model="):
+            raise CandidateError(f"--candidate {label}: write --model=PATH (one argument).")
         if name in DRIVER_FLAGS or name.replace("--no", "--", 1) in DRIVER_FLAGS:
             raise CandidateError(f"--candidate {label}: {name} is set by the driver for every candidate.")
     return Candidate(label, flags)

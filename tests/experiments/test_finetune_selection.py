@@ -30,6 +30,11 @@ def test_candidates_parse_like_a_shell_and_bad_ones_are_refused_by_name():
                           ("x=--nooverwrite", "--nooverwrite is set by the driver"), ("x='--a", "No closing quotation")]:
         with pytest.raises(CandidateError, match=message):
             parse_candidate(text)
+    final = parse_candidate("final=--model=runs/x/model.keras --finetune=none")
+    assert final.model("runs/x/best") == "runs/x/model.keras" and final.flags_without_model() == ["--finetune=none"]
+    assert parse_candidate("b=--finetune=none").model("runs/x/best") == "runs/x/best"
+    with pytest.raises(CandidateError, match="--model=PATH"):
+        parse_candidate("m=--model runs/x")
     with pytest.raises(CandidateError, match="distinct labels"):
         parse_candidates(["a=--finetune=none", "a=--finetune=static"])
 
@@ -61,8 +66,10 @@ def test_the_tables_put_the_selection_numbers_beside_the_reported_ones():
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    """An untrained tiny MaskRNN saved as a run folder (config.json + model.keras), and a synthetic tree of
-    two videos with exact flows."""
+    """Two untrained tiny MaskRNNs (other seeds) saved as run folders (config.json + model.keras), and a
+    synthetic tree of two videos with exact flows."""
+    import keras
+
     from maskrnn_tf.demo import write_heldout_davis
     from maskrnn_tf.model import MaskRNN
     from maskrnn_tf.training.config import TrainConfig
@@ -72,11 +79,13 @@ def tiny_model(tmp_path_factory):
     names = write_heldout_davis(davis, 2, 3_000_000)
     config = TrainConfig().override({"model.width": 0.125, "model.fc_units": 16, "model.side_channels": 4,
                                      "stage_b_steps": 5, "loss.loc_weight": 0.1})
-    run = root / "run"
-    run.mkdir()
-    (run / "config.json").write_text(config.to_json() + "\n")
-    MaskRNN(config.model).save(str(run / "model.keras"))
-    return str(run), davis, names
+    for name, seed in (("run", 0), ("other", 1)):
+        folder = root / name
+        folder.mkdir()
+        (folder / "config.json").write_text(config.to_json() + "\n")
+        keras.utils.set_random_seed(seed)
+        MaskRNN(config.model).save(str(folder / "model.keras"))
+    return str(root / "run"), davis, names
 
 
 @pytest.mark.slow
@@ -87,31 +96,39 @@ def test_the_driver_chooses_on_the_selection_split_and_reports_each_choice_once(
            "--select_split=val", f"--select_sequences={first}", "--report_split=val",
            f"--report_sequences={second}", "--segment_flag=--max_size=48", "--segment_flag=--flow=flo",
            f"--segment_flag=--flo_dir={davis}/flow", "--candidate=none=--finetune=none",
-           "--candidate=static1=--finetune=static --finetune_steps=1 --finetune_lr=1e-3", f"--output={out}"]
+           "--candidate=static1=--finetune=static --finetune_steps=1 --finetune_lr=1e-3",
+           f"--candidate=other=--model={os.path.dirname(run)}/other --finetune=none", f"--output={out}"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # Each candidate was scored on the selection sequence only, each mode's choice on the reported one only.
-    for label in ("none", "static1"):
-        selected = read_run(label, str(out / "select" / label))
-        assert selected.objects and all(name.startswith(first + "_") for name in selected.objects)
+    selected = {label: read_run(label, str(out / "select" / label)) for label in ("none", "static1", "other")}
+    for run_ in selected.values():
+        assert run_.objects and all(name.startswith(first + "_") for name in run_.objects)
+    # Of the two models without finetuning, the one with the higher J (then F) on the selection split is chosen.
+    none_pick = max(["none", "other"], key=lambda label: (selected[label].mean(), label == "none"))
+    record = json.loads((out / "selection.json").read_text())
+    assert record["chosen"] == {"none": none_pick, "static": "static1"} and record["select_sequences"] == [first]
+    assert record["candidates"]["other"]["model"] == os.path.join(os.path.dirname(run), "other")
+    assert sorted(os.listdir(out / "report")) == sorted([none_pick, "static1"])
+    for label in (none_pick, "static1"):
         reported = read_run(label, str(out / "report" / label))
         assert reported.objects and all(name.startswith(second + "_") for name in reported.objects)
-        assert reported.mode == ("none" if label == "none" else "static")
-    record = json.loads((out / "selection.json").read_text())
-    assert record["chosen"] == {"none": "none", "static": "static1"} and record["select_sequences"] == [first]
+        assert reported.mode == ("static" if label == "static1" else "none")
+    used = json.loads((out / "select" / "other" / "selection_record.json").read_text())
+    assert used["model"] == os.path.join(os.path.dirname(run), "other")
     # The reported numbers are evaluate's, read back from the folders the driver wrote.
     table = (out / "selection.md").read_text()
     j, f = read_run("static1", str(out / "report" / "static1")).mean()
     sj, sf = read_run("static1", str(out / "select" / "static1")).mean()
     assert f"| static | static1 | {100 * j:.1f} | {100 * f:.1f} | {100 * sj:.1f} | {100 * sf:.1f} |" in table
-    assert done.stdout.count(" maskrnn_tf.segment ") == 4 and done.stdout.count(" maskrnn_tf.evaluate ") == 4
+    assert done.stdout.count(" maskrnn_tf.segment ") == 5 and done.stdout.count(" maskrnn_tf.evaluate ") == 5
 
     # A second call reuses every folder; a changed candidate's folder is refused, not mixed in.
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "maskrnn_tf.segment" not in again.stdout
     assert (out / "selection.md").read_text() == table
-    changed = subprocess.run(cmd[:-2] + ["--candidate=static1=--finetune=static --finetune_steps=2", cmd[-1]],
+    changed = subprocess.run(cmd[:-3] + ["--candidate=static1=--finetune=static --finetune_steps=2"] + cmd[-2:],
                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert changed.returncode != 0 and "was made with other settings" in changed.stderr
     assert "--finetune_steps=2" in changed.stderr
