@@ -83,12 +83,17 @@ class BestModel:
         self.selection = selection_set(config.data)
         self.step: Optional[int] = None
         self.j: Optional[float] = None
+        self.note: Optional[str] = None
         if self.selection is None:
             return
         _repair(run_dir)
         record = read_record(self.path)
         if record is not None and record.get("selection") == self.selection and _finite(record.get("J")):
             self.step, self.j = int(record["step"]), float(record["J"])
+        elif record is not None:
+            self.note = (f"note: {self.path} (step {record['step']}) was chosen on other validation videos "
+                         f"({record.get('selection')}); this run's first validation replaces it (copy it "
+                         "elsewhere first to keep it)")
 
     @property
     def enabled(self) -> bool:

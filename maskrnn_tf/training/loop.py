@@ -170,6 +170,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     best = BestModel(run_dir, config) if chief and val_videos else None
     if best is not None and (not best.enabled or best.step is not None):
         printer(best.describe())  # what selection this run does, or the best model so far when resuming
+    if best is not None and best.note:
+        printer(best.note)
     if restored:
         printer(f"resumed from {restored} at step {int(global_step.numpy())}")
     if distributed:

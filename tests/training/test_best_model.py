@@ -51,7 +51,8 @@ def test_a_resumed_run_keeps_the_record_of_the_same_selection_and_restarts_it_fo
     assert _kept(tmp_path) == "weights of step 100"
     # Other validation frames (or videos, or size): J is not comparable, the first new J replaces the record.
     other = BestModel(str(tmp_path), _config(val_videos=2, val_frames=12))
-    assert other.step is None
+    assert other.step is None and "step 100) was chosen on other validation videos" in other.note
+    assert resumed.note is None
     assert other.offer(300, 0.2, _saver(300))
     assert _kept(tmp_path) == "weights of step 300" and read_record(str(tmp_path / "best"))["J"] == 0.2
 
