@@ -197,6 +197,9 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
             summaries.images(step, "frame_truth_prediction", row[None], writer="val")
         if best is not None and best.offer(step, j, lambda path: model.save(path)):
             printer(best.describe())
+        if best is not None and best.j is not None:
+            # The running best beside J: TensorBoard shows which step best/ holds.
+            summaries.scalars(step, {"best_J": best.j, "best_step": float(best.step)}, writer="val")
         return j
 
     last_saved = restored

@@ -177,6 +177,12 @@ def test_the_best_model_is_the_highest_validation_j_and_loads_as_a_run_folder(re
     with open(os.path.join(best_dir, "best.json")) as f:
         record = json.load(f)
     assert record["step"] == best_step and record["J"] == pytest.approx(best_j, abs=1e-6)
+    # TensorBoard has the running best beside J at every validation.
+    events = _events(os.path.join(run_dir, "logs", "val"))
+    running = [max(j for _, j in val[:i + 1]) for i in range(len(val))]
+    assert [s for s, _ in events["best_J"]] == [s for s, _ in val]
+    assert [float(v) for _, v in events["best_J"]] == pytest.approx(running, abs=1e-6)
+    assert float(events["best_step"][-1][1]) == best_step
     assert record["selection"]["videos"].startswith("synthetic_vos, 1 videos")
     assert f"best model (J {best_j:.4f} at step {best_step}) {best_dir}" in out
     assert f"best model: J {best_j:.4f} at step {best_step}, in {best_dir}" in out
