@@ -67,6 +67,9 @@ flags.DEFINE_integer("max_size", 0, "Process frames with the long side capped at
 flags.DEFINE_string("overlay", None, "Also write this mp4 with the masks blended in (single video only).")
 flags.DEFINE_bool("save_probs", False, "Also write probability maps under <output>/probs/.")
 flags.DEFINE_enum("probs_format", "npy", ["npy", "png"], "npy: float16 [N,H,W] per frame; png: 8-bit per object.")
+flags.DEFINE_string("flow_cache_dir", None, "With --davis_root: take the flows from this cache of python -m "
+                    "maskrnn_tf.flow (the one training reads): computed on the full-resolution frames and resized "
+                    "to --max_size, as the training crops got them; missing flows are computed and stored.")
 flags.DEFINE_string("flow", "dis", "Flow backend: dis (DIS medium), dis-fast, dis-ultrafast, farneback, or flo "
                     "(precomputed .flo files under --flo_dir).")
 flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <sequence>/<stem_a>_<stem_b>.flo (flow from frame "
@@ -136,7 +139,8 @@ def main(argv) -> int:
 
     # Checked before any work: the outputs must never touch an input (see check_output_dir).
     inputs = [("--video", FLAGS.video), ("--first_mask", FLAGS.first_mask), ("--davis_root", FLAGS.davis_root),
-              ("--flo_dir", FLAGS.flo_dir), ("--model", FLAGS.model)]
+              ("--flo_dir", FLAGS.flo_dir), ("--model", FLAGS.model),
+              ("--flow_cache_dir", FLAGS.flow_cache_dir and os.path.expanduser(FLAGS.flow_cache_dir))]
     inference.check_output_dir(FLAGS.output, FLAGS.overwrite, inputs)
     if FLAGS.overlay:
         inference.check_overlay_path(FLAGS.overlay, FLAGS.output, FLAGS.overwrite, inputs)
@@ -144,7 +148,17 @@ def main(argv) -> int:
                 "max_size": FLAGS.max_size, **({"first_box": FLAGS.first_box} if FLAGS.first_box else {})}
     if FLAGS.flow == "flo" and not FLAGS.flo_dir:
         raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).")
-    flow_fn = inference.make_flow_fn(FLAGS.flow, FLAGS.flo_dir)
+    if FLAGS.flow_cache_dir:
+        if not FLAGS.davis_root:
+            raise app.UsageError("--flow_cache_dir needs --davis_root (the cache is kept per DAVIS sequence).")
+        if FLAGS.flow == "flo":
+            raise app.UsageError("--flow_cache_dir holds computed flows: use it with --flow=dis (as python -m "
+                                 "maskrnn_tf.flow filled it), not --flow=flo.")
+        flow_fn = inference.cached_davis_flow_fn(FLAGS.flow, FLAGS.flow_cache_dir, FLAGS.davis_root, FLAGS.split,
+                                                 FLAGS.davis_year)
+        metadata["flow_cache_dir"] = os.path.abspath(os.path.expanduser(FLAGS.flow_cache_dir))
+    else:
+        flow_fn = inference.make_flow_fn(FLAGS.flow, FLAGS.flo_dir)
     baseline = FLAGS.method == "flow_propagation"
     from maskrnn_tf.flag_validation import MIN_FRAME_SIDE
 

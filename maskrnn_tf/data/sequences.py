@@ -204,6 +204,12 @@ def find_davis_root(directory: str, resolution: str = "480p") -> str:
     return _find_root(directory, os.path.join("JPEGImages", resolution), DAVIS_LAYOUT, ("DAVIS", "DAVIS-2016", "DAVIS-2017"))
 
 
+def davis_year(directory: str) -> int:
+    """2017 when the DAVIS tree under `directory` has ImageSets/2017, else 2016."""
+    root = find_davis_root(directory)
+    return 2017 if os.path.isdir(os.path.join(root, "ImageSets", "2017")) else 2016
+
+
 def _read_db_info(root: str) -> Dict[str, dict]:
     path = os.path.join(root, "Annotations", "db_info.yml")
     if not os.path.isfile(path):

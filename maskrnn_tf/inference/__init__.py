@@ -12,7 +12,8 @@ from maskrnn_tf.inference.finetune import (
     first_frame_loss,
 )
 from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
-from maskrnn_tf.inference.flow_source import FloFileFlow, backend_flow_fn, make_flow_fn
+from maskrnn_tf.inference.flow_source import (CachedFlowFn, FloFileFlow, backend_flow_fn, cached_davis_flow_fn,
+                                              make_flow_fn)
 from maskrnn_tf.inference.model_loading import ModelLoadError, load_model, trained_step, training_config
 from maskrnn_tf.inference.model_step import model_step_fn
 from maskrnn_tf.inference.output_dir import (OutputExistsError, UnsafeOutputError, atomic_output_dir,
@@ -54,6 +55,8 @@ __all__ = [
     "flow_propagation_step",
     "load_model",
     "make_flow_fn",
+    "CachedFlowFn",
+    "cached_davis_flow_fn",
     "mask_from_boxes",
     "model_step_fn",
     "parse_boxes",

@@ -1,12 +1,16 @@
 """The optical flow the propagation loop uses: computed on the fly by the data component's flow backends,
-or read from precomputed `.flo` files (FlowNet2, RAFT, exact synthetic flows) by sequence and frame name."""
+read from precomputed `.flo` files (FlowNet2, RAFT, exact synthetic flows) by sequence and frame name, or, for
+DAVIS sequences, taken from the training flow cache (full-resolution flows, resized)."""
 from __future__ import annotations
 
-from typing import Optional
+import os
+from typing import Mapping, Optional
 
 import numpy as np
 
 from maskrnn_tf.data.flow_backends import FloFolderFlow, FlowBackend, make_backend
+from maskrnn_tf.data.flow_cache import FlowCache
+from maskrnn_tf.data.sequences import Sequence
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn
 from maskrnn_tf.ops import resize_flow
 
@@ -27,10 +31,52 @@ class FloFileFlow(NamedFlowFn):
 
     def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray, stem_a: str, stem_b: str) -> np.ndarray:
         flow = self.backend.flow(None, None, sequence=self.sequence, stem_a=stem_a, stem_b=stem_b)
-        size = tuple(np.shape(frame_a)[:2])
-        if tuple(flow.shape[:2]) != size:
-            flow = np.asarray(resize_flow(flow[None], size)[0], np.float32)
-        return flow
+        return _at_size(flow, frame_a)
+
+
+def _at_size(flow: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """`flow` resized to `frame`'s height and width (bilinear, vectors scaled); unchanged when it fits."""
+    size = tuple(np.shape(frame)[:2])
+    if tuple(flow.shape[:2]) != size:
+        flow = np.asarray(resize_flow(flow[None], size)[0], np.float32)
+    return flow
+
+
+class CachedFlowFn(NamedFlowFn):
+    """Flows of DAVIS sequences from the flow cache that training reads (`python -m maskrnn_tf.flow`): computed
+    once on the full-resolution frames and resized to the frames processed (`--max_size`), as the training
+    crops got them, instead of computed again on the smaller frames. A flow not in the cache is computed at full
+    resolution and stored (`maskrnn_tf.data.flow_cache.FlowCache`)."""
+
+    def __init__(self, cache: FlowCache, sequences: Mapping[str, Sequence], sequence: Optional[Sequence] = None):
+        self.cache = cache
+        self.sequences = dict(sequences)
+        self.sequence = sequence
+        self._index = ({os.path.splitext(os.path.basename(p))[0]: i for i, p in enumerate(sequence.frame_paths)}
+                       if sequence is not None else {})
+
+    def for_sequence(self, sequence: str) -> "CachedFlowFn":
+        if sequence not in self.sequences:
+            raise ValueError(f"{sequence}: not a sequence of the DAVIS split the flow cache was opened for.")
+        return CachedFlowFn(self.cache, self.sequences, self.sequences[sequence])
+
+    def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray, stem_a: str, stem_b: str) -> np.ndarray:
+        if self.sequence is None:
+            raise ValueError("CachedFlowFn: call for_sequence(name) first (flows are cached per sequence).")
+        return _at_size(self.cache.flow(self.sequence, self._index[stem_a], self._index[stem_b]), frame_a)
+
+
+def cached_davis_flow_fn(name: str, cache_dir: str, davis_root: str, split: str,
+                         year: Optional[int] = None) -> CachedFlowFn:
+    """A CachedFlowFn of backend `name` ('dis' = DIS medium, as `python -m maskrnn_tf.flow`) for the sequences
+    of a DAVIS split. Raises maskrnn_tf.data.flow_cache.FlowCacheError for a cache folder that cannot be used."""
+    from maskrnn_tf.data.sequences import davis_year, read_davis_sequence_list
+
+    backend = make_backend(name)
+    if not backend.needs_frames:
+        raise ValueError(f"--flow={name} reads precomputed files; a flow cache holds computed flows (dis, ...).")
+    sequences = read_davis_sequence_list(davis_root, year or davis_year(davis_root), split)
+    return CachedFlowFn(FlowCache(backend, os.path.expanduser(cache_dir)), {s.name: s for s in sequences})
 
 
 def backend_flow_fn(backend: FlowBackend) -> AnyFlowFn:

@@ -307,13 +307,12 @@ def segment_davis(
     `output_dir` is checked like segment_video's (`davis_root` and `inputs` are the inputs it must not touch).
     Returns the sequence names.
     """
-    from maskrnn_tf.data.sequences import find_davis_root, read_davis_sequence_list  # dataset layouts only here
+    from maskrnn_tf.data.sequences import davis_year, find_davis_root, read_davis_sequence_list  # layouts only here
 
     inputs = [("--davis_root", davis_root), *inputs]
     check_output_dir(output_dir, overwrite, inputs)
     if year is None:
-        root = find_davis_root(davis_root)
-        year = 2017 if os.path.isdir(os.path.join(root, "ImageSets", "2017")) else 2016
+        year = davis_year(davis_root)
     listed = read_davis_sequence_list(davis_root, year, split)
     if not listed:  # an output folder with no sequence in it would be read as a (wrong) result
         list_path = os.path.join(find_davis_root(davis_root), "ImageSets", "2017" if year == 2017 else "480p",

@@ -100,3 +100,48 @@ def test_no_sequence_to_segment_is_an_error_not_an_empty_results_folder(davis_ro
         segment_davis(str(empty_split), "val", zero_flow, str(out), step_fn=flow_propagation_step,
                       options=SegmentOptions(progress=False))
     assert not out.exists()
+
+
+def test_flow_cache_dir_takes_the_full_resolution_flows_resized_and_stores_missing_ones(davis_root, tmp_path):
+    """--flow_cache_dir: the flows of python -m maskrnn_tf.flow's cache (computed on the full frames, as
+    training reads them), resized to --max_size. The masks equal those of the same flows given as .flo files;
+    the cache is filled where it was empty; without --davis_root the flag is refused."""
+    import cv2
+
+    from maskrnn_tf.data.flow_backends import make_backend
+    from maskrnn_tf.inference import cached_davis_flow_fn
+    from maskrnn_tf.io import read_frame
+    from maskrnn_tf.ops import write_flo
+
+    cache = tmp_path / "cache"
+    common = ["--method=flow_propagation", f"--davis_root={davis_root}", "--sequences=beta", "--max_size=32",
+              "--flow=dis-ultrafast"]
+    proc = _segment(*common, f"--flow_cache_dir={cache}", f"--output={tmp_path / 'cached'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stored = sorted(p.name for p in (cache / "dis-ultrafast" / "davis-480p" / "beta").iterdir())
+    assert stored == ["00001_00000.npy", "00002_00001.npy", "00003_00002.npy"]  # the baseline warps backwards only
+    # The cached flows are the backend's flows of the full 40x56 frames (stored in float16).
+    frames = [read_frame(os.path.join(davis_root, "JPEGImages", "480p", "beta", f"{t:05d}.jpg")) for t in range(4)]
+    full = make_backend("dis-ultrafast").flow(frames[2], frames[1])
+    np.testing.assert_allclose(np.load(cache / "dis-ultrafast" / "davis-480p" / "beta" / "00002_00001.npy"),
+                               full, atol=0.02)
+    # Given at 20x28 they are resized (bilinear, vectors halved), as the training crops get them.
+    flow_fn = cached_davis_flow_fn("dis-ultrafast", str(cache), davis_root, "val").for_sequence("beta")
+    small = [cv2.resize(f, (28, 20), interpolation=cv2.INTER_AREA) for f in frames]
+    expected = cv2.resize(full, (28, 20), interpolation=cv2.INTER_LINEAR) * 0.5
+    np.testing.assert_allclose(flow_fn(small[2], small[1], "00002", "00001"), expected, atol=0.02)
+    with pytest.raises(ValueError, match="not a sequence of the DAVIS split"):
+        flow_fn.for_sequence("delta")
+    # The same flows as .flo files give the same masks.
+    for path in (cache / "dis-ultrafast" / "davis-480p" / "beta").iterdir():
+        (tmp_path / "flo" / "beta").mkdir(parents=True, exist_ok=True)
+        write_flo(tmp_path / "flo" / "beta" / (path.stem + ".flo"), np.load(path).astype(np.float32))
+    proc = _segment(*common[:-1], "--flow=flo", f"--flo_dir={tmp_path / 'flo'}", f"--output={tmp_path / 'flo_out'}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for t in range(4):
+        np.testing.assert_array_equal(read_mask(tmp_path / "cached" / "beta" / f"{t:05d}.png"),
+                                      read_mask(tmp_path / "flo_out" / "beta" / f"{t:05d}.png"))
+    refused = _segment("--method=flow_propagation", f"--video={davis_root}/JPEGImages/480p/beta",
+                       f"--first_mask={davis_root}/Annotations/480p/beta/00000.png",
+                       f"--flow_cache_dir={cache}", f"--output={tmp_path / 'video'}")
+    assert refused.returncode != 0 and "--flow_cache_dir needs --davis_root" in refused.stderr
