@@ -15,6 +15,7 @@ otherwise is refused. Bad input (unknown flags in a candidate, no selection sequ
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from maskrnn_tf.experiments.commands import on_sigterm, read_json, run_command, 
 
 FLAGS = flags.FLAGS
 RECORD = "selection_record.json"
+FLOOR = "floor"  # results folder of the no-learning floor (a candidate may not take this label)
 
 
 def define_flags() -> None:
@@ -46,6 +48,8 @@ def define_flags() -> None:
                               "LABEL=SEGMENT_FLAGS, one per candidate setting, e.g. "
                               "static50='--finetune=static --finetune_steps=50'.")
     flags.DEFINE_multi_string("segment_flag", [], "A segment flag for every candidate (e.g. --max_size=432).")
+    flags.DEFINE_bool("floor", True, "Also run the no-learning floor (--method=flow_propagation, the first mask "
+                      "warped by the flow) on both splits and show it beside the candidates (never chosen).")
     flags.DEFINE_string("output", None, "Folder of the results folders and selection.md.")
     flags.mark_flags_as_required(["model", "davis_root", "output"])
 
@@ -102,6 +106,10 @@ def main(argv: List[str]) -> int:
     except CandidateError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if FLAGS.floor and FLOOR in [c.label for c in candidates]:
+        print(f"error: --candidate label {FLOOR!r} is the no-learning floor's folder; choose another label.",
+              file=sys.stderr)
+        return 2
     model = os.path.abspath(os.path.expanduser(FLAGS.model))
     for path in [model] + [_model(c, model) for c in candidates]:
         if not os.path.exists(path) and not os.path.isfile(path + ".index"):
@@ -121,6 +129,13 @@ def main(argv: List[str]) -> int:
         runs = [_segment_and_score(c.label, c.flags_without_model(), FLAGS.select_split, select, _model(c, model),
                                    os.path.join(root, "select", c.label)) for c in candidates]
         chosen = choose_per_mode(runs)
+        floor = []
+        if FLAGS.floor:  # the reference both splits are read against; not a candidate
+            for split, sequences, part in ((FLAGS.select_split, select, "select"),
+                                           (FLAGS.report_split, FLAGS.report_sequences, "report")):
+                run = _segment_and_score(FLOOR, ["--method=flow_propagation"], split, sequences, model,
+                                         os.path.join(root, part, FLOOR))
+                floor.append(dataclasses.replace(run, mode="floor"))
         # -- each mode's choice once on the reported split ---------------------------------------------------------
         by_label = {c.label: c for c in candidates}
         report = {}
@@ -131,8 +146,8 @@ def main(argv: List[str]) -> int:
                                               os.path.join(root, "report", picked.label))
             # After every reported run: an interrupted call leaves the tables measured so far.
             write_text(os.path.join(root, "selection.md"),
-                       selection_markdown(runs, chosen, report, select_name, report_name))
-        table = selection_markdown(runs, chosen, report, select_name, report_name)
+                       selection_markdown(runs, chosen, report, select_name, report_name, floor))
+        table = selection_markdown(runs, chosen, report, select_name, report_name, floor)
     except ComparisonInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -144,7 +159,7 @@ def main(argv: List[str]) -> int:
         "candidates": {c.label: {"model": _model(c, model), "segment_flags": c.flags_without_model()}
                        for c in candidates},
         "chosen": {mode: run.label for mode, run in chosen.items()},
-        "select": to_dict(runs), "report": to_dict(list(report.values())),
+        "select": to_dict(runs), "report": to_dict(list(report.values())), "floor": to_dict(floor),
     }, indent=1) + "\n")
     print(f"\n{table}\nwritten to {os.path.join(root, 'selection.md')}", flush=True)
     return 0

@@ -100,22 +100,26 @@ def _seconds_per_sequence(run: FinetuneRun) -> str:
 
 
 def selection_markdown(select: Sequence[FinetuneRun], chosen: Mapping[str, FinetuneRun],
-                       report: Mapping[str, FinetuneRun], select_name: str, report_name: str) -> str:
+                       report: Mapping[str, FinetuneRun], select_name: str, report_name: str,
+                       floor: Sequence[FinetuneRun] = ()) -> str:
     """The two tables: every candidate on the selection split, and each chosen one on the reported split with
-    its selection numbers beside it; then the per-object tables of both splits."""
+    its selection numbers beside it; then the per-object tables of both splits. `floor`: the no-learning
+    floor's runs on the selection and the reported split (mode 'floor'), shown as the first row of each table
+    and never chosen."""
     chosen_labels = {run.label for run in chosen.values()}
     lines = [f"## Selection split ({select_name})", "",
              "| candidate | finetuning | J-Mean | F-Mean | finetuning s per sequence | chosen |",
              "|---|---|--:|--:|--:|:-:|"]
-    for run in select:
+    for run in list(floor[:1]) + list(select):
         j, f = run.mean()
         lines.append(f"| {run.label} | {run.mode} | {_pct(j)} | {_pct(f)} | {_seconds_per_sequence(run)} | "
-                     f"{'x' if run.label in chosen_labels else ''} |")
+                     f"{'x' if run.label in chosen_labels and run.mode != 'floor' else ''} |")
     lines += ["", f"## Reported split ({report_name}): each mode's chosen setting, run once", "",
               "| finetuning | candidate | J-Mean | F-Mean | selection J-Mean | selection F-Mean | "
               "finetuning s per sequence |", "|---|---|--:|--:|--:|--:|--:|"]
-    for mode, picked in chosen.items():
-        run = report.get(mode)
+    pairs = ([("floor", floor[0])] if len(floor) == 2 else []) + list(chosen.items())
+    for mode, picked in pairs:
+        run = floor[1] if mode == "floor" else report.get(mode)
         sj, sf = picked.mean()
         if run is None:
             lines.append(f"| {mode} | {picked.label} | - | - | {_pct(sj)} | {_pct(sf)} | - |")
@@ -123,8 +127,9 @@ def selection_markdown(select: Sequence[FinetuneRun], chosen: Mapping[str, Finet
         j, f = run.mean()
         lines.append(f"| {mode} | {picked.label} | {_pct(j)} | {_pct(f)} | {_pct(sj)} | {_pct(sf)} | "
                      f"{_seconds_per_sequence(run)} |")
-    lines += ["", f"### Per object, selection split ({select_name})", "", comparison_markdown(list(select)).rstrip()]
+    lines += ["", f"### Per object, selection split ({select_name})", "",
+              comparison_markdown(list(floor[:1]) + list(select)).rstrip()]
     if report:
         lines += ["", f"### Per object, reported split ({report_name})", "",
-                  comparison_markdown(list(report.values())).rstrip()]
+                  comparison_markdown(list(floor[1:2]) + list(report.values())).rstrip()]
     return "\n".join(lines) + "\n"

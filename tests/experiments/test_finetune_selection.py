@@ -62,6 +62,13 @@ def test_the_tables_put_the_selection_numbers_beside_the_reported_ones():
     assert "| none | none | 80.0 | 70.0 | 40.0 | 30.0 | - |" in lines
     assert "| static | st | - | - | 60.0 | 50.0 | - |" in lines
     assert "### Per object, reported split (val)" in lines
+    # The floor's runs head both tables and are never chosen, even where they beat every candidate.
+    floor = [_run("floor", "floor", {"a_1": (0.9, 0.9), "b_1": (0.9, 0.9)}), _run("floor", "floor", {"c_1": (0.2, 0.1)})]
+    lines = selection_markdown(select, chosen, report, "train: a, b", "val", floor).splitlines()
+    assert lines[4] == "| floor | floor | 90.0 | 90.0 | - |  |"
+    assert "| floor | floor | 20.0 | 10.0 | 90.0 | 90.0 | - |" in lines
+    assert lines.index("| floor | floor | 20.0 | 10.0 | 90.0 | 90.0 | - |") < lines.index(
+        "| none | none | 80.0 | 70.0 | 40.0 | 30.0 | - |")
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +117,7 @@ def test_the_driver_chooses_on_the_selection_split_and_reports_each_choice_once(
     record = json.loads((out / "selection.json").read_text())
     assert record["chosen"] == {"none": none_pick, "static": "static1"} and record["select_sequences"] == [first]
     assert record["candidates"]["other"]["model"] == os.path.join(os.path.dirname(run), "other")
-    assert sorted(os.listdir(out / "report")) == sorted([none_pick, "static1"])
+    assert sorted(os.listdir(out / "report")) == sorted([none_pick, "static1", "floor"])
     for label in (none_pick, "static1"):
         reported = read_run(label, str(out / "report" / label))
         assert reported.objects and all(name.startswith(second + "_") for name in reported.objects)
@@ -122,7 +129,13 @@ def test_the_driver_chooses_on_the_selection_split_and_reports_each_choice_once(
     j, f = read_run("static1", str(out / "report" / "static1")).mean()
     sj, sf = read_run("static1", str(out / "select" / "static1")).mean()
     assert f"| static | static1 | {100 * j:.1f} | {100 * f:.1f} | {100 * sj:.1f} | {100 * sf:.1f} |" in table
-    assert done.stdout.count(" maskrnn_tf.segment ") == 5 and done.stdout.count(" maskrnn_tf.evaluate ") == 5
+    assert done.stdout.count(" maskrnn_tf.segment ") == 7 and done.stdout.count(" maskrnn_tf.evaluate ") == 7
+    # The floor (no learning) ran on both splits beside the candidates, from the same flows.
+    for part, sequence in (("select", first), ("report", second)):
+        floor = read_run("floor", str(out / part / "floor"))
+        assert floor.objects and all(name.startswith(sequence + "_") for name in floor.objects)
+    fj, ff = read_run("floor", str(out / "report" / "floor")).mean()
+    assert f"| floor | floor | {100 * fj:.1f} | {100 * ff:.1f} |" in table
 
     # A second call reuses every folder; a changed candidate's folder is refused, not mixed in.
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
