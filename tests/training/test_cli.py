@@ -197,6 +197,12 @@ def test_the_best_model_is_the_highest_validation_j_and_loads_as_a_run_folder(re
     config = TrainConfig.from_dict(training_config(best_dir))
     j, _ = evaluate(load_model(best_dir), validation_videos(config.data))
     assert j == pytest.approx(best_j, abs=1e-4)
+    # The export CLI's loader takes the folder too.
+    from maskrnn_tf.export.saved_model_export import load_model as export_load_model
+
+    exported = export_load_model(best_dir)
+    for a, b in zip(exported.weights, load_model(best_dir).weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 @pytest.mark.slow
