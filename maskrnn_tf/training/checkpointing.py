@@ -97,22 +97,21 @@ class RunCheckpoint:
         try:
             self._checkpoint_for(choice.path).restore(choice.path).assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError) as err:
-            detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
             raise CheckpointMismatchError(
                 f"checkpoint {choice.path} cannot be restored into this run: the network, optimizer or data "
-                f"settings given differ from those it was made with ({detail}). Settings that change the network "
+                f"settings given differ from those it was made with ({_first_line(err)}). Settings that change the network "
                 "or the data need a new --run_dir; the run's config.json was left as it was.") from err
         return choice.path
 
-    def _checkpoint_for(self, path: str) -> tf.train.Checkpoint:
-        """The checkpoint object to restore `path` with: without the optional trackables it lacks."""
-        if not self._optional:
+    def _checkpoint_for(self, path: str, skip: Sequence[str] = ()) -> tf.train.Checkpoint:
+        """The checkpoint object to restore `path` with: without `skip` and the optional trackables it lacks."""
+        if not self._optional and not skip:
             return self.checkpoint
         stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}
-        missing = [name for name in self._optional if name not in stored]
-        if not missing:
+        left_out = set(skip) | {name for name in self._optional if name not in stored}
+        if not left_out:
             return self.checkpoint
-        return tf.train.Checkpoint(**{k: v for k, v in self._trackables.items() if k not in missing})
+        return tf.train.Checkpoint(**{k: v for k, v in self._trackables.items() if k not in left_out})
 
     def init_from(self, source: str, skip: Sequence[str] = ()) -> str:
         """Restores another run's checkpoint (see `resolve_checkpoint`) into this run's objects except `skip`
@@ -126,16 +125,12 @@ class RunCheckpoint:
         problem = verify_checkpoint(prefix)
         if problem is not None:
             raise InitCheckpointError(f"init_checkpoint {prefix}: {problem}; give another checkpoint of that run.")
-        stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(prefix)}
-        objects = {k: v for k, v in self._trackables.items()
-                   if k not in skip and (k in stored or k not in self._optional)}
         try:
-            tf.train.Checkpoint(**objects).restore(prefix).expect_partial().assert_existing_objects_matched()
+            self._checkpoint_for(prefix, skip).restore(prefix).expect_partial().assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError) as err:
-            detail = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
             raise CheckpointMismatchError(
                 f"init_checkpoint {prefix} cannot be restored into this run: its network or optimizer differs "
-                f"from the one configured here ({detail}). Use the model settings of the run it comes from.") from err
+                f"from the one configured here ({_first_line(err)}). Use the model settings of the run it comes from.") from err
         return prefix
 
     def save(self, step: int) -> Optional[str]:
@@ -145,3 +140,9 @@ class RunCheckpoint:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
             return None
         return path
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an error's message (at most 300 characters), or its type when it has none."""
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
