@@ -53,6 +53,7 @@ class RunCheckpoint:
         them restores the rest and leaves them at their current value (any other missing one is a mismatch)."""
         self.directory = directory
         self.chief = chief
+        self.task_id = task_id
         self.keep = keep
         self._trackables = dict(trackables)
         self._optional = tuple(optional)
@@ -138,6 +139,16 @@ class RunCheckpoint:
         path = self.manager.save(checkpoint_number=step)
         if not self.chief:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
+            return None
+        return path
+
+    def save_kept(self, directory: str, step: int) -> Optional[str]:
+        """Writes checkpoint `step` into `directory`, outside the rotation of the run's checkpoints (its own
+        manager keeps one there); returns its path on the chief (None elsewhere). Collective, like `save`."""
+        target = directory if self.chief else os.path.join(directory, f".worker{self.task_id}_scratch")
+        path = tf.train.CheckpointManager(self.checkpoint, target, max_to_keep=1).save(checkpoint_number=step)
+        if not self.chief:
+            shutil.rmtree(target, ignore_errors=True)
             return None
         return path
 

@@ -32,6 +32,7 @@ from maskrnn_tf.training.summaries import ProfileWindow, Summaries, overlay
 from maskrnn_tf.training.validation import evaluate, make_step_fn
 
 MODEL_NAME = "model.keras"
+STAGE_A_DIR = "stage_a"  # <run_dir>/stage_a: the checkpoint at the end of stage A
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -214,6 +215,12 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
             for stage, first, last in (("A", 0, config.stage_a_steps), ("B", config.stage_a_steps, total)):
                 if step >= last:
                     continue
+                if stage == "B" and first > 0 and step == first:
+                    # Stage A's end outlives the rotation: several stage B variants can start from it
+                    # (--init_checkpoint). Decided by the step alone, the same on every worker (saves are collective).
+                    kept = ckpt.save_kept(os.path.join(run_dir, STAGE_A_DIR), step)
+                    if kept:
+                        printer(f"end of stage A kept in {kept} (a start for other stage B runs: --init_checkpoint)")
                 progress = Progress(stage, step, last, printer)
                 while step < last:
                     profiler.before_step(step)

@@ -207,19 +207,36 @@ def test_the_best_model_is_the_highest_validation_j_and_loads_as_a_run_folder(re
 
 @pytest.mark.slow
 def test_a_run_started_from_the_end_of_another_runs_stage_a_trains_stage_b_as_that_run_does(tmp_path):
-    """--init_checkpoint: one stage A shared by several stage B variants. Started from the source run's step-2
-    checkpoint (the end of its stage A), the new run trains the same stage B steps to the same weights."""
-    steps = ["--stage_a_steps=2", "--stage_b_steps=2", "--checkpoint_every=2", "--deterministic"]
+    """--init_checkpoint: one stage A shared by several stage B variants. The source run keeps the end of its
+    stage A in stage_a/ (the rotation has dropped it from checkpoints/); started from there, the new run trains
+    the same stage B steps to the same weights."""
+    steps = ["--stage_a_steps=2", "--checkpoint_every=1", "--keep_checkpoints=1", "--deterministic"]
     source, fork = str(tmp_path / "source"), str(tmp_path / "fork")
-    first = run_cli(source, *steps)
+    # The source stops at the end of stage A and is resumed with its stage B: the copy is made on the resume
+    # too (a run killed right at the boundary still keeps it).
+    first = run_cli(source, *steps, "--stage_b_steps=0")
     assert first.returncode == 0, first.stdout[-3000:]
-    start = os.path.join(source, "checkpoints", "ckpt-2")
-    forked = run_cli(fork, *steps, f"--init_checkpoint={start}")
+    assert not os.path.exists(os.path.join(source, "stage_a"))  # no stage B: its last checkpoint is the end
+    resumed = run_cli(source, *steps, "--stage_b_steps=2")
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    start = os.path.join(source, "stage_a", "ckpt-2")
+    assert f"end of stage A kept in {start}" in resumed.stdout
+    assert tf.train.latest_checkpoint(os.path.join(source, "stage_a")) == start
+    assert _latest_number(source) == 4 and not glob.glob(os.path.join(source, "checkpoints", "ckpt-2.*"))
+    from maskrnn_tf.inference import load_model, trained_step
+
+    assert trained_step(start) == 2  # segment --model takes it like any checkpoint prefix of the run
+    kept = {f"{i:04d}.{w.path}": w.numpy() for i, w in enumerate(load_model(start).weights)}
+    for name, value in _model_variables(start).items():
+        np.testing.assert_array_equal(kept[name], value, err_msg=name)
+
+    forked = run_cli(fork, *steps, "--stage_b_steps=2", f"--init_checkpoint={os.path.join(source, 'stage_a')}")
     assert forked.returncode == 0, forked.stdout[-3000:]
     assert f"started from {start} at step 2" in forked.stdout
-    assert "stage A" not in forked.stdout and "stage B  step 4/4" in forked.stdout
+    assert "stage A  step" not in forked.stdout and "stage B  step 4/4" in forked.stdout
+    assert tf.train.latest_checkpoint(os.path.join(fork, "stage_a")) == os.path.join(fork, "stage_a", "ckpt-2")
     with open(os.path.join(fork, "config.json")) as f:
-        assert json.load(f)["init_checkpoint"] == start
+        assert json.load(f)["init_checkpoint"] == os.path.join(source, "stage_a")
     ref = _model_variables(os.path.join(source, "checkpoints", "ckpt-4"))
     got = _model_variables(os.path.join(fork, "checkpoints", "ckpt-4"))
     assert not all(np.array_equal(ref[n], _model_variables(start)[n]) for n in ref)  # stage B changed them
