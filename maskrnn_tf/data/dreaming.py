@@ -83,6 +83,8 @@ class DreamtClip:
       masks: uint8 [T, H, W] object ids (0 = background; the source's ids; void is not carried over).
       flow_fwd: float32 [T-1, H, W, 2] (u, v) = (dx, dy) flow from frame t to t+1.
       flow_bwd: float32 [T-1, H, W, 2] flow from frame t+1 to t.
+      flow_next: float32 [H, W, 2] flow from the last frame to the next one, which the motion continues into
+        but is not rendered (a clip cut from a video has its last frame's flow to the next too).
       background: uint8 [H, W, 3] the inpainted background layer in source coordinates.
       depth_order: object ids back to front.
       layer_alpha: float32 [T, K, H, W] coverage of each object (ids ascending) ignoring occlusion, or None.
@@ -93,6 +95,7 @@ class DreamtClip:
     masks: np.ndarray
     flow_fwd: np.ndarray
     flow_bwd: np.ndarray
+    flow_next: np.ndarray
     background: np.ndarray
     depth_order: Tuple[int, ...]
     layer_alpha: Optional[np.ndarray] = None
@@ -105,8 +108,9 @@ class DreamtClip:
 
     @property
     def flows_to_next(self) -> np.ndarray:
-        """[T, H, W, 2] flow from frame t to t+1 (zeros for the last frame): the model's `flow_to_next`."""
-        return np.concatenate([self.flow_fwd, np.zeros_like(self.flow_fwd[:1])], axis=0)
+        """[T, H, W, 2] flow from frame t to t+1 (the last frame's to the unrendered next one): the model's
+        `flow_to_next`."""
+        return np.concatenate([self.flow_fwd, self.flow_next[None]], axis=0)
 
 
 def inpaint_background(frame: np.ndarray, ids: np.ndarray, dilation: int = 5, radius: int = 5) -> np.ndarray:
@@ -146,7 +150,9 @@ def _similarity(centre: np.ndarray, shift: np.ndarray, angle: float, log_scale: 
 
 def _motion_paths(rng: np.random.Generator, config: DreamConfig, centre: np.ndarray, shift: float,
                   rotation_deg: float, zoom: float, size: float) -> List[np.ndarray]:
-    t = config.num_frames
+    """The maps of frames 0..T: one past the clip, for the last frame's flow to the next. (The random draws
+    do not depend on the length: a clip is the start of a longer one of the same seed.)"""
+    t = config.num_frames + 1
     dx, dy = _path(rng, t, shift * size), _path(rng, t, shift * size)
     angle = _path(rng, t, np.deg2rad(rotation_deg))
     scale = _path(rng, t, zoom)
@@ -157,7 +163,7 @@ def _motion_paths(rng: np.random.Generator, config: DreamConfig, centre: np.ndar
 class _Layer:
     """One layer: its maps F_t = affine[t] applied to q + field(t) (field None = no non-rigid part)."""
 
-    affine: List[np.ndarray]  # [T] 3x3
+    affine: List[np.ndarray]  # [T + 1] 3x3
     fields: Optional[Tuple[np.ndarray, np.ndarray, float]] = None  # (G1, G2 full-res [H, W, 2], omega)
     image: Optional[np.ndarray] = None  # premultiplied colour [H, W, 3] float32 (objects)
     alpha: Optional[np.ndarray] = None  # [H, W] float32 (objects)
@@ -260,8 +266,28 @@ def _check_inputs(frame: np.ndarray, ids: np.ndarray) -> None:
                          f"got {ids.dtype} {ids.shape}.")
 
 
+def _flow(layers: List[_Layer], target: int, windows, inverses, visible: np.ndarray, xx: np.ndarray,
+          yy: np.ndarray, own: Optional[List[np.ndarray]] = None) -> np.ndarray:
+    """Flow [H, W, 2] from a rendered frame (its layers' `windows`, inverse maps and `visible` layer per pixel)
+    to frame `target`: a pixel p showing layer L goes to F_L,target(F_L^-1(p)), whether or not that point is
+    visible in frame `target`. Every pixel a layer shows lies in its window, so the windows suffice. `own`
+    (keep_layers, windows are whole frames) collects each object's flow everywhere."""
+    out = np.zeros(visible.shape + (2,), np.float32)
+    for index, (layer, w, inverse) in enumerate(zip(layers, windows, inverses)):
+        if inverse is None:
+            continue
+        tx, ty = layer.forward(target, *inverse)
+        flow = np.stack([tx - xx[w], ty - yy[w]], -1)
+        on = visible[w] == index
+        out[w][on] = flow[on]
+        if own is not None and index > 0:
+            own.append(flow)
+    return out
+
+
 def dream_clip(frame: np.ndarray, ids: np.ndarray, seed: int, config: DreamConfig = DreamConfig(),
-               background: Optional[np.ndarray] = None, keep_layers: bool = False) -> DreamtClip:
+               background: Optional[np.ndarray] = None, keep_layers: bool = False,
+               motion_size: Optional[float] = None) -> DreamtClip:
     """Synthesizes a T-frame clip with exact masks and flows from one frame and its object ids.
 
     Args:
@@ -272,6 +298,8 @@ def dream_clip(frame: np.ndarray, ids: np.ndarray, seed: int, config: DreamConfi
       background: optional precomputed `inpaint_background(frame, ids, ...)` (reuse it for many clips).
       keep_layers: also return each object's unoccluded coverage and flow over the whole frame (for checks;
         slower, because objects are then rendered over the whole frame instead of their windows).
+      motion_size: the length, in pixels, the config's shifts are fractions of (default min(H, W)); a crop of a
+        frame passes the whole frame's, so that its objects move as fast as they would in the frame.
 
     Returns:
       A DreamtClip (frame 0 shows the source layout: the objects where they were, background inpainted
@@ -282,7 +310,9 @@ def dream_clip(frame: np.ndarray, ids: np.ndarray, seed: int, config: DreamConfi
     _check_inputs(frame, ids)
     rng = np.random.default_rng(seed)
     height, width = ids.shape
-    size = float(min(height, width))
+    size = float(min(height, width) if motion_size is None else motion_size)
+    if not size > 0:
+        raise ValueError(f"dream_clip: motion_size must be > 0, got {motion_size}.")
     object_ids = [int(i) for i in np.unique(ids) if 0 < i < VOID]
     if background is None:
         background = inpaint_background(frame, ids, config.inpaint_dilation, config.inpaint_radius)
@@ -342,32 +372,17 @@ def dream_clip(frame: np.ndarray, ids: np.ndarray, seed: int, config: DreamConfi
         if keep_layers:
             alphas.append(frame_alpha)
         if previous is not None:
-            prev_windows, prev_inverses, prev_visible = previous
-            fwd = np.zeros((height, width, 2), np.float32)
-            bwd = np.zeros((height, width, 2), np.float32)
-            own_fwd = []
-            for index, layer in enumerate(layers):
-                # Frame t-1 pixels of this layer go to F_t(F_t-1^-1(p)); frame t pixels to F_t-1(F_t^-1(p)).
-                # Every pixel a layer shows lies in its window, so the windows suffice.
-                for s, w, inverse, shown, out in ((t, prev_windows[index], prev_inverses[index], prev_visible, fwd),
-                                                  (t - 1, windows[index], inverses[index], visible, bwd)):
-                    if inverse is None:
-                        continue
-                    tx, ty = layer.forward(s, *inverse)
-                    flow = np.stack([tx - xx[w], ty - yy[w]], -1)
-                    on = shown[w] == index
-                    out[w][on] = flow[on]
-                    if keep_layers and index > 0 and s == t:
-                        own_fwd.append(flow)  # keep_layers: windows are whole frames
-            flow_fwd.append(fwd)
-            flow_bwd.append(bwd)
+            own_fwd = [] if keep_layers else None
+            flow_fwd.append(_flow(layers, t, *previous, xx, yy, own_fwd))
+            flow_bwd.append(_flow(layers, t - 1, windows, inverses, visible, xx, yy))
             if keep_layers:
                 layer_flows.append(np.stack(own_fwd) if own_fwd else np.zeros((0, height, width, 2), np.float32))
         previous = (windows, inverses, visible)
+    flow_next = _flow(layers, config.num_frames, *previous, xx, yy)
 
     return DreamtClip(
         frames=np.stack(frames), masks=np.stack(masks), flow_fwd=np.stack(flow_fwd).astype(np.float32),
-        flow_bwd=np.stack(flow_bwd).astype(np.float32), background=background,
+        flow_bwd=np.stack(flow_bwd).astype(np.float32), flow_next=flow_next, background=background,
         depth_order=tuple(layers[i].object_id for i in order),
         layer_alpha=np.stack(alphas).astype(np.float32) if keep_layers else None,
         layer_flow_fwd=np.stack(layer_flows).astype(np.float32) if keep_layers else None,

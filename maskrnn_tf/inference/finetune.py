@@ -10,13 +10,12 @@ import dataclasses
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 
 from maskrnn_tf.data.pipelines import make_finetune_dataset
-from maskrnn_tf.inference.first_mask import FirstMask
+from maskrnn_tf.inference.first_mask import FirstMask, resize_nearest
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, flow_between
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 from maskrnn_tf.model import MaskRNN
@@ -185,9 +184,9 @@ def finetune_on_video(
 
 
 def first_ids_at_size(first: FirstMask, size: Tuple[int, int]) -> Tuple[np.ndarray, List[int]]:
-    """The first-frame ids at the processing size (nearest) and the object ids still present there (a tiny
-    object may vanish when downscaled)."""
-    ids = cv2.resize(first.labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    """The first-frame ids at the processing size (the pixels the segmentation is seeded with) and the object
+    ids still present there (a tiny object may vanish when downscaled)."""
+    ids = resize_nearest(first.labels, size)
     return ids, [i for i in first.object_ids if np.any(ids == i)]
 
 

@@ -11,6 +11,18 @@ from maskrnn_tf.io import VOID_ID, davis_palette
 from maskrnn_tf.io.id_images import read_label_image
 
 
+def resize_nearest(maps: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of label or 0/1 maps [..., H, W] to `size` (height, width): each output pixel
+    takes the input pixel under its centre, so values stay exactly as they were. The one resize of first-frame
+    masks: the seed of the segmentation and the targets of online finetuning must be the same pixels."""
+    maps = np.asarray(maps)
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    rows = ((np.arange(size[0]) + 0.5) * maps.shape[-2] / size[0]).astype(int)
+    cols = ((np.arange(size[1]) + 0.5) * maps.shape[-1] / size[1]).astype(int)
+    return maps[..., rows, :][..., cols]
+
+
 class MaskError(ValueError):
     """The first-frame mask does not fit the video or holds no object."""
 

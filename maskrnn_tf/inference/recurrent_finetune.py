@@ -168,8 +168,11 @@ def _train_steps(model: MaskRNN, num_objects: int, config: RecurrentFinetuneConf
 class DreamtClips:
     """The dreamt clips of one first frame, made on first use (the inpainted background is made once)."""
 
-    def __init__(self, frame: np.ndarray, ids: np.ndarray, config: RecurrentFinetuneConfig):
+    def __init__(self, frame: np.ndarray, ids: np.ndarray, config: RecurrentFinetuneConfig,
+                 motion_size: Optional[float] = None):
+        """`motion_size`: see `dream_clip` (a crop passes the whole frame's shorter side)."""
         self._frame, self._ids, self._config = np.asarray(frame, np.uint8), np.asarray(ids, np.uint8), config
+        self._motion_size = motion_size
         self._background: Optional[np.ndarray] = None
         self._clips: Dict[int, DreamtClip] = {}
         self.seconds = 0.0
@@ -183,7 +186,8 @@ class DreamtClips:
                 self._background = inpaint_background(self._frame, self._ids, dream.inpaint_dilation,
                                                       dream.inpaint_radius)
             seed = self._config.seed * 100003 + index
-            self._clips[index] = dream_clip(self._frame, self._ids, seed, dream, background=self._background)
+            self._clips[index] = dream_clip(self._frame, self._ids, seed, dream, background=self._background,
+                                            motion_size=self._motion_size)
             self.seconds += time.monotonic() - start
         return self._clips[index]
 
@@ -246,11 +250,12 @@ class RecurrentFinetuner:
         config = self.config
         if config.steps == 0:
             return RecurrentFinetuneResult([], 0.0, [], 0.0, False)
+        motion_size = float(min(np.shape(first_ids)[:2]))  # motion as in the whole frame, cropped or not
         first_frame, first_ids, window = self._cropped(first_frame, first_ids, object_ids)
         for variable in self._steps.optimizer.variables:  # a fresh Adam (schedule, loss scale) for every video
             start_value = self._optimizer_start.get(id(variable))
             variable.assign(tf.zeros_like(variable) if start_value is None else start_value)
-        clips = DreamtClips(first_frame, first_ids, config)
+        clips = DreamtClips(first_frame, first_ids, config, motion_size)
         losses: List[float] = []
         durations: List[float] = []
         stopped = False
@@ -286,8 +291,9 @@ class RecurrentFinetuner:
         the clips: the yardstick of recurrent finetuning (it should fall as the model learns to follow the
         first frame's objects through their dreamt motion)."""
         object_ids = self._check(first_ids, object_ids)
+        motion_size = float(min(np.shape(first_ids)[:2]))
         first_frame, first_ids, _ = self._cropped(first_frame, first_ids, object_ids)
-        clips = DreamtClips(first_frame, first_ids, self.config)
+        clips = DreamtClips(first_frame, first_ids, self.config, motion_size)
         total = 0.0
         for index in range(self.config.num_clips):
             losses = self._steps.clip_losses(clip_batch(clips[index], object_ids))

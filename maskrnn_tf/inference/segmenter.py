@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from maskrnn_tf.inference.background import BackgroundWorker
-from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
+from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask, resize_nearest
 from maskrnn_tf.inference.output_dir import (OutputExistsError, UnsafeOutputError, atomic_output_dir,
                                              check_no_overlap, check_output_dir)
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, fuse, propagate
@@ -92,15 +92,6 @@ def _working_frames(source: VideoSource, size, stash: Optional[_FrameStash]) -> 
         yield resize_frame(frame, size)
 
 
-def _downscale_masks(one_hot: np.ndarray, size) -> np.ndarray:
-    """Nearest-neighbour resize of [N, H, W] 0/1 masks (they stay exactly 0/1, as the contract wants)."""
-    if tuple(one_hot.shape[1:]) == tuple(size):
-        return one_hot
-    rows = (np.arange(size[0]) + 0.5) * one_hot.shape[1] / size[0]
-    cols = (np.arange(size[1]) + 0.5) * one_hot.shape[2] / size[1]
-    return one_hot[:, rows.astype(int)][:, :, cols.astype(int)]
-
-
 def segment_frames(
     step_fn: StepFn,
     source: VideoSource,
@@ -155,7 +146,7 @@ def segment_frames(
         flow_fn = flow_fn.for_sequence(source.name)
     frames = _working_frames(source, size, stash)
     results = propagate(
-        step_fn, frames, _downscale_masks(first.one_hot(), size), flow_fn,
+        step_fn, frames, resize_nearest(first.one_hot(), size), flow_fn,
         need_next_flow=options.need_next_flow, read_ahead=options.read_ahead, threshold=options.threshold,
         stems=source.frame_names,
     )

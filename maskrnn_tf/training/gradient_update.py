@@ -6,7 +6,7 @@ Under float16 the optimizer is a `keras.optimizers.LossScaleOptimizer`. Its prot
   2. `apply_clipped(...)` with the gradients of that scaled loss: it unscales them, clips the true gradient by
      its global norm, scales them back and hands them to the LossScaleOptimizer, which unscales them again,
      skips the update when they are not finite and adapts its scale.
-Without loss scaling (float32, bfloat16) the scale is 1 and a non-finite gradient becomes a zero update.
+Without loss scaling (float32, bfloat16) the scale is 1 and a non-finite gradient becomes a zero gradient.
 """
 from __future__ import annotations
 
@@ -34,9 +34,10 @@ def scale_loss(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor) -> tf.Ten
 
 
 def zero_unless_finite(grads, norm: tf.Tensor):
-    """`grads` if their global `norm` is finite, else zeros: the update is skipped (with Adam only the momentum
-    moves). A non-finite gradient (seen in bfloat16 about once per 100 steps, with a finite loss) would
-    otherwise poison every weight through the global-norm clip."""
+    """`grads` if their global `norm` is finite, else zeros: the gradient is dropped, not the update (Adam
+    still steps along its decayed first moment, as after any zero gradient). A non-finite gradient (seen in
+    bfloat16 about once per 100 steps, with a finite loss) would otherwise poison every weight through the
+    global-norm clip."""
     finite = tf.math.is_finite(norm)
     return [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
 

@@ -169,11 +169,44 @@ def test_same_seed_same_clip_other_seed_other_clip(davis_frame):
     assert a.frames.shape == (3, 120, 216, 3) and a.frames.dtype == np.uint8
     assert a.masks.dtype == np.uint8 and set(np.unique(a.masks)) <= {0, 1}
     assert a.flow_fwd.shape == a.flow_bwd.shape == (2, 120, 216, 2) and a.flow_fwd.dtype == np.float32
-    # The model's per-frame flows: zeros before the first and after the last frame.
+    # The model's per-frame flows: zeros before the first frame, the flow to the unrendered next frame after
+    # the last (a clip cut from a video has it too).
     assert a.flows_to_prev.shape == (3, 120, 216, 2) and not a.flows_to_prev[0].any()
     np.testing.assert_array_equal(a.flows_to_prev[1:], a.flow_bwd)
     np.testing.assert_array_equal(a.flows_to_next[:-1], a.flow_fwd)
-    assert not a.flows_to_next[-1].any()
+    np.testing.assert_array_equal(a.flows_to_next[-1], a.flow_next)
+
+
+def test_the_last_frames_flow_to_next_is_the_flow_to_the_frame_a_longer_clip_renders(davis_frame):
+    """A clip is the start of a longer clip of the same seed; its last frame's flow to the next frame is the
+    longer clip's flow to the frame it renders next (on the model's input, not zeros)."""
+    frame, ids = davis_frame
+    short = dream_clip(frame, ids, seed=7, config=dataclasses.replace(BRISK, num_frames=3))
+    longer = dream_clip(frame, ids, seed=7, config=dataclasses.replace(BRISK, num_frames=4))
+    for key in ("frames", "masks", "flow_fwd", "flow_bwd"):
+        np.testing.assert_array_equal(getattr(short, key), getattr(longer, key)[:len(getattr(short, key))], key)
+    np.testing.assert_array_equal(short.flows_to_next, longer.flows_to_next[:3])
+    assert np.linalg.norm(short.flows_to_next[-1], axis=-1).mean() > 0.5  # BRISK moves every layer
+
+
+def test_a_crop_dreamt_with_the_frames_motion_size_moves_as_the_frame_does():
+    """Shifts are fractions of a length: min(H, W) by default, the whole frame's for a crop of it
+    (recurrent finetuning's --finetune_crop), so that cropping does not slow the dreamt motion down."""
+    frame, _ = _two_objects(96, 128)
+    ids = np.zeros((96, 128), np.uint8)  # background only: the camera's translation is the flow everywhere
+    camera = dataclasses.replace(STILL, num_frames=3, camera_shift=0.03)
+    whole = dream_clip(frame, ids, seed=3, config=camera)
+    crop = (slice(24, 72), slice(32, 96))  # 48 x 64
+    same = dream_clip(frame[crop], ids[crop], seed=3, config=camera, motion_size=96)
+    slower = dream_clip(frame[crop], ids[crop], seed=3, config=camera)
+    shift = whole.flow_fwd[:, 48, 64]
+    assert np.abs(shift).max() > 0.5
+    np.testing.assert_allclose(whole.flow_fwd[:, :, :].reshape(2, -1, 2), np.repeat(shift[:, None], 96 * 128, 1),
+                               atol=1e-4)  # a pure translation
+    np.testing.assert_allclose(same.flow_fwd[:, 24, 32], shift, atol=1e-4)
+    np.testing.assert_allclose(slower.flow_fwd[:, 24, 32], shift / 2, atol=1e-4)  # min side 48, not 96
+    with pytest.raises(ValueError, match="motion_size"):
+        dream_clip(frame, ids, seed=3, config=camera, motion_size=0)
 
 
 def test_without_motion_the_clip_is_the_frame():

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from maskrnn_tf.inference.background import BackgroundWorker, prefetch
-from maskrnn_tf.inference.first_mask import MaskError, read_first_mask
+from maskrnn_tf.inference.finetune import first_ids_at_size
+from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask, resize_nearest
 from maskrnn_tf.inference.video_reader import VideoReadError, VideoSource, working_size
 from maskrnn_tf.io import ImageReadError
 
@@ -84,6 +85,24 @@ def test_first_mask_palette_ids_and_binary(tmp_path):
     first = read_first_mask(binary)
     assert first.object_ids == (1,) and first.labels.max() == 1
     assert tuple(first.palette[1]) == (128, 0, 0)  # no input palette: DAVIS colours
+
+
+def test_first_mask_downscale_samples_pixel_centres_for_the_seed_and_the_finetuning_alike():
+    """At --max_size the first mask is downscaled once for the segmentation's seed and once for online
+    finetuning's targets: both must be the same pixels (a thin object was in one and not the other)."""
+    labels = np.zeros((4, 6), np.uint8)
+    labels[:, 1] = 1  # a one-pixel-wide object in an odd column
+    labels[2:, 4:] = 2
+    labels[1, 5] = 255
+    # Hand-computed: halving samples the centre of each 2x2 block, rows 1, 3 and columns 1, 3, 5.
+    np.testing.assert_array_equal(resize_nearest(labels, (2, 3)), [[1, 0, 255], [1, 0, 2]])
+    first = FirstMask(labels=labels, object_ids=(1, 2), palette=np.zeros((256, 3), np.uint8))
+    ids, present = first_ids_at_size(first, (2, 3))
+    assert present == [1, 2]  # nearest at the top-left corners (columns 0, 2, 4) lost object 1
+    seed = resize_nearest(first.one_hot(), (2, 3))
+    for k, object_id in enumerate(first.object_ids):
+        np.testing.assert_array_equal(seed[k], ids == object_id)
+    assert resize_nearest(labels, (4, 6)) is labels
 
 
 def test_first_mask_errors(tmp_path):

@@ -75,7 +75,8 @@ def test_crop_window_centres_the_grown_object_box_inside_the_frame():
 
 
 def test_a_cropped_run_dreams_from_the_window_around_the_objects(tiny_model_path):
-    """With `crop`, the first update's loss is the recurrence on a clip dreamt from the crop of the frame."""
+    """With `crop`, the first update's loss is the recurrence on a clip dreamt from the crop of the frame, its
+    motion as fast as in the whole frame (shifts are fractions of the frame's shorter side, 48, not the crop's)."""
     rng = np.random.default_rng(4)
     frame = rng.integers(0, 256, (48, 80, 3)).astype(np.uint8)
     ids = np.zeros((48, 80), np.uint8)
@@ -87,7 +88,7 @@ def test_a_cropped_run_dreams_from_the_window_around_the_objects(tiny_model_path
     top, left, height, width = window
     expected = _reference_first_loss(model, dream_clip(frame[top:top + height, left:left + width],
                                                        ids[top:top + height, left:left + width], seed=0,
-                                                       config=SHORT), object_ids=(3,))
+                                                       config=SHORT, motion_size=48), object_ids=(3,))
     finetuner = RecurrentFinetuner(model, 1, config)
     assert finetuner.loss(frame, ids, [3]) == pytest.approx(expected, rel=1e-4)
     result = finetuner.run(frame, ids, [3])
