@@ -18,12 +18,13 @@ import numpy as np
 import tensorflow as tf
 
 from maskrnn_tf.data.dreaming import DreamConfig, DreamtClip, dream_clip, inpaint_background
-from maskrnn_tf.inference.finetune import first_ids_at_size
+from maskrnn_tf.inference.finetune import MAX_SKIPPED, first_ids_at_size
 from maskrnn_tf.inference.first_mask import FirstMask
 from maskrnn_tf.inference.propagation import StepFn
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.training.config import DataConfig, LossConfig, OptimConfig, TrainConfig
+from maskrnn_tf.training.gradient_update import is_loss_scaling
 from maskrnn_tf.training.steps import TrainSteps, make_optimizer
 
 
@@ -32,7 +33,9 @@ class RecurrentFinetuneConfig:
     """Recurrent online finetuning settings.
 
     Attributes:
-      steps: at most this many updates (0 skips finetuning); one dreamt clip, all objects, per update.
+      steps: at most this many updates (0 skips finetuning); one dreamt clip, all objects, per update. Under
+        float16 an update skipped for an overflow is retried on the same clip and not counted (at most
+        MAX_SKIPPED in all).
       time_budget_s: wall time (dreaming and updates) after which no new update starts; an update starts
         only if the last one's duration still fits (0 = no budget). Tracing the unrolled step, once per
         finetuner and clip shape, is not charged: on the run that traces, the first update is charged as long
@@ -261,7 +264,10 @@ class RecurrentFinetuner:
         stopped = False
         tracing = False
         trace_seconds = 0.0
-        for index in range(config.steps):
+        loss_scaling = is_loss_scaling(self._steps.optimizer)
+        skipped = 0
+        index = 0
+        while index < config.steps:
             now = time.monotonic()
             # Start an update only if one more (as long as the last) still fits in the budget. On the run that
             # traces the unrolled step (and runs the graph's one-time optimisation) the first update says
@@ -283,6 +289,13 @@ class RecurrentFinetuner:
             self._traced_shapes.add(shape)
             if tracing and len(durations) == 2:
                 trace_seconds = max(durations[0] - durations[1], 0.0)
+            if not finite and loss_scaling and skipped < MAX_SKIPPED:
+                # A float16 overflow at the current loss scale skipped the update and halved the scale: the
+                # same clip again, not counted (every video starts at the initial scale, so each would
+                # otherwise lose its first updates to it), as static finetuning does. The budget still holds.
+                skipped += 1
+                continue
+            index += 1
         return RecurrentFinetuneResult(losses, time.monotonic() - start, durations, clips.seconds, stopped,
                                        trace_seconds, window)
 
