@@ -35,6 +35,8 @@ _FIELDS: Dict[str, Tuple[str, str, str]] = {
                       "validation instead of the val split (choose settings on them; report the val split)."),
     "dream_fraction": ("data.dream_fraction", "float", "Share of stage B clips dreamt from single training frames "
                        "(exact flows and masks) instead of read from the videos (0 = none)."),
+    "dream_speed": ("data.dream_speed", "float", "Dreamt clips: camera and object translation speeds times this "
+                    "(1 = the dreaming defaults; DAVIS moves about 3x faster)."),
     "model_width": ("model.width", "float", "VGG-16 channel multiplier (1.0 = paper)."),
     "fc_units": ("model.fc_units", "integer", "Localization head fully connected units."),
     "vgg_weights": ("model.vgg_weights", "string", "None, 'imagenet' or a local VGG16 .h5 path."),

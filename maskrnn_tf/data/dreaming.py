@@ -73,6 +73,16 @@ class DreamConfig:
         if negative:
             raise ValueError(f"DreamConfig: magnitudes must be >= 0; negative: {', '.join(negative)}.")
 
+    def with_speed(self, speed: float) -> "DreamConfig":
+        """This config with the camera's and the objects' translation speeds multiplied by `speed` (> 0).
+
+        The defaults move slower than DAVIS video: on the 22 DAVIS-2016 train sequences trained on, the median
+        per-frame flow is 0.013 of the short side on the objects, 0.015 on the background, and 0.023 between
+        the two (DIS); default clips give 0.008, 0.004 and 0.007, speed 3 gives 0.023, 0.011 and 0.022."""
+        if not speed > 0:
+            raise ValueError(f"DreamConfig.with_speed: speed must be > 0, got {speed}.")
+        return dataclasses.replace(self, camera_shift=self.camera_shift * speed, object_shift=self.object_shift * speed)
+
 
 @dataclasses.dataclass(frozen=True)
 class DreamtClip:

@@ -48,6 +48,7 @@ class DataConfig:
         flows and masks, Lucid Data Dreaming) instead of read from the videos; 0 = real clips only.
       dream_videos: distinct dreamt clips (each made on first use from a seeded training frame).
       dream_scale: training frames are resized by this factor before dreaming (dreaming cost grows with area).
+      dream_speed: multiplies the dreamt camera and object translation speeds (`DreamConfig.with_speed`).
     """
 
     dataset: str = "synthetic_vos"
@@ -70,6 +71,7 @@ class DataConfig:
     dream_fraction: float = 0.0
     dream_videos: int = 1000
     dream_scale: float = 0.5
+    dream_speed: float = 1.0
 
     def __post_init__(self) -> None:
         # JSON and flags give lists (or one comma-separated string): keep a tuple so the config stays hashable.
@@ -86,6 +88,8 @@ class DataConfig:
         if not 0.0 <= self.dream_fraction <= 1.0 or self.dream_videos < 1 or not 0.0 < self.dream_scale <= 1.0:
             raise ValueError("DataConfig: need 0 <= dream_fraction <= 1, dream_videos >= 1, 0 < dream_scale <= 1, got "
                              f"{self.dream_fraction}, {self.dream_videos}, {self.dream_scale}.")
+        if not self.dream_speed > 0:
+            raise ValueError(f"DataConfig: need dream_speed > 0, got {self.dream_speed}.")
         if self.synthetic_flow not in SYNTHETIC_FLOWS:
             raise ValueError(f"DataConfig.synthetic_flow must be one of {SYNTHETIC_FLOWS}, got {self.synthetic_flow!r}.")
         if self.perturb_amount < 0 or not 0.0 <= self.perturb_min_iou <= 1.0:

@@ -26,6 +26,7 @@ FIELD_BOUNDS: Dict[str, Dict[str, Any]] = {
     "data.dream_fraction": dict(minimum=0, maximum=1, hint="share of stage B clips dreamt from training frames"),
     "data.dream_videos": dict(minimum=1),
     "data.dream_scale": dict(above=0, maximum=1),
+    "data.dream_speed": dict(above=0, hint="1 = DreamConfig's speeds; DAVIS moves about 3x faster"),
     "data.val_frames": dict(minimum=2, hint="the first frame gives the mask, the others are scored"),
     "data.perturb_amount": dict(minimum=0),
     "data.perturb_min_iou": dict(minimum=0, maximum=1),

@@ -145,7 +145,8 @@ def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tup
     from maskrnn_tf.data.dreaming import DreamConfig
     from maskrnn_tf.data.dreamt_source import DreamtSource
 
-    dreamt_source = DreamtSource(source, data.dream_videos, DreamConfig(num_frames=data.clip_length),
+    dreamt_source = DreamtSource(source, data.dream_videos,
+                                 DreamConfig(num_frames=data.clip_length).with_speed(data.dream_speed),
                                  seed=seed + 2, scale=data.dream_scale)
     real = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1)
     dreamt = make_clip_dataset(dreamt_source, clip_length=data.clip_length, augment=augment, seed=seed + 3)

@@ -209,6 +209,25 @@ def test_a_crop_dreamt_with_the_frames_motion_size_moves_as_the_frame_does():
         dream_clip(frame, ids, seed=3, config=camera, motion_size=0)
 
 
+def test_speed_multiplies_the_camera_and_object_translations():
+    """DreamConfig.with_speed(k): the camera's and each object's translation paths times k, nothing else."""
+    frame, ids = _two_objects(96, 128)
+    moving = dataclasses.replace(STILL, num_frames=3, camera_shift=0.01, object_shift=0.02)
+    slow = dream_clip(frame, ids, seed=2, config=moving)
+    fast = dream_clip(frame, ids, seed=2, config=moving.with_speed(3))
+    assert moving.with_speed(3) == dataclasses.replace(moving, camera_shift=0.03, object_shift=0.06)
+    # Translations only: every layer's flow is one vector. Where a layer shows in both clips, 3x the vector.
+    for t in range(2):
+        for object_id in (0, 1, 2):
+            on = (slow.masks[t] == object_id) & (fast.masks[t] == object_id)
+            assert on.sum() > 100
+            vector = np.median(slow.flow_fwd[t][on], axis=0)
+            assert np.abs(vector).max() > 0.1
+            np.testing.assert_allclose(fast.flow_fwd[t][on], np.broadcast_to(3 * vector, (on.sum(), 2)), atol=1e-3)
+    with pytest.raises(ValueError, match="speed must be > 0"):
+        moving.with_speed(0)
+
+
 def test_without_motion_the_clip_is_the_frame():
     frame, ids = _two_objects()
     clip = dream_clip(frame, ids, seed=0, config=STILL)

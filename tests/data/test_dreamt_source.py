@@ -64,12 +64,14 @@ def _first_batch(dataset):
     return {k: v.numpy() for k, v in next(iter(dataset)).items()}
 
 
-def test_dream_fraction_one_trains_stage_b_on_dreamt_clips_only(base):
-    data = DataConfig(height=32, width=48, clip_length=3, clip_batch_size=2, dream_fraction=1.0, dream_videos=5)
+@pytest.mark.parametrize("speed", [1.0, 2.5])
+def test_dream_fraction_one_trains_stage_b_on_dreamt_clips_only(base, speed):
+    data = DataConfig(height=32, width=48, clip_length=3, clip_batch_size=2, dream_fraction=1.0, dream_videos=5,
+                      dream_speed=speed)
     _, clips = make_train_datasets(data, base, seed=7)
     got = _first_batch(clips)
     # The same clips read straight from the DreamtSource the inputs build (seed + 2), through the same pipeline.
-    dreamt = DreamtSource(base, 5, DreamConfig(num_frames=3), seed=9, scale=0.5)
+    dreamt = DreamtSource(base, 5, DreamConfig(num_frames=3).with_speed(speed), seed=9, scale=0.5)
     want = _first_batch(make_clip_dataset(dreamt, clip_length=3, augment=AugmentConfig(crop_size=(32, 48)),
                                           seed=10, batch_size=2))
     assert got.keys() == want.keys()

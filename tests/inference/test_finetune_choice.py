@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+from absl import flags
 
 from maskrnn_tf.inference import read_first_mask, trained_step, training_config
 from maskrnn_tf.inference.finetune_choice import choose_finetuning, describe_choice
@@ -116,6 +117,30 @@ def test_cli_finetunes_a_stage_b_model_recurrently_within_its_budget(tmp_path, v
     assert np.abs(_probs(out) - _probs(none)).max() > 1e-3
     with open(os.path.join(none, "segment_run.json")) as f:
         assert json.load(f)["finetune"] == "none"
+
+
+def test_cli_dream_speed_reaches_the_recurrent_finetuning(tmp_path, video_on_disk, stage_b_run, monkeypatch):
+    """--finetune_dream_speed and --finetune_clip_length make the dreaming config the finetuner gets."""
+    from maskrnn_tf import inference
+    from maskrnn_tf.data.dreaming import DreamConfig
+
+    seen = []
+
+    def spy(model, step_fn, max_size, config):
+        seen.append(config)
+        return lambda source, first: step_fn  # segments without finetuning
+
+    monkeypatch.setattr(inference, "recurrent_finetuning_prepare", spy)
+    frames, mask = video_on_disk
+    out = str(tmp_path / "out")
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", f"--output={out}",
+                   "--finetune_dream_speed=2.5", "--finetune_clip_length=4", "--precision=float32") == 0
+    assert len(seen) == 1 and seen[0].dream == DreamConfig(num_frames=4).with_speed(2.5)
+    with open(os.path.join(out, "segment_run.json")) as f:
+        assert json.load(f)["finetune_dream_speed"] == 2.5
+    with pytest.raises(flags.IllegalFlagValueError, match="finetune_dream_speed=0.0: must be > 0"):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}",
+                f"--output={tmp_path / 'bad'}", "--finetune_dream_speed=0")
 
 
 def test_cli_static_on_request(tmp_path, video_on_disk, stage_b_run):
