@@ -56,8 +56,9 @@ flags.DEFINE_integer("finetune_clip_length", 5, "Recurrent finetuning: frames pe
 flags.DEFINE_integer("finetune_crop", 0, "Recurrent finetuning: dream from a crop of at most this many pixels "
                      "square around the objects (fewer pixels, more updates in the budget); objects too large "
                      "for it use the whole frame; 0 = always the whole frame.")
-flags.DEFINE_float("finetune_dream_speed", 1.0, "Recurrent finetuning: the dreamt camera and object translation "
-                   "speeds times this (1 = the dreaming defaults; DAVIS moves about 3x faster).")
+flags.DEFINE_string("finetune_dream_speed", "1", "Recurrent finetuning: the dreamt camera and object translation "
+                    "speeds times this number (1 = the dreaming defaults; DAVIS moves about 3x faster), or "
+                    "'video': per video, the speeds of its first frame pair's flow (0.5-8x the defaults).")
 flags.DEFINE_float("finetune_lr", 1e-5, "Initial online-finetuning learning rate (decays to 1/10).")
 flags.DEFINE_float("finetune_loc_weight", None, "Online finetuning: weight of the localization loss (default: "
                    "as the model was trained, from its run's config.json; 1.0 without one).")
@@ -93,6 +94,18 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing output folder that se
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
+def _positive_number(text: str) -> bool:
+    try:
+        return float(text) > 0
+    except ValueError:
+        return False
+
+
+def _dream_speed_record():
+    """--finetune_dream_speed as segment_run.json records it: the number, or 'video'."""
+    return "video" if FLAGS.finetune_dream_speed == "video" else float(FLAGS.finetune_dream_speed)
+
+
 def _register_checks() -> None:
     """Numeric flags are checked when parsed: a bad value is a usage error (exit 2) before any work."""
     from maskrnn_tf.flag_validation import MIN_FRAME_SIDE, register_numeric_validator
@@ -101,7 +114,8 @@ def _register_checks() -> None:
     register_numeric_validator("finetune_budget", minimum=0, hint="seconds per video; 0 = no limit")
     register_numeric_validator("finetune_clip_length", minimum=2, hint="a dreamt clip needs two frames")
     register_numeric_validator("finetune_crop", minimum=0, hint="pixels; 0 = the whole frame")
-    register_numeric_validator("finetune_dream_speed", above=0, hint="1 = the dreaming defaults")
+    flags.register_validator("finetune_dream_speed", lambda value: value == "video" or _positive_number(value),
+                             message="must be a number > 0 (1 = the dreaming defaults) or 'video'")
     register_numeric_validator("finetune_lr", above=0, hint="e.g. 1e-5")
     register_numeric_validator("finetune_loc_weight", minimum=0)
     register_numeric_validator("max_size", zero_or_at_least=MIN_FRAME_SIDE,
@@ -219,14 +233,17 @@ def _finetuning(inference, model, step_fn, flow_fn, max_size, metadata):
     if choice.mode == "recurrent":
         from maskrnn_tf.data.dreaming import DreamConfig
 
+        by_video = FLAGS.finetune_dream_speed == "video"
+        dream = DreamConfig(num_frames=FLAGS.finetune_clip_length)
+        dream = dream if by_video else dream.with_speed(float(FLAGS.finetune_dream_speed))
         metadata.update(finetune_budget_s=FLAGS.finetune_budget, finetune_clip_length=FLAGS.finetune_clip_length,
-                        finetune_crop=FLAGS.finetune_crop, finetune_dream_speed=FLAGS.finetune_dream_speed)
+                        finetune_crop=FLAGS.finetune_crop, finetune_dream_speed=_dream_speed_record())
         config = inference.RecurrentFinetuneConfig(
             steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
             loc_weight=choice.loc_weight, class_balance=choice.class_balance,
-            dream=DreamConfig(num_frames=FLAGS.finetune_clip_length).with_speed(FLAGS.finetune_dream_speed),
-            crop=FLAGS.finetune_crop)
-        return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config)
+            dream=dream, match_video_motion=by_video, crop=FLAGS.finetune_crop)
+        return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config,
+                                                      flow_fn=flow_fn if by_video else None)
     return None
 
 

@@ -23,6 +23,9 @@ import cv2
 import numpy as np
 
 VOID = 255
+# Median per-frame speed |(dx, dy)| of a translation path over its largest speed (`_speeds`, both axes drawn
+# independently; tests/data/test_dreaming.py samples it).
+MEDIAN_SPEED_FRACTION = 0.536
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +85,40 @@ class DreamConfig:
         if not speed > 0:
             raise ValueError(f"DreamConfig.with_speed: speed must be > 0, got {speed}.")
         return dataclasses.replace(self, camera_shift=self.camera_shift * speed, object_shift=self.object_shift * speed)
+
+    def with_motion(self, object_motion: float, camera_motion: float,
+                    speed_range: Tuple[float, float] = (0.5, 8.0)) -> "DreamConfig":
+        """This config with translation speeds whose median per frame is `camera_motion` for the camera and
+        `object_motion` for the objects relative to it (fractions of the short side, as `video_motion`
+        measures them), each kept within `speed_range` times this config's own (a still first pair does not
+        make a clip without motion, nor a flow outlier one that leaves the frame)."""
+        low, high = speed_range
+        if not 0 < low <= high:
+            raise ValueError(f"DreamConfig.with_motion: need 0 < low <= high, got {speed_range}.")
+        if not (object_motion >= 0 and camera_motion >= 0):
+            raise ValueError(f"DreamConfig.with_motion: motions must be >= 0, got {object_motion}, {camera_motion}.")
+
+        def shift(motion: float, default: float) -> float:
+            return float(np.clip(motion / MEDIAN_SPEED_FRACTION, low * default, high * default))
+
+        return dataclasses.replace(self, camera_shift=shift(camera_motion, self.camera_shift),
+                                   object_shift=shift(object_motion, self.object_shift))
+
+
+def video_motion(flow: np.ndarray, ids: np.ndarray) -> Tuple[float, float]:
+    """(object, camera) motion of a frame pair as fractions of the short side: the norm of the objects' median
+    flow minus the background's, and the background's median flow length. `flow` [H, W, 2] from the frame of
+    `ids` (0 background, 1..254 objects, 255 void: left out) to the next. No object or no background: 0."""
+    flow, ids = np.asarray(flow, np.float32), np.asarray(ids)
+    if flow.shape != ids.shape + (2,):
+        raise ValueError(f"video_motion: flow {flow.shape} does not fit ids {ids.shape}.")
+    side = float(min(ids.shape))
+    on, off = (ids > 0) & (ids < VOID), ids == 0
+    if not on.any() or not off.any():
+        return 0.0, 0.0
+    camera = np.median(flow[off], axis=0)
+    relative = np.median(flow[on], axis=0) - camera
+    return float(np.linalg.norm(relative)) / side, float(np.median(np.linalg.norm(flow[off], axis=-1))) / side
 
 
 @dataclasses.dataclass(frozen=True)

@@ -167,20 +167,28 @@ def finetune_on_video(
     if config.steps == 0:
         return []
     size = working_size(tuple(source.size), max_size)
-    frames = source.frames()
-    first_frame = resize_frame(next(frames), size)
-    second = next(frames, None)
-    frames.close()
-    flow = None
-    if second is not None and flow_fn is not None:
-        if isinstance(flow_fn, NamedFlowFn):
-            flow_fn = flow_fn.for_sequence(source.name)
-        stems = source.frame_names
-        flow = flow_between(flow_fn, first_frame, resize_frame(second, size), stems[0], stems[1])
+    first_frame, flow = first_frame_and_flow(source, size, flow_fn)
     ids, present = first_ids_at_size(first, size)
     if not present:  # every object vanished at this size: training on empty masks would teach "background"
         return []
     return finetune(model, first_frame, ids, present, flow, config)
+
+
+def first_frame_and_flow(source: VideoSource, size: Tuple[int, int], flow_fn: Optional[AnyFlowFn]
+                         ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """The first frame of `source` at the processing `size` and its flow to the second frame (None for a
+    one-frame video or without `flow_fn`). Reads only those two frames; a `NamedFlowFn` reads the flow for the
+    sequence `source.name` by frame name."""
+    frames = source.frames()
+    first_frame = resize_frame(next(frames), size)
+    second = next(frames, None) if flow_fn is not None else None
+    frames.close()
+    if second is None:
+        return first_frame, None
+    if isinstance(flow_fn, NamedFlowFn):
+        flow_fn = flow_fn.for_sequence(source.name)
+    stems = source.frame_names
+    return first_frame, flow_between(flow_fn, first_frame, resize_frame(second, size), stems[0], stems[1])
 
 
 def first_ids_at_size(first: FirstMask, size: Tuple[int, int]) -> Tuple[np.ndarray, List[int]]:

@@ -17,11 +17,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from maskrnn_tf.data.dreaming import DreamConfig, DreamtClip, dream_clip, inpaint_background
-from maskrnn_tf.inference.finetune import MAX_SKIPPED, first_ids_at_size
+from maskrnn_tf.data.dreaming import DreamConfig, DreamtClip, dream_clip, inpaint_background, video_motion
+from maskrnn_tf.inference.finetune import MAX_SKIPPED, first_frame_and_flow, first_ids_at_size
 from maskrnn_tf.inference.first_mask import FirstMask
-from maskrnn_tf.inference.propagation import StepFn
-from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
+from maskrnn_tf.inference.propagation import AnyFlowFn, StepFn
+from maskrnn_tf.inference.video_reader import VideoSource, working_size
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.training.config import DataConfig, LossConfig, OptimConfig, TrainConfig
 from maskrnn_tf.training.gradient_update import is_loss_scaling
@@ -42,6 +42,8 @@ class RecurrentFinetuneConfig:
         as the second and the difference is reported as `trace_seconds`.
       num_clips: distinct dreamt clips, made on first use and cycled.
       dream: clip length and motion of the dreamt clips.
+      match_video_motion: in `recurrent_finetuning_prepare`, set `dream`'s camera and object speeds per video
+        from the flow of its first frame to the second (`DreamConfig.with_motion`); needs a flow function.
       learning_rate: initial Adam learning rate; it decays exponentially to `final_lr_fraction` of it.
       final_lr_fraction: learning rate at the last step relative to the first.
       seg_weight, loc_weight, class_balance: the training losses (use what the model was trained with).
@@ -61,6 +63,7 @@ class RecurrentFinetuneConfig:
     time_budget_s: float = 60.0
     num_clips: int = 8
     dream: DreamConfig = DreamConfig(num_frames=5)
+    match_video_motion: bool = False
     learning_rate: float = 1e-5
     final_lr_fraction: float = 0.1
     seg_weight: float = 1.0
@@ -338,6 +341,7 @@ def recurrent_finetuning_prepare(
     model: MaskRNN, step_fn: StepFn, max_size: Optional[int],
     config: RecurrentFinetuneConfig = RecurrentFinetuneConfig(),
     finetuner_factory: Callable[[MaskRNN, int, RecurrentFinetuneConfig], RecurrentFinetuner] = RecurrentFinetuner,
+    flow_fn: Optional[AnyFlowFn] = None,
 ) -> Callable[[VideoSource, FirstMask], StepFn]:
     """A `prepare` callback for `segment_video` / `segment_davis`: every video starts from the weights the
     model has now and is finetuned recurrently on clips dreamt from its own first frame (at the processing
@@ -348,12 +352,18 @@ def recurrent_finetuning_prepare(
     {"updates", "skipped_updates", "seconds", "trace_seconds", "stopped_by_budget", "window"} (updates: those applied;
     skipped_updates: those a non-finite gradient skipped; seconds: wall time of its finetuning,
     everything included; trace_seconds: the part of it spent tracing, on the first video of a shape; window:
-    the crop dreamt from, or None).
+    the crop dreamt from, or None), and with `config.match_video_motion` "motion": the (object, camera) motion
+    measured on its first frame pair and "speeds": the (object, camera) speeds its clips got, times the
+    defaults. That needs `flow_fn` (segment's: the flow the video is segmented with).
     """
+    if config.match_video_motion and flow_fn is None:
+        raise ValueError("recurrent_finetuning_prepare: match_video_motion measures the first frame pair's flow; "
+                         "pass flow_fn.")
     initial = [v.numpy() for v in model.weights]
     finetuners: Dict[Tuple[int, int, int], RecurrentFinetuner] = {}
     results: List[Tuple[str, RecurrentFinetuneResult]] = []
     log: Dict[str, Dict[str, object]] = {}
+    matched: Dict[str, Dict[str, List[float]]] = {}
 
     def finetune_video(source: VideoSource, first: FirstMask) -> Optional[RecurrentFinetuneResult]:
         """Restores the weights and finetunes them on this video (None when there is nothing to do)."""
@@ -362,16 +372,23 @@ def recurrent_finetuning_prepare(
         if config.steps == 0:
             return None
         size = working_size(tuple(source.size), max_size)
-        frames = source.frames()
-        first_frame = resize_frame(next(frames), size)
-        frames.close()
+        first_frame, flow = first_frame_and_flow(source, size, flow_fn if config.match_video_motion else None)
         ids, present = first_ids_at_size(first, size)
         if not present:  # nothing left to learn from at this size
             return None
         key = (len(present),) + tuple(size)
         if key not in finetuners:
             finetuners[key] = finetuner_factory(model, len(present), config)
-        return finetuners[key].run(first_frame, ids, present)
+        finetuner = finetuners[key]
+        finetuner.config = config  # read at each run: this video's dreaming below, the config's otherwise
+        if config.match_video_motion and flow is not None:
+            motion = video_motion(flow, ids)  # every object together against the background
+            dream = config.dream.with_motion(*motion)
+            finetuner.config = dataclasses.replace(config, dream=dream)
+            matched[source.name] = {"motion": [round(m, 5) for m in motion],
+                                    "speeds": [round(dream.object_shift / config.dream.object_shift, 3),
+                                               round(dream.camera_shift / config.dream.camera_shift, 3)]}
+        return finetuner.run(first_frame, ids, present)
 
     def prepare(source: VideoSource, first: FirstMask) -> StepFn:
         start = time.monotonic()
@@ -383,7 +400,8 @@ def recurrent_finetuning_prepare(
                             "seconds": round(time.monotonic() - start, 2),
                             "trace_seconds": round(result.trace_seconds if result else 0.0, 2),
                             "stopped_by_budget": bool(result and result.stopped_by_budget),
-                            "window": list(result.window) if result and result.window else None}
+                            "window": list(result.window) if result and result.window else None,
+                            **matched.get(source.name, {})}
         return step_fn
 
     prepare.results = results  # type: ignore[attr-defined]

@@ -10,7 +10,8 @@ from PIL import Image
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from maskrnn_tf.data.dreaming import DreamConfig, dream_clip, inpaint_background
+from maskrnn_tf.data.dreaming import (MEDIAN_SPEED_FRACTION, DreamConfig, _speeds, dream_clip, inpaint_background,
+                                      video_motion)
 from maskrnn_tf.ops import warp_with_flow
 
 # Strong enough motion that a wrong flow (sign, axis order, frame pair) cannot pass the checks below.
@@ -226,6 +227,43 @@ def test_speed_multiplies_the_camera_and_object_translations():
             np.testing.assert_allclose(fast.flow_fwd[t][on], np.broadcast_to(3 * vector, (on.sum(), 2)), atol=1e-3)
     with pytest.raises(ValueError, match="speed must be > 0"):
         moving.with_speed(0)
+
+
+def test_median_speed_fraction_is_the_median_of_the_sampled_speeds():
+    speeds = []
+    for seed in range(3000):
+        rng = np.random.default_rng(seed)
+        dx, dy = _speeds(rng, 9, 1.0), _speeds(rng, 9, 1.0)  # the camera's or an object's (dx, dy) draws
+        speeds.append(np.hypot(dx, dy))
+    assert np.median(np.concatenate(speeds)) == pytest.approx(MEDIAN_SPEED_FRACTION, abs=0.01)
+
+
+def test_video_motion_and_with_motion():
+    """video_motion: hand-computed medians; with_motion: shifts whose median speed is the measured motion,
+    kept within speed_range of the defaults."""
+    ids = np.zeros((40, 60), np.uint8)
+    ids[10:20, 10:30] = 1
+    ids[25:30, 40:50] = 2
+    ids[0, :] = 255  # void: neither object nor background
+    flow = np.zeros((40, 60, 2), np.float32)
+    flow[..., 0] = -0.5  # the camera pans left half a pixel
+    flow[ids == 1] = (0.3, 0.2)
+    flow[ids == 2] = (0.3, 0.2)
+    flow[0, :] = (100.0, 100.0)
+    obj, camera = video_motion(flow, ids)
+    assert (obj, camera) == pytest.approx((np.hypot(0.8, 0.2) / 40, 0.5 / 40))
+    assert video_motion(flow, np.zeros_like(ids)) == (0.0, 0.0)
+    base = DreamConfig()
+    matched = base.with_motion(obj, camera)
+    assert matched.object_shift == pytest.approx(obj / MEDIAN_SPEED_FRACTION)
+    assert matched.camera_shift == pytest.approx(camera / MEDIAN_SPEED_FRACTION)
+    assert (matched.camera_rotation_deg, matched.nonrigid) == (base.camera_rotation_deg, base.nonrigid)
+    still = base.with_motion(0.0, 0.0)
+    assert (still.object_shift, still.camera_shift) == (0.5 * base.object_shift, 0.5 * base.camera_shift)
+    wild = base.with_motion(1.0, 1.0)
+    assert (wild.object_shift, wild.camera_shift) == pytest.approx((8 * base.object_shift, 8 * base.camera_shift))
+    with pytest.raises(ValueError, match="does not fit"):
+        video_motion(flow[:10], ids)
 
 
 def test_without_motion_the_clip_is_the_frame():

@@ -126,8 +126,8 @@ def test_cli_dream_speed_reaches_the_recurrent_finetuning(tmp_path, video_on_dis
 
     seen = []
 
-    def spy(model, step_fn, max_size, config):
-        seen.append(config)
+    def spy(model, step_fn, max_size, config, flow_fn=None):
+        seen.append((config, flow_fn))
         return lambda source, first: step_fn  # segments without finetuning
 
     monkeypatch.setattr(inference, "recurrent_finetuning_prepare", spy)
@@ -135,12 +135,23 @@ def test_cli_dream_speed_reaches_the_recurrent_finetuning(tmp_path, video_on_dis
     out = str(tmp_path / "out")
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", f"--output={out}",
                    "--finetune_dream_speed=2.5", "--finetune_clip_length=4", "--precision=float32") == 0
-    assert len(seen) == 1 and seen[0].dream == DreamConfig(num_frames=4).with_speed(2.5)
+    config, flow_fn = seen[0]
+    assert config.dream == DreamConfig(num_frames=4).with_speed(2.5) and not config.match_video_motion
+    assert flow_fn is None
     with open(os.path.join(out, "segment_run.json")) as f:
         assert json.load(f)["finetune_dream_speed"] == 2.5
-    with pytest.raises(flags.IllegalFlagValueError, match="finetune_dream_speed=0.0: must be > 0"):
-        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}",
-                f"--output={tmp_path / 'bad'}", "--finetune_dream_speed=0")
+    # 'video': the speeds come from each video's first flow, so the finetuning gets segment's flow function.
+    video = str(tmp_path / "video")
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", f"--output={video}",
+                   "--finetune_dream_speed=video", "--precision=float32") == 0
+    config, flow_fn = seen[1]
+    assert config.match_video_motion and config.dream == DreamConfig(num_frames=5) and callable(flow_fn)
+    with open(os.path.join(video, "segment_run.json")) as f:
+        assert json.load(f)["finetune_dream_speed"] == "video"
+    for bad in ("0", "fast"):
+        with pytest.raises(flags.IllegalFlagValueError, match="must be a number > 0"):
+            run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}",
+                    f"--output={tmp_path / 'bad'}", f"--finetune_dream_speed={bad}")
 
 
 def test_cli_static_on_request(tmp_path, video_on_disk, stage_b_run):
@@ -169,7 +180,7 @@ def test_static_finetuning_skips_a_video_whose_objects_vanish_at_the_processing_
     frames, _ = video_on_disk
     source = VideoSource(frames)
     labels = np.zeros(source.size, np.uint8)
-    labels[5, 5] = 1  # odd row and column: nearest-neighbour halving never samples it
+    labels[4, 4] = 1  # even row and column: halving samples pixel centres, rows and columns 1, 3, 5, ...
     first = FirstMask(labels, (1,), np.zeros((256, 3), np.uint8))
     half = max(source.size) // 2
     assert finetune_module.finetune_on_video(None, source, first, None, half, FinetuneConfig(steps=3)) == []

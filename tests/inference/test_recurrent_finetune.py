@@ -152,6 +152,55 @@ def test_prepare_restores_weights_and_finetunes_each_video_at_the_processing_siz
         np.testing.assert_array_equal(variable.numpy(), value)
 
 
+def test_prepare_matches_each_videos_motion_from_its_first_flow(video_on_disk):
+    """match_video_motion: each video's clips get the speeds of its first frame pair's flow (the flow function
+    segment uses, at the processing size), recorded in the log; without a flow function it is refused."""
+    from maskrnn_tf.data.dreaming import video_motion
+    from maskrnn_tf.inference import VideoSource, read_first_mask
+    from maskrnn_tf.inference.finetune import first_ids_at_size
+    from maskrnn_tf.inference.recurrent_finetune import RecurrentFinetuneResult, recurrent_finetuning_prepare
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16))
+    seen, pairs = [], []
+
+    class Recorder:
+        def __init__(self, model_, num_objects, config):
+            self.config = config
+
+        def run(self, frame, ids, object_ids):
+            seen.append(self.config)
+            return RecurrentFinetuneResult([1.0], 0.1, [0.1], 0.0, False)
+
+    def flow_fn(a, b):  # the objects move 2 px right, the background 1 px down (20x28: short side 20)
+        pairs.append((a.shape, b.shape))
+        flow = np.zeros(a.shape[:2] + (2,), np.float32)
+        flow[..., 1] = 1.0
+        flow[ids > 0] = (2.0, 0.0)
+        return flow
+
+    frames_dir, mask_path = video_on_disk
+    source, first = VideoSource(frames_dir), read_first_mask(mask_path)
+    ids, _ = first_ids_at_size(first, (20, 28))
+    config = RecurrentFinetuneConfig(match_video_motion=True)
+    prepare = recurrent_finetuning_prepare(model, object(), 28, config, Recorder, flow_fn=flow_fn)
+    prepare(source, first)
+    assert pairs == [((20, 28, 3), (20, 28, 3))]
+    motion = video_motion(flow_fn(np.zeros((20, 28, 3)), np.zeros((20, 28, 3))), ids)
+    assert motion == pytest.approx((np.hypot(2, -1) / 20, 1 / 20))  # hand-computed
+    want = config.dream.with_motion(*motion)
+    assert seen[0].dream == want and seen[0].dream.camera_shift > config.dream.camera_shift
+    log = prepare.log[source.name]
+    assert log["motion"] == [round(m, 5) for m in motion]
+    assert log["speeds"] == [round(want.object_shift / 0.012, 3), round(want.camera_shift / 0.006, 3)]
+    # Fixed speeds leave the config as it is.
+    fixed = recurrent_finetuning_prepare(model, object(), 28, RecurrentFinetuneConfig(), Recorder, flow_fn=flow_fn)
+    fixed(source, first)
+    assert seen[1] == RecurrentFinetuneConfig() and "motion" not in fixed.log[source.name]
+    with pytest.raises(ValueError, match="pass flow_fn"):
+        recurrent_finetuning_prepare(model, object(), 28, config, Recorder)
+
+
 def test_tracing_is_not_charged_to_the_first_videos_budget(synthetic_video, tiny_model_path, monkeypatch):
     """Tracing the unrolled step happens once per finetuner (object count and frame size), on its first video:
     charged to that video's budget, it would leave the first video fewer updates than the others (on a 2-core
