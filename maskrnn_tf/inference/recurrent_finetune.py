@@ -249,6 +249,13 @@ class RecurrentFinetuner:
         top, left, height, width = window
         return frame[top:top + height, left:left + width], ids[top:top + height, left:left + width], window
 
+    def _clips(self, frame: np.ndarray, ids: np.ndarray, object_ids: Sequence[int]
+               ) -> Tuple[DreamtClips, Optional[Tuple[int, int, int, int]]]:
+        """The dreamt clips of this first frame (of its crop window, moving as the whole frame does), and the window."""
+        motion_size = float(min(np.shape(ids)[:2]))
+        frame, ids, window = self._cropped(frame, ids, object_ids)
+        return DreamtClips(frame, ids, self.config, motion_size), window
+
     def run(self, first_frame: np.ndarray, first_ids: np.ndarray, object_ids: Sequence[int]) -> RecurrentFinetuneResult:
         """Finetunes the model in place on clips dreamt from this first frame; see `recurrent_finetune`."""
         start = time.monotonic()
@@ -256,12 +263,10 @@ class RecurrentFinetuner:
         config = self.config
         if config.steps == 0:
             return RecurrentFinetuneResult([], 0.0, [], 0.0, False)
-        motion_size = float(min(np.shape(first_ids)[:2]))  # motion as in the whole frame, cropped or not
-        first_frame, first_ids, window = self._cropped(first_frame, first_ids, object_ids)
+        clips, window = self._clips(first_frame, first_ids, object_ids)
         for variable in self._steps.optimizer.variables:  # a fresh Adam (schedule, loss scale) for every video
             start_value = self._optimizer_start.get(id(variable))
             variable.assign(tf.zeros_like(variable) if start_value is None else start_value)
-        clips = DreamtClips(first_frame, first_ids, config, motion_size)
         losses: List[float] = []
         durations: List[float] = []
         stopped = False
@@ -307,9 +312,7 @@ class RecurrentFinetuner:
         the clips: the yardstick of recurrent finetuning (it should fall as the model learns to follow the
         first frame's objects through their dreamt motion)."""
         object_ids = self._check(first_ids, object_ids)
-        motion_size = float(min(np.shape(first_ids)[:2]))
-        first_frame, first_ids, _ = self._cropped(first_frame, first_ids, object_ids)
-        clips = DreamtClips(first_frame, first_ids, self.config, motion_size)
+        clips, _ = self._clips(first_frame, first_ids, object_ids)
         total = 0.0
         for index in range(self.config.num_clips):
             losses = self._steps.clip_losses(clip_batch(clips[index], object_ids))
