@@ -56,6 +56,9 @@ flags.DEFINE_integer("finetune_clip_length", 5, "Recurrent finetuning: frames pe
 flags.DEFINE_integer("finetune_crop", 0, "Recurrent finetuning: dream from a crop of at most this many pixels "
                      "square around the objects (fewer pixels, more updates in the budget); objects too large "
                      "for it use the whole frame; 0 = always the whole frame.")
+flags.DEFINE_enum("finetune_dream_flow", "exact", ["exact", "dis", "dis-fast", "dis-ultrafast", "farneback"],
+                  "Recurrent finetuning: the dreamt clips' flows, exact or estimated from their frames by this "
+                  "flow backend (dis: as --flow=dis segments the video).")
 flags.DEFINE_string("finetune_dream_speed", "1", "Recurrent finetuning: the dreamt camera and object translation "
                     "speeds times this number (1 = the dreaming defaults; DAVIS moves about 3x faster), or "
                     "'video': per video, the speeds of its first frame pair's flow (0.5-8x the defaults).")
@@ -237,11 +240,12 @@ def _finetuning(inference, model, step_fn, flow_fn, max_size, metadata):
         dream = DreamConfig(num_frames=FLAGS.finetune_clip_length)
         dream = dream if by_video else dream.with_speed(float(FLAGS.finetune_dream_speed))
         metadata.update(finetune_budget_s=FLAGS.finetune_budget, finetune_clip_length=FLAGS.finetune_clip_length,
-                        finetune_crop=FLAGS.finetune_crop, finetune_dream_speed=_dream_speed_record())
+                        finetune_crop=FLAGS.finetune_crop, finetune_dream_speed=_dream_speed_record(),
+                        finetune_dream_flow=FLAGS.finetune_dream_flow)
         config = inference.RecurrentFinetuneConfig(
             steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
             loc_weight=choice.loc_weight, class_balance=choice.class_balance,
-            dream=dream, match_video_motion=by_video, crop=FLAGS.finetune_crop)
+            dream=dream, match_video_motion=by_video, crop=FLAGS.finetune_crop, dream_flow=FLAGS.finetune_dream_flow)
         return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config,
                                                       flow_fn=flow_fn if by_video else None)
     return None

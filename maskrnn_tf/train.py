@@ -37,6 +37,8 @@ _FIELDS: Dict[str, Tuple[str, str, str]] = {
                        "(exact flows and masks) instead of read from the videos (0 = none)."),
     "dream_speed": ("data.dream_speed", "float", "Dreamt clips: camera and object translation speeds times this "
                     "(1 = the dreaming defaults; DAVIS moves about 3x faster)."),
+    "dream_flow": ("data.dream_flow", "string", "Dreamt clips' flows: exact, or estimated from their frames by "
+                   "a flow backend (dis, dis-fast, ...) as the real videos' are."),
     "model_width": ("model.width", "float", "VGG-16 channel multiplier (1.0 = paper)."),
     "fc_units": ("model.fc_units", "integer", "Localization head fully connected units."),
     "vgg_weights": ("model.vgg_weights", "string", "None, 'imagenet' or a local VGG16 .h5 path."),

@@ -17,7 +17,7 @@ Everything is deterministic from the seed (pure NumPy + OpenCV).
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -434,3 +434,25 @@ def dream_clip(frame: np.ndarray, ids: np.ndarray, seed: int, config: DreamConfi
         layer_alpha=np.stack(alphas).astype(np.float32) if keep_layers else None,
         layer_flow_fwd=np.stack(layer_flows).astype(np.float32) if keep_layers else None,
     )
+
+
+def estimate_flows(clip: DreamtClip, flow_fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> DreamtClip:
+    """The first T-1 frames of a T-frame `clip` with their flows estimated from the rendered frames by
+    `flow_fn(frame_a, frame_b) -> [H, W, 2]` instead of the exact ones; masks stay exact.
+
+    A network is fed estimated flow (DIS) on real video: finetuned or trained on exact flow, it would learn
+    from flow magnitudes and mask warps sharper than any it gets. Dream one frame more than wanted (a clip's
+    first frames do not depend on its length), so that the last kept frame's flow to the next is estimated too.
+    """
+    if clip.frames.shape[0] < 3:
+        raise ValueError(f"estimate_flows: need a clip of at least 3 frames (2 kept + 1 for the last flow), "
+                         f"got {clip.frames.shape[0]}.")
+    frames = clip.frames
+    forward = [np.asarray(flow_fn(frames[t], frames[t + 1]), np.float32) for t in range(len(frames) - 1)]
+    backward = [np.asarray(flow_fn(frames[t + 1], frames[t]), np.float32) for t in range(len(frames) - 2)]
+    keep = len(frames) - 1
+    return dataclasses.replace(
+        clip, frames=frames[:keep], masks=clip.masks[:keep], flow_fwd=np.stack(forward[:-1]),
+        flow_bwd=np.stack(backward), flow_next=forward[-1],
+        layer_alpha=None if clip.layer_alpha is None else clip.layer_alpha[:keep],
+        layer_flow_fwd=None if clip.layer_flow_fwd is None else clip.layer_flow_fwd[:keep - 1])

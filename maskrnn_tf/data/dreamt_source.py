@@ -6,13 +6,15 @@ ways. The clip pipelines read it like any other source, so dreamt clips get the 
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Dict, Sequence as Seq, Tuple
 
 import cv2
 import numpy as np
 
-from maskrnn_tf.data.dreaming import DreamConfig, DreamtClip, dream_clip
+from maskrnn_tf.data.dreaming import DreamConfig, DreamtClip, dream_clip, estimate_flows
+from maskrnn_tf.data.flow_backends import make_backend
 from maskrnn_tf.data.sources import VideoSource
 
 
@@ -27,12 +29,23 @@ class DreamtSource(VideoSource):
       scale: the source frame and mask are resized by this factor before dreaming (dreaming costs grow with
         the area; 0.5 on 480p frames gives clips about the size of a 240x432 training crop).
       cache_size: clips kept in memory (a clip is loaded once per object it shows).
+      flow: "exact" (the clips' own flows) or a flow backend name computing from pixels ("dis", ...): flows
+        estimated from the rendered frames (`dreaming.estimate_flows`), as the base source's are.
     """
 
     def __init__(self, base: VideoSource, num_videos: int, config: DreamConfig = DreamConfig(), seed: int = 0,
-                 scale: float = 1.0, cache_size: int = 8) -> None:
+                 scale: float = 1.0, cache_size: int = 8, flow: str = "exact") -> None:
         if num_videos < 1 or not 0 < scale <= 1:
             raise ValueError(f"DreamtSource: need num_videos >= 1 and 0 < scale <= 1, got {num_videos}, {scale}.")
+        self._backend = None
+        if flow != "exact":
+            try:
+                self._backend = make_backend(flow)
+            except ValueError:
+                pass
+            if self._backend is None or not self._backend.needs_frames:
+                raise ValueError(f"DreamtSource: flow must be 'exact' or a flow computed from frames (dis, dis-fast, "
+                                 f"dis-ultrafast, farneback), got {flow!r}.")
         candidates = [(v, t) for v in range(len(base)) for t in np.nonzero(base.presence(v).any(axis=1))[0]]
         if not candidates:
             raise ValueError("DreamtSource: no frame of the base source shows an object.")
@@ -71,7 +84,12 @@ class DreamtSource(VideoSource):
             size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
             frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
             ids = cv2.resize(ids, size, interpolation=cv2.INTER_NEAREST)
-        return dream_clip(frame, ids, self.seed * 1_000_003 + video, self.config)
+        seed = self.seed * 1_000_003 + video
+        if self._backend is None:
+            return dream_clip(frame, ids, seed, self.config)
+        backend = self._backend  # one frame more: the last frame's flow to the next is estimated too
+        longer = dataclasses.replace(self.config, num_frames=self.config.num_frames + 1)
+        return estimate_flows(dream_clip(frame, ids, seed, longer), lambda a, b: backend.flow(a, b))
 
     def load(self, video: int, indices: Seq[int]) -> Dict[str, np.ndarray]:
         clip = self._clip(int(video))

@@ -49,6 +49,8 @@ class DataConfig:
       dream_videos: distinct dreamt clips (each made on first use from a seeded training frame).
       dream_scale: training frames are resized by this factor before dreaming (dreaming cost grows with area).
       dream_speed: multiplies the dreamt camera and object translation speeds (`DreamConfig.with_speed`).
+      dream_flow: flows of the dreamt clips: 'exact' (the clip's own) or a flow backend name ('dis', ...)
+        estimating them from the rendered frames, as the real videos' flows are (`dreaming.estimate_flows`).
     """
 
     dataset: str = "synthetic_vos"
@@ -72,6 +74,7 @@ class DataConfig:
     dream_videos: int = 1000
     dream_scale: float = 0.5
     dream_speed: float = 1.0
+    dream_flow: str = "exact"
 
     def __post_init__(self) -> None:
         # JSON and flags give lists (or one comma-separated string): keep a tuple so the config stays hashable.
@@ -92,6 +95,8 @@ class DataConfig:
             raise ValueError(f"DataConfig: need dream_speed > 0, got {self.dream_speed}.")
         if self.synthetic_flow not in SYNTHETIC_FLOWS:
             raise ValueError(f"DataConfig.synthetic_flow must be one of {SYNTHETIC_FLOWS}, got {self.synthetic_flow!r}.")
+        if self.dream_flow not in SYNTHETIC_FLOWS:
+            raise ValueError(f"DataConfig.dream_flow must be one of {SYNTHETIC_FLOWS}, got {self.dream_flow!r}.")
         if self.perturb_amount < 0 or not 0.0 <= self.perturb_min_iou <= 1.0:
             raise ValueError("DataConfig: perturb_amount must be >= 0 and perturb_min_iou in [0, 1], got "
                              f"{self.perturb_amount} and {self.perturb_min_iou}.")

@@ -147,7 +147,7 @@ def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tup
 
     dreamt_source = DreamtSource(source, data.dream_videos,
                                  DreamConfig(num_frames=data.clip_length).with_speed(data.dream_speed),
-                                 seed=seed + 2, scale=data.dream_scale)
+                                 seed=seed + 2, scale=data.dream_scale, flow=data.dream_flow)
     real = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1)
     dreamt = make_clip_dataset(dreamt_source, clip_length=data.clip_length, augment=augment, seed=seed + 3)
     mixed = tf.data.Dataset.sample_from_datasets(

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from maskrnn_tf.data.dreaming import DreamConfig, dream_clip
+from maskrnn_tf.data.dreaming import DreamConfig, dream_clip, estimate_flows
+from maskrnn_tf.data.flow_backends import DISFlow
 from maskrnn_tf.data.dreamt_source import DreamtSource
 from maskrnn_tf.data.pipelines import make_clip_dataset
 from maskrnn_tf.data.augment import AugmentConfig
@@ -54,7 +55,24 @@ def test_scale_shrinks_the_frame_before_dreaming(base):
     np.testing.assert_array_equal(got["masks"][0], small)
 
 
-@pytest.mark.parametrize("kwargs", [dict(num_videos=0), dict(num_videos=1, scale=0.0), dict(num_videos=1, scale=1.5)])
+def test_estimated_flows_are_those_of_the_rendered_frames(base):
+    """flow='dis': the clip's frames and masks, its flows DIS's on them (one frame more dreamt for the last)."""
+    exact = DreamtSource(base, 2, CLIP, seed=1)
+    estimated = DreamtSource(base, 2, CLIP, seed=1, flow="dis")
+    v, t = exact.origin(1)
+    loaded = base.load(v, [t])
+    longer = dream_clip(loaded["frames"][0], loaded["masks"][0], 1 * 1_000_003 + 1, DreamConfig(num_frames=4))
+    expected = estimate_flows(longer, DISFlow("medium").flow)
+    got, same = estimated.load(1, [0, 1, 2]), exact.load(1, [0, 1, 2])
+    for key in ("frames", "masks"):
+        np.testing.assert_array_equal(got[key], same[key])
+    np.testing.assert_array_equal(got["flows_to_prev"], expected.flows_to_prev)
+    np.testing.assert_array_equal(got["flows_to_next"], expected.flows_to_next)
+    assert not np.array_equal(got["flows_to_next"], same["flows_to_next"])
+
+
+@pytest.mark.parametrize("kwargs", [dict(num_videos=0), dict(num_videos=1, scale=0.0), dict(num_videos=1, scale=1.5),
+                                    dict(num_videos=1, flow="flo")])
 def test_bad_arguments_raise(base, kwargs):
     with pytest.raises(ValueError, match="DreamtSource"):
         DreamtSource(base, config=CLIP, **kwargs)
@@ -100,9 +118,10 @@ def test_a_mix_draws_from_both(base):
     assert 3 <= from_real <= 17  # about half, and not all or none
 
 
-@pytest.mark.parametrize("values", [dict(dream_fraction=1.5), dict(dream_videos=0), dict(dream_scale=0.0)])
+@pytest.mark.parametrize("values", [dict(dream_fraction=1.5), dict(dream_videos=0), dict(dream_scale=0.0),
+                                    dict(dream_flow="flo")])
 def test_bad_dream_settings_raise(values):
-    with pytest.raises(ValueError, match="dream_fraction"):
+    with pytest.raises(ValueError, match="dream_fraction|dream_flow"):
         DataConfig(**values)
 
 

@@ -134,18 +134,21 @@ def test_cli_dream_speed_reaches_the_recurrent_finetuning(tmp_path, video_on_dis
     frames, mask = video_on_disk
     out = str(tmp_path / "out")
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", f"--output={out}",
-                   "--finetune_dream_speed=2.5", "--finetune_clip_length=4", "--precision=float32") == 0
+                   "--finetune_dream_speed=2.5", "--finetune_clip_length=4", "--finetune_dream_flow=dis",
+                   "--precision=float32") == 0
     config, flow_fn = seen[0]
     assert config.dream == DreamConfig(num_frames=4).with_speed(2.5) and not config.match_video_motion
-    assert flow_fn is None
+    assert flow_fn is None and config.dream_flow == "dis"
     with open(os.path.join(out, "segment_run.json")) as f:
-        assert json.load(f)["finetune_dream_speed"] == 2.5
+        record = json.load(f)
+    assert (record["finetune_dream_speed"], record["finetune_dream_flow"]) == (2.5, "dis")
     # 'video': the speeds come from each video's first flow, so the finetuning gets segment's flow function.
     video = str(tmp_path / "video")
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", f"--output={video}",
                    "--finetune_dream_speed=video", "--precision=float32") == 0
     config, flow_fn = seen[1]
     assert config.match_video_motion and config.dream == DreamConfig(num_frames=5) and callable(flow_fn)
+    assert config.dream_flow == "exact"
     with open(os.path.join(video, "segment_run.json")) as f:
         assert json.load(f)["finetune_dream_speed"] == "video"
     for bad in ("0", "fast"):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from maskrnn_tf.data.dreaming import DreamConfig, dream_clip
+from maskrnn_tf.data.dreaming import DreamConfig, dream_clip, estimate_flows
+from maskrnn_tf.data.flow_backends import DISFlow
 from maskrnn_tf.inference import load_model
 from maskrnn_tf.inference.recurrent_finetune import (
     RecurrentFinetuneConfig, RecurrentFinetuner, clip_batch, crop_window, recurrent_finetune,
@@ -93,6 +94,17 @@ def test_a_cropped_run_dreams_from_the_window_around_the_objects(tiny_model_path
     assert finetuner.loss(frame, ids, [3]) == pytest.approx(expected, rel=1e-4)
     result = finetuner.run(frame, ids, [3])
     assert result.window == window and result.losses[0] == pytest.approx(expected, rel=1e-4)
+
+    # dream_flow: the same clips (one frame more dreamt) with their flows estimated by DIS from the frames.
+    crop = frame[top:top + height, left:left + width], ids[top:top + height, left:left + width]
+    longer = dream_clip(*crop, seed=0, config=dataclasses.replace(SHORT, num_frames=4), motion_size=48)
+    dis = estimate_flows(longer, DISFlow("medium").flow)
+    finetuner.config = dataclasses.replace(config, dream_flow="dis")
+    assert finetuner.loss(frame, ids, [3]) == pytest.approx(_reference_first_loss(model, dis, object_ids=(3,)),
+                                                            rel=1e-4)
+    for bad in ("flo", "raft"):
+        with pytest.raises(ValueError, match="dream_flow must be 'exact' or a flow computed from pixels"):
+            RecurrentFinetuneConfig(dream_flow=bad)
 
 
 def test_clip_batch_and_bad_object_ids(synthetic_video):
