@@ -231,7 +231,8 @@ def _finetuning(inference, model, step_fn, flow_fn, max_size, metadata):
     metadata.update(finetune=choice.mode, finetune_steps=choice.steps)
     if choice.mode == "static":
         config = inference.FinetuneConfig(steps=choice.steps, learning_rate=FLAGS.finetune_lr,
-                                          loc_weight=choice.loc_weight, class_balance=choice.class_balance)
+                                          seg_weight=choice.seg_weight, loc_weight=choice.loc_weight,
+                                          class_balance=choice.class_balance)
         return inference.finetuning_prepare(model, step_fn, flow_fn, max_size, config)
     if choice.mode == "recurrent":
         from maskrnn_tf.data.dreaming import DreamConfig
@@ -244,7 +245,7 @@ def _finetuning(inference, model, step_fn, flow_fn, max_size, metadata):
                         finetune_dream_flow=FLAGS.finetune_dream_flow)
         config = inference.RecurrentFinetuneConfig(
             steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
-            loc_weight=choice.loc_weight, class_balance=choice.class_balance,
+            seg_weight=choice.seg_weight, loc_weight=choice.loc_weight, class_balance=choice.class_balance,
             dream=dream, match_video_motion=by_video, crop=FLAGS.finetune_crop, dream_flow=FLAGS.finetune_dream_flow)
         return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config,
                                                       flow_fn=flow_fn if by_video else None)

@@ -21,12 +21,13 @@ class FinetuneChoice:
     Attributes:
       mode: 'recurrent', 'static' or 'none'.
       steps: updates per video (at most; a recurrent budget may end it sooner).
-      loc_weight, class_balance: the finetuning losses.
+      seg_weight, loc_weight, class_balance: the finetuning losses.
       reason: one line for the console (which mode, why).
     """
 
     mode: str
     steps: int
+    seg_weight: float
     loc_weight: float
     class_balance: bool
     reason: str
@@ -43,7 +44,9 @@ def choose_finetuning(
       train_config: the run's config.json (None when the model file has none beside it).
       steps: updates per video (None: 200 static, 50 recurrent); 0 turns finetuning off.
       loc_weight, class_balance: None = as the model was trained (loss.loc_weight, loss.class_balance of
-        config.json), or the paper's (1.0, class-balanced BCE) without config.json.
+        config.json), or the paper's (1.0, class-balanced BCE) without config.json. The segmentation loss's
+        weight is always the training's (loss.seg_weight; 1.0 without config.json): with loc_weight it sets
+        the balance of the two losses, and the scale of the updates.
       trained_step: the step of the checkpoint the model comes from (None: a finished run's model.keras).
         config.json holds the planned step counts: a checkpoint from stage A was never trained recurrently.
     """
@@ -67,7 +70,7 @@ def choose_finetuning(
         mode, reason = "none", "--finetune_steps=0"
     resolved_steps = 0 if mode == "none" else (DEFAULT_STEPS[mode] if steps is None else steps)
     return FinetuneChoice(
-        mode=mode, steps=resolved_steps,
+        mode=mode, steps=resolved_steps, seg_weight=float(loss.get("seg_weight", 1.0)),
         loc_weight=float(loss.get("loc_weight", 1.0)) if loc_weight is None else float(loc_weight),
         class_balance=bool(loss.get("class_balance", True)) if class_balance is None else bool(class_balance),
         reason=reason,

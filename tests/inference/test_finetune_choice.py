@@ -13,19 +13,21 @@ from maskrnn_tf.inference.recurrent_finetune import crop_window
 
 from .test_inference_segment import run_cli
 
-STAGE_B = {"stage_a_steps": 10, "stage_b_steps": 5, "loss": {"loc_weight": 0.1, "class_balance": False}}
+STAGE_B = {"stage_a_steps": 10, "stage_b_steps": 5,
+           "loss": {"seg_weight": 2.0, "loc_weight": 0.1, "class_balance": False}}
 STAGE_A_ONLY = {"stage_a_steps": 10, "stage_b_steps": 0, "loss": {"loc_weight": 0.0, "class_balance": True}}
 
 
 def test_auto_follows_how_the_model_was_trained():
     recurrent = choose_finetuning("auto", STAGE_B)
-    assert (recurrent.mode, recurrent.steps, recurrent.loc_weight, recurrent.class_balance) == (
-        "recurrent", 50, 0.1, False)
+    assert (recurrent.mode, recurrent.steps, recurrent.seg_weight, recurrent.loc_weight, recurrent.class_balance) == (
+        "recurrent", 50, 2.0, 0.1, False)
     assert "stage B" in describe_choice(recurrent, 60.0) and "or 60 s" in describe_choice(recurrent, 60.0)
     static = choose_finetuning("auto", STAGE_A_ONLY)
     assert (static.mode, static.steps, static.loc_weight, static.class_balance) == ("static", 200, 0.0, True)
     unknown = choose_finetuning("auto", None)
-    assert (unknown.mode, unknown.steps, unknown.loc_weight, unknown.class_balance) == ("static", 200, 1.0, True)
+    assert (unknown.mode, unknown.steps, unknown.seg_weight, unknown.loc_weight, unknown.class_balance) == (
+        "static", 200, 1.0, 1.0, True)
     assert "no config.json" in unknown.reason
 
 
@@ -139,6 +141,7 @@ def test_cli_dream_speed_reaches_the_recurrent_finetuning(tmp_path, video_on_dis
     config, flow_fn = seen[0]
     assert config.dream == DreamConfig(num_frames=4).with_speed(2.5) and not config.match_video_motion
     assert flow_fn is None and config.dream_flow == "dis"
+    assert (config.seg_weight, config.loc_weight, config.class_balance) == (2.0, 0.1, False)  # as trained
     with open(os.path.join(out, "segment_run.json")) as f:
         record = json.load(f)
     assert (record["finetune_dream_speed"], record["finetune_dream_flow"]) == (2.5, "dis")
@@ -157,7 +160,16 @@ def test_cli_dream_speed_reaches_the_recurrent_finetuning(tmp_path, video_on_dis
                     f"--output={tmp_path / 'bad'}", f"--finetune_dream_speed={bad}")
 
 
-def test_cli_static_on_request(tmp_path, video_on_disk, stage_b_run):
+def test_cli_static_on_request(tmp_path, video_on_disk, stage_b_run, monkeypatch):
+    from maskrnn_tf import inference
+
+    real, configs = inference.finetuning_prepare, []
+
+    def recording(model, step_fn, flow_fn, max_size, config):
+        configs.append(config)
+        return real(model, step_fn, flow_fn, max_size, config)
+
+    monkeypatch.setattr(inference, "finetuning_prepare", recording)
     frames, mask = video_on_disk
     out = str(tmp_path / "static")
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", f"--output={out}",
@@ -165,6 +177,7 @@ def test_cli_static_on_request(tmp_path, video_on_disk, stage_b_run):
     with open(os.path.join(out, "segment_run.json")) as f:
         record = json.load(f)
     assert (record["finetune"], record["finetune_steps"]) == ("static", 2)
+    assert (configs[0].seg_weight, configs[0].loc_weight, configs[0].class_balance) == (2.0, 0.1, False)
     assert record["finetune_log"]["frames"]["updates"] == 2 and "stopped_by_budget" not in record["finetune_log"]["frames"]
 
 
