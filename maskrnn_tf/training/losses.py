@@ -18,7 +18,10 @@ def balanced_bce_per_example(logits: tf.Tensor, labels: tf.Tensor, void: Optiona
     With N+ foreground, N- background and N = N+ + N- valid pixels of an example,
       L = [ (N-/N) sum_fg -log p + (N+/N) sum_bg -log(1-p) ] / N,
     computed from logits in the stable form (-log sigmoid(x) = softplus(-x), -log(1 - sigmoid(x)) =
-    softplus(x)). Void pixels (void != 0) are left out of everything. An example without valid pixels gives 0.
+    softplus(x)). Void pixels (void != 0) are left out of everything. An example without valid pixels gives 0,
+    and so does one with a single class: each class is weighted by the other's share, so a frame whose object
+    is gone (or covers it all) trains nothing, false positives there included. That is the paper's loss;
+    `bce_per_example` (loss.class_balance=False, the CPU recipe's) trains such frames too.
 
     Args:
       logits: [B, H, W] float. labels: [B, H, W] 0/1. void: optional [B, H, W] (non-zero = ignore).

@@ -131,6 +131,11 @@ def test_plain_bce_matches_numpy_and_differs_from_balanced():
     np.testing.assert_allclose(bce_per_example(one_fg, y).numpy(), [np.log(2.0)], rtol=1e-6)
     # balanced: (3/4 * log2 + 1/4 * 3 log2) / 4
     np.testing.assert_allclose(balanced_bce_per_example(one_fg, y).numpy(), [1.5 * np.log(2.0) / 4], rtol=1e-6)
+    # A frame without the object: the balanced loss weights its background by the absent foreground's share,
+    # 0, so false positives there cost nothing; the plain loss charges them (softplus(2) per pixel).
+    gone = np.full((1, 1, 4), 2.0, np.float32)
+    np.testing.assert_allclose(bce_per_example(gone, np.zeros_like(gone)).numpy(), [np.log1p(np.exp(2.0))], rtol=1e-6)
+    assert balanced_bce_per_example(gone, np.zeros_like(gone)).numpy().tolist() == [0.0]
 
 
 def test_frame_losses_class_balance_switch():
