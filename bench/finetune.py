@@ -43,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per video (segment --finetune_budget)")
     parser.add_argument("--crops", default="0", help="comma-separated segment --finetune_crop values to time "
                         "recurrent finetuning at (0 = the whole frame)")
+    parser.add_argument("--dream_flows", default="exact", help="comma-separated segment --finetune_dream_flow "
+                        "values to time recurrent finetuning with (exact, dis, ...)")
 
 
 def _first_frame(args: argparse.Namespace):
@@ -80,8 +82,9 @@ def run(args: argparse.Namespace) -> List[Dict]:
                  "fit_later_videos": _fits(args.budget, one - update, update)})
 
     # -- recurrent: the traced step is kept across videos; clips are dreamt per video --------------------------
-    for crop in (int(c) for c in args.crops.split(",")):
-        recurrent = RecurrentFinetuneConfig(steps=1 + args.updates, time_budget_s=0.0, crop=crop,
+    settings = [(int(c), flow) for c in args.crops.split(",") for flow in args.dream_flows.split(",")]
+    for crop, flow in settings:
+        recurrent = RecurrentFinetuneConfig(steps=1 + args.updates, time_budget_s=0.0, crop=crop, dream_flow=flow,
                                             dream=DreamConfig(num_frames=args.clip_length))
         finetuner = RecurrentFinetuner(model, 1, recurrent)
         first = finetuner.run(frame, ids, [1])
@@ -89,7 +92,8 @@ def run(args: argparse.Namespace) -> List[Dict]:
         update = statistics.median(first.step_seconds[1:] + again.step_seconds)
         dream_per_clip = again.dream_seconds / max(1, min(recurrent.num_clips, again.steps))
         dreamt = f"{again.window[3]}x{again.window[2]}" if again.window else size
-        rows.append({"mode": f"recurrent, crop {crop}" if crop else "recurrent", "precision": precision,
+        mode = "recurrent" + (f", crop {crop}" if crop else "") + (f", {flow} flow" if flow != "exact" else "")
+        rows.append({"mode": mode, "precision": precision,
                      "size": dreamt, "clip": args.clip_length, "first_call_s": first.step_seconds[0],
                      "update_s": update, "dream_s": dream_per_clip,
                      "fit_first_video": _fits(args.budget, 0.0, update + dream_per_clip),  # tracing is not charged
