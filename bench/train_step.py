@@ -23,7 +23,8 @@ from maskrnn_tf.training.steps import TrainSteps, make_optimizer
 h, w, t = args["height"], args["width"], args["frames"]
 cfg = TrainConfig().override({"model.width": args["model_width"], "model.fc_units": args["fc_units"],
     "data.batch_size": 1, "data.clip_batch_size": 1, "data.clip_length": t + 1, "recompute": args["recompute"],
-    "reverse_clip_prob": 0.0, "precision": args["precision"]})
+    "reverse_clip_prob": 0.0, "precision": args["precision"],
+    "jit_compile": args["jit"]})
 model = MaskRNN(cfg.model)
 steps = TrainSteps(model, make_optimizer(cfg, policy), cfg, tf.distribute.get_strategy(), tf.Variable(0, dtype=tf.int64))
 rng = np.random.default_rng(0)
@@ -57,6 +58,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--precisions", default="float32,bfloat16",
                         help="comma list of float32, bfloat16, float16, auto (resolved as training resolves it)")
     parser.add_argument("--recompute", default="false,true", help="comma list of false/true")
+    parser.add_argument("--jit", default="false", help="comma list of false/true: XLA-compile the step "
+                        "(train --jit_compile)")
     parser.add_argument("--repeats", type=int, default=2)
 
 
@@ -65,9 +68,10 @@ def run(args) -> List[Dict]:
     for size in args.sizes.split(","):
         height, width = (int(x) for x in size.lower().split("x"))
         for precision in args.precisions.split(","):
-            for recompute in (r.strip().lower() == "true" for r in args.recompute.split(",")):
+            for recompute, jit in ((r.strip().lower() == "true", j.strip().lower() == "true")
+                                   for r in args.recompute.split(",") for j in args.jit.split(",")):
                 spec = {"height": height, "width": width, "frames": args.frames, "precision": precision,
-                        "recompute": recompute, "model_width": args.width, "fc_units": args.fc_units,
+                        "recompute": recompute, "jit": jit, "model_width": args.width, "fc_units": args.fc_units,
                         "repeats": args.repeats}
                 proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], capture_output=True,
                                       text=True, env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
@@ -78,7 +82,7 @@ def run(args) -> List[Dict]:
                 r = json.loads(lines[-1])
                 used = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[r["policy"]]
                 label = f"auto={used}" if precision == "auto" else precision
-                rows.append({"size": size, "precision": label, "recompute": recompute, "width": args.width,
+                rows.append({"size": size, "precision": label, "recompute": recompute, "jit": jit, "width": args.width,
                              "T": args.frames, "step_s": r["clip_s"], "frame_step_s": r["frame_s"],
                              "overhead": r["clip_s"] / (args.frames * r["frame_s"]),
                              "peak_rss_mb": r["peak_rss_mb"]})
