@@ -456,3 +456,13 @@ def estimate_flows(clip: DreamtClip, flow_fn: Callable[[np.ndarray, np.ndarray],
         flow_bwd=np.stack(backward), flow_next=forward[-1],
         layer_alpha=None if clip.layer_alpha is None else clip.layer_alpha[:keep],
         layer_flow_fwd=None if clip.layer_flow_fwd is None else clip.layer_flow_fwd[:keep - 1])
+
+
+def dream_clip_with_flow(frame: np.ndarray, ids: np.ndarray, seed: int, config: DreamConfig,
+                         flow_fn: Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]], **kwargs) -> DreamtClip:
+    """`dream_clip` (same frames and masks), its flows estimated by `flow_fn` (None: the exact ones): one frame
+    more is dreamt, so that the last frame's flow to the next is estimated too (`estimate_flows`)."""
+    if flow_fn is None:
+        return dream_clip(frame, ids, seed, config, **kwargs)
+    longer = dataclasses.replace(config, num_frames=config.num_frames + 1)
+    return estimate_flows(dream_clip(frame, ids, seed, longer, **kwargs), flow_fn)

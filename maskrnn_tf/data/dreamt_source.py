@@ -6,15 +6,14 @@ ways. The clip pipelines read it like any other source, so dreamt clips get the 
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Dict, Sequence as Seq, Tuple
 
 import cv2
 import numpy as np
 
-from maskrnn_tf.data.dreaming import DreamConfig, DreamtClip, dream_clip, estimate_flows
-from maskrnn_tf.data.flow_backends import make_backend
+from maskrnn_tf.data.dreaming import DreamConfig, DreamtClip, dream_clip_with_flow
+from maskrnn_tf.data.flow_backends import frame_flow_backend
 from maskrnn_tf.data.sources import VideoSource
 
 
@@ -37,15 +36,10 @@ class DreamtSource(VideoSource):
                  scale: float = 1.0, cache_size: int = 8, flow: str = "exact") -> None:
         if num_videos < 1 or not 0 < scale <= 1:
             raise ValueError(f"DreamtSource: need num_videos >= 1 and 0 < scale <= 1, got {num_videos}, {scale}.")
-        self._backend = None
-        if flow != "exact":
-            try:
-                self._backend = make_backend(flow)
-            except ValueError:
-                pass
-            if self._backend is None or not self._backend.needs_frames:
-                raise ValueError(f"DreamtSource: flow must be 'exact' or a flow computed from frames (dis, dis-fast, "
-                                 f"dis-ultrafast, farneback), got {flow!r}.")
+        try:
+            self._backend = None if flow == "exact" else frame_flow_backend(flow)
+        except ValueError as err:
+            raise ValueError(f"DreamtSource: flow must be 'exact' or computed from frames: {err}") from err
         candidates = [(v, t) for v in range(len(base)) for t in np.nonzero(base.presence(v).any(axis=1))[0]]
         if not candidates:
             raise ValueError("DreamtSource: no frame of the base source shows an object.")
@@ -84,12 +78,9 @@ class DreamtSource(VideoSource):
             size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
             frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
             ids = cv2.resize(ids, size, interpolation=cv2.INTER_NEAREST)
-        seed = self.seed * 1_000_003 + video
-        if self._backend is None:
-            return dream_clip(frame, ids, seed, self.config)
-        backend = self._backend  # one frame more: the last frame's flow to the next is estimated too
-        longer = dataclasses.replace(self.config, num_frames=self.config.num_frames + 1)
-        return estimate_flows(dream_clip(frame, ids, seed, longer), lambda a, b: backend.flow(a, b))
+        backend = self._backend
+        return dream_clip_with_flow(frame, ids, self.seed * 1_000_003 + video, self.config,
+                                    None if backend is None else lambda a, b: backend.flow(a, b))
 
     def load(self, video: int, indices: Seq[int]) -> Dict[str, np.ndarray]:
         clip = self._clip(int(video))

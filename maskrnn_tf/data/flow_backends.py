@@ -115,3 +115,13 @@ def make_backend(name: str, flo_dir: Optional[str] = None) -> FlowBackend:
             raise ValueError("the 'flo' flow backend needs the folder of .flo files (flo_dir).")
         return FloFolderFlow(flo_dir)
     raise ValueError(f"unknown flow backend {name!r}; use dis, dis-fast, dis-ultrafast, farneback or flo.")
+
+
+FRAME_FLOWS = ("dis", "dis-medium", "dis-fast", "dis-ultrafast", "farneback")
+
+
+def frame_flow_backend(name: str) -> FlowBackend:
+    """The backend `name` of `make_backend` that computes flow from the two frames (not one reading files)."""
+    if name not in FRAME_FLOWS:
+        raise ValueError(f"{name!r} is not a flow computed from two frames; use one of {', '.join(FRAME_FLOWS)}.")
+    return make_backend(name)

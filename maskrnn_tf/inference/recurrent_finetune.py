@@ -17,9 +17,9 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from maskrnn_tf.data.dreaming import (DreamConfig, DreamtClip, dream_clip, estimate_flows, inpaint_background,
+from maskrnn_tf.data.dreaming import (DreamConfig, DreamtClip, dream_clip_with_flow, inpaint_background,
                                       video_motion)
-from maskrnn_tf.data.flow_backends import make_backend
+from maskrnn_tf.data.flow_backends import frame_flow_backend
 from maskrnn_tf.inference.finetune import MAX_SKIPPED, first_frame_and_flow, first_ids_at_size
 from maskrnn_tf.inference.first_mask import FirstMask
 from maskrnn_tf.inference.propagation import AnyFlowFn, StepFn
@@ -46,8 +46,8 @@ class RecurrentFinetuneConfig:
       dream: clip length and motion of the dreamt clips.
       match_video_motion: in `recurrent_finetuning_prepare`, set `dream`'s camera and object speeds per video
         from the flow of its first frame to the second (`DreamConfig.with_motion`); needs a flow function.
-      dream_flow: the flows the dreamt clips feed the network: "exact" (the clip's own) or a flow backend of
-        `maskrnn_tf.data.flow_backends.make_backend` that computes from pixels ("dis", "dis-fast", ...),
+      dream_flow: the flows the dreamt clips feed the network: "exact" (the clip's own) or a flow backend that
+        computes from pixels (`maskrnn_tf.data.flow_backends.FRAME_FLOWS`: "dis", "dis-fast", ...),
         estimated on the rendered frames (`dreaming.estimate_flows`) as the video's flows are; masks stay exact.
       learning_rate: initial Adam learning rate; it decays exponentially to `final_lr_fraction` of it.
       final_lr_fraction: learning rate at the last step relative to the first.
@@ -89,17 +89,12 @@ class RecurrentFinetuneConfig:
             raise ValueError(f"RecurrentFinetuneConfig: need crop >= 0 and crop_margin >= 0: {self}.")
         if self.learning_rate <= 0 or not 0 < self.final_lr_fraction <= 1:
             raise ValueError(f"RecurrentFinetuneConfig: need learning_rate > 0, 0 < final_lr_fraction <= 1: {self}.")
-        if self.dream_flow != "exact" and not _pixel_flow_backend(self.dream_flow):
-            raise ValueError(f"RecurrentFinetuneConfig: dream_flow must be 'exact' or a flow computed from pixels "
-                             f"(dis, dis-medium, dis-fast, dis-ultrafast, farneback), got {self.dream_flow!r}.")
-
-
-def _pixel_flow_backend(name: str) -> bool:
-    """Whether `name` is a flow backend that computes flow from two frames."""
-    try:
-        return make_backend(name).needs_frames
-    except ValueError:
-        return False
+        if self.dream_flow != "exact":
+            try:
+                frame_flow_backend(self.dream_flow)
+            except ValueError as err:
+                raise ValueError(f"RecurrentFinetuneConfig: dream_flow must be 'exact' or a flow computed from "
+                                 f"pixels: {err}") from err
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,15 +205,11 @@ class DreamtClips:
                 self._background = inpaint_background(self._frame, self._ids, dream.inpaint_dilation,
                                                       dream.inpaint_radius)
             seed = self._config.seed * 100003 + index
-            estimated = self._config.dream_flow != "exact"
-            if estimated:  # one frame more: the last kept frame's flow to the next is estimated too
-                dream = dataclasses.replace(dream, num_frames=dream.num_frames + 1)
-            clip = dream_clip(self._frame, self._ids, seed, dream, background=self._background,
-                              motion_size=self._motion_size)
-            if estimated:
-                backend = make_backend(self._config.dream_flow)
-                clip = estimate_flows(clip, lambda a, b: backend.flow(a, b))
-            self._clips[index] = clip
+            flow = self._config.dream_flow
+            backend = None if flow == "exact" else frame_flow_backend(flow)
+            self._clips[index] = dream_clip_with_flow(
+                self._frame, self._ids, seed, dream, None if backend is None else lambda a, b: backend.flow(a, b),
+                background=self._background, motion_size=self._motion_size)
             self.seconds += time.monotonic() - start
         return self._clips[index]
 
