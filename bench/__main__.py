@@ -13,7 +13,7 @@ import pkgutil
 import sys
 from typing import Dict, List
 
-from maskrnn_tf import _console, host_malloc
+from maskrnn_tf import _console, host_memory
 
 
 def available() -> List[str]:
@@ -45,7 +45,7 @@ def main(argv: List[str]) -> int:
     parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
     name = argv[0] if argv and argv[0] in names else None
     if name:
-        host_malloc.keep_freed_memory()  # before TensorFlow allocates: freed buffers are reused
+        host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
         _console.import_tensorflow_quietly()  # before the benchmark module imports TensorFlow
     module = importlib.import_module(f"bench.{name}") if name else None
     if module is not None:

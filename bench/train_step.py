@@ -14,9 +14,9 @@ from typing import Dict, List
 _CHILD = r"""
 import json, resource, sys, time
 args = json.loads(sys.argv[1])
-if args["malloc"] == "kept":  # before TensorFlow allocates, as the binaries do
-    from maskrnn_tf.host_malloc import keep_freed_memory
-    assert keep_freed_memory(), "glibc's malloc was not tuned (MALLOC_* set, or not glibc)"
+import os
+# Before TensorFlow starts; set both ways, since the parent's own setting is inherited.
+os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true" if args["cpu_allocator"] == "bfc" else "false"
 import numpy as np, tensorflow as tf
 from maskrnn_tf.training.precision import set_precision
 policy = set_precision(args["precision"])
@@ -63,8 +63,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--recompute", default="false,true", help="comma list of false/true")
     parser.add_argument("--jit", default="false", help="comma list of false/true: XLA-compile the step "
                         "(train --jit_compile)")
-    parser.add_argument("--malloc", default="kept", help="comma list of kept/default: glibc's malloc as the "
-                        "binaries set it (freed memory kept for reuse, maskrnn_tf.host_malloc) or untouched")
+    parser.add_argument("--cpu_allocator", default="bfc", help="comma list of bfc/malloc: CPU tensors from "
+                        "TensorFlow's pool, as the binaries set it (maskrnn_tf.host_memory), or malloc'd one by one")
     parser.add_argument("--repeats", type=int, default=2)
 
 
@@ -73,11 +73,11 @@ def run(args) -> List[Dict]:
     for size in args.sizes.split(","):
         height, width = (int(x) for x in size.lower().split("x"))
         for precision in args.precisions.split(","):
-            for recompute, jit, malloc in ((r.strip().lower() == "true", j.strip().lower() == "true", m.strip())
-                                           for r in args.recompute.split(",") for j in args.jit.split(",")
-                                           for m in args.malloc.split(",")):
+            for recompute, jit, allocator in ((r.strip().lower() == "true", j.strip().lower() == "true", a.strip())
+                                              for r in args.recompute.split(",") for j in args.jit.split(",")
+                                              for a in args.cpu_allocator.split(",")):
                 spec = {"height": height, "width": width, "frames": args.frames, "precision": precision,
-                        "recompute": recompute, "jit": jit, "malloc": malloc, "model_width": args.width,
+                        "recompute": recompute, "jit": jit, "cpu_allocator": allocator, "model_width": args.width,
                         "fc_units": args.fc_units, "repeats": args.repeats}
                 proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], capture_output=True,
                                       text=True, env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
@@ -88,7 +88,8 @@ def run(args) -> List[Dict]:
                 r = json.loads(lines[-1])
                 used = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}[r["policy"]]
                 label = f"auto={used}" if precision == "auto" else precision
-                rows.append({"size": size, "precision": label, "recompute": recompute, "jit": jit, "malloc": malloc, "width": args.width,
+                rows.append({"size": size, "precision": label, "recompute": recompute, "jit": jit, "cpu_allocator": allocator,
+                             "width": args.width,
                              "T": args.frames, "step_s": r["clip_s"], "frame_step_s": r["frame_s"],
                              "overhead": r["clip_s"] / (args.frames * r["frame_s"]),
                              "peak_rss_mb": r["peak_rss_mb"]})

@@ -23,7 +23,7 @@ from typing import List
 
 from absl import app, flags
 
-from maskrnn_tf import _console, host_malloc
+from maskrnn_tf import _console, host_memory
 
 FLAGS = flags.FLAGS
 
@@ -99,7 +99,7 @@ def write_heldout_davis(root: str, num_videos: int, seed_base: int) -> List[str]
 
 def main(argv: List[str]) -> None:
     del argv
-    host_malloc.keep_freed_memory()  # before TensorFlow allocates: freed buffers are reused
+    host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
     _console.import_tensorflow_quietly()  # the held-out videos (step 2) need TensorFlow in this process
     started = time.time()
     py = sys.executable

@@ -16,7 +16,7 @@ import sys
 
 from absl import app, flags
 
-from maskrnn_tf import _console, host_malloc
+from maskrnn_tf import _console, host_memory
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "davis", ["davis", "segtrack_v2"], "Which layout --manual_dir holds.")
@@ -35,7 +35,7 @@ flags.register_validator("year", lambda year: year in (2016, 2017), message="mus
 def main(argv) -> int:
     """Lists the sequences, then fills the cache pair by pair with a progress bar."""
     del argv
-    host_malloc.keep_freed_memory()  # before TensorFlow allocates: freed buffers are reused
+    host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
     _console.import_tensorflow_quietly()
     from tqdm import tqdm
 

@@ -26,7 +26,7 @@ import sys
 
 from absl import app, flags
 
-from maskrnn_tf import _console, host_malloc
+from maskrnn_tf import _console, host_memory
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("video", None, "Folder of frames (jpg/png, sorted by name) or a video file (mp4, ...).")
@@ -148,7 +148,7 @@ def main(argv) -> int:
     if FLAGS.video and not (FLAGS.first_mask or FLAGS.first_box):
         raise app.UsageError("--video needs --first_mask (the first frame's mask) or --first_box (one box per "
                              "object, x0,y0,x1,y1;...).")
-    host_malloc.keep_freed_memory()  # before TensorFlow allocates: freed buffers are reused
+    host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
     _console.import_tensorflow_quietly()
     from maskrnn_tf import inference  # heavy imports (TensorFlow) after flag checks: --help and usage errors stay fast
 

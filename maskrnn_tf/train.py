@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from absl import app, flags
 from absl import logging as absl_logging
 
-from maskrnn_tf import _console, host_malloc
+from maskrnn_tf import _console, host_memory
 
 # flag name -> (TrainConfig dotted key, kind, help). Every flag defaults to None = "keep the config default".
 _FIELDS: Dict[str, Tuple[str, str, str]] = {
@@ -167,7 +167,7 @@ def main(argv: List[str]) -> int:
     if FLAGS.print_config:
         print(config.to_json(), flush=True)
         return 0
-    host_malloc.keep_freed_memory()  # before TensorFlow allocates: freed buffers are reused
+    host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
     _console.import_tensorflow_quietly()
     run_dir = os.path.abspath(FLAGS.run_dir)
     named = "" if FLAGS["run_dir"].present else " (named after the flag file; --run_dir=DIR for another)"
