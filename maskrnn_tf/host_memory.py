@@ -5,7 +5,7 @@ block above its mmap threshold (at most 32 MB) with a fresh mmap and unmaps it o
 faults the pages of its activations and gradients in again, zeroed by the kernel: the recipe's stage B training
 took 1.7 million page faults a second on a 2-core AVX2 CPU, half its CPU time in the kernel. With
 TF_CPU_ALLOCATOR_USE_BFC=true TensorFlow keeps CPU tensors in its best-fit-with-coalescing pool (as it does for
-GPU memory), which grows to the peak and reuses it: the recipe's unrolled step went from 6.5 to 4.5 s at the
+GPU memory), which grows to the peak and reuses it: the recipe's unrolled step went from 7.3 to 4.6 s at the
 same peak memory (`python -m bench train_step --cpu_allocator malloc,bfc`, BUILD_NOTES.md), and
 `tf.config.experimental.get_memory_info("CPU:0")` reports current and peak bytes.
 
