@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from maskrnn_tf.data.dreaming import DreamConfig, DreamtClip, dream_clip_with_flow
-from maskrnn_tf.data.flow_backends import frame_flow_backend
+from maskrnn_tf.data.flow_backends import estimated_flow_fn
 from maskrnn_tf.data.sources import VideoSource
 
 
@@ -37,7 +37,7 @@ class DreamtSource(VideoSource):
         if num_videos < 1 or not 0 < scale <= 1:
             raise ValueError(f"DreamtSource: need num_videos >= 1 and 0 < scale <= 1, got {num_videos}, {scale}.")
         try:
-            self._backend = None if flow == "exact" else frame_flow_backend(flow)
+            self._flow_fn = estimated_flow_fn(flow)
         except ValueError as err:
             raise ValueError(f"DreamtSource: flow must be 'exact' or computed from frames: {err}") from err
         candidates = [(v, t) for v in range(len(base)) for t in np.nonzero(base.presence(v).any(axis=1))[0]]
@@ -78,9 +78,7 @@ class DreamtSource(VideoSource):
             size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
             frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
             ids = cv2.resize(ids, size, interpolation=cv2.INTER_NEAREST)
-        backend = self._backend
-        return dream_clip_with_flow(frame, ids, self.seed * 1_000_003 + video, self.config,
-                                    None if backend is None else lambda a, b: backend.flow(a, b))
+        return dream_clip_with_flow(frame, ids, self.seed * 1_000_003 + video, self.config, self._flow_fn)
 
     def load(self, video: int, indices: Seq[int]) -> Dict[str, np.ndarray]:
         clip = self._clip(int(video))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 import os
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -120,8 +120,11 @@ def make_backend(name: str, flo_dir: Optional[str] = None) -> FlowBackend:
 FRAME_FLOWS = ("dis", "dis-medium", "dis-fast", "dis-ultrafast", "farneback")
 
 
-def frame_flow_backend(name: str) -> FlowBackend:
-    """The backend `name` of `make_backend` that computes flow from the two frames (not one reading files)."""
+def estimated_flow_fn(name: str) -> Optional[Callable[[np.ndarray, np.ndarray], np.ndarray]]:
+    """The flow(frame_a, frame_b) of backend `name` (one of FRAME_FLOWS), or None for "exact" (a synthetic
+    clip's own flow, nothing to estimate)."""
+    if name == "exact":
+        return None
     if name not in FRAME_FLOWS:
         raise ValueError(f"{name!r} is not a flow computed from two frames; use one of {', '.join(FRAME_FLOWS)}.")
-    return make_backend(name)
+    return make_backend(name).flow

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from maskrnn_tf.data.dreaming import (DreamConfig, DreamtClip, dream_clip_with_flow, inpaint_background,
                                       video_motion)
-from maskrnn_tf.data.flow_backends import frame_flow_backend
+from maskrnn_tf.data.flow_backends import estimated_flow_fn
 from maskrnn_tf.inference.finetune import MAX_SKIPPED, first_frame_and_flow, first_ids_at_size
 from maskrnn_tf.inference.first_mask import FirstMask
 from maskrnn_tf.inference.propagation import AnyFlowFn, StepFn
@@ -89,12 +89,11 @@ class RecurrentFinetuneConfig:
             raise ValueError(f"RecurrentFinetuneConfig: need crop >= 0 and crop_margin >= 0: {self}.")
         if self.learning_rate <= 0 or not 0 < self.final_lr_fraction <= 1:
             raise ValueError(f"RecurrentFinetuneConfig: need learning_rate > 0, 0 < final_lr_fraction <= 1: {self}.")
-        if self.dream_flow != "exact":
-            try:
-                frame_flow_backend(self.dream_flow)
-            except ValueError as err:
-                raise ValueError(f"RecurrentFinetuneConfig: dream_flow must be 'exact' or a flow computed from "
-                                 f"pixels: {err}") from err
+        try:
+            estimated_flow_fn(self.dream_flow)
+        except ValueError as err:
+            raise ValueError(f"RecurrentFinetuneConfig: dream_flow must be 'exact' or a flow computed from "
+                             f"pixels: {err}") from err
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +191,7 @@ class DreamtClips:
         """`motion_size`: see `dream_clip` (a crop passes the whole frame's shorter side)."""
         self._frame, self._ids, self._config = np.asarray(frame, np.uint8), np.asarray(ids, np.uint8), config
         self._motion_size = motion_size
+        self._flow_fn = estimated_flow_fn(config.dream_flow)
         self._background: Optional[np.ndarray] = None
         self._clips: Dict[int, DreamtClip] = {}
         self.seconds = 0.0
@@ -205,11 +205,8 @@ class DreamtClips:
                 self._background = inpaint_background(self._frame, self._ids, dream.inpaint_dilation,
                                                       dream.inpaint_radius)
             seed = self._config.seed * 100003 + index
-            flow = self._config.dream_flow
-            backend = None if flow == "exact" else frame_flow_backend(flow)
-            self._clips[index] = dream_clip_with_flow(
-                self._frame, self._ids, seed, dream, None if backend is None else lambda a, b: backend.flow(a, b),
-                background=self._background, motion_size=self._motion_size)
+            self._clips[index] = dream_clip_with_flow(self._frame, self._ids, seed, dream, self._flow_fn,
+                                                      background=self._background, motion_size=self._motion_size)
             self.seconds += time.monotonic() - start
         return self._clips[index]
 
