@@ -30,12 +30,28 @@ def test_import_everything_without_tensorflow_addons():
     assert int(out.stdout.strip().splitlines()[-1]) >= 40
 
 
-def test_datasets_and_export_live_under_maskrnn_tf():
+def test_datasets_and_export_live_under_maskrnn_tf(tmp_path):
+    """The repository's datasets/ and export/ folders are installed as maskrnn_tf.datasets and
+    maskrnn_tf.export, and maskrnn_tf is the only top-level package (nothing shadows Hugging Face datasets)."""
+    import importlib.metadata
+    import os
+
     import maskrnn_tf.datasets
     import maskrnn_tf.export
 
-    assert maskrnn_tf.datasets.__name__ == "maskrnn_tf.datasets"
-    assert maskrnn_tf.export.__name__ == "maskrnn_tf.export"
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for module, folder in ((maskrnn_tf.datasets, "datasets"), (maskrnn_tf.export, "export")):
+        assert os.path.realpath(module.__file__) == os.path.realpath(os.path.join(repo, folder, "__init__.py"))
+    top_level = importlib.metadata.distribution("maskrnn-tf").read_text("top_level.txt")
+    assert top_level is not None and top_level.split() == ["maskrnn_tf"]
+    # Outside the repository (a user's working directory), the bare names are not the project's folders.
+    probe = ("import importlib.util; print([getattr(importlib.util.find_spec(n), 'origin', None) "
+             "for n in ('datasets', 'export')])")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert os.path.realpath(repo) not in out.stdout, out.stdout
 
 
 def test_configs_and_print_config_need_no_tensorflow():

@@ -4,13 +4,14 @@ import os
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from maskrnn_tf.data.synthetic import generate_video
 from maskrnn_tf.inference.baseline import flow_propagation_step
 from maskrnn_tf.inference.flow_source import make_flow_fn
 from maskrnn_tf.inference.propagation import propagate
 from maskrnn_tf.io import read_frame, read_mask
-from maskrnn_tf.ops import mask_to_box, warp_with_flow
+from maskrnn_tf.ops import mask_to_box
 
 from .conftest import TINY_VIDEO
 
@@ -117,11 +118,20 @@ def test_baseline_keeps_objects_apart_with_exact_flow(synthetic_video):
 def test_baseline_step_is_the_warped_thresholded_mask():
     rng = np.random.default_rng(0)
     prev = (rng.random((2, 12, 16)) > 0.5).astype(np.float32)
-    flow = rng.uniform(-2, 2, (12, 16, 2)).astype(np.float32)
+    # Flows in eighths of a pixel: the bilinear weights are exact in float32 and float64 alike, so values at
+    # exactly 0.5 threshold the same way in both.
+    flow = (rng.integers(-16, 17, (12, 16, 2)) / 8).astype(np.float32)
     out = flow_propagation_step(None, flow, None, prev, None)
-    want = warp_with_flow(prev[..., None], np.broadcast_to(flow, (2, 12, 16, 2)))[..., 0].numpy() > 0.5
+    # Reference: SciPy's bilinear sampling of the previous mask at (y + v, x + u), border values repeated.
+    yy, xx = np.mgrid[:12, :16]
+    coords = [yy + flow[..., 1].astype(np.float64), xx + flow[..., 0].astype(np.float64)]
+    want = np.stack([ndimage.map_coordinates(p.astype(np.float64), coords, order=1, mode="nearest") > 0.5
+                     for p in prev])
+    assert 0 < want.sum() < want.size and not np.array_equal(want, prev > 0.5)
     np.testing.assert_array_equal(out["probs"], want)
-    np.testing.assert_array_equal(out["boxes"], mask_to_box(want.astype(np.float32))[0].numpy())
+    for k in range(2):  # tight boxes (y1, x1, y2, x2), end-exclusive
+        ys, xs = np.nonzero(want[k])
+        np.testing.assert_array_equal(out["boxes"][k], [ys.min(), xs.min(), ys.max() + 1, xs.max() + 1])
 
 
 def test_baseline_on_real_davis_frames(shared_data):
@@ -134,5 +144,6 @@ def test_baseline_on_real_davis_frames(shared_data):
     assert scores[0] == 1.0
     # DIS propagation of the swan stays close for a few frames (README: 71.2 J over the whole sequence).
     assert min(scores[1:]) > 0.8, scores
-    # ... and it really moved the mask: the unmoved first mask is worse by the last frame.
-    assert scores[-1] > iou(truth[0] == 1, truth[-1] == 1) - 0.02
+    # ... and it really moved the mask: by the last frame the unmoved first mask is far worse (measured: 0.96
+    # propagated against 0.72 unmoved).
+    assert scores[-1] > iou(truth[0] == 1, truth[-1] == 1) + 0.15, scores

@@ -23,8 +23,10 @@ def test_frame_folder_streams_frames_in_name_order(video_on_disk, synthetic_vide
     assert source.frame_names == [f"{t:05d}" for t in range(6)]
     frames = source.frames()
     assert not isinstance(frames, (list, tuple))  # a generator: frames are decoded one at a time
-    for got, want in zip(frames, synthetic_video["frames"]):
-        np.testing.assert_array_equal(got, want)
+    got = list(frames)
+    assert len(got) == 6
+    for frame, want in zip(got, synthetic_video["frames"]):
+        np.testing.assert_array_equal(frame, want)
 
 
 def test_mp4_is_read_with_opencv(tmp_path, synthetic_video):

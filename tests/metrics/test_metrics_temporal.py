@@ -1,4 +1,5 @@
 """Temporal stability T: properties and the shape-context building blocks."""
+import itertools
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ from maskrnn_tf.metrics import (
     temporal_stability_pair,
     temporal_stability_pairs,
 )
+from maskrnn_tf.metrics.temporal import chi2_cost, contour_points, sample_points
 
 YY, XX = np.mgrid[:120, :160]
 
@@ -69,3 +71,46 @@ def test_shape_context_histograms():
     expected[r_near * 4 + 1] += 1 / 3
     expected[r_far * 4 + 0] += 1 / 3
     np.testing.assert_allclose(desc[0], expected)
+
+
+def test_chi2_cost_hand_computed():
+    h = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    g = np.array([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0], [0.25, 0.25, 0.5]])
+    # 0.5 * sum (h - g)^2 / (h + g), empty bins of both (0/0) counting 0.
+    want = np.array([
+        [0.5 * (1 / 1 + 1 / 1), 0.5 * (0.25 / 1.5 + 0.25 / 0.5), 0.5 * (0.5625 / 1.25 + 0.0625 / 0.25 + 0.25 / 0.5)],
+        [0.5 * (0.25 / 0.5 + 0.25 / 1.5), 0.0, 0.5 * (0.0625 / 0.75 + 0.0625 / 0.75 + 0.25 / 0.5)],
+    ])
+    np.testing.assert_allclose(chi2_cost(h, g), want, rtol=1e-12)
+
+
+def test_sample_points_takes_evenly_spaced_indices():
+    points = np.arange(20, dtype=float).reshape(10, 2)
+    # linspace(0, 10, 4, endpoint=False) = 0, 2.5, 5, 7.5 -> rounded half to even: 0, 2, 5, 8.
+    np.testing.assert_array_equal(sample_points(points, 4), points[[0, 2, 5, 8]])
+    np.testing.assert_array_equal(sample_points(points, 10), points)
+    np.testing.assert_array_equal(sample_points(points, 12), points)
+
+
+def test_pair_is_the_minimum_mean_cost_over_all_one_to_one_matchings():
+    # Shapes one or two pixels thick: every pixel is a contour pixel, so the contours are known by hand.
+    bar = np.zeros((6, 7), bool)
+    bar[1:3, 1:4] = True  # 2 x 3: 6 contour pixels
+    ell = np.zeros((6, 7), bool)
+    ell[1:4, 1:4] = True
+    ell[1:3, 3] = False  # an L of 7 pixels
+    for mask in (bar, ell):
+        xy = {tuple(p) for p in contour_points(mask).astype(int)}
+        assert xy == {(x, y) for y, x in zip(*np.nonzero(mask))}
+    config = ShapeContextConfig(n_points=7, n_radial=3, n_angular=4)
+    # n = min(7, 6, 7) = 6: the L's 7 points are sampled at indices round(7 * k / 6) = 0, 1, 2, 4, 5, 6.
+    desc_a = shape_context(contour_points(bar), config)
+    desc_b = shape_context(contour_points(ell)[[0, 1, 2, 4, 5, 6]], config)
+
+    def chi2(h, g):
+        return 0.5 * sum((x - y) ** 2 / (x + y) for x, y in zip(h, g) if x + y > 0)
+
+    best = min(np.mean([chi2(desc_a[i], desc_b[j]) for i, j in enumerate(perm)])
+               for perm in itertools.permutations(range(6)))
+    assert best > 0.05
+    assert temporal_stability_pair(bar, ell, config) == pytest.approx(best, rel=1e-12)

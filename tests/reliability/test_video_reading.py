@@ -45,7 +45,9 @@ def test_frames_numbered_without_padding_are_read_in_numeric_order(tmp_path):
     frames = make_frames(tmp_path / "vid", names=names)
     source = VideoSource(frames)
     assert source.frame_names == names
-    for t, frame in enumerate(source.frames()):
+    got = list(source.frames())
+    assert len(got) == len(names)
+    for t, frame in enumerate(got):
         np.testing.assert_array_equal(frame, frame_image(t))
 
 

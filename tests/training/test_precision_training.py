@@ -133,15 +133,21 @@ def test_float16_overflow_skips_updates_and_halves_the_scale(runs):
     assert scales[-1] == scales[run["skipped"]]  # no growth within 2000 steps, no more skips
 
 
-@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
+def test_float32_training_learns_the_batch(runs):
+    # The reference the other precisions are held to must itself learn: float32 on this batch goes
+    # 3.41 -> 0.074 after 11 updates (factor 0.022).
+    losses = runs("float32")["losses"]
+    assert runs("float32")["skipped"] == 0
+    assert losses[APPLIED - 1] / losses[0] < 0.1, losses
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_training_learns_like_float32(runs, precision):
     ref, got = runs("float32")["losses"], runs(precision)["losses"]
     last = APPLIED - 1
     ref_factor, factor = ref[last] / ref[0], got[last] / got[0]
-    # float32 on this batch: 3.41 -> 0.074 after 11 updates (factor 0.022); every precision must fall as far,
-    # within 10% (measured: the final factors differ by 0.4% (float16) and 1.2% (bfloat16), the curves by at
-    # most 2% at any update count).
-    assert ref_factor < 0.1, ref
+    # Every precision must fall as far as float32 within 10% (measured: the final factors differ by 0.4%
+    # (float16) and 1.2% (bfloat16), the curves by at most 2% at any update count).
     assert abs(math.log(factor / ref_factor)) < math.log(1.1), (precision, got, ref)
     assert abs(got[0] - ref[0]) / ref[0] < 0.02  # the same starting point
 

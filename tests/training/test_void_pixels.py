@@ -72,13 +72,15 @@ def test_finetune_pipeline_turns_255_of_the_first_mask_into_the_void_map():
         np.testing.assert_array_equal(element["mask"].numpy(), (video["masks"][0] == k).astype(np.float32))
 
 
-def _flip_under_void(batch, mask_key):
-    """The batch with the target flipped (0 <-> 1) on every void pixel: a loss that ignores void cannot tell."""
+def _flip_under_void(batch, mask_key, outside=False):
+    """The batch with the target flipped (0 <-> 1) on every void pixel: a loss that ignores void cannot tell.
+    With `outside`, flipped on every other pixel instead: the control, which any loss of the targets sees."""
     flipped = dict(batch)
     void = batch["void"].numpy() != 0
+    where = ~void if outside else void
     mask = batch[mask_key].numpy()
-    flipped[mask_key] = tf.constant(np.where(void, 1.0 - mask, mask).astype(np.float32))
-    assert void.any()
+    flipped[mask_key] = tf.constant(np.where(where, 1.0 - mask, mask).astype(np.float32))
+    assert void.any() and where.any()
     return flipped
 
 
@@ -119,12 +121,17 @@ def test_stage_b_loss_leaves_void_pixels_out():
     batch = next(iter(make_clip_dataset(source, clip_length=T, augment=IDENTITY, shuffle=False, repeat=False,
                                         batch_size=2)))
     # Frame 0 seeds the recurrence: flip only frames 1..T-1 (the scored ones).
-    flipped = _flip_under_void(batch, "masks")
-    flipped["masks"] = tf.concat([batch["masks"][:, :1], flipped["masks"][:, 1:]], axis=1)
-    base, got = steps.clip_losses(batch), steps.clip_losses(flipped)
+    def flip(outside):
+        flipped = _flip_under_void(batch, "masks", outside)
+        flipped["masks"] = tf.concat([batch["masks"][:, :1], flipped["masks"][:, 1:]], axis=1)
+        return steps.clip_losses(flipped)
+
+    base, got = steps.clip_losses(batch), flip(outside=False)
     for key in ("seg", "loc", "total"):
         np.testing.assert_allclose(got[key].numpy(), base[key].numpy(), rtol=1e-6, err_msg=key)
     assert float(tf.reduce_min(base["seg"])) > 0
+    # Control: the same flip on the scored pixels outside void changes the loss.
+    assert not np.allclose(flip(outside=True)["seg"].numpy(), base["seg"].numpy(), rtol=1e-3)
 
 
 def test_finetuning_loss_leaves_void_of_the_first_mask_out():
@@ -147,3 +154,6 @@ def test_finetuning_loss_leaves_void_of_the_first_mask_out():
     base = float(_batch_losses(model, batch, full, training=False))
     assert float(_batch_losses(model, _flip_under_void(batch, "mask"), full, training=False)) == pytest.approx(
         base, rel=1e-6)
+    # Control: flipped outside void, the labels do count.
+    changed = float(_batch_losses(model, _flip_under_void(batch, "mask", outside=True), full, training=False))
+    assert changed != pytest.approx(base, rel=1e-3)
