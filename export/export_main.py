@@ -23,7 +23,8 @@ flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "float16", "au
                   "Compute precision of the exported graph. auto: what this machine would use (float16 with a GPU, "
                   "bfloat16 on a CPU with amx_bf16 or avx512_bf16, else float32); choose explicitly when the "
                   "server runs on other hardware.")
-flags.DEFINE_bool("overwrite", False, "Replace an existing version instead of refusing.")
+flags.DEFINE_bool("overwrite", False, "Replace an existing version (only one an earlier export wrote) instead of "
+                  "refusing.")
 flags.DEFINE_bool("batching", False, "Export for a model server with --enable_batching: only the step_batched "
                   "signature (the server batches every signature of a model; the per-video ones cannot be batched).")
 flags.DEFINE_string("model_name", "maskrnn", "Model name used in the warmup requests and printed commands.")

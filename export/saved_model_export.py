@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import zipfile
 from typing import Optional, Union
 
@@ -25,7 +24,8 @@ from maskrnn_tf.export.serving_module import PRECISIONS, build_export_archive, r
 from maskrnn_tf.export.warmup import WarmupConfig, WarmupReplayError, replay_warmup_file, write_warmup_file
 from maskrnn_tf.inference.model_loading import MODEL_FILE, ModelLoadError
 from maskrnn_tf.inference.model_loading import load_model as load_trained_model
-from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir
+from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_dirs, make_owned_tmp_dir, replace_dir,
+                                   restore_interrupted_replace)
 from maskrnn_tf.model import MaskRNN
 
 METADATA_FILENAME = "maskrnn_export.json"
@@ -126,30 +126,37 @@ def export_saved_model(
 ) -> str:
     """Exports `model` (a MaskRNN, or a path: .keras file or run folder) to `<export_base>/<version>`; returns that path.
 
-    An existing version is refused (and left untouched) unless `config.overwrite`. The version appears only
-    when complete: it is written to a temporary sibling folder and renamed.
+    An existing version is refused (and left untouched) unless `config.overwrite`, and even then unless it is
+    an export of this project (its metadata record) that does not hold `model`. The version appears only
+    when complete: it is written to a temporary sibling folder and renamed; a version that an export killed
+    while replacing it had moved away is put back first.
     """
     config = config or ExportConfig()
     final = version_dir(export_base, version)
-    if os.path.exists(final) and not config.overwrite:
-        raise ExportError(f"{final} already exists; choose another --version or pass --overwrite to replace it.")
+    log = logging.getLogger(__name__)
+    for note in restore_interrupted_replace(export_base, f".old-{version}-", final):
+        log.warning("%s", note)
+    _check_target(final, config.overwrite, model if isinstance(model, str) else None)
     if isinstance(model, str):
         model = load_model(model)
     os.makedirs(export_base, exist_ok=True)
     for removed in clean_stale_tmp_dirs(export_base, f".tmp-{version}-"):
-        logging.getLogger(__name__).warning("removed %s, the temporary folder of an interrupted export", removed)
+        log.warning("removed %s, the temporary folder of an interrupted export", removed)
     tmp = make_owned_tmp_dir(export_base, f".tmp-{version}-")
     try:
         _write_saved_model(tmp, model, config, version)
         sync_tree(tmp)  # on disk before the rename: after a power loss the version is whole or absent
-        replaced = _move_into_place(tmp, final, config.overwrite)
+        if os.path.lexists(final) and not config.overwrite:
+            raise ExportError(f"{final} appeared while exporting; it was left as it is. Choose another version.")
+        _check_target(final, config.overwrite, None)  # it may have appeared or changed meanwhile
+        replaced = replace_dir(tmp, final, f".old-{version}-")
         sync_tree(export_base, files=False)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if replaced:
         # A model server watches the base folder for version numbers, not for changed files.
-        logging.getLogger(__name__).warning(
+        log.warning(
             "replaced version %d in place (%s): a model server that had already loaded version %d may keep "
             "serving the old model; to roll a new model out to a running server, export a new --version "
             "(it loads the highest) or restart the server.", version, final, version)
@@ -177,22 +184,23 @@ def sync_tree(folder: str, files: bool = True) -> None:
             os.close(fd)
 
 
-def _move_into_place(tmp: str, final: str, overwrite: bool) -> bool:
-    """Renames `tmp` to `final`; an existing `final` is first moved aside (overwrite) or refused. Returns
-    whether an existing `final` was replaced."""
-    if not os.path.exists(final):
-        os.rename(tmp, final)  # fails if another exporter created `final` meanwhile: nothing is clobbered
-        return False
+def _check_target(final: str, overwrite: bool, model_path: Optional[str]) -> None:
+    """Refuses a version folder that exists (without `overwrite`), or that `overwrite` may not replace: one
+    this project did not export (no metadata record: a training run, a user's folder), a symbolic link, or
+    one holding the model being exported."""
+    if model_path is not None:
+        target, source = os.path.realpath(final), os.path.realpath(model_path)
+        if target == source or source.startswith(target + os.sep) or target.startswith(source + os.sep):
+            raise ExportError(f"the version folder {final} is, holds or lies inside --model {model_path}: exporting "
+                              "there could destroy the model. Choose another --version or --export_base.")
+    if not os.path.lexists(final):
+        return
     if not overwrite:
-        raise ExportError(f"{final} appeared while exporting; it was left as it is. Choose another version.")
-    # The old version is renamed away first (not deleted) so a failure here never loses both copies.
-    old = tempfile.mkdtemp(prefix=f".old-{os.path.basename(final)}-", dir=os.path.dirname(final))
-    os.rmdir(old)
-    os.rename(final, old)
-    try:
-        os.rename(tmp, final)
-    except BaseException:
-        os.rename(old, final)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    return True
+        raise ExportError(f"{final} already exists; choose another --version or pass --overwrite to replace it.")
+    if os.path.islink(final) or not os.path.isdir(final):
+        raise ExportError(f"{final} is a symbolic link or a file, not a version folder an export wrote; it was left "
+                          "as it is. Choose another --version or --export_base.")
+    if not os.path.isfile(os.path.join(final, "assets.extra", METADATA_FILENAME)):
+        raise ExportError(f"{final} is not an export of maskrnn-tf (it has no assets.extra/{METADATA_FILENAME}), "
+                          "so --overwrite will not replace it; it was left as it is. Choose another --version or "
+                          "--export_base, or check its contents and delete it yourself.")

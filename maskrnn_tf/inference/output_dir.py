@@ -2,9 +2,9 @@
 segment wrote it.
 
 The folder is written under a hidden temporary name (`.<name>.tmp-<pid>@<host>-XXXX`) and renamed when
-complete; the temporaries of killed runs are removed by the next run. It carries `segment_run.json` (what
-was segmented, when): `--overwrite` replaces only a folder that holds it (or an empty one), never an
-arbitrary folder.
+complete; the temporaries of killed runs are removed by the next run, and a folder a killed run had moved
+away to replace it is put back. It carries `segment_run.json` (what was segmented, when): `--overwrite`
+replaces only a folder that holds it (or an empty one), never an arbitrary folder.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import os
 import shutil
 from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
-from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir
+from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir, replace_dir, restore_interrupted_replace
 
 MARKER_FILE = "segment_run.json"
 _LOG = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ def check_output_dir(path: str, overwrite: bool,
         `segment_run.json`, not empty), which `--overwrite` never replaces.
     """
     check_no_overlap(path, inputs)
+    _repair(path)
     if not os.path.lexists(path):
         return
     if not overwrite:
@@ -86,10 +87,14 @@ def check_output_dir(path: str, overwrite: bool,
         )
 
 
-def _remove_stale(parent: str, base: str) -> None:
-    for prefix in (f".{base}.tmp-", f".{base}.old-"):
-        for removed in clean_stale_tmp_dirs(parent, prefix):
-            _LOG.warning("removed %s, the temporary folder of an interrupted run (its process is gone)", removed)
+def _repair(path: str) -> None:
+    """Puts back a results folder that a killed run had moved away to replace it, and removes the temporary
+    folders of killed runs (their processes are gone)."""
+    parent, base = os.path.split(os.path.abspath(path))
+    for note in restore_interrupted_replace(parent, f".{base}.old-", os.path.join(parent, base)):
+        _LOG.warning("%s", note)
+    for removed in clean_stale_tmp_dirs(parent, f".{base}.tmp-"):
+        _LOG.warning("removed %s, the temporary folder of an interrupted run (its process is gone)", removed)
 
 
 def _write_marker(folder: str, metadata: Mapping[str, Any]) -> None:
@@ -107,16 +112,15 @@ def atomic_output_dir(path: str, overwrite: bool = False, inputs: Sequence[Tuple
                       metadata: Optional[Mapping[str, Any]] = None) -> Iterator[str]:
     """Yields a temporary folder beside `path`; on success it replaces `path`, on an exception it is deleted.
 
-    `path` is checked with `check_output_dir` (before and again just before the swap). On success the
-    folder receives `segment_run.json` with `metadata` (a mutable mapping may be filled in while writing).
-    When overwriting, the old folder is removed only after the new one is complete. Temporary folders of
-    earlier runs whose process is gone are removed first (with a warning).
+    `path` is checked with `check_output_dir` (before and again just before the swap; it first repairs what
+    killed runs left, with a warning). On success the folder receives `segment_run.json` with `metadata` (a
+    mutable mapping may be filled in while writing). When overwriting, the old folder is removed only after
+    the new one is in place (`replace_dir`).
     """
     path = os.path.abspath(path)
     check_output_dir(path, overwrite, inputs)
     parent, base = os.path.dirname(path), os.path.basename(path)
     os.makedirs(parent, exist_ok=True)
-    _remove_stale(parent, base)
     tmp = make_owned_tmp_dir(parent, f".{base}.tmp-")
     try:
         yield tmp
@@ -124,15 +128,9 @@ def atomic_output_dir(path: str, overwrite: bool = False, inputs: Sequence[Tuple
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if os.path.lexists(path):
-        try:
-            check_output_dir(path, overwrite)  # it may have appeared or changed while we were writing
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        old = make_owned_tmp_dir(parent, f".{base}.old-")
-        os.replace(path, os.path.join(old, "previous"))
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        check_output_dir(path, overwrite)  # it may have appeared or changed while we were writing
+        replace_dir(tmp, path, f".{base}.old-")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -7,6 +7,7 @@ probability maps and overlay video). `segment_video` / `segment_davis` add the a
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 import time
@@ -17,7 +18,7 @@ from tqdm import tqdm
 
 from maskrnn_tf.inference.background import BackgroundWorker
 from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask, resize_nearest
-from maskrnn_tf.inference.output_dir import (OutputExistsError, UnsafeOutputError, atomic_output_dir,
+from maskrnn_tf.inference.output_dir import (MARKER_FILE, OutputExistsError, UnsafeOutputError, atomic_output_dir,
                                              check_no_overlap, check_output_dir)
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, fuse, propagate
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
@@ -184,10 +185,29 @@ def _overlay_target(overlay_path: Optional[str], output_dir: str, tmp: str) -> O
     return inner
 
 
+def _overlay_record(path: str) -> Dict[str, object]:
+    """What segment_run.json keeps of an overlay written outside the output folder: enough to tell later
+    that the file at that path is still the one segment wrote."""
+    stat = os.stat(path)
+    return {"path": os.path.realpath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _overlay_written_by_segment(overlay_path: str, output_dir: str) -> bool:
+    """Whether the file at `overlay_path` is, unchanged, the overlay that the run which wrote `output_dir`
+    wrote (its segment_run.json names it)."""
+    try:
+        with open(os.path.join(output_dir, MARKER_FILE), encoding="utf-8") as f:
+            recorded = json.load(f).get("overlay")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return recorded == _overlay_record(overlay_path)
+
+
 def check_overlay_path(overlay_path: str, output_dir: str, overwrite: bool,
                        inputs: Sequence[Tuple[str, Optional[str]]]) -> None:
     """Refuses an overlay path that is or holds an input, that would clash with the results, or that exists
-    outside the output folder without `overwrite`."""
+    outside the output folder, unless `overwrite` and it is the unchanged overlay of the run that wrote the
+    output folder."""
     check_no_overlap(overlay_path, inputs, "--overlay")
     output, overlay = os.path.realpath(os.path.abspath(output_dir)), os.path.realpath(os.path.abspath(overlay_path))
     if overlay == output:
@@ -198,9 +218,18 @@ def check_overlay_path(overlay_path: str, output_dir: str, overwrite: bool,
         if relative.lower().endswith((".png", ".json", ".npy")) or relative.split(os.sep)[0] == PROBS_FOLDER:
             raise UnsafeOutputError(f"--overlay {overlay_path} would clash with the results written in --output; "
                                     "name it like overlay.mp4.")
-    elif os.path.lexists(overlay_path) and not overwrite:
-        raise OutputExistsError(f"{overlay_path}: overlay already exists; choose another --overlay or pass "
-                                "--overwrite to replace it.")
+    elif os.path.lexists(overlay_path):
+        if not overwrite:
+            raise OutputExistsError(f"{overlay_path}: overlay already exists; choose another --overlay or pass "
+                                    "--overwrite to replace it.")
+        if os.path.islink(overlay_path) or not os.path.isfile(overlay_path):
+            raise OutputExistsError(f"{overlay_path}: exists and is not a file; --overwrite only replaces an overlay "
+                                    "segment wrote. Choose another --overlay.")
+        if not _overlay_written_by_segment(overlay_path, output_dir):
+            raise OutputExistsError(
+                f"{overlay_path}: segment did not write this file (the {MARKER_FILE} of --output {output_dir} does "
+                "not name it as its overlay, or it changed since), so --overwrite will not replace it. Choose "
+                "another --overlay, or check the file and delete it yourself.")
 
 
 def segment_video(
@@ -262,8 +291,10 @@ def segment_video(
               "object_ids": list(first.object_ids), **(metadata or {}), **_finetune_log(prepare)}
     with atomic_output_dir(output_dir, overwrite, inputs, record) as tmp:
         start = time.monotonic()
-        record["frames"] = segment_frames(step_fn, source, first, flow_fn, tmp, options,
-                                          _overlay_target(overlay_path, output_dir, tmp))
+        overlay_target = _overlay_target(overlay_path, output_dir, tmp)
+        record["frames"] = segment_frames(step_fn, source, first, flow_fn, tmp, options, overlay_target)
+        if overlay_target and overlay_target == overlay_path:  # outside the output: the record names it
+            record["overlay"] = _overlay_record(overlay_path)
         record["segment_seconds"] = round(time.monotonic() - start, 2)
         if first_mask_copy:
             write_palette_png(os.path.join(tmp, first_mask_copy), first.labels, first.palette)

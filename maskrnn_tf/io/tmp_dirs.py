@@ -4,6 +4,9 @@ A folder made by `make_owned_tmp_dir(parent, prefix)` is called `<prefix><pid>@<
 is killed (SIGKILL, power loss) cannot delete its own temporary folder; the next run calls
 `clean_stale_tmp_dirs(parent, prefix)`, which removes those whose process no longer runs on this host and
 leaves alone the folders of live processes, of other hosts (a shared file system) and of unknown owners.
+
+`replace_dir` publishes a complete folder in place of an existing one by renames, moving the old one into
+such an owned folder first; `restore_interrupted_replace` puts it back when its run died between the renames.
 """
 from __future__ import annotations
 
@@ -80,3 +83,50 @@ def clean_stale_tmp_dirs(parent: str | os.PathLike, prefix: str) -> List[str]:
         if not os.path.lexists(path):
             removed.append(path)
     return removed
+
+
+_PREVIOUS = "previous"  # the replaced folder, inside its owned holder, until the new one is in place
+_REPLACED = "replaced"  # ... and once it is: never restored, only removed
+
+
+def replace_dir(new: str, final: str, old_prefix: str) -> bool:
+    """Renames the complete folder `new` to `final`; returns whether an existing `final` was replaced.
+
+    An existing `final` is first renamed into `<old_prefix><pid>@<host>-*/previous` beside it and removed only
+    once `new` is in place, so no failure loses both. A run killed between the two renames leaves `final`
+    missing and the old folder in its holder: `restore_interrupted_replace` (called by the next run) puts it back.
+    """
+    if not os.path.lexists(final):
+        os.rename(new, final)
+        return False
+    holder = make_owned_tmp_dir(os.path.dirname(os.path.abspath(final)), old_prefix)
+    previous = os.path.join(holder, _PREVIOUS)
+    os.rename(final, previous)
+    try:
+        os.rename(new, final)
+    except BaseException:
+        os.rename(previous, final)
+        os.rmdir(holder)
+        raise
+    os.rename(previous, os.path.join(holder, _REPLACED))  # from here a partial deletion is never restored
+    shutil.rmtree(holder, ignore_errors=True)
+    return True
+
+
+def restore_interrupted_replace(parent: str | os.PathLike, old_prefix: str, final: str) -> List[str]:
+    """Repairs what `replace_dir` runs killed on this host left in `parent` under `old_prefix`: a replaced
+    folder whose successor never arrived goes back to `final` (when nothing has taken that name since); every
+    other leftover is removed. Returns one message per leftover ("restored ..." or "removed ...")."""
+    notes = []
+    for holder in stale_tmp_dirs(parent, old_prefix):
+        previous = os.path.join(holder, _PREVIOUS)
+        if os.path.isdir(previous) and not os.path.lexists(final):
+            os.rename(previous, final)
+            notes.append(f"restored {final} from {holder}, where a run killed while replacing it had moved it")
+        else:
+            notes.append(f"removed {holder}, left by a run killed while replacing {final}")
+        if os.path.isdir(holder) and not os.path.islink(holder):
+            shutil.rmtree(holder, ignore_errors=True)
+        else:
+            os.unlink(holder)
+    return notes

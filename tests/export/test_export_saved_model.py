@@ -13,6 +13,7 @@ from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, expo
 from maskrnn_tf.export.serving_module import MIN_FRAME_SIZE
 from maskrnn_tf.export.session_model import SessionModel
 from maskrnn_tf.export.warmup import WARMUP_FILENAME, WarmupConfig, read_warmup_file, request_to_numpy
+from maskrnn_tf.io import tmp_dirs
 
 H, W = 40, 56
 
@@ -185,10 +186,22 @@ def test_existing_version_refused_and_intact(export_base, tiny_model):
     assert sorted(os.listdir(export_base)) == ["1"]
 
 
+def _earlier_export(folder):
+    """A version folder as an earlier export left it (its metadata record), with one file more."""
+    os.makedirs(os.path.join(folder, "assets.extra"))
+    with open(os.path.join(folder, "assets.extra", saved_model_export.METADATA_FILENAME), "w") as f:
+        json.dump({"format": "maskrnn_tf serving export 1"}, f)
+    open(os.path.join(folder, "stale.txt"), "w").write("old")
+
+
+def _tree(folder):
+    return sorted(os.path.relpath(os.path.join(root, name), folder)
+                  for root, dirs, files in os.walk(folder) for name in dirs + files)
+
+
 def test_overwrite_replaces(tmp_path, tiny_model, caplog):
     base = str(tmp_path)
-    os.makedirs(os.path.join(base, "2"))
-    open(os.path.join(base, "2", "stale.txt"), "w").write("old")
+    _earlier_export(os.path.join(base, "2"))
     with caplog.at_level("WARNING"):
         export_saved_model(tiny_model, base, 2, ExportConfig(overwrite=True, warmup=None))
     # TF-Serving finds versions by number: one already serving 2 is not told that 2 changed.
@@ -197,6 +210,44 @@ def test_overwrite_replaces(tmp_path, tiny_model, caplog):
     assert sorted(os.listdir(base)) == ["2"]
     assert os.path.isfile(os.path.join(base, "2", "saved_model.pb"))
     assert not os.path.exists(os.path.join(base, "2", "stale.txt"))
+
+
+def test_overwrite_never_replaces_a_folder_that_is_not_an_export(tmp_path, tiny_model):
+    # `--export_base=runs --version=2 --overwrite` where runs/2 is a training run: it must survive.
+    run = tmp_path / "2"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text("{}")
+    (run / "checkpoints" / "ckpt-1.index").write_bytes(b"weights")
+    before = _tree(str(tmp_path))
+    with pytest.raises(ExportError, match="not an export of maskrnn-tf.*left as it is"):
+        export_saved_model(tiny_model, str(tmp_path), 2, ExportConfig(overwrite=True, warmup=None))
+    assert _tree(str(tmp_path)) == before and (run / "config.json").read_text() == "{}"
+    # Nor a link to an export, nor an export holding the model being exported.
+    _earlier_export(str(tmp_path / "real"))
+    os.symlink(tmp_path / "real", tmp_path / "3")
+    with pytest.raises(ExportError, match="symbolic link"):
+        export_saved_model(tiny_model, str(tmp_path), 3, ExportConfig(overwrite=True, warmup=None))
+    _earlier_export(str(tmp_path / "5"))
+    tiny_model.save(str(tmp_path / "5" / "model.keras"))
+    with pytest.raises(ExportError, match="--model"):
+        export_saved_model(str(tmp_path / "5" / "model.keras"), str(tmp_path), 5,
+                           ExportConfig(overwrite=True, warmup=None))
+    assert os.path.isfile(tmp_path / "real" / "stale.txt") and os.path.islink(tmp_path / "3")
+    assert sorted(os.listdir(tmp_path / "5")) == ["assets.extra", "model.keras", "stale.txt"]
+
+
+def test_a_version_moved_away_by_a_killed_export_comes_back(tmp_path, tiny_model, caplog):
+    # An export killed between moving the old version 2 away and moving the new one in left version 2 missing.
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)  # a process id that no longer runs
+    holder = tmp_path / f".old-2-{child}@{tmp_dirs._host()}-abc"
+    _earlier_export(str(holder / "previous"))
+    with caplog.at_level("WARNING"), pytest.raises(ExportError, match="already exists"):
+        export_saved_model(tiny_model, str(tmp_path), 2, ExportConfig(warmup=None))
+    assert f"restored {tmp_path / '2'}" in caplog.text
+    assert os.listdir(tmp_path) == ["2"] and (tmp_path / "2" / "stale.txt").read_text() == "old"
 
 
 def test_failure_mid_export_leaves_nothing(tmp_path, tiny_model, monkeypatch):

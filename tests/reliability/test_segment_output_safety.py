@@ -10,7 +10,7 @@ import pytest
 from maskrnn_tf.inference import (OutputExistsError, SegmentOptions, UnsafeOutputError, flow_propagation_step,
                                   segment_video)
 from maskrnn_tf.inference.output_dir import MARKER_FILE, atomic_output_dir
-from maskrnn_tf.io import read_mask
+from maskrnn_tf.io import read_mask, tmp_dirs
 
 from .conftest import FRAMES, run_cli, square_ids, write_palette_png
 
@@ -99,6 +99,36 @@ def test_overlay_inside_the_output_survives_overwrite(tmp_path, video):
     assert MARKER_FILE in files_of(out) and not [n for n in files_of(tmp_path) if n.startswith(".")]
 
 
+def test_overwrite_replaces_an_overlay_outside_the_output_only_when_segment_wrote_it(tmp_path, video):
+    frames, mask = video
+    out, options = str(tmp_path / "out"), SegmentOptions(progress=False)
+    # The user's own video where the overlay would go: --overwrite must not replace it.
+    theirs = tmp_path / "clip.mp4"
+    theirs.write_bytes(b"the user's own video")
+    with pytest.raises(OutputExistsError, match="did not write"):
+        segment_video(flow_propagation_step, frames, mask, zero_flow, out, options, overlay_path=str(theirs),
+                      overwrite=True)
+    assert theirs.read_bytes() == b"the user's own video" and not os.path.exists(out)
+    # An overlay segment wrote (named, as it is, in the segment_run.json of --output) is replaced.
+    ours = tmp_path / "overlay.mp4"
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, options, overlay_path=str(ours))
+    with open(os.path.join(out, MARKER_FILE), encoding="utf-8") as f:
+        assert json.load(f)["overlay"]["path"] == os.path.realpath(ours)
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, options, overlay_path=str(ours), overwrite=True)
+    assert ours.stat().st_size > 1000
+    # Changed since (the user saved their own edit under that name): no longer segment's to replace.
+    ours.write_bytes(b"edited by the user")
+    with pytest.raises(OutputExistsError, match="did not write"):
+        segment_video(flow_propagation_step, frames, mask, zero_flow, out, options, overlay_path=str(ours),
+                      overwrite=True)
+    assert ours.read_bytes() == b"edited by the user"
+    # A folder there is refused up front, not after the whole video is segmented.
+    (tmp_path / "folder.mp4").mkdir()
+    with pytest.raises(OutputExistsError, match="not a file"):
+        segment_video(flow_propagation_step, frames, mask, zero_flow, out, options,
+                      overlay_path=str(tmp_path / "folder.mp4"), overwrite=True)
+
+
 def test_overlay_that_is_the_input_video_is_refused(tmp_path, video):
     frames, mask = video
     with pytest.raises(UnsafeOutputError, match="--overlay"):
@@ -128,6 +158,38 @@ def test_stale_temporary_folder_of_a_killed_run_is_removed(tmp_path, video, capl
         segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False))
     assert [n for n in files_of(tmp_path) if n.startswith(".out.tmp-")] == [live.name]
     assert f"removed {os.path.join(str(tmp_path), leftovers[0])}" in caplog.text
+
+
+def test_results_of_a_run_killed_while_replacing_them_come_back(tmp_path, video, caplog):
+    frames, mask = video
+    out = str(tmp_path / "out")
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False))
+    before = {name: open(os.path.join(out, name), "rb").read() for name in files_of(out)}
+    # A child process overwrites them and dies between moving the old folder away and moving the new one in.
+    pid = os.fork()
+    if pid == 0:  # the child: filesystem work only, then an exit that skips every cleanup, as SIGKILL does
+        try:
+            real_rename, calls = os.rename, []
+
+            def rename(a, b):
+                calls.append(a)
+                if len(calls) == 2:
+                    os._exit(9)
+                real_rename(a, b)
+
+            tmp_dirs.os.rename = rename
+            with atomic_output_dir(out, overwrite=True) as tmp:
+                open(os.path.join(tmp, "00000.png"), "w").close()
+        finally:
+            os._exit(1)
+    assert os.waitpid(pid, 0)[1] >> 8 == 9
+    assert not os.path.exists(out)
+    # The next run puts the old results back before anything else, so without --overwrite it is refused.
+    with caplog.at_level("WARNING"), pytest.raises(OutputExistsError, match="--overwrite"):
+        segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False))
+    assert {name: open(os.path.join(out, name), "rb").read() for name in files_of(out)} == before
+    assert f"restored {out}" in caplog.text
+    assert [n for n in files_of(tmp_path) if n.startswith(".")] == []
 
 
 def test_outputs_follow_the_umask(tmp_path, video):
