@@ -25,6 +25,7 @@ from typing import Callable, Dict, Optional
 
 from maskrnn_tf.io.file_modes import apply_umask
 from maskrnn_tf.training.config import DataConfig, TrainConfig
+from maskrnn_tf.training.run_dir import ConfigMismatchError
 
 BEST_DIR = "best"
 RECORD_NAME = "best.json"
@@ -88,6 +89,10 @@ class BestModel:
             return
         _repair(run_dir)
         record = read_record(self.path)
+        if record is None and os.path.lexists(self.path):
+            raise ConfigMismatchError(
+                f"{self.path} holds no {RECORD_NAME}: it is not a best model kept by this run, and training "
+                f"would replace it. Move it out of {run_dir} (or use another --run_dir).")
         if record is not None and record.get("selection") == self.selection and _finite(record.get("J")):
             self.step, self.j = int(record["step"]), float(record["J"])
         elif record is not None:

@@ -14,6 +14,9 @@ CONFIG_NAME = "config.json"
 
 
 LOCK_NAME = ".lock"
+# What training writes whole into its run folder and replaces (the final model, best_model.BEST_DIR): in a
+# folder without config.json these are someone else's.
+REPLACED_NAMES = ("best", "model.keras")
 
 
 class ConfigMismatchError(ValueError):
@@ -117,6 +120,11 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
     """
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, CONFIG_NAME)
+    theirs = [name for name in REPLACED_NAMES if os.path.lexists(os.path.join(run_dir, name))]
+    if theirs and not os.path.exists(path):
+        raise ConfigMismatchError(
+            f"{run_dir} is not a training run (it has no {CONFIG_NAME}) but holds {', '.join(theirs)}, which "
+            "training writes and would replace. Use a new --run_dir, or move them out of it first.")
     if os.path.exists(path) and not overwrite_config:
         try:
             with open(path, encoding="utf-8") as f:

@@ -7,6 +7,7 @@ import pytest
 
 from maskrnn_tf.training.best_model import BestModel, read_record, selection_set
 from maskrnn_tf.training.config import DataConfig, TrainConfig
+from maskrnn_tf.training.run_dir import ConfigMismatchError
 
 
 def _config(**data):
@@ -96,3 +97,11 @@ def test_a_crash_between_the_renames_is_repaired_by_the_next_run(tmp_path):
     resumed = BestModel(str(tmp_path), _config())
     assert (resumed.step, resumed.j) == (10, 0.4)
     assert sorted(os.listdir(tmp_path)) == ["best"] and _kept(tmp_path) == "weights of step 10"
+
+
+def test_a_best_folder_without_its_record_is_not_the_runs_and_is_never_replaced(tmp_path):
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "model.keras").write_text("the user's own model")
+    with pytest.raises(ConfigMismatchError, match="no best.json.*Move it out"):
+        BestModel(str(tmp_path), _config(val_videos=2))
+    assert os.listdir(tmp_path / "best") == ["model.keras"]

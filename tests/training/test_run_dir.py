@@ -22,6 +22,23 @@ def test_config_json_is_written_once_and_another_config_is_refused(tmp_path):
     prepare_run_dir(run_dir, config.override({"seed": 8}), overwrite_config=True)
 
 
+def test_a_folder_of_the_users_that_training_would_replace_files_in_is_refused(tmp_path):
+    # --run_dir pointed at a folder holding a model.keras and a best/ of the user's (no config.json: not a run).
+    run_dir = tmp_path / "models"
+    (run_dir / "best").mkdir(parents=True)
+    (run_dir / "model.keras").write_bytes(b"the user's model")
+    with pytest.raises(ConfigMismatchError, match="not a training run.*best, model.keras.*new --run_dir"):
+        prepare_run_dir(str(run_dir), TrainConfig())
+    assert sorted(os.listdir(run_dir)) == ["best", "model.keras"]
+    assert (run_dir / "model.keras").read_bytes() == b"the user's model"
+    # Other files of theirs are never touched by training: such a folder may hold a run.
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    prepare_run_dir(str(other), TrainConfig())
+    assert sorted(os.listdir(other)) == ["config.json", "notes.txt"]
+
+
 def test_a_run_from_an_older_version_resumes_when_the_new_settings_are_at_their_defaults(tmp_path):
     """A config.json written before a setting existed lacks its key: at the setting's default it is the same
     run (resumed, the key added), at any other value it is another config."""
