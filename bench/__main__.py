@@ -53,9 +53,14 @@ def main(argv: List[str]) -> int:
     args = parser.parse_args(argv)
     rows = module.run(args)
     print(format_table(rows))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2)
+    if args.json:  # whole or absent, never a half-written file where an earlier one was
+        from maskrnn_tf.training.run_dir import atomic_write
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(rows, f, indent=2)
+
+        atomic_write(args.json, write, ".json")
     return 0
 
 
