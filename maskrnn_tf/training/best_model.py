@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
-import tempfile
 from typing import Callable, Dict, Optional
 
 from maskrnn_tf.io.file_modes import apply_umask
+from maskrnn_tf.io.tmp_dirs import make_owned_tmp_dir, replace_dir, restore_interrupted_replace
 from maskrnn_tf.training.config import DataConfig, TrainConfig
 from maskrnn_tf.training.run_dir import ConfigMismatchError
 
@@ -61,12 +62,15 @@ def read_record(best_dir: str) -> Optional[dict]:
 
 
 def _repair(run_dir: str) -> None:
-    """A crash between the two renames of `BestModel.offer` leaves `.best.old-*` and no `best`: put it back."""
+    """What a training killed while saving left: a best folder moved away to be replaced goes back, a save
+    cut short is removed (the run folder's lock admits one training, so every leftover is a dead run's).
+    Earlier versions moved the old folder to `.best.old-<step>` itself: the same repair."""
     best = os.path.join(run_dir, BEST_DIR)
+    restore_interrupted_replace(run_dir, _OLD_PREFIX, best)
     names = sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else []
     for name in (n for n in names if n.startswith(_NEW_PREFIX)):  # a save cut short: never renamed into place
         shutil.rmtree(os.path.join(run_dir, name), ignore_errors=True)
-    for name in (n for n in names if n.startswith(_OLD_PREFIX)):
+    for name in (n for n in names if re.fullmatch(re.escape(_OLD_PREFIX) + r"\d+", n)):
         path = os.path.join(run_dir, name)
         if not os.path.exists(best) and read_record(path) is not None:
             os.rename(path, best)
@@ -108,7 +112,7 @@ class BestModel:
         """Keeps the model (written by `save_model(path)`) when `j` beats the best so far; True when it did."""
         if self.selection is None or not _finite(j) or (self.j is not None and j <= self.j):
             return False
-        tmp = tempfile.mkdtemp(prefix=_NEW_PREFIX, dir=self.run_dir)
+        tmp = make_owned_tmp_dir(self.run_dir, _NEW_PREFIX)
         try:
             save_model(os.path.join(tmp, MODEL_NAME))
             with open(os.path.join(tmp, CONFIG_NAME), "w", encoding="utf-8") as f:
@@ -118,14 +122,7 @@ class BestModel:
                 f.write("\n")
             for name in os.listdir(tmp):
                 apply_umask(os.path.join(tmp, name))
-            apply_umask(tmp)
-            old = None
-            if os.path.exists(self.path):
-                old = os.path.join(self.run_dir, f"{_OLD_PREFIX}{step}")
-                os.rename(self.path, old)
-            os.rename(tmp, self.path)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, self.path, _OLD_PREFIX)
         finally:
             if os.path.exists(tmp):
                 shutil.rmtree(tmp, ignore_errors=True)

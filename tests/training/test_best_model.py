@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from maskrnn_tf.io import tmp_dirs
 from maskrnn_tf.training.best_model import BestModel, read_record, selection_set
 from maskrnn_tf.training.config import DataConfig, TrainConfig
 from maskrnn_tf.training.run_dir import ConfigMismatchError
@@ -86,11 +87,35 @@ def test_a_failed_save_leaves_the_previous_best_whole(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["best"]
 
 
-def test_a_crash_between_the_renames_is_repaired_by_the_next_run(tmp_path):
+def test_a_training_killed_between_the_renames_gets_its_best_folder_back(tmp_path):
+    BestModel(str(tmp_path), _config()).offer(10, 0.4, _saver(10))
+    pid = os.fork()
+    if pid == 0:  # the child: dies (no cleanup, as under SIGKILL) after moving best/ away, before the new one
+        try:
+            real_rename, calls = os.rename, []
+
+            def rename(a, b):
+                calls.append(a)
+                if len(calls) == 2:
+                    os._exit(9)
+                real_rename(a, b)
+
+            tmp_dirs.os.rename = rename
+            BestModel(str(tmp_path), _config()).offer(20, 0.9, _saver(20))
+        finally:
+            os._exit(1)
+    assert os.waitpid(pid, 0)[1] >> 8 == 9
+    assert not (tmp_path / "best").exists()
+    resumed = BestModel(str(tmp_path), _config())
+    assert (resumed.step, resumed.j) == (10, 0.4)
+    assert sorted(os.listdir(tmp_path)) == ["best"] and _kept(tmp_path) == "weights of step 10"
+
+
+def test_a_crash_between_the_renames_of_an_earlier_version_is_repaired_by_the_next_run(tmp_path):
     best = BestModel(str(tmp_path), _config())
     best.offer(10, 0.4, _saver(10))
     # The old folder was moved aside and the process died before the new one was renamed into place; an
-    # unfinished new folder is left too.
+    # unfinished new folder is left too (the names earlier versions used).
     os.rename(tmp_path / "best", tmp_path / ".best.old-20")
     (tmp_path / ".best.new-abc").mkdir()
     (tmp_path / ".best.new-abc" / "model.keras").write_text("half")
