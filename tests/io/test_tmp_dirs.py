@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from killed_runs import die_before_rename  # tests/killed_runs.py
 from maskrnn_tf.io import tmp_dirs
 from maskrnn_tf.io.tmp_dirs import make_owned_tmp_dir, replace_dir, restore_interrupted_replace
 
@@ -33,23 +34,7 @@ def _killed_between_renames(tmp_path, final, kill_at_rename):
     """Runs replace_dir in a child process that dies (no cleanup) just before its `kill_at_rename`-th rename."""
     _folder(final, "old")
     _folder(str(tmp_path / "new"), "new")
-    pid = os.fork()
-    if pid == 0:  # the child: filesystem work only, then an exit that skips every cleanup, as SIGKILL does
-        try:
-            calls = []
-            real_rename = os.rename
-
-            def rename(a, b):
-                calls.append((a, b))
-                if len(calls) == kill_at_rename:
-                    os._exit(9)
-                real_rename(a, b)
-
-            tmp_dirs.os.rename = rename
-            replace_dir(str(tmp_path / "new"), final, ".out.old-")
-        finally:
-            os._exit(1)
-    assert os.waitpid(pid, 0)[1] >> 8 == 9
+    die_before_rename(lambda: replace_dir(str(tmp_path / "new"), final, ".out.old-"), kill_at_rename)
 
 
 def test_a_run_killed_between_the_renames_gets_the_old_folder_back(tmp_path):

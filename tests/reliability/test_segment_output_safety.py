@@ -10,7 +10,9 @@ import pytest
 from maskrnn_tf.inference import (OutputExistsError, SegmentOptions, UnsafeOutputError, flow_propagation_step,
                                   segment_video)
 from maskrnn_tf.inference.output_dir import MARKER_FILE, atomic_output_dir
-from maskrnn_tf.io import read_mask, tmp_dirs
+from maskrnn_tf.io import read_mask
+
+from killed_runs import die_before_rename  # tests/killed_runs.py
 
 from .conftest import FRAMES, run_cli, square_ids, write_palette_png
 
@@ -166,23 +168,11 @@ def test_results_of_a_run_killed_while_replacing_them_come_back(tmp_path, video,
     segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False))
     before = {name: open(os.path.join(out, name), "rb").read() for name in files_of(out)}
     # A child process overwrites them and dies between moving the old folder away and moving the new one in.
-    pid = os.fork()
-    if pid == 0:  # the child: filesystem work only, then an exit that skips every cleanup, as SIGKILL does
-        try:
-            real_rename, calls = os.rename, []
+    def overwrite():
+        with atomic_output_dir(out, overwrite=True) as tmp:
+            open(os.path.join(tmp, "00000.png"), "w").close()
 
-            def rename(a, b):
-                calls.append(a)
-                if len(calls) == 2:
-                    os._exit(9)
-                real_rename(a, b)
-
-            tmp_dirs.os.rename = rename
-            with atomic_output_dir(out, overwrite=True) as tmp:
-                open(os.path.join(tmp, "00000.png"), "w").close()
-        finally:
-            os._exit(1)
-    assert os.waitpid(pid, 0)[1] >> 8 == 9
+    die_before_rename(overwrite, 2)
     assert not os.path.exists(out)
     # The next run puts the old results back before anything else, so without --overwrite it is refused.
     with caplog.at_level("WARNING"), pytest.raises(OutputExistsError, match="--overwrite"):

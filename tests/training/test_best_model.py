@@ -4,8 +4,8 @@ import json
 import os
 
 import pytest
+from killed_runs import die_before_rename  # tests/killed_runs.py
 
-from maskrnn_tf.io import tmp_dirs
 from maskrnn_tf.training.best_model import BestModel, read_record, selection_set
 from maskrnn_tf.training.config import DataConfig, TrainConfig
 from maskrnn_tf.training.run_dir import ConfigMismatchError
@@ -89,22 +89,8 @@ def test_a_failed_save_leaves_the_previous_best_whole(tmp_path):
 
 def test_a_training_killed_between_the_renames_gets_its_best_folder_back(tmp_path):
     BestModel(str(tmp_path), _config()).offer(10, 0.4, _saver(10))
-    pid = os.fork()
-    if pid == 0:  # the child: dies (no cleanup, as under SIGKILL) after moving best/ away, before the new one
-        try:
-            real_rename, calls = os.rename, []
-
-            def rename(a, b):
-                calls.append(a)
-                if len(calls) == 2:
-                    os._exit(9)
-                real_rename(a, b)
-
-            tmp_dirs.os.rename = rename
-            BestModel(str(tmp_path), _config()).offer(20, 0.9, _saver(20))
-        finally:
-            os._exit(1)
-    assert os.waitpid(pid, 0)[1] >> 8 == 9
+    # A training dies after moving best/ away, before moving the new one in.
+    die_before_rename(lambda: BestModel(str(tmp_path), _config()).offer(20, 0.9, _saver(20)), 2)
     assert not (tmp_path / "best").exists()
     resumed = BestModel(str(tmp_path), _config())
     assert (resumed.step, resumed.j) == (10, 0.4)
