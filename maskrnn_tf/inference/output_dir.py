@@ -3,22 +3,31 @@ segment wrote it.
 
 The folder is written under a hidden temporary name (`.<name>.tmp-<pid>@<host>-XXXX`) and renamed when
 complete; the temporaries of killed runs are removed by the next run, and a folder a killed run had moved
-away to replace it is put back. It carries `segment_run.json` (what was segmented, when): `--overwrite`
-replaces only a folder that holds it (or an empty one), never an arbitrary folder.
+away to replace it is put back. It carries `segment_run.json` (what was segmented, when, and the files
+written): `--overwrite` replaces only a folder that holds it (or an empty one), never an arbitrary folder, and
+not one that holds files added since, other than the scores and records the project's tools add.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime
+import fnmatch
 import json
 import logging
 import os
 import shutil
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir, replace_dir, restore_interrupted_replace
 
 MARKER_FILE = "segment_run.json"
+# What the project's tools add to a results folder segment wrote, about those results (so --overwrite may
+# drop them with the results): evaluate's score tables (the DAVIS evaluation tool's names) and
+# finetune_selection's record.
+DERIVED_FILES = ("global_results-*.csv", "per-sequence_results-*.csv", "selection_record.json")
+# What segment writes, for folders of earlier versions, whose segment_run.json lists no files: masks of a
+# video or of DAVIS sequences and probability maps.
+_LEGACY_SEGMENT_FILES = ("*.png", "*/*.png", "probs/*.npy", "probs/*.png", "probs/*/*.npy", "probs/*/*.png")
 _LOG = logging.getLogger(__name__)
 
 
@@ -65,7 +74,8 @@ def check_output_dir(path: str, overwrite: bool,
     Raises:
       UnsafeOutputError: `path` is, contains or lies inside one of the `(flag, path)` inputs.
       OutputExistsError: `path` exists and `overwrite` is False, or it is not a folder segment wrote (no
-        `segment_run.json`, not empty), which `--overwrite` never replaces.
+        `segment_run.json`, not empty), or it holds files segment did not write (`foreign_files`): folders
+        `--overwrite` never replaces.
     """
     check_no_overlap(path, inputs)
     _repair(path)
@@ -80,11 +90,43 @@ def check_output_dir(path: str, overwrite: bool,
             f"{path}: exists and is not a folder; --overwrite only replaces a results folder segment wrote. "
             "Choose another --output."
         )
-    if os.listdir(path) and not os.path.isfile(os.path.join(path, MARKER_FILE)):
+    if not os.listdir(path):
+        return
+    if not os.path.isfile(os.path.join(path, MARKER_FILE)):
         raise OutputExistsError(
             f"{path}: not a folder segment wrote (it has no {MARKER_FILE}), so --overwrite will not replace it. "
             "Choose another --output, or check its contents and delete it yourself."
         )
+    foreign = foreign_files(path)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputExistsError(
+            f"{path}: holds files segment did not write ({shown}), which --overwrite would delete. Move them out "
+            "of it, or choose another --output.")
+
+
+def _files_under(folder: str) -> List[str]:
+    """Relative paths of the files (and links) under `folder`, sorted."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]  # not walked into: listed as files
+        found += [os.path.relpath(os.path.join(root, name), folder) for name in files + links]
+    return sorted(found)
+
+
+def foreign_files(path: str) -> List[str]:
+    """The files under a results folder that segment did not write (its segment_run.json lists what it wrote;
+    an earlier version's lists nothing: then what segment writes by name) and that are not `DERIVED_FILES`."""
+    try:
+        with open(os.path.join(path, MARKER_FILE), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        record = None
+    written = record.get("files") if isinstance(record, dict) else None
+    known = set(written if isinstance(written, list) else []) | {MARKER_FILE}
+    patterns = DERIVED_FILES + (() if isinstance(written, list) else _LEGACY_SEGMENT_FILES)
+    return [name for name in _files_under(path)
+            if name not in known and not any(fnmatch.fnmatch(name, p) for p in patterns)]
 
 
 def _repair(path: str) -> None:
@@ -101,6 +143,7 @@ def _write_marker(folder: str, metadata: Mapping[str, Any]) -> None:
     content: Dict[str, Any] = {"written_by": "maskrnn_tf.segment",
                                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     content.update(metadata)
+    content["files"] = _files_under(folder)  # what --overwrite may replace later
     path = os.path.join(folder, MARKER_FILE)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(content, f, indent=2, sort_keys=True)

@@ -125,7 +125,7 @@ def test_client_cli_flags_over_tls(tmp_path, export_base, tiny_model, synthetic_
     out_dir = tmp_path / "masks"
     out_dir.mkdir()
     (out_dir / "stale.png").write_bytes(b"old")  # an earlier result folder (segment's marker file in it)
-    (out_dir / "segment_run.json").write_text("{}")
+    (out_dir / "segment_run.json").write_text('{"files": ["stale.png"]}')
     overlay = tmp_path / "overlay.mp4"
     key_pem, cert_pem, cert_path = _self_signed_certificate(str(tmp_path))
     common = ["maskrnn_tf.export.client_main", f"--video={frames_dir}", f"--first_mask={mask_path}",

@@ -1,4 +1,5 @@
 """The segment CLI and library end to end: outputs, palette, --max_size, atomicity, bad inputs, finetuning."""
+import json
 import os
 import subprocess
 import sys
@@ -106,8 +107,13 @@ def test_output_folder_is_atomic(tmp_path, video_on_disk):
     assert len(os.listdir(out)) == 7  # 6 frames and segment_run.json
     with pytest.raises(OutputExistsError, match="--overwrite"):
         segment_video(flow_propagation_step, frames, mask, _zero_flow, out, SegmentOptions(progress=False))
-    # --overwrite replaces the folder only once the new one is complete.
-    with open(os.path.join(out, "stale.txt"), "w") as f:
+    # --overwrite replaces the folder whole (here a frame that an earlier, longer run wrote goes too).
+    with open(os.path.join(out, "segment_run.json")) as f:
+        record = json.load(f)
+    record["files"].append("00099.png")
+    with open(os.path.join(out, "segment_run.json"), "w") as f:
+        json.dump(record, f)
+    with open(os.path.join(out, "00099.png"), "w") as f:
         f.write("old")
     segment_video(flow_propagation_step, frames, mask, _zero_flow, out, SegmentOptions(progress=False),
                   overwrite=True)

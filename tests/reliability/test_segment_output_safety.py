@@ -85,9 +85,26 @@ def test_overwrite_replaces_only_a_folder_segment_wrote(tmp_path, video):
         meta = json.load(f)
     assert meta["written_by"] == "maskrnn_tf.segment" and meta["frames"] == FRAMES
     assert meta["video"] == os.path.abspath(frames)
-    open(os.path.join(out, "extra.txt"), "w").close()
+    assert meta["files"] == [f"{t:05d}.png" for t in range(FRAMES)]
+    # A file added since (the user's notes) is theirs: --overwrite refuses rather than delete it.
+    with open(os.path.join(out, "notes.txt"), "w") as f:
+        f.write("mine")
+    with pytest.raises(OutputExistsError, match=r"did not write \(notes.txt\).*Move them out"):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}", "--overwrite")
+    assert open(os.path.join(out, "notes.txt")).read() == "mine"
+    os.remove(os.path.join(out, "notes.txt"))
+    # Scores evaluate added describe the old results: they go with them.
+    open(os.path.join(out, "global_results-val.csv"), "w").close()
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}", "--overwrite") == 0
     assert files_of(out) == [f"{t:05d}.png" for t in range(FRAMES)] + [MARKER_FILE]
+    # A folder of an earlier version, whose record lists no files: what segment writes goes, nothing else.
+    with open(os.path.join(out, MARKER_FILE), "w") as f:
+        json.dump({"written_by": "maskrnn_tf.segment"}, f)
+    open(os.path.join(out, "notes.txt"), "w").close()
+    with pytest.raises(OutputExistsError, match=r"did not write \(notes.txt\)"):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}", "--overwrite")
+    os.remove(os.path.join(out, "notes.txt"))
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}", "--overwrite") == 0
 
 
 def test_overlay_inside_the_output_survives_overwrite(tmp_path, video):
