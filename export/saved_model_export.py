@@ -187,12 +187,12 @@ def sync_tree(folder: str, files: bool = True) -> None:
 def _check_target(final: str, overwrite: bool, model_path: Optional[str]) -> None:
     """Refuses a version folder that exists (without `overwrite`), or that `overwrite` may not replace: one
     this project did not export (no metadata record: a training run, a user's folder), a symbolic link, or
-    one holding the model being exported."""
+    one holding the model being exported (an export base inside the run folder is fine)."""
     if model_path is not None:
         target, source = os.path.realpath(final), os.path.realpath(model_path)
-        if target == source or source.startswith(target + os.sep) or target.startswith(source + os.sep):
-            raise ExportError(f"the version folder {final} is, holds or lies inside --model {model_path}: exporting "
-                              "there could destroy the model. Choose another --version or --export_base.")
+        if target == source or source.startswith(target + os.sep):
+            raise ExportError(f"the version folder {final} is or holds --model {model_path}: exporting there could "
+                              "destroy the model. Choose another --version or --export_base.")
     if not os.path.lexists(final):
         return
     if not overwrite:

@@ -234,6 +234,8 @@ def test_overwrite_never_replaces_a_folder_that_is_not_an_export(tmp_path, tiny_
                            ExportConfig(overwrite=True, warmup=None))
     assert os.path.isfile(tmp_path / "real" / "stale.txt") and os.path.islink(tmp_path / "3")
     assert sorted(os.listdir(tmp_path / "5")) == ["assets.extra", "model.keras", "stale.txt"]
+    # An export base inside the model's run folder (runs/x/export/1 from runs/x) is a layout users keep.
+    saved_model_export._check_target(str(tmp_path / "run" / "export" / "1"), True, str(tmp_path / "run"))
 
 
 def test_a_version_moved_away_by_a_killed_export_comes_back(tmp_path, tiny_model, caplog):
