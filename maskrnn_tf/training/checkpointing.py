@@ -114,11 +114,12 @@ class RunCheckpoint:
             return self.checkpoint
         return tf.train.Checkpoint(**{k: v for k, v in self._trackables.items() if k not in left_out})
 
-    def init_from(self, source: str, skip: Sequence[str] = ()) -> str:
+    def init_from(self, source: str, skip: Sequence[str] = (), last_step: Optional[int] = None) -> str:
         """Restores another run's checkpoint (see `resolve_checkpoint`) into this run's objects except `skip`
         (e.g. the data iterators, which then start from their beginning); returns its prefix.
 
-        Raises InitCheckpointError (nothing intact there) or CheckpointMismatchError (it does not fit)."""
+        Raises InitCheckpointError (nothing intact there, or its `step` object past `last_step`) or
+        CheckpointMismatchError (it does not fit)."""
         prefix = resolve_checkpoint(source)
         if prefix is None:
             raise InitCheckpointError(f"init_checkpoint {source}: no checkpoint there (give a checkpoint prefix "
@@ -132,6 +133,10 @@ class RunCheckpoint:
             raise CheckpointMismatchError(
                 f"init_checkpoint {prefix} cannot be restored into this run: its network or optimizer differs "
                 f"from the one configured here ({_first_line(err)}). Use the model settings of the run it comes from.") from err
+        step = int(self._trackables["step"].numpy())
+        if last_step is not None and step > last_step:
+            raise InitCheckpointError(f"init_checkpoint {prefix} is at step {step}, past this run's {last_step} "
+                                      "steps; give more steps or an earlier checkpoint.")
         return prefix
 
     def save(self, step: int) -> Optional[str]:

@@ -21,7 +21,7 @@ import tensorflow as tf
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.training import inputs
 from maskrnn_tf.training.best_model import BestModel
-from maskrnn_tf.training.checkpointing import InitCheckpointError, RunCheckpoint
+from maskrnn_tf.training.checkpointing import RunCheckpoint
 from maskrnn_tf.training.config import TrainConfig
 from maskrnn_tf.training.distribution import is_chief, make_strategy, task_info
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
@@ -160,10 +160,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                          optional=("skipped_updates",), **trackables)  # older checkpoints lack it
     restored = ckpt.restore_latest(printer)
     if restored is None and config.init_checkpoint:
-        source = ckpt.init_from(config.init_checkpoint, skip=("static_data", "clip_data"))
-        if int(global_step.numpy()) > config.total_steps:
-            raise InitCheckpointError(f"init_checkpoint {source} is at step {int(global_step.numpy())}, past this "
-                                      f"run's {config.total_steps} steps; give more steps or an earlier checkpoint.")
+        source = ckpt.init_from(config.init_checkpoint, skip=("static_data", "clip_data"), last_step=config.total_steps)
         printer(f"started from {source} at step {int(global_step.numpy())} (weights, optimizer, step and RNG; "
                 "the data starts from its beginning)")
     if chief:

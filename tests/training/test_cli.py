@@ -242,12 +242,7 @@ def test_a_run_started_from_the_end_of_another_runs_stage_a_trains_stage_b_as_th
     assert not all(np.array_equal(ref[n], _model_variables(start)[n]) for n in ref)  # stage B changed them
     for name in ref:
         np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
-
-    # A run folder gives its newest intact checkpoint (step 4): past the end of a 3-step run, refused by name,
-    # exit 2, no config.json written. (Missing and mismatched checkpoints: tests/training/test_init_checkpoint.py.)
-    past = run_cli(str(tmp_path / "past"), "--stage_a_steps=2", "--stage_b_steps=1", f"--init_checkpoint={source}")
-    assert past.returncode == 2 and "is at step 4, past this run's 3 steps" in past.stdout, past.stdout[-2000:]
-    assert not os.path.exists(os.path.join(tmp_path, "past", "config.json"))
+    # Checkpoints past the run's end, missing or mismatched: tests/training/test_init_checkpoint.py.
 
 
 @pytest.mark.slow
@@ -277,7 +272,7 @@ def test_sigkill_then_resume_equals_uninterrupted(reference_run, tmp_path):
     assert killed_at is not None and killed_at < 14, "the run finished before it could be killed"
     resumed = run_cli(run_dir, *STEPS)
     assert resumed.returncode == 0, resumed.stdout[-3000:]
-    assert f"resumed from" in resumed.stdout
+    assert "resumed from" in resumed.stdout
     ref = _model_variables(os.path.join(ref_dir, "checkpoints", "ckpt-14"))
     got = _model_variables(os.path.join(run_dir, "checkpoints", "ckpt-14"))
     assert ref.keys() == got.keys()

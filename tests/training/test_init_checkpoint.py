@@ -57,6 +57,10 @@ def test_missing_damaged_and_mismatched_checkpoints_are_refused_by_name(tmp_path
     other = RunCheckpoint(str(tmp_path / "other" / "checkpoints"), keep=3, **_objects(shape=(4,)))
     with pytest.raises(CheckpointMismatchError, match="cannot be restored into this run"):
         other.init_from(source, skip=("data",))
+    # A run folder names its newest checkpoint (step 20): past the end of a 15-step run.
+    with pytest.raises(InitCheckpointError, match="ckpt-20 is at step 20, past this run's 15 steps"):
+        ckpt.init_from(source, skip=("data",), last_step=15)
+    assert ckpt.init_from(os.path.join(source, "checkpoints", "ckpt-10"), skip=("data",), last_step=15)
     data = os.path.join(source, "checkpoints", "ckpt-10.data-00000-of-00001")
     with open(data, "r+b") as f:
         f.truncate(os.path.getsize(data) // 2)
