@@ -71,7 +71,12 @@ def test_export_run_folder_then_client_cli(tmp_path, tiny_model, synthetic_video
     want = _local_masks(tiny_model, frames_dir, mask_path, str(tmp_path / "local"), make_flow_fn("dis"),
                         SegmentOptions(progress=False))
     for name in written[:-1]:  # frame 0 is the first mask; frames 1-4 are the exported model's answers
-        np.testing.assert_array_equal(read_mask(os.path.join(out_dir, name)), want[name], err_msg=name)
+        got = read_mask(os.path.join(out_dir, name))
+        if expected == "float32":
+            np.testing.assert_array_equal(got, want[name], err_msg=name)
+        else:  # a bfloat16 export against the float32 model: a pixel near the 0.5 boundary may flip, no more
+            # (objects of 5-60 pixels here; an empty or shifted answer differs in far more than 0.5% of 2,240)
+            assert want[name].any() and (got != want[name]).mean() <= 0.005, (name, (got != want[name]).sum())
     np.testing.assert_array_equal(want["00000.png"], read_mask(mask_path))
 
 
