@@ -113,6 +113,9 @@ def checkpoint_paths(directory: str) -> List[str]:
     Without a state file (checkpoints copied without it, or it was lost), the `<name>-<N>.index` files there,
     highest N first: a folder of checkpoints is never taken for an empty one.
     """
+    # Absolute first: TensorFlow joins the state file's relative names with the folder it was given, so a
+    # relative folder would come back already joined.
+    directory = os.path.abspath(directory)
     state = _readable_state(directory)
     if state is None:
         return _checkpoints_by_name(directory)

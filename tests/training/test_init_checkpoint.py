@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from maskrnn_tf.training.checkpoint_files import checkpoint_paths
 from maskrnn_tf.training.checkpointing import (CheckpointMismatchError, InitCheckpointError, RunCheckpoint,
                                                resolve_checkpoint)
 
@@ -35,6 +36,17 @@ def test_a_path_names_a_prefix_or_the_newest_checkpoint_of_a_run_or_checkpoints_
     assert resolve_checkpoint(str(tmp_path / "nothing")) is None
     (tmp_path / "empty").mkdir()
     assert resolve_checkpoint(str(tmp_path / "empty")) is None
+
+
+def test_a_relative_path_names_the_same_checkpoints(tmp_path, monkeypatch):
+    # As users type it (`--init_checkpoint=runs/davis16_cpu/stage_a`): the state file's names are relative to
+    # the folder, and TensorFlow already joins them with a relative folder: joining again found nothing.
+    _source_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_checkpoint("source") == os.path.join(str(tmp_path), "source", "checkpoints", "ckpt-20")
+    assert resolve_checkpoint(os.path.join("source", "checkpoints")).endswith("ckpt-20")
+    assert checkpoint_paths(os.path.join("source", "checkpoints")) == [
+        os.path.join(str(tmp_path), "source", "checkpoints", f"ckpt-{n}") for n in (20, 10)]
 
 
 def test_the_skipped_objects_keep_their_values_and_the_rest_is_restored(tmp_path):
