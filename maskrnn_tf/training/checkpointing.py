@@ -133,8 +133,8 @@ class RunCheckpoint:
             raise CheckpointMismatchError(
                 f"init_checkpoint {prefix} cannot be restored into this run: its network or optimizer differs "
                 f"from the one configured here ({_first_line(err)}). Use the model settings of the run it comes from.") from err
-        step = int(self._trackables["step"].numpy())
-        if last_step is not None and step > last_step:
+        step = int(self._trackables["step"].numpy()) if last_step is not None else None
+        if step is not None and step > last_step:
             raise InitCheckpointError(f"init_checkpoint {prefix} is at step {step}, past this run's {last_step} "
                                       "steps; give more steps or an earlier checkpoint.")
         return prefix
