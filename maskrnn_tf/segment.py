@@ -62,6 +62,11 @@ flags.DEFINE_enum("finetune_dream_flow", "exact", ["exact", "dis", "dis-fast", "
 flags.DEFINE_string("finetune_dream_speed", "1", "Recurrent finetuning: the dreamt camera and object translation "
                     "speeds times this number (1 = the dreaming defaults; DAVIS moves about 3x faster), or "
                     "'video': per video, the speeds of its first frame pair's flow (0.5-8x the defaults).")
+flags.DEFINE_integer("finetune_check_frames", 0, "Keep a video's online finetuning only if the finetuned weights carry "
+                     "its first mask forward over this many frames and back to the first frame at least as well "
+                     "as the original weights (cycle IoU, no labels beyond the first mask); 0 = always keep it.")
+flags.DEFINE_float("finetune_check_margin", 0.0, "With --finetune_check_frames: the cycle IoU the finetuned "
+                   "weights must gain to be kept (0 = ties keep the finetuning).")
 flags.DEFINE_float("finetune_lr", 1e-5, "Initial online-finetuning learning rate (decays to 1/10).")
 flags.DEFINE_float("finetune_loc_weight", None, "Online finetuning: weight of the localization loss (default: "
                    "as the model was trained, from its run's config.json; 1.0 without one).")
@@ -119,6 +124,7 @@ def _register_checks() -> None:
     register_numeric_validator("finetune_crop", minimum=0, hint="pixels; 0 = the whole frame")
     flags.register_validator("finetune_dream_speed", lambda value: value == "video" or _positive_number(value),
                              message="must be a number > 0 (1 = the dreaming defaults) or 'video'")
+    register_numeric_validator("finetune_check_frames", minimum=0, hint="frames; 0 = no check")
     register_numeric_validator("finetune_lr", above=0, hint="e.g. 1e-5")
     register_numeric_validator("finetune_loc_weight", minimum=0)
     register_numeric_validator("max_size", zero_or_at_least=MIN_FRAME_SIDE,
@@ -222,7 +228,23 @@ def main(argv) -> int:
 
 
 def _finetuning(inference, model, step_fn, flow_fn, max_size, metadata):
-    """The `prepare` callback of the online finetuning --finetune asks for (None for none); notes it in metadata."""
+    """The `prepare` callback of the online finetuning --finetune asks for (None for none), checked by its cycle
+    consistency with --finetune_check_frames; notes it in metadata."""
+    prepare = _finetuning_prepare(inference, model, step_fn, flow_fn, max_size, metadata)
+    if prepare is None or not FLAGS.finetune_check_frames:
+        return prepare
+    from maskrnn_tf.inference.cycle_check import cycle_checked_prepare
+
+    metadata.update(finetune_check_frames=FLAGS.finetune_check_frames,
+                    finetune_check_margin=FLAGS.finetune_check_margin)
+    print(f"online finetuning kept per video only if it goes round the first {FLAGS.finetune_check_frames} frames "
+          "and back at least as well (--finetune_check_frames)", flush=True)
+    return cycle_checked_prepare(prepare, model, step_fn, flow_fn, max_size, FLAGS.finetune_check_frames,
+                                 FLAGS.finetune_check_margin)
+
+
+def _finetuning_prepare(inference, model, step_fn, flow_fn, max_size, metadata):
+    """The online finetuning --finetune asks for (None for none)."""
     from maskrnn_tf.inference.finetune_choice import choose_finetuning, describe_choice
 
     choice = choose_finetuning(FLAGS.finetune, inference.training_config(FLAGS.model), FLAGS.finetune_steps,

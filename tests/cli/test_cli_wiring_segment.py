@@ -145,3 +145,32 @@ def test_flow_cache_dir_takes_the_full_resolution_flows_resized_and_stores_missi
                        f"--first_mask={davis_root}/Annotations/480p/beta/00000.png",
                        f"--flow_cache_dir={cache}", f"--output={tmp_path / 'video'}")
     assert refused.returncode != 0 and "--flow_cache_dir needs --davis_root" in refused.stderr
+
+
+def test_finetune_check_frames_records_the_cycle_check_of_every_sequence(davis_root, tmp_path):
+    """--finetune_check_frames wraps the online finetuning: segment_run.json notes, per sequence, the cycle IoU
+    before and after finetuning and whether the finetuning was kept (kept exactly when it did not go round
+    worse); without the flag there is no check."""
+    import json
+
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model = str(tmp_path / "model.keras")
+    MaskRNN(MaskRNNConfig(width=0.125, fc_units=16)).save(model)
+    common = ["--method=maskrnn", f"--model={model}", "--finetune=static", "--finetune_steps=2",
+              "--finetune_lr=1e-3", "--precision=float32", f"--davis_root={davis_root}", "--sequences=alpha,beta"]
+    proc = _segment(*common, "--finetune_check_frames=2", f"--output={tmp_path / 'checked'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "checked" / "segment_run.json").read_text())
+    assert record["finetune_check_frames"] == 2
+    for name in ("alpha", "beta"):
+        entry = record["finetune_log"][name]
+        assert entry["updates"] == 2
+        assert 0.0 <= entry["cycle_before"] <= 1.0 and 0.0 <= entry["cycle_after"] <= 1.0
+        assert entry["kept_finetuning"] == (entry["cycle_after"] >= entry["cycle_before"])
+    proc = _segment(*common, f"--output={tmp_path / 'unchecked'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "unchecked" / "segment_run.json").read_text())
+    assert "finetune_check_frames" not in record and "cycle_before" not in record["finetune_log"]["alpha"]
+    bad = _segment(*common, "--finetune_check_frames=-1", f"--output={tmp_path / 'bad'}")
+    assert bad.returncode != 0 and "finetune_check_frames" in bad.stderr

@@ -1,0 +1,114 @@
+"""A label-free check of online finetuning on the video itself: forward-backward (cycle) consistency.
+
+Online finetuning moves single videos far both ways (docs/RESULTS.md): it helps where the mask drifts slowly
+and ruins fast or thin objects. The only label of the video is its first mask, so the check goes round a
+cycle: propagate the first mask forward over the first K frames, then back from frame K to frame 0 over the
+same frames in reverse order (the flows swap roles), and score the mask that comes back against the true first
+mask (mean IoU over the objects, after the same fusion the results get). `cycle_checked_prepare` runs it with
+the weights before and after finetuning and keeps the finetuned weights only when they go round at least as
+well; the frames after the first are used without their labels, as semi-supervised VOS allows.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from maskrnn_tf.inference.first_mask import FirstMask
+from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, propagate
+from maskrnn_tf.inference.finetune import first_ids_at_size
+from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
+
+Prepare = Callable[[VideoSource, FirstMask], StepFn]
+
+
+def cycle_iou(step_fn: StepFn, frames: Sequence[np.ndarray], first_ids: np.ndarray, object_ids: Sequence[int],
+              flow_fn: AnyFlowFn, stems: Optional[Sequence[str]] = None, threshold: float = 0.5) -> float:
+    """Mean IoU, over `object_ids`, of the true first mask and the mask propagated over `frames` (frame 0
+    first) forward to the last frame and back to frame 0.
+
+    Args:
+      step_fn: the recurrent step (see `StepFn`).
+      frames: uint8 RGB [H, W, 3] frames 0..K (K >= 1) at the size `step_fn` runs at.
+      first_ids: [H, W] ids of frame 0 at that size.
+      object_ids: the objects to follow (their order is the batch order of `step_fn`).
+      flow_fn: flow between two frames, or a `NamedFlowFn` bound to the video (with `stems`).
+      stems: the frames' name stems (for a `NamedFlowFn`).
+      threshold: the fusion threshold.
+    """
+    if len(frames) < 2:
+        raise ValueError(f"cycle_iou needs at least 2 frames, got {len(frames)}.")
+    if not object_ids:
+        raise ValueError("cycle_iou needs at least one object.")
+    first_ids = np.asarray(first_ids)
+    first_probs = np.stack([first_ids == i for i in object_ids]).astype(np.float32)
+    forward = list(propagate(step_fn, frames, first_probs, flow_fn, read_ahead=0, threshold=threshold,
+                             stems=stems))
+    last = forward[-1]
+    # Back from frame K with its (soft) prediction and boxes as the state: propagate starts from tight boxes of
+    # its first masks, so the probabilities are passed binarized by the same fusion as every result.
+    labels_k = last.labels
+    start = np.stack([labels_k == n + 1 for n in range(len(object_ids))]).astype(np.float32)
+    backward = list(propagate(step_fn, list(frames)[::-1], start, flow_fn, read_ahead=0, threshold=threshold,
+                              stems=None if stems is None else list(stems)[::-1]))
+    labels_0 = backward[-1].labels
+    ious: List[float] = []
+    for n, object_id in enumerate(object_ids):
+        truth, found = first_ids == object_id, labels_0 == n + 1
+        union = np.logical_or(truth, found).sum()
+        ious.append(float(np.logical_and(truth, found).sum() / union) if union else 1.0)
+    return float(np.mean(ious))
+
+
+def cycle_checked_prepare(prepare: Prepare, model, step_fn: StepFn, flow_fn: AnyFlowFn, max_size: Optional[int],
+                          frames: int = 10, margin: float = 0.0) -> Prepare:
+    """Wraps an online-finetuning `prepare` callback (`finetuning_prepare`, `recurrent_finetuning_prepare`):
+    per video, the cycle IoU over its first `frames` + 1 frames (`cycle_iou`) is measured with the weights the
+    model has now and after `prepare` finetuned them; the finetuned weights stay only when their cycle IoU is
+    at least the original's plus `margin`, otherwise the original weights are put back.
+
+    `prepare` must start every video from the weights the model has when this wrapper is made (both callbacks
+    above do). The returned callback's `log` is `prepare.log` with, per video, "cycle_before", "cycle_after",
+    "kept_finetuning" and "cycle_seconds" added; `results` is `prepare.results` when it has them.
+    """
+    if frames < 1:
+        raise ValueError(f"cycle_checked_prepare: frames must be >= 1, got {frames}.")
+    initial = [v.numpy() for v in model.weights]
+    inner_log: Dict[str, Dict[str, object]] = getattr(prepare, "log", None)
+    log: Dict[str, Dict[str, object]] = {} if inner_log is None else inner_log
+
+    def cycle(source: VideoSource, first: FirstMask) -> Optional[float]:
+        size = working_size(tuple(source.size), max_size)
+        ids, present = first_ids_at_size(first, size)
+        reader = source.frames()
+        clip = [resize_frame(frame, size) for _, frame in zip(range(frames + 1), reader)]
+        reader.close()
+        if not present or len(clip) < 2:
+            return None
+        bound = flow_fn.for_sequence(source.name) if isinstance(flow_fn, NamedFlowFn) else flow_fn
+        return cycle_iou(step_fn, clip, ids, present, bound, stems=source.frame_names[:len(clip)])
+
+    def checked(source: VideoSource, first: FirstMask) -> StepFn:
+        start = time.monotonic()
+        for variable, value in zip(model.weights, initial):
+            variable.assign(value)
+        before = cycle(source, first)
+        check_seconds = time.monotonic() - start
+        result = prepare(source, first)
+        start = time.monotonic()
+        after = cycle(source, first)
+        kept = before is None or after is None or after >= before + margin
+        if not kept:
+            for variable, value in zip(model.weights, initial):
+                variable.assign(value)
+        entry = log.setdefault(source.name, {})
+        entry.update(cycle_before=None if before is None else round(before, 4),
+                     cycle_after=None if after is None else round(after, 4), kept_finetuning=bool(kept),
+                     cycle_seconds=round(check_seconds + time.monotonic() - start, 2))
+        return result
+
+    checked.log = log  # type: ignore[attr-defined]
+    if hasattr(prepare, "results"):
+        checked.results = prepare.results  # type: ignore[attr-defined]
+    return checked

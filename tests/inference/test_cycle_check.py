@@ -1,0 +1,153 @@
+"""The forward-backward check of online finetuning: `cycle_iou` against hand-computed cases (exact propagation
+goes round with IoU 1; a step that drifts 1 px per frame comes back 2K px off), and `cycle_checked_prepare`
+keeping or undoing a finetuning by it."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from maskrnn_tf.inference import NamedFlowFn, VideoSource, flow_propagation_step
+from maskrnn_tf.inference.cycle_check import cycle_checked_prepare, cycle_iou
+from maskrnn_tf.inference.first_mask import FirstMask
+from maskrnn_tf.io import davis_palette
+
+SIDE, SPEED, HEIGHT, WIDTH = 8, 2, 24, 40
+
+
+def square_x(t: int) -> int:
+    return 6 + SPEED * t
+
+
+def square_video(num_frames: int):
+    """Frames with a bright SIDE x SIDE square moving SPEED px right per frame, and the first frame's ids."""
+    frames = []
+    for t in range(num_frames):
+        frame = np.full((HEIGHT, WIDTH, 3), 20, np.uint8)
+        frame[8:8 + SIDE, square_x(t):square_x(t) + SIDE] = 230
+        frames.append(frame)
+    ids = np.zeros((HEIGHT, WIDTH), np.uint8)
+    ids[8:8 + SIDE, square_x(0):square_x(0) + SIDE] = 1
+    return frames, ids
+
+
+def centroid_flow(frame_a, frame_b):
+    """The exact flow a -> b of the square video: the shift of the bright square's centroid, everywhere."""
+    xa = np.nonzero(frame_a[..., 0] > 128)[1].mean()
+    xb = np.nonzero(frame_b[..., 0] > 128)[1].mean()
+    flow = np.zeros(frame_a.shape[:2] + (2,), np.float32)
+    flow[..., 0] = xb - xa
+    return flow
+
+
+class StemFlow(NamedFlowFn):
+    """Flows looked up by frame name only (the pixels are ignored), as a flow cache does."""
+
+    def __call__(self, frame_a, frame_b, stem_a, stem_b):
+        flow = np.zeros(frame_a.shape[:2] + (2,), np.float32)
+        flow[..., 0] = SPEED * (int(stem_b) - int(stem_a))
+        return flow
+
+    def for_sequence(self, sequence):
+        return self
+
+
+def drifting_step(shift):
+    """A step that ignores the flow and moves every previous mask `shift()` px to the right."""
+    def step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes):
+        del frame, flow_to_prev, flow_to_next, prev_boxes
+        return {"probs": np.roll(prev_probs, int(shift()), axis=2), "boxes": np.zeros((len(prev_probs), 4))}
+    return step
+
+
+def test_exact_propagation_goes_round_with_iou_one_by_pixels_or_by_frame_names():
+    frames, ids = square_video(5)
+    assert cycle_iou(flow_propagation_step, frames, ids, [1], centroid_flow) == 1.0
+    stems = [f"{t:05d}" for t in range(5)]
+    assert cycle_iou(flow_propagation_step, frames, ids, [1], StemFlow(), stems=stems) == 1.0
+    # A flow looked up by name needs the frames' names (backward, reversed with the frames).
+    with pytest.raises(ValueError, match="stems"):
+        cycle_iou(flow_propagation_step, frames, ids, [1], StemFlow())
+
+
+@pytest.mark.parametrize("num_frames", [2, 3, 4])
+def test_a_drifting_step_comes_back_two_k_pixels_off(num_frames):
+    frames, ids = square_video(num_frames)
+    drift = 2 * (num_frames - 1)  # 1 px per step, K steps forward and K back
+    expected = (SIDE - drift) / (SIDE + drift)  # an 8 x 8 square against itself shifted sideways
+    assert cycle_iou(drifting_step(lambda: 1), frames, ids, [1], centroid_flow) == pytest.approx(expected)
+
+
+def test_two_objects_average_their_ious_and_an_object_lost_scores_zero():
+    frames, ids = square_video(3)
+    ids = ids.copy()
+    ids[18:22, 30:34] = 2  # a second, still object
+
+    def step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes):
+        out = flow_propagation_step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes)
+        probs = out["probs"].copy()
+        probs[1] = 0.0  # object 2 is lost at once
+        return {"probs": probs, "boxes": out["boxes"]}
+
+    assert cycle_iou(step, frames, ids, [1, 2], centroid_flow) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        cycle_iou(step, frames[:1], ids, [1], centroid_flow)
+
+
+@pytest.fixture()
+def square_on_disk(tmp_path):
+    frames, ids = square_video(6)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{t:05d}.png")
+    return VideoSource(str(folder)), FirstMask(ids, (1,), davis_palette())
+
+
+class FakeModel:
+    """What the check needs of a model: its weights (here one: the drift of `drifting_step`, px per step)."""
+
+    def __init__(self, drift):
+        self.weights = [tf.Variable(float(drift))]
+
+
+def fake_finetuning(model, to_drift, step_fn):
+    """A `prepare` callback that 'finetunes' the drift to `to_drift` and keeps a log as the real ones do."""
+    def prepare(source, first):
+        model.weights[0].assign(to_drift)
+        prepare.log[source.name] = {"updates": 1}
+        return step_fn
+    prepare.log = {}
+    return prepare
+
+
+@pytest.mark.parametrize("drift_before, drift_after, margin, kept", [
+    (0.0, 1.0, 0.0, False),  # finetuning made it drift: undone
+    (1.0, 0.0, 0.0, True),  # finetuning fixed the drift: kept
+    (0.0, 0.0, 0.0, True),  # a tie keeps it
+    (1.0, 0.0, 0.9, False),  # it gains 1 - 0.6 = 0.4 < the margin asked for
+])
+def test_the_check_keeps_finetuning_only_when_it_goes_round_better(square_on_disk, drift_before, drift_after,
+                                                                   margin, kept):
+    source, first = square_on_disk
+    model = FakeModel(drift_before)
+    step = drifting_step(lambda: model.weights[0].numpy())
+    checked = cycle_checked_prepare(fake_finetuning(model, drift_after, step), model, step, centroid_flow,
+                                    max_size=None, frames=1, margin=margin)
+    assert checked(source, first) is step
+    assert model.weights[0].numpy() == (drift_after if kept else drift_before)
+    entry = checked.log[os.path.basename(source.path)]
+    iou = {0.0: 1.0, 1.0: (SIDE - 2) / (SIDE + 2)}  # one frame forward and back: 2 px off per px of drift
+    assert entry["cycle_before"] == pytest.approx(iou[drift_before], abs=1e-4)
+    assert entry["cycle_after"] == pytest.approx(iou[drift_after], abs=1e-4)
+    assert entry["kept_finetuning"] is kept and entry["updates"] == 1
+    # The next video starts again from the weights the model had when the check was made.
+    model.weights[0].assign(5.0)
+    checked(source, first)
+    assert checked.log[os.path.basename(source.path)]["cycle_before"] == pytest.approx(iou[drift_before], abs=1e-4)
+
+
+def test_frames_below_one_are_refused():
+    with pytest.raises(ValueError, match="frames must be >= 1"):
+        cycle_checked_prepare(lambda s, f: None, FakeModel(0), flow_propagation_step, centroid_flow, None, frames=0)
