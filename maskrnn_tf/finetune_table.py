@@ -1,13 +1,15 @@
 """Online finetuning table: scored segment runs of one network side by side (J, F and time per sequence).
 
     python -m maskrnn_tf.finetune_table --results=none=results/ft_none,static=results/ft_static,\
-recurrent=results/ft_recurrent [--split=val] [--output=table.md]
+recurrent=results/ft_recurrent [--split=val] [--output=table.md [--overwrite]]
 
 Each folder is a `python -m maskrnn_tf.segment --davis_root=...` run scored by `python -m maskrnn_tf.evaluate`.
-Bad input (a folder not scored, not written by segment) prints one line and exits with status 2.
+Bad input (a folder not scored, not written by segment; an --output file that exists, without --overwrite)
+prints one line and exits with status 2.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags
@@ -15,7 +17,9 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_list("results", None, "LABEL=FOLDER (or FOLDER, labelled by its name), comma-separated, in column order.")
 flags.DEFINE_string("split", "val", "The split the folders were scored on (per-sequence_results-<split>.csv).")
-flags.DEFINE_string("output", None, "Also write the table to this markdown file.")
+flags.DEFINE_string("output", None, "Also write the table to this markdown file (refused if it exists, unless "
+                    "--overwrite).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing --output file.")
 flags.mark_flag_as_required("results")
 
 
@@ -23,6 +27,13 @@ def main(argv) -> int:
     del argv
     from maskrnn_tf.experiments.finetune_comparison import ComparisonInputError, compare, parse_labelled
 
+    if FLAGS.output and os.path.isdir(FLAGS.output):
+        print(f"Error: --output={FLAGS.output} is a folder; name the markdown file to write.", file=sys.stderr)
+        return 2
+    if FLAGS.output and os.path.lexists(FLAGS.output) and not FLAGS.overwrite:
+        print(f"Error: --output={FLAGS.output} exists; choose another file, or pass --overwrite to replace it.",
+              file=sys.stderr)
+        return 2
     try:
         _, table = compare(parse_labelled(FLAGS.results), FLAGS.split)
     except (ComparisonInputError, OSError, ValueError, KeyError) as err:

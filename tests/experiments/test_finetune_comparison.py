@@ -74,6 +74,26 @@ def test_the_cli_prints_and_writes_the_table(scored, tmp_path):
     assert done.stdout == out.read_text() and "| object | none J | none F | logged J |" in done.stdout
 
 
+def test_an_existing_output_file_is_kept_unless_overwrite_is_given(scored, tmp_path):
+    """--output may name a file of the user's (notes, another table): it is not replaced without --overwrite,
+    and the refusal says so before anything is printed or written."""
+    out = tmp_path / "notes.md"
+    out.write_text("my notes\n")
+    command = [sys.executable, "-m", "maskrnn_tf.finetune_table", f"--results=none={scored / 'none'}",
+               f"--output={out}"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and f"{out} exists" in done.stderr and "--overwrite" in done.stderr
+    assert out.read_text() == "my notes\n" and done.stdout == ""
+    done = subprocess.run(command + ["--overwrite"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text() == done.stdout and "| object | none J |" in done.stdout
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    done = subprocess.run(command[:-1] + [f"--output={folder}", "--overwrite"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2 and "is a folder" in done.stderr and folder.is_dir()
+
+
 def test_folders_missing_scores_or_the_segment_record_are_refused_by_name(scored, tmp_path):
     unscored = tmp_path / "unscored"
     unscored.mkdir()
