@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -56,7 +55,8 @@ def write_heldout_davis(root: str, num_videos: int, seed_base: int) -> List[str]
     `python -m maskrnn_tf.segment --flow=flo --flo_dir=<root>/flow` reads.
 
     Written into a temporary folder, then renamed, so an interrupted demo never leaves half a dataset; a
-    finished tree is reused (one from before flows were written is replaced).
+    finished tree is reused. Anything else at `root` (a user's folder, a tree of an old demo without flows) is
+    never deleted: FileExistsError names it.
     """
     import numpy as np
     from PIL import Image
@@ -69,6 +69,9 @@ def write_heldout_davis(root: str, num_videos: int, seed_base: int) -> List[str]
     if os.path.isfile(listing) and os.path.isdir(os.path.join(root, "flow")):
         with open(listing, encoding="utf-8") as f:
             return [line.strip() for line in f if line.strip()]
+    if os.path.lexists(root):
+        raise FileExistsError(f"{root} exists but is not a finished held-out tree (ImageSets/2017/val.txt and "
+                              "flow/); the demo does not delete it: move it or remove it, or pass another --run_dir.")
     tmp = f"{root}.tmp-{os.getpid()}"
     names = []
     for i in range(num_videos):
@@ -91,8 +94,6 @@ def write_heldout_davis(root: str, num_videos: int, seed_base: int) -> List[str]
     os.makedirs(os.path.join(tmp, "ImageSets", "2017"))
     with open(os.path.join(tmp, "ImageSets", "2017", "val.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(names) + "\n")
-    if os.path.isdir(root):  # a tree from an older demo without flows: replaced only once the new one is done
-        shutil.rmtree(root)
     os.replace(tmp, root)
     return names
 

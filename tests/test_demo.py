@@ -38,3 +38,17 @@ def test_heldout_tree_round_trips(tmp_path):
         assert np.abs(video["flows_to_next"][0]).max() > 0  # a real flow, not zeros
     # A second call reuses the finished tree instead of rewriting it.
     assert write_heldout_davis(root, 5, seed_base=999) == names
+
+
+def test_a_folder_in_the_way_that_is_not_a_finished_tree_is_never_deleted(tmp_path):
+    """<run_dir>/heldout_davis may hold something else (the user's files, a tree of an old demo without flows):
+    it is left as it is, with an error that names it, and nothing is generated or left half-written."""
+    import pytest
+
+    root = tmp_path / "heldout"
+    root.mkdir()
+    (root / "notes.txt").write_text("mine\n")
+    with pytest.raises(FileExistsError, match=r"heldout.*not a finished held-out tree.*move it or remove it"):
+        write_heldout_davis(str(root), 2, seed_base=123)
+    assert os.listdir(root) == ["notes.txt"] and (root / "notes.txt").read_text() == "mine\n"
+    assert sorted(os.listdir(tmp_path)) == ["heldout"]
