@@ -20,6 +20,9 @@ USAGE_EXIT_CODE = 2
 # The smallest frame side the network takes: VGG-16's conv5 stage sees 1/16 of it, and below 32 pixels the
 # pooling stages and the localization head's crops fail inside TensorFlow with a traceback.
 MIN_FRAME_SIDE = 32
+# segment --finetune_check_frames's default (here, where the binaries and the experiment drivers read it without
+# TensorFlow): 10 frames forward and back cost about 6 s per video and check (twice) at 243x432 on 2 cores.
+FINETUNE_CHECK_FRAMES = 10
 
 
 def numeric_problem(value: Optional[float], *, minimum: Optional[float] = None, maximum: Optional[float] = None,

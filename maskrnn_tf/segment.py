@@ -27,6 +27,7 @@ import sys
 from absl import app, flags
 
 from maskrnn_tf import _console, host_memory
+from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("video", None, "Folder of frames (jpg/png, sorted by name) or a video file (mp4, ...).")
@@ -62,9 +63,10 @@ flags.DEFINE_enum("finetune_dream_flow", "exact", ["exact", "dis", "dis-fast", "
 flags.DEFINE_string("finetune_dream_speed", "1", "Recurrent finetuning: the dreamt camera and object translation "
                     "speeds times this number (1 = the dreaming defaults; DAVIS moves about 3x faster), or "
                     "'video': per video, the speeds of its first frame pair's flow (0.5-8x the defaults).")
-flags.DEFINE_integer("finetune_check_frames", 0, "Keep a video's online finetuning only if the finetuned weights carry "
-                     "its first mask forward over this many frames and back to the first frame at least as well "
-                     "as the original weights (cycle IoU, no labels beyond the first mask); 0 = always keep it.")
+flags.DEFINE_integer("finetune_check_frames", FINETUNE_CHECK_FRAMES, "Keep a video's online finetuning only if the "
+                     "finetuned weights carry its first mask forward over this many frames and back to the first "
+                     "frame at least as well as the original weights (cycle IoU, no labels beyond the first mask); "
+                     "0 = always keep it.")
 flags.DEFINE_float("finetune_check_margin", 0.0, "With --finetune_check_frames: the cycle IoU the finetuned "
                    "weights must gain to be kept (0 = ties keep the finetuning).")
 flags.DEFINE_float("finetune_lr", 1e-5, "Initial online-finetuning learning rate (decays to 1/10).")

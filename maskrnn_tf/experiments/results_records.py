@@ -18,13 +18,16 @@ def model_file(model_path: str) -> str:
 
 
 def results_record(segment_args: Sequence[str], model_path: str) -> Dict[str, object]:
-    """What a results folder was made from: the segment arguments (without --output and --[no]progress) and
-    the model file's size and modification time (a retrained model, or a new best/ model, is a different
-    model)."""
+    """What a results folder was made from: the segment arguments (without --output and --[no]progress), the
+    segment defaults that changed since folders were first recorded (a folder made under the old default is
+    not the same run) and the model file's size and modification time (a retrained model, or a new best/ model,
+    is a different model)."""
+    from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES
+
     stat = os.stat(model_file(model_path))
     args = [a for a in segment_args if not a.startswith(("--output=", "--progress", "--noprogress"))]
-    return {"segment_args": args, "model": os.path.abspath(model_path), "model_bytes": stat.st_size,
-            "model_mtime": round(stat.st_mtime, 3)}
+    return {"segment_args": args, "segment_defaults": {"finetune_check_frames": FINETUNE_CHECK_FRAMES},
+            "model": os.path.abspath(model_path), "model_bytes": stat.st_size, "model_mtime": round(stat.st_mtime, 3)}
 
 
 def record_mismatch(stored: Optional[Mapping[str, object]], wanted: Mapping[str, object]) -> List[str]:

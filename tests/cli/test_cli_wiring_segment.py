@@ -148,9 +148,9 @@ def test_flow_cache_dir_takes_the_full_resolution_flows_resized_and_stores_missi
 
 
 def test_finetune_check_frames_records_the_cycle_check_of_every_sequence(davis_root, tmp_path):
-    """--finetune_check_frames wraps the online finetuning: segment_run.json notes, per sequence, the cycle IoU
-    before and after finetuning and whether the finetuning was kept (kept exactly when it did not go round
-    worse); without the flag there is no check."""
+    """--finetune_check_frames (10 by default) wraps the online finetuning: segment_run.json notes, per
+    sequence, the cycle IoU before and after finetuning and whether the finetuning was kept (kept exactly when
+    it did not go round worse); with --finetune_check_frames=0 there is no check."""
     import json
 
     from maskrnn_tf.model import MaskRNN, MaskRNNConfig
@@ -159,16 +159,16 @@ def test_finetune_check_frames_records_the_cycle_check_of_every_sequence(davis_r
     MaskRNN(MaskRNNConfig(width=0.125, fc_units=16)).save(model)
     common = ["--method=maskrnn", f"--model={model}", "--finetune=static", "--finetune_steps=2",
               "--finetune_lr=1e-3", "--precision=float32", f"--davis_root={davis_root}", "--sequences=alpha,beta"]
-    proc = _segment(*common, "--finetune_check_frames=2", f"--output={tmp_path / 'checked'}")
+    proc = _segment(*common, f"--output={tmp_path / 'checked'}")  # on by default
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "checked" / "segment_run.json").read_text())
-    assert record["finetune_check_frames"] == 2
+    assert record["finetune_check_frames"] == 10
     for name in ("alpha", "beta"):
         entry = record["finetune_log"][name]
         assert entry["updates"] == 2
         assert 0.0 <= entry["cycle_before"] <= 1.0 and 0.0 <= entry["cycle_after"] <= 1.0
         assert entry["kept_finetuning"] == (entry["cycle_after"] >= entry["cycle_before"])
-    proc = _segment(*common, f"--output={tmp_path / 'unchecked'}")
+    proc = _segment(*common, "--finetune_check_frames=0", f"--output={tmp_path / 'unchecked'}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "unchecked" / "segment_run.json").read_text())
     assert "finetune_check_frames" not in record and "cycle_before" not in record["finetune_log"]["alpha"]

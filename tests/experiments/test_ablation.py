@@ -61,6 +61,10 @@ def test_results_record_tells_what_changed(tmp_path):
     assert record_mismatch(None, record) == ["no record of how it was made"]
     other = results_record(["--model=m", "--max_size=240", "--finetune_steps=50"], str(model))
     assert record_mismatch(record, other) == ["segment arguments: stored ['--max_size=432'], now ['--max_size=240']"]
+    # A folder recorded before segment checked its finetuning by default (--finetune_check_frames) is another run.
+    before = {k: v for k, v in record.items() if k != "segment_defaults"}
+    assert record_mismatch(before, record) == [
+        "segment_defaults: stored None, now {'finetune_check_frames': 10}"]
     model.write_bytes(b"y" * 11)  # retrained
     assert record_mismatch(record, results_record(args, str(model)))[0].startswith("model_bytes: stored 10, now 11")
 

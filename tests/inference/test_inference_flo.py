@@ -191,6 +191,11 @@ def test_missing_flo_file_is_named_and_nothing_is_written(tmp_path, flo_video, t
     os.remove(os.path.join(flo_dir, SEQUENCE, "00000_00001.flo"))
     with pytest.raises(FileNotFoundError, match="00000_00001.flo"):
         run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={tiny_model_path}", "--finetune_steps=1",
+                "--finetune_check_frames=0", "--flow=flo", f"--flo_dir={flo_dir}", f"--output={out}")
+    assert not os.path.exists(out)
+    # The cycle check (on by default) goes round the first frames with the folder's flows before finetuning.
+    with pytest.raises(FileNotFoundError, match="00003_00002.flo: missing .flo file"):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={tiny_model_path}", "--finetune_steps=1",
                 "--flow=flo", f"--flo_dir={flo_dir}", f"--output={out}")
     assert not os.path.exists(out)
     with pytest.raises(app.UsageError, match=r"^--flow=flo needs --flo_dir \(the folder of "
