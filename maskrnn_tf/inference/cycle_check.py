@@ -69,7 +69,8 @@ def cycle_checked_prepare(prepare: Prepare, model, step_fn: StepFn, flow_fn: Any
     at least the original's plus `margin`, otherwise the original weights are put back.
 
     `prepare` must start every video from the weights the model has when this wrapper is made (both callbacks
-    above do). The returned callback's `log` is `prepare.log` with, per video, "cycle_before", "cycle_after",
+    above do). When it has a time budget (`reserve_s`, as `recurrent_finetuning_prepare`), twice the first
+    check's wall time is taken off it, so that the finetuning and both checks fit the budget together. The returned callback's `log` is `prepare.log` with, per video, "cycle_before", "cycle_after",
     "kept_finetuning" and "cycle_seconds" added; `results` is `prepare.results` when it has them.
     """
     if frames < 1:
@@ -95,6 +96,8 @@ def cycle_checked_prepare(prepare: Prepare, model, step_fn: StepFn, flow_fn: Any
             variable.assign(value)
         before = cycle(source, first)
         check_seconds = time.monotonic() - start
+        if hasattr(prepare, "reserve_s"):  # a budgeted finetuning: both checks come out of its budget
+            prepare.reserve_s = 2.0 * check_seconds  # type: ignore[attr-defined]
         result = prepare(source, first)
         start = time.monotonic()
         after = cycle(source, first)

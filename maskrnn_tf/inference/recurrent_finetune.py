@@ -371,6 +371,8 @@ def recurrent_finetuning_prepare(
     the crop dreamt from, or None), and with `config.match_video_motion` "motion": the (object, camera) motion
     measured on its first frame pair and "speeds": the (object, camera) speeds its clips got, times the
     defaults. That needs `flow_fn` (segment's: the flow the video is segmented with).
+    `prepare.reserve_s` (0) is taken off the next video's time budget: a caller that works around the
+    finetuning inside the same budget (the cycle check) sets it to what that work costs.
     """
     if config.match_video_motion and flow_fn is None:
         raise ValueError("recurrent_finetuning_prepare: match_video_motion measures the first frame pair's flow; "
@@ -404,6 +406,10 @@ def recurrent_finetuning_prepare(
             matched[source.name] = {"motion": [round(m, 5) for m in motion],
                                     "speeds": [round(dream.object_shift / config.dream.object_shift, 3),
                                                round(dream.camera_shift / config.dream.camera_shift, 3)]}
+        reserve = float(prepare.reserve_s)  # type: ignore[attr-defined]
+        if config.time_budget_s and reserve > 0:  # the budget covers the work around the finetuning too
+            budget = max(config.time_budget_s - reserve, 1e-3)
+            finetuner.config = dataclasses.replace(finetuner.config, time_budget_s=budget)
         return finetuner.run(first_frame, ids, present)
 
     def prepare(source: VideoSource, first: FirstMask) -> StepFn:
@@ -422,4 +428,5 @@ def recurrent_finetuning_prepare(
 
     prepare.results = results  # type: ignore[attr-defined]
     prepare.log = log  # type: ignore[attr-defined]
+    prepare.reserve_s = 0.0  # type: ignore[attr-defined]
     return prepare

@@ -151,3 +151,23 @@ def test_the_check_keeps_finetuning_only_when_it_goes_round_better(square_on_dis
 def test_frames_below_one_are_refused():
     with pytest.raises(ValueError, match="frames must be >= 1"):
         cycle_checked_prepare(lambda s, f: None, FakeModel(0), flow_propagation_step, centroid_flow, None, frames=0)
+
+
+def test_a_budgeted_finetuning_gets_the_checks_cost_reserved(square_on_disk):
+    """A `prepare` with a time budget (`reserve_s`) is told, before it runs, twice what the first check took."""
+    source, first = square_on_disk
+    model = FakeModel(0.0)
+    step = drifting_step(lambda: model.weights[0].numpy())
+    inner = fake_finetuning(model, 0.0, step)
+    seen = []
+
+    def budgeted(source_, first_):
+        seen.append(budgeted.reserve_s)
+        return inner(source_, first_)
+
+    budgeted.log, budgeted.reserve_s = inner.log, 0.0
+    checked = cycle_checked_prepare(budgeted, model, step, centroid_flow, max_size=None, frames=2)
+    checked(source, first)
+    assert seen == [budgeted.reserve_s] and budgeted.reserve_s > 0
+    entry = checked.log[os.path.basename(source.path)]
+    assert budgeted.reserve_s <= 2 * entry["cycle_seconds"] + 0.02  # twice the first check, both were timed

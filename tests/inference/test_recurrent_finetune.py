@@ -246,3 +246,39 @@ def test_tracing_is_not_charged_to_the_first_videos_budget(synthetic_video, tiny
     assert 19 <= second.steps <= 20 and abs(first.steps - second.steps) <= 1, (first.steps, second.steps)
     assert first.trace_seconds == pytest.approx(0.55) and second.trace_seconds == 0.0
     assert first.seconds == pytest.approx(first.trace_seconds + 0.05 * first.steps)
+
+
+def test_prepare_takes_the_reserved_seconds_off_each_videos_budget(video_on_disk):
+    """`prepare.reserve_s` (set by the cycle check to what its checks cost) comes out of the time budget of the
+    next video's finetuning; without a budget there is nothing to take it from."""
+    from maskrnn_tf.inference import VideoSource, read_first_mask
+    from maskrnn_tf.inference.recurrent_finetune import RecurrentFinetuneResult, recurrent_finetuning_prepare
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16))
+    budgets = []
+
+    class Recorder:
+        def __init__(self, model_, num_objects, config):
+            self.config = config
+
+        def run(self, frame, ids, object_ids):
+            budgets.append(self.config.time_budget_s)
+            return RecurrentFinetuneResult([1.0], 0.1, [0.1], 0.0, False)
+
+    frames_dir, mask_path = video_on_disk
+    source, first = VideoSource(frames_dir), read_first_mask(mask_path)
+    prepare = recurrent_finetuning_prepare(model, object(), 28, RecurrentFinetuneConfig(time_budget_s=60.0),
+                                           finetuner_factory=Recorder)
+    assert prepare.reserve_s == 0.0
+    prepare(source, first)
+    prepare.reserve_s = 12.5
+    prepare(source, first)
+    prepare.reserve_s = 100.0  # more than the budget: the finetuning gets next to nothing (its first update)
+    prepare(source, first)
+    assert budgets == [60.0, 47.5, 1e-3]
+    unbudgeted = recurrent_finetuning_prepare(model, object(), 28, RecurrentFinetuneConfig(time_budget_s=0.0),
+                                              finetuner_factory=Recorder)
+    unbudgeted.reserve_s = 12.5
+    unbudgeted(source, first)
+    assert budgets[-1] == 0.0
