@@ -11,7 +11,7 @@ well; the frames after the first are used without their labels, as semi-supervis
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -46,8 +46,8 @@ def cycle_iou(step_fn: StepFn, frames: Sequence[np.ndarray], first_ids: np.ndarr
     forward = list(propagate(step_fn, frames, first_probs, flow_fn, read_ahead=0, threshold=threshold,
                              stems=stems))
     last = forward[-1]
-    # Back from frame K with its (soft) prediction and boxes as the state: propagate starts from tight boxes of
-    # its first masks, so the probabilities are passed binarized by the same fusion as every result.
+    # Back from frame K, starting from its fused prediction as binary masks (propagate takes the first boxes as
+    # the tight boxes of its first masks, as for a true first mask).
     labels_k = last.labels
     start = np.stack([labels_k == n + 1 for n in range(len(object_ids))]).astype(np.float32)
     backward = list(propagate(step_fn, list(frames)[::-1], start, flow_fn, read_ahead=0, threshold=threshold,
@@ -61,7 +61,7 @@ def cycle_iou(step_fn: StepFn, frames: Sequence[np.ndarray], first_ids: np.ndarr
     return float(np.mean(ious))
 
 
-def cycle_checked_prepare(prepare: Prepare, model, step_fn: StepFn, flow_fn: AnyFlowFn, max_size: Optional[int],
+def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn: AnyFlowFn, max_size: Optional[int],
                           frames: int = 10, margin: float = 0.0) -> Prepare:
     """Wraps an online-finetuning `prepare` callback (`finetuning_prepare`, `recurrent_finetuning_prepare`):
     per video, the cycle IoU over its first `frames` + 1 frames (`cycle_iou`) is measured with the weights the
@@ -69,9 +69,11 @@ def cycle_checked_prepare(prepare: Prepare, model, step_fn: StepFn, flow_fn: Any
     at least the original's plus `margin`, otherwise the original weights are put back.
 
     `prepare` must start every video from the weights the model has when this wrapper is made (both callbacks
-    above do). When it has a time budget (`reserve_s`, as `recurrent_finetuning_prepare`), twice the first
-    check's wall time is taken off it, so that the finetuning and both checks fit the budget together. The returned callback's `log` is `prepare.log` with, per video, "cycle_before", "cycle_after",
-    "kept_finetuning" and "cycle_seconds" added; `results` is `prepare.results` when it has them.
+    above do); `model` is anything with `weights` (variables). When `prepare` has a time budget (`reserve_s`, as
+    `recurrent_finetuning_prepare`), twice the first check's wall time is taken off it, so that the finetuning
+    and both checks fit the budget together. The returned callback's `log` is `prepare.log` with, per video,
+    "cycle_before", "cycle_after", "kept_finetuning" and "cycle_seconds" added; `results` is `prepare.results`
+    when it has them.
     """
     if frames < 1:
         raise ValueError(f"cycle_checked_prepare: frames must be >= 1, got {frames}.")
