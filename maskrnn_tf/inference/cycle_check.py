@@ -11,13 +11,13 @@ well; the frames after the first are used without their labels, as semi-supervis
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from maskrnn_tf.inference.first_mask import FirstMask
-from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, propagate
-from maskrnn_tf.inference.finetune import first_ids_at_size
+from maskrnn_tf.inference.propagation import AnyFlowFn, FlowFn, NamedFlowFn, StepFn, flow_between, propagate
+from maskrnn_tf.inference.finetune import first_ids_at_size, restore_weights
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 
 Prepare = Callable[[VideoSource, FirstMask], StepFn]
@@ -61,6 +61,21 @@ def cycle_iou(step_fn: StepFn, frames: Sequence[np.ndarray], first_ids: np.ndarr
     return float(np.mean(ious))
 
 
+def _flows_once(flow_fn: AnyFlowFn, clip: Sequence[np.ndarray], stems: Sequence[str]) -> FlowFn:
+    """A flow function over the frames of `clip` (by identity) that computes each pair's flow once: the checks
+    before and after finetuning, forward and back, ask for the same pairs."""
+    index = {id(frame): i for i, frame in enumerate(clip)}
+    flows: Dict[Tuple[int, int], np.ndarray] = {}
+
+    def flow(frame_a: np.ndarray, frame_b: np.ndarray) -> np.ndarray:
+        key = (index[id(frame_a)], index[id(frame_b)])
+        if key not in flows:
+            flows[key] = flow_between(flow_fn, frame_a, frame_b, stems[key[0]], stems[key[1]])
+        return flows[key]
+
+    return flow
+
+
 def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn: AnyFlowFn, max_size: Optional[int],
                           frames: int = 10, margin: float = 0.0) -> Prepare:
     """Wraps an online-finetuning `prepare` callback (`finetuning_prepare`, `recurrent_finetuning_prepare`):
@@ -81,7 +96,8 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
     inner_log: Dict[str, Dict[str, object]] = getattr(prepare, "log", None)
     log: Dict[str, Dict[str, object]] = {} if inner_log is None else inner_log
 
-    def cycle(source: VideoSource, first: FirstMask) -> Optional[float]:
+    def clip_of(source: VideoSource, first: FirstMask):
+        """(frames 0..K at the working size, first ids there, objects present, their flows computed once)."""
         size = working_size(tuple(source.size), max_size)
         ids, present = first_ids_at_size(first, size)
         reader = source.frames()
@@ -90,23 +106,25 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
         if not present or len(clip) < 2:
             return None
         bound = flow_fn.for_sequence(source.name) if isinstance(flow_fn, NamedFlowFn) else flow_fn
-        return cycle_iou(step_fn, clip, ids, present, bound, stems=source.frame_names[:len(clip)])
+        return clip, ids, present, _flows_once(bound, clip, source.frame_names[:len(clip)])
+
+    def cycle(clip) -> Optional[float]:
+        return None if clip is None else cycle_iou(step_fn, clip[0], clip[1], clip[2], clip[3])
 
     def checked(source: VideoSource, first: FirstMask) -> StepFn:
         start = time.monotonic()
-        for variable, value in zip(model.weights, initial):
-            variable.assign(value)
-        before = cycle(source, first)
+        restore_weights(model, initial)
+        clip = clip_of(source, first)
+        before = cycle(clip)
         check_seconds = time.monotonic() - start
         if hasattr(prepare, "reserve_s"):  # a budgeted finetuning: both checks come out of its budget
             prepare.reserve_s = 2.0 * check_seconds  # type: ignore[attr-defined]
         result = prepare(source, first)
         start = time.monotonic()
-        after = cycle(source, first)
+        after = cycle(clip)
         kept = before is None or after is None or after >= before + margin
         if not kept:
-            for variable, value in zip(model.weights, initial):
-                variable.assign(value)
+            restore_weights(model, initial)
         entry = log.setdefault(source.name, {})
         entry.update(cycle_before=None if before is None else round(before, 4),
                      cycle_after=None if after is None else round(after, 4), kept_finetuning=bool(kept),

@@ -198,6 +198,12 @@ def first_ids_at_size(first: FirstMask, size: Tuple[int, int]) -> Tuple[np.ndarr
     return ids, [i for i in first.object_ids if np.any(ids == i)]
 
 
+def restore_weights(model, values: Sequence[np.ndarray]) -> None:
+    """Puts `values` (a snapshot of `model.weights`, in order) back into the model's variables."""
+    for variable, value in zip(model.weights, values):
+        variable.assign(value)
+
+
 def finetuning_prepare(
     model: MaskRNN, step_fn: StepFn, flow_fn: Optional[AnyFlowFn], max_size: Optional[int],
     config: FinetuneConfig = FinetuneConfig(),
@@ -211,8 +217,7 @@ def finetuning_prepare(
 
     def prepare(source: VideoSource, first: FirstMask) -> StepFn:
         start = time.monotonic()
-        for variable, value in zip(model.weights, initial):
-            variable.assign(value)
+        restore_weights(model, initial)
         losses = finetune_on_video(model, source, first, flow_fn, max_size, config)
         log[source.name] = {"updates": int(np.sum(np.isfinite(losses))),
                             "seconds": round(time.monotonic() - start, 2)}

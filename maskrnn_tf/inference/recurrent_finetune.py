@@ -20,7 +20,8 @@ import tensorflow as tf
 from maskrnn_tf.data.dreaming import (DreamConfig, DreamtClip, dream_clip_with_flow, inpaint_background,
                                       video_motion)
 from maskrnn_tf.data.flow_backends import estimated_flow_fn
-from maskrnn_tf.inference.finetune import MAX_SKIPPED, first_frame_and_flow, first_ids_at_size
+from maskrnn_tf.inference.finetune import (MAX_SKIPPED, first_frame_and_flow, first_ids_at_size,
+                                          restore_weights)
 from maskrnn_tf.inference.first_mask import FirstMask
 from maskrnn_tf.inference.propagation import AnyFlowFn, StepFn
 from maskrnn_tf.inference.video_reader import VideoSource, working_size
@@ -385,8 +386,7 @@ def recurrent_finetuning_prepare(
 
     def finetune_video(source: VideoSource, first: FirstMask) -> Optional[RecurrentFinetuneResult]:
         """Restores the weights and finetunes them on this video (None when there is nothing to do)."""
-        for variable, value in zip(model.weights, initial):
-            variable.assign(value)
+        restore_weights(model, initial)
         if config.steps == 0:
             return None
         size = working_size(tuple(source.size), max_size)

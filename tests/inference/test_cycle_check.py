@@ -171,3 +171,28 @@ def test_a_budgeted_finetuning_gets_the_checks_cost_reserved(square_on_disk):
     assert seen == [budgeted.reserve_s] and budgeted.reserve_s > 0
     entry = checked.log[os.path.basename(source.path)]
     assert budgeted.reserve_s <= 2 * entry["cycle_seconds"] + 0.02  # twice the first check, both were timed
+
+
+def test_both_checks_of_a_video_compute_each_flow_once(square_on_disk):
+    """Forward and back, before and after finetuning: the 2 frame pairs of a 3-frame check are 4 flows, each
+    computed once (the video's frames are read once too)."""
+    source, first = square_on_disk
+    model = FakeModel(0.0)
+    step = drifting_step(lambda: model.weights[0].numpy())
+    pairs = []
+
+    def counting_flow(frame_a, frame_b):
+        pairs.append((square_x_of(frame_a), square_x_of(frame_b)))
+        return centroid_flow(frame_a, frame_b)
+
+    checked = cycle_checked_prepare(fake_finetuning(model, 1.0, step), model, step, counting_flow, max_size=None,
+                                    frames=2)
+    checked(source, first)
+    assert sorted(pairs) == sorted([(square_x(1), square_x(0)), (square_x(1), square_x(2)),
+                                    (square_x(2), square_x(1)), (square_x(0), square_x(1))])
+    assert checked.log[os.path.basename(source.path)]["kept_finetuning"] is False
+
+
+def square_x_of(frame):
+    """The left edge of the square in a frame of `square_video`."""
+    return int(np.nonzero(frame[..., 0] > 128)[1].min())
