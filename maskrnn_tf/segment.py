@@ -97,6 +97,8 @@ flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16", "float16"
 flags.DEFINE_bool("apply_localization", None, "Restrict each mask to its enlarged predicted box (the paper's "
                   "'Apply'); default: as the model was trained. --noapply_localization deploys the segmentation net "
                   "alone (the paper's 'Train' row).")
+flags.DEFINE_bool("flip_average", False, "Test-time mirroring: run every step on the frame and on its left-right "
+                  "mirror and carry the mean of the two predictions (about twice the model time per frame).")
 flags.DEFINE_bool("allow_partial_video", False, "Segment the decodable frames of a truncated or corrupt video "
                   "file (with a warning) instead of refusing it.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder that segment wrote (it holds "
@@ -209,6 +211,11 @@ def main(argv) -> int:
         model = inference.load_model(FLAGS.model, precision=precision, overrides=overrides)
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
         prepare = _finetuning(inference, model, step_fn, flow_fn, options.max_size, metadata)
+        if FLAGS.flip_average:  # after finetuning: it trains and checks the plain step, segmenting averages
+            from maskrnn_tf.inference.flip_average import flip_averaged_prepare, flip_averaged_step
+
+            step_fn, prepare = flip_averaged_step(step_fn), prepare and flip_averaged_prepare(prepare)
+            metadata["flip_average"] = True
     if FLAGS.davis_root:
         names = inference.segment_davis(
             FLAGS.davis_root, FLAGS.split, flow_fn, FLAGS.output, step_fn=step_fn, options=options,

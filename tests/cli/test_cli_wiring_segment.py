@@ -174,3 +174,36 @@ def test_finetune_check_frames_records_the_cycle_check_of_every_sequence(davis_r
     assert "finetune_check_frames" not in record and "cycle_before" not in record["finetune_log"]["alpha"]
     bad = _segment(*common, "--finetune_check_frames=-1", f"--output={tmp_path / 'bad'}")
     assert bad.returncode != 0 and "finetune_check_frames" in bad.stderr
+
+
+def test_flip_average_segments_with_the_mean_of_the_plain_and_the_mirrored_step(davis_root, tmp_path):
+    """--flip_average gives the probabilities of the library's flip-averaged step (run here in-process on the
+    same model), differs from the plain run, and is noted in segment_run.json."""
+    import json
+
+    from maskrnn_tf import inference
+    from maskrnn_tf.inference.flip_average import flip_averaged_step
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model_path = str(tmp_path / "model.keras")
+    MaskRNN(MaskRNNConfig(width=0.125, fc_units=16)).save(model_path)
+    common = ["--method=maskrnn", f"--model={model_path}", "--finetune=none", "--precision=float32", "--save_probs",
+              f"--davis_root={davis_root}", "--sequences=beta"]
+    for flag in ("--flip_average", "--noflip_average"):
+        proc = _segment(*common, flag, f"--output={tmp_path / flag[2:]}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "flip_average" / "segment_run.json").read_text())["flip_average"] is True
+    assert "flip_average" not in json.loads((tmp_path / "noflip_average" / "segment_run.json").read_text())
+
+    model = inference.load_model(model_path, precision="float32")
+    step = flip_averaged_step(inference.model_step_fn(model))
+    inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "library"), step_fn=step,
+                            options=inference.SegmentOptions(save_probs="npy", progress=False), sequences=["beta"])
+    changed = 0.0
+    for t in range(1, 4):
+        name = os.path.join("beta", "probs", f"{t:05d}.npy")
+        cli, library = np.load(tmp_path / "flip_average" / name), np.load(tmp_path / "library" / name)
+        plain = np.load(tmp_path / "noflip_average" / name)
+        np.testing.assert_allclose(cli.astype(np.float32), library.astype(np.float32), atol=2e-3)
+        changed = max(changed, float(np.abs(cli.astype(np.float32) - plain.astype(np.float32)).max()))
+    assert changed > 0.01  # a random network is far from mirror-symmetric: averaging changes its answer

@@ -1,0 +1,78 @@
+"""Test-time augmentation by mirroring: each recurrent step runs on the frame and on its left-right mirror image,
+and the two predictions (probabilities and boxes, mirrored back) are averaged before they are carried on.
+
+A mirrored video is as plausible as the video, so the network's two answers are two estimates of the same mask;
+their mean cancels part of each one's error, and because the mean is what the next step warps, it also damps the
+drift the recurrence accumulates. Costs a second model step per frame.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+
+from maskrnn_tf.inference.propagation import StepFn
+from maskrnn_tf.ops import flip_flow_left_right
+
+
+def _mirror_flow(flow: np.ndarray) -> np.ndarray:
+    return flip_flow_left_right(np.asarray(flow, np.float32)).numpy()
+
+
+def mirror_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
+    """Boxes [N, 4] (y1, x1, y2, x2; columns x1..x2-1) in the mirrored frame of `width` columns. An empty box
+    (x2 <= x1) stays empty."""
+    boxes = np.asarray(boxes, np.float32)
+    y1, x1, y2, x2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    mirrored = np.stack([y1, width - x2, y2, width - x1], axis=-1)
+    empty = (x2 <= x1) | (y2 <= y1)
+    return np.where(empty[:, None], boxes, mirrored).astype(np.float32)
+
+
+def _mean_boxes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean of two [N, 4] box sets; where one box is empty, the other."""
+    def ok(boxes):
+        return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+    mean = (a + b) / 2.0
+    return np.where((ok(a) & ok(b))[:, None], mean, np.where(ok(a)[:, None], a, b)).astype(np.float32)
+
+
+def flip_averaged_step(step_fn: StepFn) -> StepFn:
+    """A step function with the signature of `step_fn` that returns the mean of `step_fn` on the inputs and
+    on their left-right mirror (mirrored back): 'probs' [N, H, W] and 'boxes' [N, 4]."""
+
+    def run(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes) -> Dict[str, np.ndarray]:
+        frame = np.asarray(frame)
+        prev_probs = np.asarray(prev_probs, np.float32)
+        width = frame.shape[1]
+        plain = step_fn(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes)
+        mirrored = step_fn(np.ascontiguousarray(frame[:, ::-1]), _mirror_flow(flow_to_prev), _mirror_flow(flow_to_next),
+                           np.ascontiguousarray(prev_probs[:, :, ::-1]), mirror_boxes(prev_boxes, width))
+        probs = (np.asarray(plain["probs"], np.float32) + np.asarray(mirrored["probs"], np.float32)[:, :, ::-1]) / 2.0
+        boxes = _mean_boxes(np.asarray(plain["boxes"], np.float32),
+                            mirror_boxes(np.asarray(mirrored["boxes"], np.float32), width))
+        return {"probs": probs, "boxes": boxes}
+
+    return run
+
+
+
+class FlipAveragedPrepare:
+    """A `prepare(source, first) -> step_fn` callback (online finetuning) whose steps are flip-averaged; the
+    wrapped callback's `log` (its per-video finetuning record) is passed through."""
+
+    def __init__(self, prepare):
+        self._prepare = prepare
+
+    @property
+    def log(self):
+        return getattr(self._prepare, "log", None)
+
+    def __call__(self, source, first) -> StepFn:
+        return flip_averaged_step(self._prepare(source, first))
+
+
+def flip_averaged_prepare(prepare) -> FlipAveragedPrepare:
+    """`prepare` with the step it returns flip-averaged (see `flip_averaged_step`)."""
+    return FlipAveragedPrepare(prepare)
