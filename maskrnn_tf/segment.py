@@ -165,6 +165,8 @@ def main(argv) -> int:
     boxes = inference.parse_boxes(FLAGS.first_box) if FLAGS.first_box else None
     if FLAGS.davis_root and FLAGS.overlay:
         raise app.UsageError("--overlay applies to a single --video.")
+    if FLAGS.flip_average and FLAGS.method != "maskrnn":
+        raise app.UsageError("--flip_average averages the network's steps: it needs --method=maskrnn.")
     if FLAGS.method == "maskrnn" and not FLAGS.model:
         raise app.UsageError("--method=maskrnn needs --model (or use --method=flow_propagation).")
 

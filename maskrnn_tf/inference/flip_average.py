@@ -1,9 +1,10 @@
 """Test-time augmentation by mirroring: each recurrent step runs on the frame and on its left-right mirror image,
 and the two predictions (probabilities and boxes, mirrored back) are averaged before they are carried on.
 
-A mirrored video is as plausible as the video, so the network's two answers are two estimates of the same mask;
-their mean cancels part of each one's error, and because the mean is what the next step warps, it also damps the
-drift the recurrence accumulates. Costs a second model step per frame.
+A mirrored video is as plausible as the video (training flips clips too), so the network's two answers are two
+estimates of the same mask, and the mean is what the next step warps. Costs a second model step per frame. On
+the CPU recipe's held-out sequences it neither gained nor lost (docs/RESULTS.md): its errors there are not
+ones a mirror image undoes.
 """
 from __future__ import annotations
 
@@ -57,17 +58,17 @@ def flip_averaged_step(step_fn: StepFn) -> StepFn:
     return run
 
 
-
 class FlipAveragedPrepare:
     """A `prepare(source, first) -> step_fn` callback (online finetuning) whose steps are flip-averaged; the
-    wrapped callback's `log` (its per-video finetuning record) is passed through."""
+    wrapped callback's attributes (`log`, its per-video finetuning record; `results`) are read through."""
 
     def __init__(self, prepare):
         self._prepare = prepare
 
-    @property
-    def log(self):
-        return getattr(self._prepare, "log", None)
+    def __getattr__(self, name):
+        if name == "_prepare":  # not set yet (e.g. while copying): no recursion
+            raise AttributeError(name)
+        return getattr(self._prepare, name)
 
     def __call__(self, source, first) -> StepFn:
         return flip_averaged_step(self._prepare(source, first))

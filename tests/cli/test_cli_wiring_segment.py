@@ -207,3 +207,7 @@ def test_flip_average_segments_with_the_mean_of_the_plain_and_the_mirrored_step(
         np.testing.assert_allclose(cli.astype(np.float32), library.astype(np.float32), atol=2e-3)
         changed = max(changed, float(np.abs(cli.astype(np.float32) - plain.astype(np.float32)).max()))
     assert changed > 0.01  # a random network is far from mirror-symmetric: averaging changes its answer
+    baseline = _segment("--method=flow_propagation", "--flip_average", f"--davis_root={davis_root}",
+                        f"--output={tmp_path / 'baseline'}")
+    assert baseline.returncode != 0 and "--flip_average" in baseline.stderr and "--method=maskrnn" in baseline.stderr
+    assert not (tmp_path / "baseline").exists()

@@ -97,13 +97,15 @@ def test_an_equivariant_step_is_unchanged_by_averaging():
 def test_flip_averaged_prepare_averages_the_finetuned_step_and_keeps_its_log():
     class Prepare:
         log = {"video": {"updates": 3}}
+        results = [("video", "result")]
 
         def __call__(self, source, first):
             return lambda frame, f0, f1, probs, boxes: {"probs": tf.fill(tf.shape(probs), 0.25).numpy()
                                                         + (np.arange(probs.shape[2]) == 0), "boxes": boxes}
 
     wrapped = flip_averaged_prepare(Prepare())
-    assert wrapped.log == {"video": {"updates": 3}}
+    assert wrapped.log == {"video": {"updates": 3}} and wrapped.results == [("video", "result")]
+    assert getattr(flip_averaged_prepare(lambda source, first: None), "log", None) is None
     step = wrapped(None, None)
     zeros = np.zeros((4, 5, 2), np.float32)
     out = step(np.zeros((4, 5, 3)), zeros, zeros, np.zeros((1, 4, 5), np.float32), np.zeros((1, 4), np.float32))
