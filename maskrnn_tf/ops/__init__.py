@@ -2,6 +2,7 @@
 from maskrnn_tf.ops.boxes import (
     DEFAULT_DELTA_WEIGHTS,
     bilinear_crops,
+    box_iou,
     box_mask,
     boxes_to_normalized,
     clip_boxes,
@@ -19,6 +20,7 @@ __all__ = [
     "DEFAULT_DELTA_WEIGHTS",
     "FloFormatError",
     "bilinear_crops",
+    "box_iou",
     "box_mask",
     "boxes_to_normalized",
     "clip_boxes",

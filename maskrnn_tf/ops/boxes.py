@@ -55,6 +55,20 @@ def _centre_size(boxes: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.
     return cy, cx, h, w
 
 
+def box_iou(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Intersection over union of paired boxes [..., 4] (y1, x1, y2, x2) -> [...]; 0 where both are empty."""
+    a = tf.cast(a, tf.float32)
+    b = tf.cast(b, tf.float32)
+    height = tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
+    width = tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]), 0.0)
+    inter = height * width
+
+    def area(box):
+        return tf.maximum(box[..., 2] - box[..., 0], 0.0) * tf.maximum(box[..., 3] - box[..., 1], 0.0)
+
+    return tf.math.divide_no_nan(inter, area(a) + area(b) - inter)
+
+
 def encode_box_deltas(
     boxes: tf.Tensor, anchors: tf.Tensor, weights: Sequence[float] = DEFAULT_DELTA_WEIGHTS
 ) -> tf.Tensor:

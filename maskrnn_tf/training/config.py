@@ -125,11 +125,14 @@ class LossConfig:
 
     class_balance: True = OSVOS class-balanced BCE (the paper's recipe, after OSVOS); False = plain
       per-pixel BCE averaged over the valid pixels (no foreground up-weighting of uncertain boundary pixels).
+    loc_min_iou: the localization loss only counts where the proposal's IoU with the true box is at least this
+      (Fast R-CNN's rule; 0 = every proposal, as the runs so far were trained).
     """
 
     seg_weight: float = 1.0
     loc_weight: float = 1.0
     class_balance: bool = True
+    loc_min_iou: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

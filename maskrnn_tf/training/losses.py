@@ -9,7 +9,7 @@ from typing import Dict, Optional, Sequence
 
 import tensorflow as tf
 
-from maskrnn_tf.ops import encode_box_deltas, mask_to_box
+from maskrnn_tf.ops import box_iou, encode_box_deltas, mask_to_box
 
 
 def balanced_bce_per_example(logits: tf.Tensor, labels: tf.Tensor, void: Optional[tf.Tensor] = None) -> tf.Tensor:
@@ -63,21 +63,26 @@ def smooth_l1(x: tf.Tensor, beta: float = 1.0) -> tf.Tensor:
 
 def localization_loss_per_example(
     deltas: tf.Tensor, proposals: tf.Tensor, gt_boxes: tf.Tensor, gt_valid: tf.Tensor,
-    delta_weights: Sequence[float],
+    delta_weights: Sequence[float], min_iou: float = 0.0,
 ) -> tf.Tensor:
     """Smooth-L1 between predicted deltas and the Fast R-CNN targets of the gt box w.r.t. the proposals.
 
-    Summed over (ty, tx, th, tw); zero where the gt box is not valid (object absent). Returns [B] float32.
-    The targets are constants (no gradient flows into the proposals through the loss).
+    Summed over (ty, tx, th, tw); zero where the gt box is not valid (object absent) and, with `min_iou` > 0,
+    where the proposal's IoU with the gt box is below it (Fast R-CNN regresses only from proposals that overlap
+    the object: from a proposal of a few pixels the targets run into the hundreds and the clipped update is all
+    theirs). Returns [B] float32. The targets are constants (no gradient flows into the proposals).
     """
     targets = tf.stop_gradient(encode_box_deltas(gt_boxes, tf.stop_gradient(proposals), delta_weights))
     per = tf.reduce_sum(smooth_l1(tf.cast(deltas, tf.float32) - targets), axis=-1)
-    return tf.where(gt_valid, per, tf.zeros_like(per))
+    keep = gt_valid
+    if min_iou > 0:
+        keep = keep & (box_iou(tf.stop_gradient(proposals), gt_boxes) >= min_iou)
+    return tf.where(keep, per, tf.zeros_like(per))
 
 
 def frame_losses(
     outputs: Dict[str, tf.Tensor], target: tf.Tensor, void: Optional[tf.Tensor], delta_weights: Sequence[float],
-    seg_weight: float, loc_weight: float, class_balance: bool = True,
+    seg_weight: float, loc_weight: float, class_balance: bool = True, loc_min_iou: float = 0.0,
 ) -> Dict[str, tf.Tensor]:
     """Per-example losses [B] of one frame: 'seg', 'loc' (zeros when loc_weight == 0) and weighted 'total'.
 
@@ -92,7 +97,7 @@ def frame_losses(
             clean = clean * (1.0 - tf.cast(tf.not_equal(void, 0), tf.float32))
         gt_boxes, gt_valid = mask_to_box(clean, 0.5)
         loc = localization_loss_per_example(outputs["deltas"], outputs["proposals"], gt_boxes, gt_valid,
-                                            delta_weights)
+                                            delta_weights, loc_min_iou)
     else:
         loc = tf.zeros_like(seg)
     return {"seg": seg, "loc": loc, "total": seg_weight * seg + loc_weight * loc}

@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from maskrnn_tf.ops import (
     bilinear_crops,
+    box_iou,
     box_mask,
     boxes_to_normalized,
     clip_boxes,
@@ -149,3 +150,25 @@ def test_bilinear_crops_compile_with_xla():
     eager = bilinear_crops(image, boxes, indices, (6, 6)).numpy()
     compiled = tf.function(lambda i, b: bilinear_crops(i, b, indices, (6, 6)), jit_compile=True)(image, boxes)
     np.testing.assert_allclose(compiled.numpy(), eager, atol=1e-5)
+
+
+def test_box_iou_against_pixel_counts():
+    """IoU of paired boxes equals the IoU of the pixel sets they cover (integer boxes), 0 for disjoint or empty."""
+    rng = np.random.default_rng(4)
+    a = np.sort(rng.integers(0, 20, (50, 2, 2)), axis=1).transpose(0, 2, 1).reshape(50, 4)[:, [0, 2, 1, 3]]
+    b = np.sort(rng.integers(0, 20, (50, 2, 2)), axis=1).transpose(0, 2, 1).reshape(50, 4)[:, [0, 2, 1, 3]]
+    a, b = a.astype(np.float32), b.astype(np.float32)
+
+    def pixels(box):
+        m = np.zeros((20, 20), bool)
+        m[int(box[0]):int(box[2]), int(box[1]):int(box[3])] = True
+        return m
+
+    expected = []
+    for x, y in zip(a, b):
+        union = (pixels(x) | pixels(y)).sum()
+        expected.append((pixels(x) & pixels(y)).sum() / union if union else 0.0)
+    np.testing.assert_allclose(box_iou(a, b).numpy(), expected, atol=1e-6)
+    # Hand cases: overlap 5x5 of two 10x10 boxes = 25 / 175; a 2x2 box in a 100x100 one = 4 / 10000.
+    np.testing.assert_allclose(box_iou([[0, 0, 10, 10], [0, 0, 2, 2]], [[5, 5, 15, 15], [0, 0, 100, 100]]).numpy(),
+                               [25 / 175, 4 / 10000], rtol=1e-6)

@@ -85,6 +85,33 @@ def test_localization_gradient_is_finite_when_the_object_is_gone():
     np.testing.assert_allclose(grad[0], np.clip(d, -1, 1), rtol=1e-5)  # smooth-L1 derivative
 
 
+def test_localization_loss_skips_proposals_that_miss_the_object_with_min_iou():
+    """A proposal of 2x2 pixels inside a 100x100 object gives targets of 10 * 24.5 and 5 * log(50): a loss of
+    about 527 that the clipped update would follow. With min_iou = 0.5 (Fast R-CNN's rule) it counts 0, the
+    well-placed proposal (IoU 0.81) counts as before, and the skipped one gets no gradient."""
+    weights = (10.0, 10.0, 5.0, 5.0)
+    proposals = tf.constant([[10, 10, 100, 100], [0, 0, 2, 2]], tf.float32)
+    gt = tf.constant([[0, 0, 100, 100], [0, 0, 100, 100]], tf.float32)
+    deltas = tf.Variable(tf.zeros([2, 4]))
+    valid = tf.constant([True, True])
+    everything = localization_loss_per_example(deltas, proposals, gt, valid, weights).numpy()
+    t = np.array([10 * 24.5, 10 * 24.5, 5 * np.log(50.0), 5 * np.log(50.0)])  # centres 1 -> 50, per 2 px
+    np.testing.assert_allclose(everything[1], (t - 0.5).sum(), rtol=1e-5)
+    with tf.GradientTape() as tape:
+        kept = localization_loss_per_example(deltas, proposals, gt, valid, weights, min_iou=0.5)
+        total = tf.reduce_sum(kept)
+    np.testing.assert_allclose(kept.numpy(), [everything[0], 0.0], rtol=1e-6)
+    grad = tape.gradient(total, deltas).numpy()
+    np.testing.assert_array_equal(grad[1], 0.0)
+    assert np.abs(grad[0]).sum() > 0
+    # The rule goes through frame_losses (the training steps pass loss.loc_min_iou).
+    target = np.zeros((2, 100, 100), np.float32)
+    target[:] = 1.0
+    outputs = {"logits": tf.zeros([2, 100, 100]), "deltas": deltas, "proposals": proposals}
+    out = frame_losses(outputs, target, None, weights, seg_weight=1.0, loc_weight=1.0, loc_min_iou=0.5)
+    np.testing.assert_allclose(out["loc"].numpy(), [everything[0], 0.0], rtol=1e-6)
+
+
 @pytest.mark.parametrize("loc_weight", [0.0, 2.0])
 def test_frame_losses_weights(loc_weight):
     rng = np.random.default_rng(1)
