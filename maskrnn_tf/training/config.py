@@ -126,7 +126,7 @@ class LossConfig:
     class_balance: True = OSVOS class-balanced BCE (the paper's recipe, after OSVOS); False = plain
       per-pixel BCE averaged over the valid pixels (no foreground up-weighting of uncertain boundary pixels).
     loc_min_iou: the localization loss only counts where the proposal's IoU with the true box is at least this
-      (Fast R-CNN's rule; 0 = every proposal, as the runs so far were trained).
+      (Fast R-CNN's rule; 0 = every proposal, as davis16_cpu.flags trains).
     """
 
     seg_weight: float = 1.0
