@@ -214,9 +214,9 @@ def main(argv) -> int:
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
         prepare = _finetuning(inference, model, step_fn, flow_fn, options.max_size, metadata)
         if FLAGS.flip_average:  # after finetuning: it trains and checks the plain step, segmenting averages
-            from maskrnn_tf.inference.flip_average import flip_averaged_prepare, flip_averaged_step
+            from maskrnn_tf.inference.flip_average import FlipAveragedPrepare, flip_averaged_step
 
-            step_fn, prepare = flip_averaged_step(step_fn), prepare and flip_averaged_prepare(prepare)
+            step_fn, prepare = flip_averaged_step(step_fn), prepare and FlipAveragedPrepare(prepare)
             metadata["flip_average"] = True
     if FLAGS.davis_root:
         names = inference.segment_davis(

@@ -20,23 +20,23 @@ def _mirror_flow(flow: np.ndarray) -> np.ndarray:
     return flip_flow_left_right(np.asarray(flow, np.float32)).numpy()
 
 
+def _nonempty(boxes: np.ndarray) -> np.ndarray:
+    """[N] bool: the box has positive height and width."""
+    return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+
 def mirror_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
     """Boxes [N, 4] (y1, x1, y2, x2; columns x1..x2-1) in the mirrored frame of `width` columns. An empty box
     (x2 <= x1) stays empty."""
     boxes = np.asarray(boxes, np.float32)
-    y1, x1, y2, x2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    mirrored = np.stack([y1, width - x2, y2, width - x1], axis=-1)
-    empty = (x2 <= x1) | (y2 <= y1)
-    return np.where(empty[:, None], boxes, mirrored).astype(np.float32)
+    mirrored = np.stack([boxes[:, 0], width - boxes[:, 3], boxes[:, 2], width - boxes[:, 1]], axis=-1)
+    return np.where(_nonempty(boxes)[:, None], mirrored, boxes).astype(np.float32)
 
 
 def _mean_boxes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean of two [N, 4] box sets; where one box is empty, the other."""
-    def ok(boxes):
-        return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-
-    mean = (a + b) / 2.0
-    return np.where((ok(a) & ok(b))[:, None], mean, np.where(ok(a)[:, None], a, b)).astype(np.float32)
+    ok_a, ok_b = _nonempty(a), _nonempty(b)
+    return np.where((ok_a & ok_b)[:, None], (a + b) / 2.0, np.where(ok_a[:, None], a, b)).astype(np.float32)
 
 
 def flip_averaged_step(step_fn: StepFn) -> StepFn:
@@ -73,7 +73,3 @@ class FlipAveragedPrepare:
     def __call__(self, source, first) -> StepFn:
         return flip_averaged_step(self._prepare(source, first))
 
-
-def flip_averaged_prepare(prepare) -> FlipAveragedPrepare:
-    """`prepare` with the step it returns flip-averaged (see `flip_averaged_step`)."""
-    return FlipAveragedPrepare(prepare)

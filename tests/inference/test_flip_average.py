@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from maskrnn_tf.inference.baseline import flow_propagation_step
-from maskrnn_tf.inference.flip_average import flip_averaged_prepare, flip_averaged_step, mirror_boxes
+from maskrnn_tf.inference.flip_average import FlipAveragedPrepare, flip_averaged_step, mirror_boxes
 from maskrnn_tf.ops import flip_flow_left_right, mask_to_box
 from maskrnn_tf.ops.flow import warp_with_flow
 
@@ -103,9 +103,9 @@ def test_flip_averaged_prepare_averages_the_finetuned_step_and_keeps_its_log():
             return lambda frame, f0, f1, probs, boxes: {"probs": tf.fill(tf.shape(probs), 0.25).numpy()
                                                         + (np.arange(probs.shape[2]) == 0), "boxes": boxes}
 
-    wrapped = flip_averaged_prepare(Prepare())
+    wrapped = FlipAveragedPrepare(Prepare())
     assert wrapped.log == {"video": {"updates": 3}} and wrapped.results == [("video", "result")]
-    assert getattr(flip_averaged_prepare(lambda source, first: None), "log", None) is None
+    assert getattr(FlipAveragedPrepare(lambda source, first: None), "log", None) is None
     step = wrapped(None, None)
     zeros = np.zeros((4, 5, 2), np.float32)
     out = step(np.zeros((4, 5, 3)), zeros, zeros, np.zeros((1, 4, 5), np.float32), np.zeros((1, 4), np.float32))
