@@ -9,7 +9,7 @@ shuffle, so parallel maps (`deterministic=True`) give the same stream on every r
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence as Seq, Tuple
+from typing import List, Optional, Sequence as Seq, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -124,35 +124,54 @@ def make_static_dataset(source: VideoSource, augment: AugmentConfig = AugmentCon
 
 def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: AugmentConfig = AugmentConfig(),
                       seed: int = 0, shuffle: bool = True, repeat: bool = True,
-                      batch_size: Optional[int] = None) -> tf.data.Dataset:
+                      batch_size: Optional[int] = None, seed_perturb: PerturbConfig = PerturbConfig(),
+                      seed_fraction: float = 0.0) -> tf.data.Dataset:
     """Stage B: clips of `clip_length` consecutive frames of one object (visible in the clip's first frame).
 
     Element (float32, T = clip_length, H, W = augment.crop_size): frames [T,H,W,3]; flows_to_prev,
     flows_to_next [T,H,W,2] (zeros before the video's first / after its last frame); masks [T,H,W] 0/1;
     void [T,H,W]. One augmentation per clip. The loop seeds the recurrence with masks[0] and predicts frames
     1..T-1 (clip_length 8 = 7 unrolled steps).
+
+    With seed_fraction > 0 the element also holds seed_masks [2,H,W]: the masks that seed the recurrence played
+    forwards (index 0) and backwards (index 1). In that share of the clips (seeded draw) they are masks[0] and
+    masks[-1] perturbed with `seed_perturb`, so that the unrolled steps learn to bring a wrong carried mask
+    back to the object (at inference nothing resets it); otherwise they are those masks unchanged.
     """
     if clip_length < 1:
         raise ValueError(f"clip_length must be >= 1, got {clip_length}.")
+    if not 0.0 <= seed_fraction <= 1.0:
+        raise ValueError(f"seed_fraction must be in [0, 1], got {seed_fraction}.")
     items = _items(source, first=0, span=clip_length)
     size = tuple(augment.crop_size)
     offsets = tuple(range(clip_length))
 
     def element(index, item):
-        aug_seed, _ = _seeds(seed, index)
+        aug_seed, perturb_seed = _seeds(seed, index)
         frames, masks, to_prev, to_next = _loaded(source, offsets, item[0], item[1])
         affine = sample_transform(aug_seed, tf.shape(frames)[1:3], augment)
         frames, maps, inside, flows = apply_transform(
             frames, object_maps(masks, item[2]), {"p": to_prev, "n": to_next}, affine, size)
         mask, void = maps["mask"], finish_void(maps["void"], inside)
         shape = (clip_length,) + size
-        return {
+        out = {
             "frames": tf.ensure_shape(frames, shape + (3,)),
             "flows_to_prev": tf.ensure_shape(flows["p"], shape + (2,)),
             "flows_to_next": tf.ensure_shape(flows["n"], shape + (2,)),
             "masks": tf.ensure_shape(mask, shape),
             "void": tf.ensure_shape(void, shape),
         }
+        if seed_fraction > 0:
+            out["seed_masks"] = tf.ensure_shape(_seed_masks(mask, perturb_seed), (2,) + size)
+        return out
+
+    def _seed_masks(mask, perturb_seed):
+        ends = tf.stack([mask[0], mask[-1]])
+        draw = tf.random.stateless_uniform([], seed=perturb_seed)
+        ends_seeds = tf.random.experimental.stateless_split(perturb_seed, num=2)
+        return tf.cond(draw < seed_fraction,
+                       lambda: tf.stack([perturb_mask(ends[i], ends_seeds[i], seed_perturb) for i in range(2)]),
+                       lambda: ends)
 
     dataset = _indexed(items, seed, shuffle, repeat).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
     return finish_dataset(dataset, batch_size)

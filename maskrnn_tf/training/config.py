@@ -44,6 +44,10 @@ class DataConfig:
       perturb_amount: multiplies every range of the stage A previous-mask perturbation (data.perturb.PerturbConfig
         defaults: scale, rotation, translation, dilation radius, elastic amplitude); 1 = those defaults.
       perturb_min_iou: lowest accepted IoU between the perturbed previous mask and the truth (0.6 = default).
+      clip_seed_fraction: share of stage B clips whose seed mask (the first frame's truth that starts the
+        recurrence) is perturbed, so that the unrolled steps learn to pull a wrong carried mask back to the object
+        (at inference a mask that has grown is carried on); 0 = every clip starts from the truth.
+      clip_seed_amount, clip_seed_min_iou: that perturbation, as perturb_amount and perturb_min_iou for stage A.
       dream_fraction: share of stage B clips dreamt from single training frames (`data.dreamt_source`: exact
         flows and masks, Lucid Data Dreaming) instead of read from the videos; 0 = real clips only.
       dream_videos: distinct dreamt clips (each made on first use from a seeded training frame).
@@ -70,6 +74,9 @@ class DataConfig:
     synthetic_flow: str = "exact"
     perturb_amount: float = 1.0
     perturb_min_iou: float = 0.6
+    clip_seed_fraction: float = 0.0
+    clip_seed_amount: float = 3.0
+    clip_seed_min_iou: float = 0.3
     dream_fraction: float = 0.0
     dream_videos: int = 1000
     dream_scale: float = 0.5
@@ -100,6 +107,11 @@ class DataConfig:
         if self.perturb_amount < 0 or not 0.0 <= self.perturb_min_iou <= 1.0:
             raise ValueError("DataConfig: perturb_amount must be >= 0 and perturb_min_iou in [0, 1], got "
                              f"{self.perturb_amount} and {self.perturb_min_iou}.")
+        if (not 0.0 <= self.clip_seed_fraction <= 1.0 or self.clip_seed_amount < 0
+                or not 0.0 <= self.clip_seed_min_iou <= 1.0):
+            raise ValueError("DataConfig: need clip_seed_fraction and clip_seed_min_iou in [0, 1] and "
+                             f"clip_seed_amount >= 0, got {self.clip_seed_fraction}, {self.clip_seed_min_iou} "
+                             f"and {self.clip_seed_amount}.")
         if self.dataset not in DATASETS:
             raise ValueError(f"DataConfig.dataset must be one of {DATASETS}, got {self.dataset!r}.")
         if self.clip_length < 2:

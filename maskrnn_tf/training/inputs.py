@@ -123,12 +123,20 @@ def train_source(data: DataConfig, seed: int) -> VideoSource:
 
 def perturb_config(data: DataConfig) -> PerturbConfig:
     """The stage A previous-mask perturbation: PerturbConfig's ranges times data.perturb_amount."""
+    return _scaled_perturbation(data.perturb_amount, data.perturb_min_iou)
+
+
+def clip_seed_perturb_config(data: DataConfig) -> PerturbConfig:
+    """The stage B seed-mask perturbation: PerturbConfig's ranges times data.clip_seed_amount."""
+    return _scaled_perturbation(data.clip_seed_amount, data.clip_seed_min_iou)
+
+
+def _scaled_perturbation(k: float, min_iou: float) -> PerturbConfig:
     base = PerturbConfig()
-    k = data.perturb_amount
     return PerturbConfig(max_scale=base.max_scale * k, max_rotation_deg=base.max_rotation_deg * k,
                          max_translation=base.max_translation * k,
                          max_dilation=int(round(base.max_dilation * k)), elastic_alpha=base.elastic_alpha * k,
-                         elastic_grid=base.elastic_grid, min_iou=data.perturb_min_iou, max_iou=base.max_iou)
+                         elastic_grid=base.elastic_grid, min_iou=min_iou, max_iou=base.max_iou)
 
 
 def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
@@ -137,9 +145,10 @@ def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tup
     augment = AugmentConfig(crop_size=(data.height, data.width))
     static = make_static_dataset(source, augment=augment, perturb=perturb_config(data), seed=seed,
                                  batch_size=data.batch_size)
+    seeding = dict(seed_perturb=clip_seed_perturb_config(data), seed_fraction=data.clip_seed_fraction)
     if data.dream_fraction <= 0:
         clips = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1,
-                                  batch_size=data.clip_batch_size)
+                                  batch_size=data.clip_batch_size, **seeding)
         return static, clips
     # Real and dreamt clips, mixed clip by clip (seeded), then batched: both get the same augmentation.
     from maskrnn_tf.data.dreaming import DreamConfig
@@ -148,8 +157,9 @@ def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tup
     dreamt_source = DreamtSource(source, data.dream_videos,
                                  DreamConfig(num_frames=data.clip_length).with_speed(data.dream_speed),
                                  seed=seed + 2, scale=data.dream_scale, flow=data.dream_flow)
-    real = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1)
-    dreamt = make_clip_dataset(dreamt_source, clip_length=data.clip_length, augment=augment, seed=seed + 3)
+    real = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1, **seeding)
+    dreamt = make_clip_dataset(dreamt_source, clip_length=data.clip_length, augment=augment, seed=seed + 3,
+                               **seeding)
     mixed = tf.data.Dataset.sample_from_datasets(
         [real, dreamt], weights=[1.0 - data.dream_fraction, data.dream_fraction], seed=seed + 4)
     return static, finish_dataset(mixed, data.clip_batch_size)

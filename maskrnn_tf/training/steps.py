@@ -84,9 +84,10 @@ class TrainSteps:
     def clip_losses(self, batch: Dict[str, tf.Tensor], reverse: tf.Tensor = False) -> Dict[str, tf.Tensor]:
         """Per-example losses [B] of a stage B batch, summed over frames 1..T-1 of the unrolled recurrence.
 
-        Frame 0's mask seeds the recurrence; each prediction (probs and boxes) is fed back as the next
-        frame's previous prediction and the model warps it with the flow: gradients flow through time and
-        through the warps (nothing is stopped). `reverse` plays the clip backwards (exact: the flows swap).
+        Frame 0's mask (or the batch's `seed_masks`, see `make_clip_dataset`) seeds the recurrence; each
+        prediction (probs and boxes) is fed back as the next frame's previous prediction and the model warps it
+        with the flow: gradients flow through time and through the warps (nothing is stopped). `reverse` plays
+        the clip backwards (exact: the flows swap).
         """
         frames = tf.cast(batch["frames"], tf.float32)
         to_prev = tf.cast(batch["flows_to_prev"], tf.float32)
@@ -107,6 +108,9 @@ class TrainSteps:
         if length is None:
             raise ValueError("Stage B clips need a static clip length (batch the clip dataset with a fixed T).")
         prev = masks[:, 0]
+        if "seed_masks" in batch:  # perturbed seeds (data.clip_seed_fraction): [B, 2 = forwards/backwards, H, W]
+            seeds = tf.cast(batch["seed_masks"], tf.float32)
+            prev = tf.cond(reverse, lambda: seeds[:, 1], lambda: seeds[:, 0])
         prev_boxes, _ = mask_to_box(prev)
         totals = None
         for t in range(1, length):  # unrolled: T is small and static, and the graph stays one function

@@ -115,6 +115,31 @@ def test_augmented_clip_keeps_flow_and_masks_consistent():
     assert inter / union >= 0.98
 
 
+def test_clip_seed_masks_perturb_the_ends_in_the_seeded_share_of_clips():
+    source = synthetic_source(3, seed=0, config=SyntheticConfig(height=48, width=64, num_frames=6))
+    strong = PerturbConfig(max_scale=0.3, max_dilation=6, elastic_alpha=6.0, min_iou=0.3)
+    kwargs = dict(clip_length=4, augment=AugmentConfig(crop_size=(48, 64)), seed=3, shuffle=False,
+                  repeat=False, seed_perturb=strong)
+    assert "seed_masks" not in next(iter(make_clip_dataset(source, **kwargs)))  # seed_fraction 0: as before
+    every = list(make_clip_dataset(source, seed_fraction=1.0, **kwargs))
+    again = list(make_clip_dataset(source, seed_fraction=1.0, **kwargs))
+    changed = 0
+    for clip, twin in zip(every, again):
+        seeds, masks = clip["seed_masks"].numpy(), clip["masks"].numpy()
+        np.testing.assert_array_equal(seeds, twin["seed_masks"].numpy())  # seeded: the same every time
+        assert set(np.unique(seeds)) <= {0.0, 1.0}
+        for seed_mask, truth in ((seeds[0], masks[0]), (seeds[1], masks[-1])):
+            iou = _iou(seed_mask, truth)
+            assert iou >= strong.min_iou - 1e-6  # perturb_mask's bound holds for each end
+            changed += iou < 1.0
+    assert changed >= len(every)  # most ends really move
+    half = list(make_clip_dataset(source, seed_fraction=0.5, **kwargs))
+    untouched = [np.array_equal(c["seed_masks"].numpy(), c["masks"].numpy()[[0, -1]]) for c in half]
+    assert 0 < sum(untouched) < len(half)  # one draw per clip: some keep the truth, some are perturbed
+    with pytest.raises(ValueError, match="seed_fraction"):
+        make_clip_dataset(source, seed_fraction=1.5, **kwargs)
+
+
 def test_transforms_are_identical_eagerly_and_in_tf_data():
     config = AugmentConfig(crop_size=(24, 32))
     video = generate_video(7, SyntheticConfig(height=32, width=48, num_frames=2))

@@ -41,6 +41,33 @@ def test_zero_amount_gives_the_truth_back():
     assert min(ious) < 0.9  # strong perturbations really move the mask
 
 
+def test_clip_seed_options_reach_the_stage_b_dataset():
+    from maskrnn_tf.data.sources import synthetic_source
+    from maskrnn_tf.training.inputs import clip_seed_perturb_config, make_train_datasets
+
+    data = TrainConfig().override({"data.clip_seed_amount": 2.0, "data.clip_seed_min_iou": 0.4}).data
+    p = clip_seed_perturb_config(data)
+    assert p.max_dilation == 2 * PerturbConfig().max_dilation and p.min_iou == 0.4
+    assert perturb_config(data) == PerturbConfig()  # stage A's perturbation is its own
+    small = {"data.height": 32, "data.width": 48, "data.clip_length": 3, "data.clip_batch_size": 1}
+    source = synthetic_source(2, seed=0)
+    for fraction, has_seeds in ((0.0, False), (0.5, True)):
+        config = TrainConfig().override({**small, "data.clip_seed_fraction": fraction})
+        _, clips = make_train_datasets(config.data, source, seed=1)
+        batch = next(iter(clips))
+        assert ("seed_masks" in batch) is has_seeds
+        if has_seeds:
+            assert batch["seed_masks"].shape == (1, 2, 32, 48)
+        assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("values", [{"data.clip_seed_fraction": 1.5}, {"data.clip_seed_amount": -1.0},
+                                    {"data.clip_seed_min_iou": -0.1}])
+def test_bad_clip_seed_values_raise(values):
+    with pytest.raises(ValueError, match="clip_seed"):
+        TrainConfig().override(values)
+
+
 @pytest.mark.parametrize("values", [{"data.perturb_amount": -1.0}, {"data.perturb_min_iou": 1.5}])
 def test_bad_perturbation_values_raise(values):
     with pytest.raises(ValueError, match="perturb"):
