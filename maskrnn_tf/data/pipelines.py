@@ -125,7 +125,7 @@ def make_static_dataset(source: VideoSource, augment: AugmentConfig = AugmentCon
 def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: AugmentConfig = AugmentConfig(),
                       seed: int = 0, shuffle: bool = True, repeat: bool = True,
                       batch_size: Optional[int] = None, seed_perturb: PerturbConfig = PerturbConfig(),
-                      seed_fraction: float = 0.0) -> tf.data.Dataset:
+                      seed_fraction: float = 0.0, seed_grow_only: bool = False) -> tf.data.Dataset:
     """Stage B: clips of `clip_length` consecutive frames of one object (visible in the clip's first frame).
 
     Element (float32, T = clip_length, H, W = augment.crop_size): frames [T,H,W,3]; flows_to_prev,
@@ -136,7 +136,9 @@ def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: Augmen
     With seed_fraction > 0 the element also holds seed_masks [2,H,W]: the masks that seed the recurrence played
     forwards (index 0) and backwards (index 1). In that share of the clips (seeded draw) they are masks[0] and
     masks[-1] perturbed with `seed_perturb`, so that the unrolled steps learn to bring a wrong carried mask
-    back to the object (at inference nothing resets it); otherwise they are those masks unchanged.
+    back to the object (at inference nothing resets it); otherwise they are those masks unchanged. With
+    seed_grow_only a perturbed seed is the union of the truth and its perturbation: only extra pixels, as a
+    carried mask that has grown into the background or left a trail.
     """
     if clip_length < 1:
         raise ValueError(f"clip_length must be >= 1, got {clip_length}.")
@@ -169,9 +171,12 @@ def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: Augmen
         ends = tf.stack([mask[0], mask[-1]])
         draw = tf.random.stateless_uniform([], seed=perturb_seed)
         ends_seeds = tf.random.experimental.stateless_split(perturb_seed, num=2)
-        return tf.cond(draw < seed_fraction,
-                       lambda: tf.stack([perturb_mask(ends[i], ends_seeds[i], seed_perturb) for i in range(2)]),
-                       lambda: ends)
+
+        def perturbed():
+            moved = tf.stack([perturb_mask(ends[i], ends_seeds[i], seed_perturb) for i in range(2)])
+            return tf.maximum(moved, ends) if seed_grow_only else moved
+
+        return tf.cond(draw < seed_fraction, perturbed, lambda: ends)
 
     dataset = _indexed(items, seed, shuffle, repeat).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
     return finish_dataset(dataset, batch_size)

@@ -48,6 +48,8 @@ class DataConfig:
         recurrence) is perturbed, so that the unrolled steps learn to pull a wrong carried mask back to the object
         (at inference a mask that has grown is carried on); 0 = every clip starts from the truth.
       clip_seed_amount, clip_seed_min_iou: that perturbation, as perturb_amount and perturb_min_iou for stage A.
+      clip_seed_grow_only: a perturbed seed is the union of the truth and its perturbation (only extra pixels,
+        as a grown mask), so the steps learn to cut back, never to grow.
       dream_fraction: share of stage B clips dreamt from single training frames (`data.dreamt_source`: exact
         flows and masks, Lucid Data Dreaming) instead of read from the videos; 0 = real clips only.
       dream_videos: distinct dreamt clips (each made on first use from a seeded training frame).
@@ -77,6 +79,7 @@ class DataConfig:
     clip_seed_fraction: float = 0.0
     clip_seed_amount: float = 3.0
     clip_seed_min_iou: float = 0.3
+    clip_seed_grow_only: bool = False
     dream_fraction: float = 0.0
     dream_videos: int = 1000
     dream_scale: float = 0.5

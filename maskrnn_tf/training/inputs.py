@@ -145,7 +145,8 @@ def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tup
     augment = AugmentConfig(crop_size=(data.height, data.width))
     static = make_static_dataset(source, augment=augment, perturb=perturb_config(data), seed=seed,
                                  batch_size=data.batch_size)
-    seeding = dict(seed_perturb=clip_seed_perturb_config(data), seed_fraction=data.clip_seed_fraction)
+    seeding = dict(seed_perturb=clip_seed_perturb_config(data), seed_fraction=data.clip_seed_fraction,
+                   seed_grow_only=data.clip_seed_grow_only)
     if data.dream_fraction <= 0:
         clips = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1,
                                   batch_size=data.clip_batch_size, **seeding)

@@ -136,6 +136,12 @@ def test_clip_seed_masks_perturb_the_ends_in_the_seeded_share_of_clips():
     half = list(make_clip_dataset(source, seed_fraction=0.5, **kwargs))
     untouched = [np.array_equal(c["seed_masks"].numpy(), c["masks"].numpy()[[0, -1]]) for c in half]
     assert 0 < sum(untouched) < len(half)  # one draw per clip: some keep the truth, some are perturbed
+    grown = list(make_clip_dataset(source, seed_fraction=1.0, seed_grow_only=True, **kwargs))
+    for clip, free in zip(grown, every):  # the same draws, each seed joined with its truth
+        seeds, masks = clip["seed_masks"].numpy(), clip["masks"].numpy()[[0, -1]]
+        np.testing.assert_array_equal(seeds, np.maximum(free["seed_masks"].numpy(), masks))
+        assert np.all(seeds >= masks)  # only extra pixels: a grown mask, never a shrunk one
+    assert sum(not np.array_equal(c["seed_masks"].numpy(), c["masks"].numpy()[[0, -1]]) for c in grown) > 0
     with pytest.raises(ValueError, match="seed_fraction"):
         make_clip_dataset(source, seed_fraction=1.5, **kwargs)
 

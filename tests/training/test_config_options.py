@@ -46,18 +46,21 @@ def test_clip_seed_options_reach_the_stage_b_dataset():
     from maskrnn_tf.training.inputs import clip_seed_perturb_config, make_train_datasets
 
     data = TrainConfig().override({"data.clip_seed_amount": 2.0, "data.clip_seed_min_iou": 0.4}).data
+    assert data.clip_seed_grow_only is False
     p = clip_seed_perturb_config(data)
     assert p.max_dilation == 2 * PerturbConfig().max_dilation and p.min_iou == 0.4
     assert perturb_config(data) == PerturbConfig()  # stage A's perturbation is its own
     small = {"data.height": 32, "data.width": 48, "data.clip_length": 3, "data.clip_batch_size": 1}
     source = synthetic_source(2, seed=0)
-    for fraction, has_seeds in ((0.0, False), (0.5, True)):
-        config = TrainConfig().override({**small, "data.clip_seed_fraction": fraction})
+    for fraction, has_seeds in ((0.0, False), (1.0, True)):
+        config = TrainConfig().override({**small, "data.clip_seed_fraction": fraction,
+                                         "data.clip_seed_grow_only": True})
         _, clips = make_train_datasets(config.data, source, seed=1)
         batch = next(iter(clips))
         assert ("seed_masks" in batch) is has_seeds
-        if has_seeds:
+        if has_seeds:  # grow_only reached the dataset: the seeds hold the truth of both ends
             assert batch["seed_masks"].shape == (1, 2, 32, 48)
+            assert np.all(batch["seed_masks"].numpy() >= batch["masks"].numpy()[:, [0, -1]])
         assert TrainConfig.from_dict(config.to_dict()) == config
 
 
