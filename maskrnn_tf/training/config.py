@@ -28,6 +28,9 @@ class DataConfig:
       height, width: training crop size (frames are resized/cropped to it by the data pipeline).
       batch_size: global batch of stage A (objects); clip_batch_size: global batch of stage B (clips).
       clip_length: frames per clip in stage B (the first seeds the recurrence).
+      clip_burn_in: frames run before each stage B clip, forwards only (no loss, no gradient): the clip is seeded
+        by the network's own prediction after them, as at inference after that many frames, instead of the
+        truth; 0 = seeded by the truth.
       synthetic_train_videos: number of distinct procedural training videos (synthetic_vos only);
         synthetic_video_frames: their length.
       flow: flow backend for real videos ('dis', 'dis-fast', 'farneback', ...; synthetic flows are exact);
@@ -66,6 +69,7 @@ class DataConfig:
     batch_size: int = 4
     clip_batch_size: int = 2
     clip_length: int = 7
+    clip_burn_in: int = 0
     synthetic_train_videos: int = 200
     synthetic_video_frames: int = 12
     flow: str = "dis"
@@ -117,6 +121,8 @@ class DataConfig:
                              f"and {self.clip_seed_amount}.")
         if self.dataset not in DATASETS:
             raise ValueError(f"DataConfig.dataset must be one of {DATASETS}, got {self.dataset!r}.")
+        if self.clip_burn_in < 0:
+            raise ValueError(f"DataConfig.clip_burn_in must be >= 0, got {self.clip_burn_in}.")
         if self.clip_length < 2:
             raise ValueError(f"DataConfig.clip_length must be >= 2 (seed frame + 1), got {self.clip_length}.")
         if min(self.height, self.width, self.batch_size, self.clip_batch_size) < 1:

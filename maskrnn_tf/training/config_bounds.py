@@ -20,6 +20,7 @@ FIELD_BOUNDS: Dict[str, Dict[str, Any]] = {
     "data.batch_size": dict(minimum=1),
     "data.clip_batch_size": dict(minimum=1),
     "data.clip_length": dict(minimum=2, hint="a seed frame and at least one frame to predict"),
+    "data.clip_burn_in": dict(minimum=0),
     "data.synthetic_train_videos": dict(minimum=1),
     "data.synthetic_video_frames": dict(minimum=2),
     "data.val_videos": dict(minimum=0),

@@ -147,8 +147,9 @@ def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tup
                                  batch_size=data.batch_size)
     seeding = dict(seed_perturb=clip_seed_perturb_config(data), seed_fraction=data.clip_seed_fraction,
                    seed_grow_only=data.clip_seed_grow_only)
+    length = data.clip_length + data.clip_burn_in  # the burn-in frames come first in each clip
     if data.dream_fraction <= 0:
-        clips = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1,
+        clips = make_clip_dataset(source, clip_length=length, augment=augment, seed=seed + 1,
                                   batch_size=data.clip_batch_size, **seeding)
         return static, clips
     # Real and dreamt clips, mixed clip by clip (seeded), then batched: both get the same augmentation.
@@ -156,10 +157,10 @@ def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tup
     from maskrnn_tf.data.dreamt_source import DreamtSource
 
     dreamt_source = DreamtSource(source, data.dream_videos,
-                                 DreamConfig(num_frames=data.clip_length).with_speed(data.dream_speed),
+                                 DreamConfig(num_frames=length).with_speed(data.dream_speed),
                                  seed=seed + 2, scale=data.dream_scale, flow=data.dream_flow)
-    real = make_clip_dataset(source, clip_length=data.clip_length, augment=augment, seed=seed + 1, **seeding)
-    dreamt = make_clip_dataset(dreamt_source, clip_length=data.clip_length, augment=augment, seed=seed + 3,
+    real = make_clip_dataset(source, clip_length=length, augment=augment, seed=seed + 1, **seeding)
+    dreamt = make_clip_dataset(dreamt_source, clip_length=length, augment=augment, seed=seed + 3,
                                **seeding)
     mixed = tf.data.Dataset.sample_from_datasets(
         [real, dreamt], weights=[1.0 - data.dream_fraction, data.dream_fraction], seed=seed + 4)

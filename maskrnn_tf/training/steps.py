@@ -87,7 +87,9 @@ class TrainSteps:
         Frame 0's mask (or the batch's `seed_masks`, see `make_clip_dataset`) seeds the recurrence; each
         prediction (probs and boxes) is fed back as the next frame's previous prediction and the model warps it
         with the flow: gradients flow through time and through the warps (nothing is stopped). `reverse` plays
-        the clip backwards (exact: the flows swap).
+        the clip backwards (exact: the flows swap). With data.clip_burn_in = k the first k predicted frames are
+        a burn-in: no loss, and their last prediction seeds the rest as a constant (stop_gradient), so that the
+        losses are those of a network carrying its own k-frame-old mask, at k forward passes' cost.
         """
         frames = tf.cast(batch["frames"], tf.float32)
         to_prev = tf.cast(batch["flows_to_prev"], tf.float32)
@@ -112,8 +114,15 @@ class TrainSteps:
             seeds = tf.cast(batch["seed_masks"], tf.float32)
             prev = tf.cond(reverse, lambda: seeds[:, 1], lambda: seeds[:, 0])
         prev_boxes, _ = mask_to_box(prev)
+        burn_in = self.config.data.clip_burn_in
+        if not 0 <= burn_in <= length - 2:
+            raise ValueError(f"A stage B clip of {length} frames leaves no frame to learn from after a burn-in of "
+                             f"{burn_in}: the clip dataset must give clip_length + clip_burn_in frames.")
+        for t in range(1, burn_in + 1):
+            _, probs, boxes, _, _ = self._one_frame(frames[:, t], to_prev[:, t], to_next[:, t], prev, prev_boxes)
+            prev, prev_boxes = tf.stop_gradient(probs), tf.stop_gradient(boxes)
         totals = None
-        for t in range(1, length):  # unrolled: T is small and static, and the graph stays one function
+        for t in range(burn_in + 1, length):  # unrolled: T is small and static, and the graph stays one function
             logits, probs, boxes, proposals, deltas = self._frame_fn(
                 frames[:, t], to_prev[:, t], to_next[:, t], prev, prev_boxes)
             out = {"logits": logits, "probs": probs, "boxes": boxes, "proposals": proposals, "deltas": deltas}

@@ -64,6 +64,19 @@ def test_clip_seed_options_reach_the_stage_b_dataset():
         assert TrainConfig.from_dict(config.to_dict()) == config
 
 
+def test_burn_in_lengthens_the_stage_b_clips():
+    from maskrnn_tf.data.sources import synthetic_source
+    from maskrnn_tf.training.inputs import make_train_datasets
+
+    config = TrainConfig().override({"data.height": 32, "data.width": 48, "data.clip_length": 3,
+                                     "data.clip_batch_size": 1, "data.clip_burn_in": 2})
+    _, clips = make_train_datasets(config.data, synthetic_source(2, seed=0), seed=1)
+    assert next(iter(clips))["frames"].shape == (1, 5, 32, 48, 3)  # 2 burn-in frames, then the 3 of the clip
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match="clip_burn_in"):
+        TrainConfig().override({"data.clip_burn_in": -1})
+
+
 @pytest.mark.parametrize("values", [{"data.clip_seed_fraction": 1.5}, {"data.clip_seed_amount": -1.0},
                                     {"data.clip_seed_min_iou": -0.1}])
 def test_bad_clip_seed_values_raise(values):

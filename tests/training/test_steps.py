@@ -1,8 +1,10 @@
 """The compiled train steps: BPTT really reaches the seed mask through the warps; a step changes weights."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from maskrnn_tf.model import MaskRNN
+from maskrnn_tf.ops.boxes import mask_to_box
 from maskrnn_tf.training.config import TrainConfig
 from maskrnn_tf.training.steps import TrainSteps, make_optimizer
 
@@ -128,3 +130,33 @@ def test_seed_masks_start_the_recurrence_in_their_direction():
             np.testing.assert_allclose(seeded.numpy(), base, rtol=1e-6)
         else:
             assert np.all(np.abs(seeded.numpy() - base) > 1e-4)
+
+
+def test_burn_in_frames_seed_the_clip_with_the_networks_own_prediction():
+    tf.keras.utils.set_random_seed(6)
+    steps = _steps(_tiny(**{"data.clip_burn_in": 2}))
+    clip = _clip(length=5)
+    batch = {k: tf.constant(v) for k, v in clip.items()}
+    got = steps.clip_losses(batch)
+    # Reference: the model run by hand, frames 1-2 without loss, frames 3-4 scored from their prediction.
+    prev = tf.constant(clip["masks"][:, 0])
+    prev_boxes = mask_to_box(prev)[0]
+    want = None
+    for t in range(1, 5):
+        out = steps.model({"frame": batch["frames"][:, t], "flow_to_prev": batch["flows_to_prev"][:, t],
+                           "flow_to_next": batch["flows_to_next"][:, t], "prev_probs": prev,
+                           "prev_boxes": prev_boxes}, training=True)
+        if t > 2:
+            losses = steps._losses(out, batch["masks"][:, t], batch["void"][:, t])
+            want = losses if want is None else {k: want[k] + losses[k] for k in losses}
+        prev, prev_boxes = out["probs"], out["boxes"]
+    for key in ("total", "seg", "loc"):
+        np.testing.assert_allclose(got[key].numpy(), want[key].numpy(), rtol=1e-5)
+    # The burn-in is a constant seed: no gradient reaches the first mask, unlike without a burn-in.
+    grad = _seed_gradient(steps, clip)
+    assert grad is None or np.abs(grad.numpy()).sum() == 0.0
+    plain = _steps(_tiny())
+    plain.model.set_weights(steps.model.get_weights())
+    assert np.abs(_seed_gradient(plain, clip).numpy()).sum() > 0
+    with pytest.raises(ValueError, match="burn-in"):
+        steps.clip_losses({k: tf.constant(v) for k, v in _clip(length=3).items()})
