@@ -26,6 +26,9 @@ class MaskRNNConfig:
     roi_size: int = 7  # RoI pooling output k (crop to 2k x 2k, then 2x2 max-pool)
     fc_units: int = 1024
     box_enlarge: float = 1.25
+    # True: the localization head reads conv5_3 through stop_gradient, so the box loss trains the head only and
+    # the trunk learns from the segmentation loss alone (a departure from the paper's joint training).
+    loc_stop_gradient: bool = False
     delta_weights: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0)
     mask_threshold: float = 0.5  # proposal box from (warped > threshold); fusion threshold
     mask_input_scale: float = 128.0  # the mask channel enters the trunk as (m - 0.5) * scale, like pixels

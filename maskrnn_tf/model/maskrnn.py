@@ -126,8 +126,9 @@ class MaskRNN(keras.Model):
             prev_ok = (prev_boxes[:, 2] > prev_boxes[:, 0]) & (prev_boxes[:, 3] > prev_boxes[:, 1])
             fallback = tf.where(prev_ok[:, None], prev_boxes, fallback)
         proposals = tf.where(valid[:, None], proposals, fallback)
+        loc_features = tf.stop_gradient(appearance["conv5_3"]) if cfg.loc_stop_gradient else appearance["conv5_3"]
         rois = roi_pool(
-            appearance["conv5_3"],
+            loc_features,
             boxes_to_normalized(proposals, height, width),
             tf.range(tf.shape(proposals)[0]),
             cfg.roi_size,

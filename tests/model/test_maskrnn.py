@@ -233,3 +233,38 @@ def test_tf_checkpoint_reaches_every_weight(model, tmp_path):
     tf.train.Checkpoint(model=other).read(path).assert_existing_objects_matched()
     for a, b in zip(model.get_weights(), other.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_loc_stop_gradient_keeps_the_box_loss_out_of_the_trunk():
+    keras.utils.set_random_seed(2)
+    cfg = TINY.override({"loc_stop_gradient": True})
+    joint, detached = MaskRNN(TINY), MaskRNN(cfg)
+    frame, fp, fn, prev = _inputs()
+    joint.step(frame, fp, fn, prev)
+    detached.step(frame, fp, fn, prev)
+    detached.set_weights(joint.get_weights())
+    for m in (joint, detached):
+        d = m.localization_head.get_layer("deltas")
+        d.set_weights([np.random.default_rng(0).normal(0, 0.1, d.get_weights()[0].shape).astype(np.float32),
+                       d.get_weights()[1]])
+    outs, trunk, head = {}, {}, {}
+    for name, m in (("joint", joint), ("detached", detached)):
+        with tf.GradientTape() as tape:
+            outs[name] = m.step(frame, fp, fn, prev, training=True)
+            loss = tf.reduce_sum(outs[name]["deltas"])  # the box regression alone
+        # The boxes read the appearance stream's conv5_3; the flow stream never reaches them.
+        grads = tape.gradient(loss, [m.appearance_stream.trainable_weights, m.localization_head.trainable_weights])
+        trunk[name], head[name] = grads
+    # The forward pass is the same network: the option only cuts the backward path.
+    for key in ("deltas", "boxes", "probs", "logits"):
+        np.testing.assert_array_equal(outs["detached"][key].numpy(), outs["joint"][key].numpy())
+
+    def reached(g):
+        return g is not None and bool(np.any(g.numpy()))
+
+    assert sum(reached(g) for g in trunk["joint"]) >= 26  # every conv kernel and bias up to conv5_3
+    assert not any(reached(g) for g in trunk["detached"])
+    assert head["joint"] and all(reached(g) for g in head["joint"])
+    for a, b in zip(head["detached"], head["joint"]):  # the head's own gradient is unchanged
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+    assert MaskRNNConfig.from_dict(cfg.to_dict()).loc_stop_gradient is True
