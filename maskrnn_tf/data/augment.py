@@ -32,6 +32,8 @@ class AugmentConfig:
       max_rotation_deg: rotation uniform in [-max, max] degrees.
       flip: random horizontal flip with probability 0.5.
       random: False gives the deterministic fit-and-centre-crop (evaluation).
+      color_jitter: strength of one random photometric change per clip (`sample_color_jitter`), the same on
+        every frame of the clip; 0 = none. Flows are not recomputed: they come from the unchanged frames.
     """
 
     crop_size: Tuple[int, int] = (64, 96)
@@ -40,6 +42,11 @@ class AugmentConfig:
     max_rotation_deg: float = 10.0
     flip: bool = True
     random: bool = True
+    color_jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.color_jitter >= 0:
+            raise ValueError(f"AugmentConfig.color_jitter must be >= 0, got {self.color_jitter}.")
 
 
 def sample_transform(seed: tf.Tensor, input_size: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
@@ -73,6 +80,42 @@ def sample_transform(seed: tf.Tensor, input_size: tf.Tensor, config: AugmentConf
     c_out = tf.constant([(out_w - 1.0) / 2.0, (out_h - 1.0) / 2.0])
     b = c_in + shift - tf.linalg.matvec(a, c_out)
     return tf.concat([a, b[:, None]], axis=1)
+
+
+# Ranges of `sample_color_jitter` at strength 1: log channel gains, brightness (0..255 units), log contrast and
+# log saturation factors, each drawn uniformly in [-range, range].
+JITTER_LOG_GAIN = 0.1
+JITTER_BRIGHTNESS = 25.0
+JITTER_LOG_CONTRAST = 0.25
+JITTER_LOG_SATURATION = 0.4
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def sample_color_jitter(seed: tf.Tensor, strength: float) -> tf.Tensor:
+    """Parameters [6] of one clip's photometric change: R, G, B gains, brightness, contrast, saturation.
+
+    Gains, contrast and saturation are factors exp(u * range * strength), brightness an offset u * 25 * strength,
+    with u uniform in [-1, 1] (stateless, from `seed`); `apply_color_jitter` applies them.
+    """
+    u = 2.0 * tf.random.stateless_uniform([6], seed=seed, dtype=tf.float32) - 1.0
+    ranges = tf.constant([JITTER_LOG_GAIN] * 3 + [JITTER_BRIGHTNESS, JITTER_LOG_CONTRAST, JITTER_LOG_SATURATION])
+    v = u * ranges * float(strength)
+    return tf.concat([tf.exp(v[:3]), v[3:4], tf.exp(v[4:])], axis=0)
+
+
+def apply_color_jitter(frames: tf.Tensor, params: tf.Tensor) -> tf.Tensor:
+    """Applies `sample_color_jitter`'s parameters to RGB frames [..., H, W, 3] in 0..255.
+
+    In order: per-channel gains (a colour cast), the brightness offset, contrast about the mean of all the
+    frames given (one clip: the change is the clip's, not each frame's), saturation about each pixel's luma
+    (ITU-R 601 weights); clipped to [0, 255].
+    """
+    x = tf.cast(frames, tf.float32) * params[:3] + params[3]
+    mean = tf.reduce_mean(x)
+    x = mean + (x - mean) * params[4]
+    luma = tf.reduce_sum(x * tf.constant(_LUMA), axis=-1, keepdims=True)
+    x = luma + (x - luma) * params[5]
+    return tf.clip_by_value(x, 0.0, 255.0)
 
 
 def projective_transform(images: tf.Tensor, affine: tf.Tensor, out_size, interpolation: str,

@@ -14,7 +14,8 @@ from typing import List, Optional, Sequence as Seq, Tuple
 import numpy as np
 import tensorflow as tf
 
-from maskrnn_tf.data.augment import AugmentConfig, apply_transform, finish_void, object_maps, sample_transform
+from maskrnn_tf.data.augment import (AugmentConfig, apply_color_jitter, apply_transform, finish_void, object_maps,
+                                     sample_color_jitter, sample_transform)
 from maskrnn_tf.data.perturb import PerturbConfig, perturb_mask
 from maskrnn_tf.data.sources import VideoSource
 
@@ -72,6 +73,15 @@ def _seeds(seed: int, index: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     return pair[0], pair[1]
 
 
+def _jittered(frames: tf.Tensor, aug_seed: tf.Tensor, augment: AugmentConfig) -> tf.Tensor:
+    """The clip's frames with its photometric change (none at color_jitter 0; its seed is apart from the
+    geometric draw's, so turning it on moves no crop)."""
+    if not (augment.random and augment.color_jitter > 0):
+        return frames
+    seed = tf.random.experimental.stateless_fold_in(aug_seed, 1)
+    return apply_color_jitter(frames, sample_color_jitter(seed, augment.color_jitter))
+
+
 def finish_dataset(dataset: tf.data.Dataset, batch_size: Optional[int]) -> tf.data.Dataset:
     """Batches (drop_remainder) when batch_size is given, keeps the order deterministic, prefetches.
 
@@ -107,6 +117,7 @@ def make_static_dataset(source: VideoSource, augment: AugmentConfig = AugmentCon
         affine = sample_transform(aug_seed, tf.shape(frames)[1:3], augment)
         frames, maps, inside, flows = apply_transform(
             frames[1:], object_maps(masks, item[2]), {"p": to_prev[1:], "n": to_next[1:]}, affine, size)
+        frames = _jittered(frames, aug_seed, augment)
         mask = maps["mask"]
         void = finish_void(maps["void"], tf.concat([inside, inside], axis=0))
         return {
@@ -154,6 +165,7 @@ def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: Augmen
         affine = sample_transform(aug_seed, tf.shape(frames)[1:3], augment)
         frames, maps, inside, flows = apply_transform(
             frames, object_maps(masks, item[2]), {"p": to_prev, "n": to_next}, affine, size)
+        frames = _jittered(frames, aug_seed, augment)
         mask, void = maps["mask"], finish_void(maps["void"], inside)
         shape = (clip_length,) + size
         out = {

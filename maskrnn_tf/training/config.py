@@ -44,6 +44,9 @@ class DataConfig:
       synthetic_flow: flows of the synthetic_vos training and validation videos: 'exact' (the generator's) or
         a flow backend name ('dis', ...) computing them from the frames, as the demo's held-out videos are
         segmented (DIS misses much of the small objects' motion; a net trained only on exact flow trusts it).
+      color_jitter: strength of one random photometric change per training clip or frame (channel gains,
+        brightness, contrast, saturation; `data.augment.sample_color_jitter`), so that the appearance stream does
+        not learn the training videos' colours; 0 = none.
       perturb_amount: multiplies every range of the stage A previous-mask perturbation (data.perturb.PerturbConfig
         defaults: scale, rotation, translation, dilation radius, elastic amplitude); 1 = those defaults.
       perturb_min_iou: lowest accepted IoU between the perturbed previous mask and the truth (0.6 = default).
@@ -80,6 +83,7 @@ class DataConfig:
     synthetic_flow: str = "exact"
     perturb_amount: float = 1.0
     perturb_min_iou: float = 0.6
+    color_jitter: float = 0.0
     clip_seed_fraction: float = 0.0
     clip_seed_amount: float = 3.0
     clip_seed_min_iou: float = 0.3
@@ -121,6 +125,8 @@ class DataConfig:
                              f"and {self.clip_seed_amount}.")
         if self.dataset not in DATASETS:
             raise ValueError(f"DataConfig.dataset must be one of {DATASETS}, got {self.dataset!r}.")
+        if not self.color_jitter >= 0:
+            raise ValueError(f"DataConfig.color_jitter must be >= 0 (0 = none), got {self.color_jitter}.")
         if self.clip_burn_in < 0:
             raise ValueError(f"DataConfig.clip_burn_in must be >= 0, got {self.clip_burn_in}.")
         if self.clip_length < 2:

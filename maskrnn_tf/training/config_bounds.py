@@ -33,6 +33,7 @@ FIELD_BOUNDS: Dict[str, Dict[str, Any]] = {
     "data.clip_seed_amount": dict(minimum=0),
     "data.clip_seed_min_iou": dict(minimum=0, maximum=1),
     "data.perturb_amount": dict(minimum=0),
+    "data.color_jitter": dict(minimum=0, hint="0 = no photometric augmentation"),
     "data.perturb_min_iou": dict(minimum=0, maximum=1),
     "model.width": dict(above=0),
     "model.fc_units": dict(minimum=1),

@@ -142,7 +142,7 @@ def _scaled_perturbation(k: float, min_iou: float) -> PerturbConfig:
 def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
     """(stage A dataset batched by data.batch_size, stage B dataset batched by data.clip_batch_size);
     infinite, deterministic given `seed`, with the data package's augmentation at data.height x data.width."""
-    augment = AugmentConfig(crop_size=(data.height, data.width))
+    augment = AugmentConfig(crop_size=(data.height, data.width), color_jitter=data.color_jitter)
     static = make_static_dataset(source, augment=augment, perturb=perturb_config(data), seed=seed,
                                  batch_size=data.batch_size)
     seeding = dict(seed_perturb=clip_seed_perturb_config(data), seed_fraction=data.clip_seed_fraction,

@@ -244,3 +244,63 @@ def test_every_pipeline_runs_without_the_tf_data_autotuner():
         assert dataset.options().autotune.enabled is False, name
         assert dataset.options().deterministic is True, name
         next(iter(dataset))  # and they still run
+
+
+def _jitter_reference(frames, params):
+    """NumPy restatement of the documented colour jitter (gains, offset, contrast about the clip mean,
+    saturation about the luma, clip)."""
+    gains, offset, contrast, saturation = params[:3], params[3], params[4], params[5]
+    x = frames.astype(np.float64) * gains + offset
+    x = x.mean() + (x - x.mean()) * contrast
+    luma = (x * np.array([0.299, 0.587, 0.114])).sum(-1, keepdims=True)
+    return np.clip(luma + (x - luma) * saturation, 0, 255)
+
+
+def test_color_jitter_against_numpy_and_its_ranges():
+    from maskrnn_tf.data.augment import apply_color_jitter, sample_color_jitter
+
+    frames = np.random.default_rng(0).uniform(0, 255, (3, 9, 11, 3)).astype(np.float32)
+    hand = np.array([1.1, 0.9, 1.0, 10.0, 1.2, 0.5], np.float32)
+    np.testing.assert_allclose(apply_color_jitter(frames, hand).numpy(), _jitter_reference(frames, hand), atol=1e-3)
+    # A grey pixel stays grey under saturation; at zero strength the parameters are the identity.
+    identity = sample_color_jitter(tf.constant([1, 2], tf.int64), 0.0).numpy()
+    np.testing.assert_array_equal(identity, [1, 1, 1, 0, 1, 1])
+    np.testing.assert_allclose(apply_color_jitter(frames, identity).numpy(), frames, atol=1e-3)
+    draws = np.stack([sample_color_jitter(tf.constant([7, i], tf.int64), 1.0).numpy() for i in range(200)])
+    assert np.all(np.abs(np.log(draws[:, :3])) <= 0.1 + 1e-6) and np.all(np.abs(draws[:, 3]) <= 25.0 + 1e-4)
+    assert np.all(np.abs(np.log(draws[:, 4])) <= 0.25 + 1e-6) and np.all(np.abs(np.log(draws[:, 5])) <= 0.4 + 1e-6)
+    assert np.abs(np.log(draws[:, 5])).max() > 0.3  # the range is used, not a constant
+    np.testing.assert_array_equal(sample_color_jitter(tf.constant([7, 3], tf.int64), 1.0).numpy(), draws[3])
+
+
+@pytest.mark.parametrize("stage", ["static", "clip"])
+def test_color_jitter_changes_only_the_frames_one_change_per_clip(stage):
+    source = synthetic_source(3, seed=0)
+    size = (32, 48)
+
+    def first(jitter):
+        augment = AugmentConfig(crop_size=size, color_jitter=jitter)
+        if stage == "static":
+            dataset = make_static_dataset(source, augment=augment, seed=3, shuffle=False, repeat=False)
+        else:
+            dataset = make_clip_dataset(source, clip_length=3, augment=augment, seed=3, shuffle=False, repeat=False)
+        return {k: v.numpy() for k, v in next(iter(dataset)).items()}
+
+    plain, jittered, again = first(0.0), first(1.0), first(1.0)
+    key = "frame" if stage == "static" else "frames"
+    for name in plain:  # the crop, masks, flows and void are those of the unjittered element
+        if name != key:
+            np.testing.assert_array_equal(plain[name], jittered[name])
+    for name in jittered:  # deterministic
+        np.testing.assert_array_equal(jittered[name], again[name])
+    assert np.abs(jittered[key] - plain[key]).mean() > 1.0
+    assert jittered[key].min() >= 0 and jittered[key].max() <= 255
+    if stage == "clip":  # one change for the whole clip: the clip's frames, jittered with one set of parameters
+        from maskrnn_tf.data.augment import sample_color_jitter
+        from maskrnn_tf.data.pipelines import _seeds
+
+        aug_seed, _ = _seeds(3, tf.constant(0, tf.int64))
+        params = sample_color_jitter(tf.random.experimental.stateless_fold_in(aug_seed, 1), 1.0).numpy()
+        np.testing.assert_allclose(jittered[key], _jitter_reference(plain[key], params), atol=2e-3)
+    with pytest.raises(ValueError, match="color_jitter"):
+        AugmentConfig(color_jitter=-1.0)

@@ -117,3 +117,21 @@ def test_synthetic_flow_computed_from_the_frames():
 def test_unknown_synthetic_flow_raises():
     with pytest.raises(ValueError, match="synthetic_flow"):
         TrainConfig().override({"data.synthetic_flow": "raft"})
+
+
+def test_color_jitter_reaches_both_training_datasets():
+    from maskrnn_tf.data.sources import synthetic_source
+    from maskrnn_tf.training.inputs import make_train_datasets
+
+    frames = {}
+    for jitter in (0.0, 1.0):
+        config = TrainConfig().override({"data.height": 32, "data.width": 48, "data.clip_length": 3,
+                                         "data.clip_batch_size": 1, "data.batch_size": 2,
+                                         "data.color_jitter": jitter})
+        static, clips = make_train_datasets(config.data, synthetic_source(2, seed=0), seed=1)
+        frames[jitter] = (next(iter(static))["frame"].numpy(), next(iter(clips))["frames"].numpy())
+        assert TrainConfig.from_dict(config.to_dict()) == config
+    assert np.abs(frames[1.0][0] - frames[0.0][0]).mean() > 1.0
+    assert np.abs(frames[1.0][1] - frames[0.0][1]).mean() > 1.0
+    with pytest.raises(ValueError, match="color_jitter"):
+        TrainConfig().override({"data.color_jitter": -0.5})
