@@ -21,8 +21,8 @@ flags.DEFINE_string("export_base", None, "Model base path polled by tensorflow_m
 flags.DEFINE_integer("version", None, "Version number (a positive integer; the folder name).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "float16", "auto"],
                   "Compute precision of the exported graph. auto: what this machine would use (float16 with a GPU, "
-                  "bfloat16 on a CPU with amx_bf16 or avx512_bf16, else float32); choose explicitly when the "
-                  "server runs on other hardware.")
+                  "bfloat16 on a CPU with amx_bf16 or avx512_bf16 where it measures faster, else float32); choose "
+                  "explicitly when the server runs on other hardware.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing version (only one an earlier export wrote) instead of "
                   "refusing.")
 flags.DEFINE_bool("batching", False, "Export for a model server with --enable_batching: only the step_batched "

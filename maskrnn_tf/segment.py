@@ -92,8 +92,8 @@ flags.DEFINE_integer("read_ahead", 3, "Frames (with flows) prepared ahead of the
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the model step.")
 flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16", "float16"],
                   "Compute precision of the model (and of online finetuning, with loss scaling in float16): auto = "
-                  "float16 on a GPU, bfloat16 on a CPU whose /proc/cpuinfo flags list amx_bf16 or avx512_bf16, "
-                  "else float32.")
+                  "float16 on a GPU, bfloat16 on a CPU whose /proc/cpuinfo flags list amx_bf16 or avx512_bf16 and "
+                  "where it measures faster than float32, else float32.")
 flags.DEFINE_bool("apply_localization", None, "Restrict each mask to its enlarged predicted box (the paper's "
                   "'Apply'); default: as the model was trained. --noapply_localization deploys the segmentation net "
                   "alone (the paper's 'Train' row).")

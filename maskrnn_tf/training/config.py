@@ -168,8 +168,9 @@ class TrainConfig:
 
     Attributes:
       stage_a_steps / stage_b_steps: optimizer steps of the static and the recurrent stage.
-      precision: 'auto' (float16 on GPU; bfloat16 on a CPU with amx_bf16 or avx512_bf16, float32 on other
-        CPUs, where bfloat16 was measured slower: see build notes), 'float32', 'bfloat16' or 'float16' (with
+      precision: 'auto' (float16 on GPU; bfloat16 on a CPU with amx_bf16 or avx512_bf16 where it measures
+        faster than float32 (`training.precision.resolve_precision`), float32 on other CPUs: see build notes),
+        'float32', 'bfloat16' or 'float16' (with
         dynamic loss scaling).
       jit_compile: XLA-compile the train steps. recompute: recompute each frame's activations in the
         backward pass of stage B (tf.recompute_grad) to cut memory.

@@ -50,7 +50,7 @@ def test_export_run_folder_then_client_cli(tmp_path, tiny_model, synthetic_video
             "--warmup_shapes=24x32x1", "--precision=auto"]
     result = _run(args)
     assert result.returncode == 0, result.stderr
-    # auto resolves as training and segment resolve it (float32 on an AVX2-only CPU, bfloat16 with AMX, ...).
+    # auto resolves as training and segment resolve it (float32 on an AVX2-only CPU, bfloat16 where measured faster).
     from maskrnn_tf.training.precision import resolve_precision
 
     expected = resolve_precision("auto")
