@@ -209,6 +209,7 @@ def main(argv) -> int:
 
         precision = resolve_precision(FLAGS.precision)
         print(describe_precision(FLAGS.precision, precision), flush=True)
+        metadata["precision"] = precision  # resolved: what `auto` chose on this machine
         overrides = {} if FLAGS.apply_localization is None else {"apply_localization": FLAGS.apply_localization}
         model = inference.load_model(FLAGS.model, precision=precision, overrides=overrides)
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)

@@ -1,5 +1,6 @@
 """Online finetuning in float16 (with loss scaling) learns like float32; `segment --precision=float16` uses it."""
 import importlib
+import json
 import os
 
 import numpy as np
@@ -64,6 +65,9 @@ def test_segment_cli_finetunes_in_float16(tmp_path, video_on_disk, tiny_model_pa
                    "--finetune_steps=3", "--precision=float16") == 0
     assert seen == [({"float16"}, 3)]
     assert sorted(os.listdir(out)) == [f"{t:05d}.png" for t in range(6)] + ["segment_run.json"]
+    # The record says which precision made the masks (auto depends on the machine).
+    with open(os.path.join(out, "segment_run.json"), encoding="utf-8") as f:
+        assert json.load(f)["precision"] == "float16"
 
 
 def test_float16_recurrent_finetuning_learns_on_every_video(synthetic_video, tiny_model_path):
