@@ -118,7 +118,7 @@ def _cpu_key(cpuinfo_path: Optional[str]) -> Tuple[str, ...]:
     import tensorflow as tf
 
     fields = _cpuinfo_fields(cpuinfo_path)
-    return (fields.get("model name", "?"), " ".join(sorted(cpu_flags(cpuinfo_path))), str(os.cpu_count()),
+    return (fields.get("model name", "?"), " ".join(sorted(fields.get("flags", "").split())), str(os.cpu_count()),
             tf.__version__, str(_MEASURE_VERSION))
 
 
