@@ -137,13 +137,18 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
-    """Adam with an exponentially decaying learning rate and global-norm gradient clipping."""
+    """Adam with an exponentially decaying learning rate and global-norm gradient clipping.
+
+    weight_decay: decoupled weight decay (AdamW): each update also subtracts learning_rate * weight_decay * w
+      from every kernel (biases are spared); 0 = plain Adam.
+    """
 
     learning_rate: float = 1e-5
     decay_steps: int = 1000
     decay_rate: float = 0.5
     clip_norm: float = 10.0  # 0 disables clipping
     epsilon: float = 1e-7
+    weight_decay: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

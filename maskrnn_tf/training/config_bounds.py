@@ -42,6 +42,7 @@ FIELD_BOUNDS: Dict[str, Dict[str, Any]] = {
     "optim.decay_rate": dict(above=0, maximum=1, hint="the rate is multiplied by it every decay_steps"),
     "optim.clip_norm": dict(minimum=0, hint="0 turns clipping off"),
     "optim.epsilon": dict(above=0),
+    "optim.weight_decay": dict(minimum=0, hint="0 = plain Adam"),
     "loss.seg_weight": dict(minimum=0),
     "loss.loc_weight": dict(minimum=0, hint="0 turns the localization loss off"),
     "loss.loc_min_iou": dict(minimum=0, maximum=1, hint="0 regresses from every proposal"),

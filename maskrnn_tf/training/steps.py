@@ -20,10 +20,14 @@ from maskrnn_tf.training.losses import frame_losses
 
 
 def make_optimizer(config: TrainConfig, policy: str) -> keras.optimizers.Optimizer:
-    """Adam on an exponentially decaying learning rate; wrapped in a LossScaleOptimizer under float16."""
+    """Adam on an exponentially decaying learning rate (decoupled weight decay on the kernels with
+    optim.weight_decay > 0); wrapped in a LossScaleOptimizer under float16."""
     o = config.optim
     schedule = keras.optimizers.schedules.ExponentialDecay(o.learning_rate, o.decay_steps, o.decay_rate)
-    optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=o.epsilon)
+    optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=o.epsilon, weight_decay=o.weight_decay or None)
+    if o.weight_decay:
+        # Decaying biases only shifts activations' offsets; the norm that regularises is the kernels'.
+        optimizer.exclude_from_weight_decay(var_names=["bias"])
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer

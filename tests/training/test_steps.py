@@ -160,3 +160,43 @@ def test_burn_in_frames_seed_the_clip_with_the_networks_own_prediction():
     assert np.abs(_seed_gradient(plain, clip).numpy()).sum() > 0
     with pytest.raises(ValueError, match="burn-in"):
         steps.clip_losses({k: tf.constant(v) for k, v in _clip(length=3).items()})
+
+
+def _dense_update(config, grad_value=0.0, policy="float32"):
+    """One update of a small Dense layer by make_optimizer(config): (kernel, bias) before and after."""
+    tf.keras.utils.set_random_seed(0)
+    layer = tf.keras.layers.Dense(3)
+    layer.build((None, 4))
+    layer.bias.assign(np.full(3, 0.5, np.float32))
+    before = [v.numpy() for v in (layer.kernel, layer.bias)]
+    grads = [tf.fill(tf.shape(v), grad_value) for v in (layer.kernel, layer.bias)]
+    make_optimizer(config, policy).apply_gradients(zip(grads, [layer.kernel, layer.bias]))
+    return before, [v.numpy() for v in (layer.kernel, layer.bias)]
+
+
+def test_weight_decay_is_decoupled_and_spares_the_biases():
+    # AdamW: w <- w - lr * wd * w besides Adam's step; with a zero gradient Adam's step is zero, so one update
+    # at the schedule's first rate (1e-3) scales the kernel by exactly 1 - 1e-3 * 2 and leaves the bias alone.
+    (kernel, bias), (new_kernel, new_bias) = _dense_update(_tiny(**{"optim.weight_decay": 2.0}))
+    np.testing.assert_allclose(new_kernel, kernel * (1 - 1e-3 * 2.0), rtol=1e-6)
+    np.testing.assert_array_equal(new_bias, bias)
+    # The same under float16's LossScaleOptimizer, which hands the update to the Adam inside it.
+    (kernel, _), (new_kernel, _) = _dense_update(_tiny(**{"optim.weight_decay": 2.0}), policy="mixed_float16")
+    np.testing.assert_allclose(new_kernel, kernel * (1 - 1e-3 * 2.0), rtol=1e-6)
+    # Off by default: the same update changes nothing.
+    (kernel, bias), (new_kernel, new_bias) = _dense_update(_tiny())
+    np.testing.assert_array_equal(new_kernel, kernel)
+    np.testing.assert_array_equal(new_bias, bias)
+    # Decoupled: added to Adam's step (first Adam step = lr * sign(g) for a constant gradient g), not fed
+    # through its moments.
+    (kernel, _), (new_kernel, _) = _dense_update(_tiny(**{"optim.weight_decay": 2.0}), grad_value=1.0)
+    np.testing.assert_allclose(new_kernel, kernel * (1 - 1e-3 * 2.0) - 1e-3, rtol=1e-5, atol=1e-7)
+
+
+def test_negative_weight_decay_is_refused():
+    from maskrnn_tf.training.config_bounds import check_config_bounds
+
+    config = _tiny(**{"optim.weight_decay": -0.1})
+    with pytest.raises(ValueError, match=r"optim.weight_decay=-0.1: must be >= 0"):
+        check_config_bounds(config)
+    check_config_bounds(_tiny(**{"optim.weight_decay": 0.0}))
