@@ -54,7 +54,7 @@ def main(argv: List[str]) -> int:
     rows = module.run(args)
     print(format_table(rows))
     if args.json:  # whole or absent, never a half-written file where an earlier one was
-        from maskrnn_tf.training.run_dir import atomic_write
+        from maskrnn_tf.io.atomic_file import atomic_write
 
         def write(tmp: str) -> None:
             with open(tmp, "w", encoding="utf-8") as f:

@@ -41,7 +41,7 @@ def main(argv) -> int:
         return 2
     print(table, end="")
     if FLAGS.output:
-        from maskrnn_tf.training.run_dir import atomic_write
+        from maskrnn_tf.io.atomic_file import atomic_write
 
         def write(tmp: str) -> None:
             with open(tmp, "w", encoding="utf-8") as f:

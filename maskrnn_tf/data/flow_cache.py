@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -23,26 +22,13 @@ import numpy as np
 from maskrnn_tf.data.flow_backends import FlowBackend
 from maskrnn_tf.data.sequences import Sequence, image_size
 from maskrnn_tf.io import read_frame
+from maskrnn_tf.io.atomic_file import atomic_write
 
 log = logging.getLogger(__name__)
 
 
 def _stem(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
-
-
-def _save_atomic(path: str, array: np.ndarray) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class FlowCacheError(ValueError):
@@ -122,7 +108,8 @@ class FlowCache:
                                  f"{problem}; fix the flow source.")
         path = self.path(sequence, a, b)
         if path is not None:
-            _save_atomic(path, flow.astype(np.float16))
+            stored = flow.astype(np.float16)
+            atomic_write(path, lambda tmp: np.save(tmp, stored), suffix=".npy")
         return flow.astype(np.float32)
 
     def flow(self, sequence: Sequence, a: int, b: int, frames: Optional[dict] = None) -> np.ndarray:

@@ -50,7 +50,7 @@ def on_sigterm(signum, frame) -> None:
 
 def write_text(path: str, text: str) -> None:
     """Writes `path` atomically (a reader never sees half of it)."""
-    from maskrnn_tf.training.run_dir import atomic_write
+    from maskrnn_tf.io.atomic_file import atomic_write
 
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Optional
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from maskrnn_tf.io.file_modes import apply_umask
+from maskrnn_tf.io.atomic_file import atomic_write
 
 VOID_ID = 255  # DAVIS-2017: pixels excluded from evaluation
 
@@ -88,14 +87,4 @@ def write_palette_png(path: str | os.PathLike, labels: np.ndarray, palette: Opti
     palette = davis_palette() if palette is None else np.asarray(palette, np.uint8).reshape(256, 3)
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     image.putpalette(palette.reshape(-1).tolist())
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG")
-        apply_umask(tmp)  # mkstemp made it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda tmp: image.save(tmp, format="PNG"), suffix=".png")

@@ -12,10 +12,9 @@ import csv
 import io
 import math
 import os
-import tempfile
 from typing import Dict, List, Sequence, Tuple
 
-from maskrnn_tf.io.file_modes import apply_umask
+from maskrnn_tf.io.atomic_file import atomic_write
 from maskrnn_tf.metrics.evaluation import EvaluationResults
 
 
@@ -28,17 +27,11 @@ def _cell(value: object) -> str:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".csv")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             f.write(text)
-        apply_umask(tmp)  # mkstemp made it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write, suffix=".csv")
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -3,9 +3,10 @@ height x width x 2 float32 (u, v) in row-major order, little-endian."""
 from __future__ import annotations
 
 import os
-import tempfile
 
 import numpy as np
+
+from maskrnn_tf.io.atomic_file import atomic_write
 
 FLO_MAGIC = 202021.25
 MAX_FLO_SIDE = 100_000  # larger sides are certainly a corrupt header, not a real flow field
@@ -63,15 +64,11 @@ def write_flo(path: str | os.PathLike, flow: np.ndarray) -> None:
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"write_flo({path}): flow must be [H, W, 2], got shape {flow.shape}.")
     height, width = flow.shape[:2]
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".flo")
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             f.write(np.array([FLO_MAGIC], "<f4").tobytes())
             f.write(np.array([width, height], "<i4").tobytes())
             f.write(np.ascontiguousarray(flow, dtype="<f4").tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write(path, write, suffix=".flo")

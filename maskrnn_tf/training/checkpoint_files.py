@@ -22,7 +22,7 @@ from typing import List, Optional, Tuple
 import tensorflow as tf
 from google.protobuf import text_format
 
-from maskrnn_tf.training.run_dir import atomic_write
+from maskrnn_tf.io.atomic_file import atomic_write
 
 CORRUPT_DIR = "corrupt"
 

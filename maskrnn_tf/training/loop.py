@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from maskrnn_tf.io.atomic_file import atomic_write
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.training import inputs
 from maskrnn_tf.training.best_model import BestModel
@@ -26,7 +27,7 @@ from maskrnn_tf.training.config import TrainConfig
 from maskrnn_tf.training.distribution import is_chief, make_strategy, task_info
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
-from maskrnn_tf.training.run_dir import atomic_write, prepare_run_dir, run_dir_lock, write_run_config
+from maskrnn_tf.training.run_dir import prepare_run_dir, run_dir_lock, write_run_config
 from maskrnn_tf.training.steps import TrainSteps, current_learning_rate, make_optimizer
 from maskrnn_tf.training.summaries import ProfileWindow, Summaries, overlay
 from maskrnn_tf.training.validation import evaluate, make_step_fn

@@ -1,13 +1,12 @@
-"""The run directory: its resolved config (config.json) and atomic file writes."""
+"""The run directory: its resolved config (config.json), its lock and what may be replaced in it."""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import tempfile
 from typing import Callable, Iterator, List, Optional
 
-from maskrnn_tf.io.file_modes import apply_umask
+from maskrnn_tf.io.atomic_file import atomic_write
 from maskrnn_tf.training.config import TrainConfig, drop_retired
 
 CONFIG_NAME = "config.json"
@@ -56,25 +55,6 @@ def run_dir_lock(run_dir: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
-
-
-def atomic_write(path: str, write: Callable[[str], None], suffix: str = "") -> None:
-    """Calls write(tmp_path) on a temporary file beside `path`, then renames it over `path`.
-
-    The file gets the permissions a plain open() would give (0666 minus the umask): mkstemp makes its
-    temporary file 0600, which would leave config.json and model.keras unreadable to the user's group.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        apply_umask(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 STEP_KEYS = ("stage_a_steps", "stage_b_steps")

@@ -94,7 +94,7 @@ def test_cache_stores_float16_and_resumes(shared_data, tmp_path):
     to_prev, to_next = cache.flows_for(sequence, [0, 3])
     assert not to_prev[0].any() and not to_next[1].any()
     np.testing.assert_allclose(to_next[0], np.load(cache.path(sequence, 0, 1)).astype(np.float32))
-    assert not [f for f in os.listdir(os.path.dirname(path)) if f.startswith(".tmp")]
+    assert not [f for f in os.listdir(os.path.dirname(path)) if f.startswith(".")]
 
 
 def test_flow_cli_precomputes_and_resumes(shared_data, tmp_path):

@@ -73,7 +73,7 @@ def test_cli_ground_truth_as_results_scores_one(tmp_path):
     per_seq = read_csv(tmp_path / "per-sequence_results-val.csv")
     assert per_seq[0] == ["Sequence", "J-Mean", "F-Mean", "T"]
     assert per_seq[1][:3] == ["blackswan_1", "1.000", "1.000"]
-    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp")]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
 
 
 @needs_data

@@ -154,8 +154,9 @@ def test_step_counts_with_another_change_are_still_another_config(tmp_path):
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
 def test_run_dir_files_follow_the_umask(tmp_path, umask):
+    from maskrnn_tf.io.atomic_file import atomic_write
     from maskrnn_tf.training.config import TrainConfig
-    from maskrnn_tf.training.run_dir import atomic_write, prepare_run_dir
+    from maskrnn_tf.training.run_dir import prepare_run_dir
 
     previous = os.umask(umask)
     try:

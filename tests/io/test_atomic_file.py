@@ -1,0 +1,108 @@
+"""Files written whole or not at all, with the mode the user's umask asks for (mkstemp alone gives 0600)."""
+import dataclasses
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from maskrnn_tf.data.flow_backends import FlowBackend
+from maskrnn_tf.data.flow_cache import FlowCache
+from maskrnn_tf.data.sequences import read_segtrack_sequence_list
+from maskrnn_tf.io import write_palette_png
+from maskrnn_tf.io.atomic_file import atomic_write
+from maskrnn_tf.metrics.report import write_reports
+from maskrnn_tf.ops import read_flo, write_flo
+
+
+@pytest.fixture
+def umask_027():
+    old = os.umask(0o027)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def _hidden(folder) -> list:
+    return [n for n in os.listdir(folder) if n.startswith(".")]
+
+
+def test_atomic_write_gives_the_umask_mode_and_replaces(tmp_path, umask_027):
+    path = tmp_path / "sub" / "a.txt"
+    atomic_write(str(path), lambda tmp: open(tmp, "w", encoding="utf-8").write("one"))
+    assert path.read_text() == "one" and _mode(path) == 0o640  # 0666 & ~027
+    atomic_write(str(path), lambda tmp: open(tmp, "w", encoding="utf-8").write("two"))
+    assert path.read_text() == "two" and _hidden(path.parent) == []
+
+
+def test_atomic_write_failing_keeps_the_old_file_and_no_partial(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("old")
+
+    def fail(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(str(path), fail)
+    assert path.read_text() == "old" and _hidden(tmp_path) == []
+
+
+def test_atomic_write_keeps_the_suffix_for_writers_that_add_one(tmp_path):
+    path = tmp_path / "a.npy"
+    atomic_write(str(path), lambda tmp: np.save(tmp, np.arange(3)), suffix=".npy")  # np.save adds .npy otherwise
+    np.testing.assert_array_equal(np.load(path), np.arange(3))
+    assert sorted(os.listdir(tmp_path)) == ["a.npy"]
+
+
+def test_flo_files_get_the_umask_mode(tmp_path, umask_027):
+    flow = np.random.default_rng(0).normal(size=(5, 7, 2)).astype(np.float32)
+    write_flo(tmp_path / "a.flo", flow)
+    np.testing.assert_array_equal(read_flo(tmp_path / "a.flo"), flow)
+    assert _mode(tmp_path / "a.flo") == 0o640 and _hidden(tmp_path) == []
+
+
+def test_palette_pngs_get_the_umask_mode(tmp_path, umask_027):
+    write_palette_png(tmp_path / "00000.png", np.eye(4, dtype=np.uint8))
+    assert _mode(tmp_path / "00000.png") == 0o640 and _hidden(tmp_path) == []
+
+
+class _Ramp(FlowBackend):
+    """A flow that depends only on the frame size (no flow computation needed)."""
+
+    tag = "ramp"
+
+    def flow(self, frame_a, frame_b, **kwargs):
+        height, width = frame_a.shape[:2]
+        return np.full((height, width, 2), 1.5, np.float32)
+
+
+def test_flow_cache_files_get_the_umask_mode(shared_data, tmp_path, umask_027):
+    (bmx,) = read_segtrack_sequence_list(os.path.join(shared_data, "SegTrackv2-sample"))
+    bmx = dataclasses.replace(bmx, frame_paths=bmx.frame_paths[:2], mask_paths=bmx.mask_paths[:2])
+    cache = FlowCache(_Ramp(), str(tmp_path))
+    assert cache.precompute(bmx) == 1
+    path = cache.path(bmx, 0, 1)
+    assert np.load(path).dtype == np.float16 and _mode(path) == 0o640
+    assert _hidden(os.path.dirname(path)) == []
+
+
+def test_evaluation_csvs_get_the_umask_mode(tmp_path, umask_027):
+    class _Results:
+        split = "val"
+
+        def global_metrics(self):
+            return {"J&F-Mean": 0.5, "J-Mean": 0.5}
+
+        def per_sequence_rows(self):
+            return [{"Sequence": "a_1", "J-Mean": 0.5, "F-Mean": 0.5}]
+
+    for path in write_reports(_Results(), str(tmp_path)):
+        assert _mode(path) == 0o640
+    assert _hidden(tmp_path) == []
