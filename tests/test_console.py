@@ -1,5 +1,4 @@
 """The CLIs' quiet console: TensorFlow's C++ start-up noise is dropped, everything else kept; --verbosity keeps all."""
-import json
 import os
 import subprocess
 import sys

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from maskrnn_tf.data.augment import AugmentConfig
-from maskrnn_tf.data.flow_backends import DISFlow, FarnebackFlow, FloFolderFlow, make_backend
+from maskrnn_tf.data.flow_backends import DISFlow, FarnebackFlow, make_backend
 from maskrnn_tf.data.flow_cache import FlowCache
 from maskrnn_tf.data.pipelines import make_clip_dataset
 from maskrnn_tf.data.sequences import read_segtrack_sequence_list

@@ -1,5 +1,4 @@
 """Fixtures for the export tests: a tiny MaskRNN, its float32 export, and a tiny synthetic video on disk."""
-import os
 
 import keras
 import numpy as np
