@@ -1,10 +1,14 @@
-"""DAVIS evaluation CLI: J, F (and T on DAVIS-2016) of a results folder, written as davis2017-evaluation CSVs.
+"""DAVIS and SegTrack v2 evaluation CLI: J, F (and T on DAVIS-2016) of a results folder, written as
+davis2017-evaluation CSVs.
 
     python -m maskrnn_tf.evaluate --davis_root=/path/DAVIS --results=/path/results [--split=val]
         [--year=2016|2017] [--processes=N] [--sequences=a,b] [--all_frames] [--keep_void] [--t=auto|on|off]
+    python -m maskrnn_tf.evaluate --segtrack_root=/path/SegTrackv2 --results=/path/results [--sequences=a,b]
 
 Results are `<results>/<sequence>/<frame>.png` (palette PNGs of object ids); the CSVs go into --results
-(or --output_dir). A thin wrapper over maskrnn_tf.metrics.evaluate_dataset.
+(or --output_dir). For SegTrack v2, J-Mean is the IoU its papers report (every frame but the first, averaged
+over the objects of all sequences; maskrnn_tf.metrics.segtrack_evaluation). A thin wrapper over
+maskrnn_tf.metrics.evaluate_dataset and evaluate_segtrack.
 """
 from __future__ import annotations
 
@@ -18,12 +22,15 @@ from maskrnn_tf import _console
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("davis_root", None, "DAVIS folder (with ImageSets/, Annotations/).")
+flags.DEFINE_string("segtrack_root", None, "Instead of --davis_root: a SegTrack v2 folder (ImageSets/all.txt, "
+                    "GroundTruth/); every listed sequence is scored, J-Mean is the IoU.")
 flags.DEFINE_string("results", None, "Results folder: <results>/<sequence>/<frame>.png.")
 flags.DEFINE_string("split", "val", "Split name (ImageSets/<480p|2017>/<split>.txt).")
 flags.DEFINE_enum("year", None, ["2016", "2017"], "DAVIS layout; default: detected from ImageSets/.")
 flags.DEFINE_integer("processes", 0, "Worker processes over sequences; 0 = number of CPUs.")
 flags.DEFINE_list("sequences", None, "Evaluate only these sequences of the split.")
-flags.DEFINE_bool("all_frames", False, "Score every frame (the DAVIS protocol drops the first and last).")
+flags.DEFINE_bool("all_frames", False, "Score every frame (the DAVIS protocol drops the first and last; SegTrack v2 "
+                  "drops the first).")
 flags.DEFINE_bool("keep_void", False, "Score void pixels as background, like the released davis2017-evaluation.")
 flags.DEFINE_enum("t", "auto", ["auto", "on", "off"], "Temporal stability T: auto = DAVIS-2016 only.")
 flags.DEFINE_string("output_dir", None, "Where the CSVs go; default: the results folder.")
@@ -44,9 +51,15 @@ def main(argv: List[str]) -> int:
     from maskrnn_tf.metrics import EvaluationConfig, EvaluationInputError, evaluate_dataset, format_results
     from maskrnn_tf.metrics import write_reports
 
-    if not FLAGS.davis_root or not FLAGS.results:
-        print("error: --davis_root and --results are required.", file=sys.stderr)
+    if bool(FLAGS.davis_root) == bool(FLAGS.segtrack_root) or not FLAGS.results:
+        print("error: --results and exactly one of --davis_root or --segtrack_root are required.", file=sys.stderr)
         return 2
+    if FLAGS.segtrack_root:
+        davis_only = [f"--{name}" for name in ("split", "year", "t") if FLAGS[name].present]
+        if davis_only:
+            print(f"error: {', '.join(davis_only)} apply to DAVIS only; SegTrack v2 has no split and no T "
+                  "(drop them with --segtrack_root).", file=sys.stderr)
+            return 2
     config = EvaluationConfig(
         split=FLAGS.split,
         year=int(FLAGS.year) if FLAGS.year else None,
@@ -57,7 +70,13 @@ def main(argv: List[str]) -> int:
         compute_t={"auto": None, "on": True, "off": False}[FLAGS.t],
     )
     try:
-        results = evaluate_dataset(FLAGS.davis_root, FLAGS.results, config)
+        if FLAGS.segtrack_root:
+            from maskrnn_tf.metrics.segtrack_evaluation import evaluate_segtrack
+
+            results = evaluate_segtrack(FLAGS.segtrack_root, FLAGS.results, config.sequences, FLAGS.all_frames,
+                                        config.processes)
+        else:
+            results = evaluate_dataset(FLAGS.davis_root, FLAGS.results, config)
     except (EvaluationInputError, ImageReadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2  # the DAVIS root or the results are not what the flags say: a usage error

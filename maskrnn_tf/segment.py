@@ -5,9 +5,11 @@
         [--flow=dis|dis-fast|farneback|flo --flo_dir=DIR]
     python -m maskrnn_tf.segment --video=DIR|file.mp4 --first_box=x0,y0,x1,y1[;...] --model=run_dir --output=results/
     python -m maskrnn_tf.segment --method=flow_propagation --davis_root=DAVIS --split=val --output=results/
+    python -m maskrnn_tf.segment --segtrack_root=SegTrackv2 --model=run_dir --output=results/
 
 Writes `<output>/<frame>.png` (palette PNGs of the object ids, the input mask's palette), or
-`<output>/<sequence>/<frame>.png` for a DAVIS split (the layout `python -m maskrnn_tf.evaluate` reads).
+`<output>/<sequence>/<frame>.png` for a DAVIS split or a SegTrack v2 folder (the layout `python -m
+maskrnn_tf.evaluate` reads; SegTrack v2 objects are numbered 1..N by their ground-truth layers).
 The output folder appears only when complete, with `segment_run.json` (what was segmented). It must not be,
 contain or lie inside an input; an existing one is refused unless --overwrite, which replaces only a folder
 segment wrote (one holding segment_run.json). Bad inputs print one line and exit with status 2.
@@ -36,9 +38,11 @@ flags.DEFINE_string("first_box", None, "Instead of --first_mask: one box per obj
                     "pixels of the first frame (columns x0..x1-1, rows y0..y1-1); the first mask is made with "
                     "OpenCV's GrabCut inside each box and written as <output>/first_mask_from_box.png.")
 flags.DEFINE_string("davis_root", None, "Segment every sequence of a DAVIS split instead of --video.")
+flags.DEFINE_string("segtrack_root", None, "Segment every sequence of a SegTrack v2 folder (ImageSets/all.txt) "
+                    "instead of --video, from the first frame's ground-truth layers (object k = layer k).")
 flags.DEFINE_string("split", "val", "DAVIS split (with --davis_root).")
 flags.DEFINE_integer("davis_year", None, "2016 or 2017; default: detected from ImageSets/.")
-flags.DEFINE_list("sequences", None, "With --davis_root: only these sequences.")
+flags.DEFINE_list("sequences", None, "With --davis_root or --segtrack_root: only these sequences.")
 flags.DEFINE_string("output", None, "Results folder (must not exist unless --overwrite).")
 flags.DEFINE_enum("method", "maskrnn", ["maskrnn", "flow_propagation"],
                   "maskrnn (needs --model) or the no-learning flow-propagation baseline.")
@@ -80,14 +84,15 @@ flags.DEFINE_integer("max_size", 0, "Process frames with the long side capped at
 flags.DEFINE_string("overlay", None, "Also write this mp4 with the masks blended in (single video only).")
 flags.DEFINE_bool("save_probs", False, "Also write probability maps under <output>/probs/.")
 flags.DEFINE_enum("probs_format", "npy", ["npy", "png"], "npy: float16 [N,H,W] per frame; png: 8-bit per object.")
-flags.DEFINE_string("flow_cache_dir", None, "With --davis_root: take the flows from this cache of python -m "
-                    "maskrnn_tf.flow (the one training reads): computed on the full-resolution frames and resized "
+flags.DEFINE_string("flow_cache_dir", None, "With --davis_root or --segtrack_root: take the flows from this cache "
+                    "of python -m maskrnn_tf.flow (the one training reads): computed on the full-resolution frames and resized "
                     "to --max_size, as the training crops got them; missing flows are computed and stored.")
 flags.DEFINE_string("flow", "dis", "Flow backend: dis (DIS medium), dis-fast, dis-ultrafast, farneback, or flo "
                     "(precomputed .flo files under --flo_dir).")
 flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <sequence>/<stem_a>_<stem_b>.flo (flow from frame "
-                    "stem_a to stem_b, both directions of each consecutive pair); <sequence> is the DAVIS sequence "
-                    "with --davis_root, the frames folder's basename (or video file name sans extension) with --video.")
+                    "stem_a to stem_b, both directions of each consecutive pair); <sequence> is the dataset's "
+                    "sequence with --davis_root or --segtrack_root, the frames folder's basename (or video file "
+                    "name sans extension) with --video.")
 flags.DEFINE_integer("read_ahead", 3, "Frames (with flows) prepared ahead of the model on a background thread.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the model step.")
 flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16", "float16"],
@@ -147,14 +152,16 @@ def main(argv) -> int:
     del argv
     if not FLAGS.output:
         raise app.UsageError("--output is required.")
-    if bool(FLAGS.video) == bool(FLAGS.davis_root):
-        raise app.UsageError("give exactly one of --video (with --first_mask or --first_box) or --davis_root.")
+    if sum(bool(x) for x in (FLAGS.video, FLAGS.davis_root, FLAGS.segtrack_root)) != 1:
+        raise app.UsageError("give exactly one of --video (with --first_mask or --first_box), --davis_root or "
+                             "--segtrack_root.")
+    dataset_root = FLAGS.davis_root or FLAGS.segtrack_root
     if FLAGS.first_mask and FLAGS.first_box:
         raise app.UsageError("--first_mask and --first_box exclude each other: give the first frame's mask, or one "
                              "box per object to make it from.", exitcode=2)
-    if FLAGS.davis_root and FLAGS.first_box:
-        raise app.UsageError("--first_box applies to a single --video (a DAVIS split starts from its ground truth).",
-                             exitcode=2)
+    if dataset_root and (FLAGS.first_box or FLAGS.first_mask):
+        raise app.UsageError("--first_box and --first_mask apply to a single --video (a dataset's sequences start "
+                             "from their ground truth).", exitcode=2)
     if FLAGS.video and not (FLAGS.first_mask or FLAGS.first_box):
         raise app.UsageError("--video needs --first_mask (the first frame's mask) or --first_box (one box per "
                              "object, x0,y0,x1,y1;...).")
@@ -163,7 +170,7 @@ def main(argv) -> int:
     from maskrnn_tf import inference  # heavy imports (TensorFlow) after flag checks: --help and usage errors stay fast
 
     boxes = inference.parse_boxes(FLAGS.first_box) if FLAGS.first_box else None
-    if FLAGS.davis_root and FLAGS.overlay:
+    if dataset_root and FLAGS.overlay:
         raise app.UsageError("--overlay applies to a single --video.")
     if FLAGS.flip_average and FLAGS.method != "maskrnn":
         raise app.UsageError("--flip_average averages the network's steps: it needs --method=maskrnn.")
@@ -172,6 +179,7 @@ def main(argv) -> int:
 
     # Checked before any work: the outputs must never touch an input (see check_output_dir).
     inputs = [("--video", FLAGS.video), ("--first_mask", FLAGS.first_mask), ("--davis_root", FLAGS.davis_root),
+              ("--segtrack_root", FLAGS.segtrack_root),
               ("--flo_dir", FLAGS.flo_dir), ("--model", FLAGS.model),
               ("--flow_cache_dir", FLAGS.flow_cache_dir and os.path.expanduser(FLAGS.flow_cache_dir))]
     inference.check_output_dir(FLAGS.output, FLAGS.overwrite, inputs)
@@ -182,13 +190,17 @@ def main(argv) -> int:
     if FLAGS.flow == "flo" and not FLAGS.flo_dir:
         raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).")
     if FLAGS.flow_cache_dir:
-        if not FLAGS.davis_root:
-            raise app.UsageError("--flow_cache_dir needs --davis_root (the cache is kept per DAVIS sequence).")
+        if not dataset_root:
+            raise app.UsageError("--flow_cache_dir needs --davis_root or --segtrack_root (the cache is kept per "
+                                 "dataset sequence).")
         if FLAGS.flow == "flo":
             raise app.UsageError("--flow_cache_dir holds computed flows: use it with --flow=dis (as python -m "
                                  "maskrnn_tf.flow filled it), not --flow=flo.")
-        flow_fn = inference.cached_davis_flow_fn(FLAGS.flow, FLAGS.flow_cache_dir, FLAGS.davis_root, FLAGS.split,
-                                                 FLAGS.davis_year)
+        if FLAGS.segtrack_root:
+            flow_fn = inference.cached_segtrack_flow_fn(FLAGS.flow, FLAGS.flow_cache_dir, FLAGS.segtrack_root)
+        else:
+            flow_fn = inference.cached_davis_flow_fn(FLAGS.flow, FLAGS.flow_cache_dir, FLAGS.davis_root, FLAGS.split,
+                                                     FLAGS.davis_year)
         metadata["flow_cache_dir"] = os.path.abspath(os.path.expanduser(FLAGS.flow_cache_dir))
     else:
         flow_fn = inference.make_flow_fn(FLAGS.flow, FLAGS.flo_dir)
@@ -224,6 +236,12 @@ def main(argv) -> int:
             FLAGS.davis_root, FLAGS.split, flow_fn, FLAGS.output, step_fn=step_fn, options=options,
             overwrite=FLAGS.overwrite, year=FLAGS.davis_year, prepare=prepare, sequences=FLAGS.sequences,
             inputs=inputs, metadata=metadata,
+        )
+        print(f"wrote {len(names)} sequences to {FLAGS.output}")
+    elif FLAGS.segtrack_root:
+        names = inference.segment_segtrack(
+            FLAGS.segtrack_root, flow_fn, FLAGS.output, step_fn=step_fn, options=options, overwrite=FLAGS.overwrite,
+            prepare=prepare, sequences=FLAGS.sequences, inputs=inputs, metadata=metadata,
         )
         print(f"wrote {len(names)} sequences to {FLAGS.output}")
     else:

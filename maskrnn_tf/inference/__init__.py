@@ -13,7 +13,7 @@ from maskrnn_tf.inference.finetune import (
 )
 from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
 from maskrnn_tf.inference.flow_source import (CachedFlowFn, FloFileFlow, backend_flow_fn, cached_davis_flow_fn,
-                                              make_flow_fn)
+                                              cached_segtrack_flow_fn, make_flow_fn)
 from maskrnn_tf.inference.model_loading import ModelLoadError, load_model, trained_step, training_config
 from maskrnn_tf.inference.model_step import model_step_fn
 from maskrnn_tf.inference.output_dir import (OutputExistsError, UnsafeOutputError, atomic_output_dir,
@@ -22,7 +22,7 @@ from maskrnn_tf.inference.recurrent_finetune import (RecurrentFinetuneConfig, re
                                                      recurrent_finetuning_prepare)
 from maskrnn_tf.inference.propagation import AnyFlowFn, FlowFn, FrameResult, NamedFlowFn, StepFn, propagate
 from maskrnn_tf.inference.segmenter import (SegmentOptions, check_overlay_path, segment_davis, segment_frames,
-                                           segment_video)
+                                           segment_segtrack, segment_video)
 from maskrnn_tf.inference.video_reader import VideoReadError, VideoSource
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "make_flow_fn",
     "CachedFlowFn",
     "cached_davis_flow_fn",
+    "cached_segtrack_flow_fn",
     "mask_from_boxes",
     "model_step_fn",
     "parse_boxes",
@@ -65,6 +66,7 @@ __all__ = [
     "recurrent_finetune",
     "recurrent_finetuning_prepare",
     "segment_davis",
+    "segment_segtrack",
     "segment_frames",
     "segment_video",
     "trained_step",

@@ -4,7 +4,7 @@ DAVIS sequences, taken from the training flow cache (full-resolution flows, resi
 from __future__ import annotations
 
 import os
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def _at_size(flow: np.ndarray, frame: np.ndarray) -> np.ndarray:
 
 
 class CachedFlowFn(NamedFlowFn):
-    """Flows of DAVIS sequences from the flow cache that training reads (`python -m maskrnn_tf.flow`): computed
+    """Flows of DAVIS or SegTrack v2 sequences from the flow cache that training reads (`python -m maskrnn_tf.flow`): computed
     once on the full-resolution frames and resized to the frames processed (`--max_size`), as the training
     crops got them, instead of computed again on the smaller frames. A flow not in the cache is computed at full
     resolution and stored (`maskrnn_tf.data.flow_cache.FlowCache`)."""
@@ -57,7 +57,8 @@ class CachedFlowFn(NamedFlowFn):
 
     def for_sequence(self, sequence: str) -> "CachedFlowFn":
         if sequence not in self.sequences:
-            raise ValueError(f"{sequence}: not a sequence of the DAVIS split the flow cache was opened for.")
+            raise ValueError(f"{sequence}: not a sequence of the DAVIS split or SegTrack v2 folder the flow cache was "
+                             f"opened for ({sorted(self.sequences)}).")
         return CachedFlowFn(self.cache, self.sequences, self.sequences[sequence])
 
     def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray, stem_a: str, stem_b: str) -> np.ndarray:
@@ -72,10 +73,21 @@ def cached_davis_flow_fn(name: str, cache_dir: str, davis_root: str, split: str,
     of a DAVIS split. Raises maskrnn_tf.data.flow_cache.FlowCacheError for a cache folder that cannot be used."""
     from maskrnn_tf.data.sequences import davis_year, read_davis_sequence_list
 
+    return _cached_flow_fn(name, cache_dir, read_davis_sequence_list(davis_root, year or davis_year(davis_root), split))
+
+
+def cached_segtrack_flow_fn(name: str, cache_dir: str, segtrack_root: str) -> CachedFlowFn:
+    """A CachedFlowFn of backend `name` for the sequences of a SegTrack v2 folder (the cache `python -m
+    maskrnn_tf.flow --dataset=segtrack_v2` fills)."""
+    from maskrnn_tf.data.sequences import read_segtrack_sequence_list
+
+    return _cached_flow_fn(name, cache_dir, read_segtrack_sequence_list(segtrack_root))
+
+
+def _cached_flow_fn(name: str, cache_dir: str, sequences: Iterable[Sequence]) -> CachedFlowFn:
     backend = make_backend(name)
     if not backend.needs_frames:
         raise ValueError(f"--flow={name} reads precomputed files; a flow cache holds computed flows (dis, ...).")
-    sequences = read_davis_sequence_list(davis_root, year or davis_year(davis_root), split)
     return CachedFlowFn(FlowCache(backend, os.path.expanduser(cache_dir)), {s.name: s for s in sequences})
 
 

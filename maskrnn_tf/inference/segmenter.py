@@ -2,7 +2,8 @@
 
 `segment_frames` is the I/O-driving core shared by every caller (local model, baseline, a model-server
 client): it streams the video through `propagate` and writes full-resolution palette PNGs (plus optional
-probability maps and overlay video). `segment_video` / `segment_davis` add the atomic output folder.
+probability maps and overlay video). `segment_video` / `segment_davis` / `segment_segtrack` add the atomic
+output folder.
 """
 from __future__ import annotations
 
@@ -340,27 +341,90 @@ def segment_davis(
         list_path = os.path.join(find_davis_root(davis_root), "ImageSets", "2017" if year == 2017 else "480p",
                                  f"{split}.txt")
         raise ValueError(f"{list_path} lists no sequences: nothing to segment (check the file or --split).")
+    listed = _chosen(listed, sequences, f"DAVIS-{year} {split}")
+    record = {"davis_root": os.path.abspath(davis_root), "split": split, "year": year, **(metadata or {})}
+
+    def first_mask(sequence, source: VideoSource) -> FirstMask:
+        return read_first_mask(sequence.mask_paths[0][0], source.size)
+
+    return _segment_sequences(listed, first_mask, flow_fn, output_dir, step_fn, options, overwrite, prepare,
+                              inputs, record, f"DAVIS-{year} {split}")
+
+
+def segment_segtrack(
+    segtrack_root: str,
+    flow_fn: AnyFlowFn,
+    output_dir: str,
+    step_fn: Optional[StepFn] = None,
+    options: SegmentOptions = SegmentOptions(),
+    overwrite: bool = False,
+    prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]] = None,
+    sequences: Optional[List[str]] = None,
+    inputs: Sequence[Tuple[str, Optional[str]]] = (),
+    metadata: Optional[Dict[str, object]] = None,
+) -> List[str]:
+    """Segments the sequences of a SegTrack v2 folder (`ImageSets/all.txt`) into `<output_dir>/<seq>/<frame>.png`.
+
+    The first frame's ground-truth layers seed each sequence as objects 1..N (layer k is object k; a
+    single-object sequence is object 1), the ids `python -m maskrnn_tf.evaluate --segtrack_root` scores. Otherwise
+    as `segment_davis` (atomic as a whole, `prepare` per sequence, `NamedFlowFn` by sequence name).
+    """
+    from maskrnn_tf.data.sequences import read_ids, read_segtrack_sequence_list  # layouts only here
+    from maskrnn_tf.io import davis_palette
+
+    inputs = [("--segtrack_root", segtrack_root), *inputs]
+    check_output_dir(output_dir, overwrite, inputs)
+    listed = read_segtrack_sequence_list(segtrack_root)
+    if not listed:
+        raise ValueError(f"{segtrack_root}: ImageSets/all.txt lists no sequences: nothing to segment.")
+    listed = _chosen(listed, sequences, "SegTrack v2")
+    record = {"segtrack_root": os.path.abspath(segtrack_root), **(metadata or {})}
+
+    def first_mask(sequence, source: VideoSource) -> FirstMask:
+        labels = read_ids(sequence, 0)
+        present = tuple(int(v) for v in np.unique(labels) if v not in (0, VOID_ID))
+        if not present:
+            raise MaskError(f"{sequence.mask_paths[0][0]}: the first frame's ground truth of {sequence.name} holds "
+                            "no object (every pixel at or below 127); SegTrack v2 starts from it.")
+        if tuple(labels.shape) != tuple(source.size):
+            raise MaskError(f"{sequence.mask_paths[0][0]}: mask size {labels.shape[1]}x{labels.shape[0]} differs "
+                            f"from the frames of {sequence.name} ({source.size[1]}x{source.size[0]}).")
+        return FirstMask(labels=labels, object_ids=present, palette=davis_palette())
+
+    return _segment_sequences(listed, first_mask, flow_fn, output_dir, step_fn, options, overwrite, prepare,
+                              inputs, record, "SegTrack v2")
+
+
+def _chosen(listed, sequences: Optional[List[str]], where: str):
+    """The sequences of `listed` named by `sequences` (all when None), in that order."""
     if sequences is not None and not sequences:
         raise ValueError("--sequences is empty: name the sequences to segment, or leave it out for the whole split.")
-    if sequences is not None:
-        by_name = {s.name: s for s in listed}
-        unknown = [n for n in sequences if n not in by_name]
-        if unknown:
-            raise ValueError(f"sequence(s) {unknown} not in DAVIS-{year} {split}; choose from {sorted(by_name)}.")
-        listed = [by_name[n] for n in sequences]
+    if sequences is None:
+        return listed
+    by_name = {s.name: s for s in listed}
+    unknown = [n for n in sequences if n not in by_name]
+    if unknown:
+        raise ValueError(f"sequence(s) {unknown} not in {where}; choose from {sorted(by_name)}.")
+    return [by_name[n] for n in sequences]
+
+
+def _segment_sequences(listed, first_mask, flow_fn: AnyFlowFn, output_dir: str, step_fn: Optional[StepFn],
+                       options: SegmentOptions, overwrite: bool, prepare, inputs, record: Dict[str, object],
+                       description: str) -> List[str]:
+    """Segments `listed` (maskrnn_tf.data.sequences.Sequence) into `<output_dir>/<name>/`, atomic as a whole;
+    `first_mask(sequence, source)` gives each sequence's FirstMask."""
     names: List[str] = []
     seconds: Dict[str, float] = {}
-    record = {"davis_root": os.path.abspath(davis_root), "split": split, "year": year, "sequences": names,
-              **(metadata or {}), **_finetune_log(prepare), "segment_seconds": seconds}
+    record = {**record, "sequences": names, **_finetune_log(prepare), "segment_seconds": seconds}
     with atomic_output_dir(output_dir, overwrite, inputs, record) as tmp:
-        for sequence in tqdm(listed, desc=f"DAVIS-{year} {split}", unit="seq", disable=not options.progress):
+        for sequence in tqdm(listed, desc=description, unit="seq", disable=not options.progress):
             source = VideoSource(os.path.dirname(sequence.frame_paths[0]), frame_paths=list(sequence.frame_paths),
                                  name=sequence.name)
-            first = read_first_mask(sequence.mask_paths[0][0], source.size)
+            first = first_mask(sequence, source)
             check_working_size(source, options)
             seq_step = prepare(source, first) if prepare is not None else step_fn
             if seq_step is None:
-                raise ValueError("segment_davis needs step_fn or prepare.")
+                raise ValueError("segmenting a dataset needs step_fn or prepare.")
             start = time.monotonic()
             segment_frames(seq_step, source, first, flow_fn, os.path.join(tmp, sequence.name), options,
                            description=sequence.name)

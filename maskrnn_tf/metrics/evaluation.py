@@ -89,7 +89,7 @@ class EvaluationResults:
     """The whole evaluation: per-sequence results in split order, plus notes for the user."""
 
     split: str
-    year: int
+    year: Optional[int]  # None for SegTrack v2
     sequences: List[SequenceResult]
     notes: List[str] = field(default_factory=list)
 
@@ -172,6 +172,22 @@ def evaluate_sequence(
             f"last, leaving none to score. Use skip_first_last=False (--all_frames) for such short sequences."
         )
     gt, void, object_ids = load_ground_truth(spec, indices)
+    return score_sequence(results_dir, spec, indices, gt, void, object_ids, config, with_t)
+
+
+def score_sequence(
+    results_dir: str,
+    spec,
+    indices: List[int],
+    gt: np.ndarray,
+    void: np.ndarray,
+    object_ids: Tuple[int, ...],
+    config: EvaluationConfig,
+    with_t: bool = False,
+) -> SequenceResult:
+    """J and F (and T when `with_t`) per object of one sequence, given its ground truth ids [T', H, W] and void
+    of the frames `indices`; the results are read from `<results_dir>/<spec.name>/<frame>.png` (any spec with
+    `name` and `frames`: DAVIS or SegTrack v2)."""
     pred = load_results(results_dir, spec, indices, object_ids, gt.shape[1:])
     void_arg = void if config.exclude_void else None
     objects = []

@@ -42,7 +42,7 @@ def test_output_containing_the_video_is_refused(tmp_path, video):
     assert len(files_of(frames)) == FRAMES and (tmp_path / "notes.txt").read_text() == "mine"
 
 
-@pytest.mark.parametrize("where", ["video", "first_mask", "flo_dir", "model", "davis_root"])
+@pytest.mark.parametrize("where", ["video", "first_mask", "flo_dir", "model", "davis_root", "segtrack_root"])
 def test_output_inside_or_around_an_input_is_refused(tmp_path, video, where):
     frames, mask = video
     args = [f"--video={frames}", f"--first_mask={mask}"]
@@ -62,9 +62,9 @@ def test_output_inside_or_around_an_input_is_refused(tmp_path, video, where):
         out = str(tmp_path / "run" / "results")
         args = [a for a in args] + [f"--model={tmp_path / 'run'}"]
     else:
-        os.makedirs(tmp_path / "DAVIS")
-        out = str(tmp_path / "DAVIS" / "results")
-        args = [f"--davis_root={tmp_path / 'DAVIS'}"]
+        os.makedirs(tmp_path / "DATA")
+        out = str(tmp_path / "DATA" / "results")
+        args = [f"--{where}={tmp_path / 'DATA'}"]
     flag = "--" + where
     with pytest.raises(UnsafeOutputError, match=flag):
         run_cli(*args, f"--output={out}")
