@@ -93,3 +93,25 @@ def test_bad_flags_and_sequences_are_refused(tmp_path):
                f"--output={tmp_path / 'o3'}")
     assert proc.returncode == 2 and "apply to a single --video" in proc.stderr
     assert not os.path.exists(tmp_path / "o1") and not os.path.exists(tmp_path / "o3")
+
+
+def test_flow_cache_holds_the_sequences_flows(tmp_path):
+    """--flow_cache_dir with --segtrack_root: flows are stored per SegTrack sequence (the namespace `python -m
+    maskrnn_tf.flow --dataset=segtrack_v2` fills) and equal the backend's flows of the full frames."""
+    from maskrnn_tf.data.flow_backends import make_backend
+    from maskrnn_tf.io import read_frame
+
+    root = str(tmp_path / "SegTrackv2")
+    frames = np.random.default_rng(2).integers(0, 255, (3, 40, 56, 3), dtype=np.uint8)
+    layers = np.zeros((1, 3, 40, 56), np.uint8)
+    layers[0, :, 10:30, 10:30] = 255
+    stems = make_segtrack(root, "solo", frames, layers)
+    cache = tmp_path / "cache"
+    proc = run("segment", "--method=flow_propagation", f"--segtrack_root={root}", "--flow=dis-ultrafast",
+               f"--flow_cache_dir={cache}", f"--output={tmp_path / 'out'}", "--noprogress")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    folder = cache / "dis-ultrafast" / "segtrack_v2" / "solo"
+    assert sorted(p.name for p in folder.iterdir()) == [f"{stems[1]}_{stems[0]}.npy", f"{stems[2]}_{stems[1]}.npy"]
+    paths = [os.path.join(root, "JPEGImages", "solo", s + ".png") for s in stems]
+    full = make_backend("dis-ultrafast").flow(read_frame(paths[2]), read_frame(paths[1]))
+    np.testing.assert_allclose(np.load(folder / f"{stems[2]}_{stems[1]}.npy"), full, atol=0.02)
