@@ -6,8 +6,8 @@ davis2017-evaluation CSVs.
     python -m maskrnn_tf.evaluate --segtrack_root=/path/SegTrackv2 --results=/path/results [--sequences=a,b]
 
 Results are `<results>/<sequence>/<frame>.png` (palette PNGs of object ids); the CSVs go into --results
-(or --output_dir). For SegTrack v2, J-Mean is the IoU its papers report (every frame but the first, averaged
-over the objects of all sequences; maskrnn_tf.metrics.segtrack_evaluation). A thin wrapper over
+(or --output_dir). For SegTrack v2, J-Mean is the mean IoU (every frame but the first, averaged over the
+objects of all sequences; maskrnn_tf.metrics.segtrack_evaluation). A thin wrapper over
 maskrnn_tf.metrics.evaluate_dataset and evaluate_segtrack.
 """
 from __future__ import annotations

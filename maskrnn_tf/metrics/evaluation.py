@@ -15,7 +15,7 @@ import concurrent.futures
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -177,7 +177,7 @@ def evaluate_sequence(
 
 def score_sequence(
     results_dir: str,
-    spec,
+    spec: Any,
     indices: List[int],
     gt: np.ndarray,
     void: np.ndarray,

@@ -5,8 +5,8 @@ SegTrack v2 has no split: every sequence of `ImageSets/all.txt` is scored. An ob
 RGB with anti-aliased edges, foreground where the grey value is above 127. The first frame's annotation is the
 given input, so it is not scored (`all_frames=True` scores it too); unlike DAVIS the last frame is kept. Per
 object, IoU is averaged over the scored frames (1 where the object and the prediction are both empty); the
-dataset IoU is the mean over all objects of all sequences, the mean over objects the paper's SegTrack v2 column
-takes (1.74 objects per video). Results are read like DAVIS results: `<results>/<seq>/<frame stem>.png`, ids of
+dataset IoU is the mean over all objects of all sequences (the paper reports a mean IoU over SegTrack v2's
+objects, 1.74 per video, without stating how it averages). Results are read like DAVIS results: `<results>/<seq>/<frame stem>.png`, ids of
 the objects (palette or grey id PNGs, or 0/255 for one object).
 """
 from __future__ import annotations
