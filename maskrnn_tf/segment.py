@@ -85,8 +85,9 @@ flags.DEFINE_string("overlay", None, "Also write this mp4 with the masks blended
 flags.DEFINE_bool("save_probs", False, "Also write probability maps under <output>/probs/.")
 flags.DEFINE_enum("probs_format", "npy", ["npy", "png"], "npy: float16 [N,H,W] per frame; png: 8-bit per object.")
 flags.DEFINE_string("flow_cache_dir", None, "With --davis_root or --segtrack_root: take the flows from this cache "
-                    "of python -m maskrnn_tf.flow (the one training reads): computed on the full-resolution frames and resized "
-                    "to --max_size, as the training crops got them; missing flows are computed and stored.")
+                    "of python -m maskrnn_tf.flow (the one training reads): computed on the full-resolution frames "
+                    "and resized to --max_size, as the training crops got them; missing flows are computed and "
+                    "stored.")
 flags.DEFINE_string("flow", "dis", "Flow backend: dis (DIS medium), dis-fast, dis-ultrafast, farneback, or flo "
                     "(precomputed .flo files under --flo_dir).")
 flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <sequence>/<stem_a>_<stem_b>.flo (flow from frame "
