@@ -43,10 +43,10 @@ def _at_size(flow: np.ndarray, frame: np.ndarray) -> np.ndarray:
 
 
 class CachedFlowFn(NamedFlowFn):
-    """Flows of DAVIS or SegTrack v2 sequences from the flow cache that training reads (`python -m maskrnn_tf.flow`): computed
-    once on the full-resolution frames and resized to the frames processed (`--max_size`), as the training
-    crops got them, instead of computed again on the smaller frames. A flow not in the cache is computed at full
-    resolution and stored (`maskrnn_tf.data.flow_cache.FlowCache`)."""
+    """Flows of DAVIS or SegTrack v2 sequences from the flow cache that training reads (`python -m
+    maskrnn_tf.flow`): computed once on the full-resolution frames and resized to the frames processed
+    (`--max_size`), as the training crops got them, instead of computed again on the smaller frames. A flow not in
+    the cache is computed at full resolution and stored (`maskrnn_tf.data.flow_cache.FlowCache`)."""
 
     def __init__(self, cache: FlowCache, sequences: Mapping[str, Sequence], sequence: Optional[Sequence] = None):
         self.cache = cache

@@ -1,4 +1,4 @@
-"""SegTrack v2 evaluation of a results folder: IoU (the number SegTrack v2 papers report) and F per object.
+"""SegTrack v2 evaluation of a results folder: mean IoU (SegTrack v2's measure) and F per object.
 
 SegTrack v2 has no split: every sequence of `ImageSets/all.txt` is scored. An object is one ground-truth layer
 (`GroundTruth/<seq>/<k>/` for object k, or the single `GroundTruth/<seq>/` folder, object 1); masks are grey or
@@ -6,8 +6,8 @@ RGB with anti-aliased edges, foreground where the grey value is above 127. The f
 given input, so it is not scored (`all_frames=True` scores it too); unlike DAVIS the last frame is kept. Per
 object, IoU is averaged over the scored frames (1 where the object and the prediction are both empty); the
 dataset IoU is the mean over all objects of all sequences (the paper reports a mean IoU over SegTrack v2's
-objects, 1.74 per video, without stating how it averages). Results are read like DAVIS results: `<results>/<seq>/<frame stem>.png`, ids of
-the objects (palette or grey id PNGs, or 0/255 for one object).
+objects, 1.74 per video, without stating how it averages). Results are read like DAVIS results:
+`<results>/<seq>/<frame stem>.png`, ids of the objects (palette or grey id PNGs, or 0/255 for one object).
 """
 from __future__ import annotations
 
