@@ -141,6 +141,7 @@ class OptimConfig:
 
     weight_decay: decoupled weight decay (AdamW): each update also subtracts learning_rate * weight_decay * w
       from every kernel (biases are spared); 0 = plain Adam.
+    cooldown_steps: over the run's last N steps the decayed rate is scaled down linearly to 0; 0 = no cooldown.
     """
 
     learning_rate: float = 1e-5
@@ -149,6 +150,7 @@ class OptimConfig:
     clip_norm: float = 10.0  # 0 disables clipping
     epsilon: float = 1e-7
     weight_decay: float = 0.0
+    cooldown_steps: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

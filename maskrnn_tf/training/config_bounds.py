@@ -43,6 +43,7 @@ FIELD_BOUNDS: Dict[str, Dict[str, Any]] = {
     "optim.clip_norm": dict(minimum=0, hint="0 turns clipping off"),
     "optim.epsilon": dict(above=0),
     "optim.weight_decay": dict(minimum=0, hint="0 = plain Adam"),
+    "optim.cooldown_steps": dict(minimum=0, hint="0 = no cooldown"),
     "loss.seg_weight": dict(minimum=0),
     "loss.loc_weight": dict(minimum=0, hint="0 turns the localization loss off"),
     "loss.loc_min_iou": dict(minimum=0, maximum=1, hint="0 regresses from every proposal"),
@@ -76,5 +77,8 @@ def check_config_bounds(config: "TrainConfig") -> None:
     values = flatten(config.to_dict())
     problems = [f"{key}={values[key]!r}: {problem}" for key in FIELD_BOUNDS
                 if (problem := bounds_problem(key, values.get(key))) is not None]
+    if values.get("optim.cooldown_steps", 0) > config.total_steps:
+        problems.append(f"optim.cooldown_steps={values['optim.cooldown_steps']!r}: more than the run's "
+                        f"{config.total_steps} steps (stage_a_steps + stage_b_steps)")
     if problems:
         raise ValueError("; ".join(problems))

@@ -14,16 +14,19 @@ import tensorflow as tf
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.ops import mask_to_box
 from maskrnn_tf.training.config import TrainConfig
+from maskrnn_tf.training.cooled_exponential_decay import CooledExponentialDecay
 from maskrnn_tf.training.gradient_update import apply_clipped, is_loss_scaling, scale_loss
 from maskrnn_tf.training.gradient_update import zero_unless_finite  # noqa: F401  (its former home)
 from maskrnn_tf.training.losses import frame_losses
 
 
 def make_optimizer(config: TrainConfig, policy: str) -> keras.optimizers.Optimizer:
-    """Adam on an exponentially decaying learning rate (decoupled weight decay on the kernels with
-    optim.weight_decay > 0); wrapped in a LossScaleOptimizer under float16."""
+    """Adam on an exponentially decaying learning rate, cooled to zero over the last optim.cooldown_steps
+    (decoupled weight decay on the kernels with optim.weight_decay > 0); wrapped in a LossScaleOptimizer under
+    float16."""
     o = config.optim
-    schedule = keras.optimizers.schedules.ExponentialDecay(o.learning_rate, o.decay_steps, o.decay_rate)
+    schedule = CooledExponentialDecay(o.learning_rate, o.decay_steps, o.decay_rate, config.total_steps,
+                                      o.cooldown_steps)
     optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=o.epsilon, weight_decay=o.weight_decay or None)
     if o.weight_decay:
         # Decaying biases only shifts activations' offsets; the norm that regularises is the kernels'.
