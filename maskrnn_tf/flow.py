@@ -3,11 +3,14 @@
     python -m maskrnn_tf.flow --dataset=davis --year=2016 --manual_dir=DAVIS --cache_dir=flow_cache
     python -m maskrnn_tf.flow --dataset=segtrack_v2 --manual_dir=SegTrackv2 --cache_dir=flow_cache --backend=farneback
     python -m maskrnn_tf.flow --dataset=davis --year=2017 --manual_dir=DAVIS --cache_dir=c --backend=flo --flo_dir=raft
+    python -m maskrnn_tf.flow --dataset=davis --manual_dir=DAVIS --cache_dir=flow_cache --splits=val --warp_iou
 
 Writes `<cache_dir>/<backend>/<dataset>/<sequence>/<from>_<to>.npy` (float16 [H, W, 2] (u, v); 3.3 MB per
 frame at 854x480, see maskrnn_tf/data/flow_cache.py). Rerunning skips finished pairs, so an interrupted run
 resumes where it stopped; every file is written atomically. Damaged cache files (empty, truncated, wrong
-shape, NaN) are recomputed. Exit status: 0 done, 1 bad or missing data, 2 bad flags.
+shape, NaN) are recomputed. `--warp_iou` then prints, per sequence, the J of the annotated masks carried one
+frame by the flows (`maskrnn_tf.metrics.warp_iou`): what the flow alone keeps of each object.
+Exit status: 0 done, 1 bad or missing data, 2 bad flags.
 """
 from __future__ import annotations
 
@@ -28,6 +31,9 @@ flags.DEFINE_string("cache_dir", None, "Where the flows go.")
 flags.DEFINE_string("backend", "dis", "dis (DIS medium), dis-fast, dis-ultrafast, farneback, or flo (--flo_dir).")
 flags.DEFINE_string("flo_dir", None, "With --backend=flo: folder of <sequence>/<from>_<to>.flo files.")
 flags.DEFINE_list("sequences", None, "Only these sequences.")
+flags.DEFINE_bool("warp_iou", False, "Then score how well the flows carry the annotated masks: each object's mask "
+                  "warped from frame t-1 into frame t by the flow t -> t-1 (as the model warps its previous mask), "
+                  "J against frame t's mask, per sequence (no network involved).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.register_validator("year", lambda year: year in (2016, 2017), message="must be 2016 or 2017 (DAVIS years).")
 
@@ -87,7 +93,39 @@ def main(argv) -> int:
     repaired = f"; {cache.repaired} damaged cache files recomputed" if cache.repaired else ""
     print(f"{len(sequences)} sequences: {computed} frame pairs computed, {skipped} already cached "
           f"({cache.backend.tag} in {FLAGS.cache_dir}){repaired}")
+    if FLAGS.warp_iou:
+        print(warp_iou_table(sequences, cache))
     return 0
+
+
+def warp_iou_table(sequences, cache) -> str:
+    """A Markdown table: per sequence, the mean and lowest J (%) of its masks carried one frame by the cached
+    flows, and the mean over all scored pairs. Sequences without a mask for every frame are listed unscored."""
+    import numpy as np
+
+    from maskrnn_tf.data.sequences import read_ids
+    from maskrnn_tf.metrics.warp_iou import sequence_warp_ious
+
+    lines = [f"Masks carried one frame by the flows ({cache.backend.tag}): J of mask t-1 warped into frame t",
+             "", "| sequence | pairs | J-Mean | lowest J |", "|---|--:|--:|--:|"]
+    scored = []
+    for sequence in sequences:
+        if not all(os.path.isfile(path) for paths in sequence.mask_paths for path in paths):
+            lines.append(f"| {sequence.name} | - | not scored: frames without a mask | |")
+            continue
+        ious = sequence_warp_ious(lambda t, s=sequence: read_ids(s, t), lambda a, b, s=sequence: cache.flow(s, a, b),
+                                  sequence.num_frames, sequence.num_objects)
+        ious = ious[~np.isnan(ious)]
+        scored.append(ious)
+        if ious.size:
+            lines.append(f"| {sequence.name} | {ious.size} | {100 * ious.mean():.1f} | {100 * ious.min():.1f} |")
+        else:
+            lines.append(f"| {sequence.name} | 0 | no object in two consecutive frames | |")
+    everything = np.concatenate(scored) if scored else np.zeros(0)
+    if everything.size:
+        lines.append(f"| **all** | {everything.size} | **{100 * everything.mean():.1f}** | "
+                     f"{100 * everything.min():.1f} |")
+    return "\n".join(lines)
 
 
 def run() -> None:
