@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from maskrnn_tf.io import VOID_ID, ImageReadError, read_mask
+from maskrnn_tf.io.id_images import grey_annotation_holds_ids, read_annotation_ids
 
 DAVIS_LAYOUT = """\
 Expected layout (the official DAVIS archives, extracted or as the zip itself):
@@ -72,6 +73,16 @@ class Sequence:
     @property
     def num_frames(self) -> int:
         return len(self.frame_paths)
+
+
+def repeated_names(names: List[str]) -> List[str]:
+    """The names that occur more than once in `names` (a --sequences list), in order of first repeat."""
+    seen, repeated = set(), []
+    for name in names:
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    return repeated
 
 
 def image_size(path: str) -> Tuple[int, int]:
@@ -143,7 +154,8 @@ def read_ids(sequence: Sequence, index: int) -> np.ndarray:
     """Object ids [H, W] uint8 of frame `index` (0 background, 1..N objects, 255 void)."""
     paths = sequence.mask_paths[index]
     if not sequence.mask_layers:
-        return read_mask(paths[0])
+        # Grey annotations are ids or binary for the whole sequence, as its first frame says.
+        return read_annotation_ids(paths[0], grey_annotation_holds_ids(sequence.mask_paths[0][0]))
     ids = None
     for k, path in enumerate(paths):
         layer = read_mask(path)
@@ -177,7 +189,7 @@ def load_masks(sequence: Sequence) -> np.ndarray:
 
 def first_frame_objects(mask_path: str) -> int:
     """Number of objects N in a first-frame id map, raising when its ids skip a value."""
-    ids = read_mask(mask_path)
+    ids = read_annotation_ids(mask_path)
     present = [int(v) for v in np.unique(ids) if v not in (0, VOID_ID)]
     expected = list(range(1, len(present) + 1))
     if present != expected:

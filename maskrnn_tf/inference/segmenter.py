@@ -405,6 +405,11 @@ def _chosen(listed, sequences: Optional[List[str]], where: str):
     unknown = [n for n in sequences if n not in by_name]
     if unknown:
         raise ValueError(f"sequence(s) {unknown} not in {where}; choose from {sorted(by_name)}.")
+    from maskrnn_tf.data.sequences import repeated_names  # layouts only here
+
+    repeated = repeated_names(list(sequences))
+    if repeated:
+        raise ValueError(f"sequence(s) {repeated} named more than once in --sequences; name each once.")
     return [by_name[n] for n in sequences]
 
 

@@ -11,17 +11,21 @@ Two readers with different contracts:
   (anti-aliased edges, SegTrack) are foreground where > 127; an RGB mask maps each distinct colour to an
   object (DAVIS palette colours to their index, other colours to 1..K in order of first appearance), black
   being the background; an RGB mask whose only colours are the palette's greys (64, 128, 192 in every
-  channel) is a DAVIS-colour mask of objects 56, 7, 63.
+  channel) is a DAVIS-colour mask of objects 56, 7, 63; a grey mask of ids 1..N with 255 (void) is ids.
+- `read_annotation_ids` reads a dataset's ground truth (DAVIS layouts): a palette PNG's indices, or a grey
+  PNG's values when the sequence's first annotation is a grey map of ids 1..N (255 = void; what
+  `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); other grey masks (DAVIS-2016's
+  0/255, anti-aliased edges) are foreground where > 127.
 """
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
 
-from maskrnn_tf.io.masks import ImageReadError, _open, davis_palette
+from maskrnn_tf.io.masks import VOID_ID, ImageReadError, _open, davis_palette
 
 # More distinct colours than this in an RGB mask means anti-aliased edges or a photo, not flat object colours.
 MAX_COLOUR_OBJECTS = 32
@@ -145,8 +149,8 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
         nonzero = np.unique(values[values > 0])
         if nonzero.size <= 1:
             return (values > 0).astype(np.uint8), None
-        if nonzero.max() < 128:
-            return values.astype(np.uint8), None  # small grey values: object ids
+        if nonzero.max() < 128 or _ids_with_void(nonzero):
+            return values.astype(np.uint8), None  # small grey values: object ids (255 = void)
         if _solid_intermediate(values):
             raise ImageReadError(
                 f"{path}: grey values {nonzero.tolist()[:8]} fill regions, not just the edges of one object (an "
@@ -171,3 +175,71 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
         c = int(colours[k])
         palette[new_id] = (c >> 16, (c >> 8) & 255, c & 255)
     return order[inverse].reshape(values.shape[:2]), palette
+
+
+def _ids_with_void(values: np.ndarray) -> bool:
+    """Whether the non-zero grey values of a mask are object ids 1..N, with or without 255 (void)."""
+    ids = [int(v) for v in values if v not in (0, VOID_ID)]
+    return bool(ids) and ids == list(range(1, len(ids) + 1))
+
+
+_GREY_IDS_CACHE: Dict[Tuple[str, int, int], bool] = {}
+
+
+def grey_annotation_holds_ids(path: str | os.PathLike) -> bool:
+    """Whether an annotation is a grey map of object ids (values exactly 1..N besides 0 and 255 = void), as
+    opposed to a binary or anti-aliased mask (one object where grey > 127). Palette, colour and 1-bit files:
+    False. Decide it on a sequence's first annotation (where every object is present) and read every frame
+    of the sequence the same way: a later frame may hold only object 2 and void."""
+    path = os.fspath(path)
+    try:
+        stat = os.stat(path)
+    except OSError:
+        stat = None
+    key = (path, stat.st_mtime_ns, stat.st_size) if stat is not None else None
+    if key is not None and key in _GREY_IDS_CACHE:
+        return _GREY_IDS_CACHE[key]
+    image = _open(path)
+    values = None if image.mode in ("P", "1") else _opaque_channels(image, path)
+    holds_ids = values is not None and values.ndim == 2 and _ids_with_void(np.unique(values))
+    if key is not None:
+        _GREY_IDS_CACHE[key] = holds_ids
+    return holds_ids
+
+
+def read_annotation_ids(path: str | os.PathLike, grey_ids: Optional[bool] = None) -> np.ndarray:
+    """Reads a ground-truth annotation as uint8 object ids [H, W] (0 background, 255 void).
+
+    Args:
+      path: the annotation file.
+      grey_ids: whether grey values are object ids (see `grey_annotation_holds_ids`, decided on the
+        sequence's first annotation); None decides it on this file.
+
+    Palette PNGs give their indices and RGB masks in DAVIS palette colours their palette index; other masks
+    are binary, foreground (1) where grey > 127 (DAVIS-2016's 0/255).
+
+    Raises:
+      ImageReadError: missing, unreadable or transparent file, or a mode that cannot hold a mask (16-bit,
+        float).
+    """
+    path = os.fspath(path)
+    image = _open(path)
+    if image.mode == "P":
+        return np.asarray(image, np.uint8).copy()
+    if image.mode == "1":
+        return np.asarray(image, np.uint8)
+    values = _opaque_channels(image, path)
+    if values is None:
+        raise ImageReadError(
+            f"{path}: a {image.mode} image is not an annotation DAVIS tools read; save ground truth as palette "
+            "PNGs of object ids, 8-bit grey PNGs of ids (255 = void) or 0/255 binary masks.")
+    if values.ndim == 3:
+        ids, _ = _davis_ids(values)
+        if ids is not None:
+            return ids
+        values = np.asarray(image.convert("L"))
+    if grey_ids is None:
+        grey_ids = _ids_with_void(np.unique(values))
+    if grey_ids:
+        return values.astype(np.uint8)
+    return (values > 127).astype(np.uint8)

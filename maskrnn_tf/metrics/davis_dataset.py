@@ -17,8 +17,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from maskrnn_tf.io import VOID_ID, ImageReadError, read_mask
-from maskrnn_tf.io.id_images import read_result_ids
+from maskrnn_tf.io import VOID_ID, ImageReadError
+from maskrnn_tf.io.id_images import grey_annotation_holds_ids, read_annotation_ids, read_result_ids
 from maskrnn_tf.metrics.errors import (
     DatasetLayoutError,
     ExtraFramesError,
@@ -133,10 +133,12 @@ def load_ground_truth(
 
     Objects are 1..max id of the sequence's first frame (void excluded), the official DAVIS rule.
     """
-    first = read_mask(spec.annotation_paths[0])
+    grey_ids = grey_annotation_holds_ids(spec.annotation_paths[0])
+    first = read_annotation_ids(spec.annotation_paths[0], grey_ids)
     first_ids = first[first != VOID_ID]
     n_objects = int(first_ids.max()) if first_ids.size else 0
-    labels = np.stack([read_mask(spec.annotation_paths[i]) for i in frame_indices]) if frame_indices else (
+    labels = np.stack([read_annotation_ids(spec.annotation_paths[i], grey_ids) for i in frame_indices]) if (
+        frame_indices) else (
         np.zeros((0,) + first.shape, np.uint8)
     )
     void = labels == VOID_ID
@@ -158,10 +160,17 @@ def load_results(
             f"{folder}: no results for sequence '{spec.name}'; segment it (one PNG per frame) or leave it out "
             f"with --sequences."
         )
-    present = {
-        os.path.splitext(n)[0] for n in os.listdir(folder) if n.lower().endswith(".png") and not n.startswith(".")
-    }
-    extra = sorted(present - set(spec.frames))
+    present: Dict[str, str] = {}  # frame name -> file name (.png or .PNG)
+    for name in sorted(os.listdir(folder)):
+        if not name.lower().endswith(".png") or name.startswith("."):
+            continue
+        stem = os.path.splitext(name)[0]
+        if stem in present:
+            raise ExtraFramesError(
+                f"{folder}: frame {stem} has two result files ({present[stem]} and {name}); keep one of them."
+            )
+        present[stem] = name
+    extra = sorted(set(present) - set(spec.frames))
     if extra:
         raise ExtraFramesError(
             f"{folder}: {len(extra)} result frame(s) not in the ground truth of '{spec.name}' "
@@ -177,7 +186,7 @@ def load_results(
     known = set(object_ids) | {0}
     out = np.zeros((len(frame_indices),) + tuple(shape), np.uint8)
     for k, i in enumerate(frame_indices):
-        path = os.path.join(folder, spec.frames[i] + ".png")
+        path = os.path.join(folder, present[spec.frames[i]])
         try:
             pred = read_result_ids(path)
         except ImageReadError as err:

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from maskrnn_tf.data.sequences import repeated_names
 from maskrnn_tf.metrics.boundary import db_eval_boundary
 from maskrnn_tf.metrics.davis_dataset import (
     SequenceSpec,
@@ -228,6 +229,10 @@ def evaluate_dataset(
                 f"sequence(s) {unknown} are not in the DAVIS-{year} '{config.split}' split of {davis_root}; "
                 f"choose from {sorted(by_name)}."
             )
+        repeated = repeated_names(list(config.sequences))
+        if repeated:
+            raise DatasetLayoutError(f"sequence(s) {repeated} named more than once in --sequences; name each once "
+                                     "(a repeat would count twice in the means).")
         specs = [by_name[n] for n in config.sequences]
     if not os.path.isdir(results_dir):
         raise MissingResultsError(

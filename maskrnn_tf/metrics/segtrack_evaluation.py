@@ -51,6 +51,10 @@ def list_segtrack_sequences(root: str, sequences: Optional[Sequence[str]] = None
     if unknown:
         raise DatasetLayoutError(f"sequence(s) {unknown} are not in {root}/ImageSets/all.txt; choose from "
                                  f"{sorted(by_name)}.")
+    repeated = layouts.repeated_names(list(sequences))
+    if repeated:
+        raise DatasetLayoutError(f"sequence(s) {repeated} named more than once in --sequences; name each once "
+                                 "(a repeat would count twice in the means).")
     return [by_name[n] for n in sequences]
 
 
