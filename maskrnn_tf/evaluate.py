@@ -49,7 +49,10 @@ def main(argv: List[str]) -> int:
     del argv
     from maskrnn_tf.io import ImageReadError
     from maskrnn_tf.metrics import EvaluationConfig, EvaluationInputError, evaluate_dataset, format_results
+    from maskrnn_tf.flag_validation import expand_user_paths
     from maskrnn_tf.metrics import write_reports
+
+    expand_user_paths(("davis_root", "segtrack_root", "results", "output_dir"))
 
     if bool(FLAGS.davis_root) == bool(FLAGS.segtrack_root) or not FLAGS.results:
         print("error: --results and exactly one of --davis_root or --segtrack_root are required.", file=sys.stderr)

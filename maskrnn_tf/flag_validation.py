@@ -76,6 +76,17 @@ def register_numeric_validator(name: str, *, hint: str = "", flag_values: flags.
     flags.register_validator(name, checker, flag_values=flag_values)
 
 
+def expand_user_paths(names: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Expands a leading `~` in the named path flags: the shell expands it only at the start of a word, so
+    `--output=~/results` would otherwise make a folder named `~` in the working directory."""
+    import os
+
+    for name in names:
+        value = flag_values[name].value
+        if value:
+            flag_values[name].value = os.path.expanduser(value)
+
+
 def parse_flags_or_exit(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS,
                         stderr: Callable[[str], object] = sys.stderr.write) -> List[str]:
     """Parses the flags; on a bad one prints absl's message (it names the flag and value) and exits with 2."""

@@ -29,7 +29,7 @@ import sys
 from absl import app, flags
 
 from maskrnn_tf import _console, host_memory
-from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES
+from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES, expand_user_paths
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("video", None, "Folder of frames (jpg/png, sorted by name) or a video file (mp4, ...).")
@@ -151,6 +151,8 @@ BOX_MASK_FILE = "first_mask_from_box.png"  # inside the output folder: never a f
 
 def main(argv) -> int:
     del argv
+    expand_user_paths(("video", "first_mask", "davis_root", "segtrack_root", "output", "model", "overlay",
+                       "flow_cache_dir", "flo_dir"))
     if not FLAGS.output:
         raise app.UsageError("--output is required.")
     if sum(bool(x) for x in (FLAGS.video, FLAGS.davis_root, FLAGS.segtrack_root)) != 1:

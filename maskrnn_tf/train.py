@@ -169,7 +169,12 @@ def main(argv: List[str]) -> int:
         return 0
     host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
     _console.import_tensorflow_quietly()
-    run_dir = os.path.abspath(FLAGS.run_dir)
+    # `--run_dir=~/...` reaches us unexpanded (the shell expands ~ only at the start of a word).
+    run_dir = os.path.abspath(os.path.expanduser(FLAGS.run_dir))
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        print(f"error: --run_dir={run_dir} is a file, not a folder: give a folder for the run (it is created if "
+              "missing).", file=sys.stderr)
+        return 2
     named = "" if FLAGS["run_dir"].present else " (named after the flag file; --run_dir=DIR for another)"
     print(f"run dir {run_dir}{named}\nTensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
     from maskrnn_tf.model.vgg_trunk import VGGWeightsError, check_vgg_weights

@@ -211,3 +211,23 @@ def test_flip_average_segments_with_the_mean_of_the_plain_and_the_mirrored_step(
                         f"--output={tmp_path / 'baseline'}")
     assert baseline.returncode != 0 and "--flip_average" in baseline.stderr and "--method=maskrnn" in baseline.stderr
     assert not (tmp_path / "baseline").exists()
+
+
+def test_tilde_paths_go_to_the_home_folder_in_segment_and_evaluate(davis_root, tmp_path):
+    """`--output=~/res`: the shell leaves ~ after `=` alone; segment and evaluate expand it themselves instead of
+    writing into a folder named `~` in the working directory."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    os.symlink(davis_root, home / "davis")
+    env = dict(ENV, HOME=str(home), PYTHONPATH=REPO)
+    run = dict(cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.segment", "--noprogress", "--method=flow_propagation",
+                           "--davis_root=~/davis", "--sequences=alpha", "--output=~/res"], **run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(os.listdir(home / "res" / "alpha"))[:2] == ["00000.png", "00001.png"]
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.evaluate", "--davis_root=~/davis", "--results=~/res",
+                           "--sequences=alpha", "--output_dir=~/scores"], **run)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert os.path.isfile(home / "scores" / "global_results-val.csv")
+    assert not os.path.exists(cwd / "~")

@@ -1,0 +1,42 @@
+"""--run_dir as users type it: `~/...` (the shell leaves ~ after `=` alone), a path that is a file, and the lock
+file's mode under a group-writable umask."""
+import os
+import subprocess
+
+from conftest import REPO, cli_env, train_cmd
+
+from maskrnn_tf.training.run_dir import LOCK_NAME, run_dir_lock
+
+STEPS = ["--stage_a_steps=1", "--stage_b_steps=1", "--checkpoint_every=1"]
+
+
+def test_tilde_run_dir_goes_to_the_home_folder(tmp_path):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    env = cli_env({"HOME": str(home), "PYTHONPATH": REPO})
+    proc = subprocess.run(train_cmd("~/runs/tiny", *STEPS), cwd=cwd, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert os.path.isfile(home / "runs" / "tiny" / "config.json")
+    assert not os.path.exists(cwd / "~")
+
+
+def test_a_run_dir_that_is_a_file_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    proc = subprocess.run(train_cmd(str(path), *STEPS), cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert f"--run_dir={path} is a file" in proc.stdout and "Traceback" not in proc.stdout
+    assert path.read_text() == "mine"
+
+
+def test_lock_file_follows_the_umask(tmp_path):
+    old = os.umask(0o002)
+    try:
+        with run_dir_lock(str(tmp_path / "run")):
+            pass
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "run" / LOCK_NAME).st_mode & 0o777 == 0o664
