@@ -13,8 +13,10 @@ any stage by hand:
 """
 from __future__ import annotations
 
+import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ from typing import List
 from absl import app, flags
 
 from maskrnn_tf import _console, host_memory
+from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir
 
 FLAGS = flags.FLAGS
 
@@ -49,14 +52,19 @@ def _run(args: List[str]) -> None:
         raise SystemExit(f"demo: the command above failed with exit code {code}.")
 
 
+# What a held-out tree was made with (`write_heldout_davis`), so a rerun asking for other videos is not given it.
+HELDOUT_RECORD = "heldout.json"
+
+
 def write_heldout_davis(root: str, num_videos: int, seed_base: int) -> List[str]:
     """Writes synthetic videos as a DAVIS-2017 tree (PNG frames, palette masks, ImageSets/2017/val.txt) plus
     their exact flows, `flow/<video>/<t>_<t-1>.flo` and `<t>_<t+1>.flo` (5-digit frame numbers), the layout
     `python -m maskrnn_tf.segment --flow=flo --flo_dir=<root>/flow` reads.
 
-    Written into a temporary folder, then renamed, so an interrupted demo never leaves half a dataset; a
-    finished tree is reused. Anything else at `root` (a user's folder, a tree of an old demo without flows) is
-    never deleted: FileExistsError names it.
+    Written into a hidden temporary folder beside `root` (removed on any error, Ctrl-C included, or by the next
+    demo when the process was killed), then renamed, so an interrupted demo never leaves half a dataset; a
+    finished tree of the same videos (`heldout.json`) is reused, one of other videos refused. Anything else at
+    `root` (a user's folder, a tree of an old demo without flows) is never deleted: FileExistsError names it.
     """
     import numpy as np
     from PIL import Image
@@ -66,35 +74,56 @@ def write_heldout_davis(root: str, num_videos: int, seed_base: int) -> List[str]
     from maskrnn_tf.ops import write_flo
 
     listing = os.path.join(root, "ImageSets", "2017", "val.txt")
+    record_path = os.path.join(root, HELDOUT_RECORD)
+    wanted = {"num_videos": num_videos, "seed_base": seed_base}
     if os.path.isfile(listing) and os.path.isdir(os.path.join(root, "flow")):
         with open(listing, encoding="utf-8") as f:
-            return [line.strip() for line in f if line.strip()]
+            names = [line.strip() for line in f if line.strip()]
+        stored = None
+        if os.path.isfile(record_path):
+            with open(record_path, encoding="utf-8") as f:
+                stored = json.load(f)
+        if stored == wanted or (stored is None and len(names) == num_videos):  # (older trees have no record)
+            return names
+        seed = f", seed {stored['seed_base']}" if stored else ""
+        raise FileExistsError(
+            f"{root} holds {len(names)} held-out video(s){seed} made by an earlier demo; this run asks for "
+            f"{num_videos} (seed {seed_base}). Remove {root} to make them, or pass another --run_dir.")
     if os.path.lexists(root):
         raise FileExistsError(f"{root} exists but is not a finished held-out tree (ImageSets/2017/val.txt and "
                               "flow/); the demo does not delete it: move it or remove it, or pass another --run_dir.")
-    tmp = f"{root}.tmp-{os.getpid()}"
-    names = []
-    for i in range(num_videos):
-        video = generate_video(seed_base + i, SyntheticConfig())
-        name = f"heldout{i:02d}"
-        names.append(name)
-        frames_dir = os.path.join(tmp, "JPEGImages", "480p", name)
-        masks_dir = os.path.join(tmp, "Annotations", "480p", name)
-        flow_dir = os.path.join(tmp, "flow", name)
-        for folder in (frames_dir, masks_dir, flow_dir):
-            os.makedirs(folder)
-        count = len(video["frames"])
-        for t, (frame, mask) in enumerate(zip(video["frames"], video["masks"])):
-            Image.fromarray(np.asarray(frame)).save(os.path.join(frames_dir, f"{t:05d}.png"))
-            write_palette_png(os.path.join(masks_dir, f"{t:05d}.png"), mask)
-            if t > 0:
-                write_flo(os.path.join(flow_dir, f"{t:05d}_{t - 1:05d}.flo"), video["flows_to_prev"][t])
-            if t < count - 1:
-                write_flo(os.path.join(flow_dir, f"{t:05d}_{t + 1:05d}.flo"), video["flows_to_next"][t])
-    os.makedirs(os.path.join(tmp, "ImageSets", "2017"))
-    with open(os.path.join(tmp, "ImageSets", "2017", "val.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(names) + "\n")
-    os.replace(tmp, root)
+    parent, prefix = os.path.dirname(os.path.abspath(root)), f".{os.path.basename(root)}.tmp-"
+    os.makedirs(parent, exist_ok=True)
+    clean_stale_tmp_dirs(parent, prefix)  # left by a killed demo
+    tmp = make_owned_tmp_dir(parent, prefix)
+    try:
+        names = []
+        for i in range(num_videos):
+            video = generate_video(seed_base + i, SyntheticConfig())
+            name = f"heldout{i:02d}"
+            names.append(name)
+            frames_dir = os.path.join(tmp, "JPEGImages", "480p", name)
+            masks_dir = os.path.join(tmp, "Annotations", "480p", name)
+            flow_dir = os.path.join(tmp, "flow", name)
+            for folder in (frames_dir, masks_dir, flow_dir):
+                os.makedirs(folder)
+            count = len(video["frames"])
+            for t, (frame, mask) in enumerate(zip(video["frames"], video["masks"])):
+                Image.fromarray(np.asarray(frame)).save(os.path.join(frames_dir, f"{t:05d}.png"))
+                write_palette_png(os.path.join(masks_dir, f"{t:05d}.png"), mask)
+                if t > 0:
+                    write_flo(os.path.join(flow_dir, f"{t:05d}_{t - 1:05d}.flo"), video["flows_to_prev"][t])
+                if t < count - 1:
+                    write_flo(os.path.join(flow_dir, f"{t:05d}_{t + 1:05d}.flo"), video["flows_to_next"][t])
+        os.makedirs(os.path.join(tmp, "ImageSets", "2017"))
+        with open(os.path.join(tmp, "ImageSets", "2017", "val.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(names) + "\n")
+        with open(os.path.join(tmp, HELDOUT_RECORD), "w", encoding="utf-8") as f:
+            json.dump(wanted, f)
+        os.replace(tmp, root)
+    except BaseException:  # Ctrl-C included: no half tree, no temporary folder left beside the run
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return names
 
 
@@ -104,7 +133,7 @@ def main(argv: List[str]) -> None:
     _console.import_tensorflow_quietly()  # the held-out videos (step 2) need TensorFlow in this process
     started = time.time()
     py = sys.executable
-    run_dir = os.path.abspath(FLAGS.run_dir)
+    run_dir = os.path.abspath(os.path.expanduser(FLAGS.run_dir))
     flagfile = FLAGS.flagfile_path or os.path.join(_repo_root(), "synthetic.flags")
 
     # -- 1. Train ------------------------------------------------------------------------------------------
@@ -113,7 +142,10 @@ def main(argv: List[str]) -> None:
 
     # -- 2. Held-out videos ----------------------------------------------------------------------------------
     heldout = os.path.join(run_dir, "heldout_davis")
-    names = write_heldout_davis(heldout, FLAGS.heldout_videos, HELDOUT_SEED_BASE)
+    try:
+        names = write_heldout_davis(heldout, FLAGS.heldout_videos, HELDOUT_SEED_BASE)
+    except FileExistsError as err:
+        raise SystemExit(f"demo: {err}") from None
     print(f"\nheld-out synthetic videos (DAVIS-2017 layout): {heldout} ({', '.join(names)})", flush=True)
 
     # -- 3. Segment, 4. score -----------------------------------------------------------------------------

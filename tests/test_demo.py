@@ -36,8 +36,52 @@ def test_heldout_tree_round_trips(tmp_path):
             np.testing.assert_array_equal(read_flo(os.path.join(flow_dir, f"{t:05d}_{t + 1:05d}.flo")),
                                           video["flows_to_next"][t])
         assert np.abs(video["flows_to_next"][0]).max() > 0  # a real flow, not zeros
-    # A second call reuses the finished tree instead of rewriting it.
-    assert write_heldout_davis(root, 5, seed_base=999) == names
+    # A second call with the same videos reuses the finished tree instead of rewriting it.
+    mtime = os.stat(os.path.join(root, "ImageSets", "2017", "val.txt")).st_mtime_ns
+    assert write_heldout_davis(root, 2, seed_base=123) == names
+    assert os.stat(os.path.join(root, "ImageSets", "2017", "val.txt")).st_mtime_ns == mtime
+
+
+def test_a_finished_tree_of_other_videos_is_refused_not_reused(tmp_path):
+    """A rerun asking for other held-out videos (--heldout_videos, another seed) got the old ones silently."""
+    import pytest
+
+    root = str(tmp_path / "heldout")
+    write_heldout_davis(root, 1, seed_base=123)
+    for count, seed in ((3, 123), (1, 999)):
+        with pytest.raises(FileExistsError, match=r"heldout.*1 held-out video.*earlier demo.*another --run_dir"):
+            write_heldout_davis(root, count, seed_base=seed)
+    assert [s.name for s in read_davis_sequence_list(root, 2017, "val")] == ["heldout00"]
+
+
+def test_an_interrupted_tree_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    """Ctrl-C while the videos are written: no half tree at root and no temporary folder beside it; the hidden
+    temporary folder of a killed demo (dead pid) is removed by the next one."""
+    import socket
+
+    import pytest
+
+    from maskrnn_tf import ops
+
+    calls = []
+
+    def interrupted(path, flow):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(path, flow)
+
+    real = ops.write_flo
+    monkeypatch.setattr(ops, "write_flo", interrupted)
+    root = str(tmp_path / "heldout")
+    with pytest.raises(KeyboardInterrupt):
+        write_heldout_davis(root, 2, seed_base=123)
+    assert os.listdir(tmp_path) == []
+    monkeypatch.setattr(ops, "write_flo", real)
+    killed = tmp_path / f".heldout.tmp-999999999@{socket.gethostname()}-abc"
+    (killed / "JPEGImages").mkdir(parents=True)
+    write_heldout_davis(root, 1, seed_base=123)
+    assert os.listdir(tmp_path) == ["heldout"]
 
 
 def test_a_folder_in_the_way_that_is_not_a_finished_tree_is_never_deleted(tmp_path):
