@@ -47,7 +47,8 @@ def main(argv) -> int:
 
     from maskrnn_tf.data.flow_backends import make_backend
     from maskrnn_tf.data.flow_cache import FlowCache, FlowCacheError
-    from maskrnn_tf.data.sequences import davis_splits, find_davis_root, read_davis_sequence_list, read_segtrack_sequence_list
+    from maskrnn_tf.data.sequences import (davis_splits, find_davis_root, read_davis_sequence_list,
+                                           read_segtrack_sequence_list, resolve_davis_dir)
 
     if not FLAGS.manual_dir or not FLAGS.cache_dir:
         print("Error: --manual_dir and --cache_dir are required.", file=sys.stderr)
@@ -63,7 +64,8 @@ def main(argv) -> int:
         print(f"Error: --cache_dir: {err}", file=sys.stderr)
         return 2
     if FLAGS.dataset == "davis":
-        root = find_davis_root(FLAGS.manual_dir, FLAGS.resolution)
+        # The official zip is read as training reads it: extracted once into the cache.
+        root = find_davis_root(resolve_davis_dir(FLAGS.manual_dir, FLAGS.year, FLAGS.resolution), FLAGS.resolution)
         splits = FLAGS.splits or davis_splits(root, FLAGS.year, FLAGS.resolution)
         by_name = {}
         for split in splits:

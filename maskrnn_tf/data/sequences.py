@@ -216,6 +216,66 @@ def find_davis_root(directory: str, resolution: str = "480p") -> str:
     return _find_root(directory, os.path.join("JPEGImages", resolution), DAVIS_LAYOUT, ("DAVIS", "DAVIS-2016", "DAVIS-2017"))
 
 
+# The official archives (https://davischallenge.org), by year and resolution.
+DAVIS_ARCHIVES = {
+    (2016, "480p"): "DAVIS-data.zip",
+    (2017, "480p"): "DAVIS-2017-trainval-480p.zip",
+    (2017, "Full-Resolution"): "DAVIS-2017-trainval-Full-Resolution.zip",
+}
+
+
+def default_extract_dir() -> str:
+    """$XDG_CACHE_HOME/maskrnn_tf/extracted (~/.cache/... when unset): where official zips are extracted."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "maskrnn_tf", "extracted")
+
+
+def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
+                      extract_dir: Optional[str] = None) -> str:
+    """The folder to read DAVIS from: `manual_dir` when it holds the extracted data (with or without DAVIS/);
+    else, when it holds the official zip of `year`, that zip extracted once into
+    `<extract_dir>/<zip name>-<size>-<mtime>/` (a hidden temporary folder renamed into place, so an interrupted
+    extraction is never taken for whole; nothing is written into `manual_dir`). Otherwise `manual_dir`, whose
+    readers then raise DatasetLayoutError with the expected layout."""
+    import zipfile
+
+    from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir
+
+    try:
+        find_davis_root(manual_dir, resolution)
+        return manual_dir
+    except DatasetLayoutError:
+        pass
+    name = DAVIS_ARCHIVES.get((year, resolution))
+    archive = os.path.join(manual_dir, name) if name and manual_dir else None
+    if archive is None or not os.path.isfile(archive):
+        return manual_dir
+    stat = os.stat(archive)
+    parent = extract_dir or default_extract_dir()
+    target = os.path.join(parent, f"{os.path.splitext(name)[0]}-{stat.st_size}-{stat.st_mtime_ns}")
+    if os.path.isdir(target):
+        return target
+    os.makedirs(parent, exist_ok=True)
+    prefix = f".{os.path.basename(target)}.tmp-"
+    clean_stale_tmp_dirs(parent, prefix)  # an extraction killed half way
+    tmp = make_owned_tmp_dir(parent, prefix)
+    try:
+        try:
+            with zipfile.ZipFile(archive) as opened:
+                opened.extractall(tmp)  # member names with .. or a leading / are made safe by zipfile
+        except (zipfile.BadZipFile, OSError) as err:
+            raise DatasetLayoutError(
+                f"{archive}: not a readable zip ({err}); download it again from https://davischallenge.org or put "
+                f"the extracted folder in {manual_dir} instead.") from err
+        os.replace(tmp, target)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
 def davis_year(directory: str) -> int:
     """2017 when the DAVIS tree under `directory` has ImageSets/2017, else 2016."""
     root = find_davis_root(directory)

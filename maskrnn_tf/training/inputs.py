@@ -41,12 +41,12 @@ def check_data_available(data: DataConfig) -> None:
 
 
 def _davis_sequences(data: DataConfig, split: str) -> list:
-    from maskrnn_tf.data.sequences import DatasetLayoutError, read_davis_sequence_list
+    from maskrnn_tf.data.sequences import DatasetLayoutError, read_davis_sequence_list, resolve_davis_dir
 
     year = 2016 if data.dataset == "davis16" else 2017
     manual = os.path.expanduser(data.manual_dir or "")
     try:
-        sequences = read_davis_sequence_list(manual, year, split)
+        sequences = read_davis_sequence_list(resolve_davis_dir(manual, year), year, split)
     except (DatasetLayoutError, OSError) as err:
         raise DataNotFoundError(
             f"{data.dataset}: cannot read the DAVIS-{year} '{split}' split from --manual_dir={manual!r}.\n{err}\n"

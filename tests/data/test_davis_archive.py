@@ -1,0 +1,75 @@
+"""Training from the official DAVIS zip in --manual_dir, as the flag files and the layout message promise: the
+zip is extracted once into the cache (never into the user's folder) and read like the extracted folder."""
+import os
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskrnn_tf.data.sequences import DatasetLayoutError, load_masks, read_davis_sequence_list, resolve_davis_dir
+from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
+from maskrnn_tf.io import write_palette_png
+from maskrnn_tf.training.config import DataConfig
+from maskrnn_tf.training.inputs import check_data_available
+
+TINY = SyntheticConfig(height=40, width=56, num_frames=3, min_objects=1, max_objects=2)
+
+
+def make_tree(root):
+    """A DAVIS-2017 tree under root/DAVIS (as the official zip holds it): train alpha, beta; val gamma."""
+    top = root / "DAVIS"
+    for seed, name in enumerate(("alpha", "beta", "gamma")):
+        video = generate_video(seed + 1, TINY)
+        (top / "JPEGImages" / "480p" / name).mkdir(parents=True)
+        (top / "Annotations" / "480p" / name).mkdir(parents=True)
+        for t, frame in enumerate(video["frames"]):
+            Image.fromarray(frame).save(top / "JPEGImages" / "480p" / name / f"{t:05d}.jpg", quality=95)
+            write_palette_png(top / "Annotations" / "480p" / name / f"{t:05d}.png", video["masks"][t])
+    (top / "ImageSets" / "2017").mkdir(parents=True)
+    (top / "ImageSets" / "2017" / "train.txt").write_text("alpha\nbeta\n")
+    (top / "ImageSets" / "2017" / "val.txt").write_text("gamma\n")
+    return str(root)
+
+
+def zip_tree(tree, manual):
+    manual.mkdir()
+    path = manual / "DAVIS-2017-trainval-480p.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for folder, _, files in os.walk(tree):
+            for name in sorted(files):
+                full = os.path.join(folder, name)
+                archive.write(full, os.path.relpath(full, tree))
+    return str(manual)
+
+
+def test_the_official_zip_trains_like_its_extracted_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    tree = make_tree(tmp_path / "tree")
+    manual = zip_tree(tree, tmp_path / "manual")
+    check_data_available(DataConfig(dataset="davis17", manual_dir=manual, val_sequences=("beta",)))
+    root = resolve_davis_dir(manual, 2017)
+    assert os.listdir(manual) == ["DAVIS-2017-trainval-480p.zip"]  # nothing written into the user's folder
+    assert root.startswith(str(tmp_path / "cache"))
+    for split in ("train", "val"):
+        got = read_davis_sequence_list(root, 2017, split)
+        want = read_davis_sequence_list(tree, 2017, split)
+        assert [s.name for s in got] == [s.name for s in want]
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(load_masks(a), load_masks(b))
+    marker = os.path.join(root, "DAVIS", "ImageSets", "2017", "train.txt")
+    mtime = os.stat(marker).st_mtime_ns
+    assert resolve_davis_dir(manual, 2017) == root and os.stat(marker).st_mtime_ns == mtime  # extracted once
+    # An extracted folder in --manual_dir is read where it is.
+    assert resolve_davis_dir(tree, 2017) == tree
+
+
+def test_a_broken_zip_is_refused_naming_it_and_leaves_no_partial_extraction(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    (manual / "DAVIS-2017-trainval-480p.zip").write_bytes(b"not a zip")
+    with pytest.raises(DatasetLayoutError, match=r"DAVIS-2017-trainval-480p.zip: not a readable zip"):
+        resolve_davis_dir(str(manual), 2017)
+    extracted = tmp_path / "cache" / "maskrnn_tf" / "extracted"
+    assert not extracted.exists() or not [n for n in os.listdir(extracted) if not n.startswith(".")]
