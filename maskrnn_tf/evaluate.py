@@ -85,6 +85,10 @@ def main(argv: List[str]) -> int:
         return 2  # the DAVIS root or the results are not what the flags say: a usage error
     try:
         paths = write_reports(results, FLAGS.output_dir or FLAGS.results)
+    except EvaluationInputError as err:  # CSVs of other sequences in the way: the scores are still shown
+        print(format_results(results))
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except OSError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

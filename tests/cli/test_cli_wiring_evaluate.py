@@ -130,8 +130,12 @@ def test_year_picks_the_layout_when_a_root_holds_both(tmp_path):
     assert _rows(per_sequence) == (["Sequence", "J-Mean", "F-Mean"], {"beta_1": ["1.000", "1.000"]})
     assert _evaluate(root, results, "--year=2017").returncode == 0
     assert _rows(per_sequence) == (["Sequence", "J-Mean", "F-Mean"], {"beta_1": ["1.000", "1.000"]})
-    forced = _evaluate(root, results, "--year=2016")
+    # Another sequence's scores do not replace beta's CSVs (evaluate refuses); they go to --output_dir.
+    refused = _evaluate(root, results, "--year=2016")
+    assert refused.returncode == 2 and "holds the scores of beta_1" in refused.stderr
+    assert _rows(per_sequence)[1] == {"beta_1": ["1.000", "1.000"]}
+    forced = _evaluate(root, results, "--year=2016", f"--output_dir={tmp_path / 'scores16'}")
     assert forced.returncode == 0, forced.stderr
-    header, rows = _rows(per_sequence)
+    header, rows = _rows(str(tmp_path / "scores16" / "per-sequence_results-val.csv"))
     assert header == ["Sequence", "J-Mean", "F-Mean", "T"] and list(rows) == ["alpha_1"]
     assert "db_info.yml not found" in forced.stdout
