@@ -41,6 +41,7 @@ from maskrnn_tf.export.serving_module import (
     STEP_OUTPUTS,
     STEP_SIGNATURE,
 )
+from maskrnn_tf.export.serving_commands import read_max_batch_size
 from maskrnn_tf.export.tensors import ndarray_to_proto, proto_to_ndarray
 
 if TYPE_CHECKING:
@@ -74,11 +75,17 @@ class ClientConfig:
     # Step through `step_batched` (one object per row), the one signature of an export made for a model server
     # with --enable_batching (export_main --batching); the first-frame state is computed here, not served.
     batched: bool = False
+    # With `batched`: rows (objects) per request at most; a frame with more objects is sent in several requests.
+    # A batching model server refuses larger requests: keep it at its --batching_parameters_file's max_batch_size.
+    max_batch_size: int = dataclasses.field(default_factory=read_max_batch_size)  # the shipped file's: 8
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.timeout_s <= 0 or self.max_message_bytes <= 0 or self.ready_timeout_s < 0:
             raise ValueError("ClientConfig: max_attempts >= 1, timeout_s > 0, max_message_bytes > 0 and "
                              "ready_timeout_s >= 0 are required.")
+        if self.max_batch_size < 1:
+            raise ValueError(f"ClientConfig.max_batch_size must be at least 1 (got {self.max_batch_size}): it is the "
+                             "max_batch_size of the model server's --batching_parameters_file.")
 
 
 def step_request_bytes(height: int, width: int, objects: int) -> int:
@@ -257,17 +264,24 @@ class ServingClient:
     def step(self, frame: np.ndarray, flow_to_prev: np.ndarray, flow_to_next: np.ndarray,
              prev_probs: np.ndarray, prev_boxes: np.ndarray) -> Dict[str, np.ndarray]:
         """One recurrent step on the server (the propagation loop's `step_fn`); with `batched`, through
-        `step_batched`, the shared frame and flows repeated for each object's row."""
+        `step_batched`, the shared frame and flows repeated for each object's row, in requests of at most
+        `max_batch_size` rows whose answers are joined in object order."""
         if self.config.batched:
-            objects = int(np.shape(prev_probs)[0])
-
-            def rows(x, dtype):
-                return np.repeat(np.asarray(x, dtype)[None], objects, axis=0)
-
-            return self.predict(BATCHED_STEP_SIGNATURE, {
-                "frame": rows(frame, np.uint8), "flow_to_prev": rows(flow_to_prev, np.float32),
-                "flow_to_next": rows(flow_to_next, np.float32),
-                "prev_probs": np.asarray(prev_probs, np.float32), "prev_boxes": np.asarray(prev_boxes, np.float32)})
+            prev_probs = np.asarray(prev_probs, np.float32)
+            prev_boxes = np.asarray(prev_boxes, np.float32)
+            objects = int(prev_probs.shape[0])
+            shared = {"frame": np.asarray(frame, np.uint8), "flow_to_prev": np.asarray(flow_to_prev, np.float32),
+                      "flow_to_next": np.asarray(flow_to_next, np.float32)}
+            parts = []
+            # An empty frame (no object) still goes as one request, so that the server answers it as before.
+            for start in range(0, max(objects, 1), self.config.max_batch_size):
+                stop = min(start + self.config.max_batch_size, objects)
+                inputs = {key: np.repeat(value[None], stop - start, axis=0) for key, value in shared.items()}
+                inputs.update(prev_probs=prev_probs[start:stop], prev_boxes=prev_boxes[start:stop])
+                parts.append(self.predict(BATCHED_STEP_SIGNATURE, inputs))
+            if len(parts) == 1:
+                return parts[0]
+            return {key: np.concatenate([part[key] for part in parts], axis=0) for key in parts[0]}
         return self.predict(self.config.step_signature, {
             "frame": np.asarray(frame, np.uint8),
             "flow_to_prev": np.asarray(flow_to_prev, np.float32),

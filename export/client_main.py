@@ -3,7 +3,7 @@
   python -m maskrnn_tf.export.client_main --server=localhost:8500 --model_name=maskrnn \
       --video=path/to/frames_or.mp4 --first_mask=path/to/00000.png --output_dir=results/video \
       [--max_size=854] [--overlay=video.mp4] [--save_probs=npy|png] [--overwrite] \
-      [--timeout=60] [--retries=6] [--max_message_mb=256] [--root_cert=ca.pem]
+      [--timeout=60] [--retries=6] [--max_message_mb=256] [--root_cert=ca.pem] [--batched [--max_batch_size=8]]
 """
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ flags.DEFINE_string("root_cert", None, "PEM root certificate: connect with TLS."
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.DEFINE_bool("batched", False, "Step through step_batched (for a server with --enable_batching serving an "
                   "export made with export_main --batching).")
+flags.DEFINE_integer("max_batch_size", None, "With --batched: object rows per request at most (a frame with more "
+                     "objects goes in several requests); the max_batch_size of the server's "
+                     "--batching_parameters_file, which refuses larger requests. Default: the shipped "
+                     "export/batching_parameters.txt's.",
+                     lower_bound=1)
 flags.DEFINE_float("ready_timeout", 60.0, "Seconds to wait for the server to answer and the model to be AVAILABLE.")
 
 
@@ -47,10 +52,11 @@ def main(argv) -> int:
     from maskrnn_tf.export.client import ClientConfig, ServingError, segment_video_via_serving
     from maskrnn_tf.inference.segmenter import SegmentOptions  # heavy imports after flag checks
 
+    batch_limit = {} if FLAGS.max_batch_size is None else {"max_batch_size": FLAGS.max_batch_size}
     config = ClientConfig(
         address=FLAGS.server, model_name=FLAGS.model_name, model_version=FLAGS.model_version,
         timeout_s=FLAGS.timeout, max_attempts=FLAGS.retries, max_message_bytes=FLAGS.max_message_mb * 2**20,
-        root_cert_path=FLAGS.root_cert, batched=FLAGS.batched, ready_timeout_s=FLAGS.ready_timeout,
+        root_cert_path=FLAGS.root_cert, batched=FLAGS.batched, ready_timeout_s=FLAGS.ready_timeout, **batch_limit,
     )
     options = SegmentOptions(max_size=FLAGS.max_size, save_probs=FLAGS.save_probs, progress=FLAGS.progress)
     try:

@@ -38,6 +38,7 @@ def main(argv) -> int:
             print(f"--{name} is required (see --helpfull).", file=sys.stderr)
             return 2
     _console.import_tensorflow_quietly()
+    from maskrnn_tf.export.batching_check import check_batching_warmup_shapes
     from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model
     from maskrnn_tf.export.serving_commands import serving_commands
     from maskrnn_tf.export.warmup import WarmupConfig, shapes_from_strings
@@ -49,6 +50,8 @@ def main(argv) -> int:
     try:
         shapes = shapes_from_strings(FLAGS.warmup_shapes)
         warmup = WarmupConfig(shapes=shapes) if shapes else None
+        if FLAGS.batching and warmup is not None:  # ExportConfig checks it too; here it is a usage error
+            check_batching_warmup_shapes(warmup.shapes)
     except ValueError as e:
         print(f"--warmup_shapes: {e}", file=sys.stderr)
         return 2

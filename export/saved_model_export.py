@@ -2,7 +2,8 @@
 
 Layout (what `tensorflow_model_server --model_base_path=<export_base>` polls):
   <export_base>/<version>/saved_model.pb, variables/, assets.extra/tf_serving_warmup_requests,
-  assets.extra/maskrnn_export.json (config, precision, signatures; for people and clients).
+  assets.extra/maskrnn_export.json (config, precision, signatures; for people and clients; and the files the
+  export wrote, with their sizes: `--overwrite` replaces a version only while it holds nothing else).
 Everything is written into `<export_base>/.tmp-<version>-<pid>@<host>-XXXX` (the server ignores non-numeric
 folders) and renamed into place at the end, so the server never sees a half-written version; any failure removes
 it, and the temporaries of killed exports (their process gone) are removed by the next export of that version.
@@ -10,18 +11,20 @@ it, and the temporaries of killed exports (their process gone) are removed by th
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import logging
 import os
 import shutil
 import zipfile
-from typing import Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 
 from maskrnn_tf.export.ops_audit import audit_saved_model, check_ops
-from maskrnn_tf.export.batching_check import batching_problems
+from maskrnn_tf.export.batching_check import batching_problems, check_batching_warmup_shapes
 from maskrnn_tf.export.serving_module import PRECISIONS, build_export_archive, rebuild_with_precision, signature_tables
-from maskrnn_tf.export.warmup import WarmupConfig, WarmupReplayError, replay_warmup_file, write_warmup_file
+from maskrnn_tf.export.warmup import (WARMUP_FILENAME, WarmupConfig, WarmupReplayError, replay_warmup_file,
+                                     write_warmup_file)
 from maskrnn_tf.inference.model_loading import MODEL_FILE, ModelLoadError
 from maskrnn_tf.inference.model_loading import load_model as load_trained_model
 from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_dirs, make_owned_tmp_dir, replace_dir,
@@ -29,6 +32,11 @@ from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_dirs, make_owned_tmp_dir, re
 from maskrnn_tf.model import MaskRNN
 
 METADATA_FILENAME = "maskrnn_export.json"
+# What an export wrote before its metadata record listed its files: the SavedModel (Keras' ExportArchive puts
+# nothing in assets/), the warmup file and the record. `--overwrite` may delete these in such a version, no more.
+_LEGACY_FILES = ("saved_model.pb", "fingerprint.pb", "variables/variables.*", f"assets.extra/{METADATA_FILENAME}",
+                 f"assets.extra/{WARMUP_FILENAME}")
+_LEGACY_FOLDERS = ("assets", "assets.extra", "variables")
 
 
 class ExportError(RuntimeError):
@@ -47,10 +55,15 @@ class ExportConfig:
     # For a model server with --enable_batching: only the `step_batched` signature (the server batches every
     # signature of a model, and the per-video ones cannot be batched; see export/batching_check.py).
     batching: bool = False
+    # With `batching`: rows a warmup request may have, the max_batch_size of the batching server's parameters
+    # file (None: the shipped export/batching_parameters.txt's); it refuses larger ones, and the version with them.
+    max_batch_size: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"ExportConfig.precision {self.precision!r}: choose one of {PRECISIONS}.")
+        if self.batching and self.warmup is not None:
+            check_batching_warmup_shapes(self.warmup.shapes, self.max_batch_size)
 
 
 def load_model(path: str) -> MaskRNN:
@@ -85,9 +98,30 @@ def _signature_table(inputs, outputs) -> dict:
     return {"inputs": describe(inputs), "outputs": describe(outputs), "method_name": "tensorflow/serving/predict"}
 
 
+def _contents(folder: str) -> Tuple[Dict[str, int], List[str], List[str]]:
+    """(files {path: size}, folders, links) under `folder`, as '/'-separated relative paths; links not followed."""
+    files: Dict[str, int] = {}
+    folders: List[str] = []
+    links: List[str] = []
+    for root, dirs, names in os.walk(folder):  # os.walk lists links to folders in `dirs` but does not enter them
+        for name in dirs + names:
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, folder).replace(os.sep, "/")
+            if os.path.islink(path):
+                links.append(relative)
+            elif name in dirs:
+                folders.append(relative)
+            else:
+                files[relative] = os.lstat(path).st_size
+    return files, sorted(folders), sorted(links)
+
+
 def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, version: int) -> None:
+    """Writes assets.extra/maskrnn_export.json, listing every other file of `export_dir` (so it is written last)."""
     folder = os.path.join(export_dir, "assets.extra")
     os.makedirs(folder, exist_ok=True)
+    files, folders, _ = _contents(export_dir)
+    files.pop(f"assets.extra/{METADATA_FILENAME}", None)
     metadata = {
         "format": "maskrnn_tf serving export 1",
         "version": version,
@@ -96,6 +130,9 @@ def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, versi
         "batching": config.batching,
         "signatures": {key: _signature_table(inputs, outputs)
                        for key, (inputs, outputs) in signature_tables(config.batching).items()},
+        # What --overwrite may replace later: these files at these sizes, these folders, nothing else.
+        "files": files,
+        "folders": folders,
     }
     with open(os.path.join(folder, METADATA_FILENAME), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)
@@ -113,12 +150,12 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
         except WarmupReplayError as e:
             raise ExportError(f"{e} Change --warmup_shapes.") from e
     if config.batching:
-        problems = batching_problems(export_dir)
+        problems = batching_problems(export_dir, config.max_batch_size)
         if problems:
             raise ExportError("a model server with --enable_batching would refuse this export: " + "; ".join(problems))
-    _write_metadata(export_dir, model, config, version)
     if config.audit_ops:
         check_ops(audit_saved_model(export_dir), f"The export {export_dir}")
+    _write_metadata(export_dir, model, config, version)  # last: it lists the files written
 
 
 def export_saved_model(
@@ -127,22 +164,28 @@ def export_saved_model(
     """Exports `model` (a MaskRNN, or a path: .keras file or run folder) to `<export_base>/<version>`; returns that path.
 
     An existing version is refused (and left untouched) unless `config.overwrite`, and even then unless it is
-    an export of this project (its metadata record) that does not hold `model`. The version appears only
-    when complete: it is written to a temporary sibling folder and renamed; a version that an export killed
-    while replacing it had moved away is put back first.
+    an export of this project (its metadata record) that does not hold `model` and holds only what that export
+    wrote (`foreign_files`). The export base must not be a file (checked before `model` is loaded). The
+    version appears only when complete: it is written to a temporary sibling folder and renamed; a version
+    that an export killed while replacing it had moved away is put back first.
     """
     config = config or ExportConfig()
     final = version_dir(export_base, version)
+    _check_export_base(export_base)
     log = logging.getLogger(__name__)
     for note in restore_interrupted_replace(export_base, f".old-{version}-", final):
         log.warning("%s", note)
     _check_target(final, config.overwrite, model if isinstance(model, str) else None)
     if isinstance(model, str):
         model = load_model(model)
-    os.makedirs(export_base, exist_ok=True)
-    for removed in clean_stale_tmp_dirs(export_base, f".tmp-{version}-"):
-        log.warning("removed %s, the temporary folder of an interrupted export", removed)
-    tmp = make_owned_tmp_dir(export_base, f".tmp-{version}-")
+    try:
+        os.makedirs(export_base, exist_ok=True)
+        for removed in clean_stale_tmp_dirs(export_base, f".tmp-{version}-"):
+            log.warning("removed %s, the temporary folder of an interrupted export", removed)
+        tmp = make_owned_tmp_dir(export_base, f".tmp-{version}-")
+    except OSError as e:  # e.g. a read-only file system or no write permission
+        raise ExportError(f"cannot create --export_base {export_base} or write in it: {e.strerror or e}. Choose a "
+                          "folder you can write to.") from e
     try:
         _write_saved_model(tmp, model, config, version)
         sync_tree(tmp)  # on disk before the rename: after a power loss the version is whole or absent
@@ -184,10 +227,59 @@ def sync_tree(folder: str, files: bool = True) -> None:
             os.close(fd)
 
 
+def _check_export_base(export_base: str) -> None:
+    """Refuses, before the model is loaded, an export base that is (or lies under) a file: no folder can be made."""
+    existing = os.path.abspath(export_base)
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        kind = "a broken link" if os.path.islink(existing) else "a file"
+        raise ExportError(f"--export_base {export_base}: {existing} is {kind}, not a folder, so the version folders "
+                          "cannot be made there; it was left as it is. Choose a folder (it is created if missing), "
+                          "e.g. exports/maskrnn.")
+
+
+def _matches(path: str, pattern: str) -> bool:
+    """fnmatch per '/'-separated part, so that `variables/variables.*` does not match deeper paths."""
+    parts, wanted = path.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(fnmatch.fnmatch(p, w) for p, w in zip(parts, wanted))
+
+
+def foreign_files(version: str) -> List[str]:
+    """What `--overwrite` would delete in the version folder `version` that the export did not write: files its
+    metadata record does not list (records of earlier exports list none: then those not in `_LEGACY_FILES`),
+    files listed with another size (changed since), links, and empty folders it did not make."""
+    try:
+        with open(os.path.join(version, "assets.extra", METADATA_FILENAME), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        record = None
+    listed = record.get("files") if isinstance(record, dict) else None
+    listed = listed if isinstance(listed, dict) else None
+    made = record.get("folders") if listed is not None else None
+    made = set(made) if isinstance(made, list) else set(_LEGACY_FOLDERS)
+    files, folders, links = _contents(version)
+    foreign = list(links)
+    for name, size in files.items():
+        if name == f"assets.extra/{METADATA_FILENAME}":
+            continue
+        if listed is None:
+            if not any(_matches(name, pattern) for pattern in _LEGACY_FILES):
+                foreign.append(name)
+        elif name not in listed:
+            foreign.append(name)
+        elif listed[name] != size:
+            foreign.append(f"{name} (changed since the export: {listed[name]} bytes then, {size} now)")
+    # A folder with contents shows through them; an empty one the export did not make is the user's too.
+    foreign += [name for name in folders if name not in made and not os.listdir(os.path.join(version, name))]
+    return sorted(foreign)
+
+
 def _check_target(final: str, overwrite: bool, model_path: Optional[str]) -> None:
     """Refuses a version folder that exists (without `overwrite`), or that `overwrite` may not replace: one
-    this project did not export (no metadata record: a training run, a user's folder), a symbolic link, or
-    one holding the model being exported (an export base inside the run folder is fine)."""
+    this project did not export (no metadata record: a training run, a user's folder), one holding anything
+    the export did not write (`foreign_files`), a symbolic link, or one holding the model being exported (an
+    export base inside the run folder is fine)."""
     if model_path is not None:
         target, source = os.path.realpath(final), os.path.realpath(model_path)
         if target == source or source.startswith(target + os.sep):
@@ -204,3 +296,9 @@ def _check_target(final: str, overwrite: bool, model_path: Optional[str]) -> Non
         raise ExportError(f"{final} is not an export of maskrnn-tf (it has no assets.extra/{METADATA_FILENAME}), "
                           "so --overwrite will not replace it; it was left as it is. Choose another --version or "
                           "--export_base, or check its contents and delete it yourself.")
+    foreign = foreign_files(final)
+    if foreign:
+        shown = ", ".join(foreign[:10]) + (f" and {len(foreign) - 10} more" if len(foreign) > 10 else "")
+        raise ExportError(f"{final} holds files the export did not write (or that changed since): {shown}. "
+                          "--overwrite would delete them, so the version was left as it is; move them out of it "
+                          "(or choose another --version) and export again.")

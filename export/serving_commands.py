@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import re
+from typing import Optional
 
 # The model server must be at least as new as the TensorFlow that wrote the SavedModel.
 SERVING_IMAGE = "tensorflow/serving:2.21.0"
@@ -12,6 +14,29 @@ REST_PORT = 8501
 def batching_parameters_path() -> str:
     """Absolute path of the example batching_parameters.txt shipped beside this module."""
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), "batching_parameters.txt")
+
+
+def read_max_batch_size(parameters_path: Optional[str] = None) -> int:
+    """`max_batch_size { value: N }` of a text-format BatchingParameters file (default: the shipped one).
+
+    A model server with --enable_batching refuses any request of more than N rows ("Task size 9 is larger than
+    maximum input batch size 8"), with or without enable_large_batch_splitting (that only splits the batches
+    it executes), so the batched client sends at most N rows per request and a batching export's warmup
+    records hold at most N. Raises ValueError naming the file when it cannot be read or sets no max_batch_size.
+    """
+    path = parameters_path or batching_parameters_path()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ValueError(f"Cannot read the batching parameters file {path}: {e}.") from e
+    text = re.sub(r"#[^\n]*", "", text)  # comments may quote other values
+    # Text format writes a message field as `name { ... }`, `name: { ... }` or with < > brackets.
+    match = re.search(r"\bmax_batch_size\s*:?\s*[{<]\s*value\s*:\s*(\d+)\s*[}>]", text)
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"{path} sets no max_batch_size {{ value: N }} with N >= 1; add one (the rows a request may "
+                         "carry, e.g. max_batch_size { value: 8 }).")
+    return int(match.group(1))
 
 
 def serving_commands(export_base: str, model_name: str = "maskrnn", batching: bool = False) -> str:

@@ -7,7 +7,9 @@ saver's restore op, tensors fed and fetched by the SignatureDef's names), with t
 codes: unknown model or version -> NOT_FOUND, unknown signature -> FAILED_PRECONDITION, missing /
 unexpected input, wrong dtype or shape, or an in-graph check failing -> INVALID_ARGUMENT with a message
 naming the input; any other TensorFlow error keeps its own code (a variable the restore op missed is
-FAILED_PRECONDITION, as in the model server).
+FAILED_PRECONDITION, as in the model server). With `max_batch_size` it also refuses, as a model server with
+--enable_batching does, a request of more rows (axis 0) than that: INVALID_ARGUMENT "Task size 9 is larger than
+maximum input batch size 8" (the batching session's other rules are checked on exports by batching_check.py).
 It lets the client be tested end to end on machines without the model server binary; deploy with the real
 `tensorflow_model_server` (README, export section).
 """
@@ -93,8 +95,9 @@ _STATUS_BY_CODE = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, served: _ServedModel, unavailable_first: int):
+    def __init__(self, served: _ServedModel, unavailable_first: int, max_batch_size: Optional[int] = None):
         self.served = served
+        self.max_batch_size = max_batch_size
         self._unavailable_left = unavailable_first
         self._count_lock = threading.Lock()
         self.predict_calls = 0
@@ -109,6 +112,12 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             self.served.check_spec(request.model_spec)
             key, sig = self.served.signature(request.model_spec.signature_name)
             arrays = _decode_inputs(request)
+            if self.max_batch_size is not None:
+                # The batch scheduler's check (batch_scheduler.h), before the request joins a batch.
+                task_size = max((a.shape[0] for a in arrays.values() if a.ndim), default=0)
+                if task_size > self.max_batch_size:
+                    raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"Task size {task_size} is larger than maximum "
+                                                                   f"input batch size {self.max_batch_size}")
             wanted = list(request.output_filter) or list(sig.outputs)
             unknown = sorted(set(wanted) - set(sig.outputs))
             if unknown:
@@ -170,12 +179,15 @@ class StandInModelServer:
     Usage: `with StandInModelServer(base, "maskrnn") as server: client(server.address)`. `port=0` picks a
     free port. `unavailable_first=k` makes the first k Predict calls fail with UNAVAILABLE (to test retries).
     `tls=(private_key_pem, certificate_chain_pem)` serves over TLS (what `--ssl_config_file` does for the model server).
+    `max_batch_size=n` refuses requests of more than n rows, as a model server with --enable_batching and a
+    --batching_parameters_file setting `max_batch_size { value: n }` does.
     """
 
     def __init__(self, model_base_path: str, model_name: str, version: Optional[int] = None, port: int = 0,
-                 max_workers: int = 4, unavailable_first: int = 0, tls: Optional[Tuple[bytes, bytes]] = None):
+                 max_workers: int = 4, unavailable_first: int = 0, tls: Optional[Tuple[bytes, bytes]] = None,
+                 max_batch_size: Optional[int] = None):
         self.served = _ServedModel(model_name, model_base_path, version)
-        self.prediction_service = _PredictionService(self.served, unavailable_first)
+        self.prediction_service = _PredictionService(self.served, unavailable_first, max_batch_size)
         options: List[Tuple[str, int]] = [
             ("grpc.max_send_message_length", _MAX_MESSAGE),
             ("grpc.max_receive_message_length", _MAX_MESSAGE),

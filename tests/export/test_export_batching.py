@@ -2,12 +2,16 @@
 
 With batching on, tensorflow_model_server batches requests to every SignatureDef of a model and refuses a
 request (warmup records included: a failing one fails the version) whose inputs have no axis 0 or differ in
-its size. `batching_problems` applies those two rules to the served SignatureDefs and the warmup file; the
-per-video export breaks them (which is why it must be served without batching), the `--batching` export,
-whose only signature is `step_batched`, does not, and the client segments through it.
+its size, or that has more rows than its max_batch_size. `batching_problems` applies those rules to the served
+SignatureDefs and the warmup file; the per-video export breaks them (which is why it must be served without
+batching), the `--batching` export, whose only signature is `step_batched`, does not, and the client segments
+through it, in requests of at most max_batch_size rows.
 """
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,11 +19,12 @@ import numpy as np
 import pytest
 
 from maskrnn_tf.export.batching_check import batching_problems, serve_signature_defs
-from maskrnn_tf.export.client import ClientConfig, ServingClient, segment_video_via_serving
+from maskrnn_tf.export.client import ClientConfig, ServingClient, ServingError, segment_video_via_serving
 from maskrnn_tf.export.saved_model_export import ExportConfig, export_saved_model
 from maskrnn_tf.export.session_model import SessionModel
 from maskrnn_tf.export.test_server import StandInModelServer
-from maskrnn_tf.export.warmup import WARMUP_FILENAME, WarmupConfig, read_warmup_file, request_to_numpy
+from maskrnn_tf.export.warmup import (WARMUP_FILENAME, WarmupConfig, read_warmup_file, request_to_numpy,
+                                     write_warmup_file)
 from maskrnn_tf.inference.segmenter import SegmentOptions
 from maskrnn_tf.io import read_mask
 
@@ -112,3 +117,109 @@ def test_the_client_waits_for_a_server_that_is_still_starting(export_base):
         starter.join()
         for server in servers:
             server.__exit__(None, None, None)
+
+
+def _step_rows(objects, height=24, width=32, seed=0):
+    """One frame, its flows and `objects` distinct previous masks (so that a row out of order shows)."""
+    rng = np.random.default_rng(seed)
+    probs = np.zeros((objects, height, width), np.float32)
+    boxes = np.zeros((objects, 4), np.float32)
+    for k in range(objects):
+        y0, x0 = k % 3 * 6, k * 3
+        probs[k, y0:y0 + 8, x0:x0 + 6] = 1
+        boxes[k] = (y0, x0, y0 + 8, x0 + 6)
+    return {"frame": rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+            "flow_to_prev": rng.normal(0, 1, (height, width, 2)).astype(np.float32),
+            "flow_to_next": rng.normal(0, 1, (height, width, 2)).astype(np.float32),
+            "prev_probs": probs, "prev_boxes": boxes}
+
+
+def test_the_shipped_max_batch_size_is_read_from_the_parameters_file(tmp_path):
+    from maskrnn_tf.export.serving_commands import read_max_batch_size
+
+    assert read_max_batch_size() == 8 == ClientConfig().max_batch_size  # export/batching_parameters.txt
+    own = tmp_path / "batching.txt"
+    own.write_text("# max_batch_size { value: 2 }\nmax_batch_size {\n  value: 32\n}\n"
+                   "batch_timeout_micros { value: 1 }\n")
+    assert read_max_batch_size(str(own)) == 32
+    own.write_text("max_batch_size: <value: 16>\n")  # the other ways text format writes a message field
+    assert read_max_batch_size(str(own)) == 16
+    own.write_text("batch_timeout_micros { value: 1 }\n")
+    with pytest.raises(ValueError, match=f"{own} sets no max_batch_size"):
+        read_max_batch_size(str(own))
+    with pytest.raises(ValueError, match="max_batch_size must be at least 1"):
+        ClientConfig(max_batch_size=0)
+
+
+@pytest.mark.parametrize("limit,objects,expected", [(None, 9, [8, 1]), (3, 7, [3, 3, 1]), (4, 4, [4])])
+def test_the_batched_client_sends_at_most_max_batch_size_rows_per_request(batching_base, limit, objects, expected):
+    """A model server with --enable_batching refuses a request of more rows than its max_batch_size ("Task size 9
+    is larger than maximum input batch size 8"); the client splits a frame's object rows, and the answer is the
+    one the whole frame gets in one run."""
+    inputs = _step_rows(objects)
+    served_limit = 8 if limit is None else limit
+    with SessionModel(os.path.join(batching_base, "1")) as served:  # no row limit: the unsplit answer
+        whole = served.run("step_batched", {
+            **{k: np.repeat(inputs[k][None], objects, axis=0) for k in ("frame", "flow_to_prev", "flow_to_next")},
+            "prev_probs": inputs["prev_probs"], "prev_boxes": inputs["prev_boxes"]})
+    config = {} if limit is None else {"max_batch_size": limit}
+    with StandInModelServer(batching_base, "maskrnn", max_batch_size=served_limit) as server:
+        with ServingClient(ClientConfig(address=server.address, batched=True, **config)) as client:
+            rows = []
+            predict = client._prediction.Predict
+
+            def recording(request, **kwargs):
+                sizes = {k: v.tensor_shape.dim[0].size for k, v in request.inputs.items()}
+                assert len(set(sizes.values())) == 1, sizes
+                rows.append(sizes["prev_probs"])
+                return predict(request, **kwargs)
+
+            client._prediction.Predict = recording
+            out = client.step(**inputs)
+        assert rows == expected and max(rows) <= served_limit
+        assert sorted(out) == sorted(whole)
+        for key in whole:
+            # Up to float rounding (2e-7 seen): CPU kernels sum in an order that depends on the batch size, as when
+            # the server batches requests of several videos. A row out of order would differ by far more.
+            np.testing.assert_allclose(out[key], whole[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        # The stand-in refuses what the model server refuses: one request of every row.
+        with ServingClient(ClientConfig(address=server.address, batched=True, max_batch_size=objects + 1)) as client:
+            if objects > served_limit:
+                with pytest.raises(ServingError, match=f"INVALID_ARGUMENT: Task size {objects} is larger than "
+                                                       f"maximum input batch size {served_limit}"):
+                    client.step(**inputs)
+
+
+def test_warmup_shapes_with_more_objects_than_max_batch_size_are_refused():
+    with pytest.raises(ValueError, match=r"(?s)Warmup shape 24x32x9 has 9 objects.*max_batch_size 8.*"
+                                         r"batching_parameters\.txt.*at most 8 objects"):
+        ExportConfig(batching=True, warmup=WarmupConfig(shapes=((24, 32, 2), (24, 32, 9))))
+    ExportConfig(batching=True, warmup=WarmupConfig(shapes=((24, 32, 8),)))  # the limit itself is fine
+    ExportConfig(batching=False, warmup=WarmupConfig(shapes=((24, 32, 9),)))  # no batching server: no limit
+    ExportConfig(batching=True, warmup=WarmupConfig(shapes=((24, 32, 9),)), max_batch_size=9)  # a file of your own
+
+
+def test_batching_problems_reports_warmup_records_over_max_batch_size(tmp_path, batching_base):
+    export_dir = str(tmp_path / "1")
+    shutil.copytree(os.path.join(batching_base, "1"), export_dir)
+    write_warmup_file(export_dir, "maskrnn", WarmupConfig(shapes=((24, 32, 2), (24, 32, 9))), batching=True)
+    problems = batching_problems(export_dir)
+    assert len(problems) == 1 and "warmup request 1 ('step_batched'): 9 rows" in problems[0], problems
+    assert "max_batch_size 8" in problems[0] and "Task size 9 is larger than maximum input batch size 8" in problems[0]
+    assert batching_problems(export_dir, max_batch_size=9) == []
+
+
+def test_client_cli_max_batch_size(tmp_path, batching_base, synthetic_video):
+    """client_main --batched --max_batch_size=1 against a server allowing 1 row: one request per object (with the
+    default of 8 the 2-object frames would be refused)."""
+    frames_dir, mask_path, frames = synthetic_video
+    out_dir = tmp_path / "masks"
+    with StandInModelServer(batching_base, "maskrnn", max_batch_size=1) as server:
+        result = subprocess.run(
+            [sys.executable, "-m", "maskrnn_tf.export.client_main", f"--server={server.address}", "--batched",
+             "--max_batch_size=1", f"--video={frames_dir}", f"--first_mask={mask_path}", f"--output_dir={out_dir}",
+             "--noprogress"], capture_output=True, text=True, timeout=600)
+        calls = server.prediction_service.predict_calls
+    assert result.returncode == 0, result.stderr
+    assert calls == 2 * (len(frames) - 1)  # 2 objects, one row each, every frame after the first
+    assert sorted(os.listdir(out_dir)) == [f"{t:05d}.png" for t in range(len(frames))] + ["segment_run.json"]

@@ -89,6 +89,28 @@ def test_warmup_shapes_below_the_minimum_are_a_usage_error(tmp_path, tiny_model)
     assert not base.exists()
 
 
+def test_an_export_base_that_is_a_file_is_an_export_error(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("user notes")
+    result = _run(["maskrnn_tf.export.export_main", f"--model={tmp_path / 'missing.keras'}", f"--export_base={notes}",
+                   "--version=1", "--warmup_shapes=24x32x1"])
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    # Checked before the model is loaded (the model path is missing too): the message is about the export base.
+    assert f"export failed: --export_base {notes}: {notes} is a file, not a folder" in result.stderr, result.stderr
+    assert os.listdir(tmp_path) == ["notes.txt"] and notes.read_text() == "user notes"
+
+
+def test_batching_warmup_shapes_over_max_batch_size_are_a_usage_error(tmp_path):
+    base = tmp_path / "exports"
+    result = _run(["maskrnn_tf.export.export_main", f"--model={tmp_path / 'missing.keras'}", f"--export_base={base}",
+                   "--version=1", "--batching", "--warmup_shapes=24x32x2,24x32x9"])
+    assert result.returncode == 2, result.stderr
+    assert "--warmup_shapes: Warmup shape 24x32x9 has 9 objects" in result.stderr, result.stderr
+    assert "max_batch_size 8" in result.stderr and "batching_parameters.txt" in result.stderr
+    assert not base.exists()
+
+
 def _self_signed_certificate(folder):
     """(key PEM, certificate PEM, certificate path) for 127.0.0.1 and localhost, made with `cryptography`."""
     from cryptography import x509

@@ -1,6 +1,7 @@
 """Export -> load -> call: the SavedModel signatures against the in-memory model, atomic versions, CLI tools."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -199,9 +200,14 @@ def _tree(folder):
                   for root, dirs, files in os.walk(folder) for name in dirs + files)
 
 
-def test_overwrite_replaces(tmp_path, tiny_model, caplog):
+def test_overwrite_replaces_a_clean_version_and_refuses_one_with_a_user_file(tmp_path, tiny_model, caplog):
     base = str(tmp_path)
-    _earlier_export(os.path.join(base, "2"))
+    _earlier_export(os.path.join(base, "2"))  # an export from before the manifest listed its files, + stale.txt
+    before = _tree(base)
+    with pytest.raises(ExportError, match=r"(?s)holds files the export did not write.*: stale\.txt\. .*move them out"):
+        export_saved_model(tiny_model, base, 2, ExportConfig(overwrite=True, warmup=None))
+    assert _tree(base) == before and (tmp_path / "2" / "stale.txt").read_text() == "old"
+    os.remove(os.path.join(base, "2", "stale.txt"))  # the user moved it out
     with caplog.at_level("WARNING"):
         export_saved_model(tiny_model, base, 2, ExportConfig(overwrite=True, warmup=None))
     # TF-Serving finds versions by number: one already serving 2 is not told that 2 changed.
@@ -209,7 +215,107 @@ def test_overwrite_replaces(tmp_path, tiny_model, caplog):
                for r in caplog.records)
     assert sorted(os.listdir(base)) == ["2"]
     assert os.path.isfile(os.path.join(base, "2", "saved_model.pb"))
-    assert not os.path.exists(os.path.join(base, "2", "stale.txt"))
+
+
+def _contents(folder):
+    """{relative path: bytes (files), link target (links), None (folders)} of everything under `folder`."""
+    found = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, folder)
+            if os.path.islink(path):
+                found[rel] = os.readlink(path)
+            elif os.path.isdir(path):
+                found[rel] = None
+            else:
+                found[rel] = open(path, "rb").read()
+    return found
+
+
+def test_overwrite_refuses_a_version_holding_files_the_export_did_not_write(tmp_path, tiny_model):
+    """The manifest lists what the export wrote, with sizes; --overwrite deletes nothing else (nor a changed file)."""
+    base = str(tmp_path / "exports")
+    config = ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),)))
+    version = export_saved_model(tiny_model, base, 1, config)
+    record = json.load(open(os.path.join(version, "assets.extra", saved_model_export.METADATA_FILENAME)))
+    on_disk = {os.path.relpath(os.path.join(r, n), version).replace(os.sep, "/"): os.path.getsize(os.path.join(r, n))
+               for r, _, names in os.walk(version) for n in names}
+    del on_disk["assets.extra/" + saved_model_export.METADATA_FILENAME]
+    assert record["files"] == on_disk and "saved_model.pb" in on_disk and "assets.extra/" + WARMUP_FILENAME in on_disk
+    overwrite = ExportConfig(overwrite=True, warmup=WarmupConfig(shapes=((24, 32, 1),)))
+    # The user's notes beside the model, a file added to assets.extra/, a folder and a link of theirs.
+    (tmp_path / "exports" / "1" / "NOTES.md").write_text("version 1 = run 5; approved by QA\n")
+    (tmp_path / "exports" / "1" / "assets.extra" / "my_requests.json").write_text("{}")
+    (tmp_path / "exports" / "1" / "mine").mkdir()
+    os.symlink(tmp_path, tmp_path / "exports" / "1" / "link")
+    before = _contents(version)
+    with pytest.raises(ExportError) as info:
+        export_saved_model(tiny_model, base, 1, overwrite)
+    message = str(info.value)
+    for name in ("NOTES.md", "assets.extra/my_requests.json", "mine", "link"):
+        assert name in message, message
+    assert "saved_model.pb" not in message and "move them out" in message and version in message
+    assert _contents(version) == before and sorted(os.listdir(base)) == ["1"]
+    # A file the export wrote but that has changed since (another size) is no longer only the export's.
+    for name in ("NOTES.md", "assets.extra/my_requests.json", "mine", "link"):
+        path = os.path.join(version, name)
+        os.rmdir(path) if name == "mine" else os.remove(path)
+    with open(os.path.join(version, "assets.extra", WARMUP_FILENAME), "ab") as f:
+        f.write(b"edited")
+    before = _contents(version)
+    with pytest.raises(ExportError, match=r"assets\.extra/tf_serving_warmup_requests \(changed since the export"):
+        export_saved_model(tiny_model, base, 1, overwrite)
+    assert _contents(version) == before
+    # Only what the export wrote: replaced.
+    with open(os.path.join(version, "assets.extra", WARMUP_FILENAME), "r+b") as f:
+        f.truncate(on_disk["assets.extra/" + WARMUP_FILENAME])
+    assert export_saved_model(tiny_model, base, 1, overwrite) == version
+    assert sorted(os.listdir(base)) == ["1"] and os.path.isfile(os.path.join(version, "saved_model.pb"))
+
+
+def test_overwrite_of_a_version_exported_before_the_manifest_listed_its_files(tmp_path, tiny_model):
+    """Its manifest lists no files: then only what a SavedModel export writes may be replaced."""
+    base = str(tmp_path / "exports")
+    version = export_saved_model(tiny_model, base, 1, ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),))))
+    manifest = os.path.join(version, "assets.extra", saved_model_export.METADATA_FILENAME)
+    record = json.load(open(manifest))
+    for key in ("files", "folders"):
+        record.pop(key, None)
+    json.dump(record, open(manifest, "w"))
+    (tmp_path / "exports" / "1" / "assets" / "vocab.txt").write_text("mine")  # the exporter writes no asset
+    (tmp_path / "exports" / "1" / "variables" / "variables.mine").mkdir()
+    (tmp_path / "exports" / "1" / "variables" / "variables.mine" / "notes").write_text("mine")
+    before = _contents(version)
+    overwrite = ExportConfig(overwrite=True, warmup=None)
+    with pytest.raises(ExportError, match=r": assets/vocab\.txt, variables/variables\.mine/notes\. "):
+        export_saved_model(tiny_model, base, 1, overwrite)
+    assert _contents(version) == before
+    os.remove(os.path.join(version, "assets", "vocab.txt"))
+    shutil.rmtree(os.path.join(version, "variables", "variables.mine"))
+    assert export_saved_model(tiny_model, base, 1, overwrite) == version
+    assert not os.path.exists(os.path.join(version, "assets.extra", WARMUP_FILENAME))  # the new export's (no warmup)
+
+
+def test_an_export_base_that_is_a_file_is_refused_before_the_model_loads(tmp_path, monkeypatch):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("user notes")
+
+    def no_load(path):
+        raise AssertionError("the model was loaded before the export base was checked")
+
+    monkeypatch.setattr(saved_model_export, "load_model", no_load)
+    for base in (notes, notes / "maskrnn"):
+        with pytest.raises(ExportError, match=f"--export_base {base}: {notes} is a file, not a folder"):
+            export_saved_model(str(tmp_path / "run"), str(base), 1)
+    assert os.listdir(tmp_path) == ["notes.txt"] and notes.read_text() == "user notes"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs Linux' /proc, where no folder can be made")
+def test_an_export_base_that_cannot_be_made_is_an_export_error(tiny_model):
+    with pytest.raises(ExportError,
+                       match="cannot create --export_base /proc/maskrnn-test/maskrnn or write in it: .*Choose a folder"):
+        export_saved_model(tiny_model, "/proc/maskrnn-test/maskrnn", 1, ExportConfig(warmup=None))
 
 
 def test_overwrite_never_replaces_a_folder_that_is_not_an_export(tmp_path, tiny_model):
