@@ -4,8 +4,9 @@ segment wrote it.
 The folder is written under a hidden temporary name (`.<name>.tmp-<pid>@<host>-XXXX`) and renamed when
 complete; the temporaries of killed runs are removed by the next run, and a folder a killed run had moved
 away to replace it is put back. It carries `segment_run.json` (what was segmented, when, and the files
-written): `--overwrite` replaces only a folder that holds it (or an empty one), never an arbitrary folder, and
-not one that holds files added since, other than the scores and records the project's tools add.
+written with their sizes and mtimes): `--overwrite` replaces only a folder that holds it (or an empty one),
+never an arbitrary folder, and not one that holds files added since (other than the scores and records the
+project's tools add) or files changed since (e.g. masks corrected by hand).
 """
 from __future__ import annotations
 
@@ -74,8 +75,8 @@ def check_output_dir(path: str, overwrite: bool,
     Raises:
       UnsafeOutputError: `path` is, contains or lies inside one of the `(flag, path)` inputs.
       OutputExistsError: `path` exists and `overwrite` is False, or it is not a folder segment wrote (no
-        `segment_run.json`, not empty), or it holds files segment did not write (`foreign_files`): folders
-        `--overwrite` never replaces.
+        `segment_run.json`, not empty), or it holds files segment did not write or that changed since
+        (`foreign_files`): folders `--overwrite` never replaces.
     """
     check_no_overlap(path, inputs)
     _repair(path)
@@ -97,12 +98,18 @@ def check_output_dir(path: str, overwrite: bool,
             f"{path}: not a folder segment wrote (it has no {MARKER_FILE}), so --overwrite will not replace it. "
             "Choose another --output, or check its contents and delete it yourself."
         )
-    foreign = foreign_files(path)
-    if foreign:
-        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    added, changed = _files_not_segments(path)
+    if added or changed:
+        found = ([f"files segment did not write ({_shown(added)})"] if added else []) + \
+                ([f"files changed since segment wrote them ({_shown(changed)}), e.g. masks corrected by hand"]
+                 if changed else [])
         raise OutputExistsError(
-            f"{path}: holds files segment did not write ({shown}), which --overwrite would delete. Move them out "
-            "of it, or choose another --output.")
+            f"{path}: holds {' and '.join(found)}, which --overwrite would delete. Move them out of it, or "
+            "rename the folder to keep it whole, or choose another --output.")
+
+
+def _shown(names: Sequence[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _files_under(folder: str) -> List[str]:
@@ -114,19 +121,44 @@ def _files_under(folder: str) -> List[str]:
     return sorted(found)
 
 
+def _file_stat(path: str) -> Dict[str, int]:
+    """What segment_run.json keeps of a written file to tell later that it is unchanged (as for the overlay)."""
+    stat = os.lstat(path)
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
 def foreign_files(path: str) -> List[str]:
-    """The files under a results folder that segment did not write (its segment_run.json lists what it wrote;
-    an earlier version's lists nothing: then what segment writes by name) and that are not `DERIVED_FILES`."""
+    """The files under a results folder that are not segment's to replace: added since (not in its
+    segment_run.json's list, nor `DERIVED_FILES`) or changed since (size or mtime unlike the record's)."""
+    added, changed = _files_not_segments(path)
+    return sorted(added + changed)
+
+
+def _files_not_segments(path: str) -> Tuple[List[str], List[str]]:
+    """(added, changed) files under the results folder `path`; see `foreign_files`.
+
+    segment_run.json lists the files written and, since they are recorded, their sizes and mtimes; a file
+    listed without them (earlier versions) is segment's by its name alone, and a record listing no files (older
+    still) makes segment's every file named as segment names them.
+    """
     try:
         with open(os.path.join(path, MARKER_FILE), encoding="utf-8") as f:
             record = json.load(f)
     except (OSError, ValueError):
         record = None
     written = record.get("files") if isinstance(record, dict) else None
+    stats = record.get("file_stats") if isinstance(record, dict) else None
+    stats = stats if isinstance(stats, dict) else {}
     known = set(written if isinstance(written, list) else []) | {MARKER_FILE}
     patterns = DERIVED_FILES + (() if isinstance(written, list) else _LEGACY_SEGMENT_FILES)
-    return [name for name in _files_under(path)
-            if name not in known and not any(fnmatch.fnmatch(name, p) for p in patterns)]
+    added, changed = [], []
+    for name in _files_under(path):
+        if name in stats:
+            if stats[name] != _file_stat(os.path.join(path, name)):
+                changed.append(name)
+        elif name not in known and not any(fnmatch.fnmatch(name, p) for p in patterns):
+            added.append(name)
+    return added, changed
 
 
 def _repair(path: str) -> None:
@@ -143,7 +175,9 @@ def _write_marker(folder: str, metadata: Mapping[str, Any]) -> None:
     content: Dict[str, Any] = {"written_by": "maskrnn_tf.segment",
                                "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     content.update(metadata)
-    content["files"] = _files_under(folder)  # what --overwrite may replace later
+    content["files"] = _files_under(folder)  # what --overwrite may replace later ...
+    # ... as long as they are unchanged: a mask the user corrected in place is theirs.
+    content["file_stats"] = {name: _file_stat(os.path.join(folder, name)) for name in content["files"]}
     path = os.path.join(folder, MARKER_FILE)
     with open(path, "w", encoding="utf-8") as f:
         json.dump(content, f, indent=2, sort_keys=True)

@@ -23,7 +23,8 @@ from maskrnn_tf.inference.output_dir import (MARKER_FILE, OutputExistsError, Uns
                                              check_no_overlap, check_output_dir)
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, fuse, propagate
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
-from maskrnn_tf.inference.writers import MaskWriter, OverlayWriter, ProbabilityWriter, upsample_probs
+from maskrnn_tf.inference.writers import (MaskWriter, OverlayWriter, ProbabilityWriter, check_overlay_folder,
+                                          upsample_probs)
 from maskrnn_tf.io import VOID_ID, write_palette_png
 
 PROBS_FOLDER = "probs"
@@ -103,6 +104,7 @@ def segment_frames(
     options: SegmentOptions = SegmentOptions(),
     overlay_path: Optional[str] = None,
     description: Optional[str] = None,
+    overlay: Optional[OverlayWriter] = None,
 ) -> int:
     """Segments `source` and writes `<output_dir>/<frame name>.png` for every frame; returns the frame count.
 
@@ -110,7 +112,8 @@ def segment_frames(
     evaluation refuses ids the ground truth does not define); every other frame is the fused prediction, at
     the input size, with ids mapped back to the first mask's object ids and its palette. A `NamedFlowFn` (precomputed
     `.flo` files) reads the flows of the sequence `source.name` by frame name. Not atomic by itself (see
-    `segment_video`).
+    `segment_video`). `overlay` (instead of `overlay_path`) is a writer the caller owns: the frames are
+    written to it, and the caller finishes and publishes it (or aborts it).
     """
     if tuple(first.labels.shape) != tuple(source.size):
         raise ValueError(
@@ -125,8 +128,10 @@ def segment_frames(
     probs_writer = None
     if options.save_probs:
         probs_writer = ProbabilityWriter(os.path.join(output_dir, PROBS_FOLDER), first.object_ids, options.save_probs)
-    stash = _FrameStash() if overlay_path else None
-    overlay = OverlayWriter(overlay_path, full_size, first.palette, source.fps) if overlay_path else None
+    owned = overlay is None and bool(overlay_path)
+    if owned:
+        overlay = OverlayWriter(overlay_path, full_size, first.palette, source.fps)
+    stash = _FrameStash() if overlay is not None else None
     worker = BackgroundWorker(options.write_queue, name="writer")
 
     def write(index: int, probs: np.ndarray) -> None:
@@ -165,10 +170,10 @@ def segment_frames(
             worker.close()
         except BaseException:  # noqa: BLE001 -- the first error is the one to report
             pass
-        if overlay is not None:
+        if owned:
             overlay.abort()
         raise
-    if overlay is not None:
+    if owned:
         overlay.close()
     return count
 
@@ -186,10 +191,11 @@ def _overlay_target(overlay_path: Optional[str], output_dir: str, tmp: str) -> O
     return inner
 
 
-def _overlay_record(path: str) -> Dict[str, object]:
+def _overlay_record(path: str, written: Optional[str] = None) -> Dict[str, object]:
     """What segment_run.json keeps of an overlay written outside the output folder: enough to tell later
-    that the file at that path is still the one segment wrote."""
-    stat = os.stat(path)
+    that the file at that path is still the one segment wrote (`written`: the finished file that is to be
+    renamed to `path`, which keeps its size and mtime)."""
+    stat = os.stat(written or path)
     return {"path": os.path.realpath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
@@ -206,11 +212,13 @@ def _overlay_written_by_segment(overlay_path: str, output_dir: str) -> bool:
 
 def check_overlay_path(overlay_path: str, output_dir: str, overwrite: bool,
                        inputs: Sequence[Tuple[str, Optional[str]]]) -> None:
-    """Refuses an overlay path that is or holds an input, that would clash with the results, or that exists
-    outside the output folder, unless `overwrite` and it is the unchanged overlay of the run that wrote the
-    output folder."""
+    """Refuses an overlay path that is or holds an input, that would clash with the results, whose folder
+    does not exist (outside the output folder), or that exists outside the output folder, unless `overwrite`
+    and it is the unchanged overlay of the run that wrote the output folder."""
     check_no_overlap(overlay_path, inputs, "--overlay")
     output, overlay = os.path.realpath(os.path.abspath(output_dir)), os.path.realpath(os.path.abspath(overlay_path))
+    if not overlay.startswith(output + os.sep):  # (inside --output its folders are made with the results)
+        check_overlay_folder(overlay_path)  # now, not after the model has loaded and finetuned
     if overlay == output:
         raise UnsafeOutputError(f"--overlay {overlay_path} is the --output folder; give the overlay a file name "
                                 "such as <output>.mp4.")
@@ -290,15 +298,31 @@ def segment_video(
     record = {"video": os.path.abspath(video),
               "first_mask": os.path.abspath(mask_file) if mask_file else first_mask_copy,
               "object_ids": list(first.object_ids), **(metadata or {}), **_finetune_log(prepare)}
-    with atomic_output_dir(output_dir, overwrite, inputs, record) as tmp:
-        start = time.monotonic()
-        overlay_target = _overlay_target(overlay_path, output_dir, tmp)
-        record["frames"] = segment_frames(step_fn, source, first, flow_fn, tmp, options, overlay_target)
-        if overlay_target and overlay_target == overlay_path:  # outside the output: the record names it
-            record["overlay"] = _overlay_record(overlay_path)
-        record["segment_seconds"] = round(time.monotonic() - start, 2)
-        if first_mask_copy:
-            write_palette_png(os.path.join(tmp, first_mask_copy), first.labels, first.palette)
+    # An overlay outside the output is finished beside its path but moved there only once the results it
+    # goes with are in place: a run failing before (at the final check, say) leaves the old pair together.
+    outside: Optional[OverlayWriter] = None
+    try:
+        with atomic_output_dir(output_dir, overwrite, inputs, record) as tmp:
+            start = time.monotonic()
+            overlay_target = _overlay_target(overlay_path, output_dir, tmp)
+            if overlay_target and overlay_target == overlay_path:
+                outside = OverlayWriter(overlay_path, tuple(source.size), first.palette, source.fps)
+                overlay_target = None
+            record["frames"] = segment_frames(step_fn, source, first, flow_fn, tmp, options, overlay_target,
+                                              overlay=outside)
+            if outside is not None:  # the record names it, as it will be once renamed
+                record["overlay"] = _overlay_record(overlay_path, outside.finish())
+                # Checked again, as the results folder is: the user may have put a file there meanwhile.
+                check_overlay_path(overlay_path, output_dir, overwrite, inputs)
+            record["segment_seconds"] = round(time.monotonic() - start, 2)
+            if first_mask_copy:
+                write_palette_png(os.path.join(tmp, first_mask_copy), first.labels, first.palette)
+    except BaseException:
+        if outside is not None:
+            outside.abort()
+        raise
+    if outside is not None:
+        outside.publish()
     return record["frames"]
 
 

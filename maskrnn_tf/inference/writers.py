@@ -73,14 +73,21 @@ def overlay_frame(frame: np.ndarray, ids: np.ndarray, palette: np.ndarray, alpha
     return out
 
 
+def check_overlay_folder(path: str) -> None:
+    """Raises FileNotFoundError when the folder the overlay `path` goes in does not exist."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"{path}: the overlay's folder {directory} does not exist; create it first.")
+
+
 class OverlayWriter:
-    """Writes an mp4 (mp4v) of the frames with the masks blended in; appears at `path` only on `close()`."""
+    """Writes an mp4 (mp4v) of the frames with the masks blended in; appears at `path` only on `close()` (or
+    `finish()` then `publish()`, for a caller that publishes it together with other results)."""
 
     def __init__(self, path: str, size: Tuple[int, int], palette: np.ndarray, fps: float = 24.0):
+        check_overlay_folder(path)
         self.path = os.path.abspath(path)
         directory = os.path.dirname(self.path)
-        if not os.path.isdir(directory):
-            raise FileNotFoundError(f"{path}: the overlay's folder {directory} does not exist; create it first.")
         self.palette = np.asarray(palette, np.uint8)
         # Named after this process, so a run killed while writing leaves a file the next run can remove.
         prefix = f".{os.path.basename(self.path)}.tmp-"
@@ -98,12 +105,21 @@ class OverlayWriter:
 
     def close(self) -> None:
         """Finishes the file and moves it into place."""
+        self.finish()
+        self.publish()
+
+    def finish(self) -> str:
+        """Completes the file under its hidden temporary name (beside `path`) and returns that name."""
         self._video.release()
         apply_umask(self._tmp)  # mkstemp made it 0600
+        return self._tmp
+
+    def publish(self) -> None:
+        """Moves the finished file to `path` (a rename: its size and mtime stay those of `finish()`)."""
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
-        """Drops the partial file."""
+        """Drops the partial (or finished, unpublished) file."""
         self._video.release()
         if os.path.exists(self._tmp):
             os.unlink(self._tmp)

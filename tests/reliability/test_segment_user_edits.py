@@ -1,0 +1,190 @@
+"""segment --overwrite keeps what the user changed: masks corrected by hand inside the results folder, the
+overlay of the run that wrote the results; and a bad --overlay folder is refused before any work."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from maskrnn_tf.inference import (OutputExistsError, SegmentOptions, check_overlay_path, flow_propagation_step,
+                                  segment_davis, segment_video)
+from maskrnn_tf.inference.output_dir import MARKER_FILE
+from maskrnn_tf.io import read_mask, write_palette_png
+
+from .conftest import frame_image, run_cli, square_ids
+
+OPTIONS = SegmentOptions(progress=False)
+
+
+def zero_flow(a, b):
+    return np.zeros(a.shape[:2] + (2,), np.float32)
+
+
+def read(path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def correct_by_hand(path: str) -> bytes:
+    """Repaints a result mask as all background, as a user fixing it in an editor would; returns its bytes."""
+    write_palette_png(path, np.zeros(read_mask(path).shape, np.uint8))
+    return read(path)
+
+
+def make_davis(root: str) -> None:
+    """A one-sequence DAVIS-2016 root ("swan", 4 frames of the two squares' first object)."""
+    frames, masks = (os.path.join(root, kind, "480p", "swan") for kind in ("JPEGImages", "Annotations"))
+    os.makedirs(frames)
+    os.makedirs(masks)
+    lines = []
+    for t in range(4):
+        Image.fromarray(frame_image(t)).save(os.path.join(frames, f"{t:05d}.jpg"), quality=95)
+        Image.fromarray(((square_ids(t) == 1) * 255).astype(np.uint8), mode="L").save(
+            os.path.join(masks, f"{t:05d}.png"))
+        lines.append(f"/JPEGImages/480p/swan/{t:05d}.jpg /Annotations/480p/swan/{t:05d}.png")
+    os.makedirs(os.path.join(root, "ImageSets", "480p"))
+    with open(os.path.join(root, "ImageSets", "480p", "val.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def test_overwrite_refuses_a_results_folder_with_a_mask_corrected_in_place(tmp_path):
+    root, out = str(tmp_path / "davis"), str(tmp_path / "res")
+    make_davis(root)
+    segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS)
+    edited = correct_by_hand(os.path.join(out, "swan", "00003.png"))
+    with pytest.raises(OutputExistsError, match=r"changed since segment wrote them \(swan/00003.png\).*Move them out"):
+        segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS, overwrite=True)
+    assert read(os.path.join(out, "swan", "00003.png")) == edited
+    assert sorted(os.listdir(tmp_path)) == ["davis", "res"]  # no temporary folder left
+    # Once the correction is moved out, --overwrite replaces the folder as before.
+    os.replace(os.path.join(out, "swan", "00003.png"), str(tmp_path / "kept.png"))
+    segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS, overwrite=True)
+    assert read_mask(os.path.join(out, "swan", "00003.png")).any()
+
+
+def test_a_touched_file_of_the_same_size_counts_as_changed(tmp_path, video):
+    frames, mask = video
+    out = str(tmp_path / "out")
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS)
+    path = os.path.join(out, "00001.png")
+    stat = os.stat(path)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))  # rewritten with the same bytes
+    with pytest.raises(OutputExistsError, match=r"\(00001.png\)"):
+        segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS, overwrite=True)
+    assert os.stat(path).st_mtime_ns == stat.st_mtime_ns + 5_000_000_000
+
+
+def test_overwrite_refuses_a_corrected_first_mask_from_box(tmp_path, video):
+    frames, _ = video
+    out = str(tmp_path / "out")
+    box = "6,8,18,20;30,22,42,34"
+    assert run_cli(f"--video={frames}", f"--first_box={box}", f"--output={out}") == 0
+    with open(os.path.join(out, MARKER_FILE), encoding="utf-8") as f:
+        record = json.load(f)
+    assert "first_mask_from_box.png" in record["files"]
+    edited = correct_by_hand(os.path.join(out, "first_mask_from_box.png"))
+    with pytest.raises(OutputExistsError, match=r"first_mask_from_box.png"):
+        run_cli(f"--video={frames}", f"--first_box={box}", f"--output={out}", "--overwrite")
+    assert read(os.path.join(out, "first_mask_from_box.png")) == edited
+
+
+def test_a_folder_recorded_without_file_stats_keeps_the_rule_by_name(tmp_path, video):
+    frames, mask = video
+    out = str(tmp_path / "out")
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS)
+    with open(os.path.join(out, MARKER_FILE), encoding="utf-8") as f:
+        record = json.load(f)
+    record.pop("file_stats", None)  # as an earlier version wrote it
+    with open(os.path.join(out, MARKER_FILE), "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    correct_by_hand(os.path.join(out, "00002.png"))
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS, overwrite=True)
+    assert read_mask(os.path.join(out, "00002.png")).any()
+
+
+def test_a_run_that_fails_at_the_end_keeps_the_old_overlay(tmp_path, video):
+    frames, mask = video
+    out, overlay = str(tmp_path / "out"), str(tmp_path / "over.mp4")
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS, overlay_path=overlay)
+    old_overlay = read(overlay), os.stat(overlay).st_mtime_ns
+    old_results = {n: read(os.path.join(out, n)) for n in os.listdir(out)}
+    calls = []
+
+    def step_while_the_user_adds_a_note(*args):
+        calls.append(1)
+        if len(calls) == 3:  # the last frame: a note lands in the old results folder while this run writes
+            with open(os.path.join(out, "notes.txt"), "w") as f:
+                f.write("mine")
+        return flow_propagation_step(*args)
+
+    with pytest.raises(OutputExistsError, match=r"notes.txt"):
+        segment_video(step_while_the_user_adds_a_note, frames, mask, zero_flow, out, OPTIONS,
+                      overlay_path=overlay, overwrite=True)
+    assert len(calls) == 3
+    # Old results and their overlay together, still the pair the record names; nothing half-written left.
+    assert (read(overlay), os.stat(overlay).st_mtime_ns) == old_overlay
+    os.remove(os.path.join(out, "notes.txt"))
+    assert {n: read(os.path.join(out, n)) for n in os.listdir(out)} == old_results
+    assert sorted(os.listdir(tmp_path)) == ["first.png", "out", "over.mp4", "vid"]
+    # So the retry the message asks for replaces both.
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS, overlay_path=overlay, overwrite=True)
+    with open(os.path.join(out, MARKER_FILE), encoding="utf-8") as f:
+        recorded = json.load(f)["overlay"]
+    assert recorded["size"] == os.path.getsize(overlay) and recorded["mtime_ns"] == os.stat(overlay).st_mtime_ns
+
+
+def test_an_overlay_the_user_saved_while_the_run_went_on_is_kept(tmp_path, video):
+    frames, mask = video
+    out, overlay = str(tmp_path / "out"), tmp_path / "over.mp4"
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS, overlay_path=str(overlay))
+    calls = []
+
+    def step_while_the_user_saves_over_the_overlay(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            overlay.write_bytes(b"the user's edit of the overlay")
+        return flow_propagation_step(*args)
+
+    with pytest.raises(OutputExistsError, match="over.mp4: segment did not write this file"):
+        segment_video(step_while_the_user_saves_over_the_overlay, frames, mask, zero_flow, out, OPTIONS,
+                      overlay_path=str(overlay), overwrite=True)
+    assert overlay.read_bytes() == b"the user's edit of the overlay"
+    assert sorted(os.listdir(tmp_path)) == ["first.png", "out", "over.mp4", "vid"]
+
+
+def test_a_run_that_fails_while_segmenting_keeps_the_old_overlay(tmp_path, video):
+    frames, mask = video
+    out, overlay = str(tmp_path / "out"), str(tmp_path / "over.mp4")
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS, overlay_path=overlay)
+    old_overlay = read(overlay), os.stat(overlay).st_mtime_ns
+
+    def crashing_step(*args):
+        raise RuntimeError("model crashed")
+
+    with pytest.raises(RuntimeError, match="crashed"):
+        segment_video(crashing_step, frames, mask, zero_flow, out, OPTIONS, overlay_path=overlay, overwrite=True)
+    assert (read(overlay), os.stat(overlay).st_mtime_ns) == old_overlay
+    assert sorted(os.listdir(tmp_path)) == ["first.png", "out", "over.mp4", "vid"]
+
+
+def test_an_overlay_folder_that_does_not_exist_is_refused_before_any_work(tmp_path, video):
+    frames, mask = video
+    out, overlay = str(tmp_path / "out"), str(tmp_path / "no_such_folder" / "overlay.mp4")
+    message = r"overlay.mp4: the overlay's folder .*no_such_folder does not exist; create it first"
+    with pytest.raises(FileNotFoundError, match=message):
+        check_overlay_path(overlay, out, False, [("--video", frames)])
+    prepared = []
+
+    def prepare(source, first):  # stands for loading and finetuning the model: minutes
+        prepared.append(1)
+        return flow_propagation_step
+
+    with pytest.raises(FileNotFoundError, match=message):
+        segment_video(None, frames, mask, zero_flow, out, OPTIONS, overlay_path=overlay, prepare=prepare)
+    assert prepared == [] and sorted(os.listdir(tmp_path)) == ["first.png", "vid"]
+    # Inside --output, the overlay's folders are made with the results.
+    check_overlay_path(os.path.join(out, "videos", "overlay.mp4"), out, False, [("--video", frames)])
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS,
+                  overlay_path=os.path.join(out, "videos", "overlay.mp4"))
+    assert os.path.getsize(os.path.join(out, "videos", "overlay.mp4")) > 0
