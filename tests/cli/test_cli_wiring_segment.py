@@ -231,3 +231,12 @@ def test_tilde_paths_go_to_the_home_folder_in_segment_and_evaluate(davis_root, t
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert os.path.isfile(home / "scores" / "global_results-val.csv")
     assert not os.path.exists(cwd / "~")
+
+
+def test_a_sequence_named_twice_is_refused_before_anything_is_written(davis_root, tmp_path):
+    out = tmp_path / "out"
+    proc = _segment("--method=flow_propagation", f"--davis_root={davis_root}", "--sequences=alpha,beta,alpha",
+                    f"--output={out}")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "['alpha'] named more than once" in proc.stderr
+    assert not out.exists()
