@@ -2,9 +2,86 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Mapping, Optional, Tuple
+import functools
+import typing
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 SIDE_STAGES = ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3")
+
+# How the type errors of `typed_value` name what a field takes and what it was given.
+_EXPECTED = {bool: "a boolean (true or false)", int: "an integer", float: "a number", str: "a string"}
+_PLURAL = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+_GIVEN = {bool: "a bool", int: "an integer", float: "a float", str: "a string", type(None): "null", dict: "an object"}
+_MISMATCH = object()
+
+
+@functools.lru_cache(maxsize=None)
+def field_types(cls: type) -> Dict[str, Any]:
+    """The declared type of every field of dataclass `cls` (the annotations are strings here: resolved)."""
+    return typing.get_type_hints(cls)
+
+
+def describe_type(kind: Any) -> str:
+    """'an integer', 'a string or null', 'a list of 4 numbers', ... for a field type."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is Union:
+        return " or ".join(describe_type(a) for a in args if a is not type(None)) + " or null"
+    if typing.get_origin(kind) is tuple:
+        if args[1:] == (Ellipsis,):
+            return f"a list of {_PLURAL.get(args[0], args[0])}"
+        return f"a list of {len(args)} {_PLURAL.get(args[0], args[0])}"
+    return _EXPECTED.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def _converted(kind: Any, value: Any) -> Any:
+    """`value` as a field of type `kind` holds it (lists become tuples), or _MISMATCH."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is Union:  # Optional[X]
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            out = _converted(option, value)
+            if out is not _MISMATCH:
+                return out
+        return _MISMATCH
+    if typing.get_origin(kind) is tuple:
+        if args[1:] == (Ellipsis,) and args[0] is str and isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]  # one comma-separated string, as list flags take
+        if not isinstance(value, (list, tuple)):
+            return _MISMATCH
+        kinds = [args[0]] * len(value) if args[1:] == (Ellipsis,) else list(args)
+        if len(kinds) != len(value):
+            return _MISMATCH
+        out = tuple(_converted(k, v) for k, v in zip(kinds, value))
+        return _MISMATCH if any(v is _MISMATCH for v in out) else out
+    # bool is an int to Python, but 1 is no answer to a yes/no setting and True no step count.
+    if kind is bool:
+        return value if isinstance(value, bool) else _MISMATCH
+    if kind is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _MISMATCH
+    if kind is float:  # an integer is a number (32 for 32.0), as Python's typing has it
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else _MISMATCH
+    if kind is str:
+        return value if isinstance(value, str) else _MISMATCH
+    return value  # other types (the nested configs) check their own fields
+
+
+def type_problem(name: str, kind: Any, value: Any) -> Optional[str]:
+    """'name=value: expected <type>, got <type>' when `value` is not of field type `kind`, else None."""
+    if _converted(kind, value) is not _MISMATCH:
+        return None
+    given = "" if isinstance(value, (list, tuple)) else f", got {_GIVEN.get(type(value), type(value).__name__)}"
+    return f"{name}={value!r}: expected {describe_type(kind)}{given}"
+
+
+def typed_value(name: str, kind: Any, value: Any) -> Any:
+    """`value` for a field of type `kind` (a list for a tuple field becomes a tuple); ValueError naming `name`,
+    the value and the type expected when it is of another type (a string "False" for a bool is truthy, a
+    float step count never reaches its step)."""
+    out = _converted(kind, value)
+    if out is _MISMATCH:
+        raise ValueError(type_problem(name, kind, value) + ".")
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,10 +133,11 @@ class MaskRNNConfig:
         return cls().override(values)
 
     def override(self, values: Mapping[str, Any]) -> "MaskRNNConfig":
-        """A copy with `values` replaced; unknown keys raise ValueError naming them."""
+        """A copy with `values` replaced; unknown keys and values of another type than the field's raise
+        ValueError naming them."""
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"Unknown MaskRNNConfig field(s) {unknown}; known: {sorted(names)}.")
-        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        return dataclasses.replace(self, **fixed)
+        kinds = field_types(type(self))
+        return dataclasses.replace(self, **{k: typed_value(k, kinds[k], v) for k, v in values.items()})

@@ -100,7 +100,12 @@ def _load_checkpoint(prefix: str, run_dir: str) -> MaskRNN:
         )
     with open(config_path, encoding="utf-8") as f:
         model_config = json.load(f).get("model", {})
-    model = MaskRNN(MaskRNNConfig.from_dict(model_config))
+    try:
+        network = MaskRNNConfig.from_dict(model_config)
+    except ValueError as err:
+        raise ModelLoadError(f"{config_path}: its \"model\" section does not describe a network ({err}).") from err
+    # Every model weight is restored below: the VGG-16 file the training started from is not read (it may be gone).
+    model = MaskRNN(network, read_vgg_weights=False)
     # Only the model is needed: optimizer, step and data positions in the checkpoint are left unread.
     try:
         tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()

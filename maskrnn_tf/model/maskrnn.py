@@ -41,7 +41,11 @@ class MaskRNN(keras.Model):
       deltas [B, 4], warped [B, H, W].
     """
 
-    def __init__(self, config: Union[MaskRNNConfig, Mapping[str, Any], None] = None, **kwargs):
+    def __init__(self, config: Union[MaskRNNConfig, Mapping[str, Any], None] = None, *,
+                 read_vgg_weights: bool = True, **kwargs):
+        """read_vgg_weights=False: the trunks are not initialised from `config.vgg_weights` (left random), for a
+        caller that sets every weight right after (a saved model or a checkpoint being loaded): the file may be
+        gone, or 'imagenet' need a download, and its weights would be overwritten anyway. The config keeps it."""
         super().__init__(**kwargs)
         if config is None:
             config = MaskRNNConfig()
@@ -53,7 +57,7 @@ class MaskRNN(keras.Model):
             width=config.width,
             side_stages=config.side_stages,
             side_channels=config.side_channels,
-            vgg_weights=config.vgg_weights,
+            vgg_weights=config.vgg_weights if read_vgg_weights else None,
         )
         self.appearance_stream = build_segmentation_stream(3 + mask_channels, name="appearance_stream", **common)
         self.flow_stream = None
@@ -80,8 +84,9 @@ class MaskRNN(keras.Model):
 
     @classmethod
     def from_config(cls, config: Dict[str, Any]) -> "MaskRNN":
+        # keras.models.load_model builds the model here and then restores its saved weights.
         config = dict(config)
-        return cls(config.pop("config"), **config)
+        return cls(config.pop("config"), read_vgg_weights=False, **config)
 
     def build(self, input_shape=None) -> None:
         # Every sub-model is built in __init__; nothing depends on the input shape.

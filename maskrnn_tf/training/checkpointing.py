@@ -7,6 +7,9 @@ by reading it back before the restore: `restore_latest` then uses the newest int
 """
 from __future__ import annotations
 
+import dataclasses
+import glob
+import json
 import logging
 import os
 import shutil
@@ -14,12 +17,24 @@ from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
+from maskrnn_tf.io.atomic_file import atomic_write
 from maskrnn_tf.training.checkpoint_files import (CheckpointCorruptError, checkpoint_paths, newest_intact_checkpoint,
                                                   rewrite_state_file, verify_checkpoint)
+
+# <run_dir>/precision.json: the precision the run trains in, so that a resume fits its checkpoints wherever
+# --precision=auto would resolve (float16 on a GPU, with a LossScaleOptimizer whose variables only float16
+# checkpoints hold; float32 or bfloat16 on a CPU).
+PRECISION_FILE = "precision.json"
+CHECKPOINT_PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 class CheckpointMismatchError(RuntimeError):
     """The newest checkpoint does not fit the run's model, optimizer or data pipeline."""
+
+
+class PrecisionMismatchError(CheckpointMismatchError):
+    """The run's checkpoints were made in another precision than the one asked for (or its record is
+    unreadable)."""
 
 class InitCheckpointError(RuntimeError):
     """The checkpoint a new run should start from (init_checkpoint) is missing or damaged."""
@@ -156,6 +171,87 @@ class RunCheckpoint:
             shutil.rmtree(target, ignore_errors=True)
             return None
         return path
+
+
+def write_run_precision(run_dir: str, precision: str) -> None:
+    """Records (atomically) that the run in `run_dir` trains, and writes its checkpoints, in `precision`."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"precision": precision}, f)
+            f.write("\n")
+
+    atomic_write(os.path.join(run_dir, PRECISION_FILE), write)
+
+
+def read_run_precision(run_dir: str) -> Optional[str]:
+    """The precision the checkpoints of the run in `run_dir` were made in; None when the run has no checkpoint
+    (a record of a run stopped before its first one binds nothing) or no record (begun before runs had one).
+    Raises PrecisionMismatchError when the record is unreadable."""
+    path = os.path.join(run_dir, PRECISION_FILE)
+    if not os.path.isfile(path) or not glob.glob(os.path.join(run_dir, "checkpoints", "ckpt-*.index")):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            precision = json.load(f)["precision"]
+        if precision not in CHECKPOINT_PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of {CHECKPOINT_PRECISIONS}")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise PrecisionMismatchError(
+            f"{path}: unreadable ({err}). It records the precision this run's checkpoints were made in: write "
+            '{"precision": "float16"} (or "float32", "bfloat16") into it, or delete it to resume in the precision '
+            "--precision gives on this host.") from err
+    return precision
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumePrecision:
+    """How a run trains: `precision` (resolved), `config_precision` (TrainConfig.precision as the run's
+    config.json spells it) and `note` (the console line when it is not the usual one, else None)."""
+
+    precision: str
+    config_precision: str
+    note: Optional[str] = None
+
+
+def _same_variables(a: str, b: str) -> bool:
+    # Only float16 trains with loss scaling: its optimizer (a LossScaleOptimizer) has other variables.
+    return (a == "float16") == (b == "float16")
+
+
+def resume_precision(requested: str, recorded: Optional[str], stored: Optional[str], here: Callable[[], str],
+                     overwrite_config: bool = False) -> ResumePrecision:
+    """The precision a run trains in, given the one asked for (`requested`, may be 'auto'), the one its
+    checkpoints were made in (`recorded`, `read_run_precision`), its config.json's precision (`stored`) and
+    what auto resolves to on this host (`here()`, asked only when needed).
+
+    With checkpoints to resume, auto is the recorded precision (auto may resolve otherwise on this host, and
+    the checkpoints would not fit) and so is its name: config.json keeps its spelling, auto or the name. Another
+    precision raises PrecisionMismatchError, unless its checkpoints hold the same variables (float32 and
+    bfloat16) and `overwrite_config` asks to continue the run with new settings.
+    """
+    if recorded is None:
+        return ResumePrecision(here() if requested == "auto" else requested, requested)
+    if requested == "auto":
+        config_precision = recorded if stored == recorded else "auto"
+        resolved = here()
+        note = None if resolved == recorded else (
+            f"precision {recorded}: this run's checkpoints were made in {recorded} (auto gives {resolved} on this "
+            "host); --precision=auto resumes a run in the precision it began in")
+        return ResumePrecision(recorded, config_precision, note)
+    if requested == recorded:
+        return ResumePrecision(recorded, "auto" if stored == "auto" else requested)
+    same = _same_variables(requested, recorded)
+    if same and overwrite_config:
+        return ResumePrecision(requested, requested, f"precision {requested}: continuing the run's {recorded} "
+                                                     f"checkpoints in {requested} (--overwrite_config)")
+    why = "" if same else (" (float16 trains with loss scaling, whose optimizer variables only float16 checkpoints "
+                           "hold)")
+    switch = f", add --overwrite_config to continue it in {requested}" if same else ""
+    raise PrecisionMismatchError(
+        f"this run's checkpoints were made in {recorded}, not the --precision={requested} given{why}. To go on, "
+        f"resume with --precision={recorded} (or --precision=auto, which resumes a run in the precision it began "
+        f"in){switch}, or start a new --run_dir to train in {requested}.")
 
 
 def _first_line(err: BaseException) -> str:

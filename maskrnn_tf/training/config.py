@@ -2,15 +2,18 @@
 
 `TrainConfig` nests `MaskRNNConfig` (the network), `DataConfig`, `OptimConfig` and `LossConfig`. Overrides are
 flat dicts with dotted keys (`{"model.width": 0.25, "optim.learning_rate": 1e-4, "stage_a_steps": 10}`); an
-unknown key is an error naming it. The resolved config is written to `<run_dir>/config.json`.
+unknown key, or a value of another type than the field declares, is an error naming it. The resolved config is
+written to `<run_dir>/config.json`.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from maskrnn_tf.model_config import MaskRNNConfig  # no TensorFlow: --print_config stays instant
+# No TensorFlow: --print_config stays instant.
+from maskrnn_tf.model_config import MaskRNNConfig, field_types, typed_value
 
 DATASETS = ("synthetic_vos", "davis16", "davis17")
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
@@ -249,7 +252,8 @@ class TrainConfig:
         return cls().override(flatten(drop_retired(values)))
 
     def override(self, values: Mapping[str, Any]) -> "TrainConfig":
-        """A copy with dotted keys replaced (`model.width`, `data.height`, `seed`); unknown keys raise."""
+        """A copy with dotted keys replaced (`model.width`, `data.height`, `seed`); unknown keys and values of
+        another type than the field declares raise ValueError naming them."""
         top: Dict[str, Any] = {}
         nested: Dict[str, Dict[str, Any]] = {}
         names = {f.name for f in dataclasses.fields(self)}
@@ -257,6 +261,9 @@ class TrainConfig:
             head, _, rest = key.partition(".")
             if head not in names or (rest and head not in _NESTED) or (not rest and head in _NESTED):
                 raise ValueError(f"Unknown TrainConfig key {key!r}; known: {sorted(known_keys())}.")
+            kind = field_type(key)
+            # Checked here, under the dotted key the user gave (unknown nested keys are named below).
+            value = value if kind is None else typed_value(key, kind, value)
             if rest:
                 nested.setdefault(head, {})[rest] = value
             else:
@@ -309,13 +316,35 @@ def known_keys() -> Tuple[str, ...]:
     return tuple(sorted(flatten(TrainConfig().to_dict())))
 
 
+def field_type(key: str) -> Any:
+    """The declared type of dotted TrainConfig key `key` (None for an unknown key or a whole nested config)."""
+    head, _, rest = key.partition(".")
+    kinds = field_types(TrainConfig)
+    if head not in kinds or bool(rest) != (head in _NESTED):
+        return None
+    return field_types(kinds[head]).get(rest) if rest else kinds[head]
+
+
 def parse_override(text: str) -> Tuple[str, Any]:
-    """'model.width=0.25' -> ('model.width', 0.25); the value is JSON when it parses, else a string."""
+    """'model.width=0.25' -> ('model.width', 0.25); the value is JSON when it parses, else a string.
+
+    Two readings of the text depend on the field: a boolean also takes True/False in any case (Python's
+    spelling, which absl's own boolean flags take), and a string field keeps the text as given
+    (data.manual_dir=2016 is a folder, not a number). The type is checked by `TrainConfig.override`.
+    """
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise ValueError(f"Override {text!r} must look like key=value (e.g. model.width=0.25).")
+    key = key.strip()
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
-    return key.strip(), value
+    kind = field_type(key)
+    optional = type(None) in typing.get_args(kind)
+    base = next((a for a in typing.get_args(kind) if a is not type(None)), kind) if optional else kind
+    if base is bool and isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        value = value.strip().lower() == "true"
+    elif base is str and not isinstance(value, str) and not (value is None and optional):
+        value = raw
+    return key, value

@@ -71,13 +71,20 @@ def bounds_problem(key: str, value: Any) -> str | None:
 
 
 def check_config_bounds(config: "TrainConfig") -> None:
-    """Raises ValueError naming every field of `config` outside its bounds (key=value: what is wrong)."""
-    from maskrnn_tf.training.config import flatten
+    """Raises ValueError naming every field of `config` of another type than declared (a float step count) or
+    outside its bounds (key=value: what is wrong)."""
+    from maskrnn_tf.model_config import type_problem
+    from maskrnn_tf.training.config import field_type, flatten
 
     values = flatten(config.to_dict())
-    problems = [f"{key}={values[key]!r}: {problem}" for key in FIELD_BOUNDS
-                if (problem := bounds_problem(key, values.get(key))) is not None]
-    if values.get("optim.cooldown_steps", 0) > config.total_steps:
+    # A config made without `override` (TrainConfig(...) in code) has had no type check yet.
+    problems = [problem for key, value in values.items()
+                if (kind := field_type(key)) is not None and (problem := type_problem(key, kind, value)) is not None]
+    wrong_type = {problem.split("=", 1)[0] for problem in problems}
+    problems += [f"{key}={values[key]!r}: {problem}" for key in FIELD_BOUNDS
+                 if key not in wrong_type and (problem := bounds_problem(key, values.get(key))) is not None]
+    counts = {"optim.cooldown_steps", "stage_a_steps", "stage_b_steps"}
+    if not counts & wrong_type and values.get("optim.cooldown_steps", 0) > config.total_steps:
         problems.append(f"optim.cooldown_steps={values['optim.cooldown_steps']!r}: more than the run's "
                         f"{config.total_steps} steps (stage_a_steps + stage_b_steps)")
     if problems:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import signal
@@ -22,12 +23,13 @@ from maskrnn_tf.io.atomic_file import atomic_write
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.training import inputs
 from maskrnn_tf.training.best_model import BestModel
-from maskrnn_tf.training.checkpointing import RunCheckpoint
+from maskrnn_tf.training.checkpointing import (RunCheckpoint, read_run_precision, resume_precision,
+                                               write_run_precision)
 from maskrnn_tf.training.config import TrainConfig
 from maskrnn_tf.training.distribution import is_chief, make_strategy, task_info
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
-from maskrnn_tf.training.run_dir import prepare_run_dir, run_dir_lock, write_run_config
+from maskrnn_tf.training.run_dir import CONFIG_NAME, prepare_run_dir, run_dir_lock, write_run_config
 from maskrnn_tf.training.steps import TrainSteps, current_learning_rate, make_optimizer
 from maskrnn_tf.training.summaries import ProfileWindow, Summaries, overlay
 from maskrnn_tf.training.validation import evaluate, make_step_fn
@@ -107,10 +109,21 @@ def _model_save(model: keras.Model, path: str) -> None:
     atomic_write(path, lambda tmp: model.save(tmp), suffix=".keras")
 
 
+def _stored_precision(run_dir: str) -> Optional[str]:
+    """The precision setting of the run's config.json (None without a readable one: prepare_run_dir reports)."""
+    try:
+        with open(os.path.join(run_dir, CONFIG_NAME), encoding="utf-8") as f:
+            value = json.load(f).get("precision")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
           profile_steps: Optional[Tuple[int, int]] = None, printer: Callable[[str], None] = print) -> TrainResult:
     """Trains (or resumes) a run. Raises NonFiniteLossError, TrainingInterrupted, inputs.DataNotFoundError,
-    run_dir.ConfigMismatchError, run_dir.RunDirBusyError, checkpoint_files.CheckpointCorruptError."""
+    run_dir.ConfigMismatchError, run_dir.RunDirBusyError, checkpoint_files.CheckpointCorruptError,
+    checkpointing.PrecisionMismatchError (the checkpoints were made in another precision than the one asked)."""
     started = time.perf_counter()
     strategy = make_strategy(config.strategy)
     chief = is_chief(strategy)
@@ -125,10 +138,16 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     _, task_id = task_info()
     log_dir = os.path.join(run_dir, "logs")
     profile = _profile_range(profile_steps)
-    precision = resolve_precision(config.precision)
+    # Before anything else: a resume in another precision than its checkpoints' stops here, the run dir as it was.
+    requested = config.precision
+    choice = resume_precision(requested, read_run_precision(run_dir), _stored_precision(run_dir),
+                              lambda: resolve_precision("auto"), overwrite_config)
+    precision = choice.precision
+    if choice.config_precision != requested:  # the same setting as config.json's, spelt as it is there
+        config = dataclasses.replace(config, precision=choice.config_precision)
     policy = set_precision(precision)
     if chief:
-        printer(describe_precision(config.precision, precision))
+        printer(choice.note or describe_precision(requested, precision))
     keras.utils.set_random_seed(config.seed)
 
     # Data first: a missing data set or settings that make no batch fail before any model is built, and
@@ -166,6 +185,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                 "the data starts from its beginning)")
     if chief:
         write_run_config(run_dir, config)
+        write_run_precision(run_dir, precision)  # before the first checkpoint of a new run
     best = BestModel(run_dir, config) if chief and val_videos else None
     if best is not None and (not best.enabled or best.step is not None):
         printer(best.describe())  # what selection this run does, or the best model so far when resuming

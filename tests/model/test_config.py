@@ -18,3 +18,24 @@ def test_round_trip_and_strict_override():
 def test_invalid_values_are_rejected(field, value):
     with pytest.raises(ValueError, match=field):
         MaskRNNConfig(**{field: value})
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("side_channels", "abc", "side_channels='abc': expected an integer, got a string"),
+    ("use_flow_stream", "False", "use_flow_stream='False': expected a boolean (true or false), got a string"),
+    ("fc_units", 8.5, "fc_units=8.5: expected an integer, got a float"),
+    ("delta_weights", [1.0, 2.0, "x", 4.0], "delta_weights=[1.0, 2.0, 'x', 4.0]: expected a list of 4 numbers"),
+])
+def test_values_of_the_wrong_type_are_refused(field, value, message):
+    """A saved model's config (get_config) and every override go through `override`: typed, like the flags."""
+    with pytest.raises(ValueError) as err:
+        MaskRNNConfig().override({field: value})
+    assert message in str(err.value)
+    with pytest.raises(ValueError):
+        MaskRNNConfig.from_dict({field: value})
+
+
+def test_lists_become_tuples_and_integers_are_numbers():
+    cfg = MaskRNNConfig.from_dict({"side_stages": ["conv5_3"], "delta_weights": [1, 1, 2, 2], "box_enlarge": 2})
+    assert cfg.side_stages == ("conv5_3",) and cfg.delta_weights == (1, 1, 2, 2) and cfg.box_enlarge == 2
+    assert MaskRNNConfig.from_dict({"vgg_weights": None}).vgg_weights is None

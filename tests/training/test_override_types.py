@@ -1,0 +1,117 @@
+"""Overrides (--set, config.json, library calls) are checked against each field's declared type."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, cli_env
+from maskrnn_tf.training.config import TrainConfig, parse_override
+from maskrnn_tf.training.config_bounds import check_config_bounds
+
+
+def _set(*items):
+    """The TrainConfig the train CLI builds from `--set=ITEM` flags."""
+    return TrainConfig().override(dict(parse_override(item) for item in items))
+
+
+@pytest.mark.parametrize("item,message", [
+    # The string "False" is truthy: class balance was switched ON by asking for it off.
+    ("loss.class_balance=no", "loss.class_balance='no': expected a boolean (true or false)"),
+    ("recompute=no", "recompute='no': expected a boolean (true or false)"),
+    ("recompute=1", "recompute=1: expected a boolean (true or false)"),
+    # A fractional step count trained on and never wrote stage_a/.
+    ("stage_a_steps=1.5", "stage_a_steps=1.5: expected an integer, got a float"),
+    ("data.batch_size=2.5", "data.batch_size=2.5: expected an integer, got a float"),
+    ("model.side_channels=abc", "model.side_channels='abc': expected an integer, got a string"),
+    ("model.side_channels=true", "model.side_channels=True: expected an integer, got a bool"),
+    ("optim.learning_rate=fast", "optim.learning_rate='fast': expected a number, got a string"),
+    ("inject_nan_at_step=2.5", "inject_nan_at_step=2.5: expected an integer or null"),
+    ("model.delta_weights=[1, 2]", "model.delta_weights=[1, 2]: expected a list of 4 numbers"),
+    ("model.side_stages=[3]", "model.side_stages=[3]: expected a list of strings"),
+    ("model.width=null", "model.width=None: expected a number, got null"),
+])
+def test_a_value_of_the_wrong_type_is_refused_naming_key_value_and_type(item, message):
+    with pytest.raises(ValueError) as err:
+        _set(item)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("item,key,value", [
+    ("loss.class_balance=false", "loss.class_balance", False),
+    ("loss.class_balance=False", "loss.class_balance", False),  # Python's spelling, as absl's bool flags take
+    ("recompute=TRUE", "recompute", True),
+    ("stage_a_steps=3", "stage_a_steps", 3),
+    ("model.mask_input_scale=32", "model.mask_input_scale", 32),  # an integer is a number
+    ("optim.learning_rate=1e-4", "optim.learning_rate", 1e-4),
+    ("inject_nan_at_step=null", "inject_nan_at_step", None),
+    ("model.vgg_weights=null", "model.vgg_weights", None),
+    ("model.vgg_weights=imagenet", "model.vgg_weights", "imagenet"),
+    ("data.manual_dir=2016", "data.manual_dir", "2016"),  # a folder named 2016 is a path, not a number
+    ("model.side_stages=[\"conv4_3\",\"conv5_3\"]", "model.side_stages", ("conv4_3", "conv5_3")),
+    ("model.side_stages=conv4_3,conv5_3", "model.side_stages", ("conv4_3", "conv5_3")),
+    ("model.delta_weights=[1, 1, 2, 2]", "model.delta_weights", (1, 1, 2, 2)),
+])
+def test_values_of_the_right_type_are_taken(item, key, value):
+    config = _set(item)
+    head, _, leaf = key.rpartition(".")
+    got = getattr(getattr(config, head), leaf) if head else getattr(config, leaf)
+    assert got == value and type(got) is type(value)
+
+
+def test_library_overrides_and_stored_configs_are_strict():
+    # Only the command line reads text: a program or a config.json giving the string "False" is refused.
+    with pytest.raises(ValueError, match="loss.class_balance='False': expected a boolean"):
+        TrainConfig().override({"loss.class_balance": "False"})
+    stored = json.loads(TrainConfig().to_json())
+    stored["data"]["batch_size"] = 2.5
+    with pytest.raises(ValueError, match="data.batch_size=2.5: expected an integer"):
+        TrainConfig.from_dict(stored)
+    stored["data"]["batch_size"] = 2
+    assert TrainConfig.from_dict(stored).data.batch_size == 2
+
+
+def test_the_bounds_check_refuses_a_float_for_an_integer_field():
+    """A config built without override (TrainConfig(...) directly) is checked too before a run starts."""
+    with pytest.raises(ValueError, match="stage_a_steps=1.5: expected an integer"):
+        check_config_bounds(TrainConfig(stage_a_steps=1.5))
+    check_config_bounds(TrainConfig(stage_a_steps=2))
+
+
+def _print_config(*args):
+    return subprocess.run([sys.executable, "-m", "maskrnn_tf.train", *args, "--print_config"], cwd=REPO,
+                          env=cli_env(), capture_output=True, text=True, timeout=120)
+
+
+def test_cli_refuses_a_wrong_type_with_exit_2_and_takes_python_booleans(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = _print_config("--flagfile=synthetic.flags", f"--run_dir={run_dir}", "--set=recompute=no")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "recompute='no': expected a boolean (true or false)" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == "" and not run_dir.exists()
+    proc = _print_config("--flagfile=synthetic.flags", "--set=loss.class_balance=False")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["loss"]["class_balance"] is False
+
+
+def _training_flag_files():
+    """The repository's flag files for `python -m maskrnn_tf.train` (others are for other programs)."""
+    found = []
+    for path in sorted(glob.glob(os.path.join(REPO, "*.flags"))):
+        with open(path, encoding="utf-8") as f:
+            if f"maskrnn_tf.train --flagfile={os.path.basename(path)}" in f.read():
+                found.append(path)
+    return found
+
+
+def test_every_training_flag_file_parses_and_validates():
+    files = _training_flag_files()
+    assert len(files) >= 5, files
+    for path in files:
+        proc = _print_config(f"--flagfile={path}")
+        assert proc.returncode == 0, (path, proc.stderr[-2000:])
+        config = TrainConfig.from_dict(json.loads(proc.stdout))
+        check_config_bounds(config)
+        assert all(isinstance(v, bool) for v in (config.loss.class_balance, config.recompute, config.jit_compile))
