@@ -74,6 +74,21 @@ def _davis_ids(rgb: np.ndarray) -> Tuple[Optional[np.ndarray], List[Tuple[int, i
     return ids.reshape(rgb.shape[:2]), []
 
 
+def _ids_or_values(path: str, refusal: str) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Image.Image]:
+    """(ids, None, image) of a palette or 1-bit image, whose pixel values are the ids; (None, values, image) of an
+    opaque grey or RGB one (`_opaque_channels`). Other modes (16-bit, float) raise ImageReadError: "<path>: a
+    <mode> image " + `refusal`."""
+    image = _open(path)
+    if image.mode == "P":
+        return np.asarray(image, np.uint8).copy(), None, image
+    if image.mode == "1":
+        return np.asarray(image, np.uint8), None, image
+    values = _opaque_channels(image, path)
+    if values is None:
+        raise ImageReadError(f"{path}: a {image.mode} image {refusal}")
+    return None, values, image
+
+
 def read_result_ids(path: str | os.PathLike) -> np.ndarray:
     """Reads a result PNG as uint8 object ids [H, W] (see the module doc for the accepted forms).
 
@@ -81,16 +96,10 @@ def read_result_ids(path: str | os.PathLike) -> np.ndarray:
       ImageReadError: missing or unreadable file, or a form that does not say which pixel is which object.
     """
     path = os.fspath(path)
-    image = _open(path)
-    if image.mode == "P":
-        return np.asarray(image, np.uint8).copy()
-    if image.mode == "1":
-        return np.asarray(image, np.uint8)
-    values = _opaque_channels(image, path)
-    if values is None:
-        raise ImageReadError(
-            f"{path}: a {image.mode} image cannot hold object ids; save results as palette PNGs of object ids "
-            "(0 background, 1..N objects), grey 8-bit PNGs of ids, or DAVIS-palette RGB PNGs.")
+    ids, values, _ = _ids_or_values(path, "cannot hold object ids; save results as palette PNGs of object ids "
+                                    "(0 background, 1..N objects), grey 8-bit PNGs of ids, or DAVIS-palette RGB PNGs.")
+    if ids is not None:
+        return ids
     if values.ndim == 2:
         present = set(np.unique(values).tolist())
         if present == {0, 255} or present == {255}:
@@ -223,16 +232,11 @@ def read_annotation_ids(path: str | os.PathLike, grey_ids: Optional[bool] = None
         float).
     """
     path = os.fspath(path)
-    image = _open(path)
-    if image.mode == "P":
-        return np.asarray(image, np.uint8).copy()
-    if image.mode == "1":
-        return np.asarray(image, np.uint8)
-    values = _opaque_channels(image, path)
-    if values is None:
-        raise ImageReadError(
-            f"{path}: a {image.mode} image is not an annotation DAVIS tools read; save ground truth as palette "
-            "PNGs of object ids, 8-bit grey PNGs of ids (255 = void) or 0/255 binary masks.")
+    ids, values, image = _ids_or_values(path, "is not an annotation DAVIS tools read; save ground truth as "
+                                        "palette PNGs of object ids, 8-bit grey PNGs of ids (255 = void) or 0/255 "
+                                        "binary masks.")
+    if ids is not None:
+        return ids
     if values.ndim == 3:
         ids, _ = _davis_ids(values)
         if ids is not None:
