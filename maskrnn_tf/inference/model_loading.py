@@ -157,12 +157,10 @@ def training_config(path: str) -> Optional[dict]:
 
 def trained_step(path: str) -> Optional[int]:
     """The training step of the weights a model path gives: the number of a checkpoint prefix, or of the
-    newest checkpoint its state file names for a run or checkpoints folder without model.keras, or the step
-    best.json records for a run's best/ folder (or its model.keras). None for another .keras file or a run
+    newest intact checkpoint (the one `load_model` takes) of a run or checkpoints folder without model.keras, or
+    the step best.json records for a run's best/ folder (or its model.keras). None for another .keras file or a run
     folder holding model.keras (written when training finishes: all its steps) and when there is no
     checkpoint."""
-    from maskrnn_tf.training.checkpoint_files import checkpoint_paths
-
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path) if path.endswith(".keras") else path
     record = read_best_record(folder)  # a run's best/ folder: the validation step it was kept at
@@ -174,8 +172,8 @@ def trained_step(path: str) -> Optional[int]:
         prefix = path
     elif os.path.isdir(path):
         folder = path if os.path.basename(path) == CHECKPOINTS else os.path.join(path, CHECKPOINTS)
-        newest = checkpoint_paths(folder) if os.path.isdir(folder) else []
-        prefix = newest[0] if newest else ""
+        # The checkpoint the loader takes: the newest intact one (a damaged newer one is skipped).
+        prefix = (newest_intact_checkpoint(folder, quarantine=False).path or "") if os.path.isdir(folder) else ""
     else:
         return None
     number = prefix.rsplit("-", 1)[-1]

@@ -67,19 +67,38 @@ def test_auto_looks_at_the_checkpoint_not_the_plan():
     assert choose_finetuning("recurrent", STAGE_B, trained_step=3).mode == "recurrent"  # as asked
 
 
+def _save_checkpoints(folder, steps):
+    """Real (tiny) checkpoints numbered by step, with the state file a training run writes."""
+    import tensorflow as tf
+
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)), str(folder), max_to_keep=None)
+    for step in steps:
+        manager.save(checkpoint_number=step)
+
+
 def test_trained_step_of_every_model_path(tmp_path):
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").parent.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(STAGE_B))
-    for step in (5, 12):
-        (run / "checkpoints" / f"ckpt-{step}.index").write_bytes(b"")
-    (run / "checkpoints" / "checkpoint").write_text(
-        'model_checkpoint_path: "ckpt-12"\nall_model_checkpoint_paths: "ckpt-5"\n'
-        'all_model_checkpoint_paths: "ckpt-12"\n')
+    _save_checkpoints(run / "checkpoints", (5, 12))
     assert trained_step(str(run / "checkpoints" / "ckpt-5")) == 5
     assert trained_step(str(run / "checkpoints")) == 12 and trained_step(str(run)) == 12
     (run / "model.keras").write_bytes(b"")  # written when training finishes: all its steps
     assert trained_step(str(run)) is None and trained_step(str(run / "model.keras")) is None
+
+
+def test_trained_step_is_the_step_of_the_checkpoint_that_loads(tmp_path):
+    """A damaged newest checkpoint is skipped by the loader; the step (which --finetune=auto reads to tell stage A
+    weights from stage B ones) must be the loaded one's: 10 (stage A, static), not the damaged 15 (recurrent)."""
+    run = tmp_path / "run"
+    (run / "config.json").parent.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(STAGE_B))
+    _save_checkpoints(run / "checkpoints", (10, 15))
+    data = run / "checkpoints" / "ckpt-15.data-00000-of-00001"
+    data.write_bytes(data.read_bytes()[:3])
+    assert trained_step(str(run)) == 10 and trained_step(str(run / "checkpoints")) == 10
+    choice = choose_finetuning("auto", training_config(str(run)), 50, trained_step=trained_step(str(run)))
+    assert choice.mode == "static"
 
 
 @pytest.fixture(scope="module")
