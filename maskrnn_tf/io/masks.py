@@ -30,8 +30,13 @@ def _open(path: str) -> Image.Image:
 
 
 def read_frame(path: str | os.PathLike) -> np.ndarray:
-    """Reads a video frame as uint8 RGB [H, W, 3]."""
-    return np.asarray(_open(os.fspath(path)).convert("RGB"), dtype=np.uint8)
+    """Reads a video frame as uint8 RGB [H, W, 3]; 16-bit grey images keep their top 8 bits, as OpenCV reads them
+    (Pillow's own conversion clips them at 255, which turns a 16-bit frame nearly white)."""
+    image = _open(os.fspath(path))
+    if image.mode.startswith("I"):  # I;16, I;16B, or I (32-bit ints, how some Pillow versions open 16-bit PNGs)
+        grey = (np.clip(np.asarray(image, np.int64), 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
 def read_palette(path: str | os.PathLike) -> Optional[np.ndarray]:
