@@ -6,7 +6,9 @@ Every backend returns the (u, v) flow from frame a to frame b as float32 [H, W, 
 from __future__ import annotations
 
 import abc
+import hashlib
 import os
+import re
 import threading
 from typing import Callable, Optional
 
@@ -79,18 +81,33 @@ class FarnebackFlow(FlowBackend):
         ).astype(np.float32)
 
 
+def flo_folder_tag(root: str) -> str:
+    """Cache tag of a `.flo` folder: "flo-<folder name>-<8 hex digits>".
+
+    The name keeps the tag readable; the digits (of the folder's absolute real path) keep two folders with the
+    same name (raft/DAVIS, flownet2/DAVIS) apart, while spellings of one folder (relative, trailing slash,
+    symlink) share an entry. Characters other than letters, digits, ".", "_" and "-" become "_" and the name is
+    cut to 40 characters, so the tag is always one plain folder name.
+    """
+    real = os.path.realpath(root)
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(real))[:40].strip(".") or "root"
+    digest = hashlib.sha1(real.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"flo-{name}-{digest}"
+
+
 class FloFolderFlow(FlowBackend):
     """Flows precomputed elsewhere (FlowNet2, RAFT, ...) as Middlebury `.flo` files.
 
     Layout: `<root>/<sequence>/<stem_a>_<stem_b>.flo` is the flow from frame `stem_a` to frame `stem_b`
-    (e.g. `blackswan/00000_00001.flo` forward and `blackswan/00001_00000.flo` backward).
+    (e.g. `blackswan/00000_00001.flo` forward and `blackswan/00001_00000.flo` backward). Cached under
+    `flo_folder_tag(root)`.
     """
 
     needs_frames = False
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self.tag = "flo-" + os.path.basename(os.path.normpath(root))
+        self.tag = flo_folder_tag(root)
 
     def flow(self, frame_a, frame_b, *, sequence="", stem_a="", stem_b="") -> np.ndarray:
         path = os.path.join(self.root, sequence, f"{stem_a}_{stem_b}.flo")

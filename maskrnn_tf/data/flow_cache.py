@@ -10,12 +10,21 @@ half-written file and a rerun resumes where it stopped.
 A cache file is used only when it holds what a flow must be: a float array [H, W, 2] with the frames' H and
 W and only finite values. Anything else (a zero-byte or truncated file from a full disk or a cut-short copy,
 another shape, NaN) is recomputed and rewritten, and counted in `repaired`.
+
+Each sequence folder also holds `frames.json`: the name, size and a hash of the last 4 KB of every frame its
+flows were computed from. On a process's first use of a sequence it is compared with the frames given; when a frame
+of the same name differs (frames re-extracted in place, another tree with a sequence of the same name sharing
+the cache), the folder's flows are deleted and recomputed, with a warning, and counted in `stale`. Frames are
+not read whole, so the check costs one 4 KB read per frame. A folder without `frames.json` (written before it existed)
+is trusted and gets one.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
-from typing import Callable, Optional, Tuple
+import threading
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -47,6 +56,43 @@ def flow_problem(flow: np.ndarray, height: int, width: int) -> Optional[str]:
     return None
 
 
+FINGERPRINT = "frames.json"
+
+
+_TAIL_BYTES = 4096
+
+
+def _frame_fingerprint(paths) -> Dict[str, List[object]]:
+    """{frame stem: [size in bytes, SHA-1 of its last 4 KB]} of frame files. Cheap (one small read per frame) and
+    blind to modification times on purpose: DAVIS-2016 and DAVIS-2017 trees hold the same frames of a sequence
+    under one cache folder, extracted at other times, and must not recompute each other's flows; frames of other
+    pixels differ in their compressed bytes."""
+    import hashlib
+
+    prints: Dict[str, List[object]] = {}
+    for path in paths:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - _TAIL_BYTES))
+            prints[_stem(path)] = [size, hashlib.sha1(f.read()).hexdigest()]
+    return prints
+
+
+def _frame_dirs(sequence: Sequence) -> Tuple[str, ...]:
+    """The folders `sequence`'s frames are in (which tree they come from)."""
+    return tuple(sorted({os.path.dirname(p) for p in sequence.frame_paths}))
+
+
+def _read_fingerprint(path: str) -> Optional[Dict[str, List[int]]]:
+    """The fingerprint stored at `path`, or None when missing or unreadable (treated as absent)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            prints = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return prints if isinstance(prints, dict) else None
+
+
 class FlowCache:
     """Flows of sequences from `backend`, stored under `cache_dir` (None: computed, never stored).
 
@@ -57,6 +103,11 @@ class FlowCache:
         self.backend = backend
         self.cache_dir = cache_dir
         self.repaired = 0  # damaged cache files found and rewritten
+        self.stale = 0  # sequence folders whose flows were of other frames, deleted and recomputed
+        # (cache folder, frame folders) pairs whose frames.json was compared in this process: a sequence of the
+        # same name from another tree, even in the same process, is compared again.
+        self._checked: set = set()
+        self._lock = threading.Lock()  # tf.data's parallel map reads flows from several threads
         if cache_dir is not None:
             if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
                 raise FlowCacheError(f"flow cache folder {cache_dir} is a file, not a folder: give a folder "
@@ -67,13 +118,63 @@ class FlowCache:
                 raise FlowCacheError(f"flow cache folder {cache_dir} cannot be created ({err}); give a folder "
                                      "that can be written.") from err
 
-    def path(self, sequence: Sequence, a: int, b: int) -> Optional[str]:
-        """Cache file of the flow from frame a to frame b of `sequence` (None without a cache dir)."""
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def folder(self, sequence: Sequence) -> Optional[str]:
+        """Cache folder of `sequence`'s flows (None without a cache dir)."""
         if self.cache_dir is None:
             return None
+        return os.path.join(self.cache_dir, self.backend.tag, sequence.dataset, sequence.name)
+
+    def path(self, sequence: Sequence, a: int, b: int) -> Optional[str]:
+        """Cache file of the flow from frame a to frame b of `sequence` (None without a cache dir)."""
+        folder = self.folder(sequence)
+        if folder is None:
+            return None
+        if (folder, _frame_dirs(sequence)) not in self._checked:
+            self._check_frames(sequence, folder)
         stem_a, stem_b = _stem(sequence.frame_paths[a]), _stem(sequence.frame_paths[b])
-        return os.path.join(self.cache_dir, self.backend.tag, sequence.dataset, sequence.name,
-                            f"{stem_a}_{stem_b}.npy")
+        return os.path.join(folder, f"{stem_a}_{stem_b}.npy")
+
+    def _check_frames(self, sequence: Sequence, folder: str) -> None:
+        """Compares `sequence`'s frames with those the folder's flows were computed from (once per process);
+        deletes the flows when a frame differs, and records the frames."""
+        key = (folder, _frame_dirs(sequence))
+        with self._lock:
+            if key in self._checked:
+                return
+            current = _frame_fingerprint(sequence.frame_paths)
+            fingerprint = os.path.join(folder, FINGERPRINT)
+            stored = _read_fingerprint(fingerprint)
+            if stored is None:  # a new folder, or one cached before fingerprints: trust what is there
+                stored = {}
+            changed = sorted(stem for stem, print_ in current.items() if stem in stored and stored[stem] != print_)
+            if changed:
+                log.warning("flow cache folder %s holds flows of other frames (%d of %s's frames differ in size or "
+                            "content, e.g. %s); deleting its flows and recomputing them", folder,
+                            len(changed), sequence.name, changed[0])
+                for name in os.listdir(folder):
+                    if name.endswith(".npy"):  # only the cache's own files
+                        os.remove(os.path.join(folder, name))
+                self.stale += 1
+                stored = {}
+            merged = {**stored, **current}  # a subset of the frames (a clip) keeps the others' entries
+            if merged != stored:
+                os.makedirs(folder, exist_ok=True)
+
+                def write(tmp: str) -> None:
+                    with open(tmp, "w", encoding="utf-8") as f:
+                        json.dump(merged, f, sort_keys=True)
+
+                atomic_write(fingerprint, write, suffix=".json")
+            self._checked.add(key)
 
     def _load(self, path: Optional[str], sequence: Sequence, a: int) -> Optional[np.ndarray]:
         """The cached flow at `path` as float32, or None when it is missing or damaged (damage is logged and

@@ -4,7 +4,7 @@ DAVIS sequences, taken from the training flow cache (full-resolution flows, resi
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -12,14 +12,17 @@ from maskrnn_tf.data.flow_backends import FloFolderFlow, FlowBackend, make_backe
 from maskrnn_tf.data.flow_cache import FlowCache
 from maskrnn_tf.data.sequences import Sequence
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn
+from maskrnn_tf.inference.video_reader import working_size
 from maskrnn_tf.ops import resize_flow
 
 
 class FloFileFlow(NamedFlowFn):
-    """Flows read from `<root>/<sequence>/<stem_a>_<stem_b>.flo` (a `FloFolderFlow`), resized to the frames.
+    """Flows read from `<root>/<sequence>/<stem_a>_<stem_b>.flo` (a `FloFolderFlow`), at the frames' size.
 
-    When frames are processed smaller than the files (`--max_size`), the flow is resized bilinearly with its
-    vectors scaled (`maskrnn_tf.ops.resize_flow`). A missing file raises FloFolderFlow's FileNotFoundError.
+    A file must have the video's full frame size. When frames are processed smaller than the files
+    (`--max_size`), the flow is resized bilinearly with its vectors scaled (`maskrnn_tf.ops.resize_flow`); a
+    file of any other size (width and height swapped, RAFT's padding) raises ValueError naming it. A missing
+    file raises FloFolderFlow's FileNotFoundError.
     """
 
     def __init__(self, backend: FloFolderFlow, sequence: str = "") -> None:
@@ -31,7 +34,30 @@ class FloFileFlow(NamedFlowFn):
 
     def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray, stem_a: str, stem_b: str) -> np.ndarray:
         flow = self.backend.flow(None, None, sequence=self.sequence, stem_a=stem_a, stem_b=stem_b)
+        size = tuple(np.shape(frame_a)[:2])
+        if not _fits(tuple(flow.shape[:2]), size):
+            path = os.path.join(self.backend.root, self.sequence, f"{stem_a}_{stem_b}.flo")
+            (height, width), (frame_h, frame_w) = flow.shape[:2], size
+            raise ValueError(
+                f"{path}: the .flo flow from frame {stem_a} to {stem_b} is {width}x{height} but the frames are "
+                f"{frame_w}x{frame_h}: shape {(height, width, 2)} is not {(frame_h, frame_w, 2)} (the frames' "
+                "height, width, then u, v). A .flo file must have the video's full frame size (it is scaled "
+                "down only with --max_size): was it written with width and height swapped, or padded (RAFT pads "
+                "to a multiple of 8)? Crop it to the frames or recompute the flow at the frames' size."
+            )
         return _at_size(flow, frame_a)
+
+
+def _fits(flow_size: Tuple[int, int], frame_size: Tuple[int, int]) -> bool:
+    """True when a flow of `flow_size` is one of frames processed at `frame_size`: the same size, or a larger
+    size that `--max_size` scales to exactly `frame_size`.
+
+    The loop hands over only the processed frames, so a flow of the same shape as the frames but a whole multiple
+    larger (e.g. 2x, no --max_size) cannot be told apart from a --max_size run; swapped sides and padding can.
+    """
+    if flow_size == frame_size:
+        return True
+    return max(flow_size) > max(frame_size) and working_size(flow_size, max(frame_size)) == frame_size
 
 
 def _at_size(flow: np.ndarray, frame: np.ndarray) -> np.ndarray:

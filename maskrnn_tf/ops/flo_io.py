@@ -3,6 +3,7 @@ height x width x 2 float32 (u, v) in row-major order, little-endian."""
 from __future__ import annotations
 
 import os
+import stat
 
 import numpy as np
 
@@ -39,11 +40,23 @@ def read_flo(path: str | os.PathLike) -> np.ndarray:
                 "the header is corrupt."
             )
         expected = width * height * 2 * 4
-        payload = f.read(expected + 1)
-    if len(payload) != expected:
+        # Checked against the file's size before reading: a corrupt header can claim up to 80 GB, and asking
+        # for that much ends in a bare MemoryError instead of naming the file.
+        info = os.fstat(f.fileno())
+        size = info.st_size - 12 if stat.S_ISREG(info.st_mode) else None  # a pipe has no size to check
+        payload = b""
+        if size is None or size == expected:
+            payload = f.read(expected + 1)
+            size = len(payload)  # what was really read (the file may have changed since)
+    if size < expected:
         raise FloFormatError(
-            f"{path}: .flo payload has {len(payload)} bytes, expected {expected} for {width}x{height}x2 "
-            "float32; the file is truncated or has trailing data."
+            f"{path}: truncated .flo payload: {size} bytes, expected {expected} for {width}x{height}x2 float32 "
+            "(or a corrupt header); the file is incomplete, rewrite it with write_flo or recompute the flow."
+        )
+    if size > expected:
+        raise FloFormatError(
+            f"{path}: .flo payload has {size} bytes, expected {expected} for {width}x{height}x2 float32: "
+            "trailing data after the flow (or a corrupt header); rewrite it with write_flo or recompute the flow."
         )
     flow = np.frombuffer(payload, "<f4").reshape(height, width, 2).astype(np.float32)
     finite = np.isfinite(flow)

@@ -49,7 +49,7 @@ def test_backend_flo_caches_the_flo_files_flows(tmp_path):
                      "--backend=flo", f"--flo_dir={flo_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 frame pairs computed" in proc.stdout
-    files = sorted(glob.glob(str(cache / "flo-raft" / "*" / "seq" / "*.npy")))
+    files = sorted(glob.glob(str(cache / "flo-raft-*" / "*" / "seq" / "*.npy")))
     assert [os.path.basename(f) for f in files] == ["00000_00001.npy", "00001_00000.npy", "00001_00002.npy",
                                                     "00002_00001.npy"]
     for path in files:

@@ -106,7 +106,7 @@ def test_flow_cli_precomputes_and_resumes(shared_data, tmp_path):
     assert first.returncode == 0, first.stderr
     assert "1 frame pairs computed, 0 already cached" in first.stdout
     files = sorted(os.listdir(tmp_path / "dis-ultrafast" / "davis-480p" / "bear"))
-    assert files == ["00000_00001.npy", "00001_00000.npy"]
+    assert files == ["00000_00001.npy", "00001_00000.npy", "frames.json"]  # + the frames they came from
     again = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert "0 frame pairs computed, 1 already cached" in again.stdout
     # `--cache_dir=~/...` as the README writes it: ~ is the user's home, not a folder named "~" in the cwd

@@ -111,7 +111,8 @@ def test_flow_cache_holds_the_sequences_flows(tmp_path):
                f"--flow_cache_dir={cache}", f"--output={tmp_path / 'out'}", "--noprogress")
     assert proc.returncode == 0, proc.stderr[-2000:]
     folder = cache / "dis-ultrafast" / "segtrack_v2" / "solo"
-    assert sorted(p.name for p in folder.iterdir()) == [f"{stems[1]}_{stems[0]}.npy", f"{stems[2]}_{stems[1]}.npy"]
+    assert sorted(p.name for p in folder.iterdir()) == ["frames.json",  # the frames the flows came from
+                                                        f"{stems[1]}_{stems[0]}.npy", f"{stems[2]}_{stems[1]}.npy"]
     paths = [os.path.join(root, "JPEGImages", "solo", s + ".png") for s in stems]
     full = make_backend("dis-ultrafast").flow(read_frame(paths[2]), read_frame(paths[1]))
     np.testing.assert_allclose(np.load(folder / f"{stems[2]}_{stems[1]}.npy"), full, atol=0.02)

@@ -49,3 +49,21 @@ def test_rejects_truncated_header(tmp_path):
     path.write_bytes(b"\x00\x01")
     with pytest.raises(FloFormatError, match="truncated .flo header"):
         read_flo(path)
+
+
+def test_huge_header_in_a_small_file_is_truncated_not_a_memory_error(tmp_path):
+    # A corrupt header claiming 100000x100000 (80 GB) in a 76-byte file: checked against the file's size
+    # before anything is read, so no payload-sized buffer is ever asked for.
+    import tracemalloc
+
+    path = tmp_path / "huge.flo"
+    _write(path, 202021.25, 100_000, 100_000, 16)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FloFormatError, match="truncated") as err:
+            read_flo(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(err.value) and "100000x100000" in str(err.value)
+    assert peak < 1 << 20
