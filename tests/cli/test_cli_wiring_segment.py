@@ -119,7 +119,8 @@ def test_flow_cache_dir_takes_the_full_resolution_flows_resized_and_stores_missi
     proc = _segment(*common, f"--flow_cache_dir={cache}", f"--output={tmp_path / 'cached'}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     stored = sorted(p.name for p in (cache / "dis-ultrafast" / "davis-480p" / "beta").iterdir())
-    assert stored == ["00001_00000.npy", "00002_00001.npy", "00003_00002.npy"]  # the baseline warps backwards only
+    # The baseline warps backwards only; frames.json records the frames the flows are of.
+    assert stored == ["00001_00000.npy", "00002_00001.npy", "00003_00002.npy", "frames.json"]
     # The cached flows are the backend's flows of the full 40x56 frames (stored in float16).
     frames = [read_frame(os.path.join(davis_root, "JPEGImages", "480p", "beta", f"{t:05d}.jpg")) for t in range(4)]
     full = make_backend("dis-ultrafast").flow(frames[2], frames[1])
@@ -133,7 +134,7 @@ def test_flow_cache_dir_takes_the_full_resolution_flows_resized_and_stores_missi
     with pytest.raises(ValueError, match="not a sequence of the DAVIS split"):
         flow_fn.for_sequence("delta")
     # The same flows as .flo files give the same masks.
-    for path in (cache / "dis-ultrafast" / "davis-480p" / "beta").iterdir():
+    for path in (cache / "dis-ultrafast" / "davis-480p" / "beta").glob("*.npy"):
         (tmp_path / "flo" / "beta").mkdir(parents=True, exist_ok=True)
         write_flo(tmp_path / "flo" / "beta" / (path.stem + ".flo"), np.load(path).astype(np.float32))
     proc = _segment(*common[:-1], "--flow=flo", f"--flo_dir={tmp_path / 'flo'}", f"--output={tmp_path / 'flo_out'}")
