@@ -44,6 +44,10 @@ flags.DEFINE_float("ready_timeout", 60.0, "Seconds to wait for the server to ans
 
 def main(argv) -> int:
     del argv
+    from maskrnn_tf.flag_validation import expand_user_paths
+
+    # The shell leaves ~ after '=' alone.
+    expand_user_paths(("video", "first_mask", "output_dir", "overlay", "flo_dir", "root_cert"))
     for name in ("video", "first_mask", "output_dir"):
         if not getattr(FLAGS, name):
             print(f"--{name} is required (see --helpfull).", file=sys.stderr)

@@ -33,6 +33,9 @@ flags.DEFINE_list("warmup_shapes", ["96x128x1", "96x128x2"], "Warmup requests, H
 
 def main(argv) -> int:
     del argv
+    from maskrnn_tf.flag_validation import expand_user_paths
+
+    expand_user_paths(("model", "export_base"))  # the shell leaves ~ after '=' alone
     for name in ("model", "export_base", "version"):
         if getattr(FLAGS, name) is None:
             print(f"--{name} is required (see --helpfull).", file=sys.stderr)

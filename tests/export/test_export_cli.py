@@ -18,6 +18,7 @@ from maskrnn_tf.io import read_mask
 from maskrnn_tf.ops.flo_io import write_flo
 
 
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 NOISE = ("absl::InitializeLog", "Could not find cuda drivers", "failed call to cuInit", "oneDNN custom operations",
          # TensorFlow's Python INFO lines and our own deliberate use of the TF1 loader (SavedModelBundle's path)
          "Assets written to", "Restoring parameters from", "Sharding callback duration", "is deprecated")
@@ -185,3 +186,20 @@ def test_client_cli_flags_over_tls(tmp_path, export_base, tiny_model, synthetic_
         assert image.shape[:2] == frames[0].shape[:2]
         count += 1
     assert count == len(frames)
+
+
+def test_tilde_paths_are_expanded(tmp_path):
+    """`--export_base=~/...` reaches the binary unexpanded (the shell expands ~ only at the start of a word): it must
+    mean the home folder, not a folder named ~ in the working directory. Shown with a home whose path is a file."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    (home / "notes.txt").write_text("user notes")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MASKRNN_TF_VERBOSE")}
+    env.update(HOME=str(home), PYTHONPATH=REPO)
+    result = subprocess.run([sys.executable, "-m", "maskrnn_tf.export.export_main", "--model=~/missing.keras",
+                             "--export_base=~/notes.txt", "--version=1"], capture_output=True, text=True,
+                            timeout=600, env=env, cwd=cwd)
+    assert result.returncode == 1, result.stderr
+    assert f"{home / 'notes.txt'} is a file, not a folder" in result.stderr, result.stderr
+    assert os.listdir(cwd) == []
