@@ -11,14 +11,17 @@ STEPS = ["--stage_a_steps=1", "--stage_b_steps=1", "--checkpoint_every=1"]
 
 
 def test_tilde_run_dir_goes_to_the_home_folder(tmp_path):
+    """Checked on a run that stops at its data check (no DAVIS folder): the run dir it names is the home one."""
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     home.mkdir()
     cwd.mkdir()
     env = cli_env({"HOME": str(home), "PYTHONPATH": REPO})
-    proc = subprocess.run(train_cmd("~/runs/tiny", *STEPS), cwd=cwd, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stdout[-2000:]
-    assert os.path.isfile(home / "runs" / "tiny" / "config.json")
+    cmd = train_cmd("~/runs/tiny", *STEPS, "--dataset=davis17", f"--manual_dir={tmp_path / 'no_davis'}",
+                    "--val_sequences=")
+    proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=240)
+    assert proc.returncode == 2 and "cannot read the DAVIS-2017" in proc.stdout, proc.stdout[-2000:]
+    assert f"run dir {home / 'runs' / 'tiny'}\n" in proc.stdout, proc.stdout[-2000:]
     assert not os.path.exists(cwd / "~")
 
 
