@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import List
 from absl import app, flags
 
 from maskrnn_tf import _console, host_memory
-from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir
+from maskrnn_tf.io.tmp_dirs import building_dir
 
 FLAGS = flags.FLAGS
 
@@ -92,11 +91,7 @@ def write_heldout_davis(root: str, num_videos: int, seed_base: int) -> List[str]
     if os.path.lexists(root):
         raise FileExistsError(f"{root} exists but is not a finished held-out tree (ImageSets/2017/val.txt and "
                               "flow/); the demo does not delete it: move it or remove it, or pass another --run_dir.")
-    parent, prefix = os.path.dirname(os.path.abspath(root)), f".{os.path.basename(root)}.tmp-"
-    os.makedirs(parent, exist_ok=True)
-    clean_stale_tmp_dirs(parent, prefix)  # left by a killed demo
-    tmp = make_owned_tmp_dir(parent, prefix)
-    try:
+    with building_dir(root) as tmp:  # never half a dataset at root; a killed demo's leftovers removed
         names = []
         for i in range(num_videos):
             video = generate_video(seed_base + i, SyntheticConfig())
@@ -120,10 +115,6 @@ def write_heldout_davis(root: str, num_videos: int, seed_base: int) -> List[str]
             f.write("\n".join(names) + "\n")
         with open(os.path.join(tmp, HELDOUT_RECORD), "w", encoding="utf-8") as f:
             json.dump(wanted, f)
-        os.replace(tmp, root)
-    except BaseException:  # Ctrl-C included: no half tree, no temporary folder left beside the run
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return names
 
 

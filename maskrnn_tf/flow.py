@@ -55,9 +55,9 @@ def main(argv) -> int:
         return 2
     # `--cache_dir=~/...` reaches us unexpanded (the shell expands ~ only at the start of a word); training
     # expands it, so the flows must land where training looks for them.
-    for name in ("manual_dir", "cache_dir", "flo_dir"):
-        if FLAGS[name].value:
-            FLAGS[name].value = os.path.expanduser(FLAGS[name].value)
+    from maskrnn_tf.flag_validation import expand_user_paths
+
+    expand_user_paths(("manual_dir", "cache_dir", "flo_dir"))
     try:  # before the slow listing of the data set: a bad --cache_dir is a usage error
         cache = FlowCache(make_backend(FLAGS.backend, FLAGS.flo_dir), FLAGS.cache_dir)
     except FlowCacheError as err:

@@ -239,7 +239,7 @@ def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
     readers then raise DatasetLayoutError with the expected layout."""
     import zipfile
 
-    from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir
+    from maskrnn_tf.io.tmp_dirs import building_dir
 
     try:
         find_davis_root(manual_dir, resolution)
@@ -255,11 +255,7 @@ def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
     target = os.path.join(parent, f"{os.path.splitext(name)[0]}-{stat.st_size}-{stat.st_mtime_ns}")
     if os.path.isdir(target):
         return target
-    os.makedirs(parent, exist_ok=True)
-    prefix = f".{os.path.basename(target)}.tmp-"
-    clean_stale_tmp_dirs(parent, prefix)  # an extraction killed half way
-    tmp = make_owned_tmp_dir(parent, prefix)
-    try:
+    with building_dir(target) as tmp:  # an interrupted extraction is never taken for whole
         try:
             with zipfile.ZipFile(archive) as opened:
                 opened.extractall(tmp)  # member names with .. or a leading / are made safe by zipfile
@@ -267,12 +263,6 @@ def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
             raise DatasetLayoutError(
                 f"{archive}: not a readable zip ({err}); download it again from https://davischallenge.org or put "
                 f"the extracted folder in {manual_dir} instead.") from err
-        os.replace(tmp, target)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

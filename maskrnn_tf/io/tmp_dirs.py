@@ -10,12 +10,13 @@ such an owned folder first; `restore_interrupted_replace` puts it back when its 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import socket
 import tempfile
-from typing import List
+from typing import Iterator, List
 
 from maskrnn_tf.io.file_modes import apply_umask
 
@@ -130,3 +131,20 @@ def restore_interrupted_replace(parent: str | os.PathLike, old_prefix: str, fina
         else:
             os.unlink(holder)
     return notes
+
+
+@contextlib.contextmanager
+def building_dir(final: str) -> Iterator[str]:
+    """Yields a hidden owned temporary folder beside `final` (`.<name>.tmp-<pid>@<host>-XXXX`, after removing
+    those of killed processes), renamed to `final` when the block ends; removed on any exception, Ctrl-C
+    included, so `final` is either whole or absent. `final` must not exist (the caller decides what to do then)."""
+    parent, prefix = os.path.dirname(os.path.abspath(final)), f".{os.path.basename(final)}.tmp-"
+    os.makedirs(parent, exist_ok=True)
+    clean_stale_tmp_dirs(parent, prefix)
+    tmp = make_owned_tmp_dir(parent, prefix)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
