@@ -105,7 +105,9 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
         reader.close()
         if not present or len(clip) < 2:
             return None
-        bound = flow_fn.for_sequence(source.name) if isinstance(flow_fn, NamedFlowFn) else flow_fn
+        bound = flow_fn
+        if isinstance(flow_fn, NamedFlowFn):
+            bound = flow_fn.for_sequence(source.name, tuple(source.size))
         return clip, ids, present, _flows_once(bound, clip, source.frame_names[:len(clip)])
 
     def cycle(clip) -> Optional[float]:

@@ -186,7 +186,7 @@ def first_frame_and_flow(source: VideoSource, size: Tuple[int, int], flow_fn: Op
     if second is None:
         return first_frame, None
     if isinstance(flow_fn, NamedFlowFn):
-        flow_fn = flow_fn.for_sequence(source.name)
+        flow_fn = flow_fn.for_sequence(source.name, tuple(source.size))
     stems = source.frame_names
     return first_frame, flow_between(flow_fn, first_frame, resize_frame(second, size), stems[0], stems[1])
 

@@ -25,19 +25,25 @@ class FloFileFlow(NamedFlowFn):
     file raises FloFolderFlow's FileNotFoundError.
     """
 
-    def __init__(self, backend: FloFolderFlow, sequence: str = "") -> None:
+    def __init__(self, backend: FloFolderFlow, sequence: str = "",
+                 full_size: Optional[Tuple[int, int]] = None) -> None:
         self.backend = backend
         self.sequence = sequence
+        self.full_size = tuple(full_size) if full_size is not None else None
 
-    def for_sequence(self, sequence: str) -> "FloFileFlow":
-        return FloFileFlow(self.backend, sequence)
+    def for_sequence(self, sequence: str, full_size: Optional[Tuple[int, int]] = None) -> "FloFileFlow":
+        return FloFileFlow(self.backend, sequence, full_size)
 
     def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray, stem_a: str, stem_b: str) -> np.ndarray:
         flow = self.backend.flow(None, None, sequence=self.sequence, stem_a=stem_a, stem_b=stem_b)
         size = tuple(np.shape(frame_a)[:2])
-        if not _fits(tuple(flow.shape[:2]), size):
+        # With the video's own size known, a file must have exactly that size; without it, any size that a
+        # --max_size scaling maps onto the frames passes.
+        fits = (tuple(flow.shape[:2]) == self.full_size if self.full_size is not None
+                else _fits(tuple(flow.shape[:2]), size))
+        if not fits:
             path = os.path.join(self.backend.root, self.sequence, f"{stem_a}_{stem_b}.flo")
-            (height, width), (frame_h, frame_w) = flow.shape[:2], size
+            (height, width), (frame_h, frame_w) = flow.shape[:2], self.full_size or size
             raise ValueError(
                 f"{path}: the .flo flow from frame {stem_a} to {stem_b} is {width}x{height} but the frames are "
                 f"{frame_w}x{frame_h}: shape {(height, width, 2)} is not {(frame_h, frame_w, 2)} (the frames' "
@@ -52,8 +58,8 @@ def _fits(flow_size: Tuple[int, int], frame_size: Tuple[int, int]) -> bool:
     """True when a flow of `flow_size` is one of frames processed at `frame_size`: the same size, or a larger
     size that `--max_size` scales to exactly `frame_size`.
 
-    The loop hands over only the processed frames, so a flow of the same shape as the frames but a whole multiple
-    larger (e.g. 2x, no --max_size) cannot be told apart from a --max_size run; swapped sides and padding can.
+    From the processed frames alone a flow a whole multiple larger (e.g. 2x, no --max_size) cannot be told apart
+    from a --max_size run; the loops pass the video's own size (`for_sequence(name, full_size)`), which can.
     """
     if flow_size == frame_size:
         return True
@@ -81,7 +87,8 @@ class CachedFlowFn(NamedFlowFn):
         self._index = ({os.path.splitext(os.path.basename(p))[0]: i for i, p in enumerate(sequence.frame_paths)}
                        if sequence is not None else {})
 
-    def for_sequence(self, sequence: str) -> "CachedFlowFn":
+    def for_sequence(self, sequence: str, full_size: Optional[Tuple[int, int]] = None) -> "CachedFlowFn":
+        """`full_size` is not needed: the cache computes its flows from the sequence's own frames."""
         if sequence not in self.sequences:
             raise ValueError(f"{sequence}: not a sequence of the DAVIS split or SegTrack v2 folder the flow cache was "
                              f"opened for ({sorted(self.sequences)}).")

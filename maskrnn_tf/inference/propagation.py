@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -35,8 +35,9 @@ class NamedFlowFn(abc.ABC):
         """(u, v) flow from frame `stem_a` to frame `stem_b`, float32 at frame_a's size [H, W, 2]."""
 
     @abc.abstractmethod
-    def for_sequence(self, sequence: str) -> "NamedFlowFn":
-        """The same flows for the video named `sequence` (precomputed files are grouped by sequence)."""
+    def for_sequence(self, sequence: str, full_size: Optional[Tuple[int, int]] = None) -> "NamedFlowFn":
+        """The same flows for the video named `sequence` (precomputed files are grouped by sequence), whose frames
+        are `full_size` (height, width) before any `--max_size` scaling, when known."""
 
 
 AnyFlowFn = Union[FlowFn, NamedFlowFn]

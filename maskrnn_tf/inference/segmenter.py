@@ -150,7 +150,7 @@ def segment_frames(
             overlay.write(stash.pop(index), ids)
 
     if isinstance(flow_fn, NamedFlowFn):
-        flow_fn = flow_fn.for_sequence(source.name)
+        flow_fn = flow_fn.for_sequence(source.name, tuple(source.size))
     frames = _working_frames(source, size, stash)
     results = propagate(
         step_fn, frames, resize_nearest(first.one_hot(), size), flow_fn,

@@ -114,6 +114,24 @@ def test_segment_refuses_flo_files_not_of_the_frames_size(tmp_path, clip, size, 
                       SegmentOptions(progress=False, max_size=28))
 
 
+def test_segment_refuses_flo_files_a_whole_multiple_of_the_frames_size(tmp_path, clip):
+    """Files 2x the frames (flows of the full-resolution video beside half-size frames) are not scaled down as if
+    --max_size had made the frames smaller: segment knows the frames' own size and refuses them."""
+    frames, mask = clip
+    flo_dir = _flo_folder(str(tmp_path / "flo"), "clip", 4.0, size=(2 * H, 2 * W))
+    with pytest.raises(ValueError) as err:
+        segment_video(flow_propagation_step, frames, mask, make_flow_fn("flo", flo_dir), str(tmp_path / "out"),
+                      SegmentOptions(progress=False))
+    assert os.path.join(flo_dir, "clip", "00001_00000.flo") in str(err.value)
+    assert f"{2 * W}x{2 * H}" in str(err.value) and f"{W}x{H}" in str(err.value)
+    assert not os.path.exists(tmp_path / "out" / "clip")
+    # Bound to the video's full size, the function refuses them at any processing size.
+    flow_fn = make_flow_fn("flo", flo_dir).for_sequence("clip", full_size=(H, W))
+    small = np.zeros((H // 2, W // 2, 3), np.uint8)
+    with pytest.raises(ValueError, match="frames are"):
+        flow_fn(small, small, "00000", "00001")
+
+
 def test_flo_files_of_the_full_size_are_scaled_under_max_size(clip, tmp_path):
     frames, _ = clip
     flow_fn = make_flow_fn("flo", _flo_folder(str(tmp_path / "flo"), "clip", 4.0)).for_sequence("clip")

@@ -49,7 +49,7 @@ class StemFlow(NamedFlowFn):
         flow[..., 0] = SPEED * (int(stem_b) - int(stem_a))
         return flow
 
-    def for_sequence(self, sequence):
+    def for_sequence(self, sequence, full_size=None):
         return self
 
 
