@@ -23,6 +23,7 @@ without extension, its frames named 00000, 00001, ...); flows are resized (vecto
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -227,6 +228,8 @@ def main(argv) -> int:
         metadata["precision"] = precision  # resolved: what `auto` chose on this machine
         overrides = {} if FLAGS.apply_localization is None else {"apply_localization": FLAGS.apply_localization}
         model = inference.load_model(FLAGS.model, precision=precision, overrides=overrides)
+        # Objects are fused at the threshold the model was trained and validated with (its exported `labels` too).
+        options = dataclasses.replace(options, threshold=float(model.config.mask_threshold))
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
         prepare = _finetuning(inference, model, step_fn, flow_fn, options.max_size, metadata)
         if FLAGS.flip_average:  # after finetuning: it trains and checks the plain step, segmenting averages

@@ -93,6 +93,7 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
     if frames < 1:
         raise ValueError(f"cycle_checked_prepare: frames must be >= 1, got {frames}.")
     initial = [v.numpy() for v in model.weights]
+    threshold = float(getattr(getattr(model, "config", None), "mask_threshold", 0.5))  # the model's fusion
     inner_log: Dict[str, Dict[str, object]] = getattr(prepare, "log", None)
     log: Dict[str, Dict[str, object]] = {} if inner_log is None else inner_log
 
@@ -111,7 +112,7 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
         return clip, ids, present, _flows_once(bound, clip, source.frame_names[:len(clip)])
 
     def cycle(clip) -> Optional[float]:
-        return None if clip is None else cycle_iou(step_fn, clip[0], clip[1], clip[2], clip[3])
+        return None if clip is None else cycle_iou(step_fn, clip[0], clip[1], clip[2], clip[3], threshold=threshold)
 
     def checked(source: VideoSource, first: FirstMask) -> StepFn:
         start = time.monotonic()
