@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -115,12 +115,12 @@ def check_contiguous(paths: List[str], what: str) -> None:
             )
 
 
-def _check_sizes(sequence: Sequence) -> None:
+def _check_sizes(sequence: Sequence, first_mask_only: bool = False) -> None:
     sizes = {}
-    for frame, masks in zip(sequence.frame_paths, sequence.mask_paths):
+    for index, (frame, masks) in enumerate(zip(sequence.frame_paths, sequence.mask_paths)):
         frame_size = image_size(frame)
         sizes[frame_size] = frame
-        for mask in masks:
+        for mask in masks if index == 0 or not first_mask_only else ():
             mask_size = image_size(mask)
             if mask_size != frame_size:
                 raise DatasetLayoutError(
@@ -134,20 +134,24 @@ def _check_sizes(sequence: Sequence) -> None:
         )
 
 
-def validate_sequence(sequence: Sequence) -> None:
-    """Checks files exist, are readable, have matching sizes and contiguous numbering (headers only)."""
+def validate_sequence(sequence: Sequence, first_mask_only: bool = False) -> None:
+    """Checks files exist, are readable, have matching sizes and contiguous numbering (headers only).
+
+    `first_mask_only`: of the masks, only the first frame's must exist (what semi-supervised segmenting reads;
+    DAVIS-2017 test-dev and test-challenge ship no others).
+    """
     if not sequence.frame_paths:
         raise DatasetLayoutError(f"sequence {sequence.name}: no frames listed.")
-    for frame, masks in zip(sequence.frame_paths, sequence.mask_paths):
+    for index, (frame, masks) in enumerate(zip(sequence.frame_paths, sequence.mask_paths)):
         if not os.path.isfile(frame):
             raise DatasetLayoutError(f"{frame}: missing frame of sequence {sequence.name}.")
-        for mask in masks:
+        for mask in masks if index == 0 or not first_mask_only else ():
             if not os.path.isfile(mask):
                 raise DatasetLayoutError(
                     f"{mask}: missing mask for frame {frame}; every frame needs its ground-truth mask."
                 )
     check_contiguous(list(sequence.frame_paths), f"sequence {sequence.name}")
-    _check_sizes(sequence)
+    _check_sizes(sequence, first_mask_only)
 
 
 def read_ids(sequence: Sequence, index: int) -> np.ndarray:
@@ -301,7 +305,7 @@ def davis_splits(root: str, year: int, resolution: str = "480p") -> List[str]:
 
 
 def read_davis_sequence_list(root: str, year: int, split: str, resolution: str = "480p",
-                             validate: bool = True) -> List[Sequence]:
+                             validate: Union[bool, str] = True) -> List[Sequence]:
     """Sequences of a DAVIS split.
 
     Args:
@@ -310,8 +314,11 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
         ImageSets/2017/<split>.txt sequence names).
       split: "train", "val" (or "trainval" for 2016).
       resolution: "480p" or "Full-Resolution".
-      validate: check files, sizes and numbering now (headers only; ids are checked by `load_masks`).
+      validate: check files, sizes and numbering now (headers only; ids are checked by `load_masks`);
+        "first_mask" checks the frames and only the first frame's mask (segmenting test-dev needs no other).
     """
+    if validate not in (True, False, "first_mask"):
+        raise ValueError(f"validate must be True, False or 'first_mask', got {validate!r}.")
     if year not in (2016, 2017):
         raise ValueError(f"DAVIS year must be 2016 or 2017, got {year}.")
     root = find_davis_root(root, resolution)
@@ -361,7 +368,7 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
             ))
     if validate:
         for sequence in sequences:
-            validate_sequence(sequence)
+            validate_sequence(sequence, first_mask_only=validate == "first_mask")
     return sequences
 
 
@@ -430,5 +437,5 @@ def read_segtrack_sequence_list(root: str, validate: bool = True) -> List[Sequen
         ))
     if validate:
         for sequence in sequences:
-            validate_sequence(sequence)
+            validate_sequence(sequence, first_mask_only=validate == "first_mask")
     return sequences

@@ -106,7 +106,8 @@ def cached_davis_flow_fn(name: str, cache_dir: str, davis_root: str, split: str,
     of a DAVIS split. Raises maskrnn_tf.data.flow_cache.FlowCacheError for a cache folder that cannot be used."""
     from maskrnn_tf.data.sequences import davis_year, read_davis_sequence_list
 
-    return _cached_flow_fn(name, cache_dir, read_davis_sequence_list(davis_root, year or davis_year(davis_root), split))
+    return _cached_flow_fn(name, cache_dir, read_davis_sequence_list(
+        davis_root, year or davis_year(davis_root), split, validate="first_mask"))
 
 
 def cached_segtrack_flow_fn(name: str, cache_dir: str, segtrack_root: str) -> CachedFlowFn:

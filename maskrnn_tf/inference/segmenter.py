@@ -360,7 +360,7 @@ def segment_davis(
     check_output_dir(output_dir, overwrite, inputs)
     if year is None:
         year = davis_year(davis_root)
-    listed = read_davis_sequence_list(davis_root, year, split)
+    listed = read_davis_sequence_list(davis_root, year, split, validate="first_mask")  # test-dev has no other
     if not listed:  # an output folder with no sequence in it would be read as a (wrong) result
         list_path = os.path.join(find_davis_root(davis_root), "ImageSets", "2017" if year == 2017 else "480p",
                                  f"{split}.txt")

@@ -234,3 +234,33 @@ def test_load_model_precision_rebuilds_the_trunks(tmp_path):
     np.testing.assert_allclose(exact.step(*args)["probs"].numpy(), trained.step(*args)["probs"].numpy(), atol=0.05)
     with pytest.raises(ValueError, match="precision"):
         load_model(path, precision="float64")
+
+
+def test_davis_test_dev_split_with_first_frame_masks_only_is_segmented(tmp_path, synthetic_video):
+    """DAVIS-2017 test-dev and test-challenge ship the first frame's annotation only: segment needs nothing else,
+    so a split without later masks is segmented (and a missing first mask is still refused by name)."""
+    from maskrnn_tf.data.sequences import DatasetLayoutError
+    from maskrnn_tf.inference import make_flow_fn, segment_davis
+    from maskrnn_tf.io import write_palette_png
+
+    root = tmp_path / "DAVIS"
+    frames_dir, masks_dir = root / "JPEGImages" / "480p" / "clip", root / "Annotations" / "480p" / "clip"
+    frames_dir.mkdir(parents=True)
+    masks_dir.mkdir(parents=True)
+    for t, frame in enumerate(synthetic_video["frames"]):
+        Image.fromarray(frame).save(frames_dir / f"{t:05d}.jpg", quality=95)
+    write_palette_png(masks_dir / "00000.png", synthetic_video["masks"][0])
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "test-dev.txt").write_text("clip\n")
+    out = tmp_path / "out"
+    names = segment_davis(str(root), "test-dev", make_flow_fn("dis"), str(out), step_fn=flow_propagation_step,
+                          options=SegmentOptions(progress=False))
+    assert names == ["clip"]
+    count = len(synthetic_video["frames"])
+    assert sorted(os.listdir(out / "clip")) == [f"{t:05d}.png" for t in range(count)]
+    np.testing.assert_array_equal(read_mask(str(out / "clip" / "00000.png")), synthetic_video["masks"][0])
+    os.remove(masks_dir / "00000.png")
+    with pytest.raises(DatasetLayoutError, match=r"00000\.png: missing first-frame mask of sequence clip"):
+        segment_davis(str(root), "test-dev", make_flow_fn("dis"), str(tmp_path / "other"),
+                      step_fn=flow_propagation_step, options=SegmentOptions(progress=False))
+    assert not (tmp_path / "other").exists()
