@@ -15,6 +15,7 @@ import os
 import shutil
 from typing import Callable, Optional, Sequence
 
+import keras
 import tensorflow as tf
 
 from maskrnn_tf.io.atomic_file import atomic_write
@@ -129,12 +130,14 @@ class RunCheckpoint:
             return self.checkpoint
         return tf.train.Checkpoint(**{k: v for k, v in self._trackables.items() if k not in left_out})
 
-    def init_from(self, source: str, skip: Sequence[str] = (), last_step: Optional[int] = None) -> str:
+    def init_from(self, source: str, skip: Sequence[str] = (), last_step: Optional[int] = None,
+                  precision: Optional[str] = None) -> str:
         """Restores another run's checkpoint (see `resolve_checkpoint`) into this run's objects except `skip`
         (e.g. the data iterators, which then start from their beginning); returns its prefix.
 
-        Raises InitCheckpointError (nothing intact there, or its `step` object past `last_step`) or
-        CheckpointMismatchError (it does not fit)."""
+        Raises InitCheckpointError (nothing intact there, or its `step` object past `last_step`),
+        PrecisionMismatchError (its optimizer is of the other kind: loss-scaled float16 against float32 or
+        bfloat16; `precision` is this run's, for the message) or CheckpointMismatchError (it does not fit)."""
         prefix = resolve_checkpoint(source)
         if prefix is None:
             raise InitCheckpointError(f"init_checkpoint {source}: no checkpoint there (give a checkpoint prefix "
@@ -142,6 +145,7 @@ class RunCheckpoint:
         problem = verify_checkpoint(prefix)
         if problem is not None:
             raise InitCheckpointError(f"init_checkpoint {prefix}: {problem}; give another checkpoint of that run.")
+        self._check_loss_scaling(prefix, precision)
         try:
             self._checkpoint_for(prefix, skip).restore(prefix).expect_partial().assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError) as err:
@@ -153,6 +157,28 @@ class RunCheckpoint:
             raise InitCheckpointError(f"init_checkpoint {prefix} is at step {step}, past this run's {last_step} "
                                       "steps; give more steps or an earlier checkpoint.")
         return prefix
+
+    def _check_loss_scaling(self, prefix: str, precision: Optional[str]) -> None:
+        """Raises PrecisionMismatchError when `prefix` and this run differ in loss scaling (float16 or not):
+        their optimizers hold other variables. Checked before any restore, which would fail on a dtype deep in
+        the optimizer and print a warning for every variable it left unmatched."""
+        optimizer = self._trackables.get("optimizer")
+        if optimizer is None:
+            return
+        ours = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+        theirs = any(name.startswith("optimizer/dynamic_scale/") for name, _ in tf.train.list_variables(prefix))
+        if ours == theirs:
+            return
+        here = precision or ("float16" if ours else "float32 or bfloat16")
+        if theirs:
+            made, flag = "float16", "--precision=float16"
+        else:
+            made, flag = "float32 or bfloat16", "--precision=float32 (or bfloat16, as that run trained)"
+        raise PrecisionMismatchError(
+            f"init_checkpoint {prefix} was made in {made} but this run trains in {here}: only float16 trains with "
+            "loss scaling, whose optimizer variables only float16 checkpoints hold. Start this run in the precision "
+            f"of the run it comes from ({flag}; --precision=auto may pick another on this host), or start from a "
+            f"checkpoint of a run trained in {here}.")
 
     def save(self, step: int) -> Optional[str]:
         """Writes a checkpoint numbered `step`; returns its path on the chief (None elsewhere)."""

@@ -180,7 +180,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                          optional=("skipped_updates",), **trackables)  # older checkpoints lack it
     restored = ckpt.restore_latest(printer)
     if restored is None and config.init_checkpoint:
-        source = ckpt.init_from(config.init_checkpoint, skip=("static_data", "clip_data"), last_step=config.total_steps)
+        source = ckpt.init_from(config.init_checkpoint, skip=("static_data", "clip_data"), last_step=config.total_steps,
+                                precision=precision)
         printer(f"started from {source} at step {int(global_step.numpy())} (weights, optimizer, step and RNG; "
                 "the data starts from its beginning)")
     if chief:

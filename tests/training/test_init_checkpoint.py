@@ -78,3 +78,35 @@ def test_missing_damaged_and_mismatched_checkpoints_are_refused_by_name(tmp_path
         f.truncate(os.path.getsize(data) // 2)
     with pytest.raises(InitCheckpointError, match="ckpt-10"):
         ckpt.init_from(os.path.join(source, "checkpoints", "ckpt-10"))
+
+
+@pytest.mark.parametrize("source,target", [("float16", "float32"), ("float32", "float16"), ("bfloat16", "float16")])
+def test_a_checkpoint_of_another_optimizer_precision_is_refused_naming_the_precisions(tmp_path, source, target):
+    """float16 runs train with loss scaling (a LossScaleOptimizer, other checkpoint variables): starting a run of
+    another kind from one is refused before any restore is tried, naming both precisions and the flag to pass."""
+    import keras
+
+    from maskrnn_tf.training.checkpointing import PrecisionMismatchError
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.precision import set_precision
+    from maskrnn_tf.training.steps import make_optimizer
+
+    def objects(precision):
+        policy = set_precision(precision)
+        try:
+            model = tf.Variable(np.ones((3,), np.float32))
+            optimizer = make_optimizer(TrainConfig(), policy)
+            optimizer.build([model])
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        return dict(model=model, optimizer=optimizer, step=tf.Variable(0, dtype=tf.int64))
+
+    RunCheckpoint(str(tmp_path / "source" / "checkpoints"), keep=1, **objects(source)).save(5)
+    ckpt = RunCheckpoint(str(tmp_path / "new" / "checkpoints"), keep=1, **objects(target))
+    with pytest.raises(PrecisionMismatchError) as err:
+        ckpt.init_from(str(tmp_path / "source"), precision=target)
+    message = str(err.value)
+    assert os.path.join(str(tmp_path / "source"), "checkpoints", "ckpt-5") in message
+    made_in = "float16" if source == "float16" else "float32 or bfloat16"
+    assert f"made in {made_in}" in message and f"this run trains in {target}" in message
+    assert ("--precision=float16" if source == "float16" else "--precision=float32") in message
