@@ -208,7 +208,8 @@ def main(argv: List[str]) -> int:
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    from maskrnn_tf.training.loop import NonFiniteLossError, TrainDataError, TrainingInterrupted, train
+    from maskrnn_tf.training.loop import (NonFiniteLossError, TrainDataError, TrainingInterrupted, TrainSettingsError,
+                                          train)
     from maskrnn_tf.training.checkpoint_files import CheckpointCorruptError
     from maskrnn_tf.training.checkpointing import CheckpointMismatchError, InitCheckpointError
     from maskrnn_tf.training.run_dir import ConfigMismatchError, RunDirBusyError
@@ -217,7 +218,7 @@ def main(argv: List[str]) -> int:
         result = train(config, run_dir, overwrite_config=FLAGS.overwrite_config,
                        profile_steps=_parse_profile(FLAGS.profile_steps), printer=lambda s: print(s, flush=True))
     except (DataNotFoundError, ConfigMismatchError, RunDirBusyError, CheckpointCorruptError, VGGWeightsError,
-            TrainDataError, CheckpointMismatchError, InitCheckpointError) as err:
+            TrainDataError, TrainSettingsError, CheckpointMismatchError, InitCheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

@@ -27,6 +27,7 @@ from maskrnn_tf.training.checkpointing import (RunCheckpoint, read_run_precision
                                                write_run_precision)
 from maskrnn_tf.training.config import TrainConfig
 from maskrnn_tf.training.distribution import is_chief, make_strategy, task_info
+from maskrnn_tf.training import precision as precision_module
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
 from maskrnn_tf.training.run_dir import CONFIG_NAME, prepare_run_dir, run_dir_lock, write_run_config
@@ -45,6 +46,10 @@ class NonFiniteLossError(FloatingPointError):
 class TrainDataError(ValueError):
     """The data settings cannot make training batches (raised before the run directory's config.json is
     written, so the corrected rerun is not refused as another config)."""
+
+
+class TrainSettingsError(ValueError):
+    """Settings that cannot train together on this host (raised before the run directory is written)."""
 
 
 class TrainingInterrupted(Exception):
@@ -143,6 +148,12 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     choice = resume_precision(requested, read_run_precision(run_dir), _stored_precision(run_dir),
                               lambda: resolve_precision("auto"), overwrite_config)
     precision = choice.precision
+    if config.jit_compile and precision != "float32" and not precision_module._has_gpu():
+        # XLA on the CPU refuses this model's mixed-precision backward pass (a float32 ReluGrad fed by a bfloat16
+        # or float16 Conv2DBackpropInput): say so now rather than with a traceback at the first step.
+        raise TrainSettingsError(
+            f"--jit_compile trains only in float32 on a CPU: XLA fails on the network's {precision} backward pass. "
+            f"Drop --jit_compile to train in {precision}, or pass --precision=float32 to keep XLA.")
     if choice.config_precision != requested:  # the same setting as config.json's, spelt as it is there
         config = dataclasses.replace(config, precision=choice.config_precision)
     policy = set_precision(precision)

@@ -6,6 +6,7 @@ starts with a loss scale (2^15) at which a few gradients overflow: those steps m
 halve the scale, and the first applied update must match float32's.
 """
 import math
+import os
 
 import keras
 import numpy as np
@@ -171,3 +172,18 @@ def test_float16_clip_step_update_matches_float32_gradient(initial_weights):
             break
     assert int(optimizer.iterations) == 1
     assert _rel(_flat(_momentums(optimizer)), expected) < 0.02
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_jit_compile_in_mixed_precision_on_a_cpu_is_refused_before_any_work(tmp_path, precision):
+    """XLA on the CPU fails on this model's mixed-precision backward pass ("mixed precision is disallowed" at a
+    ReluGrad): the run is refused at its start, naming the two flags, not ended by a traceback at step 1."""
+    from maskrnn_tf.training.loop import TrainSettingsError, train
+
+    config = CONFIG.override({"jit_compile": True, "precision": precision})
+    with pytest.raises(TrainSettingsError) as err:
+        train(config, str(tmp_path / "run"), printer=lambda line: None)
+    assert "--jit_compile" in str(err.value) and "--precision=float32" in str(err.value)
+    assert precision in str(err.value)
+    assert not os.path.exists(tmp_path / "run" / "config.json")
+    assert keras.mixed_precision.global_policy().name == "float32"  # nothing of the refused run stays set
