@@ -23,7 +23,8 @@ from maskrnn_tf import _console, host_memory
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "davis", ["davis", "segtrack_v2"], "Which layout --manual_dir holds.")
-flags.DEFINE_integer("year", 2016, "DAVIS year (2016 or 2017).")
+flags.DEFINE_integer("year", None, "DAVIS year (2016 or 2017); default: the folder's (ImageSets/2017 or not, or the "
+                     "official zip found).")
 flags.DEFINE_list("splits", None, "DAVIS splits (default: every split present in ImageSets).")
 flags.DEFINE_string("resolution", "480p", "DAVIS resolution folder (480p or Full-Resolution).")
 flags.DEFINE_string("manual_dir", None, "The extracted data set folder.")
@@ -35,7 +36,7 @@ flags.DEFINE_bool("warp_iou", False, "Then score how well the flows carry the an
                   "warped from frame t-1 into frame t by the flow t -> t-1 (as the model warps its previous mask), "
                   "J against frame t's mask, per sequence (no network involved).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.register_validator("year", lambda year: year in (2016, 2017), message="must be 2016 or 2017 (DAVIS years).")
+flags.register_validator("year", lambda year: year in (None, 2016, 2017), message="must be 2016 or 2017 (DAVIS years).")
 
 
 def main(argv) -> int:
@@ -64,14 +65,21 @@ def main(argv) -> int:
         print(f"Error: --cache_dir: {err}", file=sys.stderr)
         return 2
     if FLAGS.dataset == "davis":
+        year = FLAGS.year or _folder_year(FLAGS.manual_dir, FLAGS.resolution)
         # The official zip is read as training reads it: extracted once into the cache.
-        root = find_davis_root(resolve_davis_dir(FLAGS.manual_dir, FLAGS.year, FLAGS.resolution), FLAGS.resolution)
-        splits = FLAGS.splits or davis_splits(root, FLAGS.year, FLAGS.resolution)
+        root = find_davis_root(resolve_davis_dir(FLAGS.manual_dir, year, FLAGS.resolution), FLAGS.resolution,
+                               year=year)
+        splits = FLAGS.splits or davis_splits(root, year, FLAGS.resolution)
         by_name = {}
         for split in splits:
-            for sequence in read_davis_sequence_list(root, FLAGS.year, split, FLAGS.resolution):
+            for sequence in read_davis_sequence_list(root, year, split, FLAGS.resolution):
                 by_name.setdefault(sequence.name, sequence)
         sequences = list(by_name.values())
+        if not sequences:  # "0 sequences: 0 frame pairs computed" would read as a full cache
+            print(f"Error: {root}: no sequences of DAVIS-{year} {FLAGS.resolution} there (ImageSets/"
+                  f"{'2017' if year == 2017 else FLAGS.resolution}/ lists no split); check --manual_dir and --year.",
+                  file=sys.stderr)
+            return 2
     else:
         sequences = read_segtrack_sequence_list(FLAGS.manual_dir)
     if FLAGS.sequences:
@@ -98,6 +106,21 @@ def main(argv) -> int:
     if FLAGS.warp_iou:
         print(warp_iou_table(sequences, cache))
     return 0
+
+
+def _folder_year(manual_dir: str, resolution: str) -> int:
+    """The DAVIS year of `manual_dir`: its extracted tree's (ImageSets/2017 or not), else its official zip's."""
+    from maskrnn_tf.data.sequences import DAVIS_ARCHIVES, DatasetLayoutError, davis_year
+
+    try:
+        return davis_year(manual_dir)
+    except DatasetLayoutError:
+        pass
+    for year in (2017, 2016):
+        name = DAVIS_ARCHIVES.get((year, resolution))
+        if name and os.path.isfile(os.path.join(manual_dir, name)):
+            return year
+    return 2016  # nothing there: the reader's layout error follows
 
 
 def warp_iou_table(sequences, cache) -> str:

@@ -58,7 +58,7 @@ class Davis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
         config: DavisConfig = self.builder_config
         manual = os.fspath(dl_manager.manual_dir)
         try:
-            return find_davis_root(manual, config.resolution)
+            return find_davis_root(manual, config.resolution, year=config.year, strict=True)
         except DatasetLayoutError:
             archive = os.path.join(manual, _ARCHIVES.get((config.year, config.resolution), ""))
             if not os.path.isfile(archive):
@@ -66,7 +66,7 @@ class Davis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
                     f"{manual}: neither an extracted DAVIS folder nor {os.path.basename(archive)} found.\n"
                     + DAVIS_LAYOUT
                 ) from None
-            return find_davis_root(os.fspath(dl_manager.extract(archive)), config.resolution)
+            return find_davis_root(os.fspath(dl_manager.extract(archive)), config.resolution, year=config.year)
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config: DavisConfig = self.builder_config

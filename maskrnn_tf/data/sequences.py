@@ -215,9 +215,30 @@ def _find_root(manual_dir: str, marker: str, layout: str, names: Tuple[str, ...]
     raise DatasetLayoutError(f"{manual_dir}: no {marker}/ folder found (looked in {candidates}).\n{layout}")
 
 
-def find_davis_root(directory: str, resolution: str = "480p") -> str:
-    """The folder holding `JPEGImages/<resolution>` under `directory` (itself or its DAVIS/ child)."""
-    return _find_root(directory, os.path.join("JPEGImages", resolution), DAVIS_LAYOUT, ("DAVIS", "DAVIS-2016", "DAVIS-2017"))
+_DAVIS_FOLDERS = ("DAVIS", "DAVIS-2016", "DAVIS-2017")
+
+
+def _davis_split_folder(year: int, resolution: str) -> str:
+    """Where a DAVIS tree of `year` keeps its split files (what `read_davis_sequence_list` reads)."""
+    return os.path.join("ImageSets", "2017" if year == 2017 else resolution)
+
+
+def find_davis_root(directory: str, resolution: str = "480p", year: Optional[int] = None,
+                    strict: bool = False) -> str:
+    """The folder holding `JPEGImages/<resolution>` under `directory` (itself or its DAVIS/, DAVIS-2016/ or
+    DAVIS-2017/ child). With `year`, the one whose ImageSets hold that year's split files comes first (a DAVIS-2016
+    and a DAVIS-2017 folder side by side); `strict` raises DatasetLayoutError when none does."""
+    if year is not None and directory and os.path.isdir(directory):
+        candidates = [directory] + [os.path.join(directory, n) for n in _DAVIS_FOLDERS]
+        splits = _davis_split_folder(year, resolution)
+        for candidate in candidates:
+            if (os.path.isdir(os.path.join(candidate, "JPEGImages", resolution))
+                    and os.path.isdir(os.path.join(candidate, splits))):
+                return candidate
+        if strict:
+            raise DatasetLayoutError(f"{directory}: no DAVIS-{year} folder (JPEGImages/{resolution}/ with {splits}/) "
+                                     f"found (looked in {candidates}).\n{DAVIS_LAYOUT}")
+    return _find_root(directory, os.path.join("JPEGImages", resolution), DAVIS_LAYOUT, _DAVIS_FOLDERS)
 
 
 # The official archives (https://davischallenge.org), by year and resolution.
@@ -246,7 +267,7 @@ def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
     from maskrnn_tf.io.tmp_dirs import building_dir
 
     try:
-        find_davis_root(manual_dir, resolution)
+        find_davis_root(manual_dir, resolution, year=year, strict=True)
         return manual_dir
     except DatasetLayoutError:
         pass
@@ -321,7 +342,7 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
         raise ValueError(f"validate must be True, False or 'first_mask', got {validate!r}.")
     if year not in (2016, 2017):
         raise ValueError(f"DAVIS year must be 2016 or 2017, got {year}.")
-    root = find_davis_root(root, resolution)
+    root = find_davis_root(root, resolution, year=year)
     db_info = _read_db_info(root)
     dataset = f"davis-{resolution}"
     sequences: List[Sequence] = []

@@ -91,3 +91,18 @@ def test_dataset_segtrack_v2_caches_every_pair_of_the_shared_sample(shared_data,
     again = _flow_cli("--dataset=segtrack_v2", f"--manual_dir={root}", f"--cache_dir={cache}",
                       "--backend=dis-ultrafast")
     assert again.returncode == 0 and "0 frame pairs computed, 35 already cached" in again.stdout
+
+
+def test_a_davis_2017_folder_without_year_is_read_as_2017_and_no_sequence_is_an_error(tmp_path):
+    """--year defaults to the year of the folder (ImageSets/2017 or not): a DAVIS-2017 tree without --year fills
+    the cache instead of listing no split and reporting success; a layout that lists no sequence exits 2."""
+    davis, cache = tmp_path / "davis", tmp_path / "cache"
+    _tiny_davis17(davis)
+    proc = _flow_cli("--dataset=davis", f"--manual_dir={davis}", f"--cache_dir={cache}", "--backend=farneback")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "1 sequences: 2 frame pairs computed" in proc.stdout
+    # --year=2016 on that folder: no DAVIS-2016 split files, no flows, and an error saying so.
+    wrong = _flow_cli("--dataset=davis", "--year=2016", f"--manual_dir={davis}", f"--cache_dir={tmp_path / 'c2'}",
+                      "--backend=farneback")
+    assert wrong.returncode == 2, (wrong.stdout, wrong.stderr[-2000:])
+    assert "no sequences" in wrong.stderr and "--year" in wrong.stderr

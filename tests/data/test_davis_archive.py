@@ -73,3 +73,27 @@ def test_a_broken_zip_is_refused_naming_it_and_leaves_no_partial_extraction(tmp_
         resolve_davis_dir(str(manual), 2017)
     extracted = tmp_path / "cache" / "maskrnn_tf" / "extracted"
     assert not extracted.exists() or not [n for n in os.listdir(extracted) if not n.startswith(".")]
+
+
+def test_a_davis_2016_folder_beside_the_2017_data_does_not_hide_it(tmp_path, monkeypatch, shared_data):
+    """davis16.flags and davis17.flags share one manual folder: an extracted DAVIS-2016 there (as DAVIS/ or
+    DAVIS-2016/) must not be taken for the DAVIS-2017 data, whether that is extracted beside it or still zipped."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    davis16 = os.path.join(shared_data, "DAVIS-2016")
+    tree = make_tree(tmp_path / "tree")
+    # The DAVIS-2016 folder as DAVIS/, the DAVIS-2017 zip beside it.
+    manual = tmp_path / "manual"
+    zip_tree(tree, manual)
+    os.symlink(davis16, manual / "DAVIS")
+    root = resolve_davis_dir(str(manual), 2017)
+    assert [s.name for s in read_davis_sequence_list(root, 2017, "val")] == ["gamma"]
+    assert resolve_davis_dir(str(manual), 2016) == str(manual)  # 2016 reads DAVIS/ in place
+    assert len(read_davis_sequence_list(str(manual), 2016, "val", validate=False)) == 4
+    # Both extracted side by side.
+    both = tmp_path / "both"
+    both.mkdir()
+    os.symlink(davis16, both / "DAVIS-2016")
+    os.symlink(os.path.join(tree, "DAVIS"), both / "DAVIS-2017")
+    assert resolve_davis_dir(str(both), 2017) == str(both)
+    assert [s.name for s in read_davis_sequence_list(str(both), 2017, "train")] == ["alpha", "beta"]
+    assert len(read_davis_sequence_list(str(both), 2016, "val", validate=False)) == 4
