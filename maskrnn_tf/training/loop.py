@@ -271,18 +271,30 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                             f"{ckpt.latest or '(none)'} is kept. Lower optim.learning_rate or optim.clip_norm "
                             "(--learning_rate / --clip_norm with --overwrite_config resumes from that checkpoint "
                             "with them), or check the data.")
-                    if not math.isfinite(values["grad_norm"]) and not loss_scaling:
+                    if not math.isfinite(values["grad_norm"]):
                         skipped += 1  # the step skipped its update (see TrainSteps._apply)
                         skipped_updates.assign(skipped)
+                        scale = float(optimizer.dynamic_scale.numpy()) if loss_scaling else None
+                        halved = "" if scale is None else f", float16 loss scale lowered to {scale:g}"
                         printer(f"warning: stage {stage}, step {step}: non-finite gradient (loss "
-                                f"{values['loss']:.4f}); update skipped ({skipped} so far)")
+                                f"{values['loss']:.4f}); update skipped ({skipped} so far){halved}")
                         summaries.scalars(step, {"skipped_updates": float(skipped)})
+                        if scale is not None and scale < 1.0:
+                            # Keras' LossScaleOptimizer has no floor: below 1 the gradient overflows unscaled,
+                            # and on to 0, where every later update is skipped. Stop before a checkpoint holds it.
+                            raise NonFiniteLossError(
+                                f"stage {stage}, step {step}: the float16 loss scale fell to {scale:g} (the gradient "
+                                "is not finite even unscaled, step after step). Stopped without saving; the last good "
+                                f"checkpoint {ckpt.latest or '(none)'} is kept. Look for the NaN/Inf in the data or "
+                                "the model, or train in --precision=float32 or bfloat16.")
                     final_loss = values["loss"]
                     if step % config.log_every == 0 or step == last:
                         lr = float(current_learning_rate(optimizer))
                         summaries.scalars(step, {"loss/total": values["loss"], "loss/seg": values["seg"],
                                                  "loss/loc": values["loc"], "grad_norm": values["grad_norm"],
                                                  "learning_rate": lr, "step_time_s": seconds})
+                        if loss_scaling:
+                            summaries.scalars(step, {"loss_scale": float(optimizer.dynamic_scale.numpy())})
                         progress.report(step, {"loss": values["loss"], "seg": values["seg"], "loc": values["loc"]})
                     if val_videos and config.eval_every and step % config.eval_every == 0:
                         j = validate(step)

@@ -187,3 +187,42 @@ def test_jit_compile_in_mixed_precision_on_a_cpu_is_refused_before_any_work(tmp_
     assert precision in str(err.value)
     assert not os.path.exists(tmp_path / "run" / "config.json")
     assert keras.mixed_precision.global_policy().name == "float32"  # nothing of the refused run stays set
+
+
+def test_a_float16_loss_scale_that_collapses_stops_the_run_and_skips_are_reported(tmp_path, monkeypatch):
+    """Gradients that are never finite (a bug, not an overflow) halve the float16 loss scale at every step; Keras'
+    LossScaleOptimizer has no floor, so it reaches 0 and every later update is skipped in silence. The run stops
+    (NonFiniteLossError, exit 3 in the CLI) once the scale is below 1, before a checkpoint holds it, and every
+    skipped update is reported as without loss scaling."""
+    from maskrnn_tf.training import steps as steps_module
+    from maskrnn_tf.training.checkpoint_files import checkpoint_paths
+    from maskrnn_tf.training.loop import NonFiniteLossError, train
+
+    real = steps_module.apply_clipped
+
+    def poisoned(optimizer, grads, variables, clip_norm, replicas=1):
+        return real(optimizer, [None if g is None else g * float("nan") for g in grads], variables, clip_norm,
+                    replicas)
+
+    monkeypatch.setattr(steps_module, "apply_clipped", poisoned)
+    config = TrainConfig().override({
+        "data.dataset": "synthetic_vos", "data.height": 32, "data.width": 48, "data.synthetic_train_videos": 4,
+        "data.synthetic_video_frames": 6, "data.batch_size": 2, "data.clip_length": 3, "data.val_videos": 0,
+        "eval_every": 0,
+        "model.width": 0.125, "model.fc_units": 16, "model.side_channels": 4, "precision": "float16",
+        "stage_a_steps": 40, "stage_b_steps": 0, "checkpoint_every": 5, "log_every": 5,
+    })
+    lines = []
+    try:
+        with pytest.raises(NonFiniteLossError) as err:
+            train(config, str(tmp_path / "run"), printer=lines.append)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert "loss scale" in str(err.value) and "ckpt-15" in str(err.value)
+    skips = [line for line in lines if "update skipped" in line]
+    assert len(skips) == 16 and "(16 so far)" in skips[-1], lines[-5:]
+    # The checkpoints kept hold a usable scale (>= 1); none was written once it had collapsed.
+    newest = checkpoint_paths(str(tmp_path / "run" / "checkpoints"))[0]
+    assert newest.endswith("ckpt-15")
+    scale = tf.train.load_variable(newest, "optimizer/dynamic_scale/.ATTRIBUTES/VARIABLE_VALUE")
+    assert scale >= 1.0
