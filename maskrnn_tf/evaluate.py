@@ -2,7 +2,7 @@
 davis2017-evaluation CSVs.
 
     python -m maskrnn_tf.evaluate --davis_root=/path/DAVIS --results=/path/results [--split=val]
-        [--year=2016|2017] [--processes=N] [--sequences=a,b] [--all_frames] [--keep_void] [--t=auto|on|off]
+        [--year=2016|2017] [--processes=N] [--sequences=a,b] [--all_frames] [--exclude_void] [--t=auto|on|off]
     python -m maskrnn_tf.evaluate --segtrack_root=/path/SegTrackv2 --results=/path/results [--sequences=a,b]
 
 Results are `<results>/<sequence>/<frame>.png` (palette PNGs of object ids); the CSVs go into --results
@@ -31,7 +31,8 @@ flags.DEFINE_integer("processes", 0, "Worker processes over sequences; 0 = numbe
 flags.DEFINE_list("sequences", None, "Evaluate only these sequences of the split.")
 flags.DEFINE_bool("all_frames", False, "Score every frame (the DAVIS protocol drops the first and last; SegTrack v2 "
                   "drops the first).")
-flags.DEFINE_bool("keep_void", False, "Score void pixels as background, like the released davis2017-evaluation.")
+flags.DEFINE_bool("exclude_void", False, "Leave void pixels (255) out of J and F. Default: scored as background, "
+                  "as davis2017-evaluation does (comparable with published numbers).")
 flags.DEFINE_enum("t", "auto", ["auto", "on", "off"], "Temporal stability T: auto = DAVIS-2016 only.")
 flags.DEFINE_string("output_dir", None, "Where the CSVs go; default: the results folder.")
 
@@ -69,7 +70,7 @@ def main(argv: List[str]) -> int:
         sequences=tuple(FLAGS.sequences) if FLAGS.sequences else None,
         processes=FLAGS.processes if FLAGS.processes > 0 else (os.cpu_count() or 1),
         skip_first_last=not FLAGS.all_frames,
-        exclude_void=not FLAGS.keep_void,
+        exclude_void=FLAGS.exclude_void,
         compute_t={"auto": None, "on": True, "off": False}[FLAGS.t],
     )
     try:

@@ -4,10 +4,9 @@ Protocol (davis2017-evaluation): for each sequence the first and the last frame 
 1..N of the first ground-truth frame gets per-frame J and F over the remaining frames, and `db_statistics`
 turns them into mean / recall / decay. Global numbers average over objects; J&F-Mean = (J-Mean + F-Mean) / 2.
 
-Void pixels (DAVIS-2017, id 255) are excluded from J and F by default. Note: the released davis2017-evaluation
-sets void to background in the ground truth and then builds its void mask by comparing the boolean masks
-with 255, which is never true, so it effectively scores void as background; `exclude_void=False` reproduces
-that behaviour for comparisons with published numbers.
+Void pixels (DAVIS-2017, id 255) are scored as background by default, as davis2017-evaluation scores them (its
+semi-supervised evaluation passes no void mask to J and F): the numbers compare with published ones.
+`exclude_void=True` leaves them out of J and F instead (a result is then not penalised for labelling them).
 """
 from __future__ import annotations
 
@@ -44,7 +43,7 @@ class EvaluationConfig:
     sequences: Optional[Tuple[str, ...]] = None  # a subset of the split; None = all
     processes: int = 1  # worker processes over sequences; 1 = in this process
     skip_first_last: bool = True  # the DAVIS protocol; False scores every frame
-    exclude_void: bool = True
+    exclude_void: bool = False  # True: void pixels out of J and F (the released tool counts them as background)
     compute_t: Optional[bool] = None
     bound_th: float = 0.008
     shape_context: ShapeContextConfig = field(default_factory=ShapeContextConfig)

@@ -1,5 +1,5 @@
 """`python -m maskrnn_tf.evaluate` flags, each through the CLI, each checked by its effect on the CSVs it writes:
---all_frames, --keep_void, --t, --output_dir, --year."""
+--all_frames, --exclude_void, --t, --output_dir, --year."""
 import csv
 import os
 import subprocess
@@ -54,20 +54,22 @@ def test_all_frames_is_needed_for_two_frame_sequences_and_scores_both(void_as_ob
     assert proc.returncode == 0, proc.stderr
     header, rows = _rows(os.path.join(results, "per-sequence_results-val.csv"))
     assert header == ["Sequence", "J-Mean", "F-Mean"]  # DAVIS-2017: no T column by default
-    # Void excluded (the default): the void pixels labelled 1 do not count, every object scores 1.
-    assert rows == {"bear_1": ["1.000", "1.000"], "tennis_1": ["1.000", "1.000"], "tennis_2": ["1.000", "1.000"]}
-
-
-def test_keep_void_scores_void_pixels_as_background(void_as_object):
-    root, results = void_as_object
-    proc = _evaluate(root, results, "--all_frames", "--keep_void")
-    assert proc.returncode == 0, proc.stderr
-    _, rows = _rows(os.path.join(results, "per-sequence_results-val.csv"))
+    # By default void is background, as davis2017-evaluation scores it: the void pixels labelled 1 count against
+    # object 1 of tennis.
     _, gt = gt_stack(root, "tennis")
     want = np.mean([_iou(g == 1, (g == 1) | (g == 255)) for g in gt])
     assert want < 0.995  # the sample's void is large enough to show at 3 decimals
     assert rows["tennis_1"][0] == f"{want:.3f}"
     assert rows["bear_1"][0] == "1.000" and rows["tennis_2"][0] == "1.000"
+
+
+def test_exclude_void_leaves_void_pixels_out_of_j_and_f(void_as_object):
+    root, results = void_as_object
+    proc = _evaluate(root, results, "--all_frames", "--exclude_void")
+    assert proc.returncode == 0, proc.stderr
+    _, rows = _rows(os.path.join(results, "per-sequence_results-val.csv"))
+    # The void pixels labelled 1 do not count: every object scores 1.
+    assert rows == {"bear_1": ["1.000", "1.000"], "tennis_1": ["1.000", "1.000"], "tennis_2": ["1.000", "1.000"]}
 
 
 def test_t_on_adds_t_from_the_predicted_masks_and_t_off_removes_it(void_as_object, tmp_path):
