@@ -242,24 +242,3 @@ def test_a_sequence_named_twice_is_refused_before_anything_is_written(davis_root
     assert "['alpha'] named more than once" in proc.stderr
     assert not out.exists()
 
-
-def test_segment_fuses_objects_at_the_models_mask_threshold(davis_root, tmp_path):
-    """The masks segment writes are fused at the threshold the model was trained with (its config's
-    mask_threshold, which training's validation and the exported `labels` use), not at a fixed 0.5."""
-    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
-
-    model_path = str(tmp_path / "model.keras")
-    MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, mask_threshold=0.3)).save(model_path)
-    proc = _segment("--method=maskrnn", f"--model={model_path}", "--finetune=none", "--precision=float32",
-                    "--save_probs", "--probs_format=npy", f"--davis_root={davis_root}", "--sequences=beta",
-                    f"--output={tmp_path / 'out'}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    between = 0
-    for t in range(1, 4):
-        probs = np.load(tmp_path / "out" / "beta" / "probs" / f"{t:05d}.npy").astype(np.float32)
-        labels = read_mask(str(tmp_path / "out" / "beta" / f"{t:05d}.png"))
-        best = probs.max(axis=0)
-        sure = np.abs(best - 0.3) > 0.01  # away from float16 rounding of the saved probabilities
-        np.testing.assert_array_equal((labels > 0)[sure], (best > 0.3)[sure])
-        between += int(np.sum((best > 0.31) & (best <= 0.49)))
-    assert between > 100  # pixels a 0.5 threshold would have left as background

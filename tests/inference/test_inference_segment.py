@@ -66,6 +66,28 @@ def test_cli_writes_every_frame_with_ids_and_input_palette(tmp_path, video_on_di
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".")]  # no temporary leftovers
 
 
+
+def test_segment_fuses_objects_at_the_models_mask_threshold(tmp_path, video_on_disk):
+    """The masks segment writes are fused at the threshold the model was trained with (its config's
+    mask_threshold, which training's validation and the exported `labels` use), not at a fixed 0.5."""
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    frames, mask = video_on_disk
+    model_path = str(tmp_path / "model.keras")
+    MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, mask_threshold=0.3)).save(model_path)
+    out = tmp_path / "out"
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={model_path}", f"--output={out}",
+                   "--finetune=none", "--precision=float32", "--save_probs") == 0
+    between = 0
+    for t in range(1, 6):
+        probs = np.load(out / "probs" / f"{t:05d}.npy").astype(np.float32)
+        labels = read_mask(str(out / f"{t:05d}.png"))
+        best = probs.max(axis=0)
+        sure = np.abs(best - 0.3) > 0.01  # away from float16 rounding of the saved probabilities
+        np.testing.assert_array_equal((labels > 0)[sure], (best > 0.3)[sure])
+        between += int(np.sum((best > 0.31) & (best <= 0.49)))
+    assert between > 100  # pixels a 0.5 threshold would have left as background
+
 def test_max_size_output_has_the_input_size(tmp_path, video_on_disk):
     frames, mask = video_on_disk
     out = str(tmp_path / "small")
