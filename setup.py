@@ -1,6 +1,6 @@
 """maskrnn-tf: MaskRNN (instance-level video object segmentation) in TensorFlow/Keras 3.
 
-The repository keeps the user's layout (`maskrnn_tf/`, `datasets/`, `export/`), but only one top-level
+The repository keeps its original layout (`maskrnn_tf/`, `datasets/`, `export/`), but only one top-level
 import package is installed: `datasets/` becomes `maskrnn_tf.datasets` and `export/` becomes
 `maskrnn_tf.export`, so installing never shadows Hugging Face `datasets` or any other `export` package.
 See BUILD_NOTES.md ("Package layout").

@@ -41,7 +41,7 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("train_set", [], "Extra training override key=value for every variant.")
     flags.DEFINE_integer("max_size", 0, "Segment with the long side capped at this size (0 = full size).")
     flags.DEFINE_integer("finetune_steps", 50, "Online finetuning steps of the 'with finetuning' columns "
-                         "(0: none; davis16_cpu.flags' recipe uses 50).")
+                         "(0: none; the table in docs/RESULTS.md used 50; the recipe segments without finetuning).")
     flags.DEFINE_float("finetune_lr", 1e-5, "Online finetuning learning rate.")
     flags.DEFINE_float("finetune_loc_weight", 0.1, "Online finetuning localization loss weight.")
     flags.DEFINE_bool("finetune_class_balance", False, "Online finetuning with the class-balanced BCE (else plain).")

@@ -33,7 +33,8 @@ from maskrnn_tf import _console, host_memory
 from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES, expand_user_paths
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("video", None, "Folder of frames (jpg/png, sorted by name) or a video file (mp4, ...).")
+flags.DEFINE_string("video", None, "Folder of frames (jpg/png/bmp, naturally sorted: frame2 before frame10) or a "
+                    "video file (mp4, ...).")
 flags.DEFINE_string("first_mask", None, "First-frame mask: palette PNG of object ids, or a binary mask.")
 flags.DEFINE_string("first_box", None, "Instead of --first_mask: one box per object, x0,y0,x1,y1[;x0,y0,x1,y1...] in "
                     "pixels of the first frame (columns x0..x1-1, rows y0..y1-1); the first mask is made with "
