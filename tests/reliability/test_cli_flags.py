@@ -21,6 +21,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     ("--max_size=-5", "--max_size=-5: must be 0 or >= 32"),
     ("--max_size=16", "--max_size=16: must be 0 or >= 32 (0 keeps the full size"),
     ("--read_ahead=-1", "--read_ahead=-1: must be >= 0"),
+    ("--finetune_check_frames=-1", "--finetune_check_frames=-1: must be >= 0"),
     ("--davis_year=2018", "--davis_year must be 2016 or 2017"),
 ])
 def test_bad_numbers_are_refused_when_parsed(arg, message):
