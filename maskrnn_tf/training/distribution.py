@@ -36,8 +36,12 @@ def task_info() -> tuple:
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
-    """True on the worker that writes the run dir (config, summaries, final model); always True locally."""
+    """True on the task that writes the run dir (config, summaries, final model): the `chief` task when the
+    cluster has one, else worker 0 (tf.distribute's convention); always True locally."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return True
     task_type, task_id = task_info()
-    return task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
+    if task_type in (None, "chief"):
+        return True
+    cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
+    return task_type == "worker" and task_id == 0 and not cluster.get("chief")
