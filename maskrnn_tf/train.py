@@ -8,6 +8,7 @@ Exit status: 0 done, 2 bad config, missing data or run dir in use by another tra
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from typing import Any, Dict, List, Optional, Tuple
@@ -77,7 +78,8 @@ def define_flags() -> None:
     flags.DEFINE_bool("print_config", False, "Print the resolved config (the config.json a run would write) and "
                       "exit without training; --run_dir is not needed.")
     flags.DEFINE_bool("overwrite_config", False, "Reuse --run_dir even though its config.json differs.")
-    flags.DEFINE_string("profile_steps", None, "A,B: trace global steps A..B with the TF profiler.")
+    flags.DEFINE_string("profile_steps", None, "A,B: trace steps A..B (numbered from 1, as the console and "
+                        "TensorBoard show them) with the TF profiler.")
     flags.DEFINE_multi_string("set", [], "Extra config override key=value (dotted key, JSON value).")
     flags.DEFINE_bool("deterministic", False, "tf.config.experimental.enable_op_determinism (slower).")
     flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices (MirroredStrategy on CPU).")
@@ -87,6 +89,7 @@ def define_flags() -> None:
             flags.DEFINE_enum(name, None, kind[5:].split(","), text)
         else:
             getattr(flags, f"DEFINE_{kind}")(name, None, text)
+    flags.register_validator("profile_steps", _check_profile_steps)
     flags.register_validator("run_dir", lambda value: bool(value) or FLAGS.print_config,
                              message="--run_dir is required (unless --print_config, or with one --flagfile, whose "
                                      "stem names the default runs/<stem>).")
@@ -144,11 +147,21 @@ def overrides_from_flags() -> Dict[str, Any]:
 def _parse_profile(text: Optional[str]) -> Optional[Tuple[int, int]]:
     if not text:
         return None
+    first, last = (int(x) for x in text.split(","))  # checked when parsed (_check_profile_steps)
+    return first, last
+
+
+def _check_profile_steps(text: Optional[str]) -> bool:
+    """Flag validator: A,B with 1 <= A <= B (exit 2 naming the flag, before anything is written)."""
+    if not text:
+        return True
     try:
         first, last = (int(x) for x in text.split(","))
     except ValueError:
-        raise app.UsageError(f"--profile_steps={text!r}: expected A,B (two step numbers, e.g. 5,8).")
-    return first, last
+        raise flags.ValidationError(f"--profile_steps={text}: expected A,B (two step numbers, e.g. 5,8).")
+    if first < 1 or last < first:
+        raise flags.ValidationError(f"--profile_steps={text}: expected 1 <= A <= B (steps are numbered from 1).")
+    return True
 
 
 def main(argv: List[str]) -> int:
@@ -228,7 +241,8 @@ def main(argv: List[str]) -> int:
         print(f"{err}; rerun the same command to resume.", file=sys.stderr)
         return 128 + err.signum
     j = "n/a" if result.validation_j is None else f"{result.validation_j:.4f}"
-    print(f"done: {result.steps} steps in {result.seconds:.0f} s, final loss {result.final_loss:.4f}, "
+    loss = "n/a" if math.isnan(result.final_loss) else f"{result.final_loss:.4f}"  # nan: no step ran here
+    print(f"done: {result.steps} steps in {result.seconds:.0f} s, final loss {loss}, "
           f"validation J {j}\nmodel {result.model_path}\ncheckpoint {result.checkpoint}\n"
           + (f"best model (J {result.best_j:.4f} at step {result.best_step}) {result.best_path}\n"
              if result.best_path else "") +

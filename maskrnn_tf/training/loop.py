@@ -104,8 +104,8 @@ def _profile_range(steps: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]
     if steps is None:
         return None
     first, last = steps
-    if first < 0 or last < first:
-        raise ValueError(f"profile steps must be 0 <= A <= B, got {first},{last}.")
+    if first < 1 or last < first:
+        raise ValueError(f"profile steps must be 1 <= A <= B, got {first},{last}.")
     return first, last
 
 
@@ -241,7 +241,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     total = config.total_steps
     with _SignalFlag() as flag:
         try:
-            step = int(global_step.numpy())
+            step = started_at = int(global_step.numpy())
             for stage, first, last in (("A", 0, config.stage_a_steps), ("B", config.stage_a_steps, total)):
                 if step >= last:
                     continue
@@ -253,16 +253,19 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                         printer(f"end of stage A kept in {kept} (a start for other stage B runs: --init_checkpoint)")
                 progress = Progress(stage, step, last, printer)
                 while step < last:
-                    profiler.before_step(step)
+                    # Steps are numbered from 1, as the console and TensorBoard show them (--profile_steps too).
+                    profiler.before_step(step + 1)
                     t0 = time.perf_counter()
-                    if stage == "A":
-                        metrics = steps.static_step(next(static_it))
-                    else:
-                        reverse = rng.uniform([]) < config.reverse_clip_prob
-                        metrics = steps.clip_step(next(clip_it), reverse)
+                    # The step marker gives the Profile tab its step times and input-pipeline analysis.
+                    with tf.profiler.experimental.Trace("maskrnn_train_step", step_num=step + 1, _r=1):
+                        if stage == "A":
+                            metrics = steps.static_step(next(static_it))
+                        else:
+                            reverse = rng.uniform([]) < config.reverse_clip_prob
+                            metrics = steps.clip_step(next(clip_it), reverse)
                     values = {k: float(v) for k, v in metrics.items()}
                     seconds = time.perf_counter() - t0
-                    profiler.after_step(step)
+                    profiler.after_step(step + 1)
                     step += 1
                     if not all(math.isfinite(values[k]) for k in ("loss", "seg", "loc")):
                         raise NonFiniteLossError(
@@ -307,11 +310,15 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         finally:
             profiler.stop()
             summaries.flush()
-    if step % config.checkpoint_every != 0:  # the same decision on every worker (saves are collective)
+    if step % config.checkpoint_every != 0 and step > started_at:  # the same on every worker (saves are collective)
         last_saved = ckpt.save(step) or last_saved
-    if val_videos and (j is None or step % max(config.eval_every, 1) != 0):
+    # A rerun of a finished run trains nothing: its last step was validated (and logged) when it ran.
+    if val_videos and step > started_at and (j is None or step % max(config.eval_every, 1) != 0):
         j = validate(step, final=True)
         printer(f"validation J {j:.4f} at step {step}")
+    if step == started_at:
+        printer(f"already trained to step {step} of {total}: nothing to train (a new --run_dir, or more steps with "
+                "--overwrite_config, trains further)")
     model_path = None
     if chief:
         model_path = os.path.join(run_dir, MODEL_NAME)

@@ -16,8 +16,8 @@ import tensorflow as tf
 from conftest import REPO, built_once, cli_env, run_cli, train_cmd
 
 STEPS = ["--stage_a_steps=10", "--stage_b_steps=4", "--checkpoint_every=4", "--deterministic"]
-# Validation (J and overlay images) at steps 7 (stage A) and 14 (stage B); profiled steps 3-4.
-REFERENCE_EXTRA = ["--profile_steps=3,4", "--val_videos=1", "--eval_every=7", "--image_every=7"]
+# Validation (J and overlay images) at steps 7 (stage A) and 14 (stage B); profiled steps 9-10 (the end of stage A).
+REFERENCE_EXTRA = ["--profile_steps=9,10", "--val_videos=1", "--eval_every=7", "--image_every=7"]
 
 
 def _events(folder):
@@ -84,8 +84,14 @@ def test_short_run_writes_config_checkpoints_events_and_learns(reference_run):
     # "Learns" with a margin: measured (deterministic run) last-3 / first-3 mean = 0.31 (0.0253 / 0.0819).
     assert len(seg) == 10 and np.mean(seg[-3:]) < 0.5 * np.mean(seg[:3]), seg
     assert len(_scalars(run_dir, "learning_rate")) == 14
-    # The profile trace TensorBoard's Profile tab reads.
-    assert glob.glob(os.path.join(run_dir, "logs", "plugins", "profile", "*", "*.xplane.pb"))
+    # The profile trace TensorBoard's Profile tab reads: steps 9 and 10 as the console numbers them (stage A's
+    # last two, no stage B step), each inside a step marker (its step times and input-pipeline analysis).
+    traces = glob.glob(os.path.join(run_dir, "logs", "plugins", "profile", "*", "*.xplane.pb"))
+    assert len(traces) == 1
+    with open(traces[0], "rb") as f:
+        trace = f.read()
+    assert b"_static_step" in trace and b"_clip_step" not in trace
+    assert b"maskrnn_train_step" in trace and b"step_num" in trace
     import keras
 
     import maskrnn_tf.model  # noqa: F401  (registers MaskRNN for loading)
@@ -144,6 +150,26 @@ def test_rerun_with_other_config_is_refused(reference_run):
     assert "Traceback" not in proc.stdout
     with open(os.path.join(run_dir, "config.json")) as f:
         assert f.read() == before
+
+
+@pytest.mark.slow
+def test_rerunning_a_finished_run_trains_validates_and_logs_nothing(reference_run, tmp_path):
+    """The same command again on a finished run (a second `make demo`): nothing to train, so no second final
+    validation in the event files, no checkpoint rewritten, and no "final loss nan" that reads like a NaN stop."""
+    import shutil
+
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(reference_run[0], run_dir)
+    events = {tag: list(values) for tag, values in _events(os.path.join(run_dir, "logs", "val")).items()}
+    checkpoints = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(run_dir, "checkpoints", "*"))}
+    proc = run_cli(run_dir, *STEPS, *REFERENCE_EXTRA)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "already trained to step 14 of 14" in proc.stdout and "final loss n/a" in proc.stdout
+    assert "validation J" not in proc.stdout.split("already trained")[0].split("run dir")[-1]
+    again = _events(os.path.join(run_dir, "logs", "val"))
+    assert {tag: [step for step, _ in v] for tag, v in again.items()} == {
+        tag: [step for step, _ in v] for tag, v in events.items()}
+    assert {p: os.path.getmtime(p) for p in glob.glob(os.path.join(run_dir, "checkpoints", "*"))} == checkpoints
 
 
 @pytest.mark.slow
