@@ -189,7 +189,7 @@ class TrainConfig:
       keep_checkpoints: how many checkpoints CheckpointManager keeps.
       reverse_clip_prob: probability that a stage B clip is played backwards (exact: the flows swap).
       seed: seeds the weights, the data order and the training RNG.
-      inject_nan_at_step: test hook: the loss becomes NaN at this global step (None = never).
+      inject_nan_at_step: test hook: the loss becomes NaN at this step (from 1, as logged; None = never).
       init_checkpoint: another run's checkpoint (prefix, or its run or checkpoints folder: the newest intact
         one) that a new run starts from: weights, optimizer, step and training RNG; the data pipelines start
         from their beginning, so a run started from the last step of a shared stage A trains stage B as that

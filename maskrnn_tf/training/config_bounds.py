@@ -56,7 +56,7 @@ FIELD_BOUNDS: Dict[str, Dict[str, Any]] = {
     "keep_checkpoints": dict(minimum=1),
     "reverse_clip_prob": dict(minimum=0, maximum=1),
     "seed": dict(minimum=0, maximum=2**32 - 1, hint="NumPy seeds are 32-bit unsigned"),
-    "inject_nan_at_step": dict(minimum=0),
+    "inject_nan_at_step": dict(minimum=1),
 }
 
 

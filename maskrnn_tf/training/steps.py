@@ -152,7 +152,8 @@ class TrainSteps:
         at = self.config.inject_nan_at_step
         if at is None:
             return loss
-        return tf.where(tf.equal(self.global_step, at), tf.constant(float("nan")), loss)
+        # Steps are numbered from 1 (console, TensorBoard); global_step counts the ones done before this one.
+        return tf.where(tf.equal(self.global_step + 1, at), tf.constant(float("nan")), loss)
 
     def _finish(self, losses: Dict[str, tf.Tensor], global_batch: int, tape_loss: tf.Tensor, norm):
         return {"loss": tape_loss, "seg": tf.reduce_sum(losses["seg"]) / global_batch,

@@ -359,6 +359,7 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
                    "--inject_nan_at_step=6")
     assert proc.returncode == 3, proc.stdout[-3000:]
     assert "nan" in proc.stdout.lower() and "ckpt-4" in proc.stdout and "--overwrite_config" in proc.stdout
+    assert "stage A, step 6: the loss is nan" in proc.stdout  # the step asked for, as the console numbers it
     assert _latest_number(run_dir) == 4
     assert not os.path.exists(os.path.join(run_dir, "model.keras"))
     weights = _model_variables(os.path.join(run_dir, "checkpoints", "ckpt-4"))
