@@ -1,4 +1,4 @@
-"""Forward step time per object at 480x854 beside two plain `keras.applications.VGG16` forwards.
+"""Forward step time per object at 480x854 beside two forwards of a plain VGG-16 trunk of the model's width.
 
 Both are compiled with tf.function and timed interleaved (A, B, A, B, ...) in the same process so that the
 ratio is measured side by side; the table reports medians.
@@ -13,18 +13,26 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from bench.arg_types import PRECISIONS, choice_list, positive_float, positive_int
 from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+from maskrnn_tf.model.vgg_trunk import build_vgg_trunk
 from maskrnn_tf.training.precision import resolve_precision
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--width", type=int, default=854)
-    parser.add_argument("--model_width", type=float, default=1.0, help="VGG channel multiplier")
-    parser.add_argument("--objects", type=int, default=1)
-    parser.add_argument("--precisions", default="float32,bfloat16",
+    parser.add_argument("--height", type=positive_int, default=480)
+    parser.add_argument("--width", type=positive_int, default=854)
+    parser.add_argument("--model_width", type=positive_float, default=1.0, help="VGG channel multiplier")
+    parser.add_argument("--objects", type=positive_int, default=1)
+    parser.add_argument("--precisions", type=choice_list(PRECISIONS), default="float32,bfloat16",
                         help="comma list of float32, bfloat16, float16, auto (resolved as segment resolves it)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=positive_int, default=5)
+
+
+def baseline_trunk(width: float) -> keras.Model:
+    """The ratio's baseline: a plain VGG-16 conv trunk (conv1_1 ... conv5_3) at the model's channel width."""
+    trunk = build_vgg_trunk(3, width)
+    return keras.Model(trunk.input, trunk.output["conv5_3"])
 
 
 def _median_times(fns: Dict[str, callable], repeats: int) -> Dict[str, float]:
@@ -54,7 +62,7 @@ def run(args: argparse.Namespace) -> List[Dict]:
         keras.mixed_precision.set_global_policy("float32" if precision == "float32" else f"mixed_{precision}")
         try:
             model = MaskRNN(MaskRNNConfig(width=args.model_width))
-            vgg = keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3))
+            vgg = baseline_trunk(args.model_width)
         finally:
             keras.mixed_precision.set_global_policy("float32")
         step = tf.function(lambda: model.step(frame, flow, flow, prev)["probs"])

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from typing import Dict, List
 
+from bench.arg_types import PRECISIONS, choice_list, positive_float, positive_int, size_list
+
 _CHILD = r"""
 import json, resource, sys, time
 args = json.loads(sys.argv[1])
@@ -54,18 +56,18 @@ print(json.dumps({"clip_s": clip_s, "frame_s": frame_s, "policy": policy,
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--width", type=float, default=0.25, help="VGG channel multiplier (1.0 = paper)")
-    parser.add_argument("--fc_units", type=int, default=256)
-    parser.add_argument("--frames", type=int, default=7, help="unrolled frames T (clip length T + 1)")
-    parser.add_argument("--sizes", default="240x432,480x854")
-    parser.add_argument("--precisions", default="float32,bfloat16",
+    parser.add_argument("--width", type=positive_float, default=0.25, help="VGG channel multiplier (1.0 = paper)")
+    parser.add_argument("--fc_units", type=positive_int, default=256)
+    parser.add_argument("--frames", type=positive_int, default=7, help="unrolled frames T (clip length T + 1)")
+    parser.add_argument("--sizes", type=size_list, default="240x432,480x854")
+    parser.add_argument("--precisions", type=choice_list(PRECISIONS), default="float32,bfloat16",
                         help="comma list of float32, bfloat16, float16, auto (resolved as training resolves it)")
-    parser.add_argument("--recompute", default="false,true", help="comma list of false/true")
+    parser.add_argument("--recompute", type=choice_list(("false", "true")), default="false,true", help="comma list of false/true")
     parser.add_argument("--jit", default="false", help="comma list of false/true: XLA-compile the step "
                         "(train --jit_compile)")
     parser.add_argument("--cpu_allocator", default="bfc", help="comma list of bfc/malloc: CPU tensors from "
                         "TensorFlow's pool, as the binaries set it (maskrnn_tf.host_memory), or malloc'd one by one")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=2)
 
 
 def run(args) -> List[Dict]:

@@ -38,3 +38,42 @@ def test_a_failed_write_leaves_the_earlier_json_whole(fake_benchmark, tmp_path):
         bench_main.main(["fake", f"--json={out}"])
     assert json.loads(out.read_text()) == {"earlier": True}
     assert [p.name for p in tmp_path.iterdir()] == ["rows.json"]
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["model_step", "--repeats", "0"], "--repeats"),
+    (["model_step", "--objects", "0"], "--objects"),
+    (["model_step", "--model_width", "-1"], "--model_width"),
+    (["model_step", "--precisions", "float64"], "--precisions"),
+    (["model_step", "--precisions", "float32,"], "--precisions"),
+    (["train_step", "--sizes", "240"], "--sizes"),
+    (["train_step", "--precisions", "fp16"], "--precisions"),
+    (["train_step", "--repeats", "-1"], "--repeats"),
+])
+def test_bad_arguments_stop_with_exit_2_before_any_measurement(monkeypatch, capsys, argv, flag):
+    """argparse refuses them naming the flag (a table of nan rows, a ZeroDivisionError or a traceback after the
+    first rows were measured were the alternatives)."""
+    for name in argv[:1]:
+        import importlib
+
+        monkeypatch.setattr(importlib.import_module(f"bench.{name}"), "run",
+                            lambda args: pytest.fail("the benchmark ran"))
+    with pytest.raises(SystemExit) as stop:
+        bench_main.main(argv)
+    assert stop.value.code == 2
+    assert flag in capsys.readouterr().err
+
+
+def test_model_step_compares_with_a_vgg16_trunk_of_the_models_width():
+    """The ratio's baseline is a VGG-16 of the width the model is built with, not always the full-width one."""
+    import argparse
+
+    from bench import model_step
+
+    parser = argparse.ArgumentParser()
+    model_step.add_arguments(parser)
+    rows = model_step.run(parser.parse_args(["--height", "32", "--width", "48", "--model_width", "0.125",
+                                             "--precisions", "float32", "--repeats", "1"]))
+    assert rows[0]["width"] == 0.125
+    assert model_step.baseline_trunk(0.125).output_shape[-1] == 64  # conv5_3 at 1/8 width (512 / 8)
+    assert model_step.baseline_trunk(1.0).output_shape[-1] == 512
