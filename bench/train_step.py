@@ -62,7 +62,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sizes", type=size_list, default="240x432,480x854")
     parser.add_argument("--precisions", type=choice_list(PRECISIONS), default="float32,bfloat16",
                         help="comma list of float32, bfloat16, float16, auto (resolved as training resolves it)")
-    parser.add_argument("--recompute", type=choice_list(("false", "true")), default="false,true", help="comma list of false/true")
+    parser.add_argument("--recompute", type=choice_list(("false", "true")), default="false,true",
+                        help="comma list of false/true")
     parser.add_argument("--jit", default="false", help="comma list of false/true: XLA-compile the step "
                         "(train --jit_compile)")
     parser.add_argument("--cpu_allocator", default="bfc", help="comma list of bfc/malloc: CPU tensors from "
