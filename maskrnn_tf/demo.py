@@ -34,7 +34,7 @@ def define_flags() -> None:
     next to the segment CLI, whose --finetune_steps would clash)."""
     flags.DEFINE_string("run_dir", "runs/demo", "Where the run, the held-out videos, results and export go.")
     flags.DEFINE_string("flagfile_path", None, "Training flag file (default: synthetic.flags beside the package).")
-    flags.DEFINE_integer("heldout_videos", 4, "Held-out synthetic videos to segment and score.")
+    flags.DEFINE_integer("heldout_videos", 4, "Held-out synthetic videos to segment and score.", lower_bound=1)
     flags.DEFINE_integer("finetune_steps", 0, "Online finetuning steps per held-out video (0 skips).")
 HELDOUT_SEED_BASE = 2_000_000  # training uses 0.., validation 1_000_000..: these videos were never seen
 

@@ -96,3 +96,16 @@ def test_a_folder_in_the_way_that_is_not_a_finished_tree_is_never_deleted(tmp_pa
         write_heldout_davis(str(root), 2, seed_base=123)
     assert os.listdir(root) == ["notes.txt"] and (root / "notes.txt").read_text() == "mine\n"
     assert sorted(os.listdir(tmp_path)) == ["heldout"]
+
+
+def test_the_demo_refuses_no_held_out_video_when_parsed(tmp_path):
+    """--heldout_videos=0 would train for minutes and then write an empty held-out tree that segment refuses."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.demo", "--heldout_videos=0",
+                           f"--run_dir={tmp_path / 'demo'}"],
+                          cwd=repo, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "heldout_videos" in proc.stderr
+    assert "train" not in proc.stdout and not (tmp_path / "demo").exists()  # stopped before the first command
