@@ -37,6 +37,7 @@ from maskrnn_tf.export.serving_module import (
     FIRST_FRAME_INPUTS,
     FIRST_FRAME_OUTPUTS,
     FIRST_FRAME_SIGNATURE,
+    MASK_THRESHOLD_OUTPUT,
     STEP_INPUTS,
     STEP_OUTPUTS,
     STEP_SIGNATURE,
@@ -227,6 +228,8 @@ class ServingClient:
             for kind, table, served in (("input", inputs, sig.inputs), ("output", outputs, sig.outputs)):
                 for name, (dtype, shape) in table.items():
                     info = served.get(name)
+                    if info is None and name == MASK_THRESHOLD_OUTPUT:
+                        continue  # an export older than this output: fused at the default 0.5
                     if info is None:
                         problems.append(f"signature '{key}' has no {kind} '{name}'")
                     elif info.dtype != dtype.as_datatype_enum:
@@ -290,6 +293,19 @@ class ServingClient:
             "prev_boxes": np.asarray(prev_boxes, np.float32),
         })
 
+    def mask_threshold(self) -> float:
+        """The served model's fusion threshold (its config's mask_threshold, which its `labels` use), read from
+        one step on a 32x32 probe frame; 0.5 for exports older than the `mask_threshold` output."""
+        key = BATCHED_STEP_SIGNATURE if self.config.batched else self.config.step_signature
+        signature = self.signature_defs().get(key)
+        if signature is None or MASK_THRESHOLD_OUTPUT not in signature.outputs:
+            return 0.5
+        probs = np.zeros((1, 32, 32), np.float32)
+        probs[:, 8:24, 8:24] = 1.0
+        flow = np.zeros((32, 32, 2), np.float32)
+        out = self.step(np.zeros((32, 32, 3), np.uint8), flow, flow, probs, np.float32([[8, 8, 23, 23]]))
+        return float(np.asarray(out[MASK_THRESHOLD_OUTPUT]).reshape(-1)[0])
+
     def first_frame(self, mask: np.ndarray, object_ids: Sequence[int]) -> Dict[str, np.ndarray]:
         """The initial state (prev_probs [N, H, W], prev_boxes [N, 4]) of an id mask, computed by the server."""
         return self.predict(self.config.first_frame_signature, {
@@ -338,9 +354,11 @@ def segment_video_via_serving(
         version = client.check_ready()  # fail before reading a single frame when the server cannot serve
         if client.config.model_version is None:  # every frame from the version checked: a newer one may appear
             client.config = dataclasses.replace(client.config, model_version=version)
+        # Objects fused at the served model's threshold, as segment fuses them with the model file.
+        options = dataclasses.replace(options or SegmentOptions(), threshold=client.mask_threshold())
         return segment_video(
             client.step, video, first_mask, make_flow_fn(flow_backend, flo_dir), output_dir,
-            options or SegmentOptions(), overlay_path=overlay_path, overwrite=overwrite,
+            options, overlay_path=overlay_path, overwrite=overwrite,
         )
     finally:
         client.config = unpinned

@@ -28,10 +28,15 @@ STEP_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
     "prev_probs": (tf.float32, (None, None, None)),
     "prev_boxes": (tf.float32, (None, 4)),
 }
+# The model's fusion threshold (its config's mask_threshold), one value per object row so that a batching server
+# can split it like the other outputs: clients fuse the probabilities as `labels` does. Exports made before it
+# lack it (clients then fuse at 0.5, the default).
+MASK_THRESHOLD_OUTPUT = "mask_threshold"
 STEP_OUTPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
     "probs": (tf.float32, (None, None, None)),
     "boxes": (tf.float32, (None, 4)),
     "labels": (tf.int32, (None, None)),
+    MASK_THRESHOLD_OUTPUT: (tf.float32, (None,)),
 }
 # One object per row, each row with its own frame: every input shares axis 0, which is what the model
 # server's request batching (--enable_batching) concatenates on. The per-video signatures above cannot be
@@ -46,6 +51,7 @@ BATCHED_STEP_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
 BATCHED_STEP_OUTPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
     "probs": (tf.float32, (None, None, None)),
     "boxes": (tf.float32, (None, 4)),
+    MASK_THRESHOLD_OUTPUT: (tf.float32, (None,)),
 }
 FIRST_FRAME_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
     "mask": (tf.uint8, (None, None)),
@@ -139,13 +145,19 @@ class MaskRNNServingFunctions:
             "probs": probs,
             "boxes": tf.cast(out["boxes"], tf.float32),
             "labels": self.model.fuse(probs),
+            MASK_THRESHOLD_OUTPUT: self._threshold_rows(probs),
         }
+
+    def _threshold_rows(self, probs: tf.Tensor) -> tf.Tensor:
+        return tf.fill(tf.shape(probs)[:1], tf.constant(self.model.config.mask_threshold, tf.float32))
 
     def _step_batched(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         with tf.control_dependencies(_check_step_inputs(inputs, batched=True)):
             inputs = {k: tf.identity(v) for k, v in inputs.items()}
         out = self.model(inputs, training=False)
-        return {"probs": tf.cast(out["probs"], tf.float32), "boxes": tf.cast(out["boxes"], tf.float32)}
+        probs = tf.cast(out["probs"], tf.float32)
+        return {"probs": probs, "boxes": tf.cast(out["boxes"], tf.float32),
+                MASK_THRESHOLD_OUTPUT: self._threshold_rows(probs)}
 
     def _first_frame(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         ids = tf.cast(inputs["mask"], tf.int32)

@@ -90,7 +90,8 @@ def test_the_batched_client_writes_the_per_video_clients_masks(tmp_path, export_
                 assert segment_video_via_serving(client.config, frames_dir, mask_path, outputs[name], OPTIONS,
                                                  client=client) == len(frames)
                 assert client.config.model_version is None
-    assert versions == {"per_video": [1] * (len(frames) - 1), "batched": [1] * (len(frames) - 1)}
+    # One step per frame after the first, and the probe that reads the model's mask_threshold, all of version 1.
+    assert versions == {"per_video": [1] * len(frames), "batched": [1] * len(frames)}
     for t in range(len(frames)):
         name = f"{t:05d}.png"
         np.testing.assert_array_equal(read_mask(os.path.join(outputs["batched"], name)),
@@ -221,5 +222,6 @@ def test_client_cli_max_batch_size(tmp_path, batching_base, synthetic_video):
              "--noprogress"], capture_output=True, text=True, timeout=600)
         calls = server.prediction_service.predict_calls
     assert result.returncode == 0, result.stderr
-    assert calls == 2 * (len(frames) - 1)  # 2 objects, one row each, every frame after the first
+    # 2 objects, one row each, every frame after the first; and the one-row probe of the mask_threshold.
+    assert calls == 2 * (len(frames) - 1) + 1
     assert sorted(os.listdir(out_dir)) == [f"{t:05d}.png" for t in range(len(frames))] + ["segment_run.json"]

@@ -146,3 +146,33 @@ def test_480p_messages_exceed_grpc_default_and_pass(client):
     out = client.first_frame(ids, list(range(1, 9)))
     assert out["prev_probs"].nbytes > 4 * 2**20
     np.testing.assert_array_equal(out["prev_probs"][3], (ids == 4).astype(np.float32))
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_the_client_fuses_objects_at_the_served_models_mask_threshold(tmp_path, synthetic_video, batched):
+    """A model trained with another mask_threshold: the client's masks are fused at it (as segment's and the
+    export's `labels` are), read from the served model, not at a fixed 0.5."""
+    import keras
+
+    from maskrnn_tf.export.saved_model_export import ExportConfig, export_saved_model
+    from maskrnn_tf.export.warmup import WarmupConfig
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    frames_dir, mask_path, frames = synthetic_video
+    keras.utils.set_random_seed(0)
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=32, mask_threshold=0.3))
+    base = str(tmp_path / "maskrnn")
+    export_saved_model(model, base, 1, ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),)), batching=batched))
+    out = tmp_path / "served"
+    with StandInModelServer(base, "maskrnn") as server:
+        segment_video_via_serving(ClientConfig(address=server.address, batched=batched), frames_dir, mask_path,
+                                  str(out), SegmentOptions(progress=False, save_probs="npy"))
+    between = 0
+    for t in range(1, len(frames)):
+        probs = np.load(out / "probs" / f"{t:05d}.npy").astype(np.float32)
+        best = probs.max(axis=0)
+        sure = np.abs(best - 0.3) > 0.01  # away from float16 rounding of the saved probabilities
+        labels = read_mask(str(out / f"{t:05d}.png"))
+        np.testing.assert_array_equal((labels > 0)[sure], (best > 0.3)[sure])
+        between += int(np.sum((best > 0.31) & (best <= 0.49)))
+    assert between > 50  # pixels a 0.5 threshold would have left as background
