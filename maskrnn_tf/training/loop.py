@@ -214,6 +214,10 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         clip_it = iter(strategy.experimental_distribute_dataset(clip_ds.skip(done_b)))
     steps = TrainSteps(model, optimizer, config, strategy, global_step)
     summaries = Summaries(log_dir, enabled=chief)
+    if int(global_step.numpy()) < config.total_steps:
+        # Every process that trains marks its start: a resumed one re-trains (and logs again) the steps a stopped
+        # one may have logged past its last checkpoint, and TensorBoard drops those at a restart's mark.
+        summaries.session_start(int(global_step.numpy()) + 1, ("train", "val") if val_videos else ("train",))
     profiler = ProfileWindow(log_dir, profile, enabled=chief)
     step_fn = make_step_fn(model) if val_videos else None
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
@@ -48,6 +49,23 @@ class Summaries:
             return
         with self._writer(writer).as_default(step=step):
             tf.summary.image(name, np.asarray(images), max_outputs=len(images))
+
+    def session_start(self, step: int, writers: Tuple[str, ...] = ("train", "val")) -> None:
+        """Marks that this process logs from `step` on (a SessionLog START event in each of `writers`).
+
+        TensorBoard takes a run's first mark as its start and every later one as a restart: it drops what was
+        logged at `step` or later before it, i.e. the steps a stopped process logged past the checkpoint the
+        next one resumed from, which that one logs again.
+        """
+        if not self.enabled:
+            return
+        from tensorflow.python.ops import summary_ops_v2  # import_event: no public TF2 API writes an Event
+
+        event = tf.compat.v1.Event(wall_time=time.time(), step=step,
+                                   session_log=tf.compat.v1.SessionLog(status=tf.compat.v1.SessionLog.START))
+        for name in writers:
+            with self._writer(name).as_default():
+                summary_ops_v2.import_event(tf.constant(event.SerializeToString()))
 
     def flush(self) -> None:
         for writer in self._writers.values():

@@ -364,6 +364,19 @@ def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
     assert not os.path.exists(os.path.join(run_dir, "model.keras"))
     weights = _model_variables(os.path.join(run_dir, "checkpoints", "ckpt-4"))
     assert all(np.isfinite(v).all() for v in weights.values())
+    # Resumed from ckpt-4 without the NaN, steps 5 and 6 are logged again: the resume marks the event files
+    # (SessionLog START at step 5), so TensorBoard's readers keep the new steps 5, 6 and not the stopped run's.
+    resumed = run_cli(run_dir, "--stage_a_steps=20", "--stage_b_steps=0", "--checkpoint_every=4",
+                      "--overwrite_config")
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(os.path.join(run_dir, "logs", "train"), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    steps = [event.step for event in accumulator.Tensors("loss/total")]
+    assert steps == list(range(1, 21)), steps
+    logged = dict(_scalars(run_dir, "loss/total"))  # the files' last word for each step: the resumed run's
+    assert all(math.isfinite(value) for value in logged.values())
 
 
 def test_data_settings_that_make_no_batch_fail_before_config_json_is_written(tmp_path):
