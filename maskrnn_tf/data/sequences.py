@@ -458,5 +458,5 @@ def read_segtrack_sequence_list(root: str, validate: bool = True) -> List[Sequen
         ))
     if validate:
         for sequence in sequences:
-            validate_sequence(sequence, first_mask_only=validate == "first_mask")
+            validate_sequence(sequence)
     return sequences
