@@ -89,7 +89,7 @@ def define_flags() -> None:
             flags.DEFINE_enum(name, None, kind[5:].split(","), text)
         else:
             getattr(flags, f"DEFINE_{kind}")(name, None, text)
-    flags.register_validator("profile_steps", _check_profile_steps)
+    flags.register_validator("profile_steps", lambda text: _parse_profile(text) or True)
     flags.register_validator("run_dir", lambda value: bool(value) or FLAGS.print_config,
                              message="--run_dir is required (unless --print_config, or with one --flagfile, whose "
                                      "stem names the default runs/<stem>).")
@@ -145,23 +145,17 @@ def overrides_from_flags() -> Dict[str, Any]:
 
 
 def _parse_profile(text: Optional[str]) -> Optional[Tuple[int, int]]:
+    """--profile_steps as (A, B), 1 <= A <= B; None when unset. Raises flags.ValidationError (its validator
+    calls it, so a bad value stops the parse: exit 2 naming the flag, before anything is written)."""
     if not text:
         return None
-    first, last = (int(x) for x in text.split(","))  # checked when parsed (_check_profile_steps)
-    return first, last
-
-
-def _check_profile_steps(text: Optional[str]) -> bool:
-    """Flag validator: A,B with 1 <= A <= B (exit 2 naming the flag, before anything is written)."""
-    if not text:
-        return True
     try:
         first, last = (int(x) for x in text.split(","))
     except ValueError:
         raise flags.ValidationError(f"--profile_steps={text}: expected A,B (two step numbers, e.g. 5,8).")
     if first < 1 or last < first:
         raise flags.ValidationError(f"--profile_steps={text}: expected 1 <= A <= B (steps are numbered from 1).")
-    return True
+    return first, last
 
 
 def main(argv: List[str]) -> int:
