@@ -11,6 +11,7 @@ from PIL import Image
 from scipy import ndimage
 
 from davis_files import gt_stack, write_results  # tests/davis_files.py
+from shape_context_reference import brute_force_pair_cost  # tests/metrics/shape_context_reference.py
 from maskrnn_tf.io import read_mask, write_palette_png
 from maskrnn_tf.metrics import (
     DatasetLayoutError,
@@ -105,11 +106,24 @@ def test_shifted_results_match_numpy_reference(tmp_path):
     np.testing.assert_allclose(obj.f_stats, ref_stats(f_ref), atol=1e-12)
     assert 0.3 < j_ref.mean() < 0.99 and 0.0 < f_ref.mean() < 0.99
     g = results.global_metrics()
-    assert g["J&F-Mean"] == pytest.approx((j_ref.mean() + f_ref.mean()) / 2)
+    # Every global column against the references: J and F differ in each statistic here (J-Recall 0.55 vs
+    # F-Recall 1.0, J-Decay 0.25 vs F-Decay 0.13), so a column reading the other measure is caught.
+    (jm, jr, jd), (fm, fr, fd) = ref_stats(j_ref), ref_stats(f_ref)
+    assert min(abs(jm - fm), abs(jr - fr), abs(jd - fd)) > 0.05
+    want = {"J&F-Mean": (jm + fm) / 2, "J-Mean": jm, "J-Recall": jr, "J-Decay": jd,
+            "F-Mean": fm, "F-Recall": fr, "F-Decay": fd}
+    assert list(g) == list(want)
+    for key, value in want.items():
+        assert g[key] == pytest.approx(value, abs=1e-12), key
     assert "T-Mean" not in g
     write_reports(results, str(tmp_path))
     rows = read_csv(tmp_path / "global_results-val.csv")
     assert len(rows[0]) == 7 and float(rows[1][1]) == pytest.approx(j_ref.mean(), abs=5e-4)
+    # The per-sequence row: J-Mean and F-Mean to 3 decimals, each from its own measure (they differ here).
+    per_seq = read_csv(tmp_path / "per-sequence_results-val.csv")
+    assert per_seq[0] == ["Sequence", "J-Mean", "F-Mean"]
+    assert per_seq[1] == ["libby_1", f"{j_ref.mean():.3f}", f"{f_ref.mean():.3f}"]
+    assert f"{j_ref.mean():.3f}" != f"{f_ref.mean():.3f}"
 
 
 @needs_data
@@ -291,8 +305,9 @@ def test_write_reports_creates_missing_output_dir(tmp_path):
 
 def test_t_reference_values_on_hand_made_shapes(tmp_path):
     """T through evaluate_dataset: a disc translated by whole pixels keeps its contour (T = 0); a disc that
-    turns into a square and back scores the shape-context cost of that pair on every step."""
-    from maskrnn_tf.metrics.temporal import temporal_stability_pair
+    turns into a square and back scores, on every step, the shape-context cost of that pair, here from the
+    brute-force reference over all matchings (8 contour points, so 8! of them)."""
+    from maskrnn_tf.metrics import ShapeContextConfig
 
     root = str(tmp_path / "davis")
     make_synthetic_2016(root, n_frames=6)
@@ -307,10 +322,27 @@ def test_t_reference_values_on_hand_made_shapes(tmp_path):
     out = str(tmp_path / "res")
     write_results(out, "alpha", names, [disc(15 + 4 * t) for t in range(6)])
     write_results(out, "beta", names, [disc(30) if t % 2 else square for t in range(6)])
-    results = evaluate_dataset(root, out, EvaluationConfig(compute_t=True))
+    shape = ShapeContextConfig(n_points=8)
+    results = evaluate_dataset(root, out, EvaluationConfig(compute_t=True, shape_context=shape))
     alpha, beta = results.objects
     assert alpha.t == pytest.approx(0.0, abs=1e-9)
     # Scored frames 1..4: pairs (1,2), (2,3), (3,4) all disc <-> square.
-    want = np.mean([temporal_stability_pair(disc(30), square), temporal_stability_pair(square, disc(30)),
-                    temporal_stability_pair(disc(30), square)])
+    want = np.mean([brute_force_pair_cost(disc(30), square, shape), brute_force_pair_cost(square, disc(30), shape),
+                    brute_force_pair_cost(disc(30), square, shape)])
     assert beta.t == pytest.approx(want, rel=1e-9) and want > 0.05
+
+
+def test_t_mean_leaves_out_an_object_with_no_t(tmp_path):
+    """An object predicted empty in every frame has no contour pair to score (T is NaN); T-Mean averages the
+    objects that have a T, so it is the other sequence's T rather than NaN."""
+    root = str(tmp_path / "davis")
+    make_synthetic_2016(root, eval_t={"alpha": True, "beta": True})
+    out = str(tmp_path / "res")
+    names, gt = gt_stack(root, "alpha")
+    write_results(out, "alpha", names, np.zeros_like(gt))
+    names, gt = gt_stack(root, "beta")
+    write_results(out, "beta", names, gt)
+    results = evaluate_dataset(root, out, EvaluationConfig())
+    alpha, beta = results.objects
+    assert math.isnan(alpha.t) and beta.t > 0  # beta's rectangles grow: a finite, non-zero T
+    assert results.global_metrics()["T-Mean"] == beta.t

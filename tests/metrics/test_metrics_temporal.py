@@ -13,6 +13,7 @@ from maskrnn_tf.metrics import (
     temporal_stability_pairs,
 )
 from maskrnn_tf.metrics.temporal import chi2_cost, contour_points, sample_points
+from shape_context_reference import brute_force_pair_cost  # tests/metrics/shape_context_reference.py
 
 YY, XX = np.mgrid[:120, :160]
 
@@ -114,3 +115,24 @@ def test_pair_is_the_minimum_mean_cost_over_all_one_to_one_matchings():
                for perm in itertools.permutations(range(6)))
     assert best > 0.05
     assert temporal_stability_pair(bar, ell, config) == pytest.approx(best, rel=1e-12)
+    # Swapped, the longer contour comes first: it is still sampled down to the shorter one's 6 points (the
+    # cost is symmetric, so the value is the same), not kept whole against 6.
+    assert temporal_stability_pair(ell, bar, config) == pytest.approx(best, rel=1e-12)
+    # The shared brute-force reference (used by the evaluation tests) agrees both ways.
+    assert brute_force_pair_cost(bar, ell, config) == pytest.approx(best, rel=1e-12)
+    assert brute_force_pair_cost(ell, bar, config) == pytest.approx(best, rel=1e-12)
+
+
+def test_contour_points_include_the_hole_contour():
+    """A ring (a disc with a hole) has two contours, and T describes both: the points are exactly the ring's
+    border pixels (a ring pixel with a 4-neighbour outside the ring), the hole's border among them."""
+    from scipy import ndimage
+
+    r2 = (XX[:40, :40] - 20) ** 2 + (YY[:40, :40] - 20) ** 2
+    ring = (r2 <= 12 ** 2) & (r2 > 5 ** 2)
+    border = ring & ~ndimage.binary_erosion(ring, ndimage.generate_binary_structure(2, 1))
+    hole_border = border & (r2 <= 8 ** 2)
+    assert hole_border.sum() > 20  # the inner contour is a real part of the reference
+    points = contour_points(ring).astype(int)
+    assert {(x, y) for x, y in points} == {(x, y) for y, x in zip(*np.nonzero(border))}
+    assert len(points) == border.sum()  # a ring 7 px thick: each border pixel once, on one of the two chains
