@@ -48,22 +48,29 @@ def test_averaged_step_is_the_mean_of_the_plain_and_the_mirrored_step():
     calls = []
 
     def ramp_step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes):
-        calls.append((frame.copy(), flow_to_prev.copy(), prev_probs.copy(), np.asarray(prev_boxes).copy()))
+        calls.append((frame.copy(), flow_to_prev.copy(), flow_to_next.copy(), prev_probs.copy(),
+                      np.asarray(prev_boxes).copy()))
         ramp = np.broadcast_to(np.arange(width, dtype=np.float32) / (width - 1), (1, height, width))
         return {"probs": ramp, "boxes": np.array([[0.0, 0.0, 2.0, 3.0]], np.float32)}
 
     frame = np.arange(height * width * 3, dtype=np.float32).reshape(height, width, 3)
     flow = _smooth_flow(height, width)
+    flow_next = _smooth_flow(height, width, seed=1)  # a different field: each flow must reach its own argument
     prev = np.zeros((1, height, width), np.float32)
     prev[0, 2:4, 1:3] = 1
     prev_boxes = np.array([[2.0, 1.0, 4.0, 3.0]], np.float32)
-    out = flip_averaged_step(ramp_step)(frame, flow, flow, prev, prev_boxes)
+    out = flip_averaged_step(ramp_step)(frame, flow, flow_next, prev, prev_boxes)
     np.testing.assert_allclose(out["probs"], 0.5, atol=1e-7)
     np.testing.assert_allclose(out["boxes"], [[0.0, (width - 3) / 2, 2.0, (width + 3) / 2]])
-    (frame0, flow0, prev0, boxes0), (frame1, flow1, prev1, boxes1) = calls
+    (frame0, flow0, next0, prev0, boxes0), (frame1, flow1, next1, prev1, boxes1) = calls
     np.testing.assert_array_equal(frame0, frame)
     np.testing.assert_array_equal(frame1, frame[:, ::-1])
+    np.testing.assert_array_equal(flow0, flow)
+    np.testing.assert_array_equal(next0, flow_next)
     np.testing.assert_array_equal(flow1[..., 0], -flow[:, ::-1, 0])
+    # Both flows are mirrored for the mirrored pass: the field read right to left, u negated, v kept.
+    np.testing.assert_array_equal(flow1, np.stack([-flow[:, ::-1, 0], flow[:, ::-1, 1]], -1))
+    np.testing.assert_array_equal(next1, np.stack([-flow_next[:, ::-1, 0], flow_next[:, ::-1, 1]], -1))
     np.testing.assert_array_equal(prev1, prev[:, :, ::-1])
     np.testing.assert_array_equal(boxes1, [[2.0, width - 3.0, 4.0, width - 1.0]])
 

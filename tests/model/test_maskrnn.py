@@ -3,6 +3,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from scipy import ndimage
 
 from maskrnn_tf.model import MaskRNN, MaskRNNConfig, fuse_probabilities
 from maskrnn_tf.ops import box_mask, enlarge_boxes
@@ -39,13 +40,43 @@ def test_shapes_and_ranges(model, h, w):
     assert model.fuse(out["probs"]).shape == (h, w)
 
 
+def _decoded_boxes(deltas, proposals, weights, height, width):
+    """Fast R-CNN decoding written out: centre (cy, cx) += (ty / wy * h, tx / wx * w), size (h, w) *= exp(th / wh,
+    tw / ww) of the proposal, then each coordinate clipped to the frame [0, height] x [0, width]."""
+    p = np.asarray(proposals, np.float64)
+    t = np.asarray(deltas, np.float64) / np.asarray(weights, np.float64)
+    ph, pw = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
+    cy, cx = (p[:, 0] + p[:, 2]) / 2 + t[:, 0] * ph, (p[:, 1] + p[:, 3]) / 2 + t[:, 1] * pw
+    h, w = ph * np.exp(t[:, 2]), pw * np.exp(t[:, 3])
+    boxes = np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], -1)
+    return np.clip(boxes, 0, [height, width, height, width])
+
+
 def test_zero_outside_enlarged_box(model):
-    # Make the box head predict something off the proposal so the restriction is visible.
+    # Make the box head predict something off the proposal so the restriction is visible: a zero kernel, so
+    # the deltas are the bias whatever the features.
     head = model.localization_head.get_layer("deltas")
     kernel, bias = head.get_weights()
+    known = np.array([2.0, -3.0, -1.0, -2.0], np.float32)
     try:
-        head.set_weights([kernel, np.array([2.0, -3.0, -1.0, -2.0], np.float32)])
-        out = model.step(*_inputs())
+        head.set_weights([np.zeros_like(kernel), known])
+        frame, _, flow_next, prev = _inputs()
+        corner = np.zeros((1, 30, 50), np.float32)
+        corner[0, 24:30, 0:6] = 1.0  # in the bottom-left corner: its decoded box leaves the frame
+        prev = np.concatenate([prev, corner])
+        # A zero flow to the previous frame: the proposals are the previous masks' boxes, known by hand.
+        out = model.step(frame, np.zeros_like(flow_next), flow_next, prev)
+        proposals = [[4, 6, 14, 20], [15, 25, 27, 46], [24, 0, 30, 6]]
+        np.testing.assert_array_equal(out["proposals"].numpy(), proposals)
+        np.testing.assert_array_equal(out["deltas"].numpy(), np.tile(known, (3, 1)))
+        # By hand, object 1 (proposal 4..14 x 6..20: centre (9, 13), size 10 x 14), weights (10, 10, 5, 5):
+        # centre (9 + 0.2 * 10, 13 - 0.3 * 14) = (11, 8.8), size (10 e^-0.2, 14 e^-0.4) = (8.187, 9.384),
+        # box (6.906, 4.108, 15.094, 13.492). Object 3 (24..30 x 0..6): centre (28.2, 1.2), size
+        # (4.912, 4.022), box (25.744, -0.811, 30.656, 3.211) clipped to (25.744, 0, 30, 3.211).
+        want = _decoded_boxes(np.tile(known, (3, 1)), proposals, TINY.delta_weights, 30, 50)
+        np.testing.assert_allclose(want[0], [6.906, 4.108, 15.094, 13.492], atol=1e-3)
+        np.testing.assert_allclose(want[2], [25.744, 0.0, 30.0, 3.211], atol=1e-3)
+        np.testing.assert_allclose(out["boxes"].numpy(), want, rtol=1e-5, atol=1e-4)
         probs, boxes = out["probs"].numpy(), out["boxes"].numpy()
         inside = box_mask(enlarge_boxes(boxes, TINY.box_enlarge), 30, 50).numpy()
         assert np.all(probs[inside == 0] == 0.0)
@@ -57,6 +88,62 @@ def test_zero_outside_enlarged_box(model):
     finally:
         head.set_weights([kernel, bias])
 
+
+def _stream_inputs(m, *step_args):
+    """Runs m.step and returns the inputs [B, H, W, C] its appearance and flow streams were called with (each
+    stream wrapped by a recorder for the call; set past Keras' attribute tracking, and put back)."""
+    seen = {}
+    streams = {"appearance_stream": m.appearance_stream, "flow_stream": m.flow_stream}
+
+    def recorder(name, stream):
+        def call(x, training=False):
+            seen[name] = np.array(x)
+            return stream(x, training=training)
+        return call
+
+    try:
+        for name, stream in streams.items():
+            object.__setattr__(m, name, recorder(name, stream))
+        m.step(*step_args)
+    finally:
+        for name, stream in streams.items():
+            object.__setattr__(m, name, stream)
+    return seen["appearance_stream"], seen["flow_stream"]
+
+
+def _warp_reference(prev, flow):
+    """out[y, x] = prev[y + v, x + u], bilinear, edges repeated (SciPy), for masks [N, H, W] and one flow."""
+    yy, xx = np.mgrid[0 : flow.shape[0], 0 : flow.shape[1]].astype(np.float64)
+    coords = [yy + flow[..., 1], xx + flow[..., 0]]
+    return np.stack([ndimage.map_coordinates(p.astype(np.float64), coords, order=1, mode="nearest") for p in prev])
+
+
+def test_the_streams_read_the_centred_warped_mask_and_both_flow_magnitudes(model):
+    """The appearance stream gets the frame and the warped previous mask centred on 0.5 and scaled by
+    mask_input_scale; the flow stream gets |flow to t-1| and |flow to t+1| times flow_input_scale, then the
+    same mask channel."""
+    frame, flow_prev, flow_next, prev = _inputs(n=2)
+    appearance, flow = _stream_inputs(model, frame, flow_prev, flow_next, prev)
+    assert appearance.shape == (2, 30, 50, 4) and flow.shape == (2, 30, 50, 3)
+    mask_in = (_warp_reference(prev, flow_prev) - 0.5) * TINY.mask_input_scale
+    assert TINY.mask_input_scale == 128.0 and mask_in.min() == -64.0 and mask_in.max() == 64.0
+    np.testing.assert_allclose(appearance[..., 3], mask_in, atol=1e-3)
+    np.testing.assert_allclose(flow[..., 2], mask_in, atol=1e-3)
+    for channel, f in enumerate((flow_prev, flow_next)):
+        magnitude = np.hypot(f[..., 0].astype(np.float64), f[..., 1].astype(np.float64)) * TINY.flow_input_scale
+        np.testing.assert_allclose(flow[..., channel], np.broadcast_to(magnitude, (2, 30, 50)), rtol=1e-5, atol=1e-4)
+    # A zero flow warps nothing: the mask channel is the previous mask itself, -64 off it and +64 on it.
+    appearance, _ = _stream_inputs(model, frame, np.zeros_like(flow_prev), flow_next, prev)
+    np.testing.assert_array_equal(appearance[..., 3], np.where(prev > 0, 64.0, -64.0))
+
+
+def test_the_flow_to_the_next_frame_changes_the_output(model):
+    """Only flow_to_next changes: the output does (it reaches the flow stream's second channel)."""
+    frame, flow_prev, flow_next, prev = _inputs(n=1)
+    a = model.step(frame, flow_prev, flow_next, prev)
+    b = model.step(frame, flow_prev, 3.0 * flow_next[::-1, ::-1], prev)
+    np.testing.assert_array_equal(a["warped"].numpy(), b["warped"].numpy())
+    assert np.abs(a["logits"].numpy() - b["logits"].numpy()).max() > 1e-3
 
 def test_proposal_is_the_warped_mask_box_with_fallbacks(model):
     frame, _, flow_next, prev = _inputs(n=2)
