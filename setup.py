@@ -36,6 +36,9 @@ setup(
         "tensorboard-plugin-profile>=2.19,<3",
         "absl-py>=2.1,<3",
         "numpy>=1.26,<3",
+        # TensorFlow asks for ml_dtypes>=0.5.1; 0.7's extension module takes about 1 s more CPU to start, paid
+        # by every process that imports TensorFlow: each CLI run and test process (BUILD_NOTES.md, Dependencies).
+        "ml_dtypes>=0.5.1,<0.7",
         "opencv-python-headless>=4.9,<6",
         "pillow>=10.0,<14",
         "pyyaml>=6.0,<7",

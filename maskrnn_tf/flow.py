@@ -19,7 +19,7 @@ import sys
 
 from absl import app, flags
 
-from maskrnn_tf import _console, host_memory
+from maskrnn_tf import _console
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", "davis", ["davis", "segtrack_v2"], "Which layout --manual_dir holds.")
@@ -42,8 +42,7 @@ flags.register_validator("year", lambda year: year in (None, 2016, 2017), messag
 def main(argv) -> int:
     """Lists the sequences, then fills the cache pair by pair with a progress bar."""
     del argv
-    host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
-    _console.import_tensorflow_quietly()
+    # No TensorFlow here (OpenCV flows, NumPy caches): its start-up would add seconds to every call.
     from tqdm import tqdm
 
     from maskrnn_tf.data.flow_backends import make_backend

@@ -102,8 +102,13 @@ def test_flow_cli_precomputes_and_resumes(shared_data, tmp_path):
                f"--manual_dir={os.path.join(shared_data, 'DAVIS-2017-sample')}", f"--cache_dir={tmp_path}",
                "--backend=dis-ultrafast", "--sequences=bear", "--noprogress"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    first = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
-    assert first.returncode == 0, first.stderr
+    # Python's import log: the flow CLI (OpenCV and NumPy) starts without TensorFlow's seconds of start-up.
+    first = subprocess.run(command, capture_output=True, text=True, env=dict(env, PYTHONPROFILEIMPORTTIME="1"),
+                           cwd=REPO, timeout=120)
+    assert first.returncode == 0, first.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in first.stderr.splitlines() if line.startswith("import time:")}
+    assert "cv2" in imported and "maskrnn_tf.data.flow_cache" in imported
+    assert not {name for name in imported if name.split(".")[0] in ("tensorflow", "keras")}
     assert "1 frame pairs computed, 0 already cached" in first.stdout
     files = sorted(os.listdir(tmp_path / "dis-ultrafast" / "davis-480p" / "bear"))
     assert files == ["00000_00001.npy", "00001_00000.npy", "frames.json"]  # + the frames they came from
