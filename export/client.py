@@ -4,7 +4,7 @@ The model server holds no per-video state, so the client runs the same propagati
 CLI (`maskrnn_tf.inference.segmenter.segment_video`) with a step that is one `Predict` call: the frame, the
 two flows (computed here with the segment CLI's flow backend) and the previous probabilities and boxes go
 in; probabilities and boxes come back and are carried to the next frame. The outputs are therefore exactly
-what `python -m maskrnn_tf.segment` writes.
+what `python -m maskrnn_tf.segment --finetune=none` writes (a served model is not finetuned on the video).
 
 Before the first frame the client checks `GetModelStatus` (a version is AVAILABLE) and `GetModelMetadata`
 (the signatures have the inputs and outputs it sends and reads). Every call has a deadline; UNAVAILABLE is
@@ -14,6 +14,7 @@ when a root certificate is given.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Sequence
@@ -48,13 +49,22 @@ from maskrnn_tf.export.tensors import ndarray_to_proto, proto_to_ndarray
 if TYPE_CHECKING:
     from maskrnn_tf.inference.segmenter import SegmentOptions
 
+logger = logging.getLogger(__name__)
+# How often a video starts over because the version it was segmented with was unloaded (a rollout) mid-video.
+MAX_VERSION_RESTARTS = 3
 # Room for a 1080p step with 8 objects (frame 6 MB + flows 33 MB + probs 66 MB); gRPC's default is 4 MB,
 # which a single 480p flow (3.3 MB) nearly fills.
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
 class ServingError(RuntimeError):
-    """The model server is unreachable, not ready, serves an incompatible model, or refused a request."""
+    """The model server is unreachable, not ready, serves an incompatible model, or refused a request.
+
+    `code` is the gRPC status of the call that failed (None when no call failed)."""
+
+    def __init__(self, message: str, code: Optional[grpc.StatusCode] = None):
+        super().__init__(message)
+        self.code = code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +173,15 @@ class ServingClient:
                     hint = f" (deadline {self.config.timeout_s}s; raise it with --timeout)"
                 elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     hint = " (message too large? raise --max_message_mb)"
-                raise ServingError(f"{what} failed: {code.name if code else 'error'}: {details}{hint}") from e
+                elif code == grpc.StatusCode.NOT_FOUND and self.config.model_version is not None:
+                    hint = (f" (version {self.config.model_version} is not served: a newer version replaced it, or it "
+                            "was never exported; leave --model_version out to use the newest)")
+                elif (code == grpc.StatusCode.FAILED_PRECONDITION and self.config.batched
+                      and "padding is turned off" in str(details)):
+                    hint = (" (a batching model server batches only requests of one frame size: segment the videos "
+                            "it serves at the same size, e.g. one --max_size for videos of one resolution, or serve "
+                            "them without --enable_batching)")
+                raise ServingError(f"{what} failed: {code.name if code else 'error'}: {details}{hint}", code) from e
         raise AssertionError("unreachable")
 
     # -- readiness -----------------------------------------------------------------------------------------
@@ -293,19 +311,6 @@ class ServingClient:
             "prev_boxes": np.asarray(prev_boxes, np.float32),
         })
 
-    def mask_threshold(self) -> float:
-        """The served model's fusion threshold (its config's mask_threshold, which its `labels` use), read from
-        one step on a 32x32 probe frame; 0.5 for exports older than the `mask_threshold` output."""
-        key = BATCHED_STEP_SIGNATURE if self.config.batched else self.config.step_signature
-        signature = self.signature_defs().get(key)
-        if signature is None or MASK_THRESHOLD_OUTPUT not in signature.outputs:
-            return 0.5
-        probs = np.zeros((1, 32, 32), np.float32)
-        probs[:, 8:24, 8:24] = 1.0
-        flow = np.zeros((32, 32, 2), np.float32)
-        out = self.step(np.zeros((32, 32, 3), np.uint8), flow, flow, probs, np.float32([[8, 8, 23, 23]]))
-        return float(np.asarray(out[MASK_THRESHOLD_OUTPUT]).reshape(-1)[0])
-
     def first_frame(self, mask: np.ndarray, object_ids: Sequence[int]) -> Dict[str, np.ndarray]:
         """The initial state (prev_probs [N, H, W], prev_boxes [N, 4]) of an id mask, computed by the server."""
         return self.predict(self.config.first_frame_signature, {
@@ -351,15 +356,31 @@ def segment_video_via_serving(
     client = client or ServingClient(config)
     unpinned = client.config
     try:
-        version = client.check_ready()  # fail before reading a single frame when the server cannot serve
-        if client.config.model_version is None:  # every frame from the version checked: a newer one may appear
-            client.config = dataclasses.replace(client.config, model_version=version)
-        # Objects fused at the served model's threshold, as segment fuses them with the model file.
-        options = dataclasses.replace(options or SegmentOptions(), threshold=client.mask_threshold())
-        return segment_video(
-            client.step, video, first_mask, make_flow_fn(flow_backend, flo_dir), output_dir,
-            options, overlay_path=overlay_path, overwrite=overwrite,
-        )
+        for attempt in range(1, MAX_VERSION_RESTARTS + 2):
+            version = client.check_ready()  # fail before reading a single frame when the server cannot serve
+            if unpinned.model_version is None:  # every frame from the version checked: a newer one may appear
+                client.config = dataclasses.replace(unpinned, model_version=version)
+            try:
+                # Objects are fused at the served model's threshold, as segment fuses them with the model file:
+                # each step answer carries it (`mask_threshold`), which the loop uses (exports without it: 0.5).
+                return segment_video(
+                    client.step, video, first_mask, make_flow_fn(flow_backend, flo_dir), output_dir,
+                    options or SegmentOptions(), overlay_path=overlay_path, overwrite=overwrite,
+                )
+            except ServingError as e:
+                # A server on the latest-version policy unloads the version a video started with once a newer
+                # one is loaded. Mixing versions within a video would make its masks come from two models, so
+                # the video starts over (nothing of the failed attempt is kept) on the version served now.
+                if (e.code != grpc.StatusCode.NOT_FOUND or unpinned.model_version is not None
+                        or attempt > MAX_VERSION_RESTARTS):
+                    raise
+                client.config = unpinned
+                newest = client.wait_until_available()
+                if newest == version:
+                    raise
+                logger.warning("%s: version %d is no longer served (version %d replaced it); segmenting the video "
+                               "again with version %d from its first frame.", video, version, newest, newest)
+        raise AssertionError("unreachable")
     finally:
         client.config = unpinned
         if owned:

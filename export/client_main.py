@@ -1,4 +1,5 @@
-"""Segment a video through a TF-Serving model server (gRPC); writes what `python -m maskrnn_tf.segment` writes.
+"""Segment a video through a TF-Serving model server (gRPC); writes what `python -m maskrnn_tf.segment
+--finetune=none` writes.
 
   python -m maskrnn_tf.export.client_main --server=localhost:8500 --model_name=maskrnn \
       --video=path/to/frames_or.mp4 --first_mask=path/to/00000.png --output_dir=results/video \
@@ -21,7 +22,8 @@ flags.DEFINE_string("video", None, "A folder of frames (jpg/png) or a video file
 flags.DEFINE_string("first_mask", None, "First-frame mask: palette PNG of object ids, or a binary mask.")
 flags.DEFINE_string("output_dir", None, "Results folder (<frame>.png palette masks); must not exist unless --overwrite.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
-flags.DEFINE_integer("max_size", None, "Process frames with the long side capped at this many pixels.")
+flags.DEFINE_integer("max_size", None, "Process frames with the long side capped at this many pixels (0 or unset: "
+                     "the full size; else at least 32, the network's smallest side).")
 flags.DEFINE_string("overlay", None, "Also write an mp4 with the masks blended into the frames.")
 flags.DEFINE_enum("save_probs", None, ["npy", "png"], "Also write probability maps under <output_dir>/probs.")
 flags.DEFINE_string("flow", "dis", "Optical flow backend (the segment CLI's: dis, dis-fast, farneback, flo).")
@@ -40,6 +42,15 @@ flags.DEFINE_integer("max_batch_size", None, "With --batched: object rows per re
                      "export/batching_parameters.txt's.",
                      lower_bound=1)
 flags.DEFINE_float("ready_timeout", 60.0, "Seconds to wait for the server to answer and the model to be AVAILABLE.")
+
+
+def _register_validators() -> None:
+    from maskrnn_tf.flag_validation import MIN_FRAME_SIDE, register_numeric_validator
+
+    # As segment's --max_size: a smaller side fails in the flow (OpenCV) or in the graph's checks, frames later.
+    register_numeric_validator(
+        "max_size", zero_or_at_least=MIN_FRAME_SIDE,
+        hint=f"0 keeps the full size; the network needs frames of at least {MIN_FRAME_SIDE} pixels")
 
 
 def main(argv) -> int:
@@ -62,7 +73,7 @@ def main(argv) -> int:
         timeout_s=FLAGS.timeout, max_attempts=FLAGS.retries, max_message_bytes=FLAGS.max_message_mb * 2**20,
         root_cert_path=FLAGS.root_cert, batched=FLAGS.batched, ready_timeout_s=FLAGS.ready_timeout, **batch_limit,
     )
-    options = SegmentOptions(max_size=FLAGS.max_size, save_probs=FLAGS.save_probs, progress=FLAGS.progress)
+    options = SegmentOptions(max_size=FLAGS.max_size or None, save_probs=FLAGS.save_probs, progress=FLAGS.progress)
     try:
         count = segment_video_via_serving(config, FLAGS.video, FLAGS.first_mask, FLAGS.output_dir, options,
                                           flow_backend=FLAGS.flow, overlay_path=FLAGS.overlay, overwrite=FLAGS.overwrite,
@@ -75,5 +86,8 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
+    from maskrnn_tf.flag_validation import parse_flags_or_exit
+
     _console.quiet_startup()
-    app.run(main)
+    _register_validators()
+    app.run(main, flags_parser=parse_flags_or_exit)  # a bad flag: absl's message naming it, exit 2

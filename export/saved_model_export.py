@@ -84,10 +84,16 @@ def load_model(path: str) -> MaskRNN:
         raise ExportError(str(e)) from e
 
 
+MAX_VERSION = 2**63 - 1  # TF-Serving parses version folder names as int64
+
+
 def version_dir(export_base: str, version: int) -> str:
     """`<export_base>/<version>` after checking that the version is a positive integer."""
     if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
         raise ExportError(f"Version {version!r} must be a positive integer: TF-Serving only loads numeric version folders.")
+    if version > MAX_VERSION:
+        raise ExportError(f"Version {version} must be at most {MAX_VERSION}: TF-Serving reads version folder names as "
+                          "int64 and never serves a larger one.")
     return os.path.join(export_base, str(version))
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from typing import Optional
 
 # The model server must be at least as new as the TensorFlow that wrote the SavedModel.
@@ -48,19 +49,22 @@ def serving_commands(export_base: str, model_name: str = "maskrnn", batching: bo
     """
     export_base = os.path.abspath(export_base)
     batch_file = batching_parameters_path()
+    # Quoted for the shell the commands are pasted into: a path may hold spaces.
     docker_batch = (
-        f' \\\n    -v "{os.path.dirname(batch_file)}:/config:ro"' if batching else ""
+        f" \\\n    -v {shlex.quote(os.path.dirname(batch_file) + ':/config:ro')}" if batching else ""
     )
     flags_common = f"--port={GRPC_PORT} --rest_api_port={REST_PORT} --model_name={model_name}"
     batch_flags_docker = " --enable_batching --batching_parameters_file=/config/batching_parameters.txt" if batching else ""
-    batch_flags_local = f" --enable_batching --batching_parameters_file={batch_file}" if batching else ""
+    batch_flags_local = (f" --enable_batching {shlex.quote('--batching_parameters_file=' + batch_file)}"
+                         if batching else "")
     docker = (
         f"docker run --rm -p {GRPC_PORT}:{GRPC_PORT} -p {REST_PORT}:{REST_PORT} \\\n"
-        f'    -v "{export_base}:/models/{model_name}:ro"{docker_batch} \\\n'
+        f"    -v {shlex.quote(f'{export_base}:/models/{model_name}:ro')}{docker_batch} \\\n"
         f"    --entrypoint tensorflow_model_server {SERVING_IMAGE} \\\n"
         f"    {flags_common} --model_base_path=/models/{model_name}{batch_flags_docker}"
     )
-    local = f"tensorflow_model_server {flags_common} --model_base_path={export_base}{batch_flags_local}"
+    local = (f"tensorflow_model_server {flags_common} {shlex.quote('--model_base_path=' + export_base)}"
+             f"{batch_flags_local}")
     return (
         "# Serve with Docker (GPU: add --gpus all and use the tensorflow/serving:2.21.0-gpu image):\n"
         f"{docker}\n"

@@ -61,10 +61,19 @@ class _ServedModel:
 
     def __init__(self, name: str, model_base_path: str, version: Optional[int]):
         self.name = name
+        self.model_base_path = model_base_path
         self.version = version if version is not None else latest_version(model_base_path)
         export_dir = os.path.join(model_base_path, str(self.version))
         self.signature_defs = serve_signature_defs(export_dir)
         self.model = SessionModel(export_dir)
+
+    def replace(self, version: int) -> None:
+        """Loads `version`, then unloads the one served (a rollout under the latest-version policy)."""
+        export_dir = os.path.join(self.model_base_path, str(version))
+        signature_defs, model = serve_signature_defs(export_dir), SessionModel(export_dir)
+        old = self.model
+        self.version, self.signature_defs, self.model = version, signature_defs, model
+        old.close()
 
     def check_spec(self, spec) -> None:
         if spec.name != self.name:
@@ -201,6 +210,12 @@ class StandInModelServer:
             self.port = self._server.add_secure_port(f"127.0.0.1:{port}", grpc.ssl_server_credentials([tls]))
         if self.port == 0:
             raise OSError(f"Cannot bind 127.0.0.1:{port}.")
+
+    def serve_version(self, version: int) -> None:
+        """Serves `version` of the model base path instead of the one served, as a model server on its default
+        policy (`latest { num_versions: 1 }`) does when a newer version appears: from then on requests for the
+        old version answer NOT_FOUND. Call it between requests (a request running meanwhile may fail)."""
+        self.served.replace(version)
 
     @property
     def address(self) -> str:

@@ -19,10 +19,12 @@ from maskrnn_tf.model import fuse_probabilities
 from maskrnn_tf.ops import mask_to_box
 
 # step_fn(frame [H,W,3], flow_to_prev [H,W,2], flow_to_next [H,W,2], prev_probs [N,H,W], prev_boxes [N,4])
-#   -> mapping with at least 'probs' [N,H,W] and 'boxes' [N,4] (tensors or arrays).
+#   -> mapping with at least 'probs' [N,H,W] and 'boxes' [N,4] (tensors or arrays), and optionally
+#   'mask_threshold' [N] (the fusion threshold of the model that answered; see `served_threshold`).
 StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], Mapping[str, Any]]
 # flow_fn(frame_a, frame_b) -> [H,W,2] float32 (u, v) flow from frame a to frame b.
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+MASK_THRESHOLD_KEY = "mask_threshold"  # the export's step output of that name (export/serving_module.py)
 
 
 class NamedFlowFn(abc.ABC):
@@ -121,6 +123,19 @@ def step_inputs(frames: Iterable[np.ndarray], flow_fn: AnyFlowFn, need_next_flow
         previous, current, index = current, following, index + 1
 
 
+def served_threshold(outputs: Mapping[str, np.ndarray], default: float) -> float:
+    """The `mask_threshold` a step returned (the same on every object row), else `default` (a step without that
+    output, or with no object row).
+
+    Reading it from the step's own answer, not from a separate request, keeps every request of a video at the
+    video's frame size: a batching model server fails a whole batch whose requests differ in H or W."""
+    value = outputs.get(MASK_THRESHOLD_KEY)
+    if value is None:
+        return default
+    value = np.asarray(value, np.float32).reshape(-1)
+    return float(value[0]) if value.size else default
+
+
 def fuse(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """[N, H, W] probabilities -> [H, W] int32 labels (see `maskrnn_tf.model.fuse_probabilities`)."""
     return np.asarray(fuse_probabilities(np.asarray(probs, np.float32), threshold))
@@ -153,7 +168,8 @@ def propagate(
         thread.
       need_next_flow: False skips the flow t -> t+1 (zeros are passed), for steps that ignore it.
       read_ahead: how many frames (with their flows) the background thread may prepare ahead; 0 = inline.
-      threshold: the fusion threshold.
+      threshold: the fusion threshold; a step that returns `mask_threshold` (a served export's steps do: the
+        model's own threshold, one value per object row) replaces it from its first answer on.
       stems: the frames' name stems in order (e.g. `VideoSource.frame_names`), for a `NamedFlowFn`.
 
     Yields:
@@ -177,4 +193,5 @@ def propagate(
         out = step_fn(item.frame, item.flow_to_prev, item.flow_to_next, probs, boxes)
         probs = np.asarray(out["probs"], np.float32)
         boxes = np.asarray(out["boxes"], np.float32)
+        threshold = served_threshold(out, threshold)
         yield FrameResult(item.index, probs, boxes, threshold)

@@ -134,7 +134,7 @@ def segment_frames(
     stash = _FrameStash() if overlay is not None else None
     worker = BackgroundWorker(options.write_queue, name="writer")
 
-    def write(index: int, probs: np.ndarray) -> None:
+    def write(index: int, probs: np.ndarray, threshold: float) -> None:
         # Runs on the writer thread: upsampling, fusion and encoding overlap the next model step.
         name = source.frame_names[index]
         if index == 0:
@@ -142,7 +142,7 @@ def segment_frames(
             full_probs = first.one_hot()
         else:
             full_probs = upsample_probs(probs, full_size)
-            ids = lookup[fuse(full_probs, options.threshold)]
+            ids = lookup[fuse(full_probs, threshold)]
         masks.write(name, ids)
         if probs_writer is not None:
             probs_writer.write(name, full_probs)
@@ -162,7 +162,9 @@ def segment_frames(
         bar = tqdm(results, total=source.num_frames, desc=description or os.path.basename(source.path),
                    unit="frame", disable=not options.progress, leave=False)
         for result in bar:
-            worker.submit(lambda index=result.index, probs=result.probs: write(index, probs))
+            # The result's threshold: options.threshold, or the one a served step returned with its answer.
+            worker.submit(lambda index=result.index, probs=result.probs, threshold=result.threshold:
+                          write(index, probs, threshold))
             count += 1
         worker.close()
     except BaseException:

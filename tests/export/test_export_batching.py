@@ -72,17 +72,23 @@ def test_the_batching_export_serves_step_batched_only_and_keeps_the_rules(batchi
 
 def test_the_batched_client_writes_the_per_video_clients_masks(tmp_path, export_base, batching_base, synthetic_video):
     """Also: every request of a video names the version found ready at its start (a version exported meanwhile
-    cannot take over mid-video), and a caller's client is left unpinned."""
+    cannot take over mid-video), a caller's client is left unpinned, and every step request has the video's
+    frame size: a batching model server fails a whole batch whose requests differ in H or W (padding off), so a
+    request of another size (a probe) would break the steps of videos batched with it."""
     frames_dir, mask_path, frames = synthetic_video
-    outputs, versions = {}, {}
+    outputs, versions, shapes = {}, {}, {}
     for name, base, batched in (("per_video", export_base, False), ("batched", batching_base, True)):
         with StandInModelServer(base, "maskrnn") as server:
             with ServingClient(ClientConfig(address=server.address, batched=batched)) as client:
                 seen = versions[name] = []
+                sizes = shapes[name] = set()
                 predict = client._prediction.Predict
 
                 def recording(request, predict=predict, seen=seen, **kwargs):
                     seen.append(request.model_spec.version.value if request.model_spec.HasField("version") else None)
+                    frame = request.inputs["frame"] if "frame" in request.inputs else None  # (no insert)
+                    sizes.add((request.model_spec.signature_name,
+                               frame and tuple(d.size for d in frame.tensor_shape.dim)))
                     return predict(request, **kwargs)
 
                 client._prediction.Predict = recording
@@ -90,8 +96,11 @@ def test_the_batched_client_writes_the_per_video_clients_masks(tmp_path, export_
                 assert segment_video_via_serving(client.config, frames_dir, mask_path, outputs[name], OPTIONS,
                                                  client=client) == len(frames)
                 assert client.config.model_version is None
-    # One step per frame after the first, and the probe that reads the model's mask_threshold, all of version 1.
-    assert versions == {"per_video": [1] * len(frames), "batched": [1] * len(frames)}
+    # One step per frame after the first, nothing else, all of version 1, all at the video's size.
+    assert versions == {"per_video": [1] * (len(frames) - 1), "batched": [1] * (len(frames) - 1)}
+    height, width = frames[0].shape[:2]
+    assert shapes == {"per_video": {("serving_default", (height, width, 3))},
+                      "batched": {("step_batched", (2, height, width, 3))}}
     for t in range(len(frames)):
         name = f"{t:05d}.png"
         np.testing.assert_array_equal(read_mask(os.path.join(outputs["batched"], name)),
@@ -222,6 +231,6 @@ def test_client_cli_max_batch_size(tmp_path, batching_base, synthetic_video):
              "--noprogress"], capture_output=True, text=True, timeout=600)
         calls = server.prediction_service.predict_calls
     assert result.returncode == 0, result.stderr
-    # 2 objects, one row each, every frame after the first; and the one-row probe of the mask_threshold.
-    assert calls == 2 * (len(frames) - 1) + 1
+    # 2 objects, one row each, every frame after the first; nothing else.
+    assert calls == 2 * (len(frames) - 1)
     assert sorted(os.listdir(out_dir)) == [f"{t:05d}.png" for t in range(len(frames))] + ["segment_run.json"]

@@ -203,3 +203,14 @@ def test_tilde_paths_are_expanded(tmp_path):
     assert result.returncode == 1, result.stderr
     assert f"{home / 'notes.txt'} is a file, not a folder" in result.stderr, result.stderr
     assert os.listdir(cwd) == []
+
+
+def test_client_max_size_below_the_network_minimum_is_a_usage_error(tmp_path):
+    """As segment's --max_size: 0 (full size) or at least the network's 32-pixel minimum, refused before any
+    frame is read or the server asked (a smaller size failed in OpenCV's flow, or after a server round trip)."""
+    for value in ("8", "-3"):
+        result = _run(["maskrnn_tf.export.client_main", "--server=127.0.0.1:1", f"--video={tmp_path}",
+                       f"--first_mask={tmp_path / 'm.png'}", f"--output_dir={tmp_path / 'out'}", f"--max_size={value}"])
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "--max_size" in result.stderr and "at least 32" in result.stderr, result.stderr
+    assert os.listdir(tmp_path) == []

@@ -176,3 +176,79 @@ def test_the_client_fuses_objects_at_the_served_models_mask_threshold(tmp_path, 
         np.testing.assert_array_equal((labels > 0)[sure], (best > 0.3)[sure])
         between += int(np.sum((best > 0.31) & (best <= 0.49)))
     assert between > 50  # pixels a 0.5 threshold would have left as background
+
+
+def test_a_version_unloaded_mid_video_segments_the_video_again_with_the_new_one(tmp_path, synthetic_video, caplog):
+    """A model server on its default policy (the latest version only) unloads version 1 once version 2 is loaded;
+    requests pinned to version 1 then answer NOT_FOUND. The client starts the video over on the version now served
+    (every frame from one model), says so, and writes what a client of version 2 alone writes."""
+    import keras
+
+    from maskrnn_tf.export.saved_model_export import ExportConfig, export_saved_model
+    from maskrnn_tf.export.warmup import WarmupConfig
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    frames_dir, mask_path, frames = synthetic_video
+    base = str(tmp_path / "maskrnn")
+    for version in (1, 2):
+        keras.utils.set_random_seed(version)
+        model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=32))
+        export_saved_model(model, base, version, ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),))))
+    with StandInModelServer(base, "maskrnn", version=2) as server:
+        segment_video_via_serving(ClientConfig(address=server.address), frames_dir, mask_path,
+                                  str(tmp_path / "v2"), OPTIONS)
+    asked = []
+    with StandInModelServer(base, "maskrnn", version=1) as server:
+        with ServingClient(ClientConfig(address=server.address)) as client:
+            predict = client._prediction.Predict
+
+            def rollout(request, **kwargs):
+                asked.append(request.model_spec.version.value)
+                if len(asked) == 3:  # version 2 is loaded, version 1 unloaded, before the third step
+                    server.serve_version(2)
+                return predict(request, **kwargs)
+
+            client._prediction.Predict = rollout
+            with caplog.at_level("WARNING"):
+                count = segment_video_via_serving(client.config, frames_dir, mask_path, str(tmp_path / "rolled"),
+                                                  OPTIONS, client=client)
+    assert count == len(frames)
+    assert sorted(os.listdir(tmp_path)) == ["maskrnn", "rolled", "v2"]  # nothing left of the first attempt
+    assert asked == [1, 1, 1] + [2] * (len(frames) - 1)  # the third step answered NOT_FOUND
+    assert "version 1 is no longer served" in caplog.text and "again with version 2" in caplog.text
+    for t in range(len(frames)):
+        name = f"{t:05d}.png"
+        assert open(tmp_path / "rolled" / name, "rb").read() == open(tmp_path / "v2" / name, "rb").read(), name
+    # A version the caller pinned is not replaced: the NOT_FOUND is reported, naming the version.
+    with StandInModelServer(base, "maskrnn", version=2) as server:
+        with pytest.raises(ServingError, match="NOT_FOUND.*version 1 is not served"):
+            segment_video_via_serving(ClientConfig(address=server.address, model_version=1), frames_dir, mask_path,
+                                      str(tmp_path / "pinned"), OPTIONS)
+    assert not os.path.exists(tmp_path / "pinned")
+
+
+class _RpcError(grpc.RpcError):
+    def __init__(self, code, details):
+        self._code, self._details = code, details
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+
+def test_a_batch_of_mixed_frame_sizes_is_explained():
+    """TF-Serving's batching session fails a batch whose requests differ in H or W (padding off): the batched
+    client says what to do. Its message, from tensorflow_serving/batching/batching_session.cc."""
+    details = ("Tensors with name 'frame:0' from different tasks have different shapes and padding is turned off."
+               "Set pad_variable_length_inputs to true, or ensure that all tensors with the same name"
+               "have equal dimensions starting with the first dim.")
+
+    def failing(request, timeout):
+        raise _RpcError(grpc.StatusCode.FAILED_PRECONDITION, details)
+
+    with ServingClient(ClientConfig(address="127.0.0.1:1", batched=True)) as c:
+        with pytest.raises(ServingError, match="FAILED_PRECONDITION.*one frame size.*--max_size") as info:
+            c._call(failing, None, "Predict(step_batched)")
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION

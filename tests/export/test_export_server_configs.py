@@ -71,3 +71,28 @@ def test_batching_parameters_hold_only_batching_parameters_fields():
 def test_the_batching_check_catches_unknown_fields(text, bad):
     with pytest.raises(text_format.ParseError, match=bad):
         text_format.Parse(text, _batching_parameters_class()())
+
+
+def test_the_printed_model_server_commands_keep_paths_with_spaces_whole(tmp_path):
+    """The printed commands are pasted into a shell: a path with a space must stay one argument."""
+    import shlex
+
+    from maskrnn_tf.export.serving_commands import batching_parameters_path, serving_commands
+
+    base = str(tmp_path / "My Models" / "maskrnn")
+    text = serving_commands(base, batching=True)
+    docker, local = [" ".join(line.rstrip("\\") for line in block.splitlines() if not line.startswith("#"))
+                     for block in text.split("# or with the apt package tensorflow-model-server:\n")]
+    local_args = shlex.split(local)
+    assert f"--model_base_path={base}" in local_args
+    assert f"--batching_parameters_file={batching_parameters_path()}" in local_args
+    assert f"{base}:/models/maskrnn:ro" in shlex.split(docker)
+
+
+def test_versions_the_model_server_cannot_parse_are_refused(tmp_path):
+    """TF-Serving reads version folder names as int64: a larger number would be exported and never served."""
+    from maskrnn_tf.export.saved_model_export import ExportError, version_dir
+
+    assert version_dir(str(tmp_path), 2**63 - 1) == os.path.join(str(tmp_path), str(2**63 - 1))
+    with pytest.raises(ExportError, match="at most 9223372036854775807"):
+        version_dir(str(tmp_path), 2**63)
