@@ -16,6 +16,8 @@ Two readers with different contracts:
   PNG's values when the sequence's first annotation is a grey map of ids 1..N (255 = void; what
   `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); other grey masks (DAVIS-2016's
   0/255, anti-aliased edges) are foreground where > 127.
+All three refuse 16-bit PNGs, naming the file: Pillow opens 16-bit RGB(A) as 8-bit RGB(A) of each sample's top
+byte, so ids saved as uint16 (`cv2.imwrite`) would read as background.
 """
 from __future__ import annotations
 
@@ -38,10 +40,33 @@ def _pack(rgb: np.ndarray) -> np.ndarray:
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
 
 
+def _png_bit_depth(path: str) -> Optional[int]:
+    """Bits per sample from a PNG's IHDR chunk; None for other files."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(26)
+    except OSError:
+        return None
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return head[24]
+
+
+def _sixteen_bit_colour(image: Image.Image, path: str) -> bool:
+    """Whether `image` is a 16-bit PNG that Pillow opened in an 8-bit mode (RGB, RGBA, LA): it keeps each sample's
+    top byte, so ids 1..255 saved as uint16 read as 0. (16-bit grey opens as I;16, a mode of its own.)"""
+    return not image.mode.startswith("I") and _png_bit_depth(path) == 16
+
+
+def _kind(image: Image.Image, path: str) -> str:
+    """How a refusal names an image: its mode, with the bit depth where the mode hides it."""
+    return f"a 16-bit {image.mode} PNG" if _sixteen_bit_colour(image, path) else f"a {image.mode} image"
+
+
 def _opaque_channels(image: Image.Image, path: str) -> Optional[np.ndarray]:
-    """[H, W] grey or [H, W, 3] RGB values of an L/LA/RGB/RGBA image (alpha must be opaque), else None."""
+    """[H, W] grey or [H, W, 3] RGB values of an 8-bit L/LA/RGB/RGBA image (alpha must be opaque), else None."""
     mode = image.mode
-    if mode not in ("L", "LA", "RGB", "RGBA"):
+    if mode not in ("L", "LA", "RGB", "RGBA") or _sixteen_bit_colour(image, path):
         return None
     array = np.asarray(image)
     if mode in ("LA", "RGBA"):
@@ -76,8 +101,8 @@ def _davis_ids(rgb: np.ndarray) -> Tuple[Optional[np.ndarray], List[Tuple[int, i
 
 def _ids_or_values(path: str, refusal: str) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Image.Image]:
     """(ids, None, image) of a palette or 1-bit image, whose pixel values are the ids; (None, values, image) of an
-    opaque grey or RGB one (`_opaque_channels`). Other modes (16-bit, float) raise ImageReadError: "<path>: a
-    <mode> image " + `refusal`."""
+    opaque 8-bit grey or RGB one (`_opaque_channels`). Other images (16-bit, float) raise ImageReadError:
+    "<path>: a <mode> image " (or "a 16-bit <mode> PNG ") + `refusal`."""
     image = _open(path)
     if image.mode == "P":
         return np.asarray(image, np.uint8).copy(), None, image
@@ -85,7 +110,7 @@ def _ids_or_values(path: str, refusal: str) -> Tuple[Optional[np.ndarray], Optio
         return np.asarray(image, np.uint8), None, image
     values = _opaque_channels(image, path)
     if values is None:
-        raise ImageReadError(f"{path}: a {image.mode} image {refusal}")
+        raise ImageReadError(f"{path}: {_kind(image, path)} {refusal}")
     return None, values, image
 
 
@@ -152,7 +177,7 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
     values = _opaque_channels(image, path)
     if values is None:
         raise ImageReadError(
-            f"{path}: a {image.mode} image is not a mask; give a palette PNG of object ids, a grey/binary mask, "
+            f"{path}: {_kind(image, path)} is not a mask; give a palette PNG of object ids, a grey/binary mask, "
             "or an RGB mask with one flat colour per object.")
     if values.ndim == 2:
         nonzero = np.unique(values[values > 0])

@@ -11,7 +11,7 @@ from PIL import Image
 from maskrnn_tf.inference import (MaskError, SegmentOptions, flow_propagation_step, read_first_mask,
                                   segment_davis, segment_video)
 from maskrnn_tf.io import ImageReadError, davis_palette, read_mask, read_palette
-from maskrnn_tf.io.id_images import read_result_ids
+from maskrnn_tf.io.id_images import read_annotation_ids, read_label_image, read_result_ids
 from maskrnn_tf.metrics import EvaluationConfig, UnreadableResultError, evaluate_dataset
 
 from .conftest import HEIGHT, WIDTH, square_ids
@@ -89,6 +89,40 @@ def test_results_that_hold_no_ids_are_refused_naming_the_file(tmp_path, kind):
         match = "00001.png: the image has transparent pixels"
     with pytest.raises(ImageReadError, match=match):
         read_result_ids(path)
+
+
+def save_16_bit(path, ids, channels=3):
+    """`ids` in every colour channel of a 16-bit PNG as `cv2.imwrite` saves a uint16 array (48-bit RGB, or 64-bit
+    RGBA with an opaque alpha)."""
+    import cv2
+
+    array = np.repeat(ids.astype(np.uint16)[..., None], channels, axis=2)
+    if channels == 4:
+        array[..., 3] = 65535
+    assert cv2.imwrite(path, array)
+
+
+@pytest.mark.parametrize("channels", [3, 4], ids=["rgb48", "rgba64"])
+@pytest.mark.parametrize("reader", [read_result_ids, read_label_image, read_annotation_ids])
+def test_16_bit_colour_pngs_are_refused_naming_the_file(tmp_path, reader, channels):
+    """Pillow opens a 16-bit RGB(A) PNG as an 8-bit RGB(A) image of each sample's top byte: ids 1 and 2 read as
+    0, a result scored as empty (J 0.5 with the empty frames) without a word. Results, first masks (segment) and
+    ground truth go through the same readers."""
+    path = str(tmp_path / "00001.png")
+    save_16_bit(path, square_ids(1), channels)
+    image = Image.open(path)
+    assert image.mode in ("RGB", "RGBA") and not np.asarray(image)[..., :3].any()  # the premise: ids gone
+    mode = "RGB" if channels == 3 else "RGBA"
+    with pytest.raises(ImageReadError, match=rf"00001.png: a 16-bit {mode} PNG (cannot hold object ids|is not a)"):
+        reader(path)
+
+
+@needs_data
+def test_evaluate_refuses_16_bit_colour_results(tmp_path):
+    out = str(tmp_path / "res")
+    write_tennis_results(out, save_16_bit)
+    with pytest.raises(UnreadableResultError, match="bear/00000.png: a 16-bit RGB PNG cannot hold object ids"):
+        evaluate_dataset(DAVIS17, out, EvaluationConfig(skip_first_last=False, processes=1))
 
 
 @needs_data
