@@ -6,9 +6,10 @@ davis2017-evaluation CSVs.
     python -m maskrnn_tf.evaluate --segtrack_root=/path/SegTrackv2 --results=/path/results [--sequences=a,b]
 
 Results are `<results>/<sequence>/<frame>.png` (palette PNGs of object ids); the CSVs go into --results
-(or --output_dir). For SegTrack v2, J-Mean is the mean IoU (every frame but the first, averaged over the
-objects of all sequences; maskrnn_tf.metrics.segtrack_evaluation). A thin wrapper over
-maskrnn_tf.metrics.evaluate_dataset and evaluate_segtrack.
+(or --output_dir), replacing CSVs there only when they are evaluate's scores of the same results (or with
+--overwrite; maskrnn_tf.metrics.report). For SegTrack v2, J-Mean is the mean IoU (every frame but the
+first, averaged over the objects of all sequences; maskrnn_tf.metrics.segtrack_evaluation). A thin wrapper
+over maskrnn_tf.metrics.evaluate_dataset and evaluate_segtrack.
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ flags.DEFINE_bool("exclude_void", False, "Leave void pixels (255) out of J and F
                   "as davis2017-evaluation does (comparable with published numbers).")
 flags.DEFINE_enum("t", "auto", ["auto", "on", "off"], "Temporal stability T: auto = DAVIS-2016 only.")
 flags.DEFINE_string("output_dir", None, "Where the CSVs go; default: the results folder.")
+flags.DEFINE_bool("overwrite", False, "Replace CSVs already in the output folder that are not evaluate's scores of "
+                  "these results (another folder's, changed since, other sequences'). Without it they are refused.")
 
 
 def _register_checks() -> None:
@@ -85,8 +88,8 @@ def main(argv: List[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2  # the DAVIS root or the results are not what the flags say: a usage error
     try:
-        paths = write_reports(results, FLAGS.output_dir or FLAGS.results)
-    except EvaluationInputError as err:  # CSVs of other sequences in the way: the scores are still shown
+        paths = write_reports(results, FLAGS.output_dir or FLAGS.results, FLAGS.results, FLAGS.overwrite)
+    except EvaluationInputError as err:  # CSVs it may not replace in the way: the scores are still shown
         print(format_results(results))
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -5,11 +5,18 @@ order), then `T-Mean` as an extra last column only when T was computed. `per-seq
 Sequence,J-Mean,F-Mean, then an extra last column `T` (empty for objects without T) only when T was computed.
 So the official columns keep their names and positions. Values are fractions with 3 decimals (official).
 Files are written atomically (temporary file in the same folder, then rename).
+
+The official names do not say which results were scored, so `evaluate_run.json` beside the CSVs records, per
+CSV, the results folder it scored (`.` for the folder the CSV lies in, which moves with it) and the CSV's size
+and mtime. An existing CSV is replaced only when it is evaluate's scores of the same results: recorded for them
+and unchanged since, or, unrecorded, a table of scores lying beside the results (an earlier version's, or
+davis2017-evaluation's, which writes the same tables there). Anything else needs `overwrite`.
 """
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -19,8 +26,14 @@ from maskrnn_tf.metrics.errors import EvaluationInputError
 from maskrnn_tf.metrics.evaluation import EvaluationResults
 
 
+RECORD_FILE = "evaluate_run.json"
+# The first header cell of each table (davis2017-evaluation's), by file name prefix.
+_FIRST_COLUMN = {"global_results-": "J&F-Mean", "per-sequence_results-": "Sequence"}
+
+
 class ReportConflictError(EvaluationInputError):
-    """The output folder holds evaluate's CSVs of other sequences, which the new ones would replace."""
+    """The output folder holds CSVs the new ones would replace: of other sequences or other results, changed
+    since evaluate wrote them, or not evaluate's."""
 
 
 def _cell(value: object) -> str:
@@ -61,28 +74,115 @@ def _scored_objects(path: str) -> Optional[List[str]]:
     return [row[0] for row in rows[1:] if row]
 
 
-def write_reports(results: EvaluationResults, output_dir: str) -> Tuple[str, str]:
-    """Writes the global and per-sequence CSVs into `output_dir` (created if missing); returns their paths.
+def _read_record(output_dir: str) -> Optional[Dict[str, dict]]:
+    """The CSVs `evaluate_run.json` lists ({file name: {"results", "size", "mtime_ns"}}); {} when there is no
+    such file, None when a file of that name is not evaluate's record (someone else's, to keep)."""
+    path = os.path.join(output_dir, RECORD_FILE)
+    if not os.path.lexists(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("written_by") != "maskrnn_tf.evaluate" or not isinstance(
+            record.get("files"), dict):
+        return None
+    files = record["files"]
+    return {k: v for k, v in files.items() if isinstance(v, dict)}
 
-    The official file names do not say which sequences were scored, so CSVs already there that hold other
-    objects (the whole split, then one sequence) are not replaced: ReportConflictError, nothing written.
+
+def _stat(path: str) -> Dict[str, int]:
+    stat = os.stat(path)
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _first_row(path: str) -> Optional[List[str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _not_ours(path: str, entry: Optional[dict], scored: str, beside_results: bool) -> Optional[str]:
+    """Why the existing CSV `path` is not evaluate's scores of the results `scored` (a record key), or None."""
+    if entry is not None:
+        if entry.get("results") != scored:
+            held = os.path.dirname(path) if entry.get("results") == "." else entry.get("results")
+            return f"holds the scores of {held}"
+        if {k: entry.get(k) for k in ("size", "mtime_ns")} != _stat(path):
+            return "changed since evaluate wrote it"
+        return None
+    if not beside_results:  # nothing tells which results another folder's CSVs scored
+        return f"evaluate has no record of writing it (in {RECORD_FILE} there) for these results"
+    first = _first_row(path)
+    wanted = next(v for k, v in _FIRST_COLUMN.items() if os.path.basename(path).startswith(k))
+    if not first or first[0] != wanted:
+        return f"not a table of scores (its first line does not start with {wanted!r})"
+    return None
+
+
+def _write_record(output_dir: str, scored: str, paths: Sequence[str]) -> None:
+    files = _read_record(output_dir) or {}  # None only under overwrite: the user asked to replace it
+    files.update({os.path.basename(p): {"results": scored, **_stat(p)} for p in paths})
+    text = json.dumps({"written_by": "maskrnn_tf.evaluate", "files": files}, indent=2, sort_keys=True) + "\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    atomic_write(os.path.join(output_dir, RECORD_FILE), write, suffix=".json")
+
+
+def write_reports(results: EvaluationResults, output_dir: str, results_dir: Optional[str] = None,
+                  overwrite: bool = False) -> Tuple[str, str]:
+    """Writes the global and per-sequence CSVs into `output_dir` (created if missing) and records them in its
+    `evaluate_run.json`; returns the CSVs' paths.
+
+    Args:
+      results: the scores.
+      output_dir: where the CSVs go.
+      results_dir: the results folder that was scored; None: `output_dir` is it.
+      overwrite: replace CSVs already there whatever they hold.
+
+    Raises:
+      ReportConflictError (nothing written), unless `overwrite`, when a CSV already there is not evaluate's
+        scores of these results (see the module doc), or holds other objects (the whole split, then one
+        sequence): the official file names do not say which sequences were scored.
     """
+    beside_results = results_dir is None or os.path.realpath(results_dir) == os.path.realpath(output_dir)
+    scored = "." if beside_results else os.path.realpath(results_dir)
     rows = results.per_sequence_rows()
+    global_path = os.path.join(output_dir, f"global_results-{results.split}.csv")
     per_sequence_path = os.path.join(output_dir, f"per-sequence_results-{results.split}.csv")
-    stored = _scored_objects(per_sequence_path)
-    scored = [str(r["Sequence"]) for r in rows]
-    if stored is not None and sorted(stored) != sorted(scored):
-        shown = ", ".join(stored[:6]) + (", ..." if len(stored) > 6 else "")
-        raise ReportConflictError(
-            f"{per_sequence_path} holds the scores of {shown} ({len(stored)} objects); this evaluation scored "
-            f"{len(scored)} other or fewer: its CSVs would replace them under the same names. Pass "
-            "--output_dir=<another folder> for these scores, or move the old CSVs away.")
+    if not overwrite:
+        record = _read_record(output_dir)
+        if record is None:
+            raise ReportConflictError(
+                f"{os.path.join(output_dir, RECORD_FILE)}: not the record evaluate keeps of its CSVs, which it would "
+                "replace. Pass --output_dir=<another folder> for these scores, or move it away (or --overwrite).")
+        for path in (global_path, per_sequence_path):
+            reason = _not_ours(path, record.get(os.path.basename(path)), scored, beside_results) if (
+                os.path.isfile(path)) else None
+            if reason:
+                raise ReportConflictError(
+                    f"{path}: {reason}; this evaluation's CSV would replace it. Pass --overwrite to replace it, "
+                    "or --output_dir=<another folder> for these scores, or move it away.")
+        stored = _scored_objects(per_sequence_path)
+        scored_objects = [str(r["Sequence"]) for r in rows]
+        if stored is not None and sorted(stored) != sorted(scored_objects):
+            shown = ", ".join(stored[:6]) + (", ..." if len(stored) > 6 else "")
+            raise ReportConflictError(
+                f"{per_sequence_path} holds the scores of {shown} ({len(stored)} objects); this evaluation scored "
+                f"{len(scored_objects)} other or fewer: its CSVs would replace them under the same names. Pass "
+                "--output_dir=<another folder> for these scores, or move the old CSVs away (or --overwrite).")
     os.makedirs(output_dir, exist_ok=True)
     global_metrics = results.global_metrics()
-    global_path = os.path.join(output_dir, f"global_results-{results.split}.csv")
     _atomic_write(global_path, _csv_text(list(global_metrics), [list(global_metrics.values())]))
     header = list(rows[0]) if rows else ["Sequence", "J-Mean", "F-Mean"]
     _atomic_write(per_sequence_path, _csv_text(header, [list(r.values()) for r in rows]))
+    _write_record(output_dir, scored, (global_path, per_sequence_path))
     return global_path, per_sequence_path
 
 

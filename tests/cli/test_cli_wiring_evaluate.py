@@ -1,5 +1,5 @@
 """`python -m maskrnn_tf.evaluate` flags, each through the CLI, each checked by its effect on the CSVs it writes:
---all_frames, --exclude_void, --t, --output_dir, --year."""
+--all_frames, --exclude_void, --t, --output_dir, --overwrite, --year."""
 import csv
 import os
 import subprocess
@@ -100,10 +100,23 @@ def test_output_dir_takes_the_csvs_and_the_results_folder_stays_untouched(void_a
     out = tmp_path / "reports" / "nested"
     proc = _evaluate(root, results, "--all_frames", f"--output_dir={out}")
     assert proc.returncode == 0, proc.stderr
-    assert sorted(os.listdir(out)) == ["global_results-val.csv", "per-sequence_results-val.csv"]
+    assert sorted(os.listdir(out)) == ["evaluate_run.json", "global_results-val.csv", "per-sequence_results-val.csv"]
     assert sorted(os.listdir(results)) == before
     assert _rows(str(out / "per-sequence_results-val.csv"))[1]["tennis_2"] == ["1.000", "1.000"]
     assert f"wrote {out}" in proc.stdout
+
+
+def test_overwrite_replaces_csvs_of_other_results_in_the_output_dir(void_as_object, tmp_path):
+    """An --output_dir holding another method's CSVs (the same objects), which evaluate refuses to replace
+    (tests/metrics/test_report_conflicts.py): --overwrite replaces them."""
+    root, results = void_as_object
+    out = tmp_path / "scores"
+    out.mkdir()
+    (out / "per-sequence_results-val.csv").write_text("Sequence,J-Mean,F-Mean\nbear_1,0.5,0.5\ntennis_1,0.5,0.5\n"
+                                                      "tennis_2,0.5,0.5\n")
+    proc = _evaluate(root, results, "--all_frames", f"--output_dir={out}", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert _rows(str(out / "per-sequence_results-val.csv"))[1]["bear_1"] == ["1.000", "1.000"]
 
 
 def test_year_picks_the_layout_when_a_root_holds_both(tmp_path):

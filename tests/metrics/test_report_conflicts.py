@@ -2,12 +2,15 @@
 other sequences already there (the whole split, then --sequences=one) were replaced without a word."""
 import csv
 import os
+import re
+import shutil
 
 import numpy as np
 import pytest
 
 from davis_files import gt_stack, write_results  # tests/davis_files.py
 from maskrnn_tf.metrics import EvaluationConfig, EvaluationInputError, evaluate_dataset, write_reports
+from maskrnn_tf.metrics.report import ReportConflictError
 
 DAVIS17 = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
                                        "DAVIS-2017-sample"))
@@ -43,3 +46,93 @@ def test_scores_of_other_sequences_are_not_replaced(tmp_path):
     write_reports(_scores(out, ("tennis",)), other)
     assert _rows(os.path.join(other, "per-sequence_results-val.csv")) == ["tennis_1", "tennis_2"]
     assert _rows(per_sequence) == ["bear_1", "tennis_1", "tennis_2"]
+
+
+THEIR_GLOBAL = ("J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n"
+                "0.500,0.500,0.500,0.000,0.500,0.500,0.000\n")
+THEIR_PER_SEQUENCE = "Sequence,J-Mean,F-Mean\nbear_1,0.500,0.500\ntennis_1,0.500,0.500\ntennis_2,0.500,0.500\n"
+
+
+def _texts(folder):
+    return {n: open(os.path.join(folder, n)).read() for n in sorted(os.listdir(folder)) if n.endswith(".csv")}
+
+
+@needs_data
+def test_csvs_in_an_output_dir_are_replaced_only_when_evaluate_wrote_them_for_these_results(tmp_path):
+    """--output_dir=<a folder of scores>: another method's CSVs there (the same objects, davis2017-evaluation's
+    tables) were replaced without a word; nothing tells whose scores they are."""
+    out, mine = str(tmp_path / "scores"), str(tmp_path / "mine")
+    os.makedirs(out)
+    for name, text in (("global_results-val.csv", THEIR_GLOBAL), ("per-sequence_results-val.csv", THEIR_PER_SEQUENCE)):
+        with open(os.path.join(out, name), "w") as f:
+            f.write(text)
+    theirs = _texts(out)
+    with pytest.raises(ReportConflictError, match=r"scores/global_results-val.csv: evaluate has no record of writing "
+                                                  r"it .*--overwrite"):
+        write_reports(_scores(mine, None), out, results_dir=mine)
+    assert _texts(out) == theirs
+    write_reports(_scores(mine, None), out, results_dir=mine, overwrite=True)
+    assert _rows(os.path.join(out, "per-sequence_results-val.csv")) == ["bear_1", "tennis_1", "tennis_2"]
+    assert "1.000,1.000" in open(os.path.join(out, "per-sequence_results-val.csv")).read()
+    # A rerun on the same results replaces evaluate's own CSVs.
+    write_reports(_scores(mine, None), out, results_dir=mine)
+    ours = _texts(out)
+    # Scores of other results (a copy of the folder) are refused, naming the results the CSVs hold.
+    other = str(tmp_path / "other")
+    shutil.copytree(mine, other)
+    with pytest.raises(ReportConflictError, match=rf"global_results-val.csv: holds the scores of {re.escape(mine)}"):
+        write_reports(_scores(other, None), out, results_dir=other)
+    assert _texts(out) == ours
+    # A CSV changed since evaluate wrote it (notes added by hand) is no longer evaluate's.
+    with open(os.path.join(out, "per-sequence_results-val.csv"), "a") as f:
+        f.write("# checked by hand\n")
+    edited = _texts(out)
+    with pytest.raises(ReportConflictError, match=r"per-sequence_results-val.csv: changed since evaluate wrote it"):
+        write_reports(_scores(mine, None), out, results_dir=mine)
+    assert _texts(out) == edited
+
+
+@needs_data
+@pytest.mark.parametrize("name", ["per-sequence_results-val.csv", "global_results-val.csv"])
+def test_a_file_under_a_score_name_that_is_no_score_table_is_not_replaced(tmp_path, name):
+    """A file under the CSV names beside the results that is not a table of scores was replaced (a per-sequence
+    file without the `Sequence` header counted as no file at all)."""
+    res = str(tmp_path / "res")
+    scores = _scores(res, None)
+    path = os.path.join(res, name)
+    with open(path, "w") as f:
+        f.write("my notes on these results\n")
+    with pytest.raises(ReportConflictError, match=rf"res/{name}: not a table of scores.*--overwrite"):
+        write_reports(scores, res)
+    assert open(path).read() == "my notes on these results\n"
+    write_reports(scores, res, overwrite=True)
+    assert open(path).read().startswith(("Sequence,", "J&F-Mean,"))
+
+
+@needs_data
+def test_someone_elses_file_under_the_record_name_is_kept(tmp_path):
+    res = str(tmp_path / "res")
+    scores = _scores(res, None)
+    record = os.path.join(res, "evaluate_run.json")
+    with open(record, "w") as f:
+        f.write('{"mine": true}\n')
+    with pytest.raises(ReportConflictError, match=r"res/evaluate_run.json: not the record evaluate keeps"):
+        write_reports(scores, res)
+    assert open(record).read() == '{"mine": true}\n' and not _texts(res)
+
+
+@needs_data
+def test_rescoring_results_in_place_replaces_their_scores(tmp_path):
+    """The CSVs beside the results are those results' scores: evaluate's own, also after the folder moved, and
+    those of earlier versions or of davis2017-evaluation (the same tables, no record)."""
+    res = str(tmp_path / "res")
+    scores = _scores(res, None)
+    for name, text in (("global_results-val.csv", THEIR_GLOBAL), ("per-sequence_results-val.csv", THEIR_PER_SEQUENCE)):
+        with open(os.path.join(res, name), "w") as f:
+            f.write(text)
+    write_reports(scores, res)
+    assert "1.000,1.000" in open(os.path.join(res, "per-sequence_results-val.csv")).read()
+    moved = str(tmp_path / "moved")
+    os.rename(res, moved)
+    write_reports(_scores(moved, None), moved)
+    assert _rows(os.path.join(moved, "per-sequence_results-val.csv")) == ["bear_1", "tennis_1", "tennis_2"]
