@@ -22,7 +22,8 @@ from absl import app, flags
 from maskrnn_tf import _console
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("davis_root", None, "DAVIS folder (with ImageSets/, Annotations/).")
+flags.DEFINE_string("davis_root", None, "DAVIS folder (with ImageSets/, Annotations/), or a folder holding it as "
+                    "DAVIS/, DAVIS-2016/ or DAVIS-2017/ (found as segment finds it; --year picks between them).")
 flags.DEFINE_string("segtrack_root", None, "Instead of --davis_root: a SegTrack v2 folder (ImageSets/all.txt, "
                     "GroundTruth/); every listed sequence is scored, J-Mean is the IoU.")
 flags.DEFINE_string("results", None, "Results folder: <results>/<sequence>/<frame>.png.")

@@ -3,7 +3,8 @@
 DAVIS-2016: `ImageSets/480p/<split>.txt` lines "/JPEGImages/480p/<seq>/<frame>.jpg /Annotations/480p/<seq>/<frame>.png",
 binary 0/255 masks (one object, id 1), `Annotations/db_info.yml` with the `eval_t` flag of each sequence.
 DAVIS-2017: `ImageSets/2017/<split>.txt` lists sequence names, `Annotations/<resolution>/<seq>/*.png` are palette
-PNGs (index = object id, 255 = void). The objects of a sequence are 1..max id of its first frame (the official
+PNGs (index = object id, 255 = void). A folder holding the DAVIS folder is read as segment reads it
+(`resolve_davis_root`). The objects of a sequence are 1..max id of its first frame (the official
 rule). Results: `<results>/<seq>/<frame>.png`, palette PNGs of object ids (maskrnn_tf.io.write_palette_png), or
 grey PNGs of ids (as davis2017-evaluation reads them), grey 0/255 binary PNGs, or RGB PNGs in DAVIS palette
 colours (`maskrnn_tf.io.id_images.read_result_ids`).
@@ -37,6 +38,19 @@ class SequenceSpec:
     frames: Tuple[str, ...]
     annotation_paths: Tuple[str, ...]
     eval_t: Optional[bool] = None  # DAVIS-2016 db_info.yml flag; None when unknown
+
+
+def resolve_davis_root(davis_root: str, year: Optional[int] = None, resolution: str = "480p") -> str:
+    """The DAVIS folder under `davis_root` that segment reads (`find_davis_root`: the folder itself or its DAVIS/,
+    DAVIS-2016/ or DAVIS-2017/ child, with `year` the one holding that year's split files), so that a
+    --davis_root segment takes is scored too. `davis_root` itself when none holds JPEGImages/ (scoring needs
+    only ImageSets/ and Annotations/; the readers name what is missing)."""
+    from maskrnn_tf.data.sequences import DatasetLayoutError as LayoutError, find_davis_root
+
+    try:
+        return find_davis_root(davis_root, resolution, year=year)
+    except LayoutError:
+        return davis_root
 
 
 def image_set_path(davis_root: str, split: str, year: int) -> str:

@@ -26,6 +26,7 @@ from maskrnn_tf.metrics.davis_dataset import (
     list_sequences,
     load_ground_truth,
     load_results,
+    resolve_davis_root,
 )
 from maskrnn_tf.metrics.errors import DatasetLayoutError, EvaluationInputError, MissingResultsError
 from maskrnn_tf.metrics.region import db_eval_iou
@@ -152,6 +153,7 @@ def evaluate_sequence(
     `with_t=None` applies the config's rule (DAVIS-2016 `eval_t` flags); T is computed on the predicted masks
     of the scored frames.
     """
+    davis_root = resolve_davis_root(davis_root, config.year, config.resolution)
     if isinstance(sequence, str):
         year = _year(davis_root, config)
         by_name = {s.name: s for s in list_sequences(davis_root, config.split, year, config.resolution)}
@@ -217,7 +219,9 @@ def _wants_t(spec: SequenceSpec, year: int, compute_t: Optional[bool]) -> bool:
 def evaluate_dataset(
     davis_root: str, results_dir: str, config: EvaluationConfig = EvaluationConfig()
 ) -> EvaluationResults:
-    """Evaluates every sequence of the split (or `config.sequences`) found in `results_dir`."""
+    """Evaluates every sequence of the split (or `config.sequences`) found in `results_dir`. `davis_root` may be
+    the folder holding the DAVIS folder, as for segment (`resolve_davis_root`)."""
+    davis_root = resolve_davis_root(davis_root, config.year, config.resolution)
     year = _year(davis_root, config)
     specs = list_sequences(davis_root, config.split, year, config.resolution)
     if config.sequences is not None:

@@ -172,6 +172,33 @@ def test_davis2017_layout_with_void(tmp_path):
 
 
 @needs_data
+def test_a_folder_holding_the_davis_folder_is_read_as_segment_reads_it(tmp_path):
+    """segment takes --davis_root=<a folder holding DAVIS/> (`find_davis_root`); evaluate took the path as given
+    and refused it ("neither .../ImageSets/2017/val.txt nor ... exists")."""
+    from maskrnn_tf.metrics import evaluate_sequence
+
+    out = davis17_results(tmp_path)
+    parent = tmp_path / "data"
+    parent.mkdir()
+    os.symlink(DAVIS17, parent / "DAVIS")
+    config = EvaluationConfig(skip_first_last=False)
+    results = evaluate_dataset(str(parent), out, config)
+    assert results.year == 2017 and [o.name for o in results.objects] == ["bear_1", "tennis_1", "tennis_2"]
+    assert all(np.all(o.j == 1) and np.all(o.f == 1) for o in results.objects)
+    assert [o.name for o in evaluate_sequence(str(parent), out, "tennis", config).objects] == ["tennis_1", "tennis_2"]
+    # DAVIS-2016 and DAVIS-2017 side by side: the year asked for picks the folder (segment's --davis_year);
+    # without one, the folder segment reads, DAVIS-2016 (whose val sequences these results lack).
+    both = tmp_path / "both"
+    both.mkdir()
+    os.symlink(DAVIS16, both / "DAVIS-2016")
+    os.symlink(DAVIS17, both / "DAVIS-2017")
+    year_2017 = EvaluationConfig(skip_first_last=False, year=2017)
+    assert [o.name for o in evaluate_dataset(str(both), out, year_2017).objects] == ["bear_1", "tennis_1", "tennis_2"]
+    with pytest.raises(MissingResultsError, match="no results for sequence 'blackswan'"):
+        evaluate_dataset(str(both), out, EvaluationConfig(sequences=("blackswan",)))
+
+
+@needs_data
 def test_two_frame_sequences_need_all_frames(tmp_path):
     out = davis17_results(tmp_path)
     with pytest.raises(EvaluationInputError, match="bear.*all_frames"):
