@@ -155,6 +155,16 @@ def _solid_intermediate(values: np.ndarray) -> bool:
     return interior.sum() > 0.5 * intermediate.sum()
 
 
+def looks_interpolated(ids: np.ndarray) -> bool:
+    """Whether an id map read from a result looks like a 0/255 mask resized with interpolation (bilinear, area,
+    cubic): 0 and 255 with at least 3 greys between them, which lie on thin edges rather than fill regions (as
+    objects saved in several greys do)."""
+    values = np.unique(ids)
+    between = values[(values > 0) & (values < 255)]
+    return (ids.ndim == 2 and values[0] == 0 and values[-1] == 255 and between.size >= 3
+            and not _solid_intermediate(ids))
+
+
 def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Reads an annotation as (uint8 ids [H, W], [256, 3] palette for writing results or None = DAVIS's).
 

@@ -259,6 +259,47 @@ def make_synthetic_2016(root, n_frames=6, eval_t=None):
             f.write("sequences:\n" + "".join(f"- name: {k}\n  eval_t: {str(v).lower()}\n" for k, v in eval_t.items()))
 
 
+def _one_frame(tmp_path, result):
+    """(results folder, spec) of a one-frame sequence 'seq' whose result PNG holds the grey values `result`."""
+    from maskrnn_tf.metrics.davis_dataset import SequenceSpec
+
+    out = tmp_path / "res"
+    (out / "seq").mkdir(parents=True)
+    Image.fromarray(result, mode="L").save(out / "seq" / "00000.png")
+    return str(out), SequenceSpec("seq", ("00000",), ())
+
+
+def test_a_binary_result_resized_with_interpolation_is_named_as_such(tmp_path):
+    """A 0/255 result resized bilinearly holds greys between 0 and 255 on its edges: it was refused as 'object
+    id(s) [2, 5, 9, ... 253] not in the ground truth ... label objects with their first-frame ids', the whole
+    list of greys and a wrong remedy."""
+    import cv2
+
+    from maskrnn_tf.metrics.davis_dataset import load_results
+
+    small = np.zeros((16, 22), np.uint8)
+    cv2.circle(small, (11, 8), 5, 255, -1)
+    resized = cv2.resize(small, (56, 40), interpolation=cv2.INTER_LINEAR)
+    greys = sorted(set(np.unique(resized).tolist()) - {0, 255})
+    assert len(greys) > 10  # the premise: many greys, each on the edge
+    out, spec = _one_frame(tmp_path, resized)
+    with pytest.raises(UnknownObjectError) as raised:
+        load_results(out, spec, [0], (1,), (40, 56))
+    message = str(raised.value)
+    shown = ", ".join(str(v) for v in greys[:3])
+    assert message.startswith(f"{os.path.join(out, 'seq', '00000.png')}: {len(greys)} grey values between 0 "
+                              f"and 255 ({shown}, ...)")
+    assert "resized with interpolation" in message and "cv2.INTER_NEAREST" in message
+    assert len(message) < len(out) + 400 and "\n" not in message  # three of the greys, one line
+    # Unknown ids that are ids (a grey id map of objects 1 and 3 where the ground truth has 1 and 2) keep the
+    # message about first-frame ids.
+    ids = np.zeros((40, 56), np.uint8)
+    ids[5:15, 5:15], ids[20:30, 20:40] = 1, 3
+    out, spec = _one_frame(tmp_path / "ids", ids)
+    with pytest.raises(UnknownObjectError, match=r"object id\(s\) \[3\] not in the ground truth .* first-frame ids"):
+        load_results(out, spec, [0], (1, 2), (40, 56))
+
+
 def test_synthetic_2016_t_rules_and_parallel(tmp_path):
     root = str(tmp_path / "davis")
     make_synthetic_2016(root)
