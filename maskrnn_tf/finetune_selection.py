@@ -97,11 +97,12 @@ def main(argv: List[str]) -> int:
     del argv
     # The segment and evaluate commands do the work, each in its own process.
     from maskrnn_tf.experiments.finetune_comparison import ComparisonInputError, to_dict
-    from maskrnn_tf.experiments.finetune_selection import (CandidateError, choose_per_mode, parse_candidates,
-                                                           selection_markdown)
+    from maskrnn_tf.experiments.finetune_selection import (CandidateError, check_segment_flags, choose_per_mode,
+                                                           parse_candidates, selection_markdown)
 
     signal.signal(signal.SIGTERM, on_sigterm)  # stop the running command too
     try:
+        check_segment_flags(FLAGS.segment_flag)
         candidates = parse_candidates(FLAGS.candidate)
     except CandidateError as err:
         print(f"error: {err}", file=sys.stderr)

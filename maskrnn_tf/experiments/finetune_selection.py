@@ -44,6 +44,18 @@ class Candidate:
         return [a for a in self.segment_args if not a.startswith("--model=")]
 
 
+def check_segment_flags(flags: Sequence[str]) -> None:
+    """Raises CandidateError for a --segment_flag (passed to every candidate's segment command) that is not a
+    --flag or that the driver sets: --model too, which candidates choose with their own --model=PATH."""
+    for flag in flags:
+        name = flag.split("=", 1)[0]
+        if not flag.startswith("--"):
+            raise CandidateError(f"--segment_flag={flag!r} is not a --flag of python -m maskrnn_tf.segment.")
+        if name in DRIVER_FLAGS + ("--model",) or name.replace("--no", "--", 1) in DRIVER_FLAGS:
+            raise CandidateError(f"--segment_flag={flag!r}: {name} is set by the driver (a candidate chooses "
+                                 "its model with --candidate=LABEL='--model=PATH ...').")
+
+
 def parse_candidate(text: str) -> Candidate:
     """'label=--flag=value --other' -> Candidate (the flags are split as a shell would)."""
     label, sep, args = text.partition("=")

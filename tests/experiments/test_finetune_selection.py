@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from maskrnn_tf.experiments.finetune_comparison import FinetuneRun, read_run
-from maskrnn_tf.experiments.finetune_selection import (Candidate, CandidateError, choose_per_mode,
-                                                       parse_candidate, parse_candidates, selection_markdown)
+from maskrnn_tf.experiments.finetune_selection import (Candidate, CandidateError, check_segment_flags,
+                                                       choose_per_mode, parse_candidate, parse_candidates,
+                                                       selection_markdown)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -37,6 +38,19 @@ def test_candidates_parse_like_a_shell_and_bad_ones_are_refused_by_name():
         parse_candidate("m=--model runs/x")
     with pytest.raises(CandidateError, match="distinct labels"):
         parse_candidates(["a=--finetune=none", "a=--finetune=static"])
+
+
+def test_segment_flags_for_every_candidate_cannot_take_the_drivers_place():
+    """--segment_flag goes to every segment command after the driver's own flags: a --model there would score
+    every candidate with that model while selection.md names --model; --split or --output would mix folders."""
+    check_segment_flags(["--max_size=432", "--flow=dis", "--noflip_average"])
+    for flag, message in [("--model=runs/x/best", "--model is set by the driver"),
+                          ("--split=train", "--split is set by the driver"),
+                          ("--output=/tmp/o", "--output is set by the driver"),
+                          ("--nooverwrite", "--nooverwrite is set by the driver"),
+                          ("max_size=432", "is not a --flag")]:
+        with pytest.raises(CandidateError, match=message):
+            check_segment_flags([flag])
 
 
 def test_each_mode_keeps_its_best_candidate_by_j_then_f_and_the_first_of_a_tie():
