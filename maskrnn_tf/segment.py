@@ -161,6 +161,14 @@ def main(argv) -> int:
         raise app.UsageError("give exactly one of --video (with --first_mask or --first_box), --davis_root or "
                              "--segtrack_root.")
     dataset_root = FLAGS.davis_root or FLAGS.segtrack_root
+    # Flags that choose among a dataset's sequences would otherwise be dropped without a word.
+    chooser = {"sequences": "--davis_root or --segtrack_root", "split": "--davis_root", "davis_year": "--davis_root"}
+    for name, applies_to in chooser.items():
+        if FLAGS[name].present and not (FLAGS.davis_root or (FLAGS.segtrack_root and name == "sequences")):
+            given = ("--video segments that one video" if FLAGS.video else
+                     "--segtrack_root segments the sequences of its ImageSets/all.txt (or --sequences)")
+            raise app.UsageError(f"--{name} applies to {applies_to} (it chooses a dataset's sequences); {given}, "
+                                 f"whatever --{name} says: drop it.", exitcode=2)
     if FLAGS.first_mask and FLAGS.first_box:
         raise app.UsageError("--first_mask and --first_box exclude each other: give the first frame's mask, or one "
                              "box per object to make it from.", exitcode=2)

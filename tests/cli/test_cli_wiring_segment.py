@@ -242,3 +242,26 @@ def test_a_sequence_named_twice_is_refused_before_anything_is_written(davis_root
     assert "['alpha'] named more than once" in proc.stderr
     assert not out.exists()
 
+
+
+@pytest.mark.parametrize("flag", ["--sequences=alpha", "--split=train", "--davis_year=2017"])
+def test_dataset_flags_with_a_single_video_are_refused(davis_root, tmp_path, flag):
+    """--sequences, --split and --davis_year choose among a dataset's sequences: with --video they used to be
+    ignored without a word (the user's video segmented whole, whatever they asked for)."""
+    video = os.path.join(davis_root, "JPEGImages", "480p", "alpha")
+    first = os.path.join(davis_root, "Annotations", "480p", "alpha", "00000.png")
+    out = tmp_path / "out"
+    proc = _segment("--method=flow_propagation", f"--video={video}", f"--first_mask={first}", flag,
+                    f"--output={out}")
+    name = flag.split("=")[0]
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"{name} applies to --davis_root" in proc.stderr and "drop it" in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag", ["--split=train", "--davis_year=2017"])
+def test_davis_flags_with_segtrack_are_refused(davis_root, tmp_path, flag):
+    out = tmp_path / "out"
+    proc = _segment("--method=flow_propagation", f"--segtrack_root={davis_root}", flag, f"--output={out}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"{flag.split('=')[0]} applies to --davis_root" in proc.stderr and not out.exists()
