@@ -68,10 +68,11 @@ def main(argv) -> int:
         # The official zip is read as training reads it: extracted once into the cache.
         root = find_davis_root(resolve_davis_dir(FLAGS.manual_dir, year, FLAGS.resolution), FLAGS.resolution,
                                year=year)
-        splits = FLAGS.splits or davis_splits(root, year, FLAGS.resolution)
+        splits = FLAGS.splits or davis_splits(root, year, FLAGS.resolution) + _test_splits(root, year)
         by_name = {}
         for split in splits:
-            for sequence in read_davis_sequence_list(root, year, split, FLAGS.resolution):
+            # Flows need the frames only: test-dev and test-challenge ship the first frame's mask alone.
+            for sequence in read_davis_sequence_list(root, year, split, FLAGS.resolution, validate="first_mask"):
                 by_name.setdefault(sequence.name, sequence)
         sequences = list(by_name.values())
         if not sequences:  # "0 sequences: 0 frame pairs computed" would read as a full cache
@@ -105,6 +106,15 @@ def main(argv) -> int:
     if FLAGS.warp_iou:
         print(warp_iou_table(sequences, cache))
     return 0
+
+
+def _test_splits(root: str, year: int) -> list:
+    """The DAVIS-2017 test splits (test-dev, test-challenge) whose ImageSets file is under `root`: segment reads
+    their flows from the cache too, and a test-dev tree has no other split."""
+    if year != 2017:
+        return []
+    folder = os.path.join(root, "ImageSets", "2017")
+    return [s for s in ("test-dev", "test-challenge") if os.path.isfile(os.path.join(folder, s + ".txt"))]
 
 
 def _folder_year(manual_dir: str, resolution: str) -> int:

@@ -1,0 +1,34 @@
+"""The flow CLI on DAVIS trees users have besides trainval 480p: test-dev (first masks only), Full-Resolution."""
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_data_sequences import make_davis_2017  # noqa: E402  (shared tiny-tree helper)
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def _flow_cli(*args, cwd=REPO):
+    command = [sys.executable, "-m", "maskrnn_tf.flow", "--dataset=davis", "--backend=farneback", "--noprogress",
+               *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+def test_flow_cli_precomputes_a_test_dev_tree_that_has_first_masks_only(tmp_path):
+    # DAVIS-2017 test-dev ships the first frame's mask only; flows need frames, and segment reads them from the
+    # cache, so the CLI must fill it without asking for masks it does not use.
+    root = make_davis_2017(str(tmp_path / "DAVIS"), {"a": 1})
+    sets = os.path.join(root, "ImageSets", "2017")
+    os.rename(os.path.join(sets, "val.txt"), os.path.join(sets, "test-dev.txt"))
+    for t in (1, 2):
+        os.remove(os.path.join(root, "Annotations", "480p", "a", f"{t:05d}.png"))
+    cache = tmp_path / "cache"
+    run = _flow_cli(f"--manual_dir={tmp_path}", f"--cache_dir={cache}", "--warp_iou")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "2 frame pairs computed" in run.stdout
+    assert "not scored: frames without a mask" in run.stdout
+    files = sorted(os.listdir(cache / "farneback" / "davis-480p" / "a"))
+    assert files == ["00000_00001.npy", "00001_00000.npy", "00001_00002.npy", "00002_00001.npy", "frames.json"]
+
