@@ -122,7 +122,7 @@ def _folder_year(manual_dir: str, resolution: str) -> int:
     from maskrnn_tf.data.sequences import DAVIS_ARCHIVES, DatasetLayoutError, davis_year
 
     try:
-        return davis_year(manual_dir)
+        return davis_year(manual_dir, resolution)  # a Full-Resolution tree has no JPEGImages/480p
     except DatasetLayoutError:
         pass
     for year in (2017, 2016):

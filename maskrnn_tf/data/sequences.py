@@ -291,9 +291,9 @@ def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
     return target
 
 
-def davis_year(directory: str) -> int:
-    """2017 when the DAVIS tree under `directory` has ImageSets/2017, else 2016."""
-    root = find_davis_root(directory)
+def davis_year(directory: str, resolution: str = "480p") -> int:
+    """2017 when the DAVIS tree (JPEGImages/<resolution>) under `directory` has ImageSets/2017, else 2016."""
+    root = find_davis_root(directory, resolution)
     return 2017 if os.path.isdir(os.path.join(root, "ImageSets", "2017")) else 2016
 
 

@@ -32,3 +32,14 @@ def test_flow_cli_precomputes_a_test_dev_tree_that_has_first_masks_only(tmp_path
     files = sorted(os.listdir(cache / "farneback" / "davis-480p" / "a"))
     assert files == ["00000_00001.npy", "00001_00000.npy", "00001_00002.npy", "00002_00001.npy", "frames.json"]
 
+
+def test_flow_cli_finds_the_year_of_a_full_resolution_tree(tmp_path):
+    # DAVIS-2017-trainval-Full-Resolution.zip extracts to JPEGImages/Full-Resolution/ and ImageSets/2017/, no 480p.
+    root = make_davis_2017(str(tmp_path / "DAVIS"), {"a": 1})
+    for sub in ("JPEGImages", "Annotations"):
+        os.rename(os.path.join(root, sub, "480p"), os.path.join(root, sub, "Full-Resolution"))
+    cache = tmp_path / "cache"
+    run = _flow_cli(f"--manual_dir={tmp_path}", f"--cache_dir={cache}", "--resolution=Full-Resolution")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "2 frame pairs computed" in run.stdout
+    assert os.path.isfile(cache / "farneback" / "davis-Full-Resolution" / "a" / "00000_00001.npy")
