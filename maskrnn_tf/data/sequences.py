@@ -371,8 +371,10 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
             mask_dir = os.path.join(root, "Annotations", resolution, name)
             if not os.path.isdir(frame_dir):
                 raise DatasetLayoutError(f"{frame_dir}: missing frame folder of sequence {name} listed in {list_path}.")
+            # Hidden files are not frames: macOS leaves "._00000.jpg" AppleDouble files on exFAT/network drives.
             frame_paths = sorted(
-                os.path.join(frame_dir, f) for f in os.listdir(frame_dir) if f.lower().endswith(_FRAME_EXTENSIONS)
+                os.path.join(frame_dir, f) for f in os.listdir(frame_dir)
+                if f.lower().endswith(_FRAME_EXTENSIONS) and not f.startswith(".")
             )
             if not frame_paths:
                 raise DatasetLayoutError(f"{frame_dir}: no frames (expected 00000.jpg, 00001.jpg, ...).")

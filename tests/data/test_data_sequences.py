@@ -135,3 +135,16 @@ def test_unreadable_image(tmp_path):
         f.write(b"not a jpeg")
     with pytest.raises(ImageReadError, match=r"00001.jpg: unreadable image"):
         read_davis_sequence_list(root, 2017, "val")
+
+
+def test_davis_2017_ignores_hidden_files_beside_the_frames(tmp_path):
+    # macOS writes "._<name>" AppleDouble files when copying to exFAT/network drives; they are not frames.
+    root = make_davis_2017(str(tmp_path / "DAVIS"), {"a": 1})
+    for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "png")):
+        for t in range(3):
+            with open(os.path.join(root, sub, "480p", "a", f"._{t:05d}.{ext}"), "wb") as f:
+                f.write(b"\x00\x05\x16\x07" + bytes(60))
+    (seq,) = read_davis_sequence_list(root, 2017, "val")
+    assert [os.path.basename(p) for p in seq.frame_paths] == ["00000.jpg", "00001.jpg", "00002.jpg"]
+    assert [os.path.basename(p) for (p,) in seq.mask_paths] == ["00000.png", "00001.png", "00002.png"]
+    assert load_masks(seq).shape == (3, 12, 16)
