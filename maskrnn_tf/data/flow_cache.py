@@ -182,12 +182,14 @@ class FlowCache:
         if path is None or not os.path.isfile(path):
             return None
         try:
-            flow = np.load(path, allow_pickle=False)
+            # Mapped, not read: a damaged header claiming a huge shape is then a ValueError (longer than the file)
+            # naming the file, not an allocation of that size; np.array() below copies it into memory.
+            flow = np.load(path, mmap_mode="r", allow_pickle=False)
             problem = flow_problem(flow, *image_size(sequence.frame_paths[a]))
         except (ValueError, OSError, EOFError) as err:  # EOFError: a zero-byte file
             problem = f"unreadable ({type(err).__name__}: {err})"
         if problem is None:
-            return flow.astype(np.float32)
+            return np.array(flow, dtype=np.float32)  # a plain in-memory array (astype would keep the memmap type)
         log.warning("flow cache file %s: %s; recomputing it", path, problem)
         self.repaired += 1
         return None
