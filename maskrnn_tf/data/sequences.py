@@ -206,6 +206,9 @@ def first_frame_objects(mask_path: str) -> int:
 
 
 def _find_root(manual_dir: str, marker: str, layout: str, names: Tuple[str, ...]) -> str:
+    if manual_dir and os.path.isfile(manual_dir):  # "does not exist" would send the user looking for a typo
+        raise DatasetLayoutError(f"manual directory {manual_dir!r} is a file, not a folder: give the folder that holds "
+                                 f"it (an official DAVIS zip is read from the folder it is in).\n{layout}")
     if not manual_dir or not os.path.isdir(manual_dir):
         raise DatasetLayoutError(f"manual directory {manual_dir!r} does not exist.\n{layout}")
     candidates = [manual_dir] + [os.path.join(manual_dir, n) for n in names]

@@ -148,3 +148,13 @@ def test_davis_2017_ignores_hidden_files_beside_the_frames(tmp_path):
     assert [os.path.basename(p) for p in seq.frame_paths] == ["00000.jpg", "00001.jpg", "00002.jpg"]
     assert [os.path.basename(p) for (p,) in seq.mask_paths] == ["00000.png", "00001.png", "00002.png"]
     assert load_masks(seq).shape == (3, 12, 16)
+
+
+def test_a_manual_dir_that_is_the_zip_itself_is_named_as_a_file_not_as_missing(tmp_path):
+    archive = tmp_path / "DAVIS-2017-trainval-480p.zip"
+    archive.write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip: the point is that it exists
+    with pytest.raises(DatasetLayoutError, match=r"is a file, not a folder.*folder that holds it") as err:
+        read_davis_sequence_list(str(archive), 2017, "val")
+    assert "does not exist" not in str(err.value)
+    with pytest.raises(DatasetLayoutError, match=r"is a file, not a folder"):
+        read_segtrack_sequence_list(str(archive))
