@@ -328,6 +328,13 @@ def davis_splits(root: str, year: int, resolution: str = "480p") -> List[str]:
     return [s for s in wanted if os.path.isfile(os.path.join(folder, s + ".txt"))]
 
 
+def _missing_sequence(frame_dir: str, name: str, list_path: str) -> str:
+    """The error for a sequence a split file lists whose frame folder is missing (a subset of DAVIS kept with
+    the official split files)."""
+    return (f"{frame_dir}: missing frame folder of sequence {name} listed in {list_path}; restore the folder, or "
+            f"remove {name}'s lines from {os.path.basename(list_path)} to use the sequences you have.")
+
+
 def read_davis_sequence_list(root: str, year: int, split: str, resolution: str = "480p",
                              validate: Union[bool, str] = True) -> List[Sequence]:
     """Sequences of a DAVIS split.
@@ -361,6 +368,9 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
             frame, mask = (os.path.join(root, p.lstrip("/")) for p in parts)
             frames.setdefault(os.path.basename(os.path.dirname(frame)), []).append((frame, mask))
         for name, pairs in frames.items():
+            frame_dir = os.path.dirname(pairs[0][0])
+            if validate and not os.path.isdir(frame_dir):  # a whole sequence gone, not one frame
+                raise DatasetLayoutError(_missing_sequence(frame_dir, name, list_path))
             info = db_info.get(name, {})
             sequences.append(Sequence(
                 name=name, dataset=dataset, frame_paths=tuple(p[0] for p in pairs),
@@ -373,7 +383,7 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
             frame_dir = os.path.join(root, "JPEGImages", resolution, name)
             mask_dir = os.path.join(root, "Annotations", resolution, name)
             if not os.path.isdir(frame_dir):
-                raise DatasetLayoutError(f"{frame_dir}: missing frame folder of sequence {name} listed in {list_path}.")
+                raise DatasetLayoutError(_missing_sequence(frame_dir, name, list_path))
             # Hidden files are not frames: macOS leaves "._00000.jpg" AppleDouble files on exFAT/network drives.
             frame_paths = sorted(
                 os.path.join(frame_dir, f) for f in os.listdir(frame_dir)

@@ -158,3 +158,24 @@ def test_a_manual_dir_that_is_the_zip_itself_is_named_as_a_file_not_as_missing(t
     assert "does not exist" not in str(err.value)
     with pytest.raises(DatasetLayoutError, match=r"is a file, not a folder"):
         read_segtrack_sequence_list(str(archive))
+
+
+@pytest.mark.parametrize("year", [2016, 2017])
+def test_a_listed_sequence_whose_folder_is_missing_names_the_list_and_the_remedy(tmp_path, year):
+    # A subset of DAVIS kept with the official split files: the error must say which list names the sequence.
+    root = make_davis_2017(str(tmp_path / "DAVIS"), {"a": 1, "gone": 1})
+    if year == 2016:
+        lines = [f"/JPEGImages/480p/{n}/{t:05d}.jpg /Annotations/480p/{n}/{t:05d}.png" for n in ("a", "gone")
+                 for t in range(3)]
+        os.makedirs(os.path.join(root, "ImageSets", "480p"))
+        with open(os.path.join(root, "ImageSets", "480p", "val.txt"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+    import shutil
+
+    shutil.rmtree(os.path.join(root, "JPEGImages", "480p", "gone"))
+    split_file = os.path.join("ImageSets", "480p" if year == 2016 else "2017", "val.txt")
+    with pytest.raises(DatasetLayoutError) as err:
+        read_davis_sequence_list(root, year, "val")
+    message = str(err.value)
+    assert os.path.join("JPEGImages", "480p", "gone") in message and split_file in message
+    assert "remove" in message and "restore" in message
