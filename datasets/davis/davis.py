@@ -63,10 +63,22 @@ class Davis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
             archive = os.path.join(manual, _ARCHIVES.get((config.year, config.resolution), ""))
             if not os.path.isfile(archive):
                 raise DatasetLayoutError(
-                    f"{manual}: neither an extracted DAVIS folder nor {os.path.basename(archive)} found.\n"
-                    + DAVIS_LAYOUT
+                    f"{manual}: no extracted DAVIS-{config.year} {config.resolution} folder and no "
+                    f"{os.path.basename(archive)} found{self._other_year_hint(manual)}.\n" + DAVIS_LAYOUT
                 ) from None
             return find_davis_root(os.fspath(dl_manager.extract(archive)), config.resolution, year=config.year)
+
+    def _other_year_hint(self, manual: str) -> str:
+        """"; it holds DAVIS-<other year> data: build davis/<config>" when the folder is the other year's (an
+        extracted folder of the wrong year is no missing folder), else ""."""
+        config: DavisConfig = self.builder_config
+        other = 2016 if config.year == 2017 else 2017
+        try:
+            find_davis_root(manual, config.resolution, year=other, strict=True)
+        except DatasetLayoutError:
+            return ""
+        name = "2017_full" if other == 2017 and config.resolution == "Full-Resolution" else str(other)
+        return f"; it holds DAVIS-{other} data: build davis/{name} for it"
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config: DavisConfig = self.builder_config

@@ -99,6 +99,15 @@ def test_davis_without_manual_data_explains_layout(tmp_path):
         _prepare(Davis(config="2016", data_dir=str(tmp_path / "tfds2")), str(tmp_path / "manual"))
 
 
+def test_davis_config_of_the_other_year_names_the_year_and_the_config_to_build(tmp_path):
+    # An extracted DAVIS-2017 folder is an extracted DAVIS folder: "neither an extracted DAVIS folder nor
+    # DAVIS-data.zip found" sent users checking their extraction, not the config they asked for.
+    make_davis_2017(str(tmp_path / "manual" / "DAVIS"), {"a": 1})
+    with pytest.raises(DatasetLayoutError, match=r"no extracted DAVIS-2016 480p folder.*davis/2017") as err:
+        _prepare(Davis(config="2016", data_dir=str(tmp_path / "tfds")), str(tmp_path / "manual"))
+    assert "DAVIS-data.zip" in str(err.value) and "neither an extracted DAVIS folder" not in str(err.value)
+
+
 def test_davis_bad_tree_fails_before_writing(tmp_path):
     tree = make_davis_2017(str(tmp_path / "DAVIS"), {"a": 1})
     os.remove(os.path.join(tree, "Annotations", "480p", "a", "00002.png"))
