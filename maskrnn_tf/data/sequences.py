@@ -283,14 +283,20 @@ def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
     target = os.path.join(parent, f"{os.path.splitext(name)[0]}-{stat.st_size}-{stat.st_mtime_ns}")
     if os.path.isdir(target):
         return target
-    with building_dir(target) as tmp:  # an interrupted extraction is never taken for whole
-        try:
-            with zipfile.ZipFile(archive) as opened:
-                opened.extractall(tmp)  # member names with .. or a leading / are made safe by zipfile
-        except (zipfile.BadZipFile, OSError) as err:
-            raise DatasetLayoutError(
-                f"{archive}: not a readable zip ({err}); download it again from https://davischallenge.org or put "
-                f"the extracted folder in {manual_dir} instead.") from err
+    try:
+        with building_dir(target) as tmp:  # an interrupted extraction is never taken for whole
+            try:
+                with zipfile.ZipFile(archive) as opened:
+                    opened.extractall(tmp)  # member names with .. or a leading / are made safe by zipfile
+            except (zipfile.BadZipFile, OSError) as err:
+                raise DatasetLayoutError(
+                    f"{archive}: not a readable zip ({err}); download it again from https://davischallenge.org or "
+                    f"put the extracted folder in {manual_dir} instead.") from err
+    except OSError:
+        # Another process (the flow CLI beside a training) renamed its whole extraction into place first: use it.
+        if os.path.isdir(target):
+            return target
+        raise
     return target
 
 

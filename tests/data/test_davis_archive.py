@@ -97,3 +97,23 @@ def test_a_davis_2016_folder_beside_the_2017_data_does_not_hide_it(tmp_path, mon
     assert resolve_davis_dir(str(both), 2017) == str(both)
     assert [s.name for s in read_davis_sequence_list(str(both), 2017, "train")] == ["alpha", "beta"]
     assert len(read_davis_sequence_list(str(both), 2016, "val", validate=False)) == 4
+
+
+def test_a_zip_extracted_meanwhile_by_another_process_is_used_not_an_error(tmp_path, monkeypatch):
+    # The flow CLI and a training started together on the zip both extract it; the one finishing second found
+    # the folder in place and stopped with "OSError: [Errno 39] Directory not empty".
+    import shutil
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    manual = zip_tree(make_tree(tmp_path / "tree"), tmp_path / "manual")
+    extractall = zipfile.ZipFile.extractall
+
+    def other_process_finishes_first(self, path=None, *args, **kwargs):
+        extractall(self, path, *args, **kwargs)
+        final = os.path.join(os.path.dirname(path), os.path.basename(path)[1:].split(".tmp-")[0])
+        shutil.copytree(path, final)
+
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", other_process_finishes_first)
+    root = resolve_davis_dir(manual, 2017)
+    assert [s.name for s in read_davis_sequence_list(root, 2017, "val")] == ["gamma"]
+    assert [n for n in os.listdir(os.path.dirname(root)) if n.startswith(".")] == []  # our copy is gone
