@@ -259,24 +259,29 @@ def read_annotation_ids(path: str | os.PathLike, grey_ids: Optional[bool] = None
       grey_ids: whether grey values are object ids (see `grey_annotation_holds_ids`, decided on the
         sequence's first annotation); None decides it on this file.
 
-    Palette PNGs give their indices and RGB masks in DAVIS palette colours their palette index; other masks
-    are binary, foreground (1) where grey > 127 (DAVIS-2016's 0/255).
+    Palette PNGs give their indices and RGB masks in DAVIS palette colours their palette index; grey masks
+    are ids (see `grey_ids`) or binary, foreground (1) where grey > 127 (DAVIS-2016's 0/255).
 
     Raises:
-      ImageReadError: missing, unreadable or transparent file, or a mode that cannot hold a mask (16-bit,
-        float).
+      ImageReadError: missing, unreadable or transparent file, a mode that cannot hold a mask (16-bit,
+        float), or colours outside the DAVIS palette.
     """
     path = os.fspath(path)
-    ids, values, image = _ids_or_values(path, "is not an annotation DAVIS tools read; save ground truth as "
+    ids, values, _ = _ids_or_values(path, "is not an annotation DAVIS tools read; save ground truth as "
                                         "palette PNGs of object ids, 8-bit grey PNGs of ids (255 = void) or 0/255 "
                                         "binary masks.")
     if ids is not None:
         return ids
-    if values.ndim == 3:
-        ids, _ = _davis_ids(values)
+    if values.ndim == 3:  # colour (an all-grey RGB file is read as grey)
+        ids, unknown = _davis_ids(values)
         if ids is not None:
             return ids
-        values = np.asarray(image.convert("L"))
+        # Thresholding their grey would drop a pure red object (grey 76) and keep a yellow one.
+        shown = ", ".join(str(c) for c in unknown[:3]) + (" ..." if len(unknown) > 3 else "")
+        raise ImageReadError(
+            f"{path}: RGB annotation with {len(unknown)} colour(s) that are not DAVIS palette colours ({shown}); "
+            "save ground truth as palette PNGs of object ids, 8-bit grey PNGs of ids (255 = void) or 0/255 binary "
+            "masks (or colour object k with DAVIS palette colour k).")
     if grey_ids is None:
         grey_ids = _ids_with_void(np.unique(values))
     if grey_ids:

@@ -250,3 +250,17 @@ def test_grey_values_saved_as_rgb_stay_grey_ids(tmp_path):
     binary = np.where(square_ids(0) > 0, 255, 0)
     _save_rgb(binary_path, np.repeat(binary[..., None], 3, axis=2))
     np.testing.assert_array_equal(read_result_ids(binary_path), (square_ids(0) > 0).astype(np.uint8))
+
+
+def test_rgb_annotation_in_other_colours_is_refused_naming_the_file(tmp_path):
+    """Ground truth in colours outside the DAVIS palette used to be turned grey and thresholded at 127: a pure red
+    object (grey 76) became background without a word, a yellow one foreground."""
+    colours = np.array([[0, 0, 0], [255, 0, 0], [255, 255, 0]], np.uint8)
+    path = str(tmp_path / "00000.png")
+    _save_rgb(path, colours[square_ids(0)])
+    with pytest.raises(ImageReadError, match=r"00000\.png: RGB annotation with 2 colour\(s\) that are not DAVIS "
+                                             r"palette colours \(\(255, 0, 0\), \(255, 255, 0\)\)"):
+        read_annotation_ids(path)
+    # DAVIS palette colours in RGB keep their ids (the refusal is for other colours only).
+    save_davis_rgb(path, square_ids(0))
+    np.testing.assert_array_equal(read_annotation_ids(path), square_ids(0))
