@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 import threading
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 import cv2
 import numpy as np
@@ -36,6 +36,11 @@ class FlowBackend(abc.ABC):
     def flow(self, frame_a: Optional[np.ndarray], frame_b: Optional[np.ndarray], *, sequence: str = "",
              stem_a: str = "", stem_b: str = "") -> np.ndarray:
         """(u, v) flow a -> b, float32 [H, W, 2]; frames are uint8 RGB [H, W, 3]."""
+
+    def source_files(self, sequence: str) -> List[str]:
+        """Files besides the frames the flows of `sequence` are read from (the cache fingerprints them)."""
+        del sequence
+        return []
 
 
 def _grey(frame: np.ndarray) -> np.ndarray:
@@ -108,6 +113,14 @@ class FloFolderFlow(FlowBackend):
     def __init__(self, root: str) -> None:
         self.root = root
         self.tag = flo_folder_tag(root)
+
+    def source_files(self, sequence: str) -> List[str]:
+        """The sequence's `.flo` files: flows exported again into the folder must not be served from the cache
+        of the old ones."""
+        folder = os.path.join(self.root, sequence)
+        if not os.path.isdir(folder):
+            return []
+        return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".flo"))
 
     def flow(self, frame_a, frame_b, *, sequence="", stem_a="", stem_b="") -> np.ndarray:
         path = os.path.join(self.root, sequence, f"{stem_a}_{stem_b}.flo")

@@ -16,7 +16,7 @@ flows were computed from. On a process's first use of a sequence it is compared 
 of the same name differs (frames re-extracted in place, another tree with a sequence of the same name sharing
 the cache), the folder's flows are deleted and recomputed, with a warning, and counted in `stale`. Frames are
 not read whole, so the check costs one 4 KB read per frame. A folder without `frames.json` (written before it existed)
-is trusted and gets one.
+is trusted and gets one. A `.flo` folder's files are fingerprinted the same way (flows exported again in place).
 """
 from __future__ import annotations
 
@@ -150,16 +150,17 @@ class FlowCache:
         with self._lock:
             if key in self._checked:
                 return
-            current = _frame_fingerprint(sequence.frame_paths)
+            # The backend's own inputs (a .flo folder's files) too: stems "00000_00001" never meet frame stems.
+            current = _frame_fingerprint(tuple(sequence.frame_paths) + tuple(self.backend.source_files(sequence.name)))
             fingerprint = os.path.join(folder, FINGERPRINT)
             stored = _read_fingerprint(fingerprint)
             if stored is None:  # a new folder, or one cached before fingerprints: trust what is there
                 stored = {}
             changed = sorted(stem for stem, print_ in current.items() if stem in stored and stored[stem] != print_)
             if changed:
-                log.warning("flow cache folder %s holds flows of other frames (%d of %s's frames differ in size or "
-                            "content, e.g. %s); deleting its flows and recomputing them", folder,
-                            len(changed), sequence.name, changed[0])
+                log.warning("flow cache folder %s holds flows of other frames (%d of %s's frames or source flow "
+                            "files differ in size or content, e.g. %s); deleting its flows and recomputing them",
+                            folder, len(changed), sequence.name, changed[0])
                 for name in os.listdir(folder):
                     if name.endswith(".npy"):  # only the cache's own files
                         os.remove(os.path.join(folder, name))

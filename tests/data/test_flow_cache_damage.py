@@ -56,3 +56,34 @@ def test_a_cache_file_whose_header_claims_a_huge_shape_is_recomputed_not_allocat
     assert any(path in r.getMessage() and "recomputing" in r.getMessage() for r in caplog.records)
     assert np.load(path).shape == (H, W, 2)  # rewritten intact
     assert type(got) is np.ndarray and got.dtype == np.float32
+
+
+def test_flo_files_exported_again_into_the_same_folder_are_read_again_not_served_from_the_cache(tmp_path, caplog):
+    # The .flo backend's cache key is its folder: flows re-exported there (another RAFT checkpoint) used to be
+    # served from the cache of the old ones, silently, for good.
+    from maskrnn_tf.data.flow_backends import FloFolderFlow
+    from maskrnn_tf.ops.flo_io import write_flo
+
+    sequence = _sequence(str(tmp_path / "frames"))
+    flo_dir = tmp_path / "flo"
+    (flo_dir / "seq").mkdir(parents=True)
+
+    def export(value):
+        for a, b in ((0, 1), (1, 0)):
+            write_flo(str(flo_dir / "seq" / f"{a:05d}_{b:05d}.flo"), np.full((H, W, 2), value * (1 if a < b else -1),
+                                                                              np.float32))
+
+    export(1.5)
+    cache_dir = str(tmp_path / "cache")
+    np.testing.assert_array_equal(FlowCache(FloFolderFlow(str(flo_dir)), cache_dir).flow(sequence, 0, 1), 1.5)
+    export(-2.25)
+    with caplog.at_level(logging.WARNING, logger="maskrnn_tf.data.flow_cache"):
+        cache = FlowCache(FloFolderFlow(str(flo_dir)), cache_dir)  # a new process: the check runs once per process
+        np.testing.assert_array_equal(cache.flow(sequence, 0, 1), -2.25)
+        np.testing.assert_array_equal(cache.flow(sequence, 1, 0), 2.25)
+    assert cache.stale == 1 and "flows of other" in caplog.text
+    # Unchanged .flo files keep their cache (no recompute, no warning).
+    caplog.clear()
+    again = FlowCache(FloFolderFlow(str(flo_dir)), cache_dir)
+    np.testing.assert_array_equal(again.flow(sequence, 0, 1), -2.25)
+    assert again.stale == 0 and not caplog.text
