@@ -162,7 +162,9 @@ class FlowCache:
                             "files differ in size or content, e.g. %s); deleting its flows and recomputing them",
                             folder, len(changed), sequence.name, changed[0])
                 for name in os.listdir(folder):
-                    if name.endswith(".npy"):  # only the cache's own files
+                    # Only the cache's own flows: a hidden ".<name>.npy...tmp.npy" is another process's write in
+                    # flight (its rename would fail).
+                    if name.endswith(".npy") and not name.startswith("."):
                         os.remove(os.path.join(folder, name))
                 self.stale += 1
                 stored = {}
@@ -174,7 +176,11 @@ class FlowCache:
                     with open(tmp, "w", encoding="utf-8") as f:
                         json.dump(merged, f, sort_keys=True)
 
-                atomic_write(fingerprint, write, suffix=".json")
+                try:
+                    atomic_write(fingerprint, write, suffix=".json")
+                except OSError as err:  # a shared read-only cache: its flows are still good to read
+                    log.warning("flow cache: could not record the frames in %s (%s); flows of changed frames in "
+                                "this folder will not be noticed", fingerprint, err)
             self._checked.add(key)
 
     def _load(self, path: Optional[str], sequence: Sequence, a: int) -> Optional[np.ndarray]:

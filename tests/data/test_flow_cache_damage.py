@@ -87,3 +87,42 @@ def test_flo_files_exported_again_into_the_same_folder_are_read_again_not_served
     again = FlowCache(FloFolderFlow(str(flo_dir)), cache_dir)
     np.testing.assert_array_equal(again.flow(sequence, 0, 1), -2.25)
     assert again.stale == 0 and not caplog.text
+
+
+def test_stale_flows_are_deleted_but_not_another_process_s_file_being_written(tmp_path):
+    # Deleting "every .npy" of a stale folder took the hidden temporary file another process was writing (its
+    # rename then failed: a crash in the middle of its training).
+    sequence = _sequence(str(tmp_path / "frames"))
+    cache = FlowCache(_Constant(), str(tmp_path / "cache"))
+    cache.flow(sequence, 0, 1)
+    folder = os.path.dirname(cache.path(sequence, 0, 1))
+    in_flight = os.path.join(folder, ".00001_00000.npy.x1y2.tmp.npy")
+    with open(in_flight, "wb") as f:
+        f.write(b"half of another process's flow")
+    Image.fromarray(np.full((H, W, 3), 99, np.uint8)).save(sequence.frame_paths[1])  # frames changed: stale
+    again = FlowCache(_Constant(), str(tmp_path / "cache"))
+    again.flow(sequence, 0, 1)
+    assert again.stale == 1 and again.backend.calls == 1
+    assert os.path.isfile(in_flight)
+
+
+def test_a_read_only_cache_without_a_fingerprint_is_read_not_refused(tmp_path, monkeypatch, caplog):
+    # A shared, read-only cache filled before frames.json existed raised PermissionError when the check tried to
+    # record the frames: its flows were there, complete, and could not be used. (The write is refused by a patch:
+    # the tests run as root, whom mode bits do not stop.)
+    import maskrnn_tf.data.flow_cache as flow_cache
+
+    sequence = _sequence(str(tmp_path / "frames"))
+    cache = FlowCache(_Constant(), str(tmp_path / "cache"))
+    want = cache.flow(sequence, 0, 1)
+    folder = os.path.dirname(cache.path(sequence, 0, 1))
+    os.remove(os.path.join(folder, "frames.json"))
+
+    def read_only(path, write, suffix=""):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(flow_cache, "atomic_write", read_only)
+    backend = _Constant()
+    with caplog.at_level(logging.WARNING, logger="maskrnn_tf.data.flow_cache"):
+        np.testing.assert_array_equal(FlowCache(backend, str(tmp_path / "cache")).flow(sequence, 0, 1), want)
+    assert backend.calls == 0 and "frames.json" in caplog.text and "Permission denied" in caplog.text
