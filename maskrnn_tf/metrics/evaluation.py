@@ -186,15 +186,17 @@ def score_sequence(
     object_ids: Tuple[int, ...],
     config: EvaluationConfig,
     with_t: bool = False,
+    gt_objects: Optional[np.ndarray] = None,
 ) -> SequenceResult:
     """J and F (and T when `with_t`) per object of one sequence, given its ground truth ids [T', H, W] and void
     of the frames `indices`; the results are read from `<results_dir>/<spec.name>/<frame>.png` (any spec with
-    `name` and `frames`: DAVIS or SegTrack v2)."""
+    `name` and `frames`: DAVIS or SegTrack v2). `gt_objects` (bool [N, T', H, W], in `object_ids` order) scores
+    each object against its own mask instead of `gt == id`: SegTrack v2's layers overlap."""
     pred = load_results(results_dir, spec, indices, object_ids, gt.shape[1:])
     void_arg = void if config.exclude_void else None
     objects = []
-    for obj in object_ids:
-        gt_obj = gt == obj
+    for k, obj in enumerate(object_ids):
+        gt_obj = gt == obj if gt_objects is None else gt_objects[k]
         pred_obj = pred == obj
         j = np.asarray(db_eval_iou(gt_obj, pred_obj, void_arg), np.float64)
         f = np.asarray(db_eval_boundary(gt_obj, pred_obj, void_arg, config.bound_th), np.float64)

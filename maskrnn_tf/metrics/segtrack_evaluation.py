@@ -2,10 +2,11 @@
 
 SegTrack v2 has no split: every sequence of `ImageSets/all.txt` is scored. An object is one ground-truth layer
 (`GroundTruth/<seq>/<k>/` for object k, or the single `GroundTruth/<seq>/` folder, object 1); masks are grey or
-RGB with anti-aliased edges, foreground where the grey value is above 127. The first frame's annotation is the
-given input, so it is not scored (`all_frames=True` scores it too); unlike DAVIS the last frame is kept. Per
-object, IoU is averaged over the scored frames (1 where the object and the prediction are both empty); the
-dataset IoU is the mean over all objects of all sequences (the paper reports a mean IoU over SegTrack v2's
+RGB with anti-aliased edges, foreground where the grey value is above 127. Layers may overlap (a rider over the
+bike): each object is scored against its whole layer, so no result (one id per pixel) is perfect there. The first
+frame's annotation is the given input, so it is not scored (`all_frames=True` scores it too); unlike DAVIS the last
+frame is kept. Per object, IoU is averaged over the scored frames (1 where the object and the prediction are both
+empty); the dataset IoU is the mean over all objects of all sequences (the paper reports a mean IoU over SegTrack v2's
 objects, 1.74 per video, without stating how it averages). Results are read like DAVIS results:
 `<results>/<seq>/<frame stem>.png`, ids of the objects (palette or grey id PNGs, or 0/255 for one object).
 """
@@ -19,6 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from maskrnn_tf.data import sequences as layouts
+from maskrnn_tf.io import read_mask
 from maskrnn_tf.metrics.errors import DatasetLayoutError, MissingResultsError
 from maskrnn_tf.metrics.evaluation import EvaluationConfig, EvaluationResults, SequenceResult, score_sequence
 
@@ -65,9 +67,20 @@ def segtrack_frame_indices(n_frames: int, all_frames: bool = False) -> List[int]
 
 def load_segtrack_ground_truth(spec: SegTrackSpec, frame_indices: Sequence[int]
                                ) -> Tuple[np.ndarray, np.ndarray, Tuple[int, ...]]:
-    """(ids [T', H, W] uint8, void [T', H, W] bool (none in SegTrack), object ids 1..N) of the chosen frames."""
+    """(ids [T', H, W] uint8, void [T', H, W] bool (none in SegTrack), object ids 1..N) of the chosen frames.
+    Where layers overlap the later object holds the pixel (an id map has one id per pixel): score objects
+    against `load_segtrack_layers`."""
     labels = np.stack([layouts.read_ids(spec.sequence, i) for i in frame_indices])
     return labels, np.zeros(labels.shape, bool), tuple(range(1, spec.sequence.num_objects + 1))
+
+
+def load_segtrack_layers(spec: SegTrackSpec, frame_indices: Sequence[int]) -> np.ndarray:
+    """Each object's own ground truth, bool [N, T', H, W], overlaps kept (grey above 127, as `read_ids`)."""
+    sequence = spec.sequence
+    if not sequence.mask_layers:  # one object in one mask per frame
+        return np.stack([layouts.read_ids(sequence, i) > 0 for i in frame_indices])[None]
+    return np.stack([np.stack([read_mask(sequence.mask_paths[i][k]) > 0 for i in frame_indices])
+                     for k in range(sequence.num_objects)])
 
 
 def evaluate_segtrack_sequence(root_results: str, spec: SegTrackSpec, all_frames: bool,
@@ -78,7 +91,8 @@ def evaluate_segtrack_sequence(root_results: str, spec: SegTrackSpec, all_frames
         raise MissingResultsError(f"sequence '{spec.name}' has one frame, the given annotation: nothing to score "
                                   "(all_frames / --all_frames scores it).")
     gt, void, object_ids = load_segtrack_ground_truth(spec, indices)
-    return score_sequence(root_results, spec, indices, gt, void, object_ids, config, with_t=False)
+    return score_sequence(root_results, spec, indices, gt, void, object_ids, config, with_t=False,
+                          gt_objects=load_segtrack_layers(spec, indices))
 
 
 def evaluate_segtrack(

@@ -91,6 +91,30 @@ def test_two_objects_match_numpy_iou(tmp_path):
                                                     "per-sequence_results-segtrackv2.csv"]
 
 
+def test_overlapping_layers_score_each_object_against_its_whole_layer(tmp_path):
+    """SegTrack v2 layers overlap (a rider over the bike): each object is scored against its own whole layer,
+    as per-object IoU is defined. Merging the layers into one id map (the later layer winning) took the overlap
+    out of object 1's ground truth, so a result that gave the overlap to object 1 lost J on it."""
+    root = str(tmp_path / "SegTrackv2")
+    t, h, w = 3, 24, 32
+    layers = np.zeros((2, t, h, w), np.uint8)
+    layers[0, :, 4:16, 4:20] = 255  # object 1
+    layers[1, :, 10:20, 12:28] = 255  # object 2, overlapping object 1 in rows 10:16, columns 12:20
+    stems = make_segtrack(root, "duo", np.zeros((t, h, w, 3), np.uint8), layers)
+    truth = layers > 127
+    pred = np.zeros((t, h, w), np.uint8)
+    pred[truth[1]] = 2
+    pred[truth[0]] = 1  # the overlap given to object 1
+    results = str(tmp_path / "results")
+    os.makedirs(os.path.join(results, "duo"))
+    for stem, ids in zip(stems, pred):
+        write_palette_png(os.path.join(results, "duo", stem + ".png"), ids)
+    obj1, obj2 = evaluate_segtrack(root, results).objects
+    overlap, area2 = np.sum(truth[0, 0] & truth[1, 0]), np.sum(truth[1, 0])
+    np.testing.assert_allclose(obj1.j, [1.0, 1.0], atol=1e-12)
+    np.testing.assert_allclose(obj2.j, [(area2 - overlap) / area2] * 2, atol=1e-12)
+
+
 def test_bad_input_is_named(tmp_path):
     root = str(tmp_path / "SegTrackv2")
     frames, layers = _two_objects(t=3)
