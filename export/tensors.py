@@ -43,3 +43,32 @@ def proto_to_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:
     if len(proto.tensor_content) != expected:
         raise ValueError(f"tensor_content holds {len(proto.tensor_content)} bytes, shape {shape} of {dtype} needs {expected}.")
     return np.frombuffer(proto.tensor_content, dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+
+
+# The typed field TensorFlow's Tensor::AsProtoField fills for each dtype (tensor.cc's ProtoHelper): 8- and 16-bit
+# integers widen into int_val, float16 and bfloat16 go as their 16-bit patterns in half_val.
+_FIELD_BY_ENUM = {
+    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val", types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_UINT8: "int_val", types_pb2.DT_INT8: "int_val", types_pb2.DT_INT16: "int_val",
+    types_pb2.DT_UINT16: "int_val", types_pb2.DT_INT64: "int64_val", types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val", types_pb2.DT_HALF: "half_val",
+    types_pb2.DT_BFLOAT16: "half_val",
+}
+
+
+def ndarray_to_field_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """A TensorProto of `array` in the typed `*_val` field, as TensorFlow Serving's Predict answers by default
+    (Tensor::AsProtoField, not tensor_content): for the stand-in server, so clients are tested on what the model
+    server really sends."""
+    array = np.asarray(array)
+    enum = tf.dtypes.as_dtype(array.dtype).as_datatype_enum
+    field = _FIELD_BY_ENUM.get(enum)
+    if field is None:
+        raise TypeError(f"no typed TensorProto field for dtype {array.dtype}")
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape])
+    proto = tensor_pb2.TensorProto(dtype=enum, tensor_shape=shape)
+    flat = array.reshape(-1)
+    if field == "half_val":
+        flat = flat.view(np.uint16).astype(np.int32)
+    getattr(proto, field).extend(flat.tolist())
+    return proto

@@ -3,8 +3,9 @@
 A real gRPC server on 127.0.0.1 that implements tensorflow-serving-api's `PredictionService` (`Predict`,
 `GetModelMetadata`) and `ModelService` (`GetModelStatus`) over an exported SavedModel, loaded the way the
 model server loads it (`SessionModel`: a TF1 session over the `serve` MetaGraph, variables restored by the
-saver's restore op, tensors fed and fetched by the SignatureDef's names), with the model server's status
-codes: unknown model or version -> NOT_FOUND, unknown signature -> FAILED_PRECONDITION, missing /
+saver's restore op, tensors fed and fetched by the SignatureDef's names), answering in the model server's
+encoding (Predict outputs in the typed `*_val` fields, Tensor::AsProtoField, not `tensor_content`) and with its
+status codes: unknown model or version -> NOT_FOUND, unknown signature -> FAILED_PRECONDITION, missing /
 unexpected input, wrong dtype or shape, or an in-graph check failing -> INVALID_ARGUMENT with a message
 naming the input; any other TensorFlow error keeps its own code (a variable the restore op missed is
 FAILED_PRECONDITION, as in the model server). With `max_batch_size` it also refuses, as a model server with
@@ -33,7 +34,7 @@ from tensorflow_serving.apis import (
 )
 
 from maskrnn_tf.export.session_model import SessionModel, SignatureNotFoundError, serve_signature_defs
-from maskrnn_tf.export.tensors import ndarray_to_proto, proto_to_ndarray
+from maskrnn_tf.export.tensors import ndarray_to_field_proto, proto_to_ndarray
 
 _MAX_MESSAGE = 2**31 - 1  # what tensorflow_model_server allows
 
@@ -144,8 +145,8 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.name = self.served.name
         response.model_spec.version.value = self.served.version
         response.model_spec.signature_name = key
-        for name in wanted:
-            response.outputs[name].CopyFrom(ndarray_to_proto(outputs[name]))
+        for name in wanted:  # typed *_val fields, as the model server's Predict answers (AsProtoField)
+            response.outputs[name].CopyFrom(ndarray_to_field_proto(outputs[name]))
         return response
 
     def GetModelMetadata(self, request, context):
