@@ -203,6 +203,15 @@ def main(argv: List[str]) -> int:
         print(f"error: --flow_cache_dir={cache_dir} is a file, not a folder: give a folder (it is created if "
               "missing).", file=sys.stderr)
         return 2
+    try:  # last of the checks: a refused run leaves no empty folder behind
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as err:
+        print(f"error: --run_dir={run_dir} cannot be created ({err.strerror}: {err.filename}); give a folder you "
+              "can write in (it is created if missing).", file=sys.stderr)
+        return 2
+    if not os.access(run_dir, os.W_OK | os.X_OK):
+        print(f"error: --run_dir={run_dir} is not writable by you; give a folder you can write in.", file=sys.stderr)
+        return 2
     import tensorflow as tf
 
     # TF's checkpoint saver logs one INFO line per save ("Sharding callback duration") through absl: noise on

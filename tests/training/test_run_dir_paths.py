@@ -43,3 +43,15 @@ def test_lock_file_follows_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert os.stat(tmp_path / "run" / LOCK_NAME).st_mode & 0o777 == 0o664
+
+
+def test_a_run_dir_that_cannot_be_created_is_refused_naming_it(tmp_path):
+    """A --run_dir under a file (a typo in its path) stopped the run with a NotADirectoryError traceback."""
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    run_dir = path / "run"
+    proc = subprocess.run(train_cmd(str(run_dir), *STEPS), cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert f"--run_dir={run_dir} cannot be created (Not a directory" in proc.stdout, proc.stdout[-2000:]
+    assert "Traceback" not in proc.stdout and path.read_text() == "mine"
