@@ -37,6 +37,14 @@ FIELD_BOUNDS: Dict[str, Dict[str, Any]] = {
     "data.perturb_min_iou": dict(minimum=0, maximum=1),
     "model.width": dict(above=0),
     "model.fc_units": dict(minimum=1),
+    # Without these a 0 crashed the model build or step 1 with a traceback, and NaN or a threshold no
+    # probability reaches trained in silence.
+    "model.side_channels": dict(minimum=1),
+    "model.roi_size": dict(minimum=1),
+    "model.box_enlarge": dict(minimum=1, hint="1 = the proposal box as it is"),
+    "model.mask_threshold": dict(minimum=0, below=1, hint="the masks are probabilities in [0, 1]"),
+    "model.mask_input_scale": dict(minimum=0),
+    "model.flow_input_scale": dict(minimum=0),
     "optim.learning_rate": dict(above=0),
     "optim.decay_steps": dict(minimum=1),
     "optim.decay_rate": dict(above=0, maximum=1, hint="the rate is multiplied by it every decay_steps"),

@@ -69,7 +69,7 @@ def test_the_bounds_themselves_are_accepted():
         assert bounds_problem(key, value) is None, (key, value)
     assert bounds_problem("data.height", 31) == "must be >= 32 (VGG-16 needs frames of at least 32 pixels)"
     assert bounds_problem("seed", 2**32) == "must be >= 0 and <= 4.29497e+09 (NumPy seeds are 32-bit unsigned)"
-    assert bounds_problem("model.side_channels", -1) is None  # no bounds known: left to the config's checks
+    assert bounds_problem("model.delta_weights", -1) is None  # no bounds known: left to the config's checks
 
 
 def test_set_overrides_are_checked_against_the_same_bounds():

@@ -115,3 +115,27 @@ def test_every_training_flag_file_parses_and_validates():
         config = TrainConfig.from_dict(json.loads(proc.stdout))
         check_config_bounds(config)
         assert all(isinstance(v, bool) for v in (config.loss.class_balance, config.recompute, config.jit_compile))
+
+
+@pytest.mark.parametrize("item,message", [
+    # 0 channels or a 0x0 RoI crashed the model build or step 1 with a Keras/TF traceback (exit 1); the roi_size
+    # crash came after config.json was written, so the corrected rerun was refused as another config.
+    ("model.side_channels=0", "model.side_channels=0: must be >= 1"),
+    ("model.roi_size=0", "model.roi_size=0: must be >= 1"),
+    # NaN slipped past `box_enlarge < 1` (comparisons with NaN are false) and past every unbounded scale.
+    ("model.box_enlarge=NaN", "model.box_enlarge=nan: must be a finite number"),
+    ("model.mask_input_scale=NaN", "model.mask_input_scale=nan: must be a finite number"),
+    ("model.flow_input_scale=-1", "model.flow_input_scale=-1: must be >= 0"),
+    # Probabilities never exceed 1: no proposal box and an all-background fusion, trained on in silence.
+    ("model.mask_threshold=1.5", "model.mask_threshold=1.5: must be >= 0 and < 1"),
+    ("model.mask_threshold=-1", "model.mask_threshold=-1: must be >= 0 and < 1"),
+])
+def test_model_settings_out_of_range_are_refused_before_the_run(item, message):
+    with pytest.raises(ValueError) as err:
+        check_config_bounds(_set(item))
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_model_settings_at_their_bounds_are_taken():
+    check_config_bounds(_set("model.side_channels=1", "model.roi_size=1", "model.box_enlarge=1",
+                             "model.mask_threshold=0", "model.mask_input_scale=0", "model.flow_input_scale=0"))
