@@ -23,6 +23,7 @@ from maskrnn_tf.io.atomic_file import atomic_write
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.training import inputs
 from maskrnn_tf.training.best_model import BestModel
+from maskrnn_tf.training.checkpoint_files import checkpoint_paths
 from maskrnn_tf.training.checkpointing import (RunCheckpoint, read_run_precision, resume_precision,
                                                write_run_precision)
 from maskrnn_tf.training.config import TrainConfig
@@ -30,7 +31,8 @@ from maskrnn_tf.training.distribution import is_chief, make_strategy, task_info
 from maskrnn_tf.training import precision as precision_module
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
-from maskrnn_tf.training.run_dir import CONFIG_NAME, prepare_run_dir, run_dir_lock, write_run_config
+from maskrnn_tf.training.run_dir import (CONFIG_NAME, ConfigMismatchError, prepare_run_dir, run_dir_lock,
+                                         write_run_config)
 from maskrnn_tf.training.steps import TrainSteps, current_learning_rate, make_optimizer
 from maskrnn_tf.training.summaries import ProfileWindow, Summaries, overlay
 from maskrnn_tf.training.validation import evaluate, make_step_fn
@@ -116,9 +118,14 @@ def _model_save(model: keras.Model, path: str) -> None:
 
 def _stored_precision(run_dir: str) -> Optional[str]:
     """The precision setting of the run's config.json (None without a readable one: prepare_run_dir reports)."""
+    return _stored_setting(run_dir, "precision")
+
+
+def _stored_setting(run_dir: str, key: str) -> Optional[str]:
+    """The string setting `key` of the run's config.json (None without a readable one or that key)."""
     try:
         with open(os.path.join(run_dir, CONFIG_NAME), encoding="utf-8") as f:
-            value = json.load(f).get("precision")
+            value = json.load(f).get(key)
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, str) else None
@@ -171,6 +178,17 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         raise TrainDataError(f"the data settings make no training batches: {err}") from err
     if chief:  # refuses another config now; config.json is written once the checkpoint fits these settings
         prepare_run_dir(run_dir, config, overwrite_config, report=printer, write=False)
+        own = checkpoint_paths(os.path.join(run_dir, "checkpoints"))
+        stored_init = _stored_setting(run_dir, "init_checkpoint")
+        if own and (config.init_checkpoint or None) != (stored_init or None):
+            # init_checkpoint only starts a run without checkpoints: taken here it would be ignored while
+            # config.json claimed the run began from it.
+            raise ConfigMismatchError(
+                f"{run_dir} resumes from its own checkpoints (newest {own[0]}); init_checkpoint "
+                f"{config.init_checkpoint!r} would be ignored (the run began "
+                + (f"from {stored_init!r}" if stored_init else "at step 0") + "). To start from "
+                "another checkpoint use a new --run_dir; to resume this run, "
+                + (f"pass --init_checkpoint={stored_init}." if stored_init else "drop --init_checkpoint."))
 
     with strategy.scope():
         model = MaskRNN(config.model)

@@ -110,3 +110,37 @@ def test_a_checkpoint_of_another_optimizer_precision_is_refused_naming_the_preci
     made_in = "float16" if source == "float16" else "float32 or bfloat16"
     assert f"made in {made_in}" in message and f"this run trains in {target}" in message
     assert ("--precision=float16" if source == "float16" else "--precision=float32") in message
+
+
+_TINY_RUN = {
+    "data.dataset": "synthetic_vos", "data.height": 32, "data.width": 48, "data.synthetic_train_videos": 2,
+    "data.synthetic_video_frames": 4, "data.batch_size": 2, "data.clip_length": 3, "data.val_videos": 0,
+    "eval_every": 0, "model.width": 0.125, "model.fc_units": 16, "model.side_channels": 4,
+    "precision": "float32", "stage_a_steps": 1, "stage_b_steps": 0, "checkpoint_every": 1,
+}
+
+
+def test_a_run_with_checkpoints_of_its_own_refuses_a_new_init_checkpoint(tmp_path):
+    """--init_checkpoint only starts a run that has no checkpoint yet. Given to a stopped run with
+    --overwrite_config, it was ignored in silence: the run resumed from its own checkpoint and config.json
+    recorded a start it never made. It is refused (exit 2 in the CLI), the run dir left as it was."""
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.loop import train
+    from maskrnn_tf.training.run_dir import ConfigMismatchError, prepare_run_dir
+
+    run_dir = str(tmp_path / "run")
+    config = TrainConfig().override(_TINY_RUN)
+    # The run as a first training leaves it (a checkpoint of its own, found by name), without training one.
+    prepare_run_dir(run_dir, config)
+    tf.train.Checkpoint(step=tf.Variable(1, dtype=tf.int64)).write(os.path.join(run_dir, "checkpoints", "ckpt-1"))
+    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+        stored = f.read()
+    source = str(tmp_path / "other_run")
+    more = config.override({"stage_a_steps": 2, "init_checkpoint": source})
+    with pytest.raises(ConfigMismatchError) as err:
+        train(more, run_dir, overwrite_config=True, printer=lambda line: None)
+    assert f"init_checkpoint {source!r} would be ignored" in str(err.value), str(err.value)
+    assert "ckpt-1" in str(err.value) and "new --run_dir" in str(err.value)
+    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+        assert f.read() == stored
+    assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == ["ckpt-1.data-00000-of-00001", "ckpt-1.index"]
