@@ -328,9 +328,10 @@ def field_type(key: str) -> Any:
 def parse_override(text: str) -> Tuple[str, Any]:
     """'model.width=0.25' -> ('model.width', 0.25); the value is JSON when it parses, else a string.
 
-    Two readings of the text depend on the field: a boolean also takes True/False in any case (Python's
-    spelling, which absl's own boolean flags take), and a string field keeps the text as given
-    (data.manual_dir=2016 is a folder, not a number). The type is checked by `TrainConfig.override`.
+    Three readings of the text depend on the field: a boolean also takes True/False in any case (Python's
+    spelling, which absl's own boolean flags take), an optional field takes None in any case as null, and a
+    string field keeps the text as given (data.manual_dir=2016 is a folder, not a number). The type is checked
+    by `TrainConfig.override`.
     """
     key, sep, raw = text.partition("=")
     if not sep or not key:
@@ -343,7 +344,9 @@ def parse_override(text: str) -> Tuple[str, Any]:
     kind = field_type(key)
     optional = type(None) in typing.get_args(kind)
     base = next((a for a in typing.get_args(kind) if a is not type(None)), kind) if optional else kind
-    if base is bool and isinstance(value, str) and value.strip().lower() in ("true", "false"):
+    if optional and isinstance(value, str) and value.strip().lower() == "none":
+        value = None  # Python's spelling of null, as --vgg_weights=None and the error messages spell it
+    elif base is bool and isinstance(value, str) and value.strip().lower() in ("true", "false"):
         value = value.strip().lower() == "true"
     elif base is str and not isinstance(value, str) and not (value is None and optional):
         value = raw

@@ -139,3 +139,22 @@ def test_model_settings_out_of_range_are_refused_before_the_run(item, message):
 def test_model_settings_at_their_bounds_are_taken():
     check_config_bounds(_set("model.side_channels=1", "model.roi_size=1", "model.box_enlarge=1",
                              "model.mask_threshold=0", "model.mask_input_scale=0", "model.flow_input_scale=0"))
+
+
+@pytest.mark.parametrize("item,key", [
+    # --vgg_weights=None trains from scratch, and the weights error says "Pass 'imagenet', None, or ...": the same
+    # word through --set became the file name 'None' and was refused with that same advice.
+    ("model.vgg_weights=None", "model.vgg_weights"),
+    ("init_checkpoint=none", "init_checkpoint"),
+    ("inject_nan_at_step=None", "inject_nan_at_step"),
+    ("data.flow_cache_dir=None", "data.flow_cache_dir"),
+])
+def test_python_none_unsets_an_optional_setting(item, key):
+    config = _set("model.vgg_weights=imagenet", "init_checkpoint=x", "inject_nan_at_step=3",
+                  "data.flow_cache_dir=x", item)
+    head, _, rest = key.partition(".")
+    assert (getattr(getattr(config, head), rest) if rest else getattr(config, key)) is None
+
+
+def test_none_is_text_for_a_setting_that_cannot_be_unset():
+    assert _set("data.dataset=synthetic_vos", "data.flow=None").data.flow == "None"  # refused by its backend
