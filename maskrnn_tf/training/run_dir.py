@@ -13,9 +13,10 @@ CONFIG_NAME = "config.json"
 
 
 LOCK_NAME = ".lock"
-# What training writes whole into its run folder and replaces (the final model, best_model.BEST_DIR): in a
-# folder without config.json these are someone else's.
-REPLACED_NAMES = ("best", "model.keras")
+# What training writes whole into its run folder and replaces (the final model, best_model.BEST_DIR, and
+# loop.STAGE_A_DIR, whose checkpoint manager keeps one and deletes the others): in a folder without config.json
+# these are someone else's.
+REPLACED_NAMES = ("best", "model.keras", "stage_a")
 
 
 class ConfigMismatchError(ValueError):

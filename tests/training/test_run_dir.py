@@ -31,6 +31,14 @@ def test_a_folder_of_the_users_that_training_would_replace_files_in_is_refused(t
         prepare_run_dir(str(run_dir), TrainConfig())
     assert sorted(os.listdir(run_dir)) == ["best", "model.keras"]
     assert (run_dir / "model.keras").read_bytes() == b"the user's model"
+    # stage_a/ too: at the end of stage A training saves there with a manager that keeps one checkpoint, which
+    # deleted the others a user's stage_a/ listed.
+    own = tmp_path / "experiments"
+    (own / "stage_a").mkdir(parents=True)
+    (own / "stage_a" / "ckpt-1.index").write_bytes(b"theirs")
+    with pytest.raises(ConfigMismatchError, match="not a training run.*holds stage_a"):
+        prepare_run_dir(str(own), TrainConfig())
+    assert sorted(os.listdir(own)) == ["stage_a"] and os.listdir(own / "stage_a") == ["ckpt-1.index"]
     # Other files of theirs are never touched by training: such a folder may hold a run.
     other = tmp_path / "notes"
     other.mkdir()
