@@ -106,6 +106,8 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
         raise ConfigMismatchError(
             f"{run_dir} is not a training run (it has no {CONFIG_NAME}) but holds {', '.join(theirs)}, which "
             "training writes and would replace. Use a new --run_dir, or move them out of it first.")
+    if os.path.exists(path) and overwrite_config:
+        _report_overwrite(path, config, report)
     if os.path.exists(path) and not overwrite_config:
         try:
             with open(path, encoding="utf-8") as f:
@@ -145,6 +147,19 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
             raise ConfigMismatchError(f"{run_dir}: {problem} ({'; '.join(diff)}).")
         report(f"step counts changed ({'; '.join(diff)}); continuing the run with them")
     return _write_config(path, config) if write else path
+
+
+def _report_overwrite(path: str, config: TrainConfig, report: Callable[[str], None]) -> None:
+    """Says which settings of config.json at `path` the run continues with changed (nothing when none is)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            stored = drop_retired(json.load(f))
+    except (OSError, ValueError, AttributeError) as err:
+        report(f"--overwrite_config: replacing the unreadable {path} ({err})")
+        return
+    diff = config_diff(stored, json.loads(config.to_json()))
+    if diff:
+        report(f"--overwrite_config: continuing the run with {'; '.join(diff)}")
 
 
 def write_run_config(run_dir: str, config: TrainConfig) -> str:

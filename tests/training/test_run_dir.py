@@ -22,6 +22,21 @@ def test_config_json_is_written_once_and_another_config_is_refused(tmp_path):
     prepare_run_dir(run_dir, config.override({"seed": 8}), overwrite_config=True)
 
 
+def test_overwrite_config_says_which_settings_the_run_continues_with(tmp_path):
+    """--overwrite_config took any other config in silence: a flag file edited since the run began (or a --set
+    left on the command line) changed the training with nothing on the console to say so."""
+    run_dir = str(tmp_path / "run")
+    prepare_run_dir(run_dir, TrainConfig().override({"seed": 7}))
+    reports = []
+    new = TrainConfig().override({"seed": 7, "optim.learning_rate": 1e-3, "data.manual_dir": "/data"})
+    prepare_run_dir(run_dir, new, overwrite_config=True, report=reports.append)
+    assert reports == ["--overwrite_config: continuing the run with data.manual_dir: stored None, now '/data'; "
+                       "optim.learning_rate: stored 1e-05, now 0.001"]
+    reports.clear()
+    prepare_run_dir(run_dir, new, overwrite_config=True, report=reports.append)
+    assert reports == []  # the same config: nothing to say
+
+
 def test_a_folder_of_the_users_that_training_would_replace_files_in_is_refused(tmp_path):
     # --run_dir pointed at a folder holding a model.keras and a best/ of the user's (no config.json: not a run).
     run_dir = tmp_path / "models"
