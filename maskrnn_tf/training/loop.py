@@ -190,8 +190,11 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                 "another checkpoint use a new --run_dir; to resume this run, "
                 + (f"pass --init_checkpoint={stored_init}." if stored_init else "drop --init_checkpoint."))
 
+    # A resume restores the trunks from its checkpoints: the VGG-16 file is not read (it may have moved, or
+    # imagenet be offline).
+    resuming = bool(checkpoint_paths(os.path.join(run_dir, "checkpoints")))
     with strategy.scope():
-        model = MaskRNN(config.model)
+        model = MaskRNN(config.model, read_vgg_weights=not resuming)
         optimizer = make_optimizer(config, policy)
         optimizer.build(model.trainable_variables)
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")

@@ -1,6 +1,7 @@
 """`python -m maskrnn_tf.train` flags through the CLI, checked by their effect: --vgg_weights (the trunks start
 from the file's weights, first-conv surgery for the mask channel) and SIGINT (a checkpoint is saved, the same
 command resumes from it)."""
+import json
 import os
 import re
 import signal
@@ -79,3 +80,24 @@ def test_sigint_saves_a_checkpoint_and_the_same_command_resumes(tmp_path):
     assert f"stage A  step {stopped_at}/" not in resumed.stdout and "stage A  step 12/12" in resumed.stdout
     assert "done: 12 steps" in resumed.stdout
     assert tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints")).endswith("ckpt-12")
+
+
+@pytest.mark.slow
+def test_a_run_with_checkpoints_resumes_without_its_vgg_weights_file(tmp_path):
+    """The checkpoints hold the trunks: a resume must not need the VGG-16 weights the run began from. It was refused
+    (exit 2, "--vgg_weights: ... not found") once the .h5 file was moved or, with imagenet, offline without the
+    Keras cache; the way out the message gave (another --vgg_weights) was then refused as another config."""
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.run_dir import prepare_run_dir
+
+    missing = str(tmp_path / "moved" / "vgg16.weights.h5")
+    run_dir = str(tmp_path / "run")
+    proc = run_cli(run_dir, "--model_width=1.0", f"--vgg_weights={missing}", "--print_config")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    prepare_run_dir(run_dir, TrainConfig.from_dict(json.loads(proc.stdout)))
+    # A checkpoint of the run's own (found by name). Not this network's, so the resume stops at its restore:
+    # past the weights check and the model build, which are what this is about (a real one at width 1 is ~350 MB).
+    tf.train.Checkpoint(step=tf.Variable(1, dtype=tf.int64)).write(os.path.join(run_dir, "checkpoints", "ckpt-1"))
+    proc = run_cli(run_dir, "--model_width=1.0", f"--vgg_weights={missing}")
+    assert "not found" not in proc.stdout and "Traceback" not in proc.stdout, proc.stdout[-3000:]
+    assert proc.returncode == 2 and "ckpt-1 cannot be restored into this run" in proc.stdout, proc.stdout[-3000:]
