@@ -17,6 +17,9 @@ LOCK_NAME = ".lock"
 # loop.STAGE_A_DIR, whose checkpoint manager keeps one and deletes the others): in a folder without config.json
 # these are someone else's.
 REPLACED_NAMES = ("best", "model.keras", "stage_a")
+# best_model.RECORD_NAME (that module imports this one): a folder holding it is a run's best model, whose
+# config.json would pass for a run's.
+BEST_RECORD_NAME = "best.json"
 
 
 class ConfigMismatchError(ValueError):
@@ -99,6 +102,12 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
     from its checkpoints with the new settings). A config that differs only in the step counts continues
     the run and is stored (reported through `report`) unless `step_change_problem` refuses it.
     """
+    if os.path.isfile(os.path.join(run_dir, BEST_RECORD_NAME)):
+        parent = os.path.dirname(os.path.abspath(run_dir))
+        raise ConfigMismatchError(
+            f"{run_dir} is the best model kept by a run (it holds {BEST_RECORD_NAME}), not a run: training there "
+            f"would replace that model. Resume the run with --run_dir={parent}, or start a new run from one of its "
+            f"checkpoints with --init_checkpoint={os.path.join(parent, 'checkpoints')} and a new --run_dir.")
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, CONFIG_NAME)
     theirs = [name for name in REPLACED_NAMES if os.path.lexists(os.path.join(run_dir, name))]

@@ -37,6 +37,23 @@ def test_overwrite_config_says_which_settings_the_run_continues_with(tmp_path):
     assert reports == []  # the same config: nothing to say
 
 
+def test_a_runs_best_model_folder_is_refused_as_a_run_dir(tmp_path):
+    """<run>/best holds a config.json as a run does: --run_dir=<run>/best (to go on from the best model) was taken
+    for that run and trained from step 0 in it, replacing its model.keras while best.json still named the step
+    and J of the model it had held."""
+    best = tmp_path / "run" / "best"
+    best.mkdir(parents=True)
+    config = TrainConfig().override({"seed": 7})
+    (best / "config.json").write_text(config.to_json() + "\n")
+    (best / "model.keras").write_bytes(b"the best model")
+    from maskrnn_tf.training.best_model import RECORD_NAME
+
+    (best / RECORD_NAME).write_text('{"step": 250, "J": 0.5}\n')
+    with pytest.raises(ConfigMismatchError, match="best model.*not a run.*--init_checkpoint"):
+        prepare_run_dir(str(best), config)
+    assert sorted(os.listdir(best)) == sorted([RECORD_NAME, "config.json", "model.keras"])
+
+
 def test_a_folder_of_the_users_that_training_would_replace_files_in_is_refused(tmp_path):
     # --run_dir pointed at a folder holding a model.keras and a best/ of the user's (no config.json: not a run).
     run_dir = tmp_path / "models"
