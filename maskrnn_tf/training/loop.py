@@ -137,7 +137,10 @@ def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
     run_dir.ConfigMismatchError, run_dir.RunDirBusyError, checkpoint_files.CheckpointCorruptError,
     checkpointing.PrecisionMismatchError (the checkpoints were made in another precision than the one asked)."""
     started = time.perf_counter()
-    strategy = make_strategy(config.strategy)
+    try:
+        strategy = make_strategy(config.strategy)
+    except ValueError as err:  # multi_worker without (or with a malformed) TF_CONFIG: a setting, not a crash
+        raise TrainSettingsError(str(err)) from err
     chief = is_chief(strategy)
     # The chief holds the run directory for the whole run (the other workers write only temporary copies).
     with run_dir_lock(run_dir) if chief else contextlib.nullcontext():

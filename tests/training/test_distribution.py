@@ -1,6 +1,7 @@
 """Which task of a multi-worker cluster is the chief (the one that writes the run dir), for the TF_CONFIG layouts
 tf.distribute documents: only workers (worker 0 is the chief) or a `chief` task beside the workers."""
 import json
+import os
 from unittest import mock
 
 import pytest
@@ -29,3 +30,14 @@ def test_the_chief_is_the_chief_task_or_worker_0_without_one(monkeypatch, cluste
 def test_one_process_is_always_the_chief(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert is_chief(tf.distribute.get_strategy()) is True
+
+
+def test_multi_worker_without_tf_config_is_a_settings_error_before_the_run_dir(tmp_path, monkeypatch):
+    """It ended the CLI with a ValueError traceback (exit 1); TrainSettingsError is the exit-2 error it prints."""
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.loop import TrainSettingsError, train
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(TrainSettingsError, match="--strategy=multi_worker needs the TF_CONFIG"):
+        train(TrainConfig().override({"strategy": "multi_worker"}), str(tmp_path / "run"), printer=lambda s: None)
+    assert not os.path.exists(tmp_path / "run")
