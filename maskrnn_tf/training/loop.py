@@ -219,6 +219,12 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                                 precision=precision)
         printer(f"started from {source} at step {int(global_step.numpy())} (weights, optimizer, step and RNG; "
                 "the data starts from its beginning)")
+    first_step = int(global_step.numpy()) + 1
+    if profile and first_step <= config.total_steps and (profile[1] < first_step or profile[0] > config.total_steps):
+        # Nothing would be traced, in silence (a resumed run counts on from its checkpoint's step).
+        raise TrainSettingsError(
+            f"--profile_steps={profile[0]},{profile[1]}: this run trains steps {first_step} to {config.total_steps}; "
+            "give steps in that range (numbered from 1 over the whole run, as the console shows them).")
     if chief:
         write_run_config(run_dir, config)
         write_run_precision(run_dir, precision)  # before the first checkpoint of a new run

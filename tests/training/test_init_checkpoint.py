@@ -144,3 +144,17 @@ def test_a_run_with_checkpoints_of_its_own_refuses_a_new_init_checkpoint(tmp_pat
     with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
         assert f.read() == stored
     assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == ["ckpt-1.data-00000-of-00001", "ckpt-1.index"]
+
+
+def test_profile_steps_the_run_does_not_train_are_refused_before_the_run_dir_is_written(tmp_path):
+    """--profile_steps counts the run's steps from 1 (resumes and init_checkpoint starts included): a range the run
+    never reaches (past its end, or before the step it resumes at) traced nothing and said nothing."""
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.loop import TrainSettingsError, train
+
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(TrainSettingsError) as err:
+        train(TrainConfig().override(_TINY_RUN), run_dir, profile_steps=(5, 6), printer=lambda line: None)
+    assert str(err.value).startswith("--profile_steps=5,6: this run trains steps 1 to 1;"), str(err.value)
+    assert not os.path.exists(os.path.join(run_dir, "config.json"))
+    assert not os.path.exists(os.path.join(run_dir, "checkpoints"))
