@@ -351,8 +351,9 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         j = validate(step, final=True)
         printer(f"validation J {j:.4f} at step {step}")
     if step == started_at:
-        printer(f"already trained to step {step} of {total}: nothing to train (a new --run_dir, or more steps with "
-                "--overwrite_config, trains further)")
+        # More steps alone resume the run (run_dir.step_change_problem); --overwrite_config would take any change.
+        printer(f"already trained to step {step} of {total}: nothing to train (more steps, e.g. a larger "
+                "--stage_b_steps in the same command, train further; a new --run_dir starts another run)")
     model_path = None
     if chief:
         model_path = os.path.join(run_dir, MODEL_NAME)

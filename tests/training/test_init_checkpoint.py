@@ -158,3 +158,17 @@ def test_profile_steps_the_run_does_not_train_are_refused_before_the_run_dir_is_
     assert str(err.value).startswith("--profile_steps=5,6: this run trains steps 1 to 1;"), str(err.value)
     assert not os.path.exists(os.path.join(run_dir, "config.json"))
     assert not os.path.exists(os.path.join(run_dir, "checkpoints"))
+
+
+def test_a_finished_run_says_more_steps_need_no_overwrite_config(tmp_path):
+    """Rerun once finished, the run told the user to pass --overwrite_config to train more steps: that switch takes
+    every other changed setting too, while more steps alone resume the run without it."""
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.loop import train
+
+    lines = []
+    config = TrainConfig().override({**_TINY_RUN, "stage_a_steps": 0})
+    train(config, str(tmp_path / "run"), printer=lines.append)
+    said = [line for line in lines if line.startswith("already trained")]
+    assert said == ["already trained to step 0 of 0: nothing to train (more steps, e.g. a larger --stage_b_steps in "
+                    "the same command, train further; a new --run_dir starts another run)"], lines
