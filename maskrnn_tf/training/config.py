@@ -350,4 +350,6 @@ def parse_override(text: str) -> Tuple[str, Any]:
         value = value.strip().lower() == "true"
     elif base is str and not isinstance(value, str) and not (value is None and optional):
         value = raw
+    elif typing.get_origin(base) is tuple and isinstance(value, str) and not value.strip():
+        value = []  # data.val_sequences= clears the list, as --val_sequences= does (not one empty name)
     return key, value

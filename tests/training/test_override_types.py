@@ -158,3 +158,13 @@ def test_python_none_unsets_an_optional_setting(item, key):
 
 def test_none_is_text_for_a_setting_that_cannot_be_unset():
     assert _set("data.dataset=synthetic_vos", "data.flow=None").data.flow == "None"  # refused by its backend
+
+
+def test_an_empty_val_sequences_clears_them_as_the_flag_does():
+    """--val_sequences= clears the held-out sequences (a flag file's, say); --set=data.val_sequences= was refused
+    as the one empty name ['']."""
+    config = _set("data.dataset=davis16", "data.val_sequences=dog,car-turn")
+    assert config.data.val_sequences == ("dog", "car-turn")
+    assert config.override(dict([parse_override("data.val_sequences=")])).data.val_sequences == ()
+    with pytest.raises(ValueError, match="distinct non-empty names"):
+        _set("data.dataset=davis16", "data.val_sequences=dog,,car-turn")
