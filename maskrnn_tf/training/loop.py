@@ -39,6 +39,7 @@ from maskrnn_tf.training.validation import evaluate, make_step_fn
 
 MODEL_NAME = "model.keras"
 STAGE_A_DIR = "stage_a"  # <run_dir>/stage_a: the checkpoint at the end of stage A
+VALIDATED_NAME = "last_validation.json"  # the last validated step and its J (a rerun validates a step only once)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -114,6 +115,25 @@ def _profile_range(steps: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]
 def _model_save(model: keras.Model, path: str) -> None:
     # Keras wants the .keras suffix on the temporary name too.
     atomic_write(path, lambda tmp: model.save(tmp), suffix=".keras")
+
+
+def _record_validation(run_dir: str, step: int, j: float) -> None:
+    """Writes `<run_dir>/VALIDATED_NAME`: the last validated step and its J."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"step": step, "J": j if math.isfinite(j) else None}, f)
+
+    atomic_write(os.path.join(run_dir, VALIDATED_NAME), write, suffix=".json")
+
+
+def _validated_step(run_dir: str) -> Optional[int]:
+    """The step of the run's last recorded validation (None without a readable record)."""
+    try:
+        with open(os.path.join(run_dir, VALIDATED_NAME), encoding="utf-8") as f:
+            step = json.load(f).get("step")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return step if isinstance(step, int) else None
 
 
 def _stored_precision(run_dir: str) -> Optional[str]:
@@ -260,6 +280,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
             row = np.concatenate([video["frames"][t], overlay(video["frames"][t], video["masks"][t]),
                                   overlay(video["frames"][t], labels[t])], axis=1)
             summaries.images(step, "frame_truth_prediction", row[None], writer="val")
+        if chief:
+            _record_validation(run_dir, step, j)
         if best is not None and best.offer(step, j, lambda path: model.save(path)):
             printer(best.describe())
         if best is not None and best.j is not None:
@@ -346,18 +368,23 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
             summaries.flush()
     if step % config.checkpoint_every != 0 and step > started_at:  # the same on every worker (saves are collective)
         last_saved = ckpt.save(step) or last_saved
-    # A rerun of a finished run trains nothing: its last step was validated (and logged) when it ran.
-    if val_videos and step > started_at and (j is None or step % max(config.eval_every, 1) != 0):
-        j = validate(step, final=True)
-        printer(f"validation J {j:.4f} at step {step}")
-    if step == started_at:
-        # More steps alone resume the run (run_dir.step_change_problem); --overwrite_config would take any change.
-        printer(f"already trained to step {step} of {total}: nothing to train (more steps, e.g. a larger "
-                "--stage_b_steps in the same command, train further; a new --run_dir starts another run)")
     model_path = None
-    if chief:
-        model_path = os.path.join(run_dir, MODEL_NAME)
-        _model_save(model, model_path)
+    try:  # past the loop's signal handling: Ctrl-C here is a stop like the loop's, not a traceback
+        # A rerun of a finished run validates its last step only if no validation of it was recorded (one
+        # stopped mid-way, after the last checkpoint, would otherwise be lost to best/).
+        validated = step > started_at and j is not None and step % max(config.eval_every, 1) == 0
+        if val_videos and not validated and (step > started_at or _validated_step(run_dir) != step):
+            j = validate(step, final=True)
+            printer(f"validation J {j:.4f} at step {step}")
+        if step == started_at:
+            # More steps alone resume the run (run_dir.step_change_problem); --overwrite_config takes any change.
+            printer(f"already trained to step {step} of {total}: nothing to train (more steps, e.g. a larger "
+                    "--stage_b_steps in the same command, train further; a new --run_dir starts another run)")
+        if chief:
+            model_path = os.path.join(run_dir, MODEL_NAME)
+            _model_save(model, model_path)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(signal.SIGINT, last_saved) from None
     summaries.close()
     kept = best is not None and best.step is not None
     return TrainResult(run_dir=run_dir, steps=step, final_loss=final_loss, validation_j=j, model_path=model_path,

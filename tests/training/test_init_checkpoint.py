@@ -172,3 +172,39 @@ def test_a_finished_run_says_more_steps_need_no_overwrite_config(tmp_path):
     said = [line for line in lines if line.startswith("already trained")]
     assert said == ["already trained to step 0 of 0: nothing to train (more steps, e.g. a larger --stage_b_steps in "
                     "the same command, train further; a new --run_dir starts another run)"], lines
+
+
+def test_a_final_validation_cut_short_runs_when_the_finished_run_is_rerun(tmp_path, monkeypatch):
+    """Ctrl-C during the final validation (after the last checkpoint) ended in a KeyboardInterrupt traceback, and
+    the rerun said "already trained" without validating the last step: best/ never saw it. The interruption is
+    now the usual "stopped by signal", and the rerun validates the last step once."""
+    import signal
+
+    from maskrnn_tf.training import loop
+    from maskrnn_tf.training.config import TrainConfig
+
+    config = TrainConfig().override({**_TINY_RUN, "stage_a_steps": 2, "data.val_videos": 1, "data.val_frames": 3})
+    run_dir = str(tmp_path / "run")
+    evaluate, calls = loop.evaluate, []
+
+    def interrupted(*args, **kwargs):
+        calls.append("cut")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "evaluate", interrupted)
+    with pytest.raises(loop.TrainingInterrupted) as stopped:
+        loop.train(config, run_dir, printer=lambda line: None)
+    assert stopped.value.signum == signal.SIGINT and stopped.value.checkpoint.endswith("-2")
+
+    def counted(*args, **kwargs):
+        calls.append("ran")
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate", counted)
+    lines = []
+    result = loop.train(config, run_dir, printer=lines.append)
+    assert calls == ["cut", "ran"] and result.steps == 2 and result.validation_j is not None
+    assert any(line.startswith("validation J") and line.endswith("at step 2") for line in lines), lines
+    # Validated once: a further rerun trains and validates nothing.
+    again = loop.train(config, run_dir, printer=lambda line: None)
+    assert calls == ["cut", "ran"] and again.validation_j is None
