@@ -56,6 +56,33 @@ def _latest_number(run_dir):
     return None if latest is None else int(latest.rsplit("-", 1)[1])
 
 
+def _train_in_process(run_dir, *extra):
+    """A run of `python -m maskrnn_tf.train` with these flags, trained in this process: the config is the one the
+    CLI resolves from them (its own flag parsing, with --print_config, which answers without TensorFlow) and the
+    training is the CLI's (training.loop.train, under op determinism with --deterministic). Returns the console
+    lines. For tests of what a run does; those of the process (exit codes, signals, start-up, distribution)
+    keep run_cli. Spares a TensorFlow start-up and its imports per run."""
+    from tensorflow.python.framework import config as tf_config
+
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.loop import train
+
+    printed = subprocess.run(train_cmd(run_dir, *extra, "--print_config"), cwd=REPO, env=cli_env(),
+                             capture_output=True, text=True, timeout=120)
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    config = TrainConfig.from_dict(json.loads(printed.stdout))
+    determinism = "--deterministic" in extra and not tf_config.is_op_determinism_enabled()
+    if determinism:
+        tf.config.experimental.enable_op_determinism()
+    lines = []
+    try:
+        train(config, os.path.abspath(run_dir), printer=lines.append)
+    finally:
+        if determinism:
+            tf_config.disable_op_determinism()  # the rest of this test process runs as before
+    return "\n".join(lines)
+
+
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     """One uninterrupted deterministic run (also profiled and validated); shared by several tests."""
@@ -240,13 +267,12 @@ def test_a_run_started_from_the_end_of_another_runs_stage_a_trains_stage_b_as_th
     source, fork = str(tmp_path / "source"), str(tmp_path / "fork")
     # The source stops at the end of stage A and is resumed with its stage B: the copy is made on the resume
     # too (a run killed right at the boundary still keeps it).
-    first = run_cli(source, *steps, "--stage_b_steps=0")
-    assert first.returncode == 0, first.stdout[-3000:]
+    # The three runs train in this process (what they write and print is the subject, not the process).
+    _train_in_process(source, *steps, "--stage_b_steps=0")
     assert not os.path.exists(os.path.join(source, "stage_a"))  # no stage B: its last checkpoint is the end
-    resumed = run_cli(source, *steps, "--stage_b_steps=2")
-    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    resumed = _train_in_process(source, *steps, "--stage_b_steps=2")
     start = os.path.join(source, "stage_a", "ckpt-2")
-    assert f"end of stage A kept in {start}" in resumed.stdout
+    assert f"end of stage A kept in {start}" in resumed
     assert tf.train.latest_checkpoint(os.path.join(source, "stage_a")) == start
     assert _latest_number(source) == 4 and not glob.glob(os.path.join(source, "checkpoints", "ckpt-2.*"))
     from maskrnn_tf.inference import load_model, trained_step
@@ -256,10 +282,10 @@ def test_a_run_started_from_the_end_of_another_runs_stage_a_trains_stage_b_as_th
     for name, value in _model_variables(start).items():
         np.testing.assert_array_equal(kept[name], value, err_msg=name)
 
-    forked = run_cli(fork, *steps, "--stage_b_steps=2", f"--init_checkpoint={os.path.join(source, 'stage_a')}")
-    assert forked.returncode == 0, forked.stdout[-3000:]
-    assert f"started from {start} at step 2" in forked.stdout
-    assert "stage A  step" not in forked.stdout and "stage B  step 4/4" in forked.stdout
+    forked = _train_in_process(fork, *steps, "--stage_b_steps=2",
+                               f"--init_checkpoint={os.path.join(source, 'stage_a')}")
+    assert f"started from {start} at step 2" in forked
+    assert "stage A  step" not in forked and "stage B  step 4/4" in forked
     assert tf.train.latest_checkpoint(os.path.join(fork, "stage_a")) == os.path.join(fork, "stage_a", "ckpt-2")
     with open(os.path.join(fork, "config.json")) as f:
         assert json.load(f)["init_checkpoint"] == os.path.join(source, "stage_a")
