@@ -134,12 +134,18 @@ def overrides_from_flags() -> Dict[str, Any]:
     from maskrnn_tf.training.config import parse_override
 
     values: Dict[str, Any] = {}
+    named: Dict[str, str] = {}  # key -> the named flag that set it
     for name, (key, _, _) in _FIELDS.items():
         value = FLAGS[name].value
         if value is not None:
             values[key] = None if (name == "vgg_weights" and value.lower() == "none") else value
+            named[key] = name
     for item in FLAGS.set:
         key, value = parse_override(item)
+        if key in named and values[key] != value:
+            # --set wins wherever each is given (a flag file's --set over the command line's named flag): say so.
+            print(f"note: --set={item} overrides {FLAGS[named[key]].serialize()} (--set wins over the named flag "
+                  "of the same setting, wherever each is given)", file=sys.stderr)
         values[key] = value
     return values
 

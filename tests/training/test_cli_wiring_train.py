@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -101,3 +102,17 @@ def test_a_run_with_checkpoints_resumes_without_its_vgg_weights_file(tmp_path):
     proc = run_cli(run_dir, "--model_width=1.0", f"--vgg_weights={missing}")
     assert "not found" not in proc.stdout and "Traceback" not in proc.stdout, proc.stdout[-3000:]
     assert proc.returncode == 2 and "ckpt-1 cannot be restored into this run" in proc.stdout, proc.stdout[-3000:]
+
+
+def test_a_set_that_overrides_a_named_flag_says_so(tmp_path):
+    """--set wins over the named flag of the same setting wherever each is given (a --crop_height on the command
+    line loses to a --set=data.height in the flag file): it used to win in silence; now it says so."""
+    flagfile = tmp_path / "mine.flags"
+    flagfile.write_text("--set=data.height=48\n--crop_width=64\n")
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.train", f"--flagfile={flagfile}", "--crop_height=40",
+                           "--set=data.width=64", "--print_config"], cwd=REPO, env=cli_env(), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)["data"]["height"] == 48
+    assert "note: --set=data.height=48 overrides --crop_height=40" in proc.stderr
+    assert "data.width" not in proc.stderr  # the same value: nothing to say
