@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import typing
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
@@ -122,6 +123,10 @@ class MaskRNNConfig:
             raise ValueError(f"MaskRNNConfig.box_enlarge must be >= 1, got {self.box_enlarge}.")
         if len(self.delta_weights) != 4:
             raise ValueError("MaskRNNConfig.delta_weights needs 4 values (ty, tx, th, tw).")
+        # Targets are multiplied by them and predictions divided: NaN or 0 would train in silence or divide by 0.
+        if any(isinstance(w, (int, float)) and not (math.isfinite(w) and w > 0) for w in self.delta_weights):
+            raise ValueError(f"MaskRNNConfig.delta_weights {tuple(self.delta_weights)}: each must be a finite "
+                             "number > 0 (the paper's are 10, 10, 5, 5).")
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-friendly dict (tuples become lists)."""
