@@ -43,12 +43,21 @@ def selection_set(data: DataConfig) -> Optional[Dict[str, object]]:
         if data.val_videos <= 0:
             return None
         videos: object = f"synthetic_vos, {data.val_videos} videos of unseen seeds"
+        flow = data.synthetic_flow
     elif data.val_sequences:
-        videos = list(data.val_sequences)
+        videos, flow = list(data.val_sequences), data.flow
     else:
         return None
     return {"dataset": data.dataset, "videos": videos, "frames": data.val_frames,
-            "height": data.height, "width": data.width}
+            "height": data.height, "width": data.width, "flow": flow}
+
+
+def same_selection(stored: object, current: Dict[str, object]) -> bool:
+    """Whether a best.json's `selection` is `current`; records from before the flows were part of it ("flow"
+    missing) compare without them, so that a run resumed with this version keeps its best model."""
+    if not isinstance(stored, dict):
+        return False
+    return stored == (current if "flow" in stored else {k: v for k, v in current.items() if k != "flow"})
 
 
 def read_record(best_dir: str) -> Optional[dict]:
@@ -97,7 +106,7 @@ class BestModel:
             raise ConfigMismatchError(
                 f"{self.path} holds no {RECORD_NAME}: it is not a best model kept by this run, and training "
                 f"would replace it. Move it out of {run_dir} (or use another --run_dir).")
-        if record is not None and record.get("selection") == self.selection and _finite(record.get("J")):
+        if record is not None and same_selection(record.get("selection"), self.selection) and _finite(record.get("J")):
             self.step, self.j = int(record["step"]), float(record["J"])
         elif record is not None:
             self.note = (f"note: {self.path} (step {record['step']}) was chosen on other validation videos "

@@ -59,6 +59,27 @@ def test_a_resumed_run_keeps_the_record_of_the_same_selection_and_restarts_it_fo
     assert _kept(tmp_path) == "weights of step 300" and read_record(str(tmp_path / "best"))["J"] == 0.2
 
 
+def test_other_validation_flows_restart_the_record_and_older_records_without_flows_are_kept(tmp_path):
+    """The flows of the validation videos are part of what J is measured on: after --overwrite_config changed
+    --flow (or synthetic_flow), J used to be compared with the old best as if on the same input."""
+    davis = dict(dataset="davis16", val_sequences=("car-turn", "dog-agility"))
+    BestModel(str(tmp_path), _config(**davis)).offer(100, 0.7, _saver(100))
+    assert read_record(str(tmp_path / "best"))["selection"]["flow"] == "dis"
+    other = BestModel(str(tmp_path), _config(flow="farneback", **davis))
+    assert other.step is None and "chosen on other validation videos" in other.note
+    synthetic = str(tmp_path / "synthetic")
+    os.makedirs(synthetic)
+    BestModel(synthetic, _config(val_videos=2)).offer(10, 0.5, _saver(10))
+    assert BestModel(synthetic, _config(val_videos=2, synthetic_flow="dis")).step is None
+    # A record written before the flows were part of it: the same run's resume keeps it.
+    path = tmp_path / "synthetic" / "best" / "best.json"
+    record = json.loads(path.read_text())
+    del record["selection"]["flow"]
+    path.write_text(json.dumps(record))
+    kept = BestModel(synthetic, _config(val_videos=2))
+    assert (kept.step, kept.j, kept.note) == (10, 0.5, None)
+
+
 def test_davis_without_held_out_train_sequences_keeps_no_best_model(tmp_path):
     # Validation then runs on the first val sequences: the reported ones, never a split to choose on.
     best = BestModel(str(tmp_path), _config(dataset="davis16", val_videos=4))
@@ -68,7 +89,7 @@ def test_davis_without_held_out_train_sequences_keeps_no_best_model(tmp_path):
     held_out = selection_set(DataConfig(dataset="davis16", val_sequences=("dog-agility", "car-turn"),
                                         val_frames=20, height=240, width=432))
     assert held_out == {"dataset": "davis16", "videos": ["dog-agility", "car-turn"], "frames": 20,
-                        "height": 240, "width": 432}
+                        "height": 240, "width": 432, "flow": "dis"}
     assert selection_set(DataConfig(val_videos=0)) is None
 
 
