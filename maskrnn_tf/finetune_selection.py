@@ -71,25 +71,31 @@ def _segment_and_score(label: str, args: List[str], split: str, sequences: Optio
                        folder: str):
     """Segments and scores one candidate on one split (reusing a folder made the same way); its FinetuneRun."""
     from maskrnn_tf.experiments.finetune_comparison import read_run
-    from maskrnn_tf.experiments.results_records import record_mismatch, results_record
+    from maskrnn_tf.experiments.results_records import SCORES_KEY, record_mismatch, results_record, scores_digest
 
     py = sys.executable
     chosen = [f"--sequences={','.join(sequences)}"] if sequences else []
     segment = [py, "-m", "maskrnn_tf.segment", f"--davis_root={FLAGS.davis_root}", f"--split={split}", *chosen,
                f"--model={model}", f"--output={folder}", *FLAGS.segment_flag, *args, "--noprogress"]
     record_path = os.path.join(folder, RECORD)
+    csv_path = os.path.join(folder, f"per-sequence_results-{split}.csv")
     wanted = results_record(segment[3:], model)
     if os.path.isdir(folder):
-        mismatch = record_mismatch(read_json(record_path), wanted)
+        stored = read_json(record_path)
+        mismatch = record_mismatch(stored, wanted)
         if mismatch:
             raise app.UsageError(f"{folder} was made with other settings ({'; '.join(mismatch)}); delete it to "
                                  "segment again, or use another --output.")
     else:
         run_command(segment, driver="finetune_selection")
+        stored = wanted
         write_text(record_path, json.dumps(wanted, indent=1) + "\n")
-    if not os.path.isfile(os.path.join(folder, f"per-sequence_results-{split}.csv")):
+    # Scores are reused only when they are the ones this driver's evaluate wrote: a CSV scored since on other
+    # sequences or frames (evaluate --sequences, --all_frames), or edited, would enter the tables in silence.
+    if not os.path.isfile(csv_path) or stored.get(SCORES_KEY) != scores_digest(csv_path):
         run_command([py, "-m", "maskrnn_tf.evaluate", f"--davis_root={FLAGS.davis_root}", f"--results={folder}",
                      f"--split={split}", *chosen], driver="finetune_selection")
+        write_text(record_path, json.dumps({**wanted, SCORES_KEY: scores_digest(csv_path)}, indent=1) + "\n")
     return read_run(label, folder, split)
 
 

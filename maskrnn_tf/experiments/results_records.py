@@ -3,6 +3,7 @@ made the same way (same segment arguments, same model file)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from typing import Dict, List, Mapping, Optional, Sequence
 
@@ -30,12 +31,23 @@ def results_record(segment_args: Sequence[str], model_path: str) -> Dict[str, ob
             "model": os.path.abspath(model_path), "model_bytes": stat.st_size, "model_mtime": round(stat.st_mtime, 3)}
 
 
+# Record key of the digest of the scores CSV the driver's own evaluate wrote (not part of how the folder was made).
+SCORES_KEY = "scores_sha256"
+
+
+def scores_digest(csv_path: str) -> str:
+    """SHA-256 of a scores CSV: tells whether it is still the one the driver's evaluate wrote (its content, so a
+    copied folder keeps it, but a CSV scored again otherwise or edited since does not)."""
+    with open(csv_path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def record_mismatch(stored: Optional[Mapping[str, object]], wanted: Mapping[str, object]) -> List[str]:
     """Why a results folder's stored record differs from the wanted one (empty when they are the same)."""
     if stored is None:
         return ["no record of how it was made"]
     out = []
-    for key in sorted(set(stored) | set(wanted)):
+    for key in sorted((set(stored) | set(wanted)) - {SCORES_KEY}):
         if key == "segment_args":
             old, new = set(stored.get(key) or ()), set(wanted.get(key) or ())
             if old != new:

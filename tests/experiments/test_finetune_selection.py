@@ -171,3 +171,50 @@ def test_without_selection_sequences_the_driver_refuses_to_run(tiny_model, tmp_p
     bad = subprocess.run(cmd + ["--select_sequences=x", "--candidate=x=--output=y"], cwd=REPO, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "--output is set by the driver" in bad.stderr
+
+
+def _stand_in_driver(monkeypatch, tmp_path, j_values):
+    """finetune_selection's _segment_and_score with stand-in segment and evaluate commands (no TensorFlow):
+    segment writes a folder with its segment_run.json, evaluate a per-sequence CSV of `j_values` (object ->
+    J; F = J / 2). Returns the module, the model and the list of commands run."""
+    import types
+
+    from maskrnn_tf import finetune_selection as driver
+
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"model")
+    ran = []
+
+    def run_command(args, clock=None, driver=""):
+        ran.append(args[2])
+        folder = next(a.split("=", 1)[1] for a in args if a.startswith(("--output=", "--results=")))
+        if args[2] == "maskrnn_tf.segment":
+            os.makedirs(folder)
+            (tmp_path / folder / "segment_run.json").write_text(json.dumps({"finetune": "none"}))
+        else:
+            rows = "".join(f"{name},{j:.3f},{j / 2:.3f}\n" for name, j in j_values.items())
+            (tmp_path / folder / "per-sequence_results-train.csv").write_text("Sequence,J-Mean,F-Mean\n" + rows)
+        return 0.0
+
+    monkeypatch.setattr(driver, "run_command", run_command)
+    monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(davis_root=str(tmp_path / "davis"), segment_flag=[]))
+    return driver, str(model), ran
+
+
+def test_a_resumed_call_does_not_reuse_scores_changed_since_its_evaluate(monkeypatch, tmp_path):
+    driver, model, ran = _stand_in_driver(monkeypatch, tmp_path, {"bear_1": 0.8, "cows_1": 0.4})
+    folder = str(tmp_path / "select" / "none")
+    score = lambda: driver._segment_and_score("none", ["--finetune=none"], "train", ["bear", "cows"],  # noqa: E731
+                                              model, folder)
+    assert score().mean() == pytest.approx((0.6, 0.3)) and ran == ["maskrnn_tf.segment", "maskrnn_tf.evaluate"]
+    assert score().mean() == pytest.approx((0.6, 0.3)) and len(ran) == 2  # resumed: nothing run again
+    # The folder scored since on one sequence only (evaluate --sequences=bear): the driver's own evaluate runs
+    # again instead of the mean of one object entering the table as the candidate's.
+    csv_path = tmp_path / "select" / "none" / "per-sequence_results-train.csv"
+    csv_path.write_text("Sequence,J-Mean,F-Mean\nbear_1,0.800,0.400\n")
+    assert score().mean() == pytest.approx((0.6, 0.3)) and ran[2:] == ["maskrnn_tf.evaluate"]
+    # Edited by hand (or scored with --all_frames): the same.
+    csv_path.write_text("Sequence,J-Mean,F-Mean\nbear_1,0.900,0.400\ncows_1,0.400,0.200\n")
+    assert score().mean() == pytest.approx((0.6, 0.3)) and ran[3:] == ["maskrnn_tf.evaluate"]
+    # The recorded digest is not part of how the folder was made: a resumed call still reuses it.
+    assert score().mean() == pytest.approx((0.6, 0.3)) and len(ran) == 4
