@@ -82,6 +82,7 @@ def main(argv: List[str]) -> int:
                                                           finetune_loc_weight, read_scores, record_mismatch,
                                                           results_record, select_variants, training_variant,
                                                           variant_overrides)
+    from maskrnn_tf.experiments.results_records import SCORES_KEY, scores_digest
     signal.signal(signal.SIGTERM, on_sigterm)  # stop the running command too (see _run)
     py = sys.executable
     selected = {v.name for v in select_variants(FLAGS.variants)}
@@ -134,8 +135,9 @@ def main(argv: List[str]) -> int:
                          f"--finetune_loc_weight={finetune_loc_weight(variant, FLAGS.finetune_loc_weight)}",
                          "--finetune_class_balance" if FLAGS.finetune_class_balance else "--nofinetune_class_balance"]
             record_path = os.path.join(results, "ablation_record.json")
+            stored = read_json(record_path)
             if os.path.isdir(results) and os.path.isfile(model):
-                mismatch = record_mismatch(read_json(record_path), results_record(args[3:], model))
+                mismatch = record_mismatch(stored, results_record(args[3:], model))
                 if mismatch and work:
                     raise app.UsageError(f"{results} was made with other settings ({'; '.join(mismatch)}); "
                                          "delete it to segment again, or use another --run_root.")
@@ -147,13 +149,23 @@ def main(argv: List[str]) -> int:
                 continue
             else:
                 _run(args)
-                write_text(record_path, json.dumps(results_record(args[3:], model), indent=1) + "\n")
-            if read_scores(results, FLAGS.split) is None:
+                stored = results_record(args[3:], model)
+                write_text(record_path, json.dumps(stored, indent=1) + "\n")
+            # Scores are reused only when they are the ones this driver's evaluate wrote: a CSV scored since on
+            # other sequences or frames (evaluate --sequences, --all_frames), or edited, would enter the table in
+            # silence. A row not asked for keeps scores recorded before the digest was (no SCORES_KEY).
+            csv_path = os.path.join(results, f"global_results-{FLAGS.split}.csv")
+            recorded = (stored or {}).get(SCORES_KEY)
+            current = os.path.isfile(csv_path) and (
+                recorded == scores_digest(csv_path) or (not work and recorded is None))
+            if not current:
                 if not work:
                     scores.append(None)
                     continue
                 _run([py, "-m", "maskrnn_tf.evaluate", f"--davis_root={FLAGS.davis_root}", f"--results={results}",
                       f"--split={FLAGS.split}"])
+                write_text(record_path, json.dumps({**results_record(args[3:], model),
+                                                    SCORES_KEY: scores_digest(csv_path)}, indent=1) + "\n")
             scores.append(read_scores(results, FLAGS.split))
         if work or any(scores):
             rows.append((variant, scores[0], scores[1] if len(scores) > 1 else None, seconds))
