@@ -85,7 +85,21 @@ def main(argv: List[str]) -> int:
     from maskrnn_tf.experiments.results_records import SCORES_KEY, scores_digest
     signal.signal(signal.SIGTERM, on_sigterm)  # stop the running command too (see _run)
     py = sys.executable
-    selected = {v.name for v in select_variants(FLAGS.variants)}
+    # Checked before anything runs: a typo would otherwise show as a traceback, or as a failed segment hours
+    # into the first training.
+    try:
+        selected = {v.name for v in select_variants(FLAGS.variants)}
+    except ValueError as err:
+        print(f"error: --variants: {err}", file=sys.stderr)
+        return 2
+    if not os.path.isfile(FLAGS.train_flags):
+        print(f"error: --train_flags={FLAGS.train_flags}: no such file; give the training flag file every variant "
+              "starts from (e.g. davis16_cpu.flags).", file=sys.stderr)
+        return 2
+    if not os.path.isdir(os.path.expanduser(FLAGS.davis_root)):
+        print(f"error: --davis_root={FLAGS.davis_root}: no such folder; give the DAVIS folder whose --split is "
+              "segmented and scored.", file=sys.stderr)
+        return 2
     full_run = os.path.abspath(os.path.expanduser(FLAGS.full_run)) if FLAGS.full_run else None
     if full_run and not os.path.isfile(os.path.join(full_run, "model.keras")):
         raise app.UsageError(f"--full_run={FLAGS.full_run}: no model.keras there; train it first "

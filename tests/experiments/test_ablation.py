@@ -197,6 +197,8 @@ def test_a_resumed_ablation_does_not_reuse_scores_changed_since_its_evaluate(mon
     run_dir = tmp_path / "root" / "astream"
     run_dir.mkdir(parents=True)
     (run_dir / "model.keras").write_bytes(b"model")
+    (tmp_path / "davis").mkdir()
+    (tmp_path / "tiny.flags").write_text("--stage_a_steps=1\n")
     ran = []
 
     def run_command(args, clock=None, driver=""):
@@ -212,7 +214,7 @@ def test_a_resumed_ablation_does_not_reuse_scores_changed_since_its_evaluate(mon
     monkeypatch.setattr(driver, "run_command", run_command)
     monkeypatch.setattr(driver, "_check_trained", lambda *a: None)  # the stand-in run has no config.json
     monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(
-        train_flags="tiny.flags", run_root=str(tmp_path / "root"), davis_root=str(tmp_path / "davis"), split="val",
+        train_flags=str(tmp_path / "tiny.flags"), run_root=str(tmp_path / "root"), davis_root=str(tmp_path / "davis"), split="val",
         full_run=None, variants=["astream"], train_set=[], max_size=48, finetune_steps=0, finetune_lr=1e-5,
         finetune_loc_weight=0.1, finetune_class_balance=False, flow="dis", flo_dir=None))
     row = "| AStream |  |  |  |  |  | 60.0 | 40.0 | - | - | - |"
@@ -224,3 +226,23 @@ def test_a_resumed_ablation_does_not_reuse_scores_changed_since_its_evaluate(mon
         "J&F-Mean,J-Mean,F-Mean\n0.900,0.950,0.850\n")
     assert driver.main([]) == 0 and ran[2:] == ["maskrnn_tf.evaluate"]
     assert row in (tmp_path / "root" / "ablation.md").read_text()
+
+
+def test_bad_driver_input_is_refused_by_name_before_anything_runs(monkeypatch, tmp_path, capsys):
+    import types
+
+    from maskrnn_tf import ablation as driver
+
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text("--stage_a_steps=1\n")
+    (tmp_path / "davis").mkdir()
+    good = dict(train_flags=str(flagfile), run_root=str(tmp_path / "root"), davis_root=str(tmp_path / "davis"),
+                variants=["astream"])
+    monkeypatch.setattr(driver, "run_command", lambda *a, **k: pytest.fail(f"ran {a[0][2]}"))
+    for bad, message in ((dict(variants=["nope"]), "--variants: unknown ablation variant(s) ['nope']"),
+                         (dict(train_flags=str(tmp_path / "typo.flags")), "typo.flags: no such file"),
+                         (dict(davis_root=str(tmp_path / "DAVS")), "DAVS: no such folder")):
+        monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(**{**good, **bad}, full_run=None))
+        assert driver.main([]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "root").exists()
