@@ -131,6 +131,18 @@ def main(argv: List[str]) -> int:
     root = os.path.abspath(FLAGS.output)
     select_name = f"{FLAGS.select_split}: {', '.join(select)}"
     report_name = FLAGS.report_split + (f": {', '.join(FLAGS.report_sequences)}" if FLAGS.report_sequences else "")
+
+    def write_record(runs, chosen, report, floor) -> None:
+        write_text(os.path.join(root, "selection.json"), json.dumps({
+            "model": model, "select_split": FLAGS.select_split, "select_sequences": select,
+            "report_split": FLAGS.report_split, "report_sequences": FLAGS.report_sequences,
+            "segment_flags": FLAGS.segment_flag,
+            "candidates": {c.label: {"model": _model(c, model), "segment_flags": c.flags_without_model()}
+                           for c in candidates},
+            "chosen": {mode: run.label for mode, run in chosen.items()},
+            "select": to_dict(runs), "report": to_dict(list(report.values())), "floor": to_dict(floor),
+        }, indent=1) + "\n")
+
     try:
         # -- every candidate on the selection split ------------------------------------------------------------
         runs = [_segment_and_score(c.label, c.flags_without_model(), FLAGS.select_split, select, _model(c, model),
@@ -151,23 +163,17 @@ def main(argv: List[str]) -> int:
             report[mode] = _segment_and_score(picked.label, candidate.flags_without_model(), FLAGS.report_split,
                                               FLAGS.report_sequences, _model(candidate, model),
                                               os.path.join(root, "report", picked.label))
-            # After every reported run: an interrupted call leaves the tables measured so far.
+            # After every reported run: an interrupted call leaves the tables measured so far, and the record
+            # of this call beside them (not an earlier call's, with other choices).
             write_text(os.path.join(root, "selection.md"),
                        selection_markdown(runs, chosen, report, select_name, report_name, floor))
+            write_record(runs, chosen, report, floor)
         table = selection_markdown(runs, chosen, report, select_name, report_name, floor)
     except ComparisonInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     write_text(os.path.join(root, "selection.md"), table)
-    write_text(os.path.join(root, "selection.json"), json.dumps({
-        "model": model, "select_split": FLAGS.select_split, "select_sequences": select,
-        "report_split": FLAGS.report_split, "report_sequences": FLAGS.report_sequences,
-        "segment_flags": FLAGS.segment_flag,
-        "candidates": {c.label: {"model": _model(c, model), "segment_flags": c.flags_without_model()}
-                       for c in candidates},
-        "chosen": {mode: run.label for mode, run in chosen.items()},
-        "select": to_dict(runs), "report": to_dict(list(report.values())), "floor": to_dict(floor),
-    }, indent=1) + "\n")
+    write_record(runs, chosen, report, floor)
     print(f"\n{table}\nwritten to {os.path.join(root, 'selection.md')}", flush=True)
     return 0
 

@@ -173,10 +173,10 @@ def test_without_selection_sequences_the_driver_refuses_to_run(tiny_model, tmp_p
     assert bad.returncode == 2 and "--output is set by the driver" in bad.stderr
 
 
-def _stand_in_driver(monkeypatch, tmp_path, j_values):
-    """finetune_selection's _segment_and_score with stand-in segment and evaluate commands (no TensorFlow):
-    segment writes a folder with its segment_run.json, evaluate a per-sequence CSV of `j_values` (object ->
-    J; F = J / 2). Returns the module, the model and the list of commands run."""
+def _stand_in_driver(monkeypatch, tmp_path, j_values, **flags):
+    """finetune_selection with stand-in segment and evaluate commands (no TensorFlow): segment writes a folder
+    with its segment_run.json, evaluate a per-sequence CSV of `j_values` (object -> J, or folder name -> that;
+    F = J / 2). Returns the module, the model and the list of commands run."""
     import types
 
     from maskrnn_tf import finetune_selection as driver
@@ -189,15 +189,19 @@ def _stand_in_driver(monkeypatch, tmp_path, j_values):
         ran.append(args[2])
         folder = next(a.split("=", 1)[1] for a in args if a.startswith(("--output=", "--results=")))
         if args[2] == "maskrnn_tf.segment":
+            mode = next((a.split("=", 1)[1] for a in args if a.startswith("--finetune=")), "none")
             os.makedirs(folder)
-            (tmp_path / folder / "segment_run.json").write_text(json.dumps({"finetune": "none"}))
+            (tmp_path / folder / "segment_run.json").write_text(json.dumps({"finetune": mode}))
         else:
-            rows = "".join(f"{name},{j:.3f},{j / 2:.3f}\n" for name, j in j_values.items())
-            (tmp_path / folder / "per-sequence_results-train.csv").write_text("Sequence,J-Mean,F-Mean\n" + rows)
+            split = next(a.split("=", 1)[1] for a in args if a.startswith("--split="))
+            values = j_values.get(os.path.basename(folder), j_values)
+            rows = "".join(f"{name},{j:.3f},{j / 2:.3f}\n" for name, j in values.items())
+            (tmp_path / folder / f"per-sequence_results-{split}.csv").write_text("Sequence,J-Mean,F-Mean\n" + rows)
         return 0.0
 
     monkeypatch.setattr(driver, "run_command", run_command)
-    monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(davis_root=str(tmp_path / "davis"), segment_flag=[]))
+    monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(davis_root=str(tmp_path / "davis"), segment_flag=[],
+                                                               **flags))
     return driver, str(model), ran
 
 
@@ -218,3 +222,31 @@ def test_a_resumed_call_does_not_reuse_scores_changed_since_its_evaluate(monkeyp
     assert score().mean() == pytest.approx((0.6, 0.3)) and ran[3:] == ["maskrnn_tf.evaluate"]
     # The recorded digest is not part of how the folder was made: a resumed call still reuses it.
     assert score().mean() == pytest.approx((0.6, 0.3)) and len(ran) == 4
+
+
+def test_a_call_stopped_while_reporting_leaves_its_own_record_beside_its_tables(monkeypatch, tmp_path):
+    """selection.json is rewritten with selection.md after every reported run: a call stopped while reporting
+    (here: a better static candidate added) does not leave an earlier call's choices beside its tables."""
+    j_values = {"none": {"bear_1": 0.5}, "s1": {"bear_1": 0.6}, "s2": {"bear_1": 0.7}}
+    out = tmp_path / "out"
+    driver, model, ran = _stand_in_driver(
+        monkeypatch, tmp_path, j_values, model=str(tmp_path / "model.keras"), select_split="train",
+        select_sequences=["bear"], report_split="val", report_sequences=None, floor=False, output=str(out),
+        candidate=["none=--finetune=none", "s1=--finetune=static"])
+    assert driver.main([]) == 0
+    assert json.loads((out / "selection.json").read_text())["chosen"] == {"none": "none", "static": "s1"}
+    driver.FLAGS.candidate.append("s2=--finetune=static --finetune_steps=9")
+    stand_in = driver.run_command
+
+    def stopped_on_s2_report(args, **kwargs):
+        if f"--output={out / 'report' / 's2'}" in args:
+            raise SystemExit(143)  # SIGTERM while segmenting
+        return stand_in(args, **kwargs)
+
+    monkeypatch.setattr(driver, "run_command", stopped_on_s2_report)
+    with pytest.raises(SystemExit):
+        driver.main([])
+    assert "| static | s2 | - | - | 70.0 | 35.0 | - |" in (out / "selection.md").read_text()
+    record = json.loads((out / "selection.json").read_text())
+    assert record["chosen"] == {"none": "none", "static": "s2"} and list(record["report"]) == ["none"]
+    assert record["report"]["none"]["objects"] == {"bear_1": [0.5, 0.25]}
