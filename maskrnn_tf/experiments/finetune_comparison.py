@@ -56,6 +56,11 @@ def read_run(label: str, results_dir: str, split: str = "val") -> FinetuneRun:
                                    f"--results={results_dir} --split={split} ...).")
     if not os.path.isfile(marker):
         raise ComparisonInputError(f"{marker}: missing; the folder was not written by python -m maskrnn_tf.segment.")
+    scored = _scored_folder(results_dir, os.path.basename(csv_path))
+    if scored not in (None, ".", os.path.realpath(results_dir)):
+        raise ComparisonInputError(f"{csv_path}: the scores of {scored} (evaluate --output_dir={results_dir}), not "
+                                   f"of this folder; score it: python -m maskrnn_tf.evaluate --results={results_dir} "
+                                   f"--split={split} --overwrite ...")
     objects = _read_scores(csv_path)
     try:
         with open(marker, encoding="utf-8") as f:
@@ -76,6 +81,20 @@ def read_run(label: str, results_dir: str, split: str = "val") -> FinetuneRun:
         finetune_seconds={k: float(v.get("seconds", 0.0)) for k, v in log.items()},
         segment_seconds=dict(seconds) if isinstance(seconds, dict) else {},
     )
+
+
+def _scored_folder(results_dir: str, csv_name: str) -> Optional[str]:
+    """The results folder evaluate recorded a CSV in `results_dir` as scoring (its `evaluate_run.json`: '.' for
+    `results_dir` itself, else a path); None when not recorded. evaluate --output_dir can put the scores of one
+    folder into another, under the same file names."""
+    path = os.path.join(results_dir, "evaluate_run.json")  # maskrnn_tf.metrics.report.RECORD_FILE
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+        entry = record["files"][csv_name]
+        return str(entry["results"]) if record.get("written_by") == "maskrnn_tf.evaluate" else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _read_scores(csv_path: str) -> Dict[str, Tuple[float, float]]:

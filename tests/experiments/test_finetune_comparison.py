@@ -132,3 +132,23 @@ def test_runs_over_different_objects_or_damaged_records_are_refused_by_name(scor
     (partial / "segment_run.json").write_text(json.dumps({"finetune": "static", "finetune_log": {"libby": 3}}))
     with pytest.raises(ComparisonInputError, match=r"segment_run.json: finetune_log\['libby'\] is not"):
         read_run("p", str(partial))
+
+
+def test_a_folder_holding_another_folders_scores_is_refused(tmp_path):
+    """evaluate --results=A --output_dir=B puts A's scores into B under the same names; its evaluate_run.json
+    says so, and the table does not show them as B's."""
+    folder = tmp_path / "static"
+    folder.mkdir()
+    (folder / "segment_run.json").write_text(json.dumps({"finetune": "static"}))
+    (folder / "per-sequence_results-val.csv").write_text("Sequence,J-Mean,F-Mean\nbear_1,0.600,0.300\n")
+
+    def recorded(results):
+        (folder / "evaluate_run.json").write_text(json.dumps({"written_by": "maskrnn_tf.evaluate", "files": {
+            "per-sequence_results-val.csv": {"results": results, "size": 1, "mtime_ns": 1}}}))
+
+    recorded(str(tmp_path / "none"))
+    with pytest.raises(ComparisonInputError, match=f"the scores of {tmp_path / 'none'} "):
+        read_run("static", str(folder))
+    for results in (".", os.path.realpath(folder)):  # its own scores (beside it, or by path)
+        recorded(results)
+        assert read_run("static", str(folder)).mean() == pytest.approx((0.6, 0.3))
