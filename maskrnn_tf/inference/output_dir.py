@@ -24,8 +24,9 @@ from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir, rep
 MARKER_FILE = "segment_run.json"
 # What the project's tools add to a results folder segment wrote, about those results (so --overwrite may
 # drop them with the results): evaluate's score tables (the DAVIS evaluation tool's names) and its record of
-# them, and finetune_selection's record.
-DERIVED_FILES = ("global_results-*.csv", "per-sequence_results-*.csv", "evaluate_run.json", "selection_record.json")
+# them, and the finetune_selection and ablation drivers' records.
+DERIVED_FILES = ("global_results-*.csv", "per-sequence_results-*.csv", "evaluate_run.json", "selection_record.json",
+                 "ablation_record.json")
 # What segment writes, for folders of earlier versions, whose segment_run.json lists no files: masks of a
 # video or of DAVIS sequences and probability maps.
 _LEGACY_SEGMENT_FILES = ("*.png", "*/*.png", "probs/*.npy", "probs/*.png", "probs/*/*.npy", "probs/*/*.png")
