@@ -45,7 +45,8 @@ def scores_digest(csv_path: str) -> str:
 def record_mismatch(stored: Optional[Mapping[str, object]], wanted: Mapping[str, object]) -> List[str]:
     """Why a results folder's stored record differs from the wanted one (empty when they are the same)."""
     if stored is None:
-        return ["no record of how it was made"]
+        # Also what a call stopped between a finished segment and writing the record leaves.
+        return ["no record of how it was made: a folder made otherwise, or a call stopped right after its segment"]
     out = []
     for key in sorted((set(stored) | set(wanted)) - {SCORES_KEY}):
         if key == "segment_args":

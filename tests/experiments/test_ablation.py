@@ -58,7 +58,8 @@ def test_results_record_tells_what_changed(tmp_path):
     assert record["segment_args"] == ["--model=m", "--max_size=432", "--finetune_steps=50"]
     assert record["model_bytes"] == 10
     assert record_mismatch(record, record) == []
-    assert record_mismatch(None, record) == ["no record of how it was made"]
+    assert record_mismatch(None, record) == ["no record of how it was made: a folder made otherwise, or a call "
+                                             "stopped right after its segment"]
     other = results_record(["--model=m", "--max_size=240", "--finetune_steps=50"], str(model))
     assert record_mismatch(record, other) == ["segment arguments: stored ['--max_size=432'], now ['--max_size=240']"]
     # A folder recorded before segment checked its finetuning by default (--finetune_check_frames) is another run.
@@ -214,7 +215,8 @@ def test_a_resumed_ablation_does_not_reuse_scores_changed_since_its_evaluate(mon
     monkeypatch.setattr(driver, "run_command", run_command)
     monkeypatch.setattr(driver, "_check_trained", lambda *a: None)  # the stand-in run has no config.json
     monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(
-        train_flags=str(tmp_path / "tiny.flags"), run_root=str(tmp_path / "root"), davis_root=str(tmp_path / "davis"), split="val",
+        train_flags=str(tmp_path / "tiny.flags"), run_root=str(tmp_path / "root"), davis_root=str(tmp_path / "davis"),
+        split="val",
         full_run=None, variants=["astream"], train_set=[], max_size=48, finetune_steps=0, finetune_lr=1e-5,
         finetune_loc_weight=0.1, finetune_class_balance=False, flow="dis", flo_dir=None))
     row = "| AStream |  |  |  |  |  | 60.0 | 40.0 | - | - | - |"
