@@ -199,9 +199,9 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         val_videos = inputs.validation_videos(config.data) if chief else []  # eval_every=0: at the end only
     except ValueError as err:  # DataNotFoundError is a FileNotFoundError: it passes through
         raise TrainDataError(f"the data settings make no training batches: {err}") from err
+    own = checkpoint_paths(os.path.join(run_dir, "checkpoints"))  # newest first; empty for a new run
     if chief:  # refuses another config now; config.json is written once the checkpoint fits these settings
         prepare_run_dir(run_dir, config, overwrite_config, report=printer, write=False)
-        own = checkpoint_paths(os.path.join(run_dir, "checkpoints"))
         stored_init = _stored_setting(run_dir, "init_checkpoint")
         if own and (config.init_checkpoint or None) != (stored_init or None):
             # init_checkpoint only starts a run without checkpoints: taken here it would be ignored while
@@ -215,9 +215,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
 
     # A resume restores the trunks from its checkpoints: the VGG-16 file is not read (it may have moved, or
     # imagenet be offline).
-    resuming = bool(checkpoint_paths(os.path.join(run_dir, "checkpoints")))
     with strategy.scope():
-        model = MaskRNN(config.model, read_vgg_weights=not resuming)
+        model = MaskRNN(config.model, read_vgg_weights=not own)
         optimizer = make_optimizer(config, policy)
         optimizer.build(model.trainable_variables)
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
