@@ -4,9 +4,10 @@ Layout (what `tensorflow_model_server --model_base_path=<export_base>` polls):
   <export_base>/<version>/saved_model.pb, variables/, assets.extra/tf_serving_warmup_requests,
   assets.extra/maskrnn_export.json (config, precision, signatures; for people and clients; and the files the
   export wrote, with their sizes: `--overwrite` replaces a version only while it holds nothing else).
-Everything is written into `<export_base>/.tmp-<version>-<pid>@<host>-XXXX` (the server ignores non-numeric
-folders) and renamed into place at the end, so the server never sees a half-written version; any failure removes
-it, and the temporaries of killed exports (their process gone) are removed by the next export of that version.
+Everything is written into `<export_base>/.tmp-<version>-<owner>-XXXX` (the server ignores non-numeric folders;
+the owner is `<pid>.<pidns>.<boot>@<host>`, see maskrnn_tf.io.tmp_dirs) and renamed into place at the end, so the
+server never sees a half-written version; any failure removes it, and the temporaries of killed exports (their
+process gone from this pid namespace, boot and host) are removed by the next export of that version.
 """
 from __future__ import annotations
 

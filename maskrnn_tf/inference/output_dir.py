@@ -1,7 +1,7 @@
 """An output folder that appears only when complete, never overlaps an input, and is replaced only when
 segment wrote it.
 
-The folder is written under a hidden temporary name (`.<name>.tmp-<pid>@<host>-XXXX`) and renamed when
+The folder is written under a hidden temporary name (`.<name>.tmp-<owner>-XXXX`, see tmp_dirs) and renamed when
 complete; the temporaries of killed runs are removed by the next run, and a folder a killed run had moved
 away to replace it is put back. It carries `segment_run.json` (what was segmented, when, and the files
 written with their sizes and mtimes): `--overwrite` replaces only a folder that holds it (or an empty one),

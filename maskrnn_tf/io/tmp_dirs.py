@@ -1,9 +1,19 @@
 """Hidden temporary folders that name their owner, so the leftovers of killed runs can be found and removed.
 
-A folder made by `make_owned_tmp_dir(parent, prefix)` is called `<prefix><pid>@<host>-<random>`. A run that
-is killed (SIGKILL, power loss) cannot delete its own temporary folder; the next run calls
-`clean_stale_tmp_dirs(parent, prefix)`, which removes those whose process no longer runs on this host and
-leaves alone the folders of live processes, of other hosts (a shared file system) and of unknown owners.
+A folder made by `make_owned_tmp_dir(parent, prefix)` is called `<prefix><owner>-<random>`, where the owner tag
+is `<pid>.<pidns>.<boot>@<host>`: the process id, the inode of its pid namespace (hex), the first 12 hex digits of
+the kernel's boot id, and the hostname. A run that is killed (SIGKILL, power loss) cannot delete its own temporary
+folder; the next run calls `clean_stale_tmp_dirs(parent, prefix)`, which removes only those whose owner tag says
+they were made in *this* pid namespace of *this* boot on this host, by a process that no longer runs.
+
+A pid means something only inside its pid namespace, and a namespace id only within one boot of one kernel (the
+root namespace has the same inode on every Linux machine). Two containers may share a hostname and a folder (k8s
+pods with hostNetwork, docker --hostname, a run folder on NFS): the other one's live pid is simply absent from our
+namespace, so its temporaries are never judged here. Nor are those of another boot id: an earlier boot of this
+machine and another machine with the same hostname cannot be told apart from the name, so a leftover of a run cut
+off by a reboot or power loss stays (a leftover costs disk space; deleting a live run's temporary costs its work).
+Names of older versions, `<prefix><pid>@<host>-<random>`, are still recognised and, on Linux, likewise left alone
+(see `_is_stale`). Where /proc gives no namespace or boot id, the owner tag is the old `<pid>@<host>`.
 
 `replace_dir` publishes a complete folder in place of an existing one by renames, moving the old one into
 such an owned folder first; `restore_interrupted_replace` puts it back when its run died between the renames.
@@ -15,10 +25,16 @@ import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
-from typing import Iterator, List
+from typing import Iterator, List, NamedTuple, Optional
 
 from maskrnn_tf.io.file_modes import apply_umask
+
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"  # one random UUID per boot of the kernel, the same in every container
+_PID_NAMESPACE = "/proc/self/ns/pid"  # its inode identifies our pid namespace (within this boot)
+# tempfile's random names use lower-case letters, digits and '_': never '-', so the last '-' ends the host.
+_RANDOM = r"[a-z0-9_]+"
 
 
 def _host() -> str:
@@ -26,24 +42,96 @@ def _host() -> str:
     return socket.gethostname().replace(os.sep, "_") or "localhost"
 
 
+def _boot_id() -> Optional[str]:
+    """The first 12 hex digits of this boot's id (48 bits: no two boots meet by chance), None when unreadable."""
+    try:
+        with open(_BOOT_ID, "r", encoding="ascii") as f:
+            digits = f.read().strip().replace("-", "").lower()
+    except (OSError, ValueError):
+        return None
+    return digits[:12] if re.fullmatch(r"[0-9a-f]{32}", digits) else None
+
+
+def _pid_namespace() -> Optional[str]:
+    """The inode of this process's pid namespace in hex, None where there is none to read (not Linux, no /proc)."""
+    try:
+        return format(os.stat(_PID_NAMESPACE).st_ino, "x")
+    except OSError:
+        return None
+
+
+def _owner_scope() -> Optional[str]:
+    """`<pidns>.<boot>`: what a pid of this process is a pid in; None when either part is unknown."""
+    namespace, boot = _pid_namespace(), _boot_id()
+    return None if namespace is None or boot is None else f"{namespace}.{boot}"
+
+
+def _pids_are_host_wide() -> bool:
+    """True on systems without pid namespaces, where a pid and the hostname name a process (containers of other
+    systems run Linux in a VM, which writes the scoped tag)."""
+    return not sys.platform.startswith("linux")
+
+
+def owner_tag(pid: Optional[int] = None) -> str:
+    """`<pid>.<pidns>.<boot>@<host>` for `pid` (default: this process) as a process of our namespace and boot, or
+    `<pid>@<host>` where those ids are unknown; what owned temporaries are named after."""
+    pid = os.getpid() if pid is None else pid
+    scope = _owner_scope()
+    return f"{pid}@{_host()}" if scope is None else f"{pid}.{scope}@{_host()}"
+
+
 def make_owned_tmp_dir(parent: str | os.PathLike, prefix: str) -> str:
-    """Creates `<parent>/<prefix><pid>@<host>-<random>` (mode from the umask) and returns its path."""
-    path = tempfile.mkdtemp(dir=os.fspath(parent), prefix=f"{prefix}{os.getpid()}@{_host()}-")
+    """Creates `<parent>/<prefix><owner>-<random>` (mode from the umask) and returns its path."""
+    path = tempfile.mkdtemp(dir=os.fspath(parent), prefix=f"{prefix}{owner_tag()}-")
     apply_umask(path)
     return path
 
 
 def make_owned_tmp_file(parent: str | os.PathLike, prefix: str, suffix: str = "") -> str:
-    """Creates the empty file `<parent>/<prefix><pid>@<host>-<random><suffix>` and returns its path."""
-    fd, path = tempfile.mkstemp(dir=os.fspath(parent), prefix=f"{prefix}{os.getpid()}@{_host()}-", suffix=suffix)
+    """Creates the empty file `<parent>/<prefix><owner>-<random><suffix>` (mode 0600) and returns its path."""
+    fd, path = tempfile.mkstemp(dir=os.fspath(parent), prefix=f"{prefix}{owner_tag()}-", suffix=suffix)
     os.close(fd)
     return path
 
 
+class _Owner(NamedTuple):
+    pid: int
+    scope: Optional[str]  # None: a name of an older version, or of a process that could not read its ids
+    host: str
+
+
+def _owner_pattern(prefix: str, suffix: Optional[str]) -> re.Pattern:
+    # The pid and the scope are digits, hex digits and '.', so the first '@' after them starts the host; the host
+    # (which may hold '-', '.', '@') runs to the last '-', as the random part (and a suffix) has none.
+    rest = r"[^-]+" if suffix is None else _RANDOM + re.escape(suffix)
+    return re.compile(re.escape(prefix) + r"([0-9]+)(?:\.([0-9a-f]+\.[0-9a-f]+))?@(.+)-" + rest, re.DOTALL)
+
+
+def _parse_owner(pattern: re.Pattern, name: str) -> Optional[_Owner]:
+    match = pattern.fullmatch(name)
+    return None if match is None else _Owner(int(match.group(1)), match.group(2), match.group(3))
+
+
+def _is_stale(owner: _Owner, host: str, scope: Optional[str]) -> bool:
+    """Whether `owner` is surely a process of ours (namespace, boot, host) that no longer runs."""
+    if owner.host != host:
+        return False
+    if owner.scope is None:
+        # An old-style name (or one written where /proc gave no ids) does not say which pid namespace its pid is
+        # in: on Linux it may be a live run (of an older version) in another container with this hostname, so it
+        # is left alone, at the cost of keeping the leftovers of runs killed before the upgrade. Only where pids
+        # are host-wide does the host say it all.
+        if scope is not None or not _pids_are_host_wide():
+            return False
+    elif owner.scope != scope:
+        return False  # another pid namespace, or another boot: of this machine or of another, we cannot tell
+    return owner.pid != os.getpid() and not pid_alive(owner.pid)
+
+
 def pid_alive(pid: int) -> bool:
-    """True when a process with this id runs on this host (or may: we lack the right to signal it)."""
-    if pid <= 0:
-        return True  # not a pid we wrote: never treat as dead
+    """True when a process with this id runs in our pid namespace (or may: we lack the right to signal it)."""
+    if not 0 < pid < 2 ** 31:
+        return True  # not a pid we wrote (os.kill would also fail on a huge one): never treat as dead
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -53,27 +141,30 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def stale_tmp_dirs(parent: str | os.PathLike, prefix: str) -> List[str]:
-    """The `<prefix><pid>@<host>-*` entries of `parent` left by processes of this host that no longer run."""
+def stale_tmp_dirs(parent: str | os.PathLike, prefix: str, suffix: Optional[str] = None) -> List[str]:
+    """The `<prefix><owner>-*` entries of `parent` whose owner was a process of this pid namespace, boot and host
+    that no longer runs (see the module docstring). With `suffix`, only names `<prefix><owner>-<random><suffix>`
+    (exactly as `make_owned_tmp_file` makes them with that suffix)."""
     parent = os.fspath(parent)
     try:
         names = os.listdir(parent)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    pattern = re.compile(re.escape(prefix) + r"(\d+)@(.+)-[^-]+$")  # the random part (and suffix) has no '-'
-    host, stale = _host(), []
+    pattern, host, scope = _owner_pattern(prefix, suffix), _host(), _owner_scope()
+    stale = []
     for name in sorted(names):
-        match = pattern.match(name)
-        if match and match.group(2) == host and int(match.group(1)) != os.getpid() \
-                and not pid_alive(int(match.group(1))):
+        if not name.startswith(prefix):  # most names of a big folder: no regular expression needed
+            continue
+        owner = _parse_owner(pattern, name)
+        if owner is not None and _is_stale(owner, host, scope):
             stale.append(os.path.join(parent, name))
     return stale
 
 
-def clean_stale_tmp_dirs(parent: str | os.PathLike, prefix: str) -> List[str]:
+def clean_stale_tmp_dirs(parent: str | os.PathLike, prefix: str, suffix: Optional[str] = None) -> List[str]:
     """Removes the stale temporary folders (or files) of `stale_tmp_dirs`; returns the paths removed."""
     removed = []
-    for path in stale_tmp_dirs(parent, prefix):
+    for path in stale_tmp_dirs(parent, prefix, suffix):
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path, ignore_errors=True)
         else:
@@ -93,7 +184,7 @@ _REPLACED = "replaced"  # ... and once it is: never restored, only removed
 def replace_dir(new: str, final: str, old_prefix: str) -> bool:
     """Renames the complete folder `new` to `final`; returns whether an existing `final` was replaced.
 
-    An existing `final` is first renamed into `<old_prefix><pid>@<host>-*/previous` beside it and removed only
+    An existing `final` is first renamed into `<old_prefix><owner>-*/previous` beside it and removed only
     once `new` is in place, so no failure loses both. A run killed between the two renames leaves `final`
     missing and the old folder in its holder: `restore_interrupted_replace` (called by the next run) puts it back.
     """
@@ -115,9 +206,10 @@ def replace_dir(new: str, final: str, old_prefix: str) -> bool:
 
 
 def restore_interrupted_replace(parent: str | os.PathLike, old_prefix: str, final: str) -> List[str]:
-    """Repairs what `replace_dir` runs killed on this host left in `parent` under `old_prefix`: a replaced
-    folder whose successor never arrived goes back to `final` (when nothing has taken that name since); every
-    other leftover is removed. Returns one message per leftover ("restored ..." or "removed ...")."""
+    """Repairs what `replace_dir` runs killed in our pid namespace and boot on this host left in `parent` under
+    `old_prefix`: a replaced folder whose successor never arrived goes back to `final` (when nothing has taken that
+    name since); every other leftover is removed. Returns one message per leftover ("restored ..." or "removed ...").
+    The holders of other namespaces, boots and hosts, and of older versions, are left alone: their runs may be live."""
     notes = []
     for holder in stale_tmp_dirs(parent, old_prefix):
         previous = os.path.join(holder, _PREVIOUS)
@@ -135,7 +227,7 @@ def restore_interrupted_replace(parent: str | os.PathLike, old_prefix: str, fina
 
 @contextlib.contextmanager
 def building_dir(final: str) -> Iterator[str]:
-    """Yields a hidden owned temporary folder beside `final` (`.<name>.tmp-<pid>@<host>-XXXX`, after removing
+    """Yields a hidden owned temporary folder beside `final` (`.<name>.tmp-<owner>-XXXX`, after removing
     those of killed processes), renamed to `final` when the block ends; removed on any exception, Ctrl-C
     included, so `final` is either whole or absent. `final` must not exist (the caller decides what to do then)."""
     parent, prefix = os.path.dirname(os.path.abspath(final)), f".{os.path.basename(final)}.tmp-"

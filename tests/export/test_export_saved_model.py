@@ -350,7 +350,7 @@ def test_a_version_moved_away_by_a_killed_export_comes_back(tmp_path, tiny_model
     if child == 0:
         os._exit(0)
     os.waitpid(child, 0)  # a process id that no longer runs
-    holder = tmp_path / f".old-2-{child}@{tmp_dirs._host()}-abc"
+    holder = tmp_path / f".old-2-{tmp_dirs.owner_tag(child)}-abc"
     _earlier_export(str(holder / "previous"))
     with caplog.at_level("WARNING"), pytest.raises(ExportError, match="already exists"):
         export_saved_model(tiny_model, str(tmp_path), 2, ExportConfig(warmup=None))
@@ -398,7 +398,7 @@ def test_temporary_folder_of_a_killed_export_is_removed_by_the_next(tmp_path, mo
             os._exit(1)
     assert os.waitpid(pid, 0)[1] >> 8 == 9
     (leftover,) = os.listdir(tmp_path)
-    assert leftover.startswith(f".tmp-3-{pid}@")
+    assert leftover.startswith(f".tmp-3-{tmp_dirs.owner_tag(pid)}-")
 
     def write_stub(export_dir, *args):
         open(os.path.join(export_dir, "saved_model.pb"), "w").close()

@@ -5,7 +5,7 @@ import pytest
 
 from killed_runs import die_before_rename  # tests/killed_runs.py
 from maskrnn_tf.io import tmp_dirs
-from maskrnn_tf.io.tmp_dirs import make_owned_tmp_dir, replace_dir, restore_interrupted_replace
+from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir, replace_dir, restore_interrupted_replace
 
 
 def _folder(path, text):
@@ -79,3 +79,105 @@ def test_a_failed_second_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="simulated"):
         replace_dir(str(tmp_path / "new"), final, ".out.old-")
     assert _content(final) == "old" and sorted(os.listdir(tmp_path)) == ["new", "out"]
+
+
+# Owners: a temporary is removed only when its name says it was made in this pid namespace, this boot and on this
+# host, by a process that no longer runs. Another container can share the hostname and the folder (k8s pods with
+# hostNetwork, docker --hostname, a shared NFS run folder): there its live run's pid is simply absent from ours.
+
+
+def _made_by_a_process_that_exited(work) -> int:
+    """Runs `work()` (filesystem work only) in a forked child that then exits; returns the child's pid, dead now."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            work()
+            os._exit(0)
+        finally:
+            os._exit(1)
+    assert os.waitpid(pid, 0)[1] == 0
+    return pid
+
+
+def _made_as_another(helper, value, folder):
+    """`work` for the child: its temporary folder made as a process whose `helper` reports `value` (the child's
+    own copy of the module is changed, as if it ran in another pid namespace or boot)."""
+    def work():
+        setattr(tmp_dirs, helper, lambda: value)
+        make_owned_tmp_dir(folder, ".out.tmp-")
+    return work
+
+
+def test_a_dead_owner_of_this_namespace_is_removed(tmp_path):
+    pid = _made_by_a_process_that_exited(lambda: make_owned_tmp_dir(tmp_path, ".out.tmp-"))
+    (name,) = os.listdir(tmp_path)
+    assert name.startswith(f".out.tmp-{tmp_dirs.owner_tag(pid)}-")
+    assert clean_stale_tmp_dirs(tmp_path, ".out.tmp-") == [str(tmp_path / name)]
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("helper, value", [("_pid_namespace", "f0001234"), ("_boot_id", "0123456789ab")])
+def test_a_temp_of_another_pid_namespace_or_boot_survives_though_its_pid_is_dead_here(tmp_path, helper, value):
+    # Another container's run (another pid namespace), or another machine / an earlier boot (another boot id:
+    # which one cannot be told from the name, so it is never judged).
+    _made_by_a_process_that_exited(_made_as_another(helper, value, tmp_path))
+    (name,) = os.listdir(tmp_path)
+    assert clean_stale_tmp_dirs(tmp_path, ".out.tmp-") == [] and os.listdir(tmp_path) == [name]
+    assert value in name
+
+
+def test_the_old_copy_held_by_a_run_of_another_namespace_is_neither_restored_nor_removed(tmp_path):
+    # The other container's replace_dir is between its renames: its `previous` folder must stay where it is.
+    final = str(tmp_path / "out")
+    _folder(final, "old")
+    _folder(str(tmp_path / "new"), "new")
+
+    def other_namespace():
+        tmp_dirs._pid_namespace = lambda: "f0001234"
+        replace_dir(str(tmp_path / "new"), final, ".out.old-")
+
+    die_before_rename(other_namespace, 2)
+    (holder,) = [n for n in os.listdir(tmp_path) if n.startswith(".out.old-")]
+    assert restore_interrupted_replace(str(tmp_path), ".out.old-", final) == []
+    assert not os.path.exists(final) and _content(str(tmp_path / holder / "previous")) == "old"
+
+
+def test_a_name_of_an_older_version_is_kept_where_pid_namespaces_exist(tmp_path):
+    # `<prefix><pid>@<host>-<random>` does not say in which pid namespace its pid was: maybe a live run of an older
+    # version in another container with this hostname.
+    if tmp_dirs._owner_scope() is None:
+        pytest.skip("no pid namespace / boot id readable here")
+    dead = _made_by_a_process_that_exited(lambda: None)
+    old = tmp_path / f".out.tmp-{dead}@{tmp_dirs._host()}-abc123"
+    old.mkdir()
+    assert clean_stale_tmp_dirs(tmp_path, ".out.tmp-") == [] and old.is_dir()
+
+
+@pytest.mark.parametrize("host_wide", [True, False])
+def test_without_namespace_ids_names_are_judged_only_where_pids_are_host_wide(tmp_path, monkeypatch, host_wide):
+    # Where /proc gives no ids the old name is written; it is judged by host and pid only on systems without pid
+    # namespaces (not Linux): on Linux it might be another container's.
+    monkeypatch.setattr(tmp_dirs, "_pid_namespace", lambda: None)
+    monkeypatch.setattr(tmp_dirs, "_pids_are_host_wide", lambda: host_wide)
+    pid = _made_by_a_process_that_exited(lambda: make_owned_tmp_dir(tmp_path, ".out.tmp-"))
+    (name,) = os.listdir(tmp_path)
+    assert name.startswith(f".out.tmp-{pid}@{tmp_dirs._host()}-")
+    assert len(clean_stale_tmp_dirs(tmp_path, ".out.tmp-")) == (1 if host_wide else 0)
+
+
+@pytest.mark.parametrize("host", ["gpu-node-1.lab", "a@b-c", "x-"])
+def test_hosts_with_dashes_dots_and_ats_parse(tmp_path, monkeypatch, host):
+    monkeypatch.setattr(tmp_dirs, "_host", lambda: host)
+    _made_by_a_process_that_exited(lambda: make_owned_tmp_dir(tmp_path, ".out.tmp-"))
+    (name,) = os.listdir(tmp_path)
+    for other in (host[:-1], host + "-1", "1-" + host):  # hosts that differ from it by a part
+        monkeypatch.setattr(tmp_dirs, "_host", lambda: other)
+        assert clean_stale_tmp_dirs(tmp_path, ".out.tmp-") == []
+    monkeypatch.setattr(tmp_dirs, "_host", lambda: host)
+    assert clean_stale_tmp_dirs(tmp_path, ".out.tmp-") == [str(tmp_path / name)]
+
+
+def test_a_number_that_cannot_be_a_pid_is_never_judged(tmp_path):
+    odd = tmp_path / f".out.tmp-{tmp_dirs.owner_tag(2 ** 40)}-abc123"  # os.kill would raise OverflowError
+    odd.mkdir()
+    assert clean_stale_tmp_dirs(tmp_path, ".out.tmp-") == [] and odd.is_dir()

@@ -10,7 +10,7 @@ import pytest
 from maskrnn_tf.inference import (OutputExistsError, SegmentOptions, UnsafeOutputError, flow_propagation_step,
                                   segment_video)
 from maskrnn_tf.inference.output_dir import MARKER_FILE, atomic_output_dir
-from maskrnn_tf.io import read_mask
+from maskrnn_tf.io import read_mask, tmp_dirs
 
 from killed_runs import die_before_rename  # tests/killed_runs.py
 
@@ -226,14 +226,12 @@ def test_void_of_the_first_mask_is_written_as_background(tmp_path, video):
 
 
 def test_partial_overlay_of_a_killed_run_is_removed(tmp_path, video, caplog):
-    import socket
-
     frames, mask = video
     pid = os.fork()
     if pid == 0:
         os._exit(0)
     os.waitpid(pid, 0)  # a process id that is no longer running
-    partial = tmp_path / f".ov.mp4.tmp-{pid}@{socket.gethostname()}-abc123.mp4"
+    partial = tmp_path / f".ov.mp4.tmp-{tmp_dirs.owner_tag(pid)}-abc123.mp4"
     partial.write_bytes(b"half an mp4")
     with caplog.at_level("WARNING"):
         segment_video(flow_propagation_step, frames, mask, zero_flow, str(tmp_path / "out"),
