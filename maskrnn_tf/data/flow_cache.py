@@ -162,7 +162,7 @@ class FlowCache:
                             "files differ in size or content, e.g. %s); deleting its flows and recomputing them",
                             folder, len(changed), sequence.name, changed[0])
                 for name in os.listdir(folder):
-                    # Only the cache's own flows: a hidden ".<name>.npy...tmp.npy" is another process's write in
+                    # Only the cache's own flows: a hidden ".<name>.npy.tmp-...npy" is another process's write in
                     # flight (its rename would fail).
                     if name.endswith(".npy") and not name.startswith("."):
                         os.remove(os.path.join(folder, name))

@@ -1,26 +1,50 @@
-"""Files written whole or not at all: a temporary file beside the target, renamed over it when complete."""
+"""Files written whole or not at all: a temporary file beside the target, renamed over it when complete.
+
+The temporary file is an owned one (`.<name>.tmp-<owner>-<random><suffix>`, see `tmp_dirs`): a write killed
+before its rename (SIGKILL, OOM killer) leaves it in the user's folder, and the next `atomic_write` of the same
+path removes it once its owner no longer runs in this pid namespace and boot on this host. Only names of exactly
+that form for that path are removed; older versions' `.<name>.<random>.tmp<suffix>` do not say who made them and
+are left alone.
+"""
 from __future__ import annotations
 
 import os
-import tempfile
+import stat
 from typing import Callable
 
 from maskrnn_tf.io.file_modes import apply_umask
+from maskrnn_tf.io.tmp_dirs import make_owned_tmp_file, stale_tmp_dirs
+
+
+def _remove_stale_temps(folder: str, prefix: str, suffix: str) -> None:
+    # Best effort: a leftover we may not remove (another user's, in a shared folder) must not stop this write.
+    try:
+        stale = stale_tmp_dirs(folder, prefix, suffix)
+    except OSError:
+        return
+    for tmp in stale:
+        try:
+            if stat.S_ISREG(os.lstat(tmp).st_mode):  # what mkstemp made; a folder or link of that name is not ours
+                os.unlink(tmp)
+        except OSError:
+            pass
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
     """Calls write(tmp_path) on a hidden temporary file beside `path`, then renames it over `path`.
 
     A reader sees the old file or the new one, never half of one; when `write` fails the temporary file is removed
-    and the old file stays. `suffix` ends the temporary name, for writers that add an extension otherwise
-    (`np.save`) or choose the format by it (`model.save`). The file gets the permissions a plain open() would give
-    (0666 minus the umask): mkstemp makes it 0600, which would leave results unreadable to the user's group.
+    and the old file stays, and the temporaries of writes of `path` killed before (dead owners) are removed first.
+    `suffix` ends the temporary name, for writers that add an extension otherwise (`np.save`) or choose the
+    format by it (`model.save`). The file gets the permissions a plain open() would give (0666 minus the umask):
+    mkstemp makes it 0600, which would leave results unreadable to the user's group.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=folder)
-    os.close(fd)
+    prefix = f".{os.path.basename(path)}.tmp-"
+    _remove_stale_temps(folder, prefix, suffix)
+    tmp = make_owned_tmp_file(folder, prefix, suffix)
     try:
         write(tmp)
         apply_umask(tmp)

@@ -150,11 +150,13 @@ def stale_tmp_dirs(parent: str | os.PathLike, prefix: str, suffix: Optional[str]
         names = os.listdir(parent)
     except (FileNotFoundError, NotADirectoryError):
         return []
+    # atomic_write asks on every write, in folders of thousands of frames: most names end here, cheaply.
+    candidates = sorted(name for name in names if name.startswith(prefix))
+    if not candidates:
+        return []
     pattern, host, scope = _owner_pattern(prefix, suffix), _host(), _owner_scope()
     stale = []
-    for name in sorted(names):
-        if not name.startswith(prefix):  # most names of a big folder: no regular expression needed
-            continue
+    for name in candidates:
         owner = _parse_owner(pattern, name)
         if owner is not None and _is_stale(owner, host, scope):
             stale.append(os.path.join(parent, name))

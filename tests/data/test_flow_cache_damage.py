@@ -9,6 +9,7 @@ from PIL import Image
 from maskrnn_tf.data.flow_backends import FlowBackend
 from maskrnn_tf.data.flow_cache import FlowCache
 from maskrnn_tf.data.sequences import Sequence
+from maskrnn_tf.io import tmp_dirs
 
 H, W = 6, 8
 
@@ -96,7 +97,7 @@ def test_stale_flows_are_deleted_but_not_another_process_s_file_being_written(tm
     cache = FlowCache(_Constant(), str(tmp_path / "cache"))
     cache.flow(sequence, 0, 1)
     folder = os.path.dirname(cache.path(sequence, 0, 1))
-    in_flight = os.path.join(folder, ".00001_00000.npy.x1y2.tmp.npy")
+    in_flight = os.path.join(folder, f".00001_00000.npy.tmp-{tmp_dirs.owner_tag()}-x1y2.npy")  # atomic_write's
     with open(in_flight, "wb") as f:
         f.write(b"half of another process's flow")
     Image.fromarray(np.full((H, W, 3), 99, np.uint8)).save(sequence.frame_paths[1])  # frames changed: stale

@@ -1,6 +1,7 @@
 """Files written whole or not at all, with the mode the user's umask asks for (mkstemp alone gives 0600)."""
 import dataclasses
 import os
+import signal
 import stat
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from maskrnn_tf.data.flow_backends import FlowBackend
 from maskrnn_tf.data.flow_cache import FlowCache
 from maskrnn_tf.data.sequences import read_segtrack_sequence_list
-from maskrnn_tf.io import write_palette_png
+from maskrnn_tf.io import tmp_dirs, write_palette_png
 from maskrnn_tf.io.atomic_file import atomic_write
 from maskrnn_tf.metrics.report import write_reports
 from maskrnn_tf.ops import read_flo, write_flo
@@ -59,6 +60,78 @@ def test_atomic_write_keeps_the_suffix_for_writers_that_add_one(tmp_path):
     atomic_write(str(path), lambda tmp: np.save(tmp, np.arange(3)), suffix=".npy")  # np.save adds .npy otherwise
     np.testing.assert_array_equal(np.load(path), np.arange(3))
     assert sorted(os.listdir(tmp_path)) == ["a.npy"]
+
+
+def _text(text):
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return write
+
+
+def test_the_temp_of_a_killed_write_is_removed_by_the_next_write_of_that_path(tmp_path):
+    path = tmp_path / "results.json"
+
+    def killed(tmp):  # SIGKILL mid-write: no `finally` runs
+        _text('{"half')(tmp)
+        os._exit(9)
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            atomic_write(str(path), killed, suffix=".json")
+        finally:
+            os._exit(1)
+    assert os.waitpid(pid, 0)[1] >> 8 == 9
+    (stale,) = _hidden(tmp_path)
+    # Not this target's temporaries: the user's files with similar names, a killed write of another file.
+    others = [".results.json.backup.tmp", ".results.json.tmp-notes", ".results.json.tmp-1-abc.json",
+              f".other.json.tmp-{tmp_dirs.owner_tag(pid)}-abc.json"]
+    for name in others:
+        (tmp_path / name).write_text("not atomic_write's")
+    atomic_write(str(path), _text("{}"), suffix=".json")
+    assert path.read_text() == "{}" and sorted(_hidden(tmp_path)) == sorted(others)
+    assert stale.startswith(f".results.json.tmp-{tmp_dirs.owner_tag(pid)}-") and stale.endswith(".json")
+
+
+def test_only_files_are_removed_never_a_folder_or_link_of_such_a_name(tmp_path):
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    (tmp_path / "mine.txt").write_text("the user's")
+    folder = tmp_path / f".a.txt.tmp-{tmp_dirs.owner_tag(dead)}-abc"
+    folder.mkdir()
+    link = tmp_path / f".a.txt.tmp-{tmp_dirs.owner_tag(dead)}-xyz"
+    link.symlink_to(tmp_path / "mine.txt")
+    atomic_write(str(tmp_path / "a.txt"), _text("new"))
+    assert folder.is_dir() and link.is_symlink() and (tmp_path / "mine.txt").read_text() == "the user's"
+
+
+def test_the_temp_of_a_live_write_is_kept_until_its_process_is_killed(tmp_path):
+    path = tmp_path / "a.npy"
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(ready_r)
+            atomic_write(str(path), lambda tmp: (os.write(ready_w, b"."), os.read(go_r, 1)), suffix=".npy")
+        finally:
+            os._exit(1)
+    os.close(ready_w)
+    try:
+        assert os.read(ready_r, 1) == b"."  # the child is writing its temporary file
+        (live,) = _hidden(tmp_path)
+        atomic_write(str(path), lambda tmp: np.save(tmp, np.arange(3)), suffix=".npy")
+        assert _hidden(tmp_path) == [live]
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        for fd in (ready_r, go_r, go_w):
+            os.close(fd)
+    atomic_write(str(path), lambda tmp: np.save(tmp, np.arange(4)), suffix=".npy")
+    assert _hidden(tmp_path) == [] and np.load(path).tolist() == [0, 1, 2, 3]
 
 
 def test_flo_files_get_the_umask_mode(tmp_path, umask_027):
