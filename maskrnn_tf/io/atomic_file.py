@@ -1,25 +1,36 @@
 """Files written whole or not at all: a temporary file beside the target, renamed over it when complete.
 
 The temporary file is an owned one (`.<name>.tmp-<owner>-<random><suffix>`, see `tmp_dirs`): a write killed
-before its rename (SIGKILL, OOM killer) leaves it in the user's folder, and the next `atomic_write` of the same
-path removes it once its owner no longer runs in this pid namespace and boot on this host. Only names of exactly
-that form for that path are removed; older versions' `.<name>.<random>.tmp<suffix>` do not say who made them and
-are left alone.
+before its rename (SIGKILL, OOM killer) leaves it in the user's folder. A process's first `atomic_write` into a
+folder removes such temporaries of every file there whose owner no longer runs in this pid namespace on this
+host, or ran in an earlier boot of it (`tmp_dirs`). Only regular files named exactly that way are removed; older
+versions' `.<name>.<random>.tmp<suffix>` do not say who made them and are left alone.
 """
 from __future__ import annotations
 
 import os
 import stat
-from typing import Callable
+from typing import Callable, Set
 
 from maskrnn_tf.io.file_modes import apply_umask
-from maskrnn_tf.io.tmp_dirs import make_owned_tmp_file, stale_tmp_dirs
+from maskrnn_tf.io.tmp_dirs import make_owned_tmp_file, stale_owned_files
 
 
-def _remove_stale_temps(folder: str, prefix: str, suffix: str) -> None:
+# Folders this process has swept: a sweep lists the folder, and results are written a frame at a time into
+# folders of thousands of frames, so listing on every write would cost time quadratic in the frames.
+_swept_folders: Set[str] = set()
+_ANY_TARGET = r"\..+\.tmp-"  # `.<name>.tmp-` of any target name
+_ANY_SUFFIX = r"(?:\.[A-Za-z0-9_]+)?"  # the writers' suffixes: "", ".png", ".npy", ".keras", ...
+
+
+def _remove_stale_temps(folder: str) -> None:
+    """Removes, on this process's first write into `folder`, the temporaries of killed writes of any file there."""
+    if folder in _swept_folders:
+        return
+    _swept_folders.add(folder)
     # Best effort: a leftover we may not remove (another user's, in a shared folder) must not stop this write.
     try:
-        stale = stale_tmp_dirs(folder, prefix, suffix)
+        stale = stale_owned_files(folder, _ANY_TARGET, _ANY_SUFFIX)
     except OSError:
         return
     for tmp in stale:
@@ -34,7 +45,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     """Calls write(tmp_path) on a hidden temporary file beside `path`, then renames it over `path`.
 
     A reader sees the old file or the new one, never half of one; when `write` fails the temporary file is removed
-    and the old file stays, and the temporaries of writes of `path` killed before (dead owners) are removed first.
+    and the old file stays. The first write into a folder removes the temporaries killed writes left there.
     `suffix` ends the temporary name, for writers that add an extension otherwise (`np.save`) or choose the
     format by it (`model.save`). The file gets the permissions a plain open() would give (0666 minus the umask):
     mkstemp makes it 0600, which would leave results unreadable to the user's group.
@@ -43,7 +54,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     prefix = f".{os.path.basename(path)}.tmp-"
-    _remove_stale_temps(folder, prefix, suffix)
+    _remove_stale_temps(folder)
     tmp = make_owned_tmp_file(folder, prefix, suffix)
     try:
         write(tmp)

@@ -9,9 +9,9 @@ they were made in *this* pid namespace of *this* boot on this host, by a process
 A pid means something only inside its pid namespace, and a namespace id only within one boot of one kernel (the
 root namespace has the same inode on every Linux machine). Two containers may share a hostname and a folder (k8s
 pods with hostNetwork, docker --hostname, a run folder on NFS): the other one's live pid is simply absent from our
-namespace, so its temporaries are never judged here. Nor are those of another boot id: an earlier boot of this
-machine and another machine with the same hostname cannot be told apart from the name, so a leftover of a run cut
-off by a reboot or power loss stays (a leftover costs disk space; deleting a live run's temporary costs its work).
+namespace, so its temporaries are never judged here. A temporary of another boot id on this host is stale
+whatever its pid: the run was cut off by a reboot or a power loss (the hostname names the machine, as it did
+before namespaces were recorded).
 Names of older versions, `<prefix><pid>@<host>-<random>`, are still recognised and, on Linux, likewise left alone
 (see `_is_stale`). Where /proc gives no namespace or boot id, the owner tag is the old `<pid>@<host>`.
 
@@ -27,7 +27,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from typing import Iterator, List, NamedTuple, Optional
+from typing import Callable, Iterator, List, NamedTuple, Optional
 
 from maskrnn_tf.io.file_modes import apply_umask
 
@@ -100,11 +100,10 @@ class _Owner(NamedTuple):
     host: str
 
 
-def _owner_pattern(prefix: str, suffix: Optional[str]) -> re.Pattern:
+def _owner_pattern(prefix_regex: str, rest_regex: str) -> re.Pattern:
     # The pid and the scope are digits, hex digits and '.', so the first '@' after them starts the host; the host
     # (which may hold '-', '.', '@') runs to the last '-', as the random part (and a suffix) has none.
-    rest = r"[^-]+" if suffix is None else _RANDOM + re.escape(suffix)
-    return re.compile(re.escape(prefix) + r"([0-9]+)(?:\.([0-9a-f]+\.[0-9a-f]+))?@(.+)-" + rest, re.DOTALL)
+    return re.compile(prefix_regex + r"([0-9]+)(?:\.([0-9a-f]+\.[0-9a-f]+))?@(.+)-" + rest_regex, re.DOTALL)
 
 
 def _parse_owner(pattern: re.Pattern, name: str) -> Optional[_Owner]:
@@ -123,8 +122,15 @@ def _is_stale(owner: _Owner, host: str, scope: Optional[str]) -> bool:
         # are host-wide does the host say it all.
         if scope is not None or not _pids_are_host_wide():
             return False
+    elif scope is None:
+        return False  # we cannot read our own ids, so cannot tell whether the owner's are ours
+    elif owner.scope.split(".")[1] != scope.split(".")[1]:
+        # Another boot of this host: nothing of an earlier boot still runs (a power loss, a reboot: the leftovers
+        # the sweep exists for). The hostname names the machine, as it always did here; two machines sharing a
+        # hostname and a folder are a misconfiguration this cannot see.
+        return True
     elif owner.scope != scope:
-        return False  # another pid namespace, or another boot: of this machine or of another, we cannot tell
+        return False  # another pid namespace of this boot: another container, whose pids are not ours to test
     return owner.pid != os.getpid() and not pid_alive(owner.pid)
 
 
@@ -143,21 +149,27 @@ def pid_alive(pid: int) -> bool:
 
 def stale_tmp_dirs(parent: str | os.PathLike, prefix: str, suffix: Optional[str] = None) -> List[str]:
     """The `<prefix><owner>-*` entries of `parent` whose owner was a process of this pid namespace, boot and host
-    that no longer runs (see the module docstring). With `suffix`, only names `<prefix><owner>-<random><suffix>`
-    (exactly as `make_owned_tmp_file` makes them with that suffix)."""
+    that no longer runs, or one of an earlier boot of this host (see the module docstring). With `suffix`, only
+    names `<prefix><owner>-<random><suffix>` (exactly as `make_owned_tmp_file` makes them with that suffix)."""
+    rest = r"[^-]+" if suffix is None else _RANDOM + re.escape(suffix)
+    return _stale_entries(parent, _owner_pattern(re.escape(prefix), rest), lambda name: name.startswith(prefix))
+
+
+def stale_owned_files(parent: str | os.PathLike, prefix_regex: str, suffix_regex: str) -> List[str]:
+    """`stale_tmp_dirs` for names `<prefix><owner>-<random><suffix>` whose prefix and suffix are regular
+    expressions (e.g. every target's temporaries of `atomic_write` in a folder, from one listing)."""
+    return _stale_entries(parent, _owner_pattern(prefix_regex, _RANDOM + suffix_regex), lambda name: True)
+
+
+def _stale_entries(parent: str | os.PathLike, pattern: re.Pattern, candidate: Callable[[str], bool]) -> List[str]:
     parent = os.fspath(parent)
     try:
         names = os.listdir(parent)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    # atomic_write asks on every write, in folders of thousands of frames: most names end here, cheaply.
-    candidates = sorted(name for name in names if name.startswith(prefix))
-    if not candidates:
-        return []
-    pattern, host, scope = _owner_pattern(prefix, suffix), _host(), _owner_scope()
-    stale = []
-    for name in candidates:
-        owner = _parse_owner(pattern, name)
+    host, scope, stale = _host(), _owner_scope(), []
+    for name in sorted(names):
+        owner = _parse_owner(pattern, name) if candidate(name) else None
         if owner is not None and _is_stale(owner, host, scope):
             stale.append(os.path.join(parent, name))
     return stale
@@ -208,10 +220,12 @@ def replace_dir(new: str, final: str, old_prefix: str) -> bool:
 
 
 def restore_interrupted_replace(parent: str | os.PathLike, old_prefix: str, final: str) -> List[str]:
-    """Repairs what `replace_dir` runs killed in our pid namespace and boot on this host left in `parent` under
-    `old_prefix`: a replaced folder whose successor never arrived goes back to `final` (when nothing has taken that
-    name since); every other leftover is removed. Returns one message per leftover ("restored ..." or "removed ...").
-    The holders of other namespaces, boots and hosts, and of older versions, are left alone: their runs may be live."""
+    """Repairs what `replace_dir` runs of this host left in `parent` under `old_prefix` when they were killed (in
+    our pid namespace) or cut off by a reboot: a replaced folder whose successor never arrived goes back to
+    `final` (when nothing has taken that name since); every other leftover is removed. Returns one message per
+    leftover ("restored ..." or "removed ...").
+    The holders of other pid namespaces of this boot, of other hosts and of older versions are left alone: their
+    runs may be live."""
     notes = []
     for holder in stale_tmp_dirs(parent, old_prefix):
         previous = os.path.join(holder, _PREVIOUS)

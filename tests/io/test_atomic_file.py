@@ -11,6 +11,7 @@ from maskrnn_tf.data.flow_backends import FlowBackend
 from maskrnn_tf.data.flow_cache import FlowCache
 from maskrnn_tf.data.sequences import read_segtrack_sequence_list
 from maskrnn_tf.io import tmp_dirs, write_palette_png
+from maskrnn_tf.io import atomic_file
 from maskrnn_tf.io.atomic_file import atomic_write
 from maskrnn_tf.metrics.report import write_reports
 from maskrnn_tf.ops import read_flo, write_flo
@@ -84,14 +85,26 @@ def test_the_temp_of_a_killed_write_is_removed_by_the_next_write_of_that_path(tm
             os._exit(1)
     assert os.waitpid(pid, 0)[1] >> 8 == 9
     (stale,) = _hidden(tmp_path)
-    # Not this target's temporaries: the user's files with similar names, a killed write of another file.
-    others = [".results.json.backup.tmp", ".results.json.tmp-notes", ".results.json.tmp-1-abc.json",
-              f".other.json.tmp-{tmp_dirs.owner_tag(pid)}-abc.json"]
-    for name in others:
+    # The user's files with similar names stay; a killed write of another file in the folder goes too.
+    users = [".results.json.backup.tmp", ".results.json.tmp-notes", ".results.json.tmp-1-abc.json",
+             f".results.json.tmp-{tmp_dirs.owner_tag(pid)}-Abc.json", f".results.json.tmp-{tmp_dirs.owner_tag(pid)}"]
+    for name in users:
         (tmp_path / name).write_text("not atomic_write's")
+    (tmp_path / f".other.png.tmp-{tmp_dirs.owner_tag(pid)}-k3j_2x.png").write_text("a killed write of other.png")
     atomic_write(str(path), _text("{}"), suffix=".json")
-    assert path.read_text() == "{}" and sorted(_hidden(tmp_path)) == sorted(others)
+    assert path.read_text() == "{}" and sorted(_hidden(tmp_path)) == sorted(users)
     assert stale.startswith(f".results.json.tmp-{tmp_dirs.owner_tag(pid)}-") and stale.endswith(".json")
+
+
+def test_a_folder_is_listed_once_per_process_not_once_per_write(tmp_path, monkeypatch):
+    # Results are written a frame at a time: a listing per write would cost time quadratic in the frames.
+    listed = []
+    real_listdir = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p=".": listed.append(os.fspath(p)) or real_listdir(p))
+    for frame in range(5):
+        atomic_write(str(tmp_path / f"{frame:05d}.png"), _text("png"), suffix=".png")
+    atomic_write(str(tmp_path / "sub" / "a.json"), _text("{}"), suffix=".json")
+    assert listed == [str(tmp_path), str(tmp_path / "sub")]
 
 
 def test_only_files_are_removed_never_a_folder_or_link_of_such_a_name(tmp_path):
@@ -130,7 +143,15 @@ def test_the_temp_of_a_live_write_is_kept_until_its_process_is_killed(tmp_path):
         os.waitpid(pid, 0)
         for fd in (ready_r, go_r, go_w):
             os.close(fd)
-    atomic_write(str(path), lambda tmp: np.save(tmp, np.arange(4)), suffix=".npy")
+    next_run = os.fork()  # the next process to write into the folder
+    if next_run == 0:
+        try:
+            atomic_file._swept_folders.clear()  # a new process, not a fork of this one, has swept nothing yet
+            atomic_write(str(path), lambda tmp: np.save(tmp, np.arange(4)), suffix=".npy")
+            os._exit(0)
+        finally:
+            os._exit(1)
+    assert os.waitpid(next_run, 0)[1] == 0
     assert _hidden(tmp_path) == [] and np.load(path).tolist() == [0, 1, 2, 3]
 
 

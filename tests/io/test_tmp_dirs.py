@@ -116,14 +116,38 @@ def test_a_dead_owner_of_this_namespace_is_removed(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("helper, value", [("_pid_namespace", "f0001234"), ("_boot_id", "0123456789ab")])
-def test_a_temp_of_another_pid_namespace_or_boot_survives_though_its_pid_is_dead_here(tmp_path, helper, value):
-    # Another container's run (another pid namespace), or another machine / an earlier boot (another boot id:
-    # which one cannot be told from the name, so it is never judged).
-    _made_by_a_process_that_exited(_made_as_another(helper, value, tmp_path))
+def test_a_temp_of_another_pid_namespace_survives_though_its_pid_is_dead_here(tmp_path):
+    # Another container's run: its pid is not one of ours, alive or not.
+    _made_by_a_process_that_exited(_made_as_another("_pid_namespace", "f0001234", tmp_path))
     (name,) = os.listdir(tmp_path)
     assert clean_stale_tmp_dirs(tmp_path, ".out.tmp-") == [] and os.listdir(tmp_path) == [name]
-    assert value in name
+    assert ".f0001234." in name
+
+
+def test_a_temp_of_an_earlier_boot_of_this_host_is_removed_though_its_pid_runs_now(tmp_path):
+    # A power loss or a reboot: nothing of that boot runs, whatever its pid now names (here: this very process).
+    if tmp_dirs._owner_scope() is None:
+        pytest.skip("no pid namespace / boot id readable here")
+    earlier = tmp_path / f".out.tmp-{os.getppid()}.{tmp_dirs._pid_namespace()}.0123456789ab@{tmp_dirs._host()}-k3j2"
+    earlier.mkdir()
+    assert clean_stale_tmp_dirs(tmp_path, ".out.tmp-") == [str(earlier)] and os.listdir(tmp_path) == []
+
+
+def test_the_old_copy_of_a_replace_cut_off_by_a_reboot_is_restored(tmp_path):
+    if tmp_dirs._owner_scope() is None:
+        pytest.skip("no pid namespace / boot id readable here")
+    final = str(tmp_path / "out")
+    _folder(final, "old")
+    _folder(str(tmp_path / "new"), "new")
+
+    def earlier_boot():
+        tmp_dirs._boot_id = lambda: "0123456789ab"
+        replace_dir(str(tmp_path / "new"), final, ".out.old-")
+
+    die_before_rename(earlier_boot, 2)
+    (note,) = restore_interrupted_replace(str(tmp_path), ".out.old-", final)
+    assert note.startswith("restored") and _content(final) == "old"
+    assert sorted(os.listdir(tmp_path)) == ["new", "out"]
 
 
 def test_the_old_copy_held_by_a_run_of_another_namespace_is_neither_restored_nor_removed(tmp_path):
