@@ -54,7 +54,8 @@ _FIELDS: Dict[str, Tuple[str, str, str]] = {
     "precision": ("precision", "enum:auto,float32,bfloat16,float16", "Compute precision."),
     "jit_compile": ("jit_compile", "bool", "XLA-compile the per-replica train step."),
     "recompute": ("recompute", "bool", "Recompute per-frame activations in stage B backward (less memory)."),
-    "strategy": ("strategy", "enum:default,mirrored,multi_worker", "tf.distribute strategy (multi_worker: TF_CONFIG)."),
+    "strategy": ("strategy", "enum:default,mirrored,multi_worker",
+                 "tf.distribute strategy (multi_worker: TF_CONFIG, and a --precision other than auto)."),
     "log_every": ("log_every", "integer", "Console/TensorBoard scalars every N steps."),
     "eval_every": ("eval_every", "integer", "Validation J every N steps (0 = only at the end... and never if val_videos=0)."),
     "image_every": ("image_every", "integer", "Overlay images at the validations of every N-th step and at the end (0 = none)."),
@@ -196,6 +197,15 @@ def main(argv: List[str]) -> int:
     try:  # first: without the data nothing else matters, and the message says where it goes
         check_data_available(config.data)
     except DataNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+    from maskrnn_tf.training.checkpointing import recorded_run_precision
+    from maskrnn_tf.training.distribution import check_strategy_settings
+
+    try:  # train() refuses these too; here before the run dir is created or VGG-16 weights are fetched
+        check_strategy_settings(config.strategy, config.precision, recorded_run_precision(run_dir))
+    except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -230,6 +230,14 @@ def read_run_precision(run_dir: str) -> Optional[str]:
     return precision
 
 
+def recorded_run_precision(run_dir: str) -> Optional[str]:
+    """`read_run_precision` for a message: None also when the record is unreadable (the resume reports that)."""
+    try:
+        return read_run_precision(run_dir)
+    except PrecisionMismatchError:
+        return None
+
+
 @dataclasses.dataclass(frozen=True)
 class ResumePrecision:
     """How a run trains: `precision` (resolved), `config_precision` (TrainConfig.precision as the run's

@@ -181,7 +181,7 @@ class TrainConfig:
       precision: 'auto' (float16 on GPU; bfloat16 on a CPU with amx_bf16 or avx512_bf16 where it measures
         faster than float32 (`training.precision.resolve_precision`), float32 on other CPUs: see build notes),
         'float32', 'bfloat16' or 'float16' (with
-        dynamic loss scaling).
+        dynamic loss scaling). strategy 'multi_worker' refuses 'auto' (`distribution.check_strategy_settings`).
       jit_compile: XLA-compile the train steps. recompute: recompute each frame's activations in the
         backward pass of stage B (tf.recompute_grad) to cut memory.
       log_every / eval_every / checkpoint_every / image_every: in steps (eval_every=0 validates at the end

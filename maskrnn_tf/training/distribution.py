@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Optional
 
 import tensorflow as tf
+
+
+_NO_TF_CONFIG = ("--strategy=multi_worker needs the TF_CONFIG environment variable (a JSON cluster spec: "
+                 "{\"cluster\": {\"worker\": [\"host:port\", ...]}, \"task\": {\"type\": \"worker\", \"index\": i}}).")
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -19,11 +24,36 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         return tf.distribute.MirroredStrategy(cpus)
     if name == "multi_worker":
         if not os.environ.get("TF_CONFIG"):
-            raise ValueError("--strategy=multi_worker needs the TF_CONFIG environment variable (a JSON cluster "
-                             "spec: {\"cluster\": {\"worker\": [\"host:port\", ...]}, \"task\": {\"type\": "
-                             "\"worker\", \"index\": i}}).")
+            raise ValueError(_NO_TF_CONFIG)
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}: use default, mirrored or multi_worker.")
+
+
+# Why multi_worker refuses precision `auto`: each machine decides it from its own devices (float16 with a GPU;
+# bfloat16 or float32 on a CPU, by its flags and by a timing that can land either side of the threshold on two
+# alike machines). Resolved by every worker alone, workers of different kinds build the model in different dtype
+# policies and all-reduce into one model: a float16 worker (loss-scaling optimizer) beside a float32 one fails in
+# the collectives that create the optimizer's variables; bfloat16 beside float32 (the same variables) trains on,
+# in two precisions, without a word. Agreeing at run time would need the cluster up first and would still refuse
+# some runs at random (the timing); a precision on the command line is the same on every worker and nothing local
+# changes it. So a multi-worker run names its precision, resumes too: the decision rests on the settings alone
+# (precision.json only names the precision in the message), since a worker that refused while the others went on
+# would leave them waiting in their first collective.
+def check_strategy_settings(name: str, precision: str, recorded: Optional[str] = None) -> None:
+    """Raises ValueError, before the strategy `name` is built, for settings it cannot train with: multi_worker
+    without TF_CONFIG, or with precision 'auto'. `recorded`: the precision of the run's checkpoints where this
+    worker reads it, named in the message."""
+    if name != "multi_worker":
+        return
+    if not os.environ.get("TF_CONFIG"):
+        raise ValueError(_NO_TF_CONFIG)
+    if precision == "auto":
+        hint = (f" This run's checkpoints were made in {recorded}: --precision={recorded} resumes it."
+                if recorded else "")
+        raise ValueError(
+            "choose --precision=float32|bfloat16|float16 for a multi-worker run (--strategy=multi_worker); auto "
+            "would resolve per machine (float16 on a GPU, bfloat16 or float32 on a CPU), and workers that differ "
+            "cannot train one model. Give every worker the same --precision." + hint)
 
 
 def task_info() -> tuple:

@@ -24,10 +24,10 @@ from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.training import inputs
 from maskrnn_tf.training.best_model import BestModel
 from maskrnn_tf.training.checkpoint_files import checkpoint_paths
-from maskrnn_tf.training.checkpointing import (RunCheckpoint, read_run_precision, resume_precision,
-                                               write_run_precision)
+from maskrnn_tf.training.checkpointing import (RunCheckpoint, read_run_precision, recorded_run_precision,
+                                               resume_precision, write_run_precision)
 from maskrnn_tf.training.config import TrainConfig
-from maskrnn_tf.training.distribution import is_chief, make_strategy, task_info
+from maskrnn_tf.training.distribution import check_strategy_settings, is_chief, make_strategy, task_info
 from maskrnn_tf.training import precision as precision_module
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
@@ -158,8 +158,10 @@ def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
     checkpointing.PrecisionMismatchError (the checkpoints were made in another precision than the one asked)."""
     started = time.perf_counter()
     try:
+        # Before the strategy is built: every worker refuses alike, none is left waiting for the cluster.
+        check_strategy_settings(config.strategy, config.precision, recorded_run_precision(run_dir))
         strategy = make_strategy(config.strategy)
-    except ValueError as err:  # multi_worker without (or with a malformed) TF_CONFIG: a setting, not a crash
+    except ValueError as err:  # multi_worker without (or with a malformed) TF_CONFIG, or with auto: settings
         raise TrainSettingsError(str(err)) from err
     chief = is_chief(strategy)
     # The chief holds the run directory for the whole run (the other workers write only temporary copies).
