@@ -5,9 +5,10 @@ binary 0/255 masks (one object, id 1), `Annotations/db_info.yml` with the `eval_
 DAVIS-2017: `ImageSets/2017/<split>.txt` lists sequence names, `Annotations/<resolution>/<seq>/*.png` are palette
 PNGs (index = object id, 255 = void). A folder holding the DAVIS folder is read as segment reads it
 (`resolve_davis_root`). The objects of a sequence are 1..max id of its first frame (the official
-rule). Results: `<results>/<seq>/<frame>.png`, palette PNGs of object ids (maskrnn_tf.io.write_palette_png), or
-grey PNGs of ids (as davis2017-evaluation reads them), grey 0/255 binary PNGs, or RGB PNGs in DAVIS palette
-colours (`maskrnn_tf.io.id_images.read_result_ids`).
+rule). Results: `<results>/<seq>/<frame>.png` (a lower-case extension: davis2017-evaluation opens exactly that
+name), palette PNGs of object ids (maskrnn_tf.io.write_palette_png), or grey PNGs of ids (as davis2017-evaluation
+reads them), grey 0/255 binary PNGs, or RGB PNGs in DAVIS palette colours
+(`maskrnn_tf.io.id_images.read_result_ids`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from maskrnn_tf.metrics.errors import (
     DatasetLayoutError,
     ExtraFramesError,
     MissingResultsError,
+    ResultNameError,
     SizeMismatchError,
     UnknownObjectError,
     UnreadableResultError,
@@ -161,6 +163,41 @@ def load_ground_truth(
     return labels, void, tuple(range(1, n_objects + 1))
 
 
+RESULT_EXTENSION = ".png"  # davis2017-evaluation opens exactly <results>/<seq>/<frame>.png
+
+
+def _result_files(folder: str) -> Dict[str, str]:
+    """Frame name -> result file name of the `<frame>.png` files in `folder`; hidden files (macOS's `._<name>`)
+    are ignored. A `.PNG` (any other case) is refused: davis2017-evaluation opens `<frame>.png`, which on a
+    case-sensitive file system (Linux) does not find it, so such a folder would get a score here that the
+    benchmark tool cannot give."""
+    present: Dict[str, str] = {}
+    other_case: List[str] = []
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("."):
+            continue
+        stem, ext = os.path.splitext(name)
+        if ext == RESULT_EXTENSION:
+            present[stem] = name
+        elif ext.lower() == RESULT_EXTENSION:
+            other_case.append(name)
+    for name in other_case:
+        stem = os.path.splitext(name)[0]
+        if stem in present:
+            raise ResultNameError(
+                f"{folder}: frame {stem} has two result files ({present[stem]} and {name}); davis2017-evaluation "
+                f"reads only {present[stem]}: remove {name} (or replace {present[stem]} with it, renamed)."
+            )
+    if other_case:
+        example = other_case[0]
+        raise ResultNameError(
+            f"{folder}: {len(other_case)} result file(s) whose extension is not a lower-case .png (e.g. "
+            f"{example}); davis2017-evaluation opens exactly <frame>.png, which does not find them on Linux: rename "
+            f"them to lower-case .png (e.g. {example} -> {os.path.splitext(example)[0]}{RESULT_EXTENSION})."
+        )
+    return present
+
+
 def load_results(
     results_dir: str,
     spec: SequenceSpec,
@@ -175,16 +212,7 @@ def load_results(
             f"{folder}: no results for sequence '{spec.name}'; segment it (one PNG per frame) or leave it out "
             f"with --sequences."
         )
-    present: Dict[str, str] = {}  # frame name -> file name (.png or .PNG)
-    for name in sorted(os.listdir(folder)):
-        if not name.lower().endswith(".png") or name.startswith("."):
-            continue
-        stem = os.path.splitext(name)[0]
-        if stem in present:
-            raise ExtraFramesError(
-                f"{folder}: frame {stem} has two result files ({present[stem]} and {name}); keep one of them."
-            )
-        present[stem] = name
+    present = _result_files(folder)
     extra = sorted(set(present) - set(spec.frames))
     if extra:
         raise ExtraFramesError(

@@ -18,6 +18,10 @@ class ExtraFramesError(EvaluationInputError):
     """The results hold frames that the ground truth of that sequence does not have."""
 
 
+class ResultNameError(EvaluationInputError):
+    """A result file is not named as davis2017-evaluation reads it (`<frame>.png`, lower-case extension)."""
+
+
 class UnknownObjectError(EvaluationInputError):
     """A result frame holds an object id that the ground truth does not define."""
 

@@ -19,6 +19,7 @@ from maskrnn_tf.metrics import (
     EvaluationInputError,
     ExtraFramesError,
     MissingResultsError,
+    ResultNameError,
     SizeMismatchError,
     UnknownObjectError,
     evaluate_dataset,
@@ -257,6 +258,41 @@ def make_synthetic_2016(root, n_frames=6, eval_t=None):
     if eval_t is not None:
         with open(os.path.join(root, "Annotations", "db_info.yml"), "w") as f:
             f.write("sequences:\n" + "".join(f"- name: {k}\n  eval_t: {str(v).lower()}\n" for k, v in eval_t.items()))
+
+
+def test_results_named_with_an_upper_case_extension_are_refused(tmp_path):
+    """davis2017-evaluation reads exactly `<results>/<seq>/<frame>.png`: on Linux it finds no result in a folder
+    of `<frame>.PNG` files, yet evaluate scored them. They are refused naming the folder and a file, with the
+    rename to do; macOS's hidden `._<frame>.png` files are still no results (ignored)."""
+    root = str(tmp_path / "davis")
+    make_synthetic_2016(root, eval_t={"alpha": False, "beta": False})
+    out = str(tmp_path / "res")
+    for seq in ("alpha", "beta"):
+        names, gt = gt_stack(root, seq)
+        write_results(out, seq, names, gt)
+    beta = os.path.join(out, "beta")
+    with open(os.path.join(beta, "._00002.png"), "wb") as f:  # an AppleDouble file: no PNG at all
+        f.write(b"\x00\x05\x16\x07")
+    config = EvaluationConfig(compute_t=False)
+    assert evaluate_dataset(root, out, config).global_metrics()["J-Mean"] == 1.0
+    for ext in (".PNG", ".Png"):
+        os.rename(os.path.join(beta, "00002.png"), os.path.join(beta, "00002" + ext))
+        with pytest.raises(ResultNameError) as raised:
+            evaluate_dataset(root, out, config)
+        message = str(raised.value)
+        assert message.startswith(f"{beta}: ") and f"00002{ext}" in message
+        assert "rename" in message and "00002.png" in message and "davis2017-evaluation" in message
+        os.rename(os.path.join(beta, "00002" + ext), os.path.join(beta, "00002.png"))
+    # A frame not scored (the first) is refused too: the folder is not one the benchmark reads as written.
+    os.rename(os.path.join(beta, "00000.png"), os.path.join(beta, "00000.PNG"))
+    with pytest.raises(ResultNameError, match="00000.PNG"):
+        evaluate_dataset(root, out, config)
+    # Beside the lower-case file of the same frame: the benchmark reads the .png one; the other goes.
+    write_palette_png(os.path.join(beta, "00000.png"), np.zeros((40, 60), np.uint8))
+    with pytest.raises(ResultNameError, match=r"00000.png and 00000.PNG.*remove 00000.PNG"):
+        evaluate_dataset(root, out, config)
+    os.unlink(os.path.join(beta, "00000.PNG"))
+    assert evaluate_dataset(root, out, config).global_metrics()["J-Mean"] == 1.0
 
 
 def _one_frame(tmp_path, result):

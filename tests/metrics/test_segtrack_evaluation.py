@@ -9,7 +9,7 @@ import pytest
 
 from maskrnn_tf.data.sequences import load_masks, read_segtrack_sequence_list
 from maskrnn_tf.io import write_palette_png
-from maskrnn_tf.metrics import DatasetLayoutError, MissingResultsError, write_reports
+from maskrnn_tf.metrics import DatasetLayoutError, MissingResultsError, ResultNameError, write_reports
 from maskrnn_tf.metrics.segtrack_evaluation import evaluate_segtrack
 from segtrack_files import make_segtrack  # tests/segtrack_files.py
 
@@ -133,6 +133,22 @@ def test_bad_input_is_named(tmp_path):
         evaluate_segtrack(root, str(results))
     with pytest.raises(DatasetLayoutError, match="not found"):
         evaluate_segtrack(str(tmp_path / "missing"), str(results))
+
+
+def test_results_named_with_an_upper_case_extension_are_refused(tmp_path):
+    """SegTrack v2 results are read as DAVIS results (`<frame stem>.png`): `.PNG` files are refused by name."""
+    root = str(tmp_path / "SegTrackv2")
+    frames, layers = _two_objects(t=3)
+    stems = make_segtrack(root, "duo", frames, layers)
+    results = tmp_path / "results"
+    os.makedirs(results / "duo")
+    for stem in stems:
+        write_palette_png(str(results / "duo" / f"{stem}.PNG"), np.zeros((40, 60), np.uint8))
+    with pytest.raises(ResultNameError) as raised:
+        evaluate_segtrack(root, str(results))
+    message = str(raised.value)
+    assert message.startswith(f"{results / 'duo'}: 3 result file") and f"{stems[0]}.PNG" in message
+    assert f"{stems[0]}.png" in message
 
 
 def test_cli_refuses_davis_flags_and_two_roots(tmp_path):

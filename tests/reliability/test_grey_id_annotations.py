@@ -140,14 +140,17 @@ def test_a_sequence_named_twice_is_refused(tmp_path):
 
 
 @needs_data
-def test_results_saved_with_an_upper_case_extension_are_read(tmp_path):
+def test_results_saved_with_an_upper_case_extension_are_refused_by_name(tmp_path):
+    """davis2017-evaluation opens exactly `<frame>.png`: on Linux a folder of `.PNG` files gets no score there, so
+    evaluate refuses it too (naming the folder and a file) instead of scoring what the benchmark cannot read."""
     out = str(tmp_path / "res")
     write_truth_as_results(out, ("bear", "tennis"))
     for seq in ("bear", "tennis"):
         for name in os.listdir(os.path.join(out, seq)):
             os.rename(os.path.join(out, seq, name), os.path.join(out, seq, name[:-4] + ".PNG"))
-    results = evaluate_dataset(DAVIS17, out, EvaluationConfig(skip_first_last=False, processes=1))
-    assert all(np.all(o.j == 1.0) for o in results.objects)
+    with pytest.raises(EvaluationInputError, match=rf"{os.path.join(out, 'bear')}: 2 result file.*00000.PNG.*"
+                                                   r"rename them to lower-case \.png"):
+        evaluate_dataset(DAVIS17, out, EvaluationConfig(skip_first_last=False, processes=1))
 
 
 def test_read_mask_still_thresholds_binary_masks(tmp_path):
