@@ -1,10 +1,10 @@
 """Choosing online-finetuning settings on a selection split and reporting each choice once on another.
 
 The honest protocol for DAVIS: the candidate settings (finetuning flags, and optionally the checkpoint) are
-compared on train sequences held out of training (the run's `val_sequences`); for each finetuning mode (none, static, recurrent) the candidate with the best
-J-Mean there (then F-Mean; the first listed wins a tie) is chosen, and only the chosen ones are run on the
-reported split. `python -m maskrnn_tf.finetune_selection` drives the segment and evaluate CLIs; this module
-holds the parts that need no TensorFlow.
+compared on train sequences held out of training (the run's `val_sequences`); for each finetuning mode (none,
+static, recurrent) the candidate with the best J-Mean there (then F-Mean; the first listed wins a tie) is
+chosen, and only the chosen ones are run on the reported split. `python -m maskrnn_tf.finetune_selection`
+drives the segment and evaluate CLIs; this module holds the parts that need no TensorFlow.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import re
 import shlex
 from typing import Dict, List, Mapping, Sequence, Tuple
 
-from maskrnn_tf.experiments.finetune_comparison import FinetuneRun, comparison_markdown
+from maskrnn_tf.experiments.finetune_comparison import FinetuneRun, comparison_markdown, percent
 
 MODES = ("none", "static", "recurrent")
 DEFAULT_CANDIDATES = ("none=--finetune=none", "static=--finetune=static", "recurrent=--finetune=recurrent")
@@ -103,7 +103,7 @@ def choose_per_mode(runs: Sequence[FinetuneRun]) -> Dict[str, FinetuneRun]:
 
 
 def _pct(value: float) -> str:
-    return f"{100 * value:.1f}"
+    return percent(value)  # evaluate's digits (formatting 100 * value rounds again at ties)
 
 
 def _seconds_per_sequence(run: FinetuneRun) -> str:

@@ -11,6 +11,11 @@ CSV, the results folder it scored (`.` for the folder the CSV lies in, which mov
 and mtime. An existing CSV is replaced only when it is evaluate's scores of the same results: recorded for them
 and unchanged since, or, unrecorded, a table of scores lying beside the results (an earlier version's, or
 davis2017-evaluation's, which writes the same tables there). Anything else needs `overwrite`.
+
+The record also keeps each CSV's `values` at full precision, since the CSVs' 3 decimals make a mean of their
+cells differ from evaluate's own means in the last digit at times; tables built on evaluate's scores
+(maskrnn_tf.finetune_table) read them. Global CSV: {column: value}; per-sequence CSV: {object: {column:
+value}}; a value is a JSON number, null for an empty cell, or "nan" as the CSV writes it.
 """
 from __future__ import annotations
 
@@ -123,9 +128,18 @@ def _not_ours(path: str, entry: Optional[dict], scored: str, beside_results: boo
     return None
 
 
-def _write_record(output_dir: str, scored: str, paths: Sequence[str]) -> None:
+def _json_value(value: object) -> object:
+    """A CSV cell's value for the record: the float itself (a JSON number keeps every digit), None for an empty
+    cell, and a non-finite float as the CSV writes it ("nan"), which strict JSON cannot hold as a number."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return _cell(value)
+    return value
+
+
+def _write_record(output_dir: str, scored: str, values: Dict[str, object]) -> None:
+    """Records the CSVs `values` names ({path: its values at full precision}) as scoring `scored`."""
     files = _read_record(output_dir) or {}  # None only under overwrite: the user asked to replace it
-    files.update({os.path.basename(p): {"results": scored, **_stat(p)} for p in paths})
+    files.update({os.path.basename(p): {"results": scored, **_stat(p), "values": v} for p, v in values.items()})
     text = json.dumps({"written_by": "maskrnn_tf.evaluate", "files": files}, indent=2, sort_keys=True) + "\n"
 
     def write(tmp: str) -> None:
@@ -182,7 +196,11 @@ def write_reports(results: EvaluationResults, output_dir: str, results_dir: Opti
     _atomic_write(global_path, _csv_text(list(global_metrics), [list(global_metrics.values())]))
     header = list(rows[0]) if rows else ["Sequence", "J-Mean", "F-Mean"]
     _atomic_write(per_sequence_path, _csv_text(header, [list(r.values()) for r in rows]))
-    _write_record(output_dir, scored, (global_path, per_sequence_path))
+    _write_record(output_dir, scored, {
+        global_path: {k: _json_value(v) for k, v in global_metrics.items()},
+        per_sequence_path: {str(r["Sequence"]): {k: _json_value(v) for k, v in r.items() if k != "Sequence"}
+                            for r in rows},
+    })
     return global_path, per_sequence_path
 
 
