@@ -4,7 +4,8 @@ A folder made by `make_owned_tmp_dir(parent, prefix)` is called `<prefix><owner>
 is `<pid>.<pidns>.<boot>@<host>`: the process id, the inode of its pid namespace (hex), the first 12 hex digits of
 the kernel's boot id, and the hostname. A run that is killed (SIGKILL, power loss) cannot delete its own temporary
 folder; the next run calls `clean_stale_tmp_dirs(parent, prefix)`, which removes only those whose owner tag says
-they were made in *this* pid namespace of *this* boot on this host, by a process that no longer runs.
+they were made on this host either in an earlier boot or in *this* pid namespace of this boot by a process that
+no longer runs.
 
 A pid means something only inside its pid namespace, and a namespace id only within one boot of one kernel (the
 root namespace has the same inode on every Linux machine). Two containers may share a hostname and a folder (k8s
@@ -12,8 +13,8 @@ pods with hostNetwork, docker --hostname, a run folder on NFS): the other one's 
 namespace, so its temporaries are never judged here. A temporary of another boot id on this host is stale
 whatever its pid: the run was cut off by a reboot or a power loss (the hostname names the machine, as it did
 before namespaces were recorded).
-Names of older versions, `<prefix><pid>@<host>-<random>`, are still recognised and, on Linux, likewise left alone
-(see `_is_stale`). Where /proc gives no namespace or boot id, the owner tag is the old `<pid>@<host>`.
+Names of older versions, `<prefix><pid>@<host>-<random>`, are still recognised and left alone on Linux (see
+`_is_stale`). Where /proc gives no namespace or boot id, the owner tag is the old `<pid>@<host>`.
 
 `replace_dir` publishes a complete folder in place of an existing one by renames, moving the old one into
 such an owned folder first; `restore_interrupted_replace` puts it back when its run died between the renames.
