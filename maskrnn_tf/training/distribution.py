@@ -1,9 +1,11 @@
-"""tf.distribute strategy selection and the chief/worker facts the loop needs."""
+"""tf.distribute strategy selection, the chief/worker facts the loop needs, and the workers' agreement on
+stopping at a signal."""
 from __future__ import annotations
 
 import json
 import os
-from typing import Optional
+import signal
+from typing import Optional, Tuple
 
 import tensorflow as tf
 
@@ -75,3 +77,42 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         return True
     cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
     return task_type == "worker" and task_id == 0 and not cluster.get("chief")
+
+
+class StopAgreement:
+    """Under MultiWorkerMirroredStrategy, makes the workers agree after every step on whether to stop.
+
+    Each process sees only its own SIGINT/SIGTERM, and a preempting scheduler signals the workers at slightly
+    different times. A worker that stopped alone left the others in the next step's all-reduce: they failed
+    there (or hung) without saving. Instead every worker calls `agree` once after each step with the signal it
+    has seen (None if none); the answer is an all-reduce, so it is the same everywhere and all stop after the
+    same step and save it together.
+    """
+
+    # The signals the loop stops on; when workers saw different ones, the first listed decides the exit code
+    # (a preemption's SIGTERM over a Ctrl-C), so every worker exits alike.
+    SIGNALS: Tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, strategy: tf.distribute.Strategy):
+        self._strategy = strategy
+        self._votes = tf.function(self._all_reduce)
+
+    def _all_reduce(self, votes: tf.Tensor) -> tf.Tensor:
+        # strategy.run makes the vote a per-replica value, which reduce() all-reduces over the workers (a plain
+        # tensor is not: tf.distribute treats it as the same on every replica).
+        per_replica = self._strategy.run(tf.identity, args=(votes,))
+        return self._strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    def agree(self, signum: Optional[int]) -> Optional[int]:
+        """The signal the cluster stops on after this step (None: go on). Collective: every worker must call it
+        once per step."""
+        votes = self._votes(tf.constant([float(signum == s) for s in self.SIGNALS], tf.float32)).numpy()
+        return next((int(s) for s, count in zip(self.SIGNALS, votes) if count > 0), None)
+
+
+def stop_agreement(strategy: tf.distribute.Strategy) -> Optional[StopAgreement]:
+    """A StopAgreement for a multi-worker strategy; None for one process, whose own signal flag is the answer
+    (no collective, no cost per step)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return StopAgreement(strategy)
+    return None

@@ -27,7 +27,8 @@ from maskrnn_tf.training.checkpoint_files import checkpoint_paths
 from maskrnn_tf.training.checkpointing import (RunCheckpoint, read_run_precision, recorded_run_precision,
                                                resume_precision, write_run_precision)
 from maskrnn_tf.training.config import TrainConfig
-from maskrnn_tf.training.distribution import check_strategy_settings, is_chief, make_strategy, task_info
+from maskrnn_tf.training.distribution import (check_strategy_settings, is_chief, make_strategy, stop_agreement,
+                                               task_info)
 from maskrnn_tf.training import precision as precision_module
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
@@ -56,10 +57,12 @@ class TrainSettingsError(ValueError):
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT or SIGTERM arrived; a checkpoint was saved first. `signum` says which."""
+    """SIGINT or SIGTERM arrived; a checkpoint was saved first. `signum` says which; `elsewhere`: it was sent to
+    another worker of a multi-worker run (all stop together)."""
 
-    def __init__(self, signum: int, checkpoint: Optional[str]):
-        super().__init__(f"stopped by signal {signal.Signals(signum).name}; checkpoint {checkpoint}")
+    def __init__(self, signum: int, checkpoint: Optional[str], elsewhere: bool = False):
+        where = " (sent to another worker)" if elsewhere else ""
+        super().__init__(f"stopped by signal {signal.Signals(signum).name}{where}; checkpoint {checkpoint}")
         self.signum = signum
         self.checkpoint = checkpoint
 
@@ -296,6 +299,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     loss_scaling = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
     j = None
     total = config.total_steps
+    agreement = stop_agreement(strategy)  # None on one machine: its own flag decides
     with _SignalFlag() as flag:
         try:
             step = started_at = int(global_step.numpy())
@@ -361,9 +365,12 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                         printer(f"validation J {j:.4f} at step {step}")
                     if step % config.checkpoint_every == 0:
                         last_saved = ckpt.save(step) or last_saved
-                    if flag.signum is not None:
+                    # Multi-worker: a signal seen by any worker stops every one after this same step (saves and
+                    # steps are collective: a worker stopping alone would leave the others waiting in the next).
+                    signum = flag.signum if agreement is None else agreement.agree(flag.signum)
+                    if signum is not None:
                         last_saved = ckpt.save(step) or last_saved
-                        raise TrainingInterrupted(flag.signum, last_saved)
+                        raise TrainingInterrupted(signum, last_saved, elsewhere=flag.signum != signum)
         finally:
             profiler.stop()
             summaries.flush()

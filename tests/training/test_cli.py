@@ -483,6 +483,45 @@ def test_multi_worker_two_processes_equal_one_device(one_device_run, tmp_path):
 
 
 @pytest.mark.slow
+def test_sigterm_to_one_worker_stops_every_worker_after_the_same_step(tmp_path):
+    """A preempting scheduler signals the workers one at a time: SIGTERM to worker 1 alone stops both after the
+    same step, with the stop exit code, and the chief's checkpoint is that step. (Worker 1 used to stop alone and
+    the chief failed in the next step's all-reduce: exit 1, no checkpoint.)"""
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    run_dir = str(tmp_path / "run")
+    logs = [tmp_path / f"worker{index}.txt" for index in range(2)]
+    procs = []
+    try:
+        for index in range(2):
+            env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+            with open(logs[index], "w") as out:
+                procs.append(subprocess.Popen(
+                    train_cmd(run_dir, "--strategy=multi_worker", "--stage_a_steps=1000", "--stage_b_steps=0",
+                              "--checkpoint_every=1000"),
+                    cwd=REPO, env=cli_env(env), stdout=out, stderr=subprocess.STDOUT))
+        # Signalled once it trains (its handler is in place); the timeouts only guard against a hang.
+        deadline = time.time() + 300
+        while "stage A  step 2/" not in logs[1].read_text():
+            assert time.time() < deadline and all(p.poll() is None for p in procs), logs[1].read_text()[-3000:]
+            time.sleep(0.2)
+        procs[1].send_signal(signal.SIGTERM)
+        codes = [p.wait(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    outs = [log.read_text() for log in logs]
+    for code, out in zip(codes, outs):
+        assert code == 128 + signal.SIGTERM, out[-3000:]
+    assert "stopped by signal SIGTERM (sent to another worker); checkpoint" in outs[0]
+    last = [int(re.findall(r"stage A  step (\d+)/1000", out)[-1]) for out in outs]
+    assert last[0] == last[1] and 2 <= last[0] < 1000, last
+    assert _latest_number(run_dir) == last[0]
+
+
+@pytest.mark.slow
 def test_davis_flagfile_as_typed_names_its_run_dir_and_fails_clearly_without_data(tmp_path):
     """`python -m maskrnn_tf.train --flagfile=davis17.flags`, nothing else: the run dir defaults to
     runs/davis17 under the working directory, and the missing data ends in the layout message (exit 2)."""

@@ -94,6 +94,15 @@ def test_auto_on_one_machine_is_left_as_it_was(monkeypatch, strategy):
     check_strategy_settings(strategy, "auto")
 
 
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+def test_one_machine_stops_on_its_own_signal_without_a_collective(strategy):
+    """Only a multi-worker run votes on stopping after every step (an all-reduce, see
+    test_sigterm_to_one_worker_stops_every_worker_after_the_same_step); one process keeps its own flag."""
+    from maskrnn_tf.training.distribution import make_strategy, stop_agreement
+
+    assert stop_agreement(make_strategy(strategy)) is None
+
+
 def test_a_resumed_multi_worker_run_is_told_its_precision(tmp_path, monkeypatch):
     """auto is refused on a resume too (the decision must not depend on what each worker sees of the run dir);
     the message names the precision the run's checkpoints were made in."""
