@@ -133,18 +133,25 @@ def test_a_temp_of_an_earlier_boot_of_this_host_is_removed_though_its_pid_runs_n
     assert clean_stale_tmp_dirs(tmp_path, ".out.tmp-") == [str(earlier)] and os.listdir(tmp_path) == []
 
 
-def test_the_old_copy_of_a_replace_cut_off_by_a_reboot_is_restored(tmp_path):
-    if tmp_dirs._owner_scope() is None:
-        pytest.skip("no pid namespace / boot id readable here")
+def _replace_killed_between_renames_as_another(tmp_path, helper, value) -> str:
+    """`out` (holding "old") replaced by `new` in a child run as a process whose `helper` reports `value`, killed
+    between the two renames: `out` is missing, its old copy in the child's holder. Returns `out`'s path."""
     final = str(tmp_path / "out")
     _folder(final, "old")
     _folder(str(tmp_path / "new"), "new")
 
-    def earlier_boot():
-        tmp_dirs._boot_id = lambda: "0123456789ab"
+    def work():
+        setattr(tmp_dirs, helper, lambda: value)
         replace_dir(str(tmp_path / "new"), final, ".out.old-")
 
-    die_before_rename(earlier_boot, 2)
+    die_before_rename(work, 2)
+    return final
+
+
+def test_the_old_copy_of_a_replace_cut_off_by_a_reboot_is_restored(tmp_path):
+    if tmp_dirs._owner_scope() is None:
+        pytest.skip("no pid namespace / boot id readable here")
+    final = _replace_killed_between_renames_as_another(tmp_path, "_boot_id", "0123456789ab")
     (note,) = restore_interrupted_replace(str(tmp_path), ".out.old-", final)
     assert note.startswith("restored") and _content(final) == "old"
     assert sorted(os.listdir(tmp_path)) == ["new", "out"]
@@ -152,15 +159,7 @@ def test_the_old_copy_of_a_replace_cut_off_by_a_reboot_is_restored(tmp_path):
 
 def test_the_old_copy_held_by_a_run_of_another_namespace_is_neither_restored_nor_removed(tmp_path):
     # The other container's replace_dir is between its renames: its `previous` folder must stay where it is.
-    final = str(tmp_path / "out")
-    _folder(final, "old")
-    _folder(str(tmp_path / "new"), "new")
-
-    def other_namespace():
-        tmp_dirs._pid_namespace = lambda: "f0001234"
-        replace_dir(str(tmp_path / "new"), final, ".out.old-")
-
-    die_before_rename(other_namespace, 2)
+    final = _replace_killed_between_renames_as_another(tmp_path, "_pid_namespace", "f0001234")
     (holder,) = [n for n in os.listdir(tmp_path) if n.startswith(".out.old-")]
     assert restore_interrupted_replace(str(tmp_path), ".out.old-", final) == []
     assert not os.path.exists(final) and _content(str(tmp_path / holder / "previous")) == "old"
