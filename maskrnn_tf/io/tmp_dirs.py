@@ -104,7 +104,7 @@ class _Owner(NamedTuple):
 def _owner_pattern(prefix_regex: str, rest_regex: str) -> re.Pattern:
     # The pid and the scope are digits, hex digits and '.', so the first '@' after them starts the host; the host
     # (which may hold '-', '.', '@') runs to the last '-', as the random part (and a suffix) has none.
-    return re.compile(prefix_regex + r"([0-9]+)(?:\.([0-9a-f]+\.[0-9a-f]+))?@(.+)-" + rest_regex, re.DOTALL)
+    return re.compile(prefix_regex + r"([0-9]+)(?:\.([0-9a-f]+\.[0-9a-f]{12}))?@(.+)-" + rest_regex, re.DOTALL)
 
 
 def _parse_owner(pattern: re.Pattern, name: str) -> Optional[_Owner]:

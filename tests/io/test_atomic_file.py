@@ -87,6 +87,7 @@ def test_the_temp_of_a_killed_write_is_removed_by_the_next_write_of_that_path(tm
     (stale,) = _hidden(tmp_path)
     # The user's files with similar names stay; a killed write of another file in the folder goes too.
     users = [".results.json.backup.tmp", ".results.json.tmp-notes", ".results.json.tmp-1-abc.json",
+             f".notes.tmp-1.2.3@{tmp_dirs._host()}-final",  # shaped like a tag, but no 12-digit boot id
              f".results.json.tmp-{tmp_dirs.owner_tag(pid)}-Abc.json", f".results.json.tmp-{tmp_dirs.owner_tag(pid)}"]
     for name in users:
         (tmp_path / name).write_text("not atomic_write's")
