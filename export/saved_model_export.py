@@ -7,7 +7,8 @@ Layout (what `tensorflow_model_server --model_base_path=<export_base>` polls):
 Everything is written into `<export_base>/.tmp-<version>-<owner>-XXXX` (the server ignores non-numeric folders;
 the owner is `<pid>.<pidns>.<boot>@<host>`, see maskrnn_tf.io.tmp_dirs) and renamed into place at the end, so the
 server never sees a half-written version; any failure removes it, and the temporaries of killed exports (their
-process gone from this pid namespace, boot and host) are removed by the next export of that version.
+process gone from this pid namespace, or of an earlier boot of this host) are removed by the next
+export of that version.
 """
 from __future__ import annotations
 

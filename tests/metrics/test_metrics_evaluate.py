@@ -260,16 +260,22 @@ def make_synthetic_2016(root, n_frames=6, eval_t=None):
             f.write("sequences:\n" + "".join(f"- name: {k}\n  eval_t: {str(v).lower()}\n" for k, v in eval_t.items()))
 
 
-def test_results_named_with_an_upper_case_extension_are_refused(tmp_path):
-    """davis2017-evaluation reads exactly `<results>/<seq>/<frame>.png`: on Linux it finds no result in a folder
-    of `<frame>.PNG` files, yet evaluate scored them. They are refused naming the folder and a file, with the
-    rename to do; macOS's hidden `._<frame>.png` files are still no results (ignored)."""
+def _synthetic_root_with_its_truth_as_results(tmp_path):
+    """A synthetic DAVIS-2016 root (alpha, beta; no T) and a results folder holding its ground truth."""
     root = str(tmp_path / "davis")
     make_synthetic_2016(root, eval_t={"alpha": False, "beta": False})
     out = str(tmp_path / "res")
     for seq in ("alpha", "beta"):
         names, gt = gt_stack(root, seq)
         write_results(out, seq, names, gt)
+    return root, out
+
+
+def test_results_named_with_an_upper_case_extension_are_refused(tmp_path):
+    """davis2017-evaluation reads exactly `<results>/<seq>/<frame>.png`: on Linux it finds no result in a folder
+    of `<frame>.PNG` files, yet evaluate scored them. They are refused naming the folder and a file, with the
+    rename to do; macOS's hidden `._<frame>.png` files are still no results (ignored)."""
+    root, out = _synthetic_root_with_its_truth_as_results(tmp_path)
     beta = os.path.join(out, "beta")
     with open(os.path.join(beta, "._00002.png"), "wb") as f:  # an AppleDouble file: no PNG at all
         f.write(b"\x00\x05\x16\x07")
@@ -390,12 +396,7 @@ def test_evaluate_sequence_by_name(tmp_path):
 def test_write_reports_creates_missing_output_dir(tmp_path):
     from maskrnn_tf.metrics import write_reports
 
-    root = str(tmp_path / "davis")
-    make_synthetic_2016(root, eval_t={"alpha": False, "beta": False})
-    out = str(tmp_path / "res")
-    for name in ("alpha", "beta"):
-        names, gt = gt_stack(root, name)
-        write_results(out, name, names, gt)
+    root, out = _synthetic_root_with_its_truth_as_results(tmp_path)
     results = evaluate_dataset(root, out, EvaluationConfig(compute_t=False))
     old_umask = os.umask(0o022)
     try:
