@@ -116,8 +116,8 @@ class RunCheckpoint:
         except (tf.errors.OpError, AssertionError, ValueError) as err:
             raise CheckpointMismatchError(
                 f"checkpoint {choice.path} cannot be restored into this run: the network, optimizer or data "
-                f"settings given differ from those it was made with ({_first_line(err)}). Settings that change the network "
-                "or the data need a new --run_dir; the run's config.json was left as it was.") from err
+                f"settings given differ from those it was made with ({_first_line(err)}). Settings that change the "
+                "network or the data need a new --run_dir; the run's config.json was left as it was.") from err
         return choice.path
 
     def _checkpoint_for(self, path: str, skip: Sequence[str] = ()) -> tf.train.Checkpoint:
@@ -151,7 +151,8 @@ class RunCheckpoint:
         except (tf.errors.OpError, AssertionError, ValueError) as err:
             raise CheckpointMismatchError(
                 f"init_checkpoint {prefix} cannot be restored into this run: its network or optimizer differs "
-                f"from the one configured here ({_first_line(err)}). Use the model settings of the run it comes from.") from err
+                f"from the one configured here ({_first_line(err)}). Use the model settings of the run it comes "
+                "from.") from err
         step = int(self._trackables["step"].numpy()) if last_step is not None else None
         if step is not None and step > last_step:
             raise InitCheckpointError(f"init_checkpoint {prefix} is at step {step}, past this run's {last_step} "
@@ -254,7 +255,7 @@ def _same_variables(a: str, b: str) -> bool:
 
 
 def resume_precision(requested: str, recorded: Optional[str], stored: Optional[str], here: Callable[[], str],
-                     overwrite_config: bool = False) -> ResumePrecision:
+                     overwrite_config: bool = False, auto_allowed: bool = True) -> ResumePrecision:
     """The precision a run trains in, given the one asked for (`requested`, may be 'auto'), the one its
     checkpoints were made in (`recorded`, `read_run_precision`), its config.json's precision (`stored`) and
     what auto resolves to on this host (`here()`, asked only when needed).
@@ -262,7 +263,8 @@ def resume_precision(requested: str, recorded: Optional[str], stored: Optional[s
     With checkpoints to resume, auto is the recorded precision (auto may resolve otherwise on this host, and
     the checkpoints would not fit) and so is its name: config.json keeps its spelling, auto or the name. Another
     precision raises PrecisionMismatchError, unless its checkpoints hold the same variables (float32 and
-    bfloat16) and `overwrite_config` asks to continue the run with new settings.
+    bfloat16) and `overwrite_config` asks to continue the run with new settings. `auto_allowed`: False where
+    auto is refused (a multi-worker run), so the error does not offer it.
     """
     if recorded is None:
         return ResumePrecision(here() if requested == "auto" else requested, requested)
@@ -282,10 +284,10 @@ def resume_precision(requested: str, recorded: Optional[str], stored: Optional[s
     why = "" if same else (" (float16 trains with loss scaling, whose optimizer variables only float16 checkpoints "
                            "hold)")
     switch = f", add --overwrite_config to continue it in {requested}" if same else ""
+    auto = (" (or --precision=auto, which resumes a run in the precision it began in)" if auto_allowed else "")
     raise PrecisionMismatchError(
         f"this run's checkpoints were made in {recorded}, not the --precision={requested} given{why}. To go on, "
-        f"resume with --precision={recorded} (or --precision=auto, which resumes a run in the precision it began "
-        f"in){switch}, or start a new --run_dir to train in {requested}.")
+        f"resume with --precision={recorded}{auto}{switch}, or start a new --run_dir to train in {requested}.")
 
 
 def _first_line(err: BaseException) -> str:

@@ -181,7 +181,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     # Before anything else: a resume in another precision than its checkpoints' stops here, the run dir as it was.
     requested = config.precision
     choice = resume_precision(requested, read_run_precision(run_dir), _stored_precision(run_dir),
-                              lambda: resolve_precision("auto"), overwrite_config)
+                              lambda: resolve_precision("auto"), overwrite_config,
+                              auto_allowed=config.strategy != "multi_worker")  # check_strategy_settings refuses it
     precision = choice.precision
     if config.jit_compile and precision != "float32" and not precision_module._has_gpu():
         # XLA on the CPU refuses this model's mixed-precision backward pass (a float32 ReluGrad fed by a bfloat16

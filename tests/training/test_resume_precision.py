@@ -141,3 +141,14 @@ def test_an_explicit_float16_run_resumes_with_auto_on_a_cpu(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "this run's checkpoints were made in float16" in proc.stdout and "done: 3 steps" in proc.stdout
     assert json.loads(open(os.path.join(run_dir, "config.json")).read())["precision"] == "float16"
+
+
+def test_the_refusal_offers_auto_only_where_auto_may_be_given():
+    # A multi-worker run refuses --precision=auto (check_strategy_settings): its mismatch error must not offer it.
+    with pytest.raises(PrecisionMismatchError) as err:
+        resume_precision("bfloat16", "float16", "float16", _here("float32"), auto_allowed=False)
+    message = str(err.value)
+    assert "--precision=auto" not in message and "resume with --precision=float16, or start a new" in message
+    with pytest.raises(PrecisionMismatchError) as err:
+        resume_precision("bfloat16", "float16", "float16", _here("float32"))
+    assert "--precision=auto" in str(err.value)
