@@ -19,7 +19,8 @@ import os
 import shutil
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, make_owned_tmp_dir, replace_dir, restore_interrupted_replace
+from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_dirs, hidden_prefix, make_owned_tmp_dir, replace_dir,
+                                   restore_interrupted_replace)
 
 MARKER_FILE = "segment_run.json"
 # What the project's tools add to a results folder segment wrote, about those results (so --overwrite may
@@ -166,9 +167,9 @@ def _repair(path: str) -> None:
     """Puts back a results folder that a killed run had moved away to replace it, and removes the temporary
     folders of killed runs (their processes are gone)."""
     parent, base = os.path.split(os.path.abspath(path))
-    for note in restore_interrupted_replace(parent, f".{base}.old-", os.path.join(parent, base)):
+    for note in restore_interrupted_replace(parent, hidden_prefix(base, "old"), os.path.join(parent, base)):
         _LOG.warning("%s", note)
-    for removed in clean_stale_tmp_dirs(parent, f".{base}.tmp-"):
+    for removed in clean_stale_tmp_dirs(parent, hidden_prefix(base, "tmp")):
         _LOG.warning("removed %s, the temporary folder of an interrupted run (its process is gone)", removed)
 
 
@@ -199,7 +200,7 @@ def atomic_output_dir(path: str, overwrite: bool = False, inputs: Sequence[Tuple
     check_output_dir(path, overwrite, inputs)
     parent, base = os.path.dirname(path), os.path.basename(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = make_owned_tmp_dir(parent, f".{base}.tmp-")
+    tmp = make_owned_tmp_dir(parent, hidden_prefix(base, "tmp"))
     try:
         yield tmp
         _write_marker(tmp, metadata or {})
@@ -208,7 +209,7 @@ def atomic_output_dir(path: str, overwrite: bool = False, inputs: Sequence[Tuple
         raise
     try:
         check_output_dir(path, overwrite)  # it may have appeared or changed while we were writing
-        replace_dir(tmp, path, f".{base}.old-")
+        replace_dir(tmp, path, hidden_prefix(base, "old"))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,10 +1,11 @@
 """Files written whole or not at all: a temporary file beside the target, renamed over it when complete.
 
-The temporary file is an owned one (`.<name>.tmp-<owner>-<random><suffix>`, see `tmp_dirs`): a write killed
-before its rename (SIGKILL, OOM killer) leaves it in the user's folder. A process's first `atomic_write` into a
-folder removes such temporaries of every file there whose owner no longer runs in this pid namespace on this
-host, or ran in an earlier boot of it (`tmp_dirs`). Only regular files named exactly that way are removed; older
-versions' `.<name>.<random>.tmp<suffix>` do not say who made them and are left alone.
+The temporary file is an owned one (`.<name>.tmp-<owner>-<random><suffix>`, see `tmp_dirs`; a name too long for
+that is shortened, `hidden_prefix`): a write killed before its rename (SIGKILL, OOM killer) leaves it in the
+user's folder. A process's first `atomic_write` into a folder removes such temporaries of every file there whose
+owner no longer runs in this pid namespace on this host, or ran in an earlier boot of it (`tmp_dirs`). Only
+regular files named exactly that way are removed; older versions' `.<name>.<random>.tmp<suffix>` do not say who
+made them and are left alone.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import stat
 from typing import Callable, Set
 
 from maskrnn_tf.io.file_modes import apply_umask
-from maskrnn_tf.io.tmp_dirs import make_owned_tmp_file, stale_owned_files
+from maskrnn_tf.io.tmp_dirs import hidden_prefix, make_owned_tmp_file, stale_owned_files
 
 
 # Folders this process has swept: a sweep lists the folder, and results are written a frame at a time into
@@ -53,7 +54,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    prefix = f".{os.path.basename(path)}.tmp-"
+    prefix = hidden_prefix(os.path.basename(path), "tmp")
     _remove_stale_temps(folder)
     tmp = make_owned_tmp_file(folder, prefix, suffix)
     try:

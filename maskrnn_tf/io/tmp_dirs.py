@@ -22,6 +22,7 @@ such an owned folder first; `restore_interrupted_replace` puts it back when its 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -36,6 +37,8 @@ _BOOT_ID = "/proc/sys/kernel/random/boot_id"  # one random UUID per boot of the 
 _PID_NAMESPACE = "/proc/self/ns/pid"  # its inode identifies our pid namespace (within this boot)
 # tempfile's random names use lower-case letters, digits and '_': never '-', so the last '-' ends the host.
 _RANDOM = r"[a-z0-9_]+"
+_NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs, NFS; APFS and NTFS count 255 characters)
+_HASH_DIGITS = 12
 
 
 def _host() -> str:
@@ -79,6 +82,27 @@ def owner_tag(pid: Optional[int] = None) -> str:
     pid = os.getpid() if pid is None else pid
     scope = _owner_scope()
     return f"{pid}@{_host()}" if scope is None else f"{pid}.{scope}@{_host()}"
+
+
+def _tail_room() -> int:
+    """Bytes an owned name may add after its prefix: '-', the longest owner tag of this host (a pid of 10 digits, a
+    namespace inode of 16 hex digits), '-', tempfile's 8 random characters, and a suffix of up to 16."""
+    return 1 + len(os.fsencode(f"{2 ** 32}.{'f' * 16}.{'0' * 12}@{_host()}")) + 1 + 8 + 16
+
+
+def hidden_prefix(name: str, tag: str) -> str:
+    """`.<name>.<tag>-`: the prefix of the owned temporaries beside the file or folder `name` (tag "tmp" for the
+    one being written, "old" for the copy a replace holds). Where an owned name would pass the 255 bytes of one
+    file name, `name` is cut (on a character) to a head followed by '~' and 12 hex digits of the SHA-1 of the
+    whole name: two long names that start alike keep apart, and the sweeps find the same prefix again."""
+    room = _NAME_MAX - _tail_room() - len(os.fsencode(f"..{tag}-"))
+    if len(os.fsencode(name)) <= room:
+        return f".{name}.{tag}-"
+    digest = hashlib.sha1(os.fsencode(name)).hexdigest()[:_HASH_DIGITS]
+    head = name[:room]
+    while len(os.fsencode(head)) > room - 1 - _HASH_DIGITS:
+        head = head[:-1]
+    return f".{head}~{digest}.{tag}-"
 
 
 def make_owned_tmp_dir(parent: str | os.PathLike, prefix: str) -> str:
@@ -247,7 +271,7 @@ def building_dir(final: str) -> Iterator[str]:
     """Yields a hidden owned temporary folder beside `final` (`.<name>.tmp-<owner>-XXXX`, after removing
     those of killed processes), renamed to `final` when the block ends; removed on any exception, Ctrl-C
     included, so `final` is either whole or absent. `final` must not exist (the caller decides what to do then)."""
-    parent, prefix = os.path.dirname(os.path.abspath(final)), f".{os.path.basename(final)}.tmp-"
+    parent, prefix = os.path.dirname(os.path.abspath(final)), hidden_prefix(os.path.basename(final), "tmp")
     os.makedirs(parent, exist_ok=True)
     clean_stale_tmp_dirs(parent, prefix)
     tmp = make_owned_tmp_dir(parent, prefix)

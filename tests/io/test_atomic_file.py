@@ -201,3 +201,10 @@ def test_evaluation_csvs_get_the_umask_mode(tmp_path, umask_027):
     for path in write_reports(_Results(), str(tmp_path)):
         assert _mode(path) == 0o640
     assert _hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["a" * 251 + ".png", "é" * 120 + ".json"])  # 255 and 245 bytes
+def test_atomic_write_takes_a_name_up_to_the_filesystem_limit(tmp_path, name):
+    # The temporary's name adds the owner tag and a random part: it must still fit the 255 bytes of one name.
+    atomic_write(str(tmp_path / name), lambda tmp: open(tmp, "w", encoding="utf-8").write("whole"))
+    assert (tmp_path / name).read_text() == "whole" and _hidden(tmp_path) == []

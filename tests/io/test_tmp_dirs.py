@@ -204,3 +204,37 @@ def test_a_number_that_cannot_be_a_pid_is_never_judged(tmp_path):
     odd = tmp_path / f".out.tmp-{tmp_dirs.owner_tag(2 ** 40)}-abc123"  # os.kill would raise OverflowError
     odd.mkdir()
     assert clean_stale_tmp_dirs(tmp_path, ".out.tmp-") == [] and odd.is_dir()
+
+
+# A target's name may take the 255 bytes of one file name; the owned names beside it add the owner tag, so a long
+# name is shortened to a head and a hash of the whole name.
+_TAIL = len(os.fsencode(f"-{tmp_dirs.owner_tag(2 ** 31 - 1)}-abcdefgh.keras"))  # a long pid, the longest suffix
+
+
+@pytest.mark.parametrize("name", ["out", "a" * 255, "é" * 127, "b" * 100 + "€" * 50])
+def test_owned_names_beside_any_name_fit_one_file_name(name):
+    for tag in ("tmp", "old"):
+        prefix = tmp_dirs.hidden_prefix(name, tag)
+        assert prefix.endswith(f".{tag}-") and len(os.fsencode(prefix)) + _TAIL <= 255
+        if len(os.fsencode(f".{name}.{tag}-")) + _TAIL <= 255:
+            assert prefix == f".{name}.{tag}-"  # short names keep today's temporaries' names
+        else:  # cut on a character, not inside one
+            head = prefix[1:-len(f".{tag}-")]
+            assert head.split("~")[0] == name[:len(head.split("~")[0])] and len(head) < len(name)
+
+
+def test_long_names_sharing_a_head_keep_their_old_copies_apart(tmp_path):
+    # The old copy of a replace killed between its renames goes back to its own folder, not to a sibling whose
+    # name starts alike.
+    names = ["r" * 240 + "-first", "r" * 240 + "-second"]
+    prefixes = [tmp_dirs.hidden_prefix(n, "old") for n in names]
+    assert prefixes[0] != prefixes[1]
+    final = str(tmp_path / names[0])
+    _folder(final, "old")
+    _folder(str(tmp_path / "new"), "new")
+    die_before_rename(lambda: replace_dir(str(tmp_path / "new"), final, prefixes[0]), 2)
+    assert not os.path.exists(final)
+    assert restore_interrupted_replace(str(tmp_path), prefixes[1], str(tmp_path / names[1])) == []
+    assert not os.path.exists(tmp_path / names[1])
+    assert restore_interrupted_replace(str(tmp_path), prefixes[0], final)[0].startswith(f"restored {final}")
+    assert _content(final) == "old" and sorted(os.listdir(tmp_path)) == sorted(["new", names[0]])

@@ -201,6 +201,18 @@ def test_results_of_a_run_killed_while_replacing_them_come_back(tmp_path, video,
     assert [n for n in files_of(tmp_path) if n.startswith(".")] == []
 
 
+def test_an_output_name_up_to_the_filesystem_limit_is_written_and_replaced(tmp_path, video):
+    # The hidden names beside them (the folder being written, the old copy while replacing, the partial video)
+    # add the owner tag to the name: they must still fit one file name's 255 bytes.
+    frames, mask = video
+    out, overlay = str(tmp_path / ("o" * 250)), str(tmp_path / ("v" * 251 + ".mp4"))
+    for overwrite in (False, True):
+        segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False),
+                      overlay_path=overlay, overwrite=overwrite)
+    assert MARKER_FILE in files_of(out) and os.path.getsize(overlay) > 0
+    assert [n for n in files_of(tmp_path) if n.startswith(".")] == []
+
+
 def test_outputs_follow_the_umask(tmp_path, video):
     frames, mask = video
     out = str(tmp_path / "out")
