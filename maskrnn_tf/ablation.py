@@ -72,7 +72,7 @@ def _check_trained(run_dir: str, sets: List[str], hint: str) -> None:
     diff = ["no config.json"] if stored is None else config_diff(drop_retired(stored), _expected_config(sets))
     if diff:
         raise app.UsageError(f"{run_dir} was trained with another config than --train_flags={FLAGS.train_flags} "
-                             f"and this row's switches ({'; '.join(diff[:6])}); {hint}")
+                             f"and this row's switches ({'; '.join(diff[:6])}); {hint}", exitcode=2)
 
 
 def main(argv: List[str]) -> int:
@@ -103,7 +103,8 @@ def main(argv: List[str]) -> int:
     full_run = os.path.abspath(os.path.expanduser(FLAGS.full_run)) if FLAGS.full_run else None
     if full_run and not os.path.isfile(os.path.join(full_run, "model.keras")):
         raise app.UsageError(f"--full_run={FLAGS.full_run}: no model.keras there; train it first "
-                             f"(python -m maskrnn_tf.train --flagfile={FLAGS.train_flags} --run_dir=...).")
+                             f"(python -m maskrnn_tf.train --flagfile={FLAGS.train_flags} --run_dir=...).",
+                             exitcode=2)
     root = os.path.abspath(FLAGS.run_root)
     os.makedirs(root, exist_ok=True)
     columns = [0] + ([FLAGS.finetune_steps] if FLAGS.finetune_steps else [])
@@ -154,7 +155,7 @@ def main(argv: List[str]) -> int:
                 mismatch = record_mismatch(stored, results_record(args[3:], model))
                 if mismatch and work:
                     raise app.UsageError(f"{results} was made with other settings ({'; '.join(mismatch)}); "
-                                         "delete it to segment again, or use another --run_root.")
+                                         "delete it to segment again, or use another --run_root.", exitcode=2)
                 if mismatch:
                     scores.append(None)
                     continue

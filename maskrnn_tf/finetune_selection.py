@@ -85,7 +85,7 @@ def _segment_and_score(label: str, args: List[str], split: str, sequences: Optio
         mismatch = record_mismatch(stored, wanted)
         if mismatch:
             raise app.UsageError(f"{folder} was made with other settings ({'; '.join(mismatch)}); delete it to "
-                                 "segment again, or use another --output.")
+                                 "segment again, or use another --output.", exitcode=2)
     else:
         run_command(segment, driver="finetune_selection")
         stored = wanted

@@ -156,10 +156,10 @@ def main(argv) -> int:
     expand_user_paths(("video", "first_mask", "davis_root", "segtrack_root", "output", "model", "overlay",
                        "flow_cache_dir", "flo_dir"))
     if not FLAGS.output:
-        raise app.UsageError("--output is required.")
+        raise app.UsageError("--output is required.", exitcode=2)
     if sum(bool(x) for x in (FLAGS.video, FLAGS.davis_root, FLAGS.segtrack_root)) != 1:
         raise app.UsageError("give exactly one of --video (with --first_mask or --first_box), --davis_root or "
-                             "--segtrack_root.")
+                             "--segtrack_root.", exitcode=2)
     dataset_root = FLAGS.davis_root or FLAGS.segtrack_root
     # Flags that choose among a dataset's sequences would otherwise be dropped without a word.
     chooser = {"sequences": "--davis_root or --segtrack_root", "split": "--davis_root", "davis_year": "--davis_root"}
@@ -177,18 +177,18 @@ def main(argv) -> int:
                              "from their ground truth).", exitcode=2)
     if FLAGS.video and not (FLAGS.first_mask or FLAGS.first_box):
         raise app.UsageError("--video needs --first_mask (the first frame's mask) or --first_box (one box per "
-                             "object, x0,y0,x1,y1;...).")
+                             "object, x0,y0,x1,y1;...).", exitcode=2)
     host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
     _console.import_tensorflow_quietly()
     from maskrnn_tf import inference  # heavy imports (TensorFlow) after flag checks: --help and usage errors stay fast
 
     boxes = inference.parse_boxes(FLAGS.first_box) if FLAGS.first_box else None
     if dataset_root and FLAGS.overlay:
-        raise app.UsageError("--overlay applies to a single --video.")
+        raise app.UsageError("--overlay applies to a single --video.", exitcode=2)
     if FLAGS.flip_average and FLAGS.method != "maskrnn":
-        raise app.UsageError("--flip_average averages the network's steps: it needs --method=maskrnn.")
+        raise app.UsageError("--flip_average averages the network's steps: it needs --method=maskrnn.", exitcode=2)
     if FLAGS.method == "maskrnn" and not FLAGS.model:
-        raise app.UsageError("--method=maskrnn needs --model (or use --method=flow_propagation).")
+        raise app.UsageError("--method=maskrnn needs --model (or use --method=flow_propagation).", exitcode=2)
 
     # Checked before any work: the outputs must never touch an input (see check_output_dir).
     inputs = [("--video", FLAGS.video), ("--first_mask", FLAGS.first_mask), ("--davis_root", FLAGS.davis_root),
@@ -201,14 +201,15 @@ def main(argv) -> int:
     metadata = {"method": FLAGS.method, "model": FLAGS.model and os.path.abspath(FLAGS.model), "flow": FLAGS.flow,
                 "max_size": FLAGS.max_size, **({"first_box": FLAGS.first_box} if FLAGS.first_box else {})}
     if FLAGS.flow == "flo" and not FLAGS.flo_dir:
-        raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).")
+        raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).",
+                             exitcode=2)
     if FLAGS.flow_cache_dir:
         if not dataset_root:
             raise app.UsageError("--flow_cache_dir needs --davis_root or --segtrack_root (the cache is kept per "
-                                 "dataset sequence).")
+                                 "dataset sequence).", exitcode=2)
         if FLAGS.flow == "flo":
             raise app.UsageError("--flow_cache_dir holds computed flows: use it with --flow=dis (as python -m "
-                                 "maskrnn_tf.flow filled it), not --flow=flo.")
+                                 "maskrnn_tf.flow filled it), not --flow=flo.", exitcode=2)
         if FLAGS.segtrack_root:
             flow_fn = inference.cached_segtrack_flow_fn(FLAGS.flow, FLAGS.flow_cache_dir, FLAGS.segtrack_root)
         else:

@@ -171,17 +171,17 @@ def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
     assert read_scores(str(tmp_path / "reuse" / "rnn" / "results_ft0")) == read_scores(str(root / "rnn" / "results_ft0"))
     missing = subprocess.run(cmd + [f"--full_run={tmp_path / 'nothing'}"], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=600)
-    assert missing.returncode != 0 and "no model.keras there" in missing.stderr
+    assert missing.returncode == 2 and "no model.keras there" in missing.stderr
     # A run of other flags is not taken for the full model (here: the loc_train run).
     wrong = subprocess.run(cmd[:4] + [f"--run_root={tmp_path / 'wrong'}", cmd[5], f"--full_run={root / 'loc_train'}",
                                       "--variants=rnn"] + cmd[7:], cwd=REPO, env=env, capture_output=True,
                            text=True, timeout=600)
-    assert wrong.returncode != 0 and "was trained with another config" in wrong.stderr
+    assert wrong.returncode == 2 and "was trained with another config" in wrong.stderr
     assert "model.apply_localization: stored False, now True" in wrong.stderr
     # Results made with other settings are refused, not reused; rows not asked for stay in the table.
     other = subprocess.run(cmd[:6] + ["--variants=loc_train"] + cmd[7:8] + ["--max_size=40"] + cmd[9:], cwd=REPO,
                            env=env, capture_output=True, text=True, timeout=600)
-    assert other.returncode != 0 and "was made with other settings" in other.stderr and "--max_size=40" in other.stderr
+    assert other.returncode == 2 and "was made with other settings" in other.stderr and "--max_size=40" in other.stderr
     only = subprocess.run(cmd[:6] + ["--variants=rnn"] + cmd[7:], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=600)
     assert only.returncode == 0 and "maskrnn_tf.segment" not in only.stdout

@@ -157,7 +157,7 @@ def test_the_driver_chooses_on_the_selection_split_and_reports_each_choice_once(
     assert (out / "selection.md").read_text() == table
     changed = subprocess.run(cmd[:-3] + ["--candidate=static1=--finetune=static --finetune_steps=2"] + cmd[-2:],
                              cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert changed.returncode != 0 and "was made with other settings" in changed.stderr
+    assert changed.returncode == 2 and "was made with other settings" in changed.stderr
     assert "--finetune_steps=2" in changed.stderr
 
 

@@ -291,3 +291,16 @@ def test_davis_test_dev_split_with_first_frame_masks_only_is_segmented(tmp_path,
         segment_davis(str(root), "test-dev", make_flow_fn("dis"), str(tmp_path / "other"),
                       step_fn=flow_propagation_step, options=SegmentOptions(progress=False))
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    ([], "--output is required"),
+    (["--output=o", "--video=v", "--davis_root=d"], "give exactly one of --video"),
+    (["--output=o", "--video=v"], "--video needs --first_mask"),
+])
+def test_flag_combinations_it_cannot_run_exit_2_like_every_bad_flag(tmp_path, args, message):
+    # absl exits 1 for a UsageError unless told otherwise; the project's binaries exit 2 for bad flags (README).
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.segment", *args], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert os.listdir(tmp_path) == []

@@ -213,7 +213,7 @@ def test_print_config_is_the_config_a_run_writes(reference_run, tmp_path):
         assert json.loads(proc.stdout) == json.load(f)
     # No run folder is needed; without --print_config, --run_dir is required.
     missing = subprocess.run(args, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
-    assert missing.returncode != 0 and "--run_dir is required" in missing.stderr
+    assert missing.returncode == 2 and "--run_dir is required" in missing.stderr
 
 
 @pytest.mark.slow
