@@ -36,8 +36,9 @@ from maskrnn_tf.model import MaskRNN
 METADATA_FILENAME = "maskrnn_export.json"
 # What an export wrote before its metadata record listed its files: the SavedModel (Keras' ExportArchive puts
 # nothing in assets/), the warmup file and the record. `--overwrite` may delete these in such a version, no more.
-_LEGACY_FILES = ("saved_model.pb", "fingerprint.pb", "variables/variables.*", f"assets.extra/{METADATA_FILENAME}",
-                 f"assets.extra/{WARMUP_FILENAME}")
+_LEGACY_FILES = ("saved_model.pb", "fingerprint.pb", "variables/variables.index",
+                 "variables/variables.data-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]",
+                 f"assets.extra/{METADATA_FILENAME}", f"assets.extra/{WARMUP_FILENAME}")
 _LEGACY_FOLDERS = ("assets", "assets.extra", "variables")
 
 
@@ -248,7 +249,7 @@ def _check_export_base(export_base: str) -> None:
 
 
 def _matches(path: str, pattern: str) -> bool:
-    """fnmatch per '/'-separated part, so that `variables/variables.*` does not match deeper paths."""
+    """fnmatch per '/'-separated part, so that a pattern of `variables/` does not match deeper paths."""
     parts, wanted = path.split("/"), pattern.split("/")
     return len(parts) == len(wanted) and all(fnmatch.fnmatch(p, w) for p, w in zip(parts, wanted))
 

@@ -408,3 +408,16 @@ def test_temporary_folder_of_a_killed_export_is_removed_by_the_next(tmp_path, mo
         export_saved_model(object(), str(tmp_path), 3)
     assert os.listdir(tmp_path) == ["3"]
     assert f"removed {tmp_path / leftover}" in caplog.text
+
+
+def test_a_version_without_a_file_list_gives_up_only_the_savedmodel_s_own_variable_files(tmp_path):
+    # A SavedModel's variables are variables.index and variables.data-NNNNN-of-NNNNN; a user's variables.bak beside
+    # them is not what an earlier export wrote, whatever its prefix.
+    version = tmp_path / "1"
+    for name in ("saved_model.pb", "variables/variables.index", "variables/variables.data-00000-of-00001",
+                 "variables/variables.bak", "variables/variables.data-notes.txt",
+                 f"assets.extra/{saved_model_export.METADATA_FILENAME}"):
+        os.makedirs((version / name).parent, exist_ok=True)
+        (version / name).write_text("{}")
+    assert saved_model_export.foreign_files(str(version)) == ["variables/variables.bak",
+                                                              "variables/variables.data-notes.txt"]
