@@ -24,16 +24,16 @@ from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.training import inputs
 from maskrnn_tf.training.best_model import BestModel
 from maskrnn_tf.training.checkpoint_files import checkpoint_paths
-from maskrnn_tf.training.checkpointing import (RunCheckpoint, read_run_precision, recorded_run_precision,
-                                               resume_precision, write_run_precision)
+from maskrnn_tf.training.checkpointing import (ResumePrecision, RunCheckpoint, read_run_precision,
+                                               recorded_run_precision, resume_precision, write_run_precision)
 from maskrnn_tf.training.config import TrainConfig
 from maskrnn_tf.training.distribution import (check_strategy_settings, is_chief, make_strategy, stop_agreement,
                                                task_info)
 from maskrnn_tf.training import precision as precision_module
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
-from maskrnn_tf.training.run_dir import (CONFIG_NAME, ConfigMismatchError, prepare_run_dir, run_dir_lock,
-                                         write_run_config)
+from maskrnn_tf.training.run_dir import (CONFIG_NAME, check_init_checkpoint, check_run_dir_free, prepare_run_dir,
+                                         run_dir_lock, write_run_config)
 from maskrnn_tf.training.steps import TrainSteps, current_learning_rate, make_optimizer
 from maskrnn_tf.training.summaries import ProfileWindow, Summaries, overlay
 from maskrnn_tf.training.validation import evaluate, make_step_fn
@@ -154,6 +154,36 @@ def _stored_setting(run_dir: str, key: str) -> Optional[str]:
     return value if isinstance(value, str) else None
 
 
+def _resume_choice(config: TrainConfig, run_dir: str, overwrite_config: bool) -> ResumePrecision:
+    """The precision the run trains in and config.json's spelling of it (`resume_precision` for this run dir).
+    Raises checkpointing.PrecisionMismatchError."""
+    return resume_precision(config.precision, read_run_precision(run_dir), _stored_precision(run_dir),
+                            lambda: resolve_precision("auto"), overwrite_config,
+                            auto_allowed=config.strategy != "multi_worker")  # check_strategy_settings refuses it
+
+
+def check_run_dir_before_cluster(config: TrainConfig, run_dir: str, overwrite_config: bool) -> None:
+    """Raises, reading `run_dir` only, what the chief of a multi-worker run would refuse it for once the cluster
+    is up: another live training holding its lock (run_dir.RunDirBusyError), checkpoints of another precision
+    (checkpointing.PrecisionMismatchError), another config or an init_checkpoint a resumed run would ignore
+    (run_dir.ConfigMismatchError).
+
+    Every worker calls it before the strategy is built: a refusal by the chief alone afterwards left the other
+    workers in the cluster, to fail or hang in their first collective. The run dir is shared (README) and only
+    the chief writes it, after the cluster is up (which waits for every worker): all workers read the same files.
+    """
+    if not os.path.isdir(run_dir):
+        return  # a new run: nothing to refuse, and the chief makes the folder
+    check_run_dir_free(run_dir)
+    choice = _resume_choice(config, run_dir, overwrite_config)
+    config = dataclasses.replace(config, precision=choice.config_precision)  # as _train compares it
+    # Quiet: the chief reports the notes (step counts changed, settings that predate config.json) when it
+    # checks again in _train.
+    prepare_run_dir(run_dir, config, overwrite_config, report=lambda line: None, write=False)
+    check_init_checkpoint(run_dir, config.init_checkpoint, _stored_setting(run_dir, "init_checkpoint"),
+                          checkpoint_paths(os.path.join(run_dir, "checkpoints")))
+
+
 def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
           profile_steps: Optional[Tuple[int, int]] = None, printer: Callable[[str], None] = print) -> TrainResult:
     """Trains (or resumes) a run. Raises NonFiniteLossError, TrainingInterrupted, inputs.DataNotFoundError,
@@ -163,11 +193,21 @@ def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
     try:
         # Before the strategy is built: every worker refuses alike, none is left waiting for the cluster.
         check_strategy_settings(config.strategy, config.precision, recorded_run_precision(run_dir))
+    except ValueError as err:  # multi_worker without TF_CONFIG, or with auto: settings
+        raise TrainSettingsError(str(err)) from err
+    if config.strategy == "multi_worker":
+        # The run dir too, on every worker alike (one process takes the lock and checks config.json below).
+        check_run_dir_before_cluster(config, run_dir, overwrite_config)
+    try:
         strategy = make_strategy(config.strategy)
-    except ValueError as err:  # multi_worker without (or with a malformed) TF_CONFIG, or with auto: settings
+    except ValueError as err:  # a malformed TF_CONFIG: settings
         raise TrainSettingsError(str(err)) from err
     chief = is_chief(strategy)
-    # The chief holds the run directory for the whole run (the other workers write only temporary copies).
+    # The chief holds the run directory for the whole run (the other workers write only temporary copies). What
+    # remains of a multi-worker run's refusals after the cluster is up: another training that takes the lock
+    # after the chief's probe (check_run_dir_before_cluster) and before this take, while the cluster forms (as
+    # long as the workers take to start), or that changes config.json meanwhile, is refused by the chief alone
+    # here or in _train, and the other workers then fail in their first collective as before.
     with run_dir_lock(run_dir) if chief else contextlib.nullcontext():
         return _train(config, run_dir, overwrite_config, profile_steps, printer, started, strategy, chief)
 
@@ -180,9 +220,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     profile = _profile_range(profile_steps)
     # Before anything else: a resume in another precision than its checkpoints' stops here, the run dir as it was.
     requested = config.precision
-    choice = resume_precision(requested, read_run_precision(run_dir), _stored_precision(run_dir),
-                              lambda: resolve_precision("auto"), overwrite_config,
-                              auto_allowed=config.strategy != "multi_worker")  # check_strategy_settings refuses it
+    choice = _resume_choice(config, run_dir, overwrite_config)
     precision = choice.precision
     if config.jit_compile and precision != "float32" and not precision_module._has_gpu():
         # XLA on the CPU refuses this model's mixed-precision backward pass (a float32 ReluGrad fed by a bfloat16
@@ -207,17 +245,9 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         raise TrainDataError(f"the data settings make no training batches: {err}") from err
     own = checkpoint_paths(os.path.join(run_dir, "checkpoints"))  # newest first; empty for a new run
     if chief:  # refuses another config now; config.json is written once the checkpoint fits these settings
+        # (A multi-worker run's workers checked the same before the cluster: check_run_dir_before_cluster.)
         prepare_run_dir(run_dir, config, overwrite_config, report=printer, write=False)
-        stored_init = _stored_setting(run_dir, "init_checkpoint")
-        if own and (config.init_checkpoint or None) != (stored_init or None):
-            # init_checkpoint only starts a run without checkpoints: taken here it would be ignored while
-            # config.json claimed the run began from it.
-            raise ConfigMismatchError(
-                f"{run_dir} resumes from its own checkpoints (newest {own[0]}); init_checkpoint "
-                f"{config.init_checkpoint!r} would be ignored (the run began "
-                + (f"from {stored_init!r}" if stored_init else "at step 0") + "). To start from "
-                "another checkpoint use a new --run_dir; to resume this run, "
-                + (f"pass --init_checkpoint={stored_init}." if stored_init else "drop --init_checkpoint."))
+        check_init_checkpoint(run_dir, config.init_checkpoint, _stored_setting(run_dir, "init_checkpoint"), own)
 
     # A resume restores the trunks from its checkpoints: the VGG-16 file is not read (it may have moved, or
     # imagenet be offline).

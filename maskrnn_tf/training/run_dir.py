@@ -50,15 +50,63 @@ def run_dir_lock(run_dir: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise RunDirBusyError(
-                f"{run_dir} is in use by another training (pid {holder}); wait for it to finish or stop it, "
-                "or use another --run_dir.") from None
+            raise _busy(run_dir, fd) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def check_run_dir_free(run_dir: str) -> None:
+    """Raises RunDirBusyError when another live process holds `run_dir_lock(run_dir)`; takes nothing, writes
+    nothing (a missing run dir or lock file is free).
+
+    For the workers of a multi-worker run, which all refuse a run dir in use before the cluster is built; the
+    chief takes the lock itself only once it is. The probe is a shared `flock`, held only for the call: probes
+    never conflict with each other, and one in progress would refuse a `run_dir_lock` taken at that moment (the
+    chief's is taken after the cluster is up, which every worker enters after its probe).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: run_dir_lock locks nothing either
+        return
+    try:
+        # Read-only: a shared lock needs no more (also where NFS emulates flock with POSIX locks).
+        fd = os.open(os.path.join(run_dir, LOCK_NAME), os.O_RDONLY)
+    except FileNotFoundError:  # no training has locked it yet
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(run_dir, fd) from None
+    finally:
+        os.close(fd)  # releases the probe
+
+
+def _busy(run_dir: str, fd: int) -> RunDirBusyError:
+    """The error for a run dir whose lock (open as `fd`) another process holds; names the pid it recorded."""
+    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+    return RunDirBusyError(f"{run_dir} is in use by another training (pid {holder}); wait for it to finish or stop "
+                           "it, or use another --run_dir.")
+
+
+def check_init_checkpoint(run_dir: str, init_checkpoint: Optional[str], stored_init: Optional[str],
+                          own: List[str]) -> None:
+    """Raises ConfigMismatchError when a run with checkpoints of its own (`own`, newest first) is given another
+    `init_checkpoint` than the one it began from (`stored_init`, its config.json's).
+
+    init_checkpoint only starts a run without checkpoints: taken with them it would be ignored while config.json
+    claimed the run began from it.
+    """
+    if own and (init_checkpoint or None) != (stored_init or None):
+        raise ConfigMismatchError(
+            f"{run_dir} resumes from its own checkpoints (newest {own[0]}); init_checkpoint "
+            f"{init_checkpoint!r} would be ignored (the run began "
+            + (f"from {stored_init!r}" if stored_init else "at step 0") + "). To start from "
+            "another checkpoint use a new --run_dir; to resume this run, "
+            + (f"pass --init_checkpoint={stored_init}." if stored_init else "drop --init_checkpoint."))
 
 
 STEP_KEYS = ("stage_a_steps", "stage_b_steps")
