@@ -1,5 +1,6 @@
 """The client against the stand-in gRPC model server on 127.0.0.1 (a stand-in for tensorflow_model_server)."""
 import os
+import shutil
 
 import grpc
 import numpy as np
@@ -178,7 +179,8 @@ def test_the_client_fuses_objects_at_the_served_models_mask_threshold(tmp_path, 
     assert between > 50  # pixels a 0.5 threshold would have left as background
 
 
-def test_a_version_unloaded_mid_video_segments_the_video_again_with_the_new_one(tmp_path, synthetic_video, caplog):
+def test_a_version_unloaded_mid_video_segments_the_video_again_with_the_new_one(tmp_path, export_base,
+                                                                                synthetic_video, caplog):
     """A model server on its default policy (the latest version only) unloads version 1 once version 2 is loaded;
     requests pinned to version 1 then answer NOT_FOUND. The client starts the video over on the version now served
     (every frame from one model), says so, and writes what a client of version 2 alone writes."""
@@ -190,10 +192,12 @@ def test_a_version_unloaded_mid_video_segments_the_video_again_with_the_new_one(
 
     frames_dir, mask_path, frames = synthetic_video
     base = str(tmp_path / "maskrnn")
-    for version in (1, 2):
-        keras.utils.set_random_seed(version)
-        model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=32))
-        export_saved_model(model, base, version, ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),))))
+    # Version 1 is the session's export (the tiny model, seed 0), copied: one export less. Version 2 is another
+    # network's (seed 2), so that the two versions answer differently.
+    shutil.copytree(os.path.join(export_base, "1"), os.path.join(base, "1"), symlinks=True)
+    keras.utils.set_random_seed(2)
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=32))
+    export_saved_model(model, base, 2, ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),))))
     with StandInModelServer(base, "maskrnn", version=2) as server:
         segment_video_via_serving(ClientConfig(address=server.address), frames_dir, mask_path,
                                   str(tmp_path / "v2"), OPTIONS)

@@ -233,17 +233,25 @@ def _contents(folder):
     return found
 
 
-def test_overwrite_refuses_a_version_holding_files_the_export_did_not_write(tmp_path, tiny_model):
-    """The manifest lists what the export wrote, with sizes; --overwrite deletes nothing else (nor a changed file)."""
+def _copied_export(export_base, tmp_path):
+    """<tmp_path>/exports/1: a copy of the session's export (with warmup file) of the tiny model, byte for byte.
+
+    What an export wrote, without one more export of its own (the signatures are traced anew for each).
+    """
     base = str(tmp_path / "exports")
-    config = ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),)))
-    version = export_saved_model(tiny_model, base, 1, config)
+    shutil.copytree(os.path.join(export_base, "1"), os.path.join(base, "1"), symlinks=True)
+    return base, os.path.join(base, "1")
+
+
+def test_overwrite_refuses_a_version_holding_files_the_export_did_not_write(tmp_path, export_base, tiny_model):
+    """The manifest lists what the export wrote, with sizes; --overwrite deletes nothing else (nor a changed file)."""
+    base, version = _copied_export(export_base, tmp_path)
     record = json.load(open(os.path.join(version, "assets.extra", saved_model_export.METADATA_FILENAME)))
     on_disk = {os.path.relpath(os.path.join(r, n), version).replace(os.sep, "/"): os.path.getsize(os.path.join(r, n))
                for r, _, names in os.walk(version) for n in names}
     del on_disk["assets.extra/" + saved_model_export.METADATA_FILENAME]
     assert record["files"] == on_disk and "saved_model.pb" in on_disk and "assets.extra/" + WARMUP_FILENAME in on_disk
-    overwrite = ExportConfig(overwrite=True, warmup=WarmupConfig(shapes=((24, 32, 1),)))
+    overwrite = ExportConfig(overwrite=True, warmup=None)
     # The user's notes beside the model, a file added to assets.extra/, a folder and a link of theirs.
     (tmp_path / "exports" / "1" / "NOTES.md").write_text("version 1 = run 5; approved by QA\n")
     (tmp_path / "exports" / "1" / "assets.extra" / "my_requests.json").write_text("{}")
@@ -274,10 +282,9 @@ def test_overwrite_refuses_a_version_holding_files_the_export_did_not_write(tmp_
     assert sorted(os.listdir(base)) == ["1"] and os.path.isfile(os.path.join(version, "saved_model.pb"))
 
 
-def test_overwrite_of_a_version_exported_before_the_manifest_listed_its_files(tmp_path, tiny_model):
+def test_overwrite_of_a_version_exported_before_the_manifest_listed_its_files(tmp_path, export_base, tiny_model):
     """Its manifest lists no files: then only what a SavedModel export writes may be replaced."""
-    base = str(tmp_path / "exports")
-    version = export_saved_model(tiny_model, base, 1, ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),))))
+    base, version = _copied_export(export_base, tmp_path)
     manifest = os.path.join(version, "assets.extra", saved_model_export.METADATA_FILENAME)
     record = json.load(open(manifest))
     for key in ("files", "folders"):
