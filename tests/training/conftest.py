@@ -1,12 +1,16 @@
-"""Helpers of the training tests: tiny configs and running the train CLI in a subprocess."""
+"""Helpers of the training tests: tiny configs and running the train CLI in a subprocess or its training in process."""
 import fcntl
+import json
 import os
 import shutil
 import subprocess
 import sys
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Tuple
 
 import pytest
+
+if TYPE_CHECKING:
+    from maskrnn_tf.training.loop import TrainResult
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -39,6 +43,43 @@ def run_cli(run_dir, *extra, env=None, timeout=240):
     """Runs the train CLI to completion; returns the CompletedProcess (stdout+stderr in .stdout)."""
     return subprocess.run(train_cmd(run_dir, *extra), cwd=REPO, env=cli_env(env), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def train_in_process(run_dir: str, *extra: str) -> Tuple[str, "TrainResult"]:
+    """A run of `python -m maskrnn_tf.train` with these flags, trained in this process: the config is the one the
+    CLI resolves from them (its own flag parsing, with --print_config, which answers without TensorFlow) and the
+    training is the CLI's (training.loop.train, under op determinism with --deterministic, with
+    --overwrite_config passed on). Returns the console lines and the result (the CLI's "done: N steps" prints its
+    `steps`). For tests of what a run does; those of the process (exit codes, signals, start-up, distribution)
+    keep run_cli. Spares a TensorFlow start-up and its imports per run."""
+    import keras
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.loop import train
+
+    # Flags outside the config that this does not reproduce: a test giving them needs the CLI.
+    unsupported = [flag for flag in extra if flag.startswith(("--profile_steps", "--logical_cpus"))]
+    assert not unsupported, f"train_in_process does not apply {unsupported}: use run_cli"
+    printed = subprocess.run(train_cmd(run_dir, *extra, "--print_config"), cwd=REPO, env=cli_env(),
+                             capture_output=True, text=True, timeout=120)
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    config = TrainConfig.from_dict(json.loads(printed.stdout))
+    determinism = "--deterministic" in extra and not tf_config.is_op_determinism_enabled()
+    if determinism:
+        tf.config.experimental.enable_op_determinism()
+    policy = keras.mixed_precision.global_policy()
+    lines = []
+    try:
+        result = train(config, os.path.abspath(run_dir), overwrite_config="--overwrite_config" in extra,
+                       printer=lines.append)
+    finally:
+        # The rest of this test process runs as before: a float16 run sets the global mixed_float16 policy.
+        if determinism:
+            tf_config.disable_op_determinism()
+        keras.mixed_precision.set_global_policy(policy)
+    return "\n".join(lines), result
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, built_once, cli_env, run_cli, train_cmd
+from conftest import REPO, built_once, cli_env, run_cli, train_cmd, train_in_process
 
 STEPS = ["--stage_a_steps=10", "--stage_b_steps=4", "--checkpoint_every=4", "--deterministic"]
 # Validation (J and overlay images) at steps 7 (stage A) and 14 (stage B); profiled steps 9-10 (the end of stage A).
@@ -54,33 +54,6 @@ def _model_variables(checkpoint_prefix):
 def _latest_number(run_dir):
     latest = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     return None if latest is None else int(latest.rsplit("-", 1)[1])
-
-
-def _train_in_process(run_dir, *extra):
-    """A run of `python -m maskrnn_tf.train` with these flags, trained in this process: the config is the one the
-    CLI resolves from them (its own flag parsing, with --print_config, which answers without TensorFlow) and the
-    training is the CLI's (training.loop.train, under op determinism with --deterministic). Returns the console
-    lines. For tests of what a run does; those of the process (exit codes, signals, start-up, distribution)
-    keep run_cli. Spares a TensorFlow start-up and its imports per run."""
-    from tensorflow.python.framework import config as tf_config
-
-    from maskrnn_tf.training.config import TrainConfig
-    from maskrnn_tf.training.loop import train
-
-    printed = subprocess.run(train_cmd(run_dir, *extra, "--print_config"), cwd=REPO, env=cli_env(),
-                             capture_output=True, text=True, timeout=120)
-    assert printed.returncode == 0, printed.stderr[-3000:]
-    config = TrainConfig.from_dict(json.loads(printed.stdout))
-    determinism = "--deterministic" in extra and not tf_config.is_op_determinism_enabled()
-    if determinism:
-        tf.config.experimental.enable_op_determinism()
-    lines = []
-    try:
-        train(config, os.path.abspath(run_dir), printer=lines.append)
-    finally:
-        if determinism:
-            tf_config.disable_op_determinism()  # the rest of this test process runs as before
-    return "\n".join(lines)
 
 
 @pytest.fixture(scope="module")
@@ -268,9 +241,9 @@ def test_a_run_started_from_the_end_of_another_runs_stage_a_trains_stage_b_as_th
     # The source stops at the end of stage A and is resumed with its stage B: the copy is made on the resume
     # too (a run killed right at the boundary still keeps it).
     # The three runs train in this process (what they write and print is the subject, not the process).
-    _train_in_process(source, *steps, "--stage_b_steps=0")
+    train_in_process(source, *steps, "--stage_b_steps=0")
     assert not os.path.exists(os.path.join(source, "stage_a"))  # no stage B: its last checkpoint is the end
-    resumed = _train_in_process(source, *steps, "--stage_b_steps=2")
+    resumed, _ = train_in_process(source, *steps, "--stage_b_steps=2")
     start = os.path.join(source, "stage_a", "ckpt-2")
     assert f"end of stage A kept in {start}" in resumed
     assert tf.train.latest_checkpoint(os.path.join(source, "stage_a")) == start
@@ -282,8 +255,8 @@ def test_a_run_started_from_the_end_of_another_runs_stage_a_trains_stage_b_as_th
     for name, value in _model_variables(start).items():
         np.testing.assert_array_equal(kept[name], value, err_msg=name)
 
-    forked = _train_in_process(fork, *steps, "--stage_b_steps=2",
-                               f"--init_checkpoint={os.path.join(source, 'stage_a')}")
+    forked, _ = train_in_process(fork, *steps, "--stage_b_steps=2",
+                                 f"--init_checkpoint={os.path.join(source, 'stage_a')}")
     assert f"started from {start} at step 2" in forked
     assert "stage A  step" not in forked and "stage B  step 4/4" in forked
     assert tf.train.latest_checkpoint(os.path.join(fork, "stage_a")) == os.path.join(fork, "stage_a", "ckpt-2")
