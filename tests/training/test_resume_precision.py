@@ -7,20 +7,18 @@ A float16 checkpoint holds a LossScaleOptimizer, the others a plain Adam: a run 
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, built_once, cli_env, run_cli, train_cmd
+from conftest import built_once, run_cli, train_in_process
+from maskrnn_tf.training import precision
 from maskrnn_tf.training.checkpointing import (PrecisionMismatchError, read_run_precision, resume_precision,
                                                write_run_precision)
 
 STEPS = ["--stage_a_steps=2", "--stage_b_steps=0", "--checkpoint_every=1"]
-# `python -m maskrnn_tf.train` on a simulated GPU host: TensorFlow lists a GPU there, which is all that
-# `auto` asks (training.precision._has_gpu); float16 and loss scaling then run on the CPU.
-ON_GPU_HOST = ("import sys\nimport maskrnn_tf.training.precision as precision\n"
-               "precision._has_gpu = lambda: True\nfrom maskrnn_tf import train\ntrain.run(sys.argv)\n")
+# The trainings below run in this process (what a run prints and writes is the subject; the refusal's exit code
+# keeps a CLI process). The host is simulated: `auto` asks only training.precision._has_gpu whether TensorFlow
+# lists a GPU; on a simulated GPU host float16 and loss scaling then run on the CPU.
 
 
 def _here(value):
@@ -95,23 +93,21 @@ def auto_gpu_run(tmp_path_factory):
     """A 2-step run begun with --precision=auto on a (simulated) GPU host: float16, loss scaling."""
 
     def build(folder):
-        cmd = [sys.executable, "-c", ON_GPU_HOST] + train_cmd(os.path.join(folder, "run"), *STEPS,
-                                                               "--precision=auto")[3:]
-        proc = subprocess.run(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, timeout=240)
-        assert proc.returncode == 0 and "precision auto -> float16 (a GPU" in proc.stdout, proc.stdout[-3000:]
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(precision, "_has_gpu", lambda: True)
+            out, _ = train_in_process(os.path.join(folder, "run"), *STEPS, "--precision=auto")
+        assert "precision auto -> float16 (a GPU" in out, out[-3000:]
 
     return os.path.join(built_once(tmp_path_factory, "auto_gpu_run", build), "run")
 
 
-def test_an_auto_run_from_a_gpu_host_resumes_with_auto_on_a_cpu_host(auto_gpu_run, tmp_path):
+def test_an_auto_run_from_a_gpu_host_resumes_with_auto_on_a_cpu_host(auto_gpu_run, tmp_path, monkeypatch):
     run_dir = _copy(auto_gpu_run, tmp_path)
     assert json.loads(open(os.path.join(run_dir, "config.json")).read())["precision"] == "auto"
-    proc = run_cli(run_dir, *STEPS[1:], "--stage_a_steps=3", "--precision=auto")
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert ("precision float16: this run's checkpoints were made in float16 (auto gives float32 on this host)"
-            in proc.stdout)
-    assert "resumed from" in proc.stdout and "ckpt-2 at step 2" in proc.stdout and "done: 3 steps" in proc.stdout
+    monkeypatch.setattr(precision, "_has_gpu", lambda: False)
+    out, result = train_in_process(run_dir, *STEPS[1:], "--stage_a_steps=3", "--precision=auto")
+    assert "precision float16: this run's checkpoints were made in float16 (auto gives float32 on this host)" in out
+    assert "resumed from" in out and "ckpt-2 at step 2" in out and result.steps == 3  # the CLI's "done: 3 steps"
     assert os.path.isfile(os.path.join(run_dir, "checkpoints", "ckpt-3.index"))
     assert read_run_precision(run_dir) == "float16"
     assert json.loads(open(os.path.join(run_dir, "config.json")).read())["precision"] == "auto"
@@ -133,13 +129,13 @@ def test_another_explicit_precision_stops_before_the_run_dir_is_touched(auto_gpu
     assert sorted(os.listdir(os.path.join(run_dir, "checkpoints"))) == checkpoints
 
 
-def test_an_explicit_float16_run_resumes_with_auto_on_a_cpu(tmp_path):
+def test_an_explicit_float16_run_resumes_with_auto_on_a_cpu(tmp_path, monkeypatch):
     run_dir = str(tmp_path / "run")
-    proc = run_cli(run_dir, *STEPS, "--precision=float16")
-    assert proc.returncode == 0 and "precision float16" in proc.stdout, proc.stdout[-3000:]
-    proc = run_cli(run_dir, *STEPS[1:], "--stage_a_steps=3", "--precision=auto")
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "this run's checkpoints were made in float16" in proc.stdout and "done: 3 steps" in proc.stdout
+    monkeypatch.setattr(precision, "_has_gpu", lambda: False)
+    out, _ = train_in_process(run_dir, *STEPS, "--precision=float16")
+    assert "precision float16" in out, out[-3000:]
+    out, result = train_in_process(run_dir, *STEPS[1:], "--stage_a_steps=3", "--precision=auto")
+    assert "this run's checkpoints were made in float16" in out and result.steps == 3, out[-3000:]
     assert json.loads(open(os.path.join(run_dir, "config.json")).read())["precision"] == "float16"
 
 
