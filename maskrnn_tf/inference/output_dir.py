@@ -19,8 +19,8 @@ import os
 import shutil
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_dirs, hidden_prefix, make_owned_tmp_dir, replace_dir,
-                                   restore_interrupted_replace)
+from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_dirs, hidden_prefix, hidden_prefixes, make_owned_tmp_dir,
+                                   replace_dir, restore_interrupted_replace)
 
 MARKER_FILE = "segment_run.json"
 # What the project's tools add to a results folder segment wrote, about those results (so --overwrite may
@@ -167,10 +167,12 @@ def _repair(path: str) -> None:
     """Puts back a results folder that a killed run had moved away to replace it, and removes the temporary
     folders of killed runs (their processes are gone)."""
     parent, base = os.path.split(os.path.abspath(path))
-    for note in restore_interrupted_replace(parent, hidden_prefix(base, "old"), os.path.join(parent, base)):
-        _LOG.warning("%s", note)
-    for removed in clean_stale_tmp_dirs(parent, hidden_prefix(base, "tmp")):
-        _LOG.warning("removed %s, the temporary folder of an interrupted run (its process is gone)", removed)
+    for old_prefix in hidden_prefixes(base, "old"):
+        for note in restore_interrupted_replace(parent, old_prefix, os.path.join(parent, base)):
+            _LOG.warning("%s", note)
+    for prefix in hidden_prefixes(base, "tmp"):
+        for removed in clean_stale_tmp_dirs(parent, prefix):
+            _LOG.warning("removed %s, the temporary folder of an interrupted run (its process is gone)", removed)
 
 
 def _write_marker(folder: str, metadata: Mapping[str, Any]) -> None:

@@ -92,9 +92,10 @@ def _tail_room() -> int:
 
 def hidden_prefix(name: str, tag: str) -> str:
     """`.<name>.<tag>-`: the prefix of the owned temporaries beside the file or folder `name` (tag "tmp" for the
-    one being written, "old" for the copy a replace holds). Where an owned name would pass the 255 bytes of one
-    file name, `name` is cut (on a character) to a head followed by '~' and 12 hex digits of the SHA-1 of the
-    whole name: two long names that start alike keep apart, and the sweeps find the same prefix again."""
+    one being written, "old" for the copy a replace holds). Where an owned name could pass the 255 bytes of one
+    file name (with the longest owner tag and suffix this host can write), `name` is cut (on a character) to a
+    head followed by '~' and 12 hex digits of the SHA-1 of the whole name: two long names that start alike keep
+    apart, and every process finds the same prefix again. Sweeps use `hidden_prefixes`."""
     room = _NAME_MAX - _tail_room() - len(os.fsencode(f"..{tag}-"))
     if len(os.fsencode(name)) <= room:
         return f".{name}.{tag}-"
@@ -103,6 +104,14 @@ def hidden_prefix(name: str, tag: str) -> str:
     while len(os.fsencode(head)) > room - 1 - _HASH_DIGITS:
         head = head[:-1]
     return f".{head}~{digest}.{tag}-"
+
+
+def hidden_prefixes(name: str, tag: str) -> List[str]:
+    """The prefixes the sweeps look under beside `name`: `hidden_prefix`, then `.<name>.<tag>-` where that differs
+    (what versions before hidden_prefix wrote for a name that fit with their own owner tag; it is that name's
+    alone, so an old copy found there goes back to it)."""
+    prefix, exact = hidden_prefix(name, tag), f".{name}.{tag}-"
+    return [prefix] if prefix == exact else [prefix, exact]
 
 
 def make_owned_tmp_dir(parent: str | os.PathLike, prefix: str) -> str:
@@ -271,9 +280,11 @@ def building_dir(final: str) -> Iterator[str]:
     """Yields a hidden owned temporary folder beside `final` (`.<name>.tmp-<owner>-XXXX`, after removing
     those of killed processes), renamed to `final` when the block ends; removed on any exception, Ctrl-C
     included, so `final` is either whole or absent. `final` must not exist (the caller decides what to do then)."""
-    parent, prefix = os.path.dirname(os.path.abspath(final)), hidden_prefix(os.path.basename(final), "tmp")
+    parent, name = os.path.dirname(os.path.abspath(final)), os.path.basename(final)
     os.makedirs(parent, exist_ok=True)
-    clean_stale_tmp_dirs(parent, prefix)
+    for prefix in hidden_prefixes(name, "tmp"):
+        clean_stale_tmp_dirs(parent, prefix)
+    prefix = hidden_prefix(name, "tmp")
     tmp = make_owned_tmp_dir(parent, prefix)
     try:
         yield tmp

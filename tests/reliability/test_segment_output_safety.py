@@ -213,6 +213,24 @@ def test_an_output_name_up_to_the_filesystem_limit_is_written_and_replaced(tmp_p
     assert [n for n in files_of(tmp_path) if n.startswith(".")] == []
 
 
+def test_an_old_copy_an_earlier_version_left_under_the_whole_name_comes_back(tmp_path, video, caplog):
+    # Before names were cut for the owner tag, a name of 200 bytes fitted whole (`.<name>.old-<owner>-*`); such a
+    # version killed while replacing the results leaves them there, and this version puts them back.
+    frames, mask = video
+    name = "o" * 200
+    assert tmp_dirs.hidden_prefix(name, "old") != f".{name}.old-"  # cut here, whole in the earlier version
+    out = str(tmp_path / name)
+    segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False))
+    before = {n: open(os.path.join(out, n), "rb").read() for n in files_of(out)}
+    os.makedirs(tmp_path / "new")
+    die_before_rename(lambda: tmp_dirs.replace_dir(str(tmp_path / "new"), out, f".{name}.old-"), 2)
+    assert not os.path.exists(out)
+    with caplog.at_level("WARNING"), pytest.raises(OutputExistsError, match="--overwrite"):
+        segment_video(flow_propagation_step, frames, mask, zero_flow, out, SegmentOptions(progress=False))
+    assert {n: open(os.path.join(out, n), "rb").read() for n in files_of(out)} == before
+    assert f"restored {out}" in caplog.text
+
+
 def test_outputs_follow_the_umask(tmp_path, video):
     frames, mask = video
     out = str(tmp_path / "out")
