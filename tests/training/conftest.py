@@ -1,11 +1,13 @@
 """Helpers of the training tests: tiny configs and running the train CLI in a subprocess or its training in process."""
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
-from typing import TYPE_CHECKING, Callable, Tuple
+from typing import TYPE_CHECKING, Callable, Iterator, List, Tuple
 
 import pytest
 
@@ -43,6 +45,34 @@ def run_cli(run_dir, *extra, env=None, timeout=240):
     """Runs the train CLI to completion; returns the CompletedProcess (stdout+stderr in .stdout)."""
     return subprocess.run(train_cmd(run_dir, *extra), cwd=REPO, env=cli_env(env), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def two_workers(folder, run_dir: str, *extra: str) -> Iterator[Tuple[List[subprocess.Popen], List[str]]]:
+    """Starts the train CLI with --strategy=multi_worker as workers 0 and 1 of a localhost cluster, each writing
+    its output to <folder>/worker<index>.txt; yields (processes, log paths) and kills what still runs at the end
+    (a test that failed must not leave a worker waiting for its peer)."""
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
+    logs = [os.path.join(folder, f"worker{index}.txt") for index in range(2)]
+    procs = []
+    try:
+        for index in range(2):
+            env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+            with open(logs[index], "w") as out:
+                procs.append(subprocess.Popen(train_cmd(run_dir, "--strategy=multi_worker", *extra), cwd=REPO,
+                                              env=cli_env(env), stdout=out, stderr=subprocess.STDOUT))
+        yield procs, logs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def train_in_process(run_dir: str, *extra: str) -> Tuple[str, "TrainResult"]:

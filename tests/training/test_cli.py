@@ -5,7 +5,6 @@ import math
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, built_once, cli_env, run_cli, train_cmd, train_in_process
+from conftest import REPO, built_once, cli_env, run_cli, train_cmd, train_in_process, two_workers
 
 STEPS = ["--stage_a_steps=10", "--stage_b_steps=4", "--checkpoint_every=4", "--deterministic"]
 # Validation (J and overlay images) at steps 7 (stage A) and 14 (stage B); profiled steps 9-10 (the end of stage A).
@@ -424,27 +423,14 @@ def test_mirrored_two_cpus_equals_one_device(one_device_run, tmp_path):
     _assert_same_weights(b, a, init, atol=2e-6)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_multi_worker_two_processes_equal_one_device(one_device_run, tmp_path):
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     run_dir = str(tmp_path / "run")
-    procs = []
-    for index in range(2):
-        env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-        procs.append(subprocess.Popen(train_cmd(run_dir, "--strategy=multi_worker", *EQUAL_STEPS),
-                                      cwd=REPO, env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True))
-    # Two fresh TensorFlow processes with collectives: on a loaded 2-core machine each needs about 2 minutes.
-    outs = [p.communicate(timeout=480)[0] for p in procs]
-    for p, out in zip(procs, outs):
-        assert p.returncode == 0, out[-3000:]
+    with two_workers(tmp_path, run_dir, *EQUAL_STEPS) as (procs, logs):
+        # Two fresh TensorFlow processes with collectives: on a loaded 2-core machine each needs about 2 minutes.
+        codes = [p.wait(timeout=480) for p in procs]
+    for code, log in zip(codes, logs):
+        assert code == 0, open(log).read()[-3000:]
     assert _latest_number(run_dir) == 2
     assert os.path.exists(os.path.join(run_dir, "model.keras"))
     assert not glob.glob(os.path.join(run_dir, "checkpoints", ".worker*"))
@@ -459,32 +445,17 @@ def test_sigterm_to_one_worker_stops_every_worker_after_the_same_step(tmp_path):
     """A preempting scheduler signals the workers one at a time: SIGTERM to worker 1 alone stops both after the
     same step, with the stop exit code, and the chief's checkpoint is that step. (Worker 1 used to stop alone and
     the chief failed in the next step's all-reduce: exit 1, no checkpoint.)"""
-    ports = [_free_port(), _free_port()]
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     run_dir = str(tmp_path / "run")
-    logs = [tmp_path / f"worker{index}.txt" for index in range(2)]
-    procs = []
-    try:
-        for index in range(2):
-            env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-            with open(logs[index], "w") as out:
-                procs.append(subprocess.Popen(
-                    train_cmd(run_dir, "--strategy=multi_worker", "--stage_a_steps=1000", "--stage_b_steps=0",
-                              "--checkpoint_every=1000"),
-                    cwd=REPO, env=cli_env(env), stdout=out, stderr=subprocess.STDOUT))
+    with two_workers(tmp_path, run_dir, "--stage_a_steps=1000", "--stage_b_steps=0",
+                     "--checkpoint_every=1000") as (procs, logs):
         # Signalled once it trains (its handler is in place); the timeouts only guard against a hang.
         deadline = time.time() + 300
-        while "stage A  step 2/" not in logs[1].read_text():
-            assert time.time() < deadline and all(p.poll() is None for p in procs), logs[1].read_text()[-3000:]
+        while "stage A  step 2/" not in open(logs[1]).read():
+            assert time.time() < deadline and all(p.poll() is None for p in procs), open(logs[1]).read()[-3000:]
             time.sleep(0.2)
         procs[1].send_signal(signal.SIGTERM)
         codes = [p.wait(timeout=120) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    outs = [log.read_text() for log in logs]
+    outs = [open(log).read() for log in logs]
     for code, out in zip(codes, outs):
         assert code == 128 + signal.SIGTERM, out[-3000:]
     assert "stopped by signal SIGTERM (sent to another worker); checkpoint" in outs[0]

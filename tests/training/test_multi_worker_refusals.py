@@ -7,13 +7,13 @@ run dir before the strategy is built now, and only the chief writes it afterward
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
+from conftest import two_workers  # tests/training/conftest.py
 from maskrnn_tf.training import loop
 from maskrnn_tf.training.config import TrainConfig
 from maskrnn_tf.training.run_dir import (LOCK_NAME, ConfigMismatchError, RunDirBusyError, run_dir_lock,
@@ -142,39 +142,17 @@ def test_a_one_process_run_is_checked_as_before(tmp_path, monkeypatch):
         loop.train(TrainConfig().override({"precision": "float32"}), str(tmp_path / "run"), printer=lambda s: None)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_workers_both_refuse_another_config_with_exit_2(tmp_path):
     """What users of a two-worker run see: both workers exit 2 with the reason, neither with a traceback (worker
     1 used to go on into the cluster the chief had left and fail or hang there)."""
-    from conftest import cli_env, train_cmd
-
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
     write_run_config(run_dir, TrainConfig())  # not the settings of the tiny run below
-    cluster = {"worker": [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]}
-    logs = [tmp_path / f"worker{index}.txt" for index in range(2)]
-    procs = []
     started = time.time()
-    try:
-        for index in range(2):
-            env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
-            with open(logs[index], "w") as out:
-                procs.append(subprocess.Popen(
-                    train_cmd(run_dir, "--strategy=multi_worker", "--stage_a_steps=1", "--stage_b_steps=0"),
-                    cwd=REPO, env=cli_env(env), stdout=out, stderr=subprocess.STDOUT))
+    with two_workers(tmp_path, run_dir, "--stage_a_steps=1", "--stage_b_steps=0") as (procs, logs):
         codes = [p.wait(timeout=180) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    outs = [log.read_text() for log in logs]
+    outs = [open(log).read() for log in logs]
     for code, out in zip(codes, outs):
         assert code == 2, out[-3000:]
         assert f"error: {run_dir} was created with another config" in out, out[-3000:]
