@@ -208,13 +208,19 @@ def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
     # after the chief's probe (check_run_dir_before_cluster) and before this take, while the cluster forms (as
     # long as the workers take to start), or that changes config.json meanwhile, is refused by the chief alone
     # here or in _train, and the other workers then fail in their first collective as before.
-    with run_dir_lock(run_dir) if chief else contextlib.nullcontext():
-        return _train(config, run_dir, overwrite_config, profile_steps, printer, started, strategy, chief)
+    # Multi-worker: SIGINT/SIGTERM are recorded from here on, not only in the loop. TensorFlow's coordination
+    # service takes SIGTERM while the cluster forms (a preemption notice), so one that came while the workers
+    # built their data and network was lost and the run went on; recorded, it stops every worker after the first
+    # step (StopAgreement), saving it. One process keeps Python's own handling until its loop (Ctrl-C stops a
+    # start-up at once).
+    early = _SignalFlag() if config.strategy == "multi_worker" else contextlib.nullcontext()
+    with early as flag, run_dir_lock(run_dir) if chief else contextlib.nullcontext():
+        return _train(config, run_dir, overwrite_config, profile_steps, printer, started, strategy, chief, flag)
 
 
 def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_steps: Optional[Tuple[int, int]],
            printer: Callable[[str], None], started: float, strategy: tf.distribute.Strategy,
-           chief: bool) -> TrainResult:
+           chief: bool, signal_flag: Optional["_SignalFlag"] = None) -> TrainResult:
     _, task_id = task_info()
     log_dir = os.path.join(run_dir, "logs")
     profile = _profile_range(profile_steps)
@@ -331,7 +337,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     j = None
     total = config.total_steps
     agreement = stop_agreement(strategy)  # None on one machine: its own flag decides
-    with _SignalFlag() as flag:
+    with contextlib.nullcontext(signal_flag) if signal_flag is not None else _SignalFlag() as flag:
         try:
             step = started_at = int(global_step.numpy())
             for stage, first, last in (("A", 0, config.stage_a_steps), ("B", config.stage_a_steps, total)):

@@ -465,6 +465,31 @@ def test_sigterm_to_one_worker_stops_every_worker_after_the_same_step(tmp_path):
 
 
 @pytest.mark.slow
+def test_sigterm_to_one_worker_while_the_run_starts_stops_every_worker_after_the_first_step(tmp_path):
+    """A signal to one worker while the cluster builds its data and network (before the first step) is kept for
+    the first step's agreement: both stop after step 1, the chief saving it. (TensorFlow's coordination service
+    took it there: the run went on to its last step and both exited 0.)"""
+    run_dir = str(tmp_path / "run")
+    with two_workers(tmp_path, run_dir, "--stage_a_steps=1000", "--stage_b_steps=0",
+                     "--checkpoint_every=1000") as (procs, logs):
+        # The chief prints its precision once the cluster is up; worker 1 records signals from then on too (a
+        # second's margin) and builds its data and network for several seconds more before the first step.
+        deadline = time.time() + 300
+        while "precision" not in open(logs[0]).read():
+            assert time.time() < deadline and all(p.poll() is None for p in procs), open(logs[0]).read()[-3000:]
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert "stage A  step" not in open(logs[1]).read()
+        procs[1].send_signal(signal.SIGTERM)
+        codes = [p.wait(timeout=180) for p in procs]
+    outs = [open(log).read() for log in logs]
+    for code, out in zip(codes, outs):
+        assert code == 128 + signal.SIGTERM, out[-3000:]
+    assert "stopped by signal SIGTERM (sent to another worker); checkpoint" in outs[0]
+    assert _latest_number(run_dir) == 1
+
+
+@pytest.mark.slow
 def test_davis_flagfile_as_typed_names_its_run_dir_and_fails_clearly_without_data(tmp_path):
     """`python -m maskrnn_tf.train --flagfile=davis17.flags`, nothing else: the run dir defaults to
     runs/davis17 under the working directory, and the missing data ends in the layout message (exit 2)."""
