@@ -441,52 +441,36 @@ def test_multi_worker_two_processes_equal_one_device(one_device_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_to_one_worker_stops_every_worker_after_the_same_step(tmp_path):
+@pytest.mark.parametrize("moment", ["training", "starting"])
+def test_sigterm_to_one_worker_stops_every_worker_after_the_same_step(tmp_path, moment):
     """A preempting scheduler signals the workers one at a time: SIGTERM to worker 1 alone stops both after the
     same step, with the stop exit code, and the chief's checkpoint is that step. (Worker 1 used to stop alone and
-    the chief failed in the next step's all-reduce: exit 1, no checkpoint.)"""
+    the chief failed in the next step's all-reduce: exit 1, no checkpoint.) One that comes while the cluster
+    builds its data and network is kept for the first step's agreement: both stop after step 1. (TensorFlow's
+    coordination service took it there: the run went on to its last step and both exited 0.)"""
     run_dir = str(tmp_path / "run")
+    # Training: worker 1 prints its second step (its handler in place). Starting: the chief prints its precision
+    # once the cluster is up; worker 1 records signals from then on too (a second's margin) and builds its data
+    # and network for several seconds more before the first step.
+    log, text, margin = (1, "stage A  step 2/", 0.0) if moment == "training" else (0, "precision", 1.0)
     with two_workers(tmp_path, run_dir, "--stage_a_steps=1000", "--stage_b_steps=0",
                      "--checkpoint_every=1000") as (procs, logs):
-        # Signalled once it trains (its handler is in place); the timeouts only guard against a hang.
-        deadline = time.time() + 300
-        while "stage A  step 2/" not in open(logs[1]).read():
-            assert time.time() < deadline and all(p.poll() is None for p in procs), open(logs[1]).read()[-3000:]
-            time.sleep(0.2)
-        procs[1].send_signal(signal.SIGTERM)
-        codes = [p.wait(timeout=120) for p in procs]
-    outs = [open(log).read() for log in logs]
-    for code, out in zip(codes, outs):
-        assert code == 128 + signal.SIGTERM, out[-3000:]
-    assert "stopped by signal SIGTERM (sent to another worker); checkpoint" in outs[0]
-    last = [int(re.findall(r"stage A  step (\d+)/1000", out)[-1]) for out in outs]
-    assert last[0] == last[1] and 2 <= last[0] < 1000, last
-    assert _latest_number(run_dir) == last[0]
-
-
-@pytest.mark.slow
-def test_sigterm_to_one_worker_while_the_run_starts_stops_every_worker_after_the_first_step(tmp_path):
-    """A signal to one worker while the cluster builds its data and network (before the first step) is kept for
-    the first step's agreement: both stop after step 1, the chief saving it. (TensorFlow's coordination service
-    took it there: the run went on to its last step and both exited 0.)"""
-    run_dir = str(tmp_path / "run")
-    with two_workers(tmp_path, run_dir, "--stage_a_steps=1000", "--stage_b_steps=0",
-                     "--checkpoint_every=1000") as (procs, logs):
-        # The chief prints its precision once the cluster is up; worker 1 records signals from then on too (a
-        # second's margin) and builds its data and network for several seconds more before the first step.
-        deadline = time.time() + 300
-        while "precision" not in open(logs[0]).read():
-            assert time.time() < deadline and all(p.poll() is None for p in procs), open(logs[0]).read()[-3000:]
+        deadline = time.time() + 300  # the timeouts only guard against a hang
+        while text not in open(logs[log]).read():
+            assert time.time() < deadline and all(p.poll() is None for p in procs), open(logs[log]).read()[-3000:]
             time.sleep(0.05)
-        time.sleep(1.0)
-        assert "stage A  step" not in open(logs[1]).read()
+        time.sleep(margin)
+        if moment == "starting":
+            assert "stage A  step" not in open(logs[1]).read()
         procs[1].send_signal(signal.SIGTERM)
         codes = [p.wait(timeout=180) for p in procs]
     outs = [open(log).read() for log in logs]
     for code, out in zip(codes, outs):
         assert code == 128 + signal.SIGTERM, out[-3000:]
     assert "stopped by signal SIGTERM (sent to another worker); checkpoint" in outs[0]
-    assert _latest_number(run_dir) == 1
+    last = [int(re.findall(r"stage A  step (\d+)/1000", out)[-1]) for out in outs]
+    assert last[0] == last[1] and (2 <= last[0] < 1000 if moment == "training" else last[0] == 1), last
+    assert _latest_number(run_dir) == last[0]
 
 
 @pytest.mark.slow
