@@ -19,7 +19,7 @@ import os
 import shutil
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_dirs, hidden_prefix, hidden_prefixes, make_owned_tmp_dir,
+from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_beside, hidden_prefix, hidden_prefixes, make_owned_tmp_dir,
                                    replace_dir, restore_interrupted_replace)
 
 MARKER_FILE = "segment_run.json"
@@ -170,9 +170,8 @@ def _repair(path: str) -> None:
     for old_prefix in hidden_prefixes(base, "old"):
         for note in restore_interrupted_replace(parent, old_prefix, os.path.join(parent, base)):
             _LOG.warning("%s", note)
-    for prefix in hidden_prefixes(base, "tmp"):
-        for removed in clean_stale_tmp_dirs(parent, prefix):
-            _LOG.warning("removed %s, the temporary folder of an interrupted run (its process is gone)", removed)
+    for removed in clean_stale_tmp_beside(parent, base):
+        _LOG.warning("removed %s, the temporary folder of an interrupted run (its process is gone)", removed)
 
 
 def _write_marker(folder: str, metadata: Mapping[str, Any]) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 
 from maskrnn_tf.io import write_palette_png
 from maskrnn_tf.io.file_modes import apply_umask
-from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_dirs, hidden_prefix, hidden_prefixes, make_owned_tmp_file
+from maskrnn_tf.io.tmp_dirs import clean_stale_tmp_beside, hidden_prefix, make_owned_tmp_file
 
 PROBABILITY_FORMATS = ("npy", "png")
 
@@ -91,9 +91,8 @@ class OverlayWriter:
         self.palette = np.asarray(palette, np.uint8)
         # Named after this process, so a run killed while writing leaves a file the next run can remove.
         name = os.path.basename(self.path)
-        for prefix in hidden_prefixes(name, "tmp"):
-            for removed in clean_stale_tmp_dirs(directory, prefix):
-                logging.getLogger(__name__).warning("removed %s, the partial overlay of an interrupted run", removed)
+        for removed in clean_stale_tmp_beside(directory, name):
+            logging.getLogger(__name__).warning("removed %s, the partial overlay of an interrupted run", removed)
         self._tmp = make_owned_tmp_file(directory, hidden_prefix(name, "tmp"), ".mp4")
         self._video = cv2.VideoWriter(self._tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
         if not self._video.isOpened():

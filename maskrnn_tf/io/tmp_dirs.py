@@ -225,6 +225,11 @@ def clean_stale_tmp_dirs(parent: str | os.PathLike, prefix: str, suffix: Optiona
     return removed
 
 
+def clean_stale_tmp_beside(parent: str | os.PathLike, name: str) -> List[str]:
+    """`clean_stale_tmp_dirs` for the temporaries of `name` in `parent`, under each of its `hidden_prefixes`."""
+    return [path for prefix in hidden_prefixes(name, "tmp") for path in clean_stale_tmp_dirs(parent, prefix)]
+
+
 _PREVIOUS = "previous"  # the replaced folder, inside its owned holder, until the new one is in place
 _REPLACED = "replaced"  # ... and once it is: never restored, only removed
 
@@ -282,8 +287,7 @@ def building_dir(final: str) -> Iterator[str]:
     included, so `final` is either whole or absent. `final` must not exist (the caller decides what to do then)."""
     parent, name = os.path.dirname(os.path.abspath(final)), os.path.basename(final)
     os.makedirs(parent, exist_ok=True)
-    for prefix in hidden_prefixes(name, "tmp"):
-        clean_stale_tmp_dirs(parent, prefix)
+    clean_stale_tmp_beside(parent, name)
     prefix = hidden_prefix(name, "tmp")
     tmp = make_owned_tmp_dir(parent, prefix)
     try:
