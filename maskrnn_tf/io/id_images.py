@@ -11,7 +11,9 @@ Two readers with different contracts:
   (anti-aliased edges, SegTrack) are foreground where > 127; an RGB mask maps each distinct colour to an
   object (DAVIS palette colours to their index, other colours to 1..K in order of first appearance), black
   being the background; an RGB mask whose only colours are the palette's greys (64, 128, 192 in every
-  channel) is a DAVIS-colour mask of objects 56, 7, 63; a grey mask of ids 1..N with 255 (void) is ids.
+  channel) is a DAVIS-colour mask of objects 56, 7, 63; a grey mask of ids 1..N with 255 (void) is ids. An RGB
+  mask with colours that lie only on the edges between other colours (the blends a resize with interpolation or
+  anti-aliasing leaves) is refused: each blend would be an object.
 - `read_annotation_ids` reads a dataset's ground truth (DAVIS layouts): a palette PNG's indices, or a grey
   PNG's values when the sequence's first annotation is a grey map of ids 1..N (255 = void; what
   `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); other grey masks (DAVIS-2016's
@@ -140,6 +142,28 @@ def read_result_ids(path: str | os.PathLike) -> np.ndarray:
     return ids
 
 
+def _edge_blends(keys: np.ndarray, ignore: Tuple[int, ...] = ()) -> List[Tuple[int, int, int]]:
+    """The colours of a packed-RGB mask [H, W] (`_pack`) that no pixel of theirs holds inside a region of their
+    own colour (all 8 neighbours alike) and that touch another colour than black: the blends that a resize with
+    interpolation (bilinear, area, cubic) or anti-aliasing leaves between an object and its surroundings. A small
+    object on black is not one; `ignore` (packed colours, e.g. the DAVIS void) is never one."""
+    padded = np.pad(keys, 1, mode="edge")
+    height, width = keys.shape
+    inside = np.ones(keys.shape, bool)
+    touching = np.zeros(keys.shape, bool)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                neighbour = padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
+                inside &= neighbour == keys
+                touching |= (neighbour != keys) & (neighbour != 0)
+    colours, inverse = np.unique(keys.reshape(-1), return_inverse=True)
+    has_inside = np.bincount(inverse[inside.reshape(-1)], minlength=colours.size) > 0
+    touches = np.bincount(inverse[touching.reshape(-1)], minlength=colours.size) > 0
+    blends = (colours != 0) & ~has_inside & touches & ~np.isin(colours, np.asarray(ignore, colours.dtype))
+    return [(int(c) >> 16, (int(c) >> 8) & 255, int(c) & 255) for c in colours[blends]]
+
+
 def _solid_intermediate(values: np.ndarray) -> bool:
     """Whether most pixels of values between 0 and the maximum sit inside a region of their own value (all 8
     neighbours equal), as objects saved in several greys do, rather than on a thin anti-aliased edge."""
@@ -203,6 +227,7 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
         return (values > 127).astype(np.uint8), None  # anti-aliased binary mask
     ids, _ = _davis_ids(values)
     if ids is not None:
+        _refuse_edge_blends(path, values)
         return ids, None
     keys = _pack(values).reshape(-1)
     colours, first_index, inverse = np.unique(keys, return_index=True, return_inverse=True)
@@ -212,6 +237,7 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
             f"{path}: RGB mask with {len(objects)} distinct colours (at most {MAX_COLOUR_OBJECTS} objects): it "
             "looks anti-aliased or photographic. Paint each object in one flat colour on black, or save a "
             "palette PNG of object ids.")
+    _refuse_edge_blends(path, values)
     order = np.zeros(colours.size, np.uint8)
     palette = np.zeros((256, 3), np.uint8)
     for new_id, k in enumerate(objects, start=1):
@@ -219,6 +245,19 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
         c = int(colours[k])
         palette[new_id] = (c >> 16, (c >> 8) & 255, c & 255)
     return order[inverse].reshape(values.shape[:2]), palette
+
+
+def _refuse_edge_blends(path: str, rgb: np.ndarray) -> None:
+    """Raises ImageReadError naming the colours of the RGB mask `rgb` that are edge blends (`_edge_blends`; the
+    DAVIS void colour is never one)."""
+    blends = _edge_blends(_pack(rgb), ignore=(int(_pack(davis_palette()[VOID_ID])),))
+    if blends:
+        shown = ", ".join(str(c) for c in blends[:3]) + (" ..." if len(blends) > 3 else "")
+        raise ImageReadError(
+            f"{path}: RGB mask colours {shown} lie only on the edges between other colours ({len(blends)} such "
+            "colour(s)), as a resize with interpolation or anti-aliasing leaves them; each would be segmented as an "
+            "object. Resize masks with nearest-neighbour (cv2.INTER_NEAREST, Image.NEAREST), paint each object in "
+            "one flat colour, or save a palette PNG of object ids.")
 
 
 def _ids_with_void(values: np.ndarray) -> bool:

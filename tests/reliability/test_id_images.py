@@ -224,6 +224,49 @@ def test_noisy_rgb_first_mask_is_refused(tmp_path):
         read_first_mask(empty)
 
 
+
+def _resized_rgb(rgb: np.ndarray, interpolation: int) -> np.ndarray:
+    """`rgb` drawn at twice the size and brought back with `interpolation`, as a user fits a mask to the frames."""
+    import cv2
+
+    big = cv2.resize(rgb, (2 * WIDTH, 2 * HEIGHT), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(big[1:-1, 1:-1], (WIDTH, HEIGHT), interpolation=interpolation)
+
+
+@pytest.mark.parametrize("colours", ["davis", "other"])
+@pytest.mark.parametrize("interpolation", ["linear", "area"])
+def test_rgb_first_mask_resized_with_interpolation_is_refused(tmp_path, colours, interpolation):
+    """A colour mask resized with interpolation has blended colours on its edges, a few dozen at most: each was
+    read as an object of its own (DAVIS colours: a half-dark red is palette colour 8) and segmented as one."""
+    import cv2
+
+    table = davis_palette()[:3] if colours == "davis" else np.array([(0, 0, 0), (10, 200, 30), (250, 5, 240)],
+                                                                      np.uint8)
+    path = str(tmp_path / "resized.png")
+    flag = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}[interpolation]
+    _save_rgb(path, _resized_rgb(table[square_ids(0)], flag))
+    with pytest.raises(ImageReadError, match=r"resized.png: RGB mask colours .* lie only on the edges .* "
+                                             r"nearest-neighbour"):
+        read_first_mask(path)
+    # The same mask resized with nearest-neighbour, and touching objects, keep their objects.
+    _save_rgb(path, _resized_rgb(table[square_ids(0)], cv2.INTER_NEAREST))
+    assert read_first_mask(path).object_ids == (1, 2)
+    touching = square_ids(0)
+    touching[8:20, 18:24] = 2
+    _save_rgb(path, table[touching])
+    np.testing.assert_array_equal(read_first_mask(path).labels, touching)
+
+
+@needs_data
+def test_davis_rgb_first_mask_with_thin_void_keeps_its_objects(tmp_path):
+    """DAVIS-2017 void (255) lies in thin bands along the objects: in a DAVIS-colour RGB mask it is no edge blend."""
+    _, gts = davis17_gt("tennis")
+    path = str(tmp_path / "tennis.png")
+    _save_rgb(path, davis_palette()[gts[0]])
+    first = read_first_mask(path)
+    assert first.object_ids == (1, 2)
+    np.testing.assert_array_equal(first.labels, gts[0])
+
 # (2, 7): a palette grey beside a palette colour (an RGB file that is not all grey: the plain palette path).
 @pytest.mark.parametrize("grey_ids", [(7,), (56,), (63,), (7, 63), (2, 7)])
 def test_davis_rgb_results_and_masks_in_the_palette_greys_keep_their_ids(tmp_path, grey_ids):
