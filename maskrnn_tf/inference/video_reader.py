@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -71,6 +71,7 @@ class VideoSource:
             raise VideoReadError(f"{self.path}: video not found (give a folder of frames or a video file).")
         if self._frame_paths is not None:
             self.frame_names = [os.path.splitext(os.path.basename(p))[0] for p in self._frame_paths]
+            _refuse_shared_stems(self.path, self._frame_paths, self.frame_names)
             self.size = read_frame(self._frame_paths[0]).shape[:2]
 
     def _open_video_file(self) -> None:
@@ -134,6 +135,18 @@ class VideoSource:
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         finally:
             capture.release()
+
+
+def _refuse_shared_stems(folder: str, paths: List[str], stems: List[str]) -> None:
+    """Raises VideoReadError when two frames share a name stem (`a.jpg` and `a.jpeg` or `a.JPG`): both results
+    would be written to `<stem>.png`, the second over the first."""
+    first_of: Dict[str, str] = {}
+    for path, stem in zip(paths, stems):
+        if stem in first_of:
+            raise VideoReadError(
+                f"{folder}: frames {os.path.basename(first_of[stem])} and {os.path.basename(path)} have the same "
+                f"name stem, so both results would be written to {stem}.png; move one of them out of the folder.")
+        first_of[stem] = path
 
 
 def resize_frame(frame: np.ndarray, size: Tuple[int, int]) -> np.ndarray:

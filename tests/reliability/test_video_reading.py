@@ -1,6 +1,7 @@
 """Which frames segment reads: a mask among the frames, natural order, truncated video files (issue 16,
 items 4, 5, 8)."""
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -50,6 +51,20 @@ def test_frames_numbered_without_padding_are_read_in_numeric_order(tmp_path):
     for t, frame in enumerate(got):
         np.testing.assert_array_equal(frame, frame_image(t))
 
+
+
+@pytest.mark.parametrize("twin", ["00002.jpeg", "00002.JPG"])
+def test_two_frames_of_one_name_stem_are_refused(tmp_path, twin):
+    """Frames 00002.jpg and 00002.jpeg (or .JPG) are both frames and both write 00002.png: one result was
+    overwritten by the other without a word, fewer files than the frames segment_run.json counts."""
+    frames = make_frames(tmp_path / "vid", ext="jpg")
+    shutil.copyfile(os.path.join(frames, "00001.jpg"), os.path.join(frames, twin))
+    mask = str(tmp_path / "first.png")
+    write_palette_png(mask, square_ids(0))
+    pair = rf"(00002\.jpg and {twin}|{twin} and 00002\.jpg)"
+    with pytest.raises(VideoReadError, match=rf"vid: frames {pair} have the same name stem.*00002\.png"):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={tmp_path / 'out'}")
+    assert not os.path.exists(tmp_path / "out")
 
 def _faststart_mp4(path: str, count: int) -> bytes:
     """A `count`-frame mp4v file with its index (moov) before the data, as streamed files are."""
