@@ -13,7 +13,8 @@ Two readers with different contracts:
   being the background; an RGB mask whose only colours are the palette's greys (64, 128, 192 in every
   channel) is a DAVIS-colour mask of objects 56, 7, 63; a grey mask of ids 1..N with 255 (void) is ids. An RGB
   mask with colours that lie only on the edges between other colours (the blends a resize with interpolation or
-  anti-aliasing leaves) is refused: each blend would be an object.
+  anti-aliasing leaves) is refused: each blend would be an object; so is a palette PNG whose background (black)
+  is not index 0 (a quantised colour mask, whose indices are not ids).
 - `read_annotation_ids` reads a dataset's ground truth (DAVIS layouts): a palette PNG's indices, or a grey
   PNG's values when the sequence's first annotation is a grey map of ids 1..N (255 = void; what
   `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); other grey masks (DAVIS-2016's
@@ -205,7 +206,9 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
         flat = np.asarray(image.getpalette() or [], np.uint8)
         palette = np.zeros((256, 3), np.uint8)
         palette.reshape(-1)[: min(flat.size, 768)] = flat[:768]
-        return np.asarray(image, np.uint8).copy(), palette
+        ids = np.asarray(image, np.uint8).copy()
+        _refuse_palette_by_colour(path, ids, palette)
+        return ids, palette
     if image.mode == "1":
         return np.asarray(image, np.uint8), None
     values = _opaque_channels(image, path)
@@ -245,6 +248,22 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
         c = int(colours[k])
         palette[new_id] = (c >> 16, (c >> 8) & 255, c & 255)
     return order[inverse].reshape(values.shape[:2]), palette
+
+
+def _refuse_palette_by_colour(path: str, ids: np.ndarray, palette: np.ndarray) -> None:
+    """Raises ImageReadError for a palette PNG whose indices are colours, not object ids: index 0 is not black
+    while black (the background) is another index in use, as quantising a colour mask (Pillow's
+    convert("P", palette=ADAPTIVE), quantize(), PNG optimisers) orders the palette."""
+    if not palette[0].any():
+        return
+    used = np.unique(ids)
+    black = [int(i) for i in used if i != 0 and not palette[i].any()]
+    if black:
+        raise ImageReadError(
+            f"{path}: palette PNG whose background (black) is index {black[0]}, not 0, while index 0 is the colour "
+            f"{tuple(int(c) for c in palette[0])}: its indices are colours, not object ids (a quantised palette, "
+            "e.g. Image.convert('P', palette=ADAPTIVE)). Save the mask as an RGB PNG (one flat colour per object on "
+            "black), or as a palette PNG whose index is the object id (0 the background).")
 
 
 def _refuse_edge_blends(path: str, rgb: np.ndarray) -> None:

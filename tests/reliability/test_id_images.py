@@ -257,6 +257,28 @@ def test_rgb_first_mask_resized_with_interpolation_is_refused(tmp_path, colours,
     np.testing.assert_array_equal(read_first_mask(path).labels, touching)
 
 
+
+@pytest.mark.parametrize("colours", ["davis", "other"])
+def test_quantised_palette_first_mask_is_refused(tmp_path, colours):
+    """Pillow's convert("P", palette=ADAPTIVE) (and quantize()) of a colour mask gives palette indices by colour,
+    black last: read as ids, the background was segmented as an object and an object as background."""
+    table = davis_palette()[:3] if colours == "davis" else np.array([(0, 0, 0), (10, 200, 30), (250, 5, 240)],
+                                                                      np.uint8)
+    path = str(tmp_path / "quantised.png")
+    image = Image.fromarray(table[square_ids(0)], mode="RGB").convert("P", palette=Image.ADAPTIVE, colors=3)
+    image.save(path)
+    assert read_palette(path)[0].tolist() != [0, 0, 0]  # as Pillow makes it: index 0 is an object's colour
+    with pytest.raises(ImageReadError, match=r"quantised.png: palette PNG whose background \(black\) is index 2, "
+                                             r"not 0.*not object ids"):
+        read_first_mask(path)
+    # A palette PNG of ids with a palette of its own (index 0 black or not, no black object) keeps its ids.
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:3] = [(255, 255, 255), (10, 200, 30), (250, 5, 240)]
+    image = Image.fromarray(square_ids(0), mode="P")
+    image.putpalette(palette.reshape(-1).tolist())
+    image.save(path)
+    np.testing.assert_array_equal(read_first_mask(path).labels, square_ids(0))
+
 @needs_data
 def test_davis_rgb_first_mask_with_thin_void_keeps_its_objects(tmp_path):
     """DAVIS-2017 void (255) lies in thin bands along the objects: in a DAVIS-colour RGB mask it is no edge blend."""
