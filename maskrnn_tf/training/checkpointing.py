@@ -120,6 +120,11 @@ class RunCheckpoint:
                 "network or the data need a new --run_dir; the run's config.json was left as it was.") from err
         return choice.path
 
+    @staticmethod
+    def holds(path: str, name: str) -> bool:
+        """Whether checkpoint `path` stores the trackable `name` (e.g. the data iterators)."""
+        return any(stored.split("/", 1)[0] == name for stored, _ in tf.train.list_variables(path))
+
     def _checkpoint_for(self, path: str, skip: Sequence[str] = ()) -> tf.train.Checkpoint:
         """The checkpoint object to restore `path` with: without `skip` and the optional trackables it lacks."""
         if not self._optional and not skip:

@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import time
-from typing import Callable, Optional, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import keras
 import numpy as np
@@ -104,6 +104,21 @@ class _SignalFlag:
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+_ITERATORS = ("static_data", "clip_data")  # the data iterators a one-device run checkpoints
+
+
+def _consumed(done: int, stage_a_steps: int) -> Tuple[int, int]:
+    """(stage A batches, stage B batches) a run `done` steps in has trained on."""
+    return min(done, stage_a_steps), max(0, done - stage_a_steps)
+
+
+def _advance(iterator: Iterator, count: int) -> None:
+    """Consumes `count` elements of `iterator`. Unlike an iterator over `Dataset.skip(count)`, its checkpointed
+    state is that of a plain iterator of the dataset, which the next resume restores."""
+    for _ in range(count):
+        next(iterator)
 
 
 def _profile_range(steps: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
@@ -272,9 +287,18 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         # One device: the tf.data iterators themselves are checkpointed (exact data position, cheap resume).
         static_it, clip_it = iter(static_ds), iter(clip_ds)
         trackables.update(static_data=static_it, clip_data=clip_it)
+    # Older checkpoints lack skipped_updates; those of a run on several replicas lack the data iterators.
     ckpt = RunCheckpoint(os.path.join(run_dir, "checkpoints"), config.keep_checkpoints, chief, task_id,
-                         optional=("skipped_updates",), **trackables)  # older checkpoints lack it
+                         optional=("skipped_updates",) + _ITERATORS, **trackables)
     restored = ckpt.restore_latest(printer)
+    if restored and not distributed and not ckpt.holds(restored, _ITERATORS[0]):
+        # Made on several replicas (mirrored, multi_worker), which do not checkpoint their iterators: the data
+        # position is restored by consuming the batches already trained on, as such a run resumes itself.
+        done_a, done_b = _consumed(int(global_step.numpy()), config.stage_a_steps)
+        printer(f"note: {restored} was made on several replicas and holds no data position: reading the "
+                f"{done_a + done_b} batches its steps trained on again to resume after them")
+        _advance(static_it, done_a)
+        _advance(clip_it, done_b)
     if restored is None and config.init_checkpoint:
         source = ckpt.init_from(config.init_checkpoint, skip=("static_data", "clip_data"), last_step=config.total_steps,
                                 precision=precision)
@@ -299,8 +323,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     if distributed:
         # Distributed iterators are not checkpointable: the pipelines are deterministic functions of the
         # element index, so the data position is restored by skipping the batches already consumed.
-        done = int(global_step.numpy())
-        done_a, done_b = min(done, config.stage_a_steps), max(0, done - config.stage_a_steps)
+        done_a, done_b = _consumed(int(global_step.numpy()), config.stage_a_steps)
         static_it = iter(strategy.experimental_distribute_dataset(static_ds.skip(done_a)))
         clip_it = iter(strategy.experimental_distribute_dataset(clip_ds.skip(done_b)))
     steps = TrainSteps(model, optimizer, config, strategy, global_step)
