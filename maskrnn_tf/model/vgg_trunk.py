@@ -67,17 +67,19 @@ def _reference_vgg16(weights: str) -> keras.Model:
                 f"the ImageNet VGG-16 weights could not be downloaded ({type(err).__name__}: {err}). Offline, "
                 "pass the path of a keras.applications.VGG16(include_top=False) weights .h5 file instead."
             ) from err
-    if not os.path.isfile(weights):
+    # `~` is the home folder, as in the other path flags (the shell leaves it alone after `--vgg_weights=`).
+    path = os.path.expanduser(weights)
+    if not os.path.isfile(path):
         raise VGGWeightsError(
-            f"VGG-16 weights file {weights!r} not found. Pass 'imagenet' (needs internet), None, or the path "
+            f"VGG-16 weights file {path!r} not found. Pass 'imagenet' (needs internet), None, or the path "
             "of a keras.applications.VGG16(include_top=False) weights .h5 file."
         )
     model = keras.applications.VGG16(include_top=False, weights=None)
     try:
-        model.load_weights(weights)
+        model.load_weights(path)
     except Exception as err:  # keras raises several types for a wrong file
         raise VGGWeightsError(
-            f"{weights}: not loadable as VGG16(include_top=False) weights ({err}). Save them with "
+            f"{path}: not loadable as VGG16(include_top=False) weights ({err}). Save them with "
             "keras.applications.VGG16(include_top=False, ...).save_weights('vgg16.weights.h5')."
         ) from err
     return model

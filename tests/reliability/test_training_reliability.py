@@ -202,6 +202,18 @@ def test_vgg_weights_need_full_width_trunks(tmp_path):
         check_vgg_weights(str(weights), 1.0)
 
 
+def test_vgg_weights_under_home_are_found(tmp_path, monkeypatch):
+    """`--vgg_weights=~/vgg16.h5` (in a flag file, or after `=` on a command line, where the shell leaves `~` as
+    it is) was looked for in a folder named `~`: "VGG-16 weights file '~/vgg16.h5' not found", exit 2, with the file
+    in the home folder. `~` is the home folder there as in --manual_dir, --flow_cache_dir and --run_dir."""
+    from maskrnn_tf.model.vgg_trunk import VGGWeightsError, check_vgg_weights
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "vgg16.h5").write_bytes(b"")  # found, then refused for its content
+    with pytest.raises(VGGWeightsError, match=r"vgg16.h5: not loadable as VGG16\(include_top=False\) weights"):
+        check_vgg_weights("~/vgg16.h5", 1.0)
+
+
 def test_a_flow_cache_dir_that_is_a_file_stops_before_the_run_dir_is_written(tmp_path):
     run_dir, cache = tmp_path / "run", tmp_path / "flows"
     cache.write_text("mine")
