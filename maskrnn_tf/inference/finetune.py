@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from maskrnn_tf.data.pipelines import make_finetune_dataset
-from maskrnn_tf.inference.first_mask import FirstMask, resize_nearest
+from maskrnn_tf.inference.first_mask import FirstMask, labels_at_size
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, flow_between
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 from maskrnn_tf.model import MaskRNN
@@ -192,9 +192,9 @@ def first_frame_and_flow(source: VideoSource, size: Tuple[int, int], flow_fn: Op
 
 
 def first_ids_at_size(first: FirstMask, size: Tuple[int, int]) -> Tuple[np.ndarray, List[int]]:
-    """The first-frame ids at the processing size (the pixels the segmentation is seeded with) and the object
-    ids still present there (a tiny object may vanish when downscaled)."""
-    ids = resize_nearest(first.labels, size)
+    """The first-frame ids at the processing size (the pixels the segmentation is seeded with, every object kept:
+    `labels_at_size`) and the object ids present there."""
+    ids = labels_at_size(first.labels, size)
     return ids, [i for i in first.object_ids if np.any(ids == i)]
 
 

@@ -23,6 +23,22 @@ def resize_nearest(maps: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     return maps[..., rows, :][..., cols]
 
 
+def labels_at_size(labels: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """A first-frame id map [H, W] at the processing `size` (height, width): nearest-neighbour (`resize_nearest`),
+    except that an object on which no cell centre falls (smaller than a cell of the downscale, e.g. a ball in a
+    4K frame under --max_size) takes the cells its pixels lie in, so that it is tracked instead of dropped.
+    Those cells are taken from whatever held them (background or a larger object)."""
+    small = np.array(resize_nearest(labels, size), copy=True)
+    if small.shape == labels.shape:
+        return small
+    for object_id in np.unique(labels):
+        if object_id in (0, VOID_ID) or np.any(small == object_id):
+            continue
+        rows, cols = np.nonzero(labels == object_id)
+        small[rows * size[0] // labels.shape[0], cols * size[1] // labels.shape[1]] = object_id
+    return small
+
+
 class MaskError(ValueError):
     """The first-frame mask does not fit the video or holds no object."""
 
@@ -49,6 +65,11 @@ class FirstMask:
         """[N, H, W] float32 0/1 maps, one per object (void is background for every object)."""
         ids = np.asarray(self.object_ids, np.uint8)[:, None, None]
         return (self.labels[None] == ids).astype(np.float32)
+
+    def one_hot_at(self, size: Tuple[int, int]) -> np.ndarray:
+        """`one_hot` at the processing `size` (height, width), every object kept (`labels_at_size`)."""
+        ids = np.asarray(self.object_ids, np.uint8)[:, None, None]
+        return (labels_at_size(self.labels, size)[None] == ids).astype(np.float32)
 
     def index_to_id(self) -> np.ndarray:
         """[N + 1] uint8 lookup from fused labels (0 background, i + 1 object i) to object ids."""

@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from maskrnn_tf.inference.background import BackgroundWorker
-from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask, resize_nearest
+from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
 from maskrnn_tf.inference.output_dir import (MARKER_FILE, OutputExistsError, UnsafeOutputError, atomic_output_dir,
                                              check_no_overlap, check_output_dir)
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, fuse, propagate
@@ -153,7 +153,7 @@ def segment_frames(
         flow_fn = flow_fn.for_sequence(source.name, tuple(source.size))
     frames = _working_frames(source, size, stash)
     results = propagate(
-        step_fn, frames, resize_nearest(first.one_hot(), size), flow_fn,
+        step_fn, frames, first.one_hot_at(size), flow_fn,
         need_next_flow=options.need_next_flow, read_ahead=options.read_ahead, threshold=options.threshold,
         stems=source.frame_names,
     )

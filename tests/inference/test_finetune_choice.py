@@ -201,9 +201,9 @@ def test_cli_static_on_request(tmp_path, video_on_disk, stage_b_run, monkeypatch
     assert record["finetune_log"]["frames"]["updates"] == 2 and "stopped_by_budget" not in record["finetune_log"]["frames"]
 
 
-def test_static_finetuning_skips_a_video_whose_objects_vanish_at_the_processing_size(monkeypatch, video_on_disk):
-    """A first-frame object of one pixel is gone at half size: with nothing left to learn from, static
-    finetuning must not run (it trained on empty masks: 'everything is background')."""
+def test_static_finetuning_trains_on_an_object_smaller_than_a_cell_of_the_downscale(monkeypatch, video_on_disk):
+    """A first-frame object of one pixel falls between the pixel centres halving samples: it was left out of
+    finetuning (and of the segmentation's seed). It is finetuned on at the cell its pixel lies in."""
     import importlib
 
     from maskrnn_tf.inference import FinetuneConfig
@@ -219,8 +219,6 @@ def test_static_finetuning_skips_a_video_whose_objects_vanish_at_the_processing_
     labels[4, 4] = 1  # even row and column: halving samples pixel centres, rows and columns 1, 3, 5, ...
     first = FirstMask(labels, (1,), np.zeros((256, 3), np.uint8))
     half = max(source.size) // 2
-    assert finetune_module.finetune_on_video(None, source, first, None, half, FinetuneConfig(steps=3)) == []
-    assert calls == []
-    labels[4:8, 4:8] = 1  # an object that survives is finetuned on
     assert finetune_module.finetune_on_video(None, source, first, None, half, FinetuneConfig(steps=3)) == [0.5]
-    assert len(calls) == 1 and calls[0][3] == [1]
+    (_, _, ids, present, _, _), = calls
+    assert present == [1] and np.argwhere(ids == 1).tolist() == [[2, 2]]

@@ -9,7 +9,7 @@ from PIL import Image
 
 from maskrnn_tf.inference.background import BackgroundWorker, prefetch
 from maskrnn_tf.inference.finetune import first_ids_at_size
-from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask, resize_nearest
+from maskrnn_tf.inference.first_mask import FirstMask, MaskError, labels_at_size, read_first_mask, resize_nearest
 from maskrnn_tf.inference.video_reader import VideoReadError, VideoSource, working_size
 from maskrnn_tf.io import ImageReadError
 
@@ -101,10 +101,29 @@ def test_first_mask_downscale_samples_pixel_centres_for_the_seed_and_the_finetun
     first = FirstMask(labels=labels, object_ids=(1, 2), palette=np.zeros((256, 3), np.uint8))
     ids, present = first_ids_at_size(first, (2, 3))
     assert present == [1, 2]  # nearest at the top-left corners (columns 0, 2, 4) lost object 1
-    seed = resize_nearest(first.one_hot(), (2, 3))
+    seed = first.one_hot_at((2, 3))
     for k, object_id in enumerate(first.object_ids):
         np.testing.assert_array_equal(seed[k], ids == object_id)
     assert resize_nearest(labels, (4, 6)) is labels
+
+
+def test_an_object_smaller_than_a_cell_of_the_downscale_keeps_the_cells_its_pixels_lie_in():
+    """Under --max_size an object no cell centre falls on was dropped (nearest-neighbour: no pixel at the processing
+    size), and the video was segmented without it, without a word. It keeps the cells its pixels lie in now."""
+    labels = np.zeros((8, 12), np.uint8)
+    labels[:, 6:] = 1
+    labels[1, 1] = 2  # quartering samples rows 2, 6 and columns 2, 6, 10 (the centres of 4x4 blocks)
+    labels[4:6, 8] = 3  # inside object 1, between the sampled rows and columns
+    np.testing.assert_array_equal(resize_nearest(labels, (2, 3)), [[0, 1, 1], [0, 1, 1]])  # both lost
+    # Hand-computed: pixel (1, 1) lies in cell (0, 0); pixels (4, 8), (5, 8) in cell (1, 2), taken from object 1.
+    np.testing.assert_array_equal(labels_at_size(labels, (2, 3)), [[2, 1, 1], [0, 1, 3]])
+    first = FirstMask(labels=labels, object_ids=(1, 2, 3), palette=np.zeros((256, 3), np.uint8))
+    ids, present = first_ids_at_size(first, (2, 3))
+    assert present == [1, 2, 3]
+    seed = first.one_hot_at((2, 3))  # the segmentation's seed: the same pixels as finetuning's targets
+    for k, object_id in enumerate(first.object_ids):
+        np.testing.assert_array_equal(seed[k], ids == object_id)
+    np.testing.assert_array_equal(labels_at_size(labels, (8, 12)), labels)
 
 
 def test_first_mask_errors(tmp_path):
