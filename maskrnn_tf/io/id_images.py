@@ -12,8 +12,8 @@ Two readers with different contracts:
   object (DAVIS palette colours to their index, other colours to 1..K in order of first appearance), black
   being the background; an RGB mask whose only colours are the palette's greys (64, 128, 192 in every
   channel) is a DAVIS-colour mask of objects 56, 7, 63; a grey mask of ids 1..N with 255 (void) is ids. An RGB
-  mask with colours that lie only on the edges between other colours (the blends a resize with interpolation or
-  anti-aliasing leaves) is refused: each blend would be an object; so is a palette PNG whose background (black)
+  mask with colours that lie only on the edges between other colours and mix two of them (the blends a resize
+  with interpolation or anti-aliasing leaves) is refused: each blend would be an object; so is a palette PNG whose background (black)
   is not index 0 (a quantised colour mask, whose indices are not ids).
 - `read_annotation_ids` reads a dataset's ground truth (DAVIS layouts): a palette PNG's indices, or a grey
   PNG's values when the sequence's first annotation is a grey map of ids 1..N (255 = void; what
@@ -143,26 +143,58 @@ def read_result_ids(path: str | os.PathLike) -> np.ndarray:
     return ids
 
 
+_NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+
+
+def _same_as_neighbours(values: np.ndarray) -> np.ndarray:
+    """[H, W] bool: the pixels whose 8 neighbours (edges replicated) all hold their own value."""
+    padded = np.pad(values, 1, mode="edge")
+    height, width = values.shape
+    same = np.ones(values.shape, bool)
+    for dy, dx in _NEIGHBOURS:
+        same &= padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width] == values
+    return same
+
+
+def _unpack(key: int) -> np.ndarray:
+    return np.asarray([key >> 16, (key >> 8) & 255, key & 255], np.float64)
+
+
+def _is_mix(colour: int, others: List[int], tolerance: float = 2.0) -> bool:
+    """Whether packed `colour` lies between two of the packed `others` (a + t (b - a), 0 < t < 1, each channel
+    within `tolerance`): what interpolating between two colours makes."""
+    c = _unpack(colour)
+    for i, a_key in enumerate(others):
+        for b_key in others[i + 1:]:
+            a, d = _unpack(a_key), _unpack(b_key) - _unpack(a_key)
+            t = float(np.dot(c - a, d) / np.dot(d, d))
+            if 0 < t < 1 and np.abs(a + t * d - c).max() <= tolerance:
+                return True
+    return False
+
+
 def _edge_blends(keys: np.ndarray, ignore: Tuple[int, ...] = ()) -> List[Tuple[int, int, int]]:
-    """The colours of a packed-RGB mask [H, W] (`_pack`) that no pixel of theirs holds inside a region of their
-    own colour (all 8 neighbours alike) and that touch another colour than black: the blends that a resize with
-    interpolation (bilinear, area, cubic) or anti-aliasing leaves between an object and its surroundings. A small
-    object on black is not one; `ignore` (packed colours, e.g. the DAVIS void) is never one."""
+    """The colours of a packed-RGB mask [H, W] (`_pack`) that a resize with interpolation (bilinear, area, cubic) or
+    anti-aliasing leaves between an object and its surroundings: no pixel of theirs inside a region of their own
+    colour (all 8 neighbours alike), touching another colour than black, and a mix of two colours they touch
+    (black counted). A small or thin object (on black, on another object, beside void) is not one unless its
+    colour is such a mix; `ignore` (packed colours, e.g. the DAVIS void) is never one."""
+    inside = _same_as_neighbours(keys)
     padded = np.pad(keys, 1, mode="edge")
     height, width = keys.shape
-    inside = np.ones(keys.shape, bool)
-    touching = np.zeros(keys.shape, bool)
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            if dy or dx:
-                neighbour = padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
-                inside &= neighbour == keys
-                touching |= (neighbour != keys) & (neighbour != 0)
-    colours, inverse = np.unique(keys.reshape(-1), return_inverse=True)
-    has_inside = np.bincount(inverse[inside.reshape(-1)], minlength=colours.size) > 0
-    touches = np.bincount(inverse[touching.reshape(-1)], minlength=colours.size) > 0
-    blends = (colours != 0) & ~has_inside & touches & ~np.isin(colours, np.asarray(ignore, colours.dtype))
-    return [(int(c) >> 16, (int(c) >> 8) & 255, int(c) & 255) for c in colours[blends]]
+    blends = []
+    for colour in np.unique(keys[~inside]):
+        colour = int(colour)
+        own = keys == colour
+        if colour == 0 or colour in ignore or np.any(own & inside):
+            continue
+        near = set()
+        for dy, dx in _NEIGHBOURS:
+            near.update(int(v) for v in np.unique(padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width][own]))
+        near.discard(colour)
+        if near - {0} and _is_mix(colour, sorted(near | {0})):
+            blends.append((colour >> 16, (colour >> 8) & 255, colour & 255))
+    return blends
 
 
 def _solid_intermediate(values: np.ndarray) -> bool:
@@ -171,12 +203,7 @@ def _solid_intermediate(values: np.ndarray) -> bool:
     intermediate = (values > 0) & (values < values.max())
     if not intermediate.any():
         return False
-    padded = np.pad(values, 1, mode="edge")
-    height, width = values.shape
-    interior = intermediate.copy()
-    for dy in (-1, 0, 1):
-        for dx in (-1, 0, 1):
-            interior &= padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width] == values
+    interior = intermediate & _same_as_neighbours(values)
     return interior.sum() > 0.5 * intermediate.sum()
 
 
@@ -257,7 +284,7 @@ def _refuse_palette_by_colour(path: str, ids: np.ndarray, palette: np.ndarray) -
     if not palette[0].any():
         return
     used = np.unique(ids)
-    black = [int(i) for i in used if i != 0 and not palette[i].any()]
+    black = [int(i) for i in used if i not in (0, VOID_ID) and not palette[i].any()]
     if black:
         raise ImageReadError(
             f"{path}: palette PNG whose background (black) is index {black[0]}, not 0, while index 0 is the colour "

@@ -279,6 +279,56 @@ def test_quantised_palette_first_mask_is_refused(tmp_path, colours):
     image.save(path)
     np.testing.assert_array_equal(read_first_mask(path).labels, square_ids(0))
 
+def _thin_objects(case: str) -> np.ndarray:
+    """Id maps (255 = void) whose objects have no pixel with 8 like neighbours and touch another object or void."""
+    ids = square_ids(0)  # object 1 at rows 8-19, columns 6-17; object 2 at rows 22-33, columns 30-41
+    if case == "stick beside an object":
+        ids[8:20, 18:20] = 3
+    elif case == "ball on an object":
+        ids[12:14, 10:12] = 3
+    elif case == "beside void":
+        ids[8:20, 18] = 255
+        ids[8:20, 19:21] = 3
+    else:  # a one-pixel void column between two solid objects
+        ids[8:20, 18] = 255
+        ids[8:20, 19:27] = 3
+    return ids
+
+
+@pytest.mark.parametrize("colours, case", [
+    ("davis", "stick beside an object"), ("davis", "ball on an object"), ("davis", "beside void"),
+    ("davis", "void between"), ("other", "stick beside an object"), ("other", "ball on an object")])
+def test_thin_and_small_objects_in_rgb_masks_are_not_edge_blends(tmp_path, colours, case):
+    """A colour with no pixel inside a region of its own is an edge blend only if it is a mix of two colours it
+    touches: a 2-px stick beside a person, a 2x2 ball on one, a thin object beside void and the DAVIS void colour
+    itself were refused as blends of a resize."""
+    ids = _thin_objects(case)
+    if colours == "davis":
+        rgb, want = davis_palette()[ids], ids
+    else:  # void is a DAVIS colour: its cases are DAVIS's
+        table = np.array([(0, 0, 0), (10, 200, 30), (250, 5, 240), (240, 200, 10)], np.uint8)
+        # Other colours become objects 1..K in order of first appearance (row by row): the stick's or the
+        # ball's first pixel comes before object 2's.
+        rgb, want = table[ids], np.array([0, 1, 3, 2], np.uint8)[ids]
+    path = str(tmp_path / "thin.png")
+    _save_rgb(path, rgb)
+    np.testing.assert_array_equal(read_first_mask(path).labels, want)
+
+
+def test_palette_first_mask_of_ids_with_a_black_void_entry_keeps_its_ids(tmp_path):
+    """A palette PNG of ids 0, 1, 2 and 255 (void) with a palette of its own (white background, the unused
+    entries black, void's too) was refused as a quantised colour mask: void's black entry is not a background."""
+    ids = square_ids(0)
+    ids[20:22, :] = 255
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:3] = [(255, 255, 255), (10, 200, 30), (250, 5, 240)]
+    image = Image.fromarray(ids, mode="P")
+    image.putpalette(palette.reshape(-1).tolist())
+    path = str(tmp_path / "ids.png")
+    image.save(path)
+    np.testing.assert_array_equal(read_first_mask(path).labels, ids)
+
+
 @needs_data
 def test_davis_rgb_first_mask_with_thin_void_keeps_its_objects(tmp_path):
     """DAVIS-2017 void (255) lies in thin bands along the objects: in a DAVIS-colour RGB mask it is no edge blend."""
