@@ -169,7 +169,7 @@ def finetune_on_video(
     size = working_size(tuple(source.size), max_size)
     first_frame, flow = first_frame_and_flow(source, size, flow_fn)
     ids, present = first_ids_at_size(first, size)
-    if not present:  # every object vanished at this size: training on empty masks would teach "background"
+    if not present:  # no object at this size: training on empty masks would teach "background"
         return []
     return finetune(model, first_frame, ids, present, flow, config)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from typing import Optional, Tuple
 
@@ -9,6 +10,8 @@ import numpy as np
 
 from maskrnn_tf.io import VOID_ID, davis_palette
 from maskrnn_tf.io.id_images import read_label_image
+
+_LOG = logging.getLogger(__name__)
 
 
 def resize_nearest(maps: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
@@ -26,16 +29,29 @@ def resize_nearest(maps: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 def labels_at_size(labels: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     """A first-frame id map [H, W] at the processing `size` (height, width): nearest-neighbour (`resize_nearest`),
     except that an object on which no cell centre falls (smaller than a cell of the downscale, e.g. a ball in a
-    4K frame under --max_size) takes the cells its pixels lie in, so that it is tracked instead of dropped.
-    Those cells are taken from whatever held them (background or a larger object)."""
+    4K frame under --max_size) takes the cells its pixels lie in, so that it is tracked instead of dropped. A cell
+    is taken from background, void, or an object that keeps another cell; an object left without one (it shares
+    its only cell with another such object) is named in a warning."""
     small = np.array(resize_nearest(labels, size), copy=True)
     if small.shape == labels.shape:
         return small
-    for object_id in np.unique(labels):
-        if object_id in (0, VOID_ID) or np.any(small == object_id):
-            continue
+    kept, counts = np.unique(small, return_counts=True)
+    cells = dict(zip(kept.tolist(), counts.tolist()))
+    missing = [int(i) for i in np.unique(labels) if i not in (0, VOID_ID) and i not in cells]
+    for object_id in missing:
         rows, cols = np.nonzero(labels == object_id)
-        small[rows * size[0] // labels.shape[0], cols * size[1] // labels.shape[1]] = object_id
+        for row, col in sorted(set(zip((rows * size[0] // labels.shape[0]).tolist(),
+                                       (cols * size[1] // labels.shape[1]).tolist()))):
+            holder = int(small[row, col])
+            if holder in (0, VOID_ID) or cells.get(holder, 0) > 1:
+                cells[holder] -= 1
+                small[row, col] = object_id
+                cells[object_id] = cells.get(object_id, 0) + 1
+    lost = [i for i in missing if not cells.get(i)]
+    if lost:
+        _LOG.warning("object(s) %s of the first mask are smaller than a pixel at the processing size %dx%d and "
+                     "share it with other objects: they are not tracked; give a larger --max_size (0 = full size).",
+                     lost, size[1], size[0])
     return small
 
 

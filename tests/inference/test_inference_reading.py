@@ -126,6 +126,19 @@ def test_an_object_smaller_than_a_cell_of_the_downscale_keeps_the_cells_its_pixe
     np.testing.assert_array_equal(labels_at_size(labels, (8, 12)), labels)
 
 
+def test_an_object_smaller_than_a_cell_takes_no_cell_another_object_needs(caplog):
+    """A small object takes a cell only from background, void or an object that keeps another cell: a tracked
+    object is never dropped for it. One left without a cell is named in a warning."""
+    labels = np.zeros((8, 8), np.uint8)
+    labels[1:4, 1:4] = 1  # 9 pixels, one sampled centre: (2, 2)
+    labels[0, 0] = 2  # in the same cell, (0, 0), which object 1 needs
+    labels[5, 1] = 3  # cell (1, 0): background, taken
+    labels[5, 2] = 4  # the same cell, now object 3's only one
+    with caplog.at_level("WARNING"):
+        np.testing.assert_array_equal(labels_at_size(labels, (2, 2)), [[1, 0], [3, 0]])
+    assert "object(s) [2, 4] of the first mask are smaller than a pixel at the processing size 2x2" in caplog.text
+
+
 def test_first_mask_errors(tmp_path):
     ids = np.zeros((8, 10), np.uint8)
     ids[2, 2] = 1
