@@ -123,13 +123,13 @@ class RunCheckpoint:
     @staticmethod
     def holds(path: str, name: str) -> bool:
         """Whether checkpoint `path` stores the trackable `name` (e.g. the data iterators)."""
-        return any(stored.split("/", 1)[0] == name for stored, _ in tf.train.list_variables(path))
+        return name in _stored_trackables(path)
 
     def _checkpoint_for(self, path: str, skip: Sequence[str] = ()) -> tf.train.Checkpoint:
         """The checkpoint object to restore `path` with: without `skip` and the optional trackables it lacks."""
         if not self._optional and not skip:
             return self.checkpoint
-        stored = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}
+        stored = _stored_trackables(path)
         left_out = set(skip) | {name for name in self._optional if name not in stored}
         if not left_out:
             return self.checkpoint
@@ -299,3 +299,8 @@ def _first_line(err: BaseException) -> str:
     """The first line of an error's message (at most 300 characters), or its type when it has none."""
     text = str(err).strip()
     return text.splitlines()[0][:300] if text else type(err).__name__
+
+
+def _stored_trackables(path: str) -> set:
+    """The names of the top-level trackables checkpoint `path` stores (step, model, static_data, ...)."""
+    return {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}

@@ -294,13 +294,15 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     if restored and not distributed and not ckpt.holds(restored, _ITERATORS[0]):
         # Made on several replicas (mirrored, multi_worker), which do not checkpoint their iterators: the data
         # position is restored by consuming the batches already trained on, as such a run resumes itself.
+        # Once stage A is over its batches are never read again: only stage B's are consumed then.
         done_a, done_b = _consumed(int(global_step.numpy()), config.stage_a_steps)
+        done_a = 0 if done_a == config.stage_a_steps else done_a
         printer(f"note: {restored} was made on several replicas and holds no data position: reading the "
                 f"{done_a + done_b} batches its steps trained on again to resume after them")
         _advance(static_it, done_a)
         _advance(clip_it, done_b)
     if restored is None and config.init_checkpoint:
-        source = ckpt.init_from(config.init_checkpoint, skip=("static_data", "clip_data"), last_step=config.total_steps,
+        source = ckpt.init_from(config.init_checkpoint, skip=_ITERATORS, last_step=config.total_steps,
                                 precision=precision)
         printer(f"started from {source} at step {int(global_step.numpy())} (weights, optimizer, step and RNG; "
                 "the data starts from its beginning)")
