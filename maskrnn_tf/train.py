@@ -210,10 +210,10 @@ def main(argv: List[str]) -> int:
         return 2
 
     from maskrnn_tf.training.checkpoint_files import checkpoint_paths
+    from maskrnn_tf.training.loop import reads_vgg_weights
 
     try:  # before the run dir exists: a bad path stored in config.json would refuse the corrected rerun
-        # A resume restores the trunks from its checkpoints: the file may have moved, imagenet may be offline.
-        if not checkpoint_paths(os.path.join(run_dir, "checkpoints")):
+        if reads_vgg_weights(config, checkpoint_paths(os.path.join(run_dir, "checkpoints"))):
             check_vgg_weights(config.model.vgg_weights, config.model.width)
     except VGGWeightsError as err:
         print(f"error: --vgg_weights: {err}", file=sys.stderr)

@@ -13,7 +13,7 @@ import math
 import os
 import signal
 import time
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -119,6 +119,13 @@ def _advance(iterator: Iterator, count: int) -> None:
     state is that of a plain iterator of the dataset, which the next resume restores."""
     for _ in range(count):
         next(iterator)
+
+
+def reads_vgg_weights(config: TrainConfig, own_checkpoints: Sequence[str]) -> bool:
+    """Whether a run initialises its trunks from config.model.vgg_weights: not when it resumes from its own
+    checkpoints or starts from --init_checkpoint, which restore every weight (the file may have moved, imagenet
+    be offline)."""
+    return not own_checkpoints and not config.init_checkpoint
 
 
 def _profile_range(steps: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
@@ -270,10 +277,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         prepare_run_dir(run_dir, config, overwrite_config, report=printer, write=False)
         check_init_checkpoint(run_dir, config.init_checkpoint, _stored_setting(run_dir, "init_checkpoint"), own)
 
-    # A resume restores the trunks from its checkpoints: the VGG-16 file is not read (it may have moved, or
-    # imagenet be offline).
     with strategy.scope():
-        model = MaskRNN(config.model, read_vgg_weights=not own)
+        model = MaskRNN(config.model, read_vgg_weights=reads_vgg_weights(config, own))
         optimizer = make_optimizer(config, policy)
         optimizer.build(model.trainable_variables)
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")

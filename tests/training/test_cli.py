@@ -45,7 +45,7 @@ def _model_variables(checkpoint_prefix):
 
     run_dir = os.path.dirname(os.path.dirname(checkpoint_prefix))
     with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
-        model = MaskRNN(MaskRNNConfig.from_dict(json.load(f)["model"]))
+        model = MaskRNN(MaskRNNConfig.from_dict(json.load(f)["model"]), read_vgg_weights=False)
     tf.train.Checkpoint(model=model).read(checkpoint_prefix).assert_existing_objects_matched()
     return {f"{i:04d}.{w.path}": w.numpy() for i, w in enumerate(model.weights)}
 
@@ -254,13 +254,22 @@ def test_a_run_started_from_the_end_of_another_runs_stage_a_trains_stage_b_as_th
     for name, value in _model_variables(start).items():
         np.testing.assert_array_equal(kept[name], value, err_msg=name)
 
-    forked, _ = train_in_process(fork, *steps, "--stage_b_steps=2",
+    # Its VGG-16 weights are not read (every weight comes from the checkpoint): a file not here, or imagenet
+    # offline, refused the run ("VGG-16 weights file ... not found", exit 2).
+    absent = str(tmp_path / "absent_vgg16.h5")
+    forked, _ = train_in_process(fork, *steps, "--stage_b_steps=2", f"--vgg_weights={absent}",
                                  f"--init_checkpoint={os.path.join(source, 'stage_a')}")
     assert f"started from {start} at step 2" in forked
     assert "stage A  step" not in forked and "stage B  step 4/4" in forked
     assert tf.train.latest_checkpoint(os.path.join(fork, "stage_a")) == os.path.join(fork, "stage_a", "ckpt-2")
     with open(os.path.join(fork, "config.json")) as f:
         assert json.load(f)["init_checkpoint"] == os.path.join(source, "stage_a")
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.loop import reads_vgg_weights
+
+    new_run = TrainConfig().override({"model.vgg_weights": absent})  # the CLI checks the file for these only
+    assert reads_vgg_weights(new_run, []) and not reads_vgg_weights(new_run, ["ckpt-1"])
+    assert not reads_vgg_weights(new_run.override({"init_checkpoint": start}), [])
     ref = _model_variables(os.path.join(source, "checkpoints", "ckpt-4"))
     got = _model_variables(os.path.join(fork, "checkpoints", "ckpt-4"))
     assert not all(np.array_equal(ref[n], _model_variables(start)[n]) for n in ref)  # stage B changed them
