@@ -38,10 +38,13 @@ def labels_at_size(labels: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     kept, counts = np.unique(small, return_counts=True)
     cells = dict(zip(kept.tolist(), counts.tolist()))
     missing = [int(i) for i in np.unique(labels) if i not in (0, VOID_ID) and i not in cells]
+    where = {}
     for object_id in missing:
         rows, cols = np.nonzero(labels == object_id)
-        for row, col in sorted(set(zip((rows * size[0] // labels.shape[0]).tolist(),
-                                       (cols * size[1] // labels.shape[1]).tolist()))):
+        where[object_id] = sorted(set(zip((rows * size[0] // labels.shape[0]).tolist(),
+                                          (cols * size[1] // labels.shape[1]).tolist())))
+    for object_id in sorted(missing, key=lambda i: len(where[i])):  # the fewest cells choose first
+        for row, col in where[object_id]:
             holder = int(small[row, col])
             if holder in (0, VOID_ID) or cells.get(holder, 0) > 1:
                 cells[holder] -= 1

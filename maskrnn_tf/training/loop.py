@@ -302,8 +302,9 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         # Once stage A is over its batches are never read again: only stage B's are consumed then.
         done_a, done_b = _consumed(int(global_step.numpy()), config.stage_a_steps)
         done_a = 0 if done_a == config.stage_a_steps else done_a
-        printer(f"note: {restored} was made on several replicas and holds no data position: reading the "
-                f"{done_a + done_b} batches its steps trained on again to resume after them")
+        if done_a + done_b:
+            printer(f"note: {restored} was made on several replicas and holds no data position: reading the "
+                    f"{done_a + done_b} batches its steps trained on again to resume after them")
         _advance(static_it, done_a)
         _advance(clip_it, done_b)
     if restored is None and config.init_checkpoint:

@@ -137,6 +137,11 @@ def test_an_object_smaller_than_a_cell_takes_no_cell_another_object_needs(caplog
     with caplog.at_level("WARNING"):
         np.testing.assert_array_equal(labels_at_size(labels, (2, 2)), [[1, 0], [3, 0]])
     assert "object(s) [2, 4] of the first mask are smaller than a pixel at the processing size 2x2" in caplog.text
+    # Objects of fewer cells choose first: in id order object 2 (cells (0, 0), (0, 1)) and object 3 ((0, 1),
+    # (0, 2)) left object 4 nothing of its one cell, (0, 0).
+    labels = np.zeros((8, 12), np.uint8)
+    labels[0, 3:5], labels[0, 7:9], labels[1, 0] = 2, 3, 4
+    np.testing.assert_array_equal(labels_at_size(labels, (2, 3)), [[4, 2, 3], [0, 0, 0]])
 
 
 def test_first_mask_errors(tmp_path):
