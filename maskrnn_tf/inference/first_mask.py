@@ -30,8 +30,8 @@ def labels_at_size(labels: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     """A first-frame id map [H, W] at the processing `size` (height, width): nearest-neighbour (`resize_nearest`),
     except that an object on which no cell centre falls (smaller than a cell of the downscale, e.g. a ball in a
     4K frame under --max_size) takes the cells its pixels lie in, so that it is tracked instead of dropped. A cell
-    is taken from background, void, or an object that keeps another cell; an object left without one (it shares
-    its only cell with another such object) is named in a warning."""
+    is taken from background, void, or an object that keeps another cell (the objects of fewest cells choose
+    first); an object left without one (each of its cells is another object's only one) is named in a warning."""
     small = np.array(resize_nearest(labels, size), copy=True)
     if small.shape == labels.shape:
         return small
@@ -80,15 +80,12 @@ class FirstMask:
     def num_objects(self) -> int:
         return len(self.object_ids)
 
-    def one_hot(self) -> np.ndarray:
-        """[N, H, W] float32 0/1 maps, one per object (void is background for every object)."""
+    def one_hot(self, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+        """[N, H, W] float32 0/1 maps, one per object (void is background for every object); at the processing
+        `size` (height, width) when given, every object kept (`labels_at_size`)."""
+        labels = self.labels if size is None else labels_at_size(self.labels, size)
         ids = np.asarray(self.object_ids, np.uint8)[:, None, None]
-        return (self.labels[None] == ids).astype(np.float32)
-
-    def one_hot_at(self, size: Tuple[int, int]) -> np.ndarray:
-        """`one_hot` at the processing `size` (height, width), every object kept (`labels_at_size`)."""
-        ids = np.asarray(self.object_ids, np.uint8)[:, None, None]
-        return (labels_at_size(self.labels, size)[None] == ids).astype(np.float32)
+        return (labels[None] == ids).astype(np.float32)
 
     def index_to_id(self) -> np.ndarray:
         """[N + 1] uint8 lookup from fused labels (0 background, i + 1 object i) to object ids."""

@@ -153,7 +153,7 @@ def segment_frames(
         flow_fn = flow_fn.for_sequence(source.name, tuple(source.size))
     frames = _working_frames(source, size, stash)
     results = propagate(
-        step_fn, frames, first.one_hot_at(size), flow_fn,
+        step_fn, frames, first.one_hot(size), flow_fn,
         need_next_flow=options.need_next_flow, read_ahead=options.read_ahead, threshold=options.threshold,
         stems=source.frame_names,
     )

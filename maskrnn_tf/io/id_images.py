@@ -13,8 +13,8 @@ Two readers with different contracts:
   being the background; an RGB mask whose only colours are the palette's greys (64, 128, 192 in every
   channel) is a DAVIS-colour mask of objects 56, 7, 63; a grey mask of ids 1..N with 255 (void) is ids. An RGB
   mask with colours that lie only on the edges between other colours and mix two of them (the blends a resize
-  with interpolation or anti-aliasing leaves) is refused: each blend would be an object; so is a palette PNG whose background (black)
-  is not index 0 (a quantised colour mask, whose indices are not ids).
+  with interpolation or anti-aliasing leaves) is refused: each blend would be an object; so is a palette PNG
+  whose background (black) is not index 0 (a quantised colour mask, whose indices are not ids).
 - `read_annotation_ids` reads a dataset's ground truth (DAVIS layouts): a palette PNG's indices, or a grey
   PNG's values when the sequence's first annotation is a grey map of ids 1..N (255 = void; what
   `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); other grey masks (DAVIS-2016's
@@ -25,7 +25,7 @@ byte, so ids saved as uint16 (`cv2.imwrite`) would read as background.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -41,6 +41,12 @@ _DAVIS_GREYS = frozenset({64, 128, 192})
 def _pack(rgb: np.ndarray) -> np.ndarray:
     rgb = rgb.astype(np.int32)
     return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+
+
+def _unpack(key: int) -> Tuple[int, int, int]:
+    """The (r, g, b) of a packed colour (`_pack`)."""
+    key = int(key)
+    return key >> 16, (key >> 8) & 255, key & 255
 
 
 def _png_bit_depth(path: str) -> Optional[int]:
@@ -95,7 +101,7 @@ def _davis_ids(rgb: np.ndarray) -> Tuple[Optional[np.ndarray], List[Tuple[int, i
     keys = _pack(davis_palette())
     lookup = {int(k): i for i, k in enumerate(keys)}
     colours, inverse = np.unique(_pack(rgb).reshape(-1), return_inverse=True)
-    unknown = [(int(c) >> 16, (int(c) >> 8) & 255, int(c) & 255) for c in colours if int(c) not in lookup]
+    unknown = [_unpack(c) for c in colours if int(c) not in lookup]
     if unknown:
         return None, unknown
     ids = np.asarray([lookup[int(c)] for c in colours], np.uint8)[inverse]
@@ -146,27 +152,30 @@ def read_result_ids(path: str | os.PathLike) -> np.ndarray:
 _NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
 
 
-def _same_as_neighbours(values: np.ndarray) -> np.ndarray:
-    """[H, W] bool: the pixels whose 8 neighbours (edges replicated) all hold their own value."""
+def _neighbours(values: np.ndarray) -> Iterator[np.ndarray]:
+    """The 8 neighbour maps of `values` [H, W] (each pixel's neighbour in one direction; edges replicated)."""
     padded = np.pad(values, 1, mode="edge")
     height, width = values.shape
-    same = np.ones(values.shape, bool)
     for dy, dx in _NEIGHBOURS:
-        same &= padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width] == values
+        yield padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
+
+
+def _same_as_neighbours(values: np.ndarray) -> np.ndarray:
+    """[H, W] bool: the pixels whose 8 neighbours (edges replicated) all hold their own value."""
+    same = np.ones(values.shape, bool)
+    for neighbour in _neighbours(values):
+        same &= neighbour == values
     return same
-
-
-def _unpack(key: int) -> np.ndarray:
-    return np.asarray([key >> 16, (key >> 8) & 255, key & 255], np.float64)
 
 
 def _is_mix(colour: int, others: List[int], tolerance: float = 2.0) -> bool:
     """Whether packed `colour` lies between two of the packed `others` (a + t (b - a), 0 < t < 1, each channel
     within `tolerance`): what interpolating between two colours makes."""
-    c = _unpack(colour)
+    c = np.asarray(_unpack(colour), np.float64)
     for i, a_key in enumerate(others):
         for b_key in others[i + 1:]:
-            a, d = _unpack(a_key), _unpack(b_key) - _unpack(a_key)
+            a = np.asarray(_unpack(a_key), np.float64)
+            d = np.asarray(_unpack(b_key), np.float64) - a
             t = float(np.dot(c - a, d) / np.dot(d, d))
             if 0 < t < 1 and np.abs(a + t * d - c).max() <= tolerance:
                 return True
@@ -180,8 +189,6 @@ def _edge_blends(keys: np.ndarray, ignore: Tuple[int, ...] = ()) -> List[Tuple[i
     (black counted). A small or thin object (on black, on another object, beside void) is not one unless its
     colour is such a mix; `ignore` (packed colours, e.g. the DAVIS void) is never one."""
     inside = _same_as_neighbours(keys)
-    padded = np.pad(keys, 1, mode="edge")
-    height, width = keys.shape
     blends = []
     for colour in np.unique(keys[~inside]):
         colour = int(colour)
@@ -189,11 +196,11 @@ def _edge_blends(keys: np.ndarray, ignore: Tuple[int, ...] = ()) -> List[Tuple[i
         if colour == 0 or colour in ignore or np.any(own & inside):
             continue
         near = set()
-        for dy, dx in _NEIGHBOURS:
-            near.update(int(v) for v in np.unique(padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width][own]))
+        for neighbour in _neighbours(keys):
+            near.update(int(v) for v in np.unique(neighbour[own]))
         near.discard(colour)
         if near - {0} and _is_mix(colour, sorted(near | {0})):
-            blends.append((colour >> 16, (colour >> 8) & 255, colour & 255))
+            blends.append(_unpack(colour))
     return blends
 
 
@@ -272,8 +279,7 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
     palette = np.zeros((256, 3), np.uint8)
     for new_id, k in enumerate(objects, start=1):
         order[k] = new_id
-        c = int(colours[k])
-        palette[new_id] = (c >> 16, (c >> 8) & 255, c & 255)
+        palette[new_id] = _unpack(colours[k])
     return order[inverse].reshape(values.shape[:2]), palette
 
 

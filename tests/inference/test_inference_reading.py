@@ -101,7 +101,7 @@ def test_first_mask_downscale_samples_pixel_centres_for_the_seed_and_the_finetun
     first = FirstMask(labels=labels, object_ids=(1, 2), palette=np.zeros((256, 3), np.uint8))
     ids, present = first_ids_at_size(first, (2, 3))
     assert present == [1, 2]  # nearest at the top-left corners (columns 0, 2, 4) lost object 1
-    seed = first.one_hot_at((2, 3))
+    seed = first.one_hot((2, 3))
     for k, object_id in enumerate(first.object_ids):
         np.testing.assert_array_equal(seed[k], ids == object_id)
     assert resize_nearest(labels, (4, 6)) is labels
@@ -120,7 +120,7 @@ def test_an_object_smaller_than_a_cell_of_the_downscale_keeps_the_cells_its_pixe
     first = FirstMask(labels=labels, object_ids=(1, 2, 3), palette=np.zeros((256, 3), np.uint8))
     ids, present = first_ids_at_size(first, (2, 3))
     assert present == [1, 2, 3]
-    seed = first.one_hot_at((2, 3))  # the segmentation's seed: the same pixels as finetuning's targets
+    seed = first.one_hot((2, 3))  # the segmentation's seed: the same pixels as finetuning's targets
     for k, object_id in enumerate(first.object_ids):
         np.testing.assert_array_equal(seed[k], ids == object_id)
     np.testing.assert_array_equal(labels_at_size(labels, (8, 12)), labels)
