@@ -10,7 +10,7 @@ from PIL import Image
 
 from maskrnn_tf.inference import (MaskError, SegmentOptions, flow_propagation_step, read_first_mask,
                                   segment_davis, segment_video)
-from maskrnn_tf.io import ImageReadError, davis_palette, read_mask, read_palette
+from maskrnn_tf.io import ImageReadError, davis_palette, read_mask, read_palette, write_palette_png
 from maskrnn_tf.io.id_images import read_annotation_ids, read_label_image, read_result_ids
 from maskrnn_tf.metrics import EvaluationConfig, UnreadableResultError, evaluate_dataset
 
@@ -225,6 +225,20 @@ def test_noisy_rgb_first_mask_is_refused(tmp_path):
 
 
 
+def _colour_table(colours: str) -> np.ndarray:
+    """Black and the colours of objects 1, 2 and 3: DAVIS's, or others (objects 1..K in order of appearance)."""
+    if colours == "davis":
+        return davis_palette()[:4]
+    return np.array([(0, 0, 0), (10, 200, 30), (250, 5, 240), (240, 200, 10)], np.uint8)
+
+
+def _white_background_palette() -> np.ndarray:
+    """A palette of ids' own: white background (index 0), objects 1 and 2 in colours, every other entry black."""
+    palette = np.zeros((256, 3), np.uint8)
+    palette[:3] = [(255, 255, 255), (10, 200, 30), (250, 5, 240)]
+    return palette
+
+
 def _resized_rgb(rgb: np.ndarray, interpolation: int) -> np.ndarray:
     """`rgb` drawn at twice the size and brought back with `interpolation`, as a user fits a mask to the frames."""
     import cv2
@@ -240,8 +254,7 @@ def test_rgb_first_mask_resized_with_interpolation_is_refused(tmp_path, colours,
     read as an object of its own (DAVIS colours: a half-dark red is palette colour 8) and segmented as one."""
     import cv2
 
-    table = davis_palette()[:3] if colours == "davis" else np.array([(0, 0, 0), (10, 200, 30), (250, 5, 240)],
-                                                                      np.uint8)
+    table = _colour_table(colours)
     path = str(tmp_path / "resized.png")
     flag = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA}[interpolation]
     _save_rgb(path, _resized_rgb(table[square_ids(0)], flag))
@@ -262,8 +275,7 @@ def test_rgb_first_mask_resized_with_interpolation_is_refused(tmp_path, colours,
 def test_quantised_palette_first_mask_is_refused(tmp_path, colours):
     """Pillow's convert("P", palette=ADAPTIVE) (and quantize()) of a colour mask gives palette indices by colour,
     black last: read as ids, the background was segmented as an object and an object as background."""
-    table = davis_palette()[:3] if colours == "davis" else np.array([(0, 0, 0), (10, 200, 30), (250, 5, 240)],
-                                                                      np.uint8)
+    table = _colour_table(colours)
     path = str(tmp_path / "quantised.png")
     image = Image.fromarray(table[square_ids(0)], mode="RGB").convert("P", palette=Image.ADAPTIVE, colors=3)
     image.save(path)
@@ -272,11 +284,7 @@ def test_quantised_palette_first_mask_is_refused(tmp_path, colours):
                                              r"not 0.*not object ids"):
         read_first_mask(path)
     # A palette PNG of ids with a palette of its own (index 0 black or not, no black object) keeps its ids.
-    palette = np.zeros((256, 3), np.uint8)
-    palette[:3] = [(255, 255, 255), (10, 200, 30), (250, 5, 240)]
-    image = Image.fromarray(square_ids(0), mode="P")
-    image.putpalette(palette.reshape(-1).tolist())
-    image.save(path)
+    write_palette_png(path, square_ids(0), _white_background_palette())
     np.testing.assert_array_equal(read_first_mask(path).labels, square_ids(0))
 
 def _thin_objects(case: str) -> np.ndarray:
@@ -306,10 +314,9 @@ def test_thin_and_small_objects_in_rgb_masks_are_not_edge_blends(tmp_path, colou
     if colours == "davis":
         rgb, want = davis_palette()[ids], ids
     else:  # void is a DAVIS colour: its cases are DAVIS's
-        table = np.array([(0, 0, 0), (10, 200, 30), (250, 5, 240), (240, 200, 10)], np.uint8)
         # Other colours become objects 1..K in order of first appearance (row by row): the stick's or the
         # ball's first pixel comes before object 2's.
-        rgb, want = table[ids], np.array([0, 1, 3, 2], np.uint8)[ids]
+        rgb, want = _colour_table(colours)[ids], np.array([0, 1, 3, 2], np.uint8)[ids]
     path = str(tmp_path / "thin.png")
     _save_rgb(path, rgb)
     np.testing.assert_array_equal(read_first_mask(path).labels, want)
@@ -320,12 +327,8 @@ def test_palette_first_mask_of_ids_with_a_black_void_entry_keeps_its_ids(tmp_pat
     entries black, void's too) was refused as a quantised colour mask: void's black entry is not a background."""
     ids = square_ids(0)
     ids[20:22, :] = 255
-    palette = np.zeros((256, 3), np.uint8)
-    palette[:3] = [(255, 255, 255), (10, 200, 30), (250, 5, 240)]
-    image = Image.fromarray(ids, mode="P")
-    image.putpalette(palette.reshape(-1).tolist())
     path = str(tmp_path / "ids.png")
-    image.save(path)
+    write_palette_png(path, ids, _white_background_palette())
     np.testing.assert_array_equal(read_first_mask(path).labels, ids)
 
 
