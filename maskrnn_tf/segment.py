@@ -107,6 +107,9 @@ flags.DEFINE_bool("apply_localization", None, "Restrict each mask to its enlarge
                   "alone (the paper's 'Train' row).")
 flags.DEFINE_bool("flip_average", False, "Test-time mirroring: run every step on the frame and on its left-right "
                   "mirror and carry the mean of the two predictions (about twice the model time per frame).")
+flags.DEFINE_float("max_growth", 0.0, "Cap each object's mask at this many times the area of its previous mask "
+                   "warped into the frame (keeping the pixels nearest it); 0 = no cap. Stops masks creeping into "
+                   "background frame by frame; a real object grows slowly (1.05 still lets it double in 15 frames).")
 flags.DEFINE_bool("allow_partial_video", False, "Segment the decodable frames of a truncated or corrupt video "
                   "file (with a warning) instead of refusing it.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder that segment wrote (it holds "
@@ -142,6 +145,8 @@ def _register_checks() -> None:
     register_numeric_validator("max_size", zero_or_at_least=MIN_FRAME_SIDE,
                                hint=f"0 keeps the full size; the network needs frames of at least {MIN_FRAME_SIDE} pixels")
     register_numeric_validator("read_ahead", minimum=0)
+    register_numeric_validator("max_growth", zero_or_at_least=1,
+                               hint="0 = no cap; at least 1, a mask may keep its area; e.g. 1.05")
     flags.register_validator("davis_year", lambda year: year in (None, 2016, 2017),
                              message="--davis_year must be 2016 or 2017.")
 
@@ -187,6 +192,9 @@ def main(argv) -> int:
         raise app.UsageError("--overlay applies to a single --video.", exitcode=2)
     if FLAGS.flip_average and FLAGS.method != "maskrnn":
         raise app.UsageError("--flip_average averages the network's steps: it needs --method=maskrnn.", exitcode=2)
+    if FLAGS.max_growth and FLAGS.method != "maskrnn":
+        raise app.UsageError("--max_growth caps the network's masks: it needs --method=maskrnn (flow propagation "
+                             "only moves the first mask).", exitcode=2)
     if FLAGS.method == "maskrnn" and not FLAGS.model:
         raise app.UsageError("--method=maskrnn needs --model (or use --method=flow_propagation).", exitcode=2)
 
@@ -247,6 +255,15 @@ def main(argv) -> int:
 
             step_fn, prepare = flip_averaged_step(step_fn), prepare and FlipAveragedPrepare(prepare)
             metadata["flip_average"] = True
+        if FLAGS.max_growth:  # on what is segmented and carried, after finetuning and mirroring
+            from maskrnn_tf.inference.growth_limit import growth_limited_step
+            from maskrnn_tf.inference.propagation import StepWrappedPrepare
+
+            def cap(step: inference.StepFn) -> inference.StepFn:
+                return growth_limited_step(step, FLAGS.max_growth, options.threshold)
+
+            step_fn, prepare = cap(step_fn), prepare and StepWrappedPrepare(prepare, cap)
+            metadata["max_growth"] = FLAGS.max_growth
     if FLAGS.davis_root:
         names = inference.segment_davis(
             FLAGS.davis_root, FLAGS.split, flow_fn, FLAGS.output, step_fn=step_fn, options=options,

@@ -12,7 +12,7 @@ from typing import Dict
 
 import numpy as np
 
-from maskrnn_tf.inference.propagation import StepFn
+from maskrnn_tf.inference.propagation import StepFn, StepWrappedPrepare
 from maskrnn_tf.ops import flip_flow_left_right
 
 
@@ -58,18 +58,9 @@ def flip_averaged_step(step_fn: StepFn) -> StepFn:
     return run
 
 
-class FlipAveragedPrepare:
+class FlipAveragedPrepare(StepWrappedPrepare):
     """A `prepare(source, first) -> step_fn` callback (online finetuning) whose steps are flip-averaged; the
     wrapped callback's attributes (`log`, its per-video finetuning record; `results`) are read through."""
 
     def __init__(self, prepare):
-        self._prepare = prepare
-
-    def __getattr__(self, name):
-        if name == "_prepare":  # not set yet (e.g. while copying): no recursion
-            raise AttributeError(name)
-        return getattr(self._prepare, name)
-
-    def __call__(self, source, first) -> StepFn:
-        return flip_averaged_step(self._prepare(source, first))
-
+        super().__init__(prepare, flip_averaged_step)

@@ -123,6 +123,24 @@ def step_inputs(frames: Iterable[np.ndarray], flow_fn: AnyFlowFn, need_next_flow
         previous, current, index = current, following, index + 1
 
 
+class StepWrappedPrepare:
+    """A `prepare(source, first) -> step_fn` callback (online finetuning) whose step functions are passed through
+    `wrap(step_fn) -> step_fn` (test-time mirroring, the growth cap); the wrapped callback's attributes (`log`, its
+    per-video finetuning record; `results`) are read through."""
+
+    def __init__(self, prepare, wrap: Callable[[StepFn], StepFn]):
+        self._prepare = prepare
+        self._wrap = wrap
+
+    def __getattr__(self, name):
+        if name in ("_prepare", "_wrap"):  # not set yet (e.g. while copying): no recursion
+            raise AttributeError(name)
+        return getattr(self._prepare, name)
+
+    def __call__(self, source, first) -> StepFn:
+        return self._wrap(self._prepare(source, first))
+
+
 def served_threshold(outputs: Mapping[str, np.ndarray], default: float) -> float:
     """The `mask_threshold` a step returned (the same on every object row), else `default` (a step without that
     output, or with no object row).

@@ -228,6 +228,42 @@ def test_flip_average_segments_with_the_mean_of_the_plain_and_the_mirrored_step(
     assert not (tmp_path / "baseline").exists()
 
 
+def test_max_growth_segments_with_the_librarys_growth_limited_step(davis_root, tmp_path):
+    """--max_growth gives the probabilities of the library's growth-limited step on the same model, is noted in
+    segment_run.json, and is refused with the flow-propagation baseline."""
+    import json
+
+    from maskrnn_tf import inference
+    from maskrnn_tf.inference.growth_limit import growth_limited_step
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model_path = str(tmp_path / "model.keras")
+    MaskRNN(MaskRNNConfig(width=0.125, fc_units=16)).save(model_path)
+    common = ["--method=maskrnn", f"--model={model_path}", "--finetune=none", "--precision=float32", "--save_probs",
+              f"--davis_root={davis_root}", "--sequences=beta"]
+    assert _segment_in_process(*common, "--max_growth=1.0", f"--output={tmp_path / 'capped'}") == 0
+    assert _segment_in_process(*common, f"--output={tmp_path / 'plain'}") == 0
+    assert json.loads((tmp_path / "capped" / "segment_run.json").read_text())["max_growth"] == 1.0
+    assert "max_growth" not in json.loads((tmp_path / "plain" / "segment_run.json").read_text())
+
+    model = inference.load_model(model_path, precision="float32")
+    step = growth_limited_step(inference.model_step_fn(model), 1.0, float(model.config.mask_threshold))
+    inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "library"), step_fn=step,
+                            options=inference.SegmentOptions(save_probs="npy", progress=False), sequences=["beta"])
+    cut = 0
+    for t in range(1, 4):
+        name = os.path.join("beta", "probs", f"{t:05d}.npy")
+        cli, library = np.load(tmp_path / "capped" / name), np.load(tmp_path / "library" / name)
+        plain = np.load(tmp_path / "plain" / name)
+        np.testing.assert_allclose(cli.astype(np.float32), library.astype(np.float32), atol=2e-3)
+        cut += int(np.count_nonzero((plain > 0.5) & (cli <= 0.5)))
+    assert cut > 0  # a random network's masks spread: the cap of 1.0 removes pixels
+    baseline = _segment("--method=flow_propagation", "--max_growth=1.05", f"--davis_root={davis_root}",
+                        f"--output={tmp_path / 'baseline'}")
+    assert baseline.returncode == 2 and "--max_growth" in baseline.stderr and "--method=maskrnn" in baseline.stderr
+    assert not (tmp_path / "baseline").exists()
+
+
 def test_tilde_paths_go_to_the_home_folder_in_segment_and_evaluate(davis_root, tmp_path):
     """`--output=~/res`: the shell leaves ~ after `=` alone; segment and evaluate expand it themselves instead of
     writing into a folder named `~` in the working directory."""

@@ -23,6 +23,8 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     ("--read_ahead=-1", "--read_ahead=-1: must be >= 0"),
     ("--finetune_check_frames=-1", "--finetune_check_frames=-1: must be >= 0"),
     ("--davis_year=2018", "--davis_year must be 2016 or 2017"),
+    ("--max_growth=0.9", "--max_growth=0.9: must be 0 or >= 1 (0 = no cap"),
+    ("--max_growth=inf", "--max_growth=inf: must be a finite number"),
 ])
 def test_bad_numbers_are_refused_when_parsed(arg, message):
     flags.FLAGS.unparse_flags()
@@ -35,7 +37,8 @@ def test_bad_numbers_are_refused_when_parsed(arg, message):
 
 def test_good_values_pass():
     flags.FLAGS.unparse_flags()
-    flags.FLAGS(["prog", "--finetune_lr=1e-4", "--max_size=32", "--max_size=0", "--finetune_steps=0"])
+    flags.FLAGS(["prog", "--finetune_lr=1e-4", "--max_size=32", "--max_size=0", "--finetune_steps=0",
+                     "--max_growth=1.05"])
     assert flags.FLAGS.max_size == 0
     flags.FLAGS.unparse_flags()
 

@@ -1,0 +1,78 @@
+"""A cap on how fast each object's mask may grow from one frame to the next (`segment --max_growth`).
+
+Without ImageNet features the CPU recipe's masks creep into background that moves or looks like the object (the
+smoke behind a drifting car, the water around a duck) a few per cent a frame, and the recurrence carries the
+creep on (docs/RESULTS.md, "What limits it"). The cap allows each object at frame t at most `max_growth` times the
+area of its previous mask warped into frame t; of a larger prediction it keeps the pixels nearest the warped
+mask (inside it first, then by distance, ties by probability) and sets the others to 0, so what is written and
+what is carried to the next frame agree. A real object grows slowly from frame to frame; a cap of 1.05 still
+lets it double in 15 frames.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Mapping
+
+import cv2
+import numpy as np
+
+from maskrnn_tf.inference.propagation import StepFn, served_threshold
+from maskrnn_tf.ops import warp_with_flow
+
+
+def limit_growth(probs: np.ndarray, warped: np.ndarray, max_growth: float, threshold: float = 0.5) -> np.ndarray:
+    """[N, H, W] probabilities with each object's mask (> `threshold`) cut to at most `max_growth` times the
+    area of its warped previous mask (`warped` [N, H, W], > `threshold`).
+
+    Of an object over the cap, the mask pixels are ranked by their distance to the warped mask (0 inside it;
+    Euclidean), ties by probability (higher first), then by position; the first floor(max_growth * area) are
+    kept and the rest set to 0. An object whose warped mask is empty (lost) is left as it is. Returns a new
+    float32 array; objects within the cap keep their probabilities unchanged.
+    """
+    if max_growth < 1.0:
+        raise ValueError(f"max_growth must be at least 1 (a mask may keep its area), got {max_growth}.")
+    probs = np.array(probs, np.float32)
+    warped = np.asarray(warped, np.float32)
+    if probs.shape != warped.shape or probs.ndim != 3:
+        raise ValueError(f"probs {probs.shape} and warped {warped.shape} must be the same [N, H, W] shape.")
+    for i in range(probs.shape[0]):
+        inside = warped[i] > threshold
+        previous = int(np.count_nonzero(inside))
+        mask = probs[i] > threshold
+        allowed = int(np.floor(max_growth * previous))
+        if previous == 0 or np.count_nonzero(mask) <= allowed:
+            continue
+        # Distance of every pixel to the warped mask: distanceTransform measures to the nearest zero pixel.
+        distance = cv2.distanceTransform((~inside).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        ys, xs = np.nonzero(mask)
+        order = np.lexsort((xs, ys, -probs[i, ys, xs], distance[ys, xs]))  # last key sorts first
+        drop = order[allowed:]
+        probs[i, ys[drop], xs[drop]] = 0.0
+    return probs
+
+
+def warp_masks(prev_probs: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
+    """[N, H, W] previous probabilities moved into the current frame by the flow [H, W, 2] from the current
+    frame to the previous one, as the network warps them (`maskrnn_tf.ops.warp_with_flow`)."""
+    prev_probs = np.asarray(prev_probs, np.float32)
+    if prev_probs.shape[0] == 0:
+        return prev_probs
+    flow = np.broadcast_to(np.asarray(flow_to_prev, np.float32)[None], prev_probs.shape + (2,))
+    return np.asarray(warp_with_flow(prev_probs[..., None], flow))[..., 0]
+
+
+def growth_limited_step(step_fn: StepFn, max_growth: float, threshold: float = 0.5) -> StepFn:
+    """A step function with the signature of `step_fn` whose 'probs' are cut by `limit_growth` against the
+    previous probabilities warped by the step's flow to the previous frame; its other outputs pass through.
+    The fusion threshold is the one the step returns (`mask_threshold`, a served export's) or `threshold`."""
+    if max_growth < 1.0:
+        raise ValueError(f"max_growth must be at least 1 (a mask may keep its area), got {max_growth}.")
+
+    def run(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes) -> Dict[str, Any]:
+        out: Mapping[str, Any] = step_fn(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes)
+        limit = served_threshold(out, threshold)
+        result = dict(out)
+        result["probs"] = limit_growth(np.asarray(out["probs"], np.float32), warp_masks(prev_probs, flow_to_prev),
+                                       max_growth, limit)
+        return result
+
+    return run
