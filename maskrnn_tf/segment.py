@@ -108,8 +108,10 @@ flags.DEFINE_bool("apply_localization", None, "Restrict each mask to its enlarge
 flags.DEFINE_bool("flip_average", False, "Test-time mirroring: run every step on the frame and on its left-right "
                   "mirror and carry the mean of the two predictions (about twice the model time per frame).")
 flags.DEFINE_float("max_growth", 0.0, "Cap each object's mask at this many times the area of its previous mask "
-                   "warped into the frame (keeping the pixels nearest it); 0 = no cap. Stops masks creeping into "
-                   "background frame by frame; a real object grows slowly (1.05 still lets it double in 15 frames).")
+                   "warped into the frame (small objects: at least sqrt(area) pixels more), keeping the pixels "
+                   "nearest it; 0 = no cap. Stops masks creeping into background frame by frame; a real object "
+                   "grows slowly (1.05 still lets it double in 15 frames). Finetuning and its check use the "
+                   "uncapped step.")
 flags.DEFINE_bool("allow_partial_video", False, "Segment the decodable frames of a truncated or corrupt video "
                   "file (with a warning) instead of refusing it.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder that segment wrote (it holds "
@@ -260,7 +262,7 @@ def main(argv) -> int:
             from maskrnn_tf.inference.propagation import StepWrappedPrepare
 
             def cap(step: inference.StepFn) -> inference.StepFn:
-                return growth_limited_step(step, FLAGS.max_growth, options.threshold)
+                return growth_limited_step(step, FLAGS.max_growth, options.threshold, model.config.warp_mask)
 
             step_fn, prepare = cap(step_fn), prepare and StepWrappedPrepare(prepare, cap)
             metadata["max_growth"] = FLAGS.max_growth

@@ -12,7 +12,7 @@ from typing import Dict
 
 import numpy as np
 
-from maskrnn_tf.inference.propagation import StepFn, StepWrappedPrepare
+from maskrnn_tf.inference.propagation import MASK_THRESHOLD_KEY, StepFn, StepWrappedPrepare
 from maskrnn_tf.ops import flip_flow_left_right
 
 
@@ -53,7 +53,10 @@ def flip_averaged_step(step_fn: StepFn) -> StepFn:
         probs = (np.asarray(plain["probs"], np.float32) + np.asarray(mirrored["probs"], np.float32)[:, :, ::-1]) / 2.0
         boxes = _mean_boxes(np.asarray(plain["boxes"], np.float32),
                             mirror_boxes(np.asarray(mirrored["boxes"], np.float32), width))
-        return {"probs": probs, "boxes": boxes}
+        result = {"probs": probs, "boxes": boxes}
+        if MASK_THRESHOLD_KEY in plain:  # a served step's own threshold (see `served_threshold`)
+            result[MASK_THRESHOLD_KEY] = plain[MASK_THRESHOLD_KEY]
+        return result
 
     return run
 

@@ -84,6 +84,16 @@ def test_an_empty_box_from_one_pass_takes_the_other_pass_box():
     zeros = np.zeros((8, 8, 2), np.float32)
     out = flip_averaged_step(step)(np.zeros((8, 8, 3)), zeros, zeros, np.zeros((1, 8, 8)), np.zeros((1, 4)))
     np.testing.assert_array_equal(out["boxes"], [[1.0, 2.0, 5.0, 6.0]])
+    assert "mask_threshold" not in out
+
+
+def test_a_served_steps_threshold_passes_through_the_averaging():
+    def step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes):
+        return {"probs": prev_probs, "boxes": prev_boxes, "mask_threshold": np.array([0.7], np.float32)}
+
+    zeros = np.zeros((8, 8, 2), np.float32)
+    out = flip_averaged_step(step)(np.zeros((8, 8, 3)), zeros, zeros, np.zeros((1, 8, 8)), np.zeros((1, 4)))
+    np.testing.assert_array_equal(out["mask_threshold"], np.array([0.7], np.float32))
 
 
 def test_an_equivariant_step_is_unchanged_by_averaging():
