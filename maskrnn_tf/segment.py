@@ -109,9 +109,9 @@ flags.DEFINE_bool("flip_average", False, "Test-time mirroring: run every step on
                   "mirror and carry the mean of the two predictions (about twice the model time per frame).")
 flags.DEFINE_float("max_growth", 0.0, "Cap each object's mask at this many times the area of its previous mask "
                    "warped into the frame (small objects: at least sqrt(area) pixels more), keeping the pixels "
-                   "nearest it; 0 = no cap. Stops masks creeping into background frame by frame; a real object "
-                   "grows slowly (1.05 still lets it double in 15 frames). Finetuning and its check use the "
-                   "uncapped step.")
+                   "nearest it; 0 = no cap. Holds back what the network adds to the warped mask (1.1 lets a mask "
+                   "double in about 7 frames: too slow for an object coming closer or a rough first mask). "
+                   "Finetuning and its check use the uncapped step.")
 flags.DEFINE_bool("allow_partial_video", False, "Segment the decodable frames of a truncated or corrupt video "
                   "file (with a warning) instead of refusing it.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder that segment wrote (it holds "
