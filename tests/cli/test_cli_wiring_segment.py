@@ -1,5 +1,6 @@
 """`python -m maskrnn_tf.segment` flags through the CLI, checked by their effect: --sequences (only those
 sequences are written) and --jit_compile (the model step really goes through XLA, with the same masks)."""
+import json
 import os
 import subprocess
 import sys
@@ -192,76 +193,66 @@ def test_finetune_check_frames_records_the_cycle_check_of_every_sequence(davis_r
     # A negative value: tests/reliability/test_cli_flags.py (refused when parsed).
 
 
-def test_flip_average_segments_with_the_mean_of_the_plain_and_the_mirrored_step(davis_root, tmp_path):
-    """--flip_average gives the probabilities of the library's flip-averaged step (run here in-process on the
-    same model), differs from the plain run, and is noted in segment_run.json."""
-    import json
+def _step_wrapper_flag(davis_root, tmp_path, flag, key, wrap):
+    """Segments `beta` with a tiny random network with `flag` and with none (in this process) and with the
+    library's model step passed through `wrap(step, model)` on the same network; checks that segment_run.json
+    notes `key` only with the flag and that the flow-propagation baseline refuses the flag (exit 2, naming it and
+    --method=maskrnn, no output). Returns (cli, library, plain) probabilities of frames 1-3."""
 
     from maskrnn_tf import inference
-    from maskrnn_tf.inference.flip_average import flip_averaged_step
     from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 
     model_path = str(tmp_path / "model.keras")
     MaskRNN(MaskRNNConfig(width=0.125, fc_units=16)).save(model_path)
     common = ["--method=maskrnn", f"--model={model_path}", "--finetune=none", "--precision=float32", "--save_probs",
               f"--davis_root={davis_root}", "--sequences=beta"]
-    for flag in ("--flip_average", "--noflip_average"):  # what the flag does: in this process
-        assert _segment_in_process(*common, flag, f"--output={tmp_path / flag[2:]}") == 0
-    assert json.loads((tmp_path / "flip_average" / "segment_run.json").read_text())["flip_average"] is True
-    assert "flip_average" not in json.loads((tmp_path / "noflip_average" / "segment_run.json").read_text())
+    assert _segment_in_process(*common, flag, f"--output={tmp_path / 'with'}") == 0
+    assert _segment_in_process(*common, f"--output={tmp_path / 'plain'}") == 0
+    assert key in json.loads((tmp_path / "with" / "segment_run.json").read_text())
+    assert key not in json.loads((tmp_path / "plain" / "segment_run.json").read_text())
 
     model = inference.load_model(model_path, precision="float32")
-    step = flip_averaged_step(inference.model_step_fn(model))
+    step = wrap(inference.model_step_fn(model), model)
     inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "library"), step_fn=step,
                             options=inference.SegmentOptions(save_probs="npy", progress=False), sequences=["beta"])
-    changed = 0.0
+    frames = []
     for t in range(1, 4):
         name = os.path.join("beta", "probs", f"{t:05d}.npy")
-        cli, library = np.load(tmp_path / "flip_average" / name), np.load(tmp_path / "library" / name)
-        plain = np.load(tmp_path / "noflip_average" / name)
-        np.testing.assert_allclose(cli.astype(np.float32), library.astype(np.float32), atol=2e-3)
-        changed = max(changed, float(np.abs(cli.astype(np.float32) - plain.astype(np.float32)).max()))
-    assert changed > 0.01  # a random network is far from mirror-symmetric: averaging changes its answer
-    baseline = _segment("--method=flow_propagation", "--flip_average", f"--davis_root={davis_root}",
+        frames.append(tuple(np.load(tmp_path / folder / name).astype(np.float32)
+                            for folder in ("with", "library", "plain")))
+    baseline = _segment("--method=flow_propagation", flag, f"--davis_root={davis_root}",
                         f"--output={tmp_path / 'baseline'}")
-    assert baseline.returncode != 0 and "--flip_average" in baseline.stderr and "--method=maskrnn" in baseline.stderr
-    assert not (tmp_path / "baseline").exists()
+    assert baseline.returncode == 2 and flag.split("=")[0] in baseline.stderr
+    assert "--method=maskrnn" in baseline.stderr and not (tmp_path / "baseline").exists()
+    return frames
+
+
+def test_flip_average_segments_with_the_mean_of_the_plain_and_the_mirrored_step(davis_root, tmp_path):
+    """--flip_average gives the probabilities of the library's flip-averaged step (run here in-process on the
+    same model), differs from the plain run, and is noted in segment_run.json."""
+    from maskrnn_tf.inference.flip_average import flip_averaged_step
+
+    frames = _step_wrapper_flag(davis_root, tmp_path, "--flip_average", "flip_average",
+                                lambda step, model: flip_averaged_step(step))
+    for cli, library, _ in frames:
+        np.testing.assert_allclose(cli, library, atol=2e-3)
+    assert json.loads((tmp_path / "with" / "segment_run.json").read_text())["flip_average"] is True
+    changed = max(float(np.abs(cli - plain).max()) for cli, _, plain in frames)
+    assert changed > 0.01  # a random network is far from mirror-symmetric: averaging changes its answer
 
 
 def test_max_growth_segments_with_the_librarys_growth_limited_step(davis_root, tmp_path):
     """--max_growth gives the probabilities of the library's growth-limited step on the same model, is noted in
     segment_run.json, and is refused with the flow-propagation baseline."""
-    import json
-
-    from maskrnn_tf import inference
     from maskrnn_tf.inference.growth_limit import growth_limited_step
-    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 
-    model_path = str(tmp_path / "model.keras")
-    MaskRNN(MaskRNNConfig(width=0.125, fc_units=16)).save(model_path)
-    common = ["--method=maskrnn", f"--model={model_path}", "--finetune=none", "--precision=float32", "--save_probs",
-              f"--davis_root={davis_root}", "--sequences=beta"]
-    assert _segment_in_process(*common, "--max_growth=1.0", f"--output={tmp_path / 'capped'}") == 0
-    assert _segment_in_process(*common, f"--output={tmp_path / 'plain'}") == 0
-    assert json.loads((tmp_path / "capped" / "segment_run.json").read_text())["max_growth"] == 1.0
-    assert "max_growth" not in json.loads((tmp_path / "plain" / "segment_run.json").read_text())
-
-    model = inference.load_model(model_path, precision="float32")
-    step = growth_limited_step(inference.model_step_fn(model), 1.0, float(model.config.mask_threshold))
-    inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "library"), step_fn=step,
-                            options=inference.SegmentOptions(save_probs="npy", progress=False), sequences=["beta"])
-    cut = 0
-    for t in range(1, 4):
-        name = os.path.join("beta", "probs", f"{t:05d}.npy")
-        cli, library = np.load(tmp_path / "capped" / name), np.load(tmp_path / "library" / name)
-        plain = np.load(tmp_path / "plain" / name)
-        np.testing.assert_allclose(cli.astype(np.float32), library.astype(np.float32), atol=2e-3)
-        cut += int(np.count_nonzero((plain > 0.5) & (cli <= 0.5)))
+    frames = _step_wrapper_flag(davis_root, tmp_path, "--max_growth=1.0", "max_growth",
+                                lambda step, model: growth_limited_step(step, 1.0, float(model.config.mask_threshold)))
+    for cli, library, _ in frames:
+        np.testing.assert_allclose(cli, library, atol=2e-3)
+    assert json.loads((tmp_path / "with" / "segment_run.json").read_text())["max_growth"] == 1.0
+    cut = sum(int(np.count_nonzero((plain > 0.5) & (cli <= 0.5))) for cli, _, plain in frames)
     assert cut > 0  # a random network's masks spread: the cap of 1.0 removes pixels
-    baseline = _segment("--method=flow_propagation", "--max_growth=1.05", f"--davis_root={davis_root}",
-                        f"--output={tmp_path / 'baseline'}")
-    assert baseline.returncode == 2 and "--max_growth" in baseline.stderr and "--method=maskrnn" in baseline.stderr
-    assert not (tmp_path / "baseline").exists()
 
 
 def test_tilde_paths_go_to_the_home_folder_in_segment_and_evaluate(davis_root, tmp_path):
