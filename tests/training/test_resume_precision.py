@@ -105,6 +105,8 @@ def test_an_auto_run_from_a_gpu_host_resumes_with_auto_on_a_cpu_host(auto_gpu_ru
     run_dir = _copy(auto_gpu_run, tmp_path)
     assert json.loads(open(os.path.join(run_dir, "config.json")).read())["precision"] == "auto"
     monkeypatch.setattr(precision, "_has_gpu", lambda: False)
+    # A CPU host without bfloat16 units, whatever this machine is (with them auto may give bfloat16).
+    monkeypatch.setattr(precision, "cpu_bfloat16_flag", lambda cpuinfo_path=None: None)
     out, result = train_in_process(run_dir, *STEPS[1:], "--stage_a_steps=3", "--precision=auto")
     assert "precision float16: this run's checkpoints were made in float16 (auto gives float32 on this host)" in out
     assert "resumed from" in out and "ckpt-2 at step 2" in out and result.steps == 3  # the CLI's "done: 3 steps"
