@@ -193,17 +193,21 @@ def test_finetune_check_frames_records_the_cycle_check_of_every_sequence(davis_r
     # A negative value: tests/reliability/test_cli_flags.py (refused when parsed).
 
 
-def _step_wrapper_flag(davis_root, tmp_path, flag, key, wrap):
+def _step_wrapper_flag(davis_root, tmp_path, flag, key, wrap, spread=False):
     """Segments `beta` with a tiny random network with `flag` and with none (in this process) and with the
     library's model step passed through `wrap(step, model)` on the same network; checks that segment_run.json
     notes `key` only with the flag and that the flow-propagation baseline refuses the flag (exit 2, naming it and
-    --method=maskrnn, no output). Returns (cli, library, plain) probabilities of frames 1-3."""
+    --method=maskrnn, no output). Returns (cli, library, plain) probabilities of frames 1-3. `spread`: the
+    network answers 1 everywhere (a fusion bias of 50, no box restriction), whatever its random weights."""
 
     from maskrnn_tf import inference
     from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 
     model_path = str(tmp_path / "model.keras")
-    MaskRNN(MaskRNNConfig(width=0.125, fc_units=16)).save(model_path)
+    network = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, apply_localization=not spread))
+    if spread:
+        network.stream_fusion.bias.assign([50.0])
+    network.save(model_path)
     common = ["--method=maskrnn", f"--model={model_path}", "--finetune=none", "--precision=float32", "--save_probs",
               f"--davis_root={davis_root}", "--sequences=beta"]
     assert _segment_in_process(*common, flag, f"--output={tmp_path / 'with'}") == 0
@@ -247,12 +251,13 @@ def test_max_growth_segments_with_the_librarys_growth_limited_step(davis_root, t
     from maskrnn_tf.inference.growth_limit import growth_limited_step
 
     frames = _step_wrapper_flag(davis_root, tmp_path, "--max_growth=1.0", "max_growth",
-                                lambda step, model: growth_limited_step(step, 1.0, float(model.config.mask_threshold)))
+                                lambda step, model: growth_limited_step(step, 1.0, float(model.config.mask_threshold)),
+                                spread=True)
     for cli, library, _ in frames:
         np.testing.assert_allclose(cli, library, atol=2e-3)
     assert json.loads((tmp_path / "with" / "segment_run.json").read_text())["max_growth"] == 1.0
     cut = sum(int(np.count_nonzero((plain > 0.5) & (cli <= 0.5))) for cli, _, plain in frames)
-    assert cut > 0  # a random network's masks spread: the cap of 1.0 removes pixels
+    assert cut > 0  # the network's masks cover the frame: the cap of 1.0 removes pixels
 
 
 def test_tilde_paths_go_to_the_home_folder_in_segment_and_evaluate(davis_root, tmp_path):
