@@ -11,7 +11,7 @@ from typing import Dict
 import numpy as np
 import tensorflow as tf
 
-from maskrnn_tf.ops import mask_to_box, warp_with_flow
+from maskrnn_tf.ops import mask_to_box, warp_masks
 
 
 def flow_propagation_step(
@@ -27,9 +27,6 @@ def flow_propagation_step(
     Returns probs [N, H, W] 0/1 float32 (warped previous mask > threshold) and their tight boxes [N, 4].
     """
     del frame, flow_to_next, prev_boxes  # the baseline only moves the mask
-    prev = tf.convert_to_tensor(np.asarray(prev_probs, np.float32))[..., None]  # [N, H, W, 1]
-    n = tf.shape(prev)[0]
-    flow = tf.tile(tf.convert_to_tensor(np.asarray(flow_to_prev, np.float32))[None], [n, 1, 1, 1])
-    warped = warp_with_flow(prev, flow)[..., 0]
+    warped = warp_masks(np.asarray(prev_probs, np.float32), np.asarray(flow_to_prev, np.float32))
     probs = tf.cast(warped > threshold, tf.float32)
     return {"probs": probs.numpy(), "boxes": mask_to_box(probs)[0].numpy()}

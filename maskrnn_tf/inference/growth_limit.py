@@ -19,7 +19,12 @@ import cv2
 import numpy as np
 
 from maskrnn_tf.inference.propagation import StepFn, served_threshold
-from maskrnn_tf.ops import warp_with_flow
+from maskrnn_tf.ops import warp_masks
+
+
+def _check_max_growth(max_growth: float) -> None:
+    if max_growth < 1.0:
+        raise ValueError(f"max_growth must be at least 1 (a mask may keep its area), got {max_growth}.")
 
 
 def allowed_area(previous: int, max_growth: float) -> int:
@@ -38,8 +43,7 @@ def limit_growth(probs: np.ndarray, warped: np.ndarray, max_growth: float, thres
     rest set to 0. An object whose warped mask is empty (lost) is left as it is. Returns a new
     float32 array; objects within the cap keep their probabilities unchanged.
     """
-    if max_growth < 1.0:
-        raise ValueError(f"max_growth must be at least 1 (a mask may keep its area), got {max_growth}.")
+    _check_max_growth(max_growth)
     probs = np.array(probs, np.float32)
     warped = np.asarray(warped, np.float32)
     if probs.shape != warped.shape or probs.ndim != 3:
@@ -60,29 +64,19 @@ def limit_growth(probs: np.ndarray, warped: np.ndarray, max_growth: float, thres
     return probs
 
 
-def warp_masks(prev_probs: np.ndarray, flow_to_prev: np.ndarray) -> np.ndarray:
-    """[N, H, W] previous probabilities moved into the current frame by the flow [H, W, 2] from the current
-    frame to the previous one, as the network warps them (`maskrnn_tf.ops.warp_with_flow`)."""
-    prev_probs = np.asarray(prev_probs, np.float32)
-    if prev_probs.shape[0] == 0:
-        return prev_probs
-    flow = np.broadcast_to(np.asarray(flow_to_prev, np.float32)[None], prev_probs.shape + (2,))
-    return np.asarray(warp_with_flow(prev_probs[..., None], flow))[..., 0]
-
-
 def growth_limited_step(step_fn: StepFn, max_growth: float, threshold: float = 0.5, warp: bool = True) -> StepFn:
     """A step function with the signature of `step_fn` whose 'probs' are cut by `limit_growth` against the
     previous probabilities warped by the step's flow to the previous frame (not warped with `warp=False`, for a
     network that does not warp them: `MaskRNNConfig.warp_mask`); its other outputs pass through. The threshold
     is the one the step returns (`mask_threshold`, a served export's) or `threshold`."""
-    if max_growth < 1.0:
-        raise ValueError(f"max_growth must be at least 1 (a mask may keep its area), got {max_growth}.")
+    _check_max_growth(max_growth)
 
     def run(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes) -> Dict[str, Any]:
         out: Mapping[str, Any] = step_fn(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes)
         limit = served_threshold(out, threshold)
         result = dict(out)
-        previous = warp_masks(prev_probs, flow_to_prev) if warp else np.asarray(prev_probs, np.float32)
+        prev_probs = np.asarray(prev_probs, np.float32)
+        previous = np.asarray(warp_masks(prev_probs, flow_to_prev)) if warp else prev_probs
         result["probs"] = limit_growth(np.asarray(out["probs"], np.float32), previous, max_growth, limit)
         return result
 

@@ -28,7 +28,7 @@ def warped_mask_ious(ids_prev: np.ndarray, ids_cur: np.ndarray, flow_cur_to_prev
       float64 [N]; NaN for an object in neither frame. Void pixels of frame t are left out (as DAVIS does).
       The warp is `maskrnn_tf.ops.warp_with_flow` (bilinear), thresholded at 0.5 like the model's proposals.
     """
-    from maskrnn_tf.ops import warp_with_flow
+    from maskrnn_tf.ops import warp_masks
 
     ids_prev, ids_cur = np.asarray(ids_prev), np.asarray(ids_cur)
     flow = np.asarray(flow_cur_to_prev, np.float32)
@@ -36,7 +36,7 @@ def warped_mask_ious(ids_prev: np.ndarray, ids_cur: np.ndarray, flow_cur_to_prev
         raise ValueError(f"warped_mask_ious: masks {ids_prev.shape}, {ids_cur.shape} and flow {flow.shape} must be "
                          "[H, W], [H, W] and [H, W, 2] of one size.")
     masks = np.stack([ids_prev == k for k in range(1, num_objects + 1)]).astype(np.float32)  # [N, H, W]
-    warped = warp_with_flow(masks[..., None], np.broadcast_to(flow, (num_objects,) + flow.shape)).numpy()[..., 0]
+    warped = warp_masks(masks, flow).numpy()
     void = ids_cur == VOID_ID
     ious = np.full(num_objects, np.nan)
     for k in range(num_objects):

@@ -35,6 +35,15 @@ def warp_with_flow(image_a: tf.Tensor, flow_b_to_a: tf.Tensor) -> tf.Tensor:
     return dense_image_warp(image_a, -tf.reverse(flow_b_to_a, axis=[-1]))
 
 
+def warp_masks(masks, flow_b_to_a) -> tf.Tensor:
+    """N maps of frame a [N, H, W] moved into frame b by one flow [H, W, 2] from b to a, shared by all N
+    (`warp_with_flow` on each); float32 [N, H, W]."""
+    masks = tf.convert_to_tensor(masks, tf.float32)
+    flow = tf.convert_to_tensor(flow_b_to_a, tf.float32)
+    flow = tf.tile(flow[None], [tf.shape(masks)[0], 1, 1, 1])
+    return warp_with_flow(masks[..., None], flow)[..., 0]
+
+
 def resize_flow(flow: tf.Tensor, size: Sequence[int]) -> tf.Tensor:
     """Bilinear resize of a (u, v) flow [B, H, W, 2] to `size` = (h, w), scaling u by w/W and v by h/H."""
     flow = tf.convert_to_tensor(flow)
