@@ -3,7 +3,7 @@
 
   python -m maskrnn_tf.export.client_main --server=localhost:8500 --model_name=maskrnn \
       --video=path/to/frames_or.mp4 --first_mask=path/to/00000.png --output_dir=results/video \
-      [--max_size=854] [--overlay=video.mp4] [--save_probs=npy|png] [--overwrite] \
+      [--max_size=854] [--carry=probs|labels] [--overlay=video.mp4] [--save_probs=npy|png] [--overwrite] \
       [--timeout=60] [--retries=6] [--max_message_mb=256] [--root_cert=ca.pem] [--batched [--max_batch_size=8]]
 """
 from __future__ import annotations
@@ -24,6 +24,8 @@ flags.DEFINE_string("output_dir", None, "Results folder (<frame>.png palette mas
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
 flags.DEFINE_integer("max_size", None, "Process frames with the long side capped at this many pixels (0 or unset: "
                      "the full size; else at least 32, the network's smallest side).")
+flags.DEFINE_enum("carry", "probs", ["probs", "labels"], "What each step is given of the previous frame: the "
+                  "served probabilities, or one 0/1 mask per object of the fused result (as segment's --carry).")
 flags.DEFINE_string("overlay", None, "Also write an mp4 with the masks blended into the frames.")
 flags.DEFINE_enum("save_probs", None, ["npy", "png"], "Also write probability maps under <output_dir>/probs.")
 flags.DEFINE_string("flow", "dis", "Optical flow backend (the segment CLI's: dis, dis-fast, farneback, flo).")
@@ -73,7 +75,8 @@ def main(argv) -> int:
         timeout_s=FLAGS.timeout, max_attempts=FLAGS.retries, max_message_bytes=FLAGS.max_message_mb * 2**20,
         root_cert_path=FLAGS.root_cert, batched=FLAGS.batched, ready_timeout_s=FLAGS.ready_timeout, **batch_limit,
     )
-    options = SegmentOptions(max_size=FLAGS.max_size or None, save_probs=FLAGS.save_probs, progress=FLAGS.progress)
+    options = SegmentOptions(max_size=FLAGS.max_size or None, save_probs=FLAGS.save_probs, progress=FLAGS.progress,
+                             carry=FLAGS.carry)
     try:
         count = segment_video_via_serving(config, FLAGS.video, FLAGS.first_mask, FLAGS.output_dir, options,
                                           flow_backend=FLAGS.flow, overlay_path=FLAGS.overlay, overwrite=FLAGS.overwrite,

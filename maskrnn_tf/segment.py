@@ -112,6 +112,9 @@ flags.DEFINE_float("max_growth", 0.0, "Cap each object's mask at this many times
                    "nearest it; 0 = no cap. Holds back what the network adds to the warped mask (1.1 lets a mask "
                    "double in about 7 frames: too slow for an object coming closer or a rough first mask). "
                    "Finetuning and its check use the uncapped step.")
+flags.DEFINE_enum("carry", "probs", ["probs", "labels"], "What each step is given of the previous frame, warped: "
+                  "probs = the network's probabilities (as stage B trained it); labels = one 0/1 mask per object of "
+                  "the fused, thresholded result (the paper's). Finetuning and its check carry probabilities.")
 flags.DEFINE_bool("allow_partial_video", False, "Segment the decodable frames of a truncated or corrupt video "
                   "file (with a warning) instead of refusing it.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder that segment wrote (it holds "
@@ -209,7 +212,8 @@ def main(argv) -> int:
     if FLAGS.overlay:
         inference.check_overlay_path(FLAGS.overlay, FLAGS.output, FLAGS.overwrite, inputs)
     metadata = {"method": FLAGS.method, "model": FLAGS.model and os.path.abspath(FLAGS.model), "flow": FLAGS.flow,
-                "max_size": FLAGS.max_size, **({"first_box": FLAGS.first_box} if FLAGS.first_box else {})}
+                "max_size": FLAGS.max_size, "carry": FLAGS.carry,
+                **({"first_box": FLAGS.first_box} if FLAGS.first_box else {})}
     if FLAGS.flow == "flo" and not FLAGS.flo_dir:
         raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).",
                              exitcode=2)
@@ -234,7 +238,7 @@ def main(argv) -> int:
     options = inference.SegmentOptions(
         max_size=FLAGS.max_size or None, need_next_flow=not baseline,
         save_probs=FLAGS.probs_format if FLAGS.save_probs else None, read_ahead=FLAGS.read_ahead,
-        progress=FLAGS.progress, min_size=0 if baseline else MIN_FRAME_SIDE,
+        progress=FLAGS.progress, min_size=0 if baseline else MIN_FRAME_SIDE, carry=FLAGS.carry,
     )
     first = FLAGS.first_mask
     if boxes is not None:  # before the model loads: a box that does not fit the frame fails fast

@@ -24,6 +24,7 @@ from maskrnn_tf.ops import mask_to_box
 StepFn = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray], Mapping[str, Any]]
 # flow_fn(frame_a, frame_b) -> [H,W,2] float32 (u, v) flow from frame a to frame b.
 FlowFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+CARRY_MODES = ("probs", "labels")  # what propagate feeds back as the next step's prev_probs
 MASK_THRESHOLD_KEY = "mask_threshold"  # the export's step output of that name (export/serving_module.py)
 
 
@@ -159,6 +160,14 @@ def fuse(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     return np.asarray(fuse_probabilities(np.asarray(probs, np.float32), threshold))
 
 
+def carried_masks(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """[N, H, W] probabilities -> [N, H, W] float32 0/1 masks of the fused labels (object i where `fuse` gives
+    i + 1): each pixel belongs to at most one object, and only where its probability exceeds `threshold`."""
+    probs = np.asarray(probs, np.float32)
+    labels = fuse(probs, threshold)
+    return (labels[None] == np.arange(1, probs.shape[0] + 1, dtype=labels.dtype)[:, None, None]).astype(np.float32)
+
+
 def first_boxes(first_probs: np.ndarray) -> np.ndarray:
     """[N, 4] tight boxes of the first-frame masks (the first step's `prev_boxes`)."""
     return np.asarray(mask_to_box(np.asarray(first_probs, np.float32))[0], np.float32)
@@ -174,6 +183,7 @@ def propagate(
     read_ahead: int = 3,
     threshold: float = 0.5,
     stems: Optional[Sequence[str]] = None,
+    carry: str = "probs",
 ) -> Iterator[FrameResult]:
     """Segments a video by running `step_fn` on every frame after the first, carrying the state.
 
@@ -189,12 +199,17 @@ def propagate(
       threshold: the fusion threshold; a step that returns `mask_threshold` (a served export's steps do: the
         model's own threshold, one value per object row) replaces it from its first answer on.
       stems: the frames' name stems in order (e.g. `VideoSource.frame_names`), for a `NamedFlowFn`.
+      carry: what the next step gets as `prev_probs`: "probs", the step's probabilities as they are (what stage B
+        trains with), or "labels", one 0/1 mask per object of the fused, thresholded labels (`carried_masks`; the
+        paper's y_{t-1}). The yielded results hold the step's probabilities either way.
 
     Yields:
       one FrameResult per frame; frame 0's is the given mask, frame t >= 1 comes from
       step_fn(frame_t, flow t->t-1, flow t->t+1 (zeros at the last frame), probs_{t-1}, boxes_{t-1}), with
       probs_0 = first_probs and boxes_0 = their tight boxes.
     """
+    if carry not in CARRY_MODES:
+        raise ValueError(f"carry must be 'probs' or 'labels', got {carry!r}.")
     probs = np.asarray(first_probs, np.float32)
     if probs.ndim != 3:
         raise ValueError(f"first_probs must be [N, H, W], got shape {probs.shape}.")
@@ -208,7 +223,8 @@ def propagate(
                 )
             yield FrameResult(0, probs, boxes, threshold)
             continue
-        out = step_fn(item.frame, item.flow_to_prev, item.flow_to_next, probs, boxes)
+        carried = probs if carry == "probs" or item.index == 1 else carried_masks(probs, threshold)
+        out = step_fn(item.frame, item.flow_to_prev, item.flow_to_next, carried, boxes)
         probs = np.asarray(out["probs"], np.float32)
         boxes = np.asarray(out["boxes"], np.float32)
         threshold = served_threshold(out, threshold)

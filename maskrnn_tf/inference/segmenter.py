@@ -21,7 +21,7 @@ from maskrnn_tf.inference.background import BackgroundWorker
 from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
 from maskrnn_tf.inference.output_dir import (MARKER_FILE, OutputExistsError, UnsafeOutputError, atomic_output_dir,
                                              check_no_overlap, check_output_dir)
-from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, fuse, propagate
+from maskrnn_tf.inference.propagation import CARRY_MODES, AnyFlowFn, NamedFlowFn, StepFn, fuse, propagate
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 from maskrnn_tf.inference.writers import (MaskWriter, OverlayWriter, ProbabilityWriter, check_overlay_folder,
                                           upsample_probs)
@@ -45,6 +45,8 @@ class SegmentOptions:
       progress: show a tqdm progress bar.
       min_size: the smallest short side the step accepts at the working size (the network's minimum;
         0 = any); smaller frames are refused before any work with the --max_size that would fit.
+      carry: what each step gets of the previous frame: "probs" (the probabilities) or "labels" (the fused,
+        thresholded masks); see `propagate`.
     """
 
     max_size: Optional[int] = None
@@ -55,6 +57,11 @@ class SegmentOptions:
     threshold: float = 0.5
     progress: bool = True
     min_size: int = 0
+    carry: str = "probs"
+
+    def __post_init__(self):
+        if self.carry not in CARRY_MODES:  # before any output is written
+            raise ValueError(f"SegmentOptions.carry must be 'probs' or 'labels', got {self.carry!r}.")
 
 
 class _FrameStash:
@@ -155,7 +162,7 @@ def segment_frames(
     results = propagate(
         step_fn, frames, first.one_hot(size), flow_fn,
         need_next_flow=options.need_next_flow, read_ahead=options.read_ahead, threshold=options.threshold,
-        stems=source.frame_names,
+        stems=source.frame_names, carry=options.carry,
     )
     count = 0
     try:

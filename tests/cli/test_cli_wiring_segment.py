@@ -260,6 +260,38 @@ def test_max_growth_segments_with_the_librarys_growth_limited_step(davis_root, t
     assert cut > 0  # the network's masks cover the frame: the cap of 1.0 removes pixels
 
 
+def test_carry_labels_segments_as_the_library_carrying_the_fused_masks(davis_root, tmp_path):
+    """--carry=labels gives the probabilities of the library's loop carrying the fused masks on the same model,
+    differs from carrying the probabilities (the default), and is noted in segment_run.json; an unknown value is
+    a usage error."""
+    from maskrnn_tf import inference
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model_path = str(tmp_path / "model.keras")
+    MaskRNN(MaskRNNConfig(width=0.125, fc_units=16)).save(model_path)
+    common = ["--method=maskrnn", f"--model={model_path}", "--finetune=none", "--precision=float32", "--save_probs",
+              f"--davis_root={davis_root}", "--sequences=beta"]
+    assert _segment_in_process(*common, "--carry=labels", f"--output={tmp_path / 'labels'}") == 0
+    assert _segment_in_process(*common, f"--output={tmp_path / 'probs'}") == 0
+    assert json.loads((tmp_path / "labels" / "segment_run.json").read_text())["carry"] == "labels"
+    assert json.loads((tmp_path / "probs" / "segment_run.json").read_text())["carry"] == "probs"
+    model = inference.load_model(model_path, precision="float32")
+    options = inference.SegmentOptions(save_probs="npy", progress=False, carry="labels",
+                                       threshold=float(model.config.mask_threshold))
+    inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "library"),
+                            step_fn=inference.model_step_fn(model), options=options, sequences=["beta"])
+    changed = 0.0
+    for t in range(1, 4):
+        name = os.path.join("beta", "probs", f"{t:05d}.npy")
+        cli, library, plain = (np.load(tmp_path / folder / name).astype(np.float32)
+                               for folder in ("labels", "library", "probs"))
+        np.testing.assert_allclose(cli, library, atol=2e-3)
+        changed = max(changed, float(np.abs(cli - plain).max()))
+    assert changed > 0.01  # from frame 2 on the network sees 0/1 masks instead of its own probabilities
+    refused = _segment(*common, "--carry=binary", f"--output={tmp_path / 'refused'}")
+    assert refused.returncode != 0 and "--carry" in refused.stderr and not (tmp_path / "refused").exists()
+
+
 def test_tilde_paths_go_to_the_home_folder_in_segment_and_evaluate(davis_root, tmp_path):
     """`--output=~/res`: the shell leaves ~ after `=` alone; segment and evaluate expand it themselves instead of
     writing into a folder named `~` in the working directory."""

@@ -214,3 +214,26 @@ def test_client_max_size_below_the_network_minimum_is_a_usage_error(tmp_path):
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert "--max_size" in result.stderr and "at least 32" in result.stderr, result.stderr
     assert os.listdir(tmp_path) == []
+
+
+def test_client_carry_labels_segments_as_segment_does(tmp_path, tiny_model, export_base, synthetic_video):
+    """--carry=labels through the server: each request's prev_probs are the fused masks of the last answer, fused
+    at the served threshold; the masks are segment's with --carry=labels, and differ from carrying probabilities
+    (or the flag would not be checked)."""
+    frames_dir, mask_path, frames = synthetic_video
+    out = {}
+    with StandInModelServer(export_base, "maskrnn") as server:
+        for carry in ("labels", "probs"):
+            out[carry] = str(tmp_path / carry)
+            result = _run(["maskrnn_tf.export.client_main", f"--server={server.address}", f"--video={frames_dir}",
+                           f"--first_mask={mask_path}", f"--output_dir={out[carry]}", "--noprogress",
+                           f"--carry={carry}", "--save_probs=npy"])
+            assert result.returncode == 0, result.stderr
+    want = _local_masks(tiny_model, frames_dir, mask_path, str(tmp_path / "local"), make_flow_fn("dis"),
+                        SegmentOptions(progress=False, carry="labels"))
+    for name in want:
+        np.testing.assert_array_equal(read_mask(os.path.join(out["labels"], name)), want[name], err_msg=name)
+    changed = max(float(np.abs(np.load(os.path.join(out["labels"], "probs", f"{t:05d}.npy")).astype(np.float32)
+                               - np.load(os.path.join(out["probs"], "probs", f"{t:05d}.npy")).astype(np.float32)).max())
+                  for t in range(2, len(frames)))
+    assert changed > 0.01

@@ -147,3 +147,59 @@ def test_baseline_on_real_davis_frames(shared_data):
     # ... and it really moved the mask: by the last frame the unmoved first mask is far worse (measured: 0.96
     # propagated against 0.72 unmoved).
     assert scores[-1] > iou(truth[0] == 1, truth[-1] == 1) + 0.15, scores
+
+
+def _overlapping_step(calls, threshold_out=None):
+    """A step whose two objects overlap: object 0 at 0.6 on [:10, :10] and 0.4 on [20:25, 20:25], object 1 at 0.9
+    on [:5, :5] (it wins the fusion there); it records the previous probabilities it is given."""
+
+    def step_fn(frame, to_prev, to_next, prev_probs, prev_boxes):
+        calls.append(np.array(prev_probs))
+        probs = np.zeros_like(prev_probs)
+        probs[0, :10, :10] = 0.6
+        probs[0, 20:25, 20:25] = 0.4
+        probs[1, :5, :5] = 0.9
+        out = {"probs": probs, "boxes": np.zeros((2, 4), np.float32)}
+        if threshold_out is not None:
+            out["mask_threshold"] = np.full((2,), threshold_out, np.float32)
+        return out
+
+    return step_fn
+
+
+def test_carrying_labels_feeds_the_next_step_the_fused_masks(synthetic_video):
+    # The paper's recurrence: the thresholded, argmax-fused prediction y_{t-1} is warped and fed back, one binary
+    # mask per object; the soft probabilities are still what each frame's result holds.
+    first = np.stack([(synthetic_video["masks"][0] == k).astype(np.float32) for k in (1, 2)])
+    zero_flow = lambda a, b: np.zeros(a.shape[:2] + (2,), np.float32)  # noqa: E731
+    calls = []
+    results = list(propagate(_overlapping_step(calls), iter(synthetic_video["frames"]), first, zero_flow,
+                             read_ahead=0, carry="labels"))
+    expected = np.zeros_like(first)
+    expected[0, :10, :10] = 1.0
+    expected[0, :5, :5] = 0.0  # object 1 wins there
+    expected[1, :5, :5] = 1.0  # and object 0's 0.4 square is under the threshold: background
+    np.testing.assert_array_equal(calls[0], first)
+    for t in range(1, 5):
+        np.testing.assert_array_equal(calls[t], expected)
+        assert results[t].probs[0, 0, 0] == np.float32(0.6) and results[t].probs[0, 22, 22] == np.float32(0.4)
+    # Carrying probabilities (the default) feeds the step's own output back.
+    calls_probs = []
+    list(propagate(_overlapping_step(calls_probs), iter(synthetic_video["frames"]), first, zero_flow, read_ahead=0))
+    np.testing.assert_array_equal(calls_probs[2], results[1].probs)
+
+
+def test_carrying_labels_fuses_at_the_served_threshold(synthetic_video):
+    # A served step returns its model's threshold: 0.35 makes object 0's 0.4 square part of its carried mask.
+    first = np.stack([(synthetic_video["masks"][0] == k).astype(np.float32) for k in (1, 2)])
+    zero_flow = lambda a, b: np.zeros(a.shape[:2] + (2,), np.float32)  # noqa: E731
+    calls = []
+    list(propagate(_overlapping_step(calls, threshold_out=0.35), iter(synthetic_video["frames"][:3]), first,
+                   zero_flow, read_ahead=0, carry="labels"))
+    assert calls[1][0, 22, 22] == 1.0 and calls[1][0, 0, 0] == 0.0 and calls[1][1, 0, 0] == 1.0
+
+
+def test_an_unknown_carry_is_refused(synthetic_video):
+    first = (synthetic_video["masks"][0] == 1).astype(np.float32)[None]
+    with pytest.raises(ValueError, match="carry must be 'probs' or 'labels'"):
+        list(propagate(_overlapping_step([]), iter(synthetic_video["frames"]), first, None, carry="binary"))
