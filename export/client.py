@@ -366,6 +366,7 @@ def segment_video_via_serving(
                 return segment_video(
                     client.step, video, first_mask, make_flow_fn(flow_backend, flo_dir), output_dir,
                     options or SegmentOptions(), overlay_path=overlay_path, overwrite=overwrite,
+                    metadata={"carry": (options or SegmentOptions()).carry},
                 )
             except ServingError as e:
                 # A server on the latest-version policy unloads the version a video started with once a newer

@@ -206,7 +206,8 @@ def propagate(
     Yields:
       one FrameResult per frame; frame 0's is the given mask, frame t >= 1 comes from
       step_fn(frame_t, flow t->t-1, flow t->t+1 (zeros at the last frame), probs_{t-1}, boxes_{t-1}), with
-      probs_0 = first_probs and boxes_0 = their tight boxes.
+      probs_0 = first_probs (as given) and boxes_0 = their tight boxes; with carry="labels", probs_{t-1} of t >= 2
+      is `carried_masks` of frame t-1's probabilities at its threshold.
     """
     if carry not in CARRY_MODES:
         raise ValueError(f"carry must be 'probs' or 'labels', got {carry!r}.")

@@ -59,7 +59,7 @@ class SegmentOptions:
     min_size: int = 0
     carry: str = "probs"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.carry not in CARRY_MODES:  # before any output is written
             raise ValueError(f"SegmentOptions.carry must be 'probs' or 'labels', got {self.carry!r}.")
 

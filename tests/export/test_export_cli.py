@@ -217,9 +217,9 @@ def test_client_max_size_below_the_network_minimum_is_a_usage_error(tmp_path):
 
 
 def test_client_carry_labels_segments_as_segment_does(tmp_path, tiny_model, export_base, synthetic_video):
-    """--carry=labels through the server: each request's prev_probs are the fused masks of the last answer, fused
-    at the served threshold; the masks are segment's with --carry=labels, and differ from carrying probabilities
-    (or the flag would not be checked)."""
+    """--carry=labels through the server gives segment's masks with --carry=labels (the library loop on the same
+    model), differs from carrying probabilities (the default), and is noted in segment_run.json. What the fused
+    masks are, and the served threshold they are fused at: tests/inference/test_inference_propagation.py."""
     frames_dir, mask_path, frames = synthetic_video
     out = {}
     with StandInModelServer(export_base, "maskrnn") as server:
@@ -233,6 +233,9 @@ def test_client_carry_labels_segments_as_segment_does(tmp_path, tiny_model, expo
                         SegmentOptions(progress=False, carry="labels"))
     for name in want:
         np.testing.assert_array_equal(read_mask(os.path.join(out["labels"], name)), want[name], err_msg=name)
+    for carry in ("labels", "probs"):
+        with open(os.path.join(out[carry], "segment_run.json"), encoding="utf-8") as f:
+            assert json.load(f)["carry"] == carry
     changed = max(float(np.abs(np.load(os.path.join(out["labels"], "probs", f"{t:05d}.npy")).astype(np.float32)
                                - np.load(os.path.join(out["probs"], "probs", f"{t:05d}.npy")).astype(np.float32)).max())
                   for t in range(2, len(frames)))

@@ -170,7 +170,8 @@ def _overlapping_step(calls, threshold_out=None):
 def test_carrying_labels_feeds_the_next_step_the_fused_masks(synthetic_video):
     # The paper's recurrence: the thresholded, argmax-fused prediction y_{t-1} is warped and fed back, one binary
     # mask per object; the soft probabilities are still what each frame's result holds.
-    first = np.stack([(synthetic_video["masks"][0] == k).astype(np.float32) for k in (1, 2)])
+    # A soft first mask (not what carried_masks would make of it): frame 1 gets it as given.
+    first = np.stack([(synthetic_video["masks"][0] == k).astype(np.float32) for k in (1, 2)]) * 0.8
     zero_flow = lambda a, b: np.zeros(a.shape[:2] + (2,), np.float32)  # noqa: E731
     calls = []
     results = list(propagate(_overlapping_step(calls), iter(synthetic_video["frames"]), first, zero_flow,
@@ -185,8 +186,11 @@ def test_carrying_labels_feeds_the_next_step_the_fused_masks(synthetic_video):
         assert results[t].probs[0, 0, 0] == np.float32(0.6) and results[t].probs[0, 22, 22] == np.float32(0.4)
     # Carrying probabilities (the default) feeds the step's own output back.
     calls_probs = []
-    list(propagate(_overlapping_step(calls_probs), iter(synthetic_video["frames"]), first, zero_flow, read_ahead=0))
-    np.testing.assert_array_equal(calls_probs[2], results[1].probs)
+    plain = list(propagate(_overlapping_step(calls_probs), iter(synthetic_video["frames"]), first, zero_flow,
+                           read_ahead=0))
+    np.testing.assert_array_equal(calls_probs[0], first)
+    for t in range(1, 5):
+        np.testing.assert_array_equal(calls_probs[t], plain[t].probs)
 
 
 def test_carrying_labels_fuses_at_the_served_threshold(synthetic_video):
@@ -200,6 +204,10 @@ def test_carrying_labels_fuses_at_the_served_threshold(synthetic_video):
 
 
 def test_an_unknown_carry_is_refused(synthetic_video):
+    from maskrnn_tf.inference.segmenter import SegmentOptions
+
     first = (synthetic_video["masks"][0] == 1).astype(np.float32)[None]
-    with pytest.raises(ValueError, match="carry must be 'probs' or 'labels'"):
+    with pytest.raises(ValueError, match="carry must be 'probs' or 'labels', got 'binary'"):
         list(propagate(_overlapping_step([]), iter(synthetic_video["frames"]), first, None, carry="binary"))
+    with pytest.raises(ValueError, match="SegmentOptions.carry must be 'probs' or 'labels', got 'binary'"):
+        SegmentOptions(carry="binary")
