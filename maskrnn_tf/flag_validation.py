@@ -83,7 +83,9 @@ def expand_user_paths(names: Sequence[str], flag_values: flags.FlagValues = flag
 
     for name in names:
         value = flag_values[name].value
-        if value:
+        if isinstance(value, list):  # a list flag (comma-separated paths)
+            flag_values[name].value = [os.path.expanduser(item) for item in value]
+        elif value:
             flag_values[name].value = os.path.expanduser(value)
 
 

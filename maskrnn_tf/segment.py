@@ -112,6 +112,10 @@ flags.DEFINE_float("max_growth", 0.0, "Cap each object's mask at this many times
                    "nearest it; 0 = no cap. Holds back what the network adds to the warped mask (1.1 lets a mask "
                    "double in about 7 frames: too slow for an object coming closer or a rough first mask). "
                    "Finetuning and its check use the uncapped step.")
+flags.DEFINE_list("ensemble_models", [], "More trained networks (model.keras files or run folders), comma-separated: "
+                  "at every step each gets the same previous masks and the mean of all their probabilities and "
+                  "boxes with --model's is segmented and carried on (one model step per network per frame). "
+                  "Needs --finetune=none and networks with --model's mask_threshold.")
 flags.DEFINE_enum("carry", "probs", ["probs", "labels"], "What each step is given of the previous frame, warped: "
                   "probs = the network's probabilities (as stage B trained it); labels = one 0/1 mask per object of "
                   "the fused, thresholded result (the paper's). Finetuning and its check carry probabilities.")
@@ -163,8 +167,8 @@ BOX_MASK_FILE = "first_mask_from_box.png"  # inside the output folder: never a f
 
 def main(argv) -> int:
     del argv
-    expand_user_paths(("video", "first_mask", "davis_root", "segtrack_root", "output", "model", "overlay",
-                       "flow_cache_dir", "flo_dir"))
+    expand_user_paths(("video", "first_mask", "davis_root", "segtrack_root", "output", "model", "ensemble_models",
+                       "overlay", "flow_cache_dir", "flo_dir"))
     if not FLAGS.output:
         raise app.UsageError("--output is required.", exitcode=2)
     if sum(bool(x) for x in (FLAGS.video, FLAGS.davis_root, FLAGS.segtrack_root)) != 1:
@@ -200,6 +204,11 @@ def main(argv) -> int:
     if FLAGS.max_growth and FLAGS.method != "maskrnn":
         raise app.UsageError("--max_growth caps the network's masks: it needs --method=maskrnn (flow propagation "
                              "only moves the first mask).", exitcode=2)
+    if FLAGS.ensemble_models and FLAGS.method != "maskrnn":
+        raise app.UsageError("--ensemble_models averages networks: it needs --method=maskrnn and --model.", exitcode=2)
+    if FLAGS.ensemble_models and FLAGS.finetune != "none":
+        raise app.UsageError(f"--ensemble_models with --finetune={FLAGS.finetune}: online finetuning of several "
+                             "networks is not supported; add --finetune=none.", exitcode=2)
     if FLAGS.method == "maskrnn" and not FLAGS.model:
         raise app.UsageError("--method=maskrnn needs --model (or use --method=flow_propagation).", exitcode=2)
 
@@ -207,6 +216,7 @@ def main(argv) -> int:
     inputs = [("--video", FLAGS.video), ("--first_mask", FLAGS.first_mask), ("--davis_root", FLAGS.davis_root),
               ("--segtrack_root", FLAGS.segtrack_root),
               ("--flo_dir", FLAGS.flo_dir), ("--model", FLAGS.model),
+              *(("--ensemble_models", path) for path in FLAGS.ensemble_models),
               ("--flow_cache_dir", FLAGS.flow_cache_dir and os.path.expanduser(FLAGS.flow_cache_dir))]
     inference.check_output_dir(FLAGS.output, FLAGS.overwrite, inputs)
     if FLAGS.overlay:
@@ -256,6 +266,8 @@ def main(argv) -> int:
         options = dataclasses.replace(options, threshold=float(model.config.mask_threshold))
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
         prepare = _finetuning(inference, model, step_fn, flow_fn, options.max_size, metadata)
+        if FLAGS.ensemble_models:  # --finetune=none (checked above): prepare is None
+            step_fn = _ensemble(inference, step_fn, precision, overrides, options.threshold, metadata)
         if FLAGS.flip_average:  # after finetuning: it trains and checks the plain step, segmenting averages
             from maskrnn_tf.inference.flip_average import FlipAveragedPrepare, flip_averaged_step
 
@@ -294,6 +306,23 @@ def main(argv) -> int:
             print(f"first mask made from the box(es) with GrabCut: {FLAGS.output}/{BOX_MASK_FILE} (correct it and "
                   "pass it as --first_mask to rerun)")
     return 0
+
+
+def _ensemble(inference, step_fn, precision, overrides, threshold, metadata):
+    """--model's step averaged with those of the --ensemble_models networks (loaded as --model is)."""
+    from maskrnn_tf.inference.ensemble import ensemble_step
+
+    steps = [step_fn]
+    for path in FLAGS.ensemble_models:
+        member = inference.load_model(path, precision=precision, overrides=overrides)
+        if float(member.config.mask_threshold) != threshold:
+            raise app.UsageError(f"--ensemble_models: {path} fuses at mask_threshold {member.config.mask_threshold}, "
+                                 f"--model at {threshold}; average only networks trained with one threshold.",
+                                 exitcode=2)
+        steps.append(inference.model_step_fn(member, FLAGS.jit_compile))
+    metadata["ensemble_models"] = [os.path.abspath(path) for path in FLAGS.ensemble_models]
+    print(f"ensemble of {len(steps)} networks: --model and {', '.join(FLAGS.ensemble_models)}", flush=True)
+    return ensemble_step(steps)
 
 
 def _finetuning(inference, model, step_fn, flow_fn, max_size, metadata):

@@ -292,6 +292,55 @@ def test_carry_labels_segments_as_the_library_carrying_the_fused_masks(davis_roo
     assert refused.returncode != 0 and "--carry" in refused.stderr and not (tmp_path / "refused").exists()
 
 
+def test_ensemble_models_segment_with_the_mean_of_the_networks_steps(davis_root, tmp_path):
+    """--ensemble_models gives the probabilities of the library's ensemble step over --model's and the members'
+    networks, differs from --model alone, is noted in segment_run.json; refused (usage error, no output) with
+    online finetuning, with the flow-propagation baseline and with a member of another mask_threshold."""
+    import keras
+    from absl import app
+
+    from maskrnn_tf import inference
+    from maskrnn_tf.inference.ensemble import ensemble_step
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    paths = []
+    for seed, threshold in ((0, 0.5), (1, 0.5), (2, 0.3)):
+        keras.utils.set_random_seed(seed)
+        paths.append(str(tmp_path / f"model{seed}.keras"))
+        MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, mask_threshold=threshold)).save(paths[-1])
+    common = ["--method=maskrnn", f"--model={paths[0]}", "--finetune=none", "--precision=float32", "--save_probs",
+              f"--davis_root={davis_root}", "--sequences=beta"]
+    assert _segment_in_process(*common, f"--ensemble_models={paths[1]}", f"--output={tmp_path / 'ensemble'}") == 0
+    assert _segment_in_process(*common, f"--output={tmp_path / 'single'}") == 0
+    record = json.loads((tmp_path / "ensemble" / "segment_run.json").read_text())
+    assert record["ensemble_models"] == [paths[1]]
+    assert "ensemble_models" not in json.loads((tmp_path / "single" / "segment_run.json").read_text())
+    steps = [inference.model_step_fn(inference.load_model(path, precision="float32")) for path in paths[:2]]
+    inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "library"),
+                            step_fn=ensemble_step(steps), options=inference.SegmentOptions(save_probs="npy",
+                                                                                           progress=False),
+                            sequences=["beta"])
+    changed = 0.0
+    for t in range(1, 4):
+        name = os.path.join("beta", "probs", f"{t:05d}.npy")
+        cli, library, single = (np.load(tmp_path / folder / name).astype(np.float32)
+                                for folder in ("ensemble", "library", "single"))
+        np.testing.assert_allclose(cli, library, atol=2e-3)
+        changed = max(changed, float(np.abs(cli - single).max()))
+    assert changed > 0.01  # two random networks answer differently: the mean is not --model's answer
+    refusals = [
+        ([f"--model={paths[0]}", f"--ensemble_models={paths[1]}", "--finetune=static"],
+         "online finetuning of several networks"),
+        (["--method=flow_propagation", f"--ensemble_models={paths[1]}"], "--method=maskrnn"),
+        ([f"--model={paths[0]}", f"--ensemble_models={paths[2]}", "--finetune=none"], "mask_threshold 0.3"),
+    ]
+    for flags, message in refusals:
+        with pytest.raises(app.UsageError, match=message):
+            _segment_in_process(*flags, "--precision=float32", f"--davis_root={davis_root}", "--sequences=beta",
+                                f"--output={tmp_path / 'refused'}")
+        assert not (tmp_path / "refused").exists()
+
+
 def test_tilde_paths_go_to_the_home_folder_in_segment_and_evaluate(davis_root, tmp_path):
     """`--output=~/res`: the shell leaves ~ after `=` alone; segment and evaluate expand it themselves instead of
     writing into a folder named `~` in the working directory."""

@@ -72,3 +72,22 @@ def test_frames_below_the_network_minimum_are_refused_before_any_work(video, tmp
     zero = lambda a, b: np.zeros(a.shape[:2] + (2,), np.float32)  # noqa: E731
     assert segment_video(flow_propagation_step, frames, mask, zero, out,
                          SegmentOptions(max_size=45, min_size=32, progress=False)) == 4
+
+
+def test_expand_user_paths_expands_string_and_list_flags(monkeypatch, tmp_path):
+    """A leading ~ (left alone by the shell after '=') is expanded in a path flag and in each item of a list flag
+    (segment's --ensemble_models); other values are kept."""
+    from absl import flags
+
+    from maskrnn_tf.flag_validation import expand_user_paths
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    values = flags.FlagValues()
+    flags.DEFINE_string("model", None, "", flag_values=values)
+    flags.DEFINE_list("members", [], "", flag_values=values)
+    flags.DEFINE_string("unset", None, "", flag_values=values)
+    values(["prog", "--model=~/a.keras", "--members=~/b,runs/c,~/d"])
+    expand_user_paths(("model", "members", "unset"), values)
+    assert values.model == f"{tmp_path}/a.keras"
+    assert values.members == [f"{tmp_path}/b", "runs/c", f"{tmp_path}/d"]
+    assert values.unset is None
