@@ -114,8 +114,9 @@ flags.DEFINE_float("max_growth", 0.0, "Cap each object's mask at this many times
                    "Finetuning and its check use the uncapped step.")
 flags.DEFINE_list("ensemble_models", [], "More trained networks (model.keras files or run folders), comma-separated: "
                   "at every step each gets the same previous masks and the mean of all their probabilities and "
-                  "boxes with --model's is segmented and carried on (one model step per network per frame). "
-                  "Needs --finetune=none and networks with --model's mask_threshold.")
+                  "boxes with --model's is segmented and carried on (one model step per network per frame). Each "
+                  "network is finetuned on its own as --finetune says (--finetune_budget per network). Networks "
+                  "trained with --model's mask_threshold.")
 flags.DEFINE_enum("carry", "probs", ["probs", "labels"], "What each step is given of the previous frame, warped: "
                   "probs = the network's probabilities (as stage B trained it); labels = one 0/1 mask per object of "
                   "the fused, thresholded result (the paper's). Finetuning and its check carry probabilities.")
@@ -206,9 +207,6 @@ def main(argv) -> int:
                              "only moves the first mask).", exitcode=2)
     if FLAGS.ensemble_models and FLAGS.method != "maskrnn":
         raise app.UsageError("--ensemble_models averages networks: it needs --method=maskrnn and --model.", exitcode=2)
-    if FLAGS.ensemble_models and FLAGS.finetune != "none":
-        raise app.UsageError(f"--ensemble_models with --finetune={FLAGS.finetune}: online finetuning of several "
-                             "networks is not supported; add --finetune=none.", exitcode=2)
     if FLAGS.method == "maskrnn" and not FLAGS.model:
         raise app.UsageError("--method=maskrnn needs --model (or use --method=flow_propagation).", exitcode=2)
 
@@ -265,9 +263,10 @@ def main(argv) -> int:
         # Objects are fused at the threshold the model was trained and validated with (its exported `labels` too).
         options = dataclasses.replace(options, threshold=float(model.config.mask_threshold))
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
-        prepare = _finetuning(inference, model, step_fn, flow_fn, options.max_size, metadata)
-        if FLAGS.ensemble_models:  # --finetune=none (checked above): prepare is None
-            step_fn = _ensemble(inference, step_fn, precision, overrides, options.threshold, metadata)
+        prepare = _finetuning(inference, model, FLAGS.model, step_fn, flow_fn, options.max_size, metadata)
+        if FLAGS.ensemble_models:
+            step_fn, prepare = _ensemble(inference, step_fn, prepare, flow_fn, options.max_size, precision, overrides,
+                                         options.threshold, metadata)
         if FLAGS.flip_average:  # after finetuning: it trains and checks the plain step, segmenting averages
             from maskrnn_tf.inference.flip_average import FlipAveragedPrepare, flip_averaged_step
 
@@ -308,11 +307,12 @@ def main(argv) -> int:
     return 0
 
 
-def _ensemble(inference, step_fn, precision, overrides, threshold, metadata):
-    """--model's step averaged with those of the --ensemble_models networks (loaded as --model is)."""
-    from maskrnn_tf.inference.ensemble import ensemble_step
+def _ensemble(inference, step_fn, prepare, flow_fn, max_size, precision, overrides, threshold, metadata):
+    """--model's step (and finetuning callback) averaged with those of the --ensemble_models networks, each loaded
+    and finetuned as --model is: (step_fn, prepare)."""
+    from maskrnn_tf.inference.ensemble import EnsemblePrepare, ensemble_step
 
-    steps = [step_fn]
+    steps, prepares = [step_fn], [prepare]
     for path in FLAGS.ensemble_models:
         member = inference.load_model(path, precision=precision, overrides=overrides)
         if float(member.config.mask_threshold) != threshold:
@@ -320,15 +320,18 @@ def _ensemble(inference, step_fn, precision, overrides, threshold, metadata):
                                  f"--model at {threshold}; average only networks trained with one threshold.",
                                  exitcode=2)
         steps.append(inference.model_step_fn(member, FLAGS.jit_compile))
+        # The members' finetuning settings are --model's (metadata holds those once).
+        prepares.append(_finetuning(inference, member, path, steps[-1], flow_fn, max_size, {}))
     metadata["ensemble_models"] = [os.path.abspath(path) for path in FLAGS.ensemble_models]
     print(f"ensemble of {len(steps)} networks: --model and {', '.join(FLAGS.ensemble_models)}", flush=True)
-    return ensemble_step(steps)
+    ensemble_prepare = None if all(p is None for p in prepares) else EnsemblePrepare(prepares, steps)
+    return ensemble_step(steps), ensemble_prepare
 
 
-def _finetuning(inference, model, step_fn, flow_fn, max_size, metadata):
-    """The `prepare` callback of the online finetuning --finetune asks for (None for none), checked by its cycle
-    consistency with --finetune_check_frames; notes it in metadata."""
-    prepare = _finetuning_prepare(inference, model, step_fn, flow_fn, max_size, metadata)
+def _finetuning(inference, model, model_path, step_fn, flow_fn, max_size, metadata):
+    """The `prepare` callback of the online finetuning --finetune asks for (None for none) of the network loaded
+    from `model_path`, checked by its cycle consistency with --finetune_check_frames; notes it in metadata."""
+    prepare = _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size, metadata)
     if prepare is None or not FLAGS.finetune_check_frames:
         return prepare
     from maskrnn_tf.inference.cycle_check import cycle_checked_prepare
@@ -341,13 +344,13 @@ def _finetuning(inference, model, step_fn, flow_fn, max_size, metadata):
                                  FLAGS.finetune_check_margin)
 
 
-def _finetuning_prepare(inference, model, step_fn, flow_fn, max_size, metadata):
+def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size, metadata):
     """The online finetuning --finetune asks for (None for none)."""
     from maskrnn_tf.inference.finetune_choice import choose_finetuning, describe_choice
 
-    choice = choose_finetuning(FLAGS.finetune, inference.training_config(FLAGS.model), FLAGS.finetune_steps,
+    choice = choose_finetuning(FLAGS.finetune, inference.training_config(model_path), FLAGS.finetune_steps,
                                FLAGS.finetune_loc_weight, FLAGS.finetune_class_balance,
-                               trained_step=inference.trained_step(FLAGS.model))
+                               trained_step=inference.trained_step(model_path))
     print(describe_choice(choice, FLAGS.finetune_budget), flush=True)
     metadata.update(finetune=choice.mode, finetune_steps=choice.steps)
     if choice.mode == "static":

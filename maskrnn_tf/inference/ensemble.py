@@ -2,6 +2,9 @@
 the same previous probabilities and boxes, and the mean of their probabilities (and of their boxes) is what is
 segmented and carried on.
 
+With online finetuning each network is finetuned (and checked) on its own as `--finetune` says, with its own
+time budget, and the finetuned steps are averaged.
+
 Without ImageNet weights one training of the CPU recipe is a draw: two seeds differ by 3.4 J on the held-out
 split and up to 15 J on val (docs/RESULTS.md, "Other seeds"). Averaging the networks' answers at every step keeps
 what they agree on; on the held-out split two seeds averaged beat the better one (docs/RESULTS.md, "Two seeds as
@@ -9,7 +12,7 @@ one step"). Costs one model step per network per frame.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -47,3 +50,37 @@ def ensemble_step(steps: Sequence[StepFn]) -> StepFn:
         return result
 
     return run
+
+
+class EnsemblePrepare:
+    """A `prepare(source, first) -> step_fn` callback (online finetuning) for an ensemble: each network's own
+    callback (None: its plain step, not finetuned) prepares its step, and `ensemble_step` averages them.
+
+    `log` (a dict kept up to date in place, as segment_run.json reads it) maps each video's name to the sum of the
+    networks' `updates` and `seconds` and, under "members", each network's own entry (None where it keeps none).
+    """
+
+    def __init__(self, prepares: Sequence[Optional[Callable[..., StepFn]]], steps: Sequence[StepFn]):
+        if len(prepares) != len(steps) or not steps:
+            raise ValueError(f"EnsemblePrepare needs one prepare callback (or None) per step: {len(prepares)} "
+                             f"callbacks, {len(steps)} steps.")
+        self._prepares = list(prepares)
+        self._steps = list(steps)
+        self.log: Dict[str, Dict[str, Any]] = {}
+
+    def __call__(self, source, first) -> StepFn:
+        prepared = [step if prepare is None else prepare(source, first)
+                    for prepare, step in zip(self._prepares, self._steps)]
+        self._merge_logs()
+        return ensemble_step(prepared)
+
+    def _merge_logs(self) -> None:
+        logs = [getattr(prepare, "log", None) for prepare in self._prepares]
+        names = sorted({name for log in logs if isinstance(log, dict) for name in log})
+        for name in names:
+            members: List[Optional[Dict[str, Any]]] = [
+                dict(log[name]) if isinstance(log, dict) and name in log else None for log in logs]
+            present = [entry for entry in members if entry is not None]
+            self.log[name] = {"updates": int(sum(int(entry.get("updates", 0)) for entry in present)),
+                              "seconds": float(sum(float(entry.get("seconds", 0.0)) for entry in present)),
+                              "members": members}

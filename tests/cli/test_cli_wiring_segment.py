@@ -294,8 +294,9 @@ def test_carry_labels_segments_as_the_library_carrying_the_fused_masks(davis_roo
 
 def test_ensemble_models_segment_with_the_mean_of_the_networks_steps(davis_root, tmp_path):
     """--ensemble_models gives the probabilities of the library's ensemble step over --model's and the members'
-    networks, differs from --model alone, is noted in segment_run.json; refused (usage error, no output) with
-    online finetuning, with the flow-propagation baseline and with a member of another mask_threshold."""
+    networks, differs from --model alone, is noted in segment_run.json; with online finetuning every network is
+    finetuned (segment_run.json: each one's updates); refused (usage error, no output) with the flow-propagation
+    baseline and with a member of another mask_threshold."""
     import keras
     from absl import app
 
@@ -328,9 +329,14 @@ def test_ensemble_models_segment_with_the_mean_of_the_networks_steps(davis_root,
         np.testing.assert_allclose(cli, library, atol=2e-3)
         changed = max(changed, float(np.abs(cli - single).max()))
     assert changed > 0.01  # two random networks answer differently: the mean is not --model's answer
+    finetuned = [f for f in common if f != "--finetune=none"] + [
+        "--finetune=static", "--finetune_steps=2", "--finetune_lr=1e-3", "--finetune_check_frames=0",
+        f"--ensemble_models={paths[1]}", f"--output={tmp_path / 'finetuned'}"]
+    assert _segment_in_process(*finetuned) == 0
+    entry = json.loads((tmp_path / "finetuned" / "segment_run.json").read_text())["finetune_log"]["beta"]
+    assert [member["updates"] for member in entry["members"]] == [2, 2] and entry["updates"] == 4
+    assert entry["seconds"] == pytest.approx(sum(member["seconds"] for member in entry["members"]))
     refusals = [
-        ([f"--model={paths[0]}", f"--ensemble_models={paths[1]}", "--finetune=static"],
-         "online finetuning of several networks"),
         (["--method=flow_propagation", f"--ensemble_models={paths[1]}"], "--method=maskrnn"),
         ([f"--model={paths[0]}", f"--ensemble_models={paths[2]}", "--finetune=none"], "mask_threshold 0.3"),
     ]

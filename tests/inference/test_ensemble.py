@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from maskrnn_tf.inference.ensemble import ensemble_step, mean_boxes
+from maskrnn_tf.inference.ensemble import EnsemblePrepare, ensemble_step, mean_boxes
 
 
 def test_mean_boxes_averages_the_non_empty_boxes_of_each_object():
@@ -44,3 +44,37 @@ def test_the_ensemble_step_gives_the_mean_and_every_member_the_same_inputs():
 def test_an_empty_ensemble_is_refused():
     with pytest.raises(ValueError, match="at least one step"):
         ensemble_step([])
+
+
+def test_ensemble_prepare_averages_each_networks_prepared_step_and_merges_their_logs():
+    class Source:
+        name = "bear"
+
+    def constant(value):
+        def step(frame, to_prev, to_next, prev_probs, prev_boxes):
+            return {"probs": np.full_like(prev_probs, value), "boxes": np.asarray(prev_boxes, np.float32)}
+        return step
+
+    calls = []
+
+    def finetuning(value, updates, seconds):
+        def prepare(source, first):
+            calls.append((value, source.name, first))
+            prepare.log[source.name] = {"updates": updates, "seconds": seconds, "kept_finetuning": True}
+            return constant(value)
+        prepare.log = {}
+        return prepare
+
+    # Network 0 finetuned to answer 0.9, network 1 not finetuned (its plain step answers 0.1), network 2 to 0.5.
+    prepare = EnsemblePrepare([finetuning(0.9, 50, 40.0), None, finetuning(0.5, 20, 60.0)],
+                              [constant(0.0), constant(0.1), constant(0.0)])
+    log = prepare.log  # read once, as segment_run.json's writer does: it must fill in place
+    step = prepare(Source(), "first")
+    assert calls == [(0.9, "bear", "first"), (0.5, "bear", "first")]
+    out = step(None, None, None, np.zeros((1, 2, 2), np.float32), np.zeros((1, 4), np.float32))
+    np.testing.assert_allclose(out["probs"], np.full((1, 2, 2), 0.5), rtol=1e-6)
+    assert log == {"bear": {"updates": 70, "seconds": 100.0, "members": [
+        {"updates": 50, "seconds": 40.0, "kept_finetuning": True}, None,
+        {"updates": 20, "seconds": 60.0, "kept_finetuning": True}]}}
+    with pytest.raises(ValueError, match="one prepare callback"):
+        EnsemblePrepare([None], [constant(0.0), constant(0.1)])
