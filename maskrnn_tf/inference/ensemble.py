@@ -5,10 +5,10 @@ segmented and carried on.
 With online finetuning each network is finetuned (and checked) on its own as `--finetune` says, with its own
 time budget, and the finetuned steps are averaged.
 
-Without ImageNet weights one training of the CPU recipe is a draw: two seeds differ by 3.4 J on the held-out
-split and up to 15 J on val (docs/RESULTS.md, "Other seeds"). Averaging the networks' answers at every step keeps
-what they agree on; on the held-out split two seeds averaged beat the better one (docs/RESULTS.md, "Two seeds as
-one step"). Costs one model step per network per frame.
+Without ImageNet weights one training of the CPU recipe is a draw: seeds of the same recipe differ by up to 3.4 J
+on the held-out split and 14.7 J on val (docs/RESULTS.md, "Other seeds", "Two seeds as one step"). Averaging the
+networks' answers at every step keeps what they agree on. Costs one model step per network per frame (and each
+network's finetuning).
 """
 from __future__ import annotations
 
