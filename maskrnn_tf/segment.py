@@ -205,6 +205,9 @@ def main(argv) -> int:
     if FLAGS.max_growth and FLAGS.method != "maskrnn":
         raise app.UsageError("--max_growth caps the network's masks: it needs --method=maskrnn (flow propagation "
                              "only moves the first mask).", exitcode=2)
+    if any(not path for path in FLAGS.ensemble_models):
+        raise app.UsageError(f"--ensemble_models={','.join(FLAGS.ensemble_models)}: an empty path; give model files "
+                             "or run folders separated by single commas.", exitcode=2)
     if FLAGS.ensemble_models and FLAGS.method != "maskrnn":
         raise app.UsageError("--ensemble_models averages networks: it needs --method=maskrnn and --model.", exitcode=2)
     if FLAGS.method == "maskrnn" and not FLAGS.model:
@@ -265,8 +268,8 @@ def main(argv) -> int:
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
         prepare = _finetuning(inference, model, FLAGS.model, step_fn, flow_fn, options.max_size, metadata)
         if FLAGS.ensemble_models:
-            step_fn, prepare = _ensemble(inference, step_fn, prepare, flow_fn, options.max_size, precision, overrides,
-                                         options.threshold, metadata)
+            step_fn, prepare = _ensemble(inference, model, step_fn, prepare, flow_fn, options.max_size, precision,
+                                         overrides, metadata)
         if FLAGS.flip_average:  # after finetuning: it trains and checks the plain step, segmenting averages
             from maskrnn_tf.inference.flip_average import FlipAveragedPrepare, flip_averaged_step
 
@@ -307,22 +310,31 @@ def main(argv) -> int:
     return 0
 
 
-def _ensemble(inference, step_fn, prepare, flow_fn, max_size, precision, overrides, threshold, metadata):
+def _ensemble(inference, model, step_fn, prepare, flow_fn, max_size, precision, overrides, metadata):
     """--model's step (and finetuning callback) averaged with those of the --ensemble_models networks, each loaded
     and finetuned as --model is: (step_fn, prepare)."""
     from maskrnn_tf.inference.ensemble import EnsemblePrepare, ensemble_step
 
-    steps, prepares = [step_fn], [prepare]
+    steps, prepares, members = [step_fn], [prepare], []
     for path in FLAGS.ensemble_models:
         member = inference.load_model(path, precision=precision, overrides=overrides)
-        if float(member.config.mask_threshold) != threshold:
+        if member.config.mask_threshold != model.config.mask_threshold:
             raise app.UsageError(f"--ensemble_models: {path} fuses at mask_threshold {member.config.mask_threshold}, "
-                                 f"--model at {threshold}; average only networks trained with one threshold.",
-                                 exitcode=2)
+                                 f"--model at {model.config.mask_threshold}; average only networks trained with one "
+                                 "threshold.", exitcode=2)
+        if FLAGS.max_growth and member.config.warp_mask != model.config.warp_mask:
+            raise app.UsageError(f"--max_growth with --ensemble_models: {path} has warp_mask="
+                                 f"{member.config.warp_mask}, --model {model.config.warp_mask}; the cap counts "
+                                 "against one previous mask: drop --max_growth or that network.", exitcode=2)
         steps.append(inference.model_step_fn(member, FLAGS.jit_compile))
-        # The members' finetuning settings are --model's (metadata holds those once).
-        prepares.append(_finetuning(inference, member, path, steps[-1], flow_fn, max_size, {}))
+        print(f"{path}:", end=" ", flush=True)  # its finetuning choice follows
+        chosen: dict = {}
+        prepares.append(_finetuning(inference, member, path, steps[-1], flow_fn, max_size, chosen))
+        members.append({"model": os.path.abspath(path), **{key: chosen[key] for key in ("finetune", "finetune_steps")
+                                                           if key in chosen}})
+    # Each network's own finetuning choice (--finetune=auto chooses by how it was trained).
     metadata["ensemble_models"] = [os.path.abspath(path) for path in FLAGS.ensemble_models]
+    metadata["ensemble_finetune"] = members
     print(f"ensemble of {len(steps)} networks: --model and {', '.join(FLAGS.ensemble_models)}", flush=True)
     ensemble_prepare = None if all(p is None for p in prepares) else EnsemblePrepare(prepares, steps)
     return ensemble_step(steps), ensemble_prepare

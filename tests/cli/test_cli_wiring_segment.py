@@ -337,18 +337,25 @@ def test_ensemble_models_segment_with_the_mean_of_the_networks_steps(davis_root,
         "--finetune=static", "--finetune_steps=2", "--finetune_lr=1e-3", "--finetune_check_frames=0",
         f"--ensemble_models={paths[1]}", f"--output={tmp_path / 'finetuned'}"]
     assert _segment_in_process(*finetuned) == 0
-    entry = json.loads((tmp_path / "finetuned" / "segment_run.json").read_text())["finetune_log"]["beta"]
+    record = json.loads((tmp_path / "finetuned" / "segment_run.json").read_text())
+    assert record["ensemble_finetune"] == [{"model": paths[1], "finetune": "static", "finetune_steps": 2}]
+    entry = record["finetune_log"]["beta"]
     assert [member["updates"] for member in entry["members"]] == [2, 2] and entry["updates"] == 4
     assert entry["seconds"] == pytest.approx(sum(member["seconds"] for member in entry["members"]))
     refusals = [
         (["--method=flow_propagation", f"--ensemble_models={paths[1]}"], "--method=maskrnn"),
         ([f"--model={paths[0]}", f"--ensemble_models={paths[2]}", "--finetune=none"], "mask_threshold 0.3"),
+        ([f"--model={paths[0]}", f"--ensemble_models={paths[1]},", "--finetune=none"], "an empty path"),
     ]
     for flags, message in refusals:
         with pytest.raises(app.UsageError, match=message):
             _segment_in_process(*flags, "--precision=float32", f"--davis_root={davis_root}", "--sequences=beta",
                                 f"--output={tmp_path / 'refused'}")
         assert not (tmp_path / "refused").exists()
+    # A member is an input: an output folder on it is refused (exit 2) and the file is left as it was.
+    before = (tmp_path / "model1.keras").read_bytes()
+    assert _segment_in_process(*common, f"--ensemble_models={paths[1]}", f"--output={paths[1]}") == 2
+    assert (tmp_path / "model1.keras").read_bytes() == before
 
 
 def test_tilde_paths_go_to_the_home_folder_in_segment_and_evaluate(davis_root, tmp_path):
