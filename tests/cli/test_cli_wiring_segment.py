@@ -260,6 +260,24 @@ def test_max_growth_segments_with_the_librarys_growth_limited_step(davis_root, t
     assert cut > 0  # the network's masks cover the frame: the cap of 1.0 removes pixels
 
 
+def _as_library_step(davis_root, tmp_path, step_fn, options, cli, other):
+    """Segments `beta` with the library's loop (`step_fn`, `options`) into tmp_path/library; checks that the CLI's
+    probabilities of frames 1-3 (folder `cli`) are the library's and returns their largest difference from those
+    of folder `other` (the CLI without the flag)."""
+    from maskrnn_tf import inference
+
+    inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "library"),
+                            step_fn=step_fn, options=options, sequences=["beta"])
+    changed = 0.0
+    for t in range(1, 4):
+        name = os.path.join("beta", "probs", f"{t:05d}.npy")
+        got, library, plain = (np.load(tmp_path / folder / name).astype(np.float32)
+                               for folder in (cli, "library", other))
+        np.testing.assert_allclose(got, library, atol=2e-3)
+        changed = max(changed, float(np.abs(got - plain).max()))
+    return changed
+
+
 def test_carry_labels_segments_as_the_library_carrying_the_fused_masks(davis_root, tmp_path):
     """--carry=labels gives the probabilities of the library's loop carrying the fused masks on the same model,
     differs from carrying the probabilities (the default), and is noted in segment_run.json; an unknown value is
@@ -282,15 +300,7 @@ def test_carry_labels_segments_as_the_library_carrying_the_fused_masks(davis_roo
     model = inference.load_model(model_path, precision="float32")
     options = inference.SegmentOptions(save_probs="npy", progress=False, carry="labels",
                                        threshold=float(model.config.mask_threshold))
-    inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "library"),
-                            step_fn=inference.model_step_fn(model), options=options, sequences=["beta"])
-    changed = 0.0
-    for t in range(1, 4):
-        name = os.path.join("beta", "probs", f"{t:05d}.npy")
-        cli, library, plain = (np.load(tmp_path / folder / name).astype(np.float32)
-                               for folder in ("labels", "library", "probs"))
-        np.testing.assert_allclose(cli, library, atol=2e-3)
-        changed = max(changed, float(np.abs(cli - plain).max()))
+    changed = _as_library_step(davis_root, tmp_path, inference.model_step_fn(model), options, "labels", "probs")
     assert changed > 0.01  # from frame 2 on the network sees 0/1 masks instead of its own probabilities
     refused = _segment(*common, "--carry=binary", f"--output={tmp_path / 'refused'}")
     assert refused.returncode != 0 and "--carry" in refused.stderr and not (tmp_path / "refused").exists()
@@ -321,17 +331,8 @@ def test_ensemble_models_segment_with_the_mean_of_the_networks_steps(davis_root,
     assert record["ensemble_models"] == [paths[1]]
     assert "ensemble_models" not in json.loads((tmp_path / "single" / "segment_run.json").read_text())
     steps = [inference.model_step_fn(inference.load_model(path, precision="float32")) for path in paths[:2]]
-    inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "library"),
-                            step_fn=ensemble_step(steps), options=inference.SegmentOptions(save_probs="npy",
-                                                                                           progress=False),
-                            sequences=["beta"])
-    changed = 0.0
-    for t in range(1, 4):
-        name = os.path.join("beta", "probs", f"{t:05d}.npy")
-        cli, library, single = (np.load(tmp_path / folder / name).astype(np.float32)
-                                for folder in ("ensemble", "library", "single"))
-        np.testing.assert_allclose(cli, library, atol=2e-3)
-        changed = max(changed, float(np.abs(cli - single).max()))
+    changed = _as_library_step(davis_root, tmp_path, ensemble_step(steps),
+                               inference.SegmentOptions(save_probs="npy", progress=False), "ensemble", "single")
     assert changed > 0.01  # two random networks answer differently: the mean is not --model's answer
     finetuned = [f for f in common if f != "--finetune=none"] + [
         "--finetune=static", "--finetune_steps=2", "--finetune_lr=1e-3", "--finetune_check_frames=0",
