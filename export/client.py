@@ -348,6 +348,7 @@ def segment_video_via_serving(
     from maskrnn_tf.inference.flow_source import make_flow_fn
     from maskrnn_tf.inference.segmenter import SegmentOptions, segment_video
 
+    options = options or SegmentOptions()
     if os.path.exists(output_dir) and not overwrite:  # before the server is asked anything
         raise FileExistsError(
             f"{output_dir}: output folder already exists; choose another --output_dir or pass --overwrite to replace it."
@@ -365,8 +366,7 @@ def segment_video_via_serving(
                 # each step answer carries it (`mask_threshold`), which the loop uses (exports without it: 0.5).
                 return segment_video(
                     client.step, video, first_mask, make_flow_fn(flow_backend, flo_dir), output_dir,
-                    options or SegmentOptions(), overlay_path=overlay_path, overwrite=overwrite,
-                    metadata={"carry": (options or SegmentOptions()).carry},
+                    options, overlay_path=overlay_path, overwrite=overwrite, metadata={"carry": options.carry},
                 )
             except ServingError as e:
                 # A server on the latest-version policy unloads the version a video started with once a newer

@@ -12,6 +12,7 @@ from typing import Dict
 
 import numpy as np
 
+from maskrnn_tf.inference.ensemble import mean_boxes
 from maskrnn_tf.inference.propagation import MASK_THRESHOLD_KEY, StepFn, StepWrappedPrepare
 from maskrnn_tf.ops import flip_flow_left_right
 
@@ -34,9 +35,8 @@ def mirror_boxes(boxes: np.ndarray, width: int) -> np.ndarray:
 
 
 def _mean_boxes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mean of two [N, 4] box sets; where one box is empty, the other."""
-    ok_a, ok_b = _nonempty(a), _nonempty(b)
-    return np.where((ok_a & ok_b)[:, None], (a + b) / 2.0, np.where(ok_a[:, None], a, b)).astype(np.float32)
+    """Mean of two [N, 4] box sets; where one box is empty, the other (both empty: b's)."""
+    return mean_boxes([b, a])
 
 
 def flip_averaged_step(step_fn: StepFn) -> StepFn:
