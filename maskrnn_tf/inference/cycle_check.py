@@ -16,7 +16,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from maskrnn_tf.inference.first_mask import FirstMask
-from maskrnn_tf.inference.propagation import AnyFlowFn, FlowFn, NamedFlowFn, StepFn, flow_between, propagate
+from maskrnn_tf.inference.propagation import (CARRY_MODES, AnyFlowFn, FlowFn, NamedFlowFn, StepFn, flow_between,
+                                              propagate)
 from maskrnn_tf.inference.finetune import first_ids_at_size, restore_weights
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 
@@ -24,7 +25,8 @@ Prepare = Callable[[VideoSource, FirstMask], StepFn]
 
 
 def cycle_iou(step_fn: StepFn, frames: Sequence[np.ndarray], first_ids: np.ndarray, object_ids: Sequence[int],
-              flow_fn: AnyFlowFn, stems: Optional[Sequence[str]] = None, threshold: float = 0.5) -> float:
+              flow_fn: AnyFlowFn, stems: Optional[Sequence[str]] = None, threshold: float = 0.5,
+              carry: str = "probs") -> float:
     """Mean IoU, over `object_ids`, of the true first mask and the mask propagated over `frames` (frame 0
     first) forward to the last frame and back to frame 0.
 
@@ -36,7 +38,10 @@ def cycle_iou(step_fn: StepFn, frames: Sequence[np.ndarray], first_ids: np.ndarr
       flow_fn: flow between two frames, or a `NamedFlowFn` bound to the video (with `stems`).
       stems: the frames' name stems (for a `NamedFlowFn`).
       threshold: the fusion threshold.
+      carry: what each step is given of the previous one (`propagate`'s carry): judge with what segmenting carries.
     """
+    if carry not in CARRY_MODES:
+        raise ValueError(f"cycle_iou: carry must be one of {CARRY_MODES}, got {carry!r}.")
     if len(frames) < 2:
         raise ValueError(f"cycle_iou needs at least 2 frames, got {len(frames)}.")
     if not object_ids:
@@ -44,14 +49,14 @@ def cycle_iou(step_fn: StepFn, frames: Sequence[np.ndarray], first_ids: np.ndarr
     first_ids = np.asarray(first_ids)
     first_probs = np.stack([first_ids == i for i in object_ids]).astype(np.float32)
     forward = list(propagate(step_fn, frames, first_probs, flow_fn, read_ahead=0, threshold=threshold,
-                             stems=stems))
+                             stems=stems, carry=carry))
     last = forward[-1]
     # Back from frame K, starting from its fused prediction as binary masks (propagate takes the first boxes as
     # the tight boxes of its first masks, as for a true first mask).
     labels_k = last.labels
     start = np.stack([labels_k == n + 1 for n in range(len(object_ids))]).astype(np.float32)
     backward = list(propagate(step_fn, list(frames)[::-1], start, flow_fn, read_ahead=0, threshold=threshold,
-                              stems=None if stems is None else list(stems)[::-1]))
+                              stems=None if stems is None else list(stems)[::-1], carry=carry))
     labels_0 = backward[-1].labels
     ious: List[float] = []
     for n, object_id in enumerate(object_ids):
@@ -77,11 +82,12 @@ def _flows_once(flow_fn: AnyFlowFn, clip: Sequence[np.ndarray], stems: Sequence[
 
 
 def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn: AnyFlowFn, max_size: Optional[int],
-                          frames: int = 10, margin: float = 0.0) -> Prepare:
+                          frames: int = 10, margin: float = 0.0, carry: str = "probs") -> Prepare:
     """Wraps an online-finetuning `prepare` callback (`finetuning_prepare`, `recurrent_finetuning_prepare`):
     per video, the cycle IoU over its first `frames` + 1 frames (`cycle_iou`) is measured with the weights the
     model has now and after `prepare` finetuned them; the finetuned weights stay only when their cycle IoU is
-    at least the original's plus `margin`, otherwise the original weights are put back.
+    at least the original's plus `margin`, otherwise the original weights are put back. Both cycles carry what
+    `carry` says (`propagate`), as segmenting does: the finetuning is judged on the recurrence it will run in.
 
     `prepare` must start every video from the weights the model has when this wrapper is made (both callbacks
     above do); `model` is anything with `weights` (variables). When `prepare` has a time budget (`reserve_s`, as
@@ -92,6 +98,8 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
     """
     if frames < 1:
         raise ValueError(f"cycle_checked_prepare: frames must be >= 1, got {frames}.")
+    if carry not in CARRY_MODES:
+        raise ValueError(f"cycle_checked_prepare: carry must be one of {CARRY_MODES}, got {carry!r}.")
     initial = [v.numpy() for v in model.weights]
     threshold = float(getattr(getattr(model, "config", None), "mask_threshold", 0.5))  # the model's fusion
     inner_log: Dict[str, Dict[str, object]] = getattr(prepare, "log", None)
@@ -112,7 +120,8 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
         return clip, ids, present, _flows_once(bound, clip, source.frame_names[:len(clip)])
 
     def cycle(clip) -> Optional[float]:
-        return None if clip is None else cycle_iou(step_fn, clip[0], clip[1], clip[2], clip[3], threshold=threshold)
+        return None if clip is None else cycle_iou(step_fn, clip[0], clip[1], clip[2], clip[3], threshold=threshold,
+                                                carry=carry)
 
     def checked(source: VideoSource, first: FirstMask) -> StepFn:
         start = time.monotonic()

@@ -12,6 +12,7 @@ from maskrnn_tf.inference import NamedFlowFn, VideoSource, flow_propagation_step
 from maskrnn_tf.inference.cycle_check import cycle_checked_prepare, cycle_iou
 from maskrnn_tf.inference.first_mask import FirstMask
 from maskrnn_tf.io import davis_palette
+from maskrnn_tf.ops import mask_to_box, warp_masks
 
 SIDE, SPEED, HEIGHT, WIDTH = 8, 2, 24, 40
 
@@ -196,3 +197,47 @@ def test_both_checks_of_a_video_compute_each_flow_once(square_on_disk):
 def square_x_of(frame):
     """The left edge of the square in a frame of `square_video`."""
     return int(np.nonzero(frame[..., 0] > 128)[1].min())
+
+
+def fading_step(factor):
+    """A step that carries the warped previous mask scaled by `factor`: it survives a carried 0/1 mask (the fused
+    labels), and fades below the threshold when its own probabilities are carried on."""
+    def step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes):
+        del frame, flow_to_next, prev_boxes
+        probs = factor * warp_masks(np.asarray(prev_probs, np.float32), flow_to_prev).numpy()
+        return {"probs": probs, "boxes": mask_to_box(probs)[0].numpy()}
+    return step
+
+
+def test_the_cycle_carries_what_segmenting_carries():
+    """0.6 a step: carried as probabilities, 0.6 then 0.36 loses the square by frame 2 (IoU 0); carried as the
+    fused labels each step sees 1.0 again and the square goes round (IoU 1)."""
+    frames, ids = square_video(3)
+    assert cycle_iou(fading_step(0.6), frames, ids, [1], centroid_flow, carry="probs") == 0.0
+    assert cycle_iou(fading_step(0.6), frames, ids, [1], centroid_flow, carry="labels") == 1.0
+    with pytest.raises(ValueError, match="carry"):
+        cycle_iou(fading_step(0.6), frames, ids, [1], centroid_flow, carry="masks")
+
+
+@pytest.mark.parametrize("carry, kept", [("probs", False), ("labels", True)])
+def test_the_check_judges_finetuning_with_the_carry_segmenting_uses(square_on_disk, carry, kept):
+    """Finetuning turns a lossless step into one that scales by 0.6: carrying probabilities it loses the square
+    (undone), carrying the fused labels it still goes round (a tie: kept)."""
+    source, first = square_on_disk
+    model = FakeModel(1.0)  # here the weight is the step's factor
+    step = fading_step_of(model)
+    checked = cycle_checked_prepare(fake_finetuning(model, 0.6, step), model, step, centroid_flow, max_size=None,
+                                    frames=2, carry=carry)
+    checked(source, first)
+    entry = checked.log[os.path.basename(source.path)]
+    assert entry["cycle_before"] == 1.0
+    assert entry["cycle_after"] == (1.0 if kept else 0.0)
+    assert entry["kept_finetuning"] is kept
+    assert model.weights[0].numpy() == pytest.approx(0.6 if kept else 1.0)
+
+
+def fading_step_of(model):
+    """`fading_step` with the factor read from the model's one weight at every step."""
+    def step(*args):
+        return fading_step(float(model.weights[0].numpy()))(*args)
+    return step
