@@ -350,7 +350,7 @@ def _finetuning(inference, model, model_path, step_fn, flow_fn, max_size, metada
     from maskrnn_tf.inference.cycle_check import cycle_checked_prepare
 
     metadata.update(finetune_check_frames=FLAGS.finetune_check_frames,
-                    finetune_check_margin=FLAGS.finetune_check_margin)
+                    finetune_check_margin=FLAGS.finetune_check_margin, finetune_check_carry=FLAGS.carry)
     print(f"online finetuning kept per video only if it goes round the first {FLAGS.finetune_check_frames} frames "
           "and back at least as well (--finetune_check_frames)", flush=True)
     return cycle_checked_prepare(prepare, model, step_fn, flow_fn, max_size, FLAGS.finetune_check_frames,

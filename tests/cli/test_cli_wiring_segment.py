@@ -310,7 +310,9 @@ def test_carry_labels_segments_as_the_library_carrying_the_fused_masks(davis_roo
     checked = [*common[:2], "--finetune=static", "--finetune_steps=1", "--finetune_check_frames=3", *common[3:],
                "--carry=labels", f"--output={tmp_path / 'checked'}"]
     assert _segment_in_process(*checked) == 0
-    before = json.loads((tmp_path / "checked" / "segment_run.json").read_text())["finetune_log"]["beta"]
+    record = json.loads((tmp_path / "checked" / "segment_run.json").read_text())
+    assert record["finetune_check_carry"] == "labels"
+    before = record["finetune_log"]["beta"]
     frames = [read_frame(os.path.join(davis_root, "JPEGImages", "480p", "beta", f"{t:05d}.jpg")) for t in range(4)]
     ids = read_label_image(os.path.join(davis_root, "Annotations", "480p", "beta", "00000.png"))[0]
     objects = [int(i) for i in np.unique(ids) if i not in (0, 255)]
