@@ -119,8 +119,8 @@ flags.DEFINE_list("ensemble_models", [], "More trained networks (model.keras fil
                   "trained with --model's mask_threshold.")
 flags.DEFINE_enum("carry", "probs", ["probs", "labels"], "What each step is given of the previous frame, warped: "
                   "probs = the network's probabilities (as stage B trained it); labels = one 0/1 mask per object of "
-                  "the fused, thresholded result (the paper's). Online finetuning carries probabilities (as stage B "
-                  "trains); its cycle check carries what this flag says.")
+                  "the fused, thresholded result (the paper's). Online finetuning and its cycle check carry "
+                  "probabilities.")
 flags.DEFINE_bool("allow_partial_video", False, "Segment the decodable frames of a truncated or corrupt video "
                   "file (with a warning) instead of refusing it.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing output folder that segment wrote (it holds "
@@ -349,12 +349,14 @@ def _finetuning(inference, model, model_path, step_fn, flow_fn, max_size, metada
         return prepare
     from maskrnn_tf.inference.cycle_check import cycle_checked_prepare
 
+    # The check carries probabilities whatever --carry says: carrying the fused labels, it undid a finetuning
+    # that gained 10 J on a held-out sequence (docs/RESULTS.md, "Carrying the fused masks").
     metadata.update(finetune_check_frames=FLAGS.finetune_check_frames,
-                    finetune_check_margin=FLAGS.finetune_check_margin, finetune_check_carry=FLAGS.carry)
+                    finetune_check_margin=FLAGS.finetune_check_margin, finetune_check_carry="probs")
     print(f"online finetuning kept per video only if it goes round the first {FLAGS.finetune_check_frames} frames "
           "and back at least as well (--finetune_check_frames)", flush=True)
     return cycle_checked_prepare(prepare, model, step_fn, flow_fn, max_size, FLAGS.finetune_check_frames,
-                                 FLAGS.finetune_check_margin, carry=FLAGS.carry)
+                                 FLAGS.finetune_check_margin, carry="probs")
 
 
 def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size, metadata):

@@ -38,7 +38,7 @@ def cycle_iou(step_fn: StepFn, frames: Sequence[np.ndarray], first_ids: np.ndarr
       flow_fn: flow between two frames, or a `NamedFlowFn` bound to the video (with `stems`).
       stems: the frames' name stems (for a `NamedFlowFn`).
       threshold: the fusion threshold.
-      carry: what each step is given of the previous one (`propagate`'s carry): judge with what segmenting carries.
+      carry: what each step is given of the previous one (`propagate`'s carry).
     """
     if carry not in CARRY_MODES:
         raise ValueError(f"cycle_iou: carry must be one of {CARRY_MODES}, got {carry!r}.")
@@ -87,7 +87,7 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
     per video, the cycle IoU over its first `frames` + 1 frames (`cycle_iou`) is measured with the weights the
     model has now and after `prepare` finetuned them; the finetuned weights stay only when their cycle IoU is
     at least the original's plus `margin`, otherwise the original weights are put back. Both cycles carry what
-    `carry` says (`propagate`), as segmenting does: the finetuning is judged on the recurrence it will run in.
+    `carry` says (`propagate`); segment gives "probs" whatever its --carry (docs/RESULTS.md).
 
     `prepare` must start every video from the weights the model has when this wrapper is made (both callbacks
     above do); `model` is anything with `weights` (variables). When `prepare` has a time budget (`reserve_s`, as

@@ -281,7 +281,7 @@ def _as_library_step(davis_root, tmp_path, step_fn, options, cli, other):
 def test_carry_labels_segments_as_the_library_carrying_the_fused_masks(davis_root, tmp_path):
     """--carry=labels gives the probabilities of the library's loop carrying the fused masks on the same model,
     differs from carrying the probabilities (the default), and is noted in segment_run.json; an unknown value is
-    a usage error; the cycle check of online finetuning carries the same."""
+    a usage error; the cycle check of online finetuning carries probabilities all the same."""
     from maskrnn_tf import inference
     from maskrnn_tf.inference.cycle_check import cycle_iou
     from maskrnn_tf.io import read_frame
@@ -305,13 +305,13 @@ def test_carry_labels_segments_as_the_library_carrying_the_fused_masks(davis_roo
                                        threshold=float(model.config.mask_threshold))
     changed = _as_library_step(davis_root, tmp_path, inference.model_step_fn(model), options, "labels", "probs")
     assert changed > 0.01  # from frame 2 on the network sees 0/1 masks instead of its own probabilities
-    # The cycle check of online finetuning goes round carrying what segmenting carries: its IoU before
-    # finetuning is the library's cycle_iou over frames 0-3 with carry="labels" (not the one with "probs").
+    # The cycle check of online finetuning carries probabilities whatever --carry says: its IoU before
+    # finetuning is the library's cycle_iou over frames 0-3 with carry="probs" (not the one with "labels").
     checked = [*common[:2], "--finetune=static", "--finetune_steps=1", "--finetune_check_frames=3", *common[3:],
                "--carry=labels", f"--output={tmp_path / 'checked'}"]
     assert _segment_in_process(*checked) == 0
     record = json.loads((tmp_path / "checked" / "segment_run.json").read_text())
-    assert record["finetune_check_carry"] == "labels"
+    assert record["finetune_check_carry"] == "probs"
     before = record["finetune_log"]["beta"]
     frames = [read_frame(os.path.join(davis_root, "JPEGImages", "480p", "beta", f"{t:05d}.jpg")) for t in range(4)]
     ids = read_label_image(os.path.join(davis_root, "Annotations", "480p", "beta", "00000.png"))[0]
@@ -320,7 +320,7 @@ def test_carry_labels_segments_as_the_library_carrying_the_fused_masks(davis_roo
     expected = {carry: cycle_iou(inference.model_step_fn(model), frames, ids, objects, inference.make_flow_fn("dis"),
                                  threshold=float(model.config.mask_threshold), carry=carry)
                 for carry in ("labels", "probs")}
-    assert before["cycle_before"] == pytest.approx(expected["labels"], abs=1e-4)
+    assert before["cycle_before"] == pytest.approx(expected["probs"], abs=1e-4)
     assert abs(expected["labels"] - expected["probs"]) > 1e-3
     refused = _segment(*common, "--carry=binary", f"--output={tmp_path / 'refused'}")
     assert refused.returncode != 0 and "--carry" in refused.stderr and not (tmp_path / "refused").exists()

@@ -209,7 +209,7 @@ def fading_step(factor):
     return step
 
 
-def test_the_cycle_carries_what_segmenting_carries():
+def test_the_cycle_carries_what_it_is_told():
     """0.6 a step: carried as probabilities, 0.6 then 0.36 loses the square by frame 2 (IoU 0); carried as the
     fused labels each step sees 1.0 again and the square goes round (IoU 1)."""
     frames, ids = square_video(3)
@@ -220,7 +220,7 @@ def test_the_cycle_carries_what_segmenting_carries():
 
 
 @pytest.mark.parametrize("carry, kept", [("probs", False), ("labels", True)])
-def test_the_check_judges_finetuning_with_the_carry_segmenting_uses(square_on_disk, carry, kept):
+def test_the_check_judges_finetuning_carrying_what_it_is_told(square_on_disk, carry, kept):
     """Finetuning turns a lossless step into one that scales by 0.6: carrying probabilities it loses the square
     (undone), carrying the fused labels it still goes round (a tie: kept)."""
     source, first = square_on_disk
