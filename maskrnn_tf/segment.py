@@ -164,6 +164,9 @@ def _register_checks() -> None:
 
 _register_checks()
 
+# The cycle check carries probabilities whatever --carry says: carrying the fused labels, it undid a finetuning
+# that gained 10 J on a held-out sequence (docs/RESULTS.md, "Carrying the fused masks").
+CHECK_CARRY = "probs"
 BOX_MASK_FILE = "first_mask_from_box.png"  # inside the output folder: never a frame name (frames are numbered)
 
 
@@ -349,14 +352,12 @@ def _finetuning(inference, model, model_path, step_fn, flow_fn, max_size, metada
         return prepare
     from maskrnn_tf.inference.cycle_check import cycle_checked_prepare
 
-    # The check carries probabilities whatever --carry says: carrying the fused labels, it undid a finetuning
-    # that gained 10 J on a held-out sequence (docs/RESULTS.md, "Carrying the fused masks").
     metadata.update(finetune_check_frames=FLAGS.finetune_check_frames,
-                    finetune_check_margin=FLAGS.finetune_check_margin, finetune_check_carry="probs")
+                    finetune_check_margin=FLAGS.finetune_check_margin, finetune_check_carry=CHECK_CARRY)
     print(f"online finetuning kept per video only if it goes round the first {FLAGS.finetune_check_frames} frames "
           "and back at least as well (--finetune_check_frames)", flush=True)
     return cycle_checked_prepare(prepare, model, step_fn, flow_fn, max_size, FLAGS.finetune_check_frames,
-                                 FLAGS.finetune_check_margin, carry="probs")
+                                 FLAGS.finetune_check_margin, carry=CHECK_CARRY)
 
 
 def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size, metadata):

@@ -38,10 +38,8 @@ def cycle_iou(step_fn: StepFn, frames: Sequence[np.ndarray], first_ids: np.ndarr
       flow_fn: flow between two frames, or a `NamedFlowFn` bound to the video (with `stems`).
       stems: the frames' name stems (for a `NamedFlowFn`).
       threshold: the fusion threshold.
-      carry: what each step is given of the previous one (`propagate`'s carry).
+      carry: what each step is given of the previous one (`propagate`'s carry; it refuses other values).
     """
-    if carry not in CARRY_MODES:
-        raise ValueError(f"cycle_iou: carry must be one of {CARRY_MODES}, got {carry!r}.")
     if len(frames) < 2:
         raise ValueError(f"cycle_iou needs at least 2 frames, got {len(frames)}.")
     if not object_ids:
