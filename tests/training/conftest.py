@@ -82,8 +82,15 @@ def train_in_process(run_dir: str, *extra: str) -> Tuple[str, "TrainResult"]:
     --overwrite_config passed on). Returns the console lines and the result (the CLI's "done: N steps" prints its
     `steps`). For tests of what a run does; those of the process (exit codes, signals, start-up, distribution)
     keep run_cli. Spares a TensorFlow start-up and its imports per run."""
+    import random
+
     import keras
+    import numpy as np
     import tensorflow as tf
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+    from tensorflow.python.eager import context
     from tensorflow.python.framework import config as tf_config
 
     from maskrnn_tf.training.config import TrainConfig
@@ -100,6 +107,10 @@ def train_in_process(run_dir: str, *extra: str) -> Tuple[str, "TrainResult"]:
     if determinism:
         tf.config.experimental.enable_op_determinism()
     policy = keras.mixed_precision.global_policy()
+    # train() seeds the global generators (keras.utils.set_random_seed): the tests after this one draw as before.
+    generators = (random.getstate(), np.random.get_state(), context.global_seed(),
+                  global_state.get_global_attribute(GLOBAL_RANDOM_SEED),
+                  global_state.get_global_attribute(GLOBAL_SEED_GENERATOR))
     lines = []
     try:
         result = train(config, os.path.abspath(run_dir), overwrite_config="--overwrite_config" in extra,
@@ -109,6 +120,12 @@ def train_in_process(run_dir: str, *extra: str) -> Tuple[str, "TrainResult"]:
         if determinism:
             tf_config.disable_op_determinism()
         keras.mixed_precision.set_global_policy(policy)
+        python_state, numpy_state, tf_seed, keras_seed, keras_generator = generators
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        context.set_global_seed(tf_seed)
+        global_state.set_global_attribute(GLOBAL_RANDOM_SEED, keras_seed)
+        global_state.set_global_attribute(GLOBAL_SEED_GENERATOR, keras_generator)
     return "\n".join(lines), result
 
 

@@ -551,3 +551,25 @@ def test_a_run_made_on_two_replicas_resumes_on_one(tmp_path):
     want = {step: loss for step, loss in _console_losses(one_lines).items() if step > 2}
     assert sorted(want) == [3, 4]
     assert {**_console_losses(lines), **_console_losses(again)} == pytest.approx(want, abs=2e-4), (lines, one_lines)
+
+
+def test_a_training_in_process_leaves_the_global_random_generators_as_they_were(tmp_path):
+    """train() seeds Python's, NumPy's, TensorFlow's and Keras' global generators (keras.utils.set_random_seed):
+    the tests that follow one trained in process must draw what they would have drawn without it."""
+    import random
+
+    from keras.src.backend.common import global_state
+    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+    from tensorflow.python.eager import context
+
+    random.seed(123)
+    np.random.seed(123)
+    expected = (random.random(), float(np.random.rand()))
+    random.seed(123)
+    np.random.seed(123)
+    tf_seed, keras_seed = context.global_seed(), global_state.get_global_attribute(GLOBAL_RANDOM_SEED)
+    _, result = train_in_process(str(tmp_path / "run"), "--stage_a_steps=1", "--stage_b_steps=0", "--seed=7")
+    assert result.steps == 1
+    assert (random.random(), float(np.random.rand())) == expected
+    assert context.global_seed() == tf_seed
+    assert global_state.get_global_attribute(GLOBAL_RANDOM_SEED) == keras_seed
