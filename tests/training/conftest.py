@@ -88,8 +88,6 @@ def train_in_process(run_dir: str, *extra: str) -> Tuple[str, "TrainResult"]:
     import numpy as np
     import tensorflow as tf
     from keras.src.backend.common import global_state
-    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
-    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
     from tensorflow.python.eager import context
     from tensorflow.python.framework import config as tf_config
 
@@ -108,9 +106,11 @@ def train_in_process(run_dir: str, *extra: str) -> Tuple[str, "TrainResult"]:
         tf.config.experimental.enable_op_determinism()
     policy = keras.mixed_precision.global_policy()
     # train() seeds the global generators (keras.utils.set_random_seed): the tests after this one draw as before.
+    # (Keras' names of its global seed and generator, spelt out: keras.src's constants moved between versions.)
+    tf_rng = getattr(context.context(), "_rng", None)  # the op-seed stream a global seed starts
     generators = (random.getstate(), np.random.get_state(), context.global_seed(),
-                  global_state.get_global_attribute(GLOBAL_RANDOM_SEED),
-                  global_state.get_global_attribute(GLOBAL_SEED_GENERATOR))
+                  tf_rng and tf_rng.getstate(), global_state.get_global_attribute("global_random_seed"),
+                  global_state.get_global_attribute("global_seed_generator"))
     lines = []
     try:
         result = train(config, os.path.abspath(run_dir), overwrite_config="--overwrite_config" in extra,
@@ -120,12 +120,14 @@ def train_in_process(run_dir: str, *extra: str) -> Tuple[str, "TrainResult"]:
         if determinism:
             tf_config.disable_op_determinism()
         keras.mixed_precision.set_global_policy(policy)
-        python_state, numpy_state, tf_seed, keras_seed, keras_generator = generators
+        python_state, numpy_state, tf_seed, tf_stream, keras_seed, keras_generator = generators
         random.setstate(python_state)
         np.random.set_state(numpy_state)
-        context.set_global_seed(tf_seed)
-        global_state.set_global_attribute(GLOBAL_RANDOM_SEED, keras_seed)
-        global_state.set_global_attribute(GLOBAL_SEED_GENERATOR, keras_generator)
+        context.set_global_seed(tf_seed)  # restarts the op-seed stream: put it back where it was
+        if tf_stream is not None:
+            context.context()._rng.setstate(tf_stream)
+        global_state.set_global_attribute("global_random_seed", keras_seed)
+        global_state.set_global_attribute("global_seed_generator", keras_generator)
     return "\n".join(lines), result
 
 

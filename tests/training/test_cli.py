@@ -555,21 +555,30 @@ def test_a_run_made_on_two_replicas_resumes_on_one(tmp_path):
 
 def test_a_training_in_process_leaves_the_global_random_generators_as_they_were(tmp_path):
     """train() seeds Python's, NumPy's, TensorFlow's and Keras' global generators (keras.utils.set_random_seed):
-    the tests that follow one trained in process must draw what they would have drawn without it."""
+    the tests that follow one trained in process must draw what they would have drawn without it, TensorFlow's
+    op seeds included (the stream a global seed starts, which setting the seed again would restart)."""
     import random
 
     from keras.src.backend.common import global_state
-    from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
     from tensorflow.python.eager import context
 
-    random.seed(123)
-    np.random.seed(123)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
     expected = (random.random(), float(np.random.rand()))
-    random.seed(123)
-    np.random.seed(123)
-    tf_seed, keras_seed = context.global_seed(), global_state.get_global_attribute(GLOBAL_RANDOM_SEED)
-    _, result = train_in_process(str(tmp_path / "run"), "--stage_a_steps=1", "--stage_b_steps=0", "--seed=7")
-    assert result.steps == 1
-    assert (random.random(), float(np.random.rand())) == expected
-    assert context.global_seed() == tf_seed
-    assert global_state.get_global_attribute(GLOBAL_RANDOM_SEED) == keras_seed
+    random.setstate(python_state)
+    np.random.set_state(numpy_state)
+    tf_seed = context.global_seed()
+    keras_seed = global_state.get_global_attribute("global_random_seed")
+    try:
+        tf.random.set_seed(5)
+        tf.random.uniform([])
+        expected_tf = float(tf.random.uniform([]))
+        tf.random.set_seed(5)
+        tf.random.uniform([])
+        _, result = train_in_process(str(tmp_path / "run"), "--stage_a_steps=1", "--stage_b_steps=0", "--seed=7")
+        assert result.steps == 1
+        assert (random.random(), float(np.random.rand())) == expected
+        assert context.global_seed() == 5
+        assert float(tf.random.uniform([])) == expected_tf
+        assert global_state.get_global_attribute("global_random_seed") == keras_seed
+    finally:
+        context.set_global_seed(tf_seed)  # this test's own seed does not outlive it
