@@ -75,6 +75,34 @@ def two_workers(folder, run_dir: str, *extra: str) -> Iterator[Tuple[List[subpro
                 proc.wait()
 
 
+@contextlib.contextmanager
+def _global_generators_kept() -> Iterator[None]:
+    """Puts Python's, NumPy's, TensorFlow's (its global seed and the op-seed stream the seed starts) and Keras'
+    global random state back on exit, so the tests after a training in this process draw as before. Keras' names
+    are spelt out: keras.src's constants moved between versions."""
+    import random
+
+    import numpy as np
+    from keras.src.backend.common import global_state
+    from tensorflow.python.eager import context
+
+    tf_rng = getattr(context.context(), "_rng", None)
+    tf_stream = tf_rng and tf_rng.getstate()
+    python_state, numpy_state, tf_seed = random.getstate(), np.random.get_state(), context.global_seed()
+    keras_state = {name: global_state.get_global_attribute(name)
+                   for name in ("global_random_seed", "global_seed_generator")}
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        context.set_global_seed(tf_seed)  # restarts the op-seed stream: put it back where it was
+        if tf_stream is not None:
+            context.context()._rng.setstate(tf_stream)
+        for name, value in keras_state.items():
+            global_state.set_global_attribute(name, value)
+
+
 def train_in_process(run_dir: str, *extra: str) -> Tuple[str, "TrainResult"]:
     """A run of `python -m maskrnn_tf.train` with these flags, trained in this process: the config is the one the
     CLI resolves from them (its own flag parsing, with --print_config, which answers without TensorFlow) and the
@@ -82,13 +110,8 @@ def train_in_process(run_dir: str, *extra: str) -> Tuple[str, "TrainResult"]:
     --overwrite_config passed on). Returns the console lines and the result (the CLI's "done: N steps" prints its
     `steps`). For tests of what a run does; those of the process (exit codes, signals, start-up, distribution)
     keep run_cli. Spares a TensorFlow start-up and its imports per run."""
-    import random
-
     import keras
-    import numpy as np
     import tensorflow as tf
-    from keras.src.backend.common import global_state
-    from tensorflow.python.eager import context
     from tensorflow.python.framework import config as tf_config
 
     from maskrnn_tf.training.config import TrainConfig
@@ -105,29 +128,16 @@ def train_in_process(run_dir: str, *extra: str) -> Tuple[str, "TrainResult"]:
     if determinism:
         tf.config.experimental.enable_op_determinism()
     policy = keras.mixed_precision.global_policy()
-    # train() seeds the global generators (keras.utils.set_random_seed): the tests after this one draw as before.
-    # (Keras' names of its global seed and generator, spelt out: keras.src's constants moved between versions.)
-    tf_rng = getattr(context.context(), "_rng", None)  # the op-seed stream a global seed starts
-    generators = (random.getstate(), np.random.get_state(), context.global_seed(),
-                  tf_rng and tf_rng.getstate(), global_state.get_global_attribute("global_random_seed"),
-                  global_state.get_global_attribute("global_seed_generator"))
     lines = []
     try:
-        result = train(config, os.path.abspath(run_dir), overwrite_config="--overwrite_config" in extra,
-                       printer=lines.append)
+        with _global_generators_kept():  # train() seeds them (keras.utils.set_random_seed)
+            result = train(config, os.path.abspath(run_dir), overwrite_config="--overwrite_config" in extra,
+                           printer=lines.append)
     finally:
         # The rest of this test process runs as before: a float16 run sets the global mixed_float16 policy.
         if determinism:
             tf_config.disable_op_determinism()
         keras.mixed_precision.set_global_policy(policy)
-        python_state, numpy_state, tf_seed, tf_stream, keras_seed, keras_generator = generators
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-        context.set_global_seed(tf_seed)  # restarts the op-seed stream: put it back where it was
-        if tf_stream is not None:
-            context.context()._rng.setstate(tf_stream)
-        global_state.set_global_attribute("global_random_seed", keras_seed)
-        global_state.set_global_attribute("global_seed_generator", keras_generator)
     return "\n".join(lines), result
 
 
