@@ -430,3 +430,45 @@ def test_davis_flags_with_segtrack_are_refused(davis_root, tmp_path, flag):
     proc = _segment("--method=flow_propagation", f"--segtrack_root={davis_root}", flag, f"--output={out}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"{flag.split('=')[0]} applies to --davis_root" in proc.stderr and not out.exists()
+
+
+def test_color_gate_segments_with_the_librarys_gated_step_and_gates_the_baseline_too(davis_root, tmp_path):
+    """--color_gate gives the probabilities of the library's colour-gated callback on the same network (one that
+    answers 1 everywhere: the gate alone decides), is noted in segment_run.json, and gates the flow-propagation
+    baseline as well (it needs no network)."""
+    from maskrnn_tf import inference
+    from maskrnn_tf.inference.color_gate import ColorGatedPrepare
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model_path = str(tmp_path / "model.keras")
+    network = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, apply_localization=False))
+    network.stream_fusion.bias.assign([50.0])
+    network.save(model_path)
+    common = ["--method=maskrnn", f"--model={model_path}", "--finetune=none", "--precision=float32", "--save_probs",
+              f"--davis_root={davis_root}", "--sequences=beta"]
+    assert _segment_in_process(*common, "--color_gate=0.3", "--color_gate_band=0.1",
+                               f"--output={tmp_path / 'with'}") == 0
+    record = json.loads((tmp_path / "with" / "segment_run.json").read_text())
+    assert record["color_gate"] == {"threshold": 0.3, "band": 0.1}
+    model = inference.load_model(model_path, precision="float32")
+    prepare = ColorGatedPrepare(inference.model_step_fn(model), None, 0.3, 0.1)
+    inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "library"),
+                            prepare=prepare, options=inference.SegmentOptions(save_probs="npy", progress=False),
+                            sequences=["beta"])
+    cut = 0
+    for t in range(1, 4):
+        name = os.path.join("beta", "probs", f"{t:05d}.npy")
+        cli, library = (np.load(tmp_path / folder / name).astype(np.float32) for folder in ("with", "library"))
+        np.testing.assert_allclose(cli, library, atol=2e-3)
+        cut += int(np.count_nonzero(cli <= 0.5))
+    assert cut > 0  # the network says 1 everywhere: what is 0 the gate cut
+    baseline = _segment_in_process("--method=flow_propagation", "--color_gate=0.3", f"--davis_root={davis_root}",
+                                   "--sequences=beta", f"--output={tmp_path / 'baseline'}")
+    assert baseline == 0
+    assert json.loads((tmp_path / "baseline" / "segment_run.json").read_text())["color_gate"]["threshold"] == 0.3
+
+
+@pytest.mark.parametrize("flag", ["--color_gate=1", "--color_gate=-0.1", "--color_gate_band=0", "--color_gate_band=2"])
+def test_color_gate_settings_out_of_range_are_usage_errors(tmp_path, flag):
+    proc = _segment("--method=flow_propagation", flag, "--video=x", "--first_mask=y", f"--output={tmp_path / 'o'}")
+    assert proc.returncode == 2 and flag.split("=")[0] in proc.stderr and not (tmp_path / "o").exists()
