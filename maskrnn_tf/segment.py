@@ -166,9 +166,9 @@ def _register_checks() -> None:
     register_numeric_validator("max_growth", zero_or_at_least=1,
                                hint="0 = no cap; at least 1, a mask may keep its area; e.g. 1.05")
     register_numeric_validator("color_gate", minimum=0, below=1,
-                               hint="0 = off; the object's share of a colour to keep it, e.g. 0.2")
+                               hint="0 = off; the object's share of a colour to keep it, e.g. 0.1")
     register_numeric_validator("color_gate_band", above=0, maximum=1,
-                               hint="a fraction of the frame's longer side, e.g. 0.06")
+                               hint="a fraction of the frame's longer side, e.g. 0.03")
     flags.register_validator("davis_year", lambda year: year in (None, 2016, 2017),
                              message="--davis_year must be 2016 or 2017.")
 
@@ -217,6 +217,9 @@ def main(argv) -> int:
         raise app.UsageError("--overlay applies to a single --video.", exitcode=2)
     if FLAGS.flip_average and FLAGS.method != "maskrnn":
         raise app.UsageError("--flip_average averages the network's steps: it needs --method=maskrnn.", exitcode=2)
+    if FLAGS["color_gate_band"].present and not FLAGS.color_gate:
+        raise app.UsageError("--color_gate_band sets the band of --color_gate's colour model, which is off: add "
+                             "--color_gate (e.g. 0.1) or drop --color_gate_band.", exitcode=2)
     if FLAGS.max_growth and FLAGS.method != "maskrnn":
         raise app.UsageError("--max_growth caps the network's masks: it needs --method=maskrnn (flow propagation "
                              "only moves the first mask).", exitcode=2)

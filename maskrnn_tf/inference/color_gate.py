@@ -6,8 +6,10 @@ it"). The first frame and its mask say which colours are the object's and which 
 for each object, a histogram of its pixels' CIELAB colours and one of the background pixels within a band around
 it (pixels of no object, void excluded). At every later frame, an object keeps its probability only where the
 object's histogram gives the pixel's colour a share above the threshold, p = h_obj / (h_obj + h_bg), with both
-histograms normalised (half a count added to every bin, so that a colour neither saw is 0.5); elsewhere it is set
-to 0, in what is segmented and in what is carried to the next frame. The local band, not the whole frame, is
+histograms normalised after half a count is added to every bin (so a colour neither saw gets
+(n_bg + 2048) / (n_obj + n_bg + 4096) for n_obj object and n_bg band pixels: about 0.5 when the two are alike,
+lower for an object much larger than its band); elsewhere it is set to 0, in what is segmented and in what is
+carried to the next frame. The local band, not the whole frame, is
 the background that matters: it is what the mask can creep into, and a colour common far away but absent near
 the object (the sky above a car) does not count against the object.
 
@@ -20,7 +22,7 @@ gate"): `segment` keeps it off by default.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -52,7 +54,8 @@ def color_bins(frame: np.ndarray, bins: int = BINS) -> np.ndarray:
     return (level[..., 0] * bins + level[..., 1]) * bins + level[..., 2]
 
 
-def fit_color_model(frame: np.ndarray, labels: np.ndarray, object_ids, band: float, bins: int = BINS) -> np.ndarray:
+def fit_color_model(frame: np.ndarray, labels: np.ndarray, object_ids: Sequence[int], band: float,
+                    bins: int = BINS) -> np.ndarray:
     """[N, bins^3] float32: for each object (id `object_ids[i]` in `labels`), the share of its colour histogram in
     each bin, p = h_obj / (h_obj + h_bg), against the background within `band` of it.
 

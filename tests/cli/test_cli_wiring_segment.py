@@ -462,13 +462,33 @@ def test_color_gate_segments_with_the_librarys_gated_step_and_gates_the_baseline
         np.testing.assert_allclose(cli, library, atol=2e-3)
         cut += int(np.count_nonzero(cli <= 0.5))
     assert cut > 0  # the network says 1 everywhere: what is 0 the gate cut
-    baseline = _segment_in_process("--method=flow_propagation", "--color_gate=0.3", f"--davis_root={davis_root}",
-                                   "--sequences=beta", f"--output={tmp_path / 'baseline'}")
-    assert baseline == 0
+    for name, gate in (("baseline", ["--color_gate=0.3"]), ("baseline_plain", [])):
+        assert _segment_in_process("--method=flow_propagation", *gate, f"--davis_root={davis_root}", "--save_probs",
+                                   "--sequences=beta", f"--output={tmp_path / name}") == 0
     assert json.loads((tmp_path / "baseline" / "segment_run.json").read_text())["color_gate"]["threshold"] == 0.3
+    prepare = ColorGatedPrepare(inference.flow_propagation_step, None, 0.3, 0.03)
+    inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "library_baseline"),
+                            prepare=prepare, options=inference.SegmentOptions(save_probs="npy", progress=False,
+                                                                             need_next_flow=False),
+                            sequences=["beta"])
+    changed = 0.0
+    for t in range(1, 4):
+        name = os.path.join("beta", "probs", f"{t:05d}.npy")
+        cli, library, plain = (np.load(tmp_path / folder / name).astype(np.float32)
+                               for folder in ("baseline", "library_baseline", "baseline_plain"))
+        np.testing.assert_allclose(cli, library, atol=2e-3)
+        changed = max(changed, float(np.abs(cli - plain).max()))
+    assert changed > 0.5  # the gate cut some of the propagated mask
 
 
 @pytest.mark.parametrize("flag", ["--color_gate=1", "--color_gate=-0.1", "--color_gate_band=0", "--color_gate_band=2"])
 def test_color_gate_settings_out_of_range_are_usage_errors(tmp_path, flag):
     proc = _segment("--method=flow_propagation", flag, "--video=x", "--first_mask=y", f"--output={tmp_path / 'o'}")
-    assert proc.returncode == 2 and flag.split("=")[0] in proc.stderr and not (tmp_path / "o").exists()
+    assert proc.returncode == 2 and f"{flag.split('=')[0]}=" in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_color_gate_band_without_the_gate_is_a_usage_error(tmp_path):
+    proc = _segment("--method=flow_propagation", "--color_gate_band=0.05", "--video=x", "--first_mask=y",
+                    f"--output={tmp_path / 'o'}")
+    assert proc.returncode == 2 and "--color_gate_band" in proc.stderr and "--color_gate (e.g. 0.1)" in proc.stderr
+    assert not (tmp_path / "o").exists()

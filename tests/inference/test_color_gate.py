@@ -100,8 +100,25 @@ def test_gate_zeroes_the_object_where_its_colour_share_is_at_most_the_threshold(
     np.testing.assert_array_equal(out[0], np.where(share > 0.2, 0.9, 0.0).astype(np.float32))
     # Red (the object) and green (unseen: share (m + 2048) / (n + m + 4096), about 0.51) stay; blue goes.
     assert out[0, 20, 15] == np.float32(0.9) and out[0, 20, 50] == np.float32(0.9) and out[0, 5, 5] == 0.0
+    # At a threshold equal to a colour's share the colour goes (strictly above keeps).
+    at_green = float(model[0, _bin(GREEN)])
+    out = gate_probs(probs, frame, model, at_green)
+    assert out[0, 20, 50] == 0.0 and out[0, 20, 15] == np.float32(0.9)
     with pytest.raises(ValueError, match="one colour model per object"):
         gate_probs(np.zeros((2, 40, 60), np.float32), frame, model, 0.2)
+
+
+def test_each_object_is_gated_by_its_own_model():
+    frame, labels = _scene()
+    frame[15:25, 40:50] = GREY  # a grey object on the green
+    labels[15:25, 40:50] = 2
+    model = fit_color_model(frame, labels, [1, 2], 8 / 60)
+    probs = np.full((2, 40, 60), 0.9, np.float32)
+    out = gate_probs(probs, frame, model, 0.2)
+    # Object 1 (red on blue) loses the blue and keeps the green (unseen by it); object 2 (grey on green) the
+    # other way round for the green, and keeps the blue (unseen by it).
+    assert out[0, 20, 15] > 0 and out[0, 5, 5] == 0 and out[0, 5, 55] > 0
+    assert out[1, 20, 45] > 0 and out[1, 5, 55] == 0 and out[1, 5, 5] > 0
 
 
 def test_gated_step_gates_probs_and_passes_the_other_outputs():
@@ -124,16 +141,29 @@ def test_gated_step_gates_probs_and_passes_the_other_outputs():
     np.testing.assert_array_equal(out["mask_threshold"], [0.5])
 
 
-class _Source:
+class _Frames:
+    """An iterator over frames that records whether it was closed (a video file's reader holds the file)."""
+
     def __init__(self, frames):
-        self._frames = frames
+        self._frames = iter(frames)
         self.closed = False
 
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._frames)
+
+    def close(self):
+        self.closed = True
+
+
+class _Source:
+    def __init__(self, frames):
+        self.reader = _Frames(frames)  # kept here: garbage collection cannot close it for the callback
+
     def frames(self):
-        try:
-            yield from self._frames
-        finally:
-            self.closed = True
+        return self.reader
 
 
 class _Finetuning:
@@ -163,7 +193,7 @@ def test_prepare_fits_on_the_first_frame_and_gates_the_finetuned_step():
                                 0.2, 8 / 60)
     source = _Source([frame, later])
     gated = prepare(source, first)
-    assert finetuning.calls == [(source, first)] and source.closed
+    assert finetuning.calls == [(source, first)] and source.reader.closed
     assert prepare.log == {"video": {"updates": 3}}  # read through, for segment_run.json
     zeros = np.zeros((40, 60, 2), np.float32)
     out = gated(frame, zeros, zeros, np.zeros((1, 40, 60), np.float32), np.zeros((1, 4), np.float32))
