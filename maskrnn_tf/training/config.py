@@ -164,12 +164,15 @@ class LossConfig:
       per-pixel BCE averaged over the valid pixels (no foreground up-weighting of uncertain boundary pixels).
     loc_min_iou: the localization loss only counts where the proposal's IoU with the true box is at least this
       (Fast R-CNN's rule; 0 = every proposal, as davis16_cpu.flags trains).
+    iou_weight: weight of a soft Jaccard loss (1 - soft IoU of the probabilities with the mask, per frame)
+      added to the BCE in 'seg' (not the paper's; 0 = none): it weighs a mask's mistakes against the object's size.
     """
 
     seg_weight: float = 1.0
     loc_weight: float = 1.0
     class_balance: bool = True
     loc_min_iou: float = 0.0
+    iou_weight: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

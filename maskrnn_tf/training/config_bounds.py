@@ -55,6 +55,7 @@ FIELD_BOUNDS: Dict[str, Dict[str, Any]] = {
     "loss.seg_weight": dict(minimum=0),
     "loss.loc_weight": dict(minimum=0, hint="0 turns the localization loss off"),
     "loss.loc_min_iou": dict(minimum=0, maximum=1, hint="0 regresses from every proposal"),
+    "loss.iou_weight": dict(minimum=0, hint="0 = BCE alone"),
     "stage_a_steps": dict(minimum=0),
     "stage_b_steps": dict(minimum=0),
     "log_every": dict(minimum=1),

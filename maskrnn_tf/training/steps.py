@@ -72,7 +72,8 @@ class TrainSteps:
     def _losses(self, outputs: Dict[str, tf.Tensor], target: tf.Tensor, void: Optional[tf.Tensor]):
         c = self.config
         return frame_losses(outputs, target, void, self.model.config.delta_weights, c.loss.seg_weight,
-                            c.loss.loc_weight, class_balance=c.loss.class_balance, loc_min_iou=c.loss.loc_min_iou)
+                            c.loss.loc_weight, class_balance=c.loss.class_balance, loc_min_iou=c.loss.loc_min_iou,
+                            iou_weight=c.loss.iou_weight)
 
     def static_losses(self, batch: Dict[str, tf.Tensor], training: bool = True) -> Dict[str, tf.Tensor]:
         """Per-example losses [B] of a stage A batch (the perturbed previous mask is fed as prev_probs)."""

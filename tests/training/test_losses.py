@@ -177,3 +177,59 @@ def test_frame_losses_class_balance_switch():
     zeros = np.zeros_like(target)
     np.testing.assert_allclose(plain, _plain_bce_reference(outputs["logits"].numpy(), target, zeros), rtol=1e-5)
     np.testing.assert_allclose(balanced, _bce_reference(outputs["logits"].numpy(), target, zeros), rtol=1e-5)
+
+
+def test_soft_jaccard_matches_numpy_and_hand_computed_cases():
+    from maskrnn_tf.training.losses import soft_jaccard_per_example
+
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 3, (3, 6, 7)).astype(np.float32)
+    labels = (rng.uniform(size=(3, 6, 7)) < 0.3).astype(np.float32)
+    void = (rng.uniform(size=(3, 6, 7)) < 0.2).astype(np.uint8)
+    got = soft_jaccard_per_example(logits, labels, void).numpy()
+    expected = []
+    for x, y, v in zip(logits.astype(np.float64), labels, void):
+        keep = v == 0
+        p = (1 / (1 + np.exp(-x)))[keep]
+        y = y[keep]
+        expected.append(1 - (np.sum(p * y) + 1) / (np.sum(p) + np.sum(y) - np.sum(p * y) + 1))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    # Hard cases (logits of +-30: p is 0 or 1 to float precision), smooth 1: a mask twice a 4-pixel object's
+    # area, 1 - 5/9; the same mistake on a 1-pixel object, 1 - 2/3; a frame without the object and 3 false
+    # positives, 1 - 1/4; nothing predicted where nothing is, 0.
+    def hard(mask):
+        return np.where(np.asarray(mask, bool), 30.0, -30.0).astype(np.float32)[None]
+
+    obj = np.zeros((4, 4), np.float32)
+    obj[0, :] = 1
+    twice = obj.copy()
+    twice[1, :] = 1
+    np.testing.assert_allclose(soft_jaccard_per_example(hard(twice), obj[None]).numpy(), [1 - 5 / 9], rtol=1e-6)
+    one, two = np.zeros((4, 4), np.float32), np.zeros((4, 4), np.float32)
+    one[0, 0] = two[0, 0] = two[0, 1] = 1
+    np.testing.assert_allclose(soft_jaccard_per_example(hard(two), one[None]).numpy(), [1 - 2 / 3], rtol=1e-6)
+    three = np.zeros((4, 4), np.float32)
+    three[3, :3] = 1
+    empty = np.zeros((1, 4, 4), np.float32)
+    np.testing.assert_allclose(soft_jaccard_per_example(hard(three), empty).numpy(), [1 - 1 / 4], rtol=1e-6)
+    np.testing.assert_allclose(soft_jaccard_per_example(hard(empty[0]), empty).numpy(), [0.0], atol=1e-6)
+    # Void pixels count for neither: a false positive on a void pixel costs nothing.
+    void_px = np.zeros((1, 4, 4), np.uint8)
+    void_px[0, 1, :] = 1
+    np.testing.assert_allclose(soft_jaccard_per_example(hard(twice), obj[None], void_px).numpy(), [0.0], atol=1e-6)
+
+
+def test_frame_losses_add_the_weighted_soft_jaccard_to_seg():
+    from maskrnn_tf.training.losses import soft_jaccard_per_example
+
+    rng = np.random.default_rng(5)
+    target = np.zeros((2, 8, 8), np.float32)
+    target[:, 2:4, 1:6] = 1
+    outputs = {"logits": tf.constant(rng.normal(size=(2, 8, 8)).astype(np.float32)),
+               "deltas": tf.zeros((2, 4)), "proposals": tf.constant([[0.0, 0.0, 8.0, 8.0]] * 2)}
+    weights = (10.0, 10.0, 5.0, 5.0)
+    plain = frame_losses(outputs, target, None, weights, 2.0, 0.0, class_balance=False)
+    with_iou = frame_losses(outputs, target, None, weights, 2.0, 0.0, class_balance=False, iou_weight=0.5)
+    jaccard = soft_jaccard_per_example(outputs["logits"], target).numpy()
+    np.testing.assert_allclose(with_iou["seg"].numpy(), plain["seg"].numpy() + 0.5 * jaccard, rtol=1e-6)
+    np.testing.assert_allclose(with_iou["total"].numpy(), 2.0 * with_iou["seg"].numpy(), rtol=1e-6)

@@ -129,6 +129,8 @@ def test_every_training_flag_file_parses_and_validates():
     # Probabilities never exceed 1: no proposal box and an all-background fusion, trained on in silence.
     ("model.mask_threshold=1.5", "model.mask_threshold=1.5: must be >= 0 and < 1"),
     ("model.mask_threshold=-1", "model.mask_threshold=-1: must be >= 0 and < 1"),
+    # A negative soft Jaccard weight would train the masks away from the object.
+    ("loss.iou_weight=-0.5", "loss.iou_weight=-0.5: must be >= 0"),
 ])
 def test_model_settings_out_of_range_are_refused_before_the_run(item, message):
     with pytest.raises(ValueError) as err:
