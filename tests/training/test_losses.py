@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from maskrnn_tf.ops import encode_box_deltas
 from maskrnn_tf.training.losses import (balanced_bce_per_example, bce_per_example, frame_losses,
-                                        localization_loss_per_example, smooth_l1)
+                                        localization_loss_per_example, smooth_l1, soft_jaccard_per_example)
 
 
 def _bce_reference(logits, labels, void):
@@ -165,13 +165,19 @@ def test_plain_bce_matches_numpy_and_differs_from_balanced():
     assert balanced_bce_per_example(gone, np.zeros_like(gone)).numpy().tolist() == [0.0]
 
 
-def test_frame_losses_class_balance_switch():
-    rng = np.random.default_rng(3)
+def _two_frames(seed):
+    """Targets [2, 8, 8] (a 2x5 object), a model's outputs on them (random logits, zero deltas, one whole-frame
+    proposal each) and the box-delta weights, for frame_losses."""
+    rng = np.random.default_rng(seed)
     target = np.zeros((2, 8, 8), np.float32)
     target[:, 2:4, 1:6] = 1
     outputs = {"logits": tf.constant(rng.normal(size=(2, 8, 8)).astype(np.float32)),
                "deltas": tf.zeros((2, 4)), "proposals": tf.constant([[0.0, 0.0, 8.0, 8.0]] * 2)}
-    weights = (10.0, 10.0, 5.0, 5.0)
+    return target, outputs, (10.0, 10.0, 5.0, 5.0)
+
+
+def test_frame_losses_class_balance_switch():
+    target, outputs, weights = _two_frames(3)
     plain = frame_losses(outputs, target, None, weights, 1.0, 0.0, class_balance=False)["seg"].numpy()
     balanced = frame_losses(outputs, target, None, weights, 1.0, 0.0)["seg"].numpy()
     zeros = np.zeros_like(target)
@@ -180,8 +186,6 @@ def test_frame_losses_class_balance_switch():
 
 
 def test_soft_jaccard_matches_numpy_and_hand_computed_cases():
-    from maskrnn_tf.training.losses import soft_jaccard_per_example
-
     rng = np.random.default_rng(4)
     logits = rng.normal(0, 3, (3, 6, 7)).astype(np.float32)
     labels = (rng.uniform(size=(3, 6, 7)) < 0.3).astype(np.float32)
@@ -220,14 +224,7 @@ def test_soft_jaccard_matches_numpy_and_hand_computed_cases():
 
 
 def test_frame_losses_add_the_weighted_soft_jaccard_to_seg():
-    from maskrnn_tf.training.losses import soft_jaccard_per_example
-
-    rng = np.random.default_rng(5)
-    target = np.zeros((2, 8, 8), np.float32)
-    target[:, 2:4, 1:6] = 1
-    outputs = {"logits": tf.constant(rng.normal(size=(2, 8, 8)).astype(np.float32)),
-               "deltas": tf.zeros((2, 4)), "proposals": tf.constant([[0.0, 0.0, 8.0, 8.0]] * 2)}
-    weights = (10.0, 10.0, 5.0, 5.0)
+    target, outputs, weights = _two_frames(5)
     plain = frame_losses(outputs, target, None, weights, 2.0, 0.0, class_balance=False)
     with_iou = frame_losses(outputs, target, None, weights, 2.0, 0.0, class_balance=False, iou_weight=0.5)
     jaccard = soft_jaccard_per_example(outputs["logits"], target).numpy()
