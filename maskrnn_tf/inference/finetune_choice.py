@@ -2,7 +2,8 @@
 
 `auto` picks recurrent finetuning for a network trained with stage B (it runs recurrently on its own warped
 predictions, and static finetuning pulls it back to the stage A regime) and static finetuning (the paper's)
-otherwise, reading the run's config.json. Unset loss settings follow what the model was trained with.
+otherwise, reading the run's config.json. Unset loss settings follow what the model was trained with: the
+segmentation and box weights and the class balance (a soft Jaccard term, `loss.iou_weight`, is not used online).
 """
 from __future__ import annotations
 

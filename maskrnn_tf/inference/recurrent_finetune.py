@@ -52,7 +52,8 @@ class RecurrentFinetuneConfig:
         estimated on the rendered frames (`dreaming.estimate_flows`) as the video's flows are; masks stay exact.
       learning_rate: initial Adam learning rate; it decays exponentially to `final_lr_fraction` of it.
       final_lr_fraction: learning rate at the last step relative to the first.
-      seg_weight, loc_weight, class_balance: the training losses (use what the model was trained with).
+      seg_weight, loc_weight, class_balance: the training losses (use what the model was trained with; the BCE
+        alone, without a soft Jaccard term the model may have been trained with).
       clip_norm: global gradient-norm clipping (0 disables).
       reverse_every_other: play every second clip backwards (exact: the flows swap; starts from the true
         mask of the clip's last frame).

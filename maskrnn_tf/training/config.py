@@ -166,6 +166,7 @@ class LossConfig:
       (Fast R-CNN's rule; 0 = every proposal, as davis16_cpu.flags trains).
     iou_weight: weight of a soft Jaccard loss (1 - soft IoU of the probabilities with the mask, per frame)
       added to the BCE in 'seg' (not the paper's; 0 = none): it weighs a mask's mistakes against the object's size.
+      The logged 'seg' then holds both terms; online finetuning (segment) uses the BCE alone.
     """
 
     seg_weight: float = 1.0

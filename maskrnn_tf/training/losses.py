@@ -63,10 +63,12 @@ def soft_jaccard_per_example(logits: tf.Tensor, labels: tf.Tensor, void: Optiona
 
       L = 1 - (sum p y + smooth) / (sum p + sum y - sum p y + smooth)
 
-    over the valid pixels (void != 0 left out). Unlike a per-pixel mean it weighs a mistake against the object's
-    size: a mask grown to twice a small object's area costs half of the loss's range whatever the frame size, and
-    a frame without the object costs false positives by their count (`smooth` keeps such an empty frame near 0
-    when nothing is predicted). Args as `balanced_bce_per_example`; returns [B] float32.
+    over the valid pixels (void != 0 left out). Unlike a per-pixel mean it weighs the summed probability outside
+    the object against the object's size: with saturated probabilities a mask grown to twice a small object's area
+    costs half of the loss's range. With soft ones every background pixel's probability counts in the union, so it
+    also pushes diffuse background probability towards 0, and a frame's loss grows with its area; a frame without
+    the object gives S / (S + smooth) for S the summed probability (near 0 only for S well under `smooth`). Args as
+    `balanced_bce_per_example`; returns [B] float32.
     """
     probs = tf.sigmoid(tf.cast(logits, tf.float32))
     labels = tf.cast(labels, tf.float32)

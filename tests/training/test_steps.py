@@ -200,3 +200,23 @@ def test_negative_weight_decay_is_refused():
     with pytest.raises(ValueError, match=r"optim.weight_decay=-0.1: must be >= 0"):
         check_config_bounds(config)
     check_config_bounds(_tiny(**{"optim.weight_decay": 0.0}))
+
+
+def test_the_steps_add_loss_iou_weight_times_the_soft_jaccard_to_seg():
+    from maskrnn_tf.training.losses import soft_jaccard_per_example
+
+    tf.keras.utils.set_random_seed(7)
+    steps = _steps(_tiny(**{"loss.iou_weight": 0.5}))
+    plain = _steps(_tiny())
+    plain.model.set_weights(steps.model.get_weights())
+    clip = _clip(length=3)
+    batch = {k: tf.constant(v) for k, v in clip.items()}
+    prev = tf.constant(clip["masks"][:, 0])
+    out = steps.model({"frame": batch["frames"][:, 1], "flow_to_prev": batch["flows_to_prev"][:, 1],
+                       "flow_to_next": batch["flows_to_next"][:, 1], "prev_probs": prev,
+                       "prev_boxes": mask_to_box(prev)[0]}, training=False)
+    target, void = batch["masks"][:, 1], batch["void"][:, 1]
+    with_term, without = steps._losses(out, target, void)["seg"], plain._losses(out, target, void)["seg"]
+    jaccard = soft_jaccard_per_example(out["logits"], target, void)
+    np.testing.assert_allclose(with_term.numpy(), without.numpy() + 0.5 * jaccard.numpy(), rtol=1e-5)
+    assert float(tf.reduce_min(jaccard)) > 0.01  # a random network: the term is there to be added
