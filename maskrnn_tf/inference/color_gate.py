@@ -9,9 +9,9 @@ object's histogram gives the pixel's colour a share above the threshold, p = h_o
 histograms normalised after half a count is added to every bin (so a colour neither saw gets
 (n_bg + 2048) / (n_obj + n_bg + 4096) for n_obj object and n_bg band pixels: about 0.5 when the two are alike,
 lower for an object much larger than its band); elsewhere it is set to 0, in what is segmented and in what is
-carried to the next frame. The local band, not the whole frame, is
-the background that matters: it is what the mask can creep into, and a colour common far away but absent near
-the object (the sky above a car) does not count against the object.
+carried to the next frame. The local band, not the whole frame, is the background that matters: it is what the
+mask can creep into, and a colour common far away but absent near the object (the sky above a car) does not count
+against the object.
 
 It is the classic per-video colour model of interactive and video segmentation (GrabCut's, Video SnapCut's
 global one), kept to what the first frame gives: no update, so a colour the object shows only later (a side
