@@ -193,6 +193,19 @@ def test_finetune_check_frames_records_the_cycle_check_of_every_sequence(davis_r
     # A negative value: tests/reliability/test_cli_flags.py (refused when parsed).
 
 
+def _tiny_network(tmp_path, spread=False):
+    """Saves a tiny random network as tmp_path/model.keras and returns its path. `spread`: it answers 1 everywhere
+    (a fusion bias of 50, no box restriction), whatever its random weights."""
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model_path = str(tmp_path / "model.keras")
+    network = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, apply_localization=not spread))
+    if spread:
+        network.stream_fusion.bias.assign([50.0])
+    network.save(model_path)
+    return model_path
+
+
 def _step_wrapper_flag(davis_root, tmp_path, flag, key, wrap, spread=False):
     """Segments `beta` with a tiny random network with `flag` and with none (in this process) and with the
     library's model step passed through `wrap(step, model)` on the same network; checks that segment_run.json
@@ -201,13 +214,8 @@ def _step_wrapper_flag(davis_root, tmp_path, flag, key, wrap, spread=False):
     network answers 1 everywhere (a fusion bias of 50, no box restriction), whatever its random weights."""
 
     from maskrnn_tf import inference
-    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 
-    model_path = str(tmp_path / "model.keras")
-    network = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, apply_localization=not spread))
-    if spread:
-        network.stream_fusion.bias.assign([50.0])
-    network.save(model_path)
+    model_path = _tiny_network(tmp_path, spread)
     common = ["--method=maskrnn", f"--model={model_path}", "--finetune=none", "--precision=float32", "--save_probs",
               f"--davis_root={davis_root}", "--sequences=beta"]
     assert _segment_in_process(*common, flag, f"--output={tmp_path / 'with'}") == 0
@@ -438,12 +446,8 @@ def test_color_gate_segments_with_the_librarys_gated_step_and_gates_the_baseline
     baseline as well (it needs no network)."""
     from maskrnn_tf import inference
     from maskrnn_tf.inference.color_gate import ColorGatedPrepare
-    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 
-    model_path = str(tmp_path / "model.keras")
-    network = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, apply_localization=False))
-    network.stream_fusion.bias.assign([50.0])
-    network.save(model_path)
+    model_path = _tiny_network(tmp_path, spread=True)
     common = ["--method=maskrnn", f"--model={model_path}", "--finetune=none", "--precision=float32", "--save_probs",
               f"--davis_root={davis_root}", "--sequences=beta"]
     assert _segment_in_process(*common, "--color_gate=0.3", "--color_gate_band=0.1",
