@@ -143,8 +143,9 @@ def main(argv: List[str]) -> int:
                     f"--flow={FLAGS.flow}", *([f"--flo_dir={FLAGS.flo_dir}"] if FLAGS.flo_dir else []),
                     "--apply_localization" if variant.loc_apply else "--noapply_localization",
                     f"--finetune_steps={steps}", "--noprogress"]
-            # The paper's finetuning in every row (segment's default for a stage B network is recurrent).
-            args += ["--finetune=static"] if steps else []
+            # The paper's finetuning in every row: static (segment's default for a stage B network is recurrent),
+            # every video's updates kept (segment's default cycle check may undo them; the measured table had none).
+            args += ["--finetune=static", "--finetune_check_frames=0"] if steps else []
             if steps:
                 args += [f"--finetune_lr={FLAGS.finetune_lr}",
                          f"--finetune_loc_weight={finetune_loc_weight(variant, FLAGS.finetune_loc_weight)}",

@@ -230,6 +230,44 @@ def test_a_resumed_ablation_does_not_reuse_scores_changed_since_its_evaluate(mon
     assert row in (tmp_path / "root" / "ablation.md").read_text()
 
 
+def test_finetuned_columns_run_the_papers_static_finetuning_without_the_cycle_check(monkeypatch, tmp_path):
+    """The finetuned columns are the paper's online finetuning (static, every video's updates kept): segment's
+    default cycle check, which may undo a video's finetuning, is switched off by name."""
+    import types
+
+    from maskrnn_tf import ablation as driver
+
+    run_dir = tmp_path / "root" / "astream"
+    run_dir.mkdir(parents=True)
+    (run_dir / "model.keras").write_bytes(b"model")
+    (tmp_path / "davis").mkdir()
+    (tmp_path / "tiny.flags").write_text("--stage_a_steps=1\n")
+    segments = []
+
+    def run_command(args, clock=None, driver=""):
+        folder = next(a.split("=", 1)[1] for a in args if a.startswith(("--output=", "--results=")))
+        if args[2] == "maskrnn_tf.segment":
+            segments.append(args)
+            os.makedirs(folder)
+        else:
+            with open(os.path.join(folder, "global_results-val.csv"), "w") as f:
+                f.write("J&F-Mean,J-Mean,F-Mean\n0.500,0.600,0.400\n")
+        return 0.0
+
+    monkeypatch.setattr(driver, "run_command", run_command)
+    monkeypatch.setattr(driver, "_check_trained", lambda *a: None)  # the stand-in run has no config.json
+    monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(
+        train_flags=str(tmp_path / "tiny.flags"), run_root=str(tmp_path / "root"), davis_root=str(tmp_path / "davis"),
+        split="val", full_run=None, variants=["astream"], train_set=[], max_size=48, finetune_steps=50,
+        finetune_lr=1e-5, finetune_loc_weight=0.1, finetune_class_balance=False, flow="dis", flo_dir=None))
+    assert driver.main([]) == 0
+    by_steps = {next(a for a in args if a.startswith("--finetune_steps=")): args for args in segments}
+    assert sorted(by_steps) == ["--finetune_steps=0", "--finetune_steps=50"]
+    finetuned, plain = by_steps["--finetune_steps=50"], by_steps["--finetune_steps=0"]
+    assert "--finetune=static" in finetuned and "--finetune_check_frames=0" in finetuned
+    assert not any(a.startswith(("--finetune=", "--finetune_check_frames")) for a in plain)
+
+
 def test_bad_driver_input_is_refused_by_name_before_anything_runs(monkeypatch, tmp_path, capsys):
     import types
 
