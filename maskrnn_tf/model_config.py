@@ -8,6 +8,7 @@ import typing
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 SIDE_STAGES = ("conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3")
+FLOW_REFERENCES = ("none", "median")  # MaskRNNConfig.flow_reference
 
 # How the type errors of `typed_value` name what a field takes and what it was given.
 _EXPECTED = {bool: "a boolean (true or false)", int: "an integer", float: "a number", str: "a string"}
@@ -111,6 +112,9 @@ class MaskRNNConfig:
     mask_threshold: float = 0.5  # proposal box from (warped > threshold); fusion threshold
     mask_input_scale: float = 128.0  # the mask channel enters the trunk as (m - 0.5) * scale, like pixels
     flow_input_scale: float = 8.0  # flow magnitudes (pixels) are multiplied by this
+    # What the flow stream's magnitudes measure: 'none' = the raw flow (the paper); 'median' = the flow minus its
+    # per-frame median, i.e. motion relative to the camera's where the background fills most of the frame.
+    flow_reference: str = "none"
     vgg_weights: Optional[str] = None  # None, 'imagenet' or a local .h5 path (VGG16 include_top=False)
 
     def __post_init__(self) -> None:
@@ -119,6 +123,9 @@ class MaskRNNConfig:
         unknown = [s for s in self.side_stages if s not in SIDE_STAGES]
         if unknown or not self.side_stages:
             raise ValueError(f"MaskRNNConfig.side_stages {self.side_stages}: choose from {SIDE_STAGES}.")
+        if self.flow_reference not in FLOW_REFERENCES:
+            raise ValueError(f"MaskRNNConfig.flow_reference must be one of {FLOW_REFERENCES}, got "
+                             f"{self.flow_reference!r}.")
         if self.box_enlarge < 1.0:
             raise ValueError(f"MaskRNNConfig.box_enlarge must be >= 1, got {self.box_enlarge}.")
         if len(self.delta_weights) != 4:

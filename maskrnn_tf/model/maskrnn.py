@@ -23,6 +23,7 @@ from maskrnn_tf.ops import (
     flow_magnitude,
     mask_to_box,
     roi_pool,
+    subtract_median_flow,
     warp_with_flow,
 )
 
@@ -115,7 +116,12 @@ class MaskRNN(keras.Model):
         appearance = self.appearance_stream(self._cast(tf.concat(app_parts, -1)), training=training)
         stream_logits = [tf.cast(appearance["logits"], tf.float32)]
         if self.flow_stream is not None:
-            flow_parts = [flow_magnitude(flow_prev) * cfg.flow_input_scale, flow_magnitude(flow_next) * cfg.flow_input_scale]
+            # The flow stream sees how fast each pixel moves; with flow_reference 'median', relative to the frame's
+            # median motion (the camera's), so that a tracked object moves and its still background does not.
+            flows = [flow_prev, flow_next]
+            if cfg.flow_reference == "median":
+                flows = [subtract_median_flow(f) for f in flows]
+            flow_parts = [flow_magnitude(f) * cfg.flow_input_scale for f in flows]
             flow_parts += [mask_in] if cfg.use_warped_mask else []
             flow_out = self.flow_stream(self._cast(tf.concat(flow_parts, -1)), training=training)
             stream_logits.append(tf.cast(flow_out["logits"], tf.float32))

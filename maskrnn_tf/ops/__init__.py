@@ -12,8 +12,8 @@ _SOURCES = {
                              "clip_boxes", "decode_box_deltas", "encode_box_deltas", "enlarge_boxes", "mask_to_box",
                              "roi_pool"),
     "maskrnn_tf.ops.flo_io": ("FloFormatError", "read_flo", "write_flo"),
-    "maskrnn_tf.ops.flow": ("flip_flow_left_right", "flow_magnitude", "resize_flow", "warp_masks",
-                            "warp_with_flow"),
+    "maskrnn_tf.ops.flow": ("flip_flow_left_right", "flow_magnitude", "resize_flow", "subtract_median_flow",
+                            "warp_masks", "warp_with_flow"),
     "maskrnn_tf.ops.warp": ("dense_image_warp",),
 }
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}

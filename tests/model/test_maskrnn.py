@@ -137,6 +137,52 @@ def test_the_streams_read_the_centred_warped_mask_and_both_flow_magnitudes(model
     np.testing.assert_array_equal(appearance[..., 3], np.where(prev > 0, 64.0, -64.0))
 
 
+def test_median_flow_reference_feeds_the_flow_stream_motion_relative_to_the_median():
+    """flow_reference='median': the flow stream's magnitude channels are |flow - its median| (numpy, over every 4th
+    row and column); the mask channel is warped by the raw flow. Weights are those of the 'none' model."""
+    keras.utils.set_random_seed(1)
+    raw = MaskRNN(TINY)
+    relative = MaskRNN(TINY.override({"flow_reference": "median"}))
+    frame, flow_prev, flow_next, prev = _inputs(n=2)
+    raw.step(frame, flow_prev, flow_next, prev)
+    relative.step(frame, flow_prev, flow_next, prev)
+    relative.set_weights(raw.get_weights())
+    shift = np.float32([4.0, -3.0])
+    _, flow = _stream_inputs(relative, frame, flow_prev + shift, flow_next - shift, prev)
+    _, raw_flow = _stream_inputs(raw, frame, flow_prev + shift, flow_next - shift, prev)
+    np.testing.assert_allclose(flow[..., 2], raw_flow[..., 2], atol=1e-4)
+    for channel, f in enumerate((flow_prev + shift, flow_next - shift)):
+        centred = f - np.median(f[::4, ::4].reshape(-1, 2), axis=0)
+        magnitude = np.hypot(centred[..., 0], centred[..., 1]) * TINY.flow_input_scale
+        np.testing.assert_allclose(flow[..., channel], np.broadcast_to(magnitude, (2, 30, 50)), rtol=1e-5, atol=1e-3)
+        assert np.abs(raw_flow[..., channel] - flow[..., channel]).max() > 10.0
+
+
+def test_median_flow_reference_ignores_a_uniform_camera_motion():
+    """With flow_reference='median' a constant flow added to both flows (a camera pan) leaves the output as it
+    was when the previous mask is uniform (its warp is then unchanged too); with 'none' it changes."""
+    keras.utils.set_random_seed(2)
+    frame, flow_prev, flow_next, _ = _inputs(n=1)
+    prev = np.full((1, 30, 50), 0.7, np.float32)
+    shift = np.float32([5.0, 2.5])
+    for reference, same in (("median", True), ("none", False)):
+        m = MaskRNN(TINY.override({"flow_reference": reference}))
+        a = m.step(frame, flow_prev, flow_next, prev)["logits"].numpy()
+        b = m.step(frame, flow_prev + shift, flow_next + shift, prev)["logits"].numpy()
+        assert np.allclose(a, b, atol=1e-4) == same, reference
+
+
+def test_keras_round_trip_keeps_the_flow_reference(tmp_path):
+    keras.utils.set_random_seed(3)
+    m = MaskRNN(TINY.override({"flow_reference": "median"}))
+    args = _inputs()
+    want = m.step(*args)
+    m.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.config.flow_reference == "median"
+    np.testing.assert_array_equal(loaded.step(*args)["probs"].numpy(), want["probs"].numpy())
+
+
 def test_the_flow_to_the_next_frame_changes_the_output(model):
     """Only flow_to_next changes: the output does (it reaches the flow stream's second channel)."""
     frame, flow_prev, flow_next, prev = _inputs(n=1)

@@ -1,8 +1,9 @@
 """Flow helpers: moving masks with known flows, magnitude, resize and flip."""
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from maskrnn_tf.ops import flip_flow_left_right, flow_magnitude, resize_flow, warp_with_flow
+from maskrnn_tf.ops import flip_flow_left_right, flow_magnitude, resize_flow, subtract_median_flow, warp_with_flow
 
 
 def test_moves_mask_into_the_next_frame():
@@ -61,3 +62,26 @@ def test_flip_is_consistent_with_warping():
     a = tf.reverse(warp_with_flow(image, flow), axis=[2]).numpy()
     b = warp_with_flow(image[:, :, ::-1], flip_flow_left_right(flow)).numpy()
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,stride", [((2, 9, 7, 2), 1), ((1, 4, 6, 2), 1), ((3, 33, 47, 2), 4), ((1, 8, 8, 2), 4)])
+def test_subtract_median_flow_matches_numpy(shape, stride):
+    """Per image, u and v apart, the median of every stride-th row and column (odd and even counts: numpy's mean of
+    the two middle values) is subtracted from every pixel."""
+    rng = np.random.default_rng(3)
+    flow = rng.normal(0, 4, shape).astype(np.float32) + rng.normal(0, 10, (shape[0], 1, 1, 2)).astype(np.float32)
+    want = flow - np.median(flow[:, ::stride, ::stride].reshape(shape[0], -1, 2), axis=1)[:, None, None, :]
+    got = subtract_median_flow(tf.constant(flow), stride=stride).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_subtract_median_flow_of_a_panning_camera_leaves_the_object_moving():
+    """A background panning by (3, -2) with a still object on a quarter of the frame: relative to the median the
+    background is still and the object moves by (-3, 2); float16 in, float16 out."""
+    flow = np.tile(np.float16([3.0, -2.0]), (1, 8, 8, 1))
+    flow[0, 2:6, 2:6] = 0.0
+    got = subtract_median_flow(tf.constant(flow))
+    assert got.dtype == tf.float16
+    want = np.zeros((1, 8, 8, 2), np.float32)
+    want[0, 2:6, 2:6] = [-3.0, 2.0]
+    np.testing.assert_array_equal(got.numpy(), want)
