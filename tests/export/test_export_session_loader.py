@@ -116,3 +116,29 @@ def test_saved_model_cli_run_answers_serving_default(tmp_path, export_base, tiny
     ref = _step(tiny_model, inputs)
     np.testing.assert_allclose(np.load(outdir / "probs.npy"), ref["probs"], atol=1e-5)
     np.testing.assert_array_equal(np.load(outdir / "labels.npy"), tiny_model.fuse(ref["probs"]).numpy())
+
+
+def test_a_median_flow_reference_export_runs_through_the_session_loader(tmp_path):
+    """model.flow_reference='median' (a sort inside the graph): the served steps equal the model's, with each
+    row of step_batched centred on its own frame's median flow (rows of two videos, panning differently)."""
+    import keras
+
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    keras.utils.set_random_seed(4)
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=32, flow_reference="median"))
+    version = export_saved_model(model, str(tmp_path / "maskrnn"), 1, ExportConfig(warmup=None))
+    rows = [_video_inputs(seed=5, n=1), _video_inputs(seed=6, n=1)]
+    for row, pan in zip(rows, ([6.0, -4.0], [-5.0, 3.0])):
+        row["flow_to_prev"] += np.float32(pan)
+        row["flow_to_next"] -= np.float32(pan)
+    with SessionModel(version) as served:
+        inputs = _video_inputs(seed=7, n=2)
+        np.testing.assert_allclose(served.run("serving_default", inputs)["probs"], _step(model, inputs)["probs"],
+                                   atol=1e-5)
+        batched = {k: np.stack([r[k] for r in rows]) for k in ("frame", "flow_to_prev", "flow_to_next")}
+        batched.update(prev_probs=np.concatenate([r["prev_probs"] for r in rows]),
+                       prev_boxes=np.concatenate([r["prev_boxes"] for r in rows]))
+        out = served.run("step_batched", batched)
+    for i, row in enumerate(rows):
+        np.testing.assert_allclose(out["probs"][i], _step(model, row)["probs"][0], atol=1e-5)
