@@ -9,7 +9,9 @@ Writes `<cache_dir>/<backend>/<dataset>/<sequence>/<from>_<to>.npy` (float16 [H,
 frame at 854x480, see maskrnn_tf/data/flow_cache.py). Rerunning skips finished pairs, so an interrupted run
 resumes where it stopped; every file is written atomically. Damaged cache files (empty, truncated, wrong
 shape, NaN) are recomputed. `--warp_iou` then prints, per sequence, the J of the annotated masks carried one
-frame by the flows (`maskrnn_tf.metrics.warp_iou`): what the flow alone keeps of each object.
+frame by the flows (`maskrnn_tf.metrics.warp_iou`): what the flow alone keeps of each object; `--motion_contrast`
+how well flow magnitude, raw and relative to the frame's median flow, tells each object from its background
+(`maskrnn_tf.metrics.motion_contrast`).
 Exit status: 0 done, 1 bad or missing data, 2 bad flags.
 """
 from __future__ import annotations
@@ -35,6 +37,9 @@ flags.DEFINE_list("sequences", None, "Only these sequences.")
 flags.DEFINE_bool("warp_iou", False, "Then score how well the flows carry the annotated masks: each object's mask "
                   "warped from frame t-1 into frame t by the flow t -> t-1 (as the model warps its previous mask), "
                   "J against frame t's mask, per sequence (no network involved).")
+flags.DEFINE_bool("motion_contrast", False, "Then score how well flow magnitude tells each annotated object from its "
+                  "background: per sequence, the mean AUC of |flow to t-1| and of |flow - its median| (what "
+                  "--set=model.flow_reference=median feeds the flow stream) ranking object above background pixels.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.register_validator("year", lambda year: year in (None, 2016, 2017), message="must be 2016 or 2017 (DAVIS years).")
 
@@ -105,6 +110,8 @@ def main(argv) -> int:
           f"({cache.backend.tag} in {FLAGS.cache_dir}){repaired}")
     if FLAGS.warp_iou:
         print(warp_iou_table(sequences, cache))
+    if FLAGS.motion_contrast:
+        print(motion_contrast_table(sequences, cache))
     return 0
 
 
@@ -159,6 +166,39 @@ def warp_iou_table(sequences, cache) -> str:
     if everything.size:
         lines.append(f"| **all** | {everything.size} | **{100 * everything.mean():.1f}** | "
                      f"{100 * everything.min():.1f} |")
+    return "\n".join(lines)
+
+
+def motion_contrast_table(sequences, cache) -> str:
+    """A Markdown table: per sequence, the mean over its frames 1..T-1 and objects of the AUC with which |flow| and
+    |flow - median| rank object pixels above background pixels (`maskrnn_tf.metrics.motion_contrast`); then the
+    mean over the sequences and how many are above 0.5. Sequences without a mask for every frame are listed
+    unscored."""
+    import numpy as np
+
+    from maskrnn_tf.data.sequences import read_ids
+    from maskrnn_tf.metrics.motion_contrast import sequence_motion_aucs
+
+    lines = [f"Flow magnitude as an object-vs-background score ({cache.backend.tag}, flow t -> t-1): AUC, 1 = the "
+             "object moves faster than its background, 0 = slower", "",
+             "| sequence | frames | AUC of abs(flow) | AUC of abs(flow - median) |", "|---|--:|--:|--:|"]
+    means = []
+    for sequence in sequences:
+        if not all(os.path.isfile(path) for paths in sequence.mask_paths for path in paths):
+            lines.append(f"| {sequence.name} | - | not scored: frames without a mask | |")
+            continue
+        aucs = sequence_motion_aucs(lambda t, s=sequence: read_ids(s, t), lambda a, b, s=sequence: cache.flow(s, a, b),
+                                    sequence.num_frames, sequence.num_objects).reshape(-1, 2)
+        aucs = aucs[~np.isnan(aucs).any(axis=1)]
+        if not aucs.size:
+            lines.append(f"| {sequence.name} | 0 | no object with background beside it | |")
+            continue
+        means.append(aucs.mean(axis=0))
+        lines.append(f"| {sequence.name} | {len(aucs)} | {means[-1][0]:.2f} | {means[-1][1]:.2f} |")
+    if means:
+        mean, above = np.mean(means, axis=0), np.sum(np.array(means) > 0.5, axis=0)
+        lines.append(f"| **mean of {len(means)}** | | **{mean[0]:.2f}** ({above[0]} above 0.5) | "
+                     f"**{mean[1]:.2f}** ({above[1]} above 0.5) |")
     return "\n".join(lines)
 
 
