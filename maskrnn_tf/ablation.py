@@ -65,11 +65,19 @@ def _expected_config(sets: List[str]) -> dict:
 
 def _check_trained(run_dir: str, sets: List[str], hint: str) -> None:
     """Refuses to deploy a finished run whose config.json is not what the flag file and switches give."""
-    from maskrnn_tf.training.config import drop_retired
-    from maskrnn_tf.training.run_dir import config_diff
+    from maskrnn_tf.training.config import TrainConfig, drop_retired
+    from maskrnn_tf.training.run_dir import config_diff, missing_keys
 
     stored = read_json(os.path.join(run_dir, "config.json"))
-    diff = ["no config.json"] if stored is None else config_diff(drop_retired(stored), _expected_config(sets))
+    if stored is not None:
+        stored = drop_retired(stored)
+        # Keys added since the run was trained are at their defaults there (as a resumed training reads them).
+        if missing_keys(stored, json.loads(TrainConfig().to_json())):
+            try:
+                stored = json.loads(TrainConfig.from_dict(stored).to_json())
+            except (ValueError, TypeError):  # keys this version does not know: the diff names them
+                pass
+    diff = ["no config.json"] if stored is None else config_diff(stored, _expected_config(sets))
     if diff:
         raise app.UsageError(f"{run_dir} was trained with another config than --train_flags={FLAGS.train_flags} "
                              f"and this row's switches ({'; '.join(diff[:6])}); {hint}", exitcode=2)

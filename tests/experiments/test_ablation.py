@@ -268,6 +268,39 @@ def test_finetuned_columns_run_the_papers_static_finetuning_without_the_cycle_ch
     assert not any(a.startswith(("--finetune=", "--finetune_check_frames")) for a in plain)
 
 
+def test_a_run_trained_before_a_setting_existed_is_deployed_at_that_settings_default(monkeypatch, tmp_path):
+    """A finished run's config.json that lacks keys added since (here model.flow_reference and loss.iou_weight)
+    is the flag file's config when those keys are at their defaults, as resuming the training treats it; a key
+    present at another value is still refused, by name."""
+    import json
+    import types
+
+    from absl import app
+
+    from maskrnn_tf import ablation as driver
+
+    flags_file = tmp_path / "tiny.flags"
+    flags_file.write_text("--dataset=synthetic_vos\n--stage_a_steps=2\n--stage_b_steps=1\n")
+    monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(train_flags=str(flags_file)))
+    expected = driver._expected_config([])
+    older = json.loads(json.dumps(expected))
+    del older["model"]["flow_reference"], older["loss"]["iou_weight"]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(older))
+    driver._check_trained(str(run), [], "hint")
+    other = json.loads(json.dumps(older))
+    other["model"]["width"] = 0.25
+    (run / "config.json").write_text(json.dumps(other))
+    with pytest.raises(app.UsageError, match=r"model\.width"):
+        driver._check_trained(str(run), [], "hint")
+    other = json.loads(json.dumps(expected))
+    other["model"]["flow_reference"] = "median"
+    (run / "config.json").write_text(json.dumps(other))
+    with pytest.raises(app.UsageError, match=r"model\.flow_reference"):
+        driver._check_trained(str(run), [], "hint")
+
+
 def test_bad_driver_input_is_refused_by_name_before_anything_runs(monkeypatch, tmp_path, capsys):
     import types
 
