@@ -38,8 +38,9 @@ flags.DEFINE_bool("warp_iou", False, "Then score how well the flows carry the an
                   "warped from frame t-1 into frame t by the flow t -> t-1 (as the model warps its previous mask), "
                   "J against frame t's mask, per sequence (no network involved).")
 flags.DEFINE_bool("motion_contrast", False, "Then score how well flow magnitude tells each annotated object from its "
-                  "background: per sequence, the mean AUC of |flow to t-1| and of |flow - its median| (what "
-                  "--set=model.flow_reference=median feeds the flow stream) ranking object above background pixels.")
+                  "background: per sequence, the mean over objects and frames of the AUC of |flow to t-1| and of "
+                  "|flow - its median| (at the cache's resolution; --set=model.flow_reference=median feeds the flow "
+                  "stream the latter at its working size) ranking object above background pixels.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.register_validator("year", lambda year: year in (None, 2016, 2017), message="must be 2016 or 2017 (DAVIS years).")
 
@@ -170,10 +171,10 @@ def warp_iou_table(sequences, cache) -> str:
 
 
 def motion_contrast_table(sequences, cache) -> str:
-    """A Markdown table: per sequence, the mean over its frames 1..T-1 and objects of the AUC with which |flow| and
-    |flow - median| rank object pixels above background pixels (`maskrnn_tf.metrics.motion_contrast`); then the
-    mean over the sequences and how many are above 0.5. Sequences without a mask for every frame are listed
-    unscored."""
+    """A Markdown table: per sequence, the number of (object, frame) pairs scored (frames 1..T-1, each object
+    present with background beside it) and their mean AUC with which |flow| and |flow - median| rank object pixels
+    above background pixels (`maskrnn_tf.metrics.motion_contrast`); then the mean over the sequences and how many
+    are above 0.5. Sequences without a mask for every frame are listed unscored."""
     import numpy as np
 
     from maskrnn_tf.data.sequences import read_ids
@@ -181,7 +182,7 @@ def motion_contrast_table(sequences, cache) -> str:
 
     lines = [f"Flow magnitude as an object-vs-background score ({cache.backend.tag}, flow t -> t-1): AUC, 1 = the "
              "object moves faster than its background, 0 = slower", "",
-             "| sequence | frames | AUC of abs(flow) | AUC of abs(flow - median) |", "|---|--:|--:|--:|"]
+             "| sequence | object-frames | AUC of abs(flow) | AUC of abs(flow - median) |", "|---|--:|--:|--:|"]
     means = []
     for sequence in sequences:
         if not all(os.path.isfile(path) for paths in sequence.mask_paths for path in paths):

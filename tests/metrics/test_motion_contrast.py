@@ -88,6 +88,7 @@ def test_sequence_motion_aucs_takes_the_flow_from_each_frame_to_the_one_before()
 def test_flow_cli_prints_the_motion_contrast_table(tmp_path):
     davis, cache, flo_dir = tmp_path / "davis", tmp_path / "cache", tmp_path / "flo"
     ids, flow = _pan_with_still_object()
+    ids[28:34, 30:40] = 2  # a second object the camera does not follow: it moves with the background, AUC 0.5
     rng = np.random.default_rng(0)
     for sub in ("JPEGImages", "Annotations"):
         (davis / sub / "480p" / "seq").mkdir(parents=True)
@@ -105,5 +106,6 @@ def test_flow_cli_prints_the_motion_contrast_table(tmp_path):
          f"--manual_dir={davis}", f"--cache_dir={cache}", "--backend=flo", f"--flo_dir={flo_dir}",
          "--motion_contrast"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "| seq | 2 | 0.00 | 1.00 |" in run.stdout
-    assert "| **mean of 1** | | **0.00** (0 above 0.5) | **1.00** (1 above 0.5) |" in run.stdout
+    # Two objects in each of frames 1 and 2: 4 object-frames, AUC (0 + 0.5) / 2 raw and (1 + 0.5) / 2 relative.
+    assert "| seq | 4 | 0.25 | 0.75 |" in run.stdout
+    assert "| **mean of 1** | | **0.25** (0 above 0.5) | **0.75** (1 above 0.5) |" in run.stdout
