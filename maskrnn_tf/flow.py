@@ -140,23 +140,34 @@ def _folder_year(manual_dir: str, resolution: str) -> int:
     return 2016  # nothing there: the reader's layout error follows
 
 
+def _annotated(sequences, lines: list):
+    """The sequences with a mask for every frame, in order; each other one is listed in `lines` as not scored."""
+    for sequence in sequences:
+        if all(os.path.isfile(path) for paths in sequence.mask_paths for path in paths):
+            yield sequence
+        else:
+            lines.append(f"| {sequence.name} | - | not scored: frames without a mask | |")
+
+
+def _readers(sequence, cache):
+    """(read_ids(t), flow(a, b)) of one sequence: its frame t's object ids and its cached flow a -> b."""
+    from maskrnn_tf.data.sequences import read_ids
+
+    return (lambda t: read_ids(sequence, t)), (lambda a, b: cache.flow(sequence, a, b))
+
+
 def warp_iou_table(sequences, cache) -> str:
     """A Markdown table: per sequence, the mean and lowest J (%) of its masks carried one frame by the cached
     flows, and the mean over all scored pairs. Sequences without a mask for every frame are listed unscored."""
     import numpy as np
 
-    from maskrnn_tf.data.sequences import read_ids
     from maskrnn_tf.metrics.warp_iou import sequence_warp_ious
 
     lines = [f"Masks carried one frame by the flows ({cache.backend.tag}): J of mask t-1 warped into frame t",
              "", "| sequence | pairs | J-Mean | lowest J |", "|---|--:|--:|--:|"]
     scored = []
-    for sequence in sequences:
-        if not all(os.path.isfile(path) for paths in sequence.mask_paths for path in paths):
-            lines.append(f"| {sequence.name} | - | not scored: frames without a mask | |")
-            continue
-        ious = sequence_warp_ious(lambda t, s=sequence: read_ids(s, t), lambda a, b, s=sequence: cache.flow(s, a, b),
-                                  sequence.num_frames, sequence.num_objects)
+    for sequence in _annotated(sequences, lines):
+        ious = sequence_warp_ious(*_readers(sequence, cache), sequence.num_frames, sequence.num_objects)
         ious = ious[~np.isnan(ious)]
         scored.append(ious)
         if ious.size:
@@ -177,19 +188,15 @@ def motion_contrast_table(sequences, cache) -> str:
     are above 0.5. Sequences without a mask for every frame are listed unscored."""
     import numpy as np
 
-    from maskrnn_tf.data.sequences import read_ids
     from maskrnn_tf.metrics.motion_contrast import sequence_motion_aucs
 
     lines = [f"Flow magnitude as an object-vs-background score ({cache.backend.tag}, flow t -> t-1): AUC, 1 = the "
              "object moves faster than its background, 0 = slower", "",
              "| sequence | object-frames | AUC of abs(flow) | AUC of abs(flow - median) |", "|---|--:|--:|--:|"]
     means = []
-    for sequence in sequences:
-        if not all(os.path.isfile(path) for paths in sequence.mask_paths for path in paths):
-            lines.append(f"| {sequence.name} | - | not scored: frames without a mask | |")
-            continue
-        aucs = sequence_motion_aucs(lambda t, s=sequence: read_ids(s, t), lambda a, b, s=sequence: cache.flow(s, a, b),
-                                    sequence.num_frames, sequence.num_objects).reshape(-1, 2)
+    for sequence in _annotated(sequences, lines):
+        aucs = sequence_motion_aucs(*_readers(sequence, cache), sequence.num_frames,
+                                    sequence.num_objects).reshape(-1, 2)
         aucs = aucs[~np.isnan(aucs).any(axis=1)]
         if not aucs.size:
             lines.append(f"| {sequence.name} | 0 | no object with background beside it | |")

@@ -188,9 +188,9 @@ def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
     assert (root / "ablation.md").read_text() == table
 
 
-def test_a_resumed_ablation_does_not_reuse_scores_changed_since_its_evaluate(monkeypatch, tmp_path):
-    """In-process with stand-in segment and evaluate commands (no TensorFlow): the table's numbers are those of
-    the driver's own evaluate, not of a CSV scored again otherwise (or edited) since."""
+def _stand_in_driver(monkeypatch, tmp_path, finetune_steps):
+    """The ablation driver, in-process, on one row (AStream) whose run is a stand-in model.keras, with stand-in
+    segment and evaluate commands (no TensorFlow); returns the driver and the list of commands it runs."""
     import types
 
     from maskrnn_tf import ablation as driver
@@ -203,7 +203,7 @@ def test_a_resumed_ablation_does_not_reuse_scores_changed_since_its_evaluate(mon
     ran = []
 
     def run_command(args, clock=None, driver=""):
-        ran.append(args[2])
+        ran.append(args)
         folder = next(a.split("=", 1)[1] for a in args if a.startswith(("--output=", "--results=")))
         if args[2] == "maskrnn_tf.segment":
             os.makedirs(folder)
@@ -216,51 +216,32 @@ def test_a_resumed_ablation_does_not_reuse_scores_changed_since_its_evaluate(mon
     monkeypatch.setattr(driver, "_check_trained", lambda *a: None)  # the stand-in run has no config.json
     monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(
         train_flags=str(tmp_path / "tiny.flags"), run_root=str(tmp_path / "root"), davis_root=str(tmp_path / "davis"),
-        split="val",
-        full_run=None, variants=["astream"], train_set=[], max_size=48, finetune_steps=0, finetune_lr=1e-5,
-        finetune_loc_weight=0.1, finetune_class_balance=False, flow="dis", flo_dir=None))
+        split="val", full_run=None, variants=["astream"], train_set=[], max_size=48, finetune_steps=finetune_steps,
+        finetune_lr=1e-5, finetune_loc_weight=0.1, finetune_class_balance=False, flow="dis", flo_dir=None))
+    return driver, ran
+
+
+def test_a_resumed_ablation_does_not_reuse_scores_changed_since_its_evaluate(monkeypatch, tmp_path):
+    """In-process with stand-in segment and evaluate commands (no TensorFlow): the table's numbers are those of
+    the driver's own evaluate, not of a CSV scored again otherwise (or edited) since."""
+    driver, ran = _stand_in_driver(monkeypatch, tmp_path, finetune_steps=0)
     row = "| AStream |  |  |  |  |  | 60.0 | 40.0 | - | - | - |"
-    assert driver.main([]) == 0 and ran == ["maskrnn_tf.segment", "maskrnn_tf.evaluate"]
+    assert driver.main([]) == 0 and [args[2] for args in ran] == ["maskrnn_tf.segment", "maskrnn_tf.evaluate"]
     assert row in (tmp_path / "root" / "ablation.md").read_text()
     assert driver.main([]) == 0 and len(ran) == 2  # resumed: nothing run again
     # Scored since with --all_frames (or edited): scored again by the driver, not put in the table.
     (tmp_path / "root" / "astream" / "results_ft0" / "global_results-val.csv").write_text(
         "J&F-Mean,J-Mean,F-Mean\n0.900,0.950,0.850\n")
-    assert driver.main([]) == 0 and ran[2:] == ["maskrnn_tf.evaluate"]
+    assert driver.main([]) == 0 and [args[2] for args in ran[2:]] == ["maskrnn_tf.evaluate"]
     assert row in (tmp_path / "root" / "ablation.md").read_text()
 
 
 def test_finetuned_columns_run_the_papers_static_finetuning_without_the_cycle_check(monkeypatch, tmp_path):
     """The finetuned columns are the paper's online finetuning (static, every video's updates kept): segment's
     default cycle check, which may undo a video's finetuning, is switched off by name."""
-    import types
-
-    from maskrnn_tf import ablation as driver
-
-    run_dir = tmp_path / "root" / "astream"
-    run_dir.mkdir(parents=True)
-    (run_dir / "model.keras").write_bytes(b"model")
-    (tmp_path / "davis").mkdir()
-    (tmp_path / "tiny.flags").write_text("--stage_a_steps=1\n")
-    segments = []
-
-    def run_command(args, clock=None, driver=""):
-        folder = next(a.split("=", 1)[1] for a in args if a.startswith(("--output=", "--results=")))
-        if args[2] == "maskrnn_tf.segment":
-            segments.append(args)
-            os.makedirs(folder)
-        else:
-            with open(os.path.join(folder, "global_results-val.csv"), "w") as f:
-                f.write("J&F-Mean,J-Mean,F-Mean\n0.500,0.600,0.400\n")
-        return 0.0
-
-    monkeypatch.setattr(driver, "run_command", run_command)
-    monkeypatch.setattr(driver, "_check_trained", lambda *a: None)  # the stand-in run has no config.json
-    monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(
-        train_flags=str(tmp_path / "tiny.flags"), run_root=str(tmp_path / "root"), davis_root=str(tmp_path / "davis"),
-        split="val", full_run=None, variants=["astream"], train_set=[], max_size=48, finetune_steps=50,
-        finetune_lr=1e-5, finetune_loc_weight=0.1, finetune_class_balance=False, flow="dis", flo_dir=None))
+    driver, ran = _stand_in_driver(monkeypatch, tmp_path, finetune_steps=50)
     assert driver.main([]) == 0
+    segments = [args for args in ran if args[2] == "maskrnn_tf.segment"]
     by_steps = {next(a for a in args if a.startswith("--finetune_steps=")): args for args in segments}
     assert sorted(by_steps) == ["--finetune_steps=0", "--finetune_steps=50"]
     finetuned, plain = by_steps["--finetune_steps=50"], by_steps["--finetune_steps=0"]
