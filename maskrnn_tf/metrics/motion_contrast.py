@@ -13,7 +13,6 @@ from typing import Callable
 import numpy as np
 from scipy.stats import rankdata
 
-VOID_ID = 255
 MEDIAN_STRIDE = 4  # as maskrnn_tf.ops.subtract_median_flow
 
 
