@@ -65,18 +65,12 @@ def _expected_config(sets: List[str]) -> dict:
 
 def _check_trained(run_dir: str, sets: List[str], hint: str) -> None:
     """Refuses to deploy a finished run whose config.json is not what the flag file and switches give."""
-    from maskrnn_tf.training.config import TrainConfig, drop_retired
-    from maskrnn_tf.training.run_dir import config_diff, missing_keys
+    from maskrnn_tf.training.config import drop_retired
+    from maskrnn_tf.training.run_dir import completed_config, config_diff
 
     stored = read_json(os.path.join(run_dir, "config.json"))
-    if stored is not None:
-        stored = drop_retired(stored)
-        # Keys added since the run was trained are at their defaults there (as a resumed training reads them).
-        if missing_keys(stored, json.loads(TrainConfig().to_json())):
-            try:
-                stored = json.loads(TrainConfig.from_dict(stored).to_json())
-            except (ValueError, TypeError):  # keys this version does not know: the diff names them
-                pass
+    # Keys added since the run was trained are at their defaults there (as a resumed training reads them).
+    stored = None if stored is None else completed_config(drop_retired(stored))
     diff = ["no config.json"] if stored is None else config_diff(stored, _expected_config(sets))
     if diff:
         raise app.UsageError(f"{run_dir} was trained with another config than --train_flags={FLAGS.train_flags} "

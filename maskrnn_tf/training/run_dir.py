@@ -181,10 +181,7 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
         # A config.json written before a setting existed lacks its key; at the setting's default it is the
         # same run (a user who upgrades can resume), at any other value it is another config.
         absent = missing_keys(stored, json.loads(TrainConfig().to_json()))
-        try:
-            stored_completed = json.loads(TrainConfig.from_dict(stored).to_json()) if absent else stored
-        except (ValueError, TypeError):  # keys this version does not know: the diff below names them
-            stored_completed = stored
+        stored_completed = completed_config(stored)
         differing = {line.split(":", 1)[0] for line in config_diff(stored_completed, new)}
         diff = [line for line in config_diff(stored, new) if line.split(":", 1)[0] in differing]
         if absent and not differing - set(STEP_KEYS):
@@ -231,6 +228,18 @@ def _write_config(path: str, config: TrainConfig) -> str:
 
     atomic_write(path, write)
     return path
+
+
+def completed_config(stored: dict) -> dict:
+    """A config.json's dict with the keys added since it was written filled in at their defaults (the same run, as
+    a resumed training reads it); unchanged when none is missing, or when it holds keys this version does not know
+    (a diff against it then names them)."""
+    if not missing_keys(stored, json.loads(TrainConfig().to_json())):
+        return stored
+    try:
+        return json.loads(TrainConfig.from_dict(stored).to_json())
+    except (ValueError, TypeError):
+        return stored
 
 
 def missing_keys(stored: dict, full: dict, prefix: str = "") -> List[str]:
