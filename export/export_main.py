@@ -77,4 +77,6 @@ def main(argv) -> int:
 
 if __name__ == "__main__":
     _console.quiet_startup()
-    app.run(main)
+    from maskrnn_tf.flag_validation import parse_flags_or_exit
+
+    app.run(main, flags_parser=parse_flags_or_exit)

@@ -3,8 +3,9 @@
 `numeric_problem` says what is wrong with one value (None when it is fine); `register_numeric_validator`
 attaches that check to an absl flag so a bad value stops the program while the flags are parsed, before any
 work starts; `parse_flags_or_exit` is an `app.run(..., flags_parser=...)` that exits with status 2 (usage
-error) instead of absl's 1, naming the flag. NaN and infinities are refused everywhere: no flag of this
-project means anything with them, and comparisons with NaN are always false, so plain bounds let NaN through.
+error) instead of absl's 1, naming the flag, and refuses plain arguments (no binary takes one). NaN and
+infinities are refused everywhere: no flag of this project means anything with them, and comparisons with NaN
+are always false, so plain bounds let NaN through.
 """
 from __future__ import annotations
 
@@ -91,12 +92,25 @@ def expand_user_paths(names: Sequence[str], flag_values: flags.FlagValues = flag
 
 def parse_flags_or_exit(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS,
                         stderr: Callable[[str], object] = sys.stderr.write) -> List[str]:
-    """Parses the flags; on a bad one prints absl's message (it names the flag and value) and exits with 2."""
+    """Parses the flags; on a bad one prints absl's message (it names the flag and value) and exits with 2.
+
+    No binary takes plain arguments: a leftover one is most often a flag file line written without its dashes
+    (`max_size=64`), which absl passes through as an argument; it is refused by name, with the flag spelling to
+    use, instead of the run going on with that flag at its default. Returns [argv[0]].
+    """
     try:
-        return flag_values(list(argv))
+        rest = flag_values(list(argv))
     except flags.Error as error:
         message = str(error)
         if "\n" in message:
             message = "\n" + textwrap.indent(message, "  ")
         stderr(f"error: {message}\nPass --helpshort or --helpfull to see help on flags.\n")
         sys.exit(USAGE_EXIT_CODE)
+    extras = rest[1:]
+    if extras:
+        names = ", ".join(repr(arg) for arg in extras)
+        meant = ", ".join(arg if arg.startswith("-") else f"--{arg}" for arg in extras)
+        stderr(f"error: unexpected argument{'s' if len(extras) > 1 else ''} {names}: this program takes flags "
+               f"only. If you meant {meant}, write it so (in a flag file too, every line starts with --).\n")
+        sys.exit(USAGE_EXIT_CODE)
+    return rest

@@ -166,8 +166,7 @@ def _parse_profile(text: Optional[str]) -> Optional[Tuple[int, int]]:
 
 
 def main(argv: List[str]) -> int:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}", exitcode=2)
+    del argv  # parse_flags_or_exit refuses plain arguments
     # The config is plain dataclasses: a bad config and --print_config answer before TensorFlow starts.
     from maskrnn_tf.training.config import TrainConfig
     from maskrnn_tf.training.config_bounds import check_config_bounds

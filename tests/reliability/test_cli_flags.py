@@ -91,3 +91,40 @@ def test_expand_user_paths_expands_string_and_list_flags(monkeypatch, tmp_path):
     assert values.model == f"{tmp_path}/a.keras"
     assert values.members == [f"{tmp_path}/b", "runs/c", f"{tmp_path}/d"]
     assert values.unset is None
+
+
+# A flag file line written without its dashes (`max_size=64`) reaches the program as a plain argument; none of the
+# binaries takes one, so each refuses it by name instead of running with the flag at its default.
+# Each binary with the flags it requires (values never read: the refusal comes before any work).
+STRAY_ARGUMENT_BINARIES = {
+    "maskrnn_tf.segment": [], "maskrnn_tf.evaluate": [], "maskrnn_tf.flow": [], "maskrnn_tf.train": [],
+    "maskrnn_tf.demo": [], "export.export_main": [], "export.client_main": [],
+    "maskrnn_tf.finetune_selection": ["--model=m", "--davis_root=d", "--output=o"],
+    "maskrnn_tf.finetune_table": ["--results=r"], "maskrnn_tf.ablation": ["--train_flags=t", "--davis_root=d"]}
+
+
+@pytest.mark.parametrize("module, required", STRAY_ARGUMENT_BINARIES.items())
+def test_a_flag_file_line_without_dashes_is_refused_by_name(module, required, tmp_path):
+    flagfile = tmp_path / "my.flags"
+    flagfile.write_text("max_size=64\n")
+    repo = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    proc = subprocess.run([sys.executable, "-m", module, f"--flagfile={flagfile}", *required], capture_output=True,
+                          text=True, env=ENV, cwd=repo, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "error: unexpected argument 'max_size=64'" in proc.stderr and "--max_size=64" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_parse_flags_or_exit_keeps_the_program_name_and_refuses_extras():
+    from maskrnn_tf.flag_validation import parse_flags_or_exit
+
+    flags.FLAGS.unparse_flags()
+    try:
+        assert parse_flags_or_exit(["prog", "--max_size=32"]) == ["prog"]
+        written = []
+        with pytest.raises(SystemExit) as exit_info:
+            parse_flags_or_exit(["prog", "all_frames", "x=1"], stderr=written.append)
+        assert exit_info.value.code == 2
+        assert written[0].startswith("error: unexpected arguments 'all_frames', 'x=1'")
+    finally:
+        flags.FLAGS.unparse_flags()
