@@ -210,13 +210,14 @@ def build_export_archive(model: MaskRNN, batching: bool = False) -> keras.export
 
     The archive saves the `tf.Variable`s that the traced endpoints read, so the saver's restore op (what
     tensorflow_model_server and `saved_model_cli run` use) restores every weight; a plain `tf.Module`
-    holding a Keras 3 model does not (see BUILD_NOTES.md, Serving).
+    holding a Keras 3 model does not (see BUILD_NOTES.md, Serving). The model is not `track`ed as well: that
+    saves a second copy of every weight beside the endpoints' own, which the server restores and holds too
+    (twice the GPU memory per loaded version).
     """
     if not model.built:
         model.build()  # MaskRNN builds its sub-models in __init__; the archive refuses an unbuilt layer
     functions = MaskRNNServingFunctions(model)
     archive = keras.export.ExportArchive()
-    archive.track(model)
     for key, (fn, specs) in functions.endpoints(batching).items():
         archive.add_endpoint(key, fn, input_signature=[specs])
     return archive

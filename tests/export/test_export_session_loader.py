@@ -142,3 +142,14 @@ def test_a_median_flow_reference_export_runs_through_the_session_loader(tmp_path
         out = served.run("step_batched", batched)
     for i, row in enumerate(rows):
         np.testing.assert_allclose(out["probs"][i], _step(model, row)["probs"][0], atol=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
+def test_each_weight_is_saved_once(versions, tiny_model, precision):
+    """The model server restores (and on a GPU holds) every variable the checkpoint names: a second copy of the
+    weights doubles a loaded version's memory. The export's checkpoint holds each weight of the model once."""
+    stored = [(name, shape) for name, shape in tf.train.list_variables(
+        os.path.join(versions[precision], "variables", "variables"))
+        if not name.startswith("_CHECKPOINTABLE_OBJECT_GRAPH") and "save_counter" not in name]
+    assert len(stored) == len(tiny_model.weights), sorted(name for name, _ in stored)[:6]
+    assert sum(int(np.prod(shape)) for _, shape in stored) == sum(int(np.prod(w.shape)) for w in tiny_model.weights)
