@@ -106,6 +106,23 @@ class _SignalFlag:
             signal.signal(sig, handler)
 
 
+def _move_earlier_model_aside(run_dir: str, step: int, printer: Callable[[str], None]) -> None:
+    """A finished run trained further: its model.keras is the earlier finish (at `step`, where it resumes). The
+    loaders (segment, export, finetune_selection) take a run's model.keras before its checkpoints, so it would pass
+    for the run's model until this run writes its own; it is kept as model_step<step>.keras instead."""
+    path = os.path.join(run_dir, MODEL_NAME)
+    if not os.path.isfile(path):
+        return
+    stem, number = os.path.join(run_dir, f"model_step{step}"), 1
+    kept = f"{stem}.keras"
+    while os.path.lexists(kept):  # never over another file
+        number += 1
+        kept = f"{stem}_{number}.keras"
+    os.replace(path, kept)
+    printer(f"the earlier finish's {MODEL_NAME} (step {step}) moved to {os.path.basename(kept)}: until this run "
+            f"writes its own, the run folder gives its newest checkpoint")
+
+
 _ITERATORS = ("static_data", "clip_data")  # the data iterators a one-device run checkpoints
 
 
@@ -328,6 +345,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         printer(best.note)
     if restored:
         printer(f"resumed from {restored} at step {int(global_step.numpy())}")
+    if chief and int(global_step.numpy()) < config.total_steps:
+        _move_earlier_model_aside(run_dir, int(global_step.numpy()), printer)
     if distributed:
         # Distributed iterators are not checkpointable: the pipelines are deterministic functions of the
         # element index, so the data position is restored by skipping the batches already consumed.

@@ -208,3 +208,43 @@ def test_a_final_validation_cut_short_runs_when_the_finished_run_is_rerun(tmp_pa
     # Validated once: a further rerun trains and validates nothing.
     again = loop.train(config, run_dir, printer=lambda line: None)
     assert calls == ["cut", "ran"] and again.validation_j is None
+
+
+def test_training_further_moves_the_earlier_final_model_aside(tmp_path, monkeypatch):
+    """A finished run trained further kept the earlier finish's model.keras while it trained (and for good if it was
+    stopped): segment, export and finetune_selection load model.keras before any checkpoint, so they took the old
+    finish for the run's model, and `--finetune=auto` read the new config's stage B into it. The old model.keras is
+    moved to model_step<N>.keras (kept, not deleted) and the run's folder gives its newest checkpoint until the run
+    writes its own model.keras."""
+    import signal
+
+    from maskrnn_tf.inference.model_loading import trained_step
+    from maskrnn_tf.training import loop
+    from maskrnn_tf.training.config import TrainConfig
+
+    run_dir = str(tmp_path / "run")
+    loop.train(TrainConfig().override(_TINY_RUN), run_dir, printer=lambda line: None)  # finished at step 1
+    with open(os.path.join(run_dir, "model.keras"), "rb") as f:
+        finished = f.read()
+
+    class StopAfterOneStep(loop._SignalFlag):  # as if SIGTERM came during the first step trained further
+        def __enter__(self):
+            self.signum = signal.SIGTERM
+            return self
+
+    monkeypatch.setattr(loop, "_SignalFlag", StopAfterOneStep)
+    further = TrainConfig().override({**_TINY_RUN, "stage_b_steps": 2})
+    lines = []
+    with pytest.raises(loop.TrainingInterrupted):
+        loop.train(further, run_dir, printer=lines.append)
+    assert not os.path.exists(os.path.join(run_dir, "model.keras"))
+    with open(os.path.join(run_dir, "model_step1.keras"), "rb") as f:
+        assert f.read() == finished
+    assert any("model_step1.keras" in line for line in lines), lines
+    assert trained_step(run_dir) == 2  # the newest checkpoint, what load_model takes now
+
+    monkeypatch.undo()
+    loop.train(further, run_dir, printer=lambda line: None)
+    assert trained_step(run_dir) is None and os.path.isfile(os.path.join(run_dir, "model.keras"))  # finished: 3
+    assert sorted(name for name in os.listdir(run_dir) if name.endswith(".keras")) == ["model.keras",
+                                                                                       "model_step1.keras"]
