@@ -124,6 +124,24 @@ def _code(error: grpc.RpcError) -> Optional[grpc.StatusCode]:
     return error.code() if hasattr(error, "code") else None
 
 
+def _refuse_what_the_server_asserts(flow_to_prev: np.ndarray, flow_to_next: np.ndarray,
+                                    prev_boxes: np.ndarray) -> None:
+    """The value checks of the export's in-graph asserts (serving_module._check_step_inputs), made before a
+    batched request is sent: a batching model server runs the requests it merged as one batch, so a bad one fails
+    every request batched with it, other clients' too. Shapes need no check here: the server merges only
+    requests of one shape."""
+    problems = [f"input {name} must be finite (no NaN or Inf)"
+                for name, value in (("flow_to_prev", flow_to_prev), ("flow_to_next", flow_to_next),
+                                    ("prev_boxes", prev_boxes)) if not np.all(np.isfinite(value))]
+    boxes = np.asarray(prev_boxes).reshape(-1, 4)
+    if not problems and not np.all((boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])):
+        problems.append("input prev_boxes has inverted corners: rows are [y0, x0, y1, x1] with y0 <= y1 and "
+                        "x0 <= x1")
+    if problems:
+        raise ServingError("; ".join(problems) + " (not sent: a batching model server would fail every request "
+                           "batched with it)", grpc.StatusCode.INVALID_ARGUMENT)
+
+
 class ServingClient:
     """Calls one model on one server; `step` is a propagation-loop step function."""
 
@@ -293,6 +311,7 @@ class ServingClient:
             objects = int(prev_probs.shape[0])
             shared = {"frame": np.asarray(frame, np.uint8), "flow_to_prev": np.asarray(flow_to_prev, np.float32),
                       "flow_to_next": np.asarray(flow_to_next, np.float32)}
+            _refuse_what_the_server_asserts(shared["flow_to_prev"], shared["flow_to_next"], prev_boxes)
             parts = []
             # An empty frame (no object) still goes as one request, so that the server answers it as before.
             for start in range(0, max(objects, 1), self.config.max_batch_size):

@@ -234,3 +234,34 @@ def test_client_cli_max_batch_size(tmp_path, batching_base, synthetic_video):
     # 2 objects, one row each, every frame after the first; nothing else.
     assert calls == 2 * (len(frames) - 1)
     assert sorted(os.listdir(out_dir)) == [f"{t:05d}.png" for t in range(len(frames))] + ["segment_run.json"]
+
+
+@pytest.mark.parametrize("name, value", [("flow_to_prev", np.nan), ("flow_to_next", np.inf), ("prev_boxes", np.nan),
+                                         ("prev_boxes", "inverted")])
+def test_the_batched_client_refuses_what_the_server_asserts_before_sending(batching_base, name, value):
+    """A batching model server runs the requests it merged as one Session::Run: one request's NaN flow fails the
+    in-graph check for every request batched with it, another client's too. The batched client checks what those
+    checks assert before it sends, so its own bad input fails its own call only."""
+    good = _step_rows(2)
+    bad = {key: array.copy() for key, array in good.items()}
+    if value == "inverted":
+        bad["prev_boxes"][1] = (10, 4, 2, 9)  # y1 < y0
+    else:
+        bad[name].reshape(-1)[0] = value
+    shared = ("frame", "flow_to_prev", "flow_to_next")
+    merged = {key: np.concatenate([np.repeat(part[key][None], 2, axis=0) for part in (good, bad)]) for key in shared}
+    merged.update({key: np.concatenate([good[key], bad[key]]) for key in ("prev_probs", "prev_boxes")})
+    with SessionModel(os.path.join(batching_base, "1")) as served:
+        served.run("step_batched", {key: array[:2] for key, array in merged.items()})  # the good request alone
+        with pytest.raises(Exception, match="must be finite|inverted corners"):
+            served.run("step_batched", merged)  # what the batching server runs: both fail
+    with StandInModelServer(batching_base, "maskrnn", max_batch_size=8) as server:
+        with ServingClient(ClientConfig(address=server.address, batched=True)) as client:
+            sent = []
+            predict = client._prediction.Predict
+            client._prediction.Predict = lambda request, **kwargs: sent.append(request) or predict(request, **kwargs)
+            with pytest.raises(ServingError, match=f"input {name} (must be finite|has inverted corners).*not sent"):
+                client.step(**bad)
+            assert sent == []
+            client.step(**good)
+            assert len(sent) == 1
