@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench.arg_types import PRECISIONS, choice_list, positive_float, positive_int
+from bench._arg_types import PRECISIONS, choice_list, positive_float, positive_int
 from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 from maskrnn_tf.model.vgg_trunk import build_vgg_trunk
 from maskrnn_tf.training.precision import resolve_precision

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from typing import Dict, List
 
-from bench.arg_types import PRECISIONS, choice_list, positive_float, positive_int, size_list
+from bench._arg_types import PRECISIONS, choice_list, positive_float, positive_int, size_list
 
 _CHILD = r"""
 import json, resource, sys, time

@@ -22,7 +22,7 @@ from maskrnn_tf import _console, host_memory
 _FIELDS: Dict[str, Tuple[str, str, str]] = {
     "dataset": ("data.dataset", "enum:synthetic_vos,davis16,davis17", "Training data."),
     "manual_dir": ("data.manual_dir", "string", "Folder with the DAVIS archives or extracted folders."),
-    "flow": ("data.flow", "string", "Flow backend for real videos: dis, dis-fast, farneback, flo."),
+    "flow": ("data.flow", "string", "Flow backend for real videos: dis (dis-medium), dis-fast, dis-ultrafast, farneback."),
     "flow_cache_dir": ("data.flow_cache_dir", "string", "Cache of computed flows (reused across runs)."),
     "crop_height": ("data.height", "integer", "Training frame height."),
     "crop_width": ("data.width", "integer", "Training frame width."),

@@ -114,6 +114,11 @@ class DataConfig:
                              f"{self.dream_fraction}, {self.dream_videos}, {self.dream_scale}.")
         if not self.dream_speed > 0:
             raise ValueError(f"DataConfig: need dream_speed > 0, got {self.dream_speed}.")
+        if self.flow == "flo":
+            raise ValueError("DataConfig.flow 'flo' (flows read from .flo files) is for segment (--flow=flo --flo_dir); "
+                             f"training computes its flows and caches them: use one of {SYNTHETIC_FLOWS[1:]}.")
+        if self.flow not in SYNTHETIC_FLOWS[1:]:
+            raise ValueError(f"DataConfig.flow must be one of {SYNTHETIC_FLOWS[1:]}, got {self.flow!r}.")
         if self.synthetic_flow not in SYNTHETIC_FLOWS:
             raise ValueError(f"DataConfig.synthetic_flow must be one of {SYNTHETIC_FLOWS}, got {self.synthetic_flow!r}.")
         if self.dream_flow not in SYNTHETIC_FLOWS:

@@ -77,3 +77,16 @@ def test_model_step_compares_with_a_vgg16_trunk_of_the_models_width():
     assert rows[0]["width"] == 0.125
     assert model_step.baseline_trunk(0.125).output_shape[-1] == 64  # conv5_3 at 1/8 width (512 / 8)
     assert model_step.baseline_trunk(1.0).output_shape[-1] == 512
+
+
+def test_every_listed_name_is_a_benchmark():
+    """`python -m bench --help` offered arg_types (shared argparse types, no benchmark): choosing it failed with an
+    AttributeError. Every name listed has the two functions a benchmark module provides."""
+    import ast
+    import os
+
+    here = os.path.dirname(bench_main.__file__)
+    for name in bench_main.available():
+        with open(os.path.join(here, f"{name}.py"), encoding="utf-8") as f:
+            defined = {node.name for node in ast.parse(f.read()).body if isinstance(node, ast.FunctionDef)}
+        assert {"add_arguments", "run"} <= defined, name

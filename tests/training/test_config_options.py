@@ -135,3 +135,15 @@ def test_color_jitter_reaches_both_training_datasets():
     assert np.abs(frames[1.0][1] - frames[0.0][1]).mean() > 1.0
     with pytest.raises(ValueError, match="color_jitter"):
         TrainConfig().override({"data.color_jitter": -0.5})
+
+
+def test_training_refuses_the_flo_backend_by_name():
+    """`--flow=flo` was offered by train's help, passed the config, and failed later saying the data made no
+    batches (training has no folder of .flo files); it is refused with the config, saying where .flo files go."""
+    from maskrnn_tf.training.config import TrainConfig
+
+    with pytest.raises(ValueError, match=r"DataConfig.flow 'flo' .* is for segment \(--flow=flo --flo_dir\)"):
+        TrainConfig().override({"data.flow": "flo"})
+    with pytest.raises(ValueError, match="DataConfig.flow must be one of"):
+        TrainConfig().override({"data.flow": "dis_fast"})
+    assert TrainConfig().override({"data.flow": "farneback"}).data.flow == "farneback"
