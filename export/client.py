@@ -128,8 +128,9 @@ def _refuse_what_the_server_asserts(flow_to_prev: np.ndarray, flow_to_next: np.n
                                     prev_boxes: np.ndarray) -> None:
     """The value checks of the export's in-graph asserts (serving_module._check_step_inputs), made before a
     batched request is sent: a batching model server runs the requests it merged as one batch, so a bad one fails
-    every request batched with it, other clients' too. Shapes need no check here: the server merges only
-    requests of one shape."""
+    every request batched with it, other clients' too. Only values are checked: `step` builds every row of a
+    request from one frame, so its shapes agree (requests of different frame sizes are the batching server's
+    FAILED_PRECONDITION, README)."""
     problems = [f"input {name} must be finite (no NaN or Inf)"
                 for name, value in (("flow_to_prev", flow_to_prev), ("flow_to_next", flow_to_next),
                                     ("prev_boxes", prev_boxes)) if not np.all(np.isfinite(value))]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import zipfile
 from typing import Any, Mapping, Optional
 
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
+# What training renames a finished run's model.keras to before it trains further (training.loop).
+EARLIER_FINISH = re.compile(r"model_step(\d+)(?:_\d+)?\.keras")
 
 
 class ModelLoadError(FileNotFoundError):
@@ -158,7 +161,8 @@ def training_config(path: str) -> Optional[dict]:
 def trained_step(path: str) -> Optional[int]:
     """The training step of the weights a model path gives: the number of a checkpoint prefix, or of the
     newest intact checkpoint (the one `load_model` takes) of a run or checkpoints folder without model.keras, or
-    the step best.json records for a run's best/ folder (or its model.keras). None for another .keras file or a run
+    the step best.json records for a run's best/ folder (or its model.keras), or the N of a run's
+    model_step<N>.keras (an earlier finish that training moved aside). None for another .keras file or a run
     folder holding model.keras (written when training finishes: all its steps) and when there is no
     checkpoint."""
     path = os.path.abspath(os.fspath(path))
@@ -166,6 +170,9 @@ def trained_step(path: str) -> Optional[int]:
     record = read_best_record(folder)  # a run's best/ folder: the validation step it was kept at
     if record is not None and (path == folder or os.path.basename(path) == MODEL_FILE):
         return int(record["step"])
+    kept = EARLIER_FINISH.fullmatch(os.path.basename(path)) if path.endswith(".keras") else None
+    if kept and os.path.isfile(os.path.join(folder, CONFIG_FILE)):
+        return int(kept.group(1))  # an earlier finish that training moved aside: its step is in the name
     if path.endswith(".keras") or os.path.isfile(os.path.join(path, MODEL_FILE)):
         return None
     if os.path.isfile(path + ".index"):

@@ -107,20 +107,26 @@ class _SignalFlag:
 
 
 def _move_earlier_model_aside(run_dir: str, step: int, printer: Callable[[str], None]) -> None:
-    """A finished run trained further: its model.keras is the earlier finish (at `step`, where it resumes). The
-    loaders (segment, export, finetune_selection) take a run's model.keras before its checkpoints, so it would pass
-    for the run's model until this run writes its own; it is kept as model_step<step>.keras instead."""
+    """A finished run trained further: its model.keras is the earlier finish. The loaders (segment, export,
+    finetune_selection) take a run's model.keras before its checkpoints, so it would pass for the run's model until
+    this run writes its own; it is kept as model_step<N>.keras instead, N the finish's step (its last checkpoint's,
+    which `inference.trained_step` reads back from the name), or as model_earlier.keras when no checkpoint says."""
+    from maskrnn_tf.training.run_dir import newest_checkpoint_step
+
     path = os.path.join(run_dir, MODEL_NAME)
     if not os.path.isfile(path):
         return
-    stem, number = os.path.join(run_dir, f"model_step{step}"), 1
+    # The state file's newest checkpoint is the finish's last save, even when a damaged one made the run resume
+    # from an older step.
+    finished = max(step, newest_checkpoint_step(run_dir))
+    stem, number = os.path.join(run_dir, f"model_step{finished}" if finished else "model_earlier"), 1
     kept = f"{stem}.keras"
     while os.path.lexists(kept):  # never over another file
         number += 1
         kept = f"{stem}_{number}.keras"
     os.replace(path, kept)
-    printer(f"the earlier finish's {MODEL_NAME} (step {step}) moved to {os.path.basename(kept)}: until this run "
-            f"writes its own, the run folder gives its newest checkpoint")
+    printer(f"the earlier finish's {MODEL_NAME} moved to {os.path.basename(kept)}: until this run writes its own, "
+            "the run folder gives its newest checkpoint")
 
 
 _ITERATORS = ("static_data", "clip_data")  # the data iterators a one-device run checkpoints

@@ -242,9 +242,47 @@ def test_training_further_moves_the_earlier_final_model_aside(tmp_path, monkeypa
         assert f.read() == finished
     assert any("model_step1.keras" in line for line in lines), lines
     assert trained_step(run_dir) == 2  # the newest checkpoint, what load_model takes now
+    # The earlier finish keeps its step: --finetune=auto finetunes it as the stage A network it is, though the
+    # run's config.json now plans a stage B.
+    from maskrnn_tf.inference.finetune_choice import choose_finetuning
+    from maskrnn_tf.inference.model_loading import training_config
+
+    kept = os.path.join(run_dir, "model_step1.keras")
+    assert trained_step(kept) == 1
+    assert choose_finetuning("auto", training_config(kept), trained_step=trained_step(kept)).mode == "static"
+    assert choose_finetuning("auto", training_config(run_dir), trained_step=trained_step(run_dir)).mode == "recurrent"
 
     monkeypatch.undo()
     loop.train(further, run_dir, printer=lambda line: None)
     assert trained_step(run_dir) is None and os.path.isfile(os.path.join(run_dir, "model.keras"))  # finished: 3
     assert sorted(name for name in os.listdir(run_dir) if name.endswith(".keras")) == ["model.keras",
                                                                                        "model_step1.keras"]
+
+
+def test_the_earlier_model_is_named_by_the_finish_step_and_never_overwrites(tmp_path):
+    """The name carries the finish's step (its last checkpoint, even when the run resumes from an older one after a
+    damaged newer one), `model_earlier.keras` when no checkpoint says, and never replaces a file already there."""
+    from maskrnn_tf.training.loop import _move_earlier_model_aside
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "checkpoint").write_text(
+        'model_checkpoint_path: "ckpt-5"\\nall_model_checkpoint_paths: "ckpt-4"\\nall_model_checkpoint_paths: "ckpt-5"\\n')
+    for name in ("ckpt-4", "ckpt-5"):
+        (run_dir / "checkpoints" / f"{name}.index").write_bytes(b"")
+    (run_dir / "model.keras").write_bytes(b"finish")
+    (run_dir / "model_step5.keras").write_bytes(b"older")
+    said = []
+    _move_earlier_model_aside(str(run_dir), 4, said.append)  # resumed from ckpt-4: ckpt-5 was damaged
+    assert (run_dir / "model_step5_2.keras").read_bytes() == b"finish"
+    assert (run_dir / "model_step5.keras").read_bytes() == b"older" and not (run_dir / "model.keras").exists()
+    assert said == ["the earlier finish's model.keras moved to model_step5_2.keras: until this run writes its own, "
+                    "the run folder gives its newest checkpoint"]
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "model.keras").write_bytes(b"finish")
+    _move_earlier_model_aside(str(bare), 0, said.append)  # its checkpoints were deleted: it starts again
+    assert sorted(os.listdir(bare)) == ["model_earlier.keras"]
+    _move_earlier_model_aside(str(bare), 0, said.append)  # nothing to move
+    assert sorted(os.listdir(bare)) == ["model_earlier.keras"] and len(said) == 2
