@@ -99,6 +99,25 @@ def _segment_and_score(label: str, args: List[str], split: str, sequences: Optio
     return read_run(label, folder, split)
 
 
+def _other_selection(path: str, settings: dict) -> str:
+    """What differs ('model', 'select_sequences', ...) between `settings` and the selection recorded in `path`
+    (an earlier call's selection.json); '' when it records the same or does not exist. Candidates may differ: a
+    later call adds some and reuses the folders of the others."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            recorded = json.load(f)
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError):
+        return "run (unreadable)"
+    if not isinstance(recorded, dict):
+        return "run (unreadable)"
+    differ = [key for key, value in settings.items()
+              if key in recorded and (list(recorded[key]) if isinstance(recorded[key], list) else recorded[key])
+              != (list(value) if isinstance(value, (list, tuple)) else value)]
+    return ", ".join(f"{key} ({recorded[key]!r}, not {settings[key]!r})" for key in differ)
+
+
 def main(argv: List[str]) -> int:
     del argv
     # The segment and evaluate commands do the work, each in its own process.
@@ -129,6 +148,13 @@ def main(argv: List[str]) -> int:
               "--select_sequences=<train sequences the model never trained on>.", file=sys.stderr)
         return 2
     root = os.path.abspath(FLAGS.output)
+    earlier = _other_selection(os.path.join(root, "selection.json"), {
+        "model": model, "select_split": FLAGS.select_split, "select_sequences": select,
+        "report_split": FLAGS.report_split, "report_sequences": FLAGS.report_sequences})
+    if earlier:
+        print(f"error: {os.path.join(root, 'selection.json')} records the selection of another {earlier}; this "
+              "call would replace its tables. Give another --output (the same settings resume it).", file=sys.stderr)
+        return 2
     select_name = f"{FLAGS.select_split}: {', '.join(select)}"
     report_name = FLAGS.report_split + (f": {', '.join(FLAGS.report_sequences)}" if FLAGS.report_sequences else "")
 

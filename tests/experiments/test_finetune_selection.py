@@ -250,3 +250,28 @@ def test_a_call_stopped_while_reporting_leaves_its_own_record_beside_its_tables(
     record = json.loads((out / "selection.json").read_text())
     assert record["chosen"] == {"none": "none", "static": "s2"} and list(record["report"]) == ["none"]
     assert record["report"]["none"]["objects"] == {"bear_1": [0.5, 0.25]}
+
+
+def test_another_models_selection_in_the_output_folder_is_refused(monkeypatch, tmp_path, capsys):
+    """A second call with another model (or split) and other candidate labels in the same --output replaced the
+    first call's selection.md and selection.json; it is refused, naming what differs. The same settings with more
+    candidates still resume the folder."""
+    out = tmp_path / "out"
+    driver, model, ran = _stand_in_driver(
+        monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), select_split="train",
+        select_sequences=["bear"], report_split="val", report_sequences=None, floor=False, output=str(out),
+        candidate=["none=--finetune=none"])
+    assert driver.main([]) == 0
+    first = (out / "selection.md").read_text(), (out / "selection.json").read_text()
+    other = tmp_path / "other.keras"
+    other.write_bytes(b"other model")
+    driver.FLAGS.model, driver.FLAGS.candidate = str(other), ["none2=--finetune=none"]
+    capsys.readouterr()
+    assert driver.main([]) == 2
+    err = capsys.readouterr().err
+    assert "records the selection of another model" in err and str(other) in err and "another --output" in err
+    assert ((out / "selection.md").read_text(), (out / "selection.json").read_text()) == first
+    driver.FLAGS.model, driver.FLAGS.select_sequences = str(tmp_path / "model.keras"), ["cows"]
+    assert driver.main([]) == 2 and "select_sequences (['bear'], not ['cows'])" in capsys.readouterr().err
+    driver.FLAGS.select_sequences, driver.FLAGS.candidate = ["bear"], ["none=--finetune=none", "s=--finetune=static"]
+    assert driver.main([]) == 0  # the same selection, one candidate more
