@@ -3,9 +3,10 @@
 Two readers with different contracts:
 - `read_result_ids` reads a segmentation result for scoring, as davis2017-evaluation does
   (`np.array(Image.open(path))`): a palette PNG's indices and a grey PNG's values are object ids. Beyond it:
-  a grey PNG holding only 0 and 255 is a DAVIS-2016 binary result (object 1), and an RGB PNG whose colours
-  are all DAVIS palette colours maps each colour to its index (also when they are all the palette's greys,
-  objects 7, 56 and 63; other all-grey RGB files read as grey files). Anything else is refused, naming the file.
+  a grey PNG holding only 0 and 255 is a DAVIS-2016 binary result (object 1; refused for a sequence of several
+  objects), and an RGB PNG whose colours are all DAVIS palette colours maps each colour to its index (also when
+  they are all the palette's greys, objects 7, 56 and 63; other all-grey RGB files read as grey files). Anything
+  else is refused, naming the file.
 - `read_label_image` reads a first-frame annotation: palette indices are ids; a grey mask with one non-zero
   value (0/1, 0/255, any dark grey) is binary; grey values all below 128 are ids; other grey masks
   (anti-aliased edges, SegTrack) are foreground where > 127; an RGB mask maps each distinct colour to an
@@ -123,8 +124,11 @@ def _ids_or_values(path: str, refusal: str) -> Tuple[Optional[np.ndarray], Optio
     return None, values, image
 
 
-def read_result_ids(path: str | os.PathLike) -> np.ndarray:
+def read_result_ids(path: str | os.PathLike, objects: Optional[int] = None) -> np.ndarray:
     """Reads a result PNG as uint8 object ids [H, W] (see the module doc for the accepted forms).
+
+    `objects`: the sequence's object count, when known. A 0/255 grey mask (a DAVIS-2016 binary result) is object
+    1; for a sequence of several objects it says nothing about which is which and is refused.
 
     Raises:
       ImageReadError: missing or unreadable file, or a form that does not say which pixel is which object.
@@ -137,6 +141,11 @@ def read_result_ids(path: str | os.PathLike) -> np.ndarray:
     if values.ndim == 2:
         present = set(np.unique(values).tolist())
         if present == {0, 255} or present == {255}:
+            if objects is not None and objects != 1:
+                raise ImageReadError(
+                    f"{path}: a 0/255 mask (one foreground) but the sequence has {objects} objects, so it does not "
+                    "say which pixel is which object; save each frame as a palette PNG of object ids (0 "
+                    "background, 1..N, maskrnn_tf.io.write_palette_png) or a grey 8-bit PNG of ids.")
             return (values > 0).astype(np.uint8)  # a DAVIS-2016 binary result
         return values.astype(np.uint8)
     ids, unknown = _davis_ids(values)

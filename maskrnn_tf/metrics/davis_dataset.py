@@ -231,7 +231,7 @@ def load_results(
     for k, i in enumerate(frame_indices):
         path = os.path.join(folder, present[spec.frames[i]])
         try:
-            pred = read_result_ids(path)
+            pred = read_result_ids(path, objects=len(object_ids))
         except ImageReadError as err:
             raise UnreadableResultError(str(err)) from err
         if pred.shape != tuple(shape):

@@ -451,3 +451,21 @@ def test_t_mean_leaves_out_an_object_with_no_t(tmp_path):
     alpha, beta = results.objects
     assert math.isnan(alpha.t) and beta.t > 0  # beta's rectangles grow: a finite, non-zero T
     assert results.global_metrics()["T-Mean"] == beta.t
+
+
+def test_a_0_255_mask_is_object_1_only_where_the_ground_truth_has_one_object(tmp_path):
+    """A 0/255 grey result (every object's foreground merged) of a two-object sequence was read as object 1 and
+    scored (J 0.5 and 0.0 where davis2017-evaluation refuses the file: 255 is above the sequence's object count).
+    It is refused by name, saying how to write the objects apart; with one object it is still that object."""
+    from maskrnn_tf.metrics.davis_dataset import UnreadableResultError, load_results
+
+    merged = np.zeros((40, 56), np.uint8)
+    merged[5:15, 5:15], merged[20:30, 20:40] = 255, 255
+    out, spec = _one_frame(tmp_path, merged)
+    path = os.path.join(out, "seq", "00000.png")
+    with pytest.raises(UnreadableResultError) as raised:
+        load_results(out, spec, [0], (1, 2), (40, 56))
+    message = str(raised.value)
+    assert message.startswith(f"{path}: a 0/255 mask (one foreground) but the sequence has 2 objects")
+    assert "palette PNG" in message
+    np.testing.assert_array_equal(load_results(out, spec, [0], (1,), (40, 56))[0], merged // 255)
