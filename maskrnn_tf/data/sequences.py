@@ -86,12 +86,15 @@ def repeated_names(names: List[str]) -> List[str]:
 
 
 def image_size(path: str) -> Tuple[int, int]:
-    """(height, width) of an image file from its header, raising ImageReadError when unreadable."""
+    """(height, width) of an image file from its header, as `read_frame` gives it (an EXIF Orientation that turns
+    the picture by 90 degrees swaps the two), raising ImageReadError when unreadable."""
     if not os.path.isfile(path):
         raise ImageReadError(f"{path}: file not found.")
     try:
         with Image.open(path) as image:
             width, height = image.size
+            if image.getexif().get(0x0112) in (5, 6, 7, 8):  # transposed or turned by 90 degrees
+                width, height = height, width
     except (UnidentifiedImageError, OSError) as err:
         raise ImageReadError(f"{path}: unreadable image ({err}); replace it with a valid JPEG/PNG/BMP file.") from err
     return height, width

@@ -94,10 +94,12 @@ class VideoSource:
             capture.release()
         if 0 < count < declared:
             message = (f"{self.path}: only {count} of the {declared} frames its container declares could be "
-                       "decoded; the file is truncated or corrupt.")
+                       "decoded; the file is truncated or corrupt, or was cut without re-encoding (an edit list "
+                       "then hides frames that the container still counts).")
             if not self.allow_partial:
                 raise VideoReadError(f"{message} Re-encode or re-download it, or pass --allow_partial_video to "
-                                     f"segment the first {count} frames only.")
+                                     f"segment the {count} frames that decode (what a player shows of a cut "
+                                     "file).")
             _LOG.warning("%s Segmenting the first %d frames only (--allow_partial_video).", message, count)
         self.frame_names = [f"{i:05d}" for i in range(count)]
 

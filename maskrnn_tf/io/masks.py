@@ -5,7 +5,7 @@ import os
 from typing import Optional
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from maskrnn_tf.io.atomic_file import atomic_write
 
@@ -31,8 +31,10 @@ def _open(path: str) -> Image.Image:
 
 def read_frame(path: str | os.PathLike) -> np.ndarray:
     """Reads a video frame as uint8 RGB [H, W, 3]; 16-bit grey images keep their top 8 bits, as OpenCV reads them
-    (Pillow's own conversion clips them at 255, which turns a 16-bit frame nearly white)."""
-    image = _open(os.fspath(path))
+    (Pillow's own conversion clips them at 255, which turns a 16-bit frame nearly white). An EXIF Orientation tag
+    (phone photos stored sideways) is applied, as OpenCV and image viewers do: the picture an annotation was drawn
+    on."""
+    image = ImageOps.exif_transpose(_open(os.fspath(path)))
     if image.mode.startswith("I"):  # I;16, I;16B, or I (32-bit ints, how some Pillow versions open 16-bit PNGs)
         grey = (np.clip(np.asarray(image, np.int64), 0, 65535) >> 8).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)
