@@ -12,6 +12,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from maskrnn_tf.data.sequences import image_size
 from maskrnn_tf.io import ImageReadError, read_frame
 from maskrnn_tf.io.frame_files import list_frames
 
@@ -73,6 +74,12 @@ class VideoSource:
             self.frame_names = [os.path.splitext(os.path.basename(p))[0] for p in self._frame_paths]
             _refuse_shared_stems(self.path, self._frame_paths, self.frame_names)
             self.size = read_frame(self._frame_paths[0]).shape[:2]
+            # From the headers, before any work: a frame of another size would otherwise stop the run only when
+            # the loop reaches it (after the model has loaded and finetuned).
+            for frame_path in self._frame_paths[1:]:
+                height, width = image_size(frame_path)
+                if (height, width) != tuple(self.size):
+                    raise VideoReadError(_size_problem(frame_path, (height, width), self.size))
 
     def _open_video_file(self) -> None:
         capture = cv2.VideoCapture(self.path)
@@ -121,11 +128,8 @@ class VideoSource:
         if self._frame_paths is not None:
             for path in self._frame_paths:
                 frame = read_frame(path)
-                if frame.shape[:2] != tuple(self.size):
-                    raise VideoReadError(
-                        f"{path}: frame size {frame.shape[1]}x{frame.shape[0]} differs from the first frame "
-                        f"({self.size[1]}x{self.size[0]}); all frames of a video must have the same size."
-                    )
+                if frame.shape[:2] != tuple(self.size):  # changed since the video was opened
+                    raise VideoReadError(_size_problem(path, frame.shape[:2], self.size))
                 yield frame
             return
         capture = cv2.VideoCapture(self.path)
@@ -137,6 +141,11 @@ class VideoSource:
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         finally:
             capture.release()
+
+
+def _size_problem(path: str, size: Tuple[int, int], first: Tuple[int, int]) -> str:
+    return (f"{path}: frame size {size[1]}x{size[0]} differs from the first frame ({first[1]}x{first[0]}); all "
+            "frames of a video must have the same size.")
 
 
 def _refuse_shared_stems(folder: str, paths: List[str], stems: List[str]) -> None:

@@ -53,6 +53,19 @@ def test_frames_numbered_without_padding_are_read_in_numeric_order(tmp_path):
 
 
 
+def test_a_frame_of_another_size_is_refused_before_any_work(tmp_path):
+    """A frame of another size was refused only when the loop reached it, after the model had loaded and the
+    online finetuning had run; the frame headers are read when the video is opened."""
+    from PIL import Image
+
+    frames = make_frames(tmp_path / "vid")
+    odd = os.path.join(frames, "00002.png")
+    Image.fromarray(frame_image(2)[:-4]).save(odd)
+    with pytest.raises(VideoReadError) as raised:
+        VideoSource(frames)
+    assert str(raised.value).startswith(f"{odd}: frame size ") and "differs from the first frame" in str(raised.value)
+
+
 @pytest.mark.parametrize("twin", ["00002.jpeg", "00002.JPG"])
 def test_two_frames_of_one_name_stem_are_refused(tmp_path, twin):
     """Frames 00002.jpg and 00002.jpeg (or .JPG) are both frames and both write 00002.png: one result was
