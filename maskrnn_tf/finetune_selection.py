@@ -112,9 +112,8 @@ def _other_selection(path: str, settings: dict) -> str:
         return "run (unreadable)"
     if not isinstance(recorded, dict):
         return "run (unreadable)"
-    differ = [key for key, value in settings.items()
-              if key in recorded and (list(recorded[key]) if isinstance(recorded[key], list) else recorded[key])
-              != (list(value) if isinstance(value, (list, tuple)) else value)]
+    as_recorded = json.loads(json.dumps(settings))  # tuples as the JSON lists they were written as
+    differ = [key for key, value in as_recorded.items() if key in recorded and recorded[key] != value]
     return ", ".join(f"{key} ({recorded[key]!r}, not {settings[key]!r})" for key in differ)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import zipfile
 from typing import Any, Mapping, Optional
 
@@ -26,14 +25,13 @@ from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 from maskrnn_tf.model.rebuild import rebuild_with_precision
 from maskrnn_tf.training.best_model import read_record as read_best_record
 from maskrnn_tf.training.checkpoint_files import newest_intact_checkpoint, verify_checkpoint
+from maskrnn_tf.training.run_dir import EARLIER_FINISH
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
-# What training renames a finished run's model.keras to before it trains further (training.loop).
-EARLIER_FINISH = re.compile(r"model_step(\d+)(?:_\d+)?\.keras")
 
 
 class ModelLoadError(FileNotFoundError):

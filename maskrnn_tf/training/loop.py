@@ -111,7 +111,7 @@ def _move_earlier_model_aside(run_dir: str, step: int, printer: Callable[[str], 
     finetune_selection) take a run's model.keras before its checkpoints, so it would pass for the run's model until
     this run writes its own; it is kept as model_step<N>.keras instead, N the finish's step (its last checkpoint's,
     which `inference.trained_step` reads back from the name), or as model_earlier.keras when no checkpoint says."""
-    from maskrnn_tf.training.run_dir import newest_checkpoint_step
+    from maskrnn_tf.training.run_dir import earlier_finish_stem, newest_checkpoint_step
 
     path = os.path.join(run_dir, MODEL_NAME)
     if not os.path.isfile(path):
@@ -119,7 +119,7 @@ def _move_earlier_model_aside(run_dir: str, step: int, printer: Callable[[str], 
     # The state file's newest checkpoint is the finish's last save, even when a damaged one made the run resume
     # from an older step.
     finished = max(step, newest_checkpoint_step(run_dir))
-    stem, number = os.path.join(run_dir, f"model_step{finished}" if finished else "model_earlier"), 1
+    stem, number = os.path.join(run_dir, earlier_finish_stem(finished)), 1
     kept = f"{stem}.keras"
     while os.path.lexists(kept):  # never over another file
         number += 1

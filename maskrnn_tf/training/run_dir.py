@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from typing import Callable, Iterator, List, Optional
 
 from maskrnn_tf.io.atomic_file import atomic_write
@@ -240,6 +241,16 @@ def completed_config(stored: dict) -> dict:
         return json.loads(TrainConfig.from_dict(stored).to_json())
     except (ValueError, TypeError):
         return stored
+
+
+# A finished run trained further keeps its earlier model.keras as model_step<N>.keras (N: the finish's step; a
+# _2, _3 ... suffix beside an older one) or model_earlier.keras when no checkpoint gives N (training.loop).
+EARLIER_FINISH = re.compile(r"model_step(\d+)(?:_\d+)?\.keras")
+
+
+def earlier_finish_stem(step: int) -> str:
+    """The file stem an earlier finish at `step` is kept under (0: unknown); see EARLIER_FINISH."""
+    return f"model_step{step}" if step else "model_earlier"
 
 
 def missing_keys(stored: dict, full: dict, prefix: str = "") -> List[str]:
