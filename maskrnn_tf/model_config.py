@@ -115,6 +115,11 @@ class MaskRNNConfig:
     # What the flow stream's magnitudes measure: 'none' = the raw flow (the paper); 'median' = the flow minus its
     # per-frame median, i.e. motion relative to the camera's where the background fills most of the frame.
     flow_reference: str = "none"
+    # True: the appearance stream also sees each object's first-frame colour prior, the share of the pixel's
+    # colour in the object's histogram against the background's within color_prior_band of it (inputs
+    # 'color_model', one table per object; maskrnn_tf.ops.color_prior), entered like the mask.
+    color_prior_input: bool = False
+    color_prior_band: float = 0.03  # the background band's width, a fraction of the frame's longer side
     vgg_weights: Optional[str] = None  # None, 'imagenet' or a local .h5 path (VGG16 include_top=False)
 
     def __post_init__(self) -> None:
@@ -126,6 +131,8 @@ class MaskRNNConfig:
         if self.flow_reference not in FLOW_REFERENCES:
             raise ValueError(f"MaskRNNConfig.flow_reference must be one of {FLOW_REFERENCES}, got "
                              f"{self.flow_reference!r}.")
+        if not 0.0 < self.color_prior_band <= 1.0:
+            raise ValueError(f"MaskRNNConfig.color_prior_band must be in (0, 1], got {self.color_prior_band}.")
         if self.box_enlarge < 1.0:
             raise ValueError(f"MaskRNNConfig.box_enlarge must be >= 1, got {self.box_enlarge}.")
         if len(self.delta_weights) != 4:

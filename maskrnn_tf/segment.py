@@ -285,6 +285,15 @@ def main(argv) -> int:
         options = dataclasses.replace(options, threshold=float(model.config.mask_threshold))
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
         prepare = _finetuning(inference, model, FLAGS.model, step_fn, flow_fn, options.max_size, metadata)
+        if model.config.color_prior_input:
+            if prepare is not None or FLAGS.ensemble_models or FLAGS.flip_average or FLAGS.max_growth:
+                raise app.UsageError(
+                    f"{FLAGS.model} takes a first-frame colour prior as an input (model.color_prior_input), which "
+                    "online finetuning, --ensemble_models, --flip_average and --max_growth do not give it yet: "
+                    "segment it with --finetune=none and without those flags.", exitcode=2)
+            from maskrnn_tf.inference.color_gate import ColorPriorPrepare
+
+            prepare = ColorPriorPrepare(step_fn, model.config.color_prior_band)
         if FLAGS.ensemble_models:
             step_fn, prepare = _ensemble(inference, model, step_fn, prepare, flow_fn, options.max_size, precision,
                                          overrides, metadata)

@@ -44,6 +44,31 @@ def _loaded(source: VideoSource, offsets: Tuple[int, ...], video: tf.Tensor, t: 
     return frames, masks, to_prev, to_next
 
 
+def _color_model_fn(source: VideoSource, band: float):
+    """A tf.numpy_function body: object k's colour table [4096] (float32) of video v, fitted on the first frame
+    the object is visible in, as segmenting fits it on a video's first frame (cached per video and object)."""
+    from maskrnn_tf.inference.color_gate import fit_color_model
+    from maskrnn_tf.ops.color_prior import BINS
+
+    cache = {}
+
+    def fit(video, object_id):
+        key = (int(video), int(object_id))
+        if key not in cache:
+            first = int(np.nonzero(source.presence(key[0])[:, key[1] - 1])[0][0])
+            data = source.load(key[0], [first])
+            cache[key] = fit_color_model(data["frames"][0].astype(np.uint8), data["masks"][0], [key[1]], band,
+                                         bins=BINS, space="rgb")[0]
+        return cache[key]
+
+    return fit
+
+
+def _color_model(fit, item: tf.Tensor) -> tf.Tensor:
+    table = tf.numpy_function(fit, [item[0], item[2]], tf.float32, stateful=False)
+    return tf.ensure_shape(table, [4096])
+
+
 def _items(source: VideoSource, first: int, span: int) -> np.ndarray:
     """int32 [M, 3] (video, t, object id): windows [t - first, t - first + span) with the object visible in
     frame t - first (the frame that seeds the recurrence or gives the previous mask)."""
@@ -101,15 +126,18 @@ def finish_dataset(dataset: tf.data.Dataset, batch_size: Optional[int]) -> tf.da
 
 def make_static_dataset(source: VideoSource, augment: AugmentConfig = AugmentConfig(),
                         perturb: PerturbConfig = PerturbConfig(), seed: int = 0, shuffle: bool = True,
-                        repeat: bool = True, batch_size: Optional[int] = None) -> tf.data.Dataset:
+                        repeat: bool = True, batch_size: Optional[int] = None,
+                        color_prior_band: Optional[float] = None) -> tf.data.Dataset:
     """Stage A: single frames t >= 1 with a perturbed ground truth of frame t-1 as the previous mask.
 
     Element (float32, H, W = augment.crop_size): frame [H,W,3] RGB 0..255; flow_to_prev, flow_to_next
     [H,W,2] (u, v) in output pixels; prev_mask [H,W] the object's ground truth at t-1, augmented like frame t
     and randomly perturbed, in frame t-1 coordinates; mask [H,W] 0/1 target at t; void [H,W] 1 where void.
+    With color_prior_band also color_model [4096]: the object's colour table (`_color_model_fn`).
     """
     items = _items(source, first=1, span=2)
     size = tuple(augment.crop_size)
+    fit = _color_model_fn(source, color_prior_band) if color_prior_band else None
 
     def element(index, item):
         aug_seed, perturb_seed = _seeds(seed, index)
@@ -120,7 +148,7 @@ def make_static_dataset(source: VideoSource, augment: AugmentConfig = AugmentCon
         frames = _jittered(frames, aug_seed, augment)
         mask = maps["mask"]
         void = finish_void(maps["void"], tf.concat([inside, inside], axis=0))
-        return {
+        out = {
             "frame": tf.ensure_shape(frames[0], size + (3,)),
             "flow_to_prev": tf.ensure_shape(flows["p"][0], size + (2,)),
             "flow_to_next": tf.ensure_shape(flows["n"][0], size + (2,)),
@@ -128,6 +156,9 @@ def make_static_dataset(source: VideoSource, augment: AugmentConfig = AugmentCon
             "mask": tf.ensure_shape(mask[1], size),
             "void": tf.ensure_shape(void[1], size),
         }
+        if fit is not None:
+            out["color_model"] = _color_model(fit, item)
+        return out
 
     dataset = _indexed(items, seed, shuffle, repeat).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
     return finish_dataset(dataset, batch_size)
@@ -136,7 +167,8 @@ def make_static_dataset(source: VideoSource, augment: AugmentConfig = AugmentCon
 def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: AugmentConfig = AugmentConfig(),
                       seed: int = 0, shuffle: bool = True, repeat: bool = True,
                       batch_size: Optional[int] = None, seed_perturb: PerturbConfig = PerturbConfig(),
-                      seed_fraction: float = 0.0, seed_grow_only: bool = False) -> tf.data.Dataset:
+                      seed_fraction: float = 0.0, seed_grow_only: bool = False,
+                      color_prior_band: Optional[float] = None) -> tf.data.Dataset:
     """Stage B: clips of `clip_length` consecutive frames of one object (visible in the clip's first frame).
 
     Element (float32, T = clip_length, H, W = augment.crop_size): frames [T,H,W,3]; flows_to_prev,
@@ -149,7 +181,8 @@ def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: Augmen
     masks[-1] perturbed with `seed_perturb`, so that the unrolled steps learn to bring a wrong carried mask
     back to the object (at inference nothing resets it); otherwise they are those masks unchanged. With
     seed_grow_only a perturbed seed is the union of the truth and its perturbation: only extra pixels, as a
-    carried mask that has grown into the background or left a trail.
+    carried mask that has grown into the background or left a trail. With color_prior_band also color_model
+    [4096]: the object's colour table (`_color_model_fn`).
     """
     if clip_length < 1:
         raise ValueError(f"clip_length must be >= 1, got {clip_length}.")
@@ -158,6 +191,7 @@ def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: Augmen
     items = _items(source, first=0, span=clip_length)
     size = tuple(augment.crop_size)
     offsets = tuple(range(clip_length))
+    fit = _color_model_fn(source, color_prior_band) if color_prior_band else None
 
     def element(index, item):
         aug_seed, perturb_seed = _seeds(seed, index)
@@ -177,6 +211,8 @@ def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: Augmen
         }
         if seed_fraction > 0:
             out["seed_masks"] = tf.ensure_shape(_seed_masks(mask, perturb_seed), (2,) + size)
+        if fit is not None:
+            out["color_model"] = _color_model(fit, item)
         return out
 
     def _seed_masks(mask, perturb_seed):

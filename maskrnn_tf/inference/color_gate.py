@@ -22,6 +22,7 @@ gate"): `segment` keeps it off by default.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import cv2
@@ -42,20 +43,27 @@ def _check(threshold: float, band: float) -> None:
         raise ValueError(f"color gate band must be in (0, 1] (a fraction of the frame's longer side), got {band}.")
 
 
-def color_bins(frame: np.ndarray, bins: int = BINS) -> np.ndarray:
-    """[H, W] int32 histogram bin of every pixel of a uint8 RGB frame: its CIELAB colour (OpenCV's 8-bit L, a, b),
-    each channel cut into `bins` equal levels."""
+COLOR_SPACES = ("lab", "rgb")
+
+
+def color_bins(frame: np.ndarray, bins: int = BINS, space: str = "lab") -> np.ndarray:
+    """[H, W] int32 histogram bin of every pixel of a uint8 RGB frame: its CIELAB colour (OpenCV's 8-bit L, a, b;
+    space 'lab') or its R, G, B (space 'rgb', what `maskrnn_tf.ops.color_prior` looks up in the graph), each
+    channel cut into `bins` equal levels."""
     frame = np.asarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"frame must be uint8 RGB [H, W, 3], got {frame.dtype} {frame.shape}.")
     if 256 % bins:
         raise ValueError(f"bins must divide 256, got {bins}.")
-    level = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB).astype(np.int32) // (256 // bins)
+    if space not in COLOR_SPACES:
+        raise ValueError(f"space must be one of {COLOR_SPACES}, got {space!r}.")
+    coded = cv2.cvtColor(frame, cv2.COLOR_RGB2LAB) if space == "lab" else frame
+    level = coded.astype(np.int32) // (256 // bins)
     return (level[..., 0] * bins + level[..., 1]) * bins + level[..., 2]
 
 
 def fit_color_model(frame: np.ndarray, labels: np.ndarray, object_ids: Sequence[int], band: float,
-                    bins: int = BINS) -> np.ndarray:
+                    bins: int = BINS, space: str = "lab") -> np.ndarray:
     """[N, bins^3] float32: for each object (id `object_ids[i]` in `labels`), the share of its colour histogram in
     each bin, p = h_obj / (h_obj + h_bg), against the background within `band` of it.
 
@@ -65,12 +73,13 @@ def fit_color_model(frame: np.ndarray, labels: np.ndarray, object_ids: Sequence[
       object_ids: the objects' ids, in model order.
       band: the background band's width around each object, as a fraction of the frame's longer side (pixels of
         label 0 within that distance of the object, Euclidean).
+      space: the colour space of the bins (`color_bins`).
     """
     labels = np.asarray(labels)
     if labels.shape != np.asarray(frame).shape[:2]:
         raise ValueError(f"labels {labels.shape} and frame {np.asarray(frame).shape[:2]} differ in size.")
     _check(0.5, band)
-    index = color_bins(frame, bins)
+    index = color_bins(frame, bins, space)
     radius = band * max(labels.shape)
     tables = []
     for object_id in object_ids:
@@ -139,3 +148,23 @@ class ColorGatedPrepare:
             frames.close()
         model = fit_color_model(frame, first.labels, first.object_ids, self._band)
         return color_gated_step(step_fn, model, self._threshold)
+
+
+class ColorPriorPrepare:
+    """A `prepare(source, first) -> step_fn` callback for a model with `color_prior_input`: fits each video's
+    colour tables on its first frame (RGB bins, the model's band) and binds them to `step_fn` (`model_step_fn`'s,
+    which takes them as `color_model`)."""
+
+    def __init__(self, step_fn: Callable[..., Mapping[str, Any]], band: float):
+        _check(0.5, band)
+        self._step_fn = step_fn
+        self._band = band
+
+    def __call__(self, source: VideoSource, first: FirstMask) -> StepFn:
+        frames = source.frames()
+        try:
+            frame = next(frames)
+        finally:
+            frames.close()
+        tables = fit_color_model(frame, first.labels, first.object_ids, self._band, space="rgb")
+        return functools.partial(self._step_fn, color_model=tables)

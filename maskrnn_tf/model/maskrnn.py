@@ -18,6 +18,7 @@ from maskrnn_tf.ops import (
     box_mask,
     boxes_to_normalized,
     clip_boxes,
+    color_prior,
     decode_box_deltas,
     enlarge_boxes,
     flow_magnitude,
@@ -36,7 +37,8 @@ class MaskRNN(keras.Model):
       frame [B, H, W, 3] RGB 0..255; flow_to_prev, flow_to_next [B, H, W, 2] (u, v) flows from frame t to t-1
       and to t+1 (zeros where the frame does not exist); prev_probs [B, H, W] the previous prediction in frame
       t-1 (not yet warped); optional prev_boxes [B, 4] (the previous frame's boxes, used when the warped mask
-      is empty).
+      is empty); color_model [B, 4096] each object's first-frame colour table, required with
+      `config.color_prior_input` (see `maskrnn_tf.ops.color_prior`).
     Outputs (all float32): probs [B, H, W] (restricted to the enlarged box when `apply_localization`),
       logits [B, H, W] (the unrestricted combined logits), boxes [B, 4] predicted, proposals [B, 4],
       deltas [B, 4], warped [B, H, W].
@@ -60,7 +62,9 @@ class MaskRNN(keras.Model):
             side_channels=config.side_channels,
             vgg_weights=config.vgg_weights if read_vgg_weights else None,
         )
-        self.appearance_stream = build_segmentation_stream(3 + mask_channels, name="appearance_stream", **common)
+        prior_channels = 1 if config.color_prior_input else 0
+        self.appearance_stream = build_segmentation_stream(3 + mask_channels + prior_channels,
+                                                           name="appearance_stream", **common)
         self.flow_stream = None
         if config.use_flow_stream:
             self.flow_stream = build_segmentation_stream(2 + mask_channels, name="flow_stream", **common)
@@ -113,6 +117,13 @@ class MaskRNN(keras.Model):
         # 2. Two-stream binary segmentation.
         mask_in = (warped - 0.5) * cfg.mask_input_scale
         app_parts = [caffe_preprocess_rgb(frame)] + ([mask_in] if cfg.use_warped_mask else [])
+        if cfg.color_prior_input:
+            tables = inputs.get("color_model") if hasattr(inputs, "get") else None
+            if tables is None:
+                raise ValueError("this MaskRNN was built with color_prior_input: its inputs need 'color_model' "
+                                 "[B, 4096], each object's first-frame colour table (fit_color_model, space 'rgb').")
+            # The prior is a share in 0..1 like the mask: it enters at the mask's scale.
+            app_parts.append((color_prior(frame, tables)[..., None] - 0.5) * cfg.mask_input_scale)
         appearance = self.appearance_stream(self._cast(tf.concat(app_parts, -1)), training=training)
         stream_logits = [tf.cast(appearance["logits"], tf.float32)]
         if self.flow_stream is not None:
@@ -168,11 +179,13 @@ class MaskRNN(keras.Model):
         prev_probs: tf.Tensor,
         prev_boxes: Optional[tf.Tensor] = None,
         training: bool = False,
+        color_model: Optional[tf.Tensor] = None,
     ) -> Dict[str, tf.Tensor]:
         """One recurrent step for the N objects of one video.
 
         frame [H, W, 3] (uint8 or float 0..255) and flows [H, W, 2] are shared; prev_probs [N, H, W] and
-        prev_boxes [N, 4] carry the objects on the batch axis. Returns the outputs of `call`.
+        prev_boxes [N, 4] carry the objects on the batch axis; color_model [N, 4096] (with
+        `config.color_prior_input`) their first-frame colour tables. Returns the outputs of `call`.
         """
         prev_probs = tf.convert_to_tensor(prev_probs, tf.float32)
         n = tf.shape(prev_probs)[0]
@@ -189,6 +202,8 @@ class MaskRNN(keras.Model):
         }
         if prev_boxes is not None:
             inputs["prev_boxes"] = prev_boxes
+        if color_model is not None:
+            inputs["color_model"] = tf.cast(color_model, tf.float32)
         return self(inputs, training=training)
 
     def fuse(self, probs: tf.Tensor) -> tf.Tensor:

@@ -7,7 +7,7 @@ backend). A missing or malformed DAVIS folder raises `DataNotFoundError` with th
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -139,14 +139,16 @@ def _scaled_perturbation(k: float, min_iou: float) -> PerturbConfig:
                          elastic_grid=base.elastic_grid, min_iou=min_iou, max_iou=base.max_iou)
 
 
-def make_train_datasets(data: DataConfig, source: VideoSource, seed: int) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
+def make_train_datasets(data: DataConfig, source: VideoSource, seed: int, color_prior_band: Optional[float] = None
+                        ) -> Tuple[tf.data.Dataset, tf.data.Dataset]:
     """(stage A dataset batched by data.batch_size, stage B dataset batched by data.clip_batch_size);
-    infinite, deterministic given `seed`, with the data package's augmentation at data.height x data.width."""
+    infinite, deterministic given `seed`, with the data package's augmentation at data.height x data.width.
+    color_prior_band (a model with color_prior_input): elements carry each object's colour table."""
     augment = AugmentConfig(crop_size=(data.height, data.width), color_jitter=data.color_jitter)
     static = make_static_dataset(source, augment=augment, perturb=perturb_config(data), seed=seed,
-                                 batch_size=data.batch_size)
+                                 batch_size=data.batch_size, color_prior_band=color_prior_band)
     seeding = dict(seed_perturb=clip_seed_perturb_config(data), seed_fraction=data.clip_seed_fraction,
-                   seed_grow_only=data.clip_seed_grow_only)
+                   seed_grow_only=data.clip_seed_grow_only, color_prior_band=color_prior_band)
     length = data.clip_length + data.clip_burn_in  # the burn-in frames come first in each clip
     if data.dream_fraction <= 0:
         clips = make_clip_dataset(source, clip_length=length, augment=augment, seed=seed + 1,

@@ -290,7 +290,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     # before config.json is written (it would refuse the corrected rerun as another config).
     try:
         source = inputs.train_source(config.data, config.seed)
-        static_ds, clip_ds = inputs.make_train_datasets(config.data, source, config.seed)
+        band = config.model.color_prior_band if config.model.color_prior_input else None
+        static_ds, clip_ds = inputs.make_train_datasets(config.data, source, config.seed, color_prior_band=band)
         val_videos = inputs.validation_videos(config.data) if chief else []  # eval_every=0: at the end only
     except ValueError as err:  # DataNotFoundError is a FileNotFoundError: it passes through
         raise TrainDataError(f"the data settings make no training batches: {err}") from err

@@ -79,14 +79,21 @@ class TrainSteps:
         """Per-example losses [B] of a stage A batch (the perturbed previous mask is fed as prev_probs)."""
         prev = tf.cast(batch["prev_mask"], tf.float32)
         boxes, _ = mask_to_box(prev)
-        outputs = self.model({"frame": batch["frame"], "flow_to_prev": batch["flow_to_prev"],
-                              "flow_to_next": batch["flow_to_next"], "prev_probs": prev, "prev_boxes": boxes},
-                             training=training)
+        inputs = {"frame": batch["frame"], "flow_to_prev": batch["flow_to_prev"],
+                  "flow_to_next": batch["flow_to_next"], "prev_probs": prev, "prev_boxes": boxes}
+        if "color_model" in batch:
+            inputs["color_model"] = batch["color_model"]
+        outputs = self.model(inputs, training=training)
         return self._losses(outputs, batch["mask"], batch.get("void"))
 
-    def _one_frame(self, frame, flow_prev, flow_next, prev_probs, prev_boxes):
-        out = self.model({"frame": frame, "flow_to_prev": flow_prev, "flow_to_next": flow_next,
-                          "prev_probs": prev_probs, "prev_boxes": prev_boxes}, training=True)
+    def _one_frame(self, frame, flow_prev, flow_next, prev_probs, prev_boxes, *color_model):
+        # color_model: none, or the batch's colour tables [B, 4096] (a model with color_prior_input); a varargs
+        # tail, as tf.recompute_grad passes tensors only.
+        inputs = {"frame": frame, "flow_to_prev": flow_prev, "flow_to_next": flow_next,
+                  "prev_probs": prev_probs, "prev_boxes": prev_boxes}
+        if color_model:
+            inputs["color_model"] = color_model[0]
+        out = self.model(inputs, training=True)
         return out["logits"], out["probs"], out["boxes"], out["proposals"], out["deltas"]
 
     def clip_losses(self, batch: Dict[str, tf.Tensor], reverse: tf.Tensor = False) -> Dict[str, tf.Tensor]:
@@ -122,17 +129,19 @@ class TrainSteps:
             seeds = tf.cast(batch["seed_masks"], tf.float32)
             prev = tf.cond(reverse, lambda: seeds[:, 1], lambda: seeds[:, 0])
         prev_boxes, _ = mask_to_box(prev)
+        tables = (tf.cast(batch["color_model"], tf.float32),) if "color_model" in batch else ()
         burn_in = self.config.data.clip_burn_in
         if not 0 <= burn_in <= length - 2:
             raise ValueError(f"A stage B clip of {length} frames leaves no frame to learn from after a burn-in of "
                              f"{burn_in}: the clip dataset must give clip_length + clip_burn_in frames.")
         for t in range(1, burn_in + 1):
-            _, probs, boxes, _, _ = self._one_frame(frames[:, t], to_prev[:, t], to_next[:, t], prev, prev_boxes)
+            _, probs, boxes, _, _ = self._one_frame(frames[:, t], to_prev[:, t], to_next[:, t], prev, prev_boxes,
+                                                    *tables)
             prev, prev_boxes = tf.stop_gradient(probs), tf.stop_gradient(boxes)
         totals = None
         for t in range(burn_in + 1, length):  # unrolled: T is small and static, and the graph stays one function
             logits, probs, boxes, proposals, deltas = self._frame_fn(
-                frames[:, t], to_prev[:, t], to_next[:, t], prev, prev_boxes)
+                frames[:, t], to_prev[:, t], to_next[:, t], prev, prev_boxes, *tables)
             out = {"logits": logits, "probs": probs, "boxes": boxes, "proposals": proposals, "deltas": deltas}
             losses = self._losses(out, masks[:, t], None if void is None else void[:, t])
             totals = losses if totals is None else {k: totals[k] + losses[k] for k in losses}

@@ -7,6 +7,7 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from maskrnn_tf.inference.color_gate import fit_color_model
 from maskrnn_tf.metrics.region import db_eval_iou
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.ops import mask_to_box
@@ -22,9 +23,13 @@ def segment_video(model: MaskRNN, step_fn, video: Dict[str, np.ndarray]) -> np.n
         return labels
     prev = tf.constant(np.stack([(masks[0] == i) for i in ids]).astype(np.float32))
     boxes, _ = mask_to_box(prev)
+    extra = {}
+    if model.config.color_prior_input:  # fitted on the first frame, as segmenting does
+        extra["color_model"] = tf.constant(fit_color_model(np.asarray(video["frames"][0], np.uint8), masks[0], ids,
+                                                           model.config.color_prior_band, space="rgb"))
     for t in range(1, masks.shape[0]):
         out = step_fn(tf.constant(video["frames"][t], tf.float32), tf.constant(video["flows_to_prev"][t]),
-                      tf.constant(video["flows_to_next"][t]), prev, boxes)
+                      tf.constant(video["flows_to_next"][t]), prev, boxes, **extra)
         prev, boxes = out["probs"], out["boxes"]
         fused = model.fuse(prev).numpy()
         # Fused label k is the k-th tracked object: map it back to its id.
@@ -36,8 +41,8 @@ def make_step_fn(model: MaskRNN):
     """A compiled inference step (retraces only when the object count or frame size changes)."""
 
     @tf.function(reduce_retracing=True)
-    def step(frame, flow_prev, flow_next, prev, boxes):
-        return model.step(frame, flow_prev, flow_next, prev, boxes, training=False)
+    def step(frame, flow_prev, flow_next, prev, boxes, color_model=None):
+        return model.step(frame, flow_prev, flow_next, prev, boxes, training=False, color_model=color_model)
 
     return step
 
