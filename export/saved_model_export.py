@@ -187,6 +187,9 @@ def export_saved_model(
     _check_target(final, config.overwrite, model if isinstance(model, str) else None)
     if isinstance(model, str):
         model = load_model(model)
+    if model.config.color_prior_input:
+        raise ExportError("the network takes a first-frame colour prior as an input (model.color_prior_input), which "
+                          "the serving signatures do not carry yet: export a network trained without it.")
     try:
         os.makedirs(export_base, exist_ok=True)
         for removed in clean_stale_tmp_dirs(export_base, f".tmp-{version}-"):

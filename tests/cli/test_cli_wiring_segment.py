@@ -496,3 +496,44 @@ def test_color_gate_band_without_the_gate_is_a_usage_error(tmp_path):
                     f"--output={tmp_path / 'o'}")
     assert proc.returncode == 2 and "--color_gate_band" in proc.stderr and "--color_gate (e.g. 0.1)" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(davis_root, tmp_path):
+    """A network trained with model.color_prior_input: segment fits each object's RGB table on the sequence's
+    first frame and annotation (the model's band) and feeds it at every step: the CLI's probabilities are those of
+    the library's loop given tables fitted here from the files. Online finetuning is refused for it by name."""
+    import functools
+
+    from maskrnn_tf import inference
+    from maskrnn_tf.inference.color_gate import fit_color_model
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model_path = str(tmp_path / "model.keras")
+    MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True, color_prior_band=0.2)).save(model_path)
+    common = [f"--model={model_path}", "--precision=float32", "--save_probs", f"--davis_root={davis_root}",
+              "--sequences=beta"]
+    assert _segment_in_process(*common, "--finetune=none", f"--output={tmp_path / 'cli'}") == 0
+
+    frame = np.asarray(Image.open(os.path.join(davis_root, "JPEGImages", "480p", "beta", "00000.jpg")).convert("RGB"))
+    labels = read_mask(os.path.join(davis_root, "Annotations", "480p", "beta", "00000.png"))
+    ids = [int(i) for i in np.unique(labels) if 0 < i < 255]
+    tables = fit_color_model(frame, labels, ids, 0.2, space="rgb")
+    model = inference.load_model(model_path, precision="float32")
+    step = functools.partial(inference.model_step_fn(model), color_model=tables)
+    plain = inference.model_step_fn(model)
+    with pytest.raises(ValueError, match="colour tables"):
+        plain(frame, np.zeros(frame.shape[:2] + (2,)), np.zeros(frame.shape[:2] + (2,)),
+              (labels[None] == 1).astype(np.float32), np.zeros((1, 4)))
+    options = inference.SegmentOptions(save_probs="npy", progress=False)
+    assert _as_library_step(davis_root, tmp_path, step, options, "cli", "cli") == 0.0
+    # Tables of another band give other probabilities: the band the CLI used is the model's.
+    other = functools.partial(inference.model_step_fn(model), color_model=fit_color_model(frame, labels, ids, 1.0,
+                                                                                             space="rgb"))
+    inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "other"), step_fn=other,
+                            options=options, sequences=["beta"])
+    name = os.path.join("beta", "probs", "00001.npy")
+    assert np.abs(np.load(tmp_path / "other" / name) - np.load(tmp_path / "cli" / name)).max() > 1e-3
+
+    refused = _segment(*common, "--finetune=static", f"--output={tmp_path / 'static'}")
+    assert refused.returncode == 2 and "color_prior_input" in refused.stderr and "--finetune=none" in refused.stderr
+    assert not (tmp_path / "static").exists()

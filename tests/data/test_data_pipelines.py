@@ -304,3 +304,44 @@ def test_color_jitter_changes_only_the_frames_one_change_per_clip(stage):
         np.testing.assert_allclose(jittered[key], _jitter_reference(plain[key], params), atol=2e-3)
     with pytest.raises(ValueError, match="color_jitter"):
         AugmentConfig(color_jitter=-1.0)
+
+
+def _two_object_video():
+    """3 frames 32x48: object 1 (red) in all, object 2 (blue) from frame 1 on; frame 0's background green,
+    later ones grey, so a table fitted on another frame differs."""
+    frames = np.zeros((3, 32, 48, 3), np.uint8)
+    frames[0, ..., 1] = 180
+    frames[1:] = 90
+    masks = np.zeros((3, 32, 48), np.uint8)
+    masks[:, 4:14, 4:16] = 1
+    masks[1:, 18:28, 26:40] = 2
+    frames[masks == 1] = (230, 20, 20)
+    frames[masks == 2] = (20, 20, 230)
+    zeros = np.zeros((3, 32, 48, 2), np.float32)
+    return {"frames": frames, "masks": masks, "num_objects": 2, "flows_to_prev": zeros, "flows_to_next": zeros}
+
+
+def test_both_pipelines_carry_each_objects_table_from_the_first_frame_it_is_seen_in():
+    """color_prior_band: every element holds its object's colour table, fitted (RGB bins, the band) on the first
+    frame that object is visible in, as segmenting fits a video's objects on its first frame."""
+    from maskrnn_tf.inference.color_gate import fit_color_model
+
+    video = _two_object_video()
+    source = ArraySource([video])
+    want = {1: fit_color_model(video["frames"][0], video["masks"][0], [1], 0.2, space="rgb")[0],
+            2: fit_color_model(video["frames"][1], video["masks"][1], [2], 0.2, space="rgb")[0]}
+    # Object 1's table from a later frame (grey background, not green) differs: the elements of t = 2 show which.
+    assert not np.allclose(want[1], fit_color_model(video["frames"][1], video["masks"][1], [1], 0.2, space="rgb")[0])
+    config = AugmentConfig(crop_size=(32, 48), random=False)
+    static = list(make_static_dataset(source, augment=config, shuffle=False, repeat=False, color_prior_band=0.2))
+    # Items (t, object): (1, 1), (2, 1), (2, 2): the previous frame must show the object.
+    assert len(static) == 3
+    for element, k in zip(static, (1, 1, 2)):
+        assert element["color_model"].shape == (4096,)
+        np.testing.assert_array_equal(element["color_model"].numpy(), want[k])
+    clips = list(make_clip_dataset(source, clip_length=2, augment=config, shuffle=False, repeat=False,
+                                   color_prior_band=0.2))
+    assert len(clips) == 3  # clips from frame 0 (object 1) and frame 1 (objects 1, 2)
+    for element, k in zip(clips, (1, 1, 2)):
+        np.testing.assert_array_equal(element["color_model"].numpy(), want[k])
+    assert "color_model" not in next(iter(make_static_dataset(source, augment=config, shuffle=False)))

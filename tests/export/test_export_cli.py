@@ -240,3 +240,15 @@ def test_client_carry_labels_segments_as_segment_does(tmp_path, tiny_model, expo
                                - np.load(os.path.join(out["probs"], "probs", f"{t:05d}.npy")).astype(np.float32)).max())
                   for t in range(2, len(frames)))
     assert changed > 0.01
+
+
+def test_a_colour_prior_network_is_refused_by_name_and_nothing_is_written(tmp_path):
+    """The serving signatures have no colour-table input: such a network would fail at its first request."""
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True)).save(tmp_path / "model.keras")
+    result = _run(["maskrnn_tf.export.export_main", f"--model={tmp_path / 'model.keras'}",
+                   f"--export_base={tmp_path / 'export'}", "--version=1", "--warmup_shapes=24x32x1"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "color_prior_input" in result.stderr, result.stderr
+    assert not (tmp_path / "export" / "1").exists()

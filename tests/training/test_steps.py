@@ -220,3 +220,28 @@ def test_the_steps_add_loss_iou_weight_times_the_soft_jaccard_to_seg():
     jaccard = soft_jaccard_per_example(out["logits"], target, void)
     np.testing.assert_allclose(with_term.numpy(), without.numpy() + 0.5 * jaccard.numpy(), rtol=1e-5)
     assert float(tf.reduce_min(jaccard)) > 0.01  # a random network: the term is there to be added
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_the_colour_tables_reach_every_unrolled_frame_and_the_static_step(recompute):
+    """model.color_prior_input: the batch's color_model [B, 4096] is fed to each frame of the recurrence (also
+    through tf.recompute_grad) and to the stage A step; other tables give other losses, and a batch without
+    them is refused by name."""
+    tf.keras.utils.set_random_seed(5)
+    steps = _steps(_tiny(recompute=recompute, **{"model.color_prior_input": True}))
+    clip = {k: tf.constant(v) for k, v in _clip(length=3).items()}
+    rng = np.random.default_rng(1)
+    tables = rng.uniform(0, 1, (2, 4096)).astype(np.float32)
+    losses = [float(tf.reduce_sum(steps.clip_losses({**clip, "color_model": tf.constant(t)})["total"]))
+              for t in (tables, 1.0 - tables)]
+    assert np.isfinite(losses).all() and abs(losses[0] - losses[1]) > 1e-4
+    metrics = steps.clip_step({**clip, "color_model": tf.constant(tables)}, tf.constant(False))
+    assert np.isfinite(float(metrics["loss"]))
+    static = {"frame": clip["frames"][:, 1], "flow_to_prev": clip["flows_to_prev"][:, 1],
+              "flow_to_next": clip["flows_to_next"][:, 1], "prev_mask": clip["masks"][:, 0],
+              "mask": clip["masks"][:, 1], "void": clip["void"][:, 1]}
+    a, b = (float(tf.reduce_sum(steps.static_losses({**static, "color_model": tf.constant(t)})["total"]))
+            for t in (tables, 1.0 - tables))
+    assert abs(a - b) > 1e-4
+    with pytest.raises(ValueError, match="color_model"):
+        steps.static_losses(static)

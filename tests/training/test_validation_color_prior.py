@@ -1,0 +1,28 @@
+"""Validation during training of a network with the colour prior input: tables from the video's first frame."""
+import numpy as np
+
+from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
+from maskrnn_tf.inference.color_gate import fit_color_model
+from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+from maskrnn_tf.training.validation import evaluate, make_step_fn, segment_video
+
+
+def test_validation_feeds_tables_fitted_on_the_first_frame_at_every_step():
+    video = generate_video(3, SyntheticConfig(height=32, width=48, num_frames=4, min_objects=2, max_objects=2))
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True, color_prior_band=0.1))
+    compiled = make_step_fn(model)
+    seen = []
+
+    def step(*args, **kwargs):
+        seen.append(np.asarray(kwargs["color_model"]))
+        return compiled(*args, **kwargs)
+
+    labels = segment_video(model, step, video)
+    ids = [i for i in range(1, 255) if np.any(video["masks"][0] == i)]
+    want = fit_color_model(video["frames"][0], video["masks"][0], ids, 0.1, space="rgb")
+    assert len(seen) == 3 and len(ids) == 2
+    for tables in seen:
+        np.testing.assert_array_equal(tables, want)
+    assert labels.shape == video["masks"].shape
+    j, _ = evaluate(model, [video])
+    assert 0.0 <= j <= 1.0
