@@ -117,7 +117,7 @@ class MaskRNNConfig:
     flow_reference: str = "none"
     # True: the appearance stream also sees each object's first-frame colour prior, the share of the pixel's
     # colour in the object's histogram against the background's within color_prior_band of it (inputs
-    # 'color_model', one table per object; maskrnn_tf.ops.color_prior), entered like the mask.
+    # 'color_model', one table per object; maskrnn_tf.ops.color_tables), entered like the mask.
     color_prior_input: bool = False
     color_prior_band: float = 0.03  # the background band's width, a fraction of the frame's longer side
     vgg_weights: Optional[str] = None  # None, 'imagenet' or a local .h5 path (VGG16 include_top=False)

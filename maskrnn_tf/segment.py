@@ -284,7 +284,13 @@ def main(argv) -> int:
         # Objects are fused at the threshold the model was trained and validated with (its exported `labels` too).
         options = dataclasses.replace(options, threshold=float(model.config.mask_threshold))
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
-        prepare = _finetuning(inference, model, FLAGS.model, step_fn, flow_fn, options.max_size, metadata)
+        if model.config.color_prior_input and FLAGS.finetune == "auto":
+            print("--finetune=auto: none (online finetuning does not feed a network's colour prior input yet)",
+                  flush=True)
+            metadata.update(finetune="none")
+            prepare = None
+        else:
+            prepare = _finetuning(inference, model, FLAGS.model, step_fn, flow_fn, options.max_size, metadata)
         if model.config.color_prior_input:
             if prepare is not None or FLAGS.ensemble_models or FLAGS.flip_average or FLAGS.max_growth:
                 raise app.UsageError(

@@ -18,6 +18,7 @@ from maskrnn_tf.data.augment import (AugmentConfig, apply_color_jitter, apply_tr
                                      sample_color_jitter, sample_transform)
 from maskrnn_tf.data.perturb import PerturbConfig, perturb_mask
 from maskrnn_tf.data.sources import VideoSource
+from maskrnn_tf.ops.color_tables import BINS
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -48,7 +49,6 @@ def _color_model_fn(source: VideoSource, band: float):
     """A tf.numpy_function body: object k's colour table [4096] (float32) of video v, fitted on the first frame
     the object is visible in, as segmenting fits it on a video's first frame (cached per video and object)."""
     from maskrnn_tf.inference.color_gate import fit_color_model
-    from maskrnn_tf.ops.color_prior import BINS
 
     cache = {}
 
@@ -66,7 +66,7 @@ def _color_model_fn(source: VideoSource, band: float):
 
 def _color_model(fit, item: tf.Tensor) -> tf.Tensor:
     table = tf.numpy_function(fit, [item[0], item[2]], tf.float32, stateful=False)
-    return tf.ensure_shape(table, [4096])
+    return tf.ensure_shape(table, [BINS ** 3])
 
 
 def _items(source: VideoSource, first: int, span: int) -> np.ndarray:

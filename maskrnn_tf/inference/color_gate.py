@@ -48,7 +48,7 @@ COLOR_SPACES = ("lab", "rgb")
 
 def color_bins(frame: np.ndarray, bins: int = BINS, space: str = "lab") -> np.ndarray:
     """[H, W] int32 histogram bin of every pixel of a uint8 RGB frame: its CIELAB colour (OpenCV's 8-bit L, a, b;
-    space 'lab') or its R, G, B (space 'rgb', what `maskrnn_tf.ops.color_prior` looks up in the graph), each
+    space 'lab') or its R, G, B (space 'rgb', what `maskrnn_tf.ops.color_tables` looks up in the graph), each
     channel cut into `bins` equal levels."""
     frame = np.asarray(frame)
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
@@ -161,10 +161,12 @@ class ColorPriorPrepare:
         self._band = band
 
     def __call__(self, source: VideoSource, first: FirstMask) -> StepFn:
+        from maskrnn_tf.ops.color_tables import BINS as PRIOR_BINS
+
         frames = source.frames()
         try:
             frame = next(frames)
         finally:
             frames.close()
-        tables = fit_color_model(frame, first.labels, first.object_ids, self._band, space="rgb")
+        tables = fit_color_model(frame, first.labels, first.object_ids, self._band, bins=PRIOR_BINS, space="rgb")
         return functools.partial(self._step_fn, color_model=tables)

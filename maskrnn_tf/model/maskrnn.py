@@ -38,7 +38,7 @@ class MaskRNN(keras.Model):
       and to t+1 (zeros where the frame does not exist); prev_probs [B, H, W] the previous prediction in frame
       t-1 (not yet warped); optional prev_boxes [B, 4] (the previous frame's boxes, used when the warped mask
       is empty); color_model [B, 4096] each object's first-frame colour table, required with
-      `config.color_prior_input` (see `maskrnn_tf.ops.color_prior`).
+      `config.color_prior_input` (see `maskrnn_tf.ops.color_tables`).
     Outputs (all float32): probs [B, H, W] (restricted to the enlarged box when `apply_localization`),
       logits [B, H, W] (the unrestricted combined logits), boxes [B, 4] predicted, proposals [B, 4],
       deltas [B, 4], warped [B, H, W].

@@ -11,7 +11,7 @@ _SOURCES = {
     "maskrnn_tf.ops.boxes": ("DEFAULT_DELTA_WEIGHTS", "bilinear_crops", "box_iou", "box_mask", "boxes_to_normalized",
                              "clip_boxes", "decode_box_deltas", "encode_box_deltas", "enlarge_boxes", "mask_to_box",
                              "roi_pool"),
-    "maskrnn_tf.ops.color_prior": ("color_prior", "rgb_bins"),
+    "maskrnn_tf.ops.color_tables": ("color_prior", "rgb_bins"),
     "maskrnn_tf.ops.flo_io": ("FloFormatError", "read_flo", "write_flo"),
     "maskrnn_tf.ops.flow": ("flip_flow_left_right", "flow_magnitude", "resize_flow", "subtract_median_flow",
                             "warp_masks", "warp_with_flow"),

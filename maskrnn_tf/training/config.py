@@ -234,6 +234,11 @@ class TrainConfig:
             raise ValueError("TrainConfig: stage_a_steps and stage_b_steps must be >= 0.")
         if self.checkpoint_every < 1 or self.log_every < 1 or self.keep_checkpoints < 1:
             raise ValueError("TrainConfig: checkpoint_every, log_every and keep_checkpoints must be >= 1.")
+        if self.model.color_prior_input and self.data.color_jitter > 0:
+            # The colour tables come from the unchanged first frame: a jittered clip would see a prior shifted as
+            # no video at inference shows it.
+            raise ValueError("TrainConfig: model.color_prior_input and data.color_jitter > 0 do not go together "
+                             "(the colour tables are fitted on unjittered frames); set data.color_jitter=0.")
 
     @property
     def total_steps(self) -> int:

@@ -7,7 +7,6 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from maskrnn_tf.inference.color_gate import fit_color_model
 from maskrnn_tf.metrics.region import db_eval_iou
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.ops import mask_to_box
@@ -25,8 +24,12 @@ def segment_video(model: MaskRNN, step_fn, video: Dict[str, np.ndarray]) -> np.n
     boxes, _ = mask_to_box(prev)
     extra = {}
     if model.config.color_prior_input:  # fitted on the first frame, as segmenting does
+        from maskrnn_tf.inference.color_gate import fit_color_model
+        from maskrnn_tf.ops.color_tables import BINS
+
         extra["color_model"] = tf.constant(fit_color_model(np.asarray(video["frames"][0], np.uint8), masks[0], ids,
-                                                           model.config.color_prior_band, space="rgb"))
+                                                           model.config.color_prior_band, bins=BINS,
+                                                           space="rgb"))
     for t in range(1, masks.shape[0]):
         out = step_fn(tf.constant(video["frames"][t], tf.float32), tf.constant(video["flows_to_prev"][t]),
                       tf.constant(video["flows_to_next"][t]), prev, boxes, **extra)

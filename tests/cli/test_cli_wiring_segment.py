@@ -501,7 +501,8 @@ def test_color_gate_band_without_the_gate_is_a_usage_error(tmp_path):
 def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(davis_root, tmp_path):
     """A network trained with model.color_prior_input: segment fits each object's RGB table on the sequence's
     first frame and annotation (the model's band) and feeds it at every step: the CLI's probabilities are those of
-    the library's loop given tables fitted here from the files. Online finetuning is refused for it by name."""
+    the library's loop given tables fitted here from the files. --finetune=auto segments it without finetuning;
+    asking for online finetuning is refused by name."""
     import functools
 
     from maskrnn_tf import inference
@@ -512,7 +513,9 @@ def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(d
     MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True, color_prior_band=0.2)).save(model_path)
     common = [f"--model={model_path}", "--precision=float32", "--save_probs", f"--davis_root={davis_root}",
               "--sequences=beta"]
-    assert _segment_in_process(*common, "--finetune=none", f"--output={tmp_path / 'cli'}") == 0
+    # --finetune=auto (the default) is none for it: online finetuning does not feed the prior.
+    assert _segment_in_process(*common, f"--output={tmp_path / 'cli'}") == 0
+    assert json.loads((tmp_path / "cli" / "segment_run.json").read_text())["finetune"] == "none"
 
     frame = np.asarray(Image.open(os.path.join(davis_root, "JPEGImages", "480p", "beta", "00000.jpg")).convert("RGB"))
     labels = read_mask(os.path.join(davis_root, "Annotations", "480p", "beta", "00000.png"))

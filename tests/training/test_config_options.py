@@ -147,3 +147,11 @@ def test_training_refuses_the_flo_backend_by_name():
     with pytest.raises(ValueError, match="DataConfig.flow must be one of"):
         TrainConfig().override({"data.flow": "dis_fast"})
     assert TrainConfig().override({"data.flow": "farneback"}).data.flow == "farneback"
+
+
+def test_the_colour_prior_input_refuses_colour_jitter():
+    """The tables come from unjittered first frames: a jittered clip's prior would be shifted as no video shows it."""
+    TrainConfig().override({"model.color_prior_input": True})
+    TrainConfig().override({"data.color_jitter": 0.2})
+    with pytest.raises(ValueError, match="color_jitter"):
+        TrainConfig().override({"model.color_prior_input": True, "data.color_jitter": 0.2})

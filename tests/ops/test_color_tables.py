@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from maskrnn_tf.inference.color_gate import color_bins, fit_color_model
-from maskrnn_tf.ops.color_prior import color_prior, rgb_bins
+from maskrnn_tf.ops.color_tables import color_prior, rgb_bins
 
 
 def test_rgb_bins_match_the_numpy_fit_on_every_uint8_value():
