@@ -284,22 +284,13 @@ def main(argv) -> int:
         # Objects are fused at the threshold the model was trained and validated with (its exported `labels` too).
         options = dataclasses.replace(options, threshold=float(model.config.mask_threshold))
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
-        if model.config.color_prior_input and FLAGS.finetune == "auto":
-            print("--finetune=auto: none (online finetuning does not feed a network's colour prior input yet)",
-                  flush=True)
-            metadata.update(finetune="none")
-            prepare = None
-        else:
-            prepare = _finetuning(inference, model, FLAGS.model, step_fn, flow_fn, options.max_size, metadata)
-        if model.config.color_prior_input:
-            if prepare is not None or FLAGS.ensemble_models or FLAGS.flip_average or FLAGS.max_growth:
-                raise app.UsageError(
-                    f"{FLAGS.model} takes a first-frame colour prior as an input (model.color_prior_input), which "
-                    "online finetuning, --ensemble_models, --flip_average and --max_growth do not give it yet: "
-                    "segment it with --finetune=none and without those flags.", exitcode=2)
-            from maskrnn_tf.inference.color_gate import ColorPriorPrepare
-
-            prepare = ColorPriorPrepare(step_fn, model.config.color_prior_band)
+        prepare = _finetuning(inference, model, FLAGS.model, step_fn, flow_fn, options.max_size, metadata)
+        bound = step_fn  # the model's own step: a colour prior network's tables are bound to it per video
+        if model.config.color_prior_input and (metadata.get("finetune") == "static" or FLAGS.ensemble_models):
+            raise app.UsageError(
+                f"{FLAGS.model} takes a first-frame colour prior as an input (model.color_prior_input), which static "
+                "online finetuning and --ensemble_models do not give it: use --finetune=recurrent or none, one "
+                "network.", exitcode=2)
         if FLAGS.ensemble_models:
             step_fn, prepare = _ensemble(inference, model, step_fn, prepare, flow_fn, options.max_size, precision,
                                          overrides, metadata)
@@ -317,6 +308,10 @@ def main(argv) -> int:
 
             step_fn, prepare = cap(step_fn), prepare and StepWrappedPrepare(prepare, cap)
             metadata["max_growth"] = FLAGS.max_growth
+        if model.config.color_prior_input:  # outermost: the tables are bound before finetuning steps the model
+            from maskrnn_tf.inference.color_gate import ColorPriorPrepare
+
+            prepare = ColorPriorPrepare(bound, step_fn, prepare, model.config.color_prior_band)
     if FLAGS.color_gate:  # last: on what is segmented and carried, whatever made the step
         from maskrnn_tf.inference.color_gate import ColorGatedPrepare
 
@@ -401,6 +396,11 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
     choice = choose_finetuning(FLAGS.finetune, inference.training_config(model_path), FLAGS.finetune_steps,
                                FLAGS.finetune_loc_weight, FLAGS.finetune_class_balance,
                                trained_step=inference.trained_step(model_path))
+    if choice.mode == "static" and FLAGS.finetune == "auto" and model.config.color_prior_input:
+        # Static finetuning does not feed a colour prior network its tables: auto leaves such a network as it is.
+        choice = dataclasses.replace(choice, mode="none", steps=0,
+                                     reason=f"auto would be static: {choice.reason}; static finetuning does "
+                                            "not feed the network's colour prior input")
     print(describe_choice(choice, FLAGS.finetune_budget), flush=True)
     metadata.update(finetune=choice.mode, finetune_steps=choice.steps)
     if choice.mode == "static":

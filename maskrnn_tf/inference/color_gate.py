@@ -22,7 +22,6 @@ gate"): `segment` keeps it off by default.
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
 import cv2
@@ -152,13 +151,24 @@ class ColorGatedPrepare:
 
 class ColorPriorPrepare:
     """A `prepare(source, first) -> step_fn` callback for a model with `color_prior_input`: fits each video's
-    colour tables on its first frame (RGB bins, the model's band) and binds them to `step_fn` (`model_step_fn`'s,
-    which takes them as `color_model`)."""
+    colour tables on its first frame (RGB bins, the model's band) and binds them to the model's step (`bound`,
+    `model_step_fn`'s, as `bound.color_model`) before the wrapped `prepare` (online finetuning, its cycle check)
+    runs, so that everything that steps the model on this video sees them; returns what `prepare` gives, or
+    `step_fn` (the model's step, perhaps wrapped) without one. The wrapped callback's `log` and `results` are read
+    through."""
 
-    def __init__(self, step_fn: Callable[..., Mapping[str, Any]], band: float):
+    def __init__(self, bound: Callable[..., Mapping[str, Any]], step_fn: StepFn,
+                 prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]], band: float):
         _check(0.5, band)
+        self._bound = bound
         self._step_fn = step_fn
+        self._prepare = prepare
         self._band = band
+
+    def __getattr__(self, name):
+        if name.startswith("_") or self._prepare is None:
+            raise AttributeError(name)
+        return getattr(self._prepare, name)
 
     def __call__(self, source: VideoSource, first: FirstMask) -> StepFn:
         from maskrnn_tf.ops.color_tables import BINS as PRIOR_BINS
@@ -168,5 +178,6 @@ class ColorPriorPrepare:
             frame = next(frames)
         finally:
             frames.close()
-        tables = fit_color_model(frame, first.labels, first.object_ids, self._band, bins=PRIOR_BINS, space="rgb")
-        return functools.partial(self._step_fn, color_model=tables)
+        self._bound.color_model = fit_color_model(frame, first.labels, first.object_ids, self._band, bins=PRIOR_BINS,
+                                                  space="rgb")
+        return self._prepare(source, first) if self._prepare is not None else self._step_fn

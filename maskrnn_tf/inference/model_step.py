@@ -14,8 +14,8 @@ def model_step_fn(model: MaskRNN, jit_compile: bool = False) -> StepFn:
     """Wraps `model.step` (inference mode) in one tf.function with dynamic shapes; returns NumPy outputs.
 
     Dynamic dimensions keep a single trace across videos of different sizes and object counts. A model with
-    `color_prior_input` needs each video's colour tables: `run(..., color_model=[N, 4096])`, which
-    `maskrnn_tf.inference.color_gate.ColorPriorPrepare` binds per video.
+    `color_prior_input` needs each video's colour tables: `run(..., color_model=[N, 4096])`, or bound for every
+    call as `run.color_model`, which `maskrnn_tf.inference.color_gate.ColorPriorPrepare` sets per video.
     """
     prior = bool(model.config.color_prior_input)
     specs = [
@@ -33,6 +33,8 @@ def model_step_fn(model: MaskRNN, jit_compile: bool = False) -> StepFn:
         return {"probs": out["probs"], "boxes": out["boxes"]}
 
     def run(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes, color_model=None) -> Dict[str, np.ndarray]:
+        if color_model is None:
+            color_model = run.color_model
         if prior and color_model is None:
             raise ValueError("this model was trained with a first-frame colour prior (color_prior_input): each "
                              "step needs the video's colour tables (color_model), fitted on its first frame.")
@@ -44,4 +46,5 @@ def model_step_fn(model: MaskRNN, jit_compile: bool = False) -> StepFn:
         )
         return {k: v.numpy() for k, v in out.items()}
 
+    run.color_model = None  # the current video's tables, when a caller binds them (ColorPriorPrepare)
     return run

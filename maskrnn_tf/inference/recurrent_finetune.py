@@ -155,16 +155,21 @@ def crop_window(ids: np.ndarray, object_ids: Sequence[int], crop: int,
     return min(max(y0, 0), height - window_h), min(max(x0, 0), width - window_w), window_h, window_w
 
 
-def clip_batch(clip: DreamtClip, object_ids: Sequence[int]) -> Dict[str, tf.Tensor]:
-    """A stage B batch (objects on the batch axis, the clip's frames and flows shared) from a dreamt clip."""
+def clip_batch(clip: DreamtClip, object_ids: Sequence[int], color_model: Optional[np.ndarray] = None
+               ) -> Dict[str, tf.Tensor]:
+    """A stage B batch (objects on the batch axis, the clip's frames and flows shared) from a dreamt clip;
+    `color_model` [N, 4096]: the objects' colour tables (a model with color_prior_input)."""
     n = len(object_ids)
 
     def shared(x: np.ndarray) -> tf.Tensor:
         return tf.tile(tf.constant(x, tf.float32)[None], [n] + [1] * x.ndim)
 
     masks = np.stack([clip.masks == i for i in object_ids]).astype(np.float32)
-    return {"frames": shared(clip.frames), "flows_to_prev": shared(clip.flows_to_prev),
-            "flows_to_next": shared(clip.flows_to_next), "masks": tf.constant(masks)}
+    batch = {"frames": shared(clip.frames), "flows_to_prev": shared(clip.flows_to_prev),
+             "flows_to_next": shared(clip.flows_to_next), "masks": tf.constant(masks)}
+    if color_model is not None:
+        batch["color_model"] = tf.constant(color_model, tf.float32)
+    return batch
 
 
 def _train_steps(model: MaskRNN, num_objects: int, config: RecurrentFinetuneConfig) -> TrainSteps:
@@ -264,6 +269,16 @@ class RecurrentFinetuner:
         top, left, height, width = window
         return frame[top:top + height, left:left + width], ids[top:top + height, left:left + width], window
 
+    def _tables(self, frame: np.ndarray, ids: np.ndarray, object_ids: Sequence[int]) -> Optional[np.ndarray]:
+        """The objects' colour tables fitted on the whole first frame, as segmenting fits them (None for a model
+        without color_prior_input)."""
+        if not self.model.config.color_prior_input:
+            return None
+        from maskrnn_tf.inference.color_gate import fit_color_model
+        from maskrnn_tf.ops.color_tables import BINS
+
+        return fit_color_model(frame, ids, object_ids, self.model.config.color_prior_band, bins=BINS, space="rgb")
+
     def _clips(self, frame: np.ndarray, ids: np.ndarray, object_ids: Sequence[int]
                ) -> Tuple[DreamtClips, Optional[Tuple[int, int, int, int]]]:
         """The dreamt clips of this first frame (of its crop window, moving as the whole frame does), and the window."""
@@ -279,6 +294,7 @@ class RecurrentFinetuner:
         if config.steps == 0:
             return RecurrentFinetuneResult([], 0.0, [], 0.0, False)
         clips, window = self._clips(first_frame, first_ids, object_ids)
+        tables = self._tables(first_frame, first_ids, object_ids)
         for variable in self._steps.optimizer.variables:  # a fresh Adam (schedule, loss scale) for every video
             start_value = self._optimizer_start.get(id(variable))
             variable.assign(tf.zeros_like(variable) if start_value is None else start_value)
@@ -300,7 +316,7 @@ class RecurrentFinetuner:
                 if (now - start - trace_seconds) + durations[-1] > config.time_budget_s:
                     stopped = True
                     break
-            batch = clip_batch(clips[index], object_ids)
+            batch = clip_batch(clips[index], object_ids, tables)
             shape = tuple(batch["frames"].shape)
             if index == 0 and shape not in self._traced_shapes:
                 tracing = True
@@ -328,9 +344,10 @@ class RecurrentFinetuner:
         first frame's objects through their dreamt motion)."""
         object_ids = self._check(first_ids, object_ids)
         clips, _ = self._clips(first_frame, first_ids, object_ids)
+        tables = self._tables(first_frame, first_ids, object_ids)
         total = 0.0
         for index in range(self.config.num_clips):
-            losses = self._steps.clip_losses(clip_batch(clips[index], object_ids))
+            losses = self._steps.clip_losses(clip_batch(clips[index], object_ids, tables))
             total += float(tf.reduce_mean(losses["total"]))
         return total / self.config.num_clips
 

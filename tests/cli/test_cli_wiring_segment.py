@@ -501,8 +501,8 @@ def test_color_gate_band_without_the_gate_is_a_usage_error(tmp_path):
 def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(davis_root, tmp_path):
     """A network trained with model.color_prior_input: segment fits each object's RGB table on the sequence's
     first frame and annotation (the model's band) and feeds it at every step: the CLI's probabilities are those of
-    the library's loop given tables fitted here from the files. --finetune=auto segments it without finetuning;
-    asking for online finetuning is refused by name."""
+    the library's loop given tables fitted here from the files. --finetune=auto, static here (no config.json),
+    segments it without finetuning; static finetuning asked for is refused by name, recurrent runs."""
     import functools
 
     from maskrnn_tf import inference
@@ -524,6 +524,7 @@ def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(d
     model = inference.load_model(model_path, precision="float32")
     step = functools.partial(inference.model_step_fn(model), color_model=tables)
     plain = inference.model_step_fn(model)
+    assert plain.color_model is None
     with pytest.raises(ValueError, match="colour tables"):
         plain(frame, np.zeros(frame.shape[:2] + (2,)), np.zeros(frame.shape[:2] + (2,)),
               (labels[None] == 1).astype(np.float32), np.zeros((1, 4)))
@@ -538,5 +539,12 @@ def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(d
     assert np.abs(np.load(tmp_path / "other" / name) - np.load(tmp_path / "cli" / name)).max() > 1e-3
 
     refused = _segment(*common, "--finetune=static", f"--output={tmp_path / 'static'}")
-    assert refused.returncode == 2 and "color_prior_input" in refused.stderr and "--finetune=none" in refused.stderr
-    assert not (tmp_path / "static").exists()
+    assert refused.returncode == 2 and "color_prior_input" in refused.stderr, refused.stderr
+    assert "--finetune=recurrent or none" in refused.stderr and not (tmp_path / "static").exists()
+    # Recurrent finetuning and its cycle check step the network with the video's tables bound.
+    assert _segment_in_process(*common, "--finetune=recurrent", "--finetune_steps=2", "--finetune_budget=0",
+                               "--finetune_check_frames=2", f"--output={tmp_path / 'recurrent'}") == 0
+    log = json.loads((tmp_path / "recurrent" / "segment_run.json").read_text())
+    assert log["finetune"] == "recurrent", log
+    beta = log["finetune_log"]["beta"]
+    assert beta["updates"] == 2 and beta["cycle_before"] is not None and beta["cycle_after"] is not None, beta

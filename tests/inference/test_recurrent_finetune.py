@@ -282,3 +282,47 @@ def test_prepare_takes_the_reserved_seconds_off_each_videos_budget(video_on_disk
     unbudgeted.reserve_s = 12.5
     unbudgeted(source, first)
     assert budgets[-1] == 0.0
+
+
+def test_a_colour_prior_network_is_finetuned_with_tables_of_the_whole_first_frame():
+    """model.color_prior_input: every update's recurrence gets the objects' tables fitted on the whole first frame
+    (not its crop window), as segmenting fits them: the first loss is the recurrence written out with those
+    tables, and differs with tables of the crop."""
+    from maskrnn_tf.inference.color_gate import fit_color_model
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    tf.keras.utils.set_random_seed(6)
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True, color_prior_band=0.2))
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (48, 80, 3)).astype(np.uint8)
+    frame[:, :30] = (30, 160, 40)  # a green left part that the crop window leaves out
+    ids = np.zeros((48, 80), np.uint8)
+    ids[20:30, 50:62] = 3
+    frame[ids == 3] = (200, 30, 30)
+    config = RecurrentFinetuneConfig(steps=1, time_budget_s=0, num_clips=1, dream=SHORT, crop=40)
+    top, left, height, width = crop_window(ids, [3], 40)
+    clip = dream_clip(frame[top:top + height, left:left + width], ids[top:top + height, left:left + width], seed=0,
+                      config=SHORT, motion_size=48)
+
+    def reference(tables):
+        prev = (clip.masks[0] == 3).astype(np.float32)[None]
+        boxes, _ = mask_to_box(tf.constant(prev))
+        total = 0.0
+        for t in range(1, clip.frames.shape[0]):
+            out = model.step(clip.frames[t], clip.flows_to_prev[t], clip.flows_to_next[t], prev, boxes,
+                             training=True, color_model=tables)
+            truth = (clip.masks[t] == 3).astype(np.float32)[None]
+            total += frame_losses(out, truth, None, model.config.delta_weights, 1.0, 1.0)["total"].numpy()
+            prev, boxes = out["probs"], out["boxes"]
+        return float(np.mean(total))
+
+    whole = fit_color_model(frame, ids, [3], 0.2, space="rgb")
+    cropped = fit_color_model(frame[top:top + height, left:left + width], ids[top:top + height, left:left + width],
+                              [3], 0.2, space="rgb")
+    expected = reference(whole)
+    finetuner = RecurrentFinetuner(model, 1, config)
+    assert finetuner.loss(frame, ids, [3]) == pytest.approx(expected, rel=1e-4)
+    assert abs(expected - reference(cropped)) > 1e-4 * abs(expected)
+    assert clip_batch(clip, [3], whole)["color_model"].shape == (1, 4096)
+    result = finetuner.run(frame, ids, [3])  # the loss of its one update is taken before the update
+    assert result.losses[0] == pytest.approx(expected, rel=1e-4)
