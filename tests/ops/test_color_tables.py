@@ -46,3 +46,22 @@ def test_a_fitted_rgb_table_marks_the_objects_colour_above_the_backgrounds():
     later[0, 2:, :, 1] = 201
     prior = color_prior(later, table).numpy()[0]
     assert prior[:2].min() > 0.99 and prior[2:].max() < 0.01
+
+
+@pytest.mark.parametrize("shape,band,seed", [((40, 56), 0.1, 0), ((33, 21), 0.25, 1), ((48, 64), 0.03, 2)])
+def test_the_graphs_fit_is_the_numpy_fit(shape, band, seed):
+    """fit_color_tables (a server's first frame) against fit_color_model (OpenCV's distance transform): void and
+    other objects excluded, each object's band around it."""
+    from maskrnn_tf.ops.color_tables import fit_color_tables
+
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(0, 256, shape + (3,)).astype(np.uint8)
+    labels = np.zeros(shape, np.uint8)
+    h, w = shape
+    labels[h // 5: h // 2, w // 6: w // 2] = 1
+    labels[h // 2 + 2: h - 3, w // 2 + 1: w - 2] = 4
+    labels[2:5, w - 6: w - 1] = 255
+    frame[labels == 1] = np.clip(frame[labels == 1] // 2 + 128, 0, 255)  # object colours apart from the noise
+    want = fit_color_model(frame, labels, [4, 1], band, space="rgb")
+    got = fit_color_tables(frame, labels, np.int32([4, 1]), band).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
