@@ -32,16 +32,13 @@ from tensorflow_serving.apis import (
 )
 
 from maskrnn_tf.export.serving_module import (
-    BATCHED_STEP_INPUTS,
-    BATCHED_STEP_OUTPUTS,
     BATCHED_STEP_SIGNATURE,
-    FIRST_FRAME_INPUTS,
-    FIRST_FRAME_OUTPUTS,
+    COLOR_MODEL,
+    COLOR_TABLES_SIGNATURE,
     FIRST_FRAME_SIGNATURE,
     MASK_THRESHOLD_OUTPUT,
-    STEP_INPUTS,
-    STEP_OUTPUTS,
     STEP_SIGNATURE,
+    signature_tables,
 )
 from maskrnn_tf.export.serving_commands import read_max_batch_size
 from maskrnn_tf.export.tensors import ndarray_to_proto, proto_to_ndarray
@@ -154,6 +151,10 @@ class ServingClient:
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._sleep = sleep
         self.retries = 0  # UNAVAILABLE retries so far (for logs and tests)
+        # A network trained with a first-frame colour prior (found by check_signatures) takes each video's colour
+        # tables at every step: `first_frame(..., frame=)` returns them and `color_model` holds the current video's.
+        self.color_prior = False
+        self.color_model: Optional[np.ndarray] = None
 
     def close(self) -> None:
         self._channel.close()
@@ -248,12 +249,17 @@ class ServingClient:
         """Raises ServingError unless the signatures this client uses (the step and first-frame ones, or with
         `batched` step_batched) take and return what it sends and reads."""
         defs = self.signature_defs()
+        step_key = BATCHED_STEP_SIGNATURE if self.config.batched else self.config.step_signature
+        self.color_prior = step_key in defs and COLOR_MODEL in defs[step_key].inputs
+        tables = signature_tables(color_prior=self.color_prior)
         expected = [
-            (self.config.step_signature, STEP_INPUTS, STEP_OUTPUTS),
-            (self.config.first_frame_signature, FIRST_FRAME_INPUTS, FIRST_FRAME_OUTPUTS),
+            (self.config.step_signature,) + tables[STEP_SIGNATURE],
+            (self.config.first_frame_signature,) + tables[FIRST_FRAME_SIGNATURE],
         ]
         if self.config.batched:
-            expected = [(BATCHED_STEP_SIGNATURE, BATCHED_STEP_INPUTS, BATCHED_STEP_OUTPUTS)]
+            expected = [(BATCHED_STEP_SIGNATURE,) + tables[BATCHED_STEP_SIGNATURE]]
+        if self.color_prior:
+            expected.append((COLOR_TABLES_SIGNATURE,) + tables[COLOR_TABLES_SIGNATURE])
         problems = []
         for key, inputs, outputs in expected:
             sig = defs.get(key)
@@ -302,10 +308,17 @@ class ServingClient:
         return {name: proto_to_ndarray(proto) for name, proto in response.outputs.items()}
 
     def step(self, frame: np.ndarray, flow_to_prev: np.ndarray, flow_to_next: np.ndarray,
-             prev_probs: np.ndarray, prev_boxes: np.ndarray) -> Dict[str, np.ndarray]:
+             prev_probs: np.ndarray, prev_boxes: np.ndarray, color_model: Optional[np.ndarray] = None
+             ) -> Dict[str, np.ndarray]:
         """One recurrent step on the server (the propagation loop's `step_fn`); with `batched`, through
         `step_batched`, the shared frame and flows repeated for each object's row, in requests of at most
-        `max_batch_size` rows whose answers are joined in object order."""
+        `max_batch_size` rows whose answers are joined in object order. `color_model` [N, 4096] (a colour prior
+        network; `self.color_model` when not given): the objects' tables, sent with their rows."""
+        color_model = self.color_model if color_model is None else color_model
+        if self.color_prior and color_model is None:
+            raise ServingError("the served network takes first-frame colour tables at every step: fit them with "
+                               "color_tables (the first frame and its id mask) and keep them for the video.")
+        prior = {} if color_model is None else {COLOR_MODEL: np.asarray(color_model, np.float32)}
         if self.config.batched:
             prev_probs = np.asarray(prev_probs, np.float32)
             prev_boxes = np.asarray(prev_boxes, np.float32)
@@ -318,7 +331,8 @@ class ServingClient:
             for start in range(0, max(objects, 1), self.config.max_batch_size):
                 stop = min(start + self.config.max_batch_size, objects)
                 inputs = {key: np.repeat(value[None], stop - start, axis=0) for key, value in shared.items()}
-                inputs.update(prev_probs=prev_probs[start:stop], prev_boxes=prev_boxes[start:stop])
+                inputs.update(prev_probs=prev_probs[start:stop], prev_boxes=prev_boxes[start:stop],
+                              **{key: value[start:stop] for key, value in prior.items()})
                 parts.append(self.predict(BATCHED_STEP_SIGNATURE, inputs))
             if len(parts) == 1:
                 return parts[0]
@@ -329,12 +343,39 @@ class ServingClient:
             "flow_to_next": np.asarray(flow_to_next, np.float32),
             "prev_probs": np.asarray(prev_probs, np.float32),
             "prev_boxes": np.asarray(prev_boxes, np.float32),
+            **prior,
         })
 
     def first_frame(self, mask: np.ndarray, object_ids: Sequence[int]) -> Dict[str, np.ndarray]:
         """The initial state (prev_probs [N, H, W], prev_boxes [N, 4]) of an id mask, computed by the server."""
         return self.predict(self.config.first_frame_signature, {
             "mask": np.asarray(mask, np.uint8), "object_ids": np.asarray(object_ids, np.int32)})
+
+    def color_tables(self, frame: np.ndarray, mask: np.ndarray, object_ids: Sequence[int]) -> np.ndarray:
+        """[N, 4096] the objects' colour tables of a colour prior network, fitted by the server (`color_tables`)
+        on the first frame (uint8 RGB) and its id mask, one row per object (requests of at most `max_batch_size`
+        rows with `batched`)."""
+        frame, mask = np.asarray(frame, np.uint8), np.asarray(mask, np.uint8)
+        object_ids = np.asarray(object_ids, np.int32)
+        step = self.config.max_batch_size if self.config.batched else max(len(object_ids), 1)
+        parts = []
+        for start in range(0, len(object_ids), step):
+            rows = len(object_ids[start:start + step])
+            parts.append(self.predict(COLOR_TABLES_SIGNATURE, {
+                "frame": np.repeat(frame[None], rows, axis=0), "mask": np.repeat(mask[None], rows, axis=0),
+                "object_ids": object_ids[start:start + step]})[COLOR_MODEL])
+        return np.concatenate(parts, axis=0)
+
+    def color_prior_prepare(self, source, first) -> Callable:
+        """A `prepare` callback of the segmenting loop for a colour prior network: asks the server for the video's
+        tables (its first frame and annotation) and binds them (`self.color_model`)."""
+        frames = source.frames()
+        try:
+            frame = next(frames)
+        finally:
+            frames.close()
+        self.color_model = self.color_tables(frame, first.labels, first.object_ids)
+        return self.step
 
 
 def segment_video_via_serving(
@@ -387,6 +428,7 @@ def segment_video_via_serving(
                 return segment_video(
                     client.step, video, first_mask, make_flow_fn(flow_backend, flo_dir), output_dir,
                     options, overlay_path=overlay_path, overwrite=overwrite, metadata={"carry": options.carry},
+                    prepare=client.color_prior_prepare if client.color_prior else None,
                 )
             except ServingError as e:
                 # A server on the latest-version policy unloads the version a video started with once a newer

@@ -138,7 +138,8 @@ def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, versi
         "model_config": model.config.to_dict(),
         "batching": config.batching,
         "signatures": {key: _signature_table(inputs, outputs)
-                       for key, (inputs, outputs) in signature_tables(config.batching).items()},
+                       for key, (inputs, outputs) in signature_tables(
+                           config.batching, bool(model.config.color_prior_input)).items()},
         # What --overwrite may replace later: these files at these sizes, these folders, nothing else.
         "files": files,
         "folders": folders,
@@ -153,7 +154,8 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
     build_export_archive(rebuild_with_precision(model, config.precision), config.batching).write_out(
         export_dir, verbose=False)
     if config.warmup is not None:
-        write_warmup_file(export_dir, config.model_name, config.warmup, config.batching)
+        write_warmup_file(export_dir, config.model_name, config.warmup, config.batching,
+                          color_prior=bool(model.config.color_prior_input))
         try:
             replay_warmup_file(export_dir)  # the model server replays it at load and refuses the version on failure
         except WarmupReplayError as e:
@@ -187,9 +189,6 @@ def export_saved_model(
     _check_target(final, config.overwrite, model if isinstance(model, str) else None)
     if isinstance(model, str):
         model = load_model(model)
-    if model.config.color_prior_input:
-        raise ExportError("the network takes a first-frame colour prior as an input (model.color_prior_input), which "
-                          "the serving signatures do not carry yet: export a network trained without it.")
     try:
         os.makedirs(export_base, exist_ok=True)
         for removed in clean_stale_tmp_dirs(export_base, f".tmp-{version}-"):

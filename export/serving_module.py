@@ -15,6 +15,7 @@ import tensorflow as tf
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.model.rebuild import PRECISIONS, rebuild_with_precision  # noqa: F401  (re-exported: export's API)
 from maskrnn_tf.ops import mask_to_box
+from maskrnn_tf.ops.color_tables import fit_color_tables
 
 STEP_SIGNATURE = "serving_default"
 FIRST_FRAME_SIGNATURE = "first_frame"
@@ -63,6 +64,24 @@ FIRST_FRAME_OUTPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
 }
 
 
+# A network trained with a first-frame colour prior (model.color_prior_input) takes each object's colour table at
+# every step, as the client carries prev_boxes; the `color_tables` signature fits them from the first frame and its
+# id mask, one row per object (every input sharing axis 0, so that a batching server can merge requests).
+COLOR_MODEL = "color_model"
+COLOR_MODEL_SPEC: Tuple[tf.DType, Tuple] = (tf.float32, (None, 4096))
+COLOR_TABLES_SIGNATURE = "color_tables"
+COLOR_TABLES_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
+    "frame": (tf.uint8, (None, None, None, 3)),
+    "mask": (tf.uint8, (None, None, None)),
+    "object_ids": (tf.int32, (None,)),
+}
+
+
+def _with_color_prior(table: Mapping[str, Tuple[tf.DType, Tuple]], extra: Mapping[str, Tuple[tf.DType, Tuple]]
+                      ) -> Dict[str, Tuple[tf.DType, Tuple]]:
+    return {**table, **extra}
+
+
 def _specs(table: Mapping[str, Tuple[tf.DType, Tuple]]) -> Dict[str, tf.TensorSpec]:
     return {name: tf.TensorSpec(shape, dtype, name=name) for name, (dtype, shape) in table.items()}
 
@@ -82,7 +101,8 @@ def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
     They run in the model server too (Assert is a core op), so a bad request gets a readable error there
     instead of a failure deep inside a convolution or a silently wrong answer: H, W and N agree across the
     inputs, the frame is at least MIN_FRAME_SIZE on each side, there is at least one object, flows and boxes
-    are finite and every box has y0 <= y1 and x0 <= x1.
+    are finite and every box has y0 <= y1 and x0 <= x1; colour tables (a colour prior network) have one row per
+    object and are finite.
     """
     lead = 1 if batched else 0
     frame_hw = tf.shape(inputs["frame"])[lead : lead + 2]
@@ -111,6 +131,12 @@ def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
     checks.append(tf.debugging.Assert(
         tf.reduce_all((boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])),
         ["input prev_boxes has inverted corners: rows are [y0, x0, y1, x1] with y0 <= y1 and x0 <= x1"]))
+    if COLOR_MODEL in inputs:
+        checks.append(tf.debugging.assert_equal(
+            tf.shape(inputs[COLOR_MODEL])[0], n,
+            message=f"input {COLOR_MODEL} must have one row per object of input prev_probs (the tables first_frame "
+                    "returned)"))
+        checks.append(_check_finite(inputs[COLOR_MODEL], COLOR_MODEL))
     if batched:
         for name in ("frame", "flow_to_prev", "flow_to_next"):
             checks.append(tf.debugging.assert_equal(
@@ -139,6 +165,7 @@ class MaskRNNServingFunctions:
             inputs["prev_probs"],
             inputs["prev_boxes"],
             training=False,
+            color_model=inputs.get(COLOR_MODEL),
         )
         probs = tf.cast(out["probs"], tf.float32)
         return {
@@ -178,6 +205,33 @@ class MaskRNNServingFunctions:
         boxes, _ = mask_to_box(probs, self.model.config.mask_threshold)
         return {"prev_probs": probs, "prev_boxes": boxes}
 
+    def _color_tables(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        ids = tf.cast(inputs["mask"], tf.int32)
+        frames, object_ids = inputs["frame"], inputs["object_ids"]
+        rows = tf.shape(object_ids)[0]
+        checks = [
+            tf.debugging.assert_equal(tf.shape(ids)[0], rows,
+                                      message="input mask must have one row per object of input object_ids"),
+            tf.debugging.assert_equal(tf.shape(frames)[0], rows,
+                                      message="input frame must have one row per object of input object_ids"),
+            tf.debugging.assert_equal(tf.shape(frames)[1:3], tf.shape(ids)[1:3],
+                                      message="input frame must have the height and width of input mask (the first "
+                                              "frame it annotates)"),
+            tf.debugging.Assert(
+                tf.reduce_all((object_ids >= 1) & (object_ids <= 254)),
+                ["input object_ids must hold ids 1..254 (0 is the background, 255 void pixels); got", object_ids]),
+            tf.debugging.Assert(
+                tf.reduce_all(tf.reduce_any(tf.equal(ids, object_ids[:, None, None]), axis=[1, 2])),
+                ["input object_ids names an id that does not occur in its row of input mask; object_ids:", object_ids]),
+        ]
+        band = self.model.config.color_prior_band
+        with tf.control_dependencies(checks):
+            # Row by row: each row is one object of one video (its frame and whole id mask), as a batching server
+            # may merge rows of several videos.
+            tables = tf.map_fn(lambda row: fit_color_tables(row[0], row[1], row[2][None], band)[0],
+                               (frames, ids, object_ids), fn_output_signature=tf.float32)
+        return {COLOR_MODEL: tables}
+
     def endpoints(self, batching: bool = False) -> Dict[str, Tuple[Callable, Dict[str, tf.TensorSpec]]]:
         """Signature key -> (function, input specs by name); the specs' names are the SignatureDef input names.
 
@@ -185,23 +239,26 @@ class MaskRNNServingFunctions:
         every signature of the model, and refuses any request whose inputs differ on axis 0 (the per-video
         signatures' do), warmup requests included, which fails the whole version.
         """
-        batched = {BATCHED_STEP_SIGNATURE: (self._step_batched, _specs(BATCHED_STEP_INPUTS))}
-        if batching:
-            return batched
-        return {
-            STEP_SIGNATURE: (self._step, _specs(STEP_INPUTS)),
-            FIRST_FRAME_SIGNATURE: (self._first_frame, _specs(FIRST_FRAME_INPUTS)),
-            **batched,
-        }
+        tables = signature_tables(batching, bool(self.model.config.color_prior_input))
+        functions = {STEP_SIGNATURE: self._step, FIRST_FRAME_SIGNATURE: self._first_frame,
+                     BATCHED_STEP_SIGNATURE: self._step_batched, COLOR_TABLES_SIGNATURE: self._color_tables}
+        return {key: (functions[key], _specs(inputs)) for key, (inputs, _) in tables.items()}
 
 
-def signature_tables(batching: bool = False) -> Dict[str, Tuple[Mapping, Mapping]]:
-    """Signature key -> (inputs, outputs) name -> (dtype, shape) tables of an export (see `endpoints`)."""
-    batched = {BATCHED_STEP_SIGNATURE: (BATCHED_STEP_INPUTS, BATCHED_STEP_OUTPUTS)}
+def signature_tables(batching: bool = False, color_prior: bool = False) -> Dict[str, Tuple[Mapping, Mapping]]:
+    """Signature key -> (inputs, outputs) name -> (dtype, shape) tables of an export (see `endpoints`);
+    `color_prior`: of a network with model.color_prior_input (the steps take `color_model`; `color_tables` fits
+    it, also in a batching export)."""
+    tables = {STEP_SIGNATURE: (STEP_INPUTS, STEP_OUTPUTS), FIRST_FRAME_SIGNATURE: (FIRST_FRAME_INPUTS, FIRST_FRAME_OUTPUTS),
+              BATCHED_STEP_SIGNATURE: (BATCHED_STEP_INPUTS, BATCHED_STEP_OUTPUTS)}
+    if color_prior:
+        prior = {COLOR_MODEL: COLOR_MODEL_SPEC}
+        tables[STEP_SIGNATURE] = (_with_color_prior(STEP_INPUTS, prior), STEP_OUTPUTS)
+        tables[BATCHED_STEP_SIGNATURE] = (_with_color_prior(BATCHED_STEP_INPUTS, prior), BATCHED_STEP_OUTPUTS)
+        tables[COLOR_TABLES_SIGNATURE] = (COLOR_TABLES_INPUTS, prior)
     if batching:
-        return batched
-    return {STEP_SIGNATURE: (STEP_INPUTS, STEP_OUTPUTS), FIRST_FRAME_SIGNATURE: (FIRST_FRAME_INPUTS, FIRST_FRAME_OUTPUTS),
-            **batched}
+        return {key: value for key, value in tables.items() if key in (BATCHED_STEP_SIGNATURE, COLOR_TABLES_SIGNATURE)}
+    return tables
 
 
 def build_export_archive(model: MaskRNN, batching: bool = False) -> keras.export.ExportArchive:

@@ -13,7 +13,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
-from maskrnn_tf.export.serving_module import (BATCHED_STEP_SIGNATURE, FIRST_FRAME_SIGNATURE, MIN_FRAME_SIZE,
+from maskrnn_tf.export.serving_module import (BATCHED_STEP_SIGNATURE, COLOR_MODEL, COLOR_MODEL_SPEC,
+                                              COLOR_TABLES_SIGNATURE, FIRST_FRAME_SIGNATURE, MIN_FRAME_SIZE,
                                               STEP_SIGNATURE)
 from maskrnn_tf.export.session_model import SessionModel
 
@@ -48,12 +49,15 @@ def _request(model_name: str, signature: str, inputs: Dict[str, np.ndarray]) -> 
     return request
 
 
-def warmup_requests(model_name: str, config: WarmupConfig, batching: bool = False) -> List[predict_pb2.PredictRequest]:
+def warmup_requests(model_name: str, config: WarmupConfig, batching: bool = False, color_prior: bool = False
+                    ) -> List[predict_pb2.PredictRequest]:
     """Synthetic but well-formed requests: a disc-shaped object per channel, small flows.
 
     Per shape one `serving_default` step, then one `first_frame` request; with `batching` (an export for a
     model server with --enable_batching, whose only signature is `step_batched`) one `step_batched` request
-    per shape instead, one row per object, every input sharing axis 0 as the batching session requires."""
+    per shape instead, one row per object, every input sharing axis 0 as the batching session requires.
+    `color_prior` (a network with model.color_prior_input): per shape a `color_tables` request too, and the steps
+    carry even colour tables (0.5 everywhere)."""
     rng = np.random.default_rng(config.seed)
     requests = []
     for height, width, objects in config.shapes:
@@ -75,6 +79,15 @@ def warmup_requests(model_name: str, config: WarmupConfig, batching: bool = Fals
             "prev_probs": probs,
             "prev_boxes": boxes,
         }
+        if color_prior:
+            inputs[COLOR_MODEL] = np.full((objects, COLOR_MODEL_SPEC[1][1]), 0.5, np.float32)
+            ids = np.zeros((height, width), np.uint8)
+            for k in range(objects):
+                ids[probs[k] > 0.5] = k + 1
+            requests.append(_request(model_name, COLOR_TABLES_SIGNATURE, {
+                "frame": np.repeat(inputs["frame"][None], objects, axis=0),
+                "mask": np.repeat(ids[None], objects, axis=0),
+                "object_ids": np.arange(1, objects + 1, dtype=np.int32)}))
         if batching:
             for key in ("frame", "flow_to_prev", "flow_to_next"):
                 inputs[key] = np.repeat(inputs[key][None], objects, axis=0)
@@ -91,13 +104,14 @@ def warmup_requests(model_name: str, config: WarmupConfig, batching: bool = Fals
     return requests
 
 
-def write_warmup_file(export_dir: str, model_name: str, config: WarmupConfig, batching: bool = False) -> str:
+def write_warmup_file(export_dir: str, model_name: str, config: WarmupConfig, batching: bool = False,
+                      color_prior: bool = False) -> str:
     """Writes `<export_dir>/assets.extra/tf_serving_warmup_requests` (see `warmup_requests`); returns its path."""
     folder = os.path.join(export_dir, "assets.extra")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, WARMUP_FILENAME)
     with tf.io.TFRecordWriter(path) as writer:
-        for request in warmup_requests(model_name, config, batching):
+        for request in warmup_requests(model_name, config, batching, color_prior):
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
     return path

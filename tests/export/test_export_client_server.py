@@ -256,3 +256,39 @@ def test_a_batch_of_mixed_frame_sizes_is_explained():
         with pytest.raises(ServingError, match="FAILED_PRECONDITION.*one frame size.*--max_size") as info:
             c._call(failing, None, "Predict(step_batched)")
     assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_colour_prior_network_segments_through_the_server_as_in_process(tmp_path, synthetic_video, batched):
+    """A network with model.color_prior_input behind the server: the client asks color_tables for the video's tables
+    (the server fits them from the first frame it sends) and sends them with every step; the masks are those of
+    the in-process loop (segment's ColorPriorPrepare, NumPy fit), with and without step_batched (a batching
+    export, whose rows are split at max_batch_size 1)."""
+    import keras
+
+    from maskrnn_tf.export.saved_model_export import ExportConfig, export_saved_model
+    from maskrnn_tf.inference.color_gate import ColorPriorPrepare
+    from maskrnn_tf.inference.model_step import model_step_fn
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    keras.utils.set_random_seed(3)
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=32, color_prior_input=True, color_prior_band=0.1))
+    base = str(tmp_path / "exports")
+    export_saved_model(model, base, 1, ExportConfig(warmup=None, batching=batched))
+    frames_dir, mask_path, frames = synthetic_video
+    step = model_step_fn(model)
+    local_dir, served_dir = str(tmp_path / "local"), str(tmp_path / "served")
+    segment_video(step, frames_dir, mask_path, make_flow_fn("dis"), local_dir, OPTIONS,
+                  prepare=ColorPriorPrepare(step, step, None, 0.1))
+    with StandInModelServer(base, "maskrnn", max_batch_size=1 if batched else None) as srv:
+        config = ClientConfig(address=srv.address, timeout_s=60, batched=batched, max_batch_size=1)
+        assert segment_video_via_serving(config, frames_dir, mask_path, served_dir, OPTIONS) == len(frames)
+        with ServingClient(config) as bare:
+            bare.check_ready()
+            assert bare.color_prior
+            with pytest.raises(ServingError, match="color_tables"):
+                bare.step(*(np.zeros((24, 32, k)) for k in (3, 2, 2)), np.zeros((1, 24, 32)), np.zeros((1, 4)))
+    names = sorted(n for n in os.listdir(local_dir) if n.endswith(".png"))
+    assert len(names) == len(frames)
+    for name in names:
+        np.testing.assert_array_equal(read_mask(os.path.join(served_dir, name)), read_mask(os.path.join(local_dir, name)))

@@ -144,6 +144,53 @@ def test_a_median_flow_reference_export_runs_through_the_session_loader(tmp_path
         np.testing.assert_allclose(out["probs"][i], _step(model, row)["probs"][0], atol=1e-5)
 
 
+def test_a_colour_prior_export_fits_the_tables_and_steps_with_them_through_the_session_loader(tmp_path):
+    """model.color_prior_input: color_tables fits the objects' colour tables from the first frame and its id mask,
+    one row per object (the NumPy fit's), the steps take them (serving_default and step_batched rows equal the
+    model's step with those tables), a request without them is refused, and the warmup replays."""
+    import keras
+
+    from maskrnn_tf.export.warmup import WarmupConfig
+    from maskrnn_tf.inference.color_gate import fit_color_model
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    keras.utils.set_random_seed(8)
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=32, color_prior_input=True, color_prior_band=0.1))
+    version = export_saved_model(model, str(tmp_path / "maskrnn"), 1,
+                                 ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 2),))))
+    inputs = _video_inputs(seed=9, n=2)
+    ids = np.zeros((H, W), np.uint8)
+    ids[5:20, 5:25] = 1
+    ids[22:35, 30:50] = 3
+    ids[0:3, 0:6] = 255
+    frame = inputs["frame"].copy()
+    frame[ids == 1] = (220, 30, 30)
+    want = fit_color_model(frame, ids, [3, 1], 0.1, space="rgb")
+    with SessionModel(version) as served:
+        assert set(served.signature_defs["serving_default"].inputs) >= {"color_model"}
+        first = served.run("color_tables", {"mask": np.stack([ids, ids]), "object_ids": np.array([3, 1], np.int32),
+                                            "frame": np.stack([frame, frame])})
+        np.testing.assert_allclose(first["color_model"], want, rtol=1e-5, atol=1e-6)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="names an id that does not occur"):
+            served.run("color_tables", {"mask": np.stack([ids, ids]), "object_ids": np.array([3, 2], np.int32),
+                                        "frame": np.stack([frame, frame])})
+        step = served.run("serving_default", {**inputs, "color_model": first["color_model"]})
+        ref = model.step(inputs["frame"], inputs["flow_to_prev"], inputs["flow_to_next"], inputs["prev_probs"],
+                         inputs["prev_boxes"], color_model=want)
+        np.testing.assert_allclose(step["probs"], ref["probs"].numpy(), atol=1e-5)
+        other = served.run("serving_default", {**inputs, "color_model": 1.0 - first["color_model"]})
+        assert np.abs(other["probs"] - step["probs"]).max() > 1e-4  # the tables reach the network
+        batched = {k: np.stack([inputs[k]] * 2) for k in ("frame", "flow_to_prev", "flow_to_next")}
+        batched.update(prev_probs=inputs["prev_probs"], prev_boxes=inputs["prev_boxes"],
+                       color_model=first["color_model"])
+        np.testing.assert_allclose(served.run("step_batched", batched)["probs"], ref["probs"].numpy(), atol=1e-5)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="color_model"):
+            served.run("serving_default", {**inputs, "color_model": first["color_model"][:1]})
+        with pytest.raises(Exception, match="color_model"):
+            served.run("serving_default", inputs)
+    assert os.path.isfile(os.path.join(version, "assets.extra", "tf_serving_warmup_requests"))
+
+
 @pytest.mark.parametrize("precision", ["float32", "bfloat16", "float16"])
 def test_each_weight_is_saved_once(versions, tiny_model, precision):
     """The model server restores (and on a GPU holds) every variable the checkpoint names: a second copy of the
