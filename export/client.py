@@ -152,7 +152,7 @@ class ServingClient:
         self._sleep = sleep
         self.retries = 0  # UNAVAILABLE retries so far (for logs and tests)
         # A network trained with a first-frame colour prior (found by check_signatures) takes each video's colour
-        # tables at every step: `first_frame(..., frame=)` returns them and `color_model` holds the current video's.
+        # tables at every step: `color_tables` fits them and `color_model` holds the current video's.
         self.color_prior = False
         self.color_model: Optional[np.ndarray] = None
 
@@ -251,6 +251,7 @@ class ServingClient:
         defs = self.signature_defs()
         step_key = BATCHED_STEP_SIGNATURE if self.config.batched else self.config.step_signature
         self.color_prior = step_key in defs and COLOR_MODEL in defs[step_key].inputs
+        self.color_model = None  # a new check, perhaps of another version: no tables of an earlier video
         tables = signature_tables(color_prior=self.color_prior)
         expected = [
             (self.config.step_signature,) + tables[STEP_SIGNATURE],
@@ -314,7 +315,7 @@ class ServingClient:
         `step_batched`, the shared frame and flows repeated for each object's row, in requests of at most
         `max_batch_size` rows whose answers are joined in object order. `color_model` [N, 4096] (a colour prior
         network; `self.color_model` when not given): the objects' tables, sent with their rows."""
-        color_model = self.color_model if color_model is None else color_model
+        color_model = (self.color_model if color_model is None else color_model) if self.color_prior else None
         if self.color_prior and color_model is None:
             raise ServingError("the served network takes first-frame colour tables at every step: fit them with "
                                "color_tables (the first frame and its id mask) and keep them for the video.")
@@ -366,16 +367,24 @@ class ServingClient:
                 "object_ids": object_ids[start:start + step]})[COLOR_MODEL])
         return np.concatenate(parts, axis=0)
 
-    def color_prior_prepare(self, source, first) -> Callable:
-        """A `prepare` callback of the segmenting loop for a colour prior network: asks the server for the video's
-        tables (its first frame and annotation) and binds them (`self.color_model`)."""
-        frames = source.frames()
-        try:
-            frame = next(frames)
-        finally:
-            frames.close()
-        self.color_model = self.color_tables(frame, first.labels, first.object_ids)
-        return self.step
+    def color_prior_prepare(self, max_size: Optional[int]) -> Callable:
+        """A `prepare` callback of the segmenting loop for a colour prior network: asks the server for each video's
+        tables (its first frame and annotation at the working size, `max_size`, as `segment` fits them) and binds
+        them (`self.color_model`)."""
+        from maskrnn_tf.inference.first_mask import labels_at_size
+        from maskrnn_tf.inference.video_reader import resize_frame, working_size
+
+        def prepare(source, first) -> Callable:
+            size = working_size(tuple(source.size), max_size)
+            frames = source.frames()
+            try:
+                frame = resize_frame(next(frames), size)
+            finally:
+                frames.close()
+            self.color_model = self.color_tables(frame, labels_at_size(first.labels, size), first.object_ids)
+            return self.step
+
+        return prepare
 
 
 def segment_video_via_serving(
@@ -428,7 +437,7 @@ def segment_video_via_serving(
                 return segment_video(
                     client.step, video, first_mask, make_flow_fn(flow_backend, flo_dir), output_dir,
                     options, overlay_path=overlay_path, overwrite=overwrite, metadata={"carry": options.carry},
-                    prepare=client.color_prior_prepare if client.color_prior else None,
+                    prepare=client.color_prior_prepare(options.max_size) if client.color_prior else None,
                 )
             except ServingError as e:
                 # A server on the latest-version policy unloads the version a video started with once a newer

@@ -134,8 +134,8 @@ def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
     if COLOR_MODEL in inputs:
         checks.append(tf.debugging.assert_equal(
             tf.shape(inputs[COLOR_MODEL])[0], n,
-            message=f"input {COLOR_MODEL} must have one row per object of input prev_probs (the tables first_frame "
-                    "returned)"))
+            message=f"input {COLOR_MODEL} must have one row per object of input prev_probs (the tables "
+                    "color_tables returned)"))
         checks.append(_check_finite(inputs[COLOR_MODEL], COLOR_MODEL))
     if batched:
         for name in ("frame", "flow_to_prev", "flow_to_next"):

@@ -149,21 +149,40 @@ class ColorGatedPrepare:
         return color_gated_step(step_fn, model, self._threshold)
 
 
+def first_frame_tables(source: VideoSource, first: FirstMask, band: float, max_size: Optional[int]) -> np.ndarray:
+    """[N, 4096] the colour tables of a colour prior network for `first.object_ids`: fitted (RGB bins) on the first
+    frame and its ids at the working size (`max_size`), what the network sees and what recurrent finetuning fits
+    them on."""
+    from maskrnn_tf.inference.first_mask import labels_at_size
+    from maskrnn_tf.inference.video_reader import resize_frame, working_size
+    from maskrnn_tf.ops.color_tables import BINS as PRIOR_BINS
+
+    size = working_size(tuple(source.size), max_size)
+    frames = source.frames()
+    try:
+        frame = resize_frame(next(frames), size)
+    finally:
+        frames.close()
+    return fit_color_model(frame, labels_at_size(first.labels, size), first.object_ids, band, bins=PRIOR_BINS,
+                           space="rgb")
+
+
 class ColorPriorPrepare:
     """A `prepare(source, first) -> step_fn` callback for a model with `color_prior_input`: fits each video's
-    colour tables on its first frame (RGB bins, the model's band) and binds them to the model's step (`bound`,
-    `model_step_fn`'s, as `bound.color_model`) before the wrapped `prepare` (online finetuning, its cycle check)
-    runs, so that everything that steps the model on this video sees them; returns what `prepare` gives, or
-    `step_fn` (the model's step, perhaps wrapped) without one. The wrapped callback's `log` and `results` are read
-    through."""
+    colour tables (`first_frame_tables`) and binds them to the model's step (`bound`, `model_step_fn`'s, as
+    `bound.color_model`) before the wrapped `prepare` (online finetuning, its cycle check) runs, so that everything
+    that steps the model on this video sees them; returns what `prepare` gives, or `step_fn` (the model's step,
+    perhaps wrapped) without one. The wrapped callback's `log` and `results` are read through."""
 
     def __init__(self, bound: Callable[..., Mapping[str, Any]], step_fn: StepFn,
-                 prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]], band: float):
+                 prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]], band: float,
+                 max_size: Optional[int] = None):
         _check(0.5, band)
         self._bound = bound
         self._step_fn = step_fn
         self._prepare = prepare
         self._band = band
+        self._max_size = max_size
 
     def __getattr__(self, name):
         if name.startswith("_") or self._prepare is None:
@@ -171,13 +190,5 @@ class ColorPriorPrepare:
         return getattr(self._prepare, name)
 
     def __call__(self, source: VideoSource, first: FirstMask) -> StepFn:
-        from maskrnn_tf.ops.color_tables import BINS as PRIOR_BINS
-
-        frames = source.frames()
-        try:
-            frame = next(frames)
-        finally:
-            frames.close()
-        self._bound.color_model = fit_color_model(frame, first.labels, first.object_ids, self._band, bins=PRIOR_BINS,
-                                                  space="rgb")
+        self._bound.color_model = first_frame_tables(source, first, self._band, self._max_size)
         return self._prepare(source, first) if self._prepare is not None else self._step_fn

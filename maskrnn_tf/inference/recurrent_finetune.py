@@ -270,8 +270,8 @@ class RecurrentFinetuner:
         return frame[top:top + height, left:left + width], ids[top:top + height, left:left + width], window
 
     def _tables(self, frame: np.ndarray, ids: np.ndarray, object_ids: Sequence[int]) -> Optional[np.ndarray]:
-        """The objects' colour tables fitted on the whole first frame, as segmenting fits them (None for a model
-        without color_prior_input)."""
+        """The objects' colour tables fitted on the whole first frame at the working size, as segmenting fits them
+        (`first_frame_tables`; None for a model without color_prior_input)."""
         if not self.model.config.color_prior_input:
             return None
         from maskrnn_tf.inference.color_gate import fit_color_model

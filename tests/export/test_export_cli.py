@@ -242,13 +242,18 @@ def test_client_carry_labels_segments_as_segment_does(tmp_path, tiny_model, expo
     assert changed > 0.01
 
 
-def test_a_colour_prior_network_is_refused_by_name_and_nothing_is_written(tmp_path):
-    """The serving signatures have no colour-table input: such a network would fail at its first request."""
+def test_a_colour_prior_network_exports_with_its_color_tables_signature(tmp_path):
+    """The export CLI of a network with model.color_prior_input: the version holds color_tables and steps taking
+    color_model (the metadata says so), and its warmup, color_tables requests included, replayed at export."""
     from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 
     MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True)).save(tmp_path / "model.keras")
     result = _run(["maskrnn_tf.export.export_main", f"--model={tmp_path / 'model.keras'}",
-                   f"--export_base={tmp_path / 'export'}", "--version=1", "--warmup_shapes=24x32x1"])
-    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert "color_prior_input" in result.stderr, result.stderr
-    assert not (tmp_path / "export" / "1").exists()
+                   f"--export_base={tmp_path / 'export'}", "--version=1", "--warmup_shapes=24x32x2"])
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "export" / "1" / "assets.extra" / "maskrnn_export.json", encoding="utf-8") as f:
+        signatures = json.load(f)["signatures"]
+    assert set(signatures) == {"serving_default", "first_frame", "step_batched", "color_tables"}
+    assert "color_model" in signatures["serving_default"]["inputs"]
+    assert "color_model" in signatures["step_batched"]["inputs"]
+    assert "color_model" in signatures["color_tables"]["outputs"]
