@@ -367,24 +367,17 @@ class ServingClient:
                 "object_ids": object_ids[start:start + step]})[COLOR_MODEL])
         return np.concatenate(parts, axis=0)
 
-    def color_prior_prepare(self, max_size: Optional[int]) -> Callable:
-        """A `prepare` callback of the segmenting loop for a colour prior network: asks the server for each video's
-        tables (its first frame and annotation at the working size, `max_size`, as `segment` fits them) and binds
-        them (`self.color_model`)."""
-        from maskrnn_tf.inference.first_mask import labels_at_size
-        from maskrnn_tf.inference.video_reader import resize_frame, working_size
-
-        def prepare(source, first) -> Callable:
-            size = working_size(tuple(source.size), max_size)
-            frames = source.frames()
-            try:
-                frame = resize_frame(next(frames), size)
-            finally:
-                frames.close()
-            self.color_model = self.color_tables(frame, labels_at_size(first.labels, size), first.object_ids)
-            return self.step
-
-        return prepare
+    def color_prior_prepare(self, source, first) -> Callable:
+        """A `prepare` callback of the segmenting loop for a colour prior network: asks the server for the video's
+        tables (its first frame and annotation at the video's own size, as `segment` fits them) and binds them
+        (`self.color_model`)."""
+        frames = source.frames()
+        try:
+            frame = next(frames)
+        finally:
+            frames.close()
+        self.color_model = self.color_tables(frame, first.labels, first.object_ids)
+        return self.step
 
 
 def segment_video_via_serving(
@@ -437,7 +430,7 @@ def segment_video_via_serving(
                 return segment_video(
                     client.step, video, first_mask, make_flow_fn(flow_backend, flo_dir), output_dir,
                     options, overlay_path=overlay_path, overwrite=overwrite, metadata={"carry": options.carry},
-                    prepare=client.color_prior_prepare(options.max_size) if client.color_prior else None,
+                    prepare=client.color_prior_prepare if client.color_prior else None,
                 )
             except ServingError as e:
                 # A server on the latest-version policy unloads the version a video started with once a newer

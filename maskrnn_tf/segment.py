@@ -311,7 +311,7 @@ def main(argv) -> int:
         if model.config.color_prior_input:  # outermost: the tables are bound before finetuning steps the model
             from maskrnn_tf.inference.color_gate import ColorPriorPrepare
 
-            prepare = ColorPriorPrepare(bound, step_fn, prepare, model.config.color_prior_band, options.max_size)
+            prepare = ColorPriorPrepare(bound, step_fn, prepare, model.config.color_prior_band)
     if FLAGS.color_gate:  # last: on what is segmented and carried, whatever made the step
         from maskrnn_tf.inference.color_gate import ColorGatedPrepare
 

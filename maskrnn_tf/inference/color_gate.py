@@ -149,22 +149,26 @@ class ColorGatedPrepare:
         return color_gated_step(step_fn, model, self._threshold)
 
 
-def first_frame_tables(source: VideoSource, first: FirstMask, band: float, max_size: Optional[int]) -> np.ndarray:
-    """[N, 4096] the colour tables of a colour prior network for `first.object_ids`: fitted (RGB bins) on the first
-    frame and its ids at the working size (`max_size`), what the network sees and what recurrent finetuning fits
-    them on."""
+def first_frame_tables(source: VideoSource, first: FirstMask, band: float, max_size: Optional[int] = None,
+                       object_ids: Optional[Sequence[int]] = None) -> np.ndarray:
+    """[N, 4096] the colour tables of a colour prior network for `object_ids` (default `first.object_ids`): fitted
+    (RGB bins) on the first frame and its ids at the video's own size, as training fits them on its videos' frames
+    (`max_size`: at that working size instead)."""
     from maskrnn_tf.inference.first_mask import labels_at_size
     from maskrnn_tf.inference.video_reader import resize_frame, working_size
     from maskrnn_tf.ops.color_tables import BINS as PRIOR_BINS
 
-    size = working_size(tuple(source.size), max_size)
     frames = source.frames()
     try:
-        frame = resize_frame(next(frames), size)
+        frame = next(frames)
     finally:
         frames.close()
-    return fit_color_model(frame, labels_at_size(first.labels, size), first.object_ids, band, bins=PRIOR_BINS,
-                           space="rgb")
+    labels = first.labels
+    if max_size:
+        size = working_size(tuple(source.size), max_size)
+        frame, labels = resize_frame(frame, size), labels_at_size(labels, size)
+    ids = first.object_ids if object_ids is None else object_ids
+    return fit_color_model(frame, labels, ids, band, bins=PRIOR_BINS, space="rgb")
 
 
 class ColorPriorPrepare:
@@ -175,14 +179,12 @@ class ColorPriorPrepare:
     perhaps wrapped) without one. The wrapped callback's `log` and `results` are read through."""
 
     def __init__(self, bound: Callable[..., Mapping[str, Any]], step_fn: StepFn,
-                 prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]], band: float,
-                 max_size: Optional[int] = None):
+                 prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]], band: float):
         _check(0.5, band)
         self._bound = bound
         self._step_fn = step_fn
         self._prepare = prepare
         self._band = band
-        self._max_size = max_size
 
     def __getattr__(self, name):
         if name.startswith("_") or self._prepare is None:
@@ -190,5 +192,5 @@ class ColorPriorPrepare:
         return getattr(self._prepare, name)
 
     def __call__(self, source: VideoSource, first: FirstMask) -> StepFn:
-        self._bound.color_model = first_frame_tables(source, first, self._band, self._max_size)
+        self._bound.color_model = first_frame_tables(source, first, self._band)
         return self._prepare(source, first) if self._prepare is not None else self._step_fn

@@ -269,11 +269,14 @@ class RecurrentFinetuner:
         top, left, height, width = window
         return frame[top:top + height, left:left + width], ids[top:top + height, left:left + width], window
 
-    def _tables(self, frame: np.ndarray, ids: np.ndarray, object_ids: Sequence[int]) -> Optional[np.ndarray]:
-        """The objects' colour tables fitted on the whole first frame at the working size, as segmenting fits them
-        (`first_frame_tables`; None for a model without color_prior_input)."""
+    def _tables(self, frame: np.ndarray, ids: np.ndarray, object_ids: Sequence[int],
+                given: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+        """The objects' colour tables (None for a model without color_prior_input): `given` (segmenting's, from the
+        video's first frame at its own size: `recurrent_finetuning_prepare`), else fitted on this whole frame."""
         if not self.model.config.color_prior_input:
             return None
+        if given is not None:
+            return np.asarray(given, np.float32)
         from maskrnn_tf.inference.color_gate import fit_color_model
         from maskrnn_tf.ops.color_tables import BINS
 
@@ -286,15 +289,17 @@ class RecurrentFinetuner:
         frame, ids, window = self._cropped(frame, ids, object_ids)
         return DreamtClips(frame, ids, self.config, motion_size), window
 
-    def run(self, first_frame: np.ndarray, first_ids: np.ndarray, object_ids: Sequence[int]) -> RecurrentFinetuneResult:
-        """Finetunes the model in place on clips dreamt from this first frame; see `recurrent_finetune`."""
+    def run(self, first_frame: np.ndarray, first_ids: np.ndarray, object_ids: Sequence[int],
+            color_model: Optional[np.ndarray] = None) -> RecurrentFinetuneResult:
+        """Finetunes the model in place on clips dreamt from this first frame; see `recurrent_finetune`.
+        `color_model`: the objects' colour tables (a colour prior network; default: fitted on `first_frame`)."""
         start = time.monotonic()
         object_ids = self._check(first_ids, object_ids)
         config = self.config
         if config.steps == 0:
             return RecurrentFinetuneResult([], 0.0, [], 0.0, False)
         clips, window = self._clips(first_frame, first_ids, object_ids)
-        tables = self._tables(first_frame, first_ids, object_ids)
+        tables = self._tables(first_frame, first_ids, object_ids, color_model)
         for variable in self._steps.optimizer.variables:  # a fresh Adam (schedule, loss scale) for every video
             start_value = self._optimizer_start.get(id(variable))
             variable.assign(tf.zeros_like(variable) if start_value is None else start_value)
@@ -338,13 +343,14 @@ class RecurrentFinetuner:
         return RecurrentFinetuneResult(losses, time.monotonic() - start, durations, clips.seconds, stopped,
                                        trace_seconds, window)
 
-    def loss(self, first_frame: np.ndarray, first_ids: np.ndarray, object_ids: Sequence[int]) -> float:
+    def loss(self, first_frame: np.ndarray, first_ids: np.ndarray, object_ids: Sequence[int],
+             color_model: Optional[np.ndarray] = None) -> float:
         """The recurrent training loss on the config's dreamt clips (no update), per object, averaged over
         the clips: the yardstick of recurrent finetuning (it should fall as the model learns to follow the
         first frame's objects through their dreamt motion)."""
         object_ids = self._check(first_ids, object_ids)
         clips, _ = self._clips(first_frame, first_ids, object_ids)
-        tables = self._tables(first_frame, first_ids, object_ids)
+        tables = self._tables(first_frame, first_ids, object_ids, color_model)
         total = 0.0
         for index in range(self.config.num_clips):
             losses = self._steps.clip_losses(clip_batch(clips[index], object_ids, tables))
@@ -428,7 +434,12 @@ def recurrent_finetuning_prepare(
         if config.time_budget_s and reserve > 0:  # the budget covers the work around the finetuning too
             budget = max(config.time_budget_s - reserve, 1e-3)
             finetuner.config = dataclasses.replace(finetuner.config, time_budget_s=budget)
-        return finetuner.run(first_frame, ids, present)
+        tables = None
+        if model.config.color_prior_input:  # segmenting's tables (the video's own size), for the objects trained
+            from maskrnn_tf.inference.color_gate import first_frame_tables
+
+            tables = first_frame_tables(source, first, model.config.color_prior_band, object_ids=present)
+        return finetuner.run(first_frame, ids, present, color_model=tables)
 
     def prepare(source: VideoSource, first: FirstMask) -> StepFn:
         start = time.monotonic()

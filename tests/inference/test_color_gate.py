@@ -213,13 +213,14 @@ def test_out_of_range_settings_are_refused(threshold, band):
         ColorGatedPrepare(lambda *args: None, None, threshold, band)
 
 
-def test_prior_prepare_binds_tables_of_the_working_size_before_the_finetuning_runs():
-    """ColorPriorPrepare (a colour prior network): the tables are fitted on the first frame and its ids resized to
-    the working size (OpenCV's area resize, labels_at_size), as recurrent finetuning fits them, and bound to the
-    model's step before the wrapped finetuning runs; the finetuning's step is returned and its log read through."""
+def test_prior_prepare_binds_tables_of_the_first_frame_before_the_finetuning_runs():
+    """ColorPriorPrepare (a colour prior network): the tables are fitted on the first frame and its ids at the
+    video's own size, as training fits them on its videos, and bound to the model's step before the wrapped
+    finetuning runs; the finetuning's step is returned and its log read through. first_frame_tables at a working
+    size fits the resized frame (OpenCV's area resize) and labels_at_size instead."""
     import cv2
 
-    from maskrnn_tf.inference.color_gate import ColorPriorPrepare
+    from maskrnn_tf.inference.color_gate import ColorPriorPrepare, first_frame_tables
     from maskrnn_tf.inference.first_mask import labels_at_size
 
     frame, labels = _scene()  # 40 x 60
@@ -236,17 +237,21 @@ def test_prior_prepare_binds_tables_of_the_working_size_before_the_finetuning_ru
             seen.append(None if bound.color_model is None else bound.color_model.copy())
             return super().__call__(source, first)
 
+    def source():
+        video = _Source([frame])
+        video.size = (40, 60)
+        return video
+
     finetuning = Finetuning("finetuned step")
-    source = _Source([frame])
-    source.size = (40, 60)
-    prepare = ColorPriorPrepare(bound, "plain step", finetuning, 0.1, max_size=30)
-    assert prepare(source, first) == "finetuned step" and prepare.log == {"video": {"updates": 3}}
-    small = cv2.resize(frame, (30, 20), interpolation=cv2.INTER_AREA)
-    want = fit_color_model(small, labels_at_size(labels, (20, 30)), [1], 0.1, space="rgb")
+    prepare = ColorPriorPrepare(bound, "plain step", finetuning, 0.1)
+    assert prepare(source(), first) == "finetuned step" and prepare.log == {"video": {"updates": 3}}
+    want = fit_color_model(frame, labels, [1], 0.1, space="rgb")
     assert len(seen) == 1 and seen[0] is not None
     np.testing.assert_array_equal(seen[0], want)
-    assert not np.array_equal(want, fit_color_model(frame, labels, [1], 0.1, space="rgb"))
-    source = _Source([frame])
-    source.size = (40, 60)
-    assert ColorPriorPrepare(bound, "plain step", None, 0.1)(source, first) == "plain step"
-    np.testing.assert_array_equal(bound.color_model, fit_color_model(frame, labels, [1], 0.1, space="rgb"))
+    bound.color_model = None
+    assert ColorPriorPrepare(bound, "plain step", None, 0.1)(source(), first) == "plain step"
+    np.testing.assert_array_equal(bound.color_model, want)
+    small = cv2.resize(frame, (30, 20), interpolation=cv2.INTER_AREA)
+    at_size = fit_color_model(small, labels_at_size(labels, (20, 30)), [1], 0.1, space="rgb")
+    np.testing.assert_array_equal(first_frame_tables(source(), first, 0.1, max_size=30), at_size)
+    assert not np.array_equal(at_size, want)

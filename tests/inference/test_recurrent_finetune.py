@@ -285,9 +285,9 @@ def test_prepare_takes_the_reserved_seconds_off_each_videos_budget(video_on_disk
 
 
 def test_a_colour_prior_network_is_finetuned_with_tables_of_the_whole_first_frame():
-    """model.color_prior_input: every update's recurrence gets the objects' tables fitted on the whole first frame
-    (not its crop window), as segmenting fits them: the first loss is the recurrence written out with those
-    tables, and differs with tables of the crop."""
+    """model.color_prior_input: every update's recurrence gets the objects' tables, by default fitted on the whole
+    first frame (not its crop window): the first loss is the recurrence written out with those tables, and differs
+    with tables of the crop; tables given are used instead."""
     from maskrnn_tf.inference.color_gate import fit_color_model
     from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 
@@ -324,5 +324,7 @@ def test_a_colour_prior_network_is_finetuned_with_tables_of_the_whole_first_fram
     assert finetuner.loss(frame, ids, [3]) == pytest.approx(expected, rel=1e-4)
     assert abs(expected - reference(cropped)) > 1e-4 * abs(expected)
     assert clip_batch(clip, [3], whole)["color_model"].shape == (1, 4096)
+    # Tables given (segment's, from the video's own first frame) are the ones used.
+    assert finetuner.loss(frame, ids, [3], color_model=cropped) == pytest.approx(reference(cropped), rel=1e-4)
     result = finetuner.run(frame, ids, [3])  # the loss of its one update is taken before the update
     assert result.losses[0] == pytest.approx(expected, rel=1e-4)
