@@ -439,6 +439,8 @@ def recurrent_finetuning_prepare(
             from maskrnn_tf.inference.color_gate import first_frame_tables
 
             tables = first_frame_tables(source, first, model.config.color_prior_band, object_ids=present)
+        if tables is None:  # a finetuner_factory's finetuner need not know of tables
+            return finetuner.run(first_frame, ids, present)
         return finetuner.run(first_frame, ids, present, color_model=tables)
 
     def prepare(source: VideoSource, first: FirstMask) -> StepFn:

@@ -150,8 +150,8 @@ def test_the_version_is_on_disk_before_it_is_renamed_into_place(tmp_path, tiny_m
 def test_a_failing_warmup_replay_fails_the_export_and_leaves_nothing(tmp_path, tiny_model, monkeypatch):
     real_requests = warmup.warmup_requests
 
-    def with_nan_boxes(model_name, config, batching=False):
-        requests = real_requests(model_name, config, batching)
+    def with_nan_boxes(model_name, config, batching=False, color_prior=False):
+        requests = real_requests(model_name, config, batching, color_prior)
         boxes = request_to_numpy(requests[0])["prev_boxes"]
         requests[0].inputs["prev_boxes"].CopyFrom(tf.make_tensor_proto(np.full_like(boxes, np.nan)))
         return requests
