@@ -371,12 +371,9 @@ class ServingClient:
         """A `prepare` callback of the segmenting loop for a colour prior network: asks the server for the video's
         tables (its first frame and annotation at the video's own size, as `segment` fits them) and binds them
         (`self.color_model`)."""
-        frames = source.frames()
-        try:
-            frame = next(frames)
-        finally:
-            frames.close()
-        self.color_model = self.color_tables(frame, first.labels, first.object_ids)
+        from maskrnn_tf.inference.color_gate import first_frame_of
+
+        self.color_model = self.color_tables(first_frame_of(source), first.labels, first.object_ids)
         return self.step
 
 

@@ -77,11 +77,6 @@ COLOR_TABLES_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
 }
 
 
-def _with_color_prior(table: Mapping[str, Tuple[tf.DType, Tuple]], extra: Mapping[str, Tuple[tf.DType, Tuple]]
-                      ) -> Dict[str, Tuple[tf.DType, Tuple]]:
-    return {**table, **extra}
-
-
 def _specs(table: Mapping[str, Tuple[tf.DType, Tuple]]) -> Dict[str, tf.TensorSpec]:
     return {name: tf.TensorSpec(shape, dtype, name=name) for name, (dtype, shape) in table.items()}
 
@@ -253,8 +248,8 @@ def signature_tables(batching: bool = False, color_prior: bool = False) -> Dict[
               BATCHED_STEP_SIGNATURE: (BATCHED_STEP_INPUTS, BATCHED_STEP_OUTPUTS)}
     if color_prior:
         prior = {COLOR_MODEL: COLOR_MODEL_SPEC}
-        tables[STEP_SIGNATURE] = (_with_color_prior(STEP_INPUTS, prior), STEP_OUTPUTS)
-        tables[BATCHED_STEP_SIGNATURE] = (_with_color_prior(BATCHED_STEP_INPUTS, prior), BATCHED_STEP_OUTPUTS)
+        tables[STEP_SIGNATURE] = ({**STEP_INPUTS, **prior}, STEP_OUTPUTS)
+        tables[BATCHED_STEP_SIGNATURE] = ({**BATCHED_STEP_INPUTS, **prior}, BATCHED_STEP_OUTPUTS)
         tables[COLOR_TABLES_SIGNATURE] = (COLOR_TABLES_INPUTS, prior)
     if batching:
         return {key: value for key, value in tables.items() if key in (BATCHED_STEP_SIGNATURE, COLOR_TABLES_SIGNATURE)}

@@ -118,6 +118,15 @@ def color_gated_step(step_fn: StepFn, model: np.ndarray, threshold: float) -> St
     return run
 
 
+def first_frame_of(source: VideoSource) -> np.ndarray:
+    """The first frame of `source` (uint8 RGB at the video's own size); reads only that frame."""
+    frames = source.frames()
+    try:
+        return next(frames)
+    finally:
+        frames.close()
+
+
 class ColorGatedPrepare:
     """A `prepare(source, first) -> step_fn` callback that fits each video's colour model on its first frame and
     gates the step that `prepare` (online finetuning) or, without one, `step_fn` gives; the wrapped callback's
@@ -140,11 +149,7 @@ class ColorGatedPrepare:
 
     def __call__(self, source: VideoSource, first: FirstMask) -> StepFn:
         step_fn = self._prepare(source, first) if self._prepare is not None else self._step_fn
-        frames = source.frames()
-        try:
-            frame = next(frames)
-        finally:
-            frames.close()
+        frame = first_frame_of(source)
         model = fit_color_model(frame, first.labels, first.object_ids, self._band)
         return color_gated_step(step_fn, model, self._threshold)
 
@@ -158,11 +163,7 @@ def first_frame_tables(source: VideoSource, first: FirstMask, band: float, max_s
     from maskrnn_tf.inference.video_reader import resize_frame, working_size
     from maskrnn_tf.ops.color_tables import BINS as PRIOR_BINS
 
-    frames = source.frames()
-    try:
-        frame = next(frames)
-    finally:
-        frames.close()
+    frame = first_frame_of(source)
     labels = first.labels
     if max_size:
         size = working_size(tuple(source.size), max_size)
