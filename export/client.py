@@ -36,6 +36,7 @@ from maskrnn_tf.export.serving_module import (
     COLOR_MODEL,
     COLOR_TABLES_SIGNATURE,
     FIRST_FRAME_SIGNATURE,
+    INPUT_ERROR_OUTPUT,
     MASK_THRESHOLD_OUTPUT,
     STEP_SIGNATURE,
     signature_tables,
@@ -123,9 +124,10 @@ def _code(error: grpc.RpcError) -> Optional[grpc.StatusCode]:
 
 def _refuse_what_the_server_asserts(flow_to_prev: np.ndarray, flow_to_next: np.ndarray,
                                     prev_boxes: np.ndarray) -> None:
-    """The value checks of the export's in-graph asserts (serving_module._check_step_inputs), made before a
-    batched request is sent: a batching model server runs the requests it merged as one batch, so a bad one fails
-    every request batched with it, other clients' too. Only values are checked: `step` builds every row of a
+    """The value checks of the export (serving_module), made before a batched request is sent: an export made
+    before INPUT_ERROR_OUTPUT fails a bad request in the graph, and a batching model server runs the requests it
+    merged as one batch, so there a bad one fails every request batched with it, other clients' too (a current
+    export answers the bad row alone, which the client also reads). Only values are checked: `step` builds every row of a
     request from one frame, so its shapes agree (requests of different frame sizes are the batching server's
     FAILED_PRECONDITION, README)."""
     problems = [f"input {name} must be finite (no NaN or Inf)"
@@ -138,6 +140,22 @@ def _refuse_what_the_server_asserts(flow_to_prev: np.ndarray, flow_to_next: np.n
     if problems:
         raise ServingError("; ".join(problems) + " (not sent: a batching model server would fail every request "
                            "batched with it)", grpc.StatusCode.INVALID_ARGUMENT)
+
+
+def _without_row_errors(outputs: Dict[str, np.ndarray], signature: str, first_row: int) -> Dict[str, np.ndarray]:
+    """The outputs of a row signature without its INPUT_ERROR_OUTPUT; raises ServingError (INVALID_ARGUMENT) naming
+    the object rows the server refused and why (`first_row`: the object index of the request's first row)."""
+    outputs = dict(outputs)
+    errors = outputs.pop(INPUT_ERROR_OUTPUT, None)
+    if errors is None:
+        return outputs
+    bad = [(first_row + i, e.decode() if isinstance(e, bytes) else str(e))
+           for i, e in enumerate(np.asarray(errors).reshape(-1).tolist()) if e]
+    if bad:
+        shown = "; ".join(f"object row {row}: {message}" for row, message in bad[:3])
+        raise ServingError(f"{signature} refused {len(bad)} row(s): {shown}" + (" ..." if len(bad) > 3 else ""),
+                           grpc.StatusCode.INVALID_ARGUMENT)
+    return outputs
 
 
 class ServingClient:
@@ -272,8 +290,8 @@ class ServingClient:
             for kind, table, served in (("input", inputs, sig.inputs), ("output", outputs, sig.outputs)):
                 for name, (dtype, shape) in table.items():
                     info = served.get(name)
-                    if info is None and name == MASK_THRESHOLD_OUTPUT:
-                        continue  # an export older than this output: fused at the default 0.5
+                    if info is None and name in (MASK_THRESHOLD_OUTPUT, INPUT_ERROR_OUTPUT):
+                        continue  # an export older than the output: fused at the default 0.5; bad rows fail there
                     if info is None:
                         problems.append(f"signature '{key}' has no {kind} '{name}'")
                     elif info.dtype != dtype.as_datatype_enum:
@@ -334,7 +352,8 @@ class ServingClient:
                 inputs = {key: np.repeat(value[None], stop - start, axis=0) for key, value in shared.items()}
                 inputs.update(prev_probs=prev_probs[start:stop], prev_boxes=prev_boxes[start:stop],
                               **{key: value[start:stop] for key, value in prior.items()})
-                parts.append(self.predict(BATCHED_STEP_SIGNATURE, inputs))
+                parts.append(_without_row_errors(self.predict(BATCHED_STEP_SIGNATURE, inputs), BATCHED_STEP_SIGNATURE,
+                                                 start))
             if len(parts) == 1:
                 return parts[0]
             return {key: np.concatenate([part[key] for part in parts], axis=0) for key in parts[0]}
@@ -362,9 +381,9 @@ class ServingClient:
         parts = []
         for start in range(0, len(object_ids), step):
             rows = len(object_ids[start:start + step])
-            parts.append(self.predict(COLOR_TABLES_SIGNATURE, {
+            parts.append(_without_row_errors(self.predict(COLOR_TABLES_SIGNATURE, {
                 "frame": np.repeat(frame[None], rows, axis=0), "mask": np.repeat(mask[None], rows, axis=0),
-                "object_ids": object_ids[start:start + step]})[COLOR_MODEL])
+                "object_ids": object_ids[start:start + step]}), COLOR_TABLES_SIGNATURE, start)[COLOR_MODEL])
         return np.concatenate(parts, axis=0)
 
     def color_prior_prepare(self, source, first) -> Callable:

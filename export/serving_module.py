@@ -7,7 +7,7 @@ the user's first-frame id mask into the initial state exactly as the in-process 
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping, Tuple
+from typing import Callable, Dict, Mapping, Sequence, Tuple
 
 import keras
 import tensorflow as tf
@@ -49,10 +49,18 @@ BATCHED_STEP_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
     "prev_probs": (tf.float32, (None, None, None)),
     "prev_boxes": (tf.float32, (None, 4)),
 }
+# The row signatures (step_batched, color_tables) answer a row that fails the export's value checks (a NaN or
+# infinite flow, box or table, a box with inverted corners, an object id absent from its mask) with the check's
+# message in this output ("" = the row is fine) and zeros in the others, instead of failing the request: a batching
+# model server runs the requests it merged as one, so a failing check would fail every other client's request
+# batched with the bad one. Exports made before it lack it (they fail the request).
+INPUT_ERROR_OUTPUT = "input_error"
+INPUT_ERROR_SPEC: Tuple[tf.DType, Tuple] = (tf.string, (None,))
 BATCHED_STEP_OUTPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
     "probs": (tf.float32, (None, None, None)),
     "boxes": (tf.float32, (None, 4)),
     MASK_THRESHOLD_OUTPUT: (tf.float32, (None,)),
+    INPUT_ERROR_OUTPUT: INPUT_ERROR_SPEC,
 }
 FIRST_FRAME_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
     "mask": (tf.uint8, (None, None)),
@@ -86,8 +94,40 @@ def _specs(table: Mapping[str, Tuple[tf.DType, Tuple]]) -> Dict[str, tf.TensorSp
 MIN_FRAME_SIZE = 16
 
 
+INVERTED_BOXES = "input prev_boxes has inverted corners: rows are [y0, x0, y1, x1] with y0 <= y1 and x0 <= x1"
+
+
+def _not_finite(name: str) -> str:
+    return f"input {name} must be finite (no NaN or Inf)"
+
+
 def _check_finite(x: tf.Tensor, name: str) -> tf.Operation:
-    return tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(x)), [f"input {name} must be finite (no NaN or Inf)"])
+    return tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(x)), [_not_finite(name)])
+
+
+def _ordered(boxes: tf.Tensor) -> tf.Tensor:
+    """[N] whether each box row [y0, x0, y1, x1] has y0 <= y1 and x0 <= x1."""
+    return (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
+
+
+def _rows_finite(x: tf.Tensor) -> tf.Tensor:
+    """[N] whether every value of each row (axis 0) of x is finite."""
+    return tf.reduce_all(tf.reshape(tf.math.is_finite(x), [tf.shape(x)[0], -1]), axis=1)
+
+
+def _row_errors(checks: Sequence[Tuple[tf.Tensor, str]]) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(ok [N] bool, input_error [N] string) of per-row checks (passed [N], message): a row's message is its first
+    failed check's, "" where all pass (INPUT_ERROR_OUTPUT)."""
+    error = tf.fill(tf.shape(checks[0][0]), "")
+    for passed, message in reversed(checks):
+        error = tf.where(passed, error, message)
+    return tf.reduce_all(tf.stack([passed for passed, _ in checks]), axis=0), error
+
+
+def _zero_rows(x: tf.Tensor, ok: tf.Tensor) -> tf.Tensor:
+    """x with the rows (axis 0) where not ok set to zero (also those holding NaN or Inf)."""
+    keep = tf.reshape(ok, tf.concat([tf.shape(ok), tf.ones([tf.rank(x) - 1], tf.int32)], axis=0))
+    return tf.where(keep, x, tf.zeros_like(x))
 
 
 def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
@@ -95,9 +135,9 @@ def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
 
     They run in the model server too (Assert is a core op), so a bad request gets a readable error there
     instead of a failure deep inside a convolution or a silently wrong answer: H, W and N agree across the
-    inputs, the frame is at least MIN_FRAME_SIZE on each side, there is at least one object, flows and boxes
-    are finite and every box has y0 <= y1 and x0 <= x1; colour tables (a colour prior network) have one row per
-    object and are finite.
+    inputs, the frame is at least MIN_FRAME_SIZE on each side, there is at least one object; colour tables (a
+    colour prior network) have one row per object. Unbatched, also the values (`_step_value_checks`), which
+    `step_batched` reports per row instead (INPUT_ERROR_OUTPUT).
     """
     lead = 1 if batched else 0
     frame_hw = tf.shape(inputs["frame"])[lead : lead + 2]
@@ -114,24 +154,22 @@ def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
         checks.append(tf.debugging.assert_equal(
             tf.shape(inputs[name])[lead : lead + 2], frame_hw,
             message=f"input {name} must have the height and width of input frame"))
-        checks.append(_check_finite(inputs[name], name))
     checks.append(tf.debugging.assert_equal(
         tf.shape(inputs["prev_probs"])[1:3], frame_hw,
         message="input prev_probs [N, H, W] must have the height and width of input frame"))
     checks.append(tf.debugging.assert_equal(
         tf.shape(inputs["prev_boxes"])[0], n,
         message="input prev_boxes must have one row per object of input prev_probs"))
-    boxes = inputs["prev_boxes"]
-    checks.append(_check_finite(boxes, "prev_boxes"))
-    checks.append(tf.debugging.Assert(
-        tf.reduce_all((boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])),
-        ["input prev_boxes has inverted corners: rows are [y0, x0, y1, x1] with y0 <= y1 and x0 <= x1"]))
     if COLOR_MODEL in inputs:
         checks.append(tf.debugging.assert_equal(
             tf.shape(inputs[COLOR_MODEL])[0], n,
             message=f"input {COLOR_MODEL} must have one row per object of input prev_probs (the tables "
                     "color_tables returned)"))
-        checks.append(_check_finite(inputs[COLOR_MODEL], COLOR_MODEL))
+    if not batched:
+        for name in ("flow_to_prev", "flow_to_next", "prev_boxes") + ((COLOR_MODEL,) if COLOR_MODEL in inputs else ()):
+            checks.append(_check_finite(inputs[name], name))
+        boxes = inputs["prev_boxes"]
+        checks.append(tf.debugging.Assert(tf.reduce_all(_ordered(boxes)), [INVERTED_BOXES]))
     if batched:
         for name in ("frame", "flow_to_prev", "flow_to_next"):
             checks.append(tf.debugging.assert_equal(
@@ -176,10 +214,17 @@ class MaskRNNServingFunctions:
     def _step_batched(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         with tf.control_dependencies(_check_step_inputs(inputs, batched=True)):
             inputs = {k: tf.identity(v) for k, v in inputs.items()}
+        # The values are checked per row (INPUT_ERROR_OUTPUT): a bad row runs on zeros and answers zeros, and
+        # the rows of other requests a batching server merged with it are answered as if it were not there.
+        names = ("flow_to_prev", "flow_to_next", "prev_boxes") + ((COLOR_MODEL,) if COLOR_MODEL in inputs else ())
+        checks = [(_rows_finite(inputs[name]), _not_finite(name)) for name in names]
+        checks.append((_ordered(inputs["prev_boxes"]), INVERTED_BOXES))
+        ok, error = _row_errors(checks)
+        inputs = {k: _zero_rows(v, ok) if k in names else v for k, v in inputs.items()}
         out = self.model(inputs, training=False)
-        probs = tf.cast(out["probs"], tf.float32)
-        return {"probs": probs, "boxes": tf.cast(out["boxes"], tf.float32),
-                MASK_THRESHOLD_OUTPUT: self._threshold_rows(probs)}
+        probs = _zero_rows(tf.cast(out["probs"], tf.float32), ok)
+        return {"probs": probs, "boxes": _zero_rows(tf.cast(out["boxes"], tf.float32), ok),
+                MASK_THRESHOLD_OUTPUT: self._threshold_rows(probs), INPUT_ERROR_OUTPUT: error}
 
     def _first_frame(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         ids = tf.cast(inputs["mask"], tf.int32)
@@ -212,20 +257,21 @@ class MaskRNNServingFunctions:
             tf.debugging.assert_equal(tf.shape(frames)[1:3], tf.shape(ids)[1:3],
                                       message="input frame must have the height and width of input mask (the first "
                                               "frame it annotates)"),
-            tf.debugging.Assert(
-                tf.reduce_all((object_ids >= 1) & (object_ids <= 254)),
-                ["input object_ids must hold ids 1..254 (0 is the background, 255 void pixels); got", object_ids]),
-            tf.debugging.Assert(
-                tf.reduce_all(tf.reduce_any(tf.equal(ids, object_ids[:, None, None]), axis=[1, 2])),
-                ["input object_ids names an id that does not occur in its row of input mask; object_ids:", object_ids]),
         ]
+        # Per row, as step_batched's values (INPUT_ERROR_OUTPUT): a bad row answers a zero table.
+        ok, error = _row_errors([
+            ((object_ids >= 1) & (object_ids <= 254),
+             "input object_ids must hold ids 1..254 (0 is the background, 255 void pixels)"),
+            (tf.reduce_any(tf.equal(ids, object_ids[:, None, None]), axis=[1, 2]),
+             "input object_ids names an id that does not occur in its row of input mask"),
+        ])
         band = self.model.config.color_prior_band
         with tf.control_dependencies(checks):
             # Row by row: each row is one object of one video (its frame and whole id mask), as a batching server
             # may merge rows of several videos.
             tables = tf.map_fn(lambda row: fit_color_tables(row[0], row[1], row[2][None], band)[0],
                                (frames, ids, object_ids), fn_output_signature=tf.float32)
-        return {COLOR_MODEL: tables}
+        return {COLOR_MODEL: _zero_rows(tables, ok), INPUT_ERROR_OUTPUT: error}
 
     def endpoints(self, batching: bool = False) -> Dict[str, Tuple[Callable, Dict[str, tf.TensorSpec]]]:
         """Signature key -> (function, input specs by name); the specs' names are the SignatureDef input names.
@@ -250,7 +296,7 @@ def signature_tables(batching: bool = False, color_prior: bool = False) -> Dict[
         prior = {COLOR_MODEL: COLOR_MODEL_SPEC}
         tables[STEP_SIGNATURE] = ({**STEP_INPUTS, **prior}, STEP_OUTPUTS)
         tables[BATCHED_STEP_SIGNATURE] = ({**BATCHED_STEP_INPUTS, **prior}, BATCHED_STEP_OUTPUTS)
-        tables[COLOR_TABLES_SIGNATURE] = (COLOR_TABLES_INPUTS, prior)
+        tables[COLOR_TABLES_SIGNATURE] = (COLOR_TABLES_INPUTS, {**prior, INPUT_ERROR_OUTPUT: INPUT_ERROR_SPEC})
     if batching:
         return {key: value for key, value in tables.items() if key in (BATCHED_STEP_SIGNATURE, COLOR_TABLES_SIGNATURE)}
     return tables

@@ -61,11 +61,14 @@ def ndarray_to_field_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     (Tensor::AsProtoField, not tensor_content): for the stand-in server, so clients are tested on what the model
     server really sends."""
     array = np.asarray(array)
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape])
+    if array.dtype.kind in "OSU":  # strings (a session returns bytes objects): string_val, as the model server
+        values = [v.encode() if isinstance(v, str) else bytes(v) for v in array.reshape(-1).tolist()]
+        return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=values)
     enum = tf.dtypes.as_dtype(array.dtype).as_datatype_enum
     field = _FIELD_BY_ENUM.get(enum)
     if field is None:
         raise TypeError(f"no typed TensorProto field for dtype {array.dtype}")
-    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape])
     proto = tensor_pb2.TensorProto(dtype=enum, tensor_shape=shape)
     flat = array.reshape(-1)
     if field == "half_val":

@@ -1,5 +1,7 @@
 """Bad requests are refused by the exported graph itself (INVALID_ARGUMENT naming the input), as the model
-server would refuse them: sent through the session loader directly, and through the stand-in gRPC server."""
+server would refuse them: sent through the session loader directly, and through the stand-in gRPC server. The
+row signature step_batched answers a row with bad values alone (its input_error), since a batching server runs
+the requests of several clients as one."""
 import os
 
 import grpc
@@ -133,3 +135,64 @@ def test_stand_in_server_answers_invalid_argument(server, case):
             prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert f"input {name}" in info.value.details() and words in info.value.details(), info.value.details()
+
+
+def _row_request(seed, n):
+    """A step_batched request of n object rows with random frames, flows and masks (another client's video)."""
+    rng = np.random.default_rng(seed)
+    probs = (rng.random((n, H, W)) > 0.6).astype(np.float32)
+    return {"frame": rng.integers(0, 255, (n, H, W, 3), dtype=np.uint8),
+            "flow_to_prev": rng.normal(0, 2, (n, H, W, 2)).astype(np.float32),
+            "flow_to_next": rng.normal(0, 2, (n, H, W, 2)).astype(np.float32), "prev_probs": probs,
+            "prev_boxes": np.tile(np.array([[3, 2, 18, 20]], np.float32), (n, 1))}
+
+
+def _bad_row(name):
+    request = _row_request(5, 1)
+    if name == "inf_flow":
+        request["flow_to_prev"][0, 3, 4, 1] = np.inf
+    elif name == "nan_flow_to_next":
+        request["flow_to_next"][0, 7, 9, 0] = np.nan
+    elif name == "nan_box":
+        request["prev_boxes"][0, 2] = np.nan
+    else:
+        request["prev_boxes"][0] = [12, 4, 4, 14]
+    return request
+
+
+# (bad row, input its input_error must name, a word of the message)
+ROW_CASES = {"inf_flow": ("flow_to_prev", "finite"), "nan_flow_to_next": ("flow_to_next", "finite"),
+             "nan_box": ("prev_boxes", "finite"), "inverted_box": ("prev_boxes", "inverted")}
+
+
+@pytest.mark.parametrize("case", sorted(ROW_CASES))
+def test_a_bad_row_merged_with_other_requests_fails_alone(session, case):
+    """A batching model server concatenates the requests of several clients on axis 0 and runs them as one: the
+    bad row's message comes back in its input_error with zero outputs, and the other clients' rows are answered
+    exactly as when they were sent alone (before, the graph's Assert failed the whole batch)."""
+    name, words = ROW_CASES[case]
+    first, second, bad = _row_request(1, 2), _row_request(2, 1), _bad_row(case)
+    alone = [session.run("step_batched", request) for request in (first, second)]
+    merged = session.run("step_batched", {k: np.concatenate([first[k], bad[k], second[k]]) for k in first})
+    errors = merged["input_error"].tolist()
+    assert errors[0] == errors[1] == errors[3] == b"", errors
+    assert f"input {name}" in errors[2].decode() and words in errors[2].decode(), errors
+    assert not merged["probs"][2].any() and not merged["boxes"][2].any()
+    for rows, out in ((slice(0, 2), alone[0]), (slice(3, 4), alone[1])):
+        assert out["input_error"].tolist() == [b""] * (rows.stop - rows.start)
+        np.testing.assert_allclose(merged["probs"][rows], out["probs"], atol=1e-5)
+        np.testing.assert_allclose(merged["boxes"][rows], out["boxes"], atol=1e-4)
+    assert alone[0]["probs"].std() > 1e-3  # the rows compared are not trivially equal
+
+
+def test_stand_in_server_answers_a_bad_row_in_input_error(server):
+    """Through gRPC the bad row's request succeeds; its input_error comes back as the model server sends strings
+    (string_val), the good row's empty."""
+    request_inputs = {k: np.concatenate([v, _bad_row("nan_box")[k]]) for k, v in _row_request(1, 1).items()}
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="maskrnn", signature_name="step_batched"))
+    for key, value in request_inputs.items():
+        request.inputs[key].CopyFrom(ndarray_to_proto(value))
+    with grpc.insecure_channel(server.address) as channel:
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+    errors = list(response.outputs["input_error"].string_val)
+    assert errors[0] == b"" and b"input prev_boxes must be finite" in errors[1]

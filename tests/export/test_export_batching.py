@@ -187,6 +187,7 @@ def test_the_batched_client_sends_at_most_max_batch_size_rows_per_request(batchi
             client._prediction.Predict = recording
             out = client.step(**inputs)
         assert rows == expected and max(rows) <= served_limit
+        assert whole.pop("input_error").tolist() == [b""] * objects  # the client reads it and drops it
         assert sorted(out) == sorted(whole)
         for key in whole:
             # Up to float rounding (2e-7 seen): CPU kernels sum in an order that depends on the batch size, as when
@@ -239,9 +240,9 @@ def test_client_cli_max_batch_size(tmp_path, batching_base, synthetic_video):
 @pytest.mark.parametrize("name, value", [("flow_to_prev", np.nan), ("flow_to_next", np.inf), ("prev_boxes", np.nan),
                                          ("prev_boxes", "inverted")])
 def test_the_batched_client_refuses_what_the_server_asserts_before_sending(batching_base, name, value):
-    """A batching model server runs the requests it merged as one Session::Run: one request's NaN flow fails the
-    in-graph check for every request batched with it, another client's too. The batched client checks what those
-    checks assert before it sends, so its own bad input fails its own call only."""
+    """A batching model server runs the requests it merged as one Session::Run: the export answers a bad row alone
+    (input_error), but one made before that output fails every request batched with it, another client's too. The
+    batched client checks those values before it sends, so its own bad input fails its own call only."""
     good = _step_rows(2)
     bad = {key: array.copy() for key, array in good.items()}
     if value == "inverted":
@@ -252,9 +253,14 @@ def test_the_batched_client_refuses_what_the_server_asserts_before_sending(batch
     merged = {key: np.concatenate([np.repeat(part[key][None], 2, axis=0) for part in (good, bad)]) for key in shared}
     merged.update({key: np.concatenate([good[key], bad[key]]) for key in ("prev_probs", "prev_boxes")})
     with SessionModel(os.path.join(batching_base, "1")) as served:
-        served.run("step_batched", {key: array[:2] for key, array in merged.items()})  # the good request alone
-        with pytest.raises(Exception, match="must be finite|inverted corners"):
-            served.run("step_batched", merged)  # what the batching server runs: both fail
+        alone = served.run("step_batched", {key: array[:2] for key, array in merged.items()})  # the good request
+        both = served.run("step_batched", merged)  # what the batching server runs
+    np.testing.assert_allclose(both["probs"][:2], alone["probs"], atol=1e-5)
+    assert both["input_error"][:2].tolist() == [b"", b""]
+    # The bad request's rows: both for a flow (shared by the frame's rows), row 0 for a NaN box, row 1 inverted.
+    bad_rows = {2, 3} if name != "prev_boxes" else ({3} if value == "inverted" else {2})
+    for row, error in enumerate(both["input_error"].tolist()):
+        assert (f"input {name}".encode() in error) if row in bad_rows else error == b"", (row, error)
     with StandInModelServer(batching_base, "maskrnn", max_batch_size=8) as server:
         with ServingClient(ClientConfig(address=server.address, batched=True)) as client:
             sent = []

@@ -288,6 +288,13 @@ def test_a_colour_prior_network_segments_through_the_server_as_in_process(tmp_pa
             assert bare.color_prior
             with pytest.raises(ServingError, match="color_tables"):
                 bare.step(*(np.zeros((24, 32, k)) for k in (3, 2, 2)), np.zeros((1, 24, 32)), np.zeros((1, 4)))
+            # The server answers a bad row in input_error (the call succeeds); the client refuses it by name.
+            ids = np.zeros((24, 32), np.uint8)
+            ids[4:12, 4:12] = 1
+            with pytest.raises(ServingError, match="color_tables refused 1 row.*object row 1: input object_ids names "
+                                                   "an id that does not occur") as info:
+                bare.color_tables(np.full((24, 32, 3), 90, np.uint8), ids, [1, 9])
+            assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
     names = sorted(n for n in os.listdir(local_dir) if n.endswith(".png"))
     assert len(names) == len(frames)
     for name in names:

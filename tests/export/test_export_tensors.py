@@ -31,3 +31,16 @@ def test_typed_field_protos_round_trip_through_tensorflow_and_the_client_decoder
 def test_half_values_go_as_their_bit_patterns():
     proto = ndarray_to_field_proto(np.float16([1.0, -2.0, 65504.0]))
     assert list(proto.half_val) == [0x3C00, 0xC000, 0x7BFF]
+
+
+def test_string_outputs_go_in_string_val_as_tensorflow_writes_them():
+    """A session returns string tensors (step_batched's input_error) as bytes objects; the stand-in server answers
+    them in string_val, as TensorFlow's own proto of the tensor holds them, and the client reads them back."""
+    array = np.array([b"", b"input prev_boxes must be finite (no NaN or Inf)"], dtype=object)
+    proto = ndarray_to_field_proto(array)
+    reference = tf.make_tensor_proto(array)
+    assert proto.dtype == reference.dtype and list(proto.string_val) == list(reference.string_val)
+    assert [d.size for d in proto.tensor_shape.dim] == [2]
+    decoded = proto_to_ndarray(proto)
+    assert decoded.shape == (2,) and decoded.tolist() == array.tolist()
+    assert proto_to_ndarray(ndarray_to_field_proto(np.array([["a", "é"]]))).tolist() == [[b"a", "é".encode()]]
