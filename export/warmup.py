@@ -53,9 +53,9 @@ def warmup_requests(model_name: str, config: WarmupConfig, batching: bool = Fals
                     ) -> List[predict_pb2.PredictRequest]:
     """Synthetic but well-formed requests: a disc-shaped object per channel, small flows.
 
-    Per shape one `serving_default` step, then one `first_frame` request; with `batching` (an export for a
-    model server with --enable_batching, whose only signature is `step_batched`) one `step_batched` request
-    per shape instead, one row per object, every input sharing axis 0 as the batching session requires.
+    Per shape one `serving_default` step and one `step_batched` request (one row per object, every input sharing
+    axis 0), then one `first_frame` request; with `batching` (an export for a model server with --enable_batching,
+    whose only signature is `step_batched`) only the `step_batched` requests.
     `color_prior` (a network with model.color_prior_input): per shape a `color_tables` request too, and the steps
     carry even colour tables (0.5 everywhere)."""
     rng = np.random.default_rng(config.seed)
@@ -88,12 +88,11 @@ def warmup_requests(model_name: str, config: WarmupConfig, batching: bool = Fals
                 "frame": np.repeat(inputs["frame"][None], objects, axis=0),
                 "mask": np.repeat(ids[None], objects, axis=0),
                 "object_ids": np.arange(1, objects + 1, dtype=np.int32)}))
-        if batching:
-            for key in ("frame", "flow_to_prev", "flow_to_next"):
-                inputs[key] = np.repeat(inputs[key][None], objects, axis=0)
-            requests.append(_request(model_name, BATCHED_STEP_SIGNATURE, inputs))
-            continue
-        requests.append(_request(model_name, STEP_SIGNATURE, inputs))
+        batched = {**inputs, **{key: np.repeat(inputs[key][None], objects, axis=0)
+                                for key in ("frame", "flow_to_prev", "flow_to_next")}}
+        if not batching:
+            requests.append(_request(model_name, STEP_SIGNATURE, inputs))
+        requests.append(_request(model_name, BATCHED_STEP_SIGNATURE, batched))
     if batching:
         return requests
     height, width, objects = config.shapes[0]

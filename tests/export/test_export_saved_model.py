@@ -94,11 +94,12 @@ def test_mismatched_sizes_raise_naming_the_input(loaded):
 
 
 def test_warmup_records_replay_like_the_model(export_base, tiny_model):
-    """The warmup file through the model server's loader gives the model's own answers."""
+    """The warmup file through the model server's loader gives the model's own answers; it warms every signature
+    of the version (step_batched too: its graph is its own, and its first real request would pay for it)."""
     version = os.path.join(export_base, "1")
     records = read_warmup_file(os.path.join(version, "assets.extra", WARMUP_FILENAME))
     assert [r.predict_log.request.model_spec.signature_name for r in records] == [
-        "serving_default", "serving_default", "first_frame"]
+        "serving_default", "step_batched", "serving_default", "step_batched", "first_frame"]
     with SessionModel(version) as served:
         for record in records:
             request = record.predict_log.request
@@ -107,6 +108,13 @@ def test_warmup_records_replay_like_the_model(export_base, tiny_model):
             if request.model_spec.signature_name == "first_frame":
                 want = np.stack([inputs["mask"] == k for k in inputs["object_ids"]]).astype(np.float32)
                 np.testing.assert_array_equal(out["prev_probs"], want)
+                continue
+            if request.model_spec.signature_name == "step_batched":
+                assert out["input_error"].tolist() == [b""] * len(inputs["prev_probs"])
+                for row in range(len(inputs["prev_probs"])):
+                    ref = tiny_model.step(inputs["frame"][row], inputs["flow_to_prev"][row], inputs["flow_to_next"][row],
+                                          inputs["prev_probs"][row:row + 1], inputs["prev_boxes"][row:row + 1])
+                    np.testing.assert_allclose(out["probs"][row], ref["probs"].numpy()[0], atol=1e-5)
                 continue
             ref = tiny_model.step(inputs["frame"], inputs["flow_to_prev"], inputs["flow_to_next"],
                                   inputs["prev_probs"], inputs["prev_boxes"])
