@@ -1,4 +1,4 @@
-"""Pieces shared by the project's tfds builders: the video feature set and the builders' code path."""
+"""Pieces shared by the project's tfds builders: the video feature set, the builders' code path and DatasetInfo."""
 from __future__ import annotations
 
 import inspect
@@ -18,6 +18,18 @@ class CodePathFromFile:
     @classmethod
     def code_path(cls) -> epath.Path:
         return epath.Path(inspect.getfile(cls))
+
+
+class LocalDatasetInfo(tfds.core.DatasetInfo):
+    """The DatasetInfo of a dataset built from local files only, never published on the TFDS GCS bucket.
+
+    tfds calls `initialize_from_bucket` when a builder is made on a folder not yet prepared; it creates a temporary
+    folder (tempfile.mkdtemp("tfds")) before it asks GCS for metadata and never removes it, so every such builder
+    left an empty tmp*tfds folder in the system temporary folder. There is nothing to fetch for these datasets.
+    """
+
+    def initialize_from_bucket(self) -> None:
+        return None
 
 
 def video_features(frame_encoding: str, **extra) -> tfds.features.FeaturesDict:

@@ -10,7 +10,7 @@ from etils import epath
 from maskrnn_tf.data.sequences import (
     DAVIS_LAYOUT, DatasetLayoutError, davis_splits, find_davis_root, load_masks, read_davis_sequence_list,
 )
-from maskrnn_tf.datasets.builder_common import CodePathFromFile, video_features
+from maskrnn_tf.datasets.builder_common import CodePathFromFile, LocalDatasetInfo, video_features
 
 _ARCHIVES = {
     (2016, "480p"): "DAVIS-data.zip",
@@ -46,7 +46,7 @@ class Davis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
+        return LocalDatasetInfo(
             builder=self,
             description="DAVIS: densely annotated video segmentation (semi-supervised task).",
             features=video_features("jpeg", attributes=tfds.features.Sequence(tfds.features.Text())),

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from maskrnn_tf.data.sequences import SEGTRACK_LAYOUT, load_masks, read_segtrack_sequence_list
-from maskrnn_tf.datasets.builder_common import CodePathFromFile, video_features
+from maskrnn_tf.datasets.builder_common import CodePathFromFile, LocalDatasetInfo, video_features
 from maskrnn_tf.io import read_frame
 
 
@@ -22,7 +22,7 @@ class SegtrackV2(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
     )
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
+        return LocalDatasetInfo(
             builder=self,
             description="SegTrack v2 video segmentation; object k's mask is GroundTruth/<seq>/<k>/ when N > 1.",
             features=video_features("png"),

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
-from maskrnn_tf.datasets.builder_common import CodePathFromFile, video_features
+from maskrnn_tf.datasets.builder_common import CodePathFromFile, LocalDatasetInfo, video_features
 
 # Split seeds are far apart so that train, validation and test never share a video.
 _SPLIT_SEED_OFFSETS = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
@@ -38,7 +38,7 @@ class SyntheticVos(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
+        return LocalDatasetInfo(
             builder=self,
             description=(
                 "Procedurally generated video object segmentation data: 1-4 textured ellipses / star polygons "

@@ -136,3 +136,19 @@ def test_synthetic_vos_matches_generator(tmp_path):
     np.testing.assert_array_equal(example["flows_to_prev"], video["flows_to_prev"])
     np.testing.assert_array_equal(example["flows_to_next"], video["flows_to_next"])
     assert example["num_objects"] == video["num_objects"]
+
+
+@pytest.mark.parametrize("builder_class, config", [(Davis, "2016"), (SegtrackV2, None), (SyntheticVos, None)])
+def test_a_builder_on_an_unprepared_folder_leaves_no_temporary_folder(tmp_path, monkeypatch, builder_class, config):
+    """tfds' DatasetInfo.initialize_from_bucket makes a temporary folder (tempfile.mkdtemp("tfds")) for GCS
+    metadata before it asks whether there is any, and never removes it: every builder made on a folder not yet
+    prepared left an empty /tmp/tmp*tfds. These datasets are never on GCS: their builders ask for nothing."""
+    import tempfile
+
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    kwargs = {"config": config} if config else {}
+    builder = builder_class(data_dir=str(tmp_path / "data"), **kwargs)
+    assert builder.info.name == builder_class.name
+    assert os.listdir(private) == []
