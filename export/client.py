@@ -122,24 +122,25 @@ def _code(error: grpc.RpcError) -> Optional[grpc.StatusCode]:
     return error.code() if hasattr(error, "code") else None
 
 
-def _refuse_what_the_server_asserts(flow_to_prev: np.ndarray, flow_to_next: np.ndarray,
+def _refuse_what_the_server_asserts(flow_to_prev: np.ndarray, flow_to_next: np.ndarray, prev_probs: np.ndarray,
                                     prev_boxes: np.ndarray) -> None:
     """The value checks of the export (serving_module), made before a batched request is sent: an export made
     before INPUT_ERROR_OUTPUT fails a bad request in the graph, and a batching model server runs the requests it
     merged as one batch, so there a bad one fails every request batched with it, other clients' too (a current
-    export answers the bad row alone, which the client also reads). Only values are checked: `step` builds every row of a
-    request from one frame, so its shapes agree (requests of different frame sizes are the batching server's
-    FAILED_PRECONDITION, README)."""
+    export answers the bad row alone, which the client also reads). Only values are checked: `step` builds every
+    row of a request from one frame, so its shapes agree (requests of different frame sizes are the batching
+    server's FAILED_PRECONDITION, README)."""
     problems = [f"input {name} must be finite (no NaN or Inf)"
                 for name, value in (("flow_to_prev", flow_to_prev), ("flow_to_next", flow_to_next),
-                                    ("prev_boxes", prev_boxes)) if not np.all(np.isfinite(value))]
+                                    ("prev_probs", prev_probs), ("prev_boxes", prev_boxes))
+                if not np.all(np.isfinite(value))]
     boxes = np.asarray(prev_boxes).reshape(-1, 4)
     if not problems and not np.all((boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])):
         problems.append("input prev_boxes has inverted corners: rows are [y0, x0, y1, x1] with y0 <= y1 and "
                         "x0 <= x1")
     if problems:
-        raise ServingError("; ".join(problems) + " (not sent: a batching model server would fail every request "
-                           "batched with it)", grpc.StatusCode.INVALID_ARGUMENT)
+        raise ServingError("; ".join(problems) + " (not sent: with an export made before input_error, a batching "
+                           "model server would fail every request batched with it)", grpc.StatusCode.INVALID_ARGUMENT)
 
 
 def _without_row_errors(outputs: Dict[str, np.ndarray], signature: str, first_row: int) -> Dict[str, np.ndarray]:
@@ -344,7 +345,7 @@ class ServingClient:
             objects = int(prev_probs.shape[0])
             shared = {"frame": np.asarray(frame, np.uint8), "flow_to_prev": np.asarray(flow_to_prev, np.float32),
                       "flow_to_next": np.asarray(flow_to_next, np.float32)}
-            _refuse_what_the_server_asserts(shared["flow_to_prev"], shared["flow_to_next"], prev_boxes)
+            _refuse_what_the_server_asserts(shared["flow_to_prev"], shared["flow_to_next"], prev_probs, prev_boxes)
             parts = []
             # An empty frame (no object) still goes as one request, so that the server answers it as before.
             for start in range(0, max(objects, 1), self.config.max_batch_size):

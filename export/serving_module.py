@@ -51,9 +51,9 @@ BATCHED_STEP_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
 }
 # The row signatures (step_batched, color_tables) answer a row that fails the export's value checks (a NaN or
 # infinite flow, box or table, a box with inverted corners, an object id absent from its mask) with the check's
-# message in this output ("" = the row is fine) and zeros in the others, instead of failing the request: a batching
-# model server runs the requests it merged as one, so a failing check would fail every other client's request
-# batched with the bad one. Exports made before it lack it (they fail the request).
+# message in this output ("" = the row is fine) and zeros in probs and boxes (color_model), instead of failing the
+# request: a batching model server runs the requests it merged as one, so a failing check would fail every other
+# client's request batched with the bad one. Exports made before it lack it (they fail the request).
 INPUT_ERROR_OUTPUT = "input_error"
 INPUT_ERROR_SPEC: Tuple[tf.DType, Tuple] = (tf.string, (None,))
 BATCHED_STEP_OUTPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
@@ -94,6 +94,8 @@ def _specs(table: Mapping[str, Tuple[tf.DType, Tuple]]) -> Dict[str, tf.TensorSp
 MIN_FRAME_SIZE = 16
 
 
+# The step inputs that must be finite (with a colour prior also color_model).
+_VALUE_CHECKED = ("flow_to_prev", "flow_to_next", "prev_probs", "prev_boxes")
 INVERTED_BOXES = "input prev_boxes has inverted corners: rows are [y0, x0, y1, x1] with y0 <= y1 and x0 <= x1"
 
 
@@ -136,7 +138,7 @@ def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
     They run in the model server too (Assert is a core op), so a bad request gets a readable error there
     instead of a failure deep inside a convolution or a silently wrong answer: H, W and N agree across the
     inputs, the frame is at least MIN_FRAME_SIZE on each side, there is at least one object; colour tables (a
-    colour prior network) have one row per object. Unbatched, also the values (`_step_value_checks`), which
+    colour prior network) have one row per object. Unbatched, also the values (finite, ordered boxes), which
     `step_batched` reports per row instead (INPUT_ERROR_OUTPUT).
     """
     lead = 1 if batched else 0
@@ -166,7 +168,7 @@ def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
             message=f"input {COLOR_MODEL} must have one row per object of input prev_probs (the tables "
                     "color_tables returned)"))
     if not batched:
-        for name in ("flow_to_prev", "flow_to_next", "prev_boxes") + ((COLOR_MODEL,) if COLOR_MODEL in inputs else ()):
+        for name in _VALUE_CHECKED + ((COLOR_MODEL,) if COLOR_MODEL in inputs else ()):
             checks.append(_check_finite(inputs[name], name))
         boxes = inputs["prev_boxes"]
         checks.append(tf.debugging.Assert(tf.reduce_all(_ordered(boxes)), [INVERTED_BOXES]))
@@ -214,9 +216,10 @@ class MaskRNNServingFunctions:
     def _step_batched(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         with tf.control_dependencies(_check_step_inputs(inputs, batched=True)):
             inputs = {k: tf.identity(v) for k, v in inputs.items()}
-        # The values are checked per row (INPUT_ERROR_OUTPUT): a bad row runs on zeros and answers zeros, and
-        # the rows of other requests a batching server merged with it are answered as if it were not there.
-        names = ("flow_to_prev", "flow_to_next", "prev_boxes") + ((COLOR_MODEL,) if COLOR_MODEL in inputs else ())
+        # The values are checked per row (INPUT_ERROR_OUTPUT): a bad row's checked inputs are replaced by zeros
+        # and its probs and boxes are zeros; the rows of other requests a batching server merged with it are
+        # answered as if it were not there.
+        names = _VALUE_CHECKED + ((COLOR_MODEL,) if COLOR_MODEL in inputs else ())
         checks = [(_rows_finite(inputs[name]), _not_finite(name)) for name in names]
         checks.append((_ordered(inputs["prev_boxes"]), INVERTED_BOXES))
         ok, error = _row_errors(checks)

@@ -63,7 +63,9 @@ def ndarray_to_field_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
     array = np.asarray(array)
     shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in array.shape])
     if array.dtype.kind in "OSU":  # strings (a session returns bytes objects): string_val, as the model server
-        values = [v.encode() if isinstance(v, str) else bytes(v) for v in array.reshape(-1).tolist()]
+        values = [v.encode() if isinstance(v, str) else v for v in array.reshape(-1).tolist()]
+        if not all(isinstance(v, bytes) for v in values):
+            raise TypeError(f"a string tensor holds values that are neither str nor bytes: {values[:3]}")
         return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape, string_val=values)
     enum = tf.dtypes.as_dtype(array.dtype).as_datatype_enum
     field = _FIELD_BY_ENUM.get(enum)

@@ -14,8 +14,8 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from maskrnn_tf.export.serving_module import (BATCHED_STEP_SIGNATURE, COLOR_MODEL, COLOR_MODEL_SPEC,
-                                              COLOR_TABLES_SIGNATURE, FIRST_FRAME_SIGNATURE, MIN_FRAME_SIZE,
-                                              STEP_SIGNATURE)
+                                              COLOR_TABLES_SIGNATURE, FIRST_FRAME_SIGNATURE, INPUT_ERROR_OUTPUT,
+                                              MIN_FRAME_SIZE, STEP_SIGNATURE)
 from maskrnn_tf.export.session_model import SessionModel
 
 WARMUP_FILENAME = "tf_serving_warmup_requests"
@@ -148,7 +148,7 @@ def replay_warmup_file(export_dir: str) -> int:
             request = record.predict_log.request
             inputs = request_to_numpy(request)
             try:
-                model.run(request.model_spec.signature_name, inputs, list(request.output_filter) or None)
+                out = model.run(request.model_spec.signature_name, inputs, list(request.output_filter) or None)
             except (tf.errors.OpError, KeyError) as e:
                 shapes = {k: list(v.shape) for k, v in inputs.items()}
                 message = e.message if isinstance(e, tf.errors.OpError) else str(e)
@@ -161,6 +161,11 @@ def replay_warmup_file(export_dir: str) -> int:
                     f"{shapes}) fails through the model server's loader, so the server would refuse this version: "
                     f"{message}"
                 ) from e
+            refused = [e.decode() for e in np.asarray(out.get(INPUT_ERROR_OUTPUT, [])).reshape(-1).tolist() if e]
+            if refused:  # the server would load the version, but this record would warm nothing of those rows
+                raise WarmupReplayError(
+                    f"Warmup request {index} ({request.model_spec.signature_name}) has {len(refused)} row(s) the "
+                    f"export answers with an input error, so it would not warm them: {refused[0]}")
     return len(records)
 
 

@@ -70,6 +70,8 @@ GRAPH_CASES = {
     "8x8_frame": ("serving_default", _step_inputs(8, 8), "frame", f"{MIN_FRAME_SIZE}x{MIN_FRAME_SIZE}"),
     "8x8_frame_batched": ("step_batched", _batched(_step_inputs(8, 8)), "frame", f"{MIN_FRAME_SIZE}x{MIN_FRAME_SIZE}"),
     "inf_flow": ("serving_default", _with(_step_inputs(), flow_to_prev=_nan_flow()), "flow_to_prev", "finite"),
+    "nan_mask": ("serving_default", _with(_step_inputs(), prev_probs=np.full((1, H, W), np.nan, np.float32)),
+                 "prev_probs", "finite"),
     "size_mismatch": ("serving_default", _with(_step_inputs(), flow_to_next=np.zeros((H, W + 1, 2), np.float32)),
                       "flow_to_next", "height and width"),
     "absent_id": ("first_frame", _first_frame([1, 3]), "object_ids", "does not occur"),
@@ -155,6 +157,8 @@ def _bad_row(name):
         request["flow_to_next"][0, 7, 9, 0] = np.nan
     elif name == "nan_box":
         request["prev_boxes"][0, 2] = np.nan
+    elif name == "nan_mask":
+        request["prev_probs"][0, 5, 6] = np.nan
     else:
         request["prev_boxes"][0] = [12, 4, 4, 14]
     return request
@@ -162,7 +166,8 @@ def _bad_row(name):
 
 # (bad row, input its input_error must name, a word of the message)
 ROW_CASES = {"inf_flow": ("flow_to_prev", "finite"), "nan_flow_to_next": ("flow_to_next", "finite"),
-             "nan_box": ("prev_boxes", "finite"), "inverted_box": ("prev_boxes", "inverted")}
+             "nan_box": ("prev_boxes", "finite"), "inverted_box": ("prev_boxes", "inverted"),
+             "nan_mask": ("prev_probs", "finite")}
 
 
 @pytest.mark.parametrize("case", sorted(ROW_CASES))
@@ -196,3 +201,17 @@ def test_stand_in_server_answers_a_bad_row_in_input_error(server):
         response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
     errors = list(response.outputs["input_error"].string_val)
     assert errors[0] == b"" and b"input prev_boxes must be finite" in errors[1]
+
+
+def test_the_client_reads_input_error_and_takes_exports_without_it():
+    """Rows answered with an error are refused by name (object rows counted across the split requests); an export
+    made before input_error answers without it, and its outputs pass unchanged."""
+    from maskrnn_tf.export.client import ServingError, _without_row_errors
+
+    probs = np.zeros((2, 3, 3), np.float32)
+    assert set(_without_row_errors({"probs": probs}, "step_batched", 0)) == {"probs"}
+    good = _without_row_errors({"probs": probs, "input_error": np.array([b"", b""], object)}, "step_batched", 0)
+    assert set(good) == {"probs"}
+    with pytest.raises(ServingError, match=r"step_batched refused 1 row\(s\): object row 9: input prev_boxes must"):
+        _without_row_errors({"probs": probs, "input_error": np.array([b"", b"input prev_boxes must be finite"],
+                                                                      object)}, "step_batched", 8)

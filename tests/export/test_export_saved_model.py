@@ -112,8 +112,9 @@ def test_warmup_records_replay_like_the_model(export_base, tiny_model):
             if request.model_spec.signature_name == "step_batched":
                 assert out["input_error"].tolist() == [b""] * len(inputs["prev_probs"])
                 for row in range(len(inputs["prev_probs"])):
-                    ref = tiny_model.step(inputs["frame"][row], inputs["flow_to_prev"][row], inputs["flow_to_next"][row],
-                                          inputs["prev_probs"][row:row + 1], inputs["prev_boxes"][row:row + 1])
+                    ref = tiny_model.step(inputs["frame"][row], inputs["flow_to_prev"][row],
+                                          inputs["flow_to_next"][row], inputs["prev_probs"][row:row + 1],
+                                          inputs["prev_boxes"][row:row + 1])
                     np.testing.assert_allclose(out["probs"][row], ref["probs"].numpy()[0], atol=1e-5)
                 continue
             ref = tiny_model.step(inputs["frame"], inputs["flow_to_prev"], inputs["flow_to_next"],
@@ -168,6 +169,26 @@ def test_a_failing_warmup_replay_fails_the_export_and_leaves_nothing(tmp_path, t
     with pytest.raises(ExportError, match=r"Warmup request 0 \(serving_default.*refuse this version.*prev_boxes must be finite"):
         export_saved_model(tiny_model, str(tmp_path), 4, ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),))))
     assert os.listdir(tmp_path) == []  # no version and no temporary folder
+
+
+def test_a_warmup_record_answered_with_an_input_error_fails_the_export(tmp_path, tiny_model, monkeypatch):
+    """A step_batched record with a bad row replays without an error status (the row signatures answer it in
+    input_error) but warms nothing of that row: the export refuses it as it refuses a failing record."""
+    real_requests = warmup.warmup_requests
+
+    def with_a_nan_row(model_name, config, batching=False, color_prior=False):
+        requests = real_requests(model_name, config, batching, color_prior)
+        batched = next(r for r in requests if r.model_spec.signature_name == "step_batched")
+        flows = request_to_numpy(batched)["flow_to_next"]
+        flows[0, 0, 0, 0] = np.nan
+        batched.inputs["flow_to_next"].CopyFrom(tf.make_tensor_proto(flows))
+        return requests
+
+    monkeypatch.setattr(warmup, "warmup_requests", with_a_nan_row)
+    with pytest.raises(ExportError, match=r"Warmup request 1 \(step_batched\) has 1 row\(s\).*input flow_to_next "
+                                          r"must be finite"):
+        export_saved_model(tiny_model, str(tmp_path), 4, ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),))))
+    assert os.listdir(tmp_path) == []
 
 
 def test_load_model_accepts_a_run_folder_and_names_a_truncated_file(tmp_path, tiny_model):

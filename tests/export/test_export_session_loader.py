@@ -189,6 +189,12 @@ def test_a_colour_prior_export_fits_the_tables_and_steps_with_them_through_the_s
         batched.update(prev_probs=inputs["prev_probs"], prev_boxes=inputs["prev_boxes"],
                        color_model=first["color_model"])
         np.testing.assert_allclose(served.run("step_batched", batched)["probs"], ref["probs"].numpy(), atol=1e-5)
+        nan_table = first["color_model"].copy()
+        nan_table[1, 7] = np.nan  # one object's table broken: that row alone is refused
+        out = served.run("step_batched", {**batched, "color_model": nan_table})
+        assert out["input_error"][0] == b"" and b"input color_model must be finite" in out["input_error"][1]
+        np.testing.assert_allclose(out["probs"][0], ref["probs"].numpy()[0], atol=1e-5)
+        assert not out["probs"][1].any()
         with pytest.raises(tf.errors.InvalidArgumentError, match="color_model"):
             served.run("serving_default", {**inputs, "color_model": first["color_model"][:1]})
         with pytest.raises(Exception, match="color_model"):
