@@ -49,7 +49,9 @@ class DataConfig:
         segmented (DIS misses much of the small objects' motion; a net trained only on exact flow trusts it).
       color_jitter: strength of one random photometric change per training clip or frame (channel gains,
         brightness, contrast, saturation; `data.augment.sample_color_jitter`), so that the appearance stream does
-        not learn the training videos' colours; 0 = none.
+        not learn the training videos' colours; 0 = none. With model.color_prior_input the colour tables stay
+        fitted on the unchanged first frame, so a changed clip shows the network a first-frame prior that no
+        longer matches the object's colours, as a change of light in a video does.
       perturb_amount: multiplies every range of the stage A previous-mask perturbation (data.perturb.PerturbConfig
         defaults: scale, rotation, translation, dilation radius, elastic amplitude); 1 = those defaults.
       perturb_min_iou: lowest accepted IoU between the perturbed previous mask and the truth (0.6 = default).
@@ -234,11 +236,6 @@ class TrainConfig:
             raise ValueError("TrainConfig: stage_a_steps and stage_b_steps must be >= 0.")
         if self.checkpoint_every < 1 or self.log_every < 1 or self.keep_checkpoints < 1:
             raise ValueError("TrainConfig: checkpoint_every, log_every and keep_checkpoints must be >= 1.")
-        if self.model.color_prior_input and self.data.color_jitter > 0:
-            # The colour tables come from the unchanged first frame: a jittered clip would see a prior shifted as
-            # no video at inference shows it.
-            raise ValueError("TrainConfig: model.color_prior_input and data.color_jitter > 0 do not go together "
-                             "(the colour tables are fitted on unjittered frames); set data.color_jitter=0.")
 
     @property
     def total_steps(self) -> int:

@@ -345,3 +345,28 @@ def test_both_pipelines_carry_each_objects_table_from_the_first_frame_it_is_seen
     for element, k in zip(clips, (1, 1, 2)):
         np.testing.assert_array_equal(element["color_model"].numpy(), want[k])
     assert "color_model" not in next(iter(make_static_dataset(source, augment=config, shuffle=False)))
+
+
+@pytest.mark.parametrize("stage", ["static", "clip"])
+def test_jittered_elements_keep_the_table_of_the_unchanged_first_frame(stage):
+    """Colour jitter with the prior: the frames change, the table stays the one fitted on the unchanged first
+    frame (the mismatch a change of light makes at inference)."""
+    from maskrnn_tf.inference.color_gate import fit_color_model
+
+    video = _two_object_video()
+    source = ArraySource([video])
+    want = fit_color_model(video["frames"][0], video["masks"][0], [1], 0.2, space="rgb")[0]
+
+    def first(jitter):
+        augment = AugmentConfig(crop_size=(32, 48), color_jitter=jitter)
+        make = make_static_dataset if stage == "static" else make_clip_dataset
+        extra = {} if stage == "static" else {"clip_length": 2}
+        return {k: v.numpy() for k, v in next(iter(make(source, augment=augment, seed=5, shuffle=False,
+                                                        repeat=False, color_prior_band=0.2, **extra))).items()}
+
+    plain, jittered = first(0.0), first(1.0)
+    key = "frame" if stage == "static" else "frames"
+    assert np.abs(jittered[key] - plain[key]).mean() > 1.0
+    np.testing.assert_array_equal(jittered["color_model"], want)
+    np.testing.assert_array_equal(plain["color_model"], want)
+

@@ -149,9 +149,8 @@ def test_training_refuses_the_flo_backend_by_name():
     assert TrainConfig().override({"data.flow": "farneback"}).data.flow == "farneback"
 
 
-def test_the_colour_prior_input_refuses_colour_jitter():
-    """The tables come from unjittered first frames: a jittered clip's prior would be shifted as no video shows it."""
-    TrainConfig().override({"model.color_prior_input": True})
-    TrainConfig().override({"data.color_jitter": 0.2})
-    with pytest.raises(ValueError, match="color_jitter"):
-        TrainConfig().override({"model.color_prior_input": True, "data.color_jitter": 0.2})
+def test_the_colour_prior_input_takes_colour_jitter():
+    """With the prior, colour jitter is a way to show the network a first-frame table that no longer matches the
+    object's colours (a change of light): the config takes the pair (the pipelines' test checks the tables)."""
+    config = TrainConfig().override({"model.color_prior_input": True, "data.color_jitter": 0.2})
+    assert config.model.color_prior_input and config.data.color_jitter == 0.2
