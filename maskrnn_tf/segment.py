@@ -285,15 +285,13 @@ def main(argv) -> int:
         options = dataclasses.replace(options, threshold=float(model.config.mask_threshold))
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
         prepare = _finetuning(inference, model, FLAGS.model, step_fn, flow_fn, options.max_size, metadata)
-        bound = step_fn  # the model's own step: a colour prior network's tables are bound to it per video
-        if model.config.color_prior_input and (metadata.get("finetune") == "static" or FLAGS.ensemble_models):
-            raise app.UsageError(
-                f"{FLAGS.model} takes a first-frame colour prior as an input (model.color_prior_input), which static "
-                "online finetuning and --ensemble_models do not give it: use --finetune=recurrent or none, one "
-                "network.", exitcode=2)
+        _refuse_static_prior(model, FLAGS.model, metadata.get("finetune"))
+        # The networks' own steps (not the wrapped ones): a colour prior network's tables are bound to it per video.
+        priors = [(step_fn, model.config.color_prior_band)] if model.config.color_prior_input else []
         if FLAGS.ensemble_models:
-            step_fn, prepare = _ensemble(inference, model, step_fn, prepare, flow_fn, options.max_size, precision,
-                                         overrides, metadata)
+            step_fn, prepare, member_priors = _ensemble(inference, model, step_fn, prepare, flow_fn, options.max_size,
+                                                        precision, overrides, metadata)
+            priors += member_priors
         if FLAGS.flip_average:  # after finetuning: it trains and checks the plain step, segmenting averages
             from maskrnn_tf.inference.flip_average import FlipAveragedPrepare, flip_averaged_step
 
@@ -308,10 +306,10 @@ def main(argv) -> int:
 
             step_fn, prepare = cap(step_fn), prepare and StepWrappedPrepare(prepare, cap)
             metadata["max_growth"] = FLAGS.max_growth
-        if model.config.color_prior_input:  # outermost: the tables are bound before finetuning steps the model
+        if priors:  # outermost: the tables are bound before finetuning steps the networks
             from maskrnn_tf.inference.color_gate import ColorPriorPrepare
 
-            prepare = ColorPriorPrepare(bound, step_fn, prepare, model.config.color_prior_band)
+            prepare = ColorPriorPrepare(priors[0][0], step_fn, prepare, priors[0][1], more=priors[1:])
     if FLAGS.color_gate:  # last: on what is segmented and carried, whatever made the step
         from maskrnn_tf.inference.color_gate import ColorGatedPrepare
 
@@ -343,12 +341,19 @@ def main(argv) -> int:
     return 0
 
 
+def _refuse_static_prior(model, path: str, finetune) -> None:
+    if model.config.color_prior_input and finetune == "static":
+        raise app.UsageError(
+            f"{path} takes a first-frame colour prior as an input (model.color_prior_input), which static online "
+            "finetuning does not give it: use --finetune=recurrent or none.", exitcode=2)
+
+
 def _ensemble(inference, model, step_fn, prepare, flow_fn, max_size, precision, overrides, metadata):
     """--model's step (and finetuning callback) averaged with those of the --ensemble_models networks, each loaded
-    and finetuned as --model is: (step_fn, prepare)."""
+    and finetuned as --model is: (step_fn, prepare, [(own step, band) of each colour prior member])."""
     from maskrnn_tf.inference.ensemble import EnsemblePrepare, ensemble_step
 
-    steps, prepares, members = [step_fn], [prepare], []
+    steps, prepares, members, priors = [step_fn], [prepare], [], []
     for path in FLAGS.ensemble_models:
         member = inference.load_model(path, precision=precision, overrides=overrides)
         if member.config.mask_threshold != model.config.mask_threshold:
@@ -363,6 +368,9 @@ def _ensemble(inference, model, step_fn, prepare, flow_fn, max_size, precision, 
         print(f"{path}:", end=" ", flush=True)  # its finetuning choice follows
         chosen: dict = {}
         prepares.append(_finetuning(inference, member, path, steps[-1], flow_fn, max_size, chosen))
+        _refuse_static_prior(member, path, chosen.get("finetune"))
+        if member.config.color_prior_input:
+            priors.append((steps[-1], member.config.color_prior_band))
         members.append({"model": os.path.abspath(path), **{key: chosen[key] for key in ("finetune", "finetune_steps")
                                                            if key in chosen}})
     # Each network's own finetuning choice (--finetune=auto chooses by how it was trained).
@@ -370,7 +378,7 @@ def _ensemble(inference, model, step_fn, prepare, flow_fn, max_size, precision, 
     metadata["ensemble_finetune"] = members
     print(f"ensemble of {len(steps)} networks: --model and {', '.join(FLAGS.ensemble_models)}", flush=True)
     ensemble_prepare = None if all(p is None for p in prepares) else EnsemblePrepare(prepares, steps)
-    return ensemble_step(steps), ensemble_prepare
+    return ensemble_step(steps), ensemble_prepare, priors
 
 
 def _finetuning(inference, model, model_path, step_fn, flow_fn, max_size, metadata):

@@ -22,7 +22,7 @@ gate"): `segment` keeps it off by default.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -155,15 +155,15 @@ class ColorGatedPrepare:
 
 
 def first_frame_tables(source: VideoSource, first: FirstMask, band: float, max_size: Optional[int] = None,
-                       object_ids: Optional[Sequence[int]] = None) -> np.ndarray:
+                       object_ids: Optional[Sequence[int]] = None, frame: Optional[np.ndarray] = None) -> np.ndarray:
     """[N, 4096] the colour tables of a colour prior network for `object_ids` (default `first.object_ids`): fitted
     (RGB bins) on the first frame and its ids at the video's own size, as training fits them on its videos' frames
-    (`max_size`: at that working size instead)."""
+    (`max_size`: at that working size instead). `frame`: the source's first frame, if already read."""
     from maskrnn_tf.inference.first_mask import labels_at_size
     from maskrnn_tf.inference.video_reader import resize_frame, working_size
     from maskrnn_tf.ops.color_tables import BINS as PRIOR_BINS
 
-    frame = first_frame_of(source)
+    frame = first_frame_of(source) if frame is None else frame
     labels = first.labels
     if max_size:
         size = working_size(tuple(source.size), max_size)
@@ -177,15 +177,19 @@ class ColorPriorPrepare:
     colour tables (`first_frame_tables`) and binds them to the model's step (`bound`, `model_step_fn`'s, as
     `bound.color_model`) before the wrapped `prepare` (online finetuning, its cycle check) runs, so that everything
     that steps the model on this video sees them; returns what `prepare` gives, or `step_fn` (the model's step,
-    perhaps wrapped) without one. The wrapped callback's `log` and `results` are read through."""
+    perhaps wrapped) without one. The wrapped callback's `log` and `results` are read through.
+
+    `more`: (bound step, band) of other colour prior networks stepped with it (`segment --ensemble_models`), each
+    given tables fitted at its own band."""
 
     def __init__(self, bound: Callable[..., Mapping[str, Any]], step_fn: StepFn,
-                 prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]], band: float):
-        _check(0.5, band)
-        self._bound = bound
+                 prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]], band: float,
+                 more: Sequence[Tuple[Callable[..., Mapping[str, Any]], float]] = ()):
+        self._bound = [(bound, band), *more]
+        for _, each in self._bound:
+            _check(0.5, each)
         self._step_fn = step_fn
         self._prepare = prepare
-        self._band = band
 
     def __getattr__(self, name):
         if name.startswith("_") or self._prepare is None:
@@ -193,5 +197,10 @@ class ColorPriorPrepare:
         return getattr(self._prepare, name)
 
     def __call__(self, source: VideoSource, first: FirstMask) -> StepFn:
-        self._bound.color_model = first_frame_tables(source, first, self._band)
+        frame = first_frame_of(source)
+        fitted: Dict[float, np.ndarray] = {}  # one fit per band
+        for step, band in self._bound:
+            if band not in fitted:
+                fitted[band] = first_frame_tables(source, first, band, frame=frame)
+            step.color_model = fitted[band]
         return self._prepare(source, first) if self._prepare is not None else self._step_fn

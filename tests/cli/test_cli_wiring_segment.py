@@ -548,3 +548,48 @@ def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(d
     assert log["finetune"] == "recurrent", log
     beta = log["finetune_log"]["beta"]
     assert beta["updates"] == 2 and beta["cycle_before"] is not None and beta["cycle_after"] is not None, beta
+
+
+def test_colour_prior_networks_segment_as_an_ensemble_each_with_tables_at_its_own_band(davis_root, tmp_path):
+    """--ensemble_models with colour prior networks: every network gets the sequence's first-frame tables at its
+    own model.color_prior_band (a plain network beside them none); the CLI's probabilities are those of the
+    library's ensemble step over the steps given those tables. A colour prior member with static finetuning asked
+    for is refused by name (exit 2), leaving no output."""
+    import functools
+
+    import keras
+
+    from maskrnn_tf import inference
+    from maskrnn_tf.inference.color_gate import fit_color_model
+    from maskrnn_tf.inference.ensemble import ensemble_step
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    paths, bands = [], (0.2, 0.05, None)
+    for seed, band in enumerate(bands):
+        keras.utils.set_random_seed(seed)
+        paths.append(str(tmp_path / f"model{seed}.keras"))
+        prior = {} if band is None else {"color_prior_input": True, "color_prior_band": band}
+        MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, **prior)).save(paths[-1])
+    common = [f"--model={paths[0]}", "--finetune=none", "--precision=float32", "--save_probs",
+              f"--davis_root={davis_root}", "--sequences=beta"]
+    assert _segment_in_process(*common, f"--ensemble_models={paths[1]},{paths[2]}",
+                               f"--output={tmp_path / 'cli'}") == 0
+    assert _segment_in_process(*common, f"--output={tmp_path / 'single'}") == 0
+
+    frame = np.asarray(Image.open(os.path.join(davis_root, "JPEGImages", "480p", "beta", "00000.jpg")).convert("RGB"))
+    labels = read_mask(os.path.join(davis_root, "Annotations", "480p", "beta", "00000.png"))
+    ids = [int(i) for i in np.unique(labels) if 0 < i < 255]
+    steps = []
+    for path, band in zip(paths, bands):
+        step = inference.model_step_fn(inference.load_model(path, precision="float32"))
+        if band is not None:
+            step = functools.partial(step, color_model=fit_color_model(frame, labels, ids, band, space="rgb"))
+        steps.append(step)
+    options = inference.SegmentOptions(save_probs="npy", progress=False)
+    assert _as_library_step(davis_root, tmp_path, ensemble_step(steps), options, "cli", "single") > 0.01
+
+    refused = _segment(*[f for f in common if f != "--finetune=none"], "--finetune=static",
+                       f"--model={paths[2]}", f"--ensemble_models={paths[1]}", f"--output={tmp_path / 'static'}")
+    assert refused.returncode == 2 and paths[1] in refused.stderr and "color_prior_input" in refused.stderr, \
+        refused.stderr
+    assert not (tmp_path / "static").exists()

@@ -255,3 +255,28 @@ def test_prior_prepare_binds_tables_of_the_first_frame_before_the_finetuning_run
     at_size = fit_color_model(small, labels_at_size(labels, (20, 30)), [1], 0.1, space="rgb")
     np.testing.assert_array_equal(first_frame_tables(source(), first, 0.1, max_size=30), at_size)
     assert not np.array_equal(at_size, want)
+
+
+def test_prior_prepare_binds_each_networks_tables_at_its_own_band():
+    """ColorPriorPrepare with `more` (an ensemble of colour prior networks): every bound step gets the first frame's
+    tables at its own band, before the wrapped callback runs; a band out of range is refused."""
+    from maskrnn_tf.inference.color_gate import ColorPriorPrepare
+
+    frame, labels = _scene()
+    first = FirstMask(labels=labels, object_ids=(1,), palette=None)
+    steps = []
+    for _ in range(3):
+        def step(*args, **kwargs):
+            return None
+
+        step.color_model = None
+        steps.append(step)
+    video = _Source([frame])
+    video.size = (40, 60)
+    prepare = ColorPriorPrepare(steps[0], "plain step", None, 0.1, more=[(steps[1], 0.4), (steps[2], 0.1)])
+    assert prepare(video, first) == "plain step"
+    for step, band in zip(steps, (0.1, 0.4, 0.1)):
+        np.testing.assert_array_equal(step.color_model, fit_color_model(frame, labels, [1], band, space="rgb"))
+    assert not np.array_equal(steps[0].color_model, steps[1].color_model)
+    with pytest.raises(ValueError, match="band"):
+        ColorPriorPrepare(steps[0], "plain step", None, 0.1, more=[(steps[1], 1.5)])
