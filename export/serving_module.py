@@ -172,7 +172,7 @@ def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
             checks.append(_check_finite(inputs[name], name))
         boxes = inputs["prev_boxes"]
         checks.append(tf.debugging.Assert(tf.reduce_all(_ordered(boxes)), [INVERTED_BOXES]))
-    if batched:
+    else:
         for name in ("frame", "flow_to_prev", "flow_to_next"):
             checks.append(tf.debugging.assert_equal(
                 tf.shape(inputs[name])[0], n,
