@@ -122,8 +122,9 @@ flags.DEFINE_float("color_gate_band", 0.03, "Width of the background band around
 flags.DEFINE_list("ensemble_models", [], "More trained networks (model.keras files or run folders), comma-separated: "
                   "at every step each gets the same previous masks and the mean of all their probabilities and "
                   "boxes with --model's is segmented and carried on (one model step per network per frame). Each "
-                  "network is finetuned on its own as --finetune says (--finetune_budget per network). Networks "
-                  "trained with --model's mask_threshold.")
+                  "network is finetuned on its own as --finetune says (--finetune_budget per network); a colour "
+                  "prior network gets first-frame tables at its own band. Networks trained with --model's "
+                  "mask_threshold.")
 flags.DEFINE_enum("carry", "probs", ["probs", "labels"], "What each step is given of the previous frame, warped: "
                   "probs = the network's probabilities (as stage B trained it); labels = one 0/1 mask per object of "
                   "the fused, thresholded result (the paper's). Online finetuning and its cycle check carry "
@@ -345,7 +346,8 @@ def _refuse_static_prior(model, path: str, finetune) -> None:
     if model.config.color_prior_input and finetune == "static":
         raise app.UsageError(
             f"{path} takes a first-frame colour prior as an input (model.color_prior_input), which static online "
-            "finetuning does not give it: use --finetune=recurrent or none.", exitcode=2)
+            "finetuning does not give it: use --finetune=auto (none for such a network, each other one as it was "
+            "trained), recurrent or none, or leave the network out.", exitcode=2)
 
 
 def _ensemble(inference, model, step_fn, prepare, flow_fn, max_size, precision, overrides, metadata):

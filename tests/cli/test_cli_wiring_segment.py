@@ -540,7 +540,7 @@ def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(d
 
     refused = _segment(*common, "--finetune=static", f"--output={tmp_path / 'static'}")
     assert refused.returncode == 2 and "color_prior_input" in refused.stderr, refused.stderr
-    assert "--finetune=recurrent or none" in refused.stderr and not (tmp_path / "static").exists()
+    assert "--finetune=auto" in refused.stderr and not (tmp_path / "static").exists()
     # Recurrent finetuning and its cycle check step the network with the video's tables bound.
     assert _segment_in_process(*common, "--finetune=recurrent", "--finetune_steps=2", "--finetune_budget=0",
                                "--finetune_check_frames=2", f"--output={tmp_path / 'recurrent'}") == 0
@@ -553,8 +553,9 @@ def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(d
 def test_colour_prior_networks_segment_as_an_ensemble_each_with_tables_at_its_own_band(davis_root, tmp_path):
     """--ensemble_models with colour prior networks: every network gets the sequence's first-frame tables at its
     own model.color_prior_band (a plain network beside them none); the CLI's probabilities are those of the
-    library's ensemble step over the steps given those tables. A colour prior member with static finetuning asked
-    for is refused by name (exit 2), leaving no output."""
+    library's ensemble step over the steps given those tables, and not those with the member's tables at
+    --model's band. With checked recurrent finetuning each network is finetuned and checked with its tables. A
+    colour prior member with static finetuning asked for is refused by name (exit 2), leaving no output."""
     import functools
 
     import keras
@@ -564,32 +565,42 @@ def test_colour_prior_networks_segment_as_an_ensemble_each_with_tables_at_its_ow
     from maskrnn_tf.inference.ensemble import ensemble_step
     from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 
-    paths, bands = [], (0.2, 0.05, None)
+    paths, bands = [], (1.0, 0.05, None)
     for seed, band in enumerate(bands):
         keras.utils.set_random_seed(seed)
         paths.append(str(tmp_path / f"model{seed}.keras"))
         prior = {} if band is None else {"color_prior_input": True, "color_prior_band": band}
         MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, **prior)).save(paths[-1])
-    common = [f"--model={paths[0]}", "--finetune=none", "--precision=float32", "--save_probs",
-              f"--davis_root={davis_root}", "--sequences=beta"]
-    assert _segment_in_process(*common, f"--ensemble_models={paths[1]},{paths[2]}",
-                               f"--output={tmp_path / 'cli'}") == 0
-    assert _segment_in_process(*common, f"--output={tmp_path / 'single'}") == 0
+    common = ["--precision=float32", "--save_probs", f"--davis_root={davis_root}", "--sequences=beta"]
+    assert _segment_in_process(*common, f"--model={paths[0]}", "--finetune=none",
+                               f"--ensemble_models={paths[1]},{paths[2]}", f"--output={tmp_path / 'cli'}") == 0
 
     frame = np.asarray(Image.open(os.path.join(davis_root, "JPEGImages", "480p", "beta", "00000.jpg")).convert("RGB"))
     labels = read_mask(os.path.join(davis_root, "Annotations", "480p", "beta", "00000.png"))
     ids = [int(i) for i in np.unique(labels) if 0 < i < 255]
-    steps = []
-    for path, band in zip(paths, bands):
-        step = inference.model_step_fn(inference.load_model(path, precision="float32"))
-        if band is not None:
-            step = functools.partial(step, color_model=fit_color_model(frame, labels, ids, band, space="rgb"))
-        steps.append(step)
-    options = inference.SegmentOptions(save_probs="npy", progress=False)
-    assert _as_library_step(davis_root, tmp_path, ensemble_step(steps), options, "cli", "single") > 0.01
+    plain = [inference.model_step_fn(inference.load_model(path, precision="float32")) for path in paths]
 
-    refused = _segment(*[f for f in common if f != "--finetune=none"], "--finetune=static",
-                       f"--model={paths[2]}", f"--ensemble_models={paths[1]}", f"--output={tmp_path / 'static'}")
+    def steps(member_band):
+        return [functools.partial(plain[0], color_model=fit_color_model(frame, labels, ids, bands[0], space="rgb")),
+                functools.partial(plain[1], color_model=fit_color_model(frame, labels, ids, member_band,
+                                                                        space="rgb")),
+                plain[2]]
+
+    options = inference.SegmentOptions(save_probs="npy", progress=False)
+    inference.segment_davis(davis_root, "val", inference.make_flow_fn("dis"), str(tmp_path / "wrong_band"),
+                            step_fn=ensemble_step(steps(bands[0])), options=options, sequences=["beta"])
+    assert _as_library_step(davis_root, tmp_path, ensemble_step(steps(bands[1])), options, "cli", "wrong_band") > 2e-3
+
+    checked = [*common, f"--model={paths[2]}", f"--ensemble_models={paths[0]},{paths[1]}", "--finetune=recurrent",
+               "--finetune_steps=1", "--finetune_budget=0", "--finetune_check_frames=2",
+               f"--output={tmp_path / 'recurrent'}"]
+    assert _segment_in_process(*checked) == 0
+    members = json.loads((tmp_path / "recurrent" / "segment_run.json").read_text())["finetune_log"]["beta"]["members"]
+    assert [member["updates"] for member in members] == [1, 1, 1], members
+    assert all(member["cycle_before"] is not None and member["cycle_after"] is not None for member in members)
+
+    refused = _segment(*common, "--finetune=static", f"--model={paths[2]}", f"--ensemble_models={paths[1]}",
+                       f"--output={tmp_path / 'static'}")
     assert refused.returncode == 2 and paths[1] in refused.stderr and "color_prior_input" in refused.stderr, \
         refused.stderr
-    assert not (tmp_path / "static").exists()
+    assert "--finetune=auto" in refused.stderr and not (tmp_path / "static").exists()

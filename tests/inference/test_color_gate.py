@@ -259,7 +259,7 @@ def test_prior_prepare_binds_tables_of_the_first_frame_before_the_finetuning_run
 
 def test_prior_prepare_binds_each_networks_tables_at_its_own_band():
     """ColorPriorPrepare with `more` (an ensemble of colour prior networks): every bound step gets the first frame's
-    tables at its own band, before the wrapped callback runs; a band out of range is refused."""
+    tables at its own band before the wrapped callback (finetuning) runs; a band out of range is refused."""
     from maskrnn_tf.inference.color_gate import ColorPriorPrepare
 
     frame, labels = _scene()
@@ -273,10 +273,21 @@ def test_prior_prepare_binds_each_networks_tables_at_its_own_band():
         steps.append(step)
     video = _Source([frame])
     video.size = (40, 60)
-    prepare = ColorPriorPrepare(steps[0], "plain step", None, 0.1, more=[(steps[1], 0.4), (steps[2], 0.1)])
-    assert prepare(video, first) == "plain step"
-    for step, band in zip(steps, (0.1, 0.4, 0.1)):
-        np.testing.assert_array_equal(step.color_model, fit_color_model(frame, labels, [1], band, space="rgb"))
+    seen = []
+
+    class Finetuning(_Finetuning):
+        def __call__(self, source, first):
+            seen.append([None if step.color_model is None else step.color_model.copy() for step in steps])
+            return super().__call__(source, first)
+
+    prepare = ColorPriorPrepare(steps[0], "plain step", Finetuning("finetuned step"), 0.1,
+                                more=[(steps[1], 0.4), (steps[2], 0.1)])
+    assert prepare(video, first) == "finetuned step"
+    assert len(seen) == 1  # bound before the finetuning ran
+    for step, tables, band in zip(steps, seen[0], (0.1, 0.4, 0.1)):
+        want = fit_color_model(frame, labels, [1], band, space="rgb")
+        np.testing.assert_array_equal(tables, want)
+        np.testing.assert_array_equal(step.color_model, want)
     assert not np.array_equal(steps[0].color_model, steps[1].color_model)
     with pytest.raises(ValueError, match="band"):
         ColorPriorPrepare(steps[0], "plain step", None, 0.1, more=[(steps[1], 1.5)])
