@@ -53,7 +53,7 @@ flags.DEFINE_enum("finetune", "auto", ["auto", "recurrent", "static", "none"],
                   "Online finetuning on the first frame: recurrent = BPTT through the recurrent step on clips "
                   "dreamt from the first frame (exact flows and masks); static = the paper's, augmented first "
                   "frames with a perturbed true mask as the previous mask; auto = recurrent for a model trained "
-                  "with stage B (its run's config.json says), else static.")
+                  "with stage B (its run's config.json says), else static (none for a colour prior network).")
 flags.DEFINE_integer("finetune_steps", None, "Finetuning updates per video (default 200 static, 50 recurrent; "
                      "0 skips finetuning).")
 flags.DEFINE_float("finetune_budget", 60.0, "Recurrent finetuning: wall seconds per video (dreaming and "
