@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from typing import Optional
 
 from absl import app, flags
 
@@ -310,7 +311,7 @@ def main(argv) -> int:
         if priors:  # outermost: the tables are bound before finetuning steps the networks
             from maskrnn_tf.inference.color_gate import ColorPriorPrepare
 
-            prepare = ColorPriorPrepare(priors[0][0], step_fn, prepare, priors[0][1], more=priors[1:])
+            prepare = ColorPriorPrepare(priors, step_fn, prepare)
     if FLAGS.color_gate:  # last: on what is segmented and carried, whatever made the step
         from maskrnn_tf.inference.color_gate import ColorGatedPrepare
 
@@ -342,7 +343,7 @@ def main(argv) -> int:
     return 0
 
 
-def _refuse_static_prior(model, path: str, finetune) -> None:
+def _refuse_static_prior(model, path: str, finetune: Optional[str]) -> None:
     if model.config.color_prior_input and finetune == "static":
         raise app.UsageError(
             f"{path} takes a first-frame colour prior as an input (model.color_prior_input), which static online "

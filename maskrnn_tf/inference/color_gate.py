@@ -173,21 +173,20 @@ def first_frame_tables(source: VideoSource, first: FirstMask, band: float, max_s
 
 
 class ColorPriorPrepare:
-    """A `prepare(source, first) -> step_fn` callback for a model with `color_prior_input`: fits each video's
-    colour tables (`first_frame_tables`) and binds them to the model's step (`bound`, `model_step_fn`'s, as
-    `bound.color_model`) before the wrapped `prepare` (online finetuning, its cycle check) runs, so that everything
-    that steps the model on this video sees them; returns what `prepare` gives, or `step_fn` (the model's step,
-    perhaps wrapped) without one. The wrapped callback's `log` and `results` are read through.
+    """A `prepare(source, first) -> step_fn` callback for networks with `color_prior_input`: fits each video's
+    colour tables (`first_frame_tables`) and binds them to each network's step (`networks`: (bound step, band)
+    pairs, the steps `model_step_fn`'s, as `bound.color_model`; several with `segment --ensemble_models`, each
+    given tables at its own band) before the wrapped `prepare` (online finetuning, its cycle check) runs, so that
+    everything that steps the networks on this video sees them; returns what `prepare` gives, or `step_fn` (the
+    networks' step, perhaps wrapped) without one. The wrapped callback's `log` and `results` are read through."""
 
-    `more`: (bound step, band) of other colour prior networks stepped with it (`segment --ensemble_models`), each
-    given tables fitted at its own band."""
-
-    def __init__(self, bound: Callable[..., Mapping[str, Any]], step_fn: StepFn,
-                 prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]], band: float,
-                 more: Sequence[Tuple[Callable[..., Mapping[str, Any]], float]] = ()):
-        self._bound = [(bound, band), *more]
-        for _, each in self._bound:
-            _check(0.5, each)
+    def __init__(self, networks: Sequence[Tuple[Callable[..., Mapping[str, Any]], float]], step_fn: StepFn,
+                 prepare: Optional[Callable[[VideoSource, FirstMask], StepFn]]):
+        if not networks:
+            raise ValueError("ColorPriorPrepare needs at least one (step, band) pair.")
+        for _, band in networks:
+            _check(0.5, band)
+        self._networks = list(networks)
         self._step_fn = step_fn
         self._prepare = prepare
 
@@ -199,7 +198,7 @@ class ColorPriorPrepare:
     def __call__(self, source: VideoSource, first: FirstMask) -> StepFn:
         frame = first_frame_of(source)
         fitted: Dict[float, np.ndarray] = {}  # one fit per band
-        for step, band in self._bound:
+        for step, band in self._networks:
             if band not in fitted:
                 fitted[band] = first_frame_tables(source, first, band, frame=frame)
             step.color_model = fitted[band]

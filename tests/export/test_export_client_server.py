@@ -279,7 +279,7 @@ def test_a_colour_prior_network_segments_through_the_server_as_in_process(tmp_pa
     step = model_step_fn(model)
     local_dir, served_dir = str(tmp_path / "local"), str(tmp_path / "served")
     segment_video(step, frames_dir, mask_path, make_flow_fn("dis"), local_dir, OPTIONS,
-                  prepare=ColorPriorPrepare(step, step, None, 0.1))
+                  prepare=ColorPriorPrepare([(step, 0.1)], step, None))
     with StandInModelServer(base, "maskrnn", max_batch_size=1 if batched else None) as srv:
         config = ClientConfig(address=srv.address, timeout_s=60, batched=batched, max_batch_size=1)
         assert segment_video_via_serving(config, frames_dir, mask_path, served_dir, OPTIONS) == len(frames)

@@ -243,13 +243,13 @@ def test_prior_prepare_binds_tables_of_the_first_frame_before_the_finetuning_run
         return video
 
     finetuning = Finetuning("finetuned step")
-    prepare = ColorPriorPrepare(bound, "plain step", finetuning, 0.1)
+    prepare = ColorPriorPrepare([(bound, 0.1)], "plain step", finetuning)
     assert prepare(source(), first) == "finetuned step" and prepare.log == {"video": {"updates": 3}}
     want = fit_color_model(frame, labels, [1], 0.1, space="rgb")
     assert len(seen) == 1 and seen[0] is not None
     np.testing.assert_array_equal(seen[0], want)
     bound.color_model = None
-    assert ColorPriorPrepare(bound, "plain step", None, 0.1)(source(), first) == "plain step"
+    assert ColorPriorPrepare([(bound, 0.1)], "plain step", None)(source(), first) == "plain step"
     np.testing.assert_array_equal(bound.color_model, want)
     small = cv2.resize(frame, (30, 20), interpolation=cv2.INTER_AREA)
     at_size = fit_color_model(small, labels_at_size(labels, (20, 30)), [1], 0.1, space="rgb")
@@ -258,7 +258,7 @@ def test_prior_prepare_binds_tables_of_the_first_frame_before_the_finetuning_run
 
 
 def test_prior_prepare_binds_each_networks_tables_at_its_own_band():
-    """ColorPriorPrepare with `more` (an ensemble of colour prior networks): every bound step gets the first frame's
+    """ColorPriorPrepare with several networks (an ensemble of colour prior networks): every bound step gets the first frame's
     tables at its own band before the wrapped callback (finetuning) runs; a band out of range is refused."""
     from maskrnn_tf.inference.color_gate import ColorPriorPrepare
 
@@ -280,8 +280,8 @@ def test_prior_prepare_binds_each_networks_tables_at_its_own_band():
             seen.append([None if step.color_model is None else step.color_model.copy() for step in steps])
             return super().__call__(source, first)
 
-    prepare = ColorPriorPrepare(steps[0], "plain step", Finetuning("finetuned step"), 0.1,
-                                more=[(steps[1], 0.4), (steps[2], 0.1)])
+    prepare = ColorPriorPrepare([(steps[0], 0.1), (steps[1], 0.4), (steps[2], 0.1)], "plain step",
+                                Finetuning("finetuned step"))
     assert prepare(video, first) == "finetuned step"
     assert len(seen) == 1  # bound before the finetuning ran
     for step, tables, band in zip(steps, seen[0], (0.1, 0.4, 0.1)):
@@ -290,4 +290,4 @@ def test_prior_prepare_binds_each_networks_tables_at_its_own_band():
         np.testing.assert_array_equal(step.color_model, want)
     assert not np.array_equal(steps[0].color_model, steps[1].color_model)
     with pytest.raises(ValueError, match="band"):
-        ColorPriorPrepare(steps[0], "plain step", None, 0.1, more=[(steps[1], 1.5)])
+        ColorPriorPrepare([(steps[0], 0.1), (steps[1], 1.5)], "plain step", None)
