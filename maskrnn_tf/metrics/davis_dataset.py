@@ -20,8 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from maskrnn_tf.io import VOID_ID, ImageReadError
-from maskrnn_tf.io.id_images import (grey_annotation_holds_ids, looks_interpolated, read_annotation_ids,
-                                     read_result_ids)
+from maskrnn_tf.io.id_images import grey_annotation_holds_ids, read_annotation_ids, read_result_ids
 from maskrnn_tf.metrics.errors import (
     DatasetLayoutError,
     ExtraFramesError,
@@ -240,13 +239,6 @@ def load_results(
                 f"(WxH); write results at the annotation resolution."
             )
         unknown = sorted(set(np.unique(pred).tolist()) - known)
-        if unknown and looks_interpolated(pred):
-            greys = [v for v in np.unique(pred).tolist() if 0 < v < 255]
-            raise UnknownObjectError(
-                f"{path}: {len(greys)} grey values between 0 and 255 ({', '.join(map(str, greys[:3]))}, ...) on the "
-                "edges of a 0/255 mask, read as object ids: the mask was resized with interpolation (bilinear or "
-                "area), which blends its edges; resize masks with nearest-neighbour (cv2.INTER_NEAREST, PIL's "
-                "Image.NEAREST) so that every pixel keeps 0/255 or its object id.")
         if unknown:
             raise UnknownObjectError(
                 f"{path}: object id(s) {unknown} not in the ground truth of '{spec.name}' (ids "

@@ -271,6 +271,72 @@ def test_rgb_first_mask_resized_with_interpolation_is_refused(tmp_path, colours,
 
 
 
+def _resized_grey(ids: np.ndarray, interpolation: int) -> np.ndarray:
+    """Grey id map `ids` resized to 1.25 times its size with `interpolation` (70x50; at this scale a bilinear
+    resize puts a band of blends on every edge of the squares)."""
+    import cv2
+
+    return cv2.resize(ids, (70, 50), interpolation=interpolation)
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "area", "cubic"])
+def test_grey_id_first_mask_resized_with_interpolation_is_refused(tmp_path, interpolation):
+    """A grey id map of objects 1 and 2 resized with interpolation has a band of 1 wherever object 2 meets the
+    background: it was read as object 1 (a ring round object 2) and segmented as such, without a word."""
+    import cv2
+
+    flag = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "cubic": cv2.INTER_CUBIC}[interpolation]
+    resized = _resized_grey(square_ids(0), flag)
+    ring = (resized == 1) & (_resized_grey(square_ids(0), cv2.INTER_NEAREST) != 1)
+    assert ring.sum() > 30  # the premise: object 2's edge became object 1
+    path = str(tmp_path / "ids.png")
+    Image.fromarray(resized, mode="L").save(path)
+    with pytest.raises(ImageReadError, match=r"ids.png: grey value\(s\) 1 lie in bands between 0 and 2 on their edges "
+                                             r".* resized with interpolation.* nearest-neighbour"):
+        read_first_mask(path)
+
+
+@pytest.mark.parametrize("case", ["nearest", "touching", "stick beside an object", "ball on an object",
+                                  "beside void", "void between"])
+def test_grey_id_first_masks_without_blends_keep_their_ids(tmp_path, case):
+    """Id maps resized with nearest-neighbour, objects that touch, and thin objects beside others or void are no
+    blends of a resize: each keeps its ids."""
+    import cv2
+
+    if case == "nearest":
+        ids = _resized_grey(square_ids(0), cv2.INTER_NEAREST)
+    elif case == "touching":
+        ids = square_ids(0)
+        ids[8:20, 18:24] = 2
+    else:
+        ids = _thin_objects(case)
+    path = str(tmp_path / "ids.png")
+    Image.fromarray(ids, mode="L").save(path)
+    np.testing.assert_array_equal(read_label_image(path)[0], ids)
+
+
+@needs_data
+def test_davis2017_annotations_as_grey_ids_keep_their_ids_and_refuse_once_resized(tmp_path):
+    """DAVIS-2017's tennis (two objects, void bands along them) saved as a grey id map is no blend, nor resized with
+    nearest-neighbour; resized to 427x240 with bilinear interpolation it is refused as a first mask and as a
+    result."""
+    import cv2
+
+    names, gts = davis17_gt("tennis")
+    path = str(tmp_path / "tennis.png")
+    Image.fromarray(gts[0], mode="L").save(path)
+    np.testing.assert_array_equal(read_label_image(path)[0], gts[0])
+    np.testing.assert_array_equal(read_result_ids(path, objects=2), gts[0])
+    for size in ((427, 240), (1110, 624), (2135, 1200)):  # 0.5, 1.3 and 2.5 times, nearest-neighbour: ids
+        nearest = cv2.resize(gts[0], size, interpolation=cv2.INTER_NEAREST)
+        Image.fromarray(nearest, mode="L").save(path)
+        np.testing.assert_array_equal(read_label_image(path)[0], nearest)
+    Image.fromarray(cv2.resize(gts[0], (427, 240), interpolation=cv2.INTER_LINEAR), mode="L").save(path)
+    for read in (read_label_image, lambda p: read_result_ids(p, objects=2)):
+        with pytest.raises(ImageReadError, match=r"tennis.png: grey value\(s\) .* resized with interpolation"):
+            read(path)
+
+
 @pytest.mark.parametrize("colours", ["davis", "other"])
 def test_quantised_palette_first_mask_is_refused(tmp_path, colours):
     """Pillow's convert("P", palette=ADAPTIVE) (and quantize()) of a colour mask gives palette indices by colour,
