@@ -82,6 +82,8 @@ flags.DEFINE_float("finetune_loc_weight", None, "Online finetuning: weight of th
 flags.DEFINE_bool("finetune_class_balance", None, "Online finetuning: class-balanced BCE (the paper's) or, with "
                   "--nofinetune_class_balance, plain BCE (default: as the model was trained; class-balanced "
                   "without config.json).")
+flags.DEFINE_float("finetune_iou_weight", None, "Online finetuning: weight of a soft Jaccard term beside the BCE "
+                   "(default: as the model was trained, loss.iou_weight of its config.json; 0 = none).")
 flags.DEFINE_integer("max_size", 0, "Process frames with the long side capped at this size (0 = full size); "
                      "masks are upsampled back to the input size.")
 flags.DEFINE_string("overlay", None, "Also write this mp4 with the masks blended in (single video only).")
@@ -162,6 +164,7 @@ def _register_checks() -> None:
     register_numeric_validator("finetune_check_frames", minimum=0, hint="frames; 0 = no check")
     register_numeric_validator("finetune_lr", above=0, hint="e.g. 1e-5")
     register_numeric_validator("finetune_loc_weight", minimum=0)
+    register_numeric_validator("finetune_iou_weight", minimum=0)
     register_numeric_validator("max_size", zero_or_at_least=MIN_FRAME_SIDE,
                                hint=f"0 keeps the full size; the network needs frames of at least {MIN_FRAME_SIDE} pixels")
     register_numeric_validator("read_ahead", minimum=0)
@@ -405,7 +408,7 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
     from maskrnn_tf.inference.finetune_choice import choose_finetuning, describe_choice
 
     choice = choose_finetuning(FLAGS.finetune, inference.training_config(model_path), FLAGS.finetune_steps,
-                               FLAGS.finetune_loc_weight, FLAGS.finetune_class_balance,
+                               FLAGS.finetune_loc_weight, FLAGS.finetune_class_balance, FLAGS.finetune_iou_weight,
                                trained_step=inference.trained_step(model_path))
     if choice.mode == "static" and FLAGS.finetune == "auto" and model.config.color_prior_input:
         # Static finetuning does not feed a colour prior network its tables: auto leaves such a network as it is.
@@ -417,7 +420,8 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
     if choice.mode == "static":
         config = inference.FinetuneConfig(steps=choice.steps, learning_rate=FLAGS.finetune_lr,
                                           seg_weight=choice.seg_weight, loc_weight=choice.loc_weight,
-                                          class_balance=choice.class_balance)
+                                          class_balance=choice.class_balance, iou_weight=choice.iou_weight,
+                                          loc_min_iou=choice.loc_min_iou)
         return inference.finetuning_prepare(model, step_fn, flow_fn, max_size, config)
     if choice.mode == "recurrent":
         from maskrnn_tf.data.dreaming import DreamConfig
@@ -431,7 +435,8 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
         config = inference.RecurrentFinetuneConfig(
             steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
             seg_weight=choice.seg_weight, loc_weight=choice.loc_weight, class_balance=choice.class_balance,
-            dream=dream, match_video_motion=by_video, crop=FLAGS.finetune_crop, dream_flow=FLAGS.finetune_dream_flow)
+            iou_weight=choice.iou_weight, loc_min_iou=choice.loc_min_iou, dream=dream, match_video_motion=by_video,
+            crop=FLAGS.finetune_crop, dream_flow=FLAGS.finetune_dream_flow)
         return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config,
                                                       flow_fn=flow_fn if by_video else None)
     return None

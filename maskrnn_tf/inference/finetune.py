@@ -40,6 +40,8 @@ class FinetuneConfig:
       batch_size: objects per iteration (0 = all objects of the video, at most 4).
       seg_weight, loc_weight: loss weights (as in training).
       class_balance: class-balanced BCE (the paper's) or plain BCE; use what the model was trained with.
+      iou_weight, loc_min_iou: a soft Jaccard term's weight and the box loss's IoU floor (`LossConfig`; 0 =
+        none, the paper's); use what the model was trained with.
       clip_norm: global gradient-norm clipping (0 disables).
       seed: augmentation / perturbation seed.
     """
@@ -51,6 +53,8 @@ class FinetuneConfig:
     seg_weight: float = 1.0
     loc_weight: float = 1.0
     class_balance: bool = True
+    iou_weight: float = 0.0
+    loc_min_iou: float = 0.0
     clip_norm: float = 10.0
     seed: int = 0
 
@@ -66,7 +70,8 @@ def _batch_losses(model: MaskRNN, batch, config: FinetuneConfig, training: bool)
                  "flow_to_next": batch["flow_to_next"], "prev_probs": prev, "prev_boxes": boxes},
                 training=training)
     losses = frame_losses(out, batch["mask"], batch.get("void"), model.config.delta_weights,
-                          config.seg_weight, config.loc_weight, class_balance=config.class_balance)
+                          config.seg_weight, config.loc_weight, class_balance=config.class_balance,
+                          loc_min_iou=config.loc_min_iou, iou_weight=config.iou_weight)
     return tf.reduce_mean(losses["total"])
 
 

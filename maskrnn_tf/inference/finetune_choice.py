@@ -3,7 +3,8 @@
 `auto` picks recurrent finetuning for a network trained with stage B (it runs recurrently on its own warped
 predictions, and static finetuning pulls it back to the stage A regime) and static finetuning (the paper's)
 otherwise, reading the run's config.json. Unset loss settings follow what the model was trained with: the
-segmentation and box weights and the class balance (a soft Jaccard term, `loss.iou_weight`, is not used online).
+segmentation and box weights, the class balance, the soft Jaccard term (`loss.iou_weight`) and the box loss's IoU
+floor (`loss.loc_min_iou`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class FinetuneChoice:
     Attributes:
       mode: 'recurrent', 'static' or 'none'.
       steps: updates per video (at most; a recurrent budget may end it sooner).
-      seg_weight, loc_weight, class_balance: the finetuning losses.
+      seg_weight, loc_weight, class_balance, iou_weight, loc_min_iou: the finetuning losses (`LossConfig`'s).
       reason: one line for the console (which mode, why).
     """
 
@@ -32,11 +33,14 @@ class FinetuneChoice:
     loc_weight: float
     class_balance: bool
     reason: str
+    iou_weight: float = 0.0
+    loc_min_iou: float = 0.0
 
 
 def choose_finetuning(
     requested: str, train_config: Optional[Mapping[str, Any]], steps: Optional[int] = None,
-    loc_weight: Optional[float] = None, class_balance: Optional[bool] = None, trained_step: Optional[int] = None,
+    loc_weight: Optional[float] = None, class_balance: Optional[bool] = None, iou_weight: Optional[float] = None,
+    trained_step: Optional[int] = None,
 ) -> FinetuneChoice:
     """Resolves `segment --finetune` and the unset finetuning flags.
 
@@ -44,10 +48,12 @@ def choose_finetuning(
       requested: one of FINETUNE_MODES.
       train_config: the run's config.json (None when the model file has none beside it).
       steps: updates per video (None: 200 static, 50 recurrent); 0 turns finetuning off.
-      loc_weight, class_balance: None = as the model was trained (loss.loc_weight, loss.class_balance of
-        config.json), or the paper's (1.0, class-balanced BCE) without config.json. The segmentation loss's
+      loc_weight, class_balance, iou_weight: None = as the model was trained (loss.loc_weight,
+        loss.class_balance, loss.iou_weight of config.json), or the paper's (1.0, class-balanced BCE, no soft
+        Jaccard term) without config.json. The segmentation loss's
         weight is always the training's (loss.seg_weight; 1.0 without config.json): with loc_weight it sets
-        the balance of the two losses, and the scale of the updates.
+        the balance of the two losses, and the scale of the updates; so is the box loss's IoU floor
+        (loss.loc_min_iou; 0 without config.json).
       trained_step: the step of the checkpoint the model comes from (None: a finished run's model.keras).
         config.json holds the planned step counts: a checkpoint from stage A was never trained recurrently.
     """
@@ -74,7 +80,8 @@ def choose_finetuning(
         mode=mode, steps=resolved_steps, seg_weight=float(loss.get("seg_weight", 1.0)),
         loc_weight=float(loss.get("loc_weight", 1.0)) if loc_weight is None else float(loc_weight),
         class_balance=bool(loss.get("class_balance", True)) if class_balance is None else bool(class_balance),
-        reason=reason,
+        reason=reason, iou_weight=float(loss.get("iou_weight", 0.0)) if iou_weight is None else float(iou_weight),
+        loc_min_iou=float(loss.get("loc_min_iou", 0.0)),
     )
 
 

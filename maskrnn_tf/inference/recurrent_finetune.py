@@ -52,8 +52,8 @@ class RecurrentFinetuneConfig:
         estimated on the rendered frames (`dreaming.estimate_flows`) as the video's flows are; masks stay exact.
       learning_rate: initial Adam learning rate; it decays exponentially to `final_lr_fraction` of it.
       final_lr_fraction: learning rate at the last step relative to the first.
-      seg_weight, loc_weight, class_balance: the training losses (use what the model was trained with; the BCE
-        alone, without a soft Jaccard term the model may have been trained with).
+      seg_weight, loc_weight, class_balance, iou_weight, loc_min_iou: the training losses (`LossConfig`'s; use
+        what the model was trained with).
       clip_norm: global gradient-norm clipping (0 disables).
       reverse_every_other: play every second clip backwards (exact: the flows swap; starts from the true
         mask of the clip's last frame).
@@ -77,6 +77,8 @@ class RecurrentFinetuneConfig:
     seg_weight: float = 1.0
     loc_weight: float = 1.0
     class_balance: bool = True
+    iou_weight: float = 0.0
+    loc_min_iou: float = 0.0
     clip_norm: float = 10.0
     reverse_every_other: bool = False
     recompute: bool = False
@@ -180,7 +182,8 @@ def _train_steps(model: MaskRNN, num_objects: int, config: RecurrentFinetuneConf
         optim=OptimConfig(learning_rate=config.learning_rate, decay_steps=max(config.steps - 1, 1),
                           decay_rate=config.final_lr_fraction, clip_norm=config.clip_norm),
         loss=LossConfig(seg_weight=config.seg_weight, loc_weight=config.loc_weight,
-                        class_balance=config.class_balance),
+                        class_balance=config.class_balance, loc_min_iou=config.loc_min_iou,
+                        iou_weight=config.iou_weight),
         recompute=config.recompute,
     )
     policy = "mixed_float16" if model.compute_dtype == "float16" else "float32"

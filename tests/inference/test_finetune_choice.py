@@ -14,7 +14,8 @@ from maskrnn_tf.inference.recurrent_finetune import crop_window
 from .test_inference_segment import run_cli
 
 STAGE_B = {"stage_a_steps": 10, "stage_b_steps": 5,
-           "loss": {"seg_weight": 2.0, "loc_weight": 0.1, "class_balance": False}}
+           "loss": {"seg_weight": 2.0, "loc_weight": 0.1, "class_balance": False, "loc_min_iou": 0.4,
+                    "iou_weight": 0.5}}
 STAGE_A_ONLY = {"stage_a_steps": 10, "stage_b_steps": 0, "loss": {"loc_weight": 0.0, "class_balance": True}}
 
 
@@ -29,11 +30,15 @@ def test_auto_follows_how_the_model_was_trained():
     assert (unknown.mode, unknown.steps, unknown.seg_weight, unknown.loc_weight, unknown.class_balance) == (
         "static", 200, 1.0, 1.0, True)
     assert "no config.json" in unknown.reason
+    # A soft Jaccard term and the localization loss's IoU floor follow the training too (0 = none, the paper's).
+    assert (recurrent.iou_weight, recurrent.loc_min_iou) == (0.5, 0.4)
+    assert (static.iou_weight, static.loc_min_iou) == (unknown.iou_weight, unknown.loc_min_iou) == (0.0, 0.0)
 
 
 def test_explicit_settings_win():
-    choice = choose_finetuning("static", STAGE_B, steps=7, loc_weight=0.5, class_balance=True)
+    choice = choose_finetuning("static", STAGE_B, steps=7, loc_weight=0.5, class_balance=True, iou_weight=0.0)
     assert (choice.mode, choice.steps, choice.loc_weight, choice.class_balance) == ("static", 7, 0.5, True)
+    assert (choice.iou_weight, choice.loc_min_iou) == (0.0, 0.4)
     assert choose_finetuning("recurrent", None).steps == 50
     off = choose_finetuning("auto", STAGE_B, steps=0)
     assert (off.mode, off.steps) == ("none", 0) and "--finetune_steps=0" in describe_choice(off, 60)
@@ -162,6 +167,7 @@ def test_cli_dream_speed_reaches_the_recurrent_finetuning(tmp_path, video_on_dis
     assert config.dream == DreamConfig(num_frames=4).with_speed(2.5) and not config.match_video_motion
     assert flow_fn is None and config.dream_flow == "dis"
     assert (config.seg_weight, config.loc_weight, config.class_balance) == (2.0, 0.1, False)  # as trained
+    assert (config.iou_weight, config.loc_min_iou) == (0.5, 0.4)
     with open(os.path.join(out, "segment_run.json")) as f:
         record = json.load(f)
     assert (record["finetune_dream_speed"], record["finetune_dream_flow"]) == (2.5, "dis")
@@ -198,7 +204,13 @@ def test_cli_static_on_request(tmp_path, video_on_disk, stage_b_run, monkeypatch
         record = json.load(f)
     assert (record["finetune"], record["finetune_steps"]) == ("static", 2)
     assert (configs[0].seg_weight, configs[0].loc_weight, configs[0].class_balance) == (2.0, 0.1, False)
-    assert record["finetune_log"]["frames"]["updates"] == 2 and "stopped_by_budget" not in record["finetune_log"]["frames"]
+    assert (configs[0].iou_weight, configs[0].loc_min_iou) == (0.5, 0.4)
+    assert record["finetune_log"]["frames"]["updates"] == 2
+    assert "stopped_by_budget" not in record["finetune_log"]["frames"]
+    # --finetune_iou_weight=0: finetuned with the BCE alone, as segment did before the term followed the training.
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", f"--output={out}_bce",
+                   "--finetune=static", "--finetune_steps=1", "--finetune_iou_weight=0", "--precision=float32") == 0
+    assert (configs[1].iou_weight, configs[1].loc_min_iou) == (0.0, 0.4)
 
 
 def test_static_finetuning_trains_on_an_object_smaller_than_a_cell_of_the_downscale(monkeypatch, video_on_disk):

@@ -205,7 +205,7 @@ def test_online_finetuning_lowers_the_first_frame_loss(synthetic_video, tiny_mod
     assert after < 0.8 * before, (before, after)
 
 
-def test_finetuning_loss_follows_the_class_balance_switch(synthetic_video, tiny_model_path):
+def test_finetuning_loss_follows_the_class_balance_and_the_soft_jaccard_term(synthetic_video, tiny_model_path):
     import tensorflow as tf
 
     from maskrnn_tf.inference import load_model
@@ -220,6 +220,13 @@ def test_finetuning_loss_follows_the_class_balance_switch(synthetic_video, tiny_
     for balance, reference in ((True, balanced_bce_per_example), (False, bce_per_example)):
         got = first_frame_loss(model, frame, ids, [1], FinetuneConfig(loc_weight=0.0, class_balance=balance))
         np.testing.assert_allclose(got, float(reference(logits, mask)[0]), rtol=1e-4)
+    # A model trained with a soft Jaccard term beside the BCE finetunes with it: 1 - soft IoU, here in NumPy.
+    probs = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64).reshape(mask.shape)[0]))
+    both = (probs * mask[0]).sum()
+    jaccard = 1.0 - (both + 1.0) / (probs.sum() + mask[0].sum() - both + 1.0)
+    config = FinetuneConfig(loc_weight=0.0, class_balance=False, iou_weight=0.5)
+    got = first_frame_loss(model, frame, ids, [1], config)
+    np.testing.assert_allclose(got, float(bce_per_example(logits, mask)[0]) + 0.5 * jaccard, rtol=1e-4)
 
 
 def test_model_loads_from_file_run_dir_and_checkpoint(tmp_path, tiny_model_path):

@@ -328,3 +328,16 @@ def test_a_colour_prior_network_is_finetuned_with_tables_of_the_whole_first_fram
     assert finetuner.loss(frame, ids, [3], color_model=cropped) == pytest.approx(reference(cropped), rel=1e-4)
     result = finetuner.run(frame, ids, [3])  # the loss of its one update is taken before the update
     assert result.losses[0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_finetuning_step_takes_every_loss_setting(tiny_model_path):
+    """The soft Jaccard term and the localization loss's IoU floor reach stage B's step (they were left out: a
+    network trained with them was finetuned without)."""
+    from maskrnn_tf.inference.recurrent_finetune import _train_steps
+    from maskrnn_tf.training.config import LossConfig
+
+    config = RecurrentFinetuneConfig(seg_weight=2.0, loc_weight=0.1, class_balance=False, loc_min_iou=0.4,
+                                     iou_weight=0.5)
+    steps = _train_steps(load_model(tiny_model_path), 2, config)
+    assert steps.config.loss == LossConfig(seg_weight=2.0, loc_weight=0.1, class_balance=False, loc_min_iou=0.4,
+                                           iou_weight=0.5)
