@@ -417,6 +417,10 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
                                             "not feed the network's colour prior input")
     print(describe_choice(choice, FLAGS.finetune_budget), flush=True)
     metadata.update(finetune=choice.mode, finetune_steps=choice.steps)
+    if choice.mode != "none":
+        metadata.update(finetune_loss=dict(seg_weight=choice.seg_weight, loc_weight=choice.loc_weight,
+                                           class_balance=choice.class_balance, iou_weight=choice.iou_weight,
+                                           loc_min_iou=choice.loc_min_iou))
     if choice.mode == "static":
         config = inference.FinetuneConfig(steps=choice.steps, learning_rate=FLAGS.finetune_lr,
                                           seg_weight=choice.seg_weight, loc_weight=choice.loc_weight,

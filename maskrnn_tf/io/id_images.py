@@ -244,51 +244,73 @@ def _looks_interpolated(values: np.ndarray) -> bool:
 
 
 # A resize with interpolation (bilinear, area, cubic) turns the edge between grey ids lo and hi into bands of the
-# values between them, one or two pixels wide; in a map saved as ids such bands are rare beside the places where
-# lo and hi touch. Refuse when the bands make up a third or more of the contact between two ids (measured over
-# synthetic maps of 2-6 overlapping ellipses: 0.00-0.28 as drawn or resized with nearest-neighbour, 0.26-0.99
-# resized with interpolation, a tenth of the cubic shrinks below 0.32).
-_BLEND_SHARE = 1 / 3
-_BLEND_MIN_PIXELS = 16
+# values between them; in a map saved as ids such bands are rare beside the places where lo and hi touch. Refused
+# when the band pixels are at least BLEND_SHARE of the band and touching pixels of one pair of ids (and at least
+# BLEND_MIN_PIXELS): `python -m bench grey_blends` measures the share on maps drawn and resized.
+BLEND_SHARE = 0.25
+BLEND_MIN_PIXELS = 8
 # Each axis through a pixel as (dy, dx): its two neighbours on that axis lie at -(dy, dx) and +(dy, dx).
 _AXES = ((0, 1), (1, 0), (1, 1), (1, -1))
+_PAIRS = 256 * 256  # pair keys lo * 256 + hi
 
 
-def _shifted(values: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """values[y + dy, x + dx] for every pixel (edges replicated)."""
-    height, width = values.shape
-    padded = np.pad(values, 1, mode="edge")
-    return padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
+def _pixel_pairs(pixel_keys: List[np.ndarray]) -> np.ndarray:
+    """[_PAIRS] counts of pixels per pair key, each pixel counted once per key over the [N] int maps of
+    `pixel_keys` (one entry per pixel, -1 = none)."""
+    keys = np.stack(pixel_keys)
+    pixel = np.broadcast_to(np.arange(keys.shape[1], dtype=np.int64), keys.shape)
+    hit = keys >= 0
+    unique = np.unique(pixel[hit] * _PAIRS + keys[hit])
+    return np.bincount(unique % _PAIRS, minlength=_PAIRS)
+
+
+def blend_shares(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """([_PAIRS] band pixels, [_PAIRS] touching pixels) per pair of grey ids lo < hi (key lo * 256 + hi) of a grey
+    map [H, W]. A band pixel has its two neighbours on one axis (horizontal, vertical or diagonal) at lo and hi and
+    its own value strictly between; a touching pixel holds lo and has a neighbour (of its 8) at hi."""
+    grey = np.pad(values.astype(np.int64), 1, constant_values=-1)  # -1: outside the map
+    inner = np.zeros(grey.shape, bool)
+    inner[1:-1, 1:-1] = True
+    edge = np.zeros(grey.shape, bool)  # only pixels with a neighbour of another value can be either
+    for dy, dx in _NEIGHBOURS:
+        edge[1:-1, 1:-1] |= grey[1:-1, 1:-1] != grey[1 + dy:grey.shape[0] - 1 + dy, 1 + dx:grey.shape[1] - 1 + dx]
+    where = np.flatnonzero(edge & inner)
+    flat, width = grey.reshape(-1), grey.shape[1]
+    centre, bands, touching = flat[where], [], []
+    for dy, dx in _AXES:
+        before, after = flat[where - dy * width - dx], flat[where + dy * width + dx]
+        low, high = np.minimum(before, after), np.maximum(before, after)
+        bands.append(np.where((low >= 0) & (low < centre) & (centre < high), low * 256 + high, -1))
+        for neighbour in (before, after):
+            touching.append(np.where(neighbour > centre, centre * 256 + neighbour, -1))
+    return _pixel_pairs(bands), _pixel_pairs(touching)
 
 
 def grey_edge_blends(values: np.ndarray) -> Optional[Tuple[int, int, List[int], int, int]]:
-    """The bands a resize with interpolation leaves in a grey id map [H, W]: for the pair of ids (lo, hi) with the
-    largest such share, (lo, hi, the values in its bands, band pixels, places where lo and hi touch), or None
-    when no pair's band pixels reach `_BLEND_MIN_PIXELS` and a third of its contact.
+    """The bands a resize with interpolation leaves in a grey id map [H, W] (`blend_shares`): (lo, hi, the values
+    in the bands, band pixels, touching pixels) for the pair of ids with the most band pixels among those whose
+    share of band and touching pixels is at least BLEND_SHARE, with at least BLEND_MIN_PIXELS; None if no pair.
 
-    A band pixel has its two neighbours on one axis (horizontal, vertical or diagonal) at lo and hi, its own value
-    strictly between; touching counts neighbouring pixels at lo and hi on the same four axes."""
-    grey = values.astype(np.int32)
-    bands = np.zeros(256 * 256, np.int64)
-    touching = np.zeros(256 * 256, np.int64)
-    band_values: Dict[int, set] = {}
-    for dy, dx in _AXES:
-        before, after = _shifted(grey, -dy, -dx), _shifted(grey, dy, dx)
-        low, high = np.minimum(before, after), np.maximum(before, after)
-        inside = (low < grey) & (grey < high)
-        pairs = low[inside] * 256 + high[inside]
-        bands += np.bincount(pairs, minlength=bands.size)
-        for pair in np.unique(pairs):
-            band_values.setdefault(int(pair), set()).update(np.unique(grey[inside][pairs == pair]).tolist())
-        differ = after != grey
-        touching += np.bincount(np.minimum(grey, after)[differ] * 256 + np.maximum(grey, after)[differ],
-                                minlength=touching.size)
+    A one-pixel-wide object whose id lies between those on either side of it is such a band too: an id map that
+    holds one saves as a palette PNG, which is not checked."""
+    bands, touching = blend_shares(values)
     share = bands / np.maximum(bands + touching, 1)
-    share[bands < _BLEND_MIN_PIXELS] = 0
-    pair = int(np.argmax(share))
-    if share[pair] < _BLEND_SHARE:
+    over = (share >= BLEND_SHARE) & (bands >= BLEND_MIN_PIXELS)
+    if not over.any():
         return None
-    return pair >> 8, pair & 255, sorted(band_values[pair]), int(bands[pair]), int(touching[pair])
+    pair = int(np.argmax(np.where(over, bands, -1)))
+    low, high = pair >> 8, pair & 255
+    grey = values.astype(np.int64)
+    between = np.unique(grey[(grey > low) & (grey < high) & _touches(grey, low) & _touches(grey, high)])
+    return low, high, between.tolist(), int(bands[pair]), int(touching[pair])
+
+
+def _touches(grey: np.ndarray, value: int) -> np.ndarray:
+    """[H, W] bool: the pixels with a neighbour (of their 8) at `value`."""
+    near = np.zeros(grey.shape, bool)
+    for neighbour in _neighbours(grey):
+        near |= neighbour == value
+    return near
 
 
 def _refuse_grey_edge_blends(path: str, values: np.ndarray) -> None:
@@ -300,9 +322,10 @@ def _refuse_grey_edge_blends(path: str, values: np.ndarray) -> None:
     shown = ", ".join(str(v) for v in greys[:3]) + (" ..." if len(greys) > 3 else "")
     raise ImageReadError(
         f"{path}: grey value(s) {shown} lie in bands between {low} and {high} on their edges ({band} band pixels, "
-        f"{touching} places where they touch): the map was resized with interpolation (bilinear, area or cubic), "
-        "which blends the edges between ids into other ids. Resize masks with nearest-neighbour (cv2.INTER_NEAREST, "
-        "PIL's Image.NEAREST) so that every pixel keeps its object id.")
+        f"{touching} where they touch): the map was resized with interpolation (bilinear, area or cubic), which "
+        "blends the edges between ids into other ids. Resize masks with nearest-neighbour (cv2.INTER_NEAREST, PIL's "
+        "Image.NEAREST) so that every pixel keeps its object id; an object one pixel wide between two others is saved "
+        "as a palette PNG of object ids.")
 
 
 def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.ndarray]]:

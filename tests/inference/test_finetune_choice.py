@@ -211,6 +211,9 @@ def test_cli_static_on_request(tmp_path, video_on_disk, stage_b_run, monkeypatch
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", f"--output={out}_bce",
                    "--finetune=static", "--finetune_steps=1", "--finetune_iou_weight=0", "--precision=float32") == 0
     assert (configs[1].iou_weight, configs[1].loc_min_iou) == (0.0, 0.4)
+    with open(os.path.join(f"{out}_bce", "segment_run.json")) as f:  # the losses it finetuned with, resolved
+        assert json.load(f)["finetune_loss"] == dict(seg_weight=2.0, loc_weight=0.1, class_balance=False,
+                                                     iou_weight=0.0, loc_min_iou=0.4)
 
 
 def test_static_finetuning_trains_on_an_object_smaller_than_a_cell_of_the_downscale(monkeypatch, video_on_disk):

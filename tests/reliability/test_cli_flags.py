@@ -18,6 +18,8 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     ("--finetune_lr=inf", "--finetune_lr=inf: must be a finite number"),
     ("--finetune_steps=-1", "--finetune_steps=-1: must be >= 0"),
     ("--finetune_loc_weight=-0.5", "--finetune_loc_weight=-0.5: must be >= 0"),
+    ("--finetune_iou_weight=-0.5", "--finetune_iou_weight=-0.5: must be >= 0"),
+    ("--finetune_iou_weight=nan", "--finetune_iou_weight=nan: must be a finite number"),
     ("--max_size=-5", "--max_size=-5: must be 0 or >= 32"),
     ("--max_size=16", "--max_size=16: must be 0 or >= 32 (0 keeps the full size"),
     ("--read_ahead=-1", "--read_ahead=-1: must be >= 0"),

@@ -315,6 +315,62 @@ def test_grey_id_first_masks_without_blends_keep_their_ids(tmp_path, case):
     np.testing.assert_array_equal(read_label_image(path)[0], ids)
 
 
+def _blend_counts_by_loops(ids: np.ndarray):
+    """blend_shares written as loops over the pixels: {pair: band pixels}, {pair: touching pixels}."""
+    height, width = ids.shape
+    bands, touching = {}, {}
+    for y in range(height):
+        for x in range(width):
+            own, band, touch = int(ids[y, x]), set(), set()
+            for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
+                ends = [(y - dy, x - dx), (y + dy, x + dx)]
+                ends = [int(ids[v, u]) for v, u in ends if 0 <= v < height and 0 <= u < width]
+                if len(ends) == 2 and min(ends) < own < max(ends):
+                    band.add(min(ends) * 256 + max(ends))
+                touch.update(own * 256 + e for e in ends if e > own)
+            for pair in band:
+                bands[pair] = bands.get(pair, 0) + 1
+            for pair in touch:
+                touching[pair] = touching.get(pair, 0) + 1
+    return bands, touching
+
+
+def test_blend_counts_match_loops_over_the_pixels():
+    import cv2
+
+    from maskrnn_tf.io.id_images import blend_shares
+
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        ids = cv2.resize(rng.integers(0, 5, (6, 8)).astype(np.uint8), (23, 17), interpolation=cv2.INTER_LINEAR)
+        bands, touching = blend_shares(ids)
+        want_bands, want_touching = _blend_counts_by_loops(ids)
+        assert {k: int(bands[k]) for k in np.flatnonzero(bands)} == want_bands
+        assert {k: int(touching[k]) for k in np.flatnonzero(touching)} == want_touching
+
+
+def test_a_few_pixels_between_two_ids_along_their_contact_are_no_resize(tmp_path):
+    """Object 2 touching the background along 30 rows with 6 pixels of object 1 between them (a hand-drawn map): the
+    share of band pixels is below BLEND_SHARE and the map keeps its ids; a strip of object 1 one pixel wide along the
+    whole contact is a band, refused naming the palette PNG as the way to save such an object."""
+    from maskrnn_tf.io.id_images import grey_edge_blends
+
+    ids = np.zeros((40, 56), np.uint8)
+    ids[5:35, 20:40] = 2
+    ids[10:16, 19] = 1
+    ids[20:30, 5:12] = 1
+    path = str(tmp_path / "ids.png")
+    Image.fromarray(ids, mode="L").save(path)
+    np.testing.assert_array_equal(read_label_image(path)[0], ids)
+    ids[5:35, 19] = 1
+    assert grey_edge_blends(ids)[:3] == (0, 2, [1])
+    Image.fromarray(ids, mode="L").save(path)
+    with pytest.raises(ImageReadError, match=r"ids.png: grey value\(s\) 1 lie in bands between 0 and 2 .* one pixel "
+                                             r"wide between two others is saved as a palette PNG"):
+        read_label_image(path)
+    write_palette_png(path, ids)
+    np.testing.assert_array_equal(read_label_image(path)[0], ids)
+
 @needs_data
 def test_davis2017_annotations_as_grey_ids_keep_their_ids_and_refuse_once_resized(tmp_path):
     """DAVIS-2017's tennis (two objects, void bands along them) saved as a grey id map is no blend, nor resized with
