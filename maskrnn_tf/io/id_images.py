@@ -269,12 +269,10 @@ def blend_shares(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     map [H, W]. A band pixel has its two neighbours on one axis (horizontal, vertical or diagonal) at lo and hi and
     its own value strictly between; a touching pixel holds lo and has a neighbour (of its 8) at hi."""
     grey = np.pad(values.astype(np.int64), 1, constant_values=-1)  # -1: outside the map
-    inner = np.zeros(grey.shape, bool)
-    inner[1:-1, 1:-1] = True
-    edge = np.zeros(grey.shape, bool)  # only pixels with a neighbour of another value can be either
+    edge = np.zeros(grey.shape, bool)  # the map's pixels beside another value: only they can be either
     for dy, dx in _NEIGHBOURS:
         edge[1:-1, 1:-1] |= grey[1:-1, 1:-1] != grey[1 + dy:grey.shape[0] - 1 + dy, 1 + dx:grey.shape[1] - 1 + dx]
-    where = np.flatnonzero(edge & inner)
+    where = np.flatnonzero(edge)
     flat, width = grey.reshape(-1), grey.shape[1]
     centre, bands, touching = flat[where], [], []
     for dy, dx in _AXES:
