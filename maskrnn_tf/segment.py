@@ -418,14 +418,10 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
     print(describe_choice(choice, FLAGS.finetune_budget), flush=True)
     metadata.update(finetune=choice.mode, finetune_steps=choice.steps)
     if choice.mode != "none":
-        metadata.update(finetune_loss=dict(seg_weight=choice.seg_weight, loc_weight=choice.loc_weight,
-                                           class_balance=choice.class_balance, iou_weight=choice.iou_weight,
-                                           loc_min_iou=choice.loc_min_iou))
+        metadata.update(finetune_loss=choice.losses())
     if choice.mode == "static":
         config = inference.FinetuneConfig(steps=choice.steps, learning_rate=FLAGS.finetune_lr,
-                                          seg_weight=choice.seg_weight, loc_weight=choice.loc_weight,
-                                          class_balance=choice.class_balance, iou_weight=choice.iou_weight,
-                                          loc_min_iou=choice.loc_min_iou)
+                                          **choice.losses())
         return inference.finetuning_prepare(model, step_fn, flow_fn, max_size, config)
     if choice.mode == "recurrent":
         from maskrnn_tf.data.dreaming import DreamConfig
@@ -438,9 +434,8 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
                         finetune_dream_flow=FLAGS.finetune_dream_flow)
         config = inference.RecurrentFinetuneConfig(
             steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
-            seg_weight=choice.seg_weight, loc_weight=choice.loc_weight, class_balance=choice.class_balance,
-            iou_weight=choice.iou_weight, loc_min_iou=choice.loc_min_iou, dream=dream, match_video_motion=by_video,
-            crop=FLAGS.finetune_crop, dream_flow=FLAGS.finetune_dream_flow)
+            dream=dream, match_video_motion=by_video, crop=FLAGS.finetune_crop, dream_flow=FLAGS.finetune_dream_flow,
+            **choice.losses())
         return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config,
                                                       flow_fn=flow_fn if by_video else None)
     return None

@@ -9,7 +9,7 @@ floor (`loss.loc_min_iou`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional
 
 FINETUNE_MODES = ("auto", "recurrent", "static", "none")
 DEFAULT_STEPS = {"static": 200, "recurrent": 50}
@@ -35,6 +35,11 @@ class FinetuneChoice:
     reason: str
     iou_weight: float = 0.0
     loc_min_iou: float = 0.0
+
+    def losses(self) -> Dict[str, Any]:
+        """The loss settings as keyword arguments of FinetuneConfig and RecurrentFinetuneConfig."""
+        return dict(seg_weight=self.seg_weight, loc_weight=self.loc_weight, class_balance=self.class_balance,
+                    iou_weight=self.iou_weight, loc_min_iou=self.loc_min_iou)
 
 
 def choose_finetuning(
