@@ -343,6 +343,12 @@ def main(argv) -> int:
         if boxes is not None:
             print(f"first mask made from the box(es) with GrabCut: {FLAGS.output}/{BOX_MASK_FILE} (correct it and "
                   "pass it as --first_mask to rerun)")
+    if prepare is not None:
+        from maskrnn_tf.inference.recurrent_finetune import budget_note
+
+        note = budget_note(getattr(prepare, "log", None), FLAGS.finetune_budget)
+        if note:
+            print(note)
     return 0
 
 

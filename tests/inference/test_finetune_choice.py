@@ -119,7 +119,7 @@ def _probs(folder: str, frame: str = "00004") -> np.ndarray:
     return np.load(os.path.join(folder, "probs", f"{frame}.npy")).astype(np.float32)
 
 
-def test_cli_finetunes_a_stage_b_model_recurrently_within_its_budget(tmp_path, video_on_disk, stage_b_run):
+def test_cli_finetunes_a_stage_b_model_recurrently_within_its_budget(tmp_path, video_on_disk, stage_b_run, capsys):
     frames, mask = video_on_disk
     common = [f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", "--save_probs",
               "--precision=float32"]
@@ -139,6 +139,8 @@ def test_cli_finetunes_a_stage_b_model_recurrently_within_its_budget(tmp_path, v
     assert log["window"] == (None if window is None else list(window))
     assert log["updates"] == 2 and log["stopped_by_budget"] is True and log["seconds"] > log["trace_seconds"] > 0
     assert record["segment_seconds"] > 0
+    # The console says the budget cut the updates short, and how to run them all.
+    assert "ended it before its --finetune_steps on 1 of 1 videos, after 2 updates" in capsys.readouterr().out
     # The finetuned weights segmented the video (no cycle check to undo them): its probabilities moved away from
     # the untouched model's.
     assert np.abs(_probs(out) - _probs(none)).max() > 1e-3

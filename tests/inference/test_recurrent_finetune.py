@@ -9,7 +9,7 @@ from maskrnn_tf.data.dreaming import DreamConfig, dream_clip, estimate_flows
 from maskrnn_tf.data.flow_backends import DISFlow
 from maskrnn_tf.inference import load_model
 from maskrnn_tf.inference.recurrent_finetune import (
-    RecurrentFinetuneConfig, RecurrentFinetuner, clip_batch, crop_window, recurrent_finetune,
+    RecurrentFinetuneConfig, RecurrentFinetuner, budget_note, clip_batch, crop_window, recurrent_finetune,
 )
 from maskrnn_tf.ops import mask_to_box
 from maskrnn_tf.training.losses import frame_losses
@@ -341,3 +341,26 @@ def test_the_finetuning_step_takes_every_loss_setting(tiny_model_path):
     steps = _train_steps(load_model(tiny_model_path), 2, config)
     assert steps.config.loss == LossConfig(seg_weight=2.0, loc_weight=0.1, class_balance=False, loc_min_iou=0.4,
                                            iou_weight=0.5)
+
+
+def test_budget_note_counts_the_videos_and_updates_the_budget_cut():
+    log = {"a": {"updates": 8, "skipped_updates": 1, "stopped_by_budget": True},
+           "b": {"updates": 50, "skipped_updates": 0, "stopped_by_budget": False},
+           "c": {"updates": 11, "skipped_updates": 0, "stopped_by_budget": True, "kept_finetuning": False}}
+    note = budget_note(log, 60.0)
+    # updates tried: 8 applied + 1 skipped on a, 11 on c; b ran all its steps
+    assert "the --finetune_budget of 60 s per video" in note and "on 2 of 3 videos, after 9-11 updates" in note
+    assert "--finetune_budget=0 runs every update" in note
+    assert "after 9 updates" in budget_note({"a": log["a"]}, 60.0)
+
+
+def test_budget_note_reads_an_ensembles_members_and_is_silent_when_nothing_was_cut():
+    members = [{"updates": 7, "skipped_updates": 0, "stopped_by_budget": True}, None,
+               {"updates": 12, "skipped_updates": 0, "stopped_by_budget": True}]
+    log = {"a": {"updates": 19, "seconds": 120.0, "members": members},
+           "b": {"updates": 100, "seconds": 90.0, "members": [{"updates": 50, "stopped_by_budget": False}, None,
+                                                             {"updates": 50, "stopped_by_budget": False}]}}
+    assert "on 1 of 2 videos, after 7-12 updates" in budget_note(log, 30.0)
+    assert budget_note({"b": log["b"]}, 30.0) is None
+    assert budget_note({"a": {"updates": 200, "seconds": 9.0}}, 60.0) is None  # static finetuning keeps no budget
+    assert budget_note({}, 60.0) is None and budget_note(None, 60.0) is None
