@@ -468,25 +468,28 @@ def recurrent_finetuning_prepare(
 
 def budget_note(log: Optional[Mapping[str, Mapping[str, Any]]], budget_s: float) -> Optional[str]:
     """A line for the console when the time budget ended recurrent finetuning before its steps on some videos
-    (None otherwise): on how many videos and after how many updates. `log` is a finetuning callback's `log`
-    (`recurrent_finetuning_prepare`'s, or an ensemble's, whose entries hold their networks' under "members").
+    (None otherwise): on how many videos and after how many applied updates (those a non-finite gradient skipped
+    said apart). `log` is a finetuning callback's `log` (`recurrent_finetuning_prepare`'s, or an ensemble's,
+    whose entries hold their networks' under "members").
 
     A slower CPU fits fewer updates in the same budget, so the results then depend on the machine; the line says
     how to run every update instead.
     """
     if not isinstance(log, Mapping) or not log:
         return None
-    cut: List[int] = []  # updates tried by each network the budget stopped
-    videos = 0
+    applied: List[int] = []  # per network the budget stopped, on each video
+    skipped = videos = 0
     for entry in log.values():
         entries = [e for e in entry.get("members", [entry]) if isinstance(e, Mapping)]
         stopped = [e for e in entries if e.get("stopped_by_budget")]
         videos += bool(stopped)
-        cut += [int(e.get("updates", 0)) + int(e.get("skipped_updates", 0)) for e in stopped]
-    if not cut:
+        applied += [int(e.get("updates", 0)) for e in stopped]
+        skipped += sum(int(e.get("skipped_updates", 0)) for e in stopped)
+    if not applied:
         return None
-    done = f"{min(cut)}" if min(cut) == max(cut) else f"{min(cut)}-{max(cut)}"
+    done = f"{min(applied)}" if min(applied) == max(applied) else f"{min(applied)}-{max(applied)}"
+    also = f" ({skipped} more skipped as non-finite)" if skipped else ""
     return (f"online finetuning: the --finetune_budget of {budget_s:g} s per video ended it before its "
-            f"--finetune_steps on {videos} of {len(log)} videos, after {done} updates; a slower CPU fits fewer, so "
-            "these results depend on this machine's speed. --finetune_budget=0 runs every update (slower; the "
-            "same updates on any CPU).")
+            f"--finetune_steps on {videos} of {len(log)} videos, after {done} applied updates{also}; a slower CPU "
+            "fits fewer, so these results depend on this machine's speed. --finetune_budget=0 runs every update "
+            "(slower; the same number of updates on any CPU, and --precision=float32 the same arithmetic).")

@@ -125,6 +125,7 @@ def test_cli_finetunes_a_stage_b_model_recurrently_within_its_budget(tmp_path, v
               "--precision=float32"]
     none = str(tmp_path / "none")
     assert run_cli(*common, f"--output={none}", "--finetune=none") == 0
+    assert "--finetune_budget" not in capsys.readouterr().out  # nothing finetuned, nothing cut short
     # A 1 ms budget: on the video that traces the step, the first two updates always run (the second one tells
     # an update's cost from the tracing), no third one fits.
     out = str(tmp_path / "recurrent")
@@ -140,7 +141,7 @@ def test_cli_finetunes_a_stage_b_model_recurrently_within_its_budget(tmp_path, v
     assert log["updates"] == 2 and log["stopped_by_budget"] is True and log["seconds"] > log["trace_seconds"] > 0
     assert record["segment_seconds"] > 0
     # The console says the budget cut the updates short, and how to run them all.
-    assert "ended it before its --finetune_steps on 1 of 1 videos, after 2 updates" in capsys.readouterr().out
+    assert "ended it before its --finetune_steps on 1 of 1 videos, after 2 applied updates" in capsys.readouterr().out
     # The finetuned weights segmented the video (no cycle check to undo them): its probabilities moved away from
     # the untouched model's.
     assert np.abs(_probs(out) - _probs(none)).max() > 1e-3

@@ -348,10 +348,11 @@ def test_budget_note_counts_the_videos_and_updates_the_budget_cut():
            "b": {"updates": 50, "skipped_updates": 0, "stopped_by_budget": False},
            "c": {"updates": 11, "skipped_updates": 0, "stopped_by_budget": True, "kept_finetuning": False}}
     note = budget_note(log, 60.0)
-    # updates tried: 8 applied + 1 skipped on a, 11 on c; b ran all its steps
-    assert "the --finetune_budget of 60 s per video" in note and "on 2 of 3 videos, after 9-11 updates" in note
+    # applied: 8 on a (1 more skipped), 11 on c; b ran all its steps
+    assert "the --finetune_budget of 60 s per video" in note
+    assert "on 2 of 3 videos, after 8-11 applied updates (1 more skipped as non-finite);" in note
     assert "--finetune_budget=0 runs every update" in note
-    assert "after 9 updates" in budget_note({"a": log["a"]}, 60.0)
+    assert "after 11 applied updates;" in budget_note({"c": log["c"]}, 60.0)
 
 
 def test_budget_note_reads_an_ensembles_members_and_is_silent_when_nothing_was_cut():
@@ -360,7 +361,7 @@ def test_budget_note_reads_an_ensembles_members_and_is_silent_when_nothing_was_c
     log = {"a": {"updates": 19, "seconds": 120.0, "members": members},
            "b": {"updates": 100, "seconds": 90.0, "members": [{"updates": 50, "stopped_by_budget": False}, None,
                                                              {"updates": 50, "stopped_by_budget": False}]}}
-    assert "on 1 of 2 videos, after 7-12 updates" in budget_note(log, 30.0)
+    assert "on 1 of 2 videos, after 7-12 applied updates;" in budget_note(log, 30.0)
     assert budget_note({"b": log["b"]}, 30.0) is None
     assert budget_note({"a": {"updates": 200, "seconds": 9.0}}, 60.0) is None  # static finetuning keeps no budget
     assert budget_note({}, 60.0) is None and budget_note(None, 60.0) is None
