@@ -42,11 +42,14 @@ def check_data_available(data: DataConfig) -> None:
 
 def _davis_sequences(data: DataConfig, split: str) -> list:
     from maskrnn_tf.data.sequences import DatasetLayoutError, read_davis_sequence_list, resolve_davis_dir
+    from maskrnn_tf.io import ImageReadError
 
     year = 2016 if data.dataset == "davis16" else 2017
     manual = os.path.expanduser(data.manual_dir or "")
     try:
         sequences = read_davis_sequence_list(resolve_davis_dir(manual, year), year, split)
+    except ImageReadError as err:  # the layout is there; one of its files is not (it names the file and the fix)
+        raise DataNotFoundError(f"{data.dataset}: the DAVIS-{year} '{split}' split: {err}") from err
     except (DatasetLayoutError, OSError) as err:
         raise DataNotFoundError(
             f"{data.dataset}: cannot read the DAVIS-{year} '{split}' split from --manual_dir={manual!r}.\n{err}\n"

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from maskrnn_tf.io import ImageReadError
 from maskrnn_tf.io.atomic_file import atomic_write
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.training import inputs
@@ -293,6 +294,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         band = config.model.color_prior_band if config.model.color_prior_input else None
         static_ds, clip_ds = inputs.make_train_datasets(config.data, source, config.seed, color_prior_band=band)
         val_videos = inputs.validation_videos(config.data) if chief else []  # eval_every=0: at the end only
+    except ImageReadError as err:  # a frame or mask of the data, named by the error: not the settings
+        raise TrainDataError(f"a training file cannot be read: {err}") from err
     except ValueError as err:  # DataNotFoundError is a FileNotFoundError: it passes through
         raise TrainDataError(f"the data settings make no training batches: {err}") from err
     own = checkpoint_paths(os.path.join(run_dir, "checkpoints"))  # newest first; empty for a new run

@@ -582,3 +582,47 @@ def test_a_training_in_process_leaves_the_global_random_generators_as_they_were(
         assert global_state.get_global_attribute("global_random_seed") == keras_seed
     finally:
         context.set_global_seed(tf_seed)  # this test's own seed does not outlive it
+
+
+def test_an_unreadable_first_annotation_is_named_without_a_traceback(tmp_path):
+    """A DAVIS-2017 train sequence whose first annotation is an RGB mask of non-DAVIS colours: the reader's
+    refusal came out of the data check as a traceback (it is a ValueError, the check caught only layout and OS
+    errors); it is the one-line error naming the file, exit 2, before the run dir is made."""
+    import sys
+
+    from PIL import Image
+
+    from maskrnn_tf.io import write_palette_png
+
+    root = tmp_path / "DAVIS"
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "train.txt").write_text("ducks\n")
+    (root / "ImageSets" / "2017" / "val.txt").write_text("ducks\n")
+    frames, masks = root / "JPEGImages" / "480p" / "ducks", root / "Annotations" / "480p" / "ducks"
+    frames.mkdir(parents=True)
+    masks.mkdir(parents=True)
+    rgb = np.zeros((24, 32, 3), np.uint8)
+    rgb[4:12, 4:12] = (10, 200, 30)  # not a DAVIS palette colour
+    for t in range(2):
+        Image.fromarray(np.full((24, 32, 3), 90, np.uint8)).save(frames / f"{t:05d}.jpg")
+        Image.fromarray(rgb).save(masks / f"{t:05d}.png")
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "maskrnn_tf.train", f"--flagfile={os.path.join(REPO, 'davis17.flags')}",
+               f"--manual_dir={root}", f"--run_dir={run_dir}"]
+    proc = subprocess.run(command, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=300)
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert "Traceback" not in proc.stdout
+    assert f"{masks / '00000.png'}: RGB annotation with 1 colour(s) that are not DAVIS palette colours" in proc.stdout
+    assert "save ground truth as palette PNGs" in proc.stdout
+    assert not run_dir.exists()
+    # The first annotation right, a later one not: named as a file that cannot be read, not as settings that
+    # make no batches.
+    ids = np.zeros((24, 32), np.uint8)
+    ids[4:12, 4:12] = 1
+    write_palette_png(str(masks / "00000.png"), ids)
+    proc = subprocess.run(command + ["--vgg_weights=none"], env=cli_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)  # ImageNet weights are not reached offline
+    assert proc.returncode == 2, proc.stdout[-3000:]
+    assert "Traceback" not in proc.stdout and "make no training batches" not in proc.stdout
+    assert f"a training file cannot be read: {masks / '00001.png'}: RGB annotation with 1 colour(s)" in proc.stdout
