@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO, cli_env
+from maskrnn_tf.train import command_line_flagfiles, default_run_dir
 from maskrnn_tf.training.config import TrainConfig, parse_override
 from maskrnn_tf.training.config_bounds import check_config_bounds
 
@@ -171,3 +172,29 @@ def test_an_empty_val_sequences_clears_them_as_the_flag_does():
     assert config.override(dict([parse_override("data.val_sequences=")])).data.val_sequences == ()
     with pytest.raises(ValueError, match="distinct non-empty names"):
         _set("data.dataset=davis16", "data.val_sequences=dog,,car-turn")
+
+
+def test_the_prior_flag_file_is_the_cpu_recipe_with_its_four_changes():
+    """davis16_cpu_prior.flags nests davis16_cpu.flags: every other setting must stay the recipe's."""
+    base = _print_config("--flagfile=davis16_cpu.flags")
+    prior = _print_config("--flagfile=davis16_cpu_prior.flags")
+    assert base.returncode == 0 and prior.returncode == 0, (base.stderr[-2000:], prior.stderr[-2000:])
+
+    def flat(tree, prefix=""):
+        out = {}
+        for key, value in tree.items():
+            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return out
+
+    a, b = flat(json.loads(base.stdout)), flat(json.loads(prior.stdout))
+    assert a.keys() == b.keys()
+    changed = {key: (a[key], b[key]) for key in a if a[key] != b[key]}
+    assert changed == {
+        "model.color_prior_input": (False, True),
+        "data.color_jitter": (0.0, 1.0),
+        "model.flow_reference": ("none", "median"),
+        "stage_b_steps": (1000, 2000),
+    }, changed
+    # A nested flag file does not count as a second one: the default run dir is named after the outer file.
+    assert default_run_dir(command_line_flagfiles(["train", "--flagfile=davis16_cpu_prior.flags"])) == os.path.join(
+        "runs", "davis16_cpu_prior")
