@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from typing import Optional
 
 from absl import app, flags
 
@@ -54,7 +53,7 @@ flags.DEFINE_enum("finetune", "auto", ["auto", "recurrent", "static", "none"],
                   "Online finetuning on the first frame: recurrent = BPTT through the recurrent step on clips "
                   "dreamt from the first frame (exact flows and masks); static = the paper's, augmented first "
                   "frames with a perturbed true mask as the previous mask; auto = recurrent for a model trained "
-                  "with stage B (its run's config.json says), else static (none for a colour prior network).")
+                  "with stage B (its run's config.json says), else static.")
 flags.DEFINE_integer("finetune_steps", None, "Finetuning updates per video (default 200 static, 50 recurrent; "
                      "0 skips finetuning).")
 flags.DEFINE_float("finetune_budget", 60.0, "Recurrent finetuning: wall seconds per video (dreaming and "
@@ -290,7 +289,6 @@ def main(argv) -> int:
         options = dataclasses.replace(options, threshold=float(model.config.mask_threshold))
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
         prepare = _finetuning(inference, model, FLAGS.model, step_fn, flow_fn, options.max_size, metadata)
-        _refuse_static_prior(model, FLAGS.model, metadata.get("finetune"))
         # The networks' own steps (not the wrapped ones): a colour prior network's tables are bound to it per video.
         priors = [(step_fn, model.config.color_prior_band)] if model.config.color_prior_input else []
         if FLAGS.ensemble_models:
@@ -352,14 +350,6 @@ def main(argv) -> int:
     return 0
 
 
-def _refuse_static_prior(model, path: str, finetune: Optional[str]) -> None:
-    if model.config.color_prior_input and finetune == "static":
-        raise app.UsageError(
-            f"{path} takes a first-frame colour prior as an input (model.color_prior_input), which static online "
-            "finetuning does not give it: use --finetune=auto (none for such a network, each other one as it was "
-            "trained), recurrent or none, or leave the network out.", exitcode=2)
-
-
 def _ensemble(inference, model, step_fn, prepare, flow_fn, max_size, precision, overrides, metadata):
     """--model's step (and finetuning callback) averaged with those of the --ensemble_models networks, each loaded
     and finetuned as --model is: (step_fn, prepare, [(own step, band) of each colour prior member])."""
@@ -380,7 +370,6 @@ def _ensemble(inference, model, step_fn, prepare, flow_fn, max_size, precision, 
         print(f"{path}:", end=" ", flush=True)  # its finetuning choice follows
         chosen: dict = {}
         prepares.append(_finetuning(inference, member, path, steps[-1], flow_fn, max_size, chosen))
-        _refuse_static_prior(member, path, chosen.get("finetune"))
         if member.config.color_prior_input:
             priors.append((steps[-1], member.config.color_prior_band))
         members.append({"model": os.path.abspath(path), **{key: chosen[key] for key in ("finetune", "finetune_steps")
@@ -416,11 +405,6 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
     choice = choose_finetuning(FLAGS.finetune, inference.training_config(model_path), FLAGS.finetune_steps,
                                FLAGS.finetune_loc_weight, FLAGS.finetune_class_balance, FLAGS.finetune_iou_weight,
                                trained_step=inference.trained_step(model_path))
-    if choice.mode == "static" and FLAGS.finetune == "auto" and model.config.color_prior_input:
-        # Static finetuning does not feed a colour prior network its tables: auto leaves such a network as it is.
-        choice = dataclasses.replace(choice, mode="none", steps=0,
-                                     reason=f"auto would be static: {choice.reason}; static finetuning does "
-                                            "not feed the network's colour prior input")
     print(describe_choice(choice, FLAGS.finetune_budget), flush=True)
     metadata.update(finetune=choice.mode, finetune_steps=choice.steps)
     if choice.mode != "none":

@@ -233,7 +233,8 @@ def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: Augmen
 def make_finetune_dataset(first_frame: np.ndarray, first_mask: np.ndarray, object_ids: Seq[int],
                           flow_to_next: Optional[np.ndarray] = None, augment: Optional[AugmentConfig] = None,
                           perturb: PerturbConfig = PerturbConfig(), seed: int = 0,
-                          batch_size: Optional[int] = None) -> tf.data.Dataset:
+                          batch_size: Optional[int] = None,
+                          color_model: Optional[np.ndarray] = None) -> tf.data.Dataset:
     """Online finetuning: an infinite stream of augmented views of the first frame, objects in turn.
 
     Args:
@@ -243,9 +244,11 @@ def make_finetune_dataset(first_frame: np.ndarray, first_mask: np.ndarray, objec
       flow_to_next: optional float32 [H0, W0, 2] flow from the first frame to the second (zeros if None).
       augment: augmentation (default: random, crop = the frame size).
       perturb: previous-mask perturbation.
+      color_model: optional float32 [len(object_ids), 4096], row i the colour table of object_ids[i] (a network
+        with a first-frame colour prior input); each element then carries its object's row.
 
     Element: as `make_static_dataset` (frame, flow_to_prev = flow_to_next = the flow to the second frame,
-    prev_mask = perturbed first-frame mask of the object, mask, void).
+    prev_mask = perturbed first-frame mask of the object, mask, void; color_model [4096] with `color_model`).
     """
     first_frame = np.asarray(first_frame, np.uint8)
     first_mask = np.asarray(first_mask, np.uint8)
@@ -265,14 +268,21 @@ def make_finetune_dataset(first_frame: np.ndarray, first_mask: np.ndarray, objec
     # with zeros, 0.82 with this); the prev mask's shift by the motion is one more perturbation to correct.
     flows_t = {"p": tf.constant(flow[None]), "n": tf.constant(flow[None])}
     ids_t = tf.constant(list(object_ids), tf.int32)
+    tables_t = None
+    if color_model is not None:
+        tables = np.asarray(color_model, np.float32)
+        if tables.ndim != 2 or tables.shape[0] != len(object_ids):
+            raise ValueError(f"color_model {tables.shape}: need one table (row) per object id, {len(object_ids)}.")
+        tables_t = tf.constant(tables)
 
     def element(index):
         aug_seed, perturb_seed = _seeds(seed, index)
         affine = sample_transform(aug_seed, tf.constant([height, width]), augment)
-        object_id = ids_t[tf.cast(index % tf.cast(tf.size(ids_t), tf.int64), tf.int32)]
-        frames, maps, inside, flows = apply_transform(frame_t, object_maps(mask_t, object_id), flows_t, affine, size)
+        which = tf.cast(index % tf.cast(tf.size(ids_t), tf.int64), tf.int32)
+        frames, maps, inside, flows = apply_transform(frame_t, object_maps(mask_t, ids_t[which]), flows_t, affine,
+                                                      size)
         mask, void = maps["mask"], finish_void(maps["void"], inside)
-        return {
+        out = {
             "frame": tf.ensure_shape(frames[0], size + (3,)),
             "flow_to_prev": tf.ensure_shape(flows["p"][0], size + (2,)),
             "flow_to_next": tf.ensure_shape(flows["n"][0], size + (2,)),
@@ -280,6 +290,9 @@ def make_finetune_dataset(first_frame: np.ndarray, first_mask: np.ndarray, objec
             "mask": tf.ensure_shape(mask[0], size),
             "void": tf.ensure_shape(void[0], size),
         }
+        if tables_t is not None:  # the object's table, fitted on the unaugmented frame as training fits them
+            out["color_model"] = tables_t[which]
+        return out
 
     dataset = tf.data.Dataset.range(2 ** 62).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
     return finish_dataset(dataset, batch_size)

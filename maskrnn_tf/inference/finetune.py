@@ -66,9 +66,11 @@ class FinetuneConfig:
 def _batch_losses(model: MaskRNN, batch, config: FinetuneConfig, training: bool):
     prev = tf.cast(batch["prev_mask"], tf.float32)
     boxes, _ = mask_to_box(prev)
-    out = model({"frame": batch["frame"], "flow_to_prev": batch["flow_to_prev"],
-                 "flow_to_next": batch["flow_to_next"], "prev_probs": prev, "prev_boxes": boxes},
-                training=training)
+    inputs = {"frame": batch["frame"], "flow_to_prev": batch["flow_to_prev"],
+              "flow_to_next": batch["flow_to_next"], "prev_probs": prev, "prev_boxes": boxes}
+    if "color_model" in batch:
+        inputs["color_model"] = tf.cast(batch["color_model"], tf.float32)
+    out = model(inputs, training=training)
     losses = frame_losses(out, batch["mask"], batch.get("void"), model.config.delta_weights,
                           config.seg_weight, config.loc_weight, class_balance=config.class_balance,
                           loc_min_iou=config.loc_min_iou, iou_weight=config.iou_weight)
@@ -82,6 +84,7 @@ def finetune(
     object_ids: Sequence[int],
     flow_to_next: Optional[np.ndarray] = None,
     config: FinetuneConfig = FinetuneConfig(),
+    color_model: Optional[np.ndarray] = None,
 ) -> List[float]:
     """Finetunes `model` in place on the first frame; returns the loss of every iteration (NaN for an
     iteration whose gradient was not finite: its update was skipped).
@@ -98,12 +101,18 @@ def finetune(
       object_ids: the ids of the objects to track.
       flow_to_next: optional flow from the first to the second frame [H, W, 2].
       config: see FinetuneConfig.
+      color_model: [len(object_ids), 4096] the objects' first-frame colour tables, for a model with
+        `color_prior_input` (required there): each augmented view is given its object's table.
     """
     if config.steps == 0:
         return []
+    if model.config.color_prior_input and color_model is None:
+        raise ValueError("this model takes a first-frame colour prior (color_prior_input): finetune needs the "
+                         "objects' colour tables, color_model=first_frame_tables(...) or fit_color_model(...).")
     batch_size = config.batch_size or min(len(object_ids), 4)
     dataset = make_finetune_dataset(first_frame, first_ids, list(object_ids), flow_to_next=flow_to_next,
-                                    seed=config.seed, batch_size=batch_size)
+                                    seed=config.seed, batch_size=batch_size,
+                                    color_model=color_model if model.config.color_prior_input else None)
     schedule = keras.optimizers.schedules.ExponentialDecay(
         config.learning_rate, decay_steps=max(config.steps - 1, 1), decay_rate=config.final_lr_fraction)
     optimizer = keras.optimizers.Adam(learning_rate=schedule)
@@ -137,11 +146,12 @@ def finetune(
 
 def first_frame_loss(
     model: MaskRNN, first_frame: np.ndarray, first_ids: np.ndarray, object_ids: Sequence[int],
-    config: FinetuneConfig = FinetuneConfig(),
+    config: FinetuneConfig = FinetuneConfig(), color_model: Optional[np.ndarray] = None,
 ) -> float:
     """The training loss on the un-augmented first frame (previous mask = the true mask), objects averaged.
 
-    A yardstick for finetuning: it should fall as the model fits the first frame.
+    A yardstick for finetuning: it should fall as the model fits the first frame. `color_model`: the objects'
+    colour tables [N, 4096], for a model with `color_prior_input`.
     """
     ids = np.asarray(first_ids)
     masks = np.stack([(ids == i).astype(np.float32) for i in object_ids])
@@ -153,6 +163,8 @@ def first_frame_loss(
         "flow_to_next": np.zeros((n, h, w, 2), np.float32),
         "prev_mask": masks, "mask": masks, "void": void,
     }
+    if color_model is not None:
+        batch["color_model"] = np.asarray(color_model, np.float32)
     return float(_batch_losses(model, {k: tf.constant(v) for k, v in batch.items()}, config, training=False))
 
 
@@ -167,7 +179,8 @@ def finetune_on_video(
     """Finetunes `model` on the first frame of `source` at the processing size; returns the losses.
 
     Reads only the first two frames (the second gives the flow to next the flow stream is trained with);
-    a `NamedFlowFn` reads that flow for the sequence `source.name` by frame name instead.
+    a `NamedFlowFn` reads that flow for the sequence `source.name` by frame name instead. A model with a
+    first-frame colour prior gets the tables segmenting gives it (fitted at the video's own size).
     """
     if config.steps == 0:
         return []
@@ -176,7 +189,12 @@ def finetune_on_video(
     ids, present = first_ids_at_size(first, size)
     if not present:  # no object at this size: training on empty masks would teach "background"
         return []
-    return finetune(model, first_frame, ids, present, flow, config)
+    tables = None
+    if model.config.color_prior_input:
+        from maskrnn_tf.inference.color_gate import first_frame_tables
+
+        tables = first_frame_tables(source, first, model.config.color_prior_band, object_ids=present)
+    return finetune(model, first_frame, ids, present, flow, config, color_model=tables)
 
 
 def first_frame_and_flow(source: VideoSource, size: Tuple[int, int], flow_fn: Optional[AnyFlowFn]

@@ -501,8 +501,8 @@ def test_color_gate_band_without_the_gate_is_a_usage_error(tmp_path):
 def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(davis_root, tmp_path):
     """A network trained with model.color_prior_input: segment fits each object's RGB table on the sequence's
     first frame and annotation (the model's band) and feeds it at every step: the CLI's probabilities are those of
-    the library's loop given tables fitted here from the files. --finetune=auto, static here (no config.json),
-    segments it without finetuning; static finetuning asked for is refused by name, recurrent runs."""
+    the library's loop given tables fitted here from the files. Static finetuning (auto's choice here: no
+    config.json) and recurrent finetuning with its cycle check run with the tables."""
     import functools
 
     from maskrnn_tf import inference
@@ -513,9 +513,7 @@ def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(d
     MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True, color_prior_band=0.2)).save(model_path)
     common = [f"--model={model_path}", "--precision=float32", "--save_probs", f"--davis_root={davis_root}",
               "--sequences=beta"]
-    # --finetune=auto (the default) is none for it: online finetuning does not feed the prior.
-    assert _segment_in_process(*common, f"--output={tmp_path / 'cli'}") == 0
-    assert json.loads((tmp_path / "cli" / "segment_run.json").read_text())["finetune"] == "none"
+    assert _segment_in_process(*common, "--finetune=none", f"--output={tmp_path / 'cli'}") == 0
 
     frame = np.asarray(Image.open(os.path.join(davis_root, "JPEGImages", "480p", "beta", "00000.jpg")).convert("RGB"))
     labels = read_mask(os.path.join(davis_root, "Annotations", "480p", "beta", "00000.png"))
@@ -538,9 +536,10 @@ def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(d
     name = os.path.join("beta", "probs", "00001.npy")
     assert np.abs(np.load(tmp_path / "other" / name) - np.load(tmp_path / "cli" / name)).max() > 1e-3
 
-    refused = _segment(*common, "--finetune=static", f"--output={tmp_path / 'static'}")
-    assert refused.returncode == 2 and "color_prior_input" in refused.stderr, refused.stderr
-    assert "--finetune=auto" in refused.stderr and not (tmp_path / "static").exists()
+    # Static finetuning (--finetune=auto's choice for a .keras file without config.json) trains with the tables.
+    assert _segment_in_process(*common, "--finetune_steps=2", f"--output={tmp_path / 'static'}") == 0
+    log = json.loads((tmp_path / "static" / "segment_run.json").read_text())
+    assert log["finetune"] == "static" and log["finetune_log"]["beta"]["updates"] == 2, log
     # Recurrent finetuning and its cycle check step the network with the video's tables bound.
     assert _segment_in_process(*common, "--finetune=recurrent", "--finetune_steps=2", "--finetune_budget=0",
                                "--finetune_check_frames=2", f"--output={tmp_path / 'recurrent'}") == 0
@@ -554,8 +553,8 @@ def test_colour_prior_networks_segment_as_an_ensemble_each_with_tables_at_its_ow
     """--ensemble_models with colour prior networks: every network gets the sequence's first-frame tables at its
     own model.color_prior_band (a plain network beside them none); the CLI's probabilities are those of the
     library's ensemble step over the steps given those tables, and not those with the member's tables at
-    --model's band. With checked recurrent finetuning each network is finetuned and checked with its tables. A
-    colour prior member with static finetuning asked for is refused by name (exit 2), leaving no output."""
+    --model's band. With checked recurrent finetuning each network is finetuned and checked with its tables, and a
+    colour prior member finetunes statically too."""
     import functools
 
     import keras
@@ -599,8 +598,8 @@ def test_colour_prior_networks_segment_as_an_ensemble_each_with_tables_at_its_ow
     assert [member["updates"] for member in members] == [1, 1, 1], members
     assert all(member["cycle_before"] is not None and member["cycle_after"] is not None for member in members)
 
-    refused = _segment(*common, "--finetune=static", f"--model={paths[2]}", f"--ensemble_models={paths[1]}",
-                       f"--output={tmp_path / 'static'}")
-    assert refused.returncode == 2 and paths[1] in refused.stderr and "color_prior_input" in refused.stderr, \
-        refused.stderr
-    assert "--finetune=auto" in refused.stderr and not (tmp_path / "static").exists()
+    assert _segment_in_process(*common, "--finetune=static", "--finetune_steps=1", "--finetune_check_frames=0",
+                               f"--model={paths[2]}", f"--ensemble_models={paths[1]}",
+                               f"--output={tmp_path / 'static'}") == 0
+    members = json.loads((tmp_path / "static" / "segment_run.json").read_text())["finetune_log"]["beta"]["members"]
+    assert [member["updates"] for member in members] == [1, 1], members

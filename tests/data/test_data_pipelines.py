@@ -218,6 +218,23 @@ def test_finetune_dataset_cycles_objects():
         assert _iou(element["prev_mask"], element["mask"]) >= PerturbConfig().min_iou
 
 
+def test_finetune_dataset_gives_each_view_its_objects_colour_table():
+    """With colour tables (a colour prior network), element i carries the row of the object it shows; a table
+    count that does not match the objects is refused."""
+    video = generate_video(0, SyntheticConfig(height=32, width=48, num_frames=2, min_objects=2, max_objects=2))
+    config = AugmentConfig(crop_size=(32, 48), random=False)
+    tables = np.stack([np.full(4096, 0.25, np.float32), np.linspace(0, 1, 4096, dtype=np.float32)])
+    dataset = make_finetune_dataset(video["frames"][0], video["masks"][0], [2, 1], augment=config,
+                                    color_model=tables)
+    for row, (object_id, element) in enumerate(zip((2, 1, 2), dataset.take(3))):
+        np.testing.assert_array_equal(element["mask"].numpy(), video["masks"][0] == object_id)
+        np.testing.assert_array_equal(element["color_model"].numpy(), tables[row % 2])
+    assert "color_model" not in next(iter(make_finetune_dataset(video["frames"][0], video["masks"][0], [1],
+                                                                augment=config)))
+    with pytest.raises(ValueError, match="one table"):
+        make_finetune_dataset(video["frames"][0], video["masks"][0], [1, 2], color_model=tables[:1])
+
+
 def test_every_pipeline_runs_without_the_tf_data_autotuner():
     """The autotuner's model thread sleeps up to a minute between rounds and deleting an iterator waits for it
     (38 s measured after 45 s of finetuning on one video; bench/iterator_teardown.py): every pipeline the

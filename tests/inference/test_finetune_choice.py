@@ -223,6 +223,7 @@ def test_static_finetuning_trains_on_an_object_smaller_than_a_cell_of_the_downsc
     """A first-frame object of one pixel falls between the pixel centres halving samples: it was left out of
     finetuning (and of the segmentation's seed). It is finetuned on at the cell its pixel lies in."""
     import importlib
+    import types
 
     from maskrnn_tf.inference import FinetuneConfig
     from maskrnn_tf.inference.first_mask import FirstMask
@@ -237,6 +238,7 @@ def test_static_finetuning_trains_on_an_object_smaller_than_a_cell_of_the_downsc
     labels[4, 4] = 1  # even row and column: halving samples pixel centres, rows and columns 1, 3, 5, ...
     first = FirstMask(labels, (1,), np.zeros((256, 3), np.uint8))
     half = max(source.size) // 2
-    assert finetune_module.finetune_on_video(None, source, first, None, half, FinetuneConfig(steps=3)) == [0.5]
+    model = types.SimpleNamespace(config=types.SimpleNamespace(color_prior_input=False))  # finetune is the spy
+    assert finetune_module.finetune_on_video(model, source, first, None, half, FinetuneConfig(steps=3)) == [0.5]
     (_, _, ids, present, _, _), = calls
     assert present == [1] and np.argwhere(ids == 1).tolist() == [[2, 2]]

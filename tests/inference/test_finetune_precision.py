@@ -54,7 +54,7 @@ def test_segment_cli_finetunes_in_float16(tmp_path, video_on_disk, tiny_model_pa
     finetune_module = importlib.import_module("maskrnn_tf.inference.finetune")  # not the re-exported function
     seen = []
 
-    def spy(model, first_frame, first_ids, object_ids, flow_to_next=None, config=FinetuneConfig()):
+    def spy(model, first_frame, first_ids, object_ids, flow_to_next=None, config=FinetuneConfig(), color_model=None):
         seen.append((compute_dtypes(model), config.steps))
         return []  # the float16 finetuning itself is checked above; here: what the CLI hands it
 

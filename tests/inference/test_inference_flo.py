@@ -2,6 +2,7 @@
 --max_size, used by online finetuning, and a clear error for a missing file."""
 import importlib
 import os
+import types
 
 import numpy as np
 import pytest
@@ -163,7 +164,7 @@ def test_finetuning_reads_the_first_flow_from_the_flo_folder(monkeypatch, flo_vi
     frames, mask, flo_dir = flo_video
     captured = {}
 
-    def fake_finetune(model, first_frame, ids, object_ids, flow_to_next, config):
+    def fake_finetune(model, first_frame, ids, object_ids, flow_to_next, config, color_model=None):
         captured.update(frame=first_frame, flow=flow_to_next)
         return []
 
@@ -171,7 +172,8 @@ def test_finetuning_reads_the_first_flow_from_the_flo_folder(monkeypatch, flo_vi
     source = VideoSource(frames)
     assert source.name == SEQUENCE
     first = read_first_mask(mask, source.size)
-    finetune_module.finetune_on_video(None, source, first, make_flow_fn("flo", flo_dir), max_size=28,
+    model = types.SimpleNamespace(config=types.SimpleNamespace(color_prior_input=False))  # finetune is the fake
+    finetune_module.finetune_on_video(model, source, first, make_flow_fn("flo", flo_dir), max_size=28,
                                       config=FinetuneConfig(steps=1))
     want = resize_flow(synthetic_video["flows_to_next"][0][None], (20, 28))[0].numpy()
     assert captured["frame"].shape == (20, 28, 3)

@@ -205,6 +205,34 @@ def test_online_finetuning_lowers_the_first_frame_loss(synthetic_video, tiny_mod
     assert after < 0.8 * before, (before, after)
 
 
+def test_static_finetuning_of_a_colour_prior_network_learns_with_the_objects_tables(synthetic_video, tmp_path):
+    """A network with a first-frame colour prior input finetunes statically given each object's table (as segment
+    gives it): the first-frame loss falls, and other tables give other weights (they reach the gradient). Without
+    tables it is refused by name before any update."""
+    from maskrnn_tf.inference import load_model
+    from maskrnn_tf.inference.color_gate import fit_color_model
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    path = str(tmp_path / "prior.keras")
+    MaskRNN(MaskRNNConfig(width=0.125, fc_units=32, color_prior_input=True, color_prior_band=0.2)).save(path)
+    frame, ids = synthetic_video["frames"][0], synthetic_video["masks"][0]
+    tables = fit_color_model(frame, ids, [1, 2], 0.2, space="rgb")
+    config = FinetuneConfig(steps=25, learning_rate=1e-3)
+    model = load_model(path)
+    with pytest.raises(ValueError, match="colour tables"):
+        finetune(model, frame, ids, [1, 2], synthetic_video["flows_to_next"][0], config)
+    before = first_frame_loss(model, frame, ids, [1, 2], color_model=tables)
+    losses = finetune(model, frame, ids, [1, 2], synthetic_video["flows_to_next"][0], config, color_model=tables)
+    after = first_frame_loss(model, frame, ids, [1, 2], color_model=tables)
+    assert len(losses) == 25 and np.isfinite(losses).all()
+    assert after < 0.8 * before, (before, after)
+    swapped = load_model(path)
+    finetune(swapped, frame, ids, [1, 2], synthetic_video["flows_to_next"][0], config, color_model=tables[::-1])
+    change = max(float(np.abs(a.numpy() - b.numpy()).max())
+                 for a, b in zip(model.trainable_variables, swapped.trainable_variables))
+    assert change > 1e-4, change
+
+
 def test_finetuning_loss_follows_the_class_balance_and_the_soft_jaccard_term(synthetic_video, tiny_model_path):
     import tensorflow as tf
 
