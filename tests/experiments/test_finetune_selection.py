@@ -275,3 +275,26 @@ def test_another_models_selection_in_the_output_folder_is_refused(monkeypatch, t
     assert driver.main([]) == 2 and "select_sequences (['bear'], not ['cows'])" in capsys.readouterr().err
     driver.FLAGS.select_sequences, driver.FLAGS.candidate = ["bear"], ["none=--finetune=none", "s=--finetune=static"]
     assert driver.main([]) == 0  # the same selection, one candidate more
+
+
+def test_the_repositorys_selection_flag_files_name_only_segment_flags():
+    """Every `--candidate` of a `*_selection.flags` file parses, and each flag in it is one segment defines (a
+    misspelt one would only fail after the candidates before it had run)."""
+    import glob
+
+    from absl import flags
+
+    from maskrnn_tf import segment  # noqa: F401  (defines segment's flags)
+
+    files = sorted(glob.glob(os.path.join(REPO, "*_selection.flags")))
+    assert len(files) >= 2, files
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.startswith("--candidate=")]
+        candidates = parse_candidates([line[len("--candidate="):] for line in lines])
+        assert candidates, path
+        for candidate in candidates:
+            for arg in candidate.segment_args:
+                name = arg[2:].split("=", 1)[0]
+                known = name in flags.FLAGS or (name.startswith("no") and name[2:] in flags.FLAGS)
+                assert known, (os.path.basename(path), candidate.label, arg)
