@@ -242,3 +242,32 @@ def test_static_finetuning_trains_on_an_object_smaller_than_a_cell_of_the_downsc
     assert finetune_module.finetune_on_video(model, source, first, None, half, FinetuneConfig(steps=3)) == [0.5]
     (_, _, ids, present, _, _), = calls
     assert present == [1] and np.argwhere(ids == 1).tolist() == [[2, 2]]
+
+
+def test_static_finetuning_gives_a_colour_prior_network_the_tables_segmenting_binds(monkeypatch, video_on_disk):
+    """Static finetuning of a colour prior network trains with the tables segment binds for the video: fitted on
+    the first frame at the video's own size (not the working size), at the network's band, one row per object
+    finetuned on."""
+    import importlib
+    import types
+
+    from maskrnn_tf.inference import FinetuneConfig
+    from maskrnn_tf.inference.color_gate import first_frame_tables
+    from maskrnn_tf.inference.video_reader import VideoSource
+
+    finetune_module = importlib.import_module("maskrnn_tf.inference.finetune")
+    seen = []
+    monkeypatch.setattr(finetune_module, "finetune",
+                        lambda *args, color_model=None, **kwargs: seen.append((args[3], color_model)) or [0.5])
+    frames, mask = video_on_disk
+    source = VideoSource(frames)
+    first = read_first_mask(mask, source.size)
+    model = types.SimpleNamespace(config=types.SimpleNamespace(color_prior_input=True, color_prior_band=0.2))
+    half = max(source.size) // 2
+    assert finetune_module.finetune_on_video(model, source, first, None, half, FinetuneConfig(steps=3)) == [0.5]
+    (present, tables), = seen
+    assert present == list(first.object_ids) and len(present) == 2
+    np.testing.assert_array_equal(tables, first_frame_tables(source, first, 0.2, object_ids=present))
+    for other in (first_frame_tables(source, first, 0.2, max_size=half, object_ids=present),
+                  first_frame_tables(source, first, 1.0, object_ids=present)):
+        assert np.abs(other - tables).max() > 1e-3
