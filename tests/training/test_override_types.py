@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO, cli_env
 from maskrnn_tf.train import command_line_flagfiles, default_run_dir
-from maskrnn_tf.training.config import TrainConfig, parse_override
+from maskrnn_tf.training.config import TrainConfig, flatten, parse_override
 from maskrnn_tf.training.config_bounds import check_config_bounds
 
 
@@ -179,14 +179,7 @@ def test_the_prior_flag_file_is_the_cpu_recipe_with_its_four_changes():
     base = _print_config("--flagfile=davis16_cpu.flags")
     prior = _print_config("--flagfile=davis16_cpu_prior.flags")
     assert base.returncode == 0 and prior.returncode == 0, (base.stderr[-2000:], prior.stderr[-2000:])
-
-    def flat(tree, prefix=""):
-        out = {}
-        for key, value in tree.items():
-            out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-        return out
-
-    a, b = flat(json.loads(base.stdout)), flat(json.loads(prior.stdout))
+    a, b = flatten(json.loads(base.stdout)), flatten(json.loads(prior.stdout))
     assert a.keys() == b.keys()
     changed = {key: (a[key], b[key]) for key in a if a[key] != b[key]}
     assert changed == {
