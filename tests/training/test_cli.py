@@ -58,11 +58,11 @@ def _latest_number(run_dir):
 def _assert_trains_on_as(got, want, start, atol=1e-6):
     """Two trainings from the same checkpoint `start` to the same step reached the same weights.
 
-    To float32 round-off, not bit for bit: oneDNN reproduces a kernel's sums only for the same thread use, and
-    a CLI process and a test worker that has trained before need not share it (a run resumed in a pytest worker
-    once ended one float32 ULP away from the CLI's uninterrupted run). `atol` stays far below what a lost
-    optimizer state or a missed step would show: each Adam step moves weights by up to the learning rate,
-    1e-3 here, and the weights compared must have moved from `start` by at least 100 x atol.
+    To float32 round-off, not bit for bit: a run resumed in a pytest worker once ended one float32 ULP away from
+    the CLI's uninterrupted run (likely oneDNN, whose sums repeat only for the same thread use, with TensorFlow's
+    per-thread primitive cache). `atol` stays far below what a lost optimizer state or a missed step would show:
+    each Adam step moves weights by up to the learning rate, 1e-3 here, and the most-moved weight must have moved
+    from `start` by more than 100 x atol.
     """
     assert got.keys() == want.keys() == start.keys()
     moved = max(float(np.abs(want[name] - start[name]).max()) for name in want)
