@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -438,12 +439,22 @@ def _assert_same_weights(got, want, previous, atol):
     assert moved > 1e-5  # the second step really updated the weights
 
 
+@pytest.fixture(scope="module")
+def two_replica_run(tmp_path_factory):
+    """EQUAL_STEPS on two replicas (--strategy=mirrored on two logical CPUs), a CLI run: its folder, read only."""
+
+    def build(folder):
+        two = run_cli(os.path.join(folder, "run"), *EQUAL_STEPS, "--strategy=mirrored", "--logical_cpus=2",
+                      timeout=480)
+        assert two.returncode == 0, two.stdout[-3000:]
+
+    return os.path.join(built_once(tmp_path_factory, "two_replica_run", build), "run")
+
+
 @pytest.mark.slow
-def test_mirrored_two_cpus_equals_one_device(one_device_run, tmp_path):
+def test_mirrored_two_cpus_equals_one_device(one_device_run, two_replica_run):
     init, a = one_device_run
-    two = run_cli(str(tmp_path / "two"), *EQUAL_STEPS, "--strategy=mirrored", "--logical_cpus=2", timeout=480)
-    assert two.returncode == 0, two.stdout[-3000:]
-    b = _model_variables(os.path.join(tmp_path, "two", "checkpoints", "ckpt-2"))
+    b = _model_variables(os.path.join(two_replica_run, "checkpoints", "ckpt-2"))
     _assert_same_weights(b, a, init, atol=2e-6)
 
 
@@ -543,17 +554,17 @@ def _console_losses(lines: str) -> dict:
 
 
 @pytest.mark.slow
-def test_a_run_made_on_two_replicas_resumes_on_one(tmp_path):
+def test_a_run_made_on_two_replicas_resumes_on_one(two_replica_run, tmp_path):
     """A run trained with --strategy=mirrored on two replicas (two GPUs; here two logical CPUs) and resumed on one
     (a GPU fewer, or --logical_cpus left out) was refused with exit 2: "cannot be restored into this run: the
     network, optimizer or data settings given differ ... need a new --run_dir", as its checkpoints hold no data
     iterators (a run on several replicas skips to its data position instead). It resumes now, inside stage B, from
     the data where the two replicas left it (stage A's batches, never read again, are not replayed), and resumes
     again from its own checkpoint: the steps after the resume are those of an uninterrupted one-device run."""
-    steps = ["--stage_a_steps=1", "--checkpoint_every=1", "--deterministic", "--set=optim.epsilon=1.0"]
+    # The two-replica run (EQUAL_STEPS: 1 + 1 steps) is the mirrored test's; it is resumed in a copy.
+    steps = [flag for flag in EQUAL_STEPS if not flag.startswith("--stage_b_steps")]
     run_dir = str(tmp_path / "run")
-    two = run_cli(run_dir, *steps, "--stage_b_steps=1", "--strategy=mirrored", "--logical_cpus=2", timeout=480)
-    assert two.returncode == 0, two.stdout[-3000:]
+    shutil.copytree(two_replica_run, run_dir)
     assert "static_data" not in {name.split("/", 1)[0] for name, _ in tf.train.list_variables(
         os.path.join(run_dir, "checkpoints", "ckpt-2"))}
     # The same command without --logical_cpus: one replica; one more step of stage B, then another.
