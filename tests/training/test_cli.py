@@ -573,10 +573,19 @@ def test_a_run_made_on_two_replicas_resumes_on_one(two_replica_run, tmp_path):
     assert "holds no data position: reading the 1 batches its steps trained on again" in lines
     again, result = train_in_process(run_dir, *steps, "--stage_b_steps=3", "--strategy=mirrored")
     assert result.steps == 4 and "holds no data position" not in again, again
-    one_lines, _ = train_in_process(str(tmp_path / "one"), *steps, "--stage_b_steps=3")
+    one_dir = str(tmp_path / "one")
+    one_lines, _ = train_in_process(one_dir, *steps, "--stage_b_steps=3")
     want = {step: loss for step, loss in _console_losses(one_lines).items() if step > 2}
     assert sorted(want) == [3, 4]
     assert {**_console_losses(lines), **_console_losses(again)} == pytest.approx(want, abs=2e-4), (lines, one_lines)
+    # EQUAL_STEPS turns the reverse draws off, but each stage B step still draws from the checkpointed generator:
+    # after each resumed step its state is the uninterrupted run's (one started afresh would lag a draw behind).
+    rng_state = "rng/_state_var/.ATTRIBUTES/VARIABLE_VALUE"
+    states = {(folder, step): tf.train.load_variable(os.path.join(folder, "checkpoints", f"ckpt-{step}"), rng_state)
+              for folder in (run_dir, one_dir) for step in (2, 3, 4)}
+    assert not np.array_equal(states[one_dir, 2], states[one_dir, 3])
+    for step in (2, 3, 4):
+        np.testing.assert_array_equal(states[run_dir, step], states[one_dir, step], err_msg=f"step {step}")
 
 
 def test_a_training_in_process_leaves_the_global_random_generators_as_they_were(tmp_path):
