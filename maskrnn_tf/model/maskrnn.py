@@ -50,6 +50,10 @@ class MaskRNN(keras.Model):
         caller that sets every weight right after (a saved model or a checkpoint being loaded): the file may be
         gone, or 'imagenet' need a download, and its weights would be overwritten anyway. The config keeps it."""
         super().__init__(**kwargs)
+        # Keras would cast every float input to the compute dtype before `call` (arrays are still made tensors):
+        # the flows, the previous mask and boxes feed float32 geometry (warp, boxes), so `call` casts its inputs
+        # itself and each layer what it computes on.
+        self.autocast = False
         if config is None:
             config = MaskRNNConfig()
         elif not isinstance(config, MaskRNNConfig):

@@ -310,6 +310,26 @@ def test_mixed_precision_outputs_float32(model, policy, probs_tol, logits_tol):
     assert np.abs(out["logits"].numpy() - ref["logits"].numpy()).max() > 0  # it did compute in lower precision
 
 
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_keeps_the_geometry_inputs_in_float32(model, policy):
+    """The flows, the previous mask and boxes enter the warp and the box arithmetic in float32 under every policy:
+    Keras casts a model's float inputs to its compute dtype before `call` unless told not to, which rounded a flow
+    of 1.3 px to 1.296875 (bfloat16) and a box corner at 703 to 704 before any of it was used."""
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        m = MaskRNN(TINY)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    m.set_weights(model.get_weights())
+    frame, flow_prev, flow_next, prev = _inputs()
+    prev = prev * np.float32(0.7) + np.float32(0.01)  # probabilities that 16 bits cannot hold exactly
+    flow_prev = flow_prev + np.float32(1.3)
+    boxes = np.array([[3.3, 5.1, 13.7, 21.9], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    out, ref = m.step(frame, flow_prev, flow_next, prev, boxes), model.step(frame, flow_prev, flow_next, prev, boxes)
+    np.testing.assert_allclose(out["warped"].numpy(), ref["warped"].numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out["proposals"].numpy(), ref["proposals"].numpy(), rtol=0, atol=1e-5)
+
+
 def test_step_in_tf_function_and_under_xla_matches_eager(model):
     args = _inputs()
     eager = model.step(*args)
