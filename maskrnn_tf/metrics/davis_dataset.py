@@ -113,9 +113,21 @@ def list_sequences(davis_root: str, split: str, year: int, resolution: str = "48
                 f"{folder}: no annotation PNGs for sequence '{name}' listed in {list_path}; "
                 f"extract the DAVIS annotations or remove the sequence from the list."
             )
+        _check_contiguous(paths, f"the annotations of '{name}'")
         frames = tuple(os.path.splitext(os.path.basename(p))[0] for p in paths)
         specs.append(SequenceSpec(name, frames, tuple(paths)))
     return specs
+
+
+def _check_contiguous(paths: List[str], what: str) -> None:
+    """The annotation files found are the frames: a gap would be taken for a result frame too many (or scored
+    without a word when the results lack it as well); refused naming the file after it, as segment refuses it."""
+    from maskrnn_tf.data.sequences import DatasetLayoutError as LayoutError, check_contiguous
+
+    try:
+        check_contiguous(paths, what)
+    except LayoutError as err:
+        raise DatasetLayoutError(str(err)) from err
 
 
 def _list_2016(davis_root: str, list_path: str, lines: Sequence[str]) -> List[SequenceSpec]:
@@ -153,10 +165,15 @@ def load_ground_truth(
     first = read_annotation_ids(spec.annotation_paths[0], grey_ids)
     first_ids = first[first != VOID_ID]
     n_objects = int(first_ids.max()) if first_ids.size else 0
-    labels = np.stack([read_annotation_ids(spec.annotation_paths[i], grey_ids) for i in frame_indices]) if (
-        frame_indices) else (
-        np.zeros((0,) + first.shape, np.uint8)
-    )
+    labels = np.zeros((len(frame_indices),) + first.shape, np.uint8)
+    for k, i in enumerate(frame_indices):
+        ids = read_annotation_ids(spec.annotation_paths[i], grey_ids)
+        if ids.shape != first.shape:
+            raise DatasetLayoutError(
+                f"{spec.annotation_paths[i]}: annotation is {ids.shape[1]}x{ids.shape[0]} but the first annotation "
+                f"of '{spec.name}' ({spec.annotation_paths[0]}) is {first.shape[1]}x{first.shape[0]} (WxH); every "
+                "annotation of a sequence has its frames' size: restore it from the dataset archive.")
+        labels[k] = ids
     void = labels == VOID_ID
     labels = np.where(void, 0, labels).astype(np.uint8)
     return labels, void, tuple(range(1, n_objects + 1))

@@ -482,3 +482,53 @@ def test_a_0_255_mask_is_object_1_only_where_the_ground_truth_has_one_object(tmp
     assert message.startswith(f"{path}: a 0/255 mask (one foreground) but the sequence has 2 objects")
     assert "palette PNG" in message
     np.testing.assert_array_equal(load_results(out, spec, [0], (1,), (40, 56))[0], merged // 255)
+
+
+def make_synthetic_2017(root, n_frames=5):
+    """A tiny DAVIS-2017 root: sequence 'alpha', two moving squares in palette PNGs."""
+    folder = os.path.join(root, "Annotations", "480p", "alpha")
+    os.makedirs(folder)
+    for t in range(n_frames):
+        ids = np.zeros((40, 60), np.uint8)
+        ids[5:15, 5 + 2 * t : 18 + 2 * t] = 1
+        ids[22:34, 30:44] = 2
+        write_palette_png(os.path.join(folder, f"{t:05d}.png"), ids)
+    os.makedirs(os.path.join(root, "ImageSets", "2017"))
+    with open(os.path.join(root, "ImageSets", "2017", "val.txt"), "w") as f:
+        f.write("alpha\n")
+    return folder
+
+
+def test_ground_truth_of_another_size_is_named(tmp_path):
+    """An annotation of another size than the sequence's first was stacked with np.stack: a bare ValueError
+    ('all input arrays must have the same shape'), no file named, and the CLI's traceback instead of exit 2."""
+    root = str(tmp_path / "davis")
+    folder = make_synthetic_2017(root)
+    out = str(tmp_path / "res")
+    names, gt = gt_stack(root, "alpha")
+    write_results(out, "alpha", names, gt)
+    assert evaluate_dataset(root, out, EvaluationConfig()).global_metrics()["J-Mean"] == 1.0
+    taller = np.zeros((42, 60), np.uint8)
+    taller[5:15, 5:18] = 1
+    write_palette_png(os.path.join(folder, "00002.png"), taller)
+    with pytest.raises(DatasetLayoutError, match=r"alpha/00002.png: annotation is 60x42 but the first annotation"):
+        evaluate_dataset(root, out, EvaluationConfig())
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.evaluate", f"--davis_root={root}", f"--results={out}",
+                           "--processes=1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "00002.png" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_a_gap_in_the_ground_truth_frames_is_named_not_blamed_on_the_results(tmp_path):
+    """DAVIS-2017 frames are the annotation PNGs found: with 00002.png gone, complete results were refused as
+    'not in the ground truth' (remove your result), and results missing it too were scored without a word."""
+    root = str(tmp_path / "davis")
+    folder = make_synthetic_2017(root)
+    out = str(tmp_path / "res")
+    names, gt = gt_stack(root, "alpha")
+    write_results(out, "alpha", names, gt)
+    os.unlink(os.path.join(folder, "00002.png"))
+    with pytest.raises(DatasetLayoutError, match=r"alpha/00003.png: non-contiguous frame numbering .* restore"):
+        evaluate_dataset(root, out, EvaluationConfig())
+    os.unlink(os.path.join(out, "alpha", "00002.png"))
+    with pytest.raises(DatasetLayoutError, match="non-contiguous"):
+        evaluate_dataset(root, out, EvaluationConfig())
