@@ -20,8 +20,9 @@ Two readers with different contracts:
   whose background (black) is not index 0 (a quantised colour mask, whose indices are not ids).
 - `read_annotation_ids` reads a dataset's ground truth (DAVIS layouts): a palette PNG's indices, or a grey
   PNG's values when the sequence's first annotation is a grey map of ids 1..N (255 = void; what
-  `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); other grey masks (DAVIS-2016's
-  0/255, anti-aliased edges) are foreground where > 127.
+  `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); a mask of one dark grey (0/64) is
+  foreground where non-zero, as `read_label_image` reads it; other grey masks (DAVIS-2016's 0/255, anti-aliased
+  edges) are foreground where > 127.
 All three refuse 16-bit PNGs, naming the file: Pillow opens 16-bit RGB(A) as 8-bit RGB(A) of each sample's top
 byte, so ids saved as uint16 (`cv2.imwrite`) would read as background.
 """
@@ -455,7 +456,8 @@ def read_annotation_ids(path: str | os.PathLike, grey_ids: Optional[bool] = None
         sequence's first annotation); None decides it on this file.
 
     Palette PNGs give their indices and RGB masks in DAVIS palette colours their palette index; grey masks
-    are ids (see `grey_ids`) or binary, foreground (1) where grey > 127 (DAVIS-2016's 0/255).
+    are ids (see `grey_ids`) or binary, foreground (1) where grey > 127 (DAVIS-2016's 0/255), or where non-zero
+    in a mask of one grey below 128.
 
     Raises:
       ImageReadError: missing, unreadable or transparent file, a mode that cannot hold a mask (16-bit,
@@ -481,4 +483,7 @@ def read_annotation_ids(path: str | os.PathLike, grey_ids: Optional[bool] = None
         grey_ids = _ids_with_void(np.unique(values))
     if grey_ids:
         return values.astype(np.uint8)
+    nonzero = np.unique(values[values > 0])
+    if nonzero.size == 1 and nonzero[0] < 128:
+        return (values > 0).astype(np.uint8)  # one dark grey (0/64): binary, as `read_label_image` reads it
     return (values > 127).astype(np.uint8)

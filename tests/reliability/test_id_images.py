@@ -191,6 +191,16 @@ def test_grey_binary_first_masks_are_read_as_one_object(tmp_path, value):
     np.testing.assert_array_equal(first.labels, (square_ids(0) > 0).astype(np.uint8))
 
 
+@pytest.mark.parametrize("value", [2, 64, 100])
+def test_a_mask_of_one_dark_grey_is_one_object_for_ground_truth_as_for_first_masks(tmp_path, value):
+    """A 0/64 mask was object 1 for segment (read_label_image) and all background for evaluate and training
+    (read_annotation_ids thresholded it at 127): segment's object 1 was then 'not in the ground truth'."""
+    path = str(tmp_path / "m.png")
+    Image.fromarray(((square_ids(0) == 1) * value).astype(np.uint8), mode="L").save(path)
+    np.testing.assert_array_equal(read_annotation_ids(path), read_label_image(path)[0])
+    np.testing.assert_array_equal(read_annotation_ids(path), (square_ids(0) == 1).astype(np.uint8))
+
+
 def test_grey_first_mask_of_small_ids_and_anti_aliased_masks(tmp_path):
     ids_path, soft_path = str(tmp_path / "ids.png"), str(tmp_path / "soft.png")
     Image.fromarray(square_ids(0), mode="L").save(ids_path)
