@@ -132,6 +132,32 @@ def _zero_rows(x: tf.Tensor, ok: tf.Tensor) -> tf.Tensor:
     return tf.where(keep, x, tf.zeros_like(x))
 
 
+def _check_shape(x: tf.Tensor, name: str) -> tf.Operation:
+    """Asserts that `x` has the rank and fixed sizes its signature declares (`x.shape`, from the TensorSpec).
+
+    The model server feeds a request's tensor to the signature's placeholder whatever its shape (it checks names
+    and dtypes), and Grappler folds `tf.rank` and `assert_rank` to the declared rank: the rank is counted from the
+    fed tensor's shape instead, and the sizes are checked only once the rank is right (no out-of-range slice).
+    """
+    want = x.shape
+    shown = "[" + ", ".join("?" if d is None else str(d) for d in want) + "]"
+    rank = tf.reduce_sum(tf.cast(tf.shape(x) >= 0, tf.int32))
+    rank_ok = tf.debugging.assert_equal(rank, want.rank, message=f"input {name} must have rank {want.rank} (shape "
+                                                                  f"{shown})")
+    with tf.control_dependencies([rank_ok]):
+        sizes = [tf.debugging.assert_equal(tf.shape(x)[axis], size, message=f"input {name} must have size {size} on "
+                                                                             f"axis {axis} (shape {shown})")
+                 for axis, size in enumerate(want) if size is not None]
+    return tf.group(rank_ok, *sizes)
+
+
+def _with_checked_shapes(inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    """`inputs` read only after each has passed `_check_shape`, so that every later check and op sees the
+    declared ranks (a wrong one is refused naming the input, not deep inside a slice or a convolution)."""
+    with tf.control_dependencies([_check_shape(x, name) for name, x in inputs.items()]):
+        return {name: tf.identity(x) for name, x in inputs.items()}
+
+
 def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
     """In-graph checks of a step request; a failure is INVALID_ARGUMENT with a message naming the input.
 
@@ -191,6 +217,7 @@ class MaskRNNServingFunctions:
         self.model = model
 
     def _step(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        inputs = _with_checked_shapes(inputs)
         with tf.control_dependencies(_check_step_inputs(inputs, batched=False)):
             inputs = {k: tf.identity(v) for k, v in inputs.items()}
         out = self.model.step(
@@ -214,6 +241,7 @@ class MaskRNNServingFunctions:
         return tf.fill(tf.shape(probs)[:1], tf.constant(self.model.config.mask_threshold, tf.float32))
 
     def _step_batched(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        inputs = _with_checked_shapes(inputs)
         with tf.control_dependencies(_check_step_inputs(inputs, batched=True)):
             inputs = {k: tf.identity(v) for k, v in inputs.items()}
         # The values are checked per row (INPUT_ERROR_OUTPUT): a bad row's checked inputs are replaced by zeros
@@ -230,6 +258,7 @@ class MaskRNNServingFunctions:
                 MASK_THRESHOLD_OUTPUT: self._threshold_rows(probs), INPUT_ERROR_OUTPUT: error}
 
     def _first_frame(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        inputs = _with_checked_shapes(inputs)
         ids = tf.cast(inputs["mask"], tf.int32)
         object_ids = inputs["object_ids"]
         probs = tf.cast(tf.equal(ids[None], object_ids[:, None, None]), tf.float32)
@@ -249,6 +278,7 @@ class MaskRNNServingFunctions:
         return {"prev_probs": probs, "prev_boxes": boxes}
 
     def _color_tables(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+        inputs = _with_checked_shapes(inputs)
         ids = tf.cast(inputs["mask"], tf.int32)
         frames, object_ids = inputs["frame"], inputs["object_ids"]
         rows = tf.shape(object_ids)[0]

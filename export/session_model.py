@@ -8,9 +8,10 @@ tests, the stand-in server and the export-time warmup replay see what the model 
 
 Before running, requests are checked the way the model server and its session check them: every signature
 input present and none extra, each dtype equal to the SignatureDef's (the C++ session refuses another dtype
-where Python's `Session.run` would cast it), each shape compatible with the SignatureDef's. Errors are
-`tf.errors.InvalidArgumentError` naming the input; errors raised inside the graph (the export's Asserts)
-propagate as they are.
+where Python's `Session.run` would cast it). Shapes are not checked: the model server feeds a tensor of any shape
+to the signature's placeholder (Python's `Session.run` would refuse it, so requests run through a callable made
+from CallableOptions, as the C++ session runs them); the export's own Asserts check them. Errors are
+`tf.errors.InvalidArgumentError` naming the input; errors raised inside the graph propagate as they are.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 
 SERVE_TAG = "serve"
 
@@ -101,7 +102,8 @@ class SessionModel:
         return self.signature_defs[key]
 
     def check_inputs(self, key: str, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """The inputs as arrays after the model server's checks (names, dtypes, shapes); raises InvalidArgumentError."""
+        """The inputs as arrays after the model server's checks (names, dtypes; not shapes); raises
+        InvalidArgumentError."""
         sig = self.signature(key)
         missing = sorted(set(sig.inputs) - set(inputs))
         if missing:
@@ -116,11 +118,6 @@ class SessionModel:
             if tf.dtypes.as_dtype(array.dtype) != want_dtype:
                 raise _invalid(f"Signature '{key}': input {name} expects {want_dtype.name} but "
                                f"{tf.dtypes.as_dtype(array.dtype).name} is provided.")
-            if not info.tensor_shape.unknown_rank:
-                want = [d.size for d in info.tensor_shape.dim]
-                if len(want) != array.ndim or any(w not in (-1, g) for w, g in zip(want, array.shape)):
-                    raise _invalid(f"Signature '{key}': input {name} has shape {list(array.shape)}, "
-                                   f"expected {want} (-1 = any).")
             arrays[name] = array
         return arrays
 
@@ -129,9 +126,11 @@ class SessionModel:
             fn = self._callables.get((key, outputs))
             if fn is None:
                 sig = self.signature_defs[key]
-                feeds = [self.graph.get_tensor_by_name(sig.inputs[name].name) for name in sorted(sig.inputs)]
-                fetches = [self.graph.get_tensor_by_name(sig.outputs[name].name) for name in outputs]
-                fn = self.session.make_callable(fetches, feeds)
+                # Not `make_callable(fetches, feeds)`: it feeds through `Session.run`, whose Python checks refuse
+                # a shape the placeholder does not declare, which the model server's C++ session never checks.
+                options = config_pb2.CallableOptions(feed=[sig.inputs[name].name for name in sorted(sig.inputs)],
+                                                     fetch=[sig.outputs[name].name for name in outputs])
+                fn = self.session._make_callable_from_options(options)  # pylint: disable=protected-access
                 self._callables[(key, outputs)] = fn
             return fn
 
