@@ -154,6 +154,11 @@ def main(argv: List[str]) -> int:
         print(f"error: {os.path.join(root, 'selection.json')} records the selection of another {earlier}; this "
               "call would replace its tables. Give another --output (the same settings resume it).", file=sys.stderr)
         return 2
+    # selection.json is written before selection.md, so a selection.md without it is not this driver's.
+    if os.path.isfile(os.path.join(root, "selection.md")) and not os.path.isfile(os.path.join(root, "selection.json")):
+        print(f"error: {os.path.join(root, 'selection.md')} is there with no selection.json beside it: not the "
+              "tables of an earlier call, and this call would replace it. Give another --output.", file=sys.stderr)
+        return 2
     select_name = f"{FLAGS.select_split}: {', '.join(select)}"
     report_name = FLAGS.report_split + (f": {', '.join(FLAGS.report_sequences)}" if FLAGS.report_sequences else "")
 
@@ -190,15 +195,15 @@ def main(argv: List[str]) -> int:
                                               os.path.join(root, "report", picked.label))
             # After every reported run: an interrupted call leaves the tables measured so far, and the record
             # of this call beside them (not an earlier call's, with other choices).
+            write_record(runs, chosen, report, floor)
             write_text(os.path.join(root, "selection.md"),
                        selection_markdown(runs, chosen, report, select_name, report_name, floor))
-            write_record(runs, chosen, report, floor)
         table = selection_markdown(runs, chosen, report, select_name, report_name, floor)
     except ComparisonInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    write_text(os.path.join(root, "selection.md"), table)
     write_record(runs, chosen, report, floor)
+    write_text(os.path.join(root, "selection.md"), table)
     print(f"\n{table}\nwritten to {os.path.join(root, 'selection.md')}", flush=True)
     return 0
 

@@ -277,6 +277,22 @@ def test_another_models_selection_in_the_output_folder_is_refused(monkeypatch, t
     assert driver.main([]) == 0  # the same selection, one candidate more
 
 
+def test_a_selection_md_that_no_selection_json_records_is_not_replaced(monkeypatch, tmp_path, capsys):
+    """An --output folder holding someone's selection.md (no selection.json of this driver beside it) had it
+    replaced by the driver's tables without a word."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "selection.md").write_text("my notes\n")
+    driver, model, ran = _stand_in_driver(
+        monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), select_split="train",
+        select_sequences=["bear"], report_split="val", report_sequences=None, floor=False, output=str(out),
+        candidate=["none=--finetune=none"])
+    assert driver.main([]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'selection.md'}" in err and "no selection.json" in err and "another --output" in err
+    assert (out / "selection.md").read_text() == "my notes\n" and not ran and sorted(os.listdir(out)) == ["selection.md"]
+
+
 def test_the_repositorys_selection_flag_files_name_only_segment_flags():
     """Every `--candidate` of a `*_selection.flags` file parses, and each flag in it is one segment defines (a
     misspelt one would only fail after the candidates before it had run)."""
