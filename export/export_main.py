@@ -42,7 +42,7 @@ def main(argv) -> int:
             return 2
     _console.import_tensorflow_quietly()
     from maskrnn_tf.export.batching_check import check_batching_warmup_shapes
-    from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model
+    from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model, unserved_notice
     from maskrnn_tf.export.serving_commands import serving_commands
     from maskrnn_tf.export.warmup import WarmupConfig, shapes_from_strings
     from maskrnn_tf.training.precision import describe_precision, resolve_precision
@@ -71,6 +71,9 @@ def main(argv) -> int:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
     print(f"Exported {FLAGS.model} ({precision}) to {path}")
+    notice = unserved_notice(FLAGS.export_base, FLAGS.version)
+    if notice:
+        print(notice, file=sys.stderr)
     print(serving_commands(os.path.abspath(FLAGS.export_base), FLAGS.model_name, batching=FLAGS.batching))
     return 0
 

@@ -100,6 +100,25 @@ def version_dir(export_base: str, version: int) -> str:
     return os.path.join(export_base, str(version))
 
 
+def unserved_notice(export_base: str, version: int) -> Optional[str]:
+    """A warning when `<export_base>` holds a version above `version`: the model server's default version policy
+    (`latest`, one version) serves only the highest numeric folder, so this one would never be loaded; None
+    otherwise."""
+    try:
+        names = os.listdir(export_base)
+    except OSError:
+        return None
+    higher = sorted(int(n) for n in names
+                    if n.isdigit() and int(n) > version and os.path.isdir(os.path.join(export_base, n)))
+    if not higher:
+        return None
+    shown = ", ".join(str(v) for v in higher[:3]) + (" ..." if len(higher) > 3 else "")
+    return (f"warning: {export_base} also holds version(s) {shown} above {version}: a model server with the default "
+            f"version policy serves only the highest, {higher[-1]}, so version {version} is not served. Export a "
+            f"version above {higher[-1]}, remove the higher ones, or name it in the server's model config "
+            f"(model_version_policy {{ specific {{ versions: {version} }} }}).")
+
+
 def _signature_table(inputs, outputs) -> dict:
     def describe(table):
         return {k: {"dtype": d.name, "shape": [-1 if s is None else s for s in shape]} for k, (d, shape) in table.items()}

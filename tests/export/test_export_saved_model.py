@@ -410,6 +410,42 @@ def test_bad_version(tmp_path, tiny_model, version):
         export_saved_model(tiny_model, str(tmp_path), version)
 
 
+def test_a_version_below_the_highest_is_named_as_not_served(tmp_path):
+    """Under the model server's default policy (the latest version) a version below an existing one is never
+    loaded: exporting version 2 into a base holding 10 succeeded without a word."""
+    base = tmp_path / "exports"
+    for name in ("2", "10", "007", ".tmp-12-x", "notes"):
+        (base / name).mkdir(parents=True)
+    (base / "99").write_text("a file, not a version")
+    notice = saved_model_export.unserved_notice(str(base), 2)
+    assert notice.startswith(f"warning: {base} also holds version(s) 7, 10 above 2:") and "highest, 10," in notice
+    assert "versions: 2" in notice
+    assert saved_model_export.unserved_notice(str(base), 10) is None
+    assert saved_model_export.unserved_notice(str(tmp_path / "missing"), 1) is None
+
+
+def test_export_main_warns_when_its_version_is_not_the_served_one(tmp_path, monkeypatch, capsys):
+    from absl import flags
+
+    from maskrnn_tf.export import export_main
+
+    base = tmp_path / "exports"
+    (base / "10").mkdir(parents=True)
+    monkeypatch.setattr(saved_model_export, "export_saved_model",
+                        lambda model, export_base, version, config: os.path.join(export_base, str(version)))
+    flags.FLAGS.unparse_flags()
+    try:
+        for version, warned in ((2, True), (11, False)):
+            flags.FLAGS.unparse_flags()
+            flags.FLAGS(["export_main", f"--model={tmp_path / 'model.keras'}", f"--export_base={base}",
+                         f"--version={version}", "--precision=float32"])
+            assert export_main.main([]) == 0
+            err = capsys.readouterr().err
+            assert ("version 2 is not served" in err) == warned, err
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
 def test_saved_model_cli_show_all(export_base):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     result = subprocess.run([cli, "show", "--all", "--dir", os.path.join(export_base, "1")],
