@@ -27,6 +27,9 @@ flags.DEFINE_bool("overwrite", False, "Replace an existing version (only one an 
                   "refusing.")
 flags.DEFINE_bool("batching", False, "Export for a model server with --enable_batching: only the step_batched "
                   "signature (the server batches every signature of a model; the per-video ones cannot be batched).")
+flags.DEFINE_integer("max_batch_size", None, "With --batching: the max_batch_size of the batching parameters file "
+                     "your model server runs with (default: the shipped export/batching_parameters.txt's); warmup "
+                     "shapes with more objects are refused, as the server would refuse the version.", lower_bound=1)
 flags.DEFINE_string("model_name", "maskrnn", "Model name used in the warmup requests and printed commands.")
 flags.DEFINE_list("warmup_shapes", ["96x128x1", "96x128x2"], "Warmup requests, HEIGHTxWIDTHxOBJECTS each; empty for none.")
 
@@ -40,6 +43,10 @@ def main(argv) -> int:
         if getattr(FLAGS, name) is None:
             print(f"--{name} is required (see --helpfull).", file=sys.stderr)
             return 2
+    if FLAGS.max_batch_size is not None and not FLAGS.batching:
+        print("--max_batch_size applies to a --batching export (the batching server's limit); add --batching or "
+              "leave it out.", file=sys.stderr)
+        return 2
     _console.import_tensorflow_quietly()
     from maskrnn_tf.export.batching_check import check_batching_warmup_shapes
     from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model, unserved_notice
@@ -54,7 +61,7 @@ def main(argv) -> int:
         shapes = shapes_from_strings(FLAGS.warmup_shapes)
         warmup = WarmupConfig(shapes=shapes) if shapes else None
         if FLAGS.batching and warmup is not None:  # ExportConfig checks it too; here it is a usage error
-            check_batching_warmup_shapes(warmup.shapes)
+            check_batching_warmup_shapes(warmup.shapes, FLAGS.max_batch_size)
     except ValueError as e:
         print(f"--warmup_shapes: {e}", file=sys.stderr)
         return 2
@@ -65,6 +72,7 @@ def main(argv) -> int:
             model_name=FLAGS.model_name,
             warmup=warmup,
             batching=FLAGS.batching,
+            max_batch_size=FLAGS.max_batch_size,
         )
         path = export_saved_model(FLAGS.model, FLAGS.export_base, FLAGS.version, config)
     except (ExportError, ValueError) as e:

@@ -110,6 +110,12 @@ def test_batching_warmup_shapes_over_max_batch_size_are_a_usage_error(tmp_path):
     assert "--warmup_shapes: Warmup shape 24x32x9 has 9 objects" in result.stderr, result.stderr
     assert "max_batch_size 8" in result.stderr and "batching_parameters.txt" in result.stderr
     assert not base.exists()
+    # A server with its own parameters file: its max_batch_size is given, and checked instead of the shipped one's.
+    result = _run(["maskrnn_tf.export.export_main", f"--model={tmp_path / 'missing.keras'}", f"--export_base={base}",
+                   "--version=1", "--batching", "--warmup_shapes=24x32x1,24x32x2", "--max_batch_size=1"])
+    assert result.returncode == 2, result.stderr
+    assert "Warmup shape 24x32x2 has 2 objects" in result.stderr and "over max_batch_size 1:" in result.stderr
+    assert not base.exists()
 
 
 def _self_signed_certificate(folder):
