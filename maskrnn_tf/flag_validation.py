@@ -10,6 +10,7 @@ are always false, so plain bounds let NaN through.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import textwrap
 from typing import Callable, List, Optional, Sequence
@@ -102,6 +103,11 @@ def parse_flags_or_exit(argv: Sequence[str], flag_values: flags.FlagValues = fla
         rest = flag_values(list(argv))
     except flags.Error as error:
         message = str(error)
+        if "Unable to open flagfile" in message:
+            # absl reads a --flagfile line inside a flag file relative to the working directory, not to that file.
+            message += (f"\nA relative --flagfile path, also one inside a flag file, is read from the working "
+                        f"directory ({os.getcwd()}): run from the folder it is relative to (the repository root for "
+                        "the shipped flag files), or give an absolute path.")
         if "\n" in message:
             message = "\n" + textwrap.indent(message, "  ")
         stderr(f"error: {message}\nPass --helpshort or --helpfull to see help on flags.\n")

@@ -130,3 +130,27 @@ def test_parse_flags_or_exit_keeps_the_program_name_and_refuses_extras():
         assert written[0].startswith("error: unexpected arguments 'all_frames', 'x=1'")
     finally:
         flags.FLAGS.unparse_flags()
+
+
+def test_a_nested_flag_file_not_found_says_it_is_read_from_the_working_directory(tmp_path, monkeypatch):
+    """absl reads a --flagfile line inside a flag file from the working directory, not from that file's folder:
+    the shipped davis16_cpu_prior.flags run from another folder said only "Unable to open flagfile: ...
+    'davis16_cpu.flags'"."""
+    from maskrnn_tf.flag_validation import parse_flags_or_exit
+
+    (tmp_path / "recipe").mkdir()
+    (tmp_path / "recipe" / "inner.flags").write_text("--max_size=32\n")
+    (tmp_path / "recipe" / "outer.flags").write_text("--flagfile=inner.flags\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    flags.FLAGS.unparse_flags()
+    written = []
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            parse_flags_or_exit(["prog", f"--flagfile={tmp_path / 'recipe' / 'outer.flags'}"], stderr=written.append)
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert exit_info.value.code == 2
+    assert "inner.flags" in written[0] and f"working directory ({elsewhere})" in written[0], written[0]
+    assert "repository root" in written[0]
