@@ -56,6 +56,7 @@ def main(argv: List[str]) -> int:
     from maskrnn_tf.metrics import EvaluationConfig, EvaluationInputError, evaluate_dataset, format_results
     from maskrnn_tf.flag_validation import expand_user_paths
     from maskrnn_tf.metrics import write_reports
+    from maskrnn_tf.metrics.davis_dataset import check_outside_dataset, resolve_davis_root
 
     expand_user_paths(("davis_root", "segtrack_root", "results", "output_dir"))
 
@@ -89,6 +90,12 @@ def main(argv: List[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2  # the DAVIS root or the results are not what the flags say: a usage error
     try:
+        if FLAGS.davis_root:
+            check_outside_dataset(resolve_davis_root(FLAGS.davis_root, config.year, config.resolution),
+                                  FLAGS.output_dir or FLAGS.results,
+                                  "--output_dir" if FLAGS.output_dir else "--results",
+                                  "the reports would be written in among the dataset's files; give another "
+                                  "--output_dir")
         paths = write_reports(results, FLAGS.output_dir or FLAGS.results, FLAGS.results, FLAGS.overwrite)
     except EvaluationInputError as err:  # CSVs it may not replace in the way: the scores are still shown
         print(format_results(results))

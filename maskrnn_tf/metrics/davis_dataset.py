@@ -23,6 +23,7 @@ from maskrnn_tf.io import VOID_ID, ImageReadError
 from maskrnn_tf.io.id_images import grey_annotation_holds_ids, read_annotation_ids, read_result_ids
 from maskrnn_tf.metrics.errors import (
     DatasetLayoutError,
+    EvaluationInputError,
     ExtraFramesError,
     MissingResultsError,
     ResultNameError,
@@ -53,6 +54,19 @@ def resolve_davis_root(davis_root: str, year: Optional[int] = None, resolution: 
         return find_davis_root(davis_root, resolution, year=year)
     except LayoutError:
         return davis_root
+
+
+DATASET_FOLDERS = ("Annotations", "JPEGImages", "ImageSets")
+
+
+def check_outside_dataset(davis_root: str, path: str, flag: str, what: str) -> None:
+    """Raises EvaluationInputError when `path` is or lies inside one of the DAVIS folders of `davis_root`
+    (`DATASET_FOLDERS`; links resolved). `what`: why that is wrong, for the message."""
+    target = os.path.realpath(path)
+    for part in DATASET_FOLDERS:
+        folder = os.path.realpath(os.path.join(davis_root, part))
+        if target == folder or target.startswith(folder.rstrip(os.sep) + os.sep):
+            raise EvaluationInputError(f"{flag} {path} lies inside the dataset's {part} folder {folder}: {what}.")
 
 
 def image_set_path(davis_root: str, split: str, year: int) -> str:

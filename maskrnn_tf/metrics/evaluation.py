@@ -22,6 +22,7 @@ from maskrnn_tf.data.sequences import repeated_names
 from maskrnn_tf.metrics.boundary import db_eval_boundary
 from maskrnn_tf.metrics.davis_dataset import (
     SequenceSpec,
+    check_outside_dataset,
     detect_year,
     list_sequences,
     load_ground_truth,
@@ -239,6 +240,8 @@ def evaluate_dataset(
             raise DatasetLayoutError(f"sequence(s) {repeated} named more than once in --sequences; name each once "
                                      "(a repeat would count twice in the means).")
         specs = [by_name[n] for n in config.sequences]
+    check_outside_dataset(davis_root, results_dir, "--results",
+                          "that scores the ground truth against itself; give the folder segment wrote")
     if not os.path.isdir(results_dir):
         raise MissingResultsError(
             f"{results_dir}: results folder not found; run the segmentation first (it writes "

@@ -532,3 +532,19 @@ def test_a_gap_in_the_ground_truth_frames_is_named_not_blamed_on_the_results(tmp
     os.unlink(os.path.join(out, "alpha", "00002.png"))
     with pytest.raises(DatasetLayoutError, match="non-contiguous"):
         evaluate_dataset(root, out, EvaluationConfig())
+
+
+def test_results_or_reports_inside_the_dataset_folders_are_refused(tmp_path):
+    """--results=<root>/Annotations/480p scored the ground truth against itself (J = 1, no word), and
+    --output_dir=<root>/Annotations wrote the CSVs in among the annotations."""
+    root, out = _synthetic_root_with_its_truth_as_results(tmp_path)
+    annotations = os.path.join(root, "Annotations", "480p")
+    with pytest.raises(EvaluationInputError, match=r"lies inside the dataset's Annotations .* against itself"):
+        evaluate_dataset(root, annotations, EvaluationConfig())
+    before = sorted(os.listdir(os.path.join(root, "Annotations")))
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.evaluate", f"--davis_root={root}", f"--results={out}",
+                           f"--output_dir={os.path.join(root, 'Annotations')}", "--processes=1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--output_dir" in proc.stderr and "dataset's Annotations" in proc.stderr, (
+        proc.stderr)
+    assert sorted(os.listdir(os.path.join(root, "Annotations"))) == before
