@@ -24,7 +24,8 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from maskrnn_tf.export.ops_audit import audit_saved_model, check_ops
 from maskrnn_tf.export.batching_check import batching_problems, check_batching_warmup_shapes
-from maskrnn_tf.export.serving_module import PRECISIONS, build_export_archive, rebuild_with_precision, signature_tables
+from maskrnn_tf.export.serving_module import (BATCHED_STEP_SIGNATURE, PRECISIONS, STEP_SIGNATURE, build_export_archive,
+                                              rebuild_with_precision, signature_tables)
 from maskrnn_tf.export.warmup import (WARMUP_FILENAME, WarmupConfig, WarmupReplayError, replay_warmup_file,
                                      write_warmup_file)
 from maskrnn_tf.inference.model_loading import MODEL_FILE, ModelLoadError
@@ -150,15 +151,17 @@ def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, versi
     os.makedirs(folder, exist_ok=True)
     files, folders, _ = _contents(export_dir)
     files.pop(f"assets.extra/{METADATA_FILENAME}", None)
+    tables = dict(signature_tables(config.batching, bool(model.config.color_prior_input)))
+    if STEP_SIGNATURE not in tables:
+        # Keras' ExportArchive also serves its first endpoint (step_batched) as serving_default.
+        tables[STEP_SIGNATURE] = tables[BATCHED_STEP_SIGNATURE]
     metadata = {
         "format": "maskrnn_tf serving export 1",
         "version": version,
         "precision": config.precision,
         "model_config": model.config.to_dict(),
         "batching": config.batching,
-        "signatures": {key: _signature_table(inputs, outputs)
-                       for key, (inputs, outputs) in signature_tables(
-                           config.batching, bool(model.config.color_prior_input)).items()},
+        "signatures": {key: _signature_table(inputs, outputs) for key, (inputs, outputs) in tables.items()},
         # What --overwrite may replace later: these files at these sizes, these folders, nothing else.
         "files": files,
         "folders": folders,

@@ -7,6 +7,7 @@ SignatureDefs and the warmup file; the per-video export breaks them (which is wh
 batching), the `--batching` export, whose only signature is `step_batched`, does not, and the client segments
 through it, in requests of at most max_batch_size rows.
 """
+import json
 import os
 import shutil
 import socket
@@ -55,6 +56,11 @@ def test_the_batching_export_serves_step_batched_only_and_keeps_the_rules(batchi
         return {k: (v.dtype, [d.size for d in v.tensor_shape.dim]) for k, v in signature.inputs.items()}
 
     assert table(defs["serving_default"]) == table(defs["step_batched"])
+    # The export's record lists what the server serves, the alias too.
+    with open(os.path.join(export_dir, "assets.extra", "maskrnn_export.json"), encoding="utf-8") as f:
+        recorded = json.load(f)["signatures"]
+    assert sorted(recorded) == ["serving_default", "step_batched"]
+    assert recorded["serving_default"] == recorded["step_batched"]
     assert batching_problems(export_dir) == []
     records = read_warmup_file(os.path.join(export_dir, "assets.extra", WARMUP_FILENAME))
     assert [r.predict_log.request.model_spec.signature_name for r in records] == ["step_batched"]
