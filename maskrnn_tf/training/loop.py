@@ -306,9 +306,9 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
 
     with strategy.scope():
         model = MaskRNN(config.model, read_vgg_weights=reads_vgg_weights(config, own))
-        optimizer = make_optimizer(config, policy)
-        optimizer.build(model.trainable_variables)
         global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        optimizer = make_optimizer(config, policy, step=global_step)
+        optimizer.build(model.trainable_variables)
         rng = tf.random.Generator.from_seed(config.seed)
     distributed = strategy.num_replicas_in_sync > 1 or isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     # Updates skipped for a non-finite gradient, over the whole run (resumes included). A plain variable,

@@ -20,14 +20,22 @@ from maskrnn_tf.training.gradient_update import zero_unless_finite  # noqa: F401
 from maskrnn_tf.training.losses import frame_losses
 
 
-def make_optimizer(config: TrainConfig, policy: str) -> keras.optimizers.Optimizer:
+def make_optimizer(config: TrainConfig, policy: str, step: Optional[tf.Variable] = None) -> keras.optimizers.Optimizer:
     """Adam on an exponentially decaying learning rate, cooled to zero over the last optim.cooldown_steps
     (decoupled weight decay on the kernels with optim.weight_decay > 0); wrapped in a LossScaleOptimizer under
-    float16."""
+    float16.
+
+    `step`: the run's step counter (steps done before the current one), which the schedule then follows instead
+    of the optimizer's `iterations`: the LossScaleOptimizer does not count the updates it skips, so on
+    `iterations` the schedule would lag the run by every skipped float16 step (and miss the end of its cooldown).
+    """
     o = config.optim
     schedule = CooledExponentialDecay(o.learning_rate, o.decay_steps, o.decay_rate, config.total_steps,
                                       o.cooldown_steps)
-    optimizer = keras.optimizers.Adam(learning_rate=schedule, epsilon=o.epsilon, weight_decay=o.weight_decay or None)
+    # Keras calls a learning rate that is a plain callable (not a schedule) with no argument.
+    learning_rate = schedule if step is None else (lambda: schedule(step))
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, epsilon=o.epsilon,
+                                      weight_decay=o.weight_decay or None)
     if o.weight_decay:
         # Decaying biases only shifts activations' offsets; the norm that regularises is the kernels'.
         optimizer.exclude_from_weight_decay(var_names=["bias"])
@@ -39,8 +47,7 @@ def make_optimizer(config: TrainConfig, policy: str) -> keras.optimizers.Optimiz
 def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> tf.Tensor:
     """The learning rate the next update uses."""
     inner = getattr(optimizer, "inner_optimizer", optimizer)
-    lr = inner.learning_rate
-    return tf.convert_to_tensor(lr(inner.iterations) if callable(lr) else lr)
+    return tf.convert_to_tensor(inner.learning_rate)
 
 
 class TrainSteps:

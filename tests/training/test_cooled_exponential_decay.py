@@ -80,6 +80,24 @@ def test_the_training_optimizer_cools_down_to_zero_at_the_last_step():
     assert var.numpy()[0] < 1.0
 
 
+def test_skipped_float16_updates_do_not_delay_the_schedule():
+    """The LossScaleOptimizer skips an update whose gradient is not finite without counting it (`iterations`
+    stays): a schedule on `iterations` then lagged the run's steps by every skip, and a run with k skips ended its
+    cooldown at about (k + 1) / cooldown_steps of the rate instead of 0. On the training's step counter it does not."""
+    config = TrainConfig().override({"optim.learning_rate": 1e-3, "optim.cooldown_steps": 2, "stage_a_steps": 1,
+                                     "stage_b_steps": 2})
+    var, step = tf.Variable([1.0]), tf.Variable(0, dtype=tf.int64)
+    optimizer = make_optimizer(config, "mixed_float16", step=step)
+    seen = []
+    for gradient in (float("inf"), 1.0, 1.0):  # the first update is skipped (and the loss scale halved)
+        seen.append(float(current_learning_rate(optimizer)))
+        optimizer.apply_gradients([(tf.constant([gradient]), var)])
+        step.assign_add(1)  # as TrainSteps counts every step, skipped or not
+    assert int(optimizer.iterations.numpy()) == 2 and float(optimizer.dynamic_scale.numpy()) == 2.0**14
+    np.testing.assert_allclose(seen, [1e-3, 1e-3 * 0.5 ** 0.001, 1e-3 * 0.5 ** 0.002 * 0.5], rtol=1e-5)
+    assert float(current_learning_rate(optimizer)) == 0.0
+
+
 def test_bad_cooldowns_are_refused_by_name():
     with pytest.raises(ValueError, match="optim.cooldown_steps=-1: must be >= 0"):
         check_config_bounds(TrainConfig().override({"optim.cooldown_steps": -1}))
