@@ -17,6 +17,7 @@ import fnmatch
 import json
 import logging
 import os
+import re
 import shutil
 import zipfile
 from typing import Dict, List, Optional, Tuple, Union
@@ -109,8 +110,8 @@ def unserved_notice(export_base: str, version: int) -> Optional[str]:
         names = os.listdir(export_base)
     except OSError:
         return None
-    higher = sorted(int(n) for n in names
-                    if n.isdigit() and int(n) > version and os.path.isdir(os.path.join(export_base, n)))
+    higher = sorted(int(n) for n in names  # ASCII digits: str.isdigit() also takes '²', which int() refuses
+                    if re.fullmatch("[0-9]+", n) and int(n) > version and os.path.isdir(os.path.join(export_base, n)))
     if not higher:
         return None
     shown = ", ".join(str(v) for v in higher[:3]) + (" ..." if len(higher) > 3 else "")

@@ -85,17 +85,17 @@ def main(argv: List[str]) -> int:
             results = evaluate_segtrack(FLAGS.segtrack_root, FLAGS.results, config.sequences, FLAGS.all_frames,
                                         config.processes)
         else:
-            results = evaluate_dataset(FLAGS.davis_root, FLAGS.results, config)
-    except (EvaluationInputError, ImageReadError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2  # the DAVIS root or the results are not what the flags say: a usage error
-    try:
-        if FLAGS.davis_root:
+            # Before the scoring, which may take minutes: reports may not go in among the dataset's files.
             check_outside_dataset(resolve_davis_root(FLAGS.davis_root, config.year, config.resolution),
                                   FLAGS.output_dir or FLAGS.results,
                                   "--output_dir" if FLAGS.output_dir else "--results",
                                   "the reports would be written in among the dataset's files; give another "
                                   "--output_dir")
+            results = evaluate_dataset(FLAGS.davis_root, FLAGS.results, config)
+    except (EvaluationInputError, ImageReadError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2  # the DAVIS root or the results are not what the flags say: a usage error
+    try:
         paths = write_reports(results, FLAGS.output_dir or FLAGS.results, FLAGS.results, FLAGS.overwrite)
     except EvaluationInputError as err:  # CSVs it may not replace in the way: the scores are still shown
         print(format_results(results))

@@ -187,6 +187,8 @@ def _train_steps(model: MaskRNN, num_objects: int, config: RecurrentFinetuneConf
         recompute=config.recompute,
     )
     policy = "mixed_float16" if model.compute_dtype == "float16" else "float32"
+    # The schedule on the optimizer's own count (no `step`): a float16 update skipped for an overflow is retried
+    # and not counted here, so the rate decays over the updates applied.
     optimizer = make_optimizer(train_config, policy)
     return TrainSteps(model, optimizer, train_config, tf.distribute.get_strategy(),
                       tf.Variable(0, dtype=tf.int64, trainable=False))

@@ -241,7 +241,8 @@ def evaluate_dataset(
                                      "(a repeat would count twice in the means).")
         specs = [by_name[n] for n in config.sequences]
     check_outside_dataset(davis_root, results_dir, "--results",
-                          "that scores the ground truth against itself; give the folder segment wrote")
+                          "results there are the ground truth, or sit among it (scoring the ground truth against "
+                          "itself gives J = 1); give the folder segment wrote, outside the dataset's folders")
     if not os.path.isdir(results_dir):
         raise MissingResultsError(
             f"{results_dir}: results folder not found; run the segmentation first (it writes "

@@ -290,7 +290,8 @@ def test_a_selection_md_that_no_selection_json_records_is_not_replaced(monkeypat
     assert driver.main([]) == 2
     err = capsys.readouterr().err
     assert f"{out / 'selection.md'}" in err and "no selection.json" in err and "another --output" in err
-    assert (out / "selection.md").read_text() == "my notes\n" and not ran and sorted(os.listdir(out)) == ["selection.md"]
+    assert (out / "selection.md").read_text() == "my notes\n" and not ran
+    assert sorted(os.listdir(out)) == ["selection.md"]
 
 
 def test_the_repositorys_selection_flag_files_name_only_segment_flags():

@@ -414,7 +414,7 @@ def test_a_version_below_the_highest_is_named_as_not_served(tmp_path):
     """Under the model server's default policy (the latest version) a version below an existing one is never
     loaded: exporting version 2 into a base holding 10 succeeded without a word."""
     base = tmp_path / "exports"
-    for name in ("2", "10", "007", ".tmp-12-x", "notes"):
+    for name in ("2", "10", "007", ".tmp-12-x", "notes", "\u00b2"):
         (base / name).mkdir(parents=True)
     (base / "99").write_text("a file, not a version")
     notice = saved_model_export.unserved_notice(str(base), 2)

@@ -539,12 +539,13 @@ def test_results_or_reports_inside_the_dataset_folders_are_refused(tmp_path):
     --output_dir=<root>/Annotations wrote the CSVs in among the annotations."""
     root, out = _synthetic_root_with_its_truth_as_results(tmp_path)
     annotations = os.path.join(root, "Annotations", "480p")
-    with pytest.raises(EvaluationInputError, match=r"lies inside the dataset's Annotations .* against itself"):
+    with pytest.raises(EvaluationInputError, match=r"lies inside the dataset's Annotations .* against itself gives J = 1"):
         evaluate_dataset(root, annotations, EvaluationConfig())
     before = sorted(os.listdir(os.path.join(root, "Annotations")))
-    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.evaluate", f"--davis_root={root}", f"--results={out}",
-                           f"--output_dir={os.path.join(root, 'Annotations')}", "--processes=1"],
-                          capture_output=True, text=True, timeout=120)
+    # Refused before the scoring (here it would fail on the missing results folder after it).
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.evaluate", f"--davis_root={root}",
+                           f"--results={out}-missing", f"--output_dir={os.path.join(root, 'Annotations')}",
+                           "--processes=1"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--output_dir" in proc.stderr and "dataset's Annotations" in proc.stderr, (
         proc.stderr)
     assert sorted(os.listdir(os.path.join(root, "Annotations"))) == before
