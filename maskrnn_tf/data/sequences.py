@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from maskrnn_tf.io import VOID_ID, ImageReadError, read_mask
-from maskrnn_tf.io.id_images import grey_annotation_holds_ids, read_annotation_ids
+from maskrnn_tf.io.id_images import grey_annotation_mode, read_annotation_ids
 
 DAVIS_LAYOUT = """\
 Expected layout (the official DAVIS archives, extracted or as the zip itself):
@@ -162,7 +162,7 @@ def read_ids(sequence: Sequence, index: int) -> np.ndarray:
     paths = sequence.mask_paths[index]
     if not sequence.mask_layers:
         # Grey annotations are ids or binary for the whole sequence, as its first frame says.
-        return read_annotation_ids(paths[0], grey_annotation_holds_ids(sequence.mask_paths[0][0]))
+        return read_annotation_ids(paths[0], grey_annotation_mode(sequence.mask_paths[0][0]))
     ids = None
     for k, path in enumerate(paths):
         layer = read_mask(path)

@@ -20,9 +20,9 @@ Two readers with different contracts:
   whose background (black) is not index 0 (a quantised colour mask, whose indices are not ids).
 - `read_annotation_ids` reads a dataset's ground truth (DAVIS layouts): a palette PNG's indices, or a grey
   PNG's values when the sequence's first annotation is a grey map of ids 1..N (255 = void; what
-  `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); a mask of one dark grey (0/64) is
-  foreground where non-zero, as `read_label_image` reads it; other grey masks (DAVIS-2016's 0/255, anti-aliased
-  edges) are foreground where > 127.
+  `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); when it is a mask of one dark grey
+  (0/64), foreground where non-zero, as `read_label_image` reads it; other grey masks (DAVIS-2016's 0/255,
+  anti-aliased edges) are foreground where > 127.
 All three refuse 16-bit PNGs, naming the file: Pillow opens 16-bit RGB(A) as 8-bit RGB(A) of each sample's top
 byte, so ids saved as uint16 (`cv2.imwrite`) would read as background.
 """
@@ -423,41 +423,54 @@ def _ids_with_void(values: np.ndarray) -> bool:
     return bool(ids) and ids == list(range(1, len(ids) + 1))
 
 
-_GREY_IDS_CACHE: Dict[Tuple[str, int, int], bool] = {}
+# How a sequence's grey annotations read, decided on its first (`grey_annotation_mode`).
+GREY_IDS, GREY_DARK, GREY_THRESHOLD = "ids", "dark", "threshold"
+_GREY_MODE_CACHE: Dict[Tuple[str, int, int], str] = {}
 
 
-def grey_annotation_holds_ids(path: str | os.PathLike) -> bool:
-    """Whether an annotation is a grey map of object ids (values exactly 1..N besides 0 and 255 = void), as
-    opposed to a binary or anti-aliased mask (one object where grey > 127). Palette, colour and 1-bit files:
-    False. Decide it on a sequence's first annotation (where every object is present) and read every frame
-    of the sequence the same way: a later frame may hold only object 2 and void."""
+def _grey_mode(values: np.ndarray) -> str:
+    """GREY_IDS for values exactly 1..N besides 0 and 255 (void); GREY_DARK for one grey below 128 besides 0 (a
+    binary mask saved 0/64: foreground where non-zero, as `read_label_image` reads it); else GREY_THRESHOLD
+    (0/255, anti-aliased edges: foreground where > 127)."""
+    unique = np.unique(values)
+    if _ids_with_void(unique):
+        return GREY_IDS
+    nonzero = unique[unique > 0]
+    return GREY_DARK if nonzero.size == 1 and nonzero[0] < 128 else GREY_THRESHOLD
+
+
+def grey_annotation_mode(path: str | os.PathLike) -> str:
+    """How the grey annotations of a sequence read (`_grey_mode`: ids, one dark grey, or foreground > 127), from
+    its first annotation (where every object is present); palette, colour and 1-bit files: GREY_THRESHOLD (not
+    used for them). Read every frame of the sequence the same way: a later frame may hold only object 2 and
+    void, or only the faint anti-aliased edge of an object leaving."""
     path = os.fspath(path)
     try:
         stat = os.stat(path)
     except OSError:
         stat = None
     key = (path, stat.st_mtime_ns, stat.st_size) if stat is not None else None
-    if key is not None and key in _GREY_IDS_CACHE:
-        return _GREY_IDS_CACHE[key]
+    if key is not None and key in _GREY_MODE_CACHE:
+        return _GREY_MODE_CACHE[key]
     image = _open(path)
     values = None if image.mode in ("P", "1") else _opaque_channels(image, path)
-    holds_ids = values is not None and values.ndim == 2 and _ids_with_void(np.unique(values))
+    mode = _grey_mode(values) if values is not None and values.ndim == 2 else GREY_THRESHOLD
     if key is not None:
-        _GREY_IDS_CACHE[key] = holds_ids
-    return holds_ids
+        _GREY_MODE_CACHE[key] = mode
+    return mode
 
 
-def read_annotation_ids(path: str | os.PathLike, grey_ids: Optional[bool] = None) -> np.ndarray:
+def read_annotation_ids(path: str | os.PathLike, grey_mode: Optional[str] = None) -> np.ndarray:
     """Reads a ground-truth annotation as uint8 object ids [H, W] (0 background, 255 void).
 
     Args:
       path: the annotation file.
-      grey_ids: whether grey values are object ids (see `grey_annotation_holds_ids`, decided on the
-        sequence's first annotation); None decides it on this file.
+      grey_mode: how grey values read (`grey_annotation_mode`, decided on the sequence's first annotation);
+        None decides it on this file.
 
     Palette PNGs give their indices and RGB masks in DAVIS palette colours their palette index; grey masks
-    are ids (see `grey_ids`) or binary, foreground (1) where grey > 127 (DAVIS-2016's 0/255), or where non-zero
-    in a mask of one grey below 128.
+    are ids or binary (see `grey_mode`), foreground (1) where grey > 127 (DAVIS-2016's 0/255), or where non-zero
+    in a sequence of one grey below 128.
 
     Raises:
       ImageReadError: missing, unreadable or transparent file, a mode that cannot hold a mask (16-bit,
@@ -479,11 +492,10 @@ def read_annotation_ids(path: str | os.PathLike, grey_ids: Optional[bool] = None
             f"{path}: RGB annotation with {len(unknown)} colour(s) that are not DAVIS palette colours ({shown}); "
             "save ground truth as palette PNGs of object ids, 8-bit grey PNGs of ids (255 = void) or 0/255 binary "
             "masks (or colour object k with DAVIS palette colour k).")
-    if grey_ids is None:
-        grey_ids = _ids_with_void(np.unique(values))
-    if grey_ids:
+    if grey_mode is None:
+        grey_mode = _grey_mode(values)
+    if grey_mode == GREY_IDS:
         return values.astype(np.uint8)
-    nonzero = np.unique(values[values > 0])
-    if nonzero.size == 1 and nonzero[0] < 128:
-        return (values > 0).astype(np.uint8)  # one dark grey (0/64): binary, as `read_label_image` reads it
+    if grey_mode == GREY_DARK:
+        return (values > 0).astype(np.uint8)
     return (values > 127).astype(np.uint8)

@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from maskrnn_tf.io import VOID_ID, ImageReadError
-from maskrnn_tf.io.id_images import grey_annotation_holds_ids, read_annotation_ids, read_result_ids
+from maskrnn_tf.io.id_images import grey_annotation_mode, read_annotation_ids, read_result_ids
 from maskrnn_tf.metrics.errors import (
     DatasetLayoutError,
     EvaluationInputError,
@@ -175,13 +175,13 @@ def load_ground_truth(
 
     Objects are 1..max id of the sequence's first frame (void excluded), the official DAVIS rule.
     """
-    grey_ids = grey_annotation_holds_ids(spec.annotation_paths[0])
-    first = read_annotation_ids(spec.annotation_paths[0], grey_ids)
+    grey_mode = grey_annotation_mode(spec.annotation_paths[0])
+    first = read_annotation_ids(spec.annotation_paths[0], grey_mode)
     first_ids = first[first != VOID_ID]
     n_objects = int(first_ids.max()) if first_ids.size else 0
     labels = np.zeros((len(frame_indices),) + first.shape, np.uint8)
     for k, i in enumerate(frame_indices):
-        ids = read_annotation_ids(spec.annotation_paths[i], grey_ids)
+        ids = read_annotation_ids(spec.annotation_paths[i], grey_mode)
         if ids.shape != first.shape:
             raise DatasetLayoutError(
                 f"{spec.annotation_paths[i]}: annotation is {ids.shape[1]}x{ids.shape[0]} but the first annotation "

@@ -87,7 +87,23 @@ def make_2016(root, value):
         f.write("\n".join(lines) + "\n")
 
 
-@pytest.mark.parametrize("value", [255, 1])
+def test_how_grey_masks_read_is_decided_on_the_first_annotation(tmp_path):
+    """0/64 masks are the object in every frame; in a 0/255 sequence a later frame holding only a faint edge
+    value (an object leaving, anti-aliased) stays background, as 'foreground where > 127' says for the sequence."""
+    root = str(tmp_path / "dark")
+    make_2016(root, 64)
+    (sequence,) = read_davis_sequence_list(root, 2016, "val")
+    np.testing.assert_array_equal(load_masks(sequence), np.stack([square_ids(t) == 1 for t in range(3)]))
+    root = str(tmp_path / "leaving")
+    make_2016(root, 255)
+    faint = np.zeros((HEIGHT, WIDTH), np.uint8)
+    faint[3, 4:9] = 40
+    Image.fromarray(faint, mode="L").save(os.path.join(root, "Annotations", "480p", "alpha", "00002.png"))
+    (sequence,) = read_davis_sequence_list(root, 2016, "val")
+    assert not load_masks(sequence)[2].any()
+
+
+@pytest.mark.parametrize("value", [255, 1, 64])
 def test_davis2016_masks_of_0_255_and_of_0_1_are_the_object(tmp_path, value):
     root = str(tmp_path / "davis")
     make_2016(root, value)
