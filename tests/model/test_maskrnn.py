@@ -291,17 +291,23 @@ def test_warp_mask_off_feeds_the_previous_mask_unmoved():
     np.testing.assert_allclose(proposals[0], [4, 6, 14, 20])
 
 
-# Measured max |difference| to float32 on these inputs: probs 0.026 (bfloat16) and 0.0029 (float16), logits 0.12
-# and 0.013 (the largest over weight seeds 1-3 and input seeds 0-1: probs 0.026 / 0.0029, logits 0.12 / 0.014),
-# with the inputs reaching the model in float32 (before: logits up to 0.17 / 0.015).
-@pytest.mark.parametrize("policy,probs_tol,logits_tol", [("mixed_bfloat16", 0.04, 0.25), ("mixed_float16", 0.005, 0.025)])
-def test_mixed_precision_outputs_float32(model, policy, probs_tol, logits_tol):
+def _copy_under_policy(model, policy):
+    """A MaskRNN built under the mixed `policy` with `model`'s weights."""
     keras.mixed_precision.set_global_policy(policy)
     try:
         m = MaskRNN(TINY)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     m.set_weights(model.get_weights())
+    return m
+
+
+# Measured max |difference| to float32 on these inputs: probs 0.026 (bfloat16) and 0.0029 (float16), logits 0.12
+# and 0.013 (the largest over weight seeds 1-3 and input seeds 0-1: probs 0.026 / 0.0029, logits 0.12 / 0.014),
+# with the inputs reaching the model in float32 (before: logits up to 0.17 / 0.015).
+@pytest.mark.parametrize("policy,probs_tol,logits_tol", [("mixed_bfloat16", 0.04, 0.25), ("mixed_float16", 0.005, 0.025)])
+def test_mixed_precision_outputs_float32(model, policy, probs_tol, logits_tol):
+    m = _copy_under_policy(model, policy)
     args = _inputs()
     out, ref = m.step(*args), model.step(*args)
     assert all(v.dtype == tf.float32 for v in out.values())
@@ -316,12 +322,7 @@ def test_mixed_precision_keeps_the_geometry_inputs_in_float32(model, policy):
     """The flows, the previous mask and boxes enter the warp and the box arithmetic in float32 under every policy:
     Keras casts a model's float inputs to its compute dtype before `call` unless told not to, which rounded a flow
     of 1.3 px to 1.296875 (bfloat16) and a box corner at 703 to 704 before any of it was used."""
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        m = MaskRNN(TINY)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    m.set_weights(model.get_weights())
+    m = _copy_under_policy(model, policy)
     frame, flow_prev, flow_next, prev = _inputs()
     prev = prev * np.float32(0.7) + np.float32(0.01)  # probabilities that 16 bits cannot hold exactly
     flow_prev = flow_prev + np.float32(1.3)
