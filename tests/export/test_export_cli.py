@@ -59,7 +59,7 @@ def test_export_run_folder_then_client_cli(tmp_path, tiny_model, synthetic_video
         assert json.load(f)["precision"] == expected
     assert f"precision auto -> {expected} (" in result.stdout
     assert "tensorflow_model_server" in result.stdout and f"--model_base_path={base}" in result.stdout
-    assert os.listdir(base) == ["7"]
+    assert os.listdir(base) == ["7"] and "not served" not in result.stderr
 
     frames_dir, mask_path, frames = synthetic_video
     out_dir = str(tmp_path / "masks")
@@ -254,9 +254,11 @@ def test_a_colour_prior_network_exports_with_its_color_tables_signature(tmp_path
     from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 
     MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True)).save(tmp_path / "model.keras")
+    (tmp_path / "export" / "5").mkdir(parents=True)  # a higher version: the export says 1 is not served
     result = _run(["maskrnn_tf.export.export_main", f"--model={tmp_path / 'model.keras'}",
                    f"--export_base={tmp_path / 'export'}", "--version=1", "--warmup_shapes=24x32x2"])
     assert result.returncode == 0, result.stderr
+    assert "also holds version(s) 5 above 1" in result.stderr and "version 1 is not served" in result.stderr
     with open(tmp_path / "export" / "1" / "assets.extra" / "maskrnn_export.json", encoding="utf-8") as f:
         signatures = json.load(f)["signatures"]
     assert set(signatures) == {"serving_default", "first_frame", "step_batched", "color_tables"}

@@ -424,28 +424,6 @@ def test_a_version_below_the_highest_is_named_as_not_served(tmp_path):
     assert saved_model_export.unserved_notice(str(tmp_path / "missing"), 1) is None
 
 
-def test_export_main_warns_when_its_version_is_not_the_served_one(tmp_path, monkeypatch, capsys):
-    from absl import flags
-
-    from maskrnn_tf.export import export_main
-
-    base = tmp_path / "exports"
-    (base / "10").mkdir(parents=True)
-    monkeypatch.setattr(saved_model_export, "export_saved_model",
-                        lambda model, export_base, version, config: os.path.join(export_base, str(version)))
-    flags.FLAGS.unparse_flags()
-    try:
-        for version, warned in ((2, True), (11, False)):
-            flags.FLAGS.unparse_flags()
-            flags.FLAGS(["export_main", f"--model={tmp_path / 'model.keras'}", f"--export_base={base}",
-                         f"--version={version}", "--precision=float32"])
-            assert export_main.main([]) == 0
-            err = capsys.readouterr().err
-            assert ("version 2 is not served" in err) == warned, err
-    finally:
-        flags.FLAGS.unparse_flags()
-
-
 def test_saved_model_cli_show_all(export_base):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     result = subprocess.run([cli, "show", "--all", "--dir", os.path.join(export_base, "1")],
