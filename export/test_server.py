@@ -90,8 +90,8 @@ class _ServedModel:
 
 
 def _decode_inputs(request: predict_pb2.PredictRequest) -> Dict[str, np.ndarray]:
-    """The request's TensorProtos as arrays (names and dtypes are checked by SessionModel.run, shapes by the export's in-graph checks, as in the model
-    server)."""
+    """The request's TensorProtos as arrays (names and dtypes are checked by SessionModel.run, shapes by the
+    export's in-graph checks, as in the model server)."""
     arrays = {}
     for name, proto in request.inputs.items():
         try:

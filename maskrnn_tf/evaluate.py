@@ -85,12 +85,12 @@ def main(argv: List[str]) -> int:
             results = evaluate_segtrack(FLAGS.segtrack_root, FLAGS.results, config.sequences, FLAGS.all_frames,
                                         config.processes)
         else:
-            # Before the scoring, which may take minutes: reports may not go in among the dataset's files.
-            check_outside_dataset(resolve_davis_root(FLAGS.davis_root, config.year, config.resolution),
-                                  FLAGS.output_dir or FLAGS.results,
-                                  "--output_dir" if FLAGS.output_dir else "--results",
-                                  "the reports would be written in among the dataset's files; give another "
-                                  "--output_dir")
+            # Before the scoring, which may take minutes: reports may not go in among the dataset's files
+            # (evaluate_dataset refuses such a --results itself).
+            if FLAGS.output_dir:
+                check_outside_dataset(resolve_davis_root(FLAGS.davis_root, config.year, config.resolution),
+                                      FLAGS.output_dir, "--output_dir", "the reports would be written in among "
+                                      "the dataset's files; give another --output_dir")
             results = evaluate_dataset(FLAGS.davis_root, FLAGS.results, config)
     except (EvaluationInputError, ImageReadError) as err:
         print(f"error: {err}", file=sys.stderr)
