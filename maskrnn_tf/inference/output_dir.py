@@ -5,8 +5,8 @@ The folder is written under a hidden temporary name (`.<name>.tmp-<owner>-XXXX`,
 complete; the temporaries of killed runs are removed by the next run, and a folder a killed run had moved
 away to replace it is put back. It carries `segment_run.json` (what was segmented, when, and the files
 written with their sizes and mtimes): `--overwrite` replaces only a folder that holds it (or an empty one),
-never an arbitrary folder, and not one that holds files added since (other than the scores and records the
-project's tools add) or files changed since (e.g. masks corrected by hand).
+never an arbitrary folder, and not one that holds files added since (other than the scores of these results and
+the records the project's tools add) or files changed since (e.g. masks corrected by hand).
 """
 from __future__ import annotations
 
@@ -21,11 +21,13 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_beside, hidden_prefix, hidden_prefixes, make_owned_tmp_dir,
                                    replace_dir, restore_interrupted_replace)
+from maskrnn_tf.metrics.report import not_these_results_scores
 
 MARKER_FILE = "segment_run.json"
 # What the project's tools add to a results folder segment wrote, about those results (so --overwrite may
 # drop them with the results): evaluate's score tables (the DAVIS evaluation tool's names) and its record of
-# them, and the finetune_selection and ablation drivers' records.
+# them, unless that record says they score another folder (evaluate --output_dir), and the finetune_selection
+# and ablation drivers' records.
 DERIVED_FILES = ("global_results-*.csv", "per-sequence_results-*.csv", "evaluate_run.json", "selection_record.json",
                  "ablation_record.json")
 # What segment writes, for folders of earlier versions, whose segment_run.json lists no files: masks of a
@@ -153,9 +155,12 @@ def _files_not_segments(path: str) -> Tuple[List[str], List[str]]:
     stats = stats if isinstance(stats, dict) else {}
     known = set(written if isinstance(written, list) else []) | {MARKER_FILE}
     patterns = DERIVED_FILES + (() if isinstance(written, list) else _LEGACY_SEGMENT_FILES)
+    other_scores = set(not_these_results_scores(path))  # evaluate --output_dir's scores of other results: theirs
     added, changed = [], []
     for name in _files_under(path):
-        if name in stats:
+        if name in other_scores:
+            added.append(name)
+        elif name in stats:
             if stats[name] != _file_stat(os.path.join(path, name)):
                 changed.append(name)
         elif name not in known and not any(fnmatch.fnmatch(name, p) for p in patterns):

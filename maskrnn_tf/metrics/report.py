@@ -97,6 +97,23 @@ def _read_record(output_dir: str) -> Optional[Dict[str, dict]]:
     return {k: v for k, v in files.items() if isinstance(v, dict)}
 
 
+def not_these_results_scores(folder: str) -> List[str]:
+    """The files of evaluate's in `folder` that are not scores of the results lying there, so that a tool
+    replacing those results must keep them: CSVs `evaluate_run.json` records as scoring another folder
+    (`evaluate --output_dir`) or as changed since, with the record itself; or an `evaluate_run.json` that is not
+    evaluate's. Sorted names; [] when every score there is of these results."""
+    record = _read_record(folder)
+    if record is None:
+        return [RECORD_FILE]
+    kept = []
+    for name, entry in record.items():
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and (entry.get("results") != "." or
+                                     {k: entry.get(k) for k in ("size", "mtime_ns")} != _stat(path)):
+            kept.append(name)
+    return sorted(kept + [RECORD_FILE]) if kept else []
+
+
 def _stat(path: str) -> Dict[str, int]:
     stat = os.stat(path)
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}

@@ -10,7 +10,7 @@ import pytest
 
 from davis_files import gt_stack, write_results  # tests/davis_files.py
 from maskrnn_tf.metrics import EvaluationConfig, EvaluationInputError, evaluate_dataset, write_reports
-from maskrnn_tf.metrics.report import ReportConflictError
+from maskrnn_tf.metrics.report import ReportConflictError, not_these_results_scores
 
 DAVIS17 = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
                                        "DAVIS-2017-sample"))
@@ -136,3 +136,20 @@ def test_rescoring_results_in_place_replaces_their_scores(tmp_path):
     os.rename(res, moved)
     write_reports(_scores(moved, None), moved)
     assert _rows(os.path.join(moved, "per-sequence_results-val.csv")) == ["bear_1", "tennis_1", "tennis_2"]
+
+
+@needs_data
+def test_scores_a_tool_replacing_the_results_must_keep_are_named(tmp_path):
+    out, other = str(tmp_path / "res"), str(tmp_path / "other")
+    write_reports(_scores(out, ("bear", "tennis")), out)
+    assert not_these_results_scores(out) == []  # every CSV scores the results beside it
+    write_reports(_scores(other, ("bear", "tennis")), out, other, overwrite=True)
+    assert not_these_results_scores(out) == ["evaluate_run.json", "global_results-val.csv",
+                                             "per-sequence_results-val.csv"]
+    write_reports(_scores(out, ("bear", "tennis")), out, None, overwrite=True)
+    with open(os.path.join(out, "global_results-val.csv"), "a") as f:
+        f.write("a note of the user's\n")
+    assert not_these_results_scores(out) == ["evaluate_run.json", "global_results-val.csv"]
+    with open(os.path.join(out, "evaluate_run.json"), "w") as f:
+        f.write("someone else's file\n")
+    assert not_these_results_scores(out) == ["evaluate_run.json"]

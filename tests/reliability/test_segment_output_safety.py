@@ -95,7 +95,8 @@ def test_overwrite_replaces_only_a_folder_segment_wrote(tmp_path, video):
     os.remove(os.path.join(out, "notes.txt"))
     # Scores evaluate added describe the old results: they go with them.
     open(os.path.join(out, "global_results-val.csv"), "w").close()
-    open(os.path.join(out, "evaluate_run.json"), "w").close()
+    with open(os.path.join(out, "evaluate_run.json"), "w") as f:
+        json.dump({"written_by": "maskrnn_tf.evaluate", "files": {}}, f)
     open(os.path.join(out, "ablation_record.json"), "w").close()  # the ablation driver's record of the folder
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}", "--overwrite") == 0
     assert files_of(out) == [f"{t:05d}.png" for t in range(FRAMES)] + [MARKER_FILE]

@@ -11,6 +11,7 @@ from maskrnn_tf.inference import (OutputExistsError, SegmentOptions, check_overl
                                   segment_davis, segment_video)
 from maskrnn_tf.inference.output_dir import MARKER_FILE
 from maskrnn_tf.io import read_mask, write_palette_png
+from maskrnn_tf.metrics import EvaluationConfig, evaluate_dataset, write_reports
 
 from .conftest import frame_image, run_cli, square_ids
 
@@ -188,3 +189,22 @@ def test_an_overlay_folder_that_does_not_exist_is_refused_before_any_work(tmp_pa
     segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS,
                   overlay_path=os.path.join(out, "videos", "overlay.mp4"))
     assert os.path.getsize(os.path.join(out, "videos", "overlay.mp4")) > 0
+
+
+def test_overwrite_keeps_scores_of_other_results_that_evaluate_wrote_into_the_folder(tmp_path):
+    root, mine, other = str(tmp_path / "davis"), str(tmp_path / "mine"), str(tmp_path / "other")
+    make_davis(root)
+    for out in (mine, other):
+        segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS)
+    config = EvaluationConfig(compute_t=False)
+    # evaluate --results=other --output_dir=mine: the CSVs in `mine` score `other`, not the results they lie beside.
+    write_reports(evaluate_dataset(root, other, config), mine, other)
+    scores = read(os.path.join(mine, "global_results-val.csv"))
+    with pytest.raises(OutputExistsError, match=r"did not write \(evaluate_run.json, global_results-val.csv, "
+                                                 r"per-sequence_results-val.csv\)"):
+        segment_davis(root, "val", zero_flow, mine, step_fn=flow_propagation_step, options=OPTIONS, overwrite=True)
+    assert read(os.path.join(mine, "global_results-val.csv")) == scores
+    # Scores of its own results go with them, as before.
+    write_reports(evaluate_dataset(root, other, config), other, other)
+    segment_davis(root, "val", zero_flow, other, step_fn=flow_propagation_step, options=OPTIONS, overwrite=True)
+    assert not os.path.exists(os.path.join(other, "global_results-val.csv"))
