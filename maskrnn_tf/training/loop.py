@@ -381,10 +381,10 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
             row = np.concatenate([video["frames"][t], overlay(video["frames"][t], video["masks"][t]),
                                   overlay(video["frames"][t], labels[t])], axis=1)
             summaries.images(step, "frame_truth_prediction", row[None], writer="val")
-        if chief:
-            _record_validation(run_dir, step, j)
         if best is not None and best.offer(step, j, lambda path: model.save(path)):
             printer(best.describe())
+        if chief:  # after best/: a stop while best/ is written leaves this step to validate again on a rerun
+            _record_validation(run_dir, step, j)
         if best is not None and best.j is not None:
             # The running best beside J: TensorBoard shows which step best/ holds.
             summaries.scalars(step, {"best_J": best.j, "best_step": float(best.step)}, writer="val")

@@ -210,6 +210,32 @@ def test_a_final_validation_cut_short_runs_when_the_finished_run_is_rerun(tmp_pa
     assert calls == ["cut", "ran"] and again.validation_j is None
 
 
+def test_a_stop_while_best_is_saved_leaves_the_last_step_to_validate_again(tmp_path, monkeypatch):
+    """The last validation was recorded before best/ was written: Ctrl-C while best/ was saved left a run whose
+    rerun said "already trained" and never offered its last step to best/ (no best/ at all here)."""
+    import json
+
+    from maskrnn_tf.training import loop
+    from maskrnn_tf.training.config import TrainConfig
+
+    config = TrainConfig().override({**_TINY_RUN, "stage_a_steps": 2, "data.val_videos": 1, "data.val_frames": 3})
+    run_dir = str(tmp_path / "run")
+    offer = loop.BestModel.offer
+
+    def cut(self, step, j, save_model):
+        raise KeyboardInterrupt  # as if the signal came while best/model.keras was written
+
+    monkeypatch.setattr(loop.BestModel, "offer", cut)
+    with pytest.raises(loop.TrainingInterrupted):
+        loop.train(config, run_dir, printer=lambda line: None)
+    assert not os.path.exists(os.path.join(run_dir, "best"))
+    monkeypatch.setattr(loop.BestModel, "offer", offer)
+    result = loop.train(config, run_dir, printer=lambda line: None)
+    assert result.best_step == 2 and os.path.isfile(os.path.join(run_dir, "best", "model.keras"))
+    with open(os.path.join(run_dir, "best", "best.json")) as f:
+        assert json.load(f)["step"] == 2
+
+
 def test_training_further_moves_the_earlier_final_model_aside(tmp_path, monkeypatch):
     """A finished run trained further kept the earlier finish's model.keras while it trained (and for good if it was
     stopped): segment, export and finetune_selection load model.keras before any checkpoint, so they took the old
