@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from maskrnn_tf.io import VOID_ID, ImageReadError, read_mask
+from maskrnn_tf.io import VOID_ID, ImageReadError
 from maskrnn_tf.io.id_images import grey_annotation_mode, read_annotation_ids
 
 DAVIS_LAYOUT = """\
@@ -164,13 +164,21 @@ def read_ids(sequence: Sequence, index: int) -> np.ndarray:
         # Grey annotations are ids or binary for the whole sequence, as its first frame says.
         return read_annotation_ids(paths[0], grey_annotation_mode(sequence.mask_paths[0][0]))
     ids = None
-    for k, path in enumerate(paths):
-        layer = read_mask(path)
+    for k in range(len(paths)):
+        layer = read_layer(sequence, index, k)
         if ids is None:
             ids = np.zeros(layer.shape, np.uint8)
         # Later objects win where annotations overlap (SegTrack layers may touch at their borders).
         ids[layer > 0] = k + 1
     return ids
+
+
+def read_layer(sequence: Sequence, index: int, k: int) -> np.ndarray:
+    """Object k's (0-based) own mask of frame `index` in a sequence of one mask per object (SegTrack), bool [H, W]:
+    read as any annotation (0/255, 0/1, anti-aliased, DAVIS colours; refused otherwise), the grey values as the
+    object's first mask says, foreground where the id is not 0."""
+    first = sequence.mask_paths[0][k]
+    return read_annotation_ids(sequence.mask_paths[index][k], grey_annotation_mode(first)) > 0
 
 
 def load_masks(sequence: Sequence) -> np.ndarray:

@@ -90,14 +90,18 @@ def _opaque_channels(image: Image.Image, path: str) -> Optional[np.ndarray]:
         array = array[..., :-1]
         if mode == "LA":
             array = array[..., 0]
-    if array.ndim == 3 and np.array_equal(array[..., 0], array[..., 1]) and np.array_equal(array[..., 0],
-                                                                                            array[..., 2]):
+    if array.ndim == 3 and _all_grey(array):
         nonzero = set(np.unique(array[..., 0]).tolist()) - {0}
         if not nonzero or not nonzero <= _DAVIS_GREYS:
             # An RGB file of grey values is a grey mask, unless every grey is a DAVIS palette colour (objects 56,
             # 7, 63): then it is a DAVIS-colour mask and the palette gives its ids.
             array = array[..., 0]
     return np.ascontiguousarray(array)
+
+
+def _all_grey(rgb: np.ndarray) -> bool:
+    """Whether the three channels of an [H, W, 3] image are equal everywhere."""
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]))
 
 
 def _davis_ids(rgb: np.ndarray) -> Tuple[Optional[np.ndarray], List[Tuple[int, int, int]]]:
@@ -423,8 +427,9 @@ def _ids_with_void(values: np.ndarray) -> bool:
     return bool(ids) and ids == list(range(1, len(ids) + 1))
 
 
-# How a sequence's grey annotations read, decided on its first (`grey_annotation_mode`).
-GREY_IDS, GREY_DARK, GREY_THRESHOLD = "ids", "dark", "threshold"
+# How a sequence's grey annotations read, decided on its first (`grey_annotation_mode`); COLOUR: its first is a
+# palette, 1-bit or colour file, so its RGB files are DAVIS palette colours even where they hold only greys.
+GREY_IDS, GREY_DARK, GREY_THRESHOLD, COLOUR = "ids", "dark", "threshold", "colour"
 _GREY_MODE_CACHE: Dict[Tuple[str, int, int], str] = {}
 
 
@@ -441,9 +446,10 @@ def _grey_mode(values: np.ndarray) -> str:
 
 def grey_annotation_mode(path: str | os.PathLike) -> str:
     """How the grey annotations of a sequence read (`_grey_mode`: ids, one dark grey, or foreground > 127), from
-    its first annotation (where every object is present); palette, colour and 1-bit files: GREY_THRESHOLD (not
-    used for them). Read every frame of the sequence the same way: a later frame may hold only object 2 and
-    void, or only the faint anti-aliased edge of an object leaving."""
+    its first annotation (where every object is present); palette, colour and 1-bit files: COLOUR. Read every
+    frame of the sequence the same way: a later frame may hold only object 2 and void, or only the faint
+    anti-aliased edge of an object leaving (in an RGB file, grey 64, 128 or 192, which alone would read as DAVIS
+    palette colours). An RGB file of greys only is grey here: a first frame in DAVIS colours holds object 1, red."""
     path = os.fspath(path)
     try:
         stat = os.stat(path)
@@ -454,7 +460,9 @@ def grey_annotation_mode(path: str | os.PathLike) -> str:
         return _GREY_MODE_CACHE[key]
     image = _open(path)
     values = None if image.mode in ("P", "1") else _opaque_channels(image, path)
-    mode = _grey_mode(values) if values is not None and values.ndim == 2 else GREY_THRESHOLD
+    if values is not None and values.ndim == 3 and _all_grey(values):
+        values = values[..., 0]
+    mode = _grey_mode(values) if values is not None and values.ndim == 2 else COLOUR
     if key is not None:
         _GREY_MODE_CACHE[key] = mode
     return mode
@@ -466,7 +474,7 @@ def read_annotation_ids(path: str | os.PathLike, grey_mode: Optional[str] = None
     Args:
       path: the annotation file.
       grey_mode: how grey values read (`grey_annotation_mode`, decided on the sequence's first annotation);
-        None decides it on this file.
+        None decides it on this file (as `grey_annotation_mode`).
 
     Palette PNGs give their indices and RGB masks in DAVIS palette colours their palette index; grey masks
     are ids or binary (see `grey_mode`), foreground (1) where grey > 127 (DAVIS-2016's 0/255), or where non-zero
@@ -482,6 +490,10 @@ def read_annotation_ids(path: str | os.PathLike, grey_mode: Optional[str] = None
                                         "binary masks.")
     if ids is not None:
         return ids
+    if grey_mode is None:
+        grey_mode = grey_annotation_mode(path)
+    if values.ndim == 3 and grey_mode in (GREY_IDS, GREY_DARK, GREY_THRESHOLD) and _all_grey(values):
+        values = values[..., 0]  # a grey sequence's RGB file of DAVIS-palette greys only (see grey_annotation_mode)
     if values.ndim == 3:  # colour (an all-grey RGB file is read as grey)
         ids, unknown = _davis_ids(values)
         if ids is not None:
@@ -492,8 +504,6 @@ def read_annotation_ids(path: str | os.PathLike, grey_mode: Optional[str] = None
             f"{path}: RGB annotation with {len(unknown)} colour(s) that are not DAVIS palette colours ({shown}); "
             "save ground truth as palette PNGs of object ids, 8-bit grey PNGs of ids (255 = void) or 0/255 binary "
             "masks (or colour object k with DAVIS palette colour k).")
-    if grey_mode is None:
-        grey_mode = _grey_mode(values)
     if grey_mode == GREY_IDS:
         return values.astype(np.uint8)
     if grey_mode == GREY_DARK:

@@ -20,7 +20,6 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from maskrnn_tf.data import sequences as layouts
-from maskrnn_tf.io import read_mask
 from maskrnn_tf.metrics.errors import DatasetLayoutError, MissingResultsError
 from maskrnn_tf.metrics.evaluation import EvaluationConfig, EvaluationResults, SequenceResult, score_sequence
 
@@ -75,11 +74,11 @@ def load_segtrack_ground_truth(spec: SegTrackSpec, frame_indices: Sequence[int]
 
 
 def load_segtrack_layers(spec: SegTrackSpec, frame_indices: Sequence[int]) -> np.ndarray:
-    """Each object's own ground truth, bool [N, T', H, W], overlaps kept (grey above 127, as `read_ids`)."""
+    """Each object's own ground truth, bool [N, T', H, W], overlaps kept (read as `read_ids` reads them)."""
     sequence = spec.sequence
     if not sequence.mask_layers:  # one object in one mask per frame
         return np.stack([layouts.read_ids(sequence, i) > 0 for i in frame_indices])[None]
-    return np.stack([np.stack([read_mask(sequence.mask_paths[i][k]) > 0 for i in frame_indices])
+    return np.stack([np.stack([layouts.read_layer(sequence, i, k) for i in frame_indices])
                      for k in range(sequence.num_objects)])
 
 

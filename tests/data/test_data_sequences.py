@@ -9,6 +9,8 @@ from maskrnn_tf.data.sequences import (
     DatasetLayoutError, load_masks, read_davis_sequence_list, read_segtrack_sequence_list,
 )
 from maskrnn_tf.io import ImageReadError, read_mask, write_palette_png
+from maskrnn_tf.io.id_images import grey_annotation_mode, read_annotation_ids
+from maskrnn_tf.metrics.segtrack_evaluation import SegTrackSpec, load_segtrack_layers
 
 
 def make_davis_2017(root, sequences, size=(12, 16), frames=3):
@@ -179,3 +181,68 @@ def test_a_listed_sequence_whose_folder_is_missing_names_the_list_and_the_remedy
     message = str(err.value)
     assert os.path.join("JPEGImages", "480p", "gone") in message and split_file in message
     assert "remove" in message and "restore" in message
+
+
+@pytest.mark.parametrize("second", ["0/1 grey", "DAVIS red", "pure red", "0/255 over an anti-aliased edge"])
+def test_segtrack_layers_are_read_like_any_annotation(tmp_path, second):
+    """Each object's layer was read with a bare `grey > 127`: a layer saved 0/1 or in DAVIS red (grey 38)
+    vanished, and training, segment and evaluate lost that object without a word; other colours are refused by
+    name, as for any annotation."""
+    root = tmp_path / "SegTrackv2"
+    (root / "ImageSets").mkdir(parents=True)
+    (root / "ImageSets" / "all.txt").write_text("*duo\n")
+    (root / "ImageSets" / "duo.txt").write_text("/JPEGImages/duo/\nduo_01\nduo_02\n")
+    (root / "JPEGImages" / "duo").mkdir(parents=True)
+    for stem in ("duo_01", "duo_02"):
+        Image.fromarray(np.full((6, 8, 3), 100, np.uint8)).save(root / "JPEGImages" / "duo" / f"{stem}.bmp")
+        for k in (1, 2):
+            (root / "GroundTruth" / "duo" / str(k)).mkdir(parents=True, exist_ok=True)
+            path = root / "GroundTruth" / "duo" / str(k) / f"{stem}.png"
+            if k == 1:
+                layer = np.zeros((6, 8), np.uint8)
+                layer[1, :] = 255
+                Image.fromarray(layer).save(path)
+            elif second == "0/1 grey":
+                layer = np.zeros((6, 8), np.uint8)
+                layer[2, :] = 1
+                Image.fromarray(layer).save(path)
+            elif second.endswith("red"):
+                layer = np.zeros((6, 8, 3), np.uint8)
+                layer[2, :, 0] = 128 if second == "DAVIS red" else 255
+                Image.fromarray(layer).save(path)
+            else:  # the object's row at 255, a faint anti-aliased edge of 40 below it: the edge is background
+                layer = np.zeros((6, 8), np.uint8)
+                layer[2, :], layer[3, :] = 255, 40
+                Image.fromarray(layer).save(path)
+    (duo,) = read_segtrack_sequence_list(str(tmp_path))
+    if second == "pure red":
+        with pytest.raises(ImageReadError, match=r"duo/2/duo_01.png: RGB annotation with 1 colour"):
+            load_masks(duo)
+        return
+    expected = np.zeros((6, 8), np.uint8)
+    expected[1], expected[2] = 1, 2
+    for ids in load_masks(duo):
+        np.testing.assert_array_equal(ids, expected)
+    spec = SegTrackSpec(name="duo", frames=("duo_01", "duo_02"), sequence=duo)
+    np.testing.assert_array_equal(load_segtrack_layers(spec, [0, 1]).sum(axis=(1, 2, 3)), [16, 16])
+
+
+def test_a_later_grey_rgb_annotation_of_davis_greys_reads_as_grey(tmp_path):
+    """A grey annotation saved as RGB whose only non-zero value was 64, 128 or 192 (a few edge pixels of the object
+    leaving) was looked up in the DAVIS palette, as objects 56, 7 or 63, though the sequence's first frame is grey."""
+    first, later = str(tmp_path / "00000.png"), str(tmp_path / "00001.png")
+    mask = np.zeros((4, 4, 3), np.uint8)
+    mask[1:3, 1:3] = 255
+    Image.fromarray(mask).save(first)
+    edge = np.zeros((4, 4, 3), np.uint8)
+    edge[0, 0] = 128
+    Image.fromarray(edge).save(later)
+    mode = grey_annotation_mode(first)
+    expected = np.zeros((4, 4), np.uint8)
+    expected[0, 0] = 1
+    np.testing.assert_array_equal(read_annotation_ids(later, mode), expected)
+    # A colour first annotation keeps the palette reading: 128 grey is then DAVIS's object 7.
+    colours = np.zeros((4, 4, 3), np.uint8)
+    colours[0, 0], colours[1, 1] = (128, 0, 0), (128, 128, 128)
+    Image.fromarray(colours).save(first)
+    assert read_annotation_ids(later, grey_annotation_mode(first))[0, 0] == 7
