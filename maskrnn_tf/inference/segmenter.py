@@ -450,16 +450,20 @@ def _segment_sequences(listed, first_mask, flow_fn: AnyFlowFn, output_dir: str, 
                        options: SegmentOptions, overwrite: bool, prepare, inputs, record: Dict[str, object],
                        description: str) -> List[str]:
     """Segments `listed` (maskrnn_tf.data.sequences.Sequence) into `<output_dir>/<name>/`, atomic as a whole;
-    `first_mask(sequence, source)` gives each sequence's FirstMask."""
+    `first_mask(sequence, source)` gives each sequence's FirstMask. Every first mask and working size is checked
+    before the first sequence is segmented: the folder is written whole or not at all, so a bad input found at
+    the last sequence would throw away the work on the others."""
     names: List[str] = []
     seconds: Dict[str, float] = {}
     record = {**record, "sequences": names, **_finetune_log(prepare), "segment_seconds": seconds}
+    sources = [VideoSource(os.path.dirname(s.frame_paths[0]), frame_paths=list(s.frame_paths), name=s.name)
+               for s in listed]
+    firsts = [first_mask(sequence, source) for sequence, source in zip(listed, sources)]
+    for source in sources:
+        check_working_size(source, options)
     with atomic_output_dir(output_dir, overwrite, inputs, record) as tmp:
-        for sequence in tqdm(listed, desc=description, unit="seq", disable=not options.progress):
-            source = VideoSource(os.path.dirname(sequence.frame_paths[0]), frame_paths=list(sequence.frame_paths),
-                                 name=sequence.name)
-            first = first_mask(sequence, source)
-            check_working_size(source, options)
+        for sequence, source, first in tqdm(list(zip(listed, sources, firsts)), desc=description, unit="seq",
+                                            disable=not options.progress):
             seq_step = prepare(source, first) if prepare is not None else step_fn
             if seq_step is None:
                 raise ValueError("segmenting a dataset needs step_fn or prepare.")

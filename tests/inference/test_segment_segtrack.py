@@ -116,3 +116,30 @@ def test_flow_cache_holds_the_sequences_flows(tmp_path):
     paths = [os.path.join(root, "JPEGImages", "solo", s + ".png") for s in stems]
     full = make_backend("dis-ultrafast").flow(read_frame(paths[2]), read_frame(paths[1]))
     np.testing.assert_allclose(np.load(folder / f"{stems[2]}_{stems[1]}.npy"), full, atol=0.02)
+
+
+def test_a_bad_first_mask_of_a_later_sequence_is_refused_before_any_work(tmp_path):
+    """Each first mask was read only when its sequence came up: a bad one in the last sequence threw away every
+    sequence segmented (and finetuned) before it, since the results folder is written whole or not at all."""
+    from maskrnn_tf.io import ImageReadError
+
+    root = str(tmp_path / "SegTrackv2")
+    frames = np.full((3, 8, 10, 3), 90, np.uint8)
+    layer = np.zeros((1, 3, 8, 10), np.uint8)
+    layer[:, :, 2:5, 3:6] = 255
+    make_segtrack(root, "aaa", frames, layer)
+    make_segtrack(root, "bbb", frames, layer)
+    red = np.zeros((8, 10, 3), np.uint8)
+    red[2:5, 3:6, 0] = 255  # not a DAVIS colour: refused by name
+    from PIL import Image
+    Image.fromarray(red).save(os.path.join(root, "GroundTruth", "bbb", "bbb_00000.png"))
+    steps = []
+
+    def counted(*args, **kwargs):
+        steps.append(1)
+        return flow_propagation_step(*args, **kwargs)
+
+    with pytest.raises(ImageReadError, match=r"bbb_00000.png: RGB annotation"):
+        segment_segtrack(root, zero_flow, str(tmp_path / "out"), step_fn=counted,
+                         options=SegmentOptions(progress=False))
+    assert steps == [] and not os.path.exists(tmp_path / "out")
