@@ -192,6 +192,25 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
     _write_metadata(export_dir, model, config, version)  # last: it lists the files written
 
 
+def _repair_base(export_base: str, log: logging.Logger) -> None:
+    """Repairs what killed exports of any version left in `export_base`: a version an --overwrite export had moved
+    away goes back (a server pinned to it would serve nothing), and temporary folders are removed."""
+    try:
+        names = os.listdir(export_base)
+    except OSError:
+        return
+    for kind in ("old", "tmp"):
+        versions = sorted({int(m.group(1)) for m in (re.match(rf"\.{kind}-([0-9]+)-", n) for n in names) if m})
+        for number in (n for n in versions if 0 < n <= MAX_VERSION):  # what version_dir takes
+            if kind == "old":
+                notes = restore_interrupted_replace(export_base, f".old-{number}-", version_dir(export_base, number))
+            else:
+                notes = [f"removed {path}, the temporary folder of an interrupted export"
+                         for path in clean_stale_tmp_dirs(export_base, f".tmp-{number}-")]
+            for note in notes:
+                log.warning("%s", note)
+
+
 def export_saved_model(
     model: Union[MaskRNN, str], export_base: str, version: int, config: Optional[ExportConfig] = None
 ) -> str:
@@ -201,21 +220,18 @@ def export_saved_model(
     an export of this project (its metadata record) that does not hold `model` and holds only what that export
     wrote (`foreign_files`). The export base must not be a file (checked before `model` is loaded). The
     version appears only when complete: it is written to a temporary sibling folder and renamed; a version
-    that an export killed while replacing it had moved away is put back first.
+    that an export killed while replacing it had moved away (any version) is put back first.
     """
     config = config or ExportConfig()
     final = version_dir(export_base, version)
     _check_export_base(export_base)
     log = logging.getLogger(__name__)
-    for note in restore_interrupted_replace(export_base, f".old-{version}-", final):
-        log.warning("%s", note)
+    _repair_base(export_base, log)
     _check_target(final, config.overwrite, model if isinstance(model, str) else None)
     if isinstance(model, str):
         model = load_model(model)
     try:
         os.makedirs(export_base, exist_ok=True)
-        for removed in clean_stale_tmp_dirs(export_base, f".tmp-{version}-"):
-            log.warning("removed %s, the temporary folder of an interrupted export", removed)
         tmp = make_owned_tmp_dir(export_base, f".tmp-{version}-")
     except OSError as e:  # e.g. a read-only file system or no write permission
         raise ExportError(f"cannot create --export_base {export_base} or write in it: {e.strerror or e}. Choose a "

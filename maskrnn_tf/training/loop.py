@@ -185,6 +185,15 @@ def _validated_step(run_dir: str) -> Optional[int]:
     return step if isinstance(step, int) else None
 
 
+def _stored_config(run_dir: str) -> Optional[dict]:
+    """The run's config.json as stored (None without a readable one)."""
+    try:
+        with open(os.path.join(run_dir, CONFIG_NAME), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def _stored_precision(run_dir: str) -> Optional[str]:
     """The precision setting of the run's config.json (None without a readable one: prepare_run_dir reports)."""
     return _stored_setting(run_dir, "precision")
@@ -345,9 +354,14 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         raise TrainSettingsError(
             f"--profile_steps={profile[0]},{profile[1]}: this run trains steps {first_step} to {config.total_steps}; "
             "give steps in that range (numbered from 1 over the whole run, as the console shows them).")
-    if chief:
+    finished = int(global_step.numpy()) >= config.total_steps and os.path.isfile(os.path.join(run_dir, CONFIG_NAME))
+    if chief and not finished:
         write_run_config(run_dir, config)
         write_run_precision(run_dir, precision)  # before the first checkpoint of a new run
+    elif chief and _stored_config(run_dir) != json.loads(config.to_json()):
+        # Nothing is trained: settings no step trained with would mislead what reads them (segment's finetuning).
+        printer(f"nothing to train, so {CONFIG_NAME} keeps the settings the run was trained with (the changed "
+                "settings apply only to steps a run trains)")
     best = BestModel(run_dir, config) if chief and val_videos else None
     if best is not None and (not best.enabled or best.step is not None):
         printer(best.describe())  # what selection this run does, or the best model so far when resuming
@@ -487,7 +501,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                     "--stage_b_steps in the same command, train further; a new --run_dir starts another run)")
         if chief:
             model_path = os.path.join(run_dir, MODEL_NAME)
-            _model_save(model, model_path)
+            if step > started_at or not os.path.isfile(model_path):  # a finished run's model stays as it was
+                _model_save(model, model_path)
     except KeyboardInterrupt:
         raise TrainingInterrupted(signal.SIGINT, last_saved) from None
     summaries.close()

@@ -166,6 +166,12 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
             "training writes and would replace. Use a new --run_dir, or move them out of it first.")
     if os.path.exists(path) and overwrite_config:
         _report_overwrite(path, config, report)
+        stored = _readable_config(path)
+        # Other settings may change; step counts that would rewrite the steps already done may not.
+        problem = None if stored is None else step_change_problem(
+            completed_config(drop_retired(stored)), json.loads(config.to_json()), newest_checkpoint_step(run_dir))
+        if problem is not None:
+            raise ConfigMismatchError(f"{run_dir}: {problem}; --overwrite_config changes the other settings only.")
     if os.path.exists(path) and not overwrite_config:
         try:
             with open(path, encoding="utf-8") as f:
@@ -202,6 +208,16 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
             raise ConfigMismatchError(f"{run_dir}: {problem} ({'; '.join(diff)}).")
         report(f"step counts changed ({'; '.join(diff)}); continuing the run with them")
     return _write_config(path, config) if write else path
+
+
+def _readable_config(path: str) -> Optional[dict]:
+    """The JSON object in `path`, None when it cannot be read as one."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return stored if isinstance(stored, dict) else None
 
 
 def _report_overwrite(path: str, config: TrainConfig, report: Callable[[str], None]) -> None:

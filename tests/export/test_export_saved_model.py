@@ -394,6 +394,24 @@ def test_a_version_moved_away_by_a_killed_export_comes_back(tmp_path, tiny_model
     assert os.listdir(tmp_path) == ["2"] and (tmp_path / "2" / "stale.txt").read_text() == "old"
 
 
+def test_any_version_a_killed_export_moved_away_comes_back_with_the_next_export(tmp_path, tiny_model, caplog):
+    """Only the version being exported was repaired: a version 2 moved away by a killed --overwrite export stayed
+    hidden (and a server pinned to it served nothing) while the user went on with other versions."""
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)  # a process id that no longer runs
+    holder = tmp_path / f".old-2-{tmp_dirs.owner_tag(child)}-abc"
+    _earlier_export(str(holder / "previous"))
+    stale = tmp_path / f".tmp-7-{tmp_dirs.owner_tag(child)}-def"
+    stale.mkdir()
+    _earlier_export(str(tmp_path / "5"))
+    with caplog.at_level("WARNING"), pytest.raises(ExportError, match="already exists"):
+        export_saved_model(tiny_model, str(tmp_path), 5, ExportConfig(warmup=None))
+    assert f"restored {tmp_path / '2'}" in caplog.text
+    assert sorted(os.listdir(tmp_path)) == ["2", "5"] and (tmp_path / "2" / "stale.txt").read_text() == "old"
+
+
 def test_failure_mid_export_leaves_nothing(tmp_path, tiny_model, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full (simulated)")

@@ -147,6 +147,23 @@ def test_step_counts_that_rewrite_the_past_are_refused(tmp_path, changes, messag
     assert _stored(run_dir) == (10, 4)
 
 
+@pytest.mark.parametrize("changes", [{"stage_b_steps": 1}, {"stage_a_steps": 20}])
+def test_overwrite_config_keeps_the_step_count_checks(tmp_path, changes):
+    """--overwrite_config (which the non-finite-loss message suggests, with a lower learning rate) skipped the step
+    checks: a run in stage B went back to stage A, or a total below the steps done left a config.json that no
+    training matched."""
+    from maskrnn_tf.training.run_dir import ConfigMismatchError, prepare_run_dir
+
+    run_dir, config = _run_dir_at_step(tmp_path, 12)
+    with pytest.raises(ConfigMismatchError, match=r"is at step 12"):
+        prepare_run_dir(run_dir, config.override({**changes, "optim.learning_rate": 1e-6}), overwrite_config=True,
+                        report=lambda line: None)
+    assert _stored(run_dir) == (10, 4)
+    prepare_run_dir(run_dir, config.override({"stage_b_steps": 40, "optim.learning_rate": 1e-6}),
+                    overwrite_config=True, report=lambda line: None)
+    assert _stored(run_dir) == (10, 40)
+
+
 def test_step_counts_with_another_change_are_still_another_config(tmp_path):
     from maskrnn_tf.training.run_dir import ConfigMismatchError, prepare_run_dir
 

@@ -174,6 +174,28 @@ def test_a_finished_run_says_more_steps_need_no_overwrite_config(tmp_path):
                     "the same command, train further; a new --run_dir starts another run)"], lines
 
 
+def test_a_rerun_of_a_finished_run_stores_no_settings_it_did_not_train_with(tmp_path):
+    """A finished run rerun with --overwrite_config trained nothing and still rewrote config.json and model.keras:
+    segment's finetuning reads its losses from config.json, so it took settings the model never had."""
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.loop import train
+
+    config = TrainConfig().override(_TINY_RUN)
+    run_dir = str(tmp_path / "run")
+    train(config, run_dir, printer=lambda line: None)
+    kept = {name: open(os.path.join(run_dir, name), "rb").read() for name in ("config.json", "model.keras")}
+    stamps = {name: os.stat(os.path.join(run_dir, name)).st_mtime_ns for name in kept}
+    lines = []
+    train(config.override({"loss.loc_weight": 5.0}), run_dir, overwrite_config=True, printer=lines.append)
+    assert {name: open(os.path.join(run_dir, name), "rb").read() for name in kept} == kept
+    assert {name: os.stat(os.path.join(run_dir, name)).st_mtime_ns for name in kept} == stamps
+    assert any("config.json keeps the settings the run was trained with" in line for line in lines), lines
+    # More steps with a changed setting train on and store it.
+    train(config.override({"loss.loc_weight": 5.0, "stage_a_steps": 2}), run_dir, overwrite_config=True,
+          printer=lambda line: None)
+    assert '"loc_weight": 5.0' in open(os.path.join(run_dir, "config.json")).read()
+
+
 def test_a_final_validation_cut_short_runs_when_the_finished_run_is_rerun(tmp_path, monkeypatch):
     """Ctrl-C during the final validation (after the last checkpoint) ended in a KeyboardInterrupt traceback, and
     the rerun said "already trained" without validating the last step: best/ never saw it. The interruption is
