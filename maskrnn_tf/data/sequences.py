@@ -110,7 +110,16 @@ def check_contiguous(paths: List[str], what: str) -> None:
     numbers = [_frame_number(p) for p in paths]
     if any(n is None for n in numbers):
         return  # names without numbers: order comes from the list file, nothing to check
-    for previous, current, path in zip(numbers, numbers[1:], paths[1:]):
+    for previous, current, path, before in zip(numbers, numbers[1:], paths[1:], paths):
+        if current == previous:
+            raise DatasetLayoutError(
+                f"{path}: frame {current} twice ({os.path.basename(before)} and {os.path.basename(path)}) in "
+                f"{what}; keep one image per frame.")
+        if current != previous + 1 and sorted(numbers) == list(range(min(numbers), max(numbers) + 1)):
+            raise DatasetLayoutError(
+                f"{path}: the frame names of {what} are not zero-padded ({os.path.basename(before)} sorts before "
+                f"{os.path.basename(path)}), so they sort out of order here and in the DAVIS tools; name the frames "
+                "as DAVIS does: 00000.jpg, 00001.jpg, ... (the masks likewise).")
         if current != previous + 1:
             raise DatasetLayoutError(
                 f"{path}: non-contiguous frame numbering in {what} (frame {current} follows {previous}); "

@@ -246,3 +246,17 @@ def test_a_later_grey_rgb_annotation_of_davis_greys_reads_as_grey(tmp_path):
     colours[0, 0], colours[1, 1] = (128, 0, 0), (128, 128, 128)
     Image.fromarray(colours).save(first)
     assert read_annotation_ids(later, grey_annotation_mode(first))[0, 0] == 7
+
+
+def test_unpadded_or_repeated_frame_names_are_refused_for_what_they_are(tmp_path):
+    """0.jpg ... 11.jpg was refused as "frame 10 follows 1 ... restore the missing frames", though none was
+    missing; a frame saved twice (00000.jpg and 00000.png) as "frame 0 follows 0"."""
+    from maskrnn_tf.data.sequences import check_contiguous
+
+    with pytest.raises(DatasetLayoutError, match=r"not zero-padded.*00000.jpg, 00001.jpg"):
+        check_contiguous(sorted(f"/d/{n}.jpg" for n in range(12)), "sequence a")
+    with pytest.raises(DatasetLayoutError, match=r"frame 0 twice \(00000.jpg and 00000.png\).*one image per frame"):
+        check_contiguous(["/d/00000.jpg", "/d/00000.png", "/d/00001.jpg"], "sequence a")
+    with pytest.raises(DatasetLayoutError, match=r"frame 3 follows 1.*restore the missing frames"):
+        check_contiguous(["/d/00001.jpg", "/d/00003.jpg"], "sequence a")
+    check_contiguous([f"/d/{n:05d}.jpg" for n in range(12)], "sequence a")
