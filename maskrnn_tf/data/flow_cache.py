@@ -60,21 +60,35 @@ FINGERPRINT = "frames.json"
 
 
 _TAIL_BYTES = 4096
+# Compressed frames whose last bytes change with any pixel: PNG ends with the checksum of all its pixel data, and
+# a JPEG of other pixels differs in size or entropy-coded tail. Other files (BMP, stored bottom-up, whose last
+# bytes are its top rows; .flo flows) are hashed in `_CHUNKS` chunks of 4 KB spread from start to end.
+_TAIL_HASHED = (".jpg", ".jpeg", ".png")
+_CHUNKS = 32
 
 
 def _frame_fingerprint(paths) -> Dict[str, List[object]]:
-    """{frame stem: [size in bytes, SHA-1 of its last 4 KB]} of frame files. Cheap (one small read per frame) and
-    blind to modification times on purpose: DAVIS-2016 and DAVIS-2017 trees hold the same frames of a sequence
-    under one cache folder, extracted at other times, and must not recompute each other's flows; frames of other
-    pixels differ in their compressed bytes."""
+    """{frame stem: [size in bytes, SHA-1 of the bytes read]} of frame files: the last 4 KB of JPEG and PNG
+    frames, 32 chunks of 4 KB spread over the others. Cheap (at most 128 KB read per file) and blind to
+    modification times on purpose: DAVIS-2016 and DAVIS-2017 trees hold the same frames of a sequence under one
+    cache folder, extracted at other times, and must not recompute each other's flows; frames of other pixels
+    differ in those bytes."""
     import hashlib
 
     prints: Dict[str, List[object]] = {}
     for path in paths:
         with open(path, "rb") as f:
             size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - _TAIL_BYTES))
-            prints[_stem(path)] = [size, hashlib.sha1(f.read()).hexdigest()]
+            if os.path.splitext(path)[1].lower() in _TAIL_HASHED:
+                starts = [max(0, size - _TAIL_BYTES)]
+            else:
+                last = max(0, size - _TAIL_BYTES)
+                starts = sorted({last * i // (_CHUNKS - 1) for i in range(_CHUNKS)})
+            digest = hashlib.sha1()
+            for start in starts:
+                f.seek(start)
+                digest.update(f.read(_TAIL_BYTES))
+            prints[_stem(path)] = [size, digest.hexdigest()]
     return prints
 
 

@@ -127,3 +127,28 @@ def test_a_read_only_cache_without_a_fingerprint_is_read_not_refused(tmp_path, m
     with caplog.at_level(logging.WARNING, logger="maskrnn_tf.data.flow_cache"):
         np.testing.assert_array_equal(FlowCache(backend, str(tmp_path / "cache")).flow(sequence, 0, 1), want)
     assert backend.calls == 0 and "frames.json" in caplog.text and "Permission denied" in caplog.text
+
+
+def test_uncompressed_frames_that_differ_anywhere_have_other_fingerprints(tmp_path):
+    """The fingerprint hashed a frame's size and last 4 KB: a BMP is stored bottom-up, so frames extracted again
+    with other pixels below the top rows kept their stale flows (SegTrack v2 ships BMP frames)."""
+    from PIL import Image
+
+    from maskrnn_tf.data.flow_cache import _frame_fingerprint
+
+    first = np.zeros((360, 640, 3), np.uint8)
+    second = first.copy()
+    second[100:] = 7
+    for name, pixels in (("a", first), ("b", second)):
+        os.makedirs(tmp_path / name)
+        Image.fromarray(pixels).save(tmp_path / name / "00000.bmp")
+        Image.fromarray(pixels).save(tmp_path / name / "00000.png")
+    for ext in ("bmp", "png"):
+        prints = [_frame_fingerprint([str(tmp_path / name / f"00000.{ext}")])["00000"] for name in ("a", "b")]
+        assert prints[0] != prints[1], ext
+    # A copy elsewhere, made later, keeps the fingerprint (DAVIS-2016 and -2017 trees share cache folders).
+    os.makedirs(tmp_path / "copy")
+    with open(tmp_path / "a" / "00000.bmp", "rb") as f, open(tmp_path / "copy" / "00000.bmp", "wb") as g:
+        g.write(f.read())
+    assert _frame_fingerprint([str(tmp_path / "copy" / "00000.bmp")]) == _frame_fingerprint(
+        [str(tmp_path / "a" / "00000.bmp")])
