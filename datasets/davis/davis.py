@@ -4,14 +4,18 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+from PIL import Image
 
 from maskrnn_tf.data.sequences import (
     DAVIS_LAYOUT, DatasetLayoutError, davis_splits, find_davis_root, load_masks, read_davis_sequence_list,
 )
 from maskrnn_tf.datasets.builder_common import CodePathFromFile, LocalDatasetInfo, video_features
+from maskrnn_tf.io import read_frame
 
+_ORIENTATION = 0x0112  # the EXIF tag
 _ARCHIVES = {
     (2016, "480p"): "DAVIS-data.zip",
     (2017, "480p"): "DAVIS-2017-trainval-480p.zip",
@@ -93,12 +97,23 @@ class Davis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, sequences):
         for sequence in sequences:
             masks = load_masks(sequence)
+            if any(_turned(p) for p in sequence.frame_paths):  # decoded as stored, they would lie sideways
+                frames = np.stack([read_frame(p) for p in sequence.frame_paths])
+            else:  # the files' own bytes (no second JPEG encoding)
+                frames = [epath.Path(p).read_bytes() for p in sequence.frame_paths]
             yield sequence.name, {
                 "name": sequence.name,
-                "frames": [epath.Path(p).read_bytes() for p in sequence.frame_paths],
+                "frames": frames,
                 "masks": masks[..., None],
                 "num_objects": sequence.num_objects,
                 "num_frames": sequence.num_frames,
                 "eval_t": bool(sequence.eval_t),
                 "attributes": list(sequence.attributes),
             }
+
+
+def _turned(path: str) -> bool:
+    """Whether the image at `path` has an EXIF orientation other than upright (`read_frame` applies it, as the
+    annotations were drawn on the turned picture; decoders of the stored bytes do not)."""
+    with Image.open(path) as image:
+        return int(image.getexif().get(_ORIENTATION, 1) or 1) != 1

@@ -88,6 +88,27 @@ def test_davis_2017_official_zip(tmp_path):
     assert set(np.unique(examples["pair"]["masks"])) == {0, 1, 2}
 
 
+def test_davis_frames_stored_sideways_are_built_as_their_annotations_see_them(tmp_path):
+    """The builder stored a JPEG's bytes as they are, so a frame with an EXIF orientation (a phone video's frames)
+    decoded sideways, 16x12 beside 12x16 masks, though the size check (which applies the rotation) passed."""
+    from PIL import Image
+
+    root = make_davis_2017(str(tmp_path / "DAVIS"), {"pair": 2})
+    frame = os.path.join(root, "JPEGImages", "480p", "pair", "00001.jpg")
+    rows, cols = np.mgrid[0:12, 0:16]
+    upright = np.stack([rows * 20, cols * 15, np.full((12, 16), 128)], -1).astype(np.uint8)  # smooth: JPEG keeps it
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(frame, exif=exif, quality=100)
+    assert read_frame(frame).shape == upright.shape
+    examples = _examples(_prepare(Davis(config="2017", data_dir=str(tmp_path / "tfds")), root), "val")
+    frames = examples["pair"]["frames"]
+    assert frames.shape == (3, 12, 16, 3)
+    # Stored again as JPEG (the feature's encoding): the picture upright, within JPEG's loss.
+    assert np.abs(frames[1].astype(int) - read_frame(frame)).mean() < 3
+    assert np.abs(frames[1].astype(int) - upright).mean() < 6  # twice JPEG; a turned picture is ~50 off
+
+
 def test_davis_without_manual_data_explains_layout(tmp_path):
     (tmp_path / "manual").mkdir()
     # tfds itself refuses an empty manual directory, with our instructions (archive names and layout).
