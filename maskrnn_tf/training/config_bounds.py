@@ -6,7 +6,7 @@ TrainConfig stays permissive (tests build tiny configs); the bounds are what a t
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from maskrnn_tf.flag_validation import MIN_FRAME_SIDE, numeric_problem
 
@@ -96,5 +96,25 @@ def check_config_bounds(config: "TrainConfig") -> None:
     if not counts & wrong_type and values.get("optim.cooldown_steps", 0) > config.total_steps:
         problems.append(f"optim.cooldown_steps={values['optim.cooldown_steps']!r}: more than the run's "
                         f"{config.total_steps} steps (stage_a_steps + stage_b_steps)")
+    overlap = _synthetic_seed_overlap(config) if not {"seed", "data.synthetic_train_videos", "data.val_videos"} & \
+        wrong_type else None
+    if overlap:
+        problems.append(overlap)
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def _synthetic_seed_overlap(config: "TrainConfig") -> Optional[str]:
+    """Why synthetic training and validation videos would share seeds (the same videos), or None."""
+    from maskrnn_tf.training.inputs import VALIDATION_SEED_BASE
+
+    data = config.data
+    if data.dataset != "synthetic_vos" or data.val_videos <= 0 or data.synthetic_train_videos <= 0:
+        return None
+    first, last = config.seed, config.seed + data.synthetic_train_videos - 1
+    val_last = VALIDATION_SEED_BASE + data.val_videos - 1
+    if last < VALIDATION_SEED_BASE or first > val_last:
+        return None
+    return (f"seed={config.seed}: the synthetic training videos (seeds {first} to {last}) include the validation "
+            f"videos' ({VALIDATION_SEED_BASE} to {val_last}), so best/ would be chosen on training videos; choose "
+            f"a seed below {VALIDATION_SEED_BASE - data.synthetic_train_videos + 1} or above {val_last}")

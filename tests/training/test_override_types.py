@@ -191,3 +191,15 @@ def test_the_prior_flag_file_is_the_cpu_recipe_with_its_four_changes():
     # A nested flag file does not count as a second one: the default run dir is named after the outer file.
     assert default_run_dir(command_line_flagfiles(["train", "--flagfile=davis16_cpu_prior.flags"])) == os.path.join(
         "runs", "davis16_cpu_prior")
+
+
+def test_synthetic_training_seeds_that_reach_the_validation_videos_are_refused():
+    """Training videos take seeds seed..seed+n-1, validation videos 1,000,000..: a --seed near a million made the
+    validation videos training videos, and best/ was chosen on what the run had trained on."""
+    base = {"data.dataset": "synthetic_vos", "data.synthetic_train_videos": 100, "data.val_videos": 4}
+    with pytest.raises(ValueError, match=r"seed=999950: the synthetic training videos \(seeds 999950 to 1000049\) "
+                                         r"include the validation videos' \(1000000 to 1000003\)"):
+        check_config_bounds(TrainConfig().override({**base, "seed": 999_950}))
+    for seed in (999_900, 1_000_004, 0):
+        check_config_bounds(TrainConfig().override({**base, "seed": seed}))
+    check_config_bounds(TrainConfig().override({**base, "seed": 999_950, "data.val_videos": 0}))
