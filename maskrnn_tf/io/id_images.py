@@ -256,6 +256,9 @@ BLEND_SHARE = 0.25
 BLEND_MIN_PIXELS = 8
 # Each axis through a pixel as (dy, dx): its two neighbours on that axis lie at -(dy, dx) and +(dy, dx).
 _AXES = ((0, 1), (1, 0), (1, 1), (1, -1))
+# A band pixel has lo and hi on either side of it across a row or a column: a resize blends every edge so, while an
+# object's diagonal strip two pixels wide between two others has its sides across the diagonals only.
+_BAND_AXES = ((0, 1), (1, 0))
 _PAIRS = 256 * 256  # pair keys lo * 256 + hi
 
 
@@ -271,8 +274,8 @@ def _pixel_pairs(pixel_keys: List[np.ndarray]) -> np.ndarray:
 
 def blend_shares(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """([_PAIRS] band pixels, [_PAIRS] touching pixels) per pair of grey ids lo < hi (key lo * 256 + hi) of a grey
-    map [H, W]. A band pixel has its two neighbours on one axis (horizontal, vertical or diagonal) at lo and hi and
-    its own value strictly between; a touching pixel holds lo and has a neighbour (of its 8) at hi."""
+    map [H, W]. A band pixel has its two neighbours on one axis (horizontal or vertical) at lo and hi and its own
+    value strictly between; a touching pixel holds lo and has a neighbour (of its 8) at hi."""
     grey = np.pad(values.astype(np.int64), 1, constant_values=-1)  # -1: outside the map
     edge = np.zeros(grey.shape, bool)  # the map's pixels beside another value: only they can be either
     for dy, dx in _NEIGHBOURS:
@@ -283,7 +286,8 @@ def blend_shares(values: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     for dy, dx in _AXES:
         before, after = flat[where - dy * width - dx], flat[where + dy * width + dx]
         low, high = np.minimum(before, after), np.maximum(before, after)
-        bands.append(np.where((low >= 0) & (low < centre) & (centre < high), low * 256 + high, -1))
+        if (dy, dx) in _BAND_AXES:
+            bands.append(np.where((low >= 0) & (low < centre) & (centre < high), low * 256 + high, -1))
         for neighbour in (before, after):
             touching.append(np.where(neighbour > centre, centre * 256 + neighbour, -1))
     return _pixel_pairs(bands), _pixel_pairs(touching)

@@ -306,6 +306,18 @@ def test_grey_id_first_mask_resized_with_interpolation_is_refused(tmp_path, inte
         read_first_mask(path)
 
 
+@pytest.mark.parametrize("width", [2, 3])
+def test_a_diagonal_strip_of_an_object_between_two_others_keeps_its_ids(tmp_path, width):
+    """Object 1 as a diagonal strip two or three pixels wide between the background and object 2 (a thin part of an
+    object along another) was refused as the blend of a resize: along the diagonal axes each of its pixels has 0 on
+    one side and 2 on the other. davis2017-evaluation reads such a result as it is."""
+    rows, cols = np.mgrid[0:60, 0:80]
+    ids = np.where(cols - rows > 20 + width, 2, np.where(cols - rows > 20, 1, 0)).astype(np.uint8)
+    path = str(tmp_path / "00001.png")
+    Image.fromarray(ids, mode="L").save(path)
+    np.testing.assert_array_equal(read_result_ids(path, objects=2), ids)
+
+
 @pytest.mark.parametrize("case", ["nearest", "touching", "stick beside an object", "ball on an object",
                                   "beside void", "void between"])
 def test_grey_id_first_masks_without_blends_keep_their_ids(tmp_path, case):
@@ -335,7 +347,7 @@ def _blend_counts_by_loops(ids: np.ndarray):
             for dy, dx in ((0, 1), (1, 0), (1, 1), (1, -1)):
                 ends = [(y - dy, x - dx), (y + dy, x + dx)]
                 ends = [int(ids[v, u]) for v, u in ends if 0 <= v < height and 0 <= u < width]
-                if len(ends) == 2 and min(ends) < own < max(ends):
+                if len(ends) == 2 and min(ends) < own < max(ends) and (dy, dx) in ((0, 1), (1, 0)):
                     band.add(min(ends) * 256 + max(ends))
                 touch.update(own * 256 + e for e in ends if e > own)
             for pair in band:
