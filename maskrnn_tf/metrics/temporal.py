@@ -15,7 +15,8 @@ Procedure for a pair of binary masks (a, b):
    pairwise distance of that set (scale normalisation), `n_angular` (12) angular bins over [0, 2*pi); vectors
    beyond r_outer are dropped; each histogram is normalised to sum 1.
 3. cost C[i, j] = chi-square distance 0.5 * sum_k (h_i[k] - g_j[k])^2 / (h_i[k] + g_j[k]) (0/0 := 0), in [0, 1].
-4. `scipy.optimize.linear_sum_assignment(C)`; the pair's value is the mean cost of the matched pairs.
+4. `scipy.optimize.linear_sum_assignment(C)`; the pair's cost is the mean cost of the matched pairs, and its value
+   5 times that, as DAVIS-2016's evaluation scales it (`DAVIS2016_T_SCALE`).
 
 Properties: 0 (up to float rounding) for identical shapes; invariant to translation (only relative vectors
 enter) and approximately to scale; grows as the shape deforms. Lower is better.
@@ -109,12 +110,18 @@ def temporal_stability_pair(
     return float(cost[rows, cols].mean())
 
 
+# DAVIS-2016's evaluation multiplies each pair's matching cost by 5 (its loader's "magic_number") before taking the
+# mean that published T numbers report.
+DAVIS2016_T_SCALE = 5.0
+
+
 def temporal_stability_pairs(masks: np.ndarray, config: ShapeContextConfig = ShapeContextConfig()) -> np.ndarray:
-    """Per consecutive pair (t, t+1) values [T-1] of a binary mask stack [T, H, W] (NaN for skipped pairs)."""
+    """Per consecutive pair (t, t+1) values [T-1] of a binary mask stack [T, H, W] (NaN for skipped pairs): the
+    pair's matching cost (`temporal_stability_pair`) times DAVIS2016_T_SCALE, DAVIS-2016's scale."""
     masks = np.asarray(masks)
     if masks.ndim != 3:
         raise ValueError(f"temporal_stability: masks must be [T, H, W], got shape {masks.shape}.")
-    return np.array(
+    return DAVIS2016_T_SCALE * np.array(
         [temporal_stability_pair(masks[t], masks[t + 1], config) for t in range(masks.shape[0] - 1)],
         dtype=np.float64,
     )

@@ -136,3 +136,16 @@ def test_contour_points_include_the_hole_contour():
     points = contour_points(ring).astype(int)
     assert {(x, y) for x, y in points} == {(x, y) for y, x in zip(*np.nonzero(border))}
     assert len(points) == border.sum()  # a ring 7 px thick: each border pixel once, on one of the two chains
+
+
+def test_sequence_values_are_on_the_davis_2016_scale():
+    """DAVIS-2016's evaluation multiplies each pair's matching cost by 5 (its loader's `magic_number`) before the
+    mean that published T numbers report; T-Mean here was the bare cost, a fifth of that scale."""
+    mask = np.zeros((40, 40), np.uint8)
+    mask[10:30, 12:26] = 1
+    bent = mask.copy()
+    bent[10:18, 26:34] = 1
+    pair = temporal_stability_pair(mask, bent)
+    assert pair > 0.01
+    np.testing.assert_allclose(temporal_stability_pairs(np.stack([mask, bent])), [5.0 * pair])
+    assert temporal_stability(np.stack([mask, bent, mask])) == pytest.approx(5.0 * pair)
