@@ -106,7 +106,7 @@ class RecurrentFinetuneResult:
 
     Attributes:
       losses: the loss of every update (per object, summed over the unrolled frames; NaN where the gradient
-        was not finite and the update was skipped).
+        was not finite and was dropped: a zero-gradient step, or under float16 a skipped one).
       seconds: wall time spent, everything included.
       step_seconds: the wall time of each update (on the run that traces, the first one includes tracing).
       dream_seconds: the part of it spent dreaming clips.
@@ -396,7 +396,7 @@ def recurrent_finetuning_prepare(
     One finetuner is kept per (object count, frame size), so the unrolled step is traced once per shape.
     `prepare.results` collects (video name, RecurrentFinetuneResult); `prepare.log` maps each video's name to
     {"updates", "skipped_updates", "seconds", "trace_seconds", "stopped_by_budget", "window"} (updates: those applied;
-    skipped_updates: those a non-finite gradient skipped; seconds: wall time of its finetuning,
+    skipped_updates: those whose gradient was not finite and was dropped; seconds: wall time of its finetuning,
     everything included; trace_seconds: the part of it spent tracing, on the first video of a shape; window:
     the crop dreamt from, or None), and with `config.match_video_motion` "motion": the (object, camera) motion
     measured on its first frame pair and "speeds": the (object, camera) speeds its clips got, times the
@@ -490,7 +490,7 @@ def budget_note(log: Optional[Mapping[str, Mapping[str, Any]]], budget_s: float)
     if not applied:
         return None
     done = f"{min(applied)}" if min(applied) == max(applied) else f"{min(applied)}-{max(applied)}"
-    also = f" ({skipped} more skipped as non-finite)" if skipped else ""
+    also = f" ({skipped} more whose gradient was not finite and was dropped)" if skipped else ""
     return (f"online finetuning: the --finetune_budget of {budget_s:g} s per video ended it before its "
             f"--finetune_steps on {videos} of {len(log)} videos, after {done} applied updates{also}; a slower CPU "
             "fits fewer, so these results depend on this machine's speed. --finetune_budget=0 runs every update "

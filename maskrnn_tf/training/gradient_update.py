@@ -1,4 +1,4 @@
-"""The gradient update shared by training and online finetuning: loss scaling, clipping, skipped updates.
+"""The gradient update shared by training and online finetuning: loss scaling, clipping, non-finite gradients.
 
 Under float16 the optimizer is a `keras.optimizers.LossScaleOptimizer`. Its protocol, followed here:
   1. `scale_loss(optimizer, loss)` INSIDE the `tf.GradientTape` block (a product taken after the block
@@ -50,8 +50,9 @@ def apply_clipped(optimizer: keras.optimizers.Optimizer, scaled_grads: Sequence[
     clip_norm: global-norm clip of the true (unscaled) gradient; 0 disables clipping.
     replicas: replicas in sync; the Keras optimizer sums its replicas' gradients again, so each replica hands
       it 1/replicas of the summed gradient.
-    The returned norm is +inf or NaN when the gradient is not finite; the update is then skipped (a zero
-    update without loss scaling; skipped and the scale halved by the LossScaleOptimizer with it).
+    The returned norm is +inf or NaN when the gradient is not finite; the gradient is then dropped: without loss
+    scaling the update runs on a zero gradient (Adam's decayed momentum, its iteration counted), with it the
+    LossScaleOptimizer skips the update and halves the scale.
     """
     grads: List[tf.Tensor] = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
                               for g, v in zip(scaled_grads, variables)]

@@ -447,12 +447,16 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                             "(--learning_rate / --clip_norm with --overwrite_config resumes from that checkpoint "
                             "with them), or check the data.")
                     if not math.isfinite(values["grad_norm"]):
-                        skipped += 1  # the step skipped its update (see TrainSteps._apply)
+                        skipped += 1  # the step's gradient was dropped (see gradient_update.apply_clipped)
                         skipped_updates.assign(skipped)
                         scale = float(optimizer.dynamic_scale.numpy()) if loss_scaling else None
-                        halved = "" if scale is None else f", float16 loss scale lowered to {scale:g}"
+                        # float16's LossScaleOptimizer skips the update; otherwise Adam steps on a zero gradient.
+                        what = (f"update skipped ({skipped} so far), float16 loss scale lowered to {scale:g}"
+                                if scale is not None else
+                                f"gradient dropped: the update ran on a zero gradient, Adam's momentum only "
+                                f"({skipped} so far)")
                         printer(f"warning: stage {stage}, step {step}: non-finite gradient (loss "
-                                f"{values['loss']:.4f}); update skipped ({skipped} so far){halved}")
+                                f"{values['loss']:.4f}); {what}")
                         summaries.scalars(step, {"skipped_updates": float(skipped)})
                         if scale is not None and scale < 1.0:
                             # Keras' LossScaleOptimizer has no floor: below 1 the gradient overflows unscaled,

@@ -350,7 +350,8 @@ def test_budget_note_counts_the_videos_and_updates_the_budget_cut():
     note = budget_note(log, 60.0)
     # applied: 8 on a (1 more skipped), 11 on c; b ran all its steps
     assert "the --finetune_budget of 60 s per video" in note
-    assert "on 2 of 3 videos, after 8-11 applied updates (1 more skipped as non-finite);" in note
+    assert ("on 2 of 3 videos, after 8-11 applied updates (1 more whose gradient was not finite and was dropped);"
+            in note)
     assert "--finetune_budget=0 runs every update" in note
     assert "after 11 applied updates;" in budget_note({"c": log["c"]}, 60.0)
 

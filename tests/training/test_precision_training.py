@@ -226,3 +226,32 @@ def test_a_float16_loss_scale_that_collapses_stops_the_run_and_skips_are_reporte
     assert newest.endswith("ckpt-15")
     scale = tf.train.load_variable(newest, "optimizer/dynamic_scale/.ATTRIBUTES/VARIABLE_VALUE")
     assert scale >= 1.0
+
+
+def test_a_dropped_gradient_without_loss_scaling_is_reported_as_what_happens(tmp_path, monkeypatch):
+    """Without loss scaling a non-finite gradient becomes a zero gradient and Adam still steps on its momentum: the
+    warning called that an update skipped, which only float16's LossScaleOptimizer does."""
+    from maskrnn_tf.training import steps as steps_module
+    from maskrnn_tf.training.loop import train
+
+    real = steps_module.apply_clipped
+    calls = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def poisoned(optimizer, grads, variables, clip_norm, replicas=1):
+        # Traced once: the second and fourth steps' gradients are NaN (the first leaves Adam a momentum).
+        factor = tf.where(calls.assign_add(1) % 2 == 0, float("nan"), 1.0)
+        return real(optimizer, [None if g is None else g * factor for g in grads], variables, clip_norm, replicas)
+
+    monkeypatch.setattr(steps_module, "apply_clipped", poisoned)
+    config = TrainConfig().override({
+        "data.dataset": "synthetic_vos", "data.height": 32, "data.width": 48, "data.synthetic_train_videos": 2,
+        "data.synthetic_video_frames": 4, "data.batch_size": 2, "data.clip_length": 3, "data.val_videos": 0,
+        "eval_every": 0, "model.width": 0.125, "model.fc_units": 16, "model.side_channels": 4,
+        "precision": "float32", "stage_a_steps": 4, "stage_b_steps": 0, "checkpoint_every": 4, "log_every": 1,
+    })
+    lines = []
+    train(config, str(tmp_path / "run"), printer=lines.append)
+    dropped = [line for line in lines if "non-finite gradient" in line]
+    assert len(dropped) == 2 and all("gradient dropped: the update ran on a zero gradient" in line
+                                     for line in dropped), lines
+    assert not any("skipped" in line for line in dropped)
