@@ -89,8 +89,9 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
 
     `prepare` must start every video from the weights the model has when this wrapper is made (both callbacks
     above do); `model` is anything with `weights` (variables). When `prepare` has a time budget (`reserve_s`, as
-    `recurrent_finetuning_prepare`), twice the first check's wall time is taken off it, so that the finetuning
-    and both checks fit the budget together. The returned callback's `log` is `prepare.log` with, per video,
+    `recurrent_finetuning_prepare`), what both checks cost is taken off it (the first check's wall time, with
+    the frames and every flow of both, and its model part once more), so that the finetuning and both checks fit
+    the budget together. The returned callback's `log` is `prepare.log` with, per video,
     "cycle_before", "cycle_after", "kept_finetuning" and "cycle_seconds" added; `results` is `prepare.results`
     when it has them.
     """
@@ -115,7 +116,11 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
         bound = flow_fn
         if isinstance(flow_fn, NamedFlowFn):
             bound = flow_fn.for_sequence(source.name, tuple(source.size))
-        return clip, ids, present, _flows_once(bound, clip, source.frame_names[:len(clip)])
+        flows = _flows_once(bound, clip, source.frame_names[:len(clip)])
+        for a, b in zip(clip, clip[1:]):  # every flow of both cycles, now: the checks after reuse them
+            flows(a, b)
+            flows(b, a)
+        return clip, ids, present, flows
 
     def cycle(clip) -> Optional[float]:
         return None if clip is None else cycle_iou(step_fn, clip[0], clip[1], clip[2], clip[3], threshold=threshold,
@@ -125,10 +130,12 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
         start = time.monotonic()
         restore_weights(model, initial)
         clip = clip_of(source, first)
+        model_start = time.monotonic()
         before = cycle(clip)
         check_seconds = time.monotonic() - start
         if hasattr(prepare, "reserve_s"):  # a budgeted finetuning: both checks come out of its budget
-            prepare.reserve_s = 2.0 * check_seconds  # type: ignore[attr-defined]
+            # This check (frames and flows included) and the next, which reuses the flows: the model's part again.
+            prepare.reserve_s = check_seconds + (time.monotonic() - model_start)  # type: ignore[attr-defined]
         result = prepare(source, first)
         start = time.monotonic()
         after = cycle(clip)

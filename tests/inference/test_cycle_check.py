@@ -174,6 +174,31 @@ def test_a_budgeted_finetuning_gets_the_checks_cost_reserved(square_on_disk):
     assert budgeted.reserve_s <= 2 * entry["cycle_seconds"] + 0.02  # twice the first check, both were timed
 
 
+def test_the_reserve_counts_the_flows_once(square_on_disk):
+    """The flows of the checks are computed once, during the first: the reserve was twice the first check's wall
+    time, flows included, so a video with slow flows lost their time twice from its finetuning. It is now what
+    the two checks cost together: the first (flows included) and the model's part of it once more."""
+    import time
+
+    source, first = square_on_disk
+    model = FakeModel(0.0)
+    step = drifting_step(lambda: model.weights[0].numpy())
+    inner = fake_finetuning(model, 0.0, step)
+
+    def slow_flow(frame_a, frame_b):
+        time.sleep(0.1)
+        return centroid_flow(frame_a, frame_b)
+
+    def budgeted(source_, first_):
+        return inner(source_, first_)
+
+    budgeted.log, budgeted.reserve_s = inner.log, 0.0
+    checked = cycle_checked_prepare(budgeted, model, step, slow_flow, max_size=None, frames=2)
+    checked(source, first)
+    entry = checked.log[os.path.basename(source.path)]
+    assert 0.4 <= budgeted.reserve_s <= entry["cycle_seconds"] + 0.05  # 4 flows of 0.1 s, counted once
+
+
 def test_both_checks_of_a_video_compute_each_flow_once(square_on_disk):
     """Forward and back, before and after finetuning: the 2 frame pairs of a 3-frame check are 4 flows, each
     computed once (the video's frames are read once too)."""
