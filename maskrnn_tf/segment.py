@@ -75,7 +75,8 @@ flags.DEFINE_integer("finetune_check_frames", FINETUNE_CHECK_FRAMES, "Keep a vid
                      "0 = always keep it.")
 flags.DEFINE_float("finetune_check_margin", 0.0, "With --finetune_check_frames: the cycle IoU the finetuned "
                    "weights must gain to be kept (0 = ties keep the finetuning).")
-flags.DEFINE_float("finetune_lr", 1e-5, "Initial online-finetuning learning rate (decays to 1/10).")
+flags.DEFINE_float("finetune_lr", 1e-5, "Initial online-finetuning learning rate (decays to 1/10 over "
+                   "--finetune_steps; a --finetune_budget that ends it sooner ends it at a higher rate).")
 flags.DEFINE_float("finetune_loc_weight", None, "Online finetuning: weight of the localization loss (default: "
                    "as the model was trained, from its run's config.json; 1.0 without one).")
 flags.DEFINE_bool("finetune_class_balance", None, "Online finetuning: class-balanced BCE (the paper's) or, with "
