@@ -266,4 +266,36 @@ def evaluate_dataset(
                 pool.submit(evaluate_sequence, davis_root, results_dir, s, config, w) for s, w in zip(specs, wants_t)
             ]
             sequences = [fut.result() for fut in futures]
+    if year == 2017:
+        notes += _official_tool_notes(results_dir, specs)
     return EvaluationResults(config.split, year, sequences, notes)
+
+
+def _official_tool_notes(results_dir: str, specs: List[SequenceSpec]) -> List[str]:
+    """Notes on results read here that davis2017-evaluation refuses, judged on each sequence's first result file:
+    RGB PNGs (it takes a PNG's pixel values as ids and a colour image fails its checks) and 0/255 masks (255 reads
+    as object 255, above the sequence's objects, and it exits)."""
+    from PIL import Image
+
+    rgb, binary = [], []
+    for spec in specs:
+        path = next((p for p in (os.path.join(results_dir, spec.name, f + ".png") for f in spec.frames)
+                     if os.path.isfile(p)), None)
+        if path is None:
+            continue
+        with Image.open(path) as image:
+            if image.mode in ("RGB", "RGBA"):
+                rgb.append(spec.name)
+            elif image.mode == "L" and set(np.unique(np.asarray(image)).tolist()) == {0, 255}:
+                binary.append(spec.name)
+    notes = []
+    if rgb:
+        notes.append(f"RGB result PNGs ({', '.join(rgb[:5])}{' ...' if len(rgb) > 5 else ''}) are scored here by "
+                     "their DAVIS palette colours, but davis2017-evaluation cannot read them (it takes a PNG's "
+                     "pixel values as ids); save palette PNGs of ids, as segment does "
+                     "(maskrnn_tf.io.write_palette_png), before scoring with it or submitting.")
+    if binary:
+        notes.append(f"0/255 result masks ({', '.join(binary[:5])}{' ...' if len(binary) > 5 else ''}) are scored "
+                     "here as object 1, but davis2017-evaluation reads 255 as object 255 and exits; save ids "
+                     "(0 and 1) as palette or grey PNGs before scoring with it or submitting.")
+    return notes

@@ -153,3 +153,30 @@ def test_scores_a_tool_replacing_the_results_must_keep_are_named(tmp_path):
     with open(os.path.join(out, "evaluate_run.json"), "w") as f:
         f.write("someone else's file\n")
     assert not_these_results_scores(out) == ["evaluate_run.json"]
+
+
+@needs_data
+@pytest.mark.parametrize("form", ["palette", "DAVIS colours", "0/255"])
+def test_results_davis2017_evaluation_would_refuse_are_noted(tmp_path, form):
+    """RGB results in DAVIS colours, and 0/255 masks of a one-object DAVIS-2017 sequence, are read here, but
+    davis2017-evaluation refuses them (a 3-D array; id 255 above the object count): the scores came without a word
+    that the official tool would not give them."""
+    from PIL import Image
+
+    from maskrnn_tf.io import davis_palette
+
+    out = str(tmp_path / "res")
+    names, gt = gt_stack(DAVIS17, "bear")  # one object
+    labels = np.where(gt == 255, 0, gt).astype(np.uint8)
+    write_results(out, "bear", names, labels)
+    if form != "palette":
+        for name, label in zip(names, labels):
+            pixels = davis_palette()[label] if form == "DAVIS colours" else (label * 255).astype(np.uint8)
+            Image.fromarray(pixels).save(os.path.join(out, "bear", name))
+    results = evaluate_dataset(DAVIS17, out, EvaluationConfig(skip_first_last=False, sequences=("bear",)))
+    noted = [n for n in results.notes if "davis2017-evaluation" in n]
+    if form == "palette":
+        assert noted == []
+    else:
+        kind = "RGB" if form == "DAVIS colours" else "0/255"
+        assert len(noted) == 1 and kind in noted[0] and "bear" in noted[0], results.notes
