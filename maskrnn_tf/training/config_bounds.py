@@ -69,6 +69,9 @@ FIELD_BOUNDS: Dict[str, Dict[str, Any]] = {
 }
 
 
+# Synthetic validation videos use seeds from here (training ones from --seed): kept apart by check_config_bounds.
+VALIDATION_SEED_BASE = 1_000_000
+
 def bounds_problem(key: str, value: Any) -> str | None:
     """What is wrong with `value` for config field `key` (None when it is fine or the key has no bounds)."""
     bounds = dict(FIELD_BOUNDS.get(key, {}))
@@ -106,8 +109,6 @@ def check_config_bounds(config: "TrainConfig") -> None:
 
 def _synthetic_seed_overlap(config: "TrainConfig") -> Optional[str]:
     """Why synthetic training and validation videos would share seeds (the same videos), or None."""
-    from maskrnn_tf.training.inputs import VALIDATION_SEED_BASE
-
     data = config.data
     if data.dataset != "synthetic_vos" or data.val_videos <= 0 or data.synthetic_train_videos <= 0:
         return None

@@ -19,8 +19,8 @@ from maskrnn_tf.data.pipelines import finish_dataset, make_clip_dataset, make_st
 from maskrnn_tf.data.sources import ArraySource, VideoSource, synthetic_source
 from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
 from maskrnn_tf.training.config import DataConfig
+from maskrnn_tf.training.config_bounds import VALIDATION_SEED_BASE
 
-VALIDATION_SEED_BASE = 1_000_000  # synthetic validation videos use seeds far from the training ones
 README_DATA_SECTION = "README.md, section 'Where the data goes'"
 
 
