@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
-import subprocess
+import signal
 import sys
 import time
 from typing import List
@@ -24,6 +23,7 @@ from typing import List
 from absl import app, flags
 
 from maskrnn_tf import _console, host_memory
+from maskrnn_tf.experiments.commands import on_sigterm, run_command
 from maskrnn_tf.io.tmp_dirs import building_dir
 
 FLAGS = flags.FLAGS
@@ -44,11 +44,9 @@ def _repo_root() -> str:
 
 
 def _run(args: List[str]) -> None:
-    """Runs one project CLI, echoing the command; stops the demo with its exit code on failure."""
-    print("\n$ " + " ".join(shlex.quote(a) for a in args), flush=True)
-    code = subprocess.call(args)
-    if code != 0:
-        raise SystemExit(f"demo: the command above failed with exit code {code}.")
+    """Runs one project CLI, echoing the command; stops the demo with its exit code on failure. Stopped (Ctrl-C,
+    SIGTERM), the demo sends the command SIGTERM and waits for it: the training saves its checkpoint first."""
+    run_command(args, driver="demo")
 
 
 # What a held-out tree was made with (`write_heldout_davis`), so a rerun asking for other videos is not given it.
@@ -120,6 +118,7 @@ def write_heldout_davis(root: str, num_videos: int, seed_base: int) -> List[str]
 
 def main(argv: List[str]) -> None:
     del argv
+    signal.signal(signal.SIGTERM, on_sigterm)  # stop the running command too, through _run
     host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
     _console.import_tensorflow_quietly()  # the held-out videos (step 2) need TensorFlow in this process
     started = time.time()

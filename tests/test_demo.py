@@ -3,6 +3,7 @@ with the generator's exact flows as .flo files in the layout `segment --flow=flo
 import os
 
 import numpy as np
+import pytest
 
 from maskrnn_tf.data.sequences import load_masks, read_davis_sequence_list
 from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
@@ -108,3 +109,36 @@ def test_the_demo_refuses_no_held_out_video_when_parsed(tmp_path):
                           cwd=repo, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "heldout_videos" in proc.stderr
     assert "train" not in proc.stdout and not (tmp_path / "demo").exists()  # stopped before the first command
+
+
+def test_ctrl_c_lets_the_running_command_save_before_the_demo_stops(tmp_path):
+    """The demo ran its commands with subprocess.call, which kills the child 0.25 s after Ctrl-C: the training was
+    killed before it could save its checkpoint (and a SIGTERM to the demo left it running, holding its run dir).
+    The command now gets SIGTERM and the demo waits for it."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    from maskrnn_tf.demo import _run
+
+    saved, ready = tmp_path / "saved", tmp_path / "ready"
+    child = ("import pathlib, signal, sys, time\n"
+             "def stop(signum, frame):\n"
+             "    time.sleep(1.0)  # a checkpoint being written\n"
+             f"    pathlib.Path({str(saved)!r}).write_text('ckpt')\n"
+             "    sys.exit(128 + signum)\n"
+             "signal.signal(signal.SIGTERM, stop)\n"
+             f"pathlib.Path({str(ready)!r}).write_text('up')\n"
+             "time.sleep(60)\n")
+
+    def interrupt():
+        while not ready.exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C reaches the demo
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        _run([sys.executable, "-c", child])
+    assert saved.read_text() == "ckpt" and time.monotonic() - started < 30
