@@ -476,7 +476,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                             summaries.scalars(step, {"loss_scale": float(optimizer.dynamic_scale.numpy())})
                         progress.report(step, {"loss": values["loss"], "seg": values["seg"], "loc": values["loc"]})
                     if val_videos and config.eval_every and step % config.eval_every == 0:
-                        j = validate(step)
+                        j = validate(step, final=step == total)  # the run's last validation: images too
                         printer(f"validation J {j:.4f} at step {step}")
                     if step % config.checkpoint_every == 0:
                         last_saved = ckpt.save(step) or last_saved

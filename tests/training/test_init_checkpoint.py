@@ -196,6 +196,27 @@ def test_a_rerun_of_a_finished_run_stores_no_settings_it_did_not_train_with(tmp_
     assert '"loc_weight": 5.0' in open(os.path.join(run_dir, "config.json")).read()
 
 
+def test_the_last_step_validated_in_the_loop_writes_its_overlay_images(tmp_path):
+    """--image_every promises images "at the validations of every N-th step and at the end": a last validation made
+    inside the loop (eval_every dividing the steps, as the demo's 350 of 700) was not the end's, so a run whose
+    validation steps are no multiple of image_every (the demo's, at the default 200) wrote no image at all."""
+    import glob
+
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.loop import train
+
+    config = TrainConfig().override({**_TINY_RUN, "stage_a_steps": 2, "data.val_videos": 1, "data.val_frames": 3,
+                                     "eval_every": 2, "image_every": 3})
+    run_dir = str(tmp_path / "run")
+    train(config, run_dir, printer=lambda line: None)
+    tags = {}
+    for path in glob.glob(os.path.join(run_dir, "logs", "val", "events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    assert tags.get("J") == [2] and tags.get("frame_truth_prediction") == [2], tags
+
+
 def test_a_final_validation_cut_short_runs_when_the_finished_run_is_rerun(tmp_path, monkeypatch):
     """Ctrl-C during the final validation (after the last checkpoint) ended in a KeyboardInterrupt traceback, and
     the rerun said "already trained" without validating the last step: best/ never saw it. The interruption is
