@@ -33,7 +33,8 @@ def define_flags() -> None:
     """The demo's flags, defined when it runs as a binary (not on import: `write_heldout_davis` is imported
     next to the segment CLI, whose --finetune_steps would clash)."""
     flags.DEFINE_string("run_dir", "runs/demo", "Where the run, the held-out videos, results and export go.")
-    flags.DEFINE_string("flagfile_path", None, "Training flag file (default: synthetic.flags beside the package).")
+    flags.DEFINE_string("flagfile_path", None, "Training flag file (default: synthetic.flags beside the package, "
+                        "or in the working directory).")
     flags.DEFINE_integer("heldout_videos", 4, "Held-out synthetic videos to segment and score.", lower_bound=1)
     flags.DEFINE_integer("finetune_steps", 0, "Online finetuning steps per held-out video (0 skips).")
 HELDOUT_SEED_BASE = 2_000_000  # training uses 0.., validation 1_000_000..: these videos were never seen
@@ -41,6 +42,19 @@ HELDOUT_SEED_BASE = 2_000_000  # training uses 0.., validation 1_000_000..: thes
 
 def _repo_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def default_flagfile() -> str:
+    """The repository's synthetic.flags: beside the package (a clone, an editable install) or in the working
+    directory. A `pip install .` copies the package alone; the error says what to pass then."""
+    for folder in (_repo_root(), os.getcwd()):
+        path = os.path.join(folder, "synthetic.flags")
+        if os.path.isfile(path):
+            return path
+    raise app.UsageError(
+        f"synthetic.flags is neither beside the package ({_repo_root()}) nor in the working directory ({os.getcwd()}), "
+        "as after a `pip install .`, which installs the package alone: run the demo from the repository (make demo), "
+        "or pass --flagfile_path=<the repository>/synthetic.flags.", exitcode=2)
 
 
 def _run(args: List[str]) -> None:
@@ -124,7 +138,7 @@ def main(argv: List[str]) -> None:
     started = time.time()
     py = sys.executable
     run_dir = os.path.abspath(os.path.expanduser(FLAGS.run_dir))
-    flagfile = FLAGS.flagfile_path or os.path.join(_repo_root(), "synthetic.flags")
+    flagfile = FLAGS.flagfile_path or default_flagfile()
 
     # -- 1. Train ------------------------------------------------------------------------------------------
     model_path = os.path.join(run_dir, "model.keras")

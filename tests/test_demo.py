@@ -142,3 +142,20 @@ def test_ctrl_c_lets_the_running_command_save_before_the_demo_stops(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _run([sys.executable, "-c", child])
     assert saved.read_text() == "ckpt" and time.monotonic() - started < 30
+
+
+def test_the_flag_file_is_found_beside_the_package_or_here_or_asked_for(tmp_path, monkeypatch):
+    """After `pip install .` the package is copied alone: the demo's training was started with a flag file that
+    does not exist, and failed inside the training command."""
+    from absl import app
+
+    from maskrnn_tf import demo
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(demo.__file__)))
+    assert demo.default_flagfile() == os.path.join(repo, "synthetic.flags")
+    monkeypatch.setattr(demo, "_repo_root", lambda: str(tmp_path / "site-packages"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(app.UsageError, match=r"synthetic.flags is neither beside the package .*--flagfile_path="):
+        demo.default_flagfile()
+    (tmp_path / "synthetic.flags").write_text("--dataset=synthetic_vos\n")
+    assert demo.default_flagfile() == str(tmp_path / "synthetic.flags")
