@@ -22,3 +22,13 @@ def die_before_rename(work: Callable[[], object], rename_number: int) -> None:
         finally:
             os._exit(1)
     assert os.waitpid(pid, 0)[1] >> 8 == 9, f"the child finished before its rename number {rename_number}"
+
+
+def gone_pid() -> int:
+    """A process id that no longer runs: a forked child that exited at once and was reaped (what a killed run's
+    leftovers are named after)."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid

@@ -63,7 +63,9 @@ def test_segtrack_sample(shared_data):
     np.testing.assert_array_equal(ids[0], read_mask(bmx.mask_paths[0][0]))
 
 
-def test_segtrack_multi_object_layers(tmp_path):
+def _segtrack_duo(tmp_path, write_layer) -> None:
+    """A SegTrack v2 folder `tmp_path/SegTrackv2` of one sequence "duo": two 6x8 BMP frames and two object layers,
+    each written by `write_layer(path, k)` (k = 1, 2)."""
     root = tmp_path / "SegTrackv2"
     (root / "ImageSets").mkdir(parents=True)
     (root / "ImageSets" / "all.txt").write_text("*duo\n")
@@ -72,10 +74,17 @@ def test_segtrack_multi_object_layers(tmp_path):
     for stem in ("duo_01", "duo_02"):
         Image.fromarray(np.full((6, 8, 3), 100, np.uint8)).save(root / "JPEGImages" / "duo" / f"{stem}.bmp")
         for k in (1, 2):
-            layer = np.zeros((6, 8, 3), np.uint8)
-            layer[k, :] = 255  # object k fills row k
             (root / "GroundTruth" / "duo" / str(k)).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(layer).save(root / "GroundTruth" / "duo" / str(k) / f"{stem}.png")
+            write_layer(root / "GroundTruth" / "duo" / str(k) / f"{stem}.png", k)
+
+
+def test_segtrack_multi_object_layers(tmp_path):
+    def write_layer(path, k):
+        layer = np.zeros((6, 8, 3), np.uint8)
+        layer[k, :] = 255  # object k fills row k
+        Image.fromarray(layer).save(path)
+
+    _segtrack_duo(tmp_path, write_layer)
     (duo,) = read_segtrack_sequence_list(str(tmp_path))
     assert duo.num_objects == 2 and duo.mask_layers and duo.frame_paths[0].endswith(".bmp")
     ids = load_masks(duo)
@@ -188,32 +197,22 @@ def test_segtrack_layers_are_read_like_any_annotation(tmp_path, second):
     """Each object's layer was read with a bare `grey > 127`: a layer saved 0/1 or in DAVIS red (grey 38)
     vanished, and training, segment and evaluate lost that object without a word; other colours are refused by
     name, as for any annotation."""
-    root = tmp_path / "SegTrackv2"
-    (root / "ImageSets").mkdir(parents=True)
-    (root / "ImageSets" / "all.txt").write_text("*duo\n")
-    (root / "ImageSets" / "duo.txt").write_text("/JPEGImages/duo/\nduo_01\nduo_02\n")
-    (root / "JPEGImages" / "duo").mkdir(parents=True)
-    for stem in ("duo_01", "duo_02"):
-        Image.fromarray(np.full((6, 8, 3), 100, np.uint8)).save(root / "JPEGImages" / "duo" / f"{stem}.bmp")
-        for k in (1, 2):
-            (root / "GroundTruth" / "duo" / str(k)).mkdir(parents=True, exist_ok=True)
-            path = root / "GroundTruth" / "duo" / str(k) / f"{stem}.png"
-            if k == 1:
-                layer = np.zeros((6, 8), np.uint8)
-                layer[1, :] = 255
-                Image.fromarray(layer).save(path)
-            elif second == "0/1 grey":
-                layer = np.zeros((6, 8), np.uint8)
-                layer[2, :] = 1
-                Image.fromarray(layer).save(path)
-            elif second.endswith("red"):
-                layer = np.zeros((6, 8, 3), np.uint8)
-                layer[2, :, 0] = 128 if second == "DAVIS red" else 255
-                Image.fromarray(layer).save(path)
-            else:  # the object's row at 255, a faint anti-aliased edge of 40 below it: the edge is background
-                layer = np.zeros((6, 8), np.uint8)
-                layer[2, :], layer[3, :] = 255, 40
-                Image.fromarray(layer).save(path)
+    def write_layer(path, k):
+        if k == 1:
+            layer = np.zeros((6, 8), np.uint8)
+            layer[1, :] = 255
+        elif second == "0/1 grey":
+            layer = np.zeros((6, 8), np.uint8)
+            layer[2, :] = 1
+        elif second.endswith("red"):
+            layer = np.zeros((6, 8, 3), np.uint8)
+            layer[2, :, 0] = 128 if second == "DAVIS red" else 255
+        else:  # the object's row at 255, a faint anti-aliased edge of 40 below it: the edge is background
+            layer = np.zeros((6, 8), np.uint8)
+            layer[2, :], layer[3, :] = 255, 40
+        Image.fromarray(layer).save(path)
+
+    _segtrack_duo(tmp_path, write_layer)
     (duo,) = read_segtrack_sequence_list(str(tmp_path))
     if second == "pure red":
         with pytest.raises(ImageReadError, match=r"duo/2/duo_01.png: RGB annotation with 1 colour"):

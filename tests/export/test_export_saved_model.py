@@ -16,6 +16,8 @@ from maskrnn_tf.export.session_model import SessionModel
 from maskrnn_tf.export.warmup import WARMUP_FILENAME, WarmupConfig, read_warmup_file, request_to_numpy
 from maskrnn_tf.io import tmp_dirs
 
+from killed_runs import gone_pid  # tests/killed_runs.py
+
 H, W = 40, 56
 
 
@@ -382,10 +384,7 @@ def test_overwrite_never_replaces_a_folder_that_is_not_an_export(tmp_path, tiny_
 
 def test_a_version_moved_away_by_a_killed_export_comes_back(tmp_path, tiny_model, caplog):
     # An export killed between moving the old version 2 away and moving the new one in left version 2 missing.
-    child = os.fork()
-    if child == 0:
-        os._exit(0)
-    os.waitpid(child, 0)  # a process id that no longer runs
+    child = gone_pid()
     holder = tmp_path / f".old-2-{tmp_dirs.owner_tag(child)}-abc"
     _earlier_export(str(holder / "previous"))
     with caplog.at_level("WARNING"), pytest.raises(ExportError, match="already exists"):
@@ -397,10 +396,7 @@ def test_a_version_moved_away_by_a_killed_export_comes_back(tmp_path, tiny_model
 def test_any_version_a_killed_export_moved_away_comes_back_with_the_next_export(tmp_path, tiny_model, caplog):
     """Only the version being exported was repaired: a version 2 moved away by a killed --overwrite export stayed
     hidden (and a server pinned to it served nothing) while the user went on with other versions."""
-    child = os.fork()
-    if child == 0:
-        os._exit(0)
-    os.waitpid(child, 0)  # a process id that no longer runs
+    child = gone_pid()
     holder = tmp_path / f".old-2-{tmp_dirs.owner_tag(child)}-abc"
     _earlier_export(str(holder / "previous"))
     stale = tmp_path / f".tmp-7-{tmp_dirs.owner_tag(child)}-def"
