@@ -19,8 +19,9 @@ def build_segmentation_stream(
 ) -> keras.Model:
     """Functional model: preprocessed [B, H, W, C] -> {'logits': [B, H, W, 1], 'conv5_3': [B, h, w, c]}.
 
-    Each side stage: 3x3 conv to `side_channels`, bilinear resize to the exact input size; the resized maps are
-    concatenated and a 1x1 conv gives the stream's logit map.
+    Each side stage: 3x3 conv to `side_channels`, bilinear resize to the exact input size, each cell over the
+    pixels it covers (`ResizeLike`'s stride); the resized maps are concatenated and a 1x1 conv gives the stream's
+    logit map.
     """
     trunk = build_vgg_trunk(input_channels, width, name=f"{name}_vgg16")
     load_vgg_weights(trunk, vgg_weights)
@@ -29,7 +30,8 @@ def build_segmentation_stream(
     sides = []
     for stage in side_stages:
         side = keras.layers.Conv2D(side_channels, 3, padding="same", name=f"side_{stage}")(features[stage])
-        sides.append(ResizeLike(name=f"side_{stage}_resize")([side, inputs]))
+        stride = 2 ** (int(stage[len("conv")]) - 1)  # conv<k>_*: after k - 1 poolings
+        sides.append(ResizeLike(stride=stride, name=f"side_{stage}_resize")([side, inputs]))
     merged = sides[0] if len(sides) == 1 else keras.layers.Concatenate(name="side_concat")(sides)
     logits = keras.layers.Conv2D(1, 1, name="side_fuse")(merged)
     return keras.Model(inputs, {"logits": logits, "conv5_3": features["conv5_3"]}, name=name)
