@@ -160,12 +160,14 @@ class MaskRNN(keras.Model):
             cfg.roi_size,
         )
         deltas = tf.cast(self.localization_head(rois, training=training), tf.float32)
-        boxes = clip_boxes(decode_box_deltas(deltas, proposals, cfg.delta_weights), height, width)
+        predicted = decode_box_deltas(deltas, proposals, cfg.delta_weights)
+        boxes = clip_boxes(predicted, height, width)
 
-        # 4. Restrict the mask to the predicted box enlarged about its centre.
+        # 4. Restrict the mask to the predicted box enlarged about its centre (the box as predicted: clipped first,
+        # a box over the frame's edge would be enlarged about another centre).
         probs = tf.sigmoid(logits)
         if cfg.apply_localization:
-            probs = probs * box_mask(enlarge_boxes(boxes, cfg.box_enlarge), height, width)
+            probs = probs * box_mask(enlarge_boxes(predicted, cfg.box_enlarge), height, width)
         return {
             "probs": probs,
             "logits": logits,

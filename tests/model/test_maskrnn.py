@@ -423,3 +423,22 @@ def test_loc_stop_gradient_keeps_the_box_loss_out_of_the_trunk():
     for a, b in zip(head["detached"], head["joint"]):  # the head's own gradient is unchanged
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
     assert MaskRNNConfig.from_dict(cfg.to_dict()).loc_stop_gradient is True
+
+
+def test_the_restriction_enlarges_the_predicted_box_before_it_is_clipped(model, monkeypatch):
+    """The box was clipped to the frame and then enlarged, about the clipped box's centre: a box predicted over
+    rows -10..30 of a 40-row frame restricted the mask to rows up to 33.75 instead of the 1.25x box's 35 (row 34
+    zeroed). The box returned stays clipped to the frame."""
+    from maskrnn_tf.model import maskrnn as maskrnn_module
+
+    h, w = 40, 48
+    predicted = tf.constant([[-10.0, 8.0, 30.0, 40.0]])
+    monkeypatch.setattr(maskrnn_module, "decode_box_deltas", lambda deltas, proposals, weights: predicted)
+    frame, flow_prev, flow_next, prev = _inputs(h, w, n=1)
+    out = model.step(frame, flow_prev, flow_next, prev)
+    probs = out["probs"].numpy()[0]
+    rows = np.flatnonzero(probs.max(axis=1) > 0)
+    assert rows.min() == 0 and rows.max() == 34  # -15..35 by pixel centres: rows 0..34
+    cols = np.flatnonzero(probs.max(axis=0) > 0)
+    assert cols.min() == 4 and cols.max() == 43  # 4..44: centres 4.5..43.5
+    np.testing.assert_allclose(out["boxes"].numpy(), [[0.0, 8.0, 30.0, 40.0]])
