@@ -103,7 +103,8 @@ def load_vgg_weights(trunk: keras.Model, weights: Optional[str]) -> None:
 
     A trunk with more than 3 input channels gets first-conv surgery: the RGB filters are copied (in the order
     the trunk expects: its first 3 input channels are the caffe-preprocessed BGR image) and the filters of the
-    extra channels are zero, so the pretrained response is unchanged at step 0.
+    extra channels are zero, so the pretrained response is unchanged at step 0; one with fewer takes the first
+    channels' filters (the flow stream reads its inputs through the image filters either way).
     """
     if weights is None:
         return
@@ -121,6 +122,8 @@ def load_vgg_weights(trunk: keras.Model, weights: Optional[str]) -> None:
             if name == "block1_conv1" and t_kernel[2] > kernel.shape[2] and t_kernel[3] == kernel.shape[3]:
                 extra = np.zeros(tuple(t_kernel[:2]) + (t_kernel[2] - kernel.shape[2], t_kernel[3]), kernel.dtype)
                 kernel = np.concatenate([kernel, extra], axis=2)
+            elif name == "block1_conv1" and t_kernel[2] < kernel.shape[2] and t_kernel[3] == kernel.shape[3]:
+                kernel = kernel[:, :, :t_kernel[2]]  # fewer inputs (a flow stream without the mask): the first ones
             if tuple(kernel.shape) != tuple(t_kernel) or tuple(bias.shape) != tuple(t_bias):
                 raise VGGWeightsError(
                     f"{weights}: layer {name} has kernel {tuple(kernel.shape)}, bias {tuple(bias.shape)} but the "

@@ -49,6 +49,18 @@ def test_weights_round_trip_with_first_conv_surgery(vgg16_weights):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-4, atol=1e-4)
 
 
+def test_a_two_channel_trunk_takes_the_first_two_input_filters(vgg16_weights):
+    """The flow stream without the warped mask (`use_warped_mask=False`) has 2 input channels: loading ImageNet
+    weights raised "ImageNet weights need width=1.0" at width 1.0, as only more channels than 3 were handled."""
+    plain, path = vgg16_weights
+    trunk = build_vgg_trunk(2, width=1.0)
+    load_vgg_weights(trunk, path)
+    want = plain.get_layer("block1_conv1").get_weights()[0][:, :, :2]
+    np.testing.assert_array_equal(trunk.get_layer("block1_conv1").get_weights()[0], want)
+    np.testing.assert_array_equal(trunk.get_layer("block2_conv1").get_weights()[0],
+                                  plain.get_layer("block2_conv1").get_weights()[0])
+
+
 def test_missing_and_mismatched_weights_are_clear(vgg16_weights, tmp_path):
     _, path = vgg16_weights
     with pytest.raises(VGGWeightsError, match="not found"):
