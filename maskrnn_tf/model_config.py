@@ -103,6 +103,10 @@ class MaskRNNConfig:
     warp_mask: bool = True  # False: the previous prediction is fed (and boxed) where it was, unwarped (Table 2)
     apply_localization: bool = True  # zero the mask outside the predicted box enlarged by box_enlarge
     roi_size: int = 7  # RoI pooling output k (crop to 2k x 2k, then 2x2 max-pool)
+    # How boxes reach conv5_3 for RoI pooling: 16 maps them onto the cells that cover them (stride 16); 0 normalizes
+    # them by the frame's size, which lands them up to half a cell off, squeezed towards the frame's centre (how
+    # the recipes' networks were trained; kept as the default so that their saved configs mean what they did).
+    roi_feature_stride: int = 0
     fc_units: int = 1024
     box_enlarge: float = 1.25
     # True: the localization head reads conv5_3 through stop_gradient, so the box loss trains the head only and
@@ -133,6 +137,9 @@ class MaskRNNConfig:
                              f"{self.flow_reference!r}.")
         if not 0.0 < self.color_prior_band <= 1.0:
             raise ValueError(f"MaskRNNConfig.color_prior_band must be in (0, 1], got {self.color_prior_band}.")
+        if self.roi_feature_stride not in (0, 16):
+            raise ValueError(f"MaskRNNConfig.roi_feature_stride must be 0 (boxes normalized by the frame) or 16 "
+                             f"(conv5_3's stride), got {self.roi_feature_stride}.")
         if self.box_enlarge < 1.0:
             raise ValueError(f"MaskRNNConfig.box_enlarge must be >= 1, got {self.box_enlarge}.")
         if len(self.delta_weights) != 4:

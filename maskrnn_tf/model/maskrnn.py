@@ -16,6 +16,7 @@ from maskrnn_tf.model.segmentation_stream import build_segmentation_stream
 from maskrnn_tf.model.vgg_trunk import caffe_preprocess_rgb, vgg_filters
 from maskrnn_tf.ops import (
     box_mask,
+    boxes_on_feature_map,
     boxes_to_normalized,
     clip_boxes,
     color_prior,
@@ -153,12 +154,12 @@ class MaskRNN(keras.Model):
             fallback = tf.where(prev_ok[:, None], prev_boxes, fallback)
         proposals = tf.where(valid[:, None], proposals, fallback)
         loc_features = tf.stop_gradient(appearance["conv5_3"]) if cfg.loc_stop_gradient else appearance["conv5_3"]
-        rois = roi_pool(
-            loc_features,
-            boxes_to_normalized(proposals, height, width),
-            tf.range(tf.shape(proposals)[0]),
-            cfg.roi_size,
-        )
+        if cfg.roi_feature_stride:
+            cells = tf.shape(loc_features)
+            normalized = boxes_on_feature_map(proposals, cfg.roi_feature_stride, cells[1], cells[2])
+        else:
+            normalized = boxes_to_normalized(proposals, height, width)
+        rois = roi_pool(loc_features, normalized, tf.range(tf.shape(proposals)[0]), cfg.roi_size)
         deltas = tf.cast(self.localization_head(rois, training=training), tf.float32)
         predicted = decode_box_deltas(deltas, proposals, cfg.delta_weights)
         boxes = clip_boxes(predicted, height, width)

@@ -8,8 +8,8 @@ import importlib
 from typing import Any
 
 _SOURCES = {
-    "maskrnn_tf.ops.boxes": ("DEFAULT_DELTA_WEIGHTS", "bilinear_crops", "box_iou", "box_mask", "boxes_to_normalized",
-                             "clip_boxes", "decode_box_deltas", "encode_box_deltas", "enlarge_boxes", "mask_to_box",
+    "maskrnn_tf.ops.boxes": ("DEFAULT_DELTA_WEIGHTS", "bilinear_crops", "box_iou", "box_mask", "boxes_on_feature_map",
+                             "boxes_to_normalized", "clip_boxes", "decode_box_deltas", "encode_box_deltas", "enlarge_boxes", "mask_to_box",
                              "roi_pool"),
     "maskrnn_tf.ops.color_tables": ("color_prior", "rgb_bins"),
     "maskrnn_tf.ops.flo_io": ("FloFormatError", "read_flo", "write_flo"),

@@ -126,8 +126,9 @@ def boxes_to_normalized(boxes: tf.Tensor, height, width) -> tf.Tensor:
 
     crop_and_resize samples the image at pixel-centre coordinate ``n * (size - 1)``; pixel-edge coordinate
     e is pixel-centre coordinate e - 0.5, so n = (e - 0.5) / (size - 1): the crop spans the box's outer edges
-    (RoIAlign-style continuous coordinates). Works for a feature map of any stride, since the same
-    normalized box is used on every map.
+    (RoIAlign-style continuous coordinates) on a map of `height` x `width` cells. For a feature map of stride s
+    use `boxes_on_feature_map`: normalized by the frame's size, a box lands up to half a cell off on it (the map's
+    cells cover floor(size / s) * s pixels, each s of them).
     """
     boxes = tf.cast(boxes, tf.float32)
     h = tf.maximum(tf.cast(height, tf.float32) - 1.0, 1.0)
@@ -137,6 +138,12 @@ def boxes_to_normalized(boxes: tf.Tensor, height, width) -> tf.Tensor:
          (boxes[..., 2] - 0.5) / h, (boxes[..., 3] - 0.5) / w],
         axis=-1,
     )
+
+
+def boxes_on_feature_map(boxes: tf.Tensor, stride: int, map_height, map_width) -> tf.Tensor:
+    """Pixel-edge boxes of the frame to `crop_and_resize`'s normalized form on a feature map of `stride` (cell j
+    covers pixels j * stride to (j + 1) * stride): edge e is the map's edge coordinate e / stride."""
+    return boxes_to_normalized(tf.cast(boxes, tf.float32) / float(stride), map_height, map_width)
 
 
 def _sample_coordinates(start: tf.Tensor, end: tf.Tensor, size: tf.Tensor, count: int) -> tf.Tensor:

@@ -442,3 +442,27 @@ def test_the_restriction_enlarges_the_predicted_box_before_it_is_clipped(model, 
     cols = np.flatnonzero(probs.max(axis=0) > 0)
     assert cols.min() == 4 and cols.max() == 43  # 4..44: centres 4.5..43.5
     np.testing.assert_allclose(out["boxes"].numpy(), [[0.0, 8.0, 30.0, 40.0]])
+
+
+def test_roi_feature_stride_maps_the_proposals_onto_conv5_3_and_round_trips(monkeypatch):
+    from maskrnn_tf.model import maskrnn as maskrnn_module
+    from maskrnn_tf.ops import boxes_on_feature_map
+
+    config = MaskRNNConfig(width=0.125, fc_units=16, side_channels=4, roi_feature_stride=16)
+    model = MaskRNN(config)
+    assert MaskRNN.from_config(model.get_config()).config.roi_feature_stride == 16
+    seen = []
+    real = maskrnn_module.roi_pool
+
+    def spy(features, boxes, indices, size):
+        seen.append((tf.shape(features).numpy(), np.asarray(boxes)))
+        return real(features, boxes, indices, size)
+
+    monkeypatch.setattr(maskrnn_module, "roi_pool", spy)
+    frame, flow_prev, flow_next, prev = _inputs(64, 80, n=1)
+    out = model.step(frame, flow_prev, flow_next, prev)
+    (shape, boxes), = seen
+    assert tuple(shape[1:3]) == (4, 5)
+    np.testing.assert_allclose(boxes, boxes_on_feature_map(out["proposals"], 16, 4, 5).numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="roi_feature_stride must be 0 .* or 16"):
+        MaskRNNConfig(roi_feature_stride=8)

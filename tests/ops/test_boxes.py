@@ -172,3 +172,16 @@ def test_box_iou_against_pixel_counts():
     # Hand cases: overlap 5x5 of two 10x10 boxes = 25 / 175; a 2x2 box in a 100x100 one = 4 / 10000.
     np.testing.assert_allclose(box_iou([[0, 0, 10, 10], [0, 0, 2, 2]], [[5, 5, 15, 15], [0, 0, 100, 100]]).numpy(),
                                [25 / 175, 4 / 10000], rtol=1e-6)
+
+
+def test_boxes_reach_the_conv5_3_cells_that_cover_them():
+    """Normalized by the frame's size, a box lands off on a stride-16 map: rows 16..48 of a 64-row frame (cells 1 and
+    2 of conv5_3's 4, edges at 0.5 and 2.5 in cell-centre units) were sampled from 0.74 to 2.26."""
+    from maskrnn_tf.ops import boxes_on_feature_map
+
+    cells = np.arange(4, dtype=np.float32)[None, :, None, None] * np.ones((1, 4, 4, 1), np.float32)  # value = row
+    box = tf.constant([[16.0, 0.0, 48.0, 64.0]])
+    ends = tf.image.crop_and_resize(cells, boxes_on_feature_map(box, 16, 4, 4), [0], (2, 1)).numpy()[0, :, 0, 0]
+    np.testing.assert_allclose(ends, [0.5, 2.5], atol=1e-6)
+    legacy = tf.image.crop_and_resize(cells, boxes_to_normalized(box, 64, 64), [0], (2, 1)).numpy()[0, :, 0, 0]
+    np.testing.assert_allclose(legacy, [15.5 * 3 / 63, 47.5 * 3 / 63], atol=1e-6)  # the frame's mapping
