@@ -67,6 +67,17 @@ _TAIL_HASHED = (".jpg", ".jpeg", ".png")
 _CHUNKS = 32
 
 
+def _tail_fingerprint(path: str) -> List[object]:
+    """[size, SHA-1 of the last 4 KB] of a file: how every frame was fingerprinted before BMP and .flo files were
+    read in spread chunks."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(0, size - _TAIL_BYTES))
+        return [size, hashlib.sha1(f.read()).hexdigest()]
+
+
 def _frame_fingerprint(paths) -> Dict[str, List[object]]:
     """{frame stem: [size in bytes, SHA-1 of the bytes read]} of frame files: the last 4 KB of JPEG and PNG
     frames, 32 chunks of 4 KB spread over the others. Cheap (at most 128 KB read per file) and blind to
@@ -165,12 +176,17 @@ class FlowCache:
             if key in self._checked:
                 return
             # The backend's own inputs (a .flo folder's files) too: stems "00000_00001" never meet frame stems.
-            current = _frame_fingerprint(tuple(sequence.frame_paths) + tuple(self.backend.source_files(sequence.name)))
+            paths = tuple(sequence.frame_paths) + tuple(self.backend.source_files(sequence.name))
+            current = _frame_fingerprint(paths)
             fingerprint = os.path.join(folder, FINGERPRINT)
             stored = _read_fingerprint(fingerprint)
             if stored is None:  # a new folder, or one cached before fingerprints: trust what is there
                 stored = {}
-            changed = sorted(stem for stem, print_ in current.items() if stem in stored and stored[stem] != print_)
+            by_stem = {_stem(p): p for p in paths}
+            # A BMP or .flo recorded by its last 4 KB (before the spread chunks) is the same file if those match:
+            # what that record could tell; its entry is rewritten in the current form below.
+            changed = sorted(stem for stem, print_ in current.items() if stem in stored and stored[stem] != print_
+                             and stored[stem] != _tail_fingerprint(by_stem[stem]))
             if changed:
                 log.warning("flow cache folder %s holds flows of other frames (%d of %s's frames or source flow "
                             "files differ in size or content, e.g. %s); deleting its flows and recomputing them",

@@ -117,8 +117,8 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
         if isinstance(flow_fn, NamedFlowFn):
             bound = flow_fn.for_sequence(source.name, tuple(source.size))
         flows = _flows_once(bound, clip, source.frame_names[:len(clip)])
-        # Every flow of both cycles, now, in the order the cycle asks for them (each frame's flow to the one before,
-        # then back): the checks after reuse them.
+        # Every flow of both cycles, now (each frame's flow to the one before, then to the one after): the checks
+        # after reuse them.
         for a, b in zip(clip, clip[1:]):
             flows(b, a)
         for a, b in zip(clip[::-1], clip[::-1][1:]):

@@ -27,14 +27,14 @@ from maskrnn_tf.training.best_model import BestModel
 from maskrnn_tf.training.checkpoint_files import checkpoint_paths
 from maskrnn_tf.training.checkpointing import (ResumePrecision, RunCheckpoint, read_run_precision,
                                                recorded_run_precision, resume_precision, write_run_precision)
-from maskrnn_tf.training.config import TrainConfig
+from maskrnn_tf.training.config import TrainConfig, drop_retired
 from maskrnn_tf.training.distribution import (check_strategy_settings, is_chief, make_strategy, stop_agreement,
                                                task_info)
 from maskrnn_tf.training import precision as precision_module
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
-from maskrnn_tf.training.run_dir import (CONFIG_NAME, check_init_checkpoint, check_run_dir_free, prepare_run_dir,
-                                         run_dir_lock, write_run_config)
+from maskrnn_tf.training.run_dir import (CONFIG_NAME, check_init_checkpoint, check_run_dir_free, completed_config,
+                                         prepare_run_dir, run_dir_lock, write_run_config)
 from maskrnn_tf.training.steps import TrainSteps, current_learning_rate, make_optimizer
 from maskrnn_tf.training.summaries import ProfileWindow, Summaries, overlay
 from maskrnn_tf.training.validation import evaluate, make_step_fn
@@ -186,10 +186,12 @@ def _validated_step(run_dir: str) -> Optional[int]:
 
 
 def _stored_config(run_dir: str) -> Optional[dict]:
-    """The run's config.json as stored (None without a readable one)."""
+    """The run's config.json as the current version reads it (retired keys dropped, keys added since at their
+    defaults); None without a readable one."""
     try:
         with open(os.path.join(run_dir, CONFIG_NAME), encoding="utf-8") as f:
-            return json.load(f)
+            stored = json.load(f)
+        return completed_config(drop_retired(stored)) if isinstance(stored, dict) else None
     except (OSError, ValueError):
         return None
 

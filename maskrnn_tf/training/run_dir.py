@@ -147,9 +147,10 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
     """Creates `run_dir` and writes config.json; refuses a run dir made with a different config.
 
     Returns the path of config.json. With `write=False` only the checks and reports run (the caller writes
-    it with `write_run_config` once the run's checkpoint has been restored into the new settings). With `overwrite_config` the stored config is replaced (the run resumes
-    from its checkpoints with the new settings). A config that differs only in the step counts continues
-    the run and is stored (reported through `report`) unless `step_change_problem` refuses it.
+    it with `write_run_config` once the run's checkpoint has been restored into the new settings). With
+    `overwrite_config` the stored config is replaced (the run resumes from its checkpoints with the new
+    settings), unless `step_change_problem` refuses its step counts. A config that differs only in the step
+    counts continues the run and is stored (reported through `report`) unless `step_change_problem` refuses it.
     """
     if os.path.isfile(os.path.join(run_dir, BEST_RECORD_NAME)):
         parent = os.path.dirname(os.path.abspath(run_dir))

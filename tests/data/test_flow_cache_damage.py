@@ -152,3 +152,37 @@ def test_uncompressed_frames_that_differ_anywhere_have_other_fingerprints(tmp_pa
         g.write(f.read())
     assert _frame_fingerprint([str(tmp_path / "copy" / "00000.bmp")]) == _frame_fingerprint(
         [str(tmp_path / "a" / "00000.bmp")])
+
+
+def test_a_cache_of_bmp_frames_recorded_by_their_last_bytes_is_kept_and_upgraded(tmp_path, caplog):
+    """BMP frames are fingerprinted by chunks spread over the file since their last 4 KB proved blind to most
+    pixels: a cache recorded the old way was taken for flows of other frames and deleted."""
+    import json
+
+    from maskrnn_tf.data.flow_cache import _frame_fingerprint, _tail_fingerprint
+
+    class Sized(_Constant):  # frames above 4 KB, where the two fingerprints differ
+        def flow(self, frame_a, frame_b, **names):
+            self.calls += 1
+            return np.zeros((64, 80, 2), np.float32)
+
+    folder = str(tmp_path / "frames")
+    os.makedirs(folder)
+    paths = []
+    for t in range(2):
+        paths.append(os.path.join(folder, f"{t:05d}.bmp"))
+        Image.fromarray(np.full((64, 80, 3), 50 * t, np.uint8)).save(paths[-1])
+    sequence = Sequence(name="seq", dataset="test", frame_paths=tuple(paths), mask_paths=((),) * 2, num_objects=1)
+    cache = FlowCache(Sized(), str(tmp_path / "cache"))
+    cache.flow(sequence, 0, 1)
+    record = os.path.join(os.path.dirname(cache.path(sequence, 0, 1)), "frames.json")
+    old = {stem: _tail_fingerprint(p) for stem, p in zip(("00000", "00001"), paths)}
+    assert old != _frame_fingerprint(paths)
+    with open(record, "w") as f:
+        json.dump(old, f)
+    backend = Sized()
+    with caplog.at_level(logging.WARNING, logger="maskrnn_tf.data.flow_cache"):
+        FlowCache(backend, str(tmp_path / "cache")).flow(sequence, 0, 1)
+    assert backend.calls == 0 and "other frames" not in caplog.text
+    with open(record) as f:
+        assert json.load(f) == _frame_fingerprint(paths)

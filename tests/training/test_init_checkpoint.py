@@ -190,6 +190,18 @@ def test_a_rerun_of_a_finished_run_stores_no_settings_it_did_not_train_with(tmp_
     assert {name: open(os.path.join(run_dir, name), "rb").read() for name in kept} == kept
     assert {name: os.stat(os.path.join(run_dir, name)).st_mtime_ns for name in kept} == stamps
     assert any("config.json keeps the settings the run was trained with" in line for line in lines), lines
+    # A config.json of an earlier version (without a key added since) rerun unchanged: nothing to say.
+    import json
+
+    path = os.path.join(run_dir, "config.json")
+    with open(path) as f:
+        older = json.load(f)
+    del older["model"]["roi_feature_stride"]
+    with open(path, "w") as f:
+        json.dump(older, f)
+    lines.clear()
+    train(config, run_dir, printer=lines.append)
+    assert not any("keeps the settings" in line for line in lines), lines
     # More steps with a changed setting train on and store it.
     train(config.override({"loss.loc_weight": 5.0, "stage_a_steps": 2}), run_dir, overwrite_config=True,
           printer=lambda line: None)
