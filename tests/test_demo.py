@@ -137,10 +137,15 @@ def test_ctrl_c_lets_the_running_command_save_before_the_demo_stops(tmp_path):
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C reaches the demo
 
-    threading.Thread(target=interrupt, daemon=True).start()
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        _run([sys.executable, "-c", child])
+    # A pytest-xdist worker ignores SIGINT (Ctrl-C goes to its controller): Python's own handler, for this test.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt, daemon=True).start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            _run([sys.executable, "-c", child])
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert saved.read_text() == "ckpt" and time.monotonic() - started < 30
 
 
