@@ -34,7 +34,7 @@ from maskrnn_tf.training import precision as precision_module
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
 from maskrnn_tf.training.run_dir import (CONFIG_NAME, check_init_checkpoint, check_run_dir_free, completed_config,
-                                         prepare_run_dir, run_dir_lock, write_run_config)
+                                         prepare_run_dir, read_config_json, run_dir_lock, write_run_config)
 from maskrnn_tf.training.steps import TrainSteps, current_learning_rate, make_optimizer
 from maskrnn_tf.training.summaries import ProfileWindow, Summaries, overlay
 from maskrnn_tf.training.validation import evaluate, make_step_fn
@@ -188,12 +188,8 @@ def _validated_step(run_dir: str) -> Optional[int]:
 def _stored_config(run_dir: str) -> Optional[dict]:
     """The run's config.json as the current version reads it (retired keys dropped, keys added since at their
     defaults); None without a readable one."""
-    try:
-        with open(os.path.join(run_dir, CONFIG_NAME), encoding="utf-8") as f:
-            stored = json.load(f)
-        return completed_config(drop_retired(stored)) if isinstance(stored, dict) else None
-    except (OSError, ValueError):
-        return None
+    stored = read_config_json(os.path.join(run_dir, CONFIG_NAME))
+    return None if stored is None else completed_config(drop_retired(stored))
 
 
 def _stored_precision(run_dir: str) -> Optional[str]:

@@ -167,7 +167,7 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
             "training writes and would replace. Use a new --run_dir, or move them out of it first.")
     if os.path.exists(path) and overwrite_config:
         _report_overwrite(path, config, report)
-        stored = _readable_config(path)
+        stored = read_config_json(path)
         # Other settings may change; step counts that would rewrite the steps already done may not.
         problem = None if stored is None else step_change_problem(
             completed_config(drop_retired(stored)), json.loads(config.to_json()), newest_checkpoint_step(run_dir))
@@ -211,8 +211,8 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
     return _write_config(path, config) if write else path
 
 
-def _readable_config(path: str) -> Optional[dict]:
-    """The JSON object in `path`, None when it cannot be read as one."""
+def read_config_json(path: str) -> Optional[dict]:
+    """The JSON object in `path` (a run's config.json), None when it cannot be read as one."""
     try:
         with open(path, encoding="utf-8") as f:
             stored = json.load(f)
