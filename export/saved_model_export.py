@@ -13,7 +13,6 @@ export of that version.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ from maskrnn_tf.export.warmup import (WARMUP_FILENAME, WarmupConfig, WarmupRepla
                                      write_warmup_file)
 from maskrnn_tf.inference.model_loading import MODEL_FILE, ModelLoadError
 from maskrnn_tf.inference.model_loading import load_model as load_trained_model
-from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_dirs, make_owned_tmp_dir, replace_dir,
+from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_dirs, make_owned_tmp_dir, path_matches, replace_dir,
                                    restore_interrupted_replace)
 from maskrnn_tf.model import MaskRNN
 
@@ -289,12 +288,6 @@ def _check_export_base(export_base: str) -> None:
                           "e.g. exports/maskrnn.")
 
 
-def _matches(path: str, pattern: str) -> bool:
-    """fnmatch per '/'-separated part, so that a pattern of `variables/` does not match deeper paths."""
-    parts, wanted = path.split("/"), pattern.split("/")
-    return len(parts) == len(wanted) and all(fnmatch.fnmatch(p, w) for p, w in zip(parts, wanted))
-
-
 def foreign_files(version: str) -> List[str]:
     """What `--overwrite` would delete in the version folder `version` that the export did not write: files its
     metadata record does not list (records of earlier exports list none: then those not in `_LEGACY_FILES`),
@@ -314,7 +307,7 @@ def foreign_files(version: str) -> List[str]:
         if name == f"assets.extra/{METADATA_FILENAME}":
             continue
         if listed is None:
-            if not any(_matches(name, pattern) for pattern in _LEGACY_FILES):
+            if not any(path_matches(name, pattern) for pattern in _LEGACY_FILES):
                 foreign.append(name)
         elif name not in listed:
             foreign.append(name)

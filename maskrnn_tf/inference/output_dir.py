@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fnmatch
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ import shutil
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_beside, hidden_prefix, hidden_prefixes, make_owned_tmp_dir,
-                                   replace_dir, restore_interrupted_replace)
+                                   path_matches, replace_dir, restore_interrupted_replace)
 from maskrnn_tf.metrics.report import not_these_results_scores
 
 MARKER_FILE = "segment_run.json"
@@ -163,7 +162,7 @@ def _files_not_segments(path: str) -> Tuple[List[str], List[str]]:
         elif name in stats:
             if stats[name] != _file_stat(os.path.join(path, name)):
                 changed.append(name)
-        elif name not in known and not any(fnmatch.fnmatch(name, p) for p in patterns):
+        elif name not in known and not any(path_matches(name, p) for p in patterns):
             added.append(name)
     return added, changed
 

@@ -22,6 +22,7 @@ such an owned folder first; `restore_interrupted_replace` puts it back when its 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import os
 import re
@@ -39,6 +40,13 @@ _PID_NAMESPACE = "/proc/self/ns/pid"  # its inode identifies our pid namespace (
 _RANDOM = r"[a-z0-9_]+"
 _NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs, NFS; APFS and NTFS count 255 characters)
 _HASH_DIGITS = 12
+
+
+def path_matches(name: str, pattern: str) -> bool:
+    """fnmatch by '/'-separated part of a relative path: a `*` stays within one folder level (fnmatch's alone also
+    matches `/`, so `*.png` would take `analysis/figs/plot.png` for a file of the folder's writer)."""
+    parts, wanted = name.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(a, b) for a, b in zip(parts, wanted))
 
 
 def _host() -> str:

@@ -2,6 +2,7 @@
 overlay of the run that wrote the results; and a bad --overlay folder is refused before any work."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -208,3 +209,32 @@ def test_overwrite_keeps_scores_of_other_results_that_evaluate_wrote_into_the_fo
     write_reports(evaluate_dataset(root, other, config), other, other)
     segment_davis(root, "val", zero_flow, other, step_fn=flow_propagation_step, options=OPTIONS, overwrite=True)
     assert not os.path.exists(os.path.join(other, "global_results-val.csv"))
+
+
+@pytest.mark.parametrize("recorded_files", [True, False])
+def test_files_nested_deeper_than_segment_writes_are_the_users(tmp_path, recorded_files):
+    """The name patterns of segment's and evaluate's files were matched with fnmatch, whose `*` also matches `/`:
+    `analysis/figs/plot.png` passed for a mask of an earlier version's folder and `global_results-2019/notes.csv`
+    for a score table, and --overwrite deleted them with the results."""
+    from maskrnn_tf.inference.output_dir import check_output_dir
+
+    root, out = str(tmp_path / "davis"), str(tmp_path / "res")
+    make_davis(root)
+    segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS)
+    if not recorded_files:  # a segment_run.json of an earlier version, which lists no files
+        with open(os.path.join(out, MARKER_FILE)) as f:
+            record = json.load(f)
+        record.pop("files")
+        record.pop("file_stats")
+        with open(os.path.join(out, MARKER_FILE), "w") as f:
+            json.dump(record, f)
+    check_output_dir(out, overwrite=True)  # segment's own files (and a mask at the top, by name) pass
+    for mine in ("analysis/figs/plot.png", "global_results-2019/notes.csv", "probs/swan/extra/p.npy"):
+        path = os.path.join(out, mine)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"user's")
+        with pytest.raises(OutputExistsError, match=re.escape(f"did not write ({mine})")):
+            check_output_dir(out, overwrite=True)
+        os.remove(path)
+    check_output_dir(out, overwrite=True)
