@@ -276,7 +276,7 @@ def main(argv) -> int:
     )
     first = FLAGS.first_mask
     if boxes is not None:  # before the model loads: a box that does not fit the frame fails fast
-        first = inference.first_mask_from_boxes(FLAGS.video, boxes)
+        first = inference.first_mask_from_boxes(FLAGS.video, boxes, allow_partial=FLAGS.allow_partial_video)
     step_fn, prepare = inference.flow_propagation_step, None
     if not baseline:
         from maskrnn_tf.training.precision import describe_precision, resolve_precision

@@ -104,10 +104,12 @@ def mask_from_boxes(frame: np.ndarray, boxes: Sequence[Box], iterations: int = G
     return labels
 
 
-def first_mask_from_boxes(video: str, boxes: Sequence[Box], iterations: int = GRABCUT_ITERATIONS) -> FirstMask:
+def first_mask_from_boxes(video: str, boxes: Sequence[Box], iterations: int = GRABCUT_ITERATIONS,
+                          allow_partial: bool = False) -> FirstMask:
     """The first-frame mask of `video` (a folder of frames or a video file) made from `boxes` with GrabCut,
-    with the DAVIS palette; raises BoxError when a box does not fit the frame."""
-    source = VideoSource(video)
+    with the DAVIS palette; raises BoxError when a box does not fit the frame. `allow_partial`: as VideoSource's
+    (a video file that decodes fewer frames than it declares is read, not refused)."""
+    source = VideoSource(video, allow_partial=allow_partial)
     check_boxes(boxes, source.size)
     frames = source.frames()
     try:

@@ -118,3 +118,16 @@ def test_truncated_mp4_is_refused_or_segmented_partially_on_request(tmp_path, ca
     with open(video, "wb") as f:
         f.write(full)
     assert VideoSource(video).num_frames == 20
+
+
+def test_a_box_prompt_on_a_truncated_mp4_keeps_allow_partial_video(tmp_path):
+    """--first_box read the video without --allow_partial_video: a cut file was refused, with the advice to pass
+    the flag that had been passed."""
+    full = _faststart_mp4(str(tmp_path / "w.mp4"), 20)
+    video = str(tmp_path / "cut.mp4")
+    with open(video, "wb") as f:
+        f.write(full[: int(len(full) * 0.6)])
+    assert run_cli(f"--video={video}", "--first_box=8,6,30,24", "--method=flow_propagation",
+                   f"--output={tmp_path / 'out'}", "--allow_partial_video") == 0
+    written = [n for n in os.listdir(tmp_path / "out") if n.endswith(".png")]
+    assert 0 < len(written) < 20
