@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Callable, Set
+from typing import Callable, List, Sequence, Set
 
 from maskrnn_tf.io.file_modes import apply_umask
 from maskrnn_tf.io.tmp_dirs import hidden_prefix, make_owned_tmp_file, stale_owned_files
@@ -64,3 +64,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_write_group(paths: Sequence[str | os.PathLike], write: Callable[[List[str]], None],
+                       suffixes: Sequence[str]) -> None:
+    """Calls write(tmp_paths) with a hidden temporary file beside each of `paths` (the same order; `suffixes` as for
+    `atomic_write`), then renames each over its path, in that order: files that must agree (a table and the record
+    of it) are replaced only once every one of them is written. When `write` fails every temporary file is removed
+    and the old files stay, all of them; only a failing rename (rare: same folder) could leave the ones before it
+    replaced."""
+    targets = [os.fspath(p) for p in paths]
+    if len(suffixes) != len(targets):
+        raise ValueError(f"atomic_write_group: {len(targets)} paths but {len(suffixes)} suffixes; give one each.")
+    tmps: List[str] = []
+    try:
+        for path, suffix in zip(targets, suffixes):
+            folder = os.path.dirname(os.path.abspath(path))
+            os.makedirs(folder, exist_ok=True)
+            _remove_stale_temps(folder)
+            tmps.append(make_owned_tmp_file(folder, hidden_prefix(os.path.basename(path), "tmp"), suffix))
+        write(list(tmps))
+        for tmp in tmps:
+            apply_umask(tmp)
+        for tmp, path in zip(tmps, targets):
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.remove(tmp)

@@ -23,8 +23,10 @@ Two readers with different contracts:
   `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); when it is a mask of one dark grey
   (0/64), foreground where non-zero, as `read_label_image` reads it; other grey masks (DAVIS-2016's 0/255,
   anti-aliased edges) are foreground where > 127.
-All three refuse 16-bit PNGs, naming the file: Pillow opens 16-bit RGB(A) as 8-bit RGB(A) of each sample's top
-byte, so ids saved as uint16 (`cv2.imwrite`) would read as background.
+`read_result_ids` reads a 16-bit grey PNG (ids saved as uint16 by `cv2.imwrite`; Pillow mode I;16) by its values,
+as davis2017-evaluation does, under the 8-bit grey rules (values above 255 are refused: no object id). Every reader
+refuses 16-bit colour PNGs, naming the file: Pillow opens 16-bit RGB(A) as 8-bit RGB(A) of each sample's top byte,
+so ids saved as uint16 would read as background; `read_label_image` and `read_annotation_ids` refuse 16-bit grey too.
 """
 from __future__ import annotations
 
@@ -116,15 +118,33 @@ def _davis_ids(rgb: np.ndarray) -> Tuple[Optional[np.ndarray], List[Tuple[int, i
     return ids.reshape(rgb.shape[:2]), []
 
 
-def _ids_or_values(path: str, refusal: str) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Image.Image]:
+def _sixteen_bit_grey(image: Image.Image, path: str) -> bool:
+    """Whether `image` is a 16-bit grey PNG: Pillow opens it as I;16 (I;16B, I;16L), or as I in older versions,
+    with each pixel's whole value."""
+    return image.mode in ("I;16", "I;16B", "I;16L") or (image.mode == "I" and _png_bit_depth(path) == 16)
+
+
+def _ids_or_values(path: str, refusal: str, grey_16: bool = False
+                   ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Image.Image]:
     """(ids, None, image) of a palette or 1-bit image, whose pixel values are the ids; (None, values, image) of an
-    opaque 8-bit grey or RGB one (`_opaque_channels`). Other images (16-bit, float) raise ImageReadError:
-    "<path>: a <mode> image " (or "a 16-bit <mode> PNG ") + `refusal`."""
+    opaque 8-bit grey or RGB one (`_opaque_channels`), and with `grey_16` of a 16-bit grey PNG whose values are all
+    at most 255 (as uint8). Other images (16-bit, float) raise ImageReadError: "<path>: a <mode> image " (or "a
+    16-bit <mode> PNG ") + `refusal`."""
     image = _open(path)
     if image.mode == "P":
         return np.asarray(image, np.uint8).copy(), None, image
     if image.mode == "1":
         return np.asarray(image, np.uint8), None, image
+    if grey_16 and _sixteen_bit_grey(image, path):
+        wide = np.asarray(image).astype(np.int64)
+        above = np.unique(wide[(wide > 255) | (wide < 0)])
+        if above.size:
+            shown = ", ".join(str(v) for v in above[:3]) + (" ..." if above.size > 3 else "")
+            # Object ids are 0..255 (DAVIS palettes have 256 entries): larger values are a mask of another scale.
+            raise ImageReadError(
+                f"{path}: a {image.mode} image cannot hold object ids above 255 (it holds {shown}); save ids 0 "
+                "(background) and 1..N (objects) as grey PNGs (8- or 16-bit) or palette PNGs of object ids.")
+        return None, wide.astype(np.uint8), image
     values = _opaque_channels(image, path)
     if values is None:
         raise ImageReadError(f"{path}: {_kind(image, path)} {refusal}")
@@ -137,12 +157,15 @@ def read_result_ids(path: str | os.PathLike, objects: Optional[int] = None) -> n
     `objects`: the sequence's object count, when known. A 0/255 grey mask (a DAVIS-2016 binary result) is object
     1; for a sequence of several objects it says nothing about which is which and is refused.
 
+    A 16-bit grey PNG reads by its values (davis2017-evaluation's `np.array(Image.open(path))`), as an 8-bit one.
+
     Raises:
       ImageReadError: missing or unreadable file, or a form that does not say which pixel is which object.
     """
     path = os.fspath(path)
     ids, values, _ = _ids_or_values(path, "cannot hold object ids; save results as palette PNGs of object ids "
-                                    "(0 background, 1..N objects), grey 8-bit PNGs of ids, or DAVIS-palette RGB PNGs.")
+                                    "(0 background, 1..N objects), grey 8-bit PNGs of ids, or DAVIS-palette RGB PNGs.",
+                                    grey_16=True)
     if ids is not None:
         return ids
     if values.ndim == 2:

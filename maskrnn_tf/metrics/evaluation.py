@@ -151,8 +151,8 @@ def evaluate_sequence(
 ) -> SequenceResult:
     """J and F (and T) for every object of one sequence, given as a name of the split or a `SequenceSpec`.
 
-    `with_t=None` applies the config's rule (DAVIS-2016 `eval_t` flags); T is computed on the predicted masks
-    of the scored frames.
+    `with_t=None` applies the config's rule (DAVIS-2016 `eval_t` flags); T is computed on consecutive predicted
+    masks of the scored frames, as the DAVIS-2016 Python tool pairs them (maskrnn_tf.metrics.temporal).
     """
     davis_root = resolve_davis_root(davis_root, config.year, config.resolution)
     if isinstance(sequence, str):
@@ -267,35 +267,55 @@ def evaluate_dataset(
             ]
             sequences = [fut.result() for fut in futures]
     if year == 2017:
-        notes += _official_tool_notes(results_dir, specs)
+        notes += _official_tool_notes(results_dir, sequences)
     return EvaluationResults(config.split, year, sequences, notes)
 
 
-def _official_tool_notes(results_dir: str, specs: List[SequenceSpec]) -> List[str]:
-    """Notes on results read here that davis2017-evaluation refuses, judged on each sequence's first result file:
-    RGB PNGs (it takes a PNG's pixel values as ids and a colour image fails its checks) and 0/255 masks (255 reads
-    as object 255, above the sequence's objects, and it exits)."""
+# Pillow's modes of 16-bit grey PNGs (I;16 here, I in older versions): grey values, as "L" is.
+_GREY_MODES = ("L", "I;16", "I;16L", "I;16B", "I")
+
+
+def _official_tool_notes(results_dir: str, sequences: List[SequenceResult]) -> List[str]:
+    """Notes on results read here that davis2017-evaluation refuses, judged on each sequence's first scored
+    result file (which load_results read; frame 0 is scored by neither tool, so it may be anything): RGB and
+    grey + alpha PNGs (it takes a PNG's pixel values as ids, and a colour or two-channel array fails its checks)
+    and 0/255 masks (255 reads as object 255, above the sequence's objects, and it exits). The notes never fail
+    the scoring: a file that cannot be read again is skipped."""
     from PIL import Image
 
-    rgb, binary = [], []
-    for spec in specs:
-        path = next((p for p in (os.path.join(results_dir, spec.name, f + ".png") for f in spec.frames)
-                     if os.path.isfile(p)), None)
-        if path is None:
+    rgb, grey_alpha, binary = [], [], []
+    for sequence in sequences:
+        if not sequence.frames:
             continue
-        with Image.open(path) as image:
-            if image.mode in ("RGB", "RGBA"):
-                rgb.append(spec.name)
-            elif image.mode == "L" and set(np.unique(np.asarray(image)).tolist()) == {0, 255}:
-                binary.append(spec.name)
+        path = os.path.join(results_dir, sequence.name, sequence.frames[0] + ".png")
+        try:
+            with Image.open(path) as image:
+                if image.mode in ("RGB", "RGBA"):
+                    rgb.append(sequence.name)
+                elif image.mode == "LA":
+                    grey_alpha.append(sequence.name)
+                elif image.mode in _GREY_MODES and set(np.unique(np.asarray(image)).tolist()) == {0, 255}:
+                    binary.append(sequence.name)
+        except (OSError, ValueError):  # removed or replaced since it was scored: no note, the scores stand
+            continue
     notes = []
     if rgb:
-        notes.append(f"RGB result PNGs ({', '.join(rgb[:5])}{' ...' if len(rgb) > 5 else ''}) are scored here by "
-                     "their DAVIS palette colours, but davis2017-evaluation cannot read them (it takes a PNG's "
-                     "pixel values as ids); save palette PNGs of ids, as segment does "
-                     "(maskrnn_tf.io.write_palette_png), before scoring with it or submitting.")
+        notes.append(f"RGB result PNGs ({_names(rgb)}) are scored here by their DAVIS palette colours, but "
+                     "davis2017-evaluation cannot read them (it takes a PNG's pixel values as ids); save palette "
+                     "PNGs of ids, as segment does (maskrnn_tf.io.write_palette_png), before scoring with it or "
+                     "submitting.")
+    if grey_alpha:
+        notes.append(f"Grey and alpha (LA) result PNGs ({_names(grey_alpha)}) are scored here by their grey ids, "
+                     "but davis2017-evaluation cannot read them (it takes a PNG's pixel values as ids, two per "
+                     "pixel here); save palette PNGs of ids, as segment does (maskrnn_tf.io.write_palette_png), or "
+                     "grey PNGs without alpha before scoring with it or submitting.")
     if binary:
-        notes.append(f"0/255 result masks ({', '.join(binary[:5])}{' ...' if len(binary) > 5 else ''}) are scored "
-                     "here as object 1, but davis2017-evaluation reads 255 as object 255 and exits; save ids "
-                     "(0 and 1) as palette or grey PNGs before scoring with it or submitting.")
+        notes.append(f"0/255 result masks ({_names(binary)}) are scored here as object 1, but davis2017-evaluation "
+                     "reads 255 as object 255 and exits; save ids (0 and 1) as palette or grey PNGs before scoring "
+                     "with it or submitting.")
     return notes
+
+
+def _names(sequences: List[str]) -> str:
+    """The first five sequence names, with ' ...' when there are more."""
+    return ", ".join(sequences[:5]) + (" ..." if len(sequences) > 5 else "")

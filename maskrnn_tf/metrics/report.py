@@ -4,7 +4,8 @@
 order), then `T-Mean` as an extra last column only when T was computed. `per-sequence_results-<split>.csv`:
 Sequence,J-Mean,F-Mean, then an extra last column `T` (empty for objects without T) only when T was computed.
 So the official columns keep their names and positions. Values are fractions with 3 decimals (official).
-Files are written atomically (temporary file in the same folder, then rename).
+Files are written atomically: the two CSVs and the record below go to temporary files in the same folder, and
+only when all three are written are they renamed into place (a full disk leaves the old ones, all three).
 
 The official names do not say which results were scored, so `evaluate_run.json` beside the CSVs records, per
 CSV, the results folder it scored (`.` for the folder the CSV lies in, which moves with it) and the CSV's size
@@ -26,7 +27,7 @@ import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from maskrnn_tf.io.atomic_file import atomic_write
+from maskrnn_tf.io.atomic_file import atomic_write_group
 from maskrnn_tf.metrics.errors import EvaluationInputError
 from maskrnn_tf.metrics.evaluation import EvaluationResults
 
@@ -49,12 +50,9 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def _atomic_write(path: str, text: str) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-
-    atomic_write(path, write, suffix=".csv")
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -153,17 +151,13 @@ def _json_value(value: object) -> object:
     return value
 
 
-def _write_record(output_dir: str, scored: str, values: Dict[str, object]) -> None:
-    """Records the CSVs `values` names ({path: its values at full precision}) as scoring `scored`."""
+def _record_text(output_dir: str, scored: str, values: Dict[str, Tuple[str, object]]) -> str:
+    """The record with the CSVs `values` names ({path: (the file written for it, its values at full precision)})
+    as scoring `scored`, each with the size and mtime of the file written for it (a rename keeps them)."""
     files = _read_record(output_dir) or {}  # None only under overwrite: the user asked to replace it
-    files.update({os.path.basename(p): {"results": scored, **_stat(p), "values": v} for p, v in values.items()})
-    text = json.dumps({"written_by": "maskrnn_tf.evaluate", "files": files}, indent=2, sort_keys=True) + "\n"
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    atomic_write(os.path.join(output_dir, RECORD_FILE), write, suffix=".json")
+    files.update({os.path.basename(p): {"results": scored, **_stat(written), "values": v}
+                  for p, (written, v) in values.items()})
+    return json.dumps({"written_by": "maskrnn_tf.evaluate", "files": files}, indent=2, sort_keys=True) + "\n"
 
 
 def write_reports(results: EvaluationResults, output_dir: str, results_dir: Optional[str] = None,
@@ -210,14 +204,22 @@ def write_reports(results: EvaluationResults, output_dir: str, results_dir: Opti
                 "--output_dir=<another folder> for these scores, or move the old CSVs away (or --overwrite).")
     os.makedirs(output_dir, exist_ok=True)
     global_metrics = results.global_metrics()
-    _atomic_write(global_path, _csv_text(list(global_metrics), [list(global_metrics.values())]))
     header = list(rows[0]) if rows else ["Sequence", "J-Mean", "F-Mean"]
-    _atomic_write(per_sequence_path, _csv_text(header, [list(r.values()) for r in rows]))
-    _write_record(output_dir, scored, {
-        global_path: {k: _json_value(v) for k, v in global_metrics.items()},
-        per_sequence_path: {str(r["Sequence"]): {k: _json_value(v) for k, v in r.items() if k != "Sequence"}
-                            for r in rows},
-    })
+
+    def write(tmps: List[str]) -> None:
+        tmp_global, tmp_per_sequence, tmp_record = tmps
+        _write_text(tmp_global, _csv_text(list(global_metrics), [list(global_metrics.values())]))
+        _write_text(tmp_per_sequence, _csv_text(header, [list(r.values()) for r in rows]))
+        _write_text(tmp_record, _record_text(output_dir, scored, {
+            global_path: (tmp_global, {k: _json_value(v) for k, v in global_metrics.items()}),
+            per_sequence_path: (tmp_per_sequence, {
+                str(r["Sequence"]): {k: _json_value(v) for k, v in r.items() if k != "Sequence"} for r in rows}),
+        }))
+
+    # All three written before any is replaced: a failure (a full disk) leaves the old CSVs with their record, which
+    # the checks above read to tell evaluate's scores from others'; the record goes last.
+    atomic_write_group([global_path, per_sequence_path, os.path.join(output_dir, RECORD_FILE)], write,
+                       (".csv", ".csv", ".json"))
     return global_path, per_sequence_path
 
 

@@ -6,9 +6,21 @@ matching cost. The original (a compiled MATLAB/C extension) matched with dynamic
 contour; this module follows the project brief instead and matches with the Hungarian algorithm, so its values
 are comparable between runs of this code, not digit-for-digit with published T numbers.
 
+Which tool it follows: the DAVIS-2016 Python evaluation (fperazzi/davis, `davis/dataset/loader.py`
+`DAVISAnnotationLoader._eval` and `davis/measures/t_stability.py`), with which DAVIS-2016 numbers are usually
+made. Its pairs are consecutive *predicted* masks of the scored frames 1..n-2 (n-3 pairs; a sequence of 3 frames
+has none, T = NaN), each cost times 5, and the sequence T is the mean over the pairs that are not NaN
+(`temporal_stability_pairs`, `temporal_stability`). The MATLAB code (davis-matlab `measures/eval_sequence.m`)
+pairs differently: it starts from the first-frame annotation, so it also scores annotation -> frame 1 (n-2 pairs).
+Both describe one contour per mask, the longest (`get_longest_cont`).
+
 Procedure for a pair of binary masks (a, b):
-1. contour points: `cv2.findContours` (all contours, outer and holes, no chain approximation), concatenated;
-   `n_points` (default 100) of them taken at evenly spaced indices; both masks use the same count
+1. contour points: of the contours `cv2.findContours` finds (outer and holes, no chain approximation), the one
+   with the most points (`contour_points`); its points are neighbouring pixels, so the tools' upsampling (no gap
+   above 3 px between points) has nothing to add. The tools take the contour with the most vertices after
+   simplifying the polygons (3 px tolerance, `mask2polycont`): usually the same one, not always where a short
+   contour is much more ragged than a long one.
+   `n_points` (default 100) points are taken at evenly spaced indices; both masks use the same count
    n = min(n_points, len(contour_a), len(contour_b)) so the assignment is one-to-one.
 2. shape context of each point (Belongie et al. 2002): log-polar histogram of the vectors to all other points
    of its own set, `n_radial` (5) log-spaced radial bins between r_inner=1/8 and r_outer=2 times the mean
@@ -19,7 +31,8 @@ Procedure for a pair of binary masks (a, b):
    5 times that, as DAVIS-2016's evaluation scales it (`DAVIS2016_T_SCALE`).
 
 Properties: 0 (up to float rounding) for identical shapes; invariant to translation (only relative vectors
-enter) and approximately to scale; grows as the shape deforms. Lower is better.
+enter) and approximately to scale; grows as the shape deforms; a speck or a hole beside the longest contour does
+not enter. Lower is better.
 Empty masks: a pair where either mask is empty has no contour and is skipped (NaN in the per-pair values);
 the sequence T is the mean over the remaining pairs, NaN when none remains (or with fewer than two frames).
 """
@@ -44,12 +57,15 @@ class ShapeContextConfig:
 
 
 def contour_points(mask: np.ndarray) -> np.ndarray:
-    """All contour points (x, y) of a binary mask [H, W] as float64 [N, 2] (N = 0 for an empty mask)."""
+    """The points (x, y) of the longest contour of a binary mask [H, W] as float64 [N, 2] (N = 0 for an empty
+    mask): of all contours, outer and holes, the one with the most points, the first found on a tie."""
     binary = np.ascontiguousarray(np.asarray(mask).astype(bool).astype(np.uint8))
     contours, _ = cv2.findContours(binary, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
     if not contours:
         return np.zeros((0, 2), np.float64)
-    return np.concatenate([c.reshape(-1, 2) for c in contours], axis=0).astype(np.float64)
+    # DAVIS-2016 describes one contour per mask, its longest (`get_longest_cont`): a speck or a hole beside the
+    # object leaves T unchanged. max() keeps the first of equal lengths, as its strict comparison does.
+    return max(contours, key=len).reshape(-1, 2).astype(np.float64)
 
 
 def sample_points(points: np.ndarray, n: int) -> np.ndarray:

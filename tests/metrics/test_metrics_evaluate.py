@@ -549,3 +549,42 @@ def test_results_or_reports_inside_the_dataset_folders_are_refused(tmp_path):
     assert proc.returncode == 2 and "--output_dir" in proc.stderr and "dataset's Annotations" in proc.stderr, (
         proc.stderr)
     assert sorted(os.listdir(os.path.join(root, "Annotations"))) == before
+
+
+def test_an_unreadable_first_frame_result_does_not_stop_the_scoring(tmp_path):
+    """The notes on davis2017-evaluation opened each sequence's first result file, frame 0, which neither evaluate
+    nor davis2017-evaluation scores: an empty 00000.png raised UnidentifiedImageError after the whole split was
+    scored (a traceback, no CSVs). They read a scored frame now."""
+    root = str(tmp_path / "davis")
+    make_synthetic_2017(root, n_frames=4)
+    out = str(tmp_path / "res")
+    names, gt = gt_stack(root, "alpha")
+    pred = gt.copy()
+    pred[2][pred[2] == 2] = 0  # object 2 lost in frame 2
+    write_results(out, "alpha", names, pred)
+    open(os.path.join(out, "alpha", "00000.png"), "wb").close()  # zero bytes: no PNG at all
+    results = evaluate_dataset(root, out, EvaluationConfig())
+    # Frames 1 and 2 scored: object 1 J = 1, 1; object 2 J = 1, 0 -> J-Mean (1 + 0.5) / 2.
+    assert results.sequences[0].frames == ("00001", "00002")
+    np.testing.assert_array_equal(results.objects[1].j, [1.0, 0.0])
+    assert results.global_metrics()["J-Mean"] == 0.75
+    assert results.notes == []
+
+
+def test_grey_and_alpha_results_are_noted_as_unreadable_by_davis2017_evaluation(tmp_path):
+    """An opaque LA (grey + alpha) result is scored here by its grey ids, but davis2017-evaluation's
+    np.array(Image.open(path)) is [H, W, 2] and fails: the scores came without a word, as RGB ones did before."""
+    root = str(tmp_path / "davis")
+    make_synthetic_2017(root, n_frames=4)
+    out = str(tmp_path / "res")
+    names, gt = gt_stack(root, "alpha")
+    os.makedirs(os.path.join(out, "alpha"))
+    for name, ids in zip(names, gt):
+        Image.fromarray(np.stack([ids, np.full_like(ids, 255)], axis=-1), mode="LA").save(
+            os.path.join(out, "alpha", name))
+    assert Image.open(os.path.join(out, "alpha", names[1])).mode == "LA"  # the premise
+    results = evaluate_dataset(root, out, EvaluationConfig())
+    assert results.global_metrics()["J-Mean"] == 1.0
+    (note,) = results.notes
+    assert note.startswith("Grey and alpha (LA) result PNGs (alpha)") and "davis2017-evaluation" in note
+    assert "write_palette_png" in note

@@ -123,19 +123,39 @@ def test_pair_is_the_minimum_mean_cost_over_all_one_to_one_matchings():
     assert brute_force_pair_cost(ell, bar, config) == pytest.approx(best, rel=1e-12)
 
 
-def test_contour_points_include_the_hole_contour():
-    """A ring (a disc with a hole) has two contours, and T describes both: the points are exactly the ring's
-    border pixels (a ring pixel with a 4-neighbour outside the ring), the hole's border among them."""
+def test_contour_points_are_the_longest_contour_as_davis_2016_takes_it():
+    """DAVIS-2016's T describes one contour per mask, the longest (`get_longest_cont`, Python and MATLAB tools);
+    all contours were concatenated here. A ring's points are its outer border pixels (a ring pixel with a
+    4-neighbour outside the disc), not the hole's; of two squares, the larger square's perimeter pixels."""
     from scipy import ndimage
 
     r2 = (XX[:40, :40] - 20) ** 2 + (YY[:40, :40] - 20) ** 2
     ring = (r2 <= 12 ** 2) & (r2 > 5 ** 2)
-    border = ring & ~ndimage.binary_erosion(ring, ndimage.generate_binary_structure(2, 1))
-    hole_border = border & (r2 <= 8 ** 2)
-    assert hole_border.sum() > 20  # the inner contour is a real part of the reference
+    disc = r2 <= 12 ** 2
+    outer = disc & ~ndimage.binary_erosion(disc, ndimage.generate_binary_structure(2, 1))
+    hole_border = ring & ~ndimage.binary_erosion(ring, ndimage.generate_binary_structure(2, 1)) & ~outer
+    assert hole_border.sum() > 20  # the premise: the hole has a contour of its own
     points = contour_points(ring).astype(int)
-    assert {(x, y) for x, y in points} == {(x, y) for y, x in zip(*np.nonzero(border))}
-    assert len(points) == border.sum()  # a ring 7 px thick: each border pixel once, on one of the two chains
+    assert {(x, y) for x, y in points} == {(x, y) for y, x in zip(*np.nonzero(outer))}
+    assert len(points) == outer.sum()  # each outer border pixel once
+    squares = np.zeros((30, 30), bool)
+    squares[2:12, 3:13] = True  # 10 x 10: 36 perimeter pixels
+    squares[20:23, 20:23] = True  # 3 x 3: 8
+    points = contour_points(squares).astype(int)
+    assert len(points) == 36
+    assert {(x, y) for x, y in points} == {(x, y) for y in range(2, 12) for x in range(3, 13)
+                                          if y in (2, 11) or x in (3, 12)}
+
+
+def test_t_follows_the_longest_contour_so_specks_leave_it_unchanged():
+    """A disc moving by whole pixels keeps its contour (T = 0) also with a speck beside it that comes and goes:
+    DAVIS-2016 describes the longest contour only. Concatenated with the speck's points, T was 1.2 here."""
+    disc = [ellipse(20, 20, cx=50 + 3 * t, cy=60) for t in range(4)]
+    specks = [d.copy() for d in disc]
+    specks[1][10:13, 120:123] = True
+    specks[3][100:102, 10:12] = True
+    assert temporal_stability(np.stack(specks)) == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(temporal_stability_pairs(np.stack(specks)), 0.0, atol=1e-12)
 
 
 def test_sequence_values_are_on_the_davis_2016_scale():

@@ -180,3 +180,43 @@ def test_results_davis2017_evaluation_would_refuse_are_noted(tmp_path, form):
     else:
         kind = "RGB" if form == "DAVIS colours" else "0/255"
         assert len(noted) == 1 and kind in noted[0] and "bear" in noted[0], results.notes
+
+
+def _tiny_results(j):
+    """Scores of one object over two frames, J = F = `j` in both (no dataset needed)."""
+    from maskrnn_tf.metrics.evaluation import EvaluationResults, ObjectResult, SequenceResult
+
+    values = np.array([j, j])
+    obj = ObjectResult("alpha", 1, values, values.copy())
+    return EvaluationResults("val", 2017, [SequenceResult("alpha", ("00001", "00002"), [obj])])
+
+
+def test_a_failed_write_leaves_the_old_scores_whole(tmp_path, monkeypatch):
+    """The global CSV was renamed into place before the per-sequence CSV and the record were written: a failure in
+    between (a full disk) left new global scores beside old per-sequence ones and an old record, whose `values`
+    then disagreed with the table. All three are written first now, then renamed."""
+    import errno
+
+    from maskrnn_tf.metrics import report
+
+    out = str(tmp_path / "scores")
+    write_reports(_tiny_results(0.5), out)
+    before = {n: open(os.path.join(out, n)).read() for n in sorted(os.listdir(out))}
+    assert sorted(before) == ["evaluate_run.json", "global_results-val.csv", "per-sequence_results-val.csv"]
+    writes = []
+
+    def open_failing_second_write(path, mode="r", *args, **kwargs):
+        if "w" in mode:
+            writes.append(path)
+            if len(writes) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device", path)
+        return open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(report, "open", open_failing_second_write, raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        write_reports(_tiny_results(1.0), out)
+    assert len(writes) == 2
+    assert {n: open(os.path.join(out, n)).read() for n in sorted(os.listdir(out))} == before  # no temporary left
+    monkeypatch.undo()
+    write_reports(_tiny_results(1.0), out)  # the old scores are still evaluate's: a rerun replaces them
+    assert open(os.path.join(out, "global_results-val.csv")).read().splitlines()[1].startswith("1.000,1.000")
