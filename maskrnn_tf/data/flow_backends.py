@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 import threading
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -123,13 +123,22 @@ class FloFolderFlow(FlowBackend):
         return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".flo"))
 
     def flow(self, frame_a, frame_b, *, sequence="", stem_a="", stem_b="") -> np.ndarray:
+        self.check_files(sequence, [(stem_a, stem_b)])
+        return np.asarray(read_flo(os.path.join(self.root, sequence, f"{stem_a}_{stem_b}.flo")), dtype=np.float32)
+
+    def check_files(self, sequence: str, pairs: Sequence[Tuple[str, str]]) -> None:
+        """Raises FileNotFoundError naming the first of the flows `pairs` ((from, to) frame stems) of `sequence`
+        that has no file, and how many are missing."""
+        missing = [(a, b) for a, b in pairs if not os.path.isfile(os.path.join(self.root, sequence, f"{a}_{b}.flo"))]
+        if not missing:
+            return
+        (stem_a, stem_b), more = missing[0], len(missing) - 1
         path = os.path.join(self.root, sequence, f"{stem_a}_{stem_b}.flo")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(
-                f"{path}: missing .flo file (flow from frame {stem_a} to {stem_b} of {sequence}); the folder "
-                "must hold <sequence>/<from>_<to>.flo for every consecutive pair, both directions."
-            )
-        return np.asarray(read_flo(path), dtype=np.float32)
+        raise FileNotFoundError(
+            f"{path}: missing .flo file (flow from frame {stem_a} to {stem_b} of {sequence})"
+            + (f" and {more} more of that sequence" if more else "") + "; the folder must hold "
+            "<sequence>/<from>_<to>.flo for every consecutive pair, both directions."
+        )
 
 
 def make_backend(name: str, flo_dir: Optional[str] = None) -> FlowBackend:

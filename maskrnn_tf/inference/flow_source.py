@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from typing import Iterable, Mapping, Optional, Tuple
+from typing import Sequence as PySequence
 
 import numpy as np
 
@@ -33,6 +34,9 @@ class FloFileFlow(NamedFlowFn):
 
     def for_sequence(self, sequence: str, full_size: Optional[Tuple[int, int]] = None) -> "FloFileFlow":
         return FloFileFlow(self.backend, sequence, full_size)
+
+    def check_flows(self, pairs: PySequence[Tuple[str, str]]) -> None:
+        self.backend.check_files(self.sequence, pairs)
 
     def __call__(self, frame_a: np.ndarray, frame_b: np.ndarray, stem_a: str, stem_b: str) -> np.ndarray:
         flow = self.backend.flow(None, None, sequence=self.sequence, stem_a=stem_a, stem_b=stem_b)

@@ -42,6 +42,10 @@ class NamedFlowFn(abc.ABC):
         """The same flows for the video named `sequence` (precomputed files are grouped by sequence), whose frames
         are `full_size` (height, width) before any `--max_size` scaling, when known."""
 
+    def check_flows(self, pairs: Sequence[Tuple[str, str]]) -> None:
+        """Raises when a flow of `pairs` ((from, to) frame stems) cannot be read (a missing file), before the loop
+        needs it; flows computed on demand have nothing to check."""
+
 
 AnyFlowFn = Union[FlowFn, NamedFlowFn]
 

@@ -95,6 +95,19 @@ def check_working_size(source: VideoSource, options: SegmentOptions) -> None:
                      f"network's minimum side of {options.min_size} pixels; {fix}.")
 
 
+def check_flow_files(flow_fn: AnyFlowFn, source: VideoSource, options: SegmentOptions) -> None:
+    """Raises FileNotFoundError when precomputed flows (`.flo` files) the loop will read for `source` are missing:
+    found before any work, not when the loop reaches them. The flow to the previous frame of every frame; with
+    `options.need_next_flow` (a network) every consecutive pair both ways (finetuning reads 0 -> 1 too)."""
+    if not isinstance(flow_fn, NamedFlowFn):
+        return
+    stems = source.frame_names
+    pairs = [(stems[t], stems[t - 1]) for t in range(1, len(stems))]
+    if options.need_next_flow:
+        pairs += [(stems[t], stems[t + 1]) for t in range(len(stems) - 1)]
+    flow_fn.for_sequence(source.name, tuple(source.size)).check_flows(pairs)
+
+
 def _working_frames(source: VideoSource, size, stash: Optional[_FrameStash]) -> Iterator[np.ndarray]:
     for index, frame in enumerate(source.frames()):
         if stash is not None:
@@ -302,6 +315,7 @@ def segment_video(
     else:
         first = read_first_mask(first_mask, source.size)
     check_working_size(source, options)
+    check_flow_files(flow_fn, source, options)
     if prepare is not None:
         step_fn = prepare(source, first)
     record = {"video": os.path.abspath(video),
@@ -461,6 +475,7 @@ def _segment_sequences(listed, first_mask, flow_fn: AnyFlowFn, output_dir: str, 
     firsts = [first_mask(sequence, source) for sequence, source in zip(listed, sources)]
     for source in sources:
         check_working_size(source, options)
+        check_flow_files(flow_fn, source, options)
     with atomic_output_dir(output_dir, overwrite, inputs, record) as tmp:
         for sequence, source, first in tqdm(list(zip(listed, sources, firsts)), desc=description, unit="seq",
                                             disable=not options.progress):

@@ -131,6 +131,45 @@ def test_davis_sequences_read_flows_under_their_sequence_name(tmp_path, syntheti
         np.testing.assert_array_equal(read_mask(os.path.join(out, name, f"{t:05d}.png")), labels_of(want[t]))
 
 
+def test_missing_flo_files_are_found_before_any_sequence_is_segmented(tmp_path, synthetic_video, monkeypatch):
+    """A .flo file missing from the last pair of the last sequence was found when the loop reached it: the earlier
+    sequences' work (their finetuning too) was thrown away with the unfinished folder."""
+    from maskrnn_tf import inference
+    from maskrnn_tf.io import write_palette_png
+
+    video, root, flo_dir = synthetic_video, tmp_path / "davis", str(tmp_path / "flo")
+    for name in ("aa", "bb"):
+        for sub in ("JPEGImages", "Annotations"):
+            (root / sub / "480p" / name).mkdir(parents=True)
+        for t, (frame, ids) in enumerate(zip(video["frames"], video["masks"])):
+            Image.fromarray(frame).save(root / "JPEGImages" / "480p" / name / f"{t:05d}.png")
+            write_palette_png(str(root / "Annotations" / "480p" / name / f"{t:05d}.png"), ids)
+        write_exact_flows(flo_dir, name, video)
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "val.txt").write_text("aa\nbb\n")
+    os.remove(os.path.join(flo_dir, "bb", "00005_00004.flo"))
+    steps = []
+
+    def counted(*args, **kwargs):
+        steps.append(1)
+        return flow_propagation_step(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "flow_propagation_step", counted)
+    out = str(tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match=r"bb/00005_00004.flo: missing .flo file"):
+        run_cli(f"--davis_root={root}", "--method=flow_propagation", "--flow=flo", f"--flo_dir={flo_dir}",
+                f"--output={out}")
+    assert steps == [] and not os.path.exists(out)
+    # The baseline reads no flow to the next frame: a folder without them is enough for it.
+    write_exact_flows(flo_dir, "bb", video)
+    for name in ("aa", "bb"):
+        for t in range(5):
+            os.remove(os.path.join(flo_dir, name, f"{t:05d}_{t + 1:05d}.flo"))
+    assert run_cli(f"--davis_root={root}", "--method=flow_propagation", "--flow=flo", f"--flo_dir={flo_dir}",
+                   f"--output={out}") == 0
+    assert len(steps) == 10
+
+
 def test_max_size_resizes_flo_flows_and_outputs_have_the_input_size(tmp_path, flo_video, synthetic_video):
     frames, mask, flo_dir = flo_video
     seen = []
@@ -184,17 +223,22 @@ def test_missing_flo_file_is_named_and_nothing_is_written(tmp_path, flo_video, t
     frames, mask, flo_dir = flo_video
     out = str(tmp_path / "out")
     missing = os.path.join(flo_dir, SEQUENCE, "00003_00002.flo")
+    with open(missing, "rb") as f:
+        kept = f.read()
     os.remove(missing)
     with pytest.raises(FileNotFoundError, match="00003_00002.flo: missing .flo file"):
         run_cli(f"--video={frames}", f"--first_mask={mask}", "--method=flow_propagation", "--flow=flo",
                 f"--flo_dir={flo_dir}", f"--output={out}")
     assert not os.path.exists(out)
+    with open(missing, "wb") as f:
+        f.write(kept)
     # Online finetuning reads the flow 0 -> 1 (the loop never does): it comes from the folder too.
     os.remove(os.path.join(flo_dir, SEQUENCE, "00000_00001.flo"))
     with pytest.raises(FileNotFoundError, match="00000_00001.flo"):
         run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={tiny_model_path}", "--finetune_steps=1",
                 "--finetune_check_frames=0", "--flow=flo", f"--flo_dir={flo_dir}", f"--output={out}")
     assert not os.path.exists(out)
+    os.remove(missing)
     # The cycle check (on by default) goes round the first frames with the folder's flows before finetuning.
     with pytest.raises(FileNotFoundError, match="00003_00002.flo: missing .flo file"):
         run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={tiny_model_path}", "--finetune_steps=1",
