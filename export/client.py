@@ -3,8 +3,13 @@
 The model server holds no per-video state, so the client runs the same propagation loop as the segment
 CLI (`maskrnn_tf.inference.segmenter.segment_video`) with a step that is one `Predict` call: the frame, the
 two flows (computed here with the segment CLI's flow backend) and the previous probabilities and boxes go
-in; probabilities and boxes come back and are carried to the next frame. The outputs are therefore exactly
-what `python -m maskrnn_tf.segment --finetune=none` writes (a served model is not finetuned on the video).
+in; probabilities and boxes come back and are carried to the next frame. The outputs of a float32 export
+(export_main's default --precision) are therefore exactly what `python -m maskrnn_tf.segment --finetune=none
+--precision=float32` writes with the same model and options (a served model is not finetuned on the video).
+segment's own default, --precision=auto, computes in bfloat16 on CPUs with AVX512_BF16 or AMX where that is faster
+and in float16 on a GPU, so its masks may differ at pixels near the threshold; a bfloat16 or float16 export is
+close to segment in that precision, not checked to be identical (the export's precision: `precision` in the
+version's assets.extra/maskrnn_export.json).
 
 Before the first frame the client checks `GetModelStatus` (a version is AVAILABLE) and `GetModelMetadata`
 (the signatures have the inputs and outputs it sends and reads). Every call has a deadline; UNAVAILABLE is
@@ -86,13 +91,17 @@ class ClientConfig:
     batched: bool = False
     # With `batched`: rows (objects) per request at most; a frame with more objects is sent in several requests.
     # A batching model server refuses larger requests: keep it at its --batching_parameters_file's max_batch_size.
-    max_batch_size: int = dataclasses.field(default_factory=read_max_batch_size)  # the shipped file's: 8
+    # None: with `batched`, the shipped file's (8), read then only, so that a client without batching never
+    # depends on that file; without `batched` it stays None (unused).
+    max_batch_size: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.timeout_s <= 0 or self.max_message_bytes <= 0 or self.ready_timeout_s < 0:
             raise ValueError("ClientConfig: max_attempts >= 1, timeout_s > 0, max_message_bytes > 0 and "
                              "ready_timeout_s >= 0 are required.")
-        if self.max_batch_size < 1:
+        if self.max_batch_size is None and self.batched:
+            object.__setattr__(self, "max_batch_size", read_max_batch_size())  # frozen: set once, here
+        if self.max_batch_size is not None and self.max_batch_size < 1:
             raise ValueError(f"ClientConfig.max_batch_size must be at least 1 (got {self.max_batch_size}): it is the "
                              "max_batch_size of the model server's --batching_parameters_file.")
 
@@ -174,6 +183,9 @@ class ServingClient:
         # tables at every step: `color_tables` fits them and `color_model` holds the current video's.
         self.color_prior = False
         self.color_model: Optional[np.ndarray] = None
+        # True while `config.model_version` is the version this client found ready and pinned for a video
+        # (segment_video_via_serving), not one the user gave: its NOT_FOUND must not blame --model_version.
+        self.version_pinned_here = False
 
     def close(self) -> None:
         self._channel.close()
@@ -185,10 +197,11 @@ class ServingClient:
         self.close()
 
     # -- plumbing ------------------------------------------------------------------------------------------
-    def _model_spec(self, signature: str = "") -> model_pb2.ModelSpec:
+    def _model_spec(self, signature: str = "", version: Optional[int] = None) -> model_pb2.ModelSpec:
         spec = model_pb2.ModelSpec(name=self.config.model_name, signature_name=signature)
-        if self.config.model_version is not None:
-            spec.version.value = self.config.model_version
+        version = self.config.model_version if version is None else version
+        if version is not None:
+            spec.version.value = version
         return spec
 
     def _call(self, method, request, what: str):
@@ -212,6 +225,9 @@ class ServingClient:
                     hint = f" (deadline {self.config.timeout_s}s; raise it with --timeout)"
                 elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     hint = " (message too large? raise --max_message_mb)"
+                elif code == grpc.StatusCode.NOT_FOUND and self.version_pinned_here:
+                    hint = (f" (version {self.config.model_version}, found AVAILABLE when the video started, is no "
+                            "longer served: the server unloaded it, e.g. for a newer version; run the client again)")
                 elif code == grpc.StatusCode.NOT_FOUND and self.config.model_version is not None:
                     hint = (f" (version {self.config.model_version} is not served: a newer version replaced it, or it "
                             "was never exported; leave --model_version out to use the newest)")
@@ -253,10 +269,11 @@ class ServingClient:
                 )
             self._sleep(min(1.0, self.config.backoff_max_s))
 
-    def signature_defs(self) -> Dict[str, meta_graph_pb2.SignatureDef]:
-        """The served model's SignatureDefs (GetModelMetadata)."""
+    def signature_defs(self, version: Optional[int] = None) -> Dict[str, meta_graph_pb2.SignatureDef]:
+        """The served model's SignatureDefs (GetModelMetadata) of `version` (default: `config.model_version`, or
+        the server's latest when that is None)."""
         request = get_model_metadata_pb2.GetModelMetadataRequest(
-            model_spec=self._model_spec(), metadata_field=["signature_def"]
+            model_spec=self._model_spec(version=version), metadata_field=["signature_def"]
         )
         response = self._call(self._prediction.GetModelMetadata, request, "GetModelMetadata")
         signature_map = get_model_metadata_pb2.SignatureDefMap()
@@ -264,10 +281,10 @@ class ServingClient:
             raise ServingError("GetModelMetadata returned no SignatureDefMap.")
         return dict(signature_map.signature_def)
 
-    def check_signatures(self) -> None:
+    def check_signatures(self, version: Optional[int] = None) -> None:
         """Raises ServingError unless the signatures this client uses (the step and first-frame ones, or with
-        `batched` step_batched) take and return what it sends and reads."""
-        defs = self.signature_defs()
+        `batched` step_batched) of `version` (as in `signature_defs`) take and return what it sends and reads."""
+        defs = self.signature_defs(version)
         step_key = BATCHED_STEP_SIGNATURE if self.config.batched else self.config.step_signature
         self.color_prior = step_key in defs and COLOR_MODEL in defs[step_key].inputs
         self.color_model = None  # a new check, perhaps of another version: no tables of an earlier video
@@ -306,10 +323,21 @@ class ServingClient:
             )
 
     def check_ready(self) -> int:
-        """GetModelStatus then GetModelMetadata; returns the served version."""
-        version = self.wait_until_available()
-        self.check_signatures()
-        return version
+        """GetModelStatus, then GetModelMetadata of the version found AVAILABLE; returns that version.
+
+        The metadata is asked of that version, not of the latest: a newer one loaded in between would be the one
+        checked (and its colour prior, or none, used) while every request goes to the version returned. When the
+        version found is unloaded in between (NOT_FOUND), the server is asked again which version it serves."""
+        for attempt in range(MAX_VERSION_RESTARTS + 1):
+            version = self.wait_until_available()
+            try:
+                self.check_signatures(version)
+                return version
+            except ServingError as e:
+                if (e.code != grpc.StatusCode.NOT_FOUND or self.config.model_version is not None
+                        or attempt == MAX_VERSION_RESTARTS):
+                    raise
+        raise AssertionError("unreachable")
 
     # -- prediction ----------------------------------------------------------------------------------------
     def predict(self, signature: str, inputs: Mapping[str, np.ndarray],
@@ -409,7 +437,8 @@ def segment_video_via_serving(
     client: Optional[ServingClient] = None,
     flo_dir: Optional[str] = None,
 ) -> int:
-    """Segments a whole video through the model server; writes what the segment CLI writes.
+    """Segments a whole video through the model server; writes what the segment CLI writes with --finetune=none
+    (and, for a float32 export, --precision=float32: module docstring).
 
     Args:
       config: server address, model name, deadlines, retries, TLS.
@@ -441,6 +470,7 @@ def segment_video_via_serving(
             version = client.check_ready()  # fail before reading a single frame when the server cannot serve
             if unpinned.model_version is None:  # every frame from the version checked: a newer one may appear
                 client.config = dataclasses.replace(unpinned, model_version=version)
+                client.version_pinned_here = True
             try:
                 # Objects are fused at the served model's threshold, as segment fuses them with the model file:
                 # each step answer carries it (`mask_threshold`), which the loop uses (exports without it: 0.5).
@@ -456,7 +486,7 @@ def segment_video_via_serving(
                 if (e.code != grpc.StatusCode.NOT_FOUND or unpinned.model_version is not None
                         or attempt > MAX_VERSION_RESTARTS):
                     raise
-                client.config = unpinned
+                client.config, client.version_pinned_here = unpinned, False
                 newest = client.wait_until_available()
                 if newest == version:
                     raise
@@ -464,6 +494,6 @@ def segment_video_via_serving(
                                "again with version %d from its first frame.", video, version, newest, newest)
         raise AssertionError("unreachable")
     finally:
-        client.config = unpinned
+        client.config, client.version_pinned_here = unpinned, False
         if owned:
             client.close()

@@ -1,5 +1,6 @@
-"""Segment a video through a TF-Serving model server (gRPC); writes what `python -m maskrnn_tf.segment
---finetune=none` writes.
+"""Segment a video through a TF-Serving model server (gRPC); with a float32 export (export_main's default), writes
+what `python -m maskrnn_tf.segment --finetune=none --precision=float32` writes (segment's default --precision=auto
+may compute in bfloat16 or float16; export/client.py's docstring).
 
   python -m maskrnn_tf.export.client_main --server=localhost:8500 --model_name=maskrnn \
       --video=path/to/frames_or.mp4 --first_mask=path/to/00000.png --output_dir=results/video \
@@ -53,6 +54,13 @@ def _register_validators() -> None:
     register_numeric_validator(
         "max_size", zero_or_at_least=MIN_FRAME_SIDE,
         hint=f"0 keeps the full size; the network needs frames of at least {MIN_FRAME_SIDE} pixels")
+    # ClientConfig's bounds, checked here so that a bad value is a usage error naming the flag, not its traceback.
+    register_numeric_validator("retries", minimum=1, hint="attempts per call in all: 1 tries once, without retries")
+    register_numeric_validator("timeout", above=0, hint="the deadline of each gRPC call, in seconds")
+    # gRPC takes the limits as C ints: 2048 MB (2**31 bytes) and more overflow when the channel is made.
+    register_numeric_validator("max_message_mb", minimum=1, maximum=2047,
+                               hint="gRPC's message limits are int32 bytes, under 2048 MB")
+    register_numeric_validator("ready_timeout", minimum=0, hint="0 asks the server once without waiting")
 
 
 def main(argv) -> int:
@@ -69,12 +77,19 @@ def main(argv) -> int:
     from maskrnn_tf.export.client import ClientConfig, ServingError, segment_video_via_serving
     from maskrnn_tf.inference.segmenter import SegmentOptions  # heavy imports after flag checks
 
-    batch_limit = {} if FLAGS.max_batch_size is None else {"max_batch_size": FLAGS.max_batch_size}
-    config = ClientConfig(
-        address=FLAGS.server, model_name=FLAGS.model_name, model_version=FLAGS.model_version,
-        timeout_s=FLAGS.timeout, max_attempts=FLAGS.retries, max_message_bytes=FLAGS.max_message_mb * 2**20,
-        root_cert_path=FLAGS.root_cert, batched=FLAGS.batched, ready_timeout_s=FLAGS.ready_timeout, **batch_limit,
-    )
+    try:
+        # The flags' bounds are checked at parse time; what is left to fail is --batched reading the shipped
+        # batching parameters file for its default --max_batch_size.
+        config = ClientConfig(
+            address=FLAGS.server, model_name=FLAGS.model_name, model_version=FLAGS.model_version,
+            timeout_s=FLAGS.timeout, max_attempts=FLAGS.retries, max_message_bytes=FLAGS.max_message_mb * 2**20,
+            root_cert_path=FLAGS.root_cert, batched=FLAGS.batched, ready_timeout_s=FLAGS.ready_timeout,
+            max_batch_size=FLAGS.max_batch_size,
+        )
+    except ValueError as e:
+        print(f"--batched without --max_batch_size: {e} Give --max_batch_size=N, the max_batch_size of your model "
+              "server's --batching_parameters_file.", file=sys.stderr)
+        return 2
     options = SegmentOptions(max_size=FLAGS.max_size or None, save_probs=FLAGS.save_probs, progress=FLAGS.progress,
                              carry=FLAGS.carry)
     try:

@@ -82,7 +82,8 @@ def main(argv) -> int:
     notice = unserved_notice(FLAGS.export_base, FLAGS.version)
     if notice:
         print(notice, file=sys.stderr)
-    print(serving_commands(os.path.abspath(FLAGS.export_base), FLAGS.model_name, batching=FLAGS.batching))
+    print(serving_commands(os.path.abspath(FLAGS.export_base), FLAGS.model_name, batching=FLAGS.batching,
+                           max_batch_size=FLAGS.max_batch_size))
     return 0
 
 

@@ -153,7 +153,8 @@ def _step_rows(objects, height=24, width=32, seed=0):
 def test_the_shipped_max_batch_size_is_read_from_the_parameters_file(tmp_path):
     from maskrnn_tf.export.serving_commands import read_max_batch_size
 
-    assert read_max_batch_size() == 8 == ClientConfig().max_batch_size  # export/batching_parameters.txt
+    assert read_max_batch_size() == 8 == ClientConfig(batched=True).max_batch_size  # export/batching_parameters.txt
+    assert ClientConfig().max_batch_size is None  # unused without batched: the file is not read
     own = tmp_path / "batching.txt"
     own.write_text("# max_batch_size { value: 2 }\nmax_batch_size {\n  value: 32\n}\n"
                    "batch_timeout_micros { value: 1 }\n")

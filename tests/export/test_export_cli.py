@@ -265,3 +265,68 @@ def test_a_colour_prior_network_exports_with_its_color_tables_signature(tmp_path
     assert "color_model" in signatures["serving_default"]["inputs"]
     assert "color_model" in signatures["step_batched"]["inputs"]
     assert "color_model" in signatures["color_tables"]["outputs"]
+
+
+def test_client_flags_that_client_config_refuses_are_usage_errors(tmp_path):
+    """--retries, --timeout, --max_message_mb and --ready_timeout out of range stop the client while its flags are
+    parsed (exit 2, naming the flag), not with ClientConfig's traceback; a --max_message_mb over gRPC's 2 GB
+    int32 limit too (gRPC's OverflowError otherwise)."""
+    common = ["maskrnn_tf.export.client_main", "--server=127.0.0.1:1", f"--video={tmp_path}",
+              f"--first_mask={tmp_path / 'm.png'}", f"--output_dir={tmp_path / 'out'}"]
+    for flag in ("--retries=0", "--timeout=0", "--timeout=nan", "--max_message_mb=0", "--max_message_mb=2048",
+                 "--ready_timeout=-1"):
+        result = _run(common + [flag])
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (flag, result.stderr)
+        assert flag.split("=")[0] in result.stderr, (flag, result.stderr)
+    assert os.listdir(tmp_path) == []
+
+
+def _client_without_the_shipped_batching_file(tmp_path, *flags):
+    """client_main with the shipped batching_parameters.txt missing (as in a broken install), against no server."""
+    code = ("import runpy, maskrnn_tf.export.serving_commands as s; "
+            f"s.batching_parameters_path = lambda: {str(tmp_path / 'missing.txt')!r}; "
+            "runpy.run_module('maskrnn_tf.export.client_main', run_name='__main__')")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MASKRNN_TF_VERBOSE")}
+    args = ["--server=127.0.0.1:1", "--retries=1", "--ready_timeout=0", f"--video={tmp_path}",
+            f"--first_mask={tmp_path / 'm.png'}", f"--output_dir={tmp_path / 'out'}", *flags]
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_the_batching_parameters_file_is_read_only_for_batched_and_its_failure_is_a_usage_error(tmp_path):
+    """Without --batched the client never reads export/batching_parameters.txt (it failed with a traceback when
+    that file could not be read); with --batched and no --max_batch_size it is a usage error naming the file and
+    the flag to give; with --max_batch_size the file is not needed."""
+    for flags in ((), ("--batched", "--max_batch_size=2")):
+        result = _client_without_the_shipped_batching_file(tmp_path, *flags)
+        # Past the configuration: the run fails at the (absent) server, as a run of a good install does.
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (flags, result.stderr)
+        assert "UNAVAILABLE" in result.stderr and "missing.txt" not in result.stderr, (flags, result.stderr)
+    result = _client_without_the_shipped_batching_file(tmp_path, "--batched")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "missing.txt" in result.stderr and "--max_batch_size" in result.stderr, result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_batching_export_for_another_max_batch_size_prints_a_server_that_takes_its_warmup(tmp_path, tiny_model):
+    """export_main --batching --max_batch_size=16 with 16-row warmup: the printed model server command must run with
+    a parameters file whose max_batch_size takes those records (the shipped one, 8, made the server refuse the
+    version: "Task size 16 is larger than maximum input batch size 8")."""
+    import shlex
+
+    from maskrnn_tf.export.batching_check import batching_problems
+    from maskrnn_tf.export.serving_commands import read_max_batch_size
+
+    tiny_model.save(str(tmp_path / "model.keras"))
+    base = tmp_path / "exports" / "maskrnn"
+    result = _run(["maskrnn_tf.export.export_main", f"--model={tmp_path / 'model.keras'}", f"--export_base={base}",
+                   "--version=1", "--batching", "--max_batch_size=16", "--warmup_shapes=24x32x16"])
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    if "cat > " in text:  # the parameters file to write first, printed with the commands
+        block = text[text.index("cat > "):text.index("\nEOF\n") + len("\nEOF\n")]
+        subprocess.run(["bash", "-c", block], cwd=tmp_path, check=True, timeout=60)
+    local = text.split("# or with the apt package tensorflow-model-server:\n")[1]
+    (path,) = [arg.split("=", 1)[1] for arg in shlex.split(local) if arg.startswith("--batching_parameters_file=")]
+    assert batching_problems(str(base / "1"), read_max_batch_size(path)) == []
+    assert read_max_batch_size(path) == 16
+    assert os.listdir(base) == ["1"]

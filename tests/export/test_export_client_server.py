@@ -299,3 +299,59 @@ def test_a_colour_prior_network_segments_through_the_server_as_in_process(tmp_pa
     assert len(names) == len(frames)
     for name in names:
         np.testing.assert_array_equal(read_mask(os.path.join(served_dir, name)), read_mask(os.path.join(local_dir, name)))
+
+
+def test_the_signatures_checked_are_those_of_the_version_found_ready(tmp_path, export_base):
+    """check_ready learns the served version from GetModelStatus, then asks GetModelMetadata for that version:
+    unpinned, a newer version loaded in between would be the one checked (colour prior or not) while every
+    request went to the older one. When the version found is unloaded in between (a rollout), the client asks
+    again which version is served, and checks and returns that one."""
+    base = tmp_path / "maskrnn"
+    for version in ("1", "2"):
+        shutil.copytree(os.path.join(export_base, "1"), base / version, symlinks=True)
+    with StandInModelServer(str(base), "maskrnn", version=1) as server:
+        with ServingClient(ClientConfig(address=server.address)) as client:
+            asked, rollouts = [], []
+            metadata, status = client._prediction.GetModelMetadata, client._models.GetModelStatus
+
+            def recording(request, **kwargs):
+                asked.append(request.model_spec.version.value if request.model_spec.HasField("version") else None)
+                return metadata(request, **kwargs)
+
+            def status_then_rollout(request, **kwargs):
+                response = status(request, **kwargs)
+                if rollouts:  # version 2 is loaded and version 1 unloaded right after the status answer
+                    server.serve_version(rollouts.pop())
+                return response
+
+            client._prediction.GetModelMetadata = recording
+            client._models.GetModelStatus = status_then_rollout
+            assert client.check_ready() == 1
+            assert asked == [1]
+            rollouts.append(2)
+            asked.clear()
+            assert client.check_ready() == 2
+            assert asked == [1, 2]  # version 1's metadata answered NOT_FOUND: asked again, of version 2
+
+
+def test_a_not_found_names_model_version_only_when_the_user_gave_it(tmp_path, server, synthetic_video):
+    """A version the client pinned itself (the one found ready) that answers NOT_FOUND: the error must not tell the
+    user to leave out a --model_version they never gave; it still does when they gave one."""
+    frames_dir, mask_path, _ = synthetic_video
+
+    def not_found(request, **kwargs):
+        raise _RpcError(grpc.StatusCode.NOT_FOUND,
+                        f"Servable not found for request: Specific(maskrnn, {request.model_spec.version.value})")
+
+    errors = {}
+    for given in (None, 1):
+        with ServingClient(ClientConfig(address=server.address, model_version=given)) as c:
+            c._prediction.Predict = not_found
+            with pytest.raises(ServingError, match="NOT_FOUND") as info:
+                segment_video_via_serving(c.config, frames_dir, mask_path, str(tmp_path / f"out_{given}"), OPTIONS,
+                                          client=c)
+            assert c.config.model_version == given  # the version pinned for the video is not left behind
+        errors[given] = str(info.value)
+    assert "--model_version" not in errors[None] and "version 1" in errors[None], errors[None]
+    assert "leave --model_version out" in errors[1], errors[1]
+    assert os.listdir(tmp_path) == []

@@ -96,3 +96,46 @@ def test_versions_the_model_server_cannot_parse_are_refused(tmp_path):
     assert version_dir(str(tmp_path), 2**63 - 1) == os.path.join(str(tmp_path), str(2**63 - 1))
     with pytest.raises(ExportError, match="at most 9223372036854775807"):
         version_dir(str(tmp_path), 2**63)
+
+
+def _written_parameters_file(text: str, cwd: str) -> str:
+    """Runs the `cat > FILE <<'EOF' ... EOF` block of printed commands in bash; returns FILE (the path the printed
+    local command gives --batching_parameters_file)."""
+    import shlex
+    import subprocess
+
+    block = text[text.index("cat > "):text.index("\nEOF\n") + len("\nEOF\n")]
+    subprocess.run(["bash", "-c", block], cwd=cwd, check=True, timeout=60)
+    local = text.split("# or with the apt package tensorflow-model-server:\n")[1]
+    (path,) = [arg.split("=", 1)[1] for arg in shlex.split(local) if arg.startswith("--batching_parameters_file=")]
+    return path
+
+
+def test_a_batching_export_for_another_max_batch_size_prints_parameters_with_it(tmp_path):
+    """export_main --batching --max_batch_size=16: the printed commands must not name the shipped file (max_batch_size
+    8: the server would refuse the version's 16-row warmup); they write the shipped parameters with 16 beside the
+    model base path (not in it: the server polls it for versions) and serve with that file."""
+    import shlex
+
+    from maskrnn_tf.export.serving_commands import batching_parameters_path, read_max_batch_size, serving_commands
+
+    base = str(tmp_path / "My Models" / "maskrnn")
+    os.makedirs(base)
+    assert serving_commands(base, batching=True, max_batch_size=8) == serving_commands(base, batching=True)
+    text = serving_commands(base, batching=True, max_batch_size=16)
+    assert batching_parameters_path() not in text
+    path = _written_parameters_file(text, str(tmp_path))
+    assert os.path.dirname(path) == os.path.dirname(base) and os.listdir(base) == []
+    parameters_class = _batching_parameters_class()  # one class: messages of two built ones never compare equal
+    with open(path, encoding="utf-8") as f:
+        params = text_format.Parse(f.read(), parameters_class())
+    with open(os.path.join(EXPORT_DIR, "batching_parameters.txt"), encoding="utf-8") as f:
+        shipped = text_format.Parse(f.read(), parameters_class())
+    assert read_max_batch_size(path) == params.max_batch_size.value == 16
+    shipped.max_batch_size.value = 16
+    assert params == shipped  # the rest as shipped
+    docker_block = text.split("# Serve with Docker")[1].split("# or with the apt package")[0]
+    docker = " ".join(line.rstrip("\\") for line in docker_block.splitlines()[1:])
+    assert f"{path}:/config/batching_parameters.txt:ro" in shlex.split(docker)
+    assert "--batching_parameters_file=/config/batching_parameters.txt" in shlex.split(docker)
+    assert "--max_batch_size=16" in text  # the client's flag for that server
