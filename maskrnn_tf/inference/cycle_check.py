@@ -79,6 +79,16 @@ def _flows_once(flow_fn: AnyFlowFn, clip: Sequence[np.ndarray], stems: Sequence[
     return flow
 
 
+def _timed(step_fn: StepFn, seconds: List[float]) -> StepFn:
+    """`step_fn`, each call's wall time appended to `seconds`."""
+    def step(*args, **kwargs):
+        start = time.monotonic()
+        out = step_fn(*args, **kwargs)
+        seconds.append(time.monotonic() - start)
+        return out
+    return step
+
+
 def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn: AnyFlowFn, max_size: Optional[int],
                           frames: int = 10, margin: float = 0.0, carry: str = "probs") -> Prepare:
     """Wraps an online-finetuning `prepare` callback (`finetuning_prepare`, `recurrent_finetuning_prepare`):
@@ -90,7 +100,8 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
     `prepare` must start every video from the weights the model has when this wrapper is made (both callbacks
     above do); `model` is anything with `weights` (variables). When `prepare` has a time budget (`reserve_s`, as
     `recurrent_finetuning_prepare`), what both checks cost is taken off it (the first check's wall time, with
-    the frames and every flow of both, and its model part once more), so that the finetuning and both checks fit
+    the frames and every flow of both, and its model part once more; the model's part at its median step's pace,
+    so the step's one-time tracing is not charged to the first video), so that the finetuning and both checks fit
     the budget together. The returned callback's `log` is `prepare.log` with, per video,
     "cycle_before", "cycle_after", "kept_finetuning" and "cycle_seconds" added; `results` is `prepare.results`
     when it has them.
@@ -125,20 +136,27 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
             flows(b, a)
         return clip, ids, present, flows
 
-    def cycle(clip) -> Optional[float]:
-        return None if clip is None else cycle_iou(step_fn, clip[0], clip[1], clip[2], clip[3], threshold=threshold,
-                                                carry=carry)
+    def cycle(clip, seconds: Optional[List[float]] = None) -> Optional[float]:
+        """The clip's cycle IoU; with `seconds`, each step's wall time appended to it."""
+        if clip is None:
+            return None
+        step = step_fn if seconds is None else _timed(step_fn, seconds)
+        return cycle_iou(step, clip[0], clip[1], clip[2], clip[3], threshold=threshold, carry=carry)
 
     def checked(source: VideoSource, first: FirstMask) -> StepFn:
         start = time.monotonic()
         restore_weights(model, initial)
         clip = clip_of(source, first)
         model_start = time.monotonic()
-        before = cycle(clip)
+        step_seconds: List[float] = []
+        before = cycle(clip, step_seconds)
         check_seconds = time.monotonic() - start
         if hasattr(prepare, "reserve_s"):  # a budgeted finetuning: both checks come out of its budget
             # This check (frames and flows included) and the next, which reuses the flows: the model's part again.
-            prepare.reserve_s = check_seconds + (time.monotonic() - model_start)  # type: ignore[attr-defined]
+            # The model's part at its steady pace (the median step, every step): the process's first step traces
+            # the model, which comes on top of the budget, as finetuning's own tracing does.
+            model_seconds = float(np.median(step_seconds)) * len(step_seconds) if step_seconds else 0.0
+            prepare.reserve_s = (model_start - start) + 2 * model_seconds  # type: ignore[attr-defined]
         result = prepare(source, first)
         start = time.monotonic()
         after = cycle(clip)

@@ -199,6 +199,37 @@ def test_the_reserve_counts_the_flows_once(square_on_disk):
     assert 0.4 <= budgeted.reserve_s <= entry["cycle_seconds"] + 0.05  # 4 flows of 0.1 s, counted once
 
 
+def test_the_step_s_one_time_tracing_is_not_taken_off_the_first_video_s_budget(square_on_disk):
+    """The first check makes the first call of the model's step, which traces it (12 s on a DAVIS network): the
+    reserve counted that twice, so the first video (every --video run) finetuned ~2x the tracing less than the
+    next, and results depended on the sequences' order. Tracing comes on top of the budget, as in finetuning."""
+    import time
+
+    source, first = square_on_disk
+    model = FakeModel(0.0)
+    inner_step = drifting_step(lambda: model.weights[0].numpy())
+    calls = []
+
+    def tracing_step(*args):
+        calls.append(1)
+        time.sleep(1.0 if len(calls) == 1 else 0.01)
+        return inner_step(*args)
+
+    inner = fake_finetuning(model, 0.0, tracing_step)
+    reserves = []
+
+    def budgeted(source_, first_):
+        reserves.append(budgeted.reserve_s)
+        return inner(source_, first_)
+
+    budgeted.log, budgeted.reserve_s = inner.log, 0.0
+    checked = cycle_checked_prepare(budgeted, model, tracing_step, centroid_flow, max_size=None, frames=2)
+    checked(source, first)
+    checked(source, first)
+    assert len(reserves) == 2 and abs(reserves[0] - reserves[1]) < 0.2, reserves
+    assert 0.07 <= reserves[1] < 1.0  # 4 steps of 0.01 s, twice; frames read and flows
+
+
 def test_both_checks_of_a_video_compute_each_flow_once(square_on_disk):
     """Forward and back, before and after finetuning: the 2 frame pairs of a 3-frame check are 4 flows, each
     computed once (the video's frames are read once too)."""
