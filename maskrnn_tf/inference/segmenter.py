@@ -473,6 +473,9 @@ def _segment_sequences(listed, first_mask, flow_fn: AnyFlowFn, output_dir: str, 
     sources = [VideoSource(os.path.dirname(s.frame_paths[0]), frame_paths=list(s.frame_paths), name=s.name)
                for s in listed]
     firsts = [first_mask(sequence, source) for sequence, source in zip(listed, sources)]
+    # Which object each probability row (--save_probs) and each result id is, per sequence: a first frame
+    # without some object (a SegTrack layer that enters later) leaves it out of the run.
+    record["object_ids"] = {s.name: [int(i) for i in first.object_ids] for s, first in zip(listed, firsts)}
     for source in sources:
         check_working_size(source, options)
         check_flow_files(flow_fn, source, options)

@@ -143,3 +143,22 @@ def test_a_bad_first_mask_of_a_later_sequence_is_refused_before_any_work(tmp_pat
         segment_segtrack(root, zero_flow, str(tmp_path / "out"), step_fn=counted,
                          options=SegmentOptions(progress=False))
     assert steps == [] and not os.path.exists(tmp_path / "out")
+
+
+def test_the_record_says_which_object_each_probability_row_is(tmp_path):
+    """A layer empty in the first frame is no object of the run, so --save_probs' rows are not the layers 1..N in
+    order; segment_run.json named the rows of a single video's objects, not of a dataset's sequences."""
+    root = str(tmp_path / "SegTrackv2")
+    t, h, w = 3, 48, 64
+    frames = np.random.default_rng(2).integers(0, 255, (t, h, w, 3), dtype=np.uint8)
+    layers = np.zeros((2, t, h, w), np.uint8)
+    layers[0, 1:, 30:44, 4:20] = 255  # object 1 enters after the first frame
+    layers[1, :, 5:20, 40:60] = 255
+    make_segtrack(root, "late", frames, layers)
+    out = str(tmp_path / "out")
+    segment_segtrack(root, zero_flow, out, step_fn=flow_propagation_step,
+                     options=SegmentOptions(need_next_flow=False, progress=False, save_probs="npy"))
+    with open(os.path.join(out, "segment_run.json")) as f:
+        assert json.load(f)["object_ids"] == {"late": [2]}
+    probs = np.load(os.path.join(out, "late", "probs", "late_00001.npy"))
+    assert probs.shape[0] == 1 and probs[0, 10, 50] == 1.0  # the one row is layer 2's
