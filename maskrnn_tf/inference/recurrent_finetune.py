@@ -494,4 +494,5 @@ def budget_note(log: Optional[Mapping[str, Mapping[str, Any]]], budget_s: float)
     return (f"online finetuning: the --finetune_budget of {budget_s:g} s per video ended it before its "
             f"--finetune_steps on {videos} of {len(log)} videos, after {done} applied updates{also}; a slower CPU "
             "fits fewer, so these results depend on this machine's speed. --finetune_budget=0 runs every update "
-            "(slower; the same number of updates on any CPU, and --precision=float32 the same arithmetic).")
+            "(slower; the same number of updates on any CPU, though the kernels' arithmetic still differs a little "
+            "between CPU kinds, so can the cycle check's choice).")
