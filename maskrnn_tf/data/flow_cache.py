@@ -12,7 +12,8 @@ W and only finite values. Anything else (a zero-byte or truncated file from a fu
 another shape, NaN) is recomputed and rewritten, and counted in `repaired`.
 
 Each sequence folder also holds `frames.json`: the name, size and a hash of the last 4 KB of every frame its
-flows were computed from. On a process's first use of a sequence it is compared with the frames given; when a frame
+flows were computed from. It is compared with the frames given when a process first uses the folder, and again
+whenever the file changed since (another tree's sequence of the same name, in this process or another); when a frame
 of the same name differs (frames re-extracted in place, another tree with a sequence of the same name sharing
 the cache), the folder's flows are deleted and recomputed, with a warning, and counted in `stale`. Frames are
 not read whole, so the check costs one 4 KB read per frame. A folder without `frames.json` (written before it existed)
@@ -108,6 +109,15 @@ def _frame_dirs(sequence: Sequence) -> Tuple[str, ...]:
     return tuple(sorted({os.path.dirname(p) for p in sequence.frame_paths}))
 
 
+def _stat_of(path: str) -> Optional[Tuple[int, int, int]]:
+    """(inode, size, mtime_ns) of `path`, None when it does not exist: tells a rewritten frames.json."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _read_fingerprint(path: str) -> Optional[Dict[str, List[int]]]:
     """The fingerprint stored at `path`, or None when missing or unreadable (treated as absent)."""
     try:
@@ -129,9 +139,10 @@ class FlowCache:
         self.cache_dir = cache_dir
         self.repaired = 0  # damaged cache files found and rewritten
         self.stale = 0  # sequence folders whose flows were of other frames, deleted and recomputed
-        # (cache folder, frame folders) pairs whose frames.json was compared in this process: a sequence of the
-        # same name from another tree, even in the same process, is compared again.
-        self._checked: set = set()
+        # Per cache folder: the frame folders its frames.json was last compared with in this process, and that
+        # file's stat then. Another tree's sequence of the same name (this process or another) rewrites it: the
+        # folder is compared again before its flows are read or written.
+        self._checked: Dict[str, Tuple[Tuple[str, ...], Optional[Tuple[int, int, int]]]] = {}
         self._lock = threading.Lock()  # tf.data's parallel map reads flows from several threads
         if cache_dir is not None:
             if os.path.exists(cache_dir) and not os.path.isdir(cache_dir):
@@ -163,22 +174,23 @@ class FlowCache:
         folder = self.folder(sequence)
         if folder is None:
             return None
-        if (folder, _frame_dirs(sequence)) not in self._checked:
+        if self._checked.get(folder) != (_frame_dirs(sequence), _stat_of(os.path.join(folder, FINGERPRINT))):
             self._check_frames(sequence, folder)
         stem_a, stem_b = _stem(sequence.frame_paths[a]), _stem(sequence.frame_paths[b])
         return os.path.join(folder, f"{stem_a}_{stem_b}.npy")
 
     def _check_frames(self, sequence: Sequence, folder: str) -> None:
-        """Compares `sequence`'s frames with those the folder's flows were computed from (once per process);
-        deletes the flows when a frame differs, and records the frames."""
-        key = (folder, _frame_dirs(sequence))
+        """Compares `sequence`'s frames with those the folder's flows were computed from (again whenever the
+        folder's frames.json changed since, or another tree's sequence used it); deletes the flows when a frame
+        differs, and records the frames."""
+        fingerprint = os.path.join(folder, FINGERPRINT)
+        dirs = _frame_dirs(sequence)
         with self._lock:
-            if key in self._checked:
+            if self._checked.get(folder) == (dirs, _stat_of(fingerprint)):
                 return
             # The backend's own inputs (a .flo folder's files) too: stems "00000_00001" never meet frame stems.
             paths = tuple(sequence.frame_paths) + tuple(self.backend.source_files(sequence.name))
             current = _frame_fingerprint(paths)
-            fingerprint = os.path.join(folder, FINGERPRINT)
             stored = _read_fingerprint(fingerprint)
             if stored is None:  # a new folder, or one cached before fingerprints: trust what is there
                 stored = {}
@@ -211,7 +223,7 @@ class FlowCache:
                 except OSError as err:  # a shared read-only cache: its flows are still good to read
                     log.warning("flow cache: could not record the frames in %s (%s); flows of changed frames in "
                                 "this folder will not be noticed", fingerprint, err)
-            self._checked.add(key)
+            self._checked[folder] = (dirs, _stat_of(fingerprint))
 
     def _load(self, path: Optional[str], sequence: Sequence, a: int) -> Optional[np.ndarray]:
         """The cached flow at `path` as float32, or None when it is missing or damaged (damage is logged and
@@ -249,6 +261,12 @@ class FlowCache:
         path = self.path(sequence, a, b)
         if path is not None:
             stored = flow.astype(np.float16)
+            if not np.isfinite(stored).all():  # stored as inf, it would be "damaged" and recomputed at every read
+                largest = float(np.abs(flow).max())
+                raise FlowCacheError(
+                    f"{self.backend.tag} flow from frame {stem_a} to {stem_b} of {sequence.name}: a displacement of "
+                    f"{largest:g} pixels, beyond what the cache's float16 holds (65504); a .flo file's 'unknown "
+                    "flow' marker (1e10)? Replace such values by a real flow in the flow source.")
             atomic_write(path, lambda tmp: np.save(tmp, stored), suffix=".npy")
         return flow.astype(np.float32)
 

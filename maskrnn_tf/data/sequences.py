@@ -115,6 +115,15 @@ def check_contiguous(paths: List[str], what: str) -> None:
             raise DatasetLayoutError(
                 f"{path}: frame {current} twice ({os.path.basename(before)} and {os.path.basename(path)}) in "
                 f"{what}; keep one image per frame.")
+        widths = {len(re.search(r"(\d+)$", os.path.splitext(os.path.basename(p))[0]).group(1)) for p in paths}
+        if current != previous + 1 and sorted(numbers) == list(range(min(numbers), max(numbers) + 1)) \
+                and len(widths) == 1:
+            # Padded names out of order: only a list file orders frames otherwise than by name.
+            later, earlier = next((b, a) for a, b in zip(paths, paths[1:]) if _frame_number(b) < _frame_number(a))
+            raise DatasetLayoutError(
+                f"{earlier}: the frames of {what} are listed out of order ({os.path.basename(earlier)} before "
+                f"{os.path.basename(later)}): the dataset's ImageSets list file gives them in that order; list them "
+                "by frame number.")
         if current != previous + 1 and sorted(numbers) == list(range(min(numbers), max(numbers) + 1)):
             raise DatasetLayoutError(
                 f"{path}: the frame names of {what} are not zero-padded ({os.path.basename(before)} sorts before "

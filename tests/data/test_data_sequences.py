@@ -259,3 +259,9 @@ def test_unpadded_or_repeated_frame_names_are_refused_for_what_they_are(tmp_path
     with pytest.raises(DatasetLayoutError, match=r"frame 3 follows 1.*restore the missing frames"):
         check_contiguous(["/d/00001.jpg", "/d/00003.jpg"], "sequence a")
     check_contiguous([f"/d/{n:05d}.jpg" for n in range(12)], "sequence a")
+    # Padded names listed out of order (a DAVIS-2016 or SegTrack list file with two lines swapped): the list's
+    # order is wrong, not the names.
+    with pytest.raises(DatasetLayoutError, match=r"00002.jpg: .*listed out of order \(00002.jpg before "
+                                                 r"00001.jpg\).*ImageSets") as err:
+        check_contiguous(["/d/00000.jpg", "/d/00002.jpg", "/d/00001.jpg", "/d/00003.jpg"], "sequence a")
+    assert "zero-padded" not in str(err.value)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from maskrnn_tf.data.flow_backends import FlowBackend, make_backend
-from maskrnn_tf.data.flow_cache import FlowCache
+from maskrnn_tf.data.flow_cache import FlowCache, FlowCacheError
 from maskrnn_tf.data.sequences import Sequence
 from maskrnn_tf.inference import SegmentOptions, flow_propagation_step, make_flow_fn, segment_video
 from maskrnn_tf.io import write_palette_png
@@ -179,6 +179,11 @@ def test_cache_recomputes_the_flows_of_a_sequence_whose_frames_changed(tmp_path,
         np.testing.assert_array_equal(shared.flow(b, 1, 2)[0, 0], [2, 0])
         np.testing.assert_array_equal(shared.flow(b, 0, 1)[0, 0], [1, 0])
     assert backend.calls == 3 and shared.stale == 1
+    # Back to A in the same process: B's flows replaced A's, so A's are computed again (it read B's before).
+    np.testing.assert_array_equal(shared.flow(a, 0, 1)[0, 0], [6, 0])
+    np.testing.assert_array_equal(shared.flow(b, 0, 1)[0, 0], [1, 0])
+    np.testing.assert_array_equal(shared.flow(b, 1, 2)[0, 0], [2, 0])
+    assert shared.stale == 3
     folder = os.path.join(cache, "mean", "davis2017", "seq")
     assert any(folder in r.getMessage() and "recomput" in r.getMessage() for r in caplog.records)
     # A's flows were replaced, not kept beside B's: B's two flows only.
@@ -201,6 +206,22 @@ def test_cache_recomputes_the_flows_of_a_sequence_whose_frames_changed(tmp_path,
     copy = _MeanFlow()
     np.testing.assert_array_equal(FlowCache(copy, cache).flow(c, 0, 1)[0, 0], [5, 0])
     assert copy.calls == 0
+
+
+def test_a_flow_float16_cannot_hold_is_refused_not_recomputed_on_every_read(tmp_path):
+    """A flow beyond float16's range (a .flo's 'unknown flow' 1e10) was stored as inf, then found 'damaged' and
+    recomputed at every read, with a warning each time."""
+    class _Huge(_MeanFlow):
+        def flow(self, frame_a, frame_b, **kwargs):
+            flow = super().flow(frame_a, frame_b, **kwargs)
+            flow[0, 0, 0] = 1e10
+            return flow
+
+    seq = _sequence(_uniform_frames(str(tmp_path / "A" / "seq"), [60, 100, 140]))
+    cache = FlowCache(_Huge(), str(tmp_path / "cache"))
+    with pytest.raises(FlowCacheError, match=r"from frame 00000 to 00001 of seq: .*float16.*65504"):
+        cache.flow(seq, 0, 1)
+    assert cache.repaired == 0
 
 
 def test_cache_fingerprint_keeps_caches_made_before_it_and_frame_subsets(tmp_path):
