@@ -30,7 +30,8 @@ _FIELDS: Dict[str, Tuple[str, str, str]] = {
     "clip_batch_size": ("data.clip_batch_size", "integer", "Global batch of stage B (clips)."),
     "clip_length": ("data.clip_length", "integer", "Frames per stage B clip (first one seeds the recurrence)."),
     "synthetic_train_videos": ("data.synthetic_train_videos", "integer", "synthetic_vos training videos."),
-    "val_videos": ("data.val_videos", "integer", "Validation videos scored every --eval_every steps."),
+    "val_videos": ("data.val_videos", "integer", "Validation videos scored every --eval_every steps: the val "
+                   "split's first N (synthetic_vos: N videos of their own); --val_sequences replaces them."),
     "val_frames": ("data.val_frames", "integer", "Frames per validation video."),
     "val_sequences": ("data.val_sequences", "list", "DAVIS: train sequences held out of training and scored for "
                       "validation instead of the val split (choose settings on them; report the val split)."),
@@ -47,7 +48,8 @@ _FIELDS: Dict[str, Tuple[str, str, str]] = {
     "decay_steps": ("optim.decay_steps", "integer", "Learning rate decays by --decay_rate every this many steps."),
     "decay_rate": ("optim.decay_rate", "float", "Exponential learning-rate decay factor."),
     "clip_norm": ("optim.clip_norm", "float", "Global-norm gradient clipping (0 = off)."),
-    "seg_weight": ("loss.seg_weight", "float", "Weight of the class-balanced BCE."),
+    "seg_weight": ("loss.seg_weight", "float", "Weight of the mask loss: the BCE (class-balanced with "
+                   "loss.class_balance) plus loss.iou_weight times a soft Jaccard term."),
     "loc_weight": ("loss.loc_weight", "float", "Weight of the smooth-L1 box loss (0 = no localization loss)."),
     "stage_a_steps": ("stage_a_steps", "integer", "Steps of stage A (static frames)."),
     "stage_b_steps": ("stage_b_steps", "integer", "Steps of stage B (unrolled clips)."),
@@ -57,7 +59,8 @@ _FIELDS: Dict[str, Tuple[str, str, str]] = {
     "strategy": ("strategy", "enum:default,mirrored,multi_worker",
                  "tf.distribute strategy (multi_worker: TF_CONFIG, and a --precision other than auto)."),
     "log_every": ("log_every", "integer", "Console/TensorBoard scalars every N steps."),
-    "eval_every": ("eval_every", "integer", "Validation J every N steps (0 = only at the end... and never if val_videos=0)."),
+    "eval_every": ("eval_every", "integer", "Validation J every N steps (0 = only at the end); none without "
+                   "validation videos (--val_videos=0 and no --val_sequences)."),
     "image_every": ("image_every", "integer", "Overlay images at the validations of every N-th step and at the end (0 = none)."),
     "checkpoint_every": ("checkpoint_every", "integer", "Checkpoint every N steps."),
     "keep_checkpoints": ("keep_checkpoints", "integer", "Checkpoints kept."),

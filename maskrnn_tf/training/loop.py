@@ -287,6 +287,13 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         raise TrainSettingsError(
             f"--jit_compile trains only in float32 on a CPU: XLA fails on the network's {precision} backward pass. "
             f"Drop --jit_compile to train in {precision}, or pass --precision=float32 to keep XLA.")
+    if config.jit_compile and strategy.num_replicas_in_sync > 1 and not precision_module._has_gpu():
+        # XLA cannot reach a variable held by another logical CPU device ("Trying to access resource
+        # .../replica_1"): a traceback at step 1, after config.json had stored the setting.
+        raise TrainSettingsError(
+            f"--jit_compile trains on one device only on a CPU: XLA cannot reach the variables of the other "
+            f"{strategy.num_replicas_in_sync - 1} replica(s) (--logical_cpus). Drop --jit_compile, or train on one "
+            "device (no --logical_cpus).")
     if choice.config_precision != requested:  # the same setting as config.json's, spelt as it is there
         config = dataclasses.replace(config, precision=choice.config_precision)
     policy = set_precision(precision)

@@ -189,6 +189,21 @@ def test_jit_compile_in_mixed_precision_on_a_cpu_is_refused_before_any_work(tmp_
     assert keras.mixed_precision.global_policy().name == "float32"  # nothing of the refused run stays set
 
 
+def test_jit_compile_on_several_cpu_replicas_is_refused_before_any_work(tmp_path, monkeypatch):
+    """XLA cannot reach a variable on another logical CPU device: `--strategy=mirrored --logical_cpus=2
+    --jit_compile` ended at step 1 with InvalidArgumentError ("Trying to access resource ... replica_1"), after
+    config.json was written, so the rerun without --jit_compile was refused as another config."""
+    import types
+
+    from maskrnn_tf.training import loop
+
+    monkeypatch.setattr(loop, "make_strategy", lambda name: types.SimpleNamespace(num_replicas_in_sync=2))
+    config = CONFIG.override({"jit_compile": True, "precision": "float32", "strategy": "mirrored"})
+    with pytest.raises(loop.TrainSettingsError, match=r"--jit_compile .* one device.*--logical_cpus"):
+        loop.train(config, str(tmp_path / "run"), printer=lambda line: None)
+    assert not os.path.exists(tmp_path / "run" / "config.json")
+
+
 def test_a_float16_loss_scale_that_collapses_stops_the_run_and_skips_are_reported(tmp_path, monkeypatch):
     """Gradients that are never finite (a bug, not an overflow) halve the float16 loss scale at every step; Keras'
     LossScaleOptimizer has no floor, so it reaches 0 and every later update is skipped in silence. The run stops
