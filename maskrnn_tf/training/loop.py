@@ -133,9 +133,11 @@ def _move_earlier_model_aside(run_dir: str, step: int, printer: Callable[[str], 
 _ITERATORS = ("static_data", "clip_data")  # the data iterators a one-device run checkpoints
 
 
-def _consumed(done: int, stage_a_steps: int) -> Tuple[int, int]:
-    """(stage A batches, stage B batches) a run `done` steps in has trained on."""
-    return min(done, stage_a_steps), max(0, done - stage_a_steps)
+def _consumed(done: int, stage_a_steps: int, start: int = 0) -> Tuple[int, int]:
+    """(stage A batches, stage B batches) a run `done` steps in has trained on, its data read from the beginning
+    at step `start` (0; a run started from --init_checkpoint: that checkpoint's step)."""
+    return (min(done, stage_a_steps) - min(start, stage_a_steps),
+            max(0, done - stage_a_steps) - max(0, start - stage_a_steps))
 
 
 def _advance(iterator: Iterator, count: int) -> None:
@@ -328,29 +330,34 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     # Updates skipped for a non-finite gradient, over the whole run (resumes included). A plain variable,
     # outside the strategy: every worker sees the same all-reduced gradient norm and counts alike.
     skipped_updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="skipped_updates")
-    trackables = dict(model=model, optimizer=optimizer, step=global_step, rng=rng, skipped_updates=skipped_updates)
+    # The step this run's data started from (from --init_checkpoint: that checkpoint's; its batches are read from
+    # the beginning): several replicas restore their data position by skipping the batches trained on since.
+    data_start = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_start")
+    trackables = dict(model=model, optimizer=optimizer, step=global_step, rng=rng, skipped_updates=skipped_updates,
+                      data_start=data_start)
     if not distributed:
         # One device: the tf.data iterators themselves are checkpointed (exact data position, cheap resume).
         static_it, clip_it = iter(static_ds), iter(clip_ds)
         trackables.update(static_data=static_it, clip_data=clip_it)
     # Older checkpoints lack skipped_updates; those of a run on several replicas lack the data iterators.
     ckpt = RunCheckpoint(os.path.join(run_dir, "checkpoints"), config.keep_checkpoints, chief, task_id,
-                         optional=("skipped_updates",) + _ITERATORS, **trackables)
+                         optional=("skipped_updates", "data_start") + _ITERATORS, **trackables)
     restored = ckpt.restore_latest(printer)
     if restored and not distributed and not ckpt.holds(restored, _ITERATORS[0]):
         # Made on several replicas (mirrored, multi_worker), which do not checkpoint their iterators: the data
         # position is restored by consuming the batches already trained on, as such a run resumes itself.
         # Once stage A is over its batches are never read again: only stage B's are consumed then.
-        done_a, done_b = _consumed(int(global_step.numpy()), config.stage_a_steps)
-        done_a = 0 if done_a == config.stage_a_steps else done_a
+        done_a, done_b = _consumed(int(global_step.numpy()), config.stage_a_steps, int(data_start.numpy()))
+        done_a = 0 if min(int(global_step.numpy()), config.stage_a_steps) == config.stage_a_steps else done_a
         if done_a + done_b:
             printer(f"note: {restored} was made on several replicas and holds no data position: reading the "
                     f"{done_a + done_b} batches its steps trained on again to resume after them")
         _advance(static_it, done_a)
         _advance(clip_it, done_b)
     if restored is None and config.init_checkpoint:
-        source = ckpt.init_from(config.init_checkpoint, skip=_ITERATORS, last_step=config.total_steps,
+        source = ckpt.init_from(config.init_checkpoint, skip=_ITERATORS + ("data_start",), last_step=config.total_steps,
                                 precision=precision)
+        data_start.assign(global_step)
         printer(f"started from {source} at step {int(global_step.numpy())} (weights, optimizer, step and RNG; "
                 "the data starts from its beginning)")
     first_step = int(global_step.numpy()) + 1
@@ -379,7 +386,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     if distributed:
         # Distributed iterators are not checkpointable: the pipelines are deterministic functions of the
         # element index, so the data position is restored by skipping the batches already consumed.
-        done_a, done_b = _consumed(int(global_step.numpy()), config.stage_a_steps)
+        done_a, done_b = _consumed(int(global_step.numpy()), config.stage_a_steps, int(data_start.numpy()))
         static_it = iter(strategy.experimental_distribute_dataset(static_ds.skip(done_a)))
         clip_it = iter(strategy.experimental_distribute_dataset(clip_ds.skip(done_b)))
     steps = TrainSteps(model, optimizer, config, strategy, global_step)

@@ -276,6 +276,11 @@ def test_a_run_started_from_the_end_of_another_runs_stage_a_trains_stage_b_as_th
     ref = _model_variables(os.path.join(source, "checkpoints", "ckpt-4"))
     got = _model_variables(os.path.join(fork, "checkpoints", "ckpt-4"))
     _assert_same_weights(got, ref, _model_variables(start), **RESUME_TOLERANCE)  # stage B moved them alike
+    # The step its data started at is checkpointed: a resume on several replicas, which skips the batches trained
+    # on, counts them from there (it counted from step 0, skipping stage B batches the fork never read).
+    data_start = "data_start/.ATTRIBUTES/VARIABLE_VALUE"
+    assert tf.train.load_variable(os.path.join(fork, "checkpoints", "ckpt-4"), data_start) == 2
+    assert tf.train.load_variable(os.path.join(source, "checkpoints", "ckpt-4"), data_start) == 0
     # Checkpoints past the run's end, missing or mismatched: tests/training/test_init_checkpoint.py.
 
 

@@ -367,3 +367,17 @@ def test_the_earlier_model_is_named_by_the_finish_step_and_never_overwrites(tmp_
     assert sorted(os.listdir(bare)) == ["model_earlier.keras"]
     _move_earlier_model_aside(str(bare), 0, said.append)  # nothing to move
     assert sorted(os.listdir(bare)) == ["model_earlier.keras"] and len(said) == 2
+
+
+@pytest.mark.parametrize("start, done, stage_a_steps, expected", [
+    (0, 7, 10, (7, 0)), (0, 13, 10, (10, 3)),  # a run from scratch
+    (4, 7, 10, (3, 0)), (4, 13, 10, (6, 3)),  # started mid stage A (a larger --stage_a_steps than the source's)
+    (12, 15, 10, (0, 3)), (10, 10, 10, (0, 0)),  # started in stage B, or at the end of stage A (stage_a/)
+])
+def test_the_batches_a_run_trained_on_are_counted_from_where_its_data_started(start, done, stage_a_steps,
+                                                                              expected):
+    """A run started from --init_checkpoint at step S reads its data from the beginning: after `done` steps it has
+    trained on the batches of steps S+1..done, which a resume on several replicas skips."""
+    from maskrnn_tf.training.loop import _consumed
+
+    assert _consumed(done, stage_a_steps, start) == expected
