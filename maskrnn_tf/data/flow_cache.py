@@ -11,13 +11,14 @@ A cache file is used only when it holds what a flow must be: a float array [H, W
 W and only finite values. Anything else (a zero-byte or truncated file from a full disk or a cut-short copy,
 another shape, NaN) is recomputed and rewritten, and counted in `repaired`.
 
-Each sequence folder also holds `frames.json`: the name, size and a hash of the last 4 KB of every frame its
-flows were computed from. It is compared with the frames given when a process first uses the folder, and again
-whenever the file changed since (another tree's sequence of the same name, in this process or another); when a frame
-of the same name differs (frames re-extracted in place, another tree with a sequence of the same name sharing
-the cache), the folder's flows are deleted and recomputed, with a warning, and counted in `stale`. Frames are
-not read whole, so the check costs one 4 KB read per frame. A folder without `frames.json` (written before it existed)
-is trusted and gets one. A `.flo` folder's files are fingerprinted the same way (flows exported again in place).
+Each sequence folder also holds `frames.json`: the name, size and a hash of the last 4 KB (of 32 chunks of 4 KB spread
+over a BMP or .flo file) of every frame its flows were computed from. It is compared with the frames given when a
+process first uses the folder, and again whenever the file changed since (another tree's sequence of the same name, in
+this process or another); when a frame of the same name differs (frames re-extracted in place, another tree with a
+sequence of the same name sharing the cache), the folder's flows are deleted and recomputed, with a warning, and counted
+in `stale`. Frames are not read whole, so the check costs one 4 KB read per frame. A folder without `frames.json`
+(written before it existed) is trusted and gets one. A `.flo` folder's files are fingerprinted the same way (flows
+exported again in place).
 """
 from __future__ import annotations
 
