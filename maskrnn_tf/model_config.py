@@ -140,7 +140,7 @@ class MaskRNNConfig:
         if self.roi_feature_stride not in (0, 16):
             raise ValueError(f"MaskRNNConfig.roi_feature_stride must be 0 (boxes normalized by the frame) or 16 "
                              f"(conv5_3's stride), got {self.roi_feature_stride}.")
-        if self.box_enlarge < 1.0:
+        if not math.isfinite(self.box_enlarge) or self.box_enlarge < 1.0:
             raise ValueError(f"MaskRNNConfig.box_enlarge must be >= 1, got {self.box_enlarge}.")
         if len(self.delta_weights) != 4:
             raise ValueError("MaskRNNConfig.delta_weights needs 4 values (ty, tx, th, tw).")

@@ -96,6 +96,10 @@ class MaskRNN(keras.Model):
     def from_config(cls, config: Dict[str, Any]) -> "MaskRNN":
         # keras.models.load_model builds the model here and then restores its saved weights.
         config = dict(config)
+        # The sub-networks are built under the global policy: so is the whole model. The saved dtype (a model
+        # saved in mixed precision) would make only the outer one compute in it, rounding the inputs of float32
+        # trunks; rebuild_with_precision gives a network in another precision.
+        config.pop("dtype", None)
         return cls(config.pop("config"), read_vgg_weights=False, **config)
 
     def build(self, input_shape=None) -> None:

@@ -47,8 +47,9 @@ def rebuild_with_precision(
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(policy)
     try:
-        # vgg_weights=None: the weights are copied below, so nothing must be downloaded or read again.
-        copy = MaskRNN(config.override({"vgg_weights": None}))
+        # The weights are copied below, so nothing is downloaded or read again; the config keeps where the
+        # training started from.
+        copy = MaskRNN(config, read_vgg_weights=False)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     try:

@@ -14,6 +14,8 @@ def test_round_trip_and_strict_override():
 
 @pytest.mark.parametrize(
     "field,value", [("width", 0.0), ("side_stages", ("conv6_1",)), ("box_enlarge", 0.9), ("delta_weights", (1.0,)),
+                    # NaN zeroed every probability map in silence, infinity turned the restriction off
+                    ("box_enlarge", float("nan")), ("box_enlarge", float("inf")),
                     ("flow_reference", "mean"), ("flow_reference", "Median"),
                     # box targets are multiplied by the weights, predictions divided: NaN or 0 trained in silence
                     ("delta_weights", (10.0, float("nan"), 5.0, 5.0)), ("delta_weights", (10.0, 10.0, 0.0, 5.0))]

@@ -41,3 +41,31 @@ def test_an_override_that_changes_the_weights_is_refused():
         rebuild_with_precision(trained, "float32", {"use_flow_stream": False})
     with pytest.raises(ValueError, match="Unknown MaskRNNConfig field"):
         rebuild_with_precision(trained, "float32", {"apply_box": False})
+
+
+def test_a_rebuilt_model_keeps_where_its_training_started():
+    """rebuild_with_precision cleared config.vgg_weights (to read nothing again): the rebuilt model no longer
+    recorded the ImageNet/.h5 start it was trained from."""
+    trained = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, vgg_weights="/data/vgg16.h5"), read_vgg_weights=False)
+    rebuilt = rebuild_with_precision(trained, "bfloat16")
+    assert rebuilt is not trained and rebuilt.config.vgg_weights == "/data/vgg16.h5"
+
+
+def test_a_model_saved_in_mixed_precision_loads_in_one_precision(tmp_path):
+    """Saved under mixed_bfloat16, the outer model came back with bfloat16 compute (its saved dtype) around float32
+    sub-networks built under the global policy: its inputs were rounded to bfloat16 for float32 trunks, a network
+    neither the saved one nor a float32 one."""
+    keras.utils.set_random_seed(4)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        MaskRNN(MaskRNNConfig(width=0.125, fc_units=16)).save(str(tmp_path / "m.keras"))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    loaded = keras.models.load_model(str(tmp_path / "m.keras"))
+    from maskrnn_tf.model.rebuild import compute_dtypes
+
+    assert loaded.compute_dtype == "float32" and compute_dtypes(loaded) == {"float32"}
+    args = _inputs()
+    reference = rebuild_with_precision(loaded, "float32")
+    np.testing.assert_array_equal(loaded.step(*args)["logits"].numpy(), reference.step(*args)["logits"].numpy())
