@@ -33,13 +33,27 @@ def run_command(args: List[str], clock: Optional[str] = None, driver: str = "exp
     finally:
         if process.poll() is None:
             process.terminate()
-            process.wait()
+            _wait_through_stops(process)
         total = before + time.time() - started  # one reading: what the clock file says is what is returned
         if clock:
             write_text(clock, f"{total:.1f}\n")
     if code != 0:
         raise SystemExit(f"{driver}: the command above failed with exit code {code}.")
     return total
+
+
+def _wait_through_stops(process: subprocess.Popen) -> None:
+    """Waits for `process`, which was told to stop: a second Ctrl-C or SIGTERM meanwhile does not end the wait (the
+    driver would exit while its command still saves into its folder); the first stop goes on once it is done."""
+    told = False
+    while True:
+        try:
+            process.wait()
+            return
+        except (KeyboardInterrupt, SystemExit):
+            if not told:
+                print("waiting for the command to finish saving (kill it yourself to stop it at once)", flush=True)
+                told = True
 
 
 def on_sigterm(signum, frame) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+import re
 from typing import Dict, List, Mapping, Optional, Sequence
 
 
@@ -15,6 +16,15 @@ def model_file(model_path: str) -> str:
         return os.path.join(model_path, "model.keras")
     if os.path.isfile(model_path + ".index"):
         return model_path + ".index"
+    if os.path.isdir(model_path):
+        # A run folder without model.keras (or its checkpoints/): segment loads the newest checkpoint, which new
+        # checkpoints change and the folder's own size and mtime do not show.
+        folder = model_path if os.path.basename(os.path.normpath(model_path)) == "checkpoints" else \
+            os.path.join(model_path, "checkpoints")
+        numbered = [(int(m.group(1)), name) for name in (os.listdir(folder) if os.path.isdir(folder) else ())
+                    for m in [re.fullmatch(r"ckpt-(\d+)\.index", name)] if m]
+        if numbered:
+            return os.path.join(folder, max(numbered)[1])
     return model_path
 
 
@@ -25,10 +35,14 @@ def results_record(segment_args: Sequence[str], model_path: str) -> Dict[str, ob
     is a different model)."""
     from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES
 
-    stat = os.stat(model_file(model_path))
+    path = model_file(model_path)
+    stat = os.stat(path)
     args = [a for a in segment_args if not a.startswith(("--output=", "--progress", "--noprogress"))]
-    return {"segment_args": args, "segment_defaults": {"finetune_check_frames": FINETUNE_CHECK_FRAMES},
-            "model": os.path.abspath(model_path), "model_bytes": stat.st_size, "model_mtime": round(stat.st_mtime, 3)}
+    record = {"segment_args": args, "segment_defaults": {"finetune_check_frames": FINETUNE_CHECK_FRAMES},
+              "model": os.path.abspath(model_path), "model_bytes": stat.st_size, "model_mtime": round(stat.st_mtime, 3)}
+    if path.endswith(".index") and os.path.isdir(model_path):  # the checkpoint of a run folder segment loads
+        record["model_checkpoint"] = os.path.relpath(path, model_path)
+    return record
 
 
 # Record key of the digest of the scores CSV the driver's own evaluate wrote (not part of how the folder was made).
@@ -50,9 +64,13 @@ def record_mismatch(stored: Optional[Mapping[str, object]], wanted: Mapping[str,
     out = []
     for key in sorted((set(stored) | set(wanted)) - {SCORES_KEY}):
         if key == "segment_args":
-            old, new = set(stored.get(key) or ()), set(wanted.get(key) or ())
+            # In order: of a flag given twice (a --segment_flag and a candidate's), segment takes the last.
+            old_args, new_args = list(stored.get(key) or ()), list(wanted.get(key) or ())
+            old, new = set(old_args), set(new_args)
             if old != new:
                 out.append(f"segment arguments: stored {sorted(old - new)}, now {sorted(new - old)}")
+            elif old_args != new_args:
+                out.append(f"segment arguments in another order: stored {old_args}, now {new_args}")
         elif stored.get(key) != wanted.get(key):
             out.append(f"{key}: stored {stored.get(key)!r}, now {wanted.get(key)!r}")
     return out

@@ -68,6 +68,23 @@ def test_results_record_tells_what_changed(tmp_path):
         "segment_defaults: stored None, now {'finetune_check_frames': 10}"]
     model.write_bytes(b"y" * 11)  # retrained
     assert record_mismatch(record, results_record(args, str(model)))[0].startswith("model_bytes: stored 10, now 11")
+    # The same flags in another order: absl takes the last of a repeated flag, so it can be another run.
+    a, b = "--max_size=432", "--max_size=512"
+    assert record_mismatch(results_record([a, "--finetune=none", b], str(model)),
+                           results_record([b, "--finetune=none", a], str(model))) != []
+
+
+def test_a_run_folder_is_recorded_by_the_checkpoint_segment_loads(tmp_path):
+    """A run folder without model.keras (a training in progress) was recorded by the folder's own size and mtime,
+    which new checkpoints do not change: results segmented with an older checkpoint were taken for the newer's."""
+    run = tmp_path / "run"
+    checkpoints = run / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "ckpt-100.index").write_bytes(b"a" * 5)
+    before = results_record(["--finetune=none"], str(run))
+    (checkpoints / "ckpt-200.index").write_bytes(b"b" * 5)
+    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-200"\n')
+    assert record_mismatch(before, results_record(["--finetune=none"], str(run))) != []
 
 
 def test_scores_and_markdown(tmp_path):
@@ -120,6 +137,36 @@ def test_stopping_the_driver_stops_its_command(tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(child_pid, 0)  # gone (reaped by the driver)
     assert 100.4 <= float(clock.read_text()) < 160  # this call's time is added to the earlier one's
+
+
+def test_a_second_stop_while_the_command_saves_still_waits_for_it(tmp_path):
+    """A second SIGTERM (or Ctrl-C) while the command was saving escaped the driver's wait: the driver exited and
+    the training went on writing its checkpoint into the run folder, holding its lock, with no one waiting."""
+    import signal
+    import time
+
+    ready, saved, clock = tmp_path / "ready", tmp_path / "saved", tmp_path / "clock"
+    child = ("import pathlib, signal, sys, time\n"
+             "def stop(signum, frame):\n"
+             "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+             "    time.sleep(2.0)  # a checkpoint being written\n"
+             f"    pathlib.Path({str(saved)!r}).write_text('ckpt')\n"
+             "    sys.exit(128 + signum)\n"
+             "signal.signal(signal.SIGTERM, stop)\n"
+             f"pathlib.Path({str(ready)!r}).write_text('up')\n"
+             "time.sleep(120)\n")
+    driver = ("import signal, sys; from maskrnn_tf.experiments.commands import run_command, on_sigterm; "
+              "signal.signal(signal.SIGTERM, on_sigterm); "
+              f"run_command([sys.executable, '-c', {child!r}], clock={str(clock)!r})")
+    proc = subprocess.Popen([sys.executable, "-c", driver], cwd=REPO)
+    deadline = time.time() + 60
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)  # again, while the command saves
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert saved.read_text() == "ckpt"  # the driver ended only once its command had saved
 
 
 def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
