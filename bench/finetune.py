@@ -2,10 +2,11 @@
 
 Both run on the first frame of a DAVIS sequence at `--max_size` with the CPU recipe's network
 (davis16_cpu.flags: width 0.5, fc 256, five side outputs), untrained weights (the cost does not depend on them).
-Per mode: the first call (tracing the update included), the steady update time, and how many updates fit in
-`segment --finetune_budget` seconds for the first video of a run and for later videos of the same frame size
-(static finetuning retraces per video, so tracing takes from every video's budget; recurrent finetuning traces
-once per frame size, outside the budget, and dreams its clips per video).
+Per mode: the first call (tracing the update included) and the steady update time. Recurrent rows also give how
+many updates fit in `segment --finetune_budget` seconds for the first video of a run and for later videos of the
+same frame size (it traces once per frame size, outside the budget, and dreams its clips per video). Static
+finetuning has no budget (`--finetune_budget` is recurrent only): it runs all its `--finetune_steps`, retracing per
+video, so its row gives "-" there and a note of how long its default updates take per video.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", help="auto, float32, bfloat16 or float16")
     parser.add_argument("--clip_length", type=int, default=5, help="frames per dreamt clip")
     parser.add_argument("--updates", type=int, default=4, help="timed updates after the first per mode")
-    parser.add_argument("--budget", type=float, default=60.0, help="seconds per video (segment --finetune_budget)")
+    parser.add_argument("--budget", type=float, default=60.0, help="recurrent finetuning's seconds per video "
+                        "(segment --finetune_budget; static finetuning has no budget)")
     parser.add_argument("--crops", default="0", help="comma-separated segment --finetune_crop values to time "
                         "recurrent finetuning at (0 = the whole frame)")
     parser.add_argument("--dream_flows", default="exact", help="comma-separated segment --finetune_dream_flow "
@@ -78,9 +80,11 @@ def run(args: argparse.Namespace) -> List[Dict]:
     start = time.monotonic()
     finetune(model, frame, ids, [1], config=FinetuneConfig(steps=1 + args.updates))
     update = (time.monotonic() - start - one) / args.updates
+    # No budget column: segment's --finetune_budget stops recurrent finetuning only, static runs every update.
+    steps = FinetuneConfig().steps
     rows.append({"mode": "static", "precision": precision, "size": size, "clip": 1, "first_call_s": one,
-                 "update_s": update, "dream_s": 0.0, "fit_first_video": _fits(args.budget, one - update, update),
-                 "fit_later_videos": _fits(args.budget, one - update, update)})
+                 "update_s": update, "dream_s": 0.0, "budget_s": "-", "fit_first_video": "-", "fit_later_videos": "-",
+                 "note": f"no budget: all {steps} default updates run, ~{one + (steps - 1) * update:.0f} s per video"})
 
     # -- recurrent: the traced step is kept across videos; clips are dreamt per video --------------------------
     settings = [(int(c), flow) for c in args.crops.split(",") for flow in args.dream_flows.split(",")]
@@ -96,7 +100,7 @@ def run(args: argparse.Namespace) -> List[Dict]:
         mode = "recurrent" + (f", crop {crop}" if crop else "") + (f", {flow} flow" if flow != "exact" else "")
         rows.append({"mode": mode, "precision": precision,
                      "size": dreamt, "clip": args.clip_length, "first_call_s": first.step_seconds[0],
-                     "update_s": update, "dream_s": dream_per_clip,
+                     "update_s": update, "dream_s": dream_per_clip, "budget_s": args.budget,
                      "fit_first_video": _fits(args.budget, 0.0, update + dream_per_clip),  # tracing is not charged
-                     "fit_later_videos": _fits(args.budget, 0.0, update + dream_per_clip)})
+                     "fit_later_videos": _fits(args.budget, 0.0, update + dream_per_clip), "note": ""})
     return rows

@@ -7,9 +7,10 @@ overhead = (unrolled T-frame step) / (T x single-frame static step), measured in
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from typing import Dict, List
+from typing import Dict, List, Mapping
 
 from bench._arg_types import PRECISIONS, choice_list, positive_float, positive_int, size_list
 
@@ -66,9 +67,17 @@ def add_arguments(parser) -> None:
                         help="comma list of false/true")
     parser.add_argument("--jit", default="false", help="comma list of false/true: XLA-compile the step "
                         "(train --jit_compile)")
-    parser.add_argument("--cpu_allocator", default="bfc", help="comma list of bfc/malloc: CPU tensors from "
-                        "TensorFlow's pool, as the binaries set it (maskrnn_tf.host_memory), or malloc'd one by one")
+    # Validated: the child takes anything but "bfc" as malloc, and the row would keep the label typed.
+    parser.add_argument("--cpu_allocator", type=choice_list(("bfc", "malloc")), default="bfc",
+                        help="comma list of bfc/malloc: CPU tensors from TensorFlow's pool, as the binaries set it "
+                        "(maskrnn_tf.host_memory), or malloc'd one by one")
     parser.add_argument("--repeats", type=positive_int, default=2)
+
+
+def child_env(environ: Mapping[str, str]) -> Dict[str, str]:
+    """The environment of a measuring child: the caller's, quieter by default, and always without a GPU."""
+    # CUDA_VISIBLE_DEVICES after the caller's: the rows are CPU measurements (peak RSS included), whatever it sets.
+    return {"TF_CPP_MIN_LOG_LEVEL": "3", **environ, "CUDA_VISIBLE_DEVICES": ""}
 
 
 def run(args) -> List[Dict]:
@@ -83,8 +92,7 @@ def run(args) -> List[Dict]:
                         "recompute": recompute, "jit": jit, "cpu_allocator": allocator, "model_width": args.width,
                         "fc_units": args.fc_units, "repeats": args.repeats}
                 proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(spec)], capture_output=True,
-                                      text=True, env={"TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
-                                                      **__import__("os").environ})
+                                      text=True, env=child_env(os.environ))
                 lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
                 if proc.returncode != 0 or not lines:
                     raise RuntimeError(f"bench child failed for {spec}:\n{proc.stderr[-2000:]}")

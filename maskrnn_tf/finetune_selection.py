@@ -1,4 +1,4 @@
-"""Chooses online-finetuning settings on held-out train sequences, then reports each choice once on val.
+"""Chooses online-finetuning settings on held-out train sequences, then reports each choice on val.
 
     python -m maskrnn_tf.finetune_selection --model=runs/davis16_cpu/best \
         --davis_root=../shared/data/DAVIS-2016 --segment_flag=--max_size=432 --output=results/selection \
@@ -11,7 +11,10 @@ scores the selection split (default: the train sequences the model's run held ou
 reported split (default: val), once. Writes `<output>/selection.md` (both tables and
 the per-object ones) and `selection.json`; folders: `<output>/select/<label>`, `<output>/report/<label>`.
 A folder already made with the same model and flags is reused, so an interrupted call resumes; one made
-otherwise is refused. Bad input (unknown flags in a candidate, no selection sequences) exits with status 2.
+otherwise is refused. A later call may add candidates: when one of them is chosen for a mode whose choice was
+reported already, it is reported too, with a warning, and every report the output holds stays in selection.json
+(`reports`) and selection.md ("reported earlier"). Bad input (unknown flags in a candidate, no selection sequences,
+selection sequences that are also reported) exits with status 2.
 """
 from __future__ import annotations
 
@@ -20,12 +23,15 @@ import json
 import os
 import signal
 import sys
-from typing import List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from absl import app, flags
 
 from maskrnn_tf import _console
 from maskrnn_tf.experiments.commands import on_sigterm, read_json, run_command, write_text
+
+if TYPE_CHECKING:
+    from maskrnn_tf.experiments.finetune_comparison import FinetuneRun
 
 FLAGS = flags.FLAGS
 RECORD = "selection_record.json"
@@ -117,6 +123,69 @@ def _other_selection(path: str, settings: dict) -> str:
     return ", ".join(f"{key} ({recorded[key]!r}, not {settings[key]!r})" for key in differ)
 
 
+def _not_held_out(select: List[str]) -> str:
+    """Why the selection sequences are not held out of the reported ones ('' when they are)."""
+    if FLAGS.select_split != FLAGS.report_split:
+        return ""
+    split = FLAGS.select_split
+    if not FLAGS.report_sequences:
+        return (f"--select_split and --report_split are both {split!r} and no --report_sequences: all of it is "
+                f"reported, the selection sequences ({', '.join(select)}) included")
+    both = sorted(set(select) & set(FLAGS.report_sequences))
+    if both:
+        return (f"--select_split and --report_split are both {split!r}, and --select_sequences (default: the "
+                f"run's val_sequences) and --report_sequences share {', '.join(both)}")
+    return ""
+
+
+def _stored_run(label: str, data: object) -> Optional[FinetuneRun]:
+    """A FinetuneRun from selection.json's form of it (dataclasses.asdict); None when it is not one."""
+    from maskrnn_tf.experiments.finetune_comparison import FinetuneRun
+
+    try:
+        fields = dict(data, label=label)
+        fields["objects"] = {name: tuple(value) for name, value in fields["objects"].items()}
+        if fields.get("means") is not None:
+            fields["means"] = tuple(fields["means"])
+        run = FinetuneRun(**fields)
+        run.mean()
+        return run
+    except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError, IndexError):
+        return None
+
+
+def _reports_made(root: str, recorded: Optional[dict]) -> Dict[str, FinetuneRun]:
+    """Every report of the reported split this output holds (candidate label -> FinetuneRun), in the order made:
+    those the earlier selection.json lists, then scored report folders it does not name (an output written
+    before the list was kept, whose earlier reports were dropped from the tables). A folder's own scores win."""
+    from maskrnn_tf.experiments.finetune_comparison import read_run
+    from maskrnn_tf.experiments.results_records import SCORES_KEY, scores_digest
+
+    made: Dict[str, FinetuneRun] = {}
+    recorded = recorded if isinstance(recorded, dict) else {}
+    entries = recorded.get("reports") if isinstance(recorded.get("reports"), list) else []
+    pairs = [(e.get("candidate"), e.get("run")) for e in entries if isinstance(e, dict)]
+    if isinstance(recorded.get("report"), dict):  # the form before `reports`: this call's choices only
+        pairs += list(recorded["report"].items())
+    for label, data in pairs:
+        run = _stored_run(label, data) if isinstance(label, str) and label not in made else None
+        if run is not None:
+            made[label] = run
+    folders = os.path.join(root, "report")
+    for label in sorted(os.listdir(folders)) if os.path.isdir(folders) else []:
+        folder = os.path.join(folders, label)
+        try:
+            stored = read_json(os.path.join(folder, RECORD)) if os.path.isdir(folder) else None
+        except (OSError, ValueError):
+            continue  # not a folder this driver recorded: it reports nothing
+        csv_path = os.path.join(folder, f"per-sequence_results-{FLAGS.report_split}.csv")
+        if (not isinstance(stored, dict) or "--method=flow_propagation" in (stored.get("segment_args") or [])
+                or not os.path.isfile(csv_path) or stored.get(SCORES_KEY) != scores_digest(csv_path)):
+            continue  # the floor, or not scored by this driver (a call stopped before its evaluate finished)
+        made[label] = read_run(label, folder, FLAGS.report_split)
+    return made
+
+
 def main(argv: List[str]) -> int:
     del argv
     # The segment and evaluate commands do the work, each in its own process.
@@ -146,6 +215,12 @@ def main(argv: List[str]) -> int:
         print(f"error: --model={FLAGS.model}: its run held no val_sequences out of training (config.json); give "
               "--select_sequences=<train sequences the model never trained on>.", file=sys.stderr)
         return 2
+    overlap = _not_held_out(select)
+    if overlap:
+        print(f"error: {overlap}; the candidates would be chosen on sequences that are reported. Give another "
+              "--select_split (default train), or --select_sequences and --report_sequences with no sequence in "
+              "common.", file=sys.stderr)
+        return 2
     root = os.path.abspath(FLAGS.output)
     earlier = _other_selection(os.path.join(root, "selection.json"), {
         "model": model, "select_split": FLAGS.select_split, "select_sequences": select,
@@ -162,7 +237,8 @@ def main(argv: List[str]) -> int:
     select_name = f"{FLAGS.select_split}: {', '.join(select)}"
     report_name = FLAGS.report_split + (f": {', '.join(FLAGS.report_sequences)}" if FLAGS.report_sequences else "")
 
-    def write_record(runs, chosen, report, floor) -> None:
+    def write_record(runs, chosen, report, floor, made) -> None:
+        chosen_labels = {run.label for run in chosen.values()}
         write_text(os.path.join(root, "selection.json"), json.dumps({
             "model": model, "select_split": FLAGS.select_split, "select_sequences": select,
             "report_split": FLAGS.report_split, "report_sequences": FLAGS.report_sequences,
@@ -171,9 +247,14 @@ def main(argv: List[str]) -> int:
                            for c in candidates},
             "chosen": {mode: run.label for mode, run in chosen.items()},
             "select": to_dict(runs), "report": to_dict(list(report.values())), "floor": to_dict(floor),
+            # Every report of the reported split, in the order made: an earlier choice stays listed.
+            "reports": [{"candidate": label, "mode": run.mode, "chosen": label in chosen_labels,
+                         "J-Mean": run.mean()[0], "F-Mean": run.mean()[1], "run": dataclasses.asdict(run)}
+                        for label, run in made.items()],
         }, indent=1) + "\n")
 
     try:
+        made = _reports_made(root, read_json(os.path.join(root, "selection.json")))
         # -- every candidate on the selection split ------------------------------------------------------------
         runs = [_segment_and_score(c.label, c.flags_without_model(), FLAGS.select_split, select, _model(c, model),
                                    os.path.join(root, "select", c.label)) for c in candidates]
@@ -187,22 +268,34 @@ def main(argv: List[str]) -> int:
                 floor.append(dataclasses.replace(run, mode="floor"))
         # -- each mode's choice once on the reported split ---------------------------------------------------------
         by_label = {c.label: c for c in candidates}
+        chosen_labels = {run.label for run in chosen.values()}
         report = {}
+
+        def earlier() -> list:
+            return [run for label, run in made.items() if label not in chosen_labels]
+
         for mode, picked in chosen.items():
+            before = [label for label, run in made.items() if run.mode == mode and label != picked.label]
+            if before and picked.label not in made:
+                print(f"warning: {FLAGS.report_split} reported again for mode {mode}: {picked.label}, chosen now "
+                      f"that candidates were added, after {', '.join(before)}. A choice made after seeing "
+                      f"{FLAGS.report_split}'s numbers is no longer held out from it; report both (selection.md "
+                      "and selection.json list every report).", file=sys.stderr, flush=True)
             candidate = by_label[picked.label]
             report[mode] = _segment_and_score(picked.label, candidate.flags_without_model(), FLAGS.report_split,
                                               FLAGS.report_sequences, _model(candidate, model),
                                               os.path.join(root, "report", picked.label))
+            made[picked.label] = report[mode]
             # After every reported run: an interrupted call leaves the tables measured so far, and the record
             # of this call beside them (not an earlier call's, with other choices).
-            write_record(runs, chosen, report, floor)
+            write_record(runs, chosen, report, floor, made)
             write_text(os.path.join(root, "selection.md"),
-                       selection_markdown(runs, chosen, report, select_name, report_name, floor))
-        table = selection_markdown(runs, chosen, report, select_name, report_name, floor)
+                       selection_markdown(runs, chosen, report, select_name, report_name, floor, earlier()))
+        table = selection_markdown(runs, chosen, report, select_name, report_name, floor, earlier())
     except ComparisonInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    write_record(runs, chosen, report, floor)
+    write_record(runs, chosen, report, floor, made)
     write_text(os.path.join(root, "selection.md"), table)
     print(f"\n{table}\nwritten to {os.path.join(root, 'selection.md')}", flush=True)
     return 0

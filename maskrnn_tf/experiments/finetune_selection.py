@@ -3,8 +3,10 @@
 The honest protocol for DAVIS: the candidate settings (finetuning flags, and optionally the checkpoint) are
 compared on train sequences held out of training (the run's `val_sequences`); for each finetuning mode (none,
 static, recurrent) the candidate with the best J-Mean there (then F-Mean; the first listed wins a tie) is
-chosen, and only the chosen ones are run on the reported split. `python -m maskrnn_tf.finetune_selection`
-drives the segment and evaluate CLIs; this module holds the parts that need no TensorFlow.
+chosen, and only the chosen ones are run on the reported split. A later call that adds candidates may choose
+another one for a mode whose choice was reported already: both reports are kept and shown (numbers seen on the
+reported split cannot be unseen). `python -m maskrnn_tf.finetune_selection` drives the segment and evaluate CLIs;
+this module holds the parts that need no TensorFlow.
 """
 from __future__ import annotations
 
@@ -113,11 +115,12 @@ def _seconds_per_sequence(run: FinetuneRun) -> str:
 
 def selection_markdown(select: Sequence[FinetuneRun], chosen: Mapping[str, FinetuneRun],
                        report: Mapping[str, FinetuneRun], select_name: str, report_name: str,
-                       floor: Sequence[FinetuneRun] = ()) -> str:
+                       floor: Sequence[FinetuneRun] = (), earlier: Sequence[FinetuneRun] = ()) -> str:
     """The two tables: every candidate on the selection split, and each chosen one on the reported split with
     its selection numbers beside it; then the per-object tables of both splits. `floor`: the no-learning
     floor's runs on the selection and the reported split (mode 'floor'), shown as the first row of each table
-    and never chosen."""
+    and never chosen. `earlier`: reports of candidates chosen by an earlier call and no longer chosen, listed
+    after the chosen ones as "reported earlier"."""
     chosen_labels = {run.label for run in chosen.values()}
     lines = [f"## Selection split ({select_name})", "",
              "| candidate | finetuning | J-Mean | F-Mean | finetuning s per sequence | chosen |",
@@ -126,7 +129,8 @@ def selection_markdown(select: Sequence[FinetuneRun], chosen: Mapping[str, Finet
         j, f = run.mean()
         lines.append(f"| {run.label} | {run.mode} | {_pct(j)} | {_pct(f)} | {_seconds_per_sequence(run)} | "
                      f"{'x' if run.label in chosen_labels and run.mode != 'floor' else ''} |")
-    lines += ["", f"## Reported split ({report_name}): each mode's chosen setting, run once", "",
+    heading = "each mode's chosen setting" + (", and every earlier report" if earlier else ", run once")
+    lines += ["", f"## Reported split ({report_name}): {heading}", "",
               "| finetuning | candidate | J-Mean | F-Mean | selection J-Mean | selection F-Mean | "
               "finetuning s per sequence |", "|---|---|--:|--:|--:|--:|--:|"]
     pairs = ([("floor", floor[0])] if len(floor) == 2 else []) + list(chosen.items())
@@ -139,9 +143,21 @@ def selection_markdown(select: Sequence[FinetuneRun], chosen: Mapping[str, Finet
         j, f = run.mean()
         lines.append(f"| {mode} | {picked.label} | {_pct(j)} | {_pct(f)} | {_pct(sj)} | {_pct(sf)} | "
                      f"{_seconds_per_sequence(run)} |")
+    selected = {run.label: run for run in select}
+    for run in earlier:
+        j, f = run.mean()
+        # A candidate dropped from the call since has no selection numbers here (its folder is not read).
+        sj, sf = (_pct(v) for v in selected[run.label].mean()) if run.label in selected else ("-", "-")
+        lines.append(f"| {run.mode} | {run.label} (reported earlier) | {_pct(j)} | {_pct(f)} | {sj} | {sf} | "
+                     f"{_seconds_per_sequence(run)} |")
+    if earlier:
+        lines += ["", f"Rows \"reported earlier\": chosen by an earlier call into this output and reported on "
+                  f"{report_name}, then another candidate of their mode was chosen. Both stay: a choice made after "
+                  "seeing the reported split's numbers is not held out from it."]
     lines += ["", f"### Per object, selection split ({select_name})", "",
               comparison_markdown(list(floor[:1]) + list(select)).rstrip()]
-    if report:
+    if report or earlier:
+        shown = [dataclasses.replace(run, label=f"{run.label} (reported earlier)") for run in earlier]
         lines += ["", f"### Per object, reported split ({report_name})", "",
-                  comparison_markdown(list(floor[1:2]) + list(report.values())).rstrip()]
+                  comparison_markdown(list(floor[1:2]) + list(report.values()) + shown).rstrip()]
     return "\n".join(lines) + "\n"

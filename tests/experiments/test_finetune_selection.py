@@ -315,3 +315,60 @@ def test_the_repositorys_selection_flag_files_name_only_segment_flags():
                 name = arg[2:].split("=", 1)[0]
                 known = name in flags.FLAGS or (name.startswith("no") and name[2:] in flags.FLAGS)
                 assert known, (os.path.basename(path), candidate.label, arg)
+
+
+def test_every_report_of_the_reported_split_stays_recorded_and_shown(monkeypatch, tmp_path, capsys):
+    """README: a later call may add candidates to the same --output. An added static candidate that won on the
+    selection split was reported on val too, and the static choice reported before (its folder still on disk)
+    dropped out of selection.json and selection.md: val seen twice, one report shown. Every report stays."""
+    j_values = {"none": {"bear_1": 0.5}, "s50": {"bear_1": 0.6}, "s100": {"bear_1": 0.7}}
+    out = tmp_path / "out"
+    driver, model, ran = _stand_in_driver(
+        monkeypatch, tmp_path, j_values, model=str(tmp_path / "model.keras"), select_split="train",
+        select_sequences=["bear"], report_split="val", report_sequences=None, floor=False, output=str(out),
+        candidate=["none=--finetune=none", "s50=--finetune=static --finetune_steps=50"])
+    assert driver.main([]) == 0
+    assert "reported again" not in capsys.readouterr().err
+    driver.FLAGS.candidate.append("s100=--finetune=static --finetune_steps=100")
+    assert driver.main([]) == 0
+    err = capsys.readouterr().err
+    assert "warning: val reported again for mode static: s100" in err and "s50" in err and "report both" in err
+    record = json.loads((out / "selection.json").read_text())
+    assert record["chosen"] == {"none": "none", "static": "s100"}
+    assert [(r["candidate"], r["mode"], r["chosen"], r["J-Mean"], r["F-Mean"]) for r in record["reports"]] == [
+        ("none", "none", True, 0.5, 0.25), ("s50", "static", False, 0.6, 0.3), ("s100", "static", True, 0.7, 0.35)]
+    table = (out / "selection.md").read_text()
+    lines = table.splitlines()
+    assert "| static | s100 | 70.0 | 35.0 | 70.0 | 35.0 | - |" in lines
+    assert "| static | s50 (reported earlier) | 60.0 | 30.0 | 60.0 | 30.0 | - |" in lines
+    per_object = lines[lines.index("### Per object, reported split (val)"):]
+    assert any("s50 (reported earlier) J" in line for line in per_object)
+    # A resumed call runs nothing again, warns of nothing new and keeps both reports.
+    count = len(ran)
+    assert driver.main([]) == 0 and len(ran) == count and "reported again" not in capsys.readouterr().err
+    assert (out / "selection.md").read_text() == table
+    # An output whose selection.json predates the list of reports (report/s50 on disk, unmentioned): shown again.
+    del record["reports"]
+    (out / "selection.json").write_text(json.dumps(record))
+    assert driver.main([]) == 0 and len(ran) == count
+    assert "| static | s50 (reported earlier) | 60.0 | 30.0 | 60.0 | 30.0 | - |" in (out / "selection.md").read_text()
+    reports = json.loads((out / "selection.json").read_text())["reports"]
+    assert sorted((r["candidate"], r["chosen"]) for r in reports) == [("none", True), ("s100", True), ("s50", False)]
+
+
+def test_a_selection_split_overlapping_the_reported_one_is_refused(monkeypatch, tmp_path, capsys):
+    """Choosing on sequences that are also reported is no held-out selection: the same split with all of it
+    reported, or with sequences in both lists, is refused naming the flags; other sequences of one split are not."""
+    for reported in (None, ["cows", "bear"]):
+        out = tmp_path / "out"
+        driver, model, ran = _stand_in_driver(
+            monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), select_split="val",
+            select_sequences=["bear"], report_split="val", report_sequences=reported, floor=False, output=str(out),
+            candidate=["none=--finetune=none"])
+        assert driver.main([]) == 2
+        err = capsys.readouterr().err
+        for name in ("--select_split", "--report_split", "--select_sequences", "--report_sequences", "bear"):
+            assert name in err, (reported, err)
+        assert not ran and not out.exists()
+    driver.FLAGS.report_sequences = ["cows"]
+    assert driver.main([]) == 0
