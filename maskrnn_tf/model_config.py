@@ -104,7 +104,8 @@ class MaskRNNConfig:
     apply_localization: bool = True  # zero the mask outside the predicted box enlarged by box_enlarge
     roi_size: int = 7  # RoI pooling output k (crop to 2k x 2k, then 2x2 max-pool)
     # How boxes reach conv5_3 for RoI pooling: 16 maps them onto the cells that cover them (stride 16); 0 normalizes
-    # them by the frame's size, which lands them up to half a cell off, squeezed towards the frame's centre (how
+    # them by the frame's size, which lands them up to 0.47 of a cell off at sides that are multiples of 16 and up to
+    # 0.85 at 854 (DAVIS' width), squeezed towards the frame's centre (how
     # the recipes' networks were trained; kept as the default so that their saved configs mean what they did).
     roi_feature_stride: int = 0
     fc_units: int = 1024
