@@ -106,7 +106,8 @@ class MaskRNNConfig:
     # How boxes reach conv5_3 for RoI pooling: 16 maps them onto the cells that cover them (stride 16); 0 normalizes
     # them by the frame's size, which lands them up to 0.47 of a cell off at sides that are multiples of 16 and up to
     # 0.85 at 854 (DAVIS' width), squeezed towards the frame's centre (how
-    # the recipes' networks were trained; kept as the default so that their saved configs mean what they did).
+    # the recipes' networks were trained; kept as the default so that their saved configs mean what they did, and
+    # the recipe trained with 16 did worse held out: docs/RESULTS.md).
     roi_feature_stride: int = 0
     fc_units: int = 1024
     box_enlarge: float = 1.25
