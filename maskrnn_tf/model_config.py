@@ -105,7 +105,7 @@ class MaskRNNConfig:
     roi_size: int = 7  # RoI pooling output k (crop to 2k x 2k, then 2x2 max-pool)
     # How boxes reach conv5_3 for RoI pooling: 16 maps them onto the cells that cover them (stride 16); 0 normalizes
     # them by the frame's size, which lands them up to 0.47 of a cell off at sides that are multiples of 16 and up to
-    # 0.85 at 854 (DAVIS' width), squeezed towards the frame's centre (how
+    # 0.84 at 854 (DAVIS' width), squeezed towards the frame's centre (how
     # the recipes' networks were trained; kept as the default so that their saved configs mean what they did, and
     # the recipe trained with 16 did worse held out: docs/RESULTS.md).
     roi_feature_stride: int = 0
@@ -143,7 +143,7 @@ class MaskRNNConfig:
             raise ValueError(f"MaskRNNConfig.roi_feature_stride must be 0 (boxes normalized by the frame) or 16 "
                              f"(conv5_3's stride), got {self.roi_feature_stride}.")
         if not math.isfinite(self.box_enlarge) or self.box_enlarge < 1.0:
-            raise ValueError(f"MaskRNNConfig.box_enlarge must be >= 1, got {self.box_enlarge}.")
+            raise ValueError(f"MaskRNNConfig.box_enlarge must be a finite number >= 1, got {self.box_enlarge}.")
         if len(self.delta_weights) != 4:
             raise ValueError("MaskRNNConfig.delta_weights needs 4 values (ty, tx, th, tw).")
         # Targets are multiplied by them and predictions divided: NaN or 0 would train in silence or divide by 0.

@@ -110,12 +110,12 @@ def check_contiguous(paths: List[str], what: str) -> None:
     numbers = [_frame_number(p) for p in paths]
     if any(n is None for n in numbers):
         return  # names without numbers: order comes from the list file, nothing to check
+    widths = {len(re.search(r"(\d+)$", os.path.splitext(os.path.basename(p))[0]).group(1)) for p in paths}
     for previous, current, path, before in zip(numbers, numbers[1:], paths[1:], paths):
         if current == previous:
             raise DatasetLayoutError(
                 f"{path}: frame {current} twice ({os.path.basename(before)} and {os.path.basename(path)}) in "
                 f"{what}; keep one image per frame.")
-        widths = {len(re.search(r"(\d+)$", os.path.splitext(os.path.basename(p))[0]).group(1)) for p in paths}
         if current != previous + 1 and sorted(numbers) == list(range(min(numbers), max(numbers) + 1)) \
                 and len(widths) == 1:
             # Padded names out of order: only a list file orders frames otherwise than by name.

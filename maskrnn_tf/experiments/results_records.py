@@ -21,11 +21,28 @@ def model_file(model_path: str) -> str:
         # checkpoints change and the folder's own size and mtime do not show.
         folder = model_path if os.path.basename(os.path.normpath(model_path)) == "checkpoints" else \
             os.path.join(model_path, "checkpoints")
+        named = _state_file_checkpoint(folder)
+        if named is not None:
+            return named
         numbered = [(int(m.group(1)), name) for name in (os.listdir(folder) if os.path.isdir(folder) else ())
                     for m in [re.fullmatch(r"ckpt-(\d+)\.index", name)] if m]
         if numbered:
             return os.path.join(folder, max(numbered)[1])
     return model_path
+
+
+def _state_file_checkpoint(folder: str) -> Optional[str]:
+    """The .index file of the checkpoint a checkpoints folder's state file names as the newest (what segment loads
+    when it verifies), read as text: the drivers do not import TensorFlow. None without one."""
+    try:
+        with open(os.path.join(folder, "checkpoint"), encoding="utf-8") as f:
+            match = re.search(r'^model_checkpoint_path:\s*"([^"]+)"', f.read(), re.MULTILINE)
+    except OSError:
+        return None
+    if not match:
+        return None
+    index = os.path.join(folder, match.group(1)) + ".index"  # relative to the folder, or absolute
+    return index if os.path.isfile(index) else None
 
 
 def results_record(segment_args: Sequence[str], model_path: str) -> Dict[str, object]:

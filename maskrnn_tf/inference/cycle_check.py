@@ -153,10 +153,10 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
         check_seconds = time.monotonic() - start
         if hasattr(prepare, "reserve_s"):  # a budgeted finetuning: both checks come out of its budget
             # This check (frames and flows included) and the next, which reuses the flows: the model's part again.
-            # The model's part at its steady pace (the median step, every step): the process's first step traces
-            # the model, which comes on top of the budget, as finetuning's own tracing does.
-            model_seconds = float(np.median(step_seconds)) * len(step_seconds) if step_seconds else 0.0
-            prepare.reserve_s = (model_start - start) + 2 * model_seconds  # type: ignore[attr-defined]
+            # Less what a step took above the median step (the process's first step traces the model, which comes
+            # on top of the budget, as finetuning's own tracing does), in both counts.
+            excess = sum(step_seconds) - float(np.median(step_seconds)) * len(step_seconds) if step_seconds else 0.0
+            prepare.reserve_s = check_seconds + (time.monotonic() - model_start) - 2 * excess  # type: ignore
         result = prepare(source, first)
         start = time.monotonic()
         after = cycle(clip)

@@ -128,7 +128,7 @@ def boxes_to_normalized(boxes: tf.Tensor, height, width) -> tf.Tensor:
     e is pixel-centre coordinate e - 0.5, so n = (e - 0.5) / (size - 1): the crop spans the box's outer edges
     (RoIAlign-style continuous coordinates) on a map of `height` x `width` cells. For a feature map of stride s
     use `boxes_on_feature_map`: normalized by the frame's size, a box lands up to about half a cell off on it where
-    the sides are multiples of s, more where they are not (0.85 of a cell at 854 for s = 16: the map's cells cover
+    the sides are multiples of s, more where they are not (0.84 of a cell at 854 for s = 16: the map's cells cover
     floor(size / s) * s pixels, each s of them).
     """
     boxes = tf.cast(boxes, tf.float32)

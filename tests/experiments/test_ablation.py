@@ -85,6 +85,11 @@ def test_a_run_folder_is_recorded_by_the_checkpoint_segment_loads(tmp_path):
     (checkpoints / "ckpt-200.index").write_bytes(b"b" * 5)
     (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-200"\n')
     assert record_mismatch(before, results_record(["--finetune=none"], str(run))) != []
+    # The checkpoint the state file names is the one segment loads, whatever other files lie there.
+    (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ckpt-100"\n'
+                                            'all_model_checkpoint_paths: "ckpt-100"\n')
+    assert results_record(["--finetune=none"], str(run))["model_checkpoint"] == os.path.join("checkpoints",
+                                                                                            "ckpt-100.index")
 
 
 def test_scores_and_markdown(tmp_path):

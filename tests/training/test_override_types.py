@@ -124,7 +124,8 @@ def test_every_training_flag_file_parses_and_validates():
     ("model.side_channels=0", "model.side_channels=0: must be >= 1"),
     ("model.roi_size=0", "model.roi_size=0: must be >= 1"),
     # NaN slipped past `box_enlarge < 1` (comparisons with NaN are false) and past every unbounded scale.
-    ("model.box_enlarge=NaN", "model.box_enlarge=nan: must be a finite number"),
+    # (The model's config refuses it as it is built, before the flag bounds are checked.)
+    ("model.box_enlarge=NaN", "MaskRNNConfig.box_enlarge must be a finite number >= 1, got nan"),
     ("model.mask_input_scale=NaN", "model.mask_input_scale=nan: must be a finite number"),
     ("model.flow_input_scale=-1", "model.flow_input_scale=-1: must be >= 0"),
     # Probabilities never exceed 1: no proposal box and an all-background fusion, trained on in silence.
