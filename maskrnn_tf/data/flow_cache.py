@@ -261,13 +261,14 @@ class FlowCache:
                                  f"{problem}; fix the flow source.")
         path = self.path(sequence, a, b)
         if path is not None:
-            stored = flow.astype(np.float16)
-            if not np.isfinite(stored).all():  # stored as inf, it would be "damaged" and recomputed at every read
-                largest = float(np.abs(flow).max())
+            largest = float(np.abs(flow).max()) if flow.size else 0.0
+            # Stored as inf, it would be "damaged" and recomputed at every read.
+            if largest > float(np.finfo(np.float16).max):
                 raise FlowCacheError(
                     f"{self.backend.tag} flow from frame {stem_a} to {stem_b} of {sequence.name}: a displacement of "
                     f"{largest:g} pixels, beyond what the cache's float16 holds (65504); a .flo file's 'unknown "
                     "flow' marker (1e10)? Replace such values by a real flow in the flow source.")
+            stored = flow.astype(np.float16)
             atomic_write(path, lambda tmp: np.save(tmp, stored), suffix=".npy")
         return flow.astype(np.float32)
 
