@@ -100,9 +100,15 @@ def image_size(path: str) -> Tuple[int, int]:
     return height, width
 
 
-def _frame_number(path: str) -> Optional[int]:
+def _frame_digits(path: str) -> Optional[str]:
+    """The trailing digits of a frame file's stem (None without any)."""
     match = re.search(r"(\d+)$", os.path.splitext(os.path.basename(path))[0])
-    return int(match.group(1)) if match else None
+    return match.group(1) if match else None
+
+
+def _frame_number(path: str) -> Optional[int]:
+    digits = _frame_digits(path)
+    return int(digits) if digits is not None else None
 
 
 def check_contiguous(paths: List[str], what: str) -> None:
@@ -110,7 +116,7 @@ def check_contiguous(paths: List[str], what: str) -> None:
     numbers = [_frame_number(p) for p in paths]
     if any(n is None for n in numbers):
         return  # names without numbers: order comes from the list file, nothing to check
-    widths = {len(re.search(r"(\d+)$", os.path.splitext(os.path.basename(p))[0]).group(1)) for p in paths}
+    widths = {len(_frame_digits(p)) for p in paths}
     for previous, current, path, before in zip(numbers, numbers[1:], paths[1:], paths):
         if current == previous:
             raise DatasetLayoutError(
@@ -119,7 +125,7 @@ def check_contiguous(paths: List[str], what: str) -> None:
         if current != previous + 1 and sorted(numbers) == list(range(min(numbers), max(numbers) + 1)) \
                 and len(widths) == 1:
             # Padded names out of order: only a list file orders frames otherwise than by name.
-            later, earlier = next((b, a) for a, b in zip(paths, paths[1:]) if _frame_number(b) < _frame_number(a))
+            later, earlier = next((b, a) for a, b, na, nb in zip(paths, paths[1:], numbers, numbers[1:]) if nb < na)
             raise DatasetLayoutError(
                 f"{earlier}: the frames of {what} are listed out of order ({os.path.basename(earlier)} before "
                 f"{os.path.basename(later)}): the dataset's ImageSets list file gives them in that order; list them "

@@ -173,6 +173,11 @@ def test_without_selection_sequences_the_driver_refuses_to_run(tiny_model, tmp_p
     assert bad.returncode == 2 and "--output is set by the driver" in bad.stderr
 
 
+# Choose on the train split's bear, report on the val split, no floor: the stand-in driver tests' usual splits.
+_BEAR_THEN_VAL = dict(select_split="train", select_sequences=["bear"], report_split="val", report_sequences=None,
+                      floor=False)
+
+
 def _stand_in_driver(monkeypatch, tmp_path, j_values, **flags):
     """finetune_selection with stand-in segment and evaluate commands (no TensorFlow): segment writes a folder
     with its segment_run.json, evaluate a per-sequence CSV of `j_values` (object -> J, or folder name -> that;
@@ -230,8 +235,7 @@ def test_a_call_stopped_while_reporting_leaves_its_own_record_beside_its_tables(
     j_values = {"none": {"bear_1": 0.5}, "s1": {"bear_1": 0.6}, "s2": {"bear_1": 0.7}}
     out = tmp_path / "out"
     driver, model, ran = _stand_in_driver(
-        monkeypatch, tmp_path, j_values, model=str(tmp_path / "model.keras"), select_split="train",
-        select_sequences=["bear"], report_split="val", report_sequences=None, floor=False, output=str(out),
+        monkeypatch, tmp_path, j_values, model=str(tmp_path / "model.keras"), **_BEAR_THEN_VAL, output=str(out),
         candidate=["none=--finetune=none", "s1=--finetune=static"])
     assert driver.main([]) == 0
     assert json.loads((out / "selection.json").read_text())["chosen"] == {"none": "none", "static": "s1"}
@@ -258,8 +262,8 @@ def test_another_models_selection_in_the_output_folder_is_refused(monkeypatch, t
     candidates still resume the folder."""
     out = tmp_path / "out"
     driver, model, ran = _stand_in_driver(
-        monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), select_split="train",
-        select_sequences=["bear"], report_split="val", report_sequences=None, floor=False, output=str(out),
+        monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), **_BEAR_THEN_VAL,
+        output=str(out),
         candidate=["none=--finetune=none"])
     assert driver.main([]) == 0
     first = (out / "selection.md").read_text(), (out / "selection.json").read_text()
@@ -284,8 +288,8 @@ def test_a_selection_md_that_no_selection_json_records_is_not_replaced(monkeypat
     out.mkdir()
     (out / "selection.md").write_text("my notes\n")
     driver, model, ran = _stand_in_driver(
-        monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), select_split="train",
-        select_sequences=["bear"], report_split="val", report_sequences=None, floor=False, output=str(out),
+        monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), **_BEAR_THEN_VAL,
+        output=str(out),
         candidate=["none=--finetune=none"])
     assert driver.main([]) == 2
     err = capsys.readouterr().err
@@ -324,8 +328,7 @@ def test_every_report_of_the_reported_split_stays_recorded_and_shown(monkeypatch
     j_values = {"none": {"bear_1": 0.5}, "s50": {"bear_1": 0.6}, "s100": {"bear_1": 0.7}}
     out = tmp_path / "out"
     driver, model, ran = _stand_in_driver(
-        monkeypatch, tmp_path, j_values, model=str(tmp_path / "model.keras"), select_split="train",
-        select_sequences=["bear"], report_split="val", report_sequences=None, floor=False, output=str(out),
+        monkeypatch, tmp_path, j_values, model=str(tmp_path / "model.keras"), **_BEAR_THEN_VAL, output=str(out),
         candidate=["none=--finetune=none", "s50=--finetune=static --finetune_steps=50"])
     assert driver.main([]) == 0
     assert "reported again" not in capsys.readouterr().err

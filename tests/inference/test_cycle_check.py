@@ -154,19 +154,24 @@ def test_frames_below_one_are_refused():
         cycle_checked_prepare(lambda s, f: None, FakeModel(0), flow_propagation_step, centroid_flow, None, frames=0)
 
 
+def budgeted_prepare(inner, seen=None):
+    """`inner` as a budgeted finetuning: it has `reserve_s`, and appends the value it was given to `seen`."""
+    def budgeted(source_, first_):
+        if seen is not None:
+            seen.append(budgeted.reserve_s)
+        return inner(source_, first_)
+
+    budgeted.log, budgeted.reserve_s = inner.log, 0.0
+    return budgeted
+
+
 def test_a_budgeted_finetuning_gets_the_checks_cost_reserved(square_on_disk):
     """A `prepare` with a time budget (`reserve_s`) is told, before it runs, twice what the first check took."""
     source, first = square_on_disk
     model = FakeModel(0.0)
     step = drifting_step(lambda: model.weights[0].numpy())
-    inner = fake_finetuning(model, 0.0, step)
     seen = []
-
-    def budgeted(source_, first_):
-        seen.append(budgeted.reserve_s)
-        return inner(source_, first_)
-
-    budgeted.log, budgeted.reserve_s = inner.log, 0.0
+    budgeted = budgeted_prepare(fake_finetuning(model, 0.0, step), seen)
     checked = cycle_checked_prepare(budgeted, model, step, centroid_flow, max_size=None, frames=2)
     checked(source, first)
     assert seen == [budgeted.reserve_s] and budgeted.reserve_s > 0
@@ -189,10 +194,7 @@ def test_the_reserve_counts_the_flows_once(square_on_disk):
         time.sleep(0.1)
         return centroid_flow(frame_a, frame_b)
 
-    def budgeted(source_, first_):
-        return inner(source_, first_)
-
-    budgeted.log, budgeted.reserve_s = inner.log, 0.0
+    budgeted = budgeted_prepare(inner)
     checked = cycle_checked_prepare(budgeted, model, step, slow_flow, max_size=None, frames=2)
     checked(source, first)
     entry = checked.log[os.path.basename(source.path)]
@@ -215,14 +217,8 @@ def test_the_step_s_one_time_tracing_is_not_taken_off_the_first_video_s_budget(s
         time.sleep(1.0 if len(calls) == 1 else 0.01)
         return inner_step(*args)
 
-    inner = fake_finetuning(model, 0.0, tracing_step)
     reserves = []
-
-    def budgeted(source_, first_):
-        reserves.append(budgeted.reserve_s)
-        return inner(source_, first_)
-
-    budgeted.log, budgeted.reserve_s = inner.log, 0.0
+    budgeted = budgeted_prepare(fake_finetuning(model, 0.0, tracing_step), reserves)
     checked = cycle_checked_prepare(budgeted, model, tracing_step, centroid_flow, max_size=None, frames=2)
     checked(source, first)
     checked(source, first)
