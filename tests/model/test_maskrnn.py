@@ -40,16 +40,16 @@ def test_shapes_and_ranges(model, h, w):
     assert model.fuse(out["probs"]).shape == (h, w)
 
 
-def _decoded_boxes(deltas, proposals, weights, height, width):
+def _decoded_boxes(deltas, proposals, weights, height, width, clip=True):
     """Fast R-CNN decoding written out: centre (cy, cx) += (ty / wy * h, tx / wx * w), size (h, w) *= exp(th / wh,
-    tw / ww) of the proposal, then each coordinate clipped to the frame [0, height] x [0, width]."""
+    tw / ww) of the proposal, then (with `clip`) each coordinate clipped to the frame [0, height] x [0, width]."""
     p = np.asarray(proposals, np.float64)
     t = np.asarray(deltas, np.float64) / np.asarray(weights, np.float64)
     ph, pw = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
     cy, cx = (p[:, 0] + p[:, 2]) / 2 + t[:, 0] * ph, (p[:, 1] + p[:, 3]) / 2 + t[:, 1] * pw
     h, w = ph * np.exp(t[:, 2]), pw * np.exp(t[:, 3])
     boxes = np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], -1)
-    return np.clip(boxes, 0, [height, width, height, width])
+    return np.clip(boxes, 0, [height, width, height, width]) if clip else boxes
 
 
 def test_zero_outside_enlarged_box(model):
@@ -77,8 +77,11 @@ def test_zero_outside_enlarged_box(model):
         np.testing.assert_allclose(want[0], [6.906, 4.108, 15.094, 13.492], atol=1e-3)
         np.testing.assert_allclose(want[2], [25.744, 0.0, 30.0, 3.211], atol=1e-3)
         np.testing.assert_allclose(out["boxes"].numpy(), want, rtol=1e-5, atol=1e-4)
-        probs, boxes = out["probs"].numpy(), out["boxes"].numpy()
-        inside = box_mask(enlarge_boxes(boxes, TINY.box_enlarge), 30, 50).numpy()
+        # The mask is restricted to the box as predicted (not clipped) enlarged about its centre.
+        predicted = _decoded_boxes(np.tile(known, (3, 1)), proposals, TINY.delta_weights, 30, 50, clip=False)
+        np.testing.assert_allclose(predicted[2], [25.744, -0.811, 30.656, 3.211], atol=1e-3)
+        probs = out["probs"].numpy()
+        inside = box_mask(enlarge_boxes(predicted.astype(np.float32), TINY.box_enlarge), 30, 50).numpy()
         assert np.all(probs[inside == 0] == 0.0)
         assert np.all(probs[inside == 1] > 0.0)  # sigmoid is never exactly 0 inside
         assert (inside == 0).any()

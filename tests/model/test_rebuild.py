@@ -5,7 +5,7 @@ import pytest
 
 from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 from maskrnn_tf.model.rebuild import rebuild_with_precision
-from maskrnn_tf.ops import box_mask, enlarge_boxes
+from maskrnn_tf.ops import box_mask, decode_box_deltas, enlarge_boxes
 
 
 def _inputs(h=24, w=40):
@@ -29,7 +29,8 @@ def test_switching_the_box_off_keeps_everything_but_the_restriction():
         np.testing.assert_allclose(off[key].numpy(), on[key].numpy(), rtol=1e-5, atol=1e-5)
     sigmoid = 1.0 / (1.0 + np.exp(-on["logits"].numpy()))
     np.testing.assert_allclose(off["probs"].numpy(), sigmoid, rtol=1e-5, atol=1e-6)
-    inside = box_mask(enlarge_boxes(on["boxes"], 1.25), 24, 40).numpy()
+    predicted = decode_box_deltas(on["deltas"], on["proposals"], trained.config.delta_weights)  # before clipping
+    inside = box_mask(enlarge_boxes(predicted, 1.25), 24, 40).numpy()
     np.testing.assert_allclose(on["probs"].numpy(), sigmoid * inside, rtol=1e-5, atol=1e-6)
     # Nothing to change: the same object comes back.
     assert rebuild_with_precision(trained, "float32", {"apply_localization": True}) is trained
