@@ -358,6 +358,19 @@ def _refuse_grey_edge_blends(path: str, values: np.ndarray) -> None:
         "as a palette PNG of object ids.")
 
 
+def _refuse_several_greys(path: str, values: np.ndarray) -> None:
+    """Raises ImageReadError for a grey map (not ids 1..N) whose values between 0 and its maximum fill regions, as
+    objects saved in several greys do (`_solid_intermediate`): thresholded, they would merge or vanish."""
+    if not _solid_intermediate(values):
+        return
+    _refuse_grey_edge_blends(path, values)  # ids and void blended by a resize: say so
+    nonzero = np.unique(values[values > 0])
+    raise ImageReadError(
+        f"{path}: grey values {nonzero.tolist()[:8]} fill regions, not just the edges of one object (an "
+        "anti-aliased binary mask): several objects in grey? Save object ids 1, 2, ... (grey values below "
+        "128) or a palette PNG of object ids; a binary mask holds one non-zero value.")
+
+
 def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """Reads an annotation as (uint8 ids [H, W], [256, 3] palette for writing results or None = DAVIS's).
 
@@ -391,12 +404,7 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
         if nonzero.max() < 128 or _ids_with_void(nonzero):
             _refuse_grey_edge_blends(path, values)
             return values.astype(np.uint8), None  # small grey values: object ids (255 = void)
-        if _solid_intermediate(values):
-            _refuse_grey_edge_blends(path, values)  # ids and void blended by a resize: say so
-            raise ImageReadError(
-                f"{path}: grey values {nonzero.tolist()[:8]} fill regions, not just the edges of one object (an "
-                "anti-aliased binary mask): several objects in grey? Save object ids 1, 2, ... (grey values below "
-                "128) or a palette PNG of object ids; a binary mask holds one non-zero value.")
+        _refuse_several_greys(path, values)
         return (values > 127).astype(np.uint8), None  # anti-aliased binary mask
     ids, _ = _davis_ids(values)
     if ids is not None:
@@ -476,7 +484,12 @@ def grey_annotation_mode(path: str | os.PathLike) -> str:
     its first annotation (where every object is present); palette, colour and 1-bit files: COLOUR. Read every
     frame of the sequence the same way: a later frame may hold only object 2 and void, or only the faint
     anti-aliased edge of an object leaving (in an RGB file, grey 64, 128 or 192, which alone would read as DAVIS
-    palette colours). An RGB file of greys only is grey here: a first frame in DAVIS colours holds object 1, red."""
+    palette colours). An RGB file of greys only is grey here: a first frame in DAVIS colours holds object 1, red.
+
+    Raises:
+      ImageReadError: as `read_label_image` for a first mask: grey ids blended by a resize with interpolation, or
+        several objects saved as greys that are not ids 1..N.
+    """
     path = os.fspath(path)
     try:
         stat = os.stat(path)
@@ -490,6 +503,13 @@ def grey_annotation_mode(path: str | os.PathLike) -> str:
     if values is not None and values.ndim == 3 and _all_grey(values):
         values = values[..., 0]
     mode = _grey_mode(values) if values is not None and values.ndim == 2 else COLOUR
+    # Checked here, once per sequence, as `read_label_image` checks a first mask: ids blended by a resize with
+    # interpolation (a 0/255 mask upscaled so holds every grey, read as ids 1..254 with its inside void), and
+    # objects saved in several greys (a palette annotation converted to grey: thresholded, objects vanish or merge).
+    if mode == GREY_IDS:
+        _refuse_grey_edge_blends(path, values)
+    elif mode == GREY_THRESHOLD:
+        _refuse_several_greys(path, values)
     if key is not None:
         _GREY_MODE_CACHE[key] = mode
     return mode
@@ -509,7 +529,7 @@ def read_annotation_ids(path: str | os.PathLike, grey_mode: Optional[str] = None
 
     Raises:
       ImageReadError: missing, unreadable or transparent file, a mode that cannot hold a mask (16-bit,
-        float), or colours outside the DAVIS palette.
+        float), colours outside the DAVIS palette, or (without `grey_mode`) greys `grey_annotation_mode` refuses.
     """
     path = os.fspath(path)
     ids, values, _ = _ids_or_values(path, "is not an annotation DAVIS tools read; save ground truth as "

@@ -11,7 +11,7 @@ from PIL import Image
 from maskrnn_tf.inference import (MaskError, SegmentOptions, flow_propagation_step, read_first_mask,
                                   segment_davis, segment_video)
 from maskrnn_tf.io import ImageReadError, davis_palette, read_mask, read_palette, write_palette_png
-from maskrnn_tf.io.id_images import read_annotation_ids, read_label_image, read_result_ids
+from maskrnn_tf.io.id_images import grey_annotation_mode, read_annotation_ids, read_label_image, read_result_ids
 from maskrnn_tf.metrics import EvaluationConfig, UnreadableResultError, evaluate_dataset
 
 from .conftest import HEIGHT, WIDTH, square_ids
@@ -526,3 +526,69 @@ def test_rgb_annotation_in_other_colours_is_refused_naming_the_file(tmp_path):
     # DAVIS palette colours in RGB keep their ids (the refusal is for other colours only).
     save_davis_rgb(path, square_ids(0))
     np.testing.assert_array_equal(read_annotation_ids(path), square_ids(0))
+
+
+def _davis16_mask_upscaled() -> np.ndarray:
+    """blackswan's first DAVIS-2016 0/255 mask resized to 1920x1080 with bilinear interpolation (as to match
+    full-HD frames): every grey 0..255 appears on its edges."""
+    import cv2
+
+    path = os.path.join(os.path.dirname(DAVIS17), "DAVIS-2016", "Annotations", "480p", "blackswan", "00000.png")
+    mask = np.asarray(Image.open(path).convert("L"))
+    return cv2.resize(mask, (1920, 1080), interpolation=cv2.INTER_LINEAR)
+
+
+@needs_data
+def test_ground_truth_resized_with_interpolation_is_refused_as_a_first_mask_is(tmp_path):
+    """Ground truth was read by read_annotation_ids without read_label_image's checks: a 0/255 mask upscaled
+    bilinearly holds every grey, so it read as ids 1..254 with the object's inside void (255), and a correct result
+    scored J = 0 on 254 objects; a grey id map resized so read as a ring of object 1 round object 2."""
+    import cv2
+
+    upscaled = _davis16_mask_upscaled()
+    assert np.array_equal(np.unique(upscaled), np.arange(256))  # the premise: read as ids 1..254 and void
+    resized_ids = _resized_grey(square_ids(0), cv2.INTER_LINEAR)
+    for name, values in (("upscaled.png", upscaled), ("ids.png", resized_ids)):
+        path = str(tmp_path / name)
+        Image.fromarray(values, mode="L").save(path)
+        with pytest.raises(ImageReadError, match=rf"{name}: grey value\(s\) .* resized with interpolation"):
+            read_label_image(path)
+        with pytest.raises(ImageReadError, match=rf"{name}: grey value\(s\) .* resized with interpolation"):
+            read_annotation_ids(path)
+        with pytest.raises(ImageReadError, match=rf"{name}: grey value\(s\) .* resized with interpolation"):
+            grey_annotation_mode(path)
+
+
+@needs_data
+def test_evaluate_refuses_ground_truth_of_objects_in_several_greys_naming_the_file(tmp_path):
+    """DAVIS-2017's tennis re-saved as grey luminance (0/38/75/220: the objects red and green, void): evaluate read
+    the void as the one object and refused a correct result for an object 2 'not in the ground truth'."""
+    import shutil
+
+    root = str(tmp_path / "davis")
+    shutil.copytree(DAVIS17, root)
+    folder = os.path.join(root, "Annotations", "480p", "tennis")
+    for name in os.listdir(folder):
+        Image.open(os.path.join(folder, name)).convert("L").save(os.path.join(folder, name))
+    assert np.unique(np.asarray(Image.open(os.path.join(folder, "00000.png")))).tolist() == [0, 38, 75, 220]
+    out = str(tmp_path / "res")
+    write_tennis_results(out, write_palette_png)
+    with pytest.raises(ImageReadError, match=r"tennis/00000.png: grey values \[38, 75, 220\] fill regions"):
+        evaluate_dataset(root, out, EvaluationConfig(skip_first_last=False, sequences=("tennis",), processes=1))
+
+
+@pytest.mark.parametrize("greys", [(128, 255), (100, 200), (38, 75)])
+def test_ground_truth_of_objects_in_several_greys_is_refused_as_a_first_mask_is(tmp_path, greys):
+    """Objects saved as greys (a palette annotation re-saved as grey: tennis read 0/38/75/220) were thresholded at
+    127 by read_annotation_ids: objects dropped or merged, and void read as object 1, without a word."""
+    ids = square_ids(0)
+    values = np.select([ids == 1, ids == 2], list(greys), 0).astype(np.uint8)
+    values[0:4, :] = 220  # void's luminance, a band as DAVIS-2017's
+    path = str(tmp_path / "two_greys.png")
+    Image.fromarray(values, mode="L").save(path)
+    with pytest.raises(ImageReadError, match=r"two_greys.png: grey values \[.*\] fill regions"):
+        read_label_image(path)
+    with pytest.raises(ImageReadError, match=r"two_greys.png: grey values \[.*\] fill regions"):
+        read_annotation_ids(path)
+    with pytest.raises(ImageReadError, match=r"two_greys.png: grey values \[.*\] fill regions"):
+        grey_annotation_mode(path)
