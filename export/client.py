@@ -261,11 +261,20 @@ class ServingClient:
             available = [v for v, s in states.items() if s == get_model_status_pb2.ModelVersionStatus.AVAILABLE]
             if available:
                 return max(available)
+            # A version whose load failed (a warmup record refused, an export the server's batching refuses) ends
+            # in END with the load's error as its status: no use waiting for it, and the reason is the server's.
+            failed = {s.version: s.status.error_message or f"error code {s.status.error_code}"
+                      for s in response.model_version_status
+                      if s.state == get_model_status_pb2.ModelVersionStatus.END and s.status.error_code != 0}
+            reasons = "".join(f"; version {v} failed to load: {m}" for v, m in sorted(failed.items()))
+            if failed and len(failed) == len(states):
+                raise ServingError(f"Model {self.config.model_name} at {self.config.address} has no version that "
+                                   f"loaded{reasons}.")
             if time.monotonic() > deadline:
                 names = {v: get_model_status_pb2.ModelVersionStatus.State.Name(s) for v, s in states.items()}
                 raise ServingError(
                     f"Model {self.config.model_name} at {self.config.address} has no AVAILABLE version after "
-                    f"{self.config.ready_timeout_s}s (versions: {names}); check the server log."
+                    f"{self.config.ready_timeout_s}s (versions: {names}){reasons}; check the server log."
                 )
             self._sleep(min(1.0, self.config.backoff_max_s))
 
@@ -297,6 +306,13 @@ class ServingClient:
             expected = [(BATCHED_STEP_SIGNATURE,) + tables[BATCHED_STEP_SIGNATURE]]
         if self.color_prior:
             expected.append((COLOR_TABLES_SIGNATURE,) + tables[COLOR_TABLES_SIGNATURE])
+        if (not self.config.batched and self.config.first_frame_signature not in defs
+                and BATCHED_STEP_SIGNATURE in defs):
+            raise ServingError(
+                f"Model {self.config.model_name} at {self.config.address} is a batching export (export_main "
+                f"--batching): it serves '{BATCHED_STEP_SIGNATURE}' only (served: {sorted(defs)}). Run the client "
+                "with --batched (and --max_batch_size=<the server's>), or serve an export made without --batching "
+                "on a server without --enable_batching.")
         problems = []
         for key, inputs, outputs in expected:
             sig = defs.get(key)
@@ -350,7 +366,10 @@ class ServingClient:
         if size > self.config.max_message_bytes:
             raise ServingError(
                 f"A {signature} request is {size / 2**20:.1f} MB, over the {self.config.max_message_bytes / 2**20:.0f} MB "
-                "message limit; raise --max_message_mb or segment at a smaller --max_size."
+                "message limit; raise --max_message_mb" + (
+                    " (the first frame's colour tables go at the video's own size, one row per object: "
+                    "--batched sends them in --max_batch_size rows)." if signature == COLOR_TABLES_SIGNATURE
+                    else " or segment at a smaller --max_size.")
             )
         response = self._call(self._prediction.Predict, request, f"Predict({signature})")
         return {name: proto_to_ndarray(proto) for name, proto in response.outputs.items()}

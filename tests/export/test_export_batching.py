@@ -278,3 +278,15 @@ def test_the_batched_client_refuses_what_the_server_asserts_before_sending(batch
             assert sent == []
             client.step(**good)
             assert len(sent) == 1
+
+
+def test_a_per_video_client_at_a_batching_export_is_told_to_add_batched(batching_base):
+    """Without --batched, the client read the batching export's serving_default (step_batched's alias) as the
+    per-video step, listed rank mismatches and told the user to export again, which does not help."""
+    with StandInModelServer(batching_base, "maskrnn") as server:
+        with ServingClient(ClientConfig(address=server.address)) as client:
+            with pytest.raises(ServingError) as err:
+                client.check_ready()
+    message = str(err.value)
+    assert "batching export (export_main --batching)" in message and "--batched" in message
+    assert "has rank" not in message and "Export it with" not in message

@@ -1,5 +1,6 @@
 """The client against the stand-in gRPC model server on 127.0.0.1 (a stand-in for tensorflow_model_server)."""
 import os
+import re
 import shutil
 
 import grpc
@@ -137,8 +138,13 @@ def test_wrong_model_name_is_reported_before_segmenting(tmp_path, server, synthe
 
 def test_message_limit_is_checked(server):
     with ServingClient(ClientConfig(address=server.address, max_message_bytes=2_000)) as c:
-        with pytest.raises(ServingError, match="message limit"):
+        with pytest.raises(ServingError, match="message limit; raise --max_message_mb or segment at a smaller"):
             c.step(**_good_inputs())
+        # The colour tables' request is at the video's own size: --max_size does not shrink it.
+        frame, mask = np.zeros((40, 56, 3), np.uint8), np.zeros((40, 56), np.uint8)
+        with pytest.raises(ServingError, match=r"message limit; raise --max_message_mb \(the first frame's colour "
+                                               r"tables go at the video's own size.*--batched"):
+            c.color_tables(frame, mask, [1, 2])
 
 
 def test_480p_messages_exceed_grpc_default_and_pass(client):
@@ -355,3 +361,42 @@ def test_a_not_found_names_model_version_only_when_the_user_gave_it(tmp_path, se
     assert "--model_version" not in errors[None] and "version 1" in errors[None], errors[None]
     assert "leave --model_version out" in errors[1], errors[1]
     assert os.listdir(tmp_path) == []
+
+
+def _status_answer(*versions):
+    """A GetModelStatus answer: (version, state name, error code, error message) per version, as a model server
+    reports a version whose load failed (state END, its status the load's error)."""
+    from tensorflow_serving.apis import get_model_status_pb2
+
+    response = get_model_status_pb2.GetModelStatusResponse()
+    for version, state, code, message in versions:
+        status = response.model_version_status.add()
+        status.version = version
+        status.state = get_model_status_pb2.ModelVersionStatus.State.Value(state)
+        status.status.error_code = code
+        status.status.error_message = message
+    return response
+
+
+def test_a_version_that_failed_to_load_is_reported_at_once_with_the_servers_reason(server):
+    """A version the server failed to load (a warmup record refused, a non-batching export behind
+    --enable_batching) is END with the load's error: the client waited the whole --ready_timeout as for a version
+    still loading, then said only 'check the server log'."""
+    reason = "Batching session Run() input tensors must have equal 0th-dimension size"
+    sleeps = []
+    with ServingClient(ClientConfig(address=server.address, ready_timeout_s=5), sleep=sleeps.append) as client:
+        client._models.GetModelStatus = lambda request, **kwargs: _status_answer((1, "END", 3, reason))
+        with pytest.raises(ServingError, match=rf"version 1 failed to load: {re.escape(reason)}"):
+            client.wait_until_available()
+        assert sleeps == []
+        # One still loading: waited for; at the timeout, the failed one's reason is given with the states.
+        client.config = ClientConfig(address=server.address, ready_timeout_s=0)
+        client._models.GetModelStatus = lambda request, **kwargs: _status_answer(
+            (1, "END", 3, reason), (2, "LOADING", 0, ""))
+        with pytest.raises(ServingError, match=rf"'LOADING'.*version 1 failed to load: {re.escape(reason)}"):
+            client.wait_until_available()
+        # Versions unloaded normally (END, OK) are no failure.
+        client._models.GetModelStatus = lambda request, **kwargs: _status_answer((1, "END", 0, ""))
+        with pytest.raises(ServingError) as err:
+            client.wait_until_available()
+        assert "failed to load" not in str(err.value)
