@@ -60,6 +60,9 @@ flags.DEFINE_float("finetune_budget", 60.0, "Recurrent finetuning: wall seconds 
                    "updates; tracing, once per object count and frame size, comes on top) after which no "
                    "update starts; 0 = no limit.")
 flags.DEFINE_integer("finetune_clip_length", 5, "Recurrent finetuning: frames per dreamt clip.")
+flags.DEFINE_integer("finetune_num_clips", 8, "Recurrent finetuning: distinct dreamt clips per video, made on first "
+                     "use and cycled through the updates (one clip per update; dreaming one takes a small part of "
+                     "an update's time).")
 flags.DEFINE_integer("finetune_crop", 0, "Recurrent finetuning: dream from a crop of at most this many pixels "
                      "square around the objects (fewer pixels, more updates in the budget); objects too large "
                      "for it use the whole frame; 0 = always the whole frame.")
@@ -158,6 +161,7 @@ def _register_checks() -> None:
     register_numeric_validator("finetune_steps", minimum=0, hint="0 skips online finetuning")
     register_numeric_validator("finetune_budget", minimum=0, hint="seconds per video; 0 = no limit")
     register_numeric_validator("finetune_clip_length", minimum=2, hint="a dreamt clip needs two frames")
+    register_numeric_validator("finetune_num_clips", minimum=1, hint="clips per video")
     register_numeric_validator("finetune_crop", minimum=0, hint="pixels; 0 = the whole frame")
     flags.register_validator("finetune_dream_speed", lambda value: value == "video" or _positive_number(value),
                              message="must be a number > 0 (1 = the dreaming defaults) or 'video'")
@@ -422,11 +426,11 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
         dream = dream if by_video else dream.with_speed(float(FLAGS.finetune_dream_speed))
         metadata.update(finetune_budget_s=FLAGS.finetune_budget, finetune_clip_length=FLAGS.finetune_clip_length,
                         finetune_crop=FLAGS.finetune_crop, finetune_dream_speed=_dream_speed_record(),
-                        finetune_dream_flow=FLAGS.finetune_dream_flow)
+                        finetune_dream_flow=FLAGS.finetune_dream_flow, finetune_num_clips=FLAGS.finetune_num_clips)
         config = inference.RecurrentFinetuneConfig(
             steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
             dream=dream, match_video_motion=by_video, crop=FLAGS.finetune_crop, dream_flow=FLAGS.finetune_dream_flow,
-            **choice.losses())
+            num_clips=FLAGS.finetune_num_clips, **choice.losses())
         return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config,
                                                       flow_fn=flow_fn if by_video else None)
     return None

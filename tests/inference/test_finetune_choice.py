@@ -165,24 +165,29 @@ def test_cli_dream_speed_reaches_the_recurrent_finetuning(tmp_path, video_on_dis
     out = str(tmp_path / "out")
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", f"--output={out}",
                    "--finetune_dream_speed=2.5", "--finetune_clip_length=4", "--finetune_dream_flow=dis",
-                   "--precision=float32") == 0
+                   "--finetune_num_clips=64", "--precision=float32") == 0
     config, flow_fn = seen[0]
     assert config.dream == DreamConfig(num_frames=4).with_speed(2.5) and not config.match_video_motion
+    assert config.num_clips == 64
     assert flow_fn is None and config.dream_flow == "dis"
     assert (config.seg_weight, config.loc_weight, config.class_balance) == (2.0, 0.1, False)  # as trained
     assert (config.iou_weight, config.loc_min_iou) == (0.5, 0.4)
     with open(os.path.join(out, "segment_run.json")) as f:
         record = json.load(f)
     assert (record["finetune_dream_speed"], record["finetune_dream_flow"]) == (2.5, "dis")
+    assert record["finetune_num_clips"] == 64
     # 'video': the speeds come from each video's first flow, so the finetuning gets segment's flow function.
     video = str(tmp_path / "video")
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}", f"--output={video}",
                    "--finetune_dream_speed=video", "--precision=float32") == 0
     config, flow_fn = seen[1]
     assert config.match_video_motion and config.dream == DreamConfig(num_frames=5) and callable(flow_fn)
-    assert config.dream_flow == "exact"
+    assert config.dream_flow == "exact" and config.num_clips == 8
     with open(os.path.join(video, "segment_run.json")) as f:
         assert json.load(f)["finetune_dream_speed"] == "video"
+    with pytest.raises(flags.IllegalFlagValueError, match="finetune_num_clips"):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}",
+                f"--output={tmp_path / 'bad'}", "--finetune_num_clips=0")
     for bad in ("0", "fast"):
         with pytest.raises(flags.IllegalFlagValueError, match="must be a number > 0"):
             run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={stage_b_run}",
