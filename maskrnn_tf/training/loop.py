@@ -439,6 +439,9 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                 while step < last:
                     # Steps are numbered from 1, as the console and TensorBoard show them (--profile_steps too).
                     profiler.before_step(step + 1)
+                    # The rate this step's update uses (the schedule follows the step counter the step advances).
+                    logged = (step + 1) % config.log_every == 0 or step + 1 == last
+                    lr = float(current_learning_rate(optimizer)) if logged else None
                     t0 = time.perf_counter()
                     # The step marker gives the Profile tab its step times and input-pipeline analysis.
                     with tf.profiler.experimental.Trace("maskrnn_train_step", step_num=step + 1, _r=1):
@@ -479,8 +482,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                                 f"checkpoint {ckpt.latest or '(none)'} is kept. Look for the NaN/Inf in the data or "
                                 "the model, or train in --precision=float32 or bfloat16.")
                     final_loss = values["loss"]
-                    if step % config.log_every == 0 or step == last:
-                        lr = float(current_learning_rate(optimizer))
+                    if logged:
                         summaries.scalars(step, {"loss/total": values["loss"], "loss/seg": values["seg"],
                                                  "loss/loc": values["loc"], "grad_norm": values["grad_norm"],
                                                  "learning_rate": lr, "step_time_s": seconds})
@@ -496,7 +498,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                     # steps are collective: a worker stopping alone would leave the others waiting in the next).
                     signum = flag.signum if agreement is None else agreement.agree(flag.signum)
                     if signum is not None:
-                        last_saved = ckpt.save(step) or last_saved
+                        if step % config.checkpoint_every != 0:  # else saved just above: not rewritten in place
+                            last_saved = ckpt.save(step) or last_saved
                         raise TrainingInterrupted(signum, last_saved, elsewhere=flag.signum != signum)
         finally:
             profiler.stop()

@@ -109,7 +109,7 @@ class TrainSteps:
         Frame 0's mask (or the batch's `seed_masks`, see `make_clip_dataset`) seeds the recurrence; each
         prediction (probs and boxes) is fed back as the next frame's previous prediction and the model warps it
         with the flow: gradients flow through time and through the warps (nothing is stopped). `reverse` plays
-        the clip backwards (exact: the flows swap). With data.clip_burn_in = k the first k predicted frames are
+        the clip backwards (exact: the flows swap), each element whose last frame holds its object. With data.clip_burn_in = k the first k predicted frames are
         a burn-in: no loss, and their last prediction seeds the rest as a constant (stop_gradient), so that the
         losses are those of a network carrying its own k-frame-old mask, at k forward passes' cost.
         """
@@ -118,14 +118,20 @@ class TrainSteps:
         to_next = tf.cast(batch["flows_to_next"], tf.float32)
         masks = tf.cast(batch["masks"], tf.float32)
         void = batch.get("void")
-        reverse = tf.convert_to_tensor(reverse)
+        # Per element: a clip whose object is gone by its last frame plays forwards (backwards, it would start from
+        # an empty mask and teach the network to make the object appear from nothing, which segmenting never asks).
+        reverse = tf.logical_and(tf.convert_to_tensor(reverse), tf.reduce_any(masks[:, -1] > 0.5, axis=[1, 2]))
+
+        def pick(backwards, forwards):
+            """Per element, `backwards` where it plays backwards, else `forwards` (same shape [B, ...])."""
+            where = tf.reshape(reverse, [-1] + [1] * (len(forwards.shape) - 1))
+            return tf.where(where, backwards, forwards)
 
         def maybe_reverse(x):
-            return tf.cond(reverse, lambda: tf.reverse(x, [1]), lambda: x)
+            return pick(tf.reverse(x, [1]), x)
 
         frames, masks = maybe_reverse(frames), maybe_reverse(masks)
-        to_prev, to_next = (tf.cond(reverse, lambda: tf.reverse(to_next, [1]), lambda: to_prev),
-                            tf.cond(reverse, lambda: tf.reverse(to_prev, [1]), lambda: to_next))
+        to_prev, to_next = pick(tf.reverse(to_next, [1]), to_prev), pick(tf.reverse(to_prev, [1]), to_next)
         if void is not None:
             void = maybe_reverse(void)
         length = frames.shape[1]
@@ -134,7 +140,7 @@ class TrainSteps:
         prev = masks[:, 0]
         if "seed_masks" in batch:  # perturbed seeds (data.clip_seed_fraction): [B, 2 = forwards/backwards, H, W]
             seeds = tf.cast(batch["seed_masks"], tf.float32)
-            prev = tf.cond(reverse, lambda: seeds[:, 1], lambda: seeds[:, 0])
+            prev = pick(seeds[:, 1], seeds[:, 0])
         prev_boxes, _ = mask_to_box(prev)
         tables = (tf.cast(batch["color_model"], tf.float32),) if "color_model" in batch else ()
         burn_in = self.config.data.clip_burn_in

@@ -131,9 +131,10 @@ def test_validation_j_and_overlay_images_reach_the_event_files(reference_run):
     for tag in ("loss/total", "loss/seg", "loss/loc", "grad_norm", "learning_rate", "step_time_s"):
         assert [step for step, _ in train[tag]] == list(range(1, 15)), tag
         assert all(math.isfinite(float(v)) for _, v in train[tag]), (tag, train[tag])
-    # The decayed learning rate after each step: 1e-3 * 0.5^(step / 1000) (decay_rate, decay_steps defaults).
+    # The rate each step's update used, step s (from 1) at 1e-3 * 0.5^((s - 1) / 1000) (decay_rate, decay_steps
+    # defaults): it was read after the step, the next step's rate (a cooldown's last step showed 0).
     for step, value in train["learning_rate"]:
-        assert float(value) == pytest.approx(1e-3 * 0.5 ** (step / 1000), rel=1e-6), step
+        assert float(value) == pytest.approx(1e-3 * 0.5 ** ((step - 1) / 1000), rel=1e-6), step
 
 
 @pytest.mark.slow

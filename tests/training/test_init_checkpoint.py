@@ -381,3 +381,37 @@ def test_the_batches_a_run_trained_on_are_counted_from_where_its_data_started(st
     from maskrnn_tf.training.loop import _consumed
 
     assert _consumed(done, stage_a_steps, start) == expected
+
+
+def test_a_signal_on_a_checkpoint_step_saves_that_step_once(tmp_path, monkeypatch):
+    """A stop signal during a step whose checkpoint was due saved the same checkpoint twice, rewriting its files in
+    place: a SIGKILL after a scheduler's SIGTERM could land in the rewrite and damage the newest checkpoint."""
+    import signal
+
+    from maskrnn_tf.training import loop
+    from maskrnn_tf.training.checkpointing import RunCheckpoint
+    from maskrnn_tf.training.config import TrainConfig
+
+    class StopAfterOneStep(loop._SignalFlag):
+        def __enter__(self):
+            self.signum = signal.SIGTERM
+            return self
+
+    saved, save = [], RunCheckpoint.save
+
+    def counted(self, step):
+        saved.append(step)
+        return save(self, step)
+
+    monkeypatch.setattr(loop, "_SignalFlag", StopAfterOneStep)
+    monkeypatch.setattr(RunCheckpoint, "save", counted)
+    with pytest.raises(loop.TrainingInterrupted) as stopped:
+        loop.train(TrainConfig().override({**_TINY_RUN, "stage_a_steps": 2}), str(tmp_path / "run"),
+                   printer=lambda line: None)
+    assert saved == [1] and stopped.value.checkpoint.endswith("-1")
+    # Off a checkpoint step, the signal's save is the one.
+    saved.clear()
+    with pytest.raises(loop.TrainingInterrupted) as stopped:
+        loop.train(TrainConfig().override({**_TINY_RUN, "stage_a_steps": 2, "checkpoint_every": 2}),
+                   str(tmp_path / "run2"), printer=lambda line: None)
+    assert saved == [1] and stopped.value.checkpoint.endswith("-1")

@@ -112,6 +112,28 @@ def test_reversed_clip_swaps_flows_and_order():
     np.testing.assert_allclose(a["total"].numpy(), b["total"].numpy(), rtol=1e-5)
 
 
+def test_a_clip_whose_last_frame_has_no_object_is_not_played_backwards():
+    """Played backwards, a clip whose object has left by its last frame started the recurrence from an empty mask
+    (and a whole-frame proposal) and trained the network to make the object appear from nothing, which segmenting
+    never asks. Such an element of the batch plays forwards; the others still play backwards."""
+    tf.keras.utils.set_random_seed(7)
+    steps = _steps(_tiny())
+    clip = _clip(length=3)
+    clip["masks"][1, -1] = 0  # element 1's object is gone in the last frame
+    batch = {k: tf.constant(v) for k, v in clip.items()}
+    forwards = steps.clip_losses(batch, tf.constant(False))["total"].numpy()
+    backwards = steps.clip_losses(batch, tf.constant(True))["total"].numpy()
+    full = {k: tf.constant(v) for k, v in _clip(length=3).items()}
+    np.testing.assert_allclose(backwards[1], forwards[1], rtol=1e-6)
+    np.testing.assert_allclose(backwards[0], steps.clip_losses(full, tf.constant(True))["total"].numpy()[0],
+                               rtol=1e-6)
+    assert abs(backwards[0] - forwards[0]) > 1e-4  # element 0 did play backwards
+    # With seed masks, the element that plays forwards takes the forwards seed.
+    seeds = np.stack([clip["masks"][:, 0], clip["masks"][:, -1]], axis=1)
+    seeded = steps.clip_losses({**batch, "seed_masks": tf.constant(seeds)}, tf.constant(True))["total"].numpy()
+    np.testing.assert_allclose(seeded, backwards, rtol=1e-6)
+
+
 def test_seed_masks_start_the_recurrence_in_their_direction():
     tf.keras.utils.set_random_seed(5)
     steps = _steps(_tiny())
