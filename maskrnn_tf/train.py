@@ -225,6 +225,7 @@ def main(argv: List[str]) -> int:
         print(f"error: --flow_cache_dir={cache_dir} is a file, not a folder: give a folder (it is created if "
               "missing).", file=sys.stderr)
         return 2
+    made_run_dir = not os.path.exists(run_dir)
     try:  # last of the checks: a refused run leaves no empty folder behind
         os.makedirs(run_dir, exist_ok=True)
     except OSError as err:
@@ -258,6 +259,8 @@ def main(argv: List[str]) -> int:
     except (DataNotFoundError, ConfigMismatchError, RunDirBusyError, CheckpointCorruptError, VGGWeightsError,
             TrainDataError, TrainSettingsError, CheckpointMismatchError, InitCheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
+        if made_run_dir and not isinstance(err, RunDirBusyError):  # the folder this command made, with its lock
+            _remove_if_only_lock(run_dir)
         return 2
     except NonFiniteLossError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -273,6 +276,18 @@ def main(argv: List[str]) -> int:
              if result.best_path else "") +
           f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
     return 0
+
+
+def _remove_if_only_lock(run_dir: str) -> None:
+    """Removes `run_dir` when it holds nothing but the run-dir lock file (anything else stays)."""
+    from maskrnn_tf.training.run_dir import LOCK_NAME
+
+    try:
+        if os.listdir(run_dir) == [LOCK_NAME]:
+            os.remove(os.path.join(run_dir, LOCK_NAME))
+        os.rmdir(run_dir)  # only if empty
+    except OSError:
+        pass
 
 
 def run(argv: Optional[List[str]] = None) -> None:

@@ -189,6 +189,21 @@ def test_jit_compile_in_mixed_precision_on_a_cpu_is_refused_before_any_work(tmp_
     assert keras.mixed_precision.global_policy().name == "float32"  # nothing of the refused run stays set
 
 
+def test_a_run_the_cli_refuses_leaves_no_folder_it_made(tmp_path):
+    """The CLI makes --run_dir before train() refuses a setting: a refused new run left a folder holding only the
+    run-dir lock. A folder that was there before stays, with what it held."""
+    from conftest import run_cli  # tests/training/conftest.py
+
+    proc = run_cli(str(tmp_path / "run"), "--jit_compile", "--precision=bfloat16")
+    assert proc.returncode == 2 and "--jit_compile" in proc.stdout, proc.stdout[-2000:]
+    assert not os.path.exists(tmp_path / "run")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    proc = run_cli(str(tmp_path / "mine"), "--jit_compile", "--precision=bfloat16")
+    assert proc.returncode == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
 def test_jit_compile_on_several_cpu_replicas_is_refused_before_any_work(tmp_path, monkeypatch):
     """XLA cannot reach a variable on another logical CPU device: `--strategy=mirrored --logical_cpus=2
     --jit_compile` ended at step 1 with InvalidArgumentError ("Trying to access resource ... replica_1"), after
