@@ -538,6 +538,13 @@ def _davis16_mask_upscaled() -> np.ndarray:
     return cv2.resize(mask, (1920, 1080), interpolation=cv2.INTER_LINEAR)
 
 
+def _all_readers_refuse(path: str, match: str) -> None:
+    """The first-mask reader, the ground-truth reader and the sequence's grey mode all refuse `path` alike."""
+    for read in (read_label_image, read_annotation_ids, grey_annotation_mode):
+        with pytest.raises(ImageReadError, match=match):
+            read(path)
+
+
 @needs_data
 def test_ground_truth_resized_with_interpolation_is_refused_as_a_first_mask_is(tmp_path):
     """Ground truth was read by read_annotation_ids without read_label_image's checks: a 0/255 mask upscaled
@@ -551,12 +558,7 @@ def test_ground_truth_resized_with_interpolation_is_refused_as_a_first_mask_is(t
     for name, values in (("upscaled.png", upscaled), ("ids.png", resized_ids)):
         path = str(tmp_path / name)
         Image.fromarray(values, mode="L").save(path)
-        with pytest.raises(ImageReadError, match=rf"{name}: grey value\(s\) .* resized with interpolation"):
-            read_label_image(path)
-        with pytest.raises(ImageReadError, match=rf"{name}: grey value\(s\) .* resized with interpolation"):
-            read_annotation_ids(path)
-        with pytest.raises(ImageReadError, match=rf"{name}: grey value\(s\) .* resized with interpolation"):
-            grey_annotation_mode(path)
+        _all_readers_refuse(path, rf"{name}: grey value\(s\) .* resized with interpolation")
 
 
 @needs_data
@@ -586,9 +588,4 @@ def test_ground_truth_of_objects_in_several_greys_is_refused_as_a_first_mask_is(
     values[0:4, :] = 220  # void's luminance, a band as DAVIS-2017's
     path = str(tmp_path / "two_greys.png")
     Image.fromarray(values, mode="L").save(path)
-    with pytest.raises(ImageReadError, match=r"two_greys.png: grey values \[.*\] fill regions"):
-        read_label_image(path)
-    with pytest.raises(ImageReadError, match=r"two_greys.png: grey values \[.*\] fill regions"):
-        read_annotation_ids(path)
-    with pytest.raises(ImageReadError, match=r"two_greys.png: grey values \[.*\] fill regions"):
-        grey_annotation_mode(path)
+    _all_readers_refuse(path, r"two_greys.png: grey values \[.*\] fill regions")
