@@ -123,9 +123,29 @@ def _other_selection(path: str, settings: dict) -> str:
     return ", ".join(f"{key} ({recorded[key]!r}, not {settings[key]!r})" for key in differ)
 
 
+def _split_sequences(split: str) -> Optional[List[str]]:
+    """The sequences of a split of --davis_root (its ImageSets list); None when it cannot be read (segment will say
+    why)."""
+    from maskrnn_tf.data.sequences import DatasetLayoutError, davis_year, find_davis_root, read_davis_sequence_list
+
+    try:
+        root = find_davis_root(os.path.expanduser(FLAGS.davis_root))
+        year = davis_year(root)
+        return [s.name for s in read_davis_sequence_list(root, year, split, validate=False)]
+    except (DatasetLayoutError, OSError, ValueError):
+        return None
+
+
 def _not_held_out(select: List[str]) -> str:
     """Why the selection sequences are not held out of the reported ones ('' when they are)."""
     if FLAGS.select_split != FLAGS.report_split:
+        # Other splits may still share sequences (DAVIS-2016's trainval holds train and val): compare the lists.
+        reported = FLAGS.report_sequences or _split_sequences(FLAGS.report_split) or []
+        both = sorted(set(select) & set(reported))
+        if both:
+            return (f"the selection sequences ({FLAGS.select_split}: --select_sequences, default: the run's "
+                    f"val_sequences) and the reported sequences ({FLAGS.report_split}) include {', '.join(both)} "
+                    "(--report_split, --report_sequences)")
         return ""
     split = FLAGS.select_split
     if not FLAGS.report_sequences:

@@ -375,3 +375,28 @@ def test_a_selection_split_overlapping_the_reported_one_is_refused(monkeypatch, 
         assert not ran and not out.exists()
     driver.FLAGS.report_sequences = ["cows"]
     assert driver.main([]) == 0
+
+
+def test_a_selection_overlapping_the_reported_sequences_of_another_split_is_refused(monkeypatch, tmp_path, capsys,
+                                                                                   shared_data):
+    """The check compared split names only: chosen on trainval's blackswan and car-shadow, the candidates were then
+    reported on val, which holds both (and a selection on train reported on trainval the same)."""
+    davis = os.path.join(shared_data, "DAVIS-2016")
+    cases = [("trainval", ["blackswan", "car-shadow"], "val", None, "blackswan, car-shadow"),
+             ("train", ["dog-agility", "car-turn"], "trainval", None, "car-turn, dog-agility"),
+             ("trainval", ["libby"], "val", ["blackswan", "libby"], "libby")]
+    for select_split, select, report_split, reported, shared in cases:
+        out = tmp_path / "out"
+        driver, model, ran = _stand_in_driver(
+            monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), select_split=select_split,
+            select_sequences=select, report_split=report_split, report_sequences=reported, floor=False,
+            output=str(out), candidate=["none=--finetune=none"])
+        driver.FLAGS.davis_root = davis
+        assert driver.main([]) == 2, (select_split, report_split)
+        err = capsys.readouterr().err
+        assert f"the reported sequences ({report_split}) include {shared}" in err, err
+        assert not ran and not out.exists()
+    # Held out across splits: runs.
+    driver.FLAGS.select_split, driver.FLAGS.select_sequences = "train", ["dog-agility"]
+    driver.FLAGS.report_split, driver.FLAGS.report_sequences = "val", None
+    assert driver.main([]) == 0
