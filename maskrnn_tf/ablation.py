@@ -63,15 +63,20 @@ def _expected_config(sets: List[str]) -> dict:
     return json.loads(done.stdout)
 
 
-def _check_trained(run_dir: str, sets: List[str], hint: str) -> None:
-    """Refuses to deploy a finished run whose config.json is not what the flag file and switches give."""
+def _trained_mismatch(run_dir: str, sets: List[str]) -> List[str]:
+    """How a finished run's config.json differs from what the flag file and switches give (empty: the same)."""
     from maskrnn_tf.training.config import drop_retired
     from maskrnn_tf.training.run_dir import completed_config, config_diff
 
     stored = read_json(os.path.join(run_dir, "config.json"))
     # Keys added since the run was trained are at their defaults there (as a resumed training reads them).
     stored = None if stored is None else completed_config(drop_retired(stored))
-    diff = ["no config.json"] if stored is None else config_diff(stored, _expected_config(sets))
+    return ["no config.json"] if stored is None else config_diff(stored, _expected_config(sets))
+
+
+def _check_trained(run_dir: str, sets: List[str], hint: str) -> None:
+    """Refuses to deploy a finished run whose config.json is not what the flag file and switches give."""
+    diff = _trained_mismatch(run_dir, sets)
     if diff:
         raise app.UsageError(f"{run_dir} was trained with another config than --train_flags={FLAGS.train_flags} "
                              f"and this row's switches ({'; '.join(diff[:6])}); {hint}", exitcode=2)
@@ -135,6 +140,14 @@ def main(argv: List[str]) -> int:
                            "delete that folder to train it again, or use another --run_root.")
         if work:
             checked.add(run_dir)
+        elif os.path.isfile(model):
+            # A row not asked for shows earlier calls' numbers only if its run is this flag file's training.
+            diff = _trained_mismatch(run_dir, sets)
+            if diff:
+                print(f"note: row {variant.label} left out: {run_dir} was trained with another config than "
+                      f"--train_flags={FLAGS.train_flags} and its switches ({'; '.join(diff[:3])}); "
+                      f"--variants={variant.name} says what to do.", flush=True)
+                continue
         seconds = float(open(timing, encoding="utf-8").read()) if os.path.isfile(timing) else float("nan")
         # -- segment and score, without and with online finetuning ----------------------------------------
         scores = []

@@ -45,18 +45,37 @@ def _state_file_checkpoint(folder: str) -> Optional[str]:
     return index if os.path.isfile(index) else None
 
 
+def code_fingerprint(package_dir: Optional[str] = None) -> str:
+    """SHA-256 of the Python sources of the maskrnn_tf package (`package_dir`: another folder of sources), names and
+    contents: what segment's masks can depend on besides its arguments and the model."""
+    if package_dir is None:
+        package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    digest = hashlib.sha256()
+    found = []
+    for root, dirs, files in os.walk(package_dir):
+        dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
+        found.extend(os.path.join(root, name) for name in files if name.endswith(".py"))
+    for path in sorted(found):
+        digest.update(os.path.relpath(path, package_dir).replace(os.sep, "/").encode() + b"\0")
+        with open(path, "rb") as f:
+            digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
+
+
 def results_record(segment_args: Sequence[str], model_path: str) -> Dict[str, object]:
     """What a results folder was made from: the segment arguments (without --output and --[no]progress), the
     segment defaults that changed since folders were first recorded (a folder made under the old default is
-    not the same run) and the model file's size and modification time (a retrained model, or a new best/ model,
-    is a different model)."""
+    not the same run), the model file's size and modification time (a retrained model, or a new best/ model,
+    is a different model) and the code (`code_fingerprint`: a change of segment's code makes other masks from the
+    same arguments)."""
     from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES
 
     path = model_file(model_path)
     stat = os.stat(path)
     args = [a for a in segment_args if not a.startswith(("--output=", "--progress", "--noprogress"))]
     record = {"segment_args": args, "segment_defaults": {"finetune_check_frames": FINETUNE_CHECK_FRAMES},
-              "model": os.path.abspath(model_path), "model_bytes": stat.st_size, "model_mtime": round(stat.st_mtime, 3)}
+              "model": os.path.abspath(model_path), "model_bytes": stat.st_size, "model_mtime": round(stat.st_mtime, 3),
+              "code": code_fingerprint()}
     if path.endswith(".index") and os.path.isdir(model_path):  # the checkpoint of a run folder segment loads
         record["model_checkpoint"] = os.path.relpath(path, model_path)
     return record
@@ -88,6 +107,10 @@ def record_mismatch(stored: Optional[Mapping[str, object]], wanted: Mapping[str,
                 out.append(f"segment arguments: stored {sorted(old - new)}, now {sorted(new - old)}")
             elif old_args != new_args:
                 out.append(f"segment arguments in another order: stored {old_args}, now {new_args}")
+        elif key == "code" and stored.get(key) != wanted.get(key):
+            old_code, new_code = stored.get(key), str(wanted.get(key))
+            out.append("code: made by maskrnn_tf sources it did not record" if old_code is None else
+                       f"code: made by other maskrnn_tf sources (stored {str(old_code)[:12]}, now {new_code[:12]})")
         elif stored.get(key) != wanted.get(key):
             out.append(f"{key}: stored {stored.get(key)!r}, now {wanted.get(key)!r}")
     return out

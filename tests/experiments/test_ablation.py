@@ -74,6 +74,35 @@ def test_results_record_tells_what_changed(tmp_path):
                            results_record([b, "--finetune=none", a], str(model))) != []
 
 
+def test_results_made_by_other_code_are_another_run(tmp_path, monkeypatch):
+    """A folder matched on segment's arguments and the model file only: masks segmented before a change of segment's
+    code (the side outputs' resize, the box restriction) were reused beside new ones and compared with them."""
+    from maskrnn_tf.experiments import results_records
+
+    package = tmp_path / "package"
+    (package / "inference").mkdir(parents=True)
+    (package / "segment.py").write_text("A = 1\n")
+    (package / "inference" / "step.py").write_text("B = 2\n")
+    (package / "README.md").write_text("notes")
+    first = results_records.code_fingerprint(str(package))
+    assert first == results_records.code_fingerprint(str(package))
+    (package / "README.md").write_text("other notes")  # not code
+    assert results_records.code_fingerprint(str(package)) == first
+    (package / "inference" / "step.py").write_text("B = 3\n")
+    changed = results_records.code_fingerprint(str(package))
+    assert changed != first
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"x")
+    monkeypatch.setattr(results_records, "code_fingerprint", lambda package_dir=None: first)
+    stored = results_record(["--finetune=none"], str(model))
+    monkeypatch.setattr(results_records, "code_fingerprint", lambda package_dir=None: changed)
+    assert record_mismatch(stored, results_record(["--finetune=none"], str(model))) == [
+        f"code: made by other maskrnn_tf sources (stored {first[:12]}, now {changed[:12]})"]
+    older = {k: v for k, v in stored.items() if k != "code"}  # a folder recorded before the code was
+    assert record_mismatch(older, results_record(["--finetune=none"], str(model))) == [
+        "code: made by maskrnn_tf sources it did not record"]
+
+
 def test_a_run_folder_is_recorded_by_the_checkpoint_segment_loads(tmp_path):
     """A run folder without model.keras (a training in progress) was recorded by the folder's own size and mtime,
     which new checkpoints do not change: results segmented with an older checkpoint were taken for the newer's."""
@@ -286,6 +315,30 @@ def test_a_resumed_ablation_does_not_reuse_scores_changed_since_its_evaluate(mon
         "J&F-Mean,J-Mean,F-Mean\n0.900,0.950,0.850\n")
     assert driver.main([]) == 0 and [args[2] for args in ran[2:]] == ["maskrnn_tf.evaluate"]
     assert row in (tmp_path / "root" / "ablation.md").read_text()
+
+
+def test_a_row_not_asked_for_whose_run_has_another_config_is_left_out(monkeypatch, tmp_path, capsys):
+    """Rows not in --variants were shown from earlier calls whatever flag file their run was trained with: AStream
+    trained from A.flags stood beside + FStream from B.flags as one table."""
+    driver, ran = _stand_in_driver(monkeypatch, tmp_path, finetune_steps=0)
+    assert driver.main([]) == 0
+    row = "| AStream |  |  |  |  |  | 60.0 | 40.0 | - | - | - |"
+    assert row in (tmp_path / "root" / "ablation.md").read_text()
+    (tmp_path / "root" / "fstream").mkdir()
+    (tmp_path / "root" / "fstream" / "model.keras").write_bytes(b"model")
+    driver.FLAGS.variants = ["fstream"]
+    trained_otherwise = {str(tmp_path / "root" / "astream")}
+    monkeypatch.setattr(driver, "_trained_mismatch", lambda run_dir, sets: (
+        ["model.width: stored 0.25, now 0.5"] if run_dir in trained_otherwise else []))
+    capsys.readouterr()
+    assert driver.main([]) == 0
+    table = (tmp_path / "root" / "ablation.md").read_text()
+    assert "| AStream |" not in table and "| + FStream |" in table
+    out = capsys.readouterr().out
+    assert "AStream" in out and "left out" in out and "model.width" in out
+    # Trained as the flag file says: shown again.
+    trained_otherwise.clear()
+    assert driver.main([]) == 0 and row in (tmp_path / "root" / "ablation.md").read_text()
 
 
 def test_finetuned_columns_run_the_papers_static_finetuning_without_the_cycle_check(monkeypatch, tmp_path):
