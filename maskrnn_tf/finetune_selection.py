@@ -10,11 +10,11 @@ scores the selection split (default: the train sequences the model's run held ou
 `val_sequences`); for each finetuning mode the best candidate there (J-Mean, then F-Mean) segments and scores the
 reported split (default: val), once. Writes `<output>/selection.md` (both tables and
 the per-object ones) and `selection.json`; folders: `<output>/select/<label>`, `<output>/report/<label>`.
-A folder already made with the same model and flags is reused, so an interrupted call resumes; one made
-otherwise is refused. A later call may add candidates: when one of them is chosen for a mode whose choice was
+A folder already made with the same model, flags and maskrnn_tf sources is reused, so an interrupted call resumes;
+one made otherwise is refused. A later call may add candidates: when one of them is chosen for a mode whose choice was
 reported already, it is reported too, with a warning, and every report the output holds stays in selection.json
 (`reports`) and selection.md ("reported earlier"). Bad input (unknown flags in a candidate, no selection sequences,
-selection sequences that are also reported) exits with status 2.
+selection sequences that the reported split also holds) exits with status 2.
 """
 from __future__ import annotations
 
