@@ -1,4 +1,4 @@
-"""One entry point for every benchmark: `python -m bench NAME [options] [--json FILE]`.
+"""One entry point for every benchmark: `python -m bench NAME [options] [--json FILE]` (options may come first).
 
 Each benchmark is a module `bench/<name>.py` with `add_arguments(parser)` and `run(args) -> list[dict]`;
 every dict is one table row (same keys in every row). Ratios are measured side by side in one run.
@@ -11,7 +11,7 @@ import json
 import os
 import pkgutil
 import sys
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from maskrnn_tf import _console, host_memory
 
@@ -38,19 +38,43 @@ def format_table(rows: List[Dict]) -> str:
     return "\n".join(lines)
 
 
+class _RaisingParser(argparse.ArgumentParser):
+    """A parser that raises ValueError instead of printing its usage and exiting."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ValueError(message)
+
+
+def _benchmark_name(argv: List[str], names: List[str]) -> Optional[str]:
+    """The benchmark `argv` names wherever it stands among the options (None: none named): the main options parsed
+    alone give it, or, when a benchmark's own options came before it, the first word that is a benchmark."""
+    first = _RaisingParser(add_help=False)
+    first.add_argument("name", nargs="?")
+    first.add_argument("--json", default=None)
+    try:
+        known, _ = first.parse_known_args(argv)
+        if known.name in names:
+            return known.name
+    except ValueError:  # the full parser says what is wrong, with the benchmark's options known
+        pass
+    return next((word for word in argv if word in names), None)
+
+
 def main(argv: List[str]) -> int:
     names = available()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("name", choices=names, help="which benchmark")
     parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
-    name = argv[0] if argv and argv[0] in names else None
+    name = _benchmark_name(argv, names)
     if name:
         host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
         _console.import_tensorflow_quietly()  # before the benchmark module imports TensorFlow
     module = importlib.import_module(f"bench.{name}") if name else None
     if module is not None:
         module.add_arguments(parser)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # without a benchmark's name (or with an unknown one) it stops, listing them
+    if args.name != name:  # the name found first was an option's value; the benchmark's options were not added
+        parser.error(f"put the benchmark's name first: python -m bench {args.name} [options]")
     rows = module.run(args)
     print(format_table(rows))
     if args.json:  # whole or absent, never a half-written file where an earlier one was

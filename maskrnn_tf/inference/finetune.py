@@ -85,6 +85,7 @@ def finetune(
     flow_to_next: Optional[np.ndarray] = None,
     config: FinetuneConfig = FinetuneConfig(),
     color_model: Optional[np.ndarray] = None,
+    step_seconds: Optional[List[float]] = None,
 ) -> List[float]:
     """Finetunes `model` in place on the first frame; returns the loss of every iteration (NaN for an
     iteration whose gradient was not finite: its update was skipped).
@@ -103,6 +104,8 @@ def finetune(
       config: see FinetuneConfig.
       color_model: [len(object_ids), 4096] the objects' first-frame colour tables, for a model with
         `color_prior_input` (required there): each augmented view is given its object's table.
+      step_seconds: if given, the wall time of every iteration is appended to it (one per loss; the first
+        includes tracing the update, the others fetching their batch).
     """
     if config.steps == 0:
         return []
@@ -132,15 +135,26 @@ def finetune(
 
     losses: List[float] = []
     skipped = 0
+    last = time.monotonic()
+
+    def timed(value: float) -> None:
+        # A caller timing updates (bench finetune) needs them apart from this call's setup and tracing.
+        nonlocal last
+        losses.append(value)
+        if step_seconds is not None:
+            now = time.monotonic()
+            step_seconds.append(now - last)
+            last = now
+
     for batch in dataset.take(config.steps):
         loss, finite = train_step(batch)
         # A float16 overflow at the current loss scale skips the update and halves the scale: the same batch
         # again (at most MAX_SKIPPED times in all), so the updates see float32's batches in float32's order.
         while not bool(finite) and is_loss_scaling(optimizer) and skipped < MAX_SKIPPED:
-            losses.append(float("nan"))
+            timed(float("nan"))
             skipped += 1
             loss, finite = train_step(batch)
-        losses.append(float(loss) if bool(finite) else float("nan"))
+        timed(float(loss) if bool(finite) else float("nan"))
     return losses
 
 

@@ -40,6 +40,40 @@ def test_a_failed_write_leaves_the_earlier_json_whole(fake_benchmark, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["rows.json"]
 
 
+@pytest.mark.parametrize("argv", [["--json", "{out}", "fake"], ["--json={out}", "fake", "--repeats", "2"],
+                                  ["--repeats", "2", "--json", "{out}", "fake"]])
+def test_options_may_come_before_the_benchmark_name(fake_benchmark, tmp_path, argv):
+    """`python -m bench --json FILE NAME` crashed with an AttributeError (the name was looked for at argv[0] only)."""
+    out = tmp_path / "rows.json"
+    fake_benchmark.add_arguments = lambda parser: parser.add_argument("--repeats", type=int, default=1)
+    seen = []
+    fake_benchmark.run = lambda args: seen.append(args.repeats) or fake_benchmark.rows
+    assert bench_main.main([a.format(out=out) for a in argv]) == 0
+    assert json.loads(out.read_text()) == fake_benchmark.rows
+    assert seen == [2 if "--repeats" in argv else 1]
+
+
+@pytest.mark.parametrize("argv", [["nosuch"], ["--json", "x.json", "nosuch"], ["--json", "x.json"], [], ["--json"]])
+def test_a_missing_or_unknown_name_stops_with_the_list_of_benchmarks(fake_benchmark, capsys, argv):
+    with pytest.raises(SystemExit) as stop:
+        bench_main.main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "fake" in err and ("invalid choice" in err or "required: name" in err or "--json" in err)
+    assert "usage: python -m bench" in err
+
+
+def test_a_benchmark_name_given_as_an_options_value_is_not_taken_for_the_benchmark(fake_benchmark, monkeypatch,
+                                                                                   capsys):
+    """`--label fake other`: "fake" is --label's value and "other" the benchmark; the name is looked for before the
+    benchmark's options are known, so it stops asking for the name first rather than run the wrong one."""
+    fake_benchmark.add_arguments = lambda parser: parser.add_argument("--label")
+    monkeypatch.setattr(bench_main, "available", lambda: ["fake", "other"])
+    with pytest.raises(SystemExit) as stop:
+        bench_main.main(["--label", "fake", "other"])
+    assert stop.value.code == 2 and "python -m bench other" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, flag", [
     (["model_step", "--repeats", "0"], "--repeats"),
     (["model_step", "--objects", "0"], "--objects"),
@@ -51,6 +85,8 @@ def test_a_failed_write_leaves_the_earlier_json_whole(fake_benchmark, tmp_path):
     (["train_step", "--repeats", "-1"], "--repeats"),
     (["train_step", "--cpu_allocator", "pool"], "--cpu_allocator"),
     (["train_step", "--cpu_allocator", "bfc,BFC"], "--cpu_allocator"),
+    (["finetune", "--updates", "0"], "--updates"),
+    (["finetune", "--budget", "0"], "--budget"),
 ])
 def test_bad_arguments_stop_with_exit_2_before_any_measurement(monkeypatch, capsys, argv, flag):
     """argparse refuses them naming the flag (a table of nan rows, a ZeroDivisionError or a traceback after the
@@ -92,48 +128,6 @@ def test_every_listed_name_is_a_benchmark():
         with open(os.path.join(here, f"{name}.py"), encoding="utf-8") as f:
             defined = {node.name for node in ast.parse(f.read()).body if isinstance(node, ast.FunctionDef)}
         assert {"add_arguments", "run"} <= defined, name
-
-
-def test_bench_finetune_gives_static_finetuning_no_budget(monkeypatch):
-    """segment --finetune_budget stops recurrent finetuning only; static finetuning runs all its --finetune_steps.
-    The static row said how many updates fit in the budget, as if it held them."""
-    import argparse
-
-    import numpy as np
-
-    from bench import finetune as bench_finetune
-
-    clock = [0.0]
-
-    def static(model, frame, ids, objects, config):
-        clock[0] += 5.0 + 1.0 * config.steps  # 5 s of tracing per call, 1 s per update
-
-    class Recurrent:
-        def __init__(self, model, objects, config):
-            self.config = config
-
-        def run(self, frame, ids, objects):
-            steps = self.config.steps
-            return types.SimpleNamespace(step_seconds=[20.0] + [4.0] * (steps - 1), steps=steps, window=None,
-                                         dream_seconds=1.0 * min(self.config.num_clips, steps))
-
-    monkeypatch.setattr(bench_finetune, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
-    monkeypatch.setattr(bench_finetune, "finetune", static)
-    monkeypatch.setattr(bench_finetune, "RecurrentFinetuner", Recurrent)
-    monkeypatch.setattr(bench_finetune, "_first_frame",
-                        lambda args: (np.zeros((24, 40, 3), np.uint8), np.zeros((24, 40), np.uint8)))
-    monkeypatch.setattr(bench_finetune, "MaskRNN", lambda config: "model")
-    monkeypatch.setattr(bench_finetune, "rebuild_with_precision", lambda model, precision: model)
-    monkeypatch.setattr(bench_finetune, "resolve_precision", lambda precision: "float32")
-    parser = argparse.ArgumentParser()
-    bench_finetune.add_arguments(parser)
-    static_row, recurrent_row = bench_finetune.run(parser.parse_args(["--updates", "2", "--budget", "30"]))
-    assert list(static_row) == list(recurrent_row)  # one table: the same keys in every row
-    assert static_row["update_s"] == 1.0 and static_row["first_call_s"] == 6.0
-    assert static_row["budget_s"] == static_row["fit_first_video"] == static_row["fit_later_videos"] == "-"
-    assert "no budget" in static_row["note"] and "~205 s" in static_row["note"]  # 6 + 199 x 1 s: 200 updates
-    assert recurrent_row["budget_s"] == 30.0 and recurrent_row["note"] == ""
-    assert recurrent_row["fit_first_video"] == recurrent_row["fit_later_videos"] == 6  # 30 s // (4 s + 1 s)
 
 
 def test_train_step_children_run_on_the_cpu_whatever_the_callers_cuda_visible_devices(monkeypatch):
