@@ -24,6 +24,7 @@ without extension, its frames named 00000, 00001, ...); flows are resized (vecto
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import sys
 
@@ -217,6 +218,9 @@ def main(argv) -> int:
     if FLAGS.video and not (FLAGS.first_mask or FLAGS.first_box):
         raise app.UsageError("--video needs --first_mask (the first frame's mask) or --first_box (one box per "
                              "object, x0,y0,x1,y1;...).", exitcode=2)
+    if FLAGS["probs_format"].present and not FLAGS.save_probs:
+        raise app.UsageError(f"--probs_format sets how --save_probs writes the probability maps, which is off: add "
+                             f"--save_probs or drop --probs_format={FLAGS.probs_format}.", exitcode=2)
     host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
     _console.import_tensorflow_quietly()
     from maskrnn_tf import inference  # heavy imports (TensorFlow) after flag checks: --help and usage errors stay fast
@@ -249,12 +253,18 @@ def main(argv) -> int:
     inference.check_output_dir(FLAGS.output, FLAGS.overwrite, inputs)
     if FLAGS.overlay:
         inference.check_overlay_path(FLAGS.overlay, FLAGS.output, FLAGS.overwrite, inputs)
-    metadata = {"method": FLAGS.method, "model": FLAGS.model and os.path.abspath(FLAGS.model), "flow": FLAGS.flow,
-                "max_size": FLAGS.max_size, "carry": FLAGS.carry,
+    baseline = FLAGS.method == "flow_propagation"
+    # The baseline uses no network: naming --model (which the experiment drivers pass it too) would claim one.
+    metadata = {"method": FLAGS.method, "model": None if baseline else os.path.abspath(FLAGS.model),
+                "flow": FLAGS.flow, "max_size": FLAGS.max_size, "carry": FLAGS.carry,
                 **({"first_box": FLAGS.first_box} if FLAGS.first_box else {})}
+    if baseline:
+        _note_network_flags_unused()
     if FLAGS.flow == "flo" and not FLAGS.flo_dir:
         raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).",
                              exitcode=2)
+    if FLAGS.flow == "flo":  # other .flo files there give other masks
+        metadata["flo_dir"] = os.path.abspath(FLAGS.flo_dir)
     if FLAGS.flow_cache_dir:
         if not dataset_root:
             raise app.UsageError("--flow_cache_dir needs --davis_root or --segtrack_root (the cache is kept per "
@@ -270,7 +280,6 @@ def main(argv) -> int:
         metadata["flow_cache_dir"] = os.path.abspath(os.path.expanduser(FLAGS.flow_cache_dir))
     else:
         flow_fn = inference.make_flow_fn(FLAGS.flow, FLAGS.flo_dir)
-    baseline = FLAGS.method == "flow_propagation"
     from maskrnn_tf.flag_validation import MIN_FRAME_SIDE
 
     options = inference.SegmentOptions(
@@ -290,6 +299,8 @@ def main(argv) -> int:
         metadata["precision"] = precision  # resolved: what `auto` chose on this machine
         overrides = {} if FLAGS.apply_localization is None else {"apply_localization": FLAGS.apply_localization}
         model = inference.load_model(FLAGS.model, precision=precision, overrides=overrides)
+        # As applied: the flag, or without it the model's own setting; XLA may reorder sums and flip pixels.
+        metadata.update(apply_localization=bool(model.config.apply_localization), jit_compile=FLAGS.jit_compile)
         # Objects are fused at the threshold the model was trained and validated with (its exported `labels` too).
         options = dataclasses.replace(options, threshold=float(model.config.mask_threshold))
         step_fn = inference.model_step_fn(model, FLAGS.jit_compile)
@@ -377,8 +388,8 @@ def _ensemble(inference, model, step_fn, prepare, flow_fn, max_size, precision, 
         prepares.append(_finetuning(inference, member, path, steps[-1], flow_fn, max_size, chosen))
         if member.config.color_prior_input:
             priors.append((steps[-1], member.config.color_prior_band))
-        members.append({"model": os.path.abspath(path), **{key: chosen[key] for key in ("finetune", "finetune_steps")
-                                                           if key in chosen}})
+        members.append({"model": os.path.abspath(path), "apply_localization": bool(member.config.apply_localization),
+                        **{key: chosen[key] for key in ("finetune", "finetune_steps") if key in chosen}})
     # Each network's own finetuning choice (--finetune=auto chooses by how it was trained).
     metadata["ensemble_models"] = [os.path.abspath(path) for path in FLAGS.ensemble_models]
     metadata["ensemble_finetune"] = members
@@ -413,7 +424,7 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
     print(describe_choice(choice, FLAGS.finetune_budget), flush=True)
     metadata.update(finetune=choice.mode, finetune_steps=choice.steps)
     if choice.mode != "none":
-        metadata.update(finetune_loss=choice.losses())
+        metadata.update(finetune_loss=choice.losses(), finetune_lr=FLAGS.finetune_lr)
     if choice.mode == "static":
         config = inference.FinetuneConfig(steps=choice.steps, learning_rate=FLAGS.finetune_lr,
                                           **choice.losses())
@@ -436,18 +447,59 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
     return None
 
 
+# What to do about a raw OS error, by its errno (the up-front checks catch the common cases with their own words).
+_OS_ERROR_HINTS = {
+    errno.EACCES: "this user may not write or read there: choose a location you may use, or change its permissions",
+    errno.EPERM: "this user may not write or read there: choose a location you may use, or change its permissions",
+    errno.EROFS: "that file system is read-only: choose a location on a writable disk",
+    errno.ENOSPC: "the disk is full: free some space or choose a location on another disk",
+    errno.EDQUOT: "the disk quota is used up: free some space or choose a location on another disk",
+    errno.EEXIST: "a file stands where a folder is needed: choose another path or move that file away",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose another path or move that file away",
+    errno.ENOENT: "check that the path exists",
+}
+
+
+def _os_error_line(err: OSError) -> str:
+    """A raw OS error as one line, path first, with what to do (not Python's "[Errno 13] ..."); the project's
+    own OSErrors (no file name attached) already say all of it."""
+    if err.filename is None or not err.strerror:
+        return str(err)
+    path = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+    hint = _OS_ERROR_HINTS.get(err.errno, "check that path and the disk it is on, then rerun")
+    return f"{path}: {err.strerror}; {hint}."
+
+
+# What only --method=maskrnn uses: the network, how it runs and its online finetuning.
+_NETWORK_FLAGS = ("model", "precision", "jit_compile", "apply_localization", "finetune", "finetune_steps",
+                  "finetune_budget", "finetune_clip_length", "finetune_num_clips", "finetune_crop",
+                  "finetune_dream_flow", "finetune_dream_speed", "finetune_check_frames", "finetune_check_margin",
+                  "finetune_lr", "finetune_loc_weight", "finetune_class_balance", "finetune_iou_weight")
+
+
+def _note_network_flags_unused() -> None:
+    """Prints one line naming the network's flags the user gave to the flow-propagation baseline, which has no
+    network: not refused (the experiment drivers pass --model to every method), but not silently dropped."""
+    given = [f"--{name}" for name in _NETWORK_FLAGS if FLAGS[name].present]
+    if given:
+        print(f"note: --method=flow_propagation only moves the first mask along the flow: {', '.join(given)} "
+              f"{'is' if len(given) == 1 else 'are'} not used (segment_run.json records no model).", flush=True)
+
+
 def guarded(argv) -> int:
-    """`main` with bad inputs reported as one line and exit 2 (a flag's value or a file it names)."""
+    """`main` with bad inputs reported as one line and exit 2 (a flag's value or a file it names), and so are
+    the OS's refusals (permissions, a full disk) of a path."""
     try:
         return main(argv)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, OSError) as err:
         # Imported here, not before main: the flag checks in main run before TensorFlow loads. MaskError,
-        # UnsafeOutputError, VideoReadError, ImageReadError are ValueErrors, ModelLoadError a
-        # FileNotFoundError, OutputExistsError a FileExistsError.
+        # UnsafeOutputError, UnwritableOutputError, VideoReadError, ImageReadError are ValueErrors,
+        # ModelLoadError a FileNotFoundError, OutputExistsError a FileExistsError.
         from maskrnn_tf.inference import BoxError
 
         prefix = "--first_box: " if isinstance(err, BoxError) else ""
-        print(f"Error: {prefix}{err}", file=sys.stderr)
+        message = _os_error_line(err) if isinstance(err, OSError) else str(err)
+        print(f"Error: {prefix}{message}", file=sys.stderr)
         return 2
 
 

@@ -43,6 +43,28 @@ class UnsafeOutputError(ValueError):
     """An output path is, contains or lies inside an input: writing it could destroy the input."""
 
 
+class UnwritableOutputError(ValueError):
+    """An output path cannot be created: a file stands where a folder is needed, or its folder is not writable."""
+
+
+def check_writable_location(path: str, flag: str = "--output") -> None:
+    """Raises UnwritableOutputError unless `path` can be created (or replaced) in its folder: the nearest
+    existing folder above it must be a folder this process may write into. Checked before any work, so that a
+    bad location is not found only after the model loaded and finetuned."""
+    ancestor = os.path.dirname(os.path.abspath(os.fspath(path)))
+    while not os.path.lexists(ancestor):  # the folders still missing are made inside the nearest existing one
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        what = "a link to nothing" if os.path.islink(ancestor) else "a file"
+        raise UnwritableOutputError(
+            f"{flag} {path}: {ancestor} is {what}, not a folder, so nothing can be written under it. Choose another "
+            f"{flag} in a folder (or move that {what.split()[-1]} away).")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UnwritableOutputError(
+            f"{flag} {path}: the folder {ancestor} cannot be written by this user. Choose another {flag} in a folder "
+            "you may write into (or change that folder's permissions).")
+
+
 def _real(path: str) -> str:
     return os.path.realpath(os.path.abspath(os.fspath(path)))
 
@@ -77,11 +99,13 @@ def check_output_dir(path: str, overwrite: bool,
 
     Raises:
       UnsafeOutputError: `path` is, contains or lies inside one of the `(flag, path)` inputs.
+      UnwritableOutputError: `path` cannot be created or replaced (`check_writable_location`).
       OutputExistsError: `path` exists and `overwrite` is False, or it is not a folder segment wrote (no
         `segment_run.json`, not empty), or it holds files segment did not write or that changed since
         (`foreign_files`): folders `--overwrite` never replaces.
     """
     check_no_overlap(path, inputs)
+    check_writable_location(path)
     _repair(path)
     if not os.path.lexists(path):
         return

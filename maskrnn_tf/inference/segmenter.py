@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import threading
 import time
@@ -20,7 +21,7 @@ from tqdm import tqdm
 from maskrnn_tf.inference.background import BackgroundWorker
 from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
 from maskrnn_tf.inference.output_dir import (MARKER_FILE, OutputExistsError, UnsafeOutputError, atomic_output_dir,
-                                             check_no_overlap, check_output_dir)
+                                             check_no_overlap, check_output_dir, check_writable_location)
 from maskrnn_tf.inference.propagation import CARRY_MODES, AnyFlowFn, NamedFlowFn, StepFn, fuse, propagate
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 from maskrnn_tf.inference.writers import (MaskWriter, OverlayWriter, ProbabilityWriter, check_overlay_folder,
@@ -28,6 +29,7 @@ from maskrnn_tf.inference.writers import (MaskWriter, OverlayWriter, Probability
 from maskrnn_tf.io import VOID_ID, write_palette_png
 
 PROBS_FOLDER = "probs"
+_LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,26 +223,74 @@ def _overlay_record(path: str, written: Optional[str] = None) -> Dict[str, objec
     return {"path": os.path.realpath(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _overlay_written_by_segment(overlay_path: str, output_dir: str) -> bool:
-    """Whether the file at `overlay_path` is, unchanged, the overlay that the run which wrote `output_dir`
-    wrote (its segment_run.json names it)."""
+def _recorded_overlays(output_dir: str) -> List[Dict[str, object]]:
+    """The overlays outside `output_dir` that its segment_run.json names: its run's own (`overlay`) and those of
+    the runs it replaced that were carried forward (`earlier_overlays`)."""
     try:
         with open(os.path.join(output_dir, MARKER_FILE), encoding="utf-8") as f:
-            recorded = json.load(f).get("overlay")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return recorded == _overlay_record(overlay_path)
+            record = json.load(f)
+    except (OSError, ValueError):
+        return []
+    if not isinstance(record, dict):
+        return []
+    earlier = record.get("earlier_overlays")
+    entries = [record.get("overlay"), *(earlier if isinstance(earlier, list) else [])]
+    return [entry for entry in entries if isinstance(entry, dict) and isinstance(entry.get("path"), str)]
+
+
+def _overlay_written_by_segment(overlay_path: str, output_dir: str) -> bool:
+    """Whether the file at `overlay_path` is, unchanged, an overlay that a run which wrote `output_dir` wrote (its
+    segment_run.json names it)."""
+    return _overlay_record(overlay_path) in _recorded_overlays(output_dir)
+
+
+def _earlier_overlays(output_dir: str, overlay_path: Optional[str]) -> List[Dict[str, object]]:
+    """The overlays (outside it) of the results in `output_dir` about to be replaced that are still there unchanged,
+    other than `overlay_path` (this run's). They show the earlier masks, but may be wanted: they are kept, and
+    the new segment_run.json names them so that `--overlay=<it> --overwrite` may still replace them."""
+    this = os.path.realpath(overlay_path) if overlay_path else None
+    kept: List[Dict[str, object]] = []
+    for entry in _recorded_overlays(output_dir):
+        path = str(entry["path"])
+        if path == this or any(path == other["path"] for other in kept):
+            continue
+        try:
+            unchanged = _overlay_record(path) == entry
+        except OSError:  # gone: nothing to keep track of
+            continue
+        if unchanged:  # changed since, it is the user's: no longer segment's to replace
+            kept.append(entry)
+    return kept
+
+
+def _carry_earlier_overlays(record: Dict[str, object], output_dir: str,
+                            overlay_path: Optional[str] = None) -> List[Dict[str, object]]:
+    """Notes in `record` the overlays `_earlier_overlays` keeps (read as late as possible: just before the new
+    folder replaces the old one); returns them."""
+    earlier = _earlier_overlays(output_dir, overlay_path)
+    if earlier:
+        record["earlier_overlays"] = earlier
+    return earlier
+
+
+def _warn_earlier_overlays(earlier: Sequence[Dict[str, object]], output_dir: str) -> None:
+    for entry in earlier:
+        _LOG.warning("%s: kept, but it shows the earlier masks, not those now in %s; rerun with --overlay=%s "
+                     "--overwrite to redraw it (segment_run.json still names it), or delete it if it is not wanted.",
+                     entry["path"], output_dir, entry["path"])
 
 
 def check_overlay_path(overlay_path: str, output_dir: str, overwrite: bool,
                        inputs: Sequence[Tuple[str, Optional[str]]]) -> None:
     """Refuses an overlay path that is or holds an input, that would clash with the results, whose folder
-    does not exist (outside the output folder), or that exists outside the output folder, unless `overwrite`
-    and it is the unchanged overlay of the run that wrote the output folder."""
+    does not exist or cannot be written (outside the output folder), or that exists outside the output folder,
+    unless `overwrite` and it is the unchanged overlay of a run that wrote the output folder (its own or one
+    it carried forward, see `_earlier_overlays`)."""
     check_no_overlap(overlay_path, inputs, "--overlay")
     output, overlay = os.path.realpath(os.path.abspath(output_dir)), os.path.realpath(os.path.abspath(overlay_path))
     if not overlay.startswith(output + os.sep):  # (inside --output its folders are made with the results)
-        check_overlay_folder(overlay_path)  # now, not after the model has loaded and finetuned
+        check_writable_location(overlay_path, "--overlay")  # now, not after the model has loaded and finetuned
+        check_overlay_folder(overlay_path)
     if overlay == output:
         raise UnsafeOutputError(f"--overlay {overlay_path} is the --output folder; give the overlay a file name "
                                 "such as <output>.mp4.")
@@ -340,12 +390,14 @@ def segment_video(
             record["segment_seconds"] = round(time.monotonic() - start, 2)
             if first_mask_copy:
                 write_palette_png(os.path.join(tmp, first_mask_copy), first.labels, first.palette)
+            earlier = _carry_earlier_overlays(record, output_dir, overlay_path)
     except BaseException:
         if outside is not None:
             outside.abort()
         raise
     if outside is not None:
         outside.publish()
+    _warn_earlier_overlays(earlier, output_dir)
     return record["frames"]
 
 
@@ -490,4 +542,6 @@ def _segment_sequences(listed, first_mask, flow_fn: AnyFlowFn, output_dir: str, 
                            description=sequence.name)
             seconds[sequence.name] = round(time.monotonic() - start, 2)
             names.append(sequence.name)
+        earlier = _carry_earlier_overlays(record, output_dir)  # a single video's results replaced by a dataset's
+    _warn_earlier_overlays(earlier, output_dir)
     return names

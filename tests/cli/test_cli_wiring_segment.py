@@ -90,10 +90,63 @@ def test_jit_compile_runs_the_model_step_through_xla(davis_root, tmp_path):
         # XLA writes a module dump for every cluster it compiles: only the jit-compiled run has any.
         modules = [n for n in os.listdir(dump)] if dump.exists() else []
         assert bool(modules) == jit, modules[:5]
+        # The record says which: XLA may reorder sums and flip pixels, so the two runs' masks may differ.
+        assert json.loads((outputs[jit] / "segment_run.json").read_text())["jit_compile"] is jit
     for t in range(4):
         a = read_mask(str(outputs[False] / "beta" / f"{t:05d}.png"))
         b = read_mask(str(outputs[True] / "beta" / f"{t:05d}.png"))
         assert np.mean(a == b) >= 0.99, t  # XLA reorders float sums: a few pixels at 0.5 may flip
+
+
+def test_segment_run_json_records_the_settings_that_change_the_masks(davis_root, tmp_path):
+    """--noapply_localization and --finetune_lr change the masks: two runs differing only in them had the same
+    segment_run.json. It records the localization actually applied (the model's, after any override), the
+    learning rate when finetuning runs, and --jit_compile."""
+    model = _tiny_network(tmp_path)  # trained with apply_localization=True
+    common = ["--method=maskrnn", f"--model={model}", "--precision=float32", f"--davis_root={davis_root}",
+              "--sequences=beta"]
+    assert _segment_in_process(*common, "--finetune=static", "--finetune_steps=1", "--finetune_lr=1e-3",
+                               "--finetune_check_frames=0", "--noapply_localization",
+                               f"--output={tmp_path / 'tuned'}") == 0
+    assert _segment_in_process(*common, "--finetune=none", f"--output={tmp_path / 'plain'}") == 0
+    tuned, plain = (json.loads((tmp_path / name / "segment_run.json").read_text()) for name in ("tuned", "plain"))
+    assert tuned["apply_localization"] is False and tuned["finetune_lr"] == 1e-3 and tuned["jit_compile"] is False
+    # Without the flag: the model's own setting; no finetuning ran, so no learning rate shaped the masks.
+    assert plain["apply_localization"] is True and "finetune_lr" not in plain and plain["jit_compile"] is False
+
+
+def test_the_baseline_records_no_model_and_its_flo_dir_and_notes_the_flags_it_does_not_use(davis_root, tmp_path,
+                                                                                          monkeypatch, capsys):
+    """--method=flow_propagation ignores --model and the finetuning flags (the experiment drivers pass --model to
+    it too, so it is not refused): the record named the model all the same. It records "model": None, the
+    absolute --flo_dir the flows came from, and prints one note naming the flags given in vain."""
+    from maskrnn_tf.ops import write_flo
+
+    flo = tmp_path / "flo" / "beta"
+    flo.mkdir(parents=True)
+    for t in range(1, 4):  # the baseline warps backwards only
+        write_flo(flo / f"{t:05d}_{t - 1:05d}.flo", np.zeros((40, 56, 2), np.float32))
+    model = _tiny_network(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a relative --flo_dir is recorded absolute
+    common = ["--method=flow_propagation", f"--davis_root={davis_root}", "--sequences=beta", "--flow=flo",
+              "--flo_dir=flo"]
+    assert _segment_in_process(*common, f"--model={model}", "--finetune_steps=3",
+                               f"--output={tmp_path / 'with_model'}") == 0
+    record = json.loads((tmp_path / "with_model" / "segment_run.json").read_text())
+    assert record["model"] is None and record["flo_dir"] == os.path.join(os.getcwd(), "flo")
+    assert "finetune_lr" not in record and "jit_compile" not in record and "apply_localization" not in record
+    notes = [line for line in capsys.readouterr().out.splitlines() if "not used" in line]
+    assert len(notes) == 1 and "--model" in notes[0] and "--finetune_steps" in notes[0], notes
+    assert _segment_in_process(*common, f"--output={tmp_path / 'plain'}") == 0
+    assert "not used" not in capsys.readouterr().out
+
+
+def test_probs_format_without_save_probs_is_a_usage_error(tmp_path):
+    """--probs_format chooses how --save_probs writes the probabilities: alone it was dropped without a word."""
+    proc = _segment("--method=flow_propagation", "--probs_format=png", "--video=x", "--first_mask=y",
+                    f"--output={tmp_path / 'o'}")
+    assert proc.returncode == 2 and "--probs_format" in proc.stderr and "--save_probs" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
 
 
 def test_no_sequence_to_segment_is_an_error_not_an_empty_results_folder(davis_root, tmp_path):
@@ -367,7 +420,8 @@ def test_ensemble_models_segment_with_the_mean_of_the_networks_steps(davis_root,
         f"--ensemble_models={paths[1]}", f"--output={tmp_path / 'finetuned'}"]
     assert _segment_in_process(*finetuned) == 0
     record = json.loads((tmp_path / "finetuned" / "segment_run.json").read_text())
-    assert record["ensemble_finetune"] == [{"model": paths[1], "finetune": "static", "finetune_steps": 2}]
+    assert record["ensemble_finetune"] == [{"model": paths[1], "apply_localization": True, "finetune": "static",
+                                          "finetune_steps": 2}]
     entry = record["finetune_log"]["beta"]
     assert [member["updates"] for member in entry["members"]] == [2, 2] and entry["updates"] == 4
     assert entry["seconds"] == pytest.approx(sum(member["seconds"] for member in entry["members"]))

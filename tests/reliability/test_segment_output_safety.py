@@ -272,3 +272,133 @@ def test_partial_overlay_of_a_killed_run_is_removed(tmp_path, video, caplog):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(os.stat(tmp_path / "ov.mp4").st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def _guarded(*args):
+    """segment's entry as the command line runs it (bad input: one line on stderr and exit status 2)."""
+    from absl import flags
+
+    from maskrnn_tf import segment
+
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["segment", "--noprogress", *args])
+    try:
+        return segment.guarded([])
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def test_an_output_under_a_regular_file_is_refused_before_the_model_loads(tmp_path, video, capsys):
+    """An --output (or --overlay) under a file printed only "[Errno 17] File exists", and for --video only after
+    the model had loaded and finetuned."""
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    frames, mask = video
+    model = str(tmp_path / "model.keras")
+    MaskRNN(MaskRNNConfig(width=0.125, fc_units=16)).save(model)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    common = [f"--video={frames}", f"--first_mask={mask}", f"--model={model}", "--finetune=static",
+              "--finetune_steps=1", "--precision=float32"]
+    assert _guarded(*common, f"--output={notes}/results") == 2
+    captured = capsys.readouterr()
+    assert "online finetuning" not in captured.out  # refused before the model loaded
+    error = captured.err.strip()
+    assert len(error.splitlines()) == 1 and f"{notes} is a file" in error and "--output" in error, error
+    assert notes.read_text() == "mine"
+    # The overlay's folder likewise: a file there is named as such, not as a missing folder to create.
+    assert _guarded(*common, f"--output={tmp_path / 'out'}", f"--overlay={notes}/overlay.mp4") == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"{notes} is a file" in error and "--overlay" in error, error
+    assert notes.read_text() == "mine" and not (tmp_path / "out").exists()
+
+
+def test_an_output_in_a_folder_that_cannot_be_written_is_refused_up_front(tmp_path, video, monkeypatch, capsys):
+    """A folder without write permission gave a PermissionError traceback (exit 1) when the results were
+    written. As root every folder is writable, so os.access is told that one folder is not."""
+    from maskrnn_tf.inference import output_dir
+
+    frames, mask = video
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    access = os.access
+    monkeypatch.setattr(output_dir.os, "access",
+                        lambda path, mode, **kw: os.path.realpath(path) != str(shared) and access(path, mode, **kw))
+    common = ["--method=flow_propagation", f"--video={frames}", f"--first_mask={mask}"]
+    for flags in ([f"--output={shared}/new/results"], [f"--output={tmp_path / 'out'}", f"--overlay={shared}/o.mp4"]):
+        assert _guarded(*common, *flags) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and str(shared) in error and "write" in error, error
+        assert flags[-1].split("=")[0] in error
+    assert os.listdir(shared) == [] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_an_output_in_a_read_only_folder_is_refused_up_front(tmp_path, video, capsys):
+    frames, mask = video
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o555)
+    try:
+        assert _guarded("--method=flow_propagation", f"--video={frames}", f"--first_mask={mask}",
+                        f"--output={shared}/results") == 2
+    finally:
+        shared.chmod(0o755)
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"{shared} cannot be written" in error, error
+    assert os.listdir(shared) == []
+
+
+def test_an_os_error_while_writing_is_one_line_and_exit_2(tmp_path, video, monkeypatch, capsys):
+    """Whatever the up-front checks cannot foresee (the folder's permissions changed meanwhile, a full disk) is
+    reported as one line naming the path, not a traceback."""
+    import errno
+
+    from maskrnn_tf.inference import output_dir
+
+    frames, mask = video
+
+    def refuse(parent, prefix):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), parent)
+
+    monkeypatch.setattr(output_dir, "make_owned_tmp_dir", refuse)
+    assert _guarded("--method=flow_propagation", f"--video={frames}", f"--first_mask={mask}",
+                    f"--output={tmp_path / 'out'}") == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and str(tmp_path) in error and "Permission denied" in error, error
+    assert "Errno" not in error and not (tmp_path / "out").exists()
+
+
+def test_overwrite_without_overlay_keeps_the_old_overlay_replaceable(tmp_path, video, caplog):
+    """`--output=R --overlay=R.mp4`, then `--output=R --overwrite`: R.mp4 (with the earlier masks) stayed, no
+    longer named by R's record, so `--overlay=R.mp4 --overwrite` was refused as a file segment did not write.
+    It is kept (never deleted), named in the new record, and the user is warned that it shows the earlier masks."""
+    frames, mask = video
+    results, overlay = str(tmp_path / "R"), str(tmp_path / "R.mp4")
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={results}", f"--overlay={overlay}") == 0
+    first = open(overlay, "rb").read()
+    with caplog.at_level("WARNING"):
+        assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={results}", "--overwrite") == 0
+    assert open(overlay, "rb").read() == first
+    assert overlay in caplog.text and "earlier masks" in caplog.text
+    with open(os.path.join(results, MARKER_FILE), encoding="utf-8") as f:
+        record = json.load(f)
+    assert "overlay" not in record  # this run wrote none
+    assert [entry["path"] for entry in record["earlier_overlays"]] == [os.path.realpath(overlay)]
+    before = os.stat(overlay).st_mtime_ns
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={results}", f"--overlay={overlay}",
+                   "--overwrite") == 0
+    assert os.stat(overlay).st_mtime_ns != before and os.path.getsize(overlay) > 1000
+    with open(os.path.join(results, MARKER_FILE), encoding="utf-8") as f:
+        record = json.load(f)
+    assert record["overlay"]["path"] == os.path.realpath(overlay) and "earlier_overlays" not in record
+    # An overlay under another name likewise keeps the earlier one replaceable, and the other way round.
+    other = str(tmp_path / "other.mp4")
+    for current, earlier in ((other, overlay), (overlay, other)):
+        assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={results}", f"--overlay={current}",
+                       "--overwrite") == 0
+        with open(os.path.join(results, MARKER_FILE), encoding="utf-8") as f:
+            record = json.load(f)
+        assert record["overlay"]["path"] == os.path.realpath(current)
+        assert [entry["path"] for entry in record["earlier_overlays"]] == [os.path.realpath(earlier)]
+    assert [n for n in files_of(tmp_path) if n.startswith(".")] == []
