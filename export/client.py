@@ -267,7 +267,8 @@ class ServingClient:
                       for s in response.model_version_status
                       if s.state == get_model_status_pb2.ModelVersionStatus.END and s.status.error_code != 0}
             reasons = "".join(f"; version {v} failed to load: {m}" for v, m in sorted(failed.items()))
-            if failed and len(failed) == len(states):
+            # Versions that ended: nothing left that may still load (one unloaded normally is no hope either).
+            if failed and all(s == get_model_status_pb2.ModelVersionStatus.END for s in states.values()):
                 raise ServingError(f"Model {self.config.model_name} at {self.config.address} has no version that "
                                    f"loaded{reasons}.")
             if time.monotonic() > deadline:

@@ -167,12 +167,17 @@ def main(argv: List[str]) -> int:
                          "--finetune_class_balance" if FLAGS.finetune_class_balance else "--nofinetune_class_balance"]
             record_path = os.path.join(results, "ablation_record.json")
             stored = read_json(record_path)
-            if os.path.isdir(results) and os.path.isfile(model):
-                mismatch = record_mismatch(stored, results_record(args[3:], model))
+            # Taken before the work: sources edited while a segment runs must not be recorded as what made it.
+            wanted = results_record(args[3:], model) if os.path.isfile(model) else None
+            if os.path.isdir(results) and wanted is not None:
+                mismatch = record_mismatch(stored, wanted)
                 if mismatch and work:
                     raise app.UsageError(f"{results} was made with other settings ({'; '.join(mismatch)}); "
                                          "delete it to segment again, or use another --run_root.", exitcode=2)
                 if mismatch:
+                    print(f"note: row {variant.label} ({steps} finetuning steps) left out: {results} was made with "
+                          f"other settings ({'; '.join(mismatch[:2])}); --variants={variant.name} says what to do.",
+                          flush=True)
                     scores.append(None)
                     continue
             elif not work or not os.path.isfile(model):
@@ -180,7 +185,7 @@ def main(argv: List[str]) -> int:
                 continue
             else:
                 _run(args)
-                stored = results_record(args[3:], model)
+                stored = wanted
                 write_text(record_path, json.dumps(stored, indent=1) + "\n")
             # Scores are reused only when they are the ones this driver's evaluate wrote: a CSV scored since on
             # other sequences or frames (evaluate --sequences, --all_frames), or edited, would enter the table in
@@ -195,8 +200,7 @@ def main(argv: List[str]) -> int:
                     continue
                 _run([py, "-m", "maskrnn_tf.evaluate", f"--davis_root={FLAGS.davis_root}", f"--results={results}",
                       f"--split={FLAGS.split}"])
-                write_text(record_path, json.dumps({**results_record(args[3:], model),
-                                                    SCORES_KEY: scores_digest(csv_path)}, indent=1) + "\n")
+                write_text(record_path, json.dumps({**stored, SCORES_KEY: scores_digest(csv_path)}, indent=1) + "\n")
             scores.append(read_scores(results, FLAGS.split))
         if work or any(scores):
             rows.append((variant, scores[0], scores[1] if len(scores) > 1 else None, seconds))

@@ -279,15 +279,28 @@ def main(argv: List[str]) -> int:
 
 
 def _remove_if_only_lock(run_dir: str) -> None:
-    """Removes `run_dir` when it holds nothing but the run-dir lock file (anything else stays)."""
+    """Removes `run_dir` when it holds nothing but a run-dir lock file that no process holds (anything else stays:
+    another run started in the same new folder keeps its lock and folder)."""
     from maskrnn_tf.training.run_dir import LOCK_NAME
 
     try:
-        if os.listdir(run_dir) == [LOCK_NAME]:
-            os.remove(os.path.join(run_dir, LOCK_NAME))
-        os.rmdir(run_dir)  # only if empty
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock to tell a live run by
+        return
+    lock = os.path.join(run_dir, LOCK_NAME)
+    try:
+        fd = os.open(lock, os.O_RDWR)
     except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until closed: no run takes it meanwhile
+        if os.listdir(run_dir) == [LOCK_NAME]:
+            os.remove(lock)
+            os.rmdir(run_dir)  # only if still empty
+    except OSError:  # busy (BlockingIOError) or gone: left as it is
         pass
+    finally:
+        os.close(fd)
 
 
 def run(argv: Optional[List[str]] = None) -> None:

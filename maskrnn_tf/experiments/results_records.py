@@ -45,16 +45,28 @@ def _state_file_checkpoint(folder: str) -> Optional[str]:
     return index if os.path.isfile(index) else None
 
 
+# Parts of the package that segment and evaluate never run: the serving and tfds code (folders of their own in the
+# checkout, inside the package once installed: left out so that both give one fingerprint), the drivers and the
+# training and demo CLIs (a message changed there is no other mask).
+_NOT_SEGMENTING = {"export", "datasets", "experiments", "ablation.py", "finetune_selection.py", "finetune_table.py",
+                   "train.py", "demo.py"}
+
+
 def code_fingerprint(package_dir: Optional[str] = None) -> str:
-    """SHA-256 of the Python sources of the maskrnn_tf package (`package_dir`: another folder of sources), names and
-    contents: what segment's masks can depend on besides its arguments and the model."""
+    """SHA-256 of the Python sources of the maskrnn_tf package that segment and evaluate run on (`package_dir`:
+    another folder of sources), names and contents: what the masks and their scores can depend on besides segment's
+    arguments and the model."""
     if package_dir is None:
         package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     digest = hashlib.sha256()
     found = []
     for root, dirs, files in os.walk(package_dir):
-        dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
-        found.extend(os.path.join(root, name) for name in files if name.endswith(".py"))
+        top = os.path.normpath(root) == os.path.normpath(package_dir)
+        dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")
+                   and not (top and d in _NOT_SEGMENTING)]
+        # Hidden names are no modules (an editor's lock file ".#segment.py" is a link to nothing).
+        found.extend(os.path.join(root, name) for name in files if name.endswith(".py") and not name.startswith(".")
+                     and not (top and name in _NOT_SEGMENTING) and os.path.isfile(os.path.join(root, name)))
     for path in sorted(found):
         digest.update(os.path.relpath(path, package_dir).replace(os.sep, "/").encode() + b"\0")
         with open(path, "rb") as f:

@@ -55,10 +55,12 @@ def check_writable_location(path: str, flag: str = "--output") -> None:
     while not os.path.lexists(ancestor):  # the folders still missing are made inside the nearest existing one
         ancestor = os.path.dirname(ancestor)
     if not os.path.isdir(ancestor):
-        what = "a link to nothing" if os.path.islink(ancestor) else "a file"
+        dangling = os.path.islink(ancestor) and not os.path.exists(ancestor)
+        what, thing = ("a link to nothing", "link") if dangling else (
+            ("a link to a file", "link") if os.path.islink(ancestor) else ("a file", "file"))
         raise UnwritableOutputError(
             f"{flag} {path}: {ancestor} is {what}, not a folder, so nothing can be written under it. Choose another "
-            f"{flag} in a folder (or move that {what.split()[-1]} away).")
+            f"{flag} in a folder (or move that {thing} away).")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise UnwritableOutputError(
             f"{flag} {path}: the folder {ancestor} cannot be written by this user. Choose another {flag} in a folder "

@@ -469,13 +469,15 @@ _GREY_MODE_CACHE: Dict[Tuple[str, int, int], str] = {}
 
 
 def _grey_mode(values: np.ndarray) -> str:
-    """GREY_IDS for values exactly 1..N besides 0 and 255 (void); GREY_DARK for one grey below 128 besides 0 (a
-    binary mask saved 0/64: foreground where non-zero, as `read_label_image` reads it); else GREY_THRESHOLD
-    (0/255, anti-aliased edges: foreground where > 127)."""
+    """GREY_IDS for several greys below 128, or ids 1..N with 255 (void); GREY_DARK for one grey below 128 besides 0
+    (a binary mask saved 0/64: foreground where non-zero); else GREY_THRESHOLD (0/255, anti-aliased edges: foreground
+    where > 127): as `read_label_image` reads a first mask."""
     unique = np.unique(values)
-    if _ids_with_void(unique):
-        return GREY_IDS
     nonzero = unique[unique > 0]
+    # As `read_label_image` reads a first mask: several greys below 128 are ids, even with a gap (1 and 3: the
+    # object count then names the missing id), as are ids 1..N with void.
+    if nonzero.size > 1 and (nonzero.max() < 128 or _ids_with_void(nonzero)):
+        return GREY_IDS
     return GREY_DARK if nonzero.size == 1 and nonzero[0] < 128 else GREY_THRESHOLD
 
 

@@ -1,5 +1,6 @@
 """The Table 2 ablation: variant switches build valid configs, scores are read back, the table is right,
 and the driver runs end to end on a tiny synthetic DAVIS tree."""
+import json
 import os
 import subprocess
 import sys
@@ -87,6 +88,13 @@ def test_results_made_by_other_code_are_another_run(tmp_path, monkeypatch):
     first = results_records.code_fingerprint(str(package))
     assert first == results_records.code_fingerprint(str(package))
     (package / "README.md").write_text("other notes")  # not code
+    assert results_records.code_fingerprint(str(package)) == first
+    # Neither what segment and evaluate never run (the serving and tfds folders, inside the package once installed;
+    # the drivers, the training CLI) nor an editor's hidden lock file (a link to nothing) counts, nor crashes it.
+    (package / "export").mkdir()
+    (package / "export" / "client.py").write_text("C = 1\n")
+    (package / "train.py").write_text("T = 1\n")
+    (package / "inference" / ".#step.py").symlink_to(package / "inference" / "gone")
     assert results_records.code_fingerprint(str(package)) == first
     (package / "inference" / "step.py").write_text("B = 3\n")
     changed = results_records.code_fingerprint(str(package))
@@ -405,3 +413,34 @@ def test_bad_driver_input_is_refused_by_name_before_anything_runs(monkeypatch, t
         assert driver.main([]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "root").exists()
+
+
+def test_a_results_record_names_the_code_before_the_work_and_rows_of_other_code_are_noted(monkeypatch, tmp_path,
+                                                                                          capsys):
+    """The record was taken after a segment of hours: sources edited meanwhile were recorded as what made the masks.
+    A row not asked for whose results other code made dropped out of the table without a word."""
+    from maskrnn_tf.experiments import results_records
+
+    code = ["before"]
+    monkeypatch.setattr(results_records, "code_fingerprint", lambda package_dir=None: code[0])
+    driver, ran = _stand_in_driver(monkeypatch, tmp_path, finetune_steps=0)
+    stand_in = driver.run_command
+
+    def edited_meanwhile(args, clock=None, driver=""):
+        out = stand_in(args, clock, driver)
+        code[0] = "after"  # the sources change while the command runs
+        return out
+
+    monkeypatch.setattr(driver, "run_command", edited_meanwhile)
+    assert driver.main([]) == 0
+    record = json.loads((tmp_path / "root" / "astream" / "results_ft0" / "ablation_record.json").read_text())
+    assert record["code"] == "before"
+    (tmp_path / "root" / "fstream").mkdir()
+    (tmp_path / "root" / "fstream" / "model.keras").write_bytes(b"model")
+    monkeypatch.setattr(driver, "_trained_mismatch", lambda run_dir, sets: [])
+    driver.FLAGS.variants = ["fstream"]
+    capsys.readouterr()
+    assert driver.main([]) == 0
+    assert "| AStream |" not in (tmp_path / "root" / "ablation.md").read_text()
+    out = capsys.readouterr().out
+    assert "note: row AStream (0 finetuning steps) left out" in out and "code: made by other" in out

@@ -395,6 +395,14 @@ def test_a_version_that_failed_to_load_is_reported_at_once_with_the_servers_reas
             (1, "END", 3, reason), (2, "LOADING", 0, ""))
         with pytest.raises(ServingError, match=rf"'LOADING'.*version 1 failed to load: {re.escape(reason)}"):
             client.wait_until_available()
+        # One unloaded normally beside the failed one: nothing can still load, so at once too.
+        client.config = ClientConfig(address=server.address, ready_timeout_s=5)
+        client._models.GetModelStatus = lambda request, **kwargs: _status_answer(
+            (1, "END", 0, ""), (2, "END", 3, reason))
+        with pytest.raises(ServingError, match=rf"version 2 failed to load: {re.escape(reason)}"):
+            client.wait_until_available()
+        assert sleeps == []
+        client.config = ClientConfig(address=server.address, ready_timeout_s=0)
         # Versions unloaded normally (END, OK) are no failure.
         client._models.GetModelStatus = lambda request, **kwargs: _status_answer((1, "END", 0, ""))
         with pytest.raises(ServingError) as err:

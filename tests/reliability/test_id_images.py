@@ -589,3 +589,15 @@ def test_ground_truth_of_objects_in_several_greys_is_refused_as_a_first_mask_is(
     path = str(tmp_path / "two_greys.png")
     Image.fromarray(values, mode="L").save(path)
     _all_readers_refuse(path, r"two_greys.png: grey values \[.*\] fill regions")
+
+
+def test_grey_ids_with_a_gap_read_as_ids_for_ground_truth_as_for_first_masks(tmp_path):
+    """Ids 1 and 3 saved as grey (object 2 missing) were ids to the first-mask reader and 'several objects in grey'
+    to the ground-truth readers, whose message told the user to save ids below 128, which they were."""
+    ids = square_ids(0)
+    values = np.where(ids == 2, 3, ids).astype(np.uint8)
+    path = str(tmp_path / "gap.png")
+    Image.fromarray(values, mode="L").save(path)
+    assert grey_annotation_mode(path) == "ids"
+    np.testing.assert_array_equal(read_annotation_ids(path), values)
+    np.testing.assert_array_equal(read_annotation_ids(path), read_label_image(path)[0])

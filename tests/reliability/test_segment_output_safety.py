@@ -402,3 +402,21 @@ def test_overwrite_without_overlay_keeps_the_old_overlay_replaceable(tmp_path, v
         assert record["overlay"]["path"] == os.path.realpath(current)
         assert [entry["path"] for entry in record["earlier_overlays"]] == [os.path.realpath(earlier)]
     assert [n for n in files_of(tmp_path) if n.startswith(".")] == []
+
+
+def test_an_output_under_a_link_names_what_the_link_is(tmp_path):
+    """Every link was called "a link to nothing", one to a file included, and a dangling one ended "move that nothing
+    away"."""
+    from maskrnn_tf.inference.output_dir import UnwritableOutputError, check_writable_location
+
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    (tmp_path / "to_file").symlink_to(target)
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    with pytest.raises(UnwritableOutputError, match=r"to_file is a link to a file, not a folder.*move that link away"):
+        check_writable_location(str(tmp_path / "to_file" / "results"))
+    with pytest.raises(UnwritableOutputError, match=r"dangling is a link to nothing, not a folder.*move that link away"):
+        check_writable_location(str(tmp_path / "dangling" / "results"))
+    with pytest.raises(UnwritableOutputError, match=r"notes.txt is a file, not a folder.*move that file away"):
+        check_writable_location(str(target / "results"))
+    assert target.read_text() == "mine"

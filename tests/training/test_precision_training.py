@@ -285,3 +285,17 @@ def test_a_dropped_gradient_without_loss_scaling_is_reported_as_what_happens(tmp
     assert len(dropped) == 2 and all("gradient dropped: the update ran on a zero gradient" in line
                                      for line in dropped), lines
     assert not any("skipped" in line for line in dropped)
+
+
+def test_a_refused_run_leaves_a_folder_whose_lock_another_run_holds(tmp_path):
+    """Two runs started on one new folder: the one that made it and was refused removed the folder with the lock the
+    other run held."""
+    from maskrnn_tf.train import _remove_if_only_lock
+    from maskrnn_tf.training.run_dir import LOCK_NAME, run_dir_lock
+
+    run = tmp_path / "run"
+    with run_dir_lock(str(run)):
+        _remove_if_only_lock(str(run))
+        assert (run / LOCK_NAME).exists()
+    _remove_if_only_lock(str(run))  # nobody holds it now
+    assert not run.exists()
