@@ -109,9 +109,10 @@ class TrainSteps:
         Frame 0's mask (or the batch's `seed_masks`, see `make_clip_dataset`) seeds the recurrence; each
         prediction (probs and boxes) is fed back as the next frame's previous prediction and the model warps it
         with the flow: gradients flow through time and through the warps (nothing is stopped). `reverse` plays
-        the clip backwards (exact: the flows swap), each element whose last frame holds its object. With data.clip_burn_in = k the first k predicted frames are
-        a burn-in: no loss, and their last prediction seeds the rest as a constant (stop_gradient), so that the
-        losses are those of a network carrying its own k-frame-old mask, at k forward passes' cost.
+        the clip backwards (exact: the flows swap), each element whose last frame holds its object. With
+        data.clip_burn_in = k the first k predicted frames are a burn-in: no loss, and their last prediction seeds
+        the rest as a constant (stop_gradient), so that the losses are those of a network carrying its own
+        k-frame-old mask, at k forward passes' cost.
         """
         frames = tf.cast(batch["frames"], tf.float32)
         to_prev = tf.cast(batch["flows_to_prev"], tf.float32)
