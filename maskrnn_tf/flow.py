@@ -70,6 +70,11 @@ def main(argv) -> int:
         print(f"Error: --cache_dir: {err}", file=sys.stderr)
         return 2
     if FLAGS.dataset == "davis":
+        if not FLAGS.year and _both_years(FLAGS.manual_dir, FLAGS.resolution):
+            print(f"Error: --manual_dir={FLAGS.manual_dir} holds DAVIS-2016 and DAVIS-2017: give --year=2016 or "
+                  "--year=2017 (run both to cache the flows of both; training reads the year of its flag file).",
+                  file=sys.stderr)
+            return 2
         year = FLAGS.year or _folder_year(FLAGS.manual_dir, FLAGS.resolution)
         # The official zip is read as training reads it: extracted once into the cache.
         root = find_davis_root(resolve_davis_dir(FLAGS.manual_dir, year, FLAGS.resolution), FLAGS.resolution,
@@ -123,6 +128,17 @@ def _test_splits(root: str, year: int) -> list:
         return []
     folder = os.path.join(root, "ImageSets", "2017")
     return [s for s in ("test-dev", "test-challenge") if os.path.isfile(os.path.join(folder, s + ".txt"))]
+
+
+def _both_years(manual_dir: str, resolution: str) -> bool:
+    """Whether `manual_dir` holds a DAVIS-2016 and a DAVIS-2017 tree apart (side by side, extracted)."""
+    from maskrnn_tf.data.sequences import DatasetLayoutError, find_davis_root
+
+    try:
+        roots = {os.path.realpath(find_davis_root(manual_dir, resolution, year=y, strict=True)) for y in (2016, 2017)}
+    except DatasetLayoutError:
+        return False
+    return len(roots) == 2
 
 
 def _folder_year(manual_dir: str, resolution: str) -> int:
@@ -221,6 +237,12 @@ def run() -> None:
             return main(argv)
         except (ImageReadError, ValueError, FileNotFoundError) as err:
             print(f"Error: {err}", file=sys.stderr)
+            return 1
+        except OSError as err:  # writing the cache: a full disk, a file where a folder goes, no permission
+            where = err.filename or FLAGS.cache_dir
+            print(f"Error: cannot write the flow cache at {where} ({err.strerror or err}); free space or fix that "
+                  "path, then rerun: the flows cached so far are kept and the rerun computes the rest.",
+                  file=sys.stderr)
             return 1
 
     from maskrnn_tf.flag_validation import parse_flags_or_exit

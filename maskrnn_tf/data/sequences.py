@@ -8,6 +8,7 @@ and what to do.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import re
 from typing import Dict, List, Optional, Tuple, Union
@@ -293,6 +294,10 @@ def default_extract_dir() -> str:
     return os.path.join(base, "maskrnn_tf", "extracted")
 
 
+# Errors writing an extraction (no room, no permission), not reading the zip.
+_NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
 def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
                       extract_dir: Optional[str] = None) -> str:
     """The folder to read DAVIS from: `manual_dir` when it holds the extracted data (with or without DAVIS/);
@@ -301,6 +306,7 @@ def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
     extraction is never taken for whole; nothing is written into `manual_dir`). Otherwise `manual_dir`, whose
     readers then raise DatasetLayoutError with the expected layout."""
     import zipfile
+    import zlib
 
     from maskrnn_tf.io.tmp_dirs import building_dir
 
@@ -323,7 +329,14 @@ def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
             try:
                 with zipfile.ZipFile(archive) as opened:
                     opened.extractall(tmp)  # member names with .. or a leading / are made safe by zipfile
-            except (zipfile.BadZipFile, OSError) as err:
+            except (zipfile.BadZipFile, zlib.error, OSError) as err:
+                if isinstance(err, OSError) and err.errno in _NO_ROOM:
+                    # Writing failed, not reading: the zip is fine, the place it is extracted to is not.
+                    elsewhere = ("" if extract_dir else " or set XDG_CACHE_HOME to a folder with room that you may "
+                                 "write in")
+                    raise DatasetLayoutError(
+                        f"{archive}: cannot extract it into {parent} ({err.strerror}); free space there{elsewhere} "
+                        f"(the zip itself is fine), or put the extracted folder in {manual_dir} instead.") from err
                 raise DatasetLayoutError(
                     f"{archive}: not a readable zip ({err}); download it again from https://davischallenge.org or "
                     f"put the extracted folder in {manual_dir} instead.") from err

@@ -117,3 +117,22 @@ def test_a_zip_extracted_meanwhile_by_another_process_is_used_not_an_error(tmp_p
     root = resolve_davis_dir(manual, 2017)
     assert [s.name for s in read_davis_sequence_list(root, 2017, "val")] == ["gamma"]
     assert [n for n in os.listdir(os.path.dirname(root)) if n.startswith(".")] == []  # our copy is gone
+
+
+def test_a_zip_that_cannot_be_extracted_for_want_of_room_is_not_called_damaged(tmp_path, monkeypatch):
+    """A full disk (or a cache folder this user may not write) while extracting was reported as "not a readable zip
+    ... download it again": a multi-GB download for nothing."""
+    import errno
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    manual = zip_tree(make_tree(tmp_path / "tree"), tmp_path / "manual")
+
+    def full(self, path=None, members=None, pwd=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", full)
+    with pytest.raises(DatasetLayoutError) as err:
+        resolve_davis_dir(manual, 2017)
+    message = str(err.value)
+    assert "not a readable zip" not in message and "download it again" not in message
+    assert "cannot extract" in message and "No space left on device" in message and "XDG_CACHE_HOME" in message

@@ -159,3 +159,29 @@ def test_flow_cli_refuses_a_cache_dir_that_is_a_file(tmp_path, shared_data):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert f"Error: --cache_dir: flow cache folder {cache} is a file, not a folder" in proc.stderr
     assert "Traceback" not in proc.stderr and cache.read_bytes() == b"keep me"
+
+
+def test_flow_cli_reports_a_cache_it_cannot_write_in_one_line(tmp_path, shared_data):
+    """An OS error while writing the cache (a full disk; here a file where a sequence's folder goes) ended in a
+    traceback."""
+    cache = tmp_path / "cache"
+    (cache / "dis-ultrafast" / "davis-480p").mkdir(parents=True)
+    (cache / "dis-ultrafast" / "davis-480p" / "bear").write_text("not a folder")
+    proc = _flow_cli("--dataset=davis", "--year=2017", f"--manual_dir={os.path.join(shared_data, 'DAVIS-2017-sample')}",
+                     f"--cache_dir={cache}", "--backend=dis-ultrafast", "--sequences=bear", "--noprogress")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    error = proc.stderr.strip().splitlines()[-1]
+    assert error.startswith("Error: ") and "bear" in error and "rerun" in error, proc.stderr[-2000:]
+
+
+def test_flow_cli_asks_for_the_year_when_both_davis_years_lie_side_by_side(tmp_path, shared_data):
+    """With DAVIS-2016/ and DAVIS-2017/ side by side in --manual_dir (the layout the README suggests), the CLI took
+    2016 without a word and a davis17 training then found no cached flows."""
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    (manual / "DAVIS-2016").symlink_to(os.path.join(shared_data, "DAVIS-2016"))
+    (manual / "DAVIS-2017").symlink_to(os.path.join(shared_data, "DAVIS-2017-sample"))
+    proc = _flow_cli("--dataset=davis", f"--manual_dir={manual}", f"--cache_dir={tmp_path / 'cache'}", "--noprogress")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "DAVIS-2016 and DAVIS-2017" in proc.stderr and "--year=2016" in proc.stderr and "--year=2017" in proc.stderr
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))
