@@ -1,1 +1,1 @@
-"""tfds builders (installed as `maskrnn_tf.datasets`): davis, segtrack_v2, synthetic_vos."""
+"""tfds builders (installed as `maskrnn_tf.datasets`): maskrnn_davis, segtrack_v2, synthetic_vos."""

@@ -1,4 +1,4 @@
-"""davis: DAVIS-2016 and DAVIS-2017 (semi-supervised) read from a manual directory."""
-from maskrnn_tf.datasets.davis.davis import Davis, DavisConfig
+"""maskrnn_davis: DAVIS-2016 and DAVIS-2017 (semi-supervised) read from a manual directory."""
+from maskrnn_tf.datasets.davis.davis import DavisConfig, MaskrnnDavis
 
-__all__ = ["Davis", "DavisConfig"]
+__all__ = ["MaskrnnDavis", "DavisConfig"]

@@ -1,4 +1,7 @@
-"""tfds builder `davis`: DAVIS-2016 / DAVIS-2017 from the extracted folder or the official zip."""
+"""tfds builder `maskrnn_davis`: DAVIS-2016 / DAVIS-2017 from the extracted folder or the official zip.
+
+Not `davis`: that is tfds' own DAVIS dataset (tensorflow_datasets/video/davis), and tfds refuses a second
+builder of a registered name."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,17 +13,13 @@ from etils import epath
 from PIL import Image
 
 from maskrnn_tf.data.sequences import (
-    DAVIS_LAYOUT, DatasetLayoutError, davis_splits, find_davis_root, load_masks, read_davis_sequence_list,
+    DAVIS_ARCHIVES, DAVIS_LAYOUT, DatasetLayoutError, davis_splits, find_davis_root, load_masks,
+    read_davis_sequence_list, resolve_davis_dir,
 )
 from maskrnn_tf.datasets.builder_common import CodePathFromFile, LocalDatasetInfo, video_features
 from maskrnn_tf.io import read_frame
 
 _ORIENTATION = 0x0112  # the EXIF tag
-_ARCHIVES = {
-    (2016, "480p"): "DAVIS-data.zip",
-    (2017, "480p"): "DAVIS-2017-trainval-480p.zip",
-    (2017, "Full-Resolution"): "DAVIS-2017-trainval-Full-Resolution.zip",
-}
 
 
 @dataclasses.dataclass
@@ -31,11 +30,23 @@ class DavisConfig(tfds.core.BuilderConfig):
     resolution: str = "480p"
 
 
-class Davis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
-    """DAVIS video object segmentation: frames, per-frame object ids (255 = void) and metadata."""
+class MaskrnnDavis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
+    """DAVIS video object segmentation: frames, per-frame object ids (255 = void) and metadata.
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release: 2016 and 2017 (480p; 2017 full resolution), manual download."}
+    tfds name `maskrnn_davis` (from the class name), configs `2016`, `2017`, `2017_full`.
+    """
+
+    # 2.0.0, not 1.0.0: the stored frames changed since the `davis` builder's 1.0.0 (a major change in tfds'
+    # versioning), so nothing prepared before is taken for this data.
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {
+        "1.0.0": "Initial release as `davis`: 2016 and 2017 (480p; 2017 full resolution), manual download.",
+        "2.0.0": "Renamed `maskrnn_davis` (`davis` is tfds' own DAVIS dataset). Frames with an EXIF orientation are "
+                 "stored upright, as their annotations were drawn (1.0.0 stored their bytes, which decode "
+                 "sideways). An official zip is extracted into a folder named by its size and modification time, "
+                 "so a zip replaced by another of the same name is read again (1.0.0 reused the first one's "
+                 "extraction).",
+    }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "DAVIS cannot be downloaded automatically. Get it from https://davischallenge.org/davis2016/code.html "
         "(DAVIS-data.zip) or https://davischallenge.org/davis2017/code.html (DAVIS-2017-trainval-480p.zip) and "
@@ -64,16 +75,20 @@ class Davis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
         try:
             return find_davis_root(manual, config.resolution, year=config.year, strict=True)
         except DatasetLayoutError:
-            archive = os.path.join(manual, _ARCHIVES.get((config.year, config.resolution), ""))
+            archive = os.path.join(manual, DAVIS_ARCHIVES.get((config.year, config.resolution), ""))
             if not os.path.isfile(archive):
                 raise DatasetLayoutError(
                     f"{manual}: no extracted DAVIS-{config.year} {config.resolution} folder and no "
                     f"{os.path.basename(archive)} found{self._other_year_hint(manual)}.\n" + DAVIS_LAYOUT
                 ) from None
-            return find_davis_root(os.fspath(dl_manager.extract(archive)), config.resolution, year=config.year)
+            # Not dl_manager.extract: it reuses downloads/extracted/ZIP.<zip name> whenever that exists, so a zip
+            # replaced by another of the same name gave the old one's data. resolve_davis_dir names the folder
+            # after the zip's size and mtime and extracts atomically; kept under tfds' extraction folder.
+            root = resolve_davis_dir(manual, config.year, config.resolution, extract_dir=_extract_dir(dl_manager))
+            return find_davis_root(root, config.resolution, year=config.year)
 
     def _other_year_hint(self, manual: str) -> str:
-        """"; it holds DAVIS-<other year> data: build davis/<config>" when the folder is the other year's (an
+        """"; it holds DAVIS-<other year> data: build maskrnn_davis/<config>" when the folder is the other year's (an
         extracted folder of the wrong year is no missing folder), else ""."""
         config: DavisConfig = self.builder_config
         other = 2016 if config.year == 2017 else 2017
@@ -82,7 +97,7 @@ class Davis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
         except DatasetLayoutError:
             return ""
         name = "2017_full" if other == 2017 and config.resolution == "Full-Resolution" else str(other)
-        return f"; it holds DAVIS-{other} data: build davis/{name} for it"
+        return f"; it holds DAVIS-{other} data: build {self.name}/{name} for it"
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         config: DavisConfig = self.builder_config
@@ -110,6 +125,13 @@ class Davis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
                 "eval_t": bool(sequence.eval_t),
                 "attributes": list(sequence.attributes),
             }
+
+
+def _extract_dir(dl_manager: tfds.download.DownloadManager) -> str:
+    """tfds' extraction folder (DownloadConfig.extract_dir, else <download_dir>/extracted): the private attribute
+    is the only place holding the configured one."""
+    extract_dir = getattr(dl_manager, "_extract_dir", None) or os.path.join(dl_manager.download_dir, "extracted")
+    return os.fspath(extract_dir)
 
 
 def _turned(path: str) -> bool:

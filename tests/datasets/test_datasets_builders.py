@@ -1,5 +1,6 @@
 """tfds builders on the shared real data, on tiny trees and zips made here, and on the synthetic generator."""
 import os
+import subprocess
 import sys
 import zipfile
 
@@ -10,7 +11,7 @@ import tensorflow_datasets as tfds
 
 from maskrnn_tf.data.sequences import DatasetLayoutError
 from maskrnn_tf.data.synthetic import generate_video
-from maskrnn_tf.datasets.davis import Davis
+from maskrnn_tf.datasets.davis import MaskrnnDavis
 from maskrnn_tf.datasets.segtrack_v2 import SegtrackV2
 from maskrnn_tf.datasets.synthetic_vos import SyntheticVos
 from maskrnn_tf.io import read_frame, read_mask
@@ -49,7 +50,7 @@ def _davis_2016_subset(shared_data, tmp_path, names=("blackswan", "car-shadow"),
 
 def test_davis_2016_real_subset(shared_data, tmp_path):
     src, manual = _davis_2016_subset(shared_data, tmp_path)
-    builder = _prepare(Davis(config="2016", data_dir=str(tmp_path / "tfds")), manual)
+    builder = _prepare(MaskrnnDavis(config="2016", data_dir=str(tmp_path / "tfds")), manual)
     assert list(builder.info.splits.keys()) == ["val"]
     examples = _examples(builder, "val")
     assert sorted(examples) == ["blackswan", "car-shadow"]
@@ -66,7 +67,7 @@ def test_davis_2016_real_subset(shared_data, tmp_path):
 
 def test_davis_2017_sample_object_ids_and_void(shared_data, tmp_path):
     manual = os.path.join(shared_data, "DAVIS-2017-sample")
-    examples = _examples(_prepare(Davis(config="2017", data_dir=str(tmp_path)), manual), "val")
+    examples = _examples(_prepare(MaskrnnDavis(config="2017", data_dir=str(tmp_path)), manual), "val")
     assert examples["tennis"]["num_objects"] == 2 and examples["bear"]["num_objects"] == 1
     np.testing.assert_array_equal(
         examples["tennis"]["masks"][1, ..., 0],
@@ -83,7 +84,7 @@ def test_davis_2017_official_zip(tmp_path):
             for name in files:
                 path = os.path.join(folder, name)
                 archive.write(path, os.path.relpath(path, tmp_path / "tree"))
-    examples = _examples(_prepare(Davis(config="2017", data_dir=str(tmp_path / "tfds")), str(manual)), "val")
+    examples = _examples(_prepare(MaskrnnDavis(config="2017", data_dir=str(tmp_path / "tfds")), str(manual)), "val")
     assert examples["pair"]["num_objects"] == 2 and examples["pair"]["frames"].shape == (3, 12, 16, 3)
     assert set(np.unique(examples["pair"]["masks"])) == {0, 1, 2}
 
@@ -101,7 +102,7 @@ def test_davis_frames_stored_sideways_are_built_as_their_annotations_see_them(tm
     exif[0x0112] = 6  # rotate 90 degrees clockwise to display
     Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(frame, exif=exif, quality=100)
     assert read_frame(frame).shape == upright.shape
-    examples = _examples(_prepare(Davis(config="2017", data_dir=str(tmp_path / "tfds")), root), "val")
+    examples = _examples(_prepare(MaskrnnDavis(config="2017", data_dir=str(tmp_path / "tfds")), root), "val")
     frames = examples["pair"]["frames"]
     assert frames.shape == (3, 12, 16, 3)
     # Stored again as JPEG (the feature's encoding): the picture upright, within JPEG's loss.
@@ -113,19 +114,19 @@ def test_davis_without_manual_data_explains_layout(tmp_path):
     (tmp_path / "manual").mkdir()
     # tfds itself refuses an empty manual directory, with our instructions (archive names and layout).
     with pytest.raises(AssertionError, match=r"(?s)DAVIS-data.zip.*JPEGImages/480p"):
-        _prepare(Davis(config="2016", data_dir=str(tmp_path / "tfds")), str(tmp_path / "manual"))
+        _prepare(MaskrnnDavis(config="2016", data_dir=str(tmp_path / "tfds")), str(tmp_path / "manual"))
     # A manual directory holding something else: our own error, with the same instructions.
     (tmp_path / "manual" / "notes.txt").write_text("not DAVIS")
     with pytest.raises(DatasetLayoutError, match=r"(?s)DAVIS-data.zip found.*ImageSets/480p"):
-        _prepare(Davis(config="2016", data_dir=str(tmp_path / "tfds2")), str(tmp_path / "manual"))
+        _prepare(MaskrnnDavis(config="2016", data_dir=str(tmp_path / "tfds2")), str(tmp_path / "manual"))
 
 
 def test_davis_config_of_the_other_year_names_the_year_and_the_config_to_build(tmp_path):
     # An extracted DAVIS-2017 folder is an extracted DAVIS folder: "neither an extracted DAVIS folder nor
     # DAVIS-data.zip found" sent users checking their extraction, not the config they asked for.
     make_davis_2017(str(tmp_path / "manual" / "DAVIS"), {"a": 1})
-    with pytest.raises(DatasetLayoutError, match=r"no extracted DAVIS-2016 480p folder.*davis/2017") as err:
-        _prepare(Davis(config="2016", data_dir=str(tmp_path / "tfds")), str(tmp_path / "manual"))
+    with pytest.raises(DatasetLayoutError, match=r"no extracted DAVIS-2016 480p folder.*maskrnn_davis/2017") as err:
+        _prepare(MaskrnnDavis(config="2016", data_dir=str(tmp_path / "tfds")), str(tmp_path / "manual"))
     assert "DAVIS-data.zip" in str(err.value) and "neither an extracted DAVIS folder" not in str(err.value)
 
 
@@ -133,7 +134,76 @@ def test_davis_bad_tree_fails_before_writing(tmp_path):
     tree = make_davis_2017(str(tmp_path / "DAVIS"), {"a": 1})
     os.remove(os.path.join(tree, "Annotations", "480p", "a", "00002.png"))
     with pytest.raises(DatasetLayoutError, match="missing mask"):
-        _prepare(Davis(config="2017", data_dir=str(tmp_path / "tfds")), str(tmp_path))
+        _prepare(MaskrnnDavis(config="2017", data_dir=str(tmp_path / "tfds")), str(tmp_path))
+
+
+def _zip_tree(tree: str, archive: str) -> None:
+    """Zips the DAVIS/ folder `tree` as the official zips do (member names start with DAVIS/)."""
+    os.makedirs(os.path.dirname(archive), exist_ok=True)
+    with zipfile.ZipFile(archive, "w") as opened:
+        for folder, _, files in os.walk(tree):
+            for name in files:
+                path = os.path.join(folder, name)
+                opened.write(path, os.path.relpath(path, os.path.dirname(tree)))
+
+
+@pytest.mark.parametrize("where", ["same folder", "other folder"])
+def test_davis_zip_replaced_by_one_of_the_same_name_is_read_again(tmp_path, where):
+    """tfds' dl_manager.extract reuses <data_dir>/downloads/extracted/ZIP.<zip name> whenever it exists, so a zip
+    replaced by another of the same name (a fresh download, another manual folder) gave the old zip's splits."""
+    zip_name = "DAVIS-2017-trainval-480p.zip"
+    first = make_davis_2017(str(tmp_path / "tree1" / "DAVIS"), {"old": 1}, frames=1)
+    _zip_tree(first, str(tmp_path / "manual1" / zip_name))
+    data_dir = str(tmp_path / "tfds")
+    builder = _prepare(MaskrnnDavis(config="2017", data_dir=data_dir), str(tmp_path / "manual1"))
+    assert sorted(_examples(builder, "val")) == ["old"]
+
+    second = make_davis_2017(str(tmp_path / "tree2" / "DAVIS"), {"pair": 2, "solo": 1}, frames=2)
+    with open(os.path.join(second, "ImageSets", "2017", "train.txt"), "w") as f:
+        f.write("solo\n")
+    with open(os.path.join(second, "ImageSets", "2017", "val.txt"), "w") as f:
+        f.write("pair\n")
+    manual = tmp_path / ("manual1" if where == "same folder" else "manual2")
+    if where == "same folder":
+        os.remove(manual / zip_name)
+    _zip_tree(second, str(manual / zip_name))
+    # Rebuild keeping what was downloaded and extracted (what a user does after replacing a manual file).
+    builder = MaskrnnDavis(config="2017", data_dir=data_dir)
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(manual), download_mode=tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS))
+    assert sorted(builder.info.splits.keys()) == ["train", "val"]
+    assert sorted(_examples(builder, "train")) == ["solo"]
+    pair = _examples(builder, "val")["pair"]
+    assert pair["num_objects"] == 2 and pair["frames"].shape == (2, 12, 16, 3)
+    # Both zips extracted under the download folder (never into the manual folder nor the user's cache).
+    extracted = os.path.join(data_dir, "downloads", "extracted")
+    assert len([n for n in os.listdir(extracted) if n.startswith("DAVIS-2017-trainval-480p-")]) == 2
+    assert sorted(os.listdir(manual)) == [zip_name]
+
+
+_OFFICIAL_FIRST = """
+import tensorflow_datasets as tfds
+official = tfds.builder_cls("davis")  # tfds' own DAVIS (tensorflow_datasets/video/davis), registered first
+import maskrnn_tf.datasets.davis
+print(official.__module__, tfds.builder_cls("davis").__module__, tfds.builder_cls("maskrnn_davis").__module__)
+"""
+
+
+def test_davis_builder_does_not_clash_with_the_tfds_davis_dataset(tmp_path):
+    """The builder was registered as `davis`, tfds' own dataset's name: imported after tfds.builder("davis") it
+    raised "Dataset with name davis already registered", imported first it hid tfds' dataset."""
+    out = subprocess.run([sys.executable, "-c", _OFFICIAL_FIRST], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["tensorflow_datasets.video.davis.davis"] * 2 + ["maskrnn_tf.datasets.davis.davis"]
+    # Here the project's builder was imported first: each name still gives its own builder.
+    assert tfds.builder_cls("maskrnn_davis") is MaskrnnDavis
+    assert tfds.builder_cls("davis").__module__ == "tensorflow_datasets.video.davis.davis"
+    builder = tfds.builder("maskrnn_davis/2017", data_dir=str(tmp_path))
+    assert isinstance(builder, MaskrnnDavis)
+    # A new name and a new major version: nothing prepared by the `davis` builder 1.0.0 (frames with an EXIF
+    # orientation stored sideways) is read as this data.
+    assert MaskrnnDavis.VERSION.major >= 2 and str(MaskrnnDavis.VERSION) in MaskrnnDavis.RELEASE_NOTES
+    assert builder.data_dir == os.path.join(str(tmp_path), "maskrnn_davis", "2017", str(MaskrnnDavis.VERSION))
 
 
 def test_segtrack_sample(shared_data, tmp_path):
@@ -159,7 +229,7 @@ def test_synthetic_vos_matches_generator(tmp_path):
     assert example["num_objects"] == video["num_objects"]
 
 
-@pytest.mark.parametrize("builder_class, config", [(Davis, "2016"), (SegtrackV2, None), (SyntheticVos, None)])
+@pytest.mark.parametrize("builder_class, config", [(MaskrnnDavis, "2016"), (SegtrackV2, None), (SyntheticVos, None)])
 def test_a_builder_on_an_unprepared_folder_leaves_no_temporary_folder(tmp_path, monkeypatch, builder_class, config):
     """tfds' DatasetInfo.initialize_from_bucket makes a temporary folder (tempfile.mkdtemp("tfds")) for GCS
     metadata before it asks whether there is any, and never removes it: every builder made on a folder not yet
