@@ -130,15 +130,33 @@ def _test_splits(root: str, year: int) -> list:
     return [s for s in ("test-dev", "test-challenge") if os.path.isfile(os.path.join(folder, s + ".txt"))]
 
 
-def _both_years(manual_dir: str, resolution: str) -> bool:
-    """Whether `manual_dir` holds a DAVIS-2016 and a DAVIS-2017 tree apart (side by side, extracted)."""
-    from maskrnn_tf.data.sequences import DatasetLayoutError, find_davis_root
+def _os_error_message(err: OSError, cache_dir: str) -> str:
+    """One line for an OS error: a write into the flow cache (the rerun resumes), or another path's."""
+    path = err.filename or ""
+    reason = err.strerror or str(err)
+    cache = os.path.realpath(cache_dir) if cache_dir else None
+    if path and cache and os.path.realpath(path).startswith(cache + os.sep):
+        return (f"cannot write the flow cache at {path} ({reason}); free space or fix that path, then rerun: the flows "
+                "cached so far are kept and the rerun computes the rest.")
+    return f"{path or 'a file'}: {reason}; check that path (permissions, free space), then rerun."
 
-    try:
-        roots = {os.path.realpath(find_davis_root(manual_dir, resolution, year=y, strict=True)) for y in (2016, 2017)}
-    except DatasetLayoutError:
-        return False
-    return len(roots) == 2
+
+def _both_years(manual_dir: str, resolution: str) -> bool:
+    """Whether `manual_dir` holds DAVIS-2016 and DAVIS-2017 apart: two extracted trees side by side, or the official
+    zips of both years (or one extracted, the other zipped)."""
+    from maskrnn_tf.data.sequences import DAVIS_ARCHIVES, DatasetLayoutError, find_davis_root
+
+    found = set()
+    for year in (2016, 2017):
+        try:
+            found.add(os.path.realpath(find_davis_root(manual_dir, resolution, year=year, strict=True)))
+            continue
+        except DatasetLayoutError:
+            pass
+        name = DAVIS_ARCHIVES.get((year, resolution))
+        if name and os.path.isfile(os.path.join(manual_dir, name)):
+            found.add(os.path.join(manual_dir, name))
+    return len(found) == 2
 
 
 def _folder_year(manual_dir: str, resolution: str) -> int:
@@ -238,11 +256,8 @@ def run() -> None:
         except (ImageReadError, ValueError, FileNotFoundError) as err:
             print(f"Error: {err}", file=sys.stderr)
             return 1
-        except OSError as err:  # writing the cache: a full disk, a file where a folder goes, no permission
-            where = err.filename or FLAGS.cache_dir
-            print(f"Error: cannot write the flow cache at {where} ({err.strerror or err}); free space or fix that "
-                  "path, then rerun: the flows cached so far are kept and the rerun computes the rest.",
-                  file=sys.stderr)
+        except OSError as err:  # a full disk, a file where a folder goes, no permission
+            print(f"Error: {_os_error_message(err, FLAGS.cache_dir)}", file=sys.stderr)
             return 1
 
     from maskrnn_tf.flag_validation import parse_flags_or_exit

@@ -290,7 +290,11 @@ def _remove_if_only_lock(run_dir: str) -> None:
     lock = os.path.join(run_dir, LOCK_NAME)
     try:
         fd = os.open(lock, os.O_RDWR)
-    except OSError:
+    except OSError:  # refused before any lock was taken (or a worker that never takes one): the folder as made
+        try:
+            os.rmdir(run_dir)  # only if empty
+        except OSError:
+            pass
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until closed: no run takes it meanwhile

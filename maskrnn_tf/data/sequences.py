@@ -324,28 +324,39 @@ def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
     target = os.path.join(parent, f"{os.path.splitext(name)[0]}-{stat.st_size}-{stat.st_mtime_ns}")
     if os.path.isdir(target):
         return target
+    try:  # read first: a zip this user may not read is no extraction folder's fault
+        opened = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, zlib.error, OSError) as err:
+        raise DatasetLayoutError(_unreadable_zip(archive, manual_dir, err)) from err
     try:
-        with building_dir(target) as tmp:  # an interrupted extraction is never taken for whole
+        with opened, building_dir(target) as tmp:  # an interrupted extraction is never whole
             try:
-                with zipfile.ZipFile(archive) as opened:
-                    opened.extractall(tmp)  # member names with .. or a leading / are made safe by zipfile
-            except (zipfile.BadZipFile, zlib.error, OSError) as err:
-                if isinstance(err, OSError) and err.errno in _NO_ROOM:
-                    # Writing failed, not reading: the zip is fine, the place it is extracted to is not.
-                    elsewhere = ("" if extract_dir else " or set XDG_CACHE_HOME to a folder with room that you may "
-                                 "write in")
-                    raise DatasetLayoutError(
-                        f"{archive}: cannot extract it into {parent} ({err.strerror}); free space there{elsewhere} "
-                        f"(the zip itself is fine), or put the extracted folder in {manual_dir} instead.") from err
-                raise DatasetLayoutError(
-                    f"{archive}: not a readable zip ({err}); download it again from https://davischallenge.org or "
-                    f"put the extracted folder in {manual_dir} instead.") from err
-    except OSError:
+                opened.extractall(tmp)  # member names with .. or a leading / are made safe by zipfile
+            except (zipfile.BadZipFile, zlib.error) as err:
+                raise DatasetLayoutError(_unreadable_zip(archive, manual_dir, err)) from err
+    except OSError as err:
         # Another process (the flow CLI beside a training) renamed its whole extraction into place first: use it.
         if os.path.isdir(target):
             return target
-        raise
+        if err.errno not in _NO_ROOM:
+            raise
+        # Writing failed, not reading: the zip is fine, the place it is extracted to is not.
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            advice = "free space there" + ("" if extract_dir else " or set XDG_CACHE_HOME to a folder with room")
+        else:
+            advice = "choose a folder you may write in" + ("" if extract_dir else " (XDG_CACHE_HOME)")
+        raise DatasetLayoutError(
+            f"{archive}: cannot extract it into {parent} ({err.strerror}); {advice} (the zip itself is fine), or put "
+            f"the extracted folder in {manual_dir} instead.") from err
     return target
+
+
+def _unreadable_zip(archive: str, manual_dir: str, err: BaseException) -> str:
+    """The message for an official zip that cannot be read: damaged, or not readable by this user."""
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM):
+        return f"{archive}: this user may not read it ({err.strerror}); change its permissions or copy it."
+    return (f"{archive}: not a readable zip ({err}); download it again from https://davischallenge.org or put the "
+            f"extracted folder in {manual_dir} instead.")
 
 
 def davis_year(directory: str, resolution: str = "480p") -> int:

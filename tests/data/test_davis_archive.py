@@ -136,3 +136,34 @@ def test_a_zip_that_cannot_be_extracted_for_want_of_room_is_not_called_damaged(t
     message = str(err.value)
     assert "not a readable zip" not in message and "download it again" not in message
     assert "cannot extract" in message and "No space left on device" in message and "XDG_CACHE_HOME" in message
+
+
+def test_a_zip_this_user_may_not_read_is_named_so_and_an_unwritable_cache_gets_its_advice(tmp_path, monkeypatch):
+    """A zip the user may not read was "fine" and its extraction folder blamed; a cache folder that cannot be made
+    (not writable) gave a raw error, and "free space" was the advice for a permission error."""
+    import errno
+
+    from maskrnn_tf.io import tmp_dirs
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    manual = zip_tree(make_tree(tmp_path / "tree"), tmp_path / "manual")
+    archive = os.path.join(manual, "DAVIS-2017-trainval-480p.zip")
+    real_zip = zipfile.ZipFile
+
+    def unreadable(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(zipfile, "ZipFile", unreadable)
+    with pytest.raises(DatasetLayoutError, match=r"480p.zip: this user may not read it \(Permission denied\)"):
+        resolve_davis_dir(manual, 2017)
+    monkeypatch.setattr(zipfile, "ZipFile", real_zip)
+
+    def unwritable(final):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.dirname(final))
+
+    monkeypatch.setattr(tmp_dirs, "building_dir", unwritable)
+    with pytest.raises(DatasetLayoutError) as err:
+        resolve_davis_dir(manual, 2017)
+    message = str(err.value)
+    assert message.startswith(f"{archive}: cannot extract it into") and "choose a folder you may write in" in message
+    assert "free space" not in message and "the zip itself is fine" in message

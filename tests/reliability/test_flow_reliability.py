@@ -185,3 +185,32 @@ def test_flow_cli_asks_for_the_year_when_both_davis_years_lie_side_by_side(tmp_p
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "DAVIS-2016 and DAVIS-2017" in proc.stderr and "--year=2016" in proc.stderr and "--year=2017" in proc.stderr
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))
+
+
+def test_flow_cli_asks_for_the_year_when_both_official_zips_lie_side_by_side(tmp_path):
+    """With both years' zips in --manual_dir (the README's layout for zips) the CLI took 2017 without a word."""
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for name in ("DAVIS-data.zip", "DAVIS-2017-trainval-480p.zip"):
+        (manual / name).write_bytes(b"PK")
+    proc = _flow_cli("--dataset=davis", f"--manual_dir={manual}", f"--cache_dir={tmp_path / 'cache'}", "--noprogress")
+    assert proc.returncode == 2 and "DAVIS-2016 and DAVIS-2017" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_an_os_error_outside_the_cache_is_not_blamed_on_it(tmp_path):
+    """Every OS error was reported as the flow cache's (an unreadable frames folder too). In a process of its own:
+    the flow module defines its flags on import."""
+    cache = tmp_path / "cache"
+    inside = str(cache / "dis-medium" / "x.npy")
+    outside = str(tmp_path / "JPEGImages" / "480p" / "bear")
+    code = (
+        "import errno, sys\n"
+        "from maskrnn_tf import flow\n"
+        f"print(flow._os_error_message(OSError(errno.ENOSPC, 'No space left on device', {inside!r}), {str(cache)!r}))\n"
+        f"print(flow._os_error_message(PermissionError(errno.EACCES, 'Permission denied', {outside!r}), "
+        f"{str(cache)!r}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, second = proc.stdout.strip().splitlines()[-2:]
+    assert first.startswith(f"cannot write the flow cache at {inside}")
+    assert "flow cache" not in second and second.startswith(outside)

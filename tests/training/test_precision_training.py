@@ -299,3 +299,18 @@ def test_a_refused_run_leaves_a_folder_whose_lock_another_run_holds(tmp_path):
         assert (run / LOCK_NAME).exists()
     _remove_if_only_lock(str(run))  # nobody holds it now
     assert not run.exists()
+
+
+def test_a_run_refused_before_it_took_the_lock_leaves_no_empty_folder(tmp_path):
+    """train() refuses some settings before it takes the run-dir lock: the folder the CLI made stayed, empty."""
+    from maskrnn_tf.train import _remove_if_only_lock
+
+    run = tmp_path / "run"
+    run.mkdir()
+    _remove_if_only_lock(str(run))
+    assert not run.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    _remove_if_only_lock(str(kept))
+    assert (kept / "notes.txt").read_text() == "mine"
