@@ -16,6 +16,7 @@ user set is kept.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -118,3 +119,26 @@ def import_tensorflow_quietly() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+
+
+# What to do about a raw OS error, by its errno (the up-front checks catch the common cases with their own words).
+_OS_ERROR_HINTS = {
+    errno.EACCES: "this user may not write or read there: choose a location you may use, or change its permissions",
+    errno.EPERM: "this user may not write or read there: choose a location you may use, or change its permissions",
+    errno.EROFS: "that file system is read-only: choose a location on a writable disk",
+    errno.ENOSPC: "the disk is full: free some space or choose a location on another disk",
+    errno.EDQUOT: "the disk quota is used up: free some space or choose a location on another disk",
+    errno.EEXIST: "a file stands where a folder is needed: choose another path or move that file away",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose another path or move that file away",
+    errno.ENOENT: "check that the path exists",
+}
+
+
+def os_error_line(err: OSError) -> str:
+    """A raw OS error as one line, path first, with what to do (not Python's "[Errno 13] ..."); the project's
+    own OSErrors (no file name attached) already say all of it."""
+    if err.filename is None or not err.strerror:
+        return str(err)
+    path = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
+    hint = _OS_ERROR_HINTS.get(err.errno, "check that path and the disk it is on, then rerun")
+    return f"{path}: {err.strerror}; {hint}."

@@ -138,7 +138,7 @@ def _os_error_message(err: OSError, cache_dir: str) -> str:
     if path and cache and os.path.realpath(path).startswith(cache + os.sep):
         return (f"cannot write the flow cache at {path} ({reason}); free space or fix that path, then rerun: the flows "
                 "cached so far are kept and the rerun computes the rest.")
-    return f"{path or 'a file'}: {reason}; check that path (permissions, free space), then rerun."
+    return _console.os_error_line(err)
 
 
 def _both_years(manual_dir: str, resolution: str) -> bool:

@@ -24,7 +24,6 @@ without extension, its frames named 00000, 00001, ...); flows are resized (vecto
 from __future__ import annotations
 
 import dataclasses
-import errno
 import os
 import sys
 
@@ -447,29 +446,6 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
     return None
 
 
-# What to do about a raw OS error, by its errno (the up-front checks catch the common cases with their own words).
-_OS_ERROR_HINTS = {
-    errno.EACCES: "this user may not write or read there: choose a location you may use, or change its permissions",
-    errno.EPERM: "this user may not write or read there: choose a location you may use, or change its permissions",
-    errno.EROFS: "that file system is read-only: choose a location on a writable disk",
-    errno.ENOSPC: "the disk is full: free some space or choose a location on another disk",
-    errno.EDQUOT: "the disk quota is used up: free some space or choose a location on another disk",
-    errno.EEXIST: "a file stands where a folder is needed: choose another path or move that file away",
-    errno.ENOTDIR: "a file stands where a folder is needed: choose another path or move that file away",
-    errno.ENOENT: "check that the path exists",
-}
-
-
-def _os_error_line(err: OSError) -> str:
-    """A raw OS error as one line, path first, with what to do (not Python's "[Errno 13] ..."); the project's
-    own OSErrors (no file name attached) already say all of it."""
-    if err.filename is None or not err.strerror:
-        return str(err)
-    path = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
-    hint = _OS_ERROR_HINTS.get(err.errno, "check that path and the disk it is on, then rerun")
-    return f"{path}: {err.strerror}; {hint}."
-
-
 # What only --method=maskrnn uses: the network, how it runs and its online finetuning.
 _NETWORK_FLAGS = ("model", "precision", "jit_compile", "apply_localization", "finetune", "finetune_steps",
                   "finetune_budget", "finetune_clip_length", "finetune_num_clips", "finetune_crop",
@@ -498,7 +474,7 @@ def guarded(argv) -> int:
         from maskrnn_tf.inference import BoxError
 
         prefix = "--first_box: " if isinstance(err, BoxError) else ""
-        message = _os_error_line(err) if isinstance(err, OSError) else str(err)
+        message = _console.os_error_line(err) if isinstance(err, OSError) else str(err)
         print(f"Error: {prefix}{message}", file=sys.stderr)
         return 2
 
