@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from maskrnn_tf.io import VOID_ID, ImageReadError
+from maskrnn_tf.io.cache_dirs import user_cache_dir
 from maskrnn_tf.io.id_images import grey_annotation_mode, read_annotation_ids
 
 DAVIS_LAYOUT = """\
@@ -289,9 +290,8 @@ DAVIS_ARCHIVES = {
 
 
 def default_extract_dir() -> str:
-    """$XDG_CACHE_HOME/maskrnn_tf/extracted (~/.cache/... when unset): where official zips are extracted."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "maskrnn_tf", "extracted")
+    """$XDG_CACHE_HOME/maskrnn_tf/extracted (~/.cache/... when unset or relative): where official zips are extracted."""
+    return os.path.join(user_cache_dir(), "extracted")
 
 
 # Errors writing an extraction (no room, no permission), not reading the zip.

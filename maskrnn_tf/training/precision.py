@@ -108,10 +108,11 @@ def measure_bfloat16_speedup(repeats: int = 5) -> float:
 
 
 def default_speed_cache() -> str:
-    """$XDG_CACHE_HOME/maskrnn_tf/precision.json (~/.cache/... when unset): where `bfloat16_speedup` keeps its
+    """$XDG_CACHE_HOME/maskrnn_tf/precision.json (~/.cache/... when unset or relative): where `bfloat16_speedup` keeps its
     measurement, so that every process on a machine (train, segment, export) makes the same choice."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "maskrnn_tf", "precision.json")
+    from maskrnn_tf.io.cache_dirs import user_cache_dir
+
+    return os.path.join(user_cache_dir(), "precision.json")
 
 
 def _cpu_key(cpuinfo_path: Optional[str]) -> Tuple[str, ...]:

@@ -127,11 +127,6 @@ def test_speedup_is_measured_once_per_machine_and_cached(tmp_path, monkeypatch):
     assert calls == [6.5, 1.7, 1.8, 1.9]
 
 
-def test_default_cache_follows_xdg_cache_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert precision_module.default_speed_cache() == str(tmp_path / "maskrnn_tf" / "precision.json")
-
-
 def test_measured_speedup_decides_auto_on_this_machine(tmp_path, monkeypatch):
     """The real measurement on this CPU: a positive ratio, and `auto` follows it (float32 where bfloat16 is not
     clearly faster, whatever the flags say)."""
