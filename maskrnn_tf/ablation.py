@@ -107,6 +107,10 @@ def main(argv: List[str]) -> int:
         print(f"error: --davis_root={FLAGS.davis_root}: no such folder; give the DAVIS folder whose --split is "
               "segmented and scored.", file=sys.stderr)
         return 2
+    if FLAGS.flo_dir and FLAGS.flow != "flo":
+        print(f"error: --flo_dir is read only with --flow=flo (segmentation would use --flow={FLAGS.flow}): add "
+              "--flow=flo or drop --flo_dir.", file=sys.stderr)
+        return 2
     full_run = os.path.abspath(os.path.expanduser(FLAGS.full_run)) if FLAGS.full_run else None
     if full_run and not os.path.isfile(os.path.join(full_run, "model.keras")):
         raise app.UsageError(f"--full_run={FLAGS.full_run}: no model.keras there; train it first "

@@ -64,6 +64,10 @@ def main(argv) -> int:
     from maskrnn_tf.flag_validation import expand_user_paths
 
     expand_user_paths(("manual_dir", "cache_dir", "flo_dir"))
+    if FLAGS.flo_dir and FLAGS.backend != "flo":  # else the cache fills with flows the user did not ask for
+        print(f"Error: --flo_dir is read only with --backend=flo (this run would compute --backend={FLAGS.backend} "
+              "flows from the frames): add --backend=flo or drop --flo_dir.", file=sys.stderr)
+        return 2
     try:  # before the slow listing of the data set: a bad --cache_dir is a usage error
         cache = FlowCache(make_backend(FLAGS.backend, FLAGS.flo_dir), FLAGS.cache_dir)
     except FlowCacheError as err:
@@ -95,8 +99,11 @@ def main(argv) -> int:
         sequences = read_segtrack_sequence_list(FLAGS.manual_dir)
     if FLAGS.sequences:
         unknown = sorted(set(FLAGS.sequences) - {s.name for s in sequences})
-        if unknown:
-            raise ValueError(f"--sequences: {unknown} not in the data set.")
+        if unknown:  # a bad flag (exit 2), not bad data
+            print(f"Error: --sequences: {unknown} not in the data set ({len(sequences)} sequences listed: "
+                  f"{', '.join(s.name for s in sequences[:5])}{', ...' if len(sequences) > 5 else ''}).",
+                  file=sys.stderr)
+            return 2
         sequences = [s for s in sequences if s.name in FLAGS.sequences]
     total = sum(s.num_frames - 1 for s in sequences)
     skipped = computed = 0

@@ -220,6 +220,9 @@ def main(argv) -> int:
     if FLAGS["probs_format"].present and not FLAGS.save_probs:
         raise app.UsageError(f"--probs_format sets how --save_probs writes the probability maps, which is off: add "
                              f"--save_probs or drop --probs_format={FLAGS.probs_format}.", exitcode=2)
+    if FLAGS.flo_dir and FLAGS.flow != "flo":  # else the masks come from flows the user did not ask for
+        raise app.UsageError(f"--flo_dir is read only with --flow=flo (this run would compute --flow={FLAGS.flow} "
+                             "flows from the frames): add --flow=flo or drop --flo_dir.", exitcode=2)
     host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
     _console.import_tensorflow_quietly()
     from maskrnn_tf import inference  # heavy imports (TensorFlow) after flag checks: --help and usage errors stay fast

@@ -106,3 +106,21 @@ def test_a_davis_2017_folder_without_year_is_read_as_2017_and_no_sequence_is_an_
                       "--backend=farneback")
     assert wrong.returncode == 2, (wrong.stdout, wrong.stderr[-2000:])
     assert "no sequences" in wrong.stderr and "--year" in wrong.stderr
+
+
+def test_unknown_sequences_and_a_flo_dir_without_the_flo_backend_are_usage_errors(tmp_path):
+    """Bad flags exit 2 (the module's contract) with one line: an unknown --sequences name exited 1 like missing
+    data, and --flo_dir with a computed backend was dropped, filling the cache with flows not asked for."""
+    davis = tmp_path / "davis"
+    _tiny_davis17(davis)
+    unknown = _flow_cli("--dataset=davis", f"--manual_dir={davis}", f"--cache_dir={tmp_path / 'c1'}",
+                        "--backend=farneback", "--sequences=seq,nope")
+    assert unknown.returncode == 2, (unknown.stdout, unknown.stderr[-2000:])
+    assert "--sequences" in unknown.stderr and "'nope'" in unknown.stderr and "Traceback" not in unknown.stderr
+    assert not (tmp_path / "c1").exists() or not any((tmp_path / "c1").rglob("*.npy"))
+    (tmp_path / "flo").mkdir()
+    dropped = _flow_cli("--dataset=davis", f"--manual_dir={davis}", f"--cache_dir={tmp_path / 'c2'}",
+                        "--backend=farneback", f"--flo_dir={tmp_path / 'flo'}")
+    assert dropped.returncode == 2, (dropped.stdout, dropped.stderr[-2000:])
+    assert "--flo_dir" in dropped.stderr and "--backend=flo" in dropped.stderr and "Traceback" not in dropped.stderr
+    assert not (tmp_path / "c2").exists()

@@ -657,3 +657,13 @@ def test_colour_prior_networks_segment_as_an_ensemble_each_with_tables_at_its_ow
                                f"--output={tmp_path / 'static'}") == 0
     members = json.loads((tmp_path / "static" / "segment_run.json").read_text())["finetune_log"]["beta"]["members"]
     assert [member["updates"] for member in members] == [1, 1], members
+
+
+def test_flo_dir_without_flow_flo_is_a_usage_error(tmp_path):
+    """--flo_dir names where --flow=flo reads its flows: with the default --flow=dis it was dropped without a word
+    and the masks came from DIS flows the user did not ask for."""
+    (tmp_path / "flo").mkdir()
+    proc = _segment("--method=flow_propagation", f"--flo_dir={tmp_path / 'flo'}", "--video=x", "--first_mask=y",
+                    f"--output={tmp_path / 'o'}")
+    assert proc.returncode == 2 and "--flo_dir" in proc.stderr and "--flow=flo" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()

@@ -408,8 +408,11 @@ def test_bad_driver_input_is_refused_by_name_before_anything_runs(monkeypatch, t
     monkeypatch.setattr(driver, "run_command", lambda *a, **k: pytest.fail(f"ran {a[0][2]}"))
     for bad, message in ((dict(variants=["nope"]), "--variants: unknown ablation variant(s) ['nope']"),
                          (dict(train_flags=str(tmp_path / "typo.flags")), "typo.flags: no such file"),
-                         (dict(davis_root=str(tmp_path / "DAVS")), "DAVS: no such folder")):
-        monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(**{**good, **bad}, full_run=None))
+                         (dict(davis_root=str(tmp_path / "DAVS")), "DAVS: no such folder"),
+                         # segment would refuse it hours later, after the first training
+                         (dict(flo_dir=str(tmp_path)), "--flo_dir is read only with --flow=flo")):
+        monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(**{"flow": "dis", "flo_dir": None, **good, **bad},
+                                                                   full_run=None))
         assert driver.main([]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "root").exists()
