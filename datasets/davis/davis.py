@@ -83,8 +83,10 @@ class MaskrnnDavis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
                 ) from None
             # Not dl_manager.extract: it reuses downloads/extracted/ZIP.<zip name> whenever that exists, so a zip
             # replaced by another of the same name gave the old one's data. resolve_davis_dir names the folder
-            # after the zip's size and mtime and extracts atomically; kept under tfds' extraction folder.
-            root = resolve_davis_dir(manual, config.year, config.resolution, extract_dir=_extract_dir(dl_manager))
+            # after the zip's size and mtime and extracts atomically; kept under tfds' extraction folder, and
+            # extracted again under FORCE_REDOWNLOAD (tfds' force_extraction, the cure for a damaged extraction).
+            root = resolve_davis_dir(manual, config.year, config.resolution, extract_dir=_extract_dir(dl_manager),
+                                     force_extraction=bool(getattr(dl_manager, "_force_extraction", False)))
             return find_davis_root(root, config.resolution, year=config.year)
 
     def _other_year_hint(self, manual: str) -> str:

@@ -11,6 +11,7 @@ import dataclasses
 import errno
 import os
 import re
+import shutil
 from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -299,16 +300,18 @@ _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
 
 
 def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
-                      extract_dir: Optional[str] = None) -> str:
+                      extract_dir: Optional[str] = None, force_extraction: bool = False) -> str:
     """The folder to read DAVIS from: `manual_dir` when it holds the extracted data (with or without DAVIS/);
     else, when it holds the official zip of `year`, that zip extracted once into
     `<extract_dir>/<zip name>-<size>-<mtime>/` (a hidden temporary folder renamed into place, so an interrupted
-    extraction is never taken for whole; nothing is written into `manual_dir`). Otherwise `manual_dir`, whose
-    readers then raise DatasetLayoutError with the expected layout."""
+    extraction is never taken for whole; nothing is written into `manual_dir`); with `force_extraction`
+    extracted again, the new folder replacing the old one whole (tfds' FORCE_REDOWNLOAD). Otherwise
+    `manual_dir`, whose readers then raise DatasetLayoutError with the expected layout."""
     import zipfile
     import zlib
 
-    from maskrnn_tf.io.tmp_dirs import building_dir
+    from maskrnn_tf.io.tmp_dirs import (building_dir, hidden_prefix, make_owned_tmp_dir, replace_dir,
+                                        restore_interrupted_replace)
 
     try:
         find_davis_root(manual_dir, resolution, year=year, strict=True)
@@ -322,21 +325,39 @@ def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
     stat = os.stat(archive)
     parent = extract_dir or default_extract_dir()
     target = os.path.join(parent, f"{os.path.splitext(name)[0]}-{stat.st_size}-{stat.st_mtime_ns}")
-    if os.path.isdir(target):
+    old_prefix = hidden_prefix(os.path.basename(target), "old")
+    if os.path.isdir(parent):  # a forced extraction killed between its two renames: the old folder goes back
+        restore_interrupted_replace(parent, old_prefix, target)
+    replace = force_extraction and os.path.isdir(target)
+    if os.path.isdir(target) and not replace:
         return target
     try:  # read first: a zip this user may not read is no extraction folder's fault
         opened = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, zlib.error, OSError) as err:
         raise DatasetLayoutError(_unreadable_zip(archive, manual_dir, err)) from err
+
+    def extract_into(folder: str) -> None:
+        try:
+            opened.extractall(folder)  # member names with .. or a leading / are made safe by zipfile
+        except (zipfile.BadZipFile, zlib.error) as err:
+            raise DatasetLayoutError(_unreadable_zip(archive, manual_dir, err)) from err
+
     try:
-        with opened, building_dir(target) as tmp:  # an interrupted extraction is never whole
-            try:
-                opened.extractall(tmp)  # member names with .. or a leading / are made safe by zipfile
-            except (zipfile.BadZipFile, zlib.error) as err:
-                raise DatasetLayoutError(_unreadable_zip(archive, manual_dir, err)) from err
+        with opened:
+            if replace:  # the old folder stays whole until the new one is: replace_dir swaps them
+                tmp = make_owned_tmp_dir(parent, hidden_prefix(os.path.basename(target), "tmp"))
+                try:
+                    extract_into(tmp)
+                    replace_dir(tmp, target, old_prefix)
+                except BaseException:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise
+            else:
+                with building_dir(target) as tmp:  # an interrupted extraction is never whole
+                    extract_into(tmp)
     except OSError as err:
         # Another process (the flow CLI beside a training) renamed its whole extraction into place first: use it.
-        if os.path.isdir(target):
+        if os.path.isdir(target) and not replace:
             return target
         if err.errno not in _NO_ROOM:
             raise

@@ -167,3 +167,29 @@ def test_a_zip_this_user_may_not_read_is_named_so_and_an_unwritable_cache_gets_i
     message = str(err.value)
     assert message.startswith(f"{archive}: cannot extract it into") and "choose a folder you may write in" in message
     assert "free space" not in message and "the zip itself is fine" in message
+
+
+def test_a_forced_extraction_replaces_the_folder_whole_or_keeps_the_old_one(tmp_path, monkeypatch):
+    """force_extraction (tfds' FORCE_REDOWNLOAD) extracts again: a file changed in the extraction comes back as the
+    zip holds it; when the new extraction fails (no room), the old folder stays whole and nothing hidden is left."""
+    import errno
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    manual = zip_tree(make_tree(tmp_path / "tree"), tmp_path / "manual")
+    root = resolve_davis_dir(manual, 2017)
+    listed = os.path.join(root, "DAVIS", "ImageSets", "2017", "train.txt")
+    want = open(listed).read()
+    with open(listed, "w") as f:
+        f.write("alpha\n")  # changed in the extraction
+    assert resolve_davis_dir(manual, 2017) == root and open(listed).read() == "alpha\n"  # reused as it is
+    assert resolve_davis_dir(manual, 2017, force_extraction=True) == root and open(listed).read() == want
+    with open(listed, "w") as f:
+        f.write("alpha\n")
+
+    def no_room(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", no_room)
+    with pytest.raises(DatasetLayoutError, match="No space left on device.*free space there"):
+        resolve_davis_dir(manual, 2017, force_extraction=True)
+    assert open(listed).read() == "alpha\n" and sorted(os.listdir(os.path.dirname(root))) == [os.path.basename(root)]

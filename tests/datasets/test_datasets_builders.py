@@ -243,3 +243,37 @@ def test_a_builder_on_an_unprepared_folder_leaves_no_temporary_folder(tmp_path, 
     builder = builder_class(data_dir=str(tmp_path / "data"), **kwargs)
     assert builder.info.name == builder_class.name
     assert os.listdir(private) == []
+
+
+def test_davis_force_redownload_extracts_the_zip_again(tmp_path):
+    """tfds' FORCE_REDOWNLOAD means download and extract again (the user's cure for a damaged extraction, a file
+    deleted or changed in it); the zip's size+mtime folder was reused whatever the mode."""
+    zip_name = "DAVIS-2017-trainval-480p.zip"
+    tree = make_davis_2017(str(tmp_path / "tree" / "DAVIS"), {"pair": 2, "solo": 1}, frames=2)
+    _zip_tree(tree, str(tmp_path / "manual" / zip_name))
+    data_dir = str(tmp_path / "tfds")
+    builder = _prepare(MaskrnnDavis(config="2017", data_dir=data_dir), str(tmp_path / "manual"))
+    want = _examples(builder, "val")["pair"]["masks"]
+    extracted = os.path.join(data_dir, "downloads", "extracted")
+    (folder,) = [os.path.join(extracted, n) for n in os.listdir(extracted) if n.startswith(zip_name[:-4])]
+    damaged = os.path.join(folder, "DAVIS", "Annotations", "480p", "pair", "00001.png")
+    read_mask_before = read_mask(damaged)
+    with open(damaged, "wb") as f:  # a damaged extraction: the file is there, its bytes are not the zip's
+        f.write(b"not a png")
+
+    def rebuild(mode):
+        fresh = MaskrnnDavis(config="2017", data_dir=data_dir)
+        fresh.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            manual_dir=str(tmp_path / "manual"), download_mode=mode))
+        return fresh
+
+    # REUSE_CACHE_IF_EXISTS keeps the extraction (the file it cannot read is named in the error)...
+    with pytest.raises(Exception, match="00001.png"):
+        rebuild(tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS)
+    # ...FORCE_REDOWNLOAD extracts the zip again, into the same folder, and builds from it.
+    builder = rebuild(tfds.download.GenerateMode.FORCE_REDOWNLOAD)
+    np.testing.assert_array_equal(_examples(builder, "val")["pair"]["masks"], want)
+    np.testing.assert_array_equal(read_mask(damaged), read_mask_before)
+    assert [n for n in os.listdir(extracted) if n.startswith(zip_name[:-4])] == [os.path.basename(folder)]
+    assert not [n for n in os.listdir(extracted) if n.startswith(".")]  # no temporary or replaced folder left
+    assert sorted(os.listdir(tmp_path / "manual")) == [zip_name]
