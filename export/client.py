@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import time
 from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Sequence
 
@@ -223,8 +224,17 @@ class ServingClient:
                     hint = f" after {attempt} attempts; is tensorflow_model_server running at {self.config.address}?"
                 elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     hint = f" (deadline {self.config.timeout_s}s; raise it with --timeout)"
+                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED and "OOM when allocating" in str(details):
+                    # The server's device ran out of memory (a GPU's, mostly): a bigger message limit cannot help.
+                    hint = (" (the model server ran out of memory for this step: segment at a smaller --max_size, "
+                            "send fewer object rows per request (--max_batch_size with --batched, and the server's "
+                            "batching max_batch_size), or serve a float16 export)")
                 elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     hint = " (message too large? raise --max_message_mb)"
+                elif code == grpc.StatusCode.INVALID_ARGUMENT and self.config.batched and (
+                        limit := re.search(r"larger than maximum input batch size (\d+)", str(details))):
+                    hint = (f" (pass --max_batch_size={limit.group(1)} (the server's batching parameters' "
+                            "max_batch_size), so that a frame's objects go in requests the server takes)")
                 elif code == grpc.StatusCode.NOT_FOUND and self.version_pinned_here:
                     hint = (f" (version {self.config.model_version}, found AVAILABLE when the video started, is no "
                             "longer served: the server unloaded it, e.g. for a newer version; run the client again)")

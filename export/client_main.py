@@ -48,8 +48,9 @@ flags.DEFINE_float("ready_timeout", 60.0, "Seconds to wait for the server to ans
 
 
 def _register_validators() -> None:
-    from maskrnn_tf.flag_validation import MIN_FRAME_SIDE, register_numeric_validator
+    from maskrnn_tf.flag_validation import MIN_FRAME_SIDE, register_model_name_validator, register_numeric_validator
 
+    register_model_name_validator()
     # As segment's --max_size: a smaller side fails in the flow (OpenCV) or in the graph's checks, frames later.
     register_numeric_validator(
         "max_size", zero_or_at_least=MIN_FRAME_SIDE,
@@ -73,6 +74,10 @@ def main(argv) -> int:
         if not getattr(FLAGS, name):
             print(f"--{name} is required (see --helpfull).", file=sys.stderr)
             return 2
+    if FLAGS.flo_dir and FLAGS.flow != "flo":  # else the steps get flows the user did not ask for
+        print(f"--flo_dir is read only with --flow=flo (this run would compute --flow={FLAGS.flow} flows from the "
+              "frames): add --flow=flo or drop --flo_dir.", file=sys.stderr)
+        return 2
     _console.import_tensorflow_quietly()
     from maskrnn_tf.export.client import ClientConfig, ServingError, segment_video_via_serving
     from maskrnn_tf.inference.segmenter import SegmentOptions  # heavy imports after flag checks

@@ -34,6 +34,26 @@ flags.DEFINE_string("model_name", "maskrnn", "Model name used in the warmup requ
 flags.DEFINE_list("warmup_shapes", ["96x128x1", "96x128x2"], "Warmup requests, HEIGHTxWIDTHxOBJECTS each; empty for none.")
 
 
+def _write_failure(err: BaseException, export_base: str) -> str:
+    """One line for an export that failed writing (a full disk, no permission): TensorFlow's SaveV2 raises its own
+    errors, the renames and records OSErrors; their paths name a temporary folder already removed."""
+    import errno
+
+    from maskrnn_tf._console import os_error_line
+
+    if isinstance(err, OSError):
+        return f"{export_base}: {os_error_line(err)}"
+    text = getattr(err, "message", "") or str(err)
+    cause = text.rsplit(";", 1)[-1].split("[Op:")[0].strip() or type(err).__name__
+    if "space left" in text or "quota" in text.lower():
+        hint = os_error_line(OSError(errno.ENOSPC, cause, export_base)).split("; ", 1)[1]
+    elif "ermission denied" in text or "PermissionDenied" in type(err).__name__:
+        hint = os_error_line(OSError(errno.EACCES, cause, export_base)).split("; ", 1)[1]
+    else:
+        hint = "check that folder and the disk it is on, then rerun."
+    return f"{export_base}: writing the version failed ({cause}); {hint}"
+
+
 def main(argv) -> int:
     del argv
     from maskrnn_tf.flag_validation import expand_user_paths
@@ -48,6 +68,8 @@ def main(argv) -> int:
               "leave it out.", file=sys.stderr)
         return 2
     _console.import_tensorflow_quietly()
+    import tensorflow as tf
+
     from maskrnn_tf.export.batching_check import check_batching_warmup_shapes
     from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model, unserved_notice
     from maskrnn_tf.export.serving_commands import serving_commands
@@ -78,6 +100,9 @@ def main(argv) -> int:
     except (ExportError, ValueError) as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
+    except (OSError, tf.errors.OpError) as e:  # no version was left: the export writes a temporary folder
+        print(f"export failed: {_write_failure(e, FLAGS.export_base)}", file=sys.stderr)
+        return 1
     print(f"Exported {FLAGS.model} ({precision}) to {path}")
     notice = unserved_notice(FLAGS.export_base, FLAGS.version)
     if notice:
@@ -89,6 +114,7 @@ def main(argv) -> int:
 
 if __name__ == "__main__":
     _console.quiet_startup()
-    from maskrnn_tf.flag_validation import parse_flags_or_exit
+    from maskrnn_tf.flag_validation import parse_flags_or_exit, register_model_name_validator
 
+    register_model_name_validator()
     app.run(main, flags_parser=parse_flags_or_exit)

@@ -277,7 +277,14 @@ def sync_tree(folder: str, files: bool = True) -> None:
 
 
 def _check_export_base(export_base: str) -> None:
-    """Refuses, before the model is loaded, an export base that is (or lies under) a file: no folder can be made."""
+    """Refuses, before the model is loaded, an export base that is (or lies under) a file: no folder can be made; and
+    a remote one (gs://, s3://): the atomic rename into place and the ops audit work on local folders only."""
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", export_base)
+    if scheme:
+        raise ExportError(f"--export_base {export_base} is not a local folder ({scheme.group(1)}:// is not written "
+                          "here: a version is made whole in a local folder, then renamed into place). Export to a "
+                          "local folder, then copy the finished version folder to the bucket: copy it under a "
+                          "temporary name and rename it there, or stop the model server polling while it is copied.")
     existing = os.path.abspath(export_base)
     while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
         existing = os.path.dirname(existing)

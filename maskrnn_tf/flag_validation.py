@@ -26,6 +26,20 @@ MIN_FRAME_SIDE = 32
 # TensorFlow): 10 frames forward and back cost about 6 s per video and check (twice) at 243x432 on 2 cores.
 FINETUNE_CHECK_FRAMES = 10
 
+# A model name as TF-Serving's REST URLs (/v1/models/<name>) and a shell (the printed docker and model-server
+# commands) take it as it is.
+MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+
+
+def register_model_name_validator(name: str = "model_name", flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Refuses (a usage error naming the flag) a model name outside MODEL_NAME_PATTERN."""
+    import re
+
+    flags.register_validator(
+        name, lambda value: value is not None and re.fullmatch(MODEL_NAME_PATTERN, value) is not None,
+        message="must be letters, digits, '.', '_' or '-' (starting with a letter or digit): the name goes into "
+                "the model server's URLs and the printed shell commands as it is", flag_values=flag_values)
+
 
 def numeric_problem(value: Optional[float], *, minimum: Optional[float] = None, maximum: Optional[float] = None,
                     above: Optional[float] = None, below: Optional[float] = None,

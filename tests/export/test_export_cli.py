@@ -10,6 +10,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from maskrnn_tf.export.test_server import StandInModelServer
 from maskrnn_tf.inference.flow_source import make_flow_fn
@@ -330,3 +331,55 @@ def test_a_batching_export_for_another_max_batch_size_prints_a_server_that_takes
     assert batching_problems(str(base / "1"), read_max_batch_size(path)) == []
     assert read_max_batch_size(path) == 16
     assert os.listdir(base) == ["1"]
+
+
+def test_write_failures_of_the_export_are_one_line_each(tmp_path, monkeypatch, capsys):
+    """A full disk during export raised TensorFlow's ResourceExhaustedError (SaveV2) or an OSError (rename, JSON)
+    as a traceback naming a temporary folder already removed: one line naming the export base and the cure."""
+    import errno
+
+    import tensorflow as tf
+    from absl import flags as absl_flags
+
+    from maskrnn_tf.export import export_main, saved_model_export
+
+    base = tmp_path / "exports"
+    for error in (tf.errors.ResourceExhaustedError(None, None, f"{base}/.tmp-1-x/variables/variables_temp; No space "
+                                                                "left on device [Op:SaveV2]"),
+                  OSError(errno.ENOSPC, "No space left on device", str(base / ".tmp-1-x" / "saved_model.pb")),
+                  tf.errors.PermissionDeniedError(None, None, f"{base}/.tmp-1-x; Permission denied")):
+        def failing(*args, raised=error, **kwargs):
+            raise raised
+
+        monkeypatch.setattr(saved_model_export, "export_saved_model", failing)
+        absl_flags.FLAGS.unparse_flags()
+        absl_flags.FLAGS(["export_main", "--model=m.keras", f"--export_base={base}", "--version=1"])
+        assert export_main.main([]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("export failed:") and err.count("\n") == 1 and "Traceback" not in err, repr(err)
+        assert ("free some space" in err) if "space" in str(error) else ("may not write" in err), err
+    absl_flags.FLAGS.unparse_flags()
+
+
+def test_a_remote_export_base_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    """gs:// and s3:// bases were taken for local relative folders (./gs:/bucket/...) by the Python steps while
+    TensorFlow wrote to the bucket: the two halves never met, leaving junk on both sides."""
+    from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model
+
+    monkeypatch.chdir(tmp_path)
+    for base in ("gs://bucket/models/maskrnn", "s3://bucket/maskrnn", "hdfs://namenode/maskrnn"):
+        with pytest.raises(ExportError, match=r"is not a local folder.*Export to a local folder, then copy"):
+            export_saved_model(str(tmp_path / "missing.keras"), base, 1, ExportConfig(warmup=None))
+        assert os.listdir(tmp_path) == []
+
+
+def test_a_model_name_the_server_cannot_take_is_a_usage_error(tmp_path):
+    """--model_name went unquoted into the printed docker / model-server commands and into REST URLs: a space split
+    it into two shell words. Names are the characters TF-Serving's URLs and a shell take as they are."""
+    result = _run(["maskrnn_tf.export.export_main", f"--model={tmp_path / 'm.keras'}",
+                   f"--export_base={tmp_path / 'e'}", "--version=1", "--model_name=mask rnn"])
+    assert result.returncode == 2 and "--model_name" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "e").exists()
+    client = _run(["maskrnn_tf.export.client_main", "--model_name=mask/rnn", f"--video={tmp_path}",
+                   f"--first_mask={tmp_path / 'x.png'}", f"--output_dir={tmp_path / 'o'}"])
+    assert client.returncode == 2 and "--model_name" in client.stderr and "Traceback" not in client.stderr

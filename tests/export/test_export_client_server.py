@@ -408,3 +408,31 @@ def test_a_version_that_failed_to_load_is_reported_at_once_with_the_servers_reas
         with pytest.raises(ServingError) as err:
             client.wait_until_available()
         assert "failed to load" not in str(err.value)
+
+
+@pytest.mark.parametrize("details, wanted, unwanted", [
+    # gRPC's own size limit (grpc/src/core/ext/filters/message_size): the message-size flag is the cure.
+    ("Received message larger than max (9437184 vs. 4194304)", "--max_message_mb", "--max_size"),
+    # A GPU model server out of memory is RESOURCE_EXHAUSTED too: a bigger gRPC limit would not help.
+    ("OOM when allocating tensor with shape[8,64,480,854] and type half on /job:localhost/replica:0/task:0/"
+     "device:GPU:0 by allocator GPU_0_bfc", "--max_size", "--max_message_mb"),
+])
+def test_resource_exhausted_is_told_apart_by_its_cause(details, wanted, unwanted):
+    def failing(request, timeout):
+        raise _RpcError(grpc.StatusCode.RESOURCE_EXHAUSTED, details)
+
+    with ServingClient(ClientConfig(address="127.0.0.1:1", batched=True)) as c:
+        with pytest.raises(ServingError) as info:
+            c._call(failing, None, "Predict(step_batched)")
+    assert wanted in str(info.value) and unwanted not in str(info.value), str(info.value)
+
+
+def test_a_task_larger_than_the_servers_batch_limit_names_the_flag():
+    """A --batched client sending more rows than the server's batching max_batch_size: TF-Serving's batch scheduler
+    refuses the task (tensorflow_serving/batching: "Task size ... is larger than maximum input batch size ...")."""
+    def failing(request, timeout):
+        raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Task size 3 is larger than maximum input batch size 2")
+
+    with ServingClient(ClientConfig(address="127.0.0.1:1", batched=True, max_batch_size=8)) as c:
+        with pytest.raises(ServingError, match=r"pass --max_batch_size=2 \(the server's batching parameters"):
+            c._call(failing, None, "Predict(step_batched)")
