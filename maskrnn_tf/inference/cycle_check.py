@@ -16,17 +16,38 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from maskrnn_tf.inference.first_mask import FirstMask
-from maskrnn_tf.inference.propagation import (CARRY_MODES, AnyFlowFn, FlowFn, NamedFlowFn, StepFn, flow_between,
-                                              propagate)
+from maskrnn_tf.inference.propagation import (CARRY_MODES, MASK_THRESHOLD_KEY, AnyFlowFn, FlowFn, NamedFlowFn, StepFn,
+                                              flow_between, propagate)
 from maskrnn_tf.inference.finetune import first_ids_at_size, restore_weights
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
 
 Prepare = Callable[[VideoSource, FirstMask], StepFn]
 
 
+def _rows_of(step_fn: StepFn, rows: Sequence[int], total: int) -> StepFn:
+    """`step_fn`, which runs on a batch of `total` objects, for the objects at `rows` of that batch: the others are
+    given as empty rows (no mask, an empty box) and their outputs are dropped."""
+    index = np.asarray(rows, np.int64)
+
+    def step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes) -> Dict[str, Any]:
+        prev_probs = np.asarray(prev_probs, np.float32)
+        probs = np.zeros((total,) + prev_probs.shape[1:], np.float32)
+        boxes = np.zeros((total, 4), np.float32)
+        probs[index], boxes[index] = prev_probs, np.asarray(prev_boxes, np.float32)
+        out = step_fn(frame, flow_to_prev, flow_to_next, probs, boxes)
+        result = dict(out)
+        result["probs"] = np.asarray(out["probs"], np.float32)[index]
+        result["boxes"] = np.asarray(out["boxes"], np.float32)[index]
+        if np.size(out.get(MASK_THRESHOLD_KEY, ())) == total:  # a served step's threshold, one per object row
+            result[MASK_THRESHOLD_KEY] = np.asarray(out[MASK_THRESHOLD_KEY]).reshape(-1)[index]
+        return result
+
+    return step
+
+
 def cycle_iou(step_fn: StepFn, frames: Sequence[np.ndarray], first_ids: np.ndarray, object_ids: Sequence[int],
               flow_fn: AnyFlowFn, stems: Optional[Sequence[str]] = None, threshold: float = 0.5,
-              carry: str = "probs") -> float:
+              carry: str = "probs", step_ids: Optional[Sequence[int]] = None) -> float:
     """Mean IoU, over `object_ids`, of the true first mask and the mask propagated over `frames` (frame 0
     first) forward to the last frame and back to frame 0.
 
@@ -39,11 +60,20 @@ def cycle_iou(step_fn: StepFn, frames: Sequence[np.ndarray], first_ids: np.ndarr
       stems: the frames' name stems (for a `NamedFlowFn`).
       threshold: the fusion threshold.
       carry: what each step is given of the previous one (`propagate`'s carry; it refuses other values).
+      step_ids: the objects `step_fn` runs on, in its batch order (default `object_ids`), when it must be given
+        more than those followed: a colour prior network's step has the tables of every object of the first mask
+        bound (`ColorPriorPrepare`), those lost at the working size too. The others are given as empty rows and
+        their outputs dropped; the network runs each object on its own, so those followed go round as alone.
     """
     if len(frames) < 2:
         raise ValueError(f"cycle_iou needs at least 2 frames, got {len(frames)}.")
     if not object_ids:
         raise ValueError("cycle_iou needs at least one object.")
+    if step_ids is not None and list(step_ids) != list(object_ids):
+        missing = [i for i in object_ids if i not in list(step_ids)]
+        if missing:
+            raise ValueError(f"cycle_iou: object(s) {missing} are not among the step's objects {list(step_ids)}.")
+        step_fn = _rows_of(step_fn, [list(step_ids).index(i) for i in object_ids], len(step_ids))
     first_ids = np.asarray(first_ids)
     first_probs = np.stack([first_ids == i for i in object_ids]).astype(np.float32)
     forward = list(propagate(step_fn, frames, first_probs, flow_fn, read_ahead=0, threshold=threshold,
@@ -102,7 +132,9 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
     `recurrent_finetuning_prepare`), what both checks cost is taken off it (the first check's wall time, with
     the frames and every flow of both, and its model part once more; the model's part at its median step's pace,
     so the step's one-time tracing is not charged to the first video), so that the finetuning and both checks fit
-    the budget together. The returned callback's `log` is `prepare.log` with, per video,
+    the budget together. Objects lost at the working size (`labels_at_size`) are not scored, but the step is given
+    their rows (empty), as segmenting gives them: a colour prior network's step has every object's table bound.
+    The returned callback's `log` is `prepare.log` with, per video,
     "cycle_before", "cycle_after", "kept_finetuning" and "cycle_seconds" added; `results` is `prepare.results`
     when it has them.
     """
@@ -116,7 +148,8 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
     log: Dict[str, Dict[str, object]] = {} if inner_log is None else inner_log
 
     def clip_of(source: VideoSource, first: FirstMask):
-        """(frames 0..K at the working size, first ids there, objects present, their flows computed once)."""
+        """(frames 0..K at the working size, first ids there, objects present, their flows computed once, every
+        object of the first mask: the step's batch, as segmenting gives it, lost objects included)."""
         size = working_size(tuple(source.size), max_size)
         ids, present = first_ids_at_size(first, size)
         reader = source.frames()
@@ -134,14 +167,15 @@ def cycle_checked_prepare(prepare: Prepare, model: Any, step_fn: StepFn, flow_fn
             flows(b, a)
         for a, b in zip(clip[::-1], clip[::-1][1:]):
             flows(b, a)
-        return clip, ids, present, flows
+        return clip, ids, present, flows, list(first.object_ids)
 
     def cycle(clip, seconds: Optional[List[float]] = None) -> Optional[float]:
         """The clip's cycle IoU; with `seconds`, each step's wall time appended to it."""
         if clip is None:
             return None
         step = step_fn if seconds is None else _timed(step_fn, seconds)
-        return cycle_iou(step, clip[0], clip[1], clip[2], clip[3], threshold=threshold, carry=carry)
+        return cycle_iou(step, clip[0], clip[1], clip[2], clip[3], threshold=threshold, carry=carry,
+                         step_ids=clip[4])
 
     def checked(source: VideoSource, first: FirstMask) -> StepFn:
         start = time.monotonic()

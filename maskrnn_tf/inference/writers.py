@@ -52,7 +52,12 @@ class ProbabilityWriter:
             return
         for object_id, prob in zip(self.object_ids, probs):
             grey = np.round(prob * 255.0).astype(np.uint8)
-            cv2.imwrite(os.path.join(self.directory, f"{name}_{object_id}.png"), grey)
+            path = os.path.join(self.directory, f"{name}_{object_id}.png")
+            # OpenCV returns False instead of raising (a missing folder, a name over 255 bytes, a full disk): without
+            # this the file would be missing from a results folder published as whole.
+            if not cv2.imwrite(path, grey):
+                raise OSError(f"{path}: OpenCV could not write this probability PNG (is the name over 255 bytes, "
+                              "the folder gone or the disk full?).")
 
 
 def overlay_frame(frame: np.ndarray, ids: np.ndarray, palette: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -100,8 +105,12 @@ class OverlayWriter:
             raise OSError(f"{path}: OpenCV cannot write an mp4v video here.")
 
     def write(self, frame: np.ndarray, ids: np.ndarray) -> None:
+        """Appends one frame; raises OSError when OpenCV does not write it."""
         blended = overlay_frame(frame, ids, self.palette)
-        self._video.write(cv2.cvtColor(blended, cv2.COLOR_RGB2BGR))
+        # OpenCV 5 returns False for a frame it could not write (OpenCV 4 returns None and cannot tell): raised, so
+        # that the caller aborts the overlay instead of publishing one with frames missing.
+        if self._video.write(cv2.cvtColor(blended, cv2.COLOR_RGB2BGR)) is False:
+            raise OSError(f"{self.path}: OpenCV could not write a frame of this overlay (is the disk full?).")
 
     def close(self) -> None:
         """Finishes the file and moves it into place."""
@@ -136,5 +145,7 @@ def upsample_probs(probs: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
                    interpolation=cv2.INTER_LINEAR).reshape(size[0], size[1], -1)
         for i in range(0, probs.shape[0], 512)
     ]
-    return np.moveaxis(np.concatenate(out, axis=-1), -1, 0) if probs.shape[0] else np.zeros((0,) + tuple(size), np.float32)
+    if not probs.shape[0]:
+        return np.zeros((0,) + tuple(size), np.float32)
+    return np.moveaxis(np.concatenate(out, axis=-1), -1, 0)
 

@@ -293,3 +293,93 @@ def fading_step_of(model):
     def step(*args):
         return fading_step(float(model.weights[0].numpy()))(*args)
     return step
+
+
+def lost_object_video(folder):
+    """3 random 128x128 frames in `folder` and a first mask whose object 3 (the pixel (80, 80)) shares the cell of
+    object 2 (the pixel (81, 81)) at the working size 64x64: it is lost there, objects 1 and 2 are tracked."""
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for _ in range(3)]
+    folder.mkdir()
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{t:05d}.png")
+    labels = np.zeros((128, 128), np.uint8)
+    labels[20:70, 30:90] = 1
+    labels[81, 81] = 2
+    labels[80, 80] = 3
+    return frames, FirstMask(labels, (1, 2, 3), davis_palette())
+
+
+@pytest.mark.parametrize("prior, gate", [(True, False), (False, False), (True, True)])
+def test_an_object_lost_at_the_working_size_leaves_the_check_of_the_others_as_it_was(tmp_path, prior, gate):
+    """An object lost at the working size (`labels_at_size`'s warning: "not tracked", the run goes on): the check
+    ran the step on the present objects only, while a colour prior network's step had the tables of every object
+    bound (ColorPriorPrepare), and TensorFlow refused the mismatch (params.shape[0]: 3, indices.shape[0]: 2).
+    The step is now given every object, the lost one as an empty row, and only the present ones are scored: the
+    check is what it is for the present objects alone (their tables bound; without a prior, what it was before),
+    and segmenting goes on to write every frame. The colour gate (`--color_gate`, outermost as segment puts it) has
+    a model for every object and gates what segmenting runs, every object's row; the check runs the ungated step."""
+    from maskrnn_tf.inference import SegmentOptions, make_flow_fn, model_step_fn, segment_video
+    from maskrnn_tf.inference.color_gate import ColorGatedPrepare, ColorPriorPrepare, first_frame_tables
+    from maskrnn_tf.inference.finetune import first_ids_at_size, restore_weights
+    from maskrnn_tf.inference.video_reader import resize_frame
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    frames, first = lost_object_video(tmp_path / "frames")
+    size = (64, 64)
+    ids, present = first_ids_at_size(first, size)
+    assert present == [1, 2]  # object 3 is lost at 64x64
+    tf.keras.utils.set_random_seed(3)
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=32, color_prior_input=prior))
+    step = model_step_fn(model)
+    flow = make_flow_fn("dis")
+    initial = [v.numpy() for v in model.weights]
+    rng = np.random.default_rng(1)
+    tuned = [w + (0.2 * (np.std(w) + 1e-3) * rng.standard_normal(w.shape)).astype(w.dtype) for w in initial]
+
+    def finetuning(source_, first_):  # 'finetunes' to fixed other weights
+        restore_weights(model, tuned)
+        finetuning.log[source_.name] = {"updates": 1}
+        return step
+
+    finetuning.log = {}
+    prepare = cycle_checked_prepare(finetuning, model, step, flow, 64, frames=2)
+    band = model.config.color_prior_band
+    if prior:
+        prepare = ColorPriorPrepare([(step, band)], step, prepare)
+    if gate:
+        prepare = ColorGatedPrepare(step, prepare, 0.3, 0.1)
+    count = segment_video(step, str(tmp_path / "frames"), first, flow, str(tmp_path / "out"),
+                          SegmentOptions(max_size=64, progress=False), prepare=prepare)
+    assert count == 3 and sorted(os.listdir(tmp_path / "out"))[:3] == ["00000.png", "00001.png", "00002.png"]
+    entry = prepare.log["frames"]
+    assert entry["cycle_before"] is not None and entry["cycle_after"] is not None
+
+    # The check of the present objects alone: the step given their rows (and their tables) only.
+    clip = [resize_frame(frame, size) for frame in frames]
+    if prior:
+        step.color_model = first_frame_tables(VideoSource(str(tmp_path / "frames")), first, band, object_ids=present)
+    threshold = model.config.mask_threshold
+    for key, weights in (("cycle_before", initial), ("cycle_after", tuned)):
+        restore_weights(model, weights)
+        assert entry[key] == round(cycle_iou(step, clip, ids, present, flow, threshold=threshold), 4), key
+
+
+def test_the_cycle_gives_the_step_every_object_it_runs_on_and_scores_those_followed():
+    """`step_ids`: the step gets a row for each of them (here object 2, absent from the first ids, as an empty
+    row) and only the objects followed are propagated and scored; an object followed must be among them."""
+    frames, ids = square_video(3)
+    rows = []
+
+    def step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes):
+        rows.append(len(prev_probs))
+        assert not np.any(prev_probs[1]) and not np.any(prev_boxes[1])  # object 2's row: empty
+        out = flow_propagation_step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes)
+        probs = np.array(out["probs"])
+        probs[1] = 1.0  # object 2 would take every pixel: it must not compete with object 1
+        return {"probs": probs, "boxes": out["boxes"]}
+
+    assert cycle_iou(step, frames, ids, [1], centroid_flow, step_ids=[1, 2]) == 1.0
+    assert rows == [2] * 4  # 2 steps forward, 2 back
+    with pytest.raises(ValueError, match=r"object\(s\) \[3\]"):
+        cycle_iou(step, frames, ids, [1, 3], centroid_flow, step_ids=[1, 2])
