@@ -11,22 +11,27 @@ A cache file is used only when it holds what a flow must be: a float array [H, W
 W and only finite values. Anything else (a zero-byte or truncated file from a full disk or a cut-short copy,
 another shape, NaN) is recomputed and rewritten, and counted in `repaired`.
 
-Each sequence folder also holds `frames.json`: the name, size and a hash of the last 4 KB (of 32 chunks of 4 KB spread
-over a BMP or .flo file) of every frame its flows were computed from. It is compared with the frames given when a
-process first uses the folder, and again whenever the file changed since (another tree's sequence of the same name, in
-this process or another); when a frame of the same name differs (frames re-extracted in place, another tree with a
-sequence of the same name sharing the cache), the folder's flows are deleted and recomputed, with a warning, and counted
-in `stale`. Frames are not read whole, so the check costs one 4 KB read per frame. A folder without `frames.json`
-(written before it existed) is trusted and gets one. A `.flo` folder's files are fingerprinted the same way (flows
-exported again in place).
+Each sequence folder also holds `frames.json`: the name, size and SHA-1 of the whole file of every frame its flows
+were computed from (under the key `whole/sha1`; older versions hashed some of each file's bytes and missed frames
+rewritten in the others). It is compared with the frames given when a process first uses the folder, and
+again whenever the file changed since (another tree's sequence of the same name, in this process or another); when a
+frame of the same name differs (frames re-extracted in place, another tree with a sequence of the same name sharing
+the cache), the folder's flows are deleted and recomputed, with a warning, and counted in `stale`. The check reads
+every frame whole: 0.1-0.3 s per 1,000 DAVIS 480p JPEGs in the page cache. It reads, merges and rewrites
+`frames.json` under an exclusive flock on the folder, so processes checking one folder at once (two clips of a
+sequence) keep each other's frames. A folder without `frames.json` (written before it existed) is trusted and gets
+one. A `.flo` folder's files are fingerprinted the same way (flows exported again in place).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import logging
 import os
 import threading
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -59,50 +64,59 @@ def flow_problem(flow: np.ndarray, height: int, width: int) -> Optional[str]:
 
 
 FINGERPRINT = "frames.json"
+# frames.json's key for the current fingerprints (whole files). No frame stem holds a "/": the top level's other
+# keys are frame stems, recorded by older versions by some of each file's bytes (see `_check_record`).
+WHOLE_FILES = "whole/sha1"
 
 
+def _file_fingerprint(path: str) -> List[object]:
+    """[size in bytes, SHA-1 of every byte] of a frame file (or .flo source file)."""
+    digest, size = hashlib.sha1(), 0
+    with open(path, "rb") as f:  # in blocks (hashlib.file_digest needs Python 3.11; setup.py allows 3.10)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+    return [size, digest.hexdigest()]
+
+
+def _frame_fingerprint(paths) -> Dict[str, List[object]]:
+    """{frame stem: `_file_fingerprint`} of frame files. Whole files: a sample of their bytes missed changes (a
+    BMP's rows between two sampled chunks). 0.1-0.3 ms per DAVIS 480p JPEG (~120 KB) read from the page cache.
+    Blind to modification times on purpose: DAVIS-2016 and DAVIS-2017 trees hold the same frames of a sequence
+    under one cache folder, extracted at other times, and must not recompute each other's flows."""
+    return {_stem(path): _file_fingerprint(path) for path in paths}
+
+
+# How older versions fingerprinted a file, to read their records: the last 4 KB of every file, then the last
+# 4 KB of a JPEG or PNG and `_CHUNKS` chunks of 4 KB spread over the others (BMP, .flo).
 _TAIL_BYTES = 4096
-# Compressed frames whose last bytes change with any pixel: PNG ends with the checksum of all its pixel data, and
-# a JPEG of other pixels differs in size or entropy-coded tail. Other files (BMP, stored bottom-up, whose last
-# bytes are its top rows; .flo flows) are hashed in `_CHUNKS` chunks of 4 KB spread from start to end.
 _TAIL_HASHED = (".jpg", ".jpeg", ".png")
 _CHUNKS = 32
 
 
 def _tail_fingerprint(path: str) -> List[object]:
-    """[size, SHA-1 of the last 4 KB] of a file: how every frame was fingerprinted before BMP and .flo files were
-    read in spread chunks."""
-    import hashlib
-
+    """[size, SHA-1 of the last 4 KB] of a file: the first fingerprint of older versions."""
     with open(path, "rb") as f:
         size = f.seek(0, os.SEEK_END)
         f.seek(max(0, size - _TAIL_BYTES))
         return [size, hashlib.sha1(f.read()).hexdigest()]
 
 
-def _frame_fingerprint(paths) -> Dict[str, List[object]]:
-    """{frame stem: [size in bytes, SHA-1 of the bytes read]} of frame files: the last 4 KB of JPEG and PNG
-    frames, 32 chunks of 4 KB spread over the others. Cheap (at most 128 KB read per file) and blind to
-    modification times on purpose: DAVIS-2016 and DAVIS-2017 trees hold the same frames of a sequence under one
-    cache folder, extracted at other times, and must not recompute each other's flows; frames of other pixels
-    differ in those bytes."""
-    import hashlib
-
-    prints: Dict[str, List[object]] = {}
-    for path in paths:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            if os.path.splitext(path)[1].lower() in _TAIL_HASHED:
-                starts = [max(0, size - _TAIL_BYTES)]
-            else:
-                last = max(0, size - _TAIL_BYTES)
-                starts = sorted({last * i // (_CHUNKS - 1) for i in range(_CHUNKS)})
-            digest = hashlib.sha1()
-            for start in starts:
-                f.seek(start)
-                digest.update(f.read(_TAIL_BYTES))
-            prints[_stem(path)] = [size, digest.hexdigest()]
-    return prints
+def _sampled_fingerprint(path: str) -> List[object]:
+    """[size, SHA-1 of the bytes read] of a file: the second fingerprint of older versions (the tail of a JPEG or
+    PNG, 32 chunks of 4 KB spread over other files)."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        last = max(0, size - _TAIL_BYTES)
+        if os.path.splitext(path)[1].lower() in _TAIL_HASHED:
+            starts = [last]
+        else:
+            starts = sorted({last * i // (_CHUNKS - 1) for i in range(_CHUNKS)})
+        digest = hashlib.sha1()
+        for start in starts:
+            f.seek(start)
+            digest.update(f.read(_TAIL_BYTES))
+        return [size, digest.hexdigest()]
 
 
 def _frame_dirs(sequence: Sequence) -> Tuple[str, ...]:
@@ -117,6 +131,31 @@ def _stat_of(path: str) -> Optional[Tuple[int, int, int]]:
     except OSError:
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: str) -> Iterator[None]:
+    """Holds an exclusive flock on `folder` itself (created if missing) for the duration: processes, and FlowCache
+    instances of one process (each open() is its own lock), read-merge-write its frames.json one at a time.
+
+    The folder, not a lock file in it: a folder holds flows and frames.json only. A folder that cannot be
+    created (a read-only cache) is not locked: frames.json cannot be written there either, and a reader sees a
+    whole one (it is replaced by a rename)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as err:  # a file system without flock on folders: the check still runs, unguarded
+            log.warning("flow cache: could not lock %s (%s); processes recording its frames at once may drop "
+                        "each other's", folder, err)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _read_fingerprint(path: str) -> Optional[Dict[str, List[int]]]:
@@ -192,39 +231,65 @@ class FlowCache:
             # The backend's own inputs (a .flo folder's files) too: stems "00000_00001" never meet frame stems.
             paths = tuple(sequence.frame_paths) + tuple(self.backend.source_files(sequence.name))
             current = _frame_fingerprint(paths)
-            stored = _read_fingerprint(fingerprint)
-            if stored is None:  # a new folder, or one cached before fingerprints: trust what is there
-                stored = {}
-            by_stem = {_stem(p): p for p in paths}
-            # A BMP or .flo recorded by its last 4 KB (before the spread chunks) is the same file if those match:
-            # what that record could tell; its entry is rewritten in the current form below.
-            changed = sorted(stem for stem, print_ in current.items() if stem in stored and stored[stem] != print_
-                             and stored[stem] != _tail_fingerprint(by_stem[stem]))
-            if changed:
-                log.warning("flow cache folder %s holds flows of other frames (%d of %s's frames or source flow "
-                            "files differ in size or content, e.g. %s); deleting its flows and recomputing them",
-                            folder, len(changed), sequence.name, changed[0])
-                for name in os.listdir(folder):
-                    # Only the cache's own flows: a hidden ".<name>.npy.tmp-...npy" is another process's write in
-                    # flight (its rename would fail).
-                    if name.endswith(".npy") and not name.startswith("."):
-                        os.remove(os.path.join(folder, name))
-                self.stale += 1
-                stored = {}
-            merged = {**stored, **current}  # a subset of the frames (a clip) keeps the others' entries
-            if merged != stored:
-                os.makedirs(folder, exist_ok=True)
-
-                def write(tmp: str) -> None:
-                    with open(tmp, "w", encoding="utf-8") as f:
-                        json.dump(merged, f, sort_keys=True)
-
-                try:
-                    atomic_write(fingerprint, write, suffix=".json")
-                except OSError as err:  # a shared read-only cache: its flows are still good to read
-                    log.warning("flow cache: could not record the frames in %s (%s); flows of changed frames in "
-                                "this folder will not be noticed", fingerprint, err)
+            # Another process's read-merge-write between this one's read and write would be lost: its frames
+            # unrecorded, a later change of them unnoticed.
+            with _folder_lock(folder):
+                self._check_record(sequence, folder, fingerprint, paths, current)
             self._checked[folder] = (dirs, _stat_of(fingerprint))
+
+    def _check_record(self, sequence: Sequence, folder: str, fingerprint: str, paths: Tuple[str, ...],
+                      current: Dict[str, List[object]]) -> None:
+        """The comparison and record of `_check_frames`, under the folder's lock.
+
+        A frame recorded only by an older version (a top-level entry: some of the file's bytes) is the same if
+        those bytes are, which is all that record can tell: its flows are kept and the frame recorded whole. The
+        older entries stay, so a process of an older version still running on this cache finds its frames
+        recorded and leaves the flows alone."""
+        stored = _read_fingerprint(fingerprint) or {}  # None: a new folder, or cached before records: trusted
+        whole = stored.get(WHOLE_FILES)
+        whole = dict(whole) if isinstance(whole, dict) else {}
+        older = {stem: print_ for stem, print_ in stored.items() if stem != WHOLE_FILES}
+        by_stem = {_stem(p): p for p in paths}
+        changed, upgraded = [], []
+        for stem, print_ in sorted(current.items()):
+            if stem in whole:
+                if whole[stem] != print_:
+                    changed.append(stem)
+            elif stem in older:
+                if older[stem] in (_sampled_fingerprint(by_stem[stem]), _tail_fingerprint(by_stem[stem])):
+                    upgraded.append(stem)
+                else:
+                    changed.append(stem)
+        if changed:
+            log.warning("flow cache folder %s holds flows of other frames (%d of %s's frames or source flow "
+                        "files differ in size or content, e.g. %s); deleting its flows and recomputing them",
+                        folder, len(changed), sequence.name, changed[0])
+            for name in os.listdir(folder):
+                # Only the cache's own flows: a hidden ".<name>.npy.tmp-...npy" is another process's write in
+                # flight (its rename would fail).
+                if name.endswith(".npy") and not name.startswith("."):
+                    os.remove(os.path.join(folder, name))
+            self.stale += 1
+            whole, older = {}, {}
+        elif upgraded:
+            log.info("flow cache folder %s: %d of %s's frames were recorded by an older version from some of their "
+                     "bytes, and those match; their flows are kept and the frames now recorded whole (a change in "
+                     "bytes the old record did not read is not seen: delete the folder to recompute its flows)",
+                     folder, len(upgraded), sequence.name)
+        # A subset of the frames (a clip) keeps the others' entries.
+        merged = {**older, WHOLE_FILES: {**whole, **current}}
+        if merged == stored:
+            return
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(merged, f, sort_keys=True)
+
+        try:
+            atomic_write(fingerprint, write, suffix=".json")
+        except OSError as err:  # a shared read-only cache: its flows are still good to read
+            log.warning("flow cache: could not record the frames in %s (%s); flows of changed frames in "
+                        "this folder will not be noticed", fingerprint, err)
 
     def _load(self, path: Optional[str], sequence: Sequence, a: int) -> Optional[np.ndarray]:
         """The cached flow at `path` as float32, or None when it is missing or damaged (damage is logged and

@@ -129,16 +129,18 @@ def test_a_read_only_cache_without_a_fingerprint_is_read_not_refused(tmp_path, m
     assert backend.calls == 0 and "frames.json" in caplog.text and "Permission denied" in caplog.text
 
 
-def test_uncompressed_frames_that_differ_anywhere_have_other_fingerprints(tmp_path):
-    """The fingerprint hashed a frame's size and last 4 KB: a BMP is stored bottom-up, so frames extracted again
-    with other pixels below the top rows kept their stale flows (SegTrack v2 ships BMP frames)."""
+def test_frames_that_differ_in_any_byte_have_other_fingerprints(tmp_path):
+    """The fingerprint hashed a frame's size and last 4 KB, then (BMP, .flo) 32 chunks of 4 KB spread over the file:
+    a BMP is stored bottom-up, and two 640x360 frames differing in rows 3-10 (between the last two chunks) had one
+    fingerprint, so frames extracted again with other pixels there kept their stale flows (SegTrack v2 ships BMP
+    frames)."""
     from PIL import Image
 
     from maskrnn_tf.data.flow_cache import _frame_fingerprint
 
     first = np.zeros((360, 640, 3), np.uint8)
     second = first.copy()
-    second[100:] = 7
+    second[3:11] = 7
     for name, pixels in (("a", first), ("b", second)):
         os.makedirs(tmp_path / name)
         Image.fromarray(pixels).save(tmp_path / name / "00000.bmp")
@@ -146,6 +148,16 @@ def test_uncompressed_frames_that_differ_anywhere_have_other_fingerprints(tmp_pa
     for ext in ("bmp", "png"):
         prints = [_frame_fingerprint([str(tmp_path / name / f"00000.{ext}")])["00000"] for name in ("a", "b")]
         assert prints[0] != prints[1], ext
+    # Any one byte, wherever it is (a .flo file is raw floats after a 12-byte header).
+    data = bytearray(range(256)) * 400
+    path = tmp_path / "00000_00001.flo"
+    path.write_bytes(bytes(data))
+    original = _frame_fingerprint([str(path)])
+    for offset in (0, 5000, len(data) // 2, len(data) - 4097, len(data) - 1):
+        changed = bytearray(data)
+        changed[offset] ^= 1
+        path.write_bytes(bytes(changed))
+        assert _frame_fingerprint([str(path)]) != original, offset
     # A copy elsewhere, made later, keeps the fingerprint (DAVIS-2016 and -2017 trees share cache folders).
     os.makedirs(tmp_path / "copy")
     with open(tmp_path / "a" / "00000.bmp", "rb") as f, open(tmp_path / "copy" / "00000.bmp", "wb") as g:
@@ -154,14 +166,15 @@ def test_uncompressed_frames_that_differ_anywhere_have_other_fingerprints(tmp_pa
         [str(tmp_path / "a" / "00000.bmp")])
 
 
-def test_a_cache_of_bmp_frames_recorded_by_their_last_bytes_is_kept_and_upgraded(tmp_path, caplog):
-    """BMP frames are fingerprinted by chunks spread over the file since their last 4 KB proved blind to most
-    pixels: a cache recorded the old way was taken for flows of other frames and deleted."""
+def test_a_cache_of_bmp_frames_recorded_by_older_versions_is_kept_and_upgraded(tmp_path, caplog):
+    """Frames are recorded by their whole files since a sample of their bytes proved blind to some pixels; records
+    of the two older forms (the last 4 KB; 32 chunks of 4 KB spread over a BMP) must not be taken for flows of
+    other frames when those bytes match, and must be when they do not."""
     import json
 
-    from maskrnn_tf.data.flow_cache import _frame_fingerprint, _tail_fingerprint
+    from maskrnn_tf.data.flow_cache import WHOLE_FILES, _frame_fingerprint, _sampled_fingerprint, _tail_fingerprint
 
-    class Sized(_Constant):  # frames above 4 KB, where the two fingerprints differ
+    class Sized(_Constant):  # frames above 4 KB, where the three fingerprints differ
         def flow(self, frame_a, frame_b, **names):
             self.calls += 1
             return np.zeros((64, 80, 2), np.float32)
@@ -176,13 +189,27 @@ def test_a_cache_of_bmp_frames_recorded_by_their_last_bytes_is_kept_and_upgraded
     cache = FlowCache(Sized(), str(tmp_path / "cache"))
     cache.flow(sequence, 0, 1)
     record = os.path.join(os.path.dirname(cache.path(sequence, 0, 1)), "frames.json")
-    old = {stem: _tail_fingerprint(p) for stem, p in zip(("00000", "00001"), paths)}
-    assert old != _frame_fingerprint(paths)
+    for older in (_tail_fingerprint, _sampled_fingerprint):
+        old = {stem: older(p) for stem, p in zip(("00000", "00001"), paths)}
+        assert old != _frame_fingerprint(paths)
+        with open(record, "w") as f:
+            json.dump(old, f)
+        backend = Sized()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="maskrnn_tf.data.flow_cache"):
+            cache = FlowCache(backend, str(tmp_path / "cache"))
+            cache.flow(sequence, 0, 1)
+        assert backend.calls == 0 and cache.stale == 0 and "other frames" not in caplog.text, older.__name__
+        assert "recorded by an older version" in caplog.text
+        # Recorded whole; the older entries stay for a process of an older version sharing the cache.
+        with open(record) as f:
+            assert json.load(f) == {**old, WHOLE_FILES: _frame_fingerprint(paths)}
+    # An older entry that does not match is a frame of other pixels.
     with open(record, "w") as f:
-        json.dump(old, f)
+        json.dump({"00000": _sampled_fingerprint(paths[0]), "00001": [1, "0" * 40]}, f)
     backend = Sized()
-    with caplog.at_level(logging.WARNING, logger="maskrnn_tf.data.flow_cache"):
-        FlowCache(backend, str(tmp_path / "cache")).flow(sequence, 0, 1)
-    assert backend.calls == 0 and "other frames" not in caplog.text
+    cache = FlowCache(backend, str(tmp_path / "cache"))
+    cache.flow(sequence, 0, 1)
+    assert backend.calls == 1 and cache.stale == 1
     with open(record) as f:
-        assert json.load(f) == _frame_fingerprint(paths)
+        assert json.load(f) == {WHOLE_FILES: _frame_fingerprint(paths)}
