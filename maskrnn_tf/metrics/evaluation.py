@@ -84,6 +84,8 @@ class SequenceResult:
     name: str
     frames: Tuple[str, ...]
     objects: List[ObjectResult]
+    # Scored frames read as grey 0/255 masks (object 1): davis2017-evaluation reads 255 as object 255 and exits.
+    binary_frames: Tuple[str, ...] = ()
 
 
 @dataclass
@@ -193,7 +195,8 @@ def score_sequence(
     of the frames `indices`; the results are read from `<results_dir>/<spec.name>/<frame>.png` (any spec with
     `name` and `frames`: DAVIS or SegTrack v2). `gt_objects` (bool [N, T', H, W], in `object_ids` order) scores
     each object against its own mask instead of `gt == id`: SegTrack v2's layers overlap."""
-    pred = load_results(results_dir, spec, indices, object_ids, gt.shape[1:])
+    binary_frames: List[str] = []
+    pred = load_results(results_dir, spec, indices, object_ids, gt.shape[1:], binary_frames)
     void_arg = void if config.exclude_void else None
     objects = []
     for k, obj in enumerate(object_ids):
@@ -203,7 +206,7 @@ def score_sequence(
         f = np.asarray(db_eval_boundary(gt_obj, pred_obj, void_arg, config.bound_th), np.float64)
         t = temporal_stability(pred_obj, config.shape_context) if with_t else None
         objects.append(ObjectResult(spec.name, obj, j, f, t))
-    return SequenceResult(spec.name, tuple(spec.frames[i] for i in indices), objects)
+    return SequenceResult(spec.name, tuple(spec.frames[i] for i in indices), objects, tuple(binary_frames))
 
 
 def _year(davis_root: str, config: EvaluationConfig) -> int:
@@ -271,19 +274,17 @@ def evaluate_dataset(
     return EvaluationResults(config.split, year, sequences, notes)
 
 
-# Pillow's modes of 16-bit grey PNGs (I;16 here, I in older versions): grey values, as "L" is.
-_GREY_MODES = ("L", "I;16", "I;16L", "I;16B", "I")
-
-
 def _official_tool_notes(results_dir: str, sequences: List[SequenceResult]) -> List[str]:
-    """Notes on results read here that davis2017-evaluation refuses, judged on each sequence's first scored
-    result file (which load_results read; frame 0 is scored by neither tool, so it may be anything): RGB and
-    grey + alpha PNGs (it takes a PNG's pixel values as ids, and a colour or two-channel array fails its checks)
-    and 0/255 masks (255 reads as object 255, above the sequence's objects, and it exits). The notes never fail
-    the scoring: a file that cannot be read again is skipped."""
+    """Notes on results read here that davis2017-evaluation refuses. 0/255 masks (255 reads as object 255, above
+    the sequence's objects, and it exits): any scored frame load_results read as one (`binary_frames`), so an
+    empty or all-255 first frame does not hide the others. RGB and grey + alpha PNGs (it takes a PNG's pixel values
+    as ids, and a colour or two-channel array fails its checks): judged on each sequence's first scored result file
+    (frame 0 is scored by neither tool, so it may be anything). The notes never fail the scoring: a file that
+    cannot be read again is skipped."""
     from PIL import Image
 
-    rgb, grey_alpha, binary = [], [], []
+    rgb, grey_alpha = [], []
+    binary = [sequence.name for sequence in sequences if sequence.binary_frames]
     for sequence in sequences:
         if not sequence.frames:
             continue
@@ -294,8 +295,6 @@ def _official_tool_notes(results_dir: str, sequences: List[SequenceResult]) -> L
                     rgb.append(sequence.name)
                 elif image.mode == "LA":
                     grey_alpha.append(sequence.name)
-                elif image.mode in _GREY_MODES and set(np.unique(np.asarray(image)).tolist()) == {0, 255}:
-                    binary.append(sequence.name)
         except (OSError, ValueError):  # removed or replaced since it was scored: no note, the scores stand
             continue
     notes = []

@@ -21,11 +21,20 @@ Procedure for a pair of binary masks (a, b):
    simplifying the polygons (3 px tolerance, `mask2polycont`): usually the same one, not always where a short
    contour is much more ragged than a long one.
    `n_points` (default 100) points are taken at evenly spaced indices; both masks use the same count
-   n = min(n_points, len(contour_a), len(contour_b)) so the assignment is one-to-one.
-2. shape context of each point (Belongie et al. 2002): log-polar histogram of the vectors to all other points
-   of its own set, `n_radial` (5) log-spaced radial bins between r_inner=1/8 and r_outer=2 times the mean
-   pairwise distance of that set (scale normalisation), `n_angular` (12) angular bins over [0, 2*pi); vectors
-   beyond r_outer are dropped; each histogram is normalised to sum 1.
+   n = min(n_points, len(contour_a), len(contour_b)) so the assignment is one-to-one (the tool describes every
+   point of its upsampled contours: the sampling is this module's choice, with the Hungarian matching).
+2. shape context of each point, as DAVIS-2016's `sc_compute` builds it (Belongie et al. 2002's log-polar
+   histogram): the vectors from the point to every point of its own set, itself included, at radii normalised by
+   the mean of the full n x n distance matrix (its zero diagonal included: (n-1)/n times the mean pairwise
+   distance). Radial edges `logspace(log10(r_inner), log10(r_outer), n_radial)` (defaults 1/8, 1/4, 1/2, 1, 2);
+   a radius r goes to radial bin k = number of edges <= r, so the `n_radial` (5) bins are r < 1/8, [1/8, 1/4),
+   [1/4, 1/2), [1/2, 1), [1, 2), and r >= r_outer is dropped. Angular bin floor((angle mod 2*pi) / (2*pi /
+   n_angular)) of `n_angular` (12), the angle measured from +x towards +y; the point itself (angle 0) counts in
+   bin (0, 0). Each histogram is normalised to sum 1 (bin index = radial * n_angular + angular; the tool stores
+   its bins in another order, which the chi-square cost does not see).
+   Left from the tool: it divides by the sum + 2.2e-16 and adds 2.2e-16 to the cost's denominators (here: by
+   the sum, and 0/0 := 0), a difference near float rounding; all points coinciding (mean distance 0) give empty
+   histograms here, NaN radii (dropped, so empty histograms too) there.
 3. cost C[i, j] = chi-square distance 0.5 * sum_k (h_i[k] - g_j[k])^2 / (h_i[k] + g_j[k]) (0/0 := 0), in [0, 1].
 4. `scipy.optimize.linear_sum_assignment(C)`; the pair's cost is the mean cost of the matched pairs, and its value
    5 times that, as DAVIS-2016's evaluation scales it (`DAVIS2016_T_SCALE`).
@@ -76,31 +85,37 @@ def sample_points(points: np.ndarray, n: int) -> np.ndarray:
     return points[index]
 
 
+def radial_bins(radius: np.ndarray, config: ShapeContextConfig = ShapeContextConfig()) -> np.ndarray:
+    """DAVIS-2016's radial bin of each normalised radius: the number of edges logspace(r_inner, r_outer, n_radial)
+    at most r, so 0 below r_inner and `n_radial` (dropped) from r_outer on."""
+    edges = np.logspace(np.log10(config.r_inner), np.log10(config.r_outer), config.n_radial)
+    # sc_compute counts the edges above r (n_radial - this): the same bins, numbered from the outside in.
+    return np.searchsorted(edges, radius, side="right")
+
+
 def shape_context(points: np.ndarray, config: ShapeContextConfig = ShapeContextConfig()) -> np.ndarray:
-    """Normalised log-polar histograms [N, n_radial * n_angular] of a point set [N, 2]."""
+    """Normalised log-polar histograms [N, n_radial * n_angular] of a point set [N, 2], as DAVIS-2016's
+    `sc_compute` counts them (module doc, step 2): each point counts itself; radii over the full matrix's mean."""
     n = len(points)
     n_bins = config.n_radial * config.n_angular
     if n < 2:
         return np.zeros((n, n_bins), np.float64)
-    delta = points[None, :, :] - points[:, None, :]  # [i, j] = p_j - p_i
+    delta = points[None, :, :] - points[:, None, :]  # [i, j] = p_j - p_i, the tool's direction
     dist = np.hypot(delta[..., 0], delta[..., 1])
-    off_diagonal = ~np.eye(n, dtype=bool)
-    mean_dist = dist[off_diagonal].mean()
+    mean_dist = dist.mean()  # the zeros of the diagonal included, as the tool takes the mean
     if mean_dist <= 0:  # all points coincide
         return np.zeros((n, n_bins), np.float64)
-    radius = dist / mean_dist
+    r_bin = radial_bins(dist / mean_dist, config)
     angle = np.mod(np.arctan2(delta[..., 1], delta[..., 0]), 2 * np.pi)
-    edges = np.logspace(np.log10(config.r_inner), np.log10(config.r_outer), config.n_radial + 1)
-    # Radial bin k holds edges[k] <= r < edges[k+1]; closer than r_inner goes to bin 0, beyond r_outer is dropped.
-    r_bin = np.clip(np.searchsorted(edges, radius, side="right") - 1, 0, None)
-    a_bin = np.minimum((angle / (2 * np.pi) * config.n_angular).astype(np.int64), config.n_angular - 1)
-    keep = off_diagonal & (radius < config.r_outer)
+    # mod can round a tiny negative angle up to 2*pi: that is the last bin, not one past it.
+    a_bin = np.minimum((angle / (2 * np.pi / config.n_angular)).astype(np.int64), config.n_angular - 1)
+    keep = r_bin < config.n_radial  # beyond r_outer: dropped; the diagonal (r = 0) stays
     rows = np.broadcast_to(np.arange(n)[:, None], (n, n))[keep]
     flat = (r_bin * config.n_angular + a_bin)[keep]
     hist = np.zeros((n, n_bins), np.float64)
     np.add.at(hist, (rows, flat), 1.0)
-    totals = hist.sum(axis=1, keepdims=True)
-    return hist / np.maximum(totals, 1.0)
+    # Every point counts itself, so no sum is 0.
+    return hist / hist.sum(axis=1, keepdims=True)
 
 
 def chi2_cost(h: np.ndarray, g: np.ndarray) -> np.ndarray:

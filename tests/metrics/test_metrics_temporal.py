@@ -12,7 +12,7 @@ from maskrnn_tf.metrics import (
     temporal_stability_pair,
     temporal_stability_pairs,
 )
-from maskrnn_tf.metrics.temporal import chi2_cost, contour_points, sample_points
+from maskrnn_tf.metrics.temporal import chi2_cost, contour_points, radial_bins, sample_points
 from shape_context_reference import brute_force_pair_cost  # tests/metrics/shape_context_reference.py
 
 YY, XX = np.mgrid[:120, :160]
@@ -56,22 +56,71 @@ def test_empty_masks_are_skipped():
 
 
 def test_shape_context_histograms():
-    # Four corners of a square: each point sees two neighbours at distance s and one at s*sqrt(2).
+    # Four corners of a square, side 10. DAVIS-2016's rules (sc_compute): the mean distance is over the full 4 x 4
+    # matrix, its zero diagonal included: 2 * (4 * 10 + 2 * 10 * sqrt(2)) / 16 = 8.536, so a side is at normalised
+    # radius 1.172 and a diagonal at 1.657, both in the outermost radial bin 4 ([1, 2)); each point also counts
+    # itself (radius 0, angle 0: bin (0, 0)).
     points = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], float)
     config = ShapeContextConfig(n_radial=5, n_angular=4)
     desc = shape_context(points, config)
     assert desc.shape == (4, 20)
     np.testing.assert_allclose(desc.sum(axis=1), 1.0)
-    # Point (0, 0): neighbours at angles 0 (east) and pi/2 (+y) and pi/4 -> angular bins 0, 1, 0.
-    mean_d = (4 * 10 + 2 * 10 * np.sqrt(2)) / 6
-    edges = np.logspace(np.log10(0.125), np.log10(2.0), 6)
-    r_near = np.searchsorted(edges, 10 / mean_d, side="right") - 1
-    r_far = np.searchsorted(edges, 10 * np.sqrt(2) / mean_d, side="right") - 1
+    # Bin index = radial bin * 4 + angular bin (quarters from +x towards +y).
+    # Point (0, 0): itself -> (0, 0); (10, 0) at angle 0 and (10, 10) at pi/4 -> (4, 0) twice; (0, 10) -> (4, 1).
     expected = np.zeros(20)
-    expected[r_near * 4 + 0] += 1 / 3
-    expected[r_near * 4 + 1] += 1 / 3
-    expected[r_far * 4 + 0] += 1 / 3
+    expected[[0, 16, 17]] = [1 / 4, 2 / 4, 1 / 4]
     np.testing.assert_allclose(desc[0], expected)
+    # Point (10, 0): itself; (0, 0) at pi -> (4, 2); (10, 10) at pi/2 and (0, 10) at 3*pi/4 -> (4, 1) twice.
+    expected = np.zeros(20)
+    expected[[0, 17, 18]] = [1 / 4, 2 / 4, 1 / 4]
+    np.testing.assert_allclose(desc[1], expected)
+
+
+def test_shape_context_follows_davis_2016_sc_compute_on_a_hand_computed_line():
+    """DAVIS-2016's sc_compute: radial edges logspace(1/8, 2, 5) = 1/8, 1/4, 1/2, 1, 2 give five bins r < 1/8,
+    [1/8, 1/4), [1/4, 1/2), [1/2, 1), [1, 2) (r >= 2 dropped); the normalising mean is over the full distance
+    matrix, its zero diagonal included; each point counts itself (r = 0, angle 0). The module used six edges
+    (r < 1/8 merged into [1/8, 0.22)) and left the diagonal out of both."""
+    points = np.array([[0, 0], [1, 0], [4, 0], [10, 0]], float)
+    desc = shape_context(points)  # the defaults: 5 radial x 12 angular bins
+    # Pair distances 1, 4, 10, 3, 9, 6 (sum 33): mean over the 4 x 4 matrix 2 * 33 / 16 = 4.125. Normalised:
+    # 1 -> 0.242 (bin 1), 3 -> 0.727 and 4 -> 0.970 (bin 3), 6 -> 1.455 (bin 4), 9 -> 2.18 and 10 -> 2.42 (dropped).
+    # Angles: towards +x is 0 (angular bin 0), towards -x is pi (angular bin 6). Bin index = radial * 12 + angular.
+    counts = np.zeros((4, 60))
+    counts[0, [0 * 12 + 0, 1 * 12 + 0, 3 * 12 + 0]] = 1  # itself; (1, 0); (4, 0); (10, 0) dropped
+    counts[1, [0 * 12 + 0, 1 * 12 + 6, 3 * 12 + 0]] = 1  # itself; (0, 0); (4, 0); (10, 0) dropped
+    counts[2, [0 * 12 + 0, 3 * 12 + 6, 4 * 12 + 0]] = [1, 2, 1]  # itself; (0, 0) and (1, 0); (10, 0)
+    counts[3, [0 * 12 + 0, 4 * 12 + 6]] = 1  # itself; (4, 0); (0, 0) and (1, 0) dropped
+    np.testing.assert_allclose(desc, counts / counts.sum(axis=1, keepdims=True), rtol=1e-12)
+
+
+def test_shape_context_radial_bins_follow_davis_2016():
+    """Normalised radii 0.3 and 0.45 share DAVIS-2016's bin [1/4, 1/2); 0.1 (below 1/8) and 0.2 ([1/8, 1/4)) do
+    not. A centre point sees four neighbours at those radii (0.1 and 0.2 towards 45 degrees, 0.3 and 0.45
+    towards 195 degrees) when a sixth point, far away at 345 degrees, makes the full matrix's mean distance 1."""
+    from scipy.optimize import brentq
+
+    def polar(r, degrees):
+        return [r * np.cos(np.radians(degrees)), r * np.sin(np.radians(degrees))]
+
+    near = [[0.0, 0.0], polar(0.1, 45), polar(0.2, 45), polar(0.3, 195), polar(0.45, 195)]
+
+    def full_mean(c):
+        p = np.array(near + [polar(c, 345)])
+        return np.mean(np.hypot(*(p[None] - p[:, None]).transpose(2, 0, 1)))
+
+    c = brentq(lambda c: full_mean(c) - 1.0, 1.0, 10.0, xtol=1e-14)
+    assert c > 2  # the far point is beyond r_outer from the centre: dropped there
+    points = np.array(near + [polar(c, 345)])
+    desc = shape_context(points)
+    # Centre: itself (0, 0); 0.1 at 45 degrees (angular bin 1) -> (0, 1); 0.2 -> (1, 1); 0.3 and 0.45 at 195
+    # degrees (angular bin 6) -> (2, 6) both. Five entries.
+    counts = np.zeros(60)
+    counts[[0, 0 * 12 + 1, 1 * 12 + 1, 2 * 12 + 6]] = [1, 1, 1, 2]
+    np.testing.assert_allclose(desc[0], counts / 5, rtol=1e-12)
+    # The bins of single radii: r_outer (2) itself is dropped (bin n_radial = 5).
+    np.testing.assert_array_equal(radial_bins(np.array([0.0, 0.1, 0.2, 0.3, 0.45, 0.7, 1.5, 1.99, 2.0, 3.0])),
+                                  [0, 0, 1, 2, 2, 3, 4, 4, 5, 5])
 
 
 def test_chi2_cost_hand_computed():
