@@ -13,20 +13,21 @@ Two readers with different contracts:
   (anti-aliased edges, SegTrack) are foreground where > 127; an RGB mask maps each distinct colour to an
   object (DAVIS palette colours to their index, other colours to 1..K in order of first appearance), black
   being the background; an RGB mask whose only colours are the palette's greys (64, 128, 192 in every
-  channel) is a DAVIS-colour mask of objects 56, 7, 63; a grey mask of ids 1..N with 255 (void) is ids, refused
-  when a resize with interpolation has left bands of other ids where two meet (`grey_edge_blends`). An RGB
-  mask with colours that lie only on the edges between other colours and mix two of them (the blends a resize
-  with interpolation or anti-aliasing leaves) is refused: each blend would be an object; so is a palette PNG
-  whose background (black) is not index 0 (a quantised colour mask, whose indices are not ids).
+  channel) is a DAVIS-colour mask of objects 56, 7, 63; a grey mask of ids with 255 (void) is ids (`_grey_ids`:
+  1..N, or several values below 128, gaps allowed), refused when a resize with interpolation has left bands of
+  other ids where two meet (`grey_edge_blends`). An RGB mask with colours that lie only on the edges between
+  other colours and mix two of them (the blends a resize with interpolation or anti-aliasing leaves) is refused:
+  each blend would be an object; so is a palette PNG whose background (black) is not index 0 (a quantised colour
+  mask, whose indices are not ids).
 - `read_annotation_ids` reads a dataset's ground truth (DAVIS layouts): a palette PNG's indices, or a grey
-  PNG's values when the sequence's first annotation is a grey map of ids 1..N (255 = void; what
-  `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); when it is a mask of one dark grey
-  (0/64), foreground where non-zero, as `read_label_image` reads it; other grey masks (DAVIS-2016's 0/255,
-  anti-aliased edges) are foreground where > 127.
-`read_result_ids` reads a 16-bit grey PNG (ids saved as uint16 by `cv2.imwrite`; Pillow mode I;16) by its values,
-as davis2017-evaluation does, under the 8-bit grey rules (values above 255 are refused: no object id). Every reader
-refuses 16-bit colour PNGs, naming the file: Pillow opens 16-bit RGB(A) as 8-bit RGB(A) of each sample's top byte,
-so ids saved as uint16 would read as background; `read_label_image` and `read_annotation_ids` refuse 16-bit grey too.
+  PNG's values when the sequence's first annotation is a grey map of ids as `read_label_image` reads them
+  (255 = void; what `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); when it is a mask
+  of one dark grey (0/64), foreground where non-zero, as `read_label_image` reads it; other grey masks
+  (DAVIS-2016's 0/255, anti-aliased edges) are foreground where > 127.
+Every reader reads a 16-bit grey PNG (ids saved as uint16 by `cv2.imwrite`; Pillow mode I;16) by its values, as
+davis2017-evaluation does, under the 8-bit grey rules; a 0/65535 one as a 0/255 mask (binary); other values above
+255 are refused (no object id). Every reader refuses 16-bit colour PNGs, naming the file: Pillow opens 16-bit
+RGB(A) as 8-bit RGB(A) of each sample's top byte, so ids saved as uint16 would read as background.
 """
 from __future__ import annotations
 
@@ -124,27 +125,47 @@ def _sixteen_bit_grey(image: Image.Image, path: str) -> bool:
     return image.mode in ("I;16", "I;16B", "I;16L") or (image.mode == "I" and _png_bit_depth(path) == 16)
 
 
-def _ids_or_values(path: str, refusal: str, grey_16: bool = False
+# How the first-mask and ground-truth readers refuse a 16-bit grey PNG with values above 255 (`_grey_16_values`).
+_ABOVE_255 = ("16-bit grey PNG with values above 255 ({shown}): neither object ids (0..255, 255 = void) nor a 0/65535 "
+              "binary mask; save object ids 0 (background) and 1..N as a grey PNG (8- or 16-bit) or a palette PNG, "
+              "and a binary mask as 0/255 or 0/65535.")
+
+
+def _grey_16_values(image: Image.Image, path: str, above_255: str = _ABOVE_255) -> np.ndarray:
+    """[H, W] uint8 values of a 16-bit grey PNG (`_sixteen_bit_grey`) for the 8-bit grey rules: values all at most
+    255 as they are (ids saved as uint16), 0/65535 as 0/255 (a binary mask saved 16-bit). Other values above 255
+    raise ImageReadError: "<path>: " + `above_255` with {mode} and {shown} (the first such values) filled in."""
+    wide = np.asarray(image).astype(np.int64)
+    present = np.unique(wide)
+    if set(present.tolist()) <= {0, 65535}:
+        return np.where(wide > 0, 255, 0).astype(np.uint8)
+    above = present[(present > 255) | (present < 0)]
+    if above.size:
+        shown = ", ".join(str(v) for v in above[:3]) + (" ..." if above.size > 3 else "")
+        # Object ids are 0..255 (DAVIS palettes have 256 entries): larger values are a mask of another scale.
+        raise ImageReadError(f"{path}: " + above_255.format(mode=image.mode, shown=shown))
+    return wide.astype(np.uint8)
+
+
+def _mask_values(image: Image.Image, path: str) -> Optional[np.ndarray]:
+    """[H, W] grey or [H, W, 3] RGB values of a 16-bit grey PNG (`_grey_16_values`) or an opaque 8-bit L/LA/RGB/RGBA
+    image (`_opaque_channels`), else None."""
+    return _grey_16_values(image, path) if _sixteen_bit_grey(image, path) else _opaque_channels(image, path)
+
+
+def _ids_or_values(path: str, refusal: str, above_255: str = _ABOVE_255
                    ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Image.Image]:
     """(ids, None, image) of a palette or 1-bit image, whose pixel values are the ids; (None, values, image) of an
-    opaque 8-bit grey or RGB one (`_opaque_channels`), and with `grey_16` of a 16-bit grey PNG whose values are all
-    at most 255 (as uint8). Other images (16-bit, float) raise ImageReadError: "<path>: a <mode> image " (or "a
-    16-bit <mode> PNG ") + `refusal`."""
+    opaque 8-bit grey or RGB one (`_opaque_channels`) or a 16-bit grey PNG (`_grey_16_values`, refused with
+    `above_255`). Other images (16-bit colour, float) raise ImageReadError: "<path>: a <mode> image " (or "a 16-bit
+    <mode> PNG ") + `refusal`."""
     image = _open(path)
     if image.mode == "P":
         return np.asarray(image, np.uint8).copy(), None, image
     if image.mode == "1":
         return np.asarray(image, np.uint8), None, image
-    if grey_16 and _sixteen_bit_grey(image, path):
-        wide = np.asarray(image).astype(np.int64)
-        above = np.unique(wide[(wide > 255) | (wide < 0)])
-        if above.size:
-            shown = ", ".join(str(v) for v in above[:3]) + (" ..." if above.size > 3 else "")
-            # Object ids are 0..255 (DAVIS palettes have 256 entries): larger values are a mask of another scale.
-            raise ImageReadError(
-                f"{path}: a {image.mode} image cannot hold object ids above 255 (it holds {shown}); save ids 0 "
-                "(background) and 1..N (objects) as grey PNGs (8- or 16-bit) or palette PNGs of object ids.")
-        return None, wide.astype(np.uint8), image
+    if _sixteen_bit_grey(image, path):
+        return None, _grey_16_values(image, path, above_255), image
     values = _opaque_channels(image, path)
     if values is None:
         raise ImageReadError(f"{path}: {_kind(image, path)} {refusal}")
@@ -157,15 +178,19 @@ def read_result_ids(path: str | os.PathLike, objects: Optional[int] = None) -> n
     `objects`: the sequence's object count, when known. A 0/255 grey mask (a DAVIS-2016 binary result) is object
     1; for a sequence of several objects it says nothing about which is which and is refused.
 
-    A 16-bit grey PNG reads by its values (davis2017-evaluation's `np.array(Image.open(path))`), as an 8-bit one.
+    A 16-bit grey PNG reads by its values (davis2017-evaluation's `np.array(Image.open(path))`), as an 8-bit one;
+    a 0/65535 one as a 0/255 one.
 
     Raises:
       ImageReadError: missing or unreadable file, or a form that does not say which pixel is which object.
     """
     path = os.fspath(path)
+    # The refusal of values above 255 keeps its wording (tests/reliability/test_id_images.py matches it).
     ids, values, _ = _ids_or_values(path, "cannot hold object ids; save results as palette PNGs of object ids "
                                     "(0 background, 1..N objects), grey 8-bit PNGs of ids, or DAVIS-palette RGB PNGs.",
-                                    grey_16=True)
+                                    "a {mode} image cannot hold object ids above 255 (it holds {shown}); save ids 0 "
+                                    "(background) and 1..N (objects) as grey PNGs (8- or 16-bit) or palette PNGs of "
+                                    "object ids.")
     if ids is not None:
         return ids
     if values.ndim == 2:
@@ -359,8 +384,8 @@ def _refuse_grey_edge_blends(path: str, values: np.ndarray) -> None:
 
 
 def _refuse_several_greys(path: str, values: np.ndarray) -> None:
-    """Raises ImageReadError for a grey map (not ids 1..N) whose values between 0 and its maximum fill regions, as
-    objects saved in several greys do (`_solid_intermediate`): thresholded, they would merge or vanish."""
+    """Raises ImageReadError for a grey map (not ids: `_grey_ids`) whose values between 0 and its maximum fill
+    regions, as objects saved in several greys do (`_solid_intermediate`): thresholded, they would merge or vanish."""
     if not _solid_intermediate(values):
         return
     _refuse_grey_edge_blends(path, values)  # ids and void blended by a resize: say so
@@ -378,8 +403,9 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
     the DAVIS void colour).
 
     Raises:
-      ImageReadError: missing or unreadable file, transparency, an unsupported mode, or an RGB image with
-        more than MAX_COLOUR_OBJECTS colours (not flat object colours).
+      ImageReadError: missing or unreadable file, transparency, an unsupported mode, a 16-bit grey PNG with values
+        above 255 (`_grey_16_values`), or an RGB image with more than MAX_COLOUR_OBJECTS colours (not flat object
+        colours).
     """
     path = os.fspath(path)
     image = _open(path)
@@ -392,7 +418,7 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
         return ids, palette
     if image.mode == "1":
         return np.asarray(image, np.uint8), None
-    values = _opaque_channels(image, path)
+    values = _mask_values(image, path)
     if values is None:
         raise ImageReadError(
             f"{path}: {_kind(image, path)} is not a mask; give a palette PNG of object ids, a grey/binary mask, "
@@ -401,7 +427,7 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
         nonzero = np.unique(values[values > 0])
         if nonzero.size <= 1:
             return (values > 0).astype(np.uint8), None
-        if nonzero.max() < 128 or _ids_with_void(nonzero):
+        if _grey_ids(nonzero):
             _refuse_grey_edge_blends(path, values)
             return values.astype(np.uint8), None  # small grey values: object ids (255 = void)
         _refuse_several_greys(path, values)
@@ -456,10 +482,16 @@ def _refuse_edge_blends(path: str, rgb: np.ndarray) -> None:
             "one flat colour, or save a palette PNG of object ids.")
 
 
-def _ids_with_void(values: np.ndarray) -> bool:
-    """Whether the non-zero grey values of a mask are object ids 1..N, with or without 255 (void)."""
-    ids = [int(v) for v in values if v not in (0, VOID_ID)]
-    return bool(ids) and ids == list(range(1, len(ids) + 1))
+def _grey_ids(nonzero: np.ndarray) -> bool:
+    """Whether the non-zero values of a grey mask (several) are object ids, with or without 255 (void): ids 1..N, or
+    all below 128 and several of them (gaps allowed: 1 and 3, object 2 entering later)."""
+    ids = [int(v) for v in nonzero if v not in (0, VOID_ID)]
+    if ids and ids == list(range(1, len(ids) + 1)):
+        # Also above 127: a 0/255 mask upscaled with interpolation holds 1..254 and void, refused as blended ids.
+        return True
+    # One other grey beside 255 is as likely an anti-aliased edge of a 0/255 mask, or an object in grey beside one
+    # in white (refused as such), as an object's id with void.
+    return len(ids) > 1 and max(ids) < 128
 
 
 # How a sequence's grey annotations read, decided on its first (`grey_annotation_mode`); COLOUR: its first is a
@@ -469,14 +501,14 @@ _GREY_MODE_CACHE: Dict[Tuple[str, int, int], str] = {}
 
 
 def _grey_mode(values: np.ndarray) -> str:
-    """GREY_IDS for several greys below 128, or ids 1..N with 255 (void); GREY_DARK for one grey below 128 besides 0
-    (a binary mask saved 0/64: foreground where non-zero); else GREY_THRESHOLD (0/255, anti-aliased edges: foreground
-    where > 127): as `read_label_image` reads a first mask."""
+    """GREY_IDS for grey ids (`_grey_ids`: several greys below 128, or ids 1..N, with or without 255 = void);
+    GREY_DARK for one grey below 128 besides 0 (a binary mask saved 0/64: foreground where non-zero); else
+    GREY_THRESHOLD (0/255, anti-aliased edges: foreground where > 127): as `read_label_image` reads a first mask."""
     unique = np.unique(values)
     nonzero = unique[unique > 0]
     # As `read_label_image` reads a first mask: several greys below 128 are ids, even with a gap (1 and 3: the
-    # object count then names the missing id), as are ids 1..N with void.
-    if nonzero.size > 1 and (nonzero.max() < 128 or _ids_with_void(nonzero)):
+    # object count then names the missing id), with or without void.
+    if nonzero.size > 1 and _grey_ids(nonzero):
         return GREY_IDS
     return GREY_DARK if nonzero.size == 1 and nonzero[0] < 128 else GREY_THRESHOLD
 
@@ -489,8 +521,8 @@ def grey_annotation_mode(path: str | os.PathLike) -> str:
     palette colours). An RGB file of greys only is grey here: a first frame in DAVIS colours holds object 1, red.
 
     Raises:
-      ImageReadError: as `read_label_image` for a first mask: grey ids blended by a resize with interpolation, or
-        several objects saved as greys that are not ids 1..N.
+      ImageReadError: as `read_label_image` for a first mask: grey ids blended by a resize with interpolation,
+        several objects saved as greys that are not ids (`_grey_ids`), or a 16-bit grey PNG with values above 255.
     """
     path = os.fspath(path)
     try:
@@ -501,7 +533,7 @@ def grey_annotation_mode(path: str | os.PathLike) -> str:
     if key is not None and key in _GREY_MODE_CACHE:
         return _GREY_MODE_CACHE[key]
     image = _open(path)
-    values = None if image.mode in ("P", "1") else _opaque_channels(image, path)
+    values = None if image.mode in ("P", "1") else _mask_values(image, path)
     if values is not None and values.ndim == 3 and _all_grey(values):
         values = values[..., 0]
     mode = _grey_mode(values) if values is not None and values.ndim == 2 else COLOUR
@@ -530,12 +562,13 @@ def read_annotation_ids(path: str | os.PathLike, grey_mode: Optional[str] = None
     in a sequence of one grey below 128.
 
     Raises:
-      ImageReadError: missing, unreadable or transparent file, a mode that cannot hold a mask (16-bit,
-        float), colours outside the DAVIS palette, or (without `grey_mode`) greys `grey_annotation_mode` refuses.
+      ImageReadError: missing, unreadable or transparent file, a mode that cannot hold a mask (16-bit colour,
+        float), a 16-bit grey PNG with values above 255, colours outside the DAVIS palette, or (without
+        `grey_mode`) greys `grey_annotation_mode` refuses.
     """
     path = os.fspath(path)
     ids, values, _ = _ids_or_values(path, "is not an annotation DAVIS tools read; save ground truth as "
-                                        "palette PNGs of object ids, 8-bit grey PNGs of ids (255 = void) or 0/255 "
+                                        "palette PNGs of object ids, grey PNGs of ids (255 = void) or 0/255 "
                                         "binary masks.")
     if ids is not None:
         return ids

@@ -1,13 +1,15 @@
-"""Result PNGs of ids as people save them: 16-bit grey ids (cv2.imwrite of a uint16 array, Pillow mode I;16) were
+"""Id PNGs as people save them. Results: 16-bit grey ids (cv2.imwrite of a uint16 array, Pillow mode I;16) were
 refused as 'a I;16 image cannot hold object ids', though Pillow reads their values right and davis2017-evaluation
-(np.array(Image.open(path))) scores them."""
+(np.array(Image.open(path))) scores them. First masks and ground truth: the same 16-bit ids were refused in Pillow's
+jargon, and grey ids with a gap beside void (1, 3, 255) as 'several objects in grey'."""
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
 from maskrnn_tf.io import ImageReadError
-from maskrnn_tf.io.id_images import read_result_ids
+from maskrnn_tf.io.id_images import (GREY_IDS, grey_annotation_mode, read_annotation_ids, read_label_image,
+                                     read_result_ids)
 
 
 def two_objects(height=24, width=32):
@@ -46,3 +48,88 @@ def test_16_bit_grey_reads_as_8_bit_grey_does(tmp_path):
     assert cv2.imwrite(colour, np.repeat(ids.astype(np.uint16)[..., None], 3, axis=2))
     with pytest.raises(ImageReadError, match="colour.png: a 16-bit RGB PNG cannot hold object ids"):
         read_result_ids(colour)
+
+
+# First masks (read_label_image) and ground truth (read_annotation_ids, grey_annotation_mode) read the same file alike.
+
+
+def _save_grey(path: str, values: np.ndarray) -> None:
+    Image.fromarray(values.astype(np.uint8), mode="L").save(path)
+
+
+def _gap_ids_with_void(thin: bool) -> np.ndarray:
+    """Ids 1 and 3 (object 2 enters later) with a void band (255): as squares, or as 2-px poles."""
+    ids = two_objects()
+    if thin:  # no object pixel has 8 neighbours of its own id
+        ids = np.zeros_like(ids)
+        ids[2:22, 6:8], ids[2:22, 20:22] = 1, 2
+    ids[ids == 2] = 3
+    ids[22:24, :] = 255
+    return ids
+
+
+@pytest.mark.parametrize("thin", [False, True], ids=["squares", "poles"])
+def test_grey_ids_with_a_gap_and_void_read_as_ids_in_both_readers(tmp_path, thin):
+    """Values {0, 1, 3, 255} were refused as 'several objects in grey? Save object ids 1, 2, ... (grey values below
+    128)', which is what the user did: only gap-free ids 1..N were ids beside void."""
+    path = str(tmp_path / "gap.png")
+    ids = _gap_ids_with_void(thin)
+    _save_grey(path, ids)
+    assert grey_annotation_mode(path) == GREY_IDS
+    np.testing.assert_array_equal(read_label_image(path)[0], ids)
+    np.testing.assert_array_equal(read_annotation_ids(path), ids)
+
+
+def test_one_dark_grey_beside_255_is_still_an_anti_aliased_edge_or_refused(tmp_path):
+    """One grey below 128 besides 0 and 255 (not id 1) stays what it was: an anti-aliased edge row of a 0/255 mask
+    is thresholded, and a region of it is refused as ambiguous (object 100 and void, or two objects in greys)."""
+    mask = np.where(two_objects() == 1, 255, 0).astype(np.uint8)
+    mask[3, 4:14] = 100  # the object's top row, anti-aliased
+    path = str(tmp_path / "soft.png")
+    _save_grey(path, mask)
+    np.testing.assert_array_equal(read_label_image(path)[0], mask > 127)
+    np.testing.assert_array_equal(read_annotation_ids(path), mask > 127)
+    path = str(tmp_path / "two_greys.png")
+    _save_grey(path, np.select([two_objects() == 1, two_objects() == 2], [255, 100], 0))
+    for read in (read_label_image, read_annotation_ids, grey_annotation_mode):
+        with pytest.raises(ImageReadError, match=r"two_greys.png: grey values \[100, 255\] fill regions"):
+            read(path)
+
+
+def _save_uint16(path: str, values: np.ndarray) -> None:
+    assert cv2.imwrite(path, values.astype(np.uint16))
+    assert Image.open(path).mode == "I;16"  # the premise: 16-bit grey
+
+
+def test_16_bit_grey_ids_read_as_ids_for_first_masks_and_ground_truth(tmp_path):
+    """cv2.imwrite of uint16 ids: read_result_ids read them, while read_label_image said 'a I;16 image is not a
+    mask' and read_annotation_ids 'not an annotation DAVIS tools read' (np.array(Image.open(p)) reads it)."""
+    path = str(tmp_path / "00000.png")
+    for ids in (two_objects(), _gap_ids_with_void(thin=False)):
+        _save_uint16(path, ids)
+        labels, palette = read_label_image(path)
+        assert labels.dtype == np.uint8 and palette is None
+        np.testing.assert_array_equal(labels, ids)
+        assert grey_annotation_mode(path) == GREY_IDS
+        np.testing.assert_array_equal(read_annotation_ids(path), ids)
+        np.testing.assert_array_equal(read_annotation_ids(path), np.array(Image.open(path)))  # DAVIS tools' reading
+
+
+@pytest.mark.parametrize("high", [255, 65535])
+def test_16_bit_grey_binary_masks_read_as_one_object(tmp_path, high):
+    """A 0/65535 mask (a binary mask saved 16-bit) was told to 'save ... as grey PNGs (8- or 16-bit)'."""
+    path = str(tmp_path / "00000.png")
+    _save_uint16(path, np.where(two_objects() == 1, high, 0))
+    want = (two_objects() == 1).astype(np.uint8)
+    np.testing.assert_array_equal(read_label_image(path)[0], want)
+    np.testing.assert_array_equal(read_annotation_ids(path), want)
+    np.testing.assert_array_equal(read_result_ids(path, objects=1), want)
+
+
+def test_16_bit_grey_above_255_is_refused_as_16_bit_without_pillow_modes(tmp_path):
+    path = str(tmp_path / "wide.png")
+    _save_uint16(path, two_objects().astype(np.uint16) * 300)
+    for read in (read_label_image, read_annotation_ids, grey_annotation_mode):
+        with pytest.raises(ImageReadError, match=r"wide.png: 16-bit grey PNG with values above 255 \(300, 600\)") as e:
+            read(path)
+        assert "I;16" not in str(e.value)
