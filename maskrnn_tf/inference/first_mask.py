@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from maskrnn_tf.io import VOID_ID, davis_palette
-from maskrnn_tf.io.id_images import read_label_image
+from maskrnn_tf.io.id_images import grey_annotation_mode, read_annotation_ids, read_label_image
 
 _LOG = logging.getLogger(__name__)
 
@@ -103,6 +103,25 @@ def read_first_mask(path: str | os.PathLike, frame_size: Optional[Tuple[int, int
     """
     path = os.fspath(path)
     labels, palette = read_label_image(path)
+    return _first_mask(path, labels, palette, frame_size)
+
+
+def read_first_annotation(path: str | os.PathLike, frame_size: Optional[Tuple[int, int]] = None) -> FirstMask:
+    """A data set's first annotation as the first mask, read as its ground truth is (`read_annotation_ids` in the
+    sequence's `grey_annotation_mode`), so the results hold the ids evaluation scores: a binary annotation saved as
+    RGB in one palette grey is object 1 there, where `read_first_mask` (a user's mask) takes DAVIS colours 56/7/63.
+
+    Raises: as `read_first_mask`.
+    """
+    from maskrnn_tf.io import read_palette
+
+    path = os.fspath(path)
+    return _first_mask(path, read_annotation_ids(path, grey_annotation_mode(path)), read_palette(path), frame_size)
+
+
+def _first_mask(path: str, labels: np.ndarray, palette: Optional[np.ndarray],
+                frame_size: Optional[Tuple[int, int]]) -> FirstMask:
+    """The FirstMask of `labels` read from `path`, checked against the frames' size and for an object."""
     if frame_size is not None and tuple(labels.shape) != tuple(frame_size):
         raise MaskError(
             f"{path}: mask size {labels.shape[1]}x{labels.shape[0]} differs from the video's frames "

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from maskrnn_tf.inference.background import BackgroundWorker
-from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_mask
+from maskrnn_tf.inference.first_mask import FirstMask, MaskError, read_first_annotation, read_first_mask
 from maskrnn_tf.inference.output_dir import (MARKER_FILE, OutputExistsError, UnsafeOutputError, atomic_output_dir,
                                              check_no_overlap, check_output_dir, check_writable_location)
 from maskrnn_tf.inference.propagation import CARRY_MODES, AnyFlowFn, NamedFlowFn, StepFn, fuse, propagate
@@ -444,7 +444,8 @@ def segment_davis(
     record = {"davis_root": os.path.abspath(davis_root), "split": split, "year": year, **(metadata or {})}
 
     def first_mask(sequence, source: VideoSource) -> FirstMask:
-        return read_first_mask(sequence.mask_paths[0][0], source.size)
+        # Its ground truth: read as evaluate reads it, so the results hold the ids it scores.
+        return read_first_annotation(sequence.mask_paths[0][0], source.size)
 
     return _segment_sequences(listed, first_mask, flow_fn, output_dir, step_fn, options, overwrite, prepare,
                               inputs, record, f"DAVIS-{year} {split}")

@@ -238,3 +238,22 @@ def test_files_nested_deeper_than_segment_writes_are_the_users(tmp_path, recorde
             check_output_dir(out, overwrite=True)
         os.remove(path)
     check_output_dir(out, overwrite=True)
+
+
+@pytest.mark.parametrize("grey", [64, 128, 192])
+def test_a_davis_first_annotation_of_rgb_greys_seeds_the_object_the_ground_truth_holds(tmp_path, grey):
+    """A binary annotation saved as RGB in one DAVIS palette grey (64/128/192: objects 56/7/63 in DAVIS colours)
+    seeded object 56/7/63 (read as a first mask), while the ground-truth reader takes it for object 1: evaluate then
+    refused the results ('object id(s) [7] not in the ground truth'). A DAVIS tree's first mask is its ground truth."""
+    root, out = str(tmp_path / "davis"), str(tmp_path / "res")
+    make_davis(root)
+    masks = os.path.join(root, "Annotations", "480p", "swan")
+    for t in range(4):
+        binary = square_ids(t) == 1
+        Image.fromarray(np.repeat((binary * grey).astype(np.uint8)[..., None], 3, axis=2), mode="RGB").save(
+            os.path.join(masks, f"{t:05d}.png"))
+    segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS)
+    assert sorted(np.unique(read_mask(os.path.join(out, "swan", "00001.png"))).tolist()) == [0, 1]
+    results = evaluate_dataset(root, out, EvaluationConfig(split="val"))
+    (swan,) = results.objects  # scored as the ground truth's object 1
+    assert swan.object_id == 1 and float(np.mean(swan.j)) > 0.5, swan.j
