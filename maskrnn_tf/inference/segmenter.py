@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -174,8 +174,12 @@ def segment_frames(
     if isinstance(flow_fn, NamedFlowFn):
         flow_fn = flow_fn.for_sequence(source.name, tuple(source.size))
     frames = _working_frames(source, size, stash)
+    start = first.one_hot(size)
+    lost = [row for row in range(len(start)) if not start[row].any()]
+    if lost:  # not tracked (labels_at_size's warning): their rows stay in the step's batch, their outputs empty
+        step_fn = _untracked(step_fn, lost)
     results = propagate(
-        step_fn, frames, first.one_hot(size), flow_fn,
+        step_fn, frames, start, flow_fn,
         need_next_flow=options.need_next_flow, read_ahead=options.read_ahead, threshold=options.threshold,
         stems=source.frame_names, carry=options.carry,
     )
@@ -200,6 +204,23 @@ def segment_frames(
     if owned:
         overlay.close()
     return count
+
+
+def _untracked(step_fn: StepFn, rows: Sequence[int]) -> StepFn:
+    """`step_fn` with the probabilities of the object `rows` set to 0: objects lost at the working size. Their
+    rows are kept (a colour prior network's step has every object's table bound) but must not be segmented: an
+    empty previous mask makes the network fall back to a box of the whole frame, and what it found there would
+    take pixels from the tracked objects in the fusion."""
+    index = np.asarray(rows, np.int64)
+
+    def step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes) -> Dict[str, Any]:
+        out = dict(step_fn(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes))
+        probs = np.array(out["probs"], np.float32)  # a copy: the step's own arrays stay as it returned them
+        probs[index] = 0.0
+        out["probs"] = probs
+        return out
+
+    return step
 
 
 def _overlay_target(overlay_path: Optional[str], output_dir: str, tmp: str) -> Optional[str]:

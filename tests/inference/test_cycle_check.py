@@ -383,3 +383,25 @@ def test_the_cycle_gives_the_step_every_object_it_runs_on_and_scores_those_follo
     assert rows == [2] * 4  # 2 steps forward, 2 back
     with pytest.raises(ValueError, match=r"object\(s\) \[3\]"):
         cycle_iou(step, frames, ids, [1, 3], centroid_flow, step_ids=[1, 2])
+
+
+def test_an_object_lost_at_the_working_size_is_not_written(tmp_path):
+    """`labels_at_size` warns that a lost object is "not tracked", but its empty row went on through the network,
+    whose box falls back to the whole frame: a tiny random network wrote the lost object on thousands of pixels,
+    taking them from the tracked objects in the fusion. It is now written nowhere after the first frame, and the
+    tracked objects' masks are those of a run without it."""
+    from maskrnn_tf.inference import SegmentOptions, make_flow_fn, model_step_fn, segment_video
+    from maskrnn_tf.io import read_mask
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    frames, first = lost_object_video(tmp_path / "frames")
+    tf.keras.utils.set_random_seed(3)
+    step = model_step_fn(MaskRNN(MaskRNNConfig(width=0.125, fc_units=32)))
+    options = SegmentOptions(max_size=64, progress=False)
+    segment_video(step, str(tmp_path / "frames"), first, make_flow_fn("dis"), str(tmp_path / "out"), options)
+    without = FirstMask(np.where(first.labels == 3, 0, first.labels).astype(np.uint8), (1, 2), first.palette)
+    segment_video(step, str(tmp_path / "frames"), without, make_flow_fn("dis"), str(tmp_path / "alone"), options)
+    for name in ("00001.png", "00002.png"):
+        got = read_mask(str(tmp_path / "out" / name))
+        assert 3 not in np.unique(got), name
+        np.testing.assert_array_equal(got, read_mask(str(tmp_path / "alone" / name)))
