@@ -36,7 +36,7 @@ def define_flags() -> None:
     flags.DEFINE_string("flagfile_path", None, "Training flag file (default: synthetic.flags beside the package, "
                         "or in the working directory).")
     flags.DEFINE_integer("heldout_videos", 4, "Held-out synthetic videos to segment and score.", lower_bound=1)
-    flags.DEFINE_integer("finetune_steps", 0, "Online finetuning steps per held-out video (0 skips).")
+    flags.DEFINE_integer("finetune_steps", 0, "Online finetuning steps per held-out video (0 skips).", lower_bound=0)
 HELDOUT_SEED_BASE = 2_000_000  # training uses 0.., validation 1_000_000..: these videos were never seen
 
 

@@ -98,16 +98,17 @@ def test_a_folder_in_the_way_that_is_not_a_finished_tree_is_never_deleted(tmp_pa
     assert sorted(os.listdir(tmp_path)) == ["heldout"]
 
 
-def test_the_demo_refuses_no_held_out_video_when_parsed(tmp_path):
-    """--heldout_videos=0 would train for minutes and then write an empty held-out tree that segment refuses."""
+@pytest.mark.parametrize("flag", ["--heldout_videos=0", "--finetune_steps=-1"])
+def test_the_demo_refuses_what_a_later_stage_would_when_parsed(tmp_path, flag):
+    """--heldout_videos=0 would train for minutes and then write an empty held-out tree that segment refuses;
+    --finetune_steps=-1 would train and then be refused by segment (stage 3)."""
     import subprocess
     import sys
 
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.demo", "--heldout_videos=0",
-                           f"--run_dir={tmp_path / 'demo'}"],
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.demo", flag, f"--run_dir={tmp_path / 'demo'}"],
                           cwd=repo, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "heldout_videos" in proc.stderr
+    assert proc.returncode == 2 and flag[2:].split("=")[0] in proc.stderr, proc.stderr
     assert "train" not in proc.stdout and not (tmp_path / "demo").exists()  # stopped before the first command
 
 
