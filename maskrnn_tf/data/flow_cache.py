@@ -335,6 +335,8 @@ class FlowCache:
                     "flow' marker (1e10)? Replace such values by a real flow in the flow source.")
             stored = flow.astype(np.float16)
             atomic_write(path, lambda tmp: np.save(tmp, stored), suffix=".npy")
+            # What every later read gives: a run that fills the cache sees the flows its rerun and resume see.
+            return stored.astype(np.float32)
         return flow.astype(np.float32)
 
     def flow(self, sequence: Sequence, a: int, b: int, frames: Optional[dict] = None) -> np.ndarray:
