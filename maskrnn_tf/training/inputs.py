@@ -173,12 +173,15 @@ def make_train_datasets(data: DataConfig, source: VideoSource, seed: int, color_
 
 
 def _resize_video(video: Dict[str, np.ndarray], height: int, width: int) -> Dict[str, np.ndarray]:
-    """Resizes frames (area), masks (nearest) and flows (bilinear, vectors scaled) to height x width."""
+    """Resizes frames (area), masks (nearest) and flows (bilinear, vectors scaled) to height x width; keeps the
+    first frame and mask as they were (`first_frame`, `first_mask`): the colour prior's tables are fitted on them
+    at the size training and segment fit them (their smoothing counts depend on the pixel count)."""
     t, h, w = video["masks"].shape
     if (h, w) == (height, width):
         return video
     sy, sx = height / h, width / w
     out = dict(video)
+    out["first_frame"], out["first_mask"] = video["frames"][0], video["masks"][0]
     out["frames"] = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in video["frames"]])
     out["masks"] = np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST) for m in video["masks"]])
     for key in ("flows_to_prev", "flows_to_next"):

@@ -23,12 +23,13 @@ def segment_video(model: MaskRNN, step_fn, video: Dict[str, np.ndarray]) -> np.n
     prev = tf.constant(np.stack([(masks[0] == i) for i in ids]).astype(np.float32))
     boxes, _ = mask_to_box(prev)
     extra = {}
-    if model.config.color_prior_input:  # fitted on the first frame, as segmenting does
+    if model.config.color_prior_input:  # fitted on the first frame as stored, as training and segmenting fit it
         from maskrnn_tf.inference.color_gate import fit_color_model
         from maskrnn_tf.ops.color_tables import BINS
 
-        extra["color_model"] = tf.constant(fit_color_model(np.asarray(video["frames"][0], np.uint8), masks[0], ids,
-                                                           model.config.color_prior_band, bins=BINS,
+        first_frame, first_mask = video.get("first_frame", video["frames"][0]), video.get("first_mask", masks[0])
+        extra["color_model"] = tf.constant(fit_color_model(np.asarray(first_frame, np.uint8), np.asarray(first_mask),
+                                                           ids, model.config.color_prior_band, bins=BINS,
                                                            space="rgb"))
     for t in range(1, masks.shape[0]):
         out = step_fn(tf.constant(video["frames"][t], tf.float32), tf.constant(video["flows_to_prev"][t]),
