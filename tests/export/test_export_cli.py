@@ -333,32 +333,42 @@ def test_a_batching_export_for_another_max_batch_size_prints_a_server_that_takes
     assert os.listdir(base) == ["1"]
 
 
-def test_write_failures_of_the_export_are_one_line_each(tmp_path, monkeypatch, capsys):
+_FAILING_EXPORT = """
+import errno, runpy, sys
+import tensorflow as tf
+from maskrnn_tf.export import saved_model_export
+
+base = sys.argv[1]
+errors = {
+    "savev2": tf.errors.ResourceExhaustedError(None, None, base + "/.tmp-1-x/variables/variables_temp; No space left "
+                                               "on device [Op:SaveV2]"),
+    "rename": OSError(errno.ENOSPC, "No space left on device", base + "/.tmp-1-x/saved_model.pb"),
+    "permission": tf.errors.PermissionDeniedError(None, None, base + "/.tmp-1-x; Permission denied"),
+}
+raised = errors[sys.argv[2]]
+
+def failing(*args, **kwargs):
+    raise raised
+
+saved_model_export.export_saved_model = failing
+sys.argv = ["export_main", "--model=m.keras", "--export_base=" + base, "--version=1"]
+runpy.run_module("maskrnn_tf.export.export_main", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("kind", ["savev2", "rename", "permission"])
+def test_write_failures_of_the_export_are_one_line_each(tmp_path, kind):
     """A full disk during export raised TensorFlow's ResourceExhaustedError (SaveV2) or an OSError (rename, JSON)
-    as a traceback naming a temporary folder already removed: one line naming the export base and the cure."""
-    import errno
-
-    import tensorflow as tf
-    from absl import flags as absl_flags
-
-    from maskrnn_tf.export import export_main, saved_model_export
-
-    base = tmp_path / "exports"
-    for error in (tf.errors.ResourceExhaustedError(None, None, f"{base}/.tmp-1-x/variables/variables_temp; No space "
-                                                                "left on device [Op:SaveV2]"),
-                  OSError(errno.ENOSPC, "No space left on device", str(base / ".tmp-1-x" / "saved_model.pb")),
-                  tf.errors.PermissionDeniedError(None, None, f"{base}/.tmp-1-x; Permission denied")):
-        def failing(*args, raised=error, **kwargs):
-            raise raised
-
-        monkeypatch.setattr(saved_model_export, "export_saved_model", failing)
-        absl_flags.FLAGS.unparse_flags()
-        absl_flags.FLAGS(["export_main", "--model=m.keras", f"--export_base={base}", "--version=1"])
-        assert export_main.main([]) == 1
-        err = capsys.readouterr().err
-        assert err.startswith("export failed:") and err.count("\n") == 1 and "Traceback" not in err, repr(err)
-        assert ("free some space" in err) if "space" in str(error) else ("may not write" in err), err
-    absl_flags.FLAGS.unparse_flags()
+    as a traceback naming a temporary folder already removed: one line naming the export base and the cure. Run
+    as the CLI runs (its flags defined in a process of its own), the export's writing replaced by the failure."""
+    base = str(tmp_path / "exports")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MASKRNN_TF_VERBOSE")}
+    proc = subprocess.run([sys.executable, "-c", _FAILING_EXPORT, base, kind], capture_output=True, text=True,
+                          timeout=600, env=env)
+    err = [line for line in proc.stderr.splitlines() if line.startswith("export failed:")]
+    assert proc.returncode == 1 and len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert err[0].startswith(f"export failed: {base}: ")
+    assert ("free some space" in err[0]) if kind != "permission" else ("may not write" in err[0]), err[0]
 
 
 def test_a_remote_export_base_is_refused_before_anything_is_written(tmp_path, monkeypatch):
