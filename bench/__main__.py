@@ -1,7 +1,9 @@
 """One entry point for every benchmark: `python -m bench NAME [options] [--json FILE]` (options may come first).
 
 Each benchmark is a module `bench/<name>.py` with `add_arguments(parser)` and `run(args) -> list[dict]`;
-every dict is one table row (same keys in every row). Ratios are measured side by side in one run.
+every dict is one table row (same keys in every row). Ratios are measured side by side in one run. Options are
+checked while parsed (bench/_arg_types.py), and a module's optional `check_arguments(args) -> problem or None`
+checks what one option alone cannot say (a sequence the DAVIS folder lacks): a bad one stops before any work.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pkgutil
 import sys
 from typing import Dict, List, Optional
 
+from bench._arg_types import output_file
 from maskrnn_tf import _console, host_memory
 
 
@@ -64,7 +67,8 @@ def main(argv: List[str]) -> int:
     names = available()
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("name", choices=names, help="which benchmark")
-    parser.add_argument("--json", default=None, help="also write the rows as JSON to this file")
+    parser.add_argument("--json", type=output_file, default=None,
+                        help="also write the rows as JSON to this file (its folders are made)")
     name = _benchmark_name(argv, names)
     if name:
         host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
@@ -75,6 +79,10 @@ def main(argv: List[str]) -> int:
     args = parser.parse_args(argv)  # without a benchmark's name (or with an unknown one) it stops, listing them
     if args.name != name:  # the name found first was an option's value; the benchmark's options were not added
         parser.error(f"put the benchmark's name first: python -m bench {args.name} [options]")
+    check = getattr(module, "check_arguments", None)
+    problem = check(args) if check else None
+    if problem:  # a usage error like a bad value, before anything is built or measured
+        parser.error(problem)
     rows = module.run(args)
     print(format_table(rows))
     if args.json:  # whole or absent, never a half-written file where an earlier one was

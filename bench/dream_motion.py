@@ -9,22 +9,44 @@ clip from frame 10 of every second such sequence at the recipe's 243x432 per `--
 """
 from __future__ import annotations
 
+import argparse
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
+
+from bench._arg_types import existing_dir, int_at_least, output_dir, positive_float_list, positive_int
 
 DEFAULT_EXCLUDE = "dog-agility,car-turn,mallard-water,motocross-bumps"  # davis16_cpu.flags' --val_sequences
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--davis_root", default="../shared/data/DAVIS-2016")
-    parser.add_argument("--flow_cache_dir", default="~/.cache/maskrnn_tf/flow")
-    parser.add_argument("--exclude", default=DEFAULT_EXCLUDE, help="comma list of train sequences left out")
-    parser.add_argument("--every", type=int, default=5, help="every N-th frame pair of the real videos")
-    parser.add_argument("--speeds", default="1,3", help="comma list of DreamConfig.with_speed values")
-    parser.add_argument("--clip_length", type=int, default=5)
+    parser.add_argument("--davis_root", type=existing_dir, default="../shared/data/DAVIS-2016")
+    parser.add_argument("--flow_cache_dir", type=output_dir, default="~/.cache/maskrnn_tf/flow",
+                        help="the training flow cache (missing flows are computed into it)")
+    parser.add_argument("--exclude", default=DEFAULT_EXCLUDE,
+                        help="comma list of train sequences left out (empty: none)")
+    parser.add_argument("--every", type=positive_int, default=5, help="every N-th frame pair of the real videos")
+    parser.add_argument("--speeds", type=positive_float_list, default="1,3",
+                        help="comma list of DreamConfig.with_speed values (> 0)")
+    parser.add_argument("--clip_length", type=int_at_least(2, "a dreamt clip needs two frames"), default=5)
+
+
+def check_arguments(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with --exclude in --davis_root (None: nothing): a misspelt name would leave its sequence in."""
+    from maskrnn_tf.data.sequences import read_davis_sequence_list
+
+    try:  # the names only: run() checks the files
+        train = {s.name for s in read_davis_sequence_list(args.davis_root, 2016, "train", validate=False)}
+    except (OSError, ValueError) as error:
+        return f"--davis_root: {error}"
+    unknown = [name for name in args.exclude.split(",") if name and name not in train]
+    if unknown:
+        return f"--exclude: {unknown} not among the train sequences of {args.davis_root}"
+    if not train - set(args.exclude.split(",")):
+        return f"--exclude: leaves none of the train sequences of {args.davis_root}"
+    return None
 
 
 def _medians(flow: np.ndarray, on: np.ndarray, side: float) -> Dict[str, float]:

@@ -9,13 +9,13 @@ import argparse
 import os
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
-
+from bench._arg_types import existing_dir
 from maskrnn_tf.io import read_mask, write_palette_png
 from maskrnn_tf.metrics import EvaluationConfig, db_eval_boundary, db_eval_iou, evaluate_dataset, list_sequences
 from maskrnn_tf.metrics import temporal_stability
-from maskrnn_tf.metrics.davis_dataset import load_ground_truth, load_results
+from maskrnn_tf.metrics.davis_dataset import image_set_path, load_ground_truth, load_results
 from maskrnn_tf.metrics.evaluation import evaluated_frame_indices
 
 _DEFAULT_ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "DAVIS-2016")
@@ -23,8 +23,15 @@ _DEFAULT_ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "d
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Benchmark options."""
-    parser.add_argument("--davis_root", default=os.path.abspath(_DEFAULT_ROOT), help="DAVIS-2016 folder")
-    parser.add_argument("--split", default="val")
+    parser.add_argument("--davis_root", type=existing_dir, default=os.path.abspath(_DEFAULT_ROOT),
+                        help="DAVIS-2016 folder")
+    parser.add_argument("--split", default="val", help="a split of --davis_root (ImageSets/480p/<split>.txt)")
+
+
+def check_arguments(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with --split in --davis_root (None: nothing), before the ground truth is copied."""
+    path = image_set_path(args.davis_root, args.split, 2016)
+    return None if os.path.isfile(path) else f"--split: no {path}"
 
 
 def run(args: argparse.Namespace) -> List[Dict]:
@@ -79,7 +86,9 @@ def _row(name: str, processes: int, frames: int, read_s, jf_s, t_s, total_s: flo
     }
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_arguments(parser)
-    print(run(parser.parse_args()))
+if __name__ == "__main__":  # `python -m bench.evaluate [options]`: the entry point's checks and table
+    import sys
+
+    from bench.__main__ import main
+
+    sys.exit(main(["evaluate", *sys.argv[1:]]))

@@ -28,7 +28,8 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from bench._arg_types import positive_float, positive_int
+from bench._arg_types import (FRAME_FLOWS, PRECISIONS, choice_list, davis_sequence_problem, existing_dir,
+                              int_at_least, int_list, positive_float, positive_int, zero_or_frame_side)
 from maskrnn_tf.data.dreaming import DreamConfig, inpaint_background
 from maskrnn_tf.inference.finetune import FinetuneConfig, finetune
 from maskrnn_tf.inference.recurrent_finetune import DreamtClips, RecurrentFinetuneConfig, RecurrentFinetuner
@@ -43,20 +44,30 @@ RECIPE_SIDES = ["conv1_2", "conv2_2", "conv3_3", "conv4_3", "conv5_3"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--davis_root", default=DEFAULT_DAVIS, help="DAVIS-2016 folder (480p frames)")
-    parser.add_argument("--sequence", default="blackswan")
-    parser.add_argument("--max_size", type=int, default=432, help="long side the video is processed at")
-    parser.add_argument("--model_width", type=float, default=0.5)
-    parser.add_argument("--fc_units", type=int, default=256)
-    parser.add_argument("--precision", default="auto", help="auto, float32, bfloat16 or float16")
-    parser.add_argument("--clip_length", type=int, default=5, help="frames per dreamt clip")
+    parser.add_argument("--davis_root", type=existing_dir, default=DEFAULT_DAVIS,
+                        help="DAVIS-2016 folder (480p frames)")
+    parser.add_argument("--sequence", default="blackswan", help="a sequence of --davis_root")
+    parser.add_argument("--max_size", type=zero_or_frame_side, default=432,
+                        help="long side the video is processed at (0 = full size, as segment --max_size)")
+    parser.add_argument("--model_width", type=positive_float, default=0.5)
+    parser.add_argument("--fc_units", type=positive_int, default=256)
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="auto, float32, bfloat16 or float16")
+    parser.add_argument("--clip_length", type=int_at_least(2, "a dreamt clip needs two frames"), default=5,
+                        help="frames per dreamt clip")
     parser.add_argument("--updates", type=positive_int, default=4, help="timed updates after the first per mode")
     parser.add_argument("--budget", type=positive_float, default=60.0, help="recurrent finetuning's seconds per video "
                         "(segment --finetune_budget; static finetuning has no budget)")
-    parser.add_argument("--crops", default="0", help="comma-separated segment --finetune_crop values to time "
-                        "recurrent finetuning at (0 = the whole frame)")
-    parser.add_argument("--dream_flows", default="exact", help="comma-separated segment --finetune_dream_flow "
-                        "values to time recurrent finetuning with (exact, dis, ...)")
+    parser.add_argument("--crops", type=int_list(0, "pixels; 0 = the whole frame"), default="0",
+                        help="comma-separated segment --finetune_crop values to time recurrent finetuning at "
+                        "(0 = the whole frame)")
+    parser.add_argument("--dream_flows", type=choice_list(("exact",) + FRAME_FLOWS), default="exact",
+                        help="comma-separated segment --finetune_dream_flow values to time recurrent finetuning "
+                        f"with ({', '.join(('exact',) + FRAME_FLOWS)})")
+
+
+def check_arguments(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with --sequence in --davis_root (None: nothing), before the model is built."""
+    return davis_sequence_problem(args.davis_root, args.sequence)
 
 
 def _first_frame(args: argparse.Namespace):

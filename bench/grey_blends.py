@@ -10,14 +10,16 @@ bilinear, area and cubic ones blend them (area to an integer multiple of the siz
 """
 from __future__ import annotations
 
+import argparse
 import glob
 import os
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
 from PIL import Image
 
+from bench._arg_types import non_negative_int, positive_int
 from maskrnn_tf.io.id_images import BLEND_MIN_PIXELS, blend_shares, grey_edge_blends
 
 RESIZES = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA,
@@ -25,9 +27,22 @@ RESIZES = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "area": c
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--davis17_root", default="../shared/data/DAVIS-2017-sample")
-    parser.add_argument("--maps", type=int, default=60, help="synthetic ellipse maps")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--davis17_root", default="../shared/data/DAVIS-2017-sample",
+                        help="DAVIS-2017 folder with Annotations/480p/tennis")
+    parser.add_argument("--maps", type=positive_int, default=60, help="synthetic ellipse maps")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="of the synthetic maps (numpy: >= 0)")
+
+
+def _tennis_files(davis17_root: str) -> List[str]:
+    """DAVIS-2017's tennis annotations under `davis17_root`, in frame order."""
+    return sorted(glob.glob(os.path.join(os.path.expanduser(davis17_root), "Annotations", "480p", "tennis", "*.png")))
+
+
+def check_arguments(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with --davis17_root (None: nothing), before the synthetic maps are drawn and measured."""
+    if not _tennis_files(args.davis17_root):
+        return f"--davis17_root: {args.davis17_root} has no Annotations/480p/tennis/*.png"
+    return None
 
 
 def _ellipses(rng: np.random.Generator, height: int = 240, width: int = 320) -> np.ndarray:
@@ -65,10 +80,9 @@ def run(args) -> List[Dict]:
         resized = [cv2.resize(m, (max(8, round(320 * f)), max(8, round(240 * f))), interpolation=flag)
                    for m, f in zip(drawn, factors)]
         rows.append(_row("ellipses", name, resized))
-    files = sorted(glob.glob(os.path.join(os.path.expanduser(args.davis17_root), "Annotations", "480p", "tennis",
-                                          "*.png")))
-    if not files:
-        raise SystemExit(f"{args.davis17_root}: no Annotations/480p/tennis/*.png; pass --davis17_root")
+    files = _tennis_files(args.davis17_root)
+    if not files:  # run() called without check_arguments (python -m bench checks first)
+        raise SystemExit(check_arguments(args))
     for void in ("void", "void as background"):
         ids = [np.asarray(Image.open(f), np.uint8) for f in files]
         if void != "void":

@@ -14,11 +14,13 @@ import argparse
 import time
 from typing import Dict, List
 
+from bench._arg_types import frame_side, positive_float, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seconds", type=float, default=45.0, help="iteration time per trial")
-    parser.add_argument("--trials", type=int, default=3, help="trials per setting")
-    parser.add_argument("--size", type=int, default=240, help="frame height (width = 16/9 of it)")
+    parser.add_argument("--seconds", type=positive_float, default=45.0, help="iteration time per trial")
+    parser.add_argument("--trials", type=positive_int, default=3, help="trials per setting")
+    parser.add_argument("--size", type=frame_side, default=240, help="frame height (width = 16/9 of it)")
 
 
 def run(args: argparse.Namespace) -> List[Dict]:

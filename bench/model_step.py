@@ -13,15 +13,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bench._arg_types import PRECISIONS, choice_list, positive_float, positive_int
+from bench._arg_types import PRECISIONS, choice_list, frame_side, positive_float, positive_int
 from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 from maskrnn_tf.model.vgg_trunk import build_vgg_trunk
 from maskrnn_tf.training.precision import resolve_precision
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--height", type=positive_int, default=480)
-    parser.add_argument("--width", type=positive_int, default=854)
+    parser.add_argument("--height", type=frame_side, default=480)
+    parser.add_argument("--width", type=frame_side, default=854)
     parser.add_argument("--model_width", type=positive_float, default=1.0, help="VGG channel multiplier")
     parser.add_argument("--objects", type=positive_int, default=1)
     parser.add_argument("--precisions", type=choice_list(PRECISIONS), default="float32,bfloat16",

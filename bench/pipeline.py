@@ -12,18 +12,37 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
+
+from bench._arg_types import FRAME_FLOWS, existing_dir, int_at_least, output_dir, positive_int
 
 _SHARED = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "DAVIS-2016"))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--davis_root", default=_SHARED, help="DAVIS-2016 folder")
-    parser.add_argument("--sequences", default="blackswan,car-shadow", help="comma-separated val sequences")
-    parser.add_argument("--cache_dir", default="/tmp/maskrnn_tf_flow_cache", help="flow cache (reused)")
-    parser.add_argument("--backend", default="dis", help="flow backend that fills the cache")
-    parser.add_argument("--clips", type=int, default=24, help="clips timed per row")
-    parser.add_argument("--clip_length", type=int, default=8)
+    parser.add_argument("--davis_root", type=existing_dir, default=_SHARED, help="DAVIS-2016 folder")
+    parser.add_argument("--sequences", default="blackswan,car-shadow",
+                        help="comma-separated trainval sequences (checked against --davis_root)")
+    parser.add_argument("--cache_dir", type=output_dir, default="/tmp/maskrnn_tf_flow_cache",
+                        help="flow cache (reused)")
+    parser.add_argument("--backend", choices=FRAME_FLOWS, default="dis", help="flow backend that fills the cache")
+    parser.add_argument("--clips", type=positive_int, default=24, help="clips timed per row")
+    parser.add_argument("--clip_length", type=int_at_least(2, "a seed frame and one unrolled"), default=8)
+
+
+def check_arguments(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with --sequences in --davis_root (None: nothing), before flows are computed into the cache."""
+    from maskrnn_tf.data.sequences import read_davis_sequence_list
+
+    try:  # the list alone: the chosen sequences' files are checked when they are read
+        listed = read_davis_sequence_list(args.davis_root, 2016, "trainval", validate=False)
+    except (OSError, ValueError) as error:
+        return f"--davis_root: {error}"
+    present = {s.name for s in listed if os.path.isdir(os.path.dirname(s.frame_paths[0]))}
+    missing = [name for name in args.sequences.split(",") if name not in present]
+    if missing:
+        return f"--sequences: {missing} not among the trainval sequences in {args.davis_root}"
+    return None
 
 
 def run(args: argparse.Namespace) -> List[Dict]:

@@ -14,10 +14,12 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
+from bench._arg_types import (FRAME_FLOWS, davis_sequence_problem, existing_dir, int_at_least, positive_float,
+                              positive_int)
 from maskrnn_tf.inference import (
     SegmentOptions,
     VideoSource,
@@ -32,13 +34,20 @@ DEFAULT_SEQUENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared",
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--davis_root", default=DEFAULT_SEQUENCE, help="DAVIS-2016 folder (480p frames)")
-    parser.add_argument("--sequence", default="blackswan")
-    parser.add_argument("--frames", type=int, default=10, help="frames per run (the first is the given mask)")
-    parser.add_argument("--model_width", type=float, default=0.125, help="VGG channel multiplier")
-    parser.add_argument("--fc_units", type=int, default=64)
-    parser.add_argument("--flow", default="dis", help="flow backend")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--davis_root", type=existing_dir, default=DEFAULT_SEQUENCE,
+                        help="DAVIS-2016 folder (480p frames)")
+    parser.add_argument("--sequence", default="blackswan", help="a sequence of --davis_root")
+    parser.add_argument("--frames", type=int_at_least(2, "the given mask and one frame to segment"), default=10,
+                        help="frames per run (the first is the given mask)")
+    parser.add_argument("--model_width", type=positive_float, default=0.125, help="VGG channel multiplier")
+    parser.add_argument("--fc_units", type=positive_int, default=64)
+    parser.add_argument("--flow", choices=FRAME_FLOWS, default="dis", help="flow backend")
+    parser.add_argument("--repeats", type=positive_int, default=2)
+
+
+def check_arguments(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with --sequence and --frames in --davis_root (None: nothing), before the model is built."""
+    return davis_sequence_problem(args.davis_root, args.sequence, args.frames)
 
 
 def run(args: argparse.Namespace) -> List[Dict]:

@@ -9,6 +9,8 @@ benchmark finishes on a 2-core CPU; a full-width model makes the step slower and
 smaller, so the ratio measured here is pessimistic.
 
     python -m bench serving [--width 0.25] [--height 480] [--frame_width 854] [--objects 2] [--frames 8]
+
+--frames is even: each row times two halves of --frames / 2 steps, the rows' halves alternated.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Dict, List
 
 import numpy as np
 
+from bench._arg_types import even_count, frame_side, positive_float, positive_int
 from maskrnn_tf.export.client import ClientConfig, ServingClient
 from maskrnn_tf.export.saved_model_export import ExportConfig, export_saved_model
 from maskrnn_tf.export.session_model import SessionModel
@@ -41,11 +44,14 @@ server.stop()
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Benchmark options."""
-    parser.add_argument("--width", type=float, default=0.25, help="VGG channel multiplier (1.0 = paper)")
-    parser.add_argument("--height", type=int, default=480)
-    parser.add_argument("--frame_width", type=int, default=854)
-    parser.add_argument("--objects", type=int, default=2)
-    parser.add_argument("--frames", type=int, default=8, help="timed steps per row (after 2 warmup steps)")
+    parser.add_argument("--width", type=positive_float, default=0.25, help="VGG channel multiplier (1.0 = paper)")
+    parser.add_argument("--height", type=frame_side, default=480)
+    parser.add_argument("--frame_width", type=frame_side, default=854)
+    parser.add_argument("--objects", type=positive_int, default=2)
+    # Even: an odd count would time one step fewer than asked (two halves of frames // 2).
+    parser.add_argument("--frames", type=even_count, default=8,
+                        help="timed steps per row, even (>= 2): two halves of N/2, alternated with the other row's, "
+                        "each after 2 warmup steps")
 
 
 def _free_port() -> int:

@@ -2,7 +2,9 @@
 
 `python -m bench train_step --width 0.25 --sizes 240x432,480x854 --precisions float32,bfloat16`
 Each configuration runs in its own subprocess so that its peak RSS (resource.getrusage maxrss, CPU) is its own.
-overhead = (unrolled T-frame step) / (T x single-frame static step), measured in the same process.
+overhead = (unrolled T-frame step) / (T x single-frame static step), measured side by side in the same process: after
+both steps are warmed up (tracing untimed) they alternate (clip, single-frame, clip, ...) --repeats times, and the
+row reports each step's median.
 """
 from __future__ import annotations
 
@@ -41,17 +43,22 @@ clip = {"frames": tf.constant(rng.uniform(0, 255, (1, t + 1, h, w, 3)).astype(np
 static = {"frame": clip["frames"][:, 1], "flow_to_prev": clip["flows_to_prev"][:, 1],
           "flow_to_next": clip["flows_to_next"][:, 1], "prev_mask": clip["masks"][:, 0], "mask": clip["masks"][:, 1],
           "void": clip["void"][:, 1]}
-def timed(fn, n):
-    fn(); fn()
-    start = time.perf_counter()
-    for _ in range(n):
-        out = fn()
-    float(out["loss"])
-    return (time.perf_counter() - start) / n
+def median_times(fns: dict, repeats: int) -> dict:
+    # Median seconds per step, the steps alternated (A, B, A, B, ...) so that load changes reach both alike.
+    for fn in fns.values():  # trace, then run once more traced: neither goes into the times
+        float(fn()["loss"])
+        float(fn()["loss"])
+    times = {key: [] for key in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            start = time.perf_counter()
+            float(fn()["loss"])  # a step is done when its loss can be read
+            times[key].append(time.perf_counter() - start)
+    return {key: float(np.median(values)) for key, values in times.items()}
 no = tf.constant(False)
-clip_s = timed(lambda: steps.clip_step(clip, no), args["repeats"])
-frame_s = timed(lambda: steps.static_step(static), args["repeats"])
-print(json.dumps({"clip_s": clip_s, "frame_s": frame_s, "policy": policy,
+seconds = median_times({"clip": lambda: steps.clip_step(clip, no), "frame": lambda: steps.static_step(static)},
+                       args["repeats"])
+print(json.dumps({"clip_s": seconds["clip"], "frame_s": seconds["frame"], "policy": policy,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
 """
 
@@ -65,13 +72,15 @@ def add_arguments(parser) -> None:
                         help="comma list of float32, bfloat16, float16, auto (resolved as training resolves it)")
     parser.add_argument("--recompute", type=choice_list(("false", "true")), default="false,true",
                         help="comma list of false/true")
-    parser.add_argument("--jit", default="false", help="comma list of false/true: XLA-compile the step "
-                        "(train --jit_compile)")
+    # Validated: anything but "true" would run without XLA, silently.
+    parser.add_argument("--jit", type=choice_list(("false", "true")), default="false",
+                        help="comma list of false/true: XLA-compile the step (train --jit_compile)")
     # Validated: the child takes anything but "bfc" as malloc, and the row would keep the label typed.
     parser.add_argument("--cpu_allocator", type=choice_list(("bfc", "malloc")), default="bfc",
                         help="comma list of bfc/malloc: CPU tensors from TensorFlow's pool, as the binaries set it "
                         "(maskrnn_tf.host_memory), or malloc'd one by one")
-    parser.add_argument("--repeats", type=positive_int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="timed (clip step, single-frame step) pairs; the row reports each step's median")
 
 
 def child_env(environ: Mapping[str, str]) -> Dict[str, str]:
