@@ -8,13 +8,17 @@
 Every candidate (segment flags, optionally its own --model=, e.g. the final model beside best/) segments and
 scores the selection split (default: the train sequences the model's run held out of training, its
 `val_sequences`); for each finetuning mode the best candidate there (J-Mean, then F-Mean) segments and scores the
-reported split (default: val), once. Writes `<output>/selection.md` (both tables and
-the per-object ones) and `selection.json`; folders: `<output>/select/<label>`, `<output>/report/<label>`.
+reported split (default: val), once. Every model a candidate segments with (--model, its own --model=, each
+--ensemble_models member) must come from a run that held the selection sequences out of training (its
+config.json); one without a run config.json is taken with a warning that it could not be checked. Writes
+`<output>/selection.md` (both tables and the per-object ones) and `selection.json`; folders:
+`<output>/select/<label>`, `<output>/report/<label>`.
 A folder already made with the same model, flags and maskrnn_tf sources is reused, so an interrupted call resumes;
 one made otherwise is refused. A later call may add candidates: when one of them is chosen for a mode whose choice was
 reported already, it is reported too, with a warning, and every report the output holds stays in selection.json
-(`reports`) and selection.md ("reported earlier"). Bad input (unknown flags in a candidate, no selection sequences,
-selection sequences that the reported split also holds) exits with status 2.
+(`reports`) and selection.md ("reported earlier"). Bad input, found before anything runs (flags segment's parser
+refuses in a candidate or --segment_flag, no selection sequences, selection sequences that the reported split also
+holds or that a candidate's model trained on), exits with status 2.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import json
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from absl import app, flags
 
@@ -158,6 +162,45 @@ def _not_held_out(select: List[str]) -> str:
     return ""
 
 
+def _trained_on_selection(model: str, candidates: Sequence, select: List[str]) -> Tuple[List[str], List[str]]:
+    """(errors, warnings) for the models the candidates segment with (--model, a candidate's own --model=, each
+    --ensemble_models member): each must come from a run that held every selection sequence out of training, or a
+    candidate is chosen on its own training data. A model whose run config.json cannot be read is taken with a
+    warning, as --model with --select_sequences always was: a model.keras outside its run has no record to check,
+    and no flag could vouch for it."""
+    from maskrnn_tf.experiments.finetune_selection import trained_on
+    from maskrnn_tf.experiments.results_records import ensemble_members
+    from maskrnn_tf.inference.model_loading import training_config
+
+    users: Dict[str, List[str]] = {model: ["--model"]}
+    for candidate in candidates:
+        own = _model(candidate, model)
+        if own != model:
+            users.setdefault(own, []).append(f"--candidate {candidate.label} (its --model=)")
+        for member in ensemble_members([*FLAGS.segment_flag, *candidate.segment_args]):
+            users.setdefault(member, []).append(f"--candidate {candidate.label} (--ensemble_models)")
+    errors, warnings, train_split = [], [], ()  # () = not read yet; None = unreadable (then nothing is assumed)
+    for path, who in users.items():
+        config = training_config(path)
+        if config is None:
+            warnings.append(f"{', '.join(who)}: {path} has no run config.json beside it (a model outside its run "
+                            "folder?): could not check that it never trained on the selection sequences "
+                            f"({', '.join(select)}); make sure it did not.")
+            continue
+        if train_split == ():
+            train_split = _split_sequences("train")
+        seen = trained_on(config, select, train_split)
+        if seen:
+            data = config.get("data") if isinstance(config.get("data"), dict) else {}
+            held = data.get("val_sequences") or []
+            held = ", ".join(held) if isinstance(held, list) else str(held)
+            errors.append(f"{', '.join(who)}: {path} comes from a run that trained on selection sequences: "
+                          f"{', '.join(sorted(seen))} (its config.json holds out {held or 'none'}); a candidate "
+                          "would be chosen on its own training data. Use a model of a run that held them out of "
+                          "training (train --val_sequences), other --select_sequences, or drop the candidate.")
+    return errors, warnings
+
+
 def _stored_run(label: str, data: object) -> Optional[FinetuneRun]:
     """A FinetuneRun from selection.json's form of it (dataclasses.asdict); None when it is not one."""
     from maskrnn_tf.experiments.finetune_comparison import FinetuneRun
@@ -211,7 +254,9 @@ def main(argv: List[str]) -> int:
     # The segment and evaluate commands do the work, each in its own process.
     from maskrnn_tf.experiments.finetune_comparison import ComparisonInputError, to_dict
     from maskrnn_tf.experiments.finetune_selection import (CandidateError, check_segment_flags, choose_per_mode,
-                                                           parse_candidates, selection_markdown)
+                                                           parse_candidates, segment_flag_problems,
+                                                           selection_markdown)
+    from maskrnn_tf.experiments.results_records import ensemble_members
 
     signal.signal(signal.SIGTERM, on_sigterm)  # stop the running command too
     try:
@@ -224,10 +269,23 @@ def main(argv: List[str]) -> int:
         print(f"error: --candidate label {FLOOR!r} is the no-learning floor's folder; choose another label.",
               file=sys.stderr)
         return 2
+    # Segment's own parser, now: a misspelt flag would otherwise stop the driver when its candidate runs, hours in.
+    # A --segment_flag it refuses fails every candidate: named alone.
+    problems = segment_flag_problems({"--segment_flag": FLAGS.segment_flag} if FLAGS.segment_flag else {})
+    problems = problems or segment_flag_problems({
+        f"--candidate {c.label} ({' '.join(c.segment_args)})": [*FLAGS.segment_flag, *c.segment_args]
+        for c in candidates})
+    for who, problem in problems.items():
+        print(f"error: {who}: python -m maskrnn_tf.segment refuses it: {problem} Fix or drop the flag; nothing was "
+              "run.", file=sys.stderr)
+    if problems:
+        return 2
     model = os.path.abspath(os.path.expanduser(FLAGS.model))
-    for path in [model] + [_model(c, model) for c in candidates]:
+    members = [(f"--candidate {c.label}: --ensemble_models member {m}", m) for c in candidates
+               for m in ensemble_members([*FLAGS.segment_flag, *c.segment_args])]
+    for who, path in [(f"model {p}", p) for p in [model] + [_model(c, model) for c in candidates]] + members:
         if not os.path.exists(path) and not os.path.isfile(path + ".index"):
-            print(f"error: model {path}: not found; give a run's best/ folder, a run folder, model.keras or a "
+            print(f"error: {who}: not found; give a run's best/ folder, a run folder, model.keras or a "
                   "checkpoint prefix.", file=sys.stderr)
             return 2
     select = _select_sequences(model)
@@ -240,6 +298,13 @@ def main(argv: List[str]) -> int:
         print(f"error: {overlap}; the candidates would be chosen on sequences that are reported. Give another "
               "--select_split (default train), or --select_sequences and --report_sequences with no sequence in "
               "common.", file=sys.stderr)
+        return 2
+    errors, warnings = _trained_on_selection(model, candidates, select)
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+    if errors:
         return 2
     root = os.path.abspath(FLAGS.output)
     earlier = _other_selection(os.path.join(root, "selection.json"), {

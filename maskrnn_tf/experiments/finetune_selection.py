@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
-from typing import Dict, List, Mapping, Sequence, Tuple
+import subprocess
+import sys
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from maskrnn_tf.experiments.finetune_comparison import FinetuneRun, comparison_markdown, percent
 
@@ -56,6 +58,45 @@ def check_segment_flags(flags: Sequence[str]) -> None:
         if name in DRIVER_FLAGS + ("--model",) or name.replace("--no", "--", 1) in DRIVER_FLAGS:
             raise CandidateError(f"--segment_flag={flag!r}: {name} is set by the driver (a candidate chooses "
                                  "its model with --candidate=LABEL='--model=PATH ...').")
+
+
+def segment_flag_problems(arg_lists: Mapping[str, Sequence[str]]) -> Dict[str, str]:
+    """What `python -m maskrnn_tf.segment` says against each named list of its flags when it parses them (an
+    unknown flag, a value its parser or validators refuse); lists it takes are left out.
+
+    Segment parses each list itself (--only_check_args: absl stops after parsing, before segment's main and
+    TensorFlow), in processes of their own, started at once: segment's flags share names with the driver's
+    (--model, --output, ...), so they cannot be defined in the driver's process."""
+    processes = {name: subprocess.Popen([sys.executable, "-m", "maskrnn_tf.segment", *args, "--only_check_args"],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+                 for name, args in arg_lists.items()}
+    problems = {}
+    for name, process in processes.items():
+        _, err = process.communicate()
+        if process.returncode != 0:
+            lines = [line.strip() for line in err.splitlines()
+                     if line.strip() and not line.startswith("Pass --helpshort")]
+            text = " ".join(lines)
+            problems[name] = (text[len("error: "):] if text.startswith("error: ") else text) or \
+                f"it exited with status {process.returncode}"
+    return problems
+
+
+def trained_on(config: Mapping[str, object], sequences: Sequence[str],
+               train_split: Optional[Sequence[str]]) -> List[str]:
+    """Those of `sequences` that the run of `config` (its config.json) may have trained on.
+
+    A DAVIS run trains on its train split less its `val_sequences` (`train_split`: the train split's names; None
+    when they cannot be read, and then every sequence it did not hold out counts); a synthetic_vos run on
+    procedural videos only. A config that names no dataset counts as DAVIS: only what it held out is held out."""
+    data = config.get("data")
+    data = data if isinstance(data, dict) else {}
+    if data.get("dataset") == "synthetic_vos":
+        return []
+    held = data.get("val_sequences") or []
+    held = set(held.split(",") if isinstance(held, str) else held)
+    return [s for s in sequences if s not in held and (train_split is None or s in train_split)]
 
 
 def parse_candidate(text: str) -> Candidate:

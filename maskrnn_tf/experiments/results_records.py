@@ -78,8 +78,9 @@ def results_record(segment_args: Sequence[str], model_path: str) -> Dict[str, ob
     """What a results folder was made from: the segment arguments (without --output and --[no]progress), the
     segment defaults that changed since folders were first recorded (a folder made under the old default is
     not the same run), the model file's size and modification time (a retrained model, or a new best/ model,
-    is a different model) and the code (`code_fingerprint`: a change of segment's code makes other masks from the
-    same arguments)."""
+    is a different model), each --ensemble_models member's the same way, the .flo files under --flo_dir (their
+    count, bytes and newest mtime) and the code (`code_fingerprint`: a change of segment's code makes other masks
+    from the same arguments)."""
     from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES
 
     path = model_file(model_path)
@@ -90,7 +91,51 @@ def results_record(segment_args: Sequence[str], model_path: str) -> Dict[str, ob
               "code": code_fingerprint()}
     if path.endswith(".index") and os.path.isdir(model_path):  # the checkpoint of a run folder segment loads
         record["model_checkpoint"] = os.path.relpath(path, model_path)
+    # Keys only when the flag is given: folders recorded before without it stay reusable.
+    members = ensemble_members(segment_args)
+    if members:  # the arguments name a member's path, not which weights it held: retrained, it is another run
+        record["ensemble_models"] = [_model_identity(member) for member in members]
+    flo_dir = last_flag_value(segment_args, "flo_dir")
+    if flo_dir:
+        record["flo_dir"] = _flo_identity(os.path.abspath(os.path.expanduser(flo_dir)))
     return record
+
+
+def last_flag_value(args: Sequence[str], name: str) -> Optional[str]:
+    """The value of `--name=VALUE` in `args` that segment takes (absl: the last one given); None without one."""
+    given = [a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")]
+    return given[-1] if given else None
+
+
+def ensemble_members(args: Sequence[str]) -> List[str]:
+    """The --ensemble_models paths segment gets from `args` (absolute, `~` expanded, as segment reads them)."""
+    from absl import flags
+
+    value = last_flag_value(args, "ensemble_models")
+    members = flags.ListParser().parse(value) if value else []  # absl's own split, as segment's list flag
+    return [os.path.abspath(os.path.expanduser(member)) for member in members]
+
+
+def _model_identity(model_path: str) -> Dict[str, object]:
+    """A model path's file as results_record names --model's: path, size, mtime (and a run folder's checkpoint)."""
+    path = model_file(model_path)
+    stat = os.stat(path)
+    identity = {"path": model_path, "bytes": stat.st_size, "mtime": round(stat.st_mtime, 3)}
+    if path != model_path:
+        identity["file"] = os.path.relpath(path, model_path)
+    return identity
+
+
+def _flo_identity(flo_dir: str) -> Dict[str, object]:
+    """--flo_dir as a record: its path and its .flo files' count, bytes and newest mtime (stat only: the flows of a
+    dataset are gigabytes, too many to hash on every resume)."""
+    count, size, newest = 0, 0, 0.0
+    for root, _, files in os.walk(flo_dir):
+        for name in files:
+            if name.endswith(".flo"):
+                stat = os.stat(os.path.join(root, name))
+                count, size, newest = count + 1, size + stat.st_size, max(newest, stat.st_mtime)
+    return {"path": flo_dir, "flo_files": count, "flo_bytes": size, "newest_mtime": round(newest, 3)}
 
 
 # Record key of the digest of the scores CSV the driver's own evaluate wrote (not part of how the folder was made).

@@ -75,6 +75,44 @@ def test_results_record_tells_what_changed(tmp_path):
                            results_record([b, "--finetune=none", a], str(model))) != []
 
 
+def test_a_retrained_ensemble_member_or_rewritten_flo_files_are_another_run(tmp_path):
+    """The record named --model's file only: a retrained --ensemble_models member (or .flo files written again
+    under --flo_dir) left it as it was, and a results folder of the old networks (flows) was reused."""
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"m")
+    member = tmp_path / "member.keras"
+    member.write_bytes(b"x" * 10)
+    args = ["--finetune=none", f"--ensemble_models={member}"]
+    record = results_record(args, str(model))
+    assert record_mismatch(record, results_record(args, str(model))) == []
+    member.write_bytes(b"y" * 11)  # retrained
+    mismatch = record_mismatch(record, results_record(args, str(model)))
+    assert mismatch and "ensemble_models" in mismatch[0] and str(member) in mismatch[0]
+    # The same size, written later: its mtime tells, as it does for --model.
+    record = results_record(args, str(model))
+    os.utime(member, (member.stat().st_atime, member.stat().st_mtime + 10))
+    assert record_mismatch(record, results_record(args, str(model))) != []
+    # A run folder member is recorded by the model.keras segment loads from it.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"r")
+    run_args = ["--finetune=none", f"--ensemble_models={member},{run}"]
+    record = results_record(run_args, str(model))
+    (run / "model.keras").write_bytes(b"rr")
+    assert record_mismatch(record, results_record(run_args, str(model))) != []
+    # .flo files read with --flow=flo: rewritten ones are other flows (no file is read: only their sizes and times).
+    flows = tmp_path / "flow" / "seq"
+    flows.mkdir(parents=True)
+    (flows / "00000_00001.flo").write_bytes(b"f" * 20)
+    flo_args = ["--finetune=none", "--flow=flo", f"--flo_dir={tmp_path / 'flow'}"]
+    record = results_record(flo_args, str(model))
+    assert record_mismatch(record, results_record(flo_args, str(model))) == []
+    (flows / "00000_00001.flo").write_bytes(b"g" * 24)
+    assert record_mismatch(record, results_record(flo_args, str(model))) != []
+    # Without either flag the record keeps its keys: folders recorded before stay reusable.
+    assert not {"ensemble_models", "flo_dir"} & set(results_record(["--finetune=none"], str(model)))
+
+
 def test_results_made_by_other_code_are_another_run(tmp_path, monkeypatch):
     """A folder matched on segment's arguments and the model file only: masks segmented before a change of segment's
     code (the side outputs' resize, the box restriction) were reused beside new ones and compared with them."""

@@ -10,7 +10,7 @@ import pytest
 from maskrnn_tf.experiments.finetune_comparison import FinetuneRun, read_run
 from maskrnn_tf.experiments.finetune_selection import (Candidate, CandidateError, check_segment_flags,
                                                        choose_per_mode, parse_candidate, parse_candidates,
-                                                       selection_markdown)
+                                                       selection_markdown, trained_on)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
@@ -400,3 +400,104 @@ def test_a_selection_overlapping_the_reported_sequences_of_another_split_is_refu
     driver.FLAGS.select_split, driver.FLAGS.select_sequences = "train", ["dog-agility"]
     driver.FLAGS.report_split, driver.FLAGS.report_sequences = "val", None
     assert driver.main([]) == 0
+
+
+# The four train sequences davis16_cpu_prior.flags holds out of training (README).
+_HELD = ["dog-agility", "car-turn", "mallard-water", "motocross-bumps"]
+
+
+def _fake_run(folder, val_sequences, dataset="davis16"):
+    """A run folder (or best/) with a config.json holding `val_sequences` out and a stand-in model.keras."""
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"data": {"dataset": dataset, "val_sequences": val_sequences}}))
+    (folder / "model.keras").write_bytes(b"model")
+    return str(folder)
+
+
+def test_a_run_trained_on_its_train_split_less_what_it_held_out():
+    davis = {"data": {"dataset": "davis16", "val_sequences": ["car-turn"]}}
+    train = ["bus", "car-turn", "dog-agility"]
+    assert trained_on(davis, ["car-turn", "bus", "libby"], train) == ["bus"]  # libby: not a train sequence
+    # The train split unread, or a config that names no dataset: only what the run held out is held out.
+    assert trained_on(davis, ["car-turn", "bus", "libby"], None) == ["bus", "libby"]
+    assert trained_on({"data": {"val_sequences": []}}, ["bus"], train) == ["bus"]
+    assert trained_on({}, ["bus"], train) == ["bus"]
+    # Procedural videos only: no DAVIS sequence was trained on.
+    assert trained_on({"data": {"dataset": "synthetic_vos", "val_sequences": []}}, ["bus"], train) == []
+
+
+def test_a_candidates_model_that_trained_on_the_selection_sequences_is_refused(monkeypatch, tmp_path, capsys,
+                                                                              shared_data):
+    """The selection sequences come from --model's run; a candidate's own --model= (or an --ensemble_models member)
+    from a run that trained on them was scored on them all the same, and could be chosen on its training data."""
+    run_a = _fake_run(tmp_path / "runA" / "best", _HELD)
+    run_b = _fake_run(tmp_path / "runB", [])
+    run_c = _fake_run(tmp_path / "runC", list(reversed(_HELD)))
+    out = tmp_path / "out"
+    cases = [([f"other_run=--model={run_b} --finetune=none"], [], "--candidate other_run"),
+             ([f"ens=--finetune=none --ensemble_models={run_c},{run_b}"], [], "--candidate ens"),
+             ([], [f"--ensemble_models={run_b}"], "--candidate none")]
+    for extra, segment_flags, who in cases:
+        driver, _, ran = _stand_in_driver(
+            monkeypatch, tmp_path, {"dog-agility_1": 0.5}, model=run_a, select_split="train", select_sequences=None,
+            report_split="val", report_sequences=None, floor=False, output=str(out),
+            candidate=["none=--finetune=none", *extra])
+        driver.FLAGS.davis_root, driver.FLAGS.segment_flag = os.path.join(shared_data, "DAVIS-2016"), segment_flags
+        assert driver.main([]) == 2, who
+        err = capsys.readouterr().err
+        assert who in err and run_b in err and "car-turn, dog-agility, mallard-water, motocross-bumps" in err, err
+        assert not ran and not out.exists()
+    # An explicit --select_sequences that --model's own run trained on: the same.
+    driver, _, ran = _stand_in_driver(
+        monkeypatch, tmp_path, {"bus_1": 0.5}, model=run_b, select_split="train", select_sequences=["bus"],
+        report_split="val", report_sequences=None, floor=False, output=str(out), candidate=["none=--finetune=none"])
+    driver.FLAGS.davis_root = os.path.join(shared_data, "DAVIS-2016")
+    assert driver.main([]) == 2
+    err = capsys.readouterr().err
+    assert "error: --model: " in err and run_b in err and "trained on selection sequences: bus" in err
+    assert not ran and not out.exists()
+    # Runs that held them out, one that trained on synthetic videos only, and a model without a run (warned:
+    # unchecked) are taken.
+    synthetic = _fake_run(tmp_path / "synthetic", [], dataset="synthetic_vos")
+    bare = tmp_path / "bare.keras"
+    bare.write_bytes(b"bare")
+    driver, _, ran = _stand_in_driver(
+        monkeypatch, tmp_path, {"dog-agility_1": 0.5}, model=run_a, select_split="train", select_sequences=None,
+        report_split="val", report_sequences=None, floor=False, output=str(out),
+        candidate=["none=--finetune=none", f"ens=--finetune=none --ensemble_models={run_c},{synthetic}",
+                   f"bare=--model={bare} --finetune=none"])
+    driver.FLAGS.davis_root = os.path.join(shared_data, "DAVIS-2016")
+    assert driver.main([]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --candidate bare" in err and str(bare) in err and "could not check" in err
+    assert run_c not in err and synthetic not in err
+
+
+def test_a_misspelt_segment_flag_is_refused_before_any_candidate_runs(monkeypatch, tmp_path, capsys):
+    """A flag segment does not define (or a value its parser refuses) reached segment only when its candidate ran,
+    after the candidates before it, and the driver then exited 1."""
+    out = tmp_path / "out"
+    cases = [(["typo=--finetune=static --finetune_stepz=50"], [], ["--candidate typo", "finetune_stepz"]),
+             (["enum=--finetune=statc"], [], ["--candidate enum", "statc"]),
+             ([], ["--max_sise=432"], ["--segment_flag", "max_sise"])]
+    for extra, segment_flags, names in cases:
+        driver, _, ran = _stand_in_driver(
+            monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), **_BEAR_THEN_VAL,
+            output=str(out), candidate=["none=--finetune=none", *extra])
+        driver.FLAGS.segment_flag = segment_flags
+        assert driver.main([]) == 2, names
+        err = capsys.readouterr().err
+        assert all(name in err for name in names), err
+        assert not ran and not out.exists()
+
+
+def test_the_driver_exits_2_on_a_misspelt_candidate_flag_without_segmenting(tmp_path, shared_data):
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"model")
+    cmd = [sys.executable, "-m", "maskrnn_tf.finetune_selection", f"--model={model}",
+           f"--davis_root={os.path.join(shared_data, 'DAVIS-2016')}", "--select_sequences=dog-agility", "--nofloor",
+           "--candidate=typo=--finetune=static --finetune_stepz=50", "--candidate=none=--finetune=none",
+           f"--output={tmp_path / 'out'}"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "finetune_stepz" in done.stderr and "--candidate typo" in done.stderr, done.stderr
+    assert "maskrnn_tf.segment" not in done.stdout and not (tmp_path / "out").exists()
