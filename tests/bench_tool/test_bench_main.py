@@ -143,7 +143,7 @@ def test_train_step_children_run_on_the_cpu_whatever_the_callers_cuda_visible_de
     seen = []
 
     def child(cmd, capture_output, text, env):
-        seen.append(env)
+        seen.append((env, json.loads(cmd[-1])))
         out = json.dumps({"clip_s": 7.0, "frame_s": 1.0, "policy": "float32", "peak_rss_mb": 100.0})
         return subprocess.CompletedProcess(cmd, 0, stdout=out + "\n", stderr="")
 
@@ -151,6 +151,9 @@ def test_train_step_children_run_on_the_cpu_whatever_the_callers_cuda_visible_de
     parser = argparse.ArgumentParser()
     train_step.add_arguments(parser)
     rows = train_step.run(parser.parse_args(["--sizes", "32x32", "--precisions", "float32", "--recompute", "false",
-                                             "--cpu_allocator", "bfc,malloc"]))
+                                             "--cpu_allocator", "bfc,malloc", "--frames", "4", "--repeats", "5"]))
     assert [row["cpu_allocator"] for row in rows] == ["bfc", "malloc"] and len(seen) == 2
+    # The overhead: the child's clip time over T of its single-frame times; --repeats reaches the child.
+    assert [spec["repeats"] for _, spec in seen] == [5, 5] and rows[0]["overhead"] == pytest.approx(7.0 / 4)
+    seen = [env for env, _ in seen]
     assert all(env["CUDA_VISIBLE_DEVICES"] == "" and env["OMP_NUM_THREADS"] == "2" for env in seen)

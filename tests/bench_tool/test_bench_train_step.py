@@ -100,23 +100,3 @@ def test_clip_and_single_frame_steps_alternate_and_the_times_are_medians(monkeyp
     assert result["clip_s"] == pytest.approx(np.median(CLIP_SECONDS))
     assert result["frame_s"] == pytest.approx(np.median(STATIC_SECONDS))
 
-
-def test_the_overhead_is_the_ratio_of_the_childs_medians(monkeypatch):
-    """run() divides the child's clip time by T of its single-frame times; --repeats reaches the child."""
-    import argparse
-    import subprocess
-
-    specs = []
-
-    def child(cmd, capture_output, text, env):
-        specs.append(json.loads(cmd[-1]))
-        out = json.dumps({"clip_s": 6.0, "frame_s": 0.5, "policy": "float32", "peak_rss_mb": 1.0})
-        return subprocess.CompletedProcess(cmd, 0, stdout=out + "\n", stderr="")
-
-    monkeypatch.setattr(train_step.subprocess, "run", child)
-    parser = argparse.ArgumentParser()
-    train_step.add_arguments(parser)
-    rows = train_step.run(parser.parse_args(["--sizes", "32x32", "--precisions", "float32", "--recompute", "false",
-                                             "--frames", "4", "--repeats", "5"]))
-    assert [spec["repeats"] for spec in specs] == [5]
-    assert rows[0]["step_s"] == 6.0 and rows[0]["frame_step_s"] == 0.5 and rows[0]["overhead"] == 3.0

@@ -7,9 +7,8 @@ from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 from maskrnn_tf.training.validation import evaluate, make_step_fn, segment_video
 
 
-def test_validation_feeds_tables_fitted_on_the_first_frame_at_every_step():
-    video = generate_video(3, SyntheticConfig(height=32, width=48, num_frames=4, min_objects=2, max_objects=2))
-    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True, color_prior_band=0.1))
+def _segment_seeing_tables(model, video):
+    """(labels, the colour tables fed to each step) of validation's segment_video on `video`."""
     compiled = make_step_fn(model)
     seen = []
 
@@ -17,7 +16,13 @@ def test_validation_feeds_tables_fitted_on_the_first_frame_at_every_step():
         seen.append(np.asarray(kwargs["color_model"]))
         return compiled(*args, **kwargs)
 
-    labels = segment_video(model, step, video)
+    return segment_video(model, step, video), seen
+
+
+def test_validation_feeds_tables_fitted_on_the_first_frame_at_every_step():
+    video = generate_video(3, SyntheticConfig(height=32, width=48, num_frames=4, min_objects=2, max_objects=2))
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True, color_prior_band=0.1))
+    labels, seen = _segment_seeing_tables(model, video)
     ids = [i for i in range(1, 255) if np.any(video["masks"][0] == i)]
     want = fit_color_model(video["frames"][0], video["masks"][0], ids, 0.1, space="rgb")
     assert len(seen) == 3 and len(ids) == 2
@@ -40,14 +45,7 @@ def test_validation_fits_the_tables_at_the_size_training_and_segment_fit_them():
     np.testing.assert_array_equal(video["first_frame"], big["frames"][0])
     np.testing.assert_array_equal(video["first_mask"], big["masks"][0])
     model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True, color_prior_band=0.1))
-    compiled = make_step_fn(model)
-    seen = []
-
-    def step(*args, **kwargs):
-        seen.append(np.asarray(kwargs["color_model"]))
-        return compiled(*args, **kwargs)
-
-    segment_video(model, step, video)
+    _, seen = _segment_seeing_tables(model, video)
     ids = [i for i in range(1, 255) if np.any(video["masks"][0] == i)]
     want = fit_color_model(big["frames"][0], big["masks"][0], ids, 0.1, space="rgb")
     downscaled = fit_color_model(video["frames"][0], video["masks"][0], ids, 0.1, space="rgb")
