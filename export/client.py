@@ -232,7 +232,7 @@ class ServingClient:
                 elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                     hint = " (message too large? raise --max_message_mb)"
                 elif code == grpc.StatusCode.INVALID_ARGUMENT and self.config.batched and (
-                        limit := re.search(r"larger than maximum input batch size (\d+)", str(details))):
+                        limit := re.search(r"larger than maximum (?:input )?batch size (\d+)", str(details))):
                     hint = (f" (pass --max_batch_size={limit.group(1)} (the server's batching parameters' "
                             "max_batch_size), so that a frame's objects go in requests the server takes)")
                 elif code == grpc.StatusCode.NOT_FOUND and self.version_pinned_here:

@@ -8,6 +8,7 @@ prints the tensorflow_model_server command that serves it.
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -34,24 +35,28 @@ flags.DEFINE_string("model_name", "maskrnn", "Model name used in the warmup requ
 flags.DEFINE_list("warmup_shapes", ["96x128x1", "96x128x2"], "Warmup requests, HEIGHTxWIDTHxOBJECTS each; empty for none.")
 
 
+# TensorFlow's file errors carry the OS's text, not its errno: the texts of the errors a user can act on.
+_ERRNO_TEXTS = (("no space left", errno.ENOSPC), ("quota exceeded", errno.EDQUOT),
+                ("read-only file system", errno.EROFS), ("permission denied", errno.EACCES),
+                ("operation not permitted", errno.EPERM))
+
+
 def _write_failure(err: BaseException, export_base: str) -> str:
     """One line for an export that failed writing (a full disk, no permission): TensorFlow's SaveV2 raises its own
-    errors, the renames and records OSErrors; their paths name a temporary folder already removed."""
-    import errno
-
-    from maskrnn_tf._console import os_error_line
+    errors, the renames and records OSErrors. Their paths name the version's temporary folder, already removed: the
+    line names the export base, the OS's reason and what to do about it."""
+    from maskrnn_tf._console import os_error_hint
 
     if isinstance(err, OSError):
-        return f"{export_base}: {os_error_line(err)}"
-    text = getattr(err, "message", "") or str(err)
-    cause = text.rsplit(";", 1)[-1].split("[Op:")[0].strip() or type(err).__name__
-    if "space left" in text or "quota" in text.lower():
-        hint = os_error_line(OSError(errno.ENOSPC, cause, export_base)).split("; ", 1)[1]
-    elif "ermission denied" in text or "PermissionDenied" in type(err).__name__:
-        hint = os_error_line(OSError(errno.EACCES, cause, export_base)).split("; ", 1)[1]
+        code, cause = err.errno, err.strerror or str(err)
     else:
-        hint = "check that folder and the disk it is on, then rerun."
-    return f"{export_base}: writing the version failed ({cause}); {hint}"
+        lines = (getattr(err, "message", "") or str(err)).strip().splitlines() or [""]
+        text = lines[0]  # a graph-mode message goes on with the op's node on further lines
+        cause = text.rsplit("; ", 1)[-1].split("[Op:")[0].strip() or type(err).__name__
+        code = next((number for words, number in _ERRNO_TEXTS if words in text.lower()), None)
+        if code is None and type(err).__name__ == "PermissionDeniedError":  # tf.errors' class, loaded by then
+            code = errno.EACCES
+    return f"{export_base}: writing the version failed ({cause}); {os_error_hint(code)}."
 
 
 def main(argv) -> int:
@@ -59,6 +64,8 @@ def main(argv) -> int:
     from maskrnn_tf.flag_validation import expand_user_paths
 
     expand_user_paths(("model", "export_base"))  # the shell leaves ~ after '=' alone
+    if FLAGS.export_base and FLAGS.export_base.startswith("file://"):  # TensorFlow's spelling of a local folder
+        FLAGS.export_base = FLAGS.export_base[len("file://"):]
     for name in ("model", "export_base", "version"):
         if getattr(FLAGS, name) is None:
             print(f"--{name} is required (see --helpfull).", file=sys.stderr)

@@ -222,8 +222,10 @@ def export_saved_model(
     that an export killed while replacing it had moved away (any version) is put back first.
     """
     config = config or ExportConfig()
-    final = version_dir(export_base, version)
+    if export_base.startswith("file://"):  # TensorFlow's spelling of a local path: the folder it names
+        export_base = export_base[len("file://"):]
     _check_export_base(export_base)
+    final = version_dir(export_base, version)
     log = logging.getLogger(__name__)
     _repair_base(export_base, log)
     _check_target(final, config.overwrite, model if isinstance(model, str) else None)
@@ -279,7 +281,7 @@ def sync_tree(folder: str, files: bool = True) -> None:
 def _check_export_base(export_base: str) -> None:
     """Refuses, before the model is loaded, an export base that is (or lies under) a file: no folder can be made; and
     a remote one (gs://, s3://): the atomic rename into place and the ops audit work on local folders only."""
-    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", export_base)
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+)://", export_base)  # two letters at least: not a drive, "C://"
     if scheme:
         raise ExportError(f"--export_base {export_base} is not a local folder ({scheme.group(1)}:// is not written "
                           "here: a version is made whole in a local folder, then renamed into place). Export to a "

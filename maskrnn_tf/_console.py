@@ -134,11 +134,16 @@ _OS_ERROR_HINTS = {
 }
 
 
+def os_error_hint(code: Optional[int]) -> str:
+    """What to do about an OS error of errno `code` (None or one without advice: check the path and its disk)."""
+    return _OS_ERROR_HINTS.get(code, "check that path and the disk it is on, then rerun")
+
+
 def os_error_line(err: OSError) -> str:
     """A raw OS error as one line, path first, with what to do (not Python's "[Errno 13] ..."); the project's
     own OSErrors (no file name attached) already say all of it."""
     if err.filename is None or not err.strerror:
         return str(err)
     path = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
-    hint = _OS_ERROR_HINTS.get(err.errno, "check that path and the disk it is on, then rerun")
+    hint = os_error_hint(err.errno)
     return f"{path}: {err.strerror}; {hint}."

@@ -344,6 +344,9 @@ errors = {
                                                "on device [Op:SaveV2]"),
     "rename": OSError(errno.ENOSPC, "No space left on device", base + "/.tmp-1-x/saved_model.pb"),
     "permission": tf.errors.PermissionDeniedError(None, None, base + "/.tmp-1-x; Permission denied"),
+    "quota": tf.errors.ResourceExhaustedError(None, None, base + "/.tmp-1-x/variables; Disk quota exceeded\\n\\t "
+                                              "[[{{node SaveV2}}]]"),
+    "readonly": tf.errors.FailedPreconditionError(None, None, base + "/.tmp-1-x; Read-only file system"),
 }
 raised = errors[sys.argv[2]]
 
@@ -356,8 +359,10 @@ runpy.run_module("maskrnn_tf.export.export_main", run_name="__main__")
 """
 
 
-@pytest.mark.parametrize("kind", ["savev2", "rename", "permission"])
-def test_write_failures_of_the_export_are_one_line_each(tmp_path, kind):
+@pytest.mark.parametrize("kind, hint", [("savev2", "free some space"), ("rename", "free some space"),
+                                        ("permission", "may not write"), ("quota", "quota is used up"),
+                                        ("readonly", "read-only")])
+def test_write_failures_of_the_export_are_one_line_each(tmp_path, kind, hint):
     """A full disk during export raised TensorFlow's ResourceExhaustedError (SaveV2) or an OSError (rename, JSON)
     as a traceback naming a temporary folder already removed: one line naming the export base and the cure. Run
     as the CLI runs (its flags defined in a process of its own), the export's writing replaced by the failure."""
@@ -367,8 +372,8 @@ def test_write_failures_of_the_export_are_one_line_each(tmp_path, kind):
                           timeout=600, env=env)
     err = [line for line in proc.stderr.splitlines() if line.startswith("export failed:")]
     assert proc.returncode == 1 and len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert err[0].startswith(f"export failed: {base}: ")
-    assert ("free some space" in err[0]) if kind != "permission" else ("may not write" in err[0]), err[0]
+    assert err[0].startswith(f"export failed: {base}: writing the version failed (") and hint in err[0], err[0]
+    assert ".tmp-" not in err[0], err[0]  # the temporary folder is gone: the base is what the user chose
 
 
 def test_a_remote_export_base_is_refused_before_anything_is_written(tmp_path, monkeypatch):
@@ -381,6 +386,15 @@ def test_a_remote_export_base_is_refused_before_anything_is_written(tmp_path, mo
         with pytest.raises(ExportError, match=r"is not a local folder.*Export to a local folder, then copy"):
             export_saved_model(str(tmp_path / "missing.keras"), base, 1, ExportConfig(warmup=None))
         assert os.listdir(tmp_path) == []
+
+
+def test_a_file_url_export_base_is_the_local_folder_it_names(tmp_path, tiny_model):
+    """file:// is how TensorFlow spells a local path: refused as remote it would have been a wrong refusal."""
+    from maskrnn_tf.export.saved_model_export import ExportConfig, export_saved_model
+
+    path = export_saved_model(tiny_model, f"file://{tmp_path / 'exports'}", 1, ExportConfig(warmup=None))
+    assert os.path.realpath(path) == os.path.realpath(tmp_path / "exports" / "1")
+    assert os.path.isfile(tmp_path / "exports" / "1" / "saved_model.pb")
 
 
 def test_a_model_name_the_server_cannot_take_is_a_usage_error(tmp_path):

@@ -427,11 +427,13 @@ def test_resource_exhausted_is_told_apart_by_its_cause(details, wanted, unwanted
     assert wanted in str(info.value) and unwanted not in str(info.value), str(info.value)
 
 
-def test_a_task_larger_than_the_servers_batch_limit_names_the_flag():
+@pytest.mark.parametrize("details", ["Task size 3 is larger than maximum input batch size 2",
+                                     "Task size 3 is larger than maximum batch size 2"])  # older schedulers' words
+def test_a_task_larger_than_the_servers_batch_limit_names_the_flag(details):
     """A --batched client sending more rows than the server's batching max_batch_size: TF-Serving's batch scheduler
     refuses the task (tensorflow_serving/batching: "Task size ... is larger than maximum input batch size ...")."""
     def failing(request, timeout):
-        raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Task size 3 is larger than maximum input batch size 2")
+        raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, details)
 
     with ServingClient(ClientConfig(address="127.0.0.1:1", batched=True, max_batch_size=8)) as c:
         with pytest.raises(ServingError, match=r"pass --max_batch_size=2 \(the server's batching parameters"):
