@@ -10,14 +10,16 @@ scores the selection split (default: the train sequences the model's run held ou
 `val_sequences`); for each finetuning mode the best candidate there (J-Mean, then F-Mean) segments and scores the
 reported split (default: val), once. Every model a candidate segments with (--model, its own --model=, each
 --ensemble_models member) must come from a run that held the selection sequences out of training (its
-config.json); one without a run config.json is taken with a warning that it could not be checked. Writes
+config.json, checked against the train split of the run's own dataset), and so must every run it started from
+(init_checkpoint); one without a run config.json is taken with a warning that it could not be checked. Writes
 `<output>/selection.md` (both tables and the per-object ones) and `selection.json`; folders:
 `<output>/select/<label>`, `<output>/report/<label>`.
 A folder already made with the same model, flags and maskrnn_tf sources is reused, so an interrupted call resumes;
 one made otherwise is refused. A later call may add candidates: when one of them is chosen for a mode whose choice was
 reported already, it is reported too, with a warning, and every report the output holds stays in selection.json
 (`reports`) and selection.md ("reported earlier"). Bad input, found before anything runs (flags segment's parser
-refuses in a candidate or --segment_flag, no selection sequences, selection sequences that the reported split also
+refuses in a candidate or --segment_flag, or its main refuses in pairs: --flo_dir without --flow=flo, --probs_format
+without --save_probs; absl's help flags; no selection sequences, selection sequences that the reported split also
 holds or that a candidate's model trained on), exits with status 2.
 """
 from __future__ import annotations
@@ -162,12 +164,109 @@ def _not_held_out(select: List[str]) -> str:
     return ""
 
 
+def _year_train_sequences(year: int) -> Optional[List[str]]:
+    """The train split of DAVIS-`year` as --davis_root holds it: its tree of that year, or for 2016 the names a
+    DAVIS-2017 tree lists in ImageSets/2016/train.txt (the official 2017 archives ship DAVIS-2016's splits there);
+    None when it holds neither."""
+    from maskrnn_tf.data.sequences import DatasetLayoutError, find_davis_root, read_davis_sequence_list
+
+    given = os.path.expanduser(FLAGS.davis_root)
+    try:
+        root = find_davis_root(given, year=year, strict=True)
+        return [s.name for s in read_davis_sequence_list(root, year, "train", validate=False)]
+    except (DatasetLayoutError, OSError, ValueError):
+        if year != 2016:
+            return None
+    try:
+        with open(os.path.join(find_davis_root(given, year=2017, strict=True), "ImageSets", "2016", "train.txt"),
+                  encoding="utf-8") as f:
+            lines = [line.split() for line in f if line.strip()]
+    except (DatasetLayoutError, OSError, ValueError):
+        return None
+    names: List[str] = []
+    for parts in lines:
+        # A name per line, or DAVIS-2016's "/JPEGImages/480p/<seq>/<n>.jpg /Annotations/..." frame lines.
+        name = parts[0] if len(parts) == 1 and "/" not in parts[0] else (
+            os.path.basename(os.path.dirname(parts[0])) if len(parts) == 2 else None)
+        if not name:
+            return None  # not a split list: nothing is assumed from it
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def _train_split_of(config: dict, lists: dict) -> Tuple[Optional[List[str]], str]:
+    """(names of the train split the run of `config` trained on, '') from --davis_root, read once per year into
+    `lists`; when --davis_root holds no train list of the run's year, (its own train split, a note saying so)."""
+    from maskrnn_tf.experiments.finetune_selection import run_davis_year
+
+    year = run_davis_year(config)
+    if year is not None:
+        if year not in lists:
+            lists[year] = _year_train_sequences(year)
+        if lists[year] is not None:
+            return lists[year], ""
+    if "own" not in lists:
+        lists["own"] = _split_sequences("train")
+    if year is None:  # no DAVIS year named (synthetic data trained on no DAVIS sequence): as before, no note
+        return lists["own"], ""
+    missing = f"--davis_root={FLAGS.davis_root} holds no train list of DAVIS-{year}, the run's data.dataset"
+    if lists["own"] is None:
+        return None, f"; {missing}, nor one of its own: every sequence the run did not hold out counts"
+    return lists["own"], f"; compared with the train split of --davis_root instead: {missing}"
+
+
+def _starting_run(checkpoint: str) -> Optional[Tuple[str, dict]]:
+    """(run folder, its config.json) of the run a config's init_checkpoint lies in: read as for a model path
+    (training_config) from the checkpoint path, else from the folders up to two above it (a prefix in checkpoints/
+    or stage_a/, which training may have rotated away since); None when none holds a run config.json. A relative
+    path is read from the working directory (training took it from its own)."""
+    from maskrnn_tf.inference.model_loading import CONFIG_FILE, training_config
+
+    path = os.path.abspath(os.path.expanduser(checkpoint))
+    for start in _and_above(path):
+        config = training_config(start)
+        if config is not None:
+            # The folder training_config read: `start` or one above it (a prefix, a checkpoints folder).
+            return next((d for d in _and_above(start) if os.path.isfile(os.path.join(d, CONFIG_FILE))), start), config
+    return None
+
+
+def _and_above(path: str) -> Tuple[str, str, str]:
+    """`path` and the two folders above it: where a model or checkpoint path's run config.json may lie."""
+    return path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))
+
+
+def _lineage(path: str, config: dict) -> Tuple[List[Tuple[str, dict, str]], Optional[Tuple[str, str]]]:
+    """The runs whose training made the weights at `path` (`config`: its run's config.json), as (run folder, or
+    `path` for its own, config, the init_checkpoint that led there, '' for its own): its own, then each run it
+    started from (init_checkpoint), chains followed; and (the run that names it, init_checkpoint) of a start whose
+    run config cannot be read (None when every one was)."""
+    from maskrnn_tf.inference.model_loading import CONFIG_FILE
+
+    own = next((d for d in _and_above(path) if os.path.isfile(os.path.join(d, CONFIG_FILE))), path)
+    runs, seen = [(path, config, "")], {os.path.realpath(own)}
+    while True:
+        folder, current, _ = runs[-1]
+        init = current.get("init_checkpoint")
+        if not init or not isinstance(init, str):
+            return runs, None
+        found = _starting_run(init)
+        if found is None:
+            return runs, (folder, init)
+        if os.path.realpath(found[0]) in seen:
+            return runs, None  # a loop in the records: each run is counted once
+        seen.add(os.path.realpath(found[0]))
+        runs.append((found[0], found[1], init))
+
+
 def _trained_on_selection(model: str, candidates: Sequence, select: List[str]) -> Tuple[List[str], List[str]]:
     """(errors, warnings) for the models the candidates segment with (--model, a candidate's own --model=, each
-    --ensemble_models member): each must come from a run that held every selection sequence out of training, or a
-    candidate is chosen on its own training data. A model whose run config.json cannot be read is taken with a
-    warning, as --model with --select_sequences always was: a model.keras outside its run has no record to check,
-    and no flag could vouch for it."""
+    --ensemble_models member): each must come from a run that held every selection sequence out of training, and
+    so must every run it started from (init_checkpoint: its weights saw that run's data), or a candidate is chosen
+    on its own training data. Each run is checked against the train split of its own dataset's year. A model (or
+    a start) whose run config.json cannot be read is taken with a warning, as --model with --select_sequences
+    always was: a model.keras outside its run has no record to check, and no flag could vouch for it."""
     from maskrnn_tf.experiments.finetune_selection import trained_on
     from maskrnn_tf.experiments.results_records import ensemble_members
     from maskrnn_tf.inference.model_loading import training_config
@@ -179,25 +278,43 @@ def _trained_on_selection(model: str, candidates: Sequence, select: List[str]) -
             users.setdefault(own, []).append(f"--candidate {candidate.label} (its --model=)")
         for member in ensemble_members([*FLAGS.segment_flag, *candidate.segment_args]):
             users.setdefault(member, []).append(f"--candidate {candidate.label} (--ensemble_models)")
-    errors, warnings, train_split = [], [], ()  # () = not read yet; None = unreadable (then nothing is assumed)
+    errors, warnings, lists = [], [], {}  # lists: train split names by DAVIS year, read once
+    names = ", ".join(select)
     for path, who in users.items():
         config = training_config(path)
         if config is None:
             warnings.append(f"{', '.join(who)}: {path} has no run config.json beside it (a model outside its run "
                             "folder?): could not check that it never trained on the selection sequences "
-                            f"({', '.join(select)}); make sure it did not.")
+                            f"({names}); make sure it did not.")
             continue
-        if train_split == ():
-            train_split = _split_sequences("train")
-        seen = trained_on(config, select, train_split)
-        if seen:
-            data = config.get("data") if isinstance(config.get("data"), dict) else {}
+        runs, unread = _lineage(path, config)
+        if unread is not None:
+            warnings.append(f"{', '.join(who)}: {path} comes from a run started from other weights "
+                            f"(init_checkpoint {unread[1]}, in the run config.json of {unread[0]}), and no run "
+                            "config.json was found for them (a relative path is read from the working directory, "
+                            f"{os.getcwd()}): could not check that they never trained on the selection sequences "
+                            f"({names}); make sure they did not.")
+        for depth, (folder, run_config, init) in enumerate(runs):
+            train_split, note = _train_split_of(run_config, lists)
+            seen = trained_on(run_config, select, train_split)
+            if not seen:
+                continue
+            data = run_config.get("data") if isinstance(run_config.get("data"), dict) else {}
             held = data.get("val_sequences") or []
             held = ", ".join(held) if isinstance(held, list) else str(held)
-            errors.append(f"{', '.join(who)}: {path} comes from a run that trained on selection sequences: "
-                          f"{', '.join(sorted(seen))} (its config.json holds out {held or 'none'}); a candidate "
-                          "would be chosen on its own training data. Use a model of a run that held them out of "
-                          "training (train --val_sequences), other --select_sequences, or drop the candidate.")
+            trained = f"trained on selection sequences: {', '.join(sorted(seen))} (its config.json holds out " \
+                      f"{held or 'none'}{note})"
+            if depth == 0:
+                errors.append(f"{', '.join(who)}: {path} comes from a run that {trained}; a candidate would be "
+                              "chosen on its own training data. Use a model of a run that held them out of "
+                              "training (train --val_sequences), other --select_sequences, or drop the candidate.")
+                continue
+            through = [r[0] for r in runs[1:depth]]
+            errors.append(f"{', '.join(who)}: {path} comes from a run started from the weights of {folder} "
+                          f"(init_checkpoint {init}{', through ' + ', '.join(through) if through else ''}), a "
+                          f"run that {trained}; a candidate would be chosen on what its weights trained on. Use a "
+                          "model whose run and every run it started from held them out of training (train "
+                          "--val_sequences), other --select_sequences, or drop the candidate.")
     return errors, warnings
 
 
@@ -254,8 +371,8 @@ def main(argv: List[str]) -> int:
     # The segment and evaluate commands do the work, each in its own process.
     from maskrnn_tf.experiments.finetune_comparison import ComparisonInputError, to_dict
     from maskrnn_tf.experiments.finetune_selection import (CandidateError, check_segment_flags, choose_per_mode,
-                                                           parse_candidates, segment_flag_problems,
-                                                           selection_markdown)
+                                                           paired_flag_problems, parse_candidates,
+                                                           segment_flag_problems, selection_markdown)
     from maskrnn_tf.experiments.results_records import ensemble_members
 
     signal.signal(signal.SIGTERM, on_sigterm)  # stop the running command too
@@ -279,6 +396,18 @@ def main(argv: List[str]) -> int:
         print(f"error: {who}: python -m maskrnn_tf.segment refuses it: {problem} Fix or drop the flag; nothing was "
               "run.", file=sys.stderr)
     if problems:
+        return 2
+    # Pairs segment refuses in its main, after its parser (so the pre-check passes them): found there, they stopped
+    # the driver when their candidate ran, after the candidates before it. The floor runs --segment_flag alone.
+    paired = {f"--candidate {c.label}": paired_flag_problems([*FLAGS.segment_flag, *c.segment_args])
+              for c in candidates}
+    if FLAGS.floor:
+        paired["--segment_flag (the no-learning floor segments with it alone; --nofloor drops the floor)"] = \
+            paired_flag_problems([*FLAGS.segment_flag, "--method=flow_propagation"])
+    for who, found in paired.items():
+        for problem in found:
+            print(f"error: {who}: {problem}; nothing was run.", file=sys.stderr)
+    if any(paired.values()):
         return 2
     model = os.path.abspath(os.path.expanduser(FLAGS.model))
     members = [(f"--candidate {c.label}: --ensemble_models member {m}", m) for c in candidates

@@ -23,6 +23,11 @@ MODES = ("none", "static", "recurrent")
 DEFAULT_CANDIDATES = ("none=--finetune=none", "static=--finetune=static", "recurrent=--finetune=recurrent")
 # Set by the driver for every candidate: a candidate giving one would segment something else.
 DRIVER_FLAGS = ("--davis_root", "--split", "--sequences", "--output", "--overwrite", "--method")
+# absl's own flags, no segment setting: segment would print its help (exit 1, nothing on stderr) or only parse its
+# flags, and exit with nothing segmented.
+ABSL_FLAGS = ("--help", "--helpshort", "--helpfull", "--helpxml", "--only_check_args")
+# The DAVIS year of a run's data.dataset (config.json): its train split is the one it trained on.
+DAVIS_YEARS = {"davis16": 2016, "davis17": 2017}
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -58,6 +63,66 @@ def check_segment_flags(flags: Sequence[str]) -> None:
         if name in DRIVER_FLAGS + ("--model",) or name.replace("--no", "--", 1) in DRIVER_FLAGS:
             raise CandidateError(f"--segment_flag={flag!r}: {name} is set by the driver (a candidate chooses "
                                  "its model with --candidate=LABEL='--model=PATH ...').")
+        _refuse_absl_flag(name, f"--segment_flag={flag!r}")
+
+
+def _refuse_absl_flag(name: str, who: str) -> None:
+    """Raises CandidateError for one of absl's own flags (ABSL_FLAGS, or its --no form)."""
+    if name in ABSL_FLAGS or name.replace("--no", "--", 1) in ABSL_FLAGS:
+        raise CandidateError(f"{who}: {name} is absl's own flag, not a segment setting (segment would print its "
+                             "help or only check its flags, and segment nothing); drop it (python -m "
+                             "maskrnn_tf.segment --helpfull lists segment's flags).")
+
+
+def _last_value(args: Sequence[str], name: str) -> Optional[str]:
+    """The value segment takes for string flag --name from `args` (absl: the last --name=VALUE); None without."""
+    given = [a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")]
+    return given[-1] if given else None
+
+
+def _last_bool(args: Sequence[str], name: str) -> bool:
+    """The value segment takes for bool flag --name from `args` (--name, --noname, --name=true|false; the last
+    one given); False without one (the segment flags checked here default to False)."""
+    value = False
+    for arg in args:
+        if arg in (f"--{name}", f"--no{name}"):
+            value = arg == f"--{name}"
+        elif arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1].lower() in ("true", "t", "1")  # absl's spellings of true
+    return value
+
+
+def paired_flag_problems(args: Sequence[str]) -> List[str]:
+    """What segment's main (not its parser, so not the --only_check_args pre-check) refuses in `args`, one
+    segment command's flags in order: a flag that needs another one set. Each says what to add or drop."""
+    problems = []
+    flow = _last_value(args, "flow") or "dis"  # segment's default
+    if _last_value(args, "flo_dir") and flow != "flo":
+        problems.append(f"--flo_dir is read only with --flow=flo (its segment commands would use --flow={flow}, the "
+                        "last value across --segment_flag and its own flags): add --flow=flo or drop --flo_dir")
+    formats = [a for a in args if a.startswith("--probs_format=")]
+    if formats and not _last_bool(args, "save_probs"):  # segment: given at all, while --save_probs is off
+        problems.append(f"--probs_format sets how --save_probs writes the probability maps, which is off: add "
+                        f"--save_probs or drop {formats[-1]}")
+    return problems
+
+
+def segment_error_text(stderr: str, status: int) -> str:
+    """segment's refusal as one sentence: its error line(s) (absl's usage text and help hint left out), else its
+    last line (absl prints a usage error after the usage text), else its exit status."""
+    lines = [line.strip() for line in stderr.splitlines()]
+    start = next((i for i, line in enumerate(lines) if line.lower().startswith("error:")), None)
+    if start is not None:
+        kept = [lines[start][len("error:"):].strip()]
+        for line in lines[start + 1:]:  # parse_flags_or_exit indents a message of several lines below "error:"
+            if not line or line.startswith("Pass --helpshort"):
+                break
+            kept.append(line)
+        text = " ".join(part for part in kept if part)
+    else:
+        text = next((line for line in reversed(lines) if line), "")
+    text = text or f"it exited with status {status} without a message"
+    return text if text.endswith((".", "?", "!")) else text + "."
 
 
 def segment_flag_problems(arg_lists: Mapping[str, Sequence[str]]) -> Dict[str, str]:
@@ -67,7 +132,8 @@ def segment_flag_problems(arg_lists: Mapping[str, Sequence[str]]) -> Dict[str, s
     Segment parses each list itself (--only_check_args: absl stops after parsing, before segment's main and
     TensorFlow), in processes of their own, started at once: segment's flags share names with the driver's
     (--model, --output, ...), so they cannot be defined in the driver's process."""
-    processes = {name: subprocess.Popen([sys.executable, "-m", "maskrnn_tf.segment", *args, "--only_check_args"],
+    # --only_check_args first: last, a trailing flag given without its value would take it as that value.
+    processes = {name: subprocess.Popen([sys.executable, "-m", "maskrnn_tf.segment", "--only_check_args", *args],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True)
                  for name, args in arg_lists.items()}
@@ -75,21 +141,19 @@ def segment_flag_problems(arg_lists: Mapping[str, Sequence[str]]) -> Dict[str, s
     for name, process in processes.items():
         _, err = process.communicate()
         if process.returncode != 0:
-            lines = [line.strip() for line in err.splitlines()
-                     if line.strip() and not line.startswith("Pass --helpshort")]
-            text = " ".join(lines)
-            problems[name] = (text[len("error: "):] if text.startswith("error: ") else text) or \
-                f"it exited with status {process.returncode}"
+            problems[name] = segment_error_text(err, process.returncode)
     return problems
 
 
 def trained_on(config: Mapping[str, object], sequences: Sequence[str],
                train_split: Optional[Sequence[str]]) -> List[str]:
-    """Those of `sequences` that the run of `config` (its config.json) may have trained on.
+    """Those of `sequences` that the run of `config` (its config.json) may have trained on (not counting the run
+    its weights started from, init_checkpoint: check that one's config too).
 
-    A DAVIS run trains on its train split less its `val_sequences` (`train_split`: the train split's names; None
-    when they cannot be read, and then every sequence it did not hold out counts); a synthetic_vos run on
-    procedural videos only. A config that names no dataset counts as DAVIS: only what it held out is held out."""
+    A DAVIS run trains on its train split less its `val_sequences` (`train_split`: the names of the train split
+    of its dataset's year, `run_davis_year`; None when they cannot be read, and then every sequence it did not
+    hold out counts); a synthetic_vos run on procedural videos only. A config that names no dataset counts as
+    DAVIS: only what it held out is held out."""
     data = config.get("data")
     data = data if isinstance(data, dict) else {}
     if data.get("dataset") == "synthetic_vos":
@@ -97,6 +161,13 @@ def trained_on(config: Mapping[str, object], sequences: Sequence[str],
     held = data.get("val_sequences") or []
     held = set(held.split(",") if isinstance(held, str) else held)
     return [s for s in sequences if s not in held and (train_split is None or s in train_split)]
+
+
+def run_davis_year(config: Mapping[str, object]) -> Optional[int]:
+    """The DAVIS year whose train split the run of `config` trained on (data.dataset); None when it names none."""
+    data = config.get("data")
+    dataset = data.get("dataset") if isinstance(data, dict) else None
+    return DAVIS_YEARS.get(dataset) if isinstance(dataset, str) else None
 
 
 def parse_candidate(text: str) -> Candidate:
@@ -120,6 +191,7 @@ def parse_candidate(text: str) -> Candidate:
             raise CandidateError(f"--candidate {label}: write --model=PATH (one argument).")
         if name in DRIVER_FLAGS or name.replace("--no", "--", 1) in DRIVER_FLAGS:
             raise CandidateError(f"--candidate {label}: {name} is set by the driver for every candidate.")
+        _refuse_absl_flag(name, f"--candidate {label}")
     return Candidate(label, flags)
 
 

@@ -406,10 +406,12 @@ def test_a_selection_overlapping_the_reported_sequences_of_another_split_is_refu
 _HELD = ["dog-agility", "car-turn", "mallard-water", "motocross-bumps"]
 
 
-def _fake_run(folder, val_sequences, dataset="davis16"):
-    """A run folder (or best/) with a config.json holding `val_sequences` out and a stand-in model.keras."""
+def _fake_run(folder, val_sequences, dataset="davis16", init_checkpoint=None):
+    """A run folder (or best/) with a config.json holding `val_sequences` out (started from `init_checkpoint`,
+    another run's weights, when given) and a stand-in model.keras."""
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"data": {"dataset": dataset, "val_sequences": val_sequences}}))
+    config = {"data": {"dataset": dataset, "val_sequences": val_sequences}, "init_checkpoint": init_checkpoint}
+    (folder / "config.json").write_text(json.dumps(config))
     (folder / "model.keras").write_bytes(b"model")
     return str(folder)
 
@@ -501,3 +503,163 @@ def test_the_driver_exits_2_on_a_misspelt_candidate_flag_without_segmenting(tmp_
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "finetune_stepz" in done.stderr and "--candidate typo" in done.stderr, done.stderr
     assert "maskrnn_tf.segment" not in done.stdout and not (tmp_path / "out").exists()
+
+
+def _refused_before_running(driver, ran, out, capsys) -> str:
+    """main's stderr, after checking that it exited 2 with nothing run and nothing written."""
+    assert driver.main([]) == 2
+    err = capsys.readouterr().err
+    assert not ran and not out.exists(), err
+    return err
+
+
+def test_flags_segment_refuses_only_in_pairs_are_refused_before_any_candidate_runs(monkeypatch, tmp_path, capsys):
+    """segment refuses --flo_dir without --flow=flo and --probs_format without --save_probs in its main, after its
+    parser: the --only_check_args pre-check passed them, and the driver stopped (exit 1) when that candidate ran,
+    after the candidates before it. Each flag's last value across --segment_flag and the candidate's own counts."""
+    out = tmp_path / "out"
+    cases = [([], ["f=--finetune=none --flo_dir=X"], ["--candidate f", "--flo_dir", "--flow=flo", "--flow=dis"]),
+             (["--flow=flo"], ["f=--finetune=none --flo_dir=X --flow=dis"], ["--candidate f", "--flow=dis"]),
+             ([], ["p=--finetune=none --probs_format=png"], ["--candidate p", "--probs_format", "--save_probs"]),
+             ([], ["p=--save_probs --probs_format=png --nosave_probs"], ["--candidate p", "--probs_format"]),
+             # The floor segments with --segment_flag alone (and --method=flow_propagation).
+             (["--flo_dir=X"], ["f=--flow=flo"], ["--segment_flag", "floor", "--flo_dir"])]
+    for segment_flags, candidates, names in cases:
+        driver, _, ran = _stand_in_driver(
+            monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"),
+            **dict(_BEAR_THEN_VAL, floor=True), output=str(out), candidate=["none=--flow=flo --flo_dir=X", *candidates])
+        driver.FLAGS.segment_flag = segment_flags
+        err = _refused_before_running(driver, ran, out, capsys)
+        assert all(name in err for name in names), (names, err)
+        assert err.rstrip().endswith(".") and "none" not in err.split("error: ", 1)[1].split(":", 1)[0], err
+    # Paired across --segment_flag and the candidate's flags: taken.
+    driver, _, ran = _stand_in_driver(
+        monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), **_BEAR_THEN_VAL,
+        output=str(out), candidate=["f=--finetune=none --flo_dir=X", "p=--finetune=none --probs_format=png"])
+    driver.FLAGS.segment_flag = ["--flow=flo", "--save_probs"]
+    assert driver.main([]) == 0 and ran
+
+
+def test_a_run_started_from_another_runs_weights_counts_what_that_run_trained_on(monkeypatch, tmp_path, capsys,
+                                                                                 shared_data):
+    """A run holding the selection sequences out but started (init_checkpoint) from a run that trained on them was
+    taken: its weights had seen them. The starting run is followed (through chains) and named; one whose
+    config.json cannot be read is warned of, as a model without config.json is."""
+    rall = _fake_run(tmp_path / "rall", [])
+    rinit = _fake_run(tmp_path / "rinit", ["dog-agility"], init_checkpoint=f"{rall}/checkpoints/ckpt-120")
+    rchain = _fake_run(tmp_path / "rchain", ["dog-agility"], init_checkpoint=f"{rinit}/stage_a")
+    rheld = _fake_run(tmp_path / "rheld", ["dog-agility", "bus"])
+    rgood = _fake_run(tmp_path / "rgood", ["dog-agility"], init_checkpoint=f"{rheld}/checkpoints")
+    rlost = _fake_run(tmp_path / "rlost", ["dog-agility"], init_checkpoint=str(tmp_path / "gone" / "ckpt-5"))
+    out = tmp_path / "out"
+
+    def driver_for(model):
+        driver, _, ran = _stand_in_driver(
+            monkeypatch, tmp_path, {"dog-agility_1": 0.5}, model=model, select_split="train", select_sequences=None,
+            report_split="val", report_sequences=None, floor=False, output=str(out / os.path.basename(model)),
+            candidate=["none=--finetune=none"])
+        driver.FLAGS.davis_root = os.path.join(shared_data, "DAVIS-2016")
+        return driver, ran
+
+    for model in (rinit, rchain):
+        driver, ran = driver_for(model)
+        err = _refused_before_running(driver, ran, out, capsys)
+        assert "error: --model: " in err and model in err and rall in err and "dog-agility" in err, err
+        assert "init_checkpoint" in err and err.rstrip().endswith("."), err
+    driver, ran = driver_for(rgood)
+    assert driver.main([]) == 0 and "warning" not in capsys.readouterr().err
+    driver, ran = driver_for(rlost)
+    assert driver.main([]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --model: " in err and str(tmp_path / "gone" / "ckpt-5") in err and "could not check" in err, err
+
+
+def _fake_davis17(root, train, davis16_train):
+    """A DAVIS-2017 tree as the official archive lays it out: ImageSets/2017/{train,val}.txt (frames and a
+    first mask for each train sequence) and DAVIS-2016's splits by name in ImageSets/2016/ (when given)."""
+    import numpy as np
+
+    from maskrnn_tf.io import write_palette_png
+
+    for name in train:
+        (root / "JPEGImages" / "480p" / name).mkdir(parents=True)
+        (root / "JPEGImages" / "480p" / name / "00000.jpg").write_bytes(b"jpg")
+        (root / "Annotations" / "480p" / name).mkdir(parents=True)
+        write_palette_png(root / "Annotations" / "480p" / name / "00000.png", np.ones((4, 4), np.uint8))
+    (root / "ImageSets" / "2017").mkdir(parents=True)
+    (root / "ImageSets" / "2017" / "train.txt").write_text("\n".join(train) + "\n")
+    (root / "ImageSets" / "2017" / "val.txt").write_text("")
+    if davis16_train is not None:
+        (root / "ImageSets" / "2016").mkdir(parents=True)
+        (root / "ImageSets" / "2016" / "train.txt").write_text("\n".join(davis16_train) + "\n")
+    return str(root)
+
+
+def test_a_run_is_checked_against_the_train_split_of_its_own_dataset(monkeypatch, tmp_path, capsys, shared_data):
+    """The check compared with the train split of --davis_root: a davis16 run used with a DAVIS-2017 root was
+    refused for a 2017-only train sequence it never saw. The run's dataset gives the year; when --davis_root holds
+    no train list of that year, --davis_root's own is used and the message says so."""
+    run16 = _fake_run(tmp_path / "run16", ["dog-agility"])
+    out = tmp_path / "out"
+    davis17 = _fake_davis17(tmp_path / "DAVIS-2017", ["dog-agility", "bike-packing", "bus"], ["dog-agility", "bus"])
+    driver, _, _ = _stand_in_driver(
+        monkeypatch, tmp_path, {"dog-agility_1": 0.5}, model=run16, select_split="train",
+        select_sequences=["dog-agility", "bike-packing"], report_split="val", report_sequences=None, floor=False,
+        output=str(tmp_path / "taken"), candidate=["none=--finetune=none"])
+    driver.FLAGS.davis_root = davis17
+    assert driver.main([]) == 0, capsys.readouterr().err
+    driver.FLAGS.output = str(out)
+    # A sequence of DAVIS-2016's train split that the run did not hold out is still refused.
+    driver.FLAGS.select_sequences = ["bike-packing", "bus"]
+    err = _refused_before_running(driver, [], out, capsys)
+    assert "trained on selection sequences: bus" in err and "bike-packing" not in err, err
+    # No DAVIS-2016 list in the root: its own (2017) train list, as before, and the message says so.
+    bare17 = _fake_davis17(tmp_path / "bare" / "DAVIS-2017", ["dog-agility", "bike-packing"], None)
+    driver.FLAGS.davis_root, driver.FLAGS.select_sequences = bare17, ["dog-agility", "bike-packing"]
+    err = _refused_before_running(driver, [], out, capsys)
+    assert "trained on selection sequences: bike-packing" in err and "DAVIS-2016" in err, err
+    assert "train split of --davis_root" in err, err
+    # A davis17 run with the DAVIS-2016 root: the same fallback, named.
+    run17 = _fake_run(tmp_path / "run17", ["dog-agility"], dataset="davis17")
+    driver.FLAGS.model, driver.FLAGS.davis_root = run17, os.path.join(shared_data, "DAVIS-2016")
+    driver.FLAGS.select_sequences = ["dog-agility", "bus"]
+    err = _refused_before_running(driver, [], out, capsys)
+    assert "trained on selection sequences: bus" in err and "DAVIS-2017" in err, err
+
+
+def test_segments_errors_name_the_flag_at_fault_and_help_flags_are_refused(monkeypatch, tmp_path, capsys):
+    """--only_check_args was appended after the candidate's flags: a trailing flag without its value took it as
+    the value (the message named only_check_args; for a string flag segment ran its main and its usage text was
+    printed as the problem); a help flag exited 1 without a message ("it exited with status 1 Fix ...")."""
+    out = tmp_path / "out"
+    for candidate, names in [("t=--finetune=static --finetune_steps", ["--candidate t", "finetune_steps"]),
+                             ("s=--finetune=none --flo_dir", ["--candidate s", "flo_dir"])]:
+        driver, _, ran = _stand_in_driver(
+            monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), **_BEAR_THEN_VAL,
+            output=str(out), candidate=["none=--finetune=none", candidate])
+        err = _refused_before_running(driver, ran, out, capsys)
+        assert all(name in err for name in names) and "only_check_args" not in err, err
+        assert len(err.strip().splitlines()) == 1 and err.rstrip().endswith("."), err
+    for flag in ("--helpshort", "--helpfull", "--help", "--only_check_args"):
+        with pytest.raises(CandidateError, match=f"{flag} .*not a segment setting"):
+            parse_candidate(f"h=--finetune=none {flag}")
+        with pytest.raises(CandidateError, match=f"{flag} .*not a segment setting"):
+            check_segment_flags([flag])
+    driver, _, ran = _stand_in_driver(
+        monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), **_BEAR_THEN_VAL,
+        output=str(out), candidate=["h=--finetune=none --helpshort"])
+    err = _refused_before_running(driver, ran, out, capsys)
+    assert "--helpshort" in err and "exited with status" not in err and err.rstrip().endswith("."), err
+
+
+def test_segments_refusal_is_read_as_its_error_lines_ending_with_a_full_stop():
+    """The problem shown is segment's error line(s), never its usage text, ending as a sentence."""
+    from maskrnn_tf.experiments.finetune_selection import segment_error_text
+
+    assert segment_error_text("", 1) == "it exited with status 1 without a message."
+    assert segment_error_text("error: Missing value for flag --x\nPass --helpshort or --helpfull to see help on "
+                              "flags.\n", 2) == "Missing value for flag --x."
+    usage = "Segments a video.\n\nflags:\n  --max_size: Process frames.\n\n--output is required.\n"
+    assert segment_error_text(usage, 2) == "--output is required."
+    assert segment_error_text("error: \n  first\n  second\nPass --helpshort", 2) == "first second."
+    assert segment_error_text("error: Did you mean: x ?\n", 2) == "Did you mean: x ?"
