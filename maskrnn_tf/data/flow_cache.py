@@ -16,11 +16,16 @@ were computed from (under the key `whole/sha1`; older versions hashed some of ea
 rewritten in the others). It is compared with the frames given when a process first uses the folder, and
 again whenever the file changed since (another tree's sequence of the same name, in this process or another); when a
 frame of the same name differs (frames re-extracted in place, another tree with a sequence of the same name sharing
-the cache), the folder's flows are deleted and recomputed, with a warning, and counted in `stale`. The check reads
-every frame whole: 0.1-0.3 s per 1,000 DAVIS 480p JPEGs in the page cache. It reads, merges and rewrites
-`frames.json` under an exclusive flock on the folder, so processes checking one folder at once (two clips of a
-sequence) keep each other's frames. A folder without `frames.json` (written before it existed) is trusted and gets
-one. A `.flo` folder's files are fingerprinted the same way (flows exported again in place).
+the cache), the folder's flows are deleted and recomputed, with a warning, and counted in `stale`. Content decides:
+`frames.json` also keeps, under `whole/stat`, each file's size, mtime, ctime and inode when it was hashed (by its
+absolute path), and a file whose stat is still that one is taken as its recorded hash; the others are read whole
+(the first check of a folder, a tree of other mtimes, a file rewritten). So a later process's check of an
+unchanged folder costs one stat() per file: 2-10 ms for 60 frames and 118 .flo files of 480p, where reading them
+whole (~400 MB) took 0.4-1.3 s from the page cache and 1-2.8 s from disk. The first check still reads every file
+whole (0.1-0.3 s per 1,000 DAVIS 480p JPEGs in the page cache; a 480p .flo file is 3.3 MB). It reads, merges and
+rewrites `frames.json` under an exclusive flock on the folder, so processes checking one folder at once (two
+clips of a sequence) keep each other's frames. A folder without `frames.json` (written before it existed) is
+trusted and gets one. A `.flo` folder's files are fingerprinted the same way (flows exported again in place).
 """
 from __future__ import annotations
 
@@ -31,7 +36,8 @@ import json
 import logging
 import os
 import threading
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+import time
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -67,23 +73,87 @@ FINGERPRINT = "frames.json"
 # frames.json's key for the current fingerprints (whole files). No frame stem holds a "/": the top level's other
 # keys are frame stems, recorded by older versions by some of each file's bytes (see `_check_record`).
 WHOLE_FILES = "whole/sha1"
+# frames.json's key for what spares hashing a file again: {absolute path: [size, mtime_ns, ctime_ns, inode, SHA-1]}
+# as stat() gave them when the file was hashed. Beside WHOLE_FILES, not in its entries: a process of the version
+# that added WHOLE_FILES, still running on a shared cache, compares those entries as [size, sha1] (other ones
+# would be frames of other content to it: flows deleted) and carries unknown top-level keys along unread.
+# ctime, because no tool sets it back (cp -p, rsync -a, tar, unzip and os.utime restore mtimes: a frame rewritten
+# in place with its old mtime still differs); the inode, for a file replaced by a rename within one clock tick;
+# not the device number, which changes across reboots on NFS and overlay mounts (everything hashed again).
+FILE_STATS = "whole/stat"
+# A file changed less than this before it was hashed is not recorded by its stat: a rewrite of the same size within
+# the same tick of the file system's clock (1-2 s on ext3, FAT, some NFS) would keep its stat whole (git's "racily
+# clean" entries). It is hashed again at the next check, until it is older.
+_RACY_NS = 2_000_000_000
+
+
+def _stat_key(st: os.stat_result) -> List[int]:
+    """[size, mtime_ns, ctime_ns, inode]: what tells a file changed since it was hashed (see FILE_STATS)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _hashed(path: str) -> Tuple[List[object], Optional[List[object]]]:
+    """(`_file_fingerprint` of `path`, its FILE_STATS entry), the entry None when the file changed while read or
+    less than `_RACY_NS` before (its stat would not tell a rewrite in the same clock tick)."""
+    started = time.time_ns()
+    digest, size = hashlib.sha1(), 0
+    with open(path, "rb") as f:  # in blocks (hashlib.file_digest needs Python 3.11; setup.py allows 3.10)
+        before = os.fstat(f.fileno())
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+            size += len(block)
+        after = os.fstat(f.fileno())
+    print_: List[object] = [size, digest.hexdigest()]
+    recent = max(after.st_mtime_ns, after.st_ctime_ns) >= started - _RACY_NS
+    if recent or _stat_key(after) != _stat_key(before) or size != after.st_size:
+        return print_, None
+    return print_, _stat_key(after) + [print_[1]]
 
 
 def _file_fingerprint(path: str) -> List[object]:
     """[size in bytes, SHA-1 of every byte] of a frame file (or .flo source file)."""
-    digest, size = hashlib.sha1(), 0
-    with open(path, "rb") as f:  # in blocks (hashlib.file_digest needs Python 3.11; setup.py allows 3.10)
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-            size += len(block)
-    return [size, digest.hexdigest()]
+    return _hashed(path)[0]
+
+
+def _stat_entries(record: Optional[dict]) -> Dict[str, List[object]]:
+    """The well-formed FILE_STATS entries of a frames.json record (none in records of older versions)."""
+    entries = (record or {}).get(FILE_STATS)
+    if not isinstance(entries, dict):
+        return {}
+    return {path: entry for path, entry in entries.items()
+            if isinstance(entry, list) and len(entry) == 5 and isinstance(entry[4], str)
+            and all(type(value) is int for value in entry[:4])}
+
+
+def _fingerprints(paths: Iterable[str],
+                  known: Dict[str, List[object]]) -> Tuple[Dict[str, List[object]], Dict[str, List[object]]]:
+    """({frame stem: [size, SHA-1]}, {absolute path: FILE_STATS entry}) of frame files: a file whose stat is the one
+    `known` holds for its path is taken as the hash recorded with it (one stat() call), the others read whole."""
+    prints: Dict[str, List[object]] = {}
+    stats: Dict[str, List[object]] = {}
+    for path in paths:
+        where = os.path.abspath(path)
+        entry = known.get(where)
+        if entry is not None:
+            try:
+                unchanged = entry[:4] == _stat_key(os.stat(path))
+            except OSError:
+                unchanged = False  # hashing it raises the error, as it did
+            if unchanged:
+                prints[_stem(path)], stats[where] = [entry[0], entry[4]], entry
+                continue
+        prints[_stem(path)], entry = _hashed(path)
+        if entry is not None:
+            stats[where] = entry
+    return prints, stats
 
 
 def _frame_fingerprint(paths) -> Dict[str, List[object]]:
     """{frame stem: `_file_fingerprint`} of frame files. Whole files: a sample of their bytes missed changes (a
     BMP's rows between two sampled chunks). 0.1-0.3 ms per DAVIS 480p JPEG (~120 KB) read from the page cache.
     Blind to modification times on purpose: DAVIS-2016 and DAVIS-2017 trees hold the same frames of a sequence
-    under one cache folder, extracted at other times, and must not recompute each other's flows."""
+    under one cache folder, extracted at other times, and must not recompute each other's flows (FILE_STATS only
+    spares reading a file again; a file of other stat is hashed and compared by content)."""
     return {_stem(path): _file_fingerprint(path) for path in paths}
 
 
@@ -117,6 +187,16 @@ def _sampled_fingerprint(path: str) -> List[object]:
             f.seek(start)
             digest.update(f.read(_TAIL_BYTES))
         return [size, digest.hexdigest()]
+
+
+def _other_files_stats(record: dict, paths: Tuple[str, ...]) -> Dict[str, List[object]]:
+    """The FILE_STATS entries of `record` to keep beside those of `paths`: other trees' files (DAVIS-2016 beside
+    2017), so that neither is hashed again at every switch; not those of folders gone since (one stat() per
+    folder), or the record would only grow."""
+    checked = {os.path.abspath(p) for p in paths}
+    others = {p: entry for p, entry in _stat_entries(record).items() if p not in checked}
+    gone = {d for d in {os.path.dirname(p) for p in others} if not os.path.isdir(d)}
+    return {p: entry for p, entry in others.items() if os.path.dirname(p) not in gone}
 
 
 def _frame_dirs(sequence: Sequence) -> Tuple[str, ...]:
@@ -159,7 +239,14 @@ def _folder_lock(folder: str) -> Iterator[None]:
 
 
 def _read_fingerprint(path: str) -> Optional[Dict[str, List[int]]]:
-    """The fingerprint stored at `path`, or None when missing or unreadable (treated as absent)."""
+    """The fingerprint stored at `path`, or None when missing or unreadable (treated as absent): the record
+    compared and merged under the folder's lock (`_check_frames` reads it unlocked, for its stats only, by
+    `_read_record`)."""
+    return _read_record(path)
+
+
+def _read_record(path: str) -> Optional[dict]:
+    """The JSON object stored at `path`, or None when missing or unreadable."""
     try:
         with open(path, encoding="utf-8") as f:
             prints = json.load(f)
@@ -230,16 +317,19 @@ class FlowCache:
                 return
             # The backend's own inputs (a .flo folder's files) too: stems "00000_00001" never meet frame stems.
             paths = tuple(sequence.frame_paths) + tuple(self.backend.source_files(sequence.name))
-            current = _frame_fingerprint(paths)
+            # Hashed before the folder lock, which other processes wait on; the record read unlocked (a rename
+            # replaces it whole) only spares hashing files unchanged since: the comparison re-reads it locked.
+            current, stats = _fingerprints(paths, _stat_entries(_read_record(fingerprint)))
             # Another process's read-merge-write between this one's read and write would be lost: its frames
             # unrecorded, a later change of them unnoticed.
             with _folder_lock(folder):
-                self._check_record(sequence, folder, fingerprint, paths, current)
+                self._check_record(sequence, folder, fingerprint, paths, current, stats)
             self._checked[folder] = (dirs, _stat_of(fingerprint))
 
     def _check_record(self, sequence: Sequence, folder: str, fingerprint: str, paths: Tuple[str, ...],
-                      current: Dict[str, List[object]]) -> None:
-        """The comparison and record of `_check_frames`, under the folder's lock.
+                      current: Dict[str, List[object]], stats: Dict[str, List[object]]) -> None:
+        """The comparison and record of `_check_frames`, under the folder's lock; `stats` are the FILE_STATS
+        entries of `paths` to record.
 
         A frame recorded only by an older version (a top-level entry: some of the file's bytes) is the same if
         those bytes are, which is all that record can tell: its flows are kept and the frame recorded whole. The
@@ -248,7 +338,8 @@ class FlowCache:
         stored = _read_fingerprint(fingerprint) or {}  # None: a new folder, or cached before records: trusted
         whole = stored.get(WHOLE_FILES)
         whole = dict(whole) if isinstance(whole, dict) else {}
-        older = {stem: print_ for stem, print_ in stored.items() if stem != WHOLE_FILES}
+        # Keys with a "/" are this version's (no frame stem holds one); the others are older versions' frames.
+        older = {stem: print_ for stem, print_ in stored.items() if "/" not in stem}
         by_stem = {_stem(p): p for p in paths}
         changed, upgraded = [], []
         for stem, print_ in sorted(current.items()):
@@ -270,14 +361,18 @@ class FlowCache:
                 if name.endswith(".npy") and not name.startswith("."):
                     os.remove(os.path.join(folder, name))
             self.stale += 1
-            whole, older = {}, {}
-        elif upgraded:
-            log.info("flow cache folder %s: %d of %s's frames were recorded by an older version from some of their "
-                     "bytes, and those match; their flows are kept and the frames now recorded whole (a change in "
-                     "bytes the old record did not read is not seen: delete the folder to recompute its flows)",
-                     folder, len(upgraded), sequence.name)
+            whole, older, stored_stats = {}, {}, {}
+        else:
+            stored_stats = _other_files_stats(stored, paths)
+            if upgraded:
+                log.info("flow cache folder %s: %d of %s's frames were recorded by an older version from some of their "
+                         "bytes, and those match; their flows are kept and the frames now recorded whole (a change "
+                         "in bytes the old record did not read is not seen: delete the folder to recompute its flows)",
+                         folder, len(upgraded), sequence.name)
         # A subset of the frames (a clip) keeps the others' entries.
         merged = {**older, WHOLE_FILES: {**whole, **current}}
+        if stored_stats or stats:  # no empty key: records of files all too recent stay as the version before wrote
+            merged[FILE_STATS] = {**stored_stats, **stats}
         if merged == stored:
             return
 

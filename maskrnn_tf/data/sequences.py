@@ -305,13 +305,14 @@ def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
     else, when it holds the official zip of `year`, that zip extracted once into
     `<extract_dir>/<zip name>-<size>-<mtime>/` (a hidden temporary folder renamed into place, so an interrupted
     extraction is never taken for whole; nothing is written into `manual_dir`); with `force_extraction`
-    extracted again, the new folder replacing the old one whole (tfds' FORCE_REDOWNLOAD). Otherwise
-    `manual_dir`, whose readers then raise DatasetLayoutError with the expected layout."""
+    extracted again, the new folder replacing the old one whole (tfds' FORCE_REDOWNLOAD). Every call finding the
+    zip removes the temporary folders killed runs left beside the extraction. Otherwise `manual_dir`, whose
+    readers then raise DatasetLayoutError with the expected layout."""
     import zipfile
     import zlib
 
-    from maskrnn_tf.io.tmp_dirs import (building_dir, hidden_prefix, make_owned_tmp_dir, replace_dir,
-                                        restore_interrupted_replace)
+    from maskrnn_tf.io.tmp_dirs import (building_dir, clean_stale_tmp_beside, hidden_prefix, make_owned_tmp_dir,
+                                        replace_dir, restore_interrupted_replace)
 
     try:
         find_davis_root(manual_dir, resolution, year=year, strict=True)
@@ -326,7 +327,11 @@ def resolve_davis_dir(manual_dir: str, year: int, resolution: str = "480p",
     parent = extract_dir or default_extract_dir()
     target = os.path.join(parent, f"{os.path.splitext(name)[0]}-{stat.st_size}-{stat.st_mtime_ns}")
     old_prefix = hidden_prefix(os.path.basename(target), "old")
-    if os.path.isdir(parent):  # a forced extraction killed between its two renames: the old folder goes back
+    if os.path.isdir(parent):
+        # Partial extractions of killed runs (GBs for a real zip), forced or not: every call, as the early return
+        # below skips building_dir's sweep and a forced one builds beside it. One listing of `parent`.
+        clean_stale_tmp_beside(parent, os.path.basename(target))
+        # A forced extraction killed between its two renames: the old folder goes back.
         restore_interrupted_replace(parent, old_prefix, target)
     replace = force_extraction and os.path.isdir(target)
     if os.path.isdir(target) and not replace:

@@ -172,7 +172,13 @@ def test_a_cache_of_bmp_frames_recorded_by_older_versions_is_kept_and_upgraded(t
     other frames when those bytes match, and must be when they do not."""
     import json
 
-    from maskrnn_tf.data.flow_cache import WHOLE_FILES, _frame_fingerprint, _sampled_fingerprint, _tail_fingerprint
+    from maskrnn_tf.data.flow_cache import (FILE_STATS, WHOLE_FILES, _frame_fingerprint, _sampled_fingerprint,
+                                            _tail_fingerprint)
+
+    def recorded() -> dict:
+        """The record but its files' stats (recorded, or not, by how long ago the test wrote the frames)."""
+        with open(record) as f:
+            return {key: value for key, value in json.load(f).items() if key != FILE_STATS}
 
     class Sized(_Constant):  # frames above 4 KB, where the three fingerprints differ
         def flow(self, frame_a, frame_b, **names):
@@ -202,8 +208,7 @@ def test_a_cache_of_bmp_frames_recorded_by_older_versions_is_kept_and_upgraded(t
         assert backend.calls == 0 and cache.stale == 0 and "other frames" not in caplog.text, older.__name__
         assert "recorded by an older version" in caplog.text
         # Recorded whole; the older entries stay for a process of an older version sharing the cache.
-        with open(record) as f:
-            assert json.load(f) == {**old, WHOLE_FILES: _frame_fingerprint(paths)}
+        assert recorded() == {**old, WHOLE_FILES: _frame_fingerprint(paths)}
     # An older entry that does not match is a frame of other pixels.
     with open(record, "w") as f:
         json.dump({"00000": _sampled_fingerprint(paths[0]), "00001": [1, "0" * 40]}, f)
@@ -211,5 +216,34 @@ def test_a_cache_of_bmp_frames_recorded_by_older_versions_is_kept_and_upgraded(t
     cache = FlowCache(backend, str(tmp_path / "cache"))
     cache.flow(sequence, 0, 1)
     assert backend.calls == 1 and cache.stale == 1
+    assert recorded() == {WHOLE_FILES: _frame_fingerprint(paths)}
+
+
+def test_a_record_without_file_stats_is_read_and_its_files_stats_added(tmp_path, monkeypatch):
+    """frames.json of the version before (whole files, no stats) keeps its flows, gets the stats of the files it
+    hashed, and keeps its entries in the form that version compares them in ([size, sha1]: it may still run)."""
+    import json
+
+    import maskrnn_tf.data.flow_cache as flow_cache
+
+    monkeypatch.setattr(flow_cache, "_RACY_NS", 0)  # frames written just now may be recorded by their stat
+    sequence = _sequence(str(tmp_path / "frames"))
+    cache = FlowCache(_Constant(), str(tmp_path / "cache"))
+    cache.flow(sequence, 0, 1)
+    record = os.path.join(os.path.dirname(cache.path(sequence, 0, 1)), "frames.json")
+    whole = flow_cache._frame_fingerprint(sequence.frame_paths)
+    with open(record, "w") as f:
+        json.dump({flow_cache.WHOLE_FILES: whole}, f)
+    backend = _Constant()
+    cache = FlowCache(backend, str(tmp_path / "cache"))
+    cache.flow(sequence, 0, 1)
+    assert backend.calls == 0 and cache.stale == 0
     with open(record) as f:
-        assert json.load(f) == {WHOLE_FILES: _frame_fingerprint(paths)}
+        got = json.load(f)
+    assert got[flow_cache.WHOLE_FILES] == whole
+    assert sorted(got[flow_cache.FILE_STATS]) == sorted(os.path.abspath(p) for p in sequence.frame_paths)
+    for path in sequence.frame_paths:
+        size, sha1 = whole[os.path.basename(path)[:-4]]
+        assert got[flow_cache.FILE_STATS][os.path.abspath(path)] == [size, os.stat(path).st_mtime_ns,
+                                                                     os.stat(path).st_ctime_ns,
+                                                                     os.stat(path).st_ino, sha1]

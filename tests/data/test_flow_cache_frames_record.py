@@ -1,8 +1,12 @@
 """A flow-cache folder's `frames.json`: the frames its flows are of, seen whole and kept whole when processes
-check the folder at once."""
+check the folder at once, and read again only where a file's stat changed."""
+import io
 import json
 import os
+import shutil
 import threading
+import time
+from typing import List
 
 import numpy as np
 from PIL import Image
@@ -109,3 +113,136 @@ def test_two_processes_recording_clips_of_one_folder_at_once_keep_both_clips_fra
     cache = FlowCache(backend, cache_dir)
     np.testing.assert_allclose(cache.flow(clips[1], 0, 1)[0, 0], [180, 180])
     assert cache.stale == 1 and backend.calls == 1
+
+
+class _CountingFile(io.FileIO):
+    """A file opened for reading that adds every byte read from it to `counted[0]`."""
+
+    def __init__(self, path, counted: List[int]) -> None:
+        super().__init__(path, "r")
+        self.counted = counted
+
+    def read(self, size: int = -1) -> bytes:
+        data = super().read(size)
+        self.counted[0] += len(data)
+        return data
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        self.counted[0] += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        got = super().readinto(buffer)
+        self.counted[0] += got or 0
+        return got
+
+
+def _count_reads(monkeypatch) -> List[int]:
+    """Counts the bytes flow_cache reads from files it opens in binary mode (frames, .flo files)."""
+    counted = [0]
+
+    def counting_open(file, mode="r", *args, **kwargs):
+        if mode == "rb":
+            return _CountingFile(file, counted)
+        return open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(flow_cache, "open", counting_open, raising=False)
+    return counted
+
+
+def _flo_sequence(tmp_path):
+    """(sequence, .flo root, {pair: .flo path}, bytes of all its files): 3 PNG frames of noise, 4 .flo files."""
+    from maskrnn_tf.ops.flo_io import write_flo
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    paths = [str(folder / f"{t:05d}.png") for t in range(3)]
+    for path in paths:
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(path)
+    flo_root = tmp_path / "flo"
+    (flo_root / "seq").mkdir(parents=True)
+    flos = {}
+    for a, b in ((0, 1), (1, 0), (1, 2), (2, 1)):
+        flos[a, b] = str(flo_root / "seq" / f"{a:05d}_{b:05d}.flo")
+        write_flo(flos[a, b], rng.standard_normal((48, 64, 2)).astype(np.float32))
+    total = sum(os.path.getsize(p) for p in paths + list(flos.values()))
+    return _sequence(paths), str(flo_root), flos, total
+
+
+def test_a_second_check_of_unchanged_frames_and_flo_files_reads_far_less_than_they_hold(tmp_path, monkeypatch):
+    """Every process's first use of a folder hashed each frame and .flo source whole, under the lock tf.data's
+    readers wait on: ~1 s per DAVIS sequence of .flo files (0.05 s before), ~12 GB read per process start for
+    DAVIS-2016. A file whose stat is the recorded one is taken as its recorded hash; one rewritten with the same
+    size and other content is still hashed and found, with a new mtime or with its old mtime put back."""
+    from maskrnn_tf.data.flow_backends import FloFolderFlow
+    from maskrnn_tf.ops.flo_io import write_flo
+
+    # A file is taken by its stat only when older than the racy margin when hashed (a rewrite within the same tick
+    # of the file system's clock keeps its stat): these were written just now.
+    monkeypatch.setattr(flow_cache, "_RACY_NS", 0, raising=False)
+    sequence, flo_root, flos, total = _flo_sequence(tmp_path)
+    cache_dir = str(tmp_path / "cache")
+    counted = _count_reads(monkeypatch)
+    FlowCache(FloFolderFlow(flo_root), cache_dir).flow(sequence, 0, 1)
+    assert counted[0] >= total  # the first check reads every file whole
+    counted[0] = 0
+    cache = FlowCache(FloFolderFlow(flo_root), cache_dir)  # a new process
+    cache.flow(sequence, 0, 1)
+    assert counted[0] < total // 20 and cache.stale == 0, (counted[0], total)
+    # Exported again: same size, other content, a new file (write_flo renames) with a new mtime.
+    write_flo(flos[0, 1], np.full((48, 64, 2), -2.25, np.float32))
+    cache = FlowCache(FloFolderFlow(flo_root), cache_dir)
+    np.testing.assert_array_equal(cache.flow(sequence, 0, 1), -2.25)
+    assert cache.stale == 1
+    # Rewritten in place with its mtime put back (cp -p, rsync -a, tar and unzip restore mtimes): the ctime moved.
+    before = os.stat(flos[0, 1])
+    time.sleep(0.05)  # a later tick of the file system's clock than the recorded ctime
+    with open(flos[0, 1], "r+b") as f:
+        f.seek(12)  # past the .flo header
+        f.write(np.full((48, 64, 2), 3.0, "<f4").tobytes())
+    os.utime(flos[0, 1], ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(flos[0, 1])
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    cache = FlowCache(FloFolderFlow(flo_root), cache_dir)
+    np.testing.assert_array_equal(cache.flow(sequence, 0, 1), 3.0)
+    assert cache.stale == 1
+
+
+def test_a_copy_of_the_frames_made_later_keeps_the_flows_and_is_hashed_once(tmp_path, monkeypatch):
+    """DAVIS-2016 and -2017 trees hold the same frames, extracted at other times, under one cache folder: the copy's
+    files (other mtimes, inodes) are hashed and compared by content, keep the flows, and are not read again at the
+    next check; nor are the first tree's (both are recorded)."""
+    monkeypatch.setattr(flow_cache, "_RACY_NS", 0, raising=False)
+    sequence, _, _, _ = _flo_sequence(tmp_path)
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "frames", copy)  # new mtimes
+    copied = _sequence([str(copy / os.path.basename(p)) for p in sequence.frame_paths])
+    frames_bytes = sum(os.path.getsize(p) for p in sequence.frame_paths)
+    cache_dir = str(tmp_path / "cache")
+    FlowCache(_MeanStep(), cache_dir).precompute(sequence)
+    counted = _count_reads(monkeypatch)
+    backend = _MeanStep()
+    cache = FlowCache(backend, cache_dir)
+    cache.flow(copied, 0, 1)
+    assert counted[0] >= frames_bytes and cache.stale == 0 and backend.calls == 0  # compared by content
+    for tree in (copied, sequence):
+        counted[0] = 0
+        cache = FlowCache(backend, cache_dir)
+        cache.flow(tree, 0, 1)
+        assert counted[0] < frames_bytes // 20 and cache.stale == 0 and backend.calls == 0
+
+
+def test_files_written_just_before_a_check_are_read_whole_again_at_the_next(tmp_path, monkeypatch):
+    """A file rewritten within one tick of the file system's clock after it was hashed (a coarse clock: 1-2 s on
+    some file systems) keeps its size, mtime, ctime and inode: a file that recent when hashed is not taken by its
+    stat later."""
+    from maskrnn_tf.data.flow_backends import FloFolderFlow
+
+    sequence, flo_root, _, total = _flo_sequence(tmp_path)
+    cache_dir = str(tmp_path / "cache")
+    FlowCache(FloFolderFlow(flo_root), cache_dir).flow(sequence, 0, 1)
+    counted = _count_reads(monkeypatch)
+    FlowCache(FloFolderFlow(flo_root), cache_dir).flow(sequence, 0, 1)
+    assert counted[0] >= total
