@@ -14,7 +14,8 @@ Two readers with different contracts:
   object (DAVIS palette colours to their index, other colours to 1..K in order of first appearance), black
   being the background; an RGB mask whose only colours are the palette's greys (64, 128, 192 in every
   channel) is a DAVIS-colour mask of objects 56, 7, 63; a grey mask of ids with 255 (void) is ids (`_grey_ids`:
-  1..N, or several values below 128, gaps allowed), refused when a resize with interpolation has left bands of
+  1..N, or several values below 128, gaps allowed, unless they lie on the edges between 0 and 255 as a 0/255
+  mask's anti-aliased edges do: `_dark_edge_blends`), refused when a resize with interpolation has left bands of
   other ids where two meet (`grey_edge_blends`). An RGB mask with colours that lie only on the edges between
   other colours and mix two of them (the blends a resize with interpolation or anti-aliasing leaves) is refused:
   each blend would be an object; so is a palette PNG whose background (black) is not index 0 (a quantised colour
@@ -184,15 +185,25 @@ def read_result_ids(path: str | os.PathLike, objects: Optional[int] = None) -> n
     Raises:
       ImageReadError: missing or unreadable file, or a form that does not say which pixel is which object.
     """
+    return read_result_ids_and_0_255(path, objects)[0]
+
+
+def read_result_ids_and_0_255(path: str | os.PathLike, objects: Optional[int] = None) -> Tuple[np.ndarray, bool]:
+    """(ids, read_0_255): the ids as `read_result_ids` reads them (same arguments and errors), and whether the file
+    was a grey PNG (8- or 16-bit) holding only 0 and 255 (or 0 and 65535), read as object 1: a DAVIS-2016 binary
+    result, which davis2017-evaluation reads as object 255 and refuses. Told by the reading itself, so that a
+    caller noting such results need not open the file again; RGB and grey + alpha files of 0/255 are not counted
+    (davis2017-evaluation fails on their channels first)."""
     path = os.fspath(path)
     # The refusal of values above 255 keeps its wording (tests/reliability/test_id_images.py matches it).
-    ids, values, _ = _ids_or_values(path, "cannot hold object ids; save results as palette PNGs of object ids "
-                                    "(0 background, 1..N objects), grey 8-bit PNGs of ids, or DAVIS-palette RGB PNGs.",
-                                    "a {mode} image cannot hold object ids above 255 (it holds {shown}); save ids 0 "
-                                    "(background) and 1..N (objects) as grey PNGs (8- or 16-bit) or palette PNGs of "
-                                    "object ids.")
+    ids, values, image = _ids_or_values(path, "cannot hold object ids; save results as palette PNGs of object ids "
+                                        "(0 background, 1..N objects), grey 8-bit PNGs of ids, or DAVIS-palette RGB "
+                                        "PNGs.",
+                                        "a {mode} image cannot hold object ids above 255 (it holds {shown}); save ids "
+                                        "0 (background) and 1..N (objects) as grey PNGs (8- or 16-bit) or palette PNGs "
+                                        "of object ids.")
     if ids is not None:
-        return ids
+        return ids, False
     if values.ndim == 2:
         present = set(np.unique(values).tolist())
         if present == {0, 255} or present == {255}:
@@ -201,7 +212,8 @@ def read_result_ids(path: str | os.PathLike, objects: Optional[int] = None) -> n
                     f"{path}: a 0/255 mask (one foreground) but the sequence has {objects} objects, so it does not "
                     "say which pixel is which object; save each frame as a palette PNG of object ids (0 "
                     "background, 1..N, maskrnn_tf.io.write_palette_png) or a grey 8-bit PNG of ids.")
-            return (values > 0).astype(np.uint8)  # a DAVIS-2016 binary result
+            grey_file = image.mode == "L" or _sixteen_bit_grey(image, path)
+            return (values > 0).astype(np.uint8), grey_file  # a DAVIS-2016 binary result
         if _looks_interpolated(values):
             greys = [v for v in sorted(present) if 0 < v < 255]
             raise ImageReadError(
@@ -210,7 +222,7 @@ def read_result_ids(path: str | os.PathLike, objects: Optional[int] = None) -> n
                 "area), which blends its edges; resize masks with nearest-neighbour (cv2.INTER_NEAREST, PIL's "
                 "Image.NEAREST) so that every pixel keeps 0/255 or its object id.")
         _refuse_grey_edge_blends(path, values)
-        return values.astype(np.uint8)
+        return values.astype(np.uint8), False
     ids, unknown = _davis_ids(values)
     if ids is None:
         shown = ", ".join(str(c) for c in unknown[:3]) + (" ..." if len(unknown) > 3 else "")
@@ -218,7 +230,7 @@ def read_result_ids(path: str | os.PathLike, objects: Optional[int] = None) -> n
             f"{path}: RGB result with {len(unknown)} colour(s) that are not DAVIS palette colours ({shown}); "
             "save results as palette PNGs of object ids (maskrnn_tf.io.write_palette_png) or colour object k "
             "with DAVIS palette colour k.")
-    return ids
+    return ids, False
 
 
 _NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
@@ -427,7 +439,7 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
         nonzero = np.unique(values[values > 0])
         if nonzero.size <= 1:
             return (values > 0).astype(np.uint8), None
-        if _grey_ids(nonzero):
+        if _grey_ids(values, nonzero):
             _refuse_grey_edge_blends(path, values)
             return values.astype(np.uint8), None  # small grey values: object ids (255 = void)
         _refuse_several_greys(path, values)
@@ -482,16 +494,38 @@ def _refuse_edge_blends(path: str, rgb: np.ndarray) -> None:
             "one flat colour, or save a palette PNG of object ids.")
 
 
-def _grey_ids(nonzero: np.ndarray) -> bool:
-    """Whether the non-zero values of a grey mask (several) are object ids, with or without 255 (void): ids 1..N, or
-    all below 128 and several of them (gaps allowed: 1 and 3, object 2 entering later)."""
+def _grey_ids(values: np.ndarray, nonzero: np.ndarray) -> bool:
+    """Whether a grey mask `values` [H, W] with several non-zero values `nonzero` is object ids, with or without
+    255 (void): ids 1..N; several values below 128 without 255; or several values below 128 beside 255 (gaps
+    allowed: 1 and 3, object 2 entering later) unless they are the anti-aliased edges of a 0/255 mask
+    (`_dark_edge_blends`), which then reads as such (foreground > 127), as it did before gaps beside void were ids."""
     ids = [int(v) for v in nonzero if v not in (0, VOID_ID)]
     if ids and ids == list(range(1, len(ids) + 1)):
         # Also above 127: a 0/255 mask upscaled with interpolation holds 1..254 and void, refused as blended ids.
         return True
     # One other grey beside 255 is as likely an anti-aliased edge of a 0/255 mask, or an object in grey beside one
     # in white (refused as such), as an object's id with void.
-    return len(ids) > 1 and max(ids) < 128
+    if len(ids) < 2 or max(ids) >= 128:
+        return False
+    return VOID_ID not in nonzero or not _dark_edge_blends(values)
+
+
+def _dark_edge_blends(values: np.ndarray) -> bool:
+    """Whether the greys between 0 and 255 of a grey mask [H, W] lie on the edges between darker and brighter
+    values, as a 0/255 mask resized with interpolation (area, bilinear) leaves them, rather than fill objects of
+    their own: more than half of their pixels have both a darker and a brighter neighbour (of their 8).
+
+    A resize can leave every edge grey below 128 (a box 3 px off a 4x downscale's grid: {0, 16, 64, 255}), which
+    then looks like ids 16 and 64 beside void. An object's pixels do not lie so: inside it (a square) they have
+    only neighbours of its own id, and along a thin one (a pole 2 px wide) they touch the background or void, not
+    a darker and a brighter value both; each blend pixel does, from the outside (0) to the object (255)."""
+    greys = (values > 0) & (values < 255)
+    darker, brighter = np.zeros(values.shape, bool), np.zeros(values.shape, bool)
+    for neighbour in _neighbours(values):  # edges replicated: the map's border adds no darker or brighter value
+        darker |= neighbour < values
+        brighter |= neighbour > values
+    between = greys & darker & brighter
+    return bool(between.sum() > 0.5 * greys.sum())
 
 
 # How a sequence's grey annotations read, decided on its first (`grey_annotation_mode`); COLOUR: its first is a
@@ -503,12 +537,14 @@ _GREY_MODE_CACHE: Dict[Tuple[str, int, int], str] = {}
 def _grey_mode(values: np.ndarray) -> str:
     """GREY_IDS for grey ids (`_grey_ids`: several greys below 128, or ids 1..N, with or without 255 = void);
     GREY_DARK for one grey below 128 besides 0 (a binary mask saved 0/64: foreground where non-zero); else
-    GREY_THRESHOLD (0/255, anti-aliased edges: foreground where > 127): as `read_label_image` reads a first mask."""
+    GREY_THRESHOLD (0/255, anti-aliased edges, also when all below 128: foreground where > 127): as
+    `read_label_image` reads a first mask."""
     unique = np.unique(values)
     nonzero = unique[unique > 0]
     # As `read_label_image` reads a first mask: several greys below 128 are ids, even with a gap (1 and 3: the
-    # object count then names the missing id), with or without void.
-    if nonzero.size > 1 and _grey_ids(nonzero):
+    # object count then names the missing id), with or without void, unless beside 255 they are a 0/255 mask's
+    # anti-aliased edges.
+    if nonzero.size > 1 and _grey_ids(values, nonzero):
         return GREY_IDS
     return GREY_DARK if nonzero.size == 1 and nonzero[0] < 128 else GREY_THRESHOLD
 

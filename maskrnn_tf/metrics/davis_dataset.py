@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image
 
 from maskrnn_tf.io import VOID_ID, ImageReadError
-from maskrnn_tf.io.id_images import grey_annotation_mode, read_annotation_ids, read_result_ids
+from maskrnn_tf.io.id_images import grey_annotation_mode, read_annotation_ids, read_result_ids_and_0_255
 from maskrnn_tf.metrics.errors import (
     DatasetLayoutError,
     EvaluationInputError,
@@ -229,26 +228,6 @@ def _result_files(folder: str) -> Dict[str, str]:
     return present
 
 
-# Pillow's modes of grey PNGs, 8- and 16-bit (I;16 here, I in older versions).
-GREY_MODES = ("L", "I;16", "I;16L", "I;16B", "I")
-
-
-def _read_as_0_255(path: str, ids: np.ndarray) -> bool:
-    """Whether the result at `path`, read as `ids`, was a grey 0/255 mask (`read_result_ids` reads it as object 1;
-    a 16-bit one may hold 65535 for 255): a grey PNG holding 255 or more whose ids are at most 1. A grey PNG of ids
-    0/1 reads as the same ids, so the file's own values tell them apart; only grey files with an object 1 are
-    decoded again."""
-    if ids.size == 0 or int(ids.max()) != 1:
-        return False
-    try:
-        with Image.open(path) as image:
-            # Any other value from 255 up in a grey file is read as an unknown object and refused, so such a value
-            # here means the 0/255 branch.
-            return image.mode in GREY_MODES and image.getextrema()[1] >= 255
-    except (OSError, ValueError):  # replaced since it was read: no note, the scores stand
-        return False
-
-
 def load_results(
     results_dir: str,
     spec: SequenceSpec,
@@ -260,7 +239,8 @@ def load_results(
     """Predicted ids [T', H, W] of the chosen frames from `<results_dir>/<seq>/<frame>.png`, validated.
 
     `binary_frames`, when given, receives the names of the frames read as grey 0/255 masks (object 1), which
-    davis2017-evaluation reads as object 255 and refuses: every frame is recorded, not a sample of them."""
+    davis2017-evaluation reads as object 255 and refuses: every frame is recorded, not a sample of them. The reader
+    tells them (`read_result_ids_and_0_255`): no file is opened twice, whether the list is asked for or not."""
     folder = os.path.join(results_dir, spec.name)
     if not os.path.isdir(folder):
         raise MissingResultsError(
@@ -286,7 +266,7 @@ def load_results(
     for k, i in enumerate(frame_indices):
         path = os.path.join(folder, present[spec.frames[i]])
         try:
-            pred = read_result_ids(path, objects=len(object_ids))
+            pred, read_0_255 = read_result_ids_and_0_255(path, objects=len(object_ids))
         except ImageReadError as err:
             raise UnreadableResultError(str(err)) from err
         if pred.shape != tuple(shape):
@@ -300,7 +280,7 @@ def load_results(
                 f"{path}: object id(s) {unknown} not in the ground truth of '{spec.name}' (ids "
                 f"{list(object_ids)}, 0 = background); label objects with their first-frame ids."
             )
-        if binary_frames is not None and _read_as_0_255(path, pred):
+        if binary_frames is not None and read_0_255:
             binary_frames.append(spec.frames[i])
         out[k] = pred
     return out

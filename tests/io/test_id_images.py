@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from maskrnn_tf.io import ImageReadError
-from maskrnn_tf.io.id_images import (GREY_IDS, grey_annotation_mode, read_annotation_ids, read_label_image,
-                                     read_result_ids)
+from maskrnn_tf.io.id_images import (GREY_IDS, GREY_THRESHOLD, grey_annotation_mode, read_annotation_ids,
+                                     read_label_image, read_result_ids, read_result_ids_and_0_255)
 
 
 def two_objects(height=24, width=32):
@@ -50,6 +50,29 @@ def test_16_bit_grey_reads_as_8_bit_grey_does(tmp_path):
         read_result_ids(colour)
 
 
+def test_the_result_reader_tells_a_grey_0_255_mask_read_as_object_1(tmp_path):
+    """What the evaluation's 0/255 note needs (davis2017-evaluation reads 255 as object 255), from the reading
+    itself: grey 0/255 (8-bit, 16-bit, 0/65535, all 255) yes; ids 0/1 in grey or palette, and an RGB file of
+    0/255 (noted as RGB instead), no. The ids are `read_result_ids`'s."""
+    ids = (two_objects() == 1).astype(np.uint8)
+    _save_grey(str(tmp_path / "grey255.png"), ids * 255)
+    _save_grey(str(tmp_path / "white.png"), np.full_like(ids, 255))
+    _save_grey(str(tmp_path / "grey01.png"), ids)
+    for high in (255, 65535):
+        _save_uint16(str(tmp_path / f"wide{high}.png"), ids.astype(np.int64) * high)
+    Image.fromarray(np.repeat(ids[..., None] * 255, 3, axis=2), mode="RGB").save(str(tmp_path / "rgb255.png"))
+    palette = Image.fromarray(ids, mode="P")
+    palette.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)
+    palette.save(str(tmp_path / "palette.png"))
+    want = {"grey255.png": True, "white.png": True, "wide255.png": True, "wide65535.png": True,
+            "grey01.png": False, "rgb255.png": False, "palette.png": False}
+    for name, read_as_0_255 in want.items():
+        path = str(tmp_path / name)
+        got, read_0_255 = read_result_ids_and_0_255(path, objects=1)
+        assert read_0_255 is read_as_0_255, name
+        np.testing.assert_array_equal(got, read_result_ids(path, objects=1))
+
+
 # First masks (read_label_image) and ground truth (read_annotation_ids, grey_annotation_mode) read the same file alike.
 
 
@@ -78,6 +101,32 @@ def test_grey_ids_with_a_gap_and_void_read_as_ids_in_both_readers(tmp_path, thin
     assert grey_annotation_mode(path) == GREY_IDS
     np.testing.assert_array_equal(read_label_image(path)[0], ids)
     np.testing.assert_array_equal(read_annotation_ids(path), ids)
+
+
+def _box_downscaled_with_area(size: int) -> np.ndarray:
+    """A 0/255 square of `size` px 3 px off the 4-px grid, downscaled 4x with cv2.INTER_AREA: its top and left edges
+    come out a quarter covered (64), their corner 1/16 (16), the other edges on the grid (0/255)."""
+    canvas = (19 + size + 16) // 4 * 4
+    mask = np.zeros((canvas, canvas), np.uint8)
+    mask[19:19 + size, 19:19 + size] = 255
+    return cv2.resize(mask, (canvas // 4, canvas // 4), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize("size", [13, 197])
+def test_a_0_255_mask_whose_anti_aliased_edges_are_all_below_128_stays_one_object(tmp_path, size):
+    """Greys below 128 beside 255 read as ids (for 1, 3, 255 above) misread such a mask: the 13-px box as ids
+    {16, 64, 255} (the object void, its edges two objects), the 197-px one refused as ids blended by a resize. Both
+    were object 1, as the thresholded mask is."""
+    values = _box_downscaled_with_area(size)
+    assert set(np.unique(values).tolist()) == {0, 16, 64, 255}  # the premise: every edge grey below 128
+    path = str(tmp_path / "box.png")
+    _save_grey(path, values)
+    want = (values > 127).astype(np.uint8)
+    labels, palette = read_label_image(path)
+    assert palette is None
+    np.testing.assert_array_equal(labels, want)
+    assert grey_annotation_mode(path) == GREY_THRESHOLD
+    np.testing.assert_array_equal(read_annotation_ids(path), want)
 
 
 def test_one_dark_grey_beside_255_is_still_an_anti_aliased_edge_or_refused(tmp_path):

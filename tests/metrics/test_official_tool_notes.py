@@ -81,3 +81,63 @@ def test_results_without_a_scored_0_255_frame_give_no_note(tmp_path, forms):
     results = evaluate_dataset(root, out, EvaluationConfig())
     assert results.global_metrics()["J-Mean"] == 1.0
     assert results.notes == []
+
+
+def one_object_2016(root):
+    """A DAVIS-2016 root with one sequence 'alpha' of N_FRAMES grey 0/255 annotations, one moving square (object 1);
+    returns its id maps [N_FRAMES, H, W]."""
+    folder = os.path.join(root, "Annotations", "480p", "alpha")
+    os.makedirs(folder)
+    truth = np.zeros((N_FRAMES, 40, 60), np.uint8)
+    lines = []
+    for t in range(N_FRAMES):
+        truth[t, 10:22, 5 + 3 * t : 20 + 3 * t] = 1
+        Image.fromarray(truth[t] * 255, mode="L").save(os.path.join(folder, f"{t:05d}.png"))
+        lines.append(f"/JPEGImages/480p/alpha/{t:05d}.jpg /Annotations/480p/alpha/{t:05d}.png")
+    os.makedirs(os.path.join(root, "ImageSets", "480p"))
+    with open(os.path.join(root, "ImageSets", "480p", "val.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return truth
+
+
+def count_result_opens(monkeypatch, out):
+    """{result file name: times Image.open opened it} for the files under `out`, filled as they are opened."""
+    opened = {}
+    real_open = Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        path = os.path.abspath(os.fspath(fp)) if isinstance(fp, (str, os.PathLike)) else ""
+        if path.startswith(os.path.abspath(out) + os.sep):
+            opened[os.path.basename(path)] = opened.get(os.path.basename(path), 0) + 1
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    return opened
+
+
+@pytest.mark.parametrize("form", ["grey255", "palette"])
+def test_a_davis_2016_evaluation_opens_each_scored_result_once(tmp_path, monkeypatch, form):
+    """The 0/255 note (DAVIS-2017 only) reopened and decoded every scored result whose ids top out at 1, for
+    DAVIS-2016 too (its results are 0/255 masks): its load took twice as long. The reader says what it read."""
+    root, out = str(tmp_path / "davis"), str(tmp_path / "res")
+    truth = one_object_2016(root)
+    for t in range(N_FRAMES):
+        write_frame(out, t, truth[t], form)
+    opened = count_result_opens(monkeypatch, out)
+    results = evaluate_dataset(root, out, EvaluationConfig(compute_t=False))
+    assert results.year == 2016 and results.global_metrics()["J-Mean"] == 1.0
+    assert opened == {"00001.png": 1, "00002.png": 1, "00003.png": 1}  # frames 00000 and 00004 are not scored
+
+
+def test_a_davis_2017_evaluation_decodes_each_scored_result_once(tmp_path, monkeypatch):
+    """The 0/255 note comes from the reading itself: only the first scored file is opened again, for its mode (the
+    RGB and LA notes), and still every 0/255 sequence is noted."""
+    root, out = str(tmp_path / "davis"), str(tmp_path / "res")
+    truth = one_object_2017(root)
+    for t in range(N_FRAMES):
+        write_frame(out, t, truth[t], "grey255")
+    opened = count_result_opens(monkeypatch, out)
+    results = evaluate_dataset(root, out, EvaluationConfig())
+    assert opened == {"00001.png": 2, "00002.png": 1, "00003.png": 1}
+    (note,) = binary_notes(results.notes)
+    assert note.startswith("0/255 result masks (alpha) are scored here as object 1")
