@@ -285,8 +285,9 @@ def _check_export_base(export_base: str) -> None:
     if scheme:
         raise ExportError(f"--export_base {export_base} is not a local folder ({scheme.group(1)}:// is not written "
                           "here: a version is made whole in a local folder, then renamed into place). Export to a "
-                          "local folder, then copy the finished version folder to the bucket: copy it under a "
-                          "temporary name and rename it there, or stop the model server polling while it is copied.")
+                          "local folder, then copy the finished version folder to the bucket while the model server "
+                          "does not poll that path (a bucket has no atomic folder rename: a copy appears object by "
+                          "object).")
     existing = os.path.abspath(export_base)
     while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
         existing = os.path.dirname(existing)
