@@ -8,7 +8,6 @@ prints the tensorflow_model_server command that serves it.
 """
 from __future__ import annotations
 
-import errno
 import os
 import sys
 
@@ -33,30 +32,6 @@ flags.DEFINE_integer("max_batch_size", None, "With --batching: the max_batch_siz
                      "shapes with more objects are refused, as the server would refuse the version.", lower_bound=1)
 flags.DEFINE_string("model_name", "maskrnn", "Model name used in the warmup requests and printed commands.")
 flags.DEFINE_list("warmup_shapes", ["96x128x1", "96x128x2"], "Warmup requests, HEIGHTxWIDTHxOBJECTS each; empty for none.")
-
-
-# TensorFlow's file errors carry the OS's text, not its errno: the texts of the errors a user can act on.
-_ERRNO_TEXTS = (("no space left", errno.ENOSPC), ("quota exceeded", errno.EDQUOT),
-                ("read-only file system", errno.EROFS), ("permission denied", errno.EACCES),
-                ("operation not permitted", errno.EPERM))
-
-
-def _write_failure(err: BaseException, export_base: str) -> str:
-    """One line for an export that failed writing (a full disk, no permission): TensorFlow's SaveV2 raises its own
-    errors, the renames and records OSErrors. Their paths name the version's temporary folder, already removed: the
-    line names the export base, the OS's reason and what to do about it."""
-    from maskrnn_tf._console import os_error_hint
-
-    if isinstance(err, OSError):
-        code, cause = err.errno, err.strerror or str(err)
-    else:
-        lines = (getattr(err, "message", "") or str(err)).strip().splitlines() or [""]
-        text = lines[0]  # a graph-mode message goes on with the op's node on further lines
-        cause = text.rsplit("; ", 1)[-1].split("[Op:")[0].strip() or type(err).__name__
-        code = next((number for words, number in _ERRNO_TEXTS if words in text.lower()), None)
-        if code is None and type(err).__name__ == "PermissionDeniedError":  # tf.errors' class, loaded by then
-            code = errno.EACCES
-    return f"{export_base}: writing the version failed ({cause}); {os_error_hint(code)}."
 
 
 def main(argv) -> int:
@@ -108,7 +83,9 @@ def main(argv) -> int:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
     except (OSError, tf.errors.OpError) as e:  # no version was left: the export writes a temporary folder
-        print(f"export failed: {_write_failure(e, FLAGS.export_base)}", file=sys.stderr)
+        from maskrnn_tf.export.write_failure import write_failure_line
+
+        print(f"export failed: {write_failure_line(e, FLAGS.export_base)}", file=sys.stderr)
         return 1
     print(f"Exported {FLAGS.model} ({precision}) to {path}")
     notice = unserved_notice(FLAGS.export_base, FLAGS.version)

@@ -339,19 +339,10 @@ import tensorflow as tf
 from maskrnn_tf.export import saved_model_export
 
 base = sys.argv[1]
-errors = {
-    "savev2": tf.errors.ResourceExhaustedError(None, None, base + "/.tmp-1-x/variables/variables_temp; No space left "
-                                               "on device [Op:SaveV2]"),
-    "rename": OSError(errno.ENOSPC, "No space left on device", base + "/.tmp-1-x/saved_model.pb"),
-    "permission": tf.errors.PermissionDeniedError(None, None, base + "/.tmp-1-x; Permission denied"),
-    "quota": tf.errors.ResourceExhaustedError(None, None, base + "/.tmp-1-x/variables; Disk quota exceeded\\n\\t "
-                                              "[[{{node SaveV2}}]]"),
-    "readonly": tf.errors.FailedPreconditionError(None, None, base + "/.tmp-1-x; Read-only file system"),
-}
-raised = errors[sys.argv[2]]
 
 def failing(*args, **kwargs):
-    raise raised
+    raise tf.errors.ResourceExhaustedError(None, None, base + "/.tmp-1-x/variables/variables_temp; No space left on "
+                                           "device [Op:SaveV2]")
 
 saved_model_export.export_saved_model = failing
 sys.argv = ["export_main", "--model=m.keras", "--export_base=" + base, "--version=1"]
@@ -359,21 +350,43 @@ runpy.run_module("maskrnn_tf.export.export_main", run_name="__main__")
 """
 
 
-@pytest.mark.parametrize("kind, hint", [("savev2", "free some space"), ("rename", "free some space"),
-                                        ("permission", "may not write"), ("quota", "quota is used up"),
-                                        ("readonly", "read-only")])
-def test_write_failures_of_the_export_are_one_line_each(tmp_path, kind, hint):
-    """A full disk during export raised TensorFlow's ResourceExhaustedError (SaveV2) or an OSError (rename, JSON)
-    as a traceback naming a temporary folder already removed: one line naming the export base and the cure. Run
-    as the CLI runs (its flags defined in a process of its own), the export's writing replaced by the failure."""
+def test_a_write_failure_of_the_export_is_one_line(tmp_path):
+    """A full disk during export raised TensorFlow's ResourceExhaustedError (SaveV2) as a traceback naming a
+    temporary folder already removed: one line naming the export base and the cure. Run as the CLI runs (its flags
+    defined in a process of its own), the export's writing replaced by the failure."""
     base = str(tmp_path / "exports")
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "MASKRNN_TF_VERBOSE")}
-    proc = subprocess.run([sys.executable, "-c", _FAILING_EXPORT, base, kind], capture_output=True, text=True,
-                          timeout=600, env=env)
+    proc = subprocess.run([sys.executable, "-c", _FAILING_EXPORT, base], capture_output=True, text=True, timeout=600,
+                          env=env)
     err = [line for line in proc.stderr.splitlines() if line.startswith("export failed:")]
     assert proc.returncode == 1 and len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert err[0].startswith(f"export failed: {base}: writing the version failed (") and hint in err[0], err[0]
-    assert ".tmp-" not in err[0], err[0]  # the temporary folder is gone: the base is what the user chose
+    assert err[0] == (f"export failed: {base}: writing the version failed (No space left on device); the disk is "
+                      "full: free some space or choose a location on another disk."), err[0]
+
+
+def _tf_error(kind: str, message: str) -> BaseException:
+    import tensorflow as tf
+
+    return getattr(tf.errors, kind)(None, None, message)
+
+
+@pytest.mark.parametrize("error, hint", [
+    (lambda base: _tf_error("ResourceExhaustedError", f"{base}/.tmp-1-x/v; No space left on device [Op:SaveV2]"),
+     "free some space"),
+    (lambda base: OSError(28, "No space left on device", f"{base}/.tmp-1-x/saved_model.pb"), "free some space"),
+    (lambda base: _tf_error("PermissionDeniedError", f"{base}/.tmp-1-x; Permission denied"), "may not write"),
+    # A graph-mode message goes on with the node on further lines: the line stays one.
+    (lambda base: _tf_error("ResourceExhaustedError", f"{base}/.tmp-1-x/v; Disk quota exceeded\n\t [[{{{{node "
+                                                      "SaveV2}}}}]]"), "quota is used up"),
+    (lambda base: _tf_error("FailedPreconditionError", f"{base}/.tmp-1-x; Read-only file system"), "read-only"),
+], ids=["savev2", "rename", "permission", "quota", "readonly"])
+def test_write_failures_name_the_base_the_reason_and_its_cure(tmp_path, error, hint):
+    from maskrnn_tf.export.write_failure import write_failure_line
+
+    base = str(tmp_path / "exports")
+    line = write_failure_line(error(base), base)
+    assert line.startswith(f"{base}: writing the version failed (") and hint in line and "\n" not in line, line
+    assert ".tmp-" not in line, line  # the temporary folder is gone: the base is what the user chose
 
 
 def test_a_remote_export_base_is_refused_before_anything_is_written(tmp_path, monkeypatch):
