@@ -34,6 +34,9 @@ class AugmentConfig:
       random: False gives the deterministic fit-and-centre-crop (evaluation).
       color_jitter: strength of one random photometric change per clip (`sample_color_jitter`), the same on
         every frame of the clip; 0 = none. Flows are not recomputed: they come from the unchanged frames.
+      antialias: frames shrunk by the transform are first area-averaged to about the output scale (as OpenCV's
+        INTER_AREA, which segment and validation downscale with), then sampled bilinearly; without it bilinear
+        sampling alone reads 2x2 of every s x s input pixels (aliasing at the DAVIS recipe's ~0.5 scale).
     """
 
     crop_size: Tuple[int, int] = (64, 96)
@@ -43,6 +46,7 @@ class AugmentConfig:
     flip: bool = True
     random: bool = True
     color_jitter: float = 0.0
+    antialias: bool = False
 
     def __post_init__(self) -> None:
         if not self.color_jitter >= 0:
@@ -128,8 +132,32 @@ def projective_transform(images: tf.Tensor, affine: tf.Tensor, out_size, interpo
     )
 
 
+def area_prefiltered(frames: tf.Tensor, affine: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Frames [T, H, W, C] area-resized to the scale `affine` samples them at, with the map onto them.
+
+    The transform reads s = sqrt|det A| input pixels per output pixel; when s > 1 the frames are area-averaged to
+    round(H / s) x round(W / s) (tf.image.resize 'area': box means, OpenCV's INTER_AREA) and the map is composed
+    with that resize (pixel centres at integers: p_small = k (p_in + 1/2) - 1/2 on each axis), so every output
+    pixel still lands where it did. Otherwise the frames and the map are returned unchanged.
+    """
+    a = affine[:, :2]
+    shrink = tf.sqrt(tf.abs(tf.linalg.det(a)))
+    size = tf.cast(tf.shape(frames)[1:3], tf.float32)
+
+    def shrunk():
+        small_size = tf.maximum(tf.cast(tf.round(size / shrink), tf.int32), 1)
+        small = tf.image.resize(tf.cast(frames, tf.float32), small_size, method="area")
+        k = tf.cast(small_size, tf.float32) / size
+        k_xy = tf.stack([k[1], k[0]])  # the map's rows are x (width) then y (height)
+        moved = tf.concat([a * k_xy[:, None], (k_xy * (affine[:, 2] + 0.5) - 0.5)[:, None]], axis=1)
+        return small, moved
+
+    return tf.cond(shrink > 1.0, shrunk, lambda: (tf.cast(frames, tf.float32), affine))
+
+
 def apply_transform(frames: tf.Tensor, maps: Dict[str, tf.Tensor], flows: Dict[str, tf.Tensor], affine: tf.Tensor,
-                    out_size) -> Tuple[tf.Tensor, Dict[str, tf.Tensor], tf.Tensor, Dict[str, tf.Tensor]]:
+                    out_size, antialias: bool = False
+                    ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor], tf.Tensor, Dict[str, tf.Tensor]]:
     """Transforms a clip consistently.
 
     Args:
@@ -139,12 +167,15 @@ def apply_transform(frames: tf.Tensor, maps: Dict[str, tf.Tensor], flows: Dict[s
       flows: dict of [T, H, W, 2] float32 (u, v) flows in input pixels.
       affine: [2, 3] from `sample_transform`.
       out_size: (h, w).
+      antialias: frames the map shrinks are area-averaged first (`area_prefiltered`); maps and flows are not
+        (masks are thresholded, flows are smooth).
 
     Returns:
       frames [T, h, w, 3] (bilinear, 0 outside), maps dict [T, h, w] float32 0/1, inside [T, h, w] float32
       (1 where the output pixel comes from inside the input image), flows dict [T, h, w, 2] in output pixels.
     """
-    frames_out = projective_transform(tf.cast(frames, tf.float32), affine, out_size, "BILINEAR", 0.0)
+    frames_in, frames_affine = area_prefiltered(frames, affine) if antialias else (tf.cast(frames, tf.float32), affine)
+    frames_out = projective_transform(frames_in, frames_affine, out_size, "BILINEAR", 0.0)
     maps_out = {}
     for key, value in maps.items():
         moved = projective_transform(tf.cast(value, tf.float32)[..., None], affine, out_size, "BILINEAR", 0.0)

@@ -144,7 +144,8 @@ def make_static_dataset(source: VideoSource, augment: AugmentConfig = AugmentCon
         frames, masks, to_prev, to_next = _loaded(source, (-1, 0), item[0], item[1])
         affine = sample_transform(aug_seed, tf.shape(frames)[1:3], augment)
         frames, maps, inside, flows = apply_transform(
-            frames[1:], object_maps(masks, item[2]), {"p": to_prev[1:], "n": to_next[1:]}, affine, size)
+            frames[1:], object_maps(masks, item[2]), {"p": to_prev[1:], "n": to_next[1:]}, affine, size,
+            augment.antialias)
         frames = _jittered(frames, aug_seed, augment)
         mask = maps["mask"]
         void = finish_void(maps["void"], tf.concat([inside, inside], axis=0))
@@ -198,7 +199,7 @@ def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: Augmen
         frames, masks, to_prev, to_next = _loaded(source, offsets, item[0], item[1])
         affine = sample_transform(aug_seed, tf.shape(frames)[1:3], augment)
         frames, maps, inside, flows = apply_transform(
-            frames, object_maps(masks, item[2]), {"p": to_prev, "n": to_next}, affine, size)
+            frames, object_maps(masks, item[2]), {"p": to_prev, "n": to_next}, affine, size, augment.antialias)
         frames = _jittered(frames, aug_seed, augment)
         mask, void = maps["mask"], finish_void(maps["void"], inside)
         shape = (clip_length,) + size
@@ -280,7 +281,7 @@ def make_finetune_dataset(first_frame: np.ndarray, first_mask: np.ndarray, objec
         affine = sample_transform(aug_seed, tf.constant([height, width]), augment)
         which = tf.cast(index % tf.cast(tf.size(ids_t), tf.int64), tf.int32)
         frames, maps, inside, flows = apply_transform(frame_t, object_maps(mask_t, ids_t[which]), flows_t, affine,
-                                                      size)
+                                                      size, augment.antialias)
         mask, void = maps["mask"], finish_void(maps["void"], inside)
         out = {
             "frame": tf.ensure_shape(frames[0], size + (3,)),

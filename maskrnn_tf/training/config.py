@@ -52,6 +52,9 @@ class DataConfig:
         not learn the training videos' colours; 0 = none. With model.color_prior_input the colour tables stay
         fitted on the unchanged first frame, so a changed clip shows the network a first-frame prior that no
         longer matches the object's colours, as a change of light in a video does.
+      antialias: training frames the augmentation shrinks are area-averaged to the crop's scale before they are
+        sampled (`AugmentConfig.antialias`), as segment and validation shrink frames (OpenCV INTER_AREA); off,
+        they are sampled bilinearly alone (sharper, aliased: at the DAVIS recipe's ~0.5 scale a train/test gap).
       perturb_amount: multiplies every range of the stage A previous-mask perturbation (data.perturb.PerturbConfig
         defaults: scale, rotation, translation, dilation radius, elastic amplitude); 1 = those defaults.
       perturb_min_iou: lowest accepted IoU between the perturbed previous mask and the truth (0.6 = default).
@@ -89,6 +92,7 @@ class DataConfig:
     perturb_amount: float = 1.0
     perturb_min_iou: float = 0.6
     color_jitter: float = 0.0
+    antialias: bool = False
     clip_seed_fraction: float = 0.0
     clip_seed_amount: float = 3.0
     clip_seed_min_iou: float = 0.3

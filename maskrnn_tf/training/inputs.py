@@ -147,7 +147,8 @@ def make_train_datasets(data: DataConfig, source: VideoSource, seed: int, color_
     """(stage A dataset batched by data.batch_size, stage B dataset batched by data.clip_batch_size);
     infinite, deterministic given `seed`, with the data package's augmentation at data.height x data.width.
     color_prior_band (a model with color_prior_input): elements carry each object's colour table."""
-    augment = AugmentConfig(crop_size=(data.height, data.width), color_jitter=data.color_jitter)
+    augment = AugmentConfig(crop_size=(data.height, data.width), color_jitter=data.color_jitter,
+                            antialias=data.antialias)
     static = make_static_dataset(source, augment=augment, perturb=perturb_config(data), seed=seed,
                                  batch_size=data.batch_size, color_prior_band=color_prior_band)
     seeding = dict(seed_perturb=clip_seed_perturb_config(data), seed_fraction=data.clip_seed_fraction,

@@ -97,6 +97,59 @@ def test_masks_and_frames_follow_the_transform():
     np.testing.assert_array_equal(maps["m"].numpy()[:, :, 2:], mask.numpy()[:, :, :6])
 
 
+def test_antialiased_frames_are_opencv_inter_area_at_a_quarter_scale():
+    import cv2
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 64, 96, 3)).astype(np.float32)
+    affine = sample_transform(tf.constant([0, 0]), tf.constant([64, 96]), AugmentConfig((16, 24), random=False))
+    np.testing.assert_allclose(affine.numpy(), [[4, 0, 1.5], [0, 4, 1.5]])  # p_in = 4 p_out + 1.5
+    area = np.stack([cv2.resize(f, (24, 16), interpolation=cv2.INTER_AREA) for f in frames])
+    smooth, _, _, _ = apply_transform(tf.constant(frames), {}, {}, affine, (16, 24), antialias=True)
+    np.testing.assert_allclose(smooth.numpy(), area, atol=1e-3)
+    # Bilinear sampling alone at 4p + 1.5 reads the 2x2 pixels in the middle of each 4x4 block.
+    sharp, _, _, _ = apply_transform(tf.constant(frames), {}, {}, affine, (16, 24))
+    middle = frames.reshape(2, 16, 4, 24, 4, 3)[:, :, 1:3, :, 1:3].mean(axis=(2, 4))
+    np.testing.assert_allclose(sharp.numpy(), middle, atol=1e-3)
+    assert np.abs(sharp.numpy() - area).mean() > 10
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_antialiasing_leaves_every_output_pixel_where_it_was(seed):
+    """A linear ramp keeps its values under box means: with the resize composed into the map, a random
+    shrinking transform (scale, rotation, flip, shift) gives the ramp's values at the same places as without it."""
+    height, width = 120, 200
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    ramp = np.stack([2 * x + 3 * y, x - y + 300, 0.5 * x + 10], axis=-1)[None]
+    config = AugmentConfig((40, 56), min_scale=0.9, max_scale=1.3, max_rotation_deg=10)
+    affine = sample_transform(tf.constant([seed, 7]), tf.constant([height, width]), config)
+    assert float(tf.sqrt(tf.abs(tf.linalg.det(affine[:, :2])))) > 2  # the frames are shrunk
+    smooth, _, _, _ = apply_transform(tf.constant(ramp), {}, {}, affine, (40, 56), antialias=True)
+    sharp, _, _, _ = apply_transform(tf.constant(ramp), {}, {}, affine, (40, 56))
+    # Output pixels that land 3 input pixels or more inside the image (at its border both blend with the fill).
+    rows, cols = np.mgrid[0:40, 0:56]
+    p_in = np.einsum("ij,hwj->hwi", affine.numpy()[:, :2], np.stack([cols, rows], -1)) + affine.numpy()[:, 2]
+    keep = (p_in.min(-1) >= 3) & (p_in[..., 0] <= width - 4) & (p_in[..., 1] <= height - 4)
+    assert keep.sum() > 0.5 * keep.size
+    # Within a tenth of an input pixel (the ramp rises at most 3.6 per pixel): area means at a fractional
+    # factor are that close to a linear function's value at the box centre (OpenCV's INTER_AREA too); a map
+    # that missed the half-pixel shift of the resize would be a pixel off.
+    np.testing.assert_allclose(smooth.numpy()[0][keep], sharp.numpy()[0][keep], atol=0.36)
+
+
+def test_the_training_data_config_turns_antialiasing_on_in_both_stages():
+    from maskrnn_tf.training.config import DataConfig
+    from maskrnn_tf.training.inputs import make_train_datasets
+
+    source = synthetic_source(2, seed=0)
+    firsts = {}
+    for antialias in (False, True):
+        data = DataConfig(height=24, width=32, batch_size=1, clip_batch_size=1, clip_length=2, antialias=antialias)
+        static, clips = make_train_datasets(data, source, seed=0)
+        firsts[antialias] = (next(iter(static))["frame"].numpy(), next(iter(clips))["frames"].numpy())
+    for plain, smooth in zip(firsts[False], firsts[True]):
+        assert plain.shape == smooth.shape and np.abs(plain - smooth).mean() > 0.5
+
+
 def test_augmented_clip_keeps_flow_and_masks_consistent():
     larger = dataclasses.replace(SMOOTH, height=144, width=192)  # resampling errors shrink with the object
     source = ArraySource([generate_video(s, larger) for s in (1, 2)])
