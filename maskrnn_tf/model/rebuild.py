@@ -8,6 +8,10 @@ import keras
 from maskrnn_tf.model.maskrnn import MaskRNN
 
 PRECISIONS = ("float32", "bfloat16", "float16")
+# MaskRNNConfig fields a trained network can be run with changed: what is done with its outputs, not what it
+# learned to read (input scales, the flow reference, the warp, the box deltas' weights: changed, the same weights
+# compute another function, which set_weights cannot notice).
+DEPLOYMENT_SWITCHES = ("apply_localization", "box_enlarge", "mask_threshold")
 
 
 def compute_dtypes(layer: keras.layers.Layer) -> set:
@@ -26,9 +30,9 @@ def rebuild_with_precision(
 ) -> MaskRNN:
     """A copy of `model` built under the Keras policy for `precision` with the same (float32) weights.
 
-    overrides: MaskRNNConfig fields to change on the copy that leave the weights as they are (deployment
-      switches such as `apply_localization` or `box_enlarge`); one that changes a weight's shape raises
-      ValueError naming it.
+    overrides: deployment switches (`DEPLOYMENT_SWITCHES`: apply_localization, box_enlarge, mask_threshold) to
+      change on the copy; any other MaskRNNConfig field raises ValueError naming it (a trained network's weights
+      only mean what they learned under its own settings).
     Returns `model` itself when every layer with weights already computes in `precision` and `overrides`
     changes nothing. Otherwise the network
     is rebuilt under `mixed_<precision>` (or float32): variables stay float32, compute runs in the lower
@@ -40,6 +44,14 @@ def rebuild_with_precision(
         raise ValueError(f"Unknown precision {precision!r}; choose one of {PRECISIONS}.")
     compute = "float32" if precision == "float32" else precision
     config = model.config.override(dict(overrides or {}))
+    changed = sorted(k for k in (overrides or {}) if getattr(config, k) != getattr(model.config, k))
+    learned = [k for k in changed if k not in DEPLOYMENT_SWITCHES]
+    if learned:
+        raise ValueError(
+            f"rebuild: {', '.join(learned)} cannot be changed on a trained network: its weights were learned with "
+            f"{', '.join(f'{k}={getattr(model.config, k)!r}' for k in learned)}, and they change what the network "
+            f"reads or computes. Only the deployment switches {', '.join(DEPLOYMENT_SWITCHES)} can be; train a "
+            "network with the other setting instead.")
     same_dtypes = compute_dtypes(model) == {compute} and model.compute_dtype == compute
     if same_dtypes and config == model.config:
         return model
@@ -56,7 +68,7 @@ def rebuild_with_precision(
         copy.set_weights(model.get_weights())
     except ValueError as err:
         raise ValueError(
-            f"rebuild: the overrides {dict(overrides or {})} change the network's weights; only deployment "
-            f"switches (for example apply_localization, box_enlarge) can be changed on a trained model ({err})."
+            f"rebuild: the overrides {dict(overrides or {})} change the network's weights; only the deployment "
+            f"switches {', '.join(DEPLOYMENT_SWITCHES)} can be changed on a trained model ({err})."
         ) from err
     return copy

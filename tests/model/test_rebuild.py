@@ -38,10 +38,27 @@ def test_switching_the_box_off_keeps_everything_but_the_restriction():
 
 def test_an_override_that_changes_the_weights_is_refused():
     trained = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16))
-    with pytest.raises(ValueError, match="change the network's weights"):
+    with pytest.raises(ValueError, match="use_flow_stream cannot be changed on a trained network"):
         rebuild_with_precision(trained, "float32", {"use_flow_stream": False})
     with pytest.raises(ValueError, match="Unknown MaskRNNConfig field"):
         rebuild_with_precision(trained, "float32", {"apply_box": False})
+
+
+@pytest.mark.parametrize("field, value", [("delta_weights", (1.0, 1.0, 1.0, 1.0)), ("mask_input_scale", 1.0),
+                                          ("flow_input_scale", 1.0), ("flow_reference", "median"),
+                                          ("warp_mask", False), ("roi_feature_stride", 16)])
+def test_settings_the_weights_were_learned_with_are_not_switched_on_a_trained_network(field, value):
+    """Same shapes, another function: set_weights takes the weights, and the network would read its inputs (or
+    decode its boxes) otherwise than it was trained to."""
+    trained = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16))
+    with pytest.raises(ValueError, match=f"{field} cannot be changed on a trained network.*deployment switches"):
+        rebuild_with_precision(trained, "float32", {field: value})
+    # The switches that act on the outputs are still taken, with the weights as they were.
+    switched = rebuild_with_precision(trained, "float32", {"box_enlarge": 1.5, "mask_threshold": 0.4,
+                                                           "apply_localization": False})
+    assert (switched.config.box_enlarge, switched.config.mask_threshold) == (1.5, 0.4)
+    for a, b in zip(switched.weights, trained.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_a_rebuilt_model_keeps_where_its_training_started():
