@@ -29,6 +29,10 @@ from maskrnn_tf.ops import (
     warp_with_flow,
 )
 
+# VGG-16's four 2x2 pools leave conv5_3 1/16 of the frame: below 16 pixels a side it has no rows, and the side
+# outputs' resize and the localization head's crops fail deep inside TensorFlow.
+MIN_FRAME_SIDE = 16
+
 
 @keras.saving.register_keras_serializable(package="maskrnn_tf")
 class MaskRNN(keras.Model):
@@ -118,6 +122,11 @@ class MaskRNN(keras.Model):
         prev = tf.cast(inputs["prev_probs"], tf.float32)
         shape = tf.shape(frame)
         height, width = shape[1], shape[2]
+        static = frame.shape[1:3]
+        if any(side is not None and side < MIN_FRAME_SIDE for side in static):
+            raise ValueError(f"MaskRNN: frames of {static[0]}x{static[1]} pixels are too small: the network needs "
+                             f"at least {MIN_FRAME_SIDE} pixels a side (conv5_3 sees 1/16 of the frame); upscale "
+                             "the frames (segment refuses frames below 32 pixels a side).")
 
         # 1. Move the previous prediction into this frame (float32: coordinates need the precision).
         # warp_mask=False is the paper's "no Warp mask" ablation: the mask stays where it was.

@@ -40,6 +40,15 @@ def test_shapes_and_ranges(model, h, w):
     assert model.fuse(out["probs"]).shape == (h, w)
 
 
+def test_frames_below_16_pixels_a_side_are_refused_by_name(model):
+    with pytest.raises(ValueError, match="15x40 pixels are too small: the network needs at least 16 pixels a side"):
+        model.step(*_inputs(15, 40))
+    with pytest.raises(ValueError, match="40x12 pixels"):
+        model({"frame": tf.zeros((1, 40, 12, 3)), "flow_to_prev": tf.zeros((1, 40, 12, 2)),
+               "flow_to_next": tf.zeros((1, 40, 12, 2)), "prev_probs": tf.zeros((1, 40, 12))})
+    assert model.step(*_inputs(16, 40))["probs"].shape == (2, 16, 40)  # the smallest it takes
+
+
 def _decoded_boxes(deltas, proposals, weights, height, width, clip=True):
     """Fast R-CNN decoding written out: centre (cy, cx) += (ty / wy * h, tx / wx * w), size (h, w) *= exp(th / wh,
     tw / ww) of the proposal, then (with `clip`) each coordinate clipped to the frame [0, height] x [0, width]."""
