@@ -66,6 +66,9 @@ flags.DEFINE_integer("finetune_num_clips", 8, "Recurrent finetuning: distinct dr
 flags.DEFINE_integer("finetune_crop", 0, "Recurrent finetuning: dream from a crop of at most this many pixels "
                      "square around the objects (fewer pixels, more updates in the budget); objects too large "
                      "for it use the whole frame; 0 = always the whole frame.")
+flags.DEFINE_integer("finetune_objects_per_update", 4, "Recurrent finetuning: at most this many objects in one "
+                     "update, in turns when a video has more (each object is carried through the unrolled clip in "
+                     "both streams: memory grows with it); 0 = every object at once.")
 flags.DEFINE_enum("finetune_dream_flow", "exact", ["exact", "dis", "dis-fast", "dis-ultrafast", "farneback"],
                   "Recurrent finetuning: the dreamt clips' flows, exact or estimated from their frames by this "
                   "flow backend (dis: as --flow=dis segments the video).")
@@ -163,6 +166,7 @@ def _register_checks() -> None:
     register_numeric_validator("finetune_clip_length", minimum=2, hint="a dreamt clip needs two frames")
     register_numeric_validator("finetune_num_clips", minimum=1, hint="clips per video")
     register_numeric_validator("finetune_crop", minimum=0, hint="pixels; 0 = the whole frame")
+    register_numeric_validator("finetune_objects_per_update", minimum=0, hint="0 = every object at once")
     flags.register_validator("finetune_dream_speed", lambda value: value == "video" or _positive_number(value),
                              message="must be a number > 0 (1 = the dreaming defaults) or 'video'")
     register_numeric_validator("finetune_check_frames", minimum=0, hint="frames; 0 = no check")
@@ -439,11 +443,13 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
         dream = dream if by_video else dream.with_speed(float(FLAGS.finetune_dream_speed))
         metadata.update(finetune_budget_s=FLAGS.finetune_budget, finetune_clip_length=FLAGS.finetune_clip_length,
                         finetune_crop=FLAGS.finetune_crop, finetune_dream_speed=_dream_speed_record(),
-                        finetune_dream_flow=FLAGS.finetune_dream_flow, finetune_num_clips=FLAGS.finetune_num_clips)
+                        finetune_dream_flow=FLAGS.finetune_dream_flow, finetune_num_clips=FLAGS.finetune_num_clips,
+                        finetune_objects_per_update=FLAGS.finetune_objects_per_update)
         config = inference.RecurrentFinetuneConfig(
             steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
             dream=dream, match_video_motion=by_video, crop=FLAGS.finetune_crop, dream_flow=FLAGS.finetune_dream_flow,
-            num_clips=FLAGS.finetune_num_clips, **choice.losses())
+            num_clips=FLAGS.finetune_num_clips, objects_per_update=FLAGS.finetune_objects_per_update,
+            **choice.losses())
         return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config,
                                                       flow_fn=flow_fn if by_video else None)
     return None
@@ -452,8 +458,8 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
 # What only --method=maskrnn uses: the network, how it runs and its online finetuning.
 _NETWORK_FLAGS = ("model", "precision", "jit_compile", "apply_localization", "finetune", "finetune_steps",
                   "finetune_budget", "finetune_clip_length", "finetune_num_clips", "finetune_crop",
-                  "finetune_dream_flow", "finetune_dream_speed", "finetune_check_frames", "finetune_check_margin",
-                  "finetune_lr", "finetune_loc_weight", "finetune_class_balance", "finetune_iou_weight")
+                  "finetune_dream_flow", "finetune_dream_speed", "finetune_objects_per_update", "finetune_check_frames",
+                  "finetune_check_margin", "finetune_lr", "finetune_loc_weight", "finetune_class_balance", "finetune_iou_weight")
 
 
 def _note_network_flags_unused() -> None:

@@ -64,6 +64,11 @@ class RecurrentFinetuneConfig:
       crop_margin: room kept around the objects' box in the crop, per side, as a fraction of the box's side
         (the dreamt motion and some background context need it).
       seed: seeds the dreamt clips.
+      objects_per_update: at most this many objects in one update (0 = every object of the video). Each object is
+        a batch element carried through the clip's unrolled frames in both streams, so an update's memory grows
+        with it (at 854x480 with the width-0.5 network, gigabytes per object); a video with more objects trains
+        them in turns, this many at a time, cycling through them (static finetuning's batch is capped at 4 too).
+        Fixed when a `RecurrentFinetuner` is built (its traced step's batch size).
     """
 
     steps: int = 50
@@ -85,8 +90,11 @@ class RecurrentFinetuneConfig:
     crop: int = 0
     crop_margin: float = 0.25
     seed: int = 0
+    objects_per_update: int = 4
 
     def __post_init__(self) -> None:
+        if self.objects_per_update < 0:
+            raise ValueError(f"RecurrentFinetuneConfig: need objects_per_update >= 0 (0 = all): {self}.")
         if self.steps < 0 or self.time_budget_s < 0 or self.num_clips < 1:
             raise ValueError(f"RecurrentFinetuneConfig: need steps >= 0, time_budget_s >= 0, num_clips >= 1: {self}.")
         if self.crop < 0 or self.crop_margin < 0:
@@ -239,7 +247,8 @@ class RecurrentFinetuner:
 
     The compiled stage B step is traced on the first update and reused by later runs on frames of the same
     size (tracing the unrolled step costs far more than an update); every run starts with a fresh optimizer.
-    The losses, learning rate schedule and clipping are fixed here; `config.steps`, `time_budget_s`,
+    An update trains `batch_objects` of the objects (all, or `config.objects_per_update` in turns).
+    The losses, learning rate schedule, clipping and objects per update are fixed here; `config.steps`, `time_budget_s`,
     `num_clips`, `dream`, `reverse_every_other` and `seed` are read at each run (`self.config` may be replaced).
     """
 
@@ -249,7 +258,9 @@ class RecurrentFinetuner:
         self.model = model
         self.num_objects = num_objects
         self.config = config
-        self._steps = _train_steps(model, num_objects, config)
+        cap = config.objects_per_update
+        self.batch_objects = num_objects if cap == 0 else min(num_objects, cap)
+        self._steps = _train_steps(model, self.batch_objects, config)
         self._traced_shapes: set = set()  # clip shapes the unrolled step has run on
         # Built now so that its fresh state can be put back before every video: zeros (Adam's moments, the
         # iteration counts) except the few variables that start elsewhere (under float16 the loss scale; zeroed,
@@ -264,6 +275,12 @@ class RecurrentFinetuner:
             raise ValueError(f"recurrent_finetune: {len(object_ids)} object ids for a finetuner built for "
                              f"{self.num_objects} objects.")
         return object_ids
+
+    def _group(self, index: int) -> List[int]:
+        """The rows (object positions) update `index` trains: all of them, or `batch_objects` in turns, each
+        update starting where the last one ended (with 5 objects and 4 per update: 0-3, then 4, 0, 1, 2, ...)."""
+        n, g = self.num_objects, self.batch_objects
+        return list(range(n)) if g >= n else [(index * g + j) % n for j in range(g)]
 
     def _cropped(self, frame: np.ndarray, ids: np.ndarray, object_ids: Sequence[int]
                  ) -> Tuple[np.ndarray, np.ndarray, Optional[Tuple[int, int, int, int]]]:
@@ -326,7 +343,8 @@ class RecurrentFinetuner:
                 if (now - start - trace_seconds) + durations[-1] > config.time_budget_s:
                     stopped = True
                     break
-            batch = clip_batch(clips[index], object_ids, tables)
+            rows = self._group(index)
+            batch = clip_batch(clips[index], [object_ids[r] for r in rows], None if tables is None else tables[rows])
             shape = tuple(batch["frames"].shape)
             if index == 0 and shape not in self._traced_shapes:
                 tracing = True
@@ -376,7 +394,8 @@ def recurrent_finetune(
       model: the network (its weights change).
       first_frame: uint8 RGB [H, W, 3] at the size the video is processed at.
       first_ids: uint8 ids [H, W] of the first frame (0 background, 255 void, which is inpainted away).
-      object_ids: the ids of the objects to track (all of them train together, one batch element each).
+      object_ids: the ids of the objects to track (one batch element each: all of them together, or
+        `config.objects_per_update` at a time in turns).
       config: see RecurrentFinetuneConfig.
     """
     object_ids = _checked_object_ids(first_ids, object_ids)

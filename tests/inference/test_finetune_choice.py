@@ -130,11 +130,12 @@ def test_cli_finetunes_a_stage_b_model_recurrently_within_its_budget(tmp_path, v
     # an update's cost from the tracing), no third one fits.
     out = str(tmp_path / "recurrent")
     assert run_cli(*common, f"--output={out}", "--finetune_lr=1e-3", "--finetune_budget=0.001",
-                   "--finetune_clip_length=3", "--finetune_crop=36", "--finetune_check_frames=0") == 0
+                   "--finetune_clip_length=3", "--finetune_crop=36", "--finetune_check_frames=0",
+                   "--finetune_objects_per_update=1") == 0
     with open(os.path.join(out, "segment_run.json")) as f:
         record = json.load(f)
     assert (record["finetune"], record["finetune_steps"], record["finetune_clip_length"]) == ("recurrent", 50, 3)
-    assert record["finetune_crop"] == 36
+    assert record["finetune_crop"] == 36 and record["finetune_objects_per_update"] == 1
     log = record["finetune_log"]["frames"]
     window = crop_window(read_first_mask(mask).labels, [1, 2], 36)
     assert log["window"] == (None if window is None else list(window))

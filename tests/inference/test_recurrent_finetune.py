@@ -284,6 +284,40 @@ def test_prepare_takes_the_reserved_seconds_off_each_videos_budget(video_on_disk
     assert budgets[-1] == 0.0
 
 
+def test_a_video_with_more_objects_than_an_update_takes_trains_them_in_turns():
+    """Every object of an update is a batch element through the whole unrolled clip (memory grows with it): with
+    objects_per_update=2 a 3-object video trains 2 at a time, cycling (ids 1 2, 3 1, 2 3, ...), each with its own
+    mask and colour table; 0 trains all of them in every update."""
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    tf.keras.utils.set_random_seed(2)
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True, color_prior_band=0.2))
+    frame = np.random.default_rng(1).integers(0, 256, (48, 64, 3)).astype(np.uint8)
+    ids = np.zeros((48, 64), np.uint8)
+    ids[4:16, 4:18], ids[24:40, 6:20], ids[10:30, 36:56] = 1, 2, 3
+    tables = np.stack([np.full(4096, v, np.float32) for v in (0.1, 0.2, 0.3)])
+    config = RecurrentFinetuneConfig(steps=5, time_budget_s=0, num_clips=1, dream=SHORT, objects_per_update=2)
+    finetuner = RecurrentFinetuner(model, 3, config)
+    assert finetuner.batch_objects == 2 and finetuner._steps.config.data.clip_batch_size == 2
+    seen = []
+
+    def fake_clip_step(batch, reverse):
+        first_masks = batch["masks"].numpy()[:, 0]
+        seen.append(([next(i for i in (1, 2, 3) if np.array_equal(m > 0.5, clip.masks[0] == i)) for m in first_masks],
+                     [round(float(v), 2) for v in batch["color_model"].numpy()[:, 0]]))
+        return {"loss": tf.constant(1.0), "grad_norm": tf.constant(1.0)}
+
+    finetuner._steps.clip_step = fake_clip_step
+    clip = finetuner._clips(frame, ids, [1, 2, 3])[0][0]  # the one clip every update uses (made the same way)
+    finetuner.run(frame, ids, [1, 2, 3], color_model=tables)
+    assert [objects for objects, _ in seen] == [[1, 2], [3, 1], [2, 3], [1, 2], [3, 1]]
+    assert [rows for _, rows in seen] == [[0.1, 0.2], [0.3, 0.1], [0.2, 0.3], [0.1, 0.2], [0.3, 0.1]]
+    assert RecurrentFinetuner(model, 3, dataclasses.replace(config, objects_per_update=0)).batch_objects == 3
+    assert RecurrentFinetuner(model, 1, config).batch_objects == 1
+    with pytest.raises(ValueError, match="objects_per_update >= 0"):
+        RecurrentFinetuneConfig(objects_per_update=-1)
+
+
 def test_a_colour_prior_network_is_finetuned_with_tables_of_the_whole_first_frame():
     """model.color_prior_input: every update's recurrence gets the objects' tables, by default fitted on the whole
     first frame (not its crop window): the first loss is the recurrence written out with those tables, and differs
