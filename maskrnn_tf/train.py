@@ -168,6 +168,17 @@ def _parse_profile(text: Optional[str]) -> Optional[Tuple[int, int]]:
     return first, last
 
 
+def split_cpu(count: int) -> None:
+    """Splits the CPU into `count` logical devices (--logical_cpus; nothing for 0 or 1). Must run before anything
+    makes a tensor or variable: TensorFlow fixes its devices when its runtime starts."""
+    if count <= 1:
+        return
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
 def main(argv: List[str]) -> int:
     del argv  # parse_flags_or_exit refuses plain arguments
     # The config is plain dataclasses: a bad config and --print_config answer before TensorFlow starts.
@@ -185,6 +196,9 @@ def main(argv: List[str]) -> int:
         return 0
     host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
     _console.import_tensorflow_quietly()
+    # Before the checks below: check_vgg_weights builds VGG-16, which starts TensorFlow's runtime, and the CPU
+    # cannot be split once it runs ("Virtual devices cannot be modified after being initialized").
+    split_cpu(FLAGS.logical_cpus)
     # `--run_dir=~/...` reaches us unexpanded (the shell expands ~ only at the start of a word).
     run_dir = os.path.abspath(os.path.expanduser(FLAGS.run_dir))
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
@@ -241,9 +255,6 @@ def main(argv: List[str]) -> int:
     # the console, so INFO is off unless the user asks for it with --verbosity.
     if not FLAGS["verbosity"].present:
         absl_logging.set_verbosity(absl_logging.WARNING)
-    if FLAGS.logical_cpus > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus)
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
 

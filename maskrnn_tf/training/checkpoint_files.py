@@ -137,7 +137,11 @@ def _files_of(prefix: str) -> List[str]:
 
 
 def _quarantine(directory: str, bad: List[str]) -> str:
-    """Moves the files of the `bad` checkpoints to <directory>/corrupt/ and drops them from the state file."""
+    """Moves the files of the `bad` checkpoints (absolute prefixes) to <directory>/corrupt/ and drops them from the
+    state file."""
+    # Absolute, as checkpoint_paths: TensorFlow returns the state file's names joined with the folder it is given,
+    # so a relative folder would compare (and write back) paths joined twice.
+    directory = os.path.abspath(directory)
     target = os.path.join(directory, CORRUPT_DIR)
     os.makedirs(target, exist_ok=True)
     for prefix in bad:
@@ -155,6 +159,8 @@ def _quarantine(directory: str, bad: List[str]) -> str:
     stamps = list(state.all_model_checkpoint_timestamps)
     stamps = stamps if len(stamps) == len(paths) else []  # older state files have none
     keep = [i for i, p in enumerate(paths) if (p if os.path.isabs(p) else os.path.join(directory, p)) not in bad]
+    # Written back relative to the folder, as CheckpointManager writes them: the run dir can still be moved.
+    paths = [os.path.basename(p) if os.path.dirname(p) == directory else p for p in paths]
     if keep:
         # The state proto edited in place and written as CheckpointManager writes it;
         # tf.compat.v1.train.update_checkpoint_state would do the same with a deprecation warning.

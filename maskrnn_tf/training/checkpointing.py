@@ -221,7 +221,8 @@ def read_run_precision(run_dir: str) -> Optional[str]:
     (a record of a run stopped before its first one binds nothing) or no record (begun before runs had one).
     Raises PrecisionMismatchError when the record is unreadable."""
     path = os.path.join(run_dir, PRECISION_FILE)
-    if not os.path.isfile(path) or not glob.glob(os.path.join(run_dir, "checkpoints", "ckpt-*.index")):
+    # Escaped: a run dir named like `prior[s2]` is a pattern to glob, which then matches no checkpoint.
+    if not os.path.isfile(path) or not glob.glob(os.path.join(glob.escape(run_dir), "checkpoints", "ckpt-*.index")):
         return None
     try:
         with open(path, encoding="utf-8") as f:

@@ -154,6 +154,19 @@ def reads_vgg_weights(config: TrainConfig, own_checkpoints: Sequence[str]) -> bo
     return not own_checkpoints and not config.init_checkpoint
 
 
+def jit_compile_replicas_message(strategy: str, replicas: int) -> str:
+    """Why --jit_compile is refused on a CPU run of `replicas` (> 1) replicas under --strategy=`strategy`: names
+    where the replicas come from (the workers of a multi-worker run, or the logical CPUs of a mirrored one) and
+    what to do."""
+    if strategy == "multi_worker":
+        return (f"--jit_compile trains with one replica only on a CPU, and this multi-worker run "
+                f"(--strategy=multi_worker) has {replicas}, one per worker of TF_CONFIG's cluster. Drop --jit_compile "
+                "on every worker, or train in one process (--strategy=default) to keep XLA.")
+    return (f"--jit_compile trains on one device only on a CPU: XLA cannot reach the variables of the other "
+            f"{replicas - 1} replica(s) of --strategy={strategy}, which trains on {replicas} logical CPU devices "
+            f"(--logical_cpus={replicas}). Drop --jit_compile, or train on one device (no --logical_cpus).")
+
+
 def _profile_range(steps: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]]:
     if steps is None:
         return None
@@ -292,10 +305,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
     if config.jit_compile and strategy.num_replicas_in_sync > 1 and not precision_module._has_gpu():
         # XLA cannot reach a variable held by another logical CPU device ("Trying to access resource
         # .../replica_1"): a traceback at step 1, after config.json had stored the setting.
-        raise TrainSettingsError(
-            f"--jit_compile trains on one device only on a CPU: XLA cannot reach the variables of the other "
-            f"{strategy.num_replicas_in_sync - 1} replica(s) (--logical_cpus). Drop --jit_compile, or train on one "
-            "device (no --logical_cpus).")
+        raise TrainSettingsError(jit_compile_replicas_message(config.strategy, strategy.num_replicas_in_sync))
     if choice.config_precision != requested:  # the same setting as config.json's, spelt as it is there
         config = dataclasses.replace(config, precision=choice.config_precision)
     policy = set_precision(precision)
@@ -492,20 +502,22 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                     if val_videos and config.eval_every and step % config.eval_every == 0:
                         j = validate(step, final=step == total)  # the run's last validation: images too
                         printer(f"validation J {j:.4f} at step {step}")
-                    if step % config.checkpoint_every == 0:
+                    # The last step is saved here too, under the loop's signal handling: a signal while it is
+                    # written stops after it as any other (after the loop, Ctrl-C was a traceback, SIGTERM a kill).
+                    # Decided by the step alone, the same on every worker (saves are collective).
+                    saved = step % config.checkpoint_every == 0 or step == total
+                    if saved:
                         last_saved = ckpt.save(step) or last_saved
                     # Multi-worker: a signal seen by any worker stops every one after this same step (saves and
                     # steps are collective: a worker stopping alone would leave the others waiting in the next).
                     signum = flag.signum if agreement is None else agreement.agree(flag.signum)
                     if signum is not None:
-                        if step % config.checkpoint_every != 0:  # else saved just above: not rewritten in place
+                        if not saved:  # else saved just above: not rewritten in place
                             last_saved = ckpt.save(step) or last_saved
                         raise TrainingInterrupted(signum, last_saved, elsewhere=flag.signum != signum)
         finally:
             profiler.stop()
             summaries.flush()
-    if step % config.checkpoint_every != 0 and step > started_at:  # the same on every worker (saves are collective)
-        last_saved = ckpt.save(step) or last_saved
     model_path = None
     try:  # past the loop's signal handling: Ctrl-C here is a stop like the loop's, not a traceback
         # A rerun of a finished run validates its last step only if no validation of it was recorded (one
