@@ -121,7 +121,7 @@ def list_sequences(davis_root: str, split: str, year: int, resolution: str = "48
     specs = []
     for name in lines:
         folder = os.path.join(davis_root, "Annotations", resolution, name)
-        paths = sorted(glob.glob(os.path.join(folder, "*.png")))
+        paths = sorted(glob.glob(os.path.join(glob.escape(folder), "*.png")))  # a root like davis[17] is no pattern
         if not paths:
             raise DatasetLayoutError(
                 f"{folder}: no annotation PNGs for sequence '{name}' listed in {list_path}; "
