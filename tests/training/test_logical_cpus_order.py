@@ -8,14 +8,31 @@ from maskrnn_tf.model import vgg_trunk
 
 @pytest.fixture
 def parsed_flags():
-    """Parses train's flags in this process; puts them back unparsed at the end (the next test parses its own)."""
+    """Parses train's flags in this process, as its binary would. Other binaries' flags that the worker process
+    holds (segment's and train's share names: --flow, --model_width, ...) are set aside for the test and put back
+    after it, train's removed again if the test defined them."""
+    values = train.FLAGS
+    others = [(module, flag) for module, defined in values.flags_by_module_dict().items()
+              if module.startswith("maskrnn_tf") and module != train.__name__ for flag in defined]
+    for _, flag in others:
+        if flag.name in values:
+            delattr(values, flag.name)
+    had_train = "run_dir" in values
     train.define_flags()
 
     def parse(*args: str) -> None:
-        train.FLAGS(["train", *args])
+        values(["train", *args])
 
     yield parse
-    train.FLAGS.unparse_flags()
+    values.unparse_flags()
+    if not had_train:
+        for flag in values.flags_by_module_dict().get(train.__name__, []):
+            if flag.name in values:
+                delattr(values, flag.name)
+    for module, flag in others:
+        if flag.name not in values:
+            values[flag.name] = flag
+        values.register_flag_by_module(module, flag)
 
 
 def test_the_cpu_is_split_before_the_vgg_weights_are_checked(tmp_path, monkeypatch, parsed_flags):
