@@ -77,6 +77,81 @@ def _batch_losses(model: MaskRNN, batch, config: FinetuneConfig, training: bool)
     return tf.reduce_mean(losses["total"])
 
 
+class StaticFinetuner:
+    """Static online finetuning of one model with one config, video after video.
+
+    The update is traced once per batch shape and reused by later videos (tracing the two-stream update costs
+    more than many updates); every run starts from a fresh optimizer (Adam's moments and count at zero, the
+    float16 loss scale at its start), so a run gives what a new `finetune` call gives.
+    """
+
+    def __init__(self, model: MaskRNN, config: FinetuneConfig = FinetuneConfig()):
+        self.model = model
+        self.config = config
+        schedule = keras.optimizers.schedules.ExponentialDecay(
+            config.learning_rate, decay_steps=max(config.steps - 1, 1), decay_rate=config.final_lr_fraction)
+        optimizer = keras.optimizers.Adam(learning_rate=schedule)
+        if "float16" in compute_dtypes(model):
+            # As in training: float16 gradients underflow without loss scaling.
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        variables = model.trainable_variables
+        optimizer.build(variables)
+        self.optimizer = optimizer
+        # What a fresh optimizer holds: zeros but for the few variables that start elsewhere (the loss scale).
+        self._start = {id(v): v.numpy() for v in optimizer.variables if np.any(v.numpy() != 0)}
+
+        @tf.function(reduce_retracing=True)
+        def train_step(batch):
+            with tf.GradientTape() as tape:
+                loss = _batch_losses(model, batch, config, training=True)
+                scaled = scale_loss(optimizer, loss)  # inside the tape, or it has no gradient
+            norm = apply_clipped(optimizer, tape.gradient(scaled, variables), variables, config.clip_norm)
+            return loss, tf.math.is_finite(norm)
+
+        self._train_step = train_step
+
+    def run(self, first_frame: np.ndarray, first_ids: np.ndarray, object_ids: Sequence[int],
+            flow_to_next: Optional[np.ndarray] = None, color_model: Optional[np.ndarray] = None,
+            step_seconds: Optional[List[float]] = None) -> List[float]:
+        """Finetunes the model in place on this first frame; see `finetune`."""
+        config, model = self.config, self.model
+        if config.steps == 0:
+            return []
+        if model.config.color_prior_input and color_model is None:
+            raise ValueError("this model takes a first-frame colour prior (color_prior_input): finetune needs the "
+                             "objects' colour tables, color_model=first_frame_tables(...) or fit_color_model(...).")
+        for variable in self.optimizer.variables:  # a fresh optimizer for every video
+            start_value = self._start.get(id(variable))
+            variable.assign(tf.zeros_like(variable) if start_value is None else start_value)
+        batch_size = config.batch_size or min(len(object_ids), 4)
+        dataset = make_finetune_dataset(first_frame, first_ids, list(object_ids), flow_to_next=flow_to_next,
+                                        seed=config.seed, batch_size=batch_size,
+                                        color_model=color_model if model.config.color_prior_input else None)
+        losses: List[float] = []
+        skipped = 0
+        last = time.monotonic()
+
+        def timed(value: float) -> None:
+            # A caller timing updates (bench finetune) needs them apart from this call's setup and tracing.
+            nonlocal last
+            losses.append(value)
+            if step_seconds is not None:
+                now = time.monotonic()
+                step_seconds.append(now - last)
+                last = now
+
+        for batch in dataset.take(config.steps):
+            loss, finite = self._train_step(batch)
+            # A float16 overflow at the current loss scale skips the update and halves the scale: the same batch
+            # again (at most MAX_SKIPPED times in all), so the updates see float32's batches in float32's order.
+            while not bool(finite) and is_loss_scaling(self.optimizer) and skipped < MAX_SKIPPED:
+                timed(float("nan"))
+                skipped += 1
+                loss, finite = self._train_step(batch)
+            timed(float(loss) if bool(finite) else float("nan"))
+        return losses
+
+
 def finetune(
     model: MaskRNN,
     first_frame: np.ndarray,
@@ -93,7 +168,7 @@ def finetune(
     A model computing in float16 trains with dynamic loss scaling; an iteration that overflows at the current
     scale (the first ones usually do) is skipped without counting and its batch is used again at the halved
     scale, so it makes `config.steps` updates on float32's batches in up to `config.steps + MAX_SKIPPED`
-    iterations (the list holds them all).
+    iterations (the list holds them all). Finetuning video after video, a `StaticFinetuner` traces its update once.
 
     Args:
       model: the network (its weights change).
@@ -109,53 +184,8 @@ def finetune(
     """
     if config.steps == 0:
         return []
-    if model.config.color_prior_input and color_model is None:
-        raise ValueError("this model takes a first-frame colour prior (color_prior_input): finetune needs the "
-                         "objects' colour tables, color_model=first_frame_tables(...) or fit_color_model(...).")
-    batch_size = config.batch_size or min(len(object_ids), 4)
-    dataset = make_finetune_dataset(first_frame, first_ids, list(object_ids), flow_to_next=flow_to_next,
-                                    seed=config.seed, batch_size=batch_size,
-                                    color_model=color_model if model.config.color_prior_input else None)
-    schedule = keras.optimizers.schedules.ExponentialDecay(
-        config.learning_rate, decay_steps=max(config.steps - 1, 1), decay_rate=config.final_lr_fraction)
-    optimizer = keras.optimizers.Adam(learning_rate=schedule)
-    if "float16" in compute_dtypes(model):
-        # As in training: float16 gradients underflow without loss scaling.
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    variables = model.trainable_variables
-    optimizer.build(variables)
-
-    @tf.function(reduce_retracing=True)
-    def train_step(batch):
-        with tf.GradientTape() as tape:
-            loss = _batch_losses(model, batch, config, training=True)
-            scaled = scale_loss(optimizer, loss)  # inside the tape, or it has no gradient
-        norm = apply_clipped(optimizer, tape.gradient(scaled, variables), variables, config.clip_norm)
-        return loss, tf.math.is_finite(norm)
-
-    losses: List[float] = []
-    skipped = 0
-    last = time.monotonic()
-
-    def timed(value: float) -> None:
-        # A caller timing updates (bench finetune) needs them apart from this call's setup and tracing.
-        nonlocal last
-        losses.append(value)
-        if step_seconds is not None:
-            now = time.monotonic()
-            step_seconds.append(now - last)
-            last = now
-
-    for batch in dataset.take(config.steps):
-        loss, finite = train_step(batch)
-        # A float16 overflow at the current loss scale skips the update and halves the scale: the same batch
-        # again (at most MAX_SKIPPED times in all), so the updates see float32's batches in float32's order.
-        while not bool(finite) and is_loss_scaling(optimizer) and skipped < MAX_SKIPPED:
-            timed(float("nan"))
-            skipped += 1
-            loss, finite = train_step(batch)
-        timed(float(loss) if bool(finite) else float("nan"))
-    return losses
+    return StaticFinetuner(model, config).run(first_frame, first_ids, object_ids, flow_to_next, color_model,
+                                              step_seconds)
 
 
 def first_frame_loss(
@@ -189,12 +219,14 @@ def finetune_on_video(
     flow_fn: Optional[AnyFlowFn],
     max_size: Optional[int] = None,
     config: FinetuneConfig = FinetuneConfig(),
+    finetuner: Optional[StaticFinetuner] = None,
 ) -> List[float]:
     """Finetunes `model` on the first frame of `source` at the processing size; returns the losses.
 
     Reads only the first two frames (the second gives the flow to next the flow stream is trained with);
     a `NamedFlowFn` reads that flow for the sequence `source.name` by frame name instead. A model with a
     first-frame colour prior gets the tables segmenting gives it (fitted at the video's own size).
+    `finetuner`: a `StaticFinetuner` of `model` and `config` to run (its update traced once for many videos).
     """
     if config.steps == 0:
         return []
@@ -208,7 +240,9 @@ def finetune_on_video(
         from maskrnn_tf.inference.color_gate import first_frame_tables
 
         tables = first_frame_tables(source, first, model.config.color_prior_band, object_ids=present)
-    return finetune(model, first_frame, ids, present, flow, config, color_model=tables)
+    if finetuner is None:
+        return finetune(model, first_frame, ids, present, flow, config, color_model=tables)
+    return finetuner.run(first_frame, ids, present, flow, color_model=tables)
 
 
 def first_frame_and_flow(source: VideoSource, size: Tuple[int, int], flow_fn: Optional[AnyFlowFn]
@@ -251,11 +285,12 @@ def finetuning_prepare(
     `prepare.log` maps each video's name to {"updates", "seconds"} (wall time of its finetuning)."""
     initial = [v.numpy() for v in model.weights]
     log: Dict[str, Dict[str, float]] = {}
+    finetuner = StaticFinetuner(model, config) if config.steps else None  # one traced update for every video
 
     def prepare(source: VideoSource, first: FirstMask) -> StepFn:
         start = time.monotonic()
         restore_weights(model, initial)
-        losses = finetune_on_video(model, source, first, flow_fn, max_size, config)
+        losses = finetune_on_video(model, source, first, flow_fn, max_size, config, finetuner)
         log[source.name] = {"updates": int(np.sum(np.isfinite(losses))),
                             "seconds": round(time.monotonic() - start, 2)}
         return step_fn

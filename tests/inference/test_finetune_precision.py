@@ -54,11 +54,11 @@ def test_segment_cli_finetunes_in_float16(tmp_path, video_on_disk, tiny_model_pa
     finetune_module = importlib.import_module("maskrnn_tf.inference.finetune")  # not the re-exported function
     seen = []
 
-    def spy(model, first_frame, first_ids, object_ids, flow_to_next=None, config=FinetuneConfig(), color_model=None):
-        seen.append((compute_dtypes(model), config.steps))
+    def spy(self, first_frame, first_ids, object_ids, flow_to_next=None, color_model=None, step_seconds=None):
+        seen.append((compute_dtypes(self.model), self.config.steps))
         return []  # the float16 finetuning itself is checked above; here: what the CLI hands it
 
-    monkeypatch.setattr(finetune_module, "finetune", spy)
+    monkeypatch.setattr(finetune_module.StaticFinetuner, "run", spy)
     frames, mask = video_on_disk
     out = str(tmp_path / "out")
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--model={tiny_model_path}", f"--output={out}",
