@@ -344,11 +344,15 @@ class RecurrentFinetuner:
                     stopped = True
                     break
             rows = self._group(index)
-            batch = clip_batch(clips[index], [object_ids[r] for r in rows], None if tables is None else tables[rows])
+            # The clip and its direction go by the pass over the objects, not by the update: with objects in turns
+            # the update count would pair each object with every other clip only (2 objects, 1 per update: clips
+            # 0, 2, 4, ... for the first, always played forwards under reverse_every_other).
+            passed = index * self.batch_objects // self.num_objects
+            batch = clip_batch(clips[passed], [object_ids[r] for r in rows], None if tables is None else tables[rows])
             shape = tuple(batch["frames"].shape)
             if index == 0 and shape not in self._traced_shapes:
                 tracing = True
-            reverse = tf.constant(config.reverse_every_other and index % 2 == 1)
+            reverse = tf.constant(config.reverse_every_other and passed % 2 == 1)
             out = self._steps.clip_step(batch, reverse)
             finite = bool(tf.math.is_finite(out["grad_norm"]))
             losses.append(float(out["loss"]) if finite else float("nan"))
@@ -375,10 +379,14 @@ class RecurrentFinetuner:
         clips, _ = self._clips(first_frame, first_ids, object_ids)
         tables = self._tables(first_frame, first_ids, object_ids, color_model)
         total = 0.0
+        g = self.batch_objects  # the objects in chunks of an update's size: the same memory cap
         for index in range(self.config.num_clips):
-            losses = self._steps.clip_losses(clip_batch(clips[index], object_ids, tables))
-            total += float(tf.reduce_mean(losses["total"]))
-        return total / self.config.num_clips
+            for first in range(0, len(object_ids), g):
+                rows = list(range(first, min(first + g, len(object_ids))))
+                batch = clip_batch(clips[index], [object_ids[r] for r in rows],
+                                   None if tables is None else tables[rows])
+                total += float(tf.reduce_sum(self._steps.clip_losses(batch)["total"]))
+        return total / (self.config.num_clips * len(object_ids))
 
 
 def recurrent_finetune(

@@ -318,6 +318,32 @@ def test_a_video_with_more_objects_than_an_update_takes_trains_them_in_turns():
         RecurrentFinetuneConfig(objects_per_update=-1)
 
 
+def test_objects_in_turns_each_get_every_clip_and_both_directions():
+    """The clip and its direction follow the pass over the objects: with 2 objects trained 1 at a time, both see
+    clip 0 played forwards, then clip 1 backwards (by the update count, one object got only even clips, forwards)."""
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16))
+    frame = np.random.default_rng(3).integers(0, 256, (40, 56, 3)).astype(np.uint8)
+    ids = np.zeros((40, 56), np.uint8)
+    ids[4:16, 4:18], ids[20:34, 30:50] = 1, 2
+    config = RecurrentFinetuneConfig(steps=4, time_budget_s=0, num_clips=2, dream=SHORT, objects_per_update=1,
+                                     reverse_every_other=True)
+    finetuner = RecurrentFinetuner(model, 2, config)
+    clips = finetuner._clips(frame, ids, [1, 2])[0]
+    seen = []
+
+    def fake_clip_step(batch, reverse):
+        mask = batch["masks"].numpy()[0, 0] > 0.5
+        clip = next(k for k in (0, 1) if np.array_equal(batch["frames"].numpy()[0], clips[k].frames))
+        seen.append((next(i for i in (1, 2) if np.array_equal(mask, clips[clip].masks[0] == i)), clip, bool(reverse)))
+        return {"loss": tf.constant(1.0), "grad_norm": tf.constant(1.0)}
+
+    finetuner._steps.clip_step = fake_clip_step
+    finetuner.run(frame, ids, [1, 2])
+    assert seen == [(1, 0, False), (2, 0, False), (1, 1, True), (2, 1, True)]
+
+
 def test_a_colour_prior_network_is_finetuned_with_tables_of_the_whole_first_frame():
     """model.color_prior_input: every update's recurrence gets the objects' tables, by default fitted on the whole
     first frame (not its crop window): the first loss is the recurrence written out with those tables, and differs

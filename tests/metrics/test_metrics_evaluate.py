@@ -149,7 +149,6 @@ def davis17_results(tmp_path, modify=None):
 
 
 @needs_data
-@needs_data
 def test_a_davis_2017_root_whose_path_holds_glob_characters_is_read(tmp_path):
     """The annotation PNGs were globbed under the root's path unescaped: a root like `DAVIS[2017]` matched none."""
     import shutil
@@ -160,6 +159,7 @@ def test_a_davis_2017_root_whose_path_holds_glob_characters_is_read(tmp_path):
     assert [o.name for o in results.objects] == ["bear_1", "tennis_1", "tennis_2"]
 
 
+@needs_data
 def test_davis2017_layout_with_void(tmp_path):
     config = EvaluationConfig(skip_first_last=False)
     out = davis17_results(tmp_path)
