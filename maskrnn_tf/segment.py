@@ -174,7 +174,8 @@ def _register_checks() -> None:
     register_numeric_validator("finetune_loc_weight", minimum=0)
     register_numeric_validator("finetune_iou_weight", minimum=0)
     register_numeric_validator("max_size", zero_or_at_least=MIN_FRAME_SIDE,
-                               hint=f"0 keeps the full size; the network needs frames of at least {MIN_FRAME_SIDE} pixels")
+                               hint=f"0 keeps the full size; the network needs frames of at least "
+                                    f"{MIN_FRAME_SIDE} pixels")
     register_numeric_validator("read_ahead", minimum=0)
     register_numeric_validator("max_growth", zero_or_at_least=1,
                                hint="0 = no cap; at least 1, a mask may keep its area; e.g. 1.05")
@@ -459,7 +460,8 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
 _NETWORK_FLAGS = ("model", "precision", "jit_compile", "apply_localization", "finetune", "finetune_steps",
                   "finetune_budget", "finetune_clip_length", "finetune_num_clips", "finetune_crop",
                   "finetune_dream_flow", "finetune_dream_speed", "finetune_objects_per_update", "finetune_check_frames",
-                  "finetune_check_margin", "finetune_lr", "finetune_loc_weight", "finetune_class_balance", "finetune_iou_weight")
+                  "finetune_check_margin", "finetune_lr", "finetune_loc_weight", "finetune_class_balance",
+                  "finetune_iou_weight")
 
 
 def _note_network_flags_unused() -> None:

@@ -126,7 +126,8 @@ def load_model(
       to compute in that precision (weights stay float32).
     overrides: deployment switches of MaskRNNConfig to change (e.g. {"apply_localization": False}, the paper's
       'Train' row: the localization net trained but not applied), rebuilt in `precision` (float32 when None);
-      ValueError for one that changes weights.
+      ValueError for any other field (`rebuild.DEPLOYMENT_SWITCHES`: apply_localization, box_enlarge,
+      mask_threshold).
     Raises ModelLoadError naming the path when nothing loadable is there.
     """
     model = _load_any(os.fspath(path))

@@ -31,7 +31,7 @@ from maskrnn_tf.ops import (
 
 # VGG-16's four 2x2 pools leave conv5_3 1/16 of the frame: below 16 pixels a side it has no rows, and the side
 # outputs' resize and the localization head's crops fail deep inside TensorFlow.
-MIN_FRAME_SIDE = 16
+NETWORK_MIN_SIDE = 16
 
 
 @keras.saving.register_keras_serializable(package="maskrnn_tf")
@@ -123,9 +123,9 @@ class MaskRNN(keras.Model):
         shape = tf.shape(frame)
         height, width = shape[1], shape[2]
         static = frame.shape[1:3]
-        if any(side is not None and side < MIN_FRAME_SIDE for side in static):
+        if any(side is not None and side < NETWORK_MIN_SIDE for side in static):
             raise ValueError(f"MaskRNN: frames of {static[0]}x{static[1]} pixels are too small: the network needs "
-                             f"at least {MIN_FRAME_SIDE} pixels a side (conv5_3 sees 1/16 of the frame); upscale "
+                             f"at least {NETWORK_MIN_SIDE} pixels a side (conv5_3 sees 1/16 of the frame); upscale "
                              "the frames (segment refuses frames below 32 pixels a side).")
 
         # 1. Move the previous prediction into this frame (float32: coordinates need the precision).

@@ -68,7 +68,7 @@ def rebuild_with_precision(
         copy.set_weights(model.get_weights())
     except ValueError as err:
         raise ValueError(
-            f"rebuild: the overrides {dict(overrides or {})} change the network's weights; only the deployment "
-            f"switches {', '.join(DEPLOYMENT_SWITCHES)} can be changed on a trained model ({err})."
+            f"rebuild: the network's weights do not fit a copy built from its own config ({err}); load the "
+            "model with the maskrnn_tf version that saved it."
         ) from err
     return copy
