@@ -176,13 +176,16 @@ def make_train_datasets(data: DataConfig, source: VideoSource, seed: int, color_
 def _resize_video(video: Dict[str, np.ndarray], height: int, width: int) -> Dict[str, np.ndarray]:
     """Resizes frames (area), masks (nearest) and flows (bilinear, vectors scaled) to height x width; keeps the
     first frame and mask as they were (`first_frame`, `first_mask`): the colour prior's tables are fitted on them
-    at the size training and segment fit them (their smoothing counts depend on the pixel count)."""
+    at the size training and segment fit them (their smoothing counts depend on the pixel count). Keeps the masks
+    as they were too (`full_masks`): validation seeds every object of the stored first frame, as segment does (a
+    thin object vanishes from the nearest-resized masks), and scores at the stored size, as the evaluation does."""
     t, h, w = video["masks"].shape
     if (h, w) == (height, width):
         return video
     sy, sx = height / h, width / w
     out = dict(video)
     out["first_frame"], out["first_mask"] = video["frames"][0], video["masks"][0]
+    out["full_masks"] = video["masks"]
     out["frames"] = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in video["frames"]])
     out["masks"] = np.stack([cv2.resize(m, (width, height), interpolation=cv2.INTER_NEAREST) for m in video["masks"]])
     for key in ("flows_to_prev", "flows_to_next"):
@@ -192,7 +195,8 @@ def _resize_video(video: Dict[str, np.ndarray], height: int, width: int) -> Dict
 
 
 def validation_videos(data: DataConfig) -> List[Dict[str, np.ndarray]]:
-    """Held-out videos at the training size: dicts with frames, masks (ids), flows_to_prev/next, name.
+    """Held-out videos at the training size: dicts with frames, masks (ids), flows_to_prev/next, name; a video
+    stored at another size keeps its first frame and its masks at that size too (`_resize_video`).
 
     synthetic_vos: `val_videos` procedural videos with seeds disjoint from training (flows as
     data.synthetic_flow says). DAVIS: the `val_sequences` held out of the train split (all of them), or
