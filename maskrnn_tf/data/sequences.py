@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from maskrnn_tf.io import VOID_ID, ImageReadError
 from maskrnn_tf.io.cache_dirs import user_cache_dir
-from maskrnn_tf.io.id_images import grey_annotation_mode, read_annotation_ids
+from maskrnn_tf.io.id_images import COLOUR, grey_annotation_mode, read_annotation_ids
 
 DAVIS_LAYOUT = """\
 Expected layout (the official DAVIS archives, extracted or as the zip itself):
@@ -406,10 +406,23 @@ def _read_db_info(root: str) -> Dict[str, dict]:
 
 
 def _read_lines(path: str, layout: str) -> List[str]:
+    """The non-empty lines of a list file (ImageSets), stripped; UTF-8 with or without a byte order mark."""
     if not os.path.isfile(path):
         raise DatasetLayoutError(f"{path}: split file not found.\n{layout}")
-    with open(path, encoding="utf-8") as f:
-        return [line.strip() for line in f if line.strip()]
+    try:
+        # utf-8-sig: Windows editors start UTF-8 files with a BOM, which would stay in the first name.
+        with open(path, encoding="utf-8-sig") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except UnicodeDecodeError as err:
+        raise DatasetLayoutError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.reason}; UTF-16, as Windows Notepad's \"Unicode\" "
+            "saves it?); save the file as UTF-8, one entry per line.") from err
+    if any("\x00" in line for line in lines):
+        # UTF-16 without a BOM decodes as UTF-8 with a NUL beside every ASCII letter: no name holds one.
+        raise DatasetLayoutError(
+            f"{path}: the file holds NUL characters (UTF-16 text without a byte order mark?); save it as UTF-8, "
+            "one entry per line.")
+    return lines
 
 
 def davis_splits(root: str, year: int, resolution: str = "480p") -> List[str]:
@@ -417,6 +430,24 @@ def davis_splits(root: str, year: int, resolution: str = "480p") -> List[str]:
     folder = os.path.join(root, "ImageSets", resolution if year == 2016 else "2017")
     wanted = ("train", "val", "trainval") if year == 2016 else ("train", "val")
     return [s for s in wanted if os.path.isfile(os.path.join(folder, s + ".txt"))]
+
+
+def _merged_davis_tree(root: str, resolution: str) -> bool:
+    """Whether a DAVIS root holds both years' split folders, DAVIS-2016's ImageSets/<resolution> and DAVIS-2017's
+    ImageSets/2017: both official zips extracted into one DAVIS/ folder, where the year extracted last replaced the
+    other's Annotations/<resolution>/<seq>/. (DAVIS-2017 ships ImageSets/2016, its list of the 2016 sequences, so
+    that folder says nothing.)"""
+    return all(os.path.isdir(os.path.join(root, _davis_split_folder(year, resolution))) for year in (2016, 2017))
+
+
+def _merged_tree_error(mask_path: str, root: str, resolution: str, found: str) -> DatasetLayoutError:
+    """The error for an annotation of the other DAVIS year in a merged tree (`_merged_davis_tree`)."""
+    return DatasetLayoutError(
+        f"{mask_path}: {found}. {root} holds both DAVIS-2016's ImageSets/{resolution} and DAVIS-2017's "
+        f"ImageSets/2017: the two official zips were extracted into one folder, and the year extracted last replaced "
+        f"the other's Annotations/{resolution}/<seq>/ of the sequences both hold. Extract the two years into separate "
+        "folders (DAVIS-2016/ and DAVIS-2017/ side by side in the manual directory), or keep the zips there (each is "
+        "then extracted on its own).")
 
 
 def _missing_sequence(frame_dir: str, name: str, list_path: str) -> str:
@@ -444,6 +475,7 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
     if year not in (2016, 2017):
         raise ValueError(f"DAVIS year must be 2016 or 2017, got {year}.")
     root = find_davis_root(root, resolution, year=year)
+    merged = _merged_davis_tree(root, resolution)
     db_info = _read_db_info(root)
     dataset = f"davis-{resolution}"
     sequences: List[Sequence] = []
@@ -462,6 +494,8 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
             frame_dir = os.path.dirname(pairs[0][0])
             if validate and not os.path.isdir(frame_dir):  # a whole sequence gone, not one frame
                 raise DatasetLayoutError(_missing_sequence(frame_dir, name, list_path))
+            if merged and os.path.isfile(pairs[0][1]):
+                _refuse_davis_2017_annotation(pairs[0][1], root, resolution)
             info = db_info.get(name, {})
             sequences.append(Sequence(
                 name=name, dataset=dataset, frame_paths=tuple(p[0] for p in pairs),
@@ -487,6 +521,12 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
             )
             if not os.path.isfile(mask_paths[0][0]):
                 raise DatasetLayoutError(f"{mask_paths[0][0]}: missing first-frame mask of sequence {name}.")
+            if merged and grey_annotation_mode(mask_paths[0][0]) != COLOUR:
+                # DAVIS-2016's 0/255 mask over DAVIS-2017's palette one: every object would read as one. A grey
+                # id map in a DAVIS-2017 tree of its own reads as ids.
+                raise _merged_tree_error(mask_paths[0][0], root, resolution,
+                                         "a grey annotation (DAVIS-2016's 0/255 form) where DAVIS-2017 has palette "
+                                         "PNGs of object ids, so its objects would read as one")
             info = db_info.get(name, {})
             sequences.append(Sequence(
                 name=name, dataset=dataset, frame_paths=tuple(frame_paths), mask_paths=mask_paths,
@@ -497,6 +537,18 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
         for sequence in sequences:
             validate_sequence(sequence, first_mask_only=validate == "first_mask")
     return sequences
+
+
+def _refuse_davis_2017_annotation(mask_path: str, root: str, resolution: str) -> None:
+    """Raises DatasetLayoutError when the first annotation of a DAVIS-2016 sequence in a merged tree
+    (`_merged_davis_tree`) holds several objects: DAVIS-2017's mask, which a DAVIS-2016 reading takes for one
+    object and then fails on id 2 as if the masks were wrong."""
+    ids = read_annotation_ids(mask_path, grey_annotation_mode(mask_path))
+    objects = [int(v) for v in np.unique(ids) if v not in (0, VOID_ID)]
+    if len(objects) > 1:
+        raise _merged_tree_error(mask_path, root, resolution,
+                                 f"a DAVIS-2017 annotation of {len(objects)} objects (ids {objects}) where DAVIS-2016 "
+                                 "has one object per sequence")
 
 
 def find_segtrack_root(directory: str) -> str:

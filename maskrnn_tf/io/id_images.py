@@ -20,8 +20,9 @@ Two readers with different contracts:
   other colours and mix two of them (the blends a resize with interpolation or anti-aliasing leaves) is refused:
   each blend would be an object; so is a palette PNG whose background (black) is not index 0 (a quantised colour
   mask, whose indices are not ids).
-- `read_annotation_ids` reads a dataset's ground truth (DAVIS layouts): a palette PNG's indices, or a grey
-  PNG's values when the sequence's first annotation is a grey map of ids as `read_label_image` reads them
+- `read_annotation_ids` reads a dataset's ground truth (DAVIS layouts): a palette PNG's indices (refused, as
+  by `read_label_image`, when its background is not index 0), or a grey PNG's values when the sequence's first
+  annotation is a grey map of ids as `read_label_image` reads them
   (255 = void; what `cv2.imwrite` of an id array writes, and DAVIS-2016 masks saved as 0/1); when it is a mask
   of one dark grey (0/64), foreground where non-zero, as `read_label_image` reads it; other grey masks
   (DAVIS-2016's 0/255, anti-aliased edges) are foreground where > 127.
@@ -422,11 +423,9 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
     path = os.fspath(path)
     image = _open(path)
     if image.mode == "P":
-        flat = np.asarray(image.getpalette() or [], np.uint8)
-        palette = np.zeros((256, 3), np.uint8)
-        palette.reshape(-1)[: min(flat.size, 768)] = flat[:768]
+        palette = _palette(image)
         ids = np.asarray(image, np.uint8).copy()
-        _refuse_palette_by_colour(path, ids, palette)
+        _refuse_palette_by_colour(path, ids, palette, _FIRST_MASK_ADVICE)
         return ids, palette
     if image.mode == "1":
         return np.asarray(image, np.uint8), None
@@ -465,10 +464,25 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
     return order[inverse].reshape(values.shape[:2]), palette
 
 
-def _refuse_palette_by_colour(path: str, ids: np.ndarray, palette: np.ndarray) -> None:
+def _palette(image: Image.Image) -> np.ndarray:
+    """[256, 3] uint8 colours of a palette image (entries it does not define are black)."""
+    flat = np.asarray(image.getpalette() or [], np.uint8)
+    palette = np.zeros((256, 3), np.uint8)
+    palette.reshape(-1)[: min(flat.size, 768)] = flat[:768]
+    return palette
+
+
+# What `_refuse_palette_by_colour` tells to do: a first mask may be any RGB mask, ground truth only DAVIS colours.
+_FIRST_MASK_ADVICE = ("Save the mask as an RGB PNG (one flat colour per object on black), or as a palette PNG whose "
+                      "index is the object id (0 the background).")
+_ANNOTATION_ADVICE = ("Save ground truth as palette PNGs whose index is the object id (0 the background, 255 void; "
+                      "maskrnn_tf.io.write_palette_png) or grey PNGs of ids.")
+
+
+def _refuse_palette_by_colour(path: str, ids: np.ndarray, palette: np.ndarray, advice: str) -> None:
     """Raises ImageReadError for a palette PNG whose indices are colours, not object ids: index 0 is not black
     while black (the background) is another index in use, as quantising a colour mask (Pillow's
-    convert("P", palette=ADAPTIVE), quantize(), PNG optimisers) orders the palette."""
+    convert("P", palette=ADAPTIVE), quantize(), PNG optimisers) orders the palette. `advice` ends the message."""
     if not palette[0].any():
         return
     used = np.unique(ids)
@@ -477,8 +491,7 @@ def _refuse_palette_by_colour(path: str, ids: np.ndarray, palette: np.ndarray) -
         raise ImageReadError(
             f"{path}: palette PNG whose background (black) is index {black[0]}, not 0, while index 0 is the colour "
             f"{tuple(int(c) for c in palette[0])}: its indices are colours, not object ids (a quantised palette, "
-            "e.g. Image.convert('P', palette=ADAPTIVE)). Save the mask as an RGB PNG (one flat colour per object on "
-            "black), or as a palette PNG whose index is the object id (0 the background).")
+            f"e.g. Image.convert('P', palette=ADAPTIVE)). {advice}")
 
 
 def _refuse_edge_blends(path: str, rgb: np.ndarray) -> None:
@@ -599,14 +612,17 @@ def read_annotation_ids(path: str | os.PathLike, grey_mode: Optional[str] = None
 
     Raises:
       ImageReadError: missing, unreadable or transparent file, a mode that cannot hold a mask (16-bit colour,
-        float), a 16-bit grey PNG with values above 255, colours outside the DAVIS palette, or (without
+        float), a 16-bit grey PNG with values above 255, colours outside the DAVIS palette, a palette PNG whose
+        indices are colours (black, the background, not index 0: `_refuse_palette_by_colour`), or (without
         `grey_mode`) greys `grey_annotation_mode` refuses.
     """
     path = os.fspath(path)
-    ids, values, _ = _ids_or_values(path, "is not an annotation DAVIS tools read; save ground truth as "
-                                        "palette PNGs of object ids, grey PNGs of ids (255 = void) or 0/255 "
-                                        "binary masks.")
+    ids, values, image = _ids_or_values(path, "is not an annotation DAVIS tools read; save ground truth as "
+                                            "palette PNGs of object ids, grey PNGs of ids (255 = void) or 0/255 "
+                                            "binary masks.")
     if ids is not None:
+        if image.mode == "P":  # as a user's first mask (`read_label_image`): else the background is an object
+            _refuse_palette_by_colour(path, ids, _palette(image), _ANNOTATION_ADVICE)
         return ids
     if grey_mode is None:
         grey_mode = grey_annotation_mode(path)
