@@ -179,7 +179,7 @@ def _year_train_sequences(year: int) -> Optional[List[str]]:
             return None
     try:
         with open(os.path.join(find_davis_root(given, year=2017, strict=True), "ImageSets", "2016", "train.txt"),
-                  encoding="utf-8") as f:
+                  encoding="utf-8-sig") as f:  # a BOM would stay in the first name
             lines = [line.split() for line in f if line.strip()]
     except (DatasetLayoutError, OSError, ValueError):
         return None

@@ -114,8 +114,12 @@ def list_sequences(davis_root: str, split: str, year: int, resolution: str = "48
         raise DatasetLayoutError(
             f"{list_path}: split list not found; check --split and --year (DAVIS-{year} layout expected)."
         )
-    with open(list_path, "r", encoding="utf-8") as f:
-        lines = [line.strip() for line in f if line.strip()]
+    try:  # utf-8-sig: an editor's byte-order mark would stay in the first name
+        with open(list_path, "r", encoding="utf-8-sig") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except UnicodeDecodeError as err:
+        raise DatasetLayoutError(f"{list_path}: not UTF-8 text ({err.reason}); save the list as UTF-8, one sequence "
+                                 "name per line.") from None
     if year == 2016:
         return _list_2016(davis_root, list_path, lines)
     specs = []

@@ -160,6 +160,24 @@ def test_a_davis_2017_root_whose_path_holds_glob_characters_is_read(tmp_path):
 
 
 @needs_data
+def test_a_split_list_saved_with_a_byte_order_mark_or_in_utf_16(tmp_path):
+    """Windows editors write a BOM (it stayed in the first name: "no annotation PNGs for '\ufeffbear'"); UTF-16
+    is refused naming the list."""
+    import shutil
+
+    root = tmp_path / "davis"
+    shutil.copytree(DAVIS17, root)
+    lists = root / "ImageSets" / "2017" / "val.txt"
+    names = lists.read_text(encoding="utf-8")
+    lists.write_text("\ufeff" + names, encoding="utf-8")
+    results = evaluate_dataset(str(root), davis17_results(tmp_path), EvaluationConfig(skip_first_last=False))
+    assert [o.name for o in results.objects] == ["bear_1", "tennis_1", "tennis_2"]
+    lists.write_text(names, encoding="utf-16")
+    with pytest.raises(DatasetLayoutError, match=r"val.txt: not UTF-8 text .*save the list as UTF-8"):
+        evaluate_dataset(str(root), davis17_results(tmp_path / "again"), EvaluationConfig(skip_first_last=False))
+
+
+@needs_data
 def test_davis2017_layout_with_void(tmp_path):
     config = EvaluationConfig(skip_first_last=False)
     out = davis17_results(tmp_path)
