@@ -9,12 +9,10 @@ from maskrnn_tf.training import loop
 from maskrnn_tf.training.checkpointing import RunCheckpoint
 from maskrnn_tf.training.config import TrainConfig
 
-_TINY_RUN = {
-    "data.dataset": "synthetic_vos", "data.height": 32, "data.width": 48, "data.synthetic_train_videos": 2,
-    "data.synthetic_video_frames": 4, "data.batch_size": 2, "data.clip_length": 3, "data.val_videos": 0,
-    "eval_every": 0, "model.width": 0.125, "model.fc_units": 16, "model.side_channels": 4,
-    "precision": "float32", "stage_a_steps": 1, "stage_b_steps": 0, "checkpoint_every": 2,
-}
+from test_init_checkpoint import _TINY_RUN as _ONE_STEP_RUN  # tests/training/test_init_checkpoint.py
+
+# One step, its checkpoint not on the checkpoint_every grid: saved as the run's last.
+_TINY_RUN = {**_ONE_STEP_RUN, "checkpoint_every": 2}
 
 
 class _Killed(Exception):
