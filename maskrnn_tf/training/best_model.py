@@ -34,6 +34,7 @@ MODEL_NAME = "model.keras"
 CONFIG_NAME = "config.json"
 _OLD_PREFIX = ".best.old-"
 _NEW_PREFIX = ".best.new-"
+SCORED = "stored size, seeded as segment"  # how DAVIS validation J is scored (validation.segment_video_sizes)
 
 
 def selection_set(data: DataConfig) -> Optional[Dict[str, object]]:
@@ -45,7 +46,10 @@ def selection_set(data: DataConfig) -> Optional[Dict[str, object]]:
         videos: object = f"synthetic_vos, {data.val_videos} videos of unseen seeds"
         flow = data.synthetic_flow
     elif data.val_sequences:
-        videos, flow = list(data.val_sequences), data.flow
+        # DAVIS J is scored at the stored size, every first-frame object seeded as segment seeds it: a record
+        # without "scored" was measured at the training size (thin objects dropped), on another scale.
+        return {"dataset": data.dataset, "videos": list(data.val_sequences), "frames": data.val_frames,
+                "height": data.height, "width": data.width, "flow": data.flow, "scored": SCORED}
     else:
         return None
     return {"dataset": data.dataset, "videos": videos, "frames": data.val_frames,

@@ -80,6 +80,22 @@ def test_other_validation_flows_restart_the_record_and_older_records_without_flo
     assert (kept.step, kept.j, kept.note) == (10, 0.5, None)
 
 
+def test_a_davis_record_scored_at_the_training_size_is_not_compared_with_j_scored_at_the_stored_size(tmp_path):
+    """Validation J of DAVIS held-out sequences was scored at the training size with objects thinner than a cell
+    dropped (usually higher): a resumed run kept such a best.json and compared the new J with it, so `best/` could
+    stay at an old step for good. Its record names no "scored": the first new J replaces it."""
+    davis = dict(dataset="davis16", val_sequences=("car-turn", "dog-agility"))
+    BestModel(str(tmp_path), _config(**davis)).offer(100, 0.9, _saver(100))
+    path = tmp_path / "best" / "best.json"
+    record = json.loads(path.read_text())
+    assert BestModel(str(tmp_path), _config(**davis)).step == 100  # the same scoring: kept
+    del record["selection"]["scored"]  # as validation before the stored-size scoring wrote it
+    path.write_text(json.dumps(record))
+    resumed = BestModel(str(tmp_path), _config(**davis))
+    assert resumed.step is None and "chosen on other validation videos" in resumed.note
+    assert resumed.offer(200, 0.7, _saver(200)) and _kept(tmp_path) == "weights of step 200"
+
+
 def test_davis_without_held_out_train_sequences_keeps_no_best_model(tmp_path):
     # Validation then runs on the first val sequences: the reported ones, never a split to choose on.
     best = BestModel(str(tmp_path), _config(dataset="davis16", val_videos=4))
@@ -89,7 +105,7 @@ def test_davis_without_held_out_train_sequences_keeps_no_best_model(tmp_path):
     held_out = selection_set(DataConfig(dataset="davis16", val_sequences=("dog-agility", "car-turn"),
                                         val_frames=20, height=240, width=432))
     assert held_out == {"dataset": "davis16", "videos": ["dog-agility", "car-turn"], "frames": 20,
-                        "height": 240, "width": 432, "flow": "dis"}
+                        "height": 240, "width": 432, "flow": "dis", "scored": "stored size, seeded as segment"}
     assert selection_set(DataConfig(val_videos=0)) is None
 
 
