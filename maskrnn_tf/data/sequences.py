@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from maskrnn_tf.io import VOID_ID, ImageReadError
 from maskrnn_tf.io.cache_dirs import user_cache_dir
 from maskrnn_tf.io.id_images import COLOUR, grey_annotation_mode, read_annotation_ids
+from maskrnn_tf.io.list_files import read_list_lines
 
 DAVIS_LAYOUT = """\
 Expected layout (the official DAVIS archives, extracted or as the zip itself):
@@ -409,20 +410,7 @@ def _read_lines(path: str, layout: str) -> List[str]:
     """The non-empty lines of a list file (ImageSets), stripped; UTF-8 with or without a byte order mark."""
     if not os.path.isfile(path):
         raise DatasetLayoutError(f"{path}: split file not found.\n{layout}")
-    try:
-        # utf-8-sig: Windows editors start UTF-8 files with a BOM, which would stay in the first name.
-        with open(path, encoding="utf-8-sig") as f:
-            lines = [line.strip() for line in f if line.strip()]
-    except UnicodeDecodeError as err:
-        raise DatasetLayoutError(
-            f"{path}: not UTF-8 text (byte {err.start}: {err.reason}; UTF-16, as Windows Notepad's \"Unicode\" "
-            "saves it?); save the file as UTF-8, one entry per line.") from err
-    if any("\x00" in line for line in lines):
-        # UTF-16 without a BOM decodes as UTF-8 with a NUL beside every ASCII letter: no name holds one.
-        raise DatasetLayoutError(
-            f"{path}: the file holds NUL characters (UTF-16 text without a byte order mark?); save it as UTF-8, "
-            "one entry per line.")
-    return lines
+    return read_list_lines(path, DatasetLayoutError)
 
 
 def davis_splits(root: str, year: int, resolution: str = "480p") -> List[str]:

@@ -21,6 +21,7 @@ import numpy as np
 
 from maskrnn_tf.io import VOID_ID, ImageReadError
 from maskrnn_tf.io.id_images import grey_annotation_mode, read_annotation_ids, read_result_ids_and_0_255
+from maskrnn_tf.io.list_files import read_list_lines
 from maskrnn_tf.metrics.errors import (
     DatasetLayoutError,
     EvaluationInputError,
@@ -114,12 +115,7 @@ def list_sequences(davis_root: str, split: str, year: int, resolution: str = "48
         raise DatasetLayoutError(
             f"{list_path}: split list not found; check --split and --year (DAVIS-{year} layout expected)."
         )
-    try:  # utf-8-sig: an editor's byte-order mark would stay in the first name
-        with open(list_path, "r", encoding="utf-8-sig") as f:
-            lines = [line.strip() for line in f if line.strip()]
-    except UnicodeDecodeError as err:
-        raise DatasetLayoutError(f"{list_path}: not UTF-8 text ({err.reason}); save the list as UTF-8, one sequence "
-                                 "name per line.") from None
+    lines = read_list_lines(list_path, DatasetLayoutError)  # a BOM dropped, UTF-16 refused naming the file
     if year == 2016:
         return _list_2016(davis_root, list_path, lines)
     specs = []

@@ -172,9 +172,10 @@ def test_a_split_list_saved_with_a_byte_order_mark_or_in_utf_16(tmp_path):
     lists.write_text("\ufeff" + names, encoding="utf-8")
     results = evaluate_dataset(str(root), davis17_results(tmp_path), EvaluationConfig(skip_first_last=False))
     assert [o.name for o in results.objects] == ["bear_1", "tennis_1", "tennis_2"]
-    lists.write_text(names, encoding="utf-16")
-    with pytest.raises(DatasetLayoutError, match=r"val.txt: not UTF-8 text .*save the list as UTF-8"):
-        evaluate_dataset(str(root), davis17_results(tmp_path / "again"), EvaluationConfig(skip_first_last=False))
+    for encoding, says in (("utf-16", "not UTF-8 text"), ("utf-16-le", "holds NUL characters")):  # BOM, none
+        lists.write_text(names, encoding=encoding)
+        with pytest.raises(DatasetLayoutError, match=rf"val.txt: (the file )?{says}.*save (it|the file) as UTF-8"):
+            evaluate_dataset(str(root), davis17_results(tmp_path / encoding), EvaluationConfig(skip_first_last=False))
 
 
 @needs_data
