@@ -43,7 +43,11 @@ def segment_video_sizes(model: MaskRNN, step_fn, video: Dict[str, np.ndarray]) -
     full_first = np.asarray(video.get("full_masks", masks)[0])
     size, full_size = tuple(masks.shape[1:]), tuple(full_first.shape)
     ids = _object_ids(full_first)
-    seed = labels_at_size(full_first, size)
+    # Kept in the video dict: validation runs every eval_every steps, and labels_at_size warns of each object it
+    # cannot place (once per run is enough).
+    seed = video.get("seed_labels")
+    if seed is None or tuple(np.shape(seed)) != size:
+        seed = video["seed_labels"] = labels_at_size(full_first, size)
     labels = np.zeros(masks.shape, np.int32)
     full_labels = np.zeros((masks.shape[0],) + full_size, np.int32)
     labels[0] = np.where(np.isin(seed, ids), seed, 0)

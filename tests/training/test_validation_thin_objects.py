@@ -39,8 +39,13 @@ def _video(scene: str) -> Dict[str, np.ndarray]:
 
 
 def still_step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes, **unused) -> Dict[str, object]:
-    """Each object stays where it was: the step of validation and of segment alike."""
-    return {"probs": prev_probs, "boxes": prev_boxes}
+    """Each object stays where it was: the step of validation and of segment alike. An empty row gets the whole
+    frame at 0.9, as the network falls back to a whole-frame box for an empty previous mask: unless the caller
+    zeroes an untracked object's row, it takes every pixel in the fusion."""
+    probs = np.array(prev_probs, np.float32)
+    empty = ~probs.reshape(len(probs), -1).any(axis=1)
+    probs[empty] = 0.9
+    return {"probs": probs, "boxes": prev_boxes}
 
 
 def _segment_j(tmp_path, video: Dict[str, np.ndarray]) -> float:
