@@ -483,7 +483,7 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
             if validate and not os.path.isdir(frame_dir):  # a whole sequence gone, not one frame
                 raise DatasetLayoutError(_missing_sequence(frame_dir, name, list_path))
             if merged and os.path.isfile(pairs[0][1]):
-                _refuse_davis_2017_annotation(pairs[0][1], root, resolution)
+                check_merged_davis_annotation(root, 2016, pairs[0][1], resolution)
             info = db_info.get(name, {})
             sequences.append(Sequence(
                 name=name, dataset=dataset, frame_paths=tuple(p[0] for p in pairs),
@@ -509,12 +509,8 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
             )
             if not os.path.isfile(mask_paths[0][0]):
                 raise DatasetLayoutError(f"{mask_paths[0][0]}: missing first-frame mask of sequence {name}.")
-            if merged and grey_annotation_mode(mask_paths[0][0]) != COLOUR:
-                # DAVIS-2016's 0/255 mask over DAVIS-2017's palette one: every object would read as one. A grey
-                # id map in a DAVIS-2017 tree of its own reads as ids.
-                raise _merged_tree_error(mask_paths[0][0], root, resolution,
-                                         "a grey annotation (DAVIS-2016's 0/255 form) where DAVIS-2017 has palette "
-                                         "PNGs of object ids, so its objects would read as one")
+            if merged:
+                check_merged_davis_annotation(root, 2017, mask_paths[0][0], resolution)
             info = db_info.get(name, {})
             sequences.append(Sequence(
                 name=name, dataset=dataset, frame_paths=tuple(frame_paths), mask_paths=mask_paths,
@@ -527,10 +523,20 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
     return sequences
 
 
-def _refuse_davis_2017_annotation(mask_path: str, root: str, resolution: str) -> None:
-    """Raises DatasetLayoutError when the first annotation of a DAVIS-2016 sequence in a merged tree
-    (`_merged_davis_tree`) holds several objects: DAVIS-2017's mask, which a DAVIS-2016 reading takes for one
-    object and then fails on id 2 as if the masks were wrong."""
+def check_merged_davis_annotation(root: str, year: int, mask_path: str, resolution: str = "480p") -> None:
+    """Raises DatasetLayoutError when `mask_path`, the first annotation of a DAVIS-`year` sequence under `root`,
+    is the other year's in a merged tree (`_merged_davis_tree`; nothing is checked outside one): for DAVIS-2017 a
+    grey mask (DAVIS-2016's 0/255 form: every object would read as one; a grey id map in a DAVIS-2017 tree of its
+    own reads as ids), for DAVIS-2016 a mask of several objects (DAVIS-2017's, which a DAVIS-2016 reading takes for
+    one object and then fails on id 2 as if the masks were wrong). Training's readers and evaluate call it."""
+    if not _merged_davis_tree(root, resolution):
+        return
+    if year == 2017:
+        if grey_annotation_mode(mask_path) != COLOUR:
+            raise _merged_tree_error(mask_path, root, resolution,
+                                     "a grey annotation (DAVIS-2016's 0/255 form) where DAVIS-2017 has palette "
+                                     "PNGs of object ids, so its objects would read as one")
+        return
     ids = read_annotation_ids(mask_path, grey_annotation_mode(mask_path))
     objects = [int(v) for v in np.unique(ids) if v not in (0, VOID_ID)]
     if len(objects) > 1:

@@ -179,6 +179,23 @@ def test_a_split_list_saved_with_a_byte_order_mark_or_in_utf_16(tmp_path):
 
 
 @needs_data
+def test_a_merged_davis_2016_and_2017_tree_is_refused_before_scoring(tmp_path):
+    """Both official zips extracted into one folder: DAVIS-2016's grey 0/255 mask over a DAVIS-2017 sequence's
+    palette one would be scored as one object (tennis' two results against a single-object truth)."""
+    import shutil
+
+    root = tmp_path / "DAVIS"
+    shutil.copytree(DAVIS17, root)
+    (root / "ImageSets" / "480p").mkdir()
+    (root / "ImageSets" / "480p" / "val.txt").write_text("")
+    first = root / "Annotations" / "480p" / "tennis" / "00000.png"
+    grey = np.where(np.asarray(Image.open(first)) > 0, 255, 0).astype(np.uint8)
+    Image.fromarray(grey, mode="L").save(first)
+    with pytest.raises(DatasetLayoutError, match=r"00000.png: a grey annotation .* extracted into one folder"):
+        evaluate_dataset(str(root), davis17_results(tmp_path), EvaluationConfig(skip_first_last=False))
+
+
+@needs_data
 def test_davis2017_layout_with_void(tmp_path):
     config = EvaluationConfig(skip_first_last=False)
     out = davis17_results(tmp_path)
