@@ -57,7 +57,7 @@ flags.DEFINE_enum("finetune", "auto", ["auto", "recurrent", "static", "none"],
 flags.DEFINE_integer("finetune_steps", None, "Finetuning updates per video (default 200 static, 50 recurrent; "
                      "0 skips finetuning).")
 flags.DEFINE_float("finetune_budget", 60.0, "Recurrent finetuning: wall seconds per video (dreaming and "
-                   "updates; tracing, once per object count and frame size, comes on top) after which no "
+                   "updates; tracing, once per frame size and objects per update, comes on top) after which no "
                    "update starts; 0 = no limit.")
 flags.DEFINE_integer("finetune_clip_length", 5, "Recurrent finetuning: frames per dreamt clip.")
 flags.DEFINE_integer("finetune_num_clips", 8, "Recurrent finetuning: distinct dreamt clips per video, made on first "

@@ -247,7 +247,8 @@ class RecurrentFinetuner:
 
     The compiled stage B step is traced on the first update and reused by later runs on frames of the same
     size (tracing the unrolled step costs far more than an update); every run starts with a fresh optimizer.
-    An update trains `batch_objects` of the objects (all, or `config.objects_per_update` in turns).
+    An update trains `batch_objects` of the objects (all, or `config.objects_per_update` in turns): a finetuner
+    capped so also runs videos of any other object count that trains as many per update (`batch_size_for`).
     The losses, learning rate schedule, clipping and objects per update are fixed here; `config.steps`, `time_budget_s`,
     `num_clips`, `dream`, `reverse_every_other` and `seed` are read at each run (`self.config` may be replaced).
     """
@@ -258,8 +259,8 @@ class RecurrentFinetuner:
         self.model = model
         self.num_objects = num_objects
         self.config = config
-        cap = config.objects_per_update
-        self.batch_objects = num_objects if cap == 0 else min(num_objects, cap)
+        self._cap = config.objects_per_update
+        self.batch_objects = self.batch_size_for(num_objects)
         self._steps = _train_steps(model, self.batch_objects, config)
         self._traced_shapes: set = set()  # clip shapes the unrolled step has run on
         # Built now so that its fresh state can be put back before every video: zeros (Adam's moments, the
@@ -269,18 +270,24 @@ class RecurrentFinetuner:
         optimizer.build(model.trainable_variables)
         self._optimizer_start = {id(v): v.numpy() for v in optimizer.variables if np.any(v.numpy() != 0)}
 
+    def batch_size_for(self, count: int) -> int:
+        """Objects per update for a video of `count` objects under this finetuner's cap (its traced step's batch
+        size when `count` is one it runs)."""
+        return count if self._cap == 0 else min(count, self._cap)
+
     def _check(self, first_ids: np.ndarray, object_ids: Sequence[int]) -> List[int]:
         object_ids = _checked_object_ids(first_ids, object_ids)
-        if len(object_ids) != self.num_objects:
-            raise ValueError(f"recurrent_finetune: {len(object_ids)} object ids for a finetuner built for "
-                             f"{self.num_objects} objects.")
+        if self.batch_size_for(len(object_ids)) != self.batch_objects:
+            raise ValueError(f"recurrent_finetune: {len(object_ids)} object ids for a finetuner whose updates train "
+                             f"{self.batch_objects} objects (built for {self.num_objects}).")
         return object_ids
 
-    def _group(self, index: int) -> List[int]:
-        """The rows (object positions) update `index` trains: all of them, or `batch_objects` in turns, each
-        update starting where the last one ended (with 5 objects and 4 per update: 0-3, then 4, 0, 1, 2, ...)."""
-        n, g = self.num_objects, self.batch_objects
-        return list(range(n)) if g >= n else [(index * g + j) % n for j in range(g)]
+    def _group(self, index: int, count: int) -> List[int]:
+        """The rows (object positions) update `index` trains of a video of `count` objects: all of them, or
+        `batch_objects` in turns, each update starting where the last one ended (with 5 objects and 4 per update:
+        0-3, then 4, 0, 1, 2, ...)."""
+        g = self.batch_objects
+        return list(range(count)) if g >= count else [(index * g + j) % count for j in range(g)]
 
     def _cropped(self, frame: np.ndarray, ids: np.ndarray, object_ids: Sequence[int]
                  ) -> Tuple[np.ndarray, np.ndarray, Optional[Tuple[int, int, int, int]]]:
@@ -343,11 +350,11 @@ class RecurrentFinetuner:
                 if (now - start - trace_seconds) + durations[-1] > config.time_budget_s:
                     stopped = True
                     break
-            rows = self._group(index)
+            rows = self._group(index, len(object_ids))
             # The clip and its direction go by the pass over the objects, not by the update: with objects in turns
             # the update count would pair each object with every other clip only (2 objects, 1 per update: clips
             # 0, 2, 4, ... for the first, always played forwards under reverse_every_other).
-            passed = index * self.batch_objects // self.num_objects
+            passed = index * self.batch_objects // len(object_ids)
             batch = clip_batch(clips[passed], [object_ids[r] for r in rows], None if tables is None else tables[rows])
             shape = tuple(batch["frames"].shape)
             if index == 0 and shape not in self._traced_shapes:
@@ -420,7 +427,7 @@ def recurrent_finetuning_prepare(
     model has now and is finetuned recurrently on clips dreamt from its own first frame (at the processing
     size) before `step_fn` (which wraps `model`) runs.
 
-    One finetuner is kept per (object count, frame size), so the unrolled step is traced once per shape.
+    One finetuner is kept per (objects per update, frame size), so the unrolled step is traced once per shape.
     `prepare.results` collects (video name, RecurrentFinetuneResult); `prepare.log` maps each video's name to
     {"updates", "skipped_updates", "seconds", "trace_seconds", "stopped_by_budget", "window"} (updates: those applied;
     skipped_updates: those whose gradient was not finite and was dropped; seconds: wall time of its finetuning,
@@ -450,7 +457,10 @@ def recurrent_finetuning_prepare(
         ids, present = first_ids_at_size(first, size)
         if not present:  # nothing left to learn from at this size
             return None
-        key = (len(present),) + tuple(size)
+        # Keyed by the objects an update trains: with objects in turns, videos of 4, 5 or 9 objects share one traced
+        # step (each count had traced its own, ~40 s on a CPU).
+        per_update = len(present) if config.objects_per_update == 0 else min(len(present), config.objects_per_update)
+        key = (per_update,) + tuple(size)
         if key not in finetuners:
             finetuners[key] = finetuner_factory(model, len(present), config)
         finetuner = finetuners[key]

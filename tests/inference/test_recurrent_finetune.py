@@ -344,6 +344,49 @@ def test_objects_in_turns_each_get_every_clip_and_both_directions():
     assert seen == [(1, 0, False), (2, 0, False), (1, 1, True), (2, 1, True)]
 
 
+def test_a_finetuner_in_turns_runs_videos_of_any_count_that_trains_as_many_per_update(video_on_disk):
+    """One traced step per (objects per update, frame size): a finetuner of 4 objects per update, built for a
+    5-object video, runs a 6-object one in turns of 4 (rows 0-3, then 4 5 0 1, then 2-5) and refuses 3 objects
+    (3 per update: another step); segment's callback keeps one finetuner for the 5- and the 6-object video."""
+    from maskrnn_tf.inference import VideoSource
+    from maskrnn_tf.inference.first_mask import FirstMask
+    from maskrnn_tf.inference.recurrent_finetune import RecurrentFinetuneResult, recurrent_finetuning_prepare
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16))
+    ids = np.zeros((40, 56), np.uint8)
+    for k in range(6):
+        ids[2 + 6 * k:6 + 6 * k, 4:12] = k + 1
+    frame = np.random.default_rng(4).integers(0, 256, (40, 56, 3)).astype(np.uint8)
+    config = RecurrentFinetuneConfig(steps=3, time_budget_s=0, num_clips=1, dream=SHORT, objects_per_update=4)
+    finetuner = RecurrentFinetuner(model, 5, config)
+    rows = []
+    finetuner._steps.clip_step = lambda batch, reverse: rows.append(int(batch["masks"].shape[0])) or {
+        "loss": tf.constant(1.0), "grad_norm": tf.constant(1.0)}
+    finetuner.run(frame, ids, [1, 2, 3, 4, 5, 6])
+    assert rows == [4, 4, 4] and [finetuner._group(i, 6) for i in range(3)] == [[0, 1, 2, 3], [4, 5, 0, 1],
+                                                                                 [2, 3, 4, 5]]
+    with pytest.raises(ValueError, match="3 object ids for a finetuner whose updates train 4 objects"):
+        finetuner.run(frame, np.where(ids > 3, 0, ids), [1, 2, 3])
+
+    built = []
+
+    class Recorder:
+        def __init__(self, model_, num_objects, config_):
+            built.append(num_objects)
+
+        def run(self, frame_, ids_, object_ids):
+            return RecurrentFinetuneResult([1.0], 0.1, [0.1], 0.0, False)
+
+    frames_dir, _ = video_on_disk
+    source = VideoSource(frames_dir)
+    prepare = recurrent_finetuning_prepare(model, object(), None, config, finetuner_factory=Recorder)
+    for count in (5, 6):
+        labels = np.where(ids > count, 0, ids).astype(np.uint8)
+        prepare(source, FirstMask(labels, tuple(range(1, count + 1)), np.zeros((256, 3), np.uint8)))
+    assert built == [5]
+
+
 def test_a_colour_prior_network_is_finetuned_with_tables_of_the_whole_first_frame():
     """model.color_prior_input: every update's recurrence gets the objects' tables, by default fitted on the whole
     first frame (not its crop window): the first loss is the recurrence written out with those tables, and differs
