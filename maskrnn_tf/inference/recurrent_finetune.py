@@ -353,8 +353,10 @@ class RecurrentFinetuner:
             rows = self._group(index, len(object_ids))
             # The clip and its direction go by the pass over the objects, not by the update: with objects in turns
             # the update count would pair each object with every other clip only (2 objects, 1 per update: clips
-            # 0, 2, 4, ... for the first, always played forwards under reverse_every_other).
-            passed = index * self.batch_objects // len(object_ids)
+            # 0, 2, 4, ... for the first, always played forwards under reverse_every_other). A pass is a whole
+            # number of updates, so that an update that wraps (3 objects, 2 per update: 3 1) is not one whose
+            # objects all belong to an earlier pass: each pass's updates cover every object.
+            passed = index // -(-len(object_ids) // self.batch_objects)
             batch = clip_batch(clips[passed], [object_ids[r] for r in rows], None if tables is None else tables[rows])
             shape = tuple(batch["frames"].shape)
             if index == 0 and shape not in self._traced_shapes:

@@ -344,6 +344,37 @@ def test_objects_in_turns_each_get_every_clip_and_both_directions():
     assert seen == [(1, 0, False), (2, 0, False), (1, 1, True), (2, 1, True)]
 
 
+def test_objects_in_turns_that_do_not_divide_the_count_still_get_every_clip_and_both_directions():
+    """With 3 objects, 2 per update, a pass over the objects is 2 updates (the second wraps: 3 1) and no update
+    crosses a pass: every object sees clip 0 forwards in passes 0 and 2 and clip 1 backwards in pass 1. (The clip
+    chosen by the pass an update starts in gave object 1 clip 0 forwards only: passes 0, 0, 1, 2, 2, 3.)"""
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16))
+    frame = np.random.default_rng(3).integers(0, 256, (40, 56, 3)).astype(np.uint8)
+    ids = np.zeros((40, 56), np.uint8)
+    ids[4:16, 4:18], ids[20:34, 30:50], ids[24:36, 4:16] = 1, 2, 3
+    config = RecurrentFinetuneConfig(steps=6, time_budget_s=0, num_clips=2, dream=SHORT, objects_per_update=2,
+                                     reverse_every_other=True)
+    finetuner = RecurrentFinetuner(model, 3, config)
+    clips = finetuner._clips(frame, ids, [1, 2, 3])[0]
+    seen = []
+
+    def fake_clip_step(batch, reverse):
+        clip = next(k for k in (0, 1) if np.array_equal(batch["frames"].numpy()[0], clips[k].frames))
+        objects = [next(i for i in (1, 2, 3) if np.array_equal(m > 0.5, clips[clip].masks[0] == i))
+                   for m in batch["masks"].numpy()[:, 0]]
+        seen.append((objects, clip, bool(reverse)))
+        return {"loss": tf.constant(1.0), "grad_norm": tf.constant(1.0)}
+
+    finetuner._steps.clip_step = fake_clip_step
+    finetuner.run(frame, ids, [1, 2, 3])
+    assert seen == [([1, 2], 0, False), ([3, 1], 0, False), ([2, 3], 1, True), ([1, 2], 1, True),
+                    ([3, 1], 0, False), ([2, 3], 0, False)]
+    for obj in (1, 2, 3):
+        assert {(c, r) for objects, c, r in seen if obj in objects} == {(0, False), (1, True)}
+
+
 def test_a_finetuner_in_turns_runs_videos_of_any_count_that_trains_as_many_per_update(video_on_disk):
     """One traced step per (objects per update, frame size): a finetuner of 4 objects per update, built for a
     5-object video, runs a 6-object one in turns of 4 (rows 0-3, then 4 5 0 1, then 2-5) and refuses 3 objects
