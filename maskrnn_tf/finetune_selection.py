@@ -169,6 +169,7 @@ def _year_train_sequences(year: int) -> Optional[List[str]]:
     DAVIS-2017 tree lists in ImageSets/2016/train.txt (the official 2017 archives ship DAVIS-2016's splits there);
     None when it holds neither."""
     from maskrnn_tf.data.sequences import DatasetLayoutError, find_davis_root, read_davis_sequence_list
+    from maskrnn_tf.io.list_files import read_list_lines
 
     given = os.path.expanduser(FLAGS.davis_root)
     try:
@@ -178,9 +179,9 @@ def _year_train_sequences(year: int) -> Optional[List[str]]:
         if year != 2016:
             return None
     try:
-        with open(os.path.join(find_davis_root(given, year=2017, strict=True), "ImageSets", "2016", "train.txt"),
-                  encoding="utf-8-sig") as f:  # a BOM would stay in the first name
-            lines = [line.split() for line in f if line.strip()]
+        # The project's list reader: a BOM dropped, text that is not UTF-8 (UTF-16) refused as ValueError.
+        path = os.path.join(find_davis_root(given, year=2017, strict=True), "ImageSets", "2016", "train.txt")
+        lines = [line.split() for line in read_list_lines(path)]
     except (DatasetLayoutError, OSError, ValueError):
         return None
     names: List[str] = []

@@ -12,7 +12,7 @@ import errno
 import os
 import re
 import shutil
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Type, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -428,9 +428,10 @@ def _merged_davis_tree(root: str, resolution: str) -> bool:
     return all(os.path.isdir(os.path.join(root, _davis_split_folder(year, resolution))) for year in (2016, 2017))
 
 
-def _merged_tree_error(mask_path: str, root: str, resolution: str, found: str) -> DatasetLayoutError:
+def _merged_tree_error(mask_path: str, root: str, resolution: str, found: str,
+                       error: Type[Exception] = DatasetLayoutError) -> Exception:
     """The error for an annotation of the other DAVIS year in a merged tree (`_merged_davis_tree`)."""
-    return DatasetLayoutError(
+    return error(
         f"{mask_path}: {found}. {root} holds both DAVIS-2016's ImageSets/{resolution} and DAVIS-2017's "
         f"ImageSets/2017: the two official zips were extracted into one folder, and the year extracted last replaced "
         f"the other's Annotations/{resolution}/<seq>/ of the sequences both hold. Extract the two years into separate "
@@ -463,7 +464,6 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
     if year not in (2016, 2017):
         raise ValueError(f"DAVIS year must be 2016 or 2017, got {year}.")
     root = find_davis_root(root, resolution, year=year)
-    merged = _merged_davis_tree(root, resolution)
     db_info = _read_db_info(root)
     dataset = f"davis-{resolution}"
     sequences: List[Sequence] = []
@@ -482,8 +482,7 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
             frame_dir = os.path.dirname(pairs[0][0])
             if validate and not os.path.isdir(frame_dir):  # a whole sequence gone, not one frame
                 raise DatasetLayoutError(_missing_sequence(frame_dir, name, list_path))
-            if merged and os.path.isfile(pairs[0][1]):
-                check_merged_davis_annotation(root, 2016, pairs[0][1], resolution)
+            check_merged_davis_annotation(root, 2016, pairs[0][1], resolution)
             info = db_info.get(name, {})
             sequences.append(Sequence(
                 name=name, dataset=dataset, frame_paths=tuple(p[0] for p in pairs),
@@ -509,8 +508,7 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
             )
             if not os.path.isfile(mask_paths[0][0]):
                 raise DatasetLayoutError(f"{mask_paths[0][0]}: missing first-frame mask of sequence {name}.")
-            if merged:
-                check_merged_davis_annotation(root, 2017, mask_paths[0][0], resolution)
+            check_merged_davis_annotation(root, 2017, mask_paths[0][0], resolution)
             info = db_info.get(name, {})
             sequences.append(Sequence(
                 name=name, dataset=dataset, frame_paths=tuple(frame_paths), mask_paths=mask_paths,
@@ -523,26 +521,27 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
     return sequences
 
 
-def check_merged_davis_annotation(root: str, year: int, mask_path: str, resolution: str = "480p") -> None:
-    """Raises DatasetLayoutError when `mask_path`, the first annotation of a DAVIS-`year` sequence under `root`,
-    is the other year's in a merged tree (`_merged_davis_tree`; nothing is checked outside one): for DAVIS-2017 a
-    grey mask (DAVIS-2016's 0/255 form: every object would read as one; a grey id map in a DAVIS-2017 tree of its
-    own reads as ids), for DAVIS-2016 a mask of several objects (DAVIS-2017's, which a DAVIS-2016 reading takes for
-    one object and then fails on id 2 as if the masks were wrong). Training's readers and evaluate call it."""
-    if not _merged_davis_tree(root, resolution):
-        return
+def check_merged_davis_annotation(root: str, year: int, mask_path: str, resolution: str = "480p",
+                                  error: Type[Exception] = DatasetLayoutError) -> None:
+    """Raises `error` when `mask_path`, the first annotation of a DAVIS-`year` sequence under `root`, is the other
+    year's in a merged tree (`_merged_davis_tree`; nothing is checked outside one): for DAVIS-2017 a grey mask
+    (DAVIS-2016's 0/255 form: every object would read as one; a grey id map in a DAVIS-2017 tree of its own reads
+    as ids), for DAVIS-2016 a mask of several objects (DAVIS-2017's, which a DAVIS-2016 reading takes for one
+    object and then fails on id 2 as if the masks were wrong). Training's readers and evaluate call it."""
+    if not os.path.isfile(mask_path) or not _merged_davis_tree(root, resolution):
+        return  # a missing annotation is named where the annotations are read
     if year == 2017:
         if grey_annotation_mode(mask_path) != COLOUR:
             raise _merged_tree_error(mask_path, root, resolution,
                                      "a grey annotation (DAVIS-2016's 0/255 form) where DAVIS-2017 has palette "
-                                     "PNGs of object ids, so its objects would read as one")
+                                     "PNGs of object ids, so its objects would read as one", error)
         return
     ids = read_annotation_ids(mask_path, grey_annotation_mode(mask_path))
     objects = [int(v) for v in np.unique(ids) if v not in (0, VOID_ID)]
     if len(objects) > 1:
         raise _merged_tree_error(mask_path, root, resolution,
                                  f"a DAVIS-2017 annotation of {len(objects)} objects (ids {objects}) where DAVIS-2016 "
-                                 "has one object per sequence")
+                                 "has one object per sequence", error)
 
 
 def find_segtrack_root(directory: str) -> str:

@@ -77,6 +77,21 @@ def _batch_losses(model: MaskRNN, batch, config: FinetuneConfig, training: bool)
     return tf.reduce_mean(losses["total"])
 
 
+def build_optimizer(optimizer: keras.optimizers.Optimizer, variables: Sequence[tf.Variable]) -> Dict[int, np.ndarray]:
+    """Builds `optimizer` for `variables`; returns its fresh state for `reset_optimizer`: the few variables that do
+    not start at zero (under float16 the loss scale; zeroed, every gradient would be 0/0 and every update skipped)."""
+    optimizer.build(variables)
+    return {id(v): v.numpy() for v in optimizer.variables if np.any(v.numpy() != 0)}
+
+
+def reset_optimizer(optimizer: keras.optimizers.Optimizer, start: Dict[int, np.ndarray]) -> None:
+    """Puts back the fresh state `build_optimizer` returned (Adam's moments and count at zero, the loss scale at
+    its start), so that every video is finetuned as by a new optimizer without tracing the update again."""
+    for variable in optimizer.variables:
+        start_value = start.get(id(variable))
+        variable.assign(tf.zeros_like(variable) if start_value is None else start_value)
+
+
 class StaticFinetuner:
     """Static online finetuning of one model with one config, video after video.
 
@@ -95,10 +110,8 @@ class StaticFinetuner:
             # As in training: float16 gradients underflow without loss scaling.
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         variables = model.trainable_variables
-        optimizer.build(variables)
         self.optimizer = optimizer
-        # What a fresh optimizer holds: zeros but for the few variables that start elsewhere (the loss scale).
-        self._start = {id(v): v.numpy() for v in optimizer.variables if np.any(v.numpy() != 0)}
+        self._start = build_optimizer(optimizer, variables)
 
         @tf.function(reduce_retracing=True)
         def train_step(batch):
@@ -120,9 +133,7 @@ class StaticFinetuner:
         if model.config.color_prior_input and color_model is None:
             raise ValueError("this model takes a first-frame colour prior (color_prior_input): finetune needs the "
                              "objects' colour tables, color_model=first_frame_tables(...) or fit_color_model(...).")
-        for variable in self.optimizer.variables:  # a fresh optimizer for every video
-            start_value = self._start.get(id(variable))
-            variable.assign(tf.zeros_like(variable) if start_value is None else start_value)
+        reset_optimizer(self.optimizer, self._start)  # a fresh optimizer for every video
         batch_size = config.batch_size or min(len(object_ids), 4)
         dataset = make_finetune_dataset(first_frame, first_ids, list(object_ids), flow_to_next=flow_to_next,
                                         seed=config.seed, batch_size=batch_size,
@@ -182,8 +193,6 @@ def finetune(
       step_seconds: if given, the wall time of every iteration is appended to it (one per loss; the first
         includes tracing the update, the others fetching their batch).
     """
-    if config.steps == 0:
-        return []
     return StaticFinetuner(model, config).run(first_frame, first_ids, object_ids, flow_to_next, color_model,
                                               step_seconds)
 

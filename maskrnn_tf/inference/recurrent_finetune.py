@@ -20,8 +20,8 @@ import tensorflow as tf
 from maskrnn_tf.data.dreaming import (DreamConfig, DreamtClip, dream_clip_with_flow, inpaint_background,
                                       video_motion)
 from maskrnn_tf.data.flow_backends import estimated_flow_fn
-from maskrnn_tf.inference.finetune import (MAX_SKIPPED, first_frame_and_flow, first_ids_at_size,
-                                          restore_weights)
+from maskrnn_tf.inference.finetune import (MAX_SKIPPED, build_optimizer, first_frame_and_flow, first_ids_at_size,
+                                          reset_optimizer, restore_weights)
 from maskrnn_tf.inference.first_mask import FirstMask
 from maskrnn_tf.inference.propagation import AnyFlowFn, StepFn
 from maskrnn_tf.inference.video_reader import VideoSource, working_size
@@ -242,6 +242,11 @@ def _checked_object_ids(first_ids: np.ndarray, object_ids: Sequence[int]) -> Lis
     return object_ids
 
 
+def objects_per_update(count: int, cap: int) -> int:
+    """Objects an update trains for a video of `count` objects under `cap` (`objects_per_update`; 0 = all)."""
+    return count if cap == 0 else min(count, cap)
+
+
 class RecurrentFinetuner:
     """Recurrent finetuning of one model for videos with `num_objects` objects.
 
@@ -263,17 +268,13 @@ class RecurrentFinetuner:
         self.batch_objects = self.batch_size_for(num_objects)
         self._steps = _train_steps(model, self.batch_objects, config)
         self._traced_shapes: set = set()  # clip shapes the unrolled step has run on
-        # Built now so that its fresh state can be put back before every video: zeros (Adam's moments, the
-        # iteration counts) except the few variables that start elsewhere (under float16 the loss scale; zeroed,
-        # every gradient would be 0/0 and every update skipped).
-        optimizer = self._steps.optimizer
-        optimizer.build(model.trainable_variables)
-        self._optimizer_start = {id(v): v.numpy() for v in optimizer.variables if np.any(v.numpy() != 0)}
+        # Built now so that its fresh state can be put back before every video.
+        self._optimizer_start = build_optimizer(self._steps.optimizer, model.trainable_variables)
 
     def batch_size_for(self, count: int) -> int:
         """Objects per update for a video of `count` objects under this finetuner's cap (its traced step's batch
         size when `count` is one it runs)."""
-        return count if self._cap == 0 else min(count, self._cap)
+        return objects_per_update(count, self._cap)
 
     def _check(self, first_ids: np.ndarray, object_ids: Sequence[int]) -> List[int]:
         object_ids = _checked_object_ids(first_ids, object_ids)
@@ -329,9 +330,7 @@ class RecurrentFinetuner:
             return RecurrentFinetuneResult([], 0.0, [], 0.0, False)
         clips, window = self._clips(first_frame, first_ids, object_ids)
         tables = self._tables(first_frame, first_ids, object_ids, color_model)
-        for variable in self._steps.optimizer.variables:  # a fresh Adam (schedule, loss scale) for every video
-            start_value = self._optimizer_start.get(id(variable))
-            variable.assign(tf.zeros_like(variable) if start_value is None else start_value)
+        reset_optimizer(self._steps.optimizer, self._optimizer_start)  # a fresh Adam (schedule, loss scale) per video
         losses: List[float] = []
         durations: List[float] = []
         stopped = False
@@ -461,7 +460,7 @@ def recurrent_finetuning_prepare(
             return None
         # Keyed by the objects an update trains: with objects in turns, videos of 4, 5 or 9 objects share one traced
         # step (each count had traced its own, ~40 s on a CPU).
-        per_update = len(present) if config.objects_per_update == 0 else min(len(present), config.objects_per_update)
+        per_update = objects_per_update(len(present), config.objects_per_update)
         key = (per_update,) + tuple(size)
         if key not in finetuners:
             finetuners[key] = finetuner_factory(model, len(present), config)

@@ -108,6 +108,8 @@ def read_eval_t_flags(davis_root: str) -> Optional[Dict[str, bool]]:
 
 def list_sequences(davis_root: str, split: str, year: int, resolution: str = "480p") -> List[SequenceSpec]:
     """The sequences of a split, in the order of the image set list."""
+    from maskrnn_tf.data.sequences import check_merged_davis_annotation
+
     if not os.path.isdir(davis_root):
         raise DatasetLayoutError(f"{davis_root}: DAVIS root folder not found; pass the extracted dataset folder.")
     list_path = image_set_path(davis_root, split, year)
@@ -128,24 +130,11 @@ def list_sequences(davis_root: str, split: str, year: int, resolution: str = "48
                 f"extract the DAVIS annotations or remove the sequence from the list."
             )
         _check_contiguous(paths, f"the annotations of '{name}'")
-        _check_merged(davis_root, 2017, paths[0], resolution)
+        # In a merged DAVIS-2016/2017 tree the ground truth may be the other year's, scored as if it were this one's.
+        check_merged_davis_annotation(davis_root, 2017, paths[0], resolution, DatasetLayoutError)
         frames = tuple(os.path.splitext(os.path.basename(p))[0] for p in paths)
         specs.append(SequenceSpec(name, frames, tuple(paths)))
     return specs
-
-
-def _check_merged(davis_root: str, year: int, first_annotation: str, resolution: str = "480p") -> None:
-    """The data readers' check of a merged DAVIS-2016/2017 tree (`check_merged_davis_annotation`): there the
-    ground truth of a sequence both years hold may be the other year's, and would be scored as if it were this
-    year's (DAVIS-2017 results against DAVIS-2016's single object)."""
-    from maskrnn_tf.data.sequences import DatasetLayoutError as LayoutError, check_merged_davis_annotation
-
-    if not os.path.isfile(first_annotation):
-        return  # named where the annotations are read
-    try:
-        check_merged_davis_annotation(davis_root, year, first_annotation, resolution)
-    except LayoutError as err:
-        raise DatasetLayoutError(str(err)) from None
 
 
 def _check_contiguous(paths: List[str], what: str) -> None:
@@ -160,6 +149,8 @@ def _check_contiguous(paths: List[str], what: str) -> None:
 
 
 def _list_2016(davis_root: str, list_path: str, lines: Sequence[str]) -> List[SequenceSpec]:
+    from maskrnn_tf.data.sequences import check_merged_davis_annotation
+
     frames: Dict[str, List[Tuple[str, str]]] = {}
     for number, line in enumerate(lines, 1):
         parts = line.split()
@@ -172,7 +163,7 @@ def _list_2016(davis_root: str, list_path: str, lines: Sequence[str]) -> List[Se
         stem = os.path.splitext(os.path.basename(rel))[0]
         frames.setdefault(sequence, []).append((stem, os.path.join(davis_root, rel)))
     for items in frames.values():
-        _check_merged(davis_root, 2016, items[0][1])
+        check_merged_davis_annotation(davis_root, 2016, items[0][1], error=DatasetLayoutError)  # as for 2017
     flags = read_eval_t_flags(davis_root)
     return [
         SequenceSpec(

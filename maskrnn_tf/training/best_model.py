@@ -44,16 +44,15 @@ def selection_set(data: DataConfig) -> Optional[Dict[str, object]]:
         if data.val_videos <= 0:
             return None
         videos: object = f"synthetic_vos, {data.val_videos} videos of unseen seeds"
-        flow = data.synthetic_flow
+        flow, extra = data.synthetic_flow, {}
     elif data.val_sequences:
         # DAVIS J is scored at the stored size, every first-frame object seeded as segment seeds it: a record
         # without "scored" was measured at the training size (thin objects dropped), on another scale.
-        return {"dataset": data.dataset, "videos": list(data.val_sequences), "frames": data.val_frames,
-                "height": data.height, "width": data.width, "flow": data.flow, "scored": SCORED}
+        videos, flow, extra = list(data.val_sequences), data.flow, {"scored": SCORED}
     else:
         return None
     return {"dataset": data.dataset, "videos": videos, "frames": data.val_frames,
-            "height": data.height, "width": data.width, "flow": flow}
+            "height": data.height, "width": data.width, "flow": flow, **extra}
 
 
 def same_selection(stored: object, current: Dict[str, object]) -> bool:
@@ -62,6 +61,12 @@ def same_selection(stored: object, current: Dict[str, object]) -> bool:
     if not isinstance(stored, dict):
         return False
     return stored == (current if "flow" in stored else {k: v for k, v in current.items() if k != "flow"})
+
+
+def _only_scoring_differs(stored: object, current: Dict[str, object]) -> bool:
+    """Whether a best.json's `selection` is `current` but for "scored": the same videos, scored another way."""
+    return (isinstance(stored, dict) and "scored" in current and stored.get("scored") != current["scored"]
+            and same_selection({**stored, "scored": current["scored"]}, current))
 
 
 def read_record(best_dir: str) -> Optional[dict]:
@@ -113,9 +118,12 @@ class BestModel:
         if record is not None and same_selection(record.get("selection"), self.selection) and _finite(record.get("J")):
             self.step, self.j = int(record["step"]), float(record["J"])
         elif record is not None:
-            self.note = (f"note: {self.path} (step {record['step']}) was chosen on other validation videos "
-                         f"({record.get('selection')}); this run's first validation replaces it (copy it "
-                         "elsewhere first to keep it)")
+            # The same videos scored another way must not read as a changed validation set.
+            why = ("was scored at the training size (an older scoring)"
+                   if _only_scoring_differs(record.get("selection"), self.selection)
+                   else f"was chosen on other validation videos ({record.get('selection')})")
+            self.note = (f"note: {self.path} (step {record['step']}) {why}; this run's first validation replaces "
+                         "it (copy it elsewhere first to keep it)")
 
     @property
     def enabled(self) -> bool:

@@ -119,8 +119,14 @@ def checkpoint_paths(directory: str) -> List[str]:
     state = _readable_state(directory)
     if state is None:
         return _checkpoints_by_name(directory)
+    return list(reversed(_state_paths(state, directory)))
+
+
+def _state_paths(state, directory: str) -> List[str]:
+    """The checkpoints a state file names (its list, or its one checkpoint without one), oldest first, as
+    absolute prefixes under the absolute `directory`."""
     paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
-    return [p if os.path.isabs(p) else os.path.join(directory, p) for p in reversed(paths)]
+    return [p if os.path.isabs(p) else os.path.join(directory, p) for p in paths]
 
 
 def _checkpoints_by_name(directory: str) -> List[str]:
@@ -155,10 +161,10 @@ def _quarantine(directory: str, bad: List[str]) -> str:
     state = _readable_state(directory)
     if state is None:
         return target  # checkpoints found by name: no state file to edit
-    paths = list(state.all_model_checkpoint_paths) or [state.model_checkpoint_path]
+    paths = _state_paths(state, directory)
     stamps = list(state.all_model_checkpoint_timestamps)
     stamps = stamps if len(stamps) == len(paths) else []  # older state files have none
-    keep = [i for i, p in enumerate(paths) if (p if os.path.isabs(p) else os.path.join(directory, p)) not in bad]
+    keep = [i for i, p in enumerate(paths) if p not in bad]
     # Written back relative to the folder, as CheckpointManager writes them: the run dir can still be moved.
     paths = [os.path.basename(p) if os.path.dirname(p) == directory else p for p in paths]
     if keep:

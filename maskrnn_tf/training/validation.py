@@ -12,16 +12,15 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from maskrnn_tf.io import VOID_ID
 from maskrnn_tf.metrics.region import db_eval_iou
 from maskrnn_tf.model import MaskRNN
 from maskrnn_tf.ops import mask_to_box
 
-VOID = 255
-
 
 def _object_ids(labels: np.ndarray) -> List[int]:
     """The object ids of an id map (0 background and 255 void excluded), ascending."""
-    return [i for i in range(1, VOID) if np.any(labels == i)]
+    return [i for i in range(1, VOID_ID) if np.any(labels == i)]
 
 
 def segment_video(model: MaskRNN, step_fn, video: Dict[str, np.ndarray]) -> np.ndarray:
@@ -98,7 +97,7 @@ def video_j(labels: np.ndarray, masks: np.ndarray) -> float:
     ids = _object_ids(masks[0])
     if not ids or masks.shape[0] < 2:
         return float("nan")
-    void = masks[1:] == VOID
+    void = masks[1:] == VOID_ID
     return float(np.mean([np.mean(db_eval_iou(masks[1:] == i, labels[1:] == i, void)) for i in ids]))
 
 

@@ -334,7 +334,7 @@ def test_a_batching_export_for_another_max_batch_size_prints_a_server_that_takes
 
 
 _FAILING_EXPORT = """
-import errno, runpy, sys
+import runpy, sys
 import tensorflow as tf
 from maskrnn_tf.export import saved_model_export
 

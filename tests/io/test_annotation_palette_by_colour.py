@@ -30,7 +30,7 @@ def test_a_quantised_palette_annotation_is_refused_as_the_first_mask_is(tmp_path
     path = str(tmp_path / "00000.png")
     _quantised(path)
     with pytest.raises(ImageReadError, match="indices are colours"):
-        read_label_image(path)  # a user's --first_mask: refused before this fix too
+        read_label_image(path)  # a user's --first_mask: the annotation readers below must refuse it alike
     with pytest.raises(ImageReadError, match=r"00000.png: palette PNG whose background \(black\) is index"):
         read_annotation_ids(path)
     with pytest.raises(ImageReadError, match="indices are colours"):

@@ -92,7 +92,11 @@ def test_a_davis_record_scored_at_the_training_size_is_not_compared_with_j_score
     del record["selection"]["scored"]  # as validation before the stored-size scoring wrote it
     path.write_text(json.dumps(record))
     resumed = BestModel(str(tmp_path), _config(**davis))
-    assert resumed.step is None and "chosen on other validation videos" in resumed.note
+    assert resumed.step is None and "step 100) was scored at the training size" in resumed.note
+    assert "other validation videos" not in resumed.note  # the same videos: only the scoring changed
+    # A record without "scored" on other videos is still told as another selection.
+    other = BestModel(str(tmp_path), _config(dataset="davis16", val_sequences=("car-turn",)))
+    assert other.step is None and "chosen on other validation videos" in other.note
     assert resumed.offer(200, 0.7, _saver(200)) and _kept(tmp_path) == "weights of step 200"
 
 
