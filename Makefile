@@ -24,7 +24,7 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=25 tests
 
 demo: $(STAMP)
 	$(PY) -m maskrnn_tf.demo --run_dir=$(RUN_DIR)

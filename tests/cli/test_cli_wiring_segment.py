@@ -646,7 +646,7 @@ def test_colour_prior_networks_segment_as_an_ensemble_each_with_tables_at_its_ow
 
     checked = [*common, f"--model={paths[2]}", f"--ensemble_models={paths[0]},{paths[1]}", "--finetune=recurrent",
                "--finetune_steps=1", "--finetune_budget=0", "--finetune_check_frames=2",
-               f"--output={tmp_path / 'recurrent'}"]
+               "--finetune_clip_length=2", f"--output={tmp_path / 'recurrent'}"]  # one unrolled frame: 3 traces
     assert _segment_in_process(*checked) == 0
     members = json.loads((tmp_path / "recurrent" / "segment_run.json").read_text())["finetune_log"]["beta"]["members"]
     assert [member["updates"] for member in members] == [1, 1, 1], members
