@@ -79,26 +79,38 @@ def results_record(segment_args: Sequence[str], model_path: str) -> Dict[str, ob
     segment defaults that changed since folders were first recorded (a folder made under the old default is
     not the same run), the model file's size and modification time (a retrained model, or a new best/ model,
     is a different model), each --ensemble_models member's the same way, the .flo files under --flo_dir (their
-    count, bytes and newest mtime) and the code (`code_fingerprint`: a change of segment's code makes other masks
-    from the same arguments)."""
+    count, bytes and newest mtime), with a --flagfile the arguments it expands to (an edited flag file is another
+    run) and the code (`code_fingerprint`: a change of segment's code makes other masks from the same
+    arguments)."""
     from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES
 
     path = model_file(model_path)
     stat = os.stat(path)
     args = [a for a in segment_args if not a.startswith(("--output=", "--progress", "--noprogress"))]
+    expanded = expanded_flagfiles(args)
     record = {"segment_args": args, "segment_defaults": {"finetune_check_frames": FINETUNE_CHECK_FRAMES},
               "model": os.path.abspath(model_path), "model_bytes": stat.st_size, "model_mtime": round(stat.st_mtime, 3),
               "code": code_fingerprint()}
     if path.endswith(".index") and os.path.isdir(model_path):  # the checkpoint of a run folder segment loads
         record["model_checkpoint"] = os.path.relpath(path, model_path)
     # Keys only when the flag is given: folders recorded before without it stay reusable.
-    members = ensemble_members(segment_args)
+    if expanded != args:
+        record["flagfile_args"] = expanded
+    members = ensemble_members(expanded)
     if members:  # the arguments name a member's path, not which weights it held: retrained, it is another run
         record["ensemble_models"] = [_model_identity(member) for member in members]
-    flo_dir = last_flag_value(segment_args, "flo_dir")
+    flo_dir = last_flag_value(expanded, "flo_dir")
     if flo_dir:
         record["flo_dir"] = _flo_identity(os.path.abspath(os.path.expanduser(flo_dir)))
     return record
+
+
+def expanded_flagfiles(args: Sequence[str]) -> List[str]:
+    """`args` with every --flagfile replaced by the flags its file holds (nested files too, relative paths from
+    the working folder), as absl expands them for segment."""
+    from absl import flags
+
+    return flags.FlagValues().read_flags_from_files(list(args), force_gnu=True)
 
 
 def last_flag_value(args: Sequence[str], name: str) -> Optional[str]:
