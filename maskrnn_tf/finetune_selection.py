@@ -378,7 +378,8 @@ def main(argv: List[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)  # stop the running command too
     try:
-        check_segment_flags(FLAGS.segment_flag)
+        # Flag files read here: every check below, the records and the commands see the flags segment runs with.
+        FLAGS.segment_flag = check_segment_flags(FLAGS.segment_flag)
         candidates = parse_candidates(FLAGS.candidate)
     except CandidateError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -53,9 +53,24 @@ class Candidate:
         return [a for a in self.segment_args if not a.startswith("--model=")]
 
 
-def check_segment_flags(flags: Sequence[str]) -> None:
+def expand_flag_files(args: Sequence[str], who: str) -> List[str]:
+    """`args` with each --flagfile replaced by the flags in its file, as segment reads them (so that the driver's
+    checks see what segment will run); CandidateError naming `who` for a file that cannot be read."""
+    from absl import flags as absl_flags
+
+    from maskrnn_tf.experiments.results_records import expanded_flagfiles
+
+    try:
+        return expanded_flagfiles(args)
+    except absl_flags.Error as err:
+        raise CandidateError(f"{who}: {err}") from None
+
+
+def check_segment_flags(flags: Sequence[str]) -> List[str]:
     """Raises CandidateError for a --segment_flag (passed to every candidate's segment command) that is not a
-    --flag or that the driver sets: --model too, which candidates choose with their own --model=PATH."""
+    --flag or that the driver sets: --model too, which candidates choose with their own --model=PATH. Returns
+    the flags with their flag files read (`expand_flag_files`), what the driver passes on."""
+    flags = expand_flag_files(flags, "--segment_flag")
     for flag in flags:
         name = flag.split("=", 1)[0]
         if not flag.startswith("--"):
@@ -64,6 +79,7 @@ def check_segment_flags(flags: Sequence[str]) -> None:
             raise CandidateError(f"--segment_flag={flag!r}: {name} is set by the driver (a candidate chooses "
                                  "its model with --candidate=LABEL='--model=PATH ...').")
         _refuse_absl_flag(name, f"--segment_flag={flag!r}")
+    return flags
 
 
 def _refuse_absl_flag(name: str, who: str) -> None:
@@ -181,6 +197,7 @@ def parse_candidate(text: str) -> Candidate:
         flags = tuple(shlex.split(args))
     except ValueError as err:
         raise CandidateError(f"--candidate={text!r}: {err}.") from err
+    flags = tuple(expand_flag_files(flags, f"--candidate {label}"))
     if not flags:
         raise CandidateError(f"--candidate={text!r}: no segment flags (use --finetune=none for no finetuning).")
     for flag in flags:
