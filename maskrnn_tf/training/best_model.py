@@ -119,9 +119,15 @@ class BestModel:
             self.step, self.j = int(record["step"]), float(record["J"])
         elif record is not None:
             # The same videos scored another way must not read as a changed validation set.
-            why = ("was scored at the training size (an older scoring)"
-                   if _only_scoring_differs(record.get("selection"), self.selection)
-                   else f"was chosen on other validation videos ({record.get('selection')})")
+            stored = record.get("selection")
+            if same_selection(stored, self.selection):
+                why = f"records no finite J ({record.get('J')!r})"
+            elif not _only_scoring_differs(stored, self.selection):
+                why = f"was chosen on other validation videos ({stored})"
+            elif stored.get("scored") is None:  # records before the field: validation at the training size
+                why = "was scored at the training size (an older scoring)"
+            else:
+                why = f"was scored another way ({stored['scored']!r})"
             self.note = (f"note: {self.path} (step {record['step']}) {why}; this run's first validation replaces "
                          "it (copy it elsewhere first to keep it)")
 

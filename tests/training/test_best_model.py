@@ -97,6 +97,17 @@ def test_a_davis_record_scored_at_the_training_size_is_not_compared_with_j_score
     # A record without "scored" on other videos is still told as another selection.
     other = BestModel(str(tmp_path), _config(dataset="davis16", val_sequences=("car-turn",)))
     assert other.step is None and "chosen on other validation videos" in other.note
+    # A scoring this version does not know is named as such, and a record of the same selection without a finite
+    # J is not told as other videos either.
+    path.write_text(json.dumps({**record, "selection": {**record["selection"], "scored": "some later scoring"}}))
+    later = BestModel(str(tmp_path), _config(**davis))
+    assert later.step is None and "was scored another way ('some later scoring')" in later.note
+    full = json.loads(json.dumps(record))
+    full["selection"]["scored"] = BestModel(str(tmp_path), _config(**davis)).selection["scored"]
+    path.write_text(json.dumps({**full, "J": float("nan")}))
+    unscored = BestModel(str(tmp_path), _config(**davis))
+    assert unscored.step is None and "records no finite J (nan)" in unscored.note
+    path.write_text(json.dumps(record))
     assert resumed.offer(200, 0.7, _saver(200)) and _kept(tmp_path) == "weights of step 200"
 
 
