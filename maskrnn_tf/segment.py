@@ -61,8 +61,8 @@ flags.DEFINE_float("finetune_budget", 60.0, "Recurrent finetuning: wall seconds 
                    "update starts; 0 = no limit.")
 flags.DEFINE_integer("finetune_clip_length", 5, "Recurrent finetuning: frames per dreamt clip.")
 flags.DEFINE_integer("finetune_num_clips", 8, "Recurrent finetuning: distinct dreamt clips per video, made on first "
-                     "use and cycled through the updates (one clip per update; dreaming one takes a small part of "
-                     "an update's time).")
+                     "use and cycled (one clip per pass over the objects: one update, or several with objects in "
+                     "turns; dreaming one takes a small part of an update's time).")
 flags.DEFINE_integer("finetune_crop", 0, "Recurrent finetuning: dream from a crop of at most this many pixels "
                      "square around the objects (fewer pixels, more updates in the budget); objects too large "
                      "for it use the whole frame; 0 = always the whole frame.")

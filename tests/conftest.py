@@ -38,6 +38,7 @@ _FIRST = (
 )
 
 
+@pytest.hookimpl(trylast=True)  # after -k, -m and --deselect have dropped tests: the halves are of what runs
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
     """Puts each list of `_FIRST` at the head of one worker's half (every worker orders the same collection the same
     way, as xdist requires); a run of some of the tests only keeps the lists' order among those it has."""

@@ -193,6 +193,8 @@ def finetune(
       step_seconds: if given, the wall time of every iteration is appended to it (one per loss; the first
         includes tracing the update, the others fetching their batch).
     """
+    if config.steps == 0:  # no optimizer built for nothing
+        return []
     return StaticFinetuner(model, config).run(first_frame, first_ids, object_ids, flow_to_next, color_model,
                                               step_seconds)
 

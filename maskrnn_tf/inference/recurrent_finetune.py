@@ -2,8 +2,8 @@
 
 Static finetuning (`finetune.py`) trains the stage A regime: one frame, a perturbed true mask as the previous
 mask. The network runs recurrently, on its own warped predictions, so here it finetunes in that regime: every
-step unrolls one dreamt clip (`maskrnn_tf.data.dreaming`, exact flows and masks) for all objects of the video,
-starting from the true first mask and feeding each prediction (probabilities and boxes) to the next frame,
+step unrolls one dreamt clip (`maskrnn_tf.data.dreaming`, exact flows and masks) for the video's objects (all of
+them, or `objects_per_update` in turns), starting from the true first mask and feeding each prediction (probabilities and boxes) to the next frame,
 with gradients through time and through the warps, both streams and the localization head, and the training
 losses. The unrolled step is stage B's (`TrainSteps.clip_step`): same losses, clipping and skipping of
 non-finite updates. A wall-time budget stops it early.
@@ -36,7 +36,8 @@ class RecurrentFinetuneConfig:
     """Recurrent online finetuning settings.
 
     Attributes:
-      steps: at most this many updates (0 skips finetuning); one dreamt clip, all objects, per update. Under
+      steps: at most this many updates (0 skips finetuning); one dreamt clip per pass over the objects (one update
+        with all of them, or ceil(N / objects_per_update) updates in turns). Under
         float16 an update skipped for an overflow is retried on the same clip and not counted (at most
         MAX_SKIPPED in all).
       time_budget_s: wall time (dreaming and updates) after which no new update starts; an update starts
@@ -352,9 +353,9 @@ class RecurrentFinetuner:
             rows = self._group(index, len(object_ids))
             # The clip and its direction go by the pass over the objects, not by the update: with objects in turns
             # the update count would pair each object with every other clip only (2 objects, 1 per update: clips
-            # 0, 2, 4, ... for the first, always played forwards under reverse_every_other). A pass is a whole
-            # number of updates, so that an update that wraps (3 objects, 2 per update: 3 1) is not one whose
-            # objects all belong to an earlier pass: each pass's updates cover every object.
+            # 0, 2, 4, ... for the first, always played forwards under reverse_every_other). A pass is ceil(N / g)
+            # consecutive updates, whose >= N consecutive rows cover every object (by index * g // N, with 3 objects
+            # 2 per update, the row-0 object trained in passes 0, 0, 2, 2, ...: clip 0, forwards only).
             passed = index // -(-len(object_ids) // self.batch_objects)
             batch = clip_batch(clips[passed], [object_ids[r] for r in rows], None if tables is None else tables[rows])
             shape = tuple(batch["frames"].shape)
