@@ -26,7 +26,8 @@ def parsed_flags():
     yield parse
     values.unparse_flags()
     if not had_train:
-        for flag in values.flags_by_module_dict().get(train.__name__, []):
+        # A copy: each removal shortens absl's own list of the module's flags, and iterating it skipped every other.
+        for flag in list(values.flags_by_module_dict().get(train.__name__, [])):
             if flag.name in values:
                 delattr(values, flag.name)
     for module, flag in others:
