@@ -1,11 +1,11 @@
 """Recurrent online finetuning: BPTT on clips dreamt from the first frame of the video to segment.
 
-Static finetuning (`finetune.py`) trains the stage A regime: one frame, a perturbed true mask as the previous
-mask. The network runs recurrently, on its own warped predictions, so here it finetunes in that regime: every
-step unrolls one dreamt clip (`maskrnn_tf.data.dreaming`, exact flows and masks) for the video's objects (all of
-them, or `objects_per_update` in turns), starting from the true first mask and feeding each prediction (probabilities and boxes) to the next frame,
-with gradients through time and through the warps, both streams and the localization head, and the training
-losses. The unrolled step is stage B's (`TrainSteps.clip_step`): same losses, clipping and skipping of
+Static finetuning (`finetune.py`) trains the stage A regime: one frame, a perturbed true mask as the previous mask. The
+network runs recurrently, on its own warped predictions, so here it finetunes in that regime: every step unrolls one
+dreamt clip (`maskrnn_tf.data.dreaming`, exact flows and masks) for the video's objects (all of them, or
+`objects_per_update` in turns), starting from the true first mask and feeding each prediction (probabilities and boxes)
+to the next frame, with gradients through time and through the warps, both streams and the localization head, and the
+training losses. The unrolled step is stage B's (`TrainSteps.clip_step`): same losses, clipping and skipping of
 non-finite updates. A wall-time budget stops it early.
 """
 from __future__ import annotations
