@@ -35,3 +35,25 @@ def test_flag_files_are_read_before_the_driver_checks_the_flags(tmp_path, monkey
         with pytest.raises(CandidateError, match="missing.flags"):
             call()
     assert not os.path.exists(tmp_path / "elsewhere")
+
+
+def test_flag_files_the_driver_cannot_read_as_segment_would_are_refused_by_name(tmp_path, monkeypatch):
+    """A nested directive absl does not expand (an indented line), a file that is not UTF-8 and a bare `--` (segment
+    would take the flags after it for arguments) are refused with the file or flag named, no traceback."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "own.flags").write_text("--model=runs/x/final\n")
+    (tmp_path / "indented.flags").write_text("--finetune=none\n  --flagfile=own.flags\n")
+    (tmp_path / "utf16.flags").write_bytes("--finetune=none\n".encode("utf-16"))
+    for text, message in [("i=--flagfile=indented.flags", "--flagfile=own.flags.*not read"),
+                          ("u=--flagfile=utf16.flags", "utf16.flags.*UTF-8"),
+                          ("d=--finetune=none -- --finetune_steps=3", "'--'"),
+                          ("m=--flagfile=missing.flags", r"--candidate m: .*missing.flags")]:
+        with pytest.raises(CandidateError, match=message):
+            parse_candidate(text)
+    with pytest.raises(CandidateError, match="--flagfile=own.flags.*not read"):
+        check_segment_flags(["--flagfile=indented.flags"])
+    with pytest.raises(CandidateError, match="'--'"):
+        check_segment_flags(["--"])
+    with pytest.raises(CandidateError) as refused:
+        check_segment_flags(["--flagfile=missing.flags"])
+    assert "ERROR::" not in str(refused.value)
