@@ -12,4 +12,3 @@ def shared_data() -> str:
     if not os.path.isdir(SHARED_DATA):
         pytest.fail(f"{SHARED_DATA} is missing: CI clones the project with ../shared beside it.")
     return SHARED_DATA
-

@@ -20,7 +20,7 @@ from maskrnn_tf.ops import mask_to_box
 
 def _object_ids(labels: np.ndarray) -> List[int]:
     """The object ids of an id map (0 background and 255 void excluded), ascending."""
-    return [i for i in range(1, VOID_ID) if np.any(labels == i)]
+    return [int(i) for i in np.unique(labels) if 0 < i < VOID_ID]
 
 
 def segment_video(model: MaskRNN, step_fn, video: Dict[str, np.ndarray]) -> np.ndarray:
