@@ -1,4 +1,4 @@
-"""Segment a video through a TF-Serving model server (gRPC); with a float32 export (export_main's default), writes
+r"""Segment a video through a TF-Serving model server (gRPC); with a float32 export (export_main's default), writes
 what `python -m maskrnn_tf.segment --finetune=none --precision=float32` writes (segment's default --precision=auto
 may compute in bfloat16 or float16; export/client.py's docstring).
 

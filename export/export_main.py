@@ -1,4 +1,4 @@
-"""Export a trained MaskRNN as a TF-Serving version.
+r"""Export a trained MaskRNN as a TF-Serving version.
 
   python -m maskrnn_tf.export.export_main --model=runs/demo --export_base=exports/maskrnn \
       --version=1 [--precision=float32|bfloat16|float16|auto] [--overwrite]

@@ -1,4 +1,4 @@
-"""Runs the paper's Table 2 ablation with the project's own CLIs and writes the table.
+r"""Runs the paper's Table 2 ablation with the project's own CLIs and writes the table.
 
     python -m maskrnn_tf.ablation --train_flags=davis16_cpu.flags --run_root=runs/ablation \
         --davis_root=../shared/data/DAVIS-2016 --max_size=432 --finetune_steps=50
@@ -217,6 +217,6 @@ def main(argv: List[str]) -> int:
 if __name__ == "__main__":
     _console.quiet_startup()
     define_flags()
-    from maskrnn_tf.flag_validation import parse_flags_or_exit
+    from maskrnn_tf.flag_validation import one_line_usage_errors, parse_flags_or_exit
 
-    app.run(main, flags_parser=parse_flags_or_exit)
+    app.run(one_line_usage_errors(main), flags_parser=parse_flags_or_exit)

@@ -178,6 +178,6 @@ def main(argv: List[str]) -> None:
 if __name__ == "__main__":
     _console.quiet_startup()
     define_flags()
-    from maskrnn_tf.flag_validation import parse_flags_or_exit
+    from maskrnn_tf.flag_validation import one_line_usage_errors, parse_flags_or_exit
 
-    app.run(main, flags_parser=parse_flags_or_exit)
+    app.run(one_line_usage_errors(main), flags_parser=parse_flags_or_exit)

@@ -1,4 +1,4 @@
-"""Chooses online-finetuning settings on held-out train sequences, then reports each choice on val.
+r"""Chooses online-finetuning settings on held-out train sequences, then reports each choice on val.
 
     python -m maskrnn_tf.finetune_selection --model=runs/davis16_cpu/best \
         --davis_root=../shared/data/DAVIS-2016 --segment_flag=--max_size=432 --output=results/selection \
@@ -520,6 +520,6 @@ def main(argv: List[str]) -> int:
 if __name__ == "__main__":
     _console.quiet_startup()
     define_flags()
-    from maskrnn_tf.flag_validation import parse_flags_or_exit
+    from maskrnn_tf.flag_validation import one_line_usage_errors, parse_flags_or_exit
 
-    app.run(main, flags_parser=parse_flags_or_exit)
+    app.run(one_line_usage_errors(main), flags_parser=parse_flags_or_exit)

@@ -1,4 +1,4 @@
-"""Online finetuning table: scored segment runs of one network side by side (J, F and time per sequence).
+r"""Online finetuning table: scored segment runs of one network side by side (J, F and time per sequence).
 
     python -m maskrnn_tf.finetune_table --results=none=results/ft_none,static=results/ft_static,\
 recurrent=results/ft_recurrent [--split=val] [--output=table.md [--overwrite]]

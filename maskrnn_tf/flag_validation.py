@@ -134,3 +134,19 @@ def parse_flags_or_exit(argv: Sequence[str], flag_values: flags.FlagValues = fla
                f"only. If you meant {meant}, write it so (in a flag file too, every line starts with --).\n")
         sys.exit(USAGE_EXIT_CODE)
     return rest
+
+
+def one_line_usage_errors(main: Callable[[List[str]], int], prefix: str = "error: ") -> Callable[[List[str]], int]:
+    """`main` for `app.run`: an `app.UsageError` it raises (a flag combination it cannot run, an input it will not
+    take) printed as one line, `prefix` + message, exiting with the error's code. absl prints such an error below
+    the usage text, the binary's docstring and every flag of its module (about 200 lines for segment), which hides
+    the one line that matters. In-process callers call `main` itself and see the exception."""
+    from absl import app
+
+    def run(argv: List[str]) -> int:
+        try:
+            return main(argv)
+        except app.UsageError as error:
+            print(f"{prefix}{error}", file=sys.stderr)
+            return error.exitcode
+    return run

@@ -1,4 +1,4 @@
-"""Segments a video (a folder of frames or a video file) given its first-frame mask.
+r"""Segments a video (a folder of frames or a video file) given its first-frame mask.
 
     python -m maskrnn_tf.segment --video=DIR|file.mp4 --first_mask=mask.png --model=run_dir \
         --output=results/ [--finetune=auto|recurrent|static|none] [--max_size=N] [--overlay=out.mp4] [--save_probs] \
@@ -492,10 +492,10 @@ def guarded(argv) -> int:
 
 def run() -> None:
     """Entry point: absl flags, clear one-line errors for bad inputs."""
-    from maskrnn_tf.flag_validation import parse_flags_or_exit
+    from maskrnn_tf.flag_validation import one_line_usage_errors, parse_flags_or_exit
 
     _console.quiet_startup()
-    app.run(guarded, flags_parser=parse_flags_or_exit)
+    app.run(one_line_usage_errors(guarded, "Error: "), flags_parser=parse_flags_or_exit)
 
 
 if __name__ == "__main__":

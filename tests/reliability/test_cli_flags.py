@@ -55,6 +55,24 @@ def test_the_binaries_exit_2_with_one_line(module, arg, tmp_path):
     assert f"{arg}: must be" in proc.stderr
 
 
+@pytest.mark.parametrize("module, args, message", [
+    ("maskrnn_tf.segment", ["--davis_root=d", "--probs_format=png"], "Error: --probs_format sets how --save_probs"),
+    ("maskrnn_tf.segment", ["--video=v"], "Error: --video needs --first_mask"),
+    ("maskrnn_tf.ablation", ["--train_flags=t.flags", "--run_root=r", "--davis_root=.", "--full_run=nothing",
+                             "--variants=rnn"], "error: --full_run=nothing: no model.keras there"),
+])
+def test_what_a_binary_refuses_after_parsing_is_one_line_too(module, args, message, tmp_path):
+    """A refusal of the binary's main (a flag combination it cannot run, an input it will not take) came below
+    absl's usage text: the module's docstring and its every flag, about 200 lines for segment."""
+    (tmp_path / "t.flags").write_text("--stage_a_steps=1\n")
+    proc = subprocess.run([sys.executable, "-m", module, *args, "--output=o"] if module.endswith("segment") else
+                          [sys.executable, "-m", module, *args], cwd=tmp_path, capture_output=True, text=True, env=ENV,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith(message), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ["t.flags"]
+
+
 def test_frames_below_the_network_minimum_are_refused_before_any_work(video, tmp_path):
     import numpy as np
 
