@@ -230,12 +230,15 @@ def load_masks(sequence: Sequence) -> np.ndarray:
     return np.stack(masks)
 
 
-def first_frame_objects(mask_path: str) -> int:
-    """Number of objects N in a first-frame id map, raising when its ids skip a value."""
+def first_frame_objects(mask_path: str, gaps: bool = False) -> int:
+    """Number of objects N in a first-frame id map: its highest id, raising when its ids skip a value. With `gaps`
+    a skipped id is an object absent from the first frame, as davis2017-evaluation counts objects (1..the highest
+    id), and is not refused: segmenting starts from the ids present and writes them as they are."""
     ids = read_annotation_ids(mask_path)
     present = [int(v) for v in np.unique(ids) if v not in (0, VOID_ID)]
-    expected = list(range(1, len(present) + 1))
-    if present != expected:
+    if gaps:
+        return max(present, default=0)
+    if present != list(range(1, len(present) + 1)):
         missing = sorted(set(range(1, max(present) + 1)) - set(present))
         raise DatasetLayoutError(
             f"{mask_path}: palette ids {present} skip {missing}; the first-frame objects must be numbered "
@@ -458,6 +461,8 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
       resolution: "480p" or "Full-Resolution".
       validate: check files, sizes and numbering now (headers only; ids are checked by `load_masks`);
         "first_mask" checks the frames and only the first frame's mask (segmenting test-dev needs no other).
+        Only True (training's reading) refuses a first frame whose ids skip an object (1 and 3, or 2 alone): the
+        others count objects as davis2017-evaluation does (`first_frame_objects` with gaps).
     """
     if validate not in (True, False, "first_mask"):
         raise ValueError(f"validate must be True, False or 'first_mask', got {validate!r}.")
@@ -512,7 +517,7 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
             info = db_info.get(name, {})
             sequences.append(Sequence(
                 name=name, dataset=dataset, frame_paths=tuple(frame_paths), mask_paths=mask_paths,
-                num_objects=first_frame_objects(mask_paths[0][0]),
+                num_objects=first_frame_objects(mask_paths[0][0], gaps=validate is not True),
                 eval_t=info.get("eval_t"), attributes=tuple(info.get("attributes") or ()),
             ))
     if validate:

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from maskrnn_tf.data.sequences import DatasetLayoutError
 from maskrnn_tf.io import ImageReadError
 from maskrnn_tf.io.atomic_file import atomic_write
 from maskrnn_tf.model import MaskRNN
@@ -322,6 +323,8 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         val_videos = inputs.validation_videos(config.data) if chief else []  # eval_every=0: at the end only
     except ImageReadError as err:  # a frame or mask of the data, named by the error: not the settings
         raise TrainDataError(f"a training file cannot be read: {err}") from err
+    except DatasetLayoutError as err:  # the data's folders or annotations, named by the error: not the settings
+        raise TrainDataError(f"the training data is not as the data set's layout asks: {err}") from err
     except ValueError as err:  # DataNotFoundError is a FileNotFoundError: it passes through
         raise TrainDataError(f"the data settings make no training batches: {err}") from err
     own = checkpoint_paths(os.path.join(run_dir, "checkpoints"))  # newest first; empty for a new run

@@ -172,6 +172,38 @@ def test_no_sequence_to_segment_is_an_error_not_an_empty_results_folder(davis_ro
     assert not out.exists()
 
 
+def test_a_first_frame_whose_ids_skip_an_object_is_segmented_with_its_own_ids(davis_root, tmp_path):
+    """DAVIS-2017 first frames with ids 1 and 3 (or 2 alone: object 1 not in the first frame) were refused when
+    the split was listed, for every sequence of it, though evaluate scores them (as davis2017-evaluation does:
+    objects 1..the highest id) and --video segments them. Training, which needs ids 1..N, still refuses them."""
+    import shutil
+
+    from maskrnn_tf.data.sequences import DatasetLayoutError, read_davis_sequence_list
+
+    gapped = tmp_path / "davis"
+    shutil.copytree(davis_root, gapped)
+    first = {}
+    for name in ("alpha", "beta"):
+        folder = gapped / "Annotations" / "480p" / name
+        for path in sorted(folder.iterdir()):
+            ids = read_mask(str(path))
+            moved = np.where(ids == 2, 3, np.where(ids == 1, 1 if ids.max() == 2 else 2, ids)).astype(np.uint8)
+            write_palette_png(path, moved)
+        first[name] = read_mask(str(folder / "00000.png"))
+    assert set(np.unique(first["alpha"])) == {0, 2} and set(np.unique(first["beta"])) == {0, 1, 3}
+    listed = {s.name: s.num_objects for s in read_davis_sequence_list(str(gapped), 2017, "val",
+                                                                       validate="first_mask")}
+    assert listed == {"alpha": 2, "beta": 3, "gamma": 2}
+    with pytest.raises(DatasetLayoutError, match=r"alpha/00000\.png: palette ids \[2\] skip \[1\]"):
+        read_davis_sequence_list(str(gapped), 2017, "val")
+    out = tmp_path / "out"
+    assert _segment_in_process("--method=flow_propagation", f"--davis_root={gapped}", f"--output={out}") == 0
+    for name in ("alpha", "beta"):
+        np.testing.assert_array_equal(read_mask(str(out / name / "00000.png")), first[name])
+        for t in range(1, 4):
+            assert set(np.unique(read_mask(str(out / name / f"{t:05d}.png")))) <= set(np.unique(first[name]))
+
+
 def test_flow_cache_dir_takes_the_full_resolution_flows_resized_and_stores_missing_ones(davis_root, tmp_path):
     """--flow_cache_dir: the flows of python -m maskrnn_tf.flow's cache (computed on the full frames, as
     training reads them), resized to --max_size. The masks equal those of the same flows given as .flo files;

@@ -663,3 +663,11 @@ def test_an_unreadable_first_annotation_is_named_without_a_traceback(tmp_path):
     assert proc.returncode == 2, proc.stdout[-3000:]
     assert "Traceback" not in proc.stdout and "make no training batches" not in proc.stdout
     assert f"a training file cannot be read: {masks / '00001.png'}: RGB annotation with 1 colour(s)" in proc.stdout
+    # A later annotation with an object the first frame does not have: named as the data's fault too.
+    ids[14:20, 14:20] = 2
+    write_palette_png(str(masks / "00001.png"), ids)
+    proc = subprocess.run(command + ["--vgg_weights=none"], env=cli_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout, proc.stdout[-3000:]
+    assert "make no training batches" not in proc.stdout, proc.stdout[-3000:]
+    assert f"{masks / '00001.png'}: object id 2 exceeds the 1 object(s)" in proc.stdout
