@@ -5,8 +5,8 @@ The folder is written under a hidden temporary name (`.<name>.tmp-<owner>-XXXX`,
 complete; the temporaries of killed runs are removed by the next run, and a folder a killed run had moved
 away to replace it is put back. It carries `segment_run.json` (what was segmented, when, and the files
 written with their sizes and mtimes): `--overwrite` replaces only a folder that holds it (or an empty one),
-never an arbitrary folder, and not one that holds files added since (other than the scores of these results and
-the records the project's tools add) or files changed since (e.g. masks corrected by hand).
+never an arbitrary folder, and not one that holds files added since (other than evaluate's recorded scores of these
+results and the records the project's tools add) or files changed since (e.g. masks corrected by hand).
 """
 from __future__ import annotations
 
@@ -23,12 +23,15 @@ from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_beside, hidden_prefix, hidde
 from maskrnn_tf.metrics.report import not_these_results_scores
 
 MARKER_FILE = "segment_run.json"
-# What the project's tools add to a results folder segment wrote, about those results (so --overwrite may
-# drop them with the results): evaluate's score tables (the DAVIS evaluation tool's names) and its record of
-# them, unless that record says they score another folder (evaluate --output_dir), and the finetune_selection
-# and ablation drivers' records.
-DERIVED_FILES = ("global_results-*.csv", "per-sequence_results-*.csv", "evaluate_run.json", "selection_record.json",
-                 "ablation_record.json")
+# What the project's tools add to a results folder segment wrote, about those results, so that --overwrite may
+# drop them with the results; each only when it is that tool's, not by its name alone (a user's copy of a table,
+# or notes under one of these names, are theirs): evaluate's score tables (the DAVIS evaluation tool's names)
+# when its record lists them as scoring this folder and unchanged since, that record when it is evaluate's and
+# scores nothing else, and the finetune_selection and ablation drivers' records of the folder (results_record's
+# JSON: its segment arguments and model).
+_SCORE_TABLES = ("global_results-*.csv", "per-sequence_results-*.csv")
+_EVALUATE_RECORD = "evaluate_run.json"
+_DRIVER_RECORDS = ("selection_record.json", "ablation_record.json")
 # What segment writes, for folders of earlier versions, whose segment_run.json lists no files: masks of a
 # video or of DAVIS sequences and probability maps.
 _LEGACY_SEGMENT_FILES = ("*.png", "*/*.png", "probs/*.npy", "probs/*.png", "probs/*/*.npy", "probs/*/*.png")
@@ -158,7 +161,7 @@ def _file_stat(path: str) -> Dict[str, int]:
 
 def foreign_files(path: str) -> List[str]:
     """The files under a results folder that are not segment's to replace: added since (not in its
-    segment_run.json's list, nor `DERIVED_FILES`) or changed since (size or mtime unlike the record's)."""
+    segment_run.json's list, nor `_tool_files`) or changed since (size or mtime unlike the record's)."""
     added, changed = _files_not_segments(path)
     return sorted(added + changed)
 
@@ -178,19 +181,42 @@ def _files_not_segments(path: str) -> Tuple[List[str], List[str]]:
     written = record.get("files") if isinstance(record, dict) else None
     stats = record.get("file_stats") if isinstance(record, dict) else None
     stats = stats if isinstance(stats, dict) else {}
-    known = set(written if isinstance(written, list) else []) | {MARKER_FILE}
-    patterns = DERIVED_FILES + (() if isinstance(written, list) else _LEGACY_SEGMENT_FILES)
-    other_scores = set(not_these_results_scores(path))  # evaluate --output_dir's scores of other results: theirs
+    known = set(written if isinstance(written, list) else []) | {MARKER_FILE} | _tool_files(path)
+    patterns = () if isinstance(written, list) else _LEGACY_SEGMENT_FILES
     added, changed = [], []
     for name in _files_under(path):
-        if name in other_scores:
-            added.append(name)
-        elif name in stats:
+        if name in stats:
             if stats[name] != _file_stat(os.path.join(path, name)):
                 changed.append(name)
         elif name not in known and not any(path_matches(name, p) for p in patterns):
             added.append(name)
     return added, changed
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _tool_files(path: str) -> set:
+    """The files the project's tools added to the results folder `path` about these results (see the comment
+    above `_SCORE_TABLES`): evaluate's tables of them and its record, the drivers' records."""
+    found = set()
+    if not not_these_results_scores(path):  # no evaluate record, or one that scores only this folder's results
+        record = _read_json(os.path.join(path, _EVALUATE_RECORD))
+        files = record.get("files") if isinstance(record, dict) else None
+        if isinstance(files, dict):  # evaluate's (not_these_results_scores names any other evaluate_run.json)
+            found.add(_EVALUATE_RECORD)
+            # Recorded as scoring "." and unchanged since: not_these_results_scores names any other.
+            found.update(name for name in files if any(path_matches(name, p) for p in _SCORE_TABLES))
+    for name in _DRIVER_RECORDS:
+        record = _read_json(os.path.join(path, name))
+        if isinstance(record, dict) and isinstance(record.get("segment_args"), list) and "model" in record:
+            found.add(name)
+    return found
 
 
 def _repair(path: str) -> None:

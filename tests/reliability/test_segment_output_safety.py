@@ -93,11 +93,9 @@ def test_overwrite_replaces_only_a_folder_segment_wrote(tmp_path, video):
         run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}", "--overwrite")
     assert open(os.path.join(out, "notes.txt")).read() == "mine"
     os.remove(os.path.join(out, "notes.txt"))
-    # Scores evaluate added describe the old results: they go with them.
-    open(os.path.join(out, "global_results-val.csv"), "w").close()
-    with open(os.path.join(out, "evaluate_run.json"), "w") as f:
-        json.dump({"written_by": "maskrnn_tf.evaluate", "files": {}}, f)
-    open(os.path.join(out, "ablation_record.json"), "w").close()  # the ablation driver's record of the folder
+    # Scores evaluate recorded for these results describe the old results: they go with them, as do the drivers'
+    # records of the folder.
+    _write_tool_files(out)
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}", "--overwrite") == 0
     assert files_of(out) == [f"{t:05d}.png" for t in range(FRAMES)] + [MARKER_FILE]
     # A folder of an earlier version, whose record lists no files: what segment writes goes, nothing else.
@@ -108,6 +106,43 @@ def test_overwrite_replaces_only_a_folder_segment_wrote(tmp_path, video):
         run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}", "--overwrite")
     os.remove(os.path.join(out, "notes.txt"))
     assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}", "--overwrite") == 0
+
+
+def _write_tool_files(out):
+    """evaluate's score table with its record of it (as scoring `out`, unchanged since) and the ablation and
+    finetune_selection drivers' records of the folder, as those tools write them."""
+    table = os.path.join(out, "global_results-val.csv")
+    with open(table, "w") as f:
+        f.write("J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n0.5,0.5,0.5,0.0,0.5,0.5,0.0\n")
+    entry = {"results": ".", "size": os.stat(table).st_size, "mtime_ns": os.stat(table).st_mtime_ns}
+    with open(os.path.join(out, "evaluate_run.json"), "w") as f:
+        json.dump({"written_by": "maskrnn_tf.evaluate", "files": {"global_results-val.csv": entry}}, f)
+    for name in ("ablation_record.json", "selection_record.json"):
+        with open(os.path.join(out, name), "w") as f:
+            json.dump({"segment_args": ["--finetune=none"], "model": "/runs/x/model.keras"}, f)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("global_results-baseline-copy.csv", "my notes\n"),
+    ("per-sequence_results-val.csv", "Sequence,J-Mean,F-Mean\nmine_1,0.9,0.9\n"),  # a table evaluate never recorded
+    ("global_results-val.csv", "J&F-Mean,J-Mean\n0.9,0.9\n"),  # recorded, then changed by the user
+    ("ablation_record.json", "x"),
+    ("selection_record.json", '{"my": "notes"}'),
+    ("evaluate_run.json", '{"my": "notes"}'),
+])
+def test_overwrite_keeps_files_named_like_the_tools_but_not_theirs(tmp_path, video, name, content):
+    """Files named as evaluate's tables or the drivers' records were dropped with the results by name alone,
+    whatever they held: a user's copy of a table, or notes under one of those names, were deleted."""
+    frames, mask = video
+    out = str(tmp_path / "out")
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}") == 0
+    _write_tool_files(out)
+    with open(os.path.join(out, name), "w") as f:
+        f.write(content)
+    before = {n: open(os.path.join(out, n), "rb").read() for n in files_of(out)}
+    with pytest.raises(OutputExistsError, match=r"did not write \(.*" + name.replace(".", r"\.")):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}", "--overwrite")
+    assert {n: open(os.path.join(out, n), "rb").read() for n in files_of(out)} == before
 
 
 def test_overlay_inside_the_output_survives_overwrite(tmp_path, video):
