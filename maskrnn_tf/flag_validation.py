@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import textwrap
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from absl import flags
 
@@ -111,13 +111,17 @@ def parse_flags_or_exit(argv: Sequence[str], flag_values: flags.FlagValues = fla
 
     No binary takes plain arguments: a leftover one is most often a flag file line written without its dashes
     (`max_size=64`), which absl passes through as an argument; it is refused by name, with the flag spelling to
-    use, instead of the run going on with that flag at its default. Returns [argv[0]].
+    use, instead of the run going on with that flag at its default. A flag file that is not UTF-8 text (absl lets
+    the UnicodeDecodeError through) is named, also one another flag file includes, with exit 2. Returns [argv[0]].
     """
     try:
         rest = flag_values(list(argv))
+    except UnicodeDecodeError as error:  # absl reads flag files as text and lets a decoding error through
+        stderr(f"error: {_undecodable_flag_file_message(argv, error)}\n")
+        sys.exit(USAGE_EXIT_CODE)
     except flags.Error as error:
         message = str(error)
-        if "Unable to open flagfile" in message:
+        if _relative_flag_file_not_found(error):
             # absl reads a --flagfile line inside a flag file relative to the working directory, not to that file.
             message += (f"\nA relative --flagfile path, also one inside a flag file, is read from the working "
                         f"directory ({os.getcwd()}): run from the folder it is relative to (the repository root for "
@@ -134,6 +138,77 @@ def parse_flags_or_exit(argv: Sequence[str], flag_values: flags.FlagValues = fla
                f"only. If you meant {meant}, write it so (in a flag file too, every line starts with --).\n")
         sys.exit(USAGE_EXIT_CODE)
     return rest
+
+
+def _relative_flag_file_not_found(error: flags.Error) -> bool:
+    """Whether absl could not open a flag file because a relative path of it names nothing: the one failure that
+    reading relative paths from the working directory can cause (not a missing absolute path, nor a folder)."""
+    cause = error.__context__  # absl raises CantOpenFlagFileError while handling open()'s OSError
+    return (isinstance(error, flags.CantOpenFlagFileError) and isinstance(cause, FileNotFoundError)
+            and isinstance(cause.filename, str) and not os.path.isabs(cause.filename))
+
+
+def _flag_file_names(args: Sequence[str]) -> List[str]:
+    """The --flagfile paths among command-line `args` (`--flagfile=F`, `--flagfile F`, one dash too), as absl
+    takes them: `~` expanded, up to a `--`."""
+    names = []
+    for index, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg in ("--flagfile", "-flagfile") and index + 1 < len(args):
+            names.append(os.path.expanduser(args[index + 1]))
+        elif arg.startswith(("--flagfile=", "-flagfile=")):
+            names.append(os.path.expanduser(arg.split("=", 1)[1].strip()))
+    return names
+
+
+def _find_undecodable(names: Sequence[str], encoding: str, seen: Optional[List[str]] = None,
+                      includer: Optional[str] = None) -> Optional[Tuple[str, Optional[str], UnicodeDecodeError]]:
+    """(path, the flag file including it or None, error) of the first flag file among `names`, or the flag files
+    they include, that is not `encoding` text; None when all of them decode (or cannot be read, which absl reports
+    itself). Follows absl's reading: a line starting with --flagfile= includes that file, relative paths from the
+    working directory."""
+    seen = [] if seen is None else seen
+    for name in names:
+        if not name or name in seen:  # absl skips empty names and circular includes
+            continue
+        seen.append(name)
+        try:
+            with open(name, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError as error:
+            return name, includer, error
+        nested = [os.path.expanduser(line.split("=", 1)[1].strip()) for line in text.splitlines()
+                  if line.startswith(("--flagfile=", "-flagfile="))]
+        found = _find_undecodable(nested, encoding, seen, name)
+        if found:
+            return found
+    return None
+
+
+def _undecodable_flag_file_message(argv: Sequence[str], error: UnicodeDecodeError) -> str:
+    """What is wrong for a flag file absl could not decode: the file (found by reading the given flag files and
+    those they include, as absl does), the byte and its line, and what to do."""
+    encoding = error.encoding or "utf-8"
+    names = _flag_file_names(list(argv)[1:])
+    found = _find_undecodable(names, encoding)
+    is_utf8 = encoding.lower().replace("-", "").replace("_", "") == "utf8"
+    what = "UTF-8" if is_utf8 else f"{encoding} (the locale's encoding, which absl reads flag files in)"
+    if found:
+        path, includer, bad = found
+        line = bad.object.count(b"\n", 0, bad.start) + 1
+        byte = bad.object[bad.start:bad.start + 1].hex()
+        where = path if includer is None else f"{path} (included by {includer})"
+        detail = f"byte 0x{byte} on line {line}: {bad.reason}"
+    else:  # the file changed since absl read it, or the error came from elsewhere: name what was given
+        where = ", ".join(names) + " or a flag file it includes" if names else "a flag file"
+        detail = str(error)
+    fix = "save it as UTF-8" if is_utf8 else f"save it as {encoding}, or run with a UTF-8 locale (LC_ALL=C.UTF-8)"
+    return f"{where}: not {what} text ({detail}); {fix}."
 
 
 def one_line_usage_errors(main: Callable[[List[str]], int], prefix: str = "error: ") -> Callable[[List[str]], int]:

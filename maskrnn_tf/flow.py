@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Optional
 
 from absl import app, flags
 
@@ -30,7 +31,7 @@ flags.DEFINE_integer("year", None, "DAVIS year (2016 or 2017); default: the fold
 flags.DEFINE_list("splits", None, "DAVIS splits (default: every split present in ImageSets).")
 flags.DEFINE_string("resolution", "480p", "DAVIS resolution folder (480p or Full-Resolution).")
 flags.DEFINE_string("manual_dir", None, "The extracted data set folder.")
-flags.DEFINE_string("cache_dir", None, "Where the flows go.")
+flags.DEFINE_string("cache_dir", None, "Where the flows go: a folder outside the data set (created if missing).")
 flags.DEFINE_string("backend", "dis", "dis (DIS medium), dis-fast, dis-ultrafast, farneback, or flo (--flo_dir).")
 flags.DEFINE_string("flo_dir", None, "With --backend=flo: folder of <sequence>/<from>_<to>.flo files.")
 flags.DEFINE_list("sequences", None, "Only these sequences.")
@@ -53,7 +54,7 @@ def main(argv) -> int:
 
     from maskrnn_tf.data.flow_backends import make_backend
     from maskrnn_tf.data.flow_cache import FlowCache, FlowCacheError
-    from maskrnn_tf.data.sequences import (davis_splits, find_davis_root, read_davis_sequence_list,
+    from maskrnn_tf.data.sequences import (davis_splits, find_davis_root, find_segtrack_root, read_davis_sequence_list,
                                            read_segtrack_sequence_list, resolve_davis_dir)
 
     if not FLAGS.manual_dir or not FLAGS.cache_dir:
@@ -68,10 +69,11 @@ def main(argv) -> int:
         print(f"Error: --flo_dir is read only with --backend=flo (this run would compute --backend={FLAGS.backend} "
               "flows from the frames): add --backend=flo or drop --flo_dir.", file=sys.stderr)
         return 2
-    try:  # before the slow listing of the data set: a bad --cache_dir is a usage error
-        cache = FlowCache(make_backend(FLAGS.backend, FLAGS.flo_dir), FLAGS.cache_dir)
-    except FlowCacheError as err:
-        print(f"Error: --cache_dir: {err}", file=sys.stderr)
+    backend = make_backend(FLAGS.backend, FLAGS.flo_dir)
+    # Before a zip's extraction and the slow listing of the data set: a bad --cache_dir is a usage error.
+    problem = _cache_dir_problem(FLAGS.cache_dir)
+    if problem:
+        print(f"Error: {problem}", file=sys.stderr)
         return 2
     if FLAGS.dataset == "davis":
         if not FLAGS.year and _both_years(FLAGS.manual_dir, FLAGS.resolution):
@@ -83,6 +85,14 @@ def main(argv) -> int:
         # The official zip is read as training reads it: extracted once into the cache.
         root = find_davis_root(resolve_davis_dir(FLAGS.manual_dir, year, FLAGS.resolution), FLAGS.resolution,
                                year=year)
+    else:
+        root = find_segtrack_root(FLAGS.manual_dir)
+    problem = _cache_overlap(FLAGS.cache_dir, root, FLAGS.manual_dir,
+                             "DAVIS" if FLAGS.dataset == "davis" else "SegTrack v2")
+    if problem:
+        print(f"Error: {problem}", file=sys.stderr)
+        return 2
+    if FLAGS.dataset == "davis":
         splits = FLAGS.splits or davis_splits(root, year, FLAGS.resolution) + _test_splits(root, year)
         by_name = {}
         for split in splits:
@@ -96,7 +106,7 @@ def main(argv) -> int:
                   file=sys.stderr)
             return 2
     else:
-        sequences = read_segtrack_sequence_list(FLAGS.manual_dir)
+        sequences = read_segtrack_sequence_list(root)
     if FLAGS.sequences:
         unknown = sorted(set(FLAGS.sequences) - {s.name for s in sequences})
         if unknown:  # a bad flag (exit 2), not bad data
@@ -105,6 +115,11 @@ def main(argv) -> int:
                   file=sys.stderr)
             return 2
         sequences = [s for s in sequences if s.name in FLAGS.sequences]
+    try:  # created only now that the inputs checked out: a refused run leaves no empty cache folder behind
+        cache = FlowCache(backend, FLAGS.cache_dir)
+    except FlowCacheError as err:
+        print(f"Error: --cache_dir: {err}", file=sys.stderr)
+        return 2
     total = sum(s.num_frames - 1 for s in sequences)
     skipped = computed = 0
     with tqdm(total=total, unit="pair", disable=not FLAGS.progress, desc="flow") as bar:
@@ -126,6 +141,43 @@ def main(argv) -> int:
     if FLAGS.motion_contrast:
         print(motion_contrast_table(sequences, cache))
     return 0
+
+
+def _cache_dir_problem(cache_dir: str) -> Optional[str]:
+    """What keeps `cache_dir` from holding the flow cache (None when nothing does), checked without creating it:
+    it must be a folder, or be creatable where this user may write."""
+    if os.path.exists(cache_dir):
+        if os.path.isdir(cache_dir):
+            return None
+        return (f"--cache_dir: flow cache folder {cache_dir} is a file, not a folder: give a folder (it is created "
+                "if missing), or move the file away.")  # as FlowCache words it
+    from maskrnn_tf.io.output_paths import UnwritableOutputError, check_writable_location
+
+    try:
+        check_writable_location(cache_dir, "--cache_dir")
+    except UnwritableOutputError as err:
+        return str(err)
+    return None
+
+
+def _cache_overlap(cache_dir: str, root: str, manual_dir: str, dataset: str) -> Optional[str]:
+    """Segment's refusal of an output overlapping an input (None when there is none) for a `cache_dir` that is,
+    contains or lies inside the data set folder `root` found from `manual_dir`: the cache writes into
+    <cache_dir>/<backend>/<dataset>/<sequence>/ and deletes the .npy files there to recompute them."""
+    real_root, real_manual = os.path.realpath(root), os.path.realpath(manual_dir)
+    if real_root == real_manual:
+        flag = "--manual_dir"
+    elif real_root.startswith(real_manual.rstrip(os.sep) + os.sep):
+        flag = f"--manual_dir's {dataset} folder"
+    else:  # the official zip's extraction under the user's cache folder
+        flag = f"{dataset} folder extracted from --manual_dir's zip"
+    from maskrnn_tf.io.output_paths import UnsafeOutputError, check_no_overlap
+
+    try:
+        check_no_overlap(cache_dir, [(flag, root)], "--cache_dir")
+    except UnsafeOutputError as err:
+        return str(err)
+    return None
 
 
 def _test_splits(root: str, year: int) -> list:
@@ -202,6 +254,8 @@ def warp_iou_table(sequences, cache) -> str:
     flows, and the mean over all scored pairs. Sequences without a mask for every frame are listed unscored."""
     import numpy as np
 
+    # The warp is TensorFlow's (maskrnn_tf.ops): imported with its start-up noise hidden, as segment and train do.
+    _console.import_tensorflow_quietly()
     from maskrnn_tf.metrics.warp_iou import sequence_warp_ious
 
     lines = [f"Masks carried one frame by the flows ({cache.backend.tag}): J of mask t-1 warped into frame t",

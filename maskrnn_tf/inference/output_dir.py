@@ -18,6 +18,9 @@ import os
 import shutil
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+# The path checks live in maskrnn_tf.io (no TensorFlow); imported here too for segment's callers.
+from maskrnn_tf.io.output_paths import (UnsafeOutputError, UnwritableOutputError, check_no_overlap,  # noqa: F401
+                                        check_writable_location)
 from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_beside, hidden_prefix, hidden_prefixes, make_owned_tmp_dir,
                                    path_matches, replace_dir, restore_interrupted_replace)
 from maskrnn_tf.metrics.report import not_these_results_scores
@@ -40,62 +43,6 @@ _LOG = logging.getLogger(__name__)
 
 class OutputExistsError(FileExistsError):
     """The output folder exists and overwriting was not asked for (or it is not a folder segment wrote)."""
-
-
-class UnsafeOutputError(ValueError):
-    """An output path is, contains or lies inside an input: writing it could destroy the input."""
-
-
-class UnwritableOutputError(ValueError):
-    """An output path cannot be created: a file stands where a folder is needed, or its folder is not writable."""
-
-
-def check_writable_location(path: str, flag: str = "--output") -> None:
-    """Raises UnwritableOutputError unless `path` can be created (or replaced) in its folder: the nearest
-    existing folder above it must be a folder this process may write into. Checked before any work, so that a
-    bad location is not found only after the model loaded and finetuned."""
-    ancestor = os.path.dirname(os.path.abspath(os.fspath(path)))
-    while not os.path.lexists(ancestor):  # the folders still missing are made inside the nearest existing one
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        dangling = os.path.islink(ancestor) and not os.path.exists(ancestor)
-        what, thing = ("a link to nothing", "link") if dangling else (
-            ("a link to a file", "link") if os.path.islink(ancestor) else ("a file", "file"))
-        raise UnwritableOutputError(
-            f"{flag} {path}: {ancestor} is {what}, not a folder, so nothing can be written under it. Choose another "
-            f"{flag} in a folder (or move that {thing} away).")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UnwritableOutputError(
-            f"{flag} {path}: the folder {ancestor} cannot be written by this user. Choose another {flag} in a folder "
-            "you may write into (or change that folder's permissions).")
-
-
-def _real(path: str) -> str:
-    return os.path.realpath(os.path.abspath(os.fspath(path)))
-
-
-def check_no_overlap(output: str, inputs: Sequence[Tuple[str, Optional[str]]], output_flag: str = "--output") -> None:
-    """Raises UnsafeOutputError when `output` is, contains or lies inside one of the `(flag, path)` inputs.
-
-    Symbolic links are resolved, so a link to the frames folder counts as the frames folder.
-    """
-    target = _real(output)
-    for flag, path in inputs:
-        if not path:
-            continue
-        source = _real(path)
-        if target == source:
-            relation = "is"
-        elif source.startswith(target.rstrip(os.sep) + os.sep):
-            relation = "contains"
-        elif target.startswith(source.rstrip(os.sep) + os.sep):
-            relation = "lies inside"
-        else:
-            continue
-        raise UnsafeOutputError(
-            f"{output_flag} {output} {relation} the input {flag} {path}: writing (or replacing) it could destroy "
-            f"the input. Choose an {output_flag} outside every input, e.g. a new folder beside them."
-        )
 
 
 def check_output_dir(path: str, overwrite: bool,

@@ -1,4 +1,5 @@
-"""The flow CLI on DAVIS trees users have besides trainval 480p: test-dev (first masks only), Full-Resolution."""
+"""The flow CLI on DAVIS trees users have besides trainval 480p: test-dev (first masks only), Full-Resolution; its
+scores of the flows on a console free of TensorFlow's start-up lines."""
 import os
 import subprocess
 import sys
@@ -9,11 +10,11 @@ from test_data_sequences import make_davis_2017  # noqa: E402  (shared tiny-tree
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 
-def _flow_cli(*args, cwd=REPO):
+def _flow_cli(*args, cwd=REPO, env=None):
     command = [sys.executable, "-m", "maskrnn_tf.flow", "--dataset=davis", "--backend=farneback", "--noprogress",
                *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2") if env is None else env)
 
 
 def test_flow_cli_precomputes_a_test_dev_tree_that_has_first_masks_only(tmp_path):
@@ -43,3 +44,18 @@ def test_flow_cli_finds_the_year_of_a_full_resolution_tree(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "2 frame pairs computed" in run.stdout
     assert os.path.isfile(cache / "farneback" / "davis-Full-Resolution" / "a" / "00000_00001.npy")
+
+
+def test_flow_cli_scores_without_tensorflow_start_up_noise(tmp_path):
+    """--warp_iou warps masks with TensorFlow, whose start-up lines (absl, oneDNN, CUDA probing) reached the
+    console, twice; every CLI hides them (the user's environment as it is: no TF_CPP_MIN_LOG_LEVEL set)."""
+    from maskrnn_tf import _console
+
+    make_davis_2017(str(tmp_path / "DAVIS"), {"a": 1})
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", _console.VERBOSE_ENV)}
+    run = _flow_cli(f"--manual_dir={tmp_path}", f"--cache_dir={tmp_path / 'cache'}", "--warp_iou",
+                    "--motion_contrast", env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "| **all** | 2 |" in run.stdout and "| **mean of 1** |" in run.stdout, run.stdout
+    noise = [line for line in run.stderr.splitlines() if _console.is_noise(line)]
+    assert not noise, run.stderr[-2000:]

@@ -172,3 +172,53 @@ def test_a_nested_flag_file_not_found_says_it_is_read_from_the_working_directory
     assert exit_info.value.code == 2
     assert "inner.flags" in written[0] and f"working directory ({elsewhere})" in written[0], written[0]
     assert "repository root" in written[0]
+
+
+# A flag file that is not UTF-8 (a Latin-1 "é" in a comment) ended every binary in absl's UnicodeDecodeError
+# traceback (exit 1), which named no file.
+@pytest.mark.parametrize("module", ["maskrnn_tf.evaluate", "maskrnn_tf.flow"])
+def test_a_flag_file_that_is_not_utf8_is_named_in_one_line(module, tmp_path):
+    flagfile = tmp_path / "latin1.flags"
+    flagfile.write_bytes(b"--noprogress\n# caf\xe9\n")
+    repo = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    proc = subprocess.run([sys.executable, "-m", module, f"--flagfile={flagfile}"], capture_output=True, text=True,
+                          env=ENV, cwd=repo, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr == (f"error: {flagfile}: not UTF-8 text (byte 0xe9 on line 2: invalid continuation byte); "
+                           "save it as UTF-8.\n")
+
+
+def _parse_error(argv):
+    """(exit code, message) of parse_flags_or_exit refusing `argv`."""
+    from maskrnn_tf.flag_validation import parse_flags_or_exit
+
+    flags.FLAGS.unparse_flags()
+    written = []
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            parse_flags_or_exit(argv, stderr=written.append)
+    finally:
+        flags.FLAGS.unparse_flags()
+    return exit_info.value.code, "".join(written)
+
+
+def test_a_non_utf8_flag_file_read_from_another_is_named_with_the_one_including_it(tmp_path, monkeypatch):
+    (tmp_path / "inner.flags").write_bytes(b"--max_size=64\n# caf\xe9\n")
+    (tmp_path / "outer.flags").write_text("--max_size=32\n--flagfile=inner.flags\n")
+    monkeypatch.chdir(tmp_path)
+    code, message = _parse_error(["prog", "--flagfile", "outer.flags"])
+    assert code == 2
+    assert message == ("error: inner.flags (included by outer.flags): not UTF-8 text (byte 0xe9 on line 2: invalid "
+                       "continuation byte); save it as UTF-8.\n")
+
+
+@pytest.mark.parametrize("case", ["absolute path", "folder"])
+def test_the_working_directory_hint_comes_only_for_a_relative_path_not_found(case, tmp_path, monkeypatch):
+    """The hint that relative flag file paths are read from the working directory came for every flag file absl
+    could not open: a missing absolute path and a folder too, which reading from elsewhere would not fix."""
+    (tmp_path / "a_folder").mkdir()
+    monkeypatch.chdir(tmp_path)
+    target = str(tmp_path / "missing.flags") if case == "absolute path" else "a_folder"
+    code, message = _parse_error(["prog", f"--flagfile={target}"])
+    assert code == 2 and "Unable to open flagfile" in message and target in message, message
+    assert "working directory" not in message, message

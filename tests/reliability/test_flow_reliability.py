@@ -1,8 +1,10 @@
 """Hostile inputs to the flow readers, the flow cache and `python -m maskrnn_tf.flow` (issue 16, items 9,
 15 and 16): non-finite .flo values, a cache folder that is a file, damaged cache files."""
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -140,9 +142,9 @@ def test_a_backend_flow_that_does_not_fit_the_frames_is_refused(tmp_path, sequen
 
 
 # -- item 9 / 16: the flow CLI -------------------------------------------------------------------------------
-def _flow_cli(*args):
+def _flow_cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "maskrnn_tf.flow", *args], cwd=REPO, capture_output=True,
-                          text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=120)
+                          text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {})), timeout=120)
 
 
 def test_flow_cli_refuses_a_bad_year_at_parse_time(tmp_path):
@@ -214,3 +216,67 @@ def test_an_os_error_outside_the_cache_is_not_blamed_on_it(tmp_path):
     first, second = proc.stdout.strip().splitlines()[-2:]
     assert first.startswith(f"cannot write the flow cache at {inside}")
     assert "flow cache" not in second and second.startswith(outside)
+
+
+@pytest.fixture
+def davis_copy(tmp_path, shared_data):
+    """A copy of the shared DAVIS-2017 sample: a run that should have been refused writes into it."""
+    root = tmp_path / "DAVIS"
+    shutil.copytree(os.path.join(shared_data, "DAVIS-2017-sample"), root)
+    return root
+
+
+def _tree(folder):
+    return sorted(os.path.relpath(os.path.join(d, n), folder) for d, dirs, files in os.walk(folder)
+                  for n in dirs + files)
+
+
+@pytest.mark.parametrize("manual, where, refusal", [
+    (".", "JPEGImages/480p/bear", "lies inside the input --manual_dir"),
+    (".", ".", "is the input --manual_dir"),
+    (".", "..", "contains the input --manual_dir"),
+    ("..", "JPEGImages/480p/bear", "lies inside the input --manual_dir's DAVIS folder")])
+def test_flow_cli_refuses_a_cache_dir_that_overlaps_the_data_set(davis_copy, manual, where, refusal):
+    """A --cache_dir in a frames folder got the cache's folders there, and the cache deletes the .npy files of its
+    sequence folders to recompute them; segment's --output and evaluate's --results are refused there."""
+    manual, cache = (os.path.normpath(os.path.join(davis_copy, path)) for path in (manual, where))
+    before = _tree(davis_copy.parent)
+    proc = _flow_cli("--dataset=davis", f"--manual_dir={manual}", f"--cache_dir={cache}", "--backend=farneback",
+                     "--sequences=bear", "--noprogress")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"Error: --cache_dir {cache} {refusal} {davis_copy}: "), proc.stderr[-2000:]
+    assert _tree(davis_copy.parent) == before
+
+
+def test_flow_cli_refuses_a_cache_dir_inside_the_folder_a_zip_is_extracted_to(tmp_path, davis_copy):
+    """The official zip is read from its extraction under $XDG_CACHE_HOME: a --cache_dir there is refused too."""
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    archive = manual / "DAVIS-2017-trainval-480p.zip"
+    with zipfile.ZipFile(archive, "w") as opened:
+        for path in _tree(davis_copy):
+            opened.write(davis_copy / path, os.path.join("DAVIS", path))
+    stat = archive.stat()
+    name = f"DAVIS-2017-trainval-480p-{stat.st_size}-{stat.st_mtime_ns}"  # resolve_davis_dir's extraction
+    extracted = tmp_path / "xdg" / "maskrnn_tf" / "extracted" / name
+    cache = extracted / "DAVIS" / "flows"
+    proc = _flow_cli("--dataset=davis", f"--manual_dir={manual}", f"--cache_dir={cache}", "--backend=farneback",
+                     "--noprogress", env={"XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith(f"Error: --cache_dir {cache} lies inside the input DAVIS folder extracted from "
+                                  f"--manual_dir's zip {extracted / 'DAVIS'}: "), proc.stderr[-2000:]
+    assert not cache.exists()
+
+
+@pytest.mark.parametrize("bad", ["an empty --manual_dir", "an unknown --sequences"])
+def test_flow_cli_leaves_no_cache_folder_when_it_refuses_its_inputs(tmp_path, davis_copy, bad):
+    """The cache folder (and its missing parents) was created before the data set was read, and stayed, empty."""
+    cache = tmp_path / "new" / "cache"
+    if bad == "an empty --manual_dir":
+        (tmp_path / "empty").mkdir()
+        args, code = [f"--manual_dir={tmp_path / 'empty'}", "--year=2017"], 1
+    else:
+        args, code = [f"--manual_dir={davis_copy}", "--sequences=nope"], 2
+    proc = _flow_cli("--dataset=davis", *args, f"--cache_dir={cache}", "--noprogress")
+    assert proc.returncode == code and proc.stderr.startswith("Error: "), proc.stderr[-2000:]
+    assert not (tmp_path / "new").exists()
