@@ -57,6 +57,8 @@ def main(argv: List[str]) -> int:
     from maskrnn_tf.flag_validation import expand_user_paths
     from maskrnn_tf.metrics import write_reports
     from maskrnn_tf.metrics.davis_dataset import check_outside_dataset, resolve_davis_root
+    from maskrnn_tf.metrics.report import check_report_location
+    from maskrnn_tf.metrics.segtrack_evaluation import SPLIT_NAME, evaluate_segtrack
 
     expand_user_paths(("davis_root", "segtrack_root", "results", "output_dir"))
 
@@ -78,14 +80,16 @@ def main(argv: List[str]) -> int:
         exclude_void=FLAGS.exclude_void,
         compute_t={"auto": None, "on": True, "off": False}[FLAGS.t],
     )
+    report_dir = FLAGS.output_dir or FLAGS.results
+    report_flag = "--output_dir" if FLAGS.output_dir else "--results"
     try:
+        # Before the scoring, which may take minutes: a report location that cannot be written would lose them.
+        check_report_location(FLAGS.output_dir, FLAGS.results, SPLIT_NAME if FLAGS.segtrack_root else config.split)
         if FLAGS.segtrack_root:
-            from maskrnn_tf.metrics.segtrack_evaluation import evaluate_segtrack
-
             results = evaluate_segtrack(FLAGS.segtrack_root, FLAGS.results, config.sequences, FLAGS.all_frames,
                                         config.processes)
         else:
-            # Before the scoring, which may take minutes: reports may not go in among the dataset's files
+            # Before the scoring too: reports may not go in among the dataset's files
             # (evaluate_dataset refuses such a --results itself).
             if FLAGS.output_dir:
                 check_outside_dataset(resolve_davis_root(FLAGS.davis_root, config.year, config.resolution),
@@ -96,14 +100,20 @@ def main(argv: List[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2  # the DAVIS root or the results are not what the flags say: a usage error
     try:
-        paths = write_reports(results, FLAGS.output_dir or FLAGS.results, FLAGS.results, FLAGS.overwrite)
+        paths = write_reports(results, report_dir, FLAGS.results, FLAGS.overwrite)
     except EvaluationInputError as err:  # CSVs it may not replace in the way: the scores are still shown
         print(format_results(results))
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except OSError as err:  # checked writable before the scoring, yet failing (a full disk, a folder in the way)
+        print(format_results(results))
+        reason = err.strerror or str(err)
+        if err.strerror and err.filename2:  # a rename's target, not the hidden temporary file it came from
+            reason += f": {err.filename2}"
+        print(f"error: {report_flag} {report_dir}: the score CSVs could not be written there ({reason}); "
+              f"{_console.os_error_hint(err.errno)}, or give a writable --output_dir (the scores above are not "
+              "saved).", file=sys.stderr)
+        return 2
     print(format_results(results))
     print("\nwrote " + ", ".join(paths))
     return 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -106,8 +106,15 @@ def read_eval_t_flags(davis_root: str) -> Optional[Dict[str, bool]]:
         ) from err
 
 
-def list_sequences(davis_root: str, split: str, year: int, resolution: str = "480p") -> List[SequenceSpec]:
-    """The sequences of a split, in the order of the image set list."""
+def list_sequences(davis_root: str, split: str, year: int, resolution: str = "480p",
+                   names: Optional[Sequence[str]] = None) -> List[SequenceSpec]:
+    """The sequences of a split, in the order of the image set list, or those of `names` (a --sequences list),
+    in that order. Only the sequences returned are read and checked: a broken one not asked for stops nothing.
+
+    Raises:
+      DatasetLayoutError: no such split, a name not in it, or a sequence whose annotations cannot be scored
+        (none, a gap, the other year's, or the first frame's alone: test-dev).
+    """
     from maskrnn_tf.data.sequences import check_merged_davis_annotation
 
     if not os.path.isdir(davis_root):
@@ -119,9 +126,9 @@ def list_sequences(davis_root: str, split: str, year: int, resolution: str = "48
         )
     lines = read_list_lines(list_path, DatasetLayoutError)  # a BOM dropped, UTF-16 refused naming the file
     if year == 2016:
-        return _list_2016(davis_root, list_path, lines)
+        return _list_2016(davis_root, list_path, lines, split, names)
     specs = []
-    for name in lines:
+    for name in _chosen(lines, names, davis_root, split, year):
         folder = os.path.join(davis_root, "Annotations", resolution, name)
         paths = sorted(glob.glob(os.path.join(glob.escape(folder), "*.png")))  # a root like davis[17] is no pattern
         if not paths:
@@ -129,12 +136,59 @@ def list_sequences(davis_root: str, split: str, year: int, resolution: str = "48
                 f"{folder}: no annotation PNGs for sequence '{name}' listed in {list_path}; "
                 f"extract the DAVIS annotations or remove the sequence from the list."
             )
+        if len(paths) == 1:
+            _check_not_first_frame_only(davis_root, name, split, resolution, paths[0])
         _check_contiguous(paths, f"the annotations of '{name}'")
         # In a merged DAVIS-2016/2017 tree the ground truth may be the other year's, scored as if it were this one's.
         check_merged_davis_annotation(davis_root, 2017, paths[0], resolution, DatasetLayoutError)
         frames = tuple(os.path.splitext(os.path.basename(p))[0] for p in paths)
         specs.append(SequenceSpec(name, frames, tuple(paths)))
     return specs
+
+
+def _chosen(available: Sequence[str], names: Optional[Sequence[str]], davis_root: str, split: str,
+            year: int) -> List[str]:
+    """`names` (all of `available` when None), refusing those the split does not list."""
+    if names is None:
+        return list(available)
+    listed = set(available)
+    unknown = [n for n in names if n not in listed]
+    if unknown:
+        which = (f"sequence '{unknown[0]}' is" if len(unknown) == 1 else
+                 "sequences " + ", ".join(f"'{n}'" for n in unknown) + " are")
+        raise DatasetLayoutError(f"{which} not in the DAVIS-{year} '{split}' split of {davis_root}; choose from "
+                                 f"{sorted(listed)}.")
+    return list(names)
+
+
+# The DAVIS-2017 splits shipped with the first frame's annotation alone; the DAVIS evaluation server scores them.
+FIRST_FRAME_ONLY_SPLITS = ("test-dev", "test-challenge")
+
+
+def _check_not_first_frame_only(davis_root: str, name: str, split: str, resolution: str, annotation: str) -> None:
+    """Raises DatasetLayoutError when `annotation` is the only one of a sequence whose JPEGImages/ folder holds
+    more frames (test-dev): taken for a 1-frame sequence, it was refused as too short for the protocol, then
+    (with --all_frames) its valid results as frames 'not in the ground truth'. Without JPEGImages/ nothing tells."""
+    frames_folder = os.path.join(davis_root, "JPEGImages", resolution, name)
+    try:
+        frames = [n for n in os.listdir(frames_folder)
+                  if not n.startswith(".") and os.path.splitext(n)[1].lower() in (".jpg", ".jpeg")]
+    except OSError:
+        return
+    if len(frames) <= 1:
+        return
+    if split in FIRST_FRAME_ONLY_SPLITS:
+        what = f"the '{split}' split has first-frame annotations only"
+        fix = ""
+    else:
+        what = (f"'{name}' of the '{split}' split has first-frame annotations only, as DAVIS-2017 test-dev and "
+                "test-challenge have")
+        fix = f" (if '{name}' should be annotated throughout, extract its annotations again)"
+    raise DatasetLayoutError(
+        f"{os.path.dirname(annotation)}: {os.path.basename(annotation)} is the only annotation of '{name}', whose "
+        f"{frames_folder} holds {len(frames)} frames: {what}, so it cannot be scored locally (the DAVIS evaluation "
+        f"server scores test-dev and test-challenge). Submit the results to the server, or score a split annotated "
+        f"on every frame (e.g. --split=val){fix}.")
 
 
 def _check_contiguous(paths: List[str], what: str) -> None:
@@ -148,7 +202,9 @@ def _check_contiguous(paths: List[str], what: str) -> None:
         raise DatasetLayoutError(str(err)) from err
 
 
-def _list_2016(davis_root: str, list_path: str, lines: Sequence[str]) -> List[SequenceSpec]:
+def _list_2016(davis_root: str, list_path: str, lines: Sequence[str], split: str,
+               names: Optional[Sequence[str]] = None) -> List[SequenceSpec]:
+    """The DAVIS-2016 sequences of the list's lines (all of them or `names`); only those are checked."""
     from maskrnn_tf.data.sequences import check_merged_davis_annotation
 
     frames: Dict[str, List[Tuple[str, str]]] = {}
@@ -162,6 +218,7 @@ def _list_2016(davis_root: str, list_path: str, lines: Sequence[str]) -> List[Se
         sequence = os.path.basename(os.path.dirname(rel))
         stem = os.path.splitext(os.path.basename(rel))[0]
         frames.setdefault(sequence, []).append((stem, os.path.join(davis_root, rel)))
+    frames = {n: frames[n] for n in _chosen(list(frames), names, davis_root, split, 2016)}
     for items in frames.values():
         check_merged_davis_annotation(davis_root, 2016, items[0][1], error=DatasetLayoutError)  # as for 2017
     flags = read_eval_t_flags(davis_root)
@@ -236,6 +293,42 @@ def _result_files(folder: str) -> Dict[str, str]:
     return present
 
 
+def _listed(names: Iterable[str], shown: int = 3) -> str:
+    """The first `shown` file names, each whole (`00002.png, extra.png`)."""
+    return ", ".join(list(names)[:shown])
+
+
+def _check_not_flat_layout(results_dir: str, folder: str, name: str) -> None:
+    """Raises MissingResultsError when PNG frames lie directly in `results_dir`: the layout segment --video
+    writes for one video, which evaluate reads as no results for every sequence."""
+    try:
+        flat = sorted(n for n in os.listdir(results_dir)
+                      if not n.startswith(".") and os.path.splitext(n)[1].lower() == RESULT_EXTENSION)
+    except OSError:
+        return
+    if flat:
+        raise MissingResultsError(
+            f"{results_dir}: no results for sequence '{name}' ({folder} not found), but {len(flat)} PNG frames lie "
+            f"directly in --results (e.g. {_listed(flat)}), a single video's layout (what segment --video writes); "
+            "evaluate wants <results>/<sequence>/<frame>.png: move them into a sub-folder named after their "
+            f"sequence (e.g. {folder}/ if they are '{name}'), or give the --results holding one such sub-folder per "
+            "sequence.")
+
+
+def _check_not_jpeg(folder: str, name: str, missing: Sequence[str]) -> None:
+    """Raises MissingResultsError when the missing frames are there as JPEGs: lossy compression blends the ids
+    on the objects' edges into other values, so masks are PNG (what davis2017-evaluation reads too)."""
+    wanted = set(missing)
+    jpegs = sorted(n for n in os.listdir(folder) if not n.startswith(".") and
+                   os.path.splitext(n)[1].lower() in (".jpg", ".jpeg") and os.path.splitext(n)[0] in wanted)
+    if jpegs:
+        raise MissingResultsError(
+            f"{folder}: {len(missing)} evaluated frame(s) of '{name}' have no PNG result but JPEGs were found (e.g. "
+            f"{_listed(jpegs)}); masks must be PNG (lossless: JPEG compression changes the ids on the objects' "
+            "edges, and converting the JPEGs does not restore them): write the masks again as PNGs of ids, as "
+            "segment does (maskrnn_tf.io.write_palette_png).")
+
+
 def load_results(
     results_dir: str,
     spec: SequenceSpec,
@@ -251,6 +344,7 @@ def load_results(
     tells them (`read_result_ids_and_0_255`): no file is opened twice, whether the list is asked for or not."""
     folder = os.path.join(results_dir, spec.name)
     if not os.path.isdir(folder):
+        _check_not_flat_layout(results_dir, folder, spec.name)
         raise MissingResultsError(
             f"{folder}: no results for sequence '{spec.name}'; segment it (one PNG per frame) or leave it out "
             f"with --sequences."
@@ -258,16 +352,22 @@ def load_results(
     present = _result_files(folder)
     extra = sorted(set(present) - set(spec.frames))
     if extra:
+        # One annotation and more results: a split annotated on first frames only (list_sequences names it when
+        # JPEGImages/ tells), whose results are not to be removed.
+        fix = ("if the ground truth is annotated on the first frame only (DAVIS-2017 test-dev, test-challenge), "
+               "it cannot be scored locally (the DAVIS evaluation server scores it); else remove them or check "
+               "that the results belong to this sequence" if len(spec.frames) == 1 else
+               "remove them or check that the results belong to this sequence")
         raise ExtraFramesError(
             f"{folder}: {len(extra)} result frame(s) not in the ground truth of '{spec.name}' "
-            f"(e.g. {', '.join(extra[:3])}.png; frames are {spec.frames[0]}..{spec.frames[-1]}); "
-            f"remove them or check that the results belong to this sequence."
+            f"(e.g. {_listed(present[f] for f in extra)}; frames are {spec.frames[0]}..{spec.frames[-1]}); {fix}."
         )
     missing = [spec.frames[i] for i in frame_indices if spec.frames[i] not in present]
     if missing:
+        _check_not_jpeg(folder, spec.name, missing)
         raise MissingResultsError(
             f"{folder}: {len(missing)} evaluated frame(s) missing for '{spec.name}' (e.g. "
-            f"{', '.join(missing[:3])}.png); write one PNG per frame named like the annotations."
+            f"{_listed(f + RESULT_EXTENSION for f in missing)}); write one PNG per frame named like the annotations."
         )
     known = set(object_ids) | {0}
     out = np.zeros((len(frame_indices),) + tuple(shape), np.uint8)

@@ -157,24 +157,22 @@ def evaluate_sequence(
     masks of the scored frames, as the DAVIS-2016 Python tool pairs them (maskrnn_tf.metrics.temporal).
     """
     davis_root = resolve_davis_root(davis_root, config.year, config.resolution)
-    if isinstance(sequence, str):
-        year = _year(davis_root, config)
-        by_name = {s.name: s for s in list_sequences(davis_root, config.split, year, config.resolution)}
-        if sequence not in by_name:
-            raise DatasetLayoutError(
-                f"sequence '{sequence}' is not in the DAVIS-{year} '{config.split}' split of {davis_root}; "
-                f"choose from {sorted(by_name)}."
-            )
-        spec = by_name[sequence]
+    if isinstance(sequence, str):  # read alone: another sequence of the split may be broken
+        (spec,) = list_sequences(davis_root, config.split, _year(davis_root, config), config.resolution, (sequence,))
     else:
         spec = sequence
     if with_t is None:
         with_t = _wants_t(spec, _year(davis_root, config), config.compute_t)
     indices = evaluated_frame_indices(len(spec.frames), config.skip_first_last)
     if not indices:
+        # The frames are the annotations (DAVIS-2017): one may be a test-dev sequence whose JPEGImages/ is absent.
+        first_only = (" (if its other frames are not annotated, as in DAVIS-2017 test-dev and test-challenge, it "
+                      "cannot be scored locally at all: the DAVIS evaluation server scores those)"
+                      if len(spec.frames) == 1 else "")
         raise EvaluationInputError(
-            f"sequence '{spec.name}' has {len(spec.frames)} frame(s); the DAVIS protocol drops the first and the "
-            f"last, leaving none to score. Use skip_first_last=False (--all_frames) for such short sequences."
+            f"sequence '{spec.name}' has {len(spec.frames)} annotated frame{'s' if len(spec.frames) != 1 else ''}; "
+            f"the DAVIS protocol drops the first and the last, leaving none to score: score every frame with "
+            f"--all_frames{first_only}."
         )
     gt, void, object_ids = load_ground_truth(spec, indices)
     return score_sequence(results_dir, spec, indices, gt, void, object_ids, config, with_t)
@@ -229,20 +227,12 @@ def evaluate_dataset(
     the folder holding the DAVIS folder, as for segment (`resolve_davis_root`)."""
     davis_root = resolve_davis_root(davis_root, config.year, config.resolution)
     year = _year(davis_root, config)
-    specs = list_sequences(davis_root, config.split, year, config.resolution)
-    if config.sequences is not None:
-        by_name = {s.name: s for s in specs}
-        unknown = [n for n in config.sequences if n not in by_name]
-        if unknown:
-            raise DatasetLayoutError(
-                f"sequence(s) {unknown} are not in the DAVIS-{year} '{config.split}' split of {davis_root}; "
-                f"choose from {sorted(by_name)}."
-            )
-        repeated = repeated_names(list(config.sequences))
-        if repeated:
-            raise DatasetLayoutError(f"sequence(s) {repeated} named more than once in --sequences; name each once "
-                                     "(a repeat would count twice in the means).")
-        specs = [by_name[n] for n in config.sequences]
+    repeated = repeated_names(list(config.sequences or ()))
+    if repeated:
+        raise DatasetLayoutError(f"sequence(s) {repeated} named more than once in --sequences; name each once "
+                                 "(a repeat would count twice in the means).")
+    # Only the chosen sequences are read (names not in the split refused): a broken one not asked for stops nothing.
+    specs = list_sequences(davis_root, config.split, year, config.resolution, config.sequences)
     check_outside_dataset(davis_root, results_dir, "--results",
                           "results there are the ground truth, or sit among it (scoring the ground truth against "
                           "itself gives J = 1); give the folder segment wrote, outside the dataset's folders")

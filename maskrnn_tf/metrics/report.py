@@ -28,6 +28,7 @@ import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from maskrnn_tf.io.atomic_file import atomic_write_group
+from maskrnn_tf.io.output_paths import UnwritableOutputError, check_writable_location
 from maskrnn_tf.metrics.errors import EvaluationInputError
 from maskrnn_tf.metrics.evaluation import EvaluationResults
 
@@ -40,6 +41,33 @@ _FIRST_COLUMN = {"global_results-": "J&F-Mean", "per-sequence_results-": "Sequen
 class ReportConflictError(EvaluationInputError):
     """The output folder holds CSVs the new ones would replace: of other sequences or other results, changed
     since evaluate wrote them, or not evaluate's."""
+
+
+class ReportLocationError(EvaluationInputError):
+    """The CSVs cannot be written where they go (a file in the way, a folder this user may not write into)."""
+
+
+def check_report_location(output_dir: Optional[str], results_dir: str, split: str) -> None:
+    """Raises ReportLocationError when the CSVs of `split` cannot be written into `output_dir` (--output_dir), or,
+    when None, into `results_dir` (--results): checked before the scoring, which may take minutes, so that a bad
+    location does not cost the scores (`check_writable_location`, as segment checks its outputs). A --results
+    that is no folder is left to the scoring, which names it as missing results."""
+    if not output_dir and not os.path.isdir(results_dir):
+        return
+    csv_path = os.path.join(output_dir or results_dir, f"global_results-{split}.csv")
+    if output_dir:
+        try:
+            check_writable_location(csv_path, "--output_dir")
+        except UnwritableOutputError as err:  # names the flag, the path in the way and another --output_dir
+            raise ReportLocationError(str(err)) from err
+        return
+    try:
+        check_writable_location(csv_path, "--results")
+    except UnwritableOutputError as err:  # a folder: only its permissions (or a read-only mount) say no
+        raise ReportLocationError(
+            f"--results {results_dir}: the score CSVs go into the results folder when no --output_dir is given, "
+            "but this user cannot write into it (its permissions, or a read-only file system); give a writable "
+            "--output_dir for them (the results are only read).") from err
 
 
 def _cell(value: object) -> str:

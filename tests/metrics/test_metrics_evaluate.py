@@ -635,3 +635,165 @@ def test_grey_and_alpha_results_are_noted_as_unreadable_by_davis2017_evaluation(
     (note,) = results.notes
     assert note.startswith("Grey and alpha (LA) result PNGs (alpha)") and "davis2017-evaluation" in note
     assert "write_palette_png" in note
+
+
+def _evaluate_cli(*flags):
+    return subprocess.run([sys.executable, "-m", "maskrnn_tf.evaluate", "--processes=1", *flags],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_refuses_an_unwritable_report_location_before_scoring(tmp_path):
+    """--output_dir=<a file> (or a folder under one) failed after the scoring with a bare errno ('[Errno 17] File
+    exists'), exit 1, the scores lost. It is refused by name before the scoring, exit 2."""
+    root, out = _synthetic_root_with_its_truth_as_results(tmp_path)
+    a_file = tmp_path / "afile.txt"
+    a_file.write_text("file\n")
+    for output_dir in (a_file, a_file / "sub"):
+        proc = _evaluate_cli(f"--davis_root={root}", f"--results={out}", f"--output_dir={output_dir}", "--t=off")
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith(f"error: --output_dir {output_dir}") and "Errno" not in proc.stderr
+        assert f"{a_file} is a file" in proc.stderr and "another --output_dir" in proc.stderr
+        assert "Global results" not in proc.stdout  # nothing scored
+    assert a_file.read_text() == "file\n"
+
+
+def test_cli_prints_the_scores_when_the_reports_cannot_be_written(tmp_path):
+    """A write failing after the scoring (here a folder in the way of the global CSV) printed only the errno:
+    the scores are printed, then one line naming the flag and the folder, exit 2."""
+    root, out = _synthetic_root_with_its_truth_as_results(tmp_path)
+    reports = tmp_path / "reports"
+    (reports / "global_results-val.csv").mkdir(parents=True)
+    proc = _evaluate_cli(f"--davis_root={root}", f"--results={out}", f"--output_dir={reports}", "--t=off")
+    assert proc.returncode == 2, proc.stderr
+    assert "Global results for val" in proc.stdout and "alpha_1" in proc.stdout
+    assert proc.stderr.startswith(f"error: --output_dir {reports}: ") and proc.stderr.count("\n") == 1
+    assert "writable --output_dir" in proc.stderr and "Errno" not in proc.stderr
+
+
+def test_an_unwritable_results_folder_asks_for_an_output_dir(tmp_path, monkeypatch):
+    """--results=<a read-only folder> without --output_dir: the CSVs go there; refused before the scoring,
+    asking for a writable --output_dir (os.access answers as on a read-only file system: tests may run as root)."""
+    from maskrnn_tf.metrics.report import check_report_location
+
+    out = tmp_path / "res"
+    out.mkdir()
+    check_report_location(None, str(out), "val")
+    check_report_location(str(tmp_path / "new" / "reports"), str(out), "val")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(out) else real_access(path, mode))
+    with pytest.raises(EvaluationInputError) as raised:
+        check_report_location(None, str(out), "val")
+    message = str(raised.value)
+    assert message.startswith(f"--results {out}: ") and "writable --output_dir" in message
+    check_report_location(str(tmp_path / "reports"), str(out), "val")  # the results are only read
+    check_report_location(None, str(tmp_path / "missing"), "val")  # named by the scoring: results not found
+
+
+def _first_frame_annotated_root(tmp_path, split="test-dev", n_frames=3):
+    """A DAVIS-2017 root whose split has its frames in JPEGImages/ but only 00000.png annotated (test-dev)."""
+    root = str(tmp_path / "td")
+    folder = make_synthetic_2017(root, n_frames=n_frames)
+    frames = os.path.join(root, "JPEGImages", "480p", "alpha")
+    os.makedirs(frames)
+    for t in range(n_frames):
+        Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(os.path.join(frames, f"{t:05d}.jpg"))
+        if t:
+            os.unlink(os.path.join(folder, f"{t:05d}.png"))
+    lists = os.path.join(root, "ImageSets", "2017")
+    os.rename(os.path.join(lists, "val.txt"), os.path.join(lists, split + ".txt"))
+    return root
+
+
+@pytest.mark.parametrize("skip_first_last", [True, False])
+def test_a_split_annotated_on_its_first_frames_only_is_named_as_such(tmp_path, skip_first_last):
+    """test-dev ships the first frame's mask only: evaluate said "sequence 'alpha' has 1 frame(s) ... Use
+    skip_first_last=False (--all_frames)" (it has 3), then with --all_frames "2 result frame(s) not in the ground
+    truth ... remove them", of valid results. It says the split cannot be scored here (the DAVIS server does)."""
+    root = _first_frame_annotated_root(tmp_path)
+    out = str(tmp_path / "res")
+    write_results(out, "alpha", [f"{t:05d}.png" for t in range(3)], np.zeros((3, 40, 60), np.uint8))
+    with pytest.raises(DatasetLayoutError) as raised:
+        evaluate_dataset(root, out, EvaluationConfig(split="test-dev", skip_first_last=skip_first_last))
+    message = str(raised.value)
+    assert "first-frame annotations only" in message and "cannot be scored locally" in message
+    assert "DAVIS evaluation server" in message and "'test-dev'" in message and "alpha" in message
+    assert "remove them" not in message and "skip_first_last" not in message
+
+
+def test_a_too_short_sequence_names_the_flag_not_the_library_parameter(tmp_path):
+    root = str(tmp_path / "davis")
+    make_synthetic_2017(root, n_frames=2)
+    out = str(tmp_path / "res")
+    names, gt = gt_stack(root, "alpha")
+    write_results(out, "alpha", names, gt)
+    with pytest.raises(EvaluationInputError) as raised:
+        evaluate_dataset(root, out, EvaluationConfig())
+    message = str(raised.value)
+    assert "'alpha' has 2 annotated frames" in message and "--all_frames" in message
+    assert "skip_first_last" not in message
+
+
+def test_sequences_keeps_a_broken_sequence_not_asked_for_out(tmp_path):
+    """The whole split was read before the --sequences filter: a sequence without annotations stopped the
+    scoring of another ("noann: no annotation PNGs"). Only the chosen ones are read; unknown names still refused."""
+    root = str(tmp_path / "davis")
+    make_synthetic_2017(root)
+    with open(os.path.join(root, "ImageSets", "2017", "val.txt"), "a") as f:
+        f.write("noann\n")
+    out = str(tmp_path / "res")
+    names, gt = gt_stack(root, "alpha")
+    write_results(out, "alpha", names, gt)
+    results = evaluate_dataset(root, out, EvaluationConfig(sequences=("alpha",)))
+    assert [o.name for o in results.objects] == ["alpha_1", "alpha_2"]
+    with pytest.raises(DatasetLayoutError, match="noann: no annotation PNGs"):
+        evaluate_dataset(root, out, EvaluationConfig())
+    with pytest.raises(DatasetLayoutError, match=r"'nosuch'.* not in the DAVIS-2017 'val' split.*alpha.*noann"):
+        evaluate_dataset(root, out, EvaluationConfig(sequences=("alpha", "nosuch")))
+
+
+def test_results_of_one_video_in_the_flat_layout_are_named(tmp_path):
+    """segment --video writes <results>/<frame>.png; evaluate said only "no results for sequence 'alpha'"."""
+    root = str(tmp_path / "davis")
+    make_synthetic_2017(root)
+    out = str(tmp_path / "res")
+    names, gt = gt_stack(root, "alpha")
+    write_results(out, "alpha", names, gt)
+    for name in names:
+        os.rename(os.path.join(out, "alpha", name), os.path.join(out, name))
+    os.rmdir(os.path.join(out, "alpha"))
+    with pytest.raises(MissingResultsError) as raised:
+        evaluate_dataset(root, out, EvaluationConfig())
+    message = str(raised.value)
+    assert message.startswith(f"{out}: ") and "PNG frames" in message and "directly in --results" in message
+    assert "<results>/<sequence>/<frame>.png" in message and "00000.png" in message
+
+
+@pytest.mark.parametrize("case", ["extra", "missing", "jpeg"])
+def test_result_file_lists_name_each_file_whole(tmp_path, case):
+    """"e.g. 00002, extra.png" put .png on the last name only; JPEG results were only "frames missing"."""
+    root = str(tmp_path / "davis")
+    make_synthetic_2017(root)
+    out = str(tmp_path / "res")
+    names, gt = gt_stack(root, "alpha")
+    write_results(out, "alpha", names, gt)
+    folder = os.path.join(out, "alpha")
+    if case == "extra":
+        for name in ("00005.png", "extra.png"):
+            write_palette_png(os.path.join(folder, name), gt[0])
+        error, wanted = ExtraFramesError, "(e.g. 00005.png, extra.png;"
+    elif case == "missing":
+        for name in ("00001.png", "00002.png"):
+            os.unlink(os.path.join(folder, name))
+        error, wanted = MissingResultsError, "(e.g. 00001.png, 00002.png)"
+    else:
+        for name in names:
+            Image.open(os.path.join(folder, name)).convert("RGB").save(
+                os.path.join(folder, name.replace(".png", ".jpg")))
+            os.unlink(os.path.join(folder, name))
+        error, wanted = MissingResultsError, "JPEG"
+    with pytest.raises(error) as raised:
+        evaluate_dataset(root, out, EvaluationConfig())
+    message = str(raised.value)
+    assert wanted in message, message
+    if case == "jpeg":
+        assert "00001.jpg" in message and "PNG" in message and "lossless" in message
