@@ -18,7 +18,7 @@ from maskrnn_tf import _console
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Trained model: model.keras, or the run folder holding it (or its checkpoints).")
 flags.DEFINE_string("export_base", None, "Model base path polled by tensorflow_model_server.")
-flags.DEFINE_integer("version", None, "Version number (a positive integer; the folder name).")
+flags.DEFINE_integer("version", None, "Version number (the folder name; 1 to 2**63 - 1, as TF-Serving reads it).")
 flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "float16", "auto"],
                   "Compute precision of the exported graph. auto: what this machine would use (float16 with a GPU, "
                   "bfloat16 on a CPU with amx_bf16 or avx512_bf16 where it measures faster, else float32); choose "
@@ -53,7 +53,8 @@ def main(argv) -> int:
     import tensorflow as tf
 
     from maskrnn_tf.export.batching_check import check_batching_warmup_shapes
-    from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model, unserved_notice
+    from maskrnn_tf.export.saved_model_export import (ExportConfig, ExportError, ExportUsageError, export_saved_model,
+                                                      unserved_notice)
     from maskrnn_tf.export.serving_commands import serving_commands
     from maskrnn_tf.export.warmup import WarmupConfig, shapes_from_strings
     from maskrnn_tf.training.precision import describe_precision, resolve_precision
@@ -79,6 +80,9 @@ def main(argv) -> int:
             max_batch_size=FLAGS.max_batch_size,
         )
         path = export_saved_model(FLAGS.model, FLAGS.export_base, FLAGS.version, config)
+    except ExportUsageError as e:  # refused before anything was written: a usage error, as a bad flag value
+        print(e, file=sys.stderr)
+        return 2
     except (ExportError, ValueError) as e:
         print(f"export failed: {e}", file=sys.stderr)
         return 1
@@ -96,9 +100,22 @@ def main(argv) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    _console.quiet_startup()
-    from maskrnn_tf.flag_validation import parse_flags_or_exit, register_model_name_validator
+def _register_validators() -> None:
+    from maskrnn_tf.export.versions import MAX_VERSION
+    from maskrnn_tf.flag_validation import register_model_name_validator
 
     register_model_name_validator()
+    # Checked while the flags are parsed, as every other bad flag value (exit 2); export_saved_model checks it too,
+    # but only after TensorFlow has loaded, as an export failure (exit 1). Not register_numeric_validator: its
+    # message prints the bound as 9.22337e+18, which reads as if 2**63 - 1 itself were refused.
+    flags.register_validator(
+        "version", lambda value: value is None or 1 <= value <= MAX_VERSION,
+        message=f"must be 1 to {MAX_VERSION}: it names the version folder, which TF-Serving reads as an int64")
+
+
+if __name__ == "__main__":
+    _console.quiet_startup()
+    from maskrnn_tf.flag_validation import parse_flags_or_exit
+
+    _register_validators()
     app.run(main, flags_parser=parse_flags_or_exit)

@@ -28,6 +28,7 @@ from maskrnn_tf.export.serving_module import (BATCHED_STEP_SIGNATURE, PRECISIONS
                                               rebuild_with_precision, signature_tables)
 from maskrnn_tf.export.warmup import (WARMUP_FILENAME, WarmupConfig, WarmupReplayError, replay_warmup_file,
                                      write_warmup_file)
+from maskrnn_tf.export.versions import MAX_VERSION, served_children, version_of
 from maskrnn_tf.inference.model_loading import MODEL_FILE, ModelLoadError
 from maskrnn_tf.inference.model_loading import load_model as load_trained_model
 from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_dirs, make_owned_tmp_dir, path_matches, replace_dir,
@@ -45,6 +46,11 @@ _LEGACY_FOLDERS = ("assets", "assets.extra", "variables")
 
 class ExportError(RuntimeError):
     """The export cannot be written (bad version, existing version, unreadable model)."""
+
+
+class ExportUsageError(ExportError):
+    """The export was asked for something it refuses whatever the model and the disk (export_main: a usage error,
+    exit 2): an export base inside a SavedModel version folder."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,9 +94,6 @@ def load_model(path: str) -> MaskRNN:
         raise ExportError(str(e)) from e
 
 
-MAX_VERSION = 2**63 - 1  # TF-Serving parses version folder names as int64
-
-
 def version_dir(export_base: str, version: int) -> str:
     """`<export_base>/<version>` after checking that the version is a positive integer."""
     if isinstance(version, bool) or not isinstance(version, int) or version <= 0:
@@ -103,20 +106,31 @@ def version_dir(export_base: str, version: int) -> str:
 
 def unserved_notice(export_base: str, version: int) -> Optional[str]:
     """A warning when `<export_base>` holds a version above `version`: the model server's default version policy
-    (`latest`, one version) serves only the highest numeric folder, so this one would never be loaded; None
-    otherwise."""
+    (`latest`, one version) serves only the highest, so this one would never be loaded; None otherwise.
+
+    A version is any child the model server takes for one (export/versions.py), a file with a numeric name too:
+    the server tries to load it, fails, and serves nothing newer; such files are named, with what to do.
+    """
     try:
-        names = os.listdir(export_base)
+        children = served_children(export_base)
     except OSError:
         return None
-    higher = sorted(int(n) for n in names  # ASCII digits: str.isdigit() also takes '²', which int() refuses
-                    if re.fullmatch("[0-9]+", n) and int(n) > version and os.path.isdir(os.path.join(export_base, n)))
+    higher = sorted((number, name) for name, number in children.items() if number > version)
     if not higher:
         return None
-    shown = ", ".join(str(v) for v in higher[:3]) + (" ..." if len(higher) > 3 else "")
+    shown = ", ".join(str(number) for number, _ in higher[:3]) + (" ..." if len(higher) > 3 else "")
+    highest = higher[-1][0]
+    files = [name for _, name in higher if not os.path.isdir(os.path.join(export_base, name))]
+    files_note = ""
+    if files:
+        it, is_a_file = ("it", "is a file") if len(files) == 1 else ("them", "are files")
+        listed = ", ".join(os.path.join(export_base, name) for name in files[:3]) + (" ..." if len(files) > 3 else "")
+        files_note = (f" {listed} {is_a_file}, not a version folder, but the model server takes every numeric name in "
+                      f"its base path for a version and fails to load {it}: move {it} out of {export_base} or rename "
+                      f"{it} to a name that is not a number (e.g. {files[0].strip()}.txt).")
     return (f"warning: {export_base} also holds version(s) {shown} above {version}: a model server with the default "
-            f"version policy serves only the highest, {higher[-1]}, so version {version} is not served. Export a "
-            f"version above {higher[-1]}, remove the higher ones, or name it in the server's model config "
+            f"version policy serves only the highest, {highest}, so version {version} is not served.{files_note} "
+            f"Export a version above {highest}, remove the higher ones, or name it in the server's model config "
             f"(model_version_policy {{ specific {{ versions: {version} }} }}).")
 
 
@@ -279,8 +293,9 @@ def sync_tree(folder: str, files: bool = True) -> None:
 
 
 def _check_export_base(export_base: str) -> None:
-    """Refuses, before the model is loaded, an export base that is (or lies under) a file: no folder can be made; and
-    a remote one (gs://, s3://): the atomic rename into place and the ops audit work on local folders only."""
+    """Refuses, before the model is loaded, an export base that is (or lies under) a file: no folder can be made; a
+    remote one (gs://, s3://): the atomic rename into place and the ops audit work on local folders only; and one
+    that is or lies inside a SavedModel version folder (ExportUsageError)."""
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]+)://", export_base)  # two letters at least: not a drive, "C://"
     if scheme:
         raise ExportError(f"--export_base {export_base} is not a local folder ({scheme.group(1)}:// is not written "
@@ -296,6 +311,38 @@ def _check_export_base(export_base: str) -> None:
         raise ExportError(f"--export_base {export_base}: {existing} is {kind}, not a folder, so the version folders "
                           "cannot be made there; it was left as it is. Choose a folder (it is created if missing), "
                           "e.g. exports/maskrnn.")
+    _check_not_in_a_version(export_base, existing)
+
+
+_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")  # what TF-Serving's SavedModel loader looks for
+
+
+def _ancestors(path: str) -> List[str]:
+    """`path` and every folder above it, up to the root."""
+    found = [path]
+    while os.path.dirname(found[-1]) != found[-1]:
+        found.append(os.path.dirname(found[-1]))
+    return found
+
+
+def _check_not_in_a_version(export_base: str, existing: str) -> None:
+    """Refuses an export base that is, or lies inside, a folder holding a SavedModel (`existing`: the base or its
+    nearest existing parent, absolute). `--export_base=exp/1 --version=2` wrote exp/1/2 inside the live version 1:
+    the model server polling exp never sees it, and version 1 gets files its metadata record does not list."""
+    # As spelled first (the folder the user knows), then resolved: a link into a version folder is inside it too.
+    for folder in _ancestors(existing) + _ancestors(os.path.realpath(existing)):
+        held = [name for name in _SAVED_MODEL_FILES if os.path.isfile(os.path.join(folder, name))]
+        if held:
+            break
+    else:
+        return
+    where = "into" if os.path.realpath(export_base) == os.path.realpath(folder) else "under"
+    instead = (f"give the model base path that holds it, --export_base={os.path.dirname(folder)}"
+               if version_of(os.path.basename(folder)) is not None else "choose a folder outside it")
+    raise ExportUsageError(f"--export_base {export_base}: {folder} is a SavedModel version folder (it holds "
+                           f"{held[0]}), so a version exported {where} it would be written inside that version, "
+                           f"where the model server does not look for versions; nothing was written. To export a new "
+                           f"version, {instead}.")
 
 
 def foreign_files(version: str) -> List[str]:

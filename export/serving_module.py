@@ -50,10 +50,11 @@ BATCHED_STEP_INPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
     "prev_boxes": (tf.float32, (None, 4)),
 }
 # The row signatures (step_batched, color_tables) answer a row that fails the export's value checks (a NaN or
-# infinite flow, box or table, a box with inverted corners, an object id absent from its mask) with the check's
-# message in this output ("" = the row is fine) and zeros in probs and boxes (color_model), instead of failing the
-# request: a batching model server runs the requests it merged as one, so a failing check would fail every other
-# client's request batched with the bad one. Exports made before it lack it (they fail the request).
+# infinite flow, box or table, prev_probs outside [0, 1], a box with inverted corners, an object id absent from its
+# mask) with the check's message in this output ("" = the row is fine) and zeros in probs and boxes (color_model),
+# instead of failing the request: a batching model server runs the requests it merged as one, so a failing check
+# would fail every other client's request batched with the bad one. Exports made before it lack it (they fail the
+# request); exports made before the [0, 1] check answer such prev_probs without a word.
 INPUT_ERROR_OUTPUT = "input_error"
 INPUT_ERROR_SPEC: Tuple[tf.DType, Tuple] = (tf.string, (None,))
 BATCHED_STEP_OUTPUTS: Dict[str, Tuple[tf.DType, Tuple]] = {
@@ -99,12 +100,26 @@ _VALUE_CHECKED = ("flow_to_prev", "flow_to_next", "prev_probs", "prev_boxes")
 INVERTED_BOXES = "input prev_boxes has inverted corners: rows are [y0, x0, y1, x1] with y0 <= y1 and x0 <= x1"
 
 
+# A 0/255 mask sent as prev_probs ran without a word and answered meaningless masks (the network was trained on
+# probabilities).
+PROBS_OUT_OF_RANGE = ("input prev_probs must hold probabilities in [0, 1] (the previous step's probs, or first_frame's "
+                      "0/1 masks; divide a 0/255 mask by 255)")
+
+
 def _not_finite(name: str) -> str:
     return f"input {name} must be finite (no NaN or Inf)"
 
 
 def _check_finite(x: tf.Tensor, name: str) -> tf.Operation:
     return tf.debugging.Assert(tf.reduce_all(tf.math.is_finite(x)), [_not_finite(name)])
+
+
+def _check_probabilities(probs: tf.Tensor, finite: tf.Operation) -> tf.Operation:
+    """Asserts that every value of `probs` is in [0, 1], once `finite` (its finite check) has passed, so that a NaN
+    or an Inf is reported as such whichever Assert the executor would run first. Two reductions: negligible beside
+    the network."""
+    with tf.control_dependencies([finite]):
+        return tf.debugging.Assert((tf.reduce_min(probs) >= 0) & (tf.reduce_max(probs) <= 1), [PROBS_OUT_OF_RANGE])
 
 
 def _ordered(boxes: tf.Tensor) -> tf.Tensor:
@@ -115,6 +130,13 @@ def _ordered(boxes: tf.Tensor) -> tf.Tensor:
 def _rows_finite(x: tf.Tensor) -> tf.Tensor:
     """[N] whether every value of each row (axis 0) of x is finite."""
     return tf.reduce_all(tf.reshape(tf.math.is_finite(x), [tf.shape(x)[0], -1]), axis=1)
+
+
+def _rows_probabilities(x: tf.Tensor) -> tf.Tensor:
+    """[N] whether every value of each row (axis 0) of x is in [0, 1] (a row holding NaN may pass: the finite
+    check, listed before, reports it)."""
+    rows = tf.reshape(x, [tf.shape(x)[0], -1])
+    return (tf.reduce_min(rows, axis=1) >= 0) & (tf.reduce_max(rows, axis=1) <= 1)
 
 
 def _row_errors(checks: Sequence[Tuple[tf.Tensor, str]]) -> Tuple[tf.Tensor, tf.Tensor]:
@@ -164,8 +186,8 @@ def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
     They run in the model server too (Assert is a core op), so a bad request gets a readable error there
     instead of a failure deep inside a convolution or a silently wrong answer: H, W and N agree across the
     inputs, the frame is at least MIN_FRAME_SIZE on each side, there is at least one object; colour tables (a
-    colour prior network) have one row per object. Unbatched, also the values (finite, ordered boxes), which
-    `step_batched` reports per row instead (INPUT_ERROR_OUTPUT).
+    colour prior network) have one row per object. Unbatched, also the values (finite, prev_probs in [0, 1],
+    ordered boxes), which `step_batched` reports per row instead (INPUT_ERROR_OUTPUT).
     """
     lead = 1 if batched else 0
     frame_hw = tf.shape(inputs["frame"])[lead : lead + 2]
@@ -196,6 +218,8 @@ def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
     if not batched:
         for name in _VALUE_CHECKED + ((COLOR_MODEL,) if COLOR_MODEL in inputs else ()):
             checks.append(_check_finite(inputs[name], name))
+            if name == "prev_probs":
+                checks.append(_check_probabilities(inputs[name], checks[-1]))
         boxes = inputs["prev_boxes"]
         checks.append(tf.debugging.Assert(tf.reduce_all(_ordered(boxes)), [INVERTED_BOXES]))
     else:
@@ -249,6 +273,7 @@ class MaskRNNServingFunctions:
         # answered as if it were not there.
         names = _VALUE_CHECKED + ((COLOR_MODEL,) if COLOR_MODEL in inputs else ())
         checks = [(_rows_finite(inputs[name]), _not_finite(name)) for name in names]
+        checks.append((_rows_probabilities(inputs["prev_probs"]), PROBS_OUT_OF_RANGE))
         checks.append((_ordered(inputs["prev_boxes"]), INVERTED_BOXES))
         ok, error = _row_errors(checks)
         inputs = {k: _zero_rows(v, ok) if k in names else v for k, v in inputs.items()}

@@ -35,6 +35,7 @@ from tensorflow_serving.apis import (
 
 from maskrnn_tf.export.session_model import SessionModel, SignatureNotFoundError, serve_signature_defs
 from maskrnn_tf.export.tensors import ndarray_to_field_proto, proto_to_ndarray
+from maskrnn_tf.export.versions import served_children
 
 _MAX_MESSAGE = 2**31 - 1  # what tensorflow_model_server allows
 
@@ -47,10 +48,11 @@ class _Abort(Exception):
 
 
 def latest_version(model_base_path: str) -> int:
-    """The highest numeric version folder under `model_base_path` (what the model server serves by default)."""
+    """The highest version under `model_base_path` (what the model server serves by default), read as the model
+    server reads it (export/versions.py): a file with a numeric name is a version too, which then fails to load."""
     if not os.path.isdir(model_base_path):
         raise FileNotFoundError(f"Model base path {model_base_path} does not exist.")
-    versions = [int(n) for n in os.listdir(model_base_path) if n.isdigit() and os.path.isdir(os.path.join(model_base_path, n))]
+    versions = served_children(model_base_path).values()
     if not versions:
         raise FileNotFoundError(f"No numeric version folder under {model_base_path}: export a version first.")
     return max(versions)

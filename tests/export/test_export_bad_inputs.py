@@ -57,6 +57,12 @@ def _nan_flow():
     return flow
 
 
+def _inf_probs():
+    probs = _step_inputs()["prev_probs"].copy()
+    probs[0, 5, 6] = np.inf  # outside [0, 1] too: the message must still say what is wrong first
+    return probs
+
+
 # (signature, inputs, input the error must name, a word of the message)
 GRAPH_CASES = {
     "nan_box": ("serving_default", _with(_step_inputs(), prev_boxes=_nan_boxes()), "prev_boxes", "finite"),
@@ -72,6 +78,12 @@ GRAPH_CASES = {
     "inf_flow": ("serving_default", _with(_step_inputs(), flow_to_prev=_nan_flow()), "flow_to_prev", "finite"),
     "nan_mask": ("serving_default", _with(_step_inputs(), prev_probs=np.full((1, H, W), np.nan, np.float32)),
                  "prev_probs", "finite"),
+    # A 0/255 mask sent as probabilities answered OK with meaningless masks; NaN / Inf still say "finite".
+    "mask_0_255": ("serving_default", _with(_step_inputs(), prev_probs=_step_inputs()["prev_probs"] * 255),
+                   "prev_probs", "in [0, 1]"),
+    "negative_probs": ("serving_default", _with(_step_inputs(), prev_probs=_step_inputs()["prev_probs"] - 0.5),
+                       "prev_probs", "in [0, 1]"),
+    "inf_mask": ("serving_default", _with(_step_inputs(), prev_probs=_inf_probs()), "prev_probs", "finite"),
     "size_mismatch": ("serving_default", _with(_step_inputs(), flow_to_next=np.zeros((H, W + 1, 2), np.float32)),
                       "flow_to_next", "height and width"),
     # The model server feeds any shape to a signature input (it checks names and dtypes only): the graph refuses.
@@ -170,6 +182,8 @@ def _bad_row(name):
         request["prev_boxes"][0, 2] = np.nan
     elif name == "nan_mask":
         request["prev_probs"][0, 5, 6] = np.nan
+    elif name == "mask_0_255":
+        request["prev_probs"] *= 255
     else:
         request["prev_boxes"][0] = [12, 4, 4, 14]
     return request
@@ -178,7 +192,7 @@ def _bad_row(name):
 # (bad row, input its input_error must name, a word of the message)
 ROW_CASES = {"inf_flow": ("flow_to_prev", "finite"), "nan_flow_to_next": ("flow_to_next", "finite"),
              "nan_box": ("prev_boxes", "finite"), "inverted_box": ("prev_boxes", "inverted"),
-             "nan_mask": ("prev_probs", "finite")}
+             "nan_mask": ("prev_probs", "finite"), "mask_0_255": ("prev_probs", "in [0, 1]")}
 
 
 @pytest.mark.parametrize("case", sorted(ROW_CASES))

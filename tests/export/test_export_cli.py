@@ -5,6 +5,7 @@ import datetime
 import ipaddress
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -101,6 +102,36 @@ def test_an_export_base_that_is_a_file_is_an_export_error(tmp_path):
     # Checked before the model is loaded (the model path is missing too): the message is about the export base.
     assert f"export failed: --export_base {notes}: {notes} is a file, not a folder" in result.stderr, result.stderr
     assert os.listdir(tmp_path) == ["notes.txt"] and notes.read_text() == "user notes"
+
+
+@pytest.mark.parametrize("version", ["0", "-3", str(2**63)])
+def test_a_version_the_model_server_cannot_serve_is_a_usage_error(tmp_path, version):
+    """A bad --version was found after TensorFlow had loaded and exited 1 ("export failed"), unlike every other bad
+    flag value (2): it is refused while the flags are parsed, naming the flag."""
+    base = tmp_path / "exports"
+    result = _run(["maskrnn_tf.export.export_main", f"--model={tmp_path / 'missing.keras'}", f"--export_base={base}",
+                   f"--version={version}"])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: flag --version={version}: must be 1 to 9223372036854775807:"), \
+        result.stderr
+    assert "Traceback" not in result.stderr
+    assert not base.exists()
+
+
+def test_an_export_base_in_a_version_folder_is_a_usage_error(tmp_path, export_base):
+    """`--export_base=exp/1 --version=2` wrote exp/1/2 inside the live version 1. Refused before the model is loaded
+    (it is missing here), naming the version folder; exit 2 and nothing written."""
+    version = tmp_path / "exp" / "1"
+    shutil.copytree(os.path.join(export_base, "1"), version, symlinks=True)
+    before = sorted(os.walk(version))
+    result = _run(["maskrnn_tf.export.export_main", f"--model={tmp_path / 'missing.keras'}", f"--export_base={version}",
+                   "--version=2", "--warmup_shapes=24x32x1"])
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line, result.stderr
+    assert line.startswith(f"--export_base {version}: {version} is a SavedModel version folder"), line
+    assert f"--export_base={version.parent}" in line, line  # what to give instead: the model base path
+    assert sorted(os.walk(version)) == before
 
 
 def test_batching_warmup_shapes_over_max_batch_size_are_a_usage_error(tmp_path):

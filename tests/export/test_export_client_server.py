@@ -10,7 +10,7 @@ from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_p
 
 from maskrnn_tf.export.client import ClientConfig, ServingClient, ServingError, segment_video_via_serving
 from maskrnn_tf.export.tensors import ndarray_to_proto
-from maskrnn_tf.export.test_server import StandInModelServer
+from maskrnn_tf.export.test_server import StandInModelServer, latest_version
 from maskrnn_tf.inference.flow_source import make_flow_fn
 from maskrnn_tf.inference.segmenter import SegmentOptions
 from maskrnn_tf.inference.segmenter import segment_video
@@ -338,6 +338,18 @@ def test_the_signatures_checked_are_those_of_the_version_found_ready(tmp_path, e
             asked.clear()
             assert client.check_ready() == 2
             assert asked == [1, 2]  # version 1's metadata answered NOT_FOUND: asked again, of version 2
+
+
+def test_the_stand_in_takes_a_numeric_file_for_a_version_as_the_model_server_does(tmp_path, export_base):
+    """The model server takes every child of its base path whose name parses as an int64 for a version, files too
+    (file_system_storage_path_source.cc: GetChildren, then safe_strto64 on each name): with a notes file named 5
+    beside version 1 it tries to load "version 5" and fails. The stand-in counted folders only and served 1."""
+    base = tmp_path / "maskrnn"
+    shutil.copytree(os.path.join(export_base, "1"), base / "1", symlinks=True)
+    (base / "5").write_text("notes")
+    assert latest_version(str(base)) == 5
+    with pytest.raises(OSError, match=re.escape(str(base / "5"))):
+        StandInModelServer(str(base), "maskrnn")
 
 
 def test_a_not_found_names_model_version_only_when_the_user_gave_it(tmp_path, server, synthetic_video):

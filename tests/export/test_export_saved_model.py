@@ -1,6 +1,7 @@
 """Export -> load -> call: the SavedModel signatures against the in-memory model, atomic versions, CLI tools."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -418,6 +419,19 @@ def test_failure_mid_export_leaves_nothing(tmp_path, tiny_model, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_an_export_base_in_a_version_folder_is_refused_and_nothing_is_written(tmp_path, export_base, tiny_model):
+    """`--export_base=exports/1 --version=2` wrote exports/1/2 inside a live version: a SavedModel the server never
+    looks at, and files in version 1 that its record does not list. A base that is or lies inside a folder holding
+    saved_model.pb is refused, naming that folder."""
+    base, version = _copied_export(export_base, tmp_path)
+    before = _contents(base)
+    for inside in (version, os.path.join(version, "variables", "more")):
+        refusal = re.escape(f"--export_base {inside}: {version} is a SavedModel version folder")
+        with pytest.raises(ExportError, match=refusal):
+            export_saved_model(tiny_model, inside, 2, ExportConfig(warmup=None))
+    assert _contents(base) == before
+
+
 @pytest.mark.parametrize("version", [0, -1, "1"])
 def test_bad_version(tmp_path, tiny_model, version):
     with pytest.raises(ExportError, match="positive integer"):
@@ -430,12 +444,30 @@ def test_a_version_below_the_highest_is_named_as_not_served(tmp_path):
     base = tmp_path / "exports"
     for name in ("2", "10", "007", ".tmp-12-x", "notes", "\u00b2"):
         (base / name).mkdir(parents=True)
-    (base / "99").write_text("a file, not a version")
     notice = saved_model_export.unserved_notice(str(base), 2)
     assert notice.startswith(f"warning: {base} also holds version(s) 7, 10 above 2:") and "highest, 10," in notice
-    assert "versions: 2" in notice
+    assert "versions: 2" in notice and "is a file" not in notice
     assert saved_model_export.unserved_notice(str(base), 10) is None
     assert saved_model_export.unserved_notice(str(tmp_path / "missing"), 1) is None
+
+
+def test_a_numeric_file_in_the_base_is_named_as_the_version_the_server_would_try(tmp_path):
+    """TF-Serving's file-system source lists every child of the base path and takes each name that parses as an
+    int64 for a version, files too (file_system_storage_path_source.cc: GetChildren, safe_strto64, which also skips
+    spaces around the digits and refuses numbers past int64): `echo notes > exports/5` made "version 5" the highest,
+    which the server fails to load, so the version exported beside it is not served. It went without a word."""
+    base = tmp_path / "exports"
+    (base / "1").mkdir(parents=True)
+    (base / "5").write_text("notes")
+    notice = saved_model_export.unserved_notice(str(base), 2)
+    assert notice is not None and "highest, 5," in notice, notice
+    assert f"{base / '5'} is a file" in notice and "move it out" in notice, notice
+    # Names the server reads as a number (spaces around it) or skips (past int64), folders or files alike.
+    (base / "7 ").mkdir()
+    (base / "99999999999999999999").write_text("not a version to the server")
+    notice = saved_model_export.unserved_notice(str(base), 6)
+    assert notice is not None and "version(s) 7 above 6" in notice and "is a file" not in notice, notice
+    assert saved_model_export.unserved_notice(str(base), 7) is None
 
 
 def test_saved_model_cli_show_all(export_base):
