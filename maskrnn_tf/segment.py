@@ -347,13 +347,13 @@ def main(argv) -> int:
             overwrite=FLAGS.overwrite, year=FLAGS.davis_year, prepare=prepare, sequences=FLAGS.sequences,
             inputs=inputs, metadata=metadata,
         )
-        print(f"wrote {len(names)} sequences to {FLAGS.output}")
+        print(f"wrote {len(names)} sequence{'s' if len(names) != 1 else ''} to {FLAGS.output}")
     elif FLAGS.segtrack_root:
         names = inference.segment_segtrack(
             FLAGS.segtrack_root, flow_fn, FLAGS.output, step_fn=step_fn, options=options, overwrite=FLAGS.overwrite,
             prepare=prepare, sequences=FLAGS.sequences, inputs=inputs, metadata=metadata,
         )
-        print(f"wrote {len(names)} sequences to {FLAGS.output}")
+        print(f"wrote {len(names)} sequence{'s' if len(names) != 1 else ''} to {FLAGS.output}")
     else:
         count = inference.segment_video(
             step_fn, FLAGS.video, first, flow_fn, FLAGS.output, options, overlay_path=FLAGS.overlay,
@@ -478,6 +478,10 @@ def guarded(argv) -> int:
     the OS's refusals (permissions, a full disk) of a path."""
     try:
         return main(argv)
+    except KeyboardInterrupt:
+        # The output folder is made under a temporary name and renamed in only when whole: Ctrl-C leaves none.
+        print(f"Interrupted: {FLAGS.output} is as it was before this run.", file=sys.stderr)
+        return 130  # the shell's status for SIGINT
     except (ValueError, OSError) as err:
         # Imported here, not before main: the flag checks in main run before TensorFlow loads. MaskError,
         # UnsafeOutputError, UnwritableOutputError, VideoReadError, ImageReadError are ValueErrors,

@@ -12,7 +12,7 @@ import errno
 import os
 import re
 import shutil
-from typing import Dict, List, Optional, Tuple, Type, Union
+from typing import Collection, Dict, List, Optional, Tuple, Type, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -449,8 +449,31 @@ def _missing_sequence(frame_dir: str, name: str, list_path: str) -> str:
             f"remove {name}'s lines from {os.path.basename(list_path)} to use the sequences you have.")
 
 
+def _davis2016_frames(root: str, list_path: str) -> Dict[str, List[Tuple[str, str]]]:
+    """A DAVIS-2016 split file's (frame, mask) paths by sequence name, in the file's order."""
+    frames: Dict[str, List[Tuple[str, str]]] = {}
+    for line in _read_lines(list_path, DAVIS_LAYOUT):
+        parts = line.split()
+        if len(parts) != 2:
+            raise DatasetLayoutError(
+                f"{list_path}: line {line!r} should be '/JPEGImages/<res>/<seq>/<n>.jpg /Annotations/<res>/<seq>/<n>.png'."
+            )
+        frame, mask = (os.path.join(root, p.lstrip("/")) for p in parts)
+        frames.setdefault(os.path.basename(os.path.dirname(frame)), []).append((frame, mask))
+    return frames
+
+
+def davis_split_names(root: str, year: int, split: str, resolution: str = "480p") -> List[str]:
+    """The sequence names a DAVIS split file lists, in its order, without opening any sequence."""
+    root = find_davis_root(root, resolution, year=year)
+    if year == 2016:
+        return list(_davis2016_frames(root, os.path.join(root, "ImageSets", resolution, f"{split}.txt")))
+    return _read_lines(os.path.join(root, "ImageSets", "2017", f"{split}.txt"), DAVIS_LAYOUT)
+
+
 def read_davis_sequence_list(root: str, year: int, split: str, resolution: str = "480p",
-                             validate: Union[bool, str] = True) -> List[Sequence]:
+                             validate: Union[bool, str] = True,
+                             names: Optional[Collection[str]] = None) -> List[Sequence]:
     """Sequences of a DAVIS split.
 
     Args:
@@ -463,6 +486,9 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
         "first_mask" checks the frames and only the first frame's mask (segmenting test-dev needs no other).
         Only True (training's reading) refuses a first frame whose ids skip an object (1 and 3, or 2 alone): the
         others count objects as davis2017-evaluation does (`first_frame_objects` with gaps).
+      names: read and check only these sequences of the split (in the split's order; names it does not list
+        are left out: check them against `davis_split_names`), so that another one's broken files do not stop
+        work on them.
     """
     if validate not in (True, False, "first_mask"):
         raise ValueError(f"validate must be True, False or 'first_mask', got {validate!r}.")
@@ -474,16 +500,9 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
     sequences: List[Sequence] = []
     if year == 2016:
         list_path = os.path.join(root, "ImageSets", resolution, f"{split}.txt")
-        frames: Dict[str, List[Tuple[str, str]]] = {}
-        for line in _read_lines(list_path, DAVIS_LAYOUT):
-            parts = line.split()
-            if len(parts) != 2:
-                raise DatasetLayoutError(
-                    f"{list_path}: line {line!r} should be '/JPEGImages/<res>/<seq>/<n>.jpg /Annotations/<res>/<seq>/<n>.png'."
-                )
-            frame, mask = (os.path.join(root, p.lstrip("/")) for p in parts)
-            frames.setdefault(os.path.basename(os.path.dirname(frame)), []).append((frame, mask))
-        for name, pairs in frames.items():
+        for name, pairs in _davis2016_frames(root, list_path).items():
+            if names is not None and name not in names:
+                continue
             frame_dir = os.path.dirname(pairs[0][0])
             if validate and not os.path.isdir(frame_dir):  # a whole sequence gone, not one frame
                 raise DatasetLayoutError(_missing_sequence(frame_dir, name, list_path))
@@ -497,6 +516,8 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
     else:
         list_path = os.path.join(root, "ImageSets", "2017", f"{split}.txt")
         for name in _read_lines(list_path, DAVIS_LAYOUT):
+            if names is not None and name not in names:
+                continue
             frame_dir = os.path.join(root, "JPEGImages", resolution, name)
             mask_dir = os.path.join(root, "Annotations", resolution, name)
             if not os.path.isdir(frame_dir):

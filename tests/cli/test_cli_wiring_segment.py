@@ -204,6 +204,50 @@ def test_a_first_frame_whose_ids_skip_an_object_is_segmented_with_its_own_ids(da
             assert set(np.unique(read_mask(str(out / name / f"{t:05d}.png")))) <= set(np.unique(first[name]))
 
 
+def test_sequences_reads_only_the_named_sequences_of_the_split(davis_root, tmp_path):
+    """A sequence of the split that --sequences does not name, broken (no frames, no first annotation), stopped
+    the run on the ones named; a name not in the split is still refused, naming the split's sequences."""
+    import shutil
+
+    broken = tmp_path / "davis"
+    shutil.copytree(davis_root, broken)
+    shutil.rmtree(broken / "JPEGImages" / "480p" / "gamma")
+    (broken / "Annotations" / "480p" / "alpha" / "00000.png").unlink()
+    out = tmp_path / "out"
+    assert _segment_in_process("--method=flow_propagation", f"--davis_root={broken}", "--sequences=beta",
+                               f"--output={out}") == 0
+    assert sorted(os.listdir(out)) == ["beta", "segment_run.json"]
+    assert _segment_in_process("--method=flow_propagation", f"--davis_root={broken}", "--sequences=beta,delta",
+                               f"--output={tmp_path / 'other'}") == 2
+    assert not (tmp_path / "other").exists()
+    assert _segment_in_process("--method=flow_propagation", f"--davis_root={broken}", "--sequences=beta,gamma",
+                               f"--output={tmp_path / 'other'}") == 2  # named, and broken: refused
+    assert not (tmp_path / "other").exists()
+
+
+def test_ctrl_c_says_what_was_left_instead_of_a_traceback(davis_root, tmp_path, monkeypatch, capsys):
+    """Ctrl-C while segmenting printed a TensorFlow-deep traceback; the folder was handled right (its temporary
+    removed, an --overwrite's old folder kept) but nothing said so."""
+    from maskrnn_tf import inference
+
+    out = tmp_path / "out"
+    assert _segment_in_process("--method=flow_propagation", f"--davis_root={davis_root}", "--sequences=alpha",
+                               f"--output={out}") == 0
+    before = {name: (out / "alpha" / name).read_bytes() for name in os.listdir(out / "alpha")}
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(inference, "flow_propagation_step", interrupted)
+    assert _segment_in_process("--method=flow_propagation", f"--davis_root={davis_root}", "--sequences=alpha",
+                               f"--output={out}", "--overwrite") == 130
+    err = capsys.readouterr().err
+    assert err.strip() == f"Interrupted: {out} is as it was before this run.", err
+    assert {name: (out / "alpha" / name).read_bytes() for name in os.listdir(out / "alpha")} == before
+    assert sorted(os.listdir(tmp_path)) == ["out"]  # no temporary folder left beside it
+
+
 def test_flow_cache_dir_takes_the_full_resolution_flows_resized_and_stores_missing_ones(davis_root, tmp_path):
     """--flow_cache_dir: the flows of python -m maskrnn_tf.flow's cache (computed on the full frames, as
     training reads them), resized to --max_size. The masks equal those of the same flows given as .flo files;
