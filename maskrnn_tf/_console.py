@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
 import sys
@@ -56,6 +57,13 @@ def verbose_requested(argv: Sequence[str]) -> bool:
     return False
 
 
+class _PlainFormatter(logging.Formatter):
+    """'warning: message' (the level in lower case, as the CLIs print their own notes)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {super().format(record)}"
+
+
 def quiet_startup(argv: Optional[Sequence[str]] = None) -> bool:
     """Sets the console defaults for this process and the programs it starts; returns True when quiet.
 
@@ -67,6 +75,11 @@ def quiet_startup(argv: Optional[Sequence[str]] = None) -> bool:
     _state["quiet"] = quiet
     if quiet:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # The library's warnings (a removed temporary folder, skipped files) as the CLIs' own lines read, without
+        # absl's "W1207 04:00:00.123456 12345 file.py:230]" prefix; --verbosity keeps absl's format.
+        from absl import logging as absl_logging
+
+        absl_logging.get_absl_handler().setFormatter(_PlainFormatter("%(message)s"))
     else:
         os.environ[VERBOSE_ENV] = "1"
     return quiet

@@ -217,6 +217,32 @@ def test_stale_temporary_folder_of_a_killed_run_is_removed(tmp_path, video, capl
     assert f"removed {os.path.join(str(tmp_path), leftovers[0])}" in caplog.text
 
 
+def test_the_cli_says_what_it_cleaned_up_in_a_plain_warning_line(tmp_path, video):
+    """The notice of a removed temporary folder reached the console with absl's log prefix
+    ("W1207 04:00:00.123456 12345 output_dir.py:230] removed ..."), unlike every other line segment prints."""
+    import subprocess
+    import sys
+
+    frames, mask = video
+    out = str(tmp_path / "out")
+    pid = os.fork()
+    if pid == 0:  # a run killed while writing: its temporary folder stays behind
+        try:
+            with atomic_output_dir(out):
+                os._exit(9)
+        finally:
+            os._exit(1)
+    assert os.waitpid(pid, 0)[1] >> 8 == 9
+    (stale,) = [n for n in files_of(tmp_path) if n.startswith(".out.tmp-")]
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.segment", "--method=flow_propagation", f"--video={frames}",
+                           f"--first_mask={mask}", f"--output={out}", "--noprogress"], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stderr
+    notice = [line for line in proc.stderr.splitlines() if "removed" in line]
+    assert notice == [f"warning: removed {os.path.join(str(tmp_path), stale)}, the temporary folder of an interrupted "
+                      "run (its process is gone)"], proc.stderr
+
+
 def test_results_of_a_run_killed_while_replacing_them_come_back(tmp_path, video, caplog):
     frames, mask = video
     out = str(tmp_path / "out")
