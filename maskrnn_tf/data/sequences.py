@@ -468,7 +468,18 @@ def davis_split_names(root: str, year: int, split: str, resolution: str = "480p"
     root = find_davis_root(root, resolution, year=year)
     if year == 2016:
         return list(_davis2016_frames(root, os.path.join(root, "ImageSets", resolution, f"{split}.txt")))
-    return _read_lines(os.path.join(root, "ImageSets", "2017", f"{split}.txt"), DAVIS_LAYOUT)
+    return _davis2017_names(os.path.join(root, "ImageSets", "2017", f"{split}.txt"))
+
+
+def _davis2017_names(list_path: str) -> List[str]:
+    """The sequence names of a DAVIS-2017 split file, refusing a name listed twice (read twice, it would be
+    segmented into one folder twice and count twice in a mean; tfds refuses the second example late and
+    without naming the file)."""
+    names = _read_lines(list_path, DAVIS_LAYOUT)
+    repeated = repeated_names(names)
+    if repeated:
+        raise DatasetLayoutError(f"{list_path}: lists {repeated} more than once; list each sequence once.")
+    return names
 
 
 def read_davis_sequence_list(root: str, year: int, split: str, resolution: str = "480p",
@@ -515,7 +526,7 @@ def read_davis_sequence_list(root: str, year: int, split: str, resolution: str =
             ))
     else:
         list_path = os.path.join(root, "ImageSets", "2017", f"{split}.txt")
-        for name in _read_lines(list_path, DAVIS_LAYOUT):
+        for name in _davis2017_names(list_path):
             if names is not None and name not in names:
                 continue
             frame_dir = os.path.join(root, "JPEGImages", resolution, name)

@@ -1,12 +1,13 @@
 """Sequence readers on the real layouts and every bad input they must reject."""
 import os
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from maskrnn_tf.data.sequences import (
-    DatasetLayoutError, load_masks, read_davis_sequence_list, read_segtrack_sequence_list,
+    DatasetLayoutError, davis_split_names, load_masks, read_davis_sequence_list, read_segtrack_sequence_list,
 )
 from maskrnn_tf.io import ImageReadError, read_mask, write_palette_png
 from maskrnn_tf.io.id_images import grey_annotation_mode, read_annotation_ids
@@ -265,3 +266,18 @@ def test_unpadded_or_repeated_frame_names_are_refused_for_what_they_are(tmp_path
                                                  r"00001.jpg\).*ImageSets") as err:
         check_contiguous(["/d/00000.jpg", "/d/00002.jpg", "/d/00001.jpg", "/d/00003.jpg"], "sequence a")
     assert "zero-padded" not in str(err.value)
+
+
+def test_a_sequence_listed_twice_in_a_split_file_is_refused_naming_the_file(tmp_path):
+    """val.txt listing bear twice was read as two sequences: the tfds builder then failed after generating the
+    whole split ("Two examples share the same hashed key!", naming neither file nor line) and a scoring would count
+    the sequence twice in its means."""
+    root = make_davis_2017(str(tmp_path / "d"), {"bear": 1, "tennis": 2})
+    list_path = os.path.join(root, "ImageSets", "2017", "val.txt")
+    with open(list_path, "w") as f:
+        f.write("bear\ntennis\nbear\n")
+    for validate in (True, "first_mask", False):
+        with pytest.raises(DatasetLayoutError, match=re.escape(f"{list_path}: lists ['bear'] more than once")):
+            read_davis_sequence_list(root, 2017, "val", validate=validate)
+    with pytest.raises(DatasetLayoutError, match=re.escape(f"{list_path}: lists ['bear'] more than once")):
+        davis_split_names(root, 2017, "val")
