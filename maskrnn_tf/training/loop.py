@@ -34,8 +34,9 @@ from maskrnn_tf.training.distribution import (check_strategy_settings, is_chief,
 from maskrnn_tf.training import precision as precision_module
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
-from maskrnn_tf.training.run_dir import (CONFIG_NAME, check_init_checkpoint, check_run_dir_free, completed_config,
-                                         prepare_run_dir, read_config_json, run_dir_lock, write_run_config)
+from maskrnn_tf.training.run_dir import (CONFIG_NAME, check_init_checkpoint, check_run_dir_free, check_run_dir_is_ours,
+                                         completed_config, prepare_run_dir, read_config_json, run_dir_lock,
+                                         write_run_config)
 from maskrnn_tf.training.steps import TrainSteps, current_learning_rate, make_optimizer
 from maskrnn_tf.training.summaries import ProfileWindow, Summaries, overlay
 from maskrnn_tf.training.validation import evaluate, make_step_fn
@@ -264,6 +265,9 @@ def train(config: TrainConfig, run_dir: str, overwrite_config: bool = False,
         check_strategy_settings(config.strategy, config.precision, recorded_run_precision(run_dir))
     except ValueError as err:  # multi_worker without TF_CONFIG, or with auto: settings
         raise TrainSettingsError(str(err)) from err
+    # A folder of someone else's is refused before anything reads its files as the run's or takes the lock (which
+    # would leave a .lock there); prepare_run_dir checks again under the lock. On every worker alike.
+    check_run_dir_is_ours(run_dir)
     if config.strategy == "multi_worker":
         # The run dir too, on every worker alike (one process takes the lock and checks config.json below).
         check_run_dir_before_cluster(config, run_dir, overwrite_config)

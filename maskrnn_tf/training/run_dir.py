@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 from typing import Callable, Iterator, List, Optional
 
 from maskrnn_tf.io.atomic_file import atomic_write
@@ -14,10 +15,18 @@ CONFIG_NAME = "config.json"
 
 
 LOCK_NAME = ".lock"
-# What training writes whole into its run folder and replaces (the final model, best_model.BEST_DIR, and
-# loop.STAGE_A_DIR, whose checkpoint manager keeps one and deletes the others): in a folder without config.json
-# these are someone else's.
-REPLACED_NAMES = ("best", "model.keras", "stage_a")
+# What a run writes into its folder besides config.json and its lock, or reads there as its own: the final model
+# (loop.MODEL_NAME), best_model.BEST_DIR, loop.STAGE_A_DIR and checkpoints/ (their checkpoint managers delete the
+# checkpoints they do not keep), logs/ (TensorBoard), loop.VALIDATED_NAME and checkpointing.PRECISION_FILE (those
+# modules import this one; a test keeps the names alike). config.json is written before any of them (loop._train),
+# so in a folder without it they are someone else's: training would replace them or take them for the run's.
+RUN_NAMES = ("best", "checkpoints", "last_validation.json", "logs", "model.keras", "precision.json", "stage_a")
+# Also named by pattern: a finished run's earlier model.keras kept aside (EARLIER_FINISH, earlier_finish_stem) and
+# the temporary folders of best_model's replace, which the next training repairs or removes (its _OLD_PREFIX and
+# _NEW_PREFIX).
+RUN_NAME_PATTERN = re.compile(r"model_step\d+(?:_\d+)?\.keras|model_earlier\.keras|\.best\.(?:old|new)-.+")
+# What run_dir_lock writes into its lock: a pid (nothing yet while it is being taken).
+_OWN_LOCK = re.compile(rb"(?:\d+\n)?")
 # best_model.RECORD_NAME (that module imports this one): a folder holding it is a run's best model, whose
 # config.json would pass for a run's.
 BEST_RECORD_NAME = "best.json"
@@ -93,6 +102,49 @@ def _busy(run_dir: str, fd: int) -> RunDirBusyError:
                            "it, or use another --run_dir.")
 
 
+def foreign_entries(run_dir: str) -> List[str]:
+    """The names (sorted) in `run_dir` that a run writes or reads as its own, when `run_dir` holds no config.json
+    and so is not a run: they are someone else's. Empty for a run, a new folder or one without such names.
+
+    A run writes only its lock before config.json (loop._train writes config.json once the checkpoint fits): a
+    `.lock` holding what run_dir_lock writes is a run stopped before, whose folder it still is; any other `.lock`
+    (other text, a folder, a link) is another program's, which taking the lock would truncate or follow.
+    """
+    if os.path.exists(os.path.join(run_dir, CONFIG_NAME)):
+        return []
+    try:
+        names = os.listdir(run_dir)
+    except OSError:  # missing (a new run), or not listable: what writes there next reports it
+        return []
+    theirs = [name for name in names if name in RUN_NAMES or RUN_NAME_PATTERN.fullmatch(name)]
+    if LOCK_NAME in names and not _is_run_lock(os.path.join(run_dir, LOCK_NAME)):
+        theirs.append(LOCK_NAME)
+    return sorted(theirs)
+
+
+def _is_run_lock(path: str) -> bool:
+    """Whether `path` is a lock file as run_dir_lock leaves it: a regular file holding a pid, or empty."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:  # a link (O_NOFOLLOW), unreadable or gone: not one we may take
+        return False
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode) and bool(_OWN_LOCK.fullmatch(os.read(fd, 64)))
+    finally:
+        os.close(fd)
+
+
+def check_run_dir_is_ours(run_dir: str) -> None:
+    """Raises ConfigMismatchError, writing nothing, when `run_dir` is a folder of someone else's that training would
+    write into (see `foreign_entries`); names what it holds and what to do."""
+    theirs = foreign_entries(run_dir)
+    if theirs:
+        raise ConfigMismatchError(
+            f"{run_dir} is not a training run (it has no {CONFIG_NAME}) but holds {', '.join(theirs)}, which "
+            "training writes (replacing what is there) or reads as its own. Use a new --run_dir, or move them out "
+            "of it first.")
+
+
 def check_init_checkpoint(run_dir: str, init_checkpoint: Optional[str], stored_init: Optional[str],
                           own: List[str]) -> None:
     """Raises ConfigMismatchError when a run with checkpoints of its own (`own`, newest first) is given another
@@ -144,7 +196,8 @@ def step_change_problem(stored: dict, new: dict, step: int) -> Optional[str]:
 
 def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = False,
                     report: Callable[[str], None] = print, write: bool = True) -> str:
-    """Creates `run_dir` and writes config.json; refuses a run dir made with a different config.
+    """Creates `run_dir` and writes config.json; refuses a run dir made with a different config, or a folder of
+    someone else's (`check_run_dir_is_ours`).
 
     Returns the path of config.json. With `write=False` only the checks and reports run (the caller writes
     it with `write_run_config` once the run's checkpoint has been restored into the new settings). With
@@ -158,13 +211,9 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
             f"{run_dir} is the best model kept by a run (it holds {BEST_RECORD_NAME}), not a run: training there "
             f"would replace that model. Resume the run with --run_dir={parent}, or start a new run from one of its "
             f"checkpoints with --init_checkpoint={os.path.join(parent, 'checkpoints')} and a new --run_dir.")
+    check_run_dir_is_ours(run_dir)  # again under the lock: train() checked before taking it
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, CONFIG_NAME)
-    theirs = [name for name in REPLACED_NAMES if os.path.lexists(os.path.join(run_dir, name))]
-    if theirs and not os.path.exists(path):
-        raise ConfigMismatchError(
-            f"{run_dir} is not a training run (it has no {CONFIG_NAME}) but holds {', '.join(theirs)}, which "
-            "training writes and would replace. Use a new --run_dir, or move them out of it first.")
     if os.path.exists(path) and overwrite_config:
         _report_overwrite(path, config, report)
         stored = read_config_json(path)

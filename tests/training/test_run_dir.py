@@ -164,3 +164,156 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
         except RunDirBusyError:
             assert time.time() < deadline
             time.sleep(0.1)
+
+
+def _tree(folder):
+    """Every entry under `folder`: a file's bytes, a folder's None (the folder exactly as it is)."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(root, name), folder)] = None
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                out[os.path.relpath(os.path.join(root, name), folder)] = f.read()
+    return out
+
+
+# What a run writes into its folder (or reads there as its own) besides config.json: a folder without config.json
+# that holds one is someone else's. "/": a folder.
+RUN_ENTRIES = ["precision.json", "last_validation.json", "checkpoints/", "logs/", "model_step40.keras",
+               "model_step40_2.keras", "model_earlier.keras", ".best.new-1@host-abc/", ".best.old-250/"]
+
+
+@pytest.mark.parametrize("entry", RUN_ENTRIES)
+def test_a_users_folder_holding_anything_a_run_writes_is_refused_as_it_was(tmp_path, entry):
+    """Only best/, model.keras and stage_a/ were refused: a user's precision.json and last_validation.json were
+    replaced, their checkpoints/ taken for the run's, their logs/ written into."""
+    run_dir = tmp_path / "theirs"
+    name = entry.rstrip("/")
+    if entry.endswith("/"):
+        (run_dir / name).mkdir(parents=True)
+        (run_dir / name / "their.txt").write_text("theirs")
+    else:
+        run_dir.mkdir()
+        (run_dir / name).write_text("theirs")
+    (run_dir / "notes.txt").write_text("mine")
+    before = _tree(run_dir)
+    with pytest.raises(ConfigMismatchError, match=rf"not a training run \(it has no config.json\) but holds "
+                                                  rf"{name.replace('.', '[.]')},.*new --run_dir.*move them"):
+        prepare_run_dir(str(run_dir), TrainConfig())
+    assert _tree(run_dir) == before
+
+
+def test_a_lock_file_that_no_training_wrote_is_theirs(tmp_path):
+    """`.lock` is the run's only file before config.json (see test_a_run_stopped_before_config_json...): a training
+    writes its pid there, so anything else in it is another program's (the run would truncate it)."""
+    run_dir = tmp_path / "theirs"
+    run_dir.mkdir()
+    (run_dir / ".lock").write_text("held by the backup tool\n")
+    before = _tree(run_dir)
+    with pytest.raises(ConfigMismatchError, match=r"no config.json\) but holds [.]lock"):
+        prepare_run_dir(str(run_dir), TrainConfig())
+    assert _tree(run_dir) == before
+    # A link, whatever it points to: taking the lock would write into the file it names.
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (tmp_path / "their_file").write_text("42\n")
+    os.symlink(tmp_path / "their_file", linked / ".lock")
+    with pytest.raises(ConfigMismatchError, match=r"holds [.]lock"):
+        prepare_run_dir(str(linked), TrainConfig())
+    assert os.listdir(linked) == [".lock"] and (tmp_path / "their_file").read_text() == "42\n"
+
+
+TINY = {"data.dataset": "synthetic_vos", "data.height": 32, "data.width": 48, "data.synthetic_train_videos": 4,
+        "data.synthetic_video_frames": 6, "data.val_videos": 0, "data.batch_size": 4, "data.clip_batch_size": 2,
+        "data.clip_length": 3, "model.width": 0.125, "model.fc_units": 16, "model.side_channels": 4,
+        "precision": "float32", "eval_every": 0, "stage_a_steps": 1, "stage_b_steps": 1}
+
+
+class _StrategyBuilt(Exception):
+    pass
+
+
+def test_training_refuses_a_users_folder_before_writing_anything_not_even_its_lock(tmp_path, monkeypatch):
+    """The reviewer's folder: a precision.json, a last_validation.json and a checkpoints/ of TensorFlow checkpoints
+    of another program. The checkpoints were taken for the run's ("the network ... differ; the run's config.json was
+    left as it was", with no config.json there) and a .lock was left behind; now the refusal comes first."""
+    import tensorflow as tf
+
+    from maskrnn_tf.training import loop
+
+    run_dir = tmp_path / "theirs"
+    run_dir.mkdir()
+    (run_dir / "precision.json").write_text('{"bits": 16}\n')
+    (run_dir / "last_validation.json").write_text('{"epoch": 3, "accuracy": 0.9}\n')
+    tf.train.CheckpointManager(tf.train.Checkpoint(w=tf.Variable([1.0, 2.0])), str(run_dir / "checkpoints"), 1).save()
+    before = _tree(run_dir)
+
+    def no_strategy(name):
+        raise _StrategyBuilt(name)
+
+    monkeypatch.setattr(loop, "make_strategy", no_strategy)  # nothing past the refusal may run
+    with pytest.raises(ConfigMismatchError) as err:
+        loop.train(TrainConfig().override(TINY), str(run_dir), printer=lambda s: None)
+    assert str(err.value) == (
+        f"{run_dir} is not a training run (it has no config.json) but holds checkpoints, last_validation.json, "
+        "precision.json, which training writes (replacing what is there) or reads as its own. Use a new --run_dir, "
+        "or move them out of it first.")
+    assert _tree(run_dir) == before  # no .lock either
+
+
+def test_a_run_stopped_before_config_json_is_its_own_and_goes_on(tmp_path, monkeypatch):
+    """config.json is written once the run's checkpoint fits its settings: a run stopped before (here its data make
+    no batch) leaves only its .lock in a folder that already held the user's notes. That folder is still the run's:
+    the corrected rerun is not refused as someone else's."""
+    from conftest import _global_generators_kept  # train() seeds the global generators
+
+    from maskrnn_tf.training import loop
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("mine")
+    with _global_generators_kept(), pytest.raises(loop.TrainDataError, match="make no training batches"):
+        loop.train(TrainConfig().override({**TINY, "data.clip_length": 13}), str(run_dir), printer=lambda s: None)
+    assert sorted(os.listdir(run_dir)) == [".lock", "notes.txt"]
+    assert (run_dir / ".lock").read_text() == f"{os.getpid()}\n"
+
+    def no_strategy(name):
+        raise _StrategyBuilt(name)
+
+    monkeypatch.setattr(loop, "make_strategy", no_strategy)
+    with pytest.raises(_StrategyBuilt):  # past the run dir's checks
+        loop.train(TrainConfig().override(TINY), str(run_dir), printer=lambda s: None)
+    prepare_run_dir(str(run_dir), TrainConfig().override(TINY))
+    assert sorted(os.listdir(run_dir)) == [".lock", "config.json", "notes.txt"]
+    # A lock left empty (stopped between creating it and writing the pid) is a run's too.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".lock").write_bytes(b"")
+    prepare_run_dir(str(empty), TrainConfig())
+
+
+def test_a_run_with_config_json_resumes_with_everything_it_wrote(tmp_path):
+    """The refusal is for folders without config.json: a run's own files are what a resume reads."""
+    run_dir = tmp_path / "run"
+    config = TrainConfig().override({"seed": 7})
+    prepare_run_dir(str(run_dir), config)
+    for name in ("checkpoints", "logs", "stage_a", "best"):
+        (run_dir / name).mkdir()
+    for name in ("precision.json", "last_validation.json", "model.keras", "model_step4.keras", ".lock"):
+        (run_dir / name).write_text("the run's")
+    prepare_run_dir(str(run_dir), config)
+
+
+def test_the_names_refused_are_those_the_training_modules_write(tmp_path):
+    """run_dir cannot import the modules that name them (they import it): the names must not drift apart."""
+    from maskrnn_tf.training import best_model, checkpointing, loop
+    from maskrnn_tf.training.run_dir import earlier_finish_stem, foreign_entries
+
+    names = [loop.MODEL_NAME, loop.STAGE_A_DIR, loop.VALIDATED_NAME, checkpointing.PRECISION_FILE, best_model.BEST_DIR,
+             "checkpoints", "logs", earlier_finish_stem(40) + ".keras", earlier_finish_stem(0) + ".keras",
+             best_model._NEW_PREFIX + "1@host-abc", best_model._OLD_PREFIX + "250"]
+    for name in names:
+        (tmp_path / name).write_text("")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert foreign_entries(str(tmp_path)) == sorted(names)

@@ -55,3 +55,34 @@ def test_a_run_dir_that_cannot_be_created_is_refused_naming_it(tmp_path):
     assert proc.returncode == 2, proc.stdout[-2000:]
     assert f"--run_dir={run_dir} cannot be created (Not a directory" in proc.stdout, proc.stdout[-2000:]
     assert "Traceback" not in proc.stdout and path.read_text() == "mine"
+
+
+def _files(folder):
+    """Every file under `folder` with its bytes."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                out[os.path.relpath(os.path.join(root, name), folder)] = f.read()
+    return out
+
+
+def test_a_folder_of_the_users_is_refused_with_exit_2_and_left_as_it_was(tmp_path):
+    """--run_dir at a folder without config.json holding a precision.json, a last_validation.json and TensorFlow
+    checkpoints of another program: they were replaced or taken for the run's, and a .lock was left behind."""
+    import tensorflow as tf
+
+    run_dir = tmp_path / "theirs"
+    run_dir.mkdir()
+    (run_dir / "precision.json").write_text('{"bits": 16}\n')
+    (run_dir / "last_validation.json").write_text('{"epoch": 3}\n')
+    tf.train.CheckpointManager(tf.train.Checkpoint(w=tf.Variable([1.0])), str(run_dir / "checkpoints"), 1).save()
+    before = _files(run_dir)
+    proc = subprocess.run(train_cmd(str(run_dir), *STEPS), cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=240)
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    assert (f"error: {run_dir} is not a training run (it has no config.json) but holds checkpoints, "
+            "last_validation.json, precision.json") in proc.stdout, proc.stdout[-2000:]
+    assert "Traceback" not in proc.stdout
+    assert _files(run_dir) == before  # no .lock either
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "last_validation.json", "precision.json"]
