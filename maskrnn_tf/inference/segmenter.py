@@ -308,6 +308,9 @@ def check_overlay_path(overlay_path: str, output_dir: str, overwrite: bool,
     unless `overwrite` and it is the unchanged overlay of a run that wrote the output folder (its own or one
     it carried forward, see `_earlier_overlays`)."""
     check_no_overlap(overlay_path, inputs, "--overlay")
+    if not overlay_path.lower().endswith(".mp4"):  # written as MP4 and renamed: another name would lie about it
+        raise ValueError(f"--overlay {overlay_path}: the overlay is an MP4 video (codec mp4v); give it a name ending "
+                         "in .mp4.")
     output, overlay = os.path.realpath(os.path.abspath(output_dir)), os.path.realpath(os.path.abspath(overlay_path))
     if not overlay.startswith(output + os.sep):  # (inside --output its folders are made with the results)
         check_writable_location(overlay_path, "--overlay")  # now, not after the model has loaded and finetuned

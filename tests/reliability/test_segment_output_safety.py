@@ -2,6 +2,7 @@
 permissions, and the frame-0 output (issue 16, items 1, 2, 3, 11 and the umask part of 19)."""
 import json
 import os
+import re
 import stat
 
 import numpy as np
@@ -481,3 +482,15 @@ def test_an_output_under_a_link_names_what_the_link_is(tmp_path):
     with pytest.raises(UnwritableOutputError, match=r"notes.txt is a file, not a folder.*move that file away"):
         check_writable_location(str(target / "results"))
     assert target.read_text() == "mine"
+
+
+@pytest.mark.parametrize("name", ["overlay.avi", "overlay.mkv", "overlay", "overlay.mp4.bak"])
+def test_an_overlay_named_as_another_container_is_refused(tmp_path, name):
+    """The overlay is written as an MP4 file (mp4v) and renamed to --overlay: `x.avi` held an MP4 under an AVI
+    name, which players that trust the extension refuse."""
+    from maskrnn_tf.inference.segmenter import check_overlay_path
+
+    with pytest.raises(ValueError, match=re.escape(f"--overlay {tmp_path / name}: the overlay is an MP4 video")):
+        check_overlay_path(str(tmp_path / name), str(tmp_path / "out"), False, [])
+    check_overlay_path(str(tmp_path / "overlay.MP4"), str(tmp_path / "out"), False, [])
+    assert files_of(tmp_path) == []
