@@ -494,3 +494,22 @@ def test_an_overlay_named_as_another_container_is_refused(tmp_path, name):
         check_overlay_path(str(tmp_path / name), str(tmp_path / "out"), False, [])
     check_overlay_path(str(tmp_path / "overlay.MP4"), str(tmp_path / "out"), False, [])
     assert files_of(tmp_path) == []
+
+
+def test_a_read_only_file_system_is_named_as_such_not_as_permissions(tmp_path, monkeypatch):
+    """A folder on a read-only mount was refused as one 'this user' cannot write, with advice to change its
+    permissions, which cannot help there."""
+    from maskrnn_tf.io import output_paths
+
+    real_statvfs = os.statvfs
+
+    class ReadOnly:
+        def __init__(self, result):
+            self.f_flag = result.f_flag | os.ST_RDONLY
+
+    monkeypatch.setattr(output_paths.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(output_paths.os, "statvfs", lambda path: ReadOnly(real_statvfs(path)))
+    with pytest.raises(output_paths.UnwritableOutputError,
+                       match=re.escape(f"--output {tmp_path / 'out'}: the folder {tmp_path} is on a read-only file "
+                                       "system. Choose another --output on a writable disk.")):
+        output_paths.check_writable_location(str(tmp_path / "out"))
