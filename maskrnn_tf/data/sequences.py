@@ -147,10 +147,10 @@ def check_contiguous(paths: List[str], what: str) -> None:
 
 
 def _check_sizes(sequence: Sequence, first_mask_only: bool = False) -> None:
-    sizes = {}
+    sizes: Dict[Tuple[int, int], List[str]] = {}  # (height, width) -> the frames of that size
     for index, (frame, masks) in enumerate(zip(sequence.frame_paths, sequence.mask_paths)):
         frame_size = image_size(frame)
-        sizes[frame_size] = frame
+        sizes.setdefault(frame_size, []).append(frame)
         for mask in masks if index == 0 or not first_mask_only else ():
             mask_size = image_size(mask)
             if mask_size != frame_size:
@@ -159,9 +159,11 @@ def _check_sizes(sequence: Sequence, first_mask_only: bool = False) -> None:
                     f"({frame_size[1]}x{frame_size[0]}); masks must have the size of their frames."
                 )
     if len(sizes) > 1:
+        shown = "; ".join(f"{w}x{h}: {frames[0]}" + (f" and {len(frames) - 1} more" if len(frames) > 1 else "")
+                          for (h, w), frames in sizes.items())
         raise DatasetLayoutError(
-            f"sequence {sequence.name}: frames of different sizes ({sorted(sizes.items())}); "
-            "all frames of a video must have the same size."
+            f"sequence {sequence.name}: frames of different sizes ({shown}); all frames of a video must have the same "
+            "size."
         )
 
 

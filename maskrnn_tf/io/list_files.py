@@ -15,8 +15,11 @@ def read_list_lines(path: str, error: Type[Exception] = ValueError) -> List[str]
         with open(path, encoding="utf-8-sig") as f:
             lines = [line.strip() for line in f if line.strip()]
     except UnicodeDecodeError as err:
-        raise error(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}; UTF-16, as Windows Notepad's "
-                    "\"Unicode\" saves it?); save the file as UTF-8, one entry per line.") from err
+        # A byte order mark says UTF-16; other bytes above 127 are most often an 8-bit code page's letters.
+        guess = ("UTF-16, as Windows Notepad's \"Unicode\" saves it" if err.object[:2] in (b"\xff\xfe", b"\xfe\xff")
+                 else "Latin-1 or Windows-1252, as older editors save accented letters")
+        raise error(f"{path}: not UTF-8 text (byte {err.start}: {err.reason}; {guess}?); save the file as UTF-8, one "
+                    "entry per line.") from err
     if any("\x00" in line for line in lines):
         raise error(f"{path}: the file holds NUL characters (UTF-16 text without a byte order mark?); save it as "
                     "UTF-8, one entry per line.")

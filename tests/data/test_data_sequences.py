@@ -281,3 +281,17 @@ def test_a_sequence_listed_twice_in_a_split_file_is_refused_naming_the_file(tmp_
             read_davis_sequence_list(root, 2017, "val", validate=validate)
     with pytest.raises(DatasetLayoutError, match=re.escape(f"{list_path}: lists ['bear'] more than once")):
         davis_split_names(root, 2017, "val")
+
+
+def test_frames_of_different_sizes_are_named_with_their_sizes(tmp_path):
+    """The message held a Python list of ((height, width), path) tuples."""
+    root = make_davis_2017(str(tmp_path / "d"), {"bear": 1})
+    frame = os.path.join(root, "JPEGImages", "480p", "bear", "00002.jpg")
+    mask = os.path.join(root, "Annotations", "480p", "bear", "00002.png")
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(frame)
+    write_palette_png(mask, np.zeros((20, 30), np.uint8))
+    first = os.path.join(root, "JPEGImages", "480p", "bear", "00000.jpg")
+    with pytest.raises(DatasetLayoutError, match=re.escape(
+            f"sequence bear: frames of different sizes (16x12: {first} and 1 more; 30x20: {frame}); all frames of a "
+            "video must have the same size.")):
+        read_davis_sequence_list(root, 2017, "val")

@@ -116,3 +116,16 @@ def test_a_utf_16_list_is_refused_naming_the_file(shared_data, tmp_path, encodin
     with pytest.raises(DatasetLayoutError, match="UTF-8") as err:
         read_davis_sequence_list(root, 2017, "val")
     assert path in str(err.value)
+
+
+@pytest.mark.parametrize("encoding, guess", [("utf-16", "UTF-16"), ("latin-1", "Latin-1 or Windows-1252")])
+def test_a_list_that_is_not_utf_8_names_the_likely_encoding(tmp_path, encoding, guess):
+    """A Latin-1 list (an accented name saved by an older editor) was told it might be UTF-16."""
+    from maskrnn_tf.io.list_files import read_list_lines
+
+    path = tmp_path / "val.txt"
+    path.write_text("café\nbear\n", encoding=encoding)
+    with pytest.raises(ValueError, match=rf"{path}: not UTF-8 text \(byte \d+: .*{guess}.*\); save the file as "
+                                         "UTF-8") as refused:
+        read_list_lines(str(path))
+    assert ("UTF-16" in str(refused.value)) == (encoding == "utf-16")
