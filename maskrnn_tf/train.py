@@ -162,9 +162,9 @@ def _parse_profile(text: Optional[str]) -> Optional[Tuple[int, int]]:
     try:
         first, last = (int(x) for x in text.split(","))
     except ValueError:
-        raise flags.ValidationError(f"--profile_steps={text}: expected A,B (two step numbers, e.g. 5,8).")
+        raise flags.ValidationError("expected A,B (two step numbers, e.g. 5,8).")  # absl names the flag and value
     if first < 1 or last < first:
-        raise flags.ValidationError(f"--profile_steps={text}: expected 1 <= A <= B (steps are numbered from 1).")
+        raise flags.ValidationError("expected 1 <= A <= B (steps are numbered from 1).")
     return first, last
 
 

@@ -383,6 +383,13 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         raise TrainSettingsError(
             f"--profile_steps={profile[0]},{profile[1]}: this run trains steps {first_step} to {config.total_steps}; "
             "give steps in that range (numbered from 1 over the whole run, as the console shows them).")
+    if profile and first_step <= config.total_steps and (profile[0] < first_step or profile[1] > config.total_steps):
+        traced = (max(profile[0], first_step), min(profile[1], config.total_steps))
+        printer(f"note: --profile_steps={profile[0]},{profile[1]}: this run trains steps {first_step} to "
+                f"{config.total_steps}, so steps {traced[0]} to {traced[1]} are traced")
+    elif profile and first_step > config.total_steps:
+        printer(f"note: --profile_steps={profile[0]},{profile[1]}: the run is finished (step {config.total_steps}), "
+                "nothing is traced; give a larger --stage_b_steps (or a new --run_dir) to trace more steps")
     finished = int(global_step.numpy()) >= config.total_steps and os.path.isfile(os.path.join(run_dir, CONFIG_NAME))
     if chief and not finished:
         write_run_config(run_dir, config)

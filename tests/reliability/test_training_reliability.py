@@ -48,9 +48,9 @@ def test_numeric_problem_bounds_and_non_finite_values():
     ("--crop_height=16", "flag --crop_height=16: must be >= 32 (VGG-16 needs frames of at least 32 pixels)"),
     ("--crop_width=31", "flag --crop_width=31: must be >= 32 (VGG-16 needs frames of at least 32 pixels)"),
     # --profile_steps: a reversed range or step 0 ended in a traceback after the run dir was made
-    ("--profile_steps=5,2", "--profile_steps=5,2: expected 1 <= A <= B (steps are numbered from 1)"),
-    ("--profile_steps=0,3", "--profile_steps=0,3: expected 1 <= A <= B"),
-    ("--profile_steps=2;4", "--profile_steps=2;4: expected A,B (two step numbers, e.g. 5,8)"),
+    ("--profile_steps=5,2", "flag --profile_steps=5,2: expected 1 <= A <= B (steps are numbered from 1)"),
+    ("--profile_steps=0,3", "flag --profile_steps=0,3: expected 1 <= A <= B"),
+    ("--profile_steps=2;4", "flag --profile_steps=2;4: expected A,B (two step numbers, e.g. 5,8)"),
 ])
 def test_train_refuses_out_of_range_numeric_flags_at_parse_time(tmp_path, flag, message):
     run_dir = tmp_path / "run"

@@ -160,6 +160,21 @@ def test_profile_steps_the_run_does_not_train_are_refused_before_the_run_dir_is_
     assert not os.path.exists(os.path.join(run_dir, "checkpoints"))
 
 
+def test_a_profile_range_the_run_trains_only_in_part_says_which_steps_it_traces(tmp_path):
+    """A range partly past the run's end was clipped in silence, and on a finished run it was dropped in silence."""
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.loop import train
+
+    run_dir, lines = str(tmp_path / "run"), []
+    config = TrainConfig().override(_TINY_RUN)
+    train(config, run_dir, profile_steps=(1, 3), printer=lines.append)
+    assert "note: --profile_steps=1,3: this run trains steps 1 to 1, so steps 1 to 1 are traced" in lines, lines
+    lines.clear()
+    train(config, run_dir, profile_steps=(1, 1), printer=lines.append)
+    assert any(line.startswith("note: --profile_steps=1,1: the run is finished (step 1), nothing is traced")
+               for line in lines), lines
+
+
 def test_a_finished_run_says_more_steps_need_no_overwrite_config(tmp_path):
     """Rerun once finished, the run told the user to pass --overwrite_config to train more steps: that switch takes
     every other changed setting too, while more steps alone resume the run without it."""
