@@ -1,11 +1,15 @@
-"""Pieces shared by the project's tfds builders: the video feature set, the builders' code path and DatasetInfo."""
+"""Pieces shared by the project's tfds builders: the video feature set, the builders' code path, DatasetInfo and
+manual directory."""
 from __future__ import annotations
 
 import inspect
+import os
 
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
+
+from maskrnn_tf.data.sequences import DatasetLayoutError
 
 
 class CodePathFromFile:
@@ -30,6 +34,22 @@ class LocalDatasetInfo(tfds.core.DatasetInfo):
 
     def initialize_from_bucket(self) -> None:
         return None
+
+
+def manual_dir(dl_manager: tfds.download.DownloadManager, layout: str, remedy: str) -> str:
+    """The manual directory, after tfds' own check (missing or empty: its error with the builder's instructions).
+
+    A file there (the zip itself) raises DatasetLayoutError: "<path> is a file, not a folder: " + `remedy` (with
+    {folder}, the file's folder) + `layout`. tfds' `manual_dir` property lists the path (to refuse an empty folder),
+    which for a file raises a bare NotADirectoryError naming no remedy; the configured path is held only in the
+    private `_manual_dir` (set, "~" expanded, by DownloadManager.__init__), so it is looked at there first.
+    """
+    configured = getattr(dl_manager, "_manual_dir", None)
+    if configured is not None and os.path.isfile(configured):
+        path = os.fspath(configured)
+        raise DatasetLayoutError(f"manual directory {path!r} is a file, not a folder: "
+                                 f"{remedy.format(folder=repr(os.path.dirname(path)))}.\n{layout}")
+    return os.fspath(dl_manager.manual_dir)
 
 
 def video_features(frame_encoding: str, **extra) -> tfds.features.FeaturesDict:

@@ -5,7 +5,9 @@ builder of a registered name."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
+from typing import Dict, Iterator, List, Tuple, Union
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -13,13 +15,30 @@ from etils import epath
 from PIL import Image
 
 from maskrnn_tf.data.sequences import (
-    DAVIS_ARCHIVES, DAVIS_LAYOUT, DatasetLayoutError, davis_splits, find_davis_root, load_masks,
+    DAVIS_ARCHIVES, DAVIS_LAYOUT, DatasetLayoutError, Sequence, davis_splits, find_davis_root, load_masks,
     read_davis_sequence_list, resolve_davis_dir,
 )
-from maskrnn_tf.datasets.builder_common import CodePathFromFile, LocalDatasetInfo, video_features
+from maskrnn_tf.datasets.builder_common import CodePathFromFile, LocalDatasetInfo, manual_dir, video_features
 from maskrnn_tf.io import read_frame
 
 _ORIENTATION = 0x0112  # the EXIF tag
+_JPEG_MAGIC = b"\xff\xd8\xff"  # start of image, then a marker: how every JPEG file begins, whatever its name
+
+_CITATION = """\
+@inproceedings{Perazzi_CVPR_2016,
+  author    = {Federico Perazzi and Jordi Pont-Tuset and Brian McWilliams and Luc {Van Gool} and Markus Gross and
+               Alexander Sorkine-Hornung},
+  title     = {A Benchmark Dataset and Evaluation Methodology for Video Object Segmentation},
+  booktitle = {The IEEE Conference on Computer Vision and Pattern Recognition (CVPR)},
+  year      = {2016}
+}
+@article{Pont-Tuset_arXiv_2017,
+  author    = {Jordi Pont-Tuset and Federico Perazzi and Sergi Caelles and Pablo Arbel{\\'a}ez and
+               Alexander Sorkine-Hornung and Luc {Van Gool}},
+  title     = {The 2017 DAVIS Challenge on Video Object Segmentation},
+  journal   = {arXiv:1704.00675},
+  year      = {2017}
+}"""
 
 
 @dataclasses.dataclass
@@ -66,12 +85,13 @@ class MaskrnnDavis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
             description="DAVIS: densely annotated video segmentation (semi-supervised task).",
             features=video_features("jpeg", attributes=tfds.features.Sequence(tfds.features.Text())),
             homepage="https://davischallenge.org",
-            citation="Perazzi et al., CVPR 2016; Pont-Tuset et al., arXiv:1704.00675, 2017.",
+            citation=_CITATION,
         )
 
     def _root(self, dl_manager: tfds.download.DownloadManager) -> str:
         config: DavisConfig = self.builder_config
-        manual = os.fspath(dl_manager.manual_dir)
+        manual = manual_dir(dl_manager, DAVIS_LAYOUT, "give the folder that holds it, {folder}, as the manual "
+                            "directory (an official DAVIS zip is read from the folder it is in)")
         try:
             return find_davis_root(manual, config.resolution, year=config.year, strict=True)
         except DatasetLayoutError:
@@ -109,18 +129,17 @@ class MaskrnnDavis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
             raise DatasetLayoutError(f"{root}: no ImageSets split files for DAVIS-{config.year}.\n{DAVIS_LAYOUT}")
         # Read and validate every split before generating anything: bad input fails fast.
         sequences = {s: read_davis_sequence_list(root, config.year, s, config.resolution) for s in splits}
-        return {split: self._generate_examples(seqs) for split, seqs in sequences.items()}
+        checked: Dict[Tuple[str, int], bool] = {}  # shared: DAVIS-2016 trainval holds every train and val frame again
+        return {split: self._generate_examples(seqs, checked) for split, seqs in sequences.items()}
 
-    def _generate_examples(self, sequences):
+    def _generate_examples(self, sequences: List[Sequence],
+                           checked: Dict[Tuple[str, int], bool]) -> Iterator[Tuple[str, dict]]:
         for sequence in sequences:
             masks = load_masks(sequence)
-            if any(_turned(p) for p in sequence.frame_paths):  # decoded as stored, they would lie sideways
-                frames = np.stack([read_frame(p) for p in sequence.frame_paths])
-            else:  # the files' own bytes (no second JPEG encoding)
-                frames = [epath.Path(p).read_bytes() for p in sequence.frame_paths]
             yield sequence.name, {
                 "name": sequence.name,
-                "frames": frames,
+                # tfds encodes each frame as it comes: a JPEG's bytes as they are, pixels as JPEG
+                "frames": [_frame(p, checked) for p in sequence.frame_paths],
                 "masks": masks[..., None],
                 "num_objects": sequence.num_objects,
                 "num_frames": sequence.num_frames,
@@ -136,8 +155,35 @@ def _extract_dir(dl_manager: tfds.download.DownloadManager) -> str:
     return os.fspath(extract_dir)
 
 
-def _turned(path: str) -> bool:
-    """Whether the image at `path` has an EXIF orientation other than upright (`read_frame` applies it, as the
-    annotations were drawn on the turned picture; decoders of the stored bytes do not)."""
-    with Image.open(path) as image:
-        return int(image.getexif().get(_ORIENTATION, 1) or 1) != 1
+def _frame(path: str, checked: Dict[Tuple[str, int], bool]) -> Union[bytes, np.ndarray]:
+    """What to store for the frame at `path`: a JPEG file's own bytes when they decode to what `read_frame` reads
+    (no second JPEG encoding), else `read_frame`'s pixels, which tfds encodes as the feature's JPEG.
+
+    Not the bytes of another format (PNG, BMP): the feature is declared JPEG, and TF decodes a palette BMP as its
+    palette indices. A file that cannot be read raises ImageReadError naming it (from `read_frame`), so a truncated
+    frame fails the build instead of the reading of the built data. `checked` keeps the verdict on each JPEG (by
+    path and size) for this build: decoding is most of the time spent on a frame.
+    """
+    data = epath.Path(path).read_bytes()
+    if not data.startswith(_JPEG_MAGIC):
+        return read_frame(path)
+    key = (path, len(data))
+    if key not in checked:
+        checked[key] = _decodes_as_stored(data)
+    return data if checked[key] else read_frame(path)
+
+
+def _decodes_as_stored(jpeg: bytes) -> bool:
+    """Whether the bytes of a JPEG file decode completely to the picture `read_frame` reads: RGB or grey (TF turns
+    CMYK into RGB its own way) and upright, with no EXIF orientation (`read_frame` applies it, as the annotations
+    were drawn on the turned picture; decoders of the stored bytes do not)."""
+    try:
+        with Image.open(io.BytesIO(jpeg)) as image:
+            if image.mode not in ("RGB", "L") or int(image.getexif().get(_ORIENTATION, 1) or 1) != 1:
+                return False
+            # At 1/8 scale: every compressed byte is still decoded (a truncated file fails), in ~60% of the time.
+            image.draft(image.mode, (image.width // 8, image.height // 8))
+            image.load()
+    except (OSError, ValueError):  # damaged: `read_frame` decides, and raises naming the file
+        return False
+    return True

@@ -1,14 +1,21 @@
 """tfds builder `segtrack_v2`: SegTrack v2 from its extracted folder (one split, `test`: no official split)."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import tensorflow_datasets as tfds
 
 from maskrnn_tf.data.sequences import SEGTRACK_LAYOUT, load_masks, read_segtrack_sequence_list
-from maskrnn_tf.datasets.builder_common import CodePathFromFile, LocalDatasetInfo, video_features
+from maskrnn_tf.datasets.builder_common import CodePathFromFile, LocalDatasetInfo, manual_dir, video_features
 from maskrnn_tf.io import read_frame
+
+_CITATION = """\
+@inproceedings{Li_ICCV_2013,
+  author    = {Fuxin Li and Taeyoung Kim and Ahmad Humayun and David Tsai and James M. Rehg},
+  title     = {Video Segmentation by Tracking Many Figure-Ground Segments},
+  booktitle = {IEEE International Conference on Computer Vision (ICCV)},
+  pages     = {2192--2199},
+  year      = {2013}
+}"""
 
 
 class SegtrackV2(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
@@ -27,11 +34,13 @@ class SegtrackV2(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
             description="SegTrack v2 video segmentation; object k's mask is GroundTruth/<seq>/<k>/ when N > 1.",
             features=video_features("png"),
             homepage="https://web.engr.oregonstate.edu/~lif/SegTrack2/dataset.html",
-            citation="Li et al., Video Segmentation by Tracking Many Figure-Ground Segments, ICCV 2013.",
+            citation=_CITATION,
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        sequences = read_segtrack_sequence_list(os.fspath(dl_manager.manual_dir))
+        manual = manual_dir(dl_manager, SEGTRACK_LAYOUT, "extract it and give the extracted folder, or the one "
+                            "holding its SegTrackv2/ folder (such as {folder}), as the manual directory")
+        sequences = read_segtrack_sequence_list(manual)
         return {"test": self._generate_examples(sequences)}
 
     def _generate_examples(self, sequences):

@@ -10,6 +10,15 @@ import tensorflow_datasets as tfds
 from maskrnn_tf.data.synthetic import SyntheticConfig, generate_video
 from maskrnn_tf.datasets.builder_common import CodePathFromFile, LocalDatasetInfo, video_features
 
+# The paper this project implements: the data is made for it (tfds expects BibTeX).
+_CITATION = """\
+@inproceedings{Hu_NeurIPS_2017,
+  author    = {Yuan-Ting Hu and Jia-Bin Huang and Alexander G. Schwing},
+  title     = {MaskRNN: Instance Level Video Object Segmentation},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year      = {2017}
+}"""
+
 # Split seeds are far apart so that train, validation and test never share a video.
 _SPLIT_SEED_OFFSETS = {"train": 0, "validation": 1_000_000, "test": 2_000_000}
 
@@ -50,7 +59,10 @@ class SyntheticVos(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
                 flows_to_prev=tfds.features.Tensor(shape=(None, None, None, 2), dtype=np.float32, encoding="zlib"),
                 flows_to_next=tfds.features.Tensor(shape=(None, None, None, 2), dtype=np.float32, encoding="zlib"),
             ),
-            homepage="https://example.invalid/maskrnn-tf",  # generated locally, nothing to download
+            # Generated locally, nothing to download: the paper. Not empty: tfds would show its catalog page, which
+            # this dataset is not in.
+            homepage="https://arxiv.org/abs/1803.11187",
+            citation=_CITATION,
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):

@@ -1,5 +1,7 @@
 """tfds builders on the shared real data, on tiny trees and zips made here, and on the synthetic generator."""
+import io
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -8,13 +10,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from maskrnn_tf.data.sequences import DatasetLayoutError
 from maskrnn_tf.data.synthetic import generate_video
 from maskrnn_tf.datasets.davis import MaskrnnDavis
 from maskrnn_tf.datasets.segtrack_v2 import SegtrackV2
 from maskrnn_tf.datasets.synthetic_vos import SyntheticVos
-from maskrnn_tf.io import read_frame, read_mask
+from maskrnn_tf.io import ImageReadError, read_frame, read_mask
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "data"))
 from test_data_sequences import make_davis_2017  # noqa: E402  (shared tiny-tree helper)
@@ -92,8 +95,6 @@ def test_davis_2017_official_zip(tmp_path):
 def test_davis_frames_stored_sideways_are_built_as_their_annotations_see_them(tmp_path):
     """The builder stored a JPEG's bytes as they are, so a frame with an EXIF orientation (a phone video's frames)
     decoded sideways, 16x12 beside 12x16 masks, though the size check (which applies the rotation) passed."""
-    from PIL import Image
-
     root = make_davis_2017(str(tmp_path / "DAVIS"), {"pair": 2})
     frame = os.path.join(root, "JPEGImages", "480p", "pair", "00001.jpg")
     rows, cols = np.mgrid[0:12, 0:16]
@@ -108,6 +109,107 @@ def test_davis_frames_stored_sideways_are_built_as_their_annotations_see_them(tm
     # Stored again as JPEG (the feature's encoding): the picture upright, within JPEG's loss.
     assert np.abs(frames[1].astype(int) - read_frame(frame)).mean() < 3
     assert np.abs(frames[1].astype(int) - upright).mean() < 6  # twice JPEG; a turned picture is ~50 off
+
+
+def _smooth_picture(size: tuple[int, int] = (12, 16)) -> np.ndarray:
+    """A [H, W, 3] uint8 picture smooth enough that JPEG keeps it within a few levels."""
+    rows, cols = np.mgrid[0:size[0], 0:size[1]]
+    return np.stack([rows * 20, cols * 15, np.full(size, 128)], -1).astype(np.uint8)
+
+
+def test_davis_truncated_frame_fails_the_build_naming_it(tmp_path):
+    """A JPEG frame's bytes were stored without being decoded (only its header was read, for the EXIF orientation):
+    a truncated frame built a dataset marked complete that failed only when read, in TF ("jpeg::Uncompress failed"
+    or "crop window"), naming no file."""
+    root = make_davis_2017(str(tmp_path / "DAVIS"), {"pair": 2})
+    frame = os.path.join(root, "JPEGImages", "480p", "pair", "00001.jpg")
+    with open(frame, "rb") as f:
+        data = f.read()
+    scan = data.rindex(b"\xff\xda")  # start of scan: cut the compressed pixels in half, keep a readable header
+    with open(frame, "wb") as f:
+        f.write(data[: scan + (len(data) - scan) // 2])
+    data_dir = str(tmp_path / "tfds")
+    with pytest.raises(ImageReadError, match=re.escape(frame) + r": unreadable image \(image file is truncated"):
+        _prepare(MaskrnnDavis(config="2017", data_dir=data_dir), root)
+    # Nothing that tfds would load: the version folder is not there, so a new builder is not prepared.
+    builder = MaskrnnDavis(config="2017", data_dir=data_dir)
+    assert not builder.is_prepared() and not os.path.exists(builder.data_dir)
+
+
+@pytest.mark.parametrize("kind", ["palette bmp", "png", "png named .jpg"])
+def test_davis_frames_that_are_not_jpeg_are_stored_as_their_pixels(tmp_path, kind):
+    """read_davis_sequence_list takes .png and .bmp frames, and the builder stored every frame's own bytes in a
+    feature declared JPEG: TF decoded a palette BMP as its palette indices in grey, and a PNG was stored as PNG
+    under the JPEG label readers are told. Whether a file is a JPEG is in its bytes, not its name."""
+    root = make_davis_2017(str(tmp_path / "DAVIS"), {"pair": 2})
+    folder = os.path.join(root, "JPEGImages", "480p", "pair")
+    os.remove(os.path.join(folder, "00001.jpg"))
+    picture = Image.fromarray(_smooth_picture())
+    if kind == "palette bmp":
+        path = os.path.join(folder, "00001.bmp")
+        picture.convert("P", palette=Image.Palette.ADAPTIVE).save(path)
+        assert Image.open(path).mode == "P"
+    else:
+        path = os.path.join(folder, "00001.png" if kind == "png" else "00001.jpg")
+        picture.save(path, format="PNG")
+    builder = _prepare(MaskrnnDavis(config="2017", data_dir=str(tmp_path / "tfds")), root)
+    frames = _examples(builder, "val")["pair"]["frames"]
+    assert frames.shape == (3, 12, 16, 3)
+    # The project reader's pixels, through the feature's JPEG encoding (tfds' tf.image.encode_jpeg) and nothing
+    # else; the palette indices read as grey were ~90 off.
+    want = read_frame(path)
+    np.testing.assert_array_equal(frames[1], tf.image.decode_jpeg(tf.image.encode_jpeg(want)).numpy())
+    assert np.abs(frames[1].astype(int) - want).mean() < 5  # JPEG's loss on so small a picture: ~3
+    # Every stored frame is a JPEG, as the feature declares; the real JPEGs are their files' own bytes.
+    skip = {"frames": tfds.decode.SkipDecoding()}
+    (stored,) = [e["frames"] for e in tfds.as_numpy(builder.as_dataset(split="val", decoders=skip))]
+    assert [Image.open(io.BytesIO(encoded)).format for encoded in stored] == ["JPEG"] * 3
+    for t in (0, 2):
+        with open(os.path.join(folder, f"{t:05d}.jpg"), "rb") as f:
+            assert stored[t] == f.read()
+
+
+@pytest.mark.parametrize("builder_class, config, archive", [
+    (MaskrnnDavis, "2017", "DAVIS-2017-trainval-480p.zip"), (SegtrackV2, None, "SegTrackv2.zip")])
+def test_a_zip_given_as_the_manual_directory_names_the_folder_to_give(tmp_path, builder_class, config, archive):
+    """tfds' dl_manager.manual_dir lists the manual directory before the project's layout code sees it: the zip
+    itself given as manual_dir failed as a bare NotADirectoryError, never reaching the project's "is a file" message."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / archive, "w") as opened:
+        opened.writestr("README.txt", "not read")
+    kwargs = {"config": config} if config else {}
+    with pytest.raises(DatasetLayoutError, match="is a file, not a folder") as err:
+        _prepare(builder_class(data_dir=str(tmp_path / "tfds"), **kwargs), str(folder / archive))
+    assert repr(str(folder / archive)) in str(err.value) and repr(str(folder)) in str(err.value)
+
+
+def _bibtex_entries(citation: str) -> list[tuple[str, str, str]]:
+    """The (type, key, fields) of each BibTeX entry in `citation`; fails on text that is not BibTeX."""
+    entries = re.findall(r"@(\w+)\{([^,\s]+),(.*?)\n\}", citation.strip() + "\n", re.DOTALL)
+    assert entries and re.sub(r"@\w+\{[^,\s]+,.*?\n\}", "", citation, flags=re.DOTALL).strip() == "", citation
+    for _, _, fields in entries:
+        assert fields.count("{") == fields.count("}"), citation
+        assert {"author", "title", "year"} <= set(re.findall(r"^\s*(\w+)\s*=", fields, re.MULTILINE)), citation
+    return entries
+
+
+@pytest.mark.parametrize("builder_class, config, titles", [
+    (MaskrnnDavis, "2016", ["A Benchmark Dataset and Evaluation Methodology for Video Object Segmentation",
+                            "The 2017 DAVIS Challenge on Video Object Segmentation"]),
+    (SegtrackV2, None, ["Video Segmentation by Tracking Many Figure-Ground Segments"]),
+    (SyntheticVos, None, ["MaskRNN: Instance Level Video Object Segmentation"]),
+])
+def test_builders_cite_in_bibtex_and_link_a_real_homepage(tmp_path, builder_class, config, titles):
+    """The citations were plain text where tfds expects BibTeX, and synthetic_vos had no citation and a made-up
+    homepage (https://example.invalid/...)."""
+    kwargs = {"config": config} if config else {}
+    info = builder_class(data_dir=str(tmp_path), **kwargs).info
+    entries = _bibtex_entries(info.citation)
+    assert [re.search(r"title\s*=\s*\{(.*?)\},?\n", fields).group(1) for _, _, fields in entries] == titles
+    # Not a made-up address, nor tfds' catalog page (where an empty homepage points; these are not in the catalog).
+    assert info.homepage.startswith("https://") and "example.invalid" not in info.homepage
+    assert "tensorflow.org/datasets/catalog" not in info.homepage
 
 
 def test_davis_without_manual_data_explains_layout(tmp_path):
