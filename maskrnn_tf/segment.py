@@ -283,7 +283,7 @@ def main(argv) -> int:
             flow_fn = inference.cached_segtrack_flow_fn(FLAGS.flow, FLAGS.flow_cache_dir, FLAGS.segtrack_root)
         else:
             flow_fn = inference.cached_davis_flow_fn(FLAGS.flow, FLAGS.flow_cache_dir, FLAGS.davis_root, FLAGS.split,
-                                                     FLAGS.davis_year)
+                                                     FLAGS.davis_year, FLAGS.sequences)
         metadata["flow_cache_dir"] = os.path.abspath(os.path.expanduser(FLAGS.flow_cache_dir))
     else:
         flow_fn = inference.make_flow_fn(FLAGS.flow, FLAGS.flo_dir)

@@ -4,7 +4,7 @@ DAVIS sequences, taken from the training flow cache (full-resolution flows, resi
 from __future__ import annotations
 
 import os
-from typing import Iterable, Mapping, Optional, Tuple
+from typing import Iterable, List, Mapping, Optional, Tuple
 from typing import Sequence as PySequence
 
 import numpy as np
@@ -104,14 +104,15 @@ class CachedFlowFn(NamedFlowFn):
         return _at_size(self.cache.flow(self.sequence, self._index[stem_a], self._index[stem_b]), frame_a)
 
 
-def cached_davis_flow_fn(name: str, cache_dir: str, davis_root: str, split: str,
-                         year: Optional[int] = None) -> CachedFlowFn:
+def cached_davis_flow_fn(name: str, cache_dir: str, davis_root: str, split: str, year: Optional[int] = None,
+                         sequences: Optional[List[str]] = None) -> CachedFlowFn:
     """A CachedFlowFn of backend `name` ('dis' = DIS medium, as `python -m maskrnn_tf.flow`) for the sequences
-    of a DAVIS split. Raises maskrnn_tf.data.flow_cache.FlowCacheError for a cache folder that cannot be used."""
+    of a DAVIS split (only those named in `sequences`, when given: another one's broken files must not stop work on
+    them). Raises maskrnn_tf.data.flow_cache.FlowCacheError for a cache folder that cannot be used."""
     from maskrnn_tf.data.sequences import davis_year, read_davis_sequence_list
 
     return _cached_flow_fn(name, cache_dir, read_davis_sequence_list(
-        davis_root, year or davis_year(davis_root), split, validate="first_mask"))
+        davis_root, year or davis_year(davis_root), split, validate="first_mask", names=sequences))
 
 
 def cached_segtrack_flow_fn(name: str, cache_dir: str, segtrack_root: str) -> CachedFlowFn:

@@ -115,7 +115,7 @@ def list_sequences(davis_root: str, split: str, year: int, resolution: str = "48
       DatasetLayoutError: no such split, a name not in it, or a sequence whose annotations cannot be scored
         (none, a gap, the other year's, or the first frame's alone: test-dev).
     """
-    from maskrnn_tf.data.sequences import check_merged_davis_annotation
+    from maskrnn_tf.data.sequences import check_merged_davis_annotation, repeated_names
 
     if not os.path.isdir(davis_root):
         raise DatasetLayoutError(f"{davis_root}: DAVIS root folder not found; pass the extracted dataset folder.")
@@ -127,6 +127,9 @@ def list_sequences(davis_root: str, split: str, year: int, resolution: str = "48
     lines = read_list_lines(list_path, DatasetLayoutError)  # a BOM dropped, UTF-16 refused naming the file
     if year == 2016:
         return _list_2016(davis_root, list_path, lines, split, names)
+    repeated = repeated_names(lines)
+    if repeated:  # counted twice in the means otherwise; segment and flow refuse the file alike
+        raise DatasetLayoutError(f"{list_path}: lists {repeated} more than once; list each sequence once.")
     specs = []
     for name in _chosen(lines, names, davis_root, split, year):
         folder = os.path.join(davis_root, "Annotations", resolution, name)

@@ -217,6 +217,10 @@ def test_sequences_reads_only_the_named_sequences_of_the_split(davis_root, tmp_p
     assert _segment_in_process("--method=flow_propagation", f"--davis_root={broken}", "--sequences=beta",
                                f"--output={out}") == 0
     assert sorted(os.listdir(out)) == ["beta", "segment_run.json"]
+    # The flow cache (python -m maskrnn_tf.flow's) is opened for the named sequences too.
+    assert _segment_in_process("--method=flow_propagation", f"--davis_root={broken}", "--sequences=beta",
+                               f"--flow_cache_dir={tmp_path / 'cache'}", f"--output={tmp_path / 'cached'}") == 0
+    assert sorted(os.listdir(tmp_path / "cached")) == ["beta", "segment_run.json"]
     assert _segment_in_process("--method=flow_propagation", f"--davis_root={broken}", "--sequences=beta,delta",
                                f"--output={tmp_path / 'other'}") == 2
     assert not (tmp_path / "other").exists()

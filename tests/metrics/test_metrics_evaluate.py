@@ -2,6 +2,7 @@
 import csv
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -797,3 +798,20 @@ def test_result_file_lists_name_each_file_whole(tmp_path, case):
     assert wanted in message, message
     if case == "jpeg":
         assert "00001.jpg" in message and "PNG" in message and "lossless" in message
+
+
+@needs_data
+def test_a_split_file_listing_a_sequence_twice_is_refused_as_segment_refuses_it(tmp_path):
+    """evaluate scored a DAVIS-2017 split file listing bear twice with bear counted twice in the means, where segment
+    and flow refuse the same file."""
+    import shutil
+
+    from maskrnn_tf.metrics.davis_dataset import list_sequences
+
+    root = tmp_path / "davis"
+    shutil.copytree(DAVIS17, root)
+    lists = root / "ImageSets" / "2017" / "val.txt"
+    names = lists.read_text(encoding="utf-8").split()
+    lists.write_text("\n".join(names + names[:1]) + "\n", encoding="utf-8")
+    with pytest.raises(DatasetLayoutError, match=re.escape(f"{lists}: lists {names[:1]} more than once")):
+        list_sequences(str(root), "val", 2017)
