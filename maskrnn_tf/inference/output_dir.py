@@ -82,9 +82,13 @@ def check_output_dir(path: str, overwrite: bool,
         found = ([f"files segment did not write ({_shown(added)})"] if added else []) + \
                 ([f"files changed since segment wrote them ({_shown(changed)}), e.g. masks corrected by hand"]
                  if changed else [])
+        tables = [name for name in added if any(path_matches(name, p) for p in _SCORE_TABLES)]
+        hint = (f" The score tables no evaluate_run.json records as these results' ({_shown(tables)}: an earlier "
+                "evaluate's, or davis2017-evaluation's) go with the results once python -m maskrnn_tf.evaluate "
+                f"has scored the folder again (--results={path} and its dataset's root)." if tables else "")
         raise OutputExistsError(
             f"{path}: holds {' and '.join(found)}, which --overwrite would delete. Move them out of it, or "
-            "rename the folder to keep it whole, or choose another --output.")
+            f"rename the folder to keep it whole, or choose another --output.{hint}")
 
 
 def _shown(names: Sequence[str]) -> str:

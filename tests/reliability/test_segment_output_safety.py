@@ -123,6 +123,20 @@ def _write_tool_files(out):
             json.dump({"segment_args": ["--finetune=none"], "model": "/runs/x/model.keras"}, f)
 
 
+def test_scores_no_record_lists_say_how_to_let_overwrite_replace_them(tmp_path, video):
+    """Tables evaluate wrote before it kept evaluate_run.json (or davis2017-evaluation's) are refused by
+    --overwrite like any file it did not write; the refusal says how to have them go with the results."""
+    frames, mask = video
+    out = str(tmp_path / "out")
+    assert run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}") == 0
+    with open(os.path.join(out, "global_results-val.csv"), "w") as f:
+        f.write("J&F-Mean,J-Mean,J-Recall,J-Decay,F-Mean,F-Recall,F-Decay\n0.5,0.5,0.5,0.0,0.5,0.5,0.0\n")
+    with pytest.raises(OutputExistsError, match=r"did not write \(global_results-val\.csv\).*score tables no "
+                                                 r"evaluate_run\.json records .*python -m maskrnn_tf\.evaluate"):
+        run_cli(f"--video={frames}", f"--first_mask={mask}", f"--output={out}", "--overwrite")
+    assert os.path.isfile(os.path.join(out, "global_results-val.csv"))
+
+
 @pytest.mark.parametrize("name, content", [
     ("global_results-baseline-copy.csv", "my notes\n"),
     ("per-sequence_results-val.csv", "Sequence,J-Mean,F-Mean\nmine_1,0.9,0.9\n"),  # a table evaluate never recorded
