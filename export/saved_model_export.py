@@ -326,13 +326,15 @@ def _ancestors(path: str) -> List[str]:
 
 
 def _check_not_in_a_version(export_base: str, existing: str) -> None:
-    """Refuses an export base that is, or lies inside, a folder holding a SavedModel (`existing`: the base or its
+    """Refuses an export base that holds a SavedModel or lies inside a version folder holding one (`existing`: the base or its
     nearest existing parent, absolute). `--export_base=exp/1 --version=2` wrote exp/1/2 inside the live version 1:
     the model server polling exp never sees it, and version 1 gets files its metadata record does not list."""
     # As spelled first (the folder the user knows), then resolved: a link into a version folder is inside it too.
+    # Above the base only a version-named folder counts: a saved_model.pb in a home or project folder is no version.
+    base = os.path.realpath(export_base)
     for folder in _ancestors(existing) + _ancestors(os.path.realpath(existing)):
         held = [name for name in _SAVED_MODEL_FILES if os.path.isfile(os.path.join(folder, name))]
-        if held:
+        if held and (os.path.realpath(folder) == base or version_of(os.path.basename(folder)) is not None):
             break
     else:
         return

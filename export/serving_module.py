@@ -104,6 +104,8 @@ INVERTED_BOXES = "input prev_boxes has inverted corners: rows are [y0, x0, y1, x
 # probabilities).
 PROBS_OUT_OF_RANGE = ("input prev_probs must hold probabilities in [0, 1] (the previous step's probs, or first_frame's "
                       "0/1 masks; divide a 0/255 mask by 255)")
+# How far past 0 and 1 prev_probs may lie: a client's bicubic or Lanczos resize of probabilities rings a little.
+PROBS_SLACK = 1e-3
 
 
 def _not_finite(name: str) -> str:
@@ -115,11 +117,12 @@ def _check_finite(x: tf.Tensor, name: str) -> tf.Operation:
 
 
 def _check_probabilities(probs: tf.Tensor, finite: tf.Operation) -> tf.Operation:
-    """Asserts that every value of `probs` is in [0, 1], once `finite` (its finite check) has passed, so that a NaN
+    """Asserts that every value of `probs` is in [0, 1] (within PROBS_SLACK), once `finite` (its finite check) has passed, so that a NaN
     or an Inf is reported as such whichever Assert the executor would run first. Two reductions: negligible beside
     the network."""
     with tf.control_dependencies([finite]):
-        return tf.debugging.Assert((tf.reduce_min(probs) >= 0) & (tf.reduce_max(probs) <= 1), [PROBS_OUT_OF_RANGE])
+        return tf.debugging.Assert((tf.reduce_min(probs) >= -PROBS_SLACK) & (tf.reduce_max(probs) <= 1 + PROBS_SLACK),
+                                   [PROBS_OUT_OF_RANGE])
 
 
 def _ordered(boxes: tf.Tensor) -> tf.Tensor:
@@ -136,7 +139,7 @@ def _rows_probabilities(x: tf.Tensor) -> tf.Tensor:
     """[N] whether every value of each row (axis 0) of x is in [0, 1] (a row holding NaN may pass: the finite
     check, listed before, reports it)."""
     rows = tf.reshape(x, [tf.shape(x)[0], -1])
-    return (tf.reduce_min(rows, axis=1) >= 0) & (tf.reduce_max(rows, axis=1) <= 1)
+    return (tf.reduce_min(rows, axis=1) >= -PROBS_SLACK) & (tf.reduce_max(rows, axis=1) <= 1 + PROBS_SLACK)
 
 
 def _row_errors(checks: Sequence[Tuple[tf.Tensor, str]]) -> Tuple[tf.Tensor, tf.Tensor]:

@@ -133,6 +133,10 @@ def test_good_requests_pass(session):
     assert session.run("step_batched", _batched(_step_inputs(n=2)))["probs"].shape == (2, H, W)
     out = session.run("first_frame", _first_frame([2, 1]))
     np.testing.assert_array_equal(out["prev_boxes"], [[10, 12, 20, 25], [2, 3, 8, 9]])
+    # Probabilities resized by a client with a bicubic or Lanczos filter ring a little past 0 and 1: not refused.
+    ringing = _step_inputs()["prev_probs"] * 1.0005 - 0.0002
+    assert session.run("serving_default", _with(_step_inputs(), prev_probs=ringing))["probs"].shape == (1, H, W)
+    assert session.run("step_batched", _batched(_with(_step_inputs(), prev_probs=ringing)))["input_error"][0] == b""
 
 
 @pytest.mark.parametrize("case", sorted({**GRAPH_CASES, **FEED_CASES}))

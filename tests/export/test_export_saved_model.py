@@ -430,6 +430,11 @@ def test_an_export_base_in_a_version_folder_is_refused_and_nothing_is_written(tm
         with pytest.raises(ExportError, match=refusal):
             export_saved_model(tiny_model, inside, 2, ExportConfig(warmup=None))
     assert _contents(base) == before
+    # A saved_model.pb higher up in a folder that is no version (a home folder, a project's) does not block a base.
+    outer = tmp_path / "home"
+    outer.mkdir()
+    (outer / "saved_model.pb").write_bytes(b"someone's")
+    saved_model_export._check_not_in_a_version(str(outer / "exports" / "maskrnn"), str(outer))
 
 
 @pytest.mark.parametrize("version", [0, -1, "1"])
