@@ -30,7 +30,7 @@ def check_writable_location(path: str, flag: str = "--output") -> None:
             f"{flag} {path}: {ancestor} is {what}, not a folder, so nothing can be written under it. Choose another "
             f"{flag} in a folder (or move that {thing} away).")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        if os.statvfs(ancestor).f_flag & os.ST_RDONLY:  # no permission change helps there
+        if hasattr(os, "statvfs") and os.statvfs(ancestor).f_flag & os.ST_RDONLY:  # no permission change helps
             raise UnwritableOutputError(f"{flag} {path}: the folder {ancestor} is on a read-only file system. Choose "
                                         f"another {flag} on a writable disk.")
         raise UnwritableOutputError(

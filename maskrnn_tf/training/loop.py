@@ -389,7 +389,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
                 f"{config.total_steps}, so steps {traced[0]} to {traced[1]} are traced")
     elif profile and first_step > config.total_steps:
         printer(f"note: --profile_steps={profile[0]},{profile[1]}: the run is finished (step {config.total_steps}), "
-                "nothing is traced; give a larger --stage_b_steps (or a new --run_dir) to trace more steps")
+                "nothing is traced; give more steps (--stage_a_steps, --stage_b_steps) or a new --run_dir to trace some")
     finished = int(global_step.numpy()) >= config.total_steps and os.path.isfile(os.path.join(run_dir, CONFIG_NAME))
     if chief and not finished:
         write_run_config(run_dir, config)
