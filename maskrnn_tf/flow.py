@@ -54,8 +54,8 @@ def main(argv) -> int:
 
     from maskrnn_tf.data.flow_backends import make_backend
     from maskrnn_tf.data.flow_cache import FlowCache, FlowCacheError
-    from maskrnn_tf.data.sequences import (davis_splits, find_davis_root, find_segtrack_root, read_davis_sequence_list,
-                                           read_segtrack_sequence_list, resolve_davis_dir)
+    from maskrnn_tf.data.sequences import (davis_split_names, davis_splits, find_davis_root, find_segtrack_root,
+                                           read_davis_sequence_list, read_segtrack_sequence_list, resolve_davis_dir)
 
     if not FLAGS.manual_dir or not FLAGS.cache_dir:
         print("Error: --manual_dir and --cache_dir are required.", file=sys.stderr)
@@ -94,26 +94,32 @@ def main(argv) -> int:
         return 2
     if FLAGS.dataset == "davis":
         splits = FLAGS.splits or davis_splits(root, year, FLAGS.resolution) + _test_splits(root, year)
-        by_name = {}
-        for split in splits:
-            # Flows need the frames only: test-dev and test-challenge ship the first frame's mask alone.
-            for sequence in read_davis_sequence_list(root, year, split, FLAGS.resolution, validate="first_mask"):
-                by_name.setdefault(sequence.name, sequence)
-        sequences = list(by_name.values())
-        if not sequences:  # "0 sequences: 0 frame pairs computed" would read as a full cache
+        listed = list(dict.fromkeys(name for split in splits  # every split's names, in order, each once
+                                    for name in davis_split_names(root, year, split, FLAGS.resolution)))
+        if not listed:  # "0 sequences: 0 frame pairs computed" would read as a full cache
             print(f"Error: {root}: no sequences of DAVIS-{year} {FLAGS.resolution} there (ImageSets/"
                   f"{'2017' if year == 2017 else FLAGS.resolution}/ lists no split); check --manual_dir and --year.",
                   file=sys.stderr)
             return 2
     else:
         sequences = read_segtrack_sequence_list(root)
+        listed = [s.name for s in sequences]
     if FLAGS.sequences:
-        unknown = sorted(set(FLAGS.sequences) - {s.name for s in sequences})
+        unknown = sorted(set(FLAGS.sequences) - set(listed))
         if unknown:  # a bad flag (exit 2), not bad data
-            print(f"Error: --sequences: {unknown} not in the data set ({len(sequences)} sequences listed: "
-                  f"{', '.join(s.name for s in sequences[:5])}{', ...' if len(sequences) > 5 else ''}).",
-                  file=sys.stderr)
+            print(f"Error: --sequences: {unknown} not in the data set ({len(listed)} sequences listed: "
+                  f"{', '.join(listed[:5])}{', ...' if len(listed) > 5 else ''}).", file=sys.stderr)
             return 2
+    if FLAGS.dataset == "davis":
+        by_name = {}
+        for split in splits:
+            # Flows need the frames only: test-dev and test-challenge ship the first frame's mask alone. Only the
+            # sequences named are opened: another one's broken files must not stop work on them.
+            for sequence in read_davis_sequence_list(root, year, split, FLAGS.resolution, validate="first_mask",
+                                                     names=FLAGS.sequences):
+                by_name.setdefault(sequence.name, sequence)
+        sequences = list(by_name.values())
+    elif FLAGS.sequences:
         sequences = [s for s in sequences if s.name in FLAGS.sequences]
     try:  # created only now that the inputs checked out: a refused run leaves no empty cache folder behind
         cache = FlowCache(backend, FLAGS.cache_dir)

@@ -59,3 +59,19 @@ def test_flow_cli_scores_without_tensorflow_start_up_noise(tmp_path):
     assert "| **all** | 2 |" in run.stdout and "| **mean of 1** |" in run.stdout, run.stdout
     noise = [line for line in run.stderr.splitlines() if _console.is_noise(line)]
     assert not noise, run.stderr[-2000:]
+
+
+def test_flow_cli_sequences_opens_only_the_sequences_named(tmp_path):
+    """--sequences filtered the list after every sequence of every split was opened and checked: another
+    sequence's broken files stopped the run on those named. A name in no split is still refused, naming the split's."""
+    import shutil
+
+    root = make_davis_2017(str(tmp_path / "DAVIS"), {"a": 1, "b": 1})
+    shutil.rmtree(os.path.join(root, "JPEGImages", "480p", "b"))
+    cache = tmp_path / "cache"
+    run = _flow_cli(f"--manual_dir={tmp_path}", f"--cache_dir={cache}", "--sequences=a")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert sorted(os.listdir(cache / "farneback" / "davis-480p")) == ["a"]
+    unknown = _flow_cli(f"--manual_dir={tmp_path}", f"--cache_dir={cache}", "--sequences=a,c")
+    assert unknown.returncode == 2 and "['c'] not in the data set (2 sequences listed: a, b)" in unknown.stderr, \
+        unknown.stderr
