@@ -15,6 +15,17 @@ CONFIG_NAME = "config.json"
 
 
 LOCK_NAME = ".lock"
+
+# A finished run trained further keeps its earlier model.keras as model_step<N>.keras (N: the finish's step; a
+# _2, _3 ... suffix beside an older one) or model_earlier.keras when no checkpoint gives N (training.loop).
+EARLIER_FINISH = re.compile(r"model_step(\d+)(?:_\d+)?\.keras")
+
+
+def earlier_finish_stem(step: int) -> str:
+    """The file stem an earlier finish at `step` is kept under (0: unknown); see EARLIER_FINISH."""
+    return f"model_step{step}" if step else "model_earlier"
+
+
 # What a run writes into its folder besides config.json and its lock, or reads there as its own: the final model
 # (loop.MODEL_NAME), best_model.BEST_DIR, loop.STAGE_A_DIR and checkpoints/ (their checkpoint managers delete the
 # checkpoints they do not keep), logs/ (TensorBoard), loop.VALIDATED_NAME and checkpointing.PRECISION_FILE (those
@@ -24,7 +35,7 @@ RUN_NAMES = ("best", "checkpoints", "last_validation.json", "logs", "model.keras
 # Also named by pattern: a finished run's earlier model.keras kept aside (EARLIER_FINISH, earlier_finish_stem) and
 # the temporary folders of best_model's replace, which the next training repairs or removes (its _OLD_PREFIX and
 # _NEW_PREFIX).
-RUN_NAME_PATTERN = re.compile(r"model_step\d+(?:_\d+)?\.keras|model_earlier\.keras|\.best\.(?:old|new)-.+")
+RUN_NAME_PATTERN = re.compile(rf"{EARLIER_FINISH.pattern}|{earlier_finish_stem(0)}\.keras|\.best\.(?:old|new)-.+")
 # What run_dir_lock writes into its lock: a pid (nothing yet while it is being taken).
 _OWN_LOCK = re.compile(rb"(?:\d+\n)?")
 # best_model.RECORD_NAME (that module imports this one): a folder holding it is a run's best model, whose
@@ -307,16 +318,6 @@ def completed_config(stored: dict) -> dict:
         return json.loads(TrainConfig.from_dict(stored).to_json())
     except (ValueError, TypeError):
         return stored
-
-
-# A finished run trained further keeps its earlier model.keras as model_step<N>.keras (N: the finish's step; a
-# _2, _3 ... suffix beside an older one) or model_earlier.keras when no checkpoint gives N (training.loop).
-EARLIER_FINISH = re.compile(r"model_step(\d+)(?:_\d+)?\.keras")
-
-
-def earlier_finish_stem(step: int) -> str:
-    """The file stem an earlier finish at `step` is kept under (0: unknown); see EARLIER_FINISH."""
-    return f"model_step{step}" if step else "model_earlier"
 
 
 def missing_keys(stored: dict, full: dict, prefix: str = "") -> List[str]:
