@@ -44,6 +44,8 @@ from maskrnn_tf.export.serving_module import (
     FIRST_FRAME_SIGNATURE,
     INPUT_ERROR_OUTPUT,
     MASK_THRESHOLD_OUTPUT,
+    PROBS_OUT_OF_RANGE,
+    PROBS_SLACK,
     STEP_SIGNATURE,
     signature_tables,
 )
@@ -144,6 +146,8 @@ def _refuse_what_the_server_asserts(flow_to_prev: np.ndarray, flow_to_next: np.n
                 for name, value in (("flow_to_prev", flow_to_prev), ("flow_to_next", flow_to_next),
                                     ("prev_probs", prev_probs), ("prev_boxes", prev_boxes))
                 if not np.all(np.isfinite(value))]
+    if not problems and not np.all((prev_probs >= -PROBS_SLACK) & (prev_probs <= 1 + PROBS_SLACK)):
+        problems.append(PROBS_OUT_OF_RANGE)
     boxes = np.asarray(prev_boxes).reshape(-1, 4)
     if not problems and not np.all((boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])):
         problems.append("input prev_boxes has inverted corners: rows are [y0, x0, y1, x1] with y0 <= y1 and "

@@ -245,7 +245,7 @@ def test_client_cli_max_batch_size(tmp_path, batching_base, synthetic_video):
 
 
 @pytest.mark.parametrize("name, value", [("flow_to_prev", np.nan), ("flow_to_next", np.inf), ("prev_boxes", np.nan),
-                                         ("prev_boxes", "inverted")])
+                                         ("prev_boxes", "inverted"), ("prev_probs", 255.0)])
 def test_the_batched_client_refuses_what_the_server_asserts_before_sending(batching_base, name, value):
     """A batching model server runs the requests it merged as one Session::Run: the export answers a bad row alone
     (input_error), but one made before that output fails every request batched with it, another client's too. The
@@ -265,7 +265,7 @@ def test_the_batched_client_refuses_what_the_server_asserts_before_sending(batch
     np.testing.assert_allclose(both["probs"][:2], alone["probs"], atol=1e-5)
     assert both["input_error"][:2].tolist() == [b"", b""]
     # The bad request's rows: both for a flow (shared by the frame's rows), row 0 for a NaN box, row 1 inverted.
-    bad_rows = {2, 3} if name != "prev_boxes" else ({3} if value == "inverted" else {2})
+    bad_rows = {2, 3} if name.startswith("flow") else ({3} if value == "inverted" else {2})
     for row, error in enumerate(both["input_error"].tolist()):
         assert (f"input {name}".encode() in error) if row in bad_rows else error == b"", (row, error)
     with StandInModelServer(batching_base, "maskrnn", max_batch_size=8) as server:
@@ -273,7 +273,8 @@ def test_the_batched_client_refuses_what_the_server_asserts_before_sending(batch
             sent = []
             predict = client._prediction.Predict
             client._prediction.Predict = lambda request, **kwargs: sent.append(request) or predict(request, **kwargs)
-            with pytest.raises(ServingError, match=f"input {name} (must be finite|has inverted corners).*not sent"):
+            with pytest.raises(ServingError, match=f"input {name} (must be finite|has inverted corners|must hold "
+                                                   r"probabilities in \[0, 1\]).*not sent"):
                 client.step(**bad)
             assert sent == []
             client.step(**good)
