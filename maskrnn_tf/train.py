@@ -133,8 +133,9 @@ def default_run_dir(flagfiles: List[str]) -> Optional[str]:
     return os.path.join("runs", stem) if stem else None
 
 
-def overrides_from_flags() -> Dict[str, Any]:
-    """The dotted-key overrides the command line asked for."""
+def overrides_from_flags(notes: Optional[List[str]] = None) -> Dict[str, Any]:
+    """The dotted-key overrides the command line asked for; a --set that overrides a named flag adds a note to
+    `notes` (the caller prints them once the config is valid: a refused value is then the one line said)."""
     from maskrnn_tf.training.config import parse_override
 
     values: Dict[str, Any] = {}
@@ -148,8 +149,9 @@ def overrides_from_flags() -> Dict[str, Any]:
         key, value = parse_override(item)
         if key in named and values[key] != value:
             # --set wins wherever each is given (a flag file's --set over the command line's named flag): say so.
-            print(f"note: --set={item} overrides {FLAGS[named[key]].serialize()} (--set wins over the named flag "
-                  "of the same setting, wherever each is given)", file=sys.stderr)
+            if notes is not None:
+                notes.append(f"note: --set={item} overrides {FLAGS[named[key]].serialize()} (--set wins over the "
+                             "named flag of the same setting, wherever each is given)")
         values[key] = value
     return values
 
@@ -185,12 +187,15 @@ def main(argv: List[str]) -> int:
     from maskrnn_tf.training.config import TrainConfig
     from maskrnn_tf.training.config_bounds import check_config_bounds
 
+    notes: List[str] = []
     try:
-        config = TrainConfig().override(overrides_from_flags())
+        config = TrainConfig().override(overrides_from_flags(notes))
         check_config_bounds(config)  # --set overrides bypass the flag validators
     except (ValueError, TypeError) as err:
         print(f"error: bad configuration: {err}", file=sys.stderr)
         return 2
+    for note in notes:
+        print(note, file=sys.stderr)
     if FLAGS.print_config:
         print(config.to_json(), flush=True)
         return 0

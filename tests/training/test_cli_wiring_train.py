@@ -116,3 +116,14 @@ def test_a_set_that_overrides_a_named_flag_says_so(tmp_path):
     assert json.loads(proc.stdout)["data"]["height"] == 48
     assert "note: --set=data.height=48 overrides --crop_height=40" in proc.stderr
     assert "data.width" not in proc.stderr  # the same value: nothing to say
+
+
+def test_a_bad_set_value_is_its_only_line(tmp_path):
+    """A --set that overrode a named flag printed its note, then the error that its value is refused: two lines
+    for one mistake, the first one about a setting that was not taken."""
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.train", "--learning_rate=0.001",
+                           "--set=optim.learning_rate=\"fast\"", "--print_config"], cwd=REPO, env=cli_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [line for line in proc.stderr.strip().splitlines()
+                                                if line.startswith("error: bad configuration:")], proc.stderr
