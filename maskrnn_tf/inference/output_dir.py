@@ -207,6 +207,7 @@ def atomic_output_dir(path: str, overwrite: bool = False, inputs: Sequence[Tuple
     path = os.path.abspath(path)
     check_output_dir(path, overwrite, inputs)
     parent, base = os.path.dirname(path), os.path.basename(path)
+    made = _missing_folders(parent)
     os.makedirs(parent, exist_ok=True)
     tmp = make_owned_tmp_dir(parent, hidden_prefix(base, "tmp"))
     try:
@@ -214,10 +215,31 @@ def atomic_output_dir(path: str, overwrite: bool = False, inputs: Sequence[Tuple
         _write_marker(tmp, metadata or {})
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
         raise
     try:
         check_output_dir(path, overwrite)  # it may have appeared or changed while we were writing
         replace_dir(tmp, path, hidden_prefix(base, "old"))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_empty(made)
         raise
+
+
+def _missing_folders(folder: str) -> List[str]:
+    """The folders of `folder`'s path that do not exist yet, deepest first (what makedirs would make)."""
+    missing = []
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return missing
+
+
+def _remove_empty(folders: Sequence[str]) -> None:
+    """Removes `folders` (deepest first) that are still empty: those a failed run made for its output; one another
+    process filled meanwhile stays."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            return

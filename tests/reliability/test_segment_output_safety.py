@@ -532,3 +532,14 @@ def test_a_read_only_file_system_is_named_as_such_not_as_permissions(tmp_path, m
                        match=re.escape(f"--output {tmp_path / 'out'}: the folder {tmp_path} is on a read-only file "
                                        "system. Choose another --output on a writable disk.")):
         output_paths.check_writable_location(str(tmp_path / "out"))
+
+
+def test_a_failed_run_removes_the_folders_it_made_for_its_output(tmp_path):
+    """--output=new/a/b/out made new/a/b for the output, and a run that then failed (a truncated frame) left the
+    empty folders behind; folders that were there before, and any a user filled meanwhile, stay."""
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "new" / "a" / "b" / "out", tmp_path / "kept" / "c" / "out"):
+        with pytest.raises(RuntimeError):
+            with atomic_output_dir(str(out)):
+                raise RuntimeError("a truncated frame")
+    assert files_of(tmp_path) == ["kept"] and files_of(tmp_path / "kept") == []
