@@ -117,7 +117,7 @@ def parse_flags_or_exit(argv: Sequence[str], flag_values: flags.FlagValues = fla
     try:
         rest = flag_values(list(argv))
     except UnicodeDecodeError as error:  # absl reads flag files as text and lets a decoding error through
-        stderr(f"error: {_undecodable_flag_file_message(argv, error)}\n")
+        stderr(f"error: {undecodable_flag_file_message(argv, error)}\n")
         sys.exit(USAGE_EXIT_CODE)
     except flags.Error as error:
         message = str(error)
@@ -148,18 +148,18 @@ def _relative_flag_file_not_found(error: flags.Error) -> bool:
             and isinstance(cause.filename, str) and not os.path.isabs(cause.filename))
 
 
-def _flag_file_names(args: Sequence[str]) -> List[str]:
-    """The --flagfile paths among command-line `args` (`--flagfile=F`, `--flagfile F`, one dash too), as absl
-    takes them: `~` expanded, up to a `--`."""
-    names = []
-    for index, arg in enumerate(args):
+def command_line_flagfiles(argv: Sequence[str]) -> List[str]:
+    """The --flagfile values given on the command line `argv` (argv[0] is the program; nested ones not included):
+    `--flagfile=F`, `--flagfile F`, one dash too, up to a `--`, as absl takes them."""
+    found: List[str] = []
+    args = iter(argv[1:])
+    for arg in args:
         if arg == "--":
             break
-        if arg in ("--flagfile", "-flagfile") and index + 1 < len(args):
-            names.append(os.path.expanduser(args[index + 1]))
-        elif arg.startswith(("--flagfile=", "-flagfile=")):
-            names.append(os.path.expanduser(arg.split("=", 1)[1].strip()))
-    return names
+        name, eq, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and name == "flagfile":
+            found.append(value if eq else next(args, ""))
+    return found
 
 
 def _find_undecodable(names: Sequence[str], encoding: str, seen: Optional[List[str]] = None,
@@ -190,11 +190,11 @@ def _find_undecodable(names: Sequence[str], encoding: str, seen: Optional[List[s
     return None
 
 
-def _undecodable_flag_file_message(argv: Sequence[str], error: UnicodeDecodeError) -> str:
+def undecodable_flag_file_message(argv: Sequence[str], error: UnicodeDecodeError) -> str:
     """What is wrong for a flag file absl could not decode: the file (found by reading the given flag files and
     those they include, as absl does), the byte and its line, and what to do."""
     encoding = error.encoding or "utf-8"
-    names = _flag_file_names(list(argv)[1:])
+    names = [os.path.expanduser(name.strip()) for name in command_line_flagfiles(argv)]
     found = _find_undecodable(names, encoding)
     is_utf8 = encoding.lower().replace("-", "").replace("_", "") == "utf8"
     what = "UTF-8" if is_utf8 else f"{encoding} (the locale's encoding, which absl reads flag files in)"

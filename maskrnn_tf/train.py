@@ -17,6 +17,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 
 from maskrnn_tf import _console, host_memory
+from maskrnn_tf.flag_validation import command_line_flagfiles
 
 # flag name -> (TrainConfig dotted key, kind, help). Every flag defaults to None = "keep the config default".
 _FIELDS: Dict[str, Tuple[str, str, str]] = {
@@ -109,19 +110,6 @@ def _register_bounds() -> None:
         if key in FIELD_BOUNDS:
             register_numeric_validator(name, **FIELD_BOUNDS[key])
     register_numeric_validator("logical_cpus", minimum=0)
-
-
-def command_line_flagfiles(argv: List[str]) -> List[str]:
-    """The --flagfile values given on the command line `argv` (argv[0] is the program; nested ones not included)."""
-    found: List[str] = []
-    args = iter(argv[1:])
-    for arg in args:
-        if arg == "--":
-            break
-        name, eq, value = arg.lstrip("-").partition("=")
-        if arg.startswith("-") and name == "flagfile":
-            found.append(value if eq else next(args, ""))
-    return found
 
 
 def default_run_dir(flagfiles: List[str]) -> Optional[str]:

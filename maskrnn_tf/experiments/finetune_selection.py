@@ -59,6 +59,7 @@ def expand_flag_files(args: Sequence[str], who: str) -> List[str]:
     from absl import flags as absl_flags
 
     from maskrnn_tf.experiments.results_records import expanded_flagfiles
+    from maskrnn_tf.flag_validation import undecodable_flag_file_message
 
     if "--" in args:  # absl stops at it: segment would take the flags after it for arguments, and run without them
         raise CandidateError(f"{who}: '--' is no segment flag (segment would ignore every flag after it); drop it.")
@@ -66,10 +67,8 @@ def expand_flag_files(args: Sequence[str], who: str) -> List[str]:
         expanded = expanded_flagfiles(args)
     except absl_flags.Error as err:
         raise CandidateError(f"{who}: {str(err).removeprefix('ERROR:: ')}") from None
-    except UnicodeDecodeError as err:
-        given = [a.split("=", 1)[1] for a in args if a.startswith("--flagfile=")] or ["a --flagfile"]
-        raise CandidateError(f"{who}: {', '.join(given)} (or a flag file it reads) is not UTF-8 text ({err}); save "
-                             "it as UTF-8.") from None
+    except UnicodeDecodeError as err:  # the file named, nested ones too, as every CLI names it
+        raise CandidateError(f"{who}: {undecodable_flag_file_message(['segment', *args], err)}") from None
     left = [arg for arg in expanded if arg.split("=", 1)[0] in ("--flagfile", "-flagfile")]
     if left:  # an indented directive inside a file: absl passes it on as a flag instead of reading its file
         raise CandidateError(f"{who}: {left[0]} inside a flag file was not read (absl reads a --flagfile line "
