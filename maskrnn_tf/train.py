@@ -173,11 +173,19 @@ def main(argv: List[str]) -> int:
     del argv  # parse_flags_or_exit refuses plain arguments
     # The config is plain dataclasses: a bad config and --print_config answer before TensorFlow starts.
     from maskrnn_tf.training.config import TrainConfig
-    from maskrnn_tf.training.config_bounds import check_config_bounds
+    from maskrnn_tf.training.config_bounds import bounds_problem, check_config_bounds
 
     notes: List[str] = []
     try:
-        config = TrainConfig().override(overrides_from_flags(notes))
+        overrides = overrides_from_flags(notes)
+        # Before the dataclasses see them: some refuse such a value themselves, naming their fields, not the
+        # setting given (data.batch_size=0 read "height, width, batch_size and clip_batch_size must be >= 1").
+        refused = [f"{key}={value!r}: {problem}" for key, value in overrides.items()
+                   if isinstance(value, (int, float)) and not isinstance(value, bool)
+                   and (problem := bounds_problem(key, value)) is not None]
+        if refused:
+            raise ValueError("; ".join(refused))
+        config = TrainConfig().override(overrides)
         check_config_bounds(config)  # --set overrides bypass the flag validators
     except (ValueError, TypeError) as err:
         print(f"error: bad configuration: {err}", file=sys.stderr)

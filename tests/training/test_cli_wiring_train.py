@@ -127,3 +127,14 @@ def test_a_bad_set_value_is_its_only_line(tmp_path):
     assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines() == [line for line in proc.stderr.strip().splitlines()
                                                 if line.startswith("error: bad configuration:")], proc.stderr
+
+
+@pytest.mark.parametrize("setting", ["data.batch_size=0", "data.clip_length=1", "stage_b_steps=-1"])
+def test_a_set_value_the_config_refuses_is_named_as_the_setting(setting):
+    """--set=data.batch_size=0 was refused as "DataConfig: height, width, batch_size and clip_batch_size must be
+    >= 1": four fields named, not the one given, and not as the user wrote it."""
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.train", f"--set={setting}", "--print_config"],
+                          cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    key, value = setting.split("=")
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-2000:]
+    assert f"error: bad configuration: {key}={value}: must be >= " in proc.stderr, proc.stderr
