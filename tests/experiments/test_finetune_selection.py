@@ -117,7 +117,8 @@ def test_the_driver_chooses_on_the_selection_split_and_reports_each_choice_once(
            "--select_split=val", f"--select_sequences={first}", "--report_split=val",
            f"--report_sequences={second}", "--segment_flag=--max_size=48", "--segment_flag=--flow=flo",
            f"--segment_flag=--flo_dir={davis}/flow", "--candidate=none=--finetune=none",
-           "--candidate=static1=--finetune=static --finetune_steps=1 --finetune_lr=1e-3", f"--output={out}"]
+           "--candidate=static1=--finetune=static --finetune_steps=1 --finetune_lr=1e-3", f"--output={out}",
+           "--nofloor"]  # the floor's two segment runs: the stand-in test after this one
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -127,7 +128,7 @@ def test_the_driver_chooses_on_the_selection_split_and_reports_each_choice_once(
         assert selected.objects and all(name.startswith(first + "_") for name in selected.objects)
     record = json.loads((out / "selection.json").read_text())
     assert record["chosen"] == {"none": "none", "static": "static1"} and record["select_sequences"] == [first]
-    assert sorted(os.listdir(out / "report")) == ["floor", "none", "static1"]
+    assert sorted(os.listdir(out / "report")) == ["none", "static1"]
     for label in ("none", "static1"):
         reported = read_run(label, str(out / "report" / label))
         assert reported.objects and all(name.startswith(second + "_") for name in reported.objects)
@@ -137,13 +138,7 @@ def test_the_driver_chooses_on_the_selection_split_and_reports_each_choice_once(
     j, f = read_run("static1", str(out / "report" / "static1")).mean()
     sj, sf = read_run("static1", str(out / "select" / "static1")).mean()
     assert f"| static | static1 | {100 * j:.1f} | {100 * f:.1f} | {100 * sj:.1f} | {100 * sf:.1f} |" in table
-    assert done.stdout.count(" maskrnn_tf.segment ") == 6 and done.stdout.count(" maskrnn_tf.evaluate ") == 6
-    # The floor (no learning) ran on both splits beside the candidates, from the same flows.
-    for part, sequence in (("select", first), ("report", second)):
-        floor = read_run("floor", str(out / part / "floor"))
-        assert floor.objects and all(name.startswith(sequence + "_") for name in floor.objects)
-    fj, ff = read_run("floor", str(out / "report" / "floor")).mean()
-    assert f"| floor | floor | {100 * fj:.1f} | {100 * ff:.1f} |" in table
+    assert done.stdout.count(" maskrnn_tf.segment ") == 4 and done.stdout.count(" maskrnn_tf.evaluate ") == 4
 
     # A second call reuses every folder (a changed candidate is refused: the stand-in test above).
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -198,6 +193,43 @@ def _stand_in_driver(monkeypatch, tmp_path, j_values, **flags):
     monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(davis_root=str(tmp_path / "davis"), segment_flag=[],
                                                                **flags))
     return driver, str(model), ran
+
+
+def test_the_floor_runs_on_both_splits_with_the_segment_flags_alone_and_heads_both_tables(monkeypatch, tmp_path):
+    """The no-learning floor (segment --method=flow_propagation, with --segment_flag and nothing of a candidate's)
+    runs on the selection split's and the reported split's sequences, beside the candidates, from the same flows;
+    its rows head both tables and it is never chosen, even above every candidate."""
+    out = tmp_path / "out"
+    j_values = {"none": {"bear_1": 0.5}, "s1": {"bear_1": 0.6}, "floor": {"bear_1": 0.9}}
+    driver, model, ran = _stand_in_driver(
+        monkeypatch, tmp_path, j_values, model=str(tmp_path / "model.keras"), output=str(out),
+        **dict(_BEAR_THEN_VAL, floor=True, report_sequences=["blackswan"]),
+        candidate=["none=--finetune=none", "s1=--finetune=static --finetune_steps=9"])
+    driver.FLAGS.segment_flag = ["--flow=flo", "--flo_dir=X"]
+    commands = []
+    stand_in = driver.run_command
+    monkeypatch.setattr(driver, "run_command", lambda args, **kwargs: (commands.append(args),
+                                                                       stand_in(args, **kwargs))[1])
+    assert driver.main([]) == 0
+    floors = [args for args in commands if args[2] == "maskrnn_tf.segment" and "--method=flow_propagation" in args]
+    assert len(floors) == 2
+    for args, split, sequences, part in ((floors[0], "train", "bear", "select"),
+                                         (floors[1], "val", "blackswan", "report")):
+        assert f"--split={split}" in args and f"--sequences={sequences}" in args
+        assert f"--output={out / part / 'floor'}" in args
+        assert "--flow=flo" in args and "--flo_dir=X" in args
+        assert not any(a.startswith("--finetune") for a in args), args
+        assert any(f"--results={out / part / 'floor'}" in a for a in next(
+            c for c in commands if c[2] == "maskrnn_tf.evaluate" and f"--results={out / part / 'floor'}" in c))
+    record = json.loads((out / "selection.json").read_text())
+    assert record["chosen"] == {"none": "none", "static": "s1"}
+    # Both splits' floors are recorded (keyed by label, as the candidates are, the report's replaced the other).
+    assert sorted(record["floor"]) == ["report", "select"]
+    assert all(record["floor"][part]["objects"] == {"bear_1": [0.9, 0.45]} for part in ("select", "report"))
+    table = (out / "selection.md").read_text().splitlines()
+    rows = [line for line in table if line.startswith("| ")]
+    assert rows[1].startswith("| floor | floor | 90.0 | 45.0 |"), table
+    assert sum(line.startswith("| floor | floor |") for line in table) == 2, table
 
 
 def test_a_resumed_call_does_not_reuse_scores_changed_since_its_evaluate(monkeypatch, tmp_path):
