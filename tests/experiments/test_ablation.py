@@ -262,40 +262,54 @@ def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
     ]) + "\n")
     root = tmp_path / "ablation"
     cmd = [sys.executable, "-m", "maskrnn_tf.ablation", f"--train_flags={flagfile}", f"--run_root={root}",
-           f"--davis_root={davis}", "--variants=loc_train,loc_apply,rnn", "--finetune_steps=0", "--max_size=48",
+           f"--davis_root={davis}", "--variants=loc_train,loc_apply", "--finetune_steps=0", "--max_size=48",
            "--flow=flo", f"--flo_dir={davis}/flow"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     table = (root / "ablation.md").read_text()
     rows = table.strip().splitlines()[2:]
-    assert [r.split("|")[1].strip() for r in rows] == ["+ Loc. net: train", "+ Loc. net: apply", "+ RNN (full model)"]
-    for name in ("loc_train", "loc_apply", "rnn"):
+    assert [r.split("|")[1].strip() for r in rows] == ["+ Loc. net: train", "+ Loc. net: apply"]
+    for name in ("loc_train", "loc_apply"):
         assert read_scores(str(root / name / "results_ft0")) is not None
     assert float((root / "loc_train" / "train_seconds.txt").read_text()) > 0
     assert not (root / "loc_train" / "train_seconds.txt.partial").exists()
     config = (root / "loc_train" / "config.json").read_text()
     assert '"apply_localization": false' in config and '"stage_b_steps": 0' in config
     # The two loc rows share one training (box off); the apply row deploys it with the box switched on.
-    assert sum(line.startswith("$ ") and " maskrnn_tf.train " in line for line in run.stdout.splitlines()) == 2
+    assert sum(line.startswith("$ ") and " maskrnn_tf.train " in line for line in run.stdout.splitlines()) == 1
     assert not (root / "loc_apply" / "config.json").exists()
-    assert run.stdout.count(" --apply_localization ") == 2 and run.stdout.count(" --noapply_localization ") == 1
+    assert run.stdout.count(" --apply_localization ") == 1 and run.stdout.count(" --noapply_localization ") == 1
     # A second call finds everything done and only rewrites the table.
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "maskrnn_tf.train" not in again.stdout
     assert (root / "ablation.md").read_text() == table
     # --full_run deploys an existing run of the flag file for the full-model row instead of training it, also
-    # one whose config.json still holds a retired key (data.data_dir, written before it was removed).
-    import json
-    stored = json.loads((root / "rnn" / "config.json").read_text())
+    # one whose config.json still holds a retired key (data.data_dir, written before it was removed). The run
+    # here is the loc_train weights under the config train writes for the flag file alone (the full model's
+    # training is not run: the driver reads only config.json and model.keras).
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "model.keras").write_bytes((root / "loc_train" / "model.keras").read_bytes())
+    rnn = select_variants(["rnn"])[0]
+    rnn_sets = [f"--set={k}={json.dumps(v)}" for k, v in variant_overrides(training_variant(rnn)).items()]
+    printed = subprocess.run([sys.executable, "-m", "maskrnn_tf.train", f"--flagfile={flagfile}", "--print_config",
+                              *rnn_sets], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    stored = json.loads(printed.stdout)
+    assert stored["model"]["apply_localization"] and stored["stage_b_steps"] == 1
     stored["data"]["data_dir"] = str(tmp_path / "tfds")
-    (root / "rnn" / "config.json").write_text(json.dumps(stored, indent=2))
-    reused = subprocess.run(cmd[:4] + [f"--run_root={tmp_path / 'reuse'}", cmd[5], f"--full_run={root / 'rnn'}",
+    (full / "config.json").write_text(json.dumps(stored, indent=2))
+    reused = subprocess.run(cmd[:4] + [f"--run_root={tmp_path / 'reuse'}", cmd[5], f"--full_run={full}",
                                        "--variants=rnn"] + cmd[7:], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=600)
     assert reused.returncode == 0, reused.stdout[-3000:] + reused.stderr[-3000:]
-    assert "maskrnn_tf.train" not in reused.stdout and f"--model={root / 'rnn' / 'model.keras'}" in reused.stdout
-    assert read_scores(str(tmp_path / "reuse" / "rnn" / "results_ft0")) == read_scores(str(root / "rnn" / "results_ft0"))
+    assert "maskrnn_tf.train" not in reused.stdout and f"--model={full / 'model.keras'}" in reused.stdout
+    # The same weights with the box applied: the loc_apply row's segmentation.
+    assert read_scores(str(tmp_path / "reuse" / "rnn" / "results_ft0")) == read_scores(
+        str(root / "loc_apply" / "results_ft0"))
+    reused_rows = (tmp_path / "reuse" / "ablation.md").read_text().strip().splitlines()[2:]
+    assert [r.split("|")[1].strip() for r in reused_rows] == ["+ RNN (full model)"]
     missing = subprocess.run(cmd + [f"--full_run={tmp_path / 'nothing'}"], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=600)
     assert missing.returncode == 2 and "no model.keras there" in missing.stderr
@@ -309,8 +323,8 @@ def test_driver_end_to_end_on_a_tiny_synthetic_tree(tmp_path):
     other = subprocess.run(cmd[:6] + ["--variants=loc_train"] + cmd[7:8] + ["--max_size=40"] + cmd[9:], cwd=REPO,
                            env=env, capture_output=True, text=True, timeout=600)
     assert other.returncode == 2 and "was made with other settings" in other.stderr and "--max_size=40" in other.stderr
-    only = subprocess.run(cmd[:6] + ["--variants=rnn"] + cmd[7:], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
+    only = subprocess.run(cmd[:6] + ["--variants=loc_apply"] + cmd[7:], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=600)
     assert only.returncode == 0 and "maskrnn_tf.segment" not in only.stdout
     assert (root / "ablation.md").read_text() == table
 
