@@ -118,7 +118,8 @@ def foreign_files(path: str) -> List[str]:
 
 
 def _files_not_segments(path: str) -> Tuple[List[str], List[str]]:
-    """(added, changed) files under the results folder `path`; see `foreign_files`.
+    """(added, changed) files under the results folder `path` (and empty folders, named with a trailing /); see
+    `foreign_files`.
 
     segment_run.json lists the files written and, since they are recorded, their sizes and mtimes; a file
     listed without them (earlier versions) is segment's by its name alone, and a record listing no files (older
@@ -135,6 +136,9 @@ def _files_not_segments(path: str) -> Tuple[List[str], List[str]]:
     known = set(written if isinstance(written, list) else []) | {MARKER_FILE} | _tool_files(path)
     patterns = () if isinstance(written, list) else _LEGACY_SEGMENT_FILES
     added, changed = [], []
+    # Segment leaves no folder empty: an empty one is the user's (made for files to come).
+    added += [os.path.relpath(root, path) + "/" for root, dirs, files in os.walk(path)
+              if root != path and not dirs and not files]
     for name in _files_under(path):
         if name in stats:
             if stats[name] != _file_stat(os.path.join(path, name)):

@@ -237,7 +237,24 @@ def test_files_nested_deeper_than_segment_writes_are_the_users(tmp_path, recorde
         with pytest.raises(OutputExistsError, match=re.escape(f"did not write ({mine})")):
             check_output_dir(out, overwrite=True)
         os.remove(path)
+        os.removedirs(os.path.dirname(path))  # the folders made for it are the user's too (the test after this)
     check_output_dir(out, overwrite=True)
+
+
+def test_an_empty_folder_the_user_made_in_the_results_is_theirs(tmp_path):
+    """--overwrite replaced a results folder holding an empty folder the user made there (for figures to come,
+    say) and deleted it: only files counted as theirs. Segment never leaves a folder empty."""
+    root, out = str(tmp_path / "davis"), str(tmp_path / "res")
+    make_davis(root)
+    segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS)
+    for mine in ("figures", os.path.join("swan", "notes")):
+        os.makedirs(os.path.join(out, mine))
+        with pytest.raises(OutputExistsError, match=re.escape(f"did not write ({mine}/)")):
+            segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS,
+                          overwrite=True)
+        assert os.path.isdir(os.path.join(out, mine))
+        os.rmdir(os.path.join(out, mine))
+    segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS, overwrite=True)
 
 
 @pytest.mark.parametrize("grey", [64, 128, 192])
