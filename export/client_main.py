@@ -16,35 +16,44 @@ from absl import app, flags
 from maskrnn_tf import _console
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("server", "localhost:8500", "host:port of tensorflow_model_server's gRPC port.")
-flags.DEFINE_string("model_name", "maskrnn", "Model name on the server (--model_name of the server).")
-flags.DEFINE_integer("model_version", None, "Version to use (default: the server's latest).")
-flags.DEFINE_string("video", None, "A folder of frames (jpg/png) or a video file (mp4).")
-flags.DEFINE_string("first_mask", None, "First-frame mask: palette PNG of object ids, or a binary mask.")
-flags.DEFINE_string("output_dir", None, "Results folder (<frame>.png palette masks); must not exist unless --overwrite.")
-flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
-flags.DEFINE_integer("max_size", None, "Process frames with the long side capped at this many pixels (0 or unset: "
-                     "the full size; else at least 32, the network's smallest side).")
-flags.DEFINE_enum("carry", "probs", ["probs", "labels"], "What each step is given of the previous frame: the "
-                  "served probabilities, or one 0/1 mask per object of the fused result (as segment's --carry).")
-flags.DEFINE_string("overlay", None, "Also write an mp4 with the masks blended into the frames.")
-flags.DEFINE_enum("save_probs", None, ["npy", "png"], "Also write probability maps under <output_dir>/probs.")
-flags.DEFINE_string("flow", "dis", "Optical flow backend (the segment CLI's: dis, dis-fast, farneback, flo).")
-flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <video name>/<stem_a>_<stem_b>.flo files.")
-flags.DEFINE_float("timeout", 60.0, "Deadline of each gRPC call, seconds.")
-flags.DEFINE_integer("retries", 6, "Attempts per call when the server is UNAVAILABLE (exponential backoff).")
-# 256 MB: export.client.DEFAULT_MAX_MESSAGE_BYTES (not imported here: it loads TensorFlow before the console is quiet).
-flags.DEFINE_integer("max_message_mb", 256, "gRPC send/receive message limit, MB.")
-flags.DEFINE_string("root_cert", None, "PEM root certificate: connect with TLS.")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.DEFINE_bool("batched", False, "Step through step_batched (for a server with --enable_batching serving an "
-                  "export made with export_main --batching).")
-flags.DEFINE_integer("max_batch_size", None, "With --batched: object rows per request at most (a frame with more "
-                     "objects goes in several requests); the max_batch_size of the server's "
-                     "--batching_parameters_file, which refuses larger requests. Default: the shipped "
-                     "export/batching_parameters.txt's.",
-                     lower_bound=1)
-flags.DEFINE_float("ready_timeout", 60.0, "Seconds to wait for the server to answer and the model to be AVAILABLE.")
+
+
+def define_flags() -> None:
+    """Defines this binary's flags, once: its entry point calls it, not the import (binaries share flag names,
+    and a library user may import several)."""
+    if getattr(define_flags, "done", False):
+        return
+    flags.DEFINE_string("server", "localhost:8500", "host:port of tensorflow_model_server's gRPC port.")
+    flags.DEFINE_string("model_name", "maskrnn", "Model name on the server (--model_name of the server).")
+    flags.DEFINE_integer("model_version", None, "Version to use (default: the server's latest).")
+    flags.DEFINE_string("video", None, "A folder of frames (jpg/png) or a video file (mp4).")
+    flags.DEFINE_string("first_mask", None, "First-frame mask: palette PNG of object ids, or a binary mask.")
+    flags.DEFINE_string("output_dir", None, "Results folder (<frame>.png palette masks); must not exist unless "
+                        "--overwrite.")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing output folder.")
+    flags.DEFINE_integer("max_size", None, "Process frames with the long side capped at this many pixels (0 or "
+                         "unset: the full size; else at least 32, the network's smallest side).")
+    flags.DEFINE_enum("carry", "probs", ["probs", "labels"], "What each step is given of the previous frame: the "
+                      "served probabilities, or one 0/1 mask per object of the fused result (as segment's --carry).")
+    flags.DEFINE_string("overlay", None, "Also write an mp4 with the masks blended into the frames.")
+    flags.DEFINE_enum("save_probs", None, ["npy", "png"], "Also write probability maps under <output_dir>/probs.")
+    flags.DEFINE_string("flow", "dis", "Optical flow backend (the segment CLI's: dis, dis-fast, farneback, flo).")
+    flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <video name>/<stem_a>_<stem_b>.flo files.")
+    flags.DEFINE_float("timeout", 60.0, "Deadline of each gRPC call, seconds.")
+    flags.DEFINE_integer("retries", 6, "Attempts per call when the server is UNAVAILABLE (exponential backoff).")
+    # 256 MB: export.client.DEFAULT_MAX_MESSAGE_BYTES (not imported here: it loads TensorFlow before the console is quiet).
+    flags.DEFINE_integer("max_message_mb", 256, "gRPC send/receive message limit, MB.")
+    flags.DEFINE_string("root_cert", None, "PEM root certificate: connect with TLS.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.DEFINE_bool("batched", False, "Step through step_batched (for a server with --enable_batching serving an "
+                      "export made with export_main --batching).")
+    flags.DEFINE_integer("max_batch_size", None, "With --batched: object rows per request at most (a frame with "
+                         "more objects goes in several requests); the max_batch_size of the server's "
+                         "--batching_parameters_file, which refuses larger requests. Default: the shipped "
+                         "export/batching_parameters.txt's.", lower_bound=1)
+    flags.DEFINE_float("ready_timeout", 60.0, "Seconds to wait for the server to answer and the model to be "
+                       "AVAILABLE.")
+    define_flags.done = True
 
 
 def _register_validators() -> None:
@@ -112,5 +121,6 @@ if __name__ == "__main__":
     from maskrnn_tf.flag_validation import parse_flags_or_exit
 
     _console.quiet_startup()
+    define_flags()
     _register_validators()
     app.run(main, flags_parser=parse_flags_or_exit)  # a bad flag: absl's message naming it, exit 2

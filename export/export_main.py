@@ -16,22 +16,34 @@ from absl import app, flags
 from maskrnn_tf import _console
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Trained model: model.keras, or the run folder holding it (or its checkpoints).")
-flags.DEFINE_string("export_base", None, "Model base path polled by tensorflow_model_server.")
-flags.DEFINE_integer("version", None, "Version number (the folder name; 1 to 2**63 - 1, as TF-Serving reads it).")
-flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "float16", "auto"],
-                  "Compute precision of the exported graph. auto: what this machine would use (float16 with a GPU, "
-                  "bfloat16 on a CPU with amx_bf16 or avx512_bf16 where it measures faster, else float32); choose "
-                  "explicitly when the server runs on other hardware.")
-flags.DEFINE_bool("overwrite", False, "Replace an existing version (only one an earlier export wrote) instead of "
-                  "refusing.")
-flags.DEFINE_bool("batching", False, "Export for a model server with --enable_batching: only the step_batched "
-                  "signature (the server batches every signature of a model; the per-video ones cannot be batched).")
-flags.DEFINE_integer("max_batch_size", None, "With --batching: the max_batch_size of the batching parameters file "
-                     "your model server runs with (default: the shipped export/batching_parameters.txt's); warmup "
-                     "shapes with more objects are refused, as the server would refuse the version.", lower_bound=1)
-flags.DEFINE_string("model_name", "maskrnn", "Model name used in the warmup requests and printed commands.")
-flags.DEFINE_list("warmup_shapes", ["96x128x1", "96x128x2"], "Warmup requests, HEIGHTxWIDTHxOBJECTS each; empty for none.")
+
+
+def define_flags() -> None:
+    """Defines this binary's flags, once: its entry point calls it, not the import (binaries share flag names,
+    and a library user may import several)."""
+    if getattr(define_flags, "done", False):
+        return
+    flags.DEFINE_string("model", None, "Trained model: model.keras, or the run folder holding it (or its "
+                        "checkpoints).")
+    flags.DEFINE_string("export_base", None, "Model base path polled by tensorflow_model_server.")
+    flags.DEFINE_integer("version", None, "Version number (the folder name; 1 to 2**63 - 1, as TF-Serving reads it).")
+    flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16", "float16", "auto"], "Compute precision of the "
+                      "exported graph. auto: what this machine would use (float16 with a GPU, bfloat16 on a CPU "
+                      "with amx_bf16 or avx512_bf16 where it measures faster, else float32); choose explicitly when "
+                      "the server runs on other hardware.")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing version (only one an earlier export wrote) instead "
+                      "of refusing.")
+    flags.DEFINE_bool("batching", False, "Export for a model server with --enable_batching: only the step_batched "
+                      "signature (the server batches every signature of a model; the per-video ones cannot be "
+                      "batched).")
+    flags.DEFINE_integer("max_batch_size", None, "With --batching: the max_batch_size of the batching parameters "
+                         "file your model server runs with (default: the shipped export/batching_parameters.txt's); "
+                         "warmup shapes with more objects are refused, as the server would refuse the version.",
+                         lower_bound=1)
+    flags.DEFINE_string("model_name", "maskrnn", "Model name used in the warmup requests and printed commands.")
+    flags.DEFINE_list("warmup_shapes", ["96x128x1", "96x128x2"], "Warmup requests, HEIGHTxWIDTHxOBJECTS each; empty "
+                      "for none.")
+    define_flags.done = True
 
 
 def main(argv) -> int:
@@ -117,5 +129,6 @@ if __name__ == "__main__":
     _console.quiet_startup()
     from maskrnn_tf.flag_validation import parse_flags_or_exit
 
+    define_flags()
     _register_validators()
     app.run(main, flags_parser=parse_flags_or_exit)

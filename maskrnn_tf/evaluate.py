@@ -22,32 +22,40 @@ from absl import app, flags
 from maskrnn_tf import _console
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("davis_root", None, "DAVIS folder (with ImageSets/, Annotations/), or a folder holding it as "
-                    "DAVIS/, DAVIS-2016/ or DAVIS-2017/ (found as segment finds it; --year picks between them).")
-flags.DEFINE_string("segtrack_root", None, "Instead of --davis_root: a SegTrack v2 folder (ImageSets/all.txt, "
-                    "GroundTruth/); every listed sequence is scored, J-Mean is the IoU.")
-flags.DEFINE_string("results", None, "Results folder: <results>/<sequence>/<frame>.png.")
-flags.DEFINE_string("split", "val", "Split name (ImageSets/<480p|2017>/<split>.txt).")
-flags.DEFINE_enum("year", None, ["2016", "2017"], "DAVIS layout; default: detected from ImageSets/.")
-flags.DEFINE_integer("processes", 0, "Worker processes over sequences; 0 = number of CPUs.")
-flags.DEFINE_list("sequences", None, "Evaluate only these sequences of the split.")
-flags.DEFINE_bool("all_frames", False, "Score every frame (the DAVIS protocol drops the first and last; SegTrack v2 "
-                  "drops the first).")
-flags.DEFINE_bool("exclude_void", False, "Leave void pixels (255) out of J and F. Default: scored as background, "
-                  "as davis2017-evaluation does (comparable with published numbers).")
-flags.DEFINE_enum("t", "auto", ["auto", "on", "off"], "Temporal stability T: auto = DAVIS-2016 only.")
-flags.DEFINE_string("output_dir", None, "Where the CSVs go; default: the results folder.")
-flags.DEFINE_bool("overwrite", False, "Replace CSVs already in the output folder that are not evaluate's scores of "
-                  "these results (another folder's, changed since, other sequences'). Without it they are refused.")
+
+
+def define_flags() -> None:
+    """Defines this binary's flags, once: its entry point calls it, not the import (binaries share flag names,
+    and a library user may import several)."""
+    if getattr(define_flags, "done", False):
+        return
+    flags.DEFINE_string("davis_root", None, "DAVIS folder (with ImageSets/, Annotations/), or a folder holding it "
+                        "as DAVIS/, DAVIS-2016/ or DAVIS-2017/ (found as segment finds it; --year picks between "
+                        "them).")
+    flags.DEFINE_string("segtrack_root", None, "Instead of --davis_root: a SegTrack v2 folder (ImageSets/all.txt, "
+                        "GroundTruth/); every listed sequence is scored, J-Mean is the IoU.")
+    flags.DEFINE_string("results", None, "Results folder: <results>/<sequence>/<frame>.png.")
+    flags.DEFINE_string("split", "val", "Split name (ImageSets/<480p|2017>/<split>.txt).")
+    flags.DEFINE_enum("year", None, ["2016", "2017"], "DAVIS layout; default: detected from ImageSets/.")
+    flags.DEFINE_integer("processes", 0, "Worker processes over sequences; 0 = number of CPUs.")
+    flags.DEFINE_list("sequences", None, "Evaluate only these sequences of the split.")
+    flags.DEFINE_bool("all_frames", False, "Score every frame (the DAVIS protocol drops the first and last; "
+                      "SegTrack v2 drops the first).")
+    flags.DEFINE_bool("exclude_void", False, "Leave void pixels (255) out of J and F. Default: scored as "
+                      "background, as davis2017-evaluation does (comparable with published numbers).")
+    flags.DEFINE_enum("t", "auto", ["auto", "on", "off"], "Temporal stability T: auto = DAVIS-2016 only.")
+    flags.DEFINE_string("output_dir", None, "Where the CSVs go; default: the results folder.")
+    flags.DEFINE_bool("overwrite", False, "Replace CSVs already in the output folder that are not evaluate's scores "
+                      "of these results (another folder's, changed since, other sequences'). Without it they are "
+                      "refused.")
+    _register_checks()
+    define_flags.done = True
 
 
 def _register_checks() -> None:
     from maskrnn_tf.flag_validation import register_numeric_validator
 
     register_numeric_validator("processes", minimum=0, hint="0 = one per CPU")
-
-
-_register_checks()
 
 
 def main(argv: List[str]) -> int:
@@ -123,4 +131,5 @@ if __name__ == "__main__":
     _console.quiet_startup()
     from maskrnn_tf.flag_validation import parse_flags_or_exit
 
+    define_flags()
     app.run(main, flags_parser=parse_flags_or_exit)

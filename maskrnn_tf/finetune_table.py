@@ -15,12 +15,21 @@ import sys
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("results", None, "LABEL=FOLDER (or FOLDER, labelled by its name), comma-separated, in column order.")
-flags.DEFINE_string("split", "val", "The split the folders were scored on (per-sequence_results-<split>.csv).")
-flags.DEFINE_string("output", None, "Also write the table to this markdown file (refused if it exists, unless "
-                    "--overwrite).")
-flags.DEFINE_bool("overwrite", False, "Replace an existing --output file.")
-flags.mark_flag_as_required("results")
+
+
+def define_flags() -> None:
+    """Defines this binary's flags, once: its entry point calls it, not the import (binaries share flag names,
+    and a library user may import several)."""
+    if getattr(define_flags, "done", False):
+        return
+    flags.DEFINE_list("results", None, "LABEL=FOLDER (or FOLDER, labelled by its name), comma-separated, in column "
+                      "order.")
+    flags.DEFINE_string("split", "val", "The split the folders were scored on (per-sequence_results-<split>.csv).")
+    flags.DEFINE_string("output", None, "Also write the table to this markdown file (refused if it exists, unless "
+                        "--overwrite).")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing --output file.")
+    flags.mark_flag_as_required("results")
+    define_flags.done = True
 
 
 def main(argv) -> int:
@@ -54,4 +63,5 @@ def main(argv) -> int:
 if __name__ == "__main__":
     from maskrnn_tf.flag_validation import parse_flags_or_exit
 
+    define_flags()
     app.run(main, flags_parser=parse_flags_or_exit)

@@ -25,25 +25,35 @@ from absl import app, flags
 from maskrnn_tf import _console
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("dataset", "davis", ["davis", "segtrack_v2"], "Which layout --manual_dir holds.")
-flags.DEFINE_integer("year", None, "DAVIS year (2016 or 2017); default: the folder's (ImageSets/2017 or not, or the "
-                     "official zip found).")
-flags.DEFINE_list("splits", None, "DAVIS splits (default: every split present in ImageSets).")
-flags.DEFINE_string("resolution", "480p", "DAVIS resolution folder (480p or Full-Resolution).")
-flags.DEFINE_string("manual_dir", None, "The extracted data set folder.")
-flags.DEFINE_string("cache_dir", None, "Where the flows go: a folder outside the data set (created if missing).")
-flags.DEFINE_string("backend", "dis", "dis (DIS medium), dis-fast, dis-ultrafast, farneback, or flo (--flo_dir).")
-flags.DEFINE_string("flo_dir", None, "With --backend=flo: folder of <sequence>/<from>_<to>.flo files.")
-flags.DEFINE_list("sequences", None, "Only these sequences.")
-flags.DEFINE_bool("warp_iou", False, "Then score how well the flows carry the annotated masks: each object's mask "
-                  "warped from frame t-1 into frame t by the flow t -> t-1 (as the model warps its previous mask), "
-                  "J against frame t's mask, per sequence (no network involved).")
-flags.DEFINE_bool("motion_contrast", False, "Then score how well flow magnitude tells each annotated object from its "
-                  "background: per sequence, the mean over objects and frames of the AUC of |flow to t-1| and of "
-                  "|flow - its median| (at the cache's resolution; --set=model.flow_reference=median feeds the flow "
-                  "stream the latter at its working size) ranking object above background pixels.")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
-flags.register_validator("year", lambda year: year in (None, 2016, 2017), message="must be 2016 or 2017 (DAVIS years).")
+
+
+def define_flags() -> None:
+    """Defines this binary's flags, once: its entry point calls it, not the import (binaries share flag names,
+    and a library user may import several)."""
+    if getattr(define_flags, "done", False):
+        return
+    flags.DEFINE_enum("dataset", "davis", ["davis", "segtrack_v2"], "Which layout --manual_dir holds.")
+    flags.DEFINE_integer("year", None, "DAVIS year (2016 or 2017); default: the folder's (ImageSets/2017 or not, or "
+                         "the official zip found).")
+    flags.DEFINE_list("splits", None, "DAVIS splits (default: every split present in ImageSets).")
+    flags.DEFINE_string("resolution", "480p", "DAVIS resolution folder (480p or Full-Resolution).")
+    flags.DEFINE_string("manual_dir", None, "The extracted data set folder.")
+    flags.DEFINE_string("cache_dir", None, "Where the flows go: a folder outside the data set (created if missing).")
+    flags.DEFINE_string("backend", "dis", "dis (DIS medium), dis-fast, dis-ultrafast, farneback, or flo (--flo_dir).")
+    flags.DEFINE_string("flo_dir", None, "With --backend=flo: folder of <sequence>/<from>_<to>.flo files.")
+    flags.DEFINE_list("sequences", None, "Only these sequences.")
+    flags.DEFINE_bool("warp_iou", False, "Then score how well the flows carry the annotated masks: each object's "
+                      "mask warped from frame t-1 into frame t by the flow t -> t-1 (as the model warps its "
+                      "previous mask), J against frame t's mask, per sequence (no network involved).")
+    flags.DEFINE_bool("motion_contrast", False, "Then score how well flow magnitude tells each annotated object "
+                      "from its background: per sequence, the mean over objects and frames of the AUC of |flow to "
+                      "t-1| and of |flow - its median| (at the cache's resolution; "
+                      "--set=model.flow_reference=median feeds the flow stream the latter at its working size) "
+                      "ranking object above background pixels.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.register_validator("year", lambda year: year in (None, 2016, 2017),
+                             message="must be 2016 or 2017 (DAVIS years).")
+    define_flags.done = True
 
 
 def main(argv) -> int:
@@ -329,6 +339,7 @@ def run() -> None:
 
     from maskrnn_tf.flag_validation import parse_flags_or_exit
 
+    define_flags()
     app.run(guarded, flags_parser=parse_flags_or_exit)
 
 

@@ -33,116 +33,128 @@ from maskrnn_tf import _console, host_memory
 from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES, expand_user_paths
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("video", None, "Folder of frames (jpg/png/bmp, naturally sorted: frame2 before frame10) or a "
-                    "video file (mp4, ...).")
-flags.DEFINE_string("first_mask", None, "First-frame mask: palette PNG of object ids, or a binary mask.")
-flags.DEFINE_string("first_box", None, "Instead of --first_mask: one box per object, x0,y0,x1,y1[;x0,y0,x1,y1...] in "
-                    "pixels of the first frame (columns x0..x1-1, rows y0..y1-1); the first mask is made with "
-                    "OpenCV's GrabCut inside each box and written as <output>/first_mask_from_box.png.")
-flags.DEFINE_string("davis_root", None, "Segment every sequence of a DAVIS split instead of --video.")
-flags.DEFINE_string("segtrack_root", None, "Segment every sequence of a SegTrack v2 folder (ImageSets/all.txt) "
-                    "instead of --video, from the first frame's ground-truth layers (object k = layer k).")
-flags.DEFINE_string("split", "val", "DAVIS split (with --davis_root).")
-flags.DEFINE_integer("davis_year", None, "2016 or 2017; default: detected from ImageSets/.")
-flags.DEFINE_list("sequences", None, "With --davis_root or --segtrack_root: only these sequences.")
-flags.DEFINE_string("output", None, "Results folder (must not exist unless --overwrite).")
-flags.DEFINE_enum("method", "maskrnn", ["maskrnn", "flow_propagation"],
-                  "maskrnn (needs --model) or the no-learning flow-propagation baseline.")
-flags.DEFINE_string("model", None, "model.keras file, or a run folder holding model.keras.")
-flags.DEFINE_enum("finetune", "auto", ["auto", "recurrent", "static", "none"],
-                  "Online finetuning on the first frame: recurrent = BPTT through the recurrent step on clips "
-                  "dreamt from the first frame (exact flows and masks); static = the paper's, augmented first "
-                  "frames with a perturbed true mask as the previous mask; auto = recurrent for a model trained "
-                  "with stage B (its run's config.json says), else static.")
-flags.DEFINE_integer("finetune_steps", None, "Finetuning updates per video (default 200 static, 50 recurrent; "
-                     "0 skips finetuning).")
-flags.DEFINE_float("finetune_budget", 60.0, "Recurrent finetuning: wall seconds per video (dreaming and "
-                   "updates; tracing, once per frame size and objects per update, comes on top) after which no "
-                   "update starts; 0 = no limit.")
-flags.DEFINE_integer("finetune_clip_length", 5, "Recurrent finetuning: frames per dreamt clip.")
-flags.DEFINE_integer("finetune_num_clips", 8, "Recurrent finetuning: distinct dreamt clips per video, made on first "
-                     "use and cycled (one clip per pass over the objects: one update, or several with objects in "
-                     "turns; dreaming one takes a small part of an update's time).")
-flags.DEFINE_integer("finetune_crop", 0, "Recurrent finetuning: dream from a crop of at most this many pixels "
-                     "square around the objects (fewer pixels, more updates in the budget); objects too large "
-                     "for it use the whole frame; 0 = always the whole frame.")
-flags.DEFINE_integer("finetune_objects_per_update", 4, "Recurrent finetuning: at most this many objects in one "
-                     "update, in turns when a video has more (each object is carried through the unrolled clip in "
-                     "both streams: memory grows with it); 0 = every object at once.")
-flags.DEFINE_enum("finetune_dream_flow", "exact", ["exact", "dis", "dis-fast", "dis-ultrafast", "farneback"],
-                  "Recurrent finetuning: the dreamt clips' flows, exact or estimated from their frames by this "
-                  "flow backend (dis: as --flow=dis segments the video).")
-flags.DEFINE_string("finetune_dream_speed", "1", "Recurrent finetuning: the dreamt camera and object translation "
-                    "speeds times this number (1 = the dreaming defaults; DAVIS moves about 3x faster), or "
-                    "'video': per video, the speeds of its first frame pair's flow (0.5-8x the defaults).")
-flags.DEFINE_integer("finetune_check_frames", FINETUNE_CHECK_FRAMES, "Keep a video's online finetuning only if the "
-                     "finetuned weights carry its first mask forward over this many frames and back to the first "
-                     "frame at least as well as the original weights (cycle IoU, no labels beyond the first mask); "
-                     "0 = always keep it.")
-flags.DEFINE_float("finetune_check_margin", 0.0, "With --finetune_check_frames: the cycle IoU the finetuned "
-                   "weights must gain to be kept (0 = ties keep the finetuning).")
-flags.DEFINE_float("finetune_lr", 1e-5, "Initial online-finetuning learning rate (decays to 1/10 over "
-                   "--finetune_steps; a --finetune_budget that ends it sooner ends it at a higher rate).")
-flags.DEFINE_float("finetune_loc_weight", None, "Online finetuning: weight of the localization loss (default: "
-                   "as the model was trained, from its run's config.json; 1.0 without one).")
-flags.DEFINE_bool("finetune_class_balance", None, "Online finetuning: class-balanced BCE (the paper's) or, with "
-                  "--nofinetune_class_balance, plain BCE (default: as the model was trained; class-balanced "
-                  "without config.json).")
-flags.DEFINE_float("finetune_iou_weight", None, "Online finetuning: weight of a soft Jaccard term beside the BCE "
-                   "(default: as the model was trained, loss.iou_weight of its config.json; 0 = none).")
-flags.DEFINE_integer("max_size", 0, "Process frames with the long side capped at this size (0 = full size); "
-                     "masks are upsampled back to the input size.")
-flags.DEFINE_string("overlay", None, "Also write this mp4 with the masks blended in (single video only).")
-flags.DEFINE_bool("save_probs", False, "Also write probability maps under <output>/probs/.")
-flags.DEFINE_enum("probs_format", "npy", ["npy", "png"], "npy: float16 [N,H,W] per frame; png: 8-bit per object.")
-flags.DEFINE_string("flow_cache_dir", None, "With --davis_root or --segtrack_root: take the flows from this cache "
-                    "of python -m maskrnn_tf.flow (the one training reads): computed on the full-resolution frames "
-                    "and resized to --max_size, as the training crops got them; missing flows are computed and "
-                    "stored.")
-flags.DEFINE_string("flow", "dis", "Flow backend: dis (DIS medium), dis-fast, dis-ultrafast, farneback, or flo "
-                    "(precomputed .flo files under --flo_dir).")
-flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <sequence>/<stem_a>_<stem_b>.flo (flow from frame "
-                    "stem_a to stem_b, both directions of each consecutive pair); <sequence> is the dataset's "
-                    "sequence with --davis_root or --segtrack_root, the frames folder's basename (or video file "
-                    "name sans extension) with --video.")
-flags.DEFINE_integer("read_ahead", 3, "Frames (with flows) prepared ahead of the model on a background thread.")
-flags.DEFINE_bool("jit_compile", False, "XLA-compile the model step.")
-flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16", "float16"],
-                  "Compute precision of the model (and of online finetuning, with loss scaling in float16): auto = "
-                  "float16 on a GPU, bfloat16 on a CPU whose /proc/cpuinfo flags list amx_bf16 or avx512_bf16 and "
-                  "where it measures faster than float32, else float32.")
-flags.DEFINE_bool("apply_localization", None, "Restrict each mask to its enlarged predicted box (the paper's "
-                  "'Apply'); default: as the model was trained. --noapply_localization deploys the segmentation net "
-                  "alone (the paper's 'Train' row).")
-flags.DEFINE_bool("flip_average", False, "Test-time mirroring: run every step on the frame and on its left-right "
-                  "mirror and carry the mean of the two predictions (about twice the model time per frame).")
-flags.DEFINE_float("max_growth", 0.0, "Cap each object's mask at this many times the area of its previous mask "
-                   "warped into the frame (small objects: at least sqrt(area) pixels more), keeping the pixels "
-                   "nearest it; 0 = no cap. Holds back what the network adds to the warped mask (1.1 lets a mask "
-                   "double in about 7 frames: too slow for an object coming closer or a rough first mask). "
-                   "Finetuning and its check use the uncapped step.")
-flags.DEFINE_float("color_gate", 0.0, "Keep each object's mask only where a colour model of the first frame gives "
-                   "the pixel's colour to the object: the share of the object's CIELAB histogram against the "
-                   "background's within --color_gate_band of it must exceed this (0 = off; on the CPU recipe's "
-                   "held-out sequences 0.1 gained, on its val sequences it did not: docs/RESULTS.md). Gates what is "
-                   "segmented and carried; finetuning and its check use the ungated step.")
-flags.DEFINE_float("color_gate_band", 0.03, "Width of the background band around each object that --color_gate's "
-                   "model compares the object with, as a fraction of the frame's longer side.")
-flags.DEFINE_list("ensemble_models", [], "More trained networks (model.keras files or run folders), comma-separated: "
-                  "at every step each gets the same previous masks and the mean of all their probabilities and "
-                  "boxes with --model's is segmented and carried on (one model step per network per frame). Each "
-                  "network is finetuned on its own as --finetune says (--finetune_budget per network); a colour "
-                  "prior network gets first-frame tables at its own band. Networks trained with --model's "
-                  "mask_threshold.")
-flags.DEFINE_enum("carry", "probs", ["probs", "labels"], "What each step is given of the previous frame, warped: "
-                  "probs = the network's probabilities (as stage B trained it); labels = one 0/1 mask per object of "
-                  "the fused, thresholded result (the paper's). Online finetuning and its cycle check carry "
-                  "probabilities.")
-flags.DEFINE_bool("allow_partial_video", False, "Segment the decodable frames of a truncated or corrupt video "
-                  "file (with a warning) instead of refusing it.")
-flags.DEFINE_bool("overwrite", False, "Replace an existing output folder that segment wrote (it holds "
-                  "segment_run.json), after the new one is complete; never a folder that is or holds an input.")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def define_flags() -> None:
+    """Defines this binary's flags, once: its entry point calls it, not the import (binaries share flag names,
+    and a library user may import several)."""
+    if getattr(define_flags, "done", False):
+        return
+    flags.DEFINE_string("video", None, "Folder of frames (jpg/png/bmp, naturally sorted: frame2 before frame10) or "
+                        "a video file (mp4, ...).")
+    flags.DEFINE_string("first_mask", None, "First-frame mask: palette PNG of object ids, or a binary mask.")
+    flags.DEFINE_string("first_box", None, "Instead of --first_mask: one box per object, "
+                        "x0,y0,x1,y1[;x0,y0,x1,y1...] in pixels of the first frame (columns x0..x1-1, rows "
+                        "y0..y1-1); the first mask is made with OpenCV's GrabCut inside each box and written as "
+                        "<output>/first_mask_from_box.png.")
+    flags.DEFINE_string("davis_root", None, "Segment every sequence of a DAVIS split instead of --video.")
+    flags.DEFINE_string("segtrack_root", None, "Segment every sequence of a SegTrack v2 folder (ImageSets/all.txt) "
+                        "instead of --video, from the first frame's ground-truth layers (object k = layer k).")
+    flags.DEFINE_string("split", "val", "DAVIS split (with --davis_root).")
+    flags.DEFINE_integer("davis_year", None, "2016 or 2017; default: detected from ImageSets/.")
+    flags.DEFINE_list("sequences", None, "With --davis_root or --segtrack_root: only these sequences.")
+    flags.DEFINE_string("output", None, "Results folder (must not exist unless --overwrite).")
+    flags.DEFINE_enum("method", "maskrnn", ["maskrnn", "flow_propagation"], "maskrnn (needs --model) or the "
+                      "no-learning flow-propagation baseline.")
+    flags.DEFINE_string("model", None, "model.keras file, or a run folder holding model.keras.")
+    flags.DEFINE_enum("finetune", "auto", ["auto", "recurrent", "static", "none"], "Online finetuning on the first "
+                      "frame: recurrent = BPTT through the recurrent step on clips dreamt from the first frame "
+                      "(exact flows and masks); static = the paper's, augmented first frames with a perturbed true "
+                      "mask as the previous mask; auto = recurrent for a model trained with stage B (its run's "
+                      "config.json says), else static.")
+    flags.DEFINE_integer("finetune_steps", None, "Finetuning updates per video (default 200 static, 50 recurrent; 0 "
+                         "skips finetuning).")
+    flags.DEFINE_float("finetune_budget", 60.0, "Recurrent finetuning: wall seconds per video (dreaming and "
+                       "updates; tracing, once per frame size and objects per update, comes on top) after which no "
+                       "update starts; 0 = no limit.")
+    flags.DEFINE_integer("finetune_clip_length", 5, "Recurrent finetuning: frames per dreamt clip.")
+    flags.DEFINE_integer("finetune_num_clips", 8, "Recurrent finetuning: distinct dreamt clips per video, made on "
+                         "first use and cycled (one clip per pass over the objects: one update, or several with "
+                         "objects in turns; dreaming one takes a small part of an update's time).")
+    flags.DEFINE_integer("finetune_crop", 0, "Recurrent finetuning: dream from a crop of at most this many pixels "
+                         "square around the objects (fewer pixels, more updates in the budget); objects too large "
+                         "for it use the whole frame; 0 = always the whole frame.")
+    flags.DEFINE_integer("finetune_objects_per_update", 4, "Recurrent finetuning: at most this many objects in one "
+                         "update, in turns when a video has more (each object is carried through the unrolled clip "
+                         "in both streams: memory grows with it); 0 = every object at once.")
+    flags.DEFINE_enum("finetune_dream_flow", "exact", ["exact", "dis", "dis-fast", "dis-ultrafast", "farneback"],
+                      "Recurrent finetuning: the dreamt clips' flows, exact or estimated from their frames by this "
+                      "flow backend (dis: as --flow=dis segments the video).")
+    flags.DEFINE_string("finetune_dream_speed", "1", "Recurrent finetuning: the dreamt camera and object "
+                        "translation speeds times this number (1 = the dreaming defaults; DAVIS moves about 3x "
+                        "faster), or 'video': per video, the speeds of its first frame pair's flow (0.5-8x the "
+                        "defaults).")
+    flags.DEFINE_integer("finetune_check_frames", FINETUNE_CHECK_FRAMES, "Keep a video's online finetuning only if "
+                         "the finetuned weights carry its first mask forward over this many frames and back to the "
+                         "first frame at least as well as the original weights (cycle IoU, no labels beyond the "
+                         "first mask); 0 = always keep it.")
+    flags.DEFINE_float("finetune_check_margin", 0.0, "With --finetune_check_frames: the cycle IoU the finetuned "
+                       "weights must gain to be kept (0 = ties keep the finetuning).")
+    flags.DEFINE_float("finetune_lr", 1e-05, "Initial online-finetuning learning rate (decays to 1/10 over "
+                       "--finetune_steps; a --finetune_budget that ends it sooner ends it at a higher rate).")
+    flags.DEFINE_float("finetune_loc_weight", None, "Online finetuning: weight of the localization loss (default: "
+                       "as the model was trained, from its run's config.json; 1.0 without one).")
+    flags.DEFINE_bool("finetune_class_balance", None, "Online finetuning: class-balanced BCE (the paper's) or, with "
+                      "--nofinetune_class_balance, plain BCE (default: as the model was trained; class-balanced "
+                      "without config.json).")
+    flags.DEFINE_float("finetune_iou_weight", None, "Online finetuning: weight of a soft Jaccard term beside the "
+                       "BCE (default: as the model was trained, loss.iou_weight of its config.json; 0 = none).")
+    flags.DEFINE_integer("max_size", 0, "Process frames with the long side capped at this size (0 = full size); "
+                         "masks are upsampled back to the input size.")
+    flags.DEFINE_string("overlay", None, "Also write this mp4 with the masks blended in (single video only).")
+    flags.DEFINE_bool("save_probs", False, "Also write probability maps under <output>/probs/.")
+    flags.DEFINE_enum("probs_format", "npy", ["npy", "png"], "npy: float16 [N,H,W] per frame; png: 8-bit per object.")
+    flags.DEFINE_string("flow_cache_dir", None, "With --davis_root or --segtrack_root: take the flows from this "
+                        "cache of python -m maskrnn_tf.flow (the one training reads): computed on the "
+                        "full-resolution frames and resized to --max_size, as the training crops got them; missing "
+                        "flows are computed and stored.")
+    flags.DEFINE_string("flow", "dis", "Flow backend: dis (DIS medium), dis-fast, dis-ultrafast, farneback, or flo "
+                        "(precomputed .flo files under --flo_dir).")
+    flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <sequence>/<stem_a>_<stem_b>.flo (flow from "
+                        "frame stem_a to stem_b, both directions of each consecutive pair); <sequence> is the "
+                        "dataset's sequence with --davis_root or --segtrack_root, the frames folder's basename (or "
+                        "video file name sans extension) with --video.")
+    flags.DEFINE_integer("read_ahead", 3, "Frames (with flows) prepared ahead of the model on a background thread.")
+    flags.DEFINE_bool("jit_compile", False, "XLA-compile the model step.")
+    flags.DEFINE_enum("precision", "auto", ["auto", "float32", "bfloat16", "float16"], "Compute precision of the "
+                      "model (and of online finetuning, with loss scaling in float16): auto = float16 on a GPU, "
+                      "bfloat16 on a CPU whose /proc/cpuinfo flags list amx_bf16 or avx512_bf16 and where it "
+                      "measures faster than float32, else float32.")
+    flags.DEFINE_bool("apply_localization", None, "Restrict each mask to its enlarged predicted box (the paper's "
+                      "'Apply'); default: as the model was trained. --noapply_localization deploys the segmentation "
+                      "net alone (the paper's 'Train' row).")
+    flags.DEFINE_bool("flip_average", False, "Test-time mirroring: run every step on the frame and on its "
+                      "left-right mirror and carry the mean of the two predictions (about twice the model time per "
+                      "frame).")
+    flags.DEFINE_float("max_growth", 0.0, "Cap each object's mask at this many times the area of its previous mask "
+                       "warped into the frame (small objects: at least sqrt(area) pixels more), keeping the pixels "
+                       "nearest it; 0 = no cap. Holds back what the network adds to the warped mask (1.1 lets a "
+                       "mask double in about 7 frames: too slow for an object coming closer or a rough first mask). "
+                       "Finetuning and its check use the uncapped step.")
+    flags.DEFINE_float("color_gate", 0.0, "Keep each object's mask only where a colour model of the first frame "
+                       "gives the pixel's colour to the object: the share of the object's CIELAB histogram against "
+                       "the background's within --color_gate_band of it must exceed this (0 = off; on the CPU "
+                       "recipe's held-out sequences 0.1 gained, on its val sequences it did not: docs/RESULTS.md). "
+                       "Gates what is segmented and carried; finetuning and its check use the ungated step.")
+    flags.DEFINE_float("color_gate_band", 0.03, "Width of the background band around each object that "
+                       "--color_gate's model compares the object with, as a fraction of the frame's longer side.")
+    flags.DEFINE_list("ensemble_models", [], "More trained networks (model.keras files or run folders), "
+                      "comma-separated: at every step each gets the same previous masks and the mean of all their "
+                      "probabilities and boxes with --model's is segmented and carried on (one model step per "
+                      "network per frame). Each network is finetuned on its own as --finetune says "
+                      "(--finetune_budget per network); a colour prior network gets first-frame tables at its own "
+                      "band. Networks trained with --model's mask_threshold.")
+    flags.DEFINE_enum("carry", "probs", ["probs", "labels"], "What each step is given of the previous frame, "
+                      "warped: probs = the network's probabilities (as stage B trained it); labels = one 0/1 mask "
+                      "per object of the fused, thresholded result (the paper's). Online finetuning and its cycle "
+                      "check carry probabilities.")
+    flags.DEFINE_bool("allow_partial_video", False, "Segment the decodable frames of a truncated or corrupt video "
+                      "file (with a warning) instead of refusing it.")
+    flags.DEFINE_bool("overwrite", False, "Replace an existing output folder that segment wrote (it holds "
+                      "segment_run.json), after the new one is complete; never a folder that is or holds an input.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    _register_checks()
+    define_flags.done = True
 
 
 def _positive_number(text: str) -> bool:
@@ -186,8 +198,6 @@ def _register_checks() -> None:
     flags.register_validator("davis_year", lambda year: year in (None, 2016, 2017),
                              message="--davis_year must be 2016 or 2017.")
 
-
-_register_checks()
 
 # The cycle check carries probabilities whatever --carry says: carrying the fused labels, it undid a finetuning
 # that gained 10 J on a held-out sequence (docs/RESULTS.md, "Carrying the fused masks").
@@ -499,6 +509,7 @@ def run() -> None:
     from maskrnn_tf.flag_validation import one_line_usage_errors, parse_flags_or_exit
 
     _console.quiet_startup()
+    define_flags()
     app.run(one_line_usage_errors(guarded, "Error: "), flags_parser=parse_flags_or_exit)
 
 

@@ -30,6 +30,7 @@ def _segment_in_process(*flags):
 
     from maskrnn_tf import segment
 
+    segment.define_flags()
     absl_flags.FLAGS.unparse_flags()
     absl_flags.FLAGS(["segment", "--noprogress", *flags])
     try:

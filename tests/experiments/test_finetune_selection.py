@@ -368,7 +368,9 @@ def test_the_repositorys_selection_flag_files_name_only_segment_flags():
 
     from absl import flags
 
-    from maskrnn_tf import segment  # noqa: F401  (defines segment's flags)
+    from maskrnn_tf import segment
+
+    segment.define_flags()
 
     files = sorted(glob.glob(os.path.join(REPO, "*_selection.flags")))
     assert len(files) >= 2, files

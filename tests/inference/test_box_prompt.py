@@ -13,6 +13,8 @@ from maskrnn_tf.inference import BoxError, mask_from_boxes, parse_boxes
 from maskrnn_tf.io import davis_palette, read_mask, read_palette
 from maskrnn_tf.metrics import db_eval_iou
 
+segment.define_flags()  # segment's flags, which these tests parse (evaluate's are tested in subprocesses)
+
 
 def _davis(shared_data, sequence):
     return os.path.join(shared_data, "DAVIS-2016", "JPEGImages", "480p", sequence), \

@@ -26,6 +26,8 @@ from maskrnn_tf.ops import resize_flow, warp_with_flow, write_flo
 
 from .conftest import custom_palette, write_palette
 
+segment.define_flags()  # segment's flags, which these tests parse (evaluate's are tested in subprocesses)
+
 SEQUENCE = "clip"
 # The module, not the `finetune` function the package re-exports under the same name.
 finetune_module = importlib.import_module("maskrnn_tf.inference.finetune")

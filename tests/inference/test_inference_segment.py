@@ -27,6 +27,8 @@ from maskrnn_tf.io import read_mask, read_palette
 
 from .conftest import custom_palette, write_palette
 
+segment.define_flags()  # segment's flags, which these tests parse (evaluate's are tested in subprocesses)
+
 
 def run_cli(*args: str) -> int:
     """Runs segment.main in-process with fresh flag values (exceptions propagate to the test)."""

@@ -7,7 +7,9 @@ import sys
 import pytest
 from absl import flags
 
-from maskrnn_tf import segment  # noqa: F401 -- defines the flags (evaluate's are tested in a subprocess)
+from maskrnn_tf import segment
+
+segment.define_flags()  # segment's flags, which these tests parse (evaluate's are tested in subprocesses)
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 

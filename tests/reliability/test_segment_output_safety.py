@@ -361,6 +361,7 @@ def _guarded(*args):
 
     from maskrnn_tf import segment
 
+    segment.define_flags()
     flags.FLAGS.unparse_flags()
     flags.FLAGS(["segment", "--noprogress", *args])
     try:
