@@ -261,26 +261,7 @@ def evaluate_dataset(
             sequences = [fut.result() for fut in futures]
     if year == 2017:
         notes += _official_tool_notes(results_dir, sequences)
-        notes += _unscored_frames_note(results_dir, specs)
     return EvaluationResults(config.split, year, sequences, notes)
-
-
-def _unscored_frames_note(results_dir: str, specs: List[SequenceSpec]) -> List[str]:
-    """A note on result folders without a frame the protocol does not score (the first or the last): scored
-    here, but davis2017-evaluation reads every frame of a sequence and exits on one it cannot find."""
-    missing = []
-    for spec in specs:
-        ends = [spec.frames[0], spec.frames[-1]] if len(spec.frames) > 1 else [spec.frames[0]]
-        absent = [frame + ".png" for frame in dict.fromkeys(ends)
-                  if not os.path.isfile(os.path.join(results_dir, spec.name, frame + ".png"))]
-        if absent:
-            missing.append(f"{spec.name}: {', '.join(absent)}")
-    if not missing:
-        return []
-    shown = "; ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-    return [f"Result frames not scored by the DAVIS protocol are missing ({shown}); davis2017-evaluation reads "
-            "every frame of a sequence and exits at the first not found: write every frame, the first one's given "
-            "mask included, as segment does, before scoring with it or submitting."]
 
 
 def _official_tool_notes(results_dir: str, sequences: List[SequenceResult]) -> List[str]:
