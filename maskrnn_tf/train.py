@@ -172,7 +172,8 @@ def split_cpu(count: int) -> None:
 def main(argv: List[str]) -> int:
     del argv  # parse_flags_or_exit refuses plain arguments
     # The config is plain dataclasses: a bad config and --print_config answer before TensorFlow starts.
-    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.model_config import type_problem
+    from maskrnn_tf.training.config import TrainConfig, field_type
     from maskrnn_tf.training.config_bounds import bounds_problem, check_config_bounds
 
     notes: List[str] = []
@@ -180,8 +181,10 @@ def main(argv: List[str]) -> int:
         overrides = overrides_from_flags(notes)
         # Before the dataclasses see them: some refuse such a value themselves, naming their fields, not the
         # setting given (data.batch_size=0 read "height, width, batch_size and clip_batch_size must be >= 1").
+        # Only values of the field's type: another type is override's to name ("expected an integer").
         refused = [f"{key}={value!r}: {problem}" for key, value in overrides.items()
                    if isinstance(value, (int, float)) and not isinstance(value, bool)
+                   and (kind := field_type(key)) is not None and type_problem(key, kind, value) is None
                    and (problem := bounds_problem(key, value)) is not None]
         if refused:
             raise ValueError("; ".join(refused))

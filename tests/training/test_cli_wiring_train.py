@@ -138,3 +138,12 @@ def test_a_set_value_the_config_refuses_is_named_as_the_setting(setting):
     key, value = setting.split("=")
     assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-2000:]
     assert f"error: bad configuration: {key}={value}: must be >= " in proc.stderr, proc.stderr
+
+
+def test_a_set_value_of_another_type_is_named_as_such_not_by_its_bounds():
+    """The bounds pre-check above took 0.5 for data.batch_size and said "must be >= 1": the value is refused for
+    its type (an integer is asked), as before the pre-check."""
+    proc = subprocess.run([sys.executable, "-m", "maskrnn_tf.train", "--set=data.batch_size=0.5", "--print_config"],
+                          cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-2000:]
+    assert "data.batch_size=0.5: expected an integer, got a float" in proc.stderr, proc.stderr
