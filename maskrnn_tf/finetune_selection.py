@@ -462,7 +462,8 @@ def main(argv: List[str]) -> int:
             "candidates": {c.label: {"model": _model(c, model), "segment_flags": c.flags_without_model()}
                            for c in candidates},
             "chosen": {mode: run.label for mode, run in chosen.items()},
-            "select": to_dict(runs), "report": to_dict(list(report.values())), "floor": {part: dataclasses.asdict(run) for part, run in zip(("select", "report"), floor)},
+            "select": to_dict(runs), "report": to_dict(list(report.values())),
+            "floor": {part: dataclasses.asdict(run) for part, run in zip(("select", "report"), floor)},
             # Every report of the reported split, in the order made: an earlier choice stays listed.
             "reports": [{"candidate": label, "mode": run.mode, "chosen": label in chosen_labels,
                          "J-Mean": run.mean()[0], "F-Mean": run.mean()[1], "run": dataclasses.asdict(run)}

@@ -208,8 +208,17 @@ def test_the_floor_runs_on_both_splits_with_the_segment_flags_alone_and_heads_bo
     driver.FLAGS.segment_flag = ["--flow=flo", "--flo_dir=X"]
     commands = []
     stand_in = driver.run_command
-    monkeypatch.setattr(driver, "run_command", lambda args, **kwargs: (commands.append(args),
-                                                                       stand_in(args, **kwargs))[1])
+    reported_floor = f"--results={out / 'report' / 'floor'}"
+
+    def run_command(args, **kwargs):
+        commands.append(args)
+        seconds = stand_in(args, **kwargs)
+        if reported_floor in args:  # the reported split's floor scores otherwise than the selection split's
+            (out / "report" / "floor" / "per-sequence_results-val.csv").write_text(
+                "Sequence,J-Mean,F-Mean\nbear_1,0.300,0.150\n")  # stand-in objects: bear_1 everywhere
+        return seconds
+
+    monkeypatch.setattr(driver, "run_command", run_command)
     assert driver.main([]) == 0
     floors = [args for args in commands if args[2] == "maskrnn_tf.segment" and "--method=flow_propagation" in args]
     assert len(floors) == 2
@@ -225,11 +234,20 @@ def test_the_floor_runs_on_both_splits_with_the_segment_flags_alone_and_heads_bo
     assert record["chosen"] == {"none": "none", "static": "s1"}
     # Both splits' floors are recorded (keyed by label, as the candidates are, the report's replaced the other).
     assert sorted(record["floor"]) == ["report", "select"]
-    assert all(record["floor"][part]["objects"] == {"bear_1": [0.9, 0.45]} for part in ("select", "report"))
+    assert record["floor"]["select"]["objects"] == {"bear_1": [0.9, 0.45]}
+    assert record["floor"]["report"]["objects"] == {"bear_1": [0.3, 0.15]}
     table = (out / "selection.md").read_text().splitlines()
     rows = [line for line in table if line.startswith("| ")]
     assert rows[1].startswith("| floor | floor | 90.0 | 45.0 |"), table
+    assert any(line.startswith("| floor | floor | 30.0 | 15.0 | 90.0 | 45.0 |") for line in table), table
     assert sum(line.startswith("| floor | floor |") for line in table) == 2, table
+    # A resumed call runs nothing again and does not take the reported floor for an earlier report.
+    ran_before = len(commands)
+    assert driver.main([]) == 0 and len(commands) == ran_before
+    assert (out / "selection.md").read_text().splitlines() == table
+    assert "reported earlier" not in "\n".join(table)
+    assert [report["candidate"] for report in json.loads((out / "selection.json").read_text())["reports"]] == [
+        "none", "s1"]
 
 
 def test_a_resumed_call_does_not_reuse_scores_changed_since_its_evaluate(monkeypatch, tmp_path):
