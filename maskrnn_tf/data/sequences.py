@@ -604,9 +604,12 @@ def read_segtrack_sequence_list(root: str, validate: bool = True) -> List[Sequen
     """All SegTrack v2 sequences listed in ImageSets/all.txt (single- and multi-object layouts)."""
     root = find_segtrack_root(root)
     all_path = os.path.join(root, "ImageSets", "all.txt")
+    names = [entry.lstrip("*").strip() for entry in _read_lines(all_path, SEGTRACK_LAYOUT)]  # "*": several objects
+    repeated = repeated_names(names)
+    if repeated:  # scored twice (two rows, counted twice in the means) otherwise; the DAVIS lists are refused alike
+        raise DatasetLayoutError(f"{all_path}: lists {repeated} more than once; list each sequence once.")
     sequences = []
-    for entry in _read_lines(all_path, SEGTRACK_LAYOUT):
-        name = entry.lstrip("*").strip()
+    for name in names:
         list_path = os.path.join(root, "ImageSets", f"{name}.txt")
         lines = _read_lines(list_path, SEGTRACK_LAYOUT)
         # The first line is a path prefix such as "/JPEGImages/bmx/"; frame names follow.

@@ -94,6 +94,19 @@ def test_segtrack_multi_object_layers(tmp_path):
     np.testing.assert_array_equal(ids[1], expected)
 
 
+@pytest.mark.parametrize("listed", ["*duo\nduo\n", "duo\n*duo\n"])
+def test_a_segtrack_sequence_listed_twice_is_refused_by_name(tmp_path, listed):
+    """ImageSets/all.txt listing a sequence twice (with and without SegTrack's "*" multi-object mark) was read as two
+    sequences: evaluate scored it twice (two rows, counted twice in the means) and segment kept one. DAVIS lists
+    are refused alike."""
+    _segtrack_duo(tmp_path, lambda path, k: Image.fromarray(np.full((6, 8), 255 * (k == 1), np.uint8)).save(path))
+    all_txt = tmp_path / "SegTrackv2" / "ImageSets" / "all.txt"
+    all_txt.write_text(listed)
+    with pytest.raises(DatasetLayoutError, match=rf"{all_txt}: lists \['duo'\] more than once; list each sequence "
+                                                 "once"):
+        read_segtrack_sequence_list(str(tmp_path))
+
+
 def test_no_manual_dir_names_layout_and_archives(tmp_path):
     with pytest.raises(DatasetLayoutError, match="DAVIS-2017-trainval-480p.zip"):
         read_davis_sequence_list(str(tmp_path / "missing"), 2017, "val")
