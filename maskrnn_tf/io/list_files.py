@@ -20,7 +20,8 @@ def read_list_lines(path: str, error: Type[Exception] = ValueError) -> List[str]
         # A byte order mark says UTF-16; other bytes above 127 are most often an 8-bit code page's letters.
         guess = ("UTF-16, as Windows Notepad's \"Unicode\" saves it" if data[:2] in (b"\xff\xfe", b"\xfe\xff")
                  else "Latin-1 or Windows-1252, as older editors save accented letters")
-        line = data.count(b"\n", 0, err.start) + 1
+        before = data[:err.start]  # lines end as a text reader takes them: \n, \r\n or \r
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
         where = f"byte 0x{data[err.start:err.start + 1].hex()} on line {line}"
         raise error(f"{path}: not UTF-8 text ({where}: {err.reason}; {guess}?); save the file as UTF-8, one "
                     "entry per line.") from err

@@ -131,13 +131,13 @@ def test_a_list_that_is_not_utf_8_names_the_likely_encoding(tmp_path, encoding, 
     assert ("UTF-16" in str(refused.value)) == (encoding == "utf-16")
 
 
-@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
-def test_a_list_not_utf_8_far_into_the_file_names_the_byte_and_its_line(tmp_path, bom):
+@pytest.mark.parametrize("bom, end", [(b"", b"\n"), (b"\xef\xbb\xbf", b"\n"), (b"", b"\r\n"), (b"", b"\r")])
+def test_a_list_not_utf_8_far_into_the_file_names_the_byte_and_its_line(tmp_path, bom, end):
     """The byte offset came from the text reader's chunk (8 KiB), not the file: a bad byte on line 1001 of a long
     list read "byte 1"; it is now the byte as the flag files name it, with its line."""
     from maskrnn_tf.io.list_files import read_list_lines
 
     path = tmp_path / "val.txt"
-    path.write_bytes(bom + b"".join(b"sequence-%04d\n" % i for i in range(1000)) + b"caf\xe9\n")
+    path.write_bytes(bom + b"".join(b"sequence-%04d" % i + end for i in range(1000)) + b"caf\xe9" + end)
     with pytest.raises(ValueError, match=r"not UTF-8 text \(byte 0xe9 on line 1001: invalid continuation byte"):
         read_list_lines(str(path))
