@@ -280,7 +280,8 @@ def compare(labelled_dirs: Sequence[Tuple[str, str]], split: str = "val") -> Tup
 
 
 def parse_labelled(items: Sequence[str]) -> List[Tuple[str, str]]:
-    """['none=results/a', 'results/b'] -> [('none', 'results/a'), ('b', 'results/b')] (label = folder name)."""
+    """['none=results/a', 'results/b'] -> [('none', 'results/a'), ('b', 'results/b')] (label = folder name); a label
+    given twice is refused."""
     out: List[Tuple[str, str]] = []
     for item in items:
         label, sep, folder = item.partition("=")
@@ -288,6 +289,10 @@ def parse_labelled(items: Sequence[str]) -> List[Tuple[str, str]]:
             label, folder = os.path.basename(os.path.normpath(item)), item
         if not label or not folder:
             raise ComparisonInputError(f"{item!r}: expected LABEL=FOLDER or FOLDER.")
+        earlier = next((given for name, given in out if name == label), None)
+        if earlier is not None:  # two columns of one name could not be told apart
+            raise ComparisonInputError(f"label {label!r} given to {earlier} and to {folder}; label each folder once "
+                                       "(LABEL=FOLDER).")
         out.append((label, folder))
     return out
 

@@ -112,6 +112,12 @@ def test_folders_missing_scores_or_the_segment_record_are_refused_by_name(scored
     assert parse_labelled(["a=x/y", "x/z/"]) == [("a", "x/y"), ("z", "x/z/")]
     with pytest.raises(ComparisonInputError, match="LABEL=FOLDER"):
         parse_labelled(["=x"])
+    # Two columns under one label could not be told apart (a label defaults to the folder's name).
+    with pytest.raises(ComparisonInputError, match=r"label 'res' given to x/a/res and to x/b/res; label each "
+                                                   r"folder once \(LABEL=FOLDER\)"):
+        parse_labelled(["x/a/res", "x/b/res"])
+    with pytest.raises(ComparisonInputError, match="label 'a' given to x and to y"):
+        parse_labelled(["a=x", "a=y"])
 
 
 def test_runs_over_different_objects_or_damaged_records_are_refused_by_name(scored, tmp_path):
