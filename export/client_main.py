@@ -41,7 +41,8 @@ def define_flags() -> None:
     flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <video name>/<stem_a>_<stem_b>.flo files.")
     flags.DEFINE_float("timeout", 60.0, "Deadline of each gRPC call, seconds.")
     flags.DEFINE_integer("retries", 6, "Attempts per call when the server is UNAVAILABLE (exponential backoff).")
-    # 256 MB: export.client.DEFAULT_MAX_MESSAGE_BYTES (not imported here: it loads TensorFlow before the console is quiet).
+    # 256 MB: export.client.DEFAULT_MAX_MESSAGE_BYTES (not imported here: it loads TensorFlow before the console is
+    # quiet).
     flags.DEFINE_integer("max_message_mb", 256, "gRPC send/receive message limit, MB.")
     flags.DEFINE_string("root_cert", None, "PEM root certificate: connect with TLS.")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
@@ -53,6 +54,7 @@ def define_flags() -> None:
                          "export/batching_parameters.txt's.", lower_bound=1)
     flags.DEFINE_float("ready_timeout", 60.0, "Seconds to wait for the server to answer and the model to be "
                        "AVAILABLE.")
+    _register_validators()
     define_flags.done = True
 
 
@@ -122,5 +124,4 @@ if __name__ == "__main__":
 
     _console.quiet_startup()
     define_flags()
-    _register_validators()
     app.run(main, flags_parser=parse_flags_or_exit)  # a bad flag: absl's message naming it, exit 2

@@ -43,6 +43,7 @@ def define_flags() -> None:
     flags.DEFINE_string("model_name", "maskrnn", "Model name used in the warmup requests and printed commands.")
     flags.DEFINE_list("warmup_shapes", ["96x128x1", "96x128x2"], "Warmup requests, HEIGHTxWIDTHxOBJECTS each; empty "
                       "for none.")
+    _register_validators()
     define_flags.done = True
 
 
@@ -130,5 +131,4 @@ if __name__ == "__main__":
     from maskrnn_tf.flag_validation import parse_flags_or_exit
 
     define_flags()
-    _register_validators()
     app.run(main, flags_parser=parse_flags_or_exit)

@@ -9,8 +9,14 @@ import maskrnn_tf
 heavy = [m for m in ("tensorflow", "keras") if m in sys.modules]
 assert not heavy, f"import maskrnn_tf imported {heavy}"
 import maskrnn_tf.datasets, maskrnn_tf.export
-names = [m.name for m in pkgutil.walk_packages(maskrnn_tf.__path__, "maskrnn_tf.")
-         if not m.name.endswith("__main__")]
+# maskrnn_tf.export and maskrnn_tf.datasets are installed from the repository's export/ and datasets/ folders:
+# walked on their own.
+names = [m.name for path, prefix in ((maskrnn_tf.__path__, "maskrnn_tf."),
+                                     (maskrnn_tf.export.__path__, "maskrnn_tf.export."),
+                                     (maskrnn_tf.datasets.__path__, "maskrnn_tf.datasets."))
+         for m in pkgutil.walk_packages(path, prefix) if not m.name.endswith("__main__")]
+names = list(dict.fromkeys(names))
+assert "maskrnn_tf.export.export_main" in names and "maskrnn_tf.export.client_main" in names, names
 # Every module, the CLI binaries' too: they define their absl flags when their entry point runs, not on import
 # (two of them share flag names: segment's, evaluate's and flow's --davis_root, --year, --sequences ...).
 for name in names:

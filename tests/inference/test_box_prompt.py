@@ -13,7 +13,7 @@ from maskrnn_tf.inference import BoxError, mask_from_boxes, parse_boxes
 from maskrnn_tf.io import davis_palette, read_mask, read_palette
 from maskrnn_tf.metrics import db_eval_iou
 
-segment.define_flags()  # segment's flags, which these tests parse (evaluate's are tested in subprocesses)
+segment.define_flags()  # segment's flags, which these tests parse
 
 
 def _davis(shared_data, sequence):

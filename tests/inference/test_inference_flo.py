@@ -26,7 +26,7 @@ from maskrnn_tf.ops import resize_flow, warp_with_flow, write_flo
 
 from .conftest import custom_palette, write_palette
 
-segment.define_flags()  # segment's flags, which these tests parse (evaluate's are tested in subprocesses)
+segment.define_flags()  # segment's flags, which these tests parse
 
 SEQUENCE = "clip"
 # The module, not the `finetune` function the package re-exports under the same name.

@@ -27,7 +27,7 @@ from maskrnn_tf.io import read_mask, read_palette
 
 from .conftest import custom_palette, write_palette
 
-segment.define_flags()  # segment's flags, which these tests parse (evaluate's are tested in subprocesses)
+segment.define_flags()  # segment's flags, which these tests parse
 
 
 def run_cli(*args: str) -> int:

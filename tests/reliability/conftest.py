@@ -8,7 +8,7 @@ from PIL import Image
 
 from maskrnn_tf import segment
 
-segment.define_flags()  # segment's flags, which these tests parse (evaluate's are tested in subprocesses)
+segment.define_flags()  # segment's flags, which these tests parse
 
 HEIGHT, WIDTH, FRAMES = 40, 56, 4
 
