@@ -14,15 +14,14 @@ import sys
 from absl import app, flags
 
 from maskrnn_tf import _console
+from maskrnn_tf.flag_validation import defined_once
 
 FLAGS = flags.FLAGS
 
 
+@defined_once
 def define_flags() -> None:
-    """Defines this binary's flags, once: its entry point calls it, not the import (binaries share flag names,
-    and a library user may import several)."""
-    if getattr(define_flags, "done", False):
-        return
+    """client_main's flags and their checks (see defined_once)."""
     flags.DEFINE_string("server", "localhost:8500", "host:port of tensorflow_model_server's gRPC port.")
     flags.DEFINE_string("model_name", "maskrnn", "Model name on the server (--model_name of the server).")
     flags.DEFINE_integer("model_version", None, "Version to use (default: the server's latest).")
@@ -55,7 +54,6 @@ def define_flags() -> None:
     flags.DEFINE_float("ready_timeout", 60.0, "Seconds to wait for the server to answer and the model to be "
                        "AVAILABLE.")
     _register_validators()
-    define_flags.done = True
 
 
 def _register_validators() -> None:

@@ -14,15 +14,14 @@ import sys
 from absl import app, flags
 
 from maskrnn_tf import _console
+from maskrnn_tf.flag_validation import defined_once
 
 FLAGS = flags.FLAGS
 
 
+@defined_once
 def define_flags() -> None:
-    """Defines this binary's flags, once: its entry point calls it, not the import (binaries share flag names,
-    and a library user may import several)."""
-    if getattr(define_flags, "done", False):
-        return
+    """export_main's flags and their checks (see defined_once)."""
     flags.DEFINE_string("model", None, "Trained model: model.keras, or the run folder holding it (or its "
                         "checkpoints).")
     flags.DEFINE_string("export_base", None, "Model base path polled by tensorflow_model_server.")
@@ -44,7 +43,6 @@ def define_flags() -> None:
     flags.DEFINE_list("warmup_shapes", ["96x128x1", "96x128x2"], "Warmup requests, HEIGHTxWIDTHxOBJECTS each; empty "
                       "for none.")
     _register_validators()
-    define_flags.done = True
 
 
 def main(argv) -> int:

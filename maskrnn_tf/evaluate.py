@@ -20,15 +20,14 @@ from typing import List
 from absl import app, flags
 
 from maskrnn_tf import _console
+from maskrnn_tf.flag_validation import defined_once
 
 FLAGS = flags.FLAGS
 
 
+@defined_once
 def define_flags() -> None:
-    """Defines this binary's flags, once: its entry point calls it, not the import (binaries share flag names,
-    and a library user may import several)."""
-    if getattr(define_flags, "done", False):
-        return
+    """evaluate's flags and their checks (see defined_once)."""
     flags.DEFINE_string("davis_root", None, "DAVIS folder (with ImageSets/, Annotations/), or a folder holding it "
                         "as DAVIS/, DAVIS-2016/ or DAVIS-2017/ (found as segment finds it; --year picks between "
                         "them).")
@@ -49,7 +48,6 @@ def define_flags() -> None:
                       "of these results (another folder's, changed since, other sequences'). Without it they are "
                       "refused.")
     _register_checks()
-    define_flags.done = True
 
 
 def _register_checks() -> None:

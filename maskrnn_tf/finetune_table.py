@@ -14,14 +14,14 @@ import sys
 
 from absl import app, flags
 
+from maskrnn_tf.flag_validation import defined_once
+
 FLAGS = flags.FLAGS
 
 
+@defined_once
 def define_flags() -> None:
-    """Defines this binary's flags, once: its entry point calls it, not the import (binaries share flag names,
-    and a library user may import several)."""
-    if getattr(define_flags, "done", False):
-        return
+    """finetune_table's flags and their checks (see defined_once)."""
     flags.DEFINE_list("results", None, "LABEL=FOLDER (or FOLDER, labelled by its name), comma-separated, in column "
                       "order.")
     flags.DEFINE_string("split", "val", "The split the folders were scored on (per-sequence_results-<split>.csv).")
@@ -29,7 +29,6 @@ def define_flags() -> None:
                         "--overwrite).")
     flags.DEFINE_bool("overwrite", False, "Replace an existing --output file.")
     flags.mark_flag_as_required("results")
-    define_flags.done = True
 
 
 def main(argv) -> int:

@@ -190,6 +190,20 @@ def _find_undecodable(names: Sequence[str], encoding: str, seen: Optional[List[s
     return None
 
 
+def defined_once(define: Callable[[], None]) -> Callable[[], None]:
+    """A binary's `define_flags`, run once whatever the calls: its entry point calls it, not the import (binaries
+    share flag names, and a library user may import several of them)."""
+    done: List[bool] = []
+
+    def once() -> None:
+        if not done:
+            define()
+            done.append(True)  # after: a definition that raised is not taken for done
+
+    once.__doc__, once.__name__ = define.__doc__, define.__name__
+    return once
+
+
 def undecodable_flag_file_message(argv: Sequence[str], error: UnicodeDecodeError) -> str:
     """What is wrong for a flag file absl could not decode: the file (found by reading the given flag files and
     those they include, as absl does), the byte and its line, and what to do."""

@@ -23,15 +23,14 @@ from typing import Optional
 from absl import app, flags
 
 from maskrnn_tf import _console
+from maskrnn_tf.flag_validation import defined_once
 
 FLAGS = flags.FLAGS
 
 
+@defined_once
 def define_flags() -> None:
-    """Defines this binary's flags, once: its entry point calls it, not the import (binaries share flag names,
-    and a library user may import several)."""
-    if getattr(define_flags, "done", False):
-        return
+    """flow's flags and their checks (see defined_once)."""
     flags.DEFINE_enum("dataset", "davis", ["davis", "segtrack_v2"], "Which layout --manual_dir holds.")
     flags.DEFINE_integer("year", None, "DAVIS year (2016 or 2017); default: the folder's (ImageSets/2017 or not, or "
                          "the official zip found).")
@@ -53,7 +52,6 @@ def define_flags() -> None:
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
     flags.register_validator("year", lambda year: year in (None, 2016, 2017),
                              message="must be 2016 or 2017 (DAVIS years).")
-    define_flags.done = True
 
 
 def main(argv) -> int:

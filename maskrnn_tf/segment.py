@@ -30,16 +30,14 @@ import sys
 from absl import app, flags
 
 from maskrnn_tf import _console, host_memory
-from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES, expand_user_paths
+from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES, defined_once, expand_user_paths
 
 FLAGS = flags.FLAGS
 
 
+@defined_once
 def define_flags() -> None:
-    """Defines this binary's flags, once: its entry point calls it, not the import (binaries share flag names,
-    and a library user may import several)."""
-    if getattr(define_flags, "done", False):
-        return
+    """segment's flags and their checks (see defined_once)."""
     flags.DEFINE_string("video", None, "Folder of frames (jpg/png/bmp, naturally sorted: frame2 before frame10) or "
                         "a video file (mp4, ...).")
     flags.DEFINE_string("first_mask", None, "First-frame mask: palette PNG of object ids, or a binary mask.")
@@ -154,7 +152,6 @@ def define_flags() -> None:
                       "segment_run.json), after the new one is complete; never a folder that is or holds an input.")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
     _register_checks()
-    define_flags.done = True
 
 
 def _positive_number(text: str) -> bool:

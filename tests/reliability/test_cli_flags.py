@@ -224,3 +224,24 @@ def test_the_working_directory_hint_comes_only_for_a_relative_path_not_found(cas
     code, message = _parse_error(["prog", f"--flagfile={target}"])
     assert code == 2 and "Unable to open flagfile" in message and target in message, message
     assert "working directory" not in message, message
+
+
+def test_defined_once_runs_a_definition_once_and_again_after_it_raised():
+    """The binaries' define_flags: a second call (tests of several files in one process, an entry point after a
+    library import) defines nothing twice; a definition that raised part way is not taken for done."""
+    from maskrnn_tf.flag_validation import defined_once
+
+    calls = []
+
+    @defined_once
+    def define_flags():
+        """Doc."""
+        calls.append(1)
+        if len(calls) == 1:
+            raise flags.DuplicateFlagError("x")
+
+    with pytest.raises(flags.DuplicateFlagError):
+        define_flags()
+    define_flags()
+    define_flags()
+    assert calls == [1, 1] and define_flags.__doc__ == "Doc." and define_flags.__name__ == "define_flags"
