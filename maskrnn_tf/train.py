@@ -180,7 +180,7 @@ def main(argv: List[str]) -> int:
     try:
         overrides = overrides_from_flags(notes)
         # Before the dataclasses see them: some refuse such a value themselves, naming their fields, not the
-        # setting given (data.batch_size=0 read "height, width, batch_size and clip_batch_size must be >= 1").
+        # setting given (DataConfig's "height, width, batch_size and clip_batch_size must be >= 1").
         # Only values of the field's type: another type is override's to name ("expected an integer").
         refused = [f"{key}={value!r}: {problem}" for key, value in overrides.items()
                    if isinstance(value, (int, float)) and not isinstance(value, bool)
