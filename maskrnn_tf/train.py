@@ -172,20 +172,13 @@ def split_cpu(count: int) -> None:
 def main(argv: List[str]) -> int:
     del argv  # parse_flags_or_exit refuses plain arguments
     # The config is plain dataclasses: a bad config and --print_config answer before TensorFlow starts.
-    from maskrnn_tf.model_config import type_problem
-    from maskrnn_tf.training.config import TrainConfig, field_type
-    from maskrnn_tf.training.config_bounds import bounds_problem, check_config_bounds
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.config_bounds import check_config_bounds, override_bounds_problems
 
     notes: List[str] = []
     try:
         overrides = overrides_from_flags(notes)
-        # Before the dataclasses see them: some refuse such a value themselves, naming their fields, not the
-        # setting given (DataConfig's "height, width, batch_size and clip_batch_size must be >= 1").
-        # Only values of the field's type: another type is override's to name ("expected an integer").
-        refused = [f"{key}={value!r}: {problem}" for key, value in overrides.items()
-                   if isinstance(value, (int, float)) and not isinstance(value, bool)
-                   and (kind := field_type(key)) is not None and type_problem(key, kind, value) is None
-                   and (problem := bounds_problem(key, value)) is not None]
+        refused = override_bounds_problems(overrides)  # named as given, before the dataclasses refuse them
         if refused:
             raise ValueError("; ".join(refused))
         config = TrainConfig().override(overrides)

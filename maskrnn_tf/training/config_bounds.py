@@ -6,7 +6,7 @@ TrainConfig stays permissive (tests build tiny configs); the bounds are what a t
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from maskrnn_tf.flag_validation import MIN_FRAME_SIDE, numeric_problem
 
@@ -80,6 +80,20 @@ def bounds_problem(key: str, value: Any) -> str | None:
     hint = bounds.pop("hint", "")
     problem = numeric_problem(value, **bounds)
     return None if problem is None else problem + (f" ({hint})" if hint else "")
+
+
+def override_bounds_problems(overrides: Dict[str, Any]) -> List[str]:
+    """'key=value: what is wrong' for each override (dotted key -> value) of its field's type and outside its
+    bounds. Checked before the config is built: some config dataclasses refuse such a value themselves, naming
+    their fields, not the setting given (DataConfig's "height, width, batch_size and clip_batch_size must be
+    >= 1"); a value of another type is `TrainConfig.override`'s to name ("expected an integer")."""
+    from maskrnn_tf.model_config import type_problem
+    from maskrnn_tf.training.config import field_type
+
+    return [f"{key}={value!r}: {problem}" for key, value in overrides.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            and (kind := field_type(key)) is not None and type_problem(key, kind, value) is None
+            and (problem := bounds_problem(key, value)) is not None]
 
 
 def check_config_bounds(config: "TrainConfig") -> None:
