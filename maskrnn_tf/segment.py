@@ -88,6 +88,9 @@ def define_flags() -> None:
                          "first mask); 0 = always keep it.")
     flags.DEFINE_float("finetune_check_margin", 0.0, "With --finetune_check_frames: the cycle IoU the finetuned "
                        "weights must gain to be kept (0 = ties keep the finetuning).")
+    flags.DEFINE_float("finetune_mix", 1.0, "Online finetuning: keep this fraction of what it changed in the weights "
+                       "(1 = all; 0.5 = the weights halfway between the trained and the finetuned ones), before the "
+                       "cycle check judges them.")
     flags.DEFINE_float("finetune_lr", 1e-05, "Initial online-finetuning learning rate (decays to 1/10 over "
                        "--finetune_steps; a --finetune_budget that ends it sooner ends it at a higher rate).")
     flags.DEFINE_float("finetune_loc_weight", None, "Online finetuning: weight of the localization loss (default: "
@@ -179,6 +182,7 @@ def _register_checks() -> None:
     flags.register_validator("finetune_dream_speed", lambda value: value == "video" or _positive_number(value),
                              message="must be a number > 0 (1 = the dreaming defaults) or 'video'")
     register_numeric_validator("finetune_check_frames", minimum=0, hint="frames; 0 = no check")
+    register_numeric_validator("finetune_mix", above=0, maximum=1, hint="1 keeps all of finetuning's change")
     register_numeric_validator("finetune_lr", above=0, hint="e.g. 1e-5")
     register_numeric_validator("finetune_loc_weight", minimum=0)
     register_numeric_validator("finetune_iou_weight", minimum=0)
@@ -416,6 +420,13 @@ def _finetuning(inference, model, model_path, step_fn, flow_fn, max_size, metada
     """The `prepare` callback of the online finetuning --finetune asks for (None for none) of the network loaded
     from `model_path`, checked by its cycle consistency with --finetune_check_frames; notes it in metadata."""
     prepare = _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size, metadata)
+    if prepare is not None and FLAGS.finetune_mix < 1:
+        from maskrnn_tf.inference.weight_mix import WeightMixPrepare
+
+        metadata.update(finetune_mix=FLAGS.finetune_mix)
+        print(f"online finetuning keeps {FLAGS.finetune_mix:g} of its change to the weights (--finetune_mix)",
+              flush=True)
+        prepare = WeightMixPrepare(prepare, model, FLAGS.finetune_mix)
     if prepare is None or not FLAGS.finetune_check_frames:
         return prepare
     from maskrnn_tf.inference.cycle_check import cycle_checked_prepare
@@ -467,7 +478,7 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
 _NETWORK_FLAGS = ("model", "precision", "jit_compile", "apply_localization", "finetune", "finetune_steps",
                   "finetune_budget", "finetune_clip_length", "finetune_num_clips", "finetune_crop",
                   "finetune_dream_flow", "finetune_dream_speed", "finetune_objects_per_update", "finetune_check_frames",
-                  "finetune_check_margin", "finetune_lr", "finetune_loc_weight", "finetune_class_balance",
+                  "finetune_check_margin", "finetune_mix", "finetune_lr", "finetune_loc_weight", "finetune_class_balance",
                   "finetune_iou_weight")
 
 

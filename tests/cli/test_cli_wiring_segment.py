@@ -675,11 +675,13 @@ def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(d
     assert _segment_in_process(*common, "--finetune_steps=2", f"--output={tmp_path / 'static'}") == 0
     log = json.loads((tmp_path / "static" / "segment_run.json").read_text())
     assert log["finetune"] == "static" and log["finetune_log"]["beta"]["updates"] == 2, log
-    # Recurrent finetuning and its cycle check step the network with the video's tables bound.
+    # Recurrent finetuning and its cycle check step the network with the video's tables bound (the check judging
+    # the weights --finetune_mix made).
     assert _segment_in_process(*common, "--finetune=recurrent", "--finetune_steps=2", "--finetune_budget=0",
-                               "--finetune_check_frames=2", f"--output={tmp_path / 'recurrent'}") == 0
+                               "--finetune_check_frames=2", "--finetune_mix=0.5",
+                               f"--output={tmp_path / 'recurrent'}") == 0
     log = json.loads((tmp_path / "recurrent" / "segment_run.json").read_text())
-    assert log["finetune"] == "recurrent", log
+    assert log["finetune"] == "recurrent" and log["finetune_mix"] == 0.5, log
     beta = log["finetune_log"]["beta"]
     assert beta["updates"] == 2 and beta["cycle_before"] is not None and beta["cycle_after"] is not None, beta
 
@@ -738,6 +740,14 @@ def test_colour_prior_networks_segment_as_an_ensemble_each_with_tables_at_its_ow
                                f"--output={tmp_path / 'static'}") == 0
     members = json.loads((tmp_path / "static" / "segment_run.json").read_text())["finetune_log"]["beta"]["members"]
     assert [member["updates"] for member in members] == [1, 1], members
+
+
+@pytest.mark.parametrize("mix", ["0", "1.5"])
+def test_a_finetune_mix_outside_zero_to_one_is_a_usage_error(tmp_path, mix):
+    proc = _segment("--method=flow_propagation", f"--finetune_mix={mix}", "--video=x", "--first_mask=y",
+                    f"--output={tmp_path / 'o'}")
+    assert proc.returncode == 2 and "--finetune_mix" in proc.stderr and "1 keeps all" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
 
 
 def test_flo_dir_without_flow_flo_is_a_usage_error(tmp_path):
