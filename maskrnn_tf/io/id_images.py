@@ -163,7 +163,8 @@ def _ids_or_values(path: str, refusal: str, above_255: str = _ABOVE_255
     <mode> PNG ") + `refusal`."""
     image = _open(path)
     if image.mode == "P":
-        return np.asarray(image, np.uint8).copy(), None, image
+        ids = np.asarray(image, np.uint8).copy()
+        return (None, ids, image) if _grey_palette(ids, _palette(image)) else (ids, None, image)
     if image.mode == "1":
         return np.asarray(image, np.uint8), None, image
     if _sixteen_bit_grey(image, path):
@@ -204,6 +205,8 @@ def read_result_ids_and_0_255(path: str | os.PathLike, objects: Optional[int] = 
                                         "0 (background) and 1..N (objects) as grey PNGs (8- or 16-bit) or palette PNGs "
                                         "of object ids.")
     if ids is not None:
+        if image.mode == "P":  # davis2017-evaluation would score a quantised palette's colour indices as ids
+            _refuse_palette_by_colour(path, ids, _palette(image), _RESULT_ADVICE)
         return ids, False
     if values.ndim == 2:
         present = set(np.unique(values).tolist())
@@ -213,7 +216,7 @@ def read_result_ids_and_0_255(path: str | os.PathLike, objects: Optional[int] = 
                     f"{path}: a 0/255 mask (one foreground) but the sequence has {objects} objects, so it does not "
                     "say which pixel is which object; save each frame as a palette PNG of object ids (0 "
                     "background, 1..N, maskrnn_tf.io.write_palette_png) or a grey 8-bit PNG of ids.")
-            grey_file = image.mode == "L" or _sixteen_bit_grey(image, path)
+            grey_file = image.mode in ("L", "P") or _sixteen_bit_grey(image, path)  # P: a grey palette's
             return (values > 0).astype(np.uint8), grey_file  # a DAVIS-2016 binary result
         if _looks_interpolated(values):
             greys = [v for v in sorted(present) if 0 < v < 255]
@@ -422,14 +425,16 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
     """
     path = os.fspath(path)
     image = _open(path)
-    if image.mode == "P":
+    grey_palette = image.mode == "P" and _grey_palette(np.asarray(image, np.uint8), _palette(image))
+    if image.mode == "P" and not grey_palette:
         palette = _palette(image)
         ids = np.asarray(image, np.uint8).copy()
         _refuse_palette_by_colour(path, ids, palette, _FIRST_MASK_ADVICE)
+        _refuse_dithered(path, ids, _FIRST_MASK_ADVICE)
         return ids, palette
     if image.mode == "1":
         return np.asarray(image, np.uint8), None
-    values = _mask_values(image, path)
+    values = np.asarray(image, np.uint8).copy() if grey_palette else _mask_values(image, path)
     if values is None:
         raise ImageReadError(
             f"{path}: {_kind(image, path)} is not a mask; give a palette PNG of object ids, a grey/binary mask, "
@@ -464,6 +469,47 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
     return order[inverse].reshape(values.shape[:2]), palette
 
 
+def _grey_palette(ids: np.ndarray, palette: np.ndarray) -> bool:
+    """Whether a palette image is a grey image stored with a palette: every index in use other than 0 is its own grey
+    (entry i = (i, i, i)), as Pillow's convert("P") of a grey mask leaves it. Its values are then read as a grey
+    image's (a 0/255 mask is binary, not background and void)."""
+    used = [int(i) for i in np.unique(ids) if i]
+    return bool(used) and all((palette[i] == i).all() for i in used) and not palette[0].any()
+
+
+# Below this many pixels an object without a pixel inside a region of its own is a speck, not a sign of dithering.
+_MIN_DITHERED_PIXELS = 16
+
+
+def _refuse_dithered(path: str, ids: np.ndarray, advice: str) -> None:
+    """Raises ImageReadError for a dithered palette PNG (Pillow's convert("P") of an RGB mask, which dithers into the
+    web palette by default): an object's pixels alternate between two or more indices, each taken for an object.
+    Told by an id (not 0 or void, at least _MIN_DITHERED_PIXELS pixels) with no pixel inside a region of its own
+    (all 8 neighbours alike) and most of its pixels with other objects' ids on 3 or 4 of their sides, as in a
+    checkerboard: a thin object (a line) has itself on two sides, whether it lies on the background, along an
+    object or between two."""
+    objects = [int(i) for i in np.unique(ids) if i not in (0, VOID_ID)]
+    if len(objects) < 2:
+        return
+    with_inside = set(np.unique(ids[_same_as_neighbours(ids)]).tolist())
+    suspects = [i for i in objects if i not in with_inside and np.count_nonzero(ids == i) >= _MIN_DITHERED_PIXELS]
+    if not suspects:
+        return
+    padded = np.pad(ids, 1, mode="edge")
+    height, width = ids.shape
+    other_sides = np.zeros(ids.shape, np.int8)
+    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        neighbour = padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
+        other_sides += (neighbour != ids) & (neighbour != 0) & (neighbour != VOID_ID)
+    dithered = [i for i in suspects if (other_sides[ids == i] >= 3).mean() > 0.5]
+    if dithered:
+        raise ImageReadError(
+            f"{path}: palette PNG whose object id(s) {dithered[:8]} have no pixel inside a region of their own, most "
+            "of them between other objects' ids: a dithered palette (Image.convert('P') of an RGB mask dithers by "
+            "default), where each object's pixels alternate between indices. Convert with "
+            f"dither=Image.Dither.NONE, or write ids with maskrnn_tf.io.write_palette_png. {advice}")
+
+
 def _palette(image: Image.Image) -> np.ndarray:
     """[256, 3] uint8 colours of a palette image (entries it does not define are black)."""
     flat = np.asarray(image.getpalette() or [], np.uint8)
@@ -475,6 +521,8 @@ def _palette(image: Image.Image) -> np.ndarray:
 # What `_refuse_palette_by_colour` tells to do: a first mask may be any RGB mask, ground truth only DAVIS colours.
 _FIRST_MASK_ADVICE = ("Save the mask as an RGB PNG (one flat colour per object on black), or as a palette PNG whose "
                       "index is the object id (0 the background).")
+_RESULT_ADVICE = ("Save results as palette PNGs whose index is the object id (0 the background; "
+                  "maskrnn_tf.io.write_palette_png), grey PNGs of ids, or DAVIS-palette RGB PNGs.")
 _ANNOTATION_ADVICE = ("Save ground truth as palette PNGs whose index is the object id (0 the background, 255 void; "
                       "maskrnn_tf.io.write_palette_png) or grey PNGs of ids.")
 
@@ -623,6 +671,7 @@ def read_annotation_ids(path: str | os.PathLike, grey_mode: Optional[str] = None
     if ids is not None:
         if image.mode == "P":  # as a user's first mask (`read_label_image`): else the background is an object
             _refuse_palette_by_colour(path, ids, _palette(image), _ANNOTATION_ADVICE)
+            _refuse_dithered(path, ids, _ANNOTATION_ADVICE)
         return ids
     if grey_mode is None:
         grey_mode = grey_annotation_mode(path)

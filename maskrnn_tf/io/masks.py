@@ -22,7 +22,8 @@ def _open(path: str) -> Image.Image:
     try:
         image = Image.open(path)
         image.load()
-    except (UnidentifiedImageError, OSError) as err:
+    # SyntaxError: Pillow's "broken PNG file" (a corrupt chunk); DecompressionBombError: a size meant to exhaust memory.
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as err:
         raise ImageReadError(
             f"{path}: unreadable image ({err}); replace it with a valid JPEG/PNG/BMP file."
         ) from err
