@@ -34,9 +34,9 @@ from maskrnn_tf.training.distribution import (check_strategy_settings, is_chief,
 from maskrnn_tf.training import precision as precision_module
 from maskrnn_tf.training.precision import describe_precision, resolve_precision, set_precision
 from maskrnn_tf.training.progress import Progress
-from maskrnn_tf.training.run_dir import (CONFIG_NAME, check_init_checkpoint, check_run_dir_free, check_run_dir_is_ours,
-                                         completed_config, prepare_run_dir, read_config_json, run_dir_lock,
-                                         write_run_config)
+from maskrnn_tf.training.run_dir import (CONFIG_NAME, STEP_KEYS, check_init_checkpoint, check_run_dir_free,
+                                         check_run_dir_is_ours, completed_config, kept_stage_a_step, prepare_run_dir,
+                                         read_config_json, run_dir_lock, write_run_config)
 from maskrnn_tf.training.steps import TrainSteps, current_learning_rate, make_optimizer
 from maskrnn_tf.training.summaries import ProfileWindow, Summaries, overlay
 from maskrnn_tf.training.validation import evaluate, make_step_fn
@@ -200,6 +200,29 @@ def _validated_step(run_dir: str) -> Optional[int]:
     except (OSError, ValueError, AttributeError):
         return None
     return step if isinstance(step, int) else None
+
+
+def _check_source_stage_a(prefix: str, step: int, config: TrainConfig) -> None:
+    """Raises TrainSettingsError when the run's --init_checkpoint `prefix`, at `step`, comes from a run whose stage A
+    ended elsewhere than this run's and `step` is past either end: its steps would change stage (the source's stage A
+    steps counted as this run's stage B, which would then train fewer steps than stage_b_steps, or the other way).
+    The source's stage A is its config.json's, else its kept stage_a/ checkpoint's; neither found (a checkpoint
+    outside a run folder), nothing is checked."""
+    source_run = os.path.dirname(os.path.dirname(os.path.abspath(prefix)))  # <run>/checkpoints/ckpt-N, <run>/stage_a/
+    stored = read_config_json(os.path.join(source_run, CONFIG_NAME))
+    theirs = stored.get("stage_a_steps") if isinstance(stored, dict) else None
+    if not isinstance(theirs, int) or isinstance(theirs, bool):
+        theirs = kept_stage_a_step(source_run)
+    ours = config.stage_a_steps
+    if theirs is None or theirs == ours or step <= min(theirs, ours):
+        return
+    fewer = (f" (this run would train {config.total_steps - step} of its {config.stage_b_steps} stage B steps)"
+             if theirs > ours else "")
+    raise TrainSettingsError(
+        f"--init_checkpoint {prefix} is at step {step}, and its run ended stage A at step {theirs}, this run's "
+        f"stage_a_steps is {ours}: steps {min(theirs, ours) + 1} to {min(step, max(theirs, ours))} would change "
+        f"stage{fewer}. Give --stage_a_steps={theirs} (the run it comes from), or start from a checkpoint at or "
+        f"before step {min(theirs, ours)}.")
 
 
 def _stored_config(run_dir: str) -> Optional[dict]:
@@ -375,6 +398,7 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         source = ckpt.init_from(config.init_checkpoint, skip=_ITERATORS + ("data_start",), last_step=config.total_steps,
                                 precision=precision)
         data_start.assign(global_step)
+        _check_source_stage_a(source, int(global_step.numpy()), config)
         printer(f"started from {source} at step {int(global_step.numpy())} (weights, optimizer, step and RNG; "
                 "the data starts from its beginning)")
     first_step = int(global_step.numpy()) + 1
@@ -395,9 +419,15 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         write_run_config(run_dir, config)
         write_run_precision(run_dir, precision)  # before the first checkpoint of a new run
     elif chief and _stored_config(run_dir) != json.loads(config.to_json()):
-        # Nothing is trained: settings no step trained with would mislead what reads them (segment's finetuning).
-        printer(f"nothing to train, so {CONFIG_NAME} keeps the settings the run was trained with (the changed "
-                "settings apply only to steps a run trains)")
+        stored, new = _stored_config(run_dir), json.loads(config.to_json())
+        if stored is None or all(stored[k] == new[k] for k in new if k not in STEP_KEYS):
+            # An unreadable config.json replaced (--overwrite_config), or step counts cut to the step the run
+            # reached: they say what the finished run trained.
+            write_run_config(run_dir, config)
+        else:
+            # Nothing is trained: settings no step trained with would mislead what reads them (segment's finetuning).
+            printer(f"nothing to train, so {CONFIG_NAME} keeps the settings the run was trained with (the changed "
+                    "settings apply only to steps a run trains)")
     best = BestModel(run_dir, config) if chief and val_videos else None
     if best is not None and (not best.enabled or best.step is not None):
         printer(best.describe())  # what selection this run does, or the best model so far when resuming

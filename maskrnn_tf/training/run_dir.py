@@ -187,6 +187,16 @@ def newest_checkpoint_step(run_dir: str) -> int:
     return max(steps, default=0)
 
 
+def kept_stage_a_step(run_dir: str) -> Optional[int]:
+    """The step of the checkpoint the run kept at the end of its stage A (`<run_dir>/stage_a`), None without one."""
+    from maskrnn_tf.training.checkpoint_files import checkpoint_paths
+
+    folder = os.path.join(run_dir, "stage_a")
+    paths = checkpoint_paths(folder) if os.path.isdir(folder) else []
+    steps = [int(p.rsplit("-", 1)[1]) for p in paths if p.rsplit("-", 1)[-1].isdigit()]
+    return max(steps) if steps else None
+
+
 def step_change_problem(stored: dict, new: dict, step: int) -> Optional[str]:
     """Why a run at `step` cannot continue with the step counts of `new` instead of `stored` (None: it can).
 
@@ -228,9 +238,13 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
     if os.path.exists(path) and overwrite_config:
         _report_overwrite(path, config, report)
         stored = read_config_json(path)
-        # Other settings may change; step counts that would rewrite the steps already done may not.
-        problem = None if stored is None else step_change_problem(
-            completed_config(drop_retired(stored)), json.loads(config.to_json()), newest_checkpoint_step(run_dir))
+        step = newest_checkpoint_step(run_dir)
+        # Other settings may change; step counts that would rewrite the steps already done may not. Without a
+        # readable config, stage A ended where the run kept its end (stage_a/), or is at least the steps done.
+        stored = completed_config(drop_retired(stored)) if stored is not None else {
+            "stage_a_steps": kept_stage_a_step(run_dir) if kept_stage_a_step(run_dir) is not None else step,
+            "stage_b_steps": 0}
+        problem = step_change_problem(stored, json.loads(config.to_json()), step)
         if problem is not None:
             raise ConfigMismatchError(f"{run_dir}: {problem}; --overwrite_config changes the other settings only.")
     if os.path.exists(path) and not overwrite_config:
@@ -238,7 +252,9 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
             with open(path, encoding="utf-8") as f:
                 stored = json.load(f)
         except (OSError, json.JSONDecodeError) as err:
-            raise ConfigMismatchError(f"{path}: unreadable ({err}); fix or delete it, or pass --overwrite_config.")
+            raise ConfigMismatchError(f"{path}: unreadable ({err}); restore it, or pass --overwrite_config to store "
+                                      "this command's settings in its place (step counts that would change the steps "
+                                      "done are still refused).")
         new = json.loads(config.to_json())
         if stored == new:
             return path
