@@ -56,6 +56,9 @@ def main(argv) -> int:
         if getattr(FLAGS, name) is None:
             print(f"--{name} is required (see --helpfull).", file=sys.stderr)
             return 2
+        if getattr(FLAGS, name) == "":  # e.g. --export_base=$BASE with BASE unset
+            print(f"--{name} is empty: give a path (an unset shell variable?).", file=sys.stderr)
+            return 2
     if FLAGS.max_batch_size is not None and not FLAGS.batching:
         print("--max_batch_size applies to a --batching export (the batching server's limit); add --batching or "
               "leave it out.", file=sys.stderr)

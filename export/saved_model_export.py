@@ -26,8 +26,8 @@ from maskrnn_tf.export.ops_audit import audit_saved_model, check_ops
 from maskrnn_tf.export.batching_check import batching_problems, check_batching_warmup_shapes
 from maskrnn_tf.export.serving_module import (BATCHED_STEP_SIGNATURE, PRECISIONS, STEP_SIGNATURE, build_export_archive,
                                               rebuild_with_precision, signature_tables)
-from maskrnn_tf.export.warmup import (WARMUP_FILENAME, WarmupConfig, WarmupReplayError, replay_warmup_file,
-                                     write_warmup_file)
+from maskrnn_tf.export.warmup import (WARMUP_FILENAME, WarmupConfig, WarmupReplayError, check_warmup_record_count,
+                                     replay_warmup_file, write_warmup_file)
 from maskrnn_tf.export.versions import MAX_VERSION, served_children, version_of
 from maskrnn_tf.inference.model_loading import MODEL_FILE, ModelLoadError
 from maskrnn_tf.inference.model_loading import load_model as load_trained_model
@@ -245,6 +245,11 @@ def export_saved_model(
     _check_target(final, config.overwrite, model if isinstance(model, str) else None)
     if isinstance(model, str):
         model = load_model(model)
+    if config.warmup is not None:  # the record count depends on the network (a colour prior's requests)
+        try:
+            check_warmup_record_count(len(config.warmup.shapes), config.batching, bool(model.config.color_prior_input))
+        except ValueError as e:
+            raise ExportUsageError(f"--warmup_shapes: {e}") from e
     try:
         os.makedirs(export_base, exist_ok=True)
         tmp = make_owned_tmp_dir(export_base, f".tmp-{version}-")

@@ -19,6 +19,26 @@ from maskrnn_tf.export.serving_module import (BATCHED_STEP_SIGNATURE, COLOR_MODE
 from maskrnn_tf.export.session_model import SessionModel
 
 WARMUP_FILENAME = "tf_serving_warmup_requests"
+# TF-Serving's saved_model_warmup_util reads at most this many records and refuses the version above it.
+MAX_WARMUP_RECORDS = 1000
+
+
+def warmup_record_count(shapes_count: int, batching: bool = False, color_prior: bool = False) -> int:
+    """How many records `warmup_requests` writes for `shapes_count` shapes (see there)."""
+    per_shape = (1 if batching else 2) + (1 if color_prior else 0)
+    return shapes_count * per_shape + (0 if batching else 1)
+
+
+def check_warmup_record_count(shapes_count: int, batching: bool = False, color_prior: bool = False) -> None:
+    """Raises ValueError when the warmup file would hold more records than the model server reads."""
+    count = warmup_record_count(shapes_count, batching, color_prior)
+    if count > MAX_WARMUP_RECORDS:
+        per_shape = (count - (0 if batching else 1)) // shapes_count
+        most = (MAX_WARMUP_RECORDS - (0 if batching else 1)) // per_shape
+        raise ValueError(
+            f"{shapes_count} warmup shapes make {count} warmup records ({per_shape} per shape"
+            + ("" if batching else " and a first_frame request") + f"), but TF-Serving refuses a version with more "
+            f"than {MAX_WARMUP_RECORDS}: give at most {most} shapes (the sizes and object counts clients send most).")
 
 
 @dataclasses.dataclass(frozen=True)

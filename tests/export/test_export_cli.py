@@ -92,6 +92,16 @@ def test_warmup_shapes_below_the_minimum_are_a_usage_error(tmp_path, tiny_model)
     assert not base.exists()
 
 
+@pytest.mark.parametrize("empty", ["model", "export_base"])
+def test_an_empty_model_or_export_base_is_a_usage_error(tmp_path, empty):
+    """An unset shell variable (--export_base=$BASE) gave "cannot create --export_base  or write in it", exit 1."""
+    values = {"model": str(tmp_path / "m.keras"), "export_base": str(tmp_path / "exports")}
+    values[empty] = ""
+    result = _run(["maskrnn_tf.export.export_main", *(f"--{k}={v}" for k, v in values.items()), "--version=1"])
+    assert result.returncode == 2 and f"--{empty} is empty" in result.stderr, result.stderr
+    assert not (tmp_path / "exports").exists()
+
+
 def test_an_export_base_that_is_a_file_is_an_export_error(tmp_path):
     notes = tmp_path / "notes.txt"
     notes.write_text("user notes")

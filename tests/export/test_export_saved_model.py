@@ -133,6 +133,27 @@ def test_warmup_shapes_below_the_network_minimum_are_refused(shape):
     WarmupConfig(shapes=((MIN_FRAME_SIZE, MIN_FRAME_SIZE, 1),))  # the minimum itself is fine
 
 
+@pytest.mark.parametrize("batching, color_prior", [(False, False), (True, False), (False, True), (True, True)])
+def test_the_warmup_record_count_is_that_of_the_requests_written(batching, color_prior):
+    config = WarmupConfig(shapes=((16, 16, 1), (16, 20, 2), (20, 16, 1)))
+    assert warmup.warmup_record_count(3, batching, color_prior) == len(
+        warmup.warmup_requests("m", config, batching, color_prior))
+
+
+def test_more_warmup_records_than_the_model_server_reads_are_refused_before_anything_is_written(tmp_path, tiny_model):
+    """TF-Serving reads at most 1,000 warmup records and refuses a version with more; the export replayed them all
+    and succeeded (500 shapes: 1,001 records)."""
+    shapes = tuple((16 + k % 40, 16 + k // 40, 1) for k in range(500))
+    base = tmp_path / "exports"
+    with pytest.raises(saved_model_export.ExportUsageError,
+                       match=r"--warmup_shapes: 500 warmup shapes make 1001 warmup records .*more than 1000: give at "
+                             r"most 499 shapes"):
+        export_saved_model(tiny_model, str(base), 1, ExportConfig(warmup=WarmupConfig(shapes=shapes)))
+    assert not base.exists()
+    warmup.check_warmup_record_count(499)  # 999 records
+    warmup.check_warmup_record_count(1000, batching=True)
+
+
 def test_the_version_is_on_disk_before_it_is_renamed_into_place(tmp_path, tiny_model, monkeypatch):
     """Every file of the version is fsynced before the rename publishes it (after a power loss a polling server
     finds a whole version or none, not a truncated saved_model.pb)."""
