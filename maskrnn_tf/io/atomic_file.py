@@ -42,7 +42,17 @@ def _remove_stale_temps(folder: str) -> None:
             pass
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "") -> None:
+def _sync(path: str) -> None:
+    """fsyncs a file's contents, or a folder's entry list."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = "",
+                 durable: bool = False) -> None:
     """Calls write(tmp_path) on a hidden temporary file beside `path`, then renames it over `path`.
 
     A reader sees the old file or the new one, never half of one; when `write` fails the temporary file is removed
@@ -50,6 +60,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     `suffix` ends the temporary name, for writers that add an extension otherwise (`np.save`) or choose the
     format by it (`model.save`). The file gets the permissions a plain open() would give (0666 minus the umask):
     mkstemp makes it 0600, which would leave results unreadable to the user's group.
+    `durable`: the file's contents reach the disk before the rename, and the folder's entry after it, so that after
+    a power loss or an OS crash the path holds the old file or the whole new one (a rename alone may reach the disk
+    before the data: an empty file). For the files a run resumes from; not for results written by the thousand.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -60,7 +73,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
     try:
         write(tmp)
         apply_umask(tmp)
+        if durable:
+            _sync(tmp)
         os.replace(tmp, path)
+        if durable:
+            _sync(folder)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -82,7 +82,7 @@ def _write_state(directory: str, state) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text_format.MessageToString(state))
 
-    atomic_write(os.path.join(directory, "checkpoint"), write)
+    atomic_write(os.path.join(directory, "checkpoint"), write, durable=True)
 
 
 def rewrite_state_file(directory: str) -> Optional[str]:

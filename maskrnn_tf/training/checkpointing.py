@@ -213,7 +213,7 @@ def write_run_precision(run_dir: str, precision: str) -> None:
             json.dump({"precision": precision}, f)
             f.write("\n")
 
-    atomic_write(os.path.join(run_dir, PRECISION_FILE), write)
+    atomic_write(os.path.join(run_dir, PRECISION_FILE), write, durable=True)
 
 
 def read_run_precision(run_dir: str) -> Optional[str]:

@@ -180,7 +180,7 @@ def _profile_range(steps: Optional[Tuple[int, int]]) -> Optional[Tuple[int, int]
 
 def _model_save(model: keras.Model, path: str) -> None:
     # Keras wants the .keras suffix on the temporary name too.
-    atomic_write(path, lambda tmp: model.save(tmp), suffix=".keras")
+    atomic_write(path, lambda tmp: model.save(tmp), suffix=".keras", durable=True)
 
 
 def _record_validation(run_dir: str, step: int, j: float) -> None:
@@ -189,7 +189,7 @@ def _record_validation(run_dir: str, step: int, j: float) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump({"step": step, "J": j if math.isfinite(j) else None}, f)
 
-    atomic_write(os.path.join(run_dir, VALIDATED_NAME), write, suffix=".json")
+    atomic_write(os.path.join(run_dir, VALIDATED_NAME), write, suffix=".json", durable=True)
 
 
 def _validated_step(run_dir: str) -> Optional[int]:

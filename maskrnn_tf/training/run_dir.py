@@ -320,7 +320,7 @@ def _write_config(path: str, config: TrainConfig) -> str:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(config.to_json() + "\n")
 
-    atomic_write(path, write)
+    atomic_write(path, write, durable=True)
     return path
 
 

@@ -208,3 +208,55 @@ def test_atomic_write_takes_a_name_up_to_the_filesystem_limit(tmp_path, name):
     # The temporary's name adds the owner tag and a random part: it must still fit the 255 bytes of one name.
     atomic_write(str(tmp_path / name), lambda tmp: open(tmp, "w", encoding="utf-8").write("whole"))
     assert (tmp_path / name).read_text() == "whole" and _hidden(tmp_path) == []
+
+
+def _recording_syncs(monkeypatch):
+    """Every fsync and rename of atomic_file, in order: ("fsync", the path the descriptor is open on, its size then)
+    and ("replace", source, target)."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        events.append(("fsync", path, os.path.getsize(path) if os.path.isfile(path) else None))
+        real_fsync(fd)
+
+    def replace(source, target):
+        events.append(("replace", os.fspath(source), os.fspath(target)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(atomic_file.os, "fsync", fsync)
+    monkeypatch.setattr(atomic_file.os, "replace", replace)
+    return events
+
+
+def test_a_durable_write_syncs_the_whole_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """A rename can reach the disk before the data it names: after a power loss the file is empty. The files a run
+    resumes from (config.json, precision.json, model.keras, the checkpoint index) are written durably."""
+    events = _recording_syncs(monkeypatch)
+    target = tmp_path / "config.json"
+
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write("x" * 100)
+
+    atomic_write(str(target), write, durable=True)
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"], events
+    assert events[0][2] == 100 and events[0][1] == events[1][1]  # the temporary file, whole, then renamed
+    assert events[1][2] == str(target) and events[2][1] == str(tmp_path)
+    events.clear()
+    atomic_write(str(tmp_path / "00000.png"), write)  # results: no fsync
+    assert [e[0] for e in events] == ["replace"]
+
+
+def test_the_files_a_run_resumes_from_are_written_durably(tmp_path, monkeypatch):
+    from maskrnn_tf.training.checkpointing import write_run_precision
+    from maskrnn_tf.training.config import TrainConfig
+    from maskrnn_tf.training.run_dir import write_run_config
+
+    events = _recording_syncs(monkeypatch)
+    write_run_config(str(tmp_path), TrainConfig())
+    write_run_precision(str(tmp_path), "bfloat16")
+    synced = [os.path.basename(e[2]) for e in events if e[0] == "replace"]
+    assert synced == ["config.json", "precision.json"]
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"] * 2, events
