@@ -204,6 +204,11 @@ def read_result_ids_and_0_255(path: str | os.PathLike, objects: Optional[int] = 
                                         "a {mode} image cannot hold object ids above 255 (it holds {shown}); save ids "
                                         "0 (background) and 1..N (objects) as grey PNGs (8- or 16-bit) or palette PNGs "
                                         "of object ids.")
+    if image.format == "JPEG":  # lossy: its edges hold other values than the ids saved (named, not "resized")
+        raise ImageReadError(
+            f"{path}: JPEG data{' in a .png file' if path.lower().endswith('.png') else ''}: JPEG compression changes "
+            "the values along every edge, so they are no object ids; save results as PNG (palette PNGs of object "
+            "ids, maskrnn_tf.io.write_palette_png, or grey PNGs of ids).")
     if ids is not None:
         if image.mode == "P":  # davis2017-evaluation would score a quantised palette's colour indices as ids
             _refuse_palette_by_colour(path, ids, _palette(image), _RESULT_ADVICE)

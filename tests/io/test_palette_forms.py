@@ -109,3 +109,13 @@ def test_a_damaged_png_is_refused_by_name(tmp_path, reader):
     broken_png(path)
     with pytest.raises(ImageReadError, match=r"00003.png: unreadable image .*replace it"):
         reader(path)
+
+
+@pytest.mark.parametrize("name", ["00001.png", "00001.jpg"])
+def test_a_jpeg_result_is_named_as_jpeg_not_as_resized(tmp_path, name):
+    """Grey JPEG data (also under a .png name) was refused as "resized with interpolation": a wrong cause and fix."""
+    path = str(tmp_path / name)
+    Image.fromarray((two_objects() == 1).astype(np.uint8) * 255).save(path, format="JPEG")
+    with pytest.raises(ImageReadError, match=r"00001\.(png|jpg): JPEG data.*save results as PNG") as err:
+        read_result_ids_and_0_255(path, objects=1)
+    assert "interpolation" not in str(err.value)
