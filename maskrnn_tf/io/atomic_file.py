@@ -77,7 +77,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: 
             _sync(tmp)
         os.replace(tmp, path)
         if durable:
-            _sync(folder)
+            try:
+                _sync(folder)
+            except OSError:  # file systems that cannot fsync a folder (some FUSE, CIFS mounts): the file is whole
+                pass
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

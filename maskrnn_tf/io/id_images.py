@@ -155,7 +155,7 @@ def _mask_values(image: Image.Image, path: str) -> Optional[np.ndarray]:
     return _grey_16_values(image, path) if _sixteen_bit_grey(image, path) else _opaque_channels(image, path)
 
 
-def _ids_or_values(path: str, refusal: str, above_255: str = _ABOVE_255
+def _ids_or_values(path: str, refusal: str, above_255: str = _ABOVE_255, grey_palettes: bool = True
                    ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray], Image.Image]:
     """(ids, None, image) of a palette or 1-bit image, whose pixel values are the ids; (None, values, image) of an
     opaque 8-bit grey or RGB one (`_opaque_channels`) or a 16-bit grey PNG (`_grey_16_values`, refused with
@@ -164,7 +164,7 @@ def _ids_or_values(path: str, refusal: str, above_255: str = _ABOVE_255
     image = _open(path)
     if image.mode == "P":
         ids = np.asarray(image, np.uint8).copy()
-        return (None, ids, image) if _grey_palette(ids, _palette(image)) else (ids, None, image)
+        return (None, ids, image) if grey_palettes and _grey_palette(ids, _palette(image)) else (ids, None, image)
     if image.mode == "1":
         return np.asarray(image, np.uint8), None, image
     if _sixteen_bit_grey(image, path):
@@ -476,8 +476,9 @@ def read_label_image(path: str | os.PathLike) -> Tuple[np.ndarray, Optional[np.n
 
 def _grey_palette(ids: np.ndarray, palette: np.ndarray) -> bool:
     """Whether a palette image is a grey image stored with a palette: every index in use other than 0 is its own grey
-    (entry i = (i, i, i)), as Pillow's convert("P") of a grey mask leaves it. Its values are then read as a grey
-    image's (a 0/255 mask is binary, not background and void)."""
+    (entry i = (i, i, i)), as Pillow's convert("P") of a grey mask leaves it. A first mask or a result is then read
+    as a grey image (a 0/255 mask is binary, not background and void); ground truth keeps its indices
+    (`read_annotation_ids`)."""
     used = [int(i) for i in np.unique(ids) if i]
     return bool(used) and all((palette[i] == i).all() for i in used) and not palette[0].any()
 
@@ -490,9 +491,9 @@ def _refuse_dithered(path: str, ids: np.ndarray, advice: str) -> None:
     """Raises ImageReadError for a dithered palette PNG (Pillow's convert("P") of an RGB mask, which dithers into the
     web palette by default): an object's pixels alternate between two or more indices, each taken for an object.
     Told by an id (not 0 or void, at least _MIN_DITHERED_PIXELS pixels) with no pixel inside a region of its own
-    (all 8 neighbours alike) and most of its pixels with other objects' ids on 3 or 4 of their sides, as in a
+    (all 8 neighbours alike) and most of its pixels with other such ids on 3 or 4 of their sides, as in a
     checkerboard: a thin object (a line) has itself on two sides, whether it lies on the background, along an
-    object or between two."""
+    object or between two, and a diagonal line across an object borders one with pixels inside it."""
     objects = [int(i) for i in np.unique(ids) if i not in (0, VOID_ID)]
     if len(objects) < 2:
         return
@@ -502,15 +503,15 @@ def _refuse_dithered(path: str, ids: np.ndarray, advice: str) -> None:
         return
     padded = np.pad(ids, 1, mode="edge")
     height, width = ids.shape
-    other_sides = np.zeros(ids.shape, np.int8)
+    other_sides = np.zeros(ids.shape, np.int8)  # sides with another such id: dither indices alternate among themselves
     for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
         neighbour = padded[1 + dy:1 + dy + height, 1 + dx:1 + dx + width]
-        other_sides += (neighbour != ids) & (neighbour != 0) & (neighbour != VOID_ID)
+        other_sides += (neighbour != ids) & np.isin(neighbour, suspects)
     dithered = [i for i in suspects if (other_sides[ids == i] >= 3).mean() > 0.5]
     if dithered:
         raise ImageReadError(
             f"{path}: palette PNG whose object id(s) {dithered[:8]} have no pixel inside a region of their own, most "
-            "of them between other objects' ids: a dithered palette (Image.convert('P') of an RGB mask dithers by "
+            "of them between each other's pixels: a dithered palette (Image.convert('P') of an RGB mask dithers by "
             "default), where each object's pixels alternate between indices. Convert with "
             f"dither=Image.Dither.NONE, or write ids with maskrnn_tf.io.write_palette_png. {advice}")
 
@@ -670,9 +671,11 @@ def read_annotation_ids(path: str | os.PathLike, grey_mode: Optional[str] = None
         `grey_mode`) greys `grey_annotation_mode` refuses.
     """
     path = os.fspath(path)
+    # A grey palette's indices stay ids here: a sequence's frames are read alike (grey_annotation_mode decides on its
+    # first), and a frame of background and void only ({0, 255}) is no 0/255 mask.
     ids, values, image = _ids_or_values(path, "is not an annotation DAVIS tools read; save ground truth as "
                                             "palette PNGs of object ids, grey PNGs of ids (255 = void) or 0/255 "
-                                            "binary masks.")
+                                            "binary masks.", grey_palettes=False)
     if ids is not None:
         if image.mode == "P":  # as a user's first mask (`read_label_image`): else the background is an object
             _refuse_palette_by_colour(path, ids, _palette(image), _ANNOTATION_ADVICE)

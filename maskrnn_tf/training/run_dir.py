@@ -237,14 +237,18 @@ def prepare_run_dir(run_dir: str, config: TrainConfig, overwrite_config: bool = 
     path = os.path.join(run_dir, CONFIG_NAME)
     if os.path.exists(path) and overwrite_config:
         _report_overwrite(path, config, report)
-        stored = read_config_json(path)
-        step = newest_checkpoint_step(run_dir)
+        stored, new = read_config_json(path), json.loads(config.to_json())
         # Other settings may change; step counts that would rewrite the steps already done may not. Without a
-        # readable config, stage A ended where the run kept its end (stage_a/), or is at least the steps done.
-        stored = completed_config(drop_retired(stored)) if stored is not None else {
-            "stage_a_steps": kept_stage_a_step(run_dir) if kept_stage_a_step(run_dir) is not None else step,
-            "stage_b_steps": 0}
-        problem = step_change_problem(stored, json.loads(config.to_json()), step)
+        # readable config, stage A ended where the run kept its end (stage_a/); without that either (a run still in
+        # stage A, or without one) only the total is checked.
+        kept = kept_stage_a_step(run_dir) if stored is None else None
+        if stored is not None:
+            stored = completed_config(drop_retired(stored))
+        else:
+            stored = {"stage_a_steps": new["stage_a_steps"] if kept is None else kept, "stage_b_steps": 0}
+        problem = step_change_problem(stored, new, newest_checkpoint_step(run_dir))
+        if problem is not None and kept is not None:
+            problem = problem.replace(" steps stored, ", " steps, as its stage_a/ checkpoint says; ")
         if problem is not None:
             raise ConfigMismatchError(f"{run_dir}: {problem}; --overwrite_config changes the other settings only.")
     if os.path.exists(path) and not overwrite_config:

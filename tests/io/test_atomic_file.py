@@ -260,3 +260,20 @@ def test_the_files_a_run_resumes_from_are_written_durably(tmp_path, monkeypatch)
     synced = [os.path.basename(e[2]) for e in events if e[0] == "replace"]
     assert synced == ["config.json", "precision.json"]
     assert [e[0] for e in events] == ["fsync", "replace", "fsync"] * 2, events
+
+
+def test_a_folder_that_cannot_be_fsynced_leaves_the_durable_write_done(tmp_path, monkeypatch):
+    """Some FUSE and CIFS mounts refuse to fsync a folder (EINVAL): the file is whole and in place by then."""
+    import errno
+
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        real_fsync(fd)
+
+    monkeypatch.setattr(atomic_file.os, "fsync", fsync)
+    target = tmp_path / "config.json"
+    atomic_write(str(target), lambda tmp: open(tmp, "w").write("{}"), durable=True)
+    assert target.read_text() == "{}"

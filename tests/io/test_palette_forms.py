@@ -58,7 +58,7 @@ def test_a_dithered_palette_first_mask_or_annotation_is_refused_by_name(tmp_path
 
 def test_thin_and_touching_objects_of_a_palette_mask_read_as_before(tmp_path):
     """A one-pixel line (a leash, a string) has no pixel inside a region of its own either, on the background, along
-    an object or between two: it is not dithering."""
+    an object, between two or diagonally across one: it is not dithering."""
     ids = two_objects()
     ids[38, 2:58] = 3  # a line on the background
     ids[20, 5:25] = 4  # a line along object 1's lower edge
@@ -69,6 +69,13 @@ def test_thin_and_touching_objects_of_a_palette_mask_read_as_before(tmp_path):
     write_palette_png(path, ids)
     np.testing.assert_array_equal(read_label_image(path)[0], ids)
     np.testing.assert_array_equal(read_annotation_ids(path), ids)
+    across = np.zeros((60, 80), np.uint8)
+    across[5:55, 5:75] = 1
+    for k in range(40):
+        across[10 + k, 20 + k] = 2  # a diagonal line across object 1 (no side of itself)
+    write_palette_png(path, across)
+    np.testing.assert_array_equal(read_label_image(path)[0], across)
+    np.testing.assert_array_equal(read_annotation_ids(path), across)
 
 
 def test_a_grey_palette_0_255_mask_is_a_binary_mask(tmp_path):
@@ -80,7 +87,24 @@ def test_a_grey_palette_0_255_mask_is_a_binary_mask(tmp_path):
     ids, binary = read_result_ids_and_0_255(path, objects=1)
     np.testing.assert_array_equal(ids, mask // 255)
     assert binary  # a DAVIS-2016 binary result, as its grey (L) twin
-    np.testing.assert_array_equal(read_annotation_ids(path), mask // 255)
+
+
+def test_grey_palette_ground_truth_keeps_its_indices_in_every_frame(tmp_path):
+    """Ground truth of ids saved through convert("P") (a palette of its own greys): every frame's indices are its ids,
+    void included, also a frame where only background and void are left."""
+    from maskrnn_tf.inference.first_mask import read_first_annotation
+    from maskrnn_tf.io.id_images import grey_annotation_mode
+
+    ids = two_objects()
+    ids[0:3, :] = 255
+    empty = np.where(ids == 255, 255, 0).astype(np.uint8)
+    for name, frame in (("00000.png", ids), ("00001.png", empty)):
+        Image.fromarray(frame).convert("P").save(tmp_path / name)
+    first = str(tmp_path / "00000.png")
+    np.testing.assert_array_equal(read_annotation_ids(first, grey_annotation_mode(first)), ids)
+    np.testing.assert_array_equal(read_annotation_ids(str(tmp_path / "00001.png"), grey_annotation_mode(first)),
+                                  empty)
+    assert tuple(read_first_annotation(first).object_ids) == (1, 2)
 
 
 def test_a_davis_palette_mask_with_void_keeps_its_void(tmp_path):

@@ -62,7 +62,7 @@ def test_an_unreadable_config_keeps_stage_a_where_the_kept_checkpoint_says_it_en
     open(os.path.join(run_dir, "config.json"), "w").close()
     with pytest.raises(ConfigMismatchError) as err:
         train(TrainConfig().override({**TINY, "stage_a_steps": 6}), run_dir, overwrite_config=True, printer=quiet)
-    assert "past the end of stage A (2 steps" in str(err.value), str(err.value)
+    assert "past the end of stage A (2 steps, as its stage_a/ checkpoint says; 6 now)" in str(err.value), str(err.value)
     assert "ckpt-2.index" in os.listdir(os.path.join(run_dir, "stage_a"))
     assert os.path.getsize(os.path.join(run_dir, "config.json")) == 0  # nothing written
     # The same counts resume, and config.json is readable again (the run is finished: it trains nothing).
@@ -71,23 +71,22 @@ def test_an_unreadable_config_keeps_stage_a_where_the_kept_checkpoint_says_it_en
         assert json.load(f)["stage_a_steps"] == 2
 
 
-def test_an_unreadable_config_of_a_run_in_stage_a_takes_no_stage_a_shorter_than_its_steps(finished, tmp_path):
-    """Without stage_a/ (the run was stopped in stage A) the steps done are stage A's: a shorter stage A would make
-    some of them stage B's."""
+def test_an_unreadable_config_of_a_run_without_stage_a_checks_the_total_only(finished, tmp_path):
+    """Without stage_a/ nothing tells where stage A ended (a run still in it, one without a stage A, one started past
+    it from another run's checkpoint): the run's own counts must resume; a total below the steps done is refused."""
     import shutil
+
+    from maskrnn_tf.training.run_dir import prepare_run_dir
 
     run_dir = copy_of(finished, tmp_path)
     open(os.path.join(run_dir, "config.json"), "w").close()
     shutil.rmtree(os.path.join(run_dir, "stage_a"))
-    for name in os.listdir(os.path.join(run_dir, "checkpoints")):  # stopped at step 2: the checkpoints of 3, 4 gone
-        if name.startswith(("ckpt-3", "ckpt-4")):
-            os.remove(os.path.join(run_dir, "checkpoints", name))
-    with open(os.path.join(run_dir, "checkpoints", "checkpoint"), "w") as f:
-        f.write('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')
-    with pytest.raises(ConfigMismatchError) as err:
-        train(TrainConfig().override({**TINY, "stage_a_steps": 1, "stage_b_steps": 3}), run_dir,
-              overwrite_config=True, printer=quiet)
-    assert "past the end of stage A" in str(err.value), str(err.value)
+    for counts in ({"stage_a_steps": 2, "stage_b_steps": 2}, {"stage_a_steps": 0, "stage_b_steps": 4}):
+        prepare_run_dir(run_dir, TrainConfig().override({**TINY, **counts}), overwrite_config=True, write=False,
+                        report=quiet)
+    with pytest.raises(ConfigMismatchError, match="the run is at step 4 but stage_a_steps"):
+        prepare_run_dir(run_dir, TrainConfig().override({**TINY, "stage_b_steps": 1}), overwrite_config=True,
+                        write=False, report=quiet)
 
 
 def test_an_init_checkpoint_past_this_run_s_stage_a_is_refused_naming_the_source_s(finished, tmp_path):
