@@ -417,7 +417,9 @@ class FlowCache:
                                             stem_b=stem_b))
         problem = flow_problem(flow, *image_size(sequence.frame_paths[a]))
         if problem is not None:  # stored, it would be rejected and recomputed on every load
-            raise FlowCacheError(f"{self.backend.tag} flow from frame {stem_a} to {stem_b} of {sequence.name}: "
+            source = getattr(self.backend, "root", None)  # a folder of .flo files: name the file
+            where = f" ({os.path.join(source, sequence.name, f'{stem_a}_{stem_b}.flo')})" if source else ""
+            raise FlowCacheError(f"{self.backend.tag} flow from frame {stem_a} to {stem_b} of {sequence.name}{where}: "
                                  f"{problem}; fix the flow source.")
         path = self.path(sequence, a, b)
         if path is not None:

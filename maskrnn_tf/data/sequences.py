@@ -262,7 +262,9 @@ def _find_root(manual_dir: str, marker: str, layout: str, names: Tuple[str, ...]
     raise DatasetLayoutError(f"{manual_dir}: no {marker}/ folder found (looked in {candidates}).\n{layout}")
 
 
-_DAVIS_FOLDERS = ("DAVIS", "DAVIS-2016", "DAVIS-2017")
+# Each official zip unpacks into DAVIS/: extracted into DAVIS-2016/ and DAVIS-2017/ (`unzip -d`), the tree is one deeper.
+_DAVIS_FOLDERS = ("DAVIS", "DAVIS-2016", "DAVIS-2017", os.path.join("DAVIS-2016", "DAVIS"),
+                  os.path.join("DAVIS-2017", "DAVIS"))
 
 
 def _davis_split_folder(year: int, resolution: str) -> str:
@@ -273,7 +275,7 @@ def _davis_split_folder(year: int, resolution: str) -> str:
 def find_davis_root(directory: str, resolution: str = "480p", year: Optional[int] = None,
                     strict: bool = False) -> str:
     """The folder holding `JPEGImages/<resolution>` under `directory` (itself or its DAVIS/, DAVIS-2016/ or
-    DAVIS-2017/ child). With `year`, the one whose ImageSets hold that year's split files comes first (a DAVIS-2016
+    DAVIS-2017/ child, or the DAVIS/ inside one of the last two). With `year`, the one whose ImageSets hold that year's split files comes first (a DAVIS-2016
     and a DAVIS-2017 folder side by side); `strict` raises DatasetLayoutError when none does."""
     if year is not None and directory and os.path.isdir(directory):
         candidates = [directory] + [os.path.join(directory, n) for n in _DAVIS_FOLDERS]

@@ -97,6 +97,14 @@ def test_a_davis_2016_folder_beside_the_2017_data_does_not_hide_it(tmp_path, mon
     assert resolve_davis_dir(str(both), 2017) == str(both)
     assert [s.name for s in read_davis_sequence_list(str(both), 2017, "train")] == ["alpha", "beta"]
     assert len(read_davis_sequence_list(str(both), 2016, "val", validate=False)) == 4
+    # Each zip unzipped into its own folder (`unzip -d DAVIS-2016`): the DAVIS/ each unpacks into, one level deeper.
+    nested = tmp_path / "nested"
+    for year, tree_root in (("2016", davis16), ("2017", os.path.join(tree, "DAVIS"))):
+        (nested / f"DAVIS-{year}").mkdir(parents=True)
+        os.symlink(tree_root, nested / f"DAVIS-{year}" / "DAVIS")
+    assert [s.name for s in read_davis_sequence_list(resolve_davis_dir(str(nested), 2017), 2017, "train")] == [
+        "alpha", "beta"]
+    assert len(read_davis_sequence_list(resolve_davis_dir(str(nested), 2016), 2016, "val", validate=False)) == 4
 
 
 def test_a_zip_extracted_meanwhile_by_another_process_is_used_not_an_error(tmp_path, monkeypatch):

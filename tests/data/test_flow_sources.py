@@ -59,6 +59,16 @@ def test_flo_folders_with_the_same_name_get_their_own_cache_entries(tmp_path):
     assert len(os.listdir(cache)) == 2
 
 
+def test_the_flow_cache_names_a_flo_file_not_of_the_frames_size(tmp_path):
+    """README: a .flo file not of the frames' size is refused, naming the file; the flow CLI (through the cache)
+    named a cache tag."""
+    seq = _sequence(_frames(str(tmp_path / "frames" / "seq")))
+    flo = _flo_folder(str(tmp_path / "raft"), "seq", 4.0, size=(H // 2, W // 2))
+    with pytest.raises(FlowCacheError) as err:
+        FlowCache(make_backend("flo", flo), str(tmp_path / "cache")).flow(seq, 0, 1)
+    assert os.path.join(flo, "seq", "00000_00001.flo") in str(err.value), str(err.value)
+
+
 def test_flo_tag_is_readable_stable_per_folder_and_a_valid_folder_name(tmp_path, monkeypatch):
     raft = tmp_path / "raft" / "DAVIS"
     other = tmp_path / "flownet2" / "DAVIS"

@@ -14,7 +14,7 @@ from PIL import Image
 
 from maskrnn_tf.data.sequences import DatasetLayoutError
 from maskrnn_tf.data.synthetic import generate_video
-from maskrnn_tf.datasets.davis import MaskrnnDavis
+from maskrnn_tf.datasets.davis import MaskrnnDavis, frame_decoders
 from maskrnn_tf.datasets.segtrack_v2 import SegtrackV2
 from maskrnn_tf.datasets.synthetic_vos import SyntheticVos
 from maskrnn_tf.io import ImageReadError, read_frame, read_mask
@@ -64,6 +64,13 @@ def test_davis_2016_real_subset(shared_data, tmp_path):
     path = os.path.join(src, "JPEGImages", "480p", "blackswan", "00002.jpg")
     np.testing.assert_array_equal(swan["frames"][2], tf.io.decode_jpeg(tf.io.read_file(path)).numpy())
     assert np.abs(swan["frames"][2].astype(int) - read_frame(path).astype(int)).mean() < 2.0
+    # Decoded with frame_decoders(), the frames are the pixels segment and training read from the files.
+    accurate = {e["name"].decode(): e for e in tfds.as_numpy(builder.as_dataset(split="val",
+                                                                                decoders=frame_decoders()))}
+    for name in ("blackswan", "car-shadow"):
+        for t in range(4):
+            frame = os.path.join(src, "JPEGImages", "480p", name, f"{t:05d}.jpg")
+            np.testing.assert_array_equal(accurate[name]["frames"][t], read_frame(frame), err_msg=f"{name} {t}")
     np.testing.assert_array_equal(
         swan["masks"][3, ..., 0], read_mask(os.path.join(src, "Annotations", "480p", "blackswan", "00003.png")))
 
