@@ -58,7 +58,7 @@ class MaskrnnDavis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
 
     # 2.0.0, not 1.0.0: the stored frames changed since the `davis` builder's 1.0.0 (a major change in tfds'
     # versioning), so nothing prepared before is taken for this data.
-    VERSION = tfds.core.Version("2.0.0")
+    VERSION = tfds.core.Version("2.0.1")
     RELEASE_NOTES = {
         "1.0.0": "Initial release as `davis`: 2016 and 2017 (480p; 2017 full resolution), manual download.",
         "2.0.0": "Renamed `maskrnn_davis` (`davis` is tfds' own DAVIS dataset). Frames with an EXIF orientation are "
@@ -66,6 +66,9 @@ class MaskrnnDavis(CodePathFromFile, tfds.core.GeneratorBasedBuilder):
                  "sideways). An official zip is extracted into a folder named by its size and modification time, "
                  "so a zip replaced by another of the same name is read again (1.0.0 reused the first one's "
                  "extraction).",
+        "2.0.1": "Frames stored from their pixels unless they are JPEG bytes that decode whole and upright (a PNG or "
+                 "BMP frame had its bytes stored under the JPEG feature; a palette BMP read back as its indices); a "
+                 "truncated frame fails the build naming it.",
     }
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "DAVIS cannot be downloaded automatically. Get it from https://davischallenge.org/davis2016/code.html "
