@@ -247,7 +247,8 @@ def export_saved_model(
         model = load_model(model)
     if config.warmup is not None:  # the record count depends on the network (a colour prior's requests)
         try:
-            check_warmup_record_count(len(config.warmup.shapes), config.batching, bool(model.config.color_prior_input))
+            color_prior = bool(getattr(getattr(model, "config", None), "color_prior_input", False))
+            check_warmup_record_count(len(config.warmup.shapes), config.batching, color_prior)
         except ValueError as e:
             raise ExportUsageError(f"--warmup_shapes: {e}") from e
     try:
