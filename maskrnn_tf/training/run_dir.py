@@ -176,25 +176,22 @@ def check_init_checkpoint(run_dir: str, init_checkpoint: Optional[str], stored_i
 STEP_KEYS = ("stage_a_steps", "stage_b_steps")
 
 
-def newest_checkpoint_step(run_dir: str) -> int:
-    """The step of the newest checkpoint the run's state file names (checkpoints are numbered by step; 0
-    when there is none)."""
+def _checkpoint_steps(folder: str) -> List[int]:
+    """The steps of the checkpoints the state file of `folder` names (checkpoints are numbered by step)."""
     from maskrnn_tf.training.checkpoint_files import checkpoint_paths
 
-    folder = os.path.join(run_dir, "checkpoints")
     paths = checkpoint_paths(folder) if os.path.isdir(folder) else []
-    steps = [int(p.rsplit("-", 1)[1]) for p in paths if p.rsplit("-", 1)[-1].isdigit()]
-    return max(steps, default=0)
+    return [int(p.rsplit("-", 1)[1]) for p in paths if p.rsplit("-", 1)[-1].isdigit()]
+
+
+def newest_checkpoint_step(run_dir: str) -> int:
+    """The step of the newest checkpoint the run's state file names (0 when there is none)."""
+    return max(_checkpoint_steps(os.path.join(run_dir, "checkpoints")), default=0)
 
 
 def kept_stage_a_step(run_dir: str) -> Optional[int]:
     """The step of the checkpoint the run kept at the end of its stage A (`<run_dir>/stage_a`), None without one."""
-    from maskrnn_tf.training.checkpoint_files import checkpoint_paths
-
-    folder = os.path.join(run_dir, "stage_a")
-    paths = checkpoint_paths(folder) if os.path.isdir(folder) else []
-    steps = [int(p.rsplit("-", 1)[1]) for p in paths if p.rsplit("-", 1)[-1].isdigit()]
-    return max(steps) if steps else None
+    return max(_checkpoint_steps(os.path.join(run_dir, "stage_a")), default=None)
 
 
 def step_change_problem(stored: dict, new: dict, step: int) -> Optional[str]:
