@@ -31,6 +31,7 @@ import numpy as np
 from bench._arg_types import (FRAME_FLOWS, PRECISIONS, choice_list, davis_sequence_problem, existing_dir,
                               int_at_least, int_list, positive_float, positive_int, zero_or_frame_side)
 from maskrnn_tf.data.dreaming import DreamConfig, inpaint_background
+from maskrnn_tf.flag_validation import FINETUNE_LAYERS
 from maskrnn_tf.inference.finetune import FinetuneConfig, finetune
 from maskrnn_tf.inference.recurrent_finetune import DreamtClips, RecurrentFinetuneConfig, RecurrentFinetuner
 from maskrnn_tf.inference.video_reader import working_size
@@ -63,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dream_flows", type=choice_list(("exact",) + FRAME_FLOWS), default="exact",
                         help="comma-separated segment --finetune_dream_flow values to time recurrent finetuning "
                         f"with ({', '.join(('exact',) + FRAME_FLOWS)})")
+    parser.add_argument("--layers", type=choice_list(FINETUNE_LAYERS), default="all",
+                        help="comma-separated segment --finetune_layers values to time recurrent finetuning with "
+                        f"({', '.join(FINETUNE_LAYERS)}: the weights its updates train)")
 
 
 def check_arguments(args: argparse.Namespace) -> Optional[str]:
@@ -140,10 +144,11 @@ def run(args: argparse.Namespace) -> List[Dict]:
                  "note": f"no budget: all {steps} default updates run, ~{one + (steps - 1) * update:.0f} s per video"})
 
     # -- recurrent: the traced step is kept across videos; clips are dreamt per video --------------------------
-    settings = [(int(c), flow) for c in args.crops.split(",") for flow in args.dream_flows.split(",")]
-    for crop, flow in settings:
+    settings = [(int(c), flow, layers) for c in args.crops.split(",") for flow in args.dream_flows.split(",")
+                for layers in args.layers.split(",")]
+    for crop, flow, layers in settings:
         recurrent = RecurrentFinetuneConfig(steps=1 + args.updates, time_budget_s=0.0, crop=crop, dream_flow=flow,
-                                            dream=DreamConfig(num_frames=args.clip_length))
+                                            dream=DreamConfig(num_frames=args.clip_length), layers=layers)
         # Timed on one clip, so every update after a run's first is an update alone (its clip made); the dreaming
         # is timed apart below. The cost of an update does not depend on which clip it unrolls.
         finetuner = RecurrentFinetuner(model, 1, dataclasses.replace(recurrent, num_clips=1))
@@ -154,7 +159,8 @@ def run(args: argparse.Namespace) -> List[Dict]:
         inpaint, dream = _dream_costs(frame, ids, again.window, recurrent, args.updates)
         clips = recurrent.num_clips
         dreamt = f"{again.window[3]}x{again.window[2]}" if again.window else size
-        mode = "recurrent" + (f", crop {crop}" if crop else "") + (f", {flow} flow" if flow != "exact" else "")
+        mode = ("recurrent" + (f", crop {crop}" if crop else "") + (f", {flow} flow" if flow != "exact" else "")
+                + (f", {layers} trained" if layers != "all" else ""))
         rows.append({"mode": mode, "precision": precision,
                      "size": dreamt, "clip": args.clip_length, "first_call_s": first.step_seconds[0],
                      "update_s": update, "dream_s": dream, "inpaint_s": inpaint, "budget_s": args.budget,

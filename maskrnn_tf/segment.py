@@ -30,7 +30,7 @@ import sys
 from absl import app, flags
 
 from maskrnn_tf import _console, host_memory
-from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES, defined_once, expand_user_paths
+from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES, FINETUNE_LAYERS, defined_once, expand_user_paths
 
 FLAGS = flags.FLAGS
 
@@ -91,6 +91,9 @@ def define_flags() -> None:
     flags.DEFINE_float("finetune_mix", 1.0, "Online finetuning: keep this fraction of what it changed in the weights "
                        "(1 = all; 0.5 = the weights halfway between the trained and the finetuned ones), before the "
                        "cycle check judges them.")
+    flags.DEFINE_enum("finetune_layers", "all", list(FINETUNE_LAYERS), "Online finetuning: the weights it updates: "
+                      "all; heads = the layers above both VGG trunks (side outputs, fusions, localization head), the "
+                      "trunks kept as trained; block5 = those and the trunks' last block.")
     flags.DEFINE_float("finetune_lr", 1e-05, "Initial online-finetuning learning rate (decays to 1/10 over "
                        "--finetune_steps; a --finetune_budget that ends it sooner ends it at a higher rate).")
     flags.DEFINE_float("finetune_loc_weight", None, "Online finetuning: weight of the localization loss (default: "
@@ -449,10 +452,11 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
     print(describe_choice(choice, FLAGS.finetune_budget), flush=True)
     metadata.update(finetune=choice.mode, finetune_steps=choice.steps)
     if choice.mode != "none":
-        metadata.update(finetune_loss=choice.losses(), finetune_lr=FLAGS.finetune_lr)
+        metadata.update(finetune_loss=choice.losses(), finetune_lr=FLAGS.finetune_lr,
+                        finetune_layers=FLAGS.finetune_layers)
     if choice.mode == "static":
         config = inference.FinetuneConfig(steps=choice.steps, learning_rate=FLAGS.finetune_lr,
-                                          **choice.losses())
+                                          layers=FLAGS.finetune_layers, **choice.losses())
         return inference.finetuning_prepare(model, step_fn, flow_fn, max_size, config)
     if choice.mode == "recurrent":
         from maskrnn_tf.data.dreaming import DreamConfig
@@ -468,7 +472,7 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
             steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
             dream=dream, match_video_motion=by_video, crop=FLAGS.finetune_crop, dream_flow=FLAGS.finetune_dream_flow,
             num_clips=FLAGS.finetune_num_clips, objects_per_update=FLAGS.finetune_objects_per_update,
-            **choice.losses())
+            layers=FLAGS.finetune_layers, **choice.losses())
         return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config,
                                                       flow_fn=flow_fn if by_video else None)
     return None
@@ -478,8 +482,8 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
 _NETWORK_FLAGS = ("model", "precision", "jit_compile", "apply_localization", "finetune", "finetune_steps",
                   "finetune_budget", "finetune_clip_length", "finetune_num_clips", "finetune_crop",
                   "finetune_dream_flow", "finetune_dream_speed", "finetune_objects_per_update", "finetune_check_frames",
-                  "finetune_check_margin", "finetune_mix", "finetune_lr", "finetune_loc_weight", "finetune_class_balance",
-                  "finetune_iou_weight")
+                  "finetune_check_margin", "finetune_mix", "finetune_layers", "finetune_lr", "finetune_loc_weight",
+                  "finetune_class_balance", "finetune_iou_weight")
 
 
 def _note_network_flags_unused() -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from maskrnn_tf.data.pipelines import make_finetune_dataset
+from maskrnn_tf.inference.finetune_layers import FINETUNE_LAYERS, finetuned_variables
 from maskrnn_tf.inference.first_mask import FirstMask, labels_at_size
 from maskrnn_tf.inference.propagation import AnyFlowFn, NamedFlowFn, StepFn, flow_between
 from maskrnn_tf.inference.video_reader import VideoSource, resize_frame, working_size
@@ -44,6 +45,7 @@ class FinetuneConfig:
         none, the paper's); use what the model was trained with.
       clip_norm: global gradient-norm clipping (0 disables).
       seed: augmentation / perturbation seed.
+      layers: the weights the updates train (`finetune_layers.FINETUNE_LAYERS`: "all", "block5" or "heads").
     """
 
     steps: int = 200
@@ -57,8 +59,11 @@ class FinetuneConfig:
     loc_min_iou: float = 0.0
     clip_norm: float = 10.0
     seed: int = 0
+    layers: str = "all"
 
     def __post_init__(self) -> None:
+        if self.layers not in FINETUNE_LAYERS:
+            raise ValueError(f"FinetuneConfig: layers must be one of {', '.join(FINETUNE_LAYERS)}: {self}.")
         if self.steps < 0 or self.learning_rate <= 0 or not 0 < self.final_lr_fraction <= 1:
             raise ValueError(f"FinetuneConfig: need steps >= 0, learning_rate > 0, 0 < final_lr_fraction <= 1: {self}.")
 
@@ -109,7 +114,7 @@ class StaticFinetuner:
         if "float16" in compute_dtypes(model):
             # As in training: float16 gradients underflow without loss scaling.
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        variables = model.trainable_variables
+        variables = finetuned_variables(model, config.layers)
         self.optimizer = optimizer
         self._start = build_optimizer(optimizer, variables)
 

@@ -22,6 +22,7 @@ from maskrnn_tf.data.dreaming import (DreamConfig, DreamtClip, dream_clip_with_f
 from maskrnn_tf.data.flow_backends import estimated_flow_fn
 from maskrnn_tf.inference.finetune import (MAX_SKIPPED, build_optimizer, first_frame_and_flow, first_ids_at_size,
                                           reset_optimizer, restore_weights)
+from maskrnn_tf.inference.finetune_layers import FINETUNE_LAYERS, finetuned_variables
 from maskrnn_tf.inference.first_mask import FirstMask
 from maskrnn_tf.inference.propagation import AnyFlowFn, StepFn
 from maskrnn_tf.inference.video_reader import VideoSource, working_size
@@ -70,6 +71,8 @@ class RecurrentFinetuneConfig:
         with it (at 854x480 with the width-0.5 network, gigabytes per object); a video with more objects trains
         them in turns, this many at a time, cycling through them (static finetuning's batch is capped at 4 too).
         Fixed when a `RecurrentFinetuner` is built (its traced step's batch size).
+      layers: the weights the updates train (`finetune_layers.FINETUNE_LAYERS`: "all", or the layers above the VGG
+        trunks, "heads", or those and the trunks' last block, "block5"). Fixed when a `RecurrentFinetuner` is built.
     """
 
     steps: int = 50
@@ -92,8 +95,11 @@ class RecurrentFinetuneConfig:
     crop_margin: float = 0.25
     seed: int = 0
     objects_per_update: int = 4
+    layers: str = "all"
 
     def __post_init__(self) -> None:
+        if self.layers not in FINETUNE_LAYERS:
+            raise ValueError(f"RecurrentFinetuneConfig: layers must be one of {', '.join(FINETUNE_LAYERS)}: {self}.")
         if self.objects_per_update < 0:
             raise ValueError(f"RecurrentFinetuneConfig: need objects_per_update >= 0 (0 = all): {self}.")
         if self.steps < 0 or self.time_budget_s < 0 or self.num_clips < 1:
@@ -200,7 +206,7 @@ def _train_steps(model: MaskRNN, num_objects: int, config: RecurrentFinetuneConf
     # and not counted here, so the rate decays over the updates applied.
     optimizer = make_optimizer(train_config, policy)
     return TrainSteps(model, optimizer, train_config, tf.distribute.get_strategy(),
-                      tf.Variable(0, dtype=tf.int64, trainable=False))
+                      tf.Variable(0, dtype=tf.int64, trainable=False), finetuned_variables(model, config.layers))
 
 
 class DreamtClips:
@@ -270,7 +276,7 @@ class RecurrentFinetuner:
         self._steps = _train_steps(model, self.batch_objects, config)
         self._traced_shapes: set = set()  # clip shapes the unrolled step has run on
         # Built now so that its fresh state can be put back before every video.
-        self._optimizer_start = build_optimizer(self._steps.optimizer, model.trainable_variables)
+        self._optimizer_start = build_optimizer(self._steps.optimizer, self._steps.variables)
 
     def batch_size_for(self, count: int) -> int:
         """Objects per update for a video of `count` objects under this finetuner's cap (its traced step's batch

@@ -6,7 +6,7 @@ That makes N replicas produce the same update as one device on the same global b
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import keras
 import tensorflow as tf
@@ -55,12 +55,15 @@ class TrainSteps:
 
     `static_step(batch)` and `clip_step(batch, reverse)` take distributed batches (from
     `strategy.experimental_distribute_dataset`) and return globally reduced scalars
-    {'loss', 'seg', 'loc', 'grad_norm'}.
+    {'loss', 'seg', 'loc', 'grad_norm'}. `variables`: the variables the updates train (default: all the model's
+    trainable variables; online finetuning may train fewer, `inference.finetune_layers`).
     """
 
     def __init__(self, model: MaskRNN, optimizer: keras.optimizers.Optimizer, config: TrainConfig,
-                 strategy: tf.distribute.Strategy, global_step: tf.Variable):
+                 strategy: tf.distribute.Strategy, global_step: tf.Variable,
+                 variables: Optional[Sequence[tf.Variable]] = None):
         self.model = model
+        self._variables = None if variables is None else list(variables)
         self.optimizer = optimizer
         self.config = config
         self.strategy = strategy
@@ -163,9 +166,14 @@ class TrainSteps:
         return totals
 
     # -- the updates -----------------------------------------------------------------------------------------
+    @property
+    def variables(self) -> List[tf.Variable]:
+        """The variables the updates train."""
+        return self.model.trainable_variables if self._variables is None else self._variables
+
     def _apply(self, scaled_grads) -> tf.Tensor:
         """All-reduces the replica gradients of the scaled loss and applies the clipped update."""
-        variables = self.model.trainable_variables
+        variables = self.variables
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(scaled_grads, variables)]
         replicas = self.strategy.num_replicas_in_sync
         if replicas > 1:
@@ -190,7 +198,7 @@ class TrainSteps:
             loss = self._inject(tf.reduce_sum(losses["total"]) / global_batch)
             # Inside the tape: a loss scaled after it closed has no gradient (float16 applied zero updates).
             target = scale_loss(self.optimizer, loss)
-        norm = self._apply(tape.gradient(target, self.model.trainable_variables))
+        norm = self._apply(tape.gradient(target, self.variables))
         return self._finish(losses, global_batch, loss, norm)
 
     def _clip_replica_fn(self, batch, reverse):
@@ -200,7 +208,7 @@ class TrainSteps:
             loss = self._inject(tf.reduce_sum(losses["total"]) / global_batch)
             # Inside the tape: a loss scaled after it closed has no gradient (float16 applied zero updates).
             target = scale_loss(self.optimizer, loss)
-        norm = self._apply(tape.gradient(target, self.model.trainable_variables))
+        norm = self._apply(tape.gradient(target, self.variables))
         return self._finish(losses, global_batch, loss, norm)
 
     def _reduce(self, per_replica: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

@@ -758,3 +758,60 @@ def test_flo_dir_without_flow_flo_is_a_usage_error(tmp_path):
                     f"--output={tmp_path / 'o'}")
     assert proc.returncode == 2 and "--flo_dir" in proc.stderr and "--flow=flo" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("mode", ["static", "recurrent"])
+def test_finetune_layers_heads_finetunes_with_the_trunks_as_trained(davis_root, tmp_path, monkeypatch, mode):
+    """--finetune_layers=heads: the finetuning segment runs updates only the layers above the VGG trunks (the
+    weights it finetuned differ from the saved ones there and nowhere in a trunk), and segment_run.json records it."""
+    import importlib
+
+    import keras
+
+    from maskrnn_tf import inference
+    from maskrnn_tf.model import MaskRNN, MaskRNNConfig
+
+    finetune_module = importlib.import_module("maskrnn_tf.inference.finetune")  # the package names a function so
+
+    keras.utils.set_random_seed(5)
+    model_path = str(tmp_path / "model.keras")
+    saved = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16))
+    saved.build()
+    saved.save(model_path)
+    finetuned = []
+
+    def snapshot(model):
+        finetuned.append({v.path + f"#{n}": v.numpy() for n, v in enumerate(model.weights)})
+
+    if mode == "static":
+        on_video = finetune_module.finetune_on_video
+
+        def finetune_on_video(model, *args, **kwargs):
+            losses = on_video(model, *args, **kwargs)
+            snapshot(model)
+            return losses
+
+        monkeypatch.setattr(finetune_module, "finetune_on_video", finetune_on_video)
+    else:
+        from maskrnn_tf.inference.recurrent_finetune import RecurrentFinetuner
+
+        run = RecurrentFinetuner.run
+
+        def run_and_snapshot(self, *args, **kwargs):
+            result = run(self, *args, **kwargs)
+            snapshot(self.model)
+            return result
+
+        monkeypatch.setattr(RecurrentFinetuner, "run", run_and_snapshot)
+    assert _segment_in_process(f"--model={model_path}", "--precision=float32", f"--davis_root={davis_root}",
+                               "--sequences=beta", f"--finetune={mode}", "--finetune_steps=2", "--finetune_budget=0",
+                               "--finetune_lr=1e-3", "--finetune_check_frames=0", "--finetune_layers=heads",
+                               f"--output={tmp_path / 'o'}") == 0
+    log = json.loads((tmp_path / "o" / "segment_run.json").read_text())
+    assert log["finetune"] == mode and log["finetune_layers"] == "heads", log
+    assert finetuned, "no finetuned weights were put back"
+    before = {v.path + f"#{n}": v.numpy() for n, v in enumerate(saved.weights)}
+    changed = {key for key, value in finetuned[0].items() if not np.array_equal(value, before[key])}
+    assert changed and not any(key.startswith("block") for key in changed), changed
+    assert {key.split("/")[0] for key in changed} >= {"side_fuse", "fc1"}, changed
+    assert inference.RecurrentFinetuneConfig().layers == "all" and inference.FinetuneConfig().layers == "all"
