@@ -160,3 +160,13 @@ def os_error_line(err: OSError) -> str:
     path = err.filename if err.filename2 is None else f"{err.filename} -> {err.filename2}"
     hint = os_error_hint(err.errno)
     return f"{path}: {err.strerror}; {hint}."
+
+
+def tensorboard_command(logdir: str) -> str:
+    """The command that shows `logdir` in TensorBoard, runnable as printed: the `tensorboard` script beside this
+    Python when it has one (a venv, `make demo`'s `.venv`, that no one activated), else `tensorboard`."""
+    import shlex
+
+    beside = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    program = beside if os.path.isfile(beside) and os.access(beside, os.X_OK) else "tensorboard"
+    return f"{shlex.quote(program)} --logdir {shlex.quote(logdir)}"

@@ -168,7 +168,7 @@ def main(argv: List[str]) -> None:
     print(
         f"\ndemo done in {time.time() - started:.0f} s\n"
         f"  run dir      {run_dir}\n"
-        f"  TensorBoard  tensorboard --logdir {os.path.join(run_dir, 'logs')}\n"
+        f"  TensorBoard  {_console.tensorboard_command(os.path.join(run_dir, 'logs'))}\n"
         f"  masks        {results}/<video>/<frame>.png (scores: global_results-val.csv there)\n"
         f"  SavedModel   {export_base}/1",
         flush=True,
@@ -178,6 +178,7 @@ def main(argv: List[str]) -> None:
 if __name__ == "__main__":
     _console.quiet_startup()
     define_flags()
+    from maskrnn_tf.experiments.commands import exit_quietly_when_interrupted
     from maskrnn_tf.flag_validation import one_line_usage_errors, parse_flags_or_exit
 
-    app.run(one_line_usage_errors(main), flags_parser=parse_flags_or_exit)
+    app.run(one_line_usage_errors(exit_quietly_when_interrupted(main, "demo")), flags_parser=parse_flags_or_exit)

@@ -521,6 +521,7 @@ def main(argv: List[str]) -> int:
 if __name__ == "__main__":
     _console.quiet_startup()
     define_flags()
+    from maskrnn_tf.experiments.commands import exit_quietly_when_interrupted
     from maskrnn_tf.flag_validation import one_line_usage_errors, parse_flags_or_exit
 
-    app.run(one_line_usage_errors(main), flags_parser=parse_flags_or_exit)
+    app.run(one_line_usage_errors(exit_quietly_when_interrupted(main, "finetune_selection")), flags_parser=parse_flags_or_exit)

@@ -203,7 +203,8 @@ def main(argv: List[str]) -> int:
               "missing).", file=sys.stderr)
         return 2
     named = "" if FLAGS["run_dir"].present else " (named after the flag file; --run_dir=DIR for another)"
-    print(f"run dir {run_dir}{named}\nTensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
+    tensorboard = _console.tensorboard_command(os.path.join(run_dir, "logs"))
+    print(f"run dir {run_dir}{named}\nTensorBoard: {tensorboard}", flush=True)
     from maskrnn_tf.model.vgg_trunk import VGGWeightsError, check_vgg_weights
     from maskrnn_tf.training.inputs import DataNotFoundError, check_data_available
 
@@ -282,7 +283,7 @@ def main(argv: List[str]) -> int:
           f"validation J {j}\nmodel {result.model_path}\ncheckpoint {result.checkpoint}\n"
           + (f"best model (J {result.best_j:.4f} at step {result.best_step}) {result.best_path}\n"
              if result.best_path else "") +
-          f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}", flush=True)
+          f"TensorBoard: {_console.tensorboard_command(os.path.join(run_dir, 'logs'))}", flush=True)
     return 0
 
 

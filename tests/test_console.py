@@ -78,3 +78,19 @@ def test_a_cli_that_loads_tensorflow_prints_none_of_the_noise(tmp_path):
         assert text not in proc.stderr and text not in proc.stdout, proc.stderr
     absl_info = [line for line in proc.stderr.splitlines() if line[:1] == "I" and line[1:5].isdigit()]
     assert not absl_info, absl_info
+
+
+def test_the_tensorboard_command_names_the_script_beside_this_python(tmp_path, monkeypatch):
+    """`make demo` runs in .venv without activating it: the printed `tensorboard --logdir ...` was not found on the
+    PATH. The script beside the running Python is named when there is one, and paths are quoted for a shell."""
+    import shlex
+
+    (tmp_path / "bin").mkdir()
+    python = tmp_path / "bin" / "python"
+    monkeypatch.setattr(sys, "executable", str(python))
+    logdir = str(tmp_path / "my runs" / "logs")
+    assert _console.tensorboard_command(logdir) == f"tensorboard --logdir {shlex.quote(logdir)}"
+    script = tmp_path / "bin" / "tensorboard"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    assert shlex.split(_console.tensorboard_command(logdir)) == [str(script), "--logdir", logdir]

@@ -165,3 +165,43 @@ def test_the_flag_file_is_found_beside_the_package_or_here_or_asked_for(tmp_path
         demo.default_flagfile()
     (tmp_path / "synthetic.flags").write_text("--dataset=synthetic_vos\n")
     assert demo.default_flagfile() == str(tmp_path / "synthetic.flags")
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_the_terminal_stops_the_demo_in_one_line_and_the_training_says_sigint(tmp_path):
+    """A terminal's Ctrl-C (SIGINT to the demo's process group) during the training: the training saved and said
+    "stopped by signal SIGTERM" (the demo's SIGTERM after the user's SIGINT renamed the stop), and the demo ended
+    with a KeyboardInterrupt traceback. Now the training names SIGINT and the demo says one line, exit 130."""
+    import signal
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text("\n".join([
+        "--dataset=synthetic_vos", "--crop_height=32", "--crop_width=48", "--synthetic_train_videos=2",
+        "--model_width=0.125", "--fc_units=16", "--batch_size=2", "--stage_a_steps=100000", "--stage_b_steps=0",
+        "--precision=float32", "--val_videos=0", "--eval_every=0", "--log_every=1", "--checkpoint_every=100000"]) + "\n")
+    run_dir = tmp_path / "demo"
+    proc = subprocess.Popen([sys.executable, "-m", "maskrnn_tf.demo", f"--run_dir={run_dir}",
+                             f"--flagfile_path={flagfile}"], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "step 2/" in line:
+                break
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        rest = proc.stdout.read()
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    output = "".join(seen) + rest
+    assert code == 130, output[-3000:]
+    assert "stopped by signal SIGINT" in rest and "SIGTERM" not in rest, rest
+    assert "demo: interrupted;" in rest and "Rerun the same command to resume" in rest, rest
+    assert "Traceback" not in output, output[-3000:]
+    checkpoints = os.listdir(run_dir / "checkpoints")
+    assert any(name.endswith(".index") for name in checkpoints), checkpoints

@@ -5,8 +5,9 @@ import json
 import os
 import shlex
 import subprocess
+import sys
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 
 def run_command(args: List[str], clock: Optional[str] = None, driver: str = "experiment") -> float:
@@ -40,6 +41,20 @@ def run_command(args: List[str], clock: Optional[str] = None, driver: str = "exp
     if code != 0:
         raise SystemExit(f"{driver}: the command above failed with exit code {code}.")
     return total
+
+
+def exit_quietly_when_interrupted(main: Callable[[List[str]], int], driver: str) -> Callable[[List[str]], int]:
+    """`main` of a driver for `app.run`: a Ctrl-C (KeyboardInterrupt), which `run_command` passes on once its
+    command has stopped and saved, ends the driver with one line and exit code 130, not a traceback."""
+
+    def run(argv: List[str]) -> int:
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            print(f"{driver}: interrupted; the command it was running stopped first (a training saves a checkpoint). "
+                  "Rerun the same command to resume: what is finished is reused.", file=sys.stderr, flush=True)
+            return 130
+    return run
 
 
 def _wait_through_stops(process: subprocess.Popen) -> None:

@@ -102,7 +102,10 @@ class _SignalFlag:
         return self
 
     def _handle(self, signum, frame) -> None:
-        self.signum = signum
+        # The first signal is the stop's cause: a Ctrl-C reaches a driver's whole process group, and the driver's
+        # SIGTERM that follows (experiments.commands.run_command) must not rename it.
+        if self.signum is None:
+            self.signum = signum
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
@@ -402,6 +405,12 @@ def _train(config: TrainConfig, run_dir: str, overwrite_config: bool, profile_st
         printer(f"started from {source} at step {int(global_step.numpy())} (weights, optimizer, step and RNG; "
                 "the data starts from its beginning)")
     first_step = int(global_step.numpy()) + 1
+    if profile and restored is not None and profile[1] < first_step <= config.total_steps:
+        # The same command rerun after a stop: its range was (or was to be) traced before this resume; refusing it
+        # would keep "rerun the same command to resume" from resuming.
+        printer(f"note: --profile_steps={profile[0]},{profile[1]}: this run resumes at step {first_step}, after "
+                "those steps; nothing is traced (give later steps to trace some)")
+        profile = None
     if profile and first_step <= config.total_steps and (profile[1] < first_step or profile[0] > config.total_steps):
         # Nothing would be traced, in silence (a resumed run counts on from its checkpoint's step).
         raise TrainSettingsError(

@@ -61,3 +61,27 @@ def test_a_signal_during_the_final_checkpoint_stops_like_one_in_the_loop(tmp_pat
     result = loop.train(config, run_dir, printer=lines.append)
     assert result.steps == 1 and os.path.isfile(result.model_path), lines
     assert f"resumed from {stopped.value.checkpoint} at step 1" in lines, lines
+
+
+def test_a_ctrl_c_followed_by_a_drivers_sigterm_is_reported_as_the_ctrl_c(tmp_path, monkeypatch):
+    """A terminal's Ctrl-C reaches `make demo`'s whole process group: the training gets SIGINT, then the demo's
+    SIGTERM as it stops its command (experiments.commands.run_command). The run said "stopped by signal SIGTERM"
+    and exited 143; the first signal is the cause kept."""
+    config = TrainConfig().override(_TINY_RUN)
+    save = RunCheckpoint.save
+
+    def signalled(self, step):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return save(self, step)
+
+    monkeypatch.setattr(RunCheckpoint, "save", signalled)
+    previous = {sig: signal.signal(sig, handler) for sig, handler in
+                ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _killed))}
+    try:
+        with pytest.raises(loop.TrainingInterrupted) as stopped:
+            loop.train(config, str(tmp_path / "run"), printer=lambda line: None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    assert stopped.value.signum == signal.SIGINT and "stopped by signal SIGINT" in str(stopped.value)

@@ -148,7 +148,8 @@ def test_a_run_with_checkpoints_of_its_own_refuses_a_new_init_checkpoint(tmp_pat
 
 def test_profile_steps_the_run_does_not_train_are_refused_before_the_run_dir_is_written(tmp_path):
     """--profile_steps counts the run's steps from 1 (resumes and init_checkpoint starts included): a range the run
-    never reaches (past its end, or before the step it resumes at) traced nothing and said nothing."""
+    never reaches (past its end, or before the step an init_checkpoint start begins at) traced nothing and said
+    nothing."""
     from maskrnn_tf.training.config import TrainConfig
     from maskrnn_tf.training.loop import TrainSettingsError, train
 
@@ -158,6 +159,41 @@ def test_profile_steps_the_run_does_not_train_are_refused_before_the_run_dir_is_
     assert str(err.value).startswith("--profile_steps=5,6: this run trains steps 1 to 1;"), str(err.value)
     assert not os.path.exists(os.path.join(run_dir, "config.json"))
     assert not os.path.exists(os.path.join(run_dir, "checkpoints"))
+
+
+def test_the_same_command_with_profile_steps_resumes_a_stopped_run_past_its_range(tmp_path, monkeypatch):
+    """`--profile_steps` in a training command stopped after its range (Ctrl-C, a scheduler's SIGTERM): the message
+    said "rerun the same command to resume", and the same command was refused (exit 2) for a range before the resume
+    step. It resumes, noting that nothing is traced; a first start's range before its first step is still refused."""
+    import signal
+
+    from maskrnn_tf.training import loop
+    from maskrnn_tf.training.config import TrainConfig
+
+    class StopAfterOneStep(loop._SignalFlag):  # as if Ctrl-C came during step 1
+        def __enter__(self):
+            self.signum = signal.SIGINT
+            return self
+
+    config = TrainConfig().override({**_TINY_RUN, "stage_a_steps": 3})
+    run_dir = str(tmp_path / "run")
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "_SignalFlag", StopAfterOneStep)
+        with pytest.raises(loop.TrainingInterrupted) as stopped:
+            loop.train(config, run_dir, profile_steps=(1, 1), printer=lambda line: None)
+    assert stopped.value.checkpoint.endswith("ckpt-1")
+    profiles = os.path.join(run_dir, "logs", "plugins", "profile")
+    traced = os.listdir(profiles)  # step 1's trace, before the stop
+    lines = []
+    result = loop.train(config, run_dir, profile_steps=(1, 1), printer=lines.append)
+    assert "note: --profile_steps=1,1: this run resumes at step 2, after those steps; nothing is traced (give later " \
+           "steps to trace some)" in lines, lines
+    assert result.steps == 3 and os.path.isfile(os.path.join(run_dir, "model.keras"))
+    assert len(traced) == 1 and os.listdir(profiles) == traced
+    # Started from another run's checkpoint, a range before its first step is a mistake, not a rerun.
+    with pytest.raises(loop.TrainSettingsError, match="this run trains steps 4 to 4"):
+        loop.train(TrainConfig().override({**_TINY_RUN, "stage_a_steps": 4, "init_checkpoint": run_dir}),
+                   str(tmp_path / "second"), profile_steps=(1, 1), printer=lambda line: None)
 
 
 def test_a_profile_range_the_run_trains_only_in_part_says_which_steps_it_traces(tmp_path):
