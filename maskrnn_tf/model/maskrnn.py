@@ -208,6 +208,10 @@ class MaskRNN(keras.Model):
         `config.color_prior_input`) their first-frame colour tables. Returns the outputs of `call`.
         """
         prev_probs = tf.convert_to_tensor(prev_probs, tf.float32)
+        if prev_probs.shape.rank is not None and prev_probs.shape[0] == 0:
+            # An empty batch fails deep in oneDNN's convolution with an error that names none of this.
+            raise ValueError("MaskRNN.step: prev_probs holds no object ([0, H, W]); a video step needs at least one "
+                             "object: skip the frame, or give the first frame's masks.")
         n = tf.shape(prev_probs)[0]
 
         def tile(x: tf.Tensor) -> tf.Tensor:

@@ -354,6 +354,21 @@ def test_step_in_tf_function_and_under_xla_matches_eager(model):
         np.testing.assert_allclose(xla[key].numpy(), eager[key].numpy(), atol=1e-4)
 
 
+def test_a_step_without_objects_is_refused_by_name(model):
+    """prev_probs [0, H, W] failed inside oneDNN's convolution (an error naming no input of the step)."""
+    frame, flow_prev, flow_next, prev = _inputs()
+    empty = np.zeros((0,) + prev.shape[1:], np.float32)
+    with pytest.raises(ValueError, match=r"MaskRNN.step: prev_probs holds no object \(\[0, H, W\]\)"):
+        model.step(frame, flow_prev, flow_next, empty)
+    with pytest.raises(ValueError, match="holds no object"):
+        tf.function(model.step)(frame, flow_prev, flow_next, empty)
+    # A step traced for any number of objects still runs with one.
+    spec = tf.TensorSpec([None] + list(prev.shape[1:]), tf.float32)
+    traced = tf.function(lambda p: model.step(frame, flow_prev, flow_next, p), input_signature=[spec])
+    np.testing.assert_allclose(traced(prev[:1])["probs"].numpy(), model.step(frame, flow_prev, flow_next,
+                                                                             prev[:1])["probs"].numpy(), atol=1e-5)
+
+
 def _outputs_equal(a, b):
     return all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
 
