@@ -24,7 +24,7 @@ from typing import List, Optional
 from absl import app, flags
 
 from maskrnn_tf import _console
-from maskrnn_tf.experiments.commands import on_sigterm, read_json, run_command, write_text
+from maskrnn_tf.experiments.commands import on_sigterm, read_json, record_if_finished, run_command, write_text
 
 FLAGS = flags.FLAGS
 
@@ -135,9 +135,14 @@ def main(argv: List[str]) -> int:
         # -- train (skipped when the run already finished or is shared) ------------------------------------
         if work and not os.path.isfile(model):
             os.makedirs(run_dir, exist_ok=True)
-            _run([py, "-m", "maskrnn_tf.train", f"--flagfile={FLAGS.train_flags}", f"--run_dir={run_dir}", *sets],
-                 clock=timing + ".partial")
-            os.replace(timing + ".partial", timing)
+            try:
+                _run([py, "-m", "maskrnn_tf.train", f"--flagfile={FLAGS.train_flags}", f"--run_dir={run_dir}",
+                      *sets], clock=timing + ".partial")
+            finally:
+                # Also when the driver is stopped as the training exits after writing model.keras: the rerun takes
+                # the run as trained and would show no training time.
+                if os.path.isfile(model) and os.path.isfile(timing + ".partial"):
+                    os.replace(timing + ".partial", timing)
         elif work and run_dir not in checked:
             # A finished run is deployed only if it is this row's training (the flag file may have changed).
             _check_trained(run_dir, sets, "pass --full_run=<a run of the flag file>" if full else
@@ -188,7 +193,11 @@ def main(argv: List[str]) -> int:
                 scores.append(None)
                 continue
             else:
-                _run(args)
+                try:
+                    _run(args)
+                except (KeyboardInterrupt, SystemExit):
+                    record_if_finished(results, record_path, wanted)
+                    raise
                 stored = wanted
                 write_text(record_path, json.dumps(stored, indent=1) + "\n")
             # Scores are reused only when they are the ones this driver's evaluate wrote: a CSV scored since on

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 from absl import app, flags
 
 from maskrnn_tf import _console
-from maskrnn_tf.experiments.commands import on_sigterm, read_json, run_command, write_text
+from maskrnn_tf.experiments.commands import on_sigterm, read_json, record_if_finished, run_command, write_text
 
 if TYPE_CHECKING:
     from maskrnn_tf.experiments.finetune_comparison import FinetuneRun
@@ -99,7 +99,11 @@ def _segment_and_score(label: str, args: List[str], split: str, sequences: Optio
             raise app.UsageError(f"{folder} was made with other settings ({'; '.join(mismatch)}); delete it to "
                                  "segment again, or use another --output.", exitcode=2)
     else:
-        run_command(segment, driver="finetune_selection")
+        try:
+            run_command(segment, driver="finetune_selection")
+        except (KeyboardInterrupt, SystemExit):
+            record_if_finished(folder, record_path, wanted)
+            raise
         stored = wanted
         write_text(record_path, json.dumps(wanted, indent=1) + "\n")
     # Scores are reused only when they are the ones this driver's evaluate wrote: a CSV scored since on other

@@ -57,6 +57,14 @@ def exit_quietly_when_interrupted(main: Callable[[List[str]], int], driver: str)
     return run
 
 
+def record_if_finished(folder: str, record_path: str, record: dict) -> None:
+    """Writes a driver's `record` of how `folder` was made when segment finished it (its segment_run.json is there:
+    segment renames the folder in only when whole). For a driver stopped while its segment shut down after that: the
+    rerun, which the stop's message promises resumes, would find a finished folder with no record and refuse it."""
+    if os.path.isfile(os.path.join(folder, "segment_run.json")) and not os.path.isfile(record_path):
+        write_text(record_path, json.dumps(record, indent=1) + "\n")
+
+
 def _wait_through_stops(process: subprocess.Popen) -> None:
     """Waits for `process`, which was told to stop: a second Ctrl-C or SIGTERM meanwhile does not end the wait (the
     driver would exit while its command still saves into its folder); the first stop goes on once it is done."""

@@ -377,6 +377,28 @@ def test_a_resumed_ablation_does_not_reuse_scores_changed_since_its_evaluate(mon
     assert row in (tmp_path / "root" / "ablation.md").read_text()
 
 
+def test_an_ablation_stopped_as_its_segment_shuts_down_after_finishing_resumes_with_that_folder(monkeypatch,
+                                                                                             tmp_path):
+    """Ctrl-C after segment put its finished folder in place but before it exited: no record was written, and the
+    rerun refused the folder as made "with other settings" (exit 2) instead of resuming."""
+    driver, ran = _stand_in_driver(monkeypatch, tmp_path, finetune_steps=0)
+    stand_in = driver.run_command
+
+    def interrupted_after_segment(args, clock=None, driver=""):
+        stand_in(args, clock, driver)
+        if args[2] == "maskrnn_tf.segment":
+            (tmp_path / "root" / "astream" / "results_ft0" / "segment_run.json").write_text("{}")
+            raise KeyboardInterrupt
+        return 0.0
+
+    monkeypatch.setattr(driver, "run_command", interrupted_after_segment)
+    with pytest.raises(KeyboardInterrupt):
+        driver.main([])
+    monkeypatch.setattr(driver, "run_command", stand_in)
+    assert driver.main([]) == 0 and [args[2] for args in ran] == ["maskrnn_tf.segment", "maskrnn_tf.evaluate"]
+    assert "| AStream |  |  |  |  |  | 60.0 | 40.0 | - | - | - |" in (tmp_path / "root" / "ablation.md").read_text()
+
+
 def test_a_row_not_asked_for_whose_run_has_another_config_is_left_out(monkeypatch, tmp_path, capsys):
     """Rows not in --variants were shown from earlier calls whatever flag file their run was trained with: AStream
     trained from A.flags stood beside + FStream from B.flags as one table."""

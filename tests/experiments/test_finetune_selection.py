@@ -269,6 +269,36 @@ def test_a_resumed_call_does_not_reuse_scores_changed_since_its_evaluate(monkeyp
     assert score().mean() == pytest.approx((0.6, 0.3)) and len(ran) == 4
 
 
+def test_a_call_stopped_as_its_segment_shuts_down_after_finishing_resumes_with_that_folder(monkeypatch, tmp_path):
+    """Ctrl-C after segment put its finished folder in place but before it exited: the driver stopped without its
+    record of the folder, and the rerun its message promised refused the folder ("no record of how it was made")."""
+    driver, model, ran = _stand_in_driver(monkeypatch, tmp_path, {"bear_1": 0.8})
+    folder = str(tmp_path / "select" / "none")
+    score = lambda: driver._segment_and_score("none", ["--finetune=none"], "train", ["bear"], model,  # noqa: E731
+                                              folder)
+    stand_in = driver.run_command
+
+    def interrupted_after_segment(args, **kwargs):
+        stand_in(args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(driver, "run_command", interrupted_after_segment)
+    with pytest.raises(KeyboardInterrupt):
+        score()
+    monkeypatch.setattr(driver, "run_command", stand_in)
+    assert score().mean() == pytest.approx((0.8, 0.4)) and ran == ["maskrnn_tf.segment", "maskrnn_tf.evaluate"]
+    # Stopped while segmenting (no finished folder): nothing is recorded, the rerun segments.
+    other = str(tmp_path / "select" / "other")
+
+    def interrupted_during_segment(args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(driver, "run_command", interrupted_during_segment)
+    with pytest.raises(KeyboardInterrupt):
+        driver._segment_and_score("other", ["--finetune=none"], "train", ["bear"], model, other)
+    assert not os.path.exists(other)
+
+
 def test_a_call_stopped_while_reporting_leaves_its_own_record_beside_its_tables(monkeypatch, tmp_path):
     """selection.json is rewritten with selection.md after every reported run: a call stopped while reporting
     (here: a better static candidate added) does not leave an earlier call's choices beside its tables."""
@@ -746,3 +776,24 @@ def test_segments_refusal_is_read_as_its_error_lines_ending_with_a_full_stop():
     assert segment_error_text(usage, 2) == "--output is required."
     assert segment_error_text("error: \n  first\n  second\nPass --helpshort", 2) == "first second."
     assert segment_error_text("error: Did you mean: x ?\n", 2) == "Did you mean: x ?"
+
+
+def test_the_drivers_end_a_ctrl_c_in_one_line_with_exit_130(capsys):
+    """finetune_selection and ablation stop their running command on Ctrl-C and passed the KeyboardInterrupt on as a
+    traceback; their entry points end it with one line saying how to resume (exit 130, as a shell's Ctrl-C)."""
+    import inspect
+
+    from maskrnn_tf import ablation, demo, finetune_selection
+    from maskrnn_tf.experiments.commands import exit_quietly_when_interrupted
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    assert exit_quietly_when_interrupted(interrupted, "finetune_selection")([]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("finetune_selection: interrupted; ") and "Rerun the same command to resume" in err
+    assert err.count("\n") == 1
+    assert exit_quietly_when_interrupted(lambda argv: 0, "ablation")([]) == 0
+    for module in (finetune_selection, ablation, demo):
+        name = module.__name__.rsplit(".", 1)[1]
+        assert f'exit_quietly_when_interrupted(main, "{name}")' in inspect.getsource(module), name

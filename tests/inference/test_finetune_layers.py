@@ -4,7 +4,8 @@ import pytest
 import tensorflow as tf
 
 from maskrnn_tf.data.dreaming import DreamConfig
-from maskrnn_tf.inference import FinetuneConfig, finetune
+from maskrnn_tf.inference import FinetuneConfig
+from maskrnn_tf.inference.finetune import StaticFinetuner
 from maskrnn_tf.inference.finetune_layers import FINETUNE_LAYERS, finetuned_variables
 from maskrnn_tf.inference.recurrent_finetune import RecurrentFinetuneConfig, RecurrentFinetuner
 from maskrnn_tf.model import MaskRNN, MaskRNNConfig
@@ -58,6 +59,10 @@ def test_the_layer_sets_by_the_names_of_their_variables(flow_stream):
             config(layers="head")
 
 
+def _slot_shapes(optimizer):
+    return sorted(tuple(v.shape) for v in optimizer.variables if len(v.shape) > 0)
+
+
 def _changed(before, model):
     return {kind: [not np.array_equal(b, v.numpy()) for b, v in zip(before[kind], vs)]
             for kind, vs in _by_kind(model).items()}
@@ -80,15 +85,18 @@ def test_recurrent_finetuning_updates_only_its_layers_and_still_fits_the_clips(l
     for k in range(1, 5):
         assert not any(changed[f"block{k}"]), k
     assert all(changed["block5"]) == (layers == "block5") and any(changed["block5"]) == (layers == "block5")
-    # The optimizer holds slots for the trained variables only.
-    assert len(finetuner._steps.variables) == len(finetuned_variables(model, layers))
+    # Adam holds its two moments for the trained variables only (not for the trunks' kept weights).
+    assert _slot_shapes(finetuner._steps.optimizer) == sorted(2 * [tuple(v.shape) for v in
+                                                                   finetuned_variables(model, layers)])
 
 
 def test_static_finetuning_updates_only_the_heads():
     model = _model()
     frame, ids = _first_frame()
     before = {kind: [v.numpy() for v in vs] for kind, vs in _by_kind(model).items()}
-    finetune(model, frame, ids, [1, 2], config=FinetuneConfig(steps=3, learning_rate=1e-3, layers="heads"))
+    finetuner = StaticFinetuner(model, FinetuneConfig(steps=3, learning_rate=1e-3, layers="heads"))
+    finetuner.run(frame, ids, [1, 2])
     changed = _changed(before, model)
+    assert _slot_shapes(finetuner.optimizer) == sorted(2 * [tuple(v.shape) for v in _by_kind(model)["head"]])
     assert all(changed["head"])
     assert not any(any(changed[f"block{k}"]) for k in range(1, 6))
