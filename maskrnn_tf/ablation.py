@@ -54,6 +54,37 @@ def _run(args: List[str], clock: Optional[str] = None) -> float:
     return run_command(args, clock, driver="ablation")
 
 
+def _segment_flags(variant, steps: int, model: str, results: str) -> List[str]:
+    """The flags of the segment command of one row's column (`steps` finetuning steps) into `results`."""
+    from maskrnn_tf.experiments.ablation_variants import finetune_loc_weight
+
+    args = [f"--davis_root={FLAGS.davis_root}", f"--split={FLAGS.split}", f"--model={model}", f"--output={results}",
+            f"--max_size={FLAGS.max_size}", f"--flow={FLAGS.flow}",
+            *([f"--flo_dir={FLAGS.flo_dir}"] if FLAGS.flo_dir else []),
+            "--apply_localization" if variant.loc_apply else "--noapply_localization", f"--finetune_steps={steps}",
+            "--noprogress"]
+    # The paper's finetuning in every row: static (segment's default for a stage B network is recurrent), every
+    # video's updates kept (segment's default cycle check may undo them; the measured table had none).
+    args += ["--finetune=static", "--finetune_check_frames=0"] if steps else []
+    if steps:
+        args += [f"--finetune_lr={FLAGS.finetune_lr}",
+                 f"--finetune_loc_weight={finetune_loc_weight(variant, FLAGS.finetune_loc_weight)}",
+                 "--finetune_class_balance" if FLAGS.finetune_class_balance else "--nofinetune_class_balance"]
+    return args
+
+
+def _split_problem() -> str:
+    """Why --split of --davis_root cannot be segmented ('' when it can): its list cannot be read or is empty."""
+    from maskrnn_tf.data.sequences import DatasetLayoutError, davis_year, find_davis_root, read_davis_sequence_list
+
+    try:
+        root = find_davis_root(os.path.expanduser(FLAGS.davis_root))
+        names = read_davis_sequence_list(root, davis_year(root), FLAGS.split, validate=False)
+    except (DatasetLayoutError, OSError, ValueError) as err:
+        return f"--split={FLAGS.split}: the split of --davis_root={FLAGS.davis_root} cannot be read: {err}"
+    return "" if names else f"--split={FLAGS.split}: the split of --davis_root={FLAGS.davis_root} lists no sequence."
+
+
 def _expected_config(sets: List[str]) -> dict:
     """The config.json `python -m maskrnn_tf.train --flagfile=<train_flags> <sets>` would write."""
     args = [sys.executable, "-m", "maskrnn_tf.train", f"--flagfile={FLAGS.train_flags}", "--print_config", *sets]
@@ -86,7 +117,7 @@ def main(argv: List[str]) -> int:
     del argv
     # No TensorFlow here: the driver only runs the train, segment and evaluate commands.
     from maskrnn_tf.experiments.ablation_variants import (ABLATION_VARIANTS, ablation_markdown,
-                                                          finetune_loc_weight, read_scores, record_mismatch,
+                                                          read_scores, record_mismatch,
                                                           results_record, select_variants, training_variant,
                                                           variant_overrides)
     from maskrnn_tf.experiments.results_records import SCORES_KEY, scores_digest
@@ -117,8 +148,23 @@ def main(argv: List[str]) -> int:
                              f"(python -m maskrnn_tf.train --flagfile={FLAGS.train_flags} --run_dir=...).",
                              exitcode=2)
     root = os.path.abspath(FLAGS.run_root)
-    os.makedirs(root, exist_ok=True)
     columns = [0] + ([FLAGS.finetune_steps] if FLAGS.finetune_steps else [])
+    # Every column's segment command as it will run (segment --check_flags) and the split's list: found when the
+    # first segment ran, they stopped the driver after a whole training.
+    from maskrnn_tf.experiments.finetune_selection import segment_flag_problems
+
+    asked = [v for v in ABLATION_VARIANTS if v.name in selected]
+    commands = {f"--variants={v.name}, {steps} finetuning steps": _segment_flags(v, steps, "model.keras",
+                                                                                os.path.join(root, "check"))
+                for v in asked for steps in columns}
+    problems = [f"{who}: python -m maskrnn_tf.segment refuses it: {problem}"
+                for who, problem in segment_flag_problems(commands, check_flags=True).items()]
+    problems += [p for p in (_split_problem(),) if p]
+    for problem in problems:
+        print(f"error: {problem} Nothing was run.", file=sys.stderr)
+    if problems:
+        return 2
+    os.makedirs(root, exist_ok=True)
     checked = set()
     rows = []
     # Every row is in the table; rows not in --variants show what earlier calls measured with these settings.
@@ -162,18 +208,7 @@ def main(argv: List[str]) -> int:
         scores = []
         for steps in columns:
             results = os.path.join(root, variant.name, f"results_ft{steps}")
-            args = [py, "-m", "maskrnn_tf.segment", f"--davis_root={FLAGS.davis_root}", f"--split={FLAGS.split}",
-                    f"--model={model}", f"--output={results}", f"--max_size={FLAGS.max_size}",
-                    f"--flow={FLAGS.flow}", *([f"--flo_dir={FLAGS.flo_dir}"] if FLAGS.flo_dir else []),
-                    "--apply_localization" if variant.loc_apply else "--noapply_localization",
-                    f"--finetune_steps={steps}", "--noprogress"]
-            # The paper's finetuning in every row: static (segment's default for a stage B network is recurrent),
-            # every video's updates kept (segment's default cycle check may undo them; the measured table had none).
-            args += ["--finetune=static", "--finetune_check_frames=0"] if steps else []
-            if steps:
-                args += [f"--finetune_lr={FLAGS.finetune_lr}",
-                         f"--finetune_loc_weight={finetune_loc_weight(variant, FLAGS.finetune_loc_weight)}",
-                         "--finetune_class_balance" if FLAGS.finetune_class_balance else "--nofinetune_class_balance"]
+            args = [py, "-m", "maskrnn_tf.segment", *_segment_flags(variant, steps, model, results)]
             record_path = os.path.join(results, "ablation_record.json")
             stored = read_json(record_path)
             # Taken before the work: sources edited while a segment runs must not be recorded as what made it.

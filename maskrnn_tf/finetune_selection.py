@@ -79,6 +79,31 @@ def _model(candidate, default: str) -> str:
     return os.path.abspath(os.path.expanduser(candidate.model(default)))
 
 
+def _segment_flags(args: List[str], split: str, sequences: Optional[List[str]], model: str, folder: str) -> List[str]:
+    """The flags of the segment command that makes `folder` (a candidate's `args` on one split)."""
+    chosen = [f"--sequences={','.join(sequences)}"] if sequences else []
+    return [f"--davis_root={FLAGS.davis_root}", f"--split={split}", *chosen, f"--model={model}", f"--output={folder}",
+            *FLAGS.segment_flag, *args, "--noprogress"]
+
+
+def _split_problem(split: str, sequences: Optional[List[str]], flags_named: str) -> str:
+    """Why segment would refuse `sequences` (None: all) of `split` of --davis_root ('' when it would not): the split's
+    list cannot be read, or names none of them. Checked before the first candidate: segment reads the list only
+    when it runs, and the reported split's runs come after every candidate's."""
+    from maskrnn_tf.data.sequences import DatasetLayoutError, davis_year, find_davis_root, read_davis_sequence_list
+
+    try:
+        root = find_davis_root(os.path.expanduser(FLAGS.davis_root))
+        names = [s.name for s in read_davis_sequence_list(root, davis_year(root), split, validate=False)]
+    except (DatasetLayoutError, OSError, ValueError) as err:
+        return f"{flags_named}: the {split!r} split of --davis_root={FLAGS.davis_root} cannot be read: {err}"
+    unknown = [name for name in sequences or () if name not in names]
+    if unknown:
+        return (f"{flags_named}: {', '.join(unknown)} not in the {split!r} split of --davis_root={FLAGS.davis_root}; "
+                f"choose from {', '.join(sorted(names))}")
+    return ""
+
+
 def _segment_and_score(label: str, args: List[str], split: str, sequences: Optional[List[str]], model: str,
                        folder: str):
     """Segments and scores one candidate on one split (reusing a folder made the same way); its FinetuneRun."""
@@ -87,8 +112,7 @@ def _segment_and_score(label: str, args: List[str], split: str, sequences: Optio
 
     py = sys.executable
     chosen = [f"--sequences={','.join(sequences)}"] if sequences else []
-    segment = [py, "-m", "maskrnn_tf.segment", f"--davis_root={FLAGS.davis_root}", f"--split={split}", *chosen,
-               f"--model={model}", f"--output={folder}", *FLAGS.segment_flag, *args, "--noprogress"]
+    segment = [py, "-m", "maskrnn_tf.segment", *_segment_flags(args, split, sequences, model, folder)]
     record_path = os.path.join(folder, RECORD)
     csv_path = os.path.join(folder, f"per-sequence_results-{split}.csv")
     wanted = results_record(segment[3:], model)
@@ -442,6 +466,25 @@ def main(argv: List[str]) -> int:
     if errors:
         return 2
     root = os.path.abspath(FLAGS.output)
+    # Each command as it will run, through segment's own checks of its flags together (--check_flags: pairs and
+    # combinations its main refuses, before any input is read), and the splits' lists: found when a command ran,
+    # they stopped the driver hours in (the floor and the reported split come after every candidate).
+    problems = [p for p in (_split_problem(FLAGS.select_split, select, "--select_split, --select_sequences"),
+                            _split_problem(FLAGS.report_split, FLAGS.report_sequences,
+                                           "--report_split, --report_sequences")) if p]
+    commands = {f"--candidate {c.label}": _segment_flags(c.flags_without_model(), FLAGS.select_split, select,
+                                                         _model(c, model), os.path.join(root, "select", c.label))
+                for c in candidates}
+    if FLAGS.floor:
+        commands["--segment_flag (the no-learning floor segments with it alone; --nofloor drops the floor)"] = \
+            _segment_flags(["--method=flow_propagation"], FLAGS.select_split, select, model,
+                           os.path.join(root, "select", FLOOR))
+    problems += [f"{who}: python -m maskrnn_tf.segment refuses it: {problem} Fix or drop the flag"
+                 for who, problem in segment_flag_problems(commands, check_flags=True).items()]
+    for problem in problems:
+        print(f"error: {problem}; nothing was run.", file=sys.stderr)
+    if problems:
+        return 2
     earlier = _other_selection(os.path.join(root, "selection.json"), {
         "model": model, "select_split": FLAGS.select_split, "select_sequences": select,
         "report_split": FLAGS.report_split, "report_sequences": FLAGS.report_sequences})
@@ -528,4 +571,5 @@ if __name__ == "__main__":
     from maskrnn_tf.experiments.commands import exit_quietly_when_interrupted
     from maskrnn_tf.flag_validation import one_line_usage_errors, parse_flags_or_exit
 
-    app.run(one_line_usage_errors(exit_quietly_when_interrupted(main, "finetune_selection")), flags_parser=parse_flags_or_exit)
+    app.run(one_line_usage_errors(exit_quietly_when_interrupted(main, "finetune_selection")),
+            flags_parser=parse_flags_or_exit)

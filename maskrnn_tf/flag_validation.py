@@ -25,6 +25,8 @@ MIN_FRAME_SIDE = 32
 # segment --finetune_check_frames's default (here, where the binaries and the experiment drivers read it without
 # TensorFlow): 10 frames forward and back cost about 6 s per video and check (twice) at 243x432 on 2 cores.
 FINETUNE_CHECK_FRAMES = 10
+# segment --flow's backends (`maskrnn_tf.data.flow_backends.FRAME_FLOWS` and "flo", the .flo files of --flo_dir).
+FLOW_BACKENDS = ("dis", "dis-medium", "dis-fast", "dis-ultrafast", "farneback", "flo")
 # segment --finetune_layers's values (`maskrnn_tf.inference.finetune_layers`), from most to fewest weights updated.
 FINETUNE_LAYERS = ("all", "block5", "heads")
 

@@ -30,7 +30,7 @@ import sys
 from absl import app, flags
 
 from maskrnn_tf import _console, host_memory
-from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES, FINETUNE_LAYERS, defined_once, expand_user_paths
+from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES, FINETUNE_LAYERS, FLOW_BACKENDS, defined_once, expand_user_paths
 
 FLAGS = flags.FLAGS
 
@@ -157,6 +157,10 @@ def define_flags() -> None:
     flags.DEFINE_bool("overwrite", False, "Replace an existing output folder that segment wrote (it holds "
                       "segment_run.json), after the new one is complete; never a folder that is or holds an input.")
     flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.DEFINE_bool("check_flags", False, "Check the flags as this command would run with them (each flag, and "
+                      "the pairs and combinations segment refuses) and exit 0, before reading an input, loading "
+                      "TensorFlow or writing anything: the experiment drivers check every command so before the "
+                      "first.")
     _register_checks()
 
 
@@ -176,6 +180,8 @@ def _register_checks() -> None:
     """Numeric flags are checked when parsed: a bad value is a usage error (exit 2) before any work."""
     from maskrnn_tf.flag_validation import MIN_FRAME_SIDE, register_numeric_validator
 
+    flags.register_validator("flow", lambda value: value in FLOW_BACKENDS,
+                             message=f"must be one of {', '.join(FLOW_BACKENDS)}")
     register_numeric_validator("finetune_steps", minimum=0, hint="0 skips online finetuning")
     register_numeric_validator("finetune_budget", minimum=0, hint="seconds per video; 0 = no limit")
     register_numeric_validator("finetune_clip_length", minimum=2, hint="a dreamt clip needs two frames")
@@ -207,6 +213,37 @@ def _register_checks() -> None:
 # that gained 10 J on a held-out sequence (docs/RESULTS.md, "Carrying the fused masks").
 CHECK_CARRY = "probs"
 BOX_MASK_FILE = "first_mask_from_box.png"  # inside the output folder: never a frame name (frames are numbered)
+
+
+def _check_flag_combinations(dataset_root: str) -> None:
+    """Raises app.UsageError (exit 2) for flags that segment cannot run together; reads no input (`--check_flags`
+    stops after it, so the experiment drivers find these before their first command, not when a later one runs)."""
+    if dataset_root and FLAGS.overlay:
+        raise app.UsageError("--overlay applies to a single --video.", exitcode=2)
+    if FLAGS.flip_average and FLAGS.method != "maskrnn":
+        raise app.UsageError("--flip_average averages the network's steps: it needs --method=maskrnn.", exitcode=2)
+    if FLAGS["color_gate_band"].present and not FLAGS.color_gate:
+        raise app.UsageError("--color_gate_band sets the band of --color_gate's colour model, which is off: add "
+                             "--color_gate (e.g. 0.1) or drop --color_gate_band.", exitcode=2)
+    if FLAGS.max_growth and FLAGS.method != "maskrnn":
+        raise app.UsageError("--max_growth caps the network's masks: it needs --method=maskrnn (flow propagation "
+                             "only moves the first mask).", exitcode=2)
+    if any(not path for path in FLAGS.ensemble_models):
+        raise app.UsageError(f"--ensemble_models={','.join(FLAGS.ensemble_models)}: an empty path; give model files "
+                             "or run folders separated by single commas.", exitcode=2)
+    if FLAGS.ensemble_models and FLAGS.method != "maskrnn":
+        raise app.UsageError("--ensemble_models averages networks: it needs --method=maskrnn and --model.", exitcode=2)
+    if FLAGS.method == "maskrnn" and not FLAGS.model:
+        raise app.UsageError("--method=maskrnn needs --model (or use --method=flow_propagation).", exitcode=2)
+    if FLAGS.flow == "flo" and not FLAGS.flo_dir:
+        raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).",
+                             exitcode=2)
+    if FLAGS.flow_cache_dir and not dataset_root:
+        raise app.UsageError("--flow_cache_dir needs --davis_root or --segtrack_root (the cache is kept per "
+                             "dataset sequence).", exitcode=2)
+    if FLAGS.flow_cache_dir and FLAGS.flow == "flo":
+        raise app.UsageError("--flow_cache_dir holds computed flows: use it with --flow=dis (as python -m "
+                             "maskrnn_tf.flow filled it), not --flow=flo.", exitcode=2)
 
 
 def main(argv) -> int:
@@ -242,28 +279,14 @@ def main(argv) -> int:
     if FLAGS.flo_dir and FLAGS.flow != "flo":  # else the masks come from flows the user did not ask for
         raise app.UsageError(f"--flo_dir is read only with --flow=flo (this run would compute --flow={FLAGS.flow} "
                              "flows from the frames): add --flow=flo or drop --flo_dir.", exitcode=2)
+    _check_flag_combinations(dataset_root)
+    if FLAGS.check_flags:
+        return 0
     host_memory.pool_cpu_tensor_memory()  # before TensorFlow starts: CPU tensors from one reused pool
     _console.import_tensorflow_quietly()
     from maskrnn_tf import inference  # heavy imports (TensorFlow) after flag checks: --help and usage errors stay fast
 
     boxes = inference.parse_boxes(FLAGS.first_box) if FLAGS.first_box else None
-    if dataset_root and FLAGS.overlay:
-        raise app.UsageError("--overlay applies to a single --video.", exitcode=2)
-    if FLAGS.flip_average and FLAGS.method != "maskrnn":
-        raise app.UsageError("--flip_average averages the network's steps: it needs --method=maskrnn.", exitcode=2)
-    if FLAGS["color_gate_band"].present and not FLAGS.color_gate:
-        raise app.UsageError("--color_gate_band sets the band of --color_gate's colour model, which is off: add "
-                             "--color_gate (e.g. 0.1) or drop --color_gate_band.", exitcode=2)
-    if FLAGS.max_growth and FLAGS.method != "maskrnn":
-        raise app.UsageError("--max_growth caps the network's masks: it needs --method=maskrnn (flow propagation "
-                             "only moves the first mask).", exitcode=2)
-    if any(not path for path in FLAGS.ensemble_models):
-        raise app.UsageError(f"--ensemble_models={','.join(FLAGS.ensemble_models)}: an empty path; give model files "
-                             "or run folders separated by single commas.", exitcode=2)
-    if FLAGS.ensemble_models and FLAGS.method != "maskrnn":
-        raise app.UsageError("--ensemble_models averages networks: it needs --method=maskrnn and --model.", exitcode=2)
-    if FLAGS.method == "maskrnn" and not FLAGS.model:
-        raise app.UsageError("--method=maskrnn needs --model (or use --method=flow_propagation).", exitcode=2)
 
     # Checked before any work: the outputs must never touch an input (see check_output_dir).
     inputs = [("--video", FLAGS.video), ("--first_mask", FLAGS.first_mask), ("--davis_root", FLAGS.davis_root),
@@ -281,18 +304,9 @@ def main(argv) -> int:
                 **({"first_box": FLAGS.first_box} if FLAGS.first_box else {})}
     if baseline:
         _note_network_flags_unused()
-    if FLAGS.flow == "flo" and not FLAGS.flo_dir:
-        raise app.UsageError("--flow=flo needs --flo_dir (the folder of <sequence>/<stem_a>_<stem_b>.flo files).",
-                             exitcode=2)
     if FLAGS.flow == "flo":  # other .flo files there give other masks
         metadata["flo_dir"] = os.path.abspath(FLAGS.flo_dir)
     if FLAGS.flow_cache_dir:
-        if not dataset_root:
-            raise app.UsageError("--flow_cache_dir needs --davis_root or --segtrack_root (the cache is kept per "
-                                 "dataset sequence).", exitcode=2)
-        if FLAGS.flow == "flo":
-            raise app.UsageError("--flow_cache_dir holds computed flows: use it with --flow=dis (as python -m "
-                                 "maskrnn_tf.flow filled it), not --flow=flo.", exitcode=2)
         if FLAGS.segtrack_root:
             flow_fn = inference.cached_segtrack_flow_fn(FLAGS.flow, FLAGS.flow_cache_dir, FLAGS.segtrack_root)
         else:

@@ -151,15 +151,18 @@ def segment_error_text(stderr: str, status: int) -> str:
     return text if text.endswith((".", "?", "!")) else text + "."
 
 
-def segment_flag_problems(arg_lists: Mapping[str, Sequence[str]]) -> Dict[str, str]:
+def segment_flag_problems(arg_lists: Mapping[str, Sequence[str]], check_flags: bool = False) -> Dict[str, str]:
     """What `python -m maskrnn_tf.segment` says against each named list of its flags when it parses them (an
-    unknown flag, a value its parser or validators refuse); lists it takes are left out.
+    unknown flag, a value its parser or validators refuse); lists it takes are left out. With `check_flags`, each
+    list is a whole command's flags and segment also checks them together (its --check_flags: the pairs and
+    combinations its main refuses, before it reads an input).
 
     Segment parses each list itself (--only_check_args: absl stops after parsing, before segment's main and
     TensorFlow), in processes of their own, started at once: segment's flags share names with the driver's
     (--model, --output, ...), so they cannot be defined in the driver's process."""
-    # --only_check_args first: last, a trailing flag given without its value would take it as that value.
-    processes = {name: subprocess.Popen([sys.executable, "-m", "maskrnn_tf.segment", "--only_check_args", *args],
+    # The check flag first: last, a trailing flag given without its value would take it as that value.
+    check = "--check_flags" if check_flags else "--only_check_args"
+    processes = {name: subprocess.Popen([sys.executable, "-m", "maskrnn_tf.segment", check, *args],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True)
                  for name, args in arg_lists.items()}

@@ -815,3 +815,24 @@ def test_finetune_layers_heads_finetunes_with_the_trunks_as_trained(davis_root, 
     assert changed and not any(key.startswith("block") for key in changed), changed
     assert {key.split("/")[0] for key in changed} >= {"side_fuse", "fc1"}, changed
     assert inference.RecurrentFinetuneConfig().layers == "all" and inference.FinetuneConfig().layers == "all"
+
+
+def test_check_flags_refuses_flags_segment_cannot_run_together_and_exits_0_on_a_runnable_command(tmp_path):
+    """--check_flags runs segment's checks of its flags as a whole (what the experiment drivers run for every
+    command before the first) and stops before any input is read or anything written; --flow is one of the
+    backends at parse time (an unknown one was found when the first flow was computed)."""
+    from maskrnn_tf.data.flow_backends import FRAME_FLOWS
+    from maskrnn_tf.flag_validation import FLOW_BACKENDS
+
+    assert FLOW_BACKENDS == FRAME_FLOWS + ("flo",)
+    out = tmp_path / "o"
+    base = ["--check_flags", "--davis_root=/nonexistent/davis", f"--output={out}", "--model=/nonexistent/m.keras"]
+    proc = _segment(*base)
+    assert proc.returncode == 0, proc.stderr
+    for flags, says in ((["--method=flow_propagation", "--max_growth=1.1"], "--max_growth"),
+                        (["--flow=flo"], "--flow=flo needs --flo_dir"),
+                        (["--flow=flo", "--flo_dir=X", "--flow_cache_dir=C"], "--flow_cache_dir"),
+                        (["--flow=raft"], "must be one of dis, dis-medium")):
+        proc = _segment(*base, *flags)
+        assert proc.returncode in (1, 2) and says in proc.stderr, (flags, proc.stderr)
+    assert not out.exists()

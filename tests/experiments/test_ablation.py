@@ -354,6 +354,7 @@ def _stand_in_driver(monkeypatch, tmp_path, finetune_steps):
         return 0.0
 
     monkeypatch.setattr(driver, "run_command", run_command)
+    monkeypatch.setattr(driver, "_split_problem", lambda: "")  # no DAVIS tree: the stand-in reads none
     monkeypatch.setattr(driver, "_check_trained", lambda *a: None)  # the stand-in run has no config.json
     monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(
         train_flags=str(tmp_path / "tiny.flags"), run_root=str(tmp_path / "root"), davis_root=str(tmp_path / "davis"),
@@ -397,6 +398,27 @@ def test_an_ablation_stopped_as_its_segment_shuts_down_after_finishing_resumes_w
     monkeypatch.setattr(driver, "run_command", stand_in)
     assert driver.main([]) == 0 and [args[2] for args in ran] == ["maskrnn_tf.segment", "maskrnn_tf.evaluate"]
     assert "| AStream |  |  |  |  |  | 60.0 | 40.0 | - | - | - |" in (tmp_path / "root" / "ablation.md").read_text()
+
+
+def test_segment_settings_and_a_split_segment_would_refuse_stop_the_ablation_before_it_trains(monkeypatch, tmp_path,
+                                                                                                capsys):
+    """The pre-checks covered the variant names, the flag file, the DAVIS folder and --flo_dir: an unknown --flow,
+    a --max_size or --split segment refuses were found by the first segment, after a whole training."""
+    from maskrnn_tf import ablation
+
+    split_problem = ablation._split_problem
+    for n, (change, says) in enumerate((({"flow": "raft"}, "must be one of dis"), ({"max_size": 8}, "--max_size"),
+                                        ({"flow": "flo"}, "--flow=flo needs --flo_dir"))):
+        driver, ran = _stand_in_driver(monkeypatch, tmp_path / str(n), finetune_steps=5)
+        for name, value in change.items():
+            setattr(driver.FLAGS, name, value)
+        assert driver.main([]) == 2 and not ran
+        err = capsys.readouterr().err
+        assert says in err and "Nothing was run." in err, err
+    driver, ran = _stand_in_driver(monkeypatch, tmp_path / "split", finetune_steps=0)
+    monkeypatch.setattr(driver, "_split_problem", split_problem)
+    assert driver.main([]) == 2 and not ran
+    assert "--split=val: the split of --davis_root=" in capsys.readouterr().err
 
 
 def test_a_row_not_asked_for_whose_run_has_another_config_is_left_out(monkeypatch, tmp_path, capsys):

@@ -190,6 +190,7 @@ def _stand_in_driver(monkeypatch, tmp_path, j_values, **flags):
         return 0.0
 
     monkeypatch.setattr(driver, "run_command", run_command)
+    monkeypatch.setattr(driver, "_split_problem", lambda *args: "")  # no DAVIS tree: the stand-in reads none
     monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(davis_root=str(tmp_path / "davis"), segment_flag=[],
                                                                **flags))
     return driver, str(model), ran
@@ -648,9 +649,45 @@ def test_flags_segment_refuses_only_in_pairs_are_refused_before_any_candidate_ru
     # Paired across --segment_flag and the candidate's flags: taken.
     driver, _, ran = _stand_in_driver(
         monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), **_BEAR_THEN_VAL,
-        output=str(out), candidate=["f=--finetune=none --flo_dir=X", "p=--finetune=none --probs_format=png"])
+        output=str(out),
+        candidate=["f=--finetune=none --flo_dir=X", "p=--finetune=none --probs_format=png --flo_dir=X"])
     driver.FLAGS.segment_flag = ["--flow=flo", "--save_probs"]
     assert driver.main([]) == 0 and ran
+
+
+def test_commands_segment_refuses_as_a_whole_and_unreadable_splits_are_refused_before_any_runs(
+        monkeypatch, tmp_path, capsys, shared_data):
+    """Found only when a command ran: an ensemble member in --segment_flag, which the floor cannot take (after every
+    candidate), --flow_cache_dir beside a candidate's --flow=flo, an unknown --flow, a misspelt --report_split (after
+    every candidate). Each command is checked as it will run (segment --check_flags), the splits' lists read."""
+    from maskrnn_tf import finetune_selection
+
+    split_problem = finetune_selection._split_problem
+    out = tmp_path / "out"
+    member = tmp_path / "member.keras"
+    member.write_bytes(b"member")
+    cases = [([f"--ensemble_models={member}"], [], ["--segment_flag", "floor", "--ensemble_models"]),
+             (["--flow_cache_dir=~/cache"], ["c=--flow=flo --flo_dir=X"], ["--candidate c", "--flow_cache_dir"]),
+             (["--flow=raft"], [], ["--flow", "raft", "must be one of dis"])]
+    for segment_flags, candidates, names in cases:
+        driver, _, ran = _stand_in_driver(
+            monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"),
+            **dict(_BEAR_THEN_VAL, floor=True), output=str(out), candidate=["none=--finetune=none", *candidates])
+        driver.FLAGS.segment_flag = segment_flags
+        err = _refused_before_running(driver, ran, out, capsys)
+        assert all(name in err for name in names), (names, err)
+    davis = os.path.join(shared_data, "DAVIS-2016")
+    for report_split, report_sequences, names in (("vall", None, ["--report_split", "'vall'", "cannot be read"]),
+                                                  ("val", ["blackswan", "blakswan"], ["--report_sequences",
+                                                                                      "blakswan not in"])):
+        driver, _, ran = _stand_in_driver(
+            monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"),
+            **dict(_BEAR_THEN_VAL, select_sequences=["dog-agility"], report_split=report_split,
+                   report_sequences=report_sequences), output=str(out), candidate=["none=--finetune=none"])
+        monkeypatch.setattr(driver, "_split_problem", split_problem)
+        driver.FLAGS.davis_root = davis
+        err = _refused_before_running(driver, ran, out, capsys)
+        assert all(name in err for name in names), (names, err)
 
 
 def test_a_run_started_from_another_runs_weights_counts_what_that_run_trained_on(monkeypatch, tmp_path, capsys,
