@@ -99,7 +99,10 @@ class VideoSource:
                 count += 1
         finally:
             capture.release()
-        if 0 < count < declared:
+        # Only containers that store their frame count can be said to have lost frames; Matroska/WebM (and streams
+        # such as MPEG-TS) store none, and OpenCV estimates it from the duration, audio and frame-rate gaps included
+        # (a whole recording with a sound track read as "12 of 25 frames").
+        if 0 < count < declared and _stores_frame_count(self.path):
             message = (f"{self.path}: only {count} of the {declared} frames its container declares could be "
                        "decoded; the file is truncated or corrupt, or was cut without re-encoding (an edit list "
                        "then hides frames that the container still counts).")
@@ -176,3 +179,13 @@ def working_size(size: Tuple[int, int], max_size: Optional[int]) -> Tuple[int, i
         return height, width
     scale = max_size / max(height, width)
     return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
+
+# Containers whose headers store the number of frames (MP4/QuickTime's sample tables, AVI's header): a file of
+# such a container that decodes fewer frames than it declares is truncated or cut.
+_COUNTED_CONTAINERS = (".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".avi")
+
+
+def _stores_frame_count(path: str) -> bool:
+    """Whether the video file `path` is of a container that stores its frame count (by its extension)."""
+    return os.path.splitext(path)[1].lower() in _COUNTED_CONTAINERS

@@ -99,7 +99,13 @@ class OverlayWriter:
         for removed in clean_stale_tmp_beside(directory, name):
             logging.getLogger(__name__).warning("removed %s, the partial overlay of an interrupted run", removed)
         self._tmp = make_owned_tmp_file(directory, hidden_prefix(name, "tmp"), ".mp4")
-        self._video = cv2.VideoWriter(self._tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
+        # MPEG-4 takes a frame rate as a time base of 1000/N: an average rate of a variable-rate video such as
+        # 108.303 is refused (after the run's work); two decimals, within 1-240, it takes.
+        self.fps = min(max(round(float(fps), 2), 1.0), 240.0)
+        # mp4v needs even sides: OpenCV dropped an odd frame's last column or row; edge pixels are repeated instead.
+        self._pad = (size[0] % 2, size[1] % 2)
+        even = (size[1] + self._pad[1], size[0] + self._pad[0])
+        self._video = cv2.VideoWriter(self._tmp, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, even)
         if not self._video.isOpened():
             os.unlink(self._tmp)
             raise OSError(f"{path}: OpenCV cannot write an mp4v video here.")
@@ -107,6 +113,8 @@ class OverlayWriter:
     def write(self, frame: np.ndarray, ids: np.ndarray) -> None:
         """Appends one frame; raises OSError when OpenCV does not write it."""
         blended = overlay_frame(frame, ids, self.palette)
+        if any(self._pad):
+            blended = cv2.copyMakeBorder(blended, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_REPLICATE)
         # OpenCV 5 returns False for a frame it could not write (OpenCV 4 returns None and cannot tell): raised, so
         # that the caller aborts the overlay instead of publishing one with frames missing.
         if self._video.write(cv2.cvtColor(blended, cv2.COLOR_RGB2BGR)) is False:

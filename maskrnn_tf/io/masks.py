@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from typing import Optional
 
 import numpy as np
@@ -16,6 +17,9 @@ class ImageReadError(ValueError):
     """An image or mask file is missing, unreadable or not of the expected kind."""
 
 
+_ORIENTATION = 0x0112  # the EXIF tag
+
+
 def _open(path: str) -> Image.Image:
     if not os.path.isfile(path):
         raise ImageReadError(f"{path}: file not found.")
@@ -27,7 +31,17 @@ def _open(path: str) -> Image.Image:
         raise ImageReadError(
             f"{path}: unreadable image ({err}); replace it with a valid JPEG/PNG/BMP file."
         ) from err
-    return image
+    # An EXIF Orientation tag (an image stored sideways, shown upright by every viewer) applies to masks as to
+    # frames: a mask read unturned beside upright frames was tracked as a rotated object (or refused for its
+    # size). Transposing keeps a palette image's indices, palette and transparency.
+    try:
+        if image.getexif().get(_ORIENTATION, 1) == 1:
+            return image  # as stored (exif_transpose would copy it, without its `format`)
+        upright = ImageOps.exif_transpose(image)
+    except (ValueError, TypeError, KeyError, OSError, SyntaxError, struct.error):  # unreadable EXIF: as stored
+        return image
+    upright.format = image.format  # what the readers name (a JPEG saved as a result)
+    return upright
 
 
 def read_frame(path: str | os.PathLike) -> np.ndarray:
@@ -35,7 +49,7 @@ def read_frame(path: str | os.PathLike) -> np.ndarray:
     (Pillow's own conversion clips them at 255, which turns a 16-bit frame nearly white). An EXIF Orientation tag
     (phone photos stored sideways) is applied, as OpenCV and image viewers do: the picture an annotation was drawn
     on."""
-    image = ImageOps.exif_transpose(_open(os.fspath(path)))
+    image = _open(os.fspath(path))
     if image.mode.startswith("I"):  # I;16, I;16B, or I (32-bit ints, how some Pillow versions open 16-bit PNGs)
         grey = (np.clip(np.asarray(image, np.int64), 0, 65535) >> 8).astype(np.uint8)
         return np.repeat(grey[..., None], 3, axis=2)

@@ -106,3 +106,30 @@ def test_an_overlay_frame_opencv_does_not_write_raises_and_leaves_no_overlay(tmp
             segment_video(flow_propagation_step, frames, mask, _zero_flow, out,
                           SegmentOptions(progress=False, need_next_flow=False), overlay_path=target)
         assert _left_beside(out) == []
+
+
+def test_an_overlay_keeps_odd_frames_whole_and_takes_a_variable_rate_videos_average_fps(tmp_path):
+    """mp4v needs even sides: a 33x25 overlay came out 32x24, its last column and row dropped; a variable-rate
+    video's average fps such as 108.303 made OpenCV refuse the overlay after the run's work."""
+    import cv2
+
+    path = str(tmp_path / "odd.mp4")
+    overlay = OverlayWriter(path, (25, 33), davis_palette(), fps=108.303)
+    frame = np.zeros((25, 33, 3), np.uint8)
+    frame[:, -1] = 255  # a white last column, a white last row
+    frame[-1, :] = 255
+    for _ in range(3):
+        overlay.write(frame, np.zeros((25, 33), np.uint8))
+    overlay.close()
+    capture = cv2.VideoCapture(path)
+    read = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        read.append(image)
+    assert abs(capture.get(cv2.CAP_PROP_FPS) - 108.3) < 0.01
+    capture.release()
+    assert len(read) == 3 and read[0].shape == (26, 34, 3)
+    assert read[0][5:20, 32:].mean() > 200 and read[0][24:, 5:28].mean() > 200  # kept, and repeated past the edge
+    assert read[0][5:20, 5:28].mean() < 40

@@ -601,3 +601,27 @@ def test_grey_ids_with_a_gap_read_as_ids_for_ground_truth_as_for_first_masks(tmp
     assert grey_annotation_mode(path) == "ids"
     np.testing.assert_array_equal(read_annotation_ids(path), values)
     np.testing.assert_array_equal(read_annotation_ids(path), read_label_image(path)[0])
+
+
+def test_a_mask_stored_sideways_with_an_exif_orientation_is_read_upright_as_frames_are(tmp_path):
+    """Frames apply their EXIF Orientation (read_frame); masks did not: a first mask shown upright by every viewer
+    was tracked as a rotated object (square frames: J 0 on frame 0) or refused for its size."""
+    from PIL import Image
+
+    from maskrnn_tf.inference.first_mask import read_first_mask
+    from maskrnn_tf.io import read_mask
+    from maskrnn_tf.io.id_images import read_label_image
+    from maskrnn_tf.io.masks import davis_palette
+
+    ids = np.zeros((30, 40), np.uint8)
+    ids[2:10, 3:12], ids[15:28, 25:38] = 1, 2
+    stored = np.rot90(ids, 1)  # the pixels as a camera stores them; Orientation 6 turns them back clockwise
+    image = Image.fromarray(np.ascontiguousarray(stored), "P")
+    image.putpalette(davis_palette().reshape(-1).tolist())
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = str(tmp_path / "first.png")
+    image.save(path, exif=exif)
+    assert np.array_equal(read_label_image(path)[0], ids)
+    assert np.array_equal(read_mask(path), ids)
+    assert np.array_equal(read_first_mask(path, (30, 40)).labels, ids)

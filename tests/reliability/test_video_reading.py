@@ -131,3 +131,34 @@ def test_a_box_prompt_on_a_truncated_mp4_keeps_allow_partial_video(tmp_path):
                    f"--output={tmp_path / 'out'}", "--allow_partial_video") == 0
     written = [n for n in os.listdir(tmp_path / "out") if n.endswith(".png")]
     assert 0 < len(written) < 20
+
+
+def test_a_container_that_stores_no_frame_count_is_read_whole_when_opencv_estimates_more(tmp_path, monkeypatch):
+    """Matroska/WebM store no frame count: OpenCV estimates it from the duration (a sound track or frame-rate gaps
+    included), and a whole recording was refused as truncated ("12 of 25 frames"). The check stays for containers
+    that store it (an mp4 declaring more than decodes is cut)."""
+    from maskrnn_tf.inference import video_reader
+
+    for name, fourcc in (("clip.mkv", "XVID"), ("clip.mp4", "mp4v")):
+        writer = cv2.VideoWriter(str(tmp_path / name), cv2.VideoWriter_fourcc(*fourcc), 25, (56, 40))
+        for t in range(6):
+            writer.write(cv2.cvtColor(frame_image(t % FRAMES), cv2.COLOR_RGB2BGR))
+        writer.release()
+    real = cv2.VideoCapture
+
+    class Estimating:  # OpenCV's reading of a Matroska file with a 0.5 s longer sound track
+        def __init__(self, path):
+            self._capture = real(path)
+
+        def get(self, prop):
+            value = self._capture.get(prop)
+            return value + 7 if prop == cv2.CAP_PROP_FRAME_COUNT else value
+
+        def __getattr__(self, name):
+            return getattr(self._capture, name)
+
+    monkeypatch.setattr(video_reader.cv2, "VideoCapture", Estimating)
+    source = VideoSource(str(tmp_path / "clip.mkv"))
+    assert source.num_frames == 6 and len(list(source.frames())) == 6
+    with pytest.raises(VideoReadError, match=r"clip.mp4: only 6 of the 13 frames"):
+        VideoSource(str(tmp_path / "clip.mp4"))
