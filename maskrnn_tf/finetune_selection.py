@@ -500,9 +500,13 @@ def main(argv: List[str]) -> int:
     select_name = f"{FLAGS.select_split}: {', '.join(select)}"
     report_name = FLAGS.report_split + (f": {', '.join(FLAGS.report_sequences)}" if FLAGS.report_sequences else "")
 
-    def write_record(runs, chosen, report, floor, made) -> None:
+    def write_record(runs, chosen, report, floor, made, table: str) -> None:
+        """selection.json and the tables of selection.md, replaced together (each renamed in once both are
+        written): a kill between two writes left a record whose choices disagreed with the tables beside it."""
+        from maskrnn_tf.io.atomic_file import atomic_write_group
+
         chosen_labels = {run.label for run in chosen.values()}
-        write_text(os.path.join(root, "selection.json"), json.dumps({
+        record = json.dumps({
             "model": model, "select_split": FLAGS.select_split, "select_sequences": select,
             "report_split": FLAGS.report_split, "report_sequences": FLAGS.report_sequences,
             "segment_flags": FLAGS.segment_flag,
@@ -515,7 +519,16 @@ def main(argv: List[str]) -> int:
             "reports": [{"candidate": label, "mode": run.mode, "chosen": label in chosen_labels,
                          "J-Mean": run.mean()[0], "F-Mean": run.mean()[1], "run": dataclasses.asdict(run)}
                         for label, run in made.items()],
-        }, indent=1) + "\n")
+        }, indent=1) + "\n"
+
+        def write(tmps: List[str]) -> None:
+            for tmp, text in zip(tmps, (record, table)):
+                with open(tmp, "w", encoding="utf-8") as f:
+                    f.write(text)
+
+        # selection.json first: a selection.md without one is not taken for this driver's (see above).
+        atomic_write_group([os.path.join(root, "selection.json"), os.path.join(root, "selection.md")], write,
+                           [".json", ".md"])
 
     try:
         made = _reports_made(root, read_json(os.path.join(root, "selection.json")))
@@ -552,15 +565,13 @@ def main(argv: List[str]) -> int:
             made[picked.label] = report[mode]
             # After every reported run: an interrupted call leaves the tables measured so far, and the record
             # of this call beside them (not an earlier call's, with other choices).
-            write_record(runs, chosen, report, floor, made)
-            write_text(os.path.join(root, "selection.md"),
-                       selection_markdown(runs, chosen, report, select_name, report_name, floor, earlier()))
+            write_record(runs, chosen, report, floor, made,
+                         selection_markdown(runs, chosen, report, select_name, report_name, floor, earlier()))
         table = selection_markdown(runs, chosen, report, select_name, report_name, floor, earlier())
     except ComparisonInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    write_record(runs, chosen, report, floor, made)
-    write_text(os.path.join(root, "selection.md"), table)
+    write_record(runs, chosen, report, floor, made, table)
     print(f"\n{table}\nwritten to {os.path.join(root, 'selection.md')}", flush=True)
     return 0
 

@@ -11,6 +11,7 @@ this module holds the parts that need no TensorFlow.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import shlex
 import subprocess
@@ -235,13 +236,21 @@ def parse_candidates(texts: Sequence[str]) -> List[Candidate]:
 
 
 def choose_per_mode(runs: Sequence[FinetuneRun]) -> Dict[str, FinetuneRun]:
-    """For each finetuning mode present, the run with the highest (J-Mean, F-Mean); the first wins a tie.
+    """For each finetuning mode present, the run with the highest (J-Mean, F-Mean); the first wins a tie, and a
+    run whose mean is not a number (evaluate's NaN of an object with no frame scored) ranks below every other.
 
     Keys follow MODES' order (then any other mode, e.g. '?' of an older segment's folder)."""
+
+    def rank(run: FinetuneRun) -> Tuple[bool, float, float]:
+        # NaN compares false both ways: a first NaN candidate was never replaced.
+        j, f = run.mean()
+        finite = math.isfinite(j) and math.isfinite(f)
+        return (finite, j if finite else 0.0, f if finite else 0.0)
+
     best: Dict[str, FinetuneRun] = {}
     for run in runs:
         held = best.get(run.mode)
-        if held is None or run.mean() > held.mean():
+        if held is None or rank(run) > rank(held):
             best[run.mode] = run
     order = [m for m in MODES if m in best] + [m for m in best if m not in MODES]
     return {m: best[m] for m in order}

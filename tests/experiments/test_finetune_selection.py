@@ -63,6 +63,17 @@ def test_each_mode_keeps_its_best_candidate_by_j_then_f_and_the_first_of_a_tie()
     assert {m: r.label for m, r in chosen.items()} == {"none": "none", "static": "static_b", "recurrent": "rec_b"}
 
 
+def test_a_candidate_scored_nan_is_never_chosen_over_a_number():
+    """evaluate writes NaN for an object with no frame scored: a NaN candidate listed first was kept (NaN compares
+    false both ways), and one of only NaN candidates is still each mode's choice (the first)."""
+    nan = float("nan")
+    runs = [_run("static_nan", "static", {"s_1": (nan, nan)}), _run("static_ok", "static", {"s_1": (0.30, 0.20)}),
+            _run("rec_ok", "recurrent", {"s_1": (0.40, 0.30)}), _run("rec_nan", "recurrent", {"s_1": (nan, 0.9)}),
+            _run("none_nan", "none", {"s_1": (nan, nan)})]
+    assert {m: r.label for m, r in choose_per_mode(runs).items()} == {
+        "none": "none_nan", "static": "static_ok", "recurrent": "rec_ok"}
+
+
 def test_the_tables_put_the_selection_numbers_beside_the_reported_ones():
     select = [_run("none", "none", {"a_1": (0.5, 0.4), "b_1": (0.3, 0.2)}),
               _run("st", "static", {"a_1": (0.7, 0.6), "b_1": (0.5, 0.4)}, {"a": 30.0, "b": 50.0})]
@@ -298,6 +309,29 @@ def test_a_call_stopped_as_its_segment_shuts_down_after_finishing_resumes_with_t
     with pytest.raises(KeyboardInterrupt):
         driver._segment_and_score("other", ["--finetune=none"], "train", ["bear"], model, other)
     assert not os.path.exists(other)
+
+
+def test_the_record_and_the_tables_are_replaced_together(monkeypatch, tmp_path):
+    """selection.json and selection.md were two writes: a kill between them left choices that disagree with the
+    tables beside them. Every write puts both in place together (renamed once both are written)."""
+    from maskrnn_tf.io import atomic_file
+
+    out = tmp_path / "out"
+    driver, model, ran = _stand_in_driver(
+        monkeypatch, tmp_path, {"none": {"bear_1": 0.5}, "s1": {"bear_1": 0.6}}, model=str(tmp_path / "model.keras"),
+        **_BEAR_THEN_VAL, output=str(out), candidate=["none=--finetune=none", "s1=--finetune=static"])
+    groups, group_write = [], atomic_file.atomic_write_group
+
+    def recording(paths, write, suffixes):
+        groups.append([os.path.basename(p) for p in paths])
+        group_write(paths, write, suffixes)
+
+    monkeypatch.setattr(atomic_file, "atomic_write_group", recording)
+    assert driver.main([]) == 0
+    assert groups and all(g == ["selection.json", "selection.md"] for g in groups), groups
+    record = json.loads((out / "selection.json").read_text())
+    assert record["chosen"] == {"none": "none", "static": "s1"}
+    assert "| static | s1 |" in (out / "selection.md").read_text()
 
 
 def test_a_call_stopped_while_reporting_leaves_its_own_record_beside_its_tables(monkeypatch, tmp_path):
