@@ -30,7 +30,8 @@ import sys
 from absl import app, flags
 
 from maskrnn_tf import _console, host_memory
-from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES, FINETUNE_LAYERS, FLOW_BACKENDS, defined_once, expand_user_paths
+from maskrnn_tf.flag_validation import (FINETUNE_CHECK_FRAMES, FINETUNE_LAYERS, FLOW_BACKENDS, defined_once,
+                                        expand_user_paths)
 
 FLAGS = flags.FLAGS
 
