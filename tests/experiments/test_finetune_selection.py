@@ -661,6 +661,20 @@ def _refused_before_running(driver, ran, out, capsys) -> str:
     return err
 
 
+def _refused_cases(monkeypatch, tmp_path, capsys, first: str, cases) -> list:
+    """For each (--segment_flag list, candidates, names) case, with candidate `first` before the case's: main
+    refuses with nothing run and every name in its stderr. Returns the stderrs."""
+    errs = []
+    for segment_flags, candidates, names in cases:
+        driver, _, ran = _stand_in_driver(
+            monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"),
+            **dict(_BEAR_THEN_VAL, floor=True), output=str(tmp_path / "out"), candidate=[first, *candidates])
+        driver.FLAGS.segment_flag = segment_flags
+        errs.append(_refused_before_running(driver, ran, tmp_path / "out", capsys))
+        assert all(name in errs[-1] for name in names), (names, errs[-1])
+    return errs
+
+
 def test_flags_segment_refuses_only_in_pairs_are_refused_before_any_candidate_runs(monkeypatch, tmp_path, capsys):
     """segment refuses --flo_dir without --flow=flo and --probs_format without --save_probs in its main, after its
     parser: the --only_check_args pre-check passed them, and the driver stopped (exit 1) when that candidate ran,
@@ -672,13 +686,7 @@ def test_flags_segment_refuses_only_in_pairs_are_refused_before_any_candidate_ru
              ([], ["p=--save_probs --probs_format=png --nosave_probs"], ["--candidate p", "--probs_format"]),
              # The floor segments with --segment_flag alone (and --method=flow_propagation).
              (["--flo_dir=X"], ["f=--flow=flo"], ["--segment_flag", "floor", "--flo_dir"])]
-    for segment_flags, candidates, names in cases:
-        driver, _, ran = _stand_in_driver(
-            monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"),
-            **dict(_BEAR_THEN_VAL, floor=True), output=str(out), candidate=["none=--flow=flo --flo_dir=X", *candidates])
-        driver.FLAGS.segment_flag = segment_flags
-        err = _refused_before_running(driver, ran, out, capsys)
-        assert all(name in err for name in names), (names, err)
+    for err in _refused_cases(monkeypatch, tmp_path, capsys, "none=--flow=flo --flo_dir=X", cases):
         assert err.rstrip().endswith(".") and "none" not in err.split("error: ", 1)[1].split(":", 1)[0], err
     # Paired across --segment_flag and the candidate's flags: taken.
     driver, _, ran = _stand_in_driver(
@@ -703,13 +711,7 @@ def test_commands_segment_refuses_as_a_whole_and_unreadable_splits_are_refused_b
     cases = [([f"--ensemble_models={member}"], [], ["--segment_flag", "floor", "--ensemble_models"]),
              (["--flow_cache_dir=~/cache"], ["c=--flow=flo --flo_dir=X"], ["--candidate c", "--flow_cache_dir"]),
              (["--flow=raft"], [], ["--flow", "raft", "must be one of dis"])]
-    for segment_flags, candidates, names in cases:
-        driver, _, ran = _stand_in_driver(
-            monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"),
-            **dict(_BEAR_THEN_VAL, floor=True), output=str(out), candidate=["none=--finetune=none", *candidates])
-        driver.FLAGS.segment_flag = segment_flags
-        err = _refused_before_running(driver, ran, out, capsys)
-        assert all(name in err for name in names), (names, err)
+    _refused_cases(monkeypatch, tmp_path, capsys, "none=--finetune=none", cases)
     davis = os.path.join(shared_data, "DAVIS-2016")
     for report_split, report_sequences, names in (("vall", None, ["--report_split", "'vall'", "cannot be read"]),
                                                   ("val", ["blackswan", "blakswan"], ["--report_sequences",
