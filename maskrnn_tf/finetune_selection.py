@@ -69,7 +69,7 @@ def define_flags() -> None:
 def _select_sequences(model: str) -> Optional[List[str]]:
     if FLAGS.select_sequences:
         return list(FLAGS.select_sequences)
-    from maskrnn_tf.inference.model_loading import training_config
+    from maskrnn_tf.training.run_config_file import training_config
 
     held_out = ((training_config(model) or {}).get("data") or {}).get("val_sequences") or []
     return list(held_out) or None
@@ -250,7 +250,7 @@ def _starting_run(checkpoint: str) -> Optional[Tuple[str, dict]]:
     (training_config) from the checkpoint path, else from the folders up to two above it (a prefix in checkpoints/
     or stage_a/, which training may have rotated away since); None when none holds a run config.json. A relative
     path is read from the working directory (training took it from its own)."""
-    from maskrnn_tf.inference.model_loading import CONFIG_FILE, training_config
+    from maskrnn_tf.training.run_config_file import CONFIG_FILE, training_config
 
     path = os.path.abspath(os.path.expanduser(checkpoint))
     for start in _and_above(path):
@@ -271,7 +271,7 @@ def _lineage(path: str, config: dict) -> Tuple[List[Tuple[str, dict, str]], Opti
     `path` for its own, config, the init_checkpoint that led there, '' for its own): its own, then each run it
     started from (init_checkpoint), chains followed; and (the run that names it, init_checkpoint) of a start whose
     run config cannot be read (None when every one was)."""
-    from maskrnn_tf.inference.model_loading import CONFIG_FILE
+    from maskrnn_tf.training.run_config_file import CONFIG_FILE
 
     own = next((d for d in _and_above(path) if os.path.isfile(os.path.join(d, CONFIG_FILE))), path)
     runs, seen = [(path, config, "")], {os.path.realpath(own)}
@@ -298,7 +298,7 @@ def _trained_on_selection(model: str, candidates: Sequence, select: List[str]) -
     always was: a model.keras outside its run has no record to check, and no flag could vouch for it."""
     from maskrnn_tf.experiments.finetune_selection import trained_on
     from maskrnn_tf.experiments.results_records import ensemble_members
-    from maskrnn_tf.inference.model_loading import training_config
+    from maskrnn_tf.training.run_config_file import training_config
 
     users: Dict[str, List[str]] = {model: ["--model"]}
     for candidate in candidates:

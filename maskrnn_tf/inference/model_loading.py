@@ -25,12 +25,12 @@ from maskrnn_tf.model import MaskRNN, MaskRNNConfig
 from maskrnn_tf.model.rebuild import rebuild_with_precision
 from maskrnn_tf.training.best_model import read_record as read_best_record
 from maskrnn_tf.training.checkpoint_files import newest_intact_checkpoint, verify_checkpoint
+from maskrnn_tf.training.run_config_file import CONFIG_FILE, training_config  # noqa: F401  (re-exported)
 from maskrnn_tf.training.run_dir import EARLIER_FINISH
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
 
 
@@ -134,27 +134,6 @@ def load_model(
     if precision is None and not overrides:
         return model
     return rebuild_with_precision(model, precision or "float32", overrides)
-
-
-def training_config(path: str) -> Optional[dict]:
-    """The training config (config.json, as `python -m maskrnn_tf.train` wrote it) of the run a model path
-    comes from: a run folder, its checkpoints folder, a checkpoint prefix, or a .keras file in a run folder.
-    None when there is none (a .keras file copied elsewhere) or it does not parse."""
-    path = os.path.abspath(os.fspath(path))
-    if path.endswith(".keras"):
-        run_dir = os.path.dirname(path)
-    elif os.path.isfile(path + ".index"):  # .../run/checkpoints/ckpt-N
-        run_dir = os.path.dirname(os.path.dirname(path))
-    elif os.path.basename(path) == CHECKPOINTS:
-        run_dir = os.path.dirname(path)
-    else:
-        run_dir = path
-    try:
-        with open(os.path.join(run_dir, CONFIG_FILE), encoding="utf-8") as f:
-            values = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return values if isinstance(values, dict) else None
 
 
 def trained_step(path: str) -> Optional[int]:

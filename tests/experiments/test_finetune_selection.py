@@ -870,3 +870,28 @@ def test_the_drivers_end_a_ctrl_c_in_one_line_with_exit_130(capsys):
     for module in (finetune_selection, ablation, demo):
         name = module.__name__.rsplit(".", 1)[1]
         assert f'exit_quietly_when_interrupted(main, "{name}")' in inspect.getsource(module), name
+
+
+def test_the_driver_reads_the_runs_configs_without_tensorflow(tmp_path):
+    """The driver read every model's config.json through inference.model_loading, which imports TensorFlow: 600 MB
+    held for the whole call beside the segment commands, and TensorFlow's start-up lines on every call."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    (run / "best").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"data": {"dataset": "davis2016",
+                                                          "val_sequences": ["dog-agility", "car-turn"]}}))
+    (run / "best" / "config.json").write_text((run / "config.json").read_text())
+    script = (
+        "import sys, types\n"
+        "from maskrnn_tf import finetune_selection as d\n"
+        "from maskrnn_tf.experiments.finetune_selection import parse_candidates\n"
+        f"d.FLAGS = types.SimpleNamespace(select_sequences=None, segment_flag=[], davis_root={str(tmp_path)!r})\n"
+        f"model = {str(run / 'best')!r}\n"
+        "assert d._select_sequences(model) == ['dog-agility', 'car-turn'], d._select_sequences(model)\n"
+        "d._trained_on_selection(model, parse_candidates(['none=--finetune=none']), ['dog-agility'])\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
