@@ -90,11 +90,15 @@ def _split_problem(split: str, sequences: Optional[List[str]], flags_named: str)
     """Why segment would refuse `sequences` (None: all) of `split` of --davis_root ('' when it would not): the split's
     list cannot be read, or names none of them. Checked before the first candidate: segment reads the list only
     when it runs, and the reported split's runs come after every candidate's."""
-    from maskrnn_tf.data.sequences import DatasetLayoutError, davis_year, find_davis_root, read_davis_sequence_list
+    from maskrnn_tf.data.sequences import DatasetLayoutError, davis_split_names, davis_year, find_davis_root
 
+    # As segment reads it: the split's list only (not its sequences: another one's broken files do not stop work on
+    # these), of --davis_year's tree when --segment_flag gives one.
+    years = [a.split("=", 1)[1] for a in FLAGS.segment_flag if a.startswith("--davis_year=")]
     try:
-        root = find_davis_root(os.path.expanduser(FLAGS.davis_root))
-        names = [s.name for s in read_davis_sequence_list(root, davis_year(root), split, validate=False)]
+        root = os.path.expanduser(FLAGS.davis_root)
+        year = int(years[-1]) if years else davis_year(find_davis_root(root))
+        names = davis_split_names(root, year, split)
     except (DatasetLayoutError, OSError, ValueError) as err:
         return f"{flags_named}: the {split!r} split of --davis_root={FLAGS.davis_root} cannot be read: {err}"
     unknown = [name for name in sequences or () if name not in names]

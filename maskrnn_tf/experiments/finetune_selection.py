@@ -94,7 +94,11 @@ def check_segment_flags(flags: Sequence[str]) -> List[str]:
 
 
 def _refuse_absl_flag(name: str, who: str) -> None:
-    """Raises CandidateError for one of absl's own flags (ABSL_FLAGS, or its --no form)."""
+    """Raises CandidateError for one of absl's own flags (ABSL_FLAGS, or its --no form), and for segment's
+    --check_flags, which the driver gives each command's check itself."""
+    if name in ("--check_flags", "--nocheck_flags"):
+        raise CandidateError(f"{who}: {name} is the driver's own check of each command before the first (with it a "
+                             "command would segment nothing, without it the check would segment); drop it.")
     if name in ABSL_FLAGS or name.replace("--no", "--", 1) in ABSL_FLAGS:
         raise CandidateError(f"{who}: {name} is absl's own flag, not a segment setting (segment would print its "
                              "help or only check its flags, and segment nothing); drop it (python -m "

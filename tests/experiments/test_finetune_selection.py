@@ -895,3 +895,37 @@ def test_the_driver_reads_the_runs_configs_without_tensorflow(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_split_check_reads_the_list_as_segment_does_and_check_flags_is_the_drivers(tmp_path, monkeypatch):
+    """The split check opened every listed sequence (a partial tree whose list names a sequence not unpacked was
+    refused, though segment reads only the chosen ones) and ignored a --davis_year in --segment_flag (a DAVIS-2016
+    tree beside a DAVIS-2017 one was read). --check_flags in a candidate made its command segment nothing."""
+    import types
+
+    from maskrnn_tf import finetune_selection as driver
+    from maskrnn_tf.experiments.finetune_selection import CandidateError, check_segment_flags, parse_candidates
+
+    davis17 = tmp_path / "both" / "DAVIS-2017"
+    (davis17 / "ImageSets" / "2017").mkdir(parents=True)
+    (davis17 / "ImageSets" / "2017" / "train.txt").write_text("a\nb\nmissing\n")
+    for name in ("a", "b"):
+        (davis17 / "JPEGImages" / "480p" / name).mkdir(parents=True)
+    davis16 = tmp_path / "both" / "DAVIS-2016"
+    (davis16 / "ImageSets" / "480p").mkdir(parents=True)
+    (davis16 / "ImageSets" / "480p" / "train.txt").write_text(
+        "/JPEGImages/480p/old/00000.jpg /Annotations/480p/old/00000.png\n")
+    (davis16 / "JPEGImages" / "480p" / "old").mkdir(parents=True)
+    monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(davis_root=str(davis17), segment_flag=[]))
+    assert driver._split_problem("train", ["a", "b"], "--select_sequences") == ""
+    assert "c not in the 'train' split" in driver._split_problem("train", ["c"], "--select_sequences")
+    monkeypatch.setattr(driver, "FLAGS", types.SimpleNamespace(davis_root=str(tmp_path / "both"),
+                                                               segment_flag=["--davis_year=2017"]))
+    assert driver._split_problem("train", ["a", "b"], "--select_sequences") == ""
+    driver.FLAGS.segment_flag = ["--davis_year=2016"]
+    assert driver._split_problem("train", ["old"], "--select_sequences") == ""
+    for flag in ("--check_flags", "--nocheck_flags"):
+        with pytest.raises(CandidateError, match="the driver's own check"):
+            parse_candidates([f"b=--finetune=none {flag}"])
+        with pytest.raises(CandidateError, match="the driver's own check"):
+            check_segment_flags([flag])
