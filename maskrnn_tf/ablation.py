@@ -75,11 +75,11 @@ def _segment_flags(variant, steps: int, model: str, results: str) -> List[str]:
 
 def _split_problem() -> str:
     """Why --split of --davis_root cannot be segmented ('' when it can): its list cannot be read or is empty."""
-    from maskrnn_tf.data.sequences import DatasetLayoutError, davis_split_names, davis_year, find_davis_root
+    from maskrnn_tf.data.sequences import DatasetLayoutError
+    from maskrnn_tf.experiments.finetune_selection import split_names
 
     try:  # the list only, as segment reads it (a listed sequence's broken files stop that sequence, not the split)
-        root = os.path.expanduser(FLAGS.davis_root)
-        names = davis_split_names(root, davis_year(find_davis_root(root)), FLAGS.split)
+        names = split_names(FLAGS.davis_root, FLAGS.split)
     except (DatasetLayoutError, OSError, ValueError) as err:
         return f"--split={FLAGS.split}: the split of --davis_root={FLAGS.davis_root} cannot be read: {err}"
     return "" if names else f"--split={FLAGS.split}: the split of --davis_root={FLAGS.davis_root} lists no sequence."

@@ -90,15 +90,11 @@ def _split_problem(split: str, sequences: Optional[List[str]], flags_named: str)
     """Why segment would refuse `sequences` (None: all) of `split` of --davis_root ('' when it would not): the split's
     list cannot be read, or names none of them. Checked before the first candidate: segment reads the list only
     when it runs, and the reported split's runs come after every candidate's."""
-    from maskrnn_tf.data.sequences import DatasetLayoutError, davis_split_names, davis_year, find_davis_root
+    from maskrnn_tf.data.sequences import DatasetLayoutError
+    from maskrnn_tf.experiments.finetune_selection import split_names
 
-    # As segment reads it: the split's list only (not its sequences: another one's broken files do not stop work on
-    # these), of --davis_year's tree when --segment_flag gives one.
-    years = [a.split("=", 1)[1] for a in FLAGS.segment_flag if a.startswith("--davis_year=")]
     try:
-        root = os.path.expanduser(FLAGS.davis_root)
-        year = int(years[-1]) if years else davis_year(find_davis_root(root))
-        names = davis_split_names(root, year, split)
+        names = split_names(FLAGS.davis_root, split, FLAGS.segment_flag)
     except (DatasetLayoutError, OSError, ValueError) as err:
         return f"{flags_named}: the {split!r} split of --davis_root={FLAGS.davis_root} cannot be read: {err}"
     unknown = [name for name in sequences or () if name not in names]
@@ -164,12 +160,11 @@ def _other_selection(path: str, settings: dict) -> str:
 def _split_sequences(split: str) -> Optional[List[str]]:
     """The sequences of a split of --davis_root (its ImageSets list); None when it cannot be read (segment will say
     why)."""
-    from maskrnn_tf.data.sequences import DatasetLayoutError, davis_year, find_davis_root, read_davis_sequence_list
+    from maskrnn_tf.data.sequences import DatasetLayoutError
+    from maskrnn_tf.experiments.finetune_selection import split_names
 
     try:
-        root = find_davis_root(os.path.expanduser(FLAGS.davis_root))
-        year = davis_year(root)
-        return [s.name for s in read_davis_sequence_list(root, year, split, validate=False)]
+        return split_names(FLAGS.davis_root, split, FLAGS.segment_flag)
     except (DatasetLayoutError, OSError, ValueError):
         return None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import shlex
 import subprocess
@@ -136,6 +137,18 @@ def paired_flag_problems(args: Sequence[str]) -> List[str]:
         problems.append(f"--probs_format sets how --save_probs writes the probability maps, which is off: add "
                         f"--save_probs or drop {formats[-1]}")
     return problems
+
+
+def split_names(davis_root: str, split: str, segment_flags: Sequence[str] = ()) -> List[str]:
+    """The sequences `split` of `davis_root` lists, read as segment reads them: the split's list only (not its
+    sequences: another one's broken files do not stop work on the chosen ones), of the tree of the last
+    --davis_year in `segment_flags` (else of the tree's own year). Raises DatasetLayoutError, OSError or
+    ValueError when the list cannot be read."""
+    from maskrnn_tf.data.sequences import davis_split_names, davis_year, find_davis_root
+
+    root = os.path.expanduser(davis_root)
+    year = _last_value(segment_flags, "davis_year")
+    return davis_split_names(root, int(year) if year else davis_year(find_davis_root(root)), split)
 
 
 def segment_error_text(stderr: str, status: int) -> str:

@@ -1,8 +1,9 @@
 """Which weights online finetuning updates: all of them, or the layers above the VGG trunks.
 
 A video's finetuning sees one annotated frame; updating the two VGG-16 trunks (two thirds of the CPU recipe's
-weights, half of the default network's) from it can overfit that frame. `heads` keeps both trunks as trained and updates the side outputs, their fusion, the stream
-fusion and the localization head; `block5` also updates the trunks' last block (conv5_1..conv5_3).
+weights, half of the default network's) from it can overfit that frame. `heads` keeps both trunks as trained and
+updates the side outputs, their fusion, the stream fusion and the localization head; `block5` also updates the
+trunks' last block (conv5_1..conv5_3).
 """
 from __future__ import annotations
 
