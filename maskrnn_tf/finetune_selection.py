@@ -140,21 +140,23 @@ def _segment_and_score(label: str, args: List[str], split: str, sequences: Optio
 
 
 def _other_selection(path: str, settings: dict) -> str:
-    """What differs ('model', 'select_sequences', ...) between `settings` and the selection recorded in `path`
-    (an earlier call's selection.json); '' when it records the same or does not exist. Candidates may differ: a
-    later call adds some and reuses the folders of the others."""
+    """Why this call may not write over `path` (an earlier call's selection.json), as the end of a sentence
+    'path ...'; '' when it records the same settings or does not exist. Candidates may differ: a later call adds
+    some and reuses the folders of the others. A file without the driver's keys is someone else's."""
     try:
         with open(path, encoding="utf-8") as f:
             recorded = json.load(f)
     except FileNotFoundError:
         return ""
-    except (OSError, ValueError):
-        return "run (unreadable)"
-    if not isinstance(recorded, dict):
-        return "run (unreadable)"
+    except (OSError, ValueError) as err:
+        return f"cannot be read as this driver's record ({err.__class__.__name__}): not an earlier call's"
+    missing = [key for key in settings if not isinstance(recorded, dict) or key not in recorded]
+    if missing:
+        return f"is not this driver's record (no {', '.join(map(repr, missing))}): not an earlier call's"
     as_recorded = json.loads(json.dumps(settings))  # tuples as the JSON lists they were written as
-    differ = [key for key, value in as_recorded.items() if key in recorded and recorded[key] != value]
-    return ", ".join(f"{key} ({recorded[key]!r}, not {settings[key]!r})" for key in differ)
+    differ = [key for key, value in as_recorded.items() if recorded[key] != value]
+    return "records the selection of another " + ", ".join(
+        f"{key} ({recorded[key]!r}, not {settings[key]!r})" for key in differ) if differ else ""
 
 
 def _split_sequences(split: str) -> Optional[List[str]]:
@@ -488,8 +490,8 @@ def main(argv: List[str]) -> int:
         "model": model, "select_split": FLAGS.select_split, "select_sequences": select,
         "report_split": FLAGS.report_split, "report_sequences": FLAGS.report_sequences})
     if earlier:
-        print(f"error: {os.path.join(root, 'selection.json')} records the selection of another {earlier}; this "
-              "call would replace its tables. Give another --output (the same settings resume it).", file=sys.stderr)
+        print(f"error: {os.path.join(root, 'selection.json')} {earlier}; this call would replace it and the tables "
+              "beside it. Give another --output (the same settings resume it).", file=sys.stderr)
         return 2
     # selection.json is written before selection.md, so a selection.md without it is not this driver's.
     if os.path.isfile(os.path.join(root, "selection.md")) and not os.path.isfile(os.path.join(root, "selection.json")):

@@ -444,6 +444,24 @@ def test_a_selection_md_that_no_selection_json_records_is_not_replaced(monkeypat
     assert sorted(os.listdir(out)) == ["selection.md"]
 
 
+def test_a_selection_json_that_is_not_the_drivers_record_is_not_replaced(monkeypatch, tmp_path, capsys):
+    """An --output folder holding the user's own selection.json (JSON without the driver's keys) had it replaced
+    by the driver's record; it is refused by name, as one that cannot be read, and left as it was."""
+    for own in ('{"threshold": 0.5}\n', "[1, 2]\n", "my notes\n"):
+        out = tmp_path / f"out{len(own)}"
+        out.mkdir()
+        (out / "selection.json").write_text(own)
+        driver, model, ran = _stand_in_driver(
+            monkeypatch, tmp_path, {"bear_1": 0.5}, model=str(tmp_path / "model.keras"), **_BEAR_THEN_VAL,
+            output=str(out), candidate=["none=--finetune=none"])
+        capsys.readouterr()
+        assert driver.main([]) == 2
+        err = capsys.readouterr().err
+        assert f"{out / 'selection.json'}" in err and "not an earlier call's" in err and "another --output" in err
+        assert (out / "selection.json").read_text() == own and not ran
+        assert sorted(os.listdir(out)) == ["selection.json"]
+
+
 def test_the_repositorys_selection_flag_files_name_only_segment_flags():
     """Every `--candidate` of a `*_selection.flags` file parses, and each flag in it is one segment defines (a
     misspelt one would only fail after the candidates before it had run)."""
