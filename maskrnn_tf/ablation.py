@@ -10,7 +10,8 @@ trainings are the same), and --full_run=<the recipe's run folder> reuses that tr
 Each piece is skipped when its output is already complete (model.keras, a results folder, its CSV), so an
 interrupted ablation resumes where it stopped; a finished training or a results folder made with other settings
 (another flag file, finetuning setting, retrained model) is refused, not reused. The table always lists every
-row measured so far under --run_root, so --variants=a,b adds rows instead of replacing the table.
+row measured so far under --run_root, so --variants=a,b adds rows instead of replacing the table; a --full_run
+given once is recorded there (full_run.json) and used by later calls that do not give it.
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from maskrnn_tf import _console
 from maskrnn_tf.experiments.commands import on_sigterm, read_json, record_if_finished, run_command, write_text
 
 FLAGS = flags.FLAGS
+# In --run_root: the --full_run a call gave, for the later calls that do not repeat it.
+FULL_RUN_RECORD = "full_run.json"
 
 
 def define_flags() -> None:
@@ -165,6 +168,22 @@ def main(argv: List[str]) -> int:
     if problems:
         return 2
     os.makedirs(root, exist_ok=True)
+    # The full-model row's run lies outside --run_root when --full_run named it: recorded, so that a later call
+    # without the flag (--variants=a,b adds rows) still finds that row instead of dropping it from the table.
+    full_record = os.path.join(root, FULL_RUN_RECORD)
+    if full_run:
+        write_text(full_record, json.dumps({"full_run": full_run}, indent=1) + "\n")
+    else:
+        recorded = read_json(full_record)
+        full_run = recorded.get("full_run") if isinstance(recorded, dict) else None
+        if full_run and not os.path.isfile(os.path.join(full_run, "model.keras")):
+            print(f"error: {full_record} names {full_run} as the full-model row's run (an earlier call's --full_run), "
+                  "and it holds no model.keras now: give --full_run again, or delete that file to train the row "
+                  "under --run_root.", file=sys.stderr)
+            return 2
+        if full_run:
+            print(f"note: the full-model row deploys {full_run}, the --full_run of an earlier call ({full_record}; "
+                  "delete that file to train the row under --run_root instead).", flush=True)
     checked = set()
     rows = []
     # Every row is in the table; rows not in --variants show what earlier calls measured with these settings.

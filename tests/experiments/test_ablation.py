@@ -445,6 +445,35 @@ def test_a_row_not_asked_for_whose_run_has_another_config_is_left_out(monkeypatc
     assert driver.main([]) == 0 and row in (tmp_path / "root" / "ablation.md").read_text()
 
 
+
+def test_a_full_run_given_once_stays_the_full_model_row_of_later_calls(monkeypatch, tmp_path, capsys):
+    """A call with --full_run=<the recipe's run> made the full-model row; a later call adding a row without
+    --full_run dropped that row from the table (its run is not under --run_root). Recorded in --run_root now; a
+    recorded run whose model is gone is refused by name, and nothing is trained into it."""
+    driver, ran = _stand_in_driver(monkeypatch, tmp_path, finetune_steps=0)
+    monkeypatch.setattr(driver, "_trained_mismatch", lambda run_dir, sets: [])  # stand-in runs: no config.json
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    (recipe / "model.keras").write_bytes(b"model")
+    driver.FLAGS.full_run, driver.FLAGS.variants = str(recipe), ["rnn"]
+    assert driver.main([]) == 0
+    full_row = "| + RNN (full model) | x | x | x | x | x | 60.0 | 40.0 | - | - | - |"
+    assert full_row in (tmp_path / "root" / "ablation.md").read_text()
+    assert not any("maskrnn_tf.train" in args for args in ran)
+    driver.FLAGS.full_run, driver.FLAGS.variants = None, ["astream"]
+    capsys.readouterr()
+    assert driver.main([]) == 0
+    table = (tmp_path / "root" / "ablation.md").read_text()
+    assert full_row in table and "| AStream |" in table, table
+    assert str(recipe) in capsys.readouterr().out
+    (recipe / "model.keras").unlink()
+    driver.FLAGS.variants = ["rnn"]
+    count = len(ran)
+    assert driver.main([]) == 2
+    err = capsys.readouterr().err
+    assert "full_run.json" in err and str(recipe) in err and "no model.keras" in err
+    assert len(ran) == count and sorted(os.listdir(recipe)) == []
+
 def test_finetuned_columns_run_the_papers_static_finetuning_without_the_cycle_check(monkeypatch, tmp_path):
     """The finetuned columns are the paper's online finetuning (static, every video's updates kept): segment's
     default cycle check, which may undo a video's finetuning, is switched off by name."""
