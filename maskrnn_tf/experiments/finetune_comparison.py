@@ -236,9 +236,13 @@ def _same_objects(runs: Sequence[FinetuneRun]) -> None:
                                    "score the same sequences (--sequences) in every folder.")
 
 
+# The first cell of comparison_markdown's last row.
+MEAN_ROW = "**mean; updates, s: total**"
+
+
 def comparison_markdown(runs: Sequence[FinetuneRun]) -> str:
     """A markdown table: per object J and F of every run, and per sequence each run's finetuning updates and
-    seconds (segmenting seconds in brackets); the last row holds the means (J, F) and the total times."""
+    seconds (segmenting seconds in brackets); the last row holds the means (J, F) and the totals (updates, s)."""
     if not runs:
         raise ComparisonInputError("no results folder to compare.")
     _same_objects(runs)
@@ -261,14 +265,14 @@ def comparison_markdown(runs: Sequence[FinetuneRun]) -> str:
             else:
                 cells.append("-")
         lines.append("| " + " | ".join(cells) + " |")
-    cells = ["**mean**"]
+    # The last row: J and F means, then each run's totals in the per-sequence form (updates, s (segmenting s)).
+    cells = [MEAN_ROW]
     for run in runs:
         j, f = run.mean()
         cells += [f"**{percent(j)}**", f"**{percent(f)}**"]
     for run in runs:
-        total_ft = sum(run.finetune_seconds.values())
-        total_seg = sum(run.segment_seconds.values())
-        cells.append(f"{total_ft:.0f} ({total_seg:.0f})" if run.segment_seconds else f"{total_ft:.0f}")
+        total = f"{sum(run.updates.values())}, {sum(run.finetune_seconds.values()):.0f}"
+        cells.append(total + (f" ({sum(run.segment_seconds.values()):.0f})" if run.segment_seconds else ""))
     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

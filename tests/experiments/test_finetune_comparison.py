@@ -63,7 +63,12 @@ def test_the_table_holds_evaluates_numbers_and_segments_times(scored):
     with open(scored / "none" / "global_results-val.csv", newline="") as f:
         global_scores = next(csv.DictReader(f))
     # The mean row is evaluate's J-Mean / F-Mean (not the mean of the 3-decimal cells, which may differ by 0.001).
-    assert lines["**mean**"][:2] == [f"**{100 * float(global_scores[k]):.1f}**" for k in ("J-Mean", "F-Mean")]
+    mean = lines["**mean; updates, s: total**"]
+    assert mean[:2] == [f"**{100 * float(global_scores[k]):.1f}**" for k in ("J-Mean", "F-Mean")]
+    # The time columns' last row: totals in the per-sequence cells' form (it held seconds under "updates, s").
+    segmenting = sum(runs[1].segment_seconds.values())
+    assert mean[5] == f"{len('blackswan') + len('libby')}, {13.5 + 7.5:.0f} ({segmenting:.0f})"
+    assert mean[4] == f"0, 0 ({sum(runs[0].segment_seconds.values()):.0f})"
     assert float(global_scores["J-Mean"]) == pytest.approx(sum(float(r["J-Mean"]) for r in rows.values()) / 2,
                                                            abs=1e-3)
     assert runs[1].finetune_seconds == {"blackswan": 13.5, "libby": 7.5}
