@@ -392,8 +392,30 @@ def _reports_made(root: str, recorded: Optional[dict]) -> Dict[str, FinetuneRun]
         if (not isinstance(stored, dict) or "--method=flow_propagation" in (stored.get("segment_args") or [])
                 or not os.path.isfile(csv_path) or stored.get(SCORES_KEY) != scores_digest(csv_path)):
             continue  # the floor, or not scored by this driver (a call stopped before its evaluate finished)
-        made[label] = read_run(label, folder, FLAGS.report_split)
+        made = _with_report(made, label, read_run(label, folder, FLAGS.report_split))
     return made
+
+
+def _with_report(made: Dict[str, FinetuneRun], label: str, run: FinetuneRun) -> Dict[str, FinetuneRun]:
+    """`made` with `run` as `label`'s report, last. An earlier report of that label with other numbers (the
+    candidate made again after its folders were deleted, as a changed candidate is told to) was seen too: it
+    stays where it was, as '<label> #N'."""
+    old = made.get(label)
+    if old is None or _as_json(old) == _as_json(run):
+        return {**made, label: run}
+    n = 1
+    while f"{label} #{n}" in made:
+        n += 1
+    renamed = f"{label} #{n}"
+    out = {(renamed if key == label else key): (dataclasses.replace(value, label=renamed) if key == label else value)
+           for key, value in made.items()}
+    out[label] = run
+    return out
+
+
+def _as_json(run: FinetuneRun) -> str:
+    """A run as selection.json holds it (two runs equal here are one report, read back)."""
+    return json.dumps(dataclasses.asdict(run), sort_keys=True)
 
 
 def main(argv: List[str]) -> int:
@@ -553,17 +575,20 @@ def main(argv: List[str]) -> int:
             return [run for label, run in made.items() if label not in chosen_labels]
 
         for mode, picked in chosen.items():
-            before = [label for label, run in made.items() if run.mode == mode and label != picked.label]
-            if before and picked.label not in made:
+            folder = os.path.join(root, "report", picked.label)
+            # A label reported before whose folder is gone: the candidate is made again (other flags, say).
+            again = picked.label in made and not os.path.isdir(folder)
+            before = [label if label != picked.label else f"{label}'s earlier report" for label, run in made.items()
+                      if run.mode == mode and (label != picked.label or again)]
+            if before and (picked.label not in made or again):
                 print(f"warning: {FLAGS.report_split} reported again for mode {mode}: {picked.label}, chosen now "
-                      f"that candidates were added, after {', '.join(before)}. A choice made after seeing "
-                      f"{FLAGS.report_split}'s numbers is no longer held out from it; report both (selection.md "
-                      "and selection.json list every report).", file=sys.stderr, flush=True)
+                      f"that candidates were added or made again, after {', '.join(before)}. A choice made after "
+                      f"seeing {FLAGS.report_split}'s numbers is no longer held out from it; report both "
+                      "(selection.md and selection.json list every report).", file=sys.stderr, flush=True)
             candidate = by_label[picked.label]
             report[mode] = _segment_and_score(picked.label, candidate.flags_without_model(), FLAGS.report_split,
-                                              FLAGS.report_sequences, _model(candidate, model),
-                                              os.path.join(root, "report", picked.label))
-            made[picked.label] = report[mode]
+                                              FLAGS.report_sequences, _model(candidate, model), folder)
+            made = _with_report(made, picked.label, report[mode])
             # After every reported run: an interrupted call leaves the tables measured so far, and the record
             # of this call beside them (not an earlier call's, with other choices).
             write_record(runs, chosen, report, floor, made,

@@ -321,8 +321,8 @@ def selection_markdown(select: Sequence[FinetuneRun], chosen: Mapping[str, Finet
                      f"{_seconds_per_sequence(run)} |")
     if earlier:
         lines += ["", f"Rows \"reported earlier\": chosen by an earlier call into this output and reported on "
-                  f"{report_name}, then another candidate of their mode was chosen. Both stay: a choice made after "
-                  "seeing the reported split's numbers is not held out from it."]
+                  f"{report_name}, then another candidate of their mode was chosen (or the candidate made again, '#N'). "
+                  "Both stay: a choice made after seeing the reported split's numbers is not held out from it."]
     lines += ["", f"### Per object, selection split ({select_name})", "",
               comparison_markdown(list(floor[:1]) + list(select)).rstrip()]
     if report or earlier:

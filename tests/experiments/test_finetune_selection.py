@@ -2,6 +2,7 @@
 chosen, and the driver runs segment and evaluate end to end (reusing, never mixing, results folders)."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -523,6 +524,38 @@ def test_every_report_of_the_reported_split_stays_recorded_and_shown(monkeypatch
     assert "| static | s50 (reported earlier) | 60.0 | 30.0 | 60.0 | 30.0 | - |" in (out / "selection.md").read_text()
     reports = json.loads((out / "selection.json").read_text())["reports"]
     assert sorted((r["candidate"], r["chosen"]) for r in reports) == [("none", True), ("s100", True), ("s50", False)]
+
+
+def test_a_candidate_made_again_keeps_its_earlier_report_of_the_reported_split(monkeypatch, tmp_path, capsys):
+    """A candidate changed after its report is refused until its folders are deleted (the error says so); made
+    again, its new report replaced the earlier one in selection.json and selection.md, though val was seen with
+    both. The earlier one stays, renamed, and the call warns as for an added candidate."""
+    out = tmp_path / "out"
+    j_values = {"none": {"bear_1": 0.5}, "s1": {"bear_1": 0.6}}
+    driver, model, ran = _stand_in_driver(
+        monkeypatch, tmp_path, j_values, model=str(tmp_path / "model.keras"), **_BEAR_THEN_VAL, output=str(out),
+        candidate=["none=--finetune=none", "s1=--finetune=static --finetune_steps=50"])
+    assert driver.main([]) == 0
+    driver.FLAGS.candidate[1] = "s1=--finetune=static --finetune_steps=100"
+    with pytest.raises(app.UsageError, match="delete it"):
+        driver.main([])
+    for part in ("select", "report"):
+        shutil.rmtree(out / part / "s1")
+    j_values["s1"] = {"bear_1": 0.7}
+    capsys.readouterr()
+    assert driver.main([]) == 0
+    err = capsys.readouterr().err
+    assert "warning: val reported again for mode static: s1" in err and "after s1's earlier report" in err
+    reports = json.loads((out / "selection.json").read_text())["reports"]
+    assert [(r["candidate"], r["chosen"], r["J-Mean"]) for r in reports] == [
+        ("none", True, 0.5), ("s1 #1", False, 0.6), ("s1", True, 0.7)]
+    lines = (out / "selection.md").read_text().splitlines()
+    assert "| static | s1 | 70.0 | 35.0 | 70.0 | 35.0 | - |" in lines
+    # Its selection numbers went with its deleted folder.
+    assert "| static | s1 #1 (reported earlier) | 60.0 | 30.0 | - | - | - |" in lines, lines
+    # Resumed: nothing run again, both reports kept as they were.
+    count, table = len(ran), (out / "selection.md").read_text()
+    assert driver.main([]) == 0 and len(ran) == count and (out / "selection.md").read_text() == table
 
 
 def test_a_selection_split_overlapping_the_reported_one_is_refused(monkeypatch, tmp_path, capsys):
