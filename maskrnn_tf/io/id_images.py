@@ -602,16 +602,20 @@ _GREY_MODE_CACHE: Dict[Tuple[str, int, int], str] = {}
 
 
 def _grey_mode(values: np.ndarray) -> str:
-    """GREY_IDS for grey ids (`_grey_ids`: several greys below 128, or ids 1..N, with or without 255 = void);
-    GREY_DARK for one grey below 128 besides 0 (a binary mask saved 0/64: foreground where non-zero); else
-    GREY_THRESHOLD (0/255, anti-aliased edges, also when all below 128: foreground where > 127): as
-    `read_label_image` reads a first mask."""
+    """GREY_IDS for grey ids (`_grey_ids`: several greys below 128, or ids 1..N, with or without 255 = void; also
+    id 1 alone); GREY_DARK for one other grey below 128 besides 0 (a binary mask saved 0/64: foreground where
+    non-zero, 255 void); else GREY_THRESHOLD (0/255, anti-aliased edges, also when all below 128: foreground where
+    > 127): as `read_label_image` reads a first mask."""
     unique = np.unique(values)
     nonzero = unique[unique > 0]
     # As `read_label_image` reads a first mask: several greys below 128 are ids, even with a gap (1 and 3: the
     # object count then names the missing id), with or without void, unless beside 255 they are a 0/255 mask's
     # anti-aliased edges.
     if nonzero.size > 1 and _grey_ids(values, nonzero):
+        return GREY_IDS
+    # One object as id 1 (DAVIS-2017 ground truth saved grey): ids, so that later frames' void (255) and objects
+    # entering later (2, ...) read as davis2017-evaluation reads them, not as object 1.
+    if nonzero.size == 1 and nonzero[0] == 1:
         return GREY_IDS
     return GREY_DARK if nonzero.size == 1 and nonzero[0] < 128 else GREY_THRESHOLD
 
@@ -697,6 +701,6 @@ def read_annotation_ids(path: str | os.PathLike, grey_mode: Optional[str] = None
             "masks (or colour object k with DAVIS palette colour k).")
     if grey_mode == GREY_IDS:
         return values.astype(np.uint8)
-    if grey_mode == GREY_DARK:
-        return (values > 0).astype(np.uint8)
+    if grey_mode == GREY_DARK:  # one dark grey is the object (a 0/64 mask); 255 stays void
+        return np.where(values == 255, 255, values > 0).astype(np.uint8)
     return (values > 127).astype(np.uint8)

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -625,3 +626,33 @@ def test_a_mask_stored_sideways_with_an_exif_orientation_is_read_upright_as_fram
     assert np.array_equal(read_label_image(path)[0], ids)
     assert np.array_equal(read_mask(path), ids)
     assert np.array_equal(read_first_mask(path, (30, 40)).labels, ids)
+
+
+@pytest.mark.parametrize("first_value", [1, 64])
+def test_later_frames_void_and_entering_objects_of_a_one_object_grey_sequence_read_as_davis_reads_them(
+        tmp_path, first_value):
+    """A grey ground-truth sequence whose first frame holds only 0 and 1 (one object; DAVIS-2017 ids written by
+    cv2.imwrite) read every later frame as foreground where non-zero: void (255) became object 1 and an object
+    entering later (id 2) was merged into it, so a perfect result scored below 1 without a word. davis2017-
+    evaluation reads the ids as they are: void excluded, object 2 not one of the first frame's objects."""
+    from maskrnn_tf.metrics.davis_dataset import SequenceSpec, load_ground_truth
+
+    frames = []
+    for t in range(3):
+        ids = np.zeros((24, 32), np.uint8)
+        ids[5:15, 5:15] = first_value
+        if t >= 1:
+            ids[4, 4:16] = 255  # void along the object's edge
+        if t == 2:
+            ids[18:22, 20:30] = 2 if first_value == 1 else first_value  # object 2 enters; a 0/64 mask grows
+        path = str(tmp_path / f"{t:05d}.png")
+        assert cv2.imwrite(path, ids)
+        frames.append(ids)
+    spec = SequenceSpec("seq", ("00000", "00001", "00002"), tuple(str(tmp_path / f"{t:05d}.png") for t in range(3)))
+    labels, void, objects = load_ground_truth(spec, [1, 2])
+    assert objects == (1,)
+    np.testing.assert_array_equal(void, np.stack([f == 255 for f in frames[1:]]))
+    if first_value == 1:  # the ids as they are, void set to 0
+        np.testing.assert_array_equal(labels, np.stack([np.where(f == 255, 0, f) for f in frames[1:]]))
+    else:  # one dark grey: the object where it is non-zero, void kept
+        np.testing.assert_array_equal(labels, np.stack([(f == first_value).astype(np.uint8) for f in frames[1:]]))
