@@ -123,7 +123,7 @@ def _files_not_segments(path: str) -> Tuple[List[str], List[str]]:
 
     segment_run.json lists the files written and, since they are recorded, their sizes and mtimes; a file
     listed without them (earlier versions) is segment's by its name alone, and a record listing no files (older
-    still) makes segment's every file named as segment names them.
+    still) makes segment's every file named as segment names them and not newer than that record.
     """
     try:
         with open(os.path.join(path, MARKER_FILE), encoding="utf-8") as f:
@@ -135,6 +135,12 @@ def _files_not_segments(path: str) -> Tuple[List[str], List[str]]:
     stats = stats if isinstance(stats, dict) else {}
     known = set(written if isinstance(written, list) else []) | {MARKER_FILE} | _tool_files(path)
     patterns = () if isinstance(written, list) else _LEGACY_SEGMENT_FILES
+    # Those versions wrote the record last: a file named as segment names them but newer than the record was
+    # added since (the user's figures/plot.png) or rewritten (a mask corrected by hand).
+    try:
+        record_time = os.lstat(os.path.join(path, MARKER_FILE)).st_mtime_ns
+    except OSError:
+        record_time = -1
     added, changed = [], []
     # Segment leaves no folder empty: an empty one is the user's (made for files to come).
     added += [os.path.relpath(root, path) + "/" for root, dirs, files in os.walk(path)
@@ -143,7 +149,10 @@ def _files_not_segments(path: str) -> Tuple[List[str], List[str]]:
         if name in stats:
             if stats[name] != _file_stat(os.path.join(path, name)):
                 changed.append(name)
-        elif name not in known and not any(path_matches(name, p) for p in patterns):
+        elif name in known:
+            continue
+        elif (not any(path_matches(name, p) for p in patterns)
+              or _file_stat(os.path.join(path, name))["mtime_ns"] > record_time):
             added.append(name)
     return added, changed
 

@@ -241,6 +241,36 @@ def test_files_nested_deeper_than_segment_writes_are_the_users(tmp_path, recorde
     check_output_dir(out, overwrite=True)
 
 
+
+def test_an_earlier_versions_folder_keeps_pngs_added_or_corrected_after_its_record(tmp_path):
+    """A segment_run.json of the versions that listed no files made segment's every `*.png` and `*/*.png`:
+    --overwrite deleted the user's figures/jf_plot.png and masks corrected by hand. Those versions wrote the record
+    last; a file named so but newer than it is the user's now."""
+    root, out = str(tmp_path / "davis"), str(tmp_path / "res")
+    make_davis(root)
+    segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS)
+    marker = os.path.join(out, MARKER_FILE)
+    with open(marker) as f:
+        record = {key: value for key, value in json.load(f).items() if key not in ("files", "file_stats")}
+    with open(marker, "w") as f:
+        json.dump(record, f)
+    later = os.stat(marker).st_mtime_ns + 2_000_000_000
+    os.makedirs(os.path.join(out, "figures"))
+    plot = os.path.join(out, "figures", "jf_plot.png")
+    Image.fromarray(np.full((4, 4), 200, np.uint8)).save(plot)
+    edited = correct_by_hand(os.path.join(out, "swan", "00002.png"))
+    for path in (plot, os.path.join(out, "swan", "00002.png")):
+        os.utime(path, ns=(later, later))
+    with pytest.raises(OutputExistsError, match=r"did not write \(figures/jf_plot.png, swan/00002.png\)"):
+        segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS, overwrite=True)
+    assert os.path.isfile(plot) and read(os.path.join(out, "swan", "00002.png")) == edited
+    # Moved out, the rest is segment's by name and time: replaced.
+    os.replace(plot, str(tmp_path / "jf_plot.png"))
+    os.rmdir(os.path.join(out, "figures"))
+    os.replace(os.path.join(out, "swan", "00002.png"), str(tmp_path / "kept.png"))
+    segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS, overwrite=True)
+    assert read_mask(os.path.join(out, "swan", "00002.png")).any()
+
 def test_an_empty_folder_the_user_made_in_the_results_is_theirs(tmp_path):
     """--overwrite replaced a results folder holding an empty folder the user made there (for figures to come,
     say) and deleted it: only files counted as theirs. Segment never leaves a folder empty."""
