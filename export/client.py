@@ -210,19 +210,22 @@ class ServingClient:
         return spec
 
     def _call(self, method, request, what: str):
-        """Calls `method` with the deadline, retrying UNAVAILABLE with exponential backoff."""
+        """Calls `method` with the deadline, retrying with exponential backoff UNAVAILABLE and a batching
+        server's FAILED_PRECONDITION for a batch of mixed frame sizes (another client's request of another size
+        went into the batch: a matter of timing, which the next batch may not repeat)."""
         delay = self.config.backoff_initial_s
         for attempt in range(1, self.config.max_attempts + 1):
             try:
                 return method(request, timeout=self.config.timeout_s)
             except grpc.RpcError as e:
                 code = _code(e)
-                if code == grpc.StatusCode.UNAVAILABLE and attempt < self.config.max_attempts:
+                details = e.details() if hasattr(e, "details") else str(e)
+                mixed_sizes = code == grpc.StatusCode.FAILED_PRECONDITION and "padding is turned off" in str(details)
+                if (code == grpc.StatusCode.UNAVAILABLE or mixed_sizes) and attempt < self.config.max_attempts:
                     self.retries += 1
                     self._sleep(delay)
                     delay = min(delay * 2, self.config.backoff_max_s)
                     continue
-                details = e.details() if hasattr(e, "details") else str(e)
                 hint = ""
                 if code == grpc.StatusCode.UNAVAILABLE:
                     hint = f" after {attempt} attempts; is tensorflow_model_server running at {self.config.address}?"
@@ -245,11 +248,11 @@ class ServingClient:
                 elif code == grpc.StatusCode.NOT_FOUND and self.config.model_version is not None:
                     hint = (f" (version {self.config.model_version} is not served: a newer version replaced it, or it "
                             "was never exported; leave --model_version out to use the newest)")
-                elif (code == grpc.StatusCode.FAILED_PRECONDITION and self.config.batched
-                      and "padding is turned off" in str(details)):
-                    hint = (" (a batching model server batches only requests of one frame size: segment the videos "
-                            "it serves at the same size, e.g. one --max_size for videos of one resolution, or serve "
-                            "them without --enable_batching)")
+                elif mixed_sizes:
+                    hint = (f" after {attempt} attempts (a batching model server fails a batch whose requests differ "
+                            "in frame size: segment the videos it serves at one size, e.g. one --max_size for videos "
+                            "of one aspect ratio; a colour prior network's color_tables requests go at each video's "
+                            "own resolution, so its videos need one resolution; or serve without --enable_batching)")
                 raise ServingError(f"{what} failed: {code.name if code else 'error'}: {details}{hint}", code) from e
         raise AssertionError("unreachable")
 

@@ -258,10 +258,39 @@ def test_a_batch_of_mixed_frame_sizes_is_explained():
     def failing(request, timeout):
         raise _RpcError(grpc.StatusCode.FAILED_PRECONDITION, details)
 
-    with ServingClient(ClientConfig(address="127.0.0.1:1", batched=True)) as c:
-        with pytest.raises(ServingError, match="FAILED_PRECONDITION.*one frame size.*--max_size") as info:
+    sleeps = []
+    with ServingClient(ClientConfig(address="127.0.0.1:1", batched=True, max_attempts=3), sleep=sleeps.append) as c:
+        with pytest.raises(ServingError, match="FAILED_PRECONDITION.*after 3 attempts.*one size.*--max_size.*"
+                                               "color_tables.*own resolution") as info:
             c._call(failing, None, "Predict(step_batched)")
-    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION and len(sleeps) == 2
+
+
+def test_a_batch_failed_by_another_videos_frame_size_is_retried():
+    """The batching server fails every request of a batch that merged two frame sizes, the other client's
+    included: a matter of timing. color_tables requests go at each video's own size, whatever --max_size, so two
+    videos starting together failed; the client gave up at once. Retried with backoff now, as UNAVAILABLE."""
+    details = "Tensors with name 'frame:0' from different tasks have different shapes and padding is turned off."
+    calls = []
+
+    def once_mixed(request, timeout):
+        calls.append(request)
+        if len(calls) == 1:
+            raise _RpcError(grpc.StatusCode.FAILED_PRECONDITION, details)
+        return "answer"
+
+    sleeps = []
+    with ServingClient(ClientConfig(address="127.0.0.1:1", backoff_initial_s=0.1), sleep=sleeps.append) as c:
+        assert c._call(once_mixed, "request", "Predict(color_tables)") == "answer"
+    assert calls == ["request", "request"] and sleeps == [0.1] and c.retries == 1
+
+    def other_precondition(request, timeout):  # not a mixed batch: no retry
+        raise _RpcError(grpc.StatusCode.FAILED_PRECONDITION, "Could not find variable conv1_1/kernel")
+
+    with ServingClient(ClientConfig(address="127.0.0.1:1"), sleep=sleeps.append) as c:
+        with pytest.raises(ServingError, match="Could not find variable"):
+            c._call(other_precondition, None, "Predict(serving_default)")
+    assert sleeps == [0.1]
 
 
 @pytest.mark.parametrize("batched", [False, True])
