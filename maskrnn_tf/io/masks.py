@@ -67,21 +67,18 @@ def read_palette(path: str | os.PathLike) -> Optional[np.ndarray]:
     return palette
 
 
-def read_mask(path: str | os.PathLike, binary_threshold: int = 127) -> np.ndarray:
-    """Reads a mask as uint8 object ids [H, W].
+def read_mask(path: str | os.PathLike) -> np.ndarray:
+    """Reads a mask as uint8 object ids [H, W] (0 background, 255 void), as the DAVIS tools read masks: palette
+    PNGs of ids, grey PNGs of ids (8 or 16 bit) or 0/255 binary masks (foreground 1), RGB masks in DAVIS palette
+    colours; anything else is refused by name (`maskrnn_tf.io.id_images.read_annotation_ids`: a 0/1 mask or a red
+    object thresholded as grey read as empty).
 
-    - indexed (palette) PNG: the index is the object id (DAVIS-2017; 255 = void);
-    - grey or RGB masks: binary, foreground where the grey value > `binary_threshold` (DAVIS-2016 0/255,
-      SegTrack's anti-aliased masks), returned as 0/1.
+    Raises:
+      ImageReadError: a missing or unreadable file, or one that is none of those forms.
     """
-    path = os.fspath(path)
-    image = _open(path)
-    if image.mode == "P":
-        return np.asarray(image, dtype=np.uint8).copy()
-    if image.mode in ("1",):
-        return np.asarray(image, dtype=np.uint8)
-    grey = np.asarray(image.convert("L"), dtype=np.uint8)
-    return (grey > binary_threshold).astype(np.uint8)
+    from maskrnn_tf.io.id_images import read_annotation_ids
+
+    return read_annotation_ids(path)
 
 
 def davis_palette() -> np.ndarray:

@@ -656,3 +656,19 @@ def test_later_frames_void_and_entering_objects_of_a_one_object_grey_sequence_re
         np.testing.assert_array_equal(labels, np.stack([np.where(f == 255, 0, f) for f in frames[1:]]))
     else:  # one dark grey: the object where it is non-zero, void kept
         np.testing.assert_array_equal(labels, np.stack([(f == first_value).astype(np.uint8) for f in frames[1:]]))
+
+
+def test_read_mask_reads_the_forms_davis_users_write_and_refuses_others_by_name(tmp_path):
+    """maskrnn_tf.io.read_mask thresholded every non-palette mask's grey at 127: a 0/1 grey mask, an RGB mask of
+    DAVIS palette colours (red is grey 38) and 16-bit grey ids all read as empty, without a word."""
+    ids = np.zeros((12, 16), np.uint8)
+    ids[2:6, 2:8], ids[7:11, 9:15] = 1, 2
+    one = (ids == 1).astype(np.uint8)
+    forms = {"grey01.png": (one, one), "grey0255.png": (one * 255, one), "ids.png": (ids, ids),
+             "ids16.png": (ids.astype(np.uint16), ids), "rgb.png": (davis_palette()[ids][..., ::-1], ids)}
+    for name, (pixels, expected) in forms.items():
+        assert cv2.imwrite(str(tmp_path / name), pixels)
+        np.testing.assert_array_equal(read_mask(str(tmp_path / name)), expected, err_msg=name)
+    assert cv2.imwrite(str(tmp_path / "teal.png"), np.where(one[..., None] > 0, (150, 120, 20), 0).astype(np.uint8))
+    with pytest.raises(ImageReadError, match="teal.png: RGB annotation with 1 colour"):
+        read_mask(str(tmp_path / "teal.png"))
