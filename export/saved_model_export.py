@@ -196,6 +196,8 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
             replay_warmup_file(export_dir)  # the model server replays it at load and refuses the version on failure
         except WarmupReplayError as e:
             raise ExportError(f"{e} Change --warmup_shapes.") from e
+    else:
+        _load_as_the_server_does(export_dir)
     if config.batching:
         problems = batching_problems(export_dir, config.max_batch_size)
         if problems:
@@ -203,6 +205,22 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
     if config.audit_ops:
         check_ops(audit_saved_model(export_dir), f"The export {export_dir}")
     _write_metadata(export_dir, model, config, version)  # last: it lists the files written
+
+
+def _load_as_the_server_does(export_dir: str) -> None:
+    """Loads `export_dir` once through the model server's loader (the TF1 loader of SavedModelBundle, which runs
+    the saver's restore op): without warmup requests to replay, an export whose restore misses a variable would
+    otherwise first fail at the server. Raises ExportError."""
+    import tensorflow as tf
+
+    from maskrnn_tf.export.session_model import SessionModel
+
+    try:
+        with SessionModel(export_dir):
+            pass
+    except (tf.errors.OpError, OSError, RuntimeError, ValueError) as e:
+        raise ExportError(f"the export does not load through the model server's loader (SavedModelBundle), so the "
+                          f"server would refuse this version: {e}") from e
 
 
 def _repair_base(export_base: str, log: logging.Logger) -> None:

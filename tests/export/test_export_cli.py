@@ -451,6 +451,38 @@ def test_a_file_url_export_base_is_the_local_folder_it_names(tmp_path, tiny_mode
     assert os.path.isfile(tmp_path / "exports" / "1" / "saved_model.pb")
 
 
+
+def test_an_export_without_warmup_is_still_loaded_as_the_model_server_loads_it(tmp_path, tiny_model, monkeypatch):
+    """With --warmup_shapes= (no warmup) the export was never loaded through the session loader before it was
+    published: a restore that misses a variable first failed at the model server. Loaded once now; a failure
+    leaves no version."""
+    import tensorflow as tf
+
+    from maskrnn_tf.export import session_model
+    from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model
+
+    loaded = []
+    real = session_model.SessionModel
+
+    class Recorded(real):
+        def __init__(self, export_dir, *args, **kwargs):
+            loaded.append(export_dir)
+            super().__init__(export_dir, *args, **kwargs)
+
+    monkeypatch.setattr(session_model, "SessionModel", Recorded)
+    assert os.path.isfile(os.path.join(export_saved_model(tiny_model, str(tmp_path / "e"), 1,
+                                                          ExportConfig(warmup=None)), "saved_model.pb"))
+    assert len(loaded) == 1 and os.path.basename(loaded[0]) != "1"  # the temporary folder, before the rename
+
+    class Missing(real):
+        def __init__(self, export_dir, *args, **kwargs):
+            raise tf.errors.FailedPreconditionError(None, None, "Could not find variable conv1_1/kernel")
+
+    monkeypatch.setattr(session_model, "SessionModel", Missing)
+    with pytest.raises(ExportError, match="model server's loader.*Could not find variable"):
+        export_saved_model(tiny_model, str(tmp_path / "e"), 2, ExportConfig(warmup=None))
+    assert sorted(os.listdir(tmp_path / "e")) == ["1"]
+
 def test_a_model_name_the_server_cannot_take_is_a_usage_error(tmp_path):
     """--model_name went unquoted into the printed docker / model-server commands and into REST URLs: a space split
     it into two shell words. Names are the characters TF-Serving's URLs and a shell take as they are."""
