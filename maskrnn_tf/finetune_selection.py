@@ -397,11 +397,11 @@ def _reports_made(root: str, recorded: Optional[dict]) -> Dict[str, FinetuneRun]
 
 
 def _with_report(made: Dict[str, FinetuneRun], label: str, run: FinetuneRun) -> Dict[str, FinetuneRun]:
-    """`made` with `run` as `label`'s report, last. An earlier report of that label with other numbers (the
-    candidate made again after its folders were deleted, as a changed candidate is told to) was seen too: it
-    stays where it was, as '<label> #N'."""
+    """`made` with `run` as `label`'s report (in the place of an equal one, else last). An earlier report of that
+    label with other scores (the candidate made again after its folders were deleted, as a changed candidate is
+    told to) was seen too: it stays where it was, as '<label> #N'."""
     old = made.get(label)
-    if old is None or _as_json(old) == _as_json(run):
+    if old is None or _scores(old) == _scores(run):
         return {**made, label: run}
     n = 1
     while f"{label} #{n}" in made:
@@ -413,9 +413,10 @@ def _with_report(made: Dict[str, FinetuneRun], label: str, run: FinetuneRun) -> 
     return out
 
 
-def _as_json(run: FinetuneRun) -> str:
-    """A run as selection.json holds it (two runs equal here are one report, read back)."""
-    return json.dumps(dataclasses.asdict(run), sort_keys=True)
+def _scores(run: FinetuneRun) -> str:
+    """A report's per-object scores, as selection.json holds them: what tells one report from another (records of
+    earlier versions lack fields added since, such as the means, and timings say nothing of what was seen)."""
+    return json.dumps({name: list(value) for name, value in run.objects.items()}, sort_keys=True)
 
 
 def main(argv: List[str]) -> int:

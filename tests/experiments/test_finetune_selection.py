@@ -556,6 +556,15 @@ def test_a_candidate_made_again_keeps_its_earlier_report_of_the_reported_split(m
     # Resumed: nothing run again, both reports kept as they were.
     count, table = len(ran), (out / "selection.md").read_text()
     assert driver.main([]) == 0 and len(ran) == count and (out / "selection.md").read_text() == table
+    # Reports recorded by an earlier version (without the means; other fields than the scores differing) are
+    # their folders' reports, not made again.
+    record = json.loads((out / "selection.json").read_text())
+    for entry in record["reports"]:
+        entry["run"].pop("means")
+        if entry["candidate"] != "s1 #1":  # the others are read from their folders
+            entry["run"]["segment_seconds"] = {"bear": 1.0}
+    (out / "selection.json").write_text(json.dumps(record))
+    assert driver.main([]) == 0 and len(ran) == count and (out / "selection.md").read_text() == table
 
 
 def test_a_selection_split_overlapping_the_reported_one_is_refused(monkeypatch, tmp_path, capsys):
