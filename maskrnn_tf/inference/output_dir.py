@@ -77,11 +77,15 @@ def check_output_dir(path: str, overwrite: bool,
             f"{path}: not a folder segment wrote (it has no {MARKER_FILE}), so --overwrite will not replace it. "
             "Choose another --output, or check its contents and delete it yourself."
         )
-    added, changed = _files_not_segments(path)
-    if added or changed:
+    added, changed, newer = _files_not_segments(path)
+    if added or changed or newer:
         found = ([f"files segment did not write ({_shown(added)})"] if added else []) + \
                 ([f"files changed since segment wrote them ({_shown(changed)}), e.g. masks corrected by hand"]
-                 if changed else [])
+                 if changed else []) + \
+                ([f"files newer than its {MARKER_FILE} ({_shown(newer)}), which an earlier version wrote last and "
+                  "without file times: added or edited since, e.g. masks corrected by hand (or the folder was copied "
+                  f"without keeping file times: if they are segment's, `touch {os.path.join(path, MARKER_FILE)}`)"]
+                 if newer else [])
         tables = [name for name in added if any(path_matches(name, p) for p in _SCORE_TABLES)]
         hint = (f" The score tables no evaluate_run.json records as these results' ({_shown(tables)}: an earlier "
                 "evaluate's, or davis2017-evaluation's) go with the results once python -m maskrnn_tf.evaluate "
@@ -113,35 +117,36 @@ def _file_stat(path: str) -> Dict[str, int]:
 def foreign_files(path: str) -> List[str]:
     """The files under a results folder that are not segment's to replace: added since (not in its
     segment_run.json's list, nor `_tool_files`) or changed since (size or mtime unlike the record's)."""
-    added, changed = _files_not_segments(path)
-    return sorted(added + changed)
+    added, changed, newer = _files_not_segments(path)
+    return sorted(added + changed + newer)
 
 
-def _files_not_segments(path: str) -> Tuple[List[str], List[str]]:
-    """(added, changed) files under the results folder `path` (and empty folders, named with a trailing /); see
-    `foreign_files`.
+def _files_not_segments(path: str) -> Tuple[List[str], List[str], List[str]]:
+    """(added, changed, newer) files under the results folder `path` (and empty folders, named with a trailing
+    /); see `foreign_files`.
 
-    segment_run.json lists the files written and, since they are recorded, their sizes and mtimes; a file
-    listed without them (earlier versions) is segment's by its name alone, and a record listing no files (older
-    still) makes segment's every file named as segment names them and not newer than that record.
+    segment_run.json lists the files written and, since they are recorded, their sizes and mtimes. Earlier
+    versions recorded no times (a file listed is segment's by its name) or listed no files (segment's are those
+    named as segment names them); both wrote the record last, so such a file newer than the record was added or
+    rewritten since (the user's figures/plot.png, a mask corrected by hand): `newer`.
     """
+    marker = os.path.join(path, MARKER_FILE)
     try:
-        with open(os.path.join(path, MARKER_FILE), encoding="utf-8") as f:
+        with open(marker, encoding="utf-8") as f:
             record = json.load(f)
     except (OSError, ValueError):
         record = None
     written = record.get("files") if isinstance(record, dict) else None
     stats = record.get("file_stats") if isinstance(record, dict) else None
     stats = stats if isinstance(stats, dict) else {}
-    known = set(written if isinstance(written, list) else []) | {MARKER_FILE} | _tool_files(path)
+    listed = set(written if isinstance(written, list) else [])
+    tools = {MARKER_FILE} | _tool_files(path)
     patterns = () if isinstance(written, list) else _LEGACY_SEGMENT_FILES
-    # Those versions wrote the record last: a file named as segment names them but newer than the record was
-    # added since (the user's figures/plot.png) or rewritten (a mask corrected by hand).
     try:
-        record_time = os.lstat(os.path.join(path, MARKER_FILE)).st_mtime_ns
+        record_time = os.lstat(marker).st_mtime_ns
     except OSError:
         record_time = -1
-    added, changed = [], []
+    added, changed, newer = [], [], []
     # Segment leaves no folder empty: an empty one is the user's (made for files to come).
     added += [os.path.relpath(root, path) + "/" for root, dirs, files in os.walk(path)
               if root != path and not dirs and not files]
@@ -149,12 +154,14 @@ def _files_not_segments(path: str) -> Tuple[List[str], List[str]]:
         if name in stats:
             if stats[name] != _file_stat(os.path.join(path, name)):
                 changed.append(name)
-        elif name in known:
+        elif name in tools:
             continue
-        elif (not any(path_matches(name, p) for p in patterns)
-              or _file_stat(os.path.join(path, name))["mtime_ns"] > record_time):
+        elif name in listed or any(path_matches(name, p) for p in patterns):
+            if _file_stat(os.path.join(path, name))["mtime_ns"] > record_time:
+                newer.append(name)
+        else:
             added.append(name)
-    return added, changed
+    return added, changed, newer
 
 
 def _read_json(path: str) -> Any:

@@ -158,13 +158,13 @@ def test_output_folder_is_atomic(tmp_path, video_on_disk):
     with pytest.raises(OutputExistsError, match="--overwrite"):
         segment_video(flow_propagation_step, frames, mask, _zero_flow, out, SegmentOptions(progress=False))
     # --overwrite replaces the folder whole (here a frame that an earlier, longer run wrote goes too).
-    with open(os.path.join(out, "segment_run.json")) as f:
-        record = json.load(f)
-    record["files"].append("00099.png")
-    with open(os.path.join(out, "segment_run.json"), "w") as f:
-        json.dump(record, f)
     with open(os.path.join(out, "00099.png"), "w") as f:
         f.write("old")
+    with open(os.path.join(out, "segment_run.json")) as f:
+        record = json.load(f)
+    record["files"].append("00099.png")  # listed without file stats; the record written last, as segment does
+    with open(os.path.join(out, "segment_run.json"), "w") as f:
+        json.dump(record, f)
     segment_video(flow_propagation_step, frames, mask, _zero_flow, out, SegmentOptions(progress=False),
                   overwrite=True)
     assert sorted(os.listdir(out)) == [f"{t:05d}.png" for t in range(6)] + ["segment_run.json"]

@@ -91,16 +91,27 @@ def test_overwrite_refuses_a_corrected_first_mask_from_box(tmp_path, video):
     assert read(os.path.join(out, "first_mask_from_box.png")) == edited
 
 
-def test_a_folder_recorded_without_file_stats_keeps_the_rule_by_name(tmp_path, video):
+def test_a_folder_recorded_without_file_stats_keeps_masks_corrected_after_its_record(tmp_path, video):
     frames, mask = video
     out = str(tmp_path / "out")
     segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS)
     with open(os.path.join(out, MARKER_FILE), encoding="utf-8") as f:
         record = json.load(f)
     record.pop("file_stats", None)  # as an earlier version wrote it
-    with open(os.path.join(out, MARKER_FILE), "w", encoding="utf-8") as f:
+    marker = os.path.join(out, MARKER_FILE)
+    with open(marker, "w", encoding="utf-8") as f:
         json.dump(record, f)
-    correct_by_hand(os.path.join(out, "00002.png"))
+    # A mask corrected by hand was deleted by --overwrite (listed: segment's by name); it is newer than the record,
+    # which that version wrote last.
+    edited = correct_by_hand(os.path.join(out, "00002.png"))
+    later = os.stat(marker).st_mtime_ns + 2_000_000_000
+    os.utime(os.path.join(out, "00002.png"), ns=(later, later))
+    with pytest.raises(OutputExistsError, match=r"newer than its segment_run.json \(00002.png\).*touch"):
+        segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS, overwrite=True)
+    assert read(os.path.join(out, "00002.png")) == edited
+    # A copy that did not keep file times looks the same: the message's `touch` of the record says they are
+    # segment's.
+    os.utime(marker, ns=(later + 1, later + 1))
     segment_video(flow_propagation_step, frames, mask, zero_flow, out, OPTIONS, overwrite=True)
     assert read_mask(os.path.join(out, "00002.png")).any()
 
@@ -261,7 +272,8 @@ def test_an_earlier_versions_folder_keeps_pngs_added_or_corrected_after_its_reco
     edited = correct_by_hand(os.path.join(out, "swan", "00002.png"))
     for path in (plot, os.path.join(out, "swan", "00002.png")):
         os.utime(path, ns=(later, later))
-    with pytest.raises(OutputExistsError, match=r"did not write \(figures/jf_plot.png, swan/00002.png\)"):
+    with pytest.raises(OutputExistsError, match=r"newer than its segment_run.json \(figures/jf_plot.png, "
+                                                r"swan/00002.png\)"):
         segment_davis(root, "val", zero_flow, out, step_fn=flow_propagation_step, options=OPTIONS, overwrite=True)
     assert os.path.isfile(plot) and read(os.path.join(out, "swan", "00002.png")) == edited
     # Moved out, the rest is segment's by name and time: replaced.
