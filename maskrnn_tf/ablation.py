@@ -171,11 +171,18 @@ def main(argv: List[str]) -> int:
     # The full-model row's run lies outside --run_root when --full_run named it: recorded, so that a later call
     # without the flag (--variants=a,b adds rows) still finds that row instead of dropping it from the table.
     full_record = os.path.join(root, FULL_RUN_RECORD)
+    try:
+        recorded = read_json(full_record)
+    except (OSError, ValueError):
+        recorded = "unreadable"
+    if recorded is not None and not (isinstance(recorded, dict) and isinstance(recorded.get("full_run"), str)):
+        print(f"error: {full_record} is not this driver's record of --full_run (a JSON object naming the run): "
+              "move it out of --run_root.", file=sys.stderr)
+        return 2
     if full_run:
         write_text(full_record, json.dumps({"full_run": full_run}, indent=1) + "\n")
     else:
-        recorded = read_json(full_record)
-        full_run = recorded.get("full_run") if isinstance(recorded, dict) else None
+        full_run = recorded["full_run"] if recorded else None
         if full_run and not os.path.isfile(os.path.join(full_run, "model.keras")):
             print(f"error: {full_record} names {full_run} as the full-model row's run (an earlier call's --full_run), "
                   "and it holds no model.keras now: give --full_run again, or delete that file to train the row "

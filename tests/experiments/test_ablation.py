@@ -473,6 +473,12 @@ def test_a_full_run_given_once_stays_the_full_model_row_of_later_calls(monkeypat
     err = capsys.readouterr().err
     assert "full_run.json" in err and str(recipe) in err and "no model.keras" in err
     assert len(ran) == count and sorted(os.listdir(recipe)) == []
+    # A file of that name that is not the driver's record is neither read as one nor replaced.
+    for own in ("my notes\n", '{"full_run": 3}\n', "[]\n"):
+        (tmp_path / "root" / "full_run.json").write_text(own)
+        driver.FLAGS.full_run = str(tmp_path / "root" / "astream")
+        assert driver.main([]) == 2 and "not this driver's record" in capsys.readouterr().err
+        assert (tmp_path / "root" / "full_run.json").read_text() == own and len(ran) == count
 
 def test_finetuned_columns_run_the_papers_static_finetuning_without_the_cycle_check(monkeypatch, tmp_path):
     """The finetuned columns are the paper's online finetuning (static, every video's updates kept): segment's
