@@ -666,7 +666,7 @@ def read_annotation_ids(path: str | os.PathLike, grey_mode: Optional[str] = None
 
     Palette PNGs give their indices and RGB masks in DAVIS palette colours their palette index; grey masks
     are ids or binary (see `grey_mode`), foreground (1) where grey > 127 (DAVIS-2016's 0/255), or where non-zero
-    in a sequence of one grey below 128.
+    in a sequence of one grey below 128 other than id 1 (255 void there).
 
     Raises:
       ImageReadError: missing, unreadable or transparent file, a mode that cannot hold a mask (16-bit colour,

@@ -71,7 +71,8 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     """Reads a mask as uint8 object ids [H, W] (0 background, 255 void), as the DAVIS tools read masks: palette
     PNGs of ids, grey PNGs of ids (8 or 16 bit) or 0/255 binary masks (foreground 1), RGB masks in DAVIS palette
     colours; anything else is refused by name (`maskrnn_tf.io.id_images.read_annotation_ids`: a 0/1 mask or a red
-    object thresholded as grey read as empty).
+    object thresholded as grey read as empty). The form is decided on this file alone: for a later frame of a
+    grey sequence (only ids 2 and 255, say) use `read_annotation_ids(path, grey_annotation_mode(first_frame))`.
 
     Raises:
       ImageReadError: a missing or unreadable file, or one that is none of those forms.
