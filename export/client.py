@@ -12,8 +12,8 @@ close to segment in that precision, not checked to be identical (the export's pr
 version's assets.extra/maskrnn_export.json).
 
 Before the first frame the client checks `GetModelStatus` (a version is AVAILABLE) and `GetModelMetadata`
-(the signatures have the inputs and outputs it sends and reads). Every call has a deadline; UNAVAILABLE is
-retried with exponential backoff; the message limits are raised for 480p and larger frames; TLS is used
+(the signatures have the inputs and outputs it sends and reads). Every call has a deadline; UNAVAILABLE and a
+batching server's batch of mixed frame sizes (FAILED_PRECONDITION) are retried with exponential backoff; the message limits are raised for 480p and larger frames; TLS is used
 when a root certificate is given.
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ class ClientConfig:
     first_frame_signature: str = FIRST_FRAME_SIGNATURE
     timeout_s: float = 60.0  # deadline of each call
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    max_attempts: int = 6  # calls failing with UNAVAILABLE are tried this many times in all
+    max_attempts: int = 6  # calls failing with UNAVAILABLE (or a mixed-size batch) are tried this many times in all
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 8.0
     root_cert_path: Optional[str] = None  # PEM root certificate: use TLS
@@ -183,7 +183,7 @@ class ServingClient:
         self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
         self._sleep = sleep
-        self.retries = 0  # UNAVAILABLE retries so far (for logs and tests)
+        self.retries = 0  # retries so far (UNAVAILABLE, mixed-size batches; for logs and tests)
         # A network trained with a first-frame colour prior (found by check_signatures) takes each video's colour
         # tables at every step: `color_tables` fits them and `color_model` holds the current video's.
         self.color_prior = False
@@ -249,7 +249,7 @@ class ServingClient:
                     hint = (f" (version {self.config.model_version} is not served: a newer version replaced it, or it "
                             "was never exported; leave --model_version out to use the newest)")
                 elif mixed_sizes:
-                    hint = (f" after {attempt} attempts (a batching model server fails a batch whose requests differ "
+                    hint = (f" after {attempt} attempt{'s' if attempt > 1 else ''} (a batching model server fails a batch whose requests differ "
                             "in frame size: segment the videos it serves at one size, e.g. one --max_size for videos "
                             "of one aspect ratio; a colour prior network's color_tables requests go at each video's "
                             "own resolution, so its videos need one resolution; or serve without --enable_batching)")

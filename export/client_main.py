@@ -39,7 +39,8 @@ def define_flags() -> None:
     flags.DEFINE_string("flow", "dis", "Optical flow backend (the segment CLI's: dis, dis-fast, farneback, flo).")
     flags.DEFINE_string("flo_dir", None, "With --flow=flo: folder of <video name>/<stem_a>_<stem_b>.flo files.")
     flags.DEFINE_float("timeout", 60.0, "Deadline of each gRPC call, seconds.")
-    flags.DEFINE_integer("retries", 6, "Attempts per call when the server is UNAVAILABLE (exponential backoff).")
+    flags.DEFINE_integer("retries", 6, "Attempts per call when the server is UNAVAILABLE or fails a batch of mixed "
+                         "frame sizes (exponential backoff).")
     # 256 MB: export.client.DEFAULT_MAX_MESSAGE_BYTES (not imported here: it loads TensorFlow before the console is
     # quiet).
     flags.DEFINE_integer("max_message_mb", 256, "gRPC send/receive message limit, MB.")

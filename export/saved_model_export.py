@@ -189,6 +189,7 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
     # Keras' ExportArchive, not tf.saved_model.save of a tf.Module: see build_export_archive.
     build_export_archive(rebuild_with_precision(model, config.precision), config.batching).write_out(
         export_dir, verbose=False)
+    _load_as_the_server_does(export_dir)  # a load failure named as such, not as a failing warmup request
     if config.warmup is not None:
         write_warmup_file(export_dir, config.model_name, config.warmup, config.batching,
                           color_prior=bool(model.config.color_prior_input))
@@ -196,8 +197,6 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
             replay_warmup_file(export_dir)  # the model server replays it at load and refuses the version on failure
         except WarmupReplayError as e:
             raise ExportError(f"{e} Change --warmup_shapes.") from e
-    else:
-        _load_as_the_server_does(export_dir)
     if config.batching:
         problems = batching_problems(export_dir, config.max_batch_size)
         if problems:
@@ -210,7 +209,8 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
 def _load_as_the_server_does(export_dir: str) -> None:
     """Loads `export_dir` once through the model server's loader (the TF1 loader of SavedModelBundle, which runs
     the saver's restore op): without warmup requests to replay, an export whose restore misses a variable would
-    otherwise first fail at the server. Raises ExportError."""
+    otherwise first fail at the server, and with them its failure would read as a warmup request's. Raises
+    ExportError."""
     import tensorflow as tf
 
     from maskrnn_tf.export.session_model import SessionModel
