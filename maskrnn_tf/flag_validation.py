@@ -29,6 +29,20 @@ FINETUNE_CHECK_FRAMES = 10
 FLOW_BACKENDS = ("dis", "dis-medium", "dis-fast", "dis-ultrafast", "farneback", "flo")
 # segment --finetune_layers's values (`maskrnn_tf.inference.finetune_layers`), from most to fewest weights updated.
 FINETUNE_LAYERS = ("all", "block5", "heads")
+# segment --finetune_layers=auto (its default), per finetuning mode: recurrent finetuning updates the layers above
+# the trunks, which lost less than all weights held out on two trainings of the colour-prior recipe (docs/RESULTS.md,
+# "Finetuning the layers above the trunks"); static finetuning, the paper's procedure, all of them.
+AUTO_FINETUNE_LAYERS = {"recurrent": "heads", "static": "all"}
+
+
+def resolve_finetune_layers(layers: str, mode: str) -> str:
+    """The FINETUNE_LAYERS value `layers` ('auto' or one of them) means for finetuning `mode` (static or
+    recurrent)."""
+    if layers != "auto":
+        return layers
+    if mode not in AUTO_FINETUNE_LAYERS:
+        raise ValueError(f"--finetune_layers=auto: no choice for finetuning mode {mode!r}.")
+    return AUTO_FINETUNE_LAYERS[mode]
 
 # A model name as TF-Serving's REST URLs (/v1/models/<name>) and a shell (the printed docker and model-server
 # commands) take it as it is.

@@ -31,7 +31,7 @@ from absl import app, flags
 
 from maskrnn_tf import _console, host_memory
 from maskrnn_tf.flag_validation import (FINETUNE_CHECK_FRAMES, FINETUNE_LAYERS, FLOW_BACKENDS, defined_once,
-                                        expand_user_paths)
+                                        expand_user_paths, resolve_finetune_layers)
 
 FLAGS = flags.FLAGS
 
@@ -92,9 +92,10 @@ def define_flags() -> None:
     flags.DEFINE_float("finetune_mix", 1.0, "Online finetuning: keep this fraction of what it changed in the weights "
                        "(1 = all; 0.5 = the weights halfway between the trained and the finetuned ones), before the "
                        "cycle check judges them.")
-    flags.DEFINE_enum("finetune_layers", "all", list(FINETUNE_LAYERS), "Online finetuning: the weights it updates: "
-                      "all; heads = the layers above both VGG trunks (side outputs, fusions, localization head), the "
-                      "trunks kept as trained; block5 = those and the trunks' last block.")
+    flags.DEFINE_enum("finetune_layers", "auto", ["auto", *FINETUNE_LAYERS], "Online finetuning: the weights it "
+                      "updates: all; heads = the layers above both VGG trunks (side outputs, fusions, localization "
+                      "head), the trunks kept as trained; block5 = those and the trunks' last block; auto = heads for "
+                      "recurrent finetuning, all for static (the paper's).")
     flags.DEFINE_float("finetune_lr", 1e-05, "Initial online-finetuning learning rate (decays to 1/10 over "
                        "--finetune_steps; a --finetune_budget that ends it sooner ends it at a higher rate).")
     flags.DEFINE_float("finetune_loc_weight", None, "Online finetuning: weight of the localization loss (default: "
@@ -466,12 +467,16 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
                                trained_step=inference.trained_step(model_path))
     print(describe_choice(choice, FLAGS.finetune_budget), flush=True)
     metadata.update(finetune=choice.mode, finetune_steps=choice.steps)
-    if choice.mode != "none":
-        metadata.update(finetune_loss=choice.losses(), finetune_lr=FLAGS.finetune_lr,
-                        finetune_layers=FLAGS.finetune_layers)
+    if choice.mode == "none":
+        return None
+    layers = resolve_finetune_layers(FLAGS.finetune_layers, choice.mode)
+    if FLAGS.finetune_layers == "auto":
+        print(f"online finetuning updates: {layers} (--finetune_layers=auto for {choice.mode} finetuning; "
+              "--finetune_layers=all|block5|heads to choose)", flush=True)
+    metadata.update(finetune_loss=choice.losses(), finetune_lr=FLAGS.finetune_lr, finetune_layers=layers)
     if choice.mode == "static":
         config = inference.FinetuneConfig(steps=choice.steps, learning_rate=FLAGS.finetune_lr,
-                                          layers=FLAGS.finetune_layers, **choice.losses())
+                                          layers=layers, **choice.losses())
         return inference.finetuning_prepare(model, step_fn, flow_fn, max_size, config)
     if choice.mode == "recurrent":
         from maskrnn_tf.data.dreaming import DreamConfig
@@ -487,7 +492,7 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
             steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
             dream=dream, match_video_motion=by_video, crop=FLAGS.finetune_crop, dream_flow=FLAGS.finetune_dream_flow,
             num_clips=FLAGS.finetune_num_clips, objects_per_update=FLAGS.finetune_objects_per_update,
-            layers=FLAGS.finetune_layers, **choice.losses())
+            layers=layers, **choice.losses())
         return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config,
                                                       flow_fn=flow_fn if by_video else None)
     return None

@@ -760,10 +760,15 @@ def test_flo_dir_without_flow_flo_is_a_usage_error(tmp_path):
     assert "Traceback" not in proc.stderr and not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("mode", ["static", "recurrent"])
-def test_finetune_layers_heads_finetunes_with_the_trunks_as_trained(davis_root, tmp_path, monkeypatch, mode):
-    """--finetune_layers=heads: the finetuning segment runs updates only the layers above the VGG trunks (the
-    weights it finetuned differ from the saved ones there and nowhere in a trunk), and segment_run.json records it."""
+@pytest.mark.parametrize("mode, layers", [("static", ["--finetune_layers=heads"]), ("recurrent", [])])
+def test_finetune_layers_heads_finetunes_with_the_trunks_as_trained(davis_root, tmp_path, monkeypatch, mode, layers):
+    """--finetune_layers=heads, and the default (auto) for recurrent finetuning: the finetuning segment runs updates
+    only the layers above the VGG trunks (the weights it finetuned differ from the saved ones there and nowhere in a
+    trunk), and segment_run.json records it; auto is all weights for static finetuning, the paper's."""
+    from maskrnn_tf.flag_validation import resolve_finetune_layers
+
+    assert resolve_finetune_layers("auto", "static") == "all" and resolve_finetune_layers("block5", "recurrent") == \
+        "block5"
     import importlib
 
     import keras
@@ -805,7 +810,7 @@ def test_finetune_layers_heads_finetunes_with_the_trunks_as_trained(davis_root, 
         monkeypatch.setattr(RecurrentFinetuner, "run", run_and_snapshot)
     assert _segment_in_process(f"--model={model_path}", "--precision=float32", f"--davis_root={davis_root}",
                                "--sequences=beta", f"--finetune={mode}", "--finetune_steps=2", "--finetune_budget=0",
-                               "--finetune_lr=1e-3", "--finetune_check_frames=0", "--finetune_layers=heads",
+                               "--finetune_lr=1e-3", "--finetune_check_frames=0", *layers,
                                f"--output={tmp_path / 'o'}") == 0
     log = json.loads((tmp_path / "o" / "segment_run.json").read_text())
     assert log["finetune"] == mode and log["finetune_layers"] == "heads", log
