@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> List[Dict]:
         clips = recurrent.num_clips
         dreamt = f"{again.window[3]}x{again.window[2]}" if again.window else size
         mode = ("recurrent" + (f", crop {crop}" if crop else "") + (f", {flow} flow" if flow != "exact" else "")
-                + (f", {layers} trained" if layers != "all" else ""))
+                + f", {layers} trained")  # all weights, or the layers above the trunks (segment's default)
         rows.append({"mode": mode, "precision": precision,
                      "size": dreamt, "clip": args.clip_length, "first_call_s": first.step_seconds[0],
                      "update_s": update, "dream_s": dream, "inpaint_s": inpaint, "budget_s": args.budget,

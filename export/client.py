@@ -13,8 +13,8 @@ version's assets.extra/maskrnn_export.json).
 
 Before the first frame the client checks `GetModelStatus` (a version is AVAILABLE) and `GetModelMetadata`
 (the signatures have the inputs and outputs it sends and reads). Every call has a deadline; UNAVAILABLE and a
-batching server's batch of mixed frame sizes (FAILED_PRECONDITION) are retried with exponential backoff; the message limits are raised for 480p and larger frames; TLS is used
-when a root certificate is given.
+batching server's batch of mixed frame sizes (FAILED_PRECONDITION) are retried with exponential backoff; the
+message limits are raised for 480p and larger frames; TLS is used when a root certificate is given.
 """
 from __future__ import annotations
 
@@ -249,8 +249,9 @@ class ServingClient:
                     hint = (f" (version {self.config.model_version} is not served: a newer version replaced it, or it "
                             "was never exported; leave --model_version out to use the newest)")
                 elif mixed_sizes:
-                    hint = (f" after {attempt} attempt{'s' if attempt > 1 else ''} (a batching model server fails a batch whose requests differ "
-                            "in frame size: segment the videos it serves at one size, e.g. one --max_size for videos "
+                    tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+                    hint = (f" after {tries} (a batching model server fails a batch whose requests differ in frame "
+                            "size: segment the videos it serves at one size, e.g. one --max_size for videos "
                             "of one aspect ratio; a colour prior network's color_tables requests go at each video's "
                             "own resolution, so its videos need one resolution; or serve without --enable_batching)")
                 raise ServingError(f"{what} failed: {code.name if code else 'error'}: {details}{hint}", code) from e

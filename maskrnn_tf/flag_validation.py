@@ -31,7 +31,8 @@ FLOW_BACKENDS = ("dis", "dis-medium", "dis-fast", "dis-ultrafast", "farneback", 
 FINETUNE_LAYERS = ("all", "block5", "heads")
 # segment --finetune_layers=auto (its default), per finetuning mode: recurrent finetuning updates the layers above
 # the trunks, which lost less than all weights held out on two trainings of the colour-prior recipe (docs/RESULTS.md,
-# "Finetuning the layers above the trunks"); static finetuning, the paper's procedure, all of them.
+# "Finetuning the layers above the trunks" and "The layers above the trunks on a second network"); static
+# finetuning, the paper's procedure, all of them.
 AUTO_FINETUNE_LAYERS = {"recurrent": "heads", "static": "all"}
 
 

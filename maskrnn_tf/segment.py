@@ -426,7 +426,8 @@ def _ensemble(inference, model, step_fn, prepare, flow_fn, max_size, precision, 
         if member.config.color_prior_input:
             priors.append((steps[-1], member.config.color_prior_band))
         members.append({"model": os.path.abspath(path), "apply_localization": bool(member.config.apply_localization),
-                        **{key: chosen[key] for key in ("finetune", "finetune_steps") if key in chosen}})
+                        **{key: chosen[key] for key in ("finetune", "finetune_steps", "finetune_layers")
+                           if key in chosen}})
     # Each network's own finetuning choice (--finetune=auto chooses by how it was trained).
     metadata["ensemble_models"] = [os.path.abspath(path) for path in FLAGS.ensemble_models]
     metadata["ensemble_finetune"] = members

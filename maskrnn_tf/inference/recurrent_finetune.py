@@ -72,7 +72,8 @@ class RecurrentFinetuneConfig:
         them in turns, this many at a time, cycling through them (static finetuning's batch is capped at 4 too).
         Fixed when a `RecurrentFinetuner` is built (its traced step's batch size).
       layers: the weights the updates train (`finetune_layers.FINETUNE_LAYERS`: "all", or the layers above the VGG
-        trunks, "heads", or those and the trunks' last block, "block5"). Fixed when a `RecurrentFinetuner` is built.
+        trunks, "heads", or those and the trunks' last block, "block5"; segment's default, --finetune_layers=auto,
+        passes "heads"). Fixed when a `RecurrentFinetuner` is built.
     """
 
     steps: int = 50

@@ -502,7 +502,7 @@ def test_ensemble_models_segment_with_the_mean_of_the_networks_steps(davis_root,
     assert _segment_in_process(*finetuned) == 0
     record = json.loads((tmp_path / "finetuned" / "segment_run.json").read_text())
     assert record["ensemble_finetune"] == [{"model": paths[1], "apply_localization": True, "finetune": "static",
-                                          "finetune_steps": 2}]
+                                          "finetune_steps": 2, "finetune_layers": "all"}]
     entry = record["finetune_log"]["beta"]
     assert [member["updates"] for member in entry["members"]] == [2, 2] and entry["updates"] == 4
     assert entry["seconds"] == pytest.approx(sum(member["seconds"] for member in entry["members"]))
@@ -675,6 +675,7 @@ def test_a_colour_prior_network_segments_with_tables_fitted_on_the_first_frame(d
     assert _segment_in_process(*common, "--finetune_steps=2", f"--output={tmp_path / 'static'}") == 0
     log = json.loads((tmp_path / "static" / "segment_run.json").read_text())
     assert log["finetune"] == "static" and log["finetune_log"]["beta"]["updates"] == 2, log
+    assert log["finetune_layers"] == "all", log  # --finetune_layers=auto: all weights for static finetuning
     # Recurrent finetuning and its cycle check step the network with the video's tables bound (the check judging
     # the weights --finetune_mix made).
     assert _segment_in_process(*common, "--finetune=recurrent", "--finetune_steps=2", "--finetune_budget=0",

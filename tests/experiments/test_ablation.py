@@ -480,6 +480,7 @@ def test_a_full_run_given_once_stays_the_full_model_row_of_later_calls(monkeypat
         assert driver.main([]) == 2 and "not this driver's record" in capsys.readouterr().err
         assert (tmp_path / "root" / "full_run.json").read_text() == own and len(ran) == count
 
+
 def test_finetuned_columns_run_the_papers_static_finetuning_without_the_cycle_check(monkeypatch, tmp_path):
     """The finetuned columns are the paper's online finetuning (static, every video's updates kept): segment's
     default cycle check, which may undo a video's finetuning, is switched off by name."""

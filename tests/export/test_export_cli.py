@@ -451,7 +451,6 @@ def test_a_file_url_export_base_is_the_local_folder_it_names(tmp_path, tiny_mode
     assert os.path.isfile(tmp_path / "exports" / "1" / "saved_model.pb")
 
 
-
 def test_an_export_without_warmup_is_still_loaded_as_the_model_server_loads_it(tmp_path, tiny_model, monkeypatch):
     """With --warmup_shapes= (no warmup) the export was never loaded through the session loader before it was
     published: a restore that misses a variable first failed at the model server. Loaded once now; a failure
@@ -482,6 +481,7 @@ def test_an_export_without_warmup_is_still_loaded_as_the_model_server_loads_it(t
     with pytest.raises(ExportError, match="model server's loader.*Could not find variable"):
         export_saved_model(tiny_model, str(tmp_path / "e"), 2, ExportConfig(warmup=None))
     assert sorted(os.listdir(tmp_path / "e")) == ["1"]
+
 
 def test_a_model_name_the_server_cannot_take_is_a_usage_error(tmp_path):
     """--model_name went unquoted into the printed docker / model-server commands and into REST URLs: a space split

@@ -198,7 +198,9 @@ def test_the_reserve_counts_the_flows_once(square_on_disk):
     checked = cycle_checked_prepare(budgeted, model, step, slow_flow, max_size=None, frames=2)
     checked(source, first)
     entry = checked.log[os.path.basename(source.path)]
-    assert 0.4 <= budgeted.reserve_s <= entry["cycle_seconds"] + 0.05  # 4 flows of 0.1 s, counted once
+    # 4 flows of 0.1 s, counted once: at least their 0.4 s, and below the 0.8 s of counting them twice (the model's
+    # part, a stand-in, takes milliseconds; a bound against the check's own wall time failed on a loaded machine).
+    assert 0.4 <= budgeted.reserve_s < 0.75, (budgeted.reserve_s, entry["cycle_seconds"])
 
 
 def test_the_step_s_one_time_tracing_is_not_taken_off_the_first_video_s_budget(square_on_disk):
