@@ -186,17 +186,23 @@ def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, versi
 
 def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, version: int) -> None:
     """Everything that goes into one version folder (called on the temporary folder)."""
+    import tensorflow as tf
+
     # Keras' ExportArchive, not tf.saved_model.save of a tf.Module: see build_export_archive.
     build_export_archive(rebuild_with_precision(model, config.precision), config.batching).write_out(
         export_dir, verbose=False)
-    _load_as_the_server_does(export_dir)  # a load failure named as such, not as a failing warmup request
-    if config.warmup is not None:
+    if config.warmup is None:
+        _load_as_the_server_does(export_dir)
+    else:
         write_warmup_file(export_dir, config.model_name, config.warmup, config.batching,
                           color_prior=bool(model.config.color_prior_input))
         try:
-            replay_warmup_file(export_dir)  # the model server replays it at load and refuses the version on failure
+            # The model server loads the version and replays the file; a failing record makes it refuse the version.
+            replay_warmup_file(export_dir)
         except WarmupReplayError as e:
             raise ExportError(f"{e} Change --warmup_shapes.") from e
+        except (tf.errors.OpError, RuntimeError) as e:  # the load itself, before any record (named as such)
+            raise ExportError(f"{_LOAD_FAILED}{e}") from e
     if config.batching:
         problems = batching_problems(export_dir, config.max_batch_size)
         if problems:
@@ -206,11 +212,14 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
     _write_metadata(export_dir, model, config, version)  # last: it lists the files written
 
 
+_LOAD_FAILED = ("the export does not load through the model server's loader (SavedModelBundle), so the server "
+                "would refuse this version: ")
+
+
 def _load_as_the_server_does(export_dir: str) -> None:
     """Loads `export_dir` once through the model server's loader (the TF1 loader of SavedModelBundle, which runs
-    the saver's restore op): without warmup requests to replay, an export whose restore misses a variable would
-    otherwise first fail at the server, and with them its failure would read as a warmup request's. Raises
-    ExportError."""
+    the saver's restore op): without warmup requests to replay (whose replay loads it so too), an export whose
+    restore misses a variable would otherwise first fail at the server. Raises ExportError."""
     import tensorflow as tf
 
     from maskrnn_tf.export.session_model import SessionModel
@@ -219,8 +228,7 @@ def _load_as_the_server_does(export_dir: str) -> None:
         with SessionModel(export_dir):
             pass
     except (tf.errors.OpError, OSError, RuntimeError, ValueError) as e:
-        raise ExportError(f"the export does not load through the model server's loader (SavedModelBundle), so the "
-                          f"server would refuse this version: {e}") from e
+        raise ExportError(f"{_LOAD_FAILED}{e}") from e
 
 
 def _repair_base(export_base: str, log: logging.Logger) -> None:

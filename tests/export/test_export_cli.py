@@ -481,6 +481,13 @@ def test_an_export_without_warmup_is_still_loaded_as_the_model_server_loads_it(t
     with pytest.raises(ExportError, match="model server's loader.*Could not find variable"):
         export_saved_model(tiny_model, str(tmp_path / "e"), 2, ExportConfig(warmup=None))
     assert sorted(os.listdir(tmp_path / "e")) == ["1"]
+    # With warmup requests their replay loads it: a load failure is named as such, not as a request's.
+    from maskrnn_tf.export import warmup
+
+    monkeypatch.setattr(warmup, "SessionModel", Missing)
+    with pytest.raises(ExportError, match="model server's loader.*Could not find variable") as refused:
+        export_saved_model(tiny_model, str(tmp_path / "e"), 2, ExportConfig())
+    assert "--warmup_shapes" not in str(refused.value) and sorted(os.listdir(tmp_path / "e")) == ["1"]
 
 
 def test_a_model_name_the_server_cannot_take_is_a_usage_error(tmp_path):
