@@ -265,14 +265,19 @@ def comparison_markdown(runs: Sequence[FinetuneRun]) -> str:
             else:
                 cells.append("-")
         lines.append("| " + " | ".join(cells) + " |")
-    # The last row: J and F means, then each run's totals in the per-sequence form (updates, s (segmenting s)).
+    # The last row: J and F means, then each run's totals in the per-sequence form (updates, s (segmenting s))
+    # over the sequences shown: a log may time sequences that were segmented but not scored.
+    shown = {_sequence_of(name) for name in names}
     cells = [MEAN_ROW]
     for run in runs:
         j, f = run.mean()
         cells += [f"**{percent(j)}**", f"**{percent(f)}**"]
     for run in runs:
-        total = f"{sum(run.updates.values())}, {sum(run.finetune_seconds.values()):.0f}"
-        cells.append(total + (f" ({sum(run.segment_seconds.values()):.0f})" if run.segment_seconds else ""))
+        def total(values: Mapping[str, float]) -> float:
+            return sum(v for sequence, v in values.items() if sequence in shown)
+
+        cells.append(f"{total(run.updates):.0f}, {total(run.finetune_seconds):.0f}"
+                     + (f" ({total(run.segment_seconds):.0f})" if shown & set(run.segment_seconds) else ""))
     lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

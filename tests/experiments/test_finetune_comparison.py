@@ -260,3 +260,20 @@ def test_folders_scored_before_full_precision_was_recorded_show_evaluates_global
     with pytest.raises(ComparisonInputError, match=r"global_results-val.csv: J-Mean 0.700 is not the mean of "
                                                    r"the objects of .*per-sequence_results-val.csv \(0.600\)"):
         read_run("old", str(folder))
+
+
+def test_the_totals_count_only_the_sequences_in_the_table():
+    """A folder segmented over more sequences than were scored (evaluate --sequences): its log's times of the
+    sequences the table does not show are not in the last row's totals, which would then not be the column's sum."""
+    from maskrnn_tf.experiments.finetune_comparison import FinetuneRun
+
+    scores = {"alpha_1": (0.5, 0.4), "beta_1": (0.7, 0.6)}
+    recurrent = FinetuneRun("recurrent", "recurrent", scores, updates={"alpha": 40, "beta": 30, "gamma": 500},
+                            finetune_seconds={"alpha": 55.0, "beta": 50.0, "gamma": 900.0},
+                            segment_seconds={"alpha": 10.0, "beta": 8.0, "gamma": 70.0})
+    none = FinetuneRun("none", "none", scores, updates={}, finetune_seconds={},
+                       segment_seconds={"alpha": 9.0, "beta": 7.0, "gamma": 60.0})
+    table = comparison_markdown([none, recurrent])
+    assert "| alpha_1 | 50.0 | 40.0 | 50.0 | 40.0 | 0, 0 (9) | 40, 55 (10) |" in table
+    assert "gamma" not in table
+    assert table.splitlines()[-1].endswith("| 0, 0 (16) | 70, 105 (18) |")
