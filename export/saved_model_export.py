@@ -28,6 +28,7 @@ from maskrnn_tf.export.serving_module import (BATCHED_STEP_SIGNATURE, PRECISIONS
                                               rebuild_with_precision, signature_tables)
 from maskrnn_tf.export.warmup import (WARMUP_FILENAME, WarmupConfig, WarmupReplayError, check_warmup_record_count,
                                      replay_warmup_file, write_warmup_file)
+from maskrnn_tf.export.session_model import SessionModel
 from maskrnn_tf.export.versions import MAX_VERSION, served_children, version_of
 from maskrnn_tf.inference.model_loading import MODEL_FILE, ModelLoadError
 from maskrnn_tf.inference.model_loading import load_model as load_trained_model
@@ -186,23 +187,19 @@ def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, versi
 
 def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, version: int) -> None:
     """Everything that goes into one version folder (called on the temporary folder)."""
-    import tensorflow as tf
-
     # Keras' ExportArchive, not tf.saved_model.save of a tf.Module: see build_export_archive.
     build_export_archive(rebuild_with_precision(model, config.precision), config.batching).write_out(
         export_dir, verbose=False)
-    if config.warmup is None:
-        _load_as_the_server_does(export_dir)
-    else:
+    if config.warmup is not None:
         write_warmup_file(export_dir, config.model_name, config.warmup, config.batching,
                           color_prior=bool(model.config.color_prior_input))
-        try:
-            # The model server loads the version and replays the file; a failing record makes it refuse the version.
-            replay_warmup_file(export_dir)
-        except WarmupReplayError as e:
-            raise ExportError(f"{e} Change --warmup_shapes.") from e
-        except (tf.errors.OpError, RuntimeError) as e:  # the load itself, before any record (named as such)
-            raise ExportError(f"{_LOAD_FAILED}{e}") from e
+    # The model server loads the version, then replays the warmup file; a failing record makes it refuse the version.
+    with _load_as_the_server_does(export_dir) as served:
+        if config.warmup is not None:
+            try:
+                replay_warmup_file(served)
+            except WarmupReplayError as e:
+                raise ExportError(f"{e} Change --warmup_shapes.") from e
     if config.batching:
         problems = batching_problems(export_dir, config.max_batch_size)
         if problems:
@@ -216,17 +213,14 @@ _LOAD_FAILED = ("the export does not load through the model server's loader (Sav
                 "would refuse this version: ")
 
 
-def _load_as_the_server_does(export_dir: str) -> None:
-    """Loads `export_dir` once through the model server's loader (the TF1 loader of SavedModelBundle, which runs
-    the saver's restore op): without warmup requests to replay (whose replay loads it so too), an export whose
-    restore misses a variable would otherwise first fail at the server. Raises ExportError."""
+def _load_as_the_server_does(export_dir: str) -> SessionModel:
+    """`export_dir` loaded through the model server's loader (the TF1 loader of SavedModelBundle, which runs the
+    saver's restore op): an export whose restore misses a variable would otherwise first fail at the server.
+    Raises ExportError; the caller closes the session."""
     import tensorflow as tf
 
-    from maskrnn_tf.export.session_model import SessionModel
-
     try:
-        with SessionModel(export_dir):
-            pass
+        return SessionModel(export_dir)
     except (tf.errors.OpError, OSError, RuntimeError, ValueError) as e:
         raise ExportError(f"{_LOAD_FAILED}{e}") from e
 

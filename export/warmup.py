@@ -155,37 +155,44 @@ class WarmupReplayError(RuntimeError):
     """A warmup request failed when replayed: the model server would refuse to load the version."""
 
 
-def replay_warmup_file(export_dir: str) -> int:
-    """Replays `<export_dir>/assets.extra/tf_serving_warmup_requests` through the session loader.
+def replay_warmup_file(model: SessionModel) -> int:
+    """Replays `<export_dir>/assets.extra/tf_serving_warmup_requests` through `model`, the version loaded by the
+    session loader (SessionModel).
 
     That is what tensorflow_model_server does when it loads a version (a failing record makes the load
     fail). Returns the number of records replayed; raises WarmupReplayError naming the failing record.
     """
-    path = os.path.join(export_dir, "assets.extra", WARMUP_FILENAME)
-    records = read_warmup_file(path)
-    with SessionModel(export_dir) as model:
-        for index, record in enumerate(records):
-            request = record.predict_log.request
-            inputs = request_to_numpy(request)
-            try:
-                out = model.run(request.model_spec.signature_name, inputs, list(request.output_filter) or None)
-            except (tf.errors.OpError, KeyError) as e:
-                shapes = {k: list(v.shape) for k, v in inputs.items()}
-                message = e.message if isinstance(e, tf.errors.OpError) else str(e)
-                # TF's messages start with "Graph execution error:" and end with node names: keep the rest.
-                message = " ".join(line.strip() for line in message.splitlines()
-                                   if line.strip() and not line.strip().startswith("[[")
-                                   and line.strip() != "Graph execution error:")
-                raise WarmupReplayError(
-                    f"Warmup request {index} ({request.model_spec.signature_name or 'serving_default'}, input shapes "
-                    f"{shapes}) fails through the model server's loader, so the server would refuse this version: "
-                    f"{message}"
-                ) from e
-            refused = [e.decode() for e in np.asarray(out.get(INPUT_ERROR_OUTPUT, [])).reshape(-1).tolist() if e]
-            if refused:  # the server would load the version, but this record would warm nothing of those rows
-                raise WarmupReplayError(
-                    f"Warmup request {index} ({request.model_spec.signature_name}) has {len(refused)} row(s) the "
-                    f"export answers with an input error, so it would not warm them: {refused[0]}")
+    records = read_warmup_file(os.path.join(model.export_dir, "assets.extra", WARMUP_FILENAME))
+    for index, record in enumerate(records):
+        request = record.predict_log.request
+        inputs = request_to_numpy(request)
+        shapes = {k: list(v.shape) for k, v in inputs.items()}
+        try:
+            out = model.run(request.model_spec.signature_name, inputs, list(request.output_filter) or None)
+        except tf.errors.ResourceExhaustedError as e:
+            # Out of memory here says nothing of the server's machine, whose memory may differ.
+            raise WarmupReplayError(
+                f"Warmup request {index} ({request.model_spec.signature_name or 'serving_default'}, input shapes "
+                f"{shapes}) ran out of memory on this machine when replayed at export; the model server replays "
+                "it when it loads the version and refuses the version if it runs out too. Use smaller shapes "
+                "(the frame sizes the server will see), or export on a machine with the server's memory."
+            ) from e
+        except (tf.errors.OpError, KeyError) as e:
+            message = e.message if isinstance(e, tf.errors.OpError) else str(e)
+            # TF's messages start with "Graph execution error:" and end with node names: keep the rest.
+            message = " ".join(line.strip() for line in message.splitlines()
+                               if line.strip() and not line.strip().startswith("[[")
+                               and line.strip() != "Graph execution error:")
+            raise WarmupReplayError(
+                f"Warmup request {index} ({request.model_spec.signature_name or 'serving_default'}, input shapes "
+                f"{shapes}) fails through the model server's loader, so the server would refuse this version: "
+                f"{message}"
+            ) from e
+        refused = [e.decode() for e in np.asarray(out.get(INPUT_ERROR_OUTPUT, [])).reshape(-1).tolist() if e]
+        if refused:  # the server would load the version, but this record would warm nothing of those rows
+            raise WarmupReplayError(
+                f"Warmup request {index} ({request.model_spec.signature_name}) has {len(refused)} row(s) the "
+                f"export answers with an input error, so it would not warm them: {refused[0]}")
     return len(records)
 
 

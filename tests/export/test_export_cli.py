@@ -457,7 +457,7 @@ def test_an_export_without_warmup_is_still_loaded_as_the_model_server_loads_it(t
     leaves no version."""
     import tensorflow as tf
 
-    from maskrnn_tf.export import session_model
+    from maskrnn_tf.export import saved_model_export, session_model
     from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model
 
     loaded = []
@@ -468,7 +468,7 @@ def test_an_export_without_warmup_is_still_loaded_as_the_model_server_loads_it(t
             loaded.append(export_dir)
             super().__init__(export_dir, *args, **kwargs)
 
-    monkeypatch.setattr(session_model, "SessionModel", Recorded)
+    monkeypatch.setattr(saved_model_export, "SessionModel", Recorded)
     assert os.path.isfile(os.path.join(export_saved_model(tiny_model, str(tmp_path / "e"), 1,
                                                           ExportConfig(warmup=None)), "saved_model.pb"))
     assert len(loaded) == 1 and os.path.basename(loaded[0]) != "1"  # the temporary folder, before the rename
@@ -477,14 +477,11 @@ def test_an_export_without_warmup_is_still_loaded_as_the_model_server_loads_it(t
         def __init__(self, export_dir, *args, **kwargs):
             raise tf.errors.FailedPreconditionError(None, None, "Could not find variable conv1_1/kernel")
 
-    monkeypatch.setattr(session_model, "SessionModel", Missing)
+    monkeypatch.setattr(saved_model_export, "SessionModel", Missing)
     with pytest.raises(ExportError, match="model server's loader.*Could not find variable"):
         export_saved_model(tiny_model, str(tmp_path / "e"), 2, ExportConfig(warmup=None))
     assert sorted(os.listdir(tmp_path / "e")) == ["1"]
-    # With warmup requests their replay loads it: a load failure is named as such, not as a request's.
-    from maskrnn_tf.export import warmup
-
-    monkeypatch.setattr(warmup, "SessionModel", Missing)
+    # With warmup requests they are replayed on that one load: a load failure is named as such, not as a request's.
     with pytest.raises(ExportError, match="model server's loader.*Could not find variable") as refused:
         export_saved_model(tiny_model, str(tmp_path / "e"), 2, ExportConfig())
     assert "--warmup_shapes" not in str(refused.value) and sorted(os.listdir(tmp_path / "e")) == ["1"]

@@ -215,6 +215,23 @@ def test_a_warmup_record_answered_with_an_input_error_fails_the_export(tmp_path,
     assert os.listdir(tmp_path) == []
 
 
+def test_running_out_of_memory_replaying_warmup_is_named_as_such(tmp_path, tiny_model, monkeypatch):
+    """Out of memory while replaying a record at export was reported as the model server refusing the version:
+    the server's machine may have the memory; the error says what happened here and what to change."""
+    from maskrnn_tf.export.session_model import SessionModel
+
+    def out_of_memory(self, signature, inputs, outputs=None):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[1,64,24,32]")
+
+    monkeypatch.setattr(SessionModel, "run", out_of_memory)
+    with pytest.raises(ExportError) as info:
+        export_saved_model(tiny_model, str(tmp_path), 4, ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),))))
+    message = str(info.value)
+    assert "Warmup request 0 (serving_default" in message and "ran out of memory on this machine" in message
+    assert "Change --warmup_shapes" in message and "refuse this version:" not in message
+    assert os.listdir(tmp_path) == []
+
+
 def test_load_model_accepts_a_run_folder_and_names_a_truncated_file(tmp_path, tiny_model):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
