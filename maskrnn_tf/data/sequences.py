@@ -89,6 +89,26 @@ def repeated_names(names: List[str]) -> List[str]:
     return repeated
 
 
+def chosen_names(available: Collection[str], names: Optional[Collection[str]], where: str,
+                 error: Type[Exception] = ValueError) -> List[str]:
+    """`names` (a --sequences list) in their order, all of `available` when None; raises `error` for a name
+    `where` (e.g. "DAVIS-2017 val") does not list, a name given twice, or an empty list."""
+    if names is None:
+        return list(available)
+    if not names:
+        raise error("--sequences is empty: name the sequences, or leave it out for the whole split.")
+    listed = set(available)
+    unknown = [n for n in names if n not in listed]
+    if unknown:
+        which = (f"sequence '{unknown[0]}' is" if len(unknown) == 1 else
+                 "sequences " + ", ".join(f"'{n}'" for n in unknown) + " are")
+        raise error(f"{which} not in {where}; choose from {sorted(listed)}.")
+    repeated = repeated_names(list(names))
+    if repeated:
+        raise error(f"sequence(s) {repeated} named more than once in --sequences; name each once.")
+    return list(names)
+
+
 def image_size(path: str) -> Tuple[int, int]:
     """(height, width) of an image file from its header, as `read_frame` gives it (an EXIF Orientation that turns
     the picture by 90 degrees swaps the two), raising ImageReadError when unreadable."""

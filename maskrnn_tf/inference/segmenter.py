@@ -453,8 +453,8 @@ def segment_davis(
     `output_dir` is checked like segment_video's (`davis_root` and `inputs` are the inputs it must not touch).
     Returns the sequence names.
     """
-    from maskrnn_tf.data.sequences import (davis_split_names, davis_year, find_davis_root,  # layouts only here
-                                           read_davis_sequence_list)
+    from maskrnn_tf.data.sequences import (chosen_names, davis_split_names, davis_year,  # layouts only here
+                                           find_davis_root, read_davis_sequence_list)
 
     inputs = [("--davis_root", davis_root), *inputs]
     check_output_dir(output_dir, overwrite, inputs)
@@ -465,7 +465,7 @@ def segment_davis(
         list_path = os.path.join(find_davis_root(davis_root), "ImageSets", "2017" if year == 2017 else "480p",
                                  f"{split}.txt")
         raise ValueError(f"{list_path} lists no sequences: nothing to segment (check the file or --split).")
-    chosen = _chosen(split_names, sequences, f"DAVIS-{year} {split}")
+    chosen = chosen_names(split_names, sequences, f"DAVIS-{year} {split}")
     # Only the chosen sequences are opened: another one's broken files must not stop work on them.
     by_name = {s.name: s for s in read_davis_sequence_list(davis_root, year, split, validate="first_mask",
                                                            names=chosen)}  # test-dev has no other masks
@@ -498,7 +498,7 @@ def segment_segtrack(
     single-object sequence is object 1), the ids `python -m maskrnn_tf.evaluate --segtrack_root` scores. Otherwise
     as `segment_davis` (atomic as a whole, `prepare` per sequence, `NamedFlowFn` by sequence name).
     """
-    from maskrnn_tf.data.sequences import read_ids, read_segtrack_sequence_list  # layouts only here
+    from maskrnn_tf.data.sequences import chosen_names, read_ids, read_segtrack_sequence_list  # layouts only here
     from maskrnn_tf.io import davis_palette
 
     inputs = [("--segtrack_root", segtrack_root), *inputs]
@@ -507,7 +507,7 @@ def segment_segtrack(
     if not listed:
         raise ValueError(f"{segtrack_root}: ImageSets/all.txt lists no sequences: nothing to segment.")
     by_name = {s.name: s for s in listed}
-    listed = [by_name[name] for name in _chosen(list(by_name), sequences, "SegTrack v2")]
+    listed = [by_name[name] for name in chosen_names(list(by_name), sequences, "SegTrack v2")]
     record = {"segtrack_root": os.path.abspath(segtrack_root), **(metadata or {})}
 
     def first_mask(sequence, source: VideoSource) -> FirstMask:
@@ -523,23 +523,6 @@ def segment_segtrack(
 
     return _segment_sequences(listed, first_mask, flow_fn, output_dir, step_fn, options, overwrite, prepare,
                               inputs, record, "SegTrack v2")
-
-
-def _chosen(names: List[str], sequences: Optional[List[str]], where: str) -> List[str]:
-    """The sequence names of `names` (a dataset's list) that `sequences` names (all when None), in that order."""
-    if sequences is not None and not sequences:
-        raise ValueError("--sequences is empty: name the sequences to segment, or leave it out for the whole split.")
-    if sequences is None:
-        return list(names)
-    unknown = [n for n in sequences if n not in names]
-    if unknown:
-        raise ValueError(f"sequence(s) {unknown} not in {where}; choose from {sorted(names)}.")
-    from maskrnn_tf.data.sequences import repeated_names  # layouts only here
-
-    repeated = repeated_names(list(sequences))
-    if repeated:
-        raise ValueError(f"sequence(s) {repeated} named more than once in --sequences; name each once.")
-    return list(sequences)
 
 
 def _segment_sequences(listed, first_mask, flow_fn: AnyFlowFn, output_dir: str, step_fn: Optional[StepFn],

@@ -115,7 +115,7 @@ def list_sequences(davis_root: str, split: str, year: int, resolution: str = "48
       DatasetLayoutError: no such split, a name not in it, or a sequence whose annotations cannot be scored
         (none, a gap, the other year's, or the first frame's alone: test-dev).
     """
-    from maskrnn_tf.data.sequences import check_merged_davis_annotation, repeated_names
+    from maskrnn_tf.data.sequences import check_merged_davis_annotation, chosen_names, repeated_names
 
     if not os.path.isdir(davis_root):
         raise DatasetLayoutError(f"{davis_root}: DAVIS root folder not found; pass the extracted dataset folder.")
@@ -131,7 +131,8 @@ def list_sequences(davis_root: str, split: str, year: int, resolution: str = "48
     if repeated:  # counted twice in the means otherwise; segment and flow refuse the file alike
         raise DatasetLayoutError(f"{list_path}: lists {repeated} more than once; list each sequence once.")
     specs = []
-    for name in _chosen(lines, names, davis_root, split, year):
+    for name in chosen_names(lines, names, f"the DAVIS-{year} '{split}' split of {davis_root}",
+                             DatasetLayoutError):
         folder = os.path.join(davis_root, "Annotations", resolution, name)
         paths = sorted(glob.glob(os.path.join(glob.escape(folder), "*.png")))  # a root like davis[17] is no pattern
         if not paths:
@@ -147,21 +148,6 @@ def list_sequences(davis_root: str, split: str, year: int, resolution: str = "48
         frames = tuple(os.path.splitext(os.path.basename(p))[0] for p in paths)
         specs.append(SequenceSpec(name, frames, tuple(paths)))
     return specs
-
-
-def _chosen(available: Sequence[str], names: Optional[Sequence[str]], davis_root: str, split: str,
-            year: int) -> List[str]:
-    """`names` (all of `available` when None), refusing those the split does not list."""
-    if names is None:
-        return list(available)
-    listed = set(available)
-    unknown = [n for n in names if n not in listed]
-    if unknown:
-        which = (f"sequence '{unknown[0]}' is" if len(unknown) == 1 else
-                 "sequences " + ", ".join(f"'{n}'" for n in unknown) + " are")
-        raise DatasetLayoutError(f"{which} not in the DAVIS-{year} '{split}' split of {davis_root}; choose from "
-                                 f"{sorted(listed)}.")
-    return list(names)
 
 
 # The DAVIS-2017 splits shipped with the first frame's annotation alone; the DAVIS evaluation server scores them.
@@ -208,7 +194,7 @@ def _check_contiguous(paths: List[str], what: str) -> None:
 def _list_2016(davis_root: str, list_path: str, lines: Sequence[str], split: str,
                names: Optional[Sequence[str]] = None) -> List[SequenceSpec]:
     """The DAVIS-2016 sequences of the list's lines (all of them or `names`); only those are checked."""
-    from maskrnn_tf.data.sequences import check_merged_davis_annotation
+    from maskrnn_tf.data.sequences import check_merged_davis_annotation, chosen_names
 
     frames: Dict[str, List[Tuple[str, str]]] = {}
     for number, line in enumerate(lines, 1):
@@ -221,7 +207,8 @@ def _list_2016(davis_root: str, list_path: str, lines: Sequence[str], split: str
         sequence = os.path.basename(os.path.dirname(rel))
         stem = os.path.splitext(os.path.basename(rel))[0]
         frames.setdefault(sequence, []).append((stem, os.path.join(davis_root, rel)))
-    frames = {n: frames[n] for n in _chosen(list(frames), names, davis_root, split, 2016)}
+    where = f"the DAVIS-2016 '{split}' split of {davis_root}"
+    frames = {n: frames[n] for n in chosen_names(list(frames), names, where, DatasetLayoutError)}
     for items in frames.values():
         check_merged_davis_annotation(davis_root, 2016, items[0][1], error=DatasetLayoutError)  # as for 2017
     flags = read_eval_t_flags(davis_root)

@@ -70,7 +70,7 @@ def test_sequences_segments_only_the_named_sequences(davis_root, tmp_path):
     unknown = _segment("--method=flow_propagation", f"--davis_root={davis_root}", "--sequences=alpha,delta",
                        f"--output={tmp_path / 'other'}")
     assert unknown.returncode == 2
-    assert "['delta'] not in DAVIS-2017 val" in unknown.stderr and "alpha" in unknown.stderr
+    assert "sequence 'delta' is not in DAVIS-2017 val" in unknown.stderr and "alpha" in unknown.stderr
     assert not (tmp_path / "other").exists()
 
 

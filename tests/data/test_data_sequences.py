@@ -308,3 +308,19 @@ def test_frames_of_different_sizes_are_named_with_their_sizes(tmp_path):
             f"sequence bear: frames of different sizes (16x12: {first} and 1 more; 30x20: {frame}); all frames of a "
             "video must have the same size.")):
         read_davis_sequence_list(root, 2017, "val")
+
+
+def test_chosen_names_keeps_the_order_given_and_refuses_unknown_repeated_or_no_names():
+    from maskrnn_tf.data.sequences import chosen_names
+
+    available = ["alpha", "beta", "gamma"]
+    assert chosen_names(available, None, "DAVIS-2017 val") == available
+    assert chosen_names(available, ("gamma", "alpha"), "DAVIS-2017 val") == ["gamma", "alpha"]
+    with pytest.raises(ValueError, match=r"^sequence 'delta' is not in DAVIS-2017 val; choose from \['alpha', "):
+        chosen_names(available, ["alpha", "delta"], "DAVIS-2017 val")
+    with pytest.raises(KeyError, match=r"sequences 'delta', 'eps' are not in"):
+        chosen_names(available, ["delta", "eps"], "here", KeyError)
+    with pytest.raises(ValueError, match=r"\['beta'\] named more than once"):
+        chosen_names(available, ["beta", "alpha", "beta"], "here")
+    with pytest.raises(ValueError, match="--sequences is empty"):
+        chosen_names(available, [], "here")

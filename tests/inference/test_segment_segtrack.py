@@ -85,7 +85,7 @@ def test_bad_flags_and_sequences_are_refused(tmp_path):
     make_segtrack(root, "solo", np.zeros((2, 40, 40, 3), np.uint8), np.full((1, 2, 40, 40), 255, np.uint8))
     proc = run("segment", "--method=flow_propagation", f"--segtrack_root={root}", "--sequences=nope",
                f"--output={tmp_path / 'o1'}")
-    assert proc.returncode == 2 and "['nope'] not in SegTrack v2" in proc.stderr and "solo" in proc.stderr
+    assert proc.returncode == 2 and "sequence 'nope' is not in SegTrack v2" in proc.stderr and "solo" in proc.stderr
     proc = run("segment", "--method=flow_propagation", f"--segtrack_root={root}", f"--davis_root={root}",
                f"--output={tmp_path / 'o2'}")
     assert proc.returncode != 0 and "exactly one of --video" in proc.stderr
