@@ -168,21 +168,39 @@ def main(argv: List[str]) -> int:
     if problems:
         return 2
     os.makedirs(root, exist_ok=True)
+
+    def train_sets(variant) -> List[str]:
+        """The train command's --set flags of `variant`'s row."""
+        sets = [f"--set={k}={json.dumps(v)}" for k, v in variant_overrides(training_variant(variant)).items()]
+        return sets + [f"--set={item}" for item in FLAGS.train_set]
+
+    def is_full(variant) -> bool:
+        return all((variant.flow_stream, variant.warp_mask, variant.loc_train, variant.loc_apply, variant.rnn))
+
     # The full-model row's run lies outside --run_root when --full_run named it: recorded, so that a later call
     # without the flag (--variants=a,b adds rows) still finds that row instead of dropping it from the table.
     full_record = os.path.join(root, FULL_RUN_RECORD)
     try:
         recorded = read_json(full_record)
+        foreign = recorded is not None and not (isinstance(recorded, dict)
+                                                and isinstance(recorded.get("full_run"), str))
     except (OSError, ValueError):
-        recorded = "unreadable"
-    if recorded is not None and not (isinstance(recorded, dict) and isinstance(recorded.get("full_run"), str)):
+        foreign = True
+    if foreign:
         print(f"error: {full_record} is not this driver's record of --full_run (a JSON object naming the run): "
               "move it out of --run_root.", file=sys.stderr)
         return 2
+    checked = set()
     if full_run:
+        full_hint = "pass --full_run=<a run of the flag file>."
+        # Checked before it is recorded: a refused run would otherwise be every later call's full-model row.
+        _check_trained(full_run, train_sets(next(v for v in ABLATION_VARIANTS if is_full(v))), full_hint)
+        checked.add(full_run)
         write_text(full_record, json.dumps({"full_run": full_run}, indent=1) + "\n")
     else:
         full_run = recorded["full_run"] if recorded else None
+        full_hint = (f"pass --full_run=<a run of the flag file>, or delete {full_record} (an earlier call's "
+                     "--full_run) to train the row under --run_root.")
         if full_run and not os.path.isfile(os.path.join(full_run, "model.keras")):
             print(f"error: {full_record} names {full_run} as the full-model row's run (an earlier call's --full_run), "
                   "and it holds no model.keras now: give --full_run again, or delete that file to train the row "
@@ -191,19 +209,15 @@ def main(argv: List[str]) -> int:
         if full_run:
             print(f"note: the full-model row deploys {full_run}, the --full_run of an earlier call ({full_record}; "
                   "delete that file to train the row under --run_root instead).", flush=True)
-    checked = set()
     rows = []
     # Every row is in the table; rows not in --variants show what earlier calls measured with these settings.
     for variant in ABLATION_VARIANTS:
         work = variant.name in selected
-        trainer = training_variant(variant)
-        full = full_run is not None and all(
-            (variant.flow_stream, variant.warp_mask, variant.loc_train, variant.loc_apply, variant.rnn))
-        run_dir = full_run if full else os.path.join(root, trainer.name)
+        full = full_run is not None and is_full(variant)
+        run_dir = full_run if full else os.path.join(root, training_variant(variant).name)
         model = os.path.join(run_dir, "model.keras")
         timing = os.path.join(run_dir, "train_seconds.txt")
-        sets = [f"--set={k}={json.dumps(v)}" for k, v in variant_overrides(trainer).items()]
-        sets += [f"--set={item}" for item in FLAGS.train_set]
+        sets = train_sets(variant)
         # -- train (skipped when the run already finished or is shared) ------------------------------------
         if work and not os.path.isfile(model):
             os.makedirs(run_dir, exist_ok=True)
@@ -217,7 +231,7 @@ def main(argv: List[str]) -> int:
                     os.replace(timing + ".partial", timing)
         elif work and run_dir not in checked:
             # A finished run is deployed only if it is this row's training (the flag file may have changed).
-            _check_trained(run_dir, sets, "pass --full_run=<a run of the flag file>" if full else
+            _check_trained(run_dir, sets, full_hint if full else
                            "delete that folder to train it again, or use another --run_root.")
         if work:
             checked.add(run_dir)

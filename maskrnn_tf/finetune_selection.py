@@ -575,20 +575,23 @@ def main(argv: List[str]) -> int:
         def earlier() -> list:
             return [run for label, run in made.items() if label not in chosen_labels]
 
+        def warn_reported_again(mode: str, label: str, before: List[str]) -> None:
+            print(f"warning: {FLAGS.report_split} reported again for mode {mode}: {label}, chosen now that "
+                  f"candidates were added or made again, after {', '.join(before)}. A choice made after seeing "
+                  f"{FLAGS.report_split}'s numbers is no longer held out from it; report both (selection.md and "
+                  "selection.json list every report).", file=sys.stderr, flush=True)
+
         for mode, picked in chosen.items():
             folder = os.path.join(root, "report", picked.label)
-            # A label reported before whose folder is gone: the candidate is made again (other flags, say).
-            again = picked.label in made and not os.path.isdir(folder)
-            before = [label if label != picked.label else f"{label}'s earlier report" for label, run in made.items()
-                      if run.mode == mode and (label != picked.label or again)]
-            if before and (picked.label not in made or again):
-                print(f"warning: {FLAGS.report_split} reported again for mode {mode}: {picked.label}, chosen now "
-                      f"that candidates were added or made again, after {', '.join(before)}. A choice made after "
-                      f"seeing {FLAGS.report_split}'s numbers is no longer held out from it; report both "
-                      "(selection.md and selection.json list every report).", file=sys.stderr, flush=True)
+            before = [label for label, run in made.items() if run.mode == mode and label != picked.label]
+            earlier_report = made.get(picked.label)
+            if before and earlier_report is None:  # told before the run; a label made again only after it
+                warn_reported_again(mode, picked.label, before)
             candidate = by_label[picked.label]
             report[mode] = _segment_and_score(picked.label, candidate.flags_without_model(), FLAGS.report_split,
                                               FLAGS.report_sequences, _model(candidate, model), folder)
+            if earlier_report is not None and _scores(earlier_report) != _scores(report[mode]):
+                warn_reported_again(mode, picked.label, before + [f"{picked.label}'s earlier report"])
             made = _with_report(made, picked.label, report[mode])
             # After every reported run: an interrupted call leaves the tables measured so far, and the record
             # of this call beside them (not an earlier call's, with other choices).

@@ -82,13 +82,14 @@ def results_record(segment_args: Sequence[str], model_path: str) -> Dict[str, ob
     count, bytes and newest mtime), with a --flagfile the arguments it expands to (an edited flag file is another
     run) and the code (`code_fingerprint`: a change of segment's code makes other masks from the same
     arguments)."""
-    from maskrnn_tf.flag_validation import FINETUNE_CHECK_FRAMES
+    from maskrnn_tf.flag_validation import AUTO_FINETUNE_LAYERS, FINETUNE_CHECK_FRAMES
 
     path = model_file(model_path)
     stat = os.stat(path)
     args = [a for a in segment_args if not a.startswith(("--output=", "--progress", "--noprogress"))]
     expanded = expanded_flagfiles(args)
-    record = {"segment_args": args, "segment_defaults": {"finetune_check_frames": FINETUNE_CHECK_FRAMES},
+    defaults = {"finetune_check_frames": FINETUNE_CHECK_FRAMES, "finetune_layers": dict(AUTO_FINETUNE_LAYERS)}
+    record = {"segment_args": args, "segment_defaults": defaults,
               "model": os.path.abspath(model_path), "model_bytes": stat.st_size, "model_mtime": round(stat.st_mtime, 3),
               "code": code_fingerprint()}
     if path.endswith(".index") and os.path.isdir(model_path):  # the checkpoint of a run folder segment loads

@@ -66,7 +66,13 @@ def test_results_record_tells_what_changed(tmp_path):
     # A folder recorded before segment checked its finetuning by default (--finetune_check_frames) is another run.
     before = {k: v for k, v in record.items() if k != "segment_defaults"}
     assert record_mismatch(before, record) == [
-        "segment_defaults: stored None, now {'finetune_check_frames': 10}"]
+        "segment_defaults: stored None, now {'finetune_check_frames': 10, 'finetune_layers': "
+        "{'recurrent': 'heads', 'static': 'all'}}"]
+    # One recorded before recurrent finetuning's default became the layers above the trunks, the same.
+    check_only = {**record, "segment_defaults": {"finetune_check_frames": 10}}
+    assert record_mismatch(check_only, record) == [
+        "segment_defaults: stored {'finetune_check_frames': 10}, now {'finetune_check_frames': 10, 'finetune_layers': "
+        "{'recurrent': 'heads', 'static': 'all'}}"]
     model.write_bytes(b"y" * 11)  # retrained
     assert record_mismatch(record, results_record(args, str(model)))[0].startswith("model_bytes: stored 10, now 11")
     # The same flags in another order: absl takes the last of a repeated flag, so it can be another run.
@@ -479,6 +485,40 @@ def test_a_full_run_given_once_stays_the_full_model_row_of_later_calls(monkeypat
         driver.FLAGS.full_run = str(tmp_path / "root" / "astream")
         assert driver.main([]) == 2 and "not this driver's record" in capsys.readouterr().err
         assert (tmp_path / "root" / "full_run.json").read_text() == own and len(ran) == count
+
+
+def test_a_refused_full_run_is_not_recorded(monkeypatch, tmp_path, capsys):
+    """--full_run naming a run of other settings was recorded before it was refused: later calls without the flag
+    took it as the full-model row's run and were refused with a hint to pass a flag they had not passed. The
+    refused run is not recorded; the run recorded before stays, and a recorded run that no longer matches is
+    refused naming the record."""
+    from absl import app
+
+    from maskrnn_tf.ablation import _check_trained
+
+    driver, ran = _stand_in_driver(monkeypatch, tmp_path, finetune_steps=0)
+    monkeypatch.setattr(driver, "_check_trained", _check_trained)  # the check itself, on a stand-in mismatch
+    recipe, other = tmp_path / "recipe", tmp_path / "other"
+    for run in (recipe, other):
+        run.mkdir()
+        (run / "model.keras").write_bytes(b"model")
+    mismatched = {str(other)}
+    monkeypatch.setattr(driver, "_trained_mismatch", lambda run_dir, sets: (
+        ["model.width: stored 0.25, now 0.5"] if run_dir in mismatched else []))
+    record = tmp_path / "root" / "full_run.json"
+    driver.FLAGS.full_run, driver.FLAGS.variants = str(recipe), ["rnn"]
+    assert driver.main([]) == 0 and json.loads(record.read_text()) == {"full_run": str(recipe)}
+    for variants in (["rnn"], ["astream"]):  # also when the call does not deploy the full-model row
+        driver.FLAGS.full_run, driver.FLAGS.variants = str(other), variants
+        with pytest.raises(app.UsageError, match=r"other was trained with another config.*model\.width"):
+            driver.main([])
+        assert json.loads(record.read_text()) == {"full_run": str(recipe)}
+    driver.FLAGS.full_run, driver.FLAGS.variants = None, ["rnn"]
+    assert driver.main([]) == 0
+    assert "| + RNN (full model) |" in (tmp_path / "root" / "ablation.md").read_text()
+    mismatched.add(str(recipe))  # the flag file changed since
+    with pytest.raises(app.UsageError, match=r"recipe was trained with another config.*delete .*full_run\.json"):
+        driver.main([])
 
 
 def test_finetuned_columns_run_the_papers_static_finetuning_without_the_cycle_check(monkeypatch, tmp_path):

@@ -565,6 +565,12 @@ def test_a_candidate_made_again_keeps_its_earlier_report_of_the_reported_split(m
             entry["run"]["segment_seconds"] = {"bear": 1.0}
     (out / "selection.json").write_text(json.dumps(record))
     assert driver.main([]) == 0 and len(ran) == count and (out / "selection.md").read_text() == table
+    # Its report folder alone deleted, made again with the same scores: one report, so no warning of two.
+    shutil.rmtree(out / "report" / "s1")
+    capsys.readouterr()
+    assert driver.main([]) == 0 and ran[count:] == ["maskrnn_tf.segment", "maskrnn_tf.evaluate"]
+    assert "reported again" not in capsys.readouterr().err
+    assert (out / "selection.md").read_text() == table
 
 
 def test_a_selection_split_overlapping_the_reported_one_is_refused(monkeypatch, tmp_path, capsys):
