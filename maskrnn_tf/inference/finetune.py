@@ -85,7 +85,8 @@ def _batch_losses(model: MaskRNN, batch, config: FinetuneConfig, training: bool)
 def build_optimizer(optimizer: keras.optimizers.Optimizer, variables: Sequence[tf.Variable]) -> Dict[int, np.ndarray]:
     """Builds `optimizer` for `variables`; returns its fresh state for `reset_optimizer`: the few variables that do
     not start at zero (under float16 the loss scale; zeroed, every gradient would be 0/0 and every update skipped)."""
-    optimizer.build(variables)
+    if not optimizer.built:  # TrainSteps builds the optimizer it is given (a LossScaleOptimizer builds only once)
+        optimizer.build(variables)
     return {id(v): v.numpy() for v in optimizer.variables if np.any(v.numpy() != 0)}
 
 
