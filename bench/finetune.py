@@ -64,9 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dream_flows", type=choice_list(("exact",) + FRAME_FLOWS), default="exact",
                         help="comma-separated segment --finetune_dream_flow values to time recurrent finetuning "
                         f"with ({', '.join(('exact',) + FRAME_FLOWS)})")
-    parser.add_argument("--layers", type=choice_list(FINETUNE_LAYERS), default="all",
+    parser.add_argument("--layers", type=choice_list(FINETUNE_LAYERS), default="heads",
                         help="comma-separated segment --finetune_layers values to time recurrent finetuning with "
-                        f"({', '.join(FINETUNE_LAYERS)}: the weights its updates train)")
+                        f"({', '.join(FINETUNE_LAYERS)}: the weights its updates train; heads is segment's default "
+                        "for recurrent finetuning)")
 
 
 def check_arguments(args: argparse.Namespace) -> Optional[str]:
@@ -160,7 +161,7 @@ def run(args: argparse.Namespace) -> List[Dict]:
         clips = recurrent.num_clips
         dreamt = f"{again.window[3]}x{again.window[2]}" if again.window else size
         mode = ("recurrent" + (f", crop {crop}" if crop else "") + (f", {flow} flow" if flow != "exact" else "")
-                + f", {layers} trained")  # all weights, or the layers above the trunks (segment's default)
+                + f", {layers} trained")  # heads: segment's default for recurrent finetuning
         rows.append({"mode": mode, "precision": precision,
                      "size": dreamt, "clip": args.clip_length, "first_call_s": first.step_seconds[0],
                      "update_s": update, "dream_s": dream, "inpaint_s": inpaint, "budget_s": args.budget,

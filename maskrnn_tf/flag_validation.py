@@ -45,6 +45,7 @@ def resolve_finetune_layers(layers: str, mode: str) -> str:
         raise ValueError(f"--finetune_layers=auto: no choice for finetuning mode {mode!r}.")
     return AUTO_FINETUNE_LAYERS[mode]
 
+
 # A model name as TF-Serving's REST URLs (/v1/models/<name>) and a shell (the printed docker and model-server
 # commands) take it as it is.
 MODEL_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]*"

@@ -20,6 +20,7 @@ import sys
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from maskrnn_tf.experiments.finetune_comparison import FinetuneRun, comparison_markdown, percent
+from maskrnn_tf.experiments.results_records import last_flag_value
 
 MODES = ("none", "static", "recurrent")
 DEFAULT_CANDIDATES = ("none=--finetune=none", "static=--finetune=static", "recurrent=--finetune=recurrent")
@@ -106,12 +107,6 @@ def _refuse_absl_flag(name: str, who: str) -> None:
                              "maskrnn_tf.segment --helpfull lists segment's flags).")
 
 
-def _last_value(args: Sequence[str], name: str) -> Optional[str]:
-    """The value segment takes for string flag --name from `args` (absl: the last --name=VALUE); None without."""
-    given = [a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")]
-    return given[-1] if given else None
-
-
 def _last_bool(args: Sequence[str], name: str) -> bool:
     """The value segment takes for bool flag --name from `args` (--name, --noname, --name=true|false; the last
     one given); False without one (the segment flags checked here default to False)."""
@@ -128,8 +123,8 @@ def paired_flag_problems(args: Sequence[str]) -> List[str]:
     """What segment's main (not its parser, so not the --only_check_args pre-check) refuses in `args`, one
     segment command's flags in order: a flag that needs another one set. Each says what to add or drop."""
     problems = []
-    flow = _last_value(args, "flow") or "dis"  # segment's default
-    if _last_value(args, "flo_dir") and flow != "flo":
+    flow = last_flag_value(args, "flow") or "dis"  # segment's default
+    if last_flag_value(args, "flo_dir") and flow != "flo":
         problems.append(f"--flo_dir is read only with --flow=flo (its segment commands would use --flow={flow}, the "
                         "last value across --segment_flag and its own flags): add --flow=flo or drop --flo_dir")
     formats = [a for a in args if a.startswith("--probs_format=")]
@@ -144,11 +139,11 @@ def split_names(davis_root: str, split: str, segment_flags: Sequence[str] = ()) 
     sequences: another one's broken files do not stop work on the chosen ones), of the tree of the last
     --davis_year in `segment_flags` (else of the tree's own year). Raises DatasetLayoutError, OSError or
     ValueError when the list cannot be read."""
-    from maskrnn_tf.data.sequences import davis_split_names, davis_year, find_davis_root
+    from maskrnn_tf.data.sequences import davis_split_names, davis_year
 
     root = os.path.expanduser(davis_root)
-    year = _last_value(segment_flags, "davis_year")
-    return davis_split_names(root, int(year) if year else davis_year(find_davis_root(root)), split)
+    year = last_flag_value(segment_flags, "davis_year")
+    return davis_split_names(root, int(year) if year else davis_year(root), split)
 
 
 def segment_error_text(stderr: str, status: int) -> str:

@@ -116,7 +116,8 @@ def _file_stat(path: str) -> Dict[str, int]:
 
 def foreign_files(path: str) -> List[str]:
     """The files under a results folder that are not segment's to replace: added since (not in its
-    segment_run.json's list, nor `_tool_files`) or changed since (size or mtime unlike the record's)."""
+    segment_run.json's list, nor `_tool_files`), changed since (size or mtime unlike the record's), or, in a folder
+    of a version that recorded no file times, newer than that record (see _files_not_segments)."""
     added, changed, newer = _files_not_segments(path)
     return sorted(added + changed + newer)
 

@@ -610,12 +610,9 @@ def _grey_mode(values: np.ndarray) -> str:
     nonzero = unique[unique > 0]
     # As `read_label_image` reads a first mask: several greys below 128 are ids, even with a gap (1 and 3: the
     # object count then names the missing id), with or without void, unless beside 255 they are a 0/255 mask's
-    # anti-aliased edges.
-    if nonzero.size > 1 and _grey_ids(values, nonzero):
-        return GREY_IDS
-    # One object as id 1 (DAVIS-2017 ground truth saved grey): ids, so that later frames' void (255) and objects
-    # entering later (2, ...) read as davis2017-evaluation reads them, not as object 1.
-    if nonzero.size == 1 and nonzero[0] == 1:
+    # anti-aliased edges. One object as id 1 alone (DAVIS-2017 ground truth saved grey) is ids too, so that later
+    # frames' void (255) and objects entering later (2, ...) read as davis2017-evaluation reads them.
+    if (nonzero.size > 1 or nonzero.tolist() == [1]) and _grey_ids(values, nonzero):
         return GREY_IDS
     return GREY_DARK if nonzero.size == 1 and nonzero[0] < 128 else GREY_THRESHOLD
 
