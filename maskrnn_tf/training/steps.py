@@ -70,7 +70,8 @@ class TrainSteps:
         self.global_step = global_step
         self._loss_scaling = is_loss_scaling(optimizer)
         if not optimizer.built:  # else the first traced step makes its variables, and TensorFlow traces it twice
-            optimizer.build(self.variables)
+            with strategy.scope():  # distributed as the model's are
+                optimizer.build(self.variables)
         self.static_step = tf.function(self._static_step, jit_compile=False)
         self.clip_step = tf.function(self._clip_step, jit_compile=False)
         # XLA goes on the per-replica computation (the cross-replica parts are not compilable).
