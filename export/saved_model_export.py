@@ -27,7 +27,7 @@ from maskrnn_tf.export.batching_check import batching_problems, check_batching_w
 from maskrnn_tf.export.serving_module import (BATCHED_STEP_SIGNATURE, PRECISIONS, STEP_SIGNATURE, build_export_archive,
                                               rebuild_with_precision, signature_tables)
 from maskrnn_tf.export.warmup import (WARMUP_FILENAME, WarmupConfig, WarmupReplayError, check_warmup_record_count,
-                                     replay_warmup_file, write_warmup_file)
+                                     first_line, replay_warmup_file, write_warmup_file)
 from maskrnn_tf.export.session_model import SessionModel
 from maskrnn_tf.export.versions import MAX_VERSION, served_children, version_of
 from maskrnn_tf.inference.model_loading import MODEL_FILE, ModelLoadError
@@ -187,6 +187,8 @@ def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, versi
 
 def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, version: int) -> None:
     """Everything that goes into one version folder (called on the temporary folder)."""
+    import tensorflow as tf
+
     # Keras' ExportArchive, not tf.saved_model.save of a tf.Module: see build_export_archive.
     build_export_archive(rebuild_with_precision(model, config.precision), config.batching).write_out(
         export_dir, verbose=False)
@@ -200,6 +202,9 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
                 replay_warmup_file(served)
             except WarmupReplayError as e:
                 raise ExportError(f"{e} Change --warmup_shapes.") from e
+            except tf.errors.OpError as e:  # the records' own errors are WarmupReplayErrors: the file's reading
+                raise ExportError(f"the warmup file just written does not read back ({first_line(e.message)}); "
+                                  "check the disk of --export_base and export again.") from e
     if config.batching:
         problems = batching_problems(export_dir, config.max_batch_size)
         if problems:
@@ -221,6 +226,9 @@ def _load_as_the_server_does(export_dir: str) -> SessionModel:
 
     try:
         return SessionModel(export_dir)
+    except tf.errors.ResourceExhaustedError as e:  # this machine's memory, not the server's
+        raise ExportError(f"loading the version as the model server does ran out of memory on this machine "
+                          f"({first_line(e.message)}); export on a machine with the memory to hold it.") from e
     except (tf.errors.OpError, OSError, RuntimeError, ValueError) as e:
         raise ExportError(f"{_LOAD_FAILED}{e}") from e
 

@@ -173,9 +173,10 @@ def replay_warmup_file(model: SessionModel) -> int:
             # Out of memory here says nothing of the server's machine, whose memory may differ.
             raise WarmupReplayError(
                 f"Warmup request {index} ({request.model_spec.signature_name or 'serving_default'}, input shapes "
-                f"{shapes}) ran out of memory on this machine when replayed at export; the model server replays "
-                "it when it loads the version and refuses the version if it runs out too. Use smaller shapes "
-                "(the frame sizes the server will see), or export on a machine with the server's memory."
+                f"{shapes}) ran out of memory on this machine when replayed at export ({first_line(e.message)}); "
+                "the model server replays it when it loads the version and refuses the version if it runs out "
+                "too. Use smaller shapes (the frame sizes the server will see), or export on a machine with the "
+                "server's memory."
             ) from e
         except (tf.errors.OpError, KeyError) as e:
             message = e.message if isinstance(e, tf.errors.OpError) else str(e)
@@ -194,6 +195,13 @@ def replay_warmup_file(model: SessionModel) -> int:
                 f"Warmup request {index} ({request.model_spec.signature_name}) has {len(refused)} row(s) the "
                 f"export answers with an input error, so it would not warm them: {refused[0]}")
     return len(records)
+
+
+def first_line(message: str) -> str:
+    """The first line of a TensorFlow error message that says something (not "Graph execution error:")."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    lines = [line for line in lines if line != "Graph execution error:" and not line.startswith("[[")]
+    return lines[0] if lines else message.strip()
 
 
 def shapes_from_strings(values: Sequence[str]) -> Tuple[Tuple[int, int, int], ...]:

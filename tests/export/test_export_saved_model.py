@@ -217,18 +217,69 @@ def test_a_warmup_record_answered_with_an_input_error_fails_the_export(tmp_path,
 
 def test_running_out_of_memory_replaying_warmup_is_named_as_such(tmp_path, tiny_model, monkeypatch):
     """Out of memory while replaying a record at export was reported as the model server refusing the version:
-    the server's machine may have the memory; the error says what happened here and what to change."""
-    from maskrnn_tf.export.session_model import SessionModel
+    the server's machine may have the memory; the error says what happened here (TensorFlow's words too) and what
+    to change. The replay runs on the one load of the version that checks it loads."""
+    loaded = []
 
-    def out_of_memory(self, signature, inputs, outputs=None):
-        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[1,64,24,32]")
+    class OutOfMemory(SessionModel):
+        def __init__(self, export_dir, *args, **kwargs):
+            loaded.append(export_dir)
+            super().__init__(export_dir, *args, **kwargs)
 
-    monkeypatch.setattr(SessionModel, "run", out_of_memory)
+        def run(self, signature, inputs, outputs=None):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[1,64,24,32]")
+
+    monkeypatch.setattr(saved_model_export, "SessionModel", OutOfMemory)
     with pytest.raises(ExportError) as info:
         export_saved_model(tiny_model, str(tmp_path), 4, ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),))))
     message = str(info.value)
     assert "Warmup request 0 (serving_default" in message and "ran out of memory on this machine" in message
+    assert "OOM when allocating tensor with shape[1,64,24,32]" in message
     assert "Change --warmup_shapes" in message and "refuse this version:" not in message
+    assert len(loaded) == 1 and os.listdir(tmp_path) == []
+
+
+class _NoArchive:
+    """build_export_archive's stand-in for the tests of what follows the SavedModel's writing (no tracing)."""
+
+    def write_out(self, export_dir, verbose=False):
+        os.makedirs(export_dir, exist_ok=True)
+
+
+class _Loaded:
+    """A SessionModel stand-in that loads nothing: `export_dir` only."""
+
+    def __init__(self, export_dir):
+        self.export_dir = export_dir
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+@pytest.mark.parametrize("failure", ["load out of memory", "warmup file unreadable"])
+def test_export_failures_after_the_write_are_named_for_what_failed(tmp_path, tiny_model, monkeypatch, failure):
+    """Out of memory while loading the version here is this machine's (not the server refusing it); a warmup file
+    that does not read back is the disk's (an OpError of its reading escaped every handler)."""
+    monkeypatch.setattr(saved_model_export, "build_export_archive", lambda model, batching: _NoArchive())
+    if failure == "load out of memory":
+        def loader(export_dir):
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[512,512,3,3]")
+
+        expected = r"ran out of memory on this machine \(OOM when allocating tensor with shape\[512,512,3,3\]\)"
+    else:
+        def unreadable(path):
+            raise tf.errors.DataLossError(None, None, f"corrupted record at 12 in {path}")
+
+        loader = _Loaded
+        monkeypatch.setattr(warmup, "read_warmup_file", unreadable)
+        expected = r"the warmup file just written does not read back \(corrupted record at 12"
+    monkeypatch.setattr(saved_model_export, "SessionModel", loader)
+    with pytest.raises(ExportError, match=expected) as info:
+        export_saved_model(tiny_model, str(tmp_path), 4, ExportConfig(warmup=WarmupConfig(shapes=((24, 32, 1),))))
+    assert "refuse this version" not in str(info.value) and "--warmup_shapes" not in str(info.value)
     assert os.listdir(tmp_path) == []
 
 
