@@ -31,7 +31,7 @@ import numpy as np
 from bench._arg_types import (FRAME_FLOWS, PRECISIONS, choice_list, davis_sequence_problem, existing_dir,
                               int_at_least, int_list, positive_float, positive_int, zero_or_frame_side)
 from maskrnn_tf.data.dreaming import DreamConfig, inpaint_background
-from maskrnn_tf.flag_validation import FINETUNE_LAYERS
+from maskrnn_tf.flag_validation import AUTO_FINETUNE_LAYERS, FINETUNE_LAYERS
 from maskrnn_tf.inference.finetune import FinetuneConfig, finetune
 from maskrnn_tf.inference.recurrent_finetune import DreamtClips, RecurrentFinetuneConfig, RecurrentFinetuner
 from maskrnn_tf.inference.video_reader import working_size
@@ -64,10 +64,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dream_flows", type=choice_list(("exact",) + FRAME_FLOWS), default="exact",
                         help="comma-separated segment --finetune_dream_flow values to time recurrent finetuning "
                         f"with ({', '.join(('exact',) + FRAME_FLOWS)})")
-    parser.add_argument("--layers", type=choice_list(FINETUNE_LAYERS), default="heads",
+    parser.add_argument("--layers", type=choice_list(FINETUNE_LAYERS), default=AUTO_FINETUNE_LAYERS["recurrent"],
                         help="comma-separated segment --finetune_layers values to time recurrent finetuning with "
-                        f"({', '.join(FINETUNE_LAYERS)}: the weights its updates train; heads is segment's default "
-                        "for recurrent finetuning)")
+                        f"({', '.join(FINETUNE_LAYERS)}: the weights its updates train; default: segment's for "
+                        "recurrent finetuning)")
 
 
 def check_arguments(args: argparse.Namespace) -> Optional[str]:
@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> List[Dict]:
         clips = recurrent.num_clips
         dreamt = f"{again.window[3]}x{again.window[2]}" if again.window else size
         mode = ("recurrent" + (f", crop {crop}" if crop else "") + (f", {flow} flow" if flow != "exact" else "")
-                + f", {layers} trained")  # heads: segment's default for recurrent finetuning
+                + f", {layers} trained")
         rows.append({"mode": mode, "precision": precision,
                      "size": dreamt, "clip": args.clip_length, "first_call_s": first.step_seconds[0],
                      "update_s": update, "dream_s": dream, "inpaint_s": inpaint, "budget_s": args.budget,

@@ -101,7 +101,10 @@ def test_recurrent_fit_charges_dreaming_once_and_inpainting_on_later_videos_only
     assert recurrent_row["inpaint_s"] == INPAINT and static_row["inpaint_s"] == 0.0
     assert recurrent_row["first_call_s"] == TRACE + INPAINT + DREAM + UPDATE
     assert recurrent_row["budget_s"] == 30.0 and recurrent_row["note"] == ""
-    assert recurrent_row["mode"] == "recurrent, heads trained"  # segment's recurrent default unless --layers
+    # Unless --layers says otherwise, the layers segment's recurrent finetuning updates by default.
+    from maskrnn_tf.flag_validation import AUTO_FINETUNE_LAYERS
+
+    assert recurrent_row["mode"] == f"recurrent, {AUTO_FINETUNE_LAYERS['recurrent']} trained"
     # First video: 0.5 s + 5 updates x (4 + 1 s) = 25.5 s, a sixth would end at 30.5 s.
     assert recurrent_row["fit_first_video"] == 5
     # Later videos: 0.5 + 5 s (inpainting) + 4 x 5 s = 25.5 s, a fifth would end at 30.5 s.

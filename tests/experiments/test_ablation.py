@@ -65,14 +65,14 @@ def test_results_record_tells_what_changed(tmp_path):
     assert record_mismatch(record, other) == ["segment arguments: stored ['--max_size=432'], now ['--max_size=240']"]
     # A folder recorded before segment checked its finetuning by default (--finetune_check_frames) is another run.
     before = {k: v for k, v in record.items() if k != "segment_defaults"}
-    assert record_mismatch(before, record) == [
-        "segment_defaults: stored None, now {'finetune_check_frames': 10, 'finetune_layers': "
-        "{'recurrent': 'heads', 'static': 'all'}}"]
+    from maskrnn_tf.flag_validation import AUTO_FINETUNE_LAYERS, FINETUNE_CHECK_FRAMES
+
+    defaults = {"finetune_check_frames": FINETUNE_CHECK_FRAMES, "finetune_layers": AUTO_FINETUNE_LAYERS}
+    assert record_mismatch(before, record) == [f"segment_defaults: stored None, now {defaults!r}"]
     # One recorded before recurrent finetuning's default became the layers above the trunks, the same.
-    check_only = {**record, "segment_defaults": {"finetune_check_frames": 10}}
+    check_only = {**record, "segment_defaults": {"finetune_check_frames": FINETUNE_CHECK_FRAMES}}
     assert record_mismatch(check_only, record) == [
-        "segment_defaults: stored {'finetune_check_frames': 10}, now {'finetune_check_frames': 10, 'finetune_layers': "
-        "{'recurrent': 'heads', 'static': 'all'}}"]
+        f"segment_defaults: stored {check_only['segment_defaults']!r}, now {defaults!r}"]
     model.write_bytes(b"y" * 11)  # retrained
     assert record_mismatch(record, results_record(args, str(model)))[0].startswith("model_bytes: stored 10, now 11")
     # The same flags in another order: absl takes the last of a repeated flag, so it can be another run.
