@@ -71,6 +71,10 @@ def main(argv: List[str]) -> int:
     if bool(FLAGS.davis_root) == bool(FLAGS.segtrack_root) or not FLAGS.results:
         print("error: --results and exactly one of --davis_root or --segtrack_root are required.", file=sys.stderr)
         return 2
+    if FLAGS["sequences"].present and not FLAGS.sequences:  # an empty shell variable, say: as segment refuses it
+        print("error: --sequences is empty: name the sequences to score, or leave it out for the whole split.",
+              file=sys.stderr)
+        return 2
     if FLAGS.segtrack_root:
         davis_only = [f"--{name}" for name in ("split", "year", "t") if FLAGS[name].present]
         if davis_only:
@@ -80,7 +84,7 @@ def main(argv: List[str]) -> int:
     config = EvaluationConfig(
         split=FLAGS.split,
         year=int(FLAGS.year) if FLAGS.year else None,
-        sequences=tuple(FLAGS.sequences) if FLAGS.sequences else None,
+        sequences=tuple(FLAGS.sequences) if FLAGS["sequences"].present else None,
         processes=FLAGS.processes if FLAGS.processes > 0 else (os.cpu_count() or 1),
         skip_first_last=not FLAGS.all_frames,
         exclude_void=FLAGS.exclude_void,

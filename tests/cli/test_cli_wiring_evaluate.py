@@ -154,3 +154,11 @@ def test_year_picks_the_layout_when_a_root_holds_both(tmp_path):
     header, rows = _rows(str(tmp_path / "scores16" / "per-sequence_results-val.csv"))
     assert header == ["Sequence", "J-Mean", "F-Mean", "T"] and list(rows) == ["alpha_1"]
     assert "db_info.yml not found" in forced.stdout
+
+
+def test_an_empty_sequences_list_is_refused_as_segment_refuses_it(void_as_object):
+    """`--sequences=` (an empty shell variable, say) scored the whole split in silence, where segment refuses it."""
+    root, results = void_as_object
+    done = _evaluate(root, results, "--sequences=")
+    assert done.returncode == 2 and "--sequences is empty" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not os.path.exists(os.path.join(results, "global_results-val.csv"))
