@@ -48,15 +48,8 @@ def list_segtrack_sequences(root: str, sequences: Optional[Sequence[str]] = None
     if sequences is None:
         return specs
     by_name = {s.name: s for s in specs}
-    unknown = [n for n in sequences if n not in by_name]
-    if unknown:
-        raise DatasetLayoutError(f"sequence(s) {unknown} are not in {root}/ImageSets/all.txt; choose from "
-                                 f"{sorted(by_name)}.")
-    repeated = layouts.repeated_names(list(sequences))
-    if repeated:
-        raise DatasetLayoutError(f"sequence(s) {repeated} named more than once in --sequences; name each once "
-                                 "(a repeat would count twice in the means).")
-    return [by_name[n] for n in sequences]
+    chosen = layouts.chosen_names(list(by_name), sequences, f"{root}/ImageSets/all.txt", DatasetLayoutError)
+    return [by_name[n] for n in chosen]
 
 
 def segtrack_frame_indices(n_frames: int, all_frames: bool = False) -> List[int]:

@@ -122,8 +122,10 @@ def test_bad_input_is_named(tmp_path):
     results = tmp_path / "results"
     with pytest.raises(MissingResultsError, match="results folder not found"):
         evaluate_segtrack(root, str(results))
-    with pytest.raises(DatasetLayoutError, match=r"\['nope'\].*'duo'"):
+    with pytest.raises(DatasetLayoutError, match=r"sequence 'nope' is not in .*all\.txt; choose from \['duo'\]"):
         evaluate_segtrack(root, str(results), sequences=["nope"])
+    with pytest.raises(DatasetLayoutError, match=r"\['duo'\] named more than once"):  # it would count twice
+        evaluate_segtrack(root, str(results), sequences=["duo", "duo"])
     os.makedirs(results / "duo")
     write_palette_png(str(results / "duo" / f"{stems[1]}.png"), np.zeros((40, 60), np.uint8))
     with pytest.raises(MissingResultsError, match=stems[2]):
