@@ -180,10 +180,7 @@ def replay_warmup_file(model: SessionModel) -> int:
             ) from e
         except (tf.errors.OpError, KeyError) as e:
             message = e.message if isinstance(e, tf.errors.OpError) else str(e)
-            # TF's messages start with "Graph execution error:" and end with node names: keep the rest.
-            message = " ".join(line.strip() for line in message.splitlines()
-                               if line.strip() and not line.strip().startswith("[[")
-                               and line.strip() != "Graph execution error:")
+            message = " ".join(_message_lines(message))
             raise WarmupReplayError(
                 f"Warmup request {index} ({request.model_spec.signature_name or 'serving_default'}, input shapes "
                 f"{shapes}) fails through the model server's loader, so the server would refuse this version: "
@@ -197,10 +194,16 @@ def replay_warmup_file(model: SessionModel) -> int:
     return len(records)
 
 
-def first_line(message: str) -> str:
-    """The first line of a TensorFlow error message that says something (not "Graph execution error:")."""
+def _message_lines(message: str) -> List[str]:
+    """The lines of a TensorFlow error message that say something: not its "Graph execution error:" opening nor
+    the node names ("[[...]]") that end it."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    lines = [line for line in lines if line != "Graph execution error:" and not line.startswith("[[")]
+    return [line for line in lines if line != "Graph execution error:" and not line.startswith("[[")]
+
+
+def first_line(message: str) -> str:
+    """The first line of a TensorFlow error message that says something (`_message_lines`)."""
+    lines = _message_lines(message)
     return lines[0] if lines else message.strip()
 
 

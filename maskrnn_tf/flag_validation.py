@@ -39,11 +39,7 @@ AUTO_FINETUNE_LAYERS = {"recurrent": "heads", "static": "all"}
 def resolve_finetune_layers(layers: str, mode: str) -> str:
     """The FINETUNE_LAYERS value `layers` ('auto' or one of them) means for finetuning `mode` (static or
     recurrent)."""
-    if layers != "auto":
-        return layers
-    if mode not in AUTO_FINETUNE_LAYERS:
-        raise ValueError(f"--finetune_layers=auto: no choice for finetuning mode {mode!r}.")
-    return AUTO_FINETUNE_LAYERS[mode]
+    return AUTO_FINETUNE_LAYERS[mode] if layers == "auto" else layers
 
 
 # A model name as TF-Serving's REST URLs (/v1/models/<name>) and a shell (the printed docker and model-server

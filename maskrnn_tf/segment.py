@@ -479,24 +479,23 @@ def _finetuning_prepare(inference, model, model_path, step_fn, flow_fn, max_size
         config = inference.FinetuneConfig(steps=choice.steps, learning_rate=FLAGS.finetune_lr,
                                           layers=layers, **choice.losses())
         return inference.finetuning_prepare(model, step_fn, flow_fn, max_size, config)
-    if choice.mode == "recurrent":
-        from maskrnn_tf.data.dreaming import DreamConfig
+    # The remaining mode: recurrent (choose_finetuning gives none, static or recurrent).
+    from maskrnn_tf.data.dreaming import DreamConfig
 
-        by_video = FLAGS.finetune_dream_speed == "video"
-        dream = DreamConfig(num_frames=FLAGS.finetune_clip_length)
-        dream = dream if by_video else dream.with_speed(float(FLAGS.finetune_dream_speed))
-        metadata.update(finetune_budget_s=FLAGS.finetune_budget, finetune_clip_length=FLAGS.finetune_clip_length,
-                        finetune_crop=FLAGS.finetune_crop, finetune_dream_speed=_dream_speed_record(),
-                        finetune_dream_flow=FLAGS.finetune_dream_flow, finetune_num_clips=FLAGS.finetune_num_clips,
-                        finetune_objects_per_update=FLAGS.finetune_objects_per_update)
-        config = inference.RecurrentFinetuneConfig(
-            steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
-            dream=dream, match_video_motion=by_video, crop=FLAGS.finetune_crop, dream_flow=FLAGS.finetune_dream_flow,
-            num_clips=FLAGS.finetune_num_clips, objects_per_update=FLAGS.finetune_objects_per_update,
-            layers=layers, **choice.losses())
-        return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config,
-                                                      flow_fn=flow_fn if by_video else None)
-    return None
+    by_video = FLAGS.finetune_dream_speed == "video"
+    dream = DreamConfig(num_frames=FLAGS.finetune_clip_length)
+    dream = dream if by_video else dream.with_speed(float(FLAGS.finetune_dream_speed))
+    metadata.update(finetune_budget_s=FLAGS.finetune_budget, finetune_clip_length=FLAGS.finetune_clip_length,
+                    finetune_crop=FLAGS.finetune_crop, finetune_dream_speed=_dream_speed_record(),
+                    finetune_dream_flow=FLAGS.finetune_dream_flow, finetune_num_clips=FLAGS.finetune_num_clips,
+                    finetune_objects_per_update=FLAGS.finetune_objects_per_update)
+    config = inference.RecurrentFinetuneConfig(
+        steps=choice.steps, time_budget_s=FLAGS.finetune_budget, learning_rate=FLAGS.finetune_lr,
+        dream=dream, match_video_motion=by_video, crop=FLAGS.finetune_crop, dream_flow=FLAGS.finetune_dream_flow,
+        num_clips=FLAGS.finetune_num_clips, objects_per_update=FLAGS.finetune_objects_per_update,
+        layers=layers, **choice.losses())
+    return inference.recurrent_finetuning_prepare(model, step_fn, max_size, config,
+                                                  flow_fn=flow_fn if by_video else None)
 
 
 # What only --method=maskrnn uses: the network, how it runs and its online finetuning.
