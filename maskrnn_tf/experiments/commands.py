@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +18,8 @@ def run_command(args: List[str], clock: Optional[str] = None, driver: str = "exp
       resumes from its checkpoints, so its time is that of every call that worked on it. It is wall time:
       other jobs on the machine inflate it.
     If the driver is stopped (Ctrl-C, or SIGTERM with `on_sigterm` installed), the command gets SIGTERM too
-    (training then saves a checkpoint) and the driver waits for it: no orphan keeps writing into its folder.
+    (training then saves a checkpoint) and the driver waits for it: no orphan keeps writing into its folder. A
+    command stopped by SIGINT (a Ctrl-C at the terminal reaches it too) stops the driver as its own Ctrl-C does.
     """
     print("\n$ " + " ".join(shlex.quote(a) for a in args), flush=True)
     before = float(open(clock, encoding="utf-8").read()) if clock and os.path.isfile(clock) else 0.0
@@ -38,6 +40,10 @@ def run_command(args: List[str], clock: Optional[str] = None, driver: str = "exp
         total = before + time.time() - started  # one reading: what the clock file says is what is returned
         if clock:
             write_text(clock, f"{total:.1f}\n")
+    if code in (128 + signal.SIGINT, -signal.SIGINT):
+        # The terminal's Ctrl-C reached the command's process group, and the command stopped first: the driver's
+        # own KeyboardInterrupt may come only after this wait returned (or not at all), so it is raised here.
+        raise KeyboardInterrupt
     if code != 0:
         raise SystemExit(f"{driver}: the command above failed with exit code {code}.")
     return total
