@@ -24,7 +24,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from maskrnn_tf.export.ops_audit import audit_saved_model, check_ops
 from maskrnn_tf.export.batching_check import batching_problems, check_batching_warmup_shapes
-from maskrnn_tf.export.serving_module import (BATCHED_STEP_SIGNATURE, PRECISIONS, STEP_SIGNATURE, build_export_archive,
+from maskrnn_tf.export.serving_module import (BATCHED_STEP_SIGNATURE, PRECISIONS, STEP_SIGNATURE, Servable,
                                               rebuild_with_precision, signature_tables)
 from maskrnn_tf.export.warmup import (WARMUP_FILENAME, WarmupConfig, WarmupReplayError, check_warmup_record_count,
                                      first_line, replay_warmup_file, write_warmup_file)
@@ -37,8 +37,8 @@ from maskrnn_tf.io.tmp_dirs import (clean_stale_tmp_dirs, make_owned_tmp_dir, pa
 from maskrnn_tf.model import MaskRNN
 
 METADATA_FILENAME = "maskrnn_export.json"
-# What an export wrote before its metadata record listed its files: the SavedModel (Keras' ExportArchive puts
-# nothing in assets/), the warmup file and the record. `--overwrite` may delete these in such a version, no more.
+# What an export wrote before its metadata record listed its files: the SavedModel (nothing in assets/), the
+# warmup file and the record. `--overwrite` may delete these in such a version, no more.
 _LEGACY_FILES = ("saved_model.pb", "fingerprint.pb", "variables/variables.index",
                  "variables/variables.data-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9]",
                  f"assets.extra/{METADATA_FILENAME}", f"assets.extra/{WARMUP_FILENAME}")
@@ -168,7 +168,7 @@ def _write_metadata(export_dir: str, model: MaskRNN, config: ExportConfig, versi
     files.pop(f"assets.extra/{METADATA_FILENAME}", None)
     tables = dict(signature_tables(config.batching, bool(model.config.color_prior_input)))
     if STEP_SIGNATURE not in tables:
-        # Keras' ExportArchive also serves its first endpoint (step_batched) as serving_default.
+        # A batching export also serves step_batched as serving_default (see Servable).
         tables[STEP_SIGNATURE] = tables[BATCHED_STEP_SIGNATURE]
     metadata = {
         "format": "maskrnn_tf serving export 1",
@@ -189,9 +189,7 @@ def _write_saved_model(export_dir: str, model: MaskRNN, config: ExportConfig, ve
     """Everything that goes into one version folder (called on the temporary folder)."""
     import tensorflow as tf
 
-    # Keras' ExportArchive, not tf.saved_model.save of a tf.Module: see build_export_archive.
-    build_export_archive(rebuild_with_precision(model, config.precision), config.batching).write_out(
-        export_dir, verbose=False)
+    Servable(rebuild_with_precision(model, config.precision), config.batching).write_out(export_dir)
     if config.warmup is not None:
         write_warmup_file(export_dir, config.model_name, config.warmup, config.batching,
                           color_prior=bool(model.config.color_prior_input))

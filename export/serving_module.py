@@ -1,4 +1,4 @@
-"""The servable: a Keras ExportArchive whose signatures are one stateless MaskRNN step and the first-frame setup.
+"""The servable: a SavedModel whose signatures are one stateless MaskRNN step and the first-frame setup.
 
 TF-Serving keeps no per-video state, so `serving_default` is one recurrent step for
 the N objects of one video and the client carries `probs` / `boxes` from frame to frame. `first_frame` turns
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Mapping, Sequence, Tuple
 
-import keras
 import tensorflow as tf
 
 from maskrnn_tf.model import MaskRNN
@@ -236,8 +235,8 @@ def _check_step_inputs(inputs: Dict[str, tf.Tensor], batched: bool) -> list:
 class MaskRNNServingFunctions:
     """The three endpoint functions over one MaskRNN: `serving_default` (one step), `first_frame`, `step_batched`.
 
-    Plain Python functions of a dict of tensors; `build_export_archive` traces them with their input
-    signatures and tracks the model's variables.
+    Plain Python functions of a dict of tensors; `Servable` traces them with their input signatures and saves
+    the variables they read.
     """
 
     def __init__(self, model: MaskRNN):
@@ -363,20 +362,35 @@ def signature_tables(batching: bool = False, color_prior: bool = False) -> Dict[
     return tables
 
 
-def build_export_archive(model: MaskRNN, batching: bool = False) -> keras.export.ExportArchive:
-    """A Keras ExportArchive with the signatures of `model` (all three, or with `batching` only `step_batched`,
-    see `MaskRNNServingFunctions.endpoints`); `write_out(dir)` writes the SavedModel.
+class Servable:
+    """The SavedModel of one MaskRNN: its serving functions traced once each with their input signatures (see
+    `MaskRNNServingFunctions.endpoints`) and the `tf.Variable`s they read; `write_out(dir)` writes it.
 
-    The archive saves the `tf.Variable`s that the traced endpoints read, so the saver's restore op (what
-    tensorflow_model_server and `saved_model_cli run` use) restores every weight; a plain `tf.Module`
-    holding a Keras 3 model does not (see BUILD_NOTES.md, Serving). The model is not `track`ed as well: that
-    saves a second copy of every weight beside the endpoints' own, which the server restores and holds too
-    (twice the GPU memory per loaded version).
+    The variables are those the traces capture, each once, so the saver's restore op (what tensorflow_model_server
+    and `saved_model_cli run` use) restores every weight; a plain `tf.Module` holding a Keras 3 model does not
+    (see BUILD_NOTES.md, Serving), and the model itself is not tracked: that saves a second copy of every weight,
+    which the server restores and holds too. The signatures are saved as the concrete functions traced here:
+    `tf.function`s would be traced again inside the save, where TensorFlow keys traces apart (twice the time).
+    Signature keys are the endpoint names, input names the specs' names, outputs the returned dicts' keys; a
+    batching export also serves `step_batched` as `serving_default`, which the model server needs.
     """
-    if not model.built:
-        model.build()  # MaskRNN builds its sub-models in __init__; the archive refuses an unbuilt layer
-    functions = MaskRNNServingFunctions(model)
-    archive = keras.export.ExportArchive()
-    for key, (fn, specs) in functions.endpoints(batching).items():
-        archive.add_endpoint(key, fn, input_signature=[specs])
-    return archive
+
+    def __init__(self, model: MaskRNN, batching: bool = False):
+        if not model.built:
+            model.build()  # MaskRNN builds its sub-models in __init__; tracing needs every weight made
+        functions = MaskRNNServingFunctions(model)
+        # autograph off: the serving functions have no tensor-dependent Python control flow.
+        self.signatures = {key: tf.function(fn, input_signature=[specs], autograph=False).get_concrete_function()
+                           for key, (fn, specs) in functions.endpoints(batching).items()}
+        self.signatures.setdefault(STEP_SIGNATURE, self.signatures[BATCHED_STEP_SIGNATURE])
+        read = {}
+        for function in self.signatures.values():
+            read.update((id(v), v) for v in function.variables)
+        self._root = tf.Module()
+        self._root.served_variables = list(read.values())
+        for key, function in self.signatures.items():  # tf.saved_model.load users call them by name
+            setattr(self._root, key, function)
+
+    def write_out(self, export_dir: str) -> None:
+        """Writes the SavedModel (saved_model.pb, variables/) into `export_dir`."""
+        tf.saved_model.save(self._root, export_dir, signatures=self.signatures)

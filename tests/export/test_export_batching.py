@@ -50,7 +50,7 @@ def test_the_per_video_export_breaks_the_batching_rules(export_base):
 def test_the_batching_export_serves_step_batched_only_and_keeps_the_rules(batching_base, tiny_model):
     export_dir = os.path.join(batching_base, "1")
     defs = serve_signature_defs(export_dir)
-    # Keras' ExportArchive names its first endpoint serving_default as well when none has that name.
+    # A batching export serves step_batched as serving_default too (the model server needs that key).
     assert sorted(k for k in defs if not k.startswith("__")) == ["serving_default", "step_batched"]
     def table(signature):
         return {k: (v.dtype, [d.size for d in v.tensor_shape.dim]) for k, v in signature.inputs.items()}

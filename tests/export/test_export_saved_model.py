@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from maskrnn_tf.export import saved_model_export, warmup
+from maskrnn_tf.export import saved_model_export, serving_module, warmup
 from maskrnn_tf.export.saved_model_export import ExportConfig, ExportError, export_saved_model
 from maskrnn_tf.export.serving_module import MIN_FRAME_SIZE
 from maskrnn_tf.export.session_model import SessionModel
@@ -154,6 +154,26 @@ def test_more_warmup_records_than_the_model_server_reads_are_refused_before_anyt
     warmup.check_warmup_record_count(1000, batching=True)
 
 
+@pytest.mark.parametrize("batching", [False, True])
+def test_each_signature_is_traced_once_per_export(tmp_path, tiny_model, monkeypatch, batching):
+    """Tracing is most of an export's time: each serving function is traced once, not once to find the variables
+    it reads and again inside the save (TensorFlow keys a save's traces apart from others)."""
+    traced = []
+
+    def counting(name):
+        function = getattr(serving_module.MaskRNNServingFunctions, name)
+
+        def counted(self, inputs):  # the endpoints' own signature: a tf.function traces what it is given
+            traced.append(name)
+            return function(self, inputs)
+        return counted
+
+    for name in ("_step", "_step_batched", "_first_frame"):
+        monkeypatch.setattr(serving_module.MaskRNNServingFunctions, name, counting(name))
+    export_saved_model(tiny_model, str(tmp_path), 1, ExportConfig(warmup=None, audit_ops=False, batching=batching))
+    assert sorted(traced) == (["_step_batched"] if batching else ["_first_frame", "_step", "_step_batched"])
+
+
 def test_the_version_is_on_disk_before_it_is_renamed_into_place(tmp_path, tiny_model, monkeypatch):
     """Every file of the version is fsynced before the rename publishes it (after a power loss a polling server
     finds a whole version or none, not a truncated saved_model.pb)."""
@@ -239,10 +259,13 @@ def test_running_out_of_memory_replaying_warmup_is_named_as_such(tmp_path, tiny_
     assert len(loaded) == 1 and os.listdir(tmp_path) == []
 
 
-class _NoArchive:
-    """build_export_archive's stand-in for the tests of what follows the SavedModel's writing (no tracing)."""
+class _NoServable:
+    """Servable's stand-in for the tests of what follows the SavedModel's writing (no tracing)."""
 
-    def write_out(self, export_dir, verbose=False):
+    def __init__(self, model, batching):
+        pass
+
+    def write_out(self, export_dir):
         os.makedirs(export_dir, exist_ok=True)
 
 
@@ -263,7 +286,7 @@ class _Loaded:
 def test_export_failures_after_the_write_are_named_for_what_failed(tmp_path, tiny_model, monkeypatch, failure):
     """Out of memory while loading the version here is this machine's (not the server refusing it); a warmup file
     that does not read back is the disk's (an OpError of its reading escaped every handler)."""
-    monkeypatch.setattr(saved_model_export, "build_export_archive", lambda model, batching: _NoArchive())
+    monkeypatch.setattr(saved_model_export, "Servable", _NoServable)
     if failure == "load out of memory":
         def loader(export_dir):
             raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[512,512,3,3]")
