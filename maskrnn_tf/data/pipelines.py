@@ -9,7 +9,7 @@ shuffle, so parallel maps (`deterministic=True`) give the same stream on every r
 """
 from __future__ import annotations
 
-from typing import List, Optional, Sequence as Seq, Tuple
+from typing import Callable, List, Optional, Sequence as Seq, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -107,6 +107,13 @@ def _jittered(frames: tf.Tensor, aug_seed: tf.Tensor, augment: AugmentConfig) ->
     return apply_color_jitter(frames, sample_color_jitter(seed, augment.color_jitter))
 
 
+def _mapped(dataset: tf.data.Dataset, element: Callable) -> tf.data.Dataset:
+    """`dataset.map(element)` in parallel and in order, `element` traced without autograph: it has no
+    tensor-dependent Python control flow, and converting it cost seconds at every start of a training."""
+    return dataset.map(tf.autograph.experimental.do_not_convert(element), num_parallel_calls=AUTOTUNE,
+                       deterministic=True)
+
+
 def finish_dataset(dataset: tf.data.Dataset, batch_size: Optional[int]) -> tf.data.Dataset:
     """Batches (drop_remainder) when batch_size is given, keeps the order deterministic, prefetches.
 
@@ -161,7 +168,7 @@ def make_static_dataset(source: VideoSource, augment: AugmentConfig = AugmentCon
             out["color_model"] = _color_model(fit, item)
         return out
 
-    dataset = _indexed(items, seed, shuffle, repeat).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = _mapped(_indexed(items, seed, shuffle, repeat), element)
     return finish_dataset(dataset, batch_size)
 
 
@@ -227,7 +234,7 @@ def make_clip_dataset(source: VideoSource, clip_length: int = 8, augment: Augmen
 
         return tf.cond(draw < seed_fraction, perturbed, lambda: ends)
 
-    dataset = _indexed(items, seed, shuffle, repeat).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = _mapped(_indexed(items, seed, shuffle, repeat), element)
     return finish_dataset(dataset, batch_size)
 
 
@@ -295,5 +302,5 @@ def make_finetune_dataset(first_frame: np.ndarray, first_mask: np.ndarray, objec
             out["color_model"] = tables_t[which]
         return out
 
-    dataset = tf.data.Dataset.range(2 ** 62).map(element, num_parallel_calls=AUTOTUNE, deterministic=True)
+    dataset = _mapped(tf.data.Dataset.range(2 ** 62), element)
     return finish_dataset(dataset, batch_size)

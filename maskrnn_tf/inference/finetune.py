@@ -119,7 +119,7 @@ class StaticFinetuner:
         self.optimizer = optimizer
         self._start = build_optimizer(optimizer, variables)
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, autograph=False)
         def train_step(batch):
             with tf.GradientTape() as tape:
                 loss = _batch_losses(model, batch, config, training=True)

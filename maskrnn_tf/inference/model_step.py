@@ -26,7 +26,8 @@ def model_step_fn(model: MaskRNN, jit_compile: bool = False) -> StepFn:
         tf.TensorSpec([None, 4], tf.float32),
     ] + ([tf.TensorSpec([None, None], tf.float32)] if prior else [])
 
-    @tf.function(input_signature=specs, jit_compile=jit_compile or None, reduce_retracing=True)
+    @tf.function(input_signature=specs, jit_compile=jit_compile or None, reduce_retracing=True,
+                 autograph=False)
     def step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes, *color_model):
         out = model.step(frame, flow_to_prev, flow_to_next, prev_probs, prev_boxes, training=False,
                          color_model=color_model[0] if color_model else None)

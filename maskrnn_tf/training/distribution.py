@@ -95,7 +95,7 @@ class StopAgreement:
 
     def __init__(self, strategy: tf.distribute.Strategy):
         self._strategy = strategy
-        self._votes = tf.function(self._all_reduce)
+        self._votes = tf.function(self._all_reduce, autograph=False)
 
     def _all_reduce(self, votes: tf.Tensor) -> tf.Tensor:
         # strategy.run makes the vote a per-replica value, which reduce() all-reduces over the workers (a plain

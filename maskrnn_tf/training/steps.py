@@ -72,11 +72,13 @@ class TrainSteps:
         if not optimizer.built:  # else the first traced step makes its variables, and TensorFlow traces it twice
             with strategy.scope():  # distributed as the model's are
                 optimizer.build(self.variables)
-        self.static_step = tf.function(self._static_step, jit_compile=False)
-        self.clip_step = tf.function(self._clip_step, jit_compile=False)
+        self.static_step = tf.function(self._static_step, jit_compile=False, autograph=False)
+        self.clip_step = tf.function(self._clip_step, jit_compile=False, autograph=False)
         # XLA goes on the per-replica computation (the cross-replica parts are not compilable).
-        self._static_replica = tf.function(self._static_replica_fn, jit_compile=config.jit_compile or None)
-        self._clip_replica = tf.function(self._clip_replica_fn, jit_compile=config.jit_compile or None)
+        self._static_replica = tf.function(self._static_replica_fn, jit_compile=config.jit_compile or None,
+                                            autograph=False)
+        self._clip_replica = tf.function(self._clip_replica_fn, jit_compile=config.jit_compile or None,
+                                          autograph=False)
         self._frame_fn = self._one_frame
         if config.recompute:
             self._frame_fn = tf.recompute_grad(self._one_frame)

@@ -85,7 +85,7 @@ def segment_video_sizes(model: MaskRNN, step_fn, video: Dict[str, np.ndarray]) -
 def make_step_fn(model: MaskRNN):
     """A compiled inference step (retraces only when the object count or frame size changes)."""
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def step(frame, flow_prev, flow_next, prev, boxes, color_model=None):
         return model.step(frame, flow_prev, flow_next, prev, boxes, training=False, color_model=color_model)
 

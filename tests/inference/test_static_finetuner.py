@@ -7,7 +7,8 @@ from maskrnn_tf.inference import FinetuneConfig, finetune, load_model
 from maskrnn_tf.inference.finetune import restore_weights
 
 
-def test_each_run_is_a_fresh_finetuning_and_the_update_is_traced_once(synthetic_video, tiny_model_path, monkeypatch):
+def test_each_run_is_a_fresh_finetuning_and_the_update_is_traced_once(synthetic_video, tiny_model_path, monkeypatch,
+                                                                      no_autograph):
     """Two videos through one finetuner give what two new `finetune` calls give (every optimizer variable starts
     again: Adam's moments and count, so the learning-rate schedule, and under float16 the loss scale), with one
     trace of the update for both."""
@@ -46,6 +47,7 @@ def test_each_run_is_a_fresh_finetuning_and_the_update_is_traced_once(synthetic_
         for variable, value in zip(model.trainable_variables, weights):
             np.testing.assert_allclose(variable.numpy(), value, rtol=1e-5, atol=1e-7)
     assert fresh_traces == 2 and len(traced) == 1
+    assert no_autograph == []  # the update is traced unconverted
 
 
 def test_segments_callback_traces_the_static_update_once_for_every_video(video_on_disk, tiny_model_path,

@@ -83,10 +83,10 @@ def test_recompute_gives_the_same_gradients_and_update():
         np.testing.assert_allclose(d0, d1, atol=1e-6)
 
 
-def test_the_first_update_is_traced_once():
+def test_the_first_update_is_traced_once(no_autograph):
     """An optimizer not built before the first update made its variables inside the traced step, and TensorFlow
     then traced the step a second time (about 10 s for a tiny network here; a training or a video's finetuning
-    pays it at start). TrainSteps builds the optimizer it is given."""
+    pays it at start). TrainSteps builds the optimizer it is given. Both steps are traced without autograph."""
     tf.keras.utils.set_random_seed(5)
     steps = _steps(_tiny())
     assert steps.optimizer.built and len(steps.optimizer.variables) > len(steps.model.trainable_variables)
@@ -94,6 +94,10 @@ def test_the_first_update_is_traced_once():
     for _ in range(2):
         steps.clip_step(clip, tf.constant(False))
     assert steps.clip_step.experimental_get_tracing_count() == 1
+    steps.static_step({"frame": clip["frames"][:, 1], "flow_to_prev": clip["flows_to_prev"][:, 1],
+                       "flow_to_next": clip["flows_to_next"][:, 1], "prev_mask": clip["masks"][:, 0],
+                       "mask": clip["masks"][:, 1], "void": clip["void"][:, 1]})
+    assert no_autograph == []
 
 
 def test_a_non_finite_gradient_skips_the_update():

@@ -19,7 +19,7 @@ def _segment_seeing_tables(model, video):
     return segment_video(model, step, video), seen
 
 
-def test_validation_feeds_tables_fitted_on_the_first_frame_at_every_step():
+def test_validation_feeds_tables_fitted_on_the_first_frame_at_every_step(no_autograph):
     video = generate_video(3, SyntheticConfig(height=32, width=48, num_frames=4, min_objects=2, max_objects=2))
     model = MaskRNN(MaskRNNConfig(width=0.125, fc_units=16, color_prior_input=True, color_prior_band=0.1))
     labels, seen = _segment_seeing_tables(model, video)
@@ -31,6 +31,7 @@ def test_validation_feeds_tables_fitted_on_the_first_frame_at_every_step():
     assert labels.shape == video["masks"].shape
     j, _ = evaluate(model, [video])
     assert 0.0 <= j <= 1.0
+    assert no_autograph == []  # validation's step is traced unconverted
 
 
 def test_validation_fits_the_tables_at_the_size_training_and_segment_fit_them():
