@@ -368,7 +368,7 @@ class Servable:
 
     The variables are those the traces capture, each once, so the saver's restore op (what tensorflow_model_server
     and `saved_model_cli run` use) restores every weight; a plain `tf.Module` holding a Keras 3 model does not
-    (see BUILD_NOTES.md, Serving), and the model itself is not tracked: that saves a second copy of every weight,
+    (see BUILD_NOTES.md, "Export"), and the model itself is not tracked: that saves a second copy of every weight,
     which the server restores and holds too. The signatures are saved as the concrete functions traced here:
     `tf.function`s would be traced again inside the save, where TensorFlow keys traces apart (twice the time).
     Signature keys are the endpoint names, input names the specs' names, outputs the returned dicts' keys; a
